@@ -1,0 +1,43 @@
+# binds-pipelines. Needs only Python 3.11+ and make: every target creates .venv if missing
+# and installs the locked set (uv.lock) with all extras.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV_VERSION := 0.13.9
+STAMP  := $(VENV)/.installed
+# numba (scanpy's neighbors/UMAP) compiles once, ~110 s; keep its cache with the project
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
+export MPLBACKEND ?= Agg
+export PREFECT_HOME ?= $(CURDIR)/.cache/prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+
+.PHONY: install test demo bench lint clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(STAMP): pyproject.toml uv.lock | $(BIN)/uv
+	# --frozen: install exactly the lock; --inexact: keep pip and uv in the venv
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --all-extras --inexact --python $(BIN)/python
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the project with its extras
+
+test: install  ## run the whole test suite (what CI runs)
+	$(BIN)/python -m pytest
+
+demo: install  ## generate example runs for every modality, process and publish them to ./demo-store, print the catalog
+	$(BIN)/binds demo --store ./demo-store
+
+bench: install  ## benchmarks: ratios against the baselines named in the issues (figures in benchmarks/README.md)
+	$(BIN)/python benchmarks/run.py
+
+lock:  ## re-resolve uv.lock after changing pyproject.toml
+	$(BIN)/uv lock
+
+clean:  ## remove demo outputs and caches (keeps .venv)
+	rm -rf demo-store demo-runs .binds-work .pytest_cache

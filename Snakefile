@@ -1,0 +1,40 @@
+# binds-pipelines: one run folder -> one staged dataset (data/, qc/, _meta/).
+#
+# Normally started by `binds run RUN_DIR`, which validates experiment.yaml first and writes
+# <stage>/_meta/experiment.json.  To run by hand (HPC operators):
+#
+#   binds validate RUN_DIR            # writes nothing, exit 2 on invalid metadata
+#   snakemake --profile profiles/slurm \
+#       --config run_dir=RUN_DIR stage_dir=WORK/stage modality=cryoem \
+#                experiment=WORK/stage/_meta/experiment.json
+#
+# The workflow for the modality lives in workflows/<modality>/main.smk; its rules are thin and
+# call functions in pipelines.modalities.<modality>.
+
+from pathlib import Path
+import json
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+validate(config, schema="workflows/common/config.schema.yaml")
+
+RUN_DIR = Path(config["run_dir"])
+STAGE = Path(config["stage_dir"])
+MODALITY = config["modality"]
+EXPERIMENT = json.loads(Path(config["experiment"]).read_text())
+LOGS = STAGE / "_meta" / "logs"
+BENCH = STAGE / "_meta" / "benchmarks"
+
+
+# Every modality workflow ends in qc/metrics.json (key QC figures for the catalog); its rule
+# takes all the other outputs as input, so this one target builds the whole dataset.
+rule all:
+    input:
+        STAGE / "qc" / "metrics.json",
+    default_target: True
+
+
+include: f"workflows/{MODALITY}/main.smk"

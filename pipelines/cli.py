@@ -1,0 +1,404 @@
+"""``binds``: process instrument runs into the curated store, and read the store.
+
+Exit codes: 0 success; 1 a failed run (a rule crashed, the store unreachable, verification
+found damage); 2 invalid input or usage (reported as ``file: where: problem (hint)`` lines).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from pipelines.errors import BindsError, InputError, Problem, RunError
+from pipelines.metadata import ACCESS_LEVELS, MODALITIES
+
+EXIT_CODES = "Exit codes: 0 success; 1 failed run (rule crashed, store unreachable, damage found); 2 invalid input or usage."
+app = typer.Typer(
+    name="binds",
+    help="Turn BINDS instrument runs into curated, versioned datasets (OME-Zarr, AnnData-Zarr, Parquet) "
+         "in a store: a local folder or s3://bucket/prefix.\n\n"
+         "Typical use, right after an experiment:\n\n"
+         "  binds init runs/krios-0042 --modality cryoem   # writes experiment.yaml to edit\n\n"
+         "  binds validate runs/krios-0042\n\n"
+         "  binds run runs/krios-0042 --store s3://binds-curated\n\n" + EXIT_CODES,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console()
+err = Console(stderr=True)
+
+StoreOpt = Annotated[str | None, typer.Option(
+    "--store", "-s", envvar="BINDS_STORE", show_envvar=True,
+    help="Store URL: a local folder or s3://bucket/prefix (endpoint from BINDS_S3_ENDPOINT_URL or "
+         "AWS_ENDPOINT_URL). Default ./store.")]
+
+
+def _report(exc: BindsError) -> None:
+    if isinstance(exc, InputError):
+        err.print(f"[bold red]error:[/] invalid input ({len(exc.problems)} problem"
+                  f"{'s' if len(exc.problems) != 1 else ''}):", highlight=False)
+        for p in exc.problems:
+            err.print(f"  {p}", highlight=False, markup=False)
+    else:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        for line in getattr(exc, "details", []):
+            err.print(f"  {line}", highlight=False, markup=False)
+
+
+def handle_errors(func):
+    """User errors become their message and exit code; real bugs keep their traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from pipelines.store.base import StoreError
+
+        try:
+            return func(*args, **kwargs)
+        except BindsError as exc:
+            _report(exc)
+            raise typer.Exit(exc.exit_code) from None
+        except StoreError as exc:
+            _report(RunError(str(exc)))
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("interrupted: nothing was committed that is not complete; run the same command to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
+
+
+def _bytes_progress(label: str) -> Progress:
+    return Progress(TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                    TimeRemainingColumn(), console=err, transient=True)
+
+
+# ----------------------------------------------------------------------------------- init
+@app.command()
+@handle_errors
+def init(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder with the raw instrument files, e.g. runs/krios-0042.")],
+    modality: Annotated[str, typer.Option("--modality", "-m", help=f"One of: {', '.join(MODALITIES)}.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing experiment.yaml.")] = False,
+) -> None:
+    """Write a commented experiment.yaml template listing the raw files found.
+
+    Example: binds init runs/krios-0042 --modality cryoem
+    """
+    from pipelines.templates import experiment_template
+
+    if modality not in MODALITIES:
+        raise InputError(Problem(f"unknown modality {modality!r}", where="--modality",
+                                 hint=f"one of {', '.join(MODALITIES)}"))
+    if not run_dir.is_dir():
+        raise InputError(Problem("no such run folder", file=str(run_dir)))
+    target = run_dir / "experiment.yaml"
+    if target.exists() and not force:
+        raise InputError(Problem("experiment.yaml already exists", file=str(target),
+                                 hint="edit it, or pass --force to overwrite"))
+    target.write_text(experiment_template(run_dir, modality))
+    out.print(f"wrote {target}: edit the EDIT fields, then run: binds validate {run_dir}")
+
+
+# ----------------------------------------------------------------------------------- validate
+@app.command()
+@handle_errors
+def validate(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder holding experiment.yaml and the raw files.")],
+) -> None:
+    """Check experiment.yaml and the raw files; nothing is written.
+
+    Every problem is listed with its file, YAML path or place in the file, and a hint.
+
+    Example: binds validate runs/krios-0042
+    """
+    from pipelines.runner import check_run_dir
+
+    exp, raw = check_run_dir(run_dir)
+    for note in exp.notes:
+        out.print(f"note: {note}", highlight=False, markup=False)
+    out.print(f"ok: {exp.path} is valid ({exp.modality}, dataset {exp.dataset_id}, "
+              f"access {exp.access}); {len(raw)} raw file(s)", highlight=False)
+
+
+# ----------------------------------------------------------------------------------- run
+@app.command()
+@handle_errors
+def run(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder (raw files + experiment.yaml).")],
+    store: StoreOpt = None,
+    profile: Annotated[str, typer.Option(help="Snakemake profile: local, slurm, kubernetes, aws-batch, or a folder.")] = "local",
+    cores: Annotated[int | None, typer.Option(help="Cores for the local executor (default: all).")] = None,
+    work_dir: Annotated[Path | None, typer.Option(help="Where to stage (default $BINDS_WORK_DIR/<dataset_id> or ./.binds-work/<dataset_id>).")] = None,
+    publish: Annotated[bool, typer.Option("--publish/--no-publish", help="Publish after staging.")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect and workflow logs.")] = False,
+) -> None:
+    """Validate, process (Snakemake, inside a Prefect flow) and publish one run folder.
+
+    Examples:
+
+      binds run runs/krios-0042                          # into ./store
+
+      binds run runs/krios-0042 --store s3://binds-curated --cores 8
+
+      binds run runs/krios-0042 --profile slurm --no-publish   # stage on the cluster
+    """
+    _setup_logging(verbose)
+    _quiet_prefect(verbose)
+    from pipelines.flows import binds_run
+
+    with err.status(f"processing {run_dir} (validate -> snakemake -> publish)"):
+        result = binds_run(str(run_dir), store_url=store, profile=profile, cores=cores,
+                           work_dir=str(work_dir) if work_dir else None, publish=publish)
+    _print_publish(result, json_out)
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".binds" / "prefect"))
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "ERROR")
+
+
+def _print_publish(result: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        out.print_json(json.dumps(result, default=str))
+        return
+    if not result.get("published", True):
+        out.print(f"staged at {result['stage_dir']} (not published): binds publish {result['stage_dir']} --store URL")
+        return
+    verb = "published" if result["created"] else "unchanged"
+    out.print(f"{verb}: {result['dataset_id']} v{result['version']} -> "
+              f"{result['store_url']}/{result['prefix']}v{result['version']}/ "
+              f"({result['n_files']} files, {result['bytes']:,} bytes)", highlight=False)
+    for note in result.get("notes", []):
+        out.print(f"  {note}", highlight=False)
+
+
+# ----------------------------------------------------------------------------------- publish
+@app.command("publish")
+@handle_errors
+def publish_cmd(
+    staged_dir: Annotated[Path, typer.Argument(help="A staged dataset folder (data/, qc/, _meta/), e.g. .binds-work/binds-2026-0042-cryoem/stage.")],
+    store: StoreOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Publish (or resume publishing) a staged dataset: upload, verify, commit, catalog.
+
+    Identical content already published creates no new version.
+
+    Example: binds publish .binds-work/binds-2026-0042-cryoem/stage --store s3://binds-curated
+    """
+    from pipelines.runner import publish_stage
+
+    with _bytes_progress("uploading") as prog:
+        task = prog.add_task("upload", total=None)
+        result = publish_stage(staged_dir, store, progress=lambda done, total: prog.update(task, completed=done, total=total))
+    _print_publish(result.to_dict(), json_out)
+
+
+# ----------------------------------------------------------------------------------- catalog
+@app.command()
+@handle_errors
+def catalog(
+    store: StoreOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON lines array for scripts.")] = False,
+    modality: Annotated[str | None, typer.Option(help="Only this modality.")] = None,
+    access: Annotated[str | None, typer.Option(help="Only this access level (open, consortium, restricted).")] = None,
+    request_id: Annotated[str | None, typer.Option(help="Only this support request.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Only this dataset id.")] = None,
+    latest: Annotated[bool, typer.Option("--latest", help="Only the newest version of each dataset.")] = False,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Rewrite the catalog rows from the manifests first.")] = False,
+) -> None:
+    """List the committed dataset versions (one row per version), newest first.
+
+    Examples:
+
+      binds catalog --store ./demo-store
+
+      binds catalog --store s3://binds-curated --modality cryoem --json | jq '.[].path'
+
+      binds catalog --rebuild          # after a crash between commit and catalog row
+    """
+    from pipelines.store import open_store
+    from pipelines.store.catalog import read_catalog, rebuild_catalog
+
+    if access and access not in ACCESS_LEVELS:
+        raise InputError(Problem(f"unknown access level {access!r}", where="--access", hint=", ".join(ACCESS_LEVELS)))
+    if modality and modality not in MODALITIES:
+        raise InputError(Problem(f"unknown modality {modality!r}", where="--modality", hint=", ".join(MODALITIES)))
+    st = open_store(store, read_only=not rebuild)
+    if rebuild:
+        stats = rebuild_catalog(st)
+        err.print(f"catalog rebuilt from manifests: {stats['rows']} rows, {stats['removed']} stale removed")
+    df = read_catalog(st, levels=[access] if access else ACCESS_LEVELS).to_pandas()
+    for col, val in (("modality", modality), ("request_id", request_id), ("dataset_id", dataset)):
+        if val:
+            df = df[df[col] == val]
+    if latest:
+        df = df.sort_values("version", ascending=False).drop_duplicates(["access", "modality", "dataset_id"])
+    if json_out:
+        rows = json.loads(df.to_json(orient="records", date_format="iso"))
+        for r in rows:
+            r["qc"] = json.loads(r.pop("qc_json") or "{}")
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    if df.empty:
+        out.print(f"no datasets in {st.url}")
+        return
+    table = Table(title=f"catalog of {st.url}", title_justify="left")
+    for col in ("dataset_id", "version", "modality", "access", "request_id", "title", "created", "n_files", "size"):
+        table.add_column(col, overflow="fold")
+    for r in df.itertuples():
+        table.add_row(r.dataset_id, f"v{r.version}", r.modality, r.access, r.request_id or "", r.title or "",
+                      str(r.created)[:19], str(r.n_files), _human(r.bytes))
+    out.print(table)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+# ----------------------------------------------------------------------------------- show
+@app.command()
+@handle_errors
+def show(
+    dataset: Annotated[str, typer.Argument(help="Dataset id, e.g. binds-2026-0042-cryoem.")],
+    version: Annotated[int | None, typer.Option(help="Version number (default: the newest).")] = None,
+    store: StoreOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Show one dataset version: where it is, its files, QC figures and metadata.
+
+    Example: binds show binds-2026-0042-cryoem --version 2 --store ./demo-store
+    """
+    from pipelines.store import open_store
+    from pipelines.store.catalog import read_catalog
+
+    st = open_store(store, read_only=True)
+    df = read_catalog(st).to_pandas()
+    df = df[df["dataset_id"] == dataset]
+    if df.empty:
+        raise InputError(Problem(f"no dataset {dataset!r} in {st.url}", where="DATASET",
+                                 hint="list them with: binds catalog"))
+    if version is not None:
+        df = df[df["version"] == version]
+        if df.empty:
+            raise InputError(Problem(f"{dataset} has no version {version}", where="--version"))
+    row = df.sort_values("version").iloc[-1]
+    manifest = json.loads(st.get(row["path"] + "manifest.json"))
+    if json_out:
+        sys.stdout.write(json.dumps(manifest, indent=2) + "\n")
+        return
+    out.print(f"[bold]{manifest['dataset_id']}[/] v{manifest['version']}  ({manifest['modality']}, {manifest['access']})")
+    out.print(f"  title:    {manifest['title']}", highlight=False)
+    out.print(f"  request:  {manifest['request_id']}", highlight=False)
+    out.print(f"  created:  {manifest['created']}")
+    out.print(f"  location: {st.url}/{row['path']}", highlight=False)
+    out.print(f"  content:  {manifest['content_digest']}  ({manifest['n_files']} files, {_human(manifest['bytes'])})")
+    out.print("  data:     " + ", ".join(row["data_paths"]), highlight=False)
+    if manifest.get("qc"):
+        out.print("  qc:")
+        for k, v in sorted(manifest["qc"].items()):
+            out.print(f"    {k}: {v}", highlight=False)
+
+
+# ----------------------------------------------------------------------------------- verify
+@app.command()
+@handle_errors
+def verify(
+    dataset: Annotated[str | None, typer.Argument(help="Only this dataset id (default: every dataset).")] = None,
+    version: Annotated[int | None, typer.Option(help="Only this version.")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Re-read committed versions and check every file's size and sha256 against its manifest.
+
+    Exit 1 and one line per damaged or missing file when anything differs.
+
+    Examples:
+
+      binds verify --store ./demo-store
+
+      binds verify binds-2026-0042-cryoem --store s3://binds-curated
+    """
+    from pipelines.store import open_store
+    from pipelines.store.verify import verify as verify_store
+
+    st = open_store(store, read_only=True)
+    with err.status("verifying checksums"):
+        report = verify_store(st, dataset_id=dataset, version=version)
+    if dataset and report.versions == 0:
+        raise InputError(Problem(f"no committed version of {dataset!r} in {st.url}", where="DATASET",
+                                 hint="list them with: binds catalog"))
+    for p in report.problems:
+        out.print(p, highlight=False, markup=False)
+    summary = f"{report.versions} version(s), {report.files} files, {_human(report.bytes)} checked"
+    if not report.ok:
+        raise RunError(f"verification failed: {len(report.problems)} problem(s) in {summary}")
+    out.print(f"ok: {summary}")
+
+
+# ----------------------------------------------------------------------------------- demo
+@app.command()
+@handle_errors
+def demo(
+    store: Annotated[str, typer.Option("--store", "-s", help="Store to publish into.")] = "./demo-store",
+    runs_dir: Annotated[Path, typer.Option(help="Where to write the example run folders.")] = Path("demo-runs"),
+    modality: Annotated[list[str] | None, typer.Option("--modality", "-m", help="Only these modalities (repeatable).")] = None,
+    cores: Annotated[int | None, typer.Option(help="Cores for Snakemake.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Generate realistic example runs for every modality, run them, publish, print the catalog.
+
+    Example: binds demo --store ./demo-store
+    """
+    from pipelines import modalities as mods
+
+    _setup_logging(verbose)
+    _quiet_prefect(verbose)
+    from pipelines.flows import binds_run
+
+    chosen = modality or list(MODALITIES)
+    for m in chosen:
+        if m not in MODALITIES:
+            raise InputError(Problem(f"unknown modality {m!r}", where="--modality", hint=", ".join(MODALITIES)))
+    for m in chosen:
+        run_dir = runs_dir / f"demo-{m}"
+        with err.status(f"writing example {m} run {run_dir}"):
+            mods.get(m).make_demo_run(run_dir)
+        with err.status(f"processing {run_dir}"):
+            result = binds_run(str(run_dir), store_url=store, cores=cores,
+                               work_dir=str(runs_dir / ".work" / m))
+        _print_publish(result, False)
+    catalog(store=store, json_out=False, modality=None, access=None, request_id=None, dataset=None,
+            latest=False, rebuild=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,407 @@
+"""Experiment metadata (``experiment.yaml``): load, validate, normalise.
+
+Validation runs before any compute and reports every problem at once, each with its YAML path,
+line and a hint::
+
+    experiment.yaml:9: samples[1].organism: 'human' is not an NCBITaxon id (did you mean NCBITaxon:9606?)
+
+The schemas are JSON Schema (draft 2020-12) in ``metadata/schemas/``: the common fields in
+``experiment.schema.json`` and one block per modality in ``<modality>.schema.json``.
+Ontology ids are checked for form (schema pattern) and against the small bundled vocabulary in
+``metadata/vocab/`` (no network); a well-formed id missing from it is accepted with a note.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+from referencing import Registry, Resource
+
+from pipelines.errors import InputError, Problem
+from pipelines.resources import metadata_dir
+
+EXPERIMENT_FILE = "experiment.yaml"
+MODALITIES = ("cryoem", "metabolomics", "transcriptomics", "screening")
+ACCESS_LEVELS = ("open", "consortium", "restricted")
+_SLUG = re.compile(r"^(?!.*\.\.)[a-z0-9][a-z0-9._-]{0,99}$")
+
+
+# --------------------------------------------------------------------------- vocabularies
+@dataclass(frozen=True, slots=True)
+class Term:
+    id: str
+    label: str
+    synonyms: tuple[str, ...] = ()
+
+
+@cache
+def vocabulary(name: str) -> dict[str, Term]:
+    """The bundled terms of one vocabulary (``NCBITaxon``, ``UBERON``, ``CL``, ``CHEBI``, ``EFO``, ``spdx``)."""
+    path = metadata_dir() / "vocab" / f"{name}.tsv"
+    terms: dict[str, Term] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        cols = line.split("\t") + ["", ""]
+        syn = tuple(s.strip().lower() for s in cols[2].split("|") if s.strip())
+        terms[cols[0]] = Term(cols[0], cols[1], syn)
+    return terms
+
+
+def lookup_label(name: str, text: str) -> Term | None:
+    """The term whose label or synonym is ``text`` (case-insensitive), else the closest one."""
+    key = text.strip().lower()
+    terms = vocabulary(name).values()
+    for t in terms:
+        if key == t.label.lower() or key in t.synonyms or key == t.id.lower():
+            return t
+    names = {t.label.lower(): t for t in terms} | {s: t for t in terms for s in t.synonyms}
+    close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.75)
+    return names[close[0]] if close else None
+
+
+# --------------------------------------------------------------------------- schema
+@cache
+def _registry() -> Registry:
+    resources = []
+    for p in sorted((metadata_dir() / "schemas").glob("*.schema.json")):
+        schema = json.loads(p.read_text())
+        resources.append((schema["$id"], Resource.from_contents(schema)))
+    return Registry().with_resources(resources)
+
+
+@cache
+def experiment_schema() -> dict[str, Any]:
+    return json.loads((metadata_dir() / "schemas" / "experiment.schema.json").read_text())
+
+
+def _validator() -> jsonschema.protocols.Validator:
+    cls = jsonschema.Draft202012Validator
+    return cls(experiment_schema(), registry=_registry(), format_checker=cls.FORMAT_CHECKER)
+
+
+# --------------------------------------------------------------------------- YAML with lines
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that leaves dates as text: the schema checks them (2026-13-20 is an error
+    with a YAML path, not a crash in the YAML parser)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+def _yaml_path(parts: list[Any]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def _line_of(node: yaml.Node | None, parts: list[Any]) -> int | None:
+    """1-based line of the YAML node at ``parts`` (or its nearest existing parent)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for p in parts:
+        if isinstance(node, yaml.MappingNode):
+            nxt = next((v for k, v in node.value if k.value == p), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(p, int) and p < len(node.value):
+            nxt = node.value[p]
+        else:
+            nxt = None
+        if nxt is None:
+            break
+        node = nxt
+        line = node.start_mark.line + 1
+    return line
+
+
+def _normalise(obj: Any) -> Any:
+    """YAML dates become ISO strings so the JSON schema (format: date) and JSON output agree."""
+    if isinstance(obj, dict):
+        return {str(k): _normalise(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_normalise(v) for v in obj]
+    if isinstance(obj, dt.datetime):
+        return obj.isoformat()
+    if isinstance(obj, dt.date):
+        return obj.isoformat()
+    return obj
+
+
+# --------------------------------------------------------------------------- public API
+@dataclass(slots=True)
+class Experiment:
+    """A validated experiment.yaml.
+
+    Attributes
+    ----------
+    data
+        The metadata as plain JSON types (dates as ISO strings).
+    notes
+        Things worth telling the user that are not errors (e.g. an ontology id that is well
+        formed but not in the bundled vocabulary).
+    """
+
+    data: dict[str, Any]
+    path: Path
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def modality(self) -> str:
+        return self.data["modality"]
+
+    @property
+    def access(self) -> str:
+        return self.data["access"]["level"]
+
+    @property
+    def dataset_id(self) -> str:
+        return self.data.get("dataset_id") or default_dataset_id(self.data["request_id"], self.modality)
+
+    @property
+    def block(self) -> dict[str, Any]:
+        """The modality's own parameters (empty when the YAML has none: defaults apply)."""
+        return dict(self.data.get(self.modality) or {})
+
+
+def default_dataset_id(request_id: str, modality: str) -> str:
+    slug = re.sub(r"[^a-z0-9._-]+", "-", f"{request_id}-{modality}".lower()).strip("-.")
+    return validate_dataset_id(re.sub(r"\.{2,}", ".", slug)[:100])
+
+
+def validate_dataset_id(dataset_id: str) -> str:
+    """Return ``dataset_id`` if it is a safe slug, else raise :class:`InputError`."""
+    if not isinstance(dataset_id, str) or not _SLUG.match(dataset_id):
+        raise InputError(Problem(
+            f"{dataset_id!r} is not a valid dataset id", where="dataset_id",
+            hint="lower-case letters, digits, '.', '_' and '-', no '/' or '..', at most 100 characters"))
+    return dataset_id
+
+
+def load_experiment(run_dir: str | Path) -> Experiment:
+    """Read and validate ``RUN_DIR/experiment.yaml`` (or a YAML file given directly).
+
+    Raises
+    ------
+    InputError
+        With one :class:`Problem` per error found: all of them, not just the first.
+    """
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / EXPERIMENT_FILE
+    fname = path.name if path.parent == Path(run_dir) else str(path)
+    if not path.exists():
+        raise InputError(Problem(
+            "no experiment.yaml in the run folder", file=str(path),
+            hint=f"write one with: binds init {path.parent} --modality MODALITY"))
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+        raw = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
+        problem = getattr(err, "problem", None) or str(err)
+        raise InputError(Problem(f"YAML syntax error: {problem}", file=fname, where=where,
+                                 hint="check indentation and quote values containing ':' or '#'")) from None
+    if not isinstance(raw, dict):
+        raise InputError(Problem("expected a mapping of fields (key: value), got "
+                                 f"{type(raw).__name__ if raw is not None else 'an empty file'}",
+                                 file=fname, hint="start from: binds init RUN_DIR --modality M"))
+    data = _normalise(raw)
+    problems, notes = validate_experiment(data, file=fname, root=root)
+    if problems:
+        raise InputError(problems)
+    return Experiment(data=data, path=path, notes=notes)
+
+
+def validate_experiment(data: dict[str, Any], *, file: str = EXPERIMENT_FILE,
+                        root: yaml.Node | None = None) -> tuple[list[Problem], list[str]]:
+    """Validate metadata already loaded as JSON types; return (problems, notes)."""
+    problems: list[Problem] = []
+    for err in sorted(_validator().iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+        problems.extend(_explain(err, data, file, root))
+    more, notes = _semantic_checks(data, file, root)
+    problems.extend(more)
+    problems.sort(key=lambda p: int(m.group(1)) if (m := re.match(r"line (\d+)", p.where or "")) else 0)
+    # one line per (place, message): anyOf/ref branches can repeat themselves
+    seen, unique = set(), []
+    for p in problems:
+        if (p.where, p.message) not in seen:
+            seen.add((p.where, p.message))
+            unique.append(p)
+    return unique, notes
+
+
+def _where(parts: list[Any], root: yaml.Node | None, *, path: str | None = None) -> str:
+    line = _line_of(root, parts) if root is not None else None
+    path = path or _yaml_path(parts)
+    return f"line {line}: {path}" if line else path
+
+
+def _explain(err: jsonschema.ValidationError, data: dict, file: str, root) -> list[Problem]:
+    parts = list(err.absolute_path)
+    schema = err.schema if isinstance(err.schema, dict) else {}
+    value = err.instance
+    v = err.validator
+    if v == "required":
+        missing = re.findall(r"'([^']+)' is a required property", err.message)
+        name = missing[0] if missing else err.message
+        full = _yaml_path(parts + [name])
+        hint = _REQUIRED_HINTS.get(full) or _REQUIRED_HINTS.get(name)
+        return [Problem("required field is missing", file=file, where=_where(parts, root, path=full),
+                        hint=hint)]
+    where = _where(parts, root)
+    if v == "additionalProperties":
+        extra = re.findall(r"'([^']+)' (?:was|were) unexpected", err.message)
+        names = re.findall(r"'([^']+)'", err.message.split("(")[-1]) if not extra else extra
+        out = []
+        allowed = list((schema.get("properties") or {}).keys())
+        for name in names:
+            close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else f"allowed here: {', '.join(allowed)}"
+            out.append(Problem(f"unknown field '{name}'", file=file,
+                               where=_where(parts + [name], root), hint=hint))
+        return out
+    if v == "pattern" and "x-ontology" in schema:
+        onto = schema["x-ontology"]
+        term = lookup_label(onto, str(value)) if onto != "CHEBI" or not str(value).isdigit() else None
+        hint = f"did you mean {term.id}? ({term.label})" if term else _ONTOLOGY_FORMS[onto]
+        if term:
+            hint = f"did you mean {term.id}?"
+        return [Problem(f"{value!r} is not {_ONTOLOGY_ARTICLE[onto]} id", file=file, where=where, hint=hint)]
+    if v == "pattern":
+        return [Problem(f"{value!r} is not allowed here", file=file, where=where,
+                        hint=schema.get("x-binds-hint"))]
+    if v == "enum":
+        close = difflib.get_close_matches(str(value), [str(x) for x in err.validator_value], n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'?" if close else None
+        return [Problem(f"{value!r} is not one of {', '.join(map(str, err.validator_value))}",
+                        file=file, where=where, hint=hint)]
+    if v == "const" and parts == ["schema_version"]:
+        return [Problem(f"schema_version {value!r} is not supported", file=file, where=where,
+                        hint="this version of binds reads schema_version: 1")]
+    if v == "format" and err.validator_value == "date":
+        return [Problem(f"{value!r} is not a date", file=file, where=where,
+                        hint="write it as YYYY-MM-DD, e.g. 2026-11-20")]
+    if v == "type":
+        want = err.validator_value
+        want = " or ".join(want) if isinstance(want, list) else want
+        got = "nothing" if value is None else type(value).__name__.replace("dict", "mapping").replace("list", "list")
+        hint = "a mapping is written as indented 'key: value' lines" if want == "object" else (
+            "a list is written as lines starting with '- '" if want == "array" else None)
+        return [Problem(f"expected {want}, got {got} ({_short(value)})", file=file, where=where, hint=hint)]
+    if v == "minItems":
+        return [Problem(f"needs at least {err.validator_value} item(s)", file=file, where=where,
+                        hint="list each sample as '- id: S1'" if parts == ["samples"] else None)]
+    if v in ("minLength", "maxLength"):
+        return [Problem(err.message, file=file, where=where)]
+    return [Problem(err.message, file=file, where=where)]
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+_ONTOLOGY_ARTICLE = {"NCBITaxon": "an NCBITaxon", "UBERON": "an UBERON", "CL": "a CL",
+                     "CHEBI": "a ChEBI or PubChem compound"}
+_ONTOLOGY_FORMS = {
+    "NCBITaxon": "write NCBITaxon:<digits>, e.g. NCBITaxon:9606 for human",
+    "UBERON": "write UBERON:<7 digits>, e.g. UBERON:0000178 for blood",
+    "CL": "write CL:<7 digits>, e.g. CL:0000236 for B cell, or 'unknown'",
+    "CHEBI": "write CHEBI:<digits> or PUBCHEM.COMPOUND:<cid>, e.g. CHEBI:27732",
+}
+_REQUIRED_HINTS = {
+    "schema_version": "add 'schema_version: 1'",
+    "request_id": "the support request id, e.g. 'request_id: BINDS-2026-0042'",
+    "title": "one line describing the run",
+    "modality": "one of cryoem, metabolomics, transcriptomics, screening",
+    "instrument": "e.g. 'instrument: {manufacturer: Thermo Fisher, model: Titan Krios G4}'",
+    "instrument.model": "e.g. 'model: Titan Krios G4'",
+    "acquired": "the acquisition date, e.g. 'acquired: 2026-11-20'",
+    "access": "e.g. 'access: {level: consortium}' (open | consortium | restricted)",
+    "access.level": "open | consortium | restricted",
+    "license": "an SPDX id, e.g. 'license: CC-BY-4.0'",
+    "samples": "at least one sample: 'samples: [{id: S1}]'",
+}
+
+
+def _semantic_checks(data: dict, file: str, root) -> tuple[list[Problem], list[str]]:
+    problems: list[Problem] = []
+    notes: list[str] = []
+    spdx = vocabulary("spdx")
+    lic = data.get("license")
+    if isinstance(lic, str) and lic not in spdx:
+        term = lookup_label("spdx", lic)
+        problems.append(Problem(f"{lic!r} is not an accepted SPDX licence id", file=file,
+                                where=_where(["license"], root),
+                                hint=f"did you mean {term.id}?" if term else f"one of {', '.join(spdx)}"))
+    samples = [s for s in data.get("samples") or [] if isinstance(s, dict)] \
+        if isinstance(data.get("samples"), list) else []
+    ids = [str(s.get("id")) for s in samples]
+    for i, sid in enumerate(ids):
+        if ids.index(sid) != i:
+            problems.append(Problem(f"duplicate sample id {sid!r}", file=file,
+                                    where=_where(["samples", i, "id"], root),
+                                    hint="every sample needs its own id"))
+    for i, sample in enumerate(samples):
+        for key, onto in (("organism", "NCBITaxon"), ("tissue", "UBERON"), ("cell_type", "CL"),
+                          ("compound", "CHEBI")):
+            val = sample.get(key)
+            if (isinstance(val, str) and re.fullmatch(r"[A-Za-z]+:\d+", val)
+                    and not val.startswith("PUBCHEM") and val not in vocabulary(onto)):
+                notes.append(f"{file}: {_yaml_path(['samples', i, key])}: {val} is well formed but not in "
+                             f"the bundled {onto} subset; it is kept as given")
+    for path, value in _walk(data):
+        if value == PLACEHOLDER or (path == ["request_id"] and value == PLACEHOLDER_REQUEST):
+            problems.append(Problem("placeholder from `binds init` not filled in", file=file,
+                                    where=_where(path, root), hint="replace it with the real value"))
+    acquired = _date_or_none(data.get("acquired"))
+    if acquired and acquired > dt.date.today() + dt.timedelta(days=1):
+        problems.append(Problem(f"acquisition date {data['acquired']} is in the future", file=file,
+                                where=_where(["acquired"], root), hint="check the year"))
+    access = data.get("access") if isinstance(data.get("access"), dict) else {}
+    emb = _date_or_none(access.get("embargo_until"))
+    if emb and access.get("level") == "open" and emb > dt.date.today():
+        notes.append(f"{file}: access.embargo_until: open dataset under embargo until {emb}")
+    return problems, notes
+
+
+PLACEHOLDER = "EDIT"
+PLACEHOLDER_REQUEST = "BINDS-2026-0000"
+
+
+def _walk(obj: Any, path: list[Any] | None = None):
+    path = path or []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _walk(v, path + [k])
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _walk(v, path + [i])
+    else:
+        yield path, obj
+
+
+def _date_or_none(value: Any) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def write_experiment_json(exp: Experiment, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(exp.data, indent=2, sort_keys=True) + "\n")
+    return path

@@ -1,0 +1,777 @@
+"""A streaming mzML reader: spectra and chromatograms in file order, memory bounded by chunk size.
+
+pymzml is the reference reader (the tests compare every array of every real file with it); this
+module exists because the conversion is bound by parsing speed: it scans the raw bytes with
+``bytes.find`` and a few compiled regexes, decodes base64 with :mod:`binascii`, inflates with
+:mod:`zlib` (which releases the GIL, so :func:`iter_spectrum_batches` can decode on two threads)
+and views the result with :func:`numpy.frombuffer`.
+
+What it reads: plain, gzip and pymzml's indexed gzip (``.idx.gz``: any gzip reader inflates
+it), ``<indexedmzML>`` or bare ``<mzML>`` (the offset index is not needed for a sequential
+pass), 32/64-bit float and int arrays, zlib / no compression / MS-Numpress (linear, pic, slof,
+each optionally zlib'ed), profile and centroid, MS1..MSn, scan start time in seconds, minutes or
+milliseconds (normalised to seconds), referenceableParamGroupRef inside spectra, files without
+spectra (chromatograms only).
+
+Every problem with the file is an :class:`~pipelines.errors.InputError` naming the file, the
+spectrum index (or byte offset) and what to do.
+"""
+
+from __future__ import annotations
+
+import binascii
+import gzip
+import hashlib
+import re
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from pipelines.errors import InputError, Problem
+
+# --------------------------------------------------------------------------- PSI-MS accessions
+MS_LEVEL = b"MS:1000511"
+MS1_SPECTRUM = b"MS:1000579"
+CENTROID = b"MS:1000127"
+PROFILE = b"MS:1000128"
+POSITIVE = b"MS:1000130"
+NEGATIVE = b"MS:1000129"
+SCAN_START_TIME = b"MS:1000016"
+TIC = b"MS:1000285"
+BASE_PEAK_MZ = b"MS:1000504"
+BASE_PEAK_INTENSITY = b"MS:1000505"
+ISO_TARGET = b"MS:1000827"
+ISO_LOWER = b"MS:1000828"
+ISO_UPPER = b"MS:1000829"
+SELECTED_ION_MZ = b"MS:1000744"
+CHARGE_STATE = b"MS:1000041"
+PEAK_INTENSITY = b"MS:1000042"
+COLLISION_ENERGY = b"MS:1000045"
+
+MZ_ARRAY = "MS:1000514"
+INTENSITY_ARRAY = "MS:1000515"
+TIME_ARRAY = "MS:1000595"
+
+# data types and compressions of binaryDataArray
+_DTYPES = {"MS:1000521": np.dtype("<f4"), "MS:1000523": np.dtype("<f8"),
+           "MS:1000519": np.dtype("<i4"), "MS:1000522": np.dtype("<i8")}
+ZLIB = "MS:1000574"
+NO_COMPRESSION = "MS:1000576"
+# numpress accession -> (algorithm, zlib applied after numpress)
+_NUMPRESS = {"MS:1002312": ("linear", False), "MS:1002313": ("pic", False), "MS:1002314": ("slof", False),
+             "MS:1002746": ("linear", True), "MS:1002747": ("pic", True), "MS:1002748": ("slof", True)}
+_COMPRESSIONS = {ZLIB, NO_COMPRESSION, *_NUMPRESS}
+
+# unit of the scan start time -> factor to seconds (UO and the old MS unit terms)
+_TIME_UNITS = {b"UO:0000010": 1.0, b"UO:0000031": 60.0, b"UO:0000028": 1e-3, b"MS:1000038": 60.0,
+               b"second": 1.0, b"minute": 60.0, b"millisecond": 1e-3}
+
+# chromatogram types worth naming (the rest keep their accession)
+CHROMATOGRAM_TYPES = {"MS:1000235": "TIC", "MS:1000628": "BPC", "MS:1001473": "SRM",
+                      "MS:1000627": "SIC", "MS:1000810": "ion current", "MS:1000812": "absorption",
+                      "MS:1000813": "emission"}
+
+# the cvParams a spectrum's metadata is read from, one regex pass per spectrum (value and unit
+# attributes may come before or after the accession, so both sides are captured)
+_SPECTRUM_TERMS = [MS_LEVEL, MS1_SPECTRUM, CENTROID, PROFILE, POSITIVE, NEGATIVE, SCAN_START_TIME, TIC,
+                   BASE_PEAK_MZ, BASE_PEAK_INTENSITY, ISO_TARGET, ISO_LOWER, ISO_UPPER, SELECTED_ION_MZ,
+                   CHARGE_STATE, PEAK_INTENSITY, COLLISION_ENERGY]
+_TERM_RE = re.compile(rb'<cvParam\b([^>]*?)accession="(' + b"|".join(_SPECTRUM_TERMS) + rb')"([^>]*)>')
+_ACCESSION_RE = re.compile(rb'accession="([^"]+)"')
+_VALUE_RE = re.compile(rb'\bvalue="([^"]*)"')
+_UNIT_RE = re.compile(rb'\bunitAccession="([^"]*)"')
+_UNIT_NAME_RE = re.compile(rb'\bunitName="([^"]*)"')
+_ATTR_RE = re.compile(rb'\b([A-Za-z_:]+)="([^"]*)"')
+_GROUP_REF_RE = re.compile(rb'<referenceableParamGroupRef\b[^>]*?ref="([^"]+)"[^>]*/>')
+_GROUP_RE = re.compile(rb'<referenceableParamGroup\b[^>]*?id="([^"]+)"[^>]*>(.*?)</referenceableParamGroup>', re.S)
+
+READ_BLOCK = 4 << 20          # bytes read from disk at a time
+BATCH_BYTES = 8 << 20         # raw XML per decode batch: bounds memory, amortises thread hand-off
+MAX_HEADER = 64 << 20         # an mzML header larger than this is not an mzML header
+
+
+@dataclass(slots=True)
+class Spectrum:
+    """One spectrum; arrays are float64 m/z and float32 intensity (as stored in Parquet)."""
+
+    index: int
+    native_id: str
+    ms_level: int
+    rt_s: float | None
+    polarity: str | None
+    centroided: bool | None
+    mz: np.ndarray
+    intensity: np.ndarray
+    tic: float | None = None
+    base_peak_mz: float | None = None
+    base_peak_intensity: float | None = None
+    precursor_mz: float | None = None
+    precursor_charge: int | None = None
+    precursor_intensity: float | None = None
+    isolation_window_target_mz: float | None = None
+    isolation_window_lower_offset: float | None = None
+    isolation_window_upper_offset: float | None = None
+    collision_energy: float | None = None
+
+
+@dataclass(slots=True)
+class Chromatogram:
+    """One chromatogram of the file: time in seconds, intensity float32."""
+
+    index: int
+    native_id: str
+    kind: str
+    accession: str | None
+    time_s: np.ndarray
+    intensity: np.ndarray
+    precursor_mz: float | None = None
+    product_mz: float | None = None
+
+
+@dataclass(slots=True)
+class RunInfo:
+    """Run-level metadata from the mzML header (filled while reading; complete at the end)."""
+
+    run_id: str | None = None
+    start_time: str | None = None
+    instrument_models: list[dict[str, str]] = field(default_factory=list)
+    instrument_serial: str | None = None
+    software: list[dict[str, str]] = field(default_factory=list)
+    source_files: list[dict[str, str]] = field(default_factory=list)
+    spectrum_count_declared: int | None = None
+    indexed: bool = False
+    compression: str = "none"          # of the file itself: none | gzip
+    sha256: str | None = None          # of the file as stored on disk, set when fully read
+    size_bytes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- raw bytes
+class _Source:
+    """The file's (decompressed) XML as a sequence of blocks, hashing the stored bytes as it goes."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.name = path.name
+        self._raw: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._hash = hashlib.sha256()
+        magic = self._raw.read(2)
+        self._raw.seek(0)
+        self.gzipped = magic == b"\x1f\x8b"
+        self._stream: BinaryIO = _HashingReader(self._raw, self._hash)
+        if self.gzipped:
+            self._stream = gzip.GzipFile(fileobj=self._stream, mode="rb")  # type: ignore[assignment]
+        self.size = path.stat().st_size
+
+    def read(self, n: int) -> bytes:
+        try:
+            return self._stream.read(n)
+        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as err:
+            raise InputError(Problem(
+                f"the gzip stream is broken: {err}", file=self.name,
+                hint="the file was cut short or damaged in transfer; copy it again from the instrument PC")) from None
+
+    def digest(self) -> str:
+        # drain anything gzip left unread (trailer) so the digest covers the whole stored file
+        while self._raw.read(1 << 20):
+            pass
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+class _HashingReader:
+    """File wrapper that feeds every byte read into a hash (the source file's sha256)."""
+
+    def __init__(self, raw: BinaryIO, h: "hashlib._Hash"):
+        self._raw, self._h = raw, h
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self._h.update(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def __getattr__(self, name: str):
+        return getattr(self._raw, name)
+
+
+class _ElementSplitter:
+    """Cut the XML into ``<spectrum>`` / ``<chromatogram>`` elements without parsing the rest.
+
+    Elements of one list follow each other with only whitespace between; after the last
+    ``</spectrum>`` comes ``</spectrumList>``.  So each element costs two ``find`` calls on a
+    bounded buffer, whatever the file size.
+    """
+
+    def __init__(self, src: _Source):
+        self.src = src
+        self.buf = b""
+        self.pos = 0
+        self.offset = 0     # file offset (of the XML) of buf[0]
+        self.eof = False
+
+    def _more(self) -> bool:
+        if self.eof:
+            return False
+        block = self.src.read(READ_BLOCK)
+        if not block:
+            self.eof = True
+            return False
+        # drop what was consumed so the buffer stays at most one element + one block
+        self.offset += self.pos
+        self.buf = self.buf[self.pos:] + block
+        self.pos = 0
+        return True
+
+    def find(self, needle: bytes, *, limit: int | None = None) -> int:
+        """Buffer position of ``needle`` from ``pos``, reading more as needed; -1 if absent."""
+        start = self.pos
+        while True:
+            i = self.buf.find(needle, start)
+            if i >= 0:
+                return i
+            if limit is not None and len(self.buf) - self.pos > limit:
+                return -1
+            # resume just before the end: the needle may straddle two blocks
+            resume = max(self.pos, len(self.buf) - len(needle))
+            base = self.pos
+            if not self._more():
+                return -1
+            start = resume - base
+
+    def header(self) -> tuple[bytes, bytes | None]:
+        """The bytes before the first spectrum or chromatogram list, and which list comes first."""
+        while True:
+            s = self.buf.find(b"<spectrumList")
+            c = self.buf.find(b"<chromatogramList")
+            hits = [i for i in (s, c) if i >= 0]
+            if hits:
+                first = min(hits)
+                return self.buf[:first], (b"spectrum" if first == s else b"chromatogram")
+            if len(self.buf) > MAX_HEADER or not self._more():
+                return self.buf, None
+
+    def elements(self, tag: bytes) -> Iterator[tuple[int, bytes]]:
+        """(XML offset, element bytes) of each ``<tag ...>...</tag>`` in the next ``<tagList>``."""
+        open_list = b"<" + tag + b"List"
+        i = self.find(open_list)
+        if i < 0:
+            return
+        self.pos = i
+        j = self.find(b">", limit=1 << 16)
+        if j < 0:
+            return
+        self.pos = j + 1
+        if self.buf[j - 1:j] == b"/":      # <spectrumList count="0"/>
+            return
+        opener, closer = b"<" + tag, b"</" + tag + b">"
+        list_closer = b"</" + tag + b"List"
+        while True:
+            # only whitespace separates consecutive elements
+            while True:
+                k, n = self.pos, len(self.buf)
+                while k < n and self.buf[k] in _WHITESPACE:
+                    k += 1
+                self.pos = k
+                if n - k > len(list_closer) or not self._more():
+                    break
+            nxt = self.buf[self.pos:self.pos + len(opener) + 1]
+            if not (nxt[:-1] == opener and nxt[-1:] in (b" ", b"\t", b"\n", b"\r")):
+                if self.pos >= len(self.buf):
+                    raise _Truncated(self.offset + self.pos, b"")
+                return          # </spectrumList> (or anything else ends the list)
+            start = self.pos
+            end = self.buf.find(closer, start)
+            while end < 0:
+                base = self.pos
+                if not self._more():
+                    raise _Truncated(self.offset + start, self.buf[start:start + 300])
+                start -= base
+                end = self.buf.find(closer, start)
+            stop = end + len(closer)
+            yield self.offset + start, self.buf[start:stop]
+            self.pos = stop
+
+
+_WHITESPACE = b" \t\r\n"
+
+
+class _Truncated(Exception):
+    def __init__(self, offset: int, head: bytes):
+        self.offset, self.head = offset, head
+
+
+# --------------------------------------------------------------------------- parsing helpers
+def _attr(tag: bytes, name: bytes) -> str | None:
+    i = tag.find(b" " + name + b'="')
+    if i < 0:
+        i = tag.find(b"\t" + name + b'="')
+        if i < 0:
+            i = tag.find(b"\n" + name + b'="')
+            if i < 0:
+                return None
+    i += len(name) + 3
+    return _unescape(tag[i:tag.find(b'"', i)])
+
+
+def _unescape(b: bytes) -> str:
+    s = b.decode("utf-8", "replace")
+    if "&" in s:
+        s = s.replace("&quot;", '"').replace("&apos;", "'").replace("&lt;", "<").replace("&gt;", ">") \
+             .replace("&amp;", "&")
+    return s
+
+
+def _float(b: bytes | None) -> float | None:
+    if not b:
+        return None
+    try:
+        return float(b)
+    except ValueError:
+        return None
+
+
+def parse_param_groups(header: bytes) -> dict[bytes, bytes]:
+    """referenceableParamGroup id -> its cvParam XML (spliced in where a spectrum refers to it)."""
+    return {m.group(1): m.group(2) for m in _GROUP_RE.finditer(header)}
+
+
+def _expand_groups(xml: bytes, groups: dict[bytes, bytes]) -> bytes:
+    if b"referenceableParamGroupRef" not in xml:
+        return xml
+    return _GROUP_REF_RE.sub(lambda m: groups.get(m.group(1), b""), xml)
+
+
+def parse_run_info(header: bytes, groups: dict[bytes, bytes], info: RunInfo) -> None:
+    """Fill ``info`` from the mzML header: instrument model, software, source files, run id."""
+    info.indexed = b"<indexedmzML" in header[:4096]
+    if (m := re.search(rb"<run\b[^>]*>", header)):
+        info.run_id = _attr(m.group(0), b"id")
+        info.start_time = _attr(m.group(0), b"startTimeStamp")
+    for m in re.finditer(rb"<instrumentConfiguration\b[^>]*>(.*?)</instrumentConfiguration>", header, re.S):
+        body = _expand_groups(m.group(1), groups)
+        body = re.sub(rb"<componentList\b.*?</componentList>", b"", body, flags=re.S)
+        for p in re.finditer(rb"<cvParam\b[^>]*>", body):
+            acc, name = _attr(p.group(0), b"accession"), _attr(p.group(0), b"name")
+            if acc == "MS:1000529":
+                info.instrument_serial = _attr(p.group(0), b"value")
+            elif acc and acc.startswith("MS:") and name:
+                model = {"accession": acc, "name": name}
+                if model not in info.instrument_models:
+                    info.instrument_models.append(model)
+    for m in re.finditer(rb"<software\b[^>]*>(.*?)</software>", header, re.S):
+        tag = header[m.start():header.find(b">", m.start()) + 1]
+        p = re.search(rb"<cvParam\b[^>]*>", m.group(1))
+        name = (_attr(p.group(0), b"name") if p else None) or _attr(tag, b"id") or ""
+        if p and _attr(p.group(0), b"value"):
+            name = _attr(p.group(0), b"value") or name
+        info.software.append({"id": _attr(tag, b"id") or "", "name": name,
+                              "version": _attr(tag, b"version") or "",
+                              "accession": (_attr(p.group(0), b"accession") if p else None) or ""})
+    for m in re.finditer(rb"<sourceFile\b[^>]*>(.*?)</sourceFile>|<sourceFile\b[^>]*/>", header, re.S):
+        tag = header[m.start():header.find(b">", m.start()) + 1]
+        sf = {"name": _attr(tag, b"name") or "", "location": _attr(tag, b"location") or ""}
+        body = m.group(1) or b""
+        for p in re.finditer(rb"<cvParam\b[^>]*>", body):
+            if _attr(p.group(0), b"accession") == "MS:1000569":
+                sf["sha1"] = _attr(p.group(0), b"value") or ""
+        info.source_files.append(sf)
+
+
+class _BadArray(Exception):
+    def __init__(self, message: str, hint: str):
+        self.message, self.hint = message, hint
+
+
+def _decode_array(text: bytes, dtype: np.dtype, compression: str, length: int) -> np.ndarray:
+    """base64 -> (zlib) -> (numpress) -> numbers; checks the count against the declared length."""
+    try:
+        raw = binascii.a2b_base64(text)
+    except binascii.Error as err:
+        raise _BadArray(f"invalid base64 ({err})", "the binary data is damaged; re-export the mzML") from None
+    if compression == ZLIB or _NUMPRESS.get(compression, ("", False))[1]:
+        try:
+            raw = zlib.decompress(raw)
+        except zlib.error as err:
+            raise _BadArray(f"zlib data cannot be inflated ({err})",
+                            "the binary data is damaged or its compression cvParam is wrong; re-export the mzML") from None
+    if compression in _NUMPRESS:
+        values = decode_numpress(raw, _NUMPRESS[compression][0])
+    else:
+        if len(raw) % dtype.itemsize:
+            _raise_base64_detail(text)
+            raise _BadArray(f"{len(raw)} bytes is not a whole number of {dtype.itemsize * 8}-bit values",
+                            "the binary data is damaged or its data type cvParam is wrong")
+        values = np.frombuffer(raw, dtype=dtype)
+    if len(values) != length:
+        _raise_base64_detail(text)
+        raise _BadArray(f"array holds {len(values)} values but defaultArrayLength says {length}",
+                        "the file is inconsistent; re-convert it (msconvert / ThermoRawFileParser)")
+    return values
+
+
+def _raise_base64_detail(text: bytes) -> None:
+    """binascii silently skips invalid characters; when the count is off, say if that is why."""
+    compact = re.sub(rb"\s+", b"", text)
+    try:
+        binascii.a2b_base64(compact, strict_mode=True)
+    except binascii.Error as err:
+        bad = re.search(rb"[^A-Za-z0-9+/=]", compact)
+        where = f" at character {bad.start()}" if bad else ""
+        raise _BadArray(f"invalid base64{where} ({err})", "the binary data is damaged; re-export the mzML") from None
+
+
+def decode_numpress(raw: bytes, algorithm: str) -> np.ndarray:
+    """MS-Numpress decoding via pynumpress when installed, else pymzml's pure-Python codec."""
+    try:
+        import pynumpress  # type: ignore[import-not-found]
+
+        fn = {"linear": pynumpress.decode_linear, "pic": pynumpress.decode_pic,
+              "slof": pynumpress.decode_slof}[algorithm]
+        return np.asarray(fn(np.frombuffer(raw, dtype=np.uint8)), dtype=np.float64)
+    except ImportError:
+        from pymzml.ms_numpress import MSNumpress
+
+        codec = MSNumpress(bytearray(raw))
+        fn = {"linear": codec.decode_linear, "pic": codec.decode_pic, "slof": codec.decode_slof}[algorithm]
+        try:
+            return np.asarray(fn(), dtype=np.float64)
+        except Exception as err:  # the codec raises bare Exception on corrupt data
+            raise _BadArray(f"MS-Numpress {algorithm} data cannot be decoded ({err})",
+                            "the binary data is damaged; re-export the mzML") from None
+
+
+def _arrays(el: bytes, start: int, default_length: int, want: tuple[str, ...]
+            ) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:
+    """Decode the binaryDataArrays of one element; returns {array accession: values}, {acc: unit}."""
+    out: dict[str, np.ndarray] = {}
+    units: dict[str, bytes] = {}
+    pos = start
+    n_seen = 0
+    while True:
+        a = el.find(b"<binaryDataArray", pos)
+        if a < 0:
+            break
+        if el[a + 16:a + 20] == b"List":
+            pos = a + 20
+            continue
+        b = el.find(b"<binary>", a)
+        e = el.find(b"</binary>", b)
+        if b < 0 or e < 0:
+            if el.find(b"<binary/>", a) >= 0:   # empty array written as <binary/>
+                b = e = el.find(b"<binary/>", a)
+            else:
+                raise _BadArray(f"binaryDataArray #{n_seen} has no <binary> element",
+                                "the file is damaged or not valid mzML")
+        params = el[a:b]
+        n_seen += 1
+        accs = {x.decode() for x in _ACCESSION_RE.findall(params)}
+        kind = next((k for k in (MZ_ARRAY, INTENSITY_ARRAY, TIME_ARRAY) if k in accs), None)
+        if kind is None:
+            if not any(x in accs for x in _DTYPES) and not any(x in accs for x in _COMPRESSIONS):
+                raise _BadArray(f"binaryDataArray #{n_seen - 1} has no array type cvParam "
+                                f"(m/z array {MZ_ARRAY}, intensity array {INTENSITY_ARRAY}, ...)",
+                                "the file lacks required cvParams; re-convert it with msconvert")
+            pos = e + 9
+            continue      # another array (noise, charge...): not part of the output
+        if kind not in want:
+            pos = e + 9
+            continue
+        dtype = next((_DTYPES[x] for x in accs if x in _DTYPES), None)
+        comp = next((x for x in accs if x in _COMPRESSIONS), None)
+        if dtype is None and not any(x in _NUMPRESS for x in accs):
+            raise _BadArray(f"{_ARRAY_NAMES[kind]} has no data type cvParam (32-bit float MS:1000521 / "
+                            "64-bit float MS:1000523)", "the file lacks required cvParams; re-convert it")
+        if comp is None:
+            raise _BadArray(f"{_ARRAY_NAMES[kind]} has no compression cvParam (zlib MS:1000574 / "
+                            "no compression MS:1000576)", "the file lacks required cvParams; re-convert it")
+        tag_end = el.find(b">", a)
+        own_len = _attr(el[a:tag_end + 1], b"arrayLength")
+        length = int(own_len) if own_len else default_length
+        if (m := _UNIT_RE.search(params)) is not None:
+            units[kind] = m.group(1)
+        elif (m := _UNIT_NAME_RE.search(params)) is not None:
+            units[kind] = m.group(1)
+        text = el[b + 8:e] if b != e else b""
+        try:
+            out[kind] = _decode_array(text, dtype or np.dtype("<f8"), comp, length)
+        except _BadArray as bad:
+            raise _BadArray(f"{_ARRAY_NAMES[kind]}: {bad.message}", bad.hint) from None
+        pos = e + 9
+    return out, units
+
+
+_ARRAY_NAMES = {MZ_ARRAY: "m/z array", INTENSITY_ARRAY: "intensity array", TIME_ARRAY: "time array"}
+
+
+def parse_spectrum(el: bytes, groups: dict[bytes, bytes], *, file: str, rt_notes: set[str]) -> Spectrum:
+    """One ``<spectrum>`` element -> :class:`Spectrum` (raises InputError naming the index)."""
+    tag_end = el.find(b">")
+    tag = el[:tag_end + 1]
+    idx_text = _attr(tag, b"index")
+    index = int(idx_text) if idx_text and idx_text.isdigit() else -1
+    native_id = _attr(tag, b"id") or ""
+    where = f"spectrum index {index} (id {native_id!r})"
+    try:
+        default_length = int(_attr(tag, b"defaultArrayLength") or "")
+    except ValueError:
+        raise InputError(Problem("spectrum has no valid defaultArrayLength attribute", file=file, where=where,
+                                 hint="the file is not valid mzML; re-convert it")) from None
+    bl = el.find(b"<binaryDataArrayList", tag_end)
+    meta = el[tag_end:bl if bl >= 0 else len(el)]
+    meta = _expand_groups(meta, groups)
+    terms: dict[bytes, tuple[bytes, bytes]] = {}
+    for before, acc, after in _TERM_RE.findall(meta):
+        if acc not in terms:
+            terms[acc] = (before, after)
+
+    def value(acc: bytes) -> bytes | None:
+        t = terms.get(acc)
+        if t is None:
+            return None
+        m = _VALUE_RE.search(t[1]) or _VALUE_RE.search(t[0])
+        return m.group(1) if m else None
+
+    lvl = value(MS_LEVEL)
+    if lvl is not None and lvl.strip().isdigit():
+        ms_level = int(lvl)
+    elif MS1_SPECTRUM in terms:
+        ms_level = 1
+    else:
+        raise InputError(Problem("spectrum has no 'ms level' cvParam (MS:1000511)", file=file, where=where,
+                                 hint="the file lacks required cvParams; re-convert it with msconvert"))
+    rt_s = None
+    if SCAN_START_TIME in terms:
+        before, after = terms[SCAN_START_TIME]
+        rt = _float(value(SCAN_START_TIME))
+        unit_m = _UNIT_RE.search(after) or _UNIT_RE.search(before) or _UNIT_NAME_RE.search(after) \
+            or _UNIT_NAME_RE.search(before)
+        unit = unit_m.group(1) if unit_m else None
+        factor = _TIME_UNITS.get(unit) if unit else None
+        if factor is None:
+            # mzML requires a unit; converters that omit it (old OpenMS) write seconds
+            factor = 1.0
+            rt_notes.add(f"scan start time without a known unit ({unit!r}): read as seconds")
+        rt_s = rt * factor if rt is not None else None
+    polarity = "positive" if POSITIVE in terms else ("negative" if NEGATIVE in terms else None)
+    centroided = True if CENTROID in terms else (False if PROFILE in terms else None)
+    try:
+        arrays, _ = _arrays(el, bl if bl >= 0 else len(el), default_length, (MZ_ARRAY, INTENSITY_ARRAY))
+    except _BadArray as bad:
+        raise InputError(Problem(bad.message, file=file, where=where, hint=bad.hint)) from None
+    if default_length and (MZ_ARRAY not in arrays or INTENSITY_ARRAY not in arrays):
+        missing = "m/z array (MS:1000514)" if MZ_ARRAY not in arrays else "intensity array (MS:1000515)"
+        raise InputError(Problem(f"spectrum has {default_length} peaks but no {missing}", file=file, where=where,
+                                 hint="the file lacks required arrays or cvParams; re-convert it"))
+    mz = arrays.get(MZ_ARRAY, _EMPTY64)
+    inten = arrays.get(INTENSITY_ARRAY, _EMPTY32)
+    if mz.dtype != np.float64:
+        mz = mz.astype(np.float64)
+    if inten.dtype != np.float32:
+        inten = inten.astype(np.float32)
+    charge = value(CHARGE_STATE)
+    return Spectrum(
+        index=index, native_id=native_id, ms_level=ms_level, rt_s=rt_s, polarity=polarity,
+        centroided=centroided, mz=mz, intensity=inten,
+        tic=_float(value(TIC)), base_peak_mz=_float(value(BASE_PEAK_MZ)),
+        base_peak_intensity=_float(value(BASE_PEAK_INTENSITY)),
+        precursor_mz=_float(value(SELECTED_ION_MZ)) if SELECTED_ION_MZ in terms else _float(value(ISO_TARGET)),
+        precursor_charge=int(charge) if charge and charge.strip().lstrip(b"-").isdigit() else None,
+        precursor_intensity=_float(value(PEAK_INTENSITY)),
+        isolation_window_target_mz=_float(value(ISO_TARGET)),
+        isolation_window_lower_offset=_float(value(ISO_LOWER)),
+        isolation_window_upper_offset=_float(value(ISO_UPPER)),
+        collision_energy=_float(value(COLLISION_ENERGY)),
+    )
+
+
+_EMPTY64 = np.zeros(0, np.float64)
+_EMPTY32 = np.zeros(0, np.float32)
+
+
+def parse_chromatogram(el: bytes, groups: dict[bytes, bytes], *, file: str, position: int) -> Chromatogram:
+    tag_end = el.find(b">")
+    tag = el[:tag_end + 1]
+    idx_text = _attr(tag, b"index")
+    index = int(idx_text) if idx_text and idx_text.isdigit() else position
+    native_id = _attr(tag, b"id") or f"chromatogram_{index}"
+    where = f"chromatogram index {index} (id {native_id!r})"
+    try:
+        default_length = int(_attr(tag, b"defaultArrayLength") or "")
+    except ValueError:
+        raise InputError(Problem("chromatogram has no valid defaultArrayLength attribute", file=file,
+                                 where=where, hint="the file is not valid mzML; re-convert it")) from None
+    bl = el.find(b"<binaryDataArrayList", tag_end)
+    meta = _expand_groups(el[tag_end:bl if bl >= 0 else len(el)], groups)
+    accs = [a.decode() for a in _ACCESSION_RE.findall(meta)]
+    kind_acc = next((a for a in accs if a in CHROMATOGRAM_TYPES), None)
+    kind = CHROMATOGRAM_TYPES.get(kind_acc or "", "other")
+
+    def iso_target(section: bytes) -> float | None:
+        s = meta.find(b"<" + section)
+        if s < 0:
+            return None
+        e = meta.find(b"</" + section, s)
+        m = re.search(rb'accession="MS:1000827"[^>]*', meta[s:e])
+        return _float(_VALUE_RE.search(m.group(0)).group(1)) if m and _VALUE_RE.search(m.group(0)) else None
+
+    try:
+        arrays, units = _arrays(el, bl if bl >= 0 else len(el), default_length, (TIME_ARRAY, INTENSITY_ARRAY))
+    except _BadArray as bad:
+        raise InputError(Problem(bad.message, file=file, where=where, hint=bad.hint)) from None
+    time = arrays.get(TIME_ARRAY, _EMPTY64).astype(np.float64)
+    unit = units.get(TIME_ARRAY)
+    factor = _TIME_UNITS.get(unit, 1.0) if unit else 1.0
+    return Chromatogram(index=index, native_id=native_id, kind=kind, accession=kind_acc,
+                        time_s=time * factor if factor != 1.0 else time,
+                        intensity=arrays.get(INTENSITY_ARRAY, _EMPTY32).astype(np.float32),
+                        precursor_mz=iso_target(b"precursor"), product_mz=iso_target(b"product"))
+
+
+# --------------------------------------------------------------------------- public API
+class MzMLReader:
+    """Stream one mzML file: ``for batch in reader.spectrum_batches(): ...`` then ``reader.chromatograms()``.
+
+    Spectra come in batches of about ``batch_bytes`` of XML, decoded by ``threads`` worker
+    threads while the next batch is cut from the file, at most ``threads + 1`` batches in memory.
+    ``info`` is complete (including ``sha256``) once both iterators are exhausted.
+
+    Examples
+    --------
+    >>> with MzMLReader("run.mzML") as reader:                     # doctest: +SKIP
+    ...     n = sum(len(batch) for batch in reader.spectrum_batches())
+    """
+
+    def __init__(self, path: str | Path, *, batch_bytes: int = BATCH_BYTES, threads: int = 2):
+        self.path = Path(path)
+        self.name = self.path.name
+        self.batch_bytes = batch_bytes
+        self.threads = max(1, threads)
+        self.info = RunInfo()
+        self.rt_notes: set[str] = set()
+        self._src: _Source | None = None
+        self._split: _ElementSplitter | None = None
+        self._groups: dict[bytes, bytes] = {}
+        self._first_list: bytes | None = None
+        self._open()
+
+    def _open(self) -> None:
+        if not self.path.is_file():
+            raise InputError(Problem("file not found", file=str(self.path)))
+        self.info.size_bytes = self.path.stat().st_size
+        if self.info.size_bytes == 0:
+            raise InputError(Problem("the file is empty (0 bytes)", file=self.name,
+                                     hint="the export or copy did not finish; copy the file again"))
+        self._src = _Source(self.path)
+        self.info.compression = "gzip" if self._src.gzipped else "none"
+        self._split = _ElementSplitter(self._src)
+        self._split._more()
+        head = self._split.buf[:4096].lstrip()
+        if not self._split.buf.strip():
+            raise InputError(Problem("the file holds no XML (empty after decompression)", file=self.name,
+                                     hint="the export or copy did not finish; copy the file again"))
+        if not head.startswith(b"<") or (b"<mzML" not in self._split.buf[:65536]
+                                         and b"<indexedmzML" not in self._split.buf[:65536]):
+            start = head[:40].decode("utf-8", "replace")
+            raise InputError(Problem(f"not an mzML file (it starts with {start!r})", file=self.name,
+                                     hint="convert vendor files to mzML first (msconvert or ThermoRawFileParser)"))
+        header, first = self._split.header()
+        if first is None and b"</mzML>" not in header and self._split.eof:
+            raise InputError(Problem("no <spectrumList> or <chromatogramList> found: the file ends early",
+                                     file=self.name, where=f"byte {len(header)}",
+                                     hint="the file was cut short; copy it again"))
+        self._first_list = first
+        self._groups = parse_param_groups(header)
+        parse_run_info(header, self._groups, self.info)
+        if (m := re.search(rb'<spectrumList\b[^>]*count="(\d+)"', self._split.buf[len(header):len(header) + 4096])):
+            self.info.spectrum_count_declared = int(m.group(1))
+
+    def __enter__(self) -> "MzMLReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._src is not None:
+            self._src.close()
+
+    def _raw_elements(self, tag: bytes) -> Iterator[tuple[int, bytes]]:
+        assert self._split is not None
+        count = 0
+        try:
+            for item in self._split.elements(tag):
+                count += 1
+                yield item
+        except _Truncated as t:
+            name = tag.decode()
+            if not t.head:
+                where = f"after {count} complete {name}s"
+                message = f"the file ends after {name} #{count - 1} without closing the {name} list"
+            else:
+                idx = _attr(t.head[:t.head.find(b">") + 1], b"index")
+                where = f"{name} index {idx}" if idx else f"{name} at byte {t.offset}"
+                message = f"the file ends inside {where}"
+            raise InputError(Problem(message, file=self.name, where=where,
+                                     hint="the file was cut short; copy or export it again")) from None
+
+    def _raw_batches(self) -> Iterator[list[bytes]]:
+        if self._first_list != b"spectrum":
+            return
+        batch: list[bytes] = []
+        size = 0
+        for _, el in self._raw_elements(b"spectrum"):
+            batch.append(el)
+            size += len(el)
+            if size >= self.batch_bytes:
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
+
+    def _decode_batch(self, raw: list[bytes]) -> list[Spectrum]:
+        return [parse_spectrum(el, self._groups, file=self.name, rt_notes=self.rt_notes) for el in raw]
+
+    def spectrum_batches(self) -> Iterator[list[Spectrum]]:
+        """Spectra in file order, in batches; decoding overlaps reading on ``threads`` threads."""
+        if self.threads == 1:
+            for raw in self._raw_batches():
+                yield self._decode_batch(raw)
+            return
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="mzml-decode") as pool:
+            pending = []
+            for raw in self._raw_batches():
+                pending.append(pool.submit(self._decode_batch, raw))
+                if len(pending) > self.threads:
+                    yield pending.pop(0).result()
+            for fut in pending:
+                yield fut.result()
+
+    def spectra(self) -> Iterator[Spectrum]:
+        for batch in self.spectrum_batches():
+            yield from batch
+
+    def chromatograms(self) -> Iterator[Chromatogram]:
+        """Chromatograms stored in the file (read after the spectra, as they follow them)."""
+        for pos, (_, el) in enumerate(self._raw_elements(b"chromatogram")):
+            yield parse_chromatogram(el, self._groups, file=self.name, position=pos)
+        self.finish()
+
+    def finish(self) -> RunInfo:
+        """Read to the end (hashing the whole stored file) and return the completed ``info``."""
+        assert self._src is not None and self._split is not None
+        if self.info.sha256 is None:
+            while self._split._more():
+                self._split.pos = len(self._split.buf)
+            self.info.sha256 = self._src.digest()
+            self.info.notes.extend(sorted(self.rt_notes))
+        return self.info

@@ -1,0 +1,116 @@
+"""The staged dataset: what a workflow writes and ``binds publish`` uploads.
+
+Layout (the contract between the modality workflows and the store)::
+
+    <stage>/
+        data/            standard outputs (*.ome.zarr, *.zarr, *.parquet)      -> published
+        qc/              PNG plots, metrics.json and other QC tables            -> published
+        qc/metrics.json  flat JSON object of key QC figures (numbers, strings);
+                         copied into the catalog row and metadata.jsonld
+        _meta/           run bookkeeping, NOT published as files:
+            experiment.json   validated experiment.yaml (normalised: dates as ISO strings)
+            run.json          run_dir, modality, dataset_id, inputs with sha256
+            facts.json        optional, from the modality: {"facts": {...}, "conflicts": [...]}
+                              header facts (voxel size, polarity, chemistry...) for metadata.jsonld
+            errors/<rule>.json  written by a rule that met bad input (see pipelines.smk)
+
+A version's identity is the digest of ``data/`` and ``qc/`` only, so outputs must be
+deterministic (no timestamps or run ids inside data or QC files).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PUBLISHED_DIRS = ("data", "qc")
+
+
+@dataclass(frozen=True, slots=True)
+class StagedDataset:
+    """A staged dataset folder.  Cheap to construct; reads lazily."""
+
+    root: Path
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def qc_dir(self) -> Path:
+        return self.root / "qc"
+
+    @property
+    def meta_dir(self) -> Path:
+        return self.root / "_meta"
+
+    @property
+    def errors_dir(self) -> Path:
+        return self.meta_dir / "errors"
+
+    def _json(self, path: Path, default: Any) -> Any:
+        if not path.exists():
+            return default
+        return json.loads(path.read_text())
+
+    @property
+    def experiment(self) -> dict[str, Any]:
+        return self._json(self.meta_dir / "experiment.json", {})
+
+    @property
+    def run_info(self) -> dict[str, Any]:
+        return self._json(self.meta_dir / "run.json", {})
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self._json(self.qc_dir / "metrics.json", {})
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        return self._json(self.meta_dir / "facts.json", {"facts": {}, "conflicts": []})
+
+    def published_files(self) -> list[tuple[str, Path]]:
+        """(relative posix path, absolute path) of every file to publish, sorted."""
+        out: list[tuple[str, Path]] = []
+        for top in PUBLISHED_DIRS:
+            base = self.root / top
+            if not base.exists():
+                continue
+            for p in base.rglob("*"):
+                if p.is_file() and not p.name.startswith(".binds-"):
+                    out.append((p.relative_to(self.root).as_posix(), p))
+        out.sort()
+        return out
+
+    def write_meta(self, name: str, obj: Any) -> Path:
+        self.meta_dir.mkdir(parents=True, exist_ok=True)
+        path = self.meta_dir / name
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+        tmp.replace(path)
+        return path
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write JSON deterministically (sorted keys, fixed indent): QC files are part of a version's identity."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False, default=_json_default) + "\n")
+    return path
+
+
+def _json_default(o: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(o, Path):
+        return o.as_posix()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,67 @@
+"""``binds init``: a commented experiment.yaml, so nobody writes it from memory."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from pipelines import modalities
+from pipelines.resources import metadata_dir
+
+
+def _block_lines(modality: str) -> list[str]:
+    schema = json.loads((metadata_dir() / "schemas" / f"{modality}.schema.json").read_text())
+    lines = [f"# {modality}:   # optional parameters of the {modality} workflow (defaults shown)"]
+    for name, prop in (schema.get("properties") or {}).items():
+        default = prop.get("default")
+        value = json.dumps(default) if default is not None else ""
+        desc = (prop.get("description") or "").split(". ")[0].strip().rstrip(".")
+        lines.append(f"#   {name}: {value}".rstrip() + (f"   # {desc}" if desc else ""))
+    return lines
+
+
+def experiment_template(run_dir: Path, modality: str, *, today: dt.date | None = None) -> str:
+    """A valid experiment.yaml (required fields filled with placeholders to edit) listing the raw files."""
+    today = today or dt.date.today()
+    raw = modalities.find_raw_files(run_dir, modality)
+    desc = modalities.get(modality).DESCRIPTION
+    found = [f"#   - {p.relative_to(run_dir).as_posix()}  ({p.stat().st_size:,} bytes)" for p in raw[:50]]
+    if len(raw) > 50:
+        found.append(f"#   ... and {len(raw) - 50} more")
+    if not found:
+        found = [f"#   (none yet: expected {', '.join(modalities.get(modality).RAW_PATTERNS)})"]
+    body: list[Any] = [
+        f"# experiment.yaml for {run_dir.name}: {desc}",
+        "# Edit the values marked EDIT, then check with:  binds validate " + str(run_dir),
+        "# Schema: metadata/schemas/experiment.schema.json. Raw files found (processed by default):",
+        *found,
+        "",
+        "schema_version: 1",
+        "request_id: BINDS-2026-0000          # EDIT: the support request id",
+        f"title: {run_dir.name} ({modality})    # EDIT: one line a researcher would recognise",
+        f"modality: {modality}",
+        "# support_unit: Structure analysis unit",
+        "instrument:",
+        "  manufacturer: EDIT",
+        "  model: EDIT                        # e.g. Titan Krios G4, Orbitrap Exploris 480",
+        f"acquired: {today.isoformat()}             # acquisition date, YYYY-MM-DD",
+        "# operator: staff id",
+        "# requester: {lab: ..., pi: ..., orcid: 0000-0002-1825-0097}",
+        "access:",
+        "  level: consortium                  # open | consortium | restricted",
+        "  # embargo_until: 2027-06-30",
+        "license: CC-BY-4.0                   # SPDX id: CC0-1.0, CC-BY-4.0, LicenseRef-BINDS-Restricted ...",
+        "samples:",
+        "  - id: S1",
+        "    organism: NCBITaxon:9606         # NCBITaxon id (human 9606, mouse 10090)",
+        "    # tissue: UBERON:0000178        # UBERON id",
+        "    # cell_type: CL:0000236         # CL id",
+        "    # compound: CHEBI:27732         # ChEBI or PUBCHEM.COMPOUND id",
+        "    # description: free text",
+        "",
+        *_block_lines(modality),
+        "",
+    ]
+    return "\n".join(body)

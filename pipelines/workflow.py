@@ -1,0 +1,113 @@
+"""Run the Snakemake workflow of one run folder into a staged dataset.
+
+Snakemake runs as a subprocess of the same Python (``python -m snakemake``) with a profile from
+``profiles/``: exactly what an HPC operator runs by hand, so a profile that works here works
+there.  Failures come back as :class:`InputError` (a rule met bad input and said so through
+:func:`pipelines.smk.run_step`) or :class:`RunError` naming the failed rule and its log tail.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pipelines.errors import InputError, Problem, RunError
+from pipelines.resources import profiles_dir, snakefile
+from pipelines.staging import StagedDataset
+
+log = logging.getLogger(__name__)
+_PROGRESS = re.compile(r"(\d+) of (\d+) steps \((\d+(?:\.\d+)?)%\) done")
+_ERROR_RULE = re.compile(r"Error in rule (\S+?):")
+_LOG_LINE = re.compile(r"^\s*log: (.+?) \(check log file")
+
+
+def snakemake_command(*, run_dir: Path, stage: StagedDataset, modality: str, profile: str = "local",
+                      cores: int | None = None, extra_args: Sequence[str] = ()) -> list[str]:
+    """The ``snakemake`` command line for one run (``--config`` last: it swallows what follows)."""
+    prof = Path(profile)
+    if not prof.is_dir():
+        prof = profiles_dir() / profile
+    if not (prof / "config.yaml").is_file():
+        known = sorted(p.name for p in profiles_dir().iterdir() if (p / "config.yaml").is_file())
+        raise InputError(Problem(f"unknown profile {profile!r}", where="--profile",
+                                 hint=f"one of {', '.join(known)}, or a folder with a config.yaml"))
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile()),
+           "--directory", str(stage.root.parent), "--profile", str(prof)]
+    if cores:
+        cmd += ["--cores", str(cores)]
+    cmd += list(extra_args)
+    cmd += ["--config", f"run_dir={run_dir.resolve()}", f"stage_dir={stage.root.resolve()}",
+            f"modality={modality}", f"experiment={(stage.meta_dir / 'experiment.json').resolve()}"]
+    return cmd
+
+
+def run_workflow(*, run_dir: str | Path, stage: StagedDataset, modality: str, profile: str = "local",
+                 cores: int | None = None, extra_args: Sequence[str] = (),
+                 on_progress: Callable[[int, int], None] | None = None) -> Path:
+    """Build ``stage`` from ``run_dir``; return the path of the Snakemake log.
+
+    Raises
+    ------
+    InputError
+        A rule reported bad input (file, place, hint): exit 2.
+    RunError
+        Any other failure, with the failed rule and the tail of its log.
+    """
+    run_dir = Path(run_dir)
+    cmd = snakemake_command(run_dir=run_dir, stage=stage, modality=modality, profile=profile,
+                            cores=cores, extra_args=extra_args)
+    stage.meta_dir.mkdir(parents=True, exist_ok=True)
+    if stage.errors_dir.exists():
+        for old in stage.errors_dir.glob("*.json"):
+            old.unlink()
+    smk_log = stage.meta_dir / "snakemake.log"
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    log.info("running: %s", " ".join(cmd))
+    failed_rules: list[str] = []
+    rule_logs: list[str] = []
+    with open(smk_log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=env, cwd=stage.root.parent)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.write(line)
+            if (m := _PROGRESS.search(line)) and on_progress:
+                on_progress(int(m.group(1)), int(m.group(2)))
+            if m := _ERROR_RULE.search(line):
+                failed_rules.append(m.group(1))
+            if m := _LOG_LINE.match(line):
+                rule_logs.append(m.group(1).strip())
+        code = proc.wait()
+    if code == 0:
+        return smk_log
+    problems = _reported_problems(stage)
+    if problems:
+        raise InputError(problems)
+    tail = _tail(Path(rule_logs[-1]) if rule_logs else smk_log, root=stage.root.parent)
+    rules = ", ".join(dict.fromkeys(failed_rules)) or "(before any rule ran)"
+    raise RunError(f"workflow failed in rule {rules} (exit {code}); full log: {smk_log}", details=tail)
+
+
+def _reported_problems(stage: StagedDataset) -> list[Problem]:
+    problems: list[Problem] = []
+    if stage.errors_dir.is_dir():
+        for f in sorted(stage.errors_dir.glob("*.json")):
+            problems += [Problem.from_dict(p) for p in json.loads(f.read_text())["problems"]]
+    return problems
+
+
+def _tail(path: Path, *, root: Path, lines: int = 15) -> list[str]:
+    if not path.is_absolute():
+        path = root / path
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return [f"(log {path} not readable)"]
+    return [f"{path}:"] + text[-lines:]
