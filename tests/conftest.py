@@ -35,3 +35,33 @@ def _isolated_prefect(tmp_path_factory):
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
     yield
+
+
+# ----------------------------------------------------------------------------- S3 on loopback
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 HTTP endpoint on loopback: moto's server mode on a free port."""
+    from moto.server import ThreadedMotoServer
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "binds-test")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "binds-test-secret")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, monkeypatch, request):
+    """A fresh bucket; BINDS_S3_ENDPOINT_URL points at the loopback server. Returns its s3:// URL."""
+    import re
+    import uuid
+
+    import boto3
+
+    name = re.sub(r"[^a-z0-9-]", "-", f"t-{request.node.name.lower()}")[:40].strip("-") + "-" + uuid.uuid4().hex[:8]
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    monkeypatch.setenv("BINDS_S3_ENDPOINT_URL", s3_endpoint)
+    return f"s3://{name}"

@@ -217,14 +217,15 @@ def read_header(path: str | Path, *, display: str | None = None) -> tuple[MapHea
                        hint="the copy is incomplete; copy the map again")
         return bad(f"header dimensions do not match the file size: {detail}", where="header NX/NY/NZ/MODE",
                    hint="the header's NX/NY/NZ, MODE or NSYMBT is wrong, or data were appended")
-    vx, vy, vz = (float(voxel.x), float(voxel.y), float(voxel.z))
+    # the header holds float32: round to 1e-6 angstrom so 1.06 is written as 1.06, not 1.0600000619888306
+    vx, vy, vz = (round(float(voxel.x), 6), round(float(voxel.y), 6), round(float(voxel.z), 6))
     labels = tuple(bytes(lbl).decode("ascii", "replace").rstrip(" \x00")
                    for lbl in h.label[: max(0, min(int(h.nlabl), 10))])
     header = MapHeader(
         path=path, display=name, compression=compression, mode=mode, file_dtype=file_dtype,
         file_shape=(ns, nr, nc), axis_order=order, voxel_size_xyz=(vx, vy, vz),
         cell_angles=tuple(float(a) for a in h.cellb.tolist()),
-        origin_xyz=tuple(float(o) for o in h.origin.tolist()),
+        origin_xyz=tuple(round(float(o), 6) for o in h.origin.tolist()),
         start_crs=(int(h.nxstart), int(h.nystart), int(h.nzstart)),
         data_offset=HEADER_BYTES + nsymbt, ext_header_bytes=nsymbt,
         ext_header_type=bytes(h.exttyp).decode("ascii", "replace").strip("\x00 "),

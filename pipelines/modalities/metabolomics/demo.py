@@ -30,7 +30,7 @@ DEMO_COMPOUNDS: list[tuple[str, str, float, float, float]] = [
 DEMO_SAMPLES = ("S1", "S2", "S3")
 DEMO_TARGETS = ("caffeine", "phenylalanine", "tryptophan", "adenosine")
 _C13 = 1.0033548378
-SCAN_INTERVAL_S = 0.5
+SCAN_INTERVAL_S = 1.0
 RUN_LENGTH_S = 270.0
 
 
@@ -60,9 +60,9 @@ def _write_run(path: Path, *, sample: str, rng: np.random.Generator, scale: dict
     ion_sigma = np.array([i[2] for i in ions])
     ion_height = np.array([i[3] for i in ions])
     # chemical noise: fixed background ions present all run long with small fluctuating intensity
-    background_mz = np.sort(rng.uniform(100.0, 400.0, 120))
+    background_mz = np.sort(rng.uniform(100.0, 400.0, 80))
     background_level = rng.lognormal(np.log(2.0e4), 0.6, background_mz.size)
-    times = np.arange(0.0, RUN_LENGTH_S, SCAN_INTERVAL_S) + 0.25
+    times = np.arange(0.0, RUN_LENGTH_S, SCAN_INTERVAL_S) + 0.5
     n_ms2 = sum(1 for k in range(len(times)) if k % 4 == 3)
     with MzMLWriter(open(path, "wb"), close=True) as out:
         out.controlled_vocabularies()
@@ -100,13 +100,14 @@ def _write_run(path: Path, *, sample: str, rng: np.random.Generator, scale: dict
                         # data-dependent MS2 of the most intense compound ion
                         top = int(np.argmax(np.where(on, elution, 0.0)))
                         prec = float(ion_mz[top]) if on[top] else float(background_mz[0])
+                        prec_int = float(elution[top]) if on[top] else float(background_level[0])
                         frag_mz = np.sort(prec * rng.uniform(0.25, 0.95, 12))
                         frag_int = rng.lognormal(np.log(5e4), 1.0, frag_mz.size).astype(np.float32)
                         out.write_spectrum(
                             frag_mz, frag_int, id=f"scan={scan + 1}", centroided=True,
                             scan_start_time=(t + 0.1) / 60.0,
                             params=["MSn spectrum", {"ms level": 2}, {"total ion current": float(frag_int.sum())}],
-                            precursor_information={"mz": prec, "intensity": float(elution[top]), "charge": 1,
+                            precursor_information={"mz": prec, "intensity": prec_int, "charge": 1,
                                                    "scan_id": ms1_id, "activation": ["beam-type collision-induced dissociation",
                                                                                      {"collision energy": 30.0}],
                                                    "isolation_window": [0.5, prec, 0.5]})

@@ -1,0 +1,122 @@
+"""Metabolomics (LC-MS): mzML -> Parquet spectra and chromatograms, features, targeted quantification.
+
+One run folder is one experiment: every ``*.mzML`` / ``*.mzML.gz`` / ``*.mzML.idx.gz`` in it is a
+run (named after its file), converted on its own (one Snakemake job per file), then feature
+detection per run, grouping across runs, targeted quantification and QC.  Outputs (see
+``docs/formats/metabolomics.md``)::
+
+    data/spectra.parquet/<run>.parquet         one row per spectrum (m/z, intensity list columns)
+    data/chromatograms.parquet/<run>.parquet   computed TIC/BPC + the file's own chromatograms
+    data/features.parquet                      feature x run matrix (mzTab-M SMF-like)
+    data/feature_peaks.parquet                 every run's chromatographic peaks, with SMF_ID
+    data/targets.parquet                       targeted quantification (when there are targets)
+    qc/tic_bpc.png, qc/target_mass_errors.png, qc/runs.parquet, qc/metrics.json
+
+Modules: :mod:`.mzml` (streaming reader), :mod:`.convert`, :mod:`.features`, :mod:`.targets`,
+:mod:`.qc`, :mod:`.demo`, :mod:`.chem`.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pipelines.errors import InputError, Problem
+from pipelines.modalities.metabolomics.convert import check_readable, convert_mzml, run_name, run_names
+from pipelines.modalities.metabolomics.demo import make_demo_run
+from pipelines.modalities.metabolomics.features import FeatureParams, detect_features, group_features
+from pipelines.modalities.metabolomics.qc import write_qc
+from pipelines.modalities.metabolomics.targets import quantify_targets, read_targets
+from pipelines.resources import metadata_dir
+
+DESCRIPTION = "LC-MS metabolomics: mzML runs -> Parquet spectra/chromatograms, feature matrix, targeted quantification"
+# "**/" matches the run folder itself too; .idx.gz is pymzml's indexed gzip
+RAW_PATTERNS: tuple[str, ...] = ("**/*.mzML", "**/*.mzml", "**/*.mzML.gz", "**/*.mzml.gz", "**/*.mzML.idx.gz")
+DEFAULT_TARGETS = "targets.csv"
+# vendor formats that must be converted to mzML first (a common reason for "no raw files")
+_VENDOR_PATTERNS = ("*.raw", "*.RAW", "*.wiff", "*.d", "*.mzXML", "*.mzxml")
+
+
+@cache
+def _schema_defaults() -> dict[str, Any]:
+    schema = json.loads((metadata_dir() / "schemas" / "metabolomics.schema.json").read_text())
+
+    def defaults(node: dict) -> Any:
+        if node.get("type") == "object" or "properties" in node:
+            return {k: defaults(v) for k, v in node.get("properties", {}).items()}
+        return node.get("default")
+
+    return defaults(schema)
+
+
+def resolve_params(block: dict[str, Any] | None, *, run_dir: str | Path) -> dict[str, Any]:
+    """The metabolomics block with every default filled in; ``targets`` becomes an absolute path or None.
+
+    ``targets: null`` (the default) picks up ``targets.csv`` when the run folder has one.
+    """
+    block = dict(block or {})
+    out = _schema_defaults()
+    for key, value in block.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    run_dir = Path(run_dir)
+    targets = out.get("targets")
+    if targets:
+        out["targets"] = str((run_dir / targets).resolve())
+    elif (run_dir / DEFAULT_TARGETS).is_file():
+        out["targets"] = str((run_dir / DEFAULT_TARGETS).resolve())
+    else:
+        out["targets"] = None
+    return out
+
+
+def find_runs(run_dir: str | Path) -> dict[str, Path]:
+    """Run name -> mzML file of every run in ``run_dir`` (hidden folders skipped), sorted by name."""
+    run_dir = Path(run_dir)
+    found: set[Path] = set()
+    for pattern in RAW_PATTERNS:
+        for p in run_dir.glob(pattern):
+            rel = p.relative_to(run_dir)
+            if p.is_file() and not any(part.startswith(".") for part in rel.parts):
+                found.add(p.resolve())
+    return run_names(sorted(found))
+
+
+def preflight(run_dir: Path, experiment: dict) -> list[Problem]:
+    """Cheap checks before any compute: mzML files present and readable, targets CSV valid.
+
+    Reads only each file's header (one 4 MiB block); returns every problem, raises nothing.
+    """
+    run_dir = Path(run_dir)
+    problems: list[Problem] = []
+    runs = find_runs(run_dir)
+    if not runs:
+        vendor = sorted({p.name for pat in _VENDOR_PATTERNS for p in run_dir.glob(pat)})
+        hint = (f"found vendor files ({', '.join(vendor[:3])}); convert them to mzML first "
+                "(msconvert or ThermoRawFileParser)") if vendor else "put the .mzML (or .mzML.gz) files in the run folder"
+        problems.append(Problem("no mzML files in the run folder", file=str(run_dir), hint=hint))
+    for path in runs.values():
+        for p in check_readable(path):
+            problems.append(Problem(p.message, file=str(path.relative_to(run_dir.resolve()))
+                                    if path.is_relative_to(run_dir.resolve()) else p.file,
+                                    where=p.where, hint=p.hint))
+    params = resolve_params(experiment.get("metabolomics") or {}, run_dir=run_dir)
+    if params["targets"]:
+        try:
+            read_targets(params["targets"], default_ppm=float(params["target_ppm"]))
+        except InputError as err:
+            problems.extend(err.problems)
+    f = params.get("features") or {}
+    if f.get("min_fwhm_s", 0) >= f.get("max_fwhm_s", 1e9):
+        problems.append(Problem("min_fwhm_s must be smaller than max_fwhm_s", file="experiment.yaml",
+                                where="metabolomics.features", hint="e.g. min_fwhm_s: 1, max_fwhm_s: 60"))
+    return problems
+
+
+__all__ = ["DESCRIPTION", "RAW_PATTERNS", "FeatureParams", "convert_mzml", "detect_features", "find_runs",
+           "group_features", "make_demo_run", "preflight", "quantify_targets", "read_targets",
+           "resolve_params", "run_name", "write_qc"]

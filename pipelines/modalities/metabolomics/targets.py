@@ -1,0 +1,216 @@
+"""Targeted quantification: a targets CSV -> extracted-ion chromatograms -> peak area per run.
+
+The CSV (``targets.csv`` in the run folder, or the file named by ``metabolomics.targets``) has
+one compound per row::
+
+    name,formula,adduct,mz,rt_start_s,rt_end_s,ppm
+    caffeine,C8H10N4O2,[M+H]+,,130,170,10
+    leucine,,,132.10191,51,91,
+
+``name`` and either ``mz`` or ``formula`` + ``adduct`` are required; an empty RT window means the
+whole run, an empty ppm the experiment's ``target_ppm``.  For each target and run the MS1
+signal within +-ppm of the target m/z is summed per scan (the XIC); the area is the trapezoid
+of the XIC over the RT window, the observed m/z the intensity-weighted m/z of the points at or
+above half the apex, and the mass error ``(observed - theoretical) / theoretical * 1e6``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.errors import InputError, Problem, ProblemList
+from pipelines.modalities.metabolomics.chem import ADDUCTS, target_mz
+from pipelines.staging import write_json
+
+log = logging.getLogger(__name__)
+
+MIN_POINTS = 3          # a compound counts as detected with signal in at least this many scans
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    mz: float
+    formula: str | None
+    adduct: str | None
+    rt_start_s: float | None
+    rt_end_s: float | None
+    ppm: float
+
+
+TARGET_COLUMNS = {
+    "target": (pa.string(), "compound name from the targets CSV"),
+    "run": (pa.string(), "run name"),
+    "formula": (pa.string(), "molecular formula, if given"),
+    "adduct": (pa.string(), "adduct, e.g. [M+H]+, if given"),
+    "theoretical_mz": (pa.float64(), "target m/z (given, or from formula + adduct) (MS:1000040)"),
+    "ppm_tolerance": (pa.float64(), "XIC half-width in ppm"),
+    "rt_start_s": (pa.float64(), "start of the integration window, seconds (null: run start)"),
+    "rt_end_s": (pa.float64(), "end of the integration window, seconds (null: run end)"),
+    "detected": (pa.bool_(), f"signal in at least {MIN_POINTS} MS1 scans of the window"),
+    "observed_mz": (pa.float64(), "intensity-weighted m/z of the XIC points at or above half the apex"),
+    "mass_error_ppm": (pa.float64(), "(observed_mz - theoretical_mz) / theoretical_mz * 1e6"),
+    "rt_apex_s": (pa.float64(), "retention time of the XIC apex, seconds"),
+    "height": (pa.float64(), "XIC apex intensity (detector counts)"),
+    "area": (pa.float64(), "trapezoidal XIC area over the window (counts x s)"),
+    "n_points": (pa.int32(), "MS1 scans with signal inside the window"),
+    "xic_rt_s": (pa.list_(pa.float64()), "XIC retention times (every MS1 scan of the window), seconds"),
+    "xic_intensity": (pa.list_(pa.float32()), "XIC summed intensities"),
+}
+TARGET_SCHEMA = pa.schema([pa.field(n, t) for n, (t, _) in TARGET_COLUMNS.items()],
+                          metadata={b"binds:columns": json.dumps({n: d for n, (_, d) in TARGET_COLUMNS.items()},
+                                                                 sort_keys=True).encode()})
+
+
+def read_targets(path: str | Path, *, default_ppm: float = 10.0) -> list[Target]:
+    """Parse and check the targets CSV; every bad row is reported at once (file, line, column)."""
+    path = Path(path)
+    name = path.name
+    if not path.is_file():
+        raise InputError(Problem("targets file not found", file=name,
+                                 hint="put it in the run folder or fix metabolomics.targets in experiment.yaml"))
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    rows = list(csv.DictReader(text.splitlines()))
+    problems = ProblemList(file=name)
+    if not rows:
+        problems.add("no targets (the file has no data rows)", hint="one row per compound: name,mz or name,formula,adduct")
+        problems.raise_if_any()
+    cols = {c.strip().lower() for c in rows[0].keys() if c}
+    if "name" not in cols or not ({"mz"} <= cols or {"formula", "adduct"} <= cols):
+        problems.add(f"header has columns {sorted(cols)}", where="line 1",
+                     hint="needs name and mz, or name, formula and adduct (optional: rt_start_s, rt_end_s, ppm)")
+        problems.raise_if_any()
+    out: list[Target] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(rows, start=2):
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+        where = f"line {i}"
+        nm = row.get("name", "")
+        if not nm:
+            problems.add("empty name", where=where)
+            continue
+        if nm in seen:
+            problems.add(f"duplicate target name {nm!r}", where=where, hint="each compound once")
+            continue
+        seen.add(nm)
+        formula, adduct = row.get("formula") or None, row.get("adduct") or None
+        mz_text = row.get("mz", "")
+        try:
+            if mz_text:
+                mz = float(mz_text)
+                if not (0 < mz < 1e5):
+                    raise ValueError
+            elif formula and adduct:
+                mz = target_mz(formula=formula, adduct=adduct, file=name, where=where)
+            else:
+                problems.add(f"{nm!r}: neither mz nor formula + adduct given", where=where,
+                             hint=f"e.g. formula C8H10N4O2 and adduct [M+H]+ (known: {', '.join(list(ADDUCTS)[:6])}, ...)")
+                continue
+        except ValueError:
+            problems.add(f"{nm!r}: mz {mz_text!r} is not a positive number", where=f"{where}, column mz")
+            continue
+        except InputError as err:
+            problems.problems.extend(err.problems)
+            continue
+        try:
+            lo = float(row["rt_start_s"]) if row.get("rt_start_s") else None
+            hi = float(row["rt_end_s"]) if row.get("rt_end_s") else None
+            ppm = float(row["ppm"]) if row.get("ppm") else default_ppm
+        except ValueError:
+            problems.add(f"{nm!r}: rt_start_s, rt_end_s and ppm must be numbers", where=where)
+            continue
+        if lo is not None and hi is not None and lo >= hi:
+            problems.add(f"{nm!r}: RT window {lo}-{hi} s is empty", where=where, hint="rt_start_s < rt_end_s, in seconds")
+            continue
+        if not (0 < ppm <= 100):
+            problems.add(f"{nm!r}: ppm {ppm} outside (0, 100]", where=f"{where}, column ppm")
+            continue
+        out.append(Target(nm, mz, formula, adduct, lo, hi, ppm))
+    problems.raise_if_any()
+    return out
+
+
+def _xics(spectra: Path, targets: list[Target]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per target: (rt, summed intensity, intensity-weighted m/z) over the MS1 scans in its window."""
+    acc: list[tuple[list[float], list[float], list[float]]] = [([], [], []) for _ in targets]
+    lows = np.array([t.mz * (1 - t.ppm * 1e-6) for t in targets])
+    highs = np.array([t.mz * (1 + t.ppm * 1e-6) for t in targets])
+    rt_lo = np.array([t.rt_start_s if t.rt_start_s is not None else -math.inf for t in targets])
+    rt_hi = np.array([t.rt_end_s if t.rt_end_s is not None else math.inf for t in targets])
+    pf = pq.ParquetFile(spectra)
+    for rg in range(pf.num_row_groups):
+        tab = pf.read_row_group(rg, columns=["ms_level", "rt_s", "mz", "intensity"])
+        levels = tab.column("ms_level").to_numpy(zero_copy_only=False)
+        rts = tab.column("rt_s").to_numpy(zero_copy_only=False)
+        mz_col, int_col = tab.column("mz").combine_chunks(), tab.column("intensity").combine_chunks()
+        off = mz_col.offsets.to_numpy()
+        mz_all, int_all = mz_col.values.to_numpy(), int_col.values.to_numpy()
+        for i in np.flatnonzero(levels == 1):
+            rt = rts[i]
+            active = np.flatnonzero((rt >= rt_lo) & (rt <= rt_hi))
+            if not len(active):
+                continue
+            mz = mz_all[off[i]:off[i + 1]]
+            it = int_all[off[i]:off[i + 1]]
+            if len(mz) > 1 and np.any(np.diff(mz) < 0):
+                o = np.argsort(mz, kind="stable")
+                mz, it = mz[o], it[o]
+            a = np.searchsorted(mz, lows[active])
+            b = np.searchsorted(mz, highs[active], side="right")
+            for k, lo_i, hi_i in zip(active, a, b):
+                s = float(it[lo_i:hi_i].sum(dtype=np.float64))
+                wmz = float(np.dot(mz[lo_i:hi_i], it[lo_i:hi_i]) / s) if s > 0 else math.nan
+                acc[k][0].append(float(rt))
+                acc[k][1].append(s)
+                acc[k][2].append(wmz)
+    out = []
+    for rt, inten, wmz in acc:
+        o = np.argsort(np.asarray(rt), kind="stable")
+        out.append((np.asarray(rt)[o], np.asarray(inten)[o], np.asarray(wmz)[o]))
+    return out
+
+
+def quantify_targets(*, spectra: list[str | Path], runs: list[str], targets_csv: str | Path, out: str | Path,
+                     default_ppm: float = 10.0, qc_out: str | Path | None = None) -> dict:
+    """Write ``out`` (Parquet, :data:`TARGET_SCHEMA`): one row per target and run.
+
+    Returns QC figures (targets detected per run, median and largest |mass error| in ppm), also
+    written to ``qc_out`` as JSON when given.
+    """
+    targets = read_targets(targets_csv, default_ppm=default_ppm)
+    rows = []
+    for sp, run in zip(spectra, runs):
+        for t, (rt, inten, wmz) in zip(targets, _xics(Path(sp), targets)):
+            n_points = int((inten > 0).sum())
+            row = {"target": t.name, "run": run, "formula": t.formula, "adduct": t.adduct,
+                   "theoretical_mz": t.mz, "ppm_tolerance": t.ppm, "rt_start_s": t.rt_start_s,
+                   "rt_end_s": t.rt_end_s, "detected": n_points >= MIN_POINTS, "n_points": n_points,
+                   "xic_rt_s": rt, "xic_intensity": inten.astype(np.float32),
+                   "observed_mz": None, "mass_error_ppm": None, "rt_apex_s": None, "height": None, "area": None}
+            if n_points:
+                k = int(np.argmax(inten))
+                top = inten >= inten[k] / 2
+                obs = float(np.sum(wmz[top] * inten[top]) / np.sum(inten[top]))
+                row.update(observed_mz=obs, mass_error_ppm=(obs - t.mz) / t.mz * 1e6, rt_apex_s=float(rt[k]),
+                           height=float(inten[k]), area=float(np.trapezoid(inten, rt)) if len(rt) > 1 else 0.0)
+            rows.append(row)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=TARGET_SCHEMA), out, compression="zstd")
+    errors = [abs(r["mass_error_ppm"]) for r in rows if r["detected"] and r["mass_error_ppm"] is not None]
+    qc = {"n_targets": len(targets),
+          "targets_detected": {run: sum(1 for r in rows if r["run"] == run and r["detected"]) for run in runs},
+          "target_median_abs_mass_error_ppm": float(np.median(errors)) if errors else None,
+          "target_max_abs_mass_error_ppm": float(np.max(errors)) if errors else None}
+    log.info("targets: %s", qc)
+    if qc_out:
+        write_json(qc_out, qc)
+    return qc

@@ -1,0 +1,61 @@
+"""Screening plates: reader exports / cellHTS2 screens -> normalised wells, plate QC, hits,
+dose-response fits.
+
+Public API (the workflow rules call these; see ``workflows/screening/``):
+
+``read_batch``          a batch of raw plate files -> one long Parquet, wells validated
+``score_screen``        normalisation, robust z, B-score, plate QC, replicate summary, hits
+``fit_dose_response``   batched 4PL fits per compound
+``make_plots``          heatmaps, Z' per plate, score distribution, dose-response curves
+``write_metrics``       ``qc/metrics.json``
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipelines.errors import InputError, Problem
+from pipelines.modalities.screening import readers
+from pipelines.modalities.screening.config import settings
+from pipelines.modalities.screening.demo import make_demo_run
+from pipelines.modalities.screening.inputs import Inputs, batch_count, resolve
+from pipelines.modalities.screening.plots import make_plots
+from pipelines.modalities.screening.steps import fit_dose_response, read_batch, score_screen, write_metrics
+
+DESCRIPTION = ("Screening plates (96/384/1536 wells): cellHTS2 screens, reader grid exports or long "
+               "tables -> normalised wells, plate QC (Z'), hits and 4PL dose-response fits")
+# case variants spelled out: glob is case-sensitive on Linux, and Windows readers write .CSV
+RAW_PATTERNS: tuple[str, ...] = tuple(
+    f"**/*{ext}" for ext in (".csv", ".CSV", ".tsv", ".TSV", ".txt", ".TXT", ".xlsx", ".XLSX", ".parquet"))
+
+__all__ = ["DESCRIPTION", "RAW_PATTERNS", "Inputs", "batch_count", "fit_dose_response", "make_demo_run",
+           "make_plots", "preflight", "read_batch", "resolve", "score_screen", "settings", "write_metrics"]
+
+
+def preflight(run_dir: Path, experiment: dict[str, Any]) -> list[Problem]:
+    """Cheap checks before any compute: the inputs resolve, every file the plate list names
+    exists and is not empty, the plate configuration and plate map parse.  Never raises."""
+    run_dir = Path(run_dir)
+    block = experiment.get("screening") or {}
+    try:
+        found = resolve(run_dir, block)
+    except InputError as err:
+        return list(err.problems)
+    problems: list[Problem] = []
+    for unit in found.units:
+        name = readers.rel(unit.file, run_dir)
+        where = f"plate {unit.plate}, replicate {unit.replicate}" if unit.plate else None
+        if not unit.file.is_file():
+            problems.append(Problem("file not found", file=name, where=where,
+                                    hint="check the file name in the plate list (names are case-sensitive)"))
+        elif unit.file.stat().st_size == 0:
+            problems.append(Problem("the file is empty", file=name, where=where))
+    for path, reader in ((found.plate_config, readers.read_plate_config), (found.plate_map, readers.read_plate_map),
+                         (found.screen_log, readers.read_screen_log)):
+        if path is not None:
+            try:
+                reader(path, root=run_dir)
+            except InputError as err:
+                problems.extend(err.problems)
+    return problems

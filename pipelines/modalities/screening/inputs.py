@@ -1,0 +1,148 @@
+"""Which files of a run folder hold what: the plan the workflow reads in batches."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.errors import InputError, Problem
+from pipelines.modalities.screening import readers
+from pipelines.modalities.screening.config import settings
+
+# files with these names are metadata, never plate readings, in grid mode
+_METADATA_NAMES = re.compile(r"^(experiment\.ya?ml|platemap\..*|plate_map\..*|description\.txt|"
+                             r"platelist\.txt|plateconf\.txt|screenlog\.txt|geneids.*|annotation.*|"
+                             r"readme.*|sources\.md)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One raw file to read: a plate (or, for a long table, all of them)."""
+
+    file: Path
+    plate: int | None = None       # None: from the file (long table) or its position (grid)
+    replicate: int = 1
+    channel: int | None = None     # None: the grid's position in the file (several grids = channels)
+
+
+@dataclass(slots=True)
+class Inputs:
+    """The resolved inputs of one run folder."""
+
+    kind: str
+    units: list[Unit]
+    plate_config: Path | None = None
+    screen_log: Path | None = None
+    description: Path | None = None
+    annotation: Path | None = None
+    plate_map: Path | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def batches(self) -> list[list[Unit]]:
+        size = max(1, int(self.settings["batch_size"]))
+        return [self.units[i:i + size] for i in range(0, len(self.units), size)] or [[]]
+
+
+def _existing(run_dir: Path, name: str) -> Path | None:
+    """``name`` in the run folder, matched case-insensitively (Windows users write PLATELIST.TXT)."""
+    if not name:
+        return None
+    path = run_dir / name
+    if path.is_file():
+        return path
+    if path.parent.is_dir():
+        for p in path.parent.iterdir():
+            if p.name.lower() == path.name.lower() and p.is_file():
+                return p
+    return None
+
+
+def candidate_files(run_dir: Path) -> list[Path]:
+    """Table-like files of the run folder (any depth, hidden folders skipped), sorted."""
+    out = []
+    for p in sorted(run_dir.rglob("*")):
+        rel = p.relative_to(run_dir)
+        if p.is_file() and not any(part.startswith(".") for part in rel.parts) \
+                and p.suffix.lower() in readers.TABLE_EXTENSIONS:
+            out.append(p)
+    return out
+
+
+def resolve(run_dir: str | Path, block: dict[str, Any] | None) -> Inputs:
+    """Find the inputs of a run folder; raise InputError when there is nothing to read."""
+    run_dir = Path(run_dir)
+    cfg = settings(block)
+    inp = cfg["input"]
+    kind = inp["kind"]
+    found = Inputs(kind=kind, units=[], settings=cfg)
+    found.plate_config = _existing(run_dir, inp["plate_config"])
+    found.screen_log = _existing(run_dir, inp["screen_log"])
+    found.description = _existing(run_dir, inp["description"])
+    found.annotation = _existing(run_dir, inp["annotation"])
+    if inp["annotation"] and found.annotation is None:
+        raise InputError(Problem("annotation file not found", file=inp["annotation"], where="screening.input.annotation",
+                                 hint="name a file in the run folder, or leave it empty"))
+    if found.annotation is None and found.description is not None:
+        named = readers.read_description(found.description).get("Files", {}).get("annotation", "")
+        found.annotation = _existing(run_dir, named) if named else None
+    if inp["plate_map"]:
+        found.plate_map = _existing(run_dir, inp["plate_map"])
+        if found.plate_map is None:
+            raise InputError(Problem("plate map not found", file=inp["plate_map"], where="screening.input.plate_map",
+                                     hint="name a file in the run folder, or leave it empty to find platemap.*"))
+    else:
+        found.plate_map = next((p for p in candidate_files(run_dir)
+                                if re.match(r"^plate_?map\.", p.name, re.IGNORECASE)), None)
+    plate_list = _existing(run_dir, inp["plate_list"])
+    if kind == "auto":
+        if plate_list is not None:
+            kind = "cellhts2"
+        elif inp["table"] or any(readers.is_long_table(p) for p in _data_files(run_dir, found)):
+            kind = "long"
+        else:
+            kind = "grid"
+    found.kind = kind
+    if kind == "cellhts2":
+        if plate_list is None:
+            raise InputError(Problem("plate list not found", file=inp["plate_list"], where="screening.input.plate_list",
+                                     hint="a cellHTS2 screen needs a tab-separated plate list (Filename Plate Replicate)"))
+        table = readers.read_plate_list(plate_list, root=run_dir)
+        found.units = [Unit(run_dir / r.file, int(r.plate), int(r.replicate), int(r.channel))
+                       for r in table.itertuples()]
+    elif kind == "long":
+        if inp["table"]:
+            path = _existing(run_dir, inp["table"])
+            if path is None:
+                raise InputError(Problem("readings table not found", file=inp["table"], where="screening.input.table"))
+            tables = [path]
+        else:
+            tables = [p for p in _data_files(run_dir, found) if readers.is_long_table(p)]
+        if not tables:
+            raise InputError(Problem("no table with plate, well and value columns", file=str(run_dir),
+                                     hint="set screening.input.table, or use input.kind grid for reader exports"))
+        found.units = [Unit(p) for p in tables]
+    elif kind == "grid":
+        files = _data_files(run_dir, found)
+        found.units = [Unit(p, plate=i + 1) for i, p in enumerate(files)]
+    if not found.units:
+        raise InputError(Problem("no plate files found", file=str(run_dir),
+                                 hint="add reader exports (CSV/TSV/TXT/XLSX), a cellHTS2 Platelist.txt, "
+                                      "or a plate/well/value table"))
+    return found
+
+
+def _data_files(run_dir: Path, found: Inputs) -> list[Path]:
+    skip = {p for p in (found.plate_config, found.screen_log, found.description, found.annotation,
+                        found.plate_map) if p is not None}
+    return [p for p in candidate_files(run_dir) if p not in skip and not _METADATA_NAMES.match(p.name)]
+
+
+def batch_count(run_dir: str | Path, block: dict[str, Any] | None) -> int:
+    """Number of read jobs, for Snakemake at parse time.  Never raises: when the inputs cannot be
+    resolved the single batch job reports the problem (file, place, hint) the normal way."""
+    try:
+        return len(resolve(run_dir, block).batches())
+    except InputError:
+        return 1

@@ -1,0 +1,705 @@
+"""The workflow steps, one function per Snakemake rule: read a batch of plate files, score the
+screen, fit dose-response curves, write the metrics.  Each takes paths and the screening block,
+validates first, and writes deterministic files (same input -> same bytes)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.errors import InputError, Problem
+from pipelines.modalities.screening import dose, readers, stats
+from pipelines.modalities.screening.inputs import Inputs, Unit, resolve
+from pipelines.modalities.screening.plates import ROW_LETTERS, PlateFormat, format_for_wells, parse_wells
+from pipelines.staging import write_json
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = "1"  # of the screening Parquet layout (docs/formats/screening.md); stamped in metadata
+ROLE_NAMES = ("sample", "negative", "positive", "inhibitor", "other")
+
+
+# --------------------------------------------------------------------------- parquet
+def write_parquet(df: pd.DataFrame, path: str | Path, *, meta: dict[str, Any] | None = None) -> Path:
+    """Parquet without the pandas index and with our format version in the schema metadata; no
+    timestamps anywhere, so identical frames give identical bytes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    extra = {b"binds.screening.format_version": FORMAT_VERSION.encode()}
+    for k, v in (meta or {}).items():
+        extra[f"binds.screening.{k}".encode()] = json.dumps(v, sort_keys=True, default=str).encode()
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(path)
+    return path
+
+
+def parquet_meta(path: str | Path, key: str) -> Any:
+    md = pq.read_schema(path).metadata or {}
+    raw = md.get(f"binds.screening.{key}".encode())
+    return json.loads(raw) if raw else None
+
+
+# --------------------------------------------------------------------------- plate format
+def declared_format(found: Inputs) -> tuple[int | None, dict[str, Any]]:
+    """(wells or None, conflicts) from the YAML block and Plateconf.txt: the YAML wins where both
+    speak, and a disagreement is recorded as a conflict."""
+    yaml_fmt = found.settings["plate_format"]
+    conf_fmt = readers.read_plate_config(found.plate_config).wells if found.plate_config else None
+    conflicts = []
+    if yaml_fmt != "auto" and conf_fmt and int(yaml_fmt) != conf_fmt:
+        conflicts.append({"field": "plate_format", "yaml": int(yaml_fmt), "file": found.plate_config.name,
+                          "value": conf_fmt})
+    if yaml_fmt != "auto":
+        return int(yaml_fmt), {"conflicts": conflicts}
+    return conf_fmt, {"conflicts": conflicts}
+
+
+# --------------------------------------------------------------------------- step 1: read
+def read_batch(*, run_dir: str | Path, block: dict[str, Any] | None, batch: int, out: str | Path) -> Path:
+    """Read batch ``batch`` of the run's plate files into one long Parquet (plate, plate_id,
+    replicate, channel, row, col, value, file), checking every plate's wells against the format.
+
+    Raises InputError (file, plate, well) for missing files, non-numeric readings, wells outside
+    the plate, duplicated wells and wrong well counts; all problems of the batch at once.
+    """
+    run_dir = Path(run_dir)
+    found = resolve(run_dir, block)
+    units = found.batches()[batch] if batch < len(found.batches()) else []
+    wells_declared, _ = declared_format(found)
+    frames: list[pd.DataFrame] = []
+    problems: list[Problem] = []
+    facts: dict[str, str] = {}
+    for unit in units:
+        try:
+            frame, unit_facts = _read_unit(unit, run_dir=run_dir, wells_declared=wells_declared, kind=found.kind)
+        except InputError as err:
+            problems.extend(err.problems)
+            if len(problems) >= readers.MAX_PROBLEMS:
+                break
+            continue
+        frames.append(frame)
+        for k, v in unit_facts.items():
+            facts.setdefault(k, v)
+    if problems:
+        raise InputError(problems[:readers.MAX_PROBLEMS])
+    df = pd.concat(frames, ignore_index=True) if frames else _empty_raw()
+    log.info("batch %d: %d files, %d readings", batch, len(units), len(df))
+    return write_parquet(df, out, meta={"facts": facts})
+
+
+def _empty_raw() -> pd.DataFrame:
+    return pd.DataFrame({"plate": pd.Series(dtype="int32"), "plate_id": pd.Series(dtype=str),
+                         "replicate": pd.Series(dtype="int16"), "channel": pd.Series(dtype="int16"),
+                         "row": pd.Series(dtype="int16"), "col": pd.Series(dtype="int16"),
+                         "value": pd.Series(dtype="float64"), "file": pd.Series(dtype=str),
+                         "format": pd.Series(dtype="int16")})
+
+
+def _read_unit(unit: Unit, *, run_dir: Path, wells_declared: int | None, kind: str) -> tuple[pd.DataFrame, dict]:
+    name = readers.rel(unit.file, run_dir)
+    if kind == "long":
+        return _read_long_unit(unit, run_dir=run_dir, wells_declared=wells_declared), {}
+    reading = readers.read_plate_file(unit.file, plate=unit.plate or 0, root=run_dir)
+    plate = int(unit.plate or 0)
+    plate_id = str(plate) if kind == "cellhts2" else unit.file.stem
+    if reading.long is not None:
+        r, c = parse_wells(reading.long["well"].to_numpy())
+        df = pd.DataFrame({"well": reading.long["well"], "r": r, "c": c, "value": reading.long["value"],
+                           "channel": unit.channel or 1})
+        fmt = _check_wells(df, name=name, plate=plate, wells_declared=wells_declared)
+        frame = _raw_frame(df, plate=plate, plate_id=plate_id, replicate=unit.replicate, name=name, fmt=fmt)
+        return frame, reading.facts
+    grids = reading.grids
+    if unit.channel is not None and len(grids) > 1:
+        if unit.channel > len(grids):
+            raise InputError(Problem(f"channel {unit.channel} asked for, the file has {len(grids)} grid(s)",
+                                     file=name, where=f"plate {plate}"))
+        grids = [grids[unit.channel - 1]]
+        channels = [unit.channel]
+    else:
+        channels = [unit.channel or i + 1 for i in range(len(grids))]
+    frames = []
+    for grid, ch in zip(grids, channels):
+        fmt = PlateFormat.from_shape(*grid.shape)
+        if wells_declared and fmt.wells != wells_declared:
+            raise InputError(Problem(
+                f"wrong well count: the grid has {grid.shape[0]} x {grid.shape[1]} = {fmt.wells} wells, "
+                f"the plate format is {wells_declared}", file=name, where=f"plate {plate}, channel {ch}",
+                hint="check plate_format in experiment.yaml / Wells: in Plateconf.txt, or the export"))
+        size = reading.facts.get("plate_size")
+        if size and size.isdigit() and int(size) != fmt.wells:
+            raise InputError(Problem(f"the header says Plate Size {size}, the grid has {fmt.wells} wells",
+                                     file=name, where=f"plate {plate}", hint="the export is truncated or mislabelled"))
+        rr, cc = np.indices(grid.shape)
+        frames.append(pd.DataFrame({
+            "plate": np.int32(plate), "plate_id": plate_id, "replicate": np.int16(unit.replicate),
+            "channel": np.int16(ch), "row": rr.ravel().astype(np.int16), "col": cc.ravel().astype(np.int16),
+            "value": grid.ravel(), "file": name, "format": np.int16(fmt.wells)}))
+    return pd.concat(frames, ignore_index=True), reading.facts
+
+
+def _check_wells(df: pd.DataFrame, *, name: str, plate: int | str, wells_declared: int | None) -> PlateFormat:
+    """Validate well ids of one plate (one replicate/channel): ids, inside the plate, no
+    duplicates, complete.  ``df`` has columns well, r, c (and channel)."""
+    problems: list[Problem] = []
+    bad = df["r"].to_numpy() < 0
+    for w in df.loc[bad, "well"].head(readers.MAX_PROBLEMS):
+        problems.append(Problem(f"{w!r} is not a well id", file=name, where=f"plate {plate}",
+                                hint="write wells like A01 (row letter, column number)"))
+    ok = df[~bad]
+    if wells_declared:
+        fmt = PlateFormat.of(wells_declared)
+    else:
+        fmt = format_for_wells(int(ok["r"].max()) if len(ok) else 0, int(ok["c"].max()) if len(ok) else 0) \
+            or PlateFormat.of(1536)
+    outside = (ok["r"] >= fmt.rows) | (ok["c"] >= fmt.cols)
+    for w in ok.loc[outside, "well"].head(readers.MAX_PROBLEMS):
+        problems.append(Problem(f"well {w} is outside a {fmt.wells}-well plate ({fmt.rows} x {fmt.cols})",
+                                file=name, where=f"plate {plate}, well {w}",
+                                hint="check plate_format in experiment.yaml / Wells: in Plateconf.txt"))
+    inside = ok[~outside]
+    dup = inside.duplicated(["channel", "r", "c"], keep="first")
+    for w in inside.loc[dup, "well"].head(readers.MAX_PROBLEMS):
+        problems.append(Problem(f"well {w} appears more than once", file=name, where=f"plate {plate}, well {w}",
+                                hint="each well needs exactly one reading per plate, replicate and channel"))
+    if not problems:
+        for ch, grp in inside.groupby("channel"):
+            if len(grp) != fmt.wells:
+                have = set(zip(grp["r"], grp["c"]))
+                missing = [f"{ROW_LETTERS[r]}{c + 1:02d}" for r in range(fmt.rows) for c in range(fmt.cols)
+                           if (r, c) not in have]
+                problems.append(Problem(
+                    f"wrong well count: {len(grp)} wells, a {fmt.wells}-well plate has {fmt.wells}",
+                    file=name, where=f"plate {plate}, channel {ch}",
+                    hint=f"missing {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}; "
+                         "leave a well empty or NA rather than dropping it"))
+    if problems:
+        raise InputError(problems[:readers.MAX_PROBLEMS])
+    return fmt
+
+
+def _raw_frame(df: pd.DataFrame, *, plate: int, plate_id: str, replicate: int, name: str,
+               fmt: PlateFormat) -> pd.DataFrame:
+    return pd.DataFrame({
+        "plate": np.full(len(df), plate, dtype=np.int32), "plate_id": plate_id,
+        "replicate": np.full(len(df), replicate, dtype=np.int16),
+        "channel": df["channel"].to_numpy().astype(np.int16),
+        "row": df["r"].to_numpy().astype(np.int16), "col": df["c"].to_numpy().astype(np.int16),
+        "value": df["value"].to_numpy(dtype=np.float64), "file": name, "format": np.int16(fmt.wells)})
+
+
+def _read_long_unit(unit: Unit, *, run_dir: Path, wells_declared: int | None) -> pd.DataFrame:
+    name = readers.rel(unit.file, run_dir)
+    table = readers.read_long_table(unit.file, root=run_dir)
+    r, c = parse_wells(table["well"].to_numpy())
+    table = table.assign(r=r, c=c)
+    ids = sorted(table["plate_id"].unique(), key=_natural_key)
+    number = {pid: i + 1 for i, pid in enumerate(ids)}
+    if all(pid.isdigit() for pid in ids):
+        number = {pid: int(pid) for pid in ids}
+    frames = []
+    fmt = None
+    for (pid, rep), grp in table.groupby(["plate_id", "replicate"], sort=False):
+        fmt_here = _check_wells(grp, name=name, plate=pid, wells_declared=wells_declared or (fmt.wells if fmt else None))
+        fmt = fmt or fmt_here
+        frames.append(_raw_frame(grp, plate=number[pid], plate_id=pid, replicate=int(rep), name=name, fmt=fmt_here))
+    return pd.concat(frames, ignore_index=True) if frames else _empty_raw()
+
+
+def _natural_key(text: str) -> list:
+    import re
+
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+# --------------------------------------------------------------------------- step 2: score
+def _roles(content: np.ndarray, controls: dict[str, list[str]]) -> np.ndarray:
+    """Role code per well (index into ROLE_NAMES) from its content; names compared
+    case-insensitively, as cellHTS2 does."""
+    low = np.char.lower(np.asarray(content, dtype=str))
+    role = np.full(low.shape, ROLE_NAMES.index("other"), dtype=np.int8)
+    role[low == "sample"] = 0
+    for code, key in ((1, "negative"), (2, "positive"), (3, "inhibitor")):
+        names = [n.lower() for n in controls.get(key) or []]
+        if names:
+            role[np.isin(low, names)] = code
+    return role
+
+
+def build_layout(found: Inputs, *, plates: np.ndarray, plate_ids: dict[int, str], fmt: PlateFormat,
+                 run_dir: Path) -> pd.DataFrame:
+    """One row per (plate, row, col): content, sample_id, compound, concentration, annot_* columns.
+
+    Sources in order, later ones winning: default 'sample'; Plateconf.txt rules; the plate map;
+    the annotation file (identifiers only)."""
+    n = len(plates)
+    content = np.full((n, fmt.rows, fmt.cols), "sample", dtype=object)
+    if found.plate_config is not None:
+        conf = readers.read_plate_config(found.plate_config, root=run_dir)
+        name = readers.rel(found.plate_config, run_dir)
+        if conf.wells and conf.wells != fmt.wells:
+            raise InputError(Problem(f"Wells: {conf.wells}, but the plates have {fmt.wells} wells", file=name,
+                                     where="Wells", hint="the plate configuration must match the plate files"))
+        if conf.plates and len(plates) and plates.max() > conf.plates:
+            raise InputError(Problem(f"Plates: {conf.plates}, but plate {int(plates.max())} was read", file=name,
+                                     where="Plates", hint="raise Plates: or check the plate list"))
+        content = conf.contents(plates, fmt)
+    layout = pd.DataFrame({
+        "plate": np.repeat(plates.astype(np.int32), fmt.wells),
+        "r": np.tile(np.repeat(np.arange(fmt.rows), fmt.cols), n).astype(np.int16),
+        "c": np.tile(np.arange(fmt.cols), n * fmt.rows).astype(np.int16),
+        "content": content.reshape(-1),
+        "sample_id": None, "compound": None, "concentration": np.nan,
+    })
+    if found.plate_map is not None:
+        layout = _apply_plate_map(layout, found.plate_map, plates=plates, plate_ids=plate_ids, fmt=fmt,
+                                  run_dir=run_dir)
+    if found.annotation is not None:
+        layout = _apply_annotation(layout, found.annotation, run_dir=run_dir)
+    return layout
+
+
+def _apply_plate_map(layout: pd.DataFrame, path: Path, *, plates: np.ndarray, plate_ids: dict[int, str],
+                     fmt: PlateFormat, run_dir: Path) -> pd.DataFrame:
+    name = readers.rel(path, run_dir)
+    pm = readers.read_plate_map(path, root=run_dir)
+    r, c = parse_wells(pm["well"].to_numpy())
+    outside = (r >= fmt.rows) | (c >= fmt.cols)
+    if outside.any():
+        raise InputError([Problem(f"well {w} is outside a {fmt.wells}-well plate", file=name, where=f"well {w}",
+                                  hint="check plate_format") for w in pm.loc[outside, "well"].head(readers.MAX_PROBLEMS)])
+    pm = pm.assign(r=r.astype(np.int16), c=c.astype(np.int16))
+    by_id = {pid: p for p, pid in plate_ids.items()} | {str(int(p)): int(p) for p in plates}
+    if pm["plate_id"].notna().any():
+        unknown = sorted(set(pm["plate_id"].dropna()) - set(by_id))
+        if unknown:
+            log.warning("%s: plates %s are not among the readings; their rows are ignored", name, unknown[:5])
+        pm = pm[pm["plate_id"].isin(list(by_id))]
+        pm = pm.assign(plate=pm["plate_id"].map(by_id).astype(np.int32))
+    else:
+        pm = pm.drop(columns="plate_id").merge(pd.DataFrame({"plate": plates.astype(np.int32)}), how="cross")
+    dup = pm.duplicated(["plate", "r", "c"], keep=False)
+    if dup.any():
+        raise InputError([Problem(f"well {w} is mapped more than once", file=name, where=f"plate {p}, well {w}")
+                          for p, w in pm.loc[dup, ["plate", "well"]].head(readers.MAX_PROBLEMS).itertuples(index=False)])
+    merged = layout.merge(pm[["plate", "r", "c", "sample_id", "compound", "concentration", "content"]],
+                          on=["plate", "r", "c"], how="left", suffixes=("", "_map"))
+    for col in ("sample_id", "compound", "content"):
+        merged[col] = merged[f"{col}_map"].where(merged[f"{col}_map"].notna(), merged[col])
+    merged["concentration"] = merged["concentration_map"].where(merged["concentration_map"].notna(),
+                                                                merged["concentration"])
+    return merged[[*layout.columns]]
+
+
+def _apply_annotation(layout: pd.DataFrame, path: Path, *, run_dir: Path) -> pd.DataFrame:
+    ann = readers.read_annotation(path, root=run_dir)
+    r, c = parse_wells(ann["well"].to_numpy())
+    id_cols = [col for col in ann.columns if col not in ("plate", "well")]
+    ann = ann.assign(r=r.astype(np.int16), c=c.astype(np.int16))
+    ann = ann[(ann["r"] >= 0) & ann["plate"].notna()]
+    ann = ann.assign(plate=ann["plate"].astype(np.int32)).drop_duplicates(["plate", "r", "c"], keep="last")
+    ann = ann.rename(columns={col: f"annot_{col}" for col in id_cols})
+    merged = layout.merge(ann[["plate", "r", "c", *[f"annot_{col}" for col in id_cols]]],
+                          on=["plate", "r", "c"], how="left")
+    if id_cols:
+        first = merged[f"annot_{id_cols[0]}"]
+        merged["sample_id"] = merged["sample_id"].where(merged["sample_id"].notna(), first)
+    for col in id_cols:
+        merged[f"annot_{col}"] = merged[f"annot_{col}"].astype(object).where(merged[f"annot_{col}"].notna(), None)
+    return merged
+
+
+def score_screen(*, run_dir: str | Path, block: dict[str, Any] | None, raw: list[str | Path],
+                 wells_out: str | Path, plates_out: str | Path, hits_out: str | Path,
+                 facts_out: str | Path) -> dict[str, Any]:
+    """Normalise, score and QC the whole screen, call hits; write wells, plates, hits Parquet and
+    ``_meta/facts.json``.  Returns the screen-level figures (also stored in the wells metadata)."""
+    run_dir = Path(run_dir)
+    found = resolve(run_dir, block)
+    cfg = found.settings
+    frames = [pd.read_parquet(p) for p in raw]
+    df = pd.concat(frames, ignore_index=True) if frames else _empty_raw()
+    facts: dict[str, Any] = {}
+    for p in raw:
+        for k, v in (parquet_meta(p, "facts") or {}).items():
+            facts.setdefault(f"reader_{k}", v)
+    if df.empty:
+        raise InputError(Problem("no readings in the plate files", file=str(run_dir)))
+    fmt = _single_format(df)
+    _check_duplicates(df)
+    df = df.sort_values(["plate", "replicate", "channel", "row", "col"], kind="stable").reset_index(drop=True)
+    inst = df[["plate", "replicate", "channel"]].drop_duplicates().reset_index(drop=True)
+    inst_index = pd.MultiIndex.from_frame(inst)
+    idx = inst_index.get_indexer(pd.MultiIndex.from_frame(df[["plate", "replicate", "channel"]]))
+    nP = len(inst)
+    values = np.full((nP, fmt.rows, fmt.cols), np.nan)
+    values[idx, df["row"].to_numpy(), df["col"].to_numpy()] = df["value"].to_numpy()
+    files = df.groupby(["plate", "replicate", "channel"], sort=True)["file"].first().to_numpy()
+    plate_ids = dict(zip(df["plate"].astype(int), df["plate_id"]))
+    plates = np.array(sorted(plate_ids), dtype=np.int64)
+    layout = build_layout(found, plates=plates, plate_ids=plate_ids, fmt=fmt, run_dir=run_dir)
+    plate_pos = np.searchsorted(plates, inst["plate"].to_numpy())
+    content_plate = layout["content"].to_numpy().reshape(len(plates), fmt.rows, fmt.cols)
+    role = _roles(content_plate, cfg["controls"])[plate_pos]
+    excluded = _excluded(found, inst, fmt=fmt, run_dir=run_dir)
+    vals = np.where(excluded, np.nan, values)
+    sample, neg, pos, inh = (role == 0), (role == 1), (role == 2), (role == 3)
+    method = cfg["normalisation"]
+    normalised, norm_defined = stats.normalise(vals, method=method, sample=sample, negative=neg, positive=pos)
+    rz = stats.robust_z(vals, sample=sample)
+    bs = stats.b_score(vals, sample=sample)
+    qc = stats.plate_qc(vals, negative=neg, positive=pos, inhibitor=inh if cfg["controls"]["inhibitor"] else None)
+    sign = -1.0 if cfg["score"]["sign"] == "-" else 1.0
+    group = pd.MultiIndex.from_frame(inst[["replicate", "channel"]]).factorize()[0] if nP else np.zeros(0, int)
+    score_method = cfg["score"]["method"]
+    per_rep = {"zscore": lambda: stats.screen_zscore(normalised, sample=sample, group=group),
+               "robust_z": lambda: rz, "b_score": lambda: bs, "normalised": lambda: normalised}[score_method]()
+    per_rep = sign * per_rep
+    qc_pass, qc_notes = _qc_verdict(qc, norm_defined=norm_defined, method=method, thresholds=cfg["qc"],
+                                    has_inhibitor=bool(cfg["controls"]["inhibitor"]))
+    # replicate summary per (plate, channel): a (groups, replicates, rows, cols) stack
+    pc = pd.MultiIndex.from_frame(inst[["plate", "channel"]])
+    pc_codes, pc_uniques = pc.factorize()
+    reps = np.sort(inst["replicate"].unique())
+    rep_pos = np.searchsorted(reps, inst["replicate"].to_numpy())
+    stack = np.full((len(pc_uniques), len(reps), fmt.rows, fmt.cols), np.nan)
+    stack[pc_codes, rep_pos] = per_rep
+    summary = stats.summarise_replicates(stack, method=cfg["score"]["summary"])
+    n_reps = (~np.isnan(stack)).sum(axis=1)
+    plate_ok_all = np.ones(len(pc_uniques), dtype=bool)
+    np.logical_and.at(plate_ok_all, pc_codes, qc_pass)
+    is_sample_pc = np.zeros((len(pc_uniques), fmt.rows, fmt.cols), dtype=bool)
+    is_sample_pc[pc_codes] = sample
+    thr, direction = float(cfg["hits"]["threshold"]), cfg["hits"]["direction"]
+    with np.errstate(invalid="ignore"):
+        cond = {"up": summary >= thr, "down": summary <= -thr, "both": np.abs(summary) >= thr}[direction]
+    hit_pc = cond & is_sample_pc & ~np.isnan(summary)
+    if cfg["hits"]["require_qc_pass"]:
+        hit_pc &= plate_ok_all[:, None, None]
+    # ---- wells table, in (plate, replicate, channel, row, col) order
+    wells_per = fmt.wells
+    lay = layout.iloc[(plate_pos[:, None] * wells_per + np.arange(wells_per)[None, :]).ravel()].reset_index(drop=True)
+    rr = np.tile(np.repeat(np.arange(fmt.rows), fmt.cols), nP)
+    cc = np.tile(np.arange(fmt.cols), nP * fmt.rows)
+    unit = cfg["dose_response"]["concentration_unit"]
+    wells = pd.DataFrame({
+        "plate": np.repeat(inst["plate"].to_numpy(), wells_per).astype(np.int32),
+        "plate_id": np.repeat(inst["plate"].map(plate_ids).to_numpy(), wells_per).astype(str),
+        "replicate": np.repeat(inst["replicate"].to_numpy(), wells_per).astype(np.int16),
+        "channel": np.repeat(inst["channel"].to_numpy(), wells_per).astype(np.int16),
+        "well": np.array([f"{ROW_LETTERS[r]}{c + 1:02d}" for r, c in zip(rr[:wells_per], cc[:wells_per])] * nP),
+        "row": np.array(ROW_LETTERS)[rr],
+        "column": (cc + 1).astype(np.int16),
+        "sample_id": lay["sample_id"].astype(object).where(lay["sample_id"].notna(), None).to_numpy(),
+        "compound": lay["compound"].astype(object).where(lay["compound"].notna(), None).to_numpy(),
+        "concentration": lay["concentration"].to_numpy(dtype=np.float64),
+        "concentration_unit": np.where(lay["concentration"].notna().to_numpy(), unit, None),
+        "content": lay["content"].astype(str).to_numpy(),
+        "control": np.array(ROLE_NAMES)[role.ravel()],
+        "excluded": excluded.ravel(),
+        "raw": values.ravel(),
+        "normalised": normalised.ravel(),
+        "robust_z": rz.ravel(),
+        "b_score": bs.ravel(),
+        "score": per_rep.ravel(),
+        "score_summary": summary[pc_codes].ravel(),
+        "hit": hit_pc[pc_codes].ravel(),
+        "plate_qc_pass": np.repeat(qc_pass, wells_per),
+    })
+    for col in [c for c in lay.columns if c.startswith("annot_")]:
+        wells[col] = lay[col].astype(object).where(lay[col].notna(), None).to_numpy()
+    # ---- plates table
+    plates_df = pd.DataFrame({
+        "plate": inst["plate"].to_numpy().astype(np.int32),
+        "plate_id": inst["plate"].map(plate_ids).astype(str).to_numpy(),
+        "replicate": inst["replicate"].to_numpy().astype(np.int16),
+        "channel": inst["channel"].to_numpy().astype(np.int16),
+        "file": files.astype(str),
+        "n_wells": np.full(nP, wells_per, dtype=np.int32),
+        "n_missing": np.isnan(values).reshape(nP, -1).sum(1).astype(np.int32),
+        "n_excluded": excluded.reshape(nP, -1).sum(1).astype(np.int32),
+        "n_samples": (sample & ~np.isnan(vals)).reshape(nP, -1).sum(1).astype(np.int32),
+        "median_samples": stats.plate_median(vals, sample),
+        **{k: (v.astype(np.int32) if v.dtype.kind in "iu" else v) for k, v in qc.items()},
+        "normalisation_defined": norm_defined,
+        "qc_pass": qc_pass,
+        "qc_notes": qc_notes,
+    })
+    if "z_prime_inhibitor" not in plates_df:
+        plates_df["n_inhibitor"] = np.zeros(nP, dtype=np.int32)
+        plates_df["z_prime_inhibitor"] = np.nan
+    # ---- hits table
+    g, hr, hc = np.nonzero(hit_pc)
+    first_rep = pd.Series(np.arange(nP)).groupby(pc_codes).first().to_numpy()
+    hit_rows = (first_rep[g] * wells_per + hr * fmt.cols + hc)
+    hits = wells.iloc[hit_rows][["plate", "plate_id", "channel", "well", "row", "column", "sample_id", "compound",
+                                 "concentration", "concentration_unit", "content",
+                                 *[c for c in wells.columns if c.startswith("annot_")]]].reset_index(drop=True)
+    hits.insert(hits.columns.get_loc("content") + 1, "score", summary[g, hr, hc])
+    hits.insert(hits.columns.get_loc("score") + 1, "n_replicates", n_reps[g, hr, hc].astype(np.int16))
+    order = np.lexsort((hits.index.to_numpy(), -np.abs(hits["score"].to_numpy())))
+    rank = np.empty(len(hits), dtype=np.int32)
+    rank[order] = np.arange(1, len(hits) + 1)
+    hits.insert(0, "rank", rank)
+    # ---- screen-level figures
+    screen = _screen_figures(normalised, neg=neg, pos=pos, inst=inst, per_rep=per_rep, sample=sample, group=group)
+    settings_used = {k: cfg[k] for k in ("plate_format", "controls", "normalisation", "score", "hits", "qc")}
+    meta = {"settings": settings_used, "screen": screen, "input_kind": found.kind}
+    write_parquet(wells, wells_out, meta=meta)
+    write_parquet(plates_df, plates_out, meta=meta)
+    write_parquet(hits, hits_out, meta=meta)
+    facts.update(_description_facts(found))
+    facts.update({"plate_format": fmt.wells, "plates": int(len(plates)), "replicates": int(len(reps)),
+                  "channels": int(inst["channel"].nunique()), "input_kind": found.kind})
+    _, conflicts = declared_format(found)
+    write_json(facts_out, {"facts": facts, "conflicts": conflicts["conflicts"]})
+    log.info("scored %d plate readings (%d plates), %d hits", nP, len(plates), len(hits))
+    return screen
+
+
+def _single_format(df: pd.DataFrame) -> PlateFormat:
+    counts = df.groupby("format")["file"].first()
+    if len(counts) > 1:
+        main = int(df["format"].mode().iloc[0])
+        odd = df[df["format"] != main].drop_duplicates("file")
+        raise InputError([Problem(f"wrong well count: a {int(r.format)}-well plate in a screen of {main}-well plates",
+                                  file=r.file, where=f"plate {r.plate}",
+                                  hint="all plates of a screen share one format") for r in odd.head(readers.MAX_PROBLEMS).itertuples()])
+    return PlateFormat.of(int(counts.index[0]))
+
+
+def _check_duplicates(df: pd.DataFrame) -> None:
+    key = ["plate", "replicate", "channel", "row", "col"]
+    dup = df.duplicated(key, keep=False)
+    if not dup.any():
+        return
+    problems = []
+    for (p, rep, ch), grp in df[dup].groupby(["plate", "replicate", "channel"]):
+        files = sorted(grp["file"].unique())
+        w = f"{ROW_LETTERS[int(grp['row'].iloc[0])]}{int(grp['col'].iloc[0]) + 1:02d}"
+        problems.append(Problem(f"plate {p}, replicate {rep}, channel {ch} is read more than once "
+                                f"(from {', '.join(files)})", file=files[0], where=f"plate {p}, well {w}",
+                                hint="each plate/replicate/channel needs exactly one file"))
+    raise InputError(problems[:readers.MAX_PROBLEMS])
+
+
+def _excluded(found: Inputs, inst: pd.DataFrame, *, fmt: PlateFormat, run_dir: Path) -> np.ndarray:
+    """Mask of measurements flagged NA in the screen log (cellHTS2: excluded from everything)."""
+    mask = np.zeros((len(inst), fmt.rows, fmt.cols), dtype=bool)
+    if found.screen_log is None:
+        return mask
+    logdf = readers.read_screen_log(found.screen_log, root=run_dir)
+    r, c = parse_wells(logdf["well"].to_numpy())
+    lookup = {(int(p), int(rep), int(ch)): i for i, (p, rep, ch) in enumerate(inst.itertuples(index=False))}
+    channels = sorted(inst["channel"].unique())
+    for (p, rep, ch), ri, ci in zip(logdf[["plate", "replicate", "channel"]].itertuples(index=False), r, c):
+        if ri < 0 or ri >= fmt.rows or ci >= fmt.cols:
+            continue
+        for chan in ([ch] if ch else channels):
+            i = lookup.get((int(p), int(rep), int(chan)))
+            if i is not None:
+                mask[i, ri, ci] = True
+    return mask
+
+
+def _qc_verdict(qc: dict[str, np.ndarray], *, norm_defined: np.ndarray, method: str,
+                thresholds: dict[str, float], has_inhibitor: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Pass/fail per plate and the reasons, in words a researcher can act on."""
+    n = len(norm_defined)
+    ok = np.ones(n, dtype=bool)
+    notes: list[list[str]] = [[] for _ in range(n)]
+    zmin, sbmin, cvmax = thresholds["z_prime_min"], thresholds["signal_to_background_min"], thresholds["cv_max"]
+    for i in range(n):
+        npos, nneg = int(qc["n_positive"][i]), int(qc["n_negative"][i])
+        if npos == 0 and nneg == 0:
+            ok[i] = False
+            notes[i].append("no controls: Z' undefined")
+        elif npos == 0 or nneg == 0:
+            ok[i] = False
+            notes[i].append(f"no {'positive' if npos == 0 else 'negative'} controls: Z' undefined")
+        elif npos < 2 or nneg < 2:
+            notes[i].append(f"Z' undefined: {npos} positive / {nneg} negative control wells (needs 2 each)")
+        z = qc["z_prime"][i]
+        if np.isfinite(z) and z < zmin:
+            ok[i] = False
+            notes[i].append(f"Z' {z:.2f} < {zmin}")
+        sb = qc["signal_to_background"][i]
+        if np.isfinite(sb) and sb > 0 and max(sb, 1 / sb) < sbmin:
+            ok[i] = False
+            notes[i].append(f"S/B fold {max(sb, 1 / sb):.2f} < {sbmin}")
+        for kind in ("positive", "negative"):
+            cv = qc[f"cv_{kind}"][i]
+            if np.isfinite(cv) and cv > cvmax:
+                ok[i] = False
+                notes[i].append(f"CV of {kind} controls {cv:.1f}% > {cvmax}%")
+        if has_inhibitor:
+            zi = qc["z_prime_inhibitor"][i]
+            if np.isfinite(zi) and zi < zmin:
+                ok[i] = False
+                notes[i].append(f"Z' of inhibitor controls {zi:.2f} < {zmin}")
+        if not norm_defined[i]:
+            notes[i].append(f"normalisation '{method}' undefined on this plate (its wells are null)")
+    return ok, np.array(["; ".join(x) for x in notes], dtype=object)
+
+
+def _screen_figures(normalised, *, neg, pos, inst, per_rep, sample, group) -> dict[str, Any]:
+    """Screen-wide robust Z' per replicate/channel on the normalised values (cellHTS2 getZfactor
+    with robust=TRUE pools the controls of all plates) and the replicate correlation of the score."""
+    out: dict[str, Any] = {}
+    for g in np.unique(group):
+        sel = group == g
+        rep, ch = int(inst["replicate"][sel].iloc[0]), int(inst["channel"][sel].iloc[0])
+        p, n = normalised[sel][pos[sel]], normalised[sel][neg[sel]]
+        p, n = p[~np.isnan(p)], n[~np.isnan(n)]
+        z = np.nan
+        if p.size > 1 and n.size > 1:
+            mp, mn = np.median(p), np.median(n)
+            sp = stats.MAD_SCALE * np.median(np.abs(p - mp))
+            sn = stats.MAD_SCALE * np.median(np.abs(n - mn))
+            z = 1 - 3 * (sp + sn) / abs(mp - mn) if mp != mn else np.nan
+        out[f"robust_z_prime_screen_r{rep}_c{ch}"] = None if not np.isfinite(z) else round(float(z), 6)
+    reps = sorted(inst["replicate"].unique())
+    if len(reps) >= 2:
+        a = inst.assign(i=np.arange(len(inst)))
+        r1 = a[a.replicate == reps[0]].set_index(["plate", "channel"])["i"]
+        r2 = a[a.replicate == reps[1]].set_index(["plate", "channel"])["i"]
+        both = r1.index.intersection(r2.index)
+        x = per_rep[r1[both].to_numpy()][sample[r1[both].to_numpy()]]
+        y = per_rep[r2[both].to_numpy()][sample[r2[both].to_numpy()]]
+        ok = np.isfinite(x) & np.isfinite(y)
+        corr = float(np.corrcoef(x[ok], y[ok])[0, 1]) if ok.sum() > 2 else np.nan
+        out["replicate_correlation"] = None if not np.isfinite(corr) else round(corr, 6)
+    return out
+
+
+def _description_facts(found: Inputs) -> dict[str, Any]:
+    if found.description is None:
+        return {}
+    desc = readers.read_description(found.description).get("Screen description", {})
+    keep = {"Screen": "screen", "Title": "screen_title", "Organism": "organism", "Celltype": "cell_type",
+            "Library": "library", "Assay": "assay", "Screentype": "screen_type"}
+    return {v: desc[k] for k, v in keep.items() if desc.get(k)}
+
+
+# --------------------------------------------------------------------------- step 3: dose-response
+DOSE_COLUMNS = ("compound_key", "sample_id", "compound", "channel", "n_points", "n_concentrations",
+                "concentration_min", "concentration_max", "concentration_unit", "bottom", "top", "ec50",
+                "log10_ec50", "ec50_ci_low", "ec50_ci_high", "hill", "r2", "direction", "converged",
+                "iterations", "fit_ok", "status", "n_hit_wells")
+
+
+def fit_dose_response(*, wells: str | Path, block: dict[str, Any] | None, out: str | Path) -> Path:
+    """4PL fit per compound and channel over its sample wells with a concentration > 0 (all
+    plates and replicates pooled); writes ``dose_response.parquet`` (empty with its columns when
+    the screen has no concentrations)."""
+    from pipelines.modalities.screening.config import settings
+
+    cfg = settings(block)["dose_response"]
+    w = pd.read_parquet(wells, columns=["sample_id", "compound", "channel", "concentration", "control",
+                                        "excluded", "raw", "normalised", "hit"])
+    response = cfg["response"]
+    key = w["compound"].where(w["compound"].notna(), w["sample_id"])
+    sel = (w["control"] == "sample") & ~w["excluded"] & (w["concentration"] > 0) & key.notna() \
+        & np.isfinite(w[response])
+    d = w[sel].assign(compound_key=key[sel])
+    groups, curves = [], []
+    for (ck, ch), grp in d.groupby(["compound_key", "channel"], sort=True):
+        if grp["concentration"].nunique() < cfg["min_concentrations"]:
+            continue
+        groups.append((ck, ch, grp))
+        curves.append((np.log10(grp["concentration"].to_numpy()), grp[response].to_numpy()))
+    if not groups:
+        return write_parquet(pd.DataFrame({c: pd.Series(dtype=_dose_dtype(c)) for c in DOSE_COLUMNS}), out,
+                             meta={"settings": cfg})
+    lx, y, wt = dose.pad_curves(curves)
+    fits = dose.fit_4pl(lx, y, wt, hill_min=cfg["hill_min"], hill_max=cfg["hill_max"],
+                        max_iter=cfg["max_iterations"], r2_min=cfg["r2_min"])
+    rows = []
+    for i, (ck, ch, grp) in enumerate(groups):
+        first = grp.iloc[0]
+        rows.append({
+            "compound_key": str(ck), "sample_id": first["sample_id"], "compound": first["compound"],
+            "channel": int(ch), "n_points": len(grp), "n_concentrations": int(grp["concentration"].nunique()),
+            "concentration_min": float(grp["concentration"].min()),
+            "concentration_max": float(grp["concentration"].max()),
+            "concentration_unit": cfg["concentration_unit"],
+            "n_hit_wells": int(grp["hit"].sum()),
+        })
+    res = pd.DataFrame(rows)
+    res["bottom"], res["top"], res["hill"], res["r2"] = fits.bottom, fits.top, fits.hill, fits.r2
+    res["log10_ec50"] = fits.log10_ec50
+    res["ec50"] = 10.0 ** fits.log10_ec50
+    res["ec50_ci_low"] = 10.0 ** fits.log10_ec50_ci_low
+    res["ec50_ci_high"] = 10.0 ** fits.log10_ec50_ci_high
+    res["direction"] = np.where(fits.top < fits.bottom, "decreasing",
+                                np.where(fits.top > fits.bottom, "increasing", "flat"))
+    res["converged"], res["iterations"] = fits.converged, fits.iterations.astype(np.int32)
+    res["fit_ok"], res["status"] = fits.ok, fits.status
+    res = res[list(DOSE_COLUMNS)].astype({"channel": np.int16, "n_points": np.int32, "n_concentrations": np.int32,
+                                          "n_hit_wells": np.int32})
+    log.info("dose-response: %d curves, %d fit ok", len(res), int(fits.ok.sum()))
+    return write_parquet(res, out, meta={"settings": cfg})
+
+
+def _dose_dtype(col: str) -> str:
+    if col in ("compound_key", "sample_id", "compound", "concentration_unit", "direction", "status"):
+        return "object"
+    if col in ("converged", "fit_ok"):
+        return "bool"
+    if col in ("channel", "n_points", "n_concentrations", "iterations", "n_hit_wells"):
+        return "int32"
+    return "float64"
+
+
+# --------------------------------------------------------------------------- step 5: metrics
+def write_metrics(*, wells: str | Path, plates: str | Path, hits: str | Path, dose_response: str | Path,
+                  plots: list[str | Path], out: str | Path) -> Path:
+    """``qc/metrics.json``: the flat key figures the catalog keeps (numbers and strings only)."""
+    pl = pd.read_parquet(plates)
+    h = pd.read_parquet(hits, columns=["score"])
+    dr = pd.read_parquet(dose_response, columns=["fit_ok"])
+    w = pd.read_parquet(wells, columns=["control", "excluded", "hit", "plate", "channel", "well"])
+    meta_screen = parquet_meta(wells, "screen") or {}
+    settings_used = parquet_meta(wells, "settings") or {}
+    samples = w[(w["control"] == "sample") & ~w["excluded"]].drop_duplicates(["plate", "channel", "well"])
+
+    def med(col: str) -> float | None:
+        v = pl[col].dropna()
+        return None if v.empty else round(float(v.median()), 6)
+
+    metrics: dict[str, Any] = {
+        "modality": "screening",
+        "input_kind": parquet_meta(wells, "input_kind"),
+        "plate_format": int(pl["n_wells"].iloc[0]) if len(pl) else None,
+        "n_plates": int(pl["plate"].nunique()),
+        "n_plate_readings": int(len(pl)),
+        "n_replicates": int(pl["replicate"].nunique()),
+        "n_channels": int(pl["channel"].nunique()),
+        "n_wells": int(len(w)),
+        "n_excluded_wells": int(w["excluded"].sum()),
+        "normalisation": settings_used.get("normalisation"),
+        "score_method": (settings_used.get("score") or {}).get("method"),
+        "hit_threshold": (settings_used.get("hits") or {}).get("threshold"),
+        "n_hits": int(len(h)),
+        "hit_rate": round(len(h) / len(samples), 6) if len(samples) else None,
+        "plates_qc_pass": int(pl["qc_pass"].sum()),
+        "plates_qc_fail": int((~pl["qc_pass"]).sum()),
+        "z_prime_median": med("z_prime"),
+        "robust_z_prime_median": med("robust_z_prime"),
+        "signal_to_background_median": med("signal_to_background"),
+        "cv_negative_median": med("cv_negative"),
+        "n_dose_response_fits": int(len(dr)),
+        "n_dose_response_fits_ok": int(dr["fit_ok"].sum()),
+        "n_plots": len(plots),
+    }
+    metrics.update(meta_screen)
+    return write_json(out, metrics)

@@ -1,0 +1,165 @@
+"""Transcriptomics: 10x single cell (h5, mtx, h5ad) and bulk count tables -> AnnData Zarr + QC.
+
+Single cell (workflows/transcriptomics/singlecell.smk)::
+
+    load_single_cell -> qc_cells -> cluster_cells -> write_metrics
+
+Bulk (workflows/transcriptomics/bulk.smk)::
+
+    process_bulk -> write_metrics
+
+Output formats: docs/formats/transcriptomics.md.  Parameters: the ``transcriptomics:`` block of
+experiment.yaml (metadata/schemas/transcriptomics.schema.json).
+
+Importing this package is cheap (no scanpy): Snakemake imports it while parsing the workflow.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _numba_cache_dir() -> Path:
+    # numba compiles neighbors/UMAP kernels on first use (~110 s on these machines); a cache
+    # shared by every rule, test and run of this user makes that a one-off.  Set before scanpy
+    # (and so numba) is imported by any step.
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "binds-pipelines" / "numba"
+
+
+os.environ.setdefault("NUMBA_CACHE_DIR", str(_numba_cache_dir()))
+
+from pipelines.errors import InputError, Problem  # noqa: E402
+from pipelines.staging import write_json  # noqa: E402
+
+from . import annotate  # noqa: E402
+from .bulk import load_bulk, match_samples, process_bulk, read_count_table, read_sample_sheet  # noqa: E402
+from .demo import make_demo_run  # noqa: E402
+from .discover import RAW_PATTERNS, InputSpec, resolve_input  # noqa: E402
+from .params import Params, params_from_experiment  # noqa: E402
+from .singlecell import cluster_cells, load_single_cell, qc_cells, read_input  # noqa: E402
+
+DESCRIPTION = ("Single-cell (10x .h5 / mtx / .h5ad) or bulk RNA-seq counts -> AnnData Zarr with raw "
+               "counts, QC (MAD outliers), UMAP, Leiden clusters and marker genes")
+
+__all__ = [
+    "DESCRIPTION", "RAW_PATTERNS", "InputSpec", "Params", "cluster_cells", "load_bulk", "load_single_cell",
+    "make_demo_run", "match_samples", "params_from_experiment", "preflight", "process_bulk", "qc_cells",
+    "read_count_table", "read_input", "read_sample_sheet", "resolve_input", "input_kind", "write_metrics",
+]
+
+
+def input_kind(run_dir: str | Path, experiment: dict[str, Any]) -> str:
+    """``single_cell`` or ``bulk``: which rule set the workflow runs (decided while parsing)."""
+    spec = resolve_input(run_dir, params_from_experiment(experiment))
+    return "single_cell" if spec.single_cell else "bulk"
+
+
+def preflight(run_dir: Path, experiment: dict) -> list[Problem]:
+    """Cheap checks before any compute: privacy of the metadata, the input found, file headers
+    (10x HDF5 structure and sizes, MatrixMarket dimensions vs barcode/feature lines, bulk sample
+    names vs count columns).  Returns every problem; raises nothing."""
+    problems = annotate.experiment_privacy_problems(experiment)
+    try:
+        spec = resolve_input(run_dir, params_from_experiment(experiment))
+        problems += _header_problems(spec, params_from_experiment(experiment))
+    except InputError as err:
+        problems += err.problems
+    return problems
+
+
+def _header_problems(spec: InputSpec, params: Params) -> list[Problem]:
+    from . import readers
+
+    try:
+        if spec.kind == "10x_h5":
+            import h5py
+
+            try:
+                h5 = h5py.File(spec.path, "r")
+            except OSError as err:
+                return [Problem(f"not a readable HDF5 file ({readers._short_h5_error(err)})",
+                                file=spec.path.name, hint="the file is corrupt or truncated: copy it again")]
+            with h5:
+                if "matrix" in h5:
+                    readers._check_h5_group(h5["matrix"], spec.path.name, "matrix",
+                                            readers._H5_V3_DATASETS + ("features",), n_features_key="features/id")
+                elif not any("genes" in v for v in h5.values() if hasattr(v, "keys")):
+                    return [Problem("HDF5 file but not a 10x feature-barcode matrix", file=spec.path.name,
+                                    where="/", hint="give Cell Ranger's filtered_feature_bc_matrix.h5")]
+        elif spec.kind == "10x_mtx":
+            import scipy.io
+
+            files = readers.find_mtx_files(spec.path)
+            rows, cols, *_ = scipy.io.mminfo(files["matrix"])
+            n_feat = len(readers._read_tsv_column_table(files["features"]))
+            n_bc = len(readers._read_tsv_column_table(files["barcodes"]))
+            out = []
+            if rows != n_feat:
+                out.append(Problem(f"the matrix has {rows} rows (features) but {files['features'].name} has "
+                                   f"{n_feat} lines", file=files["matrix"].name, where="header"))
+            if cols != n_bc:
+                out.append(Problem(f"the matrix has {cols} columns (barcodes) but {files['barcodes'].name} has "
+                                   f"{n_bc} lines", file=files["matrix"].name, where="header"))
+            return out
+        elif spec.kind == "bulk_counts" and spec.sample_sheet is not None:
+            from .bulk import ANNOTATION_COLUMNS, _read_table
+
+            sheet, col = read_sample_sheet(spec.sample_sheet, sample_column=params.bulk.sample_column)
+            out = annotate.table_privacy_problems(sheet, file=spec.sample_sheet.name)
+            header = _read_table(spec.path, nrows=0)
+            # annotation columns (gene_name ...) are not samples
+            columns = [str(c) for c in header.columns[1:]
+                       if str(c).lower().replace(" ", "_") not in ANNOTATION_COLUMNS]
+            try:
+                match_samples(sheet[col].tolist(), columns, bp=params.bulk, sheet_file=spec.sample_sheet.name,
+                              counts_file=spec.path.name, sample_column=col)
+            except InputError as err:
+                out += err.problems
+            return out
+    except InputError as err:
+        return list(err.problems)
+    except (OSError, ValueError) as err:
+        return [Problem(f"cannot read the input: {err}", file=spec.path.name)]
+    return []
+
+
+def write_metrics(*, dest: str | Path, summaries: list[str | Path], facts_json: str | Path) -> dict[str, Any]:
+    """``qc/metrics.json``: a flat object of the key QC figures (the catalog keeps it)."""
+    import json
+
+    merged: dict[str, Any] = {}
+    for path in summaries:
+        merged.update(json.loads(Path(path).read_text()))
+    facts = json.loads(Path(facts_json).read_text()).get("facts", {})
+    out: dict[str, Any] = {"input_kind": facts.get("input_kind", "")}
+    if "n_cells_input" in merged:
+        n_in, n_kept = merged["n_cells_input"], merged["n_cells_kept"]
+        out.update(
+            n_cells_input=n_in, n_cells=n_kept, n_genes=merged["n_genes"],
+            n_genes_filtered=merged["n_genes_filtered"],
+            pct_cells_removed=round(100.0 * (n_in - n_kept) / n_in, 3) if n_in else 0.0,
+            median_total_counts=merged["medians"]["total_counts"],
+            median_genes_per_cell=merged["medians"]["n_genes_by_counts"],
+            median_pct_counts_mt=merged["medians"]["pct_counts_mt"],
+            n_clusters=merged["n_clusters"], n_hvg=merged["n_hvg"], n_pcs=merged["n_pcs"],
+            n_marker_rows=merged["n_markers_rows"])
+        if merged.get("doublet_rate") is not None:
+            out["doublet_rate"] = round(merged["doublet_rate"], 5)
+        for rule, n in sorted(merged.get("removed_by", {}).items()):
+            out[f"cells_removed_by_{rule}"] = n
+        if facts.get("chemistry_description"):
+            out["chemistry"] = facts["chemistry_description"]
+    else:
+        out.update(
+            n_samples=merged["n_samples"], n_genes=merged["n_genes"], n_genes_kept=merged["n_genes_kept"],
+            library_size_min=merged["library_size_min"], library_size_median=merged["library_size_median"],
+            library_size_max=merged["library_size_max"])
+        if merged.get("min_sample_correlation") is not None:
+            out["min_sample_correlation"] = round(merged["min_sample_correlation"], 6)
+        if merged.get("pca_variance_ratio"):
+            out["pc1_variance_ratio"] = round(merged["pca_variance_ratio"][0], 6)
+    write_json(dest, out)
+    return out

@@ -1,0 +1,405 @@
+"""Readers of the unit's deliveries, each validating before (and right after) scanpy reads.
+
+Single cell: Cell Ranger ``filtered_feature_bc_matrix.h5`` (v3 ``matrix`` group, or the legacy
+v2 layout with one group per genome), the MatrixMarket triplet (v3 ``matrix.mtx.gz`` +
+``features.tsv.gz`` + ``barcodes.tsv.gz``, v2 ``matrix.mtx`` + ``genes.tsv`` + ``barcodes.tsv``),
+and ``.h5ad``.  Bulk: a genes x samples count table (see :mod:`.bulk`).
+
+scanpy does the reading; what is added here is the error a person can act on: which file, which
+barcode / gene / field, what is wrong, what to do.  The returned AnnData always has cells as
+rows, raw integer counts as a CSR matrix in ``X`` (float32, as scanpy reads them), unique
+``obs_names`` (barcodes) and ``var_names``, and ``var`` columns ``gene_ids``, ``feature_name``,
+``feature_types`` (and ``genome`` when the file has it).
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipelines.errors import InputError, Problem
+
+if TYPE_CHECKING:  # scanpy/anndata are imported inside functions: Snakemake parses this module
+    from anndata import AnnData
+
+log = logging.getLogger(__name__)
+
+GENE_EXPRESSION = "Gene Expression"
+# Cell Ranger chemistry_description -> EFO assay (CELLxGENE assay_ontology_term_id)
+CHEMISTRY_EFO = {
+    "single cell 3' v3": "EFO:0009922",
+    "single cell 3' v3.1": "EFO:0009922",
+    "single cell 3' v2": "EFO:0009899",
+    "single cell 5' pe": "EFO:0009900",
+    "single cell 5' pe v2": "EFO:0009900",
+    "single cell 5' r2-only": "EFO:0009900",
+    "single cell 5' v2": "EFO:0009900",
+}
+_H5_V3_DATASETS = ("data", "indices", "indptr", "shape", "barcodes")
+_H5_V2_DATASETS = ("data", "indices", "indptr", "shape", "barcodes", "genes", "gene_names")
+# values in a count matrix are checked in slices of this many entries, so the check's own
+# temporaries stay small next to the matrix (100k cells x 2k genes = 200M entries)
+_CHUNK = 16_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What a reader returns: the matrix and the facts its header told."""
+
+    adata: "AnnData"
+    facts: dict[str, Any]
+
+
+# --------------------------------------------------------------------------- 10x HDF5
+def read_10x_h5(path: str | Path) -> Loaded:
+    """Read a Cell Ranger feature-barcode HDF5 (v3, or legacy v2 with a genome group).
+
+    Raises
+    ------
+    InputError
+        Not HDF5 or truncated; HDF5 but not a 10x matrix; ``shape`` disagreeing with the number
+        of barcodes / features or with ``indptr``; feature indices out of range; non-integer
+        or negative counts; duplicate barcodes.
+    """
+    import h5py
+    import scanpy as sc
+
+    path = Path(path)
+    fname = path.name
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as err:
+        raise InputError(Problem(
+            f"not a readable HDF5 file ({_short_h5_error(err)})", file=fname,
+            hint="the file is corrupt or truncated: copy it again from the Cell Ranger outs/ folder "
+                 "and compare its size / checksum")) from None
+    with h5:
+        facts = _h5_facts(h5)
+        if "matrix" in h5:
+            layout, groups = "v3", ["matrix"]
+            _check_h5_group(h5["matrix"], fname, "matrix", _H5_V3_DATASETS + ("features",),
+                            n_features_key="features/id")
+        else:
+            groups = sorted(k for k, v in h5.items()
+                            if isinstance(v, h5py.Group) and all(d in v for d in ("data", "genes")))
+            if not groups:
+                raise InputError(Problem(
+                    f"HDF5 file but not a 10x feature-barcode matrix: top-level entries are "
+                    f"{sorted(h5.keys()) or 'none'}", file=fname, where="/",
+                    hint="expected a 'matrix' group (Cell Ranger >= 3) or one group per genome with "
+                         "'genes' (Cell Ranger 2); give filtered_feature_bc_matrix.h5, not "
+                         "molecule_info.h5 or an .h5ad (for .h5ad set transcriptomics.input.kind: h5ad)"))
+            layout = "v2"
+            for g in groups:
+                _check_h5_group(h5[g], fname, g, _H5_V2_DATASETS, n_features_key="genes")
+    facts["layout"] = f"10x_h5_{layout}"
+    try:
+        if layout == "v3":
+            adata = sc.read_10x_h5(path, gex_only=False)
+        else:
+            parts = [sc.read_10x_h5(path, genome=g) for g in groups]
+            for g, part in zip(groups, parts):
+                part.var["genome"] = g
+                part.var["feature_types"] = GENE_EXPRESSION
+            adata = parts[0] if len(parts) == 1 else _concat_genomes(parts)
+    except (KeyError, ValueError, OSError) as err:
+        raise InputError(Problem(f"scanpy could not read the matrix: {err}", file=fname,
+                                 hint="the 10x HDF5 is malformed; regenerate it with Cell Ranger")) from None
+    adata = _standard_var(adata, id_col="gene_ids", name_col=None)
+    _check_counts(adata, fname)
+    _check_unique_barcodes(adata.obs_names, fname, "barcodes")
+    facts.update(n_barcodes=int(adata.n_obs), n_features=int(adata.n_vars))
+    return Loaded(adata=adata, facts=facts)
+
+
+def _short_h5_error(err: OSError) -> str:
+    text = str(err)
+    m = re.search(r"\((.*?)\)", text)
+    return (m.group(1) if m else text)[:160]
+
+
+def _h5_facts(h5: Any) -> dict[str, Any]:
+    facts: dict[str, Any] = {}
+    for key in ("chemistry_description", "library_ids", "software_version", "filetype"):
+        if key in h5.attrs:
+            val = h5.attrs[key]
+            if isinstance(val, np.ndarray):
+                val = ", ".join(v.decode() if isinstance(v, bytes) else str(v) for v in val.tolist())
+            elif isinstance(val, bytes):
+                val = val.decode()
+            facts[key] = str(val)
+    if "chemistry_description" in facts:
+        efo = CHEMISTRY_EFO.get(facts["chemistry_description"].lower())
+        if efo:
+            facts["assay_ontology_term_id"] = efo
+    return facts
+
+
+def _check_h5_group(group: Any, fname: str, gname: str, needed: tuple[str, ...], *,
+                    n_features_key: str) -> None:
+    missing = [d for d in needed if d not in group]
+    if missing:
+        raise InputError(Problem(
+            f"10x HDF5 group '{gname}' lacks {', '.join(missing)}", file=fname, where=f"/{gname}",
+            hint="the file is truncated or was not written by Cell Ranger"))
+    shape = [int(x) for x in group["shape"][()]]
+    n_bc = int(group["barcodes"].shape[0])
+    n_feat = int(group[n_features_key].shape[0])
+    nnz = int(group["data"].shape[0])
+    if len(shape) != 2 or shape[1] != n_bc:
+        raise InputError(Problem(
+            f"shape says {shape[1] if len(shape) == 2 else shape} barcodes but 'barcodes' has {n_bc}",
+            file=fname, where=f"/{gname}/shape", hint="the barcodes and the matrix do not belong together"))
+    if shape[0] != n_feat:
+        raise InputError(Problem(
+            f"shape says {shape[0]} features but '{n_features_key}' has {n_feat}",
+            file=fname, where=f"/{gname}/shape", hint="the features and the matrix do not belong together"))
+    indptr = group["indptr"]
+    if indptr.shape[0] != n_bc + 1 or int(indptr[-1]) != nnz or int(group["indices"].shape[0]) != nnz:
+        raise InputError(Problem(
+            f"indptr ({indptr.shape[0]} entries, last {int(indptr[-1])}) does not fit {n_bc} barcodes "
+            f"and {nnz} stored values", file=fname, where=f"/{gname}/indptr",
+            hint="the file is truncated or corrupt: copy it again"))
+
+
+def _concat_genomes(parts: list["AnnData"]) -> "AnnData":
+    import anndata as ad
+
+    return ad.concat(parts, axis=1, merge="first")
+
+
+# --------------------------------------------------------------------------- MatrixMarket
+def find_mtx_files(folder: Path) -> dict[str, Path]:
+    """matrix / features / barcodes of a 10x triplet folder (v3 gz or v2 plain), or InputError."""
+    layouts = {
+        "v3": ("matrix.mtx.gz", "features.tsv.gz", "barcodes.tsv.gz"),
+        "v2": ("matrix.mtx", "genes.tsv", "barcodes.tsv"),
+    }
+    for layout, names in layouts.items():
+        if all((folder / n).is_file() for n in names):
+            return {"layout": layout, "matrix": folder / names[0], "features": folder / names[1],
+                    "barcodes": folder / names[2]}
+    present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    raise InputError(Problem(
+        f"not a complete 10x MatrixMarket triplet; found {present or 'nothing'}", file=str(folder),
+        hint="expected matrix.mtx.gz + features.tsv.gz + barcodes.tsv.gz (Cell Ranger >= 3) or "
+             "matrix.mtx + genes.tsv + barcodes.tsv (Cell Ranger 2), all in one folder"))
+
+
+def read_10x_mtx(folder: str | Path) -> Loaded:
+    """Read a 10x MatrixMarket triplet folder (v3 gzipped, or legacy v2 with ``genes.tsv``)."""
+    import pandas as pd
+    import scanpy as sc
+    import scipy.io
+
+    folder = Path(folder)
+    files = find_mtx_files(folder)
+    mname = files["matrix"].name
+    try:
+        n_rows, n_cols, nnz, fmt, field, _sym = scipy.io.mminfo(files["matrix"])
+    except (ValueError, OSError, EOFError) as err:
+        raise InputError(Problem(f"not a MatrixMarket file: {err}", file=mname, where="header",
+                                 hint="the first line must be '%%MatrixMarket matrix coordinate integer general'")) from None
+    features = _read_tsv_column_table(files["features"])
+    barcodes = _read_tsv_column_table(files["barcodes"])
+    if n_rows != len(features):
+        raise InputError(Problem(
+            f"the matrix has {n_rows} rows (features) but {files['features'].name} has {len(features)} lines",
+            file=mname, where="header (rows columns entries)",
+            hint=f"{files['features'].name} and {mname} do not belong together"))
+    if n_cols != len(barcodes):
+        raise InputError(Problem(
+            f"the matrix has {n_cols} columns (barcodes) but {files['barcodes'].name} has {len(barcodes)} lines",
+            file=mname, where="header (rows columns entries)",
+            hint=f"{files['barcodes'].name} and {mname} do not belong together"))
+    if field not in ("integer", "real", "pattern"):
+        raise InputError(Problem(f"MatrixMarket field is {field!r}, counts must be integer", file=mname,
+                                 where="header"))
+    _check_unique_barcodes(pd.Index(barcodes[0].astype(str)), files["barcodes"].name, "line")
+    ids = features[0].astype(str)
+    # the v2 pbmc set has the placeholder id ENSGXXXXXX on every gene: fall back to symbols
+    var_names = "gene_ids" if ids.is_unique else "gene_symbols"
+    try:
+        adata = sc.read_10x_mtx(folder, var_names=var_names, make_unique=True, gex_only=False)
+    except (ValueError, IndexError, OSError, EOFError) as err:
+        raise InputError(Problem(f"could not read the matrix: {err}", file=mname,
+                                 hint="the file is truncated or not MatrixMarket coordinate format")) from None
+    if var_names == "gene_symbols":
+        adata.var["gene_ids"] = ids.to_numpy()
+    if "feature_types" not in adata.var:
+        adata.var["feature_types"] = GENE_EXPRESSION
+    adata = _standard_var(adata, id_col="gene_ids", name_col=None)
+    _check_counts(adata, mname)
+    facts: dict[str, Any] = {"layout": f"10x_mtx_{files['layout']}", "n_barcodes": int(adata.n_obs),
+                             "n_features": int(adata.n_vars), "mtx_field": field}
+    if not ids.is_unique:
+        facts["gene_ids_not_unique"] = (f"{files['features'].name}: gene ids repeat "
+                                        f"(e.g. {ids[ids.duplicated()].iloc[0]}); gene symbols name the genes")
+    return Loaded(adata=adata, facts=facts)
+
+
+def _read_tsv_column_table(path: Path):
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, sep="\t", header=None, dtype=str, keep_default_na=False,
+                           compression="gzip" if path.suffix == ".gz" else None)
+    except (gzip.BadGzipFile, EOFError, OSError, UnicodeDecodeError, pd.errors.ParserError) as err:
+        raise InputError(Problem(f"cannot read it as a tab-separated table: {err}", file=path.name,
+                                 hint="the file is corrupt or not gzip-compressed text")) from None
+    except pd.errors.EmptyDataError:
+        raise InputError(Problem("the file is empty", file=path.name)) from None
+
+
+# --------------------------------------------------------------------------- h5ad
+def read_h5ad_counts(path: str | Path) -> Loaded:
+    """Read an ``.h5ad`` and keep its raw counts (``layers['counts']`` if present, else ``X``)."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    path = Path(path)
+    try:
+        adata = ad.read_h5ad(path)
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise InputError(Problem(f"not a readable .h5ad: {str(err)[:200]}", file=path.name,
+                                 hint="write it with anndata's write_h5ad")) from None
+    source = "X"
+    if "counts" in adata.layers:
+        source = "layers['counts']"
+        adata.X = adata.layers["counts"]
+    elif adata.raw is not None and _looks_integer(adata.raw.X):
+        source = "raw.X"
+        adata = ad.AnnData(X=adata.raw.X, obs=adata.obs, var=adata.raw.var)
+    X = adata.X
+    if not sp.issparse(X):
+        X = sp.csr_matrix(np.asarray(X))
+    adata = ad.AnnData(X=sp.csr_matrix(X, dtype=np.float32), obs=adata.obs.copy(), var=adata.var.copy())
+    adata.layers.clear()
+    name_col = next((c for c in ("feature_name", "gene_symbols", "gene_name", "symbol") if c in adata.var), None)
+    id_col = next((c for c in ("gene_ids", "gene_id", "feature_id", "ensembl_id") if c in adata.var), None)
+    if id_col is None:
+        adata.var["gene_ids"] = adata.var_names.astype(str)
+        id_col = "gene_ids"
+    adata = _standard_var(adata, id_col=id_col, name_col=name_col)
+    _check_counts(adata, path.name, source=source)
+    _check_unique_barcodes(adata.obs_names, path.name, "obs_names")
+    if not adata.var_names.is_unique:
+        adata.var_names_make_unique()
+    return Loaded(adata=adata, facts={"layout": "h5ad", "counts_from": source,
+                                      "n_barcodes": int(adata.n_obs), "n_features": int(adata.n_vars)})
+
+
+def _looks_integer(X: Any) -> bool:
+    import scipy.sparse as sp
+
+    data = X.data if sp.issparse(X) else np.asarray(X)
+    sample = data[: 100_000]
+    return bool(np.all(np.mod(sample, 1) == 0))
+
+
+# --------------------------------------------------------------------------- shared checks
+def _standard_var(adata: "AnnData", *, id_col: str, name_col: str | None) -> "AnnData":
+    """var with gene_ids, feature_name, feature_types (+ genome), the names scanpy gave kept as index."""
+    var = adata.var
+    if id_col != "gene_ids":
+        var["gene_ids"] = var[id_col].astype(str)
+    if name_col is not None:
+        var["feature_name"] = var[name_col].astype(str)
+    elif "feature_name" not in var:
+        # scanpy puts symbols in the index when var_names="gene_symbols", else ids in the index
+        # and no symbol column; the h5 readers keep the symbol as the index
+        var["feature_name"] = [str(n) for n in var.index]
+        if var["gene_ids"].astype(str).tolist() == var["feature_name"].tolist() and "gene_symbols" in var:
+            var["feature_name"] = var["gene_symbols"].astype(str)
+    if "feature_types" not in var:
+        var["feature_types"] = GENE_EXPRESSION
+    var["gene_ids"] = var["gene_ids"].astype(str)
+    var["feature_types"] = var["feature_types"].astype(str)
+    if var["gene_ids"].is_unique:
+        # stable, unique gene ids as var_names (CELLxGENE); symbols stay in feature_name
+        var.index = var["gene_ids"].to_numpy()
+    var.index.name = None
+    adata.var = var
+    if not adata.var_names.is_unique:
+        adata.var_names_make_unique()
+    for col in ("gene_ids", "feature_name", "feature_types", "genome"):
+        if col in adata.var:
+            adata.var[col] = adata.var[col].astype(str)
+    keep = [c for c in ("gene_ids", "feature_name", "feature_types", "genome") if c in adata.var]
+    adata.var = adata.var[keep]
+    return adata
+
+
+def _check_counts(adata: "AnnData", fname: str, *, source: str = "matrix") -> None:
+    """Raw counts: non-negative integers.  Names the first offending barcode and gene."""
+    import scipy.sparse as sp
+
+    X = adata.X
+    if not sp.issparse(X):
+        raise InputError(Problem("the matrix is not sparse", file=fname, where=source))
+    X = sp.csr_matrix(X) if not sp.isspmatrix_csr(X) else X
+    adata.X = X
+    data = X.data
+    for start in range(0, data.shape[0], _CHUNK):
+        part = data[start:start + _CHUNK]
+        bad = np.flatnonzero((part < 0) | ~np.isfinite(part) | (np.mod(part, 1) != 0))
+        if bad.size:
+            k = start + int(bad[0])
+            row = int(np.searchsorted(X.indptr, k, side="right") - 1)
+            col = int(X.indices[k])
+            value = data[k]
+            what = "negative" if value < 0 else "not an integer"
+            raise InputError(Problem(
+                f"value {value:g} is {what}: raw UMI/read counts are expected ({bad.size} such "
+                f"values in this slice alone)", file=fname,
+                where=f"{source}: barcode {adata.obs_names[row]}, gene {adata.var_names[col]}",
+                hint="give the unnormalised counts (Cell Ranger filtered_feature_bc_matrix, or an "
+                     ".h5ad with counts in layers['counts'])"))
+
+
+def _check_unique_barcodes(names: Any, fname: str, where: str) -> None:
+    import pandas as pd
+
+    idx = pd.Index(names)
+    if not idx.is_unique:
+        dup = idx[idx.duplicated()]
+        raise InputError(Problem(
+            f"{len(dup)} duplicate barcode(s), e.g. {dup[0]!r} appears {int((idx == dup[0]).sum())} times",
+            file=fname, where=f"{where} {int(np.flatnonzero(idx == dup[0])[1]) + 1}" if where == "line" else where,
+            hint="each cell barcode must appear once; libraries merged by hand need a suffix per "
+                 "library (-1, -2 ...) as cellranger aggr writes"))
+
+
+def split_feature_types(adata: "AnnData") -> tuple["AnnData", dict[str, Any]]:
+    """Keep Gene Expression in X; every other feature type (Antibody Capture, CRISPR Guide
+    Capture, ...) goes to ``obsm[<type as snake_case>]`` as a DataFrame of integer counts whose
+    columns are the feature ids (its names are in ``uns['feature_types']``).
+    """
+    import pandas as pd
+
+    types = adata.var["feature_types"].astype(str)
+    others = sorted(set(types) - {GENE_EXPRESSION})
+    info: dict[str, Any] = {}
+    if not others:
+        return adata, info
+    gex = adata[:, (types == GENE_EXPRESSION).to_numpy()].copy()
+    for ftype in others:
+        mask = (types == ftype).to_numpy()
+        sub = adata[:, mask]
+        key = re.sub(r"[^a-z0-9]+", "_", ftype.lower()).strip("_")
+        # a few hundred antibodies at most: a dense per-cell table is what people expect here
+        dense = np.asarray(sub.X.toarray(), dtype=np.int32)
+        gex.obsm[key] = pd.DataFrame(dense, index=gex.obs_names, columns=sub.var["gene_ids"].tolist())
+        info[key] = {"feature_type": ftype, "ids": sub.var["gene_ids"].tolist(),
+                     "names": sub.var["feature_name"].tolist()}
+    if gex.n_vars == 0:
+        raise InputError(Problem(
+            f"no '{GENE_EXPRESSION}' features, only {', '.join(others)}",
+            hint="the transcriptomics workflow needs gene expression counts"))
+    return gex, info

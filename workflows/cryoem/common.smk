@@ -1,0 +1,36 @@
+# cryo-EM: resolve the run's files once, at parse time (names only, cheap). Their headers are
+# checked by the first rule (cryoem_inspect), so bad input stops the run before any compute and
+# is reported as a file/field/problem line by `binds run`.
+from pipelines.modalities import cryoem as cryoem_mod
+
+CRYOEM = dict(EXPERIMENT.get("cryoem") or {})
+# fills the documented defaults (mask_threshold ...) and rejects a hand-edited experiment.json
+validate(CRYOEM, schema="../../metadata/schemas/cryoem.schema.json")
+CRYOEM_INPUTS = cryoem_mod.resolve_inputs(run_dir=RUN_DIR, block=CRYOEM)
+# with problems only cryoem_inspect is requested (it fails with them); placeholders keep the
+# other rules parseable
+CRYOEM_MAP = CRYOEM_INPUTS.map or RUN_DIR / "no-map-found.mrc"
+CRYOEM_HALVES = list(CRYOEM_INPUTS.half_maps)
+CRYOEM_MASK = [CRYOEM_INPUTS.mask] if CRYOEM_INPUTS.mask else []
+CRYOEM_NAMES = {str(p): CRYOEM_INPUTS.name(p) for p in CRYOEM_INPUTS.all_files}
+CRYOEM_OK = not CRYOEM_INPUTS.problems
+CRYOEM_ENV = "../../envs/cryoem.yaml"
+
+
+def cryoem_map_mb(wildcards=None) -> float:
+    """Uncompressed size of the map in MiB (compressed maps: ~4x their file size)."""
+    p = Path(CRYOEM_MAP)
+    if not p.is_file():
+        return 1.0
+    size = p.stat().st_size / 2**20
+    return size * 4 if p.name.endswith((".gz", ".bz2")) else size
+
+
+def cryoem_mem_mb(base: int, per_map_mb: float):
+    """mem_mb = base + per_map_mb x map size: the rule's working set (see docs/formats/cryoem.md)."""
+    return lambda wildcards, attempt: int((base + per_map_mb * cryoem_map_mb()) * (1 + 0.5 * (attempt - 1)))
+
+
+def cryoem_runtime(base: int, per_gb: float):
+    """runtime (minutes) = base + per_gb x map size in GB, at a conservative 50 MB/s."""
+    return lambda wildcards, attempt: int((base + per_gb * cryoem_map_mb() / 1024) * attempt)

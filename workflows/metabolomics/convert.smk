@@ -1,0 +1,22 @@
+# One job per mzML: stream it into the run's spectra and chromatogram Parquet files.
+# Memory is bounded by the decode batches (~8 MiB of XML each, 3 in flight) and one row group
+# (~64 MiB of peaks), not by the file size; runtime scales with it (~30 MB/s worst case here).
+rule metabolomics_convert:
+    input:
+        mzml=lambda wc: MET_RUNS[wc.run],
+    output:
+        spectra=STAGE / "data" / "spectra.parquet" / "{run}.parquet",
+        chromatograms=STAGE / "data" / "chromatograms.parquet" / "{run}.parquet",
+        qc=MET_WORK / "runs" / "{run}.json",
+    log:
+        LOGS / "metabolomics_convert" / "{run}.log",
+    benchmark:
+        BENCH / "metabolomics_convert" / "{run}.tsv"
+    threads: 2
+    resources:
+        mem_mb=1000,
+        runtime=lambda wc, input: 5 + met_size_mb(input.mzml) // 1800,
+    conda:
+        "../../envs/metabolomics.yaml"
+    script:
+        "scripts/convert.py"

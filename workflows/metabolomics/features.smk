@@ -1,0 +1,43 @@
+# Untargeted features: per run (mass traces -> chromatographic peaks), then grouped across runs.
+# Detection holds one run's MS1 centroids in memory (~16 bytes per centroid), hence mem_mb
+# scales with the run's spectra file.
+rule metabolomics_detect_features:
+    input:
+        spectra=STAGE / "data" / "spectra.parquet" / "{run}.parquet",
+    output:
+        peaks=MET_WORK / "features" / "{run}.parquet",
+    log:
+        LOGS / "metabolomics_detect_features" / "{run}.log",
+    benchmark:
+        BENCH / "metabolomics_detect_features" / "{run}.tsv"
+    params:
+        features=MET["features"],
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input: 1000 + 8 * met_size_mb(input.spectra),
+        runtime=lambda wc, input: 10 + met_size_mb(input.spectra) // 100,
+    conda:
+        "../../envs/metabolomics.yaml"
+    script:
+        "scripts/detect_features.py"
+
+
+rule metabolomics_group_features:
+    input:
+        peaks=expand(MET_WORK / "features" / "{run}.parquet", run=MET_RUNS),
+    output:
+        features=STAGE / "data" / "features.parquet",
+        peaks=STAGE / "data" / "feature_peaks.parquet",
+        qc=MET_WORK / "features_qc.json",
+    log:
+        LOGS / "metabolomics_group_features.log",
+    params:
+        features=MET["features"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/metabolomics.yaml"
+    script:
+        "scripts/group_features.py"
