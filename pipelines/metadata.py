@@ -258,8 +258,9 @@ def _explain(err: jsonschema.ValidationError, data: dict, file: str, root) -> li
         name = missing[0] if missing else err.message
         full = _yaml_path(parts + [name])
         hint = _REQUIRED_HINTS.get(full) or _REQUIRED_HINTS.get(name)
-        return [Problem("required field is missing", file=file, where=_where(parts, root, path=full),
-                        hint=hint)]
+        # a missing top-level field has no line of its own; a nested one points at its parent
+        where = _where(parts, root, path=full) if parts else full
+        return [Problem("required field is missing", file=file, where=where, hint=hint)]
     where = _where(parts, root)
     if v == "additionalProperties":
         extra = re.findall(r"'([^']+)' (?:was|were) unexpected", err.message)

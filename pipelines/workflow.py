@@ -90,7 +90,9 @@ def run_workflow(*, run_dir: str | Path, stage: StagedDataset, modality: str, pr
     problems = _reported_problems(stage)
     if problems:
         raise InputError(problems)
-    tail = _tail(Path(rule_logs[-1]) if rule_logs else smk_log, root=stage.root.parent)
+    tail = _tail(Path(rule_logs[-1]), root=stage.root.parent) if rule_logs else []
+    if len(tail) <= 1:  # the script died before logging anything: its traceback is in Snakemake's output
+        tail = _traceback_before_error(smk_log) or _tail(smk_log, root=stage.root.parent, lines=25)
     rules = ", ".join(dict.fromkeys(failed_rules)) or "(before any rule ran)"
     raise RunError(f"workflow failed in rule {rules} (exit {code}); full log: {smk_log}", details=tail)
 
@@ -101,6 +103,17 @@ def _reported_problems(stage: StagedDataset) -> list[Problem]:
         for f in sorted(stage.errors_dir.glob("*.json")):
             problems += [Problem.from_dict(p) for p in json.loads(f.read_text())["problems"]]
     return problems
+
+
+def _traceback_before_error(smk_log: Path, lines: int = 12) -> list[str]:
+    """The last lines of the traceback Snakemake printed just before its first 'Error in rule'."""
+    text = smk_log.read_text(errors="replace").splitlines()
+    end = next((i for i, ln in enumerate(text) if _ERROR_RULE.search(ln)), len(text))
+    start = next((i for i in range(end - 1, -1, -1) if text[i].startswith("Traceback")), None)
+    if start is None:
+        return []
+    block = [ln for ln in text[start:end] if not ln.startswith(("RuleException", "CalledProcessError", "Command '", "["))]
+    return [f"{smk_log}:"] + block[-lines:]
 
 
 def _tail(path: Path, *, root: Path, lines: int = 15) -> list[str]:

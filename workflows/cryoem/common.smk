@@ -34,3 +34,17 @@ def cryoem_mem_mb(base: int, per_map_mb: float):
 def cryoem_runtime(base: int, per_gb: float):
     """runtime (minutes) = base + per_gb x map size in GB, at a conservative 50 MB/s."""
     return lambda wildcards, attempt: int((base + per_gb * cryoem_map_mb() / 1024) * attempt)
+
+
+def cryoem_metrics_inputs(wildcards) -> dict:
+    """Every output (the metrics are the target); only the header check when inputs are bad."""
+    inputs = {"facts": STAGE / "_meta" / "facts.json"}
+    if not CRYOEM_OK:
+        return inputs
+    inputs |= {"zarr": STAGE / "data" / "map.ome.zarr", "stats": STAGE / "qc" / "map_stats.json",
+               "histogram": STAGE / "qc" / "map_histogram.parquet",
+               "slices": STAGE / "qc" / "map_slices.png", "projections": STAGE / "qc" / "map_projections.png"}
+    if len(CRYOEM_HALVES) == 2:
+        inputs |= {"fsc": STAGE / "qc" / "fsc.json", "fsc_table": STAGE / "qc" / "fsc.parquet",
+                   "fsc_png": STAGE / "qc" / "fsc.png"}
+    return inputs

@@ -11,20 +11,6 @@ include: "convert.smk"
 include: "qc.smk"
 
 
-def cryoem_metrics_inputs(wildcards) -> dict:
-    """Every output (the metrics are the target); only the header check when inputs are bad."""
-    inputs = {"facts": STAGE / "_meta" / "facts.json"}
-    if not CRYOEM_OK:
-        return inputs
-    inputs |= {"zarr": STAGE / "data" / "map.ome.zarr", "stats": STAGE / "qc" / "map_stats.json",
-               "histogram": STAGE / "qc" / "map_histogram.parquet",
-               "slices": STAGE / "qc" / "map_slices.png", "projections": STAGE / "qc" / "map_projections.png"}
-    if len(CRYOEM_HALVES) == 2:
-        inputs |= {"fsc": STAGE / "qc" / "fsc.json", "fsc_table": STAGE / "qc" / "fsc.parquet",
-                   "fsc_png": STAGE / "qc" / "fsc.png"}
-    return inputs
-
-
 rule cryoem_metrics:
     input:
         unpack(cryoem_metrics_inputs),

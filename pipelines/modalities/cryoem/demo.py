@@ -87,7 +87,7 @@ def _protein_like(rng: np.random.Generator) -> np.ndarray:
     # Gaussian B-factor blur in Fourier space: exp(-B s^2 / 4) on amplitudes
     f = np.fft.rfftn(grid)
     s2 = _freq2()
-    return np.fft.irfftn(f * np.exp(-B_FACTOR * s2 / 4), s=grid.shape)
+    return np.fft.irfftn(f * np.exp(-B_FACTOR * s2 / 4), s=grid.shape, axes=(0, 1, 2))
 
 
 def _freq2() -> np.ndarray:
@@ -100,7 +100,7 @@ def _coloured_noise(rng: np.random.Generator, rms: float) -> np.ndarray:
     # detector noise after CTF correction is not white: damp the highest frequencies a little
     white = rng.normal(size=(BOX,) * 3)
     f = np.fft.rfftn(white) * np.exp(-8.0 * _freq2() / 4)
-    noise = np.fft.irfftn(f, s=white.shape)
+    noise = np.fft.irfftn(f, s=white.shape, axes=(0, 1, 2))
     return noise * (rms / noise.std())
 
 

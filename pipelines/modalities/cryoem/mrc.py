@@ -174,6 +174,19 @@ def read_header(path: str | Path, *, display: str | None = None) -> tuple[MapHea
     if compression is None and size < HEADER_BYTES:
         return bad(f"not an MRC/CCP4 map: only {size} bytes, an MRC header alone is {HEADER_BYTES}",
                    hint="the file is truncated or is not a map")
+    # Check the map id on the raw bytes first: mrcfile would otherwise trust garbage (a text
+    # file's NSYMBT can claim gigabytes of extended header and take seconds to give up).
+    try:
+        raw = _first_bytes(path, compression, HEADER_BYTES)
+    except (OSError, EOFError) as err:
+        return bad(f"cannot read the file: {err}", hint="a corrupt gzip/bzip2 stream? copy the map again")
+    if len(raw) < HEADER_BYTES:
+        return bad(f"not an MRC/CCP4 map: only {len(raw)} bytes{' after decompression' if compression else ''}, "
+                   f"an MRC header alone is {HEADER_BYTES}", hint="the file is truncated or is not a map")
+    if raw[208:212] != b"MAP ":
+        return bad(f"not an MRC/CCP4 map: bytes 209-212 are {raw[208:212]!r}, not b'MAP '",
+                   where="header MAP",
+                   hint="is this really a density map? MRC2000/CCP4 files carry 'MAP ' there")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -185,10 +198,6 @@ def read_header(path: str | Path, *, display: str | None = None) -> tuple[MapHea
                        hint="the file is truncated, not a map, or a corrupt gzip/bzip2 stream")
     if h is None:
         return bad("cannot read the MRC header", hint="the file is not an MRC/CCP4 map")
-    if bytes(h.map) != b"MAP ":
-        return bad(f"not an MRC/CCP4 map: bytes 209-212 are {bytes(h.map)!r}, not b'MAP '",
-                   where="header MAP",
-                   hint="is this really a density map? MRC2000/CCP4 files carry 'MAP ' there")
     mode = int(h.mode)
     if mode not in SUPPORTED_MODES:
         what = _OTHER_MODES.get(mode, "unknown")
@@ -249,6 +258,12 @@ def _compression_of(path: Path) -> str | None:
     if magic == b"BZh":
         return "bzip2"
     return None
+
+
+def _first_bytes(path: Path, compression: str | None, n: int) -> bytes:
+    opener = {"gzip": gzip.open, "bzip2": bz2.open}.get(compression or "", open)
+    with opener(path, "rb") as fh:
+        return fh.read(n)
 
 
 def _uncompressed_size(path: Path, compression: str | None, size: int) -> int | None:

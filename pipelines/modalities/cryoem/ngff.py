@@ -123,21 +123,21 @@ class _Level:
 
     def __init__(self, shape: tuple[int, int, int], dtype: np.dtype):
         self.shape = shape
-        self.dtype = dtype
         self.start = 0  # first section of the buffer in this level
         self.fill = 0
-        self.buf = self._new()
+        self.buf = np.empty((min(CHUNK, shape[0]), *shape[1:]), dtype=dtype)
 
-    def _new(self) -> np.ndarray:
-        depth = min(CHUNK, self.shape[0] - self.start)
-        return np.empty((depth, *self.shape[1:]), dtype=self.dtype)
+    @property
+    def full(self) -> bool:
+        """One chunk depth collected, or the level's last sections."""
+        return self.fill == min(self.buf.shape[0], self.shape[0] - self.start)
 
 
 class _PyramidWriter:
     """Streams file-order bricks into the z/y/x arrays of one multiscale image."""
 
     def __init__(self, arrays: list[zarr.Array], header: MapHeader, shapes_file: list[tuple[int, int, int]],
-                 *, how: Literal["mean", "max"], pool: ThreadPoolExecutor, max_pending: int = 2):
+                 *, how: Literal["mean", "max"], pool: ThreadPoolExecutor, max_pending: int = 1):
         self.arrays = arrays
         self.header = header
         self.how = how
@@ -147,12 +147,18 @@ class _PyramidWriter:
         work = np.dtype(np.float32) if how == "mean" else arrays[0].dtype
         self.levels = [None] + [_Level(s, work) for s in shapes_file[1:]]
 
-    def _write(self, k: int, s: slice, r: slice, block: np.ndarray) -> None:
+    def _write(self, k: int, s: slice, r: slice, block: np.ndarray, *, wait: bool = False) -> None:
+        """Write a file-order block; in the background unless ``wait`` (then the caller may
+        reuse ``block`` as soon as this returns)."""
         region = self.header.region_zyx(s, r, slice(None))
         data = np.transpose(_cast(block, self.arrays[k].dtype), self.header.file_to_zyx)
-        while len(self.pending) >= self.max_pending:
+        limit = 1 if wait else self.max_pending  # wait: none left in flight after this
+        while self.pending and len(self.pending) >= limit:
             self.pending.popleft().result()
-        self.pending.append(self.pool.submit(self.arrays[k].__setitem__, region, data))
+        if wait:
+            self.arrays[k][region] = data
+        else:
+            self.pending.append(self.pool.submit(self.arrays[k].__setitem__, region, data))
 
     def add_brick(self, s0: int, r0: int, block: np.ndarray, *, last_rows: bool) -> None:
         self._write(0, slice(s0, s0 + block.shape[0]), slice(r0, r0 + block.shape[1]), block)
@@ -163,24 +169,24 @@ class _PyramidWriter:
             lvl.buf[lvl.fill:lvl.fill + down.shape[0], rr:rr + down.shape[1]] = down
             if last_rows:  # the section block is complete
                 lvl.fill += down.shape[0]
-                if lvl.fill == lvl.buf.shape[0]:
+                if lvl.full:
                     self._flush(1)
 
     def _flush(self, k: int) -> None:
         lvl = self.levels[k]
         data = lvl.buf[:lvl.fill]
-        self._write(k, slice(lvl.start, lvl.start + lvl.fill), slice(None), data)
+        # written in the foreground so that the one buffer of each level is reused: a second
+        # buffer in flight would cost as much memory as all level-0 bricks together
+        self._write(k, slice(lvl.start, lvl.start + lvl.fill), slice(None), data, wait=True)
         if k + 1 < len(self.levels):
             nxt = self.levels[k + 1]
             down = halve(data, how=self.how)
             nxt.buf[nxt.fill:nxt.fill + down.shape[0]] = down
             nxt.fill += down.shape[0]
-            if nxt.fill == nxt.buf.shape[0]:
+            if nxt.full:
                 self._flush(k + 1)
         lvl.start += lvl.fill
         lvl.fill = 0
-        if lvl.start < lvl.shape[0]:
-            lvl.buf = lvl._new()  # a fresh buffer: the old one may still be being written
 
     def close(self) -> None:
         for k in range(1, len(self.levels)):
@@ -192,12 +198,12 @@ class _PyramidWriter:
 
 def write_image(root: zarr.Group, header: MapHeader, *, path: str, name: str,
                 voxel_size_zyx: tuple[float, float, float], binds_attrs: dict[str, Any],
-                label_threshold: float | None = None) -> ImageWritten:
+                label_threshold: float | None = None, threads: int = 2) -> ImageWritten:
     """Write one map as a multiscale image group ``path`` ('' = the root group) of ``root``.
 
-    With ``label_threshold`` the map is a mask: it is written as an NGFF label image
-    (uint8, 1 where the mask value >= threshold) and pyramid levels take the max, so a
-    coarse voxel is inside when any of its eight children is.
+    ``threads`` chunks are compressed at once.  With ``label_threshold`` the map is a mask:
+    it is written as an NGFF label image (uint8, 1 where the mask value >= threshold) and
+    pyramid levels take the max, so a coarse voxel is inside when any of its eight children is.
 
     Raises
     ------
@@ -234,7 +240,11 @@ def write_image(root: zarr.Group, header: MapHeader, *, path: str, name: str,
         binds["label_threshold"] = label_threshold
     group.update_attributes({"ome": ome, "binds": binds})
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zarr-write") as pool:
+    # zarr encodes up to async.concurrency chunks at once, each holding ~3 copies of a chunk
+    # (slice, raw bytes, compressed): one per thread keeps the cores busy without holding a
+    # whole brick's worth of copies (zarr's default is 10)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zarr-write") as pool, \
+            zarr.config.set({"async.concurrency": max(1, threads)}):
         writer = _PyramidWriter(arrays, header, shapes_file, how="max" if is_label else "mean", pool=pool)
         nr = header.file_shape[1]
         try:

@@ -18,6 +18,7 @@ Modules: :mod:`.mzml` (streaming reader), :mod:`.convert`, :mod:`.features`, :mo
 
 from __future__ import annotations
 
+import copy
 import json
 from functools import cache
 from pathlib import Path
@@ -57,7 +58,7 @@ def resolve_params(block: dict[str, Any] | None, *, run_dir: str | Path) -> dict
     ``targets: null`` (the default) picks up ``targets.csv`` when the run folder has one.
     """
     block = dict(block or {})
-    out = _schema_defaults()
+    out = copy.deepcopy(_schema_defaults())   # the cached defaults must stay pristine
     for key, value in block.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = {**out[key], **value}

@@ -167,14 +167,35 @@ class _Source:
         if self.gzipped:
             self._stream = gzip.GzipFile(fileobj=self._stream, mode="rb")  # type: ignore[assignment]
         self.size = path.stat().st_size
+        self._error: InputError | None = None
 
     def read(self, n: int) -> bytes:
-        try:
+        """Up to ``n`` bytes of XML; b"" at the end.
+
+        A broken gzip stream is reported only after the bytes before the damage were handed
+        out, so the error can name the last intact spectrum.
+        """
+        if self._error is not None:
+            raise self._error
+        if not self.gzipped:
             return self._stream.read(n)
-        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as err:
-            raise InputError(Problem(
-                f"the gzip stream is broken: {err}", file=self.name,
-                hint="the file was cut short or damaged in transfer; copy it again from the instrument PC")) from None
+        parts: list[bytes] = []
+        got = 0
+        while got < n:
+            try:
+                chunk = self._stream.read1(n - got)  # type: ignore[attr-defined]
+            except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as err:
+                self._error = InputError(Problem(
+                    f"the gzip stream is broken: {err}", file=self.name,
+                    hint="the file was cut short or damaged in transfer; copy it again from the instrument PC"))
+                if parts:
+                    break
+                raise self._error from None
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
 
     def digest(self) -> str:
         # drain anything gzip left unread (trailer) so the digest covers the whole stored file
@@ -712,6 +733,11 @@ class MzMLReader:
             for item in self._split.elements(tag):
                 count += 1
                 yield item
+        except InputError as err:
+            # a broken gzip stream surfaces while reading ahead: say after which element
+            where = f"after {tag.decode()} #{count - 1}, in the next one" if count else f"before the first {tag.decode()}"
+            raise InputError([Problem(p.message, file=p.file, where=p.where or where, hint=p.hint)
+                              for p in err.problems]) from None
         except _Truncated as t:
             name = tag.decode()
             if not t.head:

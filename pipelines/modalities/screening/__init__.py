@@ -15,13 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import importlib
+
 from pipelines.errors import InputError, Problem
-from pipelines.modalities.screening import readers
-from pipelines.modalities.screening.config import settings
-from pipelines.modalities.screening.demo import make_demo_run
-from pipelines.modalities.screening.inputs import Inputs, batch_count, resolve
-from pipelines.modalities.screening.plots import make_plots
-from pipelines.modalities.screening.steps import fit_dose_response, read_batch, score_screen, write_metrics
 
 DESCRIPTION = ("Screening plates (96/384/1536 wells): cellHTS2 screens, reader grid exports or long "
                "tables -> normalised wells, plate QC (Z'), hits and 4PL dose-response fits")
@@ -33,10 +29,30 @@ __all__ = ["DESCRIPTION", "RAW_PATTERNS", "Inputs", "batch_count", "fit_dose_res
            "make_plots", "preflight", "read_batch", "resolve", "score_screen", "settings", "write_metrics"]
 
 
+# Each Snakemake job is a fresh Python process: import only what the job's function needs
+# (matplotlib and pandas cost seconds on a loaded node), so names resolve on first use.
+_LAZY = {
+    "make_demo_run": "demo", "Inputs": "inputs", "batch_count": "inputs", "resolve": "inputs",
+    "make_plots": "plots", "settings": "config", "fit_dose_response": "steps", "read_batch": "steps",
+    "score_screen": "steps", "write_metrics": "steps",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def preflight(run_dir: Path, experiment: dict[str, Any]) -> list[Problem]:
     """Cheap checks before any compute: the inputs resolve, every file the plate list names
     exists and is not empty, the plate configuration and plate map parse.  Never raises."""
     run_dir = Path(run_dir)
+    from pipelines.modalities.screening import readers
+    from pipelines.modalities.screening.inputs import resolve
+
     block = experiment.get("screening") or {}
     try:
         found = resolve(run_dir, block)

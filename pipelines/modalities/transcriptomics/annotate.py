@@ -33,7 +33,7 @@ class GeneGroups:
 # Symbol conventions differ by organism: human MT-CO1 / RPL3 / HBB, mouse mt-Co1 / Rpl3 / Hba-a1,
 # fly mt:CoI / RpL32, zebrafish mt-co1 / rpl3 / hbaa1.
 GENE_GROUPS: dict[str, GeneGroups] = {
-    HUMAN: GeneGroups(mt=r"^MT-", ribo=r"^RP[SL]\d", hb=r"^HB(A\d|B|D|E\d|G\d|M|Q\d|Z)$"),
+    HUMAN: GeneGroups(mt=r"^MT-", ribo=r"^RP[SL]\d", hb=r"^HB(?:A\d|B|D|E\d|G\d|M|Q\d|Z)$"),
     "NCBITaxon:10090": GeneGroups(mt=r"^mt-", ribo=r"^Rp[sl]\d", hb=r"^Hb[ab]-"),
     "NCBITaxon:10116": GeneGroups(mt=r"^Mt-|^mt-", ribo=r"^Rp[sl]\d", hb=r"^Hb[ab]"),
     "NCBITaxon:7955": GeneGroups(mt=r"^mt-", ribo=r"^rp[sl]\d", hb=r"^hb[ab]"),

@@ -62,7 +62,7 @@ def highest_expressed(*, fractions: np.ndarray, names: list[str], dest: Path) ->
     """Box plot of the per-cell % of counts of the top genes (columns of ``fractions``)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 0.28 * len(names) + 1.2))
-    ax.boxplot(fractions[:, ::-1] * 100, vert=False, showfliers=False)
+    ax.boxplot(fractions[:, ::-1] * 100, orientation="horizontal", showfliers=False)
     ax.set_yticks(np.arange(1, len(names) + 1), names[::-1], fontsize=8)
     ax.set_xlabel("% of counts in cell")
     ax.set_title("Highest expressed genes", fontsize=10)

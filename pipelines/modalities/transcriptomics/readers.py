@@ -232,6 +232,8 @@ def read_10x_mtx(folder: str | Path) -> Loaded:
                                  hint="the file is truncated or not MatrixMarket coordinate format")) from None
     if var_names == "gene_symbols":
         adata.var["gene_ids"] = ids.to_numpy()
+    else:
+        adata.var["gene_ids"] = adata.var_names.astype(str)
     if "feature_types" not in adata.var:
         adata.var["feature_types"] = GENE_EXPRESSION
     adata = _standard_var(adata, id_col="gene_ids", name_col=None)
@@ -309,14 +311,13 @@ def _standard_var(adata: "AnnData", *, id_col: str, name_col: str | None) -> "An
     var = adata.var
     if id_col != "gene_ids":
         var["gene_ids"] = var[id_col].astype(str)
+    if name_col is None and "gene_symbols" in var:
+        name_col = "gene_symbols"  # scanpy's column when var_names="gene_ids"
     if name_col is not None:
         var["feature_name"] = var[name_col].astype(str)
     elif "feature_name" not in var:
-        # scanpy puts symbols in the index when var_names="gene_symbols", else ids in the index
-        # and no symbol column; the h5 readers keep the symbol as the index
+        # the h5 readers keep the symbol as the index
         var["feature_name"] = [str(n) for n in var.index]
-        if var["gene_ids"].astype(str).tolist() == var["feature_name"].tolist() and "gene_symbols" in var:
-            var["feature_name"] = var["gene_symbols"].astype(str)
     if "feature_types" not in var:
         var["feature_types"] = GENE_EXPRESSION
     var["gene_ids"] = var["gene_ids"].astype(str)

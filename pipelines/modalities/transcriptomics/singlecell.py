@@ -351,9 +351,10 @@ def cluster_cells(*, src: str | Path, adata_zarr: str | Path, obs_parquet: str |
     params = params_from_experiment(experiment)
     adata = ad.read_h5ad(src)
     X = adata.X
-    # counts share indices/indptr with X: normalize_total and log1p rewrite only X.data, so the
-    # raw layer costs one int32 array instead of a second full matrix
-    adata.layers["counts"] = sp.csr_matrix((X.data.astype(np.int32), X.indices, X.indptr), shape=X.shape)
+    # a full copy, not a view sharing X's index arrays: some scanpy steps compact X in place
+    # (eliminate_zeros), which would silently misalign a layer that shared them
+    adata.layers["counts"] = sp.csr_matrix((X.data.astype(np.int32), X.indices.copy(), X.indptr.copy()),
+                                           shape=X.shape)
     sc.pp.normalize_total(adata)
     sc.pp.log1p(adata)
     filtered = adata.var["feature_is_filtered"].to_numpy(dtype=bool)
@@ -365,6 +366,7 @@ def cluster_cells(*, src: str | Path, adata_zarr: str | Path, obs_parquet: str |
         hv = ~filtered
     adata.var["highly_variable"] = hv
     _zero_filtered_features(adata.X, filtered)
+    adata.X.eliminate_zeros()
     n_pcs = int(max(2, min(params.n_pcs, adata.n_obs - 1, int(hv.sum()) - 1)))
     sc.pp.pca(adata, n_comps=n_pcs, mask_var="highly_variable", random_state=params.seed, svd_solver="arpack")
     n_neighbors = int(min(params.n_neighbors, adata.n_obs - 1))
@@ -394,7 +396,7 @@ def cluster_cells(*, src: str | Path, adata_zarr: str | Path, obs_parquet: str |
 
 def _zero_filtered_features(X: Any, filtered: np.ndarray, chunk: int = 16_000_000) -> None:
     """Set X to 0 for filtered features (CELLxGENE's feature_is_filtered), in place and by
-    slices of the stored values: the structure (indices) shared with layers['counts'] stays."""
+    slices of the stored values (no full-size temporary mask)."""
     if not filtered.any():
         return
     for start in range(0, X.data.shape[0], chunk):

@@ -1,0 +1,131 @@
+"""experiment.yaml validation: every problem at once, with YAML path, line and hint; exit 2 via the CLI."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+from pipelines.errors import InputError
+from pipelines.metadata import load_experiment, lookup_label
+
+MINIMAL = textwrap.dedent("""\
+    schema_version: 1
+    request_id: BINDS-2026-0042
+    title: Apoferritin map from the Krios, session 3
+    modality: cryoem            # cryoem | metabolomics | transcriptomics | screening
+    instrument: {manufacturer: Thermo Fisher, model: Titan Krios G4}
+    acquired: 2026-11-20
+    access: {level: consortium}  # open | consortium | restricted
+    license: CC-BY-4.0
+    samples:
+      - id: S1
+        organism: NCBITaxon:9606
+    """)
+
+
+def write(tmp_path, text: str):
+    run = tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    (run / "experiment.yaml").write_text(text)
+    return run
+
+
+def test_the_minimal_contract_file_is_valid(tmp_path):
+    exp = load_experiment(write(tmp_path, MINIMAL))
+    assert exp.modality == "cryoem" and exp.access == "consortium"
+    assert exp.dataset_id == "binds-2026-0042-cryoem"
+    assert exp.data["acquired"] == "2026-11-20"  # kept as ISO text
+    assert exp.block == {}
+
+
+def replace(old: str, new: str) -> str:
+    assert old in MINIMAL
+    return MINIMAL.replace(old, new)
+
+
+# (yaml text, expected substring of one reported line)
+BROKEN = {
+    "missing-title": (replace("title: Apoferritin map from the Krios, session 3\n", ""),
+                      "experiment.yaml: title: required field is missing"),
+    "missing-instrument-model": (replace("model: Titan Krios G4", "serial: 42"),
+                                 "line 5: instrument.model: required field is missing (e.g. 'model: Titan Krios G4')"),
+    "missing-access-level": (replace("access: {level: consortium}", "access: {embargo_until: 2027-01-01}"),
+                             "access.level: required field is missing (open | consortium | restricted)"),
+    "no-samples": (MINIMAL.split("samples:")[0] + "samples: []\n", "samples: needs at least 1 item(s)"),
+    "sample-without-id": (replace("  - id: S1\n    organism", "  - organism"), "samples[0].id: required field is missing"),
+    "wrong-type-title": (replace("title: Apoferritin map from the Krios, session 3", "title: [a, b]"),
+                         "line 3: title: expected string, got list"),
+    "wrong-type-samples": (MINIMAL.split("samples:")[0] + "samples: S1\n", "samples: expected array, got str"),
+    "organism-label": (replace("NCBITaxon:9606", "human"),
+                       "samples[0].organism: 'human' is not an NCBITaxon id (did you mean NCBITaxon:9606?)"),
+    "bad-tissue": (replace("organism: NCBITaxon:9606", "organism: NCBITaxon:9606\n    tissue: liver"),
+                   "samples[0].tissue: 'liver' is not an UBERON id (did you mean UBERON:0002107?)"),
+    "bad-cell-type-form": (replace("organism: NCBITaxon:9606", "organism: NCBITaxon:9606\n    cell_type: CL:236"),
+                           "samples[0].cell_type: 'CL:236' is not a CL id"),
+    "bad-date": (replace("acquired: 2026-11-20", "acquired: 2026-13-20"),
+                 "line 6: acquired: '2026-13-20' is not a date (write it as YYYY-MM-DD"),
+    "date-words": (replace("acquired: 2026-11-20", "acquired: last tuesday"), "acquired: 'last tuesday' is not a date"),
+    "future-date": (replace("acquired: 2026-11-20", "acquired: 2099-01-01"), "acquisition date 2099-01-01 is in the future"),
+    "unknown-modality": (replace("modality: cryoem", "modality: cryo-em"),
+                         "modality: 'cryo-em' is not one of cryoem, metabolomics, transcriptomics, screening (did you mean 'cryoem'?)"),
+    "unknown-access": (replace("{level: consortium}", "{level: public}"), "access.level: 'public' is not one of open, consortium, restricted"),
+    "bad-license": (replace("license: CC-BY-4.0", "license: CC BY 4.0"), "license: 'CC BY 4.0' is not an accepted SPDX licence id (did you mean CC-BY-4.0?)"),
+    "typo-field": (MINIMAL + "opertor: Tanaka\n", "unknown field 'opertor' (did you mean 'operator'?)"),
+    "yaml-syntax": (replace("title: Apoferritin map from the Krios, session 3", "title: [unclosed"),
+                    "experiment.yaml: line"),
+    "yaml-tab-indent": (replace("  - id: S1", "\t- id: S1"), "YAML syntax error"),
+    "request-id-traversal": (replace("request_id: BINDS-2026-0042", "request_id: ../../etc/passwd"),
+                             "request_id: '../../etc/passwd' is not allowed here"),
+    "dataset-id-traversal": (MINIMAL + "dataset_id: ../other-unit/x\n", "dataset_id: '../other-unit/x' is not allowed here"),
+    "dataset-id-slash": (MINIMAL + "dataset_id: a/b\n", "dataset_id: 'a/b' is not allowed here"),
+    "schema-version": (replace("schema_version: 1", "schema_version: 2"), "schema_version 2 is not supported"),
+    "duplicate-sample": (MINIMAL + "  - id: S1\n", "samples[1].id: duplicate sample id 'S1'"),
+    "bad-orcid": (MINIMAL + "requester: {pi: Suzuki, orcid: '1234-5678'}\n", "requester.orcid: '1234-5678' is not allowed here (16 digits"),
+    "placeholder-left": (replace("model: Titan Krios G4", "model: EDIT"), "placeholder from `binds init` not filled in"),
+    "not-a-mapping": ("- just\n- a list\n", "expected a mapping of fields"),
+    "empty-file": ("", "expected a mapping of fields (key: value), got an empty file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_experiment_yaml_is_reported_clearly(case, tmp_path):
+    text, expected = BROKEN[case]
+    run = write(tmp_path, text)
+    with pytest.raises(InputError) as info:
+        load_experiment(run)
+    lines = [str(p) for p in info.value.problems]
+    assert any(expected in line for line in lines), lines
+    # through the CLI: exit 2, the same line, no traceback
+    result = CliRunner().invoke(app, ["validate", str(run)])
+    assert result.exit_code == 2, result.output
+    assert expected.split(": ", 1)[-1][:40] in result.output.replace("\n", " ") or expected[:40] in result.output
+    assert "Traceback" not in result.output
+
+
+def test_every_problem_reported_at_once(tmp_path):
+    text = (MINIMAL.replace("modality: cryoem", "modality: cryem").replace("2026-11-20", "2026-02-30")
+            .replace("NCBITaxon:9606", "mouse").replace("CC-BY-4.0", "CCBY"))
+    with pytest.raises(InputError) as info:
+        load_experiment(write(tmp_path, text))
+    wheres = [p.where for p in info.value.problems]
+    assert wheres == ["line 4: modality", "line 6: acquired", "line 8: license", "line 11: samples[0].organism"]
+    assert "did you mean NCBITaxon:10090?" in str(info.value)
+
+
+def test_missing_experiment_yaml_says_how_to_make_one(tmp_path):
+    with pytest.raises(InputError, match="binds init"):
+        load_experiment(tmp_path)
+
+
+def test_unlisted_but_well_formed_ontology_id_is_a_note_not_an_error(tmp_path):
+    exp = load_experiment(write(tmp_path, MINIMAL.replace("NCBITaxon:9606", "NCBITaxon:7460")))
+    assert any("NCBITaxon:7460 is well formed but not in the bundled" in n for n in exp.notes)
+
+
+def test_vocabulary_lookup():
+    assert lookup_label("NCBITaxon", "Mouse").id == "NCBITaxon:10090"
+    assert lookup_label("UBERON", "bloood").id == "UBERON:0000178"  # close match
+    assert lookup_label("CL", "no such cell at all") is None

@@ -1,0 +1,179 @@
+"""The streaming mzML reader against pymzml (the reference) on every real file, array for array."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pymzml
+import pytest
+
+from pipelines.modalities.metabolomics import mzml
+from pipelines.modalities.metabolomics.mzml import MzMLReader
+from tests.metabolomics.conftest import REAL_FILES
+
+
+def _read_all(path, **kw):
+    with MzMLReader(path, **kw) as reader:
+        spectra = list(reader.spectra())
+        chroms = list(reader.chromatograms())
+        info = reader.finish()
+    return spectra, chroms, info
+
+
+@pytest.mark.parametrize("name", sorted(REAL_FILES))
+def test_every_real_file_equals_pymzml_array_for_array(real_dir, name):
+    expected = REAL_FILES[name]
+    ours, _, info = _read_all(real_dir / name)
+    ref = list(pymzml.run.Reader(str(real_dir / name)))
+    assert len(ours) == len(ref) == expected["n"]
+    for s, r in zip(ours, ref):
+        where = f"{name} spectrum {s.index}"
+        assert s.native_id == r.id_dict.get("id", s.native_id) or str(r.ID) in s.native_id, where
+        assert s.ms_level == r.ms_level, where
+        assert s.rt_s == pytest.approx(r.scan_time_in_minutes() * 60.0, abs=1e-9), where
+        # m/z exactly (32-bit files widen exactly); intensity is float32 in our output
+        np.testing.assert_array_equal(s.mz, np.asarray(r.mz, dtype=np.float64), err_msg=where)
+        np.testing.assert_array_equal(s.intensity, np.asarray(r.i).astype(np.float32), err_msg=where)
+        assert s.centroided is expected["centroid"], where
+    assert sum(s.ms_level == 1 for s in ours) == expected["ms1"]
+    assert sum(s.ms_level == 2 for s in ours) == expected["ms2"]
+    assert len(info.sha256) == 64 and info.instrument_models
+
+
+def test_rt_units_are_normalised_to_seconds(real_dir):
+    # 171103 stores minutes (4.00-5.00 min), SiriusExport stores seconds (404.0-420.9 s)
+    minutes, _, _ = _read_all(real_dir / "171103_PMA_TK_QC_04-4to5min.mzML")
+    seconds, _, _ = _read_all(real_dir / "SiriusExport_1_input.mzML")
+    rt_min = [s.rt_s for s in minutes]
+    assert 239.9 < min(rt_min) and max(rt_min) < 300.1
+    rt_s = [s.rt_s for s in seconds]
+    assert min(rt_s) == pytest.approx(404.036, abs=1e-3) and max(rt_s) == pytest.approx(420.854, abs=1e-3)
+
+
+def test_gzip_and_indexed_gzip_read_like_the_plain_file(real_dir):
+    plain, pc, _ = _read_all(real_dir / "example.mzML")
+    for variant in ("example.mzML.gz", "example.mzML.idx.gz"):
+        other, oc, info = _read_all(real_dir / variant)
+        assert info.compression == "gzip"
+        assert [s.native_id for s in other] == [s.native_id for s in plain]
+        for a, b in zip(plain, other):
+            np.testing.assert_array_equal(a.mz, b.mz)
+            np.testing.assert_array_equal(a.intensity, b.intensity)
+        assert [c.native_id for c in oc] == [c.native_id for c in pc]
+
+
+def test_precursor_fields_of_an_ms2_spectrum(real_dir):
+    spectra, _, _ = _read_all(real_dir / "171103_PMA_TK_QC_04-4to5min.mzML")
+    first = spectra[0]     # SOURCES: starts with an HCD MS2 of 167.0134
+    assert first.ms_level == 2 and first.native_id == "controllerType=0 controllerNumber=1 scan=2122"
+    assert first.precursor_mz == pytest.approx(167.013366699219)
+    assert first.precursor_charge == 1
+    assert first.isolation_window_lower_offset == 0.5 and first.isolation_window_upper_offset == 0.5
+    assert first.collision_energy == 30.0
+    assert first.polarity == "positive" and first.tic == 5068703.5
+
+
+def test_tiny_blocks_and_batches_give_the_same_spectra(real_dir, monkeypatch):
+    """Element boundaries falling anywhere in a read block must not change a single value."""
+    path = real_dir / "InternalCalibration_2_lockmass.mzML.gz"
+    reference, ref_chroms, _ = _read_all(path)
+    monkeypatch.setattr(mzml, "READ_BLOCK", 997)
+    small, chroms, _ = _read_all(path, batch_bytes=5000, threads=2)
+    single, _, _ = _read_all(path, batch_bytes=1, threads=1)
+    for other in (small, single):
+        assert [s.index for s in other] == [s.index for s in reference]
+        for a, b in zip(reference, other):
+            np.testing.assert_array_equal(a.mz, b.mz)
+            np.testing.assert_array_equal(a.intensity, b.intensity)
+    assert [len(c.time_s) for c in chroms] == [len(c.time_s) for c in ref_chroms]
+
+
+def test_chromatograms_of_the_file_are_read_with_time_in_seconds(real_dir):
+    _, chroms, _ = _read_all(real_dir / "171103_PMA_TK_QC_04-4to5min.mzML")
+    assert [(c.native_id, c.kind, c.accession) for c in chroms] == [("BasePeak_0", "BPC", "MS:1000628")]
+    assert len(chroms[0].time_s) == 4628
+    # stored in minutes (UO:0000031) up to 9.003 min: unconverted it would stay below 10
+    assert chroms[0].time_s.max() == pytest.approx(540.19, abs=0.01)
+    assert np.all(np.diff(chroms[0].time_s) > 0)
+
+
+def test_chromatogram_only_file_keeps_chromatograms_and_says_there_are_no_spectra(real_dir, tmp_path):
+    text = (real_dir / "example.mzML").read_bytes()
+    start = text.index(b"<spectrumList")
+    end = text.index(b"</spectrumList>") + len(b"</spectrumList>")
+    only = tmp_path / "chrom_only.mzML"
+    only.write_bytes(text[:start] + text[end:])
+    from pipelines.modalities.metabolomics.convert import convert_mzml
+
+    qc = convert_mzml(src=only, spectra_out=tmp_path / "s.parquet", chromatograms_out=tmp_path / "c.parquet")
+    assert qc.n_spectra == 0 and qc.n_chromatograms_in_file == 1
+    assert any("no spectra (chromatograms only)" in n for n in qc.notes)
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "s.parquet").num_rows == 0
+    chrom = pq.read_table(tmp_path / "c.parquet").to_pylist()
+    assert [c["source"] for c in chrom] == ["computed", "computed", "file"]
+    assert len(chrom[2]["time_s"]) == 2918
+
+
+@pytest.mark.parametrize("intensity_codec", ["SLOF", "PIC"])
+def test_numpress_arrays_decode_like_pyopenms(real_dir, tmp_path, intensity_codec):
+    """MS-Numpress (linear m/z + slof/pic intensity, zlib'ed): same values as OpenMS decodes."""
+    oms = pytest.importorskip("pyopenms")
+    exp = oms.MSExperiment()
+    oms.MzMLFile().load(str(real_dir / "example.mzML"), exp)
+    f = oms.MzMLFile()
+    opts = f.getOptions()
+    codec = oms.MSNumpressCoder.NumpressCompression
+    for setter, kind in ((opts.setNumpressConfigurationMassTime, codec.LINEAR),
+                         (opts.setNumpressConfigurationIntensity, getattr(codec, intensity_codec))):
+        cfg = oms.NumpressConfig()
+        cfg.np_compression = kind
+        cfg.estimate_fixed_point = True
+        cfg.numpressErrorTolerance = -1.0   # always numpress, never fall back to plain zlib
+        setter(cfg)
+    opts.setCompression(True)
+    f.setOptions(opts)
+    out = tmp_path / "numpress.mzML"
+    f.store(str(out), exp)
+    assert b"MS:1002746" in out.read_bytes()  # linear + zlib really used
+    back = oms.MSExperiment()
+    oms.MzMLFile().load(str(out), back)
+    ours, _, _ = _read_all(out)
+    assert len(ours) == back.getNrSpectra() == 11
+    for s, r in zip(ours, back.getSpectra()):
+        mz, inten = r.get_peaks()
+        np.testing.assert_allclose(s.mz, mz, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(s.intensity, inten, rtol=1e-6)
+
+
+def test_32_bit_mz_arrays_widen_exactly(tmp_path):
+    """A file with 32-bit m/z (psims, encoding 32) reads back to the float32 values, widened."""
+    from psims.mzml.writer import MzMLWriter
+
+    mz = np.array([100.123456, 200.5, 350.987654], dtype=np.float32)
+    inten = np.array([1.5, 2.5, 3.5], dtype=np.float64)
+    path = tmp_path / "f32.mzML"
+    with MzMLWriter(open(path, "wb"), close=True) as out:
+        out.controlled_vocabularies()
+        with out.run(id="r"):
+            with out.spectrum_list(count=1):
+                out.write_spectrum(mz, inten, id="scan=1", centroided=False, scan_start_time=1.5,
+                                   params=["MS1 spectrum", {"ms level": 1}],
+                                   encoding={"m/z array": np.float32, "intensity array": np.float64})
+    assert b"MS:1000521" in path.read_bytes() and b"MS:1000523" in path.read_bytes()
+    (s,), _, _ = _read_all(path)
+    assert s.mz.dtype == np.float64 and s.intensity.dtype == np.float32
+    np.testing.assert_array_equal(s.mz, mz.astype(np.float64))
+    np.testing.assert_array_equal(s.intensity, inten.astype(np.float32))
+    assert s.centroided is False and s.rt_s == pytest.approx(90.0)
+
+
+def test_source_sha256_covers_the_stored_gzip_bytes(real_dir):
+    import hashlib
+
+    path = real_dir / "example.mzML.gz"
+    _, _, info = _read_all(path)
+    assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert gzip.decompress(path.read_bytes())[:5] == b"<?xml"

@@ -1,0 +1,171 @@
+"""Real Snakemake runs of workflows/metabolomics into tmp_path: the demo run and the real files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.errors import InputError
+from pipelines.metadata import load_experiment, write_experiment_json
+from pipelines.modalities.metabolomics.demo import DEMO_COMPOUNDS, DEMO_SAMPLES, DEMO_TARGETS
+from pipelines.resources import snakefile
+from pipelines.staging import StagedDataset
+from pipelines.workflow import run_workflow
+from tests.metabolomics.conftest import REAL_FILES, copy_demo, linked_run
+
+
+def _run(run_dir, work):
+    exp = load_experiment(run_dir)
+    stage = StagedDataset(work / "stage")
+    write_experiment_json(exp, stage.meta_dir / "experiment.json")
+    run_workflow(run_dir=run_dir, stage=stage, modality=exp.modality, cores=2)
+    return stage
+
+
+def _digest(stage: StagedDataset) -> dict[str, str]:
+    return {rel: hashlib.sha256(p.read_bytes()).hexdigest() for rel, p in stage.published_files()}
+
+
+@pytest.fixture(scope="module")
+def demo_stage(demo_run, tmp_path_factory):
+    return _run(demo_run, tmp_path_factory.mktemp("demo-work"))
+
+
+def test_workflow_lints_clean(demo_run, tmp_path):
+    exp = load_experiment(demo_run)
+    stage = StagedDataset(tmp_path / "stage")
+    write_experiment_json(exp, stage.meta_dir / "experiment.json")
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint", "--snakefile", str(snakefile()), "--directory", str(tmp_path),
+         "--config", f"run_dir={demo_run}", f"stage_dir={stage.root}", "modality=metabolomics",
+         f"experiment={stage.meta_dir / 'experiment.json'}"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations, your workflow is in a good condition" in proc.stdout + proc.stderr
+
+
+def test_demo_run_publishes_every_output(demo_stage):
+    published = [rel for rel, _ in demo_stage.published_files()]
+    assert published == sorted(
+        [f"data/spectra.parquet/{s}.parquet" for s in DEMO_SAMPLES]
+        + [f"data/chromatograms.parquet/{s}.parquet" for s in DEMO_SAMPLES]
+        + ["data/feature_peaks.parquet", "data/features.parquet", "data/targets.parquet",
+           "qc/metrics.json", "qc/runs.parquet", "qc/target_mass_errors.png", "qc/tic_bpc.png"])
+    m = demo_stage.metrics
+    # 270 MS1 scans per run, an MS2 after every 4th
+    assert (m["n_runs"], m["n_spectra_ms1"], m["n_spectra_ms2"]) == (3, 810, 201)
+    assert m["polarity"] == "positive" and m["spectrum_representation"] == "centroid"
+    assert m["targets_detected_fraction"] == 1.0 and m["target_max_abs_mass_error_ppm"] < 3.0
+    assert 1.0 <= m["max_abs_rt_drift_s"] <= 4.0     # the demo shifts runs by 1.5 s steps
+    facts = demo_stage.facts
+    assert facts["facts"]["instrument_models"] == ["Q Exactive"] and facts["conflicts"] == []
+    assert [f["name"] for f in facts["facts"]["source_files"]] == [f"{s}.mzML" for s in DEMO_SAMPLES]
+
+
+def test_demo_features_find_every_compound_in_every_run(demo_stage):
+    from pipelines.modalities.metabolomics.chem import adduct_mz, formula_mass
+
+    feats = pq.read_table(demo_stage.data_dir / "features.parquet").to_pylist()
+    for name, formula, rt, *_ in DEMO_COMPOUNDS:
+        mz = adduct_mz(formula_mass(formula), "[M+H]+")
+        hits = [f for f in feats if abs(f["exp_mass_to_charge"] - mz) / mz * 1e6 < 5
+                and abs(f["retention_time_in_seconds"] - rt) < 5]
+        assert len(hits) == 1, (name, hits)
+        assert hits[0]["n_runs"] == 3 and all(hits[0][f"abundance_assay[{s}]"] > 0 for s in DEMO_SAMPLES)
+
+
+def test_demo_targets_quantified_in_every_run(demo_stage):
+    rows = pq.read_table(demo_stage.data_dir / "targets.parquet").to_pylist()
+    assert {r["target"] for r in rows} == set(DEMO_TARGETS) | {"leucine"}
+    assert len(rows) == 5 * 3 and all(r["detected"] for r in rows)
+    assert all(abs(r["mass_error_ppm"]) < 3 for r in rows)
+    caffeine_rt = next(c[2] for c in DEMO_COMPOUNDS if c[0] == "caffeine")
+    assert all(abs(r["rt_apex_s"] - caffeine_rt) < 5 for r in rows if r["target"] == "caffeine")
+    # the area of a target and of its feature agree (same signal, same integration)
+    feats = pq.read_table(demo_stage.data_dir / "feature_peaks.parquet").to_pylist()
+    for r in rows:
+        peak = min((f for f in feats if f["run"] == r["run"]), key=lambda f: abs(f["mz"] - r["theoretical_mz"])
+                   + abs(f["rt_apex_s"] - r["rt_apex_s"]))
+        assert peak["area"] == pytest.approx(r["area"], rel=0.15), r["target"]
+
+
+def test_parquet_columns_carry_their_cv_accessions(demo_stage):
+    pf = pq.ParquetFile(demo_stage.data_dir / "spectra.parquet" / "S1.parquet")
+    docs = json.loads(pf.schema_arrow.metadata[b"binds:columns"])
+    assert docs["mz"]["accession"] == "MS:1000514" and docs["intensity"]["accession"] == "MS:1000515"
+    assert docs["rt_s"] == {"accession": "MS:1000016", "unit": "UO:0000010",
+                            "description": "scan start time, converted to seconds"}
+    assert pf.schema_arrow.field("mz").type.value_type.bit_width == 64
+    assert pf.schema_arrow.field("intensity").type.value_type.bit_width == 32
+    # the whole experiment reads as one table
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(demo_stage.data_dir / "spectra.parquet").to_table(columns=["run", "ms_level"])
+    assert table.num_rows == 1011 and sorted(set(table.column("run").to_pylist())) == list(DEMO_SAMPLES)
+
+
+def test_rerun_gives_identical_bytes(demo_run, demo_stage, tmp_path):
+    again = _run(demo_run, tmp_path)
+    assert _digest(again) == _digest(demo_stage)
+
+
+def test_real_files_convert_in_place(real_dir, tmp_path):
+    run_dir = linked_run(real_dir, tmp_path / "run", sorted(REAL_FILES))
+    stage = _run(run_dir, tmp_path / "work")
+    runs = pq.read_table(stage.qc_dir / "runs.parquet").to_pylist()
+    by_file = {r["file"]: r for r in runs}
+    assert set(by_file) == set(REAL_FILES)
+    for name, exp in REAL_FILES.items():
+        r = by_file[name]
+        assert (r["n_spectra"], r["n_spectra_ms1"], r.get("n_spectra_ms2", 0)) == (exp["n"], exp["ms1"], exp["ms2"])
+        assert r["spectrum_representation"] == ("centroid" if exp["centroid"] else "profile")
+        assert r["sha256"] == hashlib.sha256((real_dir / name).read_bytes()).hexdigest()
+        assert pq.read_metadata(stage.data_dir / "spectra.parquet" / f"{r['run']}.parquet").num_rows == exp["n"]
+    assert stage.metrics["n_spectra"] == sum(e["n"] for e in REAL_FILES.values())
+    assert stage.metrics["spectrum_representation"] == "mixed"
+    models = stage.facts["facts"]["instrument_models"]
+    assert models == ["Q Exactive", "TripleTOF 6600"]
+    # experiment.yaml says Q Exactive; the SCIEX file does not contradict it (one of the models matches)
+    assert stage.facts["conflicts"] == []
+    assert stage.metrics["n_features"] > 100
+
+
+def test_bad_file_stops_the_run_with_file_and_spectrum(demo_run, real_dir, tmp_path):
+    run_dir = copy_demo(demo_run, tmp_path / "run")
+    example = (real_dir / "example.mzML").read_bytes()
+    start = example.index(b'<spectrum index="7"')
+    (run_dir / "S4.mzML").write_bytes(example[: start + 400])
+    with pytest.raises(InputError) as info:
+        _run(run_dir, tmp_path / "work")
+    (problem,) = info.value.problems
+    assert (problem.file, problem.where) == ("S4.mzML", "spectrum index 7")
+    assert not (tmp_path / "work" / "stage" / "data" / "spectra.parquet" / "S4.parquet").exists()
+    assert not (tmp_path / "work" / "stage" / "qc" / "metrics.json").exists()
+
+
+def test_run_without_targets_and_features(demo_run, tmp_path):
+    run_dir = copy_demo(demo_run, tmp_path / "run", with_targets=False)
+    text = (run_dir / "experiment.yaml").read_text() + "  features: {enabled: false}\n"
+    (run_dir / "experiment.yaml").write_text(text)
+    stage = _run(run_dir, tmp_path / "work")
+    published = [rel for rel, _ in stage.published_files()]
+    assert not any("features" in p or "targets" in p for p in published), published
+    assert "n_targets" not in stage.metrics and "n_features" not in stage.metrics
+    assert stage.metrics["n_spectra"] == 1011
+
+
+def test_polarity_conflict_is_reported(demo_run, tmp_path):
+    run_dir = copy_demo(demo_run, tmp_path / "run", with_targets=False)
+    for extra in ("S2.mzML", "S3.mzML"):
+        (run_dir / extra).unlink()
+    text = (run_dir / "experiment.yaml").read_text().replace("polarity: positive", "polarity: negative")
+    (run_dir / "experiment.yaml").write_text(text + "  features: {enabled: false}\n")
+    stage = _run(run_dir, tmp_path / "work")
+    (conflict,) = stage.facts["conflicts"]
+    assert conflict["field"] == "metabolomics.polarity"
+    assert (conflict["yaml"], conflict["file"]) == ("negative", "positive")

@@ -1,0 +1,230 @@
+"""Processing functions in-process: QC, bulk matching, privacy, parameters, preflight, demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from pipelines.errors import InputError
+from pipelines.modalities import transcriptomics as tx
+from pipelines.modalities.transcriptomics import annotate, bulk, params, readers
+from pipelines.modalities.transcriptomics.demo import synthetic_counts
+
+from tx_helpers import BASE_EXPERIMENT, link_files, write_experiment
+
+
+def test_neighbors_runs_with_the_locked_scanpy_scipy_pair():
+    """scanpy 1.11.5 + scipy 1.17 fails here ('csr_array' has no 'getnnz'); the lock must not."""
+    import anndata as ad
+    import scanpy as sc
+
+    X, _, _ = synthetic_counts(n_cells=120, n_genes=60, n_types=2, seed=4)
+    a = ad.AnnData(X=X.astype(np.float32))
+    sc.pp.normalize_total(a)
+    sc.pp.log1p(a)
+    sc.pp.pca(a, n_comps=5, random_state=0)
+    sc.pp.neighbors(a, n_neighbors=10, random_state=0)
+    assert a.obsp["connectivities"].shape == (120, 120) and a.obsp["connectivities"].nnz > 0
+
+
+def test_schema_fields_all_have_description_and_default():
+    def walk(node, path):
+        for name, sub in (node.get("properties") or {}).items():
+            assert "description" in sub, f"{path}{name} has no description"
+            assert "default" in sub, f"{path}{name} has no default"
+            walk(sub, f"{path}{name}.")
+    walk(params.schema(), "")
+
+
+def test_params_defaults_come_from_the_schema():
+    p = tx.params_from_experiment({"transcriptomics": {"qc": {"n_mads": 3}, "bulk": {"match": "strip_suffix"}}})
+    assert p.qc.n_mads == 3 and p.qc.mito_n_mads == 3 and p.qc.max_pct_mito == 20
+    assert p.input_kind == "auto" and p.n_hvg == 2000 and p.doublets.enabled is False
+    assert p.bulk.match == "strip_suffix" and p.bulk.suffix == ""
+
+
+def test_qc_that_removes_every_cell_says_which_threshold(tmp_path, tx_data):
+    loaded = readers.read_10x_h5(tx_data / "10x_v3_GRCh38chr21" / "filtered_feature_bc_matrix.h5")
+    a = loaded.adata
+    a.obs["sample_id"] = "S1"
+    a.write_h5ad(tmp_path / "in.h5ad")
+    exp = {**BASE_EXPERIMENT, "transcriptomics": {"qc": {"min_genes": 5000}}}
+    with pytest.raises(InputError) as err:
+        tx.qc_cells(src=tmp_path / "in.h5ad", dest=tmp_path / "out.h5ad", cells_parquet=tmp_path / "c.parquet",
+                    violin_png=tmp_path / "v.png", top_genes_png=tmp_path / "t.png",
+                    summary_json=tmp_path / "s.json", experiment=exp)
+    p = err.value.problems[0]
+    assert p.message.startswith("QC kept 0 of 1107 cells (min_genes removed 1107")
+    assert p.where == "transcriptomics.qc" and "lower qc.min_genes" in p.hint
+    assert not (tmp_path / "out.h5ad").exists()
+
+
+def test_qc_mad_rule_removes_damaged_cells_and_records_why(tmp_path):
+    import anndata as ad
+
+    X, symbols, _ = synthetic_counts(n_cells=400, n_genes=300, n_types=3, seed=1, damaged_fraction=0.1)
+    a = ad.AnnData(X=X.astype(np.float32))
+    a.obs_names = [f"c{i}" for i in range(400)]
+    a.var_names = [f"E{i}" for i in range(300)]
+    a.var["feature_name"] = symbols
+    a.obs["sample_id"] = "S1"
+    a.write_h5ad(tmp_path / "in.h5ad")
+    s = tx.qc_cells(src=tmp_path / "in.h5ad", dest=tmp_path / "out.h5ad", cells_parquet=tmp_path / "c.parquet",
+                    violin_png=tmp_path / "v.png", top_genes_png=tmp_path / "t.png",
+                    summary_json=tmp_path / "s.json", experiment=BASE_EXPERIMENT)
+    cells = pd.read_parquet(tmp_path / "c.parquet")
+    assert len(cells) == 400 and s.n_cells_kept == int(cells["passed_qc"].sum())
+    assert s.removed_by["pct_counts_mt"] >= 30  # ~10% damaged cells carry 25x mito reads
+    failed = cells[~cells["passed_qc"]]
+    assert (failed["qc_fail_reasons"].str.len() > 0).all()
+    assert cells.loc[cells["passed_qc"], "pct_counts_mt"].max() < s.thresholds["pct_counts_mt"]["upper"] + 1e-9
+    assert json.loads((tmp_path / "s.json").read_text())["n_cells_input"] == 400
+
+
+# ----------------------------------------------------------------------------- bulk
+def test_pasilla_sheet_names_mismatch_is_reported_pair_by_pair(tx_data):
+    sheet, col = bulk.read_sample_sheet(tx_data / "bulk_pasilla" / "pasilla_sample_annotation.csv",
+                                        sample_column=None)
+    counts, _ = bulk.read_count_table(tx_data / "bulk_pasilla" / "pasilla_gene_counts.tsv")
+    assert counts.shape == (14599, 7)
+    with pytest.raises(InputError) as err:
+        bulk.match_samples(sheet[col].tolist(), list(counts.columns), bp=tx.params_from_experiment({}).bulk,
+                           sheet_file="pasilla_sample_annotation.csv", counts_file="pasilla_gene_counts.tsv",
+                           sample_column=col)
+    problems = err.value.problems
+    assert len(problems) == 7
+    first = problems[0]
+    assert first.file == "pasilla_sample_annotation.csv" and first.where == "column 'file', row 2"
+    assert first.message == "sample 'treated1fb' is not a column of pasilla_gene_counts.tsv"
+    assert "the count table has 'treated1'" in first.hint and "suffix: 'fb'" in first.hint
+
+
+def test_pasilla_with_the_suffix_rule_matches_every_sample(tx_data):
+    sheet, col = bulk.read_sample_sheet(tx_data / "bulk_pasilla" / "pasilla_sample_annotation.csv",
+                                        sample_column=None)
+    bp = tx.params_from_experiment({"transcriptomics": {"bulk": {"match": "strip_suffix", "suffix": "fb"}}}).bulk
+    cols = ["untreated1", "untreated2", "untreated3", "untreated4", "treated1", "treated2", "treated3"]
+    order = bulk.match_samples(sheet[col].tolist(), cols, bp=bp, sheet_file="s", counts_file="c", sample_column=col)
+    assert order == ["treated1", "treated2", "treated3", "untreated1", "untreated2", "untreated3", "untreated4"]
+
+
+def test_count_table_with_a_fractional_value_names_gene_and_sample(tmp_path):
+    (tmp_path / "counts.tsv").write_text("gene_id\tA\tB\ng1\t3\t4\ng2\t5\t2.5\n")
+    with pytest.raises(InputError) as err:
+        bulk.read_count_table(tmp_path / "counts.tsv")
+    p = err.value.problems[0]
+    assert p.message == "value 2.5 is not an integer: raw read counts are expected"
+    assert p.where == "column 'B', gene g2" and "TPM" in p.hint
+
+
+def test_count_table_drops_htseq_summary_rows_and_keeps_symbols(tmp_path):
+    (tmp_path / "counts.csv").write_text("gene_id,gene_name,A,B\ng1,ACTB,3,4\ng2,GAPDH,5,2\n__no_feature,,9,9\n")
+    counts, annotation = bulk.read_count_table(tmp_path / "counts.csv")
+    assert list(counts.index) == ["g1", "g2"] and list(counts.columns) == ["A", "B"]
+    assert list(annotation["gene_name"]) == ["ACTB", "GAPDH"]
+
+
+# ----------------------------------------------------------------------------- privacy
+def test_sample_sheet_with_birth_dates_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "counts.tsv").write_text("gene_id\tP1\tP2\ng1\t3\t4\ng2\t50\t20\n")
+    (run_dir / "samples.csv").write_text("sample,condition,date_of_birth\nP1,a,1970-01-02\nP2,b,1980-03-04\n")
+    write_experiment(run_dir)
+    with pytest.raises(InputError) as err:
+        tx.load_bulk(run_dir=run_dir, experiment=_exp(run_dir))
+    p = err.value.problems[0]
+    assert p.file == "samples.csv" and p.where == "column 'date_of_birth'"
+    assert "a birth date" in p.message and "pseudonymous donor_id" in p.hint
+
+
+def test_h5ad_obs_with_patient_names_and_emails_is_refused(tmp_path):
+    import anndata as ad
+
+    a = ad.AnnData(X=sp.csr_matrix(np.ones((3, 2), dtype=np.float32)))
+    a.obs_names = ["c1", "c2", "c3"]
+    a.var_names = ["g1", "g2"]
+    a.obs["patient_name"] = ["Ann Lee", "Bo Chan", "Cy Diaz"]
+    a.obs["contact"] = ["x@example.org", "y@example.org", "z@example.org"]
+    a.write_h5ad(tmp_path / "run.h5ad")
+    problems = annotate.table_privacy_problems(a.obs, file="run.h5ad", what="obs column")
+    assert [p.where for p in problems] == ["obs column 'patient_name'", "obs column 'contact', row 'c1'"]
+    run_dir = write_experiment(tmp_path)
+    with pytest.raises(InputError) as err:
+        tx.load_single_cell(run_dir=run_dir, experiment=_exp(run_dir), dest=tmp_path / "o.h5ad",
+                            facts_json=tmp_path / "f.json")
+    assert {p.where for p in err.value.problems} == {"obs column 'patient_name'", "obs column 'contact', row 'c1'"}
+
+
+def test_donor_id_that_looks_like_a_name_fails_preflight(tmp_path, tx_data):
+    run_dir = tmp_path / "run"
+    link_files(run_dir, [tx_data / "10x_v3_GRCh38chr21" / "filtered_feature_bc_matrix.h5"])
+    write_experiment(run_dir, samples=[{"id": "S1", "organism": "NCBITaxon:9606", "donor_id": "Maria_Lopez",
+                                        "description": "PBMC, donor born 1961-04-02"}])
+    problems = tx.preflight(run_dir, _exp(run_dir))
+    assert [p.where for p in problems] == ["samples[0].donor_id", "samples[0].description"]
+    assert "looks like a person's name" in problems[0].message
+
+
+def _exp(run_dir: Path) -> dict:
+    from pipelines.metadata import load_experiment
+
+    return load_experiment(run_dir).data
+
+
+# ----------------------------------------------------------------------------- preflight / discovery
+def test_preflight_is_clean_on_the_real_folders(tmp_path, tx_data):
+    for name, files in {
+        "v3": [tx_data / "10x_v3_GRCh38chr21" / "filtered_feature_bc_matrix.h5"],
+        "v2": sorted((tx_data / "10x_v2_pbmc_small").iterdir()),
+    }.items():
+        run_dir = tmp_path / name
+        link_files(run_dir, files)
+        write_experiment(run_dir)
+        assert tx.preflight(run_dir, _exp(run_dir)) == []
+    assert tx.resolve_input(tmp_path / "v2", tx.params_from_experiment({})).kind == "10x_mtx"
+
+
+def test_preflight_reports_the_pasilla_mismatch_without_computing(tmp_path, tx_data):
+    run_dir = tmp_path / "run"
+    link_files(run_dir, sorted((tx_data / "bulk_pasilla").glob("pasilla_*")))
+    write_experiment(run_dir)
+    spec = tx.resolve_input(run_dir, tx.params_from_experiment({}))
+    assert (spec.kind, spec.path.name, spec.sample_sheet.name) == (
+        "bulk_counts", "pasilla_gene_counts.tsv", "pasilla_sample_annotation.csv")
+    problems = tx.preflight(run_dir, _exp(run_dir))
+    assert len(problems) == 7 and "untreated4fb" in problems[-1].message
+
+
+def test_two_libraries_in_one_folder_need_input_path(tmp_path, tx_data):
+    h5 = tx_data / "10x_v3_GRCh38chr21" / "filtered_feature_bc_matrix.h5"
+    run_dir = tmp_path / "run"
+    link_files(run_dir, [h5], into="lib1")
+    link_files(run_dir, [h5], into="lib2")
+    write_experiment(run_dir)
+    problems = tx.preflight(run_dir, _exp(run_dir))
+    assert problems[0].where == "transcriptomics.input.path" and "2 candidate inputs" in problems[0].message
+    p = tx.params_from_experiment({"transcriptomics": {"input": {"path": "lib2/filtered_feature_bc_matrix.h5"}}})
+    assert tx.resolve_input(run_dir, p).path == run_dir / "lib2" / "filtered_feature_bc_matrix.h5"
+
+
+def test_empty_run_folder_says_what_it_looked_for(tmp_path):
+    run_dir = write_experiment(tmp_path / "run")
+    problems = tx.preflight(run_dir, _exp(run_dir))
+    assert problems[0].message == "no transcriptomics input found" and "filtered_feature_bc_matrix.h5" in problems[0].hint
+
+
+def test_demo_run_is_deterministic_for_a_seed(tmp_path):
+    a = tx.make_demo_run(tmp_path / "a", seed=3, n_cells=200, n_genes=120)
+    b = tx.make_demo_run(tmp_path / "b", seed=3, n_cells=200, n_genes=120)
+    ra = readers.read_10x_h5(a / "filtered_feature_bc_matrix.h5").adata
+    rb = readers.read_10x_h5(b / "filtered_feature_bc_matrix.h5").adata
+    assert (ra.X != rb.X).nnz == 0 and list(ra.obs_names) == list(rb.obs_names)
+    assert (a / "experiment.yaml").read_text() == (b / "experiment.yaml").read_text()
+    assert _exp(a)["modality"] == "transcriptomics"
+    assert tx.preflight(a, _exp(a)) == []
