@@ -165,10 +165,31 @@ def run(
     _quiet_prefect(verbose)
     from pipelines.flows import binds_run
 
-    with err.status(f"processing {run_dir} (validate -> snakemake -> publish)"):
+    with _status(f"processing {run_dir}"):
         result = binds_run(str(run_dir), store_url=store, profile=profile, cores=cores,
                            work_dir=str(work_dir) if work_dir else None, publish=publish)
     _print_publish(result, json_out)
+
+
+class _status:
+    """A spinner whose text follows the run (validate, snakemake steps, MiB uploaded)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.status = err.status(label)
+
+    def __enter__(self):
+        from pipelines import runner
+
+        self.status.__enter__()
+        runner.progress_hook = lambda text: self.status.update(f"{self.label}: {text}")
+        return self
+
+    def __exit__(self, *exc):
+        from pipelines import runner
+
+        runner.progress_hook = None
+        return self.status.__exit__(*exc)
 
 
 def _quiet_prefect(verbose: bool) -> None:
@@ -392,7 +413,7 @@ def demo(
         run_dir = runs_dir / f"demo-{m}"
         with err.status(f"writing example {m} run {run_dir}"):
             mods.get(m).make_demo_run(run_dir)
-        with err.status(f"processing {run_dir}"):
+        with _status(f"processing {run_dir}"):
             result = binds_run(str(run_dir), store_url=store, cores=cores,
                                work_dir=str(runs_dir / ".work" / m))
         _print_publish(result, False)

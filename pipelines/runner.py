@@ -26,6 +26,15 @@ from pipelines.workflow import run_workflow
 
 log = logging.getLogger(__name__)
 
+#: Set by the CLI to show progress (a terminal spinner); called with a short status line.
+#: A module-level hook rather than a flow parameter: Prefect records parameters as JSON.
+progress_hook: Callable[[str], None] | None = None
+
+
+def _say(text: str) -> None:
+    if progress_hook:
+        progress_hook(text)
+
 
 def default_work_dir(dataset_id: str) -> Path:
     """``$BINDS_WORK_DIR/<dataset_id>``, else ``./.binds-work/<dataset_id>``: on the same
@@ -67,6 +76,7 @@ def _git_describe() -> str | None:
 def prepare(run_dir: str | Path, *, work_dir: str | Path | None = None) -> tuple[Experiment, StagedDataset]:
     """Validate the run folder and write ``<work>/stage/_meta/{experiment,run}.json``."""
     run_dir = Path(run_dir).resolve()
+    _say(f"validating {run_dir.name}")
     exp, raw = check_run_dir(run_dir)
     work = Path(work_dir).resolve() if work_dir else default_work_dir(exp.dataset_id)
     stage = StagedDataset(work / "stage")
@@ -92,8 +102,14 @@ def prepare(run_dir: str | Path, *, work_dir: str | Path | None = None) -> tuple
 def stage(run_dir: str | Path, stage: StagedDataset, *, modality: str, profile: str = "local",
           cores: int | None = None, on_progress: Callable[[int, int], None] | None = None) -> StagedDataset:
     """Run the modality's Snakemake workflow into ``stage``."""
+    def steps(done: int, total: int) -> None:
+        _say(f"snakemake: {done} of {total} steps done")
+        if on_progress:
+            on_progress(done, total)
+
+    _say("snakemake: starting the workflow")
     run_workflow(run_dir=run_dir, stage=stage, modality=modality, profile=profile, cores=cores,
-                 on_progress=on_progress)
+                 on_progress=steps)
     info = stage.run_info
     info["staged"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     stage.write_meta("run.json", info)
@@ -102,4 +118,10 @@ def stage(run_dir: str | Path, stage: StagedDataset, *, modality: str, profile: 
 
 def publish_stage(stage_dir: str | Path, store_url: str | None, *,
                   progress: Callable[[int, int], None] | None = None) -> PublishResult:
-    return publish(StagedDataset(Path(stage_dir)), open_store(store_url), progress=progress)
+    def uploaded(done: int, total: int) -> None:
+        _say(f"publishing: {done / 2**20:,.1f} of {total / 2**20:,.1f} MiB uploaded")
+        if progress:
+            progress(done, total)
+
+    _say("publishing: hashing the staged files")
+    return publish(StagedDataset(Path(stage_dir)), open_store(store_url), progress=uploaded)

@@ -63,6 +63,17 @@ def test_bzip2_map_is_read(tmp_path):
     np.testing.assert_array_equal(read_zyx(h), data)
 
 
+def test_big_endian_map_is_read_into_native_order(tmp_path):
+    data = np.arange(3 * 4 * 5, dtype=">f4").reshape(3, 4, 5)
+    with mrcfile.new(tmp_path / "be.mrc") as mrc:
+        mrc.set_data(data)                          # mrcfile keeps the byte order (machine stamp 0x11 0x11)
+    h = open_header(tmp_path / "be.mrc")
+    assert h.file_dtype == np.dtype(">f4") and h.header_fields["machst"].startswith("1111")
+    out = read_zyx(h)
+    assert out.dtype == np.dtype("=f4")
+    np.testing.assert_array_equal(out, data)
+
+
 def test_bricks_tile_the_map_exactly(tmp_path):
     data = np.random.default_rng(1).normal(size=(11, 9, 5)).astype(np.float32)
     h = open_header(write_mrc(tmp_path / "m.mrc", data))

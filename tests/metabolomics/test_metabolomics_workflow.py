@@ -16,7 +16,7 @@ from pipelines.modalities.metabolomics.demo import DEMO_COMPOUNDS, DEMO_SAMPLES,
 from pipelines.resources import snakefile
 from pipelines.staging import StagedDataset
 from pipelines.workflow import run_workflow
-from tests.metabolomics.conftest import REAL_FILES, copy_demo, linked_run
+from tests.metabolomics.conftest import MINIMAL_YAML, REAL_FILES, copy_demo, linked_run
 
 
 def _run(run_dir, work):
@@ -109,63 +109,76 @@ def test_parquet_columns_carry_their_cv_accessions(demo_stage):
     assert table.num_rows == 1011 and sorted(set(table.column("run").to_pylist())) == list(DEMO_SAMPLES)
 
 
-def test_rerun_gives_identical_bytes(demo_run, demo_stage, tmp_path):
-    again = _run(demo_run, tmp_path)
-    assert _digest(again) == _digest(demo_stage)
+def _single_run_folder(demo_run, dest, *, polarity="negative", targets=True, features=True):
+    """Demo run S1 alone: the same rules on one file, quick enough to run twice."""
+    run_dir = copy_demo(demo_run, dest, with_targets=targets)
+    for extra in ("S2.mzML", "S3.mzML"):
+        (run_dir / extra).unlink()
+    text = (run_dir / "experiment.yaml").read_text().replace("polarity: positive", f"polarity: {polarity}")
+    if not features:
+        text += "  features: {enabled: false}\n"
+    (run_dir / "experiment.yaml").write_text(text)
+    return run_dir
 
 
-def test_real_files_convert_in_place(real_dir, tmp_path):
-    run_dir = linked_run(real_dir, tmp_path / "run", sorted(REAL_FILES))
+def test_rerun_gives_identical_bytes_and_reports_a_polarity_conflict(demo_run, tmp_path):
+    run_dir = _single_run_folder(demo_run, tmp_path / "run")
+    first = _run(run_dir, tmp_path / "a")
+    second = _run(run_dir, tmp_path / "b")
+    digests = _digest(first)
+    assert "qc/tic_bpc.png" in digests and "data/targets.parquet" in digests and "data/features.parquet" in digests
+    assert _digest(second) == digests
+    (conflict,) = first.facts["conflicts"]
+    assert conflict["field"] == "metabolomics.polarity"
+    assert (conflict["yaml"], conflict["file"]) == ("negative", "positive")
+
+
+# profile + uncompressed + seconds, centroid + zlib + minutes + MS2, gzip'ed indexedmzML; the other
+# real files are converted one by one in test_metabolomics_convert.py (no Snakemake overhead)
+WORKFLOW_REAL_FILES = ["171103_PMA_TK_QC_04-4to5min.mzML", "FeatureFinderMetaboIdent_1_input.mzML",
+                       "InternalCalibration_2_lockmass.mzML.gz"]
+
+
+def test_real_files_run_through_the_workflow_in_place(real_dir, tmp_path):
+    run_dir = linked_run(real_dir, tmp_path / "run", WORKFLOW_REAL_FILES)
     stage = _run(run_dir, tmp_path / "work")
     runs = pq.read_table(stage.qc_dir / "runs.parquet").to_pylist()
     by_file = {r["file"]: r for r in runs}
-    assert set(by_file) == set(REAL_FILES)
-    for name, exp in REAL_FILES.items():
+    assert sorted(by_file) == WORKFLOW_REAL_FILES
+    for name in WORKFLOW_REAL_FILES:
+        exp = REAL_FILES[name]
         r = by_file[name]
         assert (r["n_spectra"], r["n_spectra_ms1"], r.get("n_spectra_ms2", 0)) == (exp["n"], exp["ms1"], exp["ms2"])
         assert r["spectrum_representation"] == ("centroid" if exp["centroid"] else "profile")
         assert r["sha256"] == hashlib.sha256((real_dir / name).read_bytes()).hexdigest()
         assert pq.read_metadata(stage.data_dir / "spectra.parquet" / f"{r['run']}.parquet").num_rows == exp["n"]
-    assert stage.metrics["n_spectra"] == sum(e["n"] for e in REAL_FILES.values())
+    assert stage.metrics["n_spectra"] == sum(REAL_FILES[n]["n"] for n in WORKFLOW_REAL_FILES)
     assert stage.metrics["spectrum_representation"] == "mixed"
-    models = stage.facts["facts"]["instrument_models"]
-    assert models == ["Q Exactive", "TripleTOF 6600"]
-    # experiment.yaml says Q Exactive; the SCIEX file does not contradict it (one of the models matches)
-    assert stage.facts["conflicts"] == []
+    assert stage.facts["facts"]["instrument_models"] == ["Q Exactive"] and stage.facts["conflicts"] == []
     assert stage.metrics["n_features"] > 100
 
 
-def test_bad_file_stops_the_run_with_file_and_spectrum(demo_run, real_dir, tmp_path):
-    run_dir = copy_demo(demo_run, tmp_path / "run")
+def test_bad_file_stops_the_run_with_file_and_spectrum(real_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
     example = (real_dir / "example.mzML").read_bytes()
     start = example.index(b'<spectrum index="7"')
     (run_dir / "S4.mzML").write_bytes(example[: start + 400])
+    (run_dir / "experiment.yaml").write_text(MINIMAL_YAML.format(title="A cut file"))
     with pytest.raises(InputError) as info:
         _run(run_dir, tmp_path / "work")
     (problem,) = info.value.problems
     assert (problem.file, problem.where) == ("S4.mzML", "spectrum index 7")
+    assert problem.message == "the file ends inside spectrum index 7"
     assert not (tmp_path / "work" / "stage" / "data" / "spectra.parquet" / "S4.parquet").exists()
     assert not (tmp_path / "work" / "stage" / "qc" / "metrics.json").exists()
 
 
 def test_run_without_targets_and_features(demo_run, tmp_path):
-    run_dir = copy_demo(demo_run, tmp_path / "run", with_targets=False)
-    text = (run_dir / "experiment.yaml").read_text() + "  features: {enabled: false}\n"
-    (run_dir / "experiment.yaml").write_text(text)
+    run_dir = _single_run_folder(demo_run, tmp_path / "run", polarity="positive", targets=False, features=False)
     stage = _run(run_dir, tmp_path / "work")
     published = [rel for rel, _ in stage.published_files()]
-    assert not any("features" in p or "targets" in p for p in published), published
+    assert published == ["data/chromatograms.parquet/S1.parquet", "data/spectra.parquet/S1.parquet",
+                         "qc/metrics.json", "qc/runs.parquet", "qc/tic_bpc.png"]
     assert "n_targets" not in stage.metrics and "n_features" not in stage.metrics
-    assert stage.metrics["n_spectra"] == 1011
-
-
-def test_polarity_conflict_is_reported(demo_run, tmp_path):
-    run_dir = copy_demo(demo_run, tmp_path / "run", with_targets=False)
-    for extra in ("S2.mzML", "S3.mzML"):
-        (run_dir / extra).unlink()
-    text = (run_dir / "experiment.yaml").read_text().replace("polarity: positive", "polarity: negative")
-    (run_dir / "experiment.yaml").write_text(text + "  features: {enabled: false}\n")
-    stage = _run(run_dir, tmp_path / "work")
-    (conflict,) = stage.facts["conflicts"]
-    assert conflict["field"] == "metabolomics.polarity"
-    assert (conflict["yaml"], conflict["file"]) == ("negative", "positive")
+    assert stage.metrics["n_spectra"] == 337 and stage.facts["conflicts"] == []

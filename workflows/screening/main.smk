@@ -2,7 +2,7 @@
 # hits, dose-response fits, QC plots, metrics.  Rules are thin: each calls one function of
 # pipelines.modalities.screening through pipelines.smk.run_step.
 #
-#   read_batch (xN, batch_size plate files each) -> score -> dose_response -> plots -> metrics
+#   read_batch (xN, batch_size plate files each) -> score (+ dose-response fits) -> plots -> metrics
 
 include: "common.smk"
 include: "read.smk"

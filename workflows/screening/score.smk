@@ -1,5 +1,6 @@
-# Score the whole screen in one job (vectorised over plates: 1,000 plates take well under a
-# second), then fit the dose-response curves of all compounds in one batched job.
+# Score the whole screen and fit every compound's dose-response curve in one job: both are
+# vectorised over plates/compounds (1,000 plates take well under a second), so a second job
+# would cost more in interpreter start-up than it computes.
 
 rule screening_score:
     input:
@@ -9,6 +10,7 @@ rule screening_score:
         wells=STAGE / "data" / "wells.parquet",
         plates=STAGE / "data" / "plates.parquet",
         hits=STAGE / "data" / "hits.parquet",
+        fits=STAGE / "data" / "dose_response.parquet",
         facts=STAGE / "_meta" / "facts.json",
     params:
         run_dir=RUN_DIR,
@@ -25,24 +27,3 @@ rule screening_score:
         "../../envs/screening.yaml"
     script:
         "scripts/score.py"
-
-
-rule screening_dose_response:
-    input:
-        wells=STAGE / "data" / "wells.parquet",
-    output:
-        fits=STAGE / "data" / "dose_response.parquet",
-    params:
-        block=SCREENING_BLOCK,
-    log:
-        LOGS / "screening_dose_response.log",
-    benchmark:
-        BENCH / "screening_dose_response.tsv"
-    threads: 1
-    resources:
-        mem_mb=lambda wildcards, input: screening_mb([input.wells], base=1000, factor=40),
-        runtime=30,
-    conda:
-        "../../envs/screening.yaml"
-    script:
-        "scripts/dose_response.py"

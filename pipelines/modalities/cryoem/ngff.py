@@ -188,6 +188,10 @@ class _PyramidWriter:
         lvl.start += lvl.fill
         lvl.fill = 0
 
+    def abort(self) -> None:
+        while self.pending:
+            self.pending.popleft().exception()
+
     def close(self) -> None:
         for k in range(1, len(self.levels)):
             if self.levels[k].fill:
@@ -254,8 +258,10 @@ def write_image(root: zarr.Group, header: MapHeader, *, path: str, name: str,
                 if is_label:
                     block = (block >= label_threshold).astype(np.uint8)
                 writer.add_brick(brick.s0, brick.r0, block, last_rows=brick.r0 + block.shape[1] >= nr)
-        finally:
-            writer.close()
+        except BaseException:
+            writer.abort()  # bad input mid-stream: finish what is in flight, write nothing more
+            raise
+        writer.close()
     chunks0 = math.prod(math.ceil(n / CHUNK) for n in shape_zyx)
     log.info("wrote %s: levels %s, dtype %s", path or "(root)", shapes_zyx, dtype)
     return ImageWritten(group=path, shapes=[tuple(s) for s in shapes_zyx], dtype=str(dtype),

@@ -19,18 +19,30 @@ Modules: :mod:`.mzml` (streaming reader), :mod:`.convert`, :mod:`.features`, :mo
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from pipelines.errors import InputError, Problem
-from pipelines.modalities.metabolomics.convert import check_readable, convert_mzml, run_name, run_names
-from pipelines.modalities.metabolomics.demo import make_demo_run
-from pipelines.modalities.metabolomics.features import FeatureParams, detect_features, group_features
-from pipelines.modalities.metabolomics.qc import write_qc
-from pipelines.modalities.metabolomics.targets import quantify_targets, read_targets
 from pipelines.resources import metadata_dir
+
+# The processing functions are imported on first use (PEP 562): every Snakemake rule is a
+# fresh Python process, and the conversion rule should not pay for matplotlib or psims.
+_LAZY = {
+    "convert_mzml": "convert", "check_readable": "convert", "run_name": "convert", "run_names": "convert",
+    "make_demo_run": "demo", "FeatureParams": "features", "detect_features": "features",
+    "group_features": "features", "write_qc": "qc", "quantify_targets": "targets", "read_targets": "targets",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 DESCRIPTION = "LC-MS metabolomics: mzML runs -> Parquet spectra/chromatograms, feature matrix, targeted quantification"
 # "**/" matches the run folder itself too; .idx.gz is pymzml's indexed gzip
@@ -84,6 +96,8 @@ def find_runs(run_dir: str | Path) -> dict[str, Path]:
             rel = p.relative_to(run_dir)
             if p.is_file() and not any(part.startswith(".") for part in rel.parts):
                 found.add(p.resolve())
+    from pipelines.modalities.metabolomics.convert import run_names
+
     return run_names(sorted(found))
 
 
@@ -92,6 +106,9 @@ def preflight(run_dir: Path, experiment: dict) -> list[Problem]:
 
     Reads only each file's header (one 4 MiB block); returns every problem, raises nothing.
     """
+    from pipelines.modalities.metabolomics.convert import check_readable
+    from pipelines.modalities.metabolomics.targets import read_targets
+
     run_dir = Path(run_dir)
     problems: list[Problem] = []
     runs = find_runs(run_dir)

@@ -8,8 +8,8 @@ Per run (:func:`detect_features`):
 2. **mass traces**: centroids sorted by m/z are cut where consecutive m/z differ by more than
    ``mz_tolerance_ppm``; within a trace the most intense centroid of each scan is kept and the
    trace is split at gaps of more than ``max_gap_scans`` scans;
-3. **chromatographic peaks**: each trace is smoothed (Gaussian, sigma one scan), its maxima found
-   with :func:`scipy.signal.find_peaks`, bounded at the nearest minima, and kept when they span
+3. **chromatographic peaks**: each trace is smoothed (Gaussian, sigma one scan), its local maxima
+   are bounded at the nearest minima, and kept when they span
    ``min_scans`` scans, reach ``min_height`` and ``min_snr`` and have a FWHM within bounds;
 4. each peak is a **feature**: m/z (intensity-weighted), RT apex / start / end, height, area
    (trapezoid of the raw intensities over RT, in counts x s), FWHM, S/N.
@@ -30,8 +30,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from scipy.ndimage import gaussian_filter1d
-from scipy.signal import find_peaks
 
 from pipelines.staging import write_json
 
@@ -156,6 +154,12 @@ def _mass_traces(peaks: MS1Peaks, p: FeatureParams) -> list[np.ndarray]:
     return [idx[a:e] for a, e in zip(starts, ends) if e - a >= p.min_scans]
 
 
+# Gaussian kernel, sigma = one scan (numpy instead of scipy: each rule is a fresh process and
+# importing scipy.signal/ndimage costs seconds there)
+_KERNEL = np.exp(-0.5 * np.arange(-4, 5) ** 2)
+_KERNEL /= _KERNEL.sum()
+
+
 def _noise_floor(intensity: np.ndarray) -> float:
     # the weakest centroids of a run are its noise (instruments threshold just above it)
     return float(np.percentile(intensity, 10)) if len(intensity) else 1.0
@@ -170,10 +174,11 @@ def _peaks_of_trace(tr: np.ndarray, peaks: MS1Peaks, p: FeatureParams, floor: fl
     mz_dense = np.zeros(n)
     mz_dense[scans - first] = peaks.mz[tr]
     rt = peaks.rt[first:last + 1]
-    smooth = gaussian_filter1d(y, 1.0, mode="constant") if n >= 3 else y
+    smooth = np.convolve(np.pad(y, _KERNEL.size // 2), _KERNEL, mode="valid") if n >= 3 else y
     baseline = float(np.percentile(y[y > 0], 25)) if (y > 0).sum() >= 10 else 0.0
-    cand, _ = find_peaks(np.concatenate([[0.0], smooth, [0.0]]))
-    cand -= 1
+    padded = np.concatenate([[0.0], smooth, [0.0]])
+    # local maxima; a flat top counts once, at its first point
+    cand = np.flatnonzero((padded[1:-1] > padded[:-2]) & (padded[1:-1] >= padded[2:]))
     out = []
     for apex_s in cand:
         lo = apex_s

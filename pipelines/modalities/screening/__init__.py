@@ -6,6 +6,7 @@ Public API (the workflow rules call these; see ``workflows/screening/``):
 ``read_batch``          a batch of raw plate files -> one long Parquet, wells validated
 ``score_screen``        normalisation, robust z, B-score, plate QC, replicate summary, hits
 ``fit_dose_response``   batched 4PL fits per compound
+``process_screen``      both of the above, as one workflow job
 ``make_plots``          heatmaps, Z' per plate, score distribution, dose-response curves
 ``write_metrics``       ``qc/metrics.json``
 """
@@ -26,7 +27,7 @@ RAW_PATTERNS: tuple[str, ...] = tuple(
     f"**/*{ext}" for ext in (".csv", ".CSV", ".tsv", ".TSV", ".txt", ".TXT", ".xlsx", ".XLSX", ".parquet"))
 
 __all__ = ["DESCRIPTION", "RAW_PATTERNS", "Inputs", "batch_count", "fit_dose_response", "make_demo_run",
-           "make_plots", "preflight", "read_batch", "resolve", "score_screen", "settings", "write_metrics"]
+           "make_plots", "preflight", "process_screen", "read_batch", "resolve", "score_screen", "settings", "write_metrics"]
 
 
 # Each Snakemake job is a fresh Python process: import only what the job's function needs
@@ -34,7 +35,7 @@ __all__ = ["DESCRIPTION", "RAW_PATTERNS", "Inputs", "batch_count", "fit_dose_res
 _LAZY = {
     "make_demo_run": "demo", "Inputs": "inputs", "batch_count": "inputs", "resolve": "inputs",
     "make_plots": "plots", "settings": "config", "fit_dose_response": "steps", "read_batch": "steps",
-    "score_screen": "steps", "write_metrics": "steps",
+    "score_screen": "steps", "write_metrics": "steps", "process_screen": "steps",
 }
 
 

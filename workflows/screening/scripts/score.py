@@ -1,6 +1,7 @@
-from pipelines.modalities.screening import score_screen
+from pipelines.modalities.screening import process_screen
 from pipelines.smk import run_step
 
 s = snakemake  # noqa: F821 - injected by Snakemake
-run_step(s, score_screen, run_dir=s.params.run_dir, block=s.params.block, raw=list(s.input.raw),
-         wells_out=s.output.wells, plates_out=s.output.plates, hits_out=s.output.hits, facts_out=s.output.facts)
+run_step(s, process_screen, run_dir=s.params.run_dir, block=s.params.block, raw=list(s.input.raw),
+         wells_out=s.output.wells, plates_out=s.output.plates, hits_out=s.output.hits,
+         dose_response_out=s.output.fits, facts_out=s.output.facts)
