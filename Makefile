@@ -28,7 +28,12 @@ $(STAMP): pyproject.toml uv.lock | $(BIN)/uv
 
 install: $(STAMP)  ## create .venv and install the project with its extras
 
-test: install  ## run the whole test suite (what CI runs)
+SLURM_UP := ../shared/tools/slurm/ci_slurm_up.sh
+
+test: install  ## run the whole test suite (what CI runs); under CI as root it first starts a single-node Slurm
+	@if [ -n "$$CI" ] && [ "$$(id -u)" = 0 ] && [ -f $(SLURM_UP) ]; then \
+		echo "starting a single-node Slurm for the profile test ($(SLURM_UP))"; \
+		WITH_DBD=0 bash $(SLURM_UP) >/dev/null; fi
 	$(BIN)/python -m pytest
 
 demo: install  ## generate example runs for every modality, process and publish them to ./demo-store, print the catalog

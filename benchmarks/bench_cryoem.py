@@ -9,6 +9,7 @@ Two comparisons (issue 3), both measured in this one run:
 2. Peak RSS of ``convert_maps`` on a >= 2 GiB map written to disk first (816^3 float32,
    2.07 GiB; ``--quick``: 320^3), each side in a fresh subprocess (``ru_maxrss`` of that child).
    Goal: peak RSS <= 25 % of the map size.  The time ratio of that pair is reported too.
+   Peak RSS includes the interpreter and its imports (~105 MiB here).
 
 Run: ``.venv/bin/python benchmarks/run.py cryoem`` (or ``make bench``).  The temporary maps and
 stores live in a temporary folder that is deleted at the end.
@@ -31,14 +32,28 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-_CONVERT = """
+# Each child prints its seconds and its own peak RSS (VmHWM of its address space).  Not the
+# parent's wait4() ru_maxrss: on Linux a child's ru_maxrss also holds the RSS of the address
+# space it was forked from (the parent's, here > 1 GiB after part 1), so it overstates.
+_PEAK = """
+def peak_rss_mib():
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+"""
+_CONVERT = _PEAK + """
 import sys, time
 from pipelines.modalities.cryoem import convert_maps
 t = time.perf_counter()
 convert_maps(map=sys.argv[1], out=sys.argv[2])
-print(time.perf_counter() - t)
+print(time.perf_counter() - t, peak_rss_mib())
 """
-_NAIVE = """
+_NAIVE = _PEAK + """
 import sys, time
 import mrcfile, zarr
 from pipelines.modalities.cryoem.ngff import compressor
@@ -46,7 +61,7 @@ t = time.perf_counter()
 data = mrcfile.read(sys.argv[1])
 zarr.create_array(sys.argv[2], data=data, chunks=(128, 128, 128), compressors=compressor(),
                   fill_value=0, zarr_format=3, overwrite=True)
-print(time.perf_counter() - t)
+print(time.perf_counter() - t, peak_rss_mib())
 """
 
 
@@ -95,14 +110,10 @@ def _subprocess(code: str, src: Path, out: Path) -> tuple[float, float]:
     """(seconds reported by the child, its peak RSS in MiB)."""
     shutil.rmtree(out, ignore_errors=True)
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-c", code, str(src), str(out)], stdout=subprocess.PIPE,
-                            text=True, env=env)
-    stdout = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise RuntimeError(f"benchmark child failed ({proc.returncode})")
-    return float(stdout.strip().splitlines()[-1]), usage.ru_maxrss / 1024  # Linux: KiB
+    out_text = subprocess.run([sys.executable, "-c", code, str(src), str(out)], capture_output=True,
+                              text=True, env=env, check=True).stdout
+    seconds, peak = out_text.strip().splitlines()[-1].split()
+    return float(seconds), float(peak)
 
 
 def _tree_bytes(path: Path) -> int:

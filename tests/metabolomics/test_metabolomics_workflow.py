@@ -122,21 +122,48 @@ def _single_run_folder(demo_run, dest, *, polarity="negative", targets=True, fea
 
 
 def test_rerun_gives_identical_bytes_and_reports_a_polarity_conflict(demo_run, tmp_path):
-    run_dir = _single_run_folder(demo_run, tmp_path / "run")
+    # features and targets off keeps this to two jobs per run; their own determinism is checked
+    # in-process below (test_feature_and_target_outputs_are_deterministic)
+    run_dir = _single_run_folder(demo_run, tmp_path / "run", targets=False, features=False)
     first = _run(run_dir, tmp_path / "a")
     second = _run(run_dir, tmp_path / "b")
     digests = _digest(first)
-    assert "qc/tic_bpc.png" in digests and "data/targets.parquet" in digests and "data/features.parquet" in digests
+    assert sorted(digests) == ["data/chromatograms.parquet/S1.parquet", "data/spectra.parquet/S1.parquet",
+                               "qc/metrics.json", "qc/runs.parquet", "qc/tic_bpc.png"]
     assert _digest(second) == digests
+    assert "n_targets" not in first.metrics and "n_features" not in first.metrics
+    assert first.metrics["n_spectra"] == 337
     (conflict,) = first.facts["conflicts"]
     assert conflict["field"] == "metabolomics.polarity"
     assert (conflict["yaml"], conflict["file"]) == ("negative", "positive")
 
 
-# profile + uncompressed + seconds, centroid + zlib + minutes + MS2, gzip'ed indexedmzML; the other
-# real files are converted one by one in test_metabolomics_convert.py (no Snakemake overhead)
-WORKFLOW_REAL_FILES = ["171103_PMA_TK_QC_04-4to5min.mzML", "FeatureFinderMetaboIdent_1_input.mzML",
-                       "InternalCalibration_2_lockmass.mzML.gz"]
+def test_feature_and_target_outputs_are_deterministic(demo_stage, demo_run, tmp_path):
+    """The grouping, targets and QC functions rerun on the demo's own inputs give the same bytes."""
+    from pipelines.modalities.metabolomics import group_features, quantify_targets, write_qc
+
+    meta = demo_stage.meta_dir / "metabolomics"
+    runs = list(DEMO_SAMPLES)
+    group_features(peak_tables=[meta / "features" / f"{r}.parquet" for r in runs],
+                   features_out=tmp_path / "features.parquet", peaks_out=tmp_path / "feature_peaks.parquet")
+    quantify_targets(spectra=[demo_stage.data_dir / "spectra.parquet" / f"{r}.parquet" for r in runs], runs=runs,
+                     targets_csv=demo_run / "targets.csv", out=tmp_path / "targets.parquet",
+                     qc_out=tmp_path / "targets_qc.json")
+    write_qc(conversions=[meta / "runs" / f"{r}.json" for r in runs],
+             chromatograms=[demo_stage.data_dir / "chromatograms.parquet" / f"{r}.parquet" for r in runs],
+             experiment=demo_stage.experiment, metrics_out=tmp_path / "metrics.json", runs_out=tmp_path / "runs.parquet",
+             tic_png=tmp_path / "tic_bpc.png", facts_out=tmp_path / "facts.json", features_qc=meta / "features_qc.json",
+             targets_qc=tmp_path / "targets_qc.json", targets=tmp_path / "targets.parquet",
+             target_png=tmp_path / "target_mass_errors.png")
+    for rel in ("data/features.parquet", "data/feature_peaks.parquet", "data/targets.parquet", "qc/metrics.json",
+                "qc/runs.parquet", "qc/tic_bpc.png", "qc/target_mass_errors.png"):
+        mine = tmp_path / rel.split("/")[1]
+        assert mine.read_bytes() == (demo_stage.root / rel).read_bytes(), rel
+
+
+# profile + uncompressed + seconds, and centroid + zlib + minutes + MS2; every real file is also
+# converted one by one in test_metabolomics_convert.py (without the Snakemake overhead)
+WORKFLOW_REAL_FILES = ["171103_PMA_TK_QC_04-4to5min.mzML", "FeatureFinderMetaboIdent_1_input.mzML"]
 
 
 def test_real_files_run_through_the_workflow_in_place(real_dir, tmp_path):
@@ -172,13 +199,3 @@ def test_bad_file_stops_the_run_with_file_and_spectrum(real_dir, tmp_path):
     assert problem.message == "the file ends inside spectrum index 7"
     assert not (tmp_path / "work" / "stage" / "data" / "spectra.parquet" / "S4.parquet").exists()
     assert not (tmp_path / "work" / "stage" / "qc" / "metrics.json").exists()
-
-
-def test_run_without_targets_and_features(demo_run, tmp_path):
-    run_dir = _single_run_folder(demo_run, tmp_path / "run", polarity="positive", targets=False, features=False)
-    stage = _run(run_dir, tmp_path / "work")
-    published = [rel for rel, _ in stage.published_files()]
-    assert published == ["data/chromatograms.parquet/S1.parquet", "data/spectra.parquet/S1.parquet",
-                         "qc/metrics.json", "qc/runs.parquet", "qc/tic_bpc.png"]
-    assert "n_targets" not in stage.metrics and "n_features" not in stage.metrics
-    assert stage.metrics["n_spectra"] == 337 and stage.facts["conflicts"] == []

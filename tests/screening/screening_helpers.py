@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +67,3 @@ def cellhts2_run(tmp: Path, grids: dict[tuple[int, int], str], *, plates: int | 
 
 def load_block(run_dir: Path) -> dict:
     return (yaml.safe_load((run_dir / "experiment.yaml").read_text()) or {}).get("screening") or {}
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())

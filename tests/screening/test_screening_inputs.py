@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import openpyxl
 import pandas as pd
-import pytest
 from screening_helpers import PLATECONF_384, cellhts2_run, grid_csv, synthetic_grid, write_experiment
 
 from pipelines.modalities.screening import readers

@@ -228,3 +228,29 @@ def test_demo_run_is_deterministic_for_a_seed(tmp_path):
     assert (a / "experiment.yaml").read_text() == (b / "experiment.yaml").read_text()
     assert _exp(a)["modality"] == "transcriptomics"
     assert tx.preflight(a, _exp(a)) == []
+
+
+def test_demo_run_steps_find_its_cell_types(tmp_path):
+    """The demo's steps in-process (binds demo runs them through the workflow; the workflow
+    itself is exercised on the real files in test_transcriptomics_workflow.py)."""
+    import anndata as ad
+    import zarr
+
+    run_dir = tx.make_demo_run(tmp_path / "run", seed=0, n_cells=600, n_genes=400, n_types=4)
+    exp = _exp(run_dir)
+    w = tmp_path / "w"
+    facts = tx.load_single_cell(run_dir=run_dir, experiment=exp, dest=w / "l.h5ad", facts_json=w / "facts.json")
+    assert facts["assay_ontology_term_id"] == "EFO:0009922"
+    qc = tx.qc_cells(src=w / "l.h5ad", dest=w / "q.h5ad", cells_parquet=w / "c.parquet", violin_png=w / "v.png",
+                     top_genes_png=w / "t.png", summary_json=w / "qc.json", experiment=exp)
+    assert qc.removed_by["pct_counts_mt"] > 0 and qc.doublet_rate is not None
+    cl = tx.cluster_cells(src=w / "q.h5ad", adata_zarr=w / "a.zarr", obs_parquet=w / "o.parquet",
+                          var_parquet=w / "var.parquet", markers_parquet=w / "m.parquet", umap_png=w / "u.png",
+                          summary_json=w / "cl.json", experiment=exp)
+    assert cl.n_clusters == 4, cl.cluster_sizes  # four well separated synthetic cell types
+    metrics = tx.write_metrics(dest=w / "metrics.json", summaries=[w / "qc.json", w / "cl.json"],
+                               facts_json=w / "facts.json")
+    assert metrics["n_clusters"] == 4 and metrics["n_cells"] == qc.n_cells_kept
+    adata = ad.read_zarr(w / "a.zarr")
+    assert "doublet_score" in adata.obs and adata.obs["donor_id"].iloc[0] == "D01"
+    assert zarr.open_group(w / "a.zarr", mode="r").attrs["encoding-type"] == "anndata"

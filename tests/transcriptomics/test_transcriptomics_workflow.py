@@ -12,7 +12,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-import zarr
 
 from pipelines.errors import InputError
 from pipelines.modalities import transcriptomics as tx
@@ -161,16 +160,3 @@ def test_corrupt_h5_stops_the_run_with_exit_2_problem(tmp_path, tx_data):
     p = err.value.problems[0]
     assert p.file == "filtered_feature_bc_matrix.h5" and "not a readable HDF5 file" in p.message
     assert StagedDataset(tmp_path / "work" / "stage").published_files() == []
-
-
-def test_demo_run_through_the_workflow_finds_its_cell_types(tmp_path):
-    run_dir = tx.make_demo_run(tmp_path / "run", seed=0, n_cells=600, n_genes=400, n_types=4)
-    stage = run(run_dir, tmp_path / "work")
-    adata = ad.read_zarr(stage.data_dir / "adata.zarr")
-    m = stage.metrics
-    assert m["n_clusters"] == 4, m  # four synthetic cell types, well separated
-    assert m["cells_removed_by_pct_counts_mt"] > 0  # the damaged cells
-    assert "doublet_rate" in m and "doublet_score" in adata.obs
-    assert adata.obs["donor_id"].iloc[0] == "D01"
-    root = zarr.open_group(stage.data_dir / "adata.zarr", mode="r")
-    assert root.attrs["encoding-type"] == "anndata"

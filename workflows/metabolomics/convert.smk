@@ -1,6 +1,7 @@
 # One job per mzML: stream it into the run's spectra and chromatogram Parquet files.
 # Memory is bounded by the decode batches (~8 MiB of XML each, 3 in flight) and one row group
 # (~64 MiB of peaks), not by the file size; runtime scales with it (~30 MB/s worst case here).
+# Small files decode on one thread, so that two of them convert side by side.
 rule metabolomics_convert:
     input:
         mzml=lambda wc: MET_RUNS[wc.run],
@@ -12,7 +13,7 @@ rule metabolomics_convert:
         LOGS / "metabolomics_convert" / "{run}.log",
     benchmark:
         BENCH / "metabolomics_convert" / "{run}.tsv"
-    threads: 2
+    threads: lambda wc, input: 2 if met_size_mb(input.mzml) >= 64 else 1
     resources:
         mem_mb=1000,
         runtime=lambda wc, input: 5 + met_size_mb(input.mzml) // 1800,

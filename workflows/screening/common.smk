@@ -2,8 +2,11 @@
 # Nothing here reads plate data; a run folder whose inputs cannot be resolved still gets one
 # batch job, which then reports the problem (file, place, hint) through pipelines.smk.run_step.
 
+from functools import cache
+
 from snakemake.utils import validate
 
+from pipelines.errors import InputError
 from pipelines.modalities import screening as SCREENING
 
 SCREENING_BLOCK = dict(EXPERIMENT.get("screening") or {})
@@ -11,15 +14,26 @@ SCREENING_BLOCK = dict(EXPERIMENT.get("screening") or {})
 validate(SCREENING_BLOCK, schema="../../metadata/schemas/screening.schema.json", set_default=False)
 
 SCREENING_WORK = STAGE / "_meta" / "screening"
-SCREENING_BATCHES = list(range(SCREENING.batch_count(RUN_DIR, SCREENING_BLOCK)))
+
+
+@cache
+def screening_inputs():
+    """The resolved inputs, or None when they do not resolve (the read job will say why).
+    Cached: the input functions below run once per job while the DAG is built."""
+    try:
+        return SCREENING.resolve(RUN_DIR, SCREENING_BLOCK)
+    except InputError:
+        return None
+
+
+SCREENING_BATCHES = list(range(len(screening_inputs().batches()) if screening_inputs() else 1))
 
 
 def screening_batch_files(wildcards):
     """Raw files of one batch that exist (a missing one is reported by the rule, not by
     Snakemake's MissingInputException, so the user sees the plate and the plate list line)."""
-    try:
-        found = SCREENING.resolve(RUN_DIR, SCREENING_BLOCK)
-    except Exception:
+    found = screening_inputs()
+    if found is None:
         return []
     batches = found.batches()
     units = batches[int(wildcards.batch)] if int(wildcards.batch) < len(batches) else []
@@ -27,10 +41,9 @@ def screening_batch_files(wildcards):
 
 
 def screening_metadata_files(wildcards):
-    """Plate configuration, screen log, annotation, plate map, plate list: reruns follow edits."""
-    try:
-        found = SCREENING.resolve(RUN_DIR, SCREENING_BLOCK)
-    except Exception:
+    """Plate configuration, screen log, annotation, plate map, description: reruns follow edits."""
+    found = screening_inputs()
+    if found is None:
         return []
     extra = [found.plate_config, found.screen_log, found.annotation, found.plate_map, found.description]
     return sorted({str(p) for p in extra if p is not None})

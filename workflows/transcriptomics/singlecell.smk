@@ -1,40 +1,20 @@
-# Single cell: three heavy steps, each a fresh process so that peak memory is per step.
-
-
-rule transcriptomics_load:
-    input:
-        raw=TX_INPUTS,
-    output:
-        h5ad=temp(TX_WORK / "loaded.h5ad"),
-        facts=STAGE / "_meta" / "facts.json",
-    params:
-        run_dir=RUN_DIR,
-        experiment=EXPERIMENT,
-    log:
-        LOGS / "transcriptomics_load.log",
-    benchmark:
-        BENCH / "transcriptomics_load.tsv"
-    threads: 1
-    resources:
-        mem_mb=tx_mem_mb(8),
-        runtime=tx_runtime(10),
-    conda:
-        "../../envs/transcriptomics.yaml"
-    script:
-        "scripts/load.py"
+# Single cell: two heavy steps, each a fresh process so that peak memory is per step.
+# Load and QC share one process: the unfiltered matrix is never written out and read back.
 
 
 rule transcriptomics_qc:
     input:
-        h5ad=TX_WORK / "loaded.h5ad",
+        raw=TX_INPUTS,
     output:
         h5ad=temp(TX_WORK / "qc_passed.h5ad"),
+        facts=STAGE / "_meta" / "facts.json",
         cells=TX_QC / "cell_qc.parquet",
         violin=report(TX_QC / "qc_violin.png", caption="report/qc_violin.rst", category="QC"),
         top_genes=report(TX_QC / "highest_expressed_genes.png", caption="report/highest_expressed.rst",
                          category="QC"),
         summary=TX_WORK / "qc_summary.json",
     params:
+        run_dir=RUN_DIR,
         experiment=EXPERIMENT,
     log:
         LOGS / "transcriptomics_qc.log",
@@ -42,8 +22,8 @@ rule transcriptomics_qc:
         BENCH / "transcriptomics_qc.tsv"
     threads: 1
     resources:
-        mem_mb=tx_mem_mb(3),
-        runtime=tx_runtime(5),
+        mem_mb=tx_mem_mb(8),
+        runtime=tx_runtime(10),
     conda:
         "../../envs/transcriptomics.yaml"
     script:

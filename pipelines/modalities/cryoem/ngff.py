@@ -164,11 +164,14 @@ class _PyramidWriter:
         self._write(0, slice(s0, s0 + block.shape[0]), slice(r0, r0 + block.shape[1]), block)
         if len(self.levels) > 1:
             lvl = self.levels[1]
-            down = halve(block, how=self.how)
             rr = r0 // 2
-            lvl.buf[lvl.fill:lvl.fill + down.shape[0], rr:rr + down.shape[1]] = down
+            # halve 16 sections at a time: the temporaries stay a few MiB instead of half a brick
+            for i in range(0, block.shape[0], 16):
+                down = halve(block[i:i + 16], how=self.how)
+                at = lvl.fill + i // 2
+                lvl.buf[at:at + down.shape[0], rr:rr + down.shape[1]] = down
             if last_rows:  # the section block is complete
-                lvl.fill += down.shape[0]
+                lvl.fill += math.ceil(block.shape[0] / 2)
                 if lvl.full:
                     self._flush(1)
 

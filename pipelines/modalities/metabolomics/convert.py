@@ -210,6 +210,50 @@ class _TicBpc:
         self.bpc.append(float(s.intensity.max()) if len(s.intensity) else 0.0)
 
 
+class _RowGroups:
+    """Cut the stream of record batches into row groups of ~``target`` bytes of peaks.
+
+    Row groups depend only on the data (not on how the reader batched it), so the same file
+    gives the same bytes whatever the batch size or thread count.
+    """
+
+    def __init__(self, writer: pq.ParquetWriter, target: int):
+        self.writer, self.target = writer, target
+        self.batches: list[pa.RecordBatch] = []
+        self.sizes: list[np.ndarray] = []
+
+    def add(self, rb: pa.RecordBatch) -> None:
+        self.batches.append(rb)
+        # 12 bytes per peak (float64 m/z + float32 intensity) plus the scalar columns
+        self.sizes.append(rb.column("n_peaks").to_numpy().astype(np.int64) * 12 + 128)
+        self.flush()
+
+    def flush(self, *, final: bool = False) -> None:
+        if not self.batches:
+            return
+        cum = np.cumsum(np.concatenate(self.sizes))
+        if not final and cum[-1] < self.target:
+            return
+        table = pa.Table.from_batches(self.batches)
+        start = 0
+        while start < table.num_rows:
+            base = cum[start - 1] if start else 0
+            stop = int(np.searchsorted(cum, base + self.target, side="left")) + 1
+            if stop > table.num_rows:
+                if not final:
+                    break
+                stop = table.num_rows
+            part = table.slice(start, stop - start)
+            self.writer.write_table(part, row_group_size=max(1, part.num_rows))
+            start = stop
+        rest = table.slice(start)
+        self.batches = rest.to_batches() if rest.num_rows else []
+        self.sizes = [cum[start:] - (cum[start - 1] if start else 0)] if rest.num_rows else []
+        if self.sizes:
+            # store per-row sizes again (cumsum is recomputed on the next flush)
+            self.sizes = [np.diff(np.concatenate([[0], self.sizes[0]]))]
+
+
 def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     # byte_stream_split on the float columns lets zstd find the repeated exponent bytes of
     # m/z and intensity values: ~30 % smaller files for the same compression time
@@ -251,8 +295,7 @@ def convert_mzml(*, src: str | Path, spectra_out: str | Path, chromatograms_out:
     chrom_rows: list[dict] = []
     try:
         with MzMLReader(src, threads=threads) as reader, _parquet_writer(tmp_spectra, SPECTRA_SCHEMA) as writer:
-            pending: list[pa.RecordBatch] = []
-            pending_bytes = 0
+            groups = _RowGroups(writer, row_group_bytes)
             for batch in reader.spectrum_batches():
                 for s in batch:
                     levels[s.ms_level] = levels.get(s.ms_level, 0) + 1
@@ -263,15 +306,9 @@ def convert_mzml(*, src: str | Path, spectra_out: str | Path, chromatograms_out:
                     if s.centroided is not None:
                         modes.add(s.centroided)
                     tic_bpc.add(s)
-                rb = _spectra_batch(run, batch)
                 n_peaks += sum(len(s.mz) for s in batch)
-                pending.append(rb)
-                pending_bytes += rb.nbytes
-                if pending_bytes >= row_group_bytes:
-                    writer.write_table(pa.Table.from_batches(pending), row_group_size=1 << 30)
-                    pending, pending_bytes = [], 0
-            if pending:
-                writer.write_table(pa.Table.from_batches(pending), row_group_size=1 << 30)
+                groups.add(_spectra_batch(run, batch))
+            groups.flush(final=True)
             for name, values, acc in (("TIC", tic_bpc.tic, "MS:1000235"), ("BPC", tic_bpc.bpc, "MS:1000628")):
                 order = np.argsort(np.asarray(tic_bpc.time), kind="stable")
                 chrom_rows.append({"run": run, "chromatogram_id": name, "source": "computed", "kind": name,

@@ -471,6 +471,12 @@ def decode_numpress(raw: bytes, algorithm: str) -> np.ndarray:
                             "the binary data is damaged; re-export the mzML") from None
 
 
+# classification of a binaryDataArray's accessions (bytes keys: no decoding per array)
+_KIND_B = {MZ_ARRAY.encode(): MZ_ARRAY, INTENSITY_ARRAY.encode(): INTENSITY_ARRAY, TIME_ARRAY.encode(): TIME_ARRAY}
+_DTYPES_B = {k.encode(): v for k, v in _DTYPES.items()}
+_COMPRESSIONS_B = {k.encode(): k for k in _COMPRESSIONS}
+
+
 def _arrays(el: bytes, start: int, default_length: int, want: tuple[str, ...]
             ) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:
     """Decode the binaryDataArrays of one element; returns {array accession: values}, {acc: unit}."""
@@ -486,19 +492,25 @@ def _arrays(el: bytes, start: int, default_length: int, want: tuple[str, ...]
             pos = a + 20
             continue
         b = el.find(b"<binary>", a)
-        e = el.find(b"</binary>", b)
+        e = el.find(b"</binary>", b) if b >= 0 else -1
         if b < 0 or e < 0:
-            if el.find(b"<binary/>", a) >= 0:   # empty array written as <binary/>
-                b = e = el.find(b"<binary/>", a)
-            else:
+            b = el.find(b"<binary/>", a)
+            if b < 0:
                 raise _BadArray(f"binaryDataArray #{n_seen} has no <binary> element",
                                 "the file is damaged or not valid mzML")
+            e = b                                  # empty array written as <binary/>
         params = el[a:b]
         n_seen += 1
-        accs = {x.decode() for x in _ACCESSION_RE.findall(params)}
-        kind = next((k for k in (MZ_ARRAY, INTENSITY_ARRAY, TIME_ARRAY) if k in accs), None)
+        kind = dtype = comp = None
+        for acc in _ACCESSION_RE.findall(params):
+            if acc in _KIND_B:
+                kind = _KIND_B[acc]
+            elif acc in _DTYPES_B:
+                dtype = _DTYPES_B[acc]
+            elif acc in _COMPRESSIONS_B:
+                comp = _COMPRESSIONS_B[acc]
         if kind is None:
-            if not any(x in accs for x in _DTYPES) and not any(x in accs for x in _COMPRESSIONS):
+            if dtype is None and comp is None:
                 raise _BadArray(f"binaryDataArray #{n_seen - 1} has no array type cvParam "
                                 f"(m/z array {MZ_ARRAY}, intensity array {INTENSITY_ARRAY}, ...)",
                                 "the file lacks required cvParams; re-convert it with msconvert")
@@ -507,21 +519,20 @@ def _arrays(el: bytes, start: int, default_length: int, want: tuple[str, ...]
         if kind not in want:
             pos = e + 9
             continue
-        dtype = next((_DTYPES[x] for x in accs if x in _DTYPES), None)
-        comp = next((x for x in accs if x in _COMPRESSIONS), None)
-        if dtype is None and not any(x in _NUMPRESS for x in accs):
+        if dtype is None and comp not in _NUMPRESS:
             raise _BadArray(f"{_ARRAY_NAMES[kind]} has no data type cvParam (32-bit float MS:1000521 / "
                             "64-bit float MS:1000523)", "the file lacks required cvParams; re-convert it")
         if comp is None:
             raise _BadArray(f"{_ARRAY_NAMES[kind]} has no compression cvParam (zlib MS:1000574 / "
                             "no compression MS:1000576)", "the file lacks required cvParams; re-convert it")
+        length = default_length
         tag_end = el.find(b">", a)
-        own_len = _attr(el[a:tag_end + 1], b"arrayLength")
-        length = int(own_len) if own_len else default_length
-        if (m := _UNIT_RE.search(params)) is not None:
-            units[kind] = m.group(1)
-        elif (m := _UNIT_NAME_RE.search(params)) is not None:
-            units[kind] = m.group(1)
+        if b"arrayLength" in el[a:tag_end]:        # optional per-array override
+            length = int(_attr(el[a:tag_end + 1], b"arrayLength") or default_length)
+        if kind == TIME_ARRAY:
+            m = _UNIT_RE.search(params) or _UNIT_NAME_RE.search(params)
+            if m is not None:
+                units[kind] = m.group(1)
         text = el[b + 8:e] if b != e else b""
         try:
             out[kind] = _decode_array(text, dtype or np.dtype("<f8"), comp, length)
@@ -532,6 +543,34 @@ def _arrays(el: bytes, start: int, default_length: int, want: tuple[str, ...]
 
 
 _ARRAY_NAMES = {MZ_ARRAY: "m/z array", INTENSITY_ARRAY: "intensity array", TIME_ARRAY: "time array"}
+
+
+# Fast path: every writer seen (ProteoWizard, OpenMS, psims, ThermoRawFileParser) puts
+# accession, name and value in this order; one findall then reads all cvParams of a spectrum.
+_FAST_CV_RE = re.compile(rb'<cvParam [^>]*?accession="([^"]+)"\s+name="[^"]*"(?:\s+value="([^"]*)")?')
+
+
+def _spectrum_terms(meta: bytes) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
+    """(accession -> value, accession -> unit) of a spectrum's cvParams; the first occurrence wins."""
+    found = _FAST_CV_RE.findall(meta)
+    if len(found) == meta.count(b"<cvParam"):
+        values = dict(found[::-1])          # reversed: the first occurrence wins
+    else:
+        # some attribute order the fast path does not know: read each wanted cvParam robustly
+        values = {}
+        for before, acc, after in _TERM_RE.findall(meta):
+            if acc not in values:
+                m = _VALUE_RE.search(after) or _VALUE_RE.search(before)
+                values[acc] = m.group(1) if m else b""
+    units: dict[bytes, bytes] = {}
+    if SCAN_START_TIME in values:
+        start = meta.find(b'accession="MS:1000016"')
+        tag_start = meta.rfind(b"<cvParam", 0, start)
+        tag = meta[tag_start:meta.find(b">", start) + 1]
+        m = _UNIT_RE.search(tag) or _UNIT_NAME_RE.search(tag)
+        if m:
+            units[SCAN_START_TIME] = m.group(1)
+    return values, units
 
 
 def parse_spectrum(el: bytes, groups: dict[bytes, bytes], *, file: str, rt_notes: set[str]) -> Spectrum:
@@ -550,39 +589,30 @@ def parse_spectrum(el: bytes, groups: dict[bytes, bytes], *, file: str, rt_notes
     bl = el.find(b"<binaryDataArrayList", tag_end)
     meta = el[tag_end:bl if bl >= 0 else len(el)]
     meta = _expand_groups(meta, groups)
-    terms: dict[bytes, tuple[bytes, bytes]] = {}
-    for before, acc, after in _TERM_RE.findall(meta):
-        if acc not in terms:
-            terms[acc] = (before, after)
+    values, units = _spectrum_terms(meta)
 
     def value(acc: bytes) -> bytes | None:
-        t = terms.get(acc)
-        if t is None:
-            return None
-        m = _VALUE_RE.search(t[1]) or _VALUE_RE.search(t[0])
-        return m.group(1) if m else None
+        return values.get(acc)
 
-    lvl = value(MS_LEVEL)
+    lvl = values.get(MS_LEVEL)
     if lvl is not None and lvl.strip().isdigit():
         ms_level = int(lvl)
-    elif MS1_SPECTRUM in terms:
+    elif MS1_SPECTRUM in values:
         ms_level = 1
     else:
         raise InputError(Problem("spectrum has no 'ms level' cvParam (MS:1000511)", file=file, where=where,
                                  hint="the file lacks required cvParams; re-convert it with msconvert"))
     rt_s = None
-    if SCAN_START_TIME in terms:
-        before, after = terms[SCAN_START_TIME]
-        rt = _float(value(SCAN_START_TIME))
-        unit_m = _UNIT_RE.search(after) or _UNIT_RE.search(before) or _UNIT_NAME_RE.search(after) \
-            or _UNIT_NAME_RE.search(before)
-        unit = unit_m.group(1) if unit_m else None
+    if SCAN_START_TIME in values:
+        rt = _float(values[SCAN_START_TIME])
+        unit = units.get(SCAN_START_TIME)
         factor = _TIME_UNITS.get(unit) if unit else None
         if factor is None:
             # mzML requires a unit; converters that omit it (old OpenMS) write seconds
             factor = 1.0
             rt_notes.add(f"scan start time without a known unit ({unit!r}): read as seconds")
         rt_s = rt * factor if rt is not None else None
+    terms = values
     polarity = "positive" if POSITIVE in terms else ("negative" if NEGATIVE in terms else None)
     centroided = True if CENTROID in terms else (False if PROFILE in terms else None)
     try:

@@ -39,15 +39,19 @@ def plate_heatmaps(wells: pd.DataFrame, *, column: str, path: str | Path, max_pl
     nrows_plate = int(first["row"].nunique()) if len(first) else 1
     ncols_plate = int(first["column"].max()) if len(first) else 1
     sub = first[first["plate"].isin(plates)]
+    # excluded wells keep their raw reading in the table; on the map they show as excluded
+    sub = sub.assign(**{column: sub[column].where(~sub["excluded"])})
     vals = sub[column].to_numpy(dtype=float)
     finite = vals[np.isfinite(vals)]
     lo, hi = (np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0))
     r, c = _grid(max(1, len(plates)))
-    fig, axes = plt.subplots(r, c, figsize=(2.4 * c, 1.9 * r + 0.6), squeeze=False)
+    fig, axes = plt.subplots(r, c, figsize=(2.4 * c, 1.9 * r + 0.8), squeeze=False)
+    fig.subplots_adjust(top=1 - 0.6 / (1.9 * r + 0.8))  # room for the title above the first row
     im = None
+    cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")  # excluded / missing wells
     for ax, plate in zip(axes.ravel(), plates):
         grid = sub[sub["plate"] == plate][column].to_numpy(dtype=float).reshape(nrows_plate, ncols_plate)
-        im = ax.imshow(np.ma.masked_invalid(grid), vmin=lo, vmax=hi, cmap="viridis", aspect="auto",
+        im = ax.imshow(np.ma.masked_invalid(grid), vmin=lo, vmax=hi, cmap=cmap, aspect="auto",
                        interpolation="nearest")
         ax.set_title(f"plate {plate}", fontsize=8)
         ax.set_xticks([])
@@ -70,7 +74,8 @@ def plate_quality(plates: pd.DataFrame, *, path: str | Path, z_prime_min: float,
     ax1.plot(x, plates["robust_z_prime"], "x", ms=3, label="robust Z'")
     ax1.axhline(z_prime_min, color="red", lw=0.8, ls="--", label=f"pass >= {z_prime_min}")
     if not np.isfinite(plates["z_prime"].to_numpy(dtype=float)).any():
-        ax1.text(0.5, 0.5, "Z' undefined on every plate (fewer than 2 wells of a control kind)",
+        ax1.set_ylim(-1, 1)
+        ax1.text(0.5, 0.25, "Z' undefined on every plate (fewer than 2 wells of a control kind)",
                  ha="center", va="center", transform=ax1.transAxes, fontsize=9)
     ax1.set_ylabel("Z'-factor")
     ax1.legend(fontsize=7, loc="lower left")

@@ -32,6 +32,10 @@ def write_parquet(df: pd.DataFrame, path: str | Path, *, meta: dict[str, Any] | 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(df, preserve_index=False)
+    # an all-null text column (no compounds in this screen) would get Arrow type null; readers
+    # of many datasets need one type per column, and every object column here is text
+    fields = [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
+    table = table.cast(pa.schema(fields, metadata=table.schema.metadata))
     extra = {b"binds.screening.format_version": FORMAT_VERSION.encode()}
     for k, v in (meta or {}).items():
         extra[f"binds.screening.{k}".encode()] = json.dumps(v, sort_keys=True, default=str).encode()
@@ -669,7 +673,9 @@ def _dose_dtype(col: str) -> str:
         return "object"
     if col in ("converged", "fit_ok"):
         return "bool"
-    if col in ("channel", "n_points", "n_concentrations", "iterations", "n_hit_wells"):
+    if col == "channel":
+        return "int16"
+    if col in ("n_points", "n_concentrations", "iterations", "n_hit_wells"):
         return "int32"
     return "float64"
 

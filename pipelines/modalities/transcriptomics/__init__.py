@@ -2,7 +2,7 @@
 
 Single cell (workflows/transcriptomics/singlecell.smk)::
 
-    load_single_cell -> qc_cells -> cluster_cells -> write_metrics
+    load_and_qc (= load_single_cell + qc_cells in one process) -> cluster_cells -> write_metrics
 
 Bulk (workflows/transcriptomics/bulk.smk)::
 
@@ -39,13 +39,14 @@ from .bulk import load_bulk, match_samples, process_bulk, read_count_table, read
 from .demo import make_demo_run  # noqa: E402
 from .discover import RAW_PATTERNS, InputSpec, resolve_input  # noqa: E402
 from .params import Params, params_from_experiment  # noqa: E402
-from .singlecell import cluster_cells, load_single_cell, qc_cells, read_input  # noqa: E402
+from .singlecell import cluster_cells, load_and_qc, load_single_cell, qc_cells, read_input, read_library  # noqa: E402
 
 DESCRIPTION = ("Single-cell (10x .h5 / mtx / .h5ad) or bulk RNA-seq counts -> AnnData Zarr with raw "
                "counts, QC (MAD outliers), UMAP, Leiden clusters and marker genes")
 
 __all__ = [
-    "DESCRIPTION", "RAW_PATTERNS", "InputSpec", "Params", "cluster_cells", "load_bulk", "load_single_cell",
+    "DESCRIPTION", "RAW_PATTERNS", "InputSpec", "Params", "cluster_cells", "load_and_qc", "load_bulk",
+    "load_single_cell", "read_library",
     "make_demo_run", "match_samples", "params_from_experiment", "preflight", "process_bulk", "qc_cells",
     "read_count_table", "read_input", "read_sample_sheet", "resolve_input", "input_kind", "write_metrics",
 ]

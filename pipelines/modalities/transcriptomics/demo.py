@@ -93,8 +93,10 @@ def _symbols(n_genes: int) -> np.ndarray:
 
 def write_10x_h5(path: str | Path, X, *, symbols: np.ndarray, barcodes: list[str],
                  chemistry: str = "Single Cell 3' v3", feature_types: list[str] | None = None,
-                 ids: list[str] | None = None) -> Path:
-    """Write a Cell Ranger v3 style ``filtered_feature_bc_matrix.h5`` (CSC, features x barcodes)."""
+                 ids: list[str] | None = None, compression: str | None = "gzip") -> Path:
+    """Write a Cell Ranger v3 style ``filtered_feature_bc_matrix.h5`` (CSC, features x barcodes).
+
+    ``compression=None`` for benchmark inputs: gzip would dominate both sides' read time."""
     import h5py
     import scipy.sparse as sp
 
@@ -111,8 +113,8 @@ def write_10x_h5(path: str | Path, X, *, symbols: np.ndarray, barcodes: list[str
         f.attrs["library_ids"] = np.array([b"demo"])
         f.attrs["version"] = 2
         g = f.create_group("matrix")
-        g.create_dataset("data", data=M.data.astype(np.int32), compression="gzip")
-        g.create_dataset("indices", data=M.indices.astype(np.int64), compression="gzip")
+        g.create_dataset("data", data=M.data.astype(np.int32), compression=compression)
+        g.create_dataset("indices", data=M.indices.astype(np.int64), compression=compression)
         g.create_dataset("indptr", data=M.indptr.astype(np.int64))
         g.create_dataset("shape", data=np.array(M.shape, dtype=np.int32))
         g.create_dataset("barcodes", data=np.array(barcodes, dtype="S"))

@@ -47,6 +47,16 @@ def load_single_cell(*, run_dir: str | Path, experiment: dict[str, Any], dest: s
     chemistry, library id, layout, sizes; a conflict when experiment.yaml's assay disagrees with
     the chemistry in the file header (the YAML wins).
     """
+    adata, facts = read_library(run_dir=run_dir, experiment=experiment, facts_json=facts_json)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    adata.write_h5ad(dest)
+    return facts
+
+
+def read_library(*, run_dir: str | Path, experiment: dict[str, Any],
+                 facts_json: str | Path) -> tuple["AnnData", dict[str, Any]]:
+    """The checked, annotated library in memory (see :func:`load_single_cell`); writes facts_json."""
     params = params_from_experiment(experiment)
     problems = annotate.experiment_privacy_problems(experiment)
     if problems:
@@ -66,15 +76,12 @@ def load_single_cell(*, run_dir: str | Path, experiment: dict[str, Any], dest: s
     _annotate_cells(adata, experiment, params, assay=assay, file=spec.path.name)
     adata.uns["feature_types"] = ftypes
     adata.uns["input"] = {"kind": spec.kind, "file": spec.path.relative_to(Path(run_dir)).as_posix()}
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    adata.write_h5ad(dest)
     facts = {**loaded.facts, "input_kind": spec.kind, "n_gene_features": int(adata.n_vars)}
     if ftypes:
         facts["other_feature_types"] = ", ".join(v["feature_type"] for v in ftypes.values())
     write_json(facts_json, {"facts": facts, "conflicts": conflicts})
     log.info("loaded %s: %d barcodes x %d genes (%s)", spec.path, adata.n_obs, adata.n_vars, spec.kind)
-    return facts
+    return adata, facts
 
 
 def _assay(params: Params, facts: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -162,11 +169,30 @@ def qc_cells(*, src: str | Path, dest: str | Path, cells_parquet: str | Path, vi
         how many cells and which parameter to change.
     """
     import anndata as ad
+
+    return _qc(ad.read_h5ad(src), dest=dest, cells_parquet=cells_parquet, violin_png=violin_png,
+               top_genes_png=top_genes_png, summary_json=summary_json, experiment=experiment)
+
+
+def load_and_qc(*, run_dir: str | Path, experiment: dict[str, Any], dest: str | Path, facts_json: str | Path,
+                cells_parquet: str | Path, violin_png: str | Path, top_genes_png: str | Path,
+                summary_json: str | Path) -> QCSummary:
+    """:func:`load_single_cell` then :func:`qc_cells` in one process: the workflow's first rule.
+
+    One step rather than two saves writing and re-reading the full unfiltered matrix (the
+    largest object of the run) and one interpreter start with scanpy's imports.
+    """
+    adata, _ = read_library(run_dir=run_dir, experiment=experiment, facts_json=facts_json)
+    return _qc(adata, dest=dest, cells_parquet=cells_parquet, violin_png=violin_png,
+               top_genes_png=top_genes_png, summary_json=summary_json, experiment=experiment)
+
+
+def _qc(adata: "AnnData", *, dest: str | Path, cells_parquet: str | Path, violin_png: str | Path,
+        top_genes_png: str | Path, summary_json: str | Path, experiment: dict[str, Any]) -> QCSummary:
     import pandas as pd
     import scanpy as sc
 
     params = params_from_experiment(experiment)
-    adata = ad.read_h5ad(src)
     n_in = adata.n_obs
     groups = annotate.gene_groups(annotate.organism(experiment))
     names = adata.var["feature_name"].astype(str)

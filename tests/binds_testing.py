@@ -1,0 +1,47 @@
+"""Helpers shared by the tests of every modality (importable: tests/ is on sys.path)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from pipelines.metadata import load_experiment, write_experiment_json
+from pipelines.staging import StagedDataset
+from pipelines.workflow import run_workflow
+
+
+def minimal_yaml(modality: str, *, title: str = "Test run", model: str = "Test instrument",
+                 request_id: str = "BINDS-2026-0042", block: str = "") -> str:
+    """The minimal experiment.yaml of DESIGN.md for ``modality``, plus an optional YAML block."""
+    return (
+        "schema_version: 1\n"
+        f"request_id: {request_id}\n"
+        f"title: {title}\n"
+        f"modality: {modality}\n"
+        f"instrument: {{manufacturer: Test, model: {model}}}\n"
+        "acquired: 2026-11-20\n"
+        "access: {level: consortium}\n"
+        "license: CC-BY-4.0\n"
+        "samples:\n"
+        "  - id: S1\n"
+        "    organism: NCBITaxon:9606\n"
+        + block
+    )
+
+
+def link_files(files: Iterable[Path], run_dir: Path, into: str = ".") -> None:
+    """Symlink real files into a run folder: read in place, never copied into the repository."""
+    dest = run_dir / into
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        os.symlink(f, dest / f.name)
+
+
+def run_stage(run_dir: Path, work: Path, *, cores: int = 2) -> StagedDataset:
+    """Validate experiment.yaml and run the real workflow (Snakemake, local profile) into ``work/stage``."""
+    exp = load_experiment(run_dir)
+    stage = StagedDataset(work / "stage")
+    write_experiment_json(exp, stage.meta_dir / "experiment.json")
+    run_workflow(run_dir=run_dir, stage=stage, modality=exp.modality, cores=cores)
+    return stage
