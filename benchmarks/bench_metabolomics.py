@@ -65,8 +65,8 @@ for f in sys.argv[2:]:
 TOOLS = {"ours": _OURS, "pymzml": _PYMZML, "pyopenms": _PYOPENMS}
 
 
-def _run_tool(code: str, files: list[Path], work: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of one process running ``code`` over ``files``."""
+def _run_tool(code: str, files: list[Path], work: Path) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS MiB, CPU seconds) of one process running ``code`` over ``files``."""
     out = work / "out"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -80,12 +80,14 @@ def _run_tool(code: str, files: list[Path], work: Path) -> tuple[float, float]:
     if proc.returncode:
         raise RuntimeError(f"benchmark process failed ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
     shutil.rmtree(out, ignore_errors=True)
-    return wall, usage.ru_maxrss / 1024.0  # ru_maxrss is KiB on Linux
+    # ru_maxrss is KiB on Linux; CPU time is reported too because the machine is shared
+    return wall, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime
 
 
-def _median_run(code: str, files: list[Path], work: Path, repeats: int) -> tuple[float, float]:
+def _median_run(code: str, files: list[Path], work: Path, repeats: int) -> tuple[float, float, float]:
     runs = [_run_tool(code, files, work) for _ in range(repeats)]
-    return float(np.median([r[0] for r in runs])), float(max(r[1] for r in runs))
+    return (float(np.median([r[0] for r in runs])), float(max(r[1] for r in runs)),
+            float(np.median([r[2] for r in runs])))
 
 
 # --------------------------------------------------------------------------- synthetic inputs
@@ -190,20 +192,21 @@ def _rows(label: str, files: list[Path], n_spectra: int, work: Path, repeats: in
           small: Path | None = None) -> list[dict]:
     mb = sum(f.stat().st_size for f in files) / 1e6
     times = {name: _median_run(code, files, work, repeats) for name, code in TOOLS.items()}
-    ours_s, ours_rss = times["ours"]
+    ours_s, ours_rss, ours_cpu = times["ours"]
     extra_small = {}
     if small is not None:
         extra_small = {"ours_rss_quarter_size_mb": round(_run_tool(_OURS, [small], work)[1], 1)}
     rows = []
     for base, goal in (("pymzml", ">= 3x"), ("pyopenms", ">= 1x")):
-        b_s, b_rss = times[base]
+        b_s, b_rss, b_cpu = times[base]
         rows.append({
             "benchmark": f"metabolomics {label} ({mb:.0f} MB, {n_spectra} spectra)",
             "ours": ours_s, "baseline": f"{base} ({'iterate + decode' if base == 'pymzml' else 'MzMLFile.load'})",
             "baseline_s": b_s, "ratio": b_s / ours_s, "goal": goal,
             "extra": {"ours_spectra_per_s": round(n_spectra / ours_s), "ours_MB_per_s": round(mb / ours_s, 1),
                       "baseline_spectra_per_s": round(n_spectra / b_s), "ours_peak_rss_mb": round(ours_rss, 1),
-                      "baseline_peak_rss_mb": round(b_rss, 1), **extra_small},
+                      "baseline_peak_rss_mb": round(b_rss, 1), "ours_cpu_s": round(ours_cpu, 2),
+                      "baseline_cpu_s": round(b_cpu, 2), "load_1min": round(os.getloadavg()[0], 1), **extra_small},
         })
     return rows
 

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -383,6 +384,53 @@ def verify(
     if not report.ok:
         raise RunError(f"verification failed: {len(report.problems)} problem(s) in {summary}")
     out.print(f"ok: {summary}")
+
+
+# ----------------------------------------------------------------------------------- watch
+@app.command()
+@handle_errors
+def watch(
+    inbox: Annotated[Path, typer.Argument(help="Folder that receives run folders, e.g. /data/inbox/krios.")],
+    store: StoreOpt = None,
+    settle: Annotated[float, typer.Option(help="Seconds a folder must stay unchanged before it is taken (copies still running).")] = 60,
+    interval: Annotated[float, typer.Option(help="Seconds between scans.")] = 30,
+    once: Annotated[bool, typer.Option("--once", help="Scan once, process what is ready, exit (for cron or a Prefect schedule).")] = False,
+    profile: Annotated[str, typer.Option(help="Snakemake profile.")] = "local",
+    cores: Annotated[int | None, typer.Option(help="Cores for the local executor.")] = None,
+) -> None:
+    """Process every run folder dropped into INBOX (experiment.yaml + raw files) and publish it.
+
+    A folder is taken once unchanged for --settle seconds, and processed again only if its
+    files change. Outcomes are kept in INBOX/.binds-inbox.json; run folders are never written.
+
+    Examples:
+
+      binds watch /data/inbox/krios --store s3://binds-curated
+
+      binds watch /data/inbox/krios --once --settle 0      # from cron
+    """
+    from pipelines.inbox import process_inbox
+
+    _setup_logging(False)
+    _quiet_prefect(False)
+    from pipelines.flows import binds_run
+
+    if not inbox.is_dir():
+        raise InputError(Problem("no such inbox folder", file=str(inbox)))
+
+    def run_one(run_dir: Path) -> dict:
+        return binds_run(str(run_dir), store_url=store, profile=profile, cores=cores)
+
+    failed = 0
+    while True:
+        records = process_inbox(inbox, run=run_one, settle_s=settle,
+                                on_event=lambda text: out.print(text, highlight=False, markup=False))
+        failed += sum(r["status"] == "failed" for r in records)
+        if once:
+            break
+        time.sleep(interval)
+    if failed:
+        raise RunError(f"{failed} run folder(s) failed; see {inbox / '.binds-inbox.json'}")
 
 
 # ----------------------------------------------------------------------------------- demo

@@ -148,3 +148,21 @@ def test_plate_list_with_channel_column_and_batches(tmp_path, process):
     wells = pd.read_parquet(out["wells"])
     assert len(wells) == 3 * 2 * 384 and (wells.content[wells.column == 1] == "neg").all()
     assert PLATECONF_384.startswith("Wells: 384")
+
+
+def test_xlsx_long_table_and_plate_map(tmp_path, process):
+    """Spreadsheets store plate numbers as floats (3.0); they must still match the plate map."""
+    fmt = PlateFormat.of(96)
+    rng = np.random.default_rng(5)
+    readings = pd.DataFrame({"Plate": np.repeat([3.0, 4.0], 96), "Well": np.tile(fmt.well_names(), 2),
+                             "RLU": rng.normal(1000, 30, 192).round()})
+    readings.to_excel(tmp_path / "readings.xlsx", index=False)
+    pm = pd.DataFrame({"Plate": [3.0, 4.0], "Well": ["H12", "H12"], "Sample ID": ["S-3", "S-4"],
+                       "Concentration": [1.5, 2.5]})
+    pm.to_excel(tmp_path / "platemap.xlsx", index=False)
+    write_experiment(tmp_path)
+    out = process(tmp_path, {}, tmp_path / "out")
+    wells = pd.read_parquet(out["wells"])
+    h12 = wells[wells.well == "H12"].set_index("plate")
+    assert h12.loc[3, "sample_id"] == "S-3" and h12.loc[4, "concentration"] == 2.5
+    assert list(wells.plate.unique()) == [3, 4] and wells.raw.notna().all()

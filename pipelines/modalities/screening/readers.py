@@ -475,7 +475,7 @@ _ALIASES = {
     "plate": ("plate", "plate_id", "plateid", "barcode", "plate_barcode"),
     "well": ("well", "well_id", "wellid", "position"),
     "value": ("value", "signal", "readout", "intensity", "raw", "measurement", "rlu"),
-    "replicate": ("replicate", "rep", "sample"),
+    "replicate": ("replicate", "rep", "replicate_id"),
     "channel": ("channel", "ch"),
     "sample_id": ("sample_id", "sample", "id", "reagent", "reagent_id"),
     "compound": ("compound", "compound_id", "compound_name", "drug"),
@@ -543,7 +543,7 @@ def read_long_table(path: Path, *, root: Path | None = None) -> pd.DataFrame:
         raise InputError(Problem(f"missing column(s) {', '.join(missing)}", file=name, where="header",
                                  hint="a long table has columns plate, well, value (optional replicate, channel)"))
     out = pd.DataFrame({
-        "plate_id": df[cols["plate"]].astype(str).str.strip(),
+        "plate_id": _plate_ids(df[cols["plate"]]),
         "well": df[cols["well"]].astype(str).str.strip(),
     })
     raw = df[cols["value"]].astype(str)
@@ -568,6 +568,11 @@ def read_long_table(path: Path, *, root: Path | None = None) -> pd.DataFrame:
     return out
 
 
+def _plate_ids(col: pd.Series) -> pd.Series:
+    """Plate ids as text; spreadsheets store plate 3 as 3.0, which must still match plate '3'."""
+    return col.astype(str).str.strip().str.replace(r"^(\d+)\.0+$", r"\1", regex=True)
+
+
 def read_plate_map(path: Path, *, root: Path | None = None) -> pd.DataFrame:
     """Plate map: well, plate_id (None = every plate), sample_id, compound, concentration, content."""
     name = rel(path, root)
@@ -577,7 +582,7 @@ def read_plate_map(path: Path, *, root: Path | None = None) -> pd.DataFrame:
         raise InputError(Problem("missing column well", file=name, where="header",
                                  hint="a plate map has columns well and any of plate, sample_id, compound, concentration, content"))
     out = pd.DataFrame({"well": df[cols["well"]].astype(str).str.strip()})
-    out["plate_id"] = df[cols["plate"]].astype(str).str.strip() if "plate" in cols else None
+    out["plate_id"] = _plate_ids(df[cols["plate"]]) if "plate" in cols else None
     for key in ("sample_id", "compound", "content"):
         if key in cols:
             col = df[cols[key]].astype(str).str.strip()
