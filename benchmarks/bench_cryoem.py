@@ -46,14 +46,19 @@ def peak_rss_mib():
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 """
-_CONVERT = _PEAK + """
+_CONVERT = (
+    _PEAK
+    + """
 import sys, time
 from pipelines.modalities.cryoem import convert_maps
 t = time.perf_counter()
 convert_maps(map=sys.argv[1], out=sys.argv[2])
 print(time.perf_counter() - t, peak_rss_mib())
 """
-_NAIVE = _PEAK + """
+)
+_NAIVE = (
+    _PEAK
+    + """
 import sys, time
 import mrcfile, zarr
 from pipelines.modalities.cryoem.ngff import compressor
@@ -63,6 +68,7 @@ zarr.create_array(sys.argv[2], data=data, chunks=(128, 128, 128), compressors=co
                   fill_value=0, zarr_format=3, overwrite=True)
 print(time.perf_counter() - t, peak_rss_mib())
 """
+)
 
 
 def write_synthetic_map(path: Path, n: int, *, seed: int = 0) -> int:
@@ -72,12 +78,12 @@ def write_synthetic_map(path: Path, n: int, *, seed: int = 0) -> int:
     """
     rng = np.random.default_rng(seed)
     with mrcfile.new(path, overwrite=True) as mrc:
-        mrc.set_data(np.zeros((1, 1, 1), np.float32))   # header template, replaced below
+        mrc.set_data(np.zeros((1, 1, 1), np.float32))  # header template, replaced below
         mrc.voxel_size = 1.0
     header = bytearray(path.read_bytes()[:1024])
-    header[0:12] = np.array([n, n, n], "<i4").tobytes()          # NX, NY, NZ
-    header[28:40] = np.array([n, n, n], "<i4").tobytes()         # MX, MY, MZ
-    header[40:52] = np.array([float(n)] * 3, "<f4").tobytes()    # cell: 1 angstrom voxels
+    header[0:12] = np.array([n, n, n], "<i4").tobytes()  # NX, NY, NZ
+    header[28:40] = np.array([n, n, n], "<i4").tobytes()  # MX, MY, MZ
+    header[40:52] = np.array([float(n)] * 3, "<f4").tobytes()  # cell: 1 angstrom voxels
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) - n / 2
     with open(path, "wb") as fh:
         fh.write(bytes(header))
@@ -99,8 +105,15 @@ def _in_process(src: Path, out: Path, *, naive: bool) -> float:
     shutil.rmtree(out, ignore_errors=True)
     t = time.perf_counter()
     if naive:
-        zarr.create_array(str(out), data=mrcfile.read(src), chunks=(128, 128, 128), compressors=compressor(),
-                          fill_value=0, zarr_format=3, overwrite=True)
+        zarr.create_array(
+            str(out),
+            data=mrcfile.read(src),
+            chunks=(128, 128, 128),
+            compressors=compressor(),
+            fill_value=0,
+            zarr_format=3,
+            overwrite=True,
+        )
     else:
         convert_maps(map=src, out=out)
     return time.perf_counter() - t
@@ -110,8 +123,13 @@ def _subprocess(code: str, src: Path, out: Path) -> tuple[float, float]:
     """(seconds reported by the child, its peak RSS in MiB)."""
     shutil.rmtree(out, ignore_errors=True)
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    out_text = subprocess.run([sys.executable, "-c", code, str(src), str(out)], capture_output=True,
-                              text=True, env=env, check=True).stdout
+    out_text = subprocess.run(
+        [sys.executable, "-c", code, str(src), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
     seconds, peak = out_text.strip().splitlines()[-1].split()
     return float(seconds), float(peak)
 
@@ -122,7 +140,9 @@ def _tree_bytes(path: Path) -> int:
 
 def main(quick: bool = False) -> list[dict]:
     rows: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="bench-cryoem-", dir=os.environ.get("BINDS_BENCH_TMP")) as tmp:
+    with tempfile.TemporaryDirectory(
+        prefix="bench-cryoem-", dir=os.environ.get("BINDS_BENCH_TMP")
+    ) as tmp:
         tmp = Path(tmp)
         # 1. time: pyramid vs naive single-scale, in this process
         n = 192 if quick else 512
@@ -133,13 +153,22 @@ def main(quick: bool = False) -> list[dict]:
             naive.append(_in_process(src, tmp / "naive.zarr", naive=True))
             ours.append(_in_process(src, tmp / "ours.ome.zarr", naive=False))
         o, b = statistics.median(ours), statistics.median(naive)
-        rows.append({
-            "benchmark": f"cryoem MRC->OME-Zarr pyramid {n}^3 f32", "ours": o,
-            "baseline": "naive single-scale zarr write", "baseline_s": b, "ratio": o / b, "goal": "<= 1.3x",
-            "extra": {"map_MiB": round(size / 2**20), "GB_per_s": round(size / o / 1e9, 3),
-                      "store_MiB": round(_tree_bytes(tmp / "ours.ome.zarr") / 2**20),
-                      "naive_store_MiB": round(_tree_bytes(tmp / "naive.zarr") / 2**20)},
-        })
+        rows.append(
+            {
+                "benchmark": f"cryoem MRC->OME-Zarr pyramid {n}^3 f32",
+                "ours": o,
+                "baseline": "naive single-scale zarr write",
+                "baseline_s": b,
+                "ratio": o / b,
+                "goal": "<= 1.3x",
+                "extra": {
+                    "map_MiB": round(size / 2**20),
+                    "GB_per_s": round(size / o / 1e9, 3),
+                    "store_MiB": round(_tree_bytes(tmp / "ours.ome.zarr") / 2**20),
+                    "naive_store_MiB": round(_tree_bytes(tmp / "naive.zarr") / 2**20),
+                },
+            }
+        )
         for p in (src, tmp / "naive.zarr", tmp / "ours.ome.zarr"):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         # 2. peak RSS on a big map, each side in its own process
@@ -149,13 +178,22 @@ def main(quick: bool = False) -> list[dict]:
         b, rss_naive = _subprocess(_NAIVE, src, tmp / "naive.zarr")
         shutil.rmtree(tmp / "naive.zarr", ignore_errors=True)
         o, rss = _subprocess(_CONVERT, src, tmp / "ours.ome.zarr")
-        rows.append({
-            "benchmark": f"cryoem peak RSS {n}^3 f32 ({size / 2**30:.2f} GiB)", "ours": o,
-            "baseline": "naive write (holds the map)", "baseline_s": b, "ratio": o / b,
-            "goal": "RSS <= 25% of map",
-            "extra": {"map_MiB": round(size / 2**20), "peak_rss_MiB": round(rss),
-                      "rss_fraction": round(rss * 2**20 / size, 3), "naive_peak_rss_MiB": round(rss_naive)},
-        })
+        rows.append(
+            {
+                "benchmark": f"cryoem peak RSS {n}^3 f32 ({size / 2**30:.2f} GiB)",
+                "ours": o,
+                "baseline": "naive write (holds the map)",
+                "baseline_s": b,
+                "ratio": o / b,
+                "goal": "RSS <= 25% of map",
+                "extra": {
+                    "map_MiB": round(size / 2**20),
+                    "peak_rss_MiB": round(rss),
+                    "rss_fraction": round(rss * 2**20 / size, 3),
+                    "naive_peak_rss_MiB": round(rss_naive),
+                },
+            }
+        )
     return rows
 
 

@@ -124,6 +124,8 @@ def side_bare(h5: Path, work: Path) -> dict:
     import scipy.sparse as sp
     from scipy.stats import median_abs_deviation
 
+    from pipelines.modalities.transcriptomics.singlecell import knn_transformer
+
     steps: dict[str, float] = {}
     t0 = time.perf_counter()
     mark = t0
@@ -159,7 +161,10 @@ def side_bare(h5: Path, work: Path) -> dict:
     lap("normalize_hvg")
     sc.pp.pca(adata, n_comps=50, mask_var="highly_variable", random_state=0, svd_solver="arpack")
     lap("pca")
-    sc.pp.neighbors(adata, n_neighbors=15, n_pcs=50, random_state=0)
+    # the workflow's kNN transformer: plain scanpy 1.11.5 fails on pynndescent 0.7 above 8192
+    # cells ('csr_array' object has no attribute 'getnnz'); see singlecell.knn_transformer
+    sc.pp.neighbors(adata, n_neighbors=15, n_pcs=50, random_state=0,
+                    transformer=knn_transformer(adata.n_obs, n_neighbors=15, random_state=0))
     lap("neighbors")
     sc.tl.umap(adata, random_state=0)
     lap("umap")

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import importlib.metadata as im
+import json
 import platform
 from pathlib import Path
 from typing import Any
@@ -228,7 +229,8 @@ def build_metadata(*, stage: StagedDataset, experiment: dict[str, Any], dataset_
         "binds:parameters": exp.get(modality) or {},
         "binds:qc": stage.metrics,
         "additionalProperty": [
-            {"@type": "PropertyValue", "name": k, "value": v if isinstance(v, (str, int, float, bool)) else str(v)}
+            {"@type": "PropertyValue", "name": k,
+             "value": v if isinstance(v, (str, int, float, bool)) else json.dumps(v, sort_keys=True)}
             for k, v in sorted((facts.get("facts") or {}).items())
         ],
         "prov:wasGeneratedBy": {

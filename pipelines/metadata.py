@@ -304,6 +304,10 @@ def _explain(err: jsonschema.ValidationError, data: dict, file: str, root) -> li
     if v == "minItems":
         return [Problem(f"needs at least {err.validator_value} item(s)", file=file, where=where,
                         hint="list each sample as '- id: S1'" if parts == ["samples"] else None)]
+    if v in ("anyOf", "oneOf"):
+        desc = (schema.get("description") or "").split(". ")[0].rstrip(".")
+        return [Problem(f"{_short(value)} is not a valid value here", file=file, where=where,
+                        hint=desc or None)]
     if v in ("minLength", "maxLength"):
         return [Problem(err.message, file=file, where=where)]
     return [Problem(err.message, file=file, where=where)]

@@ -18,6 +18,7 @@ def run_folder(tmp_path) -> Callable[..., Path]:
 
     Real files are symlinked (read in place, never copied); arrays are written as MRC.
     """
+
     def make(files: dict[str, Path | np.ndarray], block: str = "", name: str = "run") -> Path:
         run = tmp_path / name
         run.mkdir()
@@ -30,6 +31,7 @@ def run_folder(tmp_path) -> Callable[..., Path]:
                 dest.symlink_to(src)
         (run / "experiment.yaml").write_text(MINIMAL_YAML.format(block=block))
         return run
+
     return make
 
 

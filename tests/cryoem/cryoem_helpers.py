@@ -27,8 +27,14 @@ samples:
 {block}"""
 
 
-def write_mrc(path: Path, data: np.ndarray, *, voxel_size: float | tuple = 1.0,
-              axis_order: tuple[int, int, int] = (1, 2, 3), start: tuple[int, int, int] = (0, 0, 0)) -> Path:
+def write_mrc(
+    path: Path,
+    data: np.ndarray,
+    *,
+    voxel_size: float | tuple = 1.0,
+    axis_order: tuple[int, int, int] = (1, 2, 3),
+    start: tuple[int, int, int] = (0, 0, 0),
+) -> Path:
     """A small MRC file; ``data`` is in file order (sections, rows, columns)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with mrcfile.new(path, overwrite=True) as mrc:

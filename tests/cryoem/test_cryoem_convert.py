@@ -13,17 +13,23 @@ from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
 from ome_zarr_models.v05 import Image, ImageLabel
 
-from pipelines.modalities.cryoem import convert_maps
-from pipelines.modalities.cryoem import ngff
+from pipelines.modalities.cryoem import convert_maps, ngff
 from pipelines.modalities.cryoem.ngff import halve, level_shapes
 from tests.conftest import shared_data
 
-REAL_MAPS = ["EMD-3001.map", "emd_3001.map.gz", "emd_5168.map", "emd_3488.mrc", "emd_3488_contour_mask.mrc",
-             "EMD-3650_halfmaps/1.0/3650.map", "EMD-3650_halfmaps/2.0/3650.map"]
+REAL_MAPS = [
+    "EMD-3001.map",
+    "emd_3001.map.gz",
+    "emd_5168.map",
+    "emd_3488.mrc",
+    "emd_3488_contour_mask.mrc",
+    "EMD-3650_halfmaps/1.0/3650.map",
+    "EMD-3650_halfmaps/2.0/3650.map",
+]
 
 
 def _expected_zyx(path) -> np.ndarray:
-    """The mrcfile array in z, y, x order, moved by MAPC/MAPR/MAPS (file axes: sections, rows, columns)."""
+    """The mrcfile array moved to z, y, x by MAPC/MAPR/MAPS (file axes: sections, rows, columns)."""
     with mrcfile.open(path) as mrc:
         h = mrc.header
         data = np.asarray(mrc.data)
@@ -37,8 +43,8 @@ def test_real_map_converts_validates_and_round_trips(tmp_path, name):
     out = tmp_path / "map.ome.zarr"
     convert_maps(map=src, out=out)
     root = zarr.open_group(str(out), mode="r")
-    Image.from_zarr(root)                                     # NGFF 0.5 conformance
-    nodes = list(Reader(parse_url(str(out)))())               # read back with ome-zarr
+    Image.from_zarr(root)  # NGFF 0.5 conformance
+    nodes = list(Reader(parse_url(str(out)))())  # read back with ome-zarr
     level0 = np.asarray(nodes[0].data[0])
     expected = _expected_zyx(src)
     assert level0.dtype == expected.dtype
@@ -53,7 +59,7 @@ def test_emd_3001_scale_translation_and_header_attributes(tmp_path):
     out = tmp_path / "map.ome.zarr"
     convert_maps(map=shared_data("cryoem") / "EMD-3001.map", out=out)
     root = zarr.open_group(str(out), mode="r")
-    (ds,) = root.attrs["ome"]["multiscales"][0]["datasets"]   # smallest axis 25 < 32: one level
+    (ds,) = root.attrs["ome"]["multiscales"][0]["datasets"]  # smallest axis 25 < 32: one level
     scale, translation = ds["coordinateTransformations"]
     assert scale["scale"] == pytest.approx([0.45875, 0.3925, 0.44825], abs=1e-6)
     assert translation["translation"] == pytest.approx([0.0, -12 * 0.3925, -21 * 0.44825], abs=1e-6)
@@ -69,14 +75,17 @@ def test_pyramid_levels_shapes_and_transforms(tmp_path):
     out = tmp_path / "m.ome.zarr"
     convert_maps(map=src, out=out)
     root = zarr.open_group(str(out), mode="r")
-    shapes = [root[str(k)].shape for k in range(len(root.attrs["ome"]["multiscales"][0]["datasets"]))]
-    assert shapes == [(70, 64, 33), (35, 32, 17)]             # 17 < 32: the last level
+    shapes = [
+        root[str(k)].shape for k in range(len(root.attrs["ome"]["multiscales"][0]["datasets"]))
+    ]
+    assert shapes == [(70, 64, 33), (35, 32, 17)]  # 17 < 32: the last level
     # level 1 = 2x2x2 mean; the odd x edge is averaged with itself
     padded = np.concatenate([data, data[:, :, -1:]], axis=2)
     expected = padded.reshape(35, 2, 32, 2, 17, 2).mean(axis=(1, 3, 5))
     np.testing.assert_allclose(root["1"][:], expected, rtol=1e-6, atol=1e-6)
     ds = root.attrs["ome"]["multiscales"][0]["datasets"]
-    # voxel (z, y, x) = (2.0, 1.0, 1.5); translation from NXSTART=10 along x; level-1 centres shift by v/2
+    # voxel (z, y, x) = (2.0, 1.0, 1.5); translation from NXSTART=10 along x; level-1 centres
+    # shift by half a voxel
     assert ds[0]["coordinateTransformations"][1]["translation"] == pytest.approx([0, 0, 15.0])
     assert ds[1]["coordinateTransformations"][0]["scale"] == pytest.approx([4.0, 2.0, 3.0])
     assert ds[1]["coordinateTransformations"][1]["translation"] == pytest.approx([1.0, 0.5, 15.75])
@@ -88,8 +97,11 @@ def test_level_shapes_stop_below_32():
     assert level_shapes((31, 500, 500)) == [(31, 500, 500)]
 
 
-@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.float32, np.uint16, np.float16],
-                         ids=["mode0", "mode1", "mode2", "mode6", "mode12"])
+@pytest.mark.parametrize(
+    "dtype",
+    [np.int8, np.int16, np.float32, np.uint16, np.float16],
+    ids=["mode0", "mode1", "mode2", "mode6", "mode12"],
+)
 def test_every_mode_keeps_its_dtype(tmp_path, dtype):
     data = (np.arange(40 * 36 * 34) % 100).astype(dtype).reshape(40, 36, 34)
     src = write_mrc(tmp_path / "m.mrc", data)
@@ -99,7 +111,7 @@ def test_every_mode_keeps_its_dtype(tmp_path, dtype):
     assert root["0"].dtype == np.dtype(dtype) and root["1"].dtype == np.dtype(dtype)
     np.testing.assert_array_equal(root["0"][:], data)
     expected = data.astype(np.float32).reshape(20, 2, 18, 2, 17, 2).mean(axis=(1, 3, 5))
-    tol = 0.5 if np.issubdtype(dtype, np.integer) else 0.1       # integers are rounded
+    tol = 0.5 if np.issubdtype(dtype, np.integer) else 0.1  # integers are rounded
     np.testing.assert_allclose(root["1"][:].astype(np.float32), expected, atol=tol)
 
 
@@ -113,7 +125,7 @@ def test_streaming_over_many_bricks_matches_whole_array(tmp_path, monkeypatch):
     out = tmp_path / "m.ome.zarr"
     convert_maps(map=src, out=out)
     root = zarr.open_group(str(out), mode="r")
-    zyx = np.transpose(data, (2, 0, 1))                           # Z columns, Y sections, X rows
+    zyx = np.transpose(data, (2, 0, 1))  # Z columns, Y sections, X rows
     np.testing.assert_array_equal(root["0"][:], zyx)
     assert root["0"].chunks == (8, 8, 8)
     level = zyx
@@ -125,19 +137,28 @@ def test_streaming_over_many_bricks_matches_whole_array(tmp_path, monkeypatch):
 
 def test_halve_against_reshape_mean_and_max():
     a = np.random.default_rng(5).normal(size=(6, 4, 8)).astype(np.float32)
-    np.testing.assert_allclose(halve(a, how="mean"), a.reshape(3, 2, 2, 2, 4, 2).mean(axis=(1, 3, 5)),
-                               rtol=1e-6, atol=1e-6)
-    np.testing.assert_array_equal(halve(a, how="max"), a.reshape(3, 2, 2, 2, 4, 2).max(axis=(1, 3, 5)))
+    np.testing.assert_allclose(
+        halve(a, how="mean"), a.reshape(3, 2, 2, 2, 4, 2).mean(axis=(1, 3, 5)), rtol=1e-6, atol=1e-6
+    )
+    np.testing.assert_array_equal(
+        halve(a, how="max"), a.reshape(3, 2, 2, 2, 4, 2).max(axis=(1, 3, 5))
+    )
 
 
 def test_half_maps_and_mask_in_the_same_store(demo_run, tmp_path):
     out = tmp_path / "map.ome.zarr"
-    convert_maps(map=demo_run / "demo_map.mrc", half_maps=[demo_run / "demo_half_map_1.mrc",
-                 demo_run / "demo_half_map_2.mrc"], mask=demo_run / "demo_mask.mrc", out=out)
+    convert_maps(
+        map=demo_run / "demo_map.mrc",
+        half_maps=[demo_run / "demo_half_map_1.mrc", demo_run / "demo_half_map_2.mrc"],
+        mask=demo_run / "demo_mask.mrc",
+        out=out,
+    )
     root = zarr.open_group(str(out), mode="r")
     for half in ("half_map_1", "half_map_2"):
         Image.from_zarr(root[half])
-        np.testing.assert_array_equal(root[half]["0"][:], mrcfile.read(demo_run / f"demo_{half}.mrc"))
+        np.testing.assert_array_equal(
+            root[half]["0"][:], mrcfile.read(demo_run / f"demo_{half}.mrc")
+        )
     ImageLabel.from_zarr(root["labels/mask"])
     assert root["labels"].attrs["ome"]["labels"] == ["mask"]
     mask = mrcfile.read(demo_run / "demo_mask.mrc")
@@ -147,7 +168,9 @@ def test_half_maps_and_mask_in_the_same_store(demo_run, tmp_path):
     assert 0.01 < labels.mean() < 0.5
     # ome-zarr finds the label image through the root's labels group
     nodes = list(Reader(parse_url(str(out)))())
-    assert any(str(n).endswith("labels/mask [zgroup] (hidden)") or "labels/mask" in str(n) for n in nodes)
+    assert any(
+        str(n).endswith("labels/mask [zgroup] (hidden)") or "labels/mask" in str(n) for n in nodes
+    )
 
 
 def test_same_input_same_bytes(tmp_path):
@@ -165,7 +188,7 @@ def test_memory_is_bounded_by_bricks_not_the_map(tmp_path):
     pattern = (np.arange(1024 * 32, dtype=np.float32) % 251).reshape(1024, 32)
     with mrcfile.new_mmap(src, shape=shape, mrc_mode=2) as mrc:
         for z in range(0, shape[0], 128):
-            mrc.data[z:z + 128] = pattern + np.arange(z, z + 128, dtype=np.float32)[:, None, None]
+            mrc.data[z : z + 128] = pattern + np.arange(z, z + 128, dtype=np.float32)[:, None, None]
     map_bytes = 4 * np.prod(shape)
     tracemalloc.start()
     try:
@@ -173,7 +196,10 @@ def test_memory_is_bounded_by_bricks_not_the_map(tmp_path):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 0.25 * map_bytes, f"peak {peak / 2**20:.0f} MiB for a {map_bytes / 2**20:.0f} MiB map"
+    assert peak < 0.25 * map_bytes, (
+        f"peak {peak / 2**20:.0f} MiB for a {map_bytes / 2**20:.0f} MiB map"
+    )
     level1 = zarr.open_array(str(tmp_path / "big.ome.zarr" / "1"), mode="r")
     assert level1.shape == (512, 512, 16) and level1[5, 7, 3] == pytest.approx(
-        (np.arange(10, 12)[:, None, None] + pattern[14:16, 6:8][None]).mean())
+        (np.arange(10, 12)[:, None, None] + pattern[14:16, 6:8][None]).mean()
+    )

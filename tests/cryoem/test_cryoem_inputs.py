@@ -22,7 +22,7 @@ from tests.conftest import shared_data
 def test_emd_3001_geometry_axis_order_312_and_anisotropic_voxels():
     h = open_header(shared_data("cryoem") / "EMD-3001.map")
     assert h.axis_order == (3, 1, 2)
-    assert h.file_shape == (25, 43, 73)          # sections (Y), rows (X), columns (Z)
+    assert h.file_shape == (25, 43, 73)  # sections (Y), rows (X), columns (Z)
     assert h.shape_zyx == (73, 25, 43)
     # cell / MX,MY,MZ, not cell / NX: 33.03/72 along Z, 4.71/12 along Y, 17.93/40 along X
     assert h.voxel_size_zyx == pytest.approx((0.45875, 0.3925, 0.44825), abs=1e-5)
@@ -66,7 +66,7 @@ def test_bzip2_map_is_read(tmp_path):
 def test_big_endian_map_is_read_into_native_order(tmp_path):
     data = np.arange(3 * 4 * 5, dtype=">f4").reshape(3, 4, 5)
     with mrcfile.new(tmp_path / "be.mrc") as mrc:
-        mrc.set_data(data)                          # mrcfile keeps the byte order (machine stamp 0x11 0x11)
+        mrc.set_data(data)  # mrcfile keeps the byte order (machine stamp 0x11 0x11)
     h = open_header(tmp_path / "be.mrc")
     assert h.file_dtype == np.dtype(">f4") and h.header_fields["machst"].startswith("1111")
     out = read_zyx(h)
@@ -84,8 +84,17 @@ def test_bricks_tile_the_map_exactly(tmp_path):
     assert (seen == 1).all()
 
 
-@pytest.mark.parametrize("name", ["EMD-3001.map", "emd_3001.map.gz", "emd_5168.map", "emd_3488.mrc",
-                                  "emd_3488_contour_mask.mrc", "EMD-3650_halfmaps/1.0/3650.map"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "EMD-3001.map",
+        "emd_3001.map.gz",
+        "emd_5168.map",
+        "emd_3488.mrc",
+        "emd_3488_contour_mask.mrc",
+        "EMD-3650_halfmaps/1.0/3650.map",
+    ],
+)
 def test_every_real_header_passes_the_checks(name):
     header, problems = read_header(shared_data("cryoem") / name)
     assert problems == [] and header is not None
@@ -94,18 +103,32 @@ def test_every_real_header_passes_the_checks(name):
 
 # ------------------------------------------------------------------------- file roles
 def test_roles_by_name(tmp_path):
-    for name in ("emd_1234.map", "emd_1234_half_map_1.map.gz", "emd_1234_half_map_2.map.gz",
-                 "emd_1234_msk_1.map", "notes.txt"):
+    for name in (
+        "emd_1234.map",
+        "emd_1234_half_map_1.map.gz",
+        "emd_1234_half_map_2.map.gz",
+        "emd_1234_msk_1.map",
+        "notes.txt",
+    ):
         (tmp_path / name).write_bytes(b"x")
     inputs = resolve_inputs(run_dir=tmp_path)
     assert inputs.problems == ()
     assert inputs.map.name == "emd_1234.map"
-    assert [p.name for p in inputs.half_maps] == ["emd_1234_half_map_1.map.gz", "emd_1234_half_map_2.map.gz"]
+    assert [p.name for p in inputs.half_maps] == [
+        "emd_1234_half_map_1.map.gz",
+        "emd_1234_half_map_2.map.gz",
+    ]
     assert inputs.mask.name == "emd_1234_msk_1.map"
 
 
-@pytest.mark.parametrize("names", [("run_half1_class001_unfil.mrc", "run_half2_class001_unfil.mrc"),
-                                   ("J42_map_half_A.mrc", "J42_map_half_B.mrc")], ids=["relion", "cryosparc"])
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("run_half1_class001_unfil.mrc", "run_half2_class001_unfil.mrc"),
+        ("J42_map_half_A.mrc", "J42_map_half_B.mrc"),
+    ],
+    ids=["relion", "cryosparc"],
+)
 def test_half_map_names_of_relion_and_cryosparc(tmp_path, names):
     for name in (*names, "postprocess.mrc", "mask.mrc"):
         (tmp_path / name).write_bytes(b"x")
@@ -117,7 +140,9 @@ def test_half_map_names_of_relion_and_cryosparc(tmp_path, names):
 def test_block_names_win_and_half_maps_may_be_switched_off(tmp_path):
     for name in ("a.mrc", "b.mrc", "c_half_1.mrc", "c_half_2.mrc"):
         (tmp_path / name).write_bytes(b"x")
-    inputs = resolve_inputs(run_dir=tmp_path, block={"map": "b.mrc", "half_maps": [], "mask": False})
+    inputs = resolve_inputs(
+        run_dir=tmp_path, block={"map": "b.mrc", "half_maps": [], "mask": False}
+    )
     assert inputs.problems == ()
     assert inputs.map.name == "b.mrc" and inputs.half_maps == () and inputs.mask is None
 
@@ -138,7 +163,9 @@ def test_missing_named_file_points_at_the_yaml_field(tmp_path):
 
 
 def test_block_typo_is_reported_by_the_schema(run_folder):
-    run = run_folder({"m.mrc": np.zeros((4, 4, 4), np.float32)}, block="cryoem:\n  half_map: [a.mrc, b.mrc]\n")
+    run = run_folder(
+        {"m.mrc": np.zeros((4, 4, 4), np.float32)}, block="cryoem:\n  half_map: [a.mrc, b.mrc]\n"
+    )
     with pytest.raises(InputError) as err:
         load_experiment(run)
     (problem,) = err.value.problems
@@ -175,7 +202,7 @@ def test_truncated_real_map(tmp_path):
 def test_truncated_gzip_map_is_caught_while_streaming(tmp_path):
     data = np.ones((8, 8, 8), np.float32)
     src = write_mrc(tmp_path / "m.mrc", data)
-    raw = src.read_bytes()[:-100]                      # the data end early
+    raw = src.read_bytes()[:-100]  # the data end early
     with gzip.open(tmp_path / "m.map.gz", "wb") as fh:
         fh.write(raw)
     header, problems = read_header(tmp_path / "m.map.gz")
@@ -185,9 +212,12 @@ def test_truncated_gzip_map_is_caught_while_streaming(tmp_path):
 def test_header_dims_inconsistent_with_file_size(tmp_path):
     path = write_mrc(tmp_path / "m.mrc", np.zeros((10, 10, 10), np.float32))
     with mrcfile.open(path, "r+", permissive=True) as mrc:
-        mrc.header.nz = 8                              # claims 8 sections, the file holds 10
+        mrc.header.nz = 8  # claims 8 sections, the file holds 10
     p = _one(read_header(path)[1])
-    assert "header dimensions do not match the file size" in p.message and p.where == "header NX/NY/NZ/MODE"
+    assert (
+        "header dimensions do not match the file size" in p.message
+        and p.where == "header NX/NY/NZ/MODE"
+    )
 
 
 def test_unsupported_mode(tmp_path):
@@ -198,7 +228,9 @@ def test_unsupported_mode(tmp_path):
     assert p.message == "unsupported mode 4 (complex float32)" and p.where == "header MODE"
 
 
-@pytest.mark.filterwarnings("ignore:Data array contains NaN:RuntimeWarning")  # mrcfile, writing the fixture
+@pytest.mark.filterwarnings(
+    "ignore:Data array contains NaN:RuntimeWarning"
+)  # mrcfile, writing the fixture
 def test_nan_in_data_is_reported_with_its_voxel_not_converted(tmp_path):
     data = np.zeros((6, 5, 4), np.float32)
     data[3, 2, 1] = np.nan
@@ -207,13 +239,19 @@ def test_nan_in_data_is_reported_with_its_voxel_not_converted(tmp_path):
     with pytest.raises(InputError) as err:
         convert_maps(map=src, out=tmp_path / "out.ome.zarr")
     p = _one(err.value.problems)
-    assert p.file == "m.mrc" and "2 NaN/Inf value(s)" in p.message and p.where == "voxel z=3, y=2, x=1"
+    assert (
+        p.file == "m.mrc" and "2 NaN/Inf value(s)" in p.message and p.where == "voxel z=3, y=2, x=1"
+    )
 
 
 def test_half_maps_of_different_shape_and_voxel_size(run_folder):
-    run = run_folder({"m.mrc": np.zeros((8, 8, 8), np.float32),
-                      "m_half_1.mrc": np.zeros((8, 8, 6), np.float32),
-                      "m_half_2.mrc": np.zeros((8, 8, 8), np.float32)})
+    run = run_folder(
+        {
+            "m.mrc": np.zeros((8, 8, 8), np.float32),
+            "m_half_1.mrc": np.zeros((8, 8, 6), np.float32),
+            "m_half_2.mrc": np.zeros((8, 8, 8), np.float32),
+        }
+    )
     write_mrc(run / "m_half_2.mrc", np.zeros((8, 8, 8), np.float32), voxel_size=1.3)
     problems = preflight(run, {})
     assert [p.file for p in problems] == ["m_half_1.mrc", "m_half_2.mrc"]
@@ -223,24 +261,35 @@ def test_half_maps_of_different_shape_and_voxel_size(run_folder):
 
 def test_real_mask_on_a_different_grid(run_folder):
     folder = shared_data("cryoem")
-    run = run_folder({"emd_3488.mrc": folder / "emd_3488.mrc",
-                      "emd_3488_contour_mask.mrc": folder / "emd_3488_contour_mask.mrc"})
+    run = run_folder(
+        {
+            "emd_3488.mrc": folder / "emd_3488.mrc",
+            "emd_3488_contour_mask.mrc": folder / "emd_3488_contour_mask.mrc",
+        }
+    )
     p = _one(preflight(run, {}))
     assert p.file == "emd_3488_contour_mask.mrc" and p.where == "header NX/NY/NZ"
     assert "grid 100x91x91 (z, y, x) differs from emd_3488.mrc's 100x100x100" in p.message
     assert "resample" in p.hint
     # the conversion refuses too (a run by hand, without preflight)
     with pytest.raises(InputError, match="differs from"):
-        convert_maps(map=run / "emd_3488.mrc", mask=run / "emd_3488_contour_mask.mrc", out=run / "x.ome.zarr")
+        convert_maps(
+            map=run / "emd_3488.mrc", mask=run / "emd_3488_contour_mask.mrc", out=run / "x.ome.zarr"
+        )
 
 
 def test_voxel_size_override_is_a_reported_conflict(run_folder, tmp_path):
     from pipelines.modalities.cryoem import inspect_inputs
 
-    run = run_folder({"m.mrc": np.zeros((8, 8, 8), np.float32)}, block="cryoem:\n  voxel_size: 1.1\n")
+    run = run_folder(
+        {"m.mrc": np.zeros((8, 8, 8), np.float32)}, block="cryoem:\n  voxel_size: 1.1\n"
+    )
     block = load_experiment(run).block
     facts = inspect_inputs(run_dir=run, block=block, facts_json=tmp_path / "facts.json")
-    assert facts["voxel_size_zyx_angstrom"] == [1.1, 1.1, 1.1] and facts["voxel_size_source"] == "experiment.yaml"
+    assert (
+        facts["voxel_size_zyx_angstrom"] == [1.1, 1.1, 1.1]
+        and facts["voxel_size_source"] == "experiment.yaml"
+    )
     import json
 
     (conflict,) = json.loads((tmp_path / "facts.json").read_text())["conflicts"]

@@ -16,7 +16,9 @@ from pipelines.modalities.cryoem.qc import fsc_curve, resolution_at
 from tests.conftest import shared_data
 
 
-def _band_limited_pair(n: int, voxel: float, resolution: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _band_limited_pair(
+    n: int, voxel: float, resolution: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Signal with all Fourier power below 1/resolution, plus independent noise per half."""
     rng = np.random.default_rng(seed)
     k = np.fft.fftfreq(n, d=voxel)
@@ -25,8 +27,10 @@ def _band_limited_pair(n: int, voxel: float, resolution: float, seed: int) -> tu
     spectrum = np.fft.rfftn(rng.normal(size=(n, n, n)))
     signal = np.fft.irfftn(spectrum * (radius <= 1 / resolution), s=(n, n, n), axes=(0, 1, 2))
     noise_rms = 0.5 * signal.std()
-    return (signal + rng.normal(scale=noise_rms, size=signal.shape),
-            signal + rng.normal(scale=noise_rms, size=signal.shape))
+    return (
+        signal + rng.normal(scale=noise_rms, size=signal.shape),
+        signal + rng.normal(scale=noise_rms, size=signal.shape),
+    )
 
 
 @pytest.mark.parametrize("resolution", [8.0, 5.0])
@@ -54,9 +58,14 @@ def test_fsc_with_anisotropic_voxels_uses_physical_frequency():
 
 def test_real_emd_3650_half_maps(tmp_path):
     folder = shared_data("cryoem") / "EMD-3650_halfmaps"
-    result = fsc_half_maps(half1=folder / "1.0" / "3650.map", half2=folder / "2.0" / "3650.map", mask=None,
-                           fsc_parquet=tmp_path / "fsc.parquet", fsc_png=tmp_path / "fsc.png",
-                           fsc_json=tmp_path / "fsc.json")
+    result = fsc_half_maps(
+        half1=folder / "1.0" / "3650.map",
+        half2=folder / "2.0" / "3650.map",
+        mask=None,
+        fsc_parquet=tmp_path / "fsc.parquet",
+        fsc_png=tmp_path / "fsc.png",
+        fsc_json=tmp_path / "fsc.json",
+    )
     voxel = 1.6406249
     assert result.nyquist_resolution == pytest.approx(2 * voxel, rel=1e-5)
     # This pair was re-processed (clipped, normalised; see SOURCES.md): the halves agree up to
@@ -64,9 +73,15 @@ def test_real_emd_3650_half_maps(tmp_path):
     assert result.fsc[1] > 0.99 and result.fsc.min() > 0.5
     assert result.resolution_0143 is None and result.resolution_05 is None
     table = pq.read_table(tmp_path / "fsc.parquet")
-    assert table.column_names == ["shell", "frequency_per_angstrom", "resolution_angstrom", "fsc",
-                                  "fsc_masked", "n_coefficients"]
-    assert table.num_rows == len(result.fsc) == 33       # shells 0..32 of a 64-voxel box
+    assert table.column_names == [
+        "shell",
+        "frequency_per_angstrom",
+        "resolution_angstrom",
+        "fsc",
+        "fsc_masked",
+        "n_coefficients",
+    ]
+    assert table.num_rows == len(result.fsc) == 33  # shells 0..32 of a 64-voxel box
     assert table["fsc_masked"].null_count == table.num_rows
     summary = json.loads((tmp_path / "fsc.json").read_text())
     assert summary["resolution_fsc0143_angstrom"] is None
@@ -75,17 +90,24 @@ def test_real_emd_3650_half_maps(tmp_path):
 
 
 def test_masked_fsc_of_the_demo_reaches_its_expected_resolution(demo_run, tmp_path):
-    result = fsc_half_maps(half1=demo_run / "demo_half_map_1.mrc", half2=demo_run / "demo_half_map_2.mrc",
-                           mask=demo_run / "demo_mask.mrc", fsc_parquet=tmp_path / "f.parquet",
-                           fsc_png=tmp_path / "f.png", fsc_json=tmp_path / "f.json")
+    result = fsc_half_maps(
+        half1=demo_run / "demo_half_map_1.mrc",
+        half2=demo_run / "demo_half_map_2.mrc",
+        mask=demo_run / "demo_mask.mrc",
+        fsc_parquet=tmp_path / "f.parquet",
+        fsc_png=tmp_path / "f.png",
+        fsc_json=tmp_path / "f.json",
+    )
     assert result.masked and result.fsc_masked is not None
     unmasked = resolution_at(result.frequency, result.fsc, 0.143)
     # the mask removes solvent noise: a better (smaller) resolution than unmasked
     assert 2.5 < result.resolution_0143 < unmasked
-    assert result.resolution_0143 < 4.5                   # the demo's expected_resolution
+    assert result.resolution_0143 < 4.5  # the demo's expected_resolution
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # mrcfile computing header stats of the fixture
+@pytest.mark.filterwarnings(
+    "ignore::RuntimeWarning"
+)  # mrcfile computing header stats of the fixture
 def test_half_maps_with_nan_are_refused(tmp_path):
     a = np.zeros((8, 8, 8), np.float32)
     b = a.copy()
@@ -93,15 +115,26 @@ def test_half_maps_with_nan_are_refused(tmp_path):
     write_mrc(tmp_path / "h1.mrc", a)
     write_mrc(tmp_path / "h2.mrc", b)
     with pytest.raises(InputError) as err:
-        fsc_half_maps(half1=tmp_path / "h1.mrc", half2=tmp_path / "h2.mrc", mask=None,
-                      fsc_parquet=tmp_path / "f.parquet", fsc_png=tmp_path / "f.png", fsc_json=tmp_path / "f.json")
+        fsc_half_maps(
+            half1=tmp_path / "h1.mrc",
+            half2=tmp_path / "h2.mrc",
+            mask=None,
+            fsc_parquet=tmp_path / "f.parquet",
+            fsc_png=tmp_path / "f.png",
+            fsc_json=tmp_path / "f.json",
+        )
     (problem,) = err.value.problems
     assert problem.file == "h2.mrc" and problem.where == "voxel z=1, y=2, x=3"
 
 
 def _qc(src, out, name="m"):
-    return map_qc(src=src, stats_json=out / f"{name}.json", histogram_parquet=out / f"{name}.parquet",
-                  slices_png=out / f"{name}_slices.png", projections_png=out / f"{name}_proj.png")
+    return map_qc(
+        src=src,
+        stats_json=out / f"{name}.json",
+        histogram_parquet=out / f"{name}.parquet",
+        slices_png=out / f"{name}_slices.png",
+        projections_png=out / f"{name}_proj.png",
+    )
 
 
 def test_map_statistics_of_real_map_match_numpy(tmp_path):
@@ -111,7 +144,7 @@ def test_map_statistics_of_real_map_match_numpy(tmp_path):
     assert stats.n_voxels == data.size
     assert (stats.min, stats.max) == (pytest.approx(data.min()), pytest.approx(data.max()))
     assert stats.mean == pytest.approx(data.mean(), rel=1e-9)
-    assert stats.rms == pytest.approx(data.std(), rel=1e-6)   # deviations are taken in float32
+    assert stats.rms == pytest.approx(data.std(), rel=1e-6)  # deviations are taken in float32
     hist = pq.read_table(tmp_path / "m.parquet")
     assert sum(hist["count"].to_pylist()) == data.size and hist.num_rows == 256
     assert hist["bin_start"][0].as_py() == pytest.approx(data.min())
@@ -128,4 +161,4 @@ def test_qc_files_are_deterministic(tmp_path):
     for name in ("m.json", "m.parquet", "m_slices.png", "m_proj.png"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     png = (tmp_path / "a" / "m_slices.png").read_bytes()
-    assert b"tIME" not in png and b"matplotlib" not in png       # no timestamp, no version stamp
+    assert b"tIME" not in png and b"matplotlib" not in png  # no timestamp, no version stamp

@@ -37,10 +37,19 @@ def test_workflow_lints_clean(demo_run, tmp_path):
 def test_demo_run_end_to_end(demo_run, tmp_path):
     stage = run_stage(demo_run, tmp_path)
     published = [rel for rel, _ in stage.published_files()]
-    for name in ("qc/metrics.json", "qc/map_stats.json", "qc/map_histogram.parquet", "qc/map_slices.png",
-                 "qc/map_projections.png", "qc/fsc.parquet", "qc/fsc.json", "qc/fsc.png",
-                 "data/map.ome.zarr/zarr.json", "data/map.ome.zarr/half_map_2/0/zarr.json",
-                 "data/map.ome.zarr/labels/mask/0/zarr.json"):
+    for name in (
+        "qc/metrics.json",
+        "qc/map_stats.json",
+        "qc/map_histogram.parquet",
+        "qc/map_slices.png",
+        "qc/map_projections.png",
+        "qc/fsc.parquet",
+        "qc/fsc.json",
+        "qc/fsc.png",
+        "data/map.ome.zarr/zarr.json",
+        "data/map.ome.zarr/half_map_2/0/zarr.json",
+        "data/map.ome.zarr/labels/mask/0/zarr.json",
+    ):
         assert name in published, name
     root = zarr.open_group(str(stage.data_dir / "map.ome.zarr"), mode="r")
     Image.from_zarr(root)
@@ -51,7 +60,7 @@ def test_demo_run_end_to_end(demo_run, tmp_path):
     assert m["pyramid_levels"] == 3 and m["n_half_maps"] == 2 and m["has_mask"] == 1
     assert m["fsc_masked"] == 1 and 2.5 < m["resolution_fsc0143_angstrom"] < 4.5
     assert m["meets_expected_resolution"] == 1 and m["symmetry"] == "C1"
-    assert all(isinstance(v, (int, float, str)) for v in m.values())      # flat: the catalog keeps it
+    assert all(isinstance(v, (int, float, str)) for v in m.values())  # flat: the catalog keeps it
     facts = stage.facts
     assert facts["facts"]["half_maps"] == ["demo_half_map_1.mrc", "demo_half_map_2.mrc"]
     assert facts["conflicts"] == []
@@ -61,8 +70,10 @@ def test_demo_run_end_to_end(demo_run, tmp_path):
 
 def test_real_map_with_axis_order_312_gzip(run_folder, tmp_path):
     # the gzipped EMD-3001 (axis order 3,1,2, 160-byte extended header), no half maps
-    run = run_folder({"emd_3001.map.gz": shared_data("cryoem") / "emd_3001.map.gz"},
-                     block="cryoem:\n  symmetry: C1\n")
+    run = run_folder(
+        {"emd_3001.map.gz": shared_data("cryoem") / "emd_3001.map.gz"},
+        block="cryoem:\n  symmetry: C1\n",
+    )
     stage = run_stage(run, tmp_path / "work")
     root = zarr.open_group(str(stage.data_dir / "map.ome.zarr"), mode="r")
     with mrcfile.open(shared_data("cryoem") / "EMD-3001.map") as mrc:
@@ -72,13 +83,21 @@ def test_real_map_with_axis_order_312_gzip(run_folder, tmp_path):
     assert "resolution_fsc0143_angstrom" not in m and m["n_half_maps"] == 0
     assert not (stage.qc_dir / "fsc.json").exists()
     facts = json.loads((stage.meta_dir / "facts.json").read_text())["facts"]
-    assert facts["axis_order_crs"] == "ZXY" and facts["space_group"] == 4 and facts["compression"] == "gzip"
+    assert (
+        facts["axis_order_crs"] == "ZXY"
+        and facts["space_group"] == 4
+        and facts["compression"] == "gzip"
+    )
 
 
 def test_bad_mask_stops_the_run_with_exit_2_and_nothing_staged(run_folder, tmp_path):
     folder = shared_data("cryoem")
-    run = run_folder({"emd_3488.mrc": folder / "emd_3488.mrc",
-                      "emd_3488_contour_mask.mrc": folder / "emd_3488_contour_mask.mrc"})
+    run = run_folder(
+        {
+            "emd_3488.mrc": folder / "emd_3488.mrc",
+            "emd_3488_contour_mask.mrc": folder / "emd_3488_contour_mask.mrc",
+        }
+    )
     with pytest.raises(InputError) as err:
         run_stage(run, tmp_path / "work")
     assert err.value.exit_code == 2
@@ -89,12 +108,32 @@ def test_bad_mask_stops_the_run_with_exit_2_and_nothing_staged(run_folder, tmp_p
     assert not stage.data_dir.exists() and not (stage.qc_dir / "metrics.json").exists()
 
 
+def test_ambiguous_files_stop_the_workflow_at_the_header_check(run_folder, tmp_path):
+    # a run by hand (no binds preflight): the parse-time file roles have a problem, so only
+    # cryoem_inspect is scheduled and it reports the problem as an InputError (exit 2)
+    run = run_folder(
+        {"a.mrc": np.zeros((4, 4, 4), np.float32), "b.mrc": np.zeros((4, 4, 4), np.float32)}
+    )
+    with pytest.raises(InputError) as err:
+        run_stage(run, tmp_path / "work")
+    (problem,) = err.value.problems
+    assert (
+        problem.where == "cryoem.map" and "several candidate maps: a.mrc, b.mrc" in problem.message
+    )
+    assert not (tmp_path / "work" / "stage" / "data").exists()
+
+
 def test_demo_generator_is_deterministic_and_valid(tmp_path):
     a = make_demo_run(tmp_path / "a", seed=3)
     b = make_demo_run(tmp_path / "b", seed=3)
     names = sorted(p.name for p in a.iterdir())
-    assert names == ["demo_half_map_1.mrc", "demo_half_map_2.mrc", "demo_map.mrc", "demo_mask.mrc",
-                     "experiment.yaml"]
+    assert names == [
+        "demo_half_map_1.mrc",
+        "demo_half_map_2.mrc",
+        "demo_map.mrc",
+        "demo_mask.mrc",
+        "experiment.yaml",
+    ]
     for name in names:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     exp = load_experiment(a)
@@ -102,8 +141,10 @@ def test_demo_generator_is_deterministic_and_valid(tmp_path):
     with mrcfile.open(a / "demo_map.mrc") as mrc:
         assert mrc.voxel_size.x == pytest.approx(1.06) and mrc.data.shape == (96, 96, 96)
         assert mrcfile.validate(str(a / "demo_map.mrc"), print_file=open("/dev/null", "w"))
-    assert make_demo_run(tmp_path / "c", seed=4).joinpath("demo_map.mrc").read_bytes() != \
-        (a / "demo_map.mrc").read_bytes()
+    assert (
+        make_demo_run(tmp_path / "c", seed=4).joinpath("demo_map.mrc").read_bytes()
+        != (a / "demo_map.mrc").read_bytes()
+    )
 
 
 def test_cli_free_entry_points_exist():
@@ -113,5 +154,10 @@ def test_cli_free_entry_points_exist():
     assert cryoem.DESCRIPTION and "**/*.map.gz" in cryoem.RAW_PATTERNS
     assert callable(cryoem.preflight) and callable(cryoem.make_demo_run)
     found = find_raw_files(shared_data("cryoem"), "cryoem")
-    assert {p.name for p in found} >= {"EMD-3001.map", "emd_3001.map.gz", "emd_3488.mrc", "3650.map"}
+    assert {p.name for p in found} >= {
+        "EMD-3001.map",
+        "emd_3001.map.gz",
+        "emd_3488.mrc",
+        "3650.map",
+    }
     assert sys.modules["pipelines.modalities.cryoem"] is cryoem

@@ -144,3 +144,24 @@ def test_preflight_without_mzml_points_at_vendor_files(tmp_path):
     problem = problems[0]
     assert problem.message == "no mzML files in the run folder"
     assert "QC_01.raw" in problem.hint and "ThermoRawFileParser" in problem.hint
+
+
+def test_foreign_element_inside_the_spectrum_list_is_an_error_not_a_silent_stop(example, tmp_path):
+    _, end = _spectrum(example, 4)
+    stop = end + len(b"</spectrum>")
+    bad = tmp_path / "foreign.mzML"
+    bad.write_bytes(example[:stop] + b"\n<!-- exported by hand -->\n<note>x</note>" + example[stop:])
+    p = _convert(bad, tmp_path)
+    assert p.message.startswith("unexpected content inside the spectrum list: '<note>x</note>")
+    assert p.where.startswith("after spectrum #4")
+
+
+def test_comment_between_spectra_is_skipped(example, tmp_path):
+    from pipelines.modalities.metabolomics.mzml import MzMLReader
+
+    _, end = _spectrum(example, 4)
+    stop = end + len(b"</spectrum>")
+    ok = tmp_path / "comment.mzML"
+    ok.write_bytes(example[:stop] + b"\n<!-- a comment -->\n" + example[stop:])
+    with MzMLReader(ok) as reader:
+        assert [s.index for s in reader.spectra()] == list(range(11))

@@ -30,16 +30,38 @@ from pipelines.modalities.cryoem.qc import fsc_half_maps, grid_problems, map_qc
 from pipelines.staging import write_json
 
 __all__ = [
-    "DESCRIPTION", "RAW_PATTERNS", "CryoemInputs", "resolve_inputs", "preflight", "inspect_inputs",
-    "convert_maps", "map_qc", "fsc_half_maps", "write_metrics", "make_demo_run",
+    "DESCRIPTION",
+    "RAW_PATTERNS",
+    "CryoemInputs",
+    "resolve_inputs",
+    "preflight",
+    "inspect_inputs",
+    "convert_maps",
+    "map_qc",
+    "fsc_half_maps",
+    "write_metrics",
+    "make_demo_run",
 ]
 
 log = logging.getLogger(__name__)
 
-DESCRIPTION = "Cryo-EM density maps (MRC/CCP4, with optional half maps and mask) -> OME-Zarr, map QC, FSC"
+DESCRIPTION = (
+    "Cryo-EM density maps (MRC/CCP4, with optional half maps and mask) -> OME-Zarr, map QC, FSC"
+)
 RAW_PATTERNS: tuple[str, ...] = tuple(
-    f"**/*{ext}" for ext in (".mrc", ".map", ".ccp4", ".mrc.gz", ".map.gz", ".ccp4.gz",
-                             ".mrc.bz2", ".map.bz2", ".ccp4.bz2"))
+    f"**/*{ext}"
+    for ext in (
+        ".mrc",
+        ".map",
+        ".ccp4",
+        ".mrc.gz",
+        ".map.gz",
+        ".ccp4.gz",
+        ".mrc.bz2",
+        ".map.bz2",
+        ".ccp4.bz2",
+    )
+)
 EXPERIMENT_FILE = "experiment.yaml"
 # Names that mark a half map (RELION run_half1_..., EMDB emd_N_half_map_1, cryoSPARC map_half_A)
 _HALF = re.compile(r"half[_\-.]?(?:map[_\-.]?)?([12ab])(?![0-9a-z])", re.IGNORECASE)
@@ -111,8 +133,14 @@ def resolve_inputs(*, run_dir: str | Path, block: dict[str, Any] | None = None) 
         p = Path(str(value))
         p = p if p.is_absolute() else run_dir / p
         if not p.is_file():
-            problems.append(Problem(f"file {value!r} not found in the run folder", file=EXPERIMENT_FILE,
-                                    where=f"cryoem.{key}", hint="paths are relative to the run folder"))
+            problems.append(
+                Problem(
+                    f"file {value!r} not found in the run folder",
+                    file=EXPERIMENT_FILE,
+                    where=f"cryoem.{key}",
+                    hint="paths are relative to the run folder",
+                )
+            )
             return None
         return p
 
@@ -144,41 +172,77 @@ def resolve_inputs(*, run_dir: str | Path, block: dict[str, Any] | None = None) 
         if len(by_num["1"]) == 1 and len(by_num["2"]) == 1:
             half_maps = [by_num["1"][0], by_num["2"][0]]
         elif found:
-            problems.append(Problem(
-                f"found {len(by_num['1'])} file(s) named like half map 1 and {len(by_num['2'])} like half map 2: "
-                f"{', '.join(rel(p) for p in found)}", file=EXPERIMENT_FILE, where="cryoem.half_maps",
-                hint="name exactly two with 'half_maps: [A_half_1.mrc, A_half_2.mrc]', or 'half_maps: []' for none"))
+            problems.append(
+                Problem(
+                    f"found {len(by_num['1'])} file(s) named like half map 1 and "
+                    f"{len(by_num['2'])} like half map 2: {', '.join(rel(p) for p in found)}",
+                    file=EXPERIMENT_FILE,
+                    where="cryoem.half_maps",
+                    hint="name exactly two with 'half_maps: [A_half_1.mrc, A_half_2.mrc]', "
+                    "or 'half_maps: []' for none",
+                )
+            )
     elif len(half_maps) not in (0, 2) and not problems:
-        problems.append(Problem(f"{len(half_maps)} half map(s) given, the FSC needs exactly two",
-                                file=EXPERIMENT_FILE, where="cryoem.half_maps",
-                                hint="list both half maps, or write 'half_maps: []' for none"))
+        problems.append(
+            Problem(
+                f"{len(half_maps)} half map(s) given, the FSC needs exactly two",
+                file=EXPERIMENT_FILE,
+                where="cryoem.half_maps",
+                hint="list both half maps, or write 'half_maps: []' for none",
+            )
+        )
     if block.get("mask") is None:  # absent or null: recognise by name; false: no mask
         masks = [p for p in rest if _MASK.search(rel(p).rsplit("/", 1)[-1])]
         rest = [p for p in rest if p not in masks]
         if len(masks) == 1:
             mask = masks[0]
         elif masks:
-            problems.append(Problem(f"several files look like a mask: {', '.join(rel(p) for p in masks)}",
-                                    file=EXPERIMENT_FILE, where="cryoem.mask",
-                                    hint="name the one to use with 'mask: FILE'"))
+            problems.append(
+                Problem(
+                    f"several files look like a mask: {', '.join(rel(p) for p in masks)}",
+                    file=EXPERIMENT_FILE,
+                    where="cryoem.mask",
+                    hint="name the one to use with 'mask: FILE'",
+                )
+            )
     ignored: list[Path] = []
     if map_path is None and not block.get("map"):
         if len(rest) == 1:
             map_path = rest[0]
         elif not rest:
-            hint = ("name the full (sharpened or unsharpened) map with 'map: FILE' in the cryoem block"
-                    if half_maps else "copy the .mrc/.map/.ccp4 file into the run folder")
-            problems.append(Problem("no map found (.mrc, .map, .ccp4, optionally .gz/.bz2)",
-                                    file=str(run_dir), where="cryoem.map", hint=hint))
+            hint = (
+                "name the full (sharpened or unsharpened) map with 'map: FILE' in the cryoem block"
+                if half_maps
+                else "copy the .mrc/.map/.ccp4 file into the run folder"
+            )
+            problems.append(
+                Problem(
+                    "no map found (.mrc, .map, .ccp4, optionally .gz/.bz2)",
+                    file=str(run_dir),
+                    where="cryoem.map",
+                    hint=hint,
+                )
+            )
         else:
-            problems.append(Problem(f"several candidate maps: {', '.join(rel(p) for p in rest)}",
-                                    file=EXPERIMENT_FILE, where="cryoem.map",
-                                    hint="name the map with 'map: FILE' in the cryoem block "
-                                         "(half maps and mask are recognised by 'half'/'mask' in their names)"))
+            problems.append(
+                Problem(
+                    f"several candidate maps: {', '.join(rel(p) for p in rest)}",
+                    file=EXPERIMENT_FILE,
+                    where="cryoem.map",
+                    hint="name the map with 'map: FILE' in the cryoem block "
+                    "(half maps and mask are recognised by 'half'/'mask' in their names)",
+                )
+            )
     else:
         ignored = rest
-    return CryoemInputs(run_dir=run_dir, map=map_path, half_maps=tuple(half_maps), mask=mask,
-                        problems=tuple(problems), ignored=tuple(ignored))
+    return CryoemInputs(
+        run_dir=run_dir,
+        map=map_path,
+        half_maps=tuple(half_maps),
+        mask=mask,
+        problems=tuple(problems),
+        ignored=tuple(ignored),
+    )
 
 
 def voxel_override(block: dict[str, Any] | None) -> tuple[float, float, float] | None:
@@ -193,13 +257,18 @@ def voxel_override(block: dict[str, Any] | None) -> tuple[float, float, float] |
 
 
 # ------------------------------------------------------------------------------ checks
-def _check(run_dir: Path, block: dict[str, Any]) -> tuple[CryoemInputs, dict[str, MapHeader], list[Problem],
-                                                           list[dict[str, Any]]]:
+def _check(
+    run_dir: Path, block: dict[str, Any]
+) -> tuple[CryoemInputs, dict[str, MapHeader], list[Problem], list[dict[str, Any]]]:
     inputs = resolve_inputs(run_dir=run_dir, block=block)
     problems = list(inputs.problems)
     headers: dict[str, MapHeader] = {}
-    roles = [("map", inputs.map), ("half_map_1", inputs.half_maps[0] if inputs.half_maps else None),
-             ("half_map_2", inputs.half_maps[1] if len(inputs.half_maps) > 1 else None), ("mask", inputs.mask)]
+    roles = [
+        ("map", inputs.map),
+        ("half_map_1", inputs.half_maps[0] if inputs.half_maps else None),
+        ("half_map_2", inputs.half_maps[1] if len(inputs.half_maps) > 1 else None),
+        ("mask", inputs.mask),
+    ]
     for role, path in roles:
         if path is None:
             continue
@@ -217,18 +286,30 @@ def _check(run_dir: Path, block: dict[str, Any]) -> tuple[CryoemInputs, dict[str
     if ref is not None:
         header_voxel = ref.voxel_size_zyx
         if override is None and min(header_voxel) <= 0:
-            problems.append(Problem(
-                f"voxel size {header_voxel} Å (z, y, x) from the header is not positive",
-                file=ref.display, where="header CELLA/MX/MY/MZ",
-                hint="set it in experiment.yaml: 'cryoem: {voxel_size: 1.06}' (angstrom)"))
-        elif override is not None and min(header_voxel) > 0 and any(
-                abs(a - b) > 1e-3 * b for a, b in zip(override, header_voxel)):
-            conflicts.append({
-                "field": "voxel_size_zyx_angstrom", "experiment_yaml": list(override),
-                "header": [round(v, 6) for v in header_voxel], "used": "experiment_yaml",
-                "message": f"{EXPERIMENT_FILE}: cryoem.voxel_size {list(override)} Å differs from the "
-                           f"header of {ref.display} {[round(v, 4) for v in header_voxel]} Å (z, y, x); "
-                           f"using experiment.yaml"})
+            problems.append(
+                Problem(
+                    f"voxel size {header_voxel} Å (z, y, x) from the header is not positive",
+                    file=ref.display,
+                    where="header CELLA/MX/MY/MZ",
+                    hint="set it in experiment.yaml: 'cryoem: {voxel_size: 1.06}' (angstrom)",
+                )
+            )
+        elif (
+            override is not None
+            and min(header_voxel) > 0
+            and any(abs(a - b) > 1e-3 * b for a, b in zip(override, header_voxel, strict=True))
+        ):
+            conflicts.append(
+                {
+                    "field": "voxel_size_zyx_angstrom",
+                    "experiment_yaml": list(override),
+                    "header": [round(v, 6) for v in header_voxel],
+                    "used": "experiment_yaml",
+                    "message": f"{EXPERIMENT_FILE}: cryoem.voxel_size {list(override)} Å "
+                    f"differs from the header of {ref.display} "
+                    f"{[round(v, 4) for v in header_voxel]} Å (z, y, x); using experiment.yaml",
+                }
+            )
     return inputs, headers, problems, conflicts
 
 
@@ -241,8 +322,10 @@ def preflight(run_dir: Path, experiment: dict) -> list[Problem]:
         return [Problem(f"cannot check the cryo-EM files: {err}", file=str(run_dir))]
 
 
-def inspect_inputs(*, run_dir: str | Path, block: dict[str, Any] | None, facts_json: str | Path) -> dict[str, Any]:
-    """Check every input header and write ``_meta/facts.json``; raise :class:`InputError` on problems.
+def inspect_inputs(
+    *, run_dir: str | Path, block: dict[str, Any] | None, facts_json: str | Path
+) -> dict[str, Any]:
+    """Check every input header, write ``_meta/facts.json``; raise :class:`InputError` on problems.
 
     The facts fill metadata.jsonld: shape, voxel size (after a YAML override), mode, labels,
     space group and axis order of the map, the files by role, and the run's block parameters.
@@ -282,10 +365,17 @@ def inspect_inputs(*, run_dir: str | Path, block: dict[str, Any] | None, facts_j
 
 
 # ------------------------------------------------------------------------------ conversion
-def convert_maps(*, map: str | Path, out: str | Path, half_maps: list[str | Path] | tuple = (),
-                 mask: str | Path | None = None, voxel_size_zyx: tuple[float, float, float] | None = None,
-                 mask_threshold: float = 0.5, names: dict[str, str] | None = None,
-                 threads: int = 2) -> dict[str, Any]:
+def convert_maps(
+    *,
+    map: str | Path,
+    out: str | Path,
+    half_maps: list[str | Path] | tuple = (),
+    mask: str | Path | None = None,
+    voxel_size_zyx: tuple[float, float, float] | None = None,
+    mask_threshold: float = 0.5,
+    names: dict[str, str] | None = None,
+    threads: int = 2,
+) -> dict[str, Any]:
     """Write ``out`` (``data/map.ome.zarr``): the map as the root multiscale image, half maps as
     the images ``half_map_1`` and ``half_map_2``, the mask as the label image ``labels/mask``.
 
@@ -316,30 +406,65 @@ def convert_maps(*, map: str | Path, out: str | Path, half_maps: list[str | Path
     images: dict[str, Any] = {}
 
     def attrs(h: MapHeader, role: str) -> dict[str, Any]:
-        return {"role": role, "source_file": h.display, "mrc_header": h.header_fields,
-                "header_facts": h.facts(), "voxel_size_source": "experiment.yaml" if voxel_size_zyx else "header"}
+        return {
+            "role": role,
+            "source_file": h.display,
+            "mrc_header": h.header_fields,
+            "header_facts": h.facts(),
+            "voxel_size_source": "experiment.yaml" if voxel_size_zyx else "header",
+        }
 
     root_attrs = attrs(ref, "map")
     root_attrs["half_maps"] = [f"half_map_{i + 1}" for i in range(len(half_maps))]
     root_attrs["mask"] = "labels/mask" if mask else None
-    images["map"] = write_image(root, ref, path="", name="map", voxel_size_zyx=voxel, binds_attrs=root_attrs,
-                                threads=threads)
-    for i, p in enumerate(half_maps):
+    images["map"] = write_image(
+        root,
+        ref,
+        path="",
+        name="map",
+        voxel_size_zyx=voxel,
+        binds_attrs=root_attrs,
+        threads=threads,
+    )
+    for i in range(len(half_maps)):
         role = f"half_map_{i + 1}"
-        images[role] = write_image(root, others[i], path=role, name=role, voxel_size_zyx=voxel,
-                                   binds_attrs=attrs(others[i], role), threads=threads)
+        images[role] = write_image(
+            root,
+            others[i],
+            path=role,
+            name=role,
+            voxel_size_zyx=voxel,
+            binds_attrs=attrs(others[i], role),
+            threads=threads,
+        )
     if mask:
         labels = root.require_group("labels")
         labels.update_attributes({"ome": {"version": "0.5", "labels": ["mask"]}})
-        images["mask"] = write_image(root, others[-1], path="labels/mask", name="mask", voxel_size_zyx=voxel,
-                                     binds_attrs=attrs(others[-1], "mask"), label_threshold=mask_threshold,
-                                     threads=threads)
-    return {role: {"shapes": [list(s) for s in w.shapes], "dtype": w.dtype} for role, w in images.items()}
+        images["mask"] = write_image(
+            root,
+            others[-1],
+            path="labels/mask",
+            name="mask",
+            voxel_size_zyx=voxel,
+            binds_attrs=attrs(others[-1], "mask"),
+            label_threshold=mask_threshold,
+            threads=threads,
+        )
+    return {
+        role: {"shapes": [list(s) for s in w.shapes], "dtype": w.dtype}
+        for role, w in images.items()
+    }
 
 
 # ------------------------------------------------------------------------------ metrics
-def write_metrics(*, zarr_path: str | Path, stats_json: str | Path, facts_json: str | Path,
-                  metrics_json: str | Path, fsc_json: str | Path | None = None) -> dict[str, Any]:
+def write_metrics(
+    *,
+    zarr_path: str | Path,
+    stats_json: str | Path,
+    facts_json: str | Path,
+    metrics_json: str | Path,
+    fsc_json: str | Path | None = None,
+) -> dict[str, Any]:
     """``qc/metrics.json``: the flat key figures the catalog keeps (numbers and strings)."""
     import zarr
 
@@ -356,13 +481,25 @@ def write_metrics(*, zarr_path: str | Path, stats_json: str | Path, facts_json: 
     nz, ny, nx = facts["map_shape_zyx"]
     vz, vy, vx = facts["voxel_size_zyx_angstrom"]
     metrics: dict[str, Any] = {
-        "map_file": facts["map_file"], "nz": nz, "ny": ny, "nx": nx,
-        "voxel_size_z_angstrom": vz, "voxel_size_y_angstrom": vy, "voxel_size_x_angstrom": vx,
-        "voxel_size_source": facts["voxel_size_source"], "mrc_mode": facts["mrc_mode"],
-        "dtype": facts["dtype"], "pyramid_levels": len(datasets),
-        "map_min": stats["min"], "map_max": stats["max"], "map_mean": stats["mean"], "map_rms": stats["rms"],
-        "n_half_maps": len(facts["half_maps"]), "has_mask": int("mask" in facts),
-        "format": f"{FORMAT_NAME}/{FORMAT_VERSION}", "ngff_version": ome["version"],
+        "map_file": facts["map_file"],
+        "nz": nz,
+        "ny": ny,
+        "nx": nx,
+        "voxel_size_z_angstrom": vz,
+        "voxel_size_y_angstrom": vy,
+        "voxel_size_x_angstrom": vx,
+        "voxel_size_source": facts["voxel_size_source"],
+        "mrc_mode": facts["mrc_mode"],
+        "dtype": facts["dtype"],
+        "pyramid_levels": len(datasets),
+        "map_min": stats["min"],
+        "map_max": stats["max"],
+        "map_mean": stats["mean"],
+        "map_rms": stats["rms"],
+        "n_half_maps": len(facts["half_maps"]),
+        "has_mask": int("mask" in facts),
+        "format": f"{FORMAT_NAME}/{FORMAT_VERSION}",
+        "ngff_version": ome["version"],
     }
     if facts.get("symmetry"):
         metrics["symmetry"] = facts["symmetry"]

@@ -14,10 +14,10 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
-BOX = 96                 # voxels per edge
-VOXEL_SIZE = 1.06        # angstrom, a typical Krios pixel size at 105 kx
-B_FACTOR = 100.0         # angstrom^2: sets how fast the signal falls with frequency
-NOISE_RMS = 2.0          # per half map, relative to the signal rms: masked FSC 0.143 near 4 angstrom
+BOX = 96  # voxels per edge
+VOXEL_SIZE = 1.06  # angstrom, a typical Krios pixel size at 105 kx
+B_FACTOR = 100.0  # angstrom^2: sets how fast the signal falls with frequency
+NOISE_RMS = 2.0  # per half map, relative to the signal rms: masked FSC 0.143 near 4 angstrom
 
 EXPERIMENT_YAML = """\
 # Synthetic cryo-EM run written by `binds demo` (pipelines.modalities.cryoem.make_demo_run).
@@ -55,15 +55,23 @@ def make_demo_run(run_dir: Path, *, seed: int = 0) -> Path:
     halves = [signal + _coloured_noise(rng, noise_rms) for _ in range(2)]
     full = (halves[0] + halves[1]) / 2
     mask = _soft_mask(signal)
-    for name, data in (("demo_map.mrc", full), ("demo_half_map_1.mrc", halves[0]),
-                       ("demo_half_map_2.mrc", halves[1]), ("demo_mask.mrc", mask)):
-        _write_mrc(run_dir / name, data.astype(np.float32), label=f"binds demo {name} (synthetic, seed {seed})")
+    for name, data in (
+        ("demo_map.mrc", full),
+        ("demo_half_map_1.mrc", halves[0]),
+        ("demo_half_map_2.mrc", halves[1]),
+        ("demo_mask.mrc", mask),
+    ):
+        _write_mrc(
+            run_dir / name,
+            data.astype(np.float32),
+            label=f"binds demo {name} (synthetic, seed {seed})",
+        )
     (run_dir / "experiment.yaml").write_text(EXPERIMENT_YAML.format(seed=seed))
     return run_dir
 
 
 def _protein_like(rng: np.random.Generator) -> np.ndarray:
-    semi = np.array([30.0, 25.0, 20.0])   # angstrom (z, y, x)
+    semi = np.array([30.0, 25.0, 20.0])  # angstrom (z, y, x)
     centre = BOX * VOXEL_SIZE / 2
     pos = np.zeros(3)
     residues = [pos.copy()]
@@ -74,7 +82,7 @@ def _protein_like(rng: np.random.Generator) -> np.ndarray:
         step = 3.8 * direction / np.linalg.norm(direction)
         nxt = pos + step
         if np.sum((nxt / semi) ** 2) > 1:
-            direction = -pos + rng.normal(scale=5, size=3)   # head back inside
+            direction = -pos + rng.normal(scale=5, size=3)  # head back inside
             continue
         pos = nxt
         residues.append(pos.copy())

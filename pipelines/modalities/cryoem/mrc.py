@@ -109,7 +109,9 @@ class MapHeader:
             out[axis - 1] = self.start_crs[crs_index]
         return tuple(out)  # type: ignore[return-value]
 
-    def translation_zyx(self, voxel_size_zyx: tuple[float, float, float] | None = None) -> tuple[float, float, float]:
+    def translation_zyx(
+        self, voxel_size_zyx: tuple[float, float, float] | None = None
+    ) -> tuple[float, float, float]:
         """Physical position (angstrom) of voxel (0, 0, 0).
 
         The MRC2000 ORIGIN field wins when it is non-zero (as in ChimeraX); otherwise the
@@ -149,7 +151,9 @@ class MapHeader:
 
 
 # ---------------------------------------------------------------------------------- header
-def read_header(path: str | Path, *, display: str | None = None) -> tuple[MapHeader | None, list[Problem]]:
+def read_header(
+    path: str | Path, *, display: str | None = None
+) -> tuple[MapHeader | None, list[Problem]]:
     """Parse and check one MRC/CCP4 header; return ``(header, problems)``.
 
     ``header`` is ``None`` when the file cannot be used at all.  Checks: the file is not empty
@@ -161,7 +165,9 @@ def read_header(path: str | Path, *, display: str | None = None) -> tuple[MapHea
     name = display or path.name
     problems: list[Problem] = []
 
-    def bad(message: str, where: str | None = None, hint: str | None = None) -> tuple[None, list[Problem]]:
+    def bad(
+        message: str, where: str | None = None, hint: str | None = None
+    ) -> tuple[None, list[Problem]]:
         problems.append(Problem(message, file=name, where=where, hint=hint))
         return None, problems
 
@@ -172,21 +178,31 @@ def read_header(path: str | Path, *, display: str | None = None) -> tuple[MapHea
         return bad("the file is empty (0 bytes)", hint="copy the map again from the instrument PC")
     compression = _compression_of(path)
     if compression is None and size < HEADER_BYTES:
-        return bad(f"not an MRC/CCP4 map: only {size} bytes, an MRC header alone is {HEADER_BYTES}",
-                   hint="the file is truncated or is not a map")
+        return bad(
+            f"not an MRC/CCP4 map: only {size} bytes, an MRC header alone is {HEADER_BYTES}",
+            hint="the file is truncated or is not a map",
+        )
     # Check the map id on the raw bytes first: mrcfile would otherwise trust garbage (a text
     # file's NSYMBT can claim gigabytes of extended header and take seconds to give up).
     try:
         raw = _first_bytes(path, compression, HEADER_BYTES)
     except (OSError, EOFError) as err:
-        return bad(f"cannot read the file: {err}", hint="a corrupt gzip/bzip2 stream? copy the map again")
+        return bad(
+            f"cannot read the file: {err}", hint="a corrupt gzip/bzip2 stream? copy the map again"
+        )
     if len(raw) < HEADER_BYTES:
-        return bad(f"not an MRC/CCP4 map: only {len(raw)} bytes{' after decompression' if compression else ''}, "
-                   f"an MRC header alone is {HEADER_BYTES}", hint="the file is truncated or is not a map")
+        return bad(
+            f"not an MRC/CCP4 map: only {len(raw)} bytes"
+            f"{' after decompression' if compression else ''}, "
+            f"an MRC header alone is {HEADER_BYTES}",
+            hint="the file is truncated or is not a map",
+        )
     if raw[208:212] != b"MAP ":
-        return bad(f"not an MRC/CCP4 map: bytes 209-212 are {raw[208:212]!r}, not b'MAP '",
-                   where="header MAP",
-                   hint="is this really a density map? MRC2000/CCP4 files carry 'MAP ' there")
+        return bad(
+            f"not an MRC/CCP4 map: bytes 209-212 are {raw[208:212]!r}, not b'MAP '",
+            where="header MAP",
+            hint="is this really a density map? MRC2000/CCP4 files carry 'MAP ' there",
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -194,22 +210,32 @@ def read_header(path: str | Path, *, display: str | None = None) -> tuple[MapHea
                 h = mrc.header
                 voxel = mrc.voxel_size
         except Exception as err:  # mrcfile raises ValueError/OSError/EOFError for broken files
-            return bad(f"cannot read the MRC header: {err}",
-                       hint="the file is truncated, not a map, or a corrupt gzip/bzip2 stream")
+            return bad(
+                f"cannot read the MRC header: {err}",
+                hint="the file is truncated, not a map, or a corrupt gzip/bzip2 stream",
+            )
     if h is None:
         return bad("cannot read the MRC header", hint="the file is not an MRC/CCP4 map")
     mode = int(h.mode)
     if mode not in SUPPORTED_MODES:
         what = _OTHER_MODES.get(mode, "unknown")
-        return bad(f"unsupported mode {mode} ({what})", where="header MODE",
-                   hint="convert it to mode 2 (float32); modes 0, 1, 2, 6 and 12 are read")
+        return bad(
+            f"unsupported mode {mode} ({what})",
+            where="header MODE",
+            hint="convert it to mode 2 (float32); modes 0, 1, 2, 6 and 12 are read",
+        )
     nc, nr, ns = int(h.nx), int(h.ny), int(h.nz)
     if min(nc, nr, ns) < 1:
-        return bad(f"dimensions NX, NY, NZ = {nc}, {nr}, {ns} must all be >= 1", where="header NX/NY/NZ")
+        return bad(
+            f"dimensions NX, NY, NZ = {nc}, {nr}, {ns} must all be >= 1", where="header NX/NY/NZ"
+        )
     order = (int(h.mapc), int(h.mapr), int(h.maps))
     if sorted(order) != [1, 2, 3]:
-        return bad(f"axis order MAPC, MAPR, MAPS = {order} is not a permutation of 1, 2, 3",
-                   where="header MAPC/MAPR/MAPS", hint="the header is corrupt")
+        return bad(
+            f"axis order MAPC, MAPR, MAPS = {order} is not a permutation of 1, 2, 3",
+            where="header MAPC/MAPR/MAPS",
+            hint="the header is corrupt",
+        )
     nsymbt = int(h.nsymbt)
     if nsymbt < 0:
         return bad(f"negative extended header size NSYMBT = {nsymbt}", where="header NSYMBT")
@@ -218,27 +244,48 @@ def read_header(path: str | Path, *, display: str | None = None) -> tuple[MapHea
     expected = HEADER_BYTES + nsymbt + data_bytes
     actual = _uncompressed_size(path, compression, size)
     if actual is not None and actual != expected:
-        detail = (f"the header promises {nc} x {nr} x {ns} voxels of mode {mode} "
-                  f"({SUPPORTED_MODES[mode]}) after a {HEADER_BYTES + nsymbt}-byte header = {expected} bytes, "
-                  f"but the {'decompressed ' if compression else ''}file has {actual}")
+        detail = (
+            f"the header promises {nc} x {nr} x {ns} voxels of mode {mode} "
+            f"({SUPPORTED_MODES[mode]}) after a {HEADER_BYTES + nsymbt}-byte header = "
+            f"{expected} bytes, "
+            f"but the {'decompressed ' if compression else ''}file has {actual}"
+        )
         if actual < expected:
-            return bad(f"truncated file: {detail}", where="data",
-                       hint="the copy is incomplete; copy the map again")
-        return bad(f"header dimensions do not match the file size: {detail}", where="header NX/NY/NZ/MODE",
-                   hint="the header's NX/NY/NZ, MODE or NSYMBT is wrong, or data were appended")
-    # the header holds float32: round to 1e-6 angstrom so 1.06 is written as 1.06, not 1.0600000619888306
+            return bad(
+                f"truncated file: {detail}",
+                where="data",
+                hint="the copy is incomplete; copy the map again",
+            )
+        return bad(
+            f"header dimensions do not match the file size: {detail}",
+            where="header NX/NY/NZ/MODE",
+            hint="the header's NX/NY/NZ, MODE or NSYMBT is wrong, or data were appended",
+        )
+    # the header holds float32: round to 1e-6 angstrom so 1.06 is written as 1.06, not as
+    # 1.0600000619888306
     vx, vy, vz = (round(float(voxel.x), 6), round(float(voxel.y), 6), round(float(voxel.z), 6))
-    labels = tuple(bytes(lbl).decode("ascii", "replace").rstrip(" \x00")
-                   for lbl in h.label[: max(0, min(int(h.nlabl), 10))])
+    labels = tuple(
+        bytes(lbl).decode("ascii", "replace").rstrip(" \x00")
+        for lbl in h.label[: max(0, min(int(h.nlabl), 10))]
+    )
     header = MapHeader(
-        path=path, display=name, compression=compression, mode=mode, file_dtype=file_dtype,
-        file_shape=(ns, nr, nc), axis_order=order, voxel_size_xyz=(vx, vy, vz),
+        path=path,
+        display=name,
+        compression=compression,
+        mode=mode,
+        file_dtype=file_dtype,
+        file_shape=(ns, nr, nc),
+        axis_order=order,
+        voxel_size_xyz=(vx, vy, vz),
         cell_angles=tuple(float(a) for a in h.cellb.tolist()),
         origin_xyz=tuple(round(float(o), 6) for o in h.origin.tolist()),
         start_crs=(int(h.nxstart), int(h.nystart), int(h.nzstart)),
-        data_offset=HEADER_BYTES + nsymbt, ext_header_bytes=nsymbt,
+        data_offset=HEADER_BYTES + nsymbt,
+        ext_header_bytes=nsymbt,
         ext_header_type=bytes(h.exttyp).decode("ascii", "replace").strip("\x00 "),
-        space_group=int(h.ispg), nversion=int(h.nversion), labels=labels,
+        space_group=int(h.ispg),
+        nversion=int(h.nversion),
+        labels=labels,
         header_fields=_header_dict(h),
     )
     for w in caught:
@@ -291,7 +338,9 @@ def _header_dict(h: np.recarray) -> dict[str, Any]:
         elif name == "extra1" or name == "extra2":
             continue  # reserved padding
         elif value.dtype.names:  # records such as cella (x, y, z)
-            out[name] = [float(v) if isinstance(v, (float, np.floating)) else int(v) for v in value.tolist()]
+            out[name] = [
+                float(v) if isinstance(v, (float, np.floating)) else int(v) for v in value.tolist()
+            ]
         elif value.ndim:
             out[name] = value.tolist()
         else:
@@ -353,7 +402,7 @@ def iter_bricks(header: MapHeader, *, depth: int = 128, rows: int = 128) -> Iter
                 _read_exact(fh, memoryview(block).cast("B"), header, (s0 * nr) * row_bytes)
                 block = _native(block)
                 for r0 in range(0, nr, rows):
-                    yield Brick(s0, r0, block[:, r0:r0 + rows])
+                    yield Brick(s0, r0, block[:, r0 : r0 + rows])
                 continue
             for r0 in range(0, nr, rows):
                 h = min(rows, nr - r0)
@@ -363,13 +412,18 @@ def iter_bricks(header: MapHeader, *, depth: int = 128, rows: int = 128) -> Iter
                 for i in range(d):
                     offset = ((s0 + i) * nr + r0) * row_bytes
                     fh.seek(header.data_offset + offset)
-                    _read_exact(fh, view[i * step:(i + 1) * step], header, offset)
+                    _read_exact(fh, view[i * step : (i + 1) * step], header, offset)
                 yield Brick(s0, r0, _native(brick))
         if header.compression and fh.read(1):
-            raise InputError(Problem(
-                f"the decompressed data are longer than the {header.data_bytes} bytes the header promises",
-                file=header.display, where="header NX/NY/NZ/MODE",
-                hint="the header's NX/NY/NZ, MODE or NSYMBT is wrong"))
+            raise InputError(
+                Problem(
+                    f"the decompressed data are longer than the {header.data_bytes} bytes "
+                    "the header promises",
+                    file=header.display,
+                    where="header NX/NY/NZ/MODE",
+                    hint="the header's NX/NY/NZ, MODE or NSYMBT is wrong",
+                )
+            )
 
 
 def read_zyx(header: MapHeader) -> np.ndarray:
@@ -405,10 +459,14 @@ def _read_exact(fh: BinaryIO, view: memoryview, header: MapHeader, data_offset: 
         n = fh.readinto(view[got:])
         if not n:
             have = data_offset + got
-            raise InputError(Problem(
-                f"truncated file: the data end after {have} of {header.data_bytes} bytes",
-                file=header.display, where="data",
-                hint="the copy is incomplete; copy the map again"))
+            raise InputError(
+                Problem(
+                    f"truncated file: the data end after {have} of {header.data_bytes} bytes",
+                    file=header.display,
+                    where="data",
+                    hint="the copy is incomplete; copy the map again",
+                )
+            )
         got += n
 
 

@@ -40,7 +40,7 @@ LABEL_COLORS = [{"label-value": 1, "rgba": [255, 200, 0, 160]}]
 
 
 def compressor() -> BloscCodec:
-    """Blosc zstd level 3 with byte shuffle: the codec of every array (and of the benchmark baseline)."""
+    """Blosc zstd level 3, byte shuffle: the codec of every array and of the benchmark baseline."""
     return BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
 
 
@@ -52,14 +52,21 @@ def level_shapes(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     return shapes
 
 
-def level_transforms(voxel_zyx: tuple[float, float, float], translation_zyx: tuple[float, float, float],
-                     n_levels: int) -> list[list[dict[str, Any]]]:
+def level_transforms(
+    voxel_zyx: tuple[float, float, float],
+    translation_zyx: tuple[float, float, float],
+    n_levels: int,
+) -> list[list[dict[str, Any]]]:
     out = []
     for k in range(n_levels):
         f = 2**k
         scale = [float(v * f) for v in voxel_zyx]
-        trans = [float(t + (f - 1) / 2 * v) for t, v in zip(translation_zyx, voxel_zyx)]
-        out.append([{"type": "scale", "scale": scale}, {"type": "translation", "translation": trans}])
+        trans = [
+            float(t + (f - 1) / 2 * v) for t, v in zip(translation_zyx, voxel_zyx, strict=True)
+        ]
+        out.append(
+            [{"type": "scale", "scale": scale}, {"type": "translation", "translation": trans}]
+        )
     return out
 
 
@@ -136,8 +143,16 @@ class _Level:
 class _PyramidWriter:
     """Streams file-order bricks into the z/y/x arrays of one multiscale image."""
 
-    def __init__(self, arrays: list[zarr.Array], header: MapHeader, shapes_file: list[tuple[int, int, int]],
-                 *, how: Literal["mean", "max"], pool: ThreadPoolExecutor, max_pending: int = 1):
+    def __init__(
+        self,
+        arrays: list[zarr.Array],
+        header: MapHeader,
+        shapes_file: list[tuple[int, int, int]],
+        *,
+        how: Literal["mean", "max"],
+        pool: ThreadPoolExecutor,
+        max_pending: int = 1,
+    ):
         self.arrays = arrays
         self.header = header
         self.how = how
@@ -167,9 +182,9 @@ class _PyramidWriter:
             rr = r0 // 2
             # halve 16 sections at a time: the temporaries stay a few MiB instead of half a brick
             for i in range(0, block.shape[0], 16):
-                down = halve(block[i:i + 16], how=self.how)
+                down = halve(block[i : i + 16], how=self.how)
                 at = lvl.fill + i // 2
-                lvl.buf[at:at + down.shape[0], rr:rr + down.shape[1]] = down
+                lvl.buf[at : at + down.shape[0], rr : rr + down.shape[1]] = down
             if last_rows:  # the section block is complete
                 lvl.fill += math.ceil(block.shape[0] / 2)
                 if lvl.full:
@@ -177,14 +192,14 @@ class _PyramidWriter:
 
     def _flush(self, k: int) -> None:
         lvl = self.levels[k]
-        data = lvl.buf[:lvl.fill]
+        data = lvl.buf[: lvl.fill]
         # written in the foreground so that the one buffer of each level is reused: a second
         # buffer in flight would cost as much memory as all level-0 bricks together
         self._write(k, slice(lvl.start, lvl.start + lvl.fill), slice(None), data, wait=True)
         if k + 1 < len(self.levels):
             nxt = self.levels[k + 1]
             down = halve(data, how=self.how)
-            nxt.buf[nxt.fill:nxt.fill + down.shape[0]] = down
+            nxt.buf[nxt.fill : nxt.fill + down.shape[0]] = down
             nxt.fill += down.shape[0]
             if nxt.full:
                 self._flush(k + 1)
@@ -203,9 +218,17 @@ class _PyramidWriter:
             self.pending.popleft().result()
 
 
-def write_image(root: zarr.Group, header: MapHeader, *, path: str, name: str,
-                voxel_size_zyx: tuple[float, float, float], binds_attrs: dict[str, Any],
-                label_threshold: float | None = None, threads: int = 2) -> ImageWritten:
+def write_image(
+    root: zarr.Group,
+    header: MapHeader,
+    *,
+    path: str,
+    name: str,
+    voxel_size_zyx: tuple[float, float, float],
+    binds_attrs: dict[str, Any],
+    label_threshold: float | None = None,
+    threads: int = 2,
+) -> ImageWritten:
     """Write one map as a multiscale image group ``path`` ('' = the root group) of ``root``.
 
     ``threads`` chunks are compressed at once.  With ``label_threshold`` the map is a mask:
@@ -227,17 +250,33 @@ def write_image(root: zarr.Group, header: MapHeader, *, path: str, name: str,
     group = root.require_group(path) if path else root
     arrays = []
     for k, shape in enumerate(shapes_zyx):
-        arrays.append(group.create_array(
-            name=str(k), shape=shape, dtype=dtype, chunks=tuple(min(CHUNK, n) for n in shape),
-            compressors=compressor(), fill_value=0, dimension_names=("z", "y", "x"), overwrite=True))
-    transforms = level_transforms(voxel_size_zyx, header.translation_zyx(voxel_size_zyx), len(shapes_zyx))
+        arrays.append(
+            group.create_array(
+                name=str(k),
+                shape=shape,
+                dtype=dtype,
+                chunks=tuple(min(CHUNK, n) for n in shape),
+                compressors=compressor(),
+                fill_value=0,
+                dimension_names=("z", "y", "x"),
+                overwrite=True,
+            )
+        )
+    transforms = level_transforms(
+        voxel_size_zyx, header.translation_zyx(voxel_size_zyx), len(shapes_zyx)
+    )
     multiscale = {
         "name": name,
         "axes": AXES,
-        "datasets": [{"path": str(k), "coordinateTransformations": t} for k, t in enumerate(transforms)],
+        "datasets": [
+            {"path": str(k), "coordinateTransformations": t} for k, t in enumerate(transforms)
+        ],
         "type": "max" if is_label else "mean",
-        "metadata": {"method": ("2x2x2 max" if is_label else "2x2x2 mean") + ", odd sizes edge-padded",
-                     "chunk": CHUNK, "min_level_size": MIN_LEVEL_SIZE},
+        "metadata": {
+            "method": ("2x2x2 max" if is_label else "2x2x2 mean") + ", odd sizes edge-padded",
+            "chunk": CHUNK,
+            "min_level_size": MIN_LEVEL_SIZE,
+        },
     }
     ome: dict[str, Any] = {"version": "0.5", "multiscales": [multiscale]}
     if is_label:
@@ -250,9 +289,13 @@ def write_image(root: zarr.Group, header: MapHeader, *, path: str, name: str,
     # zarr encodes up to async.concurrency chunks at once, each holding ~3 copies of a chunk
     # (slice, raw bytes, compressed): one per thread keeps the cores busy without holding a
     # whole brick's worth of copies (zarr's default is 10)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zarr-write") as pool, \
-            zarr.config.set({"async.concurrency": max(1, threads)}):
-        writer = _PyramidWriter(arrays, header, shapes_file, how="max" if is_label else "mean", pool=pool)
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="zarr-write") as pool,
+        zarr.config.set({"async.concurrency": max(1, threads)}),
+    ):
+        writer = _PyramidWriter(
+            arrays, header, shapes_file, how="max" if is_label else "mean", pool=pool
+        )
         nr = header.file_shape[1]
         try:
             for brick in iter_bricks(header, depth=CHUNK, rows=CHUNK):
@@ -260,15 +303,18 @@ def write_image(root: zarr.Group, header: MapHeader, *, path: str, name: str,
                 _check_finite(block, header, brick.s0, brick.r0)
                 if is_label:
                     block = (block >= label_threshold).astype(np.uint8)
-                writer.add_brick(brick.s0, brick.r0, block, last_rows=brick.r0 + block.shape[1] >= nr)
+                writer.add_brick(
+                    brick.s0, brick.r0, block, last_rows=brick.r0 + block.shape[1] >= nr
+                )
         except BaseException:
             writer.abort()  # bad input mid-stream: finish what is in flight, write nothing more
             raise
         writer.close()
     chunks0 = math.prod(math.ceil(n / CHUNK) for n in shape_zyx)
     log.info("wrote %s: levels %s, dtype %s", path or "(root)", shapes_zyx, dtype)
-    return ImageWritten(group=path, shapes=[tuple(s) for s in shapes_zyx], dtype=str(dtype),
-                        n_chunks_level0=chunks0)
+    return ImageWritten(
+        group=path, shapes=[tuple(s) for s in shapes_zyx], dtype=str(dtype), n_chunks_level0=chunks0
+    )
 
 
 def _check_finite(block: np.ndarray, header: MapHeader, s0: int, r0: int) -> None:
@@ -286,12 +332,17 @@ def _check_finite(block: np.ndarray, header: MapHeader, s0: int, r0: int) -> Non
     file_index = (s0 + s, r0 + r, c)
     zyx = tuple(file_index[i] for i in header.file_to_zyx)
     first = block[s, r, c]
-    raise InputError(Problem(
-        f"{n_bad} NaN/Inf value(s) in the data (first: {first} at voxel z={zyx[0]}, y={zyx[1]}, x={zyx[2]}; "
-        f"counted in sections {s0}-{s0 + block.shape[0] - 1}, rows {r0}-{r0 + block.shape[1] - 1})",
-        file=header.display, where=f"voxel z={zyx[0]}, y={zyx[1]}, x={zyx[2]}",
-        hint="they are not replaced silently: fix the processing step that made them, "
-             "or set them to 0 explicitly and note it"))
+    raise InputError(
+        Problem(
+            f"{n_bad} NaN/Inf value(s) in the data (first: {first} at voxel "
+            f"z={zyx[0]}, y={zyx[1]}, x={zyx[2]}; counted in sections "
+            f"{s0}-{s0 + block.shape[0] - 1}, rows {r0}-{r0 + block.shape[1] - 1})",
+            file=header.display,
+            where=f"voxel z={zyx[0]}, y={zyx[1]}, x={zyx[2]}",
+            hint="they are not replaced silently: fix the processing step that made them, "
+            "or set them to 0 explicitly and note it",
+        )
+    )
 
 
 def open_root(path: str | Path) -> zarr.Group:

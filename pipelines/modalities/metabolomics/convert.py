@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -142,13 +144,55 @@ def run_names(paths: list[Path]) -> dict[str, Path]:
     return dict(sorted(out.items()))
 
 
+# ---------------------------------------------------------------------------- Arrow arrays
+# pa.array() imports pandas on first use (~1 s of CPU in every conversion process); these build
+# the same arrays from numpy buffers directly.
+_NUMPY = {pa.int16(): np.int16, pa.int32(): np.int32, pa.int64(): np.int64, pa.float32(): np.float32,
+          pa.float64(): np.float64}
+
+
+def _validity(values: list) -> tuple[pa.Buffer | None, int]:
+    missing = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+    n_null = int(missing.sum())
+    if not n_null:
+        return None, 0
+    return pa.py_buffer(np.packbits(~missing, bitorder="little")), n_null
+
+
+def _numbers(values: list | np.ndarray, typ: pa.DataType) -> pa.Array:
+    """A primitive Arrow array; ``None`` entries become nulls."""
+    if isinstance(values, np.ndarray):
+        data = np.ascontiguousarray(values, dtype=_NUMPY[typ])
+        return pa.Array.from_buffers(typ, len(data), [None, pa.py_buffer(data)])
+    bitmap, n_null = _validity(values)
+    data = np.fromiter((0 if v is None else v for v in values), dtype=_NUMPY[typ], count=len(values))
+    return pa.Array.from_buffers(typ, len(data), [bitmap, pa.py_buffer(data)], null_count=n_null)
+
+
+def _bools(values: list) -> pa.Array:
+    bitmap, n_null = _validity(values)
+    data = np.packbits(np.fromiter((bool(v) for v in values), dtype=bool, count=len(values)), bitorder="little")
+    return pa.Array.from_buffers(pa.bool_(), len(values), [bitmap, pa.py_buffer(data)], null_count=n_null)
+
+
+def _strings(values: list) -> pa.Array:
+    bitmap, n_null = _validity(values)
+    encoded = [b"" if v is None else v.encode() for v in values]
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    np.cumsum(np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(values)), out=offsets[1:])
+    return pa.Array.from_buffers(pa.string(), len(values),
+                                 [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))], null_count=n_null)
+
+
+def _lists(arrays: list[np.ndarray], value_type: pa.DataType) -> pa.Array:
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int32)
+    np.cumsum(np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays)), out=offsets[1:])
+    values = np.concatenate(arrays) if arrays else np.zeros(0, _NUMPY[value_type])
+    return pa.ListArray.from_arrays(_numbers(offsets, pa.int32()), _numbers(values, value_type))
+
+
 def _spectra_batch(run: str, spectra: list[Spectrum]) -> pa.RecordBatch:
     n = len(spectra)
-    lengths = np.fromiter((len(s.mz) for s in spectra), dtype=np.int64, count=n)
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    mz_values = np.concatenate([s.mz for s in spectra]) if n else np.zeros(0, np.float64)
-    int_values = np.concatenate([s.intensity for s in spectra]) if n else np.zeros(0, np.float32)
     tic, bp_mz, bp_int = [], [], []
     for s in spectra:
         # the file's own figures win (they may cover points the converter dropped); else compute
@@ -161,37 +205,42 @@ def _spectra_batch(run: str, spectra: list[Spectrum]) -> pa.RecordBatch:
         tic.append(s.tic if s.tic is not None else calc[0])
         bp_mz.append(s.base_peak_mz if s.base_peak_mz is not None else calc[1])
         bp_int.append(s.base_peak_intensity if s.base_peak_intensity is not None else calc[2])
-    pa_offsets = pa.array(offsets, type=pa.int32())
-    cols = {
-        "run": pa.array([run] * n, pa.string()),
-        "index": pa.array([s.index for s in spectra], pa.int32()),
-        "native_id": pa.array([s.native_id for s in spectra], pa.string()),
-        "ms_level": pa.array([s.ms_level for s in spectra], pa.int16()),
-        "rt_s": pa.array([s.rt_s for s in spectra], pa.float64()),
-        "polarity": pa.array([s.polarity for s in spectra], pa.string()),
-        "centroided": pa.array([s.centroided for s in spectra], pa.bool_()),
-        "precursor_mz": pa.array([s.precursor_mz for s in spectra], pa.float64()),
-        "precursor_charge": pa.array([s.precursor_charge for s in spectra], pa.int16()),
-        "precursor_intensity": pa.array([s.precursor_intensity for s in spectra], pa.float32()),
-        "isolation_window_target_mz": pa.array([s.isolation_window_target_mz for s in spectra], pa.float64()),
-        "isolation_window_lower_offset": pa.array([s.isolation_window_lower_offset for s in spectra], pa.float64()),
-        "isolation_window_upper_offset": pa.array([s.isolation_window_upper_offset for s in spectra], pa.float64()),
-        "collision_energy": pa.array([s.collision_energy for s in spectra], pa.float32()),
-        "tic": pa.array(tic, pa.float64()),
-        "base_peak_mz": pa.array(bp_mz, pa.float64()),
-        "base_peak_intensity": pa.array(bp_int, pa.float32()),
-        "n_peaks": pa.array(lengths.astype(np.int32), pa.int32()),
-        "mz": pa.ListArray.from_arrays(pa_offsets, pa.array(mz_values, pa.float64())),
-        "intensity": pa.ListArray.from_arrays(pa_offsets, pa.array(int_values, pa.float32())),
-    }
-    return pa.RecordBatch.from_arrays(list(cols.values()), schema=SPECTRA_SCHEMA)
+    cols = [
+        _strings([run] * n),
+        _numbers([s.index for s in spectra], pa.int32()),
+        _strings([s.native_id for s in spectra]),
+        _numbers([s.ms_level for s in spectra], pa.int16()),
+        _numbers([s.rt_s for s in spectra], pa.float64()),
+        _strings([s.polarity for s in spectra]),
+        _bools([s.centroided for s in spectra]),
+        _numbers([s.precursor_mz for s in spectra], pa.float64()),
+        _numbers([s.precursor_charge for s in spectra], pa.int16()),
+        _numbers([s.precursor_intensity for s in spectra], pa.float32()),
+        _numbers([s.isolation_window_target_mz for s in spectra], pa.float64()),
+        _numbers([s.isolation_window_lower_offset for s in spectra], pa.float64()),
+        _numbers([s.isolation_window_upper_offset for s in spectra], pa.float64()),
+        _numbers([s.collision_energy for s in spectra], pa.float32()),
+        _numbers(tic, pa.float64()),
+        _numbers(bp_mz, pa.float64()),
+        _numbers(bp_int, pa.float32()),
+        _numbers([len(s.mz) for s in spectra], pa.int32()),
+        _lists([s.mz for s in spectra], pa.float64()),
+        _lists([s.intensity for s in spectra], pa.float32()),
+    ]
+    return pa.RecordBatch.from_arrays(cols, schema=SPECTRA_SCHEMA)
 
 
 def _chromatogram_table(rows: list[dict]) -> pa.Table:
-    cols = {}
+    cols = []
     for name, (typ, *_rest) in CHROMATOGRAM_COLUMNS.items():
-        cols[name] = pa.array([r.get(name) for r in rows], type=typ)
-    return pa.Table.from_pydict(cols, schema=CHROMATOGRAM_SCHEMA)
+        values = [r.get(name) for r in rows]
+        if pa.types.is_string(typ):
+            cols.append(_strings(values))
+        elif pa.types.is_list(typ):
+            cols.append(_lists(values, typ.value_type))
+        else:
+            cols.append(_numbers(values, typ))
+    return pa.Table.from_arrays(cols, schema=CHROMATOGRAM_SCHEMA)
 
 
 class _TicBpc:
@@ -221,11 +270,30 @@ class _RowGroups:
         self.writer, self.target = writer, target
         self.batches: list[pa.RecordBatch] = []
         self.sizes: list[np.ndarray] = []
+        # Parquet encoding and compression release the GIL: a writer thread lets them overlap
+        # with parsing.  One thread keeps row groups in order; at most two wait (bounded memory).
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="parquet-write")
+        self._pending: deque[Future] = deque()
+
+    def _write(self, part: pa.Table) -> None:
+        while len(self._pending) >= 2:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self.writer.write_table, part, row_group_size=max(1, part.num_rows)))
+
+    def close(self) -> None:
+        """Wait for every queued row group (re-raising a write error), then stop the thread."""
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True)
 
     def add(self, rb: pa.RecordBatch) -> None:
         self.batches.append(rb)
         # 12 bytes per peak (float64 m/z + float32 intensity) plus the scalar columns
-        self.sizes.append(rb.column("n_peaks").to_numpy().astype(np.int64) * 12 + 128)
+        col = rb.column("n_peaks")   # read through its buffer: .to_numpy() would import pandas
+        n_peaks = np.frombuffer(col.buffers()[1], dtype=np.int32)[col.offset:col.offset + len(col)]
+        self.sizes.append(n_peaks.astype(np.int64) * 12 + 128)
         self.flush()
 
     def flush(self, *, final: bool = False) -> None:
@@ -243,8 +311,7 @@ class _RowGroups:
                 if not final:
                     break
                 stop = table.num_rows
-            part = table.slice(start, stop - start)
-            self.writer.write_table(part, row_group_size=max(1, part.num_rows))
+            self._write(table.slice(start, stop - start))
             start = stop
         rest = table.slice(start)
         self.batches = rest.to_batches() if rest.num_rows else []
@@ -296,19 +363,22 @@ def convert_mzml(*, src: str | Path, spectra_out: str | Path, chromatograms_out:
     try:
         with MzMLReader(src, threads=threads) as reader, _parquet_writer(tmp_spectra, SPECTRA_SCHEMA) as writer:
             groups = _RowGroups(writer, row_group_bytes)
-            for batch in reader.spectrum_batches():
-                for s in batch:
-                    levels[s.ms_level] = levels.get(s.ms_level, 0) + 1
-                    if s.rt_s is not None:
-                        rt_min, rt_max = min(rt_min, s.rt_s), max(rt_max, s.rt_s)
-                    if s.polarity:
-                        polarities.add(s.polarity)
-                    if s.centroided is not None:
-                        modes.add(s.centroided)
-                    tic_bpc.add(s)
-                n_peaks += sum(len(s.mz) for s in batch)
-                groups.add(_spectra_batch(run, batch))
-            groups.flush(final=True)
+            try:
+                for batch in reader.spectrum_batches():
+                    for s in batch:
+                        levels[s.ms_level] = levels.get(s.ms_level, 0) + 1
+                        if s.rt_s is not None:
+                            rt_min, rt_max = min(rt_min, s.rt_s), max(rt_max, s.rt_s)
+                        if s.polarity:
+                            polarities.add(s.polarity)
+                        if s.centroided is not None:
+                            modes.add(s.centroided)
+                        tic_bpc.add(s)
+                    n_peaks += sum(len(s.mz) for s in batch)
+                    groups.add(_spectra_batch(run, batch))
+                groups.flush(final=True)
+            finally:
+                groups.close()
             for name, values, acc in (("TIC", tic_bpc.tic, "MS:1000235"), ("BPC", tic_bpc.bpc, "MS:1000628")):
                 order = np.argsort(np.asarray(tic_bpc.time), kind="stable")
                 chrom_rows.append({"run": run, "chromatogram_id": name, "source": "computed", "kind": name,

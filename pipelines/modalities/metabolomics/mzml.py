@@ -86,7 +86,6 @@ _ACCESSION_RE = re.compile(rb'accession="([^"]+)"')
 _VALUE_RE = re.compile(rb'\bvalue="([^"]*)"')
 _UNIT_RE = re.compile(rb'\bunitAccession="([^"]*)"')
 _UNIT_NAME_RE = re.compile(rb'\bunitName="([^"]*)"')
-_ATTR_RE = re.compile(rb'\b([A-Za-z_:]+)="([^"]*)"')
 _GROUP_REF_RE = re.compile(rb'<referenceableParamGroupRef\b[^>]*?ref="([^"]+)"[^>]*/>')
 _GROUP_RE = re.compile(rb'<referenceableParamGroup\b[^>]*?id="([^"]+)"[^>]*>(.*?)</referenceableParamGroup>', re.S)
 
@@ -309,15 +308,26 @@ class _ElementSplitter:
             if not (nxt[:-1] == opener and nxt[-1:] in (b" ", b"\t", b"\n", b"\r")):
                 if self.pos >= len(self.buf):
                     raise _Truncated(self.offset + self.pos, b"")
-                return          # </spectrumList> (or anything else ends the list)
+                if self.buf.startswith(list_closer, self.pos):
+                    return
+                if self.buf.startswith(b"<!--", self.pos):
+                    # an XML comment between elements: skip it, never end the list early
+                    k = self.find(b"-->")
+                    if k < 0:
+                        raise _Truncated(self.offset + self.pos, b"")
+                    self.pos = k + 3
+                    continue
+                raise _Unexpected(self.offset + self.pos, self.buf[self.pos:self.pos + 60])
             start = self.pos
             end = self.buf.find(closer, start)
             while end < 0:
+                # resume where the last search stopped (the closer may straddle two blocks)
+                resume = len(self.buf) - len(closer)
                 base = self.pos
                 if not self._more():
                     raise _Truncated(self.offset + start, self.buf[start:start + 300])
                 start -= base
-                end = self.buf.find(closer, start)
+                end = self.buf.find(closer, max(start, resume - base))
             stop = end + len(closer)
             yield self.offset + start, self.buf[start:stop]
             self.pos = stop
@@ -329,6 +339,11 @@ _WHITESPACE = b" \t\r\n"
 class _Truncated(Exception):
     def __init__(self, offset: int, head: bytes):
         self.offset, self.head = offset, head
+
+
+class _Unexpected(Exception):
+    def __init__(self, offset: int, text: bytes):
+        self.offset, self.text = offset, text
 
 
 # --------------------------------------------------------------------------- parsing helpers
@@ -768,6 +783,12 @@ class MzMLReader:
             where = f"after {tag.decode()} #{count - 1}, in the next one" if count else f"before the first {tag.decode()}"
             raise InputError([Problem(p.message, file=p.file, where=p.where or where, hint=p.hint)
                               for p in err.problems]) from None
+        except _Unexpected as u:
+            name = tag.decode()
+            raise InputError(Problem(
+                f"unexpected content inside the {name} list: {u.text.decode('utf-8', 'replace')!r}",
+                file=self.name, where=f"after {name} #{count - 1}, byte {u.offset}",
+                hint="the file is not valid mzML; re-convert it (msconvert / ThermoRawFileParser)")) from None
         except _Truncated as t:
             name = tag.decode()
             if not t.head:

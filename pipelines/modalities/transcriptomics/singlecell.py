@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -396,7 +397,8 @@ def cluster_cells(*, src: str | Path, adata_zarr: str | Path, obs_parquet: str |
     n_pcs = int(max(2, min(params.n_pcs, adata.n_obs - 1, int(hv.sum()) - 1)))
     sc.pp.pca(adata, n_comps=n_pcs, mask_var="highly_variable", random_state=params.seed, svd_solver="arpack")
     n_neighbors = int(min(params.n_neighbors, adata.n_obs - 1))
-    sc.pp.neighbors(adata, n_neighbors=n_neighbors, n_pcs=n_pcs, random_state=params.seed)
+    sc.pp.neighbors(adata, n_neighbors=n_neighbors, n_pcs=n_pcs, random_state=params.seed,
+                    transformer=knn_transformer(adata.n_obs, n_neighbors=n_neighbors, random_state=params.seed))
     sc.tl.umap(adata, random_state=params.seed)
     sc.tl.leiden(adata, resolution=params.leiden_resolution, flavor="igraph", n_iterations=2,
                  directed=False, random_state=params.seed)
@@ -418,6 +420,44 @@ def cluster_cells(*, src: str | Path, adata_zarr: str | Path, obs_parquet: str |
     write_json(summary_json, summary.to_dict())
     log.info("clustered %d cells into %d Leiden clusters", adata.n_obs, len(sizes))
     return summary
+
+
+# scanpy switches from exact sklearn kNN to pynndescent at this many cells
+PYNNDESCENT_FROM = 8192
+
+
+def knn_transformer(n_obs: int, *, n_neighbors: int, random_state: int) -> Any:
+    """None (scanpy's exact kNN) below 8192 cells; above, scanpy's own pynndescent settings in
+    a transformer that returns ``csr_matrix``.
+
+    pynndescent 0.7 returns ``csr_array``, on which scanpy 1.11.5 calls ``getnnz`` (removed from
+    scipy's sparse arrays): 'csr_array' object has no attribute 'getnnz' on any dataset over
+    8192 cells.  Converting the kNN graph (n_obs x n_neighbors values) is cheap and harmless
+    with older pynndescent that already returns csr_matrix.
+    """
+    if n_obs < PYNNDESCENT_FROM:
+        return None
+    import scanpy as sc
+
+    return _csr_matrix_pynndescent()(
+        n_neighbors=n_neighbors, metric="euclidean", metric_kwds={}, random_state=random_state,
+        n_jobs=sc.settings.n_jobs, n_trees=min(64, 5 + round(n_obs ** 0.5 / 20.0)),
+        n_iters=max(5, round(np.log2(n_obs))))
+
+
+@cache
+def _csr_matrix_pynndescent() -> type:
+    import scipy.sparse as sp
+    from pynndescent import PyNNDescentTransformer
+
+    class CsrMatrixPyNNDescentTransformer(PyNNDescentTransformer):
+        def transform(self, X, y=None):
+            return sp.csr_matrix(super().transform(X, y))
+
+        def fit_transform(self, X, y=None, **fit_params):
+            return sp.csr_matrix(super().fit_transform(X, y, **fit_params))
+
+    return CsrMatrixPyNNDescentTransformer
 
 
 def _zero_filtered_features(X: Any, filtered: np.ndarray, chunk: int = 16_000_000) -> None:

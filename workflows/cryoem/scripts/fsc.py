@@ -3,8 +3,8 @@ from pipelines.modalities.cryoem import fsc_half_maps
 from pipelines.smk import run_step
 
 smk = snakemake  # noqa: F821
-half1, half2 = smk.input.half_maps
-mask = smk.input.mask[0] if smk.input.mask else None
+(half1, half2), mask = smk.input.half_maps, (smk.input.mask[0] if smk.input.mask else None)
 run_step(smk, fsc_half_maps, half1=half1, half2=half2, mask=mask, fsc_parquet=smk.output.table,
-         fsc_json=smk.output.summary, fsc_png=smk.output.png, voxel_size_zyx=smk.params.voxel_size_zyx,
-         displays=tuple(smk.params.names.get(str(p)) for p in (half1, half2, mask)), threads=smk.threads)
+         fsc_json=smk.output.summary, fsc_png=smk.output.png, threads=smk.threads,
+         voxel_size_zyx=smk.params.voxel_size_zyx,
+         displays=tuple(smk.params.names.get(str(p)) for p in (half1, half2, mask)))

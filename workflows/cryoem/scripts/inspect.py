@@ -2,5 +2,6 @@
 from pipelines.modalities.cryoem import inspect_inputs
 from pipelines.smk import run_step
 
-run_step(snakemake, inspect_inputs, run_dir=snakemake.params.run_dir, block=snakemake.params.block,  # noqa: F821
-         facts_json=snakemake.output.facts)  # noqa: F821
+smk = snakemake  # noqa: F821
+run_step(smk, inspect_inputs, run_dir=smk.params.run_dir, block=smk.params.block,
+         facts_json=smk.output.facts)
