@@ -97,8 +97,11 @@ def _arrow_type(t) -> str:
     return "sc:Text"
 
 
-def record_set(rel_path: str, abs_path: Path) -> dict[str, Any] | None:
-    """A Croissant RecordSet describing the Parquet file's columns (lists as repeated fields)."""
+def record_set(rel_path: str, abs_path: Path, *, file_set: bool = False) -> dict[str, Any] | None:
+    """A Croissant RecordSet describing the Parquet file's columns (lists as repeated fields).
+
+    With ``file_set``, ``rel_path`` is a folder of Parquet parts with the schema of ``abs_path``.
+    """
     import pyarrow as pa
 
     try:
@@ -119,7 +122,8 @@ def record_set(rel_path: str, abs_path: Path) -> dict[str, Any] | None:
             "@id": f"{rs_id}/{f.name}",
             "name": f.name,
             "dataType": _arrow_type(t),
-            "source": {"fileObject": {"@id": rel_path}, "extract": {"column": f.name}},
+            "source": {("fileSet" if file_set else "fileObject"): {"@id": rel_path},
+                       "extract": {"column": f.name}},
         }
         desc = (f.metadata or {}).get(b"description")
         if desc:
@@ -149,11 +153,17 @@ def build_metadata(*, stage: StagedDataset, experiment: dict[str, Any], dataset_
     distribution: list[dict[str, Any]] = []
     record_sets: list[dict[str, Any]] = []
     zarr_roots: set[str] = set()
+    parquet_dirs: dict[str, list[dict[str, Any]]] = {}
     for f in files:
         parts = f["path"].split("/")
         zroot = next((("/".join(parts[: i + 1])) for i, p in enumerate(parts) if p.endswith(ZARR_SUFFIXES)), None)
         if zroot:
             zarr_roots.add(zroot)
+            continue
+        # a folder named *.parquet holding part files (one per run): one table, one RecordSet
+        pdir = next(("/".join(parts[: i + 1]) for i, p in enumerate(parts[:-1]) if p.endswith(".parquet")), None)
+        if pdir:
+            parquet_dirs.setdefault(pdir, []).append(f)
             continue
         suffix = Path(f["path"]).suffix.lower()
         distribution.append({
@@ -165,15 +175,15 @@ def build_metadata(*, stage: StagedDataset, experiment: dict[str, Any], dataset_
             rs = record_set(f["path"], stage.root / f["path"])
             if rs and rs["field"]:
                 record_sets.append(rs)
-    for zroot in sorted(zarr_roots):
-        n = sum(1 for f in files if f["path"].startswith(zroot + "/"))
-        size = sum(f["size"] for f in files if f["path"].startswith(zroot + "/"))
+    for pdir, parts_ in sorted(parquet_dirs.items()):
         distribution.append({
-            "@type": "cr:FileSet", "@id": zroot, "name": zroot,
-            "description": f"Zarr store ({n} objects, {size} bytes); per-file sha256 in manifest.json",
-            "encodingFormat": "application/x-zarr", "includes": f"{zroot}/**",
+            "@type": "cr:FileSet", "@id": pdir, "name": pdir,
+            "description": f"Parquet table in {len(parts_)} part file(s); per-file sha256 in manifest.json",
+            "encodingFormat": "application/x-parquet", "includes": f"{pdir}/*.parquet",
         })
-
+        rs = record_set(pdir, stage.root / sorted(parts_, key=lambda f: f["path"])[0]["path"], file_set=True)
+        if rs and rs["field"]:
+            record_sets.append(rs)
     samples = exp.get("samples") or []
     about = []
     for s in samples:

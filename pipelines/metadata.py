@@ -27,10 +27,10 @@ import yaml
 from referencing import Registry, Resource
 
 from pipelines.errors import InputError, Problem
+from pipelines.modalities import MODALITIES
 from pipelines.resources import metadata_dir
 
 EXPERIMENT_FILE = "experiment.yaml"
-MODALITIES = ("cryoem", "metabolomics", "transcriptomics", "screening")
 ACCESS_LEVELS = ("open", "consortium", "restricted")
 _SLUG = re.compile(r"^(?!.*\.\.)[a-z0-9][a-z0-9._-]{0,99}$")
 

@@ -177,3 +177,34 @@ def test_source_sha256_covers_the_stored_gzip_bytes(real_dir):
     _, _, info = _read_all(path)
     assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert gzip.decompress(path.read_bytes())[:5] == b"<?xml"
+
+
+def test_cvparams_given_by_referenceable_param_group(real_dir, tmp_path):
+    """ms level, centroid flag and the arrays' precision/compression may live in param groups."""
+    import re
+
+    text = (real_dir / "example.mzML").read_bytes()
+    groups = (b'<referenceableParamGroupList count="3">\n'
+              b'<referenceableParamGroup id="ms1"><cvParam cvRef="MS" accession="MS:1000511" name="ms level" value="1"/>'
+              b'<cvParam cvRef="MS" accession="MS:1000127" name="centroid spectrum" value=""/></referenceableParamGroup>\n'
+              b'<referenceableParamGroup id="mz"><cvParam cvRef="MS" accession="MS:1000523" name="64-bit float" value=""/>'
+              b'<cvParam cvRef="MS" accession="MS:1000574" name="zlib compression" value=""/>'
+              b'<cvParam cvRef="MS" accession="MS:1000514" name="m/z array" value=""/></referenceableParamGroup>\n'
+              b'</referenceableParamGroupList>\n')
+    for acc in (b"MS:1000511", b"MS:1000127"):
+        text = re.sub(rb'<cvParam[^>]*accession="' + acc + rb'"[^>]*/>', b"", text)
+    text = text.replace(b"<softwareList", groups + b"<softwareList", 1)
+    # the spectrum-level ones by reference
+    text = re.sub(rb'(<spectrum [^>]*>)', rb'\1<referenceableParamGroupRef ref="ms1"/>', text)
+    # the m/z array's three cvParams by reference (first array of each spectrum)
+    text = re.sub(rb'(<binaryDataArray [^>]*>)\s*<cvParam[^>]*MS:1000523[^>]*/>\s*<cvParam[^>]*MS:1000574[^>]*/>'
+                  rb'\s*<cvParam[^>]*MS:1000514[^>]*/>', rb'\1<referenceableParamGroupRef ref="mz"/>', text)
+    assert text.count(b'ref="mz"') == 11 and text.count(b'ref="ms1"') == 11
+    path = tmp_path / "groups.mzML"
+    path.write_bytes(text)
+    grouped, _, _ = _read_all(path)
+    plain, _, _ = _read_all(real_dir / "example.mzML")
+    assert [(s.ms_level, s.centroided) for s in grouped] == [(1, True)] * 11
+    for a, b in zip(grouped, plain):
+        np.testing.assert_array_equal(a.mz, b.mz)
+        np.testing.assert_array_equal(a.intensity, b.intensity)

@@ -15,14 +15,13 @@ MET_WORK = STAGE / "_meta" / "metabolomics"
 MET_FEATURES = bool(MET["features"]["enabled"])
 MET_TARGETS = MET["targets"]
 
-if not MET_RUNS:
-    # report it like a rule's bad input (binds run prints it, exit 2) instead of a parse traceback
-    _err = STAGE / "_meta" / "errors" / "metabolomics_common.json"
+_problems = MET_MOD.plan_problems(RUN_DIR, MET, MET_RUNS)
+if _problems:
+    # reported like a rule's bad input (binds run prints them, exit 2), not as a parse traceback
+    _err = STAGE / "_meta" / "errors" / "metabolomics_plan.json"
     _err.parent.mkdir(parents=True, exist_ok=True)
-    _err.write_text(json.dumps({"rule": "metabolomics_common", "problems": [
-        {"file": str(RUN_DIR), "where": None, "message": "no mzML files in the run folder",
-         "hint": "put the .mzML (or .mzML.gz) files in the run folder"}]}))
-    raise ValueError(f"no mzML files in {RUN_DIR}")
+    _err.write_text(json.dumps({"rule": "metabolomics_plan", "problems": [p.to_dict() for p in _problems]}))
+    raise ValueError("; ".join(str(p) for p in _problems))
 
 
 wildcard_constraints:
@@ -32,10 +31,3 @@ wildcard_constraints:
 def met_size_mb(path):
     return max(1, Path(path).stat().st_size // 2**20)
 
-
-def met_spectra(run):
-    return STAGE / "data" / "spectra.parquet" / f"{run}.parquet"
-
-
-def met_chromatograms(run):
-    return STAGE / "data" / "chromatograms.parquet" / f"{run}.parquet"

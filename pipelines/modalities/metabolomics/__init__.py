@@ -101,6 +101,22 @@ def find_runs(run_dir: str | Path) -> dict[str, Path]:
     return run_names(sorted(found))
 
 
+def plan_problems(run_dir: str | Path, params: dict[str, Any], runs: dict[str, Path]) -> list[Problem]:
+    """What stops the workflow before any rule: no mzML files, a named targets file missing.
+
+    Checked when Snakemake reads the workflow (existence only; :func:`preflight` reads the files).
+    """
+    problems = []
+    if not runs:
+        problems.append(Problem("no mzML files in the run folder", file=str(run_dir),
+                                hint="put the .mzML (or .mzML.gz) files in the run folder"))
+    if params.get("targets") and not Path(params["targets"]).is_file():
+        problems.append(Problem("targets file not found", file=Path(params["targets"]).name,
+                                where="metabolomics.targets",
+                                hint="put it in the run folder or fix metabolomics.targets in experiment.yaml"))
+    return problems
+
+
 def preflight(run_dir: Path, experiment: dict) -> list[Problem]:
     """Cheap checks before any compute: mzML files present and readable, targets CSV valid.
 
@@ -136,5 +152,5 @@ def preflight(run_dir: Path, experiment: dict) -> list[Problem]:
 
 
 __all__ = ["DESCRIPTION", "RAW_PATTERNS", "FeatureParams", "convert_mzml", "detect_features", "find_runs",
-           "group_features", "make_demo_run", "preflight", "quantify_targets", "read_targets",
+           "group_features", "make_demo_run", "plan_problems", "preflight", "quantify_targets", "read_targets",
            "resolve_params", "run_name", "write_qc"]

@@ -433,6 +433,7 @@ def _decode_array(text: bytes, dtype: np.dtype, compression: str, length: int) -
     try:
         raw = binascii.a2b_base64(text)
     except binascii.Error as err:
+        _raise_base64_detail(text)      # names the first invalid character, if there is one
         raise _BadArray(f"invalid base64 ({err})", "the binary data is damaged; re-export the mzML") from None
     if compression == ZLIB or _NUMPRESS.get(compression, ("", False))[1]:
         try:
@@ -462,8 +463,8 @@ def _raise_base64_detail(text: bytes) -> None:
         binascii.a2b_base64(compact, strict_mode=True)
     except binascii.Error as err:
         bad = re.search(rb"[^A-Za-z0-9+/=]", compact)
-        where = f" at character {bad.start()}" if bad else ""
-        raise _BadArray(f"invalid base64{where} ({err})", "the binary data is damaged; re-export the mzML") from None
+        what = f": {bad.group(0).decode('latin-1')!r} at character {bad.start()}" if bad else f" ({err})"
+        raise _BadArray(f"invalid base64{what}", "the binary data is damaged; re-export the mzML") from None
 
 
 def decode_numpress(raw: bytes, algorithm: str) -> np.ndarray:
@@ -492,8 +493,8 @@ _DTYPES_B = {k.encode(): v for k, v in _DTYPES.items()}
 _COMPRESSIONS_B = {k.encode(): k for k in _COMPRESSIONS}
 
 
-def _arrays(el: bytes, start: int, default_length: int, want: tuple[str, ...]
-            ) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:
+def _arrays(el: bytes, start: int, default_length: int, want: tuple[str, ...],
+            groups: dict[bytes, bytes] | None = None) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:
     """Decode the binaryDataArrays of one element; returns {array accession: values}, {acc: unit}."""
     out: dict[str, np.ndarray] = {}
     units: dict[str, bytes] = {}
@@ -515,6 +516,8 @@ def _arrays(el: bytes, start: int, default_length: int, want: tuple[str, ...]
                                 "the file is damaged or not valid mzML")
             e = b                                  # empty array written as <binary/>
         params = el[a:b]
+        if groups and b"referenceableParamGroupRef" in params:
+            params = _expand_groups(params, groups)   # array type / precision / compression by reference
         n_seen += 1
         kind = dtype = comp = None
         for acc in _ACCESSION_RE.findall(params):
@@ -631,7 +634,7 @@ def parse_spectrum(el: bytes, groups: dict[bytes, bytes], *, file: str, rt_notes
     polarity = "positive" if POSITIVE in terms else ("negative" if NEGATIVE in terms else None)
     centroided = True if CENTROID in terms else (False if PROFILE in terms else None)
     try:
-        arrays, _ = _arrays(el, bl if bl >= 0 else len(el), default_length, (MZ_ARRAY, INTENSITY_ARRAY))
+        arrays, _ = _arrays(el, bl if bl >= 0 else len(el), default_length, (MZ_ARRAY, INTENSITY_ARRAY), groups)
     except _BadArray as bad:
         raise InputError(Problem(bad.message, file=file, where=where, hint=bad.hint)) from None
     if default_length and (MZ_ARRAY not in arrays or INTENSITY_ARRAY not in arrays):
@@ -691,7 +694,8 @@ def parse_chromatogram(el: bytes, groups: dict[bytes, bytes], *, file: str, posi
         return _float(_VALUE_RE.search(m.group(0)).group(1)) if m and _VALUE_RE.search(m.group(0)) else None
 
     try:
-        arrays, units = _arrays(el, bl if bl >= 0 else len(el), default_length, (TIME_ARRAY, INTENSITY_ARRAY))
+        arrays, units = _arrays(el, bl if bl >= 0 else len(el), default_length, (TIME_ARRAY, INTENSITY_ARRAY),
+                                groups)
     except _BadArray as bad:
         raise InputError(Problem(bad.message, file=file, where=where, hint=bad.hint)) from None
     time = arrays.get(TIME_ARRAY, _EMPTY64).astype(np.float64)
