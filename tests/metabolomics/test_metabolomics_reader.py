@@ -208,3 +208,51 @@ def test_cvparams_given_by_referenceable_param_group(real_dir, tmp_path):
     for a, b in zip(grouped, plain):
         np.testing.assert_array_equal(a.mz, b.mz)
         np.testing.assert_array_equal(a.intensity, b.intensity)
+
+
+def _fields(s):
+    return {f: getattr(s, f) for f in s.__slots__ if f not in ("mz", "intensity")}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_FILES))
+def test_fast_paths_give_what_the_general_paths_give(real_dir, name, monkeypatch):
+    """The one-regex shortcuts (spectrum tag, strict cvParam form, cached array params) change no value."""
+    fast, _, _ = _read_all(real_dir / name)
+
+    class NoCache(dict):
+        def get(self, key, default=None):
+            return default
+
+    never = __import__("re").compile(rb"(?!)")
+    monkeypatch.setattr(mzml, "_SPECTRUM_TAG_RE", never)
+    monkeypatch.setattr(mzml, "_STRICT_CV_RE", never)
+    monkeypatch.setattr(mzml, "_CLASSIFIED", NoCache())
+    general, _, _ = _read_all(real_dir / name)
+    assert len(fast) == len(general)
+    for a, b in zip(fast, general):
+        assert _fields(a) == _fields(b)
+        np.testing.assert_array_equal(a.mz, b.mz)
+        np.testing.assert_array_equal(a.intensity, b.intensity)
+
+
+def test_spectrum_tag_with_an_entity_or_another_order_is_read_by_the_general_path():
+    body = (b'<cvParam cvRef="MS" accession="MS:1000511" name="ms level" value="2"/>'
+            b'<cvParam accession="MS:1000016" cvRef="MS" value="1.5" name="scan start time" '
+            b'unitAccession="UO:0000031"/>'
+            b'</spectrum>')
+    s = mzml.parse_spectrum(b'<spectrum index="3" id="scan=&quot;4&quot;" defaultArrayLength="0">' + body, {},
+                            file="x.mzML", rt_notes=set())
+    assert (s.index, s.native_id, s.ms_level, s.rt_s) == (3, 'scan="4"', 2, 90.0)
+    assert not mzml._SPECTRUM_TAG_RE.match(b'<spectrum defaultArrayLength="0" id="scan=5" index="4">')
+    s = mzml.parse_spectrum(b'<spectrum defaultArrayLength="0" id="scan=5" index="4">' + body, {},
+                            file="x.mzML", rt_notes=set())
+    assert (s.index, s.native_id) == (4, "scan=5")
+
+
+def test_closing_a_reader_midway_stops_its_read_ahead_thread(real_dir, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(mzml, "READ_BLOCK", 4096)    # many blocks: the thread is still reading
+    with MzMLReader(real_dir / "171103_PMA_TK_QC_04-4to5min.mzML", batch_bytes=1) as reader:
+        next(reader.spectrum_batches())
+    assert not [t for t in threading.enumerate() if t.name == "mzml-read"]

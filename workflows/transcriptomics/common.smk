@@ -24,7 +24,7 @@ except InputError:
 
 
 # Requests from the matrix size in the file headers (stored counts), not the file size: see
-# pipelines.modalities.transcriptomics.memory_mb (measured 5.6 GB at 166M counts).
+# pipelines.modalities.transcriptomics.memory_mb (measured 6.6 GB at 166M counts).
 TX_MEM_MB = TX.memory_mb(RUN_DIR, EXPERIMENT)
 TX_COUNTS = TX.stored_counts(RUN_DIR, EXPERIMENT) or 0
 # ~5 min per 166M counts here; three times that for slower nodes

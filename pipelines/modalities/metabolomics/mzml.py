@@ -3,8 +3,9 @@
 pymzml is the reference reader (the tests compare every array of every real file with it); this
 module exists because the conversion is bound by parsing speed: it scans the raw bytes with
 ``bytes.find`` and a few compiled regexes, decodes base64 with :mod:`binascii`, inflates with
-:mod:`zlib` (which releases the GIL, so :func:`iter_spectrum_batches` can decode on two threads)
-and views the result with :func:`numpy.frombuffer`.
+:mod:`zlib` (which releases the GIL, so :meth:`MzMLReader.spectrum_batches` can decode on two
+threads) and views the result with :func:`numpy.frombuffer`; a read-ahead thread reads, hashes
+and gunzips the file meanwhile.
 
 What it reads: plain, gzip and pymzml's indexed gzip (``.idx.gz``: any gzip reader inflates
 it), ``<indexedmzML>`` or bare ``<mzML>`` (the offset index is not needed for a sequential
@@ -22,7 +23,9 @@ from __future__ import annotations
 import binascii
 import gzip
 import hashlib
+import queue
 import re
+import threading
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -91,7 +94,9 @@ _GROUP_RE = re.compile(rb'<referenceableParamGroup\b[^>]*?id="([^"]+)"[^>]*>(.*?
 
 READ_BLOCK = 4 << 20          # bytes read from disk at a time
 BATCH_BYTES = 8 << 20         # raw XML per decode batch: bounds memory, amortises thread hand-off
+_READ_AHEAD = 2               # blocks read ahead of the parser (see _Source.start_read_ahead)
 MAX_HEADER = 64 << 20         # an mzML header larger than this is not an mzML header
+_MAX_BUFSIZE = 64 << 20       # first zlib output block at most this (see _decode_array)
 
 
 @dataclass(slots=True)
@@ -167,6 +172,10 @@ class _Source:
             self._stream = gzip.GzipFile(fileobj=self._stream, mode="rb")  # type: ignore[assignment]
         self.size = path.stat().st_size
         self._error: InputError | None = None
+        self._queue: queue.Queue[bytes | BaseException] | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = False
+        self._last: bytes | BaseException | None = None
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` bytes of XML; b"" at the end.
@@ -196,13 +205,64 @@ class _Source:
             got += len(chunk)
         return b"".join(parts)
 
+    def start_read_ahead(self) -> None:
+        """From now on, a thread reads, hashes (and gunzips) the next blocks while the caller parses.
+
+        sha256, gzip inflation and the file read all release the GIL, so on a second core they
+        cost the parsing thread nothing.  At most ``_READ_AHEAD`` blocks wait in the queue, so
+        memory stays bounded by the block size.
+        """
+        if self._queue is not None:
+            return
+        self._queue = queue.Queue(maxsize=_READ_AHEAD)
+        self._thread = threading.Thread(target=self._read_ahead, name="mzml-read", daemon=True)
+        self._thread.start()
+
+    def _read_ahead(self) -> None:
+        assert self._queue is not None
+        while not self._stop:
+            try:
+                block: bytes | BaseException = self.read(READ_BLOCK)
+            except BaseException as err:  # handed to the consumer, which raises it
+                block = err
+            self._queue.put(block)
+            if not isinstance(block, bytes) or not block:
+                return
+
+    def block(self) -> bytes:
+        """The next ``READ_BLOCK`` bytes of XML (b"" at the end), from the read-ahead thread if started."""
+        if self._queue is None:
+            return self.read(READ_BLOCK)
+        if self._last is None:
+            item = self._queue.get()
+            if isinstance(item, bytes) and item:
+                return item
+            self._last = item          # the end or an error: every later call gets the same
+        if isinstance(self._last, BaseException):
+            raise self._last
+        return b""
+
+    def _stop_read_ahead(self) -> None:
+        if self._thread is None:
+            return
+        self._stop = True
+        while self._thread.is_alive():
+            try:                        # unblock a put() waiting on a full queue
+                self._queue.get(timeout=0.05)  # type: ignore[union-attr]
+            except queue.Empty:
+                pass
+        self._thread.join()
+        self._thread = None
+
     def digest(self) -> str:
+        self._stop_read_ahead()
         # drain anything gzip left unread (trailer) so the digest covers the whole stored file
         while self._raw.read(1 << 20):
             pass
         return self._hash.hexdigest()
 
     def close(self) -> None:
+        self._stop_read_ahead()         # never close the file under the reading thread
         self._raw.close()
 
 
@@ -242,7 +302,7 @@ class _ElementSplitter:
     def _more(self) -> bool:
         if self.eof:
             return False
-        block = self.src.read(READ_BLOCK)
+        block = self.src.block()
         if not block:
             self.eof = True
             return False
@@ -282,6 +342,7 @@ class _ElementSplitter:
 
     def elements(self, tag: bytes) -> Iterator[tuple[int, bytes]]:
         """(XML offset, element bytes) of each ``<tag ...>...</tag>`` in the next ``<tagList>``."""
+        self.src.start_read_ahead()     # the header is read; the bulk of the file follows
         open_list = b"<" + tag + b"List"
         i = self.find(open_list)
         if i < 0:
@@ -428,7 +489,7 @@ class _BadArray(Exception):
         self.message, self.hint = message, hint
 
 
-def _decode_array(text: bytes, dtype: np.dtype, compression: str, length: int) -> np.ndarray:
+def _decode_array(text: bytes | memoryview, dtype: np.dtype, compression: str, length: int) -> np.ndarray:
     """base64 -> (zlib) -> (numpress) -> numbers; checks the count against the declared length."""
     try:
         raw = binascii.a2b_base64(text)
@@ -436,8 +497,14 @@ def _decode_array(text: bytes, dtype: np.dtype, compression: str, length: int) -
         _raise_base64_detail(text)      # names the first invalid character, if there is one
         raise _BadArray(f"invalid base64 ({err})", "the binary data is damaged; re-export the mzML") from None
     if compression == ZLIB or _NUMPRESS.get(compression, ("", False))[1]:
+        # With the declared size as the first output block, zlib inflates in one piece: one GIL
+        # release per array (by default CPython inflates into 16 KiB and growing blocks, taking
+        # the GIL back after each, so a decoder thread could wait up to the 5 ms switch interval
+        # per block) and no join of the blocks at the end.  Capped so a damaged length
+        # cannot allocate much; numpress output size is not known ahead (zlib then grows it).
+        bufsize = min(length * dtype.itemsize, _MAX_BUFSIZE) if compression == ZLIB else 16384
         try:
-            raw = zlib.decompress(raw)
+            raw = zlib.decompress(raw, 15, max(bufsize, 64))
         except zlib.error as err:
             raise _BadArray(f"zlib data cannot be inflated ({err})",
                             "the binary data is damaged or its compression cvParam is wrong; re-export the mzML") from None
@@ -456,9 +523,9 @@ def _decode_array(text: bytes, dtype: np.dtype, compression: str, length: int) -
     return values
 
 
-def _raise_base64_detail(text: bytes) -> None:
+def _raise_base64_detail(text: bytes | memoryview) -> None:
     """binascii silently skips invalid characters; when the count is off, say if that is why."""
-    compact = re.sub(rb"\s+", b"", text)
+    compact = re.sub(rb"\s+", b"", bytes(text))
     try:
         binascii.a2b_base64(compact, strict_mode=True)
     except binascii.Error as err:
@@ -493,6 +560,32 @@ _DTYPES_B = {k.encode(): v for k, v in _DTYPES.items()}
 _COMPRESSIONS_B = {k.encode(): k for k in _COMPRESSIONS}
 
 
+def _classify(params: bytes) -> tuple[str | None, np.dtype | None, str | None, bytes | None]:
+    """(array kind, data type, compression, unit) of a binaryDataArray's cvParams."""
+    kind = dtype = comp = None
+    for acc in _ACCESSION_RE.findall(params):
+        if acc in _KIND_B:
+            kind = _KIND_B[acc]
+        elif acc in _DTYPES_B:
+            dtype = _DTYPES_B[acc]
+        elif acc in _COMPRESSIONS_B:
+            comp = _COMPRESSIONS_B[acc]
+    unit = None
+    if kind == TIME_ARRAY:
+        m = _UNIT_RE.search(params) or _UNIT_NAME_RE.search(params)
+        unit = m.group(1) if m is not None else None
+    return kind, dtype, comp, unit
+
+
+# The cvParams of a binaryDataArray repeat verbatim from spectrum to spectrum (only the opening
+# tag's encodedLength changes), so their classification is looked up instead of re-parsed: this
+# halves the per-array cost on files of many small spectra.  Only self-contained params are
+# cached (a referenceableParamGroupRef means different things in different files); the cache is
+# cleared when it grows, so a file whose params vary cannot make it hold much.
+_CLASSIFIED: dict[bytes, tuple[str | None, np.dtype | None, str | None, bytes | None]] = {}
+_CLASSIFIED_MAX = 256
+
+
 def _arrays(el: bytes, start: int, default_length: int, want: tuple[str, ...],
             groups: dict[bytes, bytes] | None = None) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:
     """Decode the binaryDataArrays of one element; returns {array accession: values}, {acc: unit}."""
@@ -507,26 +600,34 @@ def _arrays(el: bytes, start: int, default_length: int, want: tuple[str, ...],
         if el[a + 16:a + 20] == b"List":
             pos = a + 20
             continue
+        tag_end = el.find(b">", a)
         b = el.find(b"<binary>", a)
-        e = el.find(b"</binary>", b) if b >= 0 else -1
+        e = -1
+        if b >= 0:
+            # base64 holds no '<': memchr for it runs ~8x faster than searching "</binary>",
+            # and on large spectra this scan covers most of the file
+            e = el.find(b"<", b + 8)
+            if e >= 0 and not el.startswith(b"</binary>", e):
+                e = el.find(b"</binary>", e)
         if b < 0 or e < 0:
             b = el.find(b"<binary/>", a)
             if b < 0:
                 raise _BadArray(f"binaryDataArray #{n_seen} has no <binary> element",
                                 "the file is damaged or not valid mzML")
             e = b                                  # empty array written as <binary/>
-        params = el[a:b]
-        if groups and b"referenceableParamGroupRef" in params:
-            params = _expand_groups(params, groups)   # array type / precision / compression by reference
         n_seen += 1
-        kind = dtype = comp = None
-        for acc in _ACCESSION_RE.findall(params):
-            if acc in _KIND_B:
-                kind = _KIND_B[acc]
-            elif acc in _DTYPES_B:
-                dtype = _DTYPES_B[acc]
-            elif acc in _COMPRESSIONS_B:
-                comp = _COMPRESSIONS_B[acc]
+        body = el[tag_end + 1:b] if 0 <= tag_end < b else el[a:b]
+        if b"referenceableParamGroupRef" in body:
+            # array type / precision / compression by reference
+            kind, dtype, comp, unit = _classify(_expand_groups(body, groups) if groups else body)
+        else:
+            found = _CLASSIFIED.get(body)
+            if found is None:
+                found = _classify(body)
+                if len(_CLASSIFIED) >= _CLASSIFIED_MAX:
+                    _CLASSIFIED.clear()
+                _CLASSIFIED[body] = found
+            kind, dtype, comp, unit = found
         if kind is None:
             if dtype is None and comp is None:
                 raise _BadArray(f"binaryDataArray #{n_seen - 1} has no array type cvParam "
@@ -544,14 +645,12 @@ def _arrays(el: bytes, start: int, default_length: int, want: tuple[str, ...],
             raise _BadArray(f"{_ARRAY_NAMES[kind]} has no compression cvParam (zlib MS:1000574 / "
                             "no compression MS:1000576)", "the file lacks required cvParams; re-convert it")
         length = default_length
-        tag_end = el.find(b">", a)
-        if b"arrayLength" in el[a:tag_end]:        # optional per-array override
+        if el.find(b"arrayLength", a, tag_end) >= 0:        # optional per-array override
             length = int(_attr(el[a:tag_end + 1], b"arrayLength") or default_length)
-        if kind == TIME_ARRAY:
-            m = _UNIT_RE.search(params) or _UNIT_NAME_RE.search(params)
-            if m is not None:
-                units[kind] = m.group(1)
-        text = el[b + 8:e] if b != e else b""
+        if unit is not None:
+            units[kind] = unit
+        # a view, not a copy: binascii reads any buffer, and large spectra are mostly base64
+        text = memoryview(el)[b + 8:e] if b != e else b""
         try:
             out[kind] = _decode_array(text, dtype or np.dtype("<f8"), comp, length)
         except _BadArray as bad:
@@ -563,15 +662,23 @@ def _arrays(el: bytes, start: int, default_length: int, want: tuple[str, ...],
 _ARRAY_NAMES = {MZ_ARRAY: "m/z array", INTENSITY_ARRAY: "intensity array", TIME_ARRAY: "time array"}
 
 
-# Fast path: every writer seen (ProteoWizard, OpenMS, psims, ThermoRawFileParser) puts
+# Fast paths: every writer seen (ProteoWizard, OpenMS, psims, ThermoRawFileParser) puts
 # accession, name and value in this order; one findall then reads all cvParams of a spectrum.
+# The strict form (cvRef first, single spaces: ProteoWizard and ThermoRawFileParser) is matched
+# without backtracking and costs ~2/3 of the looser one; a file it does not fit falls through to
+# the looser one, then to the per-term regex.  A pattern is trusted only when it matched every
+# cvParam of the spectrum, so each fast path gives exactly what the robust path would.
+_STRICT_CV_RE = re.compile(rb'<cvParam cvRef="[^"]*" accession="([^"]+)" name="[^"]*"(?: value="([^"]*)")?')
 _FAST_CV_RE = re.compile(rb'<cvParam [^>]*?accession="([^"]+)"\s+name="[^"]*"(?:\s+value="([^"]*)")?')
 
 
 def _spectrum_terms(meta: bytes) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
     """(accession -> value, accession -> unit) of a spectrum's cvParams; the first occurrence wins."""
-    found = _FAST_CV_RE.findall(meta)
-    if len(found) == meta.count(b"<cvParam"):
+    n_params = meta.count(b"<cvParam")
+    found = _STRICT_CV_RE.findall(meta)
+    if len(found) != n_params:
+        found = _FAST_CV_RE.findall(meta)
+    if len(found) == n_params:
         values = dict(found[::-1])          # reversed: the first occurrence wins
     else:
         # some attribute order the fast path does not know: read each wanted cvParam robustly
@@ -591,33 +698,50 @@ def _spectrum_terms(meta: bytes) -> tuple[dict[bytes, bytes], dict[bytes, bytes]
     return values, units
 
 
+# The opening tag as ProteoWizard (index first) and OpenMS (id first) write it: one match instead
+# of three attribute look-ups.  An id with an entity (&quot; ...) or any other attribute order
+# goes through _attr, which unescapes.
+_SPECTRUM_TAG_RE = re.compile(
+    rb'<spectrum (?:index="(?P<i>\d+)" id="(?P<id>[^"&]*)"|id="(?P<id2>[^"&]*)" index="(?P<i2>\d+)")'
+    rb' defaultArrayLength="(?P<n>\d+)"[ >/\t\r\n]')
+
+
 def parse_spectrum(el: bytes, groups: dict[bytes, bytes], *, file: str, rt_notes: set[str]) -> Spectrum:
     """One ``<spectrum>`` element -> :class:`Spectrum` (raises InputError naming the index)."""
     tag_end = el.find(b">")
-    tag = el[:tag_end + 1]
-    idx_text = _attr(tag, b"index")
-    index = int(idx_text) if idx_text and idx_text.isdigit() else -1
-    native_id = _attr(tag, b"id") or ""
-    where = f"spectrum index {index} (id {native_id!r})"
-    try:
-        default_length = int(_attr(tag, b"defaultArrayLength") or "")
-    except ValueError:
+    m = _SPECTRUM_TAG_RE.match(el)
+    default_length: int | None
+    if m is not None:
+        if m["i"] is not None:
+            index, native_id = int(m["i"]), m["id"].decode("utf-8", "replace")
+        else:
+            index, native_id = int(m["i2"]), m["id2"].decode("utf-8", "replace")
+        default_length = int(m["n"])
+    else:
+        tag = el[:tag_end + 1]
+        idx_text = _attr(tag, b"index")
+        index = int(idx_text) if idx_text and idx_text.isdigit() else -1
+        native_id = _attr(tag, b"id") or ""
+        try:
+            default_length = int(_attr(tag, b"defaultArrayLength") or "")
+        except ValueError:
+            default_length = None
+    if default_length is None:
+        where = f"spectrum index {index} (id {native_id!r})"
         raise InputError(Problem("spectrum has no valid defaultArrayLength attribute", file=file, where=where,
                                  hint="the file is not valid mzML; re-convert it")) from None
     bl = el.find(b"<binaryDataArrayList", tag_end)
     meta = el[tag_end:bl if bl >= 0 else len(el)]
     meta = _expand_groups(meta, groups)
     values, units = _spectrum_terms(meta)
-
-    def value(acc: bytes) -> bytes | None:
-        return values.get(acc)
-
-    lvl = values.get(MS_LEVEL)
+    value = values.get
+    lvl = value(MS_LEVEL)
     if lvl is not None and lvl.strip().isdigit():
         ms_level = int(lvl)
     elif MS1_SPECTRUM in values:
         ms_level = 1
     else:
+        where = f"spectrum index {index} (id {native_id!r})"
         raise InputError(Problem("spectrum has no 'ms level' cvParam (MS:1000511)", file=file, where=where,
                                  hint="the file lacks required cvParams; re-convert it with msconvert"))
     rt_s = None
@@ -636,8 +760,10 @@ def parse_spectrum(el: bytes, groups: dict[bytes, bytes], *, file: str, rt_notes
     try:
         arrays, _ = _arrays(el, bl if bl >= 0 else len(el), default_length, (MZ_ARRAY, INTENSITY_ARRAY), groups)
     except _BadArray as bad:
+        where = f"spectrum index {index} (id {native_id!r})"
         raise InputError(Problem(bad.message, file=file, where=where, hint=bad.hint)) from None
     if default_length and (MZ_ARRAY not in arrays or INTENSITY_ARRAY not in arrays):
+        where = f"spectrum index {index} (id {native_id!r})"
         missing = "m/z array (MS:1000514)" if MZ_ARRAY not in arrays else "intensity array (MS:1000515)"
         raise InputError(Problem(f"spectrum has {default_length} peaks but no {missing}", file=file, where=where,
                                  hint="the file lacks required arrays or cvParams; re-convert it"))
@@ -712,7 +838,8 @@ class MzMLReader:
     """Stream one mzML file: ``for batch in reader.spectrum_batches(): ...`` then ``reader.chromatograms()``.
 
     Spectra come in batches of about ``batch_bytes`` of XML, decoded by ``threads`` worker
-    threads while the next batch is cut from the file, at most ``threads + 1`` batches in memory.
+    threads while the next batch is cut from the file, at most ``threads + 1`` batches in memory
+    (plus ``_READ_AHEAD`` blocks of ``READ_BLOCK`` bytes read ahead by another thread).
     ``info`` is complete (including ``sha256``) once both iterators are exhausted.
 
     Examples

@@ -59,9 +59,9 @@ def input_kind(run_dir: str | Path, experiment: dict[str, Any]) -> str:
     return "single_cell" if spec.single_cell else "bulk"
 
 
-# measured at 100k cells x 20k genes (166M stored counts): 5.6 GB peak in the single-cell step,
-# ~34 bytes per stored count (X float32 + indices, the counts layer, QC copy) over ~0.3 GB of imports
-BYTES_PER_COUNT = 36
+# measured at 100k cells x 20k genes (166M stored counts): 6.6 GB peak in the single-cell step,
+# ~38 bytes per stored count (X float32 + indices, the counts layer, QC copy) over ~0.3 GB of imports
+BYTES_PER_COUNT = 40
 BASE_MB = 600
 
 
