@@ -1,0 +1,38 @@
+"""The curated store: local folder or S3, the publish protocol, the catalog.
+
+>>> from pipelines.store import open_store
+>>> store = open_store("./store")                    # or "s3://bucket/prefix"
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pipelines.store.base import ObjectInfo, Store, StoreError, UploadItem
+from pipelines.store.local import LocalStore
+
+DEFAULT_STORE = "./store"
+
+
+def store_url(url: str | None) -> str:
+    """The store URL to use: the argument, else ``BINDS_STORE``, else ``./store``."""
+    return url or os.environ.get("BINDS_STORE") or DEFAULT_STORE
+
+
+def open_store(url: str | Path | None = None, *, read_only: bool = False) -> Store:
+    """Open a local folder (a path) or an S3 prefix (``s3://bucket/prefix``)."""
+    url = store_url(str(url) if url is not None else None)
+    if url.startswith("s3://"):
+        from pipelines.store.s3 import S3Store
+
+        return S3Store(url, read_only=read_only)
+    if "://" in url and not url.startswith("file://"):
+        from pipelines.errors import InputError, Problem
+
+        raise InputError(Problem(f"unsupported store URL {url!r}", where="--store",
+                                 hint="a local folder or s3://bucket/prefix"))
+    return LocalStore(url.removeprefix("file://"), read_only=read_only)
+
+
+__all__ = ["ObjectInfo", "Store", "StoreError", "UploadItem", "LocalStore", "open_store", "store_url"]

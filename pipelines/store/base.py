@@ -1,0 +1,147 @@
+"""The store interface: a key-value view of a local folder or an S3 prefix.
+
+Keys are relative POSIX paths (``consortium/cryoem/ds1/v1/manifest.json``).  The only
+operations the publish protocol needs are a plain put, an exclusive put (the commit), reads,
+listing and deletion of scratch objects; capabilities are properties, and a read-only store
+refuses every write with one guard.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.errors import InputError, Problem
+
+_BAD_KEY = re.compile(r"(^/)|(^|/)\.\.?(/|$)|//|\\")
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One object in the store: its key, size in bytes and, where the backend has one, its ETag."""
+
+    key: str
+    size: int
+    etag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadItem:
+    """One local file to upload, with the digests computed while staging (hex strings)."""
+
+    key: str
+    path: Path
+    size: int
+    sha256: str
+    etag: str | None = None  # the ETag S3 will report (MD5, or multipart MD5-of-MD5s), when known
+
+
+ProgressCallback = Callable[[int], None]  # called with bytes just transferred
+
+
+class StoreError(Exception):
+    """The store failed (unreachable, refused, inconsistent). ``transient`` faults may be retried."""
+
+    def __init__(self, message: str, *, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+
+
+class ReadOnlyStoreError(StoreError):
+    pass
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape the store root (``..``, absolute, backslashes)."""
+    if not key or _BAD_KEY.search(key):
+        raise InputError(Problem(f"unsafe store key {key!r}", hint="keys are relative paths without '..'"))
+    return key
+
+
+class Store(ABC):
+    """A local folder or an S3 prefix, seen as keys.
+
+    Parameters
+    ----------
+    read_only
+        Refuse every write (``binds catalog``, ``show`` and ``verify`` open stores this way).
+    """
+
+    #: The URL the user gave (a path or ``s3://bucket/prefix``); never contains credentials.
+    url: str
+
+    def __init__(self, *, read_only: bool = False) -> None:
+        self.read_only = read_only
+
+    # -- capabilities ------------------------------------------------------------------
+    @property
+    def supports_writes(self) -> bool:
+        return not self.read_only
+
+    @property
+    @abstractmethod
+    def supports_etag_md5(self) -> bool:
+        """Whether listed ETags are MD5 digests of the content (S3 without SSE-KMS)."""
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyStoreError(f"store {self.url} is opened read-only")
+
+    # -- reads ---------------------------------------------------------------------------
+    @abstractmethod
+    def get(self, key: str) -> bytes:
+        """The object's bytes; ``KeyError`` when absent."""
+
+    @abstractmethod
+    def open_read(self, key: str, *, chunk_size: int = 8 << 20) -> Iterator[bytes]:
+        """Stream the object in chunks (memory bounded by ``chunk_size``)."""
+
+    @abstractmethod
+    def head(self, key: str) -> ObjectInfo | None:
+        """Size (and ETag) of ``key``, or ``None`` when absent."""
+
+    def exists(self, key: str) -> bool:
+        return self.head(key) is not None
+
+    @abstractmethod
+    def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, in key order."""
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        """Immediate sub-"folders" of ``prefix`` (which ends with ``/``), names only."""
+        names = {info.key[len(prefix):].split("/", 1)[0] for info in self.list_prefix(prefix)
+                 if "/" in info.key[len(prefix):]}
+        return sorted(names)
+
+    def matches(self, item: UploadItem, info: ObjectInfo | None) -> bool:
+        """Whether the stored object ``info`` holds exactly ``item``'s bytes.
+
+        The default compares sizes and, where the backend reports content MD5s as ETags, the
+        ETag computed while staging: a check made by the server on what it received.
+        """
+        if info is None or info.size != item.size:
+            return False
+        if self.supports_etag_md5 and item.etag and info.etag:
+            return info.etag == item.etag
+        return True
+
+    # -- writes ----------------------------------------------------------------------------
+    @abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Write ``data`` at ``key`` (readers never see a partial object)."""
+
+    @abstractmethod
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Write ``data`` only if ``key`` does not exist; ``False`` when it did (nothing written)."""
+
+    @abstractmethod
+    def upload_files(self, items: Sequence[UploadItem], *,
+                     progress: ProgressCallback | None = None) -> None:
+        """Upload many files, in parallel where the backend allows."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key`` (no error when absent). Only ever used on uncommitted scratch objects."""

@@ -1,0 +1,349 @@
+"""Publish a staged dataset into the store: stage -> upload -> verify -> manifest (commit) -> catalog.
+
+The protocol, and why each step is there:
+
+1. **Hash** every file of ``data/`` and ``qc/`` (sha256, and the ETag S3 will report). The
+   *content digest* (sha256 over the sorted ``path size sha256`` lines) is the version's
+   identity: provenance and timestamps do not take part, so re-running a run folder that
+   yields the same bytes creates no new version.
+2. **Pick the version.** If the latest committed version has the same digest: nothing to do.
+   Otherwise claim ``v<N>`` with an exclusive put of ``_claims/v<N>.json`` holding the digest.
+   A claim holding *our* digest is our own interrupted publish: resume it.  A claim holding
+   another digest belongs to a concurrent (or abandoned) publisher of other content: take the
+   next number.  So one version folder only ever receives one content: never a mix.
+3. **Upload** what is not already there (size + sha256/ETag checked), in parallel.
+4. **Verify** every object against the staged digests (local: sha256 of the stored file; S3:
+   size and the server's MD5 ETag).
+5. **Commit**: ``metadata.jsonld``, then ``manifest.json`` through ``put_if_absent`` (S3
+   ``If-None-Match: *``; local ``os.link``).  A version without a manifest does not exist for
+   readers.
+6. **Catalog** row; the claim is removed.  A crash between 5 and 6 is repaired by the next
+   publish of the same content, or by ``binds catalog --rebuild``.
+
+Transient store faults are retried with backoff around whole steps (each step is idempotent);
+a persistent fault raises :class:`RunError` and leaves the staged data in place for a resume.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from pipelines.errors import InputError, Problem, RunError
+from pipelines.metadata import validate_experiment
+from pipelines.staging import StagedDataset
+from pipelines.store import layout
+from pipelines.store.base import Store, StoreError, UploadItem
+from pipelines.store.hashing import digests
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FORMAT = "binds-manifest"
+MANIFEST_FORMAT_VERSION = 1
+
+
+@dataclass(slots=True)
+class PublishResult:
+    """What ``publish`` did.  ``created`` is False when identical content was already published."""
+
+    dataset_id: str
+    version: int
+    access: str
+    modality: str
+    prefix: str
+    created: bool
+    content_digest: str
+    n_files: int
+    bytes: int
+    uploaded_files: int = 0
+    uploaded_bytes: int = 0
+    store_url: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def content_digest(files: list[dict[str, Any]]) -> str:
+    """Identity of a version: sha256 over sorted ``path\\tsize\\tsha256`` lines of data/ and qc/."""
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f["path"]):
+        h.update(f"{f['path']}\t{f['size']}\t{f['sha256']}\n".encode())
+    return "sha256:" + h.hexdigest()
+
+
+def hash_stage(stage: StagedDataset, store: Store, *, workers: int = 4,
+               with_etag: bool = False) -> list[UploadItem]:
+    """Size and sha256 of every published file, hashed in parallel (hashlib releases the GIL).
+
+    With ``with_etag`` (and an S3 store) also the ETag S3 will report; the publish computes
+    those later, overlapped with the upload, since only the sha256 is needed to claim a version.
+    """
+    files = stage.published_files()
+
+    def one(entry: tuple[str, Any]) -> UploadItem:
+        rel, path = entry
+        size, sha, _ = digests(path)
+        return UploadItem(key=rel, path=path, size=size, sha256=sha)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        items = list(pool.map(one, files))
+    return with_expected_etags(items, store, workers=workers) if with_etag else items
+
+
+def with_expected_etags(items: list[UploadItem], store: Store, *, workers: int = 4) -> list[UploadItem]:
+    """The items with the ETag the store will report (S3: MD5, or multipart MD5-of-MD5s)."""
+    if not store.supports_etag_md5:
+        return items
+    from pipelines.store import s3 as s3mod
+
+    def one(it: UploadItem) -> UploadItem:
+        _, _, etag = digests(it.path, multipart_threshold=s3mod.MULTIPART_THRESHOLD,
+                             multipart_chunk=s3mod.MULTIPART_CHUNK, sha256=False)
+        return replace(it, etag=etag)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, items))
+
+
+def check_stage(stage: StagedDataset) -> dict[str, Any]:
+    """Refuse to publish an incomplete or inconsistent stage; return its experiment metadata."""
+    problems: list[Problem] = []
+    where = str(stage.root)
+    if not stage.root.is_dir():
+        raise InputError(Problem("no such staged dataset folder", file=where,
+                                 hint="give the folder that `binds run` staged (it holds data/, qc/, _meta/)"))
+    exp = stage.experiment
+    if not exp:
+        problems.append(Problem("missing _meta/experiment.json", file=where,
+                                hint="stage it with `binds run RUN_DIR --no-publish`"))
+    else:
+        bad, _ = validate_experiment(exp, file=f"{where}/_meta/experiment.json")
+        problems += bad
+    if not stage.data_dir.is_dir() or not any(stage.data_dir.iterdir()):
+        problems.append(Problem("data/ is missing or empty", file=where,
+                                hint="the workflow did not finish; re-run `binds run`"))
+    if not (stage.qc_dir / "metrics.json").is_file():
+        problems.append(Problem("qc/metrics.json is missing", file=where,
+                                hint="the workflow did not finish; re-run `binds run`"))
+    if problems:
+        raise InputError(problems)
+    return exp
+
+
+def committed_versions(store: Store, prefix: str) -> list[int]:
+    versions = []
+    for name in store.list_dirs(prefix):
+        n = layout.parse_version(name)
+        if n is not None and store.exists(f"{prefix}v{n}/{layout.MANIFEST}"):
+            versions.append(n)
+    return sorted(versions)
+
+
+def read_manifest(store: Store, prefix: str, version: int) -> dict[str, Any]:
+    return json.loads(store.get(f"{prefix}v{version}/{layout.MANIFEST}"))
+
+
+def publish(stage: StagedDataset, store: Store, *, attempts: int | None = None, backoff_s: float = 1.0,
+            progress: Callable[[int, int], None] | None = None,
+            now: Callable[[], dt.datetime] | None = None) -> PublishResult:
+    """Publish ``stage`` into ``store`` (see the module docstring for the protocol).
+
+    Parameters
+    ----------
+    attempts
+        Tries of the whole (idempotent) protocol on transient store faults, with exponential
+        backoff starting at ``backoff_s``; botocore's own per-request retries come first.
+        Default ``BINDS_PUBLISH_ATTEMPTS`` or 4.
+    progress
+        Called with (bytes uploaded so far, bytes to upload).
+
+    Raises
+    ------
+    InputError
+        The stage is incomplete or its metadata invalid (nothing is written).
+    RunError
+        The store failed persistently; the staged data stay for the next attempt to resume.
+    """
+    exp = check_stage(stage)
+    if attempts is None:
+        attempts = int(os.environ.get("BINDS_PUBLISH_ATTEMPTS", "4"))
+    now = now or (lambda: dt.datetime.now(dt.UTC))
+    items = hash_stage(stage, store)
+    for_digest = [{"path": it.key, "size": it.size, "sha256": it.sha256} for it in items]
+    digest = content_digest(for_digest)
+    last: StoreError | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            return _publish_once(stage, store, exp, items, digest, progress, now)
+        except StoreError as err:
+            last = err
+            if not err.transient or attempt == attempts:
+                break
+            wait = backoff_s * 2 ** (attempt - 1)
+            log.warning("store fault (%s); retrying in %.1f s (attempt %d of %d)", err, wait,
+                        attempt + 1, attempts)
+            time.sleep(wait)
+    raise RunError(f"publishing to {store.url} failed: {last}",
+                   details=[f"the staged dataset is kept at {stage.root}",
+                            f"run `binds publish {stage.root} --store {store.url}` to resume "
+                            "(what was uploaded is not sent again)"])
+
+
+def _publish_once(stage: StagedDataset, store: Store, exp: dict[str, Any], items: list[UploadItem],
+                  digest: str, progress, now) -> PublishResult:
+    from pipelines.metadata import default_dataset_id
+    from pipelines.store.catalog import catalog_row, write_catalog_row
+
+    modality, access = exp["modality"], exp["access"]["level"]
+    dataset_id = exp.get("dataset_id") or default_dataset_id(exp["request_id"], modality)
+    prefix = layout.dataset_prefix(access, modality, dataset_id)
+    total = sum(it.size for it in items)
+    result = PublishResult(dataset_id=dataset_id, version=0, access=access, modality=modality,
+                           prefix=prefix, created=False, content_digest=digest, n_files=len(items),
+                           bytes=total, store_url=store.url)
+
+    versions = committed_versions(store, prefix)
+    if versions:
+        latest = read_manifest(store, prefix, versions[-1])
+        if latest.get("content_digest") == digest:
+            result.version = versions[-1]
+            result.notes.append(f"identical content is already published as v{versions[-1]}: "
+                                "no new version")
+            _ensure_catalog_row(store, latest)
+            return result
+
+    version = _claim_version(store, prefix, digest, start=(versions[-1] + 1) if versions else 1)
+    if isinstance(version, dict):  # someone committed the same content meanwhile
+        result.version = version["version"]
+        result.notes.append(f"identical content was just published as v{result.version}: no new version")
+        _ensure_catalog_row(store, version)
+        return result
+    result.version = version
+    vprefix = f"{prefix}v{version}/"
+    upload = [UploadItem(key=vprefix + it.key, path=it.path, size=it.size, sha256=it.sha256,
+                         etag=it.etag) for it in items]
+
+    if hasattr(store, "remove_stale_temporaries"):
+        store.remove_stale_temporaries(vprefix)
+    present = {info.key: info for info in store.list_prefix(vprefix)}
+    # resuming: what is already there (same size) is checked with its ETag before it is skipped
+    maybe_done = with_expected_etags([it for it in upload if it.key in present
+                                      and present[it.key].size == it.size], store)
+    done_keys = {it.key for it in maybe_done if store.matches(it, present[it.key])}
+    todo = [it for it in upload if it.key not in done_keys]
+    result.uploaded_files = len(todo)
+    result.uploaded_bytes = sum(it.size for it in todo)
+    if len(todo) < len(upload):
+        result.notes.append(f"resumed: {len(upload) - len(todo)} of {len(upload)} files were already uploaded")
+    sent = [total - result.uploaded_bytes]
+
+    def on_bytes(n: int) -> None:
+        sent[0] += n
+        if progress:
+            progress(sent[0], total)
+
+    # The ETags (an MD5 pass over every file) are computed while the upload runs: the two
+    # overlap, and the verification below compares them with what the server computed.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        expected = pool.submit(with_expected_etags, todo, store, workers=2)
+        store.upload_files(todo, progress=on_bytes)
+        checked = maybe_done + expected.result()
+
+    # verify everything, not just what this attempt sent: a resumed upload is checked too
+    present = {info.key: info for info in store.list_prefix(vprefix)}
+    bad = [it.key for it in checked if not store.matches(it, present.get(it.key))]
+    bad += [it.key for it in upload if it.key not in present]
+    if bad:
+        raise StoreError(f"{len(bad)} object(s) differ from the staged files after upload "
+                         f"(first: {bad[0]})", transient=True)
+
+    created = now().isoformat(timespec="seconds").replace("+00:00", "Z")
+    from pipelines.jsonld import build_metadata
+
+    files = [{"path": it.key, "size": it.size, "sha256": it.sha256} for it in items]
+    metadata = build_metadata(stage=stage, experiment=exp, dataset_id=dataset_id, version=version,
+                              files=files, created=created, content_digest=digest)
+    meta_bytes = (json.dumps(metadata, indent=2, sort_keys=False, ensure_ascii=False) + "\n").encode()
+    store.put(vprefix + layout.METADATA, meta_bytes)
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "format_version": MANIFEST_FORMAT_VERSION,
+        "dataset_id": dataset_id,
+        "version": version,
+        "access": access,
+        "modality": modality,
+        "request_id": exp["request_id"],
+        "title": exp["title"],
+        "created": created,
+        "content_digest": digest,
+        "n_files": len(files),
+        "bytes": total,
+        "qc": stage.metrics,
+        "metadata": {"path": layout.METADATA, "size": len(meta_bytes),
+                     "sha256": hashlib.sha256(meta_bytes).hexdigest()},
+        "files": files,
+    }
+    manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode()
+    if not store.put_if_absent(vprefix + layout.MANIFEST, manifest_bytes):
+        other = read_manifest(store, prefix, version)
+        if other.get("content_digest") != digest:  # cannot happen while claims are honoured
+            raise RunError(f"version v{version} of {dataset_id} was committed by another publisher "
+                           "with different content; nothing of ours was committed",
+                           details=["publish again to create the next version"])
+        result.notes.append(f"v{version} was committed by a concurrent publisher of the same content")
+        manifest = other
+        manifest_bytes = store.get(vprefix + layout.MANIFEST)
+    else:
+        result.created = True
+    row = catalog_row(manifest, manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest())
+    write_catalog_row(store, row)
+    try:
+        store.delete(layout.claim_key(access, modality, dataset_id, version))
+    except StoreError as err:  # harmless leftover: the manifest decides
+        log.warning("could not remove the claim of v%d: %s", version, err)
+    return result
+
+
+def _claim_version(store: Store, prefix: str, digest: str, *, start: int) -> int | dict[str, Any]:
+    """Claim the first version number from ``start`` for ``digest``; see the module docstring."""
+    n = start
+    claim = (json.dumps({"content_digest": digest}) + "\n").encode()
+    while True:
+        if store.exists(f"{prefix}v{n}/{layout.MANIFEST}"):
+            m = read_manifest(store, prefix, n)
+            if m.get("content_digest") == digest:
+                return m
+            n += 1
+            continue
+        key = f"{prefix}{layout.CLAIMS_DIR}/v{n}.json"
+        if store.put_if_absent(key, claim):
+            return n
+        try:
+            holder = json.loads(store.get(key)).get("content_digest")
+        except KeyError:  # the claim was just released by a commit: look again
+            continue
+        if holder == digest:
+            log.info("resuming the interrupted publish of v%d", n)
+            return n
+        n += 1
+
+
+def _ensure_catalog_row(store: Store, manifest: dict[str, Any]) -> None:
+    from pipelines.store.catalog import catalog_row, write_catalog_row
+
+    key = layout.catalog_key(manifest["access"], manifest["modality"], manifest["dataset_id"],
+                             manifest["version"])
+    if not store.exists(key):
+        mbytes = store.get(layout.version_prefix(manifest["access"], manifest["modality"],
+                                                 manifest["dataset_id"], manifest["version"])
+                           + layout.MANIFEST)
+        write_catalog_row(store, catalog_row(manifest, manifest_sha256=hashlib.sha256(mbytes).hexdigest()))

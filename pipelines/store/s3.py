@@ -1,0 +1,267 @@
+"""A store under ``s3://bucket/prefix``, through boto3 (AWS or any S3-compatible endpoint).
+
+* Credentials come only from boto3's standard chain (environment, profile, role); this module
+  never reads, logs or returns them.
+* The endpoint comes from ``BINDS_S3_ENDPOINT_URL`` or ``AWS_ENDPOINT_URL`` (MinIO, Ceph, a
+  loopback test server); checksums are only sent/validated when required, which such
+  endpoints need.
+* Transient faults (connection drops, 5xx, throttling) are retried by botocore's ``standard``
+  retry mode with backoff; the publish protocol retries whole steps on top of that.
+* The commit is ``PutObject`` with ``If-None-Match: *``: the server refuses it (412) when the
+  manifest already exists, so two publishers can never both commit one version.
+* Many files go through boto3's transfer manager (s3transfer) in parallel.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from urllib.parse import urlparse
+
+import boto3
+from boto3.s3.transfer import TransferConfig, create_transfer_manager
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from pipelines.store.base import (
+    ObjectInfo,
+    ProgressCallback,
+    Store,
+    StoreError,
+    UploadItem,
+    check_key,
+)
+
+#: Files at least this large go as multipart uploads of MULTIPART_CHUNK bytes; the publish
+#: step computes the ETag S3 will report from the same numbers, to verify every upload.
+MULTIPART_THRESHOLD = 64 << 20
+MULTIPART_CHUNK = 64 << 20
+_TRANSIENT_CODES = {"500", "502", "503", "504", "RequestTimeout", "SlowDown", "InternalError",
+                    "ServiceUnavailable", "Throttling", "ThrottlingException", "RequestTimeTooSkewed",
+                    "ConditionalRequestConflict", "409"}
+
+
+def endpoint_from_env() -> str | None:
+    return os.environ.get("BINDS_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    parsed = urlparse(url)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"not an s3:// URL: {url!r}")
+    prefix = parsed.path.strip("/")
+    return parsed.netloc, (prefix + "/") if prefix else ""
+
+
+class S3Store(Store):
+    """Keys under ``s3://bucket/prefix``.
+
+    Parameters
+    ----------
+    url
+        ``s3://bucket`` or ``s3://bucket/some/prefix``.
+    endpoint_url
+        Default: ``BINDS_S3_ENDPOINT_URL`` or ``AWS_ENDPOINT_URL``; AWS itself when unset.
+    max_concurrency
+        Parallel transfers for :meth:`upload_files`.
+    max_attempts
+        botocore retry attempts per request (standard mode, exponential backoff with jitter);
+        default ``BINDS_S3_MAX_ATTEMPTS`` or 8.
+    """
+
+    def __init__(self, url: str, *, endpoint_url: str | None = None, read_only: bool = False,
+                 max_concurrency: int = 16, max_attempts: int | None = None,
+                 connect_timeout: float = 5, read_timeout: float = 30) -> None:
+        super().__init__(read_only=read_only)
+        self.bucket, self.prefix = parse_s3_url(url)
+        self.url = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        self.endpoint_url = endpoint_url or endpoint_from_env()
+        self.max_concurrency = max_concurrency
+        if max_attempts is None:
+            max_attempts = int(os.environ.get("BINDS_S3_MAX_ATTEMPTS", "8"))
+        config = Config(
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_pool_connections=max(10, max_concurrency * 2),
+            # MinIO, Ceph and older gateways reject the newer default integrity headers.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        session = boto3.session.Session()
+        self.client = session.client("s3", endpoint_url=self.endpoint_url, config=config)
+        self.transfer_config = TransferConfig(
+            multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNK,
+            max_concurrency=max_concurrency, use_threads=True)
+
+    @property
+    def supports_etag_md5(self) -> bool:
+        return True
+
+    def _key(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    def _error(self, err: Exception, action: str, key: str = "") -> StoreError:
+        where = f"s3://{self.bucket}/{self.prefix}{key}"
+        if isinstance(err, NoCredentialsError):
+            return StoreError(f"{action} {where}: no AWS credentials found (set AWS_ACCESS_KEY_ID/"
+                              "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where a role is attached)")
+        if isinstance(err, ClientError):
+            code = str(err.response.get("Error", {}).get("Code", ""))
+            status = str(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+            msg = err.response.get("Error", {}).get("Message", "")
+            if code == "NoSuchBucket":
+                return StoreError(f"{action} {where}: bucket {self.bucket!r} does not exist")
+            if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                return StoreError(f"{action} {where}: access denied ({code}); check the credentials "
+                                  "and the bucket policy for this prefix")
+            transient = code in _TRANSIENT_CODES or status.startswith("5")
+            return StoreError(f"{action} {where}: {code or status} {msg}".strip(), transient=transient)
+        if isinstance(err, (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError,
+                            BotoCoreError, OSError)):
+            ep = self.endpoint_url or "AWS"
+            return StoreError(f"{action} {where}: cannot reach the S3 endpoint {ep} "
+                              f"({type(err).__name__})", transient=True)
+        return StoreError(f"{action} {where}: {err}")
+
+    # -- reads ---------------------------------------------------------------------------
+    def get(self, key: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise KeyError(key) from None
+            raise self._error(err, "reading", key) from None
+        except (BotoCoreError, OSError) as err:
+            raise self._error(err, "reading", key) from None
+
+    def open_read(self, key: str, *, chunk_size: int = 8 << 20) -> Iterator[bytes]:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise KeyError(key) from None
+            raise self._error(err, "reading", key) from None
+        except (BotoCoreError, OSError) as err:
+            raise self._error(err, "reading", key) from None
+        try:
+            yield from body.iter_chunks(chunk_size)
+        except (BotoCoreError, OSError) as err:
+            raise self._error(err, "reading", key) from None
+        finally:
+            body.close()
+
+    def head(self, key: str) -> ObjectInfo | None:
+        try:
+            r = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as err:
+            if str(err.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._error(err, "checking", key) from None
+        except (BotoCoreError, OSError) as err:
+            raise self._error(err, "checking", key) from None
+        return ObjectInfo(key, r["ContentLength"], r.get("ETag", "").strip('"') or None)
+
+    def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
+        full = self.prefix + prefix
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full)
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    yield ObjectInfo(obj["Key"][len(self.prefix):], obj["Size"],
+                                     obj.get("ETag", "").strip('"') or None)
+        except (ClientError, BotoCoreError, OSError) as err:
+            raise self._error(err, "listing", prefix) from None
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        full = self.prefix + prefix
+        names: list[str] = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full, Delimiter="/")
+            for page in pages:
+                names += [cp["Prefix"][len(full):].rstrip("/") for cp in page.get("CommonPrefixes", [])]
+        except (ClientError, BotoCoreError, OSError) as err:
+            raise self._error(err, "listing", prefix) from None
+        return sorted(names)
+
+    # -- writes ----------------------------------------------------------------------------
+    def put(self, key: str, data: bytes) -> None:
+        self._check_writable()
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        except (ClientError, BotoCoreError, OSError) as err:
+            raise self._error(err, "writing", key) from None
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        self._check_writable()
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as err:
+            code = str(err.response.get("Error", {}).get("Code", ""))
+            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code == "PreconditionFailed" or status == 412:
+                return False
+            raise self._error(err, "committing", key) from None
+        except (BotoCoreError, OSError) as err:
+            raise self._error(err, "committing", key) from None
+
+    def upload_files(self, items: Sequence[UploadItem], *,
+                     progress: ProgressCallback | None = None) -> None:
+        self._check_writable()
+        if not items:
+            return
+        subscribers = [_Progress(progress)] if progress else None
+        try:
+            with create_transfer_manager(self.client, self.transfer_config) as manager:
+                futures = [manager.upload(str(it.path), self.bucket, self._key(it.key),
+                                          extra_args={"Metadata": {"sha256": it.sha256}},
+                                          subscribers=subscribers) for it in items]
+                errors = []
+                for fut in futures:
+                    try:
+                        fut.result()
+                    except Exception as err:  # noqa: BLE001 - collected and re-raised as StoreError
+                        errors.append(err)
+                if errors:
+                    raise errors[0]
+        except StoreError:
+            raise
+        except (ClientError, BotoCoreError, OSError) as err:
+            raise self._error(err, "uploading", items[0].key.rsplit("/", 1)[0] + "/") from None
+        except Exception as err:  # s3transfer wraps some faults in its own exceptions
+            raise StoreError(f"uploading to {self.url}: {type(err).__name__}: {err}", transient=True) from None
+
+    def delete(self, key: str) -> None:
+        self._check_writable()
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except (ClientError, BotoCoreError, OSError) as err:
+            raise self._error(err, "deleting", key) from None
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.url!r}, endpoint_url={self.endpoint_url!r})"
+
+
+class _Progress:
+    """An s3transfer subscriber that reports bytes sent."""
+
+    def __init__(self, callback: ProgressCallback) -> None:
+        self.callback = callback
+
+    def on_queued(self, **kwargs):  # noqa: D401 - s3transfer's subscriber protocol
+        pass
+
+    def on_progress(self, bytes_transferred: int, **kwargs):
+        self.callback(bytes_transferred)
+
+    def on_done(self, **kwargs):
+        pass

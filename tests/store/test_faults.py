@@ -1,0 +1,186 @@
+"""Faults against real components: a fault-injecting proxy in front of the loopback S3,
+publishers killed with SIGKILL at random points, and racing publishers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from pipelines.errors import RunError
+from pipelines.store import open_store
+from pipelines.store.catalog import read_catalog
+from pipelines.store.publish import publish
+from pipelines.store.verify import verify
+
+from s3_faultproxy import FaultPlan, FaultProxy
+
+DATASET_PREFIX = "consortium/screening/binds-2026-0042-screening/"
+
+
+def _upstream(endpoint: str) -> tuple[str, int]:
+    u = urlparse(endpoint)
+    return u.hostname, u.port
+
+
+def _local_bytes(stage) -> dict[str, str]:
+    return {rel: hashlib.sha256(p.read_bytes()).hexdigest() for rel, p in stage.published_files()}
+
+
+def _assert_version_equals_stage(store, version: int, stage) -> None:
+    manifest = json.loads(store.get(f"{DATASET_PREFIX}v{version}/manifest.json"))
+    assert {f["path"]: f["sha256"] for f in manifest["files"]} == _local_bytes(stage)
+    for rel, sha in _local_bytes(stage).items():
+        assert hashlib.sha256(store.get(f"{DATASET_PREFIX}v{version}/{rel}")).hexdigest() == sha
+
+
+def test_publish_through_flaky_proxy_completes_with_identical_bytes(make_stage, s3_bucket, s3_endpoint, monkeypatch):
+    stage = make_stage(n_chunks=60, big_bytes=3 << 20)
+    plan = FaultPlan(error_rate=0.15, drop_rate=0.10, seed=7)
+    with FaultProxy(_upstream(s3_endpoint), plan) as proxy_url:
+        monkeypatch.setenv("BINDS_S3_ENDPOINT_URL", proxy_url)
+        store = open_store(s3_bucket)
+        result = publish(stage, store, backoff_s=0.05)
+    assert result.created and result.version == 1
+    assert plan.counts["error"] > 5 and plan.counts["drop"] > 3, plan.counts
+    monkeypatch.setenv("BINDS_S3_ENDPOINT_URL", s3_endpoint)
+    direct = open_store(s3_bucket)
+    _assert_version_equals_stage(direct, 1, stage)
+    assert verify(direct).ok
+
+
+def test_proxy_failing_everything_gives_clear_error_and_keeps_stage(make_stage, s3_bucket, s3_endpoint, monkeypatch):
+    stage = make_stage(n_chunks=3)
+    with FaultProxy(_upstream(s3_endpoint), FaultPlan(error_rate=1.0)) as proxy_url:
+        monkeypatch.setenv("BINDS_S3_ENDPOINT_URL", proxy_url)
+        monkeypatch.setenv("BINDS_S3_MAX_ATTEMPTS", "2")
+        with pytest.raises(RunError) as info:
+            publish(stage, open_store(s3_bucket), attempts=2, backoff_s=0.01)
+    msg = str(info.value)
+    assert msg.startswith(f"publishing to {s3_bucket} failed")
+    assert "SlowDown" in msg or "InternalError" in msg or "503" in msg or "500" in msg
+    assert any("binds publish" in d for d in info.value.details)
+    assert stage.data_dir.is_dir()  # staged data kept for the resume
+    monkeypatch.setenv("BINDS_S3_ENDPOINT_URL", s3_endpoint)
+    assert publish(stage, open_store(s3_bucket)).created  # and the next publish completes
+
+
+def test_cli_reports_unreachable_store_with_exit_1(make_stage, tmp_path):
+    env = dict(os.environ, BINDS_S3_ENDPOINT_URL="http://127.0.0.1:9", BINDS_S3_MAX_ATTEMPTS="1",
+               BINDS_PUBLISH_ATTEMPTS="1", AWS_ACCESS_KEY_ID="k", AWS_SECRET_ACCESS_KEY="s")
+    stage = make_stage()
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "publish", str(stage.root), "--store", "s3://b"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1
+    assert "cannot reach the S3 endpoint http://127.0.0.1:9" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "k" not in proc.stderr.split() and "s" not in proc.stderr.split()  # no credentials echoed
+
+
+def _publisher(stage_root: Path, store_url: str, endpoint: str | None) -> subprocess.Popen:
+    env = dict(os.environ)
+    if endpoint:
+        env["BINDS_S3_ENDPOINT_URL"] = endpoint
+    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "publish", str(stage_root), "--store", store_url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def _assert_no_partial_version_visible(store, stages_by_digest: dict[str, object],
+                                       prefix: str = DATASET_PREFIX) -> list[int]:
+    """Every version with a manifest is complete and equals one staged content."""
+    committed = []
+    for name in store.list_dirs(prefix):
+        if not name.startswith("v"):
+            continue
+        try:
+            manifest = json.loads(store.get(f"{prefix}{name}/manifest.json"))
+        except KeyError:
+            continue  # uncommitted: invisible to readers
+        assert manifest["content_digest"] in stages_by_digest
+        committed.append(int(name[1:]))
+    problems = verify(store).problems
+    assert all("catalog row missing" in p for p in problems), problems
+    cat = read_catalog(store).to_pandas()
+    assert set(cat[cat["path"].str.startswith(prefix)]["version"]) <= set(committed)
+    return sorted(committed)
+
+
+@pytest.mark.parametrize("backend,runs,n_chunks", [("s3", 12, 150), ("local", 8, 1500)])
+def test_sigkill_at_random_points_never_shows_partial_version(backend, runs, n_chunks, make_stage, tmp_path, request):
+    """20 publishers killed at random moments (each on a fresh dataset id): no partial
+    version is ever visible, and a re-run completes with identical bytes."""
+    if backend == "s3":
+        store_url = request.getfixturevalue("s3_bucket")
+        endpoint = request.getfixturevalue("s3_endpoint")
+    else:
+        store_url, endpoint = str(tmp_path / "store"), None
+    # local publishing is fast: more (fsynced) files give the kills a window to land in
+    stage = make_stage(n_chunks=n_chunks, chunk_bytes=40_000 if backend == "s3" else 4_000, big_bytes=2 << 20)
+    from pipelines.store.publish import content_digest, hash_stage
+
+    store = open_store(store_url)
+    items = hash_stage(stage, store)
+    digest = content_digest([{"path": i.key, "size": i.size, "sha256": i.sha256} for i in items])
+    # how long the interpreter takes to start, and a whole publish, to spread the kills over
+    # the publishing itself
+    t0 = time.monotonic()
+    _publisher(tmp_path / "no-such-stage", str(tmp_path / "probe-store"), None).wait(timeout=120)
+    startup = time.monotonic() - t0
+    t0 = time.monotonic()
+    _publisher(stage.root, str(tmp_path / "probe-store"), None).wait(timeout=120)
+    full = time.monotonic() - t0
+    rng = random.Random(20261128)
+    killed_before_commit = resumed = 0
+    experiment = stage.experiment
+    for run in range(runs):
+        dataset = f"kill-{run}"
+        stage.write_meta("experiment.json", dict(experiment, dataset_id=dataset))
+        prefix = f"consortium/screening/{dataset}/"
+        proc = _publisher(stage.root, store_url, endpoint)
+        time.sleep(rng.uniform(startup * 0.9, full))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        killed_before_commit += not _assert_no_partial_version_visible(store, {digest: stage}, prefix)
+        # the same command again resumes (or finds it committed) and completes
+        proc = _publisher(stage.root, store_url, endpoint)
+        out, errs = proc.communicate(timeout=120)
+        assert proc.returncode == 0, errs.decode()
+        resumed += b"resumed:" in out
+        assert _assert_no_partial_version_visible(store, {digest: stage}, prefix) == [1]
+        manifest = json.loads(store.get(f"{prefix}v1/manifest.json"))
+        assert {f["path"]: f["sha256"] for f in manifest["files"]} == _local_bytes(stage)
+    assert verify(store).ok
+    assert killed_before_commit >= runs // 4, (killed_before_commit, runs)  # the kills did land mid-publish
+    assert resumed >= 1  # and some re-runs resumed a half-done upload
+
+
+def test_racing_publishers_of_different_content_get_clean_versions(make_stage, s3_bucket, s3_endpoint):
+    a = make_stage("a", seed=1, n_chunks=80)
+    b = make_stage("b", seed=2, n_chunks=80)
+    store = open_store(s3_bucket)
+    digests = {}
+    from pipelines.store.publish import content_digest, hash_stage
+
+    for st in (a, b):
+        its = hash_stage(st, store)
+        digests[content_digest([{"path": i.key, "size": i.size, "sha256": i.sha256} for i in its])] = st
+    procs = [_publisher(a.root, s3_bucket, s3_endpoint), _publisher(b.root, s3_bucket, s3_endpoint)]
+    codes = [p.wait(timeout=120) for p in procs]
+    committed = _assert_no_partial_version_visible(store, digests)
+    # two clean versions, or one refusal (exit 1 naming the conflict) — never a mix
+    if codes == [0, 0]:
+        assert committed == [1, 2]
+    else:
+        assert sorted(codes) == [0, 1] and committed == [1]
+    for v in committed:
+        manifest = json.loads(store.get(f"{DATASET_PREFIX}v{v}/manifest.json"))
+        _assert_version_equals_stage(store, v, digests[manifest["content_digest"]])
