@@ -11,15 +11,15 @@ from pipelines.staging import StagedDataset
 from pipelines.workflow import run_workflow
 
 
-def minimal_yaml(modality: str, *, title: str = "Test run", model: str = "Test instrument",
-                 request_id: str = "BINDS-2026-0042", block: str = "") -> str:
+def minimal_yaml(modality: str, *, title: str = "Test run", manufacturer: str = "Test",
+                 model: str = "Test instrument", request_id: str = "BINDS-2026-0042", block: str = "") -> str:
     """The minimal experiment.yaml of DESIGN.md for ``modality``, plus an optional YAML block."""
     return (
         "schema_version: 1\n"
         f"request_id: {request_id}\n"
         f"title: {title}\n"
         f"modality: {modality}\n"
-        f"instrument: {{manufacturer: Test, model: {model}}}\n"
+        f"instrument: {{manufacturer: {manufacturer}, model: {model}}}\n"
         "acquired: 2026-11-20\n"
         "access: {level: consortium}\n"
         "license: CC-BY-4.0\n"
@@ -30,7 +30,7 @@ def minimal_yaml(modality: str, *, title: str = "Test run", model: str = "Test i
     )
 
 
-def link_files(files: Iterable[Path], run_dir: Path, into: str = ".") -> None:
+def link_files(run_dir: Path, files: Iterable[Path], *, into: str = "") -> None:
     """Symlink real files into a run folder: read in place, never copied into the repository."""
     dest = run_dir / into
     dest.mkdir(parents=True, exist_ok=True)

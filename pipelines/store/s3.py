@@ -132,9 +132,10 @@ class S3Store(Store):
         return StoreError(f"{action} {where}: {err}")
 
     # -- reads ---------------------------------------------------------------------------
-    def get(self, key: str) -> bytes:
+    def _body(self, key: str):
+        """The streaming body of ``key``; ``KeyError`` when absent, ``StoreError`` otherwise."""
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise KeyError(key) from None
@@ -142,15 +143,11 @@ class S3Store(Store):
         except (BotoCoreError, OSError) as err:
             raise self._error(err, "reading", key) from None
 
+    def get(self, key: str) -> bytes:
+        return b"".join(self.open_read(key))
+
     def open_read(self, key: str, *, chunk_size: int = 8 << 20) -> Iterator[bytes]:
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                raise KeyError(key) from None
-            raise self._error(err, "reading", key) from None
-        except (BotoCoreError, OSError) as err:
-            raise self._error(err, "reading", key) from None
+        body = self._body(key)
         try:
             yield from body.iter_chunks(chunk_size)
         except (BotoCoreError, OSError) as err:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cryoem_helpers import MINIMAL_YAML, write_mrc
+from cryoem_helpers import minimal_yaml, write_mrc
 
 from pipelines.modalities.cryoem import make_demo_run
 
@@ -29,7 +29,7 @@ def run_folder(tmp_path) -> Callable[..., Path]:
                 write_mrc(dest, src)
             else:
                 dest.symlink_to(src)
-        (run / "experiment.yaml").write_text(MINIMAL_YAML.format(block=block))
+        (run / "experiment.yaml").write_text(minimal_yaml(block))
         return run
 
     return make

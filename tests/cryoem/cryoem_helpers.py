@@ -8,23 +8,12 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
-from pipelines.metadata import load_experiment, write_experiment_json
-from pipelines.staging import StagedDataset
-from pipelines.workflow import run_workflow
+import binds_testing
+from binds_testing import run_stage  # noqa: F401 - re-exported for the cryo-EM tests
 
-MINIMAL_YAML = """\
-schema_version: 1
-request_id: BINDS-2026-0042
-title: Cryo-EM test run
-modality: cryoem
-instrument: {{manufacturer: Thermo Fisher, model: Titan Krios G4}}
-acquired: 2026-11-20
-access: {{level: consortium}}
-license: CC-BY-4.0
-samples:
-  - id: S1
-    organism: NCBITaxon:9606
-{block}"""
+def minimal_yaml(block: str = "") -> str:
+    return binds_testing.minimal_yaml("cryoem", title="Cryo-EM test run", manufacturer="Thermo Fisher",
+                                      model="Titan Krios G4", block=block)
 
 
 def write_mrc(
@@ -43,15 +32,6 @@ def write_mrc(
         mrc.header.mapc, mrc.header.mapr, mrc.header.maps = axis_order
         mrc.header.nxstart, mrc.header.nystart, mrc.header.nzstart = start
     return path
-
-
-def run_stage(run_dir: Path, work: Path) -> StagedDataset:
-    """The real workflow (Snakemake subprocess, local profile) from ``run_dir`` into ``work``."""
-    exp = load_experiment(run_dir)
-    stage = StagedDataset(work / "stage")
-    write_experiment_json(exp, stage.meta_dir / "experiment.json")
-    run_workflow(run_dir=run_dir, stage=stage, modality=exp.modality, cores=2)
-    return stage
 
 
 def tree_digest(root: Path) -> str:

@@ -13,6 +13,19 @@ from pipelines.store.publish import publish
 from pipelines.store.verify import verify
 
 
+PREFIX = "consortium/screening/binds-2026-0042-screening/"
+
+
+def claim_like_a_killed_publisher(store, stage):
+    """What a publisher killed after claiming v1 leaves: the claim with the stage's digest."""
+    from pipelines.store.publish import content_digest, hash_stage
+
+    items = hash_stage(stage, store)
+    digest = content_digest([{"path": i.key, "size": i.size, "sha256": i.sha256} for i in items])
+    store.put(PREFIX + "_claims/v1.json", json.dumps({"content_digest": digest}).encode())
+    return items
+
+
 @pytest.fixture(params=["local", "s3"])
 def store_url(request, tmp_path):
     if request.param == "local":
@@ -75,12 +88,9 @@ def test_access_level_prefix_separates_data_and_catalog(make_stage, store_url):
 def test_interrupted_publish_resumes_without_resending(make_stage, store_url):
     store = open_store(store_url)
     stage = make_stage(n_chunks=30)
-    # simulate a publisher killed after its claim and half its uploads
-    from pipelines.store.publish import content_digest, hash_stage
-    items = hash_stage(stage, store)
-    digest = content_digest([{"path": i.key, "size": i.size, "sha256": i.sha256} for i in items])
-    prefix = "consortium/screening/binds-2026-0042-screening/"
-    store.put(prefix + "_claims/v1.json", json.dumps({"content_digest": digest}).encode())
+    # a publisher killed after its claim and half its uploads
+    items = claim_like_a_killed_publisher(store, stage)
+    prefix = PREFIX
     from pipelines.store.base import UploadItem
     half = [UploadItem(prefix + "v1/" + i.key, i.path, i.size, i.sha256, i.etag) for i in items[:20]]
     store.upload_files(half)
@@ -106,11 +116,8 @@ def test_corrupted_upload_detected_and_repaired(make_stage, store_url):
     """An object that differs from the staged file (a flipped byte) is re-sent before the commit."""
     store = open_store(store_url)
     stage = make_stage(n_chunks=5)
-    from pipelines.store.publish import content_digest, hash_stage
-    items = hash_stage(stage, store)
-    digest = content_digest([{"path": i.key, "size": i.size, "sha256": i.sha256} for i in items])
-    prefix = "consortium/screening/binds-2026-0042-screening/"
-    store.put(prefix + "_claims/v1.json", json.dumps({"content_digest": digest}).encode())
+    items = claim_like_a_killed_publisher(store, stage)
+    prefix = PREFIX
     target = next(i for i in items if i.key.endswith("wells.parquet"))
     bad = bytearray(target.path.read_bytes())
     bad[100] ^= 0xFF

@@ -7,14 +7,12 @@ under ``tmp_path``, next to an ``experiment.yaml`` written here.  Workflow runs 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import yaml
 
-from pipelines.metadata import load_experiment, write_experiment_json
-from pipelines.staging import StagedDataset
-from pipelines.workflow import run_workflow
+from binds_testing import link_files  # noqa: F401 - re-exported for the transcriptomics tests
+from binds_testing import run_stage as run  # noqa: F401
 
 BASE_EXPERIMENT = {
     "schema_version": 1,
@@ -39,22 +37,3 @@ def write_experiment(run_dir: Path, *, samples: list[dict] | None = None, block:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "experiment.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     return run_dir
-
-
-def link_files(run_dir: Path, files: list[Path], *, into: str = "") -> None:
-    """Symlink real files into a run folder: read in place, never copied into the repo."""
-    dest = run_dir / into
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in files:
-        os.symlink(f, dest / f.name)
-
-
-def run(run_dir: Path, work: Path) -> StagedDataset:
-    """Validate experiment.yaml and run the real Snakemake workflow into ``work/stage``."""
-    exp = load_experiment(run_dir)
-    stage = StagedDataset(work / "stage")
-    write_experiment_json(exp, stage.meta_dir / "experiment.json")
-    run_workflow(run_dir=run_dir, stage=stage, modality=exp.modality, cores=2)
-    return stage
-
-
