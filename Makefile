@@ -22,6 +22,7 @@ $(BIN)/uv:
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 $(STAMP): pyproject.toml uv.lock | $(BIN)/uv
+	@mkdir -p $(PREFECT_HOME) $(NUMBA_CACHE_DIR)
 	# --frozen: install exactly the lock; --inexact: keep pip and uv in the venv
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --all-extras --inexact --python $(BIN)/python
 	@touch $(STAMP)

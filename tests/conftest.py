@@ -32,6 +32,7 @@ def _isolated_prefect(tmp_path_factory):
     """Prefect state (its SQLite db, logs) under a temporary PREFECT_HOME, no telemetry."""
     home = tmp_path_factory.mktemp("prefect-home")
     os.environ.setdefault("PREFECT_HOME", str(home))
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)  # SQLite needs the folder
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     yield
