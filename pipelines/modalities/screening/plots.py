@@ -51,7 +51,7 @@ def plate_heatmaps(wells: pd.DataFrame, *, column: str, path: str | Path, max_pl
     cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")  # excluded / missing wells
     for ax, plate in zip(axes.ravel(), plates):
         grid = sub[sub["plate"] == plate][column].to_numpy(dtype=float).reshape(nrows_plate, ncols_plate)
-        im = ax.imshow(np.ma.masked_invalid(grid), vmin=lo, vmax=hi, cmap=cmap, aspect="auto",
+        im = ax.imshow(np.ma.masked_invalid(grid), vmin=lo, vmax=hi, cmap=cmap, aspect="equal",
                        interpolation="nearest")
         ax.set_title(f"plate {plate}", fontsize=8)
         ax.set_xticks([])
