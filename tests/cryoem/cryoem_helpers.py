@@ -11,6 +11,18 @@ import numpy as np
 import binds_testing
 from binds_testing import run_stage  # noqa: F401 - re-exported for the cryo-EM tests
 
+# every map in ../shared/data/cryoem (see its SOURCES.md)
+REAL_MAPS = [
+    "EMD-3001.map",
+    "emd_3001.map.gz",
+    "emd_5168.map",
+    "emd_3488.mrc",
+    "emd_3488_contour_mask.mrc",
+    "EMD-3650_halfmaps/1.0/3650.map",
+    "EMD-3650_halfmaps/2.0/3650.map",
+]
+
+
 def minimal_yaml(block: str = "") -> str:
     return binds_testing.minimal_yaml("cryoem", title="Cryo-EM test run", manufacturer="Thermo Fisher",
                                       model="Titan Krios G4", block=block)

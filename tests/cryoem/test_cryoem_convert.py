@@ -8,7 +8,7 @@ import mrcfile
 import numpy as np
 import pytest
 import zarr
-from cryoem_helpers import tree_digest, write_mrc
+from cryoem_helpers import REAL_MAPS, tree_digest, write_mrc
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
 from ome_zarr_models.v05 import Image, ImageLabel
@@ -17,15 +17,6 @@ from pipelines.modalities.cryoem import convert_maps, ngff
 from pipelines.modalities.cryoem.ngff import halve, level_shapes
 from tests.conftest import shared_data
 
-REAL_MAPS = [
-    "EMD-3001.map",
-    "emd_3001.map.gz",
-    "emd_5168.map",
-    "emd_3488.mrc",
-    "emd_3488_contour_mask.mrc",
-    "EMD-3650_halfmaps/1.0/3650.map",
-    "EMD-3650_halfmaps/2.0/3650.map",
-]
 
 
 def _expected_zyx(path) -> np.ndarray:

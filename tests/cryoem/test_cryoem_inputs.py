@@ -9,7 +9,7 @@ import shutil
 import mrcfile
 import numpy as np
 import pytest
-from cryoem_helpers import write_mrc
+from cryoem_helpers import REAL_MAPS, write_mrc
 
 from pipelines.errors import InputError
 from pipelines.metadata import load_experiment
@@ -84,17 +84,7 @@ def test_bricks_tile_the_map_exactly(tmp_path):
     assert (seen == 1).all()
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "EMD-3001.map",
-        "emd_3001.map.gz",
-        "emd_5168.map",
-        "emd_3488.mrc",
-        "emd_3488_contour_mask.mrc",
-        "EMD-3650_halfmaps/1.0/3650.map",
-    ],
-)
+@pytest.mark.parametrize("name", REAL_MAPS)
 def test_every_real_header_passes_the_checks(name):
     header, problems = read_header(shared_data("cryoem") / name)
     assert problems == [] and header is not None
