@@ -114,24 +114,45 @@ def _assert_no_partial_version_visible(store, stages_by_digest: dict[str, object
     return sorted(committed)
 
 
+def _objects_under(store, prefix: str) -> int:
+    """How many objects of a version are in the store now (what the publisher has sent so far)."""
+    return sum(1 for _ in store.list_prefix(prefix))
+
+
+def _kill_when(proc: subprocess.Popen, ready, timeout_s: float = 120) -> bool:
+    """SIGKILL `proc` as soon as `ready()` holds; False if it exited first."""
+    deadline = time.monotonic() + timeout_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        if ready():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.005)
+    proc.kill()
+    proc.wait()
+    return False
+
+
 @pytest.mark.parametrize("backend,runs,n_chunks", [("s3", 12, 150), ("local", 8, 1500)])
 def test_sigkill_at_random_points_never_shows_partial_version(backend, runs, n_chunks, make_stage, tmp_path, request):
-    """20 publishers killed at random moments (each on a fresh dataset id): no partial
+    """20 publishers killed (each on a fresh dataset id): half at random moments (start-up,
+    hashing, claiming, uploading, committing), half once a random number of their objects is
+    seen in the store, so those land mid-upload whatever the machine's speed. No partial
     version is ever visible, and a re-run completes with identical bytes."""
     if backend == "s3":
         store_url = request.getfixturevalue("s3_bucket")
         endpoint = request.getfixturevalue("s3_endpoint")
     else:
         store_url, endpoint = str(tmp_path / "store"), None
-    # local publishing is fast: more (fsynced) files give the kills a window to land in
+    # local publishing is fast: more (fsynced) files give the random kills a window to land in
     stage = make_stage(n_chunks=n_chunks, chunk_bytes=40_000 if backend == "s3" else 4_000, big_bytes=2 << 20)
     from pipelines.store.publish import content_digest, hash_stage
 
     store = open_store(store_url)
     items = hash_stage(stage, store)
     digest = content_digest([{"path": i.key, "size": i.size, "sha256": i.sha256} for i in items])
-    # how long the interpreter takes to start, and a whole publish, to spread the kills over
-    # the publishing itself
+    # how long the interpreter takes to start, and a whole publish, to spread the random kills
+    # over the publishing itself
     t0 = time.monotonic()
     _publisher(tmp_path / "no-such-stage", str(tmp_path / "probe-store"), None).wait(timeout=120)
     startup = time.monotonic() - t0
@@ -139,17 +160,25 @@ def test_sigkill_at_random_points_never_shows_partial_version(backend, runs, n_c
     _publisher(stage.root, str(tmp_path / "probe-store"), None).wait(timeout=120)
     full = time.monotonic() - t0
     rng = random.Random(20261128)
-    killed_before_commit = resumed = 0
+    killed_mid_upload = resumed = 0
     experiment = stage.experiment
     for run in range(runs):
         dataset = f"kill-{run}"
         stage.write_meta("experiment.json", dict(experiment, dataset_id=dataset))
         prefix = f"consortium/screening/{dataset}/"
         proc = _publisher(stage.root, store_url, endpoint)
-        time.sleep(rng.uniform(startup * 0.9, full))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        killed_before_commit += not _assert_no_partial_version_visible(store, {digest: stage}, prefix)
+        if run % 2:
+            sent_at_kill = rng.randint(1, int(len(items) * 0.8))
+            assert _kill_when(proc, lambda: _objects_under(store, f"{prefix}v1/") >= sent_at_kill), \
+                f"run {run}: the publisher ended before {sent_at_kill} of {len(items)} objects were seen"
+            committed = _assert_no_partial_version_visible(store, {digest: stage}, prefix)
+            assert committed == [], f"run {run}: killed after {sent_at_kill} objects, yet v1 is committed"
+            killed_mid_upload += 1
+        else:
+            time.sleep(rng.uniform(startup * 0.9, full))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            _assert_no_partial_version_visible(store, {digest: stage}, prefix)
         # the same command again resumes (or finds it committed) and completes
         proc = _publisher(stage.root, store_url, endpoint)
         out, errs = proc.communicate(timeout=120)
@@ -159,8 +188,8 @@ def test_sigkill_at_random_points_never_shows_partial_version(backend, runs, n_c
         manifest = json.loads(store.get(f"{prefix}v1/manifest.json"))
         assert {f["path"]: f["sha256"] for f in manifest["files"]} == _local_bytes(stage)
     assert verify(store).ok
-    assert killed_before_commit >= runs // 4, (killed_before_commit, runs)  # the kills did land mid-publish
-    assert resumed >= 1  # and some re-runs resumed a half-done upload
+    assert killed_mid_upload == runs // 2
+    assert resumed >= runs // 2  # every re-run after a mid-upload kill resumed the half-done upload
 
 
 def test_racing_publishers_of_different_content_get_clean_versions(make_stage, s3_bucket, s3_endpoint):
