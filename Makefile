@@ -23,8 +23,10 @@ $(BIN)/uv:
 
 $(STAMP): pyproject.toml uv.lock | $(BIN)/uv
 	@mkdir -p $(PREFECT_HOME) $(NUMBA_CACHE_DIR)
-	# --frozen: install exactly the lock; --inexact: keep pip and uv in the venv
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --all-extras --inexact --python $(BIN)/python
+	# --frozen: install exactly the lock; --inexact: keep pip and uv in the venv;
+	# --compile-bytecode: what pip does by default (~25 s once); without it every process
+	# compiles what it imports (numpy + pandas + pyarrow: 2.4 s -> 0.6 s per process here)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --all-extras --inexact --compile-bytecode --python $(BIN)/python
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the project with its extras

@@ -66,6 +66,10 @@ class InputError(BindsError):
         self.problems: list[Problem] = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
 
+    def __reduce__(self):
+        # keeps the problems whole when raised in a worker process (pickled back to the parent)
+        return (self.__class__, (self.problems,))
+
 
 class RunError(BindsError):
     """A run that failed for a reason other than its input (exit code 1).
@@ -78,6 +82,9 @@ class RunError(BindsError):
     def __init__(self, message: str, *, details: list[str] | None = None):
         self.details: list[str] = list(details or [])
         super().__init__(message)
+
+    def __reduce__(self):
+        return (self.__class__, (str(self),), {"details": self.details})
 
 
 @dataclass(slots=True)

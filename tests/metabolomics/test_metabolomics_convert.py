@@ -49,15 +49,22 @@ def test_computed_tic_is_the_sum_of_ms1_intensities(real_dir, tmp_path):
                                rtol=1e-6)
 
 
-def test_conversion_is_byte_identical_and_row_groups_bounded(real_dir, tmp_path):
+def test_conversion_is_byte_identical_and_row_groups_bounded(real_dir, tmp_path, monkeypatch):
+    import threading
+
+    from pipelines.modalities.metabolomics import mzml
+
     src = real_dir / "171103_PMA_TK_QC_04-4to5min.mzML"
     digests = []
-    for k in range(2):
+    # decoded here, on two threads, then on two worker processes (as a large file would be)
+    for k, (threads, min_bytes) in enumerate([(1, 0), (2, 1 << 60), (2, 0)]):
+        monkeypatch.setattr(mzml, "PROCESS_MIN_BYTES", min_bytes)
+        monkeypatch.setattr(threading, "active_count", lambda: 1)
         convert_mzml(src=src, spectra_out=tmp_path / f"s{k}.parquet", chromatograms_out=tmp_path / f"c{k}.parquet",
-                     row_group_bytes=1 << 20, threads=2 - k)
+                     row_group_bytes=1 << 20, threads=threads)
         digests.append((hashlib.sha256((tmp_path / f"s{k}.parquet").read_bytes()).hexdigest(),
                         hashlib.sha256((tmp_path / f"c{k}.parquet").read_bytes()).hexdigest()))
-    assert digests[0] == digests[1]      # one or two decode threads: same bytes
+    assert digests[0] == digests[1] == digests[2]      # wherever decoded: the same bytes
     meta = pq.read_metadata(tmp_path / "s0.parquet")
     assert meta.num_row_groups > 1 and meta.num_rows == 507
 

@@ -89,6 +89,74 @@ def test_tiny_blocks_and_batches_give_the_same_spectra(real_dir, monkeypatch):
     assert [len(c.time_s) for c in chroms] == [len(c.time_s) for c in ref_chroms]
 
 
+@pytest.mark.parametrize("scan", [1, 11, 12, 500])
+def test_closing_tags_found_by_hopping_from_tag_to_tag(real_dir, monkeypatch, scan):
+    """Past the first ``_SCAN`` bytes the splitter hops ``<`` to ``<``: any window, same elements."""
+    for name in ("171103_PMA_TK_QC_04-4to5min.mzML", "InternalCalibration_2_lockmass.mzML.gz"):
+        reference, ref_chroms, _ = _read_all(real_dir / name)
+        monkeypatch.setattr(mzml, "_SCAN", scan)
+        monkeypatch.setattr(mzml, "READ_BLOCK", 4093)
+        hopped, chroms, _ = _read_all(real_dir / name, threads=1)
+        monkeypatch.undo()
+        assert [_fields(s) for s in hopped] == [_fields(s) for s in reference]
+        for a, b in zip(reference, hopped):
+            np.testing.assert_array_equal(a.mz, b.mz)
+        assert [c.native_id for c in chroms] == [c.native_id for c in ref_chroms]
+    assert mzml._find_closer(b"<a>xx</a>", b"</b>", 0) == -1
+    assert mzml._find_closer(b"<a>" + b"x" * 40 + b"</a></s>", b"</s>", 0) == 47
+
+
+@pytest.mark.parametrize("name", sorted(REAL_FILES))
+def test_worker_processes_and_threads_give_what_one_process_gives(real_dir, name):
+    """Batches decoded on forked workers (pickled back) or on threads: every value and note the same."""
+    here, here_chroms, here_info = _read_all(real_dir / name, threads=1)
+    for kw in (dict(processes=True), dict(processes=False)):
+        other, chroms, info = _read_all(real_dir / name, threads=2, batch_bytes=20_000, **kw)
+        assert len(other) == len(here)
+        for a, b in zip(here, other):
+            assert _fields(a) == _fields(b)
+            np.testing.assert_array_equal(a.mz, b.mz)
+            np.testing.assert_array_equal(a.intensity, b.intensity)
+        assert info.notes == here_info.notes and info.sha256 == here_info.sha256
+        assert len(chroms) == len(here_chroms)
+
+
+def test_large_files_of_small_spectra_go_to_processes_large_spectra_to_threads(real_dir, tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(mzml, "PROCESS_MIN_BYTES", 0)
+    monkeypatch.setattr(threading, "active_count", lambda: 1)   # pytest's own threads aside
+
+    def placement(path, **kw):
+        with MzMLReader(path, **kw) as reader:
+            return reader._decode_on()
+
+    small = real_dir / "171103_PMA_TK_QC_04-4to5min.mzML"      # DDA: a few KB per spectrum
+    assert placement(small) == "processes"
+    assert placement(small, threads=1) == "here"
+    monkeypatch.setattr(mzml, "PROCESS_MAX_SPECTRUM_BYTES", 100)  # as if every spectrum were large
+    assert placement(small) == "threads"
+    monkeypatch.setattr(mzml, "PROCESS_MAX_SPECTRUM_BYTES", 32 << 10)
+    monkeypatch.setattr(threading, "active_count", lambda: 3)   # never fork a process with threads
+    assert placement(small) == "threads"
+    assert placement(small, processes=True) == "processes"
+
+
+def test_a_damaged_spectrum_decoded_in_a_worker_process_names_file_and_index(real_dir, tmp_path):
+    from pipelines.errors import InputError
+
+    text = (real_dir / "example.mzML").read_bytes()
+    start = text.index(b'<spectrum index="7"')
+    b = text.index(b"<binary>", start) + len(b"<binary>")
+    bad = tmp_path / "damaged.mzML"
+    bad.write_bytes(text[:b + 10] + b"!" + text[b + 11:])
+    with pytest.raises(InputError) as info:
+        _read_all(bad, threads=2, processes=True, batch_bytes=1)
+    (problem,) = info.value.problems
+    assert problem.file == "damaged.mzML" and problem.where.startswith("spectrum index 7 ")
+    assert problem.message == "m/z array: invalid base64: '!' at character 10"
+
+
 def test_chromatograms_of_the_file_are_read_with_time_in_seconds(real_dir):
     _, chroms, _ = _read_all(real_dir / "171103_PMA_TK_QC_04-4to5min.mzML")
     assert [(c.native_id, c.kind, c.accession) for c in chroms] == [("BasePeak_0", "BPC", "MS:1000628")]
@@ -233,6 +301,46 @@ def test_fast_paths_give_what_the_general_paths_give(real_dir, name, monkeypatch
         assert _fields(a) == _fields(b)
         np.testing.assert_array_equal(a.mz, b.mz)
         np.testing.assert_array_equal(a.intensity, b.intensity)
+
+
+def test_base64_wrapped_over_lines_decodes_like_one_line(real_dir, tmp_path):
+    """Some writers wrap base64 at 76 characters: the strict SIMD pass refuses it, binascii reads it."""
+    import re
+
+    text = (real_dir / "example.mzML").read_bytes()
+    wrapped = re.sub(rb"<binary>([^<]+)</binary>",
+                     lambda m: b"<binary>" + b"\n".join(m.group(1)[i:i + 76] for i in range(0, len(m.group(1)), 76))
+                     + b"</binary>", text)
+    assert wrapped.count(b"\n") > text.count(b"\n") + 10
+    (tmp_path / "wrapped.mzML").write_bytes(wrapped)
+    one_line, _, _ = _read_all(real_dir / "example.mzML")
+    lines, _, _ = _read_all(tmp_path / "wrapped.mzML")
+    assert len(lines) == len(one_line) > 0
+    for a, b in zip(one_line, lines):
+        np.testing.assert_array_equal(a.mz, b.mz)
+        np.testing.assert_array_equal(a.intensity, b.intensity)
+
+
+def test_libdeflate_and_zlib_inflate_every_real_array_alike(real_dir):
+    """The fast inflate (libdeflate, size known) against the stdlib on every zlib array of the real files."""
+    import re
+    import zlib
+
+    import pybase64
+
+    checked = 0
+    for name in sorted(REAL_FILES):
+        path = real_dir / name
+        text = gzip.decompress(path.read_bytes()) if name.endswith(".gz") else path.read_bytes()
+        for m in re.finditer(rb"<binary>([^<]+)</binary>", text):
+            raw = pybase64.b64decode(m.group(1))
+            try:
+                expected = zlib.decompress(raw)
+            except zlib.error:
+                continue        # not a zlib array (uncompressed / numpress)
+            assert mzml._inflate(raw, len(expected)) == expected
+            checked += 1
+    assert checked > 1000
 
 
 def test_spectrum_tag_with_an_entity_or_another_order_is_read_by_the_general_path():

@@ -1,7 +1,9 @@
 # One job per mzML: stream it into the run's spectra and chromatogram Parquet files.
 # Memory is bounded by the decode batches (~8 MiB of XML each, 3 in flight) and one row group
-# (~64 MiB of peaks), not by the file size; runtime scales with it (~30 MB/s worst case here).
-# Small files decode on one thread, so that two of them convert side by side.
+# (~64 MiB of peaks), not by the file size: ~350 MiB measured, plus ~90 MiB per decoding
+# process on files of small spectra; runtime scales with it (~30 MB/s worst case here).
+# Small files decode in the job's one process, so that two of them convert side by side; from
+# 64 MB a job takes 2 cores (two decoding processes or threads, see MzMLReader).
 rule metabolomics_convert:
     input:
         mzml=lambda wc: MET_RUNS[wc.run],

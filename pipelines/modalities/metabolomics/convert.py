@@ -13,6 +13,7 @@ import logging
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -247,20 +248,54 @@ def _chromatogram_table(rows: list[dict]) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=CHROMATOGRAM_SCHEMA)
 
 
-class _TicBpc:
-    """Running TIC / BPC of the MS1 spectra (computed from the arrays, whatever the file reports)."""
+@dataclass
+class _Summary:
+    """What the run-level QC needs of a stream of spectra; summaries of batches add up."""
 
-    def __init__(self) -> None:
-        self.time: list[float] = []
-        self.tic: list[float] = []
-        self.bpc: list[float] = []
+    levels: dict[int, int] = field(default_factory=dict)
+    n_peaks: int = 0
+    rt_min: float = np.inf
+    rt_max: float = -np.inf
+    polarities: set[str] = field(default_factory=set)
+    modes: set[bool] = field(default_factory=set)
+    # the MS1 spectra's time, TIC and BPC, computed from the arrays whatever the file reports
+    ms1_time: list[float] = field(default_factory=list)
+    ms1_tic: list[float] = field(default_factory=list)
+    ms1_bpc: list[float] = field(default_factory=list)
 
-    def add(self, s: Spectrum) -> None:
-        if s.ms_level != 1 or s.rt_s is None:
-            return
-        self.time.append(s.rt_s)
-        self.tic.append(float(s.intensity.sum(dtype=np.float64)) if len(s.intensity) else 0.0)
-        self.bpc.append(float(s.intensity.max()) if len(s.intensity) else 0.0)
+    def add_spectrum(self, s: Spectrum) -> None:
+        self.levels[s.ms_level] = self.levels.get(s.ms_level, 0) + 1
+        self.n_peaks += len(s.mz)
+        if s.rt_s is not None:
+            self.rt_min, self.rt_max = min(self.rt_min, s.rt_s), max(self.rt_max, s.rt_s)
+        if s.polarity:
+            self.polarities.add(s.polarity)
+        if s.centroided is not None:
+            self.modes.add(s.centroided)
+        if s.ms_level == 1 and s.rt_s is not None:
+            self.ms1_time.append(s.rt_s)
+            self.ms1_tic.append(float(s.intensity.sum(dtype=np.float64)) if len(s.intensity) else 0.0)
+            self.ms1_bpc.append(float(s.intensity.max()) if len(s.intensity) else 0.0)
+
+    def add(self, other: "_Summary") -> None:
+        for level, n in other.levels.items():
+            self.levels[level] = self.levels.get(level, 0) + n
+        self.n_peaks += other.n_peaks
+        self.rt_min, self.rt_max = min(self.rt_min, other.rt_min), max(self.rt_max, other.rt_max)
+        self.polarities |= other.polarities
+        self.modes |= other.modes
+        self.ms1_time += other.ms1_time
+        self.ms1_tic += other.ms1_tic
+        self.ms1_bpc += other.ms1_bpc
+
+
+def _convert_batch(run: str, spectra: list[Spectrum]) -> tuple[pa.RecordBatch, _Summary]:
+    """Parquet rows and summary of one batch.  Runs where the batch is decoded (a worker
+    process on large files), so only this compact form travels back to the writing process."""
+    summary = _Summary()
+    for s in spectra:
+        summary.add_spectrum(s)
+    return _spectra_batch(run, spectra), summary
 
 
 class _RowGroups:
@@ -357,37 +392,24 @@ def convert_mzml(*, src: str | Path, spectra_out: str | Path, chromatograms_out:
         p.parent.mkdir(parents=True, exist_ok=True)
     tmp_spectra = spectra_out.with_name(f".{spectra_out.name}.partial")
     tmp_chrom = chromatograms_out.with_name(f".{chromatograms_out.name}.partial")
-    levels: dict[int, int] = {}
-    n_peaks = 0
-    rt_min, rt_max = np.inf, -np.inf
-    polarities: set[str] = set()
-    modes: set[bool] = set()
-    tic_bpc = _TicBpc()
+    run_summary = _Summary()
     chrom_rows: list[dict] = []
     try:
         with MzMLReader(src, threads=threads) as reader, _parquet_writer(tmp_spectra, SPECTRA_SCHEMA) as writer:
             groups = _RowGroups(writer, row_group_bytes)
             try:
-                for batch in reader.spectrum_batches():
-                    for s in batch:
-                        levels[s.ms_level] = levels.get(s.ms_level, 0) + 1
-                        if s.rt_s is not None:
-                            rt_min, rt_max = min(rt_min, s.rt_s), max(rt_max, s.rt_s)
-                        if s.polarity:
-                            polarities.add(s.polarity)
-                        if s.centroided is not None:
-                            modes.add(s.centroided)
-                        tic_bpc.add(s)
-                    n_peaks += sum(len(s.mz) for s in batch)
-                    groups.add(_spectra_batch(run, batch))
+                for record_batch, summary in reader.map_batches(partial(_convert_batch, run)):
+                    run_summary.add(summary)
+                    groups.add(record_batch)
                 groups.flush(final=True)
             finally:
                 groups.close()
-            for name, values, acc in (("TIC", tic_bpc.tic, "MS:1000235"), ("BPC", tic_bpc.bpc, "MS:1000628")):
-                order = np.argsort(np.asarray(tic_bpc.time), kind="stable")
+            t = run_summary
+            order = np.argsort(np.asarray(t.ms1_time), kind="stable")
+            for name, values, acc in (("TIC", t.ms1_tic, "MS:1000235"), ("BPC", t.ms1_bpc, "MS:1000628")):
                 chrom_rows.append({"run": run, "chromatogram_id": name, "source": "computed", "kind": name,
                                    "accession": acc, "ms_level": 1,
-                                   "time_s": np.asarray(tic_bpc.time, np.float64)[order],
+                                   "time_s": np.asarray(t.ms1_time, np.float64)[order],
                                    "intensity": np.asarray(values, np.float32)[order]})
             n_in_file = 0
             for c in reader.chromatograms():
@@ -402,7 +424,8 @@ def convert_mzml(*, src: str | Path, spectra_out: str | Path, chromatograms_out:
         tmp_spectra.unlink(missing_ok=True)
         tmp_chrom.unlink(missing_ok=True)
         raise
-    n_spectra = sum(levels.values())
+    t = run_summary
+    n_spectra = sum(t.levels.values())
     notes = list(info.notes)
     if n_spectra == 0:
         notes.append(f"{src.name} holds no spectra (chromatograms only): spectra table is empty, "
@@ -412,18 +435,18 @@ def convert_mzml(*, src: str | Path, spectra_out: str | Path, chromatograms_out:
                      f"the file holds {n_spectra} (a cut or filtered file)")
     qc = ConversionQC(
         run=run, file=src.name, sha256=info.sha256 or "", size_bytes=info.size_bytes, n_spectra=n_spectra,
-        spectra_per_ms_level={f"ms{k}": v for k, v in sorted(levels.items())}, n_peaks=n_peaks,
-        rt_min_s=float(rt_min) if n_spectra and np.isfinite(rt_min) else None,
-        rt_max_s=float(rt_max) if n_spectra and np.isfinite(rt_max) else None,
-        polarity="mixed" if len(polarities) > 1 else next(iter(polarities), None),
-        centroided="mixed" if len(modes) > 1 else ({True: "centroid", False: "profile"}[modes.pop()] if modes else None),
+        spectra_per_ms_level={f"ms{k}": v for k, v in sorted(t.levels.items())}, n_peaks=t.n_peaks,
+        rt_min_s=float(t.rt_min) if n_spectra and np.isfinite(t.rt_min) else None,
+        rt_max_s=float(t.rt_max) if n_spectra and np.isfinite(t.rt_max) else None,
+        polarity="mixed" if len(t.polarities) > 1 else next(iter(t.polarities), None),
+        centroided="mixed" if len(t.modes) > 1 else ({True: "centroid", False: "profile"}[t.modes.pop()] if t.modes else None),
         n_chromatograms_in_file=n_in_file, instrument_models=info.instrument_models,
         instrument_serial=info.instrument_serial, software=info.software, source_files=info.source_files,
         start_time=info.start_time, indexed=info.indexed, compression=info.compression, notes=notes)
     for note in notes:
         log.info("note: %s", note)
     log.info("%s: %d spectra (%s), %d peaks, %d chromatograms in the file", src.name, n_spectra,
-             qc.spectra_per_ms_level, n_peaks, n_in_file)
+             qc.spectra_per_ms_level, t.n_peaks, n_in_file)
     if qc_out:
         write_json(qc_out, asdict(qc))
     return qc
