@@ -1,7 +1,7 @@
 # Single cell: one heavy step (load + checks -> QC -> normalise, HVG, PCA, kNN, UMAP, Leiden,
 # markers -> write).  One process, not three: the matrix is never written out and read back
 # between stages, and scanpy is imported once (~15% of the time at 100k cells, see
-# benchmarks/README_transcriptomics.md).  The stages stay separate functions in
+# benchmarks/README.md, transcriptomics).  The stages stay separate functions in
 # pipelines.modalities.transcriptomics.singlecell (load_single_cell, qc_cells, cluster_cells).
 
 
