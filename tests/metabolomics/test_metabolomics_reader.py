@@ -140,6 +140,9 @@ def test_large_files_of_small_spectra_go_to_processes_large_spectra_to_threads(r
     monkeypatch.setattr(threading, "active_count", lambda: 3)   # never fork a process with threads
     assert placement(small) == "threads"
     assert placement(small, processes=True) == "processes"
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.setattr(mzml.sys, "platform", "darwin")          # nor off Linux
+    assert placement(small) == "threads"
 
 
 def test_a_damaged_spectrum_decoded_in_a_worker_process_names_file_and_index(real_dir, tmp_path):

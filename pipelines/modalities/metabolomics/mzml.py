@@ -28,6 +28,7 @@ import hashlib
 import multiprocessing
 import queue
 import re
+import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -1027,8 +1028,9 @@ class MzMLReader:
             return "here"
         if (self.info.size_bytes >= PROCESS_MIN_BYTES and self._typical_spectrum_bytes() <= PROCESS_MAX_SPECTRUM_BYTES
                 # workers are forked (spawn and forkserver would re-run the caller's script), and
-                # forking is deadlock-free only in a process without other threads
-                and threading.active_count() == 1):
+                # forking is deadlock-free only in a process without other threads, and only on
+                # Linux (macOS system libraries may abort in a forked child)
+                and threading.active_count() == 1 and sys.platform.startswith("linux")):
             return "processes"
         return "threads"
 
