@@ -102,8 +102,10 @@ def test_closing_tags_found_by_hopping_from_tag_to_tag(real_dir, monkeypatch, sc
         for a, b in zip(reference, hopped):
             np.testing.assert_array_equal(a.mz, b.mz)
         assert [c.native_id for c in chroms] == [c.native_id for c in ref_chroms]
-    assert mzml._find_closer(b"<a>xx</a>", b"</b>", 0) == -1
+    monkeypatch.setattr(mzml, "_SCAN", 8)       # the hops, on their own
+    assert mzml._find_closer(b"<a>" + b"x" * 40 + b"</a>", b"</b>", 0) == -1
     assert mzml._find_closer(b"<a>" + b"x" * 40 + b"</a></s>", b"</s>", 0) == 47
+    assert mzml._find_closer(b"<a></s>" + b"x" * 40 + b"</s>", b"</s>", 0) == 3   # inside the window
 
 
 @pytest.mark.parametrize("name", sorted(REAL_FILES))

@@ -392,24 +392,23 @@ def convert_mzml(*, src: str | Path, spectra_out: str | Path, chromatograms_out:
         p.parent.mkdir(parents=True, exist_ok=True)
     tmp_spectra = spectra_out.with_name(f".{spectra_out.name}.partial")
     tmp_chrom = chromatograms_out.with_name(f".{chromatograms_out.name}.partial")
-    run_summary = _Summary()
+    totals = _Summary()
     chrom_rows: list[dict] = []
     try:
         with MzMLReader(src, threads=threads) as reader, _parquet_writer(tmp_spectra, SPECTRA_SCHEMA) as writer:
             groups = _RowGroups(writer, row_group_bytes)
             try:
                 for record_batch, summary in reader.map_batches(partial(_convert_batch, run)):
-                    run_summary.add(summary)
+                    totals.add(summary)
                     groups.add(record_batch)
                 groups.flush(final=True)
             finally:
                 groups.close()
-            t = run_summary
-            order = np.argsort(np.asarray(t.ms1_time), kind="stable")
-            for name, values, acc in (("TIC", t.ms1_tic, "MS:1000235"), ("BPC", t.ms1_bpc, "MS:1000628")):
+            order = np.argsort(np.asarray(totals.ms1_time), kind="stable")
+            for name, values, acc in (("TIC", totals.ms1_tic, "MS:1000235"), ("BPC", totals.ms1_bpc, "MS:1000628")):
                 chrom_rows.append({"run": run, "chromatogram_id": name, "source": "computed", "kind": name,
                                    "accession": acc, "ms_level": 1,
-                                   "time_s": np.asarray(t.ms1_time, np.float64)[order],
+                                   "time_s": np.asarray(totals.ms1_time, np.float64)[order],
                                    "intensity": np.asarray(values, np.float32)[order]})
             n_in_file = 0
             for c in reader.chromatograms():
@@ -424,8 +423,7 @@ def convert_mzml(*, src: str | Path, spectra_out: str | Path, chromatograms_out:
         tmp_spectra.unlink(missing_ok=True)
         tmp_chrom.unlink(missing_ok=True)
         raise
-    t = run_summary
-    n_spectra = sum(t.levels.values())
+    n_spectra = sum(totals.levels.values())
     notes = list(info.notes)
     if n_spectra == 0:
         notes.append(f"{src.name} holds no spectra (chromatograms only): spectra table is empty, "
@@ -435,18 +433,19 @@ def convert_mzml(*, src: str | Path, spectra_out: str | Path, chromatograms_out:
                      f"the file holds {n_spectra} (a cut or filtered file)")
     qc = ConversionQC(
         run=run, file=src.name, sha256=info.sha256 or "", size_bytes=info.size_bytes, n_spectra=n_spectra,
-        spectra_per_ms_level={f"ms{k}": v for k, v in sorted(t.levels.items())}, n_peaks=t.n_peaks,
-        rt_min_s=float(t.rt_min) if n_spectra and np.isfinite(t.rt_min) else None,
-        rt_max_s=float(t.rt_max) if n_spectra and np.isfinite(t.rt_max) else None,
-        polarity="mixed" if len(t.polarities) > 1 else next(iter(t.polarities), None),
-        centroided="mixed" if len(t.modes) > 1 else ({True: "centroid", False: "profile"}[t.modes.pop()] if t.modes else None),
+        spectra_per_ms_level={f"ms{k}": v for k, v in sorted(totals.levels.items())}, n_peaks=totals.n_peaks,
+        rt_min_s=float(totals.rt_min) if n_spectra and np.isfinite(totals.rt_min) else None,
+        rt_max_s=float(totals.rt_max) if n_spectra and np.isfinite(totals.rt_max) else None,
+        polarity="mixed" if len(totals.polarities) > 1 else next(iter(totals.polarities), None),
+        centroided="mixed" if len(totals.modes) > 1 else (
+            {True: "centroid", False: "profile"}[next(iter(totals.modes))] if totals.modes else None),
         n_chromatograms_in_file=n_in_file, instrument_models=info.instrument_models,
         instrument_serial=info.instrument_serial, software=info.software, source_files=info.source_files,
         start_time=info.start_time, indexed=info.indexed, compression=info.compression, notes=notes)
     for note in notes:
         log.info("note: %s", note)
     log.info("%s: %d spectra (%s), %d peaks, %d chromatograms in the file", src.name, n_spectra,
-             qc.spectra_per_ms_level, t.n_peaks, n_in_file)
+             qc.spectra_per_ms_level, totals.n_peaks, n_in_file)
     if qc_out:
         write_json(qc_out, asdict(qc))
     return qc

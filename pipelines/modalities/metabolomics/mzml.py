@@ -889,10 +889,14 @@ PROCESS_MIN_BYTES = 48 << 20  # stored file size from which MzMLReader may parse
 PROCESS_MAX_SPECTRUM_BYTES = 32 << 10
 
 
+def _parse_batch(raw: list[bytes], groups: dict[bytes, bytes], name: str, notes: set[str]) -> list[Spectrum]:
+    return [parse_spectrum(el, groups, file=name, rt_notes=notes) for el in raw]
+
+
 def _worker_decode(raw: list[bytes], groups: dict[bytes, bytes], name: str,
                    fn: Callable[[list[Spectrum]], T]) -> tuple[T, set[str]]:
     notes: set[str] = set()
-    return fn([parse_spectrum(el, groups, file=name, rt_notes=notes) for el in raw]), notes
+    return fn(_parse_batch(raw, groups, name, notes)), notes
 
 
 def _same(spectra: list[Spectrum]) -> list[Spectrum]:
@@ -1018,7 +1022,7 @@ class MzMLReader:
             yield batch
 
     def _decode_batch(self, raw: list[bytes]) -> list[Spectrum]:
-        return [parse_spectrum(el, self._groups, file=self.name, rt_notes=self.rt_notes) for el in raw]
+        return _parse_batch(raw, self._groups, self.name, self.rt_notes)
 
     def _decode_on(self) -> str:
         """Where batches are decoded: "processes", "threads" or "here" (see the class docstring)."""

@@ -117,13 +117,17 @@ def _kind_of(path: Path) -> str:
     return "bulk_counts"
 
 
+def _named_file(run_dir: Path, name: str, where: str) -> Path:
+    """A file experiment.yaml names (at YAML path ``where``), which must exist in the run folder."""
+    p = run_dir / name
+    if not p.is_file():
+        raise InputError(Problem(f"{name} does not exist in the run folder", file="experiment.yaml", where=where))
+    return p
+
+
 def _bulk_counts(run_dir: Path, params: Params, tables: list[Path]) -> Path:
     if params.bulk.counts:
-        p = run_dir / params.bulk.counts
-        if not p.is_file():
-            raise InputError(Problem(f"{params.bulk.counts} does not exist in the run folder",
-                                     file="experiment.yaml", where="transcriptomics.bulk.counts"))
-        return p
+        return _named_file(run_dir, params.bulk.counts, "transcriptomics.bulk.counts")
     named = [p for p in tables if "count" in p.name.lower()]
     if len(named) == 1:
         return named[0]
@@ -137,11 +141,7 @@ def _bulk_counts(run_dir: Path, params: Params, tables: list[Path]) -> Path:
 
 def _bulk_sheet(run_dir: Path, params: Params, *, counts: Path) -> Path | None:
     if params.bulk.sample_sheet:
-        p = run_dir / params.bulk.sample_sheet
-        if not p.is_file():
-            raise InputError(Problem(f"{params.bulk.sample_sheet} does not exist in the run folder",
-                                     file="experiment.yaml", where="transcriptomics.bulk.sample_sheet"))
-        return p
+        return _named_file(run_dir, params.bulk.sample_sheet, "transcriptomics.bulk.sample_sheet")
     others = [p for pat in ("**/*.tsv", "**/*.tsv.gz", "**/*.csv", "**/*.csv.gz", "**/*.txt", "**/*.txt.gz")
               for p in _visible(run_dir, pat) if _is_table(p) and p != counts]
     named = [p for p in others if any(w in p.name.lower() for w in _SHEET_WORDS)]
