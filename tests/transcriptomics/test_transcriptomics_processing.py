@@ -210,6 +210,20 @@ def test_preflight_reports_the_pasilla_mismatch_without_computing(tmp_path, tx_d
     assert len(problems) == 7 and "untreated4fb" in problems[-1].message
 
 
+@pytest.mark.parametrize("key", ["counts", "sample_sheet"])
+def test_bulk_file_named_in_experiment_yaml_must_exist(tmp_path, tx_data, key):
+    from pipelines.errors import InputError
+
+    run_dir = tmp_path / "run"
+    link_files(run_dir, sorted((tx_data / "bulk_pasilla").glob("pasilla_*")))
+    params = tx.params_from_experiment({"transcriptomics": {"bulk": {key: "missing.tsv"}}})
+    with pytest.raises(InputError) as info:
+        tx.resolve_input(run_dir, params)
+    (problem,) = info.value.problems
+    assert (problem.file, problem.where) == ("experiment.yaml", f"transcriptomics.bulk.{key}")
+    assert problem.message == "missing.tsv does not exist in the run folder"
+
+
 def test_two_libraries_in_one_folder_need_input_path(tmp_path, tx_data):
     h5 = tx_data / "10x_v3_GRCh38chr21" / "filtered_feature_bc_matrix.h5"
     run_dir = tmp_path / "run"
