@@ -26,6 +26,7 @@ STAGE = Path(config["stage_dir"])
 MODALITY = config["modality"]
 EXPERIMENT = json.loads(Path(config["experiment"]).read_text())
 LOGS = STAGE / "_meta" / "logs"
+
 BENCH = STAGE / "_meta" / "benchmarks"
 
 
@@ -37,4 +38,5 @@ rule all:
     default_target: True
 
 
+include: "workflows/common/common.smk"
 include: f"workflows/{MODALITY}/main.smk"

@@ -18,8 +18,8 @@ from pipelines.store.publish import PublishResult
 
 
 @task(name="validate", retries=0)
-def validate_task(run_dir: str, work_dir: str | None) -> tuple[str, str]:
-    exp, stage = runner.prepare(run_dir, work_dir=work_dir)
+def validate_task(run_dir: str, work_dir: str | None, store_url: str | None, publish: bool) -> tuple[str, str]:
+    exp, stage = runner.prepare(run_dir, work_dir=work_dir, store_url=store_url, check_store=publish)
     return exp.modality, str(stage.root)
 
 
@@ -33,7 +33,9 @@ def snakemake_task(run_dir: str, stage_dir: str, modality: str, profile: str, co
     return stage_dir
 
 
-@task(name="publish", retries=2, retry_delay_seconds=[5, 30])
+# no task-level retries: publish retries transient store faults itself, within a time budget,
+# and an InputError (e.g. another access level) must not be retried at all
+@task(name="publish", retries=0)
 def publish_task(stage_dir: str, store_url: str | None) -> dict:
     result = runner.publish_stage(stage_dir, store_url)
     verb = "published" if result.created else "unchanged"
@@ -47,12 +49,16 @@ def publish_task(stage_dir: str, store_url: str | None) -> dict:
 @flow(name="binds-run", log_prints=True)
 def binds_run(run_dir: str, store_url: str | None = None, profile: str = "local", cores: int | None = None,
               work_dir: str | None = None, publish: bool = True) -> dict:
-    """Process one run folder and publish it; returns the publish result (or the stage dir)."""
-    modality, stage_dir = validate_task(run_dir, work_dir)
-    snakemake_task(run_dir, stage_dir, modality, profile, cores)
-    if not publish:
-        return {"stage_dir": stage_dir, "published": False}
-    return publish_task(stage_dir, store_url) | {"stage_dir": stage_dir, "published": True}
+    """Process one run folder and publish it; returns the publish result (or the stage dir).
+
+    The work folder's lock is held from validation to the commit: one run per folder at a time.
+    """
+    with runner.hold_work_dir(run_dir, work_dir):
+        modality, stage_dir = validate_task(run_dir, work_dir, store_url, publish)
+        snakemake_task(run_dir, stage_dir, modality, profile, cores)
+        if not publish:
+            return {"stage_dir": stage_dir, "published": False}
+        return publish_task(stage_dir, store_url) | {"stage_dir": stage_dir, "published": True}
 
 
 __all__ = ["binds_run", "PublishResult"]

@@ -6,15 +6,22 @@ and writes ``_meta/``; ``stage`` runs the Snakemake workflow; ``publish_stage`` 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
+import hashlib
+import json
 import logging
 import os
+import shutil
 import subprocess
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-from pipelines import modalities
+from pipelines import modalities, worklock
 from pipelines.errors import InputError, Problem
 from pipelines.metadata import EXPERIMENT_FILE, Experiment, load_experiment, write_experiment_json
 from pipelines.resources import project_root
@@ -22,9 +29,11 @@ from pipelines.staging import StagedDataset
 from pipelines.store import open_store
 from pipelines.store.hashing import sha256_file
 from pipelines.store.publish import PublishResult, publish
+from pipelines.toolkit.inputs import RunFolder
 from pipelines.workflow import run_workflow
 
 log = logging.getLogger(__name__)
+FINGERPRINT_FILE = "fingerprint.json"
 
 #: Set by the CLI to show progress (a terminal spinner); called with a short status line.
 #: A module-level hook rather than a flow parameter: Prefect records parameters as JSON.
@@ -43,25 +52,49 @@ def default_work_dir(dataset_id: str) -> Path:
     return (base / dataset_id).resolve()
 
 
+def work_dir_for(exp: Experiment, work_dir: str | Path | None = None) -> Path:
+    """The work folder of a run: ``work_dir`` if given, else :func:`default_work_dir`."""
+    return Path(work_dir).resolve() if work_dir else default_work_dir(exp.dataset_id)
+
+
+@contextlib.contextmanager
+def hold_work_dir(run_dir: str | Path, work_dir: str | Path | None = None) -> Iterator[Path]:
+    """Hold the lock of the run's work folder (see :mod:`pipelines.worklock`) for a ``with``.
+
+    The work folder is named after the dataset id, so experiment.yaml is read (and validated)
+    first; invalid metadata raises :class:`InputError` before anything is locked.
+    """
+    exp = load_experiment(Path(run_dir))
+    with worklock.hold(work_dir_for(exp, work_dir), on_wait=_say) as work:
+        yield work
+
+
 def check_run_dir(run_dir: str | Path) -> tuple[Experiment, list[Path]]:
-    """Validate experiment.yaml and the raw files; every problem at once. Nothing is written."""
+    """Validate experiment.yaml and the raw files; every problem at once. Nothing is written.
+
+    Returns the experiment and every file the modality's workflow will read (its input
+    resolver: the same list the rules get and ``run.json`` records).
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(Problem("no such run folder", file=str(run_dir),
                                  hint="give the folder holding the raw files and experiment.yaml"))
     exp = load_experiment(run_dir)
     module = modalities.get(exp.modality)
-    raw = modalities.find_raw_files(run_dir, exp.modality)
-    problems: list[Problem] = []
-    if not raw:
+    found = module.list_inputs(run_dir, exp.data)
+    problems: list[Problem] = list(found.problems)
+    if not found.files and not problems:
         problems.append(Problem(
             f"no {exp.modality} raw files found", file=str(run_dir),
             hint=f"expected files matching {', '.join(module.RAW_PATTERNS)}"))
-    else:
-        problems += module.preflight(run_dir, exp.data)
+    if not problems:
+        try:
+            problems += module.preflight(run_dir, exp.data)
+        except InputError as err:
+            problems += err.problems
     if problems:
         raise InputError(problems)
-    return exp, raw
+    return exp, list(found.files)
 
 
 def _git_describe() -> str | None:
@@ -73,16 +106,81 @@ def _git_describe() -> str | None:
     return out.stdout.strip() or None
 
 
-def prepare(run_dir: str | Path, *, work_dir: str | Path | None = None) -> tuple[Experiment, StagedDataset]:
-    """Validate the run folder and write ``<work>/stage/_meta/{experiment,run}.json``."""
+@functools.cache
+def code_digest() -> str:
+    """sha256 over the processing code (the package, the workflows, the schemas).
+
+    Part of a stage's fingerprint: outputs staged by other code are never reused, so a renamed
+    or dropped output of an older workflow cannot linger in a new version.
+    """
+    root = project_root()
+    pkg = Path(__file__).resolve().parent
+    files = sorted({*pkg.rglob("*.py"), *(root / "workflows").rglob("*"), root / "Snakefile",
+                    *(root / "metadata").rglob("*.json")})
+    h = hashlib.sha256()
+    for f in files:
+        if f.is_file() and "__pycache__" not in f.parts:
+            h.update(f"{f.relative_to(f.anchor)}\n".encode())
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def stage_fingerprint(exp: Experiment, inputs: list[dict[str, Any]]) -> str:
+    """What the staged outputs depend on: the input files (names, sizes, sha256), the modality
+    and its block of parameters, the code.  Other metadata (title, licence, samples ...) reach
+    only the rules that take them as params, which Snakemake reruns when they change."""
+    basis = {"modality": exp.modality, "block": exp.data.get(exp.modality) or {},
+             "inputs": [[i["name"], i["size"], i["sha256"]] for i in inputs],
+             "code": code_digest()}
+    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
+
+
+def _fresh_stage(work: Path, fingerprint: str) -> StagedDataset:
+    """The stage of ``work`` for ``fingerprint``: kept when it was made from the same inputs
+    (a resumed run), else moved aside and deleted, so nothing a previous run left can be
+    published.  A kill at any point leaves either the old stage or none (``.discarded-*``
+    folders are removed by the next run)."""
+    stage = StagedDataset(work / "stage")
+    marker = stage.meta_dir / FINGERPRINT_FILE
+    for old in work.glob(".discarded-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    if stage.root.exists():
+        try:
+            same = json.loads(marker.read_text()).get("fingerprint") == fingerprint
+        except (OSError, ValueError):
+            same = False
+        if same:
+            return stage
+        trash = work / f".discarded-{uuid.uuid4().hex[:12]}"
+        log.info("inputs changed since %s was staged: starting a fresh stage", stage.root)
+        stage.root.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    stage.meta_dir.mkdir(parents=True, exist_ok=True)
+    return stage
+
+
+def prepare(run_dir: str | Path, *, work_dir: str | Path | None = None,
+            store_url: str | None = None, check_store: bool = False) -> tuple[Experiment, StagedDataset]:
+    """Validate the run folder and write ``<work>/stage/_meta/{experiment,run,fingerprint}.json``.
+
+    With ``check_store`` the store is checked to be reachable and writable first (seconds, not
+    after the compute).  The caller holds the work folder's lock (:func:`pipelines.worklock.hold`).
+    """
     run_dir = Path(run_dir).resolve()
     _say(f"validating {run_dir.name}")
     exp, raw = check_run_dir(run_dir)
-    work = Path(work_dir).resolve() if work_dir else default_work_dir(exp.dataset_id)
-    stage = StagedDataset(work / "stage")
-    write_experiment_json(exp, stage.meta_dir / "experiment.json")
+    if check_store:
+        _say("checking the store")
+        open_store(store_url).check_writable()
+    work = work_dir_for(exp, work_dir)
     with ThreadPoolExecutor(max_workers=4) as pool:
         hashes = list(pool.map(sha256_file, raw))
+    folder = RunFolder(run_dir)
+    inputs = [{"name": folder.rel(p), "size": p.stat().st_size, "sha256": h}
+              for p, h in zip(raw, hashes, strict=True)]
+    fingerprint = stage_fingerprint(exp, inputs)
+    stage = _fresh_stage(work, fingerprint)
+    write_experiment_json(exp, stage.meta_dir / "experiment.json")
     from importlib.metadata import version
 
     stage.write_meta("run.json", {
@@ -92,10 +190,11 @@ def prepare(run_dir: str | Path, *, work_dir: str | Path | None = None) -> tuple
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "workflow": f"binds-pipelines {version('binds-pipelines')}"
                     + (f" ({g})" if (g := _git_describe()) else ""),
-        "inputs": [{"name": p.relative_to(run_dir).as_posix(), "size": p.stat().st_size, "sha256": h}
-                   for p, h in zip(raw, hashes)] + [
-            {"name": EXPERIMENT_FILE, "size": exp.path.stat().st_size, "sha256": sha256_file(exp.path)}],
+        "inputs": inputs + [{"name": EXPERIMENT_FILE, "size": exp.path.stat().st_size,
+                             "sha256": sha256_file(exp.path)}],
     })
+    # written last: a stage without it (killed above) is never reused
+    stage.write_meta(FINGERPRINT_FILE, {"fingerprint": fingerprint})
     return exp, stage
 
 
@@ -123,5 +222,7 @@ def publish_stage(stage_dir: str | Path, store_url: str | None, *,
         if progress:
             progress(done, total)
 
-    _say("publishing: hashing the staged files")
-    return publish(StagedDataset(Path(stage_dir)), open_store(store_url), progress=uploaded)
+    stage = StagedDataset(Path(stage_dir).resolve())
+    with worklock.hold(stage.root.parent, on_wait=_say):  # re-entrant inside `binds run`
+        _say("publishing: hashing the staged files")
+        return publish(stage, open_store(store_url), progress=uploaded)

@@ -26,6 +26,14 @@ from pathlib import Path
 from typing import Any
 
 PUBLISHED_DIRS = ("data", "qc")
+#: Files Snakemake leaves inside ``directory()`` outputs (and our own scratch files): never
+#: published, never listed in a manifest (zarr warns about every unknown file in a store).
+_NOT_PUBLISHED_PREFIXES = (".snakemake", ".binds-")
+
+
+def is_published_name(name: str) -> bool:
+    """Whether a file called ``name`` inside data/ or qc/ belongs to a version."""
+    return not name.startswith(_NOT_PUBLISHED_PREFIXES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +87,7 @@ class StagedDataset:
             if not base.exists():
                 continue
             for p in base.rglob("*"):
-                if p.is_file() and not p.name.startswith(".binds-"):
+                if p.is_file() and is_published_name(p.name):
                     out.append((p.relative_to(self.root).as_posix(), p))
         out.sort()
         return out

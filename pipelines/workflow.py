@@ -8,15 +8,19 @@ there.  Failures come back as :class:`InputError` (a rule met bad input and said
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pipelines import worklock
 from pipelines.errors import InputError, Problem, RunError
 from pipelines.resources import profiles_dir, snakefile
 from pipelines.staging import StagedDataset
@@ -72,19 +76,32 @@ def run_workflow(*, run_dir: str | Path, stage: StagedDataset, modality: str, pr
     log.info("running: %s", " ".join(cmd))
     failed_rules: list[str] = []
     rule_logs: list[str] = []
+    lock_fd = worklock.held_fd(stage.root.parent)
     with open(smk_log, "w") as out:
+        # Own process group: whatever Snakemake leaves when it dies (its jobs) is killed with
+        # the group below.  Parent-death signal: if binds is killed, Snakemake gets SIGINT and
+        # stops its jobs (SIGTERM would make it wait for them).  The work folder's lock is
+        # inherited, so no new run starts before this workflow has stopped.
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=env, cwd=stage.root.parent)
+                                env=env, cwd=stage.root.parent, process_group=0,
+                                preexec_fn=_die_with_parent,
+                                pass_fds=(lock_fd,) if lock_fd is not None else ())
         assert proc.stdout is not None
-        for line in proc.stdout:
-            out.write(line)
-            if (m := _PROGRESS.search(line)) and on_progress:
-                on_progress(int(m.group(1)), int(m.group(2)))
-            if m := _ERROR_RULE.search(line):
-                failed_rules.append(m.group(1))
-            if m := _LOG_LINE.match(line):
-                rule_logs.append(m.group(1).strip())
-        code = proc.wait()
+        try:
+            for line in proc.stdout:
+                out.write(line)
+                if (m := _PROGRESS.search(line)) and on_progress:
+                    on_progress(int(m.group(1)), int(m.group(2)))
+                if m := _ERROR_RULE.search(line):
+                    failed_rules.append(m.group(1))
+                if m := _LOG_LINE.match(line):
+                    rule_logs.append(m.group(1).strip())
+            code = proc.wait()
+        except BaseException:  # Ctrl-C, or the flow cancelled: stop the workflow, then re-raise
+            _stop(proc)
+            raise
+        finally:
+            _kill_group(proc.pid)
     if code == 0:
         return smk_log
     problems = _reported_problems(stage)
@@ -95,6 +112,37 @@ def run_workflow(*, run_dir: str | Path, stage: StagedDataset, modality: str, pr
         tail = _traceback_before_error(smk_log) or _tail(smk_log, root=stage.root.parent, lines=25)
     rules = ", ".join(dict.fromkeys(failed_rules)) or "(before any rule ran)"
     raise RunError(f"workflow failed in rule {rules} (exit {code}); full log: {smk_log}", details=tail)
+
+
+_PR_SET_PDEATHSIG = 1
+try:
+    _LIBC = ctypes.CDLL(None, use_errno=True)
+except OSError:  # pragma: no cover - not Linux
+    _LIBC = None
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGINT when the parent dies (Linux prctl)."""
+    if _LIBC is not None and sys.platform.startswith("linux"):
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
+
+
+def _stop(proc: subprocess.Popen, *, grace_s: float = 30.0) -> None:
+    """Ask Snakemake to stop (SIGINT: it cancels its jobs), then kill what is left."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid)
+            proc.wait()
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL what remains of Snakemake's process group (orphaned jobs of a killed Snakemake)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def _reported_problems(stage: StagedDataset) -> list[Problem]:

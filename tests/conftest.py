@@ -28,6 +28,16 @@ def shared_data(modality: str) -> Path:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _shared_data_is_an_allowed_root():
+    """Tests link real files from ../shared/data into their run folders, as units link raw data
+    from the instrument share: the operator's setting that allows it (see pipelines.toolkit.inputs)."""
+    from pipelines.toolkit.inputs import ALLOWED_ROOTS_ENV
+
+    os.environ[ALLOWED_ROOTS_ENV] = str(SHARED_DATA.resolve())
+    yield
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _isolated_prefect(tmp_path_factory):
     """Prefect state (its SQLite db, logs) under a temporary PREFECT_HOME, no telemetry."""
     home = tmp_path_factory.mktemp("prefect-home")

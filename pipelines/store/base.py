@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.errors import InputError, Problem
+from pipelines.errors import BindsError, InputError, Problem
 
 _BAD_KEY = re.compile(r"(^/)|(^|/)\.\.?(/|$)|//|\\")
 
@@ -42,12 +42,18 @@ class UploadItem:
 ProgressCallback = Callable[[int], None]  # called with bytes just transferred
 
 
-class StoreError(Exception):
-    """The store failed (unreachable, refused, inconsistent). ``transient`` faults may be retried."""
+class StoreError(BindsError):
+    """The store failed (unreachable, refused, inconsistent): exit 1. ``transient`` faults may
+    be retried."""
+
+    exit_code = 1
 
     def __init__(self, message: str, *, transient: bool = False):
         super().__init__(message)
         self.transient = transient
+
+    def __reduce__(self):
+        return (self.__class__, (str(self),), {"transient": self.transient})
 
 
 class ReadOnlyStoreError(StoreError):
@@ -145,3 +151,27 @@ class Store(ABC):
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove ``key`` (no error when absent). Only ever used on uncommitted scratch objects."""
+
+    def remove_stale_temporaries(self, prefix: str) -> int:
+        """Remove what an interrupted upload under ``prefix`` left (backends without: nothing)."""
+        return 0
+
+    # -- health ----------------------------------------------------------------------------
+    #: Key prefix of the write probe (scratch: never part of a version, removed at once).
+    PROBE_PREFIX = "_probe/"
+
+    def check_writable(self) -> None:
+        """Make sure the store is reachable and accepts writes, before any compute.
+
+        Writes and deletes one small probe object.  Raises :class:`StoreError` (not retried:
+        meant to fail within seconds) naming the store and what to check.
+        """
+        import uuid
+
+        self._check_writable()
+        key = f"{self.PROBE_PREFIX}{uuid.uuid4().hex}"
+        try:
+            self.put(key, b"binds write probe\n")
+            self.delete(key)
+        except OSError as err:
+            raise StoreError(f"cannot write to the store {self.url}: {err.strerror or err}") from None

@@ -8,12 +8,13 @@ so a reader (or a crash) never sees half a file.  The exclusive put behind the c
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pipelines.store.base import ObjectInfo, ProgressCallback, Store, UploadItem, check_key
+from pipelines.store.base import ObjectInfo, ProgressCallback, Store, StoreError, UploadItem, check_key
 
 TMP_PREFIX = ".binds-tmp-"
 
@@ -148,6 +149,22 @@ class LocalStore(Store):
     def delete(self, key: str) -> None:
         self._check_writable()
         self._path(key).unlink(missing_ok=True)
+
+    def check_writable(self) -> None:
+        """The folder (or, before the first publish, its nearest existing parent) accepts new
+        files; leaves nothing behind (a failed run must not create the store)."""
+        self._check_writable()
+        base = self.root
+        while not base.exists() and base != base.parent:
+            base = base.parent
+        if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+            raise StoreError(f"cannot write to the store {self.url}: {base} is not a writable folder")
+        try:
+            fd, name = tempfile.mkstemp(prefix=TMP_PREFIX, dir=base)
+            os.close(fd)
+            os.unlink(name)
+        except OSError as err:
+            raise StoreError(f"cannot write to the store {self.url}: {err.strerror or err}") from None
 
     def remove_stale_temporaries(self, prefix: str) -> int:
         """Delete temporary files a killed writer left under ``prefix``; return how many."""

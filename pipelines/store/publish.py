@@ -72,12 +72,31 @@ class PublishResult:
         return asdict(self)
 
 
-def content_digest(files: list[dict[str, Any]]) -> str:
-    """Identity of a version: sha256 over sorted ``path\\tsize\\tsha256`` lines of data/ and qc/."""
+def experiment_sha256(experiment: dict[str, Any]) -> str:
+    """sha256 of the validated experiment metadata, canonically serialised (sorted keys)."""
+    text = json.dumps(experiment, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def content_digest(files: list[dict[str, Any]], *, experiment: dict[str, Any] | None = None) -> str:
+    """Identity of a version: sha256 over sorted ``path\\tsize\\tsha256`` lines of data/ and qc/,
+    then one ``experiment\\t<sha256>`` line for the metadata it publishes.
+
+    So a corrected licence, organism or title is a new version, while provenance (times,
+    software versions, run ids) never makes one.
+    """
     h = hashlib.sha256()
     for f in sorted(files, key=lambda f: f["path"]):
         h.update(f"{f['path']}\t{f['size']}\t{f['sha256']}\n".encode())
+    if experiment is not None:
+        h.update(f"experiment\t{experiment_sha256(experiment)}\n".encode())
     return "sha256:" + h.hexdigest()
+
+
+def stage_digest(stage: StagedDataset, items: list[UploadItem]) -> str:
+    """The content digest a publish of ``stage`` (hashed as ``items``) commits under."""
+    return content_digest([{"path": it.key, "size": it.size, "sha256": it.sha256} for it in items],
+                          experiment=stage.experiment)
 
 
 def hash_stage(stage: StagedDataset, store: Store, *, workers: int = 4,
@@ -153,6 +172,7 @@ def read_manifest(store: Store, prefix: str, version: int) -> dict[str, Any]:
 
 
 def publish(stage: StagedDataset, store: Store, *, attempts: int | None = None, backoff_s: float = 1.0,
+            retry_budget_s: float | None = None,
             progress: Callable[[int, int], None] | None = None,
             now: Callable[[], dt.datetime] | None = None) -> PublishResult:
     """Publish ``stage`` into ``store`` (see the module docstring for the protocol).
@@ -163,6 +183,8 @@ def publish(stage: StagedDataset, store: Store, *, attempts: int | None = None, 
         Tries of the whole (idempotent) protocol on transient store faults, with exponential
         backoff starting at ``backoff_s``; botocore's own per-request retries come first.
         Default ``BINDS_PUBLISH_ATTEMPTS`` or 4.
+    retry_budget_s
+        No retry starts after this many seconds (default ``BINDS_PUBLISH_RETRY_S`` or 300).
     progress
         Called with (bytes uploaded so far, bytes to upload).
 
@@ -176,19 +198,24 @@ def publish(stage: StagedDataset, store: Store, *, attempts: int | None = None, 
     exp = check_stage(stage)
     if attempts is None:
         attempts = int(os.environ.get("BINDS_PUBLISH_ATTEMPTS", "4"))
+    if retry_budget_s is None:
+        retry_budget_s = float(os.environ.get("BINDS_PUBLISH_RETRY_S", "300"))
     now = now or (lambda: dt.datetime.now(dt.UTC))
     items = hash_stage(stage, store)
-    for_digest = [{"path": it.key, "size": it.size, "sha256": it.sha256} for it in items]
-    digest = content_digest(for_digest)
+    digest = stage_digest(stage, items)
     last: StoreError | None = None
+    started = time.monotonic()
     for attempt in range(1, attempts + 1):
         try:
             return _publish_once(stage, store, exp, items, digest, progress, now)
         except StoreError as err:
             last = err
-            if not err.transient or attempt == attempts:
-                break
             wait = backoff_s * 2 ** (attempt - 1)
+            # only transient faults are retried, and never past the budget: a store that is
+            # down stays down longer than anyone should wait for a command
+            if (not err.transient or attempt == attempts
+                    or time.monotonic() - started + wait > retry_budget_s):
+                break
             log.warning("store fault (%s); retrying in %.1f s (attempt %d of %d)", err, wait,
                         attempt + 1, attempts)
             time.sleep(wait)
@@ -211,6 +238,7 @@ def _publish_once(stage: StagedDataset, store: Store, exp: dict[str, Any], items
                            prefix=prefix, created=False, content_digest=digest, n_files=len(items),
                            bytes=total, store_url=store.url)
 
+    _refuse_other_access_level(store, access=access, modality=modality, dataset_id=dataset_id)
     versions = committed_versions(store, prefix)
     if versions:
         latest = read_manifest(store, prefix, versions[-1])
@@ -232,8 +260,7 @@ def _publish_once(stage: StagedDataset, store: Store, exp: dict[str, Any], items
     upload = [UploadItem(key=vprefix + it.key, path=it.path, size=it.size, sha256=it.sha256,
                          etag=it.etag) for it in items]
 
-    if hasattr(store, "remove_stale_temporaries"):
-        store.remove_stale_temporaries(vprefix)
+    store.remove_stale_temporaries(vprefix)
     present = {info.key: info for info in store.list_prefix(vprefix)}
     # resuming: what is already there (same size) is checked with its ETag before it is skipped
     maybe_done = with_expected_etags([it for it in upload if it.key in present
@@ -285,6 +312,7 @@ def _publish_once(stage: StagedDataset, store: Store, exp: dict[str, Any], items
         "title": exp["title"],
         "created": created,
         "content_digest": digest,
+        "experiment_sha256": experiment_sha256(exp),
         "n_files": len(files),
         "bytes": total,
         "qc": stage.metrics,
@@ -311,6 +339,31 @@ def _publish_once(stage: StagedDataset, store: Store, exp: dict[str, Any], items
     except StoreError as err:  # harmless leftover: the manifest decides
         log.warning("could not remove the claim of v%d: %s", version, err)
     return result
+
+
+def _refuse_other_access_level(store: Store, *, access: str, modality: str, dataset_id: str) -> None:
+    """A dataset has one access level: refuse to publish it at a second one.
+
+    Otherwise ``restricted/.../v1`` would appear beside ``open/.../v1`` of the same id, and a
+    reader asking for "the latest version" would get either.
+    """
+    from pipelines.metadata import ACCESS_LEVELS
+
+    for other in ACCESS_LEVELS:
+        if other == access:
+            continue
+        oprefix = layout.dataset_prefix(other, modality, dataset_id)
+        versions = committed_versions(store, oprefix)
+        claims = [i.key for i in store.list_prefix(f"{oprefix}{layout.CLAIMS_DIR}/")]
+        if versions or claims:
+            held = f"v{versions[-1]}" if versions else "a publish in progress"
+            raise InputError(Problem(
+                f"dataset {dataset_id} is already published at access level {other!r} ({held}); "
+                f"it cannot also be published as {access!r}",
+                file="experiment.yaml", where="access.level",
+                hint=f"keep 'access: {{level: {other}}}' to publish a new version, or give the run "
+                     "a new request_id (a new dataset); moving a published dataset to another level "
+                     "is a curator's decision, not a re-run"))
 
 
 def _claim_version(store: Store, prefix: str, digest: str, *, start: int) -> int | dict[str, Any]:

@@ -244,6 +244,27 @@ class S3Store(Store):
         except (ClientError, BotoCoreError, OSError) as err:
             raise self._error(err, "deleting", key) from None
 
+    def check_writable(self) -> None:
+        """Bucket reachable, credentials accepted, writes allowed: a probe with few retries
+        and short timeouts (an unreachable endpoint fails in ~15 s, not after the compute)."""
+        import uuid
+
+        self._check_writable()
+        quick = boto3.session.Session().client("s3", endpoint_url=self.endpoint_url, config=Config(
+            retries={"mode": "standard", "max_attempts": 2}, connect_timeout=3, read_timeout=10,
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required"))
+        key = f"{self.PROBE_PREFIX}{uuid.uuid4().hex}"
+        try:
+            quick.head_bucket(Bucket=self.bucket)
+            quick.put_object(Bucket=self.bucket, Key=self._key(key), Body=b"binds write probe\n")
+            quick.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except (ClientError, BotoCoreError, OSError) as err:
+            if isinstance(err, ClientError) and str(err.response.get("Error", {}).get("Code")) in ("404", "NotFound"):
+                raise StoreError(f"checking s3://{self.bucket}: bucket {self.bucket!r} does not exist "
+                                 "(create it, or fix --store)") from None
+            raise self._error(err, "checking", key) from None
+
     def __repr__(self) -> str:
         return f"S3Store({self.url!r}, endpoint_url={self.endpoint_url!r})"
 

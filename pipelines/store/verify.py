@@ -52,11 +52,20 @@ def verify(store: Store, *, dataset_id: str | None = None, version: int | None =
         if version is not None and int(manifest["version"]) != version:
             continue
         report.versions += 1
-        for f in manifest["files"]:
+        listed = {layout.MANIFEST}
+        for f in [*manifest["files"], *manifest.get("documents", [])]:
             jobs.append((prefix + f["path"], f["size"], f["sha256"]))
+            listed.add(f["path"])
         meta = manifest.get("metadata")
         if meta:
             jobs.append((prefix + meta["path"], meta["size"], meta["sha256"]))
+            listed.add(meta["path"])
+        # a committed version never changes: anything else inside it was added afterwards
+        for info in store.list_prefix(prefix):
+            rel = info.key[len(prefix):]
+            if rel not in listed:
+                report.problems.append(f"{info.key}: not in the manifest (added after the commit; "
+                                       "a committed version must not change)")
         ckey = layout.catalog_key(manifest["access"], manifest["modality"], manifest["dataset_id"],
                                   int(manifest["version"]))
         if not store.exists(ckey):

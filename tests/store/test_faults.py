@@ -146,11 +146,11 @@ def test_sigkill_at_random_points_never_shows_partial_version(backend, runs, n_c
         store_url, endpoint = str(tmp_path / "store"), None
     # local publishing is fast: more (fsynced) files give the random kills a window to land in
     stage = make_stage(n_chunks=n_chunks, chunk_bytes=40_000 if backend == "s3" else 4_000, big_bytes=2 << 20)
-    from pipelines.store.publish import content_digest, hash_stage
+    from pipelines.store.publish import hash_stage, stage_digest
 
     store = open_store(store_url)
     items = hash_stage(stage, store)
-    digest = content_digest([{"path": i.key, "size": i.size, "sha256": i.sha256} for i in items])
+    digest = stage_digest(stage, items)
     # how long the interpreter takes to start, and a whole publish, to spread the random kills
     # over the publishing itself
     t0 = time.monotonic()
@@ -197,11 +197,11 @@ def test_racing_publishers_of_different_content_get_clean_versions(make_stage, s
     b = make_stage("b", seed=2, n_chunks=80)
     store = open_store(s3_bucket)
     digests = {}
-    from pipelines.store.publish import content_digest, hash_stage
+    from pipelines.store.publish import hash_stage, stage_digest
 
     for st in (a, b):
         its = hash_stage(st, store)
-        digests[content_digest([{"path": i.key, "size": i.size, "sha256": i.sha256} for i in its])] = st
+        digests[stage_digest(st, its)] = st
     procs = [_publisher(a.root, s3_bucket, s3_endpoint), _publisher(b.root, s3_bucket, s3_endpoint)]
     codes = [p.wait(timeout=120) for p in procs]
     committed = _assert_no_partial_version_visible(store, digests)

@@ -18,10 +18,10 @@ PREFIX = "consortium/screening/binds-2026-0042-screening/"
 
 def claim_like_a_killed_publisher(store, stage):
     """What a publisher killed after claiming v1 leaves: the claim with the stage's digest."""
-    from pipelines.store.publish import content_digest, hash_stage
+    from pipelines.store.publish import hash_stage, stage_digest
 
     items = hash_stage(stage, store)
-    digest = content_digest([{"path": i.key, "size": i.size, "sha256": i.sha256} for i in items])
+    digest = stage_digest(stage, items)
     store.put(PREFIX + "_claims/v1.json", json.dumps({"content_digest": digest}).encode())
     return items
 

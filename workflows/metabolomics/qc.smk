@@ -19,7 +19,7 @@ rule metabolomics_qc:
     log:
         LOGS / "metabolomics_qc.log",
     params:
-        experiment=EXPERIMENT,
+        experiment=experiment_fields("modality", "metabolomics", "instrument"),
     threads: 1
     resources:
         mem_mb=1000,

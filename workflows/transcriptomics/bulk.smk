@@ -16,7 +16,7 @@ rule transcriptomics_bulk:
         facts=STAGE / "_meta" / "facts.json",
     params:
         run_dir=RUN_DIR,
-        experiment=EXPERIMENT,
+        experiment=experiment_fields("modality", "transcriptomics", "samples"),
     log:
         LOGS / "transcriptomics_bulk.log",
     benchmark:

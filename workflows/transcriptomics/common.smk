@@ -15,9 +15,7 @@ TX_QC = STAGE / "qc"
 try:
     _tx_spec = TX.resolve_input(RUN_DIR, TX.params_from_experiment(EXPERIMENT))
     TX_KIND = "single_cell" if _tx_spec.single_cell else "bulk"
-    TX_INPUTS = sorted(str(p) for p in ([_tx_spec.path] if _tx_spec.path.is_file() else _tx_spec.path.iterdir()))
-    if _tx_spec.sample_sheet is not None:
-        TX_INPUTS.append(str(_tx_spec.sample_sheet))
+    TX_INPUTS = [str(p) for p in TX.list_inputs(RUN_DIR, EXPERIMENT).files]
 except InputError:
     TX_KIND = "single_cell"
     TX_INPUTS = []

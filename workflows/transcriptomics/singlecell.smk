@@ -23,7 +23,7 @@ rule transcriptomics_singlecell:
         cluster_summary=TX_WORK / "cluster_summary.json",
     params:
         run_dir=RUN_DIR,
-        experiment=EXPERIMENT,
+        experiment=experiment_fields("modality", "transcriptomics", "samples"),
     log:
         LOGS / "transcriptomics_singlecell.log",
     benchmark:

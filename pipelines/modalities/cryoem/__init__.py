@@ -18,6 +18,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +29,14 @@ from pipelines.modalities.cryoem.demo import make_demo_run
 from pipelines.modalities.cryoem.mrc import MapHeader, open_header, read_header
 from pipelines.modalities.cryoem.qc import fsc_half_maps, grid_problems, map_qc
 from pipelines.staging import write_json
+from pipelines.toolkit.inputs import InputSet, RunFolder
 
 __all__ = [
     "DESCRIPTION",
     "RAW_PATTERNS",
     "CryoemInputs",
     "resolve_inputs",
+    "list_inputs",
     "preflight",
     "inspect_inputs",
     "convert_maps",
@@ -97,14 +100,8 @@ class CryoemInputs:
         return [p for p in (self.map, *self.half_maps, self.mask) if p is not None]
 
 
-def _raw_files(run_dir: Path) -> list[Path]:
-    found: set[Path] = set()
-    for pattern in RAW_PATTERNS:
-        for p in run_dir.glob(pattern):
-            rel = p.relative_to(run_dir)
-            if p.is_file() and not any(part.startswith(".") for part in rel.parts):
-                found.add(p)
-    return sorted(found)
+def _raw_files(folder: RunFolder, problems: list[Problem]) -> list[Path]:
+    return folder.find(RAW_PATTERNS, problems=problems)
 
 
 def _half_number(rel: str) -> str | None:
@@ -125,26 +122,31 @@ def resolve_inputs(*, run_dir: str | Path, block: dict[str, Any] | None = None) 
     among the raw files (``RAW_PATTERNS``): half maps contain ``half`` followed by 1/2 (or A/B),
     masks contain ``mask`` or ``msk``, and the one remaining file is the map.
     """
-    run_dir = Path(run_dir)
+    run_dir = Path(os.path.abspath(run_dir))
     block = dict(block or {})
     problems: list[Problem] = []
 
+    folder = RunFolder(run_dir)
+
     def named(key: str, value: Any) -> Path | None:
-        p = Path(str(value))
-        p = p if p.is_absolute() else run_dir / p
+        try:
+            p = folder.reference(str(value), where=f"cryoem.{key}")
+        except InputError as err:
+            problems.extend(err.problems)
+            return None
         if not p.is_file():
             problems.append(
                 Problem(
-                    f"file {value!r} not found in the run folder",
+                    f"{value!r} is not a file",
                     file=EXPERIMENT_FILE,
                     where=f"cryoem.{key}",
-                    hint="paths are relative to the run folder",
+                    hint="name the map file, relative to the run folder",
                 )
             )
             return None
         return p
 
-    raw = _raw_files(run_dir)
+    raw = _raw_files(folder, problems)
     explicit = set()
     map_path = named("map", block["map"]) if block.get("map") else None
     mask = named("mask", block["mask"]) if block.get("mask") else None
@@ -243,6 +245,12 @@ def resolve_inputs(*, run_dir: str | Path, block: dict[str, Any] | None = None) 
         problems=tuple(problems),
         ignored=tuple(ignored),
     )
+
+
+def list_inputs(run_dir: str | Path, experiment: dict[str, Any]) -> InputSet:
+    """Every file the cryo-EM workflow reads (map, half maps, mask), and what stops it."""
+    found = resolve_inputs(run_dir=run_dir, block=(experiment or {}).get("cryoem"))
+    return InputSet(files=tuple(sorted(found.all_files)), problems=found.problems)
 
 
 def voxel_override(block: dict[str, Any] | None) -> tuple[float, float, float] | None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from pipelines.errors import InputError, Problem
 from pipelines.resources import metadata_dir
+from pipelines.toolkit.inputs import InputSet, RunFolder
 
 # The processing functions are imported on first use (PEP 562): every Snakemake rule is a
 # fresh Python process, and the conversion rule should not pay for matplotlib or psims.
@@ -79,26 +80,40 @@ def resolve_params(block: dict[str, Any] | None, *, run_dir: str | Path) -> dict
     run_dir = Path(run_dir)
     targets = out.get("targets")
     if targets:
-        out["targets"] = str((run_dir / targets).resolve())
+        # refuses a path outside the run folder; a missing file is reported by plan_problems
+        out["targets"] = str(RunFolder(run_dir).reference(targets, where="metabolomics.targets",
+                                                          must_exist=False))
     elif (run_dir / DEFAULT_TARGETS).is_file():
-        out["targets"] = str((run_dir / DEFAULT_TARGETS).resolve())
+        out["targets"] = str(RunFolder(run_dir).reference(DEFAULT_TARGETS, where="targets.csv",
+                                                          file=DEFAULT_TARGETS))
     else:
         out["targets"] = None
     return out
 
 
-def find_runs(run_dir: str | Path) -> dict[str, Path]:
-    """Run name -> mzML file of every run in ``run_dir`` (hidden folders skipped), sorted by name."""
-    run_dir = Path(run_dir)
-    found: set[Path] = set()
-    for pattern in RAW_PATTERNS:
-        for p in run_dir.glob(pattern):
-            rel = p.relative_to(run_dir)
-            if p.is_file() and not any(part.startswith(".") for part in rel.parts):
-                found.add(p.resolve())
+def find_runs(run_dir: str | Path, *, problems: list[Problem] | None = None) -> dict[str, Path]:
+    """Run name -> mzML file of every run in ``run_dir`` (hidden folders skipped), sorted by name.
+
+    Links leading out of the run folder are left out and reported in ``problems``.
+    """
+    found = RunFolder(run_dir).find(RAW_PATTERNS, problems=[] if problems is None else problems)
     from pipelines.modalities.metabolomics.convert import run_names
 
     return run_names(sorted(found))
+
+
+def list_inputs(run_dir: str | Path, experiment: dict[str, Any]) -> InputSet:
+    """Every file the metabolomics workflow reads (the mzML runs, the targets CSV), and what
+    stops it (no runs, a targets file missing or outside the folder)."""
+    problems: list[Problem] = []
+    runs = find_runs(run_dir, problems=problems)
+    try:
+        params = resolve_params(experiment.get("metabolomics") or {}, run_dir=run_dir)
+    except InputError as err:
+        return InputSet(files=tuple(sorted(runs.values())), problems=(*problems, *err.problems))
+    problems += plan_problems(run_dir, params, runs)
+    files = [*runs.values(), *([Path(params["targets"])] if params["targets"] else [])]
+    return InputSet(files=tuple(sorted(p for p in files if p.is_file())), problems=tuple(problems))
 
 
 def plan_problems(run_dir: str | Path, params: dict[str, Any], runs: dict[str, Path]) -> list[Problem]:
@@ -135,8 +150,7 @@ def preflight(run_dir: Path, experiment: dict) -> list[Problem]:
         problems.append(Problem("no mzML files in the run folder", file=str(run_dir), hint=hint))
     for path in runs.values():
         for p in check_readable(path):
-            problems.append(Problem(p.message, file=str(path.relative_to(run_dir.resolve()))
-                                    if path.is_relative_to(run_dir.resolve()) else p.file,
+            problems.append(Problem(p.message, file=RunFolder(run_dir).rel(path),
                                     where=p.where, hint=p.hint))
     params = resolve_params(experiment.get("metabolomics") or {}, run_dir=run_dir)
     if params["targets"]:
@@ -152,5 +166,5 @@ def preflight(run_dir: Path, experiment: dict) -> list[Problem]:
 
 
 __all__ = ["DESCRIPTION", "RAW_PATTERNS", "FeatureParams", "convert_mzml", "detect_features", "find_runs",
-           "group_features", "make_demo_run", "plan_problems", "preflight", "quantify_targets", "read_targets",
+           "group_features", "list_inputs", "make_demo_run", "plan_problems", "preflight", "quantify_targets", "read_targets",
            "resolve_params", "run_name", "write_qc"]

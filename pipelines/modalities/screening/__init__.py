@@ -27,13 +27,14 @@ RAW_PATTERNS: tuple[str, ...] = tuple(
     f"**/*{ext}" for ext in (".csv", ".CSV", ".tsv", ".TSV", ".txt", ".TXT", ".xlsx", ".XLSX", ".parquet"))
 
 __all__ = ["DESCRIPTION", "RAW_PATTERNS", "Inputs", "batch_count", "fit_dose_response", "make_demo_run",
-           "make_plots", "preflight", "process_screen", "read_batch", "resolve", "score_screen", "settings", "write_metrics"]
+           "make_plots", "list_inputs", "preflight", "process_screen", "read_batch", "resolve", "score_screen", "settings", "write_metrics"]
 
 
 # Each Snakemake job is a fresh Python process: import only what the job's function needs
 # (matplotlib and pandas cost seconds on a loaded node), so names resolve on first use.
 _LAZY = {
     "make_demo_run": "demo", "Inputs": "inputs", "batch_count": "inputs", "resolve": "inputs",
+    "list_inputs": "inputs",
     "make_plots": "plots", "settings": "config", "fit_dose_response": "steps", "read_batch": "steps",
     "score_screen": "steps", "write_metrics": "steps", "process_screen": "steps",
 }

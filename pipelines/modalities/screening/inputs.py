@@ -10,6 +10,7 @@ from typing import Any
 from pipelines.errors import InputError, Problem
 from pipelines.modalities.screening import readers
 from pipelines.modalities.screening.config import settings
+from pipelines.toolkit.inputs import EXPERIMENT_FILE, InputSet, RunFolder
 
 # files with these names are metadata, never plate readings, in grid mode
 _METADATA_NAMES = re.compile(r"^(experiment\.ya?ml|platemap\..*|plate_map\..*|description\.txt|"
@@ -38,36 +39,48 @@ class Inputs:
     description: Path | None = None
     annotation: Path | None = None
     plate_map: Path | None = None
+    plate_list: Path | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file the workflow reads: plate files and the metadata files around them."""
+        extra = (self.plate_list, self.plate_config, self.screen_log, self.description,
+                 self.annotation, self.plate_map)
+        return sorted({u.file for u in self.units} | {p for p in extra if p is not None})
 
     def batches(self) -> list[list[Unit]]:
         size = max(1, int(self.settings["batch_size"]))
         return [self.units[i:i + size] for i in range(0, len(self.units), size)] or [[]]
 
 
-def _existing(run_dir: Path, name: str) -> Path | None:
-    """``name`` in the run folder, matched case-insensitively (Windows users write PLATELIST.TXT)."""
+def _existing(run_dir: Path, name: str, *, where: str = "screening.input",
+              file: str = EXPERIMENT_FILE) -> Path | None:
+    """``name`` in the run folder, matched case-insensitively (Windows users write PLATELIST.TXT).
+
+    A name leading out of the run folder (``../x``, ``/etc/passwd``, a link out) raises
+    :class:`InputError` naming ``file`` and ``where``; nothing outside is opened.
+    """
     if not name:
         return None
-    path = run_dir / name
+    path = RunFolder(run_dir).reference(name, where=where, file=file, must_exist=False)
     if path.is_file():
         return path
     if path.parent.is_dir():
         for p in path.parent.iterdir():
             if p.name.lower() == path.name.lower() and p.is_file():
-                return p
+                return RunFolder(run_dir).reference(p.relative_to(run_dir), where=where, file=file)
     return None
 
 
 def candidate_files(run_dir: Path) -> list[Path]:
-    """Table-like files of the run folder (any depth, hidden folders skipped), sorted."""
-    out = []
-    for p in sorted(run_dir.rglob("*")):
-        rel = p.relative_to(run_dir)
-        if p.is_file() and not any(part.startswith(".") for part in rel.parts) \
-                and p.suffix.lower() in readers.TABLE_EXTENSIONS:
-            out.append(p)
-    return out
+    """Table-like files of the run folder (any depth, hidden folders skipped), sorted.
+
+    Every extension the readers take counts (``.tab``, ``.Csv`` ...), the same list that
+    ``list_inputs`` records in provenance; links leading out of the folder raise InputError.
+    """
+    return [p for p in RunFolder(run_dir).find(("**/*",))
+            if p.suffix.lower() in readers.TABLE_EXTENSIONS]
 
 
 def resolve(run_dir: str | Path, block: dict[str, Any] | None) -> Inputs:
@@ -77,25 +90,27 @@ def resolve(run_dir: str | Path, block: dict[str, Any] | None) -> Inputs:
     inp = cfg["input"]
     kind = inp["kind"]
     found = Inputs(kind=kind, units=[], settings=cfg)
-    found.plate_config = _existing(run_dir, inp["plate_config"])
-    found.screen_log = _existing(run_dir, inp["screen_log"])
-    found.description = _existing(run_dir, inp["description"])
-    found.annotation = _existing(run_dir, inp["annotation"])
+    found.plate_config = _existing(run_dir, inp["plate_config"], where="screening.input.plate_config")
+    found.screen_log = _existing(run_dir, inp["screen_log"], where="screening.input.screen_log")
+    found.description = _existing(run_dir, inp["description"], where="screening.input.description")
+    found.annotation = _existing(run_dir, inp["annotation"], where="screening.input.annotation")
     if inp["annotation"] and found.annotation is None:
         raise InputError(Problem("annotation file not found", file=inp["annotation"], where="screening.input.annotation",
                                  hint="name a file in the run folder, or leave it empty"))
     if found.annotation is None and found.description is not None:
         named = readers.read_description(found.description).get("Files", {}).get("annotation", "")
-        found.annotation = _existing(run_dir, named) if named else None
+        found.annotation = _existing(run_dir, named, where="Files: annotation",
+                                     file=readers.rel(found.description, run_dir)) if named else None
     if inp["plate_map"]:
-        found.plate_map = _existing(run_dir, inp["plate_map"])
+        found.plate_map = _existing(run_dir, inp["plate_map"], where="screening.input.plate_map")
         if found.plate_map is None:
             raise InputError(Problem("plate map not found", file=inp["plate_map"], where="screening.input.plate_map",
                                      hint="name a file in the run folder, or leave it empty to find platemap.*"))
     else:
         found.plate_map = next((p for p in candidate_files(run_dir)
                                 if re.match(r"^plate_?map\.", p.name, re.IGNORECASE)), None)
-    plate_list = _existing(run_dir, inp["plate_list"])
+    plate_list = _existing(run_dir, inp["plate_list"], where="screening.input.plate_list")
+    found.plate_list = plate_list
     if kind == "auto":
         if plate_list is not None:
             kind = "cellhts2"
@@ -109,11 +124,20 @@ def resolve(run_dir: str | Path, block: dict[str, Any] | None) -> Inputs:
             raise InputError(Problem("plate list not found", file=inp["plate_list"], where="screening.input.plate_list",
                                      hint="a cellHTS2 screen needs a tab-separated plate list (Filename Plate Replicate)"))
         table = readers.read_plate_list(plate_list, root=run_dir)
-        found.units = [Unit(run_dir / r.file, int(r.plate), int(r.replicate), int(r.channel))
-                       for r in table.itertuples()]
+        folder, problems, files = RunFolder(run_dir), [], []
+        for line, name in enumerate(table["file"], start=2):
+            try:
+                files.append(folder.reference(name, where=f"line {line}", must_exist=False,
+                                              file=readers.rel(plate_list, run_dir)))
+            except InputError as err:
+                problems += err.problems
+        if problems:
+            raise InputError(problems)
+        found.units = [Unit(f, int(r.plate), int(r.replicate), int(r.channel))
+                       for f, r in zip(files, table.itertuples(), strict=True)]
     elif kind == "long":
         if inp["table"]:
-            path = _existing(run_dir, inp["table"])
+            path = _existing(run_dir, inp["table"], where="screening.input.table")
             if path is None:
                 raise InputError(Problem("readings table not found", file=inp["table"], where="screening.input.table"))
             tables = [path]
@@ -131,6 +155,16 @@ def resolve(run_dir: str | Path, block: dict[str, Any] | None) -> Inputs:
                                  hint="add reader exports (CSV/TSV/TXT/XLSX), a cellHTS2 Platelist.txt, "
                                       "or a plate/well/value table"))
     return found
+
+
+def list_inputs(run_dir: str | Path, experiment: dict[str, Any]) -> InputSet:
+    """Every file the screening workflow reads, and what stops it (nothing to read, a name
+    leading out of the run folder)."""
+    try:
+        found = resolve(run_dir, experiment.get("screening") or {})
+    except InputError as err:
+        return InputSet(problems=tuple(err.problems))
+    return InputSet(files=tuple(p for p in found.files if p.is_file()))
 
 
 def _data_files(run_dir: Path, found: Inputs) -> list[Path]:

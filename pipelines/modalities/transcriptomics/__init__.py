@@ -33,11 +33,12 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(_numba_cache_dir()))
 
 from pipelines.errors import InputError, Problem  # noqa: E402
 from pipelines.staging import write_json  # noqa: E402
+from pipelines.toolkit.inputs import InputSet  # noqa: E402
 
 from . import annotate  # noqa: E402
 from .bulk import load_bulk, match_samples, process_bulk, read_count_table, read_sample_sheet  # noqa: E402
 from .demo import make_demo_run  # noqa: E402
-from .discover import RAW_PATTERNS, InputSpec, resolve_input  # noqa: E402
+from .discover import RAW_PATTERNS, InputSpec, input_files, resolve_input  # noqa: E402
 from .params import Params, params_from_experiment  # noqa: E402
 from .singlecell import (cluster_cells, load_single_cell, process_single_cell, qc_cells, read_input,  # noqa: E402
                          read_library)
@@ -49,8 +50,18 @@ __all__ = [
     "DESCRIPTION", "RAW_PATTERNS", "InputSpec", "Params", "cluster_cells", "load_bulk", "process_single_cell",
     "load_single_cell", "read_library",
     "make_demo_run", "match_samples", "memory_mb", "stored_counts", "params_from_experiment", "preflight", "process_bulk", "qc_cells",
-    "read_count_table", "read_input", "read_sample_sheet", "resolve_input", "input_kind", "write_metrics",
+    "read_count_table", "read_input", "read_sample_sheet", "resolve_input", "input_kind", "list_inputs", "write_metrics",
 ]
+
+
+def list_inputs(run_dir: str | Path, experiment: dict[str, Any]) -> InputSet:
+    """Every file the transcriptomics workflow reads (the matrix or its mtx folder, the sample
+    sheet), and what stops it (no input, an ambiguous one, a path outside the folder)."""
+    try:
+        spec = resolve_input(run_dir, params_from_experiment(experiment))
+    except InputError as err:
+        return InputSet(problems=tuple(err.problems))
+    return InputSet(files=tuple(sorted(input_files(spec))))
 
 
 def input_kind(run_dir: str | Path, experiment: dict[str, Any]) -> str:

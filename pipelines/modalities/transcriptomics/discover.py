@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pipelines.errors import InputError, Problem
 
+from pipelines.toolkit.inputs import RunFolder
+
 from .params import Params
 
 # globs relative to the run folder; hidden folders are skipped by find_raw_files
@@ -38,12 +40,8 @@ class InputSpec:
 
 
 def _visible(run_dir: Path, pattern: str) -> list[Path]:
-    out = []
-    for p in run_dir.glob(pattern):
-        rel = p.relative_to(run_dir)
-        if p.is_file() and not any(part.startswith(".") for part in rel.parts):
-            out.append(p)
-    return sorted(out)
+    # links leading out of the run folder raise InputError (the guard of pipelines.toolkit)
+    return RunFolder(run_dir).find((pattern,))
 
 
 def _is_table(p: Path) -> bool:
@@ -59,11 +57,7 @@ def resolve_input(run_dir: str | Path, params: Params) -> InputSpec:
     run_dir = Path(run_dir)
     kind = params.input_kind
     if params.input_path:
-        path = run_dir / params.input_path
-        if not path.exists():
-            raise InputError(Problem(f"{params.input_path} does not exist in the run folder",
-                                     file="experiment.yaml", where="transcriptomics.input.path",
-                                     hint=f"paths are relative to {run_dir}"))
+        path = RunFolder(run_dir).reference(params.input_path, where="transcriptomics.input.path")
         if kind == "auto":
             kind = _kind_of(path)
         if kind == "10x_mtx" and path.is_file():
@@ -119,10 +113,18 @@ def _kind_of(path: Path) -> str:
 
 def _named_file(run_dir: Path, name: str, where: str) -> Path:
     """A file experiment.yaml names (at YAML path ``where``), which must exist in the run folder."""
-    p = run_dir / name
+    p = RunFolder(run_dir).reference(name, where=where)
     if not p.is_file():
-        raise InputError(Problem(f"{name} does not exist in the run folder", file="experiment.yaml", where=where))
+        raise InputError(Problem(f"{name} is not a file", file="experiment.yaml", where=where))
     return p
+
+
+def input_files(spec: InputSpec) -> list[Path]:
+    """The files the workflow reads for ``spec``: the matrix file (or every file of an mtx
+    folder) and the sample sheet."""
+    run_dir_files = [spec.path] if spec.path.is_file() else sorted(
+        p for p in spec.path.iterdir() if p.is_file() and not p.name.startswith("."))
+    return run_dir_files + ([spec.sample_sheet] if spec.sample_sheet is not None else [])
 
 
 def _bulk_counts(run_dir: Path, params: Params, tables: list[Path]) -> Path:
