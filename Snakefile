@@ -8,13 +8,16 @@
 #       --config run_dir=RUN_DIR stage_dir=WORK/stage modality=cryoem \
 #                experiment=WORK/stage/_meta/experiment.json
 #
-# The workflow for the modality lives in workflows/<modality>/main.smk; its rules are thin and
-# call functions in pipelines.modalities.<modality>.
+# The workflow of the modality is the one its registration names (pipelines.modalities:
+# workflows/<modality>/main.smk for the built-in ones); its rules are thin and call functions
+# of the modality's package.
 
 from pathlib import Path
 import json
 
 from snakemake.utils import min_version, validate
+
+from pipelines.modalities import spec as modality_spec
 
 min_version("9.0")
 
@@ -39,4 +42,4 @@ rule all:
 
 
 include: "workflows/common/common.smk"
-include: f"workflows/{MODALITY}/main.smk"
+include: str(modality_spec(MODALITY).path("workflow"))

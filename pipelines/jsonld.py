@@ -19,6 +19,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from pipelines import modalities
 from pipelines.staging import StagedDataset
 
 CROISSANT_CONTEXT: dict[str, Any] = {
@@ -68,14 +69,8 @@ ENCODINGS = {".parquet": "application/x-parquet", ".png": "image/png", ".json": 
              ".csv": "text/csv", ".tsv": "text/tab-separated-values", ".html": "text/html",
              ".txt": "text/plain", ".pdf": "application/pdf"}
 ZARR_SUFFIXES = (".zarr",)
-SOFTWARE = ("binds-pipelines", "snakemake", "prefect", "zarr", "numpy", "pyarrow", "mrcfile",
-            "pymzml", "scanpy", "anndata", "scipy", "pandas", "boto3")
-MODALITY_TECHNIQUE = {
-    "cryoem": "cryo-electron microscopy",
-    "metabolomics": "liquid chromatography-mass spectrometry",
-    "transcriptomics": "RNA sequencing",
-    "screening": "high-throughput screening",
-}
+# what every version depends on; each modality adds its own (ModalitySpec.software)
+SOFTWARE = ("binds-pipelines", "snakemake", "prefect", "numpy", "pyarrow", "pandas", "boto3")
 
 
 def curie_iri(curie: str) -> str | None:
@@ -135,9 +130,9 @@ def record_set(rel_path: str, abs_path: Path, *, file_set: bool = False) -> dict
             "description": f"Rows of {rel_path}", "field": fields}
 
 
-def _software_versions() -> dict[str, str]:
+def _software_versions(modality: str) -> dict[str, str]:
     out = {}
-    for name in SOFTWARE:
+    for name in (*SOFTWARE, *modalities.spec(modality).software):
         try:
             out[name] = im.version(name)
         except im.PackageNotFoundError:
@@ -150,6 +145,7 @@ def build_metadata(*, stage: StagedDataset, experiment: dict[str, Any], dataset_
     """The metadata.jsonld document of one version (a plain dict, JSON-serialisable)."""
     exp = experiment
     modality = exp["modality"]
+    technique = modalities.spec(modality).technique
     distribution: list[dict[str, Any]] = []
     record_sets: list[dict[str, Any]] = []
     zarr_roots: set[str] = set()
@@ -224,8 +220,8 @@ def build_metadata(*, stage: StagedDataset, experiment: dict[str, Any], dataset_
         "datePublished": created,
         "dateCreated": exp["acquired"],
         "creator": creator,
-        "keywords": sorted({modality, MODALITY_TECHNIQUE[modality], *(exp.get("keywords") or [])}),
-        "measurementTechnique": MODALITY_TECHNIQUE[modality],
+        "keywords": sorted({modality, technique, *(exp.get("keywords") or [])}),
+        "measurementTechnique": technique,
         "isAccessibleForFree": exp["access"]["level"] == "open",
         "conditionsOfAccess": exp["access"]["level"],
         "citeAs": f"BINDS {exp['request_id']}: {exp['title']} (dataset {dataset_id}, version {version})",
@@ -249,7 +245,7 @@ def build_metadata(*, stage: StagedDataset, experiment: dict[str, Any], dataset_
             "prov:startedAtTime": run.get("started"),
             "prov:endedAtTime": run.get("staged"),
             "binds:workflow": run.get("workflow"),
-            "binds:software": _software_versions(),
+            "binds:software": _software_versions(modality),
             "binds:python": platform.python_version(),
             "prov:used": run.get("inputs", []),
         },

@@ -27,11 +27,13 @@ import yaml
 from referencing import Registry, Resource
 
 from pipelines.errors import InputError, Problem
-from pipelines.modalities import MODALITIES
+from pipelines import modalities
 from pipelines.resources import metadata_dir
 
 EXPERIMENT_FILE = "experiment.yaml"
 ACCESS_LEVELS = ("open", "consortium", "restricted")
+#: Every registered modality (built-in and plugins, see :mod:`pipelines.modalities`).
+MODALITIES = modalities.names()
 _SLUG = re.compile(r"^(?!.*\.\.)[a-z0-9][a-z0-9._-]{0,99}$")
 
 
@@ -70,18 +72,32 @@ def lookup_label(name: str, text: str) -> Term | None:
 
 
 # --------------------------------------------------------------------------- schema
+def _plugin_schemas() -> dict[str, dict[str, Any]]:
+    """Block schemas of the modalities registered by other packages (name -> schema)."""
+    return {name: json.loads(modalities.spec(name).path("schema").read_text())
+            for name in MODALITIES if name not in modalities.BUILTIN}
+
+
 @cache
 def _registry() -> Registry:
     resources = []
     for p in sorted((metadata_dir() / "schemas").glob("*.schema.json")):
         schema = json.loads(p.read_text())
         resources.append((schema["$id"], Resource.from_contents(schema)))
+    resources += [(schema["$id"], Resource.from_contents(schema)) for schema in _plugin_schemas().values()]
     return Registry().with_resources(resources)
 
 
 @cache
 def experiment_schema() -> dict[str, Any]:
-    return json.loads((metadata_dir() / "schemas" / "experiment.schema.json").read_text())
+    """experiment.schema.json, with the modalities of plugin packages added (their name in the
+    ``modality`` enum, their block as a property)."""
+    schema = json.loads((metadata_dir() / "schemas" / "experiment.schema.json").read_text())
+    props = schema["properties"]
+    for name, block in _plugin_schemas().items():
+        props["modality"]["enum"] = [*props["modality"]["enum"], name]
+        props[name] = {"$ref": block["$id"]}
+    return schema
 
 
 def _validator() -> jsonschema.protocols.Validator:

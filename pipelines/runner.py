@@ -86,7 +86,7 @@ def check_run_dir(run_dir: str | Path) -> tuple[Experiment, list[Path]]:
     if not found.files and not problems:
         problems.append(Problem(
             f"no {exp.modality} raw files found", file=str(run_dir),
-            hint=f"expected files matching {', '.join(module.RAW_PATTERNS)}"))
+            hint=f"expected files matching {', '.join(modalities.spec(exp.modality).raw_patterns)}"))
     if not problems:
         try:
             problems += module.preflight(run_dir, exp.data)

@@ -26,12 +26,12 @@ def experiment_template(run_dir: Path, modality: str, *, today: dt.date | None =
     """A valid experiment.yaml (required fields filled with placeholders to edit) listing the raw files."""
     today = today or dt.date.today()
     raw = modalities.find_raw_files(run_dir, modality)
-    desc = modalities.get(modality).DESCRIPTION
+    desc = modalities.spec(modality).description
     found = [f"#   - {p.relative_to(run_dir).as_posix()}  ({p.stat().st_size:,} bytes)" for p in raw[:50]]
     if len(raw) > 50:
         found.append(f"#   ... and {len(raw) - 50} more")
     if not found:
-        found = [f"#   (none yet: expected {', '.join(modalities.get(modality).RAW_PATTERNS)})"]
+        found = [f"#   (none yet: expected {', '.join(modalities.spec(modality).raw_patterns)})"]
     body: list[Any] = [
         f"# experiment.yaml for {run_dir.name}: {desc}",
         "# Edit the values marked EDIT, then check with:  binds validate " + str(run_dir),

@@ -132,7 +132,8 @@ class RunFolder:
     def find(self, patterns: Sequence[str], *, problems: list[Problem] | None = None) -> list[Path]:
         """Visible files whose path relative to the folder matches one of ``patterns``.
 
-        Patterns are globs relative to the folder; ``**/`` matches any depth including none.
+        Patterns are globs relative to the folder; ``**/`` matches any depth including none;
+        case is ignored.
         Links leading out of the folder are not returned: each becomes a problem in
         ``problems`` (or raises :class:`InputError` when ``problems`` is None).
         """
@@ -154,7 +155,9 @@ class RunFolder:
 
 
 def _match(rel: Path, pattern: str) -> bool:
-    """``Path.match`` anchored at the run folder, with ``**/`` also matching no folder."""
+    """``Path.match`` anchored at the run folder, with ``**/`` also matching no folder, and
+    case-insensitive (instrument PCs on Windows write ``.MRC``, ``.CSV``, ``.mzml``)."""
+    rel, pattern = Path(rel.as_posix().lower()), pattern.lower()
     if pattern.startswith("**/"):
         tail = pattern[3:]
         return rel.match(tail) if "/" not in tail else Path("x", rel).match(pattern)

@@ -179,7 +179,7 @@ def test_second_run_of_a_busy_folder_is_refused_with_the_pid(prefect_api, tmp_pa
         time.sleep(0.05)
     second = subprocess.run([*BINDS, "run", str(run_dir), "--store", str(store), "--work-dir", str(work)],
                             env=env, capture_output=True, text=True, timeout=120)
-    assert first.poll() is None, "the first run was still going when the second one asked"
+    assert first.poll() is None, f"the first run ended before the second asked: {finish(first)}"
     assert second.returncode == 1, second.stderr
     assert f"another binds run (pid {first.pid}) is processing" in second.stderr
     code, _, err = finish(first)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import InputError, Problem
+from pipelines.modalities import ModalitySpec
 from pipelines.modalities.cryoem.demo import make_demo_run
 from pipelines.modalities.cryoem.mrc import MapHeader, open_header, read_header
 from pipelines.modalities.cryoem.qc import fsc_half_maps, grid_problems, map_qc
@@ -33,6 +34,7 @@ from pipelines.toolkit.inputs import InputSet, RunFolder
 
 __all__ = [
     "DESCRIPTION",
+    "MODALITY",
     "RAW_PATTERNS",
     "CryoemInputs",
     "resolve_inputs",
@@ -64,6 +66,13 @@ RAW_PATTERNS: tuple[str, ...] = tuple(
         ".map.bz2",
         ".ccp4.bz2",
     )
+)
+MODALITY = ModalitySpec(
+    name="cryoem",
+    description=DESCRIPTION,
+    technique="cryo-electron microscopy",
+    raw_patterns=RAW_PATTERNS,
+    software=("mrcfile", "zarr", "numcodecs", "scipy", "matplotlib"),
 )
 EXPERIMENT_FILE = "experiment.yaml"
 # Names that mark a half map (RELION run_half1_..., EMDB emd_N_half_map_1, cryoSPARC map_half_A)

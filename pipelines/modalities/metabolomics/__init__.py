@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import InputError, Problem
+from pipelines.modalities import ModalitySpec
 from pipelines.resources import metadata_dir
 from pipelines.toolkit.inputs import InputSet, RunFolder
 
@@ -48,6 +49,13 @@ def __getattr__(name: str) -> Any:
 DESCRIPTION = "LC-MS metabolomics: mzML runs -> Parquet spectra/chromatograms, feature matrix, targeted quantification"
 # "**/" matches the run folder itself too; .idx.gz is pymzml's indexed gzip
 RAW_PATTERNS: tuple[str, ...] = ("**/*.mzML", "**/*.mzml", "**/*.mzML.gz", "**/*.mzml.gz", "**/*.mzML.idx.gz")
+MODALITY = ModalitySpec(
+    name="metabolomics",
+    description=DESCRIPTION,
+    technique="liquid chromatography-mass spectrometry",
+    raw_patterns=RAW_PATTERNS,
+    software=("pybase64", "deflate", "scipy", "matplotlib"),
+)
 DEFAULT_TARGETS = "targets.csv"
 # vendor formats that must be converted to mzML first (a common reason for "no raw files")
 _VENDOR_PATTERNS = ("*.raw", "*.RAW", "*.wiff", "*.d", "*.mzXML", "*.mzxml")
@@ -165,6 +173,6 @@ def preflight(run_dir: Path, experiment: dict) -> list[Problem]:
     return problems
 
 
-__all__ = ["DESCRIPTION", "RAW_PATTERNS", "FeatureParams", "convert_mzml", "detect_features", "find_runs",
+__all__ = ["DESCRIPTION", "MODALITY", "RAW_PATTERNS", "FeatureParams", "convert_mzml", "detect_features", "find_runs",
            "group_features", "list_inputs", "make_demo_run", "plan_problems", "preflight", "quantify_targets", "read_targets",
            "resolve_params", "run_name", "write_qc"]

@@ -19,14 +19,24 @@ from typing import Any
 import importlib
 
 from pipelines.errors import InputError, Problem
+from pipelines.modalities import ModalitySpec
 
 DESCRIPTION = ("Screening plates (96/384/1536 wells): cellHTS2 screens, reader grid exports or long "
                "tables -> normalised wells, plate QC (Z'), hits and 4PL dose-response fits")
-# case variants spelled out: glob is case-sensitive on Linux, and Windows readers write .CSV
+# every extension the readers take (readers.TABLE_EXTENSIONS; a test keeps the two equal),
+# matched case-insensitively: Windows readers write .CSV
 RAW_PATTERNS: tuple[str, ...] = tuple(
-    f"**/*{ext}" for ext in (".csv", ".CSV", ".tsv", ".TSV", ".txt", ".TXT", ".xlsx", ".XLSX", ".parquet"))
+    f"**/*{ext}" for ext in (".csv", ".tsv", ".txt", ".tab", ".xlsx", ".parquet"))
 
-__all__ = ["DESCRIPTION", "RAW_PATTERNS", "Inputs", "batch_count", "fit_dose_response", "make_demo_run",
+MODALITY = ModalitySpec(
+    name="screening",
+    description=DESCRIPTION,
+    technique="high-throughput screening",
+    raw_patterns=RAW_PATTERNS,
+    software=("pandas", "openpyxl", "scipy", "matplotlib"),
+)
+
+__all__ = ["DESCRIPTION", "MODALITY", "RAW_PATTERNS", "Inputs", "batch_count", "fit_dose_response", "make_demo_run",
            "make_plots", "list_inputs", "preflight", "process_screen", "read_batch", "resolve", "score_screen", "settings", "write_metrics"]
 
 

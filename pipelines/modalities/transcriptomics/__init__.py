@@ -32,6 +32,7 @@ def _numba_cache_dir() -> Path:
 os.environ.setdefault("NUMBA_CACHE_DIR", str(_numba_cache_dir()))
 
 from pipelines.errors import InputError, Problem  # noqa: E402
+from pipelines.modalities import ModalitySpec  # noqa: E402
 from pipelines.staging import write_json  # noqa: E402
 from pipelines.toolkit.inputs import InputSet  # noqa: E402
 
@@ -46,8 +47,16 @@ from .singlecell import (cluster_cells, load_single_cell, process_single_cell, q
 DESCRIPTION = ("Single-cell (10x .h5 / mtx / .h5ad) or bulk RNA-seq counts -> AnnData Zarr with raw "
                "counts, QC (MAD outliers), UMAP, Leiden clusters and marker genes")
 
+MODALITY = ModalitySpec(
+    name="transcriptomics",
+    description=DESCRIPTION,
+    technique="RNA sequencing",
+    raw_patterns=RAW_PATTERNS,
+    software=("scanpy", "anndata", "h5py", "scipy", "igraph", "matplotlib"),
+)
+
 __all__ = [
-    "DESCRIPTION", "RAW_PATTERNS", "InputSpec", "Params", "cluster_cells", "load_bulk", "process_single_cell",
+    "DESCRIPTION", "MODALITY", "RAW_PATTERNS", "InputSpec", "Params", "cluster_cells", "load_bulk", "process_single_cell",
     "load_single_cell", "read_library",
     "make_demo_run", "match_samples", "memory_mb", "stored_counts", "params_from_experiment", "preflight", "process_bulk", "qc_cells",
     "read_count_table", "read_input", "read_sample_sheet", "resolve_input", "input_kind", "list_inputs", "write_metrics",
