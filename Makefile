@@ -12,10 +12,10 @@ export PREFECT_HOME ?= $(CURDIR)/.cache/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: install test demo bench lint clean help
+.PHONY: install test test-fast demo bench lint format clean help
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,18 @@ test: install  ## run the whole test suite (what CI runs); under CI as root it f
 		echo "starting a single-node Slurm for the profile test ($(SLURM_UP))"; \
 		WITH_DBD=0 bash $(SLURM_UP) >/dev/null; fi
 	$(BIN)/python -m pytest
+
+test-fast: install  ## the inner loop: every test not marked slow (no end-to-end workflow runs)
+	$(BIN)/python -m pytest -m "not slow" -q
+
+lint: install  ## ruff (lint + format check) and mypy on the core modules; what CI runs first
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install  ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 demo: install  ## generate example runs for every modality, process and publish them to ./demo-store, print the catalog
 	$(BIN)/binds demo --store ./demo-store

@@ -139,6 +139,34 @@ def validate(
               f"access {exp.access}); {len(raw)} raw file(s)", highlight=False)
 
 
+# ----------------------------------------------------------------------------------- prepare
+@app.command()
+@handle_errors
+def prepare(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder holding experiment.yaml and the raw files.")],
+    work_dir: Annotated[Path | None, typer.Option(help="Where to stage (default $BINDS_WORK_DIR/<dataset_id> or ./.binds-work/<dataset_id>).")] = None,
+    profile: Annotated[str, typer.Option(help="Profile of the printed Snakemake command: local, slurm, or a folder.")] = "local",
+) -> None:
+    """Validate a run folder and write its stage's _meta/ (experiment.json, run.json), without
+    running anything; print the Snakemake command that builds the stage.
+
+    For HPC operators who run Snakemake themselves; `binds publish STAGE` publishes the result.
+
+    Example: binds prepare runs/krios-0042 --work-dir /shared/scratch/binds/krios-0042 --profile slurm
+    """
+    import shlex
+
+    from pipelines import runner
+    from pipelines.workflow import snakemake_command
+
+    with runner.hold_work_dir(run_dir, work_dir):
+        exp, stage = runner.prepare(run_dir, work_dir=work_dir)
+    cmd = snakemake_command(run_dir=Path(run_dir).resolve(), stage=stage, modality=exp.modality, profile=profile)
+    out.print(f"staged metadata in {stage.meta_dir}; build the stage with:", highlight=False)
+    out.print(" ".join(shlex.quote(c) for c in cmd), highlight=False, markup=False, soft_wrap=True)
+    out.print(f"then: binds publish {stage.root} --store URL", highlight=False, markup=False)
+
+
 # ----------------------------------------------------------------------------------- run
 @app.command()
 @handle_errors

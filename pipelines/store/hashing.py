@@ -25,35 +25,46 @@ def digests(path: str | Path, *, multipart_threshold: int | None = None,
     hashlib releases the GIL, so threads hash files in parallel.
     """
     sha = hashlib.sha256() if sha256 else None
-    want_etag = multipart_threshold is not None
-    md5_whole = hashlib.md5(usedforsecurity=False) if want_etag else None
-    part_md5s: list[bytes] = []
-    part = hashlib.md5(usedforsecurity=False) if want_etag else None
-    part_fill = 0
+    etag = _EtagHasher(multipart_threshold, multipart_chunk or multipart_threshold) \
+        if multipart_threshold is not None else None
     size = 0
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             size += len(chunk)
             if sha is not None:
                 sha.update(chunk)
-            if want_etag:
-                md5_whole.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    take = min(len(view), multipart_chunk - part_fill)
-                    part.update(view[:take])
-                    part_fill += take
-                    view = view[take:]
-                    if part_fill == multipart_chunk:
-                        part_md5s.append(part.digest())
-                        part = hashlib.md5(usedforsecurity=False)
-                        part_fill = 0
-    etag = None
-    if want_etag:
-        if size < multipart_threshold:
-            etag = md5_whole.hexdigest()
-        else:
-            if part_fill:
-                part_md5s.append(part.digest())
-            etag = f"{hashlib.md5(b''.join(part_md5s), usedforsecurity=False).hexdigest()}-{len(part_md5s)}"
-    return size, sha.hexdigest() if sha is not None else None, etag
+            if etag is not None:
+                etag.update(chunk)
+    return (size, sha.hexdigest() if sha is not None else None,
+            etag.hexdigest(size) if etag is not None else None)
+
+
+class _EtagHasher:
+    """The ETag S3 reports: MD5 of the content for a single-part upload, else MD5 of the
+    concatenated part MD5s followed by ``-<parts>``."""
+
+    def __init__(self, threshold: int, part_size: int) -> None:
+        self.threshold, self.part_size = threshold, part_size
+        self.whole = hashlib.md5(usedforsecurity=False)
+        self.part = hashlib.md5(usedforsecurity=False)
+        self.part_fill = 0
+        self.part_md5s: list[bytes] = []
+
+    def update(self, chunk: bytes) -> None:
+        self.whole.update(chunk)
+        view = memoryview(chunk)
+        while view:
+            take = min(len(view), self.part_size - self.part_fill)
+            self.part.update(view[:take])
+            self.part_fill += take
+            view = view[take:]
+            if self.part_fill == self.part_size:
+                self.part_md5s.append(self.part.digest())
+                self.part = hashlib.md5(usedforsecurity=False)
+                self.part_fill = 0
+
+    def hexdigest(self, size: int) -> str:
+        if size < self.threshold:
+            return self.whole.hexdigest()
+        parts = self.part_md5s + ([self.part.digest()] if self.part_fill else [])
+        return f"{hashlib.md5(b''.join(parts), usedforsecurity=False).hexdigest()}-{len(parts)}"

@@ -111,6 +111,7 @@ def hash_stage(stage: StagedDataset, store: Store, *, workers: int = 4,
     def one(entry: tuple[str, Any]) -> UploadItem:
         rel, path = entry
         size, sha, _ = digests(path)
+        assert sha is not None  # asked for (sha256=True)
         return UploadItem(key=rel, path=path, size=size, sha256=sha)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:

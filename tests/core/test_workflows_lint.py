@@ -40,6 +40,15 @@ def test_rules_are_thin_and_declare_resources(modality):
         assert "\n    log:" in body, f"rule {name} has no log:"
         assert "\n    conda:" in body, f"rule {name} has no conda: env"
         assert "\n    resources:" in body, f"rule {name} declares no resources"
+        assert "\n    threads:" in body, f"rule {name} declares no threads"
+        # an out-of-memory job is resubmitted with more memory (restart-times in the profiles)
+        mem = re.search(r"^\s+mem_mb=(\w+)\(", body, flags=re.M)
+        assert mem and mem.group(1) in ("attempt_mem_mb", f"{modality}_mem_mb"), \
+            f"rule {name}: mem_mb must grow with attempt (workflows/common/common.smk: attempt_mem_mb)"
+        # parameters are what the rule uses, never the whole experiment (a title edit reruns nothing)
+        assert "=EXPERIMENT," not in body, f"rule {name} takes the whole experiment as a param"
+        if "\n    threads: 1" not in body:  # a multi-core rule is a heavy one: its figures are kept
+            assert "\n    benchmark:" in body, f"rule {name} (threads > 1) has no benchmark:"
     for script in (project_root() / "workflows" / modality / "scripts").glob("*.py"):
         code = [ln for ln in script.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
         assert len(code) <= 12, f"{script.name} has {len(code)} lines of code: move logic into pipelines/"

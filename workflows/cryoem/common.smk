@@ -28,7 +28,7 @@ def cryoem_map_mb(wildcards=None) -> float:
 
 def cryoem_mem_mb(base: int, per_map_mb: float):
     """mem_mb = base + per_map_mb x map size: the rule's working set (see docs/formats/cryoem.md)."""
-    return lambda wildcards, attempt: int((base + per_map_mb * cryoem_map_mb()) * (1 + 0.5 * (attempt - 1)))
+    return attempt_mem_mb(lambda wildcards, input: base + per_map_mb * cryoem_map_mb())
 
 
 def cryoem_runtime(base: int, per_gb: float):

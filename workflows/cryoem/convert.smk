@@ -10,7 +10,7 @@ rule cryoem_inspect:
         LOGS / "cryoem_inspect.log",
     threads: 1
     resources:
-        mem_mb=500,
+        mem_mb=attempt_mem_mb(500),
         runtime=5,
     conda:
         CRYOEM_ENV

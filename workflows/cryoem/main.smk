@@ -20,7 +20,7 @@ rule cryoem_metrics:
         LOGS / "cryoem_metrics.log",
     threads: 1
     resources:
-        mem_mb=500,
+        mem_mb=attempt_mem_mb(500),
         runtime=5,
     conda:
         CRYOEM_ENV

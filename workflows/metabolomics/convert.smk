@@ -17,7 +17,7 @@ rule metabolomics_convert:
         BENCH / "metabolomics_convert" / "{run}.tsv"
     threads: lambda wc, input: 2 if met_size_mb(input.mzml) >= 64 else 1
     resources:
-        mem_mb=1000,
+        mem_mb=attempt_mem_mb(1000),
         runtime=lambda wc, input: 5 + met_size_mb(input.mzml) // 1800,
     conda:
         "../../envs/metabolomics.yaml"

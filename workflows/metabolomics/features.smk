@@ -14,7 +14,7 @@ rule metabolomics_detect_features:
         features=MET["features"],
     threads: 1
     resources:
-        mem_mb=lambda wc, input: 1000 + 8 * met_size_mb(input.spectra),
+        mem_mb=attempt_mem_mb(lambda wc, input: 1000 + 8 * met_size_mb(input.spectra)),
         runtime=lambda wc, input: 10 + met_size_mb(input.spectra) // 100,
     conda:
         "../../envs/metabolomics.yaml"
@@ -35,7 +35,7 @@ rule metabolomics_group_features:
         features=MET["features"],
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=attempt_mem_mb(2000),
         runtime=30,
     conda:
         "../../envs/metabolomics.yaml"

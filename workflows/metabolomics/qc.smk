@@ -22,7 +22,7 @@ rule metabolomics_qc:
         experiment=experiment_fields("modality", "metabolomics", "instrument"),
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=attempt_mem_mb(1000),
         runtime=10,
     conda:
         "../../envs/metabolomics.yaml"

@@ -16,7 +16,7 @@ rule metabolomics_quantify_targets:
         ppm=MET["target_ppm"],
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=attempt_mem_mb(1000),
         runtime=lambda wc, input: 10 + sum(met_size_mb(p) for p in input.spectra) // 200,
     conda:
         "../../envs/metabolomics.yaml"

@@ -17,7 +17,7 @@ rule screening_read_batch:
         BENCH / "screening_read_batch" / "{batch}.tsv"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, input: screening_mb(input.files, base=500, factor=30),
+        mem_mb=attempt_mem_mb(lambda wildcards, input: screening_mb(input.files, base=500, factor=30)),
         runtime=lambda wildcards, input: 10 + len(input.files) // 100,
     conda:
         "../../envs/screening.yaml"

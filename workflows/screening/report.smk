@@ -20,7 +20,7 @@ rule screening_plots:
         LOGS / "screening_plots.log",
     threads: 1
     resources:
-        mem_mb=lambda wildcards, input: screening_mb([input.wells], base=1000, factor=40),
+        mem_mb=attempt_mem_mb(lambda wildcards, input: screening_mb([input.wells], base=1000, factor=40)),
         runtime=20,
     conda:
         "../../envs/screening.yaml"
@@ -42,7 +42,7 @@ rule screening_metrics:
         LOGS / "screening_metrics.log",
     threads: 1
     resources:
-        mem_mb=lambda wildcards, input: screening_mb([input.wells], base=500, factor=20),
+        mem_mb=attempt_mem_mb(lambda wildcards, input: screening_mb([input.wells], base=500, factor=20)),
         runtime=10,
     conda:
         "../../envs/screening.yaml"

@@ -21,7 +21,7 @@ rule screening_score:
         BENCH / "screening_score.tsv"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, input: screening_mb(input.raw, base=1000, factor=60),
+        mem_mb=attempt_mem_mb(lambda wildcards, input: screening_mb(input.raw, base=1000, factor=60)),
         runtime=30,
     conda:
         "../../envs/screening.yaml"

@@ -23,7 +23,7 @@ rule transcriptomics_bulk:
         BENCH / "transcriptomics_bulk.tsv"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, input: max(2000, int(20 * input.size_mb)),  # dense tables, small
+        mem_mb=attempt_mem_mb(lambda wildcards, input: max(2000, int(20 * input.size_mb))),  # dense tables, small
         runtime=10,
     conda:
         "../../envs/transcriptomics.yaml"

@@ -12,7 +12,7 @@ rule transcriptomics_metrics:
         LOGS / "transcriptomics_metrics.log",
     threads: 1
     resources:
-        mem_mb=500,
+        mem_mb=attempt_mem_mb(500),
         runtime=5,
     conda:
         "../../envs/transcriptomics.yaml"

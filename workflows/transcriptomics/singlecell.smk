@@ -30,7 +30,7 @@ rule transcriptomics_singlecell:
         BENCH / "transcriptomics_singlecell.tsv"
     threads: 2
     resources:
-        mem_mb=TX_MEM_MB,
+        mem_mb=attempt_mem_mb(TX_MEM_MB),
         runtime=TX_RUNTIME_MIN,
     conda:
         "../../envs/transcriptomics.yaml"
