@@ -123,16 +123,17 @@ def test_random_sigkills_then_rerun_give_the_uninterrupted_version(modality, pre
     run_dir = tmp_path / "run"
     get_modality(modality).make_demo_run(run_dir)
     digest, duration = uninterrupted_digest(run_dir, tmp_path, env)
-    store, work = tmp_path / "store", tmp_path / "work"
     rng = random.Random(f"{modality}-kills")
     kills = 10
     for i in range(kills):
-        # Each round starts from what the previous rounds left; the first rounds find less done,
-        # so the kills land in validation, rules and publishing over the rounds.
+        # a fresh store and work folder each round: every kill lands in a whole run (start-up,
+        # validation, a rule, publishing), at a random time
+        store, work = tmp_path / f"store-{i}", tmp_path / f"work-{i}"
         proc = start_run(run_dir, store, work, env)
-        time.sleep(rng.uniform(0.2, duration))
         whole_group = i % 2 == 0
-        if proc.poll() is None:
+        try:  # the kill lands at a random time of the run, or not at all if it ends first
+            proc.wait(timeout=rng.uniform(0.2, duration))
+        except subprocess.TimeoutExpired:
             if whole_group:
                 os.killpg(proc.pid, signal.SIGKILL)
             else:

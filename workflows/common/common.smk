@@ -1,4 +1,9 @@
 # Helpers every modality's rules use (included by the top-level Snakefile before them).
+import json as _json
+
+from snakemake.exceptions import WorkflowError
+
+from pipelines.errors import Problem as _Problem
 
 
 def experiment_fields(*keys):
@@ -18,3 +23,27 @@ def attempt_mem_mb(request):
         return int(base * (1 + 0.5 * (attempt - 1)))
 
     return mem_mb
+
+
+def stop_with_problems(step, problems):
+    """Stop while parsing (before any job) with input problems: written where `binds run`
+    reads a job's bad-input report (``_meta/errors/<step>.json``, one stable name per step),
+    so they are printed once, as file/place/problem lines, exit 2."""
+    err = STAGE / "_meta" / "errors" / f"{step}.json"
+    err.parent.mkdir(parents=True, exist_ok=True)
+    err.write_text(_json.dumps({"rule": step, "problems": [p.to_dict() for p in problems]}, indent=2))
+    raise ValueError("; ".join(str(p) for p in problems))
+
+
+def modality_block(name, *, fill_defaults=True):
+    """The experiment's block of modality ``name``, checked against the modality's schema
+    (unknown keys refused, as `binds validate` does), with the schema's defaults filled in."""
+    from jsonschema.exceptions import ValidationError
+
+    block = dict(EXPERIMENT.get(name) or {})
+    try:
+        validate(block, schema=str(modality_spec(name).path("schema")), set_default=fill_defaults)
+    except (ValidationError, WorkflowError) as err:
+        stop_with_problems(f"{name}_block", [_Problem(str(err).splitlines()[0], file="experiment.json",
+                                                      where=name, hint="run `binds validate RUN_DIR`")])
+    return block

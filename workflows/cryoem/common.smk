@@ -3,9 +3,9 @@
 # is reported as a file/field/problem line by `binds run`.
 from pipelines.modalities import cryoem as cryoem_mod
 
-CRYOEM = dict(EXPERIMENT.get("cryoem") or {})
-# fills the documented defaults (mask_threshold ...) and rejects a hand-edited experiment.json
-validate(CRYOEM, schema="../../metadata/schemas/cryoem.schema.json")
+# the block with the documented defaults (mask_threshold ...); a hand-edited experiment.json
+# with unknown keys stops here
+CRYOEM = modality_block("cryoem")
 CRYOEM_INPUTS = cryoem_mod.resolve_inputs(run_dir=RUN_DIR, block=CRYOEM)
 # with problems only cryoem_inspect is requested (it fails with them); placeholders keep the
 # other rules parseable

@@ -4,12 +4,11 @@
 # (pipelines.modalities.metabolomics.find_runs).  Parameters are the experiment.yaml block with
 # the schema's defaults filled in (metadata/schemas/metabolomics.schema.json).
 
-import json
 import re
 
 from pipelines.modalities import metabolomics as MET_MOD
 
-MET = MET_MOD.resolve_params(EXPERIMENT.get("metabolomics") or {}, run_dir=RUN_DIR)
+MET = MET_MOD.resolve_params(modality_block("metabolomics"), run_dir=RUN_DIR)
 MET_RUNS = MET_MOD.find_runs(RUN_DIR)
 MET_WORK = STAGE / "_meta" / "metabolomics"
 MET_FEATURES = bool(MET["features"]["enabled"])
@@ -17,11 +16,7 @@ MET_TARGETS = MET["targets"]
 
 _problems = MET_MOD.plan_problems(RUN_DIR, MET, MET_RUNS)
 if _problems:
-    # reported like a rule's bad input (binds run prints them, exit 2), not as a parse traceback
-    _err = STAGE / "_meta" / "errors" / "metabolomics_plan.json"
-    _err.parent.mkdir(parents=True, exist_ok=True)
-    _err.write_text(json.dumps({"rule": "metabolomics_plan", "problems": [p.to_dict() for p in _problems]}))
-    raise ValueError("; ".join(str(p) for p in _problems))
+    stop_with_problems("metabolomics_plan", _problems)
 
 
 wildcard_constraints:

@@ -4,14 +4,12 @@
 
 from functools import cache
 
-from snakemake.utils import validate
-
 from pipelines.errors import InputError
 from pipelines.modalities import screening as SCREENING
 
-SCREENING_BLOCK = dict(EXPERIMENT.get("screening") or {})
 # binds validated experiment.yaml already; this guards a hand-written --config experiment=...
-validate(SCREENING_BLOCK, schema="../../metadata/schemas/screening.schema.json", set_default=False)
+# (defaults are filled by pipelines.modalities.screening.settings)
+SCREENING_BLOCK = modality_block("screening", fill_defaults=False)
 
 SCREENING_WORK = STAGE / "_meta" / "screening"
 

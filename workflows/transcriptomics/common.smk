@@ -8,6 +8,7 @@
 from pipelines.errors import InputError
 from pipelines.modalities import transcriptomics as TX
 
+modality_block("transcriptomics", fill_defaults=False)  # unknown keys stop here (defaults: TX.params_*)
 TX_WORK = STAGE / "_meta" / "work"
 TX_DATA = STAGE / "data"
 TX_QC = STAGE / "qc"

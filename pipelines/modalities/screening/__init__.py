@@ -19,7 +19,7 @@ from typing import Any
 import importlib
 
 from pipelines.errors import InputError, Problem
-from pipelines.modalities import ModalitySpec
+from pipelines.modalities import ModalitySpec, lazy_exports
 
 DESCRIPTION = ("Screening plates (96/384/1536 wells): cellHTS2 screens, reader grid exports or long "
                "tables -> normalised wells, plate QC (Z'), hits and 4PL dose-response fits")
@@ -50,12 +50,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 def preflight(run_dir: Path, experiment: dict[str, Any]) -> list[Problem]:
