@@ -23,7 +23,7 @@ from typing import Any
 
 from pipelines import modalities, worklock
 from pipelines.errors import InputError, Problem
-from pipelines.metadata import EXPERIMENT_FILE, Experiment, load_experiment, write_experiment_json
+from pipelines.metadata import EXPERIMENT_FILE, Experiment, load_experiment
 from pipelines.resources import project_root
 from pipelines.staging import StagedDataset
 from pipelines.store import open_store
@@ -180,7 +180,7 @@ def prepare(run_dir: str | Path, *, work_dir: str | Path | None = None,
               for p, h in zip(raw, hashes, strict=True)]
     fingerprint = stage_fingerprint(exp, inputs)
     stage = _fresh_stage(work, fingerprint)
-    write_experiment_json(exp, stage.meta_dir / "experiment.json")
+    stage.write_meta("experiment.json", exp.data)  # atomic: a kill never leaves half a file
     from importlib.metadata import version
 
     stage.write_meta("run.json", {

@@ -234,10 +234,9 @@ def _publish_once(stage: StagedDataset, store: Store, exp: dict[str, Any], items
     modality, access = exp["modality"], exp["access"]["level"]
     dataset_id = exp.get("dataset_id") or default_dataset_id(exp["request_id"], modality)
     prefix = layout.dataset_prefix(access, modality, dataset_id)
-    total = sum(it.size for it in items)
     result = PublishResult(dataset_id=dataset_id, version=0, access=access, modality=modality,
                            prefix=prefix, created=False, content_digest=digest, n_files=len(items),
-                           bytes=total, store_url=store.url)
+                           bytes=sum(it.size for it in items), store_url=store.url)
 
     _refuse_other_access_level(store, access=access, modality=modality, dataset_id=dataset_id)
     versions = committed_versions(store, prefix)
@@ -258,9 +257,23 @@ def _publish_once(stage: StagedDataset, store: Store, exp: dict[str, Any], items
         return result
     result.version = version
     vprefix = f"{prefix}v{version}/"
+    _upload_and_verify(store, vprefix, items, result, progress)
+    manifest, manifest_bytes = _commit(stage, store, exp, items, digest, result, now)
+    row = catalog_row(manifest, manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest())
+    write_catalog_row(store, row)
+    try:
+        store.delete(layout.claim_key(access, modality, dataset_id, version))
+    except StoreError as err:  # harmless leftover: the manifest decides
+        log.warning("could not remove the claim of v%d: %s", version, err)
+    return result
+
+
+def _upload_and_verify(store: Store, vprefix: str, items: list[UploadItem], result: PublishResult,
+                       progress: Callable[[int, int], None] | None) -> None:
+    """Steps 3 and 4: upload what is not there yet, then check every object of the version."""
     upload = [UploadItem(key=vprefix + it.key, path=it.path, size=it.size, sha256=it.sha256,
                          etag=it.etag) for it in items]
-
+    total = result.bytes
     store.remove_stale_temporaries(vprefix)
     present = {info.key: info for info in store.list_prefix(vprefix)}
     # resuming: what is already there (same size) is checked with its ETag before it is skipped
@@ -294,52 +307,65 @@ def _publish_once(stage: StagedDataset, store: Store, exp: dict[str, Any], items
         raise StoreError(f"{len(bad)} object(s) differ from the staged files after upload "
                          f"(first: {bad[0]})", transient=True)
 
-    created = now().isoformat(timespec="seconds").replace("+00:00", "Z")
+
+def version_documents(*, stage: StagedDataset, experiment: dict[str, Any], files: list[dict[str, Any]],
+                      version: int, created: str, content_digest: str) -> list[tuple[str, bytes]]:
+    """Documents written into a version at publish time, beside its data: (path, bytes).
+
+    They describe the version (its files, digest, times), so they cannot take part in its
+    content digest; the manifest lists each with size and sha256 under ``documents``.
+    """
+    return []
+
+
+def _commit(stage: StagedDataset, store: Store, exp: dict[str, Any], items: list[UploadItem],
+            digest: str, result: PublishResult, now) -> tuple[dict[str, Any], bytes]:
+    """Step 5: the documents, metadata.jsonld, then manifest.json by an exclusive put."""
     from pipelines.jsonld import build_metadata
 
+    version, vprefix = result.version, f"{result.prefix}v{result.version}/"
+    created = now().isoformat(timespec="seconds").replace("+00:00", "Z")
     files = [{"path": it.key, "size": it.size, "sha256": it.sha256} for it in items]
-    metadata = build_metadata(stage=stage, experiment=exp, dataset_id=dataset_id, version=version,
+    documents = []
+    for path, data in version_documents(stage=stage, experiment=exp, files=files, version=version,
+                                        created=created, content_digest=digest):
+        store.put(vprefix + path, data)
+        documents.append({"path": path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    metadata = build_metadata(stage=stage, experiment=exp, dataset_id=result.dataset_id, version=version,
                               files=files, created=created, content_digest=digest)
     meta_bytes = (json.dumps(metadata, indent=2, sort_keys=False, ensure_ascii=False) + "\n").encode()
     store.put(vprefix + layout.METADATA, meta_bytes)
     manifest = {
         "format": MANIFEST_FORMAT,
         "format_version": MANIFEST_FORMAT_VERSION,
-        "dataset_id": dataset_id,
+        "dataset_id": result.dataset_id,
         "version": version,
-        "access": access,
-        "modality": modality,
+        "access": result.access,
+        "modality": result.modality,
         "request_id": exp["request_id"],
         "title": exp["title"],
         "created": created,
         "content_digest": digest,
         "experiment_sha256": experiment_sha256(exp),
         "n_files": len(files),
-        "bytes": total,
+        "bytes": result.bytes,
         "qc": stage.metrics,
         "metadata": {"path": layout.METADATA, "size": len(meta_bytes),
                      "sha256": hashlib.sha256(meta_bytes).hexdigest()},
+        "documents": documents,
         "files": files,
     }
     manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode()
-    if not store.put_if_absent(vprefix + layout.MANIFEST, manifest_bytes):
-        other = read_manifest(store, prefix, version)
-        if other.get("content_digest") != digest:  # cannot happen while claims are honoured
-            raise RunError(f"version v{version} of {dataset_id} was committed by another publisher "
-                           "with different content; nothing of ours was committed",
-                           details=["publish again to create the next version"])
-        result.notes.append(f"v{version} was committed by a concurrent publisher of the same content")
-        manifest = other
-        manifest_bytes = store.get(vprefix + layout.MANIFEST)
-    else:
+    if store.put_if_absent(vprefix + layout.MANIFEST, manifest_bytes):
         result.created = True
-    row = catalog_row(manifest, manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest())
-    write_catalog_row(store, row)
-    try:
-        store.delete(layout.claim_key(access, modality, dataset_id, version))
-    except StoreError as err:  # harmless leftover: the manifest decides
-        log.warning("could not remove the claim of v%d: %s", version, err)
-    return result
+        return manifest, manifest_bytes
+    other = read_manifest(store, result.prefix, version)
+    if other.get("content_digest") != digest:  # cannot happen while claims are honoured
+        raise RunError(f"version v{version} of {result.dataset_id} was committed by another publisher "
+                       "with different content; nothing of ours was committed",
+                       details=["publish again to create the next version"])
+    result.notes.append(f"v{version} was committed by a concurrent publisher of the same content")
+    return other, store.get(vprefix + layout.MANIFEST)
 
 
 def _refuse_other_access_level(store: Store, *, access: str, modality: str, dataset_id: str) -> None:

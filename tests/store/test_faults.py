@@ -165,6 +165,7 @@ def test_sigkill_at_random_points_never_shows_partial_version(backend, runs, n_c
     for run in range(runs):
         dataset = f"kill-{run}"
         stage.write_meta("experiment.json", dict(experiment, dataset_id=dataset))
+        digest = stage_digest(stage, items)  # the metadata (here its dataset id) is part of it
         prefix = f"consortium/screening/{dataset}/"
         proc = _publisher(stage.root, store_url, endpoint)
         if run % 2:
