@@ -134,8 +134,32 @@ def resolve_inputs(*, run_dir: str | Path, block: dict[str, Any] | None = None) 
     run_dir = Path(os.path.abspath(run_dir))
     block = dict(block or {})
     problems: list[Problem] = []
-
     folder = RunFolder(run_dir)
+    raw = _raw_files(folder, problems)
+    map_path, mask, half_maps = _named_inputs(folder, block, problems)
+    explicit = {p.resolve() for p in (map_path, mask, *half_maps) if p}
+    rest = [p for p in raw if p.resolve() not in explicit]
+    if block.get("half_maps") is None:
+        half_maps, rest = _half_maps_by_name(folder, rest, problems)
+    elif len(half_maps) not in (0, 2) and not problems:
+        problems.append(Problem(
+            f"{len(half_maps)} half map(s) given, the FSC needs exactly two",
+            file=EXPERIMENT_FILE, where="cryoem.half_maps",
+            hint="list both half maps, or write 'half_maps: []' for none"))
+    if block.get("mask") is None:  # absent or null: recognise by name; false: no mask
+        mask, rest = _mask_by_name(folder, rest, problems)
+    ignored: list[Path] = []
+    if map_path is None and not block.get("map"):
+        map_path = _map_by_elimination(folder, rest, has_half_maps=bool(half_maps), problems=problems)
+    else:
+        ignored = rest
+    return CryoemInputs(run_dir=run_dir, map=map_path, half_maps=tuple(half_maps), mask=mask,
+                        problems=tuple(problems), ignored=tuple(ignored))
+
+
+def _named_inputs(folder: RunFolder, block: dict[str, Any],
+                  problems: list[Problem]) -> tuple[Path | None, Path | None, list[Path]]:
+    """The map, mask and half maps experiment.yaml names (each through the run-folder guard)."""
 
     def named(key: str, value: Any) -> Path | None:
         try:
@@ -144,116 +168,66 @@ def resolve_inputs(*, run_dir: str | Path, block: dict[str, Any] | None = None) 
             problems.extend(err.problems)
             return None
         if not p.is_file():
-            problems.append(
-                Problem(
-                    f"{value!r} is not a file",
-                    file=EXPERIMENT_FILE,
-                    where=f"cryoem.{key}",
-                    hint="name the map file, relative to the run folder",
-                )
-            )
+            problems.append(Problem(f"{value!r} is not a file", file=EXPERIMENT_FILE, where=f"cryoem.{key}",
+                                    hint="name the map file, relative to the run folder"))
             return None
         return p
 
-    raw = _raw_files(folder, problems)
-    explicit = set()
     map_path = named("map", block["map"]) if block.get("map") else None
     mask = named("mask", block["mask"]) if block.get("mask") else None
-    for p in (map_path, mask):
-        if p:
-            explicit.add(p.resolve())
-    half_maps: list[Path] = []
-    if block.get("half_maps") is not None:
-        for i, value in enumerate(block["half_maps"]):
-            if (p := named(f"half_maps[{i}]", value)) is not None:
-                half_maps.append(p)
-                explicit.add(p.resolve())
-    rest = [p for p in raw if p.resolve() not in explicit]
+    half_maps = [p for i, value in enumerate(block.get("half_maps") or [])
+                 if (p := named(f"half_maps[{i}]", value)) is not None]
+    return map_path, mask, half_maps
 
-    def rel(p: Path) -> str:
-        return p.relative_to(run_dir).as_posix()
 
-    if block.get("half_maps") is None:
-        by_num: dict[str, list[Path]] = {"1": [], "2": []}
-        for p in rest:
-            if (num := _half_number(rel(p))) is not None:
-                by_num[num].append(p)
-        found = by_num["1"] + by_num["2"]
-        rest = [p for p in rest if p not in found]
-        if len(by_num["1"]) == 1 and len(by_num["2"]) == 1:
-            half_maps = [by_num["1"][0], by_num["2"][0]]
-        elif found:
-            problems.append(
-                Problem(
-                    f"found {len(by_num['1'])} file(s) named like half map 1 and "
-                    f"{len(by_num['2'])} like half map 2: {', '.join(rel(p) for p in found)}",
-                    file=EXPERIMENT_FILE,
-                    where="cryoem.half_maps",
-                    hint="name exactly two with 'half_maps: [A_half_1.mrc, A_half_2.mrc]', "
-                    "or 'half_maps: []' for none",
-                )
-            )
-    elif len(half_maps) not in (0, 2) and not problems:
-        problems.append(
-            Problem(
-                f"{len(half_maps)} half map(s) given, the FSC needs exactly two",
-                file=EXPERIMENT_FILE,
-                where="cryoem.half_maps",
-                hint="list both half maps, or write 'half_maps: []' for none",
-            )
-        )
-    if block.get("mask") is None:  # absent or null: recognise by name; false: no mask
-        masks = [p for p in rest if _MASK.search(rel(p).rsplit("/", 1)[-1])]
-        rest = [p for p in rest if p not in masks]
-        if len(masks) == 1:
-            mask = masks[0]
-        elif masks:
-            problems.append(
-                Problem(
-                    f"several files look like a mask: {', '.join(rel(p) for p in masks)}",
-                    file=EXPERIMENT_FILE,
-                    where="cryoem.mask",
-                    hint="name the one to use with 'mask: FILE'",
-                )
-            )
-    ignored: list[Path] = []
-    if map_path is None and not block.get("map"):
-        if len(rest) == 1:
-            map_path = rest[0]
-        elif not rest:
-            hint = (
-                "name the full (sharpened or unsharpened) map with 'map: FILE' in the cryoem block"
-                if half_maps
-                else "copy the .mrc/.map/.ccp4 file into the run folder"
-            )
-            problems.append(
-                Problem(
-                    "no map found (.mrc, .map, .ccp4, optionally .gz/.bz2)",
-                    file=str(run_dir),
-                    where="cryoem.map",
-                    hint=hint,
-                )
-            )
-        else:
-            problems.append(
-                Problem(
-                    f"several candidate maps: {', '.join(rel(p) for p in rest)}",
-                    file=EXPERIMENT_FILE,
-                    where="cryoem.map",
-                    hint="name the map with 'map: FILE' in the cryoem block "
-                    "(half maps and mask are recognised by 'half'/'mask' in their names)",
-                )
-            )
+def _half_maps_by_name(folder: RunFolder, rest: list[Path],
+                       problems: list[Problem]) -> tuple[list[Path], list[Path]]:
+    """Exactly one file named like half map 1 and one like half map 2; (half maps, the rest)."""
+    by_num: dict[str, list[Path]] = {"1": [], "2": []}
+    for p in rest:
+        if (num := _half_number(folder.rel(p))) is not None:
+            by_num[num].append(p)
+    found = by_num["1"] + by_num["2"]
+    rest = [p for p in rest if p not in found]
+    if len(by_num["1"]) == 1 and len(by_num["2"]) == 1:
+        return [by_num["1"][0], by_num["2"][0]], rest
+    if found:
+        problems.append(Problem(
+            f"found {len(by_num['1'])} file(s) named like half map 1 and "
+            f"{len(by_num['2'])} like half map 2: {', '.join(folder.rel(p) for p in found)}",
+            file=EXPERIMENT_FILE, where="cryoem.half_maps",
+            hint="name exactly two with 'half_maps: [A_half_1.mrc, A_half_2.mrc]', or 'half_maps: []' for none"))
+    return [], rest
+
+
+def _mask_by_name(folder: RunFolder, rest: list[Path],
+                  problems: list[Problem]) -> tuple[Path | None, list[Path]]:
+    masks = [p for p in rest if _MASK.search(folder.rel(p).rsplit("/", 1)[-1])]
+    rest = [p for p in rest if p not in masks]
+    if len(masks) > 1:
+        problems.append(Problem(
+            f"several files look like a mask: {', '.join(folder.rel(p) for p in masks)}",
+            file=EXPERIMENT_FILE, where="cryoem.mask", hint="name the one to use with 'mask: FILE'"))
+    return (masks[0] if len(masks) == 1 else None), rest
+
+
+def _map_by_elimination(folder: RunFolder, rest: list[Path], *, has_half_maps: bool,
+                        problems: list[Problem]) -> Path | None:
+    """The one map file left once half maps and mask are recognised."""
+    if len(rest) == 1:
+        return rest[0]
+    if not rest:
+        hint = ("name the full (sharpened or unsharpened) map with 'map: FILE' in the cryoem block"
+                if has_half_maps else "copy the .mrc/.map/.ccp4 file into the run folder")
+        problems.append(Problem("no map found (.mrc, .map, .ccp4, optionally .gz/.bz2)",
+                                file=str(folder.root), where="cryoem.map", hint=hint))
     else:
-        ignored = rest
-    return CryoemInputs(
-        run_dir=run_dir,
-        map=map_path,
-        half_maps=tuple(half_maps),
-        mask=mask,
-        problems=tuple(problems),
-        ignored=tuple(ignored),
-    )
+        problems.append(Problem(
+            f"several candidate maps: {', '.join(folder.rel(p) for p in rest)}",
+            file=EXPERIMENT_FILE, where="cryoem.map",
+            hint="name the map with 'map: FILE' in the cryoem block "
+                 "(half maps and mask are recognised by 'half'/'mask' in their names)"))
+    return None
 
 
 def list_inputs(run_dir: str | Path, experiment: dict[str, Any]) -> InputSet:

@@ -151,6 +151,14 @@ class MapHeader:
 
 
 # ---------------------------------------------------------------------------------- header
+class _Unusable(Exception):
+    """A header check failed: the file cannot be used (carries the message, place and hint)."""
+
+    def __init__(self, message: str, where: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.where, self.hint = where, hint
+
+
 def read_header(
     path: str | Path, *, display: str | None = None
 ) -> tuple[MapHeader | None, list[Problem]]:
@@ -163,22 +171,30 @@ def read_header(
     """
     path = Path(path)
     name = display or path.name
-    problems: list[Problem] = []
+    try:
+        compression, size = _check_raw_header(path)
+        h, voxel, caught = _open_header(path)
+        _check_header_fields(h, path=path, compression=compression, size=size)
+    except _Unusable as bad:
+        return None, [Problem(str(bad), file=name, where=bad.where, hint=bad.hint)]
+    header = _map_header(h, voxel, path=path, display=name, compression=compression)
+    for w in caught:
+        # Header oddities that do not stop the conversion (e.g. an unusual machine stamp) are
+        # recorded, not raised: the checks above already decided the file is usable.
+        header.header_fields.setdefault("_reader_warnings", []).append(str(w.message))
+    return header, []
 
-    def bad(
-        message: str, where: str | None = None, hint: str | None = None
-    ) -> tuple[None, list[Problem]]:
-        problems.append(Problem(message, file=name, where=where, hint=hint))
-        return None, problems
 
+def _check_raw_header(path: Path) -> tuple[str | None, int]:
+    """The file exists, is not empty, and its first bytes carry the map id: (compression, size)."""
     if not path.is_file():
-        return bad("file not found", hint="check the path in the cryoem block of experiment.yaml")
+        raise _Unusable("file not found", hint="check the path in the cryoem block of experiment.yaml")
     size = path.stat().st_size
     if size == 0:
-        return bad("the file is empty (0 bytes)", hint="copy the map again from the instrument PC")
+        raise _Unusable("the file is empty (0 bytes)", hint="copy the map again from the instrument PC")
     compression = _compression_of(path)
     if compression is None and size < HEADER_BYTES:
-        return bad(
+        raise _Unusable(
             f"not an MRC/CCP4 map: only {size} bytes, an MRC header alone is {HEADER_BYTES}",
             hint="the file is truncated or is not a map",
         )
@@ -187,22 +203,27 @@ def read_header(
     try:
         raw = _first_bytes(path, compression, HEADER_BYTES)
     except (OSError, EOFError) as err:
-        return bad(
+        raise _Unusable(
             f"cannot read the file: {err}", hint="a corrupt gzip/bzip2 stream? copy the map again"
-        )
+        ) from None
     if len(raw) < HEADER_BYTES:
-        return bad(
+        raise _Unusable(
             f"not an MRC/CCP4 map: only {len(raw)} bytes"
             f"{' after decompression' if compression else ''}, "
             f"an MRC header alone is {HEADER_BYTES}",
             hint="the file is truncated or is not a map",
         )
     if raw[208:212] != b"MAP ":
-        return bad(
+        raise _Unusable(
             f"not an MRC/CCP4 map: bytes 209-212 are {raw[208:212]!r}, not b'MAP '",
             where="header MAP",
             hint="is this really a density map? MRC2000/CCP4 files carry 'MAP ' there",
         )
+    return compression, size
+
+
+def _open_header(path: Path) -> tuple[Any, Any, list[warnings.WarningMessage]]:
+    """mrcfile's header and voxel size, with the warnings it gave."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -210,37 +231,41 @@ def read_header(
                 h = mrc.header
                 voxel = mrc.voxel_size
         except Exception as err:  # mrcfile raises ValueError/OSError/EOFError for broken files
-            return bad(
+            raise _Unusable(
                 f"cannot read the MRC header: {err}",
                 hint="the file is truncated, not a map, or a corrupt gzip/bzip2 stream",
-            )
+            ) from None
     if h is None:
-        return bad("cannot read the MRC header", hint="the file is not an MRC/CCP4 map")
+        raise _Unusable("cannot read the MRC header", hint="the file is not an MRC/CCP4 map")
+    return h, voxel, list(caught)
+
+
+def _check_header_fields(h: Any, *, path: Path, compression: str | None, size: int) -> None:
+    """Mode, dimensions, axis order, extended header, and the data size against the file."""
     mode = int(h.mode)
     if mode not in SUPPORTED_MODES:
         what = _OTHER_MODES.get(mode, "unknown")
-        return bad(
+        raise _Unusable(
             f"unsupported mode {mode} ({what})",
             where="header MODE",
             hint="convert it to mode 2 (float32); modes 0, 1, 2, 6 and 12 are read",
         )
     nc, nr, ns = int(h.nx), int(h.ny), int(h.nz)
     if min(nc, nr, ns) < 1:
-        return bad(
+        raise _Unusable(
             f"dimensions NX, NY, NZ = {nc}, {nr}, {ns} must all be >= 1", where="header NX/NY/NZ"
         )
     order = (int(h.mapc), int(h.mapr), int(h.maps))
     if sorted(order) != [1, 2, 3]:
-        return bad(
+        raise _Unusable(
             f"axis order MAPC, MAPR, MAPS = {order} is not a permutation of 1, 2, 3",
             where="header MAPC/MAPR/MAPS",
             hint="the header is corrupt",
         )
     nsymbt = int(h.nsymbt)
     if nsymbt < 0:
-        return bad(f"negative extended header size NSYMBT = {nsymbt}", where="header NSYMBT")
-    file_dtype = data_dtype_from_header(h)
-    data_bytes = nc * nr * ns * file_dtype.itemsize
+        raise _Unusable(f"negative extended header size NSYMBT = {nsymbt}", where="header NSYMBT")
+    data_bytes = nc * nr * ns * data_dtype_from_header(h).itemsize
     expected = HEADER_BYTES + nsymbt + data_bytes
     actual = _uncompressed_size(path, compression, size)
     if actual is not None and actual != expected:
@@ -251,16 +276,21 @@ def read_header(
             f"but the {'decompressed ' if compression else ''}file has {actual}"
         )
         if actual < expected:
-            return bad(
+            raise _Unusable(
                 f"truncated file: {detail}",
                 where="data",
                 hint="the copy is incomplete; copy the map again",
             )
-        return bad(
+        raise _Unusable(
             f"header dimensions do not match the file size: {detail}",
             where="header NX/NY/NZ/MODE",
             hint="the header's NX/NY/NZ, MODE or NSYMBT is wrong, or data were appended",
         )
+
+
+def _map_header(h: Any, voxel: Any, *, path: Path, display: str, compression: str | None) -> MapHeader:
+    nc, nr, ns = int(h.nx), int(h.ny), int(h.nz)
+    nsymbt = int(h.nsymbt)
     # the header holds float32: round to 1e-6 angstrom so 1.06 is written as 1.06, not as
     # 1.0600000619888306
     vx, vy, vz = (round(float(voxel.x), 6), round(float(voxel.y), 6), round(float(voxel.z), 6))
@@ -268,14 +298,14 @@ def read_header(
         bytes(lbl).decode("ascii", "replace").rstrip(" \x00")
         for lbl in h.label[: max(0, min(int(h.nlabl), 10))]
     )
-    header = MapHeader(
+    return MapHeader(
         path=path,
-        display=name,
+        display=display,
         compression=compression,
-        mode=mode,
-        file_dtype=file_dtype,
+        mode=int(h.mode),
+        file_dtype=data_dtype_from_header(h),
         file_shape=(ns, nr, nc),
-        axis_order=order,
+        axis_order=(int(h.mapc), int(h.mapr), int(h.maps)),
         voxel_size_xyz=(vx, vy, vz),
         cell_angles=tuple(float(a) for a in h.cellb.tolist()),
         origin_xyz=tuple(round(float(o), 6) for o in h.origin.tolist()),
@@ -288,12 +318,6 @@ def read_header(
         labels=labels,
         header_fields=_header_dict(h),
     )
-    for w in caught:
-        text = str(w.message)
-        # Header oddities that do not stop the conversion (e.g. an unusual machine stamp) are
-        # recorded, not raised: the checks above already decided the file is usable.
-        header.header_fields.setdefault("_reader_warnings", []).append(text)
-    return header, problems
 
 
 def _compression_of(path: Path) -> str | None:
