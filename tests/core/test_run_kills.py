@@ -115,6 +115,7 @@ def uninterrupted_digest(run_dir: Path, tmp: Path, env: dict[str, str]) -> tuple
     return json.loads(out)["content_digest"], time.monotonic() - t0
 
 
+@pytest.mark.timeout(2400)  # 10 killed runs and 10 reruns (~1 min per round on a loaded machine)
 @pytest.mark.parametrize("modality", ["cryoem", "screening"])
 def test_random_sigkills_then_rerun_give_the_uninterrupted_version(modality, prefect_api, tmp_path):
     """>= 10 random SIGKILLs per modality (20 across the two), half to the whole process group,
@@ -142,7 +143,9 @@ def test_random_sigkills_then_rerun_give_the_uninterrupted_version(modality, pre
                     os.kill(victim, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        finish(proc)  # the command returned (killed, or failed after a child was killed)
+        code, _, err = finish(proc)  # the command returned (killed, or failed after a child was killed)
+        print(f"round {i}: {'group' if whole_group else 'one process'} kill -> exit {code}; "
+              f"{err.strip().splitlines()[-1] if err.strip() else ''}", file=sys.stderr, flush=True)
         assert set(committed_digests(store)) <= {digest}, "never a version of other content"
         code, out, err = finish(start_run(run_dir, store, work, env))
         assert code == 0, f"rerun {i} after {'group' if whole_group else 'one-process'} kill: {err}"

@@ -389,62 +389,31 @@ def convert_maps(
         return open_header(p, display=names.get(str(p), Path(p).name))
 
     ref = header(map)
-    others = [header(p) for p in half_maps] + ([header(mask)] if mask else [])
-    if problems := grid_problems(ref, others):
+    halves = [header(p) for p in half_maps]
+    mask_header = header(mask) if mask else None
+    if problems := grid_problems(ref, halves + ([mask_header] if mask_header else [])):
         raise InputError(problems)
     voxel = tuple(voxel_size_zyx) if voxel_size_zyx else ref.voxel_size_zyx
     root = open_root(out)
-    images: dict[str, Any] = {}
 
     def attrs(h: MapHeader, role: str) -> dict[str, Any]:
-        return {
-            "role": role,
-            "source_file": h.display,
-            "mrc_header": h.header_fields,
-            "header_facts": h.facts(),
-            "voxel_size_source": "experiment.yaml" if voxel_size_zyx else "header",
-        }
+        return {"role": role, "source_file": h.display, "mrc_header": h.header_fields,
+                "header_facts": h.facts(),
+                "voxel_size_source": "experiment.yaml" if voxel_size_zyx else "header"}
 
-    root_attrs = attrs(ref, "map")
-    root_attrs["half_maps"] = [f"half_map_{i + 1}" for i in range(len(half_maps))]
-    root_attrs["mask"] = "labels/mask" if mask else None
-    images["map"] = write_image(
-        root,
-        ref,
-        path="",
-        name="map",
-        voxel_size_zyx=voxel,
-        binds_attrs=root_attrs,
-        threads=threads,
-    )
-    for i in range(len(half_maps)):
-        role = f"half_map_{i + 1}"
-        images[role] = write_image(
-            root,
-            others[i],
-            path=role,
-            name=role,
-            voxel_size_zyx=voxel,
-            binds_attrs=attrs(others[i], role),
-            threads=threads,
-        )
-    if mask:
-        labels = root.require_group("labels")
-        labels.update_attributes({"ome": {"version": "0.5", "labels": ["mask"]}})
-        images["mask"] = write_image(
-            root,
-            others[-1],
-            path="labels/mask",
-            name="mask",
-            voxel_size_zyx=voxel,
-            binds_attrs=attrs(others[-1], "mask"),
-            label_threshold=mask_threshold,
-            threads=threads,
-        )
-    return {
-        role: {"shapes": [list(s) for s in w.shapes], "dtype": w.dtype}
-        for role, w in images.items()
-    }
+    # (role, header, group path in the store, extra attributes, label threshold)
+    parts: list[tuple[str, MapHeader, str, dict[str, Any], float | None]] = [
+        ("map", ref, "", {"half_maps": [f"half_map_{i + 1}" for i in range(len(halves))],
+                          "mask": "labels/mask" if mask_header else None}, None)]
+    parts += [(f"half_map_{i + 1}", h, f"half_map_{i + 1}", {}, None) for i, h in enumerate(halves)]
+    if mask_header:
+        root.require_group("labels").update_attributes({"ome": {"version": "0.5", "labels": ["mask"]}})
+        parts.append(("mask", mask_header, "labels/mask", {}, mask_threshold))
+    images = {role: write_image(root, h, path=path, name=role, voxel_size_zyx=voxel,
+                                binds_attrs=attrs(h, role) | extra, label_threshold=threshold,
+                                threads=threads)
+              for role, h, path, extra, threshold in parts}
+    return {role: {"shapes": [list(s) for s in w.shapes], "dtype": w.dtype} for role, w in images.items()}
 
 
 # ------------------------------------------------------------------------------ metrics
