@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.toolkit.figures import save_png
 from pipelines.errors import InputError, Problem
 from pipelines.modalities.cryoem.mrc import MapHeader, iter_bricks, read_zyx
 
@@ -24,7 +25,6 @@ HISTOGRAM_BINS = 256
 FSC_THRESHOLDS = (0.143, 0.5)
 # PNG metadata: matplotlib writes "Software: matplotlib version..." by default; dropping it
 # keeps the bytes identical across matplotlib versions and runs.
-PNG_METADATA = {"Software": None}
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -191,9 +191,7 @@ def _plot_three(
         )
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", metadata=PNG_METADATA)
-    plt.close(fig)
+    save_png(fig, out)
 
 
 def _write_parquet(table: pa.Table, path: str | Path) -> None:
@@ -467,6 +465,4 @@ def _plot_fsc(result: FscResult, out: str | Path, *, title: str) -> None:
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", metadata=PNG_METADATA)
-    plt.close(fig)
+    save_png(fig, out)

@@ -24,10 +24,10 @@ import pyarrow.parquet as pq
 
 from pipelines.modalities.metabolomics.convert import read_conversion_qc
 from pipelines.staging import write_json
+from pipelines.toolkit.figures import save_png
 
 log = logging.getLogger(__name__)
 
-_PNG_META = {"Software": None}   # matplotlib otherwise stamps its version into the PNG
 
 
 def _figure():
@@ -55,8 +55,7 @@ def plot_tic_bpc(chromatograms: list[Path], runs: list[str], out: Path) -> None:
     if len(runs) <= 12:
         axes[0].legend(fontsize=7, ncol=min(len(runs), 4), loc="upper right")
     fig.tight_layout()
-    fig.savefig(out, metadata=_PNG_META)
-    plt.close(fig)
+    save_png(fig, out)
 
 
 def plot_target_errors(targets: Path, out: Path) -> None:
@@ -80,8 +79,7 @@ def plot_target_errors(targets: Path, out: Path) -> None:
     if len(runs) <= 12:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out, metadata=_PNG_META)
-    plt.close(fig)
+    save_png(fig, out)
 
 
 def _model_conflict(yaml_model: str | None, file_models: list[str]) -> bool:

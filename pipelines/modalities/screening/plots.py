@@ -13,17 +13,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pipelines.modalities.screening import dose  # noqa: E402
+from pipelines.toolkit.figures import save_png  # noqa: E402
 
-_PNG_META = {"Software": None}  # matplotlib would stamp its version; keep files identical across runs
 DPI = 100
 
 
 def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, metadata=_PNG_META)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=DPI)
 
 
 def _grid(n: int) -> tuple[int, int]:

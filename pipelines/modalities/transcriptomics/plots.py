@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.toolkit.figures import save_png
+
 # PNG tEXt chunks: matplotlib writes its version as "Software"; drop it so a matplotlib upgrade
 # does not change a dataset's digest by itself.
-PNG_METADATA = {"Software": None}
 DPI = 100
 
 
@@ -27,11 +28,7 @@ def _plt():
 
 
 def _save(fig: Any, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, metadata=PNG_METADATA)
-    _plt().close(fig)
-    return path
+    return save_png(fig, path, dpi=DPI)
 
 
 def qc_violins(*, metrics: dict[str, np.ndarray], thresholds: dict[str, dict[str, float | None]],
