@@ -25,7 +25,7 @@ rule cryoem_convert:
         mrc=CRYOEM_MAP,
         half_maps=CRYOEM_HALVES,
         mask=CRYOEM_MASK,
-        facts=STAGE / "_meta" / "facts.json",
+        facts=rules.cryoem_inspect.output.facts,
     output:
         zarr=directory(STAGE / "data" / "map.ome.zarr"),
     params:

@@ -2,7 +2,7 @@
 rule cryoem_map_qc:
     input:
         mrc=CRYOEM_MAP,
-        facts=STAGE / "_meta" / "facts.json",
+        facts=rules.cryoem_inspect.output.facts,
     output:
         stats=STAGE / "qc" / "map_stats.json",
         histogram=STAGE / "qc" / "map_histogram.parquet",
@@ -33,7 +33,7 @@ rule cryoem_fsc:
     input:
         half_maps=CRYOEM_HALVES,
         mask=CRYOEM_MASK,
-        facts=STAGE / "_meta" / "facts.json",
+        facts=rules.cryoem_inspect.output.facts,
     output:
         table=STAGE / "qc" / "fsc.parquet",
         summary=STAGE / "qc" / "fsc.json",

@@ -3,7 +3,7 @@
 # scales with the run's spectra file.
 rule metabolomics_detect_features:
     input:
-        spectra=STAGE / "data" / "spectra.parquet" / "{run}.parquet",
+        spectra=rules.metabolomics_convert.output.spectra,
     output:
         peaks=MET_WORK / "features" / "{run}.parquet",
     log:
