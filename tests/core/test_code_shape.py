@@ -12,7 +12,6 @@ NOT_YET_SPLIT = {
     ("jsonld.py", "build_metadata"),
     ("modalities/cryoem/qc.py", "fsc_half_maps"),
     ("modalities/metabolomics/features.py", "group_features"),
-    ("modalities/metabolomics/mzml.py", "parse_spectrum"),
     ("modalities/metabolomics/qc.py", "write_qc"),
     ("modalities/screening/steps.py", "score_screen"),
     ("modalities/transcriptomics/bulk.py", "process_bulk"),

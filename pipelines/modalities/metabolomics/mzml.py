@@ -751,26 +751,40 @@ _SPECTRUM_TAG_RE = re.compile(
     rb' defaultArrayLength="(?P<n>\d+)"[ >/\t\r\n]')
 
 
+def _spectrum_identity(el: bytes, tag_end: int) -> tuple[int, str, int | None]:
+    """(index, native id, defaultArrayLength or None) from the ``<spectrum ...>`` tag."""
+    m = _SPECTRUM_TAG_RE.match(el)
+    if m is not None:
+        if m["i"] is not None:
+            return int(m["i"]), m["id"].decode("utf-8", "replace"), int(m["n"])
+        return int(m["i2"]), m["id2"].decode("utf-8", "replace"), int(m["n"])
+    tag = el[:tag_end + 1]
+    idx_text = _attr(tag, b"index")
+    index = int(idx_text) if idx_text and idx_text.isdigit() else -1
+    native_id = _attr(tag, b"id") or ""
+    try:
+        return index, native_id, int(_attr(tag, b"defaultArrayLength") or "")
+    except ValueError:
+        return index, native_id, None
+
+
+def _retention_time_s(values: dict[bytes, bytes], units: dict[bytes, bytes], rt_notes: set[str]) -> float | None:
+    if SCAN_START_TIME not in values:
+        return None
+    rt = _float(values[SCAN_START_TIME])
+    unit = units.get(SCAN_START_TIME)
+    factor = _TIME_UNITS.get(unit) if unit else None
+    if factor is None:
+        # mzML requires a unit; converters that omit it (old OpenMS) write seconds
+        factor = 1.0
+        rt_notes.add(f"scan start time without a known unit ({unit!r}): read as seconds")
+    return rt * factor if rt is not None else None
+
+
 def parse_spectrum(el: bytes, groups: dict[bytes, bytes], *, file: str, rt_notes: set[str]) -> Spectrum:
     """One ``<spectrum>`` element -> :class:`Spectrum` (raises InputError naming the index)."""
     tag_end = el.find(b">")
-    m = _SPECTRUM_TAG_RE.match(el)
-    default_length: int | None
-    if m is not None:
-        if m["i"] is not None:
-            index, native_id = int(m["i"]), m["id"].decode("utf-8", "replace")
-        else:
-            index, native_id = int(m["i2"]), m["id2"].decode("utf-8", "replace")
-        default_length = int(m["n"])
-    else:
-        tag = el[:tag_end + 1]
-        idx_text = _attr(tag, b"index")
-        index = int(idx_text) if idx_text and idx_text.isdigit() else -1
-        native_id = _attr(tag, b"id") or ""
-        try:
-            default_length = int(_attr(tag, b"defaultArrayLength") or "")
-        except ValueError:
-            default_length = None
+    index, native_id, default_length = _spectrum_identity(el, tag_end)
     if default_length is None:
         where = f"spectrum index {index} (id {native_id!r})"
         raise InputError(Problem("spectrum has no valid defaultArrayLength attribute", file=file, where=where,
@@ -789,16 +803,7 @@ def parse_spectrum(el: bytes, groups: dict[bytes, bytes], *, file: str, rt_notes
         where = f"spectrum index {index} (id {native_id!r})"
         raise InputError(Problem("spectrum has no 'ms level' cvParam (MS:1000511)", file=file, where=where,
                                  hint="the file lacks required cvParams; re-convert it with msconvert"))
-    rt_s = None
-    if SCAN_START_TIME in values:
-        rt = _float(values[SCAN_START_TIME])
-        unit = units.get(SCAN_START_TIME)
-        factor = _TIME_UNITS.get(unit) if unit else None
-        if factor is None:
-            # mzML requires a unit; converters that omit it (old OpenMS) write seconds
-            factor = 1.0
-            rt_notes.add(f"scan start time without a known unit ({unit!r}): read as seconds")
-        rt_s = rt * factor if rt is not None else None
+    rt_s = _retention_time_s(values, units, rt_notes)
     terms = values
     polarity = "positive" if POSITIVE in terms else ("negative" if NEGATIVE in terms else None)
     centroided = True if CENTROID in terms else (False if PROFILE in terms else None)
