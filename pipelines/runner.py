@@ -120,7 +120,8 @@ def code_digest() -> str:
     h = hashlib.sha256()
     for f in files:
         if f.is_file() and "__pycache__" not in f.parts:
-            h.update(f"{f.relative_to(f.anchor)}\n".encode())
+            rel = f.relative_to(root) if f.is_relative_to(root) else f.relative_to(pkg.parent)
+            h.update(f"{rel.as_posix()}\n".encode())  # the same in every clone
             h.update(hashlib.sha256(f.read_bytes()).digest())
     return h.hexdigest()
 
