@@ -273,6 +273,15 @@ def _publish_once(stage: StagedDataset, store: Store, exp: dict[str, Any], items
     metadata = build_metadata(stage=stage, experiment=exp, dataset_id=dataset_id, version=version,
                               files=files, created=created, content_digest=digest)
     meta_bytes = (json.dumps(metadata, indent=2, sort_keys=False, ensure_ascii=False) + "\n").encode()
+    # provenance (RO-Crate) and usage record: beside the data, outside the content digest
+    from pipelines.provenance import version_documents
+
+    extra = version_documents(stage=stage, experiment=exp, dataset_id=dataset_id, version=version,
+                              files=files, created=created, metadata_bytes=meta_bytes)
+    for path, body in extra.documents:
+        store.put(vprefix + path, body)
+    documents = [{"path": path, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+                 for path, body in extra.documents]
     store.put(vprefix + layout.METADATA, meta_bytes)
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -291,6 +300,8 @@ def _publish_once(stage: StagedDataset, store: Store, exp: dict[str, Any], items
         "metadata": {"path": layout.METADATA, "size": len(meta_bytes),
                      "sha256": hashlib.sha256(meta_bytes).hexdigest()},
         "files": files,
+        "documents": documents,
+        "usage": extra.usage_summary,
     }
     manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode()
     if not store.put_if_absent(vprefix + layout.MANIFEST, manifest_bytes):
