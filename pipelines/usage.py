@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import ast
 import base64
-import binascii
 import csv
 import datetime as dt
 import io
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -51,6 +51,8 @@ SACCT_FIELDS = ("JobID", "JobName", "State", "CPUTimeRAW", "ElapsedRaw", "TotalC
 _JOB_HEADER = re.compile(r"^(?:local)?rule (\S+):\s*$")
 _JOB_FIELD = re.compile(r"^\s{4}(\w+): (.*)$")
 _SLURM_SUBMIT = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\S+?)[ .]")
+_PATH_REPR = re.compile(r"\b(?:Posix|Windows)?Path\(('[^']*'|\"[^\"]*\")\)")
+_STORAGE_NOTE = re.compile(r" \((?:retrieve from|send to|in) storage\)$")
 _SIZE = re.compile(r"^([0-9.]+)([KMGTP]?)$")
 
 
@@ -70,7 +72,8 @@ def parse_snakemake_log(path: str | Path) -> dict[int, dict[str, Any]]:
         if block is not None and (m := _JOB_FIELD.match(line)):
             key, value = m.group(1), m.group(2).strip()
             if key in ("input", "output", "log", "benchmark"):
-                block[key] = [v for v in value.split(", ") if v]
+                # storage runs annotate each path: "s3://... (retrieve from storage)"
+                block[key] = [_STORAGE_NOTE.sub("", v) for v in value.split(", ") if v]
             elif key == "jobid":
                 block = jobs.setdefault(int(value), {}) | block
                 jobs[int(value)] = block
@@ -109,6 +112,10 @@ def _number(value: Any) -> Any:
 
 def _literal(text: str) -> Any:
     """A Python literal as Snakemake's extended benchmark writes it (dict repr); None if not one."""
+    if text in ("{}", ""):
+        return {} if text else None
+    if "Path(" in text:
+        text = _PATH_REPR.sub(r"\1", text)  # PosixPath('/a') -> '/a'
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -156,25 +163,23 @@ def parse_benchmark(path: str | Path) -> dict[str, Any] | None:
     return out
 
 
-def read_snakemake_metadata(work_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """Snakemake's file-backed metadata (``.snakemake/metadata``): output path -> record."""
-    folder = Path(work_dir) / ".snakemake" / "metadata"
-    out: dict[str, dict[str, Any]] = {}
-    if not folder.is_dir():
-        return out
-    for f in folder.iterdir():
-        try:
-            key = base64.urlsafe_b64decode(f.name.encode()).decode()
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            try:
-                key = base64.b64decode(f.name.encode()).decode()
-            except (binascii.Error, UnicodeDecodeError, ValueError):
-                continue
-        try:
-            out[key] = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-    return out
+def snakemake_metadata(work_dir: str | Path, output: str) -> dict[str, Any] | None:
+    """Snakemake's file-backed metadata record of one output (``.snakemake/metadata``): rule,
+    exact inputs, start and end time. None when there is none (another persistence backend)."""
+    folder = os.path.join(work_dir, ".snakemake", "metadata")
+    b64 = base64.urlsafe_b64encode(output.encode()).decode()
+    try:
+        max_len = os.pathconf(folder, "PC_NAME_MAX") or 255
+    except OSError:
+        return None
+    # long names are split into folders of max_len - 1 characters prefixed "@" (as Snakemake does)
+    chunks = [b64[i:i + max_len - 1] for i in range(0, len(b64), max_len - 1)]
+    path = os.path.join(folder, *(["@" + c for c in chunks[:-1]] + [chunks[-1]]))
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def parse_size_mb(text: str | None) -> float | None:
@@ -305,22 +310,24 @@ def collect_jobs(stage: StagedDataset, *, sacct_rows: dict[str, dict[str, Any]] 
     """
     notes: list[str] = []
     log_jobs = parse_snakemake_log(stage.meta_dir / "snakemake.log")
-    meta = read_snakemake_metadata(stage.root.parent)
     by_bench: dict[str, int] = {}
     for jid, j in log_jobs.items():
         for b in j.get("benchmark", []):
-            by_bench[str(Path(b).resolve())] = jid
-    bench_dir = stage.meta_dir / "benchmarks"
+            by_bench[os.path.normpath(b)] = jid
+    root = stage.root.resolve()  # the log names absolute paths
+    bench_dir = root / "_meta" / "benchmarks"
     records: dict[int | str, dict[str, Any]] = {}
     for tsv in sorted(bench_dir.rglob("*.tsv")) if bench_dir.is_dir() else []:
         bench = parse_benchmark(tsv)
         if bench is None:
-            notes.append(f"unreadable benchmark file {tsv.relative_to(stage.root).as_posix()}")
+            notes.append(f"unreadable benchmark file {tsv.relative_to(root).as_posix()}")
             continue
-        jid = bench.get("jobid")
+        # the log names each job's benchmark file; the extended format's jobid is only the
+        # main workflow's on the local executor (a Slurm job numbers its own jobs from 0)
+        jid = by_bench.get(os.path.normpath(tsv))
         if jid is None:
-            jid = by_bench.get(str(tsv.resolve()), tsv.relative_to(bench_dir).as_posix())
-        records[jid] = {"benchmark_path": tsv.relative_to(stage.root).as_posix(), "bench": bench}
+            jid = bench.get("jobid") if bench.get("jobid") is not None else tsv.relative_to(bench_dir).as_posix()
+        records[jid] = {"benchmark_path": tsv.relative_to(root).as_posix(), "bench": bench}
     for jid, j in log_jobs.items():
         if j.get("rule") and j["rule"] != "all" and jid not in records:
             records[jid] = {"benchmark_path": None, "bench": None}
@@ -338,7 +345,8 @@ def collect_jobs(stage: StagedDataset, *, sacct_rows: dict[str, dict[str, Any]] 
         resources = dict(bench.get("resources") or lj.get("resources") or {})
         threads = bench.get("threads") or lj.get("threads") or resources.get("_cores") or 1
         outputs = lj.get("output", [])
-        md = next((meta[o] for o in outputs if o in meta), None)
+        work_dir = str(root.parent)
+        md = next((m for o in outputs[:3] if (m := snakemake_metadata(work_dir, o))), None)
         inputs = (md or {}).get("input") or lj.get("input", [])
         end = (md or {}).get("endtime") or bench.get("mtime")
         start = (md or {}).get("starttime")
@@ -357,13 +365,16 @@ def collect_jobs(stage: StagedDataset, *, sacct_rows: dict[str, dict[str, Any]] 
             "input": inputs,
             "output": outputs,
             "params": bench.get("params") or {},
-            "benchmark": rec["benchmark_path"],
             "wall_s": bench.get("wall_s"),
             "cpu_s": bench.get("cpu_s"),
             "max_rss_mb": bench.get("max_rss_mb"),
             "io_in_mb": bench.get("io_in_mb"),
             "io_out_mb": bench.get("io_out_mb"),
             "source": "benchmark" if rec["bench"] else "none",
+            # the rule's own processes, as Snakemake measured them (psutil, sampled every 0.5-30 s)
+            "benchmark": {"path": rec["benchmark_path"],
+                          **{k: bench.get(k) for k in ("wall_s", "cpu_s", "max_rss_mb", "mean_load",
+                                                       "repeats")}} if rec["bench"] else None,
         }
         if rec["bench"] is None:
             notes.append(f"job {jid} ({rule}) has no benchmark file: no figures")
@@ -375,40 +386,56 @@ def collect_jobs(stage: StagedDataset, *, sacct_rows: dict[str, dict[str, Any]] 
     return jobs, notes
 
 
+def _slurm_time(text: str | None) -> str | None:
+    """``2026-12-01T17:51:07`` (sacct, local time of this host) as ISO 8601 UTC."""
+    try:
+        local = dt.datetime.fromisoformat(text or "")
+    except ValueError:
+        return None
+    return local.astimezone(dt.UTC).isoformat(timespec="seconds")
+
+
 def _sort_key(text: str) -> tuple[int, str]:
     return (int(text), "") if text.isdigit() else (1 << 62, text)
 
 
 def _with_charged(job: dict[str, Any]) -> dict[str, Any]:
-    """Add what is charged: ``core_s`` (allocated cores x wall) and ``gpu_s``; Slurm's figures
-    (every attempt) win over the benchmark's where sacct answered."""
+    """Settle the job's figures: where sacct answered, Slurm's accounting of the whole job (every
+    attempt) replaces the benchmark's wall, CPU and memory figures; add what is charged,
+    ``core_s`` (allocated cores x wall) and ``gpu_s``."""
     attempts = [a for a in job.get("slurm", []) if a.get("cpu_time_raw_s") is not None]
-    wall = job.get("wall_s") or 0.0
     if attempts:
+        job["wall_s"] = float(sum(a.get("elapsed_raw_s") or 0 for a in attempts))
+        totals = [a["total_cpu_s"] for a in attempts if a.get("total_cpu_s") is not None]
+        if totals:
+            job["cpu_s"] = round(float(sum(totals)), 3)
+        rss = [a["max_rss_mb"] for a in attempts if a.get("max_rss_mb") is not None]
+        if rss:  # empty when the job ended before Slurm's first sample
+            job["max_rss_mb"] = max(rss + ([job["max_rss_mb"]] if job.get("max_rss_mb") else []))
+        # Slurm's start and end (the cluster's local time) rather than the submitting process's
+        starts = [s for a in attempts if (s := _slurm_time(a.get("start")))]
+        ends = [e for a in attempts if (e := _slurm_time(a.get("end")))]
+        if starts and ends:
+            job["start"], job["end"] = min(starts), max(ends)
         job["core_s"] = float(sum(a["cpu_time_raw_s"] for a in attempts))
         job["gpu_s"] = float(sum((a.get("gpus") or 0) * (a.get("elapsed_raw_s") or 0) for a in attempts))
-        job["elapsed_s"] = float(sum(a.get("elapsed_raw_s") or 0 for a in attempts))
-        totals = [a["total_cpu_s"] for a in attempts if a.get("total_cpu_s") is not None]
-        job["job_cpu_s"] = float(sum(totals)) if totals else None
-        rss = [a["max_rss_mb"] for a in attempts if a.get("max_rss_mb") is not None]
-        job["job_max_rss_mb"] = max(rss) if rss else None
         job["source"] = "sacct"
     else:
+        wall = job.get("wall_s") or 0.0
         job["core_s"] = float(job["threads"] * wall)
         job["gpu_s"] = float(job["gpus_requested"] * wall)
-        job["elapsed_s"] = float(wall)
     return job
 
 
 def summarise(jobs: Iterable[dict[str, Any]], *, stored_bytes: int) -> dict[str, Any]:
     """The totals of a usage record (also the catalog row's usage columns)."""
     jobs = list(jobs)
-    rss = [v for j in jobs for v in (j.get("job_max_rss_mb"), j.get("max_rss_mb")) if v is not None]
+    rss = [j["max_rss_mb"] for j in jobs if j.get("max_rss_mb") is not None]
     return {
         "jobs": len(jobs),
         "slurm_jobs": sum(len(j.get("slurm", [])) for j in jobs),
         "cpu_s": round(sum(j.get("cpu_s") or 0.0 for j in jobs), 3),
-        "wall_s": round(sum(j.get("elapsed_s") or 0.0 for j in jobs), 3),
+        "wall_s": round(sum(j.get("wall_s") or 0.0 for j in jobs), 3),
         "core_hours": round(sum(j["core_s"] for j in jobs) / 3600, 6),
         "gpu_hours": round(sum(j["gpu_s"] for j in jobs) / 3600, 6),
         "peak_rss_mb": round(max(rss), 3) if rss else None,
@@ -467,3 +494,139 @@ def inputs_digest(inputs: Iterable[dict[str, Any]]) -> str:
     for i in sorted(inputs, key=lambda i: i.get("name", "")):
         h.update(f"{i.get('name')}\t{i.get('size')}\t{i.get('sha256')}\n".encode())
     return "sha256:" + h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- the report
+#: the billing services a usage report charges, with their unit
+SERVICES = (("compute", "core_hours", "core-hour"), ("gpu", "gpu_hours", "GPU-hour"),
+            ("storage", "gb_months", "GB-month"), ("instrument", "instrument_runs", "run"))
+GROUPINGS = ("request", "unit", "month")
+
+
+def _utc(value: dt.datetime | dt.date | str) -> dt.datetime:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _month_start(t: dt.datetime) -> dt.datetime:
+    return t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _next_month(t: dt.datetime) -> dt.datetime:
+    return (t.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+
+
+def version_usage(store: Any, *, request: str | None = None) -> list[dict[str, Any]]:
+    """One dict per committed version: the catalog row's usage columns, plus the support unit and
+    the instrument run's identity from its ``_meta/usage.json`` (older versions: catalog only)."""
+    from pipelines.store.base import StoreError
+    from pipelines.store.catalog import read_catalog
+
+    out = []
+    for row in read_catalog(store).to_pylist():
+        if request and row["request_id"] != request:
+            continue
+        rec = {"request_id": row["request_id"] or "", "dataset_id": row["dataset_id"],
+               "version": row["version"], "modality": row["modality"], "created": row["created"],
+               "core_hours": row.get("core_hours") or 0.0, "gpu_hours": row.get("gpu_hours") or 0.0,
+               "peak_rss_mb": row.get("peak_rss_mb"),
+               "stored_bytes": row.get("stored_bytes") if row.get("stored_bytes") is not None
+               else (row.get("bytes") or 0),
+               "support_unit": "", "run_id": f"{row['dataset_id']}@{row['content_digest']}"}
+        try:
+            doc = json.loads(store.get(row["path"] + USAGE_PATH))
+            rec["support_unit"] = doc.get("support_unit") or ""
+            rec["run_id"] = doc.get("run", {}).get("inputs_digest") or rec["run_id"]
+        except (KeyError, StoreError, json.JSONDecodeError):
+            pass  # published before usage records: the catalog row's figures only
+        out.append(rec)
+    return out
+
+
+def usage_report(versions: Iterable[dict[str, Any]], *, since: dt.datetime | dt.date | str | None = None,
+                 until: dt.datetime | dt.date | str | None = None, by: str = "request",
+                 now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Rows of ``binds usage``: per request (or support unit, or month) in [since, until).
+
+    Compute (core-/GPU-hours, peak memory) and instrument runs count in the period in which the
+    version was published; storage accrues from publication on (versions are never deleted):
+    GB-months over the overlap with the period, stored GB as held at its end.
+    """
+    if by not in GROUPINGS:
+        raise ValueError(f"by must be one of {GROUPINGS}")
+    versions = list(versions)
+    end = _utc(until) if until is not None else _utc(now or dt.datetime.now(dt.UTC))
+    start = _utc(since) if since is not None else min((_utc(v["created"]) for v in versions), default=end)
+    if by == "month":
+        periods, t = [], _month_start(start)
+        while t < end:
+            periods.append((max(t, start), min(_next_month(t), end)))
+            t = _next_month(t)
+    else:
+        periods = [(start, end)]
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    runs: dict[tuple[str, str], set[str]] = {}
+    for p_start, p_end in periods:
+        for v in versions:
+            created = _utc(v["created"])
+            if created >= p_end:
+                continue
+            key = {"request": v["request_id"], "unit": v["support_unit"],
+                   "month": p_start.strftime("%Y-%m")}[by]
+            row = rows.setdefault((key, p_start.isoformat()), {
+                by: key, "period_start": p_start, "period_end": p_end, "versions": 0,
+                "instrument_runs": 0, "core_hours": 0.0, "gpu_hours": 0.0, "peak_rss_mb": None,
+                "stored_gb": 0.0, "gb_months": 0.0, "requests": set(), "units": set()})
+            gb = (v["stored_bytes"] or 0) / 1e9
+            row["stored_gb"] += gb
+            held = (p_end - max(created, p_start)).total_seconds() / 86400
+            row["gb_months"] += gb * max(held, 0.0) / MONTH_DAYS
+            row["requests"].add(v["request_id"])
+            row["units"].add(v["support_unit"])
+            if created >= p_start:  # published in this period: its compute is charged here
+                row["versions"] += 1
+                row["core_hours"] += v["core_hours"] or 0.0
+                row["gpu_hours"] += v["gpu_hours"] or 0.0
+                if v.get("peak_rss_mb") is not None:
+                    row["peak_rss_mb"] = max(row["peak_rss_mb"] or 0.0, v["peak_rss_mb"])
+                runs.setdefault((key, p_start.isoformat()), set()).add(v["run_id"])
+    out = []
+    for k, row in sorted(rows.items()):
+        row["instrument_runs"] = len(runs.get(k, ()))
+        row["requests"] = sorted(r for r in row["requests"] if r)
+        row["units"] = sorted(u for u in row["units"] if u)
+        for f in ("core_hours", "gpu_hours", "stored_gb", "gb_months"):
+            row[f] = round(row[f], 6)
+        out.append(row)
+    return out
+
+
+def billing_lines(rows: Iterable[dict[str, Any]], *, by: str = "request") -> list[dict[str, Any]]:
+    """The report as facility-billing lines (iLab / PPMS style imports): one per request (or
+    unit / month), service and period, non-zero quantities only."""
+    lines = []
+    for row in rows:
+        last_day = (row["period_end"] - dt.timedelta(seconds=1)).date()  # periods end exclusive
+        period = f"{row['period_start'].date().isoformat()}/{last_day.isoformat()}"
+        for service, field_name, unit in SERVICES:
+            quantity = round(float(row[field_name]), 4)
+            if not quantity:
+                continue
+            lines.append({
+                "request_id": row.get("request") or (";".join(row["requests"]) if by != "request" else ""),
+                "service": service, "quantity": quantity, "unit": unit,
+                "period": period, "support_unit": row.get("unit") or ";".join(row["units"]),
+            })
+    return lines
+
+
+def billing_csv(lines: Iterable[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["request_id", "service", "quantity", "unit", "period",
+                                             "support_unit"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(lines)
+    return buf.getvalue()
