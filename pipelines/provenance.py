@@ -78,7 +78,9 @@ def _slug(text: str) -> str:
 
 
 def _value(v: Any) -> str | int | float | bool:
-    return v if isinstance(v, (str, int, float, bool)) else json.dumps(v, sort_keys=True, default=str)
+    return (
+        v if isinstance(v, (str, int, float, bool)) else json.dumps(v, sort_keys=True, default=str)
+    )
 
 
 def _additional_type(v: Any) -> str:
@@ -112,8 +114,12 @@ def parse_workflow(describe: str | None) -> dict[str, str | None]:
         return {"name": "binds-pipelines", "version": None, "git": None}
     git = m.group("git")
     commit = git.rsplit("-g", 1)[-1] if git and "-g" in git else git
-    return {"name": m.group("name"), "version": m.group("version"), "git": git,
-            "commit": commit.removesuffix("-dirty") if commit else None}
+    return {
+        "name": m.group("name"),
+        "version": m.group("version"),
+        "git": git,
+        "commit": commit.removesuffix("-dirty") if commit else None,
+    }
 
 
 @dataclass(slots=True)
@@ -125,7 +131,9 @@ class _Graph:
     def add(self, entity: dict[str, Any]) -> str:
         ident = entity["@id"]
         if ident in self.nodes:
-            self.nodes[ident].update({k: v for k, v in entity.items() if k not in self.nodes[ident]})
+            self.nodes[ident].update(
+                {k: v for k, v in entity.items() if k not in self.nodes[ident]}
+            )
         else:
             self.nodes[ident] = entity
         return ident
@@ -143,6 +151,7 @@ class VersionDocuments:
 def _dumps(doc: dict[str, Any]) -> bytes:
     """JSON with one entity (crate) or one job (usage record) per line: readable and diffable,
     and written by the C encoder (``indent`` would fall back to pure Python: 10x slower)."""
+
     def one(v: Any) -> str:
         return json.dumps(v, ensure_ascii=False, allow_nan=False, default=str)
 
@@ -156,50 +165,109 @@ def _dumps(doc: dict[str, Any]) -> bytes:
     return ("{\n " + ",\n ".join(parts) + "\n}\n").encode()
 
 
-def version_documents(*, stage: StagedDataset, experiment: dict[str, Any], dataset_id: str,
-                      version: int, files: list[dict[str, Any]], created: str,
-                      metadata_bytes: bytes | None = None,
-                      sacct_rows: dict[str, dict[str, Any]] | None = None) -> VersionDocuments:
+def version_documents(
+    *,
+    stage: StagedDataset,
+    experiment: dict[str, Any],
+    dataset_id: str,
+    version: int,
+    files: list[dict[str, Any]],
+    created: str,
+    metadata_bytes: bytes | None = None,
+    sacct_rows: dict[str, dict[str, Any]] | None = None,
+) -> VersionDocuments:
     """``_meta/usage.json`` and ``ro-crate-metadata.json`` of a version being published."""
     jobs, notes = collect_jobs(stage, sacct_rows=sacct_rows)
-    usage = build_usage(stage=stage, experiment=experiment, dataset_id=dataset_id, version=version,
-                        files=files, created=created, extra_stored_bytes=len(metadata_bytes or b""),
-                        jobs=jobs, notes=notes)
+    usage = build_usage(
+        stage=stage,
+        experiment=experiment,
+        dataset_id=dataset_id,
+        version=version,
+        files=files,
+        created=created,
+        extra_stored_bytes=len(metadata_bytes or b""),
+        jobs=jobs,
+        notes=notes,
+    )
     usage_bytes = _dumps(usage)
-    extra = [{"path": USAGE_PATH, "size": len(usage_bytes),
-              "sha256": hashlib.sha256(usage_bytes).hexdigest(), "encodingFormat": "application/json",
-              "name": "usage record (compute and storage used by this version)"}]
+    extra = [
+        {
+            "path": USAGE_PATH,
+            "size": len(usage_bytes),
+            "sha256": hashlib.sha256(usage_bytes).hexdigest(),
+            "encodingFormat": "application/json",
+            "name": "usage record (compute and storage used by this version)",
+        }
+    ]
     if metadata_bytes is not None:
-        extra.append({"path": "metadata.jsonld", "size": len(metadata_bytes),
-                      "sha256": hashlib.sha256(metadata_bytes).hexdigest(),
-                      "encodingFormat": "application/ld+json",
-                      "name": "schema.org / Croissant metadata of this version"})
+        extra.append(
+            {
+                "path": "metadata.jsonld",
+                "size": len(metadata_bytes),
+                "sha256": hashlib.sha256(metadata_bytes).hexdigest(),
+                "encodingFormat": "application/ld+json",
+                "name": "schema.org / Croissant metadata of this version",
+            }
+        )
     sources = workflow_sources(experiment["modality"])
     for path, body in sources:
-        extra.append({"path": path, "size": len(body), "sha256": hashlib.sha256(body).hexdigest(),
-                      "encodingFormat": "text/x-snakemake" if path.endswith((".smk", "Snakefile"))
-                      else "application/yaml", "name": path.removeprefix(WORKFLOW_DIR + "/")})
-    crate = build_crate(stage=stage, experiment=experiment, dataset_id=dataset_id, version=version,
-                        files=files, created=created, jobs=jobs, documents=extra)
-    return VersionDocuments(documents=[(CRATE_PATH, _dumps(crate)), (USAGE_PATH, usage_bytes), *sources],
-                            usage_summary=usage["totals"])
+        extra.append(
+            {
+                "path": path,
+                "size": len(body),
+                "sha256": hashlib.sha256(body).hexdigest(),
+                "encodingFormat": "text/x-snakemake"
+                if path.endswith((".smk", "Snakefile"))
+                else "application/yaml",
+                "name": path.removeprefix(WORKFLOW_DIR + "/"),
+            }
+        )
+    crate = build_crate(
+        stage=stage,
+        experiment=experiment,
+        dataset_id=dataset_id,
+        version=version,
+        files=files,
+        created=created,
+        jobs=jobs,
+        documents=extra,
+    )
+    return VersionDocuments(
+        documents=[(CRATE_PATH, _dumps(crate)), (USAGE_PATH, usage_bytes), *sources],
+        usage_summary=usage["totals"],
+    )
 
 
 def workflow_sources(modality: str) -> list[tuple[str, bytes]]:
     """The workflow definition (Snakefile, the modality's rules, the config schema) as
     ``(path in the version, bytes)``: a few kB, so that the crate's main entity is in the crate
-    (Workflow RO-Crate); the rules' scripts and ``pipelines`` are identified by version and commit."""
+    (Workflow RO-Crate); the rules' scripts and ``pipelines`` are named by version and commit."""
     from pipelines.resources import project_root
 
     root = project_root()
-    paths = [root / "Snakefile", *sorted((root / "workflows" / modality).glob("*.smk")),
-             root / "workflows" / "common" / "config.schema.yaml"]
-    return [(f"{WORKFLOW_DIR}/{p.relative_to(root).as_posix()}", p.read_bytes()) for p in paths if p.is_file()]
+    paths = [
+        root / "Snakefile",
+        *sorted((root / "workflows" / modality).glob("*.smk")),
+        root / "workflows" / "common" / "config.schema.yaml",
+    ]
+    return [
+        (f"{WORKFLOW_DIR}/{p.relative_to(root).as_posix()}", p.read_bytes())
+        for p in paths
+        if p.is_file()
+    ]
 
 
-def build_crate(*, stage: StagedDataset, experiment: dict[str, Any], dataset_id: str, version: int,
-                files: list[dict[str, Any]], created: str, jobs: list[dict[str, Any]] | None = None,
-                documents: list[dict[str, Any]] = ()) -> dict[str, Any]:
+def build_crate(
+    *,
+    stage: StagedDataset,
+    experiment: dict[str, Any],
+    dataset_id: str,
+    version: int,
+    files: list[dict[str, Any]],
+    created: str,
+    jobs: list[dict[str, Any]] | None = None,
+    documents: list[dict[str, Any]] = (),
+) -> dict[str, Any]:
     """The crate of one version as a JSON-LD dict (see the module docstring)."""
     exp = experiment
     modality = exp["modality"]
@@ -211,44 +279,93 @@ def build_crate(*, stage: StagedDataset, experiment: dict[str, Any], dataset_id:
     run_dir = Path(run.get("run_dir") or ".")
     run_uri = run_dir.resolve().as_uri()
     published = {f["path"]: f for f in files}
-    published_dirs = {"/".join(p.split("/")[:i]) for p in published for i in range(1, p.count("/") + 1)}
+    published_dirs = {
+        "/".join(p.split("/")[:i]) for p in published for i in range(1, p.count("/") + 1)
+    }
     folder_outputs: set[str] = set()
     raw = {i["name"]: i for i in run.get("inputs", [])}
 
     # --- who
     unit_id = "#unit-" + _slug(exp.get("support_unit") or "binds-support-unit")
-    g.add({"@id": unit_id, "@type": "Organization", "name": exp.get("support_unit") or "BINDS support unit",
-           "url": "https://binds.example.org/"})
+    g.add(
+        {
+            "@id": unit_id,
+            "@type": "Organization",
+            "name": exp.get("support_unit") or "BINDS support unit",
+            "url": "https://binds.example.org/",
+        }
+    )
     agents = [unit_id]
     if exp.get("operator"):
         op_id = "#operator-" + _slug(str(exp["operator"]))
-        g.add({"@id": op_id, "@type": "Person", "name": str(exp["operator"]), "affiliation": _ref(unit_id)})
+        g.add(
+            {
+                "@id": op_id,
+                "@type": "Person",
+                "name": str(exp["operator"]),
+                "affiliation": _ref(unit_id),
+            }
+        )
         agents.insert(0, op_id)
 
     requester = exp.get("requester") or {}
     authors = [unit_id]
     if requester.get("pi"):
         orcid = requester.get("orcid")
-        pi_id = (orcid if str(orcid).startswith("https://") else f"https://orcid.org/{orcid}") if orcid \
+        pi_id = (
+            (orcid if str(orcid).startswith("https://") else f"https://orcid.org/{orcid}")
+            if orcid
             else "#requester-" + _slug(requester["pi"])
+        )
         g.add({"@id": pi_id, "@type": "Person", "name": requester["pi"]})
         authors.insert(0, pi_id)
 
     # --- software: the workflow engine, the language, every package
     versions = software_versions()
     engine_id = "#snakemake"
-    g.add({"@id": engine_id, "@type": "SoftwareApplication", "name": "Snakemake",
-           "url": SNAKEMAKE_URL, "softwareVersion": versions.get("snakemake")})
+    g.add(
+        {
+            "@id": engine_id,
+            "@type": "SoftwareApplication",
+            "name": "Snakemake",
+            "url": SNAKEMAKE_URL,
+            "softwareVersion": versions.get("snakemake"),
+        }
+    )
     lang_id = "#snakemake-language"
-    g.add({"@id": lang_id, "@type": "ComputerLanguage", "name": "Snakemake",
-           "identifier": _ref(SNAKEMAKE_URL), "url": _ref(SNAKEMAKE_URL), "version": versions.get("snakemake")})
+    g.add(
+        {
+            "@id": lang_id,
+            "@type": "ComputerLanguage",
+            "name": "Snakemake",
+            "identifier": _ref(SNAKEMAKE_URL),
+            "url": _ref(SNAKEMAKE_URL),
+            "version": versions.get("snakemake"),
+        }
+    )
     software_ids = []
     for name, ver in versions.items():
-        software_ids.append(g.add({"@id": f"#software-{_slug(name)}", "@type": "SoftwareApplication",
-                                   "name": name, "softwareVersion": ver,
-                                   "url": f"https://pypi.org/project/{name}/{ver}/"}))
-    software_ids.append(g.add({"@id": "#software-python", "@type": "SoftwareApplication",
-                               "name": "Python", "softwareVersion": platform.python_version()}))
+        software_ids.append(
+            g.add(
+                {
+                    "@id": f"#software-{_slug(name)}",
+                    "@type": "SoftwareApplication",
+                    "name": name,
+                    "softwareVersion": ver,
+                    "url": f"https://pypi.org/project/{name}/{ver}/",
+                }
+            )
+        )
+    software_ids.append(
+        g.add(
+            {
+                "@id": "#software-python",
+                "@type": "SoftwareApplication",
+                "name": "Python",
+                "softwareVersion": platform.python_version(),
+            }
+        )
+    )
 
     # --- the workflow, its steps and tools
     wf = parse_workflow(run.get("workflow"))
@@ -257,7 +374,7 @@ def build_crate(*, stage: StagedDataset, experiment: dict[str, Any], dataset_id:
     pid = "#workflow"  # prefix of the workflow's FormalParameters
     rules = list(dict.fromkeys(j["rule"] for j in jobs))
     tool_ids, step_ids = {}, {}
-    for pos, rule in enumerate(rules, start=1):
+    for rule in rules:
         tool_ids[rule] = f"#rule-{_slug(rule)}"
         step_ids[rule] = f"#step-{_slug(rule)}"
     params_by_rule: dict[str, dict[str, Any]] = {}
@@ -266,36 +383,89 @@ def build_crate(*, stage: StagedDataset, experiment: dict[str, Any], dataset_id:
     for pos, rule in enumerate(rules, start=1):
         fps = []
         for key, val in sorted(params_by_rule.get(rule, {}).items()):
-            fps.append(g.add({"@id": f"{tool_ids[rule]}/param/{_slug(key)}", "@type": "FormalParameter",
-                              "name": key, "additionalType": _additional_type(val),
-                              "conformsTo": _ref(FORMAL_PARAMETER_PROFILE)}))
-        g.add({"@id": tool_ids[rule], "@type": "SoftwareApplication", "name": rule,
-               "description": f"Snakemake rule {rule} of workflows/{modality}/ "
-                              f"(binds-pipelines {wf.get('version') or ''})".replace(" )", ")"),
-               "softwareVersion": versions["binds-pipelines"], "input": _refs(fps)})
-        g.add({"@id": step_ids[rule], "@type": "HowToStep", "name": rule, "position": str(pos),
-               "workExample": _ref(tool_ids[rule])})
+            fps.append(
+                g.add(
+                    {
+                        "@id": f"{tool_ids[rule]}/param/{_slug(key)}",
+                        "@type": "FormalParameter",
+                        "name": key,
+                        "additionalType": _additional_type(val),
+                        "conformsTo": _ref(FORMAL_PARAMETER_PROFILE),
+                    }
+                )
+            )
+        g.add(
+            {
+                "@id": tool_ids[rule],
+                "@type": "SoftwareApplication",
+                "name": rule,
+                "description": f"Snakemake rule {rule} of workflows/{modality}/ "
+                f"(binds-pipelines {wf.get('version') or ''})".replace(" )", ")"),
+                "softwareVersion": versions["binds-pipelines"],
+                "input": _refs(fps),
+            }
+        )
+        g.add(
+            {
+                "@id": step_ids[rule],
+                "@type": "HowToStep",
+                "name": rule,
+                "position": str(pos),
+                "workExample": _ref(tool_ids[rule]),
+            }
+        )
     modality_block = exp.get(modality) or {}
-    wf_inputs = [g.add({"@id": f"{pid}/input/run_dir", "@type": "FormalParameter", "name": "run_dir",
-                        "additionalType": "Dataset", "description": "the run folder of raw instrument files",
-                        "conformsTo": _ref(FORMAL_PARAMETER_PROFILE)}),
-                 g.add({"@id": f"{pid}/input/experiment", "@type": "FormalParameter", "name": "experiment",
-                        "additionalType": "File", "encodingFormat": "application/yaml",
-                        "description": "experiment.yaml of the run folder",
-                        "conformsTo": _ref(FORMAL_PARAMETER_PROFILE)})]
+    wf_inputs = [
+        g.add(
+            {
+                "@id": f"{pid}/input/run_dir",
+                "@type": "FormalParameter",
+                "name": "run_dir",
+                "additionalType": "Dataset",
+                "description": "the run folder of raw instrument files",
+                "conformsTo": _ref(FORMAL_PARAMETER_PROFILE),
+            }
+        ),
+        g.add(
+            {
+                "@id": f"{pid}/input/experiment",
+                "@type": "FormalParameter",
+                "name": "experiment",
+                "additionalType": "File",
+                "encodingFormat": "application/yaml",
+                "description": "experiment.yaml of the run folder",
+                "conformsTo": _ref(FORMAL_PARAMETER_PROFILE),
+            }
+        ),
+    ]
     for key, val in sorted(modality_block.items()):
-        wf_inputs.append(g.add({"@id": f"{pid}/input/{modality}.{_slug(key)}", "@type": "FormalParameter",
-                                "name": f"{modality}.{key}", "additionalType": _additional_type(val),
-                                "conformsTo": _ref(FORMAL_PARAMETER_PROFILE)}))
-    wf_output = g.add({"@id": f"{pid}/output/dataset", "@type": "FormalParameter", "name": "dataset",
-                       "additionalType": "Dataset", "description": "the staged dataset: data/ and qc/",
-                       "conformsTo": _ref(FORMAL_PARAMETER_PROFILE)})
+        wf_inputs.append(
+            g.add(
+                {
+                    "@id": f"{pid}/input/{modality}.{_slug(key)}",
+                    "@type": "FormalParameter",
+                    "name": f"{modality}.{key}",
+                    "additionalType": _additional_type(val),
+                    "conformsTo": _ref(FORMAL_PARAMETER_PROFILE),
+                }
+            )
+        )
+    wf_output = g.add(
+        {
+            "@id": f"{pid}/output/dataset",
+            "@type": "FormalParameter",
+            "name": "dataset",
+            "additionalType": "Dataset",
+            "description": "the staged dataset: data/ and qc/",
+            "conformsTo": _ref(FORMAL_PARAMETER_PROFILE),
+        }
+    )
     workflow = {
         "@id": wf_id,
         "@type": ["File", "SoftwareSourceCode", "ComputationalWorkflow", "HowTo"],
         "name": f"{wf['name']} {modality} workflow",
         "description": f"Snakefile of {wf['name']} with workflows/{modality}/*.smk (not copied "
-                       "into this crate: identified by version and git commit)",
+        "into this crate: identified by version and git commit)",
         "programmingLanguage": _ref(lang_id),
         "hasPart": _refs(tool_ids.values()),
         "step": _refs(step_ids.values()),
@@ -304,8 +474,11 @@ def build_crate(*, stage: StagedDataset, experiment: dict[str, Any], dataset_id:
         "softwareRequirements": _refs(software_ids),
     }
     if main_doc:
-        workflow |= {"contentSize": str(main_doc["size"]), "sha256": main_doc["sha256"],
-                     "encodingFormat": main_doc["encodingFormat"]}
+        workflow |= {
+            "contentSize": str(main_doc["size"]),
+            "sha256": main_doc["sha256"],
+            "encodingFormat": main_doc["encodingFormat"],
+        }
     if wf.get("version"):
         workflow["version"] = wf["version"]
     if wf.get("commit"):
@@ -323,7 +496,7 @@ def build_crate(*, stage: StagedDataset, experiment: dict[str, Any], dataset_id:
         if path in seen:
             return seen[path]
         norm = os.path.normpath(path)
-        rel = norm[len(stage_prefix):] if norm.startswith(stage_prefix) else None
+        rel = norm[len(stage_prefix) :] if norm.startswith(stage_prefix) else None
         if rel is None and not os.path.isabs(norm):
             rel = norm
         if rel is not None and rel in published_dirs:
@@ -333,15 +506,22 @@ def build_crate(*, stage: StagedDataset, experiment: dict[str, Any], dataset_id:
             ident = _published_entity(g, rel, published)
         elif rel is not None:  # intermediate file of the staging folder (not published)
             target = stage_root / rel
-            ent = {"@id": target.as_uri(), "@type": "File", "name": rel, "encodingFormat": _encoding(rel),
-                   "description": "intermediate file of the staging folder (not part of the version)"}
+            ent = {
+                "@id": target.as_uri(),
+                "@type": "File",
+                "name": rel,
+                "encodingFormat": _encoding(rel),
+                "description": "intermediate file of the staging folder (not part of the version)",
+            }
             if target.is_file():
                 ent["contentSize"] = str(target.stat().st_size)
                 ent["sha256"] = _sha256(target)
             ident = g.add(ent)
             external.append(ident)
         else:
-            name = norm[len(run_prefix):] if norm.startswith(run_prefix) else os.path.basename(norm)
+            name = (
+                norm[len(run_prefix) :] if norm.startswith(run_prefix) else os.path.basename(norm)
+            )
             ident = _raw_entity(g, run_uri, name, raw.get(name))
             external.append(ident)
         seen[path] = ident
@@ -355,14 +535,28 @@ def build_crate(*, stage: StagedDataset, experiment: dict[str, Any], dataset_id:
     exp_file = next((i for i in run_objects if g.nodes[i]["name"] == "experiment.yaml"), None)
     if exp_file:
         g.nodes[exp_file]["exampleOfWork"] = _ref(f"{pid}/input/experiment")
-    run_dir_id = g.add({"@id": run_uri + "/", "@type": "Dataset",
-                        "name": run_dir.name, "description": "run folder (raw files, read in place)",
-                        "exampleOfWork": _ref(f"{pid}/input/run_dir"),
-                        "hasPart": _refs(run_objects)})
+    run_dir_id = g.add(
+        {
+            "@id": run_uri + "/",
+            "@type": "Dataset",
+            "name": run_dir.name,
+            "description": "run folder (raw files, read in place)",
+            "exampleOfWork": _ref(f"{pid}/input/run_dir"),
+            "hasPart": _refs(run_objects),
+        }
+    )
     for key, val in sorted(modality_block.items()):
-        run_objects.append(g.add({"@id": f"#run/param/{modality}.{_slug(key)}", "@type": "PropertyValue",
-                                  "name": f"{modality}.{key}", "value": _value(val),
-                                  "exampleOfWork": _ref(f"{pid}/input/{modality}.{_slug(key)}")}))
+        run_objects.append(
+            g.add(
+                {
+                    "@id": f"#run/param/{modality}.{_slug(key)}",
+                    "@type": "PropertyValue",
+                    "name": f"{modality}.{key}",
+                    "value": _value(val),
+                    "exampleOfWork": _ref(f"{pid}/input/{modality}.{_slug(key)}"),
+                }
+            )
+        )
 
     # --- the jobs
     control_ids, job_ids = [], []
@@ -370,30 +564,57 @@ def build_crate(*, stage: StagedDataset, experiment: dict[str, Any], dataset_id:
         rule = j["rule"]
         jid = f"#job-{_slug(str(j['jobid']))}"
         usage_ids = []
-        for prop, key, unit in (("cpu_s", "cpu_s", "SEC"), ("wall_s", "wall_s", "SEC"),
-                                ("core_s", "core_s", "SEC"), ("max_rss_mb", "max_rss_mb", "MegaBYTE"),
-                                ("io_in_mb", "io_in_mb", "MegaBYTE"), ("io_out_mb", "io_out_mb", "MegaBYTE"),
-                                ("threads", "threads", "NUM"), ("mem_mb", "mem_mb", "MegaBYTE")):
+        for prop, key, unit in (
+            ("cpu_s", "cpu_s", "SEC"),
+            ("wall_s", "wall_s", "SEC"),
+            ("core_s", "core_s", "SEC"),
+            ("max_rss_mb", "max_rss_mb", "MegaBYTE"),
+            ("io_in_mb", "io_in_mb", "MegaBYTE"),
+            ("io_out_mb", "io_out_mb", "MegaBYTE"),
+            ("threads", "threads", "NUM"),
+            ("mem_mb", "mem_mb", "MegaBYTE"),
+        ):
             if j.get(key) is None:
                 continue
-            usage_ids.append(g.add({"@id": f"{jid}/usage/{prop}", "@type": "PropertyValue",
-                                    "propertyID": f"binds:{prop}", "name": prop,
-                                    "value": j[key], "unitCode": _ref(QUDT + unit)}))
+            usage_ids.append(
+                g.add(
+                    {
+                        "@id": f"{jid}/usage/{prop}",
+                        "@type": "PropertyValue",
+                        "propertyID": f"binds:{prop}",
+                        "name": prop,
+                        "value": j[key],
+                        "unitCode": _ref(QUDT + unit),
+                    }
+                )
+            )
         objects = [file_entity(p) for p in j.get("input", [])]
         for key, val in sorted((j.get("params") or {}).items()):
-            objects.append(g.add({"@id": f"{jid}/param/{_slug(key)}", "@type": "PropertyValue",
-                                  "name": key, "value": _value(val),
-                                  "exampleOfWork": _ref(f"{tool_ids[rule]}/param/{_slug(key)}")}))
+            objects.append(
+                g.add(
+                    {
+                        "@id": f"{jid}/param/{_slug(key)}",
+                        "@type": "PropertyValue",
+                        "name": key,
+                        "value": _value(val),
+                        "exampleOfWork": _ref(f"{tool_ids[rule]}/param/{_slug(key)}"),
+                    }
+                )
+            )
         job_ids.append(jid)
-        action = {"@id": jid, "@type": "CreateAction",
-                  "name": f"{rule} (Snakemake job {j['jobid']})",
-                  "description": f"Snakemake job {j['jobid']} of rule {rule}"
-                                 + (f", wildcards {j['wildcards']}" if j.get("wildcards") else ""),
-                  "instrument": _ref(tool_ids[rule]), "agent": _refs(agents),
-                  "object": _refs(dict.fromkeys(objects)),
-                  "result": _refs(dict.fromkeys(file_entity(p) for p in j.get("output", []))),
-                  "actionStatus": "http://schema.org/CompletedActionStatus",
-                  "resourceUsage": _refs(usage_ids)}
+        action = {
+            "@id": jid,
+            "@type": "CreateAction",
+            "name": f"{rule} (Snakemake job {j['jobid']})",
+            "description": f"Snakemake job {j['jobid']} of rule {rule}"
+            + (f", wildcards {j['wildcards']}" if j.get("wildcards") else ""),
+            "instrument": _ref(tool_ids[rule]),
+            "agent": _refs(agents),
+            "object": _refs(dict.fromkeys(objects)),
+            "result": _refs(dict.fromkeys(file_entity(p) for p in j.get("output", []))),
+            "actionStatus": "http://schema.org/CompletedActionStatus",
+            "resourceUsage": _refs(usage_ids),
+        }
         if j.get("start"):
             action["startTime"] = j["start"]
         if j.get("end"):
@@ -403,68 +624,130 @@ def build_crate(*, stage: StagedDataset, experiment: dict[str, Any], dataset_id:
         if j.get("slurm"):
             action["identifier"] = [f"slurm:{a['job_id']}" for a in j["slurm"]]
         g.add(action)
-        control_ids.append(g.add({"@id": f"#control-{_slug(str(j['jobid']))}", "@type": "ControlAction",
-                                  "name": f"orchestrate {rule} (job {j['jobid']})",
-                                  "instrument": _ref(step_ids[rule]), "object": _ref(jid)}))
+        control_ids.append(
+            g.add(
+                {
+                    "@id": f"#control-{_slug(str(j['jobid']))}",
+                    "@type": "ControlAction",
+                    "name": f"orchestrate {rule} (job {j['jobid']})",
+                    "instrument": _ref(step_ids[rule]),
+                    "object": _ref(jid),
+                }
+            )
+        )
 
     # --- the run and its orchestration
     results = _top_level_results(g, published, folder_outputs)
-    run_action = {"@id": "#run", "@type": "CreateAction",
-                  "name": f"binds run of {run_dir.name} ({modality})",
-                  "description": f"binds run: the {modality} workflow from the run folder to the staged "
-                                 "dataset published as this version",
-                  "instrument": _ref(wf_id), "agent": _refs(agents),
-                  "object": _refs([run_dir_id] + run_objects), "result": _refs(results),
-                  "actionStatus": "http://schema.org/CompletedActionStatus"}
+    run_action = {
+        "@id": "#run",
+        "@type": "CreateAction",
+        "name": f"binds run of {run_dir.name} ({modality})",
+        "description": f"binds run: the {modality} workflow from the run folder to the staged "
+        "dataset published as this version",
+        "instrument": _ref(wf_id),
+        "agent": _refs(agents),
+        "object": _refs([run_dir_id] + run_objects),
+        "result": _refs(results),
+        "actionStatus": "http://schema.org/CompletedActionStatus",
+    }
     if run.get("started"):
         run_action["startTime"] = run["started"]
     if run.get("staged"):
         run_action["endTime"] = run["staged"]
     g.add(run_action)
-    g.add({"@id": "#orchestrate", "@type": "OrganizeAction", "name": "Snakemake scheduling the jobs",
-           "description": "Snakemake ran the workflow's jobs (one ControlAction per job)",
-           "instrument": _ref(engine_id), "agent": _refs(agents), "object": _refs(control_ids),
-           "result": _ref("#run"), **({"startTime": run["started"]} if run.get("started") else {}),
-           **({"endTime": run["staged"]} if run.get("staged") else {})})
+    g.add(
+        {
+            "@id": "#orchestrate",
+            "@type": "OrganizeAction",
+            "name": "Snakemake scheduling the jobs",
+            "description": "Snakemake ran the workflow's jobs (one ControlAction per job)",
+            "instrument": _ref(engine_id),
+            "agent": _refs(agents),
+            "object": _refs(control_ids),
+            "result": _ref("#run"),
+            **({"startTime": run["started"]} if run.get("started") else {}),
+            **({"endTime": run["staged"]} if run.get("staged") else {}),
+        }
+    )
 
     # --- the root
     doc_ids = []
     for d in documents:
-        doc_ids.append(g.add({"@id": d["path"], "@type": "File", "name": d.get("name", d["path"]),
-                              "contentSize": str(d["size"]), "sha256": d["sha256"],
-                              "encodingFormat": d.get("encodingFormat", "application/json")}))
+        doc_ids.append(
+            g.add(
+                {
+                    "@id": d["path"],
+                    "@type": "File",
+                    "name": d.get("name", d["path"]),
+                    "contentSize": str(d["size"]),
+                    "sha256": d["sha256"],
+                    "encodingFormat": d.get("encodingFormat", "application/json"),
+                }
+            )
+        )
     for url, name in PROFILES.items():
-        g.add({"@id": url, "@type": "CreativeWork", "name": name, "version": url.rsplit("/", 1)[-1]})
+        g.add(
+            {"@id": url, "@type": "CreativeWork", "name": name, "version": url.rsplit("/", 1)[-1]}
+        )
     license_id = f"https://spdx.org/licenses/{exp['license']}.html"
-    g.add({"@id": license_id, "@type": "CreativeWork", "name": exp["license"], "identifier": exp["license"]})
-    root = {"@id": "./", "@type": "Dataset", "name": exp.get("title") or dataset_id,
-            "description": exp.get("description") or exp.get("title") or dataset_id,
-            "identifier": f"{dataset_id}/v{version}", "version": str(version),
-            "datePublished": created, "license": _ref(license_id),
-            "conformsTo": _refs(PROFILES), "mainEntity": _ref(wf_id),
-            "publisher": _ref(unit_id), "author": _refs(authors),
-            "hasPart": _refs(dict.fromkeys([wf_id] + results + doc_ids + [run_dir_id] + raw_ids + external)),
-            "mentions": _refs(["#run"] + job_ids)}
+    g.add(
+        {
+            "@id": license_id,
+            "@type": "CreativeWork",
+            "name": exp["license"],
+            "identifier": exp["license"],
+        }
+    )
+    root = {
+        "@id": "./",
+        "@type": "Dataset",
+        "name": exp.get("title") or dataset_id,
+        "description": exp.get("description") or exp.get("title") or dataset_id,
+        "identifier": f"{dataset_id}/v{version}",
+        "version": str(version),
+        "datePublished": created,
+        "license": _ref(license_id),
+        "conformsTo": _refs(PROFILES),
+        "mainEntity": _ref(wf_id),
+        "publisher": _ref(unit_id),
+        "author": _refs(authors),
+        "hasPart": _refs(
+            dict.fromkeys([wf_id] + results + doc_ids + [run_dir_id] + raw_ids + external)
+        ),
+        "mentions": _refs(["#run"] + job_ids),
+    }
     nodes = [_single_values(n) for n in g.nodes.values()]
-    descriptor = {"@id": CRATE_PATH, "@type": "CreativeWork", "about": _ref("./"),
-                  "conformsTo": [_ref(RO_CRATE), _ref("https://w3id.org/workflowhub/workflow-ro-crate/1.0")]}
+    descriptor = {
+        "@id": CRATE_PATH,
+        "@type": "CreativeWork",
+        "about": _ref("./"),
+        "conformsTo": [_ref(RO_CRATE), _ref("https://w3id.org/workflowhub/workflow-ro-crate/1.0")],
+    }
     return {"@context": CONTEXT, "@graph": [descriptor, _single_values(root), *nodes]}
 
 
 def _single_values(entity: dict[str, Any]) -> dict[str, Any]:
     """RO-Crate 1.1 prefers ``{"@id": x}`` to ``[{"@id": x}]``."""
-    return {k: (v[0] if isinstance(v, list) and len(v) == 1 and k != "@type" else v)
-            for k, v in entity.items()}
+    return {
+        k: (v[0] if isinstance(v, list) and len(v) == 1 and k != "@type" else v)
+        for k, v in entity.items()
+    }
 
 
 def _encoding(path: str) -> str:
     import mimetypes
 
     name = path.lower()
-    for suffix, mime in ((".parquet", "application/vnd.apache.parquet"), (".json", "application/json"),
-                         (".jsonld", "application/ld+json"), (".tsv", "text/tab-separated-values"),
-                         (".yaml", "application/yaml"), (".yml", "application/yaml"),
-                         (".mzml", "application/xml"), (".mrc", "application/octet-stream")):
+    for suffix, mime in (
+        (".parquet", "application/vnd.apache.parquet"),
+        (".json", "application/json"),
+        (".jsonld", "application/ld+json"),
+        (".tsv", "text/tab-separated-values"),
+        (".yaml", "application/yaml"),
+        (".yml", "application/yaml"),
+        (".mzml", "application/xml"),
+        (".mrc", "application/octet-stream"),
+    ):
         if name.endswith(suffix):
             return mime
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
@@ -477,9 +760,13 @@ def _sha256(path: Path) -> str:
 
 
 def _raw_entity(g: _Graph, run_uri: str, name: str, info: dict[str, Any] | None) -> str:
-    ent: dict[str, Any] = {"@id": f"{run_uri}/{quote(name)}", "@type": "File", "name": name,
-                           "encodingFormat": _encoding(name),
-                           "description": "raw input, referenced where it was read (not copied)"}
+    ent: dict[str, Any] = {
+        "@id": f"{run_uri}/{quote(name)}",
+        "@type": "File",
+        "name": name,
+        "encodingFormat": _encoding(name),
+        "description": "raw input, referenced where it was read (not copied)",
+    }
     if info:
         ent["contentSize"] = str(info["size"])
         ent["sha256"] = info["sha256"]
@@ -493,25 +780,44 @@ def _published_entity(g: _Graph, rel: str, published: dict[str, dict[str, Any]])
         return rel if rel in g.nodes else rel + "/"
     if rel in published:
         f = published[rel]
-        return g.add({"@id": rel, "@type": "File", "name": rel, "contentSize": str(f["size"]),
-                      "sha256": f["sha256"], "encodingFormat": _encoding(rel)})
+        return g.add(
+            {
+                "@id": rel,
+                "@type": "File",
+                "name": rel,
+                "contentSize": str(f["size"]),
+                "sha256": f["sha256"],
+                "encodingFormat": _encoding(rel),
+            }
+        )
     parts = [f for k, f in published.items() if k.startswith(rel + "/")]
     h = hashlib.sha256()
     for f in sorted(parts, key=lambda f: f["path"]):
         h.update(f"{f['path']}\t{f['size']}\t{f['sha256']}\n".encode())
-    return g.add({"@id": rel + "/", "@type": "Dataset", "name": rel,
-                  "contentSize": str(sum(int(f["size"]) for f in parts)),
-                  "binds:files": len(parts), "binds:contentDigest": "sha256:" + h.hexdigest(),
-                  "description": "folder of the version (its files' sha256 are listed in manifest.json)"})
+    return g.add(
+        {
+            "@id": rel + "/",
+            "@type": "Dataset",
+            "name": rel,
+            "contentSize": str(sum(int(f["size"]) for f in parts)),
+            "binds:files": len(parts),
+            "binds:contentDigest": "sha256:" + h.hexdigest(),
+            "description": "folder of the version (its files' sha256 are listed in manifest.json)",
+        }
+    )
 
 
-def _top_level_results(g: _Graph, published: dict[str, dict[str, Any]], folders: set[str]) -> list[str]:
+def _top_level_results(
+    g: _Graph, published: dict[str, dict[str, Any]], folders: set[str]
+) -> list[str]:
     """The version's outputs: each file, except that a folder output (a Zarr store, described
     as a Dataset) counts once."""
     out = []
     for path in sorted(published):
         parts = path.split("/")
-        folder = next(("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]) in folders),
-                      None)
+        folder = next(
+            ("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]) in folders),
+            None,
+        )
         out.append(_published_entity(g, folder or path, published))
     return list(dict.fromkeys(out))

@@ -45,8 +45,19 @@ USAGE_FORMAT_VERSION = 1
 USAGE_PATH = "_meta/usage.json"
 #: average month (days) for GB-months
 MONTH_DAYS = 365.25 / 12
-SACCT_FIELDS = ("JobID", "JobName", "State", "CPUTimeRAW", "ElapsedRaw", "TotalCPU", "MaxRSS",
-                "AllocTRES", "NodeList", "Start", "End")
+SACCT_FIELDS = (
+    "JobID",
+    "JobName",
+    "State",
+    "CPUTimeRAW",
+    "ElapsedRaw",
+    "TotalCPU",
+    "MaxRSS",
+    "AllocTRES",
+    "NodeList",
+    "Start",
+    "End",
+)
 
 _JOB_HEADER = re.compile(r"^(?:local)?rule (\S+):\s*$")
 _JOB_FIELD = re.compile(r"^\s{4}(\w+): (.*)$")
@@ -173,7 +184,7 @@ def snakemake_metadata(work_dir: str | Path, output: str) -> dict[str, Any] | No
     except OSError:
         return None
     # long names are split into folders of max_len - 1 characters prefixed "@" (as Snakemake does)
-    chunks = [b64[i:i + max_len - 1] for i in range(0, len(b64), max_len - 1)]
+    chunks = [b64[i : i + max_len - 1] for i in range(0, len(b64), max_len - 1)]
     path = os.path.join(folder, *(["@" + c for c in chunks[:-1]] + [chunks[-1]]))
     try:
         with open(path) as fh:
@@ -189,7 +200,9 @@ def parse_size_mb(text: str | None) -> float | None:
     m = _SIZE.match(text.strip())
     if not m:
         return None
-    scale = {"": 1 / 2**20, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2, "P": 1024**3}[m.group(2)]
+    scale = {"": 1 / 2**20, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2, "P": 1024**3}[
+        m.group(2)
+    ]
     return float(m.group(1)) * scale
 
 
@@ -231,16 +244,24 @@ def tres_gpus(tres: dict[str, str]) -> int:
     return 0
 
 
-def query_sacct(job_ids: Sequence[str], *, sacct: str = "sacct",
-                timeout_s: float = 60) -> dict[str, dict[str, Any]] | None:
+def query_sacct(
+    job_ids: Sequence[str], *, sacct: str = "sacct", timeout_s: float = 60
+) -> dict[str, dict[str, Any]] | None:
     """``sacct`` figures by Slurm job id (allocation row, MaxRSS the largest of its steps).
 
     None when ``sacct`` is missing or fails (accounting disabled): the record says so.
     """
     if not job_ids or not shutil.which(sacct):
         return None
-    cmd = [sacct, "-P", "-n", "--noconvert", "-j", ",".join(job_ids),
-           "--format=" + ",".join(SACCT_FIELDS)]
+    cmd = [
+        sacct,
+        "-P",
+        "-n",
+        "--noconvert",
+        "-j",
+        ",".join(job_ids),
+        "--format=" + ",".join(SACCT_FIELDS),
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     except (OSError, subprocess.SubprocessError) as err:
@@ -259,7 +280,7 @@ def parse_sacct(text: str) -> dict[str, dict[str, Any]]:
         cells = line.split("|")
         if len(cells) < len(SACCT_FIELDS):
             continue
-        row = dict(zip(SACCT_FIELDS, cells))
+        row = dict(zip(SACCT_FIELDS, cells[: len(SACCT_FIELDS)], strict=True))
         job_id, _, step = row["JobID"].partition(".")
         rec = jobs.setdefault(job_id, {"job_id": job_id, "max_rss_mb": None, "steps": 0})
         rss = parse_size_mb(row["MaxRSS"])
@@ -269,19 +290,21 @@ def parse_sacct(text: str) -> dict[str, dict[str, Any]]:
             rec["steps"] += 1
             continue
         tres = parse_tres(row["AllocTRES"])
-        rec.update({
-            "job_name": row["JobName"],
-            "state": row["State"],
-            "cpu_time_raw_s": _number(row["CPUTimeRAW"]) if row["CPUTimeRAW"] else None,
-            "elapsed_raw_s": _number(row["ElapsedRaw"]) if row["ElapsedRaw"] else None,
-            "total_cpu_s": parse_duration_s(row["TotalCPU"]),
-            "alloc_tres": row["AllocTRES"],
-            "alloc_cpus": _number(tres.get("cpu")) if tres.get("cpu") else None,
-            "gpus": tres_gpus(tres),
-            "node": row["NodeList"],
-            "start": row["Start"],
-            "end": row["End"],
-        })
+        rec.update(
+            {
+                "job_name": row["JobName"],
+                "state": row["State"],
+                "cpu_time_raw_s": _number(row["CPUTimeRAW"]) if row["CPUTimeRAW"] else None,
+                "elapsed_raw_s": _number(row["ElapsedRaw"]) if row["ElapsedRaw"] else None,
+                "total_cpu_s": parse_duration_s(row["TotalCPU"]),
+                "alloc_tres": row["AllocTRES"],
+                "alloc_cpus": _number(tres.get("cpu")) if tres.get("cpu") else None,
+                "gpus": tres_gpus(tres),
+                "node": row["NodeList"],
+                "start": row["Start"],
+                "end": row["End"],
+            }
+        )
     return jobs
 
 
@@ -302,8 +325,12 @@ def _gpus_requested(resources: dict[str, Any]) -> int:
     return int(m.group(1)) if m else 0
 
 
-def collect_jobs(stage: StagedDataset, *, sacct_rows: dict[str, dict[str, Any]] | None = None,
-                 use_sacct: bool = True) -> tuple[list[dict[str, Any]], list[str]]:
+def collect_jobs(
+    stage: StagedDataset,
+    *,
+    sacct_rows: dict[str, dict[str, Any]] | None = None,
+    use_sacct: bool = True,
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Every Snakemake job of the staged run with its figures, and notes on what is missing.
 
     ``sacct_rows`` (tests, or figures fetched elsewhere) replaces the ``sacct`` call.
@@ -326,17 +353,25 @@ def collect_jobs(stage: StagedDataset, *, sacct_rows: dict[str, dict[str, Any]] 
         # main workflow's on the local executor (a Slurm job numbers its own jobs from 0)
         jid = by_bench.get(os.path.normpath(tsv))
         if jid is None:
-            jid = bench.get("jobid") if bench.get("jobid") is not None else tsv.relative_to(bench_dir).as_posix()
+            jid = (
+                bench.get("jobid")
+                if bench.get("jobid") is not None
+                else tsv.relative_to(bench_dir).as_posix()
+            )
         records[jid] = {"benchmark_path": tsv.relative_to(root).as_posix(), "bench": bench}
     for jid, j in log_jobs.items():
         if j.get("rule") and j["rule"] != "all" and jid not in records:
             records[jid] = {"benchmark_path": None, "bench": None}
-    slurm_ids = sorted({sid for j in log_jobs.values() for sid in j.get("slurm_job_ids", [])}, key=_sort_key)
+    slurm_ids = sorted(
+        {sid for j in log_jobs.values() for sid in j.get("slurm_job_ids", [])}, key=_sort_key
+    )
     if slurm_ids and sacct_rows is None and use_sacct:
         sacct_rows = query_sacct(slurm_ids)
         if sacct_rows is None:
-            notes.append("the jobs ran on Slurm but sacct gave no figures (accounting disabled, or "
-                         "not reachable from the publishing host): benchmark figures are used")
+            notes.append(
+                "the jobs ran on Slurm but sacct gave no figures (accounting disabled, or "
+                "not reachable from the publishing host): benchmark figures are used"
+            )
     jobs = []
     for jid, rec in records.items():
         lj = log_jobs.get(jid, {}) if isinstance(jid, int) else {}
@@ -372,13 +407,21 @@ def collect_jobs(stage: StagedDataset, *, sacct_rows: dict[str, dict[str, Any]] 
             "io_out_mb": bench.get("io_out_mb"),
             "source": "benchmark" if rec["bench"] else "none",
             # the rule's own processes, as Snakemake measured them (psutil, sampled every 0.5-30 s)
-            "benchmark": {"path": rec["benchmark_path"],
-                          **{k: bench.get(k) for k in ("wall_s", "cpu_s", "max_rss_mb", "mean_load",
-                                                       "repeats")}} if rec["bench"] else None,
+            "benchmark": {
+                "path": rec["benchmark_path"],
+                **{
+                    k: bench.get(k)
+                    for k in ("wall_s", "cpu_s", "max_rss_mb", "mean_load", "repeats")
+                },
+            }
+            if rec["bench"]
+            else None,
         }
         if rec["bench"] is None:
             notes.append(f"job {jid} ({rule}) has no benchmark file: no figures")
-        attempts = [(sacct_rows or {}).get(sid) or {"job_id": sid} for sid in lj.get("slurm_job_ids", [])]
+        attempts = [
+            (sacct_rows or {}).get(sid) or {"job_id": sid} for sid in lj.get("slurm_job_ids", [])
+        ]
         if attempts:
             job["slurm"] = attempts
         jobs.append(_with_charged(job))
@@ -418,7 +461,9 @@ def _with_charged(job: dict[str, Any]) -> dict[str, Any]:
         if starts and ends:
             job["start"], job["end"] = min(starts), max(ends)
         job["core_s"] = float(sum(a["cpu_time_raw_s"] for a in attempts))
-        job["gpu_s"] = float(sum((a.get("gpus") or 0) * (a.get("elapsed_raw_s") or 0) for a in attempts))
+        job["gpu_s"] = float(
+            sum((a.get("gpus") or 0) * (a.get("elapsed_raw_s") or 0) for a in attempts)
+        )
         job["source"] = "sacct"
     else:
         wall = job.get("wall_s") or 0.0
@@ -443,10 +488,19 @@ def summarise(jobs: Iterable[dict[str, Any]], *, stored_bytes: int) -> dict[str,
     }
 
 
-def build_usage(*, stage: StagedDataset, experiment: dict[str, Any], dataset_id: str, version: int,
-                files: list[dict[str, Any]], created: str, extra_stored_bytes: int = 0,
-                sacct_rows: dict[str, dict[str, Any]] | None = None,
-                jobs: list[dict[str, Any]] | None = None, notes: list[str] | None = None) -> dict[str, Any]:
+def build_usage(
+    *,
+    stage: StagedDataset,
+    experiment: dict[str, Any],
+    dataset_id: str,
+    version: int,
+    files: list[dict[str, Any]],
+    created: str,
+    extra_stored_bytes: int = 0,
+    sacct_rows: dict[str, dict[str, Any]] | None = None,
+    jobs: list[dict[str, Any]] | None = None,
+    notes: list[str] | None = None,
+) -> dict[str, Any]:
     """The ``_meta/usage.json`` document of one version (a plain dict).
 
     ``files`` are the version's data/ and qc/ files (path, size, sha256); ``extra_stored_bytes``
@@ -481,7 +535,9 @@ def build_usage(*, stage: StagedDataset, experiment: dict[str, Any], dataset_id:
         "executor": executor,
         "totals": summarise(jobs, stored_bytes=stored),
         # the file lists and params are in the crate; the usage record keeps the figures
-        "jobs": [{k: v for k, v in j.items() if k not in ("input", "output", "params")} for j in jobs],
+        "jobs": [
+            {k: v for k, v in j.items() if k not in ("input", "output", "params")} for j in jobs
+        ],
         "notes": notes,
     }
 
@@ -498,8 +554,12 @@ def inputs_digest(inputs: Iterable[dict[str, Any]]) -> str:
 
 # ----------------------------------------------------------------------------- the report
 #: the billing services a usage report charges, with their unit
-SERVICES = (("compute", "core_hours", "core-hour"), ("gpu", "gpu_hours", "GPU-hour"),
-            ("storage", "gb_months", "GB-month"), ("instrument", "instrument_runs", "run"))
+SERVICES = (
+    ("compute", "core_hours", "core-hour"),
+    ("gpu", "gpu_hours", "GPU-hour"),
+    ("storage", "gb_months", "GB-month"),
+    ("instrument", "instrument_runs", "run"),
+)
 GROUPINGS = ("request", "unit", "month")
 
 
@@ -529,13 +589,21 @@ def version_usage(store: Any, *, request: str | None = None) -> list[dict[str, A
     for row in read_catalog(store).to_pylist():
         if request and row["request_id"] != request:
             continue
-        rec = {"request_id": row["request_id"] or "", "dataset_id": row["dataset_id"],
-               "version": row["version"], "modality": row["modality"], "created": row["created"],
-               "core_hours": row.get("core_hours") or 0.0, "gpu_hours": row.get("gpu_hours") or 0.0,
-               "peak_rss_mb": row.get("peak_rss_mb"),
-               "stored_bytes": row.get("stored_bytes") if row.get("stored_bytes") is not None
-               else (row.get("bytes") or 0),
-               "support_unit": "", "run_id": f"{row['dataset_id']}@{row['content_digest']}"}
+        rec = {
+            "request_id": row["request_id"] or "",
+            "dataset_id": row["dataset_id"],
+            "version": row["version"],
+            "modality": row["modality"],
+            "created": row["created"],
+            "core_hours": row.get("core_hours") or 0.0,
+            "gpu_hours": row.get("gpu_hours") or 0.0,
+            "peak_rss_mb": row.get("peak_rss_mb"),
+            "stored_bytes": row.get("stored_bytes")
+            if row.get("stored_bytes") is not None
+            else (row.get("bytes") or 0),
+            "support_unit": "",
+            "run_id": f"{row['dataset_id']}@{row['content_digest']}",
+        }
         try:
             doc = json.loads(store.get(row["path"] + USAGE_PATH))
             rec["support_unit"] = doc.get("support_unit") or ""
@@ -546,9 +614,14 @@ def version_usage(store: Any, *, request: str | None = None) -> list[dict[str, A
     return out
 
 
-def usage_report(versions: Iterable[dict[str, Any]], *, since: dt.datetime | dt.date | str | None = None,
-                 until: dt.datetime | dt.date | str | None = None, by: str = "request",
-                 now: dt.datetime | None = None) -> list[dict[str, Any]]:
+def usage_report(
+    versions: Iterable[dict[str, Any]],
+    *,
+    since: dt.datetime | dt.date | str | None = None,
+    until: dt.datetime | dt.date | str | None = None,
+    by: str = "request",
+    now: dt.datetime | None = None,
+) -> list[dict[str, Any]]:
     """Rows of ``binds usage``: per request (or support unit, or month) in [since, until).
 
     Compute (core-/GPU-hours, peak memory) and instrument runs count in the period in which the
@@ -559,7 +632,11 @@ def usage_report(versions: Iterable[dict[str, Any]], *, since: dt.datetime | dt.
         raise ValueError(f"by must be one of {GROUPINGS}")
     versions = list(versions)
     end = _utc(until) if until is not None else _utc(now or dt.datetime.now(dt.UTC))
-    start = _utc(since) if since is not None else min((_utc(v["created"]) for v in versions), default=end)
+    start = (
+        _utc(since)
+        if since is not None
+        else min((_utc(v["created"]) for v in versions), default=end)
+    )
     if by == "month":
         periods, t = [], _month_start(start)
         while t < end:
@@ -574,12 +651,28 @@ def usage_report(versions: Iterable[dict[str, Any]], *, since: dt.datetime | dt.
             created = _utc(v["created"])
             if created >= p_end:
                 continue
-            key = {"request": v["request_id"], "unit": v["support_unit"],
-                   "month": p_start.strftime("%Y-%m")}[by]
-            row = rows.setdefault((key, p_start.isoformat()), {
-                by: key, "period_start": p_start, "period_end": p_end, "versions": 0,
-                "instrument_runs": 0, "core_hours": 0.0, "gpu_hours": 0.0, "peak_rss_mb": None,
-                "stored_gb": 0.0, "gb_months": 0.0, "requests": set(), "units": set()})
+            key = {
+                "request": v["request_id"],
+                "unit": v["support_unit"],
+                "month": p_start.strftime("%Y-%m"),
+            }[by]
+            row = rows.setdefault(
+                (key, p_start.isoformat()),
+                {
+                    by: key,
+                    "period_start": p_start,
+                    "period_end": p_end,
+                    "versions": 0,
+                    "instrument_runs": 0,
+                    "core_hours": 0.0,
+                    "gpu_hours": 0.0,
+                    "peak_rss_mb": None,
+                    "stored_gb": 0.0,
+                    "gb_months": 0.0,
+                    "requests": set(),
+                    "units": set(),
+                },
+            )
             gb = (v["stored_bytes"] or 0) / 1e9
             row["stored_gb"] += gb
             held = (p_end - max(created, p_start)).total_seconds() / 86400
@@ -615,18 +708,27 @@ def billing_lines(rows: Iterable[dict[str, Any]], *, by: str = "request") -> lis
             quantity = round(float(row[field_name]), 4)
             if not quantity:
                 continue
-            lines.append({
-                "request_id": row.get("request") or (";".join(row["requests"]) if by != "request" else ""),
-                "service": service, "quantity": quantity, "unit": unit,
-                "period": period, "support_unit": row.get("unit") or ";".join(row["units"]),
-            })
+            lines.append(
+                {
+                    "request_id": row.get("request")
+                    or (";".join(row["requests"]) if by != "request" else ""),
+                    "service": service,
+                    "quantity": quantity,
+                    "unit": unit,
+                    "period": period,
+                    "support_unit": row.get("unit") or ";".join(row["units"]),
+                }
+            )
     return lines
 
 
 def billing_csv(lines: Iterable[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["request_id", "service", "quantity", "unit", "period",
-                                             "support_unit"], lineterminator="\n")
+    writer = csv.DictWriter(
+        buf,
+        fieldnames=["request_id", "service", "quantity", "unit", "period", "support_unit"],
+        lineterminator="\n",
+    )
     writer.writeheader()
     writer.writerows(lines)
     return buf.getvalue()

@@ -20,15 +20,20 @@ def _context() -> dict[str, Any]:
 
     data = json.loads((Path(rocrate.__file__).parent / "data" / "ro-crate.jsonld").read_text())
     ctx = dict(data["@context"])
-    ctx.update({"ComputationalWorkflow": "https://bioschemas.org/ComputationalWorkflow",
-                "FormalParameter": "https://bioschemas.org/FormalParameter",
-                "input": "https://bioschemas.org/ComputationalWorkflow#input",
-                "output": "https://bioschemas.org/ComputationalWorkflow#output"})
+    ctx.update(
+        {
+            "ComputationalWorkflow": "https://bioschemas.org/ComputationalWorkflow",
+            "FormalParameter": "https://bioschemas.org/FormalParameter",
+            "input": "https://bioschemas.org/ComputationalWorkflow#input",
+            "output": "https://bioschemas.org/ComputationalWorkflow#output",
+        }
+    )
     return {"@context": ctx}
 
 
-def validate_offline(crate_dir: Path, *, severity: str = "REQUIRED",
-                     profile: str = "provenance-run-crate-0.5") -> tuple[list[dict[str, str]], list[str]]:
+def validate_offline(
+    crate_dir: Path, *, severity: str = "REQUIRED", profile: str = "provenance-run-crate-0.5"
+) -> tuple[list[dict[str, str]], list[str]]:
     """Issues at ``severity`` or above (severity, check, message, entity) and the URLs asked for."""
     from rocrate_validator import models, services
     from rocrate_validator.utils.http import HttpRequester
@@ -53,15 +58,25 @@ def validate_offline(crate_dir: Path, *, severity: str = "REQUIRED",
     HttpRequester.get = get
     try:
         settings = services.ValidationSettings(
-            rocrate_uri=str(crate_dir), profile_identifier=profile,
-            requirement_severity=models.Severity[severity], offline=True,
-            cache_path=Path(tempfile.mkdtemp(prefix="rocv-")) / "cache")
+            rocrate_uri=str(crate_dir),
+            profile_identifier=profile,
+            requirement_severity=models.Severity[severity],
+            offline=True,
+            cache_path=Path(tempfile.mkdtemp(prefix="rocv-")) / "cache",
+        )
         result = services.validate(settings)
     finally:
         if old is None:
             del HttpRequester.get
         else:
             HttpRequester.get = old
-    issues = [{"severity": i.severity.name, "check": i.check.name, "message": i.message or "",
-               "entity": str(getattr(i, "violatingEntity", "") or "")} for i in result.get_issues()]
+    issues = [
+        {
+            "severity": i.severity.name,
+            "check": i.check.name,
+            "message": i.message or "",
+            "entity": str(getattr(i, "violatingEntity", "") or ""),
+        }
+        for i in result.get_issues()
+    ]
     return issues, [u for u in asked if u.rstrip("/") != CONTEXT_URL]

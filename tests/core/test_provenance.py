@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib.metadata import version
 from pathlib import Path
 
 from rocrate_offline import validate_offline
@@ -56,14 +57,17 @@ def test_crate_agrees_with_metadata_jsonld_and_the_manifest(cryoem_version):
     for f in manifest["files"]:
         if f["path"].startswith("data/map.ome.zarr/"):
             continue
-        assert g[f["path"]]["sha256"] == f["sha256"] and int(g[f["path"]]["contentSize"]) == f["size"]
+        assert (
+            g[f["path"]]["sha256"] == f["sha256"] and int(g[f["path"]]["contentSize"]) == f["size"]
+        )
     zarr = g["data/map.ome.zarr/"]
-    assert int(zarr["contentSize"]) == sum(f["size"] for f in manifest["files"]
-                                           if f["path"].startswith("data/map.ome.zarr/"))
+    assert int(zarr["contentSize"]) == sum(
+        f["size"] for f in manifest["files"] if f["path"].startswith("data/map.ome.zarr/")
+    )
     # the main entity: the workflow with name, version, git commit, stored beside the data
     wf = g[_ids(g["./"]["mainEntity"])[0]]
     assert {"File", "SoftwareSourceCode", "ComputationalWorkflow", "HowTo"} <= _types(wf)
-    assert wf["version"] == "0.1.0" and wf["identifier"].startswith("git:")
+    assert wf["version"] == version("binds-pipelines") and wf["identifier"].startswith("git:")
     assert (version_dir / WORKFLOW_DIR / "Snakefile").is_file()
 
 
@@ -90,8 +94,11 @@ def test_one_create_action_per_job_with_steps_controls_and_usage(cryoem_version)
         assert usage_pv["wall_s"] == job["wall_s"] and usage_pv["threads"] == job["threads"]
     convert = next(g[j] for j, job in jobs.items() if job["rule"] == "cryoem_convert")
     assert "data/map.ome.zarr/" in _ids(convert["result"])
-    params = {g[i]["name"]: g[i]["value"] for i in _ids(convert["object"])
-              if "PropertyValue" in _types(g[i])}
+    params = {
+        g[i]["name"]: g[i]["value"]
+        for i in _ids(convert["object"])
+        if "PropertyValue" in _types(g[i])
+    }
     assert params["mask_threshold"] == 0.5
     # the agents: the support unit and the operator; never a credential
     names = {e.get("name") for e in g.values() if _types(e) & {"Person", "Organization"}}
@@ -110,3 +117,19 @@ def test_manifest_lists_the_documents_outside_the_content_digest(cryoem_version)
     assert not any(f["path"] in docs for f in manifest["files"])
     # the crate adds well under 1 % to the version's bytes
     assert docs[CRATE_PATH]["size"] <= 0.01 * manifest["bytes"]
+
+
+def test_recommended_checks_left_are_the_documented_ones(cryoem_version):
+    """docs/formats/store.md lists what the RECOMMENDED checks still say; nothing else may."""
+    version_dir, *_ = cryoem_version
+    issues, fetched = validate_offline(version_dir, severity="RECOMMENDED")
+    documented = {
+        "SoftwareApplication id",
+        "Application url",
+        "README.md encodingFormat",
+        "README.md about",
+        "Main Workflow Bioschemas compliance",
+        "FormalParameter inverse exampleOfWork",
+    }
+    assert {i["check"] for i in issues} <= documented
+    assert fetched == []
