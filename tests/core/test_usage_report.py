@@ -107,3 +107,9 @@ def test_cli_usage_bad_options_exit_2(cryoem_version, args):
     store = str(cryoem_version[0].parents[3])
     out = runner.invoke(app, ["usage", "--store", store, *args], catch_exceptions=False)
     assert out.exit_code == 2, out.output
+
+
+def test_cli_usage_help_has_examples_and_exit_codes():
+    out = runner.invoke(app, ["usage", "--help"])
+    text = out.stdout.replace("\n", " ")
+    assert out.exit_code == 0 and "binds usage --by month" in text and "Exit codes" in text
