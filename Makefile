@@ -33,10 +33,11 @@ install: $(STAMP)  ## create .venv and install the project with its extras
 
 SLURM_UP := ../shared/tools/slurm/ci_slurm_up.sh
 
-test: install  ## run the whole test suite (what CI runs); under CI as root it first starts a single-node Slurm
+test: install  ## run the whole test suite (what CI runs); under CI as root it first starts a single-node Slurm with accounting
+	@# WITH_DBD=1: slurmdbd + MariaDB, so that sacct answers (the usage record's Slurm figures)
 	@if [ -n "$$CI" ] && [ "$$(id -u)" = 0 ] && [ -f $(SLURM_UP) ]; then \
-		echo "starting a single-node Slurm for the profile test ($(SLURM_UP))"; \
-		WITH_DBD=0 bash $(SLURM_UP) >/dev/null; fi
+		echo "starting a single-node Slurm with accounting for the profile tests ($(SLURM_UP))"; \
+		WITH_DBD=1 bash $(SLURM_UP) >/dev/null; fi
 	$(BIN)/python -m pytest
 
 test-fast: install  ## the inner loop: every test not marked slow (no end-to-end workflow runs)

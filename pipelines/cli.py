@@ -416,6 +416,87 @@ def verify(
     out.print(f"ok: {summary}")
 
 
+# ----------------------------------------------------------------------------------- usage
+def _day(text: str | None, where: str):
+    import datetime as dt
+
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise InputError(Problem(f"{text!r} is not a date", where=where,
+                                 hint="write it as YYYY-MM-DD, e.g. 2026-11-01")) from None
+
+
+@app.command()
+@handle_errors
+def usage(
+    store: StoreOpt = None,
+    request: Annotated[str | None, typer.Option("--request", "-r", help="Only this support request, e.g. BINDS-2026-0042.")] = None,
+    since: Annotated[str | None, typer.Option(help="First day of the period (YYYY-MM-DD; default: the first version).")] = None,
+    until: Annotated[str | None, typer.Option(help="Last day of the period, inclusive (YYYY-MM-DD; default: now).")] = None,
+    by: Annotated[str, typer.Option(help="One row per: request, unit (support unit) or month.")] = "request",
+    csv_out: Annotated[bool, typer.Option("--csv", help="Billing lines as CSV (request_id, service, quantity, unit, period, support_unit).")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="The rows as JSON.")] = False,
+) -> None:
+    """What each support request used: core-hours, GPU-hours, peak memory, stored GB and
+    GB-months to date, instrument runs; from the catalog and each version's _meta/usage.json.
+
+    Compute and instrument runs count in the period their version was published; storage
+    accrues from publication to the end of the period. --csv prints one billing line per
+    request, service (compute, gpu, storage, instrument) and period, for a facility billing
+    import (iLab, PPMS).
+
+    Examples:
+
+      binds usage --store s3://binds-curated
+
+      binds usage --request BINDS-2026-0042 --since 2026-11-01 --until 2026-11-30
+
+      binds usage --by month --since 2026-01-01 --csv > charges-2026.csv
+
+    Exit codes: 0 success; 1 store unreachable; 2 invalid option (a date, --by).
+    """
+    import datetime as dt
+
+    from pipelines.store import open_store
+    from pipelines.usage import GROUPINGS, billing_csv, billing_lines, usage_report, version_usage
+
+    if by not in GROUPINGS:
+        raise InputError(Problem(f"unknown grouping {by!r}", where="--by", hint=", ".join(GROUPINGS)))
+    first, last = _day(since, "--since"), _day(until, "--until")
+    if first and last and last < first:
+        raise InputError(Problem(f"--until {last} is before --since {first}", where="--until"))
+    st = open_store(store, read_only=True)
+    versions = version_usage(st, request=request)
+    if request and not versions:
+        raise InputError(Problem(f"no version of request {request!r} in {st.url}", where="--request",
+                                 hint="list them with: binds catalog"))
+    rows = usage_report(versions, since=first, until=(last + dt.timedelta(days=1)) if last else None, by=by)
+    if csv_out:
+        sys.stdout.write(billing_csv(billing_lines(rows, by=by)))
+        return
+    if json_out:
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    if not rows:
+        out.print(f"no usage in {st.url} for that period")
+        return
+    table = Table(title=f"usage in {st.url}", title_justify="left")
+    for col in (by, "period", "versions", "instrument runs", "core-hours", "GPU-hours", "peak memory",
+                "stored GB", "GB-months"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        last_day = (r["period_end"] - dt.timedelta(seconds=1)).date()
+        table.add_row(str(r[by] or "(none)"), f"{r['period_start'].date()} .. {last_day}",
+                      str(r["versions"]), str(r["instrument_runs"]), f"{r['core_hours']:.3f}",
+                      f"{r['gpu_hours']:.3f}",
+                      "" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb'] / 1024:.2f} GiB",
+                      f"{r['stored_gb']:.3f}", f"{r['gb_months']:.4f}")
+    out.print(table)
+
+
 # ----------------------------------------------------------------------------------- watch
 @app.command()
 @handle_errors

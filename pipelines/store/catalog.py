@@ -45,6 +45,11 @@ CATALOG_SCHEMA = pa.schema([
     pa.field("path", pa.string()),            # key prefix of the version, relative to the store root
     pa.field("data_paths", pa.list_(pa.string())),  # top-level entries of data/, e.g. data/map.ome.zarr
     pa.field("qc_json", pa.string()),         # qc/metrics.json: the key QC figures, as JSON
+    # usage totals (manifest "usage", from _meta/usage.json): what billing reads
+    pa.field("core_hours", pa.float64()),
+    pa.field("gpu_hours", pa.float64()),
+    pa.field("peak_rss_mb", pa.float64()),
+    pa.field("stored_bytes", pa.int64()),
 ], metadata={b"binds.catalog.format_version": b"1"})
 
 
@@ -68,6 +73,8 @@ def catalog_row(manifest: dict[str, Any], *, manifest_sha256: str) -> dict[str, 
                                       manifest["dataset_id"], int(manifest["version"])),
         "data_paths": data_paths,
         "qc_json": json.dumps(manifest.get("qc") or {}, sort_keys=True),
+        **{k: (manifest.get("usage") or {}).get(k)
+           for k in ("core_hours", "gpu_hours", "peak_rss_mb", "stored_bytes")},
     }
 
 
@@ -75,6 +82,14 @@ def _to_parquet(rows: list[dict[str, Any]]) -> bytes:
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows, schema=CATALOG_SCHEMA), buf, compression="zstd")
     return buf.getvalue()
+
+
+def _conform(table: "pa.Table") -> "pa.Table":
+    """A row written by an older binds (fewer columns) read with today's schema: nulls."""
+    for f in CATALOG_SCHEMA:
+        if f.name not in table.column_names:
+            table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
+    return table.select(CATALOG_SCHEMA.names).cast(CATALOG_SCHEMA)
 
 
 def write_catalog_row(store: Store, row: dict[str, Any]) -> str:
@@ -99,7 +114,7 @@ def read_catalog(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS) -> "pa.
             continue
         for info in infos:
             try:
-                tables.append(pq.read_table(io.BytesIO(store.get(info.key))).cast(CATALOG_SCHEMA))
+                tables.append(_conform(pq.read_table(io.BytesIO(store.get(info.key)))))
             except (StoreError, KeyError) as err:
                 log.info("catalog row %s not readable: %s", info.key, err)
     if not tables:

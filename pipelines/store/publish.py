@@ -308,16 +308,6 @@ def _upload_and_verify(store: Store, vprefix: str, items: list[UploadItem], resu
                          f"(first: {bad[0]})", transient=True)
 
 
-def version_documents(*, stage: StagedDataset, experiment: dict[str, Any], files: list[dict[str, Any]],
-                      version: int, created: str, content_digest: str) -> list[tuple[str, bytes]]:
-    """Documents written into a version at publish time, beside its data: (path, bytes).
-
-    They describe the version (its files, digest, times), so they cannot take part in its
-    content digest; the manifest lists each with size and sha256 under ``documents``.
-    """
-    return []
-
-
 def _commit(stage: StagedDataset, store: Store, exp: dict[str, Any], items: list[UploadItem],
             digest: str, result: PublishResult, now) -> tuple[dict[str, Any], bytes]:
     """Step 5: the documents, metadata.jsonld, then manifest.json by an exclusive put."""
@@ -326,14 +316,20 @@ def _commit(stage: StagedDataset, store: Store, exp: dict[str, Any], items: list
     version, vprefix = result.version, f"{result.prefix}v{result.version}/"
     created = now().isoformat(timespec="seconds").replace("+00:00", "Z")
     files = [{"path": it.key, "size": it.size, "sha256": it.sha256} for it in items]
-    documents = []
-    for path, data in version_documents(stage=stage, experiment=exp, files=files, version=version,
-                                        created=created, content_digest=digest):
-        store.put(vprefix + path, data)
-        documents.append({"path": path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
     metadata = build_metadata(stage=stage, experiment=exp, dataset_id=result.dataset_id, version=version,
                               files=files, created=created, content_digest=digest)
     meta_bytes = (json.dumps(metadata, indent=2, sort_keys=False, ensure_ascii=False) + "\n").encode()
+    # Documents that describe the version (its files, digest, times: so they cannot take part
+    # in the content digest), written beside its data and listed under "documents": the
+    # provenance crate and the usage record.
+    from pipelines.provenance import version_documents
+
+    extra = version_documents(stage=stage, experiment=exp, dataset_id=result.dataset_id, version=version,
+                              files=files, created=created, metadata_bytes=meta_bytes)
+    documents = []
+    for path, body in extra.documents:
+        store.put(vprefix + path, body)
+        documents.append({"path": path, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()})
     store.put(vprefix + layout.METADATA, meta_bytes)
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -353,6 +349,7 @@ def _commit(stage: StagedDataset, store: Store, exp: dict[str, Any], items: list
         "metadata": {"path": layout.METADATA, "size": len(meta_bytes),
                      "sha256": hashlib.sha256(meta_bytes).hexdigest()},
         "documents": documents,
+        "usage": extra.usage_summary,
         "files": files,
     }
     manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode()

@@ -58,3 +58,68 @@ def test_slurm_profile_runs_every_rule_as_a_slurm_job(slurm, tmp_path):
     log = (work / "stage" / "_meta" / "snakemake.log").read_text()
     submitted = [ln for ln in log.splitlines() if "submitted with SLURM jobid" in ln]
     assert len(submitted) >= 3, log[-2000:]
+
+
+def _accounting_up() -> bool:
+    if not shutil.which("sacct"):
+        return False
+    try:
+        out = subprocess.run(["sacct", "-n", "-X", "--starttime", "now"], capture_output=True,
+                             text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0 and "disabled" not in (out.stdout + out.stderr).lower()
+
+
+@pytest.fixture(scope="module")
+def slurm_accounting(slurm):
+    if not _accounting_up():
+        msg = ("Slurm answers but sacct does not (start it with accounting: "
+               "WITH_DBD=1 bash ../shared/tools/slurm/ci_slurm_up.sh)")
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+def _sacct_figures(job_id: str) -> tuple[float, float]:
+    """(CPUTimeRAW, TotalCPU seconds) of the allocation, read here independently of binds
+    (without -X: with it sacct leaves out the steps, and TotalCPU reads 0)."""
+    from pipelines.usage import parse_duration_s
+
+    out = subprocess.run(["sacct", "-n", "-P", "-j", job_id, "--format=JobID,CPUTimeRAW,TotalCPU"],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    row = next(ln.split("|") for ln in out.splitlines() if ln.split("|")[0] == job_id)
+    return float(row[1]), parse_duration_s(row[2])
+
+
+def test_slurm_usage_record_agrees_with_sacct_and_content_with_the_local_run(
+        slurm_accounting, cryoem_version, tmp_path):
+    from pipelines.modalities.cryoem import make_demo_run
+    from pipelines.runner import prepare, publish_stage, stage
+    from pipelines.usage import USAGE_PATH
+
+    profile = yaml.safe_load((profiles_dir() / "slurm" / "config.yaml").read_text())
+    # the test cluster has accounting (sacct, the plugin's default status command) but no accounts
+    profile.update({"slurm-no-account": True, "slurm-init-seconds-before-status-checks": 1,
+                    "latency-wait": 5})
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
+    run_dir = make_demo_run(tmp_path / "run", seed=0)  # the same run folder as the local one
+    _, staged = prepare(run_dir, work_dir=tmp_path / "work")
+    stage(run_dir, staged, modality="cryoem", profile=str(tmp_path / "profile"))
+    result = publish_stage(staged.root, str(tmp_path / "store"))
+    local_version, local_manifest, *_ = cryoem_version
+    assert result.content_digest == local_manifest["content_digest"]
+    usage = json.loads((tmp_path / "store" / result.prefix / f"v{result.version}" / USAGE_PATH).read_text())
+    assert usage["executor"] == "slurm" and usage["notes"] == []
+    assert len(usage["jobs"]) == 5
+    for job in usage["jobs"]:
+        assert job["source"] == "sacct" and len(job["slurm"]) == 1, job
+        cpu_time_raw, total_cpu = _sacct_figures(job["slurm"][0]["job_id"])
+        assert job["core_s"] == pytest.approx(cpu_time_raw, rel=0.02)
+        assert job["cpu_s"] == pytest.approx(total_cpu, rel=0.02, abs=0.01)
+        assert job["slurm"][0]["alloc_cpus"] == job["threads"]
+        # the rule's own processes are part of the job (Snakemake's start-up in the job is not in them)
+        assert job["benchmark"]["wall_s"] <= job["wall_s"] + 1
+    assert usage["totals"]["core_hours"] == pytest.approx(
+        sum(_sacct_figures(j["slurm"][0]["job_id"])[0] for j in usage["jobs"]) / 3600, rel=0.02)

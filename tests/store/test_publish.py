@@ -44,7 +44,8 @@ def test_first_publish_creates_v1_with_the_design_layout(make_stage, store_url):
             prefix + "qc/metrics.json", prefix + "data/image.ome.zarr/zarr.json"} <= keys
     manifest = json.loads(store.get(prefix + "manifest.json"))
     assert manifest["n_files"] == len(manifest["files"]) == r.n_files == 43
-    assert {f["path"] for f in manifest["files"]} == {k[len(prefix):] for k in keys} - {"manifest.json", "metadata.jsonld"}
+    documents = {d["path"] for d in manifest["documents"]}  # ro-crate-metadata.json, _meta/usage.json ...
+    assert {f["path"] for f in manifest["files"]} == {k[len(prefix):] for k in keys} - {"manifest.json", "metadata.jsonld"} - documents
     assert store.exists("consortium/catalog/screening--binds-2026-0042-screening--v1.parquet")
     assert not list(store.list_prefix("consortium/screening/binds-2026-0042-screening/_claims/"))
     assert verify(store).ok

@@ -8,6 +8,8 @@ rule cryoem_inspect:
         block=CRYOEM,
     log:
         LOGS / "cryoem_inspect.log",
+    benchmark:
+        BENCH / "cryoem_inspect.tsv"
     threads: 1
     resources:
         mem_mb=attempt_mem_mb(500),

@@ -18,6 +18,8 @@ rule cryoem_metrics:
         metrics=STAGE / "qc" / "metrics.json",
     log:
         LOGS / "cryoem_metrics.log",
+    benchmark:
+        BENCH / "cryoem_metrics.tsv"
     threads: 1
     resources:
         mem_mb=attempt_mem_mb(500),

@@ -31,6 +31,8 @@ rule metabolomics_group_features:
         qc=MET_WORK / "features_qc.json",
     log:
         LOGS / "metabolomics_group_features.log",
+    benchmark:
+        BENCH / "metabolomics_group_features.tsv"
     params:
         features=MET["features"],
     threads: 1

@@ -18,6 +18,8 @@ rule metabolomics_qc:
         facts=STAGE / "_meta" / "facts.json",
     log:
         LOGS / "metabolomics_qc.log",
+    benchmark:
+        BENCH / "metabolomics_qc.tsv"
     params:
         experiment=experiment_fields("modality", "metabolomics", "instrument"),
     threads: 1

@@ -18,6 +18,8 @@ rule screening_plots:
         block=SCREENING_BLOCK,
     log:
         LOGS / "screening_plots.log",
+    benchmark:
+        BENCH / "screening_plots.tsv"
     threads: 1
     resources:
         mem_mb=attempt_mem_mb(lambda wildcards, input: screening_mb([input.wells], base=1000, factor=40)),
@@ -40,6 +42,8 @@ rule screening_metrics:
         metrics=STAGE / "qc" / "metrics.json",
     log:
         LOGS / "screening_metrics.log",
+    benchmark:
+        BENCH / "screening_metrics.tsv"
     threads: 1
     resources:
         mem_mb=attempt_mem_mb(lambda wildcards, input: screening_mb([input.wells], base=500, factor=20)),

@@ -10,6 +10,8 @@ rule transcriptomics_metrics:
         metrics=TX_QC / "metrics.json",
     log:
         LOGS / "transcriptomics_metrics.log",
+    benchmark:
+        BENCH / "transcriptomics_metrics.tsv"
     threads: 1
     resources:
         mem_mb=attempt_mem_mb(500),
