@@ -31,7 +31,7 @@ from typing import Any
 from pipelines.errors import InputError
 
 # the exception message in the one-line report: enough to recognise it, the rest is in the log
-MESSAGE_CHARS = 300
+MESSAGE_CHARS = 200
 
 
 def run_step(snakemake: Any, func: Callable[..., Any], /, **kwargs: Any) -> Any:
@@ -85,10 +85,11 @@ def _first_line(text: str) -> str:
 def _shown(path: str, run_dir: str | None) -> str:
     """A path as the user knows it: relative to the run folder when inside it."""
     if run_dir:
-        try:
-            return Path(path).resolve().relative_to(Path(run_dir).resolve()).as_posix()
-        except ValueError:
-            pass
+        for base in {os.path.abspath(run_dir), os.path.realpath(run_dir)}:
+            try:
+                return Path(os.path.abspath(path)).relative_to(base).as_posix()
+            except ValueError:
+                continue
     return str(path)
 
 
@@ -103,8 +104,9 @@ class _OpenedInputs:
     _installed = False
 
     def __init__(self, inputs: list[str]):
-        self._files = {os.path.realpath(p) for p in inputs if os.path.isfile(p)}
-        self._dirs = tuple(os.path.realpath(p) + os.sep for p in inputs if os.path.isdir(p))
+        # real path -> the path as the rule names it (run folders link raw data from elsewhere)
+        self._files = {os.path.realpath(p): p for p in inputs if os.path.isfile(p)}
+        self._dirs = {os.path.realpath(p) + os.sep: p for p in inputs if os.path.isdir(p)}
         self.last: str | None = None
 
     def __enter__(self) -> "_OpenedInputs":
@@ -129,7 +131,11 @@ class _OpenedInputs:
         _OpenedInputs._active = None  # realpath below may itself open nothing, but never recurse
         try:
             path = os.path.realpath(os.fsdecode(args[0]))
-            if path in me._files or (me._dirs and path.startswith(me._dirs)):
-                me.last = path
+            if path in me._files:
+                me.last = me._files[path]
+            else:
+                top = next((d for d in me._dirs if path.startswith(d)), None)
+                if top is not None:
+                    me.last = os.path.join(me._dirs[top], path[len(top):])
         finally:
             _OpenedInputs._active = me
