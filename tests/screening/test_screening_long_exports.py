@@ -73,3 +73,66 @@ def test_long_workbook_with_plate_definition_is_read_as_160_plates(tmp_path, pro
     assert (wells[wells.column >= 23].control == "positive").all()
     plates = pd.read_parquet(out["plates"])
     assert len(plates) == N_PLATES and plates.qc_pass.all() and (plates.z_prime > 0.5).all()
+
+
+@pytest.mark.parametrize(("header", "sep", "padded"), [
+    (("plate_id", "well", "rfu"), ",", True),
+    (("PLATE ID", "Well Position", "RFU"), "\t", False),
+    ((" Plate-ID ", "WELL", "Signal"), ";", False),
+    (("Barcode", "Well ID", "RLU"), ",", True),
+], ids=["snake-csv", "upper-tsv", "dash-semicolon", "barcode-rlu"])
+def test_long_text_tables_with_spelling_variants(tmp_path, process, header, sep, padded):
+    ids, values = _readings(3, seed=1)
+    lines = [sep.join(header)]
+    for p, pid in enumerate(ids):
+        for r in range(16):
+            for c in range(24):
+                well = f"{ROW_LETTERS[r]}{c + 1:02d}" if padded else f"{ROW_LETTERS[r]}{c + 1}"
+                lines.append(sep.join([pid, well, f"{values[p, r, c]:.1f}"]))
+    (tmp_path / ("readings.tsv" if sep == "\t" else "readings.csv")).write_text("\r\n".join(lines) + "\r\n")
+    _write_plate_definition(tmp_path / "layout.csv")
+    write_experiment(tmp_path)
+    out = process(tmp_path, {}, tmp_path / "out")
+    wells = pd.read_parquet(out["wells"])
+    assert len(wells) == 3 * 384 and wells.groupby("plate").plate_id.first().tolist() == ids
+    a1 = wells[(wells.plate == 2) & (wells.well == "A01")].iloc[0]
+    assert a1.raw == values[1, 0, 0] and a1.control == "negative"
+    assert pd.read_parquet(out["plates"]).qc_pass.all()
+
+
+def test_workbook_with_neither_grid_nor_long_columns_is_one_clear_line(tmp_path):
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["Name", "Location", "Fluo (a.u.)"])
+    ws.append(["PL1", "A1", 12.5])
+    wb.save(tmp_path / "export.xlsx")
+    write_experiment(tmp_path)
+    with pytest.raises(InputError) as err:
+        screening.read_batch(run_dir=tmp_path, block={}, batch=0, out=tmp_path / "raw.parquet")
+    (p,) = err.value.problems
+    assert str(p).startswith("export.xlsx: plate 1, first row: 'Name', 'Location', 'Fluo (a.u.)': "
+                             "no plate grid and no plate, well and value columns found"), str(p)
+    assert "value (or signal, RFU, RLU, OD)" in p.hint
+
+
+def test_two_plate_layouts_are_ambiguous(tmp_path):
+    ids, values = _readings(1)
+    _write_workbook(tmp_path / "readings.xlsx", ids, values)
+    _write_plate_definition(tmp_path / "layout_a.csv")
+    _write_plate_definition(tmp_path / "layout_b.csv")
+    write_experiment(tmp_path)
+    with pytest.raises(InputError) as err:
+        resolve(tmp_path, {})
+    assert "2 tables describe plate wells (layout_a.csv, layout_b.csv)" in str(err.value)
+    assert "plate_map: layout_a.csv" in str(err.value)
+    found = resolve(tmp_path, {"input": {"plate_map": "layout_b.csv"}})
+    assert found.plate_map.name == "layout_b.csv" and found.kind == "long"
+
+
+def test_header_checks_read_only_the_first_row(tmp_path):
+    """Resolving the inputs asks for headers several times; each file is parsed once."""
+    ids, values = _readings(2)
+    _write_workbook(tmp_path / "r.xlsx", ids, values, header=("Plate ID", "Well", "RFU"))
+    assert readers.table_columns(tmp_path / "r.xlsx") == ["plate_id", "well", "rfu"]
+    assert readers.is_long_table(tmp_path / "r.xlsx") and not readers.is_plate_layout(tmp_path / "r.xlsx")
+    assert readers._table_columns.cache_info().hits >= 2
