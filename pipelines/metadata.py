@@ -105,6 +105,8 @@ _Loader.yaml_implicit_resolvers = {
 MAX_YAML_BYTES = 256_000
 # nesting deeper than this is no metadata a person wrote ('[[[[...' would exhaust the stack)
 MAX_YAML_DEPTH = 32
+# unknown fields reported one by one up to this many (each costs a look-up of its line)
+MAX_UNKNOWN_FIELDS = 50
 _CLoader = getattr(yaml, "CSafeLoader", None)  # libyaml: 5x faster than the pure-Python parser
 
 
@@ -195,6 +197,7 @@ def _wide_encoding(raw: bytes) -> str | None:
         if head[0::2].count(0) > len(head) // 4:
             return "UTF-16 (big-endian, no byte-order mark)"
     return None
+
 
 def _yaml_path(parts: list[Any]) -> str:
     out = ""
@@ -393,6 +396,10 @@ def _explain(err: jsonschema.ValidationError, data: dict, file: str, root) -> li
         names = [str(k) for k in value if k not in allowed and not any(p.search(str(k)) for p in patterns)] \
             if isinstance(value, dict) else []
         out = []
+        if len(names) > MAX_UNKNOWN_FIELDS:  # a pasted table, not typos: the first ones show it
+            out.append(Problem(f"{len(names)} unknown fields here; the first {MAX_UNKNOWN_FIELDS} follow",
+                               file=file, where=where, hint="experiment.yaml holds the fields of the schema only"))
+            names = names[:MAX_UNKNOWN_FIELDS]
         for name in names:
             close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
             hint = f"did you mean '{close[0]}'?" if close else f"allowed here: {', '.join(allowed)}"
@@ -482,8 +489,9 @@ def _semantic_checks(data: dict, file: str, root) -> tuple[list[Problem], list[s
     samples = [s for s in data.get("samples") or [] if isinstance(s, dict)] \
         if isinstance(data.get("samples"), list) else []
     ids = [str(s.get("id")) for s in samples]
+    first_seen: dict[str, int] = {}
     for i, sid in enumerate(ids):
-        if ids.index(sid) != i:
+        if first_seen.setdefault(sid, i) != i:
             problems.append(Problem(f"duplicate sample id {sid!r}", file=file,
                                     where=_where(["samples", i, "id"], root),
                                     hint="every sample needs its own id"))

@@ -255,11 +255,19 @@ def test_every_unknown_field_is_reported_at_once_with_its_line(tmp_path):
 
 
 def test_two_thousand_samples_just_under_the_cap_still_load(tmp_path):
-    """The cap leaves room for real files: ~1 s here (0.4 s of it schema validation of 2,000
-    samples), ~2 s under tracemalloc."""
+    """The cap leaves room for real files: ~1 s on an idle machine (0.4 s of it schema
+    validation of 2,000 samples), ~2 s under tracemalloc."""
     samples = "".join(f"  - id: S{i:04d}\n    organism: NCBITaxon:9606\n    tissue: UBERON:0000178\n"
                       f"    description: donor {i}, second visit, frozen\n" for i in range(2, 2100))
     text = MINIMAL + samples
     assert 200_000 < len(text.encode()) < 256_000
     seconds, peak, _rss, outcome = _measure_load(write(tmp_path, text))
-    assert outcome == "accepted" and seconds < 5.0, (seconds, outcome)
+    assert outcome == "accepted" and seconds < 20.0, (seconds, outcome)  # loose: a shared CI machine
+
+
+def test_thousands_of_unknown_fields_are_summarised_fast(tmp_path):
+    text = MINIMAL + "".join(f"k{i}: {i}\n" for i in range(18_000))
+    assert len(text.encode()) < 256_000
+    seconds, _peak, _rss, outcome = _measure_load(write(tmp_path, text))
+    assert "18000 unknown fields here; the first 50 follow" in outcome and outcome.count("unknown field 'k") == 50
+    assert seconds < 20.0, seconds  # was minutes with a line look-up per name
