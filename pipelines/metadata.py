@@ -132,8 +132,9 @@ def _refuse_aliases_and_depth(text: str) -> None:
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_YAML_DEPTH:
-                raise _RefusedYAML(f"nested more than {MAX_YAML_DEPTH} levels deep", event.start_mark,
-                                   "experiment.yaml needs a few levels of 'key: value'; check the file")
+                raise _RefusedYAML(f"nested more than {MAX_YAML_DEPTH} levels deep",
+                                   event.start_mark, "experiment.yaml needs a few levels of "
+                                   "'key: value'; check the file")
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
 
@@ -156,13 +157,15 @@ if _CLoader is not None:
         yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
 
 
+_SAVE_AS_UTF8 = "save it as UTF-8 (in most editors: Save As, encoding UTF-8)"
+
+
 def _decode(raw: bytes, fname: str) -> tuple[str, list[str]]:
     """Strict UTF-8 text of ``raw`` (and notes); InputError naming the encoding or the bad byte."""
     notes: list[str] = []
     encoding = _wide_encoding(raw)
     if encoding:
-        raise InputError(Problem(f"the file is {encoding}, not UTF-8", file=fname,
-                                 hint="save it as UTF-8 (in most editors: Save As, encoding UTF-8)"))
+        raise InputError(Problem(f"the file is {encoding}, not UTF-8", file=fname, hint=_SAVE_AS_UTF8))
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
         notes.append(f"{fname}: starts with a UTF-8 byte-order mark (BOM); it is ignored")
@@ -175,14 +178,15 @@ def _decode(raw: bytes, fname: str) -> tuple[str, list[str]]:
         legacy = " (it looks like Latin-1 / Windows-1252)" if 0x80 <= byte <= 0xFF else ""
         raise InputError(Problem(
             f"not valid UTF-8: byte 0x{byte:02X} cannot be decoded{legacy}", file=fname,
-            where=f"line {line}, byte {err.start - line_start + 1} of the line (offset {err.start} in the file)",
-            hint="save it as UTF-8 (in most editors: Save As, encoding UTF-8)")) from None
+            where=f"line {line}, byte {err.start - line_start + 1} of the line "
+                  f"(offset {err.start} in the file)", hint=_SAVE_AS_UTF8)) from None
 
 
 def _wide_encoding(raw: bytes) -> str | None:
     """'UTF-16 (little-endian, with a byte-order mark)' and the like, else None."""
-    for bom, name in ((b"\xff\xfe\x00\x00", "UTF-32 (little-endian"), (b"\x00\x00\xfe\xff", "UTF-32 (big-endian"),
-                      (b"\xff\xfe", "UTF-16 (little-endian"), (b"\xfe\xff", "UTF-16 (big-endian")):
+    boms = ((b"\xff\xfe\x00\x00", "UTF-32 (little-endian"), (b"\x00\x00\xfe\xff", "UTF-32 (big-endian"),
+            (b"\xff\xfe", "UTF-16 (little-endian"), (b"\xfe\xff", "UTF-16 (big-endian"))
+    for bom, name in boms:
         if raw.startswith(bom):
             return f"{name}, with a byte-order mark)"
     head = raw[:400]
@@ -321,16 +325,16 @@ def load_experiment(run_dir: str | Path) -> Experiment:
             hint=f"write one with: binds init {path.parent} --modality MODALITY"))
     size = path.stat().st_size
     if size > MAX_YAML_BYTES:
-        raise InputError(Problem(f"the file is {size:,} bytes; experiment.yaml is at most {MAX_YAML_BYTES:,}",
-                                 file=fname, hint="it holds metadata only: put data and long tables in "
-                                                  "their own files in the run folder"))
+        raise InputError(Problem(
+            f"the file is {size:,} bytes; experiment.yaml is at most {MAX_YAML_BYTES:,}", file=fname,
+            hint="it holds metadata only: put data and long tables in their own files in the run folder"))
     text, read_notes = _decode(path.read_bytes(), fname)
     try:
         root, raw = _parse_yaml(text)
     except _RefusedYAML as err:
         mark = err.problem_mark
-        raise InputError(Problem(err.problem, file=fname, where=f"line {mark.line + 1}, column {mark.column + 1}",
-                                 hint=err.hint)) from None
+        raise InputError(Problem(err.problem, file=fname, hint=err.hint,
+                                 where=f"line {mark.line + 1}, column {mark.column + 1}")) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
@@ -393,12 +397,13 @@ def _explain(err: jsonschema.ValidationError, data: dict, file: str, root) -> li
         # each on the line of its key, taken from the instance rather than the message text
         allowed = list((schema.get("properties") or {}).keys())
         patterns = [re.compile(p) for p in (schema.get("patternProperties") or {})]
-        names = [str(k) for k in value if k not in allowed and not any(p.search(str(k)) for p in patterns)] \
-            if isinstance(value, dict) else []
+        names = [str(k) for k in (value if isinstance(value, dict) else {})
+                 if k not in allowed and not any(p.search(str(k)) for p in patterns)]
         out = []
         if len(names) > MAX_UNKNOWN_FIELDS:  # a pasted table, not typos: the first ones show it
             out.append(Problem(f"{len(names)} unknown fields here; the first {MAX_UNKNOWN_FIELDS} follow",
-                               file=file, where=where, hint="experiment.yaml holds the fields of the schema only"))
+                               file=file, where=where,
+                               hint="experiment.yaml holds the fields of the schema only"))
             names = names[:MAX_UNKNOWN_FIELDS]
         for name in names:
             close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
