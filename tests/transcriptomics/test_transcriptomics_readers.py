@@ -256,3 +256,18 @@ def test_h5_int32_count_float32_cannot_hold_is_refused(tmp_path):
         readers.read_10x_h5(path)
     p = err.value.problems[0]
     assert "above 16,777,216" in p.message and p.where == "matrix: barcode GT-1, gene E2"
+
+
+def test_h5ad_fraction_float32_would_round_away_is_refused(tmp_path):
+    """1.0000001 is 1.0 in float32: checked in the stored float64, it is refused."""
+    X = sp.csr_matrix(np.array([[1.0, 0.0], [2.0, 1.0000001]], dtype=np.float64))
+    a = ad.AnnData(X=X)
+    a.obs_names, a.var_names = ["c1", "c2"], ["g1", "g2"]
+    a.write_h5ad(tmp_path / "f64.h5ad")
+    with pytest.raises(InputError) as err:
+        readers.read_h5ad_counts(tmp_path / "f64.h5ad")
+    p = err.value.problems[0]
+    assert p.message.startswith("value 1.0000001 is not an integer") and p.where == "X: barcode c2, gene g2"
+    ok = ad.AnnData(X=sp.csr_matrix(np.array([[1.0, 0.0], [2.0, 7.0]])))
+    ok.write_h5ad(tmp_path / "ok.h5ad")
+    assert readers.read_h5ad_counts(tmp_path / "ok.h5ad").adata.X.dtype == np.float32

@@ -351,7 +351,9 @@ def read_h5ad_counts(path: str | Path) -> Loaded:
     X = adata.X
     if not sp.issparse(X):
         X = sp.csr_matrix(np.asarray(X))
-    adata = ad.AnnData(X=sp.csr_matrix(X, dtype=np.float32), obs=adata.obs.copy(), var=adata.var.copy())
+    # the stored dtype until _check_counts has seen the values: a float64 1.0000001 would become
+    # a float32 1.0 and pass as a count
+    adata = ad.AnnData(X=sp.csr_matrix(X), obs=adata.obs.copy(), var=adata.var.copy())
     adata.layers.clear()
     name_col = next((c for c in ("feature_name", "gene_symbols", "gene_name", "symbol") if c in adata.var), None)
     id_col = next((c for c in ("gene_ids", "gene_id", "feature_id", "ensembl_id") if c in adata.var), None)
@@ -360,6 +362,7 @@ def read_h5ad_counts(path: str | Path) -> Loaded:
         id_col = "gene_ids"
     adata = _standard_var(adata, id_col=id_col, name_col=name_col)
     _check_counts(adata, path.name, source=source)
+    adata.X = adata.X.astype(np.float32)
     _check_unique_barcodes(adata.obs_names, path.name, "obs_names")
     if not adata.var_names.is_unique:
         adata.var_names_make_unique()
@@ -435,10 +438,18 @@ def _check_counts(adata: "AnnData", fname: str, *, source: str = "matrix",
             if place is not None:
                 where = f"{place(row, col)} ({where})"
             raise InputError(Problem(
-                f"value {value:g} is {what}: raw UMI/read counts are expected ({bad.size} such "
+                f"value {_shortest(value)} is {what}: raw UMI/read counts are expected ({bad.size} such "
                 f"values in this slice alone)", file=fname, where=where,
                 hint="give the unnormalised counts (Cell Ranger filtered_feature_bc_matrix, or an "
                      ".h5ad with counts in layers['counts'])"))
+
+
+def _shortest(value: Any) -> str:
+    """The shortest text that reads back as ``value`` in its own dtype (float32 2.3 -> '2.3',
+    float64 1.0000001 -> '1.0000001', not '1')."""
+    if isinstance(value, (np.floating, float)) and np.isfinite(value):
+        return np.format_float_positional(value, trim="-")
+    return str(value)
 
 
 def _check_unique_barcodes(names: Any, fname: str, where: str) -> None:
