@@ -116,6 +116,109 @@ _Loader.yaml_implicit_resolvers = {
     for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 
+# experiment.yaml is written by hand: a few KB, ~120 KB with a thousand samples.  The cap keeps
+# parsing (libyaml: ~1 s per MB to build the nodes) and everything after it well under a second.
+MAX_YAML_BYTES = 256_000
+# nesting deeper than this is no metadata a person wrote ('[[[[...' would exhaust the stack)
+MAX_YAML_DEPTH = 32
+# unknown fields reported one by one up to this many (each costs a look-up of its line)
+MAX_UNKNOWN_FIELDS = 50
+_CLoader = getattr(yaml, "CSafeLoader", None)  # libyaml: 5x faster than the pure-Python parser
+
+
+class _RefusedYAML(yaml.YAMLError):
+    """A YAML feature experiment.yaml does not accept, with where it was found."""
+
+    def __init__(self, problem: str, mark: Any, hint: str):
+        super().__init__(problem)
+        self.problem, self.problem_mark, self.hint = problem, mark, hint
+
+
+def _refuse_aliases_and_depth(text: str) -> None:
+    """Scan the YAML events (no values built) for aliases and deep nesting.
+
+    An alias (``*name``) is how a "billion laughs" file expands a few hundred bytes into
+    gigabytes once its values are walked; nothing in experiment.yaml needs one, so the first is
+    refused before any node is composed."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_CLoader or _Loader):
+        if isinstance(event, yaml.AliasEvent):
+            raise _RefusedYAML(f"YAML alias *{event.anchor} is not accepted", event.start_mark,
+                               "write the value out in full instead of &anchor / *alias")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise _RefusedYAML(f"nested more than {MAX_YAML_DEPTH} levels deep",
+                                   event.start_mark, "experiment.yaml needs a few levels of "
+                                   "'key: value'; check the file")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """(root node with line marks, value) of one YAML document, dates left as text."""
+    _refuse_aliases_and_depth(text)
+    loader = (_CDateless if _CLoader else _Loader)(text)
+    try:
+        root = loader.get_single_node()
+        return root, (loader.construct_document(root) if root is not None else None)
+    finally:
+        loader.dispose()
+
+
+if _CLoader is not None:
+    class _CDateless(_CLoader):  # type: ignore[misc, valid-type]
+        """libyaml's SafeLoader with _Loader's resolvers (dates stay text)."""
+
+        yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+
+
+_SAVE_AS_UTF8 = "save it as UTF-8 (in most editors: Save As, encoding UTF-8)"
+
+
+def _decode(raw: bytes, fname: str) -> tuple[str, list[str]]:
+    """Strict UTF-8 text of ``raw`` (and notes); InputError naming the encoding or the bad byte."""
+    notes: list[str] = []
+    encoding = _wide_encoding(raw)
+    if encoding:
+        raise InputError(Problem(f"the file is {encoding}, not UTF-8", file=fname, hint=_SAVE_AS_UTF8))
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+        notes.append(f"{fname}: starts with a UTF-8 byte-order mark (BOM); it is ignored")
+    try:
+        return raw.decode("utf-8"), notes
+    except UnicodeDecodeError as err:
+        line_start = raw.rfind(b"\n", 0, err.start) + 1
+        line = raw.count(b"\n", 0, err.start) + 1
+        byte = raw[err.start]
+        legacy = " (it looks like Latin-1 / Windows-1252)" if 0x80 <= byte <= 0xFF else ""
+        raise InputError(Problem(
+            f"not valid UTF-8: byte 0x{byte:02X} cannot be decoded{legacy}", file=fname,
+            where=f"line {line}, byte {err.start - line_start + 1} of the line "
+                  f"(offset {err.start} in the file)", hint=_SAVE_AS_UTF8)) from None
+
+
+def _wide_encoding(raw: bytes) -> str | None:
+    """'UTF-16 (little-endian, with a byte-order mark)' and the like, else None."""
+    boms = ((b"\xff\xfe\x00\x00", "UTF-32 (little-endian"), (b"\x00\x00\xfe\xff", "UTF-32 (big-endian"),
+            (b"\xff\xfe", "UTF-16 (little-endian"), (b"\xfe\xff", "UTF-16 (big-endian"))
+    for bom, name in boms:
+        if raw.startswith(bom):
+            return f"{name}, with a byte-order mark)"
+    head = raw[:400]
+    if len(head) >= 4 and b"\x00" in head:
+        # ASCII text in a wide encoding: zero bytes in fixed positions
+        if head[1::4].count(0) == head[2::4].count(0) == head[3::4].count(0) == len(head[3::4]):
+            return "UTF-32 (little-endian, no byte-order mark)"
+        if head[0::4].count(0) == head[1::4].count(0) == head[2::4].count(0) == len(head[2::4]):
+            return "UTF-32 (big-endian, no byte-order mark)"
+        if head[1::2].count(0) > len(head) // 4:
+            return "UTF-16 (little-endian, no byte-order mark)"
+        if head[0::2].count(0) > len(head) // 4:
+            return "UTF-16 (big-endian, no byte-order mark)"
+    return None
+
+
 def _yaml_path(parts: list[Any]) -> str:
     out = ""
     for p in parts:
@@ -138,6 +241,23 @@ def _line_of(node: yaml.Node | None, parts: list[Any]) -> int | None:
         node = nxt
         line = node.start_mark.line + 1
     return line
+
+
+def _key_line(root: yaml.Node, parts: list[Any], key: str) -> int | None:
+    """1-based line of the key ``key`` in the mapping at ``parts``."""
+    node: yaml.Node | None = root
+    for p in parts:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == p), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(p, int) and p < len(node.value):
+            node = node.value[p]
+        else:
+            return _line_of(root, parts)
+    if isinstance(node, yaml.MappingNode):
+        for k, _v in node.value:
+            if str(k.value) == key:
+                return k.start_mark.line + 1
+    return _line_of(root, parts)
 
 
 def _normalise(obj: Any) -> Any:
@@ -219,14 +339,24 @@ def load_experiment(run_dir: str | Path) -> Experiment:
         raise InputError(Problem(
             "no experiment.yaml in the run folder", file=str(path),
             hint=f"write one with: binds init {path.parent} --modality MODALITY"))
-    text = path.read_text(encoding="utf-8", errors="replace")
+    size = path.stat().st_size
+    if size > MAX_YAML_BYTES:
+        raise InputError(Problem(
+            f"the file is {size:,} bytes; experiment.yaml is at most {MAX_YAML_BYTES:,}", file=fname,
+            hint="it holds metadata only: put data and long tables in their own files in the run folder"))
+    text, read_notes = _decode(path.read_bytes(), fname)
     try:
-        root = yaml.compose(text, Loader=_Loader)
-        raw = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        root, raw = _parse_yaml(text)
+    except _RefusedYAML as err:
+        mark = err.problem_mark
+        raise InputError(Problem(err.problem, file=fname, hint=err.hint,
+                                 where=f"line {mark.line + 1}, column {mark.column + 1}")) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
         problem = getattr(err, "problem", None) or str(err)
+        if "#x0000" in problem or "control characters are not allowed" in problem:
+            problem += " (a binary file, or not text)"
         raise InputError(Problem(f"YAML syntax error: {problem}", file=fname, where=where,
                                  hint="check indentation and quote values containing ':' or '#'")) from None
     if not isinstance(raw, dict):
@@ -237,7 +367,7 @@ def load_experiment(run_dir: str | Path) -> Experiment:
     problems, notes = validate_experiment(data, file=fname, root=root)
     if problems:
         raise InputError(problems)
-    return Experiment(data=data, path=path, notes=notes)
+    return Experiment(data=data, path=path, notes=read_notes + notes)
 
 
 def validate_experiment(data: dict[str, Any], *, file: str = EXPERIMENT_FILE,
@@ -279,15 +409,25 @@ def _explain(err: jsonschema.ValidationError, data: dict, file: str, root) -> li
         return [Problem("required field is missing", file=file, where=where, hint=hint)]
     where = _where(parts, root)
     if v == "additionalProperties":
-        extra = re.findall(r"'([^']+)' (?:was|were) unexpected", err.message)
-        names = re.findall(r"'([^']+)'", err.message.split("(")[-1]) if not extra else extra
-        out = []
+        # one error lists every extra name ("'a', 'b' were unexpected"): one Problem per name,
+        # each on the line of its key, taken from the instance rather than the message text
         allowed = list((schema.get("properties") or {}).keys())
+        patterns = [re.compile(p) for p in (schema.get("patternProperties") or {})]
+        names = [str(k) for k in (value if isinstance(value, dict) else {})
+                 if k not in allowed and not any(p.search(str(k)) for p in patterns)]
+        out = []
+        if len(names) > MAX_UNKNOWN_FIELDS:  # a pasted table, not typos: the first ones show it
+            out.append(Problem(f"{len(names)} unknown fields here; the first {MAX_UNKNOWN_FIELDS} follow",
+                               file=file, where=where,
+                               hint="experiment.yaml holds the fields of the schema only"))
+            names = names[:MAX_UNKNOWN_FIELDS]
         for name in names:
             close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
             hint = f"did you mean '{close[0]}'?" if close else f"allowed here: {', '.join(allowed)}"
+            line = _key_line(root, parts, name) if root is not None else None
+            path = _yaml_path(parts + [name])
             out.append(Problem(f"unknown field '{name}'", file=file,
-                               where=_where(parts + [name], root), hint=hint))
+                               where=f"line {line}: {path}" if line else path, hint=hint))
         return out
     if v == "pattern" and "x-ontology" in schema:
         onto = schema["x-ontology"]
@@ -370,8 +510,9 @@ def _semantic_checks(data: dict, file: str, root) -> tuple[list[Problem], list[s
     samples = [s for s in data.get("samples") or [] if isinstance(s, dict)] \
         if isinstance(data.get("samples"), list) else []
     ids = [str(s.get("id")) for s in samples]
+    first_seen: dict[str, int] = {}
     for i, sid in enumerate(ids):
-        if ids.index(sid) != i:
+        if first_seen.setdefault(sid, i) != i:
             problems.append(Problem(f"duplicate sample id {sid!r}", file=file,
                                     where=_where(["samples", i, "id"], root),
                                     hint="every sample needs its own id"))

@@ -7,21 +7,32 @@ A rule's script stays a few lines::
 
     run_step(snakemake, convert_map, src=snakemake.input.map, dest=snakemake.output.zarr)
 
-``run_step`` sends logging to the rule's ``log:`` file and turns an :class:`InputError` into
-``<stage>/_meta/errors/<rule>.json`` plus exit status 2, so that ``binds run`` reports the
-problem (file, place, hint) instead of a traceback, and exits 2.
+``run_step`` sends logging to the rule's ``log:`` file and reports failures through
+``<stage>/_meta/errors/<rule>-<n>.json``, which ``binds run`` (:mod:`pipelines.workflow`) reads:
+
+* an :class:`InputError` becomes ``{"rule", "kind": "input", "problems": [...]}`` and exit
+  status 2: the user sees each problem (file, place, hint) and ``binds run`` exits 2;
+* any other exception (a bug, a broken environment, a file no reader expected) becomes
+  ``{"rule", "kind": "crash", "input", "inputs", "exception", "message", "log"}`` and exit
+  status 1; the traceback goes to the rule's log only, and the user sees one line naming the
+  rule, the input file being read and the exception.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pipelines.errors import InputError
+
+# the exception message in the one-line report: enough to recognise it, the rest is in the log
+MESSAGE_CHARS = 200
 
 
 def run_step(snakemake: Any, func: Callable[..., Any], /, **kwargs: Any) -> Any:
@@ -32,18 +43,103 @@ def run_step(snakemake: Any, func: Callable[..., Any], /, **kwargs: Any) -> Any:
         handlers = [logging.FileHandler(log_path, mode="w")]
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    inputs = [str(p) for p in snakemake.input]
+    opened = _OpenedInputs(inputs)
     try:
-        return func(**kwargs)
+        with opened:
+            return func(**kwargs)
     except InputError as err:
-        stage = snakemake.config.get("stage_dir")
-        if stage:
-            err_dir = Path(stage) / "_meta" / "errors"
-            err_dir.mkdir(parents=True, exist_ok=True)
-            name = f"{snakemake.rule}-{abs(hash(tuple(map(str, snakemake.output)))) % 10**8}.json"
-            (err_dir / name).write_text(json.dumps(
-                {"rule": snakemake.rule, "problems": [p.to_dict() for p in err.problems]}, indent=2))
+        _write_error(snakemake, {"rule": snakemake.rule, "kind": "input",
+                                 "problems": [p.to_dict() for p in err.problems]})
         logging.getLogger("pipelines").error("invalid input:\n%s", err)
         sys.exit(2)
-    except Exception:
+    except Exception as err:  # noqa: BLE001 - reported in one line; the traceback goes to the log
         logging.getLogger("pipelines").exception("rule %s failed", snakemake.rule)
-        raise
+        reading = opened.last or (inputs[0] if len(inputs) == 1 else None)
+        run_dir = snakemake.config.get("run_dir")
+        _write_error(snakemake, {
+            "rule": snakemake.rule, "kind": "crash",
+            "input": _shown(reading, run_dir) if reading else None,
+            "inputs": [_shown(p, run_dir) for p in inputs],
+            "exception": type(err).__name__,
+            "message": _first_line(str(err)),
+            "log": str(Path(log_path).resolve()) if log_path else None,
+        })
+        sys.exit(1)
+
+
+def _write_error(snakemake: Any, record: dict[str, Any]) -> None:
+    stage = snakemake.config.get("stage_dir")
+    if not stage:
+        return
+    err_dir = Path(stage) / "_meta" / "errors"
+    err_dir.mkdir(parents=True, exist_ok=True)
+    # stable across processes (hash() is salted per process): a retried job overwrites its own
+    # report instead of adding another, so a problem is printed once
+    outputs = hashlib.sha256("\0".join(map(str, snakemake.output)).encode()).hexdigest()[:12]
+    name = f"{snakemake.rule}-{outputs}.json"
+    (err_dir / name).write_text(json.dumps(record, indent=2))
+
+
+def _first_line(text: str) -> str:
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return line if len(line) <= MESSAGE_CHARS else line[:MESSAGE_CHARS - 3] + "..."
+
+
+def _shown(path: str, run_dir: str | None) -> str:
+    """A path as the user knows it: relative to the run folder when inside it."""
+    if run_dir:
+        for base in {os.path.abspath(run_dir), os.path.realpath(run_dir)}:
+            try:
+                return Path(os.path.abspath(path)).relative_to(base).as_posix()
+            except ValueError:
+                continue
+    return str(path)
+
+
+class _OpenedInputs:
+    """Remembers the last of the rule's input files (or a file inside an input folder) that the
+    step opened, through Python's ``open`` audit event, so that a crash can name the file being
+    read.  Readers that open files in C (h5py, pyarrow) are not seen: the report then falls back
+    to the rule's only input.  An audit hook cannot be removed, so it is installed once per
+    process and switched on only inside the ``with`` block."""
+
+    _active: "_OpenedInputs | None" = None
+    _installed = False
+
+    def __init__(self, inputs: list[str]):
+        # real path -> the path as the rule names it (run folders link raw data from elsewhere)
+        self._files = {os.path.realpath(p): p for p in inputs if os.path.isfile(p)}
+        self._dirs = {os.path.realpath(p) + os.sep: p for p in inputs if os.path.isdir(p)}
+        self.last: str | None = None
+
+    def __enter__(self) -> "_OpenedInputs":
+        if not _OpenedInputs._installed:
+            sys.addaudithook(_OpenedInputs._hook)
+            _OpenedInputs._installed = True
+        _OpenedInputs._active = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _OpenedInputs._active = None
+
+    @staticmethod
+    def _hook(event: str, args: tuple) -> None:
+        me = _OpenedInputs._active
+        if me is None or event != "open" or not args or not isinstance(args[0], (str, bytes, os.PathLike)):
+            return
+        mode = args[1] if len(args) > 1 else None
+        flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
+        if (isinstance(mode, str) and any(c in mode for c in "wax+")) or flags & (os.O_WRONLY | os.O_RDWR):
+            return
+        _OpenedInputs._active = None  # realpath below may itself open nothing, but never recurse
+        try:
+            path = os.path.realpath(os.fsdecode(args[0]))
+            if path in me._files:
+                me.last = me._files[path]
+            else:
+                top = next((d for d in me._dirs if path.startswith(d)), None)
+                if top is not None:
+                    me.last = os.path.join(me._dirs[top], path[len(top):])
+        finally:
+            _OpenedInputs._active = me

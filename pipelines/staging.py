@@ -21,6 +21,7 @@ deterministic (no timestamps or run ids inside data or QC files).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,11 +103,33 @@ class StagedDataset:
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    """Write JSON deterministically (sorted keys, fixed indent): QC files are part of a version's identity."""
+    """Write JSON deterministically (sorted keys, fixed indent): QC files are part of a version's identity.
+
+    NaN and infinities (a median of no cells, a ratio over zero) are written as ``null``: JSON has
+    no such numbers, and a QC figure that cannot be computed must not crash the writer.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False, default=_json_default) + "\n")
+    text = json.dumps(_finite_or_null(obj), indent=2, sort_keys=True, allow_nan=False, default=_json_default)
+    path.write_text(text + "\n")
     return path
+
+
+def _finite_or_null(obj: Any) -> Any:
+    """``obj`` as plain JSON types, with every non-finite float replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_null(v) for v in obj]
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    try:
+        plain = _json_default(obj)  # numpy scalars and arrays, paths
+    except TypeError:
+        return obj  # json.dumps raises its own error for it
+    return _finite_or_null(plain)
 
 
 def _json_default(o: Any) -> Any:

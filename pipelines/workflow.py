@@ -107,6 +107,13 @@ def run_workflow(*, run_dir: str | Path, stage: StagedDataset, modality: str, pr
     problems = _reported_problems(stage)
     if problems:
         raise InputError(problems)
+    crash = _reported_crash(stage)
+    if crash is not None:
+        reading = f" reading {crash['input']}" if crash.get("input") else ""
+        details = [f"traceback: {crash['log']}"] if crash.get("log") else []
+        details.append(f"workflow failed in rule {crash['rule']} (exit {code}); full log: {smk_log}")
+        raise RunError(f"rule {crash['rule']} failed{reading}: {crash['exception']}: {crash['message']}",
+                       details=details)
     tail = _tail(Path(rule_logs[-1]), root=stage.root.parent) if rule_logs else []
     if len(tail) <= 1:  # the script died before logging anything: its traceback is in Snakemake's output
         tail = _traceback_before_error(smk_log) or _tail(smk_log, root=stage.root.parent, lines=25)
@@ -145,12 +152,26 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _reported_problems(stage: StagedDataset) -> list[Problem]:
-    problems: list[Problem] = []
+def _error_records(stage: StagedDataset) -> list[dict]:
+    """What the failed rules wrote through :func:`pipelines.smk.run_step` (one file per rule job)."""
+    records = []
     if stage.errors_dir.is_dir():
         for f in sorted(stage.errors_dir.glob("*.json")):
-            problems += [Problem.from_dict(p) for p in json.loads(f.read_text())["problems"]]
-    return problems
+            try:
+                records.append(json.loads(f.read_text()))
+            except (OSError, ValueError):  # a rule killed while writing it: the log tail will tell
+                continue
+    return records
+
+
+def _reported_problems(stage: StagedDataset) -> list[Problem]:
+    """Bad input reported by rules (kind ``input``): raised as one InputError, exit 2."""
+    return [Problem.from_dict(p) for rec in _error_records(stage) for p in rec.get("problems") or []]
+
+
+def _reported_crash(stage: StagedDataset) -> dict | None:
+    """The first unexpected failure a rule reported (kind ``crash``): rule, input, exception."""
+    return next((rec for rec in _error_records(stage) if rec.get("kind") == "crash"), None)
 
 
 def _traceback_before_error(smk_log: Path, lines: int = 12) -> list[str]:

@@ -129,3 +129,145 @@ def test_vocabulary_lookup():
     assert lookup_label("NCBITaxon", "Mouse").id == "NCBITaxon:10090"
     assert lookup_label("UBERON", "bloood").id == "UBERON:0000178"  # close match
     assert lookup_label("CL", "no such cell at all") is None
+
+
+# ----------------------------------------------------------------------------- hostile or odd files
+def _billion_laughs() -> str:
+    """The classic YAML bomb: nine levels of nine aliases each, ~10^9 strings once expanded."""
+    lines = ['lol0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, 10):
+        lines.append(f"lol{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]")
+    return MINIMAL + "\n".join(lines) + "\n"
+
+
+_MEASURE = textwrap.dedent("""\
+    import resource, sys, time, tracemalloc
+    # today's code expanded the bomb to 10 GB: bound the child so a regression fails, not the machine
+    resource.setrlimit(resource.RLIMIT_AS, (2 * 1024 ** 3, 2 * 1024 ** 3))
+    from pipelines.errors import InputError
+    from pipelines.metadata import load_experiment
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        load_experiment(sys.argv[1])
+        outcome = "accepted"
+    except InputError as err:
+        outcome = "refused: " + str(err).replace("\\n", " | ")
+    except MemoryError:
+        outcome = "MemoryError"
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(f"{seconds:.3f} {peak} {rss} {outcome}")
+    """)
+
+
+def _measure_load(run) -> tuple[float, int, int, str]:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _MEASURE, str(run)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seconds, peak, rss, outcome = proc.stdout.strip().split(" ", 3)
+    return float(seconds), int(peak), int(rss), outcome
+
+
+def test_yaml_bomb_is_refused_fast_and_small(tmp_path):
+    run = write(tmp_path, _billion_laughs())
+    seconds, peak, rss, outcome = _measure_load(run)
+    assert outcome.startswith("refused: experiment.yaml: line 13, column 12: YAML alias *l0 is not accepted"), outcome
+    assert seconds < 1.0, seconds
+    assert peak < 100 * 1024 ** 2, peak   # Python allocations while loading
+    assert rss < 300 * 1024 ** 2, rss     # the whole child process, imports included
+    result = CliRunner().invoke(app, ["validate", str(run)])
+    assert result.exit_code == 2 and "write the value out in full" in result.output
+
+
+def test_oversized_experiment_yaml_is_refused_before_parsing(tmp_path):
+    run = write(tmp_path, MINIMAL + "notes: |\n" + ("  " + "x" * 98 + "\n") * 3_000)
+    seconds, peak, _rss, outcome = _measure_load(run)
+    assert "the file is 303,402 bytes" in outcome and "at most 256,000" in outcome, outcome
+    assert seconds < 0.2 and peak < 10 * 1024 ** 2
+
+
+def test_deep_nesting_is_refused(tmp_path):
+    with pytest.raises(InputError) as info:
+        load_experiment(write(tmp_path, MINIMAL + "extra: " + "[" * 40 + "]" * 40 + "\n"))
+    assert "nested more than 32 levels deep" in str(info.value)
+
+
+def test_latin1_file_names_line_and_byte_and_says_save_as_utf8(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    text = MINIMAL.replace("Apoferritin map from the Krios", "Apoferritine prot\u00e9g\u00e9e")
+    (run / "experiment.yaml").write_bytes(text.encode("latin-1"))
+    with pytest.raises(InputError) as info:
+        load_experiment(run)
+    (p,) = info.value.problems
+    assert p.file == "experiment.yaml" and p.message.startswith("not valid UTF-8: byte 0xE9")
+    assert p.where == f"line 3, byte 25 of the line (offset {len(text.split('prot')[0]) + 4} in the file)"
+    assert "save it as UTF-8" in p.hint and "Latin-1" in p.message
+    result = CliRunner().invoke(app, ["validate", str(run)])
+    assert result.exit_code == 2 and "save it as UTF-8" in result.output
+
+
+@pytest.mark.parametrize(("encoding", "bom", "named"), [
+    ("utf-16-le", b"\xff\xfe", "UTF-16 (little-endian, with a byte-order mark)"),
+    ("utf-16-be", b"\xfe\xff", "UTF-16 (big-endian, with a byte-order mark)"),
+    ("utf-16-le", b"", "UTF-16 (little-endian, no byte-order mark)"),
+    ("utf-32-le", b"\xff\xfe\x00\x00", "UTF-32 (little-endian, with a byte-order mark)"),
+    ("utf-32-be", b"", "UTF-32 (big-endian, no byte-order mark)"),
+], ids=["utf16le-bom", "utf16be-bom", "utf16le", "utf32le-bom", "utf32be"])
+def test_wide_encodings_are_named(tmp_path, encoding, bom, named):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "experiment.yaml").write_bytes(bom + MINIMAL.encode(encoding))
+    with pytest.raises(InputError) as info:
+        load_experiment(run)
+    (p,) = info.value.problems
+    assert p.message == f"the file is {named}, not UTF-8" and "save it as UTF-8" in p.hint
+    assert "#x0000" not in str(info.value)
+
+
+def test_utf8_bom_is_accepted_with_a_note(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "experiment.yaml").write_bytes(b"\xef\xbb\xbf" + MINIMAL.encode())
+    exp = load_experiment(run)
+    assert exp.data["schema_version"] == 1  # the BOM did not become part of the first key
+    assert any("byte-order mark" in n for n in exp.notes)
+
+
+def test_every_unknown_field_is_reported_at_once_with_its_line(tmp_path):
+    text = MINIMAL.replace("license: CC-BY-4.0", "licence: CC-BY-4.0\nopertor: Tanaka") + \
+        "instrumnet_serial: 42\n"
+    text = text.replace("organism: NCBITaxon:9606", "organism: NCBITaxon:9606\n    tisue: UBERON:0000178")
+    with pytest.raises(InputError) as info:
+        load_experiment(write(tmp_path, text))
+    unknown = [str(p) for p in info.value.problems if "unknown field" in p.message]
+    assert unknown == [
+        "experiment.yaml: line 8: licence: unknown field 'licence' (did you mean 'license'?)",
+        "experiment.yaml: line 9: opertor: unknown field 'opertor' (did you mean 'operator'?)",
+        "experiment.yaml: line 13: samples[0].tisue: unknown field 'tisue' (did you mean 'tissue'?)",
+        "experiment.yaml: line 14: instrumnet_serial: unknown field 'instrumnet_serial' (did you mean 'instrument'?)",
+    ], unknown
+    assert any("license: required field is missing" in str(p) for p in info.value.problems)
+
+
+def test_two_thousand_samples_just_under_the_cap_still_load(tmp_path):
+    """The cap leaves room for real files: ~1 s on an idle machine (0.4 s of it schema
+    validation of 2,000 samples), ~2 s under tracemalloc."""
+    samples = "".join(f"  - id: S{i:04d}\n    organism: NCBITaxon:9606\n    tissue: UBERON:0000178\n"
+                      f"    description: donor {i}, second visit, frozen\n" for i in range(2, 2100))
+    text = MINIMAL + samples
+    assert 200_000 < len(text.encode()) < 256_000
+    seconds, peak, _rss, outcome = _measure_load(write(tmp_path, text))
+    assert outcome == "accepted" and seconds < 20.0, (seconds, outcome)  # loose: a shared CI machine
+
+
+def test_thousands_of_unknown_fields_are_summarised_fast(tmp_path):
+    text = MINIMAL + "".join(f"k{i}: {i}\n" for i in range(18_000))
+    assert len(text.encode()) < 256_000
+    seconds, _peak, _rss, outcome = _measure_load(write(tmp_path, text))
+    assert "18000 unknown fields here; the first 50 follow" in outcome and outcome.count("unknown field 'k") == 50
+    assert seconds < 20.0, seconds  # was minutes with a line look-up per name

@@ -277,3 +277,63 @@ def test_demo_run_steps_find_its_cell_types(tmp_path):
     adata = ad.read_zarr(w / "a.zarr")
     assert "doublet_score" in adata.obs and adata.obs["donor_id"].iloc[0] == "D01"
     assert zarr.open_group(w / "a.zarr", mode="r").attrs["encoding-type"] == "anndata"
+
+
+def _cite_seq_run(run_dir: Path, *, n_cells: int = 300, n_empty: int = 12) -> Path:
+    """A CITE-seq style export: Gene Expression + Antibody Capture features, barcodes that are
+    not 10x-style (``L1_00000``), and a few barcodes with antibody counts but no gene counts
+    (what made QC divide 0 by 0)."""
+    import h5py
+
+    X, symbols, _ = synthetic_counts(n_cells=n_cells, n_genes=400, n_types=3, seed=1)
+    X = X.tolil()
+    X[:n_empty, :] = 0
+    X = X.tocsr()
+    X.eliminate_zeros()
+    adt = sp.csr_matrix(np.random.default_rng(0).poisson(20, size=(n_cells, 5)).astype(np.int32))
+    M = sp.hstack([X, adt], format="csr").T.tocsc()  # features x barcodes, as Cell Ranger writes it
+    names = [*symbols.tolist(), "CD3", "CD4", "CD8", "CD19", "CD14"]
+    ids = [f"ENSG{i:011d}" for i in range(400)] + [f"{n}_TotalSeqB" for n in names[400:]]
+    types = ["Gene Expression"] * 400 + ["Antibody Capture"] * 5
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with h5py.File(run_dir / "filtered_feature_bc_matrix.h5", "w") as f:  # the v3 layout, by hand
+        g = f.create_group("matrix")
+        g["data"], g["indices"], g["indptr"] = M.data.astype(np.int32), M.indices.astype(np.int64), M.indptr
+        g["shape"] = np.array(M.shape, dtype=np.int32)
+        g["barcodes"] = np.array([f"L1_{i:05d}" for i in range(n_cells)], dtype="S")
+        ft = g.create_group("features")
+        ft["id"], ft["name"] = np.array(ids, dtype="S"), np.array(names, dtype="S")
+        ft["feature_type"], ft["genome"] = np.array(types, dtype="S"), np.array(["GRCh38"] * 405, dtype="S")
+    return write_experiment(run_dir)
+
+
+def test_cite_seq_export_with_gene_less_barcodes_is_processed(tmp_path):
+    """Issue 9 item 7: the QC step crashed with 'Out of range float values are not JSON
+    compliant: nan'.  Gene expression is processed, antibody counts kept in obsm, the barcodes
+    without gene counts removed by their own QC rule, and every JSON written is valid."""
+    import anndata as ad
+
+    run_dir = _cite_seq_run(tmp_path / "run")
+    w = tmp_path / "w"
+    out = {k: w / v for k, v in dict(
+        facts_json="facts.json", cells_parquet="cells.parquet", violin_png="violin.png", top_genes_png="top.png",
+        qc_summary_json="qc.json", adata_zarr="adata.zarr", obs_parquet="obs.parquet", var_parquet="var.parquet",
+        markers_parquet="markers.parquet", umap_png="umap.png", cluster_summary_json="cluster.json").items()}
+    summary = tx.process_single_cell(run_dir=run_dir, experiment=_exp(run_dir), **out)
+    metrics = tx.write_metrics(dest=w / "metrics.json", summaries=[out["qc_summary_json"], out["cluster_summary_json"]],
+                               facts_json=out["facts_json"])
+    qc = json.loads(out["qc_summary_json"].read_text())  # strict JSON: NaN would not parse back
+    assert qc["removed_by"]["no_gene_counts"] == 12 and qc["n_cells_input"] == 300
+    assert all(np.isfinite(t["median"]) for t in qc["thresholds"].values() if "median" in t)
+    cells = pd.read_parquet(out["cells_parquet"])
+    empty = cells[cells.obs_name.isin([f"L1_{i:05d}" for i in range(12)])]
+    assert (~empty.passed_qc).all() and empty.qc_fail_reasons.str.contains("no_gene_counts").all()
+    assert metrics["n_cells"] == summary.n_cells
+    adata = ad.read_zarr(out["adata_zarr"])
+    assert adata.n_vars == 400 and set(adata.var["feature_types"]) == {"Gene Expression"}
+    protein = adata.obsm["antibody_capture"]
+    assert list(protein.columns) == ["CD3_TotalSeqB", "CD4_TotalSeqB", "CD8_TotalSeqB", "CD19_TotalSeqB",
+                                     "CD14_TotalSeqB"]
+    assert list(protein.index) == list(adata.obs_names) and protein.to_numpy().dtype.kind == "i"
+    assert list(adata.uns["feature_types"]["antibody_capture"]["names"]) == ["CD3", "CD4", "CD8", "CD19", "CD14"]
+    assert json.loads(out["facts_json"].read_text())["facts"]["other_feature_types"] == "Antibody Capture"

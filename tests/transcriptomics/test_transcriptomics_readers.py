@@ -194,3 +194,80 @@ def test_h5ad_reader_accepts_the_published_zarr_layout(tmp_path):
     a.write_h5ad(tmp_path / "x.h5ad")
     loaded = readers.read_h5ad_counts(tmp_path / "x.h5ad")
     assert np.array_equal(loaded.adata.X.toarray(), X.toarray())
+
+
+# ----------------------------------------------------------------------------- values never changed silently
+def _rewrite_entry(lines: list[bytes], value: bytes) -> tuple[int, bytes, bytes]:
+    """Put ``value`` in the first entry line of a MatrixMarket file; (1-based line, row, col)."""
+    size_line = next(i for i, ln in enumerate(lines) if not ln.startswith(b"%"))
+    k = size_line + 6  # an entry a few lines in
+    row, col, _ = lines[k].split()
+    lines[k] = row + b" " + col + b" " + value + b"\n"
+    return k + 1, row, col
+
+
+def test_mtx_coordinate_integer_holding_a_fraction_is_refused(tmp_path, tx_data):
+    """scipy reads an 'integer' MatrixMarket entry 2.5 as 2: the value is kept and refused."""
+    folder = _copy_triplet(tx_data, tmp_path / "mtx")
+    lines = gzip.decompress((folder / "matrix.mtx.gz").read_bytes()).splitlines(keepends=True)
+    assert b"coordinate integer" in lines[0]
+    line, row, col = _rewrite_entry(lines, b"2.5")
+    (folder / "matrix.mtx.gz").write_bytes(gzip.compress(b"".join(lines)))
+    with pytest.raises(InputError) as err:
+        readers.read_10x_mtx(folder)
+    p = err.value.problems[0]
+    assert p.file == "matrix.mtx.gz" and p.message.startswith("value 2.5 is not an integer")
+    barcodes = gzip.decompress((folder / "barcodes.tsv.gz").read_bytes()).decode().split()
+    assert p.where.startswith(f"line {line}, row {int(row)}, column {int(col)} (matrix: barcode "
+                              f"{barcodes[int(col) - 1]}, gene ENSG"), p.where
+
+
+def test_legacy_plain_mtx_with_a_fraction_is_refused(tmp_path, tx_data):
+    folder = tmp_path / "v2"
+    shutil.copytree(tx_data / "10x_v2_pbmc_small", folder)
+    lines = (folder / "matrix.mtx").read_bytes().splitlines(keepends=True)
+    line, row, col = _rewrite_entry(lines, b"1.25")
+    (folder / "matrix.mtx").write_bytes(b"".join(lines))
+    with pytest.raises(InputError) as err:
+        readers.read_10x_mtx(folder)
+    p = err.value.problems[0]
+    assert p.file == "matrix.mtx" and "1.25 is not an integer" in p.message
+    assert p.where.startswith(f"line {line}, row {int(row)}, column {int(col)} (matrix: barcode ")
+
+
+def test_mtx_read_keeps_counts_exactly_as_scanpy_did(tx_data):
+    """Reading the matrix ourselves (to see the values as written) gives scanpy's layout."""
+    import scanpy as sc
+
+    ours = readers.read_10x_mtx(tx_data / "10x_v2_pbmc_small").adata
+    theirs = sc.read_10x_mtx(tx_data / "10x_v2_pbmc_small", var_names="gene_symbols", make_unique=True)
+    assert ours.X.dtype == np.float32 and (ours.X != theirs.X).nnz == 0
+    assert list(ours.obs_names) == list(theirs.obs_names) and list(ours.var_names) == list(theirs.var_names)
+
+
+def test_h5_int32_count_float32_cannot_hold_is_refused(tmp_path):
+    """scanpy turns int32 counts into float32: 20,000,001 would be published as 20,000,000."""
+    X = sp.csr_matrix(np.array([[1, 0, 2], [0, 20_000_001, 1]], dtype=np.int64))
+    path = write_10x_h5(tmp_path / "big.h5", X, symbols=np.array(["A", "B", "C"]), barcodes=["AC-1", "GT-1"],
+                        ids=["E1", "E2", "E3"])
+    with h5py.File(path, "r") as f:
+        assert f["matrix/data"].dtype == np.int32
+    with pytest.raises(InputError) as err:
+        readers.read_10x_h5(path)
+    p = err.value.problems[0]
+    assert "above 16,777,216" in p.message and p.where == "matrix: barcode GT-1, gene E2"
+
+
+def test_h5ad_fraction_float32_would_round_away_is_refused(tmp_path):
+    """1.0000001 is 1.0 in float32: checked in the stored float64, it is refused."""
+    X = sp.csr_matrix(np.array([[1.0, 0.0], [2.0, 1.0000001]], dtype=np.float64))
+    a = ad.AnnData(X=X)
+    a.obs_names, a.var_names = ["c1", "c2"], ["g1", "g2"]
+    a.write_h5ad(tmp_path / "f64.h5ad")
+    with pytest.raises(InputError) as err:
+        readers.read_h5ad_counts(tmp_path / "f64.h5ad")
+    p = err.value.problems[0]
+    assert p.message.startswith("value 1.0000001 is not an integer") and p.where == "X: barcode c2, gene g2"
+    ok = ad.AnnData(X=sp.csr_matrix(np.array([[1.0, 0.0], [2.0, 7.0]])))
+    ok.write_h5ad(tmp_path / "ok.h5ad")
+    assert readers.read_h5ad_counts(tmp_path / "ok.h5ad").adata.X.dtype == np.float32

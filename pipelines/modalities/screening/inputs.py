@@ -111,6 +111,8 @@ def resolve(run_dir: str | Path, block: dict[str, Any] | None) -> Inputs:
                                 if re.match(r"^plate_?map\.", p.name, re.IGNORECASE)), None)
     plate_list = _existing(run_dir, inp["plate_list"], where="screening.input.plate_list")
     found.plate_list = plate_list
+    if found.plate_map is None and kind != "cellhts2" and plate_list is None:
+        found.plate_map = _plate_layout(run_dir, found)
     if kind == "auto":
         if plate_list is not None:
             kind = "cellhts2"
@@ -165,6 +167,20 @@ def list_inputs(run_dir: str | Path, experiment: dict[str, Any]) -> InputSet:
     except InputError as err:
         return InputSet(problems=tuple(err.problems))
     return InputSet(files=tuple(p for p in found.files if p.is_file()))
+
+
+def _plate_layout(run_dir: Path, found: Inputs) -> Path | None:
+    """The one table that describes the wells (well + content / sample / compound columns, no
+    readings) under another name than platemap.*: exports come with a 'plate definition' or
+    'layout' file.  Two such tables are ambiguous: the user names one."""
+    layouts = [p for p in _data_files(run_dir, found) if readers.is_plate_layout(p)]
+    if len(layouts) > 1:
+        names = ", ".join(readers.rel(p, run_dir) for p in layouts[:5])
+        raise InputError(Problem(f"{len(layouts)} tables describe plate wells ({names})", file=str(run_dir),
+                                 where="screening.input.plate_map",
+                                 hint="name the plate map to use, e.g. 'screening: {input: {plate_map: "
+                                      f"{readers.rel(layouts[0], run_dir)}}}}}'"))
+    return layouts[0] if layouts else None
 
 
 def _data_files(run_dir: Path, found: Inputs) -> list[Path]:

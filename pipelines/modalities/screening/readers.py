@@ -13,6 +13,7 @@ Inputs (see ``docs/formats/screening.md``):
 from __future__ import annotations
 
 import configparser
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -277,7 +278,15 @@ def read_plate_file(path: Path, *, plate: int, root: Path | None = None) -> Plat
                                  hint="check the file name in the plate list (names are case-sensitive)"))
     if path.suffix.lower() == ".xlsx":
         rows = _xlsx_rows(path, name)
-        return _grids_from_rows(rows, name=name, plate=plate, facts={})
+        try:
+            return _grids_from_rows(rows, name=name, plate=plate, facts={})
+        except _NoGrid:
+            header = next((r for r in rows if any(c for c in r)), [])
+            raise InputError(Problem(
+                "no plate grid and no plate, well and value columns found", file=name,
+                where=f"plate {plate}, first row: {_short_cells(header)}",
+                hint="a grid has a header row 1..12 (or 1..24, 1..48) and rows A.. of readings; a long "
+                     f"table has one row per well with columns {_LONG_COLUMNS_HINT}")) from None
     text = read_text(path)
     lines = [ln for ln in text.split("\n") if ln.strip()]
     long = _long_three_columns(lines, name=name, plate=plate)
@@ -294,7 +303,14 @@ def read_plate_file(path: Path, *, plate: int, root: Path | None = None) -> Plat
     raise InputError(Problem(
         "no plate grid and no 'plate-id, well, value' lines found", file=name, where=f"plate {plate}",
         hint="a grid has a header row 1..12 (or 1..24, 1..48) and rows A.. of readings; "
-             "a cellHTS2 raw file has 3 tab-separated columns"))
+             "a cellHTS2 raw file has 3 tab-separated columns; a long table has one row per well with "
+             f"columns {_LONG_COLUMNS_HINT}"))
+
+
+def _short_cells(cells: list[str], n: int = 6) -> str:
+    """The first cells of a row, each cut short: enough to recognise it, not the file's content."""
+    shown = [repr(c[:20] + ("..." if len(c) > 20 else "")) for c in cells[:n]]
+    return ", ".join(shown) + (", ..." if len(cells) > n else "") if shown else "(empty)"
 
 
 def _xlsx_rows(path: Path, name: str) -> list[list[str]]:
@@ -471,17 +487,74 @@ def _grid_header(cells: list[str]) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- long tables
+# column names after normalisation (lower case, runs of spaces / punctuation as one '_'), so
+# 'Plate ID', 'plate-id' and 'PLATE_ID' are one name; readers and LIMS exports name the reading
+# after its unit (RFU, RLU, OD) as often as 'Value'
 _ALIASES = {
-    "plate": ("plate", "plate_id", "plateid", "barcode", "plate_barcode"),
-    "well": ("well", "well_id", "wellid", "position"),
-    "value": ("value", "signal", "readout", "intensity", "raw", "measurement", "rlu"),
+    "plate": ("plate", "plate_id", "plateid", "barcode", "plate_barcode", "plate_name", "plate_number",
+              "plate_no", "assay_plate", "assay_plate_barcode", "plate_label"),
+    "well": ("well", "well_id", "wellid", "position", "well_position", "well_name", "wells"),
+    "value": ("value", "signal", "readout", "intensity", "raw", "measurement", "rlu", "rfu", "od", "abs",
+              "absorbance", "fluorescence", "luminescence", "reading", "result", "raw_value", "raw_data"),
     "replicate": ("replicate", "rep", "replicate_id"),
     "channel": ("channel", "ch"),
     "sample_id": ("sample_id", "sample", "id", "reagent", "reagent_id"),
     "compound": ("compound", "compound_id", "compound_name", "drug"),
     "concentration": ("concentration", "conc", "dose"),
-    "content": ("content", "control", "control_type", "type", "role", "well_type"),
+    "content": ("content", "control", "control_type", "type", "role", "well_type", "well_content"),
 }
+_LONG_COLUMNS_HINT = "plate (or plate id, barcode), well (A1 or A01) and value (or signal, RFU, RLU, OD)"
+
+
+def column_key(name: object) -> str:
+    """A column name as the aliases spell it: 'Plate ID ' -> 'plate_id', 'Well-Position' -> 'well_position'."""
+    return re.sub(r"[^0-9a-z]+", "_", str(name).strip().lower()).strip("_")
+
+
+def _read_xlsx(path: Path, **kwargs: object) -> pd.DataFrame:
+    """The first sheet of a workbook as a DataFrame (calamine when installed: ~50x faster than
+    openpyxl on a 61k-row export)."""
+    try:
+        import python_calamine  # noqa: F401
+
+        engine = "calamine"
+    except ImportError:  # pragma: no cover - a dependency; openpyxl reads the same files, slowly
+        engine = "openpyxl"
+    return pd.read_excel(path, engine=engine, **kwargs)
+
+
+def table_columns(path: Path) -> list[str]:
+    """The header of a table file (normalised names), reading no more than its first row;
+    [] when it cannot be read as a table.  Cached per file version: resolving the inputs asks
+    several times, and a workbook's first row costs a parse of its sheet (~0.5 s for 61k rows)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return []
+    return list(_table_columns(str(path), st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=1024)
+def _table_columns(name: str, _mtime_ns: int, _size: int) -> tuple[str, ...]:
+    path = Path(name)
+    try:
+        suffix = path.suffix.lower()
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(path).names
+        elif suffix == ".xlsx":
+            names = list(_read_xlsx(path, nrows=0).columns)
+        else:
+            with open(path, "rb") as fh:
+                first = fh.readline(65536)
+            text = first.decode("utf-8-sig", errors="replace") if not first.startswith(b"\xff") else ""
+            text = text.strip("\r\n")
+            sep = max(("\t", ",", ";"), key=text.count)
+            names = text.split(sep)
+    except Exception:  # noqa: BLE001 - any unreadable file is simply not a table here
+        return ()
+    return tuple(column_key(c) for c in names)
 
 
 def read_table(path: Path, *, root: Path | None = None) -> pd.DataFrame:
@@ -492,7 +565,7 @@ def read_table(path: Path, *, root: Path | None = None) -> pd.DataFrame:
         if suffix == ".parquet":
             df = pd.read_parquet(path)
         elif suffix == ".xlsx":
-            df = pd.read_excel(path, engine="openpyxl", dtype=object)
+            df = _read_xlsx(path, dtype=object)
         else:
             text = read_text(path)
             first = text.split("\n", 1)[0]
@@ -504,7 +577,7 @@ def read_table(path: Path, *, root: Path | None = None) -> pd.DataFrame:
         raise
     except Exception as err:  # pandas/pyarrow/openpyxl raise many types for a broken file
         raise InputError(Problem(f"cannot read the table: {err}", file=name)) from None
-    df.columns = [str(c).strip().lower().replace(" ", "_") for c in df.columns]
+    df.columns = [column_key(c) for c in df.columns]
     return df
 
 
@@ -520,17 +593,17 @@ def canonical_columns(df: pd.DataFrame, keys: tuple[str, ...]) -> dict[str, str]
 
 
 def is_long_table(path: Path) -> bool:
-    """Cheap test: does the header name plate, well and value columns?"""
-    try:
-        if path.suffix.lower() in (".xlsx", ".parquet"):
-            df = read_table(path).head(0)
-        else:
-            first = read_text(path).split("\n", 1)[0]
-            sep = max(("\t", ",", ";"), key=first.count)
-            df = pd.DataFrame(columns=[c.strip().lower().replace(" ", "_") for c in first.split(sep)])
-    except InputError:
-        return False
+    """Cheap test (the header only): does it name plate, well and value columns?"""
+    df = pd.DataFrame(columns=table_columns(path))
     return len(canonical_columns(df, ("plate", "well", "value"))) == 3
+
+
+def is_plate_layout(path: Path) -> bool:
+    """Cheap test (the header only): a plate map / plate definition, i.e. a well column and what
+    is in the wells (content, sample, compound or concentration) but no readings?"""
+    df = pd.DataFrame(columns=table_columns(path))
+    found = canonical_columns(df, ("well", "value", "sample_id", "compound", "concentration", "content"))
+    return "well" in found and "value" not in found and len(found) > 1
 
 
 def read_long_table(path: Path, *, root: Path | None = None) -> pd.DataFrame:

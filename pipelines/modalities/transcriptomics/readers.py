@@ -15,8 +15,10 @@ rows, raw integer counts as a CSR matrix in ``X`` (float32, as scanpy reads them
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +48,9 @@ _H5_V2_DATASETS = ("data", "indices", "indptr", "shape", "barcodes", "genes", "g
 # values in a count matrix are checked in slices of this many entries, so the check's own
 # temporaries stay small next to the matrix (100k cells x 2k genes = 200M entries)
 _CHUNK = 16_000_000
+# X is float32 (as scanpy reads 10x files): whole numbers are exact only below 2**24; a larger
+# count would be published rounded, so it is refused instead
+_FLOAT32_EXACT = 2 ** 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +199,8 @@ def find_mtx_files(folder: Path) -> dict[str, Path]:
 
 def read_10x_mtx(folder: str | Path) -> Loaded:
     """Read a 10x MatrixMarket triplet folder (v3 gzipped, or legacy v2 with ``genes.tsv``)."""
+    import anndata as ad
     import pandas as pd
-    import scanpy as sc
     import scipy.io
 
     folder = Path(folder)
@@ -223,27 +228,92 @@ def read_10x_mtx(folder: str | Path) -> Loaded:
                                  where="header"))
     _check_unique_barcodes(pd.Index(barcodes[0].astype(str)), files["barcodes"].name, "line")
     ids = features[0].astype(str)
+    if features.shape[1] < 2:
+        raise InputError(Problem(f"{features.shape[1]} column(s): expected gene id and gene name",
+                                 file=files["features"].name, where="line 1",
+                                 hint="Cell Ranger writes id<TAB>name[<TAB>feature type]"))
     # the v2 pbmc set has the placeholder id ENSGXXXXXX on every gene: fall back to symbols
     var_names = "gene_ids" if ids.is_unique else "gene_symbols"
-    try:
-        adata = sc.read_10x_mtx(folder, var_names=var_names, make_unique=True, gex_only=False)
-    except (ValueError, IndexError, OSError, EOFError) as err:
-        raise InputError(Problem(f"could not read the matrix: {err}", file=mname,
-                                 hint="the file is truncated or not MatrixMarket coordinate format")) from None
-    if var_names == "gene_symbols":
-        adata.var["gene_ids"] = ids.to_numpy()
+    X = _read_mtx_values(files["matrix"], field=field)
+    # as scanpy's read_10x_mtx lays it out: cells x features, float32, features named by id
+    # (or by symbol made unique), symbols in gene_symbols, types in feature_types
+    adata = ad.AnnData(X=X)  # float64 until _check_counts has seen the values
+    adata.obs_names = barcodes[0].astype(str).to_numpy()
+    if var_names == "gene_ids":
+        adata.var_names = ids.to_numpy()
+        adata.var["gene_symbols"] = features[1].astype(str).to_numpy()
     else:
-        adata.var["gene_ids"] = adata.var_names.astype(str)
-    if "feature_types" not in adata.var:
-        adata.var["feature_types"] = GENE_EXPRESSION
+        adata.var_names = ad.utils.make_index_unique(pd.Index(features[1].astype(str).to_numpy()))
+    adata.var["gene_ids"] = ids.to_numpy()
+    adata.var["feature_types"] = features[2].astype(str).to_numpy() if features.shape[1] > 2 else GENE_EXPRESSION
     adata = _standard_var(adata, id_col="gene_ids", name_col=None)
-    _check_counts(adata, mname)
+    _check_counts(adata, mname, source="matrix",
+                  place=lambda cell, feature: _mtx_place(files["matrix"], cell, feature))
+    adata.X = adata.X.astype(np.float32)
     facts: dict[str, Any] = {"layout": f"10x_mtx_{files['layout']}", "n_barcodes": int(adata.n_obs),
                              "n_features": int(adata.n_vars), "mtx_field": field}
     if not ids.is_unique:
         facts["gene_ids_not_unique"] = (f"{files['features'].name}: gene ids repeat "
                                         f"(e.g. {ids[ids.duplicated()].iloc[0]}); gene symbols name the genes")
     return Loaded(adata=adata, facts=facts)
+
+
+class _IntegerHeaderAsReal(io.RawIOBase):
+    """A MatrixMarket stream whose header says ``real`` where the file says ``integer``.
+
+    scipy parses an ``integer`` matrix into int64, turning ``2.5`` into 2 without a word; read as
+    ``real`` the value stays 2.5 and :func:`_check_counts` refuses it.  Whole numbers are exact
+    in float64 up to 2**53, far above any count."""
+
+    def __init__(self, raw: Any):
+        self._raw = raw
+        first = raw.readline()
+        self._head = re.sub(rb"(?i)^(%%matrixmarket\s+matrix\s+coordinate\s+)integer", rb"\1real", first)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n], self._head = self._head[:n], self._head[n:]
+            return n
+        data = self._raw.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def _open_maybe_gzip(path: Path) -> Any:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _read_mtx_values(path: Path, *, field: str):
+    """The matrix as cells x features CSR float32 (scanpy's layout), values exactly as written."""
+    import scipy.io
+    import scipy.sparse as sp
+
+    try:
+        with _open_maybe_gzip(path) as fh:
+            stream = io.BufferedReader(_IntegerHeaderAsReal(fh), 1 << 20) if field == "integer" else fh
+            M = scipy.io.mmread(stream)
+    except (ValueError, IndexError, OSError, EOFError) as err:
+        raise InputError(Problem(f"could not read the matrix: {str(err)[:200]}", file=path.name,
+                                 hint="the file is truncated or not MatrixMarket coordinate format")) from None
+    # float64 (or int64 for a 'pattern' matrix): checked by _check_counts before the cast, so
+    # a fraction that float32 would round away is still seen
+    return sp.csr_matrix(M.T)
+
+
+def _mtx_place(path: Path, cell: int, feature: int) -> str:
+    """'line N, row R, column C' of the entry of (cell, feature) in a MatrixMarket file (rows are
+    features, columns barcodes, both 1-based); an error path only: one more pass over the text."""
+    row, col = feature + 1, cell + 1
+    want = [str(row).encode(), str(col).encode()]
+    with _open_maybe_gzip(path) as fh:
+        for number, line in enumerate(fh, start=1):
+            if line.split()[:2] == want and not line.startswith(b"%"):
+                return f"line {number}, row {row}, column {col}"
+    return f"row {row}, column {col}"
 
 
 def _read_tsv_column_table(path: Path):
@@ -281,7 +351,9 @@ def read_h5ad_counts(path: str | Path) -> Loaded:
     X = adata.X
     if not sp.issparse(X):
         X = sp.csr_matrix(np.asarray(X))
-    adata = ad.AnnData(X=sp.csr_matrix(X, dtype=np.float32), obs=adata.obs.copy(), var=adata.var.copy())
+    # the stored dtype until _check_counts has seen the values: a float64 1.0000001 would become
+    # a float32 1.0 and pass as a count
+    adata = ad.AnnData(X=sp.csr_matrix(X), obs=adata.obs.copy(), var=adata.var.copy())
     adata.layers.clear()
     name_col = next((c for c in ("feature_name", "gene_symbols", "gene_name", "symbol") if c in adata.var), None)
     id_col = next((c for c in ("gene_ids", "gene_id", "feature_id", "ensembl_id") if c in adata.var), None)
@@ -290,6 +362,7 @@ def read_h5ad_counts(path: str | Path) -> Loaded:
         id_col = "gene_ids"
     adata = _standard_var(adata, id_col=id_col, name_col=name_col)
     _check_counts(adata, path.name, source=source)
+    adata.X = adata.X.astype(np.float32)
     _check_unique_barcodes(adata.obs_names, path.name, "obs_names")
     if not adata.var_names.is_unique:
         adata.var_names_make_unique()
@@ -337,8 +410,10 @@ def _standard_var(adata: "AnnData", *, id_col: str, name_col: str | None) -> "An
     return adata
 
 
-def _check_counts(adata: "AnnData", fname: str, *, source: str = "matrix") -> None:
-    """Raw counts: non-negative integers.  Names the first offending barcode and gene."""
+def _check_counts(adata: "AnnData", fname: str, *, source: str = "matrix",
+                  place: Callable[[int, int], str] | None = None) -> None:
+    """Raw counts: non-negative integers.  Names the first offending barcode and gene (and, with
+    ``place``, where the value is in the file: ``place(cell index, feature index)``)."""
     import scipy.sparse as sp
 
     X = adata.X
@@ -349,19 +424,32 @@ def _check_counts(adata: "AnnData", fname: str, *, source: str = "matrix") -> No
     data = X.data
     for start in range(0, data.shape[0], _CHUNK):
         part = data[start:start + _CHUNK]
-        bad = np.flatnonzero((part < 0) | ~np.isfinite(part) | (np.mod(part, 1) != 0))
+        bad = np.flatnonzero((part < 0) | ~np.isfinite(part) | (np.mod(part, 1) != 0) | (part >= _FLOAT32_EXACT))
         if bad.size:
             k = start + int(bad[0])
             row = int(np.searchsorted(X.indptr, k, side="right") - 1)
             col = int(X.indices[k])
             value = data[k]
-            what = "negative" if value < 0 else "not an integer"
+            what = "negative" if value < 0 else (
+                f"at or above {_FLOAT32_EXACT:,}, the largest count float32 holds exactly (scanpy reads "
+                "10x int32 counts as float32, so it may already be rounded)"
+                if np.isfinite(value) and value >= _FLOAT32_EXACT else "not an integer")
+            where = f"{source}: barcode {adata.obs_names[row]}, gene {adata.var_names[col]}"
+            if place is not None:
+                where = f"{place(row, col)} ({where})"
             raise InputError(Problem(
-                f"value {value:g} is {what}: raw UMI/read counts are expected ({bad.size} such "
-                f"values in this slice alone)", file=fname,
-                where=f"{source}: barcode {adata.obs_names[row]}, gene {adata.var_names[col]}",
+                f"value {_shortest(value)} is {what}: raw UMI/read counts are expected ({bad.size} such "
+                f"values in this slice alone)", file=fname, where=where,
                 hint="give the unnormalised counts (Cell Ranger filtered_feature_bc_matrix, or an "
                      ".h5ad with counts in layers['counts'])"))
+
+
+def _shortest(value: Any) -> str:
+    """The shortest text that reads back as ``value`` in its own dtype (float32 2.3 -> '2.3',
+    float64 1.0000001 -> '1.0000001', not '1')."""
+    if isinstance(value, (np.floating, float)) and np.isfinite(value):
+        return np.format_float_positional(value, trim="-")
+    return str(value)
 
 
 def _check_unique_barcodes(names: Any, fname: str, where: str) -> None:

@@ -142,9 +142,16 @@ class QCSummary:
         return outputs.plain(asdict(self))
 
 
+def _median(values: np.ndarray) -> float | None:
+    """Median, or None when there is no value (JSON and anndata have no NaN to offer)."""
+    return float(np.median(values)) if values.size else None
+
+
 def _mad_bounds(values: np.ndarray, n_mads: float, *, upper_only: bool = False) -> tuple[float | None, float | None, float]:
     from scipy.stats import median_abs_deviation
 
+    if not values.size:
+        return None, None, 0.0
     med = float(np.median(values))
     mad = float(median_abs_deviation(values))
     if n_mads <= 0 or mad == 0:
@@ -217,17 +224,24 @@ def _qc(adata: "AnnData", *, dest: str | Path | None, cells_parquet: str | Path,
     q = params.qc
     fails: dict[str, np.ndarray] = {}
     thresholds: dict[str, dict[str, float | None]] = {}
+    # a barcode without gene-expression counts (in CITE-seq exports: antibody counts only) has
+    # no percentages (0 / 0): it is removed by its own rule, and the MAD thresholds are computed
+    # on the cells that have counts.  The rule is listed only when it applies, so the QC of
+    # ordinary libraries is unchanged.
+    no_counts = obs["total_counts"].to_numpy() == 0
+    if no_counts.any():
+        fails["no_gene_counts"] = no_counts
     fails["min_genes"] = obs["n_genes_by_counts"].to_numpy() < q.min_genes
     thresholds["n_genes_by_counts"] = {"lower": float(q.min_genes) if q.min_genes else None, "upper": None}
     for metric in QC_METRICS:
         values = obs[metric].to_numpy(dtype=float)
-        lo, hi, mad = _mad_bounds(values, q.n_mads)
-        thresholds[metric] = {"lower": lo, "upper": hi, "median": float(np.median(values)), "mad": mad}
+        lo, hi, mad = _mad_bounds(values[~no_counts], q.n_mads)
+        thresholds[metric] = {"lower": lo, "upper": hi, "median": _median(values[~no_counts]), "mad": mad}
         fails[metric] = (values < lo if lo is not None else False) | (values > hi if hi is not None else False)
     mt = obs["pct_counts_mt"].to_numpy(dtype=float)
-    _, mt_hi, mt_mad = _mad_bounds(mt, q.mito_n_mads, upper_only=True)
+    _, mt_hi, mt_mad = _mad_bounds(mt[~no_counts], q.mito_n_mads, upper_only=True)
     thresholds["pct_counts_mt"] = {"lower": None, "upper": mt_hi, "hard_upper": float(q.max_pct_mito),
-                                   "median": float(np.median(mt)), "mad": mt_mad}
+                                   "median": _median(mt[~no_counts]), "mad": mt_mad}
     fails["pct_counts_mt"] = ((mt > mt_hi) if mt_hi is not None else np.zeros(n_in, bool)) | (mt > q.max_pct_mito)
     fails = {k: np.broadcast_to(np.asarray(v, dtype=bool), (n_in,)) for k, v in fails.items()}
     keep = ~np.logical_or.reduce(list(fails.values()))
