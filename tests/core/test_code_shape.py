@@ -14,8 +14,9 @@ NOT_YET_SPLIT = {
     ("modalities/metabolomics/features.py", "group_features"),
     ("modalities/metabolomics/qc.py", "write_qc"),
     ("modalities/screening/steps.py", "score_screen"),
-    ("modalities/transcriptomics/bulk.py", "process_bulk"),
-    ("modalities/transcriptomics/singlecell.py", "_qc"),
+    ("provenance.py", "build_crate"),
+    ("usage.py", "collect_jobs"),
+    ("usage.py", "usage_report"),
 }
 
 

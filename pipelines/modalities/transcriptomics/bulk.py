@@ -246,16 +246,15 @@ def _annotate_samples(adata, experiment: dict[str, Any], params: Params) -> None
     adata.obs["suspension_type"] = "na"
 
 
-def process_bulk(*, run_dir: str | Path, experiment: dict[str, Any], adata_zarr: str | Path,
-                 obs_parquet: str | Path, var_parquet: str | Path, counts_parquet: str | Path,
-                 correlation_parquet: str | Path, pca_png: str | Path, correlation_png: str | Path,
-                 summary_json: str | Path, facts_json: str | Path) -> BulkSummary:
-    """Library sizes, low-count filter, log2-CPM, PCA (top variable genes), sample correlation."""
-    import pandas as pd
-    from sklearn.decomposition import PCA
+def normalise_bulk(adata: Any, *, bulk: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, str | None]:
+    """Library sizes, low-count filter and log2-CPM, in place: ``X`` becomes log2(CPM + 1)
+    (filtered genes 0, as CELLxGENE asks), raw counts go to ``layers['counts']``.
 
-    adata, params = load_bulk(run_dir=run_dir, experiment=experiment)
-    bp = params.bulk
+    Returns (counts, library sizes, kept-gene mask, log2-CPM of the kept genes in float64,
+    min_samples used, group column or None).
+    """
+    import pandas as pd
+
     counts = adata.X.astype(np.int64)
     lib = counts.sum(axis=1)
     zero = np.flatnonzero(lib == 0)
@@ -263,22 +262,21 @@ def process_bulk(*, run_dir: str | Path, experiment: dict[str, Any], adata_zarr:
         raise InputError(Problem(f"sample '{adata.obs_names[zero[0]]}' has no counts at all",
                                  file=adata.uns["input"]["file"], where=f"column '{adata.obs_names[zero[0]]}'",
                                  hint="remove the empty sample or check the quantification"))
-    group_col = bp.group_column or next((c for c in GROUP_COLUMNS if c in adata.obs), None)
-    if bp.group_column and bp.group_column not in adata.obs:
-        raise InputError(Problem(f"no column {bp.group_column!r} in the sample sheet",
+    group_col = bulk.group_column or next((c for c in GROUP_COLUMNS if c in adata.obs), None)
+    if bulk.group_column and bulk.group_column not in adata.obs:
+        raise InputError(Problem(f"no column {bulk.group_column!r} in the sample sheet",
                                  file="experiment.yaml", where="transcriptomics.bulk.group_column",
                                  hint=f"columns: {', '.join(map(str, adata.obs.columns))}"))
     groups = adata.obs[group_col].astype(str).tolist() if group_col else None
-    min_samples = bp.min_samples or (min(pd.Series(groups).value_counts()) if groups else 2)
+    min_samples = bulk.min_samples or (min(pd.Series(groups).value_counts()) if groups else 2)
     min_samples = int(min(min_samples, adata.n_obs))
-    expressed = (counts >= bp.min_count).sum(axis=0)
+    expressed = (counts >= bulk.min_count).sum(axis=0)
     keep = expressed >= min_samples
     if not keep.any():
         raise InputError(Problem(
-            f"no gene has >= {bp.min_count} counts in >= {min_samples} samples", file="experiment.yaml",
+            f"no gene has >= {bulk.min_count} counts in >= {min_samples} samples", file="experiment.yaml",
             where="transcriptomics.bulk.min_count", hint="lower bulk.min_count or bulk.min_samples"))
-    cpm = counts / lib[:, None] * 1e6
-    logcpm = np.log2(cpm + 1.0)
+    logcpm = np.log2(counts / lib[:, None] * 1e6 + 1.0)
     logcpm[:, ~keep] = 0.0  # CELLxGENE: filtered features are 0 in X
     adata.layers["counts"] = counts
     adata.X = logcpm.astype(np.float32)
@@ -287,22 +285,43 @@ def process_bulk(*, run_dir: str | Path, experiment: dict[str, Any], adata_zarr:
     adata.var["total_counts"] = counts.sum(axis=0)
     adata.var["n_samples_expressed"] = expressed
     adata.var["feature_is_filtered"] = ~keep
-    kept = logcpm[:, keep].astype(np.float64)
+    return counts, lib, keep, logcpm[:, keep].astype(np.float64), min_samples, group_col
+
+
+def _sample_pca(adata: Any, kept: np.ndarray, *, seed: int) -> list[float]:
+    """PCA of the samples on the most variable kept genes (``obsm['X_pca']``, ``uns['pca']``);
+    its explained variance ratios, or [] with fewer than 3 samples."""
+    from sklearn.decomposition import PCA
+
+    if adata.n_obs < 3:
+        return []
+    var_genes = np.argsort(-kept.var(axis=0), kind="stable")[:N_TOP_VARIABLE]
+    n_comp = min(adata.n_obs - 1, len(var_genes), 10)
+    pca = PCA(n_components=n_comp, svd_solver="full", random_state=seed)
+    adata.obsm["X_pca"] = pca.fit_transform(kept[:, var_genes])
+    variance_ratio = [float(x) for x in pca.explained_variance_ratio_]
+    adata.uns["pca"] = {"variance_ratio": np.asarray(variance_ratio), "n_top_genes": int(len(var_genes))}
+    return variance_ratio
+
+
+def process_bulk(*, run_dir: str | Path, experiment: dict[str, Any], adata_zarr: str | Path,
+                 obs_parquet: str | Path, var_parquet: str | Path, counts_parquet: str | Path,
+                 correlation_parquet: str | Path, pca_png: str | Path, correlation_png: str | Path,
+                 summary_json: str | Path, facts_json: str | Path) -> BulkSummary:
+    """Library sizes, low-count filter, log2-CPM, PCA (top variable genes), sample correlation."""
+    import pandas as pd
+
+    adata, params = load_bulk(run_dir=run_dir, experiment=experiment)
+    bp = params.bulk
+    counts, lib, keep, kept, min_samples, group_col = normalise_bulk(adata, bulk=bp)
+    groups = adata.obs[group_col].astype(str).tolist() if group_col else None
     corr = np.corrcoef(kept) if adata.n_obs > 1 else np.ones((1, 1))
     adata.obsp["correlation"] = corr
-    variance_ratio: list[float] = []
-    if adata.n_obs >= 3:
-        var_genes = np.argsort(-kept.var(axis=0), kind="stable")[:N_TOP_VARIABLE]
-        n_comp = min(adata.n_obs - 1, len(var_genes), 10)
-        pca = PCA(n_components=n_comp, svd_solver="full", random_state=params.seed)
-        adata.obsm["X_pca"] = pca.fit_transform(kept[:, var_genes])
-        variance_ratio = [float(x) for x in pca.explained_variance_ratio_]
-        adata.uns["pca"] = {"variance_ratio": np.asarray(variance_ratio), "n_top_genes": int(len(var_genes))}
-        plots.pca_samples(coords=adata.obsm["X_pca"], names=list(map(str, adata.obs_names)), groups=groups,
-                          variance_ratio=np.asarray(variance_ratio), dest=Path(pca_png))
-    else:
-        plots.pca_samples(coords=np.zeros((adata.n_obs, 2)), names=list(map(str, adata.obs_names)),
-                          groups=groups, variance_ratio=np.zeros(2), dest=Path(pca_png))
+    variance_ratio = _sample_pca(adata, kept, seed=params.seed)
+    coords = adata.obsm["X_pca"] if "X_pca" in adata.obsm else np.zeros((adata.n_obs, 2))
+    plots.pca_samples(coords=coords, names=list(map(str, adata.obs_names)), groups=groups,
+                      variance_ratio=np.asarray(variance_ratio) if variance_ratio else np.zeros(2),
+                      dest=Path(pca_png))
     plots.correlation_heatmap(corr=corr, names=list(map(str, adata.obs_names)), dest=Path(correlation_png))
     adata.uns["binds"] = outputs.provenance(params=params.as_dict(), kind="bulk_counts",
                                             extra={"min_samples": min_samples, "group_column": group_col or ""})

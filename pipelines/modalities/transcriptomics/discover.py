@@ -57,7 +57,12 @@ def resolve_input(run_dir: str | Path, params: Params) -> InputSpec:
     run_dir = Path(run_dir)
     kind = params.input_kind
     if params.input_path:
-        path = RunFolder(run_dir).reference(params.input_path, where="transcriptomics.input.path")
+        path = RunFolder(run_dir).reference(params.input_path, where="transcriptomics.input.path",
+                                            must_exist=False)
+        if not path.exists():
+            raise InputError(Problem(f"{params.input_path} does not exist in the run folder",
+                                     file="experiment.yaml", where="transcriptomics.input.path",
+                                     hint=f"paths are relative to {run_dir}"))
         if kind == "auto":
             kind = _kind_of(path)
         if kind == "10x_mtx" and path.is_file():
@@ -113,9 +118,9 @@ def _kind_of(path: Path) -> str:
 
 def _named_file(run_dir: Path, name: str, where: str) -> Path:
     """A file experiment.yaml names (at YAML path ``where``), which must exist in the run folder."""
-    p = RunFolder(run_dir).reference(name, where=where)
+    p = RunFolder(run_dir).reference(name, where=where, must_exist=False)
     if not p.is_file():
-        raise InputError(Problem(f"{name} is not a file", file="experiment.yaml", where=where))
+        raise InputError(Problem(f"{name} does not exist in the run folder", file="experiment.yaml", where=where))
     return p
 
 

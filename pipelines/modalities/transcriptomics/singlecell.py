@@ -222,28 +222,7 @@ def _qc(adata: "AnnData", *, dest: str | Path | None, cells_parquet: str | Path,
         adata.obs["pct_counts_in_top_20_genes"] = 100.0
     obs = adata.obs
     q = params.qc
-    fails: dict[str, np.ndarray] = {}
-    thresholds: dict[str, dict[str, float | None]] = {}
-    # a barcode without gene-expression counts (in CITE-seq exports: antibody counts only) has
-    # no percentages (0 / 0): it is removed by its own rule, and the MAD thresholds are computed
-    # on the cells that have counts.  The rule is listed only when it applies, so the QC of
-    # ordinary libraries is unchanged.
-    no_counts = obs["total_counts"].to_numpy() == 0
-    if no_counts.any():
-        fails["no_gene_counts"] = no_counts
-    fails["min_genes"] = obs["n_genes_by_counts"].to_numpy() < q.min_genes
-    thresholds["n_genes_by_counts"] = {"lower": float(q.min_genes) if q.min_genes else None, "upper": None}
-    for metric in QC_METRICS:
-        values = obs[metric].to_numpy(dtype=float)
-        lo, hi, mad = _mad_bounds(values[~no_counts], q.n_mads)
-        thresholds[metric] = {"lower": lo, "upper": hi, "median": _median(values[~no_counts]), "mad": mad}
-        fails[metric] = (values < lo if lo is not None else False) | (values > hi if hi is not None else False)
-    mt = obs["pct_counts_mt"].to_numpy(dtype=float)
-    _, mt_hi, mt_mad = _mad_bounds(mt[~no_counts], q.mito_n_mads, upper_only=True)
-    thresholds["pct_counts_mt"] = {"lower": None, "upper": mt_hi, "hard_upper": float(q.max_pct_mito),
-                                   "median": _median(mt[~no_counts]), "mad": mt_mad}
-    fails["pct_counts_mt"] = ((mt > mt_hi) if mt_hi is not None else np.zeros(n_in, bool)) | (mt > q.max_pct_mito)
-    fails = {k: np.broadcast_to(np.asarray(v, dtype=bool), (n_in,)) for k, v in fails.items()}
+    fails, thresholds = _qc_rules(obs, q)
     keep = ~np.logical_or.reduce(list(fails.values()))
     doublet_rate = None
     if params.doublets.enabled and keep.sum() >= MIN_CELLS_TO_CLUSTER:
@@ -258,14 +237,7 @@ def _qc(adata: "AnnData", *, dest: str | Path | None, cells_parquet: str | Path,
     obs["qc_fail_reasons"] = pd.Categorical(reasons)
     n_kept = int(keep.sum())
     if n_kept < MIN_CELLS_TO_CLUSTER:
-        detail = "; ".join(f"{k} removed {v}" for k, v in removed_by.items() if v) or "no rule removed a cell"
-        thr = "; ".join(_describe(k, t) for k, t in thresholds.items() if _describe(k, t))
-        raise InputError(Problem(
-            f"QC kept {n_kept} of {n_in} cells ({detail}); at least {MIN_CELLS_TO_CLUSTER} are needed "
-            f"to cluster. Thresholds: {thr}", file="experiment.yaml",
-            where="transcriptomics.qc",
-            hint="loosen the rule that removed most cells (raise qc.n_mads / qc.mito_n_mads / "
-                 "qc.max_pct_mito, lower qc.min_genes), or check that this is the filtered matrix"))
+        raise _too_few_cells(n_kept, n_in, removed_by, thresholds)
     metrics_cols = ["sample_id", "total_counts", "n_genes_by_counts", "pct_counts_mt", "pct_counts_ribo",
                     "pct_counts_hb", "pct_counts_in_top_20_genes", "log1p_total_counts",
                     "log1p_n_genes_by_counts", "passed_qc", "qc_fail_reasons"]
@@ -294,6 +266,45 @@ def _qc(adata: "AnnData", *, dest: str | Path | None, cells_parquet: str | Path,
     write_json(summary_json, summary.to_dict())
     log.info("QC kept %d of %d cells; removed by rule: %s", n_kept, n_in, removed_by)
     return summary, kept
+
+
+def _qc_rules(obs: Any, q: Any) -> tuple[dict[str, np.ndarray], dict[str, dict[str, float | None]]]:
+    """Which cells each QC rule removes (rule -> boolean mask) and the thresholds it used."""
+    n_in = len(obs)
+    fails: dict[str, np.ndarray] = {}
+    thresholds: dict[str, dict[str, float | None]] = {}
+    # a barcode without gene-expression counts (in CITE-seq exports: antibody counts only) has
+    # no percentages (0 / 0): it is removed by its own rule, and the MAD thresholds are computed
+    # on the cells that have counts.  The rule is listed only when it applies, so the QC of
+    # ordinary libraries is unchanged.
+    no_counts = obs["total_counts"].to_numpy() == 0
+    if no_counts.any():
+        fails["no_gene_counts"] = no_counts
+    fails["min_genes"] = obs["n_genes_by_counts"].to_numpy() < q.min_genes
+    thresholds["n_genes_by_counts"] = {"lower": float(q.min_genes) if q.min_genes else None, "upper": None}
+    for metric in QC_METRICS:
+        values = obs[metric].to_numpy(dtype=float)
+        lo, hi, mad = _mad_bounds(values[~no_counts], q.n_mads)
+        thresholds[metric] = {"lower": lo, "upper": hi, "median": _median(values[~no_counts]), "mad": mad}
+        fails[metric] = (values < lo if lo is not None else False) | (values > hi if hi is not None else False)
+    mt = obs["pct_counts_mt"].to_numpy(dtype=float)
+    _, mt_hi, mt_mad = _mad_bounds(mt[~no_counts], q.mito_n_mads, upper_only=True)
+    thresholds["pct_counts_mt"] = {"lower": None, "upper": mt_hi, "hard_upper": float(q.max_pct_mito),
+                                   "median": _median(mt[~no_counts]), "mad": mt_mad}
+    fails["pct_counts_mt"] = ((mt > mt_hi) if mt_hi is not None else np.zeros(n_in, bool)) | (mt > q.max_pct_mito)
+    return {k: np.broadcast_to(np.asarray(v, dtype=bool), (n_in,)) for k, v in fails.items()}, thresholds
+
+
+def _too_few_cells(n_kept: int, n_in: int, removed_by: dict[str, int],
+                   thresholds: dict[str, dict[str, float | None]]) -> InputError:
+    detail = "; ".join(f"{k} removed {v}" for k, v in removed_by.items() if v) or "no rule removed a cell"
+    thr = "; ".join(_describe(k, t) for k, t in thresholds.items() if _describe(k, t))
+    return InputError(Problem(
+        f"QC kept {n_kept} of {n_in} cells ({detail}); at least {MIN_CELLS_TO_CLUSTER} are needed "
+        f"to cluster. Thresholds: {thr}", file="experiment.yaml",
+        where="transcriptomics.qc",
+        hint="loosen the rule that removed most cells (raise qc.n_mads / qc.mito_n_mads / "
+             "qc.max_pct_mito, lower qc.min_genes), or check that this is the filtered matrix"))
 
 
 def _describe(metric: str, t: dict[str, float | None]) -> str:
