@@ -4,20 +4,23 @@ and grouping of the features of several runs into a feature x sample matrix.
 Per run (:func:`detect_features`):
 
 1. MS1 spectra are read from the run's spectra Parquet, profile spectra centroided first
-   (local maxima, m/z = intensity-weighted mean of the apex and its two neighbours);
-2. **mass traces**: centroids sorted by m/z are cut where consecutive m/z differ by more than
-   ``mz_tolerance_ppm``; within a trace the most intense centroid of each scan is kept and the
-   trace is split at gaps of more than ``max_gap_scans`` scans;
-3. **chromatographic peaks**: each trace is smoothed (Gaussian, sigma one scan), its local maxima
-   are bounded at the nearest minima, and kept when they span
-   ``min_scans`` scans, reach ``min_height`` and ``min_snr`` and have a FWHM within bounds;
-4. each peak is a **feature**: m/z (intensity-weighted), RT apex / start / end, height, area
-   (trapezoid of the raw intensities over RT, in counts x s), FWHM, S/N.
+   (local maxima, m/z = intensity-weighted mean of the apex and its two neighbours), all of a
+   row group at once;
+2. **mass traces**, **chromatographic peaks** (prominence over the valleys against a noise
+   estimate that other peaks on the trace cannot inflate; FWHM on the smoothed profile):
+   :mod:`.peaks`;
+3. **isotope groups** (13C spacing for charge 1-3, co-elution, intensity-ratio plausibility):
+   :mod:`.isotopes`; each group is a **feature**, reported at its monoisotopic peak: m/z, RT apex
+   / start / end, height, area (trapezoid of the raw intensities over RT, counts x s), FWHM,
+   S/N, charge, and the m/z and height of every isotope.
 
 Across runs (:func:`group_features`): greedy, most intense first: a feature takes the closest
 unassigned feature of each other run within ``align_mz_tolerance_ppm`` and
 ``align_rt_tolerance_s``.  The result is mzTab-M SMF-like: one row per feature group with
-``abundance_assay[<run>]`` columns.
+``abundance_assay[<run>]`` columns (the area of the monoisotopic peak).
+
+Column meanings are Arrow field metadata (``description``, ``unit``); the schema metadata
+``binds.format_version`` is 2 (1: one feature per mass trace, before isotope grouping).
 """
 
 from __future__ import annotations
@@ -320,27 +323,27 @@ def group_features(*, peak_tables: list[str | Path], features_out: str | Path, p
                 drift[runs[ridx[i]]].append(float(rt[i] - grt))
         for r in runs:
             abundance[r].append(areas[r])
-    fields = [pa.field("SMF_ID", pa.int64()), pa.field("exp_mass_to_charge", pa.float64()),
-              pa.field("retention_time_in_seconds", pa.float64()),
-              pa.field("retention_time_in_seconds_start", pa.float64()),
-              pa.field("retention_time_in_seconds_end", pa.float64()), pa.field("n_runs", pa.int32())]
-    fields += [pa.field(f"abundance_assay[{r}]", pa.float64()) for r in runs]
-    docs = {
-        "SMF_ID": "feature group id (mzTab-M SMF_ID), numbered by m/z then RT",
-        "exp_mass_to_charge": "height-weighted mean m/z of the group's peaks (MS:1000040)",
-        "retention_time_in_seconds": "median apex retention time of the group's peaks",
-        "retention_time_in_seconds_start": "earliest peak start of the group",
-        "retention_time_in_seconds_end": "latest peak end of the group",
-        "n_runs": "runs in which the feature was found",
-        "abundance_assay[<run>]": "peak area in that run (counts x s), null where not found",
-    }
-    schema = pa.schema(fields, metadata={b"binds:columns": json.dumps(docs, sort_keys=True).encode(),
+    fields = [
+        _field("SMF_ID", pa.int64(), "feature group id (mzTab-M SMF_ID), numbered by m/z then RT"),
+        _field("exp_mass_to_charge", pa.float64(), "height-weighted mean monoisotopic m/z of the group's features",
+               "m/z (MS:1000040)"),
+        _field("retention_time_in_seconds", pa.float64(), "median apex retention time of the group's features",
+               "s (UO:0000010)"),
+        _field("retention_time_in_seconds_start", pa.float64(), "earliest start of the group's features",
+               "s (UO:0000010)"),
+        _field("retention_time_in_seconds_end", pa.float64(), "latest end of the group's features", "s (UO:0000010)"),
+        _field("n_runs", pa.int32(), "runs in which the feature was found"),
+    ]
+    fields += [_field(f"abundance_assay[{r}]", pa.float64(),
+                      f"area of the feature's monoisotopic peak in run {r}, null where not found", "counts x s")
+               for r in runs]
+    schema = pa.schema(fields, metadata={b"binds.format_version": FORMAT_VERSION,
                                          b"binds:runs": json.dumps(runs).encode()})
     data = {**cols, **{f"abundance_assay[{r}]": abundance[r] for r in runs}}
     for pth in (features_out, peaks_out):
         Path(pth).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pydict(data, schema=schema), features_out, compression="zstd")
-    long_schema = PEAK_SCHEMA.append(pa.field("SMF_ID", pa.int64()))
+    long_schema = PEAK_SCHEMA.append(_field("SMF_ID", pa.int64(), "the feature group in features.parquet"))
     allp = allp.sort_values(["run", "peak_id"], kind="stable") if n else allp
     pq.write_table(pa.Table.from_pandas(allp, schema=long_schema, preserve_index=False), peaks_out,
                    compression="zstd")
