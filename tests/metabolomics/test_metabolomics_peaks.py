@@ -120,3 +120,23 @@ def test_schema_documents_every_column():
     for field in PEAK_SCHEMA:
         assert field.metadata and field.metadata[b"description"], field.name
     assert PEAK_SCHEMA.field("rt_apex_s").metadata[b"unit"] == b"s (UO:0000010)"
+
+
+def test_targets_integrate_the_peak_not_the_window(tmp_path):
+    """Two isomers in one target window: the target reports the taller one and its own area."""
+    from pipelines.modalities.metabolomics.targets import quantify_targets
+
+    truth = write_run(tmp_path / "gt.mzML", seed=1, n_compounds=40, run_s=180.0, cycle_s=0.5, n_background=20)
+    convert_mzml(src=tmp_path / "gt.mzML", spectra_out=tmp_path / "s.parquet", chromatograms_out=tmp_path / "c.parquet")
+    same = np.abs(truth.mz[:, None] - truth.mz[None, :]) < 1e-9
+    np.fill_diagonal(same, False)
+    i, j = np.argwhere(same & truth.strong[:, None] & truth.strong[None, :])[0]
+    tall = i if truth.height[i] >= truth.height[j] else j
+    lo, hi = min(truth.rt[i], truth.rt[j]) - 15, max(truth.rt[i], truth.rt[j]) + 15
+    (tmp_path / "t.csv").write_text(f"name,mz,rt_start_s,rt_end_s\npair,{truth.mz[i]:.6f},{lo:.1f},{hi:.1f}\n")
+    quantify_targets(spectra=[tmp_path / "s.parquet"], runs=["gt"], targets_csv=tmp_path / "t.csv",
+                     out=tmp_path / "targets.parquet")
+    (row,) = pq.read_table(tmp_path / "targets.parquet").to_pylist()
+    assert row["detected"] and abs(row["rt_apex_s"] - truth.rt[tall]) < 2.0
+    assert row["peak_start_s"] < row["rt_apex_s"] < row["peak_end_s"]
+    assert 0 < row["area"] < row["area_window"] and abs(row["mass_error_ppm"]) < 3

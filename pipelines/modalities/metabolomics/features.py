@@ -184,9 +184,23 @@ def read_ms1(spectra: str | Path, *, centroid: bool = True) -> MS1Peaks:
 
 
 # --------------------------------------------------------------------------- detection
-def find_features(ms1: MS1Peaks, p: FeatureParams) -> tuple[Peaks, Features]:
-    """Mass traces -> chromatographic peaks -> isotope groups of one run's MS1 centroids."""
-    edges, floor = mz_noise_floor(ms1.mz, ms1.intensity)
+# Memory: detection needs ~250 bytes per centroid of temporaries, so a long run is processed in
+# m/z bands of at most this many centroids.  Bands overlap by BAND_MARGIN_MZ on each side (a
+# trace is a few ppm wide, an isotope group at most 5 Da): a band keeps the features whose
+# monoisotopic m/z is inside it, and each has all its traces and isotopes in the band.
+BAND_CENTROIDS = 2_000_000
+BAND_MARGIN_MZ = 6.0
+
+
+def _noise_floor_of_run(ms1: MS1Peaks):
+    # from every k-th centroid: the floor is a low quantile, a million centroids pin it down
+    step = max(1, len(ms1.mz) // 1_000_000)
+    return mz_noise_floor(ms1.mz[::step], ms1.intensity[::step])
+
+
+def find_features(ms1: MS1Peaks, p: FeatureParams, noise=None) -> tuple[Peaks, Features]:
+    """Mass traces -> chromatographic peaks -> isotope groups of MS1 centroids (one band)."""
+    edges, floor = noise if noise is not None else _noise_floor_of_run(ms1)
     order, starts = mass_traces(ms1.scan, ms1.mz, ppm=p.mz_tolerance_ppm, max_gap=p.max_gap_scans,
                                 min_points=p.min_scans)
     pk = trace_peaks(order, starts, scan=ms1.scan, mz=ms1.mz, intensity=ms1.intensity, rt=ms1.rt,
@@ -222,6 +236,36 @@ def feature_table(pk: Peaks, feats: Features, *, run: str) -> pa.Table:
     return pa.Table.from_arrays([pa.array(cols[f.name]).cast(f.type) for f in schema], schema=schema)
 
 
+def features_of_run(ms1: MS1Peaks, p: FeatureParams, *, run: str) -> tuple[pa.Table, int]:
+    """The run's feature table (:data:`PEAK_SCHEMA`) and its number of peaks, band by band in m/z."""
+    noise = _noise_floor_of_run(ms1)
+    n_bands = max(1, -(-len(ms1.mz) // BAND_CENTROIDS))
+    if n_bands == 1:
+        pk, feats = find_features(ms1, p, noise)
+        return feature_table(pk, feats, run=run), len(pk)
+    step = max(1, len(ms1.mz) // 1_000_000)
+    edges = np.quantile(ms1.mz[::step], np.linspace(0, 1, n_bands + 1))
+    edges[0], edges[-1] = -np.inf, np.inf
+    tables, n_peaks = [], 0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = np.flatnonzero((ms1.mz >= lo - BAND_MARGIN_MZ) & (ms1.mz < hi + BAND_MARGIN_MZ))
+        band = MS1Peaks(ms1.scan[sel], ms1.mz[sel], ms1.intensity[sel], ms1.rt)
+        del sel
+        pk, feats = find_features(band, p, noise)
+        mono_mz = pk.mz[feats.mono]
+        inside = (mono_mz >= lo) & (mono_mz < hi)
+        n_peaks += int(sum(len(feats.members[i]) for i in np.flatnonzero(inside)))
+        kept = Features(feats.mono[inside], feats.charge[inside], [feats.members[i] for i in np.flatnonzero(inside)])
+        tables.append(feature_table(pk, kept, run=run))
+        del band, pk, feats
+    table = pa.concat_tables(tables)
+    order = np.lexsort((table.column("rt_apex_s").to_numpy(), table.column("mz").to_numpy()))
+    table = table.take(pa.array(order))
+    table = table.set_column(table.schema.get_field_index("peak_id"), table.schema.field("peak_id"),
+                             pa.array(np.arange(table.num_rows, dtype=np.int32)))
+    return table, n_peaks
+
+
 def detect_features(*, spectra: str | Path, out: str | Path, params: FeatureParams | dict | None = None,
                     run: str | None = None) -> int:
     """Detect the features (isotope groups of chromatographic peaks) of one run; write ``out`` (Parquet).
@@ -234,12 +278,11 @@ def detect_features(*, spectra: str | Path, out: str | Path, params: FeaturePara
         names = pq.read_table(spectra, columns=["run"]).column("run")
         run = names[0].as_py() if len(names) else spectra.stem
     ms1 = read_ms1(spectra)
-    pk, feats = find_features(ms1, p)
-    table = feature_table(pk, feats, run=run)
+    table, n_peaks = features_of_run(ms1, p, run=run)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out, compression="zstd")
     log.info("%s: %d MS1 scans, %d centroids, %d peaks, %d features (%d with isotopes)", run, len(ms1.rt),
-             len(ms1.mz), len(pk), table.num_rows, int((table.column("n_isotopes").to_numpy() > 1).sum()))
+             len(ms1.mz), n_peaks, table.num_rows, int((table.column("n_isotopes").to_numpy() > 1).sum()))
     return table.num_rows
 
 

@@ -415,3 +415,25 @@ def trace_peaks(order: np.ndarray, starts: np.ndarray, *, scan: np.ndarray, mz: 
                  end_scan=to_scan(end)[k], rt_apex=rt_d[raw_apex][k], rt_start=rt_d[start][k],
                  rt_end=rt_d[end][k], height=height[k], area=area[k], fwhm=fwhm[k], snr=snr[k],
                  n_scans=n_scans[k], smooth=s, trace_offset=off + _PAD, trace_first_scan=first)
+
+
+def xic_peak(rt: np.ndarray, intensity: np.ndarray, *, min_snr: float = 3.0, min_points: int = 3
+             ) -> tuple[int, int, int] | None:
+    """(apex, start, end) indices of the most intense chromatographic peak of one XIC, or None.
+
+    The XIC is one trace (its zero points are gaps, interpolated) and goes through the same
+    smoothing, prominence and noise tests as :func:`trace_peaks` (no width or height filter).
+    """
+    have = np.flatnonzero(intensity > 0)
+    if len(have) < min_points:
+        return None
+    scan = have.astype(np.int64)
+    inten = intensity[have].astype(np.float64)
+    pk = trace_peaks(np.arange(len(have)), np.array([0, len(have)]), scan=scan, mz=np.ones(len(have)),
+                     intensity=inten, rt=np.asarray(rt, np.float64), noise_edges=np.array([-np.inf, np.inf]),
+                     noise_floor=np.array([float(inten.min()) / 10]), min_snr=min_snr, min_height=0.0,
+                     min_scans=min_points, min_fwhm_s=0.0, max_fwhm_s=np.inf)
+    if not len(pk):
+        return None
+    best = int(np.argmax(pk.height))
+    return int(pk.apex_scan[best]), int(pk.start_scan[best]), int(pk.end_scan[best])
