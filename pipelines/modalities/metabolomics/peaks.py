@@ -42,6 +42,8 @@ MAX_MERGE_PASSES = 200
 # a peak must rise above both its valleys by this fraction of its smoothed apex: the ~5-15 %
 # intensity scatter of the top of a strong peak makes dips no noise estimate of the flanks sees
 MIN_VALLEY_DEPTH = 0.2
+CUT_TRACE_FRACTION = 0.5
+LONG_TRACE_FWHMS = 8.0          # a trace this many FWHM long is a background ion's (see trace_peaks)
 
 
 # --------------------------------------------------------------------------- mass traces
@@ -349,7 +351,7 @@ def trace_peaks(order: np.ndarray, starts: np.ndarray, *, scan: np.ndarray, mz: 
     trace_hi = off[trace_a] + _PAD + span[trace_a] - 1
     # ... when the trace lasts half the run or more (an ion always there); a peak the start or
     # end of the acquisition cuts (in a slice of a longer run) is kept
-    whole_run = (rt[last[trace_a]] - rt[first[trace_a]]) >= 0.5 * (rt[-1] - rt[0])
+    whole_run = (rt[last[trace_a]] - rt[first[trace_a]]) >= CUT_TRACE_FRACTION * (rt[-1] - rt[0])
     cut = ((run_edge_l & (y[trace_lo] >= half)) | (run_edge_r & (y[trace_hi] >= half))) & whole_run
 
     def interp(p0, p1):
@@ -406,6 +408,16 @@ def trace_peaks(order: np.ndarray, starts: np.ndarray, *, scan: np.ndarray, mz: 
     raw_apex = np.where((raw_apex >= start) & (raw_apex <= end), raw_apex, apex_pos)
     height = y[raw_apex]
 
+    # on a trace far longer than the peak (a background ion), the slow wander of the trace is
+    # noise too: 1.4826 x MAD of its smoothed intensities (a peak on it must stand out of that)
+    s_obs = s[pos]
+    med_s = _group_median(s_obs, tr_of_point, np.ones(len(s_obs), bool), n_tr)
+    wander = 1.4826 * _group_median(np.abs(s_obs - med_s[tr_of_point]), tr_of_point, np.ones(len(s_obs), bool), n_tr)
+    trace_s = rt[last] - rt[first]
+    # ... for a peak whose valleys both stay high (a hump of the ion's level, not a compound
+    # eluting on a trace that returns to the floor between its peaks, as isomers do)
+    long_trace = (trace_s[trace_a] >= LONG_TRACE_FWHMS * np.maximum(fwhm, 1e-9)) & (base >= 0.3 * apex_s)
+    snr = np.where(long_trace, prominence / np.maximum(noise_at(trace_a, apex_s), wander[trace_a]), snr)
     keep = (~cut & (snr >= min_snr) & (prominence >= MIN_VALLEY_DEPTH * apex_s) & (height >= min_height) & (n_scans >= min_scans)
             & (fwhm >= min_fwhm_s) & (fwhm <= max_fwhm_s))
     first_t = first[trace_a]
