@@ -10,13 +10,16 @@
    linearly interpolated, zero padding between traces) and smoothed with one convolution
    (Gaussian, sigma one scan).  Local maxima are then merged into their higher neighbour
    until each remaining one rises above the valleys on both sides (its *prominence*) by
-   ``min_snr`` x the trace's noise.  The noise of a trace is the larger of
-   - the high-frequency scatter of the trace around a local quadratic (5-point Savitzky-Golay;
-     1.4826 x MAD of the residual, scaled to raw intensities), which other peaks on the trace
-     do not inflate (their smooth shape leaves little residual), and background ions that
-     fluctuate do;
+   ``min_snr`` x the trace's noise and by ``MIN_VALLEY_DEPTH`` (20 %) of its own height (the
+   few-% scatter on the top of a strong peak).  The noise of a trace is the larger of
+   - the scatter of the trace around a local quadratic (5-point Savitzky-Golay; 1.4826 x MAD of
+     the residual, scaled to raw intensities) over the lower half of its intensities: other
+     peaks on the trace sit in the upper half and cannot inflate it, a peak one or two scans
+     wide leaves no shape residual there, and a background ion that fluctuates raises it;
    - the run's noise floor at that m/z (a low quantile of all centroid intensities in the m/z
-     neighbourhood), which peaks cannot move because they are a small fraction of the centroids.
+     neighbourhood), which peaks cannot move because they are a small fraction of the centroids;
+   - for a hump whose valleys both stay above 30 % of it on a trace 8 FWHM long or more (a
+     background ion's drift), the trace's slow wander (1.4826 x MAD of its smoothed values).
    The FWHM is measured on the smoothed profile at half the height above the lower valley,
    interpolated between points, and the widening by the smoothing kernel is taken out
    (w^2 - (2.3548 sigma_kernel)^2), so a peak one or two scans wide keeps its width.
@@ -255,9 +258,8 @@ def trace_peaks(order: np.ndarray, starts: np.ndarray, *, scan: np.ndarray, mz: 
     b = np.clip(np.searchsorted(noise_edges, trace_mz, side="right") - 1, 0, len(noise_floor) - 1)
     floor_t = noise_floor[b]
 
-    def noise_at(tr: np.ndarray, level: np.ndarray) -> np.ndarray:
-        # the relative part of the scatter (a strong peak's top) is MIN_VALLEY_DEPTH's business
-        return np.maximum(sigma_abs[tr], floor_t[tr]) + 0.0 * level
+    # the relative part of the scatter (on a strong peak's top) is MIN_VALLEY_DEPTH's business
+    noise = np.maximum(sigma_abs, floor_t)
 
     # extrema of the smoothed profile: maxima, and valleys (interior minima + both ends of each trace)
     d = np.sign(np.diff(s))
@@ -277,7 +279,7 @@ def trace_peaks(order: np.ndarray, starts: np.ndarray, *, scan: np.ndarray, mz: 
     vals = s[min_pos]
     top = s[max_pos]
     mtr = tr_d[max_pos]
-    thr = min_snr * noise_at(mtr, top)
+    thr = min_snr * noise[mtr]
     alive = np.ones(len(max_pos), bool)
     for _ in range(MAX_MERGE_PASSES):
         a = np.flatnonzero(alive)
@@ -326,7 +328,7 @@ def trace_peaks(order: np.ndarray, starts: np.ndarray, *, scan: np.ndarray, mz: 
     lval, rval = s[left_pos], s[right_pos]
     base = np.minimum(lval, rval)
     prominence = apex_s - np.maximum(lval, rval)
-    snr = prominence / noise_at(trace_a, apex_s)
+    snr = prominence / noise[trace_a]
 
     # FWHM: crossings of base + (apex - base) / 2 on each flank, between the valley and the apex
     half = base + (apex_s - base) / 2
@@ -417,7 +419,7 @@ def trace_peaks(order: np.ndarray, starts: np.ndarray, *, scan: np.ndarray, mz: 
     # ... for a peak whose valleys both stay high (a hump of the ion's level, not a compound
     # eluting on a trace that returns to the floor between its peaks, as isomers do)
     long_trace = (trace_s[trace_a] >= LONG_TRACE_FWHMS * np.maximum(fwhm, 1e-9)) & (base >= 0.3 * apex_s)
-    snr = np.where(long_trace, prominence / np.maximum(noise_at(trace_a, apex_s), wander[trace_a]), snr)
+    snr = np.where(long_trace, prominence / np.maximum(noise[trace_a], wander[trace_a]), snr)
     keep = (~cut & (snr >= min_snr) & (prominence >= MIN_VALLEY_DEPTH * apex_s) & (height >= min_height) & (n_scans >= min_scans)
             & (fwhm >= min_fwhm_s) & (fwhm <= max_fwhm_s))
     first_t = first[trace_a]
