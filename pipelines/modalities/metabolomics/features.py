@@ -67,7 +67,8 @@ class FeatureParams:
 FORMAT_VERSION = b"2"         # 2: a feature is an isotope group (monoisotopic m/z), not a trace
 
 
-def _field(name: str, typ: pa.DataType, description: str, unit: str = "") -> pa.Field:
+def doc_field(name: str, typ: pa.DataType, description: str, unit: str = "") -> pa.Field:
+    """An Arrow field carrying its description and unit as field metadata (the project's convention)."""
     meta = {b"description": description.encode()}
     if unit:
         meta[b"unit"] = unit.encode()
@@ -75,30 +76,30 @@ def _field(name: str, typ: pa.DataType, description: str, unit: str = "") -> pa.
 
 
 PEAK_SCHEMA = pa.schema([
-    _field("run", pa.string(), "run name"),
-    _field("peak_id", pa.int32(), "feature number within the run (ordered by m/z, then RT)"),
-    _field("mz", pa.float64(), "monoisotopic m/z: intensity-weighted m/z of the monoisotopic peak's centroids",
+    doc_field("run", pa.string(), "run name"),
+    doc_field("peak_id", pa.int32(), "feature number within the run (ordered by m/z, then RT)"),
+    doc_field("mz", pa.float64(), "monoisotopic m/z: intensity-weighted m/z of the monoisotopic peak's centroids",
            "m/z (MS:1000040)"),
-    _field("rt_apex_s", pa.float64(), "retention time of the most intense centroid of the monoisotopic peak",
+    doc_field("rt_apex_s", pa.float64(), "retention time of the most intense centroid of the monoisotopic peak",
            "s (UO:0000010)"),
-    _field("rt_start_s", pa.float64(), "where the monoisotopic peak starts (valley or 2 % of its height)",
+    doc_field("rt_start_s", pa.float64(), "where the monoisotopic peak starts (valley or 2 % of its height)",
            "s (UO:0000010)"),
-    _field("rt_end_s", pa.float64(), "where the monoisotopic peak ends (valley or 2 % of its height)",
+    doc_field("rt_end_s", pa.float64(), "where the monoisotopic peak ends (valley or 2 % of its height)",
            "s (UO:0000010)"),
-    _field("height", pa.float64(), "apex intensity of the monoisotopic peak", "counts (MS:1000131)"),
-    _field("area", pa.float64(), "trapezoidal area of the monoisotopic peak's raw intensities over RT, "
+    doc_field("height", pa.float64(), "apex intensity of the monoisotopic peak", "counts (MS:1000131)"),
+    doc_field("area", pa.float64(), "trapezoidal area of the monoisotopic peak's raw intensities over RT, "
            "no baseline subtracted", "counts x s"),
-    _field("fwhm_s", pa.float64(), "full width at half height of the smoothed monoisotopic peak, "
+    doc_field("fwhm_s", pa.float64(), "full width at half height of the smoothed monoisotopic peak, "
            "the smoothing's widening removed", "s (UO:0000010)"),
-    _field("snr", pa.float64(), "prominence of the smoothed peak over the higher valley / noise of its trace"),
-    _field("n_scans", pa.int32(), "MS1 scans with a centroid between start and end"),
-    _field("charge", pa.int16(), "charge from the isotope spacing (1-3); null when no isotope was found"),
-    _field("n_isotopes", pa.int16(), "peaks in the isotope group, the monoisotopic one included"),
-    _field("isotope_mz", pa.list_(pa.float64()), "m/z of each peak of the group: M, M+1, ...",
+    doc_field("snr", pa.float64(), "prominence of the smoothed peak over the higher valley / noise of its trace"),
+    doc_field("n_scans", pa.int32(), "MS1 scans with a centroid between start and end"),
+    doc_field("charge", pa.int16(), "charge from the isotope spacing (1-3); null when no isotope was found"),
+    doc_field("n_isotopes", pa.int16(), "peaks in the isotope group, the monoisotopic one included"),
+    doc_field("isotope_mz", pa.list_(pa.float64()), "m/z of each peak of the group: M, M+1, ...",
            "m/z (MS:1000040)"),
-    _field("isotope_height", pa.list_(pa.float64()), "apex intensity of each peak of the group",
+    doc_field("isotope_height", pa.list_(pa.float64()), "apex intensity of each peak of the group",
            "counts (MS:1000131)"),
-    _field("area_isotopes", pa.float64(), "sum of the areas of the group's peaks", "counts x s"),
+    doc_field("area_isotopes", pa.float64(), "sum of the areas of the group's peaks", "counts x s"),
 ], metadata={b"binds.format_version": FORMAT_VERSION})
 
 
@@ -367,17 +368,17 @@ def group_features(*, peak_tables: list[str | Path], features_out: str | Path, p
         for r in runs:
             abundance[r].append(areas[r])
     fields = [
-        _field("SMF_ID", pa.int64(), "feature group id (mzTab-M SMF_ID), numbered by m/z then RT"),
-        _field("exp_mass_to_charge", pa.float64(), "height-weighted mean monoisotopic m/z of the group's features",
+        doc_field("SMF_ID", pa.int64(), "feature group id (mzTab-M SMF_ID), numbered by m/z then RT"),
+        doc_field("exp_mass_to_charge", pa.float64(), "height-weighted mean monoisotopic m/z of the group's features",
                "m/z (MS:1000040)"),
-        _field("retention_time_in_seconds", pa.float64(), "median apex retention time of the group's features",
+        doc_field("retention_time_in_seconds", pa.float64(), "median apex retention time of the group's features",
                "s (UO:0000010)"),
-        _field("retention_time_in_seconds_start", pa.float64(), "earliest start of the group's features",
+        doc_field("retention_time_in_seconds_start", pa.float64(), "earliest start of the group's features",
                "s (UO:0000010)"),
-        _field("retention_time_in_seconds_end", pa.float64(), "latest end of the group's features", "s (UO:0000010)"),
-        _field("n_runs", pa.int32(), "runs in which the feature was found"),
+        doc_field("retention_time_in_seconds_end", pa.float64(), "latest end of the group's features", "s (UO:0000010)"),
+        doc_field("n_runs", pa.int32(), "runs in which the feature was found"),
     ]
-    fields += [_field(f"abundance_assay[{r}]", pa.float64(),
+    fields += [doc_field(f"abundance_assay[{r}]", pa.float64(),
                       f"area of the feature's monoisotopic peak in run {r}, null where not found", "counts x s")
                for r in runs]
     schema = pa.schema(fields, metadata={b"binds.format_version": FORMAT_VERSION,
@@ -386,7 +387,7 @@ def group_features(*, peak_tables: list[str | Path], features_out: str | Path, p
     for pth in (features_out, peaks_out):
         Path(pth).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pydict(data, schema=schema), features_out, compression="zstd")
-    long_schema = PEAK_SCHEMA.append(_field("SMF_ID", pa.int64(), "the feature group in features.parquet"))
+    long_schema = PEAK_SCHEMA.append(doc_field("SMF_ID", pa.int64(), "the feature group in features.parquet"))
     allp = allp.sort_values(["run", "peak_id"], kind="stable") if n else allp
     pq.write_table(pa.Table.from_pandas(allp, schema=long_schema, preserve_index=False), peaks_out,
                    compression="zstd")

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from pipelines.errors import InputError, Problem, ProblemList
 from pipelines.modalities.metabolomics.chem import ADDUCTS, target_mz
+from pipelines.modalities.metabolomics.features import doc_field
 from pipelines.modalities.metabolomics.peaks import xic_peak
 from pipelines.staging import write_json
 
@@ -49,38 +50,31 @@ class Target:
     ppm: float
 
 
-def _field(name: str, typ: pa.DataType, description: str, unit: str = "") -> pa.Field:
-    meta = {b"description": description.encode()}
-    if unit:
-        meta[b"unit"] = unit.encode()
-    return pa.field(name, typ, metadata=meta)
-
-
 TARGET_SCHEMA = pa.schema([
-    _field("target", pa.string(), "compound name from the targets CSV"),
-    _field("run", pa.string(), "run name"),
-    _field("formula", pa.string(), "molecular formula, if given"),
-    _field("adduct", pa.string(), "adduct, e.g. [M+H]+, if given"),
-    _field("theoretical_mz", pa.float64(), "target m/z (given, or from formula + adduct)", "m/z (MS:1000040)"),
-    _field("ppm_tolerance", pa.float64(), "XIC half-width", "ppm"),
-    _field("rt_start_s", pa.float64(), "start of the search window (null: run start)", "s (UO:0000010)"),
-    _field("rt_end_s", pa.float64(), "end of the search window (null: run end)", "s (UO:0000010)"),
-    _field("detected", pa.bool_(), f"a chromatographic peak with signal in at least {MIN_POINTS} MS1 scans "
+    doc_field("target", pa.string(), "compound name from the targets CSV"),
+    doc_field("run", pa.string(), "run name"),
+    doc_field("formula", pa.string(), "molecular formula, if given"),
+    doc_field("adduct", pa.string(), "adduct, e.g. [M+H]+, if given"),
+    doc_field("theoretical_mz", pa.float64(), "target m/z (given, or from formula + adduct)", "m/z (MS:1000040)"),
+    doc_field("ppm_tolerance", pa.float64(), "XIC half-width", "ppm"),
+    doc_field("rt_start_s", pa.float64(), "start of the search window (null: run start)", "s (UO:0000010)"),
+    doc_field("rt_end_s", pa.float64(), "end of the search window (null: run end)", "s (UO:0000010)"),
+    doc_field("detected", pa.bool_(), f"a chromatographic peak with signal in at least {MIN_POINTS} MS1 scans "
            "found in the window"),
-    _field("observed_mz", pa.float64(), "intensity-weighted m/z of the peak's XIC points at or above half its apex",
+    doc_field("observed_mz", pa.float64(), "intensity-weighted m/z of the peak's XIC points at or above half its apex",
            "m/z (MS:1000040)"),
-    _field("mass_error_ppm", pa.float64(), "(observed_mz - theoretical_mz) / theoretical_mz * 1e6", "ppm"),
-    _field("rt_apex_s", pa.float64(), "retention time of the peak's apex", "s (UO:0000010)"),
-    _field("height", pa.float64(), "XIC intensity at the peak's apex", "counts (MS:1000131)"),
-    _field("area", pa.float64(), "trapezoidal XIC area over the peak (valley to valley, or to 2 % of its "
+    doc_field("mass_error_ppm", pa.float64(), "(observed_mz - theoretical_mz) / theoretical_mz * 1e6", "ppm"),
+    doc_field("rt_apex_s", pa.float64(), "retention time of the peak's apex", "s (UO:0000010)"),
+    doc_field("height", pa.float64(), "XIC intensity at the peak's apex", "counts (MS:1000131)"),
+    doc_field("area", pa.float64(), "trapezoidal XIC area over the peak (valley to valley, or to 2 % of its "
            "height), as the untargeted features integrate", "counts x s"),
-    _field("peak_start_s", pa.float64(), "where the integrated peak starts", "s (UO:0000010)"),
-    _field("peak_end_s", pa.float64(), "where the integrated peak ends", "s (UO:0000010)"),
-    _field("area_window", pa.float64(), "trapezoidal XIC area over the whole window", "counts x s"),
-    _field("n_points", pa.int32(), "MS1 scans with signal inside the window"),
-    _field("xic_rt_s", pa.list_(pa.float64()), "XIC retention times (every MS1 scan of the window)",
+    doc_field("peak_start_s", pa.float64(), "where the integrated peak starts", "s (UO:0000010)"),
+    doc_field("peak_end_s", pa.float64(), "where the integrated peak ends", "s (UO:0000010)"),
+    doc_field("area_window", pa.float64(), "trapezoidal XIC area over the whole window", "counts x s"),
+    doc_field("n_points", pa.int32(), "MS1 scans with signal inside the window"),
+    doc_field("xic_rt_s", pa.list_(pa.float64()), "XIC retention times (every MS1 scan of the window)",
            "s (UO:0000010)"),
-    _field("xic_intensity", pa.list_(pa.float32()), "XIC summed intensities", "counts (MS:1000131)"),
+    doc_field("xic_intensity", pa.list_(pa.float32()), "XIC summed intensities", "counts (MS:1000131)"),
 ], metadata={b"binds.format_version": b"2"})
 
 
