@@ -400,21 +400,5 @@ def group_features(*, peak_tables: list[str | Path], features_out: str | Path, p
     return qc
 
 
-def match_fraction(ours_mz: np.ndarray, ours_rt: np.ndarray, ref_mz: np.ndarray, ref_rt: np.ndarray, *,
-                   ppm: float = 10.0, rt_s: float = 10.0) -> float:
-    """Fraction of reference features with one of ours within ``ppm`` and ``rt_s``."""
-    if not len(ref_mz):
-        return float("nan")
-    order = np.argsort(ours_mz)
-    mz_sorted, rt_sorted = ours_mz[order], ours_rt[order]
-    hit = 0
-    for m, t in zip(ref_mz, ref_rt):
-        tol = m * ppm * 1e-6
-        a, b = np.searchsorted(mz_sorted, m - tol), np.searchsorted(mz_sorted, m + tol, side="right")
-        if a < b and np.any(np.abs(rt_sorted[a:b] - t) <= rt_s):
-            hit += 1
-    return hit / len(ref_mz)
-
-
-__all__ = ["FeatureParams", "detect_features", "group_features", "match_fraction", "read_ms1",
-           "centroid_profile"]
+__all__ = ["PEAK_SCHEMA", "FeatureParams", "MS1Peaks", "centroid_profile", "detect_features", "doc_field",
+           "feature_table", "features_of_run", "find_features", "group_features", "read_ms1"]
