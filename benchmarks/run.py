@@ -2,7 +2,9 @@
 
 Each bench module has ``main(quick: bool = False) -> list[dict]``; each dict is one comparison:
 ``{"benchmark": ..., "ours": seconds, "baseline": name, "baseline_s": seconds, "ratio": x,
-"goal": "...", "extra": {...}}``.  ``python benchmarks/run.py [NAME ...] [--quick]``.
+"goal": "...", "extra": {...}}``.  ``python benchmarks/run.py [NAME ...] [--quick]``; NAME is the
+module's name without ``bench_``: store, cryoem, metabolomics, metabolomics_features (issue 14:
+feature detection against ground truth and pyopenms), screening, transcriptomics.
 """
 
 from __future__ import annotations

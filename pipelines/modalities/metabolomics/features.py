@@ -4,20 +4,23 @@ and grouping of the features of several runs into a feature x sample matrix.
 Per run (:func:`detect_features`):
 
 1. MS1 spectra are read from the run's spectra Parquet, profile spectra centroided first
-   (local maxima, m/z = intensity-weighted mean of the apex and its two neighbours);
-2. **mass traces**: centroids sorted by m/z are cut where consecutive m/z differ by more than
-   ``mz_tolerance_ppm``; within a trace the most intense centroid of each scan is kept and the
-   trace is split at gaps of more than ``max_gap_scans`` scans;
-3. **chromatographic peaks**: each trace is smoothed (Gaussian, sigma one scan), its local maxima
-   are bounded at the nearest minima, and kept when they span
-   ``min_scans`` scans, reach ``min_height`` and ``min_snr`` and have a FWHM within bounds;
-4. each peak is a **feature**: m/z (intensity-weighted), RT apex / start / end, height, area
-   (trapezoid of the raw intensities over RT, in counts x s), FWHM, S/N.
+   (local maxima, m/z = intensity-weighted mean of the apex and its two neighbours), all of a
+   row group at once;
+2. **mass traces**, **chromatographic peaks** (prominence over the valleys against a noise
+   estimate that other peaks on the trace cannot inflate; FWHM on the smoothed profile):
+   :mod:`.peaks`;
+3. **isotope groups** (13C spacing for charge 1-3, co-elution, intensity-ratio plausibility):
+   :mod:`.isotopes`; each group is a **feature**, reported at its monoisotopic peak: m/z, RT apex
+   / start / end, height, area (trapezoid of the raw intensities over RT, counts x s), FWHM,
+   S/N, charge, and the m/z and height of every isotope.
 
 Across runs (:func:`group_features`): greedy, most intense first: a feature takes the closest
 unassigned feature of each other run within ``align_mz_tolerance_ppm`` and
 ``align_rt_tolerance_s``.  The result is mzTab-M SMF-like: one row per feature group with
-``abundance_assay[<run>]`` columns.
+``abundance_assay[<run>]`` columns (the area of the monoisotopic peak).
+
+Column meanings are Arrow field metadata (``description``, ``unit``); the schema metadata
+``binds.format_version`` is 2 (1: one feature per mass trace, before isotope grouping).
 """
 
 from __future__ import annotations
@@ -29,7 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from pipelines.modalities.metabolomics.isotopes import Features, group_isotopes
+from pipelines.modalities.metabolomics.peaks import Peaks, mass_traces, mz_noise_floor, trace_peaks
 
 from pipelines.staging import write_json
 
@@ -57,39 +64,73 @@ class FeatureParams:
         return cls(**{k: v for k, v in (block or {}).items() if k in known})
 
 
-PEAK_COLUMNS = {
-    "run": (pa.string(), "run name"),
-    "peak_id": (pa.int32(), "peak number within the run (ordered by m/z, then RT)"),
-    "mz": (pa.float64(), "intensity-weighted m/z of the peak's centroids (MS:1000040)"),
-    "rt_apex_s": (pa.float64(), "retention time of the most intense point, seconds"),
-    "rt_start_s": (pa.float64(), "retention time where the peak starts, seconds"),
-    "rt_end_s": (pa.float64(), "retention time where the peak ends, seconds"),
-    "height": (pa.float64(), "apex intensity (detector counts)"),
-    "area": (pa.float64(), "trapezoidal area of the raw intensities over RT (counts x s)"),
-    "fwhm_s": (pa.float64(), "full width at half maximum, seconds"),
-    "snr": (pa.float64(), "(apex - baseline) / noise of the mass trace"),
-    "n_scans": (pa.int32(), "MS1 scans with signal between start and end"),
-}
-PEAK_SCHEMA = pa.schema([pa.field(n, t) for n, (t, _) in PEAK_COLUMNS.items()],
-                        metadata={b"binds:columns": json.dumps({n: d for n, (_, d) in PEAK_COLUMNS.items()},
-                                                               sort_keys=True).encode()})
+FORMAT_VERSION = b"2"         # 2: a feature is an isotope group (monoisotopic m/z), not a trace
+
+
+def doc_field(name: str, typ: pa.DataType, description: str, unit: str = "") -> pa.Field:
+    """An Arrow field carrying its description and unit as field metadata (the project's convention)."""
+    meta = {b"description": description.encode()}
+    if unit:
+        meta[b"unit"] = unit.encode()
+    return pa.field(name, typ, metadata=meta)
+
+
+PEAK_SCHEMA = pa.schema([
+    doc_field("run", pa.string(), "run name"),
+    doc_field("peak_id", pa.int32(), "feature number within the run (ordered by m/z, then RT)"),
+    doc_field("mz", pa.float64(), "monoisotopic m/z: intensity-weighted m/z of the monoisotopic peak's centroids",
+           "m/z (MS:1000040)"),
+    doc_field("rt_apex_s", pa.float64(), "retention time of the most intense centroid of the monoisotopic peak",
+           "s (UO:0000010)"),
+    doc_field("rt_start_s", pa.float64(), "where the monoisotopic peak starts (valley or 2 % of its height)",
+           "s (UO:0000010)"),
+    doc_field("rt_end_s", pa.float64(), "where the monoisotopic peak ends (valley or 2 % of its height)",
+           "s (UO:0000010)"),
+    doc_field("height", pa.float64(), "apex intensity of the monoisotopic peak", "counts (MS:1000131)"),
+    doc_field("area", pa.float64(), "trapezoidal area of the monoisotopic peak's raw intensities over RT, "
+           "no baseline subtracted", "counts x s"),
+    doc_field("fwhm_s", pa.float64(), "full width at half height of the smoothed monoisotopic peak, "
+           "the smoothing's widening removed", "s (UO:0000010)"),
+    doc_field("snr", pa.float64(), "prominence of the smoothed peak over the higher valley / noise of its trace"),
+    doc_field("n_scans", pa.int32(), "MS1 scans with a centroid between start and end"),
+    doc_field("charge", pa.int16(), "charge from the isotope spacing (1-3); null when no isotope was found"),
+    doc_field("n_isotopes", pa.int16(), "peaks in the isotope group, the monoisotopic one included"),
+    doc_field("isotope_mz", pa.list_(pa.float64()), "m/z of each peak of the group: M, M+1, ...",
+           "m/z (MS:1000040)"),
+    doc_field("isotope_height", pa.list_(pa.float64()), "apex intensity of each peak of the group",
+           "counts (MS:1000131)"),
+    doc_field("area_isotopes", pa.float64(), "sum of the areas of the group's peaks", "counts x s"),
+], metadata={b"binds.format_version": FORMAT_VERSION})
 
 
 # --------------------------------------------------------------------------- reading MS1
 def centroid_profile(mz: np.ndarray, intensity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centroid one profile spectrum: local maxima, m/z weighted over the apex and its neighbours."""
+    c_mz, c_int, _ = _centroid_concatenated(np.asarray(mz, np.float64), np.asarray(intensity),
+                                            np.zeros(len(mz), np.int64))
+    return c_mz, c_int
+
+
+def _centroid_concatenated(mz: np.ndarray, y: np.ndarray, spec: np.ndarray):
+    """Centroid many profile spectra laid end to end (``spec`` = spectrum of each point)."""
     if len(mz) < 3:
-        return mz.astype(np.float64), intensity.astype(np.float32)
-    y = intensity.astype(np.float64)
-    apex = np.flatnonzero((y[1:-1] > y[:-2]) & (y[1:-1] >= y[2:]) & (y[1:-1] > 0)) + 1
+        keep = np.zeros(len(mz), bool)
+        return mz[keep], y[keep].astype(np.float32), spec[keep]
+    y = y.astype(np.float64)
+    same_l = spec[1:-1] == spec[:-2]
+    same_r = spec[1:-1] == spec[2:]
+    apex = np.flatnonzero(same_l & same_r & (y[1:-1] > y[:-2]) & (y[1:-1] >= y[2:]) & (y[1:-1] > 0)) + 1
     w = y[apex - 1] + y[apex] + y[apex + 1]
     c_mz = (mz[apex - 1] * y[apex - 1] + mz[apex] * y[apex] + mz[apex + 1] * y[apex + 1]) / w
-    return c_mz, y[apex].astype(np.float32)
+    return c_mz, y[apex].astype(np.float32), spec[apex]
 
 
 @dataclass(slots=True)
 class MS1Peaks:
-    """All MS1 centroids of one run: scan number, m/z, intensity; and the RT of each scan."""
+    """All MS1 centroids of one run: scan number, m/z, intensity; and the RT of each scan.
+
+    Sorted by scan, then m/z.
+    """
 
     scan: np.ndarray
     mz: np.ndarray
@@ -98,7 +139,7 @@ class MS1Peaks:
 
 
 def read_ms1(spectra: str | Path, *, centroid: bool = True) -> MS1Peaks:
-    """MS1 centroids of one run's spectra Parquet, row group by row group."""
+    """MS1 centroids of one run's spectra Parquet, row group by row group, without a loop over spectra."""
     pf = pq.ParquetFile(spectra)
     scans, mzs, ints, rts = [], [], [], []
     k = 0
@@ -109,135 +150,126 @@ def read_ms1(spectra: str | Path, *, centroid: bool = True) -> MS1Peaks:
         if not len(rows):
             continue
         t = t.take(pa.array(rows))
-        rt = t.column("rt_s").to_numpy(zero_copy_only=False)
-        cent = t.column("centroided").to_pylist()
+        rt = t.column("rt_s").to_numpy(zero_copy_only=False).astype(np.float64)
+        n_rows = len(rows)
+        profile = pc.equal(t.column("centroided"), False).fill_null(False).to_numpy(zero_copy_only=False)
         mz_col, int_col = t.column("mz").combine_chunks(), t.column("intensity").combine_chunks()
         off = mz_col.offsets.to_numpy()
-        mz_all, int_all = mz_col.values.to_numpy(), int_col.values.to_numpy()
-        for i in range(len(rows)):
-            mz = mz_all[off[i]:off[i + 1]]
-            it = int_all[off[i]:off[i + 1]]
-            if centroid and cent[i] is False:
-                mz, it = centroid_profile(mz, it)
-            keep = it > 0
-            mzs.append(mz[keep])
-            ints.append(it[keep].astype(np.float32))
-            scans.append(np.full(int(keep.sum()), k, dtype=np.int32))
-            rts.append(float(rt[i]) if rt[i] == rt[i] else float(k))
-            k += 1
+        mz_all = mz_col.values.to_numpy()[off[0]:off[-1]].astype(np.float64, copy=False)
+        int_all = int_col.values.to_numpy()[off[0]:off[-1]]
+        spec = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(off))
+        if centroid and profile.any():
+            is_prof = profile[spec]
+            c_mz, c_int, c_spec = _centroid_concatenated(mz_all[is_prof], int_all[is_prof], spec[is_prof])
+            keep = ~is_prof
+            mz_all = np.concatenate([mz_all[keep], c_mz])
+            int_all = np.concatenate([int_all[keep].astype(np.float32), c_int])
+            spec = np.concatenate([spec[keep], c_spec])
+        keep = int_all > 0
+        mz_all, int_all, spec = mz_all[keep], int_all[keep].astype(np.float32), spec[keep]
+        mzs.append(mz_all)
+        ints.append(int_all)
+        scans.append((spec + k).astype(np.int32))
+        rts.append(np.where(rt == rt, rt, np.arange(k, k + n_rows, dtype=np.float64)))
+        k += n_rows
     if not mzs:
         return MS1Peaks(np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.float32), np.zeros(0))
-    return MS1Peaks(np.concatenate(scans), np.concatenate(mzs), np.concatenate(ints), np.asarray(rts))
+    scan, mz, inten = np.concatenate(scans), np.concatenate(mzs), np.concatenate(ints)
+    # sorted by (scan, m/z)?  mzML spectra nearly always are; sort only when they are not
+    if len(mz) > 1:
+        ds, dm = np.diff(scan), np.diff(mz)
+        if not np.all((ds > 0) | ((ds == 0) & (dm >= 0))):
+            o = np.lexsort((mz, scan))
+            scan, mz, inten = scan[o], mz[o], inten[o]
+    return MS1Peaks(scan, mz, inten, np.concatenate(rts))
 
 
 # --------------------------------------------------------------------------- detection
-def _mass_traces(peaks: MS1Peaks, p: FeatureParams) -> list[np.ndarray]:
-    """Index arrays (into ``peaks``) of each mass trace, scan-ordered, one centroid per scan."""
-    if not len(peaks.mz):
-        return []
-    order = np.argsort(peaks.mz, kind="stable")
-    mz = peaks.mz[order]
-    gaps = np.diff(mz) / mz[1:] * 1e6 > p.mz_tolerance_ppm
-    bin_id = np.concatenate([[0], np.cumsum(gaps)])
-    scan = peaks.scan[order]
-    inten = peaks.intensity[order]
-    # within a bin and scan keep the most intense centroid: sort by (bin, scan, -intensity)
-    o2 = np.lexsort((-inten, scan, bin_id))
-    b, s = bin_id[o2], scan[o2]
-    first = np.concatenate([[True], (b[1:] != b[:-1]) | (s[1:] != s[:-1])])
-    o2, b, s = o2[first], b[first], s[first]
-    # split a bin into traces where more than max_gap_scans scans are missing
-    new_trace = np.concatenate([[True], (b[1:] != b[:-1]) | (s[1:] - s[:-1] > p.max_gap_scans + 1)])
-    starts = np.flatnonzero(new_trace)
-    ends = np.append(starts[1:], len(o2))
-    idx = order[o2]
-    return [idx[a:e] for a, e in zip(starts, ends) if e - a >= p.min_scans]
+# Memory: detection needs ~250 bytes per centroid of temporaries, so a long run is processed in
+# m/z bands of at most this many centroids.  Bands overlap by BAND_MARGIN_MZ on each side (a
+# trace is a few ppm wide, an isotope group at most 5 Da): a band keeps the features whose
+# monoisotopic m/z is inside it, and each has all its traces and isotopes in the band.
+BAND_CENTROIDS = 2_000_000
+BAND_MARGIN_MZ = 6.0
 
 
-# Gaussian kernel, sigma = one scan (numpy instead of scipy: each rule is a fresh process and
-# importing scipy.signal/ndimage costs seconds there)
-_KERNEL = np.exp(-0.5 * np.arange(-4, 5) ** 2)
-_KERNEL /= _KERNEL.sum()
+def _noise_floor_of_run(ms1: MS1Peaks):
+    # from every k-th centroid: the floor is a low quantile, a million centroids pin it down
+    step = max(1, len(ms1.mz) // 1_000_000)
+    return mz_noise_floor(ms1.mz[::step], ms1.intensity[::step])
 
 
-def _noise_floor(intensity: np.ndarray) -> float:
-    # the weakest centroids of a run are its noise (instruments threshold just above it)
-    return float(np.percentile(intensity, 10)) if len(intensity) else 1.0
+def find_features(ms1: MS1Peaks, p: FeatureParams, noise=None) -> tuple[Peaks, Features]:
+    """Mass traces -> chromatographic peaks -> isotope groups of MS1 centroids (one band)."""
+    edges, floor = noise if noise is not None else _noise_floor_of_run(ms1)
+    order, starts = mass_traces(ms1.scan, ms1.mz, ppm=p.mz_tolerance_ppm, max_gap=p.max_gap_scans,
+                                min_points=p.min_scans)
+    pk = trace_peaks(order, starts, scan=ms1.scan, mz=ms1.mz, intensity=ms1.intensity, rt=ms1.rt,
+                     noise_edges=edges, noise_floor=floor, min_snr=p.min_snr, min_height=p.min_height,
+                     min_scans=p.min_scans, min_fwhm_s=p.min_fwhm_s, max_fwhm_s=p.max_fwhm_s)
+    return pk, group_isotopes(pk, ppm=p.mz_tolerance_ppm)
 
 
-def _peaks_of_trace(tr: np.ndarray, peaks: MS1Peaks, p: FeatureParams, floor: float) -> list[dict]:
-    scans = peaks.scan[tr]
-    first, last = int(scans[0]), int(scans[-1])
-    n = last - first + 1
-    y = np.zeros(n)
-    y[scans - first] = peaks.intensity[tr]
-    mz_dense = np.zeros(n)
-    mz_dense[scans - first] = peaks.mz[tr]
-    rt = peaks.rt[first:last + 1]
-    smooth = np.convolve(np.pad(y, _KERNEL.size // 2), _KERNEL, mode="valid") if n >= 3 else y
-    baseline = float(np.percentile(y[y > 0], 25)) if (y > 0).sum() >= 10 else 0.0
-    padded = np.concatenate([[0.0], smooth, [0.0]])
-    # local maxima; a flat top counts once, at its first point
-    cand = np.flatnonzero((padded[1:-1] > padded[:-2]) & (padded[1:-1] >= padded[2:]))
-    out = []
-    for apex_s in cand:
-        lo = apex_s
-        while lo > 0 and smooth[lo - 1] < smooth[lo] and y[lo - 1] > 0:
-            lo -= 1
-        hi = apex_s
-        while hi < n - 1 and smooth[hi + 1] < smooth[hi] and y[hi + 1] > 0:
-            hi += 1
-        seg = y[lo:hi + 1]
-        n_scans = int((seg > 0).sum())
-        if n_scans < p.min_scans:
-            continue
-        apex = lo + int(np.argmax(seg))
-        height = float(y[apex])
-        outside = np.concatenate([y[:lo], y[hi + 1:]])
-        outside = outside[outside > 0]
-        mad_noise = 1.4826 * float(np.median(np.abs(outside - np.median(outside)))) if len(outside) >= 5 else 0.0
-        noise = max(mad_noise, floor)
-        snr = (height - baseline) / noise
-        if height < p.min_height or snr < p.min_snr:
-            continue
-        fwhm = _fwhm(rt[lo:hi + 1], seg, baseline + (height - baseline) / 2, apex - lo)
-        if fwhm is None or not (p.min_fwhm_s <= fwhm <= p.max_fwhm_s):
-            continue
-        w = seg[seg > 0]
-        out.append({
-            "mz": float(np.sum(mz_dense[lo:hi + 1][seg > 0] * w) / np.sum(w)),
-            "rt_apex_s": float(rt[apex]), "rt_start_s": float(rt[lo]), "rt_end_s": float(rt[hi]),
-            "height": height, "area": float(np.trapezoid(seg, rt[lo:hi + 1])) if hi > lo else 0.0,
-            "fwhm_s": float(fwhm), "snr": float(snr), "n_scans": n_scans,
-        })
-    return out
+def feature_table(pk: Peaks, feats: Features, *, run: str) -> pa.Table:
+    """The run's features as a :data:`PEAK_SCHEMA` table, ordered by m/z then RT."""
+    m = feats.mono
+    order = np.lexsort((pk.rt_apex[m], pk.mz[m]))
+    m = m[order]
+    members = [feats.members[i] for i in order]
+    n_iso = np.array([len(g) for g in members], np.int16)
+    flat = np.concatenate(members) if members else np.zeros(0, np.int64)
+    offsets = np.concatenate([[0], np.cumsum(n_iso, dtype=np.int64)]).astype(np.int32)
+    charge = feats.charge[order]
+    area_iso = np.add.reduceat(pk.area[flat], offsets[:-1]) if len(flat) else np.zeros(0)
+    schema = PEAK_SCHEMA.with_metadata({**PEAK_SCHEMA.metadata, b"binds:run": run.encode()})
+    cols = {
+        "run": pa.array([run] * len(m), pa.string()),
+        "peak_id": pa.array(np.arange(len(m), dtype=np.int32)),
+        "mz": pk.mz[m], "rt_apex_s": pk.rt_apex[m], "rt_start_s": pk.rt_start[m], "rt_end_s": pk.rt_end[m],
+        "height": pk.height[m], "area": pk.area[m], "fwhm_s": pk.fwhm[m], "snr": pk.snr[m],
+        "n_scans": pk.n_scans[m].astype(np.int32),
+        "charge": pa.array(charge.astype(np.int16), mask=charge == 0),
+        "n_isotopes": n_iso,
+        "isotope_mz": pa.ListArray.from_arrays(pa.array(offsets), pa.array(pk.mz[flat])),
+        "isotope_height": pa.ListArray.from_arrays(pa.array(offsets), pa.array(pk.height[flat])),
+        "area_isotopes": area_iso,
+    }
+    return pa.Table.from_arrays([pa.array(cols[f.name]).cast(f.type) for f in schema], schema=schema)
 
 
-def _fwhm(rt: np.ndarray, y: np.ndarray, half: float, apex: int) -> float | None:
-    """Width at ``half`` by linear interpolation on both flanks (None if a flank never drops)."""
-    left = apex
-    while left > 0 and y[left - 1] >= half:
-        left -= 1
-    right = apex
-    while right < len(y) - 1 and y[right + 1] >= half:
-        right += 1
-    if left == 0 and y[0] >= half:
-        t_left = rt[0]
-    else:
-        x0, x1, y0, y1 = rt[left - 1], rt[left], y[left - 1], y[left]
-        t_left = x0 + (half - y0) * (x1 - x0) / (y1 - y0) if y1 != y0 else x1
-    if right == len(y) - 1 and y[-1] >= half:
-        t_right = rt[-1]
-    else:
-        x0, x1, y0, y1 = rt[right], rt[right + 1], y[right], y[right + 1]
-        t_right = x0 + (y0 - half) * (x1 - x0) / (y0 - y1) if y1 != y0 else x0
-    width = float(t_right - t_left)
-    return width if width > 0 else None
+def features_of_run(ms1: MS1Peaks, p: FeatureParams, *, run: str) -> tuple[pa.Table, int]:
+    """The run's feature table (:data:`PEAK_SCHEMA`) and its number of peaks, band by band in m/z."""
+    noise = _noise_floor_of_run(ms1)
+    n_bands = max(1, -(-len(ms1.mz) // BAND_CENTROIDS))
+    if n_bands == 1:
+        pk, feats = find_features(ms1, p, noise)
+        return feature_table(pk, feats, run=run), len(pk)
+    step = max(1, len(ms1.mz) // 1_000_000)
+    edges = np.quantile(ms1.mz[::step], np.linspace(0, 1, n_bands + 1))
+    edges[0], edges[-1] = -np.inf, np.inf
+    tables, n_peaks = [], 0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = np.flatnonzero((ms1.mz >= lo - BAND_MARGIN_MZ) & (ms1.mz < hi + BAND_MARGIN_MZ))
+        band = MS1Peaks(ms1.scan[sel], ms1.mz[sel], ms1.intensity[sel], ms1.rt)
+        del sel
+        pk, feats = find_features(band, p, noise)
+        mono_mz = pk.mz[feats.mono]
+        inside = (mono_mz >= lo) & (mono_mz < hi)
+        n_peaks += int(sum(len(feats.members[i]) for i in np.flatnonzero(inside)))
+        kept = Features(feats.mono[inside], feats.charge[inside], [feats.members[i] for i in np.flatnonzero(inside)])
+        tables.append(feature_table(pk, kept, run=run))
+        del band, pk, feats
+    table = pa.concat_tables(tables)
+    order = np.lexsort((table.column("rt_apex_s").to_numpy(), table.column("mz").to_numpy()))
+    table = table.take(pa.array(order))
+    table = table.set_column(table.schema.get_field_index("peak_id"), table.schema.field("peak_id"),
+                             pa.array(np.arange(table.num_rows, dtype=np.int32)))
+    return table, n_peaks
 
 
 def detect_features(*, spectra: str | Path, out: str | Path, params: FeatureParams | dict | None = None,
                     run: str | None = None) -> int:
-    """Detect chromatographic peaks (features) of one run; write them to ``out`` (Parquet).
+    """Detect the features (isotope groups of chromatographic peaks) of one run; write ``out`` (Parquet).
 
     Returns the number of features.  Columns: :data:`PEAK_SCHEMA`.
     """
@@ -246,20 +278,13 @@ def detect_features(*, spectra: str | Path, out: str | Path, params: FeaturePara
     if run is None:
         names = pq.read_table(spectra, columns=["run"]).column("run")
         run = names[0].as_py() if len(names) else spectra.stem
-    peaks = read_ms1(spectra)
-    floor = _noise_floor(peaks.intensity)
-    rows: list[dict] = []
-    for tr in _mass_traces(peaks, p):
-        rows.extend(_peaks_of_trace(tr, peaks, p, floor))
-    rows.sort(key=lambda r: (r["mz"], r["rt_apex_s"]))
-    for i, r in enumerate(rows):
-        r["run"], r["peak_id"] = run, i
-    schema = PEAK_SCHEMA.with_metadata({**PEAK_SCHEMA.metadata, b"binds:run": run.encode()})
-    table = pa.Table.from_pylist(rows, schema=schema) if rows else schema.empty_table()
+    ms1 = read_ms1(spectra)
+    table, n_peaks = features_of_run(ms1, p, run=run)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out, compression="zstd")
-    log.info("%s: %d MS1 scans, %d centroids, %d features", run, len(peaks.rt), len(peaks.mz), len(rows))
-    return len(rows)
+    log.info("%s: %d MS1 scans, %d centroids, %d peaks, %d features (%d with isotopes)", run, len(ms1.rt),
+             len(ms1.mz), n_peaks, table.num_rows, int((table.column("n_isotopes").to_numpy() > 1).sum()))
+    return table.num_rows
 
 
 # --------------------------------------------------------------------------- grouping
@@ -342,27 +367,27 @@ def group_features(*, peak_tables: list[str | Path], features_out: str | Path, p
                 drift[runs[ridx[i]]].append(float(rt[i] - grt))
         for r in runs:
             abundance[r].append(areas[r])
-    fields = [pa.field("SMF_ID", pa.int64()), pa.field("exp_mass_to_charge", pa.float64()),
-              pa.field("retention_time_in_seconds", pa.float64()),
-              pa.field("retention_time_in_seconds_start", pa.float64()),
-              pa.field("retention_time_in_seconds_end", pa.float64()), pa.field("n_runs", pa.int32())]
-    fields += [pa.field(f"abundance_assay[{r}]", pa.float64()) for r in runs]
-    docs = {
-        "SMF_ID": "feature group id (mzTab-M SMF_ID), numbered by m/z then RT",
-        "exp_mass_to_charge": "height-weighted mean m/z of the group's peaks (MS:1000040)",
-        "retention_time_in_seconds": "median apex retention time of the group's peaks",
-        "retention_time_in_seconds_start": "earliest peak start of the group",
-        "retention_time_in_seconds_end": "latest peak end of the group",
-        "n_runs": "runs in which the feature was found",
-        "abundance_assay[<run>]": "peak area in that run (counts x s), null where not found",
-    }
-    schema = pa.schema(fields, metadata={b"binds:columns": json.dumps(docs, sort_keys=True).encode(),
+    fields = [
+        doc_field("SMF_ID", pa.int64(), "feature group id (mzTab-M SMF_ID), numbered by m/z then RT"),
+        doc_field("exp_mass_to_charge", pa.float64(), "height-weighted mean monoisotopic m/z of the group's features",
+               "m/z (MS:1000040)"),
+        doc_field("retention_time_in_seconds", pa.float64(), "median apex retention time of the group's features",
+               "s (UO:0000010)"),
+        doc_field("retention_time_in_seconds_start", pa.float64(), "earliest start of the group's features",
+               "s (UO:0000010)"),
+        doc_field("retention_time_in_seconds_end", pa.float64(), "latest end of the group's features", "s (UO:0000010)"),
+        doc_field("n_runs", pa.int32(), "runs in which the feature was found"),
+    ]
+    fields += [doc_field(f"abundance_assay[{r}]", pa.float64(),
+                      f"area of the feature's monoisotopic peak in run {r}, null where not found", "counts x s")
+               for r in runs]
+    schema = pa.schema(fields, metadata={b"binds.format_version": FORMAT_VERSION,
                                          b"binds:runs": json.dumps(runs).encode()})
     data = {**cols, **{f"abundance_assay[{r}]": abundance[r] for r in runs}}
     for pth in (features_out, peaks_out):
         Path(pth).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pydict(data, schema=schema), features_out, compression="zstd")
-    long_schema = PEAK_SCHEMA.append(pa.field("SMF_ID", pa.int64()))
+    long_schema = PEAK_SCHEMA.append(doc_field("SMF_ID", pa.int64(), "the feature group in features.parquet"))
     allp = allp.sort_values(["run", "peak_id"], kind="stable") if n else allp
     pq.write_table(pa.Table.from_pandas(allp, schema=long_schema, preserve_index=False), peaks_out,
                    compression="zstd")
@@ -375,21 +400,5 @@ def group_features(*, peak_tables: list[str | Path], features_out: str | Path, p
     return qc
 
 
-def match_fraction(ours_mz: np.ndarray, ours_rt: np.ndarray, ref_mz: np.ndarray, ref_rt: np.ndarray, *,
-                   ppm: float = 10.0, rt_s: float = 10.0) -> float:
-    """Fraction of reference features with one of ours within ``ppm`` and ``rt_s``."""
-    if not len(ref_mz):
-        return float("nan")
-    order = np.argsort(ours_mz)
-    mz_sorted, rt_sorted = ours_mz[order], ours_rt[order]
-    hit = 0
-    for m, t in zip(ref_mz, ref_rt):
-        tol = m * ppm * 1e-6
-        a, b = np.searchsorted(mz_sorted, m - tol), np.searchsorted(mz_sorted, m + tol, side="right")
-        if a < b and np.any(np.abs(rt_sorted[a:b] - t) <= rt_s):
-            hit += 1
-    return hit / len(ref_mz)
-
-
-__all__ = ["FeatureParams", "detect_features", "group_features", "match_fraction", "read_ms1",
-           "centroid_profile"]
+__all__ = ["PEAK_SCHEMA", "FeatureParams", "MS1Peaks", "centroid_profile", "detect_features", "doc_field",
+           "feature_table", "features_of_run", "find_features", "group_features", "read_ms1"]

@@ -9,15 +9,16 @@ one compound per row::
 
 ``name`` and either ``mz`` or ``formula`` + ``adduct`` are required; an empty RT window means the
 whole run, an empty ppm the experiment's ``target_ppm``.  For each target and run the MS1
-signal within +-ppm of the target m/z is summed per scan (the XIC); the area is the trapezoid
-of the XIC over the RT window, the observed m/z the intensity-weighted m/z of the points at or
-above half the apex, and the mass error ``(observed - theoretical) / theoretical * 1e6``.
+signal within +-ppm of the target m/z is summed per scan (the XIC); the most intense
+chromatographic peak of the XIC in the window (found as the untargeted features find theirs:
+:func:`.peaks.xic_peak`) is integrated (trapezoid between its bounds), the observed m/z is the
+intensity-weighted m/z of its points at or above half its apex, and the mass error
+``(observed - theoretical) / theoretical * 1e6``.  ``area_window`` keeps the whole window's area.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ import pyarrow.parquet as pq
 
 from pipelines.errors import InputError, Problem, ProblemList
 from pipelines.modalities.metabolomics.chem import ADDUCTS, target_mz
+from pipelines.modalities.metabolomics.features import doc_field
+from pipelines.modalities.metabolomics.peaks import xic_peak
 from pipelines.staging import write_json
 
 log = logging.getLogger(__name__)
@@ -47,28 +50,32 @@ class Target:
     ppm: float
 
 
-TARGET_COLUMNS = {
-    "target": (pa.string(), "compound name from the targets CSV"),
-    "run": (pa.string(), "run name"),
-    "formula": (pa.string(), "molecular formula, if given"),
-    "adduct": (pa.string(), "adduct, e.g. [M+H]+, if given"),
-    "theoretical_mz": (pa.float64(), "target m/z (given, or from formula + adduct) (MS:1000040)"),
-    "ppm_tolerance": (pa.float64(), "XIC half-width in ppm"),
-    "rt_start_s": (pa.float64(), "start of the integration window, seconds (null: run start)"),
-    "rt_end_s": (pa.float64(), "end of the integration window, seconds (null: run end)"),
-    "detected": (pa.bool_(), f"signal in at least {MIN_POINTS} MS1 scans of the window"),
-    "observed_mz": (pa.float64(), "intensity-weighted m/z of the XIC points at or above half the apex"),
-    "mass_error_ppm": (pa.float64(), "(observed_mz - theoretical_mz) / theoretical_mz * 1e6"),
-    "rt_apex_s": (pa.float64(), "retention time of the XIC apex, seconds"),
-    "height": (pa.float64(), "XIC apex intensity (detector counts)"),
-    "area": (pa.float64(), "trapezoidal XIC area over the window (counts x s)"),
-    "n_points": (pa.int32(), "MS1 scans with signal inside the window"),
-    "xic_rt_s": (pa.list_(pa.float64()), "XIC retention times (every MS1 scan of the window), seconds"),
-    "xic_intensity": (pa.list_(pa.float32()), "XIC summed intensities"),
-}
-TARGET_SCHEMA = pa.schema([pa.field(n, t) for n, (t, _) in TARGET_COLUMNS.items()],
-                          metadata={b"binds:columns": json.dumps({n: d for n, (_, d) in TARGET_COLUMNS.items()},
-                                                                 sort_keys=True).encode()})
+TARGET_SCHEMA = pa.schema([
+    doc_field("target", pa.string(), "compound name from the targets CSV"),
+    doc_field("run", pa.string(), "run name"),
+    doc_field("formula", pa.string(), "molecular formula, if given"),
+    doc_field("adduct", pa.string(), "adduct, e.g. [M+H]+, if given"),
+    doc_field("theoretical_mz", pa.float64(), "target m/z (given, or from formula + adduct)", "m/z (MS:1000040)"),
+    doc_field("ppm_tolerance", pa.float64(), "XIC half-width", "ppm"),
+    doc_field("rt_start_s", pa.float64(), "start of the search window (null: run start)", "s (UO:0000010)"),
+    doc_field("rt_end_s", pa.float64(), "end of the search window (null: run end)", "s (UO:0000010)"),
+    doc_field("detected", pa.bool_(), f"a chromatographic peak with signal in at least {MIN_POINTS} MS1 scans "
+           "found in the window"),
+    doc_field("observed_mz", pa.float64(), "intensity-weighted m/z of the peak's XIC points at or above half its apex",
+           "m/z (MS:1000040)"),
+    doc_field("mass_error_ppm", pa.float64(), "(observed_mz - theoretical_mz) / theoretical_mz * 1e6", "ppm"),
+    doc_field("rt_apex_s", pa.float64(), "retention time of the peak's apex", "s (UO:0000010)"),
+    doc_field("height", pa.float64(), "XIC intensity at the peak's apex", "counts (MS:1000131)"),
+    doc_field("area", pa.float64(), "trapezoidal XIC area over the peak (valley to valley, or to 2 % of its "
+           "height), as the untargeted features integrate", "counts x s"),
+    doc_field("peak_start_s", pa.float64(), "where the integrated peak starts", "s (UO:0000010)"),
+    doc_field("peak_end_s", pa.float64(), "where the integrated peak ends", "s (UO:0000010)"),
+    doc_field("area_window", pa.float64(), "trapezoidal XIC area over the whole window", "counts x s"),
+    doc_field("n_points", pa.int32(), "MS1 scans with signal inside the window"),
+    doc_field("xic_rt_s", pa.list_(pa.float64()), "XIC retention times (every MS1 scan of the window)",
+           "s (UO:0000010)"),
+    doc_field("xic_intensity", pa.list_(pa.float32()), "XIC summed intensities", "counts (MS:1000131)"),
+], metadata={b"binds.format_version": b"2"})
 
 
 def read_targets(path: str | Path, *, default_ppm: float = 10.0) -> list[Target]:
@@ -193,15 +200,22 @@ def quantify_targets(*, spectra: list[str | Path], runs: list[str], targets_csv:
             n_points = int((inten > 0).sum())
             row = {"target": t.name, "run": run, "formula": t.formula, "adduct": t.adduct,
                    "theoretical_mz": t.mz, "ppm_tolerance": t.ppm, "rt_start_s": t.rt_start_s,
-                   "rt_end_s": t.rt_end_s, "detected": n_points >= MIN_POINTS, "n_points": n_points,
+                   "rt_end_s": t.rt_end_s, "detected": False, "n_points": n_points,
                    "xic_rt_s": rt, "xic_intensity": inten.astype(np.float32),
-                   "observed_mz": None, "mass_error_ppm": None, "rt_apex_s": None, "height": None, "area": None}
-            if n_points:
-                k = int(np.argmax(inten))
-                top = inten >= inten[k] / 2
+                   "observed_mz": None, "mass_error_ppm": None, "rt_apex_s": None, "height": None, "area": None,
+                   "peak_start_s": None, "peak_end_s": None,
+                   "area_window": float(np.trapezoid(inten, rt)) if len(rt) > 1 else None}
+            peak = xic_peak(rt, inten, min_points=MIN_POINTS) if n_points >= MIN_POINTS else None
+            if peak is not None:
+                k, lo, hi = peak
+                sl = slice(lo, hi + 1)
+                top = np.zeros(len(inten), bool)
+                top[sl] = inten[sl] >= inten[k] / 2
                 obs = float(np.sum(wmz[top] * inten[top]) / np.sum(inten[top]))
-                row.update(observed_mz=obs, mass_error_ppm=(obs - t.mz) / t.mz * 1e6, rt_apex_s=float(rt[k]),
-                           height=float(inten[k]), area=float(np.trapezoid(inten, rt)) if len(rt) > 1 else 0.0)
+                row.update(detected=True, observed_mz=obs, mass_error_ppm=(obs - t.mz) / t.mz * 1e6,
+                           rt_apex_s=float(rt[k]), height=float(inten[k]),
+                           area=float(np.trapezoid(inten[sl], rt[sl])) if hi > lo else 0.0,
+                           peak_start_s=float(rt[lo]), peak_end_s=float(rt[hi]))
             rows.append(row)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=TARGET_SCHEMA), out, compression="zstd")

@@ -1,0 +1,453 @@
+"""Mass traces and chromatographic peaks of one run, vectorised over the whole run.
+
+1. **Mass traces** (:func:`mass_traces`): every centroid is linked to its nearest neighbour in
+   m/z in the next scan when the two are each other's nearest and within ``ppm``; chain ends are
+   then joined to chain starts up to ``max_gap`` missing scans later the same way, on the
+   chains' mean m/z.  Each chain is a trace (one
+   centroid per scan).  All of it is a handful of global ``searchsorted`` calls on a
+   (scan, m/z) key, no loop over scans.
+2. **Peaks** (:func:`trace_peaks`): the traces are laid end to end in one dense array (gaps
+   linearly interpolated, zero padding between traces) and smoothed with one convolution
+   (Gaussian, sigma one scan).  Local maxima are then merged into their higher neighbour
+   until each remaining one rises above the valleys on both sides (its *prominence*) by
+   ``min_snr`` x the trace's noise and by ``MIN_VALLEY_DEPTH`` (20 %) of its own height (the
+   few-% scatter on the top of a strong peak).  The noise of a trace is the larger of
+   - the scatter of the trace around a local quadratic (5-point Savitzky-Golay; 1.4826 x MAD of
+     the residual, scaled to raw intensities) over the lower half of its intensities: other
+     peaks on the trace sit in the upper half and cannot inflate it, a peak one or two scans
+     wide leaves no shape residual there, and a background ion that fluctuates raises it;
+   - the run's noise floor at that m/z (a low quantile of all centroid intensities in the m/z
+     neighbourhood), which peaks cannot move because they are a small fraction of the centroids;
+   - for a hump whose valleys both stay above 30 % of it on a trace 8 FWHM long or more (a
+     background ion's drift), the trace's slow wander (1.4826 x MAD of its smoothed values).
+   The FWHM is measured on the smoothed profile at half the height above the lower valley,
+   interpolated between points, and the widening by the smoothing kernel is taken out
+   (w^2 - (2.3548 sigma_kernel)^2), so a peak one or two scans wide keeps its width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SMOOTH_SIGMA_SCANS = 1.0
+_KERNEL = np.exp(-0.5 * (np.arange(-4, 5) / SMOOTH_SIGMA_SCANS) ** 2)
+_KERNEL /= _KERNEL.sum()
+# the noise is the scatter around a local quadratic (Savitzky-Golay, 5 points), which follows
+# the shape of a peak 2 scans wide far better than the smoothing does; _RESIDUAL_SD is the sd of
+# that residual for white noise of sd 1 (it turns the residual scatter into raw noise)
+_SG5 = np.array([-3.0, 12.0, 17.0, 12.0, -3.0]) / 35.0
+_RESIDUAL_SD = float(np.sqrt((1 - _SG5[2]) ** 2 + np.sum(np.delete(_SG5, 2) ** 2)))
+_PAD = _KERNEL.size // 2 + 1            # zeros between traces: the kernel never reaches the next one
+_FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+MAX_MERGE_PASSES = 200
+# a peak must rise above both its valleys by this fraction of its smoothed apex: the ~5-15 %
+# intensity scatter of the top of a strong peak makes dips no noise estimate of the flanks sees
+MIN_VALLEY_DEPTH = 0.2
+CUT_TRACE_FRACTION = 0.5
+LONG_TRACE_FWHMS = 8.0          # a trace this many FWHM long is a background ion's (see trace_peaks)
+
+
+# --------------------------------------------------------------------------- mass traces
+def _mutual_links(link_mz: np.ndarray, scan: np.ndarray, a: np.ndarray, b: np.ndarray, gap: int, ppm: float,
+                  k: float) -> tuple[np.ndarray, np.ndarray]:
+    """Links a[i] -> b[j] with scan(b) = scan(a) + gap and each the other's nearest in ``link_mz``."""
+    if not len(a) or not len(b):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    mz_a, mz_b, sc_a, sc_b = link_mz[a], link_mz[b], scan[a].astype(np.float64), scan[b].astype(np.float64)
+    oa = np.argsort(sc_a * k + mz_a, kind="stable")
+    ob = np.argsort(sc_b * k + mz_b, kind="stable")
+    a, mz_a, sc_a = a[oa], mz_a[oa], sc_a[oa]
+    b, mz_b, sc_b = b[ob], mz_b[ob], sc_b[ob]
+    key_a, key_b = sc_a * k + mz_a, sc_b * k + mz_b
+
+    def nearest(key_t, mz_t, sc_t, mz_s, sc_s):
+        pos = np.searchsorted(key_t, sc_s * k + mz_s)
+        best = np.full(len(mz_s), -1, dtype=np.int64)
+        best_d = np.full(len(mz_s), np.inf)
+        for cand in (pos - 1, pos):
+            ok = (cand >= 0) & (cand < len(key_t))
+            c = np.where(ok, cand, 0)
+            ok &= sc_t[c] == sc_s
+            d = np.abs(mz_t[c] - mz_s)
+            better = ok & (d < best_d)
+            best = np.where(better, c, best)
+            best_d = np.where(better, d, best_d)
+        best[best_d > mz_s * ppm * 1e-6] = -1
+        return best
+
+    fwd = nearest(key_b, mz_b, sc_b, mz_a, sc_a + gap)        # a -> b
+    bwd = nearest(key_a, mz_a, sc_a, mz_b, sc_b - gap)        # b -> a
+    ia = np.flatnonzero(fwd >= 0)
+    ia = ia[bwd[fwd[ia]] == ia]
+    return a[ia], b[fwd[ia]]
+
+
+def _chain_roots(prv: np.ndarray) -> np.ndarray:
+    """Index of the first centroid of each centroid's chain (pointer jumping along ``prv``)."""
+    root = np.where(prv >= 0, prv, np.arange(len(prv)))
+    while True:
+        nr = root[root]
+        if np.array_equal(nr, root):
+            return root
+        root = nr
+
+
+def mass_traces(scan: np.ndarray, mz: np.ndarray, *, ppm: float, max_gap: int, min_points: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Link centroids into traces.
+
+    Scan to scan, centroids that are each other's nearest within ``ppm`` are linked; then chain
+    ends are joined to chain starts 1 to ``max_gap + 1`` scans later when the two chains' mean
+    m/z are each other's nearest within ``ppm`` (the scatter of single centroids, a few ppm,
+    would otherwise cut a long trace now and then).  Returns ``(order, starts)``: ``order``
+    lists the indices of the centroids in traces of at least ``min_points`` centroids, trace by
+    trace and scan-ordered within a trace; ``starts`` the offset of each trace in ``order``
+    (plus a final ``len(order)``).
+    """
+    n = len(mz)
+    if not n:
+        return np.zeros(0, np.int64), np.zeros(1, np.int64)
+    mz = mz.astype(np.float64, copy=False)
+    k = float(2 ** int(np.ceil(np.log2(float(mz.max()) + 2.0))))
+    nxt = np.full(n, -1, dtype=np.int64)
+    prv = np.full(n, -1, dtype=np.int64)
+    everything = np.arange(n, dtype=np.int64)
+    src, dst = _mutual_links(mz, scan, everything, everything, 1, ppm, k)
+    nxt[src], prv[dst] = dst, src
+    root = _chain_roots(prv)
+    chain_mz = (np.bincount(root, weights=mz, minlength=n) / np.maximum(np.bincount(root, minlength=n), 1))[root]
+    for gap in range(1, max_gap + 2):
+        ends = np.flatnonzero(nxt < 0)
+        starts = np.flatnonzero(prv < 0)
+        src, dst = _mutual_links(chain_mz, scan, ends, starts, gap, ppm, k)
+        nxt[src], prv[dst] = dst, src
+    root = _chain_roots(prv)
+    size = np.bincount(root, minlength=n)
+    keep = np.flatnonzero(size[root] >= min_points)
+    order = keep[np.argsort(root[keep] * (int(scan.max()) + 1) + scan[keep], kind="stable")]
+    r = root[order]
+    starts = np.flatnonzero(np.concatenate([[True], r[1:] != r[:-1]])) if len(order) else np.zeros(0, np.int64)
+    return order, np.append(starts, len(order)).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- noise floor
+def mz_noise_floor(mz: np.ndarray, intensity: np.ndarray, *, quantile: float = 0.05, n_bins: int = 64):
+    """(bin edges, floor per bin): a low quantile of the centroid intensities in m/z bins of equal count."""
+    if not len(mz):
+        return np.array([0.0, np.inf]), np.array([1.0])
+    n_bins = max(1, min(n_bins, len(mz) // 200))
+    edges = np.quantile(mz, np.linspace(0, 1, n_bins + 1))
+    edges[0], edges[-1] = -np.inf, np.inf
+    b = np.clip(np.searchsorted(edges, mz, side="right") - 1, 0, n_bins - 1)
+    o = np.lexsort((intensity, b))
+    counts = np.bincount(b, minlength=n_bins)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pick = first + np.floor(quantile * np.maximum(counts - 1, 0)).astype(np.int64)
+    floor = np.where(counts > 0, intensity[o][np.minimum(pick, len(o) - 1)], np.nan)
+    if np.isnan(floor).all():
+        floor[:] = 1.0
+    floor = np.where(np.isnan(floor), np.nanmedian(floor), floor)
+    return edges, floor.astype(np.float64)
+
+
+# --------------------------------------------------------------------------- peaks
+@dataclass(slots=True)
+class Peaks:
+    """Chromatographic peaks (one entry per peak), and the dense smoothed traces they sit on."""
+
+    trace: np.ndarray          # trace number
+    mz: np.ndarray             # intensity-weighted m/z of the peak's centroids
+    apex_scan: np.ndarray      # MS1 scan number of the raw apex
+    start_scan: np.ndarray
+    end_scan: np.ndarray
+    rt_apex: np.ndarray
+    rt_start: np.ndarray
+    rt_end: np.ndarray
+    height: np.ndarray         # raw apex intensity
+    area: np.ndarray           # trapezoid of the raw intensities (gaps interpolated) over RT
+    fwhm: np.ndarray           # seconds, from the smoothed profile, kernel widening removed
+    snr: np.ndarray            # prominence of the smoothed profile / noise
+    n_scans: np.ndarray        # scans with a centroid between start and end
+    # dense layout, for isotope correlation: dense position of scan s of peak i's trace is
+    # trace_offset[trace[i]] + s - trace_first_scan[trace[i]]
+    smooth: np.ndarray
+    trace_offset: np.ndarray
+    trace_first_scan: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.trace)
+
+
+def _group_median(values: np.ndarray, groups: np.ndarray, mask: np.ndarray, n_groups: int) -> np.ndarray:
+    """Median of ``values[mask]`` per group (0 where a group has none)."""
+    v, g = values[mask], groups[mask]
+    o = np.lexsort((v, g))
+    v, g = v[o], g[o]
+    cnt = np.bincount(g, minlength=n_groups)
+    first = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+    out = np.zeros(n_groups)
+    has = cnt > 0
+    lo = first[has] + (cnt[has] - 1) // 2
+    hi = first[has] + cnt[has] // 2
+    out[has] = 0.5 * (v[lo] + v[hi])
+    return out
+
+
+def _segment_extreme(values: np.ndarray, seg_starts: np.ndarray, n: int, *, last: bool) -> np.ndarray:
+    """Per segment [seg_starts[i], seg_starts[i+1]): first (or last) index where ``values`` is True; -1 if none."""
+    idx = np.arange(n)
+    if last:
+        marked = np.where(values, idx, -1)
+        return np.maximum.reduceat(marked, seg_starts) if len(seg_starts) else np.zeros(0, np.int64)
+    marked = np.where(values, idx, n + 1)
+    out = np.minimum.reduceat(marked, seg_starts) if len(seg_starts) else np.zeros(0, np.int64)
+    return np.where(out > n, -1, out)
+
+
+def trace_peaks(order: np.ndarray, starts: np.ndarray, *, scan: np.ndarray, mz: np.ndarray,
+                intensity: np.ndarray, rt: np.ndarray, noise_edges: np.ndarray, noise_floor: np.ndarray,
+                min_snr: float, min_height: float, min_scans: int, min_fwhm_s: float, max_fwhm_s: float) -> Peaks:
+    """Peaks of every trace (see the module docstring)."""
+    n_tr = len(starts) - 1
+    if n_tr <= 0:
+        z = np.zeros(0)
+        zi = np.zeros(0, np.int64)
+        return Peaks(zi, z, zi, zi, zi, z, z, z, z, z, z, z, zi, z, zi, zi)
+    tr_of_point = np.repeat(np.arange(n_tr), np.diff(starts))
+    sc = scan[order].astype(np.int64)
+    first = sc[starts[:-1]]
+    last = sc[starts[1:] - 1]
+    span = last - first + 1
+    seg_len = span + 2 * _PAD
+    off = np.concatenate([[0], np.cumsum(seg_len)[:-1]])          # start of each trace's segment (a pad)
+    n_dense = int(seg_len.sum())
+    pos = off[tr_of_point] + _PAD + (sc - first[tr_of_point])     # dense position of every centroid
+    y_obs = intensity[order].astype(np.float64)
+    observed = np.zeros(n_dense, bool)
+    observed[pos] = True
+    # raw intensities on the dense grid, gaps interpolated (gaps are interior by construction)
+    y = np.zeros(n_dense)
+    y[pos] = y_obs
+    in_trace = np.zeros(n_dense, bool)
+    inner = np.repeat(off + _PAD, span) + (np.arange(int(span.sum())) - np.repeat(np.cumsum(span) - span, span))
+    in_trace[inner] = True
+    gaps = in_trace & ~observed
+    if gaps.any():
+        y[gaps] = np.interp(np.flatnonzero(gaps), pos, y_obs)
+    dense_scan = np.clip(np.repeat(first - _PAD, seg_len)
+                         + (np.arange(n_dense) - np.repeat(off, seg_len)), 0, len(rt) - 1)
+    rt_d = rt[dense_scan]
+    s = np.convolve(y, _KERNEL, mode="same")
+    tr_d = np.repeat(np.arange(n_tr), seg_len)
+
+    # noise of each trace: residual scatter (raw vs a local quadratic) of the lower half of its
+    # intensities (the upper half is where its peaks are: their scatter grows with them, and a
+    # peak one or two scans wide leaves its own shape in the residual), and the run's floor at
+    # the trace's m/z
+    resid = np.abs(y_obs - np.convolve(y, _SG5, mode="same")[pos]) / _RESIDUAL_SD
+    cnt = np.diff(starts)
+    by_int = np.lexsort((y_obs, tr_of_point))
+    rank = np.empty(len(by_int), np.int64)
+    rank[by_int] = np.arange(len(by_int)) - starts[:-1][tr_of_point[by_int]]
+    upper = rank >= cnt[tr_of_point] // 2
+    sigma_abs = 1.4826 * _group_median(resid, tr_of_point, ~upper, n_tr)
+    trace_mz = np.bincount(tr_of_point, weights=mz[order] * y_obs, minlength=n_tr) / \
+        np.bincount(tr_of_point, weights=y_obs, minlength=n_tr)
+    b = np.clip(np.searchsorted(noise_edges, trace_mz, side="right") - 1, 0, len(noise_floor) - 1)
+    floor_t = noise_floor[b]
+
+    # the relative part of the scatter (on a strong peak's top) is MIN_VALLEY_DEPTH's business
+    noise = np.maximum(sigma_abs, floor_t)
+
+    # extrema of the smoothed profile: maxima, and valleys (interior minima + both ends of each trace)
+    d = np.sign(np.diff(s))
+    nz = np.where(d != 0, np.arange(len(d)), 0)
+    np.maximum.accumulate(nz, out=nz)
+    d_ff = d[nz]
+    i = np.arange(1, n_dense - 1)
+    is_max = (d_ff[:-1] > 0) & (d[1:] < 0)
+    is_min = (d_ff[:-1] < 0) & (d[1:] > 0) & in_trace[1:-1]
+    max_pos = i[is_max]
+    min_pos = np.sort(np.concatenate([i[is_min], off, off + seg_len - 1]))
+    if not len(max_pos):
+        z = np.zeros(0)
+        zi = np.zeros(0, np.int64)
+        return Peaks(zi, z, zi, zi, zi, z, z, z, z, z, z, z, zi, s, off, first)
+    lv = np.searchsorted(min_pos, max_pos) - 1            # valley index left of each maximum
+    vals = s[min_pos]
+    top = s[max_pos]
+    mtr = tr_d[max_pos]
+    thr = min_snr * noise[mtr]
+    alive = np.ones(len(max_pos), bool)
+    for _ in range(MAX_MERGE_PASSES):
+        a = np.flatnonzero(alive)
+        seg = np.minimum.reduceat(vals, lv[a] + 1)        # lowest valley between consecutive survivors
+        same_next = np.append(mtr[a][1:] == mtr[a][:-1], False)
+        right_v = np.where(same_next, seg, 0.0)
+        left_v = np.concatenate([[0.0], np.where(same_next[:-1], seg[:-1], 0.0)])
+        right_n = np.where(same_next, np.append(a[1:], -1), -1)
+        left_n = np.concatenate([[-1], np.where(same_next[:-1], a[:-1], -1)])
+        h = top[a]
+        weak = np.minimum(h - left_v, h - right_v) < np.maximum(thr[a], MIN_VALLEY_DEPTH * h)
+        to_right = right_v >= left_v
+        nb = np.where(to_right, right_n, left_n)
+        nb = np.where(nb < 0, np.where(to_right, left_n, right_n), nb)
+        nb_top = np.where(nb >= 0, top[np.maximum(nb, 0)], np.inf)
+        lonely = (left_n < 0) & (right_n < 0) & (h < thr[a])
+        remove = weak & ((nb_top > h) | ((nb_top == h) & (nb < a) & (nb >= 0))) | lonely
+        if not remove.any():
+            break
+        alive[a[remove]] = False
+        if not alive.any():
+            break
+    a = np.flatnonzero(alive)
+    if not len(a):
+        z = np.zeros(0)
+        zi = np.zeros(0, np.int64)
+        return Peaks(zi, z, zi, zi, zi, z, z, z, z, z, z, z, zi, s, off, first)
+    same_next = np.append(mtr[a][1:] == mtr[a][:-1], False)
+    # valley positions: the lowest minimum between consecutive survivors; the trace end otherwise
+    seg_id = np.zeros(len(min_pos), np.int64)
+    seg_id[lv[a] + 1] = 1
+    seg_id = np.cumsum(seg_id) - 1                        # which survivor's right segment each valley is in
+    valid = seg_id >= 0
+    o = np.lexsort((vals, np.where(valid, seg_id, -1)))
+    o = o[valid[o]]
+    firsts = np.flatnonzero(np.concatenate([[True], seg_id[o][1:] != seg_id[o][:-1]]))
+    right_min = np.full(len(a), -1, np.int64)
+    right_min[seg_id[o][firsts]] = min_pos[o][firsts]
+    trace_a = mtr[a]
+    right_pos = np.where(same_next, right_min, off[trace_a] + seg_len[trace_a] - 1)
+    left_pos = np.concatenate([[0], np.where(same_next[:-1], right_min[:-1], 0)])
+    first_in_trace = np.concatenate([[True], ~same_next[:-1]])
+    left_pos = np.where(first_in_trace, off[trace_a], left_pos)
+    apex_pos = max_pos[a]
+    apex_s = s[apex_pos]
+    lval, rval = s[left_pos], s[right_pos]
+    base = np.minimum(lval, rval)
+    prominence = apex_s - np.maximum(lval, rval)
+    snr = prominence / noise[trace_a]
+
+    # FWHM: crossings of base + (apex - base) / 2 on each flank, between the valley and the apex
+    half = base + (apex_s - base) / 2
+    # segments: [left_pos_i, apex_i) and [apex_i, right_pos_i); survivors are ordered, so they do not overlap
+    lo_seg = np.stack([left_pos, apex_pos], 1).ravel()
+    level = np.repeat(half, 2)
+    seg_of = np.searchsorted(lo_seg, np.arange(n_dense), side="right") - 1
+    below = np.zeros(n_dense, bool)
+    ok = seg_of >= 0
+    below[ok] = s[ok] < level[seg_of[ok]]
+    left_cross = _segment_extreme(below, lo_seg, n_dense, last=True)[0::2]   # last below-half before apex
+    # first below-half point after the apex, within [apex, right_pos]
+    below_r = below & (np.arange(n_dense) <= np.repeat(right_pos, 2)[np.maximum(seg_of, 0)])
+    right_cross = _segment_extreme(below_r, lo_seg, n_dense, last=False)[1::2]
+    lc = np.where(left_cross >= 0, left_cross, left_pos)
+    rc = np.where(right_cross >= 0, right_cross, right_pos)
+    # a flank that runs into the start or end of the run without falling to half height is a
+    # background ion's slope, not a peak's flank ...
+    run_edge_l = first_in_trace & (first[trace_a] == 0)
+    run_edge_r = ~same_next & (last[trace_a] == len(rt) - 1)
+    trace_lo = off[trace_a] + _PAD
+    trace_hi = off[trace_a] + _PAD + span[trace_a] - 1
+    # ... when the trace lasts half the run or more (an ion always there); a peak the start or
+    # end of the acquisition cuts (in a slice of a longer run) is kept
+    whole_run = (rt[last[trace_a]] - rt[first[trace_a]]) >= CUT_TRACE_FRACTION * (rt[-1] - rt[0])
+    cut = ((run_edge_l & (y[trace_lo] >= half)) | (run_edge_r & (y[trace_hi] >= half))) & whole_run
+
+    def interp(p0, p1):
+        y0, y1 = s[p0], s[p1]
+        t0, t1 = rt_d[p0], rt_d[p1]
+        f = np.where(y1 != y0, (half - y0) / np.where(y1 != y0, y1 - y0, 1.0), 0.0)
+        return t0 + np.clip(f, 0, 1) * (t1 - t0)
+
+    t_left = interp(lc, np.minimum(lc + 1, apex_pos))
+    t_right = interp(rc, np.maximum(rc - 1, apex_pos))
+    width = np.maximum(t_right - t_left, 0.0)
+    cycle = (rt_d[np.minimum(apex_pos + 1, n_dense - 1)] - rt_d[np.maximum(apex_pos - 1, 0)]) / 2
+    kernel_w = _FWHM_PER_SIGMA * SMOOTH_SIGMA_SCANS * cycle
+    fwhm = np.sqrt(np.maximum(width ** 2 - kernel_w ** 2, (0.5 * width) ** 2))
+
+    # peak extent: from the valleys, trimmed to where the profile is within 2 % of the apex above base
+    edge = base + 0.02 * (apex_s - base)
+    level = np.repeat(edge, 2)
+    below[:] = False
+    below[ok] = s[ok] < level[seg_of[ok]]
+    below &= in_trace
+    le = _segment_extreme(below, lo_seg, n_dense, last=True)[0::2]
+    below_r = below & (np.arange(n_dense) <= np.repeat(right_pos, 2)[np.maximum(seg_of, 0)])
+    re = _segment_extreme(below_r, lo_seg, n_dense, last=False)[1::2]
+    trace_lo = off[trace_a] + _PAD
+    trace_hi = off[trace_a] + _PAD + span[trace_a] - 1
+    start = np.clip(np.where(le >= 0, le, left_pos), trace_lo, trace_hi)
+    end = np.clip(np.where(re >= 0, re, right_pos), trace_lo, trace_hi)
+
+    # raw measures over [start, end]: apex, area, weighted m/z, scans with signal
+    seg2 = np.stack([start, end + 1], 1).ravel()
+    seg2 = np.minimum(seg2, n_dense - 1)
+    mz_d = np.zeros(n_dense)
+    mz_d[pos] = mz[order]
+    yw = np.where(observed, y, 0.0)
+
+    def seg_sum(v):
+        # sum over [start, end] of v, via cumulative sums (segments may touch but never overlap)
+        c = np.concatenate([[0.0], np.cumsum(v)])
+        return c[end + 1] - c[start]
+
+    n_scans = seg_sum(observed.astype(np.float64)).astype(np.int64)
+    wsum = seg_sum(yw)
+    mz_peak = seg_sum(mz_d * yw) / np.where(wsum > 0, wsum, 1.0)
+    dt = np.diff(rt_d)
+    trap = np.concatenate([[0.0], np.cumsum((y[1:] + y[:-1]) * 0.5 * dt)])
+    area = trap[end] - trap[start]
+    # raw apex: the most intense centroid between start and end
+    bounds = np.stack([start, np.minimum(end + 1, n_dense - 1)], 1).ravel()
+    peak_max = np.maximum.reduceat(yw, bounds)[0::2]
+    pk = np.searchsorted(start, np.arange(n_dense), side="right") - 1
+    at_max = (pk >= 0) & (yw >= peak_max[np.maximum(pk, 0)]) & (yw > 0)
+    raw_apex = _segment_extreme(at_max, bounds, n_dense, last=False)[0::2]
+    raw_apex = np.where((raw_apex >= start) & (raw_apex <= end), raw_apex, apex_pos)
+    height = y[raw_apex]
+
+    # on a trace far longer than the peak (a background ion), the slow wander of the trace is
+    # noise too: 1.4826 x MAD of its smoothed intensities (a peak on it must stand out of that)
+    s_obs = s[pos]
+    med_s = _group_median(s_obs, tr_of_point, np.ones(len(s_obs), bool), n_tr)
+    wander = 1.4826 * _group_median(np.abs(s_obs - med_s[tr_of_point]), tr_of_point, np.ones(len(s_obs), bool), n_tr)
+    trace_s = rt[last] - rt[first]
+    # ... for a peak whose valleys both stay high (a hump of the ion's level, not a compound
+    # eluting on a trace that returns to the floor between its peaks, as isomers do)
+    long_trace = (trace_s[trace_a] >= LONG_TRACE_FWHMS * np.maximum(fwhm, 1e-9)) & (base >= 0.3 * apex_s)
+    snr = np.where(long_trace, prominence / np.maximum(noise[trace_a], wander[trace_a]), snr)
+    keep = (~cut & (snr >= min_snr) & (prominence >= MIN_VALLEY_DEPTH * apex_s) & (height >= min_height) & (n_scans >= min_scans)
+            & (fwhm >= min_fwhm_s) & (fwhm <= max_fwhm_s))
+    first_t = first[trace_a]
+    to_scan = lambda p: (p - off[trace_a] - _PAD + first_t)   # noqa: E731
+    k = np.flatnonzero(keep)
+    return Peaks(trace=trace_a[k], mz=mz_peak[k], apex_scan=to_scan(raw_apex)[k], start_scan=to_scan(start)[k],
+                 end_scan=to_scan(end)[k], rt_apex=rt_d[raw_apex][k], rt_start=rt_d[start][k],
+                 rt_end=rt_d[end][k], height=height[k], area=area[k], fwhm=fwhm[k], snr=snr[k],
+                 n_scans=n_scans[k], smooth=s, trace_offset=off + _PAD, trace_first_scan=first)
+
+
+def xic_peak(rt: np.ndarray, intensity: np.ndarray, *, min_snr: float = 3.0, min_points: int = 3
+             ) -> tuple[int, int, int] | None:
+    """(apex, start, end) indices of the most intense chromatographic peak of one XIC, or None.
+
+    The XIC is one trace (its zero points are gaps, interpolated) and goes through the same
+    smoothing, prominence and noise tests as :func:`trace_peaks` (no width or height filter).
+    """
+    have = np.flatnonzero(intensity > 0)
+    if len(have) < min_points:
+        return None
+    scan = have.astype(np.int64)
+    inten = intensity[have].astype(np.float64)
+    pk = trace_peaks(np.arange(len(have)), np.array([0, len(have)]), scan=scan, mz=np.ones(len(have)),
+                     intensity=inten, rt=np.asarray(rt, np.float64), noise_edges=np.array([-np.inf, np.inf]),
+                     noise_floor=np.array([float(inten.min()) / 10]), min_snr=min_snr, min_height=0.0,
+                     min_scans=min_points, min_fwhm_s=0.0, max_fwhm_s=np.inf)
+    if not len(pk):
+        return None
+    best = int(np.argmax(pk.height))
+    return int(pk.apex_scan[best]), int(pk.start_scan[best]), int(pk.end_scan[best])
