@@ -269,349 +269,234 @@ def build_crate(
     documents: list[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """The crate of one version as a JSON-LD dict (see the module docstring)."""
-    exp = experiment
-    modality = exp["modality"]
-    run = stage.run_info
     if jobs is None:
         jobs, _ = collect_jobs(stage)
-    g = _Graph()
-    stage_root = stage.root.resolve()
-    run_dir = Path(run.get("run_dir") or ".")
-    run_uri = run_dir.resolve().as_uri()
-    published = {f["path"]: f for f in files}
-    published_dirs = {
-        "/".join(p.split("/")[:i]) for p in published for i in range(1, p.count("/") + 1)
+    crate = _CrateBuilder(stage=stage, exp=experiment, jobs=jobs, files=files, documents=list(documents))
+    crate.add_agents()
+    crate.add_software()
+    crate.add_rules()
+    crate.add_workflow()
+    crate.add_run_inputs()
+    for job in jobs:
+        crate.add_job(job)
+    results = crate.add_run()
+    root = crate.root(dataset_id=dataset_id, version=version, created=created, results=results)
+    nodes = [_single_values(n) for n in crate.g.nodes.values()]
+    descriptor = {
+        "@id": CRATE_PATH,
+        "@type": "CreativeWork",
+        "about": _ref("./"),
+        "conformsTo": [_ref(RO_CRATE), _ref("https://w3id.org/workflowhub/workflow-ro-crate/1.0")],
     }
-    folder_outputs: set[str] = set()
-    raw = {i["name"]: i for i in run.get("inputs", [])}
+    return {"@context": CONTEXT, "@graph": [descriptor, _single_values(root), *nodes]}
+
+
+_USAGE_PROPERTIES = (("cpu_s", "SEC"), ("wall_s", "SEC"), ("core_s", "SEC"), ("max_rss_mb", "MegaBYTE"),
+                     ("io_in_mb", "MegaBYTE"), ("io_out_mb", "MegaBYTE"), ("threads", "NUM"),
+                     ("mem_mb", "MegaBYTE"))
+#: prefix of the workflow's FormalParameters
+_WF = "#workflow"
+
+
+class _CrateBuilder:
+    """The crate's graph, built one section at a time (agents, software, rules, workflow, run
+    inputs, jobs, run, root); each ``add_*`` keeps the ids later sections refer to."""
+
+    def __init__(self, *, stage: StagedDataset, exp: dict[str, Any], jobs: list[dict[str, Any]],
+                 files: list[dict[str, Any]], documents: list[dict[str, Any]]) -> None:
+        self.exp, self.jobs, self.documents = exp, jobs, documents
+        self.modality = exp["modality"]
+        self.run = stage.run_info
+        self.g = _Graph()
+        self.stage_root = stage.root.resolve()
+        self.run_dir = Path(self.run.get("run_dir") or ".")
+        self.run_uri = self.run_dir.resolve().as_uri()
+        self.published = {f["path"]: f for f in files}
+        self.published_dirs = {"/".join(p.split("/")[:i]) for p in self.published
+                               for i in range(1, p.count("/") + 1)}
+        self.folder_outputs: set[str] = set()
+        self.raw = {i["name"]: i for i in self.run.get("inputs", [])}
+        self.external: list[str] = []  # data entities outside the version: in the root's hasPart
+        self.seen: dict[str, str] = {}
+        self.versions = software_versions()
+        self.control_ids: list[str] = []
+        self.job_ids: list[str] = []
 
     # --- who
-    unit_id = "#unit-" + _slug(exp.get("support_unit") or "binds-support-unit")
-    g.add(
-        {
-            "@id": unit_id,
-            "@type": "Organization",
-            "name": exp.get("support_unit") or "BINDS support unit",
-            "url": "https://binds.example.org/",
-        }
-    )
-    agents = [unit_id]
-    if exp.get("operator"):
-        op_id = "#operator-" + _slug(str(exp["operator"]))
-        g.add(
-            {
-                "@id": op_id,
-                "@type": "Person",
-                "name": str(exp["operator"]),
-                "affiliation": _ref(unit_id),
-            }
-        )
-        agents.insert(0, op_id)
-
-    requester = exp.get("requester") or {}
-    authors = [unit_id]
-    if requester.get("pi"):
-        orcid = requester.get("orcid")
-        pi_id = (
-            (orcid if str(orcid).startswith("https://") else f"https://orcid.org/{orcid}")
-            if orcid
-            else "#requester-" + _slug(requester["pi"])
-        )
-        g.add({"@id": pi_id, "@type": "Person", "name": requester["pi"]})
-        authors.insert(0, pi_id)
+    def add_agents(self) -> None:
+        exp, g = self.exp, self.g
+        self.unit_id = "#unit-" + _slug(exp.get("support_unit") or "binds-support-unit")
+        g.add({"@id": self.unit_id, "@type": "Organization",
+               "name": exp.get("support_unit") or "BINDS support unit", "url": "https://binds.example.org/"})
+        self.agents = [self.unit_id]
+        if exp.get("operator"):
+            op_id = "#operator-" + _slug(str(exp["operator"]))
+            g.add({"@id": op_id, "@type": "Person", "name": str(exp["operator"]),
+                   "affiliation": _ref(self.unit_id)})
+            self.agents.insert(0, op_id)
+        requester = exp.get("requester") or {}
+        self.authors = [self.unit_id]
+        if requester.get("pi"):
+            orcid = requester.get("orcid")
+            pi_id = ((orcid if str(orcid).startswith("https://") else f"https://orcid.org/{orcid}")
+                     if orcid else "#requester-" + _slug(requester["pi"]))
+            g.add({"@id": pi_id, "@type": "Person", "name": requester["pi"]})
+            self.authors.insert(0, pi_id)
 
     # --- software: the workflow engine, the language, every package
-    versions = software_versions()
-    engine_id = "#snakemake"
-    g.add(
-        {
-            "@id": engine_id,
-            "@type": "SoftwareApplication",
-            "name": "Snakemake",
-            "url": SNAKEMAKE_URL,
-            "softwareVersion": versions.get("snakemake"),
-        }
-    )
-    lang_id = "#snakemake-language"
-    g.add(
-        {
-            "@id": lang_id,
-            "@type": "ComputerLanguage",
-            "name": "Snakemake",
-            "identifier": _ref(SNAKEMAKE_URL),
-            "url": _ref(SNAKEMAKE_URL),
-            "version": versions.get("snakemake"),
-        }
-    )
-    software_ids = []
-    for name, ver in versions.items():
-        software_ids.append(
-            g.add(
-                {
-                    "@id": f"#software-{_slug(name)}",
-                    "@type": "SoftwareApplication",
-                    "name": name,
-                    "softwareVersion": ver,
-                    "url": f"https://pypi.org/project/{name}/{ver}/",
-                }
-            )
-        )
-    software_ids.append(
-        g.add(
-            {
-                "@id": "#software-python",
-                "@type": "SoftwareApplication",
-                "name": "Python",
-                "softwareVersion": platform.python_version(),
-            }
-        )
-    )
+    def add_software(self) -> None:
+        g, versions = self.g, self.versions
+        self.engine_id = g.add({"@id": "#snakemake", "@type": "SoftwareApplication", "name": "Snakemake",
+                                "url": SNAKEMAKE_URL, "softwareVersion": versions.get("snakemake")})
+        self.lang_id = g.add({"@id": "#snakemake-language", "@type": "ComputerLanguage", "name": "Snakemake",
+                              "identifier": _ref(SNAKEMAKE_URL), "url": _ref(SNAKEMAKE_URL),
+                              "version": versions.get("snakemake")})
+        self.software_ids = [
+            g.add({"@id": f"#software-{_slug(name)}", "@type": "SoftwareApplication", "name": name,
+                   "softwareVersion": ver, "url": f"https://pypi.org/project/{name}/{ver}/"})
+            for name, ver in versions.items()]
+        self.software_ids.append(g.add({"@id": "#software-python", "@type": "SoftwareApplication",
+                                        "name": "Python", "softwareVersion": platform.python_version()}))
 
-    # --- the workflow, its steps and tools
-    wf = parse_workflow(run.get("workflow"))
-    main_doc = next((d for d in documents if d["path"] == f"{WORKFLOW_DIR}/Snakefile"), None)
-    wf_id = main_doc["path"] if main_doc else "#workflow"
-    pid = "#workflow"  # prefix of the workflow's FormalParameters
-    rules = list(dict.fromkeys(j["rule"] for j in jobs))
-    tool_ids, step_ids = {}, {}
-    for rule in rules:
-        tool_ids[rule] = f"#rule-{_slug(rule)}"
-        step_ids[rule] = f"#step-{_slug(rule)}"
-    params_by_rule: dict[str, dict[str, Any]] = {}
-    for j in jobs:
-        params_by_rule.setdefault(j["rule"], {}).update(j.get("params") or {})
-    for pos, rule in enumerate(rules, start=1):
-        fps = []
-        for key, val in sorted(params_by_rule.get(rule, {}).items()):
-            fps.append(
-                g.add(
-                    {
-                        "@id": f"{tool_ids[rule]}/param/{_slug(key)}",
-                        "@type": "FormalParameter",
-                        "name": key,
-                        "additionalType": _additional_type(val),
-                        "conformsTo": _ref(FORMAL_PARAMETER_PROFILE),
-                    }
-                )
-            )
-        g.add(
-            {
-                "@id": tool_ids[rule],
-                "@type": "SoftwareApplication",
-                "name": rule,
-                "description": f"Snakemake rule {rule} of workflows/{modality}/ "
-                f"(binds-pipelines {wf.get('version') or ''})".replace(" )", ")"),
-                "softwareVersion": versions["binds-pipelines"],
-                "input": _refs(fps),
-            }
-        )
-        g.add(
-            {
-                "@id": step_ids[rule],
-                "@type": "HowToStep",
-                "name": rule,
-                "position": str(pos),
-                "workExample": _ref(tool_ids[rule]),
-            }
-        )
-    modality_block = exp.get(modality) or {}
-    wf_inputs = [
-        g.add(
-            {
-                "@id": f"{pid}/input/run_dir",
-                "@type": "FormalParameter",
-                "name": "run_dir",
-                "additionalType": "Dataset",
-                "description": "the run folder of raw instrument files",
-                "conformsTo": _ref(FORMAL_PARAMETER_PROFILE),
-            }
-        ),
-        g.add(
-            {
-                "@id": f"{pid}/input/experiment",
-                "@type": "FormalParameter",
-                "name": "experiment",
-                "additionalType": "File",
-                "encodingFormat": "application/yaml",
-                "description": "experiment.yaml of the run folder",
-                "conformsTo": _ref(FORMAL_PARAMETER_PROFILE),
-            }
-        ),
-    ]
-    for key, val in sorted(modality_block.items()):
-        wf_inputs.append(
-            g.add(
-                {
-                    "@id": f"{pid}/input/{modality}.{_slug(key)}",
-                    "@type": "FormalParameter",
-                    "name": f"{modality}.{key}",
-                    "additionalType": _additional_type(val),
-                    "conformsTo": _ref(FORMAL_PARAMETER_PROFILE),
-                }
-            )
-        )
-    wf_output = g.add(
-        {
-            "@id": f"{pid}/output/dataset",
-            "@type": "FormalParameter",
-            "name": "dataset",
-            "additionalType": "Dataset",
-            "description": "the staged dataset: data/ and qc/",
-            "conformsTo": _ref(FORMAL_PARAMETER_PROFILE),
+    # --- the rules that ran: a tool and a step each, their params as FormalParameters
+    def add_rules(self) -> None:
+        g = self.g
+        self.wf = parse_workflow(self.run.get("workflow"))
+        rules = list(dict.fromkeys(j["rule"] for j in self.jobs))
+        self.tool_ids = {rule: f"#rule-{_slug(rule)}" for rule in rules}
+        self.step_ids = {rule: f"#step-{_slug(rule)}" for rule in rules}
+        params_by_rule: dict[str, dict[str, Any]] = {}
+        for j in self.jobs:
+            params_by_rule.setdefault(j["rule"], {}).update(j.get("params") or {})
+        for pos, rule in enumerate(rules, start=1):
+            fps = [g.add({"@id": f"{self.tool_ids[rule]}/param/{_slug(key)}", "@type": "FormalParameter",
+                          "name": key, "additionalType": _additional_type(val),
+                          "conformsTo": _ref(FORMAL_PARAMETER_PROFILE)})
+                   for key, val in sorted(params_by_rule.get(rule, {}).items())]
+            g.add({"@id": self.tool_ids[rule], "@type": "SoftwareApplication", "name": rule,
+                   "description": f"Snakemake rule {rule} of workflows/{self.modality}/ "
+                                  f"(binds-pipelines {self.wf.get('version') or ''})".replace(" )", ")"),
+                   "softwareVersion": self.versions["binds-pipelines"], "input": _refs(fps)})
+            g.add({"@id": self.step_ids[rule], "@type": "HowToStep", "name": rule, "position": str(pos),
+                   "workExample": _ref(self.tool_ids[rule])})
+
+    # --- the workflow: the main entity, its inputs and output
+    def add_workflow(self) -> None:
+        g, modality, wf = self.g, self.modality, self.wf
+        main_doc = next((d for d in self.documents if d["path"] == f"{WORKFLOW_DIR}/Snakefile"), None)
+        self.wf_id = main_doc["path"] if main_doc else "#workflow"
+
+        def formal(ident: str, name: str, additional_type: str, **extra: Any) -> str:
+            return g.add({"@id": ident, "@type": "FormalParameter", "name": name,
+                          "additionalType": additional_type, **extra,
+                          "conformsTo": _ref(FORMAL_PARAMETER_PROFILE)})
+
+        wf_inputs = [
+            formal(f"{_WF}/input/run_dir", "run_dir", "Dataset", description="the run folder of raw instrument files"),
+            formal(f"{_WF}/input/experiment", "experiment", "File", encodingFormat="application/yaml",
+                   description="experiment.yaml of the run folder"),
+        ]
+        wf_inputs += [formal(f"{_WF}/input/{modality}.{_slug(key)}", f"{modality}.{key}", _additional_type(val))
+                      for key, val in sorted((self.exp.get(modality) or {}).items())]
+        wf_output = formal(f"{_WF}/output/dataset", "dataset", "Dataset",
+                           description="the staged dataset: data/ and qc/")
+        workflow = {
+            "@id": self.wf_id,
+            "@type": ["File", "SoftwareSourceCode", "ComputationalWorkflow", "HowTo"],
+            "name": f"{wf['name']} {modality} workflow",
+            "description": f"Snakefile of {wf['name']} with workflows/{modality}/*.smk (not copied "
+            "into this crate: identified by version and git commit)",
+            "programmingLanguage": _ref(self.lang_id),
+            "hasPart": _refs(self.tool_ids.values()),
+            "step": _refs(self.step_ids.values()),
+            "input": _refs(wf_inputs),
+            "output": [_ref(wf_output)],
+            "softwareRequirements": _refs(self.software_ids),
         }
-    )
-    workflow = {
-        "@id": wf_id,
-        "@type": ["File", "SoftwareSourceCode", "ComputationalWorkflow", "HowTo"],
-        "name": f"{wf['name']} {modality} workflow",
-        "description": f"Snakefile of {wf['name']} with workflows/{modality}/*.smk (not copied "
-        "into this crate: identified by version and git commit)",
-        "programmingLanguage": _ref(lang_id),
-        "hasPart": _refs(tool_ids.values()),
-        "step": _refs(step_ids.values()),
-        "input": _refs(wf_inputs),
-        "output": [_ref(wf_output)],
-        "softwareRequirements": _refs(software_ids),
-    }
-    if main_doc:
-        workflow |= {
-            "contentSize": str(main_doc["size"]),
-            "sha256": main_doc["sha256"],
-            "encodingFormat": main_doc["encodingFormat"],
-        }
-    if wf.get("version"):
-        workflow["version"] = wf["version"]
-    if wf.get("commit"):
-        workflow["identifier"] = f"git:{wf['commit']}"
-        workflow["binds:gitDescribe"] = wf.get("git")
-    g.add(workflow)
+        if main_doc:
+            workflow |= {"contentSize": str(main_doc["size"]), "sha256": main_doc["sha256"],
+                         "encodingFormat": main_doc["encodingFormat"]}
+        if wf.get("version"):
+            workflow["version"] = wf["version"]
+        if wf.get("commit"):
+            workflow["identifier"] = f"git:{wf['commit']}"
+            workflow["binds:gitDescribe"] = wf.get("git")
+        g.add(workflow)
 
     # --- files: where each path lives
-    stage_prefix = stage_root.as_posix() + "/"
-    run_prefix = run_dir.resolve().as_posix() + "/"
-    seen: dict[str, str] = {}
-
-    def file_entity(path: str) -> str:
+    def file_entity(self, path: str) -> str:
         """The entity of a job's input or output path (string operations: 10,000s of them)."""
-        if path in seen:
-            return seen[path]
+        if path in self.seen:
+            return self.seen[path]
+        g = self.g
+        stage_prefix = self.stage_root.as_posix() + "/"
         norm = os.path.normpath(path)
-        rel = norm[len(stage_prefix) :] if norm.startswith(stage_prefix) else None
+        rel = norm[len(stage_prefix):] if norm.startswith(stage_prefix) else None
         if rel is None and not os.path.isabs(norm):
             rel = norm
-        if rel is not None and rel in published_dirs:
-            folder_outputs.add(rel)
-            ident = _published_entity(g, rel, published)
-        elif rel is not None and rel in published:
-            ident = _published_entity(g, rel, published)
+        if rel is not None and rel in self.published_dirs:
+            self.folder_outputs.add(rel)
+            ident = _published_entity(g, rel, self.published)
+        elif rel is not None and rel in self.published:
+            ident = _published_entity(g, rel, self.published)
         elif rel is not None:  # intermediate file of the staging folder (not published)
-            target = stage_root / rel
-            ent = {
-                "@id": target.as_uri(),
-                "@type": "File",
-                "name": rel,
-                "encodingFormat": _encoding(rel),
-                "description": "intermediate file of the staging folder (not part of the version)",
-            }
+            target = self.stage_root / rel
+            ent = {"@id": target.as_uri(), "@type": "File", "name": rel, "encodingFormat": _encoding(rel),
+                   "description": "intermediate file of the staging folder (not part of the version)"}
             if target.is_file():
                 ent["contentSize"] = str(target.stat().st_size)
                 ent["sha256"] = _sha256(target)
             ident = g.add(ent)
-            external.append(ident)
+            self.external.append(ident)
         else:
-            name = (
-                norm[len(run_prefix) :] if norm.startswith(run_prefix) else os.path.basename(norm)
-            )
-            ident = _raw_entity(g, run_uri, name, raw.get(name))
-            external.append(ident)
-        seen[path] = ident
+            run_prefix = self.run_dir.resolve().as_posix() + "/"
+            name = norm[len(run_prefix):] if norm.startswith(run_prefix) else os.path.basename(norm)
+            ident = _raw_entity(g, self.run_uri, name, self.raw.get(name))
+            self.external.append(ident)
+        self.seen[path] = ident
         return ident
 
-    external: list[str] = []  # data entities outside the version: listed in the root's hasPart
+    # --- parameters of the run: the raw files read, the modality block's values
+    def add_run_inputs(self) -> None:
+        g, modality = self.g, self.modality
+        self.run_objects = [_raw_entity(g, self.run_uri, name, info) for name, info in sorted(self.raw.items())]
+        self.raw_ids = list(self.run_objects)
+        exp_file = next((i for i in self.run_objects if g.nodes[i]["name"] == "experiment.yaml"), None)
+        if exp_file:
+            g.nodes[exp_file]["exampleOfWork"] = _ref(f"{_WF}/input/experiment")
+        self.run_dir_id = g.add({"@id": self.run_uri + "/", "@type": "Dataset", "name": self.run_dir.name,
+                                 "description": "run folder (raw files, read in place)",
+                                 "exampleOfWork": _ref(f"{_WF}/input/run_dir"),
+                                 "hasPart": _refs(self.run_objects)})
+        self.run_objects += [
+            g.add({"@id": f"#run/param/{modality}.{_slug(key)}", "@type": "PropertyValue",
+                   "name": f"{modality}.{key}", "value": _value(val),
+                   "exampleOfWork": _ref(f"{_WF}/input/{modality}.{_slug(key)}")})
+            for key, val in sorted((self.exp.get(modality) or {}).items())]
 
-    # --- parameters of the run
-    run_objects = [_raw_entity(g, run_uri, name, info) for name, info in sorted(raw.items())]
-    raw_ids = list(run_objects)
-    exp_file = next((i for i in run_objects if g.nodes[i]["name"] == "experiment.yaml"), None)
-    if exp_file:
-        g.nodes[exp_file]["exampleOfWork"] = _ref(f"{pid}/input/experiment")
-    run_dir_id = g.add(
-        {
-            "@id": run_uri + "/",
-            "@type": "Dataset",
-            "name": run_dir.name,
-            "description": "run folder (raw files, read in place)",
-            "exampleOfWork": _ref(f"{pid}/input/run_dir"),
-            "hasPart": _refs(run_objects),
-        }
-    )
-    for key, val in sorted(modality_block.items()):
-        run_objects.append(
-            g.add(
-                {
-                    "@id": f"#run/param/{modality}.{_slug(key)}",
-                    "@type": "PropertyValue",
-                    "name": f"{modality}.{key}",
-                    "value": _value(val),
-                    "exampleOfWork": _ref(f"{pid}/input/{modality}.{_slug(key)}"),
-                }
-            )
-        )
-
-    # --- the jobs
-    control_ids, job_ids = [], []
-    for j in jobs:
-        rule = j["rule"]
+    # --- one job: a CreateAction (inputs, outputs, usage) wrapped by a ControlAction
+    def add_job(self, j: dict[str, Any]) -> None:
+        g, rule = self.g, j["rule"]
         jid = f"#job-{_slug(str(j['jobid']))}"
-        usage_ids = []
-        for prop, key, unit in (
-            ("cpu_s", "cpu_s", "SEC"),
-            ("wall_s", "wall_s", "SEC"),
-            ("core_s", "core_s", "SEC"),
-            ("max_rss_mb", "max_rss_mb", "MegaBYTE"),
-            ("io_in_mb", "io_in_mb", "MegaBYTE"),
-            ("io_out_mb", "io_out_mb", "MegaBYTE"),
-            ("threads", "threads", "NUM"),
-            ("mem_mb", "mem_mb", "MegaBYTE"),
-        ):
-            if j.get(key) is None:
-                continue
-            usage_ids.append(
-                g.add(
-                    {
-                        "@id": f"{jid}/usage/{prop}",
-                        "@type": "PropertyValue",
-                        "propertyID": f"binds:{prop}",
-                        "name": prop,
-                        "value": j[key],
-                        "unitCode": _ref(QUDT + unit),
-                    }
-                )
-            )
-        objects = [file_entity(p) for p in j.get("input", [])]
-        for key, val in sorted((j.get("params") or {}).items()):
-            objects.append(
-                g.add(
-                    {
-                        "@id": f"{jid}/param/{_slug(key)}",
-                        "@type": "PropertyValue",
-                        "name": key,
-                        "value": _value(val),
-                        "exampleOfWork": _ref(f"{tool_ids[rule]}/param/{_slug(key)}"),
-                    }
-                )
-            )
-        job_ids.append(jid)
+        usage_ids = [g.add({"@id": f"{jid}/usage/{prop}", "@type": "PropertyValue", "propertyID": f"binds:{prop}",
+                            "name": prop, "value": j[prop], "unitCode": _ref(QUDT + unit)})
+                     for prop, unit in _USAGE_PROPERTIES if j.get(prop) is not None]
+        objects = [self.file_entity(p) for p in j.get("input", [])]
+        objects += [g.add({"@id": f"{jid}/param/{_slug(key)}", "@type": "PropertyValue", "name": key,
+                           "value": _value(val),
+                           "exampleOfWork": _ref(f"{self.tool_ids[rule]}/param/{_slug(key)}")})
+                    for key, val in sorted((j.get("params") or {}).items())]
+        self.job_ids.append(jid)
         action = {
             "@id": jid,
             "@type": "CreateAction",
             "name": f"{rule} (Snakemake job {j['jobid']})",
             "description": f"Snakemake job {j['jobid']} of rule {rule}"
             + (f", wildcards {j['wildcards']}" if j.get("wildcards") else ""),
-            "instrument": _ref(tool_ids[rule]),
-            "agent": _refs(agents),
+            "instrument": _ref(self.tool_ids[rule]),
+            "agent": _refs(self.agents),
             "object": _refs(dict.fromkeys(objects)),
-            "result": _refs(dict.fromkeys(file_entity(p) for p in j.get("output", []))),
+            "result": _refs(dict.fromkeys(self.file_entity(p) for p in j.get("output", []))),
             "actionStatus": "http://schema.org/CompletedActionStatus",
             "resourceUsage": _refs(usage_ids),
         }
@@ -624,106 +509,70 @@ def build_crate(
         if j.get("slurm"):
             action["identifier"] = [f"slurm:{a['job_id']}" for a in j["slurm"]]
         g.add(action)
-        control_ids.append(
-            g.add(
-                {
-                    "@id": f"#control-{_slug(str(j['jobid']))}",
-                    "@type": "ControlAction",
-                    "name": f"orchestrate {rule} (job {j['jobid']})",
-                    "instrument": _ref(step_ids[rule]),
-                    "object": _ref(jid),
-                }
-            )
-        )
+        self.control_ids.append(g.add({"@id": f"#control-{_slug(str(j['jobid']))}", "@type": "ControlAction",
+                                       "name": f"orchestrate {rule} (job {j['jobid']})",
+                                       "instrument": _ref(self.step_ids[rule]), "object": _ref(jid)}))
 
-    # --- the run and its orchestration
-    results = _top_level_results(g, published, folder_outputs)
-    run_action = {
-        "@id": "#run",
-        "@type": "CreateAction",
-        "name": f"binds run of {run_dir.name} ({modality})",
-        "description": f"binds run: the {modality} workflow from the run folder to the staged "
-        "dataset published as this version",
-        "instrument": _ref(wf_id),
-        "agent": _refs(agents),
-        "object": _refs([run_dir_id] + run_objects),
-        "result": _refs(results),
-        "actionStatus": "http://schema.org/CompletedActionStatus",
-    }
-    if run.get("started"):
-        run_action["startTime"] = run["started"]
-    if run.get("staged"):
-        run_action["endTime"] = run["staged"]
-    g.add(run_action)
-    g.add(
-        {
+    # --- the run and its orchestration; returns the ids of its top-level results
+    def add_run(self) -> list[str]:
+        g, run, modality = self.g, self.run, self.modality
+        results = _top_level_results(g, self.published, self.folder_outputs)
+        times = {**({"startTime": run["started"]} if run.get("started") else {}),
+                 **({"endTime": run["staged"]} if run.get("staged") else {})}
+        g.add({
+            "@id": "#run",
+            "@type": "CreateAction",
+            "name": f"binds run of {self.run_dir.name} ({modality})",
+            "description": f"binds run: the {modality} workflow from the run folder to the staged "
+            "dataset published as this version",
+            "instrument": _ref(self.wf_id),
+            "agent": _refs(self.agents),
+            "object": _refs([self.run_dir_id, *self.run_objects]),
+            "result": _refs(results),
+            "actionStatus": "http://schema.org/CompletedActionStatus",
+            **times,
+        })
+        g.add({
             "@id": "#orchestrate",
             "@type": "OrganizeAction",
             "name": "Snakemake scheduling the jobs",
             "description": "Snakemake ran the workflow's jobs (one ControlAction per job)",
-            "instrument": _ref(engine_id),
-            "agent": _refs(agents),
-            "object": _refs(control_ids),
+            "instrument": _ref(self.engine_id),
+            "agent": _refs(self.agents),
+            "object": _refs(self.control_ids),
             "result": _ref("#run"),
-            **({"startTime": run["started"]} if run.get("started") else {}),
-            **({"endTime": run["staged"]} if run.get("staged") else {}),
-        }
-    )
+            **times,
+        })
+        return results
 
     # --- the root
-    doc_ids = []
-    for d in documents:
-        doc_ids.append(
-            g.add(
-                {
-                    "@id": d["path"],
-                    "@type": "File",
-                    "name": d.get("name", d["path"]),
-                    "contentSize": str(d["size"]),
-                    "sha256": d["sha256"],
-                    "encodingFormat": d.get("encodingFormat", "application/json"),
-                }
-            )
-        )
-    for url, name in PROFILES.items():
-        g.add(
-            {"@id": url, "@type": "CreativeWork", "name": name, "version": url.rsplit("/", 1)[-1]}
-        )
-    license_id = f"https://spdx.org/licenses/{exp['license']}.html"
-    g.add(
-        {
-            "@id": license_id,
-            "@type": "CreativeWork",
-            "name": exp["license"],
-            "identifier": exp["license"],
+    def root(self, *, dataset_id: str, version: int, created: str, results: list[str]) -> dict[str, Any]:
+        g, exp = self.g, self.exp
+        doc_ids = [g.add({"@id": d["path"], "@type": "File", "name": d.get("name", d["path"]),
+                          "contentSize": str(d["size"]), "sha256": d["sha256"],
+                          "encodingFormat": d.get("encodingFormat", "application/json")})
+                   for d in self.documents]
+        for url, name in PROFILES.items():
+            g.add({"@id": url, "@type": "CreativeWork", "name": name, "version": url.rsplit("/", 1)[-1]})
+        license_id = f"https://spdx.org/licenses/{exp['license']}.html"
+        g.add({"@id": license_id, "@type": "CreativeWork", "name": exp["license"], "identifier": exp["license"]})
+        return {
+            "@id": "./",
+            "@type": "Dataset",
+            "name": exp.get("title") or dataset_id,
+            "description": exp.get("description") or exp.get("title") or dataset_id,
+            "identifier": f"{dataset_id}/v{version}",
+            "version": str(version),
+            "datePublished": created,
+            "license": _ref(license_id),
+            "conformsTo": _refs(PROFILES),
+            "mainEntity": _ref(self.wf_id),
+            "publisher": _ref(self.unit_id),
+            "author": _refs(self.authors),
+            "hasPart": _refs(dict.fromkeys([self.wf_id, *results, *doc_ids, self.run_dir_id, *self.raw_ids,
+                                            *self.external])),
+            "mentions": _refs(["#run", *self.job_ids]),
         }
-    )
-    root = {
-        "@id": "./",
-        "@type": "Dataset",
-        "name": exp.get("title") or dataset_id,
-        "description": exp.get("description") or exp.get("title") or dataset_id,
-        "identifier": f"{dataset_id}/v{version}",
-        "version": str(version),
-        "datePublished": created,
-        "license": _ref(license_id),
-        "conformsTo": _refs(PROFILES),
-        "mainEntity": _ref(wf_id),
-        "publisher": _ref(unit_id),
-        "author": _refs(authors),
-        "hasPart": _refs(
-            dict.fromkeys([wf_id] + results + doc_ids + [run_dir_id] + raw_ids + external)
-        ),
-        "mentions": _refs(["#run"] + job_ids),
-    }
-    nodes = [_single_values(n) for n in g.nodes.values()]
-    descriptor = {
-        "@id": CRATE_PATH,
-        "@type": "CreativeWork",
-        "about": _ref("./"),
-        "conformsTo": [_ref(RO_CRATE), _ref("https://w3id.org/workflowhub/workflow-ro-crate/1.0")],
-    }
-    return {"@context": CONTEXT, "@graph": [descriptor, _single_values(root), *nodes]}
 
 
 def _single_values(entity: dict[str, Any]) -> dict[str, Any]:

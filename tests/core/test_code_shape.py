@@ -14,7 +14,6 @@ NOT_YET_SPLIT = {
     ("modalities/metabolomics/features.py", "group_features"),
     ("modalities/metabolomics/qc.py", "write_qc"),
     ("modalities/screening/steps.py", "score_screen"),
-    ("provenance.py", "build_crate"),
     ("usage.py", "collect_jobs"),
     ("usage.py", "usage_report"),
 }
