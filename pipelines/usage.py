@@ -337,11 +337,41 @@ def collect_jobs(
     """
     notes: list[str] = []
     log_jobs = parse_snakemake_log(stage.meta_dir / "snakemake.log")
+    root = stage.root.resolve()  # the log names absolute paths
+    records = _benchmark_records(root, log_jobs, notes)
+    slurm_ids = sorted(
+        {sid for j in log_jobs.values() for sid in j.get("slurm_job_ids", [])}, key=_sort_key
+    )
+    if slurm_ids and sacct_rows is None and use_sacct:
+        sacct_rows = query_sacct(slurm_ids)
+        if sacct_rows is None:
+            notes.append(
+                "the jobs ran on Slurm but sacct gave no figures (accounting disabled, or "
+                "not reachable from the publishing host): benchmark figures are used"
+            )
+    jobs = []
+    for jid, rec in records.items():
+        lj = log_jobs.get(jid, {}) if isinstance(jid, int) else {}
+        job = _job_record(jid, rec, lj, work_dir=str(root.parent))
+        if rec["bench"] is None:
+            notes.append(f"job {jid} ({job['rule']}) has no benchmark file: no figures")
+        attempts = [
+            (sacct_rows or {}).get(sid) or {"job_id": sid} for sid in lj.get("slurm_job_ids", [])
+        ]
+        if attempts:
+            job["slurm"] = attempts
+        jobs.append(_with_charged(job))
+    jobs.sort(key=lambda j: (j["start"] or "", _sort_key(str(j["jobid"]))))
+    return jobs, notes
+
+
+def _benchmark_records(root: Path, log_jobs: dict[Any, dict[str, Any]],
+                       notes: list[str]) -> dict[int | str, dict[str, Any]]:
+    """Job id -> its parsed benchmark file (or None), for every job the log or a file names."""
     by_bench: dict[str, int] = {}
     for jid, j in log_jobs.items():
         for b in j.get("benchmark", []):
             by_bench[os.path.normpath(b)] = jid
-    root = stage.root.resolve()  # the log names absolute paths
     bench_dir = root / "_meta" / "benchmarks"
     records: dict[int | str, dict[str, Any]] = {}
     for tsv in sorted(bench_dir.rglob("*.tsv")) if bench_dir.is_dir() else []:
@@ -362,71 +392,49 @@ def collect_jobs(
     for jid, j in log_jobs.items():
         if j.get("rule") and j["rule"] != "all" and jid not in records:
             records[jid] = {"benchmark_path": None, "bench": None}
-    slurm_ids = sorted(
-        {sid for j in log_jobs.values() for sid in j.get("slurm_job_ids", [])}, key=_sort_key
-    )
-    if slurm_ids and sacct_rows is None and use_sacct:
-        sacct_rows = query_sacct(slurm_ids)
-        if sacct_rows is None:
-            notes.append(
-                "the jobs ran on Slurm but sacct gave no figures (accounting disabled, or "
-                "not reachable from the publishing host): benchmark figures are used"
-            )
-    jobs = []
-    for jid, rec in records.items():
-        lj = log_jobs.get(jid, {}) if isinstance(jid, int) else {}
-        bench = rec["bench"] or {}
-        rule = bench.get("rule") or lj.get("rule") or Path(rec["benchmark_path"] or "unknown").stem
-        resources = dict(bench.get("resources") or lj.get("resources") or {})
-        threads = bench.get("threads") or lj.get("threads") or resources.get("_cores") or 1
-        outputs = lj.get("output", [])
-        work_dir = str(root.parent)
-        md = next((m for o in outputs[:3] if (m := snakemake_metadata(work_dir, o))), None)
-        inputs = (md or {}).get("input") or lj.get("input", [])
-        end = (md or {}).get("endtime") or bench.get("mtime")
-        start = (md or {}).get("starttime")
-        if start is None and end is not None and bench.get("wall_s") is not None:
-            start = end - bench["wall_s"]
-        job: dict[str, Any] = {
-            "jobid": jid,
-            "rule": rule,
-            "wildcards": bench.get("wildcards") or lj.get("wildcards") or {},
-            "threads": int(threads),
-            "mem_mb": _number(resources.get("mem_mb")),
-            "runtime_min": _number(resources.get("runtime")),
-            "gpus_requested": _gpus_requested(resources),
-            "start": _iso(start),
-            "end": _iso(end),
-            "input": inputs,
-            "output": outputs,
-            "params": bench.get("params") or {},
-            "wall_s": bench.get("wall_s"),
-            "cpu_s": bench.get("cpu_s"),
-            "max_rss_mb": bench.get("max_rss_mb"),
-            "io_in_mb": bench.get("io_in_mb"),
-            "io_out_mb": bench.get("io_out_mb"),
-            "source": "benchmark" if rec["bench"] else "none",
-            # the rule's own processes, as Snakemake measured them (psutil, sampled every 0.5-30 s)
-            "benchmark": {
-                "path": rec["benchmark_path"],
-                **{
-                    k: bench.get(k)
-                    for k in ("wall_s", "cpu_s", "max_rss_mb", "mean_load", "repeats")
-                },
-            }
-            if rec["bench"]
-            else None,
+    return records
+
+
+def _job_record(jid: int | str, rec: dict[str, Any], lj: dict[str, Any], *, work_dir: str) -> dict[str, Any]:
+    """One job's figures: benchmark file first, then Snakemake's log and metadata."""
+    bench = rec["bench"] or {}
+    rule = bench.get("rule") or lj.get("rule") or Path(rec["benchmark_path"] or "unknown").stem
+    resources = dict(bench.get("resources") or lj.get("resources") or {})
+    threads = bench.get("threads") or lj.get("threads") or resources.get("_cores") or 1
+    outputs = lj.get("output", [])
+    md = next((m for o in outputs[:3] if (m := snakemake_metadata(work_dir, o))), None)
+    inputs = (md or {}).get("input") or lj.get("input", [])
+    end = (md or {}).get("endtime") or bench.get("mtime")
+    start = (md or {}).get("starttime")
+    if start is None and end is not None and bench.get("wall_s") is not None:
+        start = end - bench["wall_s"]
+    return {
+        "jobid": jid,
+        "rule": rule,
+        "wildcards": bench.get("wildcards") or lj.get("wildcards") or {},
+        "threads": int(threads),
+        "mem_mb": _number(resources.get("mem_mb")),
+        "runtime_min": _number(resources.get("runtime")),
+        "gpus_requested": _gpus_requested(resources),
+        "start": _iso(start),
+        "end": _iso(end),
+        "input": inputs,
+        "output": outputs,
+        "params": bench.get("params") or {},
+        "wall_s": bench.get("wall_s"),
+        "cpu_s": bench.get("cpu_s"),
+        "max_rss_mb": bench.get("max_rss_mb"),
+        "io_in_mb": bench.get("io_in_mb"),
+        "io_out_mb": bench.get("io_out_mb"),
+        "source": "benchmark" if rec["bench"] else "none",
+        # the rule's own processes, as Snakemake measured them (psutil, sampled every 0.5-30 s)
+        "benchmark": {
+            "path": rec["benchmark_path"],
+            **{k: bench.get(k) for k in ("wall_s", "cpu_s", "max_rss_mb", "mean_load", "repeats")},
         }
-        if rec["bench"] is None:
-            notes.append(f"job {jid} ({rule}) has no benchmark file: no figures")
-        attempts = [
-            (sacct_rows or {}).get(sid) or {"job_id": sid} for sid in lj.get("slurm_job_ids", [])
-        ]
-        if attempts:
-            job["slurm"] = attempts
-        jobs.append(_with_charged(job))
-    jobs.sort(key=lambda j: (j["start"] or "", _sort_key(str(j["jobid"]))))
-    return jobs, notes
+        if rec["bench"]
+        else None,
+    }
 
 
 def _slurm_time(text: str | None) -> str | None:
@@ -637,13 +645,7 @@ def usage_report(
         if since is not None
         else min((_utc(v["created"]) for v in versions), default=end)
     )
-    if by == "month":
-        periods, t = [], _month_start(start)
-        while t < end:
-            periods.append((max(t, start), min(_next_month(t), end)))
-            t = _next_month(t)
-    else:
-        periods = [(start, end)]
+    periods = _month_periods(start, end) if by == "month" else [(start, end)]
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     runs: dict[tuple[str, str], set[str]] = {}
     for p_start, p_end in periods:
@@ -656,23 +658,7 @@ def usage_report(
                 "unit": v["support_unit"],
                 "month": p_start.strftime("%Y-%m"),
             }[by]
-            row = rows.setdefault(
-                (key, p_start.isoformat()),
-                {
-                    by: key,
-                    "period_start": p_start,
-                    "period_end": p_end,
-                    "versions": 0,
-                    "instrument_runs": 0,
-                    "core_hours": 0.0,
-                    "gpu_hours": 0.0,
-                    "peak_rss_mb": None,
-                    "stored_gb": 0.0,
-                    "gb_months": 0.0,
-                    "requests": set(),
-                    "units": set(),
-                },
-            )
+            row = rows.setdefault((key, p_start.isoformat()), _empty_row(by, key, p_start, p_end))
             gb = (v["stored_bytes"] or 0) / 1e9
             row["stored_gb"] += gb
             held = (p_end - max(created, p_start)).total_seconds() / 86400
@@ -695,6 +681,21 @@ def usage_report(
             row[f] = round(row[f], 6)
         out.append(row)
     return out
+
+
+def _month_periods(start: dt.datetime, end: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Calendar months covering [start, end), clipped to it."""
+    periods, t = [], _month_start(start)
+    while t < end:
+        periods.append((max(t, start), min(_next_month(t), end)))
+        t = _next_month(t)
+    return periods
+
+
+def _empty_row(by: str, key: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
+    return {by: key, "period_start": start, "period_end": end, "versions": 0, "instrument_runs": 0,
+            "core_hours": 0.0, "gpu_hours": 0.0, "peak_rss_mb": None, "stored_gb": 0.0,
+            "gb_months": 0.0, "requests": set(), "units": set()}
 
 
 def billing_lines(rows: Iterable[dict[str, Any]], *, by: str = "request") -> list[dict[str, Any]]:

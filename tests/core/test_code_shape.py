@@ -12,10 +12,9 @@ NOT_YET_SPLIT = {
     ("jsonld.py", "build_metadata"),
     ("modalities/cryoem/qc.py", "fsc_half_maps"),
     ("modalities/metabolomics/features.py", "group_features"),
+    ("modalities/metabolomics/peaks.py", "trace_peaks"),
     ("modalities/metabolomics/qc.py", "write_qc"),
     ("modalities/screening/steps.py", "score_screen"),
-    ("usage.py", "collect_jobs"),
-    ("usage.py", "usage_report"),
 }
 
 
