@@ -14,7 +14,6 @@ NOT_YET_SPLIT = {
     ("modalities/metabolomics/features.py", "group_features"),
     ("modalities/metabolomics/peaks.py", "trace_peaks"),
     ("modalities/metabolomics/qc.py", "write_qc"),
-    ("modalities/screening/steps.py", "score_screen"),
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -344,6 +345,34 @@ def score_screen(*, run_dir: str | Path, block: dict[str, Any] | None, raw: list
     run_dir = Path(run_dir)
     found = resolve(run_dir, block)
     cfg = found.settings
+    df, facts = _read_batches(raw, run_dir=run_dir)
+    fmt = _single_format(df)
+    _check_duplicates(df)
+    grid = _plate_grid(df, fmt)
+    layout = build_layout(found, plates=grid.plates, plate_ids=grid.plate_ids, fmt=fmt, run_dir=run_dir)
+    sc = _score_plates(grid, layout, found=found, fmt=fmt, run_dir=run_dir)
+    rep = _replicate_hits(grid, sc, cfg=cfg, fmt=fmt)
+    wells = _wells_table(grid, sc, rep, layout, fmt=fmt, unit=cfg["dose_response"]["concentration_unit"])
+    plates_df = _plates_table(grid, sc)
+    hits = _hits_table(grid, rep, wells, fmt=fmt)
+    screen = _screen_figures(sc.normalised, neg=sc.neg, pos=sc.pos, inst=grid.inst, per_rep=sc.per_rep,
+                             sample=sc.sample, group=sc.group)
+    settings_used = {k: cfg[k] for k in ("plate_format", "controls", "normalisation", "score", "hits", "qc")}
+    meta = {"settings": settings_used, "screen": screen, "input_kind": found.kind}
+    write_parquet(wells, wells_out, meta=meta)
+    write_parquet(plates_df, plates_out, meta=meta)
+    write_parquet(hits, hits_out, meta=meta)
+    facts.update(_description_facts(found))
+    facts.update({"plate_format": fmt.wells, "plates": int(len(grid.plates)), "replicates": int(len(rep.reps)),
+                  "channels": int(grid.inst["channel"].nunique()), "input_kind": found.kind})
+    _, conflicts = declared_format(found)
+    write_json(facts_out, {"facts": facts, "conflicts": conflicts["conflicts"]})
+    log.info("scored %d plate readings (%d plates), %d hits", grid.n, len(grid.plates), len(hits))
+    return screen
+
+
+def _read_batches(raw: list[str | Path], *, run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The read batches as one long table, and the readers' facts."""
     frames = [pd.read_parquet(p) for p in raw]
     df = pd.concat(frames, ignore_index=True) if frames else _empty_raw()
     facts: dict[str, Any] = {}
@@ -352,24 +381,68 @@ def score_screen(*, run_dir: str | Path, block: dict[str, Any] | None, raw: list
             facts.setdefault(f"reader_{k}", v)
     if df.empty:
         raise InputError(Problem("no readings in the plate files", file=str(run_dir)))
-    fmt = _single_format(df)
-    _check_duplicates(df)
+    return df, facts
+
+
+@dataclass(slots=True)
+class _PlateGrid:
+    """The readings as a (plate reading, row, column) cube; a plate reading is one
+    (plate, replicate, channel) of ``inst``."""
+
+    inst: pd.DataFrame
+    values: np.ndarray
+    files: np.ndarray
+    plate_ids: dict[int, str]
+    plates: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.inst)
+
+
+def _plate_grid(df: pd.DataFrame, fmt: PlateFormat) -> _PlateGrid:
     df = df.sort_values(["plate", "replicate", "channel", "row", "col"], kind="stable").reset_index(drop=True)
     inst = df[["plate", "replicate", "channel"]].drop_duplicates().reset_index(drop=True)
     inst_index = pd.MultiIndex.from_frame(inst)
     idx = inst_index.get_indexer(pd.MultiIndex.from_frame(df[["plate", "replicate", "channel"]]))
-    nP = len(inst)
-    values = np.full((nP, fmt.rows, fmt.cols), np.nan)
+    values = np.full((len(inst), fmt.rows, fmt.cols), np.nan)
     values[idx, df["row"].to_numpy(), df["col"].to_numpy()] = df["value"].to_numpy()
     files = df.groupby(["plate", "replicate", "channel"], sort=True)["file"].first().to_numpy()
-    plate_ids = dict(zip(df["plate"].astype(int), df["plate_id"]))
-    plates = np.array(sorted(plate_ids), dtype=np.int64)
-    layout = build_layout(found, plates=plates, plate_ids=plate_ids, fmt=fmt, run_dir=run_dir)
-    plate_pos = np.searchsorted(plates, inst["plate"].to_numpy())
-    content_plate = layout["content"].to_numpy().reshape(len(plates), fmt.rows, fmt.cols)
+    plate_ids = dict(zip(df["plate"].astype(int), df["plate_id"], strict=False))
+    return _PlateGrid(inst=inst, values=values, files=files, plate_ids=plate_ids,
+                      plates=np.array(sorted(plate_ids), dtype=np.int64))
+
+
+@dataclass(slots=True)
+class _Scores:
+    """Per plate reading and well: roles, exclusions, normalised values, scores and plate QC."""
+
+    plate_pos: np.ndarray
+    role: np.ndarray
+    excluded: np.ndarray
+    vals: np.ndarray
+    sample: np.ndarray
+    neg: np.ndarray
+    pos: np.ndarray
+    normalised: np.ndarray
+    norm_defined: np.ndarray
+    rz: np.ndarray
+    bs: np.ndarray
+    qc: dict[str, np.ndarray]
+    group: np.ndarray
+    per_rep: np.ndarray
+    qc_pass: np.ndarray
+    qc_notes: np.ndarray
+
+
+def _score_plates(grid: _PlateGrid, layout: pd.DataFrame, *, found: Inputs, fmt: PlateFormat,
+                  run_dir: Path) -> _Scores:
+    cfg, inst = found.settings, grid.inst
+    plate_pos = np.searchsorted(grid.plates, inst["plate"].to_numpy())
+    content_plate = layout["content"].to_numpy().reshape(len(grid.plates), fmt.rows, fmt.cols)
     role = _roles(content_plate, cfg["controls"])[plate_pos]
     excluded = _excluded(found, inst, fmt=fmt, run_dir=run_dir)
-    vals = np.where(excluded, np.nan, values)
+    vals = np.where(excluded, np.nan, grid.values)
     sample, neg, pos, inh = (role == 0), (role == 1), (role == 2), (role == 3)
     method = cfg["normalisation"]
     normalised, norm_defined = stats.normalise(vals, method=method, sample=sample, negative=neg, positive=pos)
@@ -377,44 +450,66 @@ def score_screen(*, run_dir: str | Path, block: dict[str, Any] | None, raw: list
     bs = stats.b_score(vals, sample=sample)
     qc = stats.plate_qc(vals, negative=neg, positive=pos, inhibitor=inh if cfg["controls"]["inhibitor"] else None)
     sign = -1.0 if cfg["score"]["sign"] == "-" else 1.0
-    group = pd.MultiIndex.from_frame(inst[["replicate", "channel"]]).factorize()[0] if nP else np.zeros(0, int)
+    group = pd.MultiIndex.from_frame(inst[["replicate", "channel"]]).factorize()[0] if grid.n else np.zeros(0, int)
     score_method = cfg["score"]["method"]
     per_rep = {"zscore": lambda: stats.screen_zscore(normalised, sample=sample, group=group),
                "robust_z": lambda: rz, "b_score": lambda: bs, "normalised": lambda: normalised}[score_method]()
-    per_rep = sign * per_rep
     qc_pass, qc_notes = _qc_verdict(qc, norm_defined=norm_defined, method=method, thresholds=cfg["qc"],
                                     has_inhibitor=bool(cfg["controls"]["inhibitor"]))
+    return _Scores(plate_pos=plate_pos, role=role, excluded=excluded, vals=vals, sample=sample, neg=neg, pos=pos,
+                   normalised=normalised, norm_defined=norm_defined, rz=rz, bs=bs, qc=qc, group=group,
+                   per_rep=sign * per_rep, qc_pass=qc_pass, qc_notes=qc_notes)
+
+
+@dataclass(slots=True)
+class _Replicates:
+    """The replicate summary per (plate, channel) and the hits it calls."""
+
+    pc_codes: np.ndarray
+    reps: np.ndarray
+    summary: np.ndarray
+    n_reps: np.ndarray
+    hit_pc: np.ndarray
+
+
+def _replicate_hits(grid: _PlateGrid, sc: _Scores, *, cfg: dict[str, Any], fmt: PlateFormat) -> _Replicates:
     # replicate summary per (plate, channel): a (groups, replicates, rows, cols) stack
+    inst = grid.inst
     pc = pd.MultiIndex.from_frame(inst[["plate", "channel"]])
     pc_codes, pc_uniques = pc.factorize()
     reps = np.sort(inst["replicate"].unique())
     rep_pos = np.searchsorted(reps, inst["replicate"].to_numpy())
     stack = np.full((len(pc_uniques), len(reps), fmt.rows, fmt.cols), np.nan)
-    stack[pc_codes, rep_pos] = per_rep
+    stack[pc_codes, rep_pos] = sc.per_rep
     summary = stats.summarise_replicates(stack, method=cfg["score"]["summary"])
     n_reps = (~np.isnan(stack)).sum(axis=1)
     plate_ok_all = np.ones(len(pc_uniques), dtype=bool)
-    np.logical_and.at(plate_ok_all, pc_codes, qc_pass)
+    np.logical_and.at(plate_ok_all, pc_codes, sc.qc_pass)
     is_sample_pc = np.zeros((len(pc_uniques), fmt.rows, fmt.cols), dtype=bool)
-    is_sample_pc[pc_codes] = sample
+    is_sample_pc[pc_codes] = sc.sample
     thr, direction = float(cfg["hits"]["threshold"]), cfg["hits"]["direction"]
     with np.errstate(invalid="ignore"):
         cond = {"up": summary >= thr, "down": summary <= -thr, "both": np.abs(summary) >= thr}[direction]
     hit_pc = cond & is_sample_pc & ~np.isnan(summary)
     if cfg["hits"]["require_qc_pass"]:
         hit_pc &= plate_ok_all[:, None, None]
-    # ---- wells table, in (plate, replicate, channel, row, col) order
-    wells_per = fmt.wells
-    lay = layout.iloc[(plate_pos[:, None] * wells_per + np.arange(wells_per)[None, :]).ravel()].reset_index(drop=True)
-    rr = np.tile(np.repeat(np.arange(fmt.rows), fmt.cols), nP)
-    cc = np.tile(np.arange(fmt.cols), nP * fmt.rows)
-    unit = cfg["dose_response"]["concentration_unit"]
+    return _Replicates(pc_codes=pc_codes, reps=reps, summary=summary, n_reps=n_reps, hit_pc=hit_pc)
+
+
+def _wells_table(grid: _PlateGrid, sc: _Scores, rep: _Replicates, layout: pd.DataFrame, *,
+                 fmt: PlateFormat, unit: str) -> pd.DataFrame:
+    """One row per well of every plate reading, in (plate, replicate, channel, row, col) order."""
+    inst, n_plates, wells_per = grid.inst, grid.n, fmt.wells
+    lay = layout.iloc[(sc.plate_pos[:, None] * wells_per + np.arange(wells_per)[None, :]).ravel()].reset_index(drop=True)
+    rr = np.tile(np.repeat(np.arange(fmt.rows), fmt.cols), n_plates)
+    cc = np.tile(np.arange(fmt.cols), n_plates * fmt.rows)
     wells = pd.DataFrame({
         "plate": np.repeat(inst["plate"].to_numpy(), wells_per).astype(np.int32),
-        "plate_id": np.repeat(inst["plate"].map(plate_ids).to_numpy(), wells_per).astype(str),
+        "plate_id": np.repeat(inst["plate"].map(grid.plate_ids).to_numpy(), wells_per).astype(str),
         "replicate": np.repeat(inst["replicate"].to_numpy(), wells_per).astype(np.int16),
         "channel": np.repeat(inst["channel"].to_numpy(), wells_per).astype(np.int16),
-        "well": np.array([f"{ROW_LETTERS[r]}{c + 1:02d}" for r, c in zip(rr[:wells_per], cc[:wells_per])] * nP),
+        "well": np.array([f"{ROW_LETTERS[r]}{c + 1:02d}"
+                          for r, c in zip(rr[:wells_per], cc[:wells_per], strict=True)] * n_plates),
         "row": np.array(ROW_LETTERS)[rr],
         "column": (cc + 1).astype(np.int16),
         "sample_id": lay["sample_id"].astype(object).where(lay["sample_id"].notna(), None).to_numpy(),
@@ -422,66 +517,64 @@ def score_screen(*, run_dir: str | Path, block: dict[str, Any] | None, raw: list
         "concentration": lay["concentration"].to_numpy(dtype=np.float64),
         "concentration_unit": np.where(lay["concentration"].notna().to_numpy(), unit, None),
         "content": lay["content"].astype(str).to_numpy(),
-        "control": np.array(ROLE_NAMES)[role.ravel()],
-        "excluded": excluded.ravel(),
-        "raw": values.ravel(),
-        "normalised": normalised.ravel(),
-        "robust_z": rz.ravel(),
-        "b_score": bs.ravel(),
-        "score": per_rep.ravel(),
-        "score_summary": summary[pc_codes].ravel(),
-        "hit": hit_pc[pc_codes].ravel(),
-        "plate_qc_pass": np.repeat(qc_pass, wells_per),
+        "control": np.array(ROLE_NAMES)[sc.role.ravel()],
+        "excluded": sc.excluded.ravel(),
+        "raw": grid.values.ravel(),
+        "normalised": sc.normalised.ravel(),
+        "robust_z": sc.rz.ravel(),
+        "b_score": sc.bs.ravel(),
+        "score": sc.per_rep.ravel(),
+        "score_summary": rep.summary[rep.pc_codes].ravel(),
+        "hit": rep.hit_pc[rep.pc_codes].ravel(),
+        "plate_qc_pass": np.repeat(sc.qc_pass, wells_per),
     })
     for col in [c for c in lay.columns if c.startswith("annot_")]:
         wells[col] = lay[col].astype(object).where(lay[col].notna(), None).to_numpy()
-    # ---- plates table
+    return wells
+
+
+def _plates_table(grid: _PlateGrid, sc: _Scores) -> pd.DataFrame:
+    """One row per plate reading: counts, plate QC and its verdict."""
+    inst, n_plates = grid.inst, grid.n
+    wells_per = grid.values[0].size if n_plates else 0
     plates_df = pd.DataFrame({
         "plate": inst["plate"].to_numpy().astype(np.int32),
-        "plate_id": inst["plate"].map(plate_ids).astype(str).to_numpy(),
+        "plate_id": inst["plate"].map(grid.plate_ids).astype(str).to_numpy(),
         "replicate": inst["replicate"].to_numpy().astype(np.int16),
         "channel": inst["channel"].to_numpy().astype(np.int16),
-        "file": files.astype(str),
-        "n_wells": np.full(nP, wells_per, dtype=np.int32),
-        "n_missing": np.isnan(values).reshape(nP, -1).sum(1).astype(np.int32),
-        "n_excluded": excluded.reshape(nP, -1).sum(1).astype(np.int32),
-        "n_samples": (sample & ~np.isnan(vals)).reshape(nP, -1).sum(1).astype(np.int32),
-        "median_samples": stats.plate_median(vals, sample),
-        **{k: (v.astype(np.int32) if v.dtype.kind in "iu" else v) for k, v in qc.items()},
-        "normalisation_defined": norm_defined,
-        "qc_pass": qc_pass,
-        "qc_notes": qc_notes,
+        "file": grid.files.astype(str),
+        "n_wells": np.full(n_plates, wells_per, dtype=np.int32),
+        "n_missing": np.isnan(grid.values).reshape(n_plates, -1).sum(1).astype(np.int32),
+        "n_excluded": sc.excluded.reshape(n_plates, -1).sum(1).astype(np.int32),
+        "n_samples": (sc.sample & ~np.isnan(sc.vals)).reshape(n_plates, -1).sum(1).astype(np.int32),
+        "median_samples": stats.plate_median(sc.vals, sc.sample),
+        **{k: (v.astype(np.int32) if v.dtype.kind in "iu" else v) for k, v in sc.qc.items()},
+        "normalisation_defined": sc.norm_defined,
+        "qc_pass": sc.qc_pass,
+        "qc_notes": sc.qc_notes,
     })
     if "z_prime_inhibitor" not in plates_df:
-        plates_df["n_inhibitor"] = np.zeros(nP, dtype=np.int32)
+        plates_df["n_inhibitor"] = np.zeros(n_plates, dtype=np.int32)
         plates_df["z_prime_inhibitor"] = np.nan
-    # ---- hits table
-    g, hr, hc = np.nonzero(hit_pc)
-    first_rep = pd.Series(np.arange(nP)).groupby(pc_codes).first().to_numpy()
+    return plates_df
+
+
+def _hits_table(grid: _PlateGrid, rep: _Replicates, wells: pd.DataFrame, *, fmt: PlateFormat) -> pd.DataFrame:
+    """One row per hit (plate, channel, well), ranked by |score|."""
+    wells_per = fmt.wells
+    g, hr, hc = np.nonzero(rep.hit_pc)
+    first_rep = pd.Series(np.arange(grid.n)).groupby(rep.pc_codes).first().to_numpy()
     hit_rows = (first_rep[g] * wells_per + hr * fmt.cols + hc)
     hits = wells.iloc[hit_rows][["plate", "plate_id", "channel", "well", "row", "column", "sample_id", "compound",
                                  "concentration", "concentration_unit", "content",
                                  *[c for c in wells.columns if c.startswith("annot_")]]].reset_index(drop=True)
-    hits.insert(hits.columns.get_loc("content") + 1, "score", summary[g, hr, hc])
-    hits.insert(hits.columns.get_loc("score") + 1, "n_replicates", n_reps[g, hr, hc].astype(np.int16))
+    hits.insert(hits.columns.get_loc("content") + 1, "score", rep.summary[g, hr, hc])
+    hits.insert(hits.columns.get_loc("score") + 1, "n_replicates", rep.n_reps[g, hr, hc].astype(np.int16))
     order = np.lexsort((hits.index.to_numpy(), -np.abs(hits["score"].to_numpy())))
     rank = np.empty(len(hits), dtype=np.int32)
     rank[order] = np.arange(1, len(hits) + 1)
     hits.insert(0, "rank", rank)
-    # ---- screen-level figures
-    screen = _screen_figures(normalised, neg=neg, pos=pos, inst=inst, per_rep=per_rep, sample=sample, group=group)
-    settings_used = {k: cfg[k] for k in ("plate_format", "controls", "normalisation", "score", "hits", "qc")}
-    meta = {"settings": settings_used, "screen": screen, "input_kind": found.kind}
-    write_parquet(wells, wells_out, meta=meta)
-    write_parquet(plates_df, plates_out, meta=meta)
-    write_parquet(hits, hits_out, meta=meta)
-    facts.update(_description_facts(found))
-    facts.update({"plate_format": fmt.wells, "plates": int(len(plates)), "replicates": int(len(reps)),
-                  "channels": int(inst["channel"].nunique()), "input_kind": found.kind})
-    _, conflicts = declared_format(found)
-    write_json(facts_out, {"facts": facts, "conflicts": conflicts["conflicts"]})
-    log.info("scored %d plate readings (%d plates), %d hits", nP, len(plates), len(hits))
-    return screen
+    return hits
 
 
 def _single_format(df: pd.DataFrame) -> PlateFormat:
