@@ -82,8 +82,12 @@ def handle_errors(func):
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    # the level of the handler, not only of the root logger: Prefect's run loggers (INFO, for
+    # the API) propagate here and would otherwise print every Snakemake line on the terminal
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
 
 
 def _bytes_progress(label: str) -> Progress:
@@ -162,14 +166,52 @@ def run(
 
       binds run runs/krios-0042 --profile slurm --no-publish   # stage on the cluster
     """
+    from pipelines.runner import check_run_dir
+
     _setup_logging(verbose)
     _quiet_prefect(verbose)
-    from pipelines.flows import binds_run
+    with _prefect_session() as session, _status(f"processing {run_dir}") as status:
+        status.update("validating")
+        exp, _ = check_run_dir(run_dir)  # before Prefect: bad input is exit 2 within a second
+        status.update("starting Prefect")
+        session.ready()
+        from prefect import tags
 
-    with _status(f"processing {run_dir}"):
-        result = binds_run(str(run_dir), store_url=store, profile=profile, cores=cores,
-                           work_dir=str(work_dir) if work_dir else None, publish=publish)
+        from pipelines.flows import binds_run
+        from pipelines.monitoring import run_tags
+
+        with tags(*run_tags(exp.data)):
+            result = binds_run(str(run_dir.resolve()), store_url=_absolute_store(store), profile=profile,
+                               cores=cores, work_dir=str(work_dir.resolve()) if work_dir else None,
+                               publish=publish)
     _print_publish(result, json_out)
+
+
+def _prefect_session():
+    from pipelines.monitoring import PrefectSession
+
+    return PrefectSession(warn=lambda text: err.print(text, highlight=False, markup=False))
+
+
+def _absolute_store(store: str | None) -> str:
+    """Store URL as recorded in the flow run: absolute, so the run says where it published."""
+    from pipelines.store import store_url
+
+    url = store_url(store)
+    return url if "://" in url else str(Path(url).expanduser().resolve())
+
+
+def _report_url(result: dict[str, Any]) -> str | None:
+    """Where the version's qc/report.html is (None for a version published without one)."""
+    from pipelines.store import open_store
+
+    key = f"{result['prefix']}v{result['version']}/qc/report.html"
+    try:
+        if not open_store(result["store_url"], read_only=True).exists(key):
+            return None
+    except Exception:  # noqa: BLE001 (a hint, not a reason to fail a finished run)
+        return None
+    return f"{result['store_url'].rstrip('/')}/{key}"
 
 
 class _status:
@@ -183,8 +225,11 @@ class _status:
         from pipelines import runner
 
         self.status.__enter__()
-        runner.progress_hook = lambda text: self.status.update(f"{self.label}: {text}")
+        runner.progress_hook = self.update
         return self
+
+    def update(self, text: str) -> None:
+        self.status.update(f"{self.label}: {text}")
 
     def __exit__(self, *exc):
         from pipelines import runner
@@ -201,24 +246,31 @@ def _quiet_prefect(verbose: bool) -> None:
     # the ephemeral API server needs more than Prefect's 20 s on a busy 2-core machine
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if not verbose:
-        # failures are reported by binds itself (one clear message); Prefect's own copy is noise
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+        # failures are reported by binds itself (one clear message); Prefect's own copy on the
+        # terminal is noise.  Only the console handler is quieted: the flow run's logs (and
+        # Snakemake's lines) still reach the API, i.e. the UI's Logs tab.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
         os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "ERROR")
 
 
 def _print_publish(result: dict[str, Any], json_out: bool) -> None:
     if json_out:
+        if result.get("published", True) and "prefix" in result:
+            result = result | {"report": _report_url(result)}
         out.print_json(json.dumps(result, default=str))
         return
     if not result.get("published", True):
         out.print(f"staged at {result['stage_dir']} (not published): binds publish {result['stage_dir']} --store URL")
         return
     verb = "published" if result["created"] else "unchanged"
+    report = _report_url(result)
     out.print(f"{verb}: {result['dataset_id']} v{result['version']} -> "
               f"{result['store_url']}/{result['prefix']}v{result['version']}/ "
               f"({result['n_files']} files, {result['bytes']:,} bytes)", highlight=False)
     for note in result.get("notes", []):
         out.print(f"  {note}", highlight=False)
+    if report:
+        out.print(f"  report: {report}", highlight=False)
 
 
 # ----------------------------------------------------------------------------------- publish
@@ -411,14 +463,20 @@ def watch(
 
       binds watch /data/inbox/krios --once --settle 0      # from cron
     """
-    from pipelines.inbox import process_inbox
-
     _setup_logging(False)
     _quiet_prefect(False)
-    from pipelines.flows import binds_run
-
     if not inbox.is_dir():
         raise InputError(Problem("no such inbox folder", file=str(inbox)))
+    with _prefect_session() as session:
+        session.ready()
+        _watch_loop(inbox, store=store, settle=settle, interval=interval, once=once, profile=profile,
+                    cores=cores)
+
+
+def _watch_loop(inbox: Path, *, store: str | None, settle: float, interval: float, once: bool,
+                profile: str, cores: int | None) -> None:
+    from pipelines.flows import binds_run
+    from pipelines.inbox import process_inbox
 
     def run_one(run_dir: Path) -> dict:
         return binds_run(str(run_dir), store_url=store, profile=profile, cores=cores)
@@ -453,20 +511,22 @@ def demo(
 
     _setup_logging(verbose)
     _quiet_prefect(verbose)
-    from pipelines.flows import binds_run
-
     chosen = modality or list(MODALITIES)
     for m in chosen:
         if m not in MODALITIES:
             raise InputError(Problem(f"unknown modality {m!r}", where="--modality", hint=", ".join(MODALITIES)))
-    for m in chosen:
-        run_dir = runs_dir / f"demo-{m}"
-        with err.status(f"writing example {m} run {run_dir}"):
-            mods.get(m).make_demo_run(run_dir)
-        with _status(f"processing {run_dir}"):
-            result = binds_run(str(run_dir), store_url=store, cores=cores,
-                               work_dir=str(runs_dir / ".work" / m))
-        _print_publish(result, False)
+    with _prefect_session() as session:
+        for m in chosen:
+            run_dir = (runs_dir / f"demo-{m}").resolve()
+            with err.status(f"writing example {m} run {run_dir}"):
+                mods.get(m).make_demo_run(run_dir)
+            with _status(f"processing {run_dir}"):
+                session.ready()
+                from pipelines.flows import binds_run
+
+                result = binds_run(str(run_dir), store_url=_absolute_store(store), cores=cores,
+                                   work_dir=str((runs_dir / ".work" / m).resolve()))
+            _print_publish(result, False)
     catalog(store=store, json_out=False, modality=None, access=None, request_id=None, dataset=None,
             latest=False, rebuild=False)
 

@@ -42,6 +42,8 @@ def snakemake_command(*, run_dir: Path, stage: StagedDataset, modality: str, pro
     if cores:
         cmd += ["--cores", str(cores)]
     cmd += list(extra_args)
+    if os.environ.get("BINDS_SNAKEMAKE_EVENTS"):  # binds run: jobs mirrored into Prefect
+        cmd += ["--logger", "binds"]  # snakemake_logger_plugin_binds writes that file
     cmd += ["--config", f"run_dir={run_dir.resolve()}", f"stage_dir={stage.root.resolve()}",
             f"modality={modality}", f"experiment={(stage.meta_dir / 'experiment.json').resolve()}"]
     return cmd
@@ -76,15 +78,19 @@ def run_workflow(*, run_dir: str | Path, stage: StagedDataset, modality: str, pr
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env=env, cwd=stage.root.parent)
         assert proc.stdout is not None
-        for line in proc.stdout:
-            out.write(line)
-            if (m := _PROGRESS.search(line)) and on_progress:
-                on_progress(int(m.group(1)), int(m.group(2)))
-            if m := _ERROR_RULE.search(line):
-                failed_rules.append(m.group(1))
-            if m := _LOG_LINE.match(line):
-                rule_logs.append(m.group(1).strip())
-        code = proc.wait()
+        try:
+            for line in proc.stdout:
+                out.write(line)
+                if (m := _PROGRESS.search(line)) and on_progress:
+                    on_progress(int(m.group(1)), int(m.group(2)))
+                if m := _ERROR_RULE.search(line):
+                    failed_rules.append(m.group(1))
+                if m := _LOG_LINE.match(line):
+                    rule_logs.append(m.group(1).strip())
+            code = proc.wait()
+        except KeyboardInterrupt:
+            _stop_gracefully(proc)  # Snakemake removes its lock and incomplete outputs
+            raise
     if code == 0:
         return smk_log
     problems = _reported_problems(stage)
@@ -95,6 +101,22 @@ def run_workflow(*, run_dir: str | Path, stage: StagedDataset, modality: str, pr
         tail = _traceback_before_error(smk_log) or _tail(smk_log, root=stage.root.parent, lines=25)
     rules = ", ".join(dict.fromkeys(failed_rules)) or "(before any rule ran)"
     raise RunError(f"workflow failed in rule {rules} (exit {code}); full log: {smk_log}", details=tail)
+
+
+def _stop_gracefully(proc: subprocess.Popen, *, wait_s: float = 60) -> None:
+    """Let an interrupted Snakemake finish its cleanup (a terminal's Ctrl-C reached it too; a
+    SIGINT sent to binds alone is passed on as SIGTERM, which Snakemake also handles)."""
+    import signal
+
+    try:
+        proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _reported_problems(stage: StagedDataset) -> list[Problem]:

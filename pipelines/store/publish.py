@@ -273,6 +273,12 @@ def _publish_once(stage: StagedDataset, store: Store, exp: dict[str, Any], items
     metadata = build_metadata(stage=stage, experiment=exp, dataset_id=dataset_id, version=version,
                               files=files, created=created, content_digest=digest)
     meta_bytes = (json.dumps(metadata, indent=2, sort_keys=False, ensure_ascii=False) + "\n").encode()
+    from pipelines.report import render_report  # qc/report.html: not in the digest (it names it)
+
+    report = render_report(stage=stage, dataset_id=dataset_id, version=version, files=files,
+                           content_digest=digest, created=created, location=f"{store.url}/{vprefix}")
+    store.put(vprefix + "qc/report.html", report)
+    documents = [{"path": "qc/report.html", "size": len(report), "sha256": hashlib.sha256(report).hexdigest()}]
     store.put(vprefix + layout.METADATA, meta_bytes)
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -291,6 +297,7 @@ def _publish_once(stage: StagedDataset, store: Store, exp: dict[str, Any], items
         "metadata": {"path": layout.METADATA, "size": len(meta_bytes),
                      "sha256": hashlib.sha256(meta_bytes).hexdigest()},
         "files": files,
+        "documents": documents,
     }
     manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode()
     if not store.put_if_absent(vprefix + layout.MANIFEST, manifest_bytes):
