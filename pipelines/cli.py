@@ -88,6 +88,8 @@ def _setup_logging(verbose: bool) -> None:
     # the API) propagate here and would otherwise print every Snakemake line on the terminal
     for handler in logging.getLogger().handlers:
         handler.setLevel(level)
+        if not verbose:  # Prefect's records go to its API (the UI); binds reports failures itself
+            handler.addFilter(lambda record: not record.name.startswith("prefect"))
 
 
 def _bytes_progress(label: str) -> Progress:
