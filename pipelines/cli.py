@@ -401,6 +401,10 @@ def show(
     out.print(f"  location: {st.url}/{row['path']}", highlight=False)
     out.print(f"  content:  {manifest['content_digest']}  ({manifest['n_files']} files, {_human(manifest['bytes'])})")
     out.print("  data:     " + ", ".join(row["data_paths"]), highlight=False)
+    for doc in manifest.get("documents", []):
+        if doc["path"].endswith("report.html"):
+            out.print(f"  report:   {st.url}/{row['path']}{doc['path']}  (QC report to send, "
+                      f"{_human(doc['size'])})", highlight=False)
     if manifest.get("qc"):
         out.print("  qc:")
         for k, v in sorted(manifest["qc"].items()):

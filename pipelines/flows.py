@@ -79,7 +79,7 @@ def run_snakemake(*, run_dir: str, stage: StagedDataset, modality: str, profile:
     before = os.environ.get(EVENTS_ENV)
     os.environ[EVENTS_ENV] = str(events)  # read by the logger plugin in the Snakemake process
     try:
-        with SnakemakeMonitor(events, logger) as monitor:
+        with SnakemakeMonitor(events, logger, console_log=stage.meta_dir / "snakemake.log") as monitor:
             runner.stage(run_dir, stage, modality=modality, profile=profile, cores=cores)
     finally:
         if before is None:

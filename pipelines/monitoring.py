@@ -179,6 +179,7 @@ class Job:
     finished: float | None = None
     failed: str | None = None  # why, when it failed
     external_jobid: str | None = None
+    console_log: str | None = None  # Snakemake's terminal output, where a crashed script's traceback is
     done: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -224,6 +225,29 @@ def log_tail(paths: list[str], *, lines: int = LOG_TAIL_LINES) -> list[str]:
     return out
 
 
+def console_traceback(console_log: Path, *, rule: str, wait_s: float = 3,
+                      lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The traceback printed just before ``Error in rule <rule>`` in Snakemake's terminal
+    output (a script that crashed on import never writes its own log)."""
+    marker = f"Error in rule {rule}"  # the terminal prints "Error in rule R:" then "jobid: N"
+    deadline = time.monotonic() + wait_s
+    while True:  # the output is written by another thread, a moment after the event
+        try:
+            text = console_log.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        end = next((i for i, ln in enumerate(text) if marker in ln), None)
+        if end is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    if end is None:
+        return []
+    start = next((i for i in range(end - 1, -1, -1) if text[i].startswith("Traceback")), None)
+    if start is None:
+        return []
+    return [f"{console_log}:"] + text[start:end][-lines:]
+
+
 #: jobs the task runs wait for, by Job.key (task parameters must be JSON, so not the Job itself)
 _JOBS: dict[str, Job] = {}
 
@@ -252,6 +276,8 @@ def _job_task_fn(job_key: str, rule: str, wildcards: dict, threads: int | None, 
         logger.info("benchmark: %s", ", ".join(f"{k} {v}" for k, v in figures.items()))
     if job.failed:
         tail = log_tail(job.log)
+        if len(tail) <= len(job.log) + 1 and job.console_log:  # the script died before logging
+            tail = console_traceback(Path(job.console_log), rule=rule) or tail
         for line in tail:
             logger.error("%s", line)
         raise JobFailed(f"rule {rule} failed: {job.failed}" + ("\n" + "\n".join(tail) if tail else ""))
@@ -273,8 +299,10 @@ class SnakemakeMonitor:
     """
 
     def __init__(self, events: Path, logger: logging.Logger | logging.LoggerAdapter | None = None,
-                 *, poll_s: float = 0.1, on_event: Callable[[dict[str, Any]], None] | None = None):
+                 *, console_log: Path | None = None, poll_s: float = 0.1,
+                 on_event: Callable[[dict[str, Any]], None] | None = None):
         self.events = Path(events)
+        self.console_log = console_log
         self.logger = logger
         self.poll_s = poll_s
         self.on_event = on_event
@@ -360,7 +388,8 @@ class SnakemakeMonitor:
                       threads=ev.get("threads"), resources=ev.get("resources") or {},
                       log=ev.get("log") or [], benchmark=ev.get("benchmark"),
                       inputs=ev.get("input") or [], outputs=ev.get("output") or [],
-                      attempt=(old.attempt + 1) if old else 1)
+                      attempt=(old.attempt + 1) if old else 1,
+                      console_log=str(self.console_log) if self.console_log else None)
             self._current[jobid] = job
             self.jobs.append(job)
             # Snakemake logs a job's info when it starts it (after the batch's job_started)

@@ -74,7 +74,7 @@ def run_workflow(*, run_dir: str | Path, stage: StagedDataset, modality: str, pr
     log.info("running: %s", " ".join(cmd))
     failed_rules: list[str] = []
     rule_logs: list[str] = []
-    with open(smk_log, "w") as out:
+    with open(smk_log, "w", buffering=1) as out:  # line by line: the monitor reads it live
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env=env, cwd=stage.root.parent)
         assert proc.stdout is not None
