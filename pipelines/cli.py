@@ -481,22 +481,76 @@ def watch(
 
 def _watch_loop(inbox: Path, *, store: str | None, settle: float, interval: float, once: bool,
                 profile: str, cores: int | None) -> None:
+    from prefect import tags
+
     from pipelines.flows import binds_run
-    from pipelines.inbox import process_inbox
+    from pipelines.inbox import SkipReporter, process_inbox
+    from pipelines.monitoring import run_tags
+
+    store_abs = _absolute_store(store)
 
     def run_one(run_dir: Path) -> dict:
-        return binds_run(str(run_dir), store_url=store, profile=profile, cores=cores)
+        from pipelines.runner import check_run_dir
 
+        exp, _ = check_run_dir(run_dir)  # bad input: recorded without a flow run
+        with tags(*run_tags(exp.data)):
+            return binds_run(str(run_dir.resolve()), store_url=store_abs, profile=profile, cores=cores)
+
+    say = lambda text: out.print(text, highlight=False, markup=False)  # noqa: E731
+    skips = SkipReporter(say)
     failed = 0
     while True:
-        records = process_inbox(inbox, run=run_one, settle_s=settle,
-                                on_event=lambda text: out.print(text, highlight=False, markup=False))
-        failed += sum(r["status"] == "failed" for r in records)
+        records = process_inbox(inbox, run=run_one, settle_s=settle, on_event=say, skips=skips)
+        failed += sum(r["status"] in ("failed", "invalid") for r in records)
         if once:
             break
         time.sleep(interval)
     if failed:
         raise RunError(f"{failed} run folder(s) failed; see {inbox / '.binds-inbox.json'}")
+
+
+# ----------------------------------------------------------------------------------- serve
+@app.command()
+@handle_errors
+def serve(
+    inbox: Annotated[Path, typer.Argument(help="Folder that receives run folders, e.g. /data/inbox/krios.")],
+    store: StoreOpt = None,
+    settle: Annotated[float, typer.Option(help="Seconds a folder must stay unchanged before it is taken.")] = 60,
+    interval: Annotated[float, typer.Option(help="Seconds between scans of the inbox.")] = 30,
+    limit: Annotated[int, typer.Option(min=1, help="Flow runs at once (each runs one Snakemake workflow).")] = 2,
+    profile: Annotated[str, typer.Option(help="Snakemake profile of every run.")] = "local",
+    cores: Annotated[int | None, typer.Option(help="Cores per run for the local executor.")] = None,
+) -> None:
+    """Serve the binds-run Prefect deployment and turn every complete run folder in INBOX into a flow run.
+
+    Needs a Prefect server (PREFECT_API_URL, e.g. `prefect server start --host 127.0.0.1`).
+    Every skip is reported with its reason; bad folders are recorded (never deleted) in
+    INBOX/.binds-inbox.json; a restart neither repeats a finished run nor loses a running one.
+    Stop with Ctrl-C or SIGTERM (systemd). See the README's operator section for a unit file.
+
+    Examples:
+
+      PREFECT_API_URL=http://127.0.0.1:4200/api binds serve /data/inbox/krios --store s3://binds-curated
+
+      binds serve /data/inbox/screening --limit 1 --settle 120 --profile slurm
+    """
+    from pipelines.monitoring import api_problem, configured_api_url
+
+    _setup_logging(False)
+    if not inbox.is_dir():
+        raise InputError(Problem("no such inbox folder", file=str(inbox)))
+    url = configured_api_url()
+    if not url:
+        raise InputError(Problem("binds serve needs a Prefect server", where="PREFECT_API_URL",
+                                 hint="start one with `prefect server start --host 127.0.0.1` and "
+                                      "export PREFECT_API_URL=http://127.0.0.1:4200/api"))
+    if problem := api_problem(url):
+        raise RunError(f"the Prefect API at {url} does not answer ({problem})")
+    from pipelines.monitoring_service import serve as serve_inbox
+
+    serve_inbox(inbox.resolve(), store_url=_absolute_store(store), profile=profile, cores=cores,
+                settle_s=settle, interval_s=interval, limit=limit,
+                say=lambda text: out.print(text, highlight=False, markup=False))
 
 
 # ----------------------------------------------------------------------------------- demo
