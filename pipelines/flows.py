@@ -46,7 +46,7 @@ def _flow_run_name() -> str:
         return run_dir.name
 
 
-@task(name="validate", retries=0, cache_policy=NO_CACHE, persist_result=False)
+@task(name="validate", task_run_name="validate", retries=0, cache_policy=NO_CACHE, persist_result=False)
 def validate_task(run_dir: str, work_dir: str | None) -> dict[str, str]:
     exp, stage = runner.prepare(run_dir, work_dir=work_dir)
     return {"modality": exp.modality, "dataset_id": exp.dataset_id, "stage_dir": str(stage.root)}
@@ -65,8 +65,8 @@ def _transient(task, task_run, state) -> bool:
     return False
 
 
-@task(name="publish", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_transient,
-      cache_policy=NO_CACHE, persist_result=False)
+@task(name="publish", task_run_name="publish", retries=2, retry_delay_seconds=[5, 30],
+      retry_condition_fn=_transient, cache_policy=NO_CACHE, persist_result=False)
 def publish_task(stage_dir: str, store_url: str | None) -> dict:
     return runner.publish_stage(stage_dir, store_url).to_dict()
 
