@@ -176,7 +176,10 @@ def run(
         status.update("validating")
         exp, _ = check_run_dir(run_dir)  # before Prefect: bad input is exit 2 within a second
         status.update("starting Prefect")
+        session.choose()  # PREFECT_API_URL is set before Prefect is imported
+        importing = _import_in_background("pipelines.flows")  # overlaps the temporary server's boot
         session.ready()
+        importing.join()
         from prefect import tags
 
         from pipelines.flows import binds_run
@@ -187,6 +190,16 @@ def run(
                                cores=cores, work_dir=str(work_dir.resolve()) if work_dir else None,
                                publish=publish)
     _print_publish(result, json_out)
+
+
+def _import_in_background(module: str):
+    """Import ``module`` (Prefect: 2-4 s) in a thread while the main thread waits for a server."""
+    import importlib
+    import threading
+
+    thread = threading.Thread(target=importlib.import_module, args=(module,), daemon=True)
+    thread.start()
+    return thread
 
 
 def _prefect_session():

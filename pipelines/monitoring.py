@@ -478,8 +478,9 @@ class PrefectSession:
             self._checked = True
         return self
 
-    def ready(self) -> str:
-        """Make sure an API answers (wait for the temporary one); returns its URL."""
+    def choose(self) -> str:
+        """Decide which API to use (<= 2 s, starts a temporary server if needed, does not wait
+        for it) and export it as ``PREFECT_API_URL``: Prefect may be imported from then on."""
         if not self._checked:
             self._checked = True
             if problem := api_problem(self.api_url or ""):
@@ -488,10 +489,16 @@ class PrefectSession:
                           "not show in that UI)")
                 self.server = TemporaryServer().start()
         if self.server is not None:
-            self.server.wait_ready()
             self.api_url = self.server.api_url
         os.environ["PREFECT_API_URL"] = self.api_url or ""
-        if "prefect" in sys.modules:  # settings were read at import (a test, a second command)
+        return self.api_url or ""
+
+    def ready(self) -> str:
+        """Make sure an API answers (wait for the temporary one); returns its URL."""
+        self.choose()
+        if self.server is not None:
+            self.server.wait_ready()
+        if "prefect" in sys.modules and self._settings is None:  # settings were read at import
             from prefect.settings import PREFECT_API_URL, temporary_settings
 
             self._settings = temporary_settings(updates={PREFECT_API_URL: self.api_url})

@@ -268,8 +268,9 @@ def render_report(*, stage: StagedDataset, dataset_id: str, version: int, files:
 
     rules = rule_runs(stage)
     if rules:
-        parts.append("<h2>How it was processed</h2><p class='sub'>Every step of the Snakemake "
-                     "workflow, with its time and the resources it used.</p><table><tr><th>step</th>"
+        parts.append("<h2>How it was processed</h2><p class='sub'>Every step the last "
+                     "Snakemake invocation ran (a resumed run lists only what it still had to do), "
+                     "with its time and the resources it used.</p><table><tr><th>step</th>"
                      "<th>status</th><th>seconds</th><th>CPU s</th><th>threads</th><th>memory limit MB</th>"
                      "<th>max RSS MB</th></tr>")
         for r in rules:

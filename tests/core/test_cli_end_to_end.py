@@ -252,3 +252,39 @@ def test_init_template_lists_files_and_validates_once_filled(demo_run, tmp_path)
     ok = binds("validate", str(run))
     assert ok.exit_code == 0, ok.output
     assert ok.stdout.startswith("ok: ")
+
+
+def test_ephemeral_mode_keeps_the_task_run_of_every_job(published):
+    """Without a server, binds' temporary server records the run in $PREFECT_HOME: a later
+    server on the same database shows the flow run with one task run per Snakemake job."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from pipelines.monitoring import TemporaryServer
+
+    _, result, stage = published
+    events = [json.loads(ln) for ln in (stage / "_meta" / "snakemake-events.jsonl").read_text().splitlines()]
+    rules = {e["rule"] for e in events if e["event"] == "job_info"}
+
+    async def read():
+        async with get_client() as client:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name={"any_": [result["dataset_id"]]}))
+            names = set()
+            for fr in runs:
+                names |= {t.name for t in await client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id={"any_": [fr.id]}))}
+            return runs, names
+
+    server = TemporaryServer().start()
+    try:
+        server.wait_ready()
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            runs, names = asyncio.run(read())
+    finally:
+        server.stop()
+    assert runs and any(fr.state.is_completed() for fr in runs)
+    assert rules <= {n.split("[")[0] for n in names} and "screening_read_batch[batch=0]" in names
