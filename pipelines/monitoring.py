@@ -248,6 +248,12 @@ def console_traceback(console_log: Path, *, rule: str, wait_s: float = 3,
     return [f"{console_log}:"] + text[start:end][-lines:]
 
 
+def _clock(t: float | None) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="milliseconds") if t else "?"
+
+
 #: jobs the task runs wait for, by Job.key (task parameters must be JSON, so not the Job itself)
 _JOBS: dict[str, Job] = {}
 
@@ -264,6 +270,8 @@ def _job_task_fn(job_key: str, rule: str, wildcards: dict, threads: int | None, 
     job = _JOBS[job_key]
     logger = get_run_logger()
     job.done.wait()
+    logger.info("Snakemake job %s: started %s, ended %s (%.2f s)", jobid, _clock(job.started),
+                _clock(job.finished), (job.finished or 0) - (job.started or 0))
     figures = benchmark_figures(job.benchmark)
     result: dict[str, Any] = {"rule": rule, "jobid": jobid, "wildcards": wildcards,
                               "started": job.started, "finished": job.finished,
@@ -470,8 +478,10 @@ class PrefectSession:
         self.api_url: str | None = None
         self._checked = False
         self._settings = None
+        self._prefect_preloaded = False
 
     def __enter__(self) -> PrefectSession:
+        self._prefect_preloaded = "prefect.settings" in sys.modules
         self.api_url = configured_api_url()
         if not self.api_url:
             self.server = TemporaryServer().start()
@@ -498,7 +508,10 @@ class PrefectSession:
         self.choose()
         if self.server is not None:
             self.server.wait_ready()
-        if "prefect" in sys.modules and self._settings is None:  # settings were read at import
+        # Prefect reads its settings when imported: if it was imported before this session
+        # (tests, a second command in one process), the URL is applied as temporary settings.
+        # Not when it is being imported right now (binds run imports it in a thread).
+        if self._prefect_preloaded and self._settings is None:
             from prefect.settings import PREFECT_API_URL, temporary_settings
 
             self._settings = temporary_settings(updates={PREFECT_API_URL: self.api_url})
