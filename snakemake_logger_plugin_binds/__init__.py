@@ -48,7 +48,7 @@ _EXTERNAL_ID = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)"
 class LogHandlerSettings(LogHandlerSettingsBase):
     """``--logger-binds-events FILE`` overrides ``$BINDS_SNAKEMAKE_EVENTS``."""
 
-    events: Optional[str] = field(  # a real type, not a string: Snakemake builds its CLI from it
+    events: Optional[str] = field(  # noqa: UP045 (Snakemake calls the type: not `str | None`)
         default=None,
         metadata={"help": f"JSON-lines file to append the events to (default ${EVENTS_ENV})",
                   "env_var": False, "required": False},
