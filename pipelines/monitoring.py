@@ -93,7 +93,7 @@ class TemporaryServer:
              "--log-level", "error", "--lifespan", "on"],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(home / "binds-temporary-server.log", "ab"),  # noqa: SIM115
-            start_new_session=True)
+            start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         return self
 
     def wait_ready(self, *, timeout_s: float = 120) -> None:
@@ -121,6 +121,15 @@ class TemporaryServer:
             self.proc.wait()
         except ProcessLookupError:
             pass
+
+
+def _die_with_parent() -> None:
+    """In the server's process, before exec: SIGTERM when binds dies, however it dies
+    (SIGKILL, SIGHUP of a dropped SSH session): a temporary server never outlives its run."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _prefect_parent_dir() -> str:
@@ -507,7 +516,13 @@ class PrefectSession:
         """Make sure an API answers (wait for the temporary one); returns its URL."""
         self.choose()
         if self.server is not None:
-            self.server.wait_ready()
+            try:
+                self.server.wait_ready()
+            except RuntimeError as exc:
+                from pipelines.errors import RunError
+
+                raise RunError(str(exc), details=["set PREFECT_API_URL to a running Prefect server "
+                                                  "to do without the temporary one"]) from None
         # Prefect reads its settings when imported: if it was imported before this session
         # (tests, a second command in one process), the URL is applied as temporary settings.
         # Not when it is being imported right now (binds run imports it in a thread).

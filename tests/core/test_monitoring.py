@@ -229,3 +229,25 @@ def test_dead_api_warns_ctrl_c_exits_130_and_a_rerun_resumes(prefect_server, scr
     assert rerun.returncode == 0, rerun.stderr
     assert rerun.stdout.startswith("published: binds-demo-0006-screening v1")
     assert "report: " in rerun.stdout
+
+
+def test_the_temporary_server_never_outlives_binds(tmp_path):
+    """binds killed with SIGKILL (or by a dropped SSH session): its temporary server goes too."""
+    code = ("import os, signal\nfrom pipelines.monitoring import TemporaryServer\n"
+            "s = TemporaryServer().start()\nprint(s.proc.pid, flush=True)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PREFECT_HOME=str(tmp_path)))
+    assert proc.returncode == -signal.SIGKILL
+    server_pid = int(proc.stdout.split()[0])
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{server_pid}").exists() and "zombie" not in _proc_state(server_pid):
+        assert time.monotonic() < deadline, "the temporary server outlived its parent"
+        time.sleep(0.2)
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (OSError, IndexError):
+        return "gone"
