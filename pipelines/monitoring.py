@@ -87,13 +87,15 @@ class TemporaryServer:
                 "PREFECT__SERVER_FINAL": "1"}
         home = Path(env.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
         home.mkdir(parents=True, exist_ok=True)  # SQLite cannot create its folder
+        server = [sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "--factory",
+                  "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port",
+                  str(self.port), "--log-level", "error", "--lifespan", "on"]
+        if sys.platform == "linux":  # exec'd through a wrapper: no preexec_fn in a threaded process
+            server = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid())] + server
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "--factory",
-             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--log-level", "error", "--lifespan", "on"],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            server, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(home / "binds-temporary-server.log", "ab"),  # noqa: SIM115
-            start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+            start_new_session=True)
         return self
 
     def wait_ready(self, *, timeout_s: float = 120) -> None:
@@ -123,13 +125,16 @@ class TemporaryServer:
             pass
 
 
-def _die_with_parent() -> None:
-    """In the server's process, before exec: SIGTERM when binds dies, however it dies
-    (SIGKILL, SIGHUP of a dropped SSH session): a temporary server never outlives its run."""
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+# Run in the server's process before it execs uvicorn: SIGTERM when binds dies, however it
+# dies (SIGKILL, the SIGHUP of a dropped SSH session), so a temporary server never outlives
+# its run.  argv: parent pid, then the server's command.
+_DIE_WITH_PARENT = """
+import ctypes, os, signal, sys
+ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):  # the parent died before prctl
+    sys.exit(0)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
 
 
 def _prefect_parent_dir() -> str:
