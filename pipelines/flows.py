@@ -117,6 +117,30 @@ def _publish_artifacts(result: dict[str, Any]) -> None:
 def binds_run(run_dir: str, store_url: str | None = None, profile: str = "local", cores: int | None = None,
               work_dir: str | None = None, publish: bool = True) -> dict:
     """Process one run folder and publish it; returns the publish result (or the stage dir)."""
+    with _pid_recorded():
+        return _binds_run(run_dir, store_url=store_url, profile=profile, cores=cores,
+                          work_dir=work_dir, publish=publish)
+
+
+class _pid_recorded:
+    """``<PREFECT_HOME>/binds-flow-runs/<flow run id>.pid`` while this flow run runs."""
+
+    def __enter__(self):
+        from prefect.runtime import flow_run
+
+        from pipelines.monitoring import pid_file
+
+        self.path = pid_file(str(flow_run.id))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(f"{os.getpid()}\n")
+        return self
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+
+
+def _binds_run(run_dir: str, *, store_url: str | None, profile: str, cores: int | None,
+               work_dir: str | None, publish: bool) -> dict:
     prepared = validate_task(run_dir, work_dir)
     stage = StagedDataset(Path(prepared["stage_dir"]))
     run_snakemake(run_dir=run_dir, stage=stage, modality=prepared["modality"], profile=profile,

@@ -158,6 +158,25 @@ def flush_prefect() -> None:
         log.debug("flushing Prefect: %s", exc)
 
 
+# ----------------------------------------------------------------------------- live flow runs
+def pid_file(flow_run_id: str) -> Path:
+    """Where a running ``binds-run`` flow run leaves its pid (on the host that runs it), so that
+    ``binds serve`` can tell, after a crash, a run still going from one that died with it."""
+    home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
+    return home / "binds-flow-runs" / f"{flow_run_id}.pid"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    state = Path(f"/proc/{pid}/status")
+    return not (state.exists() and "zombie" in state.read_text().lower())
+
+
 # ----------------------------------------------------------------------------- run identity
 def artifact_key(kind: str, dataset_id: str) -> str:
     """Prefect artifact keys allow lowercase letters, digits and dashes only."""

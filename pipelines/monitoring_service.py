@@ -110,7 +110,13 @@ class InboxService:
                 fr = None
             state = fr.state if fr else None
             if state is not None and not state.is_final():
-                continue
+                if not (state.is_running() and _died(rec["flow_run_id"])):
+                    continue  # scheduled (the runner takes it) or still running
+                from prefect.states import Crashed
+
+                client.set_flow_run_state(fr.id, Crashed(message="its process died (binds serve "
+                                                                  "was killed?)"), force=True)
+                state = client.read_flow_run(fr.id).state
             run_dir = self.inbox / name
             if fr is None or state.is_crashed() or state.is_cancelled():
                 attempt = int(rec.get("attempt", 1)) + 1
@@ -141,6 +147,21 @@ class InboxService:
                     self.say(f"inbox scan failed: {type(exc).__name__}: {exc}; retrying in "
                              f"{self.interval_s:.0f} s")
                 self.stop.wait(self.interval_s)
+
+
+def _died(flow_run_id: str) -> bool:
+    """A running flow run whose process (on this host) is gone: it died with the service."""
+    from pipelines.monitoring import pid_alive, pid_file
+
+    path = pid_file(flow_run_id)
+    try:
+        pid = int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False  # not started here yet, or not by this host: leave it to Prefect
+    if pid_alive(pid):
+        return False
+    path.unlink(missing_ok=True)
+    return True
 
 
 def _outcome(client, fr) -> dict[str, Any]:
