@@ -82,8 +82,14 @@ def handle_errors(func):
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    # the level of the handler, not only of the root logger: Prefect's run loggers (INFO, for
+    # the API) propagate here and would otherwise print every Snakemake line on the terminal
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
+        if not verbose:  # Prefect's records go to its API (the UI); binds reports failures itself
+            handler.addFilter(lambda record: not record.name.startswith("prefect"))
 
 
 def _bytes_progress(label: str) -> Progress:
@@ -190,14 +196,65 @@ def run(
 
       binds run runs/krios-0042 --profile slurm --no-publish   # stage on the cluster
     """
+    from pipelines.runner import check_run_dir
+
     _setup_logging(verbose)
     _quiet_prefect(verbose)
-    from pipelines.flows import binds_run
+    with _prefect_session() as session, _status(f"processing {run_dir}") as status:
+        status.update("validating")
+        exp, _ = check_run_dir(run_dir)  # before Prefect: bad input is exit 2 within a second
+        status.update("starting Prefect")
+        session.choose()  # PREFECT_API_URL is set before Prefect is imported
+        importing = _import_in_background("pipelines.flows")  # overlaps the temporary server's boot
+        session.ready()
+        importing.join()
+        from prefect import tags
 
-    with _status(f"processing {run_dir}"):
-        result = binds_run(str(run_dir), store_url=store, profile=profile, cores=cores,
-                           work_dir=str(work_dir) if work_dir else None, publish=publish)
+        from pipelines.flows import binds_run
+        from pipelines.monitoring import run_tags
+
+        with tags(*run_tags(exp.data)):
+            result = binds_run(str(run_dir.resolve()), store_url=_absolute_store(store), profile=profile,
+                               cores=cores, work_dir=str(work_dir.resolve()) if work_dir else None,
+                               publish=publish)
     _print_publish(result, json_out)
+
+
+def _import_in_background(module: str):
+    """Import ``module`` (Prefect: 2-4 s) in a thread while the main thread waits for a server."""
+    import importlib
+    import threading
+
+    thread = threading.Thread(target=importlib.import_module, args=(module,), daemon=True)
+    thread.start()
+    return thread
+
+
+def _prefect_session():
+    from pipelines.monitoring import PrefectSession
+
+    return PrefectSession(warn=lambda text: err.print(text, highlight=False, markup=False))
+
+
+def _absolute_store(store: str | None) -> str:
+    """Store URL as recorded in the flow run: absolute, so the run says where it published."""
+    from pipelines.store import store_url
+
+    url = store_url(store)
+    return url if "://" in url else str(Path(url).expanduser().resolve())
+
+
+def _report_url(result: dict[str, Any]) -> str | None:
+    """Where the version's qc/report.html is (None for a version published without one)."""
+    from pipelines.store import open_store
+
+    key = f"{result['prefix']}v{result['version']}/qc/report.html"
+    try:
+        if not open_store(result["store_url"], read_only=True).exists(key):
+            return None
+    except Exception:  # noqa: BLE001 (a hint, not a reason to fail a finished run)
+        return None
+    return f"{result['store_url'].rstrip('/')}/{key}"
 
 
 class _status:
@@ -211,8 +268,11 @@ class _status:
         from pipelines import runner
 
         self.status.__enter__()
-        runner.progress_hook = lambda text: self.status.update(f"{self.label}: {text}")
+        runner.progress_hook = self.update
         return self
+
+    def update(self, text: str) -> None:
+        self.status.update(f"{self.label}: {text}")
 
     def __exit__(self, *exc):
         from pipelines import runner
@@ -229,24 +289,31 @@ def _quiet_prefect(verbose: bool) -> None:
     # the ephemeral API server needs more than Prefect's 20 s on a busy 2-core machine
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if not verbose:
-        # failures are reported by binds itself (one clear message); Prefect's own copy is noise
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+        # failures are reported by binds itself (one clear message); Prefect's own copy on the
+        # terminal is noise.  Only the console handler is quieted: the flow run's logs (and
+        # Snakemake's lines) still reach the API, i.e. the UI's Logs tab.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
         os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "ERROR")
 
 
 def _print_publish(result: dict[str, Any], json_out: bool) -> None:
     if json_out:
+        if result.get("published", True) and "prefix" in result:
+            result = result | {"report": _report_url(result)}
         out.print_json(json.dumps(result, default=str))
         return
     if not result.get("published", True):
         out.print(f"staged at {result['stage_dir']} (not published): binds publish {result['stage_dir']} --store URL")
         return
     verb = "published" if result["created"] else "unchanged"
+    report = _report_url(result)
     out.print(f"{verb}: {result['dataset_id']} v{result['version']} -> "
               f"{result['store_url']}/{result['prefix']}v{result['version']}/ "
               f"({result['n_files']} files, {result['bytes']:,} bytes)", highlight=False)
     for note in result.get("notes", []):
         out.print(f"  {note}", highlight=False)
+    if report:
+        out.print(f"  report: {report}", highlight=False)
 
 
 # ----------------------------------------------------------------------------------- publish
@@ -375,6 +442,10 @@ def show(
     out.print(f"  location: {st.url}/{row['path']}", highlight=False)
     out.print(f"  content:  {manifest['content_digest']}  ({manifest['n_files']} files, {_human(manifest['bytes'])})")
     out.print("  data:     " + ", ".join(row["data_paths"]), highlight=False)
+    for doc in manifest.get("documents", []):
+        if doc["path"].endswith("report.html"):
+            out.print(f"  report:   {st.url}/{row['path']}{doc['path']}  (QC report to send, "
+                      f"{_human(doc['size'])})", highlight=False)
     if manifest.get("qc"):
         out.print("  qc:")
         for k, v in sorted(manifest["qc"].items()):
@@ -520,28 +591,88 @@ def watch(
 
       binds watch /data/inbox/krios --once --settle 0      # from cron
     """
-    from pipelines.inbox import process_inbox
-
     _setup_logging(False)
     _quiet_prefect(False)
-    from pipelines.flows import binds_run
-
     if not inbox.is_dir():
         raise InputError(Problem("no such inbox folder", file=str(inbox)))
+    with _prefect_session() as session:
+        session.ready()
+        _watch_loop(inbox, store=store, settle=settle, interval=interval, once=once, profile=profile,
+                    cores=cores)
+
+
+def _watch_loop(inbox: Path, *, store: str | None, settle: float, interval: float, once: bool,
+                profile: str, cores: int | None) -> None:
+    from prefect import tags
+
+    from pipelines.flows import binds_run
+    from pipelines.inbox import SkipReporter, process_inbox
+    from pipelines.monitoring import run_tags
+
+    store_abs = _absolute_store(store)
 
     def run_one(run_dir: Path) -> dict:
-        return binds_run(str(run_dir), store_url=store, profile=profile, cores=cores)
+        from pipelines.runner import check_run_dir
 
+        exp, _ = check_run_dir(run_dir)  # bad input: recorded without a flow run
+        with tags(*run_tags(exp.data)):
+            return binds_run(str(run_dir.resolve()), store_url=store_abs, profile=profile, cores=cores)
+
+    say = lambda text: out.print(text, highlight=False, markup=False)  # noqa: E731
+    skips = SkipReporter(say)
     failed = 0
     while True:
-        records = process_inbox(inbox, run=run_one, settle_s=settle,
-                                on_event=lambda text: out.print(text, highlight=False, markup=False))
-        failed += sum(r["status"] == "failed" for r in records)
+        records = process_inbox(inbox, run=run_one, settle_s=settle, on_event=say, skips=skips)
+        failed += sum(r["status"] in ("failed", "invalid") for r in records)
         if once:
             break
         time.sleep(interval)
     if failed:
         raise RunError(f"{failed} run folder(s) failed; see {inbox / '.binds-inbox.json'}")
+
+
+# ----------------------------------------------------------------------------------- serve
+@app.command()
+@handle_errors
+def serve(
+    inbox: Annotated[Path, typer.Argument(help="Folder that receives run folders, e.g. /data/inbox/krios.")],
+    store: StoreOpt = None,
+    settle: Annotated[float, typer.Option(help="Seconds a folder must stay unchanged before it is taken.")] = 60,
+    interval: Annotated[float, typer.Option(help="Seconds between scans of the inbox.")] = 30,
+    limit: Annotated[int, typer.Option(min=1, help="Flow runs at once (each runs one Snakemake workflow).")] = 2,
+    profile: Annotated[str, typer.Option(help="Snakemake profile of every run.")] = "local",
+    cores: Annotated[int | None, typer.Option(help="Cores per run for the local executor.")] = None,
+) -> None:
+    """Serve the binds-run Prefect deployment and turn every complete run folder in INBOX into a flow run.
+
+    Needs a Prefect server (PREFECT_API_URL, e.g. `prefect server start --host 127.0.0.1`).
+    Every skip is reported with its reason; bad folders are recorded (never deleted) in
+    INBOX/.binds-inbox.json; a restart neither repeats a finished run nor loses a running one.
+    Stop with Ctrl-C or SIGTERM (systemd). See the README's operator section for a unit file.
+
+    Examples:
+
+      PREFECT_API_URL=http://127.0.0.1:4200/api binds serve /data/inbox/krios --store s3://binds-curated
+
+      binds serve /data/inbox/screening --limit 1 --settle 120 --profile slurm
+    """
+    from pipelines.monitoring import api_problem, configured_api_url
+
+    _setup_logging(False)
+    if not inbox.is_dir():
+        raise InputError(Problem("no such inbox folder", file=str(inbox)))
+    url = configured_api_url()
+    if not url:
+        raise InputError(Problem("binds serve needs a Prefect server", where="PREFECT_API_URL",
+                                 hint="start one with `prefect server start --host 127.0.0.1` and "
+                                      "export PREFECT_API_URL=http://127.0.0.1:4200/api"))
+    if problem := api_problem(url):
+        raise RunError(f"the Prefect API at {url} does not answer ({problem})")
+    from pipelines.monitoring_service import serve as serve_inbox
+
+    serve_inbox(inbox.resolve(), store_url=_absolute_store(store), profile=profile, cores=cores,
+                settle_s=settle, interval_s=interval, limit=limit,
+                say=lambda text: out.print(text, highlight=False, markup=False))
 
 
 # ----------------------------------------------------------------------------------- demo
@@ -562,20 +693,22 @@ def demo(
 
     _setup_logging(verbose)
     _quiet_prefect(verbose)
-    from pipelines.flows import binds_run
-
     chosen = modality or list(MODALITIES)
     for m in chosen:
         if m not in MODALITIES:
             raise InputError(Problem(f"unknown modality {m!r}", where="--modality", hint=", ".join(MODALITIES)))
-    for m in chosen:
-        run_dir = runs_dir / f"demo-{m}"
-        with err.status(f"writing example {m} run {run_dir}"):
-            mods.get(m).make_demo_run(run_dir)
-        with _status(f"processing {run_dir}"):
-            result = binds_run(str(run_dir), store_url=store, cores=cores,
-                               work_dir=str(runs_dir / ".work" / m))
-        _print_publish(result, False)
+    with _prefect_session() as session:
+        for m in chosen:
+            run_dir = (runs_dir / f"demo-{m}").resolve()
+            with err.status(f"writing example {m} run {run_dir}"):
+                mods.get(m).make_demo_run(run_dir)
+            with _status(f"processing {run_dir}"):
+                session.ready()
+                from pipelines.flows import binds_run
+
+                result = binds_run(str(run_dir), store_url=_absolute_store(store), cores=cores,
+                                   work_dir=str((runs_dir / ".work" / m).resolve()))
+            _print_publish(result, False)
     catalog(store=store, json_out=False, modality=None, access=None, request_id=None, dataset=None,
             latest=False, rebuild=False)
 

@@ -58,45 +58,129 @@ def _save_state(inbox: Path, state: dict[str, Any]) -> None:
     tmp.replace(inbox / STATE_FILE)
 
 
-def pending(inbox: Path, *, settle_s: float, now: float | None = None) -> list[tuple[Path, Snapshot]]:
-    """Run folders that are complete (settled) and not yet processed in their current state."""
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One folder of the inbox at one scan: ``ready`` to process, or skipped with ``reason``.
+
+    ``kind`` names the reason without its numbers (``settling``, ``no-metadata``, ``done``,
+    ``failed``, ``empty``): a watcher reports a skip once per kind, not at every scan.
+    """
+
+    run_dir: Path
+    ready: bool
+    kind: str
+    reason: str
+    snapshot: Snapshot | None = None
+
+
+def scan(inbox: Path, *, settle_s: float, now: float | None = None) -> list[Entry]:
+    """Every folder of the inbox with what to do about it (sorted by name)."""
     now = time.time() if now is None else now
     state = _load_state(inbox)
-    ready = []
+    entries = []
     for run_dir in sorted(p for p in inbox.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not (run_dir / EXPERIMENT_FILE).is_file():
+            entries.append(Entry(run_dir, False, "no-metadata",
+                                 f"no {EXPERIMENT_FILE} yet (write it with: binds init {run_dir})"))
             continue
         snap = snapshot(run_dir)
-        if now - snap.newest_mtime < settle_s:
-            log.info("%s: still changing; waiting", run_dir.name)
+        age = now - snap.newest_mtime
+        if age < settle_s:
+            entries.append(Entry(run_dir, False, "settling",
+                                 f"settling for {settle_s - age:.0f} s (a file changed {age:.0f} s ago)", snap))
             continue
-        if state.get(run_dir.name, {}).get("fingerprint") == snap.fingerprint:
+        done = state.get(run_dir.name, {})
+        if done.get("status") == "submitted":  # binds serve: a flow run is on its way
+            entries.append(Entry(run_dir, False, "in-flight",
+                                 f"in flight as flow run {done.get('flow_run_id')}", snap))
             continue
-        ready.append((run_dir, snap))
-    return ready
+        if done.get("fingerprint") == snap.fingerprint and done.get("status"):
+            if done["status"] in ("failed", "invalid"):
+                lines = str(done.get("error") or "").splitlines() or [""]
+                more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
+                entries.append(Entry(run_dir, False, "failed",
+                                     f"{done['status']} at {done.get('finished')}: {lines[0]}{more}; "
+                                     "it is taken again when its files change", snap))
+            else:
+                entries.append(Entry(run_dir, False, "done",
+                                     f"{done['status']} at {done.get('finished')}; unchanged since", snap))
+            continue
+        entries.append(Entry(run_dir, True, "ready", "ready", snap))
+    return entries
+
+
+def pending(inbox: Path, *, settle_s: float, now: float | None = None) -> list[tuple[Path, Snapshot]]:
+    """Run folders that are complete (settled) and not yet processed in their current state."""
+    return [(e.run_dir, e.snapshot) for e in scan(inbox, settle_s=settle_s, now=now) if e.ready]
+
+
+class SkipReporter:
+    """Says why a folder is skipped once per reason (not at every scan of a long-running watch)."""
+
+    def __init__(self, say: Callable[[str], None] | None) -> None:
+        self.say = say
+        self._last: dict[str, str] = {}
+
+    def __call__(self, entry: Entry) -> None:
+        if self.say and self._last.get(entry.run_dir.name) != entry.kind:
+            self.say(f"{entry.run_dir.name}: skipped: {entry.reason}")
+        self._last[entry.run_dir.name] = entry.kind
+
+    def forget(self, name: str) -> None:
+        self._last.pop(name, None)
+
+    def seen(self, name: str, kind: str) -> None:
+        """``kind`` was just reported some other way (e.g. the failure itself)."""
+        self._last[name] = kind
+
+
+def record(inbox: Path, name: str, rec: dict[str, Any]) -> None:
+    """Write one folder's outcome into the inbox state file (atomically)."""
+    state = _load_state(inbox)
+    state[name] = rec
+    _save_state(inbox, state)
+
+
+def failure_record(exc: BaseException) -> dict[str, Any]:
+    """The state record of a failed folder: the message, never a traceback."""
+    if isinstance(exc, BindsError):
+        return {"status": "invalid" if exc.exit_code == 2 else "failed", "exit_code": exc.exit_code,
+                "error": str(exc), "details": list(getattr(exc, "details", []))}
+    return {"status": "failed", "exit_code": 1, "error": f"{type(exc).__name__}: {exc}", "details": []}
 
 
 def process_inbox(inbox: str | Path, *, run: Callable[[Path], dict[str, Any]], settle_s: float = 60,
-                  on_event: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Process every ready folder once with ``run(run_dir)``; return one record per folder."""
+                  on_event: Callable[[str], None] | None = None,
+                  skips: SkipReporter | None = None) -> list[dict[str, Any]]:
+    """Process every ready folder once with ``run(run_dir)``; return one record per folder run.
+
+    A folder's failure (bad input or anything else) is recorded and reported; the other
+    folders are processed all the same.
+    """
     inbox = Path(inbox)
+    skips = skips or SkipReporter(on_event)
     records = []
-    for run_dir, snap in pending(inbox, settle_s=settle_s):
+    for entry in scan(inbox, settle_s=settle_s):
+        if not entry.ready:
+            skips(entry)
+            continue
+        run_dir, snap = entry.run_dir, entry.snapshot
+        skips.forget(run_dir.name)
         started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         if on_event:
             on_event(f"{run_dir.name}: processing")
         try:
             result = run(run_dir)
             rec = {"status": "published" if result.get("created") else "unchanged", "result": result}
-        except BindsError as err:
-            rec = {"status": "failed", "exit_code": err.exit_code, "error": str(err),
-                   "details": list(getattr(err, "details", []))}
+        except Exception as err:  # noqa: BLE001 (one folder's failure never stops the watch)
+            log.debug("%s failed", run_dir.name, exc_info=True)
+            rec = failure_record(err)
         rec |= {"fingerprint": snap.fingerprint, "started": started,
                 "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-        state = _load_state(inbox)
-        state[run_dir.name] = rec
-        _save_state(inbox, state)
+        record(inbox, run_dir.name, rec)
+        skips.seen(run_dir.name, "failed" if rec["status"] in ("failed", "invalid") else "done")
         if on_event:
-            on_event(f"{run_dir.name}: {rec['status']}" + (f": {rec['error']}" if rec["status"] == "failed" else ""))
+            on_event(f"{run_dir.name}: {rec['status']}"
+                     + (f": {rec['error']}" if rec["status"] in ("failed", "invalid") else ""))
         records.append({"run_dir": run_dir.name, **rec})
     return records

@@ -46,6 +46,8 @@ def snakemake_command(*, run_dir: Path, stage: StagedDataset, modality: str, pro
     if cores:
         cmd += ["--cores", str(cores)]
     cmd += list(extra_args)
+    if os.environ.get("BINDS_SNAKEMAKE_EVENTS"):  # binds run: jobs mirrored into Prefect
+        cmd += ["--logger", "binds"]  # snakemake_logger_plugin_binds writes that file
     cmd += ["--config", f"run_dir={run_dir.resolve()}", f"stage_dir={stage.root.resolve()}",
             f"modality={modality}", f"experiment={(stage.meta_dir / 'experiment.json').resolve()}"]
     return cmd
@@ -77,7 +79,7 @@ def run_workflow(*, run_dir: str | Path, stage: StagedDataset, modality: str, pr
     failed_rules: list[str] = []
     rule_logs: list[str] = []
     lock_fd = worklock.held_fd(stage.root.parent)
-    with open(smk_log, "w") as out:
+    with open(smk_log, "w", buffering=1) as out:  # line by line: the monitor reads it live
         # Own process group: whatever Snakemake leaves when it dies (its jobs) is killed with
         # the group below.  Parent-death signal: if binds is killed, Snakemake gets SIGINT and
         # stops its jobs (SIGTERM would make it wait for them).  The work folder's lock is

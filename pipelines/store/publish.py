@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = "binds-manifest"
 MANIFEST_FORMAT_VERSION = 1
+#: the self-contained QC report of every version (pipelines.report), beside the QC files
+REPORT_PATH = "qc/report.html"
 
 
 @dataclass(slots=True)
@@ -320,14 +322,17 @@ def _commit(stage: StagedDataset, store: Store, exp: dict[str, Any], items: list
                               files=files, created=created, content_digest=digest)
     meta_bytes = (json.dumps(metadata, indent=2, sort_keys=False, ensure_ascii=False) + "\n").encode()
     # Documents that describe the version (its files, digest, times: so they cannot take part
-    # in the content digest), written beside its data and listed under "documents": the
-    # provenance crate and the usage record.
+    # in the content digest), written beside its data and listed under "documents": the QC
+    # report to send the researcher, the provenance crate and the usage record.
     from pipelines.provenance import version_documents
+    from pipelines.report import render_report
 
+    report = render_report(stage=stage, dataset_id=result.dataset_id, version=version, files=files,
+                           content_digest=digest, created=created, location=f"{store.url}/{vprefix}")
     extra = version_documents(stage=stage, experiment=exp, dataset_id=result.dataset_id, version=version,
                               files=files, created=created, metadata_bytes=meta_bytes)
     documents = []
-    for path, body in extra.documents:
+    for path, body in [(REPORT_PATH, report), *extra.documents]:
         store.put(vprefix + path, body)
         documents.append({"path": path, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()})
     store.put(vprefix + layout.METADATA, meta_bytes)

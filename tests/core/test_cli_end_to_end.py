@@ -7,6 +7,7 @@ shared by the read-side tests.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -53,6 +54,15 @@ def test_run_publishes_a_version_through_prefect_and_snakemake(published):
     assert (vdir / "manifest.json").is_file() and (vdir / "metadata.jsonld").is_file()
     assert (vdir / "data").is_dir() and (vdir / "qc" / "metrics.json").is_file()
     assert (stage / "_meta" / "snakemake.log").is_file()
+    # the ephemeral mode (binds' own temporary server) records every job too
+    events = [json.loads(ln) for ln in (stage / "_meta" / "snakemake-events.jsonl").read_text().splitlines()]
+    assert {e["rule"] for e in events if e["event"] == "job_info"} >= {"screening_score", "screening_metrics"}
+    manifest = json.loads((vdir / "manifest.json").read_text())
+    report = vdir / "qc" / "report.html"
+    assert manifest["documents"] == [{"path": "qc/report.html", "size": report.stat().st_size,
+                                      "sha256": hashlib.sha256(report.read_bytes()).hexdigest()}]
+    assert "qc/report.html" not in {f["path"] for f in manifest["files"]}  # not in the content digest
+    assert result["report"] == f"{store}/{result['prefix']}v1/qc/report.html"
     run_info = json.loads((stage / "_meta" / "run.json").read_text())
     assert run_info["inputs"] and all(len(i["sha256"]) == 64 for i in run_info["inputs"])
 
@@ -216,7 +226,7 @@ def test_usage_errors_exit_2():
 
 
 def test_every_command_has_help_with_an_example():
-    for cmd in ("init", "validate", "run", "publish", "catalog", "show", "verify", "demo"):
+    for cmd in ("init", "validate", "run", "publish", "catalog", "show", "verify", "watch", "serve", "demo"):
         out = binds(cmd, "--help")
         assert out.exit_code == 0
         assert "binds " + cmd in out.stdout.replace("\n", " "), cmd
@@ -242,3 +252,39 @@ def test_init_template_lists_files_and_validates_once_filled(demo_run, tmp_path)
     ok = binds("validate", str(run))
     assert ok.exit_code == 0, ok.output
     assert ok.stdout.startswith("ok: ")
+
+
+def test_ephemeral_mode_keeps_the_task_run_of_every_job(published):
+    """Without a server, binds' temporary server records the run in $PREFECT_HOME: a later
+    server on the same database shows the flow run with one task run per Snakemake job."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from pipelines.monitoring import TemporaryServer
+
+    _, result, stage = published
+    events = [json.loads(ln) for ln in (stage / "_meta" / "snakemake-events.jsonl").read_text().splitlines()]
+    rules = {e["rule"] for e in events if e["event"] == "job_info"}
+
+    async def read():
+        async with get_client() as client:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name={"any_": [result["dataset_id"]]}))
+            names = set()
+            for fr in runs:
+                names |= {t.name for t in await client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id={"any_": [fr.id]}))}
+            return runs, names
+
+    server = TemporaryServer().start()
+    try:
+        server.wait_ready()
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            runs, names = asyncio.run(read())
+    finally:
+        server.stop()
+    assert runs and any(fr.state.is_completed() for fr in runs)
+    assert rules <= {n.split("[")[0] for n in names} and "screening_read_batch[batch=0]" in names

@@ -43,8 +43,111 @@ def test_watch_once_processes_good_folders_and_reports_bad_ones(tmp_path, monkey
                                    "--store", str(tmp_path / "store")], catch_exceptions=False)
     assert out.exit_code == 1  # one folder failed
     assert "screen-run: published" in out.stdout
-    assert "broken-run: failed" in out.stdout and "request_id: required field is missing" in out.stdout
+    assert "broken-run: invalid" in out.stdout and "request_id: required field is missing" in out.stdout
     state = json.loads((inbox / STATE_FILE).read_text())
     assert state["screen-run"]["status"] == "published" and state["broken-run"]["exit_code"] == 2
     assert not list((inbox / "screen-run").glob(".binds*"))  # run folders are never written
     assert (tmp_path / "store" / "open" / "catalog").is_dir()
+
+
+def test_every_skip_is_reported_once_with_its_reason(tmp_path):
+    from pipelines.inbox import SkipReporter, scan
+
+    inbox = tmp_path / "inbox"
+    (inbox / "copying").mkdir(parents=True)
+    (inbox / "copying" / "experiment.yaml").write_text("schema_version: 1\n")
+    (inbox / "no-yaml").mkdir()
+    (inbox / "no-yaml" / "a.csv").write_text("1\n")
+    entries = {e.run_dir.name: e for e in scan(inbox, settle_s=60)}
+    assert not entries["copying"].ready and entries["copying"].reason.startswith("settling for ")
+    assert int(entries["copying"].reason.split()[2]) in range(55, 61)
+    assert entries["no-yaml"].reason.startswith("no experiment.yaml yet")
+    said: list[str] = []
+    report = SkipReporter(said.append)
+    for _ in range(3):  # a long-running watch scans again and again: one line per reason
+        for e in scan(inbox, settle_s=60):
+            report(e)
+    assert sorted(said) == [f"copying: skipped: {entries['copying'].reason}",
+                            f"no-yaml: skipped: {entries['no-yaml'].reason}"]
+
+
+def test_a_crash_that_is_not_bad_input_is_recorded_and_the_others_still_run(tmp_path):
+    inbox = tmp_path / "inbox"
+    for name in ("a-crashes", "b-fine"):
+        (inbox / name).mkdir(parents=True)
+        (inbox / name / "experiment.yaml").write_text("schema_version: 1\n")
+
+    def run(run_dir):
+        if run_dir.name == "a-crashes":
+            raise OSError("disk full")
+        return {"created": True}
+
+    said: list[str] = []
+    records = {r["run_dir"]: r for r in process_inbox(inbox, run=run, settle_s=0, on_event=said.append)}
+    assert records["a-crashes"]["status"] == "failed" and records["a-crashes"]["error"] == "OSError: disk full"
+    assert records["b-fine"]["status"] == "published"
+    assert "a-crashes: failed: OSError: disk full" in said
+    again: list[str] = []
+    assert process_inbox(inbox, run=run, settle_s=0, on_event=again.append) == []
+    assert any(line.startswith("a-crashes: skipped: failed at ") and "when its files change" in line
+               for line in again)
+
+
+def _wait_for(predicate, *, timeout_s: float, what: str, proc=None):
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"binds serve exited early while waiting for {what}: {proc.stdout.read()}")
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+def test_serve_runs_each_folder_once_across_a_restart_mid_run(prefect_server, tmp_path):
+    """binds serve against a real server: a bad folder is recorded with its reason, a good one
+    becomes one flow run; the service is stopped (SIGTERM, as systemd does) while the rule
+    runs and started again: the folder is published exactly once, nothing is deleted."""
+    import signal
+    import subprocess
+    import sys
+
+    inbox = tmp_path / "inbox"
+    get_modality("screening").make_demo_run(inbox / "screen-run")
+    (inbox / "broken-run").mkdir()
+    (inbox / "broken-run" / "experiment.yaml").write_text("schema_version: 1\ntitle: x\n")
+    store = tmp_path / "store"
+    env = dict(os.environ, PREFECT_API_URL=prefect_server, BINDS_WORK_DIR=str(tmp_path / "work"))
+    cmd = [sys.executable, "-m", "pipelines.cli", "serve", str(inbox), "--store", str(store),
+           "--settle", "0", "--interval", "1", "--cores", "2", "--limit", "1"]
+    state_file = inbox / STATE_FILE
+
+    def state() -> dict:
+        try:
+            return json.loads(state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, start_new_session=True)
+    work = tmp_path / "work"
+    _wait_for(lambda: any('"job_info"' in p.read_text() for p in work.glob("*/stage/_meta/snakemake-events.jsonl")),
+              timeout_s=300, what="a Snakemake job of the first service", proc=first)
+    os.killpg(first.pid, signal.SIGTERM)
+    out1, _ = first.communicate(timeout=120)
+    assert state()["screen-run"]["status"] == "submitted"
+    assert state()["broken-run"]["status"] == "invalid" and "request_id" in state()["broken-run"]["error"]
+    assert "broken-run: invalid: " in out1
+
+    second = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, start_new_session=True)
+    try:
+        _wait_for(lambda: state().get("screen-run", {}).get("status") == "published", timeout_s=300,
+                  what="the resumed run to publish", proc=second)
+    finally:
+        os.killpg(second.pid, signal.SIGTERM)
+        out2, _ = second.communicate(timeout=120)
+    assert "screen-run: flow run cancelled (service stopped mid-run?); resuming" in out2
+    assert "broken-run: skipped: invalid at " in out2  # reported, not retried, not deleted
+    assert (inbox / "broken-run" / "experiment.yaml").is_file()
+    versions = list(store.glob("*/screening/*/v*"))
+    assert [v.name for v in versions] == ["v1"]
+    assert state()["screen-run"]["attempt"] == 2

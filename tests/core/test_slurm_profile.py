@@ -58,6 +58,17 @@ def test_slurm_profile_runs_every_rule_as_a_slurm_job(slurm, tmp_path):
     log = (work / "stage" / "_meta" / "snakemake.log").read_text()
     submitted = [ln for ln in log.splitlines() if "submitted with SLURM jobid" in ln]
     assert len(submitted) >= 3, log[-2000:]
+    # every Slurm job id reached the monitoring (the Prefect task run of its rule carries it)
+    events = [json.loads(ln) for ln in (work / "stage" / "_meta" / "snakemake-events.jsonl").read_text().splitlines()]
+    ids = {e["jobid"]: e["external_jobid"] for e in events if e["event"] == "external_jobid"}
+    rules = {e["jobid"]: e["rule"] for e in events if e["event"] == "job_info"}
+    assert len(ids) == len(submitted) and all(j in rules for j in ids)
+    # squeue/sacct tell rules apart: the job comment names the rule (while slurmctld knows the job)
+    jobid, slurm_id = next(iter(ids.items()))
+    shown = subprocess.run(["scontrol", "show", "job", slurm_id], capture_output=True, text=True, timeout=20)
+    if shown.returncode == 0:
+        assert f"Comment=rule_{rules[jobid]}" in shown.stdout, shown.stdout
+        assert "JobName=binds_" in shown.stdout
 
 
 def _accounting_up() -> bool:

@@ -1,0 +1,566 @@
+"""Prefect glue of ``binds run``: the API check, the temporary server, Snakemake jobs as task runs.
+
+Three things, each kept out of the flow so that the flow stays a list of steps:
+
+- :func:`api_problem` asks a configured Prefect API for ``/health`` (2 s, no Prefect import):
+  ``binds run`` checks it before starting the flow and, when it does not answer, runs with a
+  temporary server instead and says so in one line (the data are processed either way).
+- :class:`TemporaryServer` is what Prefect's ephemeral mode starts (its API app under
+  uvicorn, on a free loopback port), but started by ``binds`` itself: *while* the run folder is
+  validated (its ~7 s start overlaps validation), in its own session, so a Ctrl-C in the
+  terminal reaches ``binds`` and Snakemake but not the server: the flow run is still
+  recorded as interrupted and the logs are flushed before the server is stopped.
+- :class:`SnakemakeMonitor` follows the JSON-lines event file written by the Snakemake logger
+  plugin (:mod:`snakemake_logger_plugin_binds`) and turns every Snakemake job into a Prefect
+  task run named ``<rule>[<wildcards>]`` (``<rule>`` when it has none), running from the job's
+  start to its end, failed with the log tail when the job failed, with threads / mem_mb /
+  runtime as its parameters and the benchmark figures (CPU seconds, max RSS) and the Slurm job
+  id in its result and logs.  Snakemake's own log lines go to the flow run's logger.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+EVENTS_ENV = "BINDS_SNAKEMAKE_EVENTS"  # read by snakemake_logger_plugin_binds
+LOG_TAIL_LINES = 20
+
+
+# ----------------------------------------------------------------------------- the Prefect API
+def api_problem(api_url: str, *, timeout_s: float = 2.0) -> str | None:
+    """``None`` when ``<api_url>/health`` answers 200 within ``timeout_s``, else why not."""
+    url = api_url.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (an operator's URL)
+            return None if resp.status == 200 else f"HTTP {resp.status} from {url}"
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code} from {url}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"{url}: {reason}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TemporaryServer:
+    """A Prefect API server on a free loopback port for the length of one ``binds`` process.
+
+    The same app and database (``$PREFECT_HOME``) as Prefect's own ephemeral mode, started as
+    ``python -m uvicorn`` in a new session: terminal signals do not reach it, and
+    :meth:`stop` ends it (SIGTERM to its process group, then SIGKILL) after the flow.
+    """
+
+    def __init__(self, *, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def start(self) -> TemporaryServer:
+        app_dir = _prefect_parent_dir()
+        env = dict(os.environ)
+        env.pop("PREFECT_API_URL", None)
+        env |= {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+                "PREFECT__SERVER_FINAL": "1"}
+        home = Path(env.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
+        home.mkdir(parents=True, exist_ok=True)  # SQLite cannot create its folder
+        server = [sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "--factory",
+                  "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port",
+                  str(self.port), "--log-level", "error", "--lifespan", "on"]
+        if sys.platform == "linux":  # exec'd through a wrapper: no preexec_fn in a threaded process
+            server = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid())] + server
+        self.proc = subprocess.Popen(
+            server, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=open(home / "binds-temporary-server.log", "ab"),  # noqa: SIM115
+            start_new_session=True)
+        return self
+
+    def wait_ready(self, *, timeout_s: float = 120) -> None:
+        """Block until ``/health`` answers; RuntimeError when the server died or timed out."""
+        assert self.proc is not None, "start() first"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the temporary Prefect server exited with code {self.proc.returncode}"
+                                   f" (see {os.environ.get('PREFECT_HOME', '~/.prefect')}/"
+                                   "binds-temporary-server.log)")
+            if api_problem(self.api_url, timeout_s=1) is None:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the temporary Prefect server did not answer within {timeout_s:.0f} s")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        except ProcessLookupError:
+            pass
+
+
+# Run in the server's process before it execs uvicorn: SIGTERM when binds dies, however it
+# dies (SIGKILL, the SIGHUP of a dropped SSH session), so a temporary server never outlives
+# its run.  argv: parent pid, then the server's command.
+_DIE_WITH_PARENT = """
+import ctypes, os, signal, sys
+ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):  # the parent died before prctl
+    sys.exit(0)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def _prefect_parent_dir() -> str:
+    """The folder holding the ``prefect`` package, found without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("prefect")
+    assert spec and spec.origin
+    return str(Path(spec.origin).parent.parent)
+
+
+def flush_prefect() -> None:
+    """Send the logs and events Prefect still holds (before the temporary server stops)."""
+    try:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=10)
+        EventsWorker.drain_all(timeout=10)
+    except Exception as exc:  # noqa: BLE001 (best effort at exit)
+        log.debug("flushing Prefect: %s", exc)
+
+
+# ----------------------------------------------------------------------------- live flow runs
+def pid_file(flow_run_id: str) -> Path:
+    """Where a running ``binds-run`` flow run leaves its pid (on the host that runs it), so that
+    ``binds serve`` can tell, after a crash, a run still going from one that died with it."""
+    home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
+    return home / "binds-flow-runs" / f"{flow_run_id}.pid"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    state = Path(f"/proc/{pid}/status")
+    return not (state.exists() and "zombie" in state.read_text().lower())
+
+
+# ----------------------------------------------------------------------------- run identity
+def artifact_key(kind: str, dataset_id: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    safe = "".join(c if c.isalnum() else "-" for c in dataset_id.lower()).strip("-")
+    return f"{kind}-{safe}"
+
+
+def run_tags(experiment: dict[str, Any]) -> list[str]:
+    """Tags of a flow run: modality, request id, access level, support unit (when given)."""
+    tags = [f"modality:{experiment['modality']}", f"request:{experiment['request_id']}",
+            f"access:{experiment['access']['level']}"]
+    if experiment.get("support_unit"):
+        tags.append(f"unit:{experiment['support_unit']}")
+    return tags
+
+
+# ----------------------------------------------------------------------------- Snakemake jobs
+@dataclass
+class Job:
+    """One Snakemake job as seen through its events (one attempt: a restarted job is a new Job)."""
+
+    jobid: int
+    rule: str
+    wildcards: dict[str, Any]
+    threads: int | None
+    resources: dict[str, Any]
+    log: list[str]
+    benchmark: str | None
+    inputs: list[str]
+    outputs: list[str]
+    attempt: int = 1
+    started: float | None = None
+    finished: float | None = None
+    failed: str | None = None  # why, when it failed
+    external_jobid: str | None = None
+    console_log: str | None = None  # Snakemake's terminal output, where a crashed script's traceback is
+    done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def name(self) -> str:
+        wc = ",".join(f"{k}={v}" for k, v in self.wildcards.items())
+        name = f"{self.rule}[{wc}]" if wc else self.rule
+        return name if self.attempt == 1 else f"{name} (attempt {self.attempt})"
+
+    @property
+    def key(self) -> str:
+        return f"{self.jobid}.{self.attempt}"
+
+
+def benchmark_figures(path: str | Path | None) -> dict[str, float]:
+    """CPU seconds, max RSS (MB), wall seconds from a Snakemake benchmark TSV (its last row)."""
+    if not path:
+        return {}
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return {}
+    if len(lines) < 2:
+        return {}
+    row = dict(zip(lines[0].split("\t"), lines[-1].split("\t"), strict=False))
+    out: dict[str, float] = {}
+    for src, dst in (("s", "wall_s"), ("cpu_time", "cpu_s"), ("max_rss", "max_rss_mb"),
+                     ("mean_load", "mean_load_percent"), ("io_in", "io_in_mb"), ("io_out", "io_out_mb")):
+        try:
+            out[dst] = round(float(row[src]), 3)
+        except (KeyError, ValueError):
+            continue
+    return out
+
+
+def log_tail(paths: list[str], *, lines: int = LOG_TAIL_LINES) -> list[str]:
+    out: list[str] = []
+    for p in paths:
+        try:
+            text = Path(p).read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        out += [f"{p}:"] + text[-lines:]
+    return out
+
+
+def console_traceback(console_log: Path, *, rule: str, wait_s: float = 3,
+                      lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The traceback printed just before ``Error in rule <rule>`` in Snakemake's terminal
+    output (a script that crashed on import never writes its own log)."""
+    marker = f"Error in rule {rule}"  # the terminal prints "Error in rule R:" then "jobid: N"
+    deadline = time.monotonic() + wait_s
+    while True:  # the output is written by another thread, a moment after the event
+        try:
+            text = console_log.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        end = next((i for i, ln in enumerate(text) if marker in ln), None)
+        if end is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    if end is None:
+        return []
+    start = next((i for i in range(end - 1, -1, -1) if text[i].startswith("Traceback")), None)
+    if start is None:
+        return []
+    return [f"{console_log}:"] + text[start:end][-lines:]
+
+
+def _clock(t: float | None) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="milliseconds") if t else "?"
+
+
+#: jobs the task runs wait for, by Job.key (task parameters must be JSON, so not the Job itself)
+_JOBS: dict[str, Job] = {}
+
+
+class JobFailed(Exception):
+    """A Snakemake job failed: the message carries the rule and its log tail."""
+
+
+def _job_task_fn(job_key: str, rule: str, wildcards: dict, threads: int | None, mem_mb: Any,
+                 runtime: Any, jobid: int) -> dict[str, Any]:
+    """Body of a job's task run: lasts as long as the job, ends in the job's state."""
+    from prefect import get_run_logger
+
+    job = _JOBS[job_key]
+    logger = get_run_logger()
+    job.done.wait()
+    logger.info("Snakemake job %s: started %s, ended %s (%.2f s)", jobid, _clock(job.started),
+                _clock(job.finished), (job.finished or 0) - (job.started or 0))
+    figures = benchmark_figures(job.benchmark)
+    result: dict[str, Any] = {"rule": rule, "jobid": jobid, "wildcards": wildcards,
+                              "started": job.started, "finished": job.finished,
+                              "seconds": round((job.finished or time.time()) - (job.started or 0), 3),
+                              "threads": threads, "resources": job.resources, "benchmark": figures}
+    if job.external_jobid:
+        result["slurm_jobid"] = job.external_jobid
+        logger.info("Slurm job id %s", job.external_jobid)
+    if figures:
+        logger.info("benchmark: %s", ", ".join(f"{k} {v}" for k, v in figures.items()))
+    if job.failed:
+        tail = log_tail(job.log)
+        if len(tail) <= len(job.log) + 1 and job.console_log:  # the script died before logging
+            tail = console_traceback(Path(job.console_log), rule=rule) or tail
+        for line in tail:
+            logger.error("%s", line)
+        raise JobFailed(f"rule {rule} failed: {job.failed}" + ("\n" + "\n".join(tail) if tail else ""))
+    return result
+
+
+class SnakemakeMonitor:
+    """Follow ``events`` (written by the logger plugin) and mirror jobs into the flow run.
+
+    Use inside a running flow::
+
+        with SnakemakeMonitor(events_file, flow_logger) as mon:
+            run_workflow(...)          # with BINDS_SNAKEMAKE_EVENTS=events_file
+        mon.jobs                       # every job seen, with its state
+
+    The follower is a thread carrying the flow's context (task runs belong to the flow run);
+    on exit it reads the file to its end, ends jobs that never reported an end (the workflow
+    stopped) as failed, and waits for every task run to be final.
+    """
+
+    def __init__(self, events: Path, logger: logging.Logger | logging.LoggerAdapter | None = None,
+                 *, console_log: Path | None = None, poll_s: float = 0.1,
+                 on_event: Callable[[dict[str, Any]], None] | None = None):
+        self.events = Path(events)
+        self.console_log = console_log
+        self.logger = logger
+        self.poll_s = poll_s
+        self.on_event = on_event
+        self.jobs: list[Job] = []
+        self._current: dict[int, Job] = {}
+        self._futures: dict[str, Any] = {}
+        self._by_output: dict[str, Job] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._task = None
+
+    # -- lifecycle
+    def __enter__(self) -> SnakemakeMonitor:
+        from prefect import task
+        from prefect.cache_policies import NO_CACHE
+
+        self.events.parent.mkdir(parents=True, exist_ok=True)
+        self.events.write_text("")
+        self._task = task(_job_task_fn, name="snakemake-job", retries=0, cache_policy=NO_CACHE,
+                          persist_result=False)
+        ctx = contextvars.copy_context()
+        self._thread = threading.Thread(target=ctx.run, args=(self._follow,), daemon=True,
+                                        name="binds-snakemake-events")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+        stopped = time.time()
+        for job in list(self._current.values()):
+            if not job.done.is_set():
+                job.failed = job.failed or "the workflow stopped before this job ended"
+                job.finished = stopped
+                job.done.set()
+        for fut in list(self._futures.values()):
+            try:
+                fut.wait(timeout=60)
+            except Exception:  # noqa: BLE001 (a job's failure is its task run's state)
+                pass
+        for job in self.jobs:
+            _JOBS.pop(job.key, None)
+
+    # -- the follower
+    def _follow(self) -> None:
+        with open(self.events, encoding="utf-8") as fh:
+            buf = ""
+            while True:
+                chunk = fh.read()
+                if chunk:
+                    buf += chunk
+                    *lines, buf = buf.split("\n")
+                    for line in lines:
+                        if line.strip():
+                            self._handle_line(line)
+                elif self._stop.is_set():
+                    if buf.strip():
+                        self._handle_line(buf)
+                    return
+                else:
+                    time.sleep(self.poll_s)
+
+    def _handle_line(self, line: str) -> None:
+        try:
+            ev = json.loads(line)
+        except json.JSONDecodeError:
+            return
+        try:
+            self.handle(ev)
+        except Exception as exc:  # noqa: BLE001 (monitoring must never stop the run)
+            log.warning("snakemake event not mirrored into Prefect: %s (%s)", exc, line[:200])
+
+    def handle(self, ev: dict[str, Any]) -> None:
+        kind = ev.get("event")
+        if self.on_event:
+            self.on_event(ev)
+        self._forward_log(ev)
+        if kind == "job_info":
+            jobid = ev["jobid"]
+            old = self._current.get(jobid)
+            job = Job(jobid=jobid, rule=ev.get("rule") or "?", wildcards=ev.get("wildcards") or {},
+                      threads=ev.get("threads"), resources=ev.get("resources") or {},
+                      log=ev.get("log") or [], benchmark=ev.get("benchmark"),
+                      inputs=ev.get("input") or [], outputs=ev.get("output") or [],
+                      attempt=(old.attempt + 1) if old else 1,
+                      console_log=str(self.console_log) if self.console_log else None)
+            self._current[jobid] = job
+            self.jobs.append(job)
+            # Snakemake logs a job's info when it starts it (after the batch's job_started)
+            job.started = ev.get("t") or time.time()
+            self._submit(job)
+        elif kind == "job_finished":
+            job = self._current.get(ev.get("jobid"))
+            if job and not job.done.is_set():
+                job.finished = ev.get("t") or time.time()
+                job.done.set()
+        elif kind == "job_error":
+            job = self._current.get(ev.get("jobid"))
+            if job and not job.done.is_set():
+                job.failed = "see its log" if job.log else "no log (see the Snakemake log)"
+                job.finished = ev.get("t") or time.time()
+                job.done.set()
+        elif kind == "external_jobid":
+            job = self._current.get(ev.get("jobid"))
+            if job:
+                job.external_jobid = str(ev.get("external_jobid"))
+
+    def _forward_log(self, ev: dict[str, Any]) -> None:
+        if self.logger is None:
+            return
+        msg = (ev.get("msg") or "").rstrip()
+        if not msg or msg == "None" or ev.get("event") in ("progress", "shellcmd"):
+            return
+        self.logger.log(logging.getLevelName(ev.get("level") or "INFO"), "snakemake: %s", msg)
+
+    def _submit(self, job: Job) -> None:
+        _JOBS[job.key] = job
+        upstream = {id(j): self._futures[j.key] for i in job.inputs
+                    if (j := self._by_output.get(i)) is not None and j.key in self._futures}
+        for o in job.outputs:
+            self._by_output[o] = job
+        res = job.resources
+        fut = self._task.with_options(task_run_name=job.name, tags=[f"rule:{job.rule}"]).submit(
+            job_key=job.key, rule=job.rule, wildcards=job.wildcards, threads=job.threads,
+            mem_mb=res.get("mem_mb"), runtime=res.get("runtime"), jobid=job.jobid,
+            wait_for=list(upstream.values()))
+        self._futures[job.key] = fut
+
+
+# ----------------------------------------------------------------------------- one CLI session
+def configured_api_url() -> str | None:
+    """``PREFECT_API_URL`` from the environment, else from the active Prefect profile (read
+    as TOML, without importing Prefect)."""
+    if url := os.environ.get("PREFECT_API_URL"):
+        return url
+    import tomllib
+
+    home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
+    path = Path(os.environ.get("PREFECT_PROFILES_PATH", home / "profiles.toml"))
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    active = os.environ.get("PREFECT_PROFILE") or doc.get("active") or "ephemeral"
+    return (doc.get("profiles", {}).get(active, {}) or {}).get("PREFECT_API_URL") or None
+
+
+class PrefectSession:
+    """Which Prefect API a ``binds`` command talks to, decided before Prefect is imported.
+
+    - ``PREFECT_API_URL`` (or the active profile) answers: use it (runs show in its UI).
+    - It is set but does not answer within 2 s: one warning line, then a temporary server
+      (the run is processed and recorded locally; it does not show in that UI).
+    - Nothing configured: a temporary server, started at once (:meth:`begin`) so that it
+      boots while the run folder is validated.
+
+    ``warn`` receives the one-line warning.  Use as a context manager around the command:
+    on exit the Prefect log/event queues are flushed, then the temporary server is stopped.
+    """
+
+    def __init__(self, warn: Callable[[str], None]) -> None:
+        self.warn = warn
+        self.server: TemporaryServer | None = None
+        self.api_url: str | None = None
+        self._checked = False
+        self._settings = None
+        self._prefect_preloaded = False
+
+    def __enter__(self) -> PrefectSession:
+        self._prefect_preloaded = "prefect.settings" in sys.modules
+        self.api_url = configured_api_url()
+        if not self.api_url:
+            self.server = TemporaryServer().start()
+            self._checked = True
+        return self
+
+    def choose(self) -> str:
+        """Decide which API to use (<= 2 s, starts a temporary server if needed, does not wait
+        for it) and export it as ``PREFECT_API_URL``: Prefect may be imported from then on."""
+        if not self._checked:
+            self._checked = True
+            if problem := api_problem(self.api_url or ""):
+                self.warn(f"warning: the Prefect API at {self.api_url} does not answer ({problem}); "
+                          "running with a temporary local Prefect server instead (this run will "
+                          "not show in that UI)")
+                self.server = TemporaryServer().start()
+        if self.server is not None:
+            self.api_url = self.server.api_url
+        os.environ["PREFECT_API_URL"] = self.api_url or ""
+        return self.api_url or ""
+
+    def ready(self) -> str:
+        """Make sure an API answers (wait for the temporary one); returns its URL."""
+        self.choose()
+        if self.server is not None:
+            try:
+                self.server.wait_ready()
+            except RuntimeError as exc:
+                from pipelines.errors import RunError
+
+                raise RunError(str(exc), details=["set PREFECT_API_URL to a running Prefect server "
+                                                  "to do without the temporary one"]) from None
+        # Prefect reads its settings when imported: if it was imported before this session
+        # (tests, a second command in one process), the URL is applied as temporary settings.
+        # Not when it is being imported right now (binds run imports it in a thread).
+        if self._prefect_preloaded and self._settings is None:
+            from prefect.settings import PREFECT_API_URL, temporary_settings
+
+            self._settings = temporary_settings(updates={PREFECT_API_URL: self.api_url})
+            self._settings.__enter__()
+        return self.api_url or ""
+
+    def __exit__(self, *exc: Any) -> None:
+        if "prefect" in sys.modules:
+            flush_prefect()
+        if self._settings is not None:
+            self._settings.__exit__(None, None, None)
+        if self.server is not None:
+            self.server.stop()

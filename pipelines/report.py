@@ -1,0 +1,323 @@
+"""The QC report of a version: ``qc/report.html``, one self-contained file to e-mail.
+
+What it holds (for the requesting researcher): what was measured (experiment, instrument,
+samples), the QC checks with pass/fail, the key figures and the modality's QC plots (inline
+PNG ``data:`` URIs, scaled down when large), how each workflow rule ran (time, CPU, memory,
+from Snakemake's events and benchmark files), what was published (files grouped by dataset
+entry, sizes, the content digest) and how to access and cite it.  No external URL is loaded
+(no scripts, fonts or images from the network; links are plain text or ``href``s the reader
+may follow), so it opens offline and stays far below e-mail limits (< 5 MB; typically 0.3-1 MB).
+
+The report is not part of the version's content digest (it names the digest); it is listed
+in the manifest under ``documents``.
+
+:func:`qc_checks` is also the source of the ``qc-<dataset-id>`` Prefect artifact.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.staging import StagedDataset
+
+MAX_REPORT_BYTES = 5 * 2**20
+MAX_PNG_BYTES = 600 * 2**10  # a larger plot is scaled down before it is inlined
+EVENTS_FILE = "snakemake-events.jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One QC check: ``passed`` is None when the figure it needs is absent."""
+
+    name: str
+    passed: bool | None
+    value: str
+    rule: str  # what passing means
+
+
+def _num(metrics: dict[str, Any], key: str) -> float | None:
+    v = metrics.get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def qc_checks(modality: str, metrics: dict[str, Any]) -> list[Check]:
+    """Pass/fail of the modality's QC criteria, from ``qc/metrics.json``."""
+    checks: list[Check] = []
+
+    def add(name: str, ok: bool | None, value: Any, rule: str) -> None:
+        checks.append(Check(name, ok, "n/a" if value is None else str(value), rule))
+
+    if modality == "cryoem":
+        if "meets_expected_resolution" in metrics:
+            add("resolution", bool(metrics["meets_expected_resolution"]),
+                metrics.get("resolution_fsc0143_angstrom"),
+                f"FSC 0.143 resolution <= expected {metrics.get('expected_resolution_angstrom')} A")
+        res = metrics.get("resolution_fsc0143_angstrom")
+        add("FSC 0.143 crossing", None if res is None else res != "beyond Nyquist", res,
+            "the half-map FSC falls below 0.143 before Nyquist")
+    elif modality == "screening":
+        fail = _num(metrics, "plates_qc_fail")
+        add("plate QC (Z')", None if fail is None else fail == 0,
+            f"{metrics.get('plates_qc_pass')} pass, {metrics.get('plates_qc_fail')} fail",
+            "every plate reading passes its Z' / signal-to-background criteria")
+        n, ok = _num(metrics, "n_dose_response_fits"), _num(metrics, "n_dose_response_fits_ok")
+        if n:
+            add("dose-response fits", ok == n, f"{ok:.0f} of {n:.0f} converged", "every curve fit converges")
+    elif modality == "metabolomics":
+        add("spectra read", (_num(metrics, "n_spectra") or 0) > 0, metrics.get("n_spectra"),
+            "at least one spectrum per run")
+        frac = _num(metrics, "targets_detected_fraction")
+        if frac is not None:
+            add("targets detected", frac >= 0.8, f"{frac:.0%}", "at least 80% of the targets in every run")
+        err = _num(metrics, "target_max_abs_mass_error_ppm")
+        if err is not None:
+            add("target mass error", err <= 10, f"{err} ppm", "max |mass error| of the targets <= 10 ppm")
+    elif modality == "transcriptomics":
+        if "n_cells" in metrics:
+            add("cells kept", (_num(metrics, "n_cells") or 0) > 0, metrics.get("n_cells"),
+                "cells remain after QC filtering")
+            pct = _num(metrics, "pct_cells_removed")
+            if pct is not None:
+                add("cells removed by QC", pct <= 30, f"{pct}%", "QC removes at most 30% of the cells")
+        elif "n_samples" in metrics:
+            add("samples", (_num(metrics, "n_samples") or 0) > 0, metrics.get("n_samples"),
+                "at least one sample")
+    return checks
+
+
+def rule_runs(stage: StagedDataset) -> list[dict[str, Any]]:
+    """One row per Snakemake job of the last run (from ``_meta/snakemake-events.jsonl``)."""
+    from pipelines.monitoring import benchmark_figures
+
+    path = stage.meta_dir / EVENTS_FILE
+    if not path.is_file():
+        return []
+    jobs: dict[int, dict[str, Any]] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            ev = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        kind = ev.get("event")
+        if kind == "job_info" and ev.get("rule") != "all":
+            wc = ",".join(f"{k}={v}" for k, v in (ev.get("wildcards") or {}).items())
+            jobs[ev["jobid"]] = {"rule": ev["rule"] + (f"[{wc}]" if wc else ""), "start": ev["t"],
+                                 "threads": ev.get("threads"),
+                                 "mem_mb": (ev.get("resources") or {}).get("mem_mb"),
+                                 "benchmark": ev.get("benchmark"), "status": "running"}
+        elif kind in ("job_finished", "job_error") and ev.get("jobid") in jobs:
+            job = jobs[ev["jobid"]]
+            job["status"] = "completed" if kind == "job_finished" else "failed"
+            job["seconds"] = round(ev["t"] - job["start"], 2)
+    rows = []
+    for job in jobs.values():
+        bench = benchmark_figures(job.pop("benchmark"))
+        job.pop("start")
+        rows.append(job | {"cpu_s": bench.get("cpu_s"), "max_rss_mb": bench.get("max_rss_mb")})
+    return rows
+
+
+def qc_rows(stage: StagedDataset) -> list[dict[str, str]]:
+    """The ``qc-<dataset-id>`` artifact: checks, then rules, then key figures (one table)."""
+    exp, metrics = stage.experiment, stage.metrics
+    rows = [{"section": "check", "name": c.name,
+             "result": {True: "PASS", False: "FAIL", None: "n/a"}[c.passed],
+             "value": c.value, "detail": c.rule} for c in qc_checks(exp.get("modality", ""), metrics)]
+    for r in rule_runs(stage):
+        rows.append({"section": "rule", "name": r["rule"],
+                     "result": "PASS" if r["status"] == "completed" else r["status"].upper(),
+                     "value": f"{r.get('seconds', '?')} s",
+                     "detail": f"threads {r['threads']}, mem_mb {r['mem_mb']}, cpu_s {r['cpu_s']}, "
+                               f"max_rss_mb {r['max_rss_mb']}"})
+    for k, v in sorted(metrics.items()):
+        rows.append({"section": "figure", "name": k, "result": "", "value": str(v), "detail": ""})
+    return rows
+
+
+# ----------------------------------------------------------------------------------- HTML
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _png_data_uri(path: Path) -> str:
+    data = path.read_bytes()
+    if len(data) > MAX_PNG_BYTES:
+        from PIL import Image
+
+        img = Image.open(io.BytesIO(data))
+        scale = (MAX_PNG_BYTES / len(data)) ** 0.5
+        img = img.resize((max(1, int(img.width * scale)), max(1, int(img.height * scale))))
+        buf = io.BytesIO()
+        img.save(buf, format="PNG", optimize=True)
+        data = buf.getvalue()
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def _group_files(files: Iterable[dict[str, Any]]) -> list[tuple[str, int, int, str]]:
+    """(entry, n files, bytes, sha256 or '') per dataset entry: a Zarr store is one line."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for f in files:
+        parts = f["path"].split("/")
+        entry = "/".join(parts[:2]) if len(parts) > 2 else f["path"]
+        groups.setdefault(entry, []).append(f)
+    out = []
+    for entry, fs in sorted(groups.items()):
+        single = len(fs) == 1 and fs[0]["path"] == entry
+        out.append((entry + ("" if single else "/"), len(fs), sum(f["size"] for f in fs),
+                    fs[0]["sha256"] if single else ""))
+    return out
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:60em;padding:0 1em;color:#1b1f24;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #d0d7de;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;width:100%;margin:.5em 0;font-size:.92em}
+th,td{border:1px solid #d0d7de;padding:.3em .5em;text-align:left;vertical-align:top}
+th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.pass{background:#dafbe1;color:#116329;font-weight:600}.fail{background:#ffebe9;color:#a40e26;font-weight:600}
+.na{color:#57606a}.sub{color:#57606a}code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em}
+pre{background:#f6f8fa;padding:.7em;overflow-x:auto}figure{margin:1em 0}
+figure img{max-width:100%;border:1px solid #d0d7de}figcaption{color:#57606a;font-size:.9em}
+.verdict{display:inline-block;padding:.2em .7em;border-radius:.3em;margin:.3em 0}
+"""
+
+
+def render_report(*, stage: StagedDataset, dataset_id: str, version: int, files: list[dict[str, Any]],
+                  content_digest: str, created: str, location: str) -> bytes:
+    """The self-contained HTML report of one version (UTF-8 bytes, < 5 MB).
+
+    Parameters
+    ----------
+    stage
+        The staged dataset being published (experiment, metrics, QC plots, run events).
+    files
+        The version's files: ``{"path", "size", "sha256"}`` (as in its manifest).
+    location
+        Where the version is, e.g. ``s3://binds-curated/open/cryoem/<id>/v2/``.
+    """
+    exp, metrics = stage.experiment, stage.metrics
+    modality = exp.get("modality", "")
+    checks = qc_checks(modality, metrics)
+    failed = [c for c in checks if c.passed is False]
+    verdict = ("<span class='verdict fail'>QC: {} of {} checks failed</span>".format(len(failed), len(checks))
+               if failed else f"<span class='verdict pass'>QC: all {len(checks)} checks passed</span>"
+               if checks else "<span class='verdict na'>QC: no pass/fail criteria for this modality</span>")
+    title = exp.get("title") or dataset_id
+    access = (exp.get("access") or {}).get("level", "")
+    inst = exp.get("instrument") or {}
+    req = exp.get("requester") or {}
+    parts: list[str] = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>",
+        # no network at all: images are data: URIs, styles inline
+        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:; "
+        "style-src 'unsafe-inline'\">",
+        f"<title>QC report: {_e(dataset_id)} v{version}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+        f"<p class='sub'>Dataset <b>{_e(dataset_id)}</b> version {version} &middot; {_e(modality)} &middot; "
+        f"access {_e(access)} &middot; request {_e(exp.get('request_id'))} &middot; published {_e(created)}</p>",
+        verdict,
+        "<h2>What was measured</h2><table>",
+    ]
+    about = [("Description", exp.get("description")), ("Support unit", exp.get("support_unit")),
+             ("Instrument", " ".join(str(v) for v in inst.values() if v)),
+             ("Acquired", exp.get("acquired")), ("Operator", exp.get("operator")),
+             ("Requester", ", ".join(str(v) for v in req.values() if v)),
+             ("Samples", "; ".join(", ".join(f"{k} {v}" for k, v in s.items() if not isinstance(v, (dict, list)))
+                                   for s in exp.get("samples") or [])),
+             ("Raw files", ", ".join(f"{i['name']} ({_human(i['size'])})"
+                                     for i in stage.run_info.get("inputs", [])))]
+    parts += [f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in about if v]
+    parts.append("</table>")
+
+    parts.append("<h2>Quality checks</h2>")
+    if checks:
+        parts.append("<table><tr><th>check</th><th>result</th><th>value</th><th>criterion</th></tr>")
+        for c in checks:
+            cls, word = {True: ("pass", "PASS"), False: ("fail", "FAIL"), None: ("na", "n/a")}[c.passed]
+            parts.append(f"<tr><td>{_e(c.name)}</td><td class='{cls}'>{word}</td><td>{_e(c.value)}</td>"
+                         f"<td>{_e(c.rule)}</td></tr>")
+        parts.append("</table>")
+    parts.append("<h3>Key figures</h3><table><tr><th>figure</th><th>value</th></tr>")
+    parts += [f"<tr><td><code>{_e(k)}</code></td><td class='num'>{_e(v)}</td></tr>"
+              for k, v in sorted(metrics.items())]
+    parts.append("</table>")
+
+    pngs = sorted(stage.qc_dir.glob("*.png")) if stage.qc_dir.is_dir() else []
+    if pngs:
+        parts.append("<h2>Figures</h2>")
+        for png in pngs:
+            parts.append(f"<figure><img alt='{_e(png.stem)}' src='{_png_data_uri(png)}'>"
+                         f"<figcaption>qc/{_e(png.name)}</figcaption></figure>")
+
+    rules = rule_runs(stage)
+    if rules:
+        parts.append("<h2>How it was processed</h2><p class='sub'>Every step the last "
+                     "Snakemake invocation ran (a resumed run lists only what it still had to do), "
+                     "with its time and the resources it used.</p><table><tr><th>step</th>"
+                     "<th>status</th><th>seconds</th><th>CPU s</th><th>threads</th><th>memory limit MB</th>"
+                     "<th>max RSS MB</th></tr>")
+        for r in rules:
+            cls = "pass" if r["status"] == "completed" else "fail"
+            parts.append(f"<tr><td><code>{_e(r['rule'])}</code></td><td class='{cls}'>{_e(r['status'])}</td>"
+                         + "".join(f"<td class='num'>{_e(r.get(k))}</td>"
+                                   for k in ("seconds", "cpu_s", "threads", "mem_mb", "max_rss_mb")) + "</tr>")
+        parts.append("</table>")
+    workflow = stage.run_info.get("workflow")
+    if workflow:
+        parts.append(f"<p class='sub'>Workflow: {_e(workflow)}</p>")
+
+    total = sum(f["size"] for f in files)
+    parts.append(f"<h2>What was published</h2><p>{len(files)} files, {_human(total)}; content digest "
+                 f"<code>{_e(content_digest)}</code> (sha256 over every file's path, size and sha256: "
+                 "the version's identity).</p><table><tr><th>entry</th><th>files</th><th>size</th>"
+                 "<th>sha256</th></tr>")
+    for entry, n, size, sha in _group_files(files):
+        parts.append(f"<tr><td><code>{_e(entry)}</code></td><td class='num'>{n}</td>"
+                     f"<td class='num'>{_human(size)}</td><td><code>{_e(sha)}</code></td></tr>")
+    parts.append("</table>")
+
+    licence = exp.get("license", "")
+    year = str(created)[:4]
+    creator = exp.get("support_unit") or "BINDS"
+    parts += [
+        "<h2>How to access it</h2>",
+        f"<p>Location: <code>{_e(location)}</code> (access level <b>{_e(access)}</b>; licence "
+        f"<b>{_e(licence)}</b>). Every file is listed with its size and sha256 in "
+        "<code>manifest.json</code>; <code>metadata.jsonld</code> is schema.org / Croissant 1.0.</p>",
+        "<pre>binds show {id} --version {v} --store STORE\nbinds verify {id} --version {v} --store STORE"
+        "\n\n# Python\nimport mlcroissant as mlc\nds = mlc.Dataset(jsonld=\"{loc}metadata.jsonld\")</pre>"
+        .format(id=_e(dataset_id), v=version, loc=_e(location)),
+        "<h2>How to cite it</h2>",
+        f"<p>{_e(creator)} ({_e(year)}). <i>{_e(title)}</i> [Data set, version {version}]. BINDS. "
+        f"{_e(dataset_id)}, {_e(content_digest)}. Licence {_e(licence)}.</p>",
+        "</body></html>\n",
+    ]
+    out = "\n".join(parts).encode("utf-8")
+    if len(out) > MAX_REPORT_BYTES:  # figures are what makes it large: keep the text
+        return render_text_only(out)
+    return out
+
+
+def render_text_only(page: bytes) -> bytes:
+    """The report without its images (for the rare version whose plots exceed the e-mail size)."""
+    import re
+
+    return re.sub(rb"<img [^>]*src='data:[^']*'>", b"<p class='na'>(figure left out: the report "
+                  b"would exceed 5 MB; it is in the version's qc/ folder)</p>", page)
