@@ -47,12 +47,12 @@ def snapshot(run_dir: Path) -> Snapshot:
     return Snapshot(h.hexdigest(), newest)
 
 
-def _load_state(inbox: Path) -> dict[str, Any]:
+def load_state(inbox: Path) -> dict[str, Any]:
     path = inbox / STATE_FILE
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _save_state(inbox: Path, state: dict[str, Any]) -> None:
+def save_state(inbox: Path, state: dict[str, Any]) -> None:
     tmp = inbox / (STATE_FILE + ".tmp")
     tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
     tmp.replace(inbox / STATE_FILE)
@@ -76,7 +76,7 @@ class Entry:
 def scan(inbox: Path, *, settle_s: float, now: float | None = None) -> list[Entry]:
     """Every folder of the inbox with what to do about it (sorted by name)."""
     now = time.time() if now is None else now
-    state = _load_state(inbox)
+    state = load_state(inbox)
     entries = []
     for run_dir in sorted(p for p in inbox.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not (run_dir / EXPERIMENT_FILE).is_file():
@@ -136,9 +136,9 @@ class SkipReporter:
 
 def record(inbox: Path, name: str, rec: dict[str, Any]) -> None:
     """Write one folder's outcome into the inbox state file (atomically)."""
-    state = _load_state(inbox)
+    state = load_state(inbox)
     state[name] = rec
-    _save_state(inbox, state)
+    save_state(inbox, state)
 
 
 def failure_record(exc: BaseException) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from pipelines.inbox import SkipReporter, _load_state, failure_record, record, scan
+from pipelines.inbox import SkipReporter, load_state, failure_record, record, scan
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # submissions of one folder state after crashed/cancelled runs (restarts)
@@ -62,7 +62,7 @@ class InboxService:
     # -- one scan
     def scan_once(self, client) -> None:
         self._follow_submitted(client)
-        in_flight = sum(1 for r in _load_state(self.inbox).values() if r.get("status") == "submitted")
+        in_flight = sum(1 for r in load_state(self.inbox).values() if r.get("status") == "submitted")
         for entry in scan(self.inbox, settle_s=self.settle_s):
             if not entry.ready:
                 self.skips(entry)
@@ -100,7 +100,7 @@ class InboxService:
                  + (f", attempt {attempt}" if attempt > 1 else ""))
 
     def _follow_submitted(self, client) -> None:
-        for name, rec in list(_load_state(self.inbox).items()):
+        for name, rec in list(load_state(self.inbox).items()):
             if rec.get("status") != "submitted":
                 continue
             try:

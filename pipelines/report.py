@@ -214,15 +214,28 @@ def render_report(*, stage: StagedDataset, dataset_id: str, version: int, files:
     exp, metrics = stage.experiment, stage.metrics
     modality = exp.get("modality", "")
     checks = qc_checks(modality, metrics)
+    parts = _head(exp, dataset_id=dataset_id, version=version, created=created, checks=checks)
+    parts += _measured(exp, stage)
+    parts += _checks_section(checks, metrics)
+    parts += _figures_section(stage)
+    parts += _processing_section(stage)
+    parts += _published_section(files, content_digest)
+    parts += _access_section(exp, dataset_id=dataset_id, version=version, created=created, location=location,
+                             content_digest=content_digest)
+    out = "\n".join(parts).encode("utf-8")
+    if len(out) > MAX_REPORT_BYTES:  # figures are what makes it large: keep the text
+        return render_text_only(out)
+    return out
+
+
+def _head(exp: dict[str, Any], *, dataset_id: str, version: int, created: str, checks: list[Any]) -> list[str]:
     failed = [c for c in checks if c.passed is False]
     verdict = ("<span class='verdict fail'>QC: {} of {} checks failed</span>".format(len(failed), len(checks))
                if failed else f"<span class='verdict pass'>QC: all {len(checks)} checks passed</span>"
                if checks else "<span class='verdict na'>QC: no pass/fail criteria for this modality</span>")
     title = exp.get("title") or dataset_id
     access = (exp.get("access") or {}).get("level", "")
-    inst = exp.get("instrument") or {}
-    req = exp.get("requester") or {}
-    parts: list[str] = [
+    return [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width,initial-scale=1'>",
         # no network at all: images are data: URIs, styles inline
@@ -230,11 +243,15 @@ def render_report(*, stage: StagedDataset, dataset_id: str, version: int, files:
         "style-src 'unsafe-inline'\">",
         f"<title>QC report: {_e(dataset_id)} v{version}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
-        f"<p class='sub'>Dataset <b>{_e(dataset_id)}</b> version {version} &middot; {_e(modality)} &middot; "
+        f"<p class='sub'>Dataset <b>{_e(dataset_id)}</b> version {version} &middot; {_e(exp.get('modality', ''))} &middot; "
         f"access {_e(access)} &middot; request {_e(exp.get('request_id'))} &middot; published {_e(created)}</p>",
         verdict,
-        "<h2>What was measured</h2><table>",
     ]
+
+
+def _measured(exp: dict[str, Any], stage: StagedDataset) -> list[str]:
+    inst = exp.get("instrument") or {}
+    req = exp.get("requester") or {}
     about = [("Description", exp.get("description")), ("Support unit", exp.get("support_unit")),
              ("Instrument", " ".join(str(v) for v in inst.values() if v)),
              ("Acquired", exp.get("acquired")), ("Operator", exp.get("operator")),
@@ -243,10 +260,12 @@ def render_report(*, stage: StagedDataset, dataset_id: str, version: int, files:
                                    for s in exp.get("samples") or [])),
              ("Raw files", ", ".join(f"{i['name']} ({_human(i['size'])})"
                                      for i in stage.run_info.get("inputs", [])))]
-    parts += [f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in about if v]
-    parts.append("</table>")
+    return ["<h2>What was measured</h2><table>",
+            *[f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in about if v], "</table>"]
 
-    parts.append("<h2>Quality checks</h2>")
+
+def _checks_section(checks: list[Any], metrics: dict[str, Any]) -> list[str]:
+    parts = ["<h2>Quality checks</h2>"]
     if checks:
         parts.append("<table><tr><th>check</th><th>result</th><th>value</th><th>criterion</th></tr>")
         for c in checks:
@@ -258,14 +277,19 @@ def render_report(*, stage: StagedDataset, dataset_id: str, version: int, files:
     parts += [f"<tr><td><code>{_e(k)}</code></td><td class='num'>{_e(v)}</td></tr>"
               for k, v in sorted(metrics.items())]
     parts.append("</table>")
+    return parts
 
+
+def _figures_section(stage: StagedDataset) -> list[str]:
     pngs = sorted(stage.qc_dir.glob("*.png")) if stage.qc_dir.is_dir() else []
-    if pngs:
-        parts.append("<h2>Figures</h2>")
-        for png in pngs:
-            parts.append(f"<figure><img alt='{_e(png.stem)}' src='{_png_data_uri(png)}'>"
-                         f"<figcaption>qc/{_e(png.name)}</figcaption></figure>")
+    if not pngs:
+        return []
+    return ["<h2>Figures</h2>", *[f"<figure><img alt='{_e(png.stem)}' src='{_png_data_uri(png)}'>"
+                                  f"<figcaption>qc/{_e(png.name)}</figcaption></figure>" for png in pngs]]
 
+
+def _processing_section(stage: StagedDataset) -> list[str]:
+    parts = []
     rules = rule_runs(stage)
     if rules:
         parts.append("<h2>How it was processed</h2><p class='sub'>Every step the last "
@@ -282,37 +306,41 @@ def render_report(*, stage: StagedDataset, dataset_id: str, version: int, files:
     workflow = stage.run_info.get("workflow")
     if workflow:
         parts.append(f"<p class='sub'>Workflow: {_e(workflow)}</p>")
+    return parts
 
+
+def _published_section(files: list[dict[str, Any]], content_digest: str) -> list[str]:
     total = sum(f["size"] for f in files)
-    parts.append(f"<h2>What was published</h2><p>{len(files)} files, {_human(total)}; content digest "
-                 f"<code>{_e(content_digest)}</code> (sha256 over every file's path, size and sha256: "
-                 "the version's identity).</p><table><tr><th>entry</th><th>files</th><th>size</th>"
-                 "<th>sha256</th></tr>")
+    parts = [f"<h2>What was published</h2><p>{len(files)} files, {_human(total)}; content digest "
+             f"<code>{_e(content_digest)}</code> (sha256 over every file's path, size and sha256 and "
+             "the experiment metadata: the version's identity).</p><table><tr><th>entry</th><th>files</th>"
+             "<th>size</th><th>sha256</th></tr>"]
     for entry, n, size, sha in _group_files(files):
         parts.append(f"<tr><td><code>{_e(entry)}</code></td><td class='num'>{n}</td>"
                      f"<td class='num'>{_human(size)}</td><td><code>{_e(sha)}</code></td></tr>")
     parts.append("</table>")
+    return parts
 
+
+def _access_section(exp: dict[str, Any], *, dataset_id: str, version: int, created: str,
+                    location: str, content_digest: str) -> list[str]:
     licence = exp.get("license", "")
-    year = str(created)[:4]
+    access = (exp.get("access") or {}).get("level", "")
+    title = exp.get("title") or dataset_id
     creator = exp.get("support_unit") or "BINDS"
-    parts += [
+    return [
         "<h2>How to access it</h2>",
         f"<p>Location: <code>{_e(location)}</code> (access level <b>{_e(access)}</b>; licence "
         f"<b>{_e(licence)}</b>). Every file is listed with its size and sha256 in "
-        "<code>manifest.json</code>; <code>metadata.jsonld</code> is schema.org / Croissant 1.0.</p>",
+        "<code>manifest.json</code>; <code>metadata.jsonld</code> is schema.org / Croissant.</p>",
         "<pre>binds show {id} --version {v} --store STORE\nbinds verify {id} --version {v} --store STORE"
         "\n\n# Python\nimport mlcroissant as mlc\nds = mlc.Dataset(jsonld=\"{loc}metadata.jsonld\")</pre>"
         .format(id=_e(dataset_id), v=version, loc=_e(location)),
         "<h2>How to cite it</h2>",
-        f"<p>{_e(creator)} ({_e(year)}). <i>{_e(title)}</i> [Data set, version {version}]. BINDS. "
+        f"<p>{_e(creator)} ({_e(str(created)[:4])}). <i>{_e(title)}</i> [Data set, version {version}]. BINDS. "
         f"{_e(dataset_id)}, {_e(content_digest)}. Licence {_e(licence)}.</p>",
         "</body></html>\n",
     ]
-    out = "\n".join(parts).encode("utf-8")
-    if len(out) > MAX_REPORT_BYTES:  # figures are what makes it large: keep the text
-        return render_text_only(out)
-    return out
 
 
 def render_text_only(page: bytes) -> bytes:

@@ -12,6 +12,7 @@ import yaml
 
 from pipelines.modalities.cryoem import make_demo_run
 from pipelines.resources import profiles_dir
+from pipelines.staging import is_published_name
 from pipelines.runner import prepare
 from pipelines.store.publish import content_digest
 from pipelines.workflow import run_workflow, snakemake_command
@@ -60,15 +61,15 @@ def test_local_executor_with_s3_storage_gives_the_local_digest(
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=stage_key):
         for obj in page.get("Contents", []):
             rel = obj["Key"][len(stage_key) :]
-            if not rel.startswith(("data/", "qc/")):
-                continue
+            if not rel.startswith(("data/", "qc/")) or not is_published_name(rel.rsplit("/", 1)[-1]):
+                continue  # what publish leaves out (Snakemake's directory markers)
             body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
             files.append(
                 {"path": rel, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
             )
     _, local_manifest, *_ = cryoem_version
     assert {f["path"] for f in files} == {f["path"] for f in local_manifest["files"]}
-    assert content_digest(files) == local_manifest["content_digest"]
+    assert content_digest(files, experiment=staged.experiment) == local_manifest["content_digest"]
 
 
 def test_kubernetes_profile_passes_a_dry_run(s3_bucket, s3_endpoint, tmp_path):
