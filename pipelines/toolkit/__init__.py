@@ -1,0 +1,1 @@
+"""Small shared building blocks of the modality code (table writer, input helpers)."""
