@@ -65,7 +65,7 @@ def table_parquet(df: "pd.DataFrame", dest: str | Path, *, index_name: str | Non
     index is dropped); format ``binds-transcriptomics-<file stem>``, columns documented."""
     import pyarrow as pa
 
-    from pipelines.toolkit.tables import columns_for, write_table
+    from pipelines.toolkit.tables import ColumnDoc, columns_for, write_table
 
     dest = Path(dest)
     out = df.copy()
@@ -77,5 +77,9 @@ def table_parquet(df: "pd.DataFrame", dest: str | Path, *, index_name: str | Non
         if out[col].dtype == object:
             out[col] = out[col].astype(str)
     fmt = f"binds-transcriptomics-{dest.stem.replace('_', '-')}"
+    try:
+        columns = columns_for(fmt)
+    except KeyError:  # not one of the published file names (a caller's scratch table)
+        fmt, columns = "binds-transcriptomics-table", {"*": ColumnDoc("see docs/formats/transcriptomics.md")}
     return write_table(pa.Table.from_pandas(out, preserve_index=False), dest, format_name=fmt,
-                       format_version=FORMAT_VERSION, columns=columns_for(fmt))
+                       format_version=FORMAT_VERSION, columns=columns)
