@@ -32,6 +32,7 @@ class _Root:
     fs: Any          # fsspec filesystem
     path: str        # root path inside it, no trailing slash
     url: str         # what the user gave
+    arrow_fs: Any = None  # the same as a pyarrow filesystem (Parquet reads), when there is one
 
     def join(self, *parts: str) -> str:
         return "/".join([self.path, *(p.strip("/") for p in parts if p)])
@@ -46,11 +47,24 @@ def endpoint_url() -> str | None:
 def _root(store: str | os.PathLike[str] | None) -> _Root:
     url = os.fspath(store) if store is not None else (os.environ.get("BINDS_STORE") or DEFAULT_STORE)
     if url.startswith("s3://"):
-        import s3fs
+        # pyarrow's S3 client (the AWS C++ SDK): the standard credential chain, and a cold
+        # start of ~0.3 s where botocore-based clients (s3fs) need ~1.5 s to load their models
+        import pyarrow.fs as pafs
+        from fsspec.implementations.arrow import ArrowFSWrapper
 
-        ep = endpoint_url()
-        fs = s3fs.S3FileSystem(endpoint_url=ep) if ep else s3fs.S3FileSystem()
-        return _Root(fs, url.removeprefix("s3://").rstrip("/"), url)
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        options: dict[str, Any] = {"region": region} if region else {}
+        if ep := endpoint_url():
+            options["endpoint_override"] = ep
+            options.setdefault("region", "us-east-1")
+        arrow_fs = pafs.S3FileSystem(**options)
+
+        class _S3(ArrowFSWrapper):
+            @property
+            def fsid(self) -> str:  # fsspec's derives it from a host name S3 has not got
+                return f"arrow-s3-{id(self.fs)}"
+
+        return _Root(_S3(arrow_fs), url.removeprefix("s3://").rstrip("/"), url, arrow_fs)
     if "://" in url and not url.startswith("file://"):
         raise ValueError(f"unsupported store URL {url!r}: a local folder or s3://bucket/prefix")
     from fsspec.implementations.local import LocalFileSystem
@@ -61,19 +75,30 @@ def _root(store: str | os.PathLike[str] | None) -> _Root:
     return _Root(LocalFileSystem(), path.rstrip("/"), url)
 
 
-def _catalog_table(root: _Root, levels: Iterable[str]):
-    import pyarrow.dataset as ds
-
+def _catalog_files(root: _Root, levels: Iterable[str], dataset_id: str | None = None) -> list[str]:
+    """The catalog row files (one listing per level; a level we may not list is skipped)."""
     files = []
     for level in levels:
         try:
-            files += sorted(root.fs.glob(root.join(level, "catalog", "*.parquet")))
-        except (PermissionError, OSError):  # a level this identity may not list: skipped
+            names = root.fs.ls(root.join(level, "catalog"), detail=False)
+        except (PermissionError, FileNotFoundError, OSError):
             continue
+        for name in names:
+            base = name.rsplit("/", 1)[-1]
+            if base.endswith(".parquet") and (dataset_id is None or f"--{dataset_id}--v" in base):
+                files.append(name)
+    return sorted(files)
+
+
+def _catalog_table(root: _Root, levels: Iterable[str], dataset_id: str | None = None):
+    import pyarrow.dataset as ds
+
+    files = _catalog_files(root, levels, dataset_id)
     if not files:
         return CATALOG_SCHEMA.empty_table()
     # the current schema: rows written by older versions get the new columns as nulls
-    return ds.dataset(files, format="parquet", filesystem=root.fs, schema=CATALOG_SCHEMA).to_table()
+    return ds.dataset(files, format="parquet", filesystem=root.arrow_fs or root.fs,
+                      schema=CATALOG_SCHEMA).to_table()
 
 
 def _to_pandas(table):
@@ -103,7 +128,8 @@ def catalog(store: str | os.PathLike[str] | None = None, *, levels: Iterable[str
 
 
 def _row(root: _Root, dataset_id: str, version: int | str):
-    df = _to_pandas(_catalog_table(root, ACCESS_LEVELS))
+    # only this dataset's row files are read (the file names carry the dataset id)
+    df = _to_pandas(_catalog_table(root, ACCESS_LEVELS, dataset_id))
     df = df[df["dataset_id"] == dataset_id]
     if df.empty:
         raise DatasetNotFound(f"no dataset {dataset_id!r} in {root.url}")
@@ -180,7 +206,7 @@ def open(dataset_id: str, version: int | str = "latest", store: str | os.PathLik
     if rel.endswith(".parquet"):
         import pyarrow.dataset as ds
 
-        return ds.dataset(full, format="parquet", filesystem=root.fs)
+        return ds.dataset(full, format="parquet", filesystem=root.arrow_fs or root.fs)
     if rel.endswith(".zarr"):
         group = _zarr_group(root, full)
         if "obs" in group and "var" in group and "X" in group:
@@ -215,11 +241,9 @@ def _zarr_group(root: _Root, full: str):
 
     import fsspec.implementations.asyn_wrapper  # noqa: F401 - zarr wraps sync filesystems with it
 
-    fs = root.fs
-    if not getattr(fs, "async_impl", False):
-        fs = fsspec.implementations.asyn_wrapper.AsyncFileSystemWrapper(fs)
-    else:  # s3fs: zarr needs an asynchronous instance of it
-        fs = type(fs)(**{**fs.storage_options, "asynchronous": True})
+    # zarr wants an asynchronous filesystem; wrapping the one already connected reuses its
+    # session and credentials (a new asynchronous s3fs would set up both again: ~1 s)
+    fs = fsspec.implementations.asyn_wrapper.AsyncFileSystemWrapper(root.fs, asynchronous=True)
     return zarr.open_group(FsspecStore(fs, path=full, read_only=True), mode="r")
 
 
