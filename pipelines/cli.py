@@ -271,6 +271,8 @@ def catalog(
     base_url: Annotated[str | None, typer.Option(
         help="--format dcat: prefix of dataset IRIs (default BINDS_BASE_URL).")] = None,
     latest: Annotated[bool, typer.Option("--latest", help="Only the newest version of each dataset.")] = False,
+    samples: Annotated[bool, typer.Option("--samples", help="One row per sample and version instead (sample id, "
+                                                            "organism, tissue, cell type, compound, dataset).")] = False,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Rewrite the catalog rows from the manifests first.")] = False,
 ) -> None:
     """List the committed dataset versions (one row per version), newest first; select by
@@ -285,6 +287,8 @@ def catalog(
       binds catalog --modality cryoem --where "resolution_angstrom<=3.5" --where "acquired>=2026-01-01"
 
       binds catalog --store s3://binds-curated --format dcat --for open > catalog.ttl
+
+      binds catalog --samples --where "compounds=CHEBI:15377" --json   # join samples across modalities
 
       binds catalog --rebuild          # after a crash between commit and catalog row
     """
@@ -329,6 +333,20 @@ def catalog(
 
         graph = catalog_graph(df, store=st, base=base_url, audience=for_level)
         sys.stdout.write(graph.serialize(format="turtle"))
+        return
+    if samples:
+        rows = [{**smp, "dataset_id": r.dataset_id, "version": int(r.version), "modality": r.modality,
+                 "access": r.access} for r in df.itertuples() for smp in (r.samples if r.samples is not None else [])]
+        if json_out or fmt == "json":
+            sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+            return
+        table = Table(title=f"samples in {st.url}", title_justify="left")
+        for col in ("sample_id", "organism", "tissue", "cell_type", "compound", "dataset_id", "version", "modality"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            table.add_row(*(str(r[c]) if r[c] is not None else "" for c in
+                            ("sample_id", "organism", "tissue", "cell_type", "compound", "dataset_id", "version", "modality")))
+        out.print(table)
         return
     if json_out or fmt == "json":
         rows = json.loads(df.to_json(orient="records", date_format="iso"))
@@ -395,6 +413,15 @@ def show(
     out.print(f"  location: {st.url}/{row['path']}", highlight=False)
     out.print(f"  content:  {manifest['content_digest']}  ({manifest['n_files']} files, {_human(manifest['bytes'])})")
     out.print("  data:     " + ", ".join(row["data_paths"]), highlight=False)
+    for label, col in (("organisms", "organisms"), ("tissues", "tissues"), ("cell types", "cell_types"),
+                       ("compounds", "compounds")):
+        if row[col] is not None and len(row[col]):
+            out.print(f"  {label + ':':<9} " + ", ".join(row[col]), highlight=False)
+    for label, col in (("licence", "licence"), ("acquired", "acquired"), ("instrument", "instrument_model"),
+                       ("unit", "support_unit"), ("qc pass", "qc_pass"), ("metadata", "metadata_path"),
+                       ("report", "report_path")):
+        if row[col] is not None and row[col] == row[col]:
+            out.print(f"  {label + ':':<9} {row[col]}", highlight=False)
     if manifest.get("qc"):
         out.print("  qc:")
         for k, v in sorted(manifest["qc"].items()):

@@ -17,6 +17,6 @@ S3 endpoint and credentials: the standard AWS settings (``AWS_ENDPOINT_URL``,
 
 from __future__ import annotations
 
-from pipelines.access.reader import DatasetNotFound, catalog, manifest, open, verify
+from pipelines.access.reader import DatasetNotFound, catalog, manifest, open, samples, verify
 
-__all__ = ["DatasetNotFound", "catalog", "manifest", "open", "verify"]
+__all__ = ["DatasetNotFound", "catalog", "manifest", "open", "samples", "verify"]

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 CATALOG_FORMAT_VERSION = "2"
+SAMPLE_KEYS = ("sample_id", "organism", "tissue", "cell_type", "compound")
 
 IDENTITY_FIELDS = [
     pa.field("dataset_id", pa.string(), nullable=False),
@@ -41,6 +42,8 @@ SELECTION_FIELDS = [
     pa.field("cell_types", pa.list_(pa.string())),   # CL ids
     pa.field("compounds", pa.list_(pa.string())),    # CHEBI / PUBCHEM.COMPOUND ids
     pa.field("sample_ids", pa.list_(pa.string())),
+    # one entry per sample, for joining across modalities (pipelines.access.samples)
+    pa.field("samples", pa.list_(pa.struct([pa.field(n, pa.string()) for n in SAMPLE_KEYS]))),
     pa.field("licence", pa.string()),                # SPDX id
     pa.field("acquired", pa.date32()),
     pa.field("instrument_model", pa.string()),
@@ -77,7 +80,7 @@ QC_FIELDS = [pa.field("qc_json", pa.string())]  # qc/metrics.json: every QC figu
 
 CATALOG_SCHEMA = pa.schema(IDENTITY_FIELDS + SELECTION_FIELDS + FIGURE_FIELDS + QC_FIELDS,
                            metadata={b"binds.catalog.format_version": CATALOG_FORMAT_VERSION.encode()})
-LIST_COLUMNS = {f.name for f in CATALOG_SCHEMA if pa.types.is_list(f.type)}
+LIST_COLUMNS = {f.name for f in CATALOG_SCHEMA if pa.types.is_list(f.type) and f.name != "samples"}
 
 
 def _max(m: Mapping[str, Any], *keys: str) -> float | None:

@@ -127,6 +127,26 @@ def catalog(store: str | os.PathLike[str] | None = None, *, levels: Iterable[str
     return (latest_only(df) if latest else df).reset_index(drop=True)
 
 
+def samples(store: str | os.PathLike[str] | None = None, *, levels: Iterable[str] = ACCESS_LEVELS,
+            latest: bool = True, **filters: Any):
+    """One row per (sample, dataset version): ``sample_id``, ``organism``, ``tissue``,
+    ``cell_type``, ``compound`` (ontology ids) with ``dataset_id``, ``version``, ``modality``,
+    ``access``, ``path``, so a compound or cell line can be joined across modalities.
+
+    ``filters`` apply to these columns (same rules as :func:`catalog`); ``latest``: only the
+    newest version of each dataset (default).
+    """
+    import pandas as pd
+
+    cat = catalog(store, levels=levels, latest=latest)
+    rows = [{**s, "dataset_id": r.dataset_id, "version": r.version, "modality": r.modality,
+             "access": r.access, "path": r.path}
+            for r in cat.itertuples() for s in (r.samples if r.samples is not None else [])]
+    df = pd.DataFrame(rows, columns=["sample_id", "organism", "tissue", "cell_type", "compound",
+                                     "dataset_id", "version", "modality", "access", "path"])
+    return filter_frame(df, filters).reset_index(drop=True)
+
+
 def _row(root: _Root, dataset_id: str, version: int | str):
     # only this dataset's row files are read (the file names carry the dataset id)
     df = _to_pandas(_catalog_table(root, ACCESS_LEVELS, dataset_id))
@@ -181,7 +201,8 @@ def _verify(root: _Root, row, path: str | None) -> int:
 
 
 def open(dataset_id: str, version: int | str = "latest", store: str | os.PathLike[str] | None = None,
-         *, path: str | None = None, check_sha256: bool = False):  # noqa: A001 - the API's name
+         *, path: str | None = None, check_sha256: bool = False,
+         chunks_in_flight: int | None = None):  # noqa: A001 - the API's name
     """Open a dataset version lazily, as the standard object of its format.
 
     ``path``: which data entry (default: the modality's main one, :data:`MAIN_DATA`), e.g.
@@ -196,6 +217,11 @@ def open(dataset_id: str, version: int | str = "latest", store: str | os.PathLik
 
     ``check_sha256``: first re-read the files of that entry and compare them with the
     manifest (:func:`verify`); raises ``ValueError`` on a difference.
+
+    ``chunks_in_flight``: Zarr chunks read concurrently (zarr's ``async.concurrency``, a
+    process-wide setting; zarr's default is 10).  Each holds one decoded chunk besides the
+    result, so 1-2 keeps a read within ~1.2x of its size (benchmarks: bench_access); more
+    is faster on S3.
     """
     root = _root(store)
     row = _row(root, dataset_id, version)
@@ -208,6 +234,10 @@ def open(dataset_id: str, version: int | str = "latest", store: str | os.PathLik
 
         return ds.dataset(full, format="parquet", filesystem=root.arrow_fs or root.fs)
     if rel.endswith(".zarr"):
+        if chunks_in_flight:
+            import zarr
+
+            zarr.config.set({"async.concurrency": int(chunks_in_flight)})
         group = _zarr_group(root, full)
         if "obs" in group and "var" in group and "X" in group:
             return _anndata(group)

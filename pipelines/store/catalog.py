@@ -105,6 +105,11 @@ def selection(metadata: dict[str, Any] | None) -> dict[str, Any]:
         "cell_types": ids("binds:cellType"),
         "compounds": ids("binds:compound"),
         "sample_ids": sorted({s["identifier"] for s in samples if s.get("identifier")}),
+        "samples": [{"sample_id": s.get("identifier"),
+                     **{key: _curie(s[term]) if s.get(term) else None for key, term in (
+                         ("organism", "binds:organism"), ("tissue", "binds:tissue"),
+                         ("cell_type", "binds:cellType"), ("compound", "binds:compound"))}}
+                    for s in samples],
         "licence": licence.removeprefix("https://spdx.org/licenses/").removesuffix(".html") or None,
         "acquired": _date(metadata.get("dateCreated")),
         "instrument_model": metadata.get("binds:instrumentModel"),

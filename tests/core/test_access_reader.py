@@ -121,3 +121,12 @@ def test_reading_from_s3_with_the_standard_aws_endpoint_variable(demo_store, s3_
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     monkeypatch.setenv("BINDS_S3_ENDPOINT_URL", s3_endpoint)
     assert len(access.catalog(url)) == 4
+
+
+def test_samples_table_joins_across_modalities(demo_store):
+    df = access.samples(demo_store)
+    assert set(df.columns) >= {"sample_id", "organism", "tissue", "cell_type", "compound", "dataset_id", "modality"}
+    assert sorted(df[df.modality == "metabolomics"].sample_id) == ["S1", "S2", "S3"]
+    human = access.samples(demo_store, organism="NCBITaxon:9606")
+    assert set(human.modality) == {"cryoem", "metabolomics", "screening", "transcriptomics"}
+    assert list(access.samples(demo_store, tissue="UBERON:0001969").modality.unique()) == ["metabolomics"]

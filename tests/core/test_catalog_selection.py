@@ -91,3 +91,25 @@ def test_rows_of_the_previous_catalog_format_still_read(demo_store, tmp_path):
     assert rebuild_catalog(store)["rows"] == 4
     assert all(r["licence"] for r in read_catalog(store).to_pylist()), "rebuild fills the new columns"
     assert pa.types.is_list(CATALOG_SCHEMA.field("compounds").type)
+
+
+def test_experiment_schema_takes_sample_files_and_cellxgene_fields():
+    from pipelines.metadata import validate_experiment
+    from binds_testing import minimal_yaml
+    import yaml
+
+    exp = yaml.safe_load(minimal_yaml("metabolomics"))
+    exp["acquired"] = str(exp["acquired"])
+    exp["samples"][0].update(files=["S1_pos.mzML", "plates/P1_*.csv"], sex="PATO:0000383",
+                             disease="PATO:0000461", development_stage="HsapDv:0000087")
+    assert validate_experiment(exp, file="experiment.yaml")[0] == []
+    exp["samples"][0]["sex"] = "female"
+    problems, _ = validate_experiment(exp, file="experiment.yaml")
+    assert problems and "samples[0].sex" in str(problems[0])
+
+
+def test_binds_catalog_samples_table(demo_store):
+    out = binds("catalog", "--store", str(demo_store), "--samples", "--json", "--tissue", "UBERON:0001969")
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.stdout)
+    assert sorted(r["sample_id"] for r in rows) == ["S1", "S2", "S3"] and rows[0]["organism"] == "NCBITaxon:9606"
