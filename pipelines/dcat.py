@@ -26,7 +26,7 @@ from typing import Any
 from rdflib import BNode, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import DCTERMS, FOAF, RDF, RDFS, XSD
 
-from pipelines.jsonld import ONTOLOGIES, base_url, dataset_iri, term_iri
+from pipelines.jsonld import base_url, dataset_iri, term_iri
 
 DCAT = Namespace("http://www.w3.org/ns/dcat#")  # DCAT 3 (rdflib's lacks DatasetSeries, version)
 SPDX = Namespace("http://spdx.org/rdf/terms#")
@@ -228,4 +228,4 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-") or "unit"
 
 
-__all__ = ["catalog_graph", "ONTOLOGIES"]
+__all__ = ["catalog_graph"]

@@ -167,12 +167,14 @@ def filter_frame(df, filters: Mapping[str, Any]):
         elif op:
             raise KeyError(f"unknown filter operator {op!r} in {key!r} (min, max)")
         elif callable(want):
-            mask &= series.apply(lambda v: False if v is None else bool(want(v))) if col in LIST_COLUMNS \
-                else want(series).fillna(False).astype(bool)
+            if col in LIST_COLUMNS:
+                mask &= series.apply(lambda v, f=want: False if v is None else bool(f(v)))
+            else:
+                mask &= want(series).fillna(False).astype(bool)
         else:
             wanted = set(want) if isinstance(want, (list, set, tuple, frozenset)) else {want}
             if col in LIST_COLUMNS:
-                mask &= series.apply(lambda v: v is not None and bool(wanted & set(v)))
+                mask &= series.apply(lambda v, w=wanted: v is not None and bool(w & set(v)))
             else:
                 mask &= series.isin(wanted)
     return df[mask]

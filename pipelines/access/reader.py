@@ -202,7 +202,7 @@ def _verify(root: _Root, row, path: str | None) -> int:
 
 def open(dataset_id: str, version: int | str = "latest", store: str | os.PathLike[str] | None = None,
          *, path: str | None = None, check_sha256: bool = False,
-         chunks_in_flight: int | None = None):  # noqa: A001 - the API's name
+         chunks_in_flight: int | None = None):
     """Open a dataset version lazily, as the standard object of its format.
 
     ``path``: which data entry (default: the modality's main one, :data:`MAIN_DATA`), e.g.
@@ -265,11 +265,10 @@ def _resolve_path(row, path: str | None) -> str:
 def _zarr_group(root: _Root, full: str):
     import zarr
 
-    if root.fs.protocol in ("file", ("file", "local")) or "file" in root.fs.protocol:
+    if "file" in root.fs.protocol:
         return zarr.open_group(full, mode="r")
+    import fsspec.implementations.asyn_wrapper
     from zarr.storage import FsspecStore
-
-    import fsspec.implementations.asyn_wrapper  # noqa: F401 - zarr wraps sync filesystems with it
 
     # zarr wants an asynchronous filesystem; wrapping the one already connected reuses its
     # session and credentials (a new asynchronous s3fs would set up both again: ~1 s)

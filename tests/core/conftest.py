@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from binds_testing import link_files, minimal_yaml
 
-from binds_testing import link_files, minimal_yaml, run_stage
 from tests.conftest import shared_data
 
 BINDS = str(Path(sys.executable).parent / "binds")
@@ -42,11 +42,9 @@ REAL_RUNS = {
 
 @pytest.fixture(scope="session")
 def real_store(tmp_path_factory) -> Path:
-    from pipelines.store import open_store
-    from pipelines.store.publish import publish
-
+    # `binds run` in a subprocess (Prefect + Snakemake): their logging set-up stays out of
+    # this test session
     tmp = tmp_path_factory.mktemp("real")
-    store = open_store(str(tmp / "store"))
     for modality, (names, block) in REAL_RUNS.items():
         data = shared_data(modality)
         files = sorted(p for n in names for p in data.glob(n))
@@ -56,5 +54,8 @@ def real_store(tmp_path_factory) -> Path:
         (run_dir / "experiment.yaml").write_text(
             minimal_yaml(modality, title=f"Real {modality} data", request_id=f"BINDS-2026-{len(modality):04d}")
             + block)
-        publish(run_stage(run_dir, tmp / modality / "work"), store)
+        out = subprocess.run([BINDS, "run", str(run_dir), "--store", str(tmp / "store"), "--cores", "2",
+                              "--work-dir", str(tmp / modality / "work")],
+                             capture_output=True, text=True, env=os.environ.copy(), timeout=900)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return tmp / "store"

@@ -3,8 +3,6 @@ from a local folder and from S3 (moto on loopback), without Snakemake or Prefect
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
 import sys

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import shutil
 
 import pyarrow as pa
@@ -94,9 +93,10 @@ def test_rows_of_the_previous_catalog_format_still_read(demo_store, tmp_path):
 
 
 def test_experiment_schema_takes_sample_files_and_cellxgene_fields():
-    from pipelines.metadata import validate_experiment
-    from binds_testing import minimal_yaml
     import yaml
+    from binds_testing import minimal_yaml
+
+    from pipelines.metadata import validate_experiment
 
     exp = yaml.safe_load(minimal_yaml("metabolomics"))
     exp["acquired"] = str(exp["acquired"])

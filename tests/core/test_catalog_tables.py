@@ -10,7 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.toolkit import tables
-from pipelines.toolkit.tables import ColumnDoc, UndocumentedColumns, columns_for, field_docs, write_table
+from pipelines.toolkit.tables import (
+    ColumnDoc,
+    UndocumentedColumns,
+    columns_for,
+    field_docs,
+    write_table,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = {"rt_s": ColumnDoc("scan start time", "s"), "n": ColumnDoc("points"),
