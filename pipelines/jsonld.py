@@ -32,6 +32,7 @@ import importlib.metadata as im
 import json
 import os
 import platform
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,20 @@ def _arrow_type(t) -> str:
 
 
 def _record_set_id(rel_path: str) -> str:
-    return rel_path.removeprefix("data/").removeprefix("qc/").removesuffix(".parquet").replace("/", "_")
+    return _node_id(rel_path.removeprefix("data/").removeprefix("qc/").removesuffix(".parquet").replace("/", "_"))
+
+
+def _node_id(text: str, used: set[str] | None = None) -> str:
+    """An ``@id`` without whitespace (Croissant refuses it; sample-sheet columns have spaces),
+    unique within ``used``."""
+    base = re.sub(r"\s+", "_", text.strip())
+    out, n = base, 1
+    while used is not None and out in used:
+        n += 1
+        out = f"{base}_{n}"
+    if used is not None:
+        used.add(out)
+    return out
 
 
 def record_set(rel_path: str, abs_path: Path, *, file_set: bool = False) -> dict[str, Any] | None:
@@ -160,6 +174,7 @@ def record_set(rel_path: str, abs_path: Path, *, file_set: bool = False) -> dict
         return None
     rs_id = _record_set_id(rel_path)
     fields = []
+    used: set[str] = set()
     for f in schema:
         t = f.type
         if pa.types.is_dictionary(t):
@@ -169,9 +184,10 @@ def record_set(rel_path: str, abs_path: Path, *, file_set: bool = False) -> dict
             t = t.value_type
         if pa.types.is_struct(t) or pa.types.is_map(t) or pa.types.is_list(t) or pa.types.is_null(t):
             continue  # nested beyond one list: readable with pyarrow, not described field by field
+        field_id = _node_id(f"{rs_id}/{f.name}", used)
         field: dict[str, Any] = {
             "@type": "cr:Field",
-            "@id": f"{rs_id}/{f.name}",
+            "@id": field_id,
             "name": f.name,
             "dataType": _arrow_type(t),
             "source": {("fileSet" if file_set else "fileObject"): {"@id": rel_path},
@@ -241,7 +257,7 @@ def zarr_record_set(rel_path: str, store_dir: Path) -> dict[str, Any] | None:
         if dims:
             desc += f", dimensions {', '.join(map(str, dims))}"
         field: dict[str, Any] = {
-            "@type": "cr:Field", "@id": f"{rs_id}/{path}", "name": path, "description": desc,
+            "@type": "cr:Field", "@id": _node_id(f"{rs_id}/{path}"), "name": path, "description": desc,
             "dataType": ZARR_DTYPES.get(dtype, "sc:Float"), "isArray": True,
             "arrayShape": ",".join(map(str, shape)),
             "source": {"fileSet": {"@id": rel_path}, "extract": {"fileProperty": "content"}},
