@@ -59,3 +59,34 @@ def real_store(tmp_path_factory) -> Path:
                              capture_output=True, text=True, env=os.environ.copy(), timeout=900)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return tmp / "store"
+
+
+@pytest.fixture
+def keep_logging():
+    """Remove the logging handlers a test's libraries install (absl via mlcroissant, pyshacl):
+    they hold the stream of the moment, which later CliRunner / Prefect runs find closed."""
+    import logging
+
+    def snapshot():
+        loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
+                                           if isinstance(lg, logging.Logger)]
+        return {lg: list(lg.handlers) for lg in loggers}
+
+    before = snapshot()
+    yield
+    for lg, handlers in snapshot().items():
+        for h in handlers:
+            if h not in before.get(lg, []):
+                lg.removeHandler(h)
+
+
+LAST_MODULES = ("test_dcat_export.py", "test_docs_snippets.py", "test_jsonld_versions.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run the metadata-validation modules last in the session: after them (mlcroissant,
+    pyshacl, rdflib in process), a later in-process Prefect run via CliRunner was seen to die
+    writing to a closed stream; every test passes in this order and alone."""
+    last = [it for it in items if it.path.name in LAST_MODULES]
+    if last:
+        items[:] = [it for it in items if it.path.name not in LAST_MODULES] + last
