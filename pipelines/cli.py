@@ -343,24 +343,51 @@ def publish_cmd(
 @handle_errors
 def catalog(
     store: StoreOpt = None,
-    json_out: Annotated[bool, typer.Option("--json", help="JSON lines array for scripts.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON array for scripts (same as --format json).")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="table, json, or dcat (DCAT-AP 3 Turtle for catalogues "
+                                                      "and the RDF portal).")] = "table",
     modality: Annotated[str | None, typer.Option(help="Only this modality.")] = None,
     access: Annotated[str | None, typer.Option(help="Only this access level (open, consortium, restricted).")] = None,
     request_id: Annotated[str | None, typer.Option(help="Only this support request.")] = None,
     dataset: Annotated[str | None, typer.Option(help="Only this dataset id.")] = None,
+    organism: Annotated[str | None, typer.Option(help="Only samples of this NCBITaxon id, e.g. NCBITaxon:9606.")] = None,
+    tissue: Annotated[str | None, typer.Option(help="Only this UBERON id.")] = None,
+    cell_type: Annotated[str | None, typer.Option(help="Only this CL id.")] = None,
+    compound: Annotated[str | None, typer.Option(help="Only this CHEBI / PUBCHEM.COMPOUND id.")] = None,
+    licence: Annotated[str | None, typer.Option(help="Only this SPDX licence id, e.g. CC-BY-4.0.")] = None,
+    instrument: Annotated[str | None, typer.Option(help="Only this instrument model.")] = None,
+    qc: Annotated[str | None, typer.Option(help="pass or fail: only versions whose QC gate passed / failed.")] = None,
+    where: Annotated[list[str] | None, typer.Option(
+        help="Any column: column=value, column=a,b (any of), column>=x, column<=x (numbers, dates); "
+             "repeatable. Columns: docs/formats/store.md.")] = None,
+    for_level: Annotated[str, typer.Option(
+        "--for", help="--format dcat: the audience; only levels it may see are exported "
+                      "(open: open only; consortium: open + consortium; restricted: all).")] = "open",
+    base_url: Annotated[str | None, typer.Option(
+        help="--format dcat: prefix of dataset IRIs (default BINDS_BASE_URL).")] = None,
     latest: Annotated[bool, typer.Option("--latest", help="Only the newest version of each dataset.")] = False,
+    samples: Annotated[bool, typer.Option("--samples", help="One row per sample and version instead (sample id, "
+                                                            "organism, tissue, cell type, compound, dataset).")] = False,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Rewrite the catalog rows from the manifests first.")] = False,
 ) -> None:
-    """List the committed dataset versions (one row per version), newest first.
+    """List the committed dataset versions (one row per version), newest first; select by
+    organism, tissue, cell type, compound, licence, instrument, QC and any figure.
 
     Examples:
 
       binds catalog --store ./demo-store
 
-      binds catalog --store s3://binds-curated --modality cryoem --json | jq '.[].path'
+      binds catalog --organism NCBITaxon:9606 --qc pass --where "z_prime_median>=0.5" --json
+
+      binds catalog --modality cryoem --where "resolution_angstrom<=3.5" --where "acquired>=2026-01-01"
+
+      binds catalog --store s3://binds-curated --format dcat --for open > catalog.ttl
+
+      binds catalog --samples --where "compounds=CHEBI:15377" --json   # join samples across modalities
 
       binds catalog --rebuild          # after a crash between commit and catalog row
     """
+    from pipelines.access.catalog_schema import filter_frame, latest_only, parse_where
     from pipelines.store import open_store
     from pipelines.store.catalog import read_catalog, rebuild_catalog
 
@@ -368,17 +395,55 @@ def catalog(
         raise InputError(Problem(f"unknown access level {access!r}", where="--access", hint=", ".join(ACCESS_LEVELS)))
     if modality and modality not in MODALITIES:
         raise InputError(Problem(f"unknown modality {modality!r}", where="--modality", hint=", ".join(MODALITIES)))
+    if fmt not in ("table", "json", "dcat"):
+        raise InputError(Problem(f"unknown format {fmt!r}", where="--format", hint="table, json or dcat"))
+    if for_level not in ACCESS_LEVELS:
+        raise InputError(Problem(f"unknown level {for_level!r}", where="--for", hint=", ".join(ACCESS_LEVELS)))
+    if qc not in (None, "pass", "fail"):
+        raise InputError(Problem(f"unknown --qc {qc!r}", where="--qc", hint="pass or fail"))
+    try:
+        extra = parse_where(where or [])
+    except ValueError as exc:
+        raise InputError(Problem(str(exc), where="--where")) from None
+    levels = [access] if access else list(ACCESS_LEVELS)
+    if fmt == "dcat":  # never export a level the audience may not see
+        visible = ACCESS_LEVELS[: ACCESS_LEVELS.index(for_level) + 1]
+        levels = [lv for lv in levels if lv in visible]
     st = open_store(store, read_only=not rebuild)
     if rebuild:
         stats = rebuild_catalog(st)
         err.print(f"catalog rebuilt from manifests: {stats['rows']} rows, {stats['removed']} stale removed")
-    df = read_catalog(st, levels=[access] if access else ACCESS_LEVELS).to_pandas()
-    for col, val in (("modality", modality), ("request_id", request_id), ("dataset_id", dataset)):
-        if val:
-            df = df[df[col] == val]
+    df = read_catalog(st, levels=levels).to_pandas()
+    filters = {"modality": modality, "request_id": request_id, "dataset_id": dataset, "organisms": organism,
+               "tissues": tissue, "cell_types": cell_type, "compounds": compound, "licence": licence,
+               "instrument_model": instrument, "qc_pass": None if qc is None else qc == "pass", **extra}
+    try:
+        df = filter_frame(df, filters)
+    except KeyError as exc:
+        raise InputError(Problem(str(exc).strip('"'), where="--where")) from None
     if latest:
-        df = df.sort_values("version", ascending=False).drop_duplicates(["access", "modality", "dataset_id"])
-    if json_out:
+        df = latest_only(df)
+    if fmt == "dcat":
+        from pipelines.dcat import catalog_graph
+
+        graph = catalog_graph(df, store=st, base=base_url, audience=for_level)
+        sys.stdout.write(graph.serialize(format="turtle"))
+        return
+    if samples:
+        rows = [{**smp, "dataset_id": r.dataset_id, "version": int(r.version), "modality": r.modality,
+                 "access": r.access} for r in df.itertuples() for smp in (r.samples if r.samples is not None else [])]
+        if json_out or fmt == "json":
+            sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+            return
+        table = Table(title=f"samples in {st.url}", title_justify="left")
+        for col in ("sample_id", "organism", "tissue", "cell_type", "compound", "dataset_id", "version", "modality"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            table.add_row(*(str(r[c]) if r[c] is not None else "" for c in
+                            ("sample_id", "organism", "tissue", "cell_type", "compound", "dataset_id", "version", "modality")))
+        out.print(table)
+        return
+    if json_out or fmt == "json":
         rows = json.loads(df.to_json(orient="records", date_format="iso"))
         for r in rows:
             r["qc"] = json.loads(r.pop("qc_json") or "{}")
@@ -388,11 +453,12 @@ def catalog(
         out.print(f"no datasets in {st.url}")
         return
     table = Table(title=f"catalog of {st.url}", title_justify="left")
-    for col in ("dataset_id", "version", "modality", "access", "request_id", "title", "created", "n_files", "size"):
+    for col in ("dataset_id", "version", "modality", "access", "organisms", "title", "created", "qc", "size"):
         table.add_column(col, overflow="fold")
     for r in df.itertuples():
-        table.add_row(r.dataset_id, f"v{r.version}", r.modality, r.access, r.request_id or "", r.title or "",
-                      str(r.created)[:19], str(r.n_files), _human(r.bytes))
+        qc_text = "" if r.qc_pass is None or r.qc_pass != r.qc_pass else ("pass" if r.qc_pass else "FAIL")
+        table.add_row(r.dataset_id, f"v{r.version}", r.modality, r.access, ", ".join(r.organisms or []),
+                      r.title or "", str(r.created)[:19], qc_text, _human(r.bytes))
     out.print(table)
 
 
@@ -442,6 +508,14 @@ def show(
     out.print(f"  location: {st.url}/{row['path']}", highlight=False)
     out.print(f"  content:  {manifest['content_digest']}  ({manifest['n_files']} files, {_human(manifest['bytes'])})")
     out.print("  data:     " + ", ".join(row["data_paths"]), highlight=False)
+    for label, col in (("organisms", "organisms"), ("tissues", "tissues"), ("cell types", "cell_types"),
+                       ("compounds", "compounds")):
+        if row[col] is not None and len(row[col]):
+            out.print(f"  {label + ':':<9} " + ", ".join(row[col]), highlight=False)
+    for label, col in (("licence", "licence"), ("acquired", "acquired"), ("instrument", "instrument_model"),
+                       ("unit", "support_unit"), ("qc pass", "qc_pass"), ("metadata", "metadata_path")):
+        if row[col] is not None and row[col] == row[col]:
+            out.print(f"  {label + ':':<9} {row[col]}", highlight=False)
     for doc in manifest.get("documents", []):
         if doc["path"].endswith("report.html"):
             out.print(f"  report:   {st.url}/{row['path']}{doc['path']}  (QC report to send, "

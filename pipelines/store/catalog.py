@@ -24,39 +24,42 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.access.catalog_schema import CATALOG_SCHEMA, SELECTION_FIELDS, USAGE_COLUMNS, conform, figures
+from pipelines.jsonld import ONTOLOGIES
 from pipelines.metadata import ACCESS_LEVELS
 from pipelines.store import layout
 from pipelines.store.base import Store, StoreError
 
 log = logging.getLogger(__name__)
-
-CATALOG_SCHEMA = pa.schema([
-    pa.field("dataset_id", pa.string(), nullable=False),
-    pa.field("version", pa.int32(), nullable=False),
-    pa.field("modality", pa.string(), nullable=False),
-    pa.field("access", pa.string(), nullable=False),
-    pa.field("request_id", pa.string()),
-    pa.field("title", pa.string()),
-    pa.field("created", pa.timestamp("s", tz="UTC")),
-    pa.field("n_files", pa.int64()),
-    pa.field("bytes", pa.int64()),
-    pa.field("content_digest", pa.string()),
-    pa.field("manifest_sha256", pa.string()),
-    pa.field("path", pa.string()),            # key prefix of the version, relative to the store root
-    pa.field("data_paths", pa.list_(pa.string())),  # top-level entries of data/, e.g. data/map.ome.zarr
-    pa.field("qc_json", pa.string()),         # qc/metrics.json: the key QC figures, as JSON
-    # usage totals (manifest "usage", from _meta/usage.json): what billing reads
-    pa.field("core_hours", pa.float64()),
-    pa.field("gpu_hours", pa.float64()),
-    pa.field("peak_rss_mb", pa.float64()),
-    pa.field("stored_bytes", pa.int64()),
-], metadata={b"binds.catalog.format_version": b"1"})
+REPORT = "qc/report.html"  # the version's QC report, when the workflow wrote one
 
 
-def catalog_row(manifest: dict[str, Any], *, manifest_sha256: str) -> dict[str, Any]:
+
+def catalog_row(manifest: dict[str, Any], *, manifest_sha256: str,
+                metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One catalog row: identity and sizes from the manifest, selection columns from
+    ``metadata`` (the version's metadata.jsonld; :func:`write_catalog_row` reads it from the
+    store when not given), typed figures from the manifest's QC metrics.
+
+    To add columns: add their fields to ``pipelines.access.catalog_schema`` and one
+    ``**_part(...)`` line here.
+    """
+    return {
+        **_identity(manifest, manifest_sha256),
+        **selection(metadata),
+        **figures(manifest.get("qc") or {}),
+        "qc_json": json.dumps(manifest.get("qc") or {}, sort_keys=True),
+        **{k: (manifest.get("usage") or {}).get(k) for k in USAGE_COLUMNS},
+    }
+
+
+def _identity(manifest: dict[str, Any], manifest_sha256: str) -> dict[str, Any]:
     data_paths = sorted({"/".join(f["path"].split("/")[:2]) for f in manifest["files"]
                          if f["path"].startswith("data/")})
     created = manifest.get("created")
+    prefix = layout.version_prefix(manifest["access"], manifest["modality"], manifest["dataset_id"],
+                                   int(manifest["version"]))
+    paths = {f["path"] for f in manifest["files"]}
     return {
         "dataset_id": manifest["dataset_id"],
         "version": int(manifest["version"]),
@@ -67,15 +70,61 @@ def catalog_row(manifest: dict[str, Any], *, manifest_sha256: str) -> dict[str, 
         "created": dt.datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None,
         "n_files": manifest.get("n_files"),
         "bytes": manifest.get("bytes"),
+        "data_bytes": sum(f["size"] for f in manifest["files"] if f["path"].startswith("data/")),
         "content_digest": manifest.get("content_digest"),
         "manifest_sha256": manifest_sha256,
-        "path": layout.version_prefix(manifest["access"], manifest["modality"],
-                                      manifest["dataset_id"], int(manifest["version"])),
+        "path": prefix,
+        "metadata_path": prefix + layout.METADATA,
+        "report_path": prefix + REPORT if REPORT in paths else None,
         "data_paths": data_paths,
-        "qc_json": json.dumps(manifest.get("qc") or {}, sort_keys=True),
-        **{k: (manifest.get("usage") or {}).get(k)
-           for k in ("core_hours", "gpu_hours", "peak_rss_mb", "stored_bytes")},
     }
+
+
+def _curie(iri: str) -> str:
+    for prefix, (base, _, _) in ONTOLOGIES.items():
+        if iri.startswith(base):
+            return f"{prefix}:{iri[len(base):]}"
+    return iri
+
+
+def selection(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """The selection columns (organisms, licence, acquired ...) of a metadata.jsonld document."""
+    if not metadata:
+        return {f.name: None for f in SELECTION_FIELDS}
+    samples = metadata.get("binds:sample") or []
+
+    def ids(term: str) -> list[str]:
+        return sorted({_curie(s[term]) for s in samples if s.get(term)})
+
+    licence = metadata.get("license") or ""
+    units = [c["name"] for c in metadata.get("creator", []) if c.get("@type") == "Organization"]
+    formats = sorted({rs["binds:tableFormat"] for rs in metadata.get("recordSet", [])
+                      if rs.get("binds:tableFormat")})
+    return {
+        "organisms": ids("binds:organism"),
+        "tissues": ids("binds:tissue"),
+        "cell_types": ids("binds:cellType"),
+        "compounds": ids("binds:compound"),
+        "sample_ids": sorted({s["identifier"] for s in samples if s.get("identifier")}),
+        "samples": [{"sample_id": s.get("identifier"),
+                     **{key: _curie(s[term]) if s.get(term) else None for key, term in (
+                         ("organism", "binds:organism"), ("tissue", "binds:tissue"),
+                         ("cell_type", "binds:cellType"), ("compound", "binds:compound"))}}
+                    for s in samples],
+        "licence": licence.removeprefix("https://spdx.org/licenses/").removesuffix(".html") or None,
+        "acquired": _date(metadata.get("dateCreated")),
+        "instrument_model": metadata.get("binds:instrumentModel"),
+        "support_unit": units[-1] if units else None,
+        "format_version": metadata.get("binds:formatVersion"),
+        "data_formats": metadata.get("binds:dataFormats") or formats,
+        "embargo_until": _date(metadata.get("binds:embargoUntil")),
+    }
+
+
+def _date(value: Any) -> dt.date | None:
+    if not value:
+        return None
+    return dt.date.fromisoformat(str(value)[:10])
 
 
 def _to_parquet(rows: list[dict[str, Any]]) -> bytes:
@@ -84,15 +133,14 @@ def _to_parquet(rows: list[dict[str, Any]]) -> bytes:
     return buf.getvalue()
 
 
-def _conform(table: "pa.Table") -> "pa.Table":
-    """A row written by an older binds (fewer columns) read with today's schema: nulls."""
-    for f in CATALOG_SCHEMA:
-        if f.name not in table.column_names:
-            table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
-    return table.select(CATALOG_SCHEMA.names).cast(CATALOG_SCHEMA)
-
-
 def write_catalog_row(store: Store, row: dict[str, Any]) -> str:
+    """Write one row; its selection columns are read from the version's metadata.jsonld when
+    the caller built the row from the manifest alone."""
+    if "licence" in row and row["licence"] is None:
+        try:
+            row = {**row, **selection(json.loads(store.get(row["metadata_path"])))}
+        except (KeyError, StoreError, ValueError) as err:
+            log.warning("metadata of %s not readable for the catalog row: %s", row["path"], err)
     key = layout.catalog_key(row["access"], row["modality"], row["dataset_id"], row["version"])
     store.put(key, _to_parquet([row]))
     return key
@@ -114,7 +162,7 @@ def read_catalog(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS) -> "pa.
             continue
         for info in infos:
             try:
-                tables.append(_conform(pq.read_table(io.BytesIO(store.get(info.key)))))
+                tables.append(conform(pq.read_table(io.BytesIO(store.get(info.key)))))
             except (StoreError, KeyError) as err:
                 log.info("catalog row %s not readable: %s", info.key, err)
     if not tables:

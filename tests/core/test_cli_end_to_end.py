@@ -110,7 +110,7 @@ def test_metadata_jsonld_is_valid_croissant(published):
     store, result, _ = published
     path = store / result["prefix"] / "v1" / "metadata.jsonld"
     doc = json.loads(path.read_text())
-    assert doc["conformsTo"] == "http://mlcommons.org/croissant/1.0"
+    assert doc["conformsTo"] == "http://mlcommons.org/croissant/1.1"
     assert doc["@type"] == "sc:Dataset" and doc["license"].endswith("CC-BY-4.0.html")
     manifest = json.loads((path.parent / "manifest.json").read_text())
     sha = {f["path"]: f["sha256"] for f in manifest["files"]}

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipelines.toolkit.figures import save_png
 from pipelines.errors import InputError, Problem
 from pipelines.modalities.cryoem.mrc import MapHeader, iter_bricks, read_zyx
+from pipelines.toolkit.tables import columns_for, write_table
 
 log = logging.getLogger(__name__)
 HISTOGRAM_BINS = 256
@@ -140,7 +140,7 @@ def map_qc(
             "count": pa.array(counts, pa.int64()),
         }
     )
-    _write_parquet(table, histogram_parquet)
+    _write_parquet(table, histogram_parquet, format_name="binds-cryoem-histogram")
     _plot_three(pics["slices"], voxel, header.display, "central slices", slices_png, stats)
     _plot_three(
         pics["projections"], voxel, header.display, "maximum projections", projections_png, None
@@ -194,10 +194,10 @@ def _plot_three(
     save_png(fig, out)
 
 
-def _write_parquet(table: pa.Table, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    # no pandas metadata and a fixed writer setup: same table -> same bytes
-    pq.write_table(table, str(path), compression="zstd", store_schema=False)
+def _write_parquet(table: pa.Table, path: str | Path, *, format_name: str) -> None:
+    # the shared writer: atomic, same table -> same bytes, columns documented
+    write_table(table, path, format_name=format_name, format_version=1,
+                columns=columns_for(format_name))
 
 
 # ---------------------------------------------------------------------------------- FSC
@@ -358,7 +358,7 @@ def fsc_half_maps(
             "n_coefficients": pa.array(count, pa.int64()),
         }
     )
-    _write_parquet(table, fsc_parquet)
+    _write_parquet(table, fsc_parquet, format_name="binds-cryoem-fsc")
     unmasked_0143 = resolution_at(freq, fsc, 0.143)
     write_json(
         fsc_json,

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from pipelines.errors import InputError, Problem
 from pipelines.modalities.metabolomics.mzml import Chromatogram, MzMLReader, RunInfo, Spectrum
 from pipelines.staging import write_json
+from pipelines.toolkit.tables import columns_for, documented_schema, write_table
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,11 @@ def _schema(columns: dict[str, tuple[pa.DataType, str, str | None, str | None]],
     meta = {b"binds:format": f"binds-metabolomics-{kind}".encode(),
             b"binds:format_version": FORMAT_VERSION.encode(),
             b"binds:columns": json.dumps(docs, sort_keys=True).encode()}
-    return pa.schema([pa.field(n, t) for n, (t, *_rest) in columns.items()], metadata=meta)
+    schema = pa.schema([pa.field(n, t) for n, (t, *_rest) in columns.items()], metadata=meta)
+    # the field metadata (description, unit) every published table carries (toolkit.tables)
+    fmt = f"binds-metabolomics-{kind}"
+    return documented_schema(schema, format_name=fmt, format_version=FORMAT_VERSION,
+                             columns=columns_for(fmt))
 
 
 SPECTRA_SCHEMA = _schema(SPECTRA_COLUMNS, "spectra")
@@ -415,8 +420,9 @@ def convert_mzml(*, src: str | Path, spectra_out: str | Path, chromatograms_out:
                 n_in_file += 1
                 chrom_rows.append(_chrom_row(run, c))
             info = reader.finish()
-        pq.write_table(_chromatogram_table(chrom_rows), tmp_chrom, compression=COMPRESSION,
-                       compression_level=COMPRESSION_LEVEL, store_schema=True)
+        write_table(_chromatogram_table(chrom_rows), tmp_chrom, format_name="binds-metabolomics-chromatograms",
+                    format_version=FORMAT_VERSION, columns=columns_for("binds-metabolomics-chromatograms"),
+                    compression=COMPRESSION, compression_level=COMPRESSION_LEVEL)
         tmp_spectra.replace(spectra_out)
         tmp_chrom.replace(chromatograms_out)
     except BaseException:

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from pipelines.modalities.metabolomics.convert import read_conversion_qc
 from pipelines.staging import write_json
 from pipelines.toolkit.figures import save_png
+from pipelines.toolkit.tables import columns_for, write_table
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,8 @@ def write_qc(*, conversions: list[str | Path], chromatograms: list[str | Path], 
              "rt_min_s": pa.float64(), "rt_max_s": pa.float64(), "polarity": pa.string(),
              "spectrum_representation": pa.string()}
     arrays = {k: pa.array(v, type=types.get(k)) for k, v in table.items()}
-    pq.write_table(pa.table(arrays), runs_out, compression="zstd")
+    write_table(pa.table(arrays), runs_out, format_name="binds-metabolomics-runs", format_version=1,
+                columns=columns_for("binds-metabolomics-runs"))
 
     polarities = sorted({c.polarity for c in convs if c.polarity})
     file_polarity = "mixed" if len(polarities) > 1 or "mixed" in polarities else (polarities[0] if polarities else None)

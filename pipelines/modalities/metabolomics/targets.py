@@ -33,6 +33,7 @@ from pipelines.modalities.metabolomics.chem import ADDUCTS, target_mz
 from pipelines.modalities.metabolomics.features import doc_field
 from pipelines.modalities.metabolomics.peaks import xic_peak
 from pipelines.staging import write_json
+from pipelines.toolkit.tables import columns_for, write_table
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,8 @@ def quantify_targets(*, spectra: list[str | Path], runs: list[str], targets_csv:
                            peak_start_s=float(rt[lo]), peak_end_s=float(rt[hi]))
             rows.append(row)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=TARGET_SCHEMA), out, compression="zstd")
+    write_table(pa.Table.from_pylist(rows, schema=TARGET_SCHEMA), out, format_name="binds-metabolomics-targets",
+                format_version=1, columns=columns_for("binds-metabolomics-targets"))
     errors = [abs(r["mass_error_ppm"]) for r in rows if r["detected"] and r["mass_error_ppm"] is not None]
     qc = {"n_targets": len(targets),
           "targets_detected": {run: sum(1 for r in rows if r["run"] == run and r["detected"]) for run in runs},

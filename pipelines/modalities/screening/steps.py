@@ -20,9 +20,11 @@ from pipelines.modalities.screening import dose, readers, stats
 from pipelines.modalities.screening.inputs import Inputs, Unit, resolve
 from pipelines.modalities.screening.plates import ROW_LETTERS, PlateFormat, format_for_wells, parse_wells
 from pipelines.staging import write_json
+from pipelines.toolkit.tables import columns_for, write_table
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = "1"  # of the screening Parquet layout (docs/formats/screening.md); stamped in metadata
+PUBLISHED_TABLES = ("wells", "plates", "hits", "dose_response")  # data/<name>.parquet
 ROLE_NAMES = ("sample", "negative", "positive", "inhibitor", "other")
 
 
@@ -41,6 +43,10 @@ def write_parquet(df: pd.DataFrame, path: str | Path, *, meta: dict[str, Any] | 
     for k, v in (meta or {}).items():
         extra[f"binds.screening.{k}".encode()] = json.dumps(v, sort_keys=True, default=str).encode()
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
+    if path.stem in PUBLISHED_TABLES:  # the shared writer: every column documented
+        fmt = f"binds-screening-{path.stem.replace('_', '-')}"
+        return write_table(table, path, format_name=fmt, format_version=FORMAT_VERSION,
+                           columns=columns_for(fmt))
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(table, tmp, compression="zstd")
     tmp.replace(path)

@@ -60,16 +60,26 @@ def write_zarr(adata: "AnnData", dest: str | Path) -> Path:
     return dest
 
 
-def table_parquet(df: "pd.DataFrame", dest: str | Path, *, index_name: str) -> Path:
-    """A DataFrame as Parquet with its index as the first column ``index_name``."""
+def table_parquet(df: "pd.DataFrame", dest: str | Path, *, index_name: str | None) -> Path:
+    """A DataFrame as Parquet with its index as the first column ``index_name`` (``None``: the
+    index is dropped); format ``binds-transcriptomics-<file stem>``, columns documented."""
+    import pyarrow as pa
+
+    from pipelines.toolkit.tables import ColumnDoc, columns_for, write_table
+
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     out = df.copy()
-    out.index = out.index.astype(str)
-    out.index.name = index_name
-    out = out.reset_index()
+    if index_name is not None:
+        out.index = out.index.astype(str)
+        out.index.name = index_name
+        out = out.reset_index()
     for col in out.columns:
         if out[col].dtype == object:
             out[col] = out[col].astype(str)
-    out.to_parquet(dest, index=False, compression="zstd")
-    return dest
+    fmt = f"binds-transcriptomics-{dest.stem.replace('_', '-')}"
+    try:
+        columns = columns_for(fmt)
+    except KeyError:  # not one of the published file names (a caller's scratch table)
+        fmt, columns = "binds-transcriptomics-table", {"*": ColumnDoc("see docs/formats/transcriptomics.md")}
+    return write_table(pa.Table.from_pandas(out, preserve_index=False), dest, format_name=fmt,
+                       format_version=FORMAT_VERSION, columns=columns)

@@ -452,7 +452,7 @@ def _cluster(adata: "AnnData", *, adata_zarr: str | Path, obs_parquet: str | Pat
     outputs.write_zarr(adata, adata_zarr)
     outputs.table_parquet(adata.obs, obs_parquet, index_name="obs_name")
     outputs.table_parquet(adata.var, var_parquet, index_name="var_name")
-    markers.to_parquet(markers_parquet, index=False, compression="zstd")
+    outputs.table_parquet(markers, markers_parquet, index_name=None)
     labels = adata.obs["leiden"].astype(str).to_numpy()
     plots.embedding(coords=adata.obsm["X_umap"], labels=labels, dest=Path(umap_png),
                     title=f"UMAP, Leiden clusters (resolution {params.leiden_resolution:g}, {adata.n_obs} cells)")
