@@ -52,16 +52,51 @@ def make_store(root: Path, shape=SHAPE) -> dict:
     arr = zroot / "0"
     arr.mkdir(parents=True)
     chunk_bytes = 4 * CHUNK[0] * CHUNK[1] * CHUNK[2]
-    (zroot / "zarr.json").write_text(json.dumps({
-        "zarr_format": 3, "node_type": "group", "attributes": {"ome": {"version": "0.5", "multiscales": [{
-            "name": "map", "axes": [{"name": a, "type": "space", "unit": "angstrom"} for a in "zyx"],
-            "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}]}]}]}}}))
-    (arr / "zarr.json").write_text(json.dumps({
-        "zarr_format": 3, "node_type": "array", "shape": list(shape), "data_type": "float32",
-        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(CHUNK)}},
-        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-        "fill_value": 0.0, "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
-        "dimension_names": ["z", "y", "x"], "attributes": {}}))
+    (zroot / "zarr.json").write_text(
+        json.dumps(
+            {
+                "zarr_format": 3,
+                "node_type": "group",
+                "attributes": {
+                    "ome": {
+                        "version": "0.5",
+                        "multiscales": [
+                            {
+                                "name": "map",
+                                "axes": [
+                                    {"name": a, "type": "space", "unit": "angstrom"} for a in "zyx"
+                                ],
+                                "datasets": [
+                                    {
+                                        "path": "0",
+                                        "coordinateTransformations": [
+                                            {"type": "scale", "scale": [1.0, 1.0, 1.0]}
+                                        ],
+                                    }
+                                ],
+                            }
+                        ],
+                    }
+                },
+            }
+        )
+    )
+    (arr / "zarr.json").write_text(
+        json.dumps(
+            {
+                "zarr_format": 3,
+                "node_type": "array",
+                "shape": list(shape),
+                "data_type": "float32",
+                "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(CHUNK)}},
+                "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+                "fill_value": 0.0,
+                "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+                "dimension_names": ["z", "y", "x"],
+                "attributes": {},
+            }
+        )
+    )
     zero_sha = hashlib.sha256(bytes(chunk_bytes)).hexdigest()
     files = []
     gz, gy, gx = [-(-s // c) for s, c in zip(shape, CHUNK, strict=True)]
@@ -72,22 +107,47 @@ def make_store(root: Path, shape=SHAPE) -> dict:
             for x in range(gx):
                 with open(d / str(x), "wb") as f:
                     f.truncate(chunk_bytes)
-                files.append({"path": f"data/map.ome.zarr/0/c/{z}/{y}/{x}", "size": chunk_bytes, "sha256": zero_sha})
+                files.append(
+                    {
+                        "path": f"data/map.ome.zarr/0/c/{z}/{y}/{x}",
+                        "size": chunk_bytes,
+                        "sha256": zero_sha,
+                    }
+                )
     for meta in (zroot / "zarr.json", arr / "zarr.json"):
         raw = meta.read_bytes()
-        files.append({"path": meta.relative_to(root / prefix).as_posix(), "size": len(raw),
-                      "sha256": hashlib.sha256(raw).hexdigest()})
+        files.append(
+            {
+                "path": meta.relative_to(root / prefix).as_posix(),
+                "size": len(raw),
+                "sha256": hashlib.sha256(raw).hexdigest(),
+            }
+        )
     total = sum(f["size"] for f in files)
-    manifest = {"format": "binds-manifest", "format_version": 1, "dataset_id": DATASET, "version": 1,
-                "access": "open", "modality": "cryoem", "request_id": "BINDS-BENCH", "title": "10 GB map",
-                "created": "2026-12-01T00:00:00Z", "content_digest": "sha256:bench", "n_files": len(files),
-                "bytes": total, "qc": {}, "files": files}
+    manifest = {
+        "format": "binds-manifest",
+        "format_version": 1,
+        "dataset_id": DATASET,
+        "version": 1,
+        "access": "open",
+        "modality": "cryoem",
+        "request_id": "BINDS-BENCH",
+        "title": "10 GB map",
+        "created": "2026-12-01T00:00:00Z",
+        "content_digest": "sha256:bench",
+        "n_files": len(files),
+        "bytes": total,
+        "qc": {},
+        "files": files,
+    }
     mbytes = json.dumps(manifest).encode()
     (root / prefix / "manifest.json").write_bytes(mbytes)
     row = catalog_row(manifest, manifest_sha256=hashlib.sha256(mbytes).hexdigest())
     (root / "open" / "catalog").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist([row], schema=CATALOG_SCHEMA),
-                   root / "open" / "catalog" / f"cryoem--{DATASET}--v1.parquet")
+    pq.write_table(
+        pa.Table.from_pylist([row], schema=CATALOG_SCHEMA),
+        root / "open" / "catalog" / f"cryoem--{DATASET}--v1.parquet",
+    )
     return {"bytes": total, "n_chunks": len(files) - 2}
 
 
@@ -118,8 +178,14 @@ PROBE = textwrap.dedent("""
 
 
 def _probe(store: str, env: dict | None = None, in_flight: int = 1) -> dict:
-    out = subprocess.run([sys.executable, "-c", PROBE, store, DATASET, str(SLAB), str(in_flight)], capture_output=True,
-                         text=True, env={**os.environ, **(env or {})}, cwd=ROOT, timeout=900)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, store, DATASET, str(SLAB), str(in_flight)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        timeout=900,
+    )
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -134,7 +200,11 @@ def _s3_copy(local: Path) -> tuple[str, dict, object]:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
 
-    env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     os.environ.update(env)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -171,13 +241,26 @@ def main(quick: bool = False) -> list[dict]:
                 store, env, server = _s3_copy(tmp / "store")
             r = _probe(store, env, in_flight=1)
             ratio = r["peak_increase_bytes"] / r["slice_bytes"]
-            extra = {"chunks_in_flight": 1, "nominal_GB": round(info["bytes"] / 1e9, 2), "chunks": info["n_chunks"],
-                     "slice_MB": round(r["slice_bytes"] / 1e6, 1), "read_s": round(r["read_s"], 3),
-                     "peak_rss_increase_MB": round(r["peak_increase_bytes"] / 1e6, 1),
-                     "memory_ratio": round(ratio, 3)}
-            rows.append({"benchmark": f"access.open 10 GB map ({where})", "ours": r["open_s"],
-                         "baseline": "goal: 1 s", "baseline_s": 1.0, "ratio": r["open_s"] / 1.0,
-                         "goal": "<= 1.0x; 1 % read holds <= 1.2x the slice", "extra": extra})
+            extra = {
+                "chunks_in_flight": 1,
+                "nominal_GB": round(info["bytes"] / 1e9, 2),
+                "chunks": info["n_chunks"],
+                "slice_MB": round(r["slice_bytes"] / 1e6, 1),
+                "read_s": round(r["read_s"], 3),
+                "peak_rss_increase_MB": round(r["peak_increase_bytes"] / 1e6, 1),
+                "memory_ratio": round(ratio, 3),
+            }
+            rows.append(
+                {
+                    "benchmark": f"access.open 10 GB map ({where})",
+                    "ours": r["open_s"],
+                    "baseline": "goal: 1 s",
+                    "baseline_s": 1.0,
+                    "ratio": r["open_s"] / 1.0,
+                    "goal": "<= 1.0x; 1 % read holds <= 1.2x the slice",
+                    "extra": extra,
+                }
+            )
     finally:
         if server is not None:
             server.stop()

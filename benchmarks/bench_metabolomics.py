@@ -51,7 +51,7 @@ for i, f in enumerate(sys.argv[2:]):
 print("rss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
       resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
-DECODE_WORKERS = 2     # convert_mzml's default threads
+DECODE_WORKERS = 2  # convert_mzml's default threads
 _PYMZML = """
 import sys
 import pymzml
@@ -83,26 +83,37 @@ def _run_tool(code: str, files: list[Path], work: Path) -> tuple[float, float, f
     out.mkdir(parents=True)
     env = dict(os.environ, PYTHONPATH=str(REPO))
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code, str(out), *map(str, files)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(out), *map(str, files)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     stdout = proc.stdout.read().decode()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
-        raise RuntimeError(f"benchmark process failed ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
+        raise RuntimeError(
+            f"benchmark process failed ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}"
+        )
     shutil.rmtree(out, ignore_errors=True)
     # ru_maxrss is KiB on Linux; CPU time is reported too because the machine is shared
     rss_kib = usage.ru_maxrss
-    if (m := re.search(r"rss_kib (\d+) (\d+)", stdout)):
+    if m := re.search(r"rss_kib (\d+) (\d+)", stdout):
         rss_kib = int(m.group(1)) + DECODE_WORKERS * int(m.group(2))
     return wall, rss_kib / 1024.0, usage.ru_utime + usage.ru_stime
 
 
-def _median_run(code: str, files: list[Path], work: Path, repeats: int) -> tuple[float, float, float]:
+def _median_run(
+    code: str, files: list[Path], work: Path, repeats: int
+) -> tuple[float, float, float]:
     runs = [_run_tool(code, files, work) for _ in range(repeats)]
-    return (float(np.median([r[0] for r in runs])), float(max(r[1] for r in runs)),
-            float(np.median([r[2] for r in runs])))
+    return (
+        float(np.median([r[0] for r in runs])),
+        float(max(r[1] for r in runs)),
+        float(np.median([r[2] for r in runs])),
+    )
 
 
 # --------------------------------------------------------------------------- synthetic inputs
@@ -113,9 +124,11 @@ def _header_and_footer(template: bytes) -> tuple[bytes, bytes, list[bytes]]:
     first = template.index(b"<spectrum ", list_start)
     end = template.index(b"</spectrumList>")
     spectra = re.findall(rb"<spectrum .*?</spectrum>", template[first:end], flags=re.S)
-    list_tag = template[list_start:template.index(b">", list_start) + 1]
+    list_tag = template[list_start : template.index(b">", list_start) + 1]
     list_tag = re.sub(rb'count="\d+"', b'count="0"', list_tag)
-    header = b'<?xml version="1.0" encoding="utf-8"?>\n' + template[start:list_start] + list_tag + b"\n"
+    header = (
+        b'<?xml version="1.0" encoding="utf-8"?>\n' + template[start:list_start] + list_tag + b"\n"
+    )
     footer = b"</spectrumList>\n</run>\n</mzML>\n"
     return header, footer, spectra
 
@@ -132,8 +145,11 @@ def write_real_like(path: Path, *, target_bytes: int) -> tuple[int, int]:
         while size < target_bytes:
             for el in spectra:
                 head_end = el.index(b">")
-                tag = scan_re.sub(b"scan=%d\"" % (n + 1), index_re.sub(b'index="%d"' % n, el[:head_end], count=1),
-                                  count=1)
+                tag = scan_re.sub(
+                    b'scan=%d"' % (n + 1),
+                    index_re.sub(b'index="%d"' % n, el[:head_end], count=1),
+                    count=1,
+                )
                 fh.write(tag + el[head_end:] + b"\n")
                 size += len(el) + 1
                 n += 1
@@ -154,20 +170,22 @@ def write_large_ms1(path: Path, *, target_bytes: int, seed: int = 0) -> tuple[in
         mz = np.sort(rng.uniform(100.0, 1500.0, n))
         inten = rng.lognormal(9.0, 1.5, n).astype(np.float32)
         templates.append((n, _b64z(mz), _b64z(inten), float(inten.sum())))
-    header = (b'<?xml version="1.0" encoding="utf-8"?>\n<mzML xmlns="http://psi.hupo.org/ms/mzml" version="1.1.0">\n'
-              b'<cvList count="2"><cv id="MS" fullName="PSI-MS" URI="https://purl.obolibrary.org/obo/ms.obo"/>'
-              b'<cv id="UO" fullName="Unit Ontology" URI="https://purl.obolibrary.org/obo/uo.obo"/></cvList>\n'
-              b'<fileDescription><fileContent><cvParam cvRef="MS" accession="MS:1000579" name="MS1 spectrum" value=""/>'
-              b'</fileContent></fileDescription>\n'
-              b'<softwareList count="1"><software id="bench" version="1"><cvParam cvRef="MS" accession="MS:1000799" '
-              b'name="custom unreleased software tool" value="binds bench"/></software></softwareList>\n'
-              b'<instrumentConfigurationList count="1"><instrumentConfiguration id="IC1">'
-              b'<cvParam cvRef="MS" accession="MS:1001911" name="Q Exactive" value=""/></instrumentConfiguration>'
-              b'</instrumentConfigurationList>\n'
-              b'<dataProcessingList count="1"><dataProcessing id="dp"><processingMethod order="0" softwareRef="bench">'
-              b'<cvParam cvRef="MS" accession="MS:1000544" name="Conversion to mzML" value=""/></processingMethod>'
-              b'</dataProcessing></dataProcessingList>\n'
-              b'<run id="large" defaultInstrumentConfigurationRef="IC1">\n<spectrumList count="0" defaultDataProcessingRef="dp">\n')
+    header = (
+        b'<?xml version="1.0" encoding="utf-8"?>\n<mzML xmlns="http://psi.hupo.org/ms/mzml" version="1.1.0">\n'
+        b'<cvList count="2"><cv id="MS" fullName="PSI-MS" URI="https://purl.obolibrary.org/obo/ms.obo"/>'
+        b'<cv id="UO" fullName="Unit Ontology" URI="https://purl.obolibrary.org/obo/uo.obo"/></cvList>\n'
+        b'<fileDescription><fileContent><cvParam cvRef="MS" accession="MS:1000579" name="MS1 spectrum" value=""/>'
+        b"</fileContent></fileDescription>\n"
+        b'<softwareList count="1"><software id="bench" version="1"><cvParam cvRef="MS" accession="MS:1000799" '
+        b'name="custom unreleased software tool" value="binds bench"/></software></softwareList>\n'
+        b'<instrumentConfigurationList count="1"><instrumentConfiguration id="IC1">'
+        b'<cvParam cvRef="MS" accession="MS:1001911" name="Q Exactive" value=""/></instrumentConfiguration>'
+        b"</instrumentConfigurationList>\n"
+        b'<dataProcessingList count="1"><dataProcessing id="dp"><processingMethod order="0" softwareRef="bench">'
+        b'<cvParam cvRef="MS" accession="MS:1000544" name="Conversion to mzML" value=""/></processingMethod>'
+        b"</dataProcessing></dataProcessingList>\n"
+        b'<run id="large" defaultInstrumentConfigurationRef="IC1">\n<spectrumList count="0" defaultDataProcessingRef="dp">\n'
+    )
     footer = b"</spectrumList>\n</run>\n</mzML>\n"
     k = 0
     with open(path, "wb") as fh:
@@ -175,26 +193,28 @@ def write_large_ms1(path: Path, *, target_bytes: int, seed: int = 0) -> tuple[in
         size = len(header)
         while size < target_bytes:
             n, mz64, int64, tic = templates[k % len(templates)]
-            el = (b'<spectrum index="%d" id="scan=%d" defaultArrayLength="%d">\n'
-                  b'<cvParam cvRef="MS" accession="MS:1000511" name="ms level" value="1"/>\n'
-                  b'<cvParam cvRef="MS" accession="MS:1000128" name="profile spectrum" value=""/>\n'
-                  b'<cvParam cvRef="MS" accession="MS:1000130" name="positive scan" value=""/>\n'
-                  b'<cvParam cvRef="MS" accession="MS:1000285" name="total ion current" value="%.1f"/>\n'
-                  b'<scanList count="1"><cvParam cvRef="MS" accession="MS:1000795" name="no combination" value=""/>'
-                  b'<scan><cvParam cvRef="MS" accession="MS:1000016" name="scan start time" value="%.4f" '
-                  b'unitCvRef="UO" unitAccession="UO:0000010" unitName="second"/></scan></scanList>\n'
-                  b'<binaryDataArrayList count="2">\n<binaryDataArray encodedLength="%d">'
-                  b'<cvParam cvRef="MS" accession="MS:1000523" name="64-bit float" value=""/>'
-                  b'<cvParam cvRef="MS" accession="MS:1000574" name="zlib compression" value=""/>'
-                  b'<cvParam cvRef="MS" accession="MS:1000514" name="m/z array" value="" unitCvRef="MS" '
-                  b'unitAccession="MS:1000040" unitName="m/z"/>\n<binary>%s</binary></binaryDataArray>\n'
-                  b'<binaryDataArray encodedLength="%d">'
-                  b'<cvParam cvRef="MS" accession="MS:1000521" name="32-bit float" value=""/>'
-                  b'<cvParam cvRef="MS" accession="MS:1000574" name="zlib compression" value=""/>'
-                  b'<cvParam cvRef="MS" accession="MS:1000515" name="intensity array" value="" unitCvRef="MS" '
-                  b'unitAccession="MS:1000131" unitName="number of detector counts"/>\n<binary>%s</binary>'
-                  b'</binaryDataArray>\n</binaryDataArrayList>\n</spectrum>\n'
-                  % (k, k + 1, n, tic, k * 0.5, len(mz64), mz64, len(int64), int64))
+            el = (
+                b'<spectrum index="%d" id="scan=%d" defaultArrayLength="%d">\n'
+                b'<cvParam cvRef="MS" accession="MS:1000511" name="ms level" value="1"/>\n'
+                b'<cvParam cvRef="MS" accession="MS:1000128" name="profile spectrum" value=""/>\n'
+                b'<cvParam cvRef="MS" accession="MS:1000130" name="positive scan" value=""/>\n'
+                b'<cvParam cvRef="MS" accession="MS:1000285" name="total ion current" value="%.1f"/>\n'
+                b'<scanList count="1"><cvParam cvRef="MS" accession="MS:1000795" name="no combination" value=""/>'
+                b'<scan><cvParam cvRef="MS" accession="MS:1000016" name="scan start time" value="%.4f" '
+                b'unitCvRef="UO" unitAccession="UO:0000010" unitName="second"/></scan></scanList>\n'
+                b'<binaryDataArrayList count="2">\n<binaryDataArray encodedLength="%d">'
+                b'<cvParam cvRef="MS" accession="MS:1000523" name="64-bit float" value=""/>'
+                b'<cvParam cvRef="MS" accession="MS:1000574" name="zlib compression" value=""/>'
+                b'<cvParam cvRef="MS" accession="MS:1000514" name="m/z array" value="" unitCvRef="MS" '
+                b'unitAccession="MS:1000040" unitName="m/z"/>\n<binary>%s</binary></binaryDataArray>\n'
+                b'<binaryDataArray encodedLength="%d">'
+                b'<cvParam cvRef="MS" accession="MS:1000521" name="32-bit float" value=""/>'
+                b'<cvParam cvRef="MS" accession="MS:1000574" name="zlib compression" value=""/>'
+                b'<cvParam cvRef="MS" accession="MS:1000515" name="intensity array" value="" unitCvRef="MS" '
+                b'unitAccession="MS:1000131" unitName="number of detector counts"/>\n<binary>%s</binary>'
+                b"</binaryDataArray>\n</binaryDataArrayList>\n</spectrum>\n"
+                % (k, k + 1, n, tic, k * 0.5, len(mz64), mz64, len(int64), int64)
+            )
             fh.write(el)
             size += len(el)
             k += 1
@@ -203,8 +223,14 @@ def write_large_ms1(path: Path, *, target_bytes: int, seed: int = 0) -> tuple[in
 
 
 # --------------------------------------------------------------------------- main
-def _rows(label: str, files: list[Path], n_spectra: int, work: Path, repeats: int,
-          small: Path | None = None) -> list[dict]:
+def _rows(
+    label: str,
+    files: list[Path],
+    n_spectra: int,
+    work: Path,
+    repeats: int,
+    small: Path | None = None,
+) -> list[dict]:
     mb = sum(f.stat().st_size for f in files) / 1e6
     times = {name: _median_run(code, files, work, repeats) for name, code in TOOLS.items()}
     ours_s, ours_rss, ours_cpu = times["ours"]
@@ -214,15 +240,27 @@ def _rows(label: str, files: list[Path], n_spectra: int, work: Path, repeats: in
     rows = []
     for base, goal in (("pymzml", ">= 3x"), ("pyopenms", ">= 1x")):
         b_s, b_rss, b_cpu = times[base]
-        rows.append({
-            "benchmark": f"metabolomics {label} ({mb:.0f} MB, {n_spectra} spectra)",
-            "ours": ours_s, "baseline": f"{base} ({'iterate + decode' if base == 'pymzml' else 'MzMLFile.load'})",
-            "baseline_s": b_s, "ratio": b_s / ours_s, "goal": goal,
-            "extra": {"ours_spectra_per_s": round(n_spectra / ours_s), "ours_MB_per_s": round(mb / ours_s, 1),
-                      "baseline_spectra_per_s": round(n_spectra / b_s), "ours_peak_rss_mb": round(ours_rss, 1),
-                      "baseline_peak_rss_mb": round(b_rss, 1), "ours_cpu_s": round(ours_cpu, 2),
-                      "baseline_cpu_s": round(b_cpu, 2), "load_1min": round(os.getloadavg()[0], 1), **extra_small},
-        })
+        rows.append(
+            {
+                "benchmark": f"metabolomics {label} ({mb:.0f} MB, {n_spectra} spectra)",
+                "ours": ours_s,
+                "baseline": f"{base} ({'iterate + decode' if base == 'pymzml' else 'MzMLFile.load'})",
+                "baseline_s": b_s,
+                "ratio": b_s / ours_s,
+                "goal": goal,
+                "extra": {
+                    "ours_spectra_per_s": round(n_spectra / ours_s),
+                    "ours_MB_per_s": round(mb / ours_s, 1),
+                    "baseline_spectra_per_s": round(n_spectra / b_s),
+                    "ours_peak_rss_mb": round(ours_rss, 1),
+                    "baseline_peak_rss_mb": round(b_rss, 1),
+                    "ours_cpu_s": round(ours_cpu, 2),
+                    "baseline_cpu_s": round(b_cpu, 2),
+                    "load_1min": round(os.getloadavg()[0], 1),
+                    **extra_small,
+                },
+            }
+        )
     return rows
 
 
@@ -241,7 +279,10 @@ def main(quick: bool = False) -> list[dict]:
                 with MzMLReader(f, threads=1) as r:
                     n_real += sum(len(b) for b in r.spectrum_batches())
             rows += _rows(f"real files x{len(real)}", real, n_real, work, repeats=1 if quick else 3)
-        for label, writer in (("real-like spectra", write_real_like), ("large MS1 spectra", write_large_ms1)):
+        for label, writer in (
+            ("real-like spectra", write_real_like),
+            ("large MS1 spectra", write_large_ms1),
+        ):
             big = work / "big.mzML"
             n, _ = writer(big, target_bytes=target)
             small = work / "quarter.mzML"

@@ -34,7 +34,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED = Path(os.environ.get("BINDS_SHARED_DATA", REPO.parent / "shared" / "data")) / "metabolomics"
-REAL_FILES = [("171103_PMA_TK_QC_04-4to5min.mzML", False), ("FeatureFinderMetaboIdent_1_input.mzML", True)]
+REAL_FILES = [
+    ("171103_PMA_TK_QC_04-4to5min.mzML", False),
+    ("FeatureFinderMetaboIdent_1_input.mzML", True),
+]
 
 _OURS = """
 import json, resource, sys, time
@@ -95,10 +98,16 @@ def write_real_like_shifted(path: Path, *, target_bytes: int) -> tuple[int, int]
         while size < target_bytes:
             for el in spectra:
                 head_end = el.index(b">")
-                tag = scan_re.sub(b'scan=%d"' % (n + 1), index_re.sub(b'index="%d"' % n, el[:head_end], count=1),
-                                  count=1)
-                body = rt_re.sub(lambda m: m.group(1) + b"%.7f" % (float(m.group(2)) + rep * 1.0) + m.group(3),
-                                 el[head_end:], count=1)
+                tag = scan_re.sub(
+                    b'scan=%d"' % (n + 1),
+                    index_re.sub(b'index="%d"' % n, el[:head_end], count=1),
+                    count=1,
+                )
+                body = rt_re.sub(
+                    lambda m: m.group(1) + b"%.7f" % (float(m.group(2)) + rep * 1.0) + m.group(3),  # noqa: B023 (called in this iteration)
+                    el[head_end:],
+                    count=1,
+                )
                 fh.write(tag + body + b"\n")
                 size += len(el) + 1
                 n += 1
@@ -109,7 +118,9 @@ def write_real_like_shifted(path: Path, *, target_bytes: int) -> tuple[int, int]
 
 def _child(code: str, *args: str) -> dict:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True
+    )
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -127,25 +138,39 @@ def ground_truth(work: Path, *, quick: bool) -> list[dict]:
     for seed, cycle in ((11, 0.5), (12, 1.0)):
         kw = dict(n_compounds=60, run_s=240.0) if quick else dict(n_compounds=250, run_s=900.0)
         truth = write_run(work / "gt.mzML", seed=seed, cycle_s=cycle, **kw)
-        convert_mzml(src=work / "gt.mzML", spectra_out=work / "gt.parquet", chromatograms_out=work / "gtc.parquet")
+        convert_mzml(
+            src=work / "gt.mzML",
+            spectra_out=work / "gt.parquet",
+            chromatograms_out=work / "gtc.parquet",
+        )
         t0 = time.perf_counter()
         detect_features(spectra=work / "gt.parquet", out=work / "gtf.parquet")
         ours_s = time.perf_counter() - t0
         ours = pq.read_table(work / "gtf.parquet")
-        mine = score_against_truth(ours["mz"].to_numpy(), ours["rt_apex_s"].to_numpy(), truth.mz, truth.rt,
-                                   truth.strong)
+        mine = score_against_truth(
+            ours["mz"].to_numpy(), ours["rt_apex_s"].to_numpy(), truth.mz, truth.rt, truth.strong
+        )
         ref = openms_features(work / "gt.mzML")
         theirs = score_against_truth(ref.mz, ref.rt, truth.mz, truth.rt, truth.strong)
-        rows.append({
-            "benchmark": f"features ground truth, {cycle:g} s cycle ({mine['n_true']} compounds)",
-            "ours": ours_s, "baseline": "pyopenms FFM", "baseline_s": ref.seconds,
-            "ratio": ref.seconds / ours_s if ours_s else float("nan"),
-            "goal": "recall >= 0.95, precision >= 0.90, both >= OpenMS",
-            "extra": {"ours_recall": round(mine["recall"], 3), "ours_precision": round(mine["precision"], 3),
-                      "openms_recall": round(theirs["recall"], 3), "openms_precision": round(theirs["precision"], 3),
-                      "n_strong": mine["n_strong"], "ours_reported": mine["n_reported"],
-                      "openms_reported": theirs["n_reported"]},
-        })
+        rows.append(
+            {
+                "benchmark": f"features ground truth, {cycle:g} s cycle ({mine['n_true']} compounds)",
+                "ours": ours_s,
+                "baseline": "pyopenms FFM",
+                "baseline_s": ref.seconds,
+                "ratio": ref.seconds / ours_s if ours_s else float("nan"),
+                "goal": "recall >= 0.95, precision >= 0.90, both >= OpenMS",
+                "extra": {
+                    "ours_recall": round(mine["recall"], 3),
+                    "ours_precision": round(mine["precision"], 3),
+                    "openms_recall": round(theirs["recall"], 3),
+                    "openms_precision": round(theirs["precision"], 3),
+                    "n_strong": mine["n_strong"],
+                    "ours_reported": mine["n_reported"],
+                    "openms_reported": theirs["n_reported"],
+                },
+            }
+        )
     return rows
 
 
@@ -162,7 +187,9 @@ def agreement(work: Path) -> list[dict]:
         if not (SHARED / name).exists():
             continue
         ref = openms_features(SHARED / name, profile=profile)
-        convert_mzml(src=SHARED / name, spectra_out=work / "r.parquet", chromatograms_out=work / "rc.parquet")
+        convert_mzml(
+            src=SHARED / name, spectra_out=work / "r.parquet", chromatograms_out=work / "rc.parquet"
+        )
         for params in ({}, {"min_snr": 3}):
             t0 = time.perf_counter()
             detect_features(spectra=work / "r.parquet", out=work / "rf.parquet", params=params)
@@ -170,14 +197,22 @@ def agreement(work: Path) -> list[dict]:
             f = pq.read_table(work / "rf.parquet").to_pandas()
             iso_mz = np.concatenate(f["isotope_mz"].to_numpy()) if len(f) else np.zeros(0)
             iso_rt = np.repeat(f["rt_apex_s"].to_numpy(), f["n_isotopes"].to_numpy())
-            got = agreement_with_openms(f["mz"].to_numpy(), f["rt_apex_s"].to_numpy(), iso_mz, iso_rt, ref)
-            rows.append({
-                "benchmark": f"features vs OpenMS, {name[:24]} {params or 'default'}",
-                "ours": ours_s, "baseline": "pyopenms MTD+EPD+FFM", "baseline_s": ref.seconds,
-                "ratio": ref.seconds / ours_s if ours_s else float("nan"),
-                "goal": ">= 0.80 of FWHM<=20 s, >= 0.95 of top 25 %, >= 0.80 of ours in OpenMS traces",
-                "extra": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in got.items()},
-            })
+            got = agreement_with_openms(
+                f["mz"].to_numpy(), f["rt_apex_s"].to_numpy(), iso_mz, iso_rt, ref
+            )
+            rows.append(
+                {
+                    "benchmark": f"features vs OpenMS, {name[:24]} {params or 'default'}",
+                    "ours": ours_s,
+                    "baseline": "pyopenms MTD+EPD+FFM",
+                    "baseline_s": ref.seconds,
+                    "ratio": ref.seconds / ours_s if ours_s else float("nan"),
+                    "goal": ">= 0.80 of FWHM<=20 s, >= 0.95 of top 25 %, >= 0.80 of ours in OpenMS traces",
+                    "extra": {
+                        k: (round(v, 3) if isinstance(v, float) else v) for k, v in got.items()
+                    },
+                }
+            )
     return rows
 
 
@@ -187,15 +222,25 @@ def speed(work: Path, *, quick: bool) -> list[dict]:
     ours = _child(_OURS, str(big), str(work))
     theirs = _child(_OPENMS, str(big))
     big.unlink()
-    return [{
-        "benchmark": f"features speed, real-like {size / 1e6:.0f} MB ({n} spectra)",
-        "ours": ours["detect_s"], "baseline": "pyopenms MTD+EPD+FFM", "baseline_s": theirs["detect_s"],
-        "ratio": theirs["detect_s"] / ours["detect_s"], "goal": ">= 1x",
-        "extra": {"ours_features": ours["n_features"], "openms_features": theirs["n_features"],
-                  "ours_convert_s": round(ours["load_s"], 2), "openms_load_s": round(theirs["load_s"], 2),
-                  "ours_peak_rss_mb": round(ours["peak_rss_mb"]), "openms_peak_rss_mb": round(theirs["peak_rss_mb"]),
-                  "load_1min": round(os.getloadavg()[0], 1)},
-    }]
+    return [
+        {
+            "benchmark": f"features speed, real-like {size / 1e6:.0f} MB ({n} spectra)",
+            "ours": ours["detect_s"],
+            "baseline": "pyopenms MTD+EPD+FFM",
+            "baseline_s": theirs["detect_s"],
+            "ratio": theirs["detect_s"] / ours["detect_s"],
+            "goal": ">= 1x",
+            "extra": {
+                "ours_features": ours["n_features"],
+                "openms_features": theirs["n_features"],
+                "ours_convert_s": round(ours["load_s"], 2),
+                "openms_load_s": round(theirs["load_s"], 2),
+                "ours_peak_rss_mb": round(ours["peak_rss_mb"]),
+                "openms_peak_rss_mb": round(theirs["peak_rss_mb"]),
+                "load_1min": round(os.getloadavg()[0], 1),
+            },
+        }
+    ]
 
 
 def main(quick: bool = False) -> list[dict]:

@@ -49,9 +49,23 @@ def _server(home: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
     env.pop("PREFECT_API_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + 180
     while api_problem(url, timeout_s=1):
@@ -80,29 +94,65 @@ def main(quick: bool = False) -> list[dict]:
         exp, template = runner.prepare(run_dir, work_dir=tmp / "template")
         server, url = _server(tmp / "server-home")
         # one untimed run each: the database migration of a fresh PREFECT_HOME, numba caches
-        _timed(BINDS + ["run", str(run_dir), "--no-publish", "--work-dir", str(tmp / "warm")], env)
+        _timed([*BINDS, "run", str(run_dir), "--no-publish", "--work-dir", str(tmp / "warm")], env)
         times: dict[str, list[float]] = {"baseline": [], "server": [], "ephemeral": []}
         for i in range(repeats):
             work = tmp / f"hand-{i}"
             shutil.copytree(template.meta_dir, work / "stage" / "_meta")
-            cmd = snakemake_command(run_dir=run_dir, stage=StagedDataset(work / "stage"),
-                                    modality=exp.modality)
+            cmd = snakemake_command(
+                run_dir=run_dir, stage=StagedDataset(work / "stage"), modality=exp.modality
+            )
             times["baseline"].append(_timed(cmd, env))
-            times["server"].append(_timed(BINDS + ["run", str(run_dir), "--no-publish", "--work-dir",
-                                                   str(tmp / f"server-{i}")], env | {"PREFECT_API_URL": url}))
-            times["ephemeral"].append(_timed(BINDS + ["run", str(run_dir), "--no-publish", "--work-dir",
-                                                      str(tmp / f"eph-{i}")], env))
+            times["server"].append(
+                _timed(
+                    [
+                        *BINDS,
+                        "run",
+                        str(run_dir),
+                        "--no-publish",
+                        "--work-dir",
+                        str(tmp / f"server-{i}"),
+                    ],
+                    env | {"PREFECT_API_URL": url},
+                )
+            )
+            times["ephemeral"].append(
+                _timed(
+                    [
+                        *BINDS,
+                        "run",
+                        str(run_dir),
+                        "--no-publish",
+                        "--work-dir",
+                        str(tmp / f"eph-{i}"),
+                    ],
+                    env,
+                )
+            )
         med = {k: statistics.median(v) for k, v in times.items()}
         base = med["baseline"]
         return [
-            {"benchmark": "overhead: binds run (running server)", "ours": med["server"],
-             "baseline": "same snakemake command by hand", "baseline_s": base,
-             "ratio": med["server"] / base, "goal": "<= baseline + 1.5 s",
-             "extra": {"overhead_s": round(med["server"] - base, 2), "runs": times["server"]}},
-            {"benchmark": "overhead: binds run (ephemeral)", "ours": med["ephemeral"],
-             "baseline": "same snakemake command by hand", "baseline_s": base,
-             "ratio": med["ephemeral"] / base, "goal": "measured (was +7.5 s)",
-             "extra": {"overhead_s": round(med["ephemeral"] - base, 2), "runs": times["ephemeral"]}},
+            {
+                "benchmark": "overhead: binds run (running server)",
+                "ours": med["server"],
+                "baseline": "same snakemake command by hand",
+                "baseline_s": base,
+                "ratio": med["server"] / base,
+                "goal": "<= baseline + 1.5 s",
+                "extra": {"overhead_s": round(med["server"] - base, 2), "runs": times["server"]},
+            },
+            {
+                "benchmark": "overhead: binds run (ephemeral)",
+                "ours": med["ephemeral"],
+                "baseline": "same snakemake command by hand",
+                "baseline_s": base,
+                "ratio": med["ephemeral"] / base,
+                "goal": "measured (was +7.5 s)",
+                "extra": {
+                    "overhead_s": round(med["ephemeral"] - base, 2),
+                    "runs": times["ephemeral"],
+                },
+            },
         ]
     finally:
         if server is not None:

@@ -34,8 +34,11 @@ def _free_port() -> int:
 
 def _start_moto() -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -56,11 +59,17 @@ def _make_stage(root: Path, total_bytes: int):
     stage = build_stage(root, n_chunks=1, chunk_bytes=10)
     side = 64
     n_z = total_bytes // (512 * 512 * 4)
-    arr = zarr.create_array(stage.data_dir / "volume.zarr", shape=(n_z, 512, 512), chunks=(side, side, side),
-                            dtype="float32", compressors=None, zarr_format=3)
+    arr = zarr.create_array(
+        stage.data_dir / "volume.zarr",
+        shape=(n_z, 512, 512),
+        chunks=(side, side, side),
+        dtype="float32",
+        compressors=None,
+        zarr_format=3,
+    )
     rng = np.random.default_rng(0)
     for z in range(0, n_z, side):
-        arr[z:z + side] = rng.random((min(side, n_z - z), 512, 512), dtype=np.float32)
+        arr[z : z + side] = rng.random((min(side, n_z - z), 512, 512), dtype=np.float32)
     return stage
 
 
@@ -99,12 +108,20 @@ def main(quick: bool = False) -> list[dict]:
         proc.wait()
         shutil.rmtree(work, ignore_errors=True)
     mib = total / (1 << 20)
-    return [{
-        "benchmark": f"publish {mib:.0f} MiB Zarr ({n_objects} objects) -> S3",
-        "ours": ours, "baseline": f"boto3 upload_file {mib:.0f} MiB", "baseline_s": baseline,
-        "ratio": baseline / ours, "goal": "throughput >= 0.8x upload_file",
-        "extra": {"ours_MiB_s": round(mib / ours, 1), "baseline_MiB_s": round(mib / baseline, 1)},
-    }]
+    return [
+        {
+            "benchmark": f"publish {mib:.0f} MiB Zarr ({n_objects} objects) -> S3",
+            "ours": ours,
+            "baseline": f"boto3 upload_file {mib:.0f} MiB",
+            "baseline_s": baseline,
+            "ratio": baseline / ours,
+            "goal": "throughput >= 0.8x upload_file",
+            "extra": {
+                "ours_MiB_s": round(mib / ours, 1),
+                "baseline_MiB_s": round(mib / baseline, 1),
+            },
+        }
+    ]
 
 
 if __name__ == "__main__":

@@ -73,7 +73,13 @@ def make_input(path: Path, *, n_cells: int, n_genes: int, seed: int = 0) -> Path
     X = sp.vstack(blocks, format="csr")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".partial.h5")
-    write_10x_h5(tmp, X, symbols=_symbols(n_genes), barcodes=barcodes_for(n_cells, seed=seed), compression=None)
+    write_10x_h5(
+        tmp,
+        X,
+        symbols=_symbols(n_genes),
+        barcodes=barcodes_for(n_cells, seed=seed),
+        compression=None,
+    )
     tmp.replace(path)
     return path
 
@@ -111,8 +117,11 @@ def side_ours(h5: Path, work: Path) -> dict:
     steps = {}
     for tsv in sorted((stage.meta_dir / "benchmarks").glob("*.tsv")):
         head, values = tsv.read_text().splitlines()[:2]
-        row = dict(zip(head.split("\t"), values.split("\t")))
-        steps[tsv.stem.removeprefix("transcriptomics_")] = {"s": float(row["s"]), "max_rss_mb": float(row["max_rss"])}
+        row = dict(zip(head.split("\t"), values.split("\t"), strict=False))
+        steps[tsv.stem.removeprefix("transcriptomics_")] = {
+            "s": float(row["s"]),
+            "max_rss_mb": float(row["max_rss"]),
+        }
     return {"seconds": elapsed, "steps": steps, "metrics": stage.metrics}
 
 
@@ -142,15 +151,22 @@ def side_bare(h5: Path, work: Path) -> dict:
     names = adata.var_names.str
     adata.var["mt"], adata.var["ribo"] = names.startswith("MT-"), names.match(r"^RP[SL]\d")
     adata.var["hb"] = names.match(r"^HB(?:A\d|B|D|E\d|G\d|M|Q\d|Z)$")
-    sc.pp.calculate_qc_metrics(adata, qc_vars=["mt", "ribo", "hb"], percent_top=[20], log1p=True, inplace=True)
+    sc.pp.calculate_qc_metrics(
+        adata, qc_vars=["mt", "ribo", "hb"], percent_top=[20], log1p=True, inplace=True
+    )
 
     def outlier(metric: str, n: float) -> np.ndarray:
         x = adata.obs[metric].to_numpy()
         med, mad = np.median(x), median_abs_deviation(x)
         return (x < med - n * mad) | (x > med + n * mad) if mad > 0 else np.zeros(len(x), bool)
 
-    bad = outlier("log1p_total_counts", 5) | outlier("log1p_n_genes_by_counts", 5) \
-        | outlier("pct_counts_in_top_20_genes", 5) | outlier("pct_counts_mt", 3) | (adata.obs["pct_counts_mt"] > 20).to_numpy()
+    bad = (
+        outlier("log1p_total_counts", 5)
+        | outlier("log1p_n_genes_by_counts", 5)
+        | outlier("pct_counts_in_top_20_genes", 5)
+        | outlier("pct_counts_mt", 3)
+        | (adata.obs["pct_counts_mt"] > 20).to_numpy()
+    )
     adata = adata[~bad].copy()
     lap("qc")
     adata.layers["counts"] = adata.X.astype(np.int32)
@@ -163,12 +179,19 @@ def side_bare(h5: Path, work: Path) -> dict:
     lap("pca")
     # the workflow's kNN transformer: plain scanpy 1.11.5 fails on pynndescent 0.7 above 8192
     # cells ('csr_array' object has no attribute 'getnnz'); see singlecell.knn_transformer
-    sc.pp.neighbors(adata, n_neighbors=15, n_pcs=50, random_state=0,
-                    transformer=knn_transformer(adata.n_obs, n_neighbors=15, random_state=0))
+    sc.pp.neighbors(
+        adata,
+        n_neighbors=15,
+        n_pcs=50,
+        random_state=0,
+        transformer=knn_transformer(adata.n_obs, n_neighbors=15, random_state=0),
+    )
     lap("neighbors")
     sc.tl.umap(adata, random_state=0)
     lap("umap")
-    sc.tl.leiden(adata, resolution=1.0, flavor="igraph", n_iterations=2, directed=False, random_state=0)
+    sc.tl.leiden(
+        adata, resolution=1.0, flavor="igraph", n_iterations=2, directed=False, random_state=0
+    )
     lap("leiden")
     sc.tl.rank_genes_groups(adata, "leiden", method="t-test", pts=True, use_raw=False, n_genes=25)
     lap("rank_genes_groups")
@@ -182,8 +205,12 @@ def side_bare(h5: Path, work: Path) -> dict:
 def _run_side(side: str, h5: Path, work: Path) -> dict:
     """One side in a fresh process; its wall time and the peak RSS of its largest process."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, __file__, "--side", side, "--h5", str(h5), "--work", str(work)],
-                          capture_output=True, text=True, cwd=HERE.parent)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--side", side, "--h5", str(h5), "--work", str(work)],
+        capture_output=True,
+        text=True,
+        cwd=HERE.parent,
+    )
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{side} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -192,7 +219,9 @@ def _run_side(side: str, h5: Path, work: Path) -> dict:
     return out
 
 
-def main(quick: bool = False, *, n_cells: int | None = None, n_genes: int | None = None) -> list[dict]:
+def main(
+    quick: bool = False, *, n_cells: int | None = None, n_genes: int | None = None
+) -> list[dict]:
     n_cells = n_cells or (5_000 if quick else 100_000)
     n_genes = n_genes or (5_000 if quick else 20_000)
     cache = Path(os.environ.get("BINDS_BENCH_CACHE", Path(tempfile.gettempdir()) / "binds-bench"))
@@ -206,16 +235,23 @@ def main(quick: bool = False, *, n_cells: int | None = None, n_genes: int | None
     dense_gb = n_cells * n_genes * 4 / 2**30
     row_time = {
         "benchmark": f"transcriptomics workflow {n_cells // 1000}k x {n_genes // 1000}k (time)",
-        "ours": round(ours["process_seconds"], 2), "baseline": "bare scanpy, same calls",
+        "ours": round(ours["process_seconds"], 2),
+        "baseline": "bare scanpy, same calls",
         "baseline_s": round(bare["process_seconds"], 2),
         "ratio": round(ours["process_seconds"] / bare["process_seconds"], 3),
         "goal": f"<= {GOAL_TIME}x",
-        "extra": {"bare_steps_s": bare["steps"], "ours_steps": ours["steps"], "n_cells_kept": bare["n_cells"]},
+        "extra": {
+            "bare_steps_s": bare["steps"],
+            "ours_steps": ours["steps"],
+            "n_cells_kept": bare["n_cells"],
+        },
     }
     row_mem = {
         "benchmark": f"transcriptomics workflow {n_cells // 1000}k x {n_genes // 1000}k (peak RSS GB)",
-        "ours": round(ours["peak_rss_gb"], 3), "baseline": "bare scanpy, same calls",
-        "baseline_s": round(bare["peak_rss_gb"], 3), "ratio": round(ours["peak_rss_gb"] / bare["peak_rss_gb"], 3),
+        "ours": round(ours["peak_rss_gb"], 3),
+        "baseline": "bare scanpy, same calls",
+        "baseline_s": round(bare["peak_rss_gb"], 3),
+        "ratio": round(ours["peak_rss_gb"] / bare["peak_rss_gb"], 3),
         "goal": f"<= {GOAL_MEM}x, both < dense {dense_gb:.1f} GB",
         "extra": {"dense_matrix_gb": round(dense_gb, 2)},
     }
@@ -226,14 +262,18 @@ def _child_main(args: argparse.Namespace) -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     out = (side_ours if args.side == "ours" else side_bare)(args.h5, args.work)
     # ru_maxrss is in KiB on Linux; children: the largest process of the tree (a Snakemake rule)
-    peak_kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                   resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    peak_kib = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    )
     out["peak_rss_gb"] = peak_kib / 2**20
     print(json.dumps(out, default=str))
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--side", choices=["ours", "bare"])
     ap.add_argument("--h5", type=Path)
     ap.add_argument("--work", type=Path)

@@ -19,9 +19,15 @@ HERE = Path(__file__).resolve().parent
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("names", nargs="*", help="bench modules to run (e.g. store cryoem); default all")
-    ap.add_argument("--quick", action="store_true", help="smaller inputs (a smoke run, not the figures)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "names", nargs="*", help="bench modules to run (e.g. store cryoem); default all"
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="smaller inputs (a smoke run, not the figures)"
+    )
     ap.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     args = ap.parse_args(argv)
     mods = sorted(HERE.glob("bench_*.py"))
@@ -47,9 +53,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print_row(row: dict) -> None:
     extra = " ".join(f"{k}={v}" for k, v in (row.get("extra") or {}).items())
-    print(f"  {row['benchmark']:<48} ours {row['ours']:8.3f} s | {row['baseline']:<32} "
-          f"{row['baseline_s']:8.3f} s | ratio {row['ratio']:6.2f}x | goal {row.get('goal', '')} {extra}",
-          flush=True)
+    print(
+        f"  {row['benchmark']:<48} ours {row['ours']:8.3f} s | {row['baseline']:<32} "
+        f"{row['baseline_s']:8.3f} s | ratio {row['ratio']:6.2f}x | goal {row.get('goal', '')} {extra}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

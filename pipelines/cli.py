@@ -17,7 +17,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from pipelines.errors import BindsError, InputError, Problem, RunError
@@ -27,11 +34,11 @@ EXIT_CODES = "Exit codes: 0 success; 1 failed run (rule crashed, store unreachab
 app = typer.Typer(
     name="binds",
     help="Turn BINDS instrument runs into curated, versioned datasets (OME-Zarr, AnnData-Zarr, Parquet) "
-         "in a store: a local folder or s3://bucket/prefix.\n\n"
-         "Typical use, right after an experiment:\n\n"
-         "  binds init runs/krios-0042 --modality cryoem   # writes experiment.yaml to edit\n\n"
-         "  binds validate runs/krios-0042\n\n"
-         "  binds run runs/krios-0042 --store s3://binds-curated\n\n" + EXIT_CODES,
+    "in a store: a local folder or s3://bucket/prefix.\n\n"
+    "Typical use, right after an experiment:\n\n"
+    "  binds init runs/krios-0042 --modality cryoem   # writes experiment.yaml to edit\n\n"
+    "  binds validate runs/krios-0042\n\n"
+    "  binds run runs/krios-0042 --store s3://binds-curated\n\n" + EXIT_CODES,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -41,16 +48,26 @@ app = typer.Typer(
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True)
 
-StoreOpt = Annotated[str | None, typer.Option(
-    "--store", "-s", envvar="BINDS_STORE", show_envvar=True,
-    help="Store URL: a local folder or s3://bucket/prefix (endpoint from BINDS_S3_ENDPOINT_URL or "
-         "AWS_ENDPOINT_URL). Default ./store.")]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        "-s",
+        envvar="BINDS_STORE",
+        show_envvar=True,
+        help="Store URL: a local folder or s3://bucket/prefix (endpoint from BINDS_S3_ENDPOINT_URL or "
+        "AWS_ENDPOINT_URL). Default ./store.",
+    ),
+]
 
 
 def _report(exc: BindsError) -> None:
     if isinstance(exc, InputError):
-        err.print(f"[bold red]error:[/] invalid input ({len(exc.problems)} problem"
-                  f"{'s' if len(exc.problems) != 1 else ''}):", highlight=False)
+        err.print(
+            f"[bold red]error:[/] invalid input ({len(exc.problems)} problem"
+            f"{'s' if len(exc.problems) != 1 else ''}):",
+            highlight=False,
+        )
         for p in exc.problems:
             err.print(f"  {p}", highlight=False, markup=False)
     else:
@@ -75,7 +92,9 @@ def handle_errors(func):
             _report(RunError(str(exc)))
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            err.print("interrupted: nothing was committed that is not complete; run the same command to resume")
+            err.print(
+                "interrupted: nothing was committed that is not complete; run the same command to resume"
+            )
             raise typer.Exit(130) from None
 
     return wrapper
@@ -93,17 +112,30 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _bytes_progress(label: str) -> Progress:
-    return Progress(TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    TimeRemainingColumn(), console=err, transient=True)
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
 
 
 # ----------------------------------------------------------------------------------- init
 @app.command()
 @handle_errors
 def init(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder with the raw instrument files, e.g. runs/krios-0042.")],
-    modality: Annotated[str, typer.Option("--modality", "-m", help=f"One of: {', '.join(MODALITIES)}.")],
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing experiment.yaml.")] = False,
+    run_dir: Annotated[
+        Path, typer.Argument(help="Run folder with the raw instrument files, e.g. runs/krios-0042.")
+    ],
+    modality: Annotated[
+        str, typer.Option("--modality", "-m", help=f"One of: {', '.join(MODALITIES)}.")
+    ],
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing experiment.yaml.")
+    ] = False,
 ) -> None:
     """Write a commented experiment.yaml template listing the raw files found.
 
@@ -112,14 +144,24 @@ def init(
     from pipelines.templates import experiment_template
 
     if modality not in MODALITIES:
-        raise InputError(Problem(f"unknown modality {modality!r}", where="--modality",
-                                 hint=f"one of {', '.join(MODALITIES)}"))
+        raise InputError(
+            Problem(
+                f"unknown modality {modality!r}",
+                where="--modality",
+                hint=f"one of {', '.join(MODALITIES)}",
+            )
+        )
     if not run_dir.is_dir():
         raise InputError(Problem("no such run folder", file=str(run_dir)))
     target = run_dir / "experiment.yaml"
     if target.exists() and not force:
-        raise InputError(Problem("experiment.yaml already exists", file=str(target),
-                                 hint="edit it, or pass --force to overwrite"))
+        raise InputError(
+            Problem(
+                "experiment.yaml already exists",
+                file=str(target),
+                hint="edit it, or pass --force to overwrite",
+            )
+        )
     target.write_text(experiment_template(run_dir, modality))
     out.print(f"wrote {target}: edit the EDIT fields, then run: binds validate {run_dir}")
 
@@ -128,7 +170,9 @@ def init(
 @app.command()
 @handle_errors
 def validate(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder holding experiment.yaml and the raw files.")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="Run folder holding experiment.yaml and the raw files.")
+    ],
 ) -> None:
     """Check experiment.yaml and the raw files; nothing is written.
 
@@ -141,17 +185,30 @@ def validate(
     exp, raw = check_run_dir(run_dir)
     for note in exp.notes:
         out.print(f"note: {note}", highlight=False, markup=False)
-    out.print(f"ok: {exp.path} is valid ({exp.modality}, dataset {exp.dataset_id}, "
-              f"access {exp.access}); {len(raw)} raw file(s)", highlight=False)
+    out.print(
+        f"ok: {exp.path} is valid ({exp.modality}, dataset {exp.dataset_id}, "
+        f"access {exp.access}); {len(raw)} raw file(s)",
+        highlight=False,
+    )
 
 
 # ----------------------------------------------------------------------------------- prepare
 @app.command()
 @handle_errors
 def prepare(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder holding experiment.yaml and the raw files.")],
-    work_dir: Annotated[Path | None, typer.Option(help="Where to stage (default $BINDS_WORK_DIR/<dataset_id> or ./.binds-work/<dataset_id>).")] = None,
-    profile: Annotated[str, typer.Option(help="Profile of the printed Snakemake command: local, slurm, or a folder.")] = "local",
+    run_dir: Annotated[
+        Path, typer.Argument(help="Run folder holding experiment.yaml and the raw files.")
+    ],
+    work_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to stage (default $BINDS_WORK_DIR/<dataset_id> or ./.binds-work/<dataset_id>)."
+        ),
+    ] = None,
+    profile: Annotated[
+        str,
+        typer.Option(help="Profile of the printed Snakemake command: local, slurm, or a folder."),
+    ] = "local",
 ) -> None:
     """Validate a run folder and write its stage's _meta/ (experiment.json, run.json), without
     running anything; print the Snakemake command that builds the stage.
@@ -167,7 +224,9 @@ def prepare(
 
     with runner.hold_work_dir(run_dir, work_dir):
         exp, stage = runner.prepare(run_dir, work_dir=work_dir)
-    cmd = snakemake_command(run_dir=Path(run_dir).resolve(), stage=stage, modality=exp.modality, profile=profile)
+    cmd = snakemake_command(
+        run_dir=Path(run_dir).resolve(), stage=stage, modality=exp.modality, profile=profile
+    )
     out.print(f"staged metadata in {stage.meta_dir}; build the stage with:", highlight=False)
     out.print(" ".join(shlex.quote(c) for c in cmd), highlight=False, markup=False, soft_wrap=True)
     out.print(f"then: binds publish {stage.root} --store URL", highlight=False, markup=False)
@@ -179,12 +238,26 @@ def prepare(
 def run(
     run_dir: Annotated[Path, typer.Argument(help="Run folder (raw files + experiment.yaml).")],
     store: StoreOpt = None,
-    profile: Annotated[str, typer.Option(help="Snakemake profile: local, slurm, kubernetes, aws-batch, or a folder.")] = "local",
-    cores: Annotated[int | None, typer.Option(help="Cores for the local executor (default: all).")] = None,
-    work_dir: Annotated[Path | None, typer.Option(help="Where to stage (default $BINDS_WORK_DIR/<dataset_id> or ./.binds-work/<dataset_id>).")] = None,
-    publish: Annotated[bool, typer.Option("--publish/--no-publish", help="Publish after staging.")] = True,
+    profile: Annotated[
+        str,
+        typer.Option(help="Snakemake profile: local, slurm, kubernetes, aws-batch, or a folder."),
+    ] = "local",
+    cores: Annotated[
+        int | None, typer.Option(help="Cores for the local executor (default: all).")
+    ] = None,
+    work_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to stage (default $BINDS_WORK_DIR/<dataset_id> or ./.binds-work/<dataset_id>)."
+        ),
+    ] = None,
+    publish: Annotated[
+        bool, typer.Option("--publish/--no-publish", help="Publish after staging.")
+    ] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect and workflow logs.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show Prefect and workflow logs.")
+    ] = False,
 ) -> None:
     """Validate, process (Snakemake, inside a Prefect flow) and publish one run folder.
 
@@ -214,9 +287,14 @@ def run(
         from pipelines.monitoring import run_tags
 
         with tags(*run_tags(exp.data)):
-            result = binds_run(str(run_dir.resolve()), store_url=_absolute_store(store), profile=profile,
-                               cores=cores, work_dir=str(work_dir.resolve()) if work_dir else None,
-                               publish=publish)
+            result = binds_run(
+                str(run_dir.resolve()),
+                store_url=_absolute_store(store),
+                profile=profile,
+                cores=cores,
+                work_dir=str(work_dir.resolve()) if work_dir else None,
+                publish=publish,
+            )
     _print_publish(result, json_out)
 
 
@@ -252,7 +330,7 @@ def _report_url(result: dict[str, Any]) -> str | None:
     try:
         if not open_store(result["store_url"], read_only=True).exists(key):
             return None
-    except Exception:  # noqa: BLE001 (a hint, not a reason to fail a finished run)
+    except Exception:
         return None
     return f"{result['store_url'].rstrip('/')}/{key}"
 
@@ -303,13 +381,18 @@ def _print_publish(result: dict[str, Any], json_out: bool) -> None:
         out.print_json(json.dumps(result, default=str))
         return
     if not result.get("published", True):
-        out.print(f"staged at {result['stage_dir']} (not published): binds publish {result['stage_dir']} --store URL")
+        out.print(
+            f"staged at {result['stage_dir']} (not published): binds publish {result['stage_dir']} --store URL"
+        )
         return
     verb = "published" if result["created"] else "unchanged"
     report = _report_url(result)
-    out.print(f"{verb}: {result['dataset_id']} v{result['version']} -> "
-              f"{result['store_url']}/{result['prefix']}v{result['version']}/ "
-              f"({result['n_files']} files, {result['bytes']:,} bytes)", highlight=False)
+    out.print(
+        f"{verb}: {result['dataset_id']} v{result['version']} -> "
+        f"{result['store_url']}/{result['prefix']}v{result['version']}/ "
+        f"({result['n_files']} files, {result['bytes']:,} bytes)",
+        highlight=False,
+    )
     for note in result.get("notes", []):
         out.print(f"  {note}", highlight=False)
     if report:
@@ -320,7 +403,12 @@ def _print_publish(result: dict[str, Any], json_out: bool) -> None:
 @app.command("publish")
 @handle_errors
 def publish_cmd(
-    staged_dir: Annotated[Path, typer.Argument(help="A staged dataset folder (data/, qc/, _meta/), e.g. .binds-work/binds-2026-0042-cryoem/stage.")],
+    staged_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="A staged dataset folder (data/, qc/, _meta/), e.g. .binds-work/binds-2026-0042-cryoem/stage."
+        ),
+    ],
     store: StoreOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -334,7 +422,11 @@ def publish_cmd(
 
     with _bytes_progress("uploading") as prog:
         task = prog.add_task("upload", total=None)
-        result = publish_stage(staged_dir, store, progress=lambda done, total: prog.update(task, completed=done, total=total))
+        result = publish_stage(
+            staged_dir,
+            store,
+            progress=lambda done, total: prog.update(task, completed=done, total=total),
+        )
     _print_publish(result.to_dict(), json_out)
 
 
@@ -343,32 +435,70 @@ def publish_cmd(
 @handle_errors
 def catalog(
     store: StoreOpt = None,
-    json_out: Annotated[bool, typer.Option("--json", help="JSON array for scripts (same as --format json).")] = False,
-    fmt: Annotated[str, typer.Option("--format", help="table, json, or dcat (DCAT-AP 3 Turtle for catalogues "
-                                                      "and the RDF portal).")] = "table",
+    json_out: Annotated[
+        bool, typer.Option("--json", help="JSON array for scripts (same as --format json).")
+    ] = False,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="table, json, or dcat (DCAT-AP 3 Turtle for catalogues and the RDF portal).",
+        ),
+    ] = "table",
     modality: Annotated[str | None, typer.Option(help="Only this modality.")] = None,
-    access: Annotated[str | None, typer.Option(help="Only this access level (open, consortium, restricted).")] = None,
+    access: Annotated[
+        str | None, typer.Option(help="Only this access level (open, consortium, restricted).")
+    ] = None,
     request_id: Annotated[str | None, typer.Option(help="Only this support request.")] = None,
     dataset: Annotated[str | None, typer.Option(help="Only this dataset id.")] = None,
-    organism: Annotated[str | None, typer.Option(help="Only samples of this NCBITaxon id, e.g. NCBITaxon:9606.")] = None,
+    organism: Annotated[
+        str | None, typer.Option(help="Only samples of this NCBITaxon id, e.g. NCBITaxon:9606.")
+    ] = None,
     tissue: Annotated[str | None, typer.Option(help="Only this UBERON id.")] = None,
     cell_type: Annotated[str | None, typer.Option(help="Only this CL id.")] = None,
-    compound: Annotated[str | None, typer.Option(help="Only this CHEBI / PUBCHEM.COMPOUND id.")] = None,
-    licence: Annotated[str | None, typer.Option(help="Only this SPDX licence id, e.g. CC-BY-4.0.")] = None,
+    compound: Annotated[
+        str | None, typer.Option(help="Only this CHEBI / PUBCHEM.COMPOUND id.")
+    ] = None,
+    licence: Annotated[
+        str | None, typer.Option(help="Only this SPDX licence id, e.g. CC-BY-4.0.")
+    ] = None,
     instrument: Annotated[str | None, typer.Option(help="Only this instrument model.")] = None,
-    qc: Annotated[str | None, typer.Option(help="pass or fail: only versions whose QC gate passed / failed.")] = None,
-    where: Annotated[list[str] | None, typer.Option(
-        help="Any column: column=value, column=a,b (any of), column>=x, column<=x (numbers, dates); "
-             "repeatable. Columns: docs/formats/store.md.")] = None,
-    for_level: Annotated[str, typer.Option(
-        "--for", help="--format dcat: the audience; only levels it may see are exported "
-                      "(open: open only; consortium: open + consortium; restricted: all).")] = "open",
-    base_url: Annotated[str | None, typer.Option(
-        help="--format dcat: prefix of dataset IRIs (default BINDS_BASE_URL).")] = None,
-    latest: Annotated[bool, typer.Option("--latest", help="Only the newest version of each dataset.")] = False,
-    samples: Annotated[bool, typer.Option("--samples", help="One row per sample and version instead (sample id, "
-                                                            "organism, tissue, cell type, compound, dataset).")] = False,
-    rebuild: Annotated[bool, typer.Option("--rebuild", help="Rewrite the catalog rows from the manifests first.")] = False,
+    qc: Annotated[
+        str | None, typer.Option(help="pass or fail: only versions whose QC gate passed / failed.")
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Any column: column=value, column=a,b (any of), column>=x, column<=x (numbers, dates); "
+            "repeatable. Columns: docs/formats/store.md."
+        ),
+    ] = None,
+    for_level: Annotated[
+        str,
+        typer.Option(
+            "--for",
+            help="--format dcat: the audience; only levels it may see are exported "
+            "(open: open only; consortium: open + consortium; restricted: all).",
+        ),
+    ] = "open",
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="--format dcat: prefix of dataset IRIs (default BINDS_BASE_URL)."),
+    ] = None,
+    latest: Annotated[
+        bool, typer.Option("--latest", help="Only the newest version of each dataset.")
+    ] = False,
+    samples: Annotated[
+        bool,
+        typer.Option(
+            "--samples",
+            help="One row per sample and version instead (sample id, "
+            "organism, tissue, cell type, compound, dataset).",
+        ),
+    ] = False,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Rewrite the catalog rows from the manifests first.")
+    ] = False,
 ) -> None:
     """List the committed dataset versions (one row per version), newest first; select by
     organism, tissue, cell type, compound, licence, instrument, QC and any figure.
@@ -392,13 +522,25 @@ def catalog(
     from pipelines.store.catalog import read_catalog, rebuild_catalog
 
     if access and access not in ACCESS_LEVELS:
-        raise InputError(Problem(f"unknown access level {access!r}", where="--access", hint=", ".join(ACCESS_LEVELS)))
+        raise InputError(
+            Problem(
+                f"unknown access level {access!r}", where="--access", hint=", ".join(ACCESS_LEVELS)
+            )
+        )
     if modality and modality not in MODALITIES:
-        raise InputError(Problem(f"unknown modality {modality!r}", where="--modality", hint=", ".join(MODALITIES)))
+        raise InputError(
+            Problem(
+                f"unknown modality {modality!r}", where="--modality", hint=", ".join(MODALITIES)
+            )
+        )
     if fmt not in ("table", "json", "dcat"):
-        raise InputError(Problem(f"unknown format {fmt!r}", where="--format", hint="table, json or dcat"))
+        raise InputError(
+            Problem(f"unknown format {fmt!r}", where="--format", hint="table, json or dcat")
+        )
     if for_level not in ACCESS_LEVELS:
-        raise InputError(Problem(f"unknown level {for_level!r}", where="--for", hint=", ".join(ACCESS_LEVELS)))
+        raise InputError(
+            Problem(f"unknown level {for_level!r}", where="--for", hint=", ".join(ACCESS_LEVELS))
+        )
     if qc not in (None, "pass", "fail"):
         raise InputError(Problem(f"unknown --qc {qc!r}", where="--qc", hint="pass or fail"))
     try:
@@ -412,11 +554,23 @@ def catalog(
     st = open_store(store, read_only=not rebuild)
     if rebuild:
         stats = rebuild_catalog(st)
-        err.print(f"catalog rebuilt from manifests: {stats['rows']} rows, {stats['removed']} stale removed")
+        err.print(
+            f"catalog rebuilt from manifests: {stats['rows']} rows, {stats['removed']} stale removed"
+        )
     df = read_catalog(st, levels=levels).to_pandas()
-    filters = {"modality": modality, "request_id": request_id, "dataset_id": dataset, "organisms": organism,
-               "tissues": tissue, "cell_types": cell_type, "compounds": compound, "licence": licence,
-               "instrument_model": instrument, "qc_pass": None if qc is None else qc == "pass", **extra}
+    filters = {
+        "modality": modality,
+        "request_id": request_id,
+        "dataset_id": dataset,
+        "organisms": organism,
+        "tissues": tissue,
+        "cell_types": cell_type,
+        "compounds": compound,
+        "licence": licence,
+        "instrument_model": instrument,
+        "qc_pass": None if qc is None else qc == "pass",
+        **extra,
+    }
     try:
         df = filter_frame(df, filters)
     except KeyError as exc:
@@ -430,17 +584,48 @@ def catalog(
         sys.stdout.write(graph.serialize(format="turtle"))
         return
     if samples:
-        rows = [{**smp, "dataset_id": r.dataset_id, "version": int(r.version), "modality": r.modality,
-                 "access": r.access} for r in df.itertuples() for smp in (r.samples if r.samples is not None else [])]
+        rows = [
+            {
+                **smp,
+                "dataset_id": r.dataset_id,
+                "version": int(r.version),
+                "modality": r.modality,
+                "access": r.access,
+            }
+            for r in df.itertuples()
+            for smp in (r.samples if r.samples is not None else [])
+        ]
         if json_out or fmt == "json":
             sys.stdout.write(json.dumps(rows, indent=2) + "\n")
             return
         table = Table(title=f"samples in {st.url}", title_justify="left")
-        for col in ("sample_id", "organism", "tissue", "cell_type", "compound", "dataset_id", "version", "modality"):
+        for col in (
+            "sample_id",
+            "organism",
+            "tissue",
+            "cell_type",
+            "compound",
+            "dataset_id",
+            "version",
+            "modality",
+        ):
             table.add_column(col, overflow="fold")
         for r in rows:
-            table.add_row(*(str(r[c]) if r[c] is not None else "" for c in
-                            ("sample_id", "organism", "tissue", "cell_type", "compound", "dataset_id", "version", "modality")))
+            table.add_row(
+                *(
+                    str(r[c]) if r[c] is not None else ""
+                    for c in (
+                        "sample_id",
+                        "organism",
+                        "tissue",
+                        "cell_type",
+                        "compound",
+                        "dataset_id",
+                        "version",
+                        "modality",
+                    )
+                )
+            )
         out.print(table)
         return
     if json_out or fmt == "json":
@@ -453,12 +638,33 @@ def catalog(
         out.print(f"no datasets in {st.url}")
         return
     table = Table(title=f"catalog of {st.url}", title_justify="left")
-    for col in ("dataset_id", "version", "modality", "access", "organisms", "title", "created", "qc", "size"):
+    for col in (
+        "dataset_id",
+        "version",
+        "modality",
+        "access",
+        "organisms",
+        "title",
+        "created",
+        "qc",
+        "size",
+    ):
         table.add_column(col, overflow="fold")
     for r in df.itertuples():
-        qc_text = "" if r.qc_pass is None or r.qc_pass != r.qc_pass else ("pass" if r.qc_pass else "FAIL")
-        table.add_row(r.dataset_id, f"v{r.version}", r.modality, r.access, ", ".join(r.organisms or []),
-                      r.title or "", str(r.created)[:19], qc_text, _human(r.bytes))
+        qc_text = (
+            "" if r.qc_pass is None or r.qc_pass != r.qc_pass else ("pass" if r.qc_pass else "FAIL")
+        )
+        table.add_row(
+            r.dataset_id,
+            f"v{r.version}",
+            r.modality,
+            r.access,
+            ", ".join(r.organisms or []),
+            r.title or "",
+            str(r.created)[:19],
+            qc_text,
+            _human(r.bytes),
+        )
     out.print(table)
 
 
@@ -475,7 +681,9 @@ def _human(n: float) -> str:
 @handle_errors
 def show(
     dataset: Annotated[str, typer.Argument(help="Dataset id, e.g. binds-2026-0042-cryoem.")],
-    version: Annotated[int | None, typer.Option(help="Version number (default: the newest).")] = None,
+    version: Annotated[
+        int | None, typer.Option(help="Version number (default: the newest).")
+    ] = None,
     store: StoreOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
@@ -490,8 +698,13 @@ def show(
     df = read_catalog(st).to_pandas()
     df = df[df["dataset_id"] == dataset]
     if df.empty:
-        raise InputError(Problem(f"no dataset {dataset!r} in {st.url}", where="DATASET",
-                                 hint="list them with: binds catalog"))
+        raise InputError(
+            Problem(
+                f"no dataset {dataset!r} in {st.url}",
+                where="DATASET",
+                hint="list them with: binds catalog",
+            )
+        )
     if version is not None:
         df = df[df["version"] == version]
         if df.empty:
@@ -501,25 +714,42 @@ def show(
     if json_out:
         sys.stdout.write(json.dumps(manifest, indent=2) + "\n")
         return
-    out.print(f"[bold]{manifest['dataset_id']}[/] v{manifest['version']}  ({manifest['modality']}, {manifest['access']})")
+    out.print(
+        f"[bold]{manifest['dataset_id']}[/] v{manifest['version']}  ({manifest['modality']}, {manifest['access']})"
+    )
     out.print(f"  title:    {manifest['title']}", highlight=False)
     out.print(f"  request:  {manifest['request_id']}", highlight=False)
     out.print(f"  created:  {manifest['created']}")
     out.print(f"  location: {st.url}/{row['path']}", highlight=False)
-    out.print(f"  content:  {manifest['content_digest']}  ({manifest['n_files']} files, {_human(manifest['bytes'])})")
+    out.print(
+        f"  content:  {manifest['content_digest']}  ({manifest['n_files']} files, {_human(manifest['bytes'])})"
+    )
     out.print("  data:     " + ", ".join(row["data_paths"]), highlight=False)
-    for label, col in (("organisms", "organisms"), ("tissues", "tissues"), ("cell types", "cell_types"),
-                       ("compounds", "compounds")):
+    for label, col in (
+        ("organisms", "organisms"),
+        ("tissues", "tissues"),
+        ("cell types", "cell_types"),
+        ("compounds", "compounds"),
+    ):
         if row[col] is not None and len(row[col]):
             out.print(f"  {label + ':':<9} " + ", ".join(row[col]), highlight=False)
-    for label, col in (("licence", "licence"), ("acquired", "acquired"), ("instrument", "instrument_model"),
-                       ("unit", "support_unit"), ("qc pass", "qc_pass"), ("metadata", "metadata_path")):
+    for label, col in (
+        ("licence", "licence"),
+        ("acquired", "acquired"),
+        ("instrument", "instrument_model"),
+        ("unit", "support_unit"),
+        ("qc pass", "qc_pass"),
+        ("metadata", "metadata_path"),
+    ):
         if row[col] is not None and row[col] == row[col]:
             out.print(f"  {label + ':':<9} {row[col]}", highlight=False)
     for doc in manifest.get("documents", []):
         if doc["path"].endswith("report.html"):
-            out.print(f"  report:   {st.url}/{row['path']}{doc['path']}  (QC report to send, "
-                      f"{_human(doc['size'])})", highlight=False)
+            out.print(
+                f"  report:   {st.url}/{row['path']}{doc['path']}  (QC report to send, "
+                f"{_human(doc['size'])})",
+                highlight=False,
+            )
     if manifest.get("qc"):
         out.print("  qc:")
         for k, v in sorted(manifest["qc"].items()):
@@ -530,7 +760,9 @@ def show(
 @app.command()
 @handle_errors
 def verify(
-    dataset: Annotated[str | None, typer.Argument(help="Only this dataset id (default: every dataset).")] = None,
+    dataset: Annotated[
+        str | None, typer.Argument(help="Only this dataset id (default: every dataset).")
+    ] = None,
     version: Annotated[int | None, typer.Option(help="Only this version.")] = None,
     store: StoreOpt = None,
 ) -> None:
@@ -551,8 +783,13 @@ def verify(
     with err.status("verifying checksums"):
         report = verify_store(st, dataset_id=dataset, version=version)
     if dataset and report.versions == 0:
-        raise InputError(Problem(f"no committed version of {dataset!r} in {st.url}", where="DATASET",
-                                 hint="list them with: binds catalog"))
+        raise InputError(
+            Problem(
+                f"no committed version of {dataset!r} in {st.url}",
+                where="DATASET",
+                hint="list them with: binds catalog",
+            )
+        )
     for p in report.problems:
         out.print(p, highlight=False, markup=False)
     summary = f"{report.versions} version(s), {report.files} files, {_human(report.bytes)} checked"
@@ -570,19 +807,41 @@ def _day(text: str | None, where: str):
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise InputError(Problem(f"{text!r} is not a date", where=where,
-                                 hint="write it as YYYY-MM-DD, e.g. 2026-11-01")) from None
+        raise InputError(
+            Problem(
+                f"{text!r} is not a date",
+                where=where,
+                hint="write it as YYYY-MM-DD, e.g. 2026-11-01",
+            )
+        ) from None
 
 
 @app.command()
 @handle_errors
 def usage(
     store: StoreOpt = None,
-    request: Annotated[str | None, typer.Option("--request", "-r", help="Only this support request, e.g. BINDS-2026-0042.")] = None,
-    since: Annotated[str | None, typer.Option(help="First day of the period (YYYY-MM-DD; default: the first version).")] = None,
-    until: Annotated[str | None, typer.Option(help="Last day of the period, inclusive (YYYY-MM-DD; default: now).")] = None,
-    by: Annotated[str, typer.Option(help="One row per: request, unit (support unit) or month.")] = "request",
-    csv_out: Annotated[bool, typer.Option("--csv", help="Billing lines as CSV (request_id, service, quantity, unit, period, support_unit).")] = False,
+    request: Annotated[
+        str | None,
+        typer.Option("--request", "-r", help="Only this support request, e.g. BINDS-2026-0042."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="First day of the period (YYYY-MM-DD; default: the first version)."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="Last day of the period, inclusive (YYYY-MM-DD; default: now)."),
+    ] = None,
+    by: Annotated[
+        str, typer.Option(help="One row per: request, unit (support unit) or month.")
+    ] = "request",
+    csv_out: Annotated[
+        bool,
+        typer.Option(
+            "--csv",
+            help="Billing lines as CSV (request_id, service, quantity, unit, period, support_unit).",
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="The rows as JSON.")] = False,
 ) -> None:
     """What each support request used: core-hours, GPU-hours, peak memory, stored GB and
@@ -609,16 +868,25 @@ def usage(
     from pipelines.usage import GROUPINGS, billing_csv, billing_lines, usage_report, version_usage
 
     if by not in GROUPINGS:
-        raise InputError(Problem(f"unknown grouping {by!r}", where="--by", hint=", ".join(GROUPINGS)))
+        raise InputError(
+            Problem(f"unknown grouping {by!r}", where="--by", hint=", ".join(GROUPINGS))
+        )
     first, last = _day(since, "--since"), _day(until, "--until")
     if first and last and last < first:
         raise InputError(Problem(f"--until {last} is before --since {first}", where="--until"))
     st = open_store(store, read_only=True)
     versions = version_usage(st, request=request)
     if request and not versions:
-        raise InputError(Problem(f"no version of request {request!r} in {st.url}", where="--request",
-                                 hint="list them with: binds catalog"))
-    rows = usage_report(versions, since=first, until=(last + dt.timedelta(days=1)) if last else None, by=by)
+        raise InputError(
+            Problem(
+                f"no version of request {request!r} in {st.url}",
+                where="--request",
+                hint="list them with: binds catalog",
+            )
+        )
+    rows = usage_report(
+        versions, since=first, until=(last + dt.timedelta(days=1)) if last else None, by=by
+    )
     if csv_out:
         sys.stdout.write(billing_csv(billing_lines(rows, by=by)))
         return
@@ -629,16 +897,31 @@ def usage(
         out.print(f"no usage in {st.url} for that period")
         return
     table = Table(title=f"usage in {st.url}", title_justify="left")
-    for col in (by, "period", "versions", "instrument runs", "core-hours", "GPU-hours", "peak memory",
-                "stored GB", "GB-months"):
+    for col in (
+        by,
+        "period",
+        "versions",
+        "instrument runs",
+        "core-hours",
+        "GPU-hours",
+        "peak memory",
+        "stored GB",
+        "GB-months",
+    ):
         table.add_column(col, overflow="fold")
     for r in rows:
         last_day = (r["period_end"] - dt.timedelta(seconds=1)).date()
-        table.add_row(str(r[by] or "(none)"), f"{r['period_start'].date()} .. {last_day}",
-                      str(r["versions"]), str(r["instrument_runs"]), f"{r['core_hours']:.3f}",
-                      f"{r['gpu_hours']:.3f}",
-                      "" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb'] / 1024:.2f} GiB",
-                      f"{r['stored_gb']:.3f}", f"{r['gb_months']:.4f}")
+        table.add_row(
+            str(r[by] or "(none)"),
+            f"{r['period_start'].date()} .. {last_day}",
+            str(r["versions"]),
+            str(r["instrument_runs"]),
+            f"{r['core_hours']:.3f}",
+            f"{r['gpu_hours']:.3f}",
+            "" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb'] / 1024:.2f} GiB",
+            f"{r['stored_gb']:.3f}",
+            f"{r['gb_months']:.4f}",
+        )
     out.print(table)
 
 
@@ -646,11 +929,24 @@ def usage(
 @app.command()
 @handle_errors
 def watch(
-    inbox: Annotated[Path, typer.Argument(help="Folder that receives run folders, e.g. /data/inbox/krios.")],
+    inbox: Annotated[
+        Path, typer.Argument(help="Folder that receives run folders, e.g. /data/inbox/krios.")
+    ],
     store: StoreOpt = None,
-    settle: Annotated[float, typer.Option(help="Seconds a folder must stay unchanged before it is taken (copies still running).")] = 60,
+    settle: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a folder must stay unchanged before it is taken (copies still running)."
+        ),
+    ] = 60,
     interval: Annotated[float, typer.Option(help="Seconds between scans.")] = 30,
-    once: Annotated[bool, typer.Option("--once", help="Scan once, process what is ready, exit (for cron or a Prefect schedule).")] = False,
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once",
+            help="Scan once, process what is ready, exit (for cron or a Prefect schedule).",
+        ),
+    ] = False,
     profile: Annotated[str, typer.Option(help="Snakemake profile.")] = "local",
     cores: Annotated[int | None, typer.Option(help="Cores for the local executor.")] = None,
 ) -> None:
@@ -671,12 +967,27 @@ def watch(
         raise InputError(Problem("no such inbox folder", file=str(inbox)))
     with _prefect_session() as session:
         session.ready()
-        _watch_loop(inbox, store=store, settle=settle, interval=interval, once=once, profile=profile,
-                    cores=cores)
+        _watch_loop(
+            inbox,
+            store=store,
+            settle=settle,
+            interval=interval,
+            once=once,
+            profile=profile,
+            cores=cores,
+        )
 
 
-def _watch_loop(inbox: Path, *, store: str | None, settle: float, interval: float, once: bool,
-                profile: str, cores: int | None) -> None:
+def _watch_loop(
+    inbox: Path,
+    *,
+    store: str | None,
+    settle: float,
+    interval: float,
+    once: bool,
+    profile: str,
+    cores: int | None,
+) -> None:
     from prefect import tags
 
     from pipelines.flows import binds_run
@@ -690,7 +1001,9 @@ def _watch_loop(inbox: Path, *, store: str | None, settle: float, interval: floa
 
         exp, _ = check_run_dir(run_dir)  # bad input: recorded without a flow run
         with tags(*run_tags(exp.data)):
-            return binds_run(str(run_dir.resolve()), store_url=store_abs, profile=profile, cores=cores)
+            return binds_run(
+                str(run_dir.resolve()), store_url=store_abs, profile=profile, cores=cores
+            )
 
     say = lambda text: out.print(text, highlight=False, markup=False)  # noqa: E731
     skips = SkipReporter(say)
@@ -709,11 +1022,17 @@ def _watch_loop(inbox: Path, *, store: str | None, settle: float, interval: floa
 @app.command()
 @handle_errors
 def serve(
-    inbox: Annotated[Path, typer.Argument(help="Folder that receives run folders, e.g. /data/inbox/krios.")],
+    inbox: Annotated[
+        Path, typer.Argument(help="Folder that receives run folders, e.g. /data/inbox/krios.")
+    ],
     store: StoreOpt = None,
-    settle: Annotated[float, typer.Option(help="Seconds a folder must stay unchanged before it is taken.")] = 60,
+    settle: Annotated[
+        float, typer.Option(help="Seconds a folder must stay unchanged before it is taken.")
+    ] = 60,
     interval: Annotated[float, typer.Option(help="Seconds between scans of the inbox.")] = 30,
-    limit: Annotated[int, typer.Option(min=1, help="Flow runs at once (each runs one Snakemake workflow).")] = 2,
+    limit: Annotated[
+        int, typer.Option(min=1, help="Flow runs at once (each runs one Snakemake workflow).")
+    ] = 2,
     profile: Annotated[str, typer.Option(help="Snakemake profile of every run.")] = "local",
     cores: Annotated[int | None, typer.Option(help="Cores per run for the local executor.")] = None,
 ) -> None:
@@ -737,25 +1056,44 @@ def serve(
         raise InputError(Problem("no such inbox folder", file=str(inbox)))
     url = configured_api_url()
     if not url:
-        raise InputError(Problem("binds serve needs a Prefect server", where="PREFECT_API_URL",
-                                 hint="start one with `prefect server start --host 127.0.0.1` and "
-                                      "export PREFECT_API_URL=http://127.0.0.1:4200/api"))
+        raise InputError(
+            Problem(
+                "binds serve needs a Prefect server",
+                where="PREFECT_API_URL",
+                hint="start one with `prefect server start --host 127.0.0.1` and "
+                "export PREFECT_API_URL=http://127.0.0.1:4200/api",
+            )
+        )
     if problem := api_problem(url):
         raise RunError(f"the Prefect API at {url} does not answer ({problem})")
     from pipelines.monitoring_service import serve as serve_inbox
 
-    serve_inbox(inbox.resolve(), store_url=_absolute_store(store), profile=profile, cores=cores,
-                settle_s=settle, interval_s=interval, limit=limit,
-                say=lambda text: out.print(text, highlight=False, markup=False))
+    serve_inbox(
+        inbox.resolve(),
+        store_url=_absolute_store(store),
+        profile=profile,
+        cores=cores,
+        settle_s=settle,
+        interval_s=interval,
+        limit=limit,
+        say=lambda text: out.print(text, highlight=False, markup=False),
+    )
 
 
 # ----------------------------------------------------------------------------------- demo
 @app.command()
 @handle_errors
 def demo(
-    store: Annotated[str, typer.Option("--store", "-s", help="Store to publish into.")] = "./demo-store",
-    runs_dir: Annotated[Path, typer.Option(help="Where to write the example run folders.")] = Path("demo-runs"),
-    modality: Annotated[list[str] | None, typer.Option("--modality", "-m", help="Only these modalities (repeatable).")] = None,
+    store: Annotated[
+        str, typer.Option("--store", "-s", help="Store to publish into.")
+    ] = "./demo-store",
+    runs_dir: Annotated[Path, typer.Option(help="Where to write the example run folders.")] = Path(
+        "demo-runs"
+    ),
+    modality: Annotated[
+        list[str] | None,
+        typer.Option("--modality", "-m", help="Only these modalities (repeatable)."),
+    ] = None,
     cores: Annotated[int | None, typer.Option(help="Cores for Snakemake.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -770,7 +1108,9 @@ def demo(
     chosen = modality or list(MODALITIES)
     for m in chosen:
         if m not in MODALITIES:
-            raise InputError(Problem(f"unknown modality {m!r}", where="--modality", hint=", ".join(MODALITIES)))
+            raise InputError(
+                Problem(f"unknown modality {m!r}", where="--modality", hint=", ".join(MODALITIES))
+            )
     with _prefect_session() as session:
         for m in chosen:
             run_dir = (runs_dir / f"demo-{m}").resolve()
@@ -780,11 +1120,23 @@ def demo(
                 session.ready()
                 from pipelines.flows import binds_run
 
-                result = binds_run(str(run_dir), store_url=_absolute_store(store), cores=cores,
-                                   work_dir=str((runs_dir / ".work" / m).resolve()))
+                result = binds_run(
+                    str(run_dir),
+                    store_url=_absolute_store(store),
+                    cores=cores,
+                    work_dir=str((runs_dir / ".work" / m).resolve()),
+                )
             _print_publish(result, False)
-    catalog(store=store, json_out=False, modality=None, access=None, request_id=None, dataset=None,
-            latest=False, rebuild=False)
+    catalog(
+        store=store,
+        json_out=False,
+        modality=None,
+        access=None,
+        request_id=None,
+        dataset=None,
+        latest=False,
+        rebuild=False,
+    )
 
 
 def main() -> None:

@@ -37,10 +37,16 @@ FILE_TYPE = "http://publications.europa.eu/resource/authority/file-type/"
 BINDS = Namespace("https://binds.example.org/terms/")
 ACCESS_RIGHT = "http://publications.europa.eu/resource/authority/access-right/"
 ACCESS_RIGHTS = {"open": "PUBLIC", "consortium": "RESTRICTED", "restricted": "NON_PUBLIC"}
-MEDIA = {".parquet": "https://www.iana.org/assignments/media-types/application/vnd.apache.parquet",
-         ".zarr": "https://www.iana.org/assignments/media-types/application/octet-stream",
-         ".jsonld": "https://www.iana.org/assignments/media-types/application/ld+json"}
-FORMATS = {".parquet": "Apache Parquet", ".zarr": "Zarr v3", ".jsonld": "JSON-LD (schema.org + Croissant 1.1)"}
+MEDIA = {
+    ".parquet": "https://www.iana.org/assignments/media-types/application/vnd.apache.parquet",
+    ".zarr": "https://www.iana.org/assignments/media-types/application/octet-stream",
+    ".jsonld": "https://www.iana.org/assignments/media-types/application/ld+json",
+}
+FORMATS = {
+    ".parquet": "Apache Parquet",
+    ".zarr": "Zarr v3",
+    ".jsonld": "JSON-LD (schema.org + Croissant 1.1)",
+}
 
 
 def catalog_graph(df, *, store, base: str | None = None, audience: str = "open") -> Graph:
@@ -50,19 +56,42 @@ def catalog_graph(df, *, store, base: str | None = None, audience: str = "open")
     """
     base = base_url(base)
     g = Graph()
-    for prefix, ns in (("dcat", DCAT), ("dct", DCTERMS), ("foaf", FOAF), ("spdx", SPDX), ("void", VOID),
-                       ("adms", ADMS), ("binds", BINDS), ("xsd", XSD), ("vcard", VCARD)):
+    for prefix, ns in (
+        ("dcat", DCAT),
+        ("dct", DCTERMS),
+        ("foaf", FOAF),
+        ("spdx", SPDX),
+        ("void", VOID),
+        ("adms", ADMS),
+        ("binds", BINDS),
+        ("xsd", XSD),
+        ("vcard", VCARD),
+    ):
         g.bind(prefix, ns)
     cat = URIRef(f"{base}/catalog/{audience}")
     g.add((cat, RDF.type, DCAT.Catalog))
     g.add((cat, DCTERMS.title, Literal(f"BINDS curated datasets ({audience} level)", lang="en")))
-    g.add((cat, DCTERMS.description, Literal(
-        "Datasets of the BINDS support units (cryo-EM, metabolomics, transcriptomics, screening), "
-        "one dcat:Dataset per version, versions grouped in a dcat:DatasetSeries.", lang="en")))
+    g.add(
+        (
+            cat,
+            DCTERMS.description,
+            Literal(
+                "Datasets of the BINDS support units (cryo-EM, metabolomics, transcriptomics, screening), "
+                "one dcat:Dataset per version, versions grouped in a dcat:DatasetSeries.",
+                lang="en",
+            ),
+        )
+    )
     publisher = URIRef(f"{base}/agents/binds")
     g.add((cat, DCTERMS.publisher, publisher))
     _agent(g, publisher, "BINDS data accumulation and utilisation unit")
-    g.add((cat, DCTERMS.modified, Literal(dt.datetime.now(dt.UTC).replace(microsecond=0), datatype=XSD.dateTime)))
+    g.add(
+        (
+            cat,
+            DCTERMS.modified,
+            Literal(dt.datetime.now(dt.UTC).replace(microsecond=0), datatype=XSD.dateTime),
+        )
+    )
     rows = sorted(df.to_dict("records"), key=lambda r: (r["dataset_id"], r["version"]))
     series: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -70,12 +99,22 @@ def catalog_graph(df, *, store, base: str | None = None, audience: str = "open")
     for (access, modality, dataset_id), versions in sorted(series.items()):
         s_iri = URIRef(f"{base}/{access}/{modality}/{dataset_id}")
         g.add((s_iri, RDF.type, DCAT.DatasetSeries))
-        g.add((s_iri, RDF.type, DCAT.Dataset))  # a series is a dataset (DCAT 3); no inference assumed
+        g.add(
+            (s_iri, RDF.type, DCAT.Dataset)
+        )  # a series is a dataset (DCAT 3); no inference assumed
         g.add((cat, DCAT.dataset, s_iri))
         last = versions[-1]
         g.add((s_iri, DCTERMS.title, Literal(last["title"] or dataset_id, lang="en")))
-        g.add((s_iri, DCTERMS.description, Literal(
-            f"All versions of {dataset_id} ({modality}); newest: v{last['version']}.", lang="en")))
+        g.add(
+            (
+                s_iri,
+                DCTERMS.description,
+                Literal(
+                    f"All versions of {dataset_id} ({modality}); newest: v{last['version']}.",
+                    lang="en",
+                ),
+            )
+        )
         g.add((s_iri, DCTERMS.identifier, Literal(dataset_id)))
         previous = None
         for r in versions:
@@ -106,14 +145,28 @@ def _dataset(g: Graph, v: URIRef, r: dict[str, Any], *, store, base: str) -> Non
     except KeyError:
         meta = {}
     g.add((v, RDF.type, DCAT.Dataset))
-    g.add((v, DCTERMS.title, Literal(f"{r['title'] or r['dataset_id']} (version {r['version']})", lang="en")))
+    g.add(
+        (
+            v,
+            DCTERMS.title,
+            Literal(f"{r['title'] or r['dataset_id']} (version {r['version']})", lang="en"),
+        )
+    )
     desc = meta.get("description") or r["title"] or r["dataset_id"]
-    g.add((v, DCTERMS.description, Literal(desc if isinstance(desc, str) else json.dumps(desc), lang="en")))
+    g.add(
+        (
+            v,
+            DCTERMS.description,
+            Literal(desc if isinstance(desc, str) else json.dumps(desc), lang="en"),
+        )
+    )
     g.add((v, DCTERMS.identifier, Literal(f"{r['dataset_id']}/v{r['version']}")))
     g.add((v, DCAT.version, Literal(str(r["version"]))))
     g.add((v, ADMS.versionNotes, Literal(f"content {r['content_digest']}", lang="en")))
     if r.get("created") is not None:
-        created = r["created"].to_pydatetime() if hasattr(r["created"], "to_pydatetime") else r["created"]
+        created = (
+            r["created"].to_pydatetime() if hasattr(r["created"], "to_pydatetime") else r["created"]
+        )
         g.add((v, DCTERMS.issued, Literal(created.replace(microsecond=0), datatype=XSD.dateTime)))
     if r.get("acquired") is not None:
         g.add((v, DCTERMS.created, Literal(r["acquired"], datatype=XSD.date)))
@@ -137,8 +190,16 @@ def _dataset(g: Graph, v: URIRef, r: dict[str, Any], *, store, base: str) -> Non
             iri = term_iri(curie)
             if iri:
                 g.add((v, DCAT.theme, URIRef(iri)))
-                g.add((URIRef(iri), RDF.type, URIRef("http://www.w3.org/2004/02/skos/core#Concept")))
-                g.add((URIRef(iri), URIRef("http://www.w3.org/2004/02/skos/core#prefLabel"), Literal(curie)))
+                g.add(
+                    (URIRef(iri), RDF.type, URIRef("http://www.w3.org/2004/02/skos/core#Concept"))
+                )
+                g.add(
+                    (
+                        URIRef(iri),
+                        URIRef("http://www.w3.org/2004/02/skos/core#prefLabel"),
+                        Literal(curie),
+                    )
+                )
     g.add((v, BINDS.modality, Literal(r["modality"])))
     g.add((v, BINDS.accessLevel, Literal(r["access"])))
     g.add((v, BINDS.contentDigest, Literal(r["content_digest"])))
@@ -148,19 +209,47 @@ def _dataset(g: Graph, v: URIRef, r: dict[str, Any], *, store, base: str) -> Non
     access_url = URIRef(f"{base}/{prefix}")
     for entry in _items(r.get("data_paths")):
         members = [f for f in files if f["path"] == entry or f["path"].startswith(entry + "/")]
-        suffix = ".zarr" if entry.endswith(".zarr") else ".parquet" if entry.endswith(".parquet") else ""
-        _distribution(g, v, URIRef(f"{base}/{prefix}{entry}"), access_url, title=entry, members=members,
-                      suffix=suffix, manifest_url=URIRef(f"{base}/{prefix}manifest.json"), licence=licence)
+        suffix = (
+            ".zarr" if entry.endswith(".zarr") else ".parquet" if entry.endswith(".parquet") else ""
+        )
+        _distribution(
+            g,
+            v,
+            URIRef(f"{base}/{prefix}{entry}"),
+            access_url,
+            title=entry,
+            members=members,
+            suffix=suffix,
+            manifest_url=URIRef(f"{base}/{prefix}manifest.json"),
+            licence=licence,
+        )
     md = manifest.get("metadata") or {}
     if md:
-        _distribution(g, v, URIRef(f"{base}/{prefix}metadata.jsonld"), access_url, title="metadata.jsonld",
-                      members=[{"path": "metadata.jsonld", "size": md["size"], "sha256": md["sha256"]}],
-                      suffix=".jsonld", manifest_url=None, licence=licence)
+        _distribution(
+            g,
+            v,
+            URIRef(f"{base}/{prefix}metadata.jsonld"),
+            access_url,
+            title="metadata.jsonld",
+            members=[{"path": "metadata.jsonld", "size": md["size"], "sha256": md["sha256"]}],
+            suffix=".jsonld",
+            manifest_url=None,
+            licence=licence,
+        )
 
 
-def _distribution(g: Graph, v: URIRef, d: URIRef, access_url: URIRef, *, title: str,
-                  members: list[dict[str, Any]], suffix: str, manifest_url: URIRef | None,
-                  licence: URIRef | None) -> None:
+def _distribution(
+    g: Graph,
+    v: URIRef,
+    d: URIRef,
+    access_url: URIRef,
+    *,
+    title: str,
+    members: list[dict[str, Any]],
+    suffix: str,
+    manifest_url: URIRef | None,
+    licence: URIRef | None,
+) -> None:
     g.add((v, DCAT.distribution, d))
     if licence is not None:
         g.add((d, DCTERMS.license, licence))
@@ -171,12 +260,24 @@ def _distribution(g: Graph, v: URIRef, d: URIRef, access_url: URIRef, *, title: 
     g.add((d, RDF.type, DCAT.Distribution))
     g.add((d, DCTERMS.title, Literal(title, lang="en")))
     g.add((d, DCAT.accessURL, access_url))
-    g.add((d, DCAT.byteSize, Literal(sum(int(m["size"]) for m in members), datatype=XSD.nonNegativeInteger)))
+    g.add(
+        (
+            d,
+            DCAT.byteSize,
+            Literal(sum(int(m["size"]) for m in members), datatype=XSD.nonNegativeInteger),
+        )
+    )
     if suffix in MEDIA:
         g.add((d, DCAT.mediaType, URIRef(MEDIA[suffix])))
         g.add((URIRef(MEDIA[suffix]), RDF.type, DCTERMS.MediaType))
     if len(members) == 1:
-        g.add((d, DCTERMS.description, Literal(f"{title}: one {FORMATS.get(suffix, 'file')} file", lang="en")))
+        g.add(
+            (
+                d,
+                DCTERMS.description,
+                Literal(f"{title}: one {FORMATS.get(suffix, 'file')} file", lang="en"),
+            )
+        )
         g.add((d, DCAT.downloadURL, d))
         checksum = BNode()
         g.add((d, SPDX.checksum, checksum))

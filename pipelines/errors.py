@@ -36,8 +36,10 @@ class Problem:
         return {"file": self.file, "where": self.where, "message": self.message, "hint": self.hint}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Problem":
-        return cls(message=d["message"], file=d.get("file"), where=d.get("where"), hint=d.get("hint"))
+    def from_dict(cls, d: dict) -> Problem:
+        return cls(
+            message=d["message"], file=d.get("file"), where=d.get("where"), hint=d.get("hint")
+        )
 
 
 class BindsError(Exception):
@@ -57,8 +59,14 @@ class InputError(BindsError):
 
     exit_code = 2
 
-    def __init__(self, problems: list[Problem] | Problem | str, *, file: str | Path | None = None,
-                 where: str | None = None, hint: str | None = None):
+    def __init__(
+        self,
+        problems: list[Problem] | Problem | str,
+        *,
+        file: str | Path | None = None,
+        where: str | None = None,
+        hint: str | None = None,
+    ):
         if isinstance(problems, str):
             problems = [Problem(problems, file=str(file) if file else None, where=where, hint=hint)]
         elif isinstance(problems, Problem):
@@ -94,8 +102,14 @@ class ProblemList:
     file: str | None = None
     problems: list[Problem] = field(default_factory=list)
 
-    def add(self, message: str, *, where: str | None = None, hint: str | None = None,
-            file: str | None = None) -> None:
+    def add(
+        self,
+        message: str,
+        *,
+        where: str | None = None,
+        hint: str | None = None,
+        file: str | None = None,
+    ) -> None:
         self.problems.append(Problem(message, file=file or self.file, where=where, hint=hint))
 
     def raise_if_any(self) -> None:

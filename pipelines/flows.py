@@ -42,33 +42,48 @@ def _flow_run_name() -> str:
         from pipelines.metadata import load_experiment
 
         return load_experiment(run_dir).dataset_id
-    except Exception:  # noqa: BLE001 (an invalid folder still gets a readable name)
+    except Exception:
         return run_dir.name
 
 
-@task(name="validate", task_run_name="validate", retries=0, cache_policy=NO_CACHE, persist_result=False)
-def validate_task(run_dir: str, work_dir: str | None, store_url: str | None, publish: bool) -> dict[str, str]:
+@task(
+    name="validate",
+    task_run_name="validate",
+    retries=0,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def validate_task(
+    run_dir: str, work_dir: str | None, store_url: str | None, publish: bool
+) -> dict[str, str]:
     # with publish, the store is checked before any compute (reachable, writable)
-    exp, stage = runner.prepare(run_dir, work_dir=work_dir, store_url=store_url, check_store=publish)
+    exp, stage = runner.prepare(
+        run_dir, work_dir=work_dir, store_url=store_url, check_store=publish
+    )
     return {"modality": exp.modality, "dataset_id": exp.dataset_id, "stage_dir": str(stage.root)}
 
 
 # No task-level retries: publish retries transient store faults itself, within a time budget
 # (BINDS_PUBLISH_RETRY_S), and bad input (e.g. another access level) is never retried.
-@task(name="publish", task_run_name="publish", retries=0, cache_policy=NO_CACHE, persist_result=False)
+@task(
+    name="publish", task_run_name="publish", retries=0, cache_policy=NO_CACHE, persist_result=False
+)
 def publish_task(stage_dir: str, store_url: str | None) -> dict:
     return runner.publish_stage(stage_dir, store_url).to_dict()
 
 
-def run_snakemake(*, run_dir: str, stage: StagedDataset, modality: str, profile: str,
-                  cores: int | None) -> SnakemakeMonitor:
+def run_snakemake(
+    *, run_dir: str, stage: StagedDataset, modality: str, profile: str, cores: int | None
+) -> SnakemakeMonitor:
     """The workflow, with every job mirrored as a task run of the current flow run."""
     logger = get_run_logger()
     events = stage.meta_dir / EVENTS_FILE
     before = os.environ.get(EVENTS_ENV)
     os.environ[EVENTS_ENV] = str(events)  # read by the logger plugin in the Snakemake process
     try:
-        with SnakemakeMonitor(events, logger, console_log=stage.meta_dir / "snakemake.log") as monitor:
+        with SnakemakeMonitor(
+            events, logger, console_log=stage.meta_dir / "snakemake.log"
+        ) as monitor:
             runner.stage(run_dir, stage, modality=modality, profile=profile, cores=cores)
     finally:
         if before is None:
@@ -83,32 +98,58 @@ def _qc_artifact(stage: StagedDataset, dataset_id: str) -> None:
 
     rows = qc_rows(stage)
     if rows:
-        create_table_artifact(key=artifact_key("qc", dataset_id), table=rows,
-                              description=f"QC of {dataset_id}: checks (pass/fail), rules, key figures")
+        create_table_artifact(
+            key=artifact_key("qc", dataset_id),
+            table=rows,
+            description=f"QC of {dataset_id}: checks (pass/fail), rules, key figures",
+        )
 
 
 def _publish_artifacts(result: dict[str, Any]) -> None:
     base = f"{result['store_url'].rstrip('/')}/{result['prefix']}v{result['version']}/"
     link = base if "://" in base else Path(base).resolve().as_uri() + "/"
     verb = "published" if result["created"] else "unchanged"
-    create_link_artifact(key=artifact_key("publish", result["dataset_id"]), link=link,
-                         link_text=f"{result['dataset_id']} v{result['version']} ({verb}, "
-                                   f"{result['n_files']} files, {result['bytes']:,} bytes)",
-                         description=f"content {result['content_digest']}")
-    create_link_artifact(key=artifact_key("report", result["dataset_id"]), link=link + "qc/report.html",
-                         link_text=f"QC report of {result['dataset_id']} v{result['version']}",
-                         description="self-contained HTML: what was measured, pass/fail, figures, "
-                                     "files, how to cite")
+    create_link_artifact(
+        key=artifact_key("publish", result["dataset_id"]),
+        link=link,
+        link_text=f"{result['dataset_id']} v{result['version']} ({verb}, "
+        f"{result['n_files']} files, {result['bytes']:,} bytes)",
+        description=f"content {result['content_digest']}",
+    )
+    create_link_artifact(
+        key=artifact_key("report", result["dataset_id"]),
+        link=link + "qc/report.html",
+        link_text=f"QC report of {result['dataset_id']} v{result['version']}",
+        description="self-contained HTML: what was measured, pass/fail, figures, "
+        "files, how to cite",
+    )
 
 
-@flow(name="binds-run", flow_run_name=_flow_run_name, log_prints=True, persist_result=False,
-      task_runner=ThreadPoolTaskRunner(max_workers=256))  # one thread per running Snakemake job
-def binds_run(run_dir: str, store_url: str | None = None, profile: str = "local", cores: int | None = None,
-              work_dir: str | None = None, publish: bool = True) -> dict:
+@flow(
+    name="binds-run",
+    flow_run_name=_flow_run_name,
+    log_prints=True,
+    persist_result=False,
+    task_runner=ThreadPoolTaskRunner(max_workers=256),
+)  # one thread per running Snakemake job
+def binds_run(
+    run_dir: str,
+    store_url: str | None = None,
+    profile: str = "local",
+    cores: int | None = None,
+    work_dir: str | None = None,
+    publish: bool = True,
+) -> dict:
     """Process one run folder and publish it; returns the publish result (or the stage dir)."""
     with _pid_recorded():
-        return _binds_run(run_dir, store_url=store_url, profile=profile, cores=cores,
-                          work_dir=work_dir, publish=publish)
+        return _binds_run(
+            run_dir,
+            store_url=store_url,
+            profile=profile,
+            cores=cores,
+            work_dir=work_dir,
+            publish=publish,
+        )
 
 
 class _pid_recorded:
@@ -128,14 +169,26 @@ class _pid_recorded:
         self.path.unlink(missing_ok=True)
 
 
-def _binds_run(run_dir: str, *, store_url: str | None, profile: str, cores: int | None,
-               work_dir: str | None, publish: bool) -> dict:
+def _binds_run(
+    run_dir: str,
+    *,
+    store_url: str | None,
+    profile: str,
+    cores: int | None,
+    work_dir: str | None,
+    publish: bool,
+) -> dict:
     # the work folder's lock is held from validation to the commit: one run per folder at a time
     with runner.hold_work_dir(run_dir, work_dir):
         prepared = validate_task(run_dir, work_dir, store_url, publish)
         stage = StagedDataset(Path(prepared["stage_dir"]))
-        run_snakemake(run_dir=run_dir, stage=stage, modality=prepared["modality"], profile=profile,
-                      cores=cores)
+        run_snakemake(
+            run_dir=run_dir,
+            stage=stage,
+            modality=prepared["modality"],
+            profile=profile,
+            cores=cores,
+        )
         _qc_artifact(stage, prepared["dataset_id"])
         if not publish:
             return {"stage_dir": str(stage.root), "published": False}
@@ -144,4 +197,4 @@ def _binds_run(run_dir: str, *, store_url: str | None, profile: str, cores: int 
     return result | {"stage_dir": str(stage.root), "published": True}
 
 
-__all__ = ["binds_run", "PublishResult", "EVENTS_FILE"]
+__all__ = ["EVENTS_FILE", "PublishResult", "binds_run"]

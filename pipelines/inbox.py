@@ -80,36 +80,72 @@ def scan(inbox: Path, *, settle_s: float, now: float | None = None) -> list[Entr
     entries = []
     for run_dir in sorted(p for p in inbox.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not (run_dir / EXPERIMENT_FILE).is_file():
-            entries.append(Entry(run_dir, False, "no-metadata",
-                                 f"no {EXPERIMENT_FILE} yet (write it with: binds init {run_dir})"))
+            entries.append(
+                Entry(
+                    run_dir,
+                    False,
+                    "no-metadata",
+                    f"no {EXPERIMENT_FILE} yet (write it with: binds init {run_dir})",
+                )
+            )
             continue
         snap = snapshot(run_dir)
         age = now - snap.newest_mtime
         if age < settle_s:
-            entries.append(Entry(run_dir, False, "settling",
-                                 f"settling for {settle_s - age:.0f} s (a file changed {age:.0f} s ago)", snap))
+            entries.append(
+                Entry(
+                    run_dir,
+                    False,
+                    "settling",
+                    f"settling for {settle_s - age:.0f} s (a file changed {age:.0f} s ago)",
+                    snap,
+                )
+            )
             continue
         done = state.get(run_dir.name, {})
         if done.get("status") == "submitted":  # binds serve: a flow run is on its way
-            entries.append(Entry(run_dir, False, "in-flight",
-                                 f"in flight as flow run {done.get('flow_run_id')}", snap))
+            entries.append(
+                Entry(
+                    run_dir,
+                    False,
+                    "in-flight",
+                    f"in flight as flow run {done.get('flow_run_id')}",
+                    snap,
+                )
+            )
             continue
         if done.get("fingerprint") == snap.fingerprint and done.get("status"):
             if done["status"] in ("failed", "invalid"):
                 lines = str(done.get("error") or "").splitlines() or [""]
                 more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
-                entries.append(Entry(run_dir, False, "failed",
-                                     f"{done['status']} at {done.get('finished')}: {lines[0]}{more}; "
-                                     "it is taken again when its files change", snap))
+                entries.append(
+                    Entry(
+                        run_dir,
+                        False,
+                        "failed",
+                        f"{done['status']} at {done.get('finished')}: {lines[0]}{more}; "
+                        "it is taken again when its files change",
+                        snap,
+                    )
+                )
             else:
-                entries.append(Entry(run_dir, False, "done",
-                                     f"{done['status']} at {done.get('finished')}; unchanged since", snap))
+                entries.append(
+                    Entry(
+                        run_dir,
+                        False,
+                        "done",
+                        f"{done['status']} at {done.get('finished')}; unchanged since",
+                        snap,
+                    )
+                )
             continue
         entries.append(Entry(run_dir, True, "ready", "ready", snap))
     return entries
 
 
-def pending(inbox: Path, *, settle_s: float, now: float | None = None) -> list[tuple[Path, Snapshot]]:
+def pending(
+    inbox: Path, *, settle_s: float, now: float | None = None
+) -> list[tuple[Path, Snapshot]]:
     """Run folders that are complete (settled) and not yet processed in their current state."""
     return [(e.run_dir, e.snapshot) for e in scan(inbox, settle_s=settle_s, now=now) if e.ready]
 
@@ -144,14 +180,28 @@ def record(inbox: Path, name: str, rec: dict[str, Any]) -> None:
 def failure_record(exc: BaseException) -> dict[str, Any]:
     """The state record of a failed folder: the message, never a traceback."""
     if isinstance(exc, BindsError):
-        return {"status": "invalid" if exc.exit_code == 2 else "failed", "exit_code": exc.exit_code,
-                "error": str(exc), "details": list(getattr(exc, "details", []))}
-    return {"status": "failed", "exit_code": 1, "error": f"{type(exc).__name__}: {exc}", "details": []}
+        return {
+            "status": "invalid" if exc.exit_code == 2 else "failed",
+            "exit_code": exc.exit_code,
+            "error": str(exc),
+            "details": list(getattr(exc, "details", [])),
+        }
+    return {
+        "status": "failed",
+        "exit_code": 1,
+        "error": f"{type(exc).__name__}: {exc}",
+        "details": [],
+    }
 
 
-def process_inbox(inbox: str | Path, *, run: Callable[[Path], dict[str, Any]], settle_s: float = 60,
-                  on_event: Callable[[str], None] | None = None,
-                  skips: SkipReporter | None = None) -> list[dict[str, Any]]:
+def process_inbox(
+    inbox: str | Path,
+    *,
+    run: Callable[[Path], dict[str, Any]],
+    settle_s: float = 60,
+    on_event: Callable[[str], None] | None = None,
+    skips: SkipReporter | None = None,
+) -> list[dict[str, Any]]:
     """Process every ready folder once with ``run(run_dir)``; return one record per folder run.
 
     A folder's failure (bad input or anything else) is recorded and reported; the other
@@ -171,16 +221,24 @@ def process_inbox(inbox: str | Path, *, run: Callable[[Path], dict[str, Any]], s
             on_event(f"{run_dir.name}: processing")
         try:
             result = run(run_dir)
-            rec = {"status": "published" if result.get("created") else "unchanged", "result": result}
-        except Exception as err:  # noqa: BLE001 (one folder's failure never stops the watch)
+            rec = {
+                "status": "published" if result.get("created") else "unchanged",
+                "result": result,
+            }
+        except Exception as err:
             log.debug("%s failed", run_dir.name, exc_info=True)
             rec = failure_record(err)
-        rec |= {"fingerprint": snap.fingerprint, "started": started,
-                "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+        rec |= {
+            "fingerprint": snap.fingerprint,
+            "started": started,
+            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
         record(inbox, run_dir.name, rec)
         skips.seen(run_dir.name, "failed" if rec["status"] in ("failed", "invalid") else "done")
         if on_event:
-            on_event(f"{run_dir.name}: {rec['status']}"
-                     + (f": {rec['error']}" if rec["status"] in ("failed", "invalid") else ""))
+            on_event(
+                f"{run_dir.name}: {rec['status']}"
+                + (f": {rec['error']}" if rec["status"] in ("failed", "invalid") else "")
+            )
         records.append({"run_dir": run_dir.name, **rec})
     return records

@@ -55,22 +55,46 @@ ONTOLOGIES = {
     "CL": (OBO + "CL_", OBO + "cl.owl", "CL"),
     "CHEBI": (OBO + "CHEBI_", OBO + "chebi.owl", "CHEBI"),
     "EFO": ("http://www.ebi.ac.uk/efo/EFO_", "http://www.ebi.ac.uk/efo/efo.owl", "EFO"),
-    "PUBCHEM.COMPOUND": ("http://rdf.ncbi.nlm.nih.gov/pubchem/compound/CID",
-                         "https://pubchem.ncbi.nlm.nih.gov/", None),
+    "PUBCHEM.COMPOUND": (
+        "http://rdf.ncbi.nlm.nih.gov/pubchem/compound/CID",
+        "https://pubchem.ncbi.nlm.nih.gov/",
+        None,
+    ),
 }
-SAMPLE_TERMS = {"organism": "binds:organism", "tissue": "binds:tissue",
-                "cell_type": "binds:cellType", "compound": "binds:compound"}
-ENCODINGS = {".parquet": "application/x-parquet", ".png": "image/png", ".json": "application/json",
-             ".csv": "text/csv", ".tsv": "text/tab-separated-values", ".html": "text/html",
-             ".txt": "text/plain", ".pdf": "application/pdf"}
+SAMPLE_TERMS = {
+    "organism": "binds:organism",
+    "tissue": "binds:tissue",
+    "cell_type": "binds:cellType",
+    "compound": "binds:compound",
+}
+ENCODINGS = {
+    ".parquet": "application/x-parquet",
+    ".png": "image/png",
+    ".json": "application/json",
+    ".csv": "text/csv",
+    ".tsv": "text/tab-separated-values",
+    ".html": "text/html",
+    ".txt": "text/plain",
+    ".pdf": "application/pdf",
+}
 ZARR_SUFFIXES = (".zarr",)
 # what every version depends on; each modality adds its own (ModalitySpec.software)
 SOFTWARE = ("binds-pipelines", "snakemake", "prefect", "numpy", "pyarrow", "pandas", "boto3")
 ZARR_ENCODING = "application/x-zarr"  # no registered media type; the Zarr v3 spec's working name
-ZARR_DTYPES = {"float16": "cr:Float16", "float32": "cr:Float32", "float64": "cr:Float64",
-               "int8": "cr:Int8", "int16": "cr:Int16", "int32": "cr:Int32", "int64": "cr:Int64",
-               "uint8": "cr:UInt8", "uint16": "cr:UInt16", "uint32": "cr:UInt32",
-               "uint64": "cr:UInt64", "bool": "sc:Boolean"}
+ZARR_DTYPES = {
+    "float16": "cr:Float16",
+    "float32": "cr:Float32",
+    "float64": "cr:Float64",
+    "int8": "cr:Int8",
+    "int16": "cr:Int16",
+    "int32": "cr:Int32",
+    "int64": "cr:Int64",
+    "uint8": "cr:UInt8",
+    "uint16": "cr:UInt16",
+    "uint32": "cr:UInt32",
+    "uint64": "cr:UInt64",
+    "bool": "sc:Boolean",
+}
 # AnnData groups that are matrices (obs x var, obs x k, ...); obs/var columns are in the
 # Parquet tables, uns holds parameters
 ANNDATA_MATRIX_GROUPS = ("X", "layers", "obsm", "varm", "obsp", "varp", "raw")
@@ -90,8 +114,9 @@ def base_url(value: str | None = None) -> str:
     return url.rstrip("/")
 
 
-def dataset_iri(access: str, modality: str, dataset_id: str, version: int, *,
-                base: str | None = None) -> str:
+def dataset_iri(
+    access: str, modality: str, dataset_id: str, version: int, *, base: str | None = None
+) -> str:
     return f"{base_url(base)}/{access}/{modality}/{dataset_id}/v{version}"
 
 
@@ -111,8 +136,12 @@ def defined_term(curie: str) -> dict[str, Any] | None:
         return None
     prefix = curie.partition(":")[0]
     _, term_set, vocab = ONTOLOGIES[prefix]
-    term: dict[str, Any] = {"@id": iri, "@type": "DefinedTerm", "termCode": curie,
-                            "inDefinedTermSet": term_set}
+    term: dict[str, Any] = {
+        "@id": iri,
+        "@type": "DefinedTerm",
+        "termCode": curie,
+        "inDefinedTermSet": term_set,
+    }
     if vocab:
         from pipelines.metadata import vocabulary
 
@@ -139,7 +168,12 @@ def _arrow_type(t) -> str:
 
 
 def _record_set_id(rel_path: str) -> str:
-    return _node_id(rel_path.removeprefix("data/").removeprefix("qc/").removesuffix(".parquet").replace("/", "_"))
+    return _node_id(
+        rel_path.removeprefix("data/")
+        .removeprefix("qc/")
+        .removesuffix(".parquet")
+        .replace("/", "_")
+    )
 
 
 def _node_id(text: str, used: set[str] | None = None) -> str:
@@ -165,7 +199,7 @@ def record_set(rel_path: str, abs_path: Path, *, file_set: bool = False) -> dict
 
     try:
         schema = pq.read_schema(abs_path)
-    except Exception:  # noqa: BLE001 - not a readable Parquet file: describe it as a file only
+    except Exception:
         return None
     rs_id = _record_set_id(rel_path)
     fields = []
@@ -177,7 +211,12 @@ def record_set(rel_path: str, abs_path: Path, *, file_set: bool = False) -> dict
         is_list = pa.types.is_list(t) or pa.types.is_large_list(t)
         if is_list:
             t = t.value_type
-        if pa.types.is_struct(t) or pa.types.is_map(t) or pa.types.is_list(t) or pa.types.is_null(t):
+        if (
+            pa.types.is_struct(t)
+            or pa.types.is_map(t)
+            or pa.types.is_list(t)
+            or pa.types.is_null(t)
+        ):
             continue  # nested beyond one list: readable with pyarrow, not described field by field
         field_id = _node_id(f"{rs_id}/{f.name}", used)
         field: dict[str, Any] = {
@@ -185,8 +224,10 @@ def record_set(rel_path: str, abs_path: Path, *, file_set: bool = False) -> dict
             "@id": field_id,
             "name": f.name,
             "dataType": _arrow_type(t),
-            "source": {("fileSet" if file_set else "fileObject"): {"@id": rel_path},
-                       "extract": {"column": f.name}},
+            "source": {
+                ("fileSet" if file_set else "fileObject"): {"@id": rel_path},
+                "extract": {"column": f.name},
+            },
         }
         md = f.metadata or {}
         if md.get(b"description"):
@@ -199,8 +240,13 @@ def record_set(rel_path: str, abs_path: Path, *, file_set: bool = False) -> dict
         fields.append(field)
     fmt = (schema.metadata or {}).get(b"binds.format")
     fmt_version = (schema.metadata or {}).get(b"binds.format_version", b"?")
-    rs: dict[str, Any] = {"@type": "cr:RecordSet", "@id": rs_id, "name": rs_id,
-                          "description": f"Rows of {rel_path}", "field": fields}
+    rs: dict[str, Any] = {
+        "@type": "cr:RecordSet",
+        "@id": rs_id,
+        "name": rs_id,
+        "description": f"Rows of {rel_path}",
+        "field": fields,
+    }
     if fmt:
         rs["binds:tableFormat"] = f"{fmt.decode()}/{fmt_version.decode()}"
     return rs
@@ -226,13 +272,20 @@ def _zarr_arrays(store_dir: Path) -> list[tuple[str, list[int], str, list[str] |
             continue
         meta = json.loads(meta_path.read_text())
         attrs = meta.get("attributes") or {}
-        if meta.get("node_type") == "group" and attrs.get("encoding-type") in ("csr_matrix", "csc_matrix"):
+        if meta.get("node_type") == "group" and attrs.get("encoding-type") in (
+            "csr_matrix",
+            "csc_matrix",
+        ):
             sparse_groups.add(rel)
             data_meta = store_dir / rel / "data" / "zarr.json"
-            dtype = json.loads(data_meta.read_text()).get("data_type") if data_meta.is_file() else None
+            dtype = (
+                json.loads(data_meta.read_text()).get("data_type") if data_meta.is_file() else None
+            )
             out.append((rel, list(attrs["shape"]), str(dtype), None))
         elif meta.get("node_type") == "array" and len(meta.get("shape", [])) >= 2:
-            out.append((rel, list(meta["shape"]), str(meta.get("data_type")), meta.get("dimension_names")))
+            out.append(
+                (rel, list(meta["shape"]), str(meta.get("data_type")), meta.get("dimension_names"))
+            )
     return out
 
 
@@ -247,21 +300,31 @@ def zarr_record_set(rel_path: str, store_dir: Path) -> dict[str, Any] | None:
     fields = []
     for path, shape, dtype, dims in arrays:
         encoding = _attrs(store_dir / path).get("encoding-type", "")
-        kind = {"csr_matrix": "sparse CSR matrix", "csc_matrix": "sparse CSC matrix"}.get(encoding, "array")
+        kind = {"csr_matrix": "sparse CSR matrix", "csc_matrix": "sparse CSC matrix"}.get(
+            encoding, "array"
+        )
         desc = f"{kind} {path!r} of {rel_path}, shape {'x'.join(map(str, shape))}, {dtype}"
         if dims:
             desc += f", dimensions {', '.join(map(str, dims))}"
         field: dict[str, Any] = {
-            "@type": "cr:Field", "@id": _node_id(f"{rs_id}/{path}"), "name": path, "description": desc,
-            "dataType": ZARR_DTYPES.get(dtype, "sc:Float"), "isArray": True,
+            "@type": "cr:Field",
+            "@id": _node_id(f"{rs_id}/{path}"),
+            "name": path,
+            "description": desc,
+            "dataType": ZARR_DTYPES.get(dtype, "sc:Float"),
+            "isArray": True,
             "arrayShape": ",".join(map(str, shape)),
             "source": {"fileSet": {"@id": rel_path}, "extract": {"fileProperty": "content"}},
         }
         fields.append(field)
-    return {"@type": "cr:RecordSet", "@id": rs_id, "name": rs_id,
-            "description": f"Arrays (images, matrices) of the Zarr store {rel_path}; open it with "
-                           "zarr / ome-zarr / anndata, these fields give shapes and types",
-            "field": fields}
+    return {
+        "@type": "cr:RecordSet",
+        "@id": rs_id,
+        "name": rs_id,
+        "description": f"Arrays (images, matrices) of the Zarr store {rel_path}; open it with "
+        "zarr / ome-zarr / anndata, these fields give shapes and types",
+        "field": fields,
+    }
 
 
 def _attrs(node_dir: Path) -> dict[str, Any]:
@@ -286,8 +349,11 @@ def _property_value(name: str, value: Any) -> dict[str, Any]:
 
 
 def _sample_node(dataset: str, s: dict[str, Any]) -> dict[str, Any]:
-    node: dict[str, Any] = {"@id": f"{dataset}#sample-{s['id']}", "@type": "binds:Sample",
-                            "identifier": s["id"]}
+    node: dict[str, Any] = {
+        "@id": f"{dataset}#sample-{s['id']}",
+        "@type": "binds:Sample",
+        "identifier": s["id"],
+    }
     if s.get("description"):
         node["description"] = s["description"]
     rest = {}
@@ -303,9 +369,18 @@ def _sample_node(dataset: str, s: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
-def build_metadata(*, stage: StagedDataset, experiment: dict[str, Any], dataset_id: str, version: int,
-                   files: list[dict[str, Any]], created: str, content_digest: str,
-                   base: str | None = None, content_base: str | None = None) -> dict[str, Any]:
+def build_metadata(
+    *,
+    stage: StagedDataset,
+    experiment: dict[str, Any],
+    dataset_id: str,
+    version: int,
+    files: list[dict[str, Any]],
+    created: str,
+    content_digest: str,
+    base: str | None = None,
+    content_base: str | None = None,
+) -> dict[str, Any]:
     """The metadata.jsonld document of one version (a plain dict, JSON-serialisable).
 
     ``base`` / ``content_base``: the dataset IRI prefix and the absolute URL prefix of the
@@ -328,44 +403,70 @@ def build_metadata(*, stage: StagedDataset, experiment: dict[str, Any], dataset_
     parquet_dirs: dict[str, list[dict[str, Any]]] = {}
     for f in files:
         parts = f["path"].split("/")
-        zroot = next((("/".join(parts[: i + 1])) for i, p in enumerate(parts) if p.endswith(ZARR_SUFFIXES)), None)
+        zroot = next(
+            (("/".join(parts[: i + 1])) for i, p in enumerate(parts) if p.endswith(ZARR_SUFFIXES)),
+            None,
+        )
         if zroot:
             zarr_roots.setdefault(zroot, []).append(f)
             continue
         # a folder named *.parquet holding part files (one per run): one table, one RecordSet
-        pdir = next(("/".join(parts[: i + 1]) for i, p in enumerate(parts[:-1]) if p.endswith(".parquet")), None)
+        pdir = next(
+            ("/".join(parts[: i + 1]) for i, p in enumerate(parts[:-1]) if p.endswith(".parquet")),
+            None,
+        )
         if pdir:
             parquet_dirs.setdefault(pdir, []).append(f)
             continue
         suffix = Path(f["path"]).suffix.lower()
-        distribution.append({
-            "@type": "cr:FileObject", "@id": f["path"], "name": f["path"],
-            "contentUrl": content_url(f["path"]), "contentSize": f"{f['size']} B",
-            "encodingFormat": ENCODINGS.get(suffix, "application/octet-stream"), "sha256": f["sha256"],
-        })
+        distribution.append(
+            {
+                "@type": "cr:FileObject",
+                "@id": f["path"],
+                "name": f["path"],
+                "contentUrl": content_url(f["path"]),
+                "contentSize": f"{f['size']} B",
+                "encodingFormat": ENCODINGS.get(suffix, "application/octet-stream"),
+                "sha256": f["sha256"],
+            }
+        )
         if suffix == ".parquet":
             rs = record_set(f["path"], stage.root / f["path"])
             if rs and rs["field"]:
                 record_sets.append(rs)
     for pdir, parts_ in sorted(parquet_dirs.items()):
-        distribution.append({
-            "@type": "cr:FileSet", "@id": pdir, "name": pdir,
-            "description": f"Parquet table in {len(parts_)} part file(s); per-file sha256 in manifest.json",
-            "encodingFormat": "application/x-parquet", "includes": f"{pdir}/*.parquet",
-            "contentSize": f"{sum(p['size'] for p in parts_)} B",
-        })
-        rs = record_set(pdir, stage.root / sorted(parts_, key=lambda f: f["path"])[0]["path"], file_set=True)
+        distribution.append(
+            {
+                "@type": "cr:FileSet",
+                "@id": pdir,
+                "name": pdir,
+                "description": f"Parquet table in {len(parts_)} part file(s); per-file sha256 in manifest.json",
+                "encodingFormat": "application/x-parquet",
+                "includes": f"{pdir}/*.parquet",
+                "contentSize": f"{sum(p['size'] for p in parts_)} B",
+            }
+        )
+        rs = record_set(
+            pdir, stage.root / sorted(parts_, key=lambda f: f["path"])[0]["path"], file_set=True
+        )
         if rs and rs["field"]:
             record_sets.append(rs)
     for zroot, zfiles in sorted(zarr_roots.items()):
-        kind = "OME-Zarr 0.5 image (Zarr v3)" if zroot.endswith(".ome.zarr") else "AnnData on Zarr v3"
-        distribution.append({
-            "@type": "cr:FileSet", "@id": zroot, "name": zroot,
-            "description": f"{kind}: {len(zfiles)} files, {sum(z['size'] for z in zfiles)} bytes; "
-                           "per-file sha256 in manifest.json",
-            "encodingFormat": ZARR_ENCODING, "includes": f"{zroot}/**",
-            "contentSize": f"{sum(z['size'] for z in zfiles)} B",
-        })
+        kind = (
+            "OME-Zarr 0.5 image (Zarr v3)" if zroot.endswith(".ome.zarr") else "AnnData on Zarr v3"
+        )
+        distribution.append(
+            {
+                "@type": "cr:FileSet",
+                "@id": zroot,
+                "name": zroot,
+                "description": f"{kind}: {len(zfiles)} files, {sum(z['size'] for z in zfiles)} bytes; "
+                "per-file sha256 in manifest.json",
+                "encodingFormat": ZARR_ENCODING,
+                "includes": f"{zroot}/**",
+                "contentSize": f"{sum(z['size'] for z in zfiles)} B",
+            }
+        )
         zrs = zarr_record_set(zroot, stage.root / zroot)
         if zrs:
             record_sets.append(zrs)
@@ -386,10 +487,14 @@ def build_metadata(*, stage: StagedDataset, experiment: dict[str, Any], dataset_
             orcid = requester["orcid"]
             person["@id"] = orcid if orcid.startswith("https://") else f"https://orcid.org/{orcid}"
         if requester.get("affiliation") or requester.get("lab"):
-            person["affiliation"] = {"@type": "Organization",
-                                     "name": requester.get("affiliation") or requester.get("lab")}
+            person["affiliation"] = {
+                "@type": "Organization",
+                "name": requester.get("affiliation") or requester.get("lab"),
+            }
         creator.append(person)
-    creator.append({"@type": "Organization", "name": exp.get("support_unit") or "BINDS support unit"})
+    creator.append(
+        {"@type": "Organization", "name": exp.get("support_unit") or "BINDS support unit"}
+    )
     facts = stage.facts
     run = stage.run_info
     license_id = exp["license"]
@@ -426,9 +531,14 @@ def build_metadata(*, stage: StagedDataset, experiment: dict[str, Any], dataset_
         "binds:sample": [_sample_node(iri, s) for s in samples],
         "binds:parameters": exp.get(modality) or {},
         "binds:qc": metrics,
-        "variableMeasured": [_property_value(k, v) for k, v in sorted(metrics.items())
-                             if isinstance(v, (int, float, str, bool))],
-        "additionalProperty": [_property_value(k, v) for k, v in sorted((facts.get("facts") or {}).items())],
+        "variableMeasured": [
+            _property_value(k, v)
+            for k, v in sorted(metrics.items())
+            if isinstance(v, (int, float, str, bool))
+        ],
+        "additionalProperty": [
+            _property_value(k, v) for k, v in sorted((facts.get("facts") or {}).items())
+        ],
         "prov:wasGeneratedBy": {
             "@type": "prov:Activity",
             "name": f"binds run ({modality} workflow)",
@@ -437,13 +547,21 @@ def build_metadata(*, stage: StagedDataset, experiment: dict[str, Any], dataset_
             "binds:workflow": run.get("workflow"),
             "binds:software": _software_versions(modality),
             "binds:python": platform.python_version(),
-            "prov:used": [{"@type": "prov:Entity", "name": i.get("name") or i.get("path"),
-                           "sha256": i.get("sha256"), "contentSize": f"{i.get('size')} B"}
-                          for i in run.get("inputs", [])],
+            "prov:used": [
+                {
+                    "@type": "prov:Entity",
+                    "name": i.get("name") or i.get("path"),
+                    "sha256": i.get("sha256"),
+                    "contentSize": f"{i.get('size')} B",
+                }
+                for i in run.get("inputs", [])
+            ],
         },
     }
-    data_formats = sorted({rs["binds:tableFormat"] for rs in record_sets if rs.get("binds:tableFormat")}
-                          | ({metrics["format"]} if isinstance(metrics.get("format"), str) else set()))
+    data_formats = sorted(
+        {rs["binds:tableFormat"] for rs in record_sets if rs.get("binds:tableFormat")}
+        | ({metrics["format"]} if isinstance(metrics.get("format"), str) else set())
+    )
     if data_formats:
         doc["binds:dataFormats"] = data_formats
         doc["binds:formatVersion"] = "/".join(sorted({f.rpartition("/")[2] for f in data_formats}))
@@ -451,8 +569,14 @@ def build_metadata(*, stage: StagedDataset, experiment: dict[str, Any], dataset_
     if instrument.get("model"):
         doc["binds:instrumentModel"] = instrument["model"]
     # mlcroissant loops forever on an empty JSON object; leave out what is empty
-    doc = {k: v for k, v in doc.items() if v not in ({}, None, []) or k in ("recordSet", "distribution")}
-    doc["prov:wasGeneratedBy"] = {k: v for k, v in doc["prov:wasGeneratedBy"].items() if v not in ({}, None, [])}
+    doc = {
+        k: v
+        for k, v in doc.items()
+        if v not in ({}, None, []) or k in ("recordSet", "distribution")
+    }
+    doc["prov:wasGeneratedBy"] = {
+        k: v for k, v in doc["prov:wasGeneratedBy"].items() if v not in ({}, None, [])
+    }
     if exp["access"].get("embargo_until"):
         doc["binds:embargoUntil"] = exp["access"]["embargo_until"]
     if facts.get("conflicts"):

@@ -26,8 +26,8 @@ import jsonschema
 import yaml
 from referencing import Registry, Resource
 
-from pipelines.errors import InputError, Problem
 from pipelines import modalities
+from pipelines.errors import InputError, Problem
 from pipelines.resources import metadata_dir
 
 EXPERIMENT_FILE = "experiment.yaml"
@@ -53,7 +53,7 @@ def vocabulary(name: str) -> dict[str, Term]:
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip() or line.startswith("#"):
             continue
-        cols = line.split("\t") + ["", ""]
+        cols = [*line.split("\t"), "", ""]
         syn = tuple(s.strip().lower() for s in cols[2].split("|") if s.strip())
         terms[cols[0]] = Term(cols[0], cols[1], syn)
     return terms
@@ -74,8 +74,11 @@ def lookup_label(name: str, text: str) -> Term | None:
 # --------------------------------------------------------------------------- schema
 def _plugin_schemas() -> dict[str, dict[str, Any]]:
     """Block schemas of the modalities registered by other packages (name -> schema)."""
-    return {name: json.loads(modalities.spec(name).path("schema").read_text())
-            for name in MODALITIES if name not in modalities.BUILTIN}
+    return {
+        name: json.loads(modalities.spec(name).path("schema").read_text())
+        for name in MODALITIES
+        if name not in modalities.BUILTIN
+    }
 
 
 @cache
@@ -84,7 +87,9 @@ def _registry() -> Registry:
     for p in sorted((metadata_dir() / "schemas").glob("*.schema.json")):
         schema = json.loads(p.read_text())
         resources.append((schema["$id"], Resource.from_contents(schema)))
-    resources += [(schema["$id"], Resource.from_contents(schema)) for schema in _plugin_schemas().values()]
+    resources += [
+        (schema["$id"], Resource.from_contents(schema)) for schema in _plugin_schemas().values()
+    ]
     return Registry().with_resources(resources)
 
 
@@ -143,14 +148,19 @@ def _refuse_aliases_and_depth(text: str) -> None:
     depth = 0
     for event in yaml.parse(text, Loader=_CLoader or _Loader):
         if isinstance(event, yaml.AliasEvent):
-            raise _RefusedYAML(f"YAML alias *{event.anchor} is not accepted", event.start_mark,
-                               "write the value out in full instead of &anchor / *alias")
+            raise _RefusedYAML(
+                f"YAML alias *{event.anchor} is not accepted",
+                event.start_mark,
+                "write the value out in full instead of &anchor / *alias",
+            )
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_YAML_DEPTH:
-                raise _RefusedYAML(f"nested more than {MAX_YAML_DEPTH} levels deep",
-                                   event.start_mark, "experiment.yaml needs a few levels of "
-                                   "'key: value'; check the file")
+                raise _RefusedYAML(
+                    f"nested more than {MAX_YAML_DEPTH} levels deep",
+                    event.start_mark,
+                    "experiment.yaml needs a few levels of 'key: value'; check the file",
+                )
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
 
@@ -167,6 +177,7 @@ def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
 
 
 if _CLoader is not None:
+
     class _CDateless(_CLoader):  # type: ignore[misc, valid-type]
         """libyaml's SafeLoader with _Loader's resolvers (dates stay text)."""
 
@@ -181,7 +192,9 @@ def _decode(raw: bytes, fname: str) -> tuple[str, list[str]]:
     notes: list[str] = []
     encoding = _wide_encoding(raw)
     if encoding:
-        raise InputError(Problem(f"the file is {encoding}, not UTF-8", file=fname, hint=_SAVE_AS_UTF8))
+        raise InputError(
+            Problem(f"the file is {encoding}, not UTF-8", file=fname, hint=_SAVE_AS_UTF8)
+        )
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
         notes.append(f"{fname}: starts with a UTF-8 byte-order mark (BOM); it is ignored")
@@ -192,16 +205,25 @@ def _decode(raw: bytes, fname: str) -> tuple[str, list[str]]:
         line = raw.count(b"\n", 0, err.start) + 1
         byte = raw[err.start]
         legacy = " (it looks like Latin-1 / Windows-1252)" if 0x80 <= byte <= 0xFF else ""
-        raise InputError(Problem(
-            f"not valid UTF-8: byte 0x{byte:02X} cannot be decoded{legacy}", file=fname,
-            where=f"line {line}, byte {err.start - line_start + 1} of the line "
-                  f"(offset {err.start} in the file)", hint=_SAVE_AS_UTF8)) from None
+        raise InputError(
+            Problem(
+                f"not valid UTF-8: byte 0x{byte:02X} cannot be decoded{legacy}",
+                file=fname,
+                where=f"line {line}, byte {err.start - line_start + 1} of the line "
+                f"(offset {err.start} in the file)",
+                hint=_SAVE_AS_UTF8,
+            )
+        ) from None
 
 
 def _wide_encoding(raw: bytes) -> str | None:
     """'UTF-16 (little-endian, with a byte-order mark)' and the like, else None."""
-    boms = ((b"\xff\xfe\x00\x00", "UTF-32 (little-endian"), (b"\x00\x00\xfe\xff", "UTF-32 (big-endian"),
-            (b"\xff\xfe", "UTF-16 (little-endian"), (b"\xfe\xff", "UTF-16 (big-endian"))
+    boms = (
+        (b"\xff\xfe\x00\x00", "UTF-32 (little-endian"),
+        (b"\x00\x00\xfe\xff", "UTF-32 (big-endian"),
+        (b"\xff\xfe", "UTF-16 (little-endian"),
+        (b"\xfe\xff", "UTF-16 (big-endian"),
+    )
     for bom, name in boms:
         if raw.startswith(bom):
             return f"{name}, with a byte-order mark)"
@@ -301,7 +323,9 @@ class Experiment:
 
     @property
     def dataset_id(self) -> str:
-        return self.data.get("dataset_id") or default_dataset_id(self.data["request_id"], self.modality)
+        return self.data.get("dataset_id") or default_dataset_id(
+            self.data["request_id"], self.modality
+        )
 
     @property
     def block(self) -> dict[str, Any]:
@@ -317,9 +341,13 @@ def default_dataset_id(request_id: str, modality: str) -> str:
 def validate_dataset_id(dataset_id: str) -> str:
     """Return ``dataset_id`` if it is a safe slug, else raise :class:`InputError`."""
     if not isinstance(dataset_id, str) or not _SLUG.match(dataset_id):
-        raise InputError(Problem(
-            f"{dataset_id!r} is not a valid dataset id", where="dataset_id",
-            hint="lower-case letters, digits, '.', '_' and '-', no '/' or '..', at most 100 characters"))
+        raise InputError(
+            Problem(
+                f"{dataset_id!r} is not a valid dataset id",
+                where="dataset_id",
+                hint="lower-case letters, digits, '.', '_' and '-', no '/' or '..', at most 100 characters",
+            )
+        )
     return dataset_id
 
 
@@ -336,33 +364,58 @@ def load_experiment(run_dir: str | Path) -> Experiment:
         path = path / EXPERIMENT_FILE
     fname = path.name if path.parent == Path(run_dir) else str(path)
     if not path.exists():
-        raise InputError(Problem(
-            "no experiment.yaml in the run folder", file=str(path),
-            hint=f"write one with: binds init {path.parent} --modality MODALITY"))
+        raise InputError(
+            Problem(
+                "no experiment.yaml in the run folder",
+                file=str(path),
+                hint=f"write one with: binds init {path.parent} --modality MODALITY",
+            )
+        )
     size = path.stat().st_size
     if size > MAX_YAML_BYTES:
-        raise InputError(Problem(
-            f"the file is {size:,} bytes; experiment.yaml is at most {MAX_YAML_BYTES:,}", file=fname,
-            hint="it holds metadata only: put data and long tables in their own files in the run folder"))
+        raise InputError(
+            Problem(
+                f"the file is {size:,} bytes; experiment.yaml is at most {MAX_YAML_BYTES:,}",
+                file=fname,
+                hint="it holds metadata only: put data and long tables in their own files in the run folder",
+            )
+        )
     text, read_notes = _decode(path.read_bytes(), fname)
     try:
         root, raw = _parse_yaml(text)
     except _RefusedYAML as err:
         mark = err.problem_mark
-        raise InputError(Problem(err.problem, file=fname, hint=err.hint,
-                                 where=f"line {mark.line + 1}, column {mark.column + 1}")) from None
+        raise InputError(
+            Problem(
+                err.problem,
+                file=fname,
+                hint=err.hint,
+                where=f"line {mark.line + 1}, column {mark.column + 1}",
+            )
+        ) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
         problem = getattr(err, "problem", None) or str(err)
         if "#x0000" in problem or "control characters are not allowed" in problem:
             problem += " (a binary file, or not text)"
-        raise InputError(Problem(f"YAML syntax error: {problem}", file=fname, where=where,
-                                 hint="check indentation and quote values containing ':' or '#'")) from None
+        raise InputError(
+            Problem(
+                f"YAML syntax error: {problem}",
+                file=fname,
+                where=where,
+                hint="check indentation and quote values containing ':' or '#'",
+            )
+        ) from None
     if not isinstance(raw, dict):
-        raise InputError(Problem("expected a mapping of fields (key: value), got "
-                                 f"{type(raw).__name__ if raw is not None else 'an empty file'}",
-                                 file=fname, hint="start from: binds init RUN_DIR --modality M"))
+        raise InputError(
+            Problem(
+                "expected a mapping of fields (key: value), got "
+                f"{type(raw).__name__ if raw is not None else 'an empty file'}",
+                file=fname,
+                hint="start from: binds init RUN_DIR --modality M",
+            )
+        )
     data = _normalise(raw)
     problems, notes = validate_experiment(data, file=fname, root=root)
     if problems:
@@ -370,15 +423,20 @@ def load_experiment(run_dir: str | Path) -> Experiment:
     return Experiment(data=data, path=path, notes=read_notes + notes)
 
 
-def validate_experiment(data: dict[str, Any], *, file: str = EXPERIMENT_FILE,
-                        root: yaml.Node | None = None) -> tuple[list[Problem], list[str]]:
+def validate_experiment(
+    data: dict[str, Any], *, file: str = EXPERIMENT_FILE, root: yaml.Node | None = None
+) -> tuple[list[Problem], list[str]]:
     """Validate metadata already loaded as JSON types; return (problems, notes)."""
     problems: list[Problem] = []
-    for err in sorted(_validator().iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+    for err in sorted(
+        _validator().iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]
+    ):
         problems.extend(_explain(err, data, file, root))
     more, notes = _semantic_checks(data, file, root)
     problems.extend(more)
-    problems.sort(key=lambda p: int(m.group(1)) if (m := re.match(r"line (\d+)", p.where or "")) else 0)
+    problems.sort(
+        key=lambda p: int(m.group(1)) if (m := re.match(r"line (\d+)", p.where or "")) else 0
+    )
     # one line per (place, message): anyOf/ref branches can repeat themselves
     seen, unique = set(), []
     for p in problems:
@@ -402,7 +460,7 @@ def _explain(err: jsonschema.ValidationError, data: dict, file: str, root) -> li
     if v == "required":
         missing = re.findall(r"'([^']+)' is a required property", err.message)
         name = missing[0] if missing else err.message
-        full = _yaml_path(parts + [name])
+        full = _yaml_path([*parts, name])
         hint = _REQUIRED_HINTS.get(full) or _REQUIRED_HINTS.get(name)
         # a missing top-level field has no line of its own; a nested one points at its parent
         where = _where(parts, root, path=full) if parts else full
@@ -413,57 +471,126 @@ def _explain(err: jsonschema.ValidationError, data: dict, file: str, root) -> li
         # each on the line of its key, taken from the instance rather than the message text
         allowed = list((schema.get("properties") or {}).keys())
         patterns = [re.compile(p) for p in (schema.get("patternProperties") or {})]
-        names = [str(k) for k in (value if isinstance(value, dict) else {})
-                 if k not in allowed and not any(p.search(str(k)) for p in patterns)]
+        names = [
+            str(k)
+            for k in (value if isinstance(value, dict) else {})
+            if k not in allowed and not any(p.search(str(k)) for p in patterns)
+        ]
         out = []
         if len(names) > MAX_UNKNOWN_FIELDS:  # a pasted table, not typos: the first ones show it
-            out.append(Problem(f"{len(names)} unknown fields here; the first {MAX_UNKNOWN_FIELDS} follow",
-                               file=file, where=where,
-                               hint="experiment.yaml holds the fields of the schema only"))
+            out.append(
+                Problem(
+                    f"{len(names)} unknown fields here; the first {MAX_UNKNOWN_FIELDS} follow",
+                    file=file,
+                    where=where,
+                    hint="experiment.yaml holds the fields of the schema only",
+                )
+            )
             names = names[:MAX_UNKNOWN_FIELDS]
         for name in names:
             close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
             hint = f"did you mean '{close[0]}'?" if close else f"allowed here: {', '.join(allowed)}"
             line = _key_line(root, parts, name) if root is not None else None
-            path = _yaml_path(parts + [name])
-            out.append(Problem(f"unknown field '{name}'", file=file,
-                               where=f"line {line}: {path}" if line else path, hint=hint))
+            path = _yaml_path([*parts, name])
+            out.append(
+                Problem(
+                    f"unknown field '{name}'",
+                    file=file,
+                    where=f"line {line}: {path}" if line else path,
+                    hint=hint,
+                )
+            )
         return out
     if v == "pattern" and "x-ontology" in schema:
         onto = schema["x-ontology"]
-        term = lookup_label(onto, str(value)) if onto != "CHEBI" or not str(value).isdigit() else None
+        term = (
+            lookup_label(onto, str(value)) if onto != "CHEBI" or not str(value).isdigit() else None
+        )
         hint = f"did you mean {term.id}? ({term.label})" if term else _ONTOLOGY_FORMS[onto]
         if term:
             hint = f"did you mean {term.id}?"
-        return [Problem(f"{value!r} is not {_ONTOLOGY_ARTICLE[onto]} id", file=file, where=where, hint=hint)]
+        return [
+            Problem(
+                f"{value!r} is not {_ONTOLOGY_ARTICLE[onto]} id", file=file, where=where, hint=hint
+            )
+        ]
     if v == "pattern":
-        return [Problem(f"{value!r} is not allowed here", file=file, where=where,
-                        hint=schema.get("x-binds-hint"))]
+        return [
+            Problem(
+                f"{value!r} is not allowed here",
+                file=file,
+                where=where,
+                hint=schema.get("x-binds-hint"),
+            )
+        ]
     if v == "enum":
-        close = difflib.get_close_matches(str(value), [str(x) for x in err.validator_value], n=1, cutoff=0.5)
+        close = difflib.get_close_matches(
+            str(value), [str(x) for x in err.validator_value], n=1, cutoff=0.5
+        )
         hint = f"did you mean '{close[0]}'?" if close else None
-        return [Problem(f"{value!r} is not one of {', '.join(map(str, err.validator_value))}",
-                        file=file, where=where, hint=hint)]
+        return [
+            Problem(
+                f"{value!r} is not one of {', '.join(map(str, err.validator_value))}",
+                file=file,
+                where=where,
+                hint=hint,
+            )
+        ]
     if v == "const" and parts == ["schema_version"]:
-        return [Problem(f"schema_version {value!r} is not supported", file=file, where=where,
-                        hint="this version of binds reads schema_version: 1")]
+        return [
+            Problem(
+                f"schema_version {value!r} is not supported",
+                file=file,
+                where=where,
+                hint="this version of binds reads schema_version: 1",
+            )
+        ]
     if v == "format" and err.validator_value == "date":
-        return [Problem(f"{value!r} is not a date", file=file, where=where,
-                        hint="write it as YYYY-MM-DD, e.g. 2026-11-20")]
+        return [
+            Problem(
+                f"{value!r} is not a date",
+                file=file,
+                where=where,
+                hint="write it as YYYY-MM-DD, e.g. 2026-11-20",
+            )
+        ]
     if v == "type":
         want = err.validator_value
         want = " or ".join(want) if isinstance(want, list) else want
-        got = "nothing" if value is None else type(value).__name__.replace("dict", "mapping").replace("list", "list")
-        hint = "a mapping is written as indented 'key: value' lines" if want == "object" else (
-            "a list is written as lines starting with '- '" if want == "array" else None)
-        return [Problem(f"expected {want}, got {got} ({_short(value)})", file=file, where=where, hint=hint)]
+        got = (
+            "nothing"
+            if value is None
+            else type(value).__name__.replace("dict", "mapping").replace("list", "list")
+        )
+        hint = (
+            "a mapping is written as indented 'key: value' lines"
+            if want == "object"
+            else ("a list is written as lines starting with '- '" if want == "array" else None)
+        )
+        return [
+            Problem(
+                f"expected {want}, got {got} ({_short(value)})", file=file, where=where, hint=hint
+            )
+        ]
     if v == "minItems":
-        return [Problem(f"needs at least {err.validator_value} item(s)", file=file, where=where,
-                        hint="list each sample as '- id: S1'" if parts == ["samples"] else None)]
+        return [
+            Problem(
+                f"needs at least {err.validator_value} item(s)",
+                file=file,
+                where=where,
+                hint="list each sample as '- id: S1'" if parts == ["samples"] else None,
+            )
+        ]
     if v in ("anyOf", "oneOf"):
         desc = (schema.get("description") or "").split(". ")[0].rstrip(".")
-        return [Problem(f"{_short(value)} is not a valid value here", file=file, where=where,
-                        hint=desc or None)]
+        return [
+            Problem(
+                f"{_short(value)} is not a valid value here",
+                file=file,
+                where=where,
+                hint=desc or None,
+            )
+        ]
     if v in ("minLength", "maxLength"):
         return [Problem(err.message, file=file, where=where)]
     return [Problem(err.message, file=file, where=where)]
@@ -474,8 +601,12 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-_ONTOLOGY_ARTICLE = {"NCBITaxon": "an NCBITaxon", "UBERON": "an UBERON", "CL": "a CL",
-                     "CHEBI": "a ChEBI or PubChem compound"}
+_ONTOLOGY_ARTICLE = {
+    "NCBITaxon": "an NCBITaxon",
+    "UBERON": "an UBERON",
+    "CL": "a CL",
+    "CHEBI": "a ChEBI or PubChem compound",
+}
 _ONTOLOGY_FORMS = {
     "NCBITaxon": "write NCBITaxon:<digits>, e.g. NCBITaxon:9606 for human",
     "UBERON": "write UBERON:<7 digits>, e.g. UBERON:0000178 for blood",
@@ -504,34 +635,69 @@ def _semantic_checks(data: dict, file: str, root) -> tuple[list[Problem], list[s
     lic = data.get("license")
     if isinstance(lic, str) and lic not in spdx:
         term = lookup_label("spdx", lic)
-        problems.append(Problem(f"{lic!r} is not an accepted SPDX licence id", file=file,
-                                where=_where(["license"], root),
-                                hint=f"did you mean {term.id}?" if term else f"one of {', '.join(spdx)}"))
-    samples = [s for s in data.get("samples") or [] if isinstance(s, dict)] \
-        if isinstance(data.get("samples"), list) else []
+        problems.append(
+            Problem(
+                f"{lic!r} is not an accepted SPDX licence id",
+                file=file,
+                where=_where(["license"], root),
+                hint=f"did you mean {term.id}?" if term else f"one of {', '.join(spdx)}",
+            )
+        )
+    samples = (
+        [s for s in data.get("samples") or [] if isinstance(s, dict)]
+        if isinstance(data.get("samples"), list)
+        else []
+    )
     ids = [str(s.get("id")) for s in samples]
     first_seen: dict[str, int] = {}
     for i, sid in enumerate(ids):
         if first_seen.setdefault(sid, i) != i:
-            problems.append(Problem(f"duplicate sample id {sid!r}", file=file,
-                                    where=_where(["samples", i, "id"], root),
-                                    hint="every sample needs its own id"))
+            problems.append(
+                Problem(
+                    f"duplicate sample id {sid!r}",
+                    file=file,
+                    where=_where(["samples", i, "id"], root),
+                    hint="every sample needs its own id",
+                )
+            )
     for i, sample in enumerate(samples):
-        for key, onto in (("organism", "NCBITaxon"), ("tissue", "UBERON"), ("cell_type", "CL"),
-                          ("compound", "CHEBI")):
+        for key, onto in (
+            ("organism", "NCBITaxon"),
+            ("tissue", "UBERON"),
+            ("cell_type", "CL"),
+            ("compound", "CHEBI"),
+        ):
             val = sample.get(key)
-            if (isinstance(val, str) and re.fullmatch(r"[A-Za-z]+:\d+", val)
-                    and not val.startswith("PUBCHEM") and val not in vocabulary(onto)):
-                notes.append(f"{file}: {_yaml_path(['samples', i, key])}: {val} is well formed but not in "
-                             f"the bundled {onto} subset; it is kept as given")
+            if (
+                isinstance(val, str)
+                and re.fullmatch(r"[A-Za-z]+:\d+", val)
+                and not val.startswith("PUBCHEM")
+                and val not in vocabulary(onto)
+            ):
+                notes.append(
+                    f"{file}: {_yaml_path(['samples', i, key])}: {val} is well formed but not in "
+                    f"the bundled {onto} subset; it is kept as given"
+                )
     for path, value in _walk(data):
         if value == PLACEHOLDER or (path == ["request_id"] and value == PLACEHOLDER_REQUEST):
-            problems.append(Problem("placeholder from `binds init` not filled in", file=file,
-                                    where=_where(path, root), hint="replace it with the real value"))
+            problems.append(
+                Problem(
+                    "placeholder from `binds init` not filled in",
+                    file=file,
+                    where=_where(path, root),
+                    hint="replace it with the real value",
+                )
+            )
     acquired = _date_or_none(data.get("acquired"))
     if acquired and acquired > dt.date.today() + dt.timedelta(days=1):
-        problems.append(Problem(f"acquisition date {data['acquired']} is in the future", file=file,
-                                where=_where(["acquired"], root), hint="check the year"))
+        problems.append(
+            Problem(
+                f"acquisition date {data['acquired']} is in the future",
+                file=file,
+                where=_where(["acquired"], root),
+                hint="check the year",
+            )
+        )
     access = data.get("access") if isinstance(data.get("access"), dict) else {}
     emb = _date_or_none(access.get("embargo_until"))
     if emb and access.get("level") == "open" and emb > dt.date.today():
@@ -547,10 +713,10 @@ def _walk(obj: Any, path: list[Any] | None = None):
     path = path or []
     if isinstance(obj, dict):
         for k, v in obj.items():
-            yield from _walk(v, path + [k])
+            yield from _walk(v, [*path, k])
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
-            yield from _walk(v, path + [i])
+            yield from _walk(v, [*path, i])
     else:
         yield path, obj
 

@@ -48,7 +48,7 @@ def api_problem(api_url: str, *, timeout_s: float = 2.0) -> str | None:
     """``None`` when ``<api_url>/health`` answers 200 within ``timeout_s``, else why not."""
     url = api_url.rstrip("/") + "/health"
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (an operator's URL)
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
             return None if resp.status == 200 else f"HTTP {resp.status} from {url}"
     except urllib.error.HTTPError as exc:
         return f"HTTP {exc.code} from {url}"
@@ -83,19 +83,40 @@ class TemporaryServer:
         app_dir = _prefect_parent_dir()
         env = dict(os.environ)
         env.pop("PREFECT_API_URL", None)
-        env |= {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-                "PREFECT__SERVER_FINAL": "1"}
+        env |= {
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT__SERVER_EPHEMERAL": "1",
+            "PREFECT__SERVER_FINAL": "1",
+        }
         home = Path(env.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
         home.mkdir(parents=True, exist_ok=True)  # SQLite cannot create its folder
-        server = [sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "--factory",
-                  "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port",
-                  str(self.port), "--log-level", "error", "--lifespan", "on"]
+        server = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--app-dir",
+            app_dir,
+            "--factory",
+            "prefect.server.api.server:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "error",
+            "--lifespan",
+            "on",
+        ]
         if sys.platform == "linux":  # exec'd through a wrapper: no preexec_fn in a threaded process
-            server = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid())] + server
+            server = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *server]
         self.proc = subprocess.Popen(
-            server, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(home / "binds-temporary-server.log", "ab"),  # noqa: SIM115
-            start_new_session=True)
+            server,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(home / "binds-temporary-server.log", "ab"),
+            start_new_session=True,
+        )
         return self
 
     def wait_ready(self, *, timeout_s: float = 120) -> None:
@@ -104,9 +125,11 @@ class TemporaryServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the temporary Prefect server exited with code {self.proc.returncode}"
-                                   f" (see {os.environ.get('PREFECT_HOME', '~/.prefect')}/"
-                                   "binds-temporary-server.log)")
+                raise RuntimeError(
+                    f"the temporary Prefect server exited with code {self.proc.returncode}"
+                    f" (see {os.environ.get('PREFECT_HOME', '~/.prefect')}/"
+                    "binds-temporary-server.log)"
+                )
             if api_problem(self.api_url, timeout_s=1) is None:
                 return
             time.sleep(0.1)
@@ -154,7 +177,7 @@ def flush_prefect() -> None:
 
         APILogWorker.drain_all(timeout=10)
         EventsWorker.drain_all(timeout=10)
-    except Exception as exc:  # noqa: BLE001 (best effort at exit)
+    except Exception as exc:
         log.debug("flushing Prefect: %s", exc)
 
 
@@ -186,8 +209,11 @@ def artifact_key(kind: str, dataset_id: str) -> str:
 
 def run_tags(experiment: dict[str, Any]) -> list[str]:
     """Tags of a flow run: modality, request id, access level, support unit (when given)."""
-    tags = [f"modality:{experiment['modality']}", f"request:{experiment['request_id']}",
-            f"access:{experiment['access']['level']}"]
+    tags = [
+        f"modality:{experiment['modality']}",
+        f"request:{experiment['request_id']}",
+        f"access:{experiment['access']['level']}",
+    ]
     if experiment.get("support_unit"):
         tags.append(f"unit:{experiment['support_unit']}")
     return tags
@@ -212,7 +238,9 @@ class Job:
     finished: float | None = None
     failed: str | None = None  # why, when it failed
     external_jobid: str | None = None
-    console_log: str | None = None  # Snakemake's terminal output, where a crashed script's traceback is
+    console_log: str | None = (
+        None  # Snakemake's terminal output, where a crashed script's traceback is
+    )
     done: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -238,8 +266,14 @@ def benchmark_figures(path: str | Path | None) -> dict[str, float]:
         return {}
     row = dict(zip(lines[0].split("\t"), lines[-1].split("\t"), strict=False))
     out: dict[str, float] = {}
-    for src, dst in (("s", "wall_s"), ("cpu_time", "cpu_s"), ("max_rss", "max_rss_mb"),
-                     ("mean_load", "mean_load_percent"), ("io_in", "io_in_mb"), ("io_out", "io_out_mb")):
+    for src, dst in (
+        ("s", "wall_s"),
+        ("cpu_time", "cpu_s"),
+        ("max_rss", "max_rss_mb"),
+        ("mean_load", "mean_load_percent"),
+        ("io_in", "io_in_mb"),
+        ("io_out", "io_out_mb"),
+    ):
         try:
             out[dst] = round(float(row[src]), 3)
         except (KeyError, ValueError):
@@ -254,12 +288,13 @@ def log_tail(paths: list[str], *, lines: int = LOG_TAIL_LINES) -> list[str]:
             text = Path(p).read_text(errors="replace").splitlines()
         except OSError:
             continue
-        out += [f"{p}:"] + text[-lines:]
+        out += [f"{p}:", *text[-lines:]]
     return out
 
 
-def console_traceback(console_log: Path, *, rule: str, wait_s: float = 3,
-                      lines: int = LOG_TAIL_LINES) -> list[str]:
+def console_traceback(
+    console_log: Path, *, rule: str, wait_s: float = 3, lines: int = LOG_TAIL_LINES
+) -> list[str]:
     """The traceback printed just before ``Error in rule <rule>`` in Snakemake's terminal
     output (a script that crashed on import never writes its own log)."""
     marker = f"Error in rule {rule}"  # the terminal prints "Error in rule R:" then "jobid: N"
@@ -278,7 +313,7 @@ def console_traceback(console_log: Path, *, rule: str, wait_s: float = 3,
     start = next((i for i in range(end - 1, -1, -1) if text[i].startswith("Traceback")), None)
     if start is None:
         return []
-    return [f"{console_log}:"] + text[start:end][-lines:]
+    return [f"{console_log}:", *text[start:end][-lines:]]
 
 
 def _clock(t: float | None) -> str:
@@ -295,21 +330,40 @@ class JobFailed(Exception):
     """A Snakemake job failed: the message carries the rule and its log tail."""
 
 
-def _job_task_fn(job_key: str, rule: str, wildcards: dict, threads: int | None, mem_mb: Any,
-                 runtime: Any, jobid: int) -> dict[str, Any]:
+def _job_task_fn(
+    job_key: str,
+    rule: str,
+    wildcards: dict,
+    threads: int | None,
+    mem_mb: Any,
+    runtime: Any,
+    jobid: int,
+) -> dict[str, Any]:
     """Body of a job's task run: lasts as long as the job, ends in the job's state."""
     from prefect import get_run_logger
 
     job = _JOBS[job_key]
     logger = get_run_logger()
     job.done.wait()
-    logger.info("Snakemake job %s: started %s, ended %s (%.2f s)", jobid, _clock(job.started),
-                _clock(job.finished), (job.finished or 0) - (job.started or 0))
+    logger.info(
+        "Snakemake job %s: started %s, ended %s (%.2f s)",
+        jobid,
+        _clock(job.started),
+        _clock(job.finished),
+        (job.finished or 0) - (job.started or 0),
+    )
     figures = benchmark_figures(job.benchmark)
-    result: dict[str, Any] = {"rule": rule, "jobid": jobid, "wildcards": wildcards,
-                              "started": job.started, "finished": job.finished,
-                              "seconds": round((job.finished or time.time()) - (job.started or 0), 3),
-                              "threads": threads, "resources": job.resources, "benchmark": figures}
+    result: dict[str, Any] = {
+        "rule": rule,
+        "jobid": jobid,
+        "wildcards": wildcards,
+        "started": job.started,
+        "finished": job.finished,
+        "seconds": round((job.finished or time.time()) - (job.started or 0), 3),
+        "threads": threads,
+        "resources": job.resources,
+        "benchmark": figures,
+    }
     if job.external_jobid:
         result["slurm_jobid"] = job.external_jobid
         logger.info("Slurm job id %s", job.external_jobid)
@@ -321,7 +375,9 @@ def _job_task_fn(job_key: str, rule: str, wildcards: dict, threads: int | None, 
             tail = console_traceback(Path(job.console_log), rule=rule) or tail
         for line in tail:
             logger.error("%s", line)
-        raise JobFailed(f"rule {rule} failed: {job.failed}" + ("\n" + "\n".join(tail) if tail else ""))
+        raise JobFailed(
+            f"rule {rule} failed: {job.failed}" + ("\n" + "\n".join(tail) if tail else "")
+        )
     return result
 
 
@@ -339,9 +395,15 @@ class SnakemakeMonitor:
     stopped) as failed, and waits for every task run to be final.
     """
 
-    def __init__(self, events: Path, logger: logging.Logger | logging.LoggerAdapter | None = None,
-                 *, console_log: Path | None = None, poll_s: float = 0.1,
-                 on_event: Callable[[dict[str, Any]], None] | None = None):
+    def __init__(
+        self,
+        events: Path,
+        logger: logging.Logger | logging.LoggerAdapter | None = None,
+        *,
+        console_log: Path | None = None,
+        poll_s: float = 0.1,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ):
         self.events = Path(events)
         self.console_log = console_log
         self.logger = logger
@@ -362,11 +424,17 @@ class SnakemakeMonitor:
 
         self.events.parent.mkdir(parents=True, exist_ok=True)
         self.events.write_text("")
-        self._task = task(_job_task_fn, name="snakemake-job", retries=0, cache_policy=NO_CACHE,
-                          persist_result=False)
+        self._task = task(
+            _job_task_fn,
+            name="snakemake-job",
+            retries=0,
+            cache_policy=NO_CACHE,
+            persist_result=False,
+        )
         ctx = contextvars.copy_context()
-        self._thread = threading.Thread(target=ctx.run, args=(self._follow,), daemon=True,
-                                        name="binds-snakemake-events")
+        self._thread = threading.Thread(
+            target=ctx.run, args=(self._follow,), daemon=True, name="binds-snakemake-events"
+        )
         self._thread.start()
         return self
 
@@ -383,7 +451,7 @@ class SnakemakeMonitor:
         for fut in list(self._futures.values()):
             try:
                 fut.wait(timeout=60)
-            except Exception:  # noqa: BLE001 (a job's failure is its task run's state)
+            except Exception:
                 pass
         for job in self.jobs:
             _JOBS.pop(job.key, None)
@@ -414,7 +482,7 @@ class SnakemakeMonitor:
             return
         try:
             self.handle(ev)
-        except Exception as exc:  # noqa: BLE001 (monitoring must never stop the run)
+        except Exception as exc:
             log.warning("snakemake event not mirrored into Prefect: %s (%s)", exc, line[:200])
 
     def handle(self, ev: dict[str, Any]) -> None:
@@ -425,12 +493,19 @@ class SnakemakeMonitor:
         if kind == "job_info":
             jobid = ev["jobid"]
             old = self._current.get(jobid)
-            job = Job(jobid=jobid, rule=ev.get("rule") or "?", wildcards=ev.get("wildcards") or {},
-                      threads=ev.get("threads"), resources=ev.get("resources") or {},
-                      log=ev.get("log") or [], benchmark=ev.get("benchmark"),
-                      inputs=ev.get("input") or [], outputs=ev.get("output") or [],
-                      attempt=(old.attempt + 1) if old else 1,
-                      console_log=str(self.console_log) if self.console_log else None)
+            job = Job(
+                jobid=jobid,
+                rule=ev.get("rule") or "?",
+                wildcards=ev.get("wildcards") or {},
+                threads=ev.get("threads"),
+                resources=ev.get("resources") or {},
+                log=ev.get("log") or [],
+                benchmark=ev.get("benchmark"),
+                inputs=ev.get("input") or [],
+                outputs=ev.get("output") or [],
+                attempt=(old.attempt + 1) if old else 1,
+                console_log=str(self.console_log) if self.console_log else None,
+            )
             self._current[jobid] = job
             self.jobs.append(job)
             # Snakemake logs a job's info when it starts it (after the batch's job_started)
@@ -462,15 +537,24 @@ class SnakemakeMonitor:
 
     def _submit(self, job: Job) -> None:
         _JOBS[job.key] = job
-        upstream = {id(j): self._futures[j.key] for i in job.inputs
-                    if (j := self._by_output.get(i)) is not None and j.key in self._futures}
+        upstream = {
+            id(j): self._futures[j.key]
+            for i in job.inputs
+            if (j := self._by_output.get(i)) is not None and j.key in self._futures
+        }
         for o in job.outputs:
             self._by_output[o] = job
         res = job.resources
         fut = self._task.with_options(task_run_name=job.name, tags=[f"rule:{job.rule}"]).submit(
-            job_key=job.key, rule=job.rule, wildcards=job.wildcards, threads=job.threads,
-            mem_mb=res.get("mem_mb"), runtime=res.get("runtime"), jobid=job.jobid,
-            wait_for=list(upstream.values()))
+            job_key=job.key,
+            rule=job.rule,
+            wildcards=job.wildcards,
+            threads=job.threads,
+            mem_mb=res.get("mem_mb"),
+            runtime=res.get("runtime"),
+            jobid=job.jobid,
+            wait_for=list(upstream.values()),
+        )
         self._futures[job.key] = fut
 
 
@@ -527,9 +611,11 @@ class PrefectSession:
         if not self._checked:
             self._checked = True
             if problem := api_problem(self.api_url or ""):
-                self.warn(f"warning: the Prefect API at {self.api_url} does not answer ({problem}); "
-                          "running with a temporary local Prefect server instead (this run will "
-                          "not show in that UI)")
+                self.warn(
+                    f"warning: the Prefect API at {self.api_url} does not answer ({problem}); "
+                    "running with a temporary local Prefect server instead (this run will "
+                    "not show in that UI)"
+                )
                 self.server = TemporaryServer().start()
         if self.server is not None:
             self.api_url = self.server.api_url
@@ -545,8 +631,13 @@ class PrefectSession:
             except RuntimeError as exc:
                 from pipelines.errors import RunError
 
-                raise RunError(str(exc), details=["set PREFECT_API_URL to a running Prefect server "
-                                                  "to do without the temporary one"]) from None
+                raise RunError(
+                    str(exc),
+                    details=[
+                        "set PREFECT_API_URL to a running Prefect server "
+                        "to do without the temporary one"
+                    ],
+                ) from None
         # Prefect reads its settings when imported: if it was imported before this session
         # (tests, a second command in one process), the URL is applied as temporary settings.
         # Not when it is being imported right now (binds run imports it in a thread).

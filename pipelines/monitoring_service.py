@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from pipelines.inbox import SkipReporter, load_state, failure_record, record, scan
+from pipelines.inbox import SkipReporter, failure_record, load_state, record, scan
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # submissions of one folder state after crashed/cancelled runs (restarts)
@@ -48,9 +48,19 @@ def _now() -> str:
 class InboxService:
     """The watcher half of ``binds serve`` (the Runner half is started by :func:`serve`)."""
 
-    def __init__(self, inbox: Path, *, deployment_id: UUID, store_url: str, profile: str,
-                 cores: int | None, settle_s: float, interval_s: float, limit: int,
-                 say: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        inbox: Path,
+        *,
+        deployment_id: UUID,
+        store_url: str,
+        profile: str,
+        cores: int | None,
+        settle_s: float,
+        interval_s: float,
+        limit: int,
+        say: Callable[[str], None],
+    ) -> None:
         self.inbox = inbox
         self.deployment_id = deployment_id
         self.store_url, self.profile, self.cores = store_url, profile, cores
@@ -62,23 +72,34 @@ class InboxService:
     # -- one scan
     def scan_once(self, client) -> None:
         self._follow_submitted(client)
-        in_flight = sum(1 for r in load_state(self.inbox).values() if r.get("status") == "submitted")
+        in_flight = sum(
+            1 for r in load_state(self.inbox).values() if r.get("status") == "submitted"
+        )
         for entry in scan(self.inbox, settle_s=self.settle_s):
             if not entry.ready:
                 self.skips(entry)
                 continue
             if in_flight >= self.limit:
-                self.skips(type(entry)(entry.run_dir, False, "limit",
-                                       f"waiting: {in_flight} runs in flight (--limit {self.limit})",
-                                       entry.snapshot))
+                self.skips(
+                    type(entry)(
+                        entry.run_dir,
+                        False,
+                        "limit",
+                        f"waiting: {in_flight} runs in flight (--limit {self.limit})",
+                        entry.snapshot,
+                    )
+                )
                 continue
             self.skips.forget(entry.run_dir.name)
             try:
                 self._submit(client, entry.run_dir, entry.snapshot.fingerprint, attempt=1)
                 self.skips.seen(entry.run_dir.name, "in-flight")
                 in_flight += 1
-            except Exception as exc:  # noqa: BLE001 (one folder never stops the service)
-                rec = failure_record(exc) | {"fingerprint": entry.snapshot.fingerprint, "finished": _now()}
+            except Exception as exc:
+                rec = failure_record(exc) | {
+                    "fingerprint": entry.snapshot.fingerprint,
+                    "finished": _now(),
+                }
                 record(self.inbox, entry.run_dir.name, rec)
                 self.skips.seen(entry.run_dir.name, "failed")
                 self.say(f"{entry.run_dir.name}: {rec['status']}: {rec['error']}")
@@ -89,15 +110,32 @@ class InboxService:
 
         exp, _ = check_run_dir(run_dir)  # InputError: recorded as invalid, no flow run
         fr = client.create_flow_run_from_deployment(
-            self.deployment_id, parameters={"run_dir": str(run_dir.resolve()), "store_url": self.store_url,
-                                            "profile": self.profile, "cores": self.cores},
-            tags=run_tags(exp.data) + ["inbox"], name=exp.dataset_id,
-            idempotency_key=f"{run_dir.name}:{fingerprint}:{attempt}")
-        record(self.inbox, run_dir.name, {"status": "submitted", "fingerprint": fingerprint,
-                                          "flow_run_id": str(fr.id), "attempt": attempt,
-                                          "started": _now()})
-        self.say(f"{run_dir.name}: submitted as flow run {fr.name} ({fr.id})"
-                 + (f", attempt {attempt}" if attempt > 1 else ""))
+            self.deployment_id,
+            parameters={
+                "run_dir": str(run_dir.resolve()),
+                "store_url": self.store_url,
+                "profile": self.profile,
+                "cores": self.cores,
+            },
+            tags=[*run_tags(exp.data), "inbox"],
+            name=exp.dataset_id,
+            idempotency_key=f"{run_dir.name}:{fingerprint}:{attempt}",
+        )
+        record(
+            self.inbox,
+            run_dir.name,
+            {
+                "status": "submitted",
+                "fingerprint": fingerprint,
+                "flow_run_id": str(fr.id),
+                "attempt": attempt,
+                "started": _now(),
+            },
+        )
+        self.say(
+            f"{run_dir.name}: submitted as flow run {fr.name} ({fr.id})"
+            + (f", attempt {attempt}" if attempt > 1 else "")
+        )
 
     def _follow_submitted(self, client) -> None:
         for name, rec in list(load_state(self.inbox).items()):
@@ -105,8 +143,10 @@ class InboxService:
                 continue
             try:
                 fr = client.read_flow_run(UUID(rec["flow_run_id"]))
-            except Exception as exc:  # noqa: BLE001 (server restarted without its database...)
-                self.say(f"{name}: flow run {rec['flow_run_id']} not found ({exc}); submitting again")
+            except Exception as exc:
+                self.say(
+                    f"{name}: flow run {rec['flow_run_id']} not found ({exc}); submitting again"
+                )
                 fr = None
             state = fr.state if fr else None
             if state is not None and not state.is_final():
@@ -114,8 +154,9 @@ class InboxService:
                     continue  # scheduled (the runner takes it) or still running
                 from prefect.states import Crashed
 
-                client.set_flow_run_state(fr.id, Crashed(message="its process died (binds serve "
-                                                                  "was killed?)"), force=True)
+                client.set_flow_run_state(
+                    fr.id, Crashed(message="its process died (binds serve was killed?)"), force=True
+                )
                 state = client.read_flow_run(fr.id).state
             run_dir = self.inbox / name
             if fr is None or state.is_crashed() or state.is_cancelled():
@@ -126,14 +167,21 @@ class InboxService:
                     try:
                         self._submit(client, run_dir, rec["fingerprint"], attempt=attempt)
                         self.skips.seen(name, "in-flight")
-                    except Exception as exc:  # noqa: BLE001
-                        record(self.inbox, name, failure_record(exc) | {"fingerprint": rec["fingerprint"],
-                                                                        "finished": _now()})
+                    except Exception as exc:
+                        record(
+                            self.inbox,
+                            name,
+                            failure_record(exc)
+                            | {"fingerprint": rec["fingerprint"], "finished": _now()},
+                        )
                     continue
             outcome = _outcome(client, fr)
             record(self.inbox, name, rec | outcome | {"finished": _now()})
             self.skips.seen(name, "failed" if outcome["status"] == "failed" else "done")
-            self.say(f"{name}: {outcome['status']}" + (f": {outcome['error']}" if "error" in outcome else ""))
+            self.say(
+                f"{name}: {outcome['status']}"
+                + (f": {outcome['error']}" if "error" in outcome else "")
+            )
 
     # -- the loop (a thread)
     def run(self) -> None:
@@ -143,9 +191,11 @@ class InboxService:
             while not self.stop.is_set():
                 try:
                     self.scan_once(client)
-                except Exception as exc:  # noqa: BLE001 (the server away for a moment, ...)
-                    self.say(f"inbox scan failed: {type(exc).__name__}: {exc}; retrying in "
-                             f"{self.interval_s:.0f} s")
+                except Exception as exc:
+                    self.say(
+                        f"inbox scan failed: {type(exc).__name__}: {exc}; retrying in "
+                        f"{self.interval_s:.0f} s"
+                    )
                 self.stop.wait(self.interval_s)
 
 
@@ -172,16 +222,34 @@ def _outcome(client, fr) -> dict[str, Any]:
 
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id={"any_": [fr.id]}))
         text = " ".join(str(a.data) for a in arts if (a.key or "").startswith("publish-"))
-        status = "published" if "(published," in text else "unchanged" if "(unchanged," in text else "completed"
+        status = (
+            "published"
+            if "(published," in text
+            else "unchanged"
+            if "(unchanged," in text
+            else "completed"
+        )
         return {"status": status, "flow_run": fr.name}
     message = (state.message if state else "") or "see the flow run's logs"
-    return {"status": "failed", "exit_code": 1, "error": message.splitlines()[0][:500],
-            "flow_run": fr.name if fr else None}
+    return {
+        "status": "failed",
+        "exit_code": 1,
+        "error": message.splitlines()[0][:500],
+        "flow_run": fr.name if fr else None,
+    }
 
 
-def serve(inbox: Path, *, store_url: str, profile: str = "local", cores: int | None = None,
-          settle_s: float = 60, interval_s: float = 30, limit: int = 2,
-          say: Callable[[str], None] = print) -> None:
+def serve(
+    inbox: Path,
+    *,
+    store_url: str,
+    profile: str = "local",
+    cores: int | None = None,
+    settle_s: float = 60,
+    interval_s: float = 30,
+    limit: int = 2,
+    say: Callable[[str], None] = print,
+) -> None:
     """Serve the deployment and watch ``inbox`` until SIGINT/SIGTERM."""
     import asyncio
 
@@ -190,17 +258,35 @@ def serve(inbox: Path, *, store_url: str, profile: str = "local", cores: int | N
 
     from pipelines.flows import binds_run
 
-    runner = Runner(name=f"binds-serve-{inbox.resolve().name}", query_seconds=2, limit=limit,
-                    pause_on_shutdown=False)
-    deployment_id = runner.add_flow(binds_run, name=deployment_name(inbox),
-                                    entrypoint_type=EntrypointType.MODULE_PATH,
-                                    parameters={"store_url": store_url, "profile": profile, "cores": cores},
-                                    tags=["binds-serve"],
-                                    description=f"runs of {inbox.resolve()} (binds serve)")
-    say(f"serving deployment binds-run/{deployment_name(inbox)} ({deployment_id}); watching {inbox} "
-        f"every {interval_s:.0f} s, at most {limit} runs at once")
-    service = InboxService(inbox, deployment_id=deployment_id, store_url=store_url, profile=profile,
-                           cores=cores, settle_s=settle_s, interval_s=interval_s, limit=limit, say=say)
+    runner = Runner(
+        name=f"binds-serve-{inbox.resolve().name}",
+        query_seconds=2,
+        limit=limit,
+        pause_on_shutdown=False,
+    )
+    deployment_id = runner.add_flow(
+        binds_run,
+        name=deployment_name(inbox),
+        entrypoint_type=EntrypointType.MODULE_PATH,
+        parameters={"store_url": store_url, "profile": profile, "cores": cores},
+        tags=["binds-serve"],
+        description=f"runs of {inbox.resolve()} (binds serve)",
+    )
+    say(
+        f"serving deployment binds-run/{deployment_name(inbox)} ({deployment_id}); watching {inbox} "
+        f"every {interval_s:.0f} s, at most {limit} runs at once"
+    )
+    service = InboxService(
+        inbox,
+        deployment_id=deployment_id,
+        store_url=store_url,
+        profile=profile,
+        cores=cores,
+        settle_s=settle_s,
+        interval_s=interval_s,
+        limit=limit,
+        say=say,
+    )
     watcher = threading.Thread(target=service.run, name="binds-inbox", daemon=True)
     watcher.start()
     try:

@@ -27,10 +27,10 @@ import json
 import os
 import platform
 import re
-from urllib.parse import quote
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pipelines.staging import StagedDataset
 from pipelines.usage import USAGE_PATH, build_usage, collect_jobs
@@ -271,7 +271,9 @@ def build_crate(
     """The crate of one version as a JSON-LD dict (see the module docstring)."""
     if jobs is None:
         jobs, _ = collect_jobs(stage)
-    crate = _CrateBuilder(stage=stage, exp=experiment, jobs=jobs, files=files, documents=list(documents))
+    crate = _CrateBuilder(
+        stage=stage, exp=experiment, jobs=jobs, files=files, documents=list(documents)
+    )
     crate.add_agents()
     crate.add_software()
     crate.add_rules()
@@ -291,9 +293,16 @@ def build_crate(
     return {"@context": CONTEXT, "@graph": [descriptor, _single_values(root), *nodes]}
 
 
-_USAGE_PROPERTIES = (("cpu_s", "SEC"), ("wall_s", "SEC"), ("core_s", "SEC"), ("max_rss_mb", "MegaBYTE"),
-                     ("io_in_mb", "MegaBYTE"), ("io_out_mb", "MegaBYTE"), ("threads", "NUM"),
-                     ("mem_mb", "MegaBYTE"))
+_USAGE_PROPERTIES = (
+    ("cpu_s", "SEC"),
+    ("wall_s", "SEC"),
+    ("core_s", "SEC"),
+    ("max_rss_mb", "MegaBYTE"),
+    ("io_in_mb", "MegaBYTE"),
+    ("io_out_mb", "MegaBYTE"),
+    ("threads", "NUM"),
+    ("mem_mb", "MegaBYTE"),
+)
 #: prefix of the workflow's FormalParameters
 _WF = "#workflow"
 
@@ -302,8 +311,15 @@ class _CrateBuilder:
     """The crate's graph, built one section at a time (agents, software, rules, workflow, run
     inputs, jobs, run, root); each ``add_*`` keeps the ids later sections refer to."""
 
-    def __init__(self, *, stage: StagedDataset, exp: dict[str, Any], jobs: list[dict[str, Any]],
-                 files: list[dict[str, Any]], documents: list[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        *,
+        stage: StagedDataset,
+        exp: dict[str, Any],
+        jobs: list[dict[str, Any]],
+        files: list[dict[str, Any]],
+        documents: list[dict[str, Any]],
+    ) -> None:
         self.exp, self.jobs, self.documents = exp, jobs, documents
         self.modality = exp["modality"]
         self.run = stage.run_info
@@ -312,8 +328,9 @@ class _CrateBuilder:
         self.run_dir = Path(self.run.get("run_dir") or ".")
         self.run_uri = self.run_dir.resolve().as_uri()
         self.published = {f["path"]: f for f in files}
-        self.published_dirs = {"/".join(p.split("/")[:i]) for p in self.published
-                               for i in range(1, p.count("/") + 1)}
+        self.published_dirs = {
+            "/".join(p.split("/")[:i]) for p in self.published for i in range(1, p.count("/") + 1)
+        }
         self.folder_outputs: set[str] = set()
         self.raw = {i["name"]: i for i in self.run.get("inputs", [])}
         self.external: list[str] = []  # data entities outside the version: in the root's hasPart
@@ -326,37 +343,82 @@ class _CrateBuilder:
     def add_agents(self) -> None:
         exp, g = self.exp, self.g
         self.unit_id = "#unit-" + _slug(exp.get("support_unit") or "binds-support-unit")
-        g.add({"@id": self.unit_id, "@type": "Organization",
-               "name": exp.get("support_unit") or "BINDS support unit", "url": "https://binds.example.org/"})
+        g.add(
+            {
+                "@id": self.unit_id,
+                "@type": "Organization",
+                "name": exp.get("support_unit") or "BINDS support unit",
+                "url": "https://binds.example.org/",
+            }
+        )
         self.agents = [self.unit_id]
         if exp.get("operator"):
             op_id = "#operator-" + _slug(str(exp["operator"]))
-            g.add({"@id": op_id, "@type": "Person", "name": str(exp["operator"]),
-                   "affiliation": _ref(self.unit_id)})
+            g.add(
+                {
+                    "@id": op_id,
+                    "@type": "Person",
+                    "name": str(exp["operator"]),
+                    "affiliation": _ref(self.unit_id),
+                }
+            )
             self.agents.insert(0, op_id)
         requester = exp.get("requester") or {}
         self.authors = [self.unit_id]
         if requester.get("pi"):
             orcid = requester.get("orcid")
-            pi_id = ((orcid if str(orcid).startswith("https://") else f"https://orcid.org/{orcid}")
-                     if orcid else "#requester-" + _slug(requester["pi"]))
+            pi_id = (
+                (orcid if str(orcid).startswith("https://") else f"https://orcid.org/{orcid}")
+                if orcid
+                else "#requester-" + _slug(requester["pi"])
+            )
             g.add({"@id": pi_id, "@type": "Person", "name": requester["pi"]})
             self.authors.insert(0, pi_id)
 
     # --- software: the workflow engine, the language, every package
     def add_software(self) -> None:
         g, versions = self.g, self.versions
-        self.engine_id = g.add({"@id": "#snakemake", "@type": "SoftwareApplication", "name": "Snakemake",
-                                "url": SNAKEMAKE_URL, "softwareVersion": versions.get("snakemake")})
-        self.lang_id = g.add({"@id": "#snakemake-language", "@type": "ComputerLanguage", "name": "Snakemake",
-                              "identifier": _ref(SNAKEMAKE_URL), "url": _ref(SNAKEMAKE_URL),
-                              "version": versions.get("snakemake")})
+        self.engine_id = g.add(
+            {
+                "@id": "#snakemake",
+                "@type": "SoftwareApplication",
+                "name": "Snakemake",
+                "url": SNAKEMAKE_URL,
+                "softwareVersion": versions.get("snakemake"),
+            }
+        )
+        self.lang_id = g.add(
+            {
+                "@id": "#snakemake-language",
+                "@type": "ComputerLanguage",
+                "name": "Snakemake",
+                "identifier": _ref(SNAKEMAKE_URL),
+                "url": _ref(SNAKEMAKE_URL),
+                "version": versions.get("snakemake"),
+            }
+        )
         self.software_ids = [
-            g.add({"@id": f"#software-{_slug(name)}", "@type": "SoftwareApplication", "name": name,
-                   "softwareVersion": ver, "url": f"https://pypi.org/project/{name}/{ver}/"})
-            for name, ver in versions.items()]
-        self.software_ids.append(g.add({"@id": "#software-python", "@type": "SoftwareApplication",
-                                        "name": "Python", "softwareVersion": platform.python_version()}))
+            g.add(
+                {
+                    "@id": f"#software-{_slug(name)}",
+                    "@type": "SoftwareApplication",
+                    "name": name,
+                    "softwareVersion": ver,
+                    "url": f"https://pypi.org/project/{name}/{ver}/",
+                }
+            )
+            for name, ver in versions.items()
+        ]
+        self.software_ids.append(
+            g.add(
+                {
+                    "@id": "#software-python",
+                    "@type": "SoftwareApplication",
+                    "name": "Python",
+                    "softwareVersion": platform.python_version(),
+                }
+            )
+        )
 
     # --- the rules that ran: a tool and a step each, their params as FormalParameters
     def add_rules(self) -> None:
@@ -369,37 +431,86 @@ class _CrateBuilder:
         for j in self.jobs:
             params_by_rule.setdefault(j["rule"], {}).update(j.get("params") or {})
         for pos, rule in enumerate(rules, start=1):
-            fps = [g.add({"@id": f"{self.tool_ids[rule]}/param/{_slug(key)}", "@type": "FormalParameter",
-                          "name": key, "additionalType": _additional_type(val),
-                          "conformsTo": _ref(FORMAL_PARAMETER_PROFILE)})
-                   for key, val in sorted(params_by_rule.get(rule, {}).items())]
-            g.add({"@id": self.tool_ids[rule], "@type": "SoftwareApplication", "name": rule,
-                   "description": f"Snakemake rule {rule} of workflows/{self.modality}/ "
-                                  f"(binds-pipelines {self.wf.get('version') or ''})".replace(" )", ")"),
-                   "softwareVersion": self.versions["binds-pipelines"], "input": _refs(fps)})
-            g.add({"@id": self.step_ids[rule], "@type": "HowToStep", "name": rule, "position": str(pos),
-                   "workExample": _ref(self.tool_ids[rule])})
+            fps = [
+                g.add(
+                    {
+                        "@id": f"{self.tool_ids[rule]}/param/{_slug(key)}",
+                        "@type": "FormalParameter",
+                        "name": key,
+                        "additionalType": _additional_type(val),
+                        "conformsTo": _ref(FORMAL_PARAMETER_PROFILE),
+                    }
+                )
+                for key, val in sorted(params_by_rule.get(rule, {}).items())
+            ]
+            g.add(
+                {
+                    "@id": self.tool_ids[rule],
+                    "@type": "SoftwareApplication",
+                    "name": rule,
+                    "description": f"Snakemake rule {rule} of workflows/{self.modality}/ "
+                    f"(binds-pipelines {self.wf.get('version') or ''})".replace(" )", ")"),
+                    "softwareVersion": self.versions["binds-pipelines"],
+                    "input": _refs(fps),
+                }
+            )
+            g.add(
+                {
+                    "@id": self.step_ids[rule],
+                    "@type": "HowToStep",
+                    "name": rule,
+                    "position": str(pos),
+                    "workExample": _ref(self.tool_ids[rule]),
+                }
+            )
 
     # --- the workflow: the main entity, its inputs and output
     def add_workflow(self) -> None:
         g, modality, wf = self.g, self.modality, self.wf
-        main_doc = next((d for d in self.documents if d["path"] == f"{WORKFLOW_DIR}/Snakefile"), None)
+        main_doc = next(
+            (d for d in self.documents if d["path"] == f"{WORKFLOW_DIR}/Snakefile"), None
+        )
         self.wf_id = main_doc["path"] if main_doc else "#workflow"
 
         def formal(ident: str, name: str, additional_type: str, **extra: Any) -> str:
-            return g.add({"@id": ident, "@type": "FormalParameter", "name": name,
-                          "additionalType": additional_type, **extra,
-                          "conformsTo": _ref(FORMAL_PARAMETER_PROFILE)})
+            return g.add(
+                {
+                    "@id": ident,
+                    "@type": "FormalParameter",
+                    "name": name,
+                    "additionalType": additional_type,
+                    **extra,
+                    "conformsTo": _ref(FORMAL_PARAMETER_PROFILE),
+                }
+            )
 
         wf_inputs = [
-            formal(f"{_WF}/input/run_dir", "run_dir", "Dataset", description="the run folder of raw instrument files"),
-            formal(f"{_WF}/input/experiment", "experiment", "File", encodingFormat="application/yaml",
-                   description="experiment.yaml of the run folder"),
+            formal(
+                f"{_WF}/input/run_dir",
+                "run_dir",
+                "Dataset",
+                description="the run folder of raw instrument files",
+            ),
+            formal(
+                f"{_WF}/input/experiment",
+                "experiment",
+                "File",
+                encodingFormat="application/yaml",
+                description="experiment.yaml of the run folder",
+            ),
         ]
-        wf_inputs += [formal(f"{_WF}/input/{modality}.{_slug(key)}", f"{modality}.{key}", _additional_type(val))
-                      for key, val in sorted((self.exp.get(modality) or {}).items())]
-        wf_output = formal(f"{_WF}/output/dataset", "dataset", "Dataset",
-                           description="the staged dataset: data/ and qc/")
+        wf_inputs += [
+            formal(
+                f"{_WF}/input/{modality}.{_slug(key)}", f"{modality}.{key}", _additional_type(val)
+            )
+            for key, val in sorted((self.exp.get(modality) or {}).items())
+        ]
+        wf_output = formal(
+            f"{_WF}/output/dataset",
+            "dataset",
+            "Dataset",
+            description="the staged dataset: data/ and qc/",
+        )
         workflow = {
             "@id": self.wf_id,
             "@type": ["File", "SoftwareSourceCode", "ComputationalWorkflow", "HowTo"],
@@ -414,8 +525,11 @@ class _CrateBuilder:
             "softwareRequirements": _refs(self.software_ids),
         }
         if main_doc:
-            workflow |= {"contentSize": str(main_doc["size"]), "sha256": main_doc["sha256"],
-                         "encodingFormat": main_doc["encodingFormat"]}
+            workflow |= {
+                "contentSize": str(main_doc["size"]),
+                "sha256": main_doc["sha256"],
+                "encodingFormat": main_doc["encodingFormat"],
+            }
         if wf.get("version"):
             workflow["version"] = wf["version"]
         if wf.get("commit"):
@@ -431,7 +545,7 @@ class _CrateBuilder:
         g = self.g
         stage_prefix = self.stage_root.as_posix() + "/"
         norm = os.path.normpath(path)
-        rel = norm[len(stage_prefix):] if norm.startswith(stage_prefix) else None
+        rel = norm[len(stage_prefix) :] if norm.startswith(stage_prefix) else None
         if rel is None and not os.path.isabs(norm):
             rel = norm
         if rel is not None and rel in self.published_dirs:
@@ -441,8 +555,13 @@ class _CrateBuilder:
             ident = _published_entity(g, rel, self.published)
         elif rel is not None:  # intermediate file of the staging folder (not published)
             target = self.stage_root / rel
-            ent = {"@id": target.as_uri(), "@type": "File", "name": rel, "encodingFormat": _encoding(rel),
-                   "description": "intermediate file of the staging folder (not part of the version)"}
+            ent = {
+                "@id": target.as_uri(),
+                "@type": "File",
+                "name": rel,
+                "encodingFormat": _encoding(rel),
+                "description": "intermediate file of the staging folder (not part of the version)",
+            }
             if target.is_file():
                 ent["contentSize"] = str(target.stat().st_size)
                 ent["sha256"] = _sha256(target)
@@ -450,7 +569,9 @@ class _CrateBuilder:
             self.external.append(ident)
         else:
             run_prefix = self.run_dir.resolve().as_posix() + "/"
-            name = norm[len(run_prefix):] if norm.startswith(run_prefix) else os.path.basename(norm)
+            name = (
+                norm[len(run_prefix) :] if norm.startswith(run_prefix) else os.path.basename(norm)
+            )
             ident = _raw_entity(g, self.run_uri, name, self.raw.get(name))
             self.external.append(ident)
         self.seen[path] = ident
@@ -459,33 +580,69 @@ class _CrateBuilder:
     # --- parameters of the run: the raw files read, the modality block's values
     def add_run_inputs(self) -> None:
         g, modality = self.g, self.modality
-        self.run_objects = [_raw_entity(g, self.run_uri, name, info) for name, info in sorted(self.raw.items())]
+        self.run_objects = [
+            _raw_entity(g, self.run_uri, name, info) for name, info in sorted(self.raw.items())
+        ]
         self.raw_ids = list(self.run_objects)
-        exp_file = next((i for i in self.run_objects if g.nodes[i]["name"] == "experiment.yaml"), None)
+        exp_file = next(
+            (i for i in self.run_objects if g.nodes[i]["name"] == "experiment.yaml"), None
+        )
         if exp_file:
             g.nodes[exp_file]["exampleOfWork"] = _ref(f"{_WF}/input/experiment")
-        self.run_dir_id = g.add({"@id": self.run_uri + "/", "@type": "Dataset", "name": self.run_dir.name,
-                                 "description": "run folder (raw files, read in place)",
-                                 "exampleOfWork": _ref(f"{_WF}/input/run_dir"),
-                                 "hasPart": _refs(self.run_objects)})
+        self.run_dir_id = g.add(
+            {
+                "@id": self.run_uri + "/",
+                "@type": "Dataset",
+                "name": self.run_dir.name,
+                "description": "run folder (raw files, read in place)",
+                "exampleOfWork": _ref(f"{_WF}/input/run_dir"),
+                "hasPart": _refs(self.run_objects),
+            }
+        )
         self.run_objects += [
-            g.add({"@id": f"#run/param/{modality}.{_slug(key)}", "@type": "PropertyValue",
-                   "name": f"{modality}.{key}", "value": _value(val),
-                   "exampleOfWork": _ref(f"{_WF}/input/{modality}.{_slug(key)}")})
-            for key, val in sorted((self.exp.get(modality) or {}).items())]
+            g.add(
+                {
+                    "@id": f"#run/param/{modality}.{_slug(key)}",
+                    "@type": "PropertyValue",
+                    "name": f"{modality}.{key}",
+                    "value": _value(val),
+                    "exampleOfWork": _ref(f"{_WF}/input/{modality}.{_slug(key)}"),
+                }
+            )
+            for key, val in sorted((self.exp.get(modality) or {}).items())
+        ]
 
     # --- one job: a CreateAction (inputs, outputs, usage) wrapped by a ControlAction
     def add_job(self, j: dict[str, Any]) -> None:
         g, rule = self.g, j["rule"]
         jid = f"#job-{_slug(str(j['jobid']))}"
-        usage_ids = [g.add({"@id": f"{jid}/usage/{prop}", "@type": "PropertyValue", "propertyID": f"binds:{prop}",
-                            "name": prop, "value": j[prop], "unitCode": _ref(QUDT + unit)})
-                     for prop, unit in _USAGE_PROPERTIES if j.get(prop) is not None]
+        usage_ids = [
+            g.add(
+                {
+                    "@id": f"{jid}/usage/{prop}",
+                    "@type": "PropertyValue",
+                    "propertyID": f"binds:{prop}",
+                    "name": prop,
+                    "value": j[prop],
+                    "unitCode": _ref(QUDT + unit),
+                }
+            )
+            for prop, unit in _USAGE_PROPERTIES
+            if j.get(prop) is not None
+        ]
         objects = [self.file_entity(p) for p in j.get("input", [])]
-        objects += [g.add({"@id": f"{jid}/param/{_slug(key)}", "@type": "PropertyValue", "name": key,
-                           "value": _value(val),
-                           "exampleOfWork": _ref(f"{self.tool_ids[rule]}/param/{_slug(key)}")})
-                    for key, val in sorted((j.get("params") or {}).items())]
+        objects += [
+            g.add(
+                {
+                    "@id": f"{jid}/param/{_slug(key)}",
+                    "@type": "PropertyValue",
+                    "name": key,
+                    "value": _value(val),
+                    "exampleOfWork": _ref(f"{self.tool_ids[rule]}/param/{_slug(key)}"),
+                }
+            )
+            for key, val in sorted((j.get("params") or {}).items())
+        ]
         self.job_ids.append(jid)
         action = {
             "@id": jid,
@@ -509,53 +666,92 @@ class _CrateBuilder:
         if j.get("slurm"):
             action["identifier"] = [f"slurm:{a['job_id']}" for a in j["slurm"]]
         g.add(action)
-        self.control_ids.append(g.add({"@id": f"#control-{_slug(str(j['jobid']))}", "@type": "ControlAction",
-                                       "name": f"orchestrate {rule} (job {j['jobid']})",
-                                       "instrument": _ref(self.step_ids[rule]), "object": _ref(jid)}))
+        self.control_ids.append(
+            g.add(
+                {
+                    "@id": f"#control-{_slug(str(j['jobid']))}",
+                    "@type": "ControlAction",
+                    "name": f"orchestrate {rule} (job {j['jobid']})",
+                    "instrument": _ref(self.step_ids[rule]),
+                    "object": _ref(jid),
+                }
+            )
+        )
 
     # --- the run and its orchestration; returns the ids of its top-level results
     def add_run(self) -> list[str]:
         g, run, modality = self.g, self.run, self.modality
         results = _top_level_results(g, self.published, self.folder_outputs)
-        times = {**({"startTime": run["started"]} if run.get("started") else {}),
-                 **({"endTime": run["staged"]} if run.get("staged") else {})}
-        g.add({
-            "@id": "#run",
-            "@type": "CreateAction",
-            "name": f"binds run of {self.run_dir.name} ({modality})",
-            "description": f"binds run: the {modality} workflow from the run folder to the staged "
-            "dataset published as this version",
-            "instrument": _ref(self.wf_id),
-            "agent": _refs(self.agents),
-            "object": _refs([self.run_dir_id, *self.run_objects]),
-            "result": _refs(results),
-            "actionStatus": "http://schema.org/CompletedActionStatus",
-            **times,
-        })
-        g.add({
-            "@id": "#orchestrate",
-            "@type": "OrganizeAction",
-            "name": "Snakemake scheduling the jobs",
-            "description": "Snakemake ran the workflow's jobs (one ControlAction per job)",
-            "instrument": _ref(self.engine_id),
-            "agent": _refs(self.agents),
-            "object": _refs(self.control_ids),
-            "result": _ref("#run"),
-            **times,
-        })
+        times = {
+            **({"startTime": run["started"]} if run.get("started") else {}),
+            **({"endTime": run["staged"]} if run.get("staged") else {}),
+        }
+        g.add(
+            {
+                "@id": "#run",
+                "@type": "CreateAction",
+                "name": f"binds run of {self.run_dir.name} ({modality})",
+                "description": f"binds run: the {modality} workflow from the run folder to the staged "
+                "dataset published as this version",
+                "instrument": _ref(self.wf_id),
+                "agent": _refs(self.agents),
+                "object": _refs([self.run_dir_id, *self.run_objects]),
+                "result": _refs(results),
+                "actionStatus": "http://schema.org/CompletedActionStatus",
+                **times,
+            }
+        )
+        g.add(
+            {
+                "@id": "#orchestrate",
+                "@type": "OrganizeAction",
+                "name": "Snakemake scheduling the jobs",
+                "description": "Snakemake ran the workflow's jobs (one ControlAction per job)",
+                "instrument": _ref(self.engine_id),
+                "agent": _refs(self.agents),
+                "object": _refs(self.control_ids),
+                "result": _ref("#run"),
+                **times,
+            }
+        )
         return results
 
     # --- the root
-    def root(self, *, dataset_id: str, version: int, created: str, results: list[str]) -> dict[str, Any]:
+    def root(
+        self, *, dataset_id: str, version: int, created: str, results: list[str]
+    ) -> dict[str, Any]:
         g, exp = self.g, self.exp
-        doc_ids = [g.add({"@id": d["path"], "@type": "File", "name": d.get("name", d["path"]),
-                          "contentSize": str(d["size"]), "sha256": d["sha256"],
-                          "encodingFormat": d.get("encodingFormat", "application/json")})
-                   for d in self.documents]
+        doc_ids = [
+            g.add(
+                {
+                    "@id": d["path"],
+                    "@type": "File",
+                    "name": d.get("name", d["path"]),
+                    "contentSize": str(d["size"]),
+                    "sha256": d["sha256"],
+                    "encodingFormat": d.get("encodingFormat", "application/json"),
+                }
+            )
+            for d in self.documents
+        ]
         for url, name in PROFILES.items():
-            g.add({"@id": url, "@type": "CreativeWork", "name": name, "version": url.rsplit("/", 1)[-1]})
+            g.add(
+                {
+                    "@id": url,
+                    "@type": "CreativeWork",
+                    "name": name,
+                    "version": url.rsplit("/", 1)[-1],
+                }
+            )
         license_id = f"https://spdx.org/licenses/{exp['license']}.html"
-        g.add({"@id": license_id, "@type": "CreativeWork", "name": exp["license"], "identifier": exp["license"]})
+        g.add(
+            {
+                "@id": license_id,
+                "@type": "CreativeWork",
+                "name": exp["license"],
+                "identifier": exp["license"],
+            }
+        )
         return {
             "@id": "./",
             "@type": "Dataset",
@@ -569,8 +765,11 @@ class _CrateBuilder:
             "mainEntity": _ref(self.wf_id),
             "publisher": _ref(self.unit_id),
             "author": _refs(self.authors),
-            "hasPart": _refs(dict.fromkeys([self.wf_id, *results, *doc_ids, self.run_dir_id, *self.raw_ids,
-                                            *self.external])),
+            "hasPart": _refs(
+                dict.fromkeys(
+                    [self.wf_id, *results, *doc_ids, self.run_dir_id, *self.raw_ids, *self.external]
+                )
+            ),
             "mentions": _refs(["#run", *self.job_ids]),
         }
 

@@ -56,39 +56,81 @@ def qc_checks(modality: str, metrics: dict[str, Any]) -> list[Check]:
 
     if modality == "cryoem":
         if "meets_expected_resolution" in metrics:
-            add("resolution", bool(metrics["meets_expected_resolution"]),
+            add(
+                "resolution",
+                bool(metrics["meets_expected_resolution"]),
                 metrics.get("resolution_fsc0143_angstrom"),
-                f"FSC 0.143 resolution <= expected {metrics.get('expected_resolution_angstrom')} A")
+                f"FSC 0.143 resolution <= expected {metrics.get('expected_resolution_angstrom')} A",
+            )
         res = metrics.get("resolution_fsc0143_angstrom")
-        add("FSC 0.143 crossing", None if res is None else res != "beyond Nyquist", res,
-            "the half-map FSC falls below 0.143 before Nyquist")
+        add(
+            "FSC 0.143 crossing",
+            None if res is None else res != "beyond Nyquist",
+            res,
+            "the half-map FSC falls below 0.143 before Nyquist",
+        )
     elif modality == "screening":
         fail = _num(metrics, "plates_qc_fail")
-        add("plate QC (Z')", None if fail is None else fail == 0,
+        add(
+            "plate QC (Z')",
+            None if fail is None else fail == 0,
             f"{metrics.get('plates_qc_pass')} pass, {metrics.get('plates_qc_fail')} fail",
-            "every plate reading passes its Z' / signal-to-background criteria")
+            "every plate reading passes its Z' / signal-to-background criteria",
+        )
         n, ok = _num(metrics, "n_dose_response_fits"), _num(metrics, "n_dose_response_fits_ok")
         if n:
-            add("dose-response fits", ok == n, f"{ok:.0f} of {n:.0f} converged", "every curve fit converges")
+            add(
+                "dose-response fits",
+                ok == n,
+                f"{ok:.0f} of {n:.0f} converged",
+                "every curve fit converges",
+            )
     elif modality == "metabolomics":
-        add("spectra read", (_num(metrics, "n_spectra") or 0) > 0, metrics.get("n_spectra"),
-            "at least one spectrum per run")
+        add(
+            "spectra read",
+            (_num(metrics, "n_spectra") or 0) > 0,
+            metrics.get("n_spectra"),
+            "at least one spectrum per run",
+        )
         frac = _num(metrics, "targets_detected_fraction")
         if frac is not None:
-            add("targets detected", frac >= 0.8, f"{frac:.0%}", "at least 80% of the targets in every run")
+            add(
+                "targets detected",
+                frac >= 0.8,
+                f"{frac:.0%}",
+                "at least 80% of the targets in every run",
+            )
         err = _num(metrics, "target_max_abs_mass_error_ppm")
         if err is not None:
-            add("target mass error", err <= 10, f"{err} ppm", "max |mass error| of the targets <= 10 ppm")
+            add(
+                "target mass error",
+                err <= 10,
+                f"{err} ppm",
+                "max |mass error| of the targets <= 10 ppm",
+            )
     elif modality == "transcriptomics":
         if "n_cells" in metrics:
-            add("cells kept", (_num(metrics, "n_cells") or 0) > 0, metrics.get("n_cells"),
-                "cells remain after QC filtering")
+            add(
+                "cells kept",
+                (_num(metrics, "n_cells") or 0) > 0,
+                metrics.get("n_cells"),
+                "cells remain after QC filtering",
+            )
             pct = _num(metrics, "pct_cells_removed")
             if pct is not None:
-                add("cells removed by QC", pct <= 30, f"{pct}%", "QC removes at most 30% of the cells")
+                add(
+                    "cells removed by QC",
+                    pct <= 30,
+                    f"{pct}%",
+                    "QC removes at most 30% of the cells",
+                )
         elif "n_samples" in metrics:
-            add("samples", (_num(metrics, "n_samples") or 0) > 0, metrics.get("n_samples"),
-                "at least one sample")
+            add(
+                "samples",
+                (_num(metrics, "n_samples") or 0) > 0,
+                metrics.get("n_samples"),
+                "at least one sample",
+            )
     return checks
 
 
@@ -108,10 +150,14 @@ def rule_runs(stage: StagedDataset) -> list[dict[str, Any]]:
         kind = ev.get("event")
         if kind == "job_info" and ev.get("rule") != "all":
             wc = ",".join(f"{k}={v}" for k, v in (ev.get("wildcards") or {}).items())
-            jobs[ev["jobid"]] = {"rule": ev["rule"] + (f"[{wc}]" if wc else ""), "start": ev["t"],
-                                 "threads": ev.get("threads"),
-                                 "mem_mb": (ev.get("resources") or {}).get("mem_mb"),
-                                 "benchmark": ev.get("benchmark"), "status": "running"}
+            jobs[ev["jobid"]] = {
+                "rule": ev["rule"] + (f"[{wc}]" if wc else ""),
+                "start": ev["t"],
+                "threads": ev.get("threads"),
+                "mem_mb": (ev.get("resources") or {}).get("mem_mb"),
+                "benchmark": ev.get("benchmark"),
+                "status": "running",
+            }
         elif kind in ("job_finished", "job_error") and ev.get("jobid") in jobs:
             job = jobs[ev["jobid"]]
             job["status"] = "completed" if kind == "job_finished" else "failed"
@@ -127,15 +173,27 @@ def rule_runs(stage: StagedDataset) -> list[dict[str, Any]]:
 def qc_rows(stage: StagedDataset) -> list[dict[str, str]]:
     """The ``qc-<dataset-id>`` artifact: checks, then rules, then key figures (one table)."""
     exp, metrics = stage.experiment, stage.metrics
-    rows = [{"section": "check", "name": c.name,
-             "result": {True: "PASS", False: "FAIL", None: "n/a"}[c.passed],
-             "value": c.value, "detail": c.rule} for c in qc_checks(exp.get("modality", ""), metrics)]
+    rows = [
+        {
+            "section": "check",
+            "name": c.name,
+            "result": {True: "PASS", False: "FAIL", None: "n/a"}[c.passed],
+            "value": c.value,
+            "detail": c.rule,
+        }
+        for c in qc_checks(exp.get("modality", ""), metrics)
+    ]
     for r in rule_runs(stage):
-        rows.append({"section": "rule", "name": r["rule"],
-                     "result": "PASS" if r["status"] == "completed" else r["status"].upper(),
-                     "value": f"{r.get('seconds', '?')} s",
-                     "detail": f"threads {r['threads']}, mem_mb {r['mem_mb']}, cpu_s {r['cpu_s']}, "
-                               f"max_rss_mb {r['max_rss_mb']}"})
+        rows.append(
+            {
+                "section": "rule",
+                "name": r["rule"],
+                "result": "PASS" if r["status"] == "completed" else r["status"].upper(),
+                "value": f"{r.get('seconds', '?')} s",
+                "detail": f"threads {r['threads']}, mem_mb {r['mem_mb']}, cpu_s {r['cpu_s']}, "
+                f"max_rss_mb {r['max_rss_mb']}",
+            }
+        )
     for k, v in sorted(metrics.items()):
         rows.append({"section": "figure", "name": k, "result": "", "value": str(v), "detail": ""})
     return rows
@@ -178,8 +236,14 @@ def _group_files(files: Iterable[dict[str, Any]]) -> list[tuple[str, int, int, s
     out = []
     for entry, fs in sorted(groups.items()):
         single = len(fs) == 1 and fs[0]["path"] == entry
-        out.append((entry + ("" if single else "/"), len(fs), sum(f["size"] for f in fs),
-                    fs[0]["sha256"] if single else ""))
+        out.append(
+            (
+                entry + ("" if single else "/"),
+                len(fs),
+                sum(f["size"] for f in fs),
+                fs[0]["sha256"] if single else "",
+            )
+        )
     return out
 
 
@@ -198,8 +262,16 @@ figure img{max-width:100%;border:1px solid #d0d7de}figcaption{color:#57606a;font
 """
 
 
-def render_report(*, stage: StagedDataset, dataset_id: str, version: int, files: list[dict[str, Any]],
-                  content_digest: str, created: str, location: str) -> bytes:
+def render_report(
+    *,
+    stage: StagedDataset,
+    dataset_id: str,
+    version: int,
+    files: list[dict[str, Any]],
+    content_digest: str,
+    created: str,
+    location: str,
+) -> bytes:
     """The self-contained HTML report of one version (UTF-8 bytes, < 5 MB).
 
     Parameters
@@ -220,19 +292,31 @@ def render_report(*, stage: StagedDataset, dataset_id: str, version: int, files:
     parts += _figures_section(stage)
     parts += _processing_section(stage)
     parts += _published_section(files, content_digest)
-    parts += _access_section(exp, dataset_id=dataset_id, version=version, created=created, location=location,
-                             content_digest=content_digest)
+    parts += _access_section(
+        exp,
+        dataset_id=dataset_id,
+        version=version,
+        created=created,
+        location=location,
+        content_digest=content_digest,
+    )
     out = "\n".join(parts).encode("utf-8")
     if len(out) > MAX_REPORT_BYTES:  # figures are what makes it large: keep the text
         return render_text_only(out)
     return out
 
 
-def _head(exp: dict[str, Any], *, dataset_id: str, version: int, created: str, checks: list[Any]) -> list[str]:
+def _head(
+    exp: dict[str, Any], *, dataset_id: str, version: int, created: str, checks: list[Any]
+) -> list[str]:
     failed = [c for c in checks if c.passed is False]
-    verdict = ("<span class='verdict fail'>QC: {} of {} checks failed</span>".format(len(failed), len(checks))
-               if failed else f"<span class='verdict pass'>QC: all {len(checks)} checks passed</span>"
-               if checks else "<span class='verdict na'>QC: no pass/fail criteria for this modality</span>")
+    verdict = (
+        f"<span class='verdict fail'>QC: {len(failed)} of {len(checks)} checks failed</span>"
+        if failed
+        else f"<span class='verdict pass'>QC: all {len(checks)} checks passed</span>"
+        if checks
+        else "<span class='verdict na'>QC: no pass/fail criteria for this modality</span>"
+    )
     title = exp.get("title") or dataset_id
     access = (exp.get("access") or {}).get("level", "")
     return [
@@ -252,30 +336,54 @@ def _head(exp: dict[str, Any], *, dataset_id: str, version: int, created: str, c
 def _measured(exp: dict[str, Any], stage: StagedDataset) -> list[str]:
     inst = exp.get("instrument") or {}
     req = exp.get("requester") or {}
-    about = [("Description", exp.get("description")), ("Support unit", exp.get("support_unit")),
-             ("Instrument", " ".join(str(v) for v in inst.values() if v)),
-             ("Acquired", exp.get("acquired")), ("Operator", exp.get("operator")),
-             ("Requester", ", ".join(str(v) for v in req.values() if v)),
-             ("Samples", "; ".join(", ".join(f"{k} {v}" for k, v in s.items() if not isinstance(v, (dict, list)))
-                                   for s in exp.get("samples") or [])),
-             ("Raw files", ", ".join(f"{i['name']} ({_human(i['size'])})"
-                                     for i in stage.run_info.get("inputs", [])))]
-    return ["<h2>What was measured</h2><table>",
-            *[f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in about if v], "</table>"]
+    about = [
+        ("Description", exp.get("description")),
+        ("Support unit", exp.get("support_unit")),
+        ("Instrument", " ".join(str(v) for v in inst.values() if v)),
+        ("Acquired", exp.get("acquired")),
+        ("Operator", exp.get("operator")),
+        ("Requester", ", ".join(str(v) for v in req.values() if v)),
+        (
+            "Samples",
+            "; ".join(
+                ", ".join(f"{k} {v}" for k, v in s.items() if not isinstance(v, (dict, list)))
+                for s in exp.get("samples") or []
+            ),
+        ),
+        (
+            "Raw files",
+            ", ".join(
+                f"{i['name']} ({_human(i['size'])})" for i in stage.run_info.get("inputs", [])
+            ),
+        ),
+    ]
+    return [
+        "<h2>What was measured</h2><table>",
+        *[f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in about if v],
+        "</table>",
+    ]
 
 
 def _checks_section(checks: list[Any], metrics: dict[str, Any]) -> list[str]:
     parts = ["<h2>Quality checks</h2>"]
     if checks:
-        parts.append("<table><tr><th>check</th><th>result</th><th>value</th><th>criterion</th></tr>")
+        parts.append(
+            "<table><tr><th>check</th><th>result</th><th>value</th><th>criterion</th></tr>"
+        )
         for c in checks:
-            cls, word = {True: ("pass", "PASS"), False: ("fail", "FAIL"), None: ("na", "n/a")}[c.passed]
-            parts.append(f"<tr><td>{_e(c.name)}</td><td class='{cls}'>{word}</td><td>{_e(c.value)}</td>"
-                         f"<td>{_e(c.rule)}</td></tr>")
+            cls, word = {True: ("pass", "PASS"), False: ("fail", "FAIL"), None: ("na", "n/a")}[
+                c.passed
+            ]
+            parts.append(
+                f"<tr><td>{_e(c.name)}</td><td class='{cls}'>{word}</td><td>{_e(c.value)}</td>"
+                f"<td>{_e(c.rule)}</td></tr>"
+            )
         parts.append("</table>")
     parts.append("<h3>Key figures</h3><table><tr><th>figure</th><th>value</th></tr>")
-    parts += [f"<tr><td><code>{_e(k)}</code></td><td class='num'>{_e(v)}</td></tr>"
-              for k, v in sorted(metrics.items())]
+    parts += [
+        f"<tr><td><code>{_e(k)}</code></td><td class='num'>{_e(v)}</td></tr>"
+        for k, v in sorted(metrics.items())
+    ]
     parts.append("</table>")
     return parts
 
@@ -284,24 +392,37 @@ def _figures_section(stage: StagedDataset) -> list[str]:
     pngs = sorted(stage.qc_dir.glob("*.png")) if stage.qc_dir.is_dir() else []
     if not pngs:
         return []
-    return ["<h2>Figures</h2>", *[f"<figure><img alt='{_e(png.stem)}' src='{_png_data_uri(png)}'>"
-                                  f"<figcaption>qc/{_e(png.name)}</figcaption></figure>" for png in pngs]]
+    return [
+        "<h2>Figures</h2>",
+        *[
+            f"<figure><img alt='{_e(png.stem)}' src='{_png_data_uri(png)}'>"
+            f"<figcaption>qc/{_e(png.name)}</figcaption></figure>"
+            for png in pngs
+        ],
+    ]
 
 
 def _processing_section(stage: StagedDataset) -> list[str]:
     parts = []
     rules = rule_runs(stage)
     if rules:
-        parts.append("<h2>How it was processed</h2><p class='sub'>Every step the last "
-                     "Snakemake invocation ran (a resumed run lists only what it still had to do), "
-                     "with its time and the resources it used.</p><table><tr><th>step</th>"
-                     "<th>status</th><th>seconds</th><th>CPU s</th><th>threads</th><th>memory limit MB</th>"
-                     "<th>max RSS MB</th></tr>")
+        parts.append(
+            "<h2>How it was processed</h2><p class='sub'>Every step the last "
+            "Snakemake invocation ran (a resumed run lists only what it still had to do), "
+            "with its time and the resources it used.</p><table><tr><th>step</th>"
+            "<th>status</th><th>seconds</th><th>CPU s</th><th>threads</th><th>memory limit MB</th>"
+            "<th>max RSS MB</th></tr>"
+        )
         for r in rules:
             cls = "pass" if r["status"] == "completed" else "fail"
-            parts.append(f"<tr><td><code>{_e(r['rule'])}</code></td><td class='{cls}'>{_e(r['status'])}</td>"
-                         + "".join(f"<td class='num'>{_e(r.get(k))}</td>"
-                                   for k in ("seconds", "cpu_s", "threads", "mem_mb", "max_rss_mb")) + "</tr>")
+            parts.append(
+                f"<tr><td><code>{_e(r['rule'])}</code></td><td class='{cls}'>{_e(r['status'])}</td>"
+                + "".join(
+                    f"<td class='num'>{_e(r.get(k))}</td>"
+                    for k in ("seconds", "cpu_s", "threads", "mem_mb", "max_rss_mb")
+                )
+                + "</tr>"
+            )
         parts.append("</table>")
     workflow = stage.run_info.get("workflow")
     if workflow:
@@ -311,19 +432,30 @@ def _processing_section(stage: StagedDataset) -> list[str]:
 
 def _published_section(files: list[dict[str, Any]], content_digest: str) -> list[str]:
     total = sum(f["size"] for f in files)
-    parts = [f"<h2>What was published</h2><p>{len(files)} files, {_human(total)}; content digest "
-             f"<code>{_e(content_digest)}</code> (sha256 over every file's path, size and sha256 and "
-             "the experiment metadata: the version's identity).</p><table><tr><th>entry</th><th>files</th>"
-             "<th>size</th><th>sha256</th></tr>"]
+    parts = [
+        f"<h2>What was published</h2><p>{len(files)} files, {_human(total)}; content digest "
+        f"<code>{_e(content_digest)}</code> (sha256 over every file's path, size and sha256 and "
+        "the experiment metadata: the version's identity).</p><table><tr><th>entry</th><th>files</th>"
+        "<th>size</th><th>sha256</th></tr>"
+    ]
     for entry, n, size, sha in _group_files(files):
-        parts.append(f"<tr><td><code>{_e(entry)}</code></td><td class='num'>{n}</td>"
-                     f"<td class='num'>{_human(size)}</td><td><code>{_e(sha)}</code></td></tr>")
+        parts.append(
+            f"<tr><td><code>{_e(entry)}</code></td><td class='num'>{n}</td>"
+            f"<td class='num'>{_human(size)}</td><td><code>{_e(sha)}</code></td></tr>"
+        )
     parts.append("</table>")
     return parts
 
 
-def _access_section(exp: dict[str, Any], *, dataset_id: str, version: int, created: str,
-                    location: str, content_digest: str) -> list[str]:
+def _access_section(
+    exp: dict[str, Any],
+    *,
+    dataset_id: str,
+    version: int,
+    created: str,
+    location: str,
+    content_digest: str,
+) -> list[str]:
     licence = exp.get("license", "")
     access = (exp.get("access") or {}).get("level", "")
     title = exp.get("title") or dataset_id
@@ -334,8 +466,9 @@ def _access_section(exp: dict[str, Any], *, dataset_id: str, version: int, creat
         f"<b>{_e(licence)}</b>). Every file is listed with its size and sha256 in "
         "<code>manifest.json</code>; <code>metadata.jsonld</code> is schema.org / Croissant.</p>",
         "<pre>binds show {id} --version {v} --store STORE\nbinds verify {id} --version {v} --store STORE"
-        "\n\n# Python\nimport mlcroissant as mlc\nds = mlc.Dataset(jsonld=\"{loc}metadata.jsonld\")</pre>"
-        .format(id=_e(dataset_id), v=version, loc=_e(location)),
+        '\n\n# Python\nimport mlcroissant as mlc\nds = mlc.Dataset(jsonld="{loc}metadata.jsonld")</pre>'.format(
+            id=_e(dataset_id), v=version, loc=_e(location)
+        ),
         "<h2>How to cite it</h2>",
         f"<p>{_e(creator)} ({_e(str(created)[:4])}). <i>{_e(title)}</i> [Data set, version {version}]. BINDS. "
         f"{_e(dataset_id)}, {_e(content_digest)}. Licence {_e(licence)}.</p>",
@@ -347,5 +480,9 @@ def render_text_only(page: bytes) -> bytes:
     """The report without its images (for the rare version whose plots exceed the e-mail size)."""
     import re
 
-    return re.sub(rb"<img [^>]*src='data:[^']*'>", b"<p class='na'>(figure left out: the report "
-                  b"would exceed 5 MB; it is in the version's qc/ folder)</p>", page)
+    return re.sub(
+        rb"<img [^>]*src='data:[^']*'>",
+        b"<p class='na'>(figure left out: the report "
+        b"would exceed 5 MB; it is in the version's qc/ folder)</p>",
+        page,
+    )

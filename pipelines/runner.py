@@ -77,16 +77,25 @@ def check_run_dir(run_dir: str | Path) -> tuple[Experiment, list[Path]]:
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise InputError(Problem("no such run folder", file=str(run_dir),
-                                 hint="give the folder holding the raw files and experiment.yaml"))
+        raise InputError(
+            Problem(
+                "no such run folder",
+                file=str(run_dir),
+                hint="give the folder holding the raw files and experiment.yaml",
+            )
+        )
     exp = load_experiment(run_dir)
     module = modalities.get(exp.modality)
     found = module.list_inputs(run_dir, exp.data)
     problems: list[Problem] = list(found.problems)
     if not found.files and not problems:
-        problems.append(Problem(
-            f"no {exp.modality} raw files found", file=str(run_dir),
-            hint=f"expected files matching {', '.join(modalities.spec(exp.modality).raw_patterns)}"))
+        problems.append(
+            Problem(
+                f"no {exp.modality} raw files found",
+                file=str(run_dir),
+                hint=f"expected files matching {', '.join(modalities.spec(exp.modality).raw_patterns)}",
+            )
+        )
     if not problems:
         try:
             problems += module.preflight(run_dir, exp.data)
@@ -99,8 +108,12 @@ def check_run_dir(run_dir: str | Path) -> tuple[Experiment, list[Path]]:
 
 def _git_describe() -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(project_root()), "describe", "--always", "--dirty"],
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "-C", str(project_root()), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -115,8 +128,14 @@ def code_digest() -> str:
     """
     root = project_root()
     pkg = Path(__file__).resolve().parent
-    files = sorted({*pkg.rglob("*.py"), *(root / "workflows").rglob("*"), root / "Snakefile",
-                    *(root / "metadata").rglob("*.json")})
+    files = sorted(
+        {
+            *pkg.rglob("*.py"),
+            *(root / "workflows").rglob("*"),
+            root / "Snakefile",
+            *(root / "metadata").rglob("*.json"),
+        }
+    )
     h = hashlib.sha256()
     for f in files:
         if f.is_file() and "__pycache__" not in f.parts:
@@ -130,9 +149,12 @@ def stage_fingerprint(exp: Experiment, inputs: list[dict[str, Any]]) -> str:
     """What the staged outputs depend on: the input files (names, sizes, sha256), the modality
     and its block of parameters, the code.  Other metadata (title, licence, samples ...) reach
     only the rules that take them as params, which Snakemake reruns when they change."""
-    basis = {"modality": exp.modality, "block": exp.data.get(exp.modality) or {},
-             "inputs": [[i["name"], i["size"], i["sha256"]] for i in inputs],
-             "code": code_digest()}
+    basis = {
+        "modality": exp.modality,
+        "block": exp.data.get(exp.modality) or {},
+        "inputs": [[i["name"], i["size"], i["sha256"]] for i in inputs],
+        "code": code_digest(),
+    }
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
 
@@ -160,8 +182,13 @@ def _fresh_stage(work: Path, fingerprint: str) -> StagedDataset:
     return stage
 
 
-def prepare(run_dir: str | Path, *, work_dir: str | Path | None = None,
-            store_url: str | None = None, check_store: bool = False) -> tuple[Experiment, StagedDataset]:
+def prepare(
+    run_dir: str | Path,
+    *,
+    work_dir: str | Path | None = None,
+    store_url: str | None = None,
+    check_store: bool = False,
+) -> tuple[Experiment, StagedDataset]:
     """Validate the run folder and write ``<work>/stage/_meta/{experiment,run,fingerprint}.json``.
 
     With ``check_store`` the store is checked to be reachable and writable first (seconds, not
@@ -177,47 +204,76 @@ def prepare(run_dir: str | Path, *, work_dir: str | Path | None = None,
     with ThreadPoolExecutor(max_workers=4) as pool:
         hashes = list(pool.map(sha256_file, raw))
     folder = RunFolder(run_dir)
-    inputs = [{"name": folder.rel(p), "size": p.stat().st_size, "sha256": h}
-              for p, h in zip(raw, hashes, strict=True)]
+    inputs = [
+        {"name": folder.rel(p), "size": p.stat().st_size, "sha256": h}
+        for p, h in zip(raw, hashes, strict=True)
+    ]
     fingerprint = stage_fingerprint(exp, inputs)
     stage = _fresh_stage(work, fingerprint)
     stage.write_meta("experiment.json", exp.data)  # atomic: a kill never leaves half a file
     from importlib.metadata import version
 
-    stage.write_meta("run.json", {
-        "run_dir": str(run_dir),
-        "modality": exp.modality,
-        "dataset_id": exp.dataset_id,
-        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "workflow": f"binds-pipelines {version('binds-pipelines')}"
-                    + (f" ({g})" if (g := _git_describe()) else ""),
-        "inputs": inputs + [{"name": EXPERIMENT_FILE, "size": exp.path.stat().st_size,
-                             "sha256": sha256_file(exp.path)}],
-    })
+    stage.write_meta(
+        "run.json",
+        {
+            "run_dir": str(run_dir),
+            "modality": exp.modality,
+            "dataset_id": exp.dataset_id,
+            "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "workflow": f"binds-pipelines {version('binds-pipelines')}"
+            + (f" ({g})" if (g := _git_describe()) else ""),
+            "inputs": [
+                *inputs,
+                {
+                    "name": EXPERIMENT_FILE,
+                    "size": exp.path.stat().st_size,
+                    "sha256": sha256_file(exp.path),
+                },
+            ],
+        },
+    )
     # written last: a stage without it (killed above) is never reused
     stage.write_meta(FINGERPRINT_FILE, {"fingerprint": fingerprint})
     return exp, stage
 
 
-def stage(run_dir: str | Path, stage: StagedDataset, *, modality: str, profile: str = "local",
-          cores: int | None = None, on_progress: Callable[[int, int], None] | None = None) -> StagedDataset:
+def stage(
+    run_dir: str | Path,
+    stage: StagedDataset,
+    *,
+    modality: str,
+    profile: str = "local",
+    cores: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> StagedDataset:
     """Run the modality's Snakemake workflow into ``stage``."""
+
     def steps(done: int, total: int) -> None:
         _say(f"snakemake: {done} of {total} steps done")
         if on_progress:
             on_progress(done, total)
 
     _say("snakemake: starting the workflow")
-    run_workflow(run_dir=run_dir, stage=stage, modality=modality, profile=profile, cores=cores,
-                 on_progress=steps)
+    run_workflow(
+        run_dir=run_dir,
+        stage=stage,
+        modality=modality,
+        profile=profile,
+        cores=cores,
+        on_progress=steps,
+    )
     info = stage.run_info
     info["staged"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     stage.write_meta("run.json", info)
     return stage
 
 
-def publish_stage(stage_dir: str | Path, store_url: str | None, *,
-                  progress: Callable[[int, int], None] | None = None) -> PublishResult:
+def publish_stage(
+    stage_dir: str | Path,
+    store_url: str | None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> PublishResult:
     def uploaded(done: int, total: int) -> None:
         _say(f"publishing: {done / 2**20:,.1f} of {total / 2**20:,.1f} MiB uploaded")
         if progress:

@@ -41,30 +41,44 @@ def run_step(snakemake: Any, func: Callable[..., Any], /, **kwargs: Any) -> Any:
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         handlers = [logging.FileHandler(log_path, mode="w")]
-    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        handlers=handlers,
+        force=True,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     inputs = [str(p) for p in snakemake.input]
     opened = _OpenedInputs(inputs)
     try:
         with opened:
             return func(**kwargs)
     except InputError as err:
-        _write_error(snakemake, {"rule": snakemake.rule, "kind": "input",
-                                 "problems": [p.to_dict() for p in err.problems]})
+        _write_error(
+            snakemake,
+            {
+                "rule": snakemake.rule,
+                "kind": "input",
+                "problems": [p.to_dict() for p in err.problems],
+            },
+        )
         logging.getLogger("pipelines").error("invalid input:\n%s", err)
         sys.exit(2)
-    except Exception as err:  # noqa: BLE001 - reported in one line; the traceback goes to the log
+    except Exception as err:
         logging.getLogger("pipelines").exception("rule %s failed", snakemake.rule)
         reading = opened.last or (inputs[0] if len(inputs) == 1 else None)
         run_dir = snakemake.config.get("run_dir")
-        _write_error(snakemake, {
-            "rule": snakemake.rule, "kind": "crash",
-            "input": _shown(reading, run_dir) if reading else None,
-            "inputs": [_shown(p, run_dir) for p in inputs],
-            "exception": type(err).__name__,
-            "message": _first_line(str(err)),
-            "log": str(Path(log_path).resolve()) if log_path else None,
-        })
+        _write_error(
+            snakemake,
+            {
+                "rule": snakemake.rule,
+                "kind": "crash",
+                "input": _shown(reading, run_dir) if reading else None,
+                "inputs": [_shown(p, run_dir) for p in inputs],
+                "exception": type(err).__name__,
+                "message": _first_line(str(err)),
+                "log": str(Path(log_path).resolve()) if log_path else None,
+            },
+        )
         sys.exit(1)
 
 
@@ -83,7 +97,7 @@ def _write_error(snakemake: Any, record: dict[str, Any]) -> None:
 
 def _first_line(text: str) -> str:
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    return line if len(line) <= MESSAGE_CHARS else line[:MESSAGE_CHARS - 3] + "..."
+    return line if len(line) <= MESSAGE_CHARS else line[: MESSAGE_CHARS - 3] + "..."
 
 
 def _shown(path: str, run_dir: str | None) -> str:
@@ -104,7 +118,7 @@ class _OpenedInputs:
     to the rule's only input.  An audit hook cannot be removed, so it is installed once per
     process and switched on only inside the ``with`` block."""
 
-    _active: "_OpenedInputs | None" = None
+    _active: _OpenedInputs | None = None
     _installed = False
 
     def __init__(self, inputs: list[str]):
@@ -113,7 +127,7 @@ class _OpenedInputs:
         self._dirs = {os.path.realpath(p) + os.sep: p for p in inputs if os.path.isdir(p)}
         self.last: str | None = None
 
-    def __enter__(self) -> "_OpenedInputs":
+    def __enter__(self) -> _OpenedInputs:
         if not _OpenedInputs._installed:
             sys.addaudithook(_OpenedInputs._hook)
             _OpenedInputs._installed = True
@@ -126,11 +140,18 @@ class _OpenedInputs:
     @staticmethod
     def _hook(event: str, args: tuple) -> None:
         me = _OpenedInputs._active
-        if me is None or event != "open" or not args or not isinstance(args[0], (str, bytes, os.PathLike)):
+        if (
+            me is None
+            or event != "open"
+            or not args
+            or not isinstance(args[0], (str, bytes, os.PathLike))
+        ):
             return
         mode = args[1] if len(args) > 1 else None
         flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
-        if (isinstance(mode, str) and any(c in mode for c in "wax+")) or flags & (os.O_WRONLY | os.O_RDWR):
+        if (isinstance(mode, str) and any(c in mode for c in "wax+")) or flags & (
+            os.O_WRONLY | os.O_RDWR
+        ):
             return
         _OpenedInputs._active = None  # realpath below may itself open nothing, but never recurse
         try:
@@ -140,6 +161,6 @@ class _OpenedInputs:
             else:
                 top = next((d for d in me._dirs if path.startswith(d)), None)
                 if top is not None:
-                    me.last = os.path.join(me._dirs[top], path[len(top):])
+                    me.last = os.path.join(me._dirs[top], path[len(top) :])
         finally:
             _OpenedInputs._active = me

@@ -110,7 +110,9 @@ def write_json(path: str | Path, obj: Any) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_finite_or_null(obj), indent=2, sort_keys=True, allow_nan=False, default=_json_default)
+    text = json.dumps(
+        _finite_or_null(obj), indent=2, sort_keys=True, allow_nan=False, default=_json_default
+    )
     path.write_text(text + "\n")
     return path
 

@@ -27,7 +27,9 @@ def experiment_template(run_dir: Path, modality: str, *, today: dt.date | None =
     today = today or dt.date.today()
     raw = modalities.find_raw_files(run_dir, modality)
     desc = modalities.spec(modality).description
-    found = [f"#   - {p.relative_to(run_dir).as_posix()}  ({p.stat().st_size:,} bytes)" for p in raw[:50]]
+    found = [
+        f"#   - {p.relative_to(run_dir).as_posix()}  ({p.stat().st_size:,} bytes)" for p in raw[:50]
+    ]
     if len(raw) > 50:
         found.append(f"#   ... and {len(raw) - 50} more")
     if not found:

@@ -365,8 +365,9 @@ def collect_jobs(
     return jobs, notes
 
 
-def _benchmark_records(root: Path, log_jobs: dict[Any, dict[str, Any]],
-                       notes: list[str]) -> dict[int | str, dict[str, Any]]:
+def _benchmark_records(
+    root: Path, log_jobs: dict[Any, dict[str, Any]], notes: list[str]
+) -> dict[int | str, dict[str, Any]]:
     """Job id -> its parsed benchmark file (or None), for every job the log or a file names."""
     by_bench: dict[str, int] = {}
     for jid, j in log_jobs.items():
@@ -395,7 +396,9 @@ def _benchmark_records(root: Path, log_jobs: dict[Any, dict[str, Any]],
     return records
 
 
-def _job_record(jid: int | str, rec: dict[str, Any], lj: dict[str, Any], *, work_dir: str) -> dict[str, Any]:
+def _job_record(
+    jid: int | str, rec: dict[str, Any], lj: dict[str, Any], *, work_dir: str
+) -> dict[str, Any]:
     """One job's figures: benchmark file first, then Snakemake's log and metadata."""
     bench = rec["bench"] or {}
     rule = bench.get("rule") or lj.get("rule") or Path(rec["benchmark_path"] or "unknown").stem
@@ -693,9 +696,20 @@ def _month_periods(start: dt.datetime, end: dt.datetime) -> list[tuple[dt.dateti
 
 
 def _empty_row(by: str, key: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
-    return {by: key, "period_start": start, "period_end": end, "versions": 0, "instrument_runs": 0,
-            "core_hours": 0.0, "gpu_hours": 0.0, "peak_rss_mb": None, "stored_gb": 0.0,
-            "gb_months": 0.0, "requests": set(), "units": set()}
+    return {
+        by: key,
+        "period_start": start,
+        "period_end": end,
+        "versions": 0,
+        "instrument_runs": 0,
+        "core_hours": 0.0,
+        "gpu_hours": 0.0,
+        "peak_rss_mb": None,
+        "stored_gb": 0.0,
+        "gb_months": 0.0,
+        "requests": set(),
+        "units": set(),
+    }
 
 
 def billing_lines(rows: Iterable[dict[str, Any]], *, by: str = "request") -> list[dict[str, Any]]:

@@ -31,31 +31,64 @@ _ERROR_RULE = re.compile(r"Error in rule (\S+?):")
 _LOG_LINE = re.compile(r"^\s*log: (.+?) \(check log file")
 
 
-def snakemake_command(*, run_dir: Path, stage: StagedDataset, modality: str, profile: str = "local",
-                      cores: int | None = None, extra_args: Sequence[str] = ()) -> list[str]:
+def snakemake_command(
+    *,
+    run_dir: Path,
+    stage: StagedDataset,
+    modality: str,
+    profile: str = "local",
+    cores: int | None = None,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
     """The ``snakemake`` command line for one run (``--config`` last: it swallows what follows)."""
     prof = Path(profile)
     if not prof.is_dir():
         prof = profiles_dir() / profile
     if not (prof / "config.yaml").is_file():
         known = sorted(p.name for p in profiles_dir().iterdir() if (p / "config.yaml").is_file())
-        raise InputError(Problem(f"unknown profile {profile!r}", where="--profile",
-                                 hint=f"one of {', '.join(known)}, or a folder with a config.yaml"))
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile()),
-           "--directory", str(stage.root.parent), "--profile", str(prof)]
+        raise InputError(
+            Problem(
+                f"unknown profile {profile!r}",
+                where="--profile",
+                hint=f"one of {', '.join(known)}, or a folder with a config.yaml",
+            )
+        )
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(snakefile()),
+        "--directory",
+        str(stage.root.parent),
+        "--profile",
+        str(prof),
+    ]
     if cores:
         cmd += ["--cores", str(cores)]
     cmd += list(extra_args)
     if os.environ.get("BINDS_SNAKEMAKE_EVENTS"):  # binds run: jobs mirrored into Prefect
         cmd += ["--logger", "binds"]  # snakemake_logger_plugin_binds writes that file
-    cmd += ["--config", f"run_dir={run_dir.resolve()}", f"stage_dir={stage.root.resolve()}",
-            f"modality={modality}", f"experiment={(stage.meta_dir / 'experiment.json').resolve()}"]
+    cmd += [
+        "--config",
+        f"run_dir={run_dir.resolve()}",
+        f"stage_dir={stage.root.resolve()}",
+        f"modality={modality}",
+        f"experiment={(stage.meta_dir / 'experiment.json').resolve()}",
+    ]
     return cmd
 
 
-def run_workflow(*, run_dir: str | Path, stage: StagedDataset, modality: str, profile: str = "local",
-                 cores: int | None = None, extra_args: Sequence[str] = (),
-                 on_progress: Callable[[int, int], None] | None = None) -> Path:
+def run_workflow(
+    *,
+    run_dir: str | Path,
+    stage: StagedDataset,
+    modality: str,
+    profile: str = "local",
+    cores: int | None = None,
+    extra_args: Sequence[str] = (),
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Path:
     """Build ``stage`` from ``run_dir``; return the path of the Snakemake log.
 
     Raises
@@ -66,8 +99,14 @@ def run_workflow(*, run_dir: str | Path, stage: StagedDataset, modality: str, pr
         Any other failure, with the failed rule and the tail of its log.
     """
     run_dir = Path(run_dir)
-    cmd = snakemake_command(run_dir=run_dir, stage=stage, modality=modality, profile=profile,
-                            cores=cores, extra_args=extra_args)
+    cmd = snakemake_command(
+        run_dir=run_dir,
+        stage=stage,
+        modality=modality,
+        profile=profile,
+        cores=cores,
+        extra_args=extra_args,
+    )
     stage.meta_dir.mkdir(parents=True, exist_ok=True)
     if stage.errors_dir.exists():
         for old in stage.errors_dir.glob("*.json"):
@@ -84,10 +123,17 @@ def run_workflow(*, run_dir: str | Path, stage: StagedDataset, modality: str, pr
         # the group below.  Parent-death signal: if binds is killed, Snakemake gets SIGINT and
         # stops its jobs (SIGTERM would make it wait for them).  The work folder's lock is
         # inherited, so no new run starts before this workflow has stopped.
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=env, cwd=stage.root.parent, process_group=0,
-                                preexec_fn=_die_with_parent,
-                                pass_fds=(lock_fd,) if lock_fd is not None else ())
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=stage.root.parent,
+            process_group=0,
+            preexec_fn=_die_with_parent,
+            pass_fds=(lock_fd,) if lock_fd is not None else (),
+        )
         assert proc.stdout is not None
         try:
             for line in proc.stdout:
@@ -113,14 +159,22 @@ def run_workflow(*, run_dir: str | Path, stage: StagedDataset, modality: str, pr
     if crash is not None:
         reading = f" reading {crash['input']}" if crash.get("input") else ""
         details = [f"traceback: {crash['log']}"] if crash.get("log") else []
-        details.append(f"workflow failed in rule {crash['rule']} (exit {code}); full log: {smk_log}")
-        raise RunError(f"rule {crash['rule']} failed{reading}: {crash['exception']}: {crash['message']}",
-                       details=details)
+        details.append(
+            f"workflow failed in rule {crash['rule']} (exit {code}); full log: {smk_log}"
+        )
+        raise RunError(
+            f"rule {crash['rule']} failed{reading}: {crash['exception']}: {crash['message']}",
+            details=details,
+        )
     tail = _tail(Path(rule_logs[-1]), root=stage.root.parent) if rule_logs else []
-    if len(tail) <= 1:  # the script died before logging anything: its traceback is in Snakemake's output
+    if (
+        len(tail) <= 1
+    ):  # the script died before logging anything: its traceback is in Snakemake's output
         tail = _traceback_before_error(smk_log) or _tail(smk_log, root=stage.root.parent, lines=25)
     rules = ", ".join(dict.fromkeys(failed_rules)) or "(before any rule ran)"
-    raise RunError(f"workflow failed in rule {rules} (exit {code}); full log: {smk_log}", details=tail)
+    raise RunError(
+        f"workflow failed in rule {rules} (exit {code}); full log: {smk_log}", details=tail
+    )
 
 
 _PR_SET_PDEATHSIG = 1
@@ -168,7 +222,9 @@ def _error_records(stage: StagedDataset) -> list[dict]:
 
 def _reported_problems(stage: StagedDataset) -> list[Problem]:
     """Bad input reported by rules (kind ``input``): raised as one InputError, exit 2."""
-    return [Problem.from_dict(p) for rec in _error_records(stage) for p in rec.get("problems") or []]
+    return [
+        Problem.from_dict(p) for rec in _error_records(stage) for p in rec.get("problems") or []
+    ]
 
 
 def _reported_crash(stage: StagedDataset) -> dict | None:
@@ -183,8 +239,12 @@ def _traceback_before_error(smk_log: Path, lines: int = 12) -> list[str]:
     start = next((i for i in range(end - 1, -1, -1) if text[i].startswith("Traceback")), None)
     if start is None:
         return []
-    block = [ln for ln in text[start:end] if not ln.startswith(("RuleException", "CalledProcessError", "Command '", "["))]
-    return [f"{smk_log}:"] + block[-lines:]
+    block = [
+        ln
+        for ln in text[start:end]
+        if not ln.startswith(("RuleException", "CalledProcessError", "Command '", "["))
+    ]
+    return [f"{smk_log}:", *block[-lines:]]
 
 
 def _tail(path: Path, *, root: Path, lines: int = 15) -> list[str]:
@@ -194,4 +254,4 @@ def _tail(path: Path, *, root: Path, lines: int = 15) -> list[str]:
         text = path.read_text(errors="replace").splitlines()
     except OSError:
         return [f"(log {path} not readable)"]
-    return [f"{path}:"] + text[-lines:]
+    return [f"{path}:", *text[-lines:]]

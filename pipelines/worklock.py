@@ -59,8 +59,9 @@ def _holder_pid(fd: int) -> int | None:
 
 
 @contextlib.contextmanager
-def hold(work: str | Path, *, wait_s: float = ORPHAN_WAIT_S,
-         on_wait: Callable[[str], None] | None = None) -> Iterator[Path]:
+def hold(
+    work: str | Path, *, wait_s: float = ORPHAN_WAIT_S, on_wait: Callable[[str], None] | None = None
+) -> Iterator[Path]:
     """Hold the lock of ``work`` (created if missing) for the ``with`` block.
 
     Raises
@@ -87,14 +88,20 @@ def hold(work: str | Path, *, wait_s: float = ORPHAN_WAIT_S,
                 if pid is not None and pid != os.getpid() and _pid_alive(pid):
                     raise RunError(
                         f"another binds run (pid {pid}) is processing {work}",
-                        details=["wait for it to finish (or stop it), then run the same command "
-                                 "again: it resumes where that run stopped"]) from None
+                        details=[
+                            "wait for it to finish (or stop it), then run the same command "
+                            "again: it resumes where that run stopped"
+                        ],
+                    ) from None
                 if time.monotonic() > deadline:
                     raise RunError(
                         f"{work} is still locked by the workflow of an earlier run (pid {pid}, "
                         f"which has exited)",
-                        details=["find it with `fuser -v " + str(work / LOCK_FILE) + "` and stop it, "
-                                 "then run the same command again"]) from None
+                        details=[
+                            "find it with `fuser -v " + str(work / LOCK_FILE) + "` and stop it, "
+                            "then run the same command again"
+                        ],
+                    ) from None
                 if not said and on_wait:
                     on_wait(f"waiting for the workflow of an earlier run (pid {pid}) to stop")
                     said = True

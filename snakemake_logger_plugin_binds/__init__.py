@@ -25,8 +25,6 @@ inert.  Only the main Snakemake process writes: the processes Snakemake starts i
 Slurm job do not load this plugin.
 """
 
-
-
 import json
 import os
 import re
@@ -50,8 +48,11 @@ class LogHandlerSettings(LogHandlerSettingsBase):
 
     events: Optional[str] = field(  # noqa: UP045 (Snakemake calls the type: not `str | None`)
         default=None,
-        metadata={"help": f"JSON-lines file to append the events to (default ${EVENTS_ENV})",
-                  "env_var": False, "required": False},
+        metadata={
+            "help": f"JSON-lines file to append the events to (default ${EVENTS_ENV})",
+            "env_var": False,
+            "required": False,
+        },
     )
 
 
@@ -94,10 +95,13 @@ def _paths(value: Any) -> list[str]:
 
 class LogHandler(LogHandlerBase):
     def __post_init__(self) -> None:
-        path = (self.settings.events if self.settings and self.settings.events
-                else os.environ.get(EVENTS_ENV))
+        path = (
+            self.settings.events
+            if self.settings and self.settings.events
+            else os.environ.get(EVENTS_ENV)
+        )
         self._lock = threading.Lock()
-        self._out = open(path, "a", buffering=1, encoding="utf-8") if path else None  # noqa: SIM115
+        self._out = open(path, "a", buffering=1, encoding="utf-8") if path else None
 
     # --- the interface's declarations
     @property
@@ -143,23 +147,39 @@ class LogHandler(LogHandlerBase):
         event = getattr(record, "event", None)
         name = str(event) if event is not None else None
         msg = record.getMessage() if record.args else str(record.msg or "")
-        out: dict[str, Any] = {"t": round(record.created, 3), "event": name,
-                               "level": record.levelname, "msg": msg}
+        out: dict[str, Any] = {
+            "t": round(record.created, 3),
+            "event": name,
+            "level": record.levelname,
+            "msg": msg,
+        }
         get = record.__dict__.get
         if name == "job_info":
-            out |= {"jobid": get("jobid"), "rule": get("rule_name"), "rule_msg": get("rule_msg"),
-                    "wildcards": _plain(get("wildcards") or {}), "threads": get("threads"),
-                    "resources": _resources(get("resources")), "local": bool(get("local")),
-                    "input": _paths(get("input")), "output": _paths(get("output")),
-                    "log": _paths(get("log")), "benchmark": (_paths(get("benchmark")) or [None])[0],
-                    "reason": _plain(get("reason"))}
+            out |= {
+                "jobid": get("jobid"),
+                "rule": get("rule_name"),
+                "rule_msg": get("rule_msg"),
+                "wildcards": _plain(get("wildcards") or {}),
+                "threads": get("threads"),
+                "resources": _resources(get("resources")),
+                "local": bool(get("local")),
+                "input": _paths(get("input")),
+                "output": _paths(get("output")),
+                "log": _paths(get("log")),
+                "benchmark": (_paths(get("benchmark")) or [None])[0],
+                "reason": _plain(get("reason")),
+            }
         elif name == "job_started":
             out["jobs"] = _plain(get("jobs") or [])
         elif name == "job_finished":
             out["jobid"] = get("job_id")
         elif name == "job_error":
-            out |= {"jobid": get("jobid"), "rule": get("rule_name"), "log": _paths(get("log")),
-                    "aux": _plain(get("aux") or {})}
+            out |= {
+                "jobid": get("jobid"),
+                "rule": get("rule_name"),
+                "log": _paths(get("log")),
+                "aux": _plain(get("aux") or {}),
+            }
         elif name == "progress":
             out |= {"done": get("done"), "total": get("total")}
         elif name == "run_info":
@@ -167,9 +187,13 @@ class LogHandler(LogHandlerBase):
         elif name == "error":
             out["exception"] = _plain(get("exception"))
         elif m := _EXTERNAL_ID.search(msg):
-            out |= {"event": "external_jobid", "jobid": int(m.group(1)),
-                    "external_jobid": m.group(2), "executor": "slurm"}
+            out |= {
+                "event": "external_jobid",
+                "jobid": int(m.group(1)),
+                "external_jobid": m.group(2),
+                "executor": "slurm",
+            }
         return out
 
 
-__all__ = ["LogHandler", "LogHandlerSettings", "EVENTS_ENV"]
+__all__ = ["EVENTS_ENV", "LogHandler", "LogHandlerSettings"]

@@ -11,8 +11,15 @@ from pipelines.staging import StagedDataset
 from pipelines.workflow import run_workflow
 
 
-def minimal_yaml(modality: str, *, title: str = "Test run", manufacturer: str = "Test",
-                 model: str = "Test instrument", request_id: str = "BINDS-2026-0042", block: str = "") -> str:
+def minimal_yaml(
+    modality: str,
+    *,
+    title: str = "Test run",
+    manufacturer: str = "Test",
+    model: str = "Test instrument",
+    request_id: str = "BINDS-2026-0042",
+    block: str = "",
+) -> str:
     """The minimal experiment.yaml of DESIGN.md for ``modality``, plus an optional YAML block."""
     return (
         "schema_version: 1\n"
@@ -25,8 +32,7 @@ def minimal_yaml(modality: str, *, title: str = "Test run", manufacturer: str = 
         "license: CC-BY-4.0\n"
         "samples:\n"
         "  - id: S1\n"
-        "    organism: NCBITaxon:9606\n"
-        + block
+        "    organism: NCBITaxon:9606\n" + block
     )
 
 

@@ -72,7 +72,11 @@ def s3_bucket(s3_endpoint, monkeypatch, request):
 
     import boto3
 
-    name = re.sub(r"[^a-z0-9-]", "-", f"t-{request.node.name.lower()}")[:40].strip("-") + "-" + uuid.uuid4().hex[:8]
+    name = (
+        re.sub(r"[^a-z0-9-]", "-", f"t-{request.node.name.lower()}")[:40].strip("-")
+        + "-"
+        + uuid.uuid4().hex[:8]
+    )
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     monkeypatch.setenv("BINDS_S3_ENDPOINT_URL", s3_endpoint)
     return f"s3://{name}"

@@ -31,24 +31,26 @@ IDENTITY_FIELDS = [
     pa.field("data_bytes", pa.int64()),
     pa.field("content_digest", pa.string()),
     pa.field("manifest_sha256", pa.string()),
-    pa.field("path", pa.string()),             # key prefix of the version, relative to the store root
-    pa.field("metadata_path", pa.string()),    # path + metadata.jsonld
-    pa.field("report_path", pa.string()),      # path + qc/report.html, when the version has one
-    pa.field("data_paths", pa.list_(pa.string())),  # top-level entries of data/, e.g. data/map.ome.zarr
+    pa.field("path", pa.string()),  # key prefix of the version, relative to the store root
+    pa.field("metadata_path", pa.string()),  # path + metadata.jsonld
+    pa.field("report_path", pa.string()),  # path + qc/report.html, when the version has one
+    pa.field(
+        "data_paths", pa.list_(pa.string())
+    ),  # top-level entries of data/, e.g. data/map.ome.zarr
 ]
 SELECTION_FIELDS = [
-    pa.field("organisms", pa.list_(pa.string())),    # NCBITaxon ids of the samples
-    pa.field("tissues", pa.list_(pa.string())),      # UBERON ids
-    pa.field("cell_types", pa.list_(pa.string())),   # CL ids
-    pa.field("compounds", pa.list_(pa.string())),    # CHEBI / PUBCHEM.COMPOUND ids
+    pa.field("organisms", pa.list_(pa.string())),  # NCBITaxon ids of the samples
+    pa.field("tissues", pa.list_(pa.string())),  # UBERON ids
+    pa.field("cell_types", pa.list_(pa.string())),  # CL ids
+    pa.field("compounds", pa.list_(pa.string())),  # CHEBI / PUBCHEM.COMPOUND ids
     pa.field("sample_ids", pa.list_(pa.string())),
     # one entry per sample, for joining across modalities (pipelines.access.samples)
     pa.field("samples", pa.list_(pa.struct([pa.field(n, pa.string()) for n in SAMPLE_KEYS]))),
-    pa.field("licence", pa.string()),                # SPDX id
+    pa.field("licence", pa.string()),  # SPDX id
     pa.field("acquired", pa.date32()),
     pa.field("instrument_model", pa.string()),
     pa.field("support_unit", pa.string()),
-    pa.field("format_version", pa.string()),         # of the modality's data format (docs/formats/)
+    pa.field("format_version", pa.string()),  # of the modality's data format (docs/formats/)
     pa.field("data_formats", pa.list_(pa.string())),  # table formats, e.g. binds-screening-wells/1
     pa.field("embargo_until", pa.date32()),
 ]
@@ -56,10 +58,22 @@ SELECTION_FIELDS = [
 FIGURES: list[tuple[str, pa.DataType, str | Callable[[Mapping[str, Any]], Any]]] = [
     ("qc_pass", pa.bool_(), lambda m: qc_pass(m)),
     ("resolution_angstrom", pa.float64(), "resolution_fsc0143_angstrom"),
-    ("resolution_beyond_nyquist", pa.bool_(),
-     lambda m: m["resolution_fsc0143_angstrom"] == "beyond Nyquist" if "resolution_fsc0143_angstrom" in m else None),
-    ("voxel_size_angstrom", pa.float64(), lambda m: _max(m, "voxel_size_z_angstrom", "voxel_size_y_angstrom",
-                                                         "voxel_size_x_angstrom")),
+    (
+        "resolution_beyond_nyquist",
+        pa.bool_(),
+        lambda m: (
+            m["resolution_fsc0143_angstrom"] == "beyond Nyquist"
+            if "resolution_fsc0143_angstrom" in m
+            else None
+        ),
+    ),
+    (
+        "voxel_size_angstrom",
+        pa.float64(),
+        lambda m: _max(
+            m, "voxel_size_z_angstrom", "voxel_size_y_angstrom", "voxel_size_x_angstrom"
+        ),
+    ),
     ("n_cells", pa.int64(), "n_cells"),
     ("n_genes", pa.int64(), "n_genes"),
     ("n_samples", pa.int64(), "n_samples"),
@@ -79,11 +93,17 @@ FIGURE_FIELDS = [pa.field(name, typ) for name, typ, _ in FIGURES]
 QC_FIELDS = [pa.field("qc_json", pa.string())]  # qc/metrics.json: every QC figure, as JSON
 # usage totals (manifest "usage", from _meta/usage.json): what billing reads (binds usage)
 USAGE_COLUMNS = ("core_hours", "gpu_hours", "peak_rss_mb", "stored_bytes")
-USAGE_FIELDS = [pa.field("core_hours", pa.float64()), pa.field("gpu_hours", pa.float64()),
-                pa.field("peak_rss_mb", pa.float64()), pa.field("stored_bytes", pa.int64())]
+USAGE_FIELDS = [
+    pa.field("core_hours", pa.float64()),
+    pa.field("gpu_hours", pa.float64()),
+    pa.field("peak_rss_mb", pa.float64()),
+    pa.field("stored_bytes", pa.int64()),
+]
 
-CATALOG_SCHEMA = pa.schema(IDENTITY_FIELDS + SELECTION_FIELDS + FIGURE_FIELDS + QC_FIELDS + USAGE_FIELDS,
-                           metadata={b"binds.catalog.format_version": CATALOG_FORMAT_VERSION.encode()})
+CATALOG_SCHEMA = pa.schema(
+    IDENTITY_FIELDS + SELECTION_FIELDS + FIGURE_FIELDS + QC_FIELDS + USAGE_FIELDS,
+    metadata={b"binds.catalog.format_version": CATALOG_FORMAT_VERSION.encode()},
+)
 LIST_COLUMNS = {f.name for f in CATALOG_SCHEMA if pa.types.is_list(f.type) and f.name != "samples"}
 
 
@@ -116,7 +136,7 @@ def qc_pass(m: Mapping[str, Any]) -> bool | None:
 
 
 def _typed(value: Any, typ: pa.DataType) -> Any:
-    if value is None or isinstance(value, str) and not pa.types.is_string(typ):
+    if value is None or (isinstance(value, str) and not pa.types.is_string(typ)):
         return None  # the null rule: a text figure ("beyond Nyquist") is not a number
     if pa.types.is_floating(typ):
         return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
@@ -190,7 +210,11 @@ def _bound(series, want):
     if pd.api.types.is_datetime64_any_dtype(series):
         t = pd.Timestamp(want)
         return t.tz_localize("UTC") if t.tzinfo is None and series.dt.tz is not None else t
-    if series.dtype == object and len(series.dropna()) and hasattr(series.dropna().iloc[0], "isoformat"):
+    if (
+        series.dtype == object
+        and len(series.dropna())
+        and hasattr(series.dropna().iloc[0], "isoformat")
+    ):
         import datetime as dt
 
         return want if isinstance(want, dt.date) else dt.date.fromisoformat(str(want))
@@ -199,7 +223,9 @@ def _bound(series, want):
 
 def latest_only(df):
     """The newest version of each dataset."""
-    return df.sort_values("version", ascending=False).drop_duplicates(["access", "modality", "dataset_id"])
+    return df.sort_values("version", ascending=False).drop_duplicates(
+        ["access", "modality", "dataset_id"]
+    )
 
 
 def parse_where(exprs: Iterable[str]) -> dict[str, Any]:
@@ -211,7 +237,9 @@ def parse_where(exprs: Iterable[str]) -> dict[str, Any]:
     for expr in exprs:
         m = re.fullmatch(r"\s*([a-z_0-9]+)\s*(>=|<=|=)\s*(.*?)\s*", expr)
         if not m:
-            raise ValueError(f"cannot read --where {expr!r}: use column=value, column>=value or column<=value")
+            raise ValueError(
+                f"cannot read --where {expr!r}: use column=value, column>=value or column<=value"
+            )
         col, op, raw = m.groups()
         value: Any = _literal(raw)
         if op == "=":

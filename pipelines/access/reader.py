@@ -19,8 +19,12 @@ from pipelines.access.catalog_schema import CATALOG_SCHEMA, filter_frame, latest
 ACCESS_LEVELS = ("open", "consortium", "restricted")
 DEFAULT_STORE = "./store"
 #: what :func:`open` returns when ``path`` is not given
-MAIN_DATA = {"cryoem": "data/map.ome.zarr", "transcriptomics": "data/adata.zarr",
-             "screening": "data/wells.parquet", "metabolomics": "data/spectra.parquet"}
+MAIN_DATA = {
+    "cryoem": "data/map.ome.zarr",
+    "transcriptomics": "data/adata.zarr",
+    "screening": "data/wells.parquet",
+    "metabolomics": "data/spectra.parquet",
+}
 
 
 class DatasetNotFound(LookupError):
@@ -29,9 +33,9 @@ class DatasetNotFound(LookupError):
 
 @dataclass(frozen=True)
 class _Root:
-    fs: Any          # fsspec filesystem
-    path: str        # root path inside it, no trailing slash
-    url: str         # what the user gave
+    fs: Any  # fsspec filesystem
+    path: str  # root path inside it, no trailing slash
+    url: str  # what the user gave
     arrow_fs: Any = None  # the same as a pyarrow filesystem (Parquet reads), when there is one
 
     def join(self, *parts: str) -> str:
@@ -45,7 +49,9 @@ def endpoint_url() -> str | None:
 
 
 def _root(store: str | os.PathLike[str] | None) -> _Root:
-    url = os.fspath(store) if store is not None else (os.environ.get("BINDS_STORE") or DEFAULT_STORE)
+    url = (
+        os.fspath(store) if store is not None else (os.environ.get("BINDS_STORE") or DEFAULT_STORE)
+    )
     if url.startswith("s3://"):
         # pyarrow's S3 client (the AWS C++ SDK): the standard credential chain, and a cold
         # start of ~0.3 s where botocore-based clients (s3fs) need ~1.5 s to load their models
@@ -97,23 +103,33 @@ def _catalog_table(root: _Root, levels: Iterable[str], dataset_id: str | None = 
     if not files:
         return CATALOG_SCHEMA.empty_table()
     # the current schema: rows written by older versions get the new columns as nulls
-    return ds.dataset(files, format="parquet", filesystem=root.arrow_fs or root.fs,
-                      schema=CATALOG_SCHEMA).to_table()
+    return ds.dataset(
+        files, format="parquet", filesystem=root.arrow_fs or root.fs, schema=CATALOG_SCHEMA
+    ).to_table()
 
 
 def _to_pandas(table):
     import pandas as pd
     import pyarrow as pa
 
-    mapping = {pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+    mapping = {
+        pa.int32(): pd.Int32Dtype(),
+        pa.int64(): pd.Int64Dtype(),
+        pa.bool_(): pd.BooleanDtype(),
+    }
     df = table.to_pandas(types_mapper=mapping.get)
     if len(df):
         df = df.sort_values(["created", "dataset_id", "version"], ascending=[False, True, False])
     return df.reset_index(drop=True)
 
 
-def catalog(store: str | os.PathLike[str] | None = None, *, levels: Iterable[str] = ACCESS_LEVELS,
-            latest: bool = False, **filters: Any):
+def catalog(
+    store: str | os.PathLike[str] | None = None,
+    *,
+    levels: Iterable[str] = ACCESS_LEVELS,
+    latest: bool = False,
+    **filters: Any,
+):
     """The catalog as a pandas DataFrame (one row per version, newest first), filtered.
 
     ``store``: a folder or ``s3://bucket/prefix`` (default ``BINDS_STORE``, else ``./store``).
@@ -127,8 +143,13 @@ def catalog(store: str | os.PathLike[str] | None = None, *, levels: Iterable[str
     return (latest_only(df) if latest else df).reset_index(drop=True)
 
 
-def samples(store: str | os.PathLike[str] | None = None, *, levels: Iterable[str] = ACCESS_LEVELS,
-            latest: bool = True, **filters: Any):
+def samples(
+    store: str | os.PathLike[str] | None = None,
+    *,
+    levels: Iterable[str] = ACCESS_LEVELS,
+    latest: bool = True,
+    **filters: Any,
+):
     """One row per (sample, dataset version): ``sample_id``, ``organism``, ``tissue``,
     ``cell_type``, ``compound`` (ontology ids) with ``dataset_id``, ``version``, ``modality``,
     ``access``, ``path``, so a compound or cell line can be joined across modalities.
@@ -139,11 +160,33 @@ def samples(store: str | os.PathLike[str] | None = None, *, levels: Iterable[str
     import pandas as pd
 
     cat = catalog(store, levels=levels, latest=latest)
-    rows = [{**s, "dataset_id": r.dataset_id, "version": r.version, "modality": r.modality,
-             "access": r.access, "path": r.path}
-            for r in cat.itertuples() for s in (r.samples if r.samples is not None else [])]
-    df = pd.DataFrame(rows, columns=["sample_id", "organism", "tissue", "cell_type", "compound",
-                                     "dataset_id", "version", "modality", "access", "path"])
+    rows = [
+        {
+            **s,
+            "dataset_id": r.dataset_id,
+            "version": r.version,
+            "modality": r.modality,
+            "access": r.access,
+            "path": r.path,
+        }
+        for r in cat.itertuples()
+        for s in (r.samples if r.samples is not None else [])
+    ]
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            "sample_id",
+            "organism",
+            "tissue",
+            "cell_type",
+            "compound",
+            "dataset_id",
+            "version",
+            "modality",
+            "access",
+            "path",
+        ],
+    )
     return filter_frame(df, filters).reset_index(drop=True)
 
 
@@ -160,8 +203,9 @@ def _row(root: _Root, dataset_id: str, version: int | str):
     return df.sort_values("version").iloc[-1]
 
 
-def manifest(dataset_id: str, version: int | str = "latest",
-             store: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+def manifest(
+    dataset_id: str, version: int | str = "latest", store: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
     """The version's manifest.json (every file with size and sha256)."""
     root = _root(store)
     row = _row(root, dataset_id, version)
@@ -169,8 +213,13 @@ def manifest(dataset_id: str, version: int | str = "latest",
         return json.load(f)
 
 
-def verify(dataset_id: str, version: int | str = "latest", store: str | os.PathLike[str] | None = None,
-           *, path: str | None = None) -> int:
+def verify(
+    dataset_id: str,
+    version: int | str = "latest",
+    store: str | os.PathLike[str] | None = None,
+    *,
+    path: str | None = None,
+) -> int:
     """Re-read the files of the version (those under ``path`` only, when given) and compare
     their sha256 with the manifest; returns the number of files checked.
 
@@ -185,7 +234,9 @@ def _verify(root: _Root, row, path: str | None) -> int:
     with root.fs.open(root.join(row["path"], "manifest.json"), "rb") as f:
         files = json.load(f)["files"]
     if path:
-        files = [f for f in files if f["path"] == path or f["path"].startswith(path.rstrip("/") + "/")]
+        files = [
+            f for f in files if f["path"] == path or f["path"].startswith(path.rstrip("/") + "/")
+        ]
     for entry in files:
         h = hashlib.sha256()
         try:
@@ -193,16 +244,26 @@ def _verify(root: _Root, row, path: str | None) -> int:
                 while chunk := fh.read(8 << 20):
                     h.update(chunk)
         except FileNotFoundError:
-            raise ValueError(f"{row['dataset_id']} v{row['version']}: {entry['path']} is missing") from None
+            raise ValueError(
+                f"{row['dataset_id']} v{row['version']}: {entry['path']} is missing"
+            ) from None
         if h.hexdigest() != entry["sha256"]:
-            raise ValueError(f"{row['dataset_id']} v{row['version']}: {entry['path']} differs from the "
-                             f"manifest (sha256 {h.hexdigest()[:12]}..., expected {entry['sha256'][:12]}...)")
+            raise ValueError(
+                f"{row['dataset_id']} v{row['version']}: {entry['path']} differs from the "
+                f"manifest (sha256 {h.hexdigest()[:12]}..., expected {entry['sha256'][:12]}...)"
+            )
     return len(files)
 
 
-def open(dataset_id: str, version: int | str = "latest", store: str | os.PathLike[str] | None = None,
-         *, path: str | None = None, check_sha256: bool = False,
-         chunks_in_flight: int | None = None):
+def open(
+    dataset_id: str,
+    version: int | str = "latest",
+    store: str | os.PathLike[str] | None = None,
+    *,
+    path: str | None = None,
+    check_sha256: bool = False,
+    chunks_in_flight: int | None = None,
+):
     """Open a dataset version lazily, as the standard object of its format.
 
     ``path``: which data entry (default: the modality's main one, :data:`MAIN_DATA`), e.g.
@@ -242,7 +303,9 @@ def open(dataset_id: str, version: int | str = "latest", store: str | os.PathLik
         if "obs" in group and "var" in group and "X" in group:
             return _anndata(group)
         return group
-    raise ValueError(f"{rel} is neither Zarr nor Parquet; read it with {root.fs.__class__.__name__}.open")
+    raise ValueError(
+        f"{rel} is neither Zarr nor Parquet; read it with {root.fs.__class__.__name__}.open"
+    )
 
 
 def _resolve_path(row, path: str | None) -> str:
@@ -254,12 +317,20 @@ def _resolve_path(row, path: str | None) -> str:
         if not entries:
             raise DatasetNotFound(f"{row['dataset_id']} v{row['version']} has no data/ entries")
         return entries[0]
-    for cand in (path, f"data/{path}", f"data/{path}.parquet", f"data/{path}.zarr", f"data/{path}.ome.zarr"):
+    for cand in (
+        path,
+        f"data/{path}",
+        f"data/{path}.parquet",
+        f"data/{path}.zarr",
+        f"data/{path}.ome.zarr",
+    ):
         if cand in entries:
             return cand
     if path.startswith("qc/"):
         return path
-    raise DatasetNotFound(f"{row['dataset_id']} v{row['version']} has no {path!r}; it has {', '.join(entries)}")
+    raise DatasetNotFound(
+        f"{row['dataset_id']} v{row['version']} has no {path!r}; it has {', '.join(entries)}"
+    )
 
 
 def _zarr_group(root: _Root, full: str):
@@ -288,7 +359,14 @@ def _anndata(group):
 
     layers = {k: lazy(group["layers"][k]) for k in group["layers"]} if "layers" in group else {}
     obsm = {k: read_elem(group["obsm"][k]) for k in group["obsm"]} if "obsm" in group else {}
-    adata = ad.AnnData(X=lazy(group["X"]), obs=read_elem(group["obs"]), var=read_elem(group["var"]),
-                       obsm=obsm, layers=layers,
-                       uns={"binds": read_elem(group["uns"]["binds"])} if "uns" in group and "binds" in group["uns"] else None)
+    adata = ad.AnnData(
+        X=lazy(group["X"]),
+        obs=read_elem(group["obs"]),
+        var=read_elem(group["var"]),
+        obsm=obsm,
+        layers=layers,
+        uns={"binds": read_elem(group["uns"]["binds"])}
+        if "uns" in group and "binds" in group["uns"]
+        else None,
+    )
     return adata

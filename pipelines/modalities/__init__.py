@@ -37,8 +37,10 @@ ENTRY_POINT_GROUP = "binds.modalities"
 # The modalities shipped with binds-pipelines.  Listed here (not only as entry points) so that
 # a source checkout works before it is installed; every Snakemake job imports this package, so
 # it imports nothing heavy: a modality's module is imported only when it is asked for.
-BUILTIN = {name: f"pipelines.modalities.{name}"
-           for name in ("cryoem", "metabolomics", "transcriptomics", "screening")}
+BUILTIN = {
+    name: f"pipelines.modalities.{name}"
+    for name in ("cryoem", "metabolomics", "transcriptomics", "screening")
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +76,12 @@ class ModalitySpec:
         from pipelines.resources import project_root
 
         root = project_root()
-        return {"workflow": root / "workflows" / self.name / "main.smk",
-                "schema": root / "metadata" / "schemas" / f"{self.name}.schema.json",
-                "env": root / "envs" / f"{self.name}.yaml",
-                "docs": root / "docs" / "formats" / f"{self.name}.md"}[kind]
+        return {
+            "workflow": root / "workflows" / self.name / "main.smk",
+            "schema": root / "metadata" / "schemas" / f"{self.name}.schema.json",
+            "env": root / "envs" / f"{self.name}.yaml",
+            "docs": root / "docs" / "formats" / f"{self.name}.md",
+        }[kind]
 
 
 @cache
@@ -99,8 +103,11 @@ def get(name: str) -> ModuleType:
     ``make_demo_run``)."""
     modules = {**BUILTIN, **_plugins()}
     if name not in modules:
-        raise InputError(Problem(f"unknown modality {name!r}", where="modality",
-                                 hint=f"one of {', '.join(names())}"))
+        raise InputError(
+            Problem(
+                f"unknown modality {name!r}", where="modality", hint=f"one of {', '.join(names())}"
+            )
+        )
     return importlib.import_module(modules[name])
 
 
@@ -109,7 +116,9 @@ def spec(name: str) -> ModalitySpec:
     module = get(name)
     declared = getattr(module, "MODALITY", None)
     if not isinstance(declared, ModalitySpec) or declared.name != name:
-        raise TypeError(f"{module.__name__} must define MODALITY = ModalitySpec(name={name!r}, ...)")
+        raise TypeError(
+            f"{module.__name__} must define MODALITY = ModalitySpec(name={name!r}, ...)"
+        )
     return declared
 
 
@@ -125,10 +134,16 @@ def contract_problems(name: str) -> list[str]:
     except (TypeError, ImportError) as err:
         return [str(err)]
     module = get(name)
-    problems += [f"{module.__name__} has no {fn}()" for fn in REQUIRED_FUNCTIONS
-                 if not callable(getattr(module, fn, None))]
-    problems += [f"{name}: {kind} file {s.path(kind)} is missing" for kind in ("workflow", "schema")
-                 if not s.path(kind).is_file()]
+    problems += [
+        f"{module.__name__} has no {fn}()"
+        for fn in REQUIRED_FUNCTIONS
+        if not callable(getattr(module, fn, None))
+    ]
+    problems += [
+        f"{name}: {kind} file {s.path(kind)} is missing"
+        for kind in ("workflow", "schema")
+        if not s.path(kind).is_file()
+    ]
     return problems
 
 

@@ -30,9 +30,22 @@ def open_store(url: str | Path | None = None, *, read_only: bool = False) -> Sto
     if "://" in url and not url.startswith("file://"):
         from pipelines.errors import InputError, Problem
 
-        raise InputError(Problem(f"unsupported store URL {url!r}", where="--store",
-                                 hint="a local folder or s3://bucket/prefix"))
+        raise InputError(
+            Problem(
+                f"unsupported store URL {url!r}",
+                where="--store",
+                hint="a local folder or s3://bucket/prefix",
+            )
+        )
     return LocalStore(url.removeprefix("file://"), read_only=read_only)
 
 
-__all__ = ["ObjectInfo", "Store", "StoreError", "UploadItem", "LocalStore", "open_store", "store_url"]
+__all__ = [
+    "LocalStore",
+    "ObjectInfo",
+    "Store",
+    "StoreError",
+    "UploadItem",
+    "open_store",
+    "store_url",
+]

@@ -63,7 +63,9 @@ class ReadOnlyStoreError(StoreError):
 def check_key(key: str) -> str:
     """Refuse keys that could escape the store root (``..``, absolute, backslashes)."""
     if not key or _BAD_KEY.search(key):
-        raise InputError(Problem(f"unsafe store key {key!r}", hint="keys are relative paths without '..'"))
+        raise InputError(
+            Problem(f"unsafe store key {key!r}", hint="keys are relative paths without '..'")
+        )
     return key
 
 
@@ -118,8 +120,11 @@ class Store(ABC):
 
     def list_dirs(self, prefix: str) -> list[str]:
         """Immediate sub-"folders" of ``prefix`` (which ends with ``/``), names only."""
-        names = {info.key[len(prefix):].split("/", 1)[0] for info in self.list_prefix(prefix)
-                 if "/" in info.key[len(prefix):]}
+        names = {
+            info.key[len(prefix) :].split("/", 1)[0]
+            for info in self.list_prefix(prefix)
+            if "/" in info.key[len(prefix) :]
+        }
         return sorted(names)
 
     def matches(self, item: UploadItem, info: ObjectInfo | None) -> bool:
@@ -144,8 +149,9 @@ class Store(ABC):
         """Write ``data`` only if ``key`` does not exist; ``False`` when it did (nothing written)."""
 
     @abstractmethod
-    def upload_files(self, items: Sequence[UploadItem], *,
-                     progress: ProgressCallback | None = None) -> None:
+    def upload_files(
+        self, items: Sequence[UploadItem], *, progress: ProgressCallback | None = None
+    ) -> None:
         """Upload many files, in parallel where the backend allows."""
 
     @abstractmethod
@@ -174,4 +180,6 @@ class Store(ABC):
             self.put(key, b"binds write probe\n")
             self.delete(key)
         except OSError as err:
-            raise StoreError(f"cannot write to the store {self.url}: {err.strerror or err}") from None
+            raise StoreError(
+                f"cannot write to the store {self.url}: {err.strerror or err}"
+            ) from None

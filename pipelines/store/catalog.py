@@ -24,7 +24,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.access.catalog_schema import CATALOG_SCHEMA, SELECTION_FIELDS, USAGE_COLUMNS, conform, figures
+from pipelines.access.catalog_schema import (
+    CATALOG_SCHEMA,
+    SELECTION_FIELDS,
+    USAGE_COLUMNS,
+    conform,
+    figures,
+)
 from pipelines.jsonld import ONTOLOGIES
 from pipelines.metadata import ACCESS_LEVELS
 from pipelines.store import layout
@@ -34,9 +40,9 @@ log = logging.getLogger(__name__)
 REPORT = "qc/report.html"  # the version's QC report, when the workflow wrote one
 
 
-
-def catalog_row(manifest: dict[str, Any], *, manifest_sha256: str,
-                metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+def catalog_row(
+    manifest: dict[str, Any], *, manifest_sha256: str, metadata: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """One catalog row: identity and sizes from the manifest, selection columns from
     ``metadata`` (the version's metadata.jsonld; :func:`write_catalog_row` reads it from the
     store when not given), typed figures from the manifest's QC metrics.
@@ -54,11 +60,17 @@ def catalog_row(manifest: dict[str, Any], *, manifest_sha256: str,
 
 
 def _identity(manifest: dict[str, Any], manifest_sha256: str) -> dict[str, Any]:
-    data_paths = sorted({"/".join(f["path"].split("/")[:2]) for f in manifest["files"]
-                         if f["path"].startswith("data/")})
+    data_paths = sorted(
+        {
+            "/".join(f["path"].split("/")[:2])
+            for f in manifest["files"]
+            if f["path"].startswith("data/")
+        }
+    )
     created = manifest.get("created")
-    prefix = layout.version_prefix(manifest["access"], manifest["modality"], manifest["dataset_id"],
-                                   int(manifest["version"]))
+    prefix = layout.version_prefix(
+        manifest["access"], manifest["modality"], manifest["dataset_id"], int(manifest["version"])
+    )
     paths = {f["path"] for f in manifest["files"]}
     return {
         "dataset_id": manifest["dataset_id"],
@@ -83,7 +95,7 @@ def _identity(manifest: dict[str, Any], manifest_sha256: str) -> dict[str, Any]:
 def _curie(iri: str) -> str:
     for prefix, (base, _, _) in ONTOLOGIES.items():
         if iri.startswith(base):
-            return f"{prefix}:{iri[len(base):]}"
+            return f"{prefix}:{iri[len(base) :]}"
     return iri
 
 
@@ -98,19 +110,34 @@ def selection(metadata: dict[str, Any] | None) -> dict[str, Any]:
 
     licence = metadata.get("license") or ""
     units = [c["name"] for c in metadata.get("creator", []) if c.get("@type") == "Organization"]
-    formats = sorted({rs["binds:tableFormat"] for rs in metadata.get("recordSet", [])
-                      if rs.get("binds:tableFormat")})
+    formats = sorted(
+        {
+            rs["binds:tableFormat"]
+            for rs in metadata.get("recordSet", [])
+            if rs.get("binds:tableFormat")
+        }
+    )
     return {
         "organisms": ids("binds:organism"),
         "tissues": ids("binds:tissue"),
         "cell_types": ids("binds:cellType"),
         "compounds": ids("binds:compound"),
         "sample_ids": sorted({s["identifier"] for s in samples if s.get("identifier")}),
-        "samples": [{"sample_id": s.get("identifier"),
-                     **{key: _curie(s[term]) if s.get(term) else None for key, term in (
-                         ("organism", "binds:organism"), ("tissue", "binds:tissue"),
-                         ("cell_type", "binds:cellType"), ("compound", "binds:compound"))}}
-                    for s in samples],
+        "samples": [
+            {
+                "sample_id": s.get("identifier"),
+                **{
+                    key: _curie(s[term]) if s.get(term) else None
+                    for key, term in (
+                        ("organism", "binds:organism"),
+                        ("tissue", "binds:tissue"),
+                        ("cell_type", "binds:cellType"),
+                        ("compound", "binds:compound"),
+                    )
+                },
+            }
+            for s in samples
+        ],
         "licence": licence.removeprefix("https://spdx.org/licenses/").removesuffix(".html") or None,
         "acquired": _date(metadata.get("dateCreated")),
         "instrument_model": metadata.get("binds:instrumentModel"),
@@ -146,7 +173,7 @@ def write_catalog_row(store: Store, row: dict[str, Any]) -> str:
     return key
 
 
-def read_catalog(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS) -> "pa.Table":
+def read_catalog(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS) -> pa.Table:
     """All catalog rows of the access levels this store lets us read, newest first.
 
     A level we may not list (a bucket policy refusing it) is skipped with a log line: the AI
@@ -168,7 +195,9 @@ def read_catalog(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS) -> "pa.
     if not tables:
         return CATALOG_SCHEMA.empty_table()
     table = pa.concat_tables(tables)
-    return table.sort_by([("created", "descending"), ("dataset_id", "ascending"), ("version", "descending")])
+    return table.sort_by(
+        [("created", "descending"), ("dataset_id", "ascending"), ("version", "descending")]
+    )
 
 
 def iter_manifests(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS):

@@ -16,8 +16,13 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def digests(path: str | Path, *, multipart_threshold: int | None = None,
-            multipart_chunk: int | None = None, sha256: bool = True) -> tuple[int, str | None, str | None]:
+def digests(
+    path: str | Path,
+    *,
+    multipart_threshold: int | None = None,
+    multipart_chunk: int | None = None,
+    sha256: bool = True,
+) -> tuple[int, str | None, str | None]:
     """(size, sha256, expected S3 ETag) of a file in one pass.
 
     The ETag is computed only when ``multipart_threshold`` is given: MD5 of the content for a
@@ -25,8 +30,11 @@ def digests(path: str | Path, *, multipart_threshold: int | None = None,
     hashlib releases the GIL, so threads hash files in parallel.
     """
     sha = hashlib.sha256() if sha256 else None
-    etag = _EtagHasher(multipart_threshold, multipart_chunk or multipart_threshold) \
-        if multipart_threshold is not None else None
+    etag = (
+        _EtagHasher(multipart_threshold, multipart_chunk or multipart_threshold)
+        if multipart_threshold is not None
+        else None
+    )
     size = 0
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
@@ -35,8 +43,11 @@ def digests(path: str | Path, *, multipart_threshold: int | None = None,
                 sha.update(chunk)
             if etag is not None:
                 etag.update(chunk)
-    return (size, sha.hexdigest() if sha is not None else None,
-            etag.hexdigest(size) if etag is not None else None)
+    return (
+        size,
+        sha.hexdigest() if sha is not None else None,
+        etag.hexdigest(size) if etag is not None else None,
+    )
 
 
 class _EtagHasher:

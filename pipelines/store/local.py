@@ -14,7 +14,14 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pipelines.store.base import ObjectInfo, ProgressCallback, Store, StoreError, UploadItem, check_key
+from pipelines.store.base import (
+    ObjectInfo,
+    ProgressCallback,
+    Store,
+    StoreError,
+    UploadItem,
+    check_key,
+)
 
 TMP_PREFIX = ".binds-tmp-"
 
@@ -68,8 +75,11 @@ class LocalStore(Store):
         for dirpath, dirnames, filenames in os.walk(start):
             rel_dir = Path(dirpath).relative_to(self.root).as_posix()
             rel_dir = "" if rel_dir == "." else rel_dir + "/"
-            dirnames[:] = [d for d in dirnames if (rel_dir + d + "/").startswith(prefix)
-                           or prefix.startswith(rel_dir + d + "/")]
+            dirnames[:] = [
+                d
+                for d in dirnames
+                if (rel_dir + d + "/").startswith(prefix) or prefix.startswith(rel_dir + d + "/")
+            ]
             for name in filenames:
                 key = rel_dir + name
                 if key.startswith(prefix) and not name.startswith(TMP_PREFIX):
@@ -82,7 +92,9 @@ class LocalStore(Store):
     def list_dirs(self, prefix: str) -> list[str]:
         base = self.root / prefix if prefix else self.root
         try:
-            return sorted(e.name for e in os.scandir(base) if e.is_dir() and not e.name.startswith("."))
+            return sorted(
+                e.name for e in os.scandir(base) if e.is_dir() and not e.name.startswith(".")
+            )
         except (FileNotFoundError, NotADirectoryError):
             return []
 
@@ -137,8 +149,9 @@ class LocalStore(Store):
             os.fsync(dst.fileno())
         os.replace(tmp, path)
 
-    def upload_files(self, items: Sequence[UploadItem], *,
-                     progress: ProgressCallback | None = None) -> None:
+    def upload_files(
+        self, items: Sequence[UploadItem], *, progress: ProgressCallback | None = None
+    ) -> None:
         self._check_writable()
         if not items:
             return
@@ -158,13 +171,17 @@ class LocalStore(Store):
         while not base.exists() and base != base.parent:
             base = base.parent
         if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
-            raise StoreError(f"cannot write to the store {self.url}: {base} is not a writable folder")
+            raise StoreError(
+                f"cannot write to the store {self.url}: {base} is not a writable folder"
+            )
         try:
             fd, name = tempfile.mkstemp(prefix=TMP_PREFIX, dir=base)
             os.close(fd)
             os.unlink(name)
         except OSError as err:
-            raise StoreError(f"cannot write to the store {self.url}: {err.strerror or err}") from None
+            raise StoreError(
+                f"cannot write to the store {self.url}: {err.strerror or err}"
+            ) from None
 
     def remove_stale_temporaries(self, prefix: str) -> int:
         """Delete temporary files a killed writer left under ``prefix``; return how many."""
@@ -201,4 +218,4 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["LocalStore", "TMP_PREFIX"]
+__all__ = ["TMP_PREFIX", "LocalStore"]

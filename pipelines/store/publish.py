@@ -97,12 +97,15 @@ def content_digest(files: list[dict[str, Any]], *, experiment: dict[str, Any] | 
 
 def stage_digest(stage: StagedDataset, items: list[UploadItem]) -> str:
     """The content digest a publish of ``stage`` (hashed as ``items``) commits under."""
-    return content_digest([{"path": it.key, "size": it.size, "sha256": it.sha256} for it in items],
-                          experiment=stage.experiment)
+    return content_digest(
+        [{"path": it.key, "size": it.size, "sha256": it.sha256} for it in items],
+        experiment=stage.experiment,
+    )
 
 
-def hash_stage(stage: StagedDataset, store: Store, *, workers: int = 4,
-               with_etag: bool = False) -> list[UploadItem]:
+def hash_stage(
+    stage: StagedDataset, store: Store, *, workers: int = 4, with_etag: bool = False
+) -> list[UploadItem]:
     """Size and sha256 of every published file, hashed in parallel (hashlib releases the GIL).
 
     With ``with_etag`` (and an S3 store) also the ETag S3 will report; the publish computes
@@ -121,15 +124,21 @@ def hash_stage(stage: StagedDataset, store: Store, *, workers: int = 4,
     return with_expected_etags(items, store, workers=workers) if with_etag else items
 
 
-def with_expected_etags(items: list[UploadItem], store: Store, *, workers: int = 4) -> list[UploadItem]:
+def with_expected_etags(
+    items: list[UploadItem], store: Store, *, workers: int = 4
+) -> list[UploadItem]:
     """The items with the ETag the store will report (S3: MD5, or multipart MD5-of-MD5s)."""
     if not store.supports_etag_md5:
         return items
     from pipelines.store import s3 as s3mod
 
     def one(it: UploadItem) -> UploadItem:
-        _, _, etag = digests(it.path, multipart_threshold=s3mod.MULTIPART_THRESHOLD,
-                             multipart_chunk=s3mod.MULTIPART_CHUNK, sha256=False)
+        _, _, etag = digests(
+            it.path,
+            multipart_threshold=s3mod.MULTIPART_THRESHOLD,
+            multipart_chunk=s3mod.MULTIPART_CHUNK,
+            sha256=False,
+        )
         return replace(it, etag=etag)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -141,21 +150,41 @@ def check_stage(stage: StagedDataset) -> dict[str, Any]:
     problems: list[Problem] = []
     where = str(stage.root)
     if not stage.root.is_dir():
-        raise InputError(Problem("no such staged dataset folder", file=where,
-                                 hint="give the folder that `binds run` staged (it holds data/, qc/, _meta/)"))
+        raise InputError(
+            Problem(
+                "no such staged dataset folder",
+                file=where,
+                hint="give the folder that `binds run` staged (it holds data/, qc/, _meta/)",
+            )
+        )
     exp = stage.experiment
     if not exp:
-        problems.append(Problem("missing _meta/experiment.json", file=where,
-                                hint="stage it with `binds run RUN_DIR --no-publish`"))
+        problems.append(
+            Problem(
+                "missing _meta/experiment.json",
+                file=where,
+                hint="stage it with `binds run RUN_DIR --no-publish`",
+            )
+        )
     else:
         bad, _ = validate_experiment(exp, file=f"{where}/_meta/experiment.json")
         problems += bad
     if not stage.data_dir.is_dir() or not any(stage.data_dir.iterdir()):
-        problems.append(Problem("data/ is missing or empty", file=where,
-                                hint="the workflow did not finish; re-run `binds run`"))
+        problems.append(
+            Problem(
+                "data/ is missing or empty",
+                file=where,
+                hint="the workflow did not finish; re-run `binds run`",
+            )
+        )
     if not (stage.qc_dir / "metrics.json").is_file():
-        problems.append(Problem("qc/metrics.json is missing", file=where,
-                                hint="the workflow did not finish; re-run `binds run`"))
+        problems.append(
+            Problem(
+                "qc/metrics.json is missing",
+                file=where,
+                hint="the workflow did not finish; re-run `binds run`",
+            )
+        )
     if problems:
         raise InputError(problems)
     return exp
@@ -174,10 +203,16 @@ def read_manifest(store: Store, prefix: str, version: int) -> dict[str, Any]:
     return json.loads(store.get(f"{prefix}v{version}/{layout.MANIFEST}"))
 
 
-def publish(stage: StagedDataset, store: Store, *, attempts: int | None = None, backoff_s: float = 1.0,
-            retry_budget_s: float | None = None,
-            progress: Callable[[int, int], None] | None = None,
-            now: Callable[[], dt.datetime] | None = None) -> PublishResult:
+def publish(
+    stage: StagedDataset,
+    store: Store,
+    *,
+    attempts: int | None = None,
+    backoff_s: float = 1.0,
+    retry_budget_s: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    now: Callable[[], dt.datetime] | None = None,
+) -> PublishResult:
     """Publish ``stage`` into ``store`` (see the module docstring for the protocol).
 
     Parameters
@@ -216,29 +251,57 @@ def publish(stage: StagedDataset, store: Store, *, attempts: int | None = None, 
             wait = backoff_s * 2 ** (attempt - 1)
             # only transient faults are retried, and never past the budget: a store that is
             # down stays down longer than anyone should wait for a command
-            if (not err.transient or attempt == attempts
-                    or time.monotonic() - started + wait > retry_budget_s):
+            if (
+                not err.transient
+                or attempt == attempts
+                or time.monotonic() - started + wait > retry_budget_s
+            ):
                 break
-            log.warning("store fault (%s); retrying in %.1f s (attempt %d of %d)", err, wait,
-                        attempt + 1, attempts)
+            log.warning(
+                "store fault (%s); retrying in %.1f s (attempt %d of %d)",
+                err,
+                wait,
+                attempt + 1,
+                attempts,
+            )
             time.sleep(wait)
-    raise RunError(f"publishing to {store.url} failed: {last}",
-                   details=[f"the staged dataset is kept at {stage.root}",
-                            f"run `binds publish {stage.root} --store {store.url}` to resume "
-                            "(what was uploaded is not sent again)"])
+    raise RunError(
+        f"publishing to {store.url} failed: {last}",
+        details=[
+            f"the staged dataset is kept at {stage.root}",
+            f"run `binds publish {stage.root} --store {store.url}` to resume "
+            "(what was uploaded is not sent again)",
+        ],
+    )
 
 
-def _publish_once(stage: StagedDataset, store: Store, exp: dict[str, Any], items: list[UploadItem],
-                  digest: str, progress, now) -> PublishResult:
+def _publish_once(
+    stage: StagedDataset,
+    store: Store,
+    exp: dict[str, Any],
+    items: list[UploadItem],
+    digest: str,
+    progress,
+    now,
+) -> PublishResult:
     from pipelines.metadata import default_dataset_id
     from pipelines.store.catalog import catalog_row, write_catalog_row
 
     modality, access = exp["modality"], exp["access"]["level"]
     dataset_id = exp.get("dataset_id") or default_dataset_id(exp["request_id"], modality)
     prefix = layout.dataset_prefix(access, modality, dataset_id)
-    result = PublishResult(dataset_id=dataset_id, version=0, access=access, modality=modality,
-                           prefix=prefix, created=False, content_digest=digest, n_files=len(items),
-                           bytes=sum(it.size for it in items), store_url=store.url)
+    result = PublishResult(
+        dataset_id=dataset_id,
+        version=0,
+        access=access,
+        modality=modality,
+        prefix=prefix,
+        created=False,
+        content_digest=digest,
+        n_files=len(items),
+        bytes=sum(it.size for it in items),
+        store_url=store.url,
+    )
 
     _refuse_other_access_level(store, access=access, modality=modality, dataset_id=dataset_id)
     versions = committed_versions(store, prefix)
@@ -246,15 +309,18 @@ def _publish_once(stage: StagedDataset, store: Store, exp: dict[str, Any], items
         latest = read_manifest(store, prefix, versions[-1])
         if latest.get("content_digest") == digest:
             result.version = versions[-1]
-            result.notes.append(f"identical content is already published as v{versions[-1]}: "
-                                "no new version")
+            result.notes.append(
+                f"identical content is already published as v{versions[-1]}: no new version"
+            )
             _ensure_catalog_row(store, latest)
             return result
 
     version = _claim_version(store, prefix, digest, start=(versions[-1] + 1) if versions else 1)
     if isinstance(version, dict):  # someone committed the same content meanwhile
         result.version = version["version"]
-        result.notes.append(f"identical content was just published as v{result.version}: no new version")
+        result.notes.append(
+            f"identical content was just published as v{result.version}: no new version"
+        )
         _ensure_catalog_row(store, version)
         return result
     result.version = version
@@ -270,23 +336,33 @@ def _publish_once(stage: StagedDataset, store: Store, exp: dict[str, Any], items
     return result
 
 
-def _upload_and_verify(store: Store, vprefix: str, items: list[UploadItem], result: PublishResult,
-                       progress: Callable[[int, int], None] | None) -> None:
+def _upload_and_verify(
+    store: Store,
+    vprefix: str,
+    items: list[UploadItem],
+    result: PublishResult,
+    progress: Callable[[int, int], None] | None,
+) -> None:
     """Steps 3 and 4: upload what is not there yet, then check every object of the version."""
-    upload = [UploadItem(key=vprefix + it.key, path=it.path, size=it.size, sha256=it.sha256,
-                         etag=it.etag) for it in items]
+    upload = [
+        UploadItem(key=vprefix + it.key, path=it.path, size=it.size, sha256=it.sha256, etag=it.etag)
+        for it in items
+    ]
     total = result.bytes
     store.remove_stale_temporaries(vprefix)
     present = {info.key: info for info in store.list_prefix(vprefix)}
     # resuming: what is already there (same size) is checked with its ETag before it is skipped
-    maybe_done = with_expected_etags([it for it in upload if it.key in present
-                                      and present[it.key].size == it.size], store)
+    maybe_done = with_expected_etags(
+        [it for it in upload if it.key in present and present[it.key].size == it.size], store
+    )
     done_keys = {it.key for it in maybe_done if store.matches(it, present[it.key])}
     todo = [it for it in upload if it.key not in done_keys]
     result.uploaded_files = len(todo)
     result.uploaded_bytes = sum(it.size for it in todo)
     if len(todo) < len(upload):
-        result.notes.append(f"resumed: {len(upload) - len(todo)} of {len(upload)} files were already uploaded")
+        result.notes.append(
+            f"resumed: {len(upload) - len(todo)} of {len(upload)} files were already uploaded"
+        )
     sent = [total - result.uploaded_bytes]
 
     def on_bytes(n: int) -> None:
@@ -306,35 +382,69 @@ def _upload_and_verify(store: Store, vprefix: str, items: list[UploadItem], resu
     bad = [it.key for it in checked if not store.matches(it, present.get(it.key))]
     bad += [it.key for it in upload if it.key not in present]
     if bad:
-        raise StoreError(f"{len(bad)} object(s) differ from the staged files after upload "
-                         f"(first: {bad[0]})", transient=True)
+        raise StoreError(
+            f"{len(bad)} object(s) differ from the staged files after upload (first: {bad[0]})",
+            transient=True,
+        )
 
 
-def _commit(stage: StagedDataset, store: Store, exp: dict[str, Any], items: list[UploadItem],
-            digest: str, result: PublishResult, now) -> tuple[dict[str, Any], bytes]:
+def _commit(
+    stage: StagedDataset,
+    store: Store,
+    exp: dict[str, Any],
+    items: list[UploadItem],
+    digest: str,
+    result: PublishResult,
+    now,
+) -> tuple[dict[str, Any], bytes]:
     """Step 5: the documents, metadata.jsonld, then manifest.json by an exclusive put."""
     from pipelines.jsonld import build_metadata
 
     version, vprefix = result.version, f"{result.prefix}v{result.version}/"
     created = now().isoformat(timespec="seconds").replace("+00:00", "Z")
     files = [{"path": it.key, "size": it.size, "sha256": it.sha256} for it in items]
-    metadata = build_metadata(stage=stage, experiment=exp, dataset_id=result.dataset_id, version=version,
-                              files=files, created=created, content_digest=digest)
-    meta_bytes = (json.dumps(metadata, indent=2, sort_keys=False, ensure_ascii=False) + "\n").encode()
+    metadata = build_metadata(
+        stage=stage,
+        experiment=exp,
+        dataset_id=result.dataset_id,
+        version=version,
+        files=files,
+        created=created,
+        content_digest=digest,
+    )
+    meta_bytes = (
+        json.dumps(metadata, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    ).encode()
     # Documents that describe the version (its files, digest, times: so they cannot take part
     # in the content digest), written beside its data and listed under "documents": the QC
     # report to send the researcher, the provenance crate and the usage record.
     from pipelines.provenance import version_documents
     from pipelines.report import render_report
 
-    report = render_report(stage=stage, dataset_id=result.dataset_id, version=version, files=files,
-                           content_digest=digest, created=created, location=f"{store.url}/{vprefix}")
-    extra = version_documents(stage=stage, experiment=exp, dataset_id=result.dataset_id, version=version,
-                              files=files, created=created, metadata_bytes=meta_bytes)
+    report = render_report(
+        stage=stage,
+        dataset_id=result.dataset_id,
+        version=version,
+        files=files,
+        content_digest=digest,
+        created=created,
+        location=f"{store.url}/{vprefix}",
+    )
+    extra = version_documents(
+        stage=stage,
+        experiment=exp,
+        dataset_id=result.dataset_id,
+        version=version,
+        files=files,
+        created=created,
+        metadata_bytes=meta_bytes,
+    )
     documents = []
     for path, body in [(REPORT_PATH, report), *extra.documents]:
         store.put(vprefix + path, body)
-        documents.append({"path": path, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()})
+        documents.append(
+            {"path": path, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+        )
     store.put(vprefix + layout.METADATA, meta_bytes)
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -351,8 +461,11 @@ def _commit(stage: StagedDataset, store: Store, exp: dict[str, Any], items: list
         "n_files": len(files),
         "bytes": result.bytes,
         "qc": stage.metrics,
-        "metadata": {"path": layout.METADATA, "size": len(meta_bytes),
-                     "sha256": hashlib.sha256(meta_bytes).hexdigest()},
+        "metadata": {
+            "path": layout.METADATA,
+            "size": len(meta_bytes),
+            "sha256": hashlib.sha256(meta_bytes).hexdigest(),
+        },
         "documents": documents,
         "usage": extra.usage_summary,
         "files": files,
@@ -363,14 +476,18 @@ def _commit(stage: StagedDataset, store: Store, exp: dict[str, Any], items: list
         return manifest, manifest_bytes
     other = read_manifest(store, result.prefix, version)
     if other.get("content_digest") != digest:  # cannot happen while claims are honoured
-        raise RunError(f"version v{version} of {result.dataset_id} was committed by another publisher "
-                       "with different content; nothing of ours was committed",
-                       details=["publish again to create the next version"])
+        raise RunError(
+            f"version v{version} of {result.dataset_id} was committed by another publisher "
+            "with different content; nothing of ours was committed",
+            details=["publish again to create the next version"],
+        )
     result.notes.append(f"v{version} was committed by a concurrent publisher of the same content")
     return other, store.get(vprefix + layout.MANIFEST)
 
 
-def _refuse_other_access_level(store: Store, *, access: str, modality: str, dataset_id: str) -> None:
+def _refuse_other_access_level(
+    store: Store, *, access: str, modality: str, dataset_id: str
+) -> None:
     """A dataset has one access level: refuse to publish it at a second one.
 
     Otherwise ``restricted/.../v1`` would appear beside ``open/.../v1`` of the same id, and a
@@ -386,13 +503,17 @@ def _refuse_other_access_level(store: Store, *, access: str, modality: str, data
         claims = [i.key for i in store.list_prefix(f"{oprefix}{layout.CLAIMS_DIR}/")]
         if versions or claims:
             held = f"v{versions[-1]}" if versions else "a publish in progress"
-            raise InputError(Problem(
-                f"dataset {dataset_id} is already published at access level {other!r} ({held}); "
-                f"it cannot also be published as {access!r}",
-                file="experiment.yaml", where="access.level",
-                hint=f"keep 'access: {{level: {other}}}' to publish a new version, or give the run "
-                     "a new request_id (a new dataset); moving a published dataset to another level "
-                     "is a curator's decision, not a re-run"))
+            raise InputError(
+                Problem(
+                    f"dataset {dataset_id} is already published at access level {other!r} ({held}); "
+                    f"it cannot also be published as {access!r}",
+                    file="experiment.yaml",
+                    where="access.level",
+                    hint=f"keep 'access: {{level: {other}}}' to publish a new version, or give the run "
+                    "a new request_id (a new dataset); moving a published dataset to another level "
+                    "is a curator's decision, not a re-run",
+                )
+            )
 
 
 def _claim_version(store: Store, prefix: str, digest: str, *, start: int) -> int | dict[str, Any]:
@@ -422,10 +543,19 @@ def _claim_version(store: Store, prefix: str, digest: str, *, start: int) -> int
 def _ensure_catalog_row(store: Store, manifest: dict[str, Any]) -> None:
     from pipelines.store.catalog import catalog_row, write_catalog_row
 
-    key = layout.catalog_key(manifest["access"], manifest["modality"], manifest["dataset_id"],
-                             manifest["version"])
+    key = layout.catalog_key(
+        manifest["access"], manifest["modality"], manifest["dataset_id"], manifest["version"]
+    )
     if not store.exists(key):
-        mbytes = store.get(layout.version_prefix(manifest["access"], manifest["modality"],
-                                                 manifest["dataset_id"], manifest["version"])
-                           + layout.MANIFEST)
-        write_catalog_row(store, catalog_row(manifest, manifest_sha256=hashlib.sha256(mbytes).hexdigest()))
+        mbytes = store.get(
+            layout.version_prefix(
+                manifest["access"],
+                manifest["modality"],
+                manifest["dataset_id"],
+                manifest["version"],
+            )
+            + layout.MANIFEST
+        )
+        write_catalog_row(
+            store, catalog_row(manifest, manifest_sha256=hashlib.sha256(mbytes).hexdigest())
+        )

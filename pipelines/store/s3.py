@@ -43,9 +43,21 @@ from pipelines.store.base import (
 #: step computes the ETag S3 will report from the same numbers, to verify every upload.
 MULTIPART_THRESHOLD = 64 << 20
 MULTIPART_CHUNK = 64 << 20
-_TRANSIENT_CODES = {"500", "502", "503", "504", "RequestTimeout", "SlowDown", "InternalError",
-                    "ServiceUnavailable", "Throttling", "ThrottlingException", "RequestTimeTooSkewed",
-                    "ConditionalRequestConflict", "409"}
+_TRANSIENT_CODES = {
+    "500",
+    "502",
+    "503",
+    "504",
+    "RequestTimeout",
+    "SlowDown",
+    "InternalError",
+    "ServiceUnavailable",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeTooSkewed",
+    "ConditionalRequestConflict",
+    "409",
+}
 
 
 def endpoint_from_env() -> str | None:
@@ -76,9 +88,17 @@ class S3Store(Store):
         default ``BINDS_S3_MAX_ATTEMPTS`` or 8.
     """
 
-    def __init__(self, url: str, *, endpoint_url: str | None = None, read_only: bool = False,
-                 max_concurrency: int = 16, max_attempts: int | None = None,
-                 connect_timeout: float = 5, read_timeout: float = 30) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        read_only: bool = False,
+        max_concurrency: int = 16,
+        max_attempts: int | None = None,
+        connect_timeout: float = 5,
+        read_timeout: float = 30,
+    ) -> None:
         super().__init__(read_only=read_only)
         self.bucket, self.prefix = parse_s3_url(url)
         self.url = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
@@ -98,8 +118,11 @@ class S3Store(Store):
         session = boto3.session.Session()
         self.client = session.client("s3", endpoint_url=self.endpoint_url, config=config)
         self.transfer_config = TransferConfig(
-            multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNK,
-            max_concurrency=max_concurrency, use_threads=True)
+            multipart_threshold=MULTIPART_THRESHOLD,
+            multipart_chunksize=MULTIPART_CHUNK,
+            max_concurrency=max_concurrency,
+            use_threads=True,
+        )
 
     @property
     def supports_etag_md5(self) -> bool:
@@ -111,8 +134,10 @@ class S3Store(Store):
     def _error(self, err: Exception, action: str, key: str = "") -> StoreError:
         where = f"s3://{self.bucket}/{self.prefix}{key}"
         if isinstance(err, NoCredentialsError):
-            return StoreError(f"{action} {where}: no AWS credentials found (set AWS_ACCESS_KEY_ID/"
-                              "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where a role is attached)")
+            return StoreError(
+                f"{action} {where}: no AWS credentials found (set AWS_ACCESS_KEY_ID/"
+                "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where a role is attached)"
+            )
         if isinstance(err, ClientError):
             code = str(err.response.get("Error", {}).get("Code", ""))
             status = str(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
@@ -120,15 +145,29 @@ class S3Store(Store):
             if code == "NoSuchBucket":
                 return StoreError(f"{action} {where}: bucket {self.bucket!r} does not exist")
             if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                return StoreError(f"{action} {where}: access denied ({code}); check the credentials "
-                                  "and the bucket policy for this prefix")
+                return StoreError(
+                    f"{action} {where}: access denied ({code}); check the credentials "
+                    "and the bucket policy for this prefix"
+                )
             transient = code in _TRANSIENT_CODES or status.startswith("5")
-            return StoreError(f"{action} {where}: {code or status} {msg}".strip(), transient=transient)
-        if isinstance(err, (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError,
-                            BotoCoreError, OSError)):
+            return StoreError(
+                f"{action} {where}: {code or status} {msg}".strip(), transient=transient
+            )
+        if isinstance(
+            err,
+            (
+                EndpointConnectionError,
+                ConnectionClosedError,
+                ReadTimeoutError,
+                BotoCoreError,
+                OSError,
+            ),
+        ):
             ep = self.endpoint_url or "AWS"
-            return StoreError(f"{action} {where}: cannot reach the S3 endpoint {ep} "
-                              f"({type(err).__name__})", transient=True)
+            return StoreError(
+                f"{action} {where}: cannot reach the S3 endpoint {ep} ({type(err).__name__})",
+                transient=True,
+            )
         return StoreError(f"{action} {where}: {err}")
 
     # -- reads ---------------------------------------------------------------------------
@@ -169,11 +208,16 @@ class S3Store(Store):
     def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
         full = self.prefix + prefix
         try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full)
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full
+            )
             for page in pages:
                 for obj in page.get("Contents", []):
-                    yield ObjectInfo(obj["Key"][len(self.prefix):], obj["Size"],
-                                     obj.get("ETag", "").strip('"') or None)
+                    yield ObjectInfo(
+                        obj["Key"][len(self.prefix) :],
+                        obj["Size"],
+                        obj.get("ETag", "").strip('"') or None,
+                    )
         except (ClientError, BotoCoreError, OSError) as err:
             raise self._error(err, "listing", prefix) from None
 
@@ -182,9 +226,12 @@ class S3Store(Store):
         names: list[str] = []
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=full, Delimiter="/")
+                Bucket=self.bucket, Prefix=full, Delimiter="/"
+            )
             for page in pages:
-                names += [cp["Prefix"][len(full):].rstrip("/") for cp in page.get("CommonPrefixes", [])]
+                names += [
+                    cp["Prefix"][len(full) :].rstrip("/") for cp in page.get("CommonPrefixes", [])
+                ]
         except (ClientError, BotoCoreError, OSError) as err:
             raise self._error(err, "listing", prefix) from None
         return sorted(names)
@@ -200,7 +247,9 @@ class S3Store(Store):
     def put_if_absent(self, key: str, data: bytes) -> bool:
         self._check_writable()
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*"
+            )
             return True
         except ClientError as err:
             code = str(err.response.get("Error", {}).get("Code", ""))
@@ -211,22 +260,30 @@ class S3Store(Store):
         except (BotoCoreError, OSError) as err:
             raise self._error(err, "committing", key) from None
 
-    def upload_files(self, items: Sequence[UploadItem], *,
-                     progress: ProgressCallback | None = None) -> None:
+    def upload_files(
+        self, items: Sequence[UploadItem], *, progress: ProgressCallback | None = None
+    ) -> None:
         self._check_writable()
         if not items:
             return
         subscribers = [_Progress(progress)] if progress else None
         try:
             with create_transfer_manager(self.client, self.transfer_config) as manager:
-                futures = [manager.upload(str(it.path), self.bucket, self._key(it.key),
-                                          extra_args={"Metadata": {"sha256": it.sha256}},
-                                          subscribers=subscribers) for it in items]
+                futures = [
+                    manager.upload(
+                        str(it.path),
+                        self.bucket,
+                        self._key(it.key),
+                        extra_args={"Metadata": {"sha256": it.sha256}},
+                        subscribers=subscribers,
+                    )
+                    for it in items
+                ]
                 errors = []
                 for fut in futures:
                     try:
                         fut.result()
-                    except Exception as err:  # noqa: BLE001 - collected and re-raised as StoreError
+                    except Exception as err:
                         errors.append(err)
                 if errors:
                     raise errors[0]
@@ -235,7 +292,9 @@ class S3Store(Store):
         except (ClientError, BotoCoreError, OSError) as err:
             raise self._error(err, "uploading", items[0].key.rsplit("/", 1)[0] + "/") from None
         except Exception as err:  # s3transfer wraps some faults in its own exceptions
-            raise StoreError(f"uploading to {self.url}: {type(err).__name__}: {err}", transient=True) from None
+            raise StoreError(
+                f"uploading to {self.url}: {type(err).__name__}: {err}", transient=True
+            ) from None
 
     def delete(self, key: str) -> None:
         self._check_writable()
@@ -250,19 +309,31 @@ class S3Store(Store):
         import uuid
 
         self._check_writable()
-        quick = boto3.session.Session().client("s3", endpoint_url=self.endpoint_url, config=Config(
-            retries={"mode": "standard", "max_attempts": 2}, connect_timeout=3, read_timeout=10,
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required"))
+        quick = boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            config=Config(
+                retries={"mode": "standard", "max_attempts": 2},
+                connect_timeout=3,
+                read_timeout=10,
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
         key = f"{self.PROBE_PREFIX}{uuid.uuid4().hex}"
         try:
             quick.head_bucket(Bucket=self.bucket)
             quick.put_object(Bucket=self.bucket, Key=self._key(key), Body=b"binds write probe\n")
             quick.delete_object(Bucket=self.bucket, Key=self._key(key))
         except (ClientError, BotoCoreError, OSError) as err:
-            if isinstance(err, ClientError) and str(err.response.get("Error", {}).get("Code")) in ("404", "NotFound"):
-                raise StoreError(f"checking s3://{self.bucket}: bucket {self.bucket!r} does not exist "
-                                 "(create it, or fix --store)") from None
+            if isinstance(err, ClientError) and str(err.response.get("Error", {}).get("Code")) in (
+                "404",
+                "NotFound",
+            ):
+                raise StoreError(
+                    f"checking s3://{self.bucket}: bucket {self.bucket!r} does not exist "
+                    "(create it, or fix --store)"
+                ) from None
             raise self._error(err, "checking", key) from None
 
     def __repr__(self) -> str:
@@ -275,7 +346,7 @@ class _Progress:
     def __init__(self, callback: ProgressCallback) -> None:
         self.callback = callback
 
-    def on_queued(self, **kwargs):  # noqa: D401 - s3transfer's subscriber protocol
+    def on_queued(self, **kwargs):
         pass
 
     def on_progress(self, bytes_transferred: int, **kwargs):

@@ -37,8 +37,14 @@ def _sha256_of(store: Store, key: str) -> tuple[int, str] | None:
     return n, h.hexdigest()
 
 
-def verify(store: Store, *, dataset_id: str | None = None, version: int | None = None,
-           workers: int = 8, on_file: Callable[[str], None] | None = None) -> VerifyReport:
+def verify(
+    store: Store,
+    *,
+    dataset_id: str | None = None,
+    version: int | None = None,
+    workers: int = 8,
+    on_file: Callable[[str], None] | None = None,
+) -> VerifyReport:
     """Check size and sha256 of every file (and metadata.jsonld) of the committed versions.
 
     Also reports a committed version without its catalog row (``binds catalog --rebuild``
@@ -62,12 +68,18 @@ def verify(store: Store, *, dataset_id: str | None = None, version: int | None =
             listed.add(meta["path"])
         # a committed version never changes: anything else inside it was added afterwards
         for info in store.list_prefix(prefix):
-            rel = info.key[len(prefix):]
+            rel = info.key[len(prefix) :]
             if rel not in listed:
-                report.problems.append(f"{info.key}: not in the manifest (added after the commit; "
-                                       "a committed version must not change)")
-        ckey = layout.catalog_key(manifest["access"], manifest["modality"], manifest["dataset_id"],
-                                  int(manifest["version"]))
+                report.problems.append(
+                    f"{info.key}: not in the manifest (added after the commit; "
+                    "a committed version must not change)"
+                )
+        ckey = layout.catalog_key(
+            manifest["access"],
+            manifest["modality"],
+            manifest["dataset_id"],
+            int(manifest["version"]),
+        )
         if not store.exists(ckey):
             report.problems.append(f"{ckey}: catalog row missing (run `binds catalog --rebuild`)")
 
@@ -85,7 +97,7 @@ def verify(store: Store, *, dataset_id: str | None = None, version: int | None =
         return None
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for job, problem in zip(jobs, pool.map(check, jobs)):
+        for job, problem in zip(jobs, pool.map(check, jobs), strict=False):
             report.files += 1
             report.bytes += job[1]
             if problem:

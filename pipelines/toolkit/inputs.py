@@ -26,8 +26,10 @@ from pipelines.errors import InputError, Problem
 #: run folder may point, e.g. ``/mnt/instrument-share:/data/raw``.
 ALLOWED_ROOTS_ENV = "BINDS_ALLOWED_ROOTS"
 EXPERIMENT_FILE = "experiment.yaml"
-_LINK_HINT = (f"copy the file into the run folder, or let an operator allow its storage root "
-              f"({ALLOWED_ROOTS_ENV}=/path/to/share)")
+_LINK_HINT = (
+    f"copy the file into the run folder, or let an operator allow its storage root "
+    f"({ALLOWED_ROOTS_ENV}=/path/to/share)"
+)
 
 
 def allowed_roots(extra: Iterable[str | Path] = ()) -> tuple[Path, ...]:
@@ -82,16 +84,29 @@ class RunFolder:
         return p.relative_to(self.root).as_posix() if _within(p, self.root) else str(p)
 
     # -- the guard ---------------------------------------------------------------------------
-    def link_problem(self, path: Path, *, file: str | None = None, where: str | None = None) -> Problem | None:
+    def link_problem(
+        self, path: Path, *, file: str | None = None, where: str | None = None
+    ) -> Problem | None:
         """A problem if ``path`` (inside the folder) is, or passes through, a link leading out."""
         real = Path(os.path.realpath(path))
         if _within(real, self.real_root) or any(_within(real, r) for r in self.roots):
             return None
-        return Problem(f"is a symbolic link to {real}, outside the run folder",
-                       file=file or self.rel(path), where=where, hint=_LINK_HINT)
+        return Problem(
+            f"is a symbolic link to {real}, outside the run folder",
+            file=file or self.rel(path),
+            where=where,
+            hint=_LINK_HINT,
+        )
 
-    def reference(self, name: str | os.PathLike[str], *, where: str, file: str = EXPERIMENT_FILE,
-                  must_exist: bool = True, what: str = "file") -> Path:
+    def reference(
+        self,
+        name: str | os.PathLike[str],
+        *,
+        where: str,
+        file: str = EXPERIMENT_FILE,
+        must_exist: bool = True,
+        what: str = "file",
+    ) -> Path:
         """Resolve a path written in a metadata file (``where`` is its YAML path or line).
 
         Raises :class:`InputError` when it leaves the run folder, links out of it, or (with
@@ -100,16 +115,28 @@ class RunFolder:
         text = os.fspath(name)
         candidate = Path(os.path.normpath(self.root / text))
         if not _within(candidate, self.root):
-            raise InputError(Problem(
-                f"{text!r} is outside the run folder", file=file, where=where,
-                hint="paths are relative to the run folder, without '..' or a leading '/'; "
-                     "copy or link the file into the run folder"))
+            raise InputError(
+                Problem(
+                    f"{text!r} is outside the run folder",
+                    file=file,
+                    where=where,
+                    hint="paths are relative to the run folder, without '..' or a leading '/'; "
+                    "copy or link the file into the run folder",
+                )
+            )
         if problem := self.link_problem(candidate, file=file, where=where):
-            raise InputError(Problem(f"{text!r} {problem.message}", file=file, where=where,
-                                     hint=_LINK_HINT))
+            raise InputError(
+                Problem(f"{text!r} {problem.message}", file=file, where=where, hint=_LINK_HINT)
+            )
         if must_exist and not candidate.exists():
-            raise InputError(Problem(f"{what} {text!r} not found in the run folder",
-                                     file=file, where=where, hint=f"paths are relative to {self.root}"))
+            raise InputError(
+                Problem(
+                    f"{what} {text!r} not found in the run folder",
+                    file=file,
+                    where=where,
+                    hint=f"paths are relative to {self.root}",
+                )
+            )
         return candidate
 
     # -- discovery ---------------------------------------------------------------------------

@@ -67,8 +67,9 @@ def columns_for(format_name: str) -> dict[str, ColumnDoc]:
     try:
         return dict(_all_column_docs()[format_name])
     except KeyError:
-        raise KeyError(f"no columns documented for table format {format_name!r} "
-                       "in metadata/columns.tsv") from None
+        raise KeyError(
+            f"no columns documented for table format {format_name!r} in metadata/columns.tsv"
+        ) from None
 
 
 def column_doc(columns: Mapping[str, ColumnDoc], name: str) -> ColumnDoc | None:
@@ -79,19 +80,28 @@ def column_doc(columns: Mapping[str, ColumnDoc], name: str) -> ColumnDoc | None:
     return columns[max(wild, key=len)] if wild else None
 
 
-def documented_schema(schema: pa.Schema, *, format_name: str, format_version: str | int,
-                      columns: Mapping[str, ColumnDoc]) -> pa.Schema:
+def documented_schema(
+    schema: pa.Schema,
+    *,
+    format_name: str,
+    format_version: str | int,
+    columns: Mapping[str, ColumnDoc],
+) -> pa.Schema:
     """``schema`` with the format keys and each field's description / unit metadata.
 
     Other schema metadata (e.g. ``binds.screening.settings``, pandas' dtypes) is kept.
     """
-    missing = [f.name for f in schema if column_doc(columns, f.name) is None]
+    docs = {f.name: column_doc(columns, f.name) for f in schema}
+    missing = [name for name, doc in docs.items() if doc is None]
     if missing:
-        raise UndocumentedColumns(f"{format_name}: no description for column(s) {missing}; "
-                                  "document them (docs/formats/) and in the writer's columns")
+        raise UndocumentedColumns(
+            f"{format_name}: no description for column(s) {missing}; "
+            "document them (docs/formats/) and in the writer's columns"
+        )
     fields = []
     for f in schema:
-        doc = column_doc(columns, f.name)
+        doc = docs[f.name]
+        assert doc is not None  # checked above
         meta = {**(f.metadata or {}), DESCRIPTION_KEY: doc.description.encode()}
         if doc.unit:
             meta[UNIT_KEY] = doc.unit.encode()
@@ -102,9 +112,16 @@ def documented_schema(schema: pa.Schema, *, format_name: str, format_version: st
     return pa.schema(fields, metadata=meta)
 
 
-def write_table(table: pa.Table, path: str | os.PathLike[str], *, format_name: str,
-                format_version: str | int, columns: Mapping[str, ColumnDoc],
-                compression: str = "zstd", **parquet_options) -> Path:
+def write_table(
+    table: pa.Table,
+    path: str | os.PathLike[str],
+    *,
+    format_name: str,
+    format_version: str | int,
+    columns: Mapping[str, ColumnDoc],
+    compression: str = "zstd",
+    **parquet_options,
+) -> Path:
     """Write ``table`` as Parquet at ``path`` (atomically), documented; returns the path.
 
     ``parquet_options`` go to :func:`pyarrow.parquet.write_table` (``compression_level``,
@@ -116,8 +133,9 @@ def write_table(table: pa.Table, path: str | os.PathLike[str], *, format_name: s
         A column has no entry in ``columns`` (nothing is written).
     """
     path = Path(path)
-    schema = documented_schema(table.schema, format_name=format_name,
-                               format_version=format_version, columns=columns)
+    schema = documented_schema(
+        table.schema, format_name=format_name, format_version=format_version, columns=columns
+    )
     table = pa.Table.from_arrays(table.columns, schema=schema)  # keeps the field metadata
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -27,15 +27,27 @@ ROOT = project_root()
 
 
 def binds(*args: str | Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
 def test_a_fifth_modality_from_its_own_package_runs_to_a_verified_version(tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TOY_SITE), os.environ.get("PYTHONPATH", "")]))
-    listed = subprocess.run([sys.executable, "-c", "from pipelines import modalities; print(modalities.names())"],
-                            env=env, capture_output=True, text=True, check=True)
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(TOY_SITE), os.environ.get("PYTHONPATH", "")])
+    )
+    listed = subprocess.run(
+        [sys.executable, "-c", "from pipelines import modalities; print(modalities.names())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "toytable" in listed.stdout
     sys.path.insert(0, str(TOY_SITE))
     try:
@@ -45,7 +57,18 @@ def test_a_fifth_modality_from_its_own_package_runs_to_a_verified_version(tmp_pa
     run = binds_toytable.make_demo_run(tmp_path / "run")
     assert binds("validate", run, env=env).returncode == 0
     store = tmp_path / "store"
-    out = binds("run", run, "--store", store, "--work-dir", tmp_path / "work", "--cores", "1", "--json", env=env)
+    out = binds(
+        "run",
+        run,
+        "--store",
+        store,
+        "--work-dir",
+        tmp_path / "work",
+        "--cores",
+        "1",
+        "--json",
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["created"] and result["modality"] == "toytable"
@@ -60,7 +83,9 @@ def test_a_fifth_modality_from_its_own_package_runs_to_a_verified_version(tmp_pa
     bad = run / "experiment.yaml"
     bad.write_text(bad.read_text().replace("delimiter:", "delimitor:"))
     refused = binds("validate", run, env=env)
-    assert refused.returncode == 2 and "toytable" in refused.stderr and "delimitor" in refused.stderr
+    assert (
+        refused.returncode == 2 and "toytable" in refused.stderr and "delimitor" in refused.stderr
+    )
 
 
 @pytest.mark.parametrize("name", modalities.BUILTIN)
@@ -74,8 +99,11 @@ def test_builtin_modality_keeps_the_contract(name):
     assert schema["$id"].endswith(f"/{name}.schema.json")
     assert schema.get("additionalProperties") is False, "unknown keys of the block are refused"
     # every rule of the workflow is named after the modality (one namespace for all)
-    rules = re.findall(r"^rule (\w+):", "\n".join(p.read_text() for p in spec.path("workflow").parent.glob("*.smk")),
-                       re.MULTILINE)
+    rules = re.findall(
+        r"^rule (\w+):",
+        "\n".join(p.read_text() for p in spec.path("workflow").parent.glob("*.smk")),
+        re.MULTILINE,
+    )
     assert rules and all(r.startswith(f"{name}_") for r in rules), rules
     # the conda env of HPC runs holds the modality's stack; it never pip-installs the whole
     # project (that re-resolves every dependency of binds into the env)
@@ -89,8 +117,11 @@ def test_builtin_modality_keeps_the_contract(name):
     for dist in spec.software:  # what provenance names is what the env installs
         names = {re.split(r"[<>=!~ ]", d)[0].lower() for d in deps + pip}
         conda_names = {"igraph": "python-igraph", "matplotlib": "matplotlib-base"}
-        assert dist.lower() in names or conda_names.get(dist, "") in names or \
-            (dist == "matplotlib" and "matplotlib" in names), (name, dist)
+        assert (
+            dist.lower() in names
+            or conda_names.get(dist, "") in names
+            or (dist == "matplotlib" and "matplotlib" in names)
+        ), (name, dist)
 
 
 def test_the_registry_and_the_experiment_schema_agree():
@@ -100,8 +131,12 @@ def test_the_registry_and_the_experiment_schema_agree():
     assert schema["properties"]["modality"]["enum"] == list(modalities.BUILTIN)
     for name in modalities.BUILTIN:
         assert schema["properties"][name] == {"$ref": f"{name}.schema.json"}
-    assert experiment_schema()["properties"]["modality"]["enum"][:len(modalities.BUILTIN)] == list(modalities.BUILTIN)
-    assert sorted(p.stem for p in (ROOT / "workflows").iterdir() if (p / "main.smk").is_file()) == sorted(modalities.BUILTIN)
+    assert experiment_schema()["properties"]["modality"]["enum"][: len(modalities.BUILTIN)] == list(
+        modalities.BUILTIN
+    )
+    assert sorted(
+        p.stem for p in (ROOT / "workflows").iterdir() if (p / "main.smk").is_file()
+    ) == sorted(modalities.BUILTIN)
     documented = {p.stem for p in (ROOT / "docs" / "formats").glob("*.md")} - {"store"}
     assert documented == set(modalities.BUILTIN)
 

@@ -34,19 +34,39 @@ def prefect_server(tmp_path_factory):
     """``prefect server start`` on a free loopback port with its own PREFECT_HOME."""
     home = tmp_path_factory.mktemp("prefect-server")
     port = free_port()
-    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_UI_ENABLED="false")
+    env = dict(
+        os.environ,
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_UI_ENABLED="false",
+    )
     env.pop("PREFECT_API_URL", None)
-    log = open(home / "server.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    log = open(home / "server.log", "wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + 180
     while api_problem(url, timeout_s=1) is not None:
         if proc.poll() is not None or time.monotonic() > deadline:
             os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
+            pytest.fail(
+                f"prefect server did not start: {(home / 'server.log').read_text()[-2000:]}"
+            )
         time.sleep(0.5)
     yield url
     os.killpg(proc.pid, signal.SIGTERM)
@@ -64,7 +84,7 @@ def cryoem_version(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("cryoem-published")
     run_dir = make_demo_run(base / "run", seed=0)
-    exp, staged = prepare(run_dir, work_dir=base / "work")
+    _exp, staged = prepare(run_dir, work_dir=base / "work")
     stage(run_dir, staged, modality="cryoem", profile="local", cores=2)
     result = publish_stage(staged.root, str(base / "store"))
     assert result.created
@@ -77,8 +97,13 @@ def cryoem_version(tmp_path_factory):
 def demo_store(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("demo")
     store = tmp / "store"
-    out = subprocess.run([BINDS, "demo", "--store", str(store), "--runs-dir", str(tmp / "runs")],
-                         capture_output=True, text=True, env=os.environ.copy(), timeout=900)
+    out = subprocess.run(
+        [BINDS, "demo", "--store", str(store), "--runs-dir", str(tmp / "runs")],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=900,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return store
 
@@ -86,8 +111,10 @@ def demo_store(tmp_path_factory) -> Path:
 REAL_RUNS = {
     "cryoem": (["emd_5168.map"], ""),
     "metabolomics": (["example.mzML"], ""),
-    "transcriptomics": (["bulk_pasilla/pasilla_gene_counts.tsv", "bulk_pasilla/pasilla_sample_annotation.csv"],
-                        "transcriptomics: {bulk: {match: strip_suffix, suffix: fb}}\n"),
+    "transcriptomics": (
+        ["bulk_pasilla/pasilla_gene_counts.tsv", "bulk_pasilla/pasilla_sample_annotation.csv"],
+        "transcriptomics: {bulk: {match: strip_suffix, suffix: fb}}\n",
+    ),
     "screening": (["cellHTS2_KcViab/*"], "screening: {score: {sign: '-'}}\n"),
 }
 
@@ -104,11 +131,30 @@ def real_store(tmp_path_factory) -> Path:
         run_dir = tmp / modality / "run"
         link_files(run_dir, files)
         (run_dir / "experiment.yaml").write_text(
-            minimal_yaml(modality, title=f"Real {modality} data", request_id=f"BINDS-2026-{len(modality):04d}")
-            + block)
-        out = subprocess.run([BINDS, "run", str(run_dir), "--store", str(tmp / "store"), "--cores", "2",
-                              "--work-dir", str(tmp / modality / "work")],
-                             capture_output=True, text=True, env=os.environ.copy(), timeout=900)
+            minimal_yaml(
+                modality,
+                title=f"Real {modality} data",
+                request_id=f"BINDS-2026-{len(modality):04d}",
+            )
+            + block
+        )
+        out = subprocess.run(
+            [
+                BINDS,
+                "run",
+                str(run_dir),
+                "--store",
+                str(tmp / "store"),
+                "--cores",
+                "2",
+                "--work-dir",
+                str(tmp / modality / "work"),
+            ],
+            capture_output=True,
+            text=True,
+            env=os.environ.copy(),
+            timeout=900,
+        )
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return tmp / "store"
 
@@ -120,8 +166,11 @@ def keep_logging():
     import logging
 
     def snapshot():
-        loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
-                                           if isinstance(lg, logging.Logger)]
+        loggers = [logging.getLogger()] + [
+            lg
+            for lg in logging.Logger.manager.loggerDict.values()
+            if isinstance(lg, logging.Logger)
+        ]
         return {lg: list(lg.handlers) for lg in loggers}
 
     before = snapshot()

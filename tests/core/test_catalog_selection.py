@@ -30,21 +30,39 @@ def test_rows_are_typed_with_selection_columns_and_figures(demo_store):
     assert set(rows) == {"cryoem", "metabolomics", "transcriptomics", "screening"}
     for r in rows.values():
         assert r["organisms"] == ["NCBITaxon:9606"] and r["licence"] in ("CC0-1.0", "CC-BY-4.0")
-        assert r["acquired"].isoformat() == "2026-11-20" and r["instrument_model"] and r["support_unit"]
+        assert (
+            r["acquired"].isoformat() == "2026-11-20"
+            and r["instrument_model"]
+            and r["support_unit"]
+        )
         assert r["format_version"] == "1" and r["data_formats"] and isinstance(r["qc_pass"], bool)
         assert r["metadata_path"] == r["path"] + "metadata.jsonld" and r["data_bytes"] <= r["bytes"]
         assert r["report_path"] is None or r["report_path"].endswith("qc/report.html")
-    assert rows["metabolomics"]["tissues"] == ["UBERON:0001969"] and rows["metabolomics"]["sample_ids"] == ["S1", "S2", "S3"]
-    assert isinstance(rows["cryoem"]["resolution_angstrom"], float) and rows["cryoem"]["resolution_beyond_nyquist"] is False
-    assert isinstance(rows["transcriptomics"]["n_cells"], int) and rows["transcriptomics"]["n_cells"] > 100
+    assert rows["metabolomics"]["tissues"] == ["UBERON:0001969"] and rows["metabolomics"][
+        "sample_ids"
+    ] == ["S1", "S2", "S3"]
+    assert (
+        isinstance(rows["cryoem"]["resolution_angstrom"], float)
+        and rows["cryoem"]["resolution_beyond_nyquist"] is False
+    )
+    assert (
+        isinstance(rows["transcriptomics"]["n_cells"], int)
+        and rows["transcriptomics"]["n_cells"] > 100
+    )
     assert rows["metabolomics"]["n_spectra"] > 0 and rows["screening"]["z_prime_median"] > 0
     # the null rule: a figure another modality does not have is null, not 0 or ""
     assert rows["screening"]["n_cells"] is None and rows["cryoem"]["z_prime_median"] is None
 
 
 def test_text_figure_is_null_in_a_number_column():
-    f = figures({"resolution_fsc0143_angstrom": "beyond Nyquist", "meets_expected_resolution": 0,
-                 "n_cells": 12.0, "z_prime_median": float("nan")})
+    f = figures(
+        {
+            "resolution_fsc0143_angstrom": "beyond Nyquist",
+            "meets_expected_resolution": 0,
+            "n_cells": 12.0,
+            "z_prime_median": float("nan"),
+        }
+    )
     assert f["resolution_angstrom"] is None and f["resolution_beyond_nyquist"] is True
     assert f["qc_pass"] is False and f["n_cells"] == 12 and f["z_prime_median"] is None
 
@@ -55,25 +73,43 @@ def test_binds_catalog_filters_on_the_selection_columns(demo_store):
         assert out.exit_code == 0, out.output
         return sorted(r["modality"] for r in json.loads(out.stdout))
 
-    assert ids("--organism", "NCBITaxon:9606") == ["cryoem", "metabolomics", "screening", "transcriptomics"]
+    assert ids("--organism", "NCBITaxon:9606") == [
+        "cryoem",
+        "metabolomics",
+        "screening",
+        "transcriptomics",
+    ]
     assert ids("--tissue", "UBERON:0001969") == ["metabolomics"]
     assert ids("--where", "z_prime_median>=0.5") == ["screening"]
     assert ids("--where", "resolution_angstrom<=10", "--qc", "pass") == ["cryoem"]
     assert ids("--licence", "CC0-1.0") == ["cryoem"]
     assert ids("--where", "n_cells>=100000") == []
-    assert ids("--where", "acquired>=2026-11-01", "--where", "modality=cryoem,screening") == ["cryoem", "screening"]
-    row = json.loads(binds("catalog", "--store", str(demo_store), "--json", "--modality", "screening").stdout)[0]
+    assert ids("--where", "acquired>=2026-11-01", "--where", "modality=cryoem,screening") == [
+        "cryoem",
+        "screening",
+    ]
+    row = json.loads(
+        binds("catalog", "--store", str(demo_store), "--json", "--modality", "screening").stdout
+    )[0]
     assert row["organisms"] == ["NCBITaxon:9606"] and row["qc"]["n_hits"] == row["n_hits"]
     table = binds("catalog", "--store", str(demo_store))
     assert table.exit_code == 0 and "NCBITaxon:9606" in table.stdout
-    for bad in (["--where", "nonsense"], ["--where", "no_such_column=1"], ["--qc", "maybe"], ["--format", "xml"]):
+    for bad in (
+        ["--where", "nonsense"],
+        ["--where", "no_such_column=1"],
+        ["--qc", "maybe"],
+        ["--format", "xml"],
+    ):
         out = binds("catalog", "--store", str(demo_store), *bad)
         assert out.exit_code == 2, (bad, out.output)
 
 
 def test_parse_where():
     assert parse_where(["n_cells>=10", "licence=CC0-1.0,CC-BY-4.0", "qc_pass=true"]) == {
-        "n_cells__min": 10, "licence": ["CC0-1.0", "CC-BY-4.0"], "qc_pass": True}
+        "n_cells__min": 10,
+        "licence": ["CC0-1.0", "CC-BY-4.0"],
+        "qc_pass": True,
+    }
 
 
 def test_rows_of_the_previous_catalog_format_still_read(demo_store, tmp_path):
@@ -81,14 +117,18 @@ def test_rows_of_the_previous_catalog_format_still_read(demo_store, tmp_path):
     shutil.copytree(demo_store, store_dir)
     store = open_store(store_dir)
     key = next(i.key for i in store.list_prefix("open/catalog/"))
-    old = pq.read_table(io.BytesIO(store.get(key))).select(["dataset_id", "version", "modality", "access", "qc_json"])
+    old = pq.read_table(io.BytesIO(store.get(key))).select(
+        ["dataset_id", "version", "modality", "access", "qc_json"]
+    )
     buf = io.BytesIO()
     pq.write_table(old, buf)
     store.put(key, buf.getvalue())
     rows = read_catalog(store).to_pylist()
     assert len(rows) == 4 and sum(r["licence"] is None for r in rows) == 1
     assert rebuild_catalog(store)["rows"] == 4
-    assert all(r["licence"] for r in read_catalog(store).to_pylist()), "rebuild fills the new columns"
+    assert all(r["licence"] for r in read_catalog(store).to_pylist()), (
+        "rebuild fills the new columns"
+    )
     assert pa.types.is_list(CATALOG_SCHEMA.field("compounds").type)
 
 
@@ -100,8 +140,12 @@ def test_experiment_schema_takes_sample_files_and_cellxgene_fields():
 
     exp = yaml.safe_load(minimal_yaml("metabolomics"))
     exp["acquired"] = str(exp["acquired"])
-    exp["samples"][0].update(files=["S1_pos.mzML", "plates/P1_*.csv"], sex="PATO:0000383",
-                             disease="PATO:0000461", development_stage="HsapDv:0000087")
+    exp["samples"][0].update(
+        files=["S1_pos.mzML", "plates/P1_*.csv"],
+        sex="PATO:0000383",
+        disease="PATO:0000461",
+        development_stage="HsapDv:0000087",
+    )
     assert validate_experiment(exp, file="experiment.yaml")[0] == []
     exp["samples"][0]["sex"] = "female"
     problems, _ = validate_experiment(exp, file="experiment.yaml")
@@ -109,7 +153,12 @@ def test_experiment_schema_takes_sample_files_and_cellxgene_fields():
 
 
 def test_binds_catalog_samples_table(demo_store):
-    out = binds("catalog", "--store", str(demo_store), "--samples", "--json", "--tissue", "UBERON:0001969")
+    out = binds(
+        "catalog", "--store", str(demo_store), "--samples", "--json", "--tissue", "UBERON:0001969"
+    )
     assert out.exit_code == 0, out.output
     rows = json.loads(out.stdout)
-    assert sorted(r["sample_id"] for r in rows) == ["S1", "S2", "S3"] and rows[0]["organism"] == "NCBITaxon:9606"
+    assert (
+        sorted(r["sample_id"] for r in rows) == ["S1", "S2", "S3"]
+        and rows[0]["organism"] == "NCBITaxon:9606"
+    )

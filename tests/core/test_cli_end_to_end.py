@@ -8,11 +8,8 @@ shared by the read-side tests.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -41,8 +38,21 @@ def published(demo_run, tmp_path_factory):
     """`binds run` once, into a local store: (store path, result dict)."""
     base = tmp_path_factory.mktemp("published")
     store = base / "store"
-    result = runner.invoke(app, ["run", str(demo_run), "--store", str(store), "--cores", "2",
-                                 "--work-dir", str(base / "work"), "--json"], catch_exceptions=False)
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            str(demo_run),
+            "--store",
+            str(store),
+            "--cores",
+            "2",
+            "--work-dir",
+            str(base / "work"),
+            "--json",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     return store, json.loads(result.stdout), base / "work" / "stage"
 
@@ -55,14 +65,27 @@ def test_run_publishes_a_version_through_prefect_and_snakemake(published):
     assert (vdir / "data").is_dir() and (vdir / "qc" / "metrics.json").is_file()
     assert (stage / "_meta" / "snakemake.log").is_file()
     # the ephemeral mode (binds' own temporary server) records every job too
-    events = [json.loads(ln) for ln in (stage / "_meta" / "snakemake-events.jsonl").read_text().splitlines()]
-    assert {e["rule"] for e in events if e["event"] == "job_info"} >= {"screening_score", "screening_metrics"}
+    events = [
+        json.loads(ln)
+        for ln in (stage / "_meta" / "snakemake-events.jsonl").read_text().splitlines()
+    ]
+    assert {e["rule"] for e in events if e["event"] == "job_info"} >= {
+        "screening_score",
+        "screening_metrics",
+    }
     manifest = json.loads((vdir / "manifest.json").read_text())
     report = vdir / "qc" / "report.html"
-    assert manifest["documents"][0] == {"path": "qc/report.html", "size": report.stat().st_size,
-                                        "sha256": hashlib.sha256(report.read_bytes()).hexdigest()}
-    assert {"ro-crate-metadata.json", "_meta/usage.json"} <= {d["path"] for d in manifest["documents"]}
-    assert "qc/report.html" not in {f["path"] for f in manifest["files"]}  # not in the content digest
+    assert manifest["documents"][0] == {
+        "path": "qc/report.html",
+        "size": report.stat().st_size,
+        "sha256": hashlib.sha256(report.read_bytes()).hexdigest(),
+    }
+    assert {"ro-crate-metadata.json", "_meta/usage.json"} <= {
+        d["path"] for d in manifest["documents"]
+    }
+    assert "qc/report.html" not in {
+        f["path"] for f in manifest["files"]
+    }  # not in the content digest
     assert result["report"] == f"{store}/{result['prefix']}v1/qc/report.html"
     run_info = json.loads((stage / "_meta" / "run.json").read_text())
     assert run_info["inputs"] and all(len(i["sha256"]) == 64 for i in run_info["inputs"])
@@ -70,8 +93,9 @@ def test_run_publishes_a_version_through_prefect_and_snakemake(published):
 
 def test_rerun_of_same_folder_creates_no_new_version(published, demo_run):
     store, first, stage = published
-    result = binds("run", str(demo_run), "--store", str(store), "--cores", "2",
-                   "--work-dir", str(stage.parent))
+    result = binds(
+        "run", str(demo_run), "--store", str(store), "--cores", "2", "--work-dir", str(stage.parent)
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"unchanged: {first['dataset_id']} v1")
     assert "no new version" in result.stdout
@@ -83,7 +107,8 @@ def test_catalog_json_and_table(published):
     assert out.exit_code == 0
     rows = json.loads(out.stdout)
     assert [(r["dataset_id"], r["version"], r["modality"], r["access"]) for r in rows] == [
-        (result["dataset_id"], 1, "screening", result["access"])]
+        (result["dataset_id"], 1, "screening", result["access"])
+    ]
     assert rows[0]["qc"] and rows[0]["n_files"] == result["n_files"]
     table = binds("catalog", "--store", str(store))
     assert result["dataset_id"] in table.stdout and "screening" in table.stdout
@@ -100,7 +125,8 @@ def test_catalog_readable_with_pandas_and_duckdb(published):
     assert list(df["dataset_id"]) == [result["dataset_id"]]
     con = duckdb.connect()
     n, title = con.execute(
-        f"select count(*), any_value(title) from read_parquet('{store}/*/catalog/*.parquet', union_by_name=true)").fetchone()
+        f"select count(*), any_value(title) from read_parquet('{store}/*/catalog/*.parquet', union_by_name=true)"
+    ).fetchone()
     assert n == 1 and title
 
 
@@ -121,7 +147,11 @@ def test_metadata_jsonld_is_valid_croissant(published):
     assert not ds.metadata.ctx.issues.errors, ds.metadata.ctx.issues.report()
     assert doc["recordSet"], "every Parquet table gets a RecordSet"
     rs = doc["recordSet"][0]
-    records = list(ds.records(rs["@id"]).take(3)) if hasattr(ds.records(rs["@id"]), "take") else list(ds.records(rs["@id"]))[:3]
+    records = (
+        list(ds.records(rs["@id"]).take(3))
+        if hasattr(ds.records(rs["@id"]), "take")
+        else list(ds.records(rs["@id"]))[:3]
+    )
     assert len(records) == 3
     text = path.read_text()
     assert "AWS_SECRET" not in text and "binds-test-secret" not in text
@@ -130,9 +160,13 @@ def test_metadata_jsonld_is_valid_croissant(published):
 def test_show_and_verify(published):
     store, result, _ = published
     show = binds("show", result["dataset_id"], "--store", str(store))
-    assert show.exit_code == 0 and f"{result['dataset_id']} v1" in show.stdout and "qc:" in show.stdout
+    assert (
+        show.exit_code == 0 and f"{result['dataset_id']} v1" in show.stdout and "qc:" in show.stdout
+    )
     assert binds("show", "nope", "--store", str(store)).exit_code == 2
-    assert binds("show", result["dataset_id"], "--version", "9", "--store", str(store)).exit_code == 2
+    assert (
+        binds("show", result["dataset_id"], "--version", "9", "--store", str(store)).exit_code == 2
+    )
     ok = binds("verify", "--store", str(store))
     assert ok.exit_code == 0 and ok.stdout.startswith("ok: 1 version(s)")
 
@@ -171,8 +205,17 @@ def test_run_and_publish_into_s3(demo_run, s3_bucket, tmp_path, s3_endpoint):
     import s3fs
 
     work = tmp_path / "work"
-    out = binds("run", str(demo_run), "--store", s3_bucket + "/curated", "--cores", "2",
-                "--work-dir", str(work), "--no-publish")
+    out = binds(
+        "run",
+        str(demo_run),
+        "--store",
+        s3_bucket + "/curated",
+        "--cores",
+        "2",
+        "--work-dir",
+        str(work),
+        "--no-publish",
+    )
     assert out.exit_code == 0 and "not published" in out.stdout
     pub = binds("publish", str(work / "stage"), "--store", s3_bucket + "/curated", "--json")
     assert pub.exit_code == 0, pub.output
@@ -187,7 +230,9 @@ def test_run_and_publish_into_s3(demo_run, s3_bucket, tmp_path, s3_endpoint):
 
     con = duckdb.connect()
     con.register_filesystem(fs)
-    n = con.execute(f"select count(*) from read_parquet('s3://{s3_bucket[5:]}/curated/*/catalog/*.parquet')").fetchone()[0]
+    n = con.execute(
+        f"select count(*) from read_parquet('s3://{s3_bucket[5:]}/curated/*/catalog/*.parquet')"
+    ).fetchone()[0]
     assert n == 1
     cat = binds("catalog", "--store", s3_bucket + "/curated", "--json")
     assert json.loads(cat.stdout)[0]["dataset_id"] == res["dataset_id"]
@@ -211,7 +256,16 @@ def test_failing_rule_is_named_with_its_log_tail(demo_run, tmp_path, monkeypatch
     # a real misconfiguration: matplotlib refuses an unknown backend in the plotting rules
     monkeypatch.setenv("MPLBACKEND", "no-such-backend")
     store = tmp_path / "store"
-    out = binds("run", str(demo_run), "--store", str(store), "--cores", "2", "--work-dir", str(tmp_path / "w"))
+    out = binds(
+        "run",
+        str(demo_run),
+        "--store",
+        str(store),
+        "--cores",
+        "2",
+        "--work-dir",
+        str(tmp_path / "w"),
+    )
     assert out.exit_code == 1, out.output
     assert "workflow failed in rule screening_" in out.output
     assert "no-such-backend" in out.output  # the log tail says why
@@ -227,7 +281,18 @@ def test_usage_errors_exit_2():
 
 
 def test_every_command_has_help_with_an_example():
-    for cmd in ("init", "validate", "run", "publish", "catalog", "show", "verify", "watch", "serve", "demo"):
+    for cmd in (
+        "init",
+        "validate",
+        "run",
+        "publish",
+        "catalog",
+        "show",
+        "verify",
+        "watch",
+        "serve",
+        "demo",
+    ):
         out = binds(cmd, "--help")
         assert out.exit_code == 0
         assert "binds " + cmd in out.stdout.replace("\n", " "), cmd
@@ -247,8 +312,11 @@ def test_init_template_lists_files_and_validates_once_filled(demo_run, tmp_path)
     assert binds("init", str(run), "--modality", "screening").exit_code == 2  # exists: no overwrite
     unfilled = binds("validate", str(run))
     assert unfilled.exit_code == 2 and "placeholder from `binds init`" in unfilled.output
-    filled = (text.replace("BINDS-2026-0000", "BINDS-2026-0100").replace("manufacturer: EDIT", "manufacturer: PerkinElmer")
-              .replace("model: EDIT", "model: EnVision"))
+    filled = (
+        text.replace("BINDS-2026-0000", "BINDS-2026-0100")
+        .replace("manufacturer: EDIT", "manufacturer: PerkinElmer")
+        .replace("model: EDIT", "model: EnVision")
+    )
     (run / "experiment.yaml").write_text(filled)
     ok = binds("validate", str(run))
     assert ok.exit_code == 0, ok.output
@@ -267,17 +335,25 @@ def test_ephemeral_mode_keeps_the_task_run_of_every_job(published):
     from pipelines.monitoring import TemporaryServer
 
     _, result, stage = published
-    events = [json.loads(ln) for ln in (stage / "_meta" / "snakemake-events.jsonl").read_text().splitlines()]
+    events = [
+        json.loads(ln)
+        for ln in (stage / "_meta" / "snakemake-events.jsonl").read_text().splitlines()
+    ]
     rules = {e["rule"] for e in events if e["event"] == "job_info"}
 
     async def read():
         async with get_client() as client:
             runs = await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(name={"any_": [result["dataset_id"]]}))
+                flow_run_filter=FlowRunFilter(name={"any_": [result["dataset_id"]]})
+            )
             names = set()
             for fr in runs:
-                names |= {t.name for t in await client.read_task_runs(
-                    flow_run_filter=FlowRunFilter(id={"any_": [fr.id]}))}
+                names |= {
+                    t.name
+                    for t in await client.read_task_runs(
+                        flow_run_filter=FlowRunFilter(id={"any_": [fr.id]})
+                    )
+                }
             return runs, names
 
     server = TemporaryServer().start()

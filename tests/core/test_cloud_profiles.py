@@ -12,8 +12,8 @@ import yaml
 
 from pipelines.modalities.cryoem import make_demo_run
 from pipelines.resources import profiles_dir
-from pipelines.staging import is_published_name
 from pipelines.runner import prepare
+from pipelines.staging import is_published_name
 from pipelines.store.publish import content_digest
 from pipelines.workflow import run_workflow, snakemake_command
 
@@ -61,7 +61,9 @@ def test_local_executor_with_s3_storage_gives_the_local_digest(
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=stage_key):
         for obj in page.get("Contents", []):
             rel = obj["Key"][len(stage_key) :]
-            if not rel.startswith(("data/", "qc/")) or not is_published_name(rel.rsplit("/", 1)[-1]):
+            if not rel.startswith(("data/", "qc/")) or not is_published_name(
+                rel.rsplit("/", 1)[-1]
+            ):
                 continue  # what publish leaves out (Snakemake's directory markers)
             body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
             files.append(

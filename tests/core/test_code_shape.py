@@ -25,10 +25,15 @@ def _functions():
 
 
 def test_no_function_is_longer_than_80_lines():
-    long = {(rel, fn.name): fn.end_lineno - fn.lineno + 1 for rel, fn in _functions()
-            if fn.end_lineno - fn.lineno + 1 > MAX_FUNCTION_LINES}
+    long = {
+        (rel, fn.name): fn.end_lineno - fn.lineno + 1
+        for rel, fn in _functions()
+        if fn.end_lineno - fn.lineno + 1 > MAX_FUNCTION_LINES
+    }
     new = {k: v for k, v in long.items() if k not in NOT_YET_SPLIT}
-    assert not new, f"split these into named steps (data first, keyword-only, the caller writes): {new}"
+    assert not new, (
+        f"split these into named steps (data first, keyword-only, the caller writes): {new}"
+    )
     done = NOT_YET_SPLIT - set(long)
     assert not done, f"remove from NOT_YET_SPLIT (now short enough): {sorted(done)}"
 
@@ -39,7 +44,14 @@ def test_no_module_reaches_into_another_modules_privates():
     for path in sorted(PKG.rglob("*.py")):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pipelines"):
-                offenders += [f"{path.relative_to(PKG)}: from {node.module} import {a.name}"
-                              for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("pipelines")
+            ):
+                offenders += [
+                    f"{path.relative_to(PKG)}: from {node.module} import {a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
     assert not offenders, offenders

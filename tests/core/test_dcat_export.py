@@ -34,8 +34,11 @@ def mixed_store(demo_store, tmp_path_factory):
     shutil.copytree(demo_store, store_dir)
     store = open_store(store_dir)
     src = demo_store.parent / "runs" / ".work" / "screening" / "stage"
-    for level, dataset_id, tweak in (("restricted", "secret-screen", b""), ("consortium", "shared-screen", b""),
-                                     ("consortium", "shared-screen", b" ")):
+    for level, dataset_id, tweak in (
+        ("restricted", "secret-screen", b""),
+        ("consortium", "shared-screen", b""),
+        ("consortium", "shared-screen", b" "),
+    ):
         stage_dir = tmp / f"{dataset_id}-{level}-{len(tweak)}"
         shutil.copytree(src, stage_dir)
         exp_path = stage_dir / "_meta" / "experiment.json"
@@ -49,7 +52,9 @@ def mixed_store(demo_store, tmp_path_factory):
 
 
 def _export(store: Path, audience: str) -> rdflib.Graph:
-    out = CliRunner().invoke(app, ["catalog", "--store", str(store), "--format", "dcat", "--for", audience])
+    out = CliRunner().invoke(
+        app, ["catalog", "--store", str(store), "--format", "dcat", "--for", audience]
+    )
     assert out.exit_code == 0, out.output
     return rdflib.Graph().parse(data=out.stdout, format="turtle")
 
@@ -68,20 +73,30 @@ def test_export_conforms_to_dcat_ap_3(mixed_store):
     graph = _export(mixed_store, "consortium")
     _validate(graph, "dcat-ap-SHACL.ttl")
     _validate(graph, "html-shapes.ttl", "html-range.ttl")
-    datasets = set(graph.subjects(RDF.type, DCAT.Dataset)) - set(graph.subjects(RDF.type, DCAT.DatasetSeries))
+    datasets = set(graph.subjects(RDF.type, DCAT.Dataset)) - set(
+        graph.subjects(RDF.type, DCAT.DatasetSeries)
+    )
     assert len(datasets) == 6  # 4 demo versions + 2 versions of shared-screen
-    series = [s for s in graph.subjects(RDF.type, DCAT.DatasetSeries) if str(s).endswith("shared-screen")]
+    series = [
+        s for s in graph.subjects(RDF.type, DCAT.DatasetSeries) if str(s).endswith("shared-screen")
+    ]
     assert len(series) == 1 and len(list(graph.objects(series[0], DCAT.hasVersion))) == 2
     v2 = next(v for v in graph.objects(series[0], DCAT.hasVersion) if str(v).endswith("/v2"))
     assert str(graph.value(v2, DCAT.previousVersion)).endswith("/v1")
     sums = [str(v) for v in graph.objects(None, SPDX.checksumValue)]
     assert sums and all(len(s) == 64 for s in sums)
-    rights = {str(o) for o in graph.objects(None, rdflib.URIRef("http://purl.org/dc/terms/accessRights"))}
-    assert rights == {"http://publications.europa.eu/resource/authority/access-right/PUBLIC",
-                      "http://publications.europa.eu/resource/authority/access-right/RESTRICTED"}
+    rights = {
+        str(o) for o in graph.objects(None, rdflib.URIRef("http://purl.org/dc/terms/accessRights"))
+    }
+    assert rights == {
+        "http://publications.europa.eu/resource/authority/access-right/PUBLIC",
+        "http://publications.europa.eu/resource/authority/access-right/RESTRICTED",
+    }
     void = next(graph.subjects(RDF.type, VOID.Dataset))
     assert int(graph.value(void, VOID.triples)) > 100 and int(graph.value(void, VOID.entities)) > 10
-    licences = {str(o) for o in graph.objects(None, rdflib.URIRef("http://purl.org/dc/terms/license"))}
+    licences = {
+        str(o) for o in graph.objects(None, rdflib.URIRef("http://purl.org/dc/terms/license"))
+    }
     assert "https://spdx.org/licenses/CC-BY-4.0" in licences
 
 

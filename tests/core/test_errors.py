@@ -12,10 +12,16 @@ from pipelines.errors import InputError, Problem, RunError
 
 
 def test_input_error_keeps_its_problems_through_pickle():
-    problems = [Problem("array holds 3 values", file="a.mzML", where="spectrum index 7", hint="re-export"),
-                Problem("second", file="b.mzML")]
+    problems = [
+        Problem("array holds 3 values", file="a.mzML", where="spectrum index 7", hint="re-export"),
+        Problem("second", file="b.mzML"),
+    ]
     again = pickle.loads(pickle.dumps(InputError(problems)))
-    assert type(again) is InputError and again.problems == problems and str(again) == str(InputError(problems))
+    assert (
+        type(again) is InputError
+        and again.problems == problems
+        and str(again) == str(InputError(problems))
+    )
     assert again.exit_code == 2
 
 
@@ -42,15 +48,19 @@ def test_unexpected_failure_inside_a_rule_is_one_line_naming_rule_and_input(tmp_
     with pytest.raises(RunError) as info:
         run_stage(run, tmp_path / "work")
     message = str(info.value)
-    assert message.startswith("rule transcriptomics_singlecell failed reading filtered_feature_bc_matrix.h5: "
-                              "ValueError: Key backend: 'no-such-backend' is not a valid value"), message
+    assert message.startswith(
+        "rule transcriptomics_singlecell failed reading filtered_feature_bc_matrix.h5: "
+        "ValueError: Key backend: 'no-such-backend' is not a valid value"
+    ), message
     assert "\n" not in message and len(message) < 400 and "Traceback" not in message
     assert info.value.exit_code == 1
     log = Path(info.value.details[0].removeprefix("traceback: "))
     assert log.name == "transcriptomics_singlecell.log" and log.is_absolute()
     text = log.read_text()
     assert "Traceback (most recent call last)" in text and "no-such-backend" in text
-    assert any("workflow failed in rule transcriptomics_singlecell" in d for d in info.value.details)
+    assert any(
+        "workflow failed in rule transcriptomics_singlecell" in d for d in info.value.details
+    )
 
 
 def test_run_step_names_the_input_file_the_step_was_reading(tmp_path):
@@ -65,9 +75,13 @@ def test_run_step_names_the_input_file_the_step_was_reading(tmp_path):
     (run / "a.json").write_text('{"ok": 1}')
     (run / "sub" / "b.json").write_text('{"broken": ')
     stage = tmp_path / "stage"
-    smk = SimpleNamespace(rule="read_both", log=[str(tmp_path / "logs" / "read_both.log")],
-                          input=[str(run / "a.json"), str(run / "sub")], output=[str(stage / "out.json")],
-                          config={"stage_dir": str(stage), "run_dir": str(run)})
+    smk = SimpleNamespace(
+        rule="read_both",
+        log=[str(tmp_path / "logs" / "read_both.log")],
+        input=[str(run / "a.json"), str(run / "sub")],
+        output=[str(stage / "out.json")],
+        config={"stage_dir": str(stage), "run_dir": str(run)},
+    )
 
     def read_both(*, files):
         (tmp_path / "scratch.txt").write_text("written, not read")  # an output is never 'the input'
@@ -80,7 +94,9 @@ def test_run_step_names_the_input_file_the_step_was_reading(tmp_path):
     record = json.loads(record_file.read_text())
     assert record["kind"] == "crash" and record["rule"] == "read_both"
     assert record["input"] == "sub/b.json" and record["inputs"] == ["a.json", "sub"]
-    assert record["exception"] == "JSONDecodeError" and record["message"].startswith("Expecting value")
+    assert record["exception"] == "JSONDecodeError" and record["message"].startswith(
+        "Expecting value"
+    )
     assert "Traceback (most recent call last)" in Path(record["log"]).read_text()
 
 
@@ -89,10 +105,34 @@ def test_write_json_writes_nan_and_infinities_as_null(tmp_path):
 
     from pipelines.staging import write_json
 
-    path = write_json(tmp_path / "m.json", {"b": float("nan"), "a": [np.float32("inf"), np.nan, 1.5, np.int64(3)],
-                                            "c": np.array([1.0, -np.inf]), "d": {"z": 1, "y": np.float64("nan")}})
+    path = write_json(
+        tmp_path / "m.json",
+        {
+            "b": float("nan"),
+            "a": [np.float32("inf"), np.nan, 1.5, np.int64(3)],
+            "c": np.array([1.0, -np.inf]),
+            "d": {"z": 1, "y": np.float64("nan")},
+        },
+    )
     text = path.read_text()
-    assert json.loads(text) == {"a": [None, None, 1.5, 3], "b": None, "c": [1.0, None], "d": {"y": None, "z": 1}}
-    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"  # sorted, fixed layout
-    assert write_json(tmp_path / "again.json", {"d": {"y": np.nan, "z": 1}, "c": [1.0, -np.inf],
-                                                "b": np.nan, "a": [np.inf, np.nan, 1.5, 3]}).read_bytes() == path.read_bytes()
+    assert json.loads(text) == {
+        "a": [None, None, 1.5, 3],
+        "b": None,
+        "c": [1.0, None],
+        "d": {"y": None, "z": 1},
+    }
+    assert (
+        text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+    )  # sorted, fixed layout
+    assert (
+        write_json(
+            tmp_path / "again.json",
+            {
+                "d": {"y": np.nan, "z": 1},
+                "c": [1.0, -np.inf],
+                "b": np.nan,
+                "a": [np.inf, np.nan, 1.5, 3],
+            },
+        ).read_bytes()
+        == path.read_bytes()
+    )

@@ -22,13 +22,19 @@ def test_folder_is_taken_when_settled_and_again_only_when_changed(tmp_path):
     (inbox / "run1" / "experiment.yaml").write_text("schema_version: 1\n")
     assert pending(inbox, settle_s=3600) == []  # files just changed: still copying
     seen = []
-    records = process_inbox(inbox, run=lambda d: seen.append(d.name) or {"created": True}, settle_s=0)
+    records = process_inbox(
+        inbox, run=lambda d: seen.append(d.name) or {"created": True}, settle_s=0
+    )
     assert seen == ["run1"] and records[0]["status"] == "published"
-    assert process_inbox(inbox, run=lambda d: seen.append(d.name) or {}, settle_s=0) == []  # unchanged: skipped
+    assert (
+        process_inbox(inbox, run=lambda d: seen.append(d.name) or {}, settle_s=0) == []
+    )  # unchanged: skipped
     time.sleep(0.01)
     (inbox / "run1" / "plate2.csv").write_text("4\n")
     os.utime(inbox / "run1" / "plate2.csv", (time.time() - 100, time.time() - 100))
-    assert [r["run_dir"] for r in process_inbox(inbox, run=lambda d: {"created": False}, settle_s=0)] == ["run1"]
+    assert [
+        r["run_dir"] for r in process_inbox(inbox, run=lambda d: {"created": False}, settle_s=0)
+    ] == ["run1"]
     state = json.loads((inbox / STATE_FILE).read_text())
     assert state["run1"]["status"] == "unchanged"
 
@@ -39,11 +45,27 @@ def test_watch_once_processes_good_folders_and_reports_bad_ones(tmp_path, monkey
     (inbox / "broken-run").mkdir()
     (inbox / "broken-run" / "experiment.yaml").write_text("schema_version: 1\ntitle: x\n")
     monkeypatch.chdir(tmp_path)  # work folders (.binds-work) go here
-    out = CliRunner().invoke(app, ["watch", str(inbox), "--once", "--settle", "0", "--cores", "2",
-                                   "--store", str(tmp_path / "store")], catch_exceptions=False)
+    out = CliRunner().invoke(
+        app,
+        [
+            "watch",
+            str(inbox),
+            "--once",
+            "--settle",
+            "0",
+            "--cores",
+            "2",
+            "--store",
+            str(tmp_path / "store"),
+        ],
+        catch_exceptions=False,
+    )
     assert out.exit_code == 1  # one folder failed
     assert "screen-run: published" in out.stdout
-    assert "broken-run: invalid" in out.stdout and "request_id: required field is missing" in out.stdout
+    assert (
+        "broken-run: invalid" in out.stdout
+        and "request_id: required field is missing" in out.stdout
+    )
     state = json.loads((inbox / STATE_FILE).read_text())
     assert state["screen-run"]["status"] == "published" and state["broken-run"]["exit_code"] == 2
     assert not list((inbox / "screen-run").glob(".binds*"))  # run folders are never written
@@ -67,8 +89,10 @@ def test_every_skip_is_reported_once_with_its_reason(tmp_path):
     for _ in range(3):  # a long-running watch scans again and again: one line per reason
         for e in scan(inbox, settle_s=60):
             report(e)
-    assert sorted(said) == [f"copying: skipped: {entries['copying'].reason}",
-                            f"no-yaml: skipped: {entries['no-yaml'].reason}"]
+    assert sorted(said) == [
+        f"copying: skipped: {entries['copying'].reason}",
+        f"no-yaml: skipped: {entries['no-yaml'].reason}",
+    ]
 
 
 def test_a_crash_that_is_not_bad_input_is_recorded_and_the_others_still_run(tmp_path):
@@ -83,21 +107,30 @@ def test_a_crash_that_is_not_bad_input_is_recorded_and_the_others_still_run(tmp_
         return {"created": True}
 
     said: list[str] = []
-    records = {r["run_dir"]: r for r in process_inbox(inbox, run=run, settle_s=0, on_event=said.append)}
-    assert records["a-crashes"]["status"] == "failed" and records["a-crashes"]["error"] == "OSError: disk full"
+    records = {
+        r["run_dir"]: r for r in process_inbox(inbox, run=run, settle_s=0, on_event=said.append)
+    }
+    assert (
+        records["a-crashes"]["status"] == "failed"
+        and records["a-crashes"]["error"] == "OSError: disk full"
+    )
     assert records["b-fine"]["status"] == "published"
     assert "a-crashes: failed: OSError: disk full" in said
     again: list[str] = []
     assert process_inbox(inbox, run=run, settle_s=0, on_event=again.append) == []
-    assert any(line.startswith("a-crashes: skipped: failed at ") and "when its files change" in line
-               for line in again)
+    assert any(
+        line.startswith("a-crashes: skipped: failed at ") and "when its files change" in line
+        for line in again
+    )
 
 
 def _wait_for(predicate, *, timeout_s: float, what: str, proc=None):
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"binds serve exited early while waiting for {what}: {proc.stdout.read()}")
+            raise AssertionError(
+                f"binds serve exited early while waiting for {what}: {proc.stdout.read()}"
+            )
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.3)
 
@@ -116,8 +149,23 @@ def test_serve_runs_each_folder_once_across_a_restart_mid_run(prefect_server, tm
     (inbox / "broken-run" / "experiment.yaml").write_text("schema_version: 1\ntitle: x\n")
     store = tmp_path / "store"
     env = dict(os.environ, PREFECT_API_URL=prefect_server, BINDS_WORK_DIR=str(tmp_path / "work"))
-    cmd = [sys.executable, "-m", "pipelines.cli", "serve", str(inbox), "--store", str(store),
-           "--settle", "0", "--interval", "1", "--cores", "2", "--limit", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "serve",
+        str(inbox),
+        "--store",
+        str(store),
+        "--settle",
+        "0",
+        "--interval",
+        "1",
+        "--cores",
+        "2",
+        "--limit",
+        "1",
+    ]
     state_file = inbox / STATE_FILE
 
     def state() -> dict:
@@ -126,22 +174,49 @@ def test_serve_runs_each_folder_once_across_a_restart_mid_run(prefect_server, tm
         except (OSError, ValueError):
             return {}
 
-    first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, start_new_session=True)
+    first = subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     work = tmp_path / "work"
-    _wait_for(lambda: any('"job_info"' in p.read_text() for p in work.glob("*/stage/_meta/snakemake-events.jsonl")),
-              timeout_s=300, what="a Snakemake job of the first service", proc=first)
+    _wait_for(
+        lambda: any(
+            '"job_info"' in p.read_text() for p in work.glob("*/stage/_meta/snakemake-events.jsonl")
+        ),
+        timeout_s=300,
+        what="a Snakemake job of the first service",
+        proc=first,
+    )
     os.killpg(first.pid, signal.SIGTERM)
     out1, _ = first.communicate(timeout=120)
     assert state()["screen-run"]["status"] == "submitted"
-    assert state()["broken-run"]["status"] == "invalid" and "request_id" in state()["broken-run"]["error"]
+    assert (
+        state()["broken-run"]["status"] == "invalid"
+        and "request_id" in state()["broken-run"]["error"]
+    )
     assert "broken-run: invalid: " in out1
 
-    second = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, start_new_session=True)
+    second = subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        _wait_for(lambda: state().get("screen-run", {}).get("status") == "published", timeout_s=300,
-                  what="the resumed run to publish", proc=second)
+        _wait_for(
+            lambda: state().get("screen-run", {}).get("status") == "published",
+            timeout_s=300,
+            what="the resumed run to publish",
+            proc=second,
+        )
     finally:
         os.killpg(second.pid, signal.SIGTERM)
         out2, _ = second.communicate(timeout=120)

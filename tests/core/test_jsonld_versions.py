@@ -21,15 +21,50 @@ ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = "https://schema.org/"
 # schema.org terms the documents may use (anything else in that namespace would be invented)
 SCHEMA_TERMS = {
-    "Dataset", "DefinedTerm", "Organization", "Person", "PropertyValue", "about", "additionalProperty",
-    "affiliation", "alternateName", "citation", "conditionsOfAccess", "contentSize", "contentUrl",
-    "creator", "dateCreated", "datePublished", "description", "distribution", "encodingFormat",
-    "identifier", "inDefinedTermSet", "isAccessibleForFree", "keywords", "license",
-    "measurementTechnique", "name", "propertyID", "sha256", "termCode", "url", "value",
-    "variableMeasured", "version", "Boolean", "Float", "Integer", "Text", "Date", "DateTime",
+    "Dataset",
+    "DefinedTerm",
+    "Organization",
+    "Person",
+    "PropertyValue",
+    "about",
+    "additionalProperty",
+    "affiliation",
+    "alternateName",
+    "citation",
+    "conditionsOfAccess",
+    "contentSize",
+    "contentUrl",
+    "creator",
+    "dateCreated",
+    "datePublished",
+    "description",
+    "distribution",
+    "encodingFormat",
+    "identifier",
+    "inDefinedTermSet",
+    "isAccessibleForFree",
+    "keywords",
+    "license",
+    "measurementTechnique",
+    "name",
+    "propertyID",
+    "sha256",
+    "termCode",
+    "url",
+    "value",
+    "variableMeasured",
+    "version",
+    "Boolean",
+    "Float",
+    "Integer",
+    "Text",
+    "Date",
+    "DateTime",
 }
 PENDING_WRITERS = {"data/features.parquet", "data/feature_peaks.parquet"}  # rewritten elsewhere
-NON_TEXT = re.compile(r"^([a-z][a-z0-9+.-]*://|sha256:|[0-9a-f]{32,}$|\d{4}-\d\d-\d\d|-?\d+(\.\d+)?( B)?$)")
+NON_TEXT = re.compile(
+    r"^([a-z][a-z0-9+.-]*://|sha256:|[0-9a-f]{32,}$|\d{4}-\d\d-\d\d|-?\d+(\.\d+)?( B)?$)"
+)
 
 
 def _versions(store: Path) -> list[Path]:
@@ -75,7 +110,9 @@ def test_croissant_1_1_validates_and_reads_every_parquet_record_set(versions):
             rows = list(_take(ds.records(rs["@id"]), 3))
             src = rs["field"][0]["source"]
             n_rows = _parquet_rows(path.parent / src.get("fileObject", src.get("fileSet"))["@id"])
-            assert len(rows) == min(3, n_rows), f"{path}: {len(rows)} records from {rs['@id']} of {n_rows} rows"
+            assert len(rows) == min(3, n_rows), (
+                f"{path}: {len(rows)} records from {rs['@id']} of {n_rows} rows"
+            )
             if rows:
                 assert set(rows[0]) == {f["@id"] for f in rs["field"]}
 
@@ -98,11 +135,17 @@ def test_every_zarr_store_is_a_file_set_with_its_arrays(versions):
     for path in versions:
         doc = json.loads(path.read_text())
         manifest = json.loads((path.parent / "manifest.json").read_text())
-        stores = {m.group(0) for f in manifest["files"] if (m := re.match(r"data/[^/]+\.zarr", f["path"]))}
+        stores = {
+            m.group(0) for f in manifest["files"] if (m := re.match(r"data/[^/]+\.zarr", f["path"]))
+        }
         sets = {d["@id"]: d for d in doc["distribution"] if d["@type"] == "cr:FileSet"}
         for zstore in stores:
             assert zstore in sets and sets[zstore]["includes"] == f"{zstore}/**"
-            rs = next(r for r in doc["recordSet"] if r["field"][0]["source"].get("fileSet", {}).get("@id") == zstore)
+            rs = next(
+                r
+                for r in doc["recordSet"]
+                if r["field"][0]["source"].get("fileSet", {}).get("@id") == zstore
+            )
             root = zarr.open_group(path.parent / zstore, mode="r")
             for field in rs["field"]:
                 node = root[field["name"]]
@@ -127,12 +170,16 @@ def test_every_parquet_column_has_its_description_and_unit(versions):
             file = path.parent / rel
             schema = pq.read_schema(file if file.is_file() else sorted(file.glob("*.parquet"))[0])
             if b"binds.format" not in (schema.metadata or {}):
-                assert rel in PENDING_WRITERS, f"{rel} is not written by pipelines/toolkit/tables.py"
+                assert rel in PENDING_WRITERS, (
+                    f"{rel} is not written by pipelines/toolkit/tables.py"
+                )
                 continue
             checked += 1
             for field in rs["field"]:
                 md = schema.field(field["name"]).metadata or {}
-                assert field.get("description") and field["description"] == md[b"description"].decode(), (rel, field["name"])
+                assert (
+                    field.get("description") and field["description"] == md[b"description"].decode()
+                ), (rel, field["name"])
                 assert field.get("binds:unit") == (md[b"unit"].decode() if b"unit" in md else None)
     assert checked >= 10
 
@@ -144,29 +191,44 @@ def test_linked_data_loads_with_rdflib_cleanly(versions):
         g = rdflib.Graph().parse(path, format="json-ld")
         doc = json.loads(path.read_text())
         dataset = rdflib.URIRef(doc["@id"])
-        assert doc["@id"].startswith("https://") and (dataset, rdflib.RDF.type, rdflib.URIRef(SCHEMA + "Dataset")) in g
+        assert (
+            doc["@id"].startswith("https://")
+            and (dataset, rdflib.RDF.type, rdflib.URIRef(SCHEMA + "Dataset")) in g
+        )
         assert "@language" not in doc["@context"] or doc["@context"]["@language"] is None
         terms = list(g.objects(dataset, rdflib.URIRef(SCHEMA + "about")))
-        assert terms and all(isinstance(t, rdflib.URIRef) and str(t).startswith((OBO, "http://www.ebi.ac.uk/"))
-                             for t in terms)
+        assert terms and all(
+            isinstance(t, rdflib.URIRef) and str(t).startswith((OBO, "http://www.ebi.ac.uk/"))
+            for t in terms
+        )
         for t in terms:
             assert (t, rdflib.URIRef(SCHEMA + "inDefinedTermSet"), None) in g
         organisms = list(g.objects(None, rdflib.URIRef(BINDS_VOCAB + "organism")))
         assert organisms and all(isinstance(o, rdflib.URIRef) for o in organisms)
-        for s, p, o in g:
+        for _s, p, o in g:
             if isinstance(o, rdflib.Literal) and o.language:
-                assert not NON_TEXT.match(str(o)), f"{path}: {p} {o!r} is a language-tagged non-text value"
+                assert not NON_TEXT.match(str(o)), (
+                    f"{path}: {p} {o!r} is a language-tagged non-text value"
+                )
             for term in (p, o if p == rdflib.RDF.type else None):
                 if term is None:
                     continue
                 if str(term).startswith(SCHEMA):
-                    assert str(term)[len(SCHEMA):] in SCHEMA_TERMS, f"{path}: invented schema.org term {term}"
+                    assert str(term)[len(SCHEMA) :] in SCHEMA_TERMS, (
+                        f"{path}: invented schema.org term {term}"
+                    )
                 if str(term).startswith(BINDS_VOCAB):
-                    assert str(term) in defined, f"{path}: {term} is not in metadata/binds-vocab.ttl"
+                    assert str(term) in defined, (
+                        f"{path}: {term} is not in metadata/binds-vocab.ttl"
+                    )
         published = g.value(dataset, rdflib.URIRef(SCHEMA + "datePublished"))
         created = g.value(dataset, rdflib.URIRef(SCHEMA + "dateCreated"))
         assert published.datatype == XSD.dateTime and created.datatype == XSD.date
-        sizes = [o for o in g.objects(None, rdflib.URIRef(SCHEMA + "value")) if isinstance(o.toPython(), (int, float))]
+        sizes = [
+            o
+            for o in g.objects(None, rdflib.URIRef(SCHEMA + "value"))
+            if isinstance(o.toPython(), (int, float))
+        ]
         assert sizes, "QC figures are typed numbers"
 
 
@@ -181,17 +243,39 @@ def test_croissant_links_resolve_when_read_from_s3(demo_store, s3_bucket, s3_end
     from pipelines.store.publish import publish
 
     bucket = s3_bucket.removeprefix("s3://")
-    boto3.client("s3", endpoint_url=s3_endpoint).put_bucket_policy(Bucket=bucket, Policy=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-                                                "Resource": f"arn:aws:s3:::{bucket}/curated/open/*"}]}))
+    boto3.client("s3", endpoint_url=s3_endpoint).put_bucket_policy(
+        Bucket=bucket,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": "s3:GetObject",
+                        "Resource": f"arn:aws:s3:::{bucket}/curated/open/*",
+                    }
+                ],
+            }
+        ),
+    )
     monkeypatch.setenv("BINDS_CONTENT_BASE_URL", f"{s3_endpoint}/{bucket}/curated")
     stage = StagedDataset(demo_store.parent / "runs" / ".work" / "screening" / "stage")
     result = publish(stage, open_store(f"{s3_bucket}/curated"))
     url = f"{s3_endpoint}/{bucket}/curated/{result.prefix}v{result.version}/metadata.jsonld"
     ds = mlc.Dataset(jsonld=url)
     assert not ds.metadata.ctx.issues.errors and not ds.metadata.ctx.issues.warnings
-    doc = json.loads(boto3.client("s3", endpoint_url=s3_endpoint).get_object(
-        Bucket=bucket, Key=f"curated/{result.prefix}v{result.version}/metadata.jsonld")["Body"].read())
-    assert all(d["contentUrl"].startswith(s3_endpoint) for d in doc["distribution"] if d["@type"] == "cr:FileObject")
+    doc = json.loads(
+        boto3.client("s3", endpoint_url=s3_endpoint)
+        .get_object(Bucket=bucket, Key=f"curated/{result.prefix}v{result.version}/metadata.jsonld")[
+            "Body"
+        ]
+        .read()
+    )
+    assert all(
+        d["contentUrl"].startswith(s3_endpoint)
+        for d in doc["distribution"]
+        if d["@type"] == "cr:FileObject"
+    )
     first = next(iter(ds.records("hits")))
     assert first["hits/well"] and first["hits/score"] is not None

@@ -34,23 +34,34 @@ def screening_run(tmp_path_factory):
     return run_dir
 
 
-def _read_run(api_url: str, flow_run_name: str, *, expect_tasks: int, timeout_s: float = 60) -> dict:
+def _read_run(
+    api_url: str, flow_run_name: str, *, expect_tasks: int, timeout_s: float = 60
+) -> dict:
     """The newest flow run of that name with its task runs, logs and artifacts, once the
     server has recorded ``expect_tasks`` task runs in a final state (events are asynchronous)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (ArtifactFilter, FlowRunFilter, LogFilter,
-                                                TaskRunFilter)
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        FlowRunFilter,
+        LogFilter,
+        TaskRunFilter,
+    )
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     async def once() -> dict:
         async with get_client() as client:
-            runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(name={"any_": [flow_run_name]}))
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name={"any_": [flow_run_name]})
+            )
             assert runs, f"no flow run named {flow_run_name}"
             fr = max(runs, key=lambda r: r.created)
-            tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [fr.id]}),
-                                                task_run_filter=TaskRunFilter())
+            tasks = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id={"any_": [fr.id]}), task_run_filter=TaskRunFilter()
+            )
             logs = await client.read_logs(log_filter=LogFilter(flow_run_id={"any_": [fr.id]}))
-            arts = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id={"any_": [fr.id]}))
+            arts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id={"any_": [fr.id]})
+            )
             return {"flow_run": fr, "tasks": tasks, "logs": logs, "artifacts": arts}
 
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
@@ -61,7 +72,8 @@ def _read_run(api_url: str, flow_run_name: str, *, expect_tasks: int, timeout_s:
             if len(final) >= expect_tasks and got["flow_run"].state.is_final():
                 return got
             assert time.monotonic() < deadline, (
-                f"{len(final)} of {expect_tasks} task runs final: {[t.name for t in got['tasks']]}")
+                f"{len(final)} of {expect_tasks} task runs final: {[t.name for t in got['tasks']]}"
+            )
             time.sleep(0.5)
 
 
@@ -70,19 +82,38 @@ def test_logger_plugin_streams_job_events_with_resources_benchmarks_and_errors(t
     (tmp_path / "Snakefile").write_text(
         'rule all:\n    input: expand("out/{s}.txt", s=["a", "b"]), "out/bad.txt"\n'
         'rule make:\n    output: "out/{s}.txt"\n    log: "logs/{s}.log"\n    benchmark: "bench/{s}.tsv"\n'
-        '    threads: 1\n    resources: mem_mb=123, runtime=4\n'
+        "    threads: 1\n    resources: mem_mb=123, runtime=4\n"
         '    shell: "echo {wildcards.s} > {output}; echo made > {log}"\n'
         'rule bad:\n    output: "out/bad.txt"\n    log: "logs/bad.log"\n'
-        '    shell: "echo boom-in-the-log > {log}; exit 3"\n')
+        '    shell: "echo boom-in-the-log > {log}; exit 3"\n'
+    )
     events = tmp_path / "events.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--logger", "binds",
-                           "--keep-going", "-d", str(tmp_path), "-s", str(tmp_path / "Snakefile")],
-                          env=dict(os.environ, BINDS_SNAKEMAKE_EVENTS=str(events)), capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "1",
+            "--logger",
+            "binds",
+            "--keep-going",
+            "-d",
+            str(tmp_path),
+            "-s",
+            str(tmp_path / "Snakefile"),
+        ],
+        env=dict(os.environ, BINDS_SNAKEMAKE_EVENTS=str(events)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0  # the bad rule failed
     evs = [json.loads(line) for line in events.read_text().splitlines()]
     infos = {e["jobid"]: e for e in evs if e["event"] == "job_info"}
-    made = sorted((e for e in infos.values() if e["rule"] == "make"), key=lambda e: e["wildcards"]["s"])
+    made = sorted(
+        (e for e in infos.values() if e["rule"] == "make"), key=lambda e: e["wildcards"]["s"]
+    )
     assert [e["wildcards"] for e in made] == [{"s": "a"}, {"s": "b"}]
     assert made[0]["threads"] == 1 and made[0]["resources"]["mem_mb"] == 123
     assert made[0]["resources"]["runtime"] == 4
@@ -91,43 +122,85 @@ def test_logger_plugin_streams_job_events_with_resources_benchmarks_and_errors(t
     assert {e["jobid"] for e in made} <= finished
     assert benchmark_figures(made[0]["benchmark"]).keys() >= {"cpu_s", "max_rss_mb", "wall_s"}
     errors = [e for e in evs if e["event"] == "job_error"]
-    assert [e["rule"] for e in errors] == ["bad"] and errors[0]["log"] == [str(tmp_path / "logs" / "bad.log")]
+    assert [e["rule"] for e in errors] == ["bad"] and errors[0]["log"] == [
+        str(tmp_path / "logs" / "bad.log")
+    ]
     assert all(e["t"] > 1e9 for e in evs) and any(e["event"] is None and e["msg"] for e in evs)
 
 
 def test_logger_plugin_is_inert_without_an_events_file(tmp_path):
     (tmp_path / "Snakefile").write_text('rule all:\n    output: "x"\n    shell: "touch {output}"\n')
     env = {k: v for k, v in os.environ.items() if k != "BINDS_SNAKEMAKE_EVENTS"}
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--logger", "binds",
-                           "-d", str(tmp_path), "-s", str(tmp_path / "Snakefile")], env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "1",
+            "--logger",
+            "binds",
+            "-d",
+            str(tmp_path),
+            "-s",
+            str(tmp_path / "Snakefile"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "x").exists()
 
 
 # ----------------------------------------------------------------------------- against a server
-def test_run_shows_every_snakemake_job_as_a_task_run(prefect_server, screening_run, tmp_path, monkeypatch):
+def test_run_shows_every_snakemake_job_as_a_task_run(
+    prefect_server, screening_run, tmp_path, monkeypatch
+):
     monkeypatch.setenv("PREFECT_API_URL", prefect_server)
     store, work = tmp_path / "store", tmp_path / "work"
     t0 = time.time()
-    out = CliRunner().invoke(app, ["run", str(screening_run), "--store", str(store), "--cores", "2",
-                                   "--work-dir", str(work), "--json"], catch_exceptions=False)
+    out = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(screening_run),
+            "--store",
+            str(store),
+            "--cores",
+            "2",
+            "--work-dir",
+            str(work),
+            "--json",
+        ],
+        catch_exceptions=False,
+    )
     assert out.exit_code == 0, out.output
     result = json.loads(out.stdout)
     dataset = result["dataset_id"]
     assert result["report"].endswith(f"{result['prefix']}v1/qc/report.html")
 
-    events = [json.loads(line) for line in (work / "stage" / "_meta" / "snakemake-events.jsonl").read_text().splitlines()]
+    events = [
+        json.loads(line)
+        for line in (work / "stage" / "_meta" / "snakemake-events.jsonl").read_text().splitlines()
+    ]
     jobs = {e["jobid"]: e for e in events if e["event"] == "job_info"}
     ends = {e["jobid"]: e["t"] for e in events if e["event"] == "job_finished"}
     got = _read_run(prefect_server, dataset, expect_tasks=len(jobs) + 2)
 
     fr = got["flow_run"]
     assert fr.state.is_completed()
-    assert set(fr.tags) >= {"modality:screening", "request:BINDS-DEMO-0006", f"access:{result['access']}"}
+    assert set(fr.tags) >= {
+        "modality:screening",
+        "request:BINDS-DEMO-0006",
+        f"access:{result['access']}",
+    }
     assert any(t.startswith("unit:") for t in fr.tags)
     assert fr.parameters["run_dir"] == str(screening_run.resolve())
-    assert fr.parameters["store_url"] == str(store.resolve()) and fr.parameters["work_dir"] == str(work.resolve())
+    assert fr.parameters["store_url"] == str(store.resolve()) and fr.parameters["work_dir"] == str(
+        work.resolve()
+    )
 
     by_name = {t.name: t for t in got["tasks"]}
     for jobid, info in jobs.items():
@@ -143,7 +216,9 @@ def test_run_shows_every_snakemake_job_as_a_task_run(prefect_server, screening_r
     assert {"validate", "publish"} <= set(by_name)
     # the run graph: a job waits for the jobs that made its inputs
     score = by_name["screening_score"]
-    assert [i.id for i in score.task_inputs["wait_for"]] == [by_name["screening_read_batch[batch=0]"].id]
+    assert [i.id for i in score.task_inputs["wait_for"]] == [
+        by_name["screening_read_batch[batch=0]"].id
+    ]
     assert all(t.start_time.timestamp() >= t0 for t in got["tasks"])
 
     messages = [log.message for log in got["logs"]]
@@ -155,7 +230,10 @@ def test_run_shows_every_snakemake_job_as_a_task_run(prefect_server, screening_r
     qc = json.loads(arts[f"qc-{dataset}"].data)
     checks = {r["name"]: r["result"] for r in qc if r["section"] == "check"}
     assert checks["plate QC (Z')"] == "PASS"
-    assert {r["name"] for r in qc if r["section"] == "rule"} >= {"screening_score", "screening_metrics"}
+    assert {r["name"] for r in qc if r["section"] == "rule"} >= {
+        "screening_score",
+        "screening_metrics",
+    }
     assert any(r["name"] == "z_prime_median" for r in qc if r["section"] == "figure")
     assert "qc/report.html" in arts[f"report-{dataset}"].data
 
@@ -163,22 +241,37 @@ def test_run_shows_every_snakemake_job_as_a_task_run(prefect_server, screening_r
     assert show.exit_code == 0 and f"report:   {result['report']}" in show.stdout
 
 
-def test_failed_rule_is_a_failed_task_run_with_its_log_tail(prefect_server, screening_run, tmp_path,
-                                                           monkeypatch):
+def test_failed_rule_is_a_failed_task_run_with_its_log_tail(
+    prefect_server, screening_run, tmp_path, monkeypatch
+):
     monkeypatch.setenv("PREFECT_API_URL", prefect_server)
     monkeypatch.setenv("MPLBACKEND", "no-such-backend")  # the plotting rule's matplotlib refuses it
-    out = CliRunner().invoke(app, ["run", str(screening_run), "--store", str(tmp_path / "store"),
-                                   "--cores", "2", "--work-dir", str(tmp_path / "work")],
-                             catch_exceptions=False)
+    out = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(screening_run),
+            "--store",
+            str(tmp_path / "store"),
+            "--cores",
+            "2",
+            "--work-dir",
+            str(tmp_path / "work"),
+        ],
+        catch_exceptions=False,
+    )
     assert out.exit_code == 1 and "workflow failed in rule screening_plots" in out.output
-    events = (tmp_path / "work" / "stage" / "_meta" / "snakemake-events.jsonl").read_text().splitlines()
+    events = (
+        (tmp_path / "work" / "stage" / "_meta" / "snakemake-events.jsonl").read_text().splitlines()
+    )
     n_jobs = sum(json.loads(line)["event"] == "job_info" for line in events)
     got = _read_run(prefect_server, "binds-demo-0006-screening", expect_tasks=n_jobs + 1)
     assert got["flow_run"].state.is_failed()
     failed = [t for t in got["tasks"] if t.state.is_failed()]
     assert [t.name for t in failed] == ["screening_plots"]
     assert "no-such-backend" in failed[0].state.message or any(
-        "no-such-backend" in log.message for log in got["logs"] if log.task_run_id == failed[0].id)
+        "no-such-backend" in log.message for log in got["logs"] if log.task_run_id == failed[0].id
+    )
 
 
 # ----------------------------------------------------------------------------- resilience
@@ -186,13 +279,17 @@ def test_invalid_input_exits_2_within_2_s_without_importing_prefect(tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "experiment.yaml").write_text("schema_version: 1\nmodality: screening\n")
-    code = ("import time; t0 = time.monotonic()\n"
-            "import sys\nfrom pipelines.cli import app\n"
-            f"try:\n    app(['run', {str(bad)!r}, '--store', {str(tmp_path / 'store')!r}])\n"
-            "except SystemExit as e:\n    rc = e.code\n"
-            "print(rc, round(time.monotonic() - t0, 2), 'prefect' in sys.modules)\n")
+    code = (
+        "import time; t0 = time.monotonic()\n"
+        "import sys\nfrom pipelines.cli import app\n"
+        f"try:\n    app(['run', {str(bad)!r}, '--store', {str(tmp_path / 'store')!r}])\n"
+        "except SystemExit as e:\n    rc = e.code\n"
+        "print(rc, round(time.monotonic() - t0, 2), 'prefect' in sys.modules)\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
     rc, seconds, prefect_imported = proc.stdout.split()
     assert rc == "2" and "request_id: required field is missing" in proc.stderr
     assert prefect_imported == "False"
@@ -200,15 +297,33 @@ def test_invalid_input_exits_2_within_2_s_without_importing_prefect(tmp_path):
     assert not (tmp_path / "store").exists()
 
 
-def test_dead_api_warns_ctrl_c_exits_130_and_a_rerun_resumes(prefect_server, screening_run, tmp_path):
+def test_dead_api_warns_ctrl_c_exits_130_and_a_rerun_resumes(
+    prefect_server, screening_run, tmp_path
+):
     """PREFECT_API_URL answers nothing: one warning line and a temporary server.  Ctrl-C while
     a rule runs (SIGINT to the process group, as a terminal does): one line, exit 130, the
     Snakemake lock released.  The same command then completes."""
     store, work = tmp_path / "store", tmp_path / "work"
     dead = f"http://127.0.0.1:{free_port()}/api"
-    cmd = BINDS + ["run", str(screening_run), "--store", str(store), "--cores", "2", "--work-dir", str(work)]
-    proc = subprocess.Popen(cmd, env=dict(os.environ, PREFECT_API_URL=dead), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    cmd = [
+        *BINDS,
+        "run",
+        str(screening_run),
+        "--store",
+        str(store),
+        "--cores",
+        "2",
+        "--work-dir",
+        str(work),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        env=dict(os.environ, PREFECT_API_URL=dead),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     events = work / "stage" / "_meta" / "snakemake-events.jsonl"
     deadline = time.monotonic() + 240
     while not (events.exists() and '"job_info"' in events.read_text()):
@@ -216,16 +331,23 @@ def test_dead_api_warns_ctrl_c_exits_130_and_a_rerun_resumes(prefect_server, scr
         assert time.monotonic() < deadline, "no Snakemake job started"
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert proc.returncode == 130, err
     assert lines[0].startswith(f"warning: the Prefect API at {dead} does not answer")
-    assert lines[1:] == ["interrupted: nothing was committed that is not complete; run the same command to resume"]
+    assert lines[1:] == [
+        "interrupted: nothing was committed that is not complete; run the same command to resume"
+    ]
     assert not list((work / ".snakemake" / "locks").glob("*"))
     assert not store.exists() or not list(store.rglob("manifest.json"))
 
-    rerun = subprocess.run(cmd, env=dict(os.environ, PREFECT_API_URL=prefect_server), capture_output=True,
-                           text=True, timeout=600)
+    rerun = subprocess.run(
+        cmd,
+        env=dict(os.environ, PREFECT_API_URL=prefect_server),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert rerun.stdout.startswith("published: binds-demo-0006-screening v1")
     assert "report: " in rerun.stdout
@@ -233,11 +355,18 @@ def test_dead_api_warns_ctrl_c_exits_130_and_a_rerun_resumes(prefect_server, scr
 
 def test_the_temporary_server_never_outlives_binds(tmp_path):
     """binds killed with SIGKILL (or by a dropped SSH session): its temporary server goes too."""
-    code = ("import os, signal\nfrom pipelines.monitoring import TemporaryServer\n"
-            "s = TemporaryServer().start()\nprint(s.proc.pid, flush=True)\n"
-            "os.kill(os.getpid(), signal.SIGKILL)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, PREFECT_HOME=str(tmp_path)))
+    code = (
+        "import os, signal\nfrom pipelines.monitoring import TemporaryServer\n"
+        "s = TemporaryServer().start()\nprint(s.proc.pid, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, PREFECT_HOME=str(tmp_path)),
+    )
     assert proc.returncode == -signal.SIGKILL
     server_pid = int(proc.stdout.split()[0])
     deadline = time.monotonic() + 20

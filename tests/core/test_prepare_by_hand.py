@@ -31,7 +31,10 @@ def test_prepare_prints_the_snakemake_command_that_builds_a_publishable_stage(tm
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert lines[2] == f"then: binds publish {work / 'stage'} --store URL"
-    pub = cli.invoke(app, ["publish", str(work / "stage"), "--store", str(tmp_path / "store"), "--json"],
-                     catch_exceptions=False)
+    pub = cli.invoke(
+        app,
+        ["publish", str(work / "stage"), "--store", str(tmp_path / "store"), "--json"],
+        catch_exceptions=False,
+    )
     assert pub.exit_code == 0, pub.output
     assert json.loads(pub.stdout)["created"] is True

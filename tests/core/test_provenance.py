@@ -39,7 +39,7 @@ def test_crate_passes_the_provenance_run_crate_profile_offline(cryoem_version):
 
 
 def test_crate_agrees_with_metadata_jsonld_and_the_manifest(cryoem_version):
-    version_dir, manifest, staged, run_dir = cryoem_version
+    version_dir, manifest, _staged, run_dir = cryoem_version
     g = _graph(version_dir)
     meta = json.loads((version_dir / "metadata.jsonld").read_text())
     prov = meta["prov:wasGeneratedBy"]
@@ -72,7 +72,7 @@ def test_crate_agrees_with_metadata_jsonld_and_the_manifest(cryoem_version):
 
 
 def test_one_create_action_per_job_with_steps_controls_and_usage(cryoem_version):
-    version_dir, manifest, staged, _ = cryoem_version
+    version_dir, _manifest, _staged, _ = cryoem_version
     g = _graph(version_dir)
     usage = json.loads((version_dir / USAGE_PATH).read_text())
     jobs = {f"#job-{j['jobid']}": j for j in usage["jobs"]}

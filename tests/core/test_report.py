@@ -45,11 +45,27 @@ def render(chromium: str, page: Path, out: Path) -> tuple[list[str], list[str], 
     out.mkdir(parents=True, exist_ok=True)
     netlog, shot = out / "net.json", out / f"{page.stem}.png"
     proc = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--no-first-run", "--enable-logging=stderr", "--v=0", f"--log-net-log={netlog}",
-         "--window-size=1200,2400", f"--screenshot={shot}", page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=120)
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--log-net-log={netlog}",
+            "--window-size=1200,2400",
+            f"--screenshot={shot}",
+            page.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shot.is_file(), proc.stderr[-2000:]
     console = [m.group(1) for line in proc.stderr.splitlines() if (m := _CONSOLE.search(line))]
     urls = sorted(set(re.findall(r'"url":"(https?://[^"]+)"', netlog.read_text(errors="replace"))))
@@ -69,15 +85,19 @@ class _Refs(HTMLParser):
 def external_refs(html: str) -> list[str]:
     parser = _Refs()
     parser.feed(html)
-    refs = parser.refs + re.findall(r"url\(([^)]*)\)", html) + re.findall(r"@import\s+([^;]+)", html)
+    refs = (
+        parser.refs + re.findall(r"url\(([^)]*)\)", html) + re.findall(r"@import\s+([^;]+)", html)
+    )
     return [r for r in refs if not r.strip("'\" ").startswith(("data:", "#"))]
 
 
 def test_the_checks_see_console_errors_and_external_requests(chromium, tmp_path):
     """A negative control: a page with a script error and an external image fails every check."""
     bad = tmp_path / "bad.html"
-    bad.write_text("<!DOCTYPE html><html><body><img src='http://127.0.0.1:9/x.png'>"
-                   "<script>console.error('boom'); undefinedFn();</script></body></html>")
+    bad.write_text(
+        "<!DOCTYPE html><html><body><img src='http://127.0.0.1:9/x.png'>"
+        "<script>console.error('boom'); undefinedFn();</script></body></html>"
+    )
     console, urls, _ = render(chromium, bad, tmp_path / "out")
     assert "boom" in " ".join(console) and any("undefinedFn" in m for m in console)
     assert urls == ["http://127.0.0.1:9/x.png"]
@@ -86,8 +106,9 @@ def test_the_checks_see_console_errors_and_external_requests(chromium, tmp_path)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("modality", ["cryoem", "metabolomics", "transcriptomics", "screening"])
-def test_report_of_every_demo_modality_renders_offline_without_errors(chromium, modality, tmp_path,
-                                                                      monkeypatch):
+def test_report_of_every_demo_modality_renders_offline_without_errors(
+    chromium, modality, tmp_path, monkeypatch
+):
     run_dir = tmp_path / f"demo-{modality}"
     get_modality(modality).make_demo_run(run_dir)
     exp, stage = runner.prepare(run_dir, work_dir=tmp_path / "work")
@@ -109,7 +130,8 @@ def test_report_of_every_demo_modality_renders_offline_without_errors(chromium, 
     checks = qc_checks(modality, stage.metrics)
     assert checks, f"no QC checks for {modality}"
     assert html.count("class='pass'>PASS") + html.count("class='fail'>FAIL") + html.count(
-        "class='na'>n/a") == len(checks)
+        "class='na'>n/a"
+    ) == len(checks)
     assert "How it was processed" in html  # the rule table from the logger plugin's events
     assert manifest["documents"][0]["path"] == "qc/report.html"
 

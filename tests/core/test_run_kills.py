@@ -35,15 +35,35 @@ def prefect_api(prefect_server):
 
 
 def _env(prefect_api: str, tmp: Path) -> dict[str, str]:
-    return dict(os.environ, PREFECT_API_URL=prefect_api, PREFECT_HOME=str(tmp / "prefect-client"),
-                PREFECT_LOGGING_LEVEL="CRITICAL")
+    return dict(
+        os.environ,
+        PREFECT_API_URL=prefect_api,
+        PREFECT_HOME=str(tmp / "prefect-client"),
+        PREFECT_LOGGING_LEVEL="CRITICAL",
+    )
 
 
 def start_run(run_dir: Path, store: Path, work: Path, env: dict[str, str]) -> subprocess.Popen:
     """`binds run` in its own session (so the test can signal its whole process group)."""
-    return subprocess.Popen([*BINDS, "run", str(run_dir), "--store", str(store), "--work-dir", str(work),
-                             "--cores", "2", "--json"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [
+            *BINDS,
+            "run",
+            str(run_dir),
+            "--store",
+            str(store),
+            "--work-dir",
+            str(work),
+            "--cores",
+            "2",
+            "--json",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
@@ -71,7 +91,10 @@ def committed_digests(store: Path) -> list[str]:
     report = verify(st)
     damage = [p for p in report.problems if "catalog row missing" not in p]
     assert not damage, damage  # a commit without its catalog row is repaired by the next run
-    return [json.loads(m.read_text())["content_digest"] for m in sorted(store.glob("*/*/*/v*/manifest.json"))]
+    return [
+        json.loads(m.read_text())["content_digest"]
+        for m in sorted(store.glob("*/*/*/v*/manifest.json"))
+    ]
 
 
 def uninterrupted_digest(run_dir: Path, tmp: Path, env: dict[str, str]) -> tuple[str, float]:
@@ -109,9 +132,15 @@ def test_random_sigkills_then_rerun_give_the_uninterrupted_version(modality, pre
                     os.kill(victim, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        code, _, err = finish(proc)  # the command returned (killed, or failed after a child was killed)
-        print(f"round {i}: {'group' if whole_group else 'one process'} kill -> exit {code}; "
-              f"{err.strip().splitlines()[-1] if err.strip() else ''}", file=sys.stderr, flush=True)
+        code, _, err = finish(
+            proc
+        )  # the command returned (killed, or failed after a child was killed)
+        print(
+            f"round {i}: {'group' if whole_group else 'one process'} kill -> exit {code}; "
+            f"{err.strip().splitlines()[-1] if err.strip() else ''}",
+            file=sys.stderr,
+            flush=True,
+        )
         assert set(committed_digests(store)) <= {digest}, "never a version of other content"
         code, out, err = finish(start_run(run_dir, store, work, env))
         assert code == 0, f"rerun {i} after {'group' if whole_group else 'one-process'} kill: {err}"
@@ -126,7 +155,9 @@ def test_sighup_like_an_ssh_drop_then_rerun(prefect_api, tmp_path):
     store, work = tmp_path / "store", tmp_path / "work"
     proc = start_run(run_dir, store, work, env)
     deadline = time.monotonic() + 120
-    while not (work / ".snakemake").exists() and proc.poll() is None and time.monotonic() < deadline:
+    while (
+        not (work / ".snakemake").exists() and proc.poll() is None and time.monotonic() < deadline
+    ):
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGHUP)
     code, _, _ = finish(proc)
@@ -147,8 +178,13 @@ def test_second_run_of_a_busy_folder_is_refused_with_the_pid(prefect_api, tmp_pa
         if lock.exists() and lock.read_text().strip() == str(first.pid):
             break
         time.sleep(0.05)
-    second = subprocess.run([*BINDS, "run", str(run_dir), "--store", str(store), "--work-dir", str(work)],
-                            env=env, capture_output=True, text=True, timeout=120)
+    second = subprocess.run(
+        [*BINDS, "run", str(run_dir), "--store", str(store), "--work-dir", str(work)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert first.poll() is None, f"the first run ended before the second asked: {finish(first)}"
     assert second.returncode == 1, second.stderr
     assert f"another binds run (pid {first.pid}) is processing" in second.stderr
@@ -164,11 +200,16 @@ def test_stale_snakemake_lock_of_a_killed_run_is_cleared(tmp_path, prefect_api):
     proc = start_run(run_dir, store, work, env)
     locks = work / ".snakemake" / "locks"
     deadline = time.monotonic() + 120
-    while not (locks.is_dir() and any(locks.iterdir())) and proc.poll() is None and time.monotonic() < deadline:
+    while (
+        not (locks.is_dir() and any(locks.iterdir()))
+        and proc.poll() is None
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     assert proc.poll() is None, "Snakemake took its lock while the run was going"
-    snakemake = [p for p in descendants(proc.pid)
-                 if b"snakemake" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    snakemake = [
+        p for p in descendants(proc.pid) if b"snakemake" in Path(f"/proc/{p}/cmdline").read_bytes()
+    ]
     for pid in [proc.pid, *snakemake]:  # the whole tree dies without cleaning up
         os.kill(pid, signal.SIGKILL)
     finish(proc)

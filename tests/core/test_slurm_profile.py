@@ -24,10 +24,14 @@ def _slurm_up() -> bool:
     if not shutil.which("sinfo"):
         return False
     try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20)
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20
+        )
     except (OSError, subprocess.SubprocessError):
         return False
-    return out.returncode == 0 and any(s.strip() in ("idle", "mix", "alloc") for s in out.stdout.split())
+    return out.returncode == 0 and any(
+        s.strip() in ("idle", "mix", "alloc") for s in out.stdout.split()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +46,34 @@ def slurm():
 def test_slurm_profile_runs_every_rule_as_a_slurm_job(slurm, tmp_path):
     profile = yaml.safe_load((profiles_dir() / "slurm" / "config.yaml").read_text())
     # test cluster only: no accounting daemon (squeue instead of sacct), no accounts, quick first check
-    profile.update({"slurm-status-command": "squeue", "slurm-no-account": True,
-                    "slurm-init-seconds-before-status-checks": 1, "latency-wait": 5})
+    profile.update(
+        {
+            "slurm-status-command": "squeue",
+            "slurm-no-account": True,
+            "slurm-init-seconds-before-status-checks": 1,
+            "latency-wait": 5,
+        }
+    )
     (tmp_path / "profile").mkdir()
     (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
     run_dir = tmp_path / "run"
     get_modality("screening").make_demo_run(run_dir)
     work = tmp_path / "work"
-    out = CliRunner().invoke(app, ["run", str(run_dir), "--profile", str(tmp_path / "profile"),
-                                   "--store", str(tmp_path / "store"), "--work-dir", str(work), "--json"],
-                             catch_exceptions=False)
+    out = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(run_dir),
+            "--profile",
+            str(tmp_path / "profile"),
+            "--store",
+            str(tmp_path / "store"),
+            "--work-dir",
+            str(work),
+            "--json",
+        ],
+        catch_exceptions=False,
+    )
     assert out.exit_code == 0, out.output
     result = json.loads(out.stdout)
     assert result["created"] and result["version"] == 1
@@ -59,13 +81,18 @@ def test_slurm_profile_runs_every_rule_as_a_slurm_job(slurm, tmp_path):
     submitted = [ln for ln in log.splitlines() if "submitted with SLURM jobid" in ln]
     assert len(submitted) >= 3, log[-2000:]
     # every Slurm job id reached the monitoring (the Prefect task run of its rule carries it)
-    events = [json.loads(ln) for ln in (work / "stage" / "_meta" / "snakemake-events.jsonl").read_text().splitlines()]
+    events = [
+        json.loads(ln)
+        for ln in (work / "stage" / "_meta" / "snakemake-events.jsonl").read_text().splitlines()
+    ]
     ids = {e["jobid"]: e["external_jobid"] for e in events if e["event"] == "external_jobid"}
     rules = {e["jobid"]: e["rule"] for e in events if e["event"] == "job_info"}
     assert len(ids) == len(submitted) and all(j in rules for j in ids)
     # squeue/sacct tell rules apart: the job comment names the rule (while slurmctld knows the job)
     jobid, slurm_id = next(iter(ids.items()))
-    shown = subprocess.run(["scontrol", "show", "job", slurm_id], capture_output=True, text=True, timeout=20)
+    shown = subprocess.run(
+        ["scontrol", "show", "job", slurm_id], capture_output=True, text=True, timeout=20
+    )
     if shown.returncode == 0:
         assert f"Comment=rule_{rules[jobid]}" in shown.stdout, shown.stdout
         assert "JobName=binds_" in shown.stdout
@@ -75,8 +102,9 @@ def _accounting_up() -> bool:
     if not shutil.which("sacct"):
         return False
     try:
-        out = subprocess.run(["sacct", "-n", "-X", "--starttime", "now"], capture_output=True,
-                             text=True, timeout=20)
+        out = subprocess.run(
+            ["sacct", "-n", "-X", "--starttime", "now"], capture_output=True, text=True, timeout=20
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     return out.returncode == 0 and "disabled" not in (out.stdout + out.stderr).lower()
@@ -85,8 +113,10 @@ def _accounting_up() -> bool:
 @pytest.fixture(scope="module")
 def slurm_accounting(slurm):
     if not _accounting_up():
-        msg = ("Slurm answers but sacct does not (start it with accounting: "
-               "WITH_DBD=1 bash ../shared/tools/slurm/ci_slurm_up.sh)")
+        msg = (
+            "Slurm answers but sacct does not (start it with accounting: "
+            "WITH_DBD=1 bash ../shared/tools/slurm/ci_slurm_up.sh)"
+        )
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)
@@ -97,31 +127,40 @@ def _sacct_figures(job_id: str) -> tuple[float, float]:
     (without -X: with it sacct leaves out the steps, and TotalCPU reads 0)."""
     from pipelines.usage import parse_duration_s
 
-    out = subprocess.run(["sacct", "-n", "-P", "-j", job_id, "--format=JobID,CPUTimeRAW,TotalCPU"],
-                         capture_output=True, text=True, timeout=30, check=True).stdout
+    out = subprocess.run(
+        ["sacct", "-n", "-P", "-j", job_id, "--format=JobID,CPUTimeRAW,TotalCPU"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
     row = next(ln.split("|") for ln in out.splitlines() if ln.split("|")[0] == job_id)
     return float(row[1]), parse_duration_s(row[2])
 
 
 def test_slurm_usage_record_agrees_with_sacct_and_content_with_the_local_run(
-        slurm_accounting, cryoem_version, tmp_path):
+    slurm_accounting, cryoem_version, tmp_path
+):
     from pipelines.modalities.cryoem import make_demo_run
     from pipelines.runner import prepare, publish_stage, stage
     from pipelines.usage import USAGE_PATH
 
     profile = yaml.safe_load((profiles_dir() / "slurm" / "config.yaml").read_text())
     # the test cluster has accounting (sacct, the plugin's default status command) but no accounts
-    profile.update({"slurm-no-account": True, "slurm-init-seconds-before-status-checks": 1,
-                    "latency-wait": 5})
+    profile.update(
+        {"slurm-no-account": True, "slurm-init-seconds-before-status-checks": 1, "latency-wait": 5}
+    )
     (tmp_path / "profile").mkdir()
     (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
     run_dir = make_demo_run(tmp_path / "run", seed=0)  # the same run folder as the local one
     _, staged = prepare(run_dir, work_dir=tmp_path / "work")
     stage(run_dir, staged, modality="cryoem", profile=str(tmp_path / "profile"))
     result = publish_stage(staged.root, str(tmp_path / "store"))
-    local_version, local_manifest, *_ = cryoem_version
+    _local_version, local_manifest, *_ = cryoem_version
     assert result.content_digest == local_manifest["content_digest"]
-    usage = json.loads((tmp_path / "store" / result.prefix / f"v{result.version}" / USAGE_PATH).read_text())
+    usage = json.loads(
+        (tmp_path / "store" / result.prefix / f"v{result.version}" / USAGE_PATH).read_text()
+    )
     assert usage["executor"] == "slurm" and usage["notes"] == []
     assert len(usage["jobs"]) == 5
     for job in usage["jobs"]:
@@ -133,4 +172,5 @@ def test_slurm_usage_record_agrees_with_sacct_and_content_with_the_local_run(
         # the rule's own processes are part of the job (Snakemake's start-up in the job is not in them)
         assert job["benchmark"]["wall_s"] <= job["wall_s"] + 1
     assert usage["totals"]["core_hours"] == pytest.approx(
-        sum(_sacct_figures(j["slurm"][0]["job_id"])[0] for j in usage["jobs"]) / 3600, rel=0.02)
+        sum(_sacct_figures(j["slurm"][0]["job_id"])[0] for j in usage["jobs"]) / 3600, rel=0.02
+    )

@@ -15,13 +15,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from binds_testing import minimal_yaml
-from tests.conftest import shared_data
 from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.errors import BindsError
-from pipelines.store import open_store
 from pipelines.modalities import get as get_modality
+from pipelines.store import open_store
+from tests.conftest import shared_data
 
 cli = CliRunner()
 
@@ -31,13 +31,17 @@ def binds(*args: str):
 
 
 def run_ok(run_dir: Path, store: Path | str, work: Path, *extra: str) -> dict:
-    out = binds("run", run_dir, "--store", store, "--work-dir", work, "--cores", "2", "--json", *extra)
+    out = binds(
+        "run", run_dir, "--store", store, "--work-dir", work, "--cores", "2", "--json", *extra
+    )
     assert out.exit_code == 0, out.output
     return json.loads(out.stdout)
 
 
 def manifest(store: Path, result: dict) -> dict:
-    return json.loads((store / result["prefix"] / f"v{result['version']}" / "manifest.json").read_text())
+    return json.loads(
+        (store / result["prefix"] / f"v{result['version']}" / "manifest.json").read_text()
+    )
 
 
 # ------------------------------------------------------------------ 1. stale outputs
@@ -52,7 +56,9 @@ def test_removed_input_never_reaches_the_next_version(tmp_path):
     (run / a.name).symlink_to(a)
     store, work = tmp_path / "store", tmp_path / "work"
     first = run_ok(run, store, work)
-    assert any(f["path"] == "data/spectra.parquet/example.parquet" for f in manifest(store, first)["files"])
+    assert any(
+        f["path"] == "data/spectra.parquet/example.parquet" for f in manifest(store, first)["files"]
+    )
 
     (run / a.name).unlink()
     (run / b.name).symlink_to(b)
@@ -63,7 +69,9 @@ def test_removed_input_never_reaches_the_next_version(tmp_path):
     assert parts == ["data/spectra.parquet/SiriusExport_1_input.parquet"]
     assert not any("example" in p for p in files), files
     vdir = store / second["prefix"] / "v2"
-    n_spectra = pq.ParquetDataset(vdir / "data" / "spectra.parquet").read(columns=["index"]).num_rows
+    n_spectra = (
+        pq.ParquetDataset(vdir / "data" / "spectra.parquet").read(columns=["index"]).num_rows
+    )
     import pymzml  # the reference reader
 
     assert n_spectra == sum(1 for _ in pymzml.run.Reader(str(b)))
@@ -76,7 +84,9 @@ def test_removed_input_never_reaches_the_next_version(tmp_path):
     (other / "experiment.yaml").write_text(minimal_yaml("metabolomics"))
     (other / a.name).symlink_to(a)
     third = run_ok(other, store, work)
-    parts = sorted(f["path"] for f in manifest(store, third)["files"] if "spectra.parquet/" in f["path"])
+    parts = sorted(
+        f["path"] for f in manifest(store, third)["files"] if "spectra.parquet/" in f["path"]
+    )
     assert parts == ["data/spectra.parquet/example.parquet"]
     assert third["content_digest"] == first["content_digest"]  # same input, same bytes
 
@@ -101,7 +111,9 @@ def test_corrected_licence_or_title_is_a_new_version_without_rerunning_rules(cry
         yaml_path.write_text(original.replace("license: CC0-1.0", "license: CC-BY-4.0"))
         second = run_ok(run, store, work)
         assert second["created"] and second["version"] == first["version"] + 1
-        doc = json.loads((store / second["prefix"] / f"v{second['version']}" / "metadata.jsonld").read_text())
+        doc = json.loads(
+            (store / second["prefix"] / f"v{second['version']}" / "metadata.jsonld").read_text()
+        )
         assert "CC-BY-4.0" in json.dumps(doc["license"])
         smk_log = (work / "stage" / "_meta" / "snakemake.log").read_text()
         assert "Nothing to be done" in smk_log, smk_log[-2000:]  # metadata-only: no rule reran
@@ -117,7 +129,9 @@ def test_corrected_licence_or_title_is_a_new_version_without_rerunning_rules(cry
 def test_snakemake_markers_are_never_published(cryoem_published):
     """Symptom: `.snakemake_timestamp` published inside map.ome.zarr/ and listed in manifests."""
     _, store, work, first = cryoem_published
-    assert list((work / "stage" / "data").rglob(".snakemake_timestamp")), "the marker exists in the stage"
+    assert list((work / "stage" / "data").rglob(".snakemake_timestamp")), (
+        "the marker exists in the stage"
+    )
     paths = [f["path"] for f in manifest(store, first)["files"]]
     assert not [p for p in paths if ".snakemake" in p]
     vdir = store / first["prefix"] / f"v{first['version']}"
@@ -187,7 +201,10 @@ def test_symlink_out_of_the_run_folder_is_refused_unless_its_root_is_allowed(tmp
     (run / "experiment.yaml").write_text(minimal_yaml("cryoem"))
     out = binds("validate", run)
     assert out.exit_code == 2, out.output
-    assert "demo_map.mrc: is a symbolic link to" in out.output and "outside the run folder" in out.output
+    assert (
+        "demo_map.mrc: is a symbolic link to" in out.output
+        and "outside the run folder" in out.output
+    )
     assert "BINDS_ALLOWED_ROOTS" in out.output
     monkeypatch.setenv("BINDS_ALLOWED_ROOTS", f"/nonexistent{os.pathsep}{share}")
     assert binds("validate", run).exit_code == 0
@@ -200,9 +217,11 @@ def test_plate_list_naming_a_file_outside_is_refused_without_reading_it(tmp_path
     secret.write_text("root:x:0:0:SECRET-CONTENT\n")
     (run / "experiment.yaml").write_text(
         (run / "experiment.yaml").read_text().split("screening:")[0]
-        + "screening:\n  input: {kind: cellhts2, plate_list: Platelist.txt}\n")
+        + "screening:\n  input: {kind: cellhts2, plate_list: Platelist.txt}\n"
+    )
     (run / "Platelist.txt").write_text(
-        f"Filename\tPlate\tReplicate\n{secret}\t1\t1\n/etc/passwd\t2\t1\n../secret.txt\t3\t1\n")
+        f"Filename\tPlate\tReplicate\n{secret}\t1\t1\n/etc/passwd\t2\t1\n../secret.txt\t3\t1\n"
+    )
     out = binds("validate", run)
     assert out.exit_code == 2, out.output
     for line in (2, 3, 4):
@@ -216,12 +235,16 @@ def test_plate_files_of_every_extension_the_readers_take_are_inputs(tmp_path):
     files was rejected): the input resolver is the one list for both."""
     run = tmp_path / "screen"
     get_modality("screening").make_demo_run(run)
-    from pipelines.modalities.screening import list_inputs
     from pipelines.metadata import load_experiment
+    from pipelines.modalities.screening import list_inputs
 
     exp = load_experiment(run)
     before = {p.name for p in list_inputs(run, exp.data).files}
-    plates = [p for p in run.iterdir() if p.suffix.lower() in (".csv", ".txt", ".tsv") and p.name.lower().startswith("plate")]
+    plates = [
+        p
+        for p in run.iterdir()
+        if p.suffix.lower() in (".csv", ".txt", ".tsv") and p.name.lower().startswith("plate")
+    ]
     if not plates:
         pytest.skip("the screening demo has no plate text files to rename")
     renamed = plates[0].with_suffix(".tab")
@@ -263,8 +286,9 @@ def test_transient_retries_stop_within_the_budget(tmp_path, monkeypatch):
     monkeypatch.setenv("BINDS_S3_MAX_ATTEMPTS", "1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
-    from pipelines.store.s3 import S3Store
     from binds_testing import run_stage
+
+    from pipelines.store.s3 import S3Store
 
     run = get_modality("cryoem").make_demo_run(tmp_path / "run", seed=5)
     stage = run_stage(run, tmp_path / "work")
@@ -286,9 +310,10 @@ def test_transient_retries_stop_within_the_budget(tmp_path, monkeypatch):
 
 def test_input_error_at_publish_is_not_retried(tmp_path):
     """Symptom: an InputError raised at publish was retried for 35 s."""
+    from binds_testing import run_stage
+
     from pipelines.errors import InputError
     from pipelines.store.publish import publish
-    from binds_testing import run_stage
 
     run = get_modality("cryoem").make_demo_run(tmp_path / "run", seed=6)
     stage = run_stage(run, tmp_path / "work")

@@ -25,7 +25,7 @@ def test_every_rule_has_a_benchmark_file():
 
 
 def test_usage_record_has_figures_for_every_job(cryoem_version):
-    version_dir, manifest, staged, _ = cryoem_version
+    version_dir, manifest, _staged, _ = cryoem_version
     usage = json.loads((version_dir / USAGE_PATH).read_text())
     assert usage["format"] == "binds-usage" and usage["executor"] == "local"
     assert usage["request_id"] == "BINDS-DEMO-CRYOEM-0000"

@@ -5,10 +5,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import binds_testing
 import mrcfile
 import numpy as np
-
-import binds_testing
 from binds_testing import run_stage  # noqa: F401 - re-exported for the cryo-EM tests
 
 # every map in ../shared/data/cryoem (see its SOURCES.md)
@@ -24,8 +23,13 @@ REAL_MAPS = [
 
 
 def minimal_yaml(block: str = "") -> str:
-    return binds_testing.minimal_yaml("cryoem", title="Cryo-EM test run", manufacturer="Thermo Fisher",
-                                      model="Titan Krios G4", block=block)
+    return binds_testing.minimal_yaml(
+        "cryoem",
+        title="Cryo-EM test run",
+        manufacturer="Thermo Fisher",
+        model="Titan Krios G4",
+        block=block,
+    )
 
 
 def write_mrc(

@@ -18,7 +18,6 @@ from pipelines.modalities.cryoem.ngff import halve, level_shapes
 from tests.conftest import shared_data
 
 
-
 def _expected_zyx(path) -> np.ndarray:
     """The mrcfile array moved to z, y, x by MAPC/MAPR/MAPS (file axes: sections, rows, columns)."""
     with mrcfile.open(path) as mrc:

@@ -195,7 +195,7 @@ def test_truncated_gzip_map_is_caught_while_streaming(tmp_path):
     raw = src.read_bytes()[:-100]  # the data end early
     with gzip.open(tmp_path / "m.map.gz", "wb") as fh:
         fh.write(raw)
-    header, problems = read_header(tmp_path / "m.map.gz")
+    _header, problems = read_header(tmp_path / "m.map.gz")
     assert problems and "truncated" in problems[0].message  # the gzip trailer gives the size away
 
 

@@ -16,8 +16,12 @@ from tests.conftest import shared_data
 # name -> what SOURCES.md says about it (spectra count, MS levels, representation, RT unit)
 REAL_FILES = {
     "171103_PMA_TK_QC_04-4to5min.mzML": dict(n=507, ms1=126, ms2=381, centroid=True, rt_unit="min"),
-    "FeatureFinderMetaboIdent_1_input.mzML": dict(n=380, ms1=380, ms2=0, centroid=False, rt_unit="s"),
-    "InternalCalibration_2_lockmass.mzML.gz": dict(n=129, ms1=21, ms2=108, centroid=True, rt_unit="min"),
+    "FeatureFinderMetaboIdent_1_input.mzML": dict(
+        n=380, ms1=380, ms2=0, centroid=False, rt_unit="s"
+    ),
+    "InternalCalibration_2_lockmass.mzML.gz": dict(
+        n=129, ms1=21, ms2=108, centroid=True, rt_unit="min"
+    ),
     "SiriusExport_1_input.mzML": dict(n=51, ms1=41, ms2=10, centroid=True, rt_unit="s"),
     "example.mzML": dict(n=11, ms1=11, ms2=0, centroid=True, rt_unit="min"),
     "example.mzML.gz": dict(n=11, ms1=11, ms2=0, centroid=True, rt_unit="min"),
@@ -52,7 +56,9 @@ def demo_run(tmp_path_factory) -> Path:
     return make_demo_run(tmp_path_factory.mktemp("demo-lcms") / "run", seed=0)
 
 
-def linked_run(real_dir: Path, dest: Path, names: list[str], *, title: str = "Real LC-MS slices") -> Path:
+def linked_run(
+    real_dir: Path, dest: Path, names: list[str], *, title: str = "Real LC-MS slices"
+) -> Path:
     """A run folder whose mzML files are symlinks to the shared real files (read in place)."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in names:

@@ -57,33 +57,41 @@ def test_truncated_plain_file_names_the_cut_spectrum(example, tmp_path):
 
 
 def test_invalid_base64(example, tmp_path):
-    start, end = _spectrum(example, 3)
+    start, _end = _spectrum(example, 3)
     b = example.index(b"<binary>", start) + len(b"<binary>")
     bad = tmp_path / "b64.mzML"
-    bad.write_bytes(example[:b + 10] + b"!" + example[b + 11:])   # one character replaced
+    bad.write_bytes(example[: b + 10] + b"!" + example[b + 11 :])  # one character replaced
     p = _convert(bad, tmp_path)
     assert p.where.startswith("spectrum index 3 ")
     assert p.message == "m/z array: invalid base64: '!' at character 10"
     assert "re-export" in p.hint
 
 
-@pytest.mark.parametrize("off_by", [1, -1])   # declared longer: libdeflate stops short; shorter: zlib decides
+@pytest.mark.parametrize(
+    "off_by", [1, -1]
+)  # declared longer: libdeflate stops short; shorter: zlib decides
 def test_array_length_not_matching_default_array_length(example, tmp_path, off_by):
     start, _ = _spectrum(example, 4)
     m = re.compile(rb'defaultArrayLength="(\d+)"').search(example, start)
     n = int(m.group(1))
     bad = tmp_path / "len.mzML"
-    bad.write_bytes(example[:m.start(1)] + str(n + off_by).encode() + example[m.end(1):])
+    bad.write_bytes(example[: m.start(1)] + str(n + off_by).encode() + example[m.end(1) :])
     p = _convert(bad, tmp_path)
     assert p.where.startswith("spectrum index 4 ")
     assert f"array holds {n} values but defaultArrayLength says {n + off_by}" in p.message
 
 
-@pytest.mark.parametrize("content, expected", [
-    (b"<?xml version='1.0'?>\n<mzXML><msRun/></mzXML>\n", "not an mzML file (it starts with \"<?xml version='1.0'?>"),
-    (b"\x89PNG\r\n\x1a\n" + bytes(100), "not an mzML file"),
-    (b"scan,mz,intensity\n1,100.0,5\n", "not an mzML file (it starts with 'scan,mz,intensity"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (
+            b"<?xml version='1.0'?>\n<mzXML><msRun/></mzXML>\n",
+            "not an mzML file (it starts with \"<?xml version='1.0'?>",
+        ),
+        (b"\x89PNG\r\n\x1a\n" + bytes(100), "not an mzML file"),
+        (b"scan,mz,intensity\n1,100.0,5\n", "not an mzML file (it starts with 'scan,mz,intensity"),
+    ],
+)
 def test_not_mzml(tmp_path, content, expected):
     bad = tmp_path / "wrong.mzML"
     bad.write_bytes(content)
@@ -114,7 +122,9 @@ def test_missing_compression_cvparam(example, tmp_path):
     assert "no compression cvParam" in p.message
 
 
-@pytest.mark.parametrize("name, content", [("empty.mzML", b""), ("empty.mzML.gz", gzip.compress(b"", mtime=0))])
+@pytest.mark.parametrize(
+    "name, content", [("empty.mzML", b""), ("empty.mzML.gz", gzip.compress(b"", mtime=0))]
+)
 def test_empty_file(tmp_path, name, content):
     bad = tmp_path / name
     bad.write_bytes(content)
@@ -151,7 +161,9 @@ def test_foreign_element_inside_the_spectrum_list_is_an_error_not_a_silent_stop(
     _, end = _spectrum(example, 4)
     stop = end + len(b"</spectrum>")
     bad = tmp_path / "foreign.mzML"
-    bad.write_bytes(example[:stop] + b"\n<!-- exported by hand -->\n<note>x</note>" + example[stop:])
+    bad.write_bytes(
+        example[:stop] + b"\n<!-- exported by hand -->\n<note>x</note>" + example[stop:]
+    )
     p = _convert(bad, tmp_path)
     assert p.message.startswith("unexpected content inside the spectrum list: '<note>x</note>")
     assert p.where.startswith("after spectrum #4")

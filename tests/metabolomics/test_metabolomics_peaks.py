@@ -8,8 +8,13 @@ import pytest
 
 from pipelines.modalities.metabolomics.compare import match_one_to_one, score_against_truth
 from pipelines.modalities.metabolomics.convert import convert_mzml
-from pipelines.modalities.metabolomics.features import PEAK_SCHEMA, FeatureParams, MS1Peaks, detect_features, \
-    find_features
+from pipelines.modalities.metabolomics.features import (
+    PEAK_SCHEMA,
+    FeatureParams,
+    MS1Peaks,
+    detect_features,
+    find_features,
+)
 from pipelines.modalities.metabolomics.groundtruth import write_run
 from pipelines.modalities.metabolomics.isotopes import C13_SPACING
 
@@ -21,15 +26,25 @@ GROUND_TRUTH_CASES = [(0.5, 0.95, 0.85), (1.0, 0.95, 0.90)]
 
 @pytest.mark.parametrize("cycle_s, min_recall, min_precision", GROUND_TRUTH_CASES)
 def test_ground_truth_recall_and_precision(tmp_path, cycle_s, min_recall, min_precision):
-    truth = write_run(tmp_path / "gt.mzML", seed=1, n_compounds=40, run_s=180.0, cycle_s=cycle_s, n_background=20)
+    truth = write_run(
+        tmp_path / "gt.mzML", seed=1, n_compounds=40, run_s=180.0, cycle_s=cycle_s, n_background=20
+    )
     assert truth.strong.sum() >= 35 and (truth.height.max() / truth.height.min()) > 1000
-    convert_mzml(src=tmp_path / "gt.mzML", spectra_out=tmp_path / "s.parquet", chromatograms_out=tmp_path / "c.parquet")
+    convert_mzml(
+        src=tmp_path / "gt.mzML",
+        spectra_out=tmp_path / "s.parquet",
+        chromatograms_out=tmp_path / "c.parquet",
+    )
     detect_features(spectra=tmp_path / "s.parquet", out=tmp_path / "f.parquet")
     ours = pq.read_table(tmp_path / "f.parquet")
-    got = score_against_truth(ours["mz"].to_numpy(), ours["rt_apex_s"].to_numpy(), truth.mz, truth.rt, truth.strong)
+    got = score_against_truth(
+        ours["mz"].to_numpy(), ours["rt_apex_s"].to_numpy(), truth.mz, truth.rt, truth.strong
+    )
     assert got["recall"] >= min_recall and got["precision"] >= min_precision, got
     # the charge-2 compounds are reported with charge 2 and their monoisotopic m/z
-    pairs = match_one_to_one(ours["mz"].to_numpy(), ours["rt_apex_s"].to_numpy(), truth.mz, truth.rt, rt_s=5)
+    pairs = match_one_to_one(
+        ours["mz"].to_numpy(), ours["rt_apex_s"].to_numpy(), truth.mz, truth.rt, rt_s=5
+    )
     charge = ours["charge"].to_numpy(zero_copy_only=False)
     z2 = [i for i, j in pairs if truth.charge[j] == 2 and truth.strong[j]]
     assert z2 and np.mean([charge[i] == 2 for i in z2]) >= 0.75
@@ -40,14 +55,25 @@ def test_ground_truth_against_openms(tmp_path):
     pytest.importorskip("pyopenms")
     from pipelines.modalities.metabolomics.compare import openms_features
 
-    truth = write_run(tmp_path / "gt.mzML", seed=1, n_compounds=40, run_s=180.0, cycle_s=1.0, n_background=20)
-    convert_mzml(src=tmp_path / "gt.mzML", spectra_out=tmp_path / "s.parquet", chromatograms_out=tmp_path / "c.parquet")
+    truth = write_run(
+        tmp_path / "gt.mzML", seed=1, n_compounds=40, run_s=180.0, cycle_s=1.0, n_background=20
+    )
+    convert_mzml(
+        src=tmp_path / "gt.mzML",
+        spectra_out=tmp_path / "s.parquet",
+        chromatograms_out=tmp_path / "c.parquet",
+    )
     detect_features(spectra=tmp_path / "s.parquet", out=tmp_path / "f.parquet")
     ours = pq.read_table(tmp_path / "f.parquet")
-    mine = score_against_truth(ours["mz"].to_numpy(), ours["rt_apex_s"].to_numpy(), truth.mz, truth.rt, truth.strong)
+    mine = score_against_truth(
+        ours["mz"].to_numpy(), ours["rt_apex_s"].to_numpy(), truth.mz, truth.rt, truth.strong
+    )
     ref = openms_features(tmp_path / "gt.mzML")
     theirs = score_against_truth(ref.mz, ref.rt, truth.mz, truth.rt, truth.strong)
-    assert mine["recall"] >= theirs["recall"] and mine["precision"] >= theirs["precision"] - 0.02, (mine, theirs)
+    assert mine["recall"] >= theirs["recall"] and mine["precision"] >= theirs["precision"] - 0.02, (
+        mine,
+        theirs,
+    )
 
 
 # --------------------------------------------------------------------------- hand-made traces
@@ -58,8 +84,10 @@ def _run(ions, *, cycle_s=0.5, n_scans=240, floor=1000.0, seed=0):
     scans, mzs, ints = [], [], []
     for s, t in enumerate(rt):
         mz = [m * (1 + 1e-6 * rng.standard_normal()) for m, *_ in ions]
-        it = [h * np.exp(-0.5 * ((t - r) / (w / 2.3548)) ** 2) * (1 + 0.03 * rng.standard_normal())
-              for _, r, w, h in ions]
+        it = [
+            h * np.exp(-0.5 * ((t - r) / (w / 2.3548)) ** 2) * (1 + 0.03 * rng.standard_normal())
+            for _, r, w, h in ions
+        ]
         mz += list(rng.uniform(100, 900, 30))
         it += list(floor * np.exp(np.abs(rng.normal(0, 0.5, 30))))
         mz, it = np.asarray(mz), np.asarray(it)
@@ -68,8 +96,12 @@ def _run(ions, *, cycle_s=0.5, n_scans=240, floor=1000.0, seed=0):
         mzs.append(mz[keep][o])
         ints.append(it[keep][o])
         scans.append(np.full(len(o), s))
-    return MS1Peaks(np.concatenate(scans).astype(np.int32), np.concatenate(mzs),
-                    np.concatenate(ints).astype(np.float32), rt)
+    return MS1Peaks(
+        np.concatenate(scans).astype(np.int32),
+        np.concatenate(mzs),
+        np.concatenate(ints).astype(np.float32),
+        rt,
+    )
 
 
 def _features(ms1, **params):
@@ -81,7 +113,12 @@ def _features(ms1, **params):
 
 def test_neighbouring_peaks_at_one_mz_do_not_inflate_the_noise():
     """Issue 14's case: isomers at one m/z (5e6 high) each kept with a high S/N."""
-    ions = [(300.1, 40.0, 4.0, 5e6), (300.1, 50.0, 4.0, 3e6), (300.1, 62.0, 5.0, 5e6), (300.1, 75.0, 4.0, 1e6)]
+    ions = [
+        (300.1, 40.0, 4.0, 5e6),
+        (300.1, 50.0, 4.0, 3e6),
+        (300.1, 62.0, 5.0, 5e6),
+        (300.1, 75.0, 4.0, 1e6),
+    ]
     f = _features(_run(ions))
     hits = f[(f["mz"] - 300.1).abs() < 300.1 * 5e-6]
     assert len(hits) == 4, hits
@@ -100,11 +137,16 @@ def test_narrow_peak_at_a_one_second_cycle_keeps_its_width():
 
 def test_isotopes_grouped_by_charge_with_the_monoisotopic_mz():
     c1, c2 = 400.2, 350.15
-    ions = [(c1, 50.0, 5.0, 2e6), (c1 + C13_SPACING, 50.0, 5.0, 2e6 * 0.22), (c1 + 2 * C13_SPACING, 50.0, 5.0, 2e5 * 0.3),
-            (c2, 70.0, 5.0, 1e6), (c2 + C13_SPACING / 2, 70.0, 5.0, 1e6 * 0.38),
-            (c2 + C13_SPACING, 70.0, 5.0, 1e6 * 0.08),
-            # an unrelated ion 1.0034 above c1 but eluting 8 s later: not an isotope of c1
-            (c1 + 3 * C13_SPACING, 58.0, 5.0, 5e5)]
+    ions = [
+        (c1, 50.0, 5.0, 2e6),
+        (c1 + C13_SPACING, 50.0, 5.0, 2e6 * 0.22),
+        (c1 + 2 * C13_SPACING, 50.0, 5.0, 2e5 * 0.3),
+        (c2, 70.0, 5.0, 1e6),
+        (c2 + C13_SPACING / 2, 70.0, 5.0, 1e6 * 0.38),
+        (c2 + C13_SPACING, 70.0, 5.0, 1e6 * 0.08),
+        # an unrelated ion 1.0034 above c1 but eluting 8 s later: not an isotope of c1
+        (c1 + 3 * C13_SPACING, 58.0, 5.0, 5e5),
+    ]
     f = _features(_run(ions))
     one = f[(f["mz"] - c1).abs() < 0.002].iloc[0]
     two = f[(f["mz"] - c2).abs() < 0.002].iloc[0]
@@ -126,16 +168,28 @@ def test_targets_integrate_the_peak_not_the_window(tmp_path):
     """Two isomers in one target window: the target reports the taller one and its own area."""
     from pipelines.modalities.metabolomics.targets import quantify_targets
 
-    truth = write_run(tmp_path / "gt.mzML", seed=1, n_compounds=40, run_s=180.0, cycle_s=0.5, n_background=20)
-    convert_mzml(src=tmp_path / "gt.mzML", spectra_out=tmp_path / "s.parquet", chromatograms_out=tmp_path / "c.parquet")
+    truth = write_run(
+        tmp_path / "gt.mzML", seed=1, n_compounds=40, run_s=180.0, cycle_s=0.5, n_background=20
+    )
+    convert_mzml(
+        src=tmp_path / "gt.mzML",
+        spectra_out=tmp_path / "s.parquet",
+        chromatograms_out=tmp_path / "c.parquet",
+    )
     same = np.abs(truth.mz[:, None] - truth.mz[None, :]) < 1e-9
     np.fill_diagonal(same, False)
     i, j = np.argwhere(same & truth.strong[:, None] & truth.strong[None, :])[0]
     tall = i if truth.height[i] >= truth.height[j] else j
     lo, hi = min(truth.rt[i], truth.rt[j]) - 15, max(truth.rt[i], truth.rt[j]) + 15
-    (tmp_path / "t.csv").write_text(f"name,mz,rt_start_s,rt_end_s\npair,{truth.mz[i]:.6f},{lo:.1f},{hi:.1f}\n")
-    quantify_targets(spectra=[tmp_path / "s.parquet"], runs=["gt"], targets_csv=tmp_path / "t.csv",
-                     out=tmp_path / "targets.parquet")
+    (tmp_path / "t.csv").write_text(
+        f"name,mz,rt_start_s,rt_end_s\npair,{truth.mz[i]:.6f},{lo:.1f},{hi:.1f}\n"
+    )
+    quantify_targets(
+        spectra=[tmp_path / "s.parquet"],
+        runs=["gt"],
+        targets_csv=tmp_path / "t.csv",
+        out=tmp_path / "targets.parquet",
+    )
     (row,) = pq.read_table(tmp_path / "targets.parquet").to_pylist()
     assert row["detected"] and abs(row["rt_apex_s"] - truth.rt[tall]) < 2.0
     assert row["peak_start_s"] < row["rt_apex_s"] < row["peak_end_s"]

@@ -41,10 +41,25 @@ def test_workflow_lints_clean(demo_run, tmp_path):
     stage = StagedDataset(tmp_path / "stage")
     write_experiment_json(exp, stage.meta_dir / "experiment.json")
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--lint", "--snakefile", str(snakefile()), "--directory", str(tmp_path),
-         "--config", f"run_dir={demo_run}", f"stage_dir={stage.root}", "modality=metabolomics",
-         f"experiment={stage.meta_dir / 'experiment.json'}"],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--lint",
+            "--snakefile",
+            str(snakefile()),
+            "--directory",
+            str(tmp_path),
+            "--config",
+            f"run_dir={demo_run}",
+            f"stage_dir={stage.root}",
+            "modality=metabolomics",
+            f"experiment={stage.meta_dir / 'experiment.json'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Congratulations, your workflow is in a good condition" in proc.stdout + proc.stderr
 
@@ -54,17 +69,27 @@ def test_demo_run_publishes_every_output(demo_stage):
     assert published == sorted(
         [f"data/spectra.parquet/{s}.parquet" for s in DEMO_SAMPLES]
         + [f"data/chromatograms.parquet/{s}.parquet" for s in DEMO_SAMPLES]
-        + ["data/feature_peaks.parquet", "data/features.parquet", "data/targets.parquet",
-           "qc/metrics.json", "qc/runs.parquet", "qc/target_mass_errors.png", "qc/tic_bpc.png"])
+        + [
+            "data/feature_peaks.parquet",
+            "data/features.parquet",
+            "data/targets.parquet",
+            "qc/metrics.json",
+            "qc/runs.parquet",
+            "qc/target_mass_errors.png",
+            "qc/tic_bpc.png",
+        ]
+    )
     m = demo_stage.metrics
     # 270 MS1 scans per run, an MS2 after every 4th
     assert (m["n_runs"], m["n_spectra_ms1"], m["n_spectra_ms2"]) == (3, 810, 201)
     assert m["polarity"] == "positive" and m["spectrum_representation"] == "centroid"
     assert m["targets_detected_fraction"] == 1.0 and m["target_max_abs_mass_error_ppm"] < 3.0
-    assert 1.0 <= m["max_abs_rt_drift_s"] <= 4.0     # the demo shifts runs by 1.5 s steps
+    assert 1.0 <= m["max_abs_rt_drift_s"] <= 4.0  # the demo shifts runs by 1.5 s steps
     facts = demo_stage.facts
     assert facts["facts"]["instrument_models"] == ["Q Exactive"] and facts["conflicts"] == []
-    assert [f["name"] for f in facts["facts"]["source_files"]] == [f"{s}.mzML" for s in DEMO_SAMPLES]
+    assert [f["name"] for f in facts["facts"]["source_files"]] == [
+        f"{s}.mzML" for s in DEMO_SAMPLES
+    ]
 
 
 def test_demo_features_find_every_compound_in_every_run(demo_stage):
@@ -73,10 +98,16 @@ def test_demo_features_find_every_compound_in_every_run(demo_stage):
     feats = pq.read_table(demo_stage.data_dir / "features.parquet").to_pylist()
     for name, formula, rt, *_ in DEMO_COMPOUNDS:
         mz = adduct_mz(formula_mass(formula), "[M+H]+")
-        hits = [f for f in feats if abs(f["exp_mass_to_charge"] - mz) / mz * 1e6 < 5
-                and abs(f["retention_time_in_seconds"] - rt) < 5]
+        hits = [
+            f
+            for f in feats
+            if abs(f["exp_mass_to_charge"] - mz) / mz * 1e6 < 5
+            and abs(f["retention_time_in_seconds"] - rt) < 5
+        ]
         assert len(hits) == 1, (name, hits)
-        assert hits[0]["n_runs"] == 3 and all(hits[0][f"abundance_assay[{s}]"] > 0 for s in DEMO_SAMPLES)
+        assert hits[0]["n_runs"] == 3 and all(
+            hits[0][f"abundance_assay[{s}]"] > 0 for s in DEMO_SAMPLES
+        )
 
 
 def test_demo_targets_quantified_in_every_run(demo_stage):
@@ -89,24 +120,35 @@ def test_demo_targets_quantified_in_every_run(demo_stage):
     # the area of a target and of its feature agree (same signal, same integration)
     feats = pq.read_table(demo_stage.data_dir / "feature_peaks.parquet").to_pylist()
     for r in rows:
-        peak = min((f for f in feats if f["run"] == r["run"]), key=lambda f: abs(f["mz"] - r["theoretical_mz"])
-                   + abs(f["rt_apex_s"] - r["rt_apex_s"]))
+        peak = min(
+            (f for f in feats if f["run"] == r["run"]),
+            key=lambda f: abs(f["mz"] - r["theoretical_mz"]) + abs(f["rt_apex_s"] - r["rt_apex_s"]),
+        )
         assert peak["area"] == pytest.approx(r["area"], rel=0.15), r["target"]
 
 
 def test_parquet_columns_carry_their_cv_accessions(demo_stage):
     pf = pq.ParquetFile(demo_stage.data_dir / "spectra.parquet" / "S1.parquet")
     docs = json.loads(pf.schema_arrow.metadata[b"binds:columns"])
-    assert docs["mz"]["accession"] == "MS:1000514" and docs["intensity"]["accession"] == "MS:1000515"
-    assert docs["rt_s"] == {"accession": "MS:1000016", "unit": "UO:0000010",
-                            "description": "scan start time, converted to seconds"}
+    assert (
+        docs["mz"]["accession"] == "MS:1000514" and docs["intensity"]["accession"] == "MS:1000515"
+    )
+    assert docs["rt_s"] == {
+        "accession": "MS:1000016",
+        "unit": "UO:0000010",
+        "description": "scan start time, converted to seconds",
+    }
     assert pf.schema_arrow.field("mz").type.value_type.bit_width == 64
     assert pf.schema_arrow.field("intensity").type.value_type.bit_width == 32
     # the whole experiment reads as one table
     import pyarrow.dataset as ds
 
-    table = ds.dataset(demo_stage.data_dir / "spectra.parquet").to_table(columns=["run", "ms_level"])
-    assert table.num_rows == 1011 and sorted(set(table.column("run").to_pylist())) == list(DEMO_SAMPLES)
+    table = ds.dataset(demo_stage.data_dir / "spectra.parquet").to_table(
+        columns=["run", "ms_level"]
+    )
+    assert table.num_rows == 1011 and sorted(set(table.column("run").to_pylist())) == list(
+        DEMO_SAMPLES
+    )
 
 
 def _single_run_folder(demo_run, dest, *, polarity="negative", targets=True, features=True):
@@ -114,7 +156,11 @@ def _single_run_folder(demo_run, dest, *, polarity="negative", targets=True, fea
     run_dir = copy_demo(demo_run, dest, with_targets=targets)
     for extra in ("S2.mzML", "S3.mzML"):
         (run_dir / extra).unlink()
-    text = (run_dir / "experiment.yaml").read_text().replace("polarity: positive", f"polarity: {polarity}")
+    text = (
+        (run_dir / "experiment.yaml")
+        .read_text()
+        .replace("polarity: positive", f"polarity: {polarity}")
+    )
     if not features:
         text += "  features: {enabled: false}\n"
     (run_dir / "experiment.yaml").write_text(text)
@@ -128,8 +174,13 @@ def test_rerun_gives_identical_bytes_and_reports_a_polarity_conflict(demo_run, t
     first = _run(run_dir, tmp_path / "a")
     second = _run(run_dir, tmp_path / "b")
     digests = _digest(first)
-    assert sorted(digests) == ["data/chromatograms.parquet/S1.parquet", "data/spectra.parquet/S1.parquet",
-                               "qc/metrics.json", "qc/runs.parquet", "qc/tic_bpc.png"]
+    assert sorted(digests) == [
+        "data/chromatograms.parquet/S1.parquet",
+        "data/spectra.parquet/S1.parquet",
+        "qc/metrics.json",
+        "qc/runs.parquet",
+        "qc/tic_bpc.png",
+    ]
     assert _digest(second) == digests
     assert "n_targets" not in first.metrics and "n_features" not in first.metrics
     assert first.metrics["n_spectra"] == 337
@@ -144,19 +195,42 @@ def test_feature_and_target_outputs_are_deterministic(demo_stage, demo_run, tmp_
 
     meta = demo_stage.meta_dir / "metabolomics"
     runs = list(DEMO_SAMPLES)
-    group_features(peak_tables=[meta / "features" / f"{r}.parquet" for r in runs],
-                   features_out=tmp_path / "features.parquet", peaks_out=tmp_path / "feature_peaks.parquet")
-    quantify_targets(spectra=[demo_stage.data_dir / "spectra.parquet" / f"{r}.parquet" for r in runs], runs=runs,
-                     targets_csv=demo_run / "targets.csv", out=tmp_path / "targets.parquet",
-                     qc_out=tmp_path / "targets_qc.json")
-    write_qc(conversions=[meta / "runs" / f"{r}.json" for r in runs],
-             chromatograms=[demo_stage.data_dir / "chromatograms.parquet" / f"{r}.parquet" for r in runs],
-             experiment=demo_stage.experiment, metrics_out=tmp_path / "metrics.json", runs_out=tmp_path / "runs.parquet",
-             tic_png=tmp_path / "tic_bpc.png", facts_out=tmp_path / "facts.json", features_qc=meta / "features_qc.json",
-             targets_qc=tmp_path / "targets_qc.json", targets=tmp_path / "targets.parquet",
-             target_png=tmp_path / "target_mass_errors.png")
-    for rel in ("data/features.parquet", "data/feature_peaks.parquet", "data/targets.parquet", "qc/metrics.json",
-                "qc/runs.parquet", "qc/tic_bpc.png", "qc/target_mass_errors.png"):
+    group_features(
+        peak_tables=[meta / "features" / f"{r}.parquet" for r in runs],
+        features_out=tmp_path / "features.parquet",
+        peaks_out=tmp_path / "feature_peaks.parquet",
+    )
+    quantify_targets(
+        spectra=[demo_stage.data_dir / "spectra.parquet" / f"{r}.parquet" for r in runs],
+        runs=runs,
+        targets_csv=demo_run / "targets.csv",
+        out=tmp_path / "targets.parquet",
+        qc_out=tmp_path / "targets_qc.json",
+    )
+    write_qc(
+        conversions=[meta / "runs" / f"{r}.json" for r in runs],
+        chromatograms=[
+            demo_stage.data_dir / "chromatograms.parquet" / f"{r}.parquet" for r in runs
+        ],
+        experiment=demo_stage.experiment,
+        metrics_out=tmp_path / "metrics.json",
+        runs_out=tmp_path / "runs.parquet",
+        tic_png=tmp_path / "tic_bpc.png",
+        facts_out=tmp_path / "facts.json",
+        features_qc=meta / "features_qc.json",
+        targets_qc=tmp_path / "targets_qc.json",
+        targets=tmp_path / "targets.parquet",
+        target_png=tmp_path / "target_mass_errors.png",
+    )
+    for rel in (
+        "data/features.parquet",
+        "data/feature_peaks.parquet",
+        "data/targets.parquet",
+        "qc/metrics.json",
+        "qc/runs.parquet",
+        "qc/tic_bpc.png",
+        "qc/target_mass_errors.png",
+    ):
         mine = tmp_path / rel.split("/")[1]
         assert mine.read_bytes() == (demo_stage.root / rel).read_bytes(), rel
 
@@ -175,13 +249,23 @@ def test_real_files_run_through_the_workflow_in_place(real_dir, tmp_path):
     for name in WORKFLOW_REAL_FILES:
         exp = REAL_FILES[name]
         r = by_file[name]
-        assert (r["n_spectra"], r["n_spectra_ms1"], r.get("n_spectra_ms2", 0)) == (exp["n"], exp["ms1"], exp["ms2"])
+        assert (r["n_spectra"], r["n_spectra_ms1"], r.get("n_spectra_ms2", 0)) == (
+            exp["n"],
+            exp["ms1"],
+            exp["ms2"],
+        )
         assert r["spectrum_representation"] == ("centroid" if exp["centroid"] else "profile")
         assert r["sha256"] == hashlib.sha256((real_dir / name).read_bytes()).hexdigest()
-        assert pq.read_metadata(stage.data_dir / "spectra.parquet" / f"{r['run']}.parquet").num_rows == exp["n"]
+        assert (
+            pq.read_metadata(stage.data_dir / "spectra.parquet" / f"{r['run']}.parquet").num_rows
+            == exp["n"]
+        )
     assert stage.metrics["n_spectra"] == sum(REAL_FILES[n]["n"] for n in WORKFLOW_REAL_FILES)
     assert stage.metrics["spectrum_representation"] == "mixed"
-    assert stage.facts["facts"]["instrument_models"] == ["Q Exactive"] and stage.facts["conflicts"] == []
+    assert (
+        stage.facts["facts"]["instrument_models"] == ["Q Exactive"]
+        and stage.facts["conflicts"] == []
+    )
     assert stage.metrics["n_features"] > 100
 
 

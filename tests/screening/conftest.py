@@ -34,12 +34,23 @@ def process() -> Callable[..., dict[str, Path]]:
 
     def run(run_dir: Path, block: dict | None, out: Path) -> dict[str, Path]:
         out.mkdir(parents=True, exist_ok=True)
-        raws = [screening.read_batch(run_dir=run_dir, block=block, batch=b, out=out / f"raw_{b}.parquet")
-                for b in range(screening.batch_count(run_dir, block))]
+        raws = [
+            screening.read_batch(
+                run_dir=run_dir, block=block, batch=b, out=out / f"raw_{b}.parquet"
+            )
+            for b in range(screening.batch_count(run_dir, block))
+        ]
         paths = {k: out / f"{k}.parquet" for k in ("wells", "plates", "hits", "dose_response")}
         paths["facts"] = out / "facts.json"
-        screening.score_screen(run_dir=run_dir, block=block, raw=raws, wells_out=paths["wells"],
-                               plates_out=paths["plates"], hits_out=paths["hits"], facts_out=paths["facts"])
+        screening.score_screen(
+            run_dir=run_dir,
+            block=block,
+            raw=raws,
+            wells_out=paths["wells"],
+            plates_out=paths["plates"],
+            hits_out=paths["hits"],
+            facts_out=paths["facts"],
+        )
         screening.fit_dose_response(wells=paths["wells"], block=block, out=paths["dose_response"])
         paths["raws"] = raws
         return paths

@@ -11,9 +11,15 @@ import yaml
 from pipelines.modalities.screening.plates import ROW_LETTERS
 
 MINIMAL_EXPERIMENT = {
-    "schema_version": 1, "request_id": "BINDS-TEST-0006", "title": "screening test run",
-    "modality": "screening", "instrument": {"model": "EnVision"}, "acquired": "2026-11-20",
-    "access": {"level": "open"}, "license": "CC-BY-4.0", "samples": [{"id": "S1"}],
+    "schema_version": 1,
+    "request_id": "BINDS-TEST-0006",
+    "title": "screening test run",
+    "modality": "screening",
+    "instrument": {"model": "EnVision"},
+    "acquired": "2026-11-20",
+    "access": {"level": "open"},
+    "license": "CC-BY-4.0",
+    "samples": [{"id": "S1"}],
 }
 # the cellHTS2 vignette's controls for the two-way assay: activator AATK, inhibitor MAP2K6, GFP
 TWOWAY_BLOCK = {"controls": {"negative": ["GFP"], "positive": ["AATK"], "inhibitor": ["MAP2K6"]}}
@@ -48,8 +54,14 @@ def synthetic_grid(rows: int = 16, cols: int = 24, *, seed: int = 0) -> np.ndarr
 PLATECONF_384 = "Wells: 384\nPlates: {n}\nPlate\tWell\tContent\n*\t*\tsample\n*\t[A-P]01\tneg\n*\t[A-P]02\tpos\n"
 
 
-def cellhts2_run(tmp: Path, grids: dict[tuple[int, int], str], *, plates: int | None = None,
-                 block: dict | None = None, plateconf: str | None = PLATECONF_384) -> Path:
+def cellhts2_run(
+    tmp: Path,
+    grids: dict[tuple[int, int], str],
+    *,
+    plates: int | None = None,
+    block: dict | None = None,
+    plateconf: str | None = PLATECONF_384,
+) -> Path:
     """A cellHTS2-style run folder: one grid CSV per (plate, replicate) plus Platelist/Plateconf."""
     tmp.mkdir(parents=True, exist_ok=True)
     lines = ["Filename\tPlate\tReplicate"]

@@ -40,19 +40,32 @@ def test_demo_run_is_valid_and_deterministic(demo, tmp_path):
 def demo_out(demo, tmp_path_factory):
     out = tmp_path_factory.mktemp("demo-out")
     block = load_block(demo)
-    raws = [screening.read_batch(run_dir=demo, block=block, batch=b, out=out / f"raw{b}.parquet")
-            for b in range(screening.batch_count(demo, block))]
+    raws = [
+        screening.read_batch(run_dir=demo, block=block, batch=b, out=out / f"raw{b}.parquet")
+        for b in range(screening.batch_count(demo, block))
+    ]
     paths = {k: out / f"{k}.parquet" for k in ("wells", "plates", "hits", "dose_response")}
-    screening.process_screen(run_dir=demo, block=block, raw=raws, wells_out=paths["wells"], plates_out=paths["plates"],
-                             hits_out=paths["hits"], dose_response_out=paths["dose_response"],
-                             facts_out=out / "facts.json")
+    screening.process_screen(
+        run_dir=demo,
+        block=block,
+        raw=raws,
+        wells_out=paths["wells"],
+        plates_out=paths["plates"],
+        hits_out=paths["hits"],
+        dose_response_out=paths["dose_response"],
+        facts_out=out / "facts.json",
+    )
     return {k: pd.read_parquet(v) for k, v in paths.items()}
 
 
 def test_demo_plates_pass_qc(demo_out):
     plates = demo_out["plates"]
     assert len(plates) == DOSE_PLATE * 2 and plates.qc_pass.all()
-    assert (plates.z_prime > 0.5).all() and (plates.n_negative == 32).all() and (plates.n_positive == 32).all()
+    assert (
+        (plates.z_prime > 0.5).all()
+        and (plates.n_negative == 32).all()
+        and (plates.n_positive == 32).all()
+    )
 
 
 def test_demo_hits_recover_the_active_library_compounds(demo_out):
@@ -84,6 +97,8 @@ def test_demo_dose_response_recovers_ec50(demo_out):
     true_ec50 = pd.Series(truth["ec50_um"], index=[f"DR-{i + 1:02d}" for i in range(16)])
     err = np.abs(np.log10(fits.ec50) - np.log10(true_ec50.loc[fits.index]))
     assert err.max() < 0.15  # decades: within 40 % despite the edge effect and 5 % noise
-    inside = (fits.ec50_ci_low <= true_ec50.loc[fits.index]) & (true_ec50.loc[fits.index] <= fits.ec50_ci_high)
+    inside = (fits.ec50_ci_low <= true_ec50.loc[fits.index]) & (
+        true_ec50.loc[fits.index] <= fits.ec50_ci_high
+    )
     assert inside.mean() >= 0.6
     assert (fits.concentration_unit == "uM").all() and (fits.n_concentrations == 10).all()

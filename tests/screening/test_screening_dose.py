@@ -13,10 +13,17 @@ CONC = np.geomspace(0.001, 30.0, 10)
 
 def _curves(n: int, *, seed: int, noise: float = 4.0, reps: int = 2):
     rng = np.random.default_rng(seed)
-    true = np.stack([rng.uniform(90, 110, n), rng.uniform(-10, 10, n),     # bottom, top (inhibition)
-                     rng.uniform(-2.0, 0.5, n), rng.uniform(0.6, 3.0, n)], axis=1)
+    true = np.stack(
+        [
+            rng.uniform(90, 110, n),
+            rng.uniform(-10, 10, n),  # bottom, top (inhibition)
+            rng.uniform(-2.0, 0.5, n),
+            rng.uniform(0.6, 3.0, n),
+        ],
+        axis=1,
+    )
     lx = np.tile(np.log10(np.repeat(CONC, reps)), (n, 1))
-    y = dose.logistic4(lx, *(true[:, i:i + 1] for i in range(4))) + rng.normal(0, noise, lx.shape)
+    y = dose.logistic4(lx, *(true[:, i : i + 1] for i in range(4))) + rng.normal(0, noise, lx.shape)
     return lx, y, true
 
 
@@ -26,8 +33,12 @@ def test_batched_fits_match_curve_fit_with_the_same_bounds_and_start():
     fits = dose.fit_4pl(lx, y, w)
     lo, hi = dose.bounds_for(lx, y, w, hill_min=0.1, hill_max=10.0)
     p0 = np.clip(dose.initial_guess(lx, y, w), lo, hi)
-    ref = np.array([curve_fit(dose.logistic4, lx[i], y[i], p0=p0[i], bounds=(lo[i], hi[i]))[0]
-                    for i in range(len(y))])
+    ref = np.array(
+        [
+            curve_fit(dose.logistic4, lx[i], y[i], p0=p0[i], bounds=(lo[i], hi[i]))[0]
+            for i in range(len(y))
+        ]
+    )
     ours = np.stack([fits.bottom, fits.top, fits.log10_ec50, fits.hill], axis=1)
     ok = fits.ok
     assert ok.mean() > 0.9
@@ -55,9 +66,13 @@ def test_exact_curves_are_recovered_and_ci_covers_the_truth():
 def test_flat_and_noisy_curves_are_flagged_not_raised():
     rng = np.random.default_rng(3)
     lx = np.tile(np.log10(CONC), (3, 1))
-    y = np.stack([np.full(10, 50.0) + rng.normal(0, 5, 10),   # no response: EC50 unidentifiable
-                  rng.normal(0, 30, 10),                      # noise only
-                  dose.logistic4(lx[0], 100, 0, -1, 1)])      # a clean curve for contrast
+    y = np.stack(
+        [
+            np.full(10, 50.0) + rng.normal(0, 5, 10),  # no response: EC50 unidentifiable
+            rng.normal(0, 30, 10),  # noise only
+            dose.logistic4(lx[0], 100, 0, -1, 1),
+        ]
+    )  # a clean curve for contrast
     fits = dose.fit_4pl(lx, y)
     assert list(fits.ok) == [False, False, True]
     assert set(fits.status[:2]) <= {"low_r2", "ec50_at_bound", "hill_at_bound", "not_converged"}
@@ -65,8 +80,12 @@ def test_flat_and_noisy_curves_are_flagged_not_raised():
 
 
 def test_too_few_points_and_padding():
-    lx, y, w = dose.pad_curves([(np.log10(CONC[:3]), np.array([1.0, 2.0, 3.0])),
-                                (np.log10(CONC), dose.logistic4(np.log10(CONC), 0, 100, -1, 1.5))])
+    lx, y, w = dose.pad_curves(
+        [
+            (np.log10(CONC[:3]), np.array([1.0, 2.0, 3.0])),
+            (np.log10(CONC), dose.logistic4(np.log10(CONC), 0, 100, -1, 1.5)),
+        ]
+    )
     fits = dose.fit_4pl(lx, y, w)
     assert fits.status[0] == "too_few_points" and np.isnan(fits.log10_ec50[0])
     assert fits.ok[1] and fits.log10_ec50[1] == pytest.approx(-1, abs=1e-4)

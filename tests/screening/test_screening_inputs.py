@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 import openpyxl
 import pandas as pd
-from screening_helpers import PLATECONF_384, cellhts2_run, grid_csv, synthetic_grid, write_experiment
+from screening_helpers import (
+    PLATECONF_384,
+    cellhts2_run,
+    grid_csv,
+    synthetic_grid,
+    write_experiment,
+)
 
 from pipelines.modalities.screening import readers
 from pipelines.modalities.screening.inputs import resolve
@@ -14,7 +20,9 @@ from pipelines.modalities.screening.plates import PlateFormat, parse_well
 
 
 def test_well_ids_in_all_formats():
-    assert parse_well("A01") == (0, 0) and parse_well("p24") == (15, 23) and parse_well("B7") == (1, 6)
+    assert (
+        parse_well("A01") == (0, 0) and parse_well("p24") == (15, 23) and parse_well("B7") == (1, 6)
+    )
     assert parse_well("AF48") == (31, 47)  # 1536-well plates run past Z
     assert parse_well("A00") is None and parse_well("17") is None
     assert PlateFormat.of(1536).well_names()[-1] == "AF48"
@@ -22,13 +30,19 @@ def test_well_ids_in_all_formats():
 
 def test_plate_config_rules_later_override_and_are_anchored(tmp_path):
     conf = tmp_path / "Plateconf.txt"
-    conf.write_text("Wells: 96\nPlates: 12\nPlate\tWell\tContent\n*\t*\tsample\n*\tA0[1-2]\tNeg\n"
-                    "1\tA01\tPos\n*\tH12\tempty\n")
+    conf.write_text(
+        "Wells: 96\nPlates: 12\nPlate\tWell\tContent\n*\t*\tsample\n*\tA0[1-2]\tNeg\n"
+        "1\tA01\tPos\n*\tH12\tempty\n"
+    )
     pc = readers.read_plate_config(conf)
     contents = pc.contents(np.array([1, 10, 11]), PlateFormat.of(96))
-    assert contents[0, 0, 0] == "Pos"      # the later plate-1 rule wins over '* A0[1-2]'
-    assert contents[1, 0, 0] == "Neg"      # plate pattern '1' does not select plate 10
-    assert contents[2, 0, 1] == "Neg" and contents[2, 7, 11] == "empty" and contents[2, 3, 3] == "sample"
+    assert contents[0, 0, 0] == "Pos"  # the later plate-1 rule wins over '* A0[1-2]'
+    assert contents[1, 0, 0] == "Neg"  # plate pattern '1' does not select plate 10
+    assert (
+        contents[2, 0, 1] == "Neg"
+        and contents[2, 7, 11] == "empty"
+        and contents[2, 3, 3] == "sample"
+    )
 
 
 def test_fusion_csv_export_latin1_crlf(twoway):
@@ -66,7 +80,9 @@ def test_grid_formats_tsv_semicolon_decimal_comma_and_1536(tmp_path):
 
 def test_two_grids_in_one_file_are_two_channels(tmp_path):
     a, b = synthetic_grid(16, 24, seed=1), synthetic_grid(16, 24, seed=2)
-    (tmp_path / "two.csv").write_text(grid_csv(a, header=["Channel 1"]) + "\r\n" + grid_csv(b, header=["Channel 2"]))
+    (tmp_path / "two.csv").write_text(
+        grid_csv(a, header=["Channel 1"]) + "\r\n" + grid_csv(b, header=["Channel 2"])
+    )
     grids = readers.read_plate_file(tmp_path / "two.csv", plate=1).grids
     assert len(grids) == 2 and np.array_equal(grids[1], b)
 
@@ -119,11 +135,21 @@ def test_long_table_with_plate_map_end_to_end(tmp_path, process):
     for barcode in ("BC-2", "BC-10"):
         for rep in (1, 2):
             for w in fmt.well_names():
-                v = 100.0 if w.endswith("01") else 1000.0 if w.endswith("12") else rng.normal(500, 20)
+                v = (
+                    100.0
+                    if w.endswith("01")
+                    else 1000.0
+                    if w.endswith("12")
+                    else rng.normal(500, 20)
+                )
                 rows.append((barcode, w, rep, v))
-    pd.DataFrame(rows, columns=["Plate", "Well", "Replicate", "Value"]).to_csv(tmp_path / "readings.csv", index=False)
+    pd.DataFrame(rows, columns=["Plate", "Well", "Replicate", "Value"]).to_csv(
+        tmp_path / "readings.csv", index=False
+    )
     pm = pd.DataFrame({"Well": fmt.well_names()})
-    pm["Content"] = np.where(pm.Well.str.endswith("01"), "POS", np.where(pm.Well.str.endswith("12"), "neg", "sample"))
+    pm["Content"] = np.where(
+        pm.Well.str.endswith("01"), "POS", np.where(pm.Well.str.endswith("12"), "neg", "sample")
+    )
     pm["Compound"] = np.where(pm.Content == "sample", "C-" + pm.Well, None)
     pm["Concentration"] = 10.0
     pm.to_csv(tmp_path / "plate_map.csv", index=False)
@@ -133,7 +159,9 @@ def test_long_table_with_plate_map_end_to_end(tmp_path, process):
     # plates numbered in natural barcode order (BC-2 before BC-10), ids kept
     assert wells.groupby("plate").plate_id.first().to_dict() == {1: "BC-2", 2: "BC-10"}
     assert set(wells.replicate) == {1, 2} and len(wells) == 2 * 2 * 96
-    assert (wells[wells.well == "A01"].control == "positive").all()  # 'POS' matched case-insensitively
+    assert (
+        wells[wells.well == "A01"].control == "positive"
+    ).all()  # 'POS' matched case-insensitively
     assert wells.loc[wells.well == "B05", "compound"].iloc[0] == "C-B05"
     plates = pd.read_parquet(out["plates"])
     assert plates.qc_pass.all() and (plates.z_prime > 0.5).all()
@@ -154,11 +182,22 @@ def test_xlsx_long_table_and_plate_map(tmp_path, process):
     """Spreadsheets store plate numbers as floats (3.0); they must still match the plate map."""
     fmt = PlateFormat.of(96)
     rng = np.random.default_rng(5)
-    readings = pd.DataFrame({"Plate": np.repeat([3.0, 4.0], 96), "Well": np.tile(fmt.well_names(), 2),
-                             "RLU": rng.normal(1000, 30, 192).round()})
+    readings = pd.DataFrame(
+        {
+            "Plate": np.repeat([3.0, 4.0], 96),
+            "Well": np.tile(fmt.well_names(), 2),
+            "RLU": rng.normal(1000, 30, 192).round(),
+        }
+    )
     readings.to_excel(tmp_path / "readings.xlsx", index=False)
-    pm = pd.DataFrame({"Plate": [3.0, 4.0], "Well": ["H12", "H12"], "Sample ID": ["S-3", "S-4"],
-                       "Concentration": [1.5, 2.5]})
+    pm = pd.DataFrame(
+        {
+            "Plate": [3.0, 4.0],
+            "Well": ["H12", "H12"],
+            "Sample ID": ["S-3", "S-4"],
+            "Concentration": [1.5, 2.5],
+        }
+    )
     pm.to_excel(tmp_path / "platemap.xlsx", index=False)
     write_experiment(tmp_path)
     out = process(tmp_path, {}, tmp_path / "out")

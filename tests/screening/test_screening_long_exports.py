@@ -34,8 +34,14 @@ def _readings(n_plates: int, *, seed: int = 0) -> tuple[list[str], np.ndarray]:
     return ids, values.round(1)
 
 
-def _write_workbook(path, ids: list[str], values: np.ndarray, *, header=("Plate ID", "Well", "RFU"),
-                    padded: bool = False) -> None:
+def _write_workbook(
+    path,
+    ids: list[str],
+    values: np.ndarray,
+    *,
+    header=("Plate ID", "Well", "RFU"),
+    padded: bool = False,
+) -> None:
     wb = openpyxl.Workbook(write_only=True)
     ws = wb.create_sheet("Results")
     ws.append(list(header))
@@ -49,7 +55,11 @@ def _write_workbook(path, ids: list[str], values: np.ndarray, *, header=("Plate 
 
 def _write_plate_definition(path) -> None:
     fmt = PlateFormat.of(384)
-    rows = ["Well,Type"] + [f"{ROW_LETTERS[r]}{c + 1},{_content(r, c)}" for r in range(fmt.rows) for c in range(fmt.cols)]
+    rows = ["Well,Type"] + [
+        f"{ROW_LETTERS[r]}{c + 1},{_content(r, c)}"
+        for r in range(fmt.rows)
+        for c in range(fmt.cols)
+    ]
     path.write_text("\n".join(rows) + "\n")
 
 
@@ -61,7 +71,9 @@ def test_long_workbook_with_plate_definition_is_read_as_160_plates(tmp_path, pro
     _write_plate_definition(tmp_path / "plate_definition.csv")
     write_experiment(tmp_path)
     found = resolve(tmp_path, {})
-    assert found.kind == "long" and [u.file.name for u in found.units] == ["plate_reader_export.xlsx"]
+    assert found.kind == "long" and [u.file.name for u in found.units] == [
+        "plate_reader_export.xlsx"
+    ]
     assert found.plate_map is not None and found.plate_map.name == "plate_definition.csv"
     out = process(tmp_path, {}, tmp_path / "out")
     wells = pd.read_parquet(out["wells"])
@@ -75,12 +87,16 @@ def test_long_workbook_with_plate_definition_is_read_as_160_plates(tmp_path, pro
     assert len(plates) == N_PLATES and plates.qc_pass.all() and (plates.z_prime > 0.5).all()
 
 
-@pytest.mark.parametrize(("header", "sep", "padded"), [
-    (("plate_id", "well", "rfu"), ",", True),
-    (("PLATE ID", "Well Position", "RFU"), "\t", False),
-    ((" Plate-ID ", "WELL", "Signal"), ";", False),
-    (("Barcode", "Well ID", "RLU"), ",", True),
-], ids=["snake-csv", "upper-tsv", "dash-semicolon", "barcode-rlu"])
+@pytest.mark.parametrize(
+    ("header", "sep", "padded"),
+    [
+        (("plate_id", "well", "rfu"), ",", True),
+        (("PLATE ID", "Well Position", "RFU"), "\t", False),
+        ((" Plate-ID ", "WELL", "Signal"), ";", False),
+        (("Barcode", "Well ID", "RLU"), ",", True),
+    ],
+    ids=["snake-csv", "upper-tsv", "dash-semicolon", "barcode-rlu"],
+)
 def test_long_text_tables_with_spelling_variants(tmp_path, process, header, sep, padded):
     ids, values = _readings(3, seed=1)
     lines = [sep.join(header)]
@@ -89,7 +105,9 @@ def test_long_text_tables_with_spelling_variants(tmp_path, process, header, sep,
             for c in range(24):
                 well = f"{ROW_LETTERS[r]}{c + 1:02d}" if padded else f"{ROW_LETTERS[r]}{c + 1}"
                 lines.append(sep.join([pid, well, f"{values[p, r, c]:.1f}"]))
-    (tmp_path / ("readings.tsv" if sep == "\t" else "readings.csv")).write_text("\r\n".join(lines) + "\r\n")
+    (tmp_path / ("readings.tsv" if sep == "\t" else "readings.csv")).write_text(
+        "\r\n".join(lines) + "\r\n"
+    )
     _write_plate_definition(tmp_path / "layout.csv")
     write_experiment(tmp_path)
     out = process(tmp_path, {}, tmp_path / "out")
@@ -110,8 +128,10 @@ def test_workbook_with_neither_grid_nor_long_columns_is_one_clear_line(tmp_path)
     with pytest.raises(InputError) as err:
         screening.read_batch(run_dir=tmp_path, block={}, batch=0, out=tmp_path / "raw.parquet")
     (p,) = err.value.problems
-    assert str(p).startswith("export.xlsx: plate 1, first row: 'Name', 'Location', 'Fluo (a.u.)': "
-                             "no plate grid and no plate, well and value columns found"), str(p)
+    assert str(p).startswith(
+        "export.xlsx: plate 1, first row: 'Name', 'Location', 'Fluo (a.u.)': "
+        "no plate grid and no plate, well and value columns found"
+    ), str(p)
     assert "value (or signal, RFU, RLU, OD)" in p.hint
 
 
@@ -134,5 +154,7 @@ def test_header_checks_read_only_the_first_row(tmp_path):
     ids, values = _readings(2)
     _write_workbook(tmp_path / "r.xlsx", ids, values, header=("Plate ID", "Well", "RFU"))
     assert readers.table_columns(tmp_path / "r.xlsx") == ["plate_id", "well", "rfu"]
-    assert readers.is_long_table(tmp_path / "r.xlsx") and not readers.is_plate_layout(tmp_path / "r.xlsx")
+    assert readers.is_long_table(tmp_path / "r.xlsx") and not readers.is_plate_layout(
+        tmp_path / "r.xlsx"
+    )
     assert readers._table_columns.cache_info().hits >= 2

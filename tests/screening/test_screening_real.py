@@ -16,9 +16,20 @@ from pipelines.errors import InputError
 from pipelines.staging import StagedDataset
 from pipelines.workflow import run_workflow
 
-DATA_FILES = ["data/dose_response.parquet", "data/hits.parquet", "data/plates.parquet", "data/wells.parquet"]
-QC_FILES = ["qc/dose_response_curves.png", "qc/metrics.json", "qc/plate_heatmaps_normalised.png",
-            "qc/plate_heatmaps_raw.png", "qc/plate_qc.png", "qc/score_distribution.png"]
+DATA_FILES = [
+    "data/dose_response.parquet",
+    "data/hits.parquet",
+    "data/plates.parquet",
+    "data/wells.parquet",
+]
+QC_FILES = [
+    "qc/dose_response_curves.png",
+    "qc/metrics.json",
+    "qc/plate_heatmaps_normalised.png",
+    "qc/plate_heatmaps_raw.png",
+    "qc/plate_qc.png",
+    "qc/score_distribution.png",
+]
 
 
 def _stage(tmp_path, block):
@@ -43,9 +54,16 @@ def kcviab_stage(tmp_path_factory, kcviab):
 def test_kcviab_workflow_outputs(kcviab_stage):
     stage = kcviab_stage
     assert [rel for rel, _ in stage.published_files()] == DATA_FILES + QC_FILES
-    assert len(list((stage.meta_dir / "screening" / "raw").glob("batch_*.parquet"))) == 2  # 114 files / 60
+    assert (
+        len(list((stage.meta_dir / "screening" / "raw").glob("batch_*.parquet"))) == 2
+    )  # 114 files / 60
     m = stage.metrics
-    assert (m["n_plates"], m["n_replicates"], m["plate_format"], m["n_wells"]) == (57, 2, 384, 57 * 2 * 384)
+    assert (m["n_plates"], m["n_replicates"], m["plate_format"], m["n_wells"]) == (
+        57,
+        2,
+        384,
+        57 * 2 * 384,
+    )
     assert m["n_excluded_wells"] == 48  # Screenlog.txt: plate 6, row A, both replicates
     assert m["replicate_correlation"] > 0.7
     assert m["robust_z_prime_screen_r1_c1"] > 0.5 and m["n_hits"] > 0
@@ -66,21 +84,34 @@ def test_kcviab_follows_cellhts2_semantics(kcviab_stage, kcviab):
     sample wells, per-replicate (x - median) / mad over the screen's samples, sign '-', mean of
     the replicates; flagged wells NA."""
     plate_list = pd.read_csv(kcviab / "Platelist.txt", sep="\t")
-    raw = pd.concat([pd.read_csv(kcviab / f, sep="\t", header=None, names=["bc", "well", "raw"]).assign(
-        plate=p, replicate=r) for f, p, r in plate_list[["Filename", "Plate", "Replicate"]].itertuples(index=False)])
+    raw = pd.concat(
+        [
+            pd.read_csv(kcviab / f, sep="\t", header=None, names=["bc", "well", "raw"]).assign(
+                plate=p, replicate=r
+            )
+            for f, p, r in plate_list[["Filename", "Plate", "Replicate"]].itertuples(index=False)
+        ]
+    )
     log = pd.read_csv(kcviab / "Screenlog.txt", sep="\t")
-    flagged = set(zip(log.Plate, log.Sample, log.Well))
-    raw["x"] = [np.nan if (p, r, w) in flagged else v for p, r, w, v in raw[["plate", "replicate", "well", "raw"]].itertuples(index=False)]
+    flagged = set(zip(log.Plate, log.Sample, log.Well, strict=False))
+    raw["x"] = [
+        np.nan if (p, r, w) in flagged else v
+        for p, r, w, v in raw[["plate", "replicate", "well", "raw"]].itertuples(index=False)
+    ]
     raw["sample"] = ~raw.well.isin(["A01", "A02", "B01", "B02"])
     med = raw[raw["sample"]].groupby(["plate", "replicate"]).x.median().rename("m")
     raw = raw.join(med, on=["plate", "replicate"])
     raw["norm"] = raw.x / raw.m
-    stats = raw[raw["sample"]].groupby("replicate").norm.agg(
-        center="median", mad=lambda v: 1.4826 * (v - v.median()).abs().median())
+    stats = (
+        raw[raw["sample"]]
+        .groupby("replicate")
+        .norm.agg(center="median", mad=lambda v: 1.4826 * (v - v.median()).abs().median())
+    )
     raw = raw.join(stats, on="replicate")
     raw["z"] = -(raw.norm - raw.center) / raw.mad
-    ours = pd.read_parquet(kcviab_stage.data_dir / "wells.parquet").merge(raw[["plate", "replicate", "well", "z", "norm"]],
-                                                                         on=["plate", "replicate", "well"])
+    ours = pd.read_parquet(kcviab_stage.data_dir / "wells.parquet").merge(
+        raw[["plate", "replicate", "well", "z", "norm"]], on=["plate", "replicate", "well"]
+    )
     assert len(ours) == 57 * 2 * 384
     np.testing.assert_allclose(ours.normalised, ours.norm, rtol=1e-12, equal_nan=True)
     np.testing.assert_allclose(ours.score, ours.z, rtol=1e-9, equal_nan=True)
@@ -115,11 +146,20 @@ def test_twoway_assay_end_to_end(tmp_path, twoway, process):
     wells = pd.read_parquet(out["wells"])
     assert len(wells) == 2 * 96 and wells.raw.notna().all()
     a1 = wells[(wells.replicate == 1) & (wells.well == "A01")].iloc[0]
-    assert a1.raw == 1919 and a1.content == "mock" and a1.control == "other" and a1.annot_GeneSymbol == "Mock"
+    assert (
+        a1.raw == 1919
+        and a1.content == "mock"
+        and a1.control == "other"
+        and a1.annot_GeneSymbol == "Mock"
+    )
     assert set(wells[wells.well.isin(["C01", "F02"])].control) == {"positive"}
     assert set(wells[wells.well.isin(["C02", "F01"])].control) == {"inhibitor"}
     plates = pd.read_parquet(out["plates"])
-    assert (plates.n_positive == 2).all() and (plates.n_inhibitor == 2).all() and (plates.n_negative == 2).all()
+    assert (
+        (plates.n_positive == 2).all()
+        and (plates.n_inhibitor == 2).all()
+        and (plates.n_negative == 2).all()
+    )
     assert plates.z_prime.notna().all() and plates.z_prime_inhibitor.notna().all()
     facts = json.loads(out["facts"].read_text())["facts"]
     assert facts["reader_software"] == "Fusion 3.50" and facts["plate_format"] == 96
@@ -131,11 +171,24 @@ def test_outputs_are_byte_identical_across_runs(tmp_path, twoway, process):
     digests = []
     for i in (1, 2):
         out = process(twoway, TWOWAY_BLOCK, tmp_path / f"run{i}")
-        pngs = make_plots(wells=out["wells"], plates=out["plates"], dose_response=out["dose_response"],
-                          block=TWOWAY_BLOCK, heatmap_raw=tmp_path / f"run{i}/a.png",
-                          heatmap_normalised=tmp_path / f"run{i}/b.png", plate_qc=tmp_path / f"run{i}/c.png",
-                          score_hist=tmp_path / f"run{i}/d.png", curves=tmp_path / f"run{i}/e.png")
-        digests.append([p.read_bytes() for p in [out[k] for k in ("wells", "plates", "hits", "dose_response", "facts")] + pngs])
+        pngs = make_plots(
+            wells=out["wells"],
+            plates=out["plates"],
+            dose_response=out["dose_response"],
+            block=TWOWAY_BLOCK,
+            heatmap_raw=tmp_path / f"run{i}/a.png",
+            heatmap_normalised=tmp_path / f"run{i}/b.png",
+            plate_qc=tmp_path / f"run{i}/c.png",
+            score_hist=tmp_path / f"run{i}/d.png",
+            curves=tmp_path / f"run{i}/e.png",
+        )
+        digests.append(
+            [
+                p.read_bytes()
+                for p in [out[k] for k in ("wells", "plates", "hits", "dose_response", "facts")]
+                + pngs
+            ]
+        )
     assert digests[0] == digests[1]
 
 
@@ -145,12 +198,14 @@ def test_missing_plate_file_fails_the_workflow_with_exit_2_and_nothing_staged(tm
     run.mkdir()
     for name in ("Plateconf.txt", "FT01-G01.txt", "FT01-G02.txt"):
         (run / name).symlink_to(kcviab / name)  # read in place, never copied
-    (run / "Platelist.txt").write_text("Filename\tPlate\tReplicate\nFT01-G01.txt\t1\t1\nFT01-G02.txt\t1\t2\n"
-                                       "FT02-G01.txt\t2\t1\n")
+    (run / "Platelist.txt").write_text(
+        "Filename\tPlate\tReplicate\nFT01-G01.txt\t1\t1\nFT01-G02.txt\t1\t2\nFT02-G01.txt\t2\t1\n"
+    )
     stage = _stage(tmp_path, {})
     with pytest.raises(InputError) as err:
         run_workflow(run_dir=run, stage=stage, modality="screening", cores=1)
     assert [str(p) for p in err.value.problems] == [
-        "FT02-G01.txt: plate 2: file not found (check the file name in the plate list (names are case-sensitive))"]
+        "FT02-G01.txt: plate 2: file not found (check the file name in the plate list (names are case-sensitive))"
+    ]
     assert stage.published_files() == []
     assert err.value.exit_code == 2

@@ -53,7 +53,14 @@ def test_median_polish_removes_additive_row_and_column_effects():
     # the raw column effect spans 80 noise units; what is left per row/column is noise-sized
     assert np.abs(b.mean(axis=2)).max() < 1.0
     assert np.abs(b.mean(axis=1)).max() < 1.0
-    assert abs(np.corrcoef(b.mean(axis=1).ravel(), np.broadcast_to(col_eff[0], (4, cols)).ravel())[0, 1]) < 0.3
+    assert (
+        abs(
+            np.corrcoef(b.mean(axis=1).ravel(), np.broadcast_to(col_eff[0], (4, cols)).ravel())[
+                0, 1
+            ]
+        )
+        < 0.3
+    )
     corr = np.corrcoef(b.ravel(), noise.ravel())[0, 1]
     assert corr > 0.9  # the raw values correlate with the noise at ~0.02
 
@@ -76,15 +83,19 @@ def test_normalisation_methods_on_hand_worked_plate():
     neg = np.array([[[1, 1, 0, 0, 0, 0]]], dtype=bool)
     pos = np.array([[[0, 0, 1, 1, 0, 0]]], dtype=bool)
     sample = np.array([[[0, 0, 0, 0, 1, 1]]], dtype=bool)
-    out = {m: stats.normalise(x, method=m, sample=sample, negative=neg, positive=pos)[0][0, 0]
-           for m in ("median", "mean", "negatives", "poc", "npi", "percent_inhibition", "none")}
+    out = {
+        m: stats.normalise(x, method=m, sample=sample, negative=neg, positive=pos)[0][0, 0]
+        for m in ("median", "mean", "negatives", "poc", "npi", "percent_inhibition", "none")
+    }
     np.testing.assert_allclose(out["median"], x[0, 0] / 55.0)
     np.testing.assert_allclose(out["mean"], x[0, 0] / 55.0)
     np.testing.assert_allclose(out["negatives"], x[0, 0] / 15.0)
     np.testing.assert_allclose(out["poc"], 100 * x[0, 0] / 105.0)
     # cellHTS2 NPI: (mean(pos) - x) / (mean(pos) - mean(neg)): negatives -> 1, positives -> 0
     np.testing.assert_allclose(out["npi"], (105.0 - x[0, 0]) / 90.0)
-    assert out["npi"][:2].mean() == pytest.approx(1.0) and out["npi"][2:4].mean() == pytest.approx(0.0)
+    assert out["npi"][:2].mean() == pytest.approx(1.0) and out["npi"][2:4].mean() == pytest.approx(
+        0.0
+    )
     np.testing.assert_allclose(out["percent_inhibition"], 100 * (15.0 - x[0, 0]) / (15.0 - 105.0))
     np.testing.assert_allclose(out["none"], x[0, 0])
 
@@ -130,10 +141,18 @@ def test_screen_zscore_is_cellhts2_score_replicates():
         np.testing.assert_allclose(z[group == g], (x[group == g] - med) / mad, equal_nan=True)
 
 
-@pytest.mark.parametrize("method,expected", [
-    ("mean", [2.0, -1.0]), ("median", [2.0, -1.0]), ("max", [3.0, 1.0]), ("min", [1.0, -3.0]),
-    ("rms", [np.sqrt(5.0), np.sqrt(5.0)]), ("closest_to_zero", [1.0, 1.0]), ("furthest_from_zero", [3.0, -3.0]),
-])
+@pytest.mark.parametrize(
+    "method,expected",
+    [
+        ("mean", [2.0, -1.0]),
+        ("median", [2.0, -1.0]),
+        ("max", [3.0, 1.0]),
+        ("min", [1.0, -3.0]),
+        ("rms", [np.sqrt(5.0), np.sqrt(5.0)]),
+        ("closest_to_zero", [1.0, 1.0]),
+        ("furthest_from_zero", [3.0, -3.0]),
+    ],
+)
 def test_replicate_summaries(method, expected):
     scores = np.array([[1.0, 3.0], [1.0, -3.0]])[:, :, None]  # (wells as groups, replicates, 1)
     got = stats.summarise_replicates(scores, method=method)[:, 0]

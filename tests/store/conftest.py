@@ -12,15 +12,28 @@ import pytest
 from pipelines.staging import StagedDataset, write_json
 
 EXPERIMENT = {
-    "schema_version": 1, "request_id": "BINDS-2026-0042", "title": "Store test run",
-    "modality": "screening", "instrument": {"model": "EnVision"}, "acquired": "2026-11-20",
-    "access": {"level": "consortium"}, "license": "CC-BY-4.0",
+    "schema_version": 1,
+    "request_id": "BINDS-2026-0042",
+    "title": "Store test run",
+    "modality": "screening",
+    "instrument": {"model": "EnVision"},
+    "acquired": "2026-11-20",
+    "access": {"level": "consortium"},
+    "license": "CC-BY-4.0",
     "samples": [{"id": "S1", "organism": "NCBITaxon:9606"}],
 }
 
 
-def build_stage(root: Path, *, seed: int = 0, n_chunks: int = 40, chunk_bytes: int = 50_000,
-                big_bytes: int = 0, access: str = "consortium", dataset_id: str | None = None) -> StagedDataset:
+def build_stage(
+    root: Path,
+    *,
+    seed: int = 0,
+    n_chunks: int = 40,
+    chunk_bytes: int = 50_000,
+    big_bytes: int = 0,
+    access: str = "consortium",
+    dataset_id: str | None = None,
+) -> StagedDataset:
     """A staged dataset shaped like a real one: a chunked Zarr-like folder, a Parquet table, QC."""
     stage = StagedDataset(root)
     rng = np.random.default_rng(seed)
@@ -31,14 +44,19 @@ def build_stage(root: Path, *, seed: int = 0, n_chunks: int = 40, chunk_bytes: i
         (zarr / "0" / "c" / str(i)).write_bytes(rng.bytes(chunk_bytes))
     if big_bytes:
         (stage.data_dir / "big.bin").write_bytes(rng.bytes(big_bytes))
-    pq.write_table(pa.table({"well": [f"A{i:02d}" for i in range(1, 13)],
-                             "value": rng.normal(size=12)}), stage.data_dir / "wells.parquet")
+    pq.write_table(
+        pa.table({"well": [f"A{i:02d}" for i in range(1, 13)], "value": rng.normal(size=12)}),
+        stage.data_dir / "wells.parquet",
+    )
     write_json(stage.qc_dir / "metrics.json", {"z_prime": 0.71, "n_wells": 12, "seed": seed})
     exp = dict(EXPERIMENT, access={"level": access})
     if dataset_id:
         exp["dataset_id"] = dataset_id
     stage.write_meta("experiment.json", exp)
-    stage.write_meta("run.json", {"run_dir": "/runs/x", "inputs": [{"name": "plate1.csv", "size": 1, "sha256": "0" * 64}]})
+    stage.write_meta(
+        "run.json",
+        {"run_dir": "/runs/x", "inputs": [{"name": "plate1.csv", "size": 1, "sha256": "0" * 64}]},
+    )
     return stage
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 @dataclass
 class FaultPlan:
-    error_rate: float = 0.0   # share of requests answered 500/503
-    drop_rate: float = 0.0    # share of requests whose connection is dropped mid-body
+    error_rate: float = 0.0  # share of requests answered 500/503
+    drop_rate: float = 0.0  # share of requests whose connection is dropped mid-body
     seed: int = 0
     counts: dict[str, int] = field(default_factory=lambda: {"pass": 0, "error": 0, "drop": 0})
     _rng: random.Random = field(init=False)
@@ -29,7 +29,13 @@ class FaultPlan:
     def draw(self) -> str:
         with self._lock:
             x = self._rng.random()
-            fate = "error" if x < self.error_rate else "drop" if x < self.error_rate + self.drop_rate else "pass"
+            fate = (
+                "error"
+                if x < self.error_rate
+                else "drop"
+                if x < self.error_rate + self.drop_rate
+                else "pass"
+            )
             self.counts[fate] += 1
             return fate
 
@@ -69,7 +75,9 @@ class _Handler(socketserver.BaseRequestHandler):
                 if not chunk:
                     break
                 want -= len(chunk)
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            client.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
             client.close()
             return
         while len(body) < need:
@@ -80,12 +88,25 @@ class _Handler(socketserver.BaseRequestHandler):
         if fate == "error":
             status = random.choice([b"503 Slow Down", b"500 Internal Server Error"])
             code = b"SlowDown" if status.startswith(b"503") else b"InternalError"
-            xml = b"<?xml version='1.0'?><Error><Code>" + code + b"</Code><Message>injected</Message></Error>"
-            client.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Type: application/xml\r\nContent-Length: "
-                           + str(len(xml)).encode() + b"\r\nConnection: close\r\n\r\n" + xml)
+            xml = (
+                b"<?xml version='1.0'?><Error><Code>"
+                + code
+                + b"</Code><Message>injected</Message></Error>"
+            )
+            client.sendall(
+                b"HTTP/1.1 "
+                + status
+                + b"\r\nContent-Type: application/xml\r\nContent-Length: "
+                + str(len(xml)).encode()
+                + b"\r\nConnection: close\r\n\r\n"
+                + xml
+            )
             return
-        lines = [ln for ln in head.rstrip(b"\r\n").split(b"\r\n")
-                 if not ln.lower().startswith((b"connection:", b"keep-alive:"))]
+        lines = [
+            ln
+            for ln in head.rstrip(b"\r\n").split(b"\r\n")
+            if not ln.lower().startswith((b"connection:", b"keep-alive:"))
+        ]
         head = b"\r\n".join(lines) + b"\r\nConnection: close\r\n\r\n"
         with socket.create_connection(self.server.upstream) as up:
             up.sendall(head + body)

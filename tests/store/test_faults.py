@@ -15,14 +15,13 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from s3_faultproxy import FaultPlan, FaultProxy
 
 from pipelines.errors import RunError
 from pipelines.store import open_store
 from pipelines.store.catalog import read_catalog
 from pipelines.store.publish import publish
 from pipelines.store.verify import verify
-
-from s3_faultproxy import FaultPlan, FaultProxy
 
 DATASET_PREFIX = "consortium/screening/binds-2026-0042-screening/"
 
@@ -43,7 +42,9 @@ def _assert_version_equals_stage(store, version: int, stage) -> None:
         assert hashlib.sha256(store.get(f"{DATASET_PREFIX}v{version}/{rel}")).hexdigest() == sha
 
 
-def test_publish_through_flaky_proxy_completes_with_identical_bytes(make_stage, s3_bucket, s3_endpoint, monkeypatch):
+def test_publish_through_flaky_proxy_completes_with_identical_bytes(
+    make_stage, s3_bucket, s3_endpoint, monkeypatch
+):
     stage = make_stage(n_chunks=60, big_bytes=3 << 20)
     plan = FaultPlan(error_rate=0.15, drop_rate=0.10, seed=7)
     with FaultProxy(_upstream(s3_endpoint), plan) as proxy_url:
@@ -58,7 +59,9 @@ def test_publish_through_flaky_proxy_completes_with_identical_bytes(make_stage, 
     assert verify(direct).ok
 
 
-def test_proxy_failing_everything_gives_clear_error_and_keeps_stage(make_stage, s3_bucket, s3_endpoint, monkeypatch):
+def test_proxy_failing_everything_gives_clear_error_and_keeps_stage(
+    make_stage, s3_bucket, s3_endpoint, monkeypatch
+):
     stage = make_stage(n_chunks=3)
     with FaultProxy(_upstream(s3_endpoint), FaultPlan(error_rate=1.0)) as proxy_url:
         monkeypatch.setenv("BINDS_S3_ENDPOINT_URL", proxy_url)
@@ -75,27 +78,45 @@ def test_proxy_failing_everything_gives_clear_error_and_keeps_stage(make_stage, 
 
 
 def test_cli_reports_unreachable_store_with_exit_1(make_stage, tmp_path):
-    env = dict(os.environ, BINDS_S3_ENDPOINT_URL="http://127.0.0.1:9", BINDS_S3_MAX_ATTEMPTS="1",
-               BINDS_PUBLISH_ATTEMPTS="1", AWS_ACCESS_KEY_ID="k", AWS_SECRET_ACCESS_KEY="s")
+    env = dict(
+        os.environ,
+        BINDS_S3_ENDPOINT_URL="http://127.0.0.1:9",
+        BINDS_S3_MAX_ATTEMPTS="1",
+        BINDS_PUBLISH_ATTEMPTS="1",
+        AWS_ACCESS_KEY_ID="k",
+        AWS_SECRET_ACCESS_KEY="s",
+    )
     stage = make_stage()
-    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "publish", str(stage.root), "--store", "s3://b"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "publish", str(stage.root), "--store", "s3://b"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert "cannot reach the S3 endpoint http://127.0.0.1:9" in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "k" not in proc.stderr.split() and "s" not in proc.stderr.split()  # no credentials echoed
+    assert (
+        "k" not in proc.stderr.split() and "s" not in proc.stderr.split()
+    )  # no credentials echoed
 
 
 def _publisher(stage_root: Path, store_url: str, endpoint: str | None) -> subprocess.Popen:
     env = dict(os.environ)
     if endpoint:
         env["BINDS_S3_ENDPOINT_URL"] = endpoint
-    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "publish", str(stage_root), "--store", store_url],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "publish", str(stage_root), "--store", store_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
 
 
-def _assert_no_partial_version_visible(store, stages_by_digest: dict[str, object],
-                                       prefix: str = DATASET_PREFIX) -> list[int]:
+def _assert_no_partial_version_visible(
+    store, stages_by_digest: dict[str, object], prefix: str = DATASET_PREFIX
+) -> list[int]:
     """Every version with a manifest is complete and equals one staged content."""
     committed = []
     for name in store.list_dirs(prefix):
@@ -134,7 +155,9 @@ def _kill_when(proc: subprocess.Popen, ready, timeout_s: float = 120) -> bool:
 
 
 @pytest.mark.parametrize("backend,runs,n_chunks", [("s3", 12, 150), ("local", 8, 1500)])
-def test_sigkill_at_random_points_never_shows_partial_version(backend, runs, n_chunks, make_stage, tmp_path, request):
+def test_sigkill_at_random_points_never_shows_partial_version(
+    backend, runs, n_chunks, make_stage, tmp_path, request
+):
     """20 publishers killed (each on a fresh dataset id): half at random moments (start-up,
     hashing, claiming, uploading, committing), half once a random number of their objects is
     seen in the store, so those land mid-upload whatever the machine's speed. No partial
@@ -145,7 +168,9 @@ def test_sigkill_at_random_points_never_shows_partial_version(backend, runs, n_c
     else:
         store_url, endpoint = str(tmp_path / "store"), None
     # local publishing is fast: more (fsynced) files give the random kills a window to land in
-    stage = make_stage(n_chunks=n_chunks, chunk_bytes=40_000 if backend == "s3" else 4_000, big_bytes=2 << 20)
+    stage = make_stage(
+        n_chunks=n_chunks, chunk_bytes=40_000 if backend == "s3" else 4_000, big_bytes=2 << 20
+    )
     from pipelines.store.publish import hash_stage, stage_digest
 
     store = open_store(store_url)
@@ -170,10 +195,14 @@ def test_sigkill_at_random_points_never_shows_partial_version(backend, runs, n_c
         proc = _publisher(stage.root, store_url, endpoint)
         if run % 2:
             sent_at_kill = rng.randint(1, int(len(items) * 0.8))
-            assert _kill_when(proc, lambda: _objects_under(store, f"{prefix}v1/") >= sent_at_kill), \
+            seen_enough = lambda: _objects_under(store, f"{prefix}v1/") >= sent_at_kill  # noqa: B023, E731 (called in this iteration)
+            assert _kill_when(proc, seen_enough), (
                 f"run {run}: the publisher ended before {sent_at_kill} of {len(items)} objects were seen"
+            )
             committed = _assert_no_partial_version_visible(store, {digest: stage}, prefix)
-            assert committed == [], f"run {run}: killed after {sent_at_kill} objects, yet v1 is committed"
+            assert committed == [], (
+                f"run {run}: killed after {sent_at_kill} objects, yet v1 is committed"
+            )
             killed_mid_upload += 1
         else:
             time.sleep(rng.uniform(startup * 0.9, full))
@@ -193,7 +222,9 @@ def test_sigkill_at_random_points_never_shows_partial_version(backend, runs, n_c
     assert resumed >= runs // 2  # every re-run after a mid-upload kill resumed the half-done upload
 
 
-def test_racing_publishers_of_different_content_get_clean_versions(make_stage, s3_bucket, s3_endpoint):
+def test_racing_publishers_of_different_content_get_clean_versions(
+    make_stage, s3_bucket, s3_endpoint
+):
     a = make_stage("a", seed=1, n_chunks=80)
     b = make_stage("b", seed=2, n_chunks=80)
     store = open_store(s3_bucket)

@@ -70,7 +70,11 @@ class StoreTests:
         for i in range(25):
             p = tmp_path / f"chunk{i}"
             p.write_bytes(bytes([i]) * (1000 + i))
-            kw = {"multipart_threshold": 64 << 20, "multipart_chunk": 64 << 20} if store.supports_etag_md5 else {}
+            kw = (
+                {"multipart_threshold": 64 << 20, "multipart_chunk": 64 << 20}
+                if store.supports_etag_md5
+                else {}
+            )
             size, sha, etag = digests(p, **kw)
             items.append(UploadItem(key=f"up/{i}", path=p, size=size, sha256=sha, etag=etag))
         seen = []
@@ -91,7 +95,11 @@ class StoreTests:
         ro = open_store(store.url, read_only=True)
         store.put("ro/1", b"x")
         assert ro.get("ro/1") == b"x"
-        for call in (lambda: ro.put("ro/2", b"y"), lambda: ro.put_if_absent("ro/2", b"y"), lambda: ro.delete("ro/1")):
+        for call in (
+            lambda: ro.put("ro/2", b"y"),
+            lambda: ro.put_if_absent("ro/2", b"y"),
+            lambda: ro.delete("ro/1"),
+        ):
             with pytest.raises(ReadOnlyStoreError):
                 call()
 
@@ -116,8 +124,12 @@ class TestS3Store(StoreTests):
         import boto3
 
         store.put("x/1", b"1")
-        keys = [o["Key"] for o in boto3.client("s3", endpoint_url=s3_endpoint)
-                .list_objects_v2(Bucket=store.bucket)["Contents"]]
+        keys = [
+            o["Key"]
+            for o in boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(
+                Bucket=store.bucket
+            )["Contents"]
+        ]
         assert keys == ["some/prefix/x/1"]
 
     def test_missing_bucket_is_a_clear_error(self, s3_endpoint, monkeypatch):

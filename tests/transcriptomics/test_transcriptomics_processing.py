@@ -9,13 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from tx_helpers import BASE_EXPERIMENT, link_files, write_experiment
 
 from pipelines.errors import InputError
 from pipelines.modalities import transcriptomics as tx
 from pipelines.modalities.transcriptomics import annotate, bulk, params, readers
 from pipelines.modalities.transcriptomics.demo import synthetic_counts
-
-from tx_helpers import BASE_EXPERIMENT, link_files, write_experiment
 
 
 @pytest.mark.parametrize("path", ["sklearn-exact", "pynndescent"])
@@ -26,7 +25,10 @@ def test_neighbors_runs_on_both_knn_paths_with_the_locked_versions(path):
     import anndata as ad
     import scanpy as sc
 
-    from pipelines.modalities.transcriptomics.singlecell import _csr_matrix_pynndescent, knn_transformer
+    from pipelines.modalities.transcriptomics.singlecell import (
+        _csr_matrix_pynndescent,
+        knn_transformer,
+    )
 
     X, _, _ = synthetic_counts(n_cells=300, n_genes=60, n_types=2, seed=4)
     a = ad.AnnData(X=X.astype(np.float32))
@@ -35,7 +37,11 @@ def test_neighbors_runs_on_both_knn_paths_with_the_locked_versions(path):
     sc.pp.pca(a, n_comps=5, random_state=0)
     assert knn_transformer(300, n_neighbors=10, random_state=0) is None  # exact below 8192 cells
     assert knn_transformer(9000, n_neighbors=10, random_state=0).n_trees == 10
-    transformer = None if path == "sklearn-exact" else _csr_matrix_pynndescent()(n_neighbors=10, random_state=0)
+    transformer = (
+        None
+        if path == "sklearn-exact"
+        else _csr_matrix_pynndescent()(n_neighbors=10, random_state=0)
+    )
     sc.pp.neighbors(a, n_neighbors=10, random_state=0, transformer=transformer)
     conn = a.obsp["connectivities"]
     assert conn.shape == (300, 300) and conn.nnz >= 300 * 9
@@ -47,11 +53,14 @@ def test_schema_fields_all_have_description_and_default():
             assert "description" in sub, f"{path}{name} has no description"
             assert "default" in sub, f"{path}{name} has no default"
             walk(sub, f"{path}{name}.")
+
     walk(params.schema(), "")
 
 
 def test_params_defaults_come_from_the_schema():
-    p = tx.params_from_experiment({"transcriptomics": {"qc": {"n_mads": 3}, "bulk": {"match": "strip_suffix"}}})
+    p = tx.params_from_experiment(
+        {"transcriptomics": {"qc": {"n_mads": 3}, "bulk": {"match": "strip_suffix"}}}
+    )
     assert p.qc.n_mads == 3 and p.qc.mito_n_mads == 3 and p.qc.max_pct_mito == 20
     assert p.input_kind == "auto" and p.n_hvg == 2000 and p.doublets.enabled is False
     assert p.bulk.match == "strip_suffix" and p.bulk.suffix == ""
@@ -64,9 +73,15 @@ def test_qc_that_removes_every_cell_says_which_threshold(tmp_path, tx_data):
     a.write_h5ad(tmp_path / "in.h5ad")
     exp = {**BASE_EXPERIMENT, "transcriptomics": {"qc": {"min_genes": 5000}}}
     with pytest.raises(InputError) as err:
-        tx.qc_cells(src=tmp_path / "in.h5ad", dest=tmp_path / "out.h5ad", cells_parquet=tmp_path / "c.parquet",
-                    violin_png=tmp_path / "v.png", top_genes_png=tmp_path / "t.png",
-                    summary_json=tmp_path / "s.json", experiment=exp)
+        tx.qc_cells(
+            src=tmp_path / "in.h5ad",
+            dest=tmp_path / "out.h5ad",
+            cells_parquet=tmp_path / "c.parquet",
+            violin_png=tmp_path / "v.png",
+            top_genes_png=tmp_path / "t.png",
+            summary_json=tmp_path / "s.json",
+            experiment=exp,
+        )
     p = err.value.problems[0]
     assert p.message.startswith("QC kept 0 of 1107 cells (min_genes removed 1107")
     assert p.where == "transcriptomics.qc" and "lower qc.min_genes" in p.hint
@@ -76,35 +91,52 @@ def test_qc_that_removes_every_cell_says_which_threshold(tmp_path, tx_data):
 def test_qc_mad_rule_removes_damaged_cells_and_records_why(tmp_path):
     import anndata as ad
 
-    X, symbols, _ = synthetic_counts(n_cells=400, n_genes=300, n_types=3, seed=1, damaged_fraction=0.1)
+    X, symbols, _ = synthetic_counts(
+        n_cells=400, n_genes=300, n_types=3, seed=1, damaged_fraction=0.1
+    )
     a = ad.AnnData(X=X.astype(np.float32))
     a.obs_names = [f"c{i}" for i in range(400)]
     a.var_names = [f"E{i}" for i in range(300)]
     a.var["feature_name"] = symbols
     a.obs["sample_id"] = "S1"
     a.write_h5ad(tmp_path / "in.h5ad")
-    s = tx.qc_cells(src=tmp_path / "in.h5ad", dest=tmp_path / "out.h5ad", cells_parquet=tmp_path / "c.parquet",
-                    violin_png=tmp_path / "v.png", top_genes_png=tmp_path / "t.png",
-                    summary_json=tmp_path / "s.json", experiment=BASE_EXPERIMENT)
+    s = tx.qc_cells(
+        src=tmp_path / "in.h5ad",
+        dest=tmp_path / "out.h5ad",
+        cells_parquet=tmp_path / "c.parquet",
+        violin_png=tmp_path / "v.png",
+        top_genes_png=tmp_path / "t.png",
+        summary_json=tmp_path / "s.json",
+        experiment=BASE_EXPERIMENT,
+    )
     cells = pd.read_parquet(tmp_path / "c.parquet")
     assert len(cells) == 400 and s.n_cells_kept == int(cells["passed_qc"].sum())
     assert s.removed_by["pct_counts_mt"] >= 30  # ~10% damaged cells carry 25x mito reads
     failed = cells[~cells["passed_qc"]]
     assert (failed["qc_fail_reasons"].str.len() > 0).all()
-    assert cells.loc[cells["passed_qc"], "pct_counts_mt"].max() < s.thresholds["pct_counts_mt"]["upper"] + 1e-9
+    assert (
+        cells.loc[cells["passed_qc"], "pct_counts_mt"].max()
+        < s.thresholds["pct_counts_mt"]["upper"] + 1e-9
+    )
     assert json.loads((tmp_path / "s.json").read_text())["n_cells_input"] == 400
 
 
 # ----------------------------------------------------------------------------- bulk
 def test_pasilla_sheet_names_mismatch_is_reported_pair_by_pair(tx_data):
-    sheet, col = bulk.read_sample_sheet(tx_data / "bulk_pasilla" / "pasilla_sample_annotation.csv",
-                                        sample_column=None)
+    sheet, col = bulk.read_sample_sheet(
+        tx_data / "bulk_pasilla" / "pasilla_sample_annotation.csv", sample_column=None
+    )
     counts, _ = bulk.read_count_table(tx_data / "bulk_pasilla" / "pasilla_gene_counts.tsv")
     assert counts.shape == (14599, 7)
     with pytest.raises(InputError) as err:
-        bulk.match_samples(sheet[col].tolist(), list(counts.columns), bp=tx.params_from_experiment({}).bulk,
-                           sheet_file="pasilla_sample_annotation.csv", counts_file="pasilla_gene_counts.tsv",
-                           sample_column=col)
+        bulk.match_samples(
+            sheet[col].tolist(),
+            list(counts.columns),
+            bp=tx.params_from_experiment({}).bulk,
+            sheet_file="pasilla_sample_annotation.csv",
+            counts_file="pasilla_gene_counts.tsv",
+            sample_column=col,
+        )
     problems = err.value.problems
     assert len(problems) == 7
     first = problems[0]
@@ -114,12 +146,33 @@ def test_pasilla_sheet_names_mismatch_is_reported_pair_by_pair(tx_data):
 
 
 def test_pasilla_with_the_suffix_rule_matches_every_sample(tx_data):
-    sheet, col = bulk.read_sample_sheet(tx_data / "bulk_pasilla" / "pasilla_sample_annotation.csv",
-                                        sample_column=None)
-    bp = tx.params_from_experiment({"transcriptomics": {"bulk": {"match": "strip_suffix", "suffix": "fb"}}}).bulk
-    cols = ["untreated1", "untreated2", "untreated3", "untreated4", "treated1", "treated2", "treated3"]
-    order = bulk.match_samples(sheet[col].tolist(), cols, bp=bp, sheet_file="s", counts_file="c", sample_column=col)
-    assert order == ["treated1", "treated2", "treated3", "untreated1", "untreated2", "untreated3", "untreated4"]
+    sheet, col = bulk.read_sample_sheet(
+        tx_data / "bulk_pasilla" / "pasilla_sample_annotation.csv", sample_column=None
+    )
+    bp = tx.params_from_experiment(
+        {"transcriptomics": {"bulk": {"match": "strip_suffix", "suffix": "fb"}}}
+    ).bulk
+    cols = [
+        "untreated1",
+        "untreated2",
+        "untreated3",
+        "untreated4",
+        "treated1",
+        "treated2",
+        "treated3",
+    ]
+    order = bulk.match_samples(
+        sheet[col].tolist(), cols, bp=bp, sheet_file="s", counts_file="c", sample_column=col
+    )
+    assert order == [
+        "treated1",
+        "treated2",
+        "treated3",
+        "untreated1",
+        "untreated2",
+        "untreated3",
+        "untreated4",
+    ]
 
 
 def test_count_table_with_a_fractional_value_names_gene_and_sample(tmp_path):
@@ -132,7 +185,9 @@ def test_count_table_with_a_fractional_value_names_gene_and_sample(tmp_path):
 
 
 def test_count_table_drops_htseq_summary_rows_and_keeps_symbols(tmp_path):
-    (tmp_path / "counts.csv").write_text("gene_id,gene_name,A,B\ng1,ACTB,3,4\ng2,GAPDH,5,2\n__no_feature,,9,9\n")
+    (tmp_path / "counts.csv").write_text(
+        "gene_id,gene_name,A,B\ng1,ACTB,3,4\ng2,GAPDH,5,2\n__no_feature,,9,9\n"
+    )
     counts, annotation = bulk.read_count_table(tmp_path / "counts.csv")
     assert list(counts.index) == ["g1", "g2"] and list(counts.columns) == ["A", "B"]
     assert list(annotation["gene_name"]) == ["ACTB", "GAPDH"]
@@ -143,7 +198,9 @@ def test_sample_sheet_with_birth_dates_is_refused(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "counts.tsv").write_text("gene_id\tP1\tP2\ng1\t3\t4\ng2\t50\t20\n")
-    (run_dir / "samples.csv").write_text("sample,condition,date_of_birth\nP1,a,1970-01-02\nP2,b,1980-03-04\n")
+    (run_dir / "samples.csv").write_text(
+        "sample,condition,date_of_birth\nP1,a,1970-01-02\nP2,b,1980-03-04\n"
+    )
     write_experiment(run_dir)
     with pytest.raises(InputError) as err:
         tx.load_bulk(run_dir=run_dir, experiment=_exp(run_dir))
@@ -162,19 +219,38 @@ def test_h5ad_obs_with_patient_names_and_emails_is_refused(tmp_path):
     a.obs["contact"] = ["x@example.org", "y@example.org", "z@example.org"]
     a.write_h5ad(tmp_path / "run.h5ad")
     problems = annotate.table_privacy_problems(a.obs, file="run.h5ad", what="obs column")
-    assert [p.where for p in problems] == ["obs column 'patient_name'", "obs column 'contact', row 'c1'"]
+    assert [p.where for p in problems] == [
+        "obs column 'patient_name'",
+        "obs column 'contact', row 'c1'",
+    ]
     run_dir = write_experiment(tmp_path)
     with pytest.raises(InputError) as err:
-        tx.load_single_cell(run_dir=run_dir, experiment=_exp(run_dir), dest=tmp_path / "o.h5ad",
-                            facts_json=tmp_path / "f.json")
-    assert {p.where for p in err.value.problems} == {"obs column 'patient_name'", "obs column 'contact', row 'c1'"}
+        tx.load_single_cell(
+            run_dir=run_dir,
+            experiment=_exp(run_dir),
+            dest=tmp_path / "o.h5ad",
+            facts_json=tmp_path / "f.json",
+        )
+    assert {p.where for p in err.value.problems} == {
+        "obs column 'patient_name'",
+        "obs column 'contact', row 'c1'",
+    }
 
 
 def test_donor_id_that_looks_like_a_name_fails_preflight(tmp_path, tx_data):
     run_dir = tmp_path / "run"
     link_files(run_dir, [tx_data / "10x_v3_GRCh38chr21" / "filtered_feature_bc_matrix.h5"])
-    write_experiment(run_dir, samples=[{"id": "S1", "organism": "NCBITaxon:9606", "donor_id": "Maria_Lopez",
-                                        "description": "PBMC, donor born 1961-04-02"}])
+    write_experiment(
+        run_dir,
+        samples=[
+            {
+                "id": "S1",
+                "organism": "NCBITaxon:9606",
+                "donor_id": "Maria_Lopez",
+                "description": "PBMC, donor born 1961-04-02",
+            }
+        ],
+    )
     problems = tx.preflight(run_dir, _exp(run_dir))
     assert [p.where for p in problems] == ["samples[0].donor_id", "samples[0].description"]
     assert "looks like a person's name" in problems[0].message
@@ -205,7 +281,10 @@ def test_preflight_reports_the_pasilla_mismatch_without_computing(tmp_path, tx_d
     write_experiment(run_dir)
     spec = tx.resolve_input(run_dir, tx.params_from_experiment({}))
     assert (spec.kind, spec.path.name, spec.sample_sheet.name) == (
-        "bulk_counts", "pasilla_gene_counts.tsv", "pasilla_sample_annotation.csv")
+        "bulk_counts",
+        "pasilla_gene_counts.tsv",
+        "pasilla_sample_annotation.csv",
+    )
     problems = tx.preflight(run_dir, _exp(run_dir))
     assert len(problems) == 7 and "untreated4fb" in problems[-1].message
 
@@ -231,15 +310,23 @@ def test_two_libraries_in_one_folder_need_input_path(tmp_path, tx_data):
     link_files(run_dir, [h5], into="lib2")
     write_experiment(run_dir)
     problems = tx.preflight(run_dir, _exp(run_dir))
-    assert problems[0].where == "transcriptomics.input.path" and "2 candidate inputs" in problems[0].message
-    p = tx.params_from_experiment({"transcriptomics": {"input": {"path": "lib2/filtered_feature_bc_matrix.h5"}}})
+    assert (
+        problems[0].where == "transcriptomics.input.path"
+        and "2 candidate inputs" in problems[0].message
+    )
+    p = tx.params_from_experiment(
+        {"transcriptomics": {"input": {"path": "lib2/filtered_feature_bc_matrix.h5"}}}
+    )
     assert tx.resolve_input(run_dir, p).path == run_dir / "lib2" / "filtered_feature_bc_matrix.h5"
 
 
 def test_empty_run_folder_says_what_it_looked_for(tmp_path):
     run_dir = write_experiment(tmp_path / "run")
     problems = tx.preflight(run_dir, _exp(run_dir))
-    assert problems[0].message == "no transcriptomics input found" and "filtered_feature_bc_matrix.h5" in problems[0].hint
+    assert (
+        problems[0].message == "no transcriptomics input found"
+        and "filtered_feature_bc_matrix.h5" in problems[0].hint
+    )
 
 
 def test_demo_run_is_deterministic_for_a_seed(tmp_path):
@@ -262,17 +349,36 @@ def test_demo_run_steps_find_its_cell_types(tmp_path):
     run_dir = tx.make_demo_run(tmp_path / "run", seed=0, n_cells=600, n_genes=400, n_types=4)
     exp = _exp(run_dir)
     w = tmp_path / "w"
-    facts = tx.load_single_cell(run_dir=run_dir, experiment=exp, dest=w / "l.h5ad", facts_json=w / "facts.json")
+    facts = tx.load_single_cell(
+        run_dir=run_dir, experiment=exp, dest=w / "l.h5ad", facts_json=w / "facts.json"
+    )
     assert facts["assay_ontology_term_id"] == "EFO:0009922"
-    qc = tx.qc_cells(src=w / "l.h5ad", dest=w / "q.h5ad", cells_parquet=w / "c.parquet", violin_png=w / "v.png",
-                     top_genes_png=w / "t.png", summary_json=w / "qc.json", experiment=exp)
+    qc = tx.qc_cells(
+        src=w / "l.h5ad",
+        dest=w / "q.h5ad",
+        cells_parquet=w / "c.parquet",
+        violin_png=w / "v.png",
+        top_genes_png=w / "t.png",
+        summary_json=w / "qc.json",
+        experiment=exp,
+    )
     assert qc.removed_by["pct_counts_mt"] > 0 and qc.doublet_rate is not None
-    cl = tx.cluster_cells(src=w / "q.h5ad", adata_zarr=w / "a.zarr", obs_parquet=w / "o.parquet",
-                          var_parquet=w / "var.parquet", markers_parquet=w / "m.parquet", umap_png=w / "u.png",
-                          summary_json=w / "cl.json", experiment=exp)
+    cl = tx.cluster_cells(
+        src=w / "q.h5ad",
+        adata_zarr=w / "a.zarr",
+        obs_parquet=w / "o.parquet",
+        var_parquet=w / "var.parquet",
+        markers_parquet=w / "m.parquet",
+        umap_png=w / "u.png",
+        summary_json=w / "cl.json",
+        experiment=exp,
+    )
     assert cl.n_clusters == 4, cl.cluster_sizes  # four well separated synthetic cell types
-    metrics = tx.write_metrics(dest=w / "metrics.json", summaries=[w / "qc.json", w / "cl.json"],
-                               facts_json=w / "facts.json")
+    metrics = tx.write_metrics(
+        dest=w / "metrics.json",
+        summaries=[w / "qc.json", w / "cl.json"],
+        facts_json=w / "facts.json",
+    )
     assert metrics["n_clusters"] == 4 and metrics["n_cells"] == qc.n_cells_kept
     adata = ad.read_zarr(w / "a.zarr")
     assert "doublet_score" in adata.obs and adata.obs["donor_id"].iloc[0] == "D01"
@@ -298,12 +404,19 @@ def _cite_seq_run(run_dir: Path, *, n_cells: int = 300, n_empty: int = 12) -> Pa
     run_dir.mkdir(parents=True, exist_ok=True)
     with h5py.File(run_dir / "filtered_feature_bc_matrix.h5", "w") as f:  # the v3 layout, by hand
         g = f.create_group("matrix")
-        g["data"], g["indices"], g["indptr"] = M.data.astype(np.int32), M.indices.astype(np.int64), M.indptr
+        g["data"], g["indices"], g["indptr"] = (
+            M.data.astype(np.int32),
+            M.indices.astype(np.int64),
+            M.indptr,
+        )
         g["shape"] = np.array(M.shape, dtype=np.int32)
         g["barcodes"] = np.array([f"L1_{i:05d}" for i in range(n_cells)], dtype="S")
         ft = g.create_group("features")
         ft["id"], ft["name"] = np.array(ids, dtype="S"), np.array(names, dtype="S")
-        ft["feature_type"], ft["genome"] = np.array(types, dtype="S"), np.array(["GRCh38"] * 405, dtype="S")
+        ft["feature_type"], ft["genome"] = (
+            np.array(types, dtype="S"),
+            np.array(["GRCh38"] * 405, dtype="S"),
+        )
     return write_experiment(run_dir)
 
 
@@ -315,13 +428,28 @@ def test_cite_seq_export_with_gene_less_barcodes_is_processed(tmp_path):
 
     run_dir = _cite_seq_run(tmp_path / "run")
     w = tmp_path / "w"
-    out = {k: w / v for k, v in dict(
-        facts_json="facts.json", cells_parquet="cells.parquet", violin_png="violin.png", top_genes_png="top.png",
-        qc_summary_json="qc.json", adata_zarr="adata.zarr", obs_parquet="obs.parquet", var_parquet="var.parquet",
-        markers_parquet="markers.parquet", umap_png="umap.png", cluster_summary_json="cluster.json").items()}
+    out = {
+        k: w / v
+        for k, v in dict(
+            facts_json="facts.json",
+            cells_parquet="cells.parquet",
+            violin_png="violin.png",
+            top_genes_png="top.png",
+            qc_summary_json="qc.json",
+            adata_zarr="adata.zarr",
+            obs_parquet="obs.parquet",
+            var_parquet="var.parquet",
+            markers_parquet="markers.parquet",
+            umap_png="umap.png",
+            cluster_summary_json="cluster.json",
+        ).items()
+    }
     summary = tx.process_single_cell(run_dir=run_dir, experiment=_exp(run_dir), **out)
-    metrics = tx.write_metrics(dest=w / "metrics.json", summaries=[out["qc_summary_json"], out["cluster_summary_json"]],
-                               facts_json=out["facts_json"])
+    metrics = tx.write_metrics(
+        dest=w / "metrics.json",
+        summaries=[out["qc_summary_json"], out["cluster_summary_json"]],
+        facts_json=out["facts_json"],
+    )
     qc = json.loads(out["qc_summary_json"].read_text())  # strict JSON: NaN would not parse back
     assert qc["removed_by"]["no_gene_counts"] == 12 and qc["n_cells_input"] == 300
     assert all(np.isfinite(t["median"]) for t in qc["thresholds"].values() if "median" in t)
@@ -332,8 +460,22 @@ def test_cite_seq_export_with_gene_less_barcodes_is_processed(tmp_path):
     adata = ad.read_zarr(out["adata_zarr"])
     assert adata.n_vars == 400 and set(adata.var["feature_types"]) == {"Gene Expression"}
     protein = adata.obsm["antibody_capture"]
-    assert list(protein.columns) == ["CD3_TotalSeqB", "CD4_TotalSeqB", "CD8_TotalSeqB", "CD19_TotalSeqB",
-                                     "CD14_TotalSeqB"]
+    assert list(protein.columns) == [
+        "CD3_TotalSeqB",
+        "CD4_TotalSeqB",
+        "CD8_TotalSeqB",
+        "CD19_TotalSeqB",
+        "CD14_TotalSeqB",
+    ]
     assert list(protein.index) == list(adata.obs_names) and protein.to_numpy().dtype.kind == "i"
-    assert list(adata.uns["feature_types"]["antibody_capture"]["names"]) == ["CD3", "CD4", "CD8", "CD19", "CD14"]
-    assert json.loads(out["facts_json"].read_text())["facts"]["other_feature_types"] == "Antibody Capture"
+    assert list(adata.uns["feature_types"]["antibody_capture"]["names"]) == [
+        "CD3",
+        "CD4",
+        "CD8",
+        "CD19",
+        "CD14",
+    ]
+    assert (
+        json.loads(out["facts_json"].read_text())["facts"]["other_feature_types"]
+        == "Antibody Capture"
+    )

@@ -68,10 +68,14 @@ def test_legacy_v2_h5_with_a_genome_group(tmp_path):
 def test_multimodal_h5_keeps_antibody_capture_apart(tmp_path):
     rng = np.random.default_rng(3)
     X = sp.csr_matrix(rng.poisson(2.0, size=(25, 8)).astype(np.int32))
-    path = write_10x_h5(tmp_path / "mm.h5", X, symbols=np.array([f"G{i}" for i in range(6)] + ["CD3", "CD19"]),
-                        barcodes=[f"BC{i:03d}-1" for i in range(25)],
-                        feature_types=["Gene Expression"] * 6 + ["Antibody Capture"] * 2,
-                        ids=[f"ENSG{i:011d}" for i in range(6)] + ["CD3_TotalSeqB", "CD19_TotalSeqB"])
+    path = write_10x_h5(
+        tmp_path / "mm.h5",
+        X,
+        symbols=np.array([f"G{i}" for i in range(6)] + ["CD3", "CD19"]),
+        barcodes=[f"BC{i:03d}-1" for i in range(25)],
+        feature_types=["Gene Expression"] * 6 + ["Antibody Capture"] * 2,
+        ids=[f"ENSG{i:011d}" for i in range(6)] + ["CD3_TotalSeqB", "CD19_TotalSeqB"],
+    )
     gex, info = readers.split_feature_types(readers.read_10x_h5(path).adata)
     assert gex.n_vars == 6 and set(gex.var["feature_types"]) == {"Gene Expression"}
     adt = gex.obsm["antibody_capture"]
@@ -81,7 +85,9 @@ def test_multimodal_h5_keeps_antibody_capture_apart(tmp_path):
 
 
 def test_h5ad_prefers_counts_layer_and_refuses_normalised_x(tmp_path, tx_data):
-    real = readers.read_10x_h5(tx_data / "10x_v3_GRCh38chr21" / "filtered_feature_bc_matrix.h5").adata
+    real = readers.read_10x_h5(
+        tx_data / "10x_v3_GRCh38chr21" / "filtered_feature_bc_matrix.h5"
+    ).adata
     normalised = real.copy()
     normalised.layers["counts"] = real.X.copy()
     normalised.X = real.X.multiply(1 / np.maximum(real.X.sum(axis=1), 1)).tocsr()
@@ -105,7 +111,11 @@ def test_truncated_h5_is_reported_as_corrupt(tmp_path, tx_data):
     with pytest.raises(InputError) as err:
         readers.read_10x_h5(tmp_path / "cut.h5")
     p = err.value.problems[0]
-    assert p.file == "cut.h5" and "not a readable HDF5 file" in p.message and "corrupt or truncated" in p.hint
+    assert (
+        p.file == "cut.h5"
+        and "not a readable HDF5 file" in p.message
+        and "corrupt or truncated" in p.hint
+    )
 
 
 def test_hdf5_that_is_not_10x_says_what_it_expected(tmp_path):
@@ -120,8 +130,13 @@ def test_hdf5_that_is_not_10x_says_what_it_expected(tmp_path):
 
 def test_float_counts_name_barcode_and_gene(tmp_path):
     X = sp.csr_matrix(np.array([[1, 0, 2], [0, 3, 1]], dtype=np.float32))
-    path = write_10x_h5(tmp_path / "f.h5", X, symbols=np.array(["A", "B", "C"]), barcodes=["AC-1", "GT-1"],
-                        ids=["E1", "E2", "E3"])
+    path = write_10x_h5(
+        tmp_path / "f.h5",
+        X,
+        symbols=np.array(["A", "B", "C"]),
+        barcodes=["AC-1", "GT-1"],
+        ids=["E1", "E2", "E3"],
+    )
     with h5py.File(path, "r+") as f:  # a normalised matrix saved in the 10x layout
         del f["matrix/data"]
         f["matrix/data"] = np.array([1.0, 2.0, 2.5, 1.0], dtype=np.float32)
@@ -134,8 +149,13 @@ def test_float_counts_name_barcode_and_gene(tmp_path):
 
 def test_h5_shape_disagreeing_with_barcodes(tmp_path):
     X = sp.csr_matrix(np.eye(3, dtype=np.int32))
-    path = write_10x_h5(tmp_path / "s.h5", X, symbols=np.array(["A", "B", "C"]),
-                        barcodes=["A-1", "C-1", "G-1"], ids=["E1", "E2", "E3"])
+    path = write_10x_h5(
+        tmp_path / "s.h5",
+        X,
+        symbols=np.array(["A", "B", "C"]),
+        barcodes=["A-1", "C-1", "G-1"],
+        ids=["E1", "E2", "E3"],
+    )
     with h5py.File(path, "r+") as f:
         del f["matrix/barcodes"]
         f["matrix/barcodes"] = np.array([b"A-1", b"C-1"])
@@ -218,8 +238,10 @@ def test_mtx_coordinate_integer_holding_a_fraction_is_refused(tmp_path, tx_data)
     p = err.value.problems[0]
     assert p.file == "matrix.mtx.gz" and p.message.startswith("value 2.5 is not an integer")
     barcodes = gzip.decompress((folder / "barcodes.tsv.gz").read_bytes()).decode().split()
-    assert p.where.startswith(f"line {line}, row {int(row)}, column {int(col)} (matrix: barcode "
-                              f"{barcodes[int(col) - 1]}, gene ENSG"), p.where
+    assert p.where.startswith(
+        f"line {line}, row {int(row)}, column {int(col)} (matrix: barcode "
+        f"{barcodes[int(col) - 1]}, gene ENSG"
+    ), p.where
 
 
 def test_legacy_plain_mtx_with_a_fraction_is_refused(tmp_path, tx_data):
@@ -240,16 +262,25 @@ def test_mtx_read_keeps_counts_exactly_as_scanpy_did(tx_data):
     import scanpy as sc
 
     ours = readers.read_10x_mtx(tx_data / "10x_v2_pbmc_small").adata
-    theirs = sc.read_10x_mtx(tx_data / "10x_v2_pbmc_small", var_names="gene_symbols", make_unique=True)
+    theirs = sc.read_10x_mtx(
+        tx_data / "10x_v2_pbmc_small", var_names="gene_symbols", make_unique=True
+    )
     assert ours.X.dtype == np.float32 and (ours.X != theirs.X).nnz == 0
-    assert list(ours.obs_names) == list(theirs.obs_names) and list(ours.var_names) == list(theirs.var_names)
+    assert list(ours.obs_names) == list(theirs.obs_names) and list(ours.var_names) == list(
+        theirs.var_names
+    )
 
 
 def test_h5_int32_count_float32_cannot_hold_is_refused(tmp_path):
     """scanpy turns int32 counts into float32: 20,000,001 would be published as 20,000,000."""
     X = sp.csr_matrix(np.array([[1, 0, 2], [0, 20_000_001, 1]], dtype=np.int64))
-    path = write_10x_h5(tmp_path / "big.h5", X, symbols=np.array(["A", "B", "C"]), barcodes=["AC-1", "GT-1"],
-                        ids=["E1", "E2", "E3"])
+    path = write_10x_h5(
+        tmp_path / "big.h5",
+        X,
+        symbols=np.array(["A", "B", "C"]),
+        barcodes=["AC-1", "GT-1"],
+        ids=["E1", "E2", "E3"],
+    )
     with h5py.File(path, "r") as f:
         assert f["matrix/data"].dtype == np.int32
     with pytest.raises(InputError) as err:
@@ -267,7 +298,10 @@ def test_h5ad_fraction_float32_would_round_away_is_refused(tmp_path):
     with pytest.raises(InputError) as err:
         readers.read_h5ad_counts(tmp_path / "f64.h5ad")
     p = err.value.problems[0]
-    assert p.message.startswith("value 1.0000001 is not an integer") and p.where == "X: barcode c2, gene g2"
+    assert (
+        p.message.startswith("value 1.0000001 is not an integer")
+        and p.where == "X: barcode c2, gene g2"
+    )
     ok = ad.AnnData(X=sp.csr_matrix(np.array([[1.0, 0.0], [2.0, 7.0]])))
     ok.write_h5ad(tmp_path / "ok.h5ad")
     assert readers.read_h5ad_counts(tmp_path / "ok.h5ad").adata.X.dtype == np.float32

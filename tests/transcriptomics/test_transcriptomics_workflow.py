@@ -12,18 +12,25 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from tx_helpers import link_files, run, write_experiment
 
 from pipelines.errors import InputError
 from pipelines.modalities import transcriptomics as tx
 from pipelines.modalities.transcriptomics import readers
 from pipelines.resources import snakefile
 from pipelines.staging import StagedDataset
-from tx_helpers import link_files, run, write_experiment
 
 pytestmark = pytest.mark.slow
 
-CELLXGENE_OBS = ("assay_ontology_term_id", "tissue_ontology_term_id", "cell_type_ontology_term_id",
-                 "donor_id", "suspension_type", "organism_ontology_term_id", "sample_id")
+CELLXGENE_OBS = (
+    "assay_ontology_term_id",
+    "tissue_ontology_term_id",
+    "cell_type_ontology_term_id",
+    "donor_id",
+    "suspension_type",
+    "organism_ontology_term_id",
+    "sample_id",
+)
 
 
 def _digest(stage: StagedDataset) -> dict[str, str]:
@@ -35,8 +42,8 @@ def _png_chunks(path: Path) -> list[bytes]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, names = 8, []
     while pos < len(data):
-        length = int.from_bytes(data[pos:pos + 4], "big")
-        names.append(data[pos + 4:pos + 8])
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        names.append(data[pos + 4 : pos + 8])
         pos += 12 + length
     return names
 
@@ -46,18 +53,37 @@ def test_workflow_lints_clean(v3_run_dir, tmp_path):
 
     exp_json = write_experiment_json(load_experiment(v3_run_dir), tmp_path / "experiment.json")
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile()), "--directory", str(tmp_path),
-         "--lint", "--config", f"run_dir={v3_run_dir}", f"stage_dir={tmp_path / 'stage'}",
-         "modality=transcriptomics", f"experiment={exp_json}"],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(snakefile()),
+            "--directory",
+            str(tmp_path),
+            "--lint",
+            "--config",
+            f"run_dir={v3_run_dir}",
+            f"stage_dir={tmp_path / 'stage'}",
+            "modality=transcriptomics",
+            f"experiment={exp_json}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for rule transcriptomics" not in proc.stdout + proc.stderr
 
 
 def test_real_v3_run_writes_anndata_zarr_with_raw_counts(v3_stage, tx_data):
     adata = ad.read_zarr(v3_stage.data_dir / "adata.zarr")
-    assert json.loads((v3_stage.data_dir / "adata.zarr" / "zarr.json").read_text())["zarr_format"] == 3
-    source = readers.read_10x_h5(tx_data / "10x_v3_GRCh38chr21" / "filtered_feature_bc_matrix.h5").adata
+    assert (
+        json.loads((v3_stage.data_dir / "adata.zarr" / "zarr.json").read_text())["zarr_format"] == 3
+    )
+    source = readers.read_10x_h5(
+        tx_data / "10x_v3_GRCh38chr21" / "filtered_feature_bc_matrix.h5"
+    ).adata
     counts = adata.layers["counts"]
     assert np.issubdtype(counts.dtype, np.integer)
     expected = source[adata.obs_names, adata.var_names].X
@@ -77,10 +103,15 @@ def test_real_v3_run_fills_cellxgene_fields_from_experiment_yaml(v3_stage):
     var = pd.read_parquet(v3_stage.data_dir / "var.parquet")
     assert obs.columns[0] == "obs_name" and var.columns[0] == "var_name"
     first = obs.iloc[0]
-    assert (first["assay_ontology_term_id"], first["tissue_ontology_term_id"], first["donor_id"],
-            first["cell_type_ontology_term_id"], first["suspension_type"], first["sample_id"]) == (
-        "EFO:0009922", "UBERON:0000178", "D07", "unknown", "cell", "LIB-21")
-    assert all(c in obs for c in CELLXGENE_OBS + ("leiden", "total_counts", "pct_counts_mt"))
+    assert (
+        first["assay_ontology_term_id"],
+        first["tissue_ontology_term_id"],
+        first["donor_id"],
+        first["cell_type_ontology_term_id"],
+        first["suspension_type"],
+        first["sample_id"],
+    ) == ("EFO:0009922", "UBERON:0000178", "D07", "unknown", "cell", "LIB-21")
+    assert all(c in obs for c in (*CELLXGENE_OBS, "leiden", "total_counts", "pct_counts_mt"))
     assert var["feature_is_filtered"].dtype == bool and var["feature_is_filtered"].any()
     assert {"gene_ids", "feature_name", "feature_types", "highly_variable"} <= set(var.columns)
     adata = ad.read_zarr(v3_stage.data_dir / "adata.zarr")
@@ -116,11 +147,15 @@ def test_pasilla_bulk_run_with_the_suffix_rule(pasilla_stage, tx_data):
     assert adata.obs.loc["treated1", "sample_sheet_name"] == "treated1fb"
     assert adata.obs.loc["treated1", "assay_ontology_term_id"] == "EFO:0008896"
     assert adata.obs.loc["treated1", "organism_ontology_term_id"] == "NCBITaxon:7227"
-    source = pd.read_csv(tx_data / "bulk_pasilla" / "pasilla_gene_counts.tsv", sep="\t", index_col=0)
+    source = pd.read_csv(
+        tx_data / "bulk_pasilla" / "pasilla_gene_counts.tsv", sep="\t", index_col=0
+    )
     counts = pd.read_parquet(pasilla_stage.data_dir / "counts.parquet").set_index("gene_id")
     assert counts.equals(source[counts.columns])
-    assert np.array_equal(adata.layers["counts"][adata.obs_names.get_loc("untreated2")],
-                          source["untreated2"].to_numpy())
+    assert np.array_equal(
+        adata.layers["counts"][adata.obs_names.get_loc("untreated2")],
+        source["untreated2"].to_numpy(),
+    )
     assert adata.obs.loc["untreated2", "library_size"] == source["untreated2"].sum()
     m = pasilla_stage.metrics
     assert m["n_samples"] == 7 and 0 < m["n_genes_kept"] < 14599
@@ -131,8 +166,11 @@ def test_pasilla_bulk_run_with_the_suffix_rule(pasilla_stage, tx_data):
     # treated and untreated separate on PC1 or PC2 (pasilla knock-down)
     treated = adata.obs["condition"] == "treated"
     pcs = adata.obsm["X_pca"][:, :2]
-    assert any(pcs[treated, k].max() < pcs[~treated, k].min() or pcs[treated, k].min() > pcs[~treated, k].max()
-               for k in range(2))
+    assert any(
+        pcs[treated, k].max() < pcs[~treated, k].min()
+        or pcs[treated, k].min() > pcs[~treated, k].max()
+        for k in range(2)
+    )
 
 
 def test_pasilla_without_a_rule_fails_with_the_names_and_publishes_nothing(tmp_path, tx_data):
@@ -142,8 +180,10 @@ def test_pasilla_without_a_rule_fails_with_the_names_and_publishes_nothing(tmp_p
     with pytest.raises(InputError) as err:
         run(run_dir, tmp_path / "work")
     text = str(err.value)
-    assert "pasilla_sample_annotation.csv: column 'file', row 2: sample 'treated1fb' is not a column of " \
-           "pasilla_gene_counts.tsv (the count table has 'treated1'" in text
+    assert (
+        "pasilla_sample_annotation.csv: column 'file', row 2: sample 'treated1fb' is not a column of "
+        "pasilla_gene_counts.tsv (the count table has 'treated1'" in text
+    )
     stage = StagedDataset(tmp_path / "work" / "stage")
     assert stage.published_files() == []
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-
 from binds_testing import link_files  # noqa: F401 - re-exported for the transcriptomics tests
 from binds_testing import run_stage as run  # noqa: F401
 
@@ -27,8 +26,9 @@ BASE_EXPERIMENT = {
 }
 
 
-def write_experiment(run_dir: Path, *, samples: list[dict] | None = None, block: dict | None = None,
-                     **extra) -> Path:
+def write_experiment(
+    run_dir: Path, *, samples: list[dict] | None = None, block: dict | None = None, **extra
+) -> Path:
     data = {**BASE_EXPERIMENT, **extra}
     if samples is not None:
         data["samples"] = samples

@@ -37,15 +37,15 @@ __all__ = [
     "MODALITY",
     "RAW_PATTERNS",
     "CryoemInputs",
-    "resolve_inputs",
-    "list_inputs",
-    "preflight",
-    "inspect_inputs",
     "convert_maps",
-    "map_qc",
     "fsc_half_maps",
-    "write_metrics",
+    "inspect_inputs",
+    "list_inputs",
     "make_demo_run",
+    "map_qc",
+    "preflight",
+    "resolve_inputs",
+    "write_metrics",
 ]
 
 log = logging.getLogger(__name__)
@@ -142,23 +142,36 @@ def resolve_inputs(*, run_dir: str | Path, block: dict[str, Any] | None = None) 
     if block.get("half_maps") is None:
         half_maps, rest = _half_maps_by_name(folder, rest, problems)
     elif len(half_maps) not in (0, 2) and not problems:
-        problems.append(Problem(
-            f"{len(half_maps)} half map(s) given, the FSC needs exactly two",
-            file=EXPERIMENT_FILE, where="cryoem.half_maps",
-            hint="list both half maps, or write 'half_maps: []' for none"))
+        problems.append(
+            Problem(
+                f"{len(half_maps)} half map(s) given, the FSC needs exactly two",
+                file=EXPERIMENT_FILE,
+                where="cryoem.half_maps",
+                hint="list both half maps, or write 'half_maps: []' for none",
+            )
+        )
     if block.get("mask") is None:  # absent or null: recognise by name; false: no mask
         mask, rest = _mask_by_name(folder, rest, problems)
     ignored: list[Path] = []
     if map_path is None and not block.get("map"):
-        map_path = _map_by_elimination(folder, rest, has_half_maps=bool(half_maps), problems=problems)
+        map_path = _map_by_elimination(
+            folder, rest, has_half_maps=bool(half_maps), problems=problems
+        )
     else:
         ignored = rest
-    return CryoemInputs(run_dir=run_dir, map=map_path, half_maps=tuple(half_maps), mask=mask,
-                        problems=tuple(problems), ignored=tuple(ignored))
+    return CryoemInputs(
+        run_dir=run_dir,
+        map=map_path,
+        half_maps=tuple(half_maps),
+        mask=mask,
+        problems=tuple(problems),
+        ignored=tuple(ignored),
+    )
 
 
-def _named_inputs(folder: RunFolder, block: dict[str, Any],
-                  problems: list[Problem]) -> tuple[Path | None, Path | None, list[Path]]:
+def _named_inputs(
+    folder: RunFolder, block: dict[str, Any], problems: list[Problem]
+) -> tuple[Path | None, Path | None, list[Path]]:
     """The map, mask and half maps experiment.yaml names (each through the run-folder guard)."""
 
     def named(key: str, value: Any) -> Path | None:
@@ -168,20 +181,30 @@ def _named_inputs(folder: RunFolder, block: dict[str, Any],
             problems.extend(err.problems)
             return None
         if not p.is_file():
-            problems.append(Problem(f"{value!r} is not a file", file=EXPERIMENT_FILE, where=f"cryoem.{key}",
-                                    hint="name the map file, relative to the run folder"))
+            problems.append(
+                Problem(
+                    f"{value!r} is not a file",
+                    file=EXPERIMENT_FILE,
+                    where=f"cryoem.{key}",
+                    hint="name the map file, relative to the run folder",
+                )
+            )
             return None
         return p
 
     map_path = named("map", block["map"]) if block.get("map") else None
     mask = named("mask", block["mask"]) if block.get("mask") else None
-    half_maps = [p for i, value in enumerate(block.get("half_maps") or [])
-                 if (p := named(f"half_maps[{i}]", value)) is not None]
+    half_maps = [
+        p
+        for i, value in enumerate(block.get("half_maps") or [])
+        if (p := named(f"half_maps[{i}]", value)) is not None
+    ]
     return map_path, mask, half_maps
 
 
-def _half_maps_by_name(folder: RunFolder, rest: list[Path],
-                       problems: list[Problem]) -> tuple[list[Path], list[Path]]:
+def _half_maps_by_name(
+    folder: RunFolder, rest: list[Path], problems: list[Problem]
+) -> tuple[list[Path], list[Path]]:
     """Exactly one file named like half map 1 and one like half map 2; (half maps, the rest)."""
     by_num: dict[str, list[Path]] = {"1": [], "2": []}
     for p in rest:
@@ -192,41 +215,65 @@ def _half_maps_by_name(folder: RunFolder, rest: list[Path],
     if len(by_num["1"]) == 1 and len(by_num["2"]) == 1:
         return [by_num["1"][0], by_num["2"][0]], rest
     if found:
-        problems.append(Problem(
-            f"found {len(by_num['1'])} file(s) named like half map 1 and "
-            f"{len(by_num['2'])} like half map 2: {', '.join(folder.rel(p) for p in found)}",
-            file=EXPERIMENT_FILE, where="cryoem.half_maps",
-            hint="name exactly two with 'half_maps: [A_half_1.mrc, A_half_2.mrc]', or 'half_maps: []' for none"))
+        problems.append(
+            Problem(
+                f"found {len(by_num['1'])} file(s) named like half map 1 and "
+                f"{len(by_num['2'])} like half map 2: {', '.join(folder.rel(p) for p in found)}",
+                file=EXPERIMENT_FILE,
+                where="cryoem.half_maps",
+                hint="name exactly two with 'half_maps: [A_half_1.mrc, A_half_2.mrc]', or 'half_maps: []' for none",
+            )
+        )
     return [], rest
 
 
-def _mask_by_name(folder: RunFolder, rest: list[Path],
-                  problems: list[Problem]) -> tuple[Path | None, list[Path]]:
+def _mask_by_name(
+    folder: RunFolder, rest: list[Path], problems: list[Problem]
+) -> tuple[Path | None, list[Path]]:
     masks = [p for p in rest if _MASK.search(folder.rel(p).rsplit("/", 1)[-1])]
     rest = [p for p in rest if p not in masks]
     if len(masks) > 1:
-        problems.append(Problem(
-            f"several files look like a mask: {', '.join(folder.rel(p) for p in masks)}",
-            file=EXPERIMENT_FILE, where="cryoem.mask", hint="name the one to use with 'mask: FILE'"))
+        problems.append(
+            Problem(
+                f"several files look like a mask: {', '.join(folder.rel(p) for p in masks)}",
+                file=EXPERIMENT_FILE,
+                where="cryoem.mask",
+                hint="name the one to use with 'mask: FILE'",
+            )
+        )
     return (masks[0] if len(masks) == 1 else None), rest
 
 
-def _map_by_elimination(folder: RunFolder, rest: list[Path], *, has_half_maps: bool,
-                        problems: list[Problem]) -> Path | None:
+def _map_by_elimination(
+    folder: RunFolder, rest: list[Path], *, has_half_maps: bool, problems: list[Problem]
+) -> Path | None:
     """The one map file left once half maps and mask are recognised."""
     if len(rest) == 1:
         return rest[0]
     if not rest:
-        hint = ("name the full (sharpened or unsharpened) map with 'map: FILE' in the cryoem block"
-                if has_half_maps else "copy the .mrc/.map/.ccp4 file into the run folder")
-        problems.append(Problem("no map found (.mrc, .map, .ccp4, optionally .gz/.bz2)",
-                                file=str(folder.root), where="cryoem.map", hint=hint))
+        hint = (
+            "name the full (sharpened or unsharpened) map with 'map: FILE' in the cryoem block"
+            if has_half_maps
+            else "copy the .mrc/.map/.ccp4 file into the run folder"
+        )
+        problems.append(
+            Problem(
+                "no map found (.mrc, .map, .ccp4, optionally .gz/.bz2)",
+                file=str(folder.root),
+                where="cryoem.map",
+                hint=hint,
+            )
+        )
     else:
-        problems.append(Problem(
-            f"several candidate maps: {', '.join(folder.rel(p) for p in rest)}",
-            file=EXPERIMENT_FILE, where="cryoem.map",
-            hint="name the map with 'map: FILE' in the cryoem block "
-                 "(half maps and mask are recognised by 'half'/'mask' in their names)"))
+        problems.append(
+            Problem(
+                f"several candidate maps: {', '.join(folder.rel(p) for p in rest)}",
+                file=EXPERIMENT_FILE,
+                where="cryoem.map",
+                hint="name the map with 'map: FILE' in the cryoem block "
+                "(half maps and mask are recognised by 'half'/'mask' in their names)",
+            )
+        )
     return None
 
 
@@ -397,23 +444,50 @@ def convert_maps(
     root = open_root(out)
 
     def attrs(h: MapHeader, role: str) -> dict[str, Any]:
-        return {"role": role, "source_file": h.display, "mrc_header": h.header_fields,
-                "header_facts": h.facts(),
-                "voxel_size_source": "experiment.yaml" if voxel_size_zyx else "header"}
+        return {
+            "role": role,
+            "source_file": h.display,
+            "mrc_header": h.header_fields,
+            "header_facts": h.facts(),
+            "voxel_size_source": "experiment.yaml" if voxel_size_zyx else "header",
+        }
 
     # (role, header, group path in the store, extra attributes, label threshold)
     parts: list[tuple[str, MapHeader, str, dict[str, Any], float | None]] = [
-        ("map", ref, "", {"half_maps": [f"half_map_{i + 1}" for i in range(len(halves))],
-                          "mask": "labels/mask" if mask_header else None}, None)]
+        (
+            "map",
+            ref,
+            "",
+            {
+                "half_maps": [f"half_map_{i + 1}" for i in range(len(halves))],
+                "mask": "labels/mask" if mask_header else None,
+            },
+            None,
+        )
+    ]
     parts += [(f"half_map_{i + 1}", h, f"half_map_{i + 1}", {}, None) for i, h in enumerate(halves)]
     if mask_header:
-        root.require_group("labels").update_attributes({"ome": {"version": "0.5", "labels": ["mask"]}})
+        root.require_group("labels").update_attributes(
+            {"ome": {"version": "0.5", "labels": ["mask"]}}
+        )
         parts.append(("mask", mask_header, "labels/mask", {}, mask_threshold))
-    images = {role: write_image(root, h, path=path, name=role, voxel_size_zyx=voxel,
-                                binds_attrs=attrs(h, role) | extra, label_threshold=threshold,
-                                threads=threads)
-              for role, h, path, extra, threshold in parts}
-    return {role: {"shapes": [list(s) for s in w.shapes], "dtype": w.dtype} for role, w in images.items()}
+    images = {
+        role: write_image(
+            root,
+            h,
+            path=path,
+            name=role,
+            voxel_size_zyx=voxel,
+            binds_attrs=attrs(h, role) | extra,
+            label_threshold=threshold,
+            threads=threads,
+        )
+        for role, h, path, extra, threshold in parts
+    }
+    return {
+        role: {"shapes": [list(s) for s in w.shapes], "dtype": w.dtype}
+        for role, w in images.items()
+    }
 
 
 # ------------------------------------------------------------------------------ metrics

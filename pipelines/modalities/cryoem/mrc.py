@@ -188,10 +188,14 @@ def read_header(
 def _check_raw_header(path: Path) -> tuple[str | None, int]:
     """The file exists, is not empty, and its first bytes carry the map id: (compression, size)."""
     if not path.is_file():
-        raise _Unusable("file not found", hint="check the path in the cryoem block of experiment.yaml")
+        raise _Unusable(
+            "file not found", hint="check the path in the cryoem block of experiment.yaml"
+        )
     size = path.stat().st_size
     if size == 0:
-        raise _Unusable("the file is empty (0 bytes)", hint="copy the map again from the instrument PC")
+        raise _Unusable(
+            "the file is empty (0 bytes)", hint="copy the map again from the instrument PC"
+        )
     compression = _compression_of(path)
     if compression is None and size < HEADER_BYTES:
         raise _Unusable(
@@ -288,7 +292,9 @@ def _check_header_fields(h: Any, *, path: Path, compression: str | None, size: i
         )
 
 
-def _map_header(h: Any, voxel: Any, *, path: Path, display: str, compression: str | None) -> MapHeader:
+def _map_header(
+    h: Any, voxel: Any, *, path: Path, display: str, compression: str | None
+) -> MapHeader:
     nc, nr, ns = int(h.nx), int(h.ny), int(h.nz)
     nsymbt = int(h.nsymbt)
     # the header holds float32: round to 1e-6 angstrom so 1.06 is written as 1.06, not as

@@ -248,13 +248,29 @@ def write_image(
     is_label = label_threshold is not None
     dtype = np.dtype(np.uint8) if is_label else header.dtype
     group = root.require_group(path) if path else root
-    arrays = [group.create_array(name=str(k), shape=shape, dtype=dtype,
-                                 chunks=tuple(min(CHUNK, n) for n in shape), compressors=compressor(),
-                                 fill_value=0, dimension_names=("z", "y", "x"), overwrite=True)
-              for k, shape in enumerate(shapes_zyx)]
-    group.update_attributes(_image_attributes(
-        header, name=name, voxel_size_zyx=voxel_size_zyx, n_levels=len(shapes_zyx),
-        binds_attrs=binds_attrs, label_threshold=label_threshold))
+    arrays = [
+        group.create_array(
+            name=str(k),
+            shape=shape,
+            dtype=dtype,
+            chunks=tuple(min(CHUNK, n) for n in shape),
+            compressors=compressor(),
+            fill_value=0,
+            dimension_names=("z", "y", "x"),
+            overwrite=True,
+        )
+        for k, shape in enumerate(shapes_zyx)
+    ]
+    group.update_attributes(
+        _image_attributes(
+            header,
+            name=name,
+            voxel_size_zyx=voxel_size_zyx,
+            n_levels=len(shapes_zyx),
+            binds_attrs=binds_attrs,
+            label_threshold=label_threshold,
+        )
+    )
     _stream_pyramid(arrays, header, shapes_file, label_threshold=label_threshold, threads=threads)
     chunks0 = math.prod(math.ceil(n / CHUNK) for n in shape_zyx)
     log.info("wrote %s: levels %s, dtype %s", path or "(root)", shapes_zyx, dtype)
@@ -263,16 +279,24 @@ def write_image(
     )
 
 
-def _image_attributes(header: MapHeader, *, name: str, voxel_size_zyx: tuple[float, float, float],
-                      n_levels: int, binds_attrs: dict[str, Any],
-                      label_threshold: float | None) -> dict[str, Any]:
+def _image_attributes(
+    header: MapHeader,
+    *,
+    name: str,
+    voxel_size_zyx: tuple[float, float, float],
+    n_levels: int,
+    binds_attrs: dict[str, Any],
+    label_threshold: float | None,
+) -> dict[str, Any]:
     """The group's ``ome`` (NGFF 0.5 multiscales, image-label for a mask) and ``binds`` attributes."""
     is_label = label_threshold is not None
     transforms = level_transforms(voxel_size_zyx, header.translation_zyx(voxel_size_zyx), n_levels)
     multiscale = {
         "name": name,
         "axes": AXES,
-        "datasets": [{"path": str(k), "coordinateTransformations": t} for k, t in enumerate(transforms)],
+        "datasets": [
+            {"path": str(k), "coordinateTransformations": t} for k, t in enumerate(transforms)
+        ],
         "type": "max" if is_label else "mean",
         "metadata": {
             "method": ("2x2x2 max" if is_label else "2x2x2 mean") + ", odd sizes edge-padded",
@@ -289,8 +313,14 @@ def _image_attributes(header: MapHeader, *, name: str, voxel_size_zyx: tuple[flo
     return {"ome": ome, "binds": binds}
 
 
-def _stream_pyramid(arrays: list[Any], header: MapHeader, shapes_file: list[tuple[int, ...]], *,
-                    label_threshold: float | None, threads: int) -> None:
+def _stream_pyramid(
+    arrays: list[Any],
+    header: MapHeader,
+    shapes_file: list[tuple[int, ...]],
+    *,
+    label_threshold: float | None,
+    threads: int,
+) -> None:
     """Read the map brick by brick and write every pyramid level (memory: a few bricks)."""
     is_label = label_threshold is not None
     # zarr encodes up to async.concurrency chunks at once, each holding ~3 copies of a chunk
@@ -300,7 +330,9 @@ def _stream_pyramid(arrays: list[Any], header: MapHeader, shapes_file: list[tupl
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="zarr-write") as pool,
         zarr.config.set({"async.concurrency": max(1, threads)}),
     ):
-        writer = _PyramidWriter(arrays, header, shapes_file, how="max" if is_label else "mean", pool=pool)
+        writer = _PyramidWriter(
+            arrays, header, shapes_file, how="max" if is_label else "mean", pool=pool
+        )
         nr = header.file_shape[1]
         try:
             for brick in iter_bricks(header, depth=CHUNK, rows=CHUNK):
@@ -308,7 +340,9 @@ def _stream_pyramid(arrays: list[Any], header: MapHeader, shapes_file: list[tupl
                 _check_finite(block, header, brick.s0, brick.r0)
                 if label_threshold is not None:
                     block = (block >= label_threshold).astype(np.uint8)
-                writer.add_brick(brick.s0, brick.r0, block, last_rows=brick.r0 + block.shape[1] >= nr)
+                writer.add_brick(
+                    brick.s0, brick.r0, block, last_rows=brick.r0 + block.shape[1] >= nr
+                )
         except BaseException:
             writer.abort()  # bad input mid-stream: finish what is in flight, write nothing more
             raise

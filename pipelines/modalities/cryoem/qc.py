@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipelines.toolkit.figures import save_png
 from pipelines.errors import InputError, Problem
 from pipelines.modalities.cryoem.mrc import MapHeader, iter_bricks, read_zyx
+from pipelines.toolkit.figures import save_png
 from pipelines.toolkit.tables import columns_for, write_table
 
 log = logging.getLogger(__name__)
@@ -196,8 +196,9 @@ def _plot_three(
 
 def _write_parquet(table: pa.Table, path: str | Path, *, format_name: str) -> None:
     # the shared writer: atomic, same table -> same bytes, columns documented
-    write_table(table, path, format_name=format_name, format_version=1,
-                columns=columns_for(format_name))
+    write_table(
+        table, path, format_name=format_name, format_version=1, columns=columns_for(format_name)
+    )
 
 
 # ---------------------------------------------------------------------------------- FSC
@@ -244,7 +245,7 @@ def fsc_curve(
     ky = fft.fftfreq(shape[1], d=vy)
     kx = fft.rfftfreq(shape[2], d=vx)
     step = 1.0 / max(n * v for n, v in zip(shape, voxel_size_zyx, strict=True))
-    n_shells = int(math.floor(1.0 / (2 * max(voxel_size_zyx)) / step + 1e-6)) + 1
+    n_shells = math.floor(1.0 / (2 * max(voxel_size_zyx)) / step + 1e-6) + 1
     # rfft stores half of a Hermitian spectrum: every column except x=0 (and x=Nyquist for even
     # nx) stands for two coefficients.
     weight_x = np.full(kx.size, 2.0)

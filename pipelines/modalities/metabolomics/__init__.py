@@ -33,9 +33,17 @@ from pipelines.toolkit.inputs import InputSet, RunFolder
 # The processing functions are imported on first use (PEP 562): every Snakemake rule is a
 # fresh Python process, and the conversion rule should not pay for matplotlib or psims.
 _LAZY = {
-    "convert_mzml": "convert", "check_readable": "convert", "run_name": "convert", "run_names": "convert",
-    "make_demo_run": "demo", "FeatureParams": "features", "detect_features": "features",
-    "group_features": "features", "write_qc": "qc", "quantify_targets": "targets", "read_targets": "targets",
+    "convert_mzml": "convert",
+    "check_readable": "convert",
+    "run_name": "convert",
+    "run_names": "convert",
+    "make_demo_run": "demo",
+    "FeatureParams": "features",
+    "detect_features": "features",
+    "group_features": "features",
+    "write_qc": "qc",
+    "quantify_targets": "targets",
+    "read_targets": "targets",
 }
 
 
@@ -48,7 +56,13 @@ def __getattr__(name: str) -> Any:
 
 DESCRIPTION = "LC-MS metabolomics: mzML runs -> Parquet spectra/chromatograms, feature matrix, targeted quantification"
 # "**/" matches the run folder itself too; .idx.gz is pymzml's indexed gzip
-RAW_PATTERNS: tuple[str, ...] = ("**/*.mzML", "**/*.mzml", "**/*.mzML.gz", "**/*.mzml.gz", "**/*.mzML.idx.gz")
+RAW_PATTERNS: tuple[str, ...] = (
+    "**/*.mzML",
+    "**/*.mzml",
+    "**/*.mzML.gz",
+    "**/*.mzml.gz",
+    "**/*.mzML.idx.gz",
+)
 MODALITY = ModalitySpec(
     name="metabolomics",
     description=DESCRIPTION,
@@ -79,7 +93,7 @@ def resolve_params(block: dict[str, Any] | None, *, run_dir: str | Path) -> dict
     ``targets: null`` (the default) picks up ``targets.csv`` when the run folder has one.
     """
     block = dict(block or {})
-    out = copy.deepcopy(_schema_defaults())   # the cached defaults must stay pristine
+    out = copy.deepcopy(_schema_defaults())  # the cached defaults must stay pristine
     for key, value in block.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = {**out[key], **value}
@@ -89,11 +103,13 @@ def resolve_params(block: dict[str, Any] | None, *, run_dir: str | Path) -> dict
     targets = out.get("targets")
     if targets:
         # refuses a path outside the run folder; a missing file is reported by plan_problems
-        out["targets"] = str(RunFolder(run_dir).reference(targets, where="metabolomics.targets",
-                                                          must_exist=False))
+        out["targets"] = str(
+            RunFolder(run_dir).reference(targets, where="metabolomics.targets", must_exist=False)
+        )
     elif (run_dir / DEFAULT_TARGETS).is_file():
-        out["targets"] = str(RunFolder(run_dir).reference(DEFAULT_TARGETS, where="targets.csv",
-                                                          file=DEFAULT_TARGETS))
+        out["targets"] = str(
+            RunFolder(run_dir).reference(DEFAULT_TARGETS, where="targets.csv", file=DEFAULT_TARGETS)
+        )
     else:
         out["targets"] = None
     return out
@@ -124,19 +140,31 @@ def list_inputs(run_dir: str | Path, experiment: dict[str, Any]) -> InputSet:
     return InputSet(files=tuple(sorted(p for p in files if p.is_file())), problems=tuple(problems))
 
 
-def plan_problems(run_dir: str | Path, params: dict[str, Any], runs: dict[str, Path]) -> list[Problem]:
+def plan_problems(
+    run_dir: str | Path, params: dict[str, Any], runs: dict[str, Path]
+) -> list[Problem]:
     """What stops the workflow before any rule: no mzML files, a named targets file missing.
 
     Checked when Snakemake reads the workflow (existence only; :func:`preflight` reads the files).
     """
     problems = []
     if not runs:
-        problems.append(Problem("no mzML files in the run folder", file=str(run_dir),
-                                hint="put the .mzML (or .mzML.gz) files in the run folder"))
+        problems.append(
+            Problem(
+                "no mzML files in the run folder",
+                file=str(run_dir),
+                hint="put the .mzML (or .mzML.gz) files in the run folder",
+            )
+        )
     if params.get("targets") and not Path(params["targets"]).is_file():
-        problems.append(Problem("targets file not found", file=Path(params["targets"]).name,
-                                where="metabolomics.targets",
-                                hint="put it in the run folder or fix metabolomics.targets in experiment.yaml"))
+        problems.append(
+            Problem(
+                "targets file not found",
+                file=Path(params["targets"]).name,
+                where="metabolomics.targets",
+                hint="put it in the run folder or fix metabolomics.targets in experiment.yaml",
+            )
+        )
     return problems
 
 
@@ -153,13 +181,20 @@ def preflight(run_dir: Path, experiment: dict) -> list[Problem]:
     runs = find_runs(run_dir)
     if not runs:
         vendor = sorted({p.name for pat in _VENDOR_PATTERNS for p in run_dir.glob(pat)})
-        hint = (f"found vendor files ({', '.join(vendor[:3])}); convert them to mzML first "
-                "(msconvert or ThermoRawFileParser)") if vendor else "put the .mzML (or .mzML.gz) files in the run folder"
+        hint = (
+            (
+                f"found vendor files ({', '.join(vendor[:3])}); convert them to mzML first "
+                "(msconvert or ThermoRawFileParser)"
+            )
+            if vendor
+            else "put the .mzML (or .mzML.gz) files in the run folder"
+        )
         problems.append(Problem("no mzML files in the run folder", file=str(run_dir), hint=hint))
     for path in runs.values():
         for p in check_readable(path):
-            problems.append(Problem(p.message, file=RunFolder(run_dir).rel(path),
-                                    where=p.where, hint=p.hint))
+            problems.append(
+                Problem(p.message, file=RunFolder(run_dir).rel(path), where=p.where, hint=p.hint)
+            )
     params = resolve_params(experiment.get("metabolomics") or {}, run_dir=run_dir)
     if params["targets"]:
         try:
@@ -168,11 +203,33 @@ def preflight(run_dir: Path, experiment: dict) -> list[Problem]:
             problems.extend(err.problems)
     f = params.get("features") or {}
     if f.get("min_fwhm_s", 0) >= f.get("max_fwhm_s", 1e9):
-        problems.append(Problem("min_fwhm_s must be smaller than max_fwhm_s", file="experiment.yaml",
-                                where="metabolomics.features", hint="e.g. min_fwhm_s: 1, max_fwhm_s: 60"))
+        problems.append(
+            Problem(
+                "min_fwhm_s must be smaller than max_fwhm_s",
+                file="experiment.yaml",
+                where="metabolomics.features",
+                hint="e.g. min_fwhm_s: 1, max_fwhm_s: 60",
+            )
+        )
     return problems
 
 
-__all__ = ["DESCRIPTION", "MODALITY", "RAW_PATTERNS", "FeatureParams", "convert_mzml", "detect_features", "find_runs",
-           "group_features", "list_inputs", "make_demo_run", "plan_problems", "preflight", "quantify_targets", "read_targets",
-           "resolve_params", "run_name", "write_qc"]
+__all__ = [
+    "DESCRIPTION",
+    "MODALITY",
+    "RAW_PATTERNS",
+    "FeatureParams",
+    "convert_mzml",
+    "detect_features",
+    "find_runs",
+    "group_features",
+    "list_inputs",
+    "make_demo_run",
+    "plan_problems",
+    "preflight",
+    "quantify_targets",
+    "read_targets",
+    "resolve_params",
+    "run_name",
+    "write_qc",
+]

@@ -13,11 +13,31 @@ ELECTRON = 0.000548579909
 PROTON = 1.007276466621
 
 MONOISOTOPIC = {
-    "H": 1.00782503207, "C": 12.0, "N": 14.0030740048, "O": 15.99491461956, "P": 30.97376163,
-    "S": 31.972071, "F": 18.99840322, "Cl": 34.96885268, "Br": 78.9183371, "I": 126.904473,
-    "Na": 22.9897692809, "K": 38.96370668, "Si": 27.9769265325, "Se": 79.9165213, "B": 11.0093054,
-    "Fe": 55.9349375, "Mg": 23.9850417, "Ca": 39.96259098, "Zn": 63.9291422, "Cu": 62.9295975,
-    "Li": 7.01600455, "As": 74.9215965, "Co": 58.933195, "Mn": 54.9380451, "D": 2.0141017778,
+    "H": 1.00782503207,
+    "C": 12.0,
+    "N": 14.0030740048,
+    "O": 15.99491461956,
+    "P": 30.97376163,
+    "S": 31.972071,
+    "F": 18.99840322,
+    "Cl": 34.96885268,
+    "Br": 78.9183371,
+    "I": 126.904473,
+    "Na": 22.9897692809,
+    "K": 38.96370668,
+    "Si": 27.9769265325,
+    "Se": 79.9165213,
+    "B": 11.0093054,
+    "Fe": 55.9349375,
+    "Mg": 23.9850417,
+    "Ca": 39.96259098,
+    "Zn": 63.9291422,
+    "Cu": 62.9295975,
+    "Li": 7.01600455,
+    "As": 74.9215965,
+    "Co": 58.933195,
+    "Mn": 54.9380451,
+    "D": 2.0141017778,
 }
 
 # adduct -> (multiplier of M, mass added to n*M, charge); the added mass already accounts for
@@ -34,7 +54,11 @@ ADDUCTS: dict[str, tuple[int, float, int]] = {
     "[M-H]-": (1, -PROTON, -1),
     "[M+Cl]-": (1, MONOISOTOPIC["Cl"] + ELECTRON, -1),
     "[M+HCOO]-": (1, MONOISOTOPIC["C"] + MONOISOTOPIC["H"] + 2 * MONOISOTOPIC["O"] + ELECTRON, -1),
-    "[M+CH3COO]-": (1, 2 * MONOISOTOPIC["C"] + 3 * MONOISOTOPIC["H"] + 2 * MONOISOTOPIC["O"] + ELECTRON, -1),
+    "[M+CH3COO]-": (
+        1,
+        2 * MONOISOTOPIC["C"] + 3 * MONOISOTOPIC["H"] + 2 * MONOISOTOPIC["O"] + ELECTRON,
+        -1,
+    ),
     "[M-H-H2O]-": (1, -PROTON - (2 * MONOISOTOPIC["H"] + MONOISOTOPIC["O"]), -1),
     "[M]-": (1, ELECTRON, -1),
     "[2M-H]-": (2, -PROTON, -1),
@@ -71,5 +95,11 @@ def target_mz(*, formula: str, adduct: str, file: str, where: str) -> float:
     try:
         return adduct_mz(formula_mass(formula), adduct)
     except ValueError as err:
-        raise InputError(Problem(str(err), file=file, where=where,
-                                 hint="give 'mz' directly, or a formula like C6H12O6 and an adduct like [M+H]+")) from None
+        raise InputError(
+            Problem(
+                str(err),
+                file=file,
+                where=where,
+                hint="give 'mz' directly, or a formula like C6H12O6 and an adduct like [M+H]+",
+            )
+        ) from None

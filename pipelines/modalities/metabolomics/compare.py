@@ -12,8 +12,15 @@ from pathlib import Path
 import numpy as np
 
 
-def match_one_to_one(a_mz: np.ndarray, a_rt: np.ndarray, b_mz: np.ndarray, b_rt: np.ndarray, *,
-                     ppm: float = 10.0, rt_s: float = 10.0) -> np.ndarray:
+def match_one_to_one(
+    a_mz: np.ndarray,
+    a_rt: np.ndarray,
+    b_mz: np.ndarray,
+    b_rt: np.ndarray,
+    *,
+    ppm: float = 10.0,
+    rt_s: float = 10.0,
+) -> np.ndarray:
     """Pairs ``(i, j)`` of ``a`` and ``b`` within ``ppm`` and ``rt_s``, each element used once.
 
     Greedy on the cost |dm/z| / tolerance + |dRT| / tolerance, closest pairs first (so two isomers
@@ -56,7 +63,7 @@ class ReferenceFeatures:
     charge: np.ndarray
     trace_mz: np.ndarray
     trace_rt: np.ndarray
-    seconds: float                    # MassTraceDetection + ElutionPeakDetection + FFM (not loading)
+    seconds: float  # MassTraceDetection + ElutionPeakDetection + FFM (not loading)
 
 
 # the issue's reference settings: MassTraceDetection 10 ppm, noise 1000; ElutionPeakDetection
@@ -64,8 +71,11 @@ class ReferenceFeatures:
 OPENMS_PARAMS = {
     "MassTraceDetection": {"mass_error_ppm": 10.0, "noise_threshold_int": 1000.0},
     "ElutionPeakDetection": {"width_filtering": "fixed", "min_fwhm": 1.0, "max_fwhm": 60.0},
-    "FeatureFindingMetabo": {"isotope_filtering_model": "none", "remove_single_traces": "false",
-                             "mz_scoring_13C": "false"},
+    "FeatureFindingMetabo": {
+        "isotope_filtering_model": "none",
+        "remove_single_traces": "false",
+        "mz_scoring_13C": "false",
+    },
 }
 
 
@@ -85,8 +95,11 @@ def openms_features(mzml: str | Path, *, profile: bool = False) -> ReferenceFeat
     if profile:
         ms1 = oms.PeakPickerHiRes().pickExperiment(ms1, True)
     ms1.sortSpectra(True)
-    algos = {"MassTraceDetection": oms.MassTraceDetection(), "ElutionPeakDetection": oms.ElutionPeakDetection(),
-             "FeatureFindingMetabo": oms.FeatureFindingMetabo()}
+    algos = {
+        "MassTraceDetection": oms.MassTraceDetection(),
+        "ElutionPeakDetection": oms.ElutionPeakDetection(),
+        "FeatureFindingMetabo": oms.FeatureFindingMetabo(),
+    }
     for name, algo in algos.items():
         p = algo.getDefaults()
         for k, v in OPENMS_PARAMS[name].items():
@@ -99,15 +112,27 @@ def openms_features(mzml: str | Path, *, profile: bool = False) -> ReferenceFeat
     seconds = time.perf_counter() - t0
     feats = list(fmap)
     return ReferenceFeatures(
-        mz=np.array([f.getMZ() for f in feats]), rt=np.array([f.getRT() for f in feats]),
-        intensity=np.array([f.getIntensity() for f in feats]), fwhm_s=np.array([f.getWidth() for f in feats]),
+        mz=np.array([f.getMZ() for f in feats]),
+        rt=np.array([f.getRT() for f in feats]),
+        intensity=np.array([f.getIntensity() for f in feats]),
+        fwhm_s=np.array([f.getWidth() for f in feats]),
         charge=np.array([f.getCharge() for f in feats]),
         trace_mz=np.array([t.getCentroidMZ() for t in peaks]),
-        trace_rt=np.array([t.getCentroidRT() for t in peaks]), seconds=seconds)
+        trace_rt=np.array([t.getCentroidRT() for t in peaks]),
+        seconds=seconds,
+    )
 
 
-def agreement_with_openms(ours_mz: np.ndarray, ours_rt: np.ndarray, peaks_mz: np.ndarray, peaks_rt: np.ndarray,
-                          ref: ReferenceFeatures, *, ppm: float = 10.0, rt_s: float = 10.0) -> dict:
+def agreement_with_openms(
+    ours_mz: np.ndarray,
+    ours_rt: np.ndarray,
+    peaks_mz: np.ndarray,
+    peaks_rt: np.ndarray,
+    ref: ReferenceFeatures,
+    *,
+    ppm: float = 10.0,
+    rt_s: float = 10.0,
+) -> dict:
     """The issue's three agreement figures.
 
     - ``found_fwhm_le_20s``: OpenMS features with FWHM <= 20 s that one of our chromatographic
@@ -120,20 +145,40 @@ def agreement_with_openms(ours_mz: np.ndarray, ours_rt: np.ndarray, peaks_mz: np
     """
     narrow = ref.fwhm_s <= 20.0
     top = ref.intensity >= np.quantile(ref.intensity, 0.75) if len(ref.intensity) else narrow
-    top_narrow = narrow & (ref.intensity >= np.quantile(ref.intensity[narrow], 0.75)) if narrow.any() else narrow
+    top_narrow = (
+        narrow & (ref.intensity >= np.quantile(ref.intensity[narrow], 0.75))
+        if narrow.any()
+        else narrow
+    )
     out = {}
-    for key, sel in (("found_fwhm_le_20s", narrow), ("found_top25", top), ("found_top25_fwhm_le_20s", top_narrow)):
+    for key, sel in (
+        ("found_fwhm_le_20s", narrow),
+        ("found_top25", top),
+        ("found_top25_fwhm_le_20s", top_narrow),
+    ):
         pairs = match_one_to_one(ref.mz[sel], ref.rt[sel], peaks_mz, peaks_rt, ppm=ppm, rt_s=rt_s)
         out[key] = len(pairs) / max(int(sel.sum()), 1)
         out[f"n_{key.removeprefix('found_')}"] = int(sel.sum())
     pairs = match_one_to_one(ours_mz, ours_rt, ref.trace_mz, ref.trace_rt, ppm=ppm, rt_s=rt_s)
     out["ours_in_openms_traces"] = len(pairs) / max(len(ours_mz), 1)
-    out["n_ours"], out["n_openms"], out["n_openms_traces"] = len(ours_mz), len(ref.mz), len(ref.trace_mz)
+    out["n_ours"], out["n_openms"], out["n_openms_traces"] = (
+        len(ours_mz),
+        len(ref.mz),
+        len(ref.trace_mz),
+    )
     return out
 
 
-def score_against_truth(found_mz: np.ndarray, found_rt: np.ndarray, true_mz: np.ndarray, true_rt: np.ndarray,
-                        strong: np.ndarray, *, ppm: float = 10.0, rt_s: float = 5.0) -> dict:
+def score_against_truth(
+    found_mz: np.ndarray,
+    found_rt: np.ndarray,
+    true_mz: np.ndarray,
+    true_rt: np.ndarray,
+    strong: np.ndarray,
+    *,
+    ppm: float = 10.0,
+    rt_s: float = 5.0,
+) -> dict:
     """Recall on the ``strong`` compounds, precision over every reported feature.
 
     A reported feature is right when it is matched (one to one) to a compound's monoisotopic ion,
@@ -142,7 +187,11 @@ def score_against_truth(found_mz: np.ndarray, found_rt: np.ndarray, true_mz: np.
     pairs = match_one_to_one(found_mz, found_rt, true_mz, true_rt, ppm=ppm, rt_s=rt_s)
     hit = np.zeros(len(true_mz), bool)
     hit[pairs[:, 1]] = True
-    return {"recall": float(hit[strong].mean()) if strong.any() else float("nan"),
-            "precision": len(pairs) / len(found_mz) if len(found_mz) else float("nan"),
-            "n_reported": len(found_mz), "n_true": len(true_mz), "n_strong": int(strong.sum()),
-            "recall_all": float(hit.mean()) if len(hit) else float("nan")}
+    return {
+        "recall": float(hit[strong].mean()) if strong.any() else float("nan"),
+        "precision": len(pairs) / len(found_mz) if len(found_mz) else float("nan"),
+        "n_reported": len(found_mz),
+        "n_true": len(true_mz),
+        "n_strong": int(strong.sum()),
+        "recall_all": float(hit.mean()) if len(hit) else float("nan"),
+    }

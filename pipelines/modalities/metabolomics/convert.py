@@ -28,68 +28,161 @@ from pipelines.toolkit.tables import columns_for, documented_schema, write_table
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = "1"
-ROW_GROUP_BYTES = 64 << 20       # ~64 MiB of peaks per row group: one row group fits a reader's memory
+ROW_GROUP_BYTES = 64 << 20  # ~64 MiB of peaks per row group: one row group fits a reader's memory
 COMPRESSION = "zstd"
-COMPRESSION_LEVEL = 1            # level 1: within a few % of level 3's size here, at about twice the speed
+COMPRESSION_LEVEL = 1  # level 1: within a few % of level 3's size here, at about twice the speed
 
 # name -> (arrow type, description, PSI-MS / UO accession or None, unit)
 SPECTRA_COLUMNS: dict[str, tuple[pa.DataType, str, str | None, str | None]] = {
     "run": (pa.string(), "run name (the mzML file name without extensions)", None, None),
     "index": (pa.int32(), "0-based position of the spectrum in the mzML file", None, None),
-    "native_id": (pa.string(), "spectrum native id as in the mzML 'id' attribute", "MS:1000767", None),
+    "native_id": (
+        pa.string(),
+        "spectrum native id as in the mzML 'id' attribute",
+        "MS:1000767",
+        None,
+    ),
     "ms_level": (pa.int16(), "ms level", "MS:1000511", None),
     "rt_s": (pa.float64(), "scan start time, converted to seconds", "MS:1000016", "UO:0000010"),
-    "polarity": (pa.string(), "scan polarity: 'positive' (MS:1000130), 'negative' (MS:1000129) or null",
-                 "MS:1000465", None),
-    "centroided": (pa.bool_(), "true: centroid spectrum (MS:1000127); false: profile spectrum (MS:1000128)",
-                   "MS:1000525", None),
-    "precursor_mz": (pa.float64(), "selected ion m/z (isolation window target when absent); null for MS1",
-                     "MS:1000744", "MS:1000040"),
+    "polarity": (
+        pa.string(),
+        "scan polarity: 'positive' (MS:1000130), 'negative' (MS:1000129) or null",
+        "MS:1000465",
+        None,
+    ),
+    "centroided": (
+        pa.bool_(),
+        "true: centroid spectrum (MS:1000127); false: profile spectrum (MS:1000128)",
+        "MS:1000525",
+        None,
+    ),
+    "precursor_mz": (
+        pa.float64(),
+        "selected ion m/z (isolation window target when absent); null for MS1",
+        "MS:1000744",
+        "MS:1000040",
+    ),
     "precursor_charge": (pa.int16(), "charge state of the selected ion", "MS:1000041", None),
-    "precursor_intensity": (pa.float32(), "peak intensity of the selected ion", "MS:1000042", "MS:1000131"),
-    "isolation_window_target_mz": (pa.float64(), "isolation window target m/z", "MS:1000827", "MS:1000040"),
-    "isolation_window_lower_offset": (pa.float64(), "isolation window lower offset", "MS:1000828", "MS:1000040"),
-    "isolation_window_upper_offset": (pa.float64(), "isolation window upper offset", "MS:1000829", "MS:1000040"),
+    "precursor_intensity": (
+        pa.float32(),
+        "peak intensity of the selected ion",
+        "MS:1000042",
+        "MS:1000131",
+    ),
+    "isolation_window_target_mz": (
+        pa.float64(),
+        "isolation window target m/z",
+        "MS:1000827",
+        "MS:1000040",
+    ),
+    "isolation_window_lower_offset": (
+        pa.float64(),
+        "isolation window lower offset",
+        "MS:1000828",
+        "MS:1000040",
+    ),
+    "isolation_window_upper_offset": (
+        pa.float64(),
+        "isolation window upper offset",
+        "MS:1000829",
+        "MS:1000040",
+    ),
     "collision_energy": (pa.float32(), "collision energy", "MS:1000045", "UO:0000266"),
-    "tic": (pa.float64(), "total ion current as reported in the file, else the sum of intensities",
-            "MS:1000285", "MS:1000131"),
-    "base_peak_mz": (pa.float64(), "base peak m/z as reported in the file, else of the most intense point",
-                     "MS:1000504", "MS:1000040"),
-    "base_peak_intensity": (pa.float32(), "base peak intensity as reported, else the largest intensity",
-                            "MS:1000505", "MS:1000131"),
+    "tic": (
+        pa.float64(),
+        "total ion current as reported in the file, else the sum of intensities",
+        "MS:1000285",
+        "MS:1000131",
+    ),
+    "base_peak_mz": (
+        pa.float64(),
+        "base peak m/z as reported in the file, else of the most intense point",
+        "MS:1000504",
+        "MS:1000040",
+    ),
+    "base_peak_intensity": (
+        pa.float32(),
+        "base peak intensity as reported, else the largest intensity",
+        "MS:1000505",
+        "MS:1000131",
+    ),
     "n_peaks": (pa.int32(), "number of (m/z, intensity) points", None, None),
-    "mz": (pa.list_(pa.float64()), "m/z array, float64 (32-bit files are widened exactly)", "MS:1000514",
-           "MS:1000040"),
+    "mz": (
+        pa.list_(pa.float64()),
+        "m/z array, float64 (32-bit files are widened exactly)",
+        "MS:1000514",
+        "MS:1000040",
+    ),
     "intensity": (pa.list_(pa.float32()), "intensity array, float32", "MS:1000515", "MS:1000131"),
 }
 
 CHROMATOGRAM_COLUMNS: dict[str, tuple[pa.DataType, str, str | None, str | None]] = {
     "run": (pa.string(), "run name (the mzML file name without extensions)", None, None),
-    "chromatogram_id": (pa.string(), "'TIC' / 'BPC' for the computed ones, else the mzML id", None, None),
-    "source": (pa.string(), "'computed' from the MS1 spectra of this run, or 'file' (stored in the mzML)",
-               None, None),
-    "kind": (pa.string(), "TIC, BPC, SRM, SIC, 'ion current', ... (from the chromatogram type cvParam)",
-             None, None),
-    "accession": (pa.string(), "chromatogram type accession: MS:1000235 TIC, MS:1000628 base peak, ...",
-                  None, None),
-    "ms_level": (pa.int16(), "ms level of the spectra summed (computed ones: 1), else null", "MS:1000511", None),
-    "precursor_mz": (pa.float64(), "precursor isolation target m/z (SRM), else null", "MS:1000827", "MS:1000040"),
-    "product_mz": (pa.float64(), "product isolation target m/z (SRM), else null", "MS:1000827", "MS:1000040"),
+    "chromatogram_id": (
+        pa.string(),
+        "'TIC' / 'BPC' for the computed ones, else the mzML id",
+        None,
+        None,
+    ),
+    "source": (
+        pa.string(),
+        "'computed' from the MS1 spectra of this run, or 'file' (stored in the mzML)",
+        None,
+        None,
+    ),
+    "kind": (
+        pa.string(),
+        "TIC, BPC, SRM, SIC, 'ion current', ... (from the chromatogram type cvParam)",
+        None,
+        None,
+    ),
+    "accession": (
+        pa.string(),
+        "chromatogram type accession: MS:1000235 TIC, MS:1000628 base peak, ...",
+        None,
+        None,
+    ),
+    "ms_level": (
+        pa.int16(),
+        "ms level of the spectra summed (computed ones: 1), else null",
+        "MS:1000511",
+        None,
+    ),
+    "precursor_mz": (
+        pa.float64(),
+        "precursor isolation target m/z (SRM), else null",
+        "MS:1000827",
+        "MS:1000040",
+    ),
+    "product_mz": (
+        pa.float64(),
+        "product isolation target m/z (SRM), else null",
+        "MS:1000827",
+        "MS:1000040",
+    ),
     "time_s": (pa.list_(pa.float64()), "time array, in seconds", "MS:1000595", "UO:0000010"),
     "intensity": (pa.list_(pa.float32()), "intensity array", "MS:1000515", "MS:1000131"),
 }
 
 
-def _schema(columns: dict[str, tuple[pa.DataType, str, str | None, str | None]], kind: str) -> pa.Schema:
-    docs = {name: {"description": d, "accession": acc, "unit": unit} for name, (_, d, acc, unit) in columns.items()}
-    meta = {b"binds:format": f"binds-metabolomics-{kind}".encode(),
-            b"binds:format_version": FORMAT_VERSION.encode(),
-            b"binds:columns": json.dumps(docs, sort_keys=True).encode()}
+def _schema(
+    columns: dict[str, tuple[pa.DataType, str, str | None, str | None]], kind: str
+) -> pa.Schema:
+    docs = {
+        name: {"description": d, "accession": acc, "unit": unit}
+        for name, (_, d, acc, unit) in columns.items()
+    }
+    meta = {
+        b"binds:format": f"binds-metabolomics-{kind}".encode(),
+        b"binds:format_version": FORMAT_VERSION.encode(),
+        b"binds:columns": json.dumps(docs, sort_keys=True).encode(),
+    }
     schema = pa.schema([pa.field(n, t) for n, (t, *_rest) in columns.items()], metadata=meta)
     # the field metadata (description, unit) every published table carries (toolkit.tables)
     fmt = f"binds-metabolomics-{kind}"
-    return documented_schema(schema, format_name=fmt, format_version=FORMAT_VERSION,
-                             columns=columns_for(fmt))
+    return documented_schema(
+        schema, format_name=fmt, format_version=FORMAT_VERSION, columns=columns_for(fmt)
+    )
 
 
 SPECTRA_SCHEMA = _schema(SPECTRA_COLUMNS, "spectra")
@@ -110,7 +203,7 @@ class ConversionQC:
     rt_min_s: float | None = None
     rt_max_s: float | None = None
     polarity: str | None = None
-    centroided: str | None = None          # centroid | profile | mixed | None
+    centroided: str | None = None  # centroid | profile | mixed | None
     n_chromatograms_in_file: int = 0
     instrument_models: list[dict[str, str]] = field(default_factory=list)
     instrument_serial: str | None = None
@@ -153,8 +246,13 @@ def run_names(paths: list[Path]) -> dict[str, Path]:
 # ---------------------------------------------------------------------------- Arrow arrays
 # pa.array() imports pandas on first use (~1 s of CPU in every conversion process); these build
 # the same arrays from numpy buffers directly.
-_NUMPY = {pa.int16(): np.int16, pa.int32(): np.int32, pa.int64(): np.int64, pa.float32(): np.float32,
-          pa.float64(): np.float64}
+_NUMPY = {
+    pa.int16(): np.int16,
+    pa.int32(): np.int32,
+    pa.int64(): np.int64,
+    pa.float32(): np.float32,
+    pa.float64(): np.float64,
+}
 
 
 def _validity(values: list) -> tuple[pa.Buffer | None, int]:
@@ -175,28 +273,42 @@ def _numbers(values: list | np.ndarray, typ: pa.DataType) -> pa.Array:
         data = np.array(values, dtype=_NUMPY[typ])
         return pa.Array.from_buffers(typ, len(data), [None, pa.py_buffer(data)])
     bitmap, n_null = _validity(values)
-    data = np.fromiter((0 if v is None else v for v in values), dtype=_NUMPY[typ], count=len(values))
+    data = np.fromiter(
+        (0 if v is None else v for v in values), dtype=_NUMPY[typ], count=len(values)
+    )
     return pa.Array.from_buffers(typ, len(data), [bitmap, pa.py_buffer(data)], null_count=n_null)
 
 
 def _bools(values: list) -> pa.Array:
     bitmap, n_null = _validity(values)
-    data = np.packbits(np.fromiter((bool(v) for v in values), dtype=bool, count=len(values)), bitorder="little")
-    return pa.Array.from_buffers(pa.bool_(), len(values), [bitmap, pa.py_buffer(data)], null_count=n_null)
+    data = np.packbits(
+        np.fromiter((bool(v) for v in values), dtype=bool, count=len(values)), bitorder="little"
+    )
+    return pa.Array.from_buffers(
+        pa.bool_(), len(values), [bitmap, pa.py_buffer(data)], null_count=n_null
+    )
 
 
 def _strings(values: list) -> pa.Array:
     bitmap, n_null = _validity(values)
     encoded = [b"" if v is None else v.encode() for v in values]
     offsets = np.zeros(len(values) + 1, dtype=np.int32)
-    np.cumsum(np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(values)), out=offsets[1:])
-    return pa.Array.from_buffers(pa.string(), len(values),
-                                 [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))], null_count=n_null)
+    np.cumsum(
+        np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(values)), out=offsets[1:]
+    )
+    return pa.Array.from_buffers(
+        pa.string(),
+        len(values),
+        [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))],
+        null_count=n_null,
+    )
 
 
 def _lists(arrays: list[np.ndarray], value_type: pa.DataType) -> pa.Array:
     offsets = np.zeros(len(arrays) + 1, dtype=np.int32)
-    np.cumsum(np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays)), out=offsets[1:])
+    np.cumsum(
+        np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays)), out=offsets[1:]
+    )
     values = np.concatenate(arrays) if arrays else np.zeros(0, _NUMPY[value_type])
     return pa.ListArray.from_arrays(_numbers(offsets, pa.int32()), _numbers(values, value_type))
 
@@ -209,7 +321,11 @@ def _spectra_batch(run: str, spectra: list[Spectrum]) -> pa.RecordBatch:
         if s.tic is None or s.base_peak_mz is None or s.base_peak_intensity is None:
             if len(s.intensity):
                 k = int(np.argmax(s.intensity))
-                calc = (float(s.intensity.sum(dtype=np.float64)), float(s.mz[k]), float(s.intensity[k]))
+                calc = (
+                    float(s.intensity.sum(dtype=np.float64)),
+                    float(s.mz[k]),
+                    float(s.intensity[k]),
+                )
             else:
                 calc = (0.0, None, None)
         tic.append(s.tic if s.tic is not None else calc[0])
@@ -279,10 +395,12 @@ class _Summary:
             self.modes.add(s.centroided)
         if s.ms_level == 1 and s.rt_s is not None:
             self.ms1_time.append(s.rt_s)
-            self.ms1_tic.append(float(s.intensity.sum(dtype=np.float64)) if len(s.intensity) else 0.0)
+            self.ms1_tic.append(
+                float(s.intensity.sum(dtype=np.float64)) if len(s.intensity) else 0.0
+            )
             self.ms1_bpc.append(float(s.intensity.max()) if len(s.intensity) else 0.0)
 
-    def add(self, other: "_Summary") -> None:
+    def add(self, other: _Summary) -> None:
         for level, n in other.levels.items():
             self.levels[level] = self.levels.get(level, 0) + n
         self.n_peaks += other.n_peaks
@@ -322,7 +440,9 @@ class _RowGroups:
     def _write(self, part: pa.Table) -> None:
         while len(self._pending) >= 2:
             self._pending.popleft().result()
-        self._pending.append(self._pool.submit(self.writer.write_table, part, row_group_size=max(1, part.num_rows)))
+        self._pending.append(
+            self._pool.submit(self.writer.write_table, part, row_group_size=max(1, part.num_rows))
+        )
 
     def close(self) -> None:
         """Wait for every queued row group (re-raising a write error), then stop the thread."""
@@ -335,8 +455,10 @@ class _RowGroups:
     def add(self, rb: pa.RecordBatch) -> None:
         self.batches.append(rb)
         # 12 bytes per peak (float64 m/z + float32 intensity) plus the scalar columns
-        col = rb.column("n_peaks")   # read through its buffer: .to_numpy() would import pandas
-        n_peaks = np.frombuffer(col.buffers()[1], dtype=np.int32)[col.offset:col.offset + len(col)]
+        col = rb.column("n_peaks")  # read through its buffer: .to_numpy() would import pandas
+        n_peaks = np.frombuffer(col.buffers()[1], dtype=np.int32)[
+            col.offset : col.offset + len(col)
+        ]
         self.sizes.append(n_peaks.astype(np.int64) * 12 + 128)
         self.flush()
 
@@ -368,16 +490,28 @@ class _RowGroups:
 def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     # byte_stream_split on the float columns lets zstd find the repeated exponent bytes of
     # m/z and intensity values: ~30 % smaller files for the same compression time
-    return pq.ParquetWriter(path, schema, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL,
-                            use_dictionary=["run", "polarity", "source", "kind", "accession"],
-                            use_byte_stream_split=["mz.list.element", "intensity.list.element"],
-                            write_statistics=["run", "index", "ms_level", "rt_s", "precursor_mz"],
-                            store_schema=True)
+    return pq.ParquetWriter(
+        path,
+        schema,
+        compression=COMPRESSION,
+        compression_level=COMPRESSION_LEVEL,
+        use_dictionary=["run", "polarity", "source", "kind", "accession"],
+        use_byte_stream_split=["mz.list.element", "intensity.list.element"],
+        write_statistics=["run", "index", "ms_level", "rt_s", "precursor_mz"],
+        store_schema=True,
+    )
 
 
-def convert_mzml(*, src: str | Path, spectra_out: str | Path, chromatograms_out: str | Path,
-                 qc_out: str | Path | None = None, run: str | None = None,
-                 threads: int = 2, row_group_bytes: int = ROW_GROUP_BYTES) -> ConversionQC:
+def convert_mzml(
+    *,
+    src: str | Path,
+    spectra_out: str | Path,
+    chromatograms_out: str | Path,
+    qc_out: str | Path | None = None,
+    run: str | None = None,
+    threads: int = 2,
+    row_group_bytes: int = ROW_GROUP_BYTES,
+) -> ConversionQC:
     """Convert one mzML (plain, .gz or .idx.gz) to spectra and chromatogram Parquet files.
 
     Writes ``spectra_out`` (schema :data:`SPECTRA_SCHEMA`), ``chromatograms_out`` (computed
@@ -400,7 +534,10 @@ def convert_mzml(*, src: str | Path, spectra_out: str | Path, chromatograms_out:
     totals = _Summary()
     chrom_rows: list[dict] = []
     try:
-        with MzMLReader(src, threads=threads) as reader, _parquet_writer(tmp_spectra, SPECTRA_SCHEMA) as writer:
+        with (
+            MzMLReader(src, threads=threads) as reader,
+            _parquet_writer(tmp_spectra, SPECTRA_SCHEMA) as writer,
+        ):
             groups = _RowGroups(writer, row_group_bytes)
             try:
                 for record_batch, summary in reader.map_batches(partial(_convert_batch, run)):
@@ -410,19 +547,36 @@ def convert_mzml(*, src: str | Path, spectra_out: str | Path, chromatograms_out:
             finally:
                 groups.close()
             order = np.argsort(np.asarray(totals.ms1_time), kind="stable")
-            for name, values, acc in (("TIC", totals.ms1_tic, "MS:1000235"), ("BPC", totals.ms1_bpc, "MS:1000628")):
-                chrom_rows.append({"run": run, "chromatogram_id": name, "source": "computed", "kind": name,
-                                   "accession": acc, "ms_level": 1,
-                                   "time_s": np.asarray(totals.ms1_time, np.float64)[order],
-                                   "intensity": np.asarray(values, np.float32)[order]})
+            for name, values, acc in (
+                ("TIC", totals.ms1_tic, "MS:1000235"),
+                ("BPC", totals.ms1_bpc, "MS:1000628"),
+            ):
+                chrom_rows.append(
+                    {
+                        "run": run,
+                        "chromatogram_id": name,
+                        "source": "computed",
+                        "kind": name,
+                        "accession": acc,
+                        "ms_level": 1,
+                        "time_s": np.asarray(totals.ms1_time, np.float64)[order],
+                        "intensity": np.asarray(values, np.float32)[order],
+                    }
+                )
             n_in_file = 0
             for c in reader.chromatograms():
                 n_in_file += 1
                 chrom_rows.append(_chrom_row(run, c))
             info = reader.finish()
-        write_table(_chromatogram_table(chrom_rows), tmp_chrom, format_name="binds-metabolomics-chromatograms",
-                    format_version=FORMAT_VERSION, columns=columns_for("binds-metabolomics-chromatograms"),
-                    compression=COMPRESSION, compression_level=COMPRESSION_LEVEL)
+        write_table(
+            _chromatogram_table(chrom_rows),
+            tmp_chrom,
+            format_name="binds-metabolomics-chromatograms",
+            format_version=FORMAT_VERSION,
+            columns=columns_for("binds-metabolomics-chromatograms"),
+            compression=COMPRESSION,
+            compression_level=COMPRESSION_LEVEL,
+        )
         tmp_spectra.replace(spectra_out)
         tmp_chrom.replace(chromatograms_out)
     except BaseException:
@@ -432,35 +586,69 @@ def convert_mzml(*, src: str | Path, spectra_out: str | Path, chromatograms_out:
     n_spectra = sum(totals.levels.values())
     notes = list(info.notes)
     if n_spectra == 0:
-        notes.append(f"{src.name} holds no spectra (chromatograms only): spectra table is empty, "
-                     f"{n_in_file} chromatogram(s) kept")
+        notes.append(
+            f"{src.name} holds no spectra (chromatograms only): spectra table is empty, "
+            f"{n_in_file} chromatogram(s) kept"
+        )
     if info.spectrum_count_declared is not None and info.spectrum_count_declared != n_spectra:
-        notes.append(f"{src.name}: spectrumList declares {info.spectrum_count_declared} spectra, "
-                     f"the file holds {n_spectra} (a cut or filtered file)")
+        notes.append(
+            f"{src.name}: spectrumList declares {info.spectrum_count_declared} spectra, "
+            f"the file holds {n_spectra} (a cut or filtered file)"
+        )
     qc = ConversionQC(
-        run=run, file=src.name, sha256=info.sha256 or "", size_bytes=info.size_bytes, n_spectra=n_spectra,
-        spectra_per_ms_level={f"ms{k}": v for k, v in sorted(totals.levels.items())}, n_peaks=totals.n_peaks,
+        run=run,
+        file=src.name,
+        sha256=info.sha256 or "",
+        size_bytes=info.size_bytes,
+        n_spectra=n_spectra,
+        spectra_per_ms_level={f"ms{k}": v for k, v in sorted(totals.levels.items())},
+        n_peaks=totals.n_peaks,
         rt_min_s=float(totals.rt_min) if n_spectra and np.isfinite(totals.rt_min) else None,
         rt_max_s=float(totals.rt_max) if n_spectra and np.isfinite(totals.rt_max) else None,
         polarity="mixed" if len(totals.polarities) > 1 else next(iter(totals.polarities), None),
-        centroided="mixed" if len(totals.modes) > 1 else (
-            {True: "centroid", False: "profile"}[next(iter(totals.modes))] if totals.modes else None),
-        n_chromatograms_in_file=n_in_file, instrument_models=info.instrument_models,
-        instrument_serial=info.instrument_serial, software=info.software, source_files=info.source_files,
-        start_time=info.start_time, indexed=info.indexed, compression=info.compression, notes=notes)
+        centroided="mixed"
+        if len(totals.modes) > 1
+        else (
+            {True: "centroid", False: "profile"}[next(iter(totals.modes))] if totals.modes else None
+        ),
+        n_chromatograms_in_file=n_in_file,
+        instrument_models=info.instrument_models,
+        instrument_serial=info.instrument_serial,
+        software=info.software,
+        source_files=info.source_files,
+        start_time=info.start_time,
+        indexed=info.indexed,
+        compression=info.compression,
+        notes=notes,
+    )
     for note in notes:
         log.info("note: %s", note)
-    log.info("%s: %d spectra (%s), %d peaks, %d chromatograms in the file", src.name, n_spectra,
-             qc.spectra_per_ms_level, totals.n_peaks, n_in_file)
+    log.info(
+        "%s: %d spectra (%s), %d peaks, %d chromatograms in the file",
+        src.name,
+        n_spectra,
+        qc.spectra_per_ms_level,
+        totals.n_peaks,
+        n_in_file,
+    )
     if qc_out:
         write_json(qc_out, asdict(qc))
     return qc
 
 
 def _chrom_row(run: str, c: Chromatogram) -> dict:
-    return {"run": run, "chromatogram_id": c.native_id, "source": "file", "kind": c.kind,
-            "accession": c.accession, "ms_level": None, "precursor_mz": c.precursor_mz,
-            "product_mz": c.product_mz, "time_s": c.time_s, "intensity": c.intensity}
+    return {
+        "run": run,
+        "chromatogram_id": c.native_id,
+        "source": "file",
+        "kind": c.kind,
+        "accession": c.accession,
+        "ms_level": None,
+        "precursor_mz": c.precursor_mz,
+        "product_mz": c.product_mz,
+        "time_s": c.time_s,
+        "intensity": c.intensity,
+    }
 
 
 def read_conversion_qc(path: str | Path) -> ConversionQC:
@@ -477,5 +665,14 @@ def check_readable(path: str | Path) -> list[Problem]:
     return []
 
 
-__all__ = ["CHROMATOGRAM_SCHEMA", "SPECTRA_SCHEMA", "ConversionQC", "RunInfo", "convert_mzml",
-           "read_conversion_qc", "run_name", "run_names", "check_readable"]
+__all__ = [
+    "CHROMATOGRAM_SCHEMA",
+    "SPECTRA_SCHEMA",
+    "ConversionQC",
+    "RunInfo",
+    "check_readable",
+    "convert_mzml",
+    "read_conversion_qc",
+    "run_name",
+    "run_names",
+]

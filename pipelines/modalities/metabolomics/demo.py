@@ -46,8 +46,9 @@ def _isotopes(formula: str) -> list[tuple[float, float]]:
     return [(0.0, 1.0), (_C13, m1), (2 * _C13, m2)]
 
 
-def _write_run(path: Path, *, sample: str, rng: np.random.Generator, scale: dict[str, float],
-               rt_shift: float) -> None:
+def _write_run(
+    path: Path, *, sample: str, rng: np.random.Generator, scale: dict[str, float], rt_shift: float
+) -> None:
     from psims.mzml.writer import MzMLWriter
 
     ions = []
@@ -68,14 +69,35 @@ def _write_run(path: Path, *, sample: str, rng: np.random.Generator, scale: dict
         out.controlled_vocabularies()
         out.file_description(["MS1 spectrum", "MSn spectrum"])
         out.software_list([{"id": "psims-writer", "version": "1.4", "params": ["python-psims"]}])
-        out.instrument_configuration_list([out.InstrumentConfiguration(
-            id="IC1", component_list=out.ComponentList([
-                out.Source(1, ["electrospray ionization"]), out.Analyzer(2, ["orbitrap"]),
-                out.Detector(3, ["inductive detector"])]),
-            params=["Q Exactive"])])
-        out.data_processing_list([out.DataProcessing(
-            [out.ProcessingMethod(order=0, software_reference="psims-writer", params=["Conversion to mzML"])],
-            id="dp1")])
+        out.instrument_configuration_list(
+            [
+                out.InstrumentConfiguration(
+                    id="IC1",
+                    component_list=out.ComponentList(
+                        [
+                            out.Source(1, ["electrospray ionization"]),
+                            out.Analyzer(2, ["orbitrap"]),
+                            out.Detector(3, ["inductive detector"]),
+                        ]
+                    ),
+                    params=["Q Exactive"],
+                )
+            ]
+        )
+        out.data_processing_list(
+            [
+                out.DataProcessing(
+                    [
+                        out.ProcessingMethod(
+                            order=0,
+                            software_reference="psims-writer",
+                            params=["Conversion to mzML"],
+                        )
+                    ],
+                    id="dp1",
+                )
+            ]
+        )
         with out.run(id=sample, instrument_configuration="IC1"):
             with out.spectrum_list(count=len(times) + n_ms2):
                 scan = 0
@@ -84,17 +106,34 @@ def _write_run(path: Path, *, sample: str, rng: np.random.Generator, scale: dict
                     on = elution > 2.0e3
                     # ~3 ppm mass scatter, stronger for weak signals (counting statistics)
                     ppm = rng.normal(0.0, 1.5, on.sum()) * (1 + 2e4 / (elution[on] + 1e4))
-                    mz = np.concatenate([ion_mz[on] * (1 + ppm * 1e-6),
-                                         background_mz * (1 + rng.normal(0, 2.0, background_mz.size) * 1e-6)])
-                    inten = np.concatenate([elution[on] * rng.normal(1.0, 0.04, on.sum()),
-                                            background_level * rng.gamma(4.0, 0.25, background_mz.size)])
+                    mz = np.concatenate(
+                        [
+                            ion_mz[on] * (1 + ppm * 1e-6),
+                            background_mz * (1 + rng.normal(0, 2.0, background_mz.size) * 1e-6),
+                        ]
+                    )
+                    inten = np.concatenate(
+                        [
+                            elution[on] * rng.normal(1.0, 0.04, on.sum()),
+                            background_level * rng.gamma(4.0, 0.25, background_mz.size),
+                        ]
+                    )
                     order = np.argsort(mz)
                     mz, inten = mz[order], np.clip(inten[order], 1.0, None).astype(np.float32)
                     ms1_id = f"scan={scan + 1}"
                     out.write_spectrum(
-                        mz, inten, id=ms1_id, centroided=True, scan_start_time=t / 60.0,
-                        params=["MS1 spectrum", {"ms level": 1}, {"total ion current": float(inten.sum())}],
-                        scan_window_list=[(100.0, 400.0)])
+                        mz,
+                        inten,
+                        id=ms1_id,
+                        centroided=True,
+                        scan_start_time=t / 60.0,
+                        params=[
+                            "MS1 spectrum",
+                            {"ms level": 1},
+                            {"total ion current": float(inten.sum())},
+                        ],
+                        scan_window_list=[(100.0, 400.0)],
+                    )
                     scan += 1
                     if k % 4 == 3:
                         # data-dependent MS2 of the most intense compound ion
@@ -104,13 +143,28 @@ def _write_run(path: Path, *, sample: str, rng: np.random.Generator, scale: dict
                         frag_mz = np.sort(prec * rng.uniform(0.25, 0.95, 12))
                         frag_int = rng.lognormal(np.log(5e4), 1.0, frag_mz.size).astype(np.float32)
                         out.write_spectrum(
-                            frag_mz, frag_int, id=f"scan={scan + 1}", centroided=True,
+                            frag_mz,
+                            frag_int,
+                            id=f"scan={scan + 1}",
+                            centroided=True,
                             scan_start_time=(t + 0.1) / 60.0,
-                            params=["MSn spectrum", {"ms level": 2}, {"total ion current": float(frag_int.sum())}],
-                            precursor_information={"mz": prec, "intensity": prec_int, "charge": 1,
-                                                   "scan_id": ms1_id, "activation": ["beam-type collision-induced dissociation",
-                                                                                     {"collision energy": 30.0}],
-                                                   "isolation_window": [0.5, prec, 0.5]})
+                            params=[
+                                "MSn spectrum",
+                                {"ms level": 2},
+                                {"total ion current": float(frag_int.sum())},
+                            ],
+                            precursor_information={
+                                "mz": prec,
+                                "intensity": prec_int,
+                                "charge": 1,
+                                "scan_id": ms1_id,
+                                "activation": [
+                                    "beam-type collision-induced dissociation",
+                                    {"collision energy": 30.0},
+                                ],
+                                "isolation_window": [0.5, prec, 0.5],
+                            },
+                        )
                         scan += 1
 
 
@@ -124,8 +178,13 @@ def make_demo_run(run_dir: Path, *, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     for i, sample in enumerate(DEMO_SAMPLES):
         scale = {name: float(rng.lognormal(0.0, 0.35)) for name, *_ in DEMO_COMPOUNDS}
-        _write_run(run_dir / f"{sample}.mzML", sample=sample, rng=rng, scale=scale,
-                   rt_shift=float((i - 1) * 1.5 + rng.normal(0, 0.3)))
+        _write_run(
+            run_dir / f"{sample}.mzML",
+            sample=sample,
+            rng=rng,
+            scale=scale,
+            rt_shift=float((i - 1) * 1.5 + rng.normal(0, 0.3)),
+        )
     with open(run_dir / "targets.csv", "w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["name", "formula", "adduct", "mz", "rt_start_s", "rt_end_s", "ppm"])
@@ -133,7 +192,17 @@ def make_demo_run(run_dir: Path, *, seed: int = 0) -> Path:
             if name in DEMO_TARGETS:
                 w.writerow([name, formula, "[M+H]+", "", f"{rt - 20:.0f}", f"{rt + 20:.0f}", "10"])
         # one target given by m/z alone (leucine [M+H]+), as units often do
-        w.writerow(["leucine", "", "", f"{adduct_mz(formula_mass('C6H13NO2'), '[M+H]+'):.5f}", "51", "91", "10"])
+        w.writerow(
+            [
+                "leucine",
+                "",
+                "",
+                f"{adduct_mz(formula_mass('C6H13NO2'), '[M+H]+'):.5f}",
+                "51",
+                "91",
+                "10",
+            ]
+        )
     (run_dir / "experiment.yaml").write_text(f"""\
 schema_version: 1
 request_id: BINDS-DEMO-LCMS-{seed:04d}

@@ -25,6 +25,7 @@ Column meanings are Arrow field metadata (``description``, ``unit``); the schema
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from dataclasses import dataclass
@@ -37,7 +38,6 @@ import pyarrow.parquet as pq
 
 from pipelines.modalities.metabolomics.isotopes import Features, group_isotopes
 from pipelines.modalities.metabolomics.peaks import Peaks, mass_traces, mz_noise_floor, trace_peaks
-
 from pipelines.staging import write_json
 
 log = logging.getLogger(__name__)
@@ -59,12 +59,12 @@ class FeatureParams:
     align_mz_tolerance_ppm: float = 10.0
 
     @classmethod
-    def from_block(cls, block: dict | None) -> "FeatureParams":
+    def from_block(cls, block: dict | None) -> FeatureParams:
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in (block or {}).items() if k in known})
 
 
-FORMAT_VERSION = b"2"         # 2: a feature is an isotope group (monoisotopic m/z), not a trace
+FORMAT_VERSION = b"2"  # 2: a feature is an isotope group (monoisotopic m/z), not a trace
 
 
 def doc_field(name: str, typ: pa.DataType, description: str, unit: str = "") -> pa.Field:
@@ -75,39 +75,91 @@ def doc_field(name: str, typ: pa.DataType, description: str, unit: str = "") -> 
     return pa.field(name, typ, metadata=meta)
 
 
-PEAK_SCHEMA = pa.schema([
-    doc_field("run", pa.string(), "run name"),
-    doc_field("peak_id", pa.int32(), "feature number within the run (ordered by m/z, then RT)"),
-    doc_field("mz", pa.float64(), "monoisotopic m/z: intensity-weighted m/z of the monoisotopic peak's centroids",
-           "m/z (MS:1000040)"),
-    doc_field("rt_apex_s", pa.float64(), "retention time of the most intense centroid of the monoisotopic peak",
-           "s (UO:0000010)"),
-    doc_field("rt_start_s", pa.float64(), "where the monoisotopic peak starts (valley or 2 % of its height)",
-           "s (UO:0000010)"),
-    doc_field("rt_end_s", pa.float64(), "where the monoisotopic peak ends (valley or 2 % of its height)",
-           "s (UO:0000010)"),
-    doc_field("height", pa.float64(), "apex intensity of the monoisotopic peak", "counts (MS:1000131)"),
-    doc_field("area", pa.float64(), "trapezoidal area of the monoisotopic peak's raw intensities over RT, "
-           "no baseline subtracted", "counts x s"),
-    doc_field("fwhm_s", pa.float64(), "full width at half height of the smoothed monoisotopic peak, "
-           "the smoothing's widening removed", "s (UO:0000010)"),
-    doc_field("snr", pa.float64(), "prominence of the smoothed peak over the higher valley / noise of its trace"),
-    doc_field("n_scans", pa.int32(), "MS1 scans with a centroid between start and end"),
-    doc_field("charge", pa.int16(), "charge from the isotope spacing (1-3); null when no isotope was found"),
-    doc_field("n_isotopes", pa.int16(), "peaks in the isotope group, the monoisotopic one included"),
-    doc_field("isotope_mz", pa.list_(pa.float64()), "m/z of each peak of the group: M, M+1, ...",
-           "m/z (MS:1000040)"),
-    doc_field("isotope_height", pa.list_(pa.float64()), "apex intensity of each peak of the group",
-           "counts (MS:1000131)"),
-    doc_field("area_isotopes", pa.float64(), "sum of the areas of the group's peaks", "counts x s"),
-], metadata={b"binds.format_version": FORMAT_VERSION})
+PEAK_SCHEMA = pa.schema(
+    [
+        doc_field("run", pa.string(), "run name"),
+        doc_field("peak_id", pa.int32(), "feature number within the run (ordered by m/z, then RT)"),
+        doc_field(
+            "mz",
+            pa.float64(),
+            "monoisotopic m/z: intensity-weighted m/z of the monoisotopic peak's centroids",
+            "m/z (MS:1000040)",
+        ),
+        doc_field(
+            "rt_apex_s",
+            pa.float64(),
+            "retention time of the most intense centroid of the monoisotopic peak",
+            "s (UO:0000010)",
+        ),
+        doc_field(
+            "rt_start_s",
+            pa.float64(),
+            "where the monoisotopic peak starts (valley or 2 % of its height)",
+            "s (UO:0000010)",
+        ),
+        doc_field(
+            "rt_end_s",
+            pa.float64(),
+            "where the monoisotopic peak ends (valley or 2 % of its height)",
+            "s (UO:0000010)",
+        ),
+        doc_field(
+            "height", pa.float64(), "apex intensity of the monoisotopic peak", "counts (MS:1000131)"
+        ),
+        doc_field(
+            "area",
+            pa.float64(),
+            "trapezoidal area of the monoisotopic peak's raw intensities over RT, "
+            "no baseline subtracted",
+            "counts x s",
+        ),
+        doc_field(
+            "fwhm_s",
+            pa.float64(),
+            "full width at half height of the smoothed monoisotopic peak, "
+            "the smoothing's widening removed",
+            "s (UO:0000010)",
+        ),
+        doc_field(
+            "snr",
+            pa.float64(),
+            "prominence of the smoothed peak over the higher valley / noise of its trace",
+        ),
+        doc_field("n_scans", pa.int32(), "MS1 scans with a centroid between start and end"),
+        doc_field(
+            "charge",
+            pa.int16(),
+            "charge from the isotope spacing (1-3); null when no isotope was found",
+        ),
+        doc_field(
+            "n_isotopes", pa.int16(), "peaks in the isotope group, the monoisotopic one included"
+        ),
+        doc_field(
+            "isotope_mz",
+            pa.list_(pa.float64()),
+            "m/z of each peak of the group: M, M+1, ...",
+            "m/z (MS:1000040)",
+        ),
+        doc_field(
+            "isotope_height",
+            pa.list_(pa.float64()),
+            "apex intensity of each peak of the group",
+            "counts (MS:1000131)",
+        ),
+        doc_field(
+            "area_isotopes", pa.float64(), "sum of the areas of the group's peaks", "counts x s"
+        ),
+    ],
+    metadata={b"binds.format_version": FORMAT_VERSION},
+)
 
 
 # --------------------------------------------------------------------------- reading MS1
 def centroid_profile(mz: np.ndarray, intensity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centroid one profile spectrum: local maxima, m/z weighted over the apex and its neighbours."""
-    c_mz, c_int, _ = _centroid_concatenated(np.asarray(mz, np.float64), np.asarray(intensity),
-                                            np.zeros(len(mz), np.int64))
+    c_mz, c_int, _ = _centroid_concatenated(
+        np.asarray(mz, np.float64), np.asarray(intensity), np.zeros(len(mz), np.int64)
+    )
     return c_mz, c_int
 
 
@@ -119,7 +171,10 @@ def _centroid_concatenated(mz: np.ndarray, y: np.ndarray, spec: np.ndarray):
     y = y.astype(np.float64)
     same_l = spec[1:-1] == spec[:-2]
     same_r = spec[1:-1] == spec[2:]
-    apex = np.flatnonzero(same_l & same_r & (y[1:-1] > y[:-2]) & (y[1:-1] >= y[2:]) & (y[1:-1] > 0)) + 1
+    apex = (
+        np.flatnonzero(same_l & same_r & (y[1:-1] > y[:-2]) & (y[1:-1] >= y[2:]) & (y[1:-1] > 0))
+        + 1
+    )
     w = y[apex - 1] + y[apex] + y[apex + 1]
     c_mz = (mz[apex - 1] * y[apex - 1] + mz[apex] * y[apex] + mz[apex + 1] * y[apex + 1]) / w
     return c_mz, y[apex].astype(np.float32), spec[apex]
@@ -152,15 +207,19 @@ def read_ms1(spectra: str | Path, *, centroid: bool = True) -> MS1Peaks:
         t = t.take(pa.array(rows))
         rt = t.column("rt_s").to_numpy(zero_copy_only=False).astype(np.float64)
         n_rows = len(rows)
-        profile = pc.equal(t.column("centroided"), False).fill_null(False).to_numpy(zero_copy_only=False)
+        profile = (
+            pc.equal(t.column("centroided"), False).fill_null(False).to_numpy(zero_copy_only=False)
+        )
         mz_col, int_col = t.column("mz").combine_chunks(), t.column("intensity").combine_chunks()
         off = mz_col.offsets.to_numpy()
-        mz_all = mz_col.values.to_numpy()[off[0]:off[-1]].astype(np.float64, copy=False)
-        int_all = int_col.values.to_numpy()[off[0]:off[-1]]
+        mz_all = mz_col.values.to_numpy()[off[0] : off[-1]].astype(np.float64, copy=False)
+        int_all = int_col.values.to_numpy()[off[0] : off[-1]]
         spec = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(off))
         if centroid and profile.any():
             is_prof = profile[spec]
-            c_mz, c_int, c_spec = _centroid_concatenated(mz_all[is_prof], int_all[is_prof], spec[is_prof])
+            c_mz, c_int, c_spec = _centroid_concatenated(
+                mz_all[is_prof], int_all[is_prof], spec[is_prof]
+            )
             keep = ~is_prof
             mz_all = np.concatenate([mz_all[keep], c_mz])
             int_all = np.concatenate([int_all[keep].astype(np.float32), c_int])
@@ -202,11 +261,24 @@ def _noise_floor_of_run(ms1: MS1Peaks):
 def find_features(ms1: MS1Peaks, p: FeatureParams, noise=None) -> tuple[Peaks, Features]:
     """Mass traces -> chromatographic peaks -> isotope groups of MS1 centroids (one band)."""
     edges, floor = noise if noise is not None else _noise_floor_of_run(ms1)
-    order, starts = mass_traces(ms1.scan, ms1.mz, ppm=p.mz_tolerance_ppm, max_gap=p.max_gap_scans,
-                                min_points=p.min_scans)
-    pk = trace_peaks(order, starts, scan=ms1.scan, mz=ms1.mz, intensity=ms1.intensity, rt=ms1.rt,
-                     noise_edges=edges, noise_floor=floor, min_snr=p.min_snr, min_height=p.min_height,
-                     min_scans=p.min_scans, min_fwhm_s=p.min_fwhm_s, max_fwhm_s=p.max_fwhm_s)
+    order, starts = mass_traces(
+        ms1.scan, ms1.mz, ppm=p.mz_tolerance_ppm, max_gap=p.max_gap_scans, min_points=p.min_scans
+    )
+    pk = trace_peaks(
+        order,
+        starts,
+        scan=ms1.scan,
+        mz=ms1.mz,
+        intensity=ms1.intensity,
+        rt=ms1.rt,
+        noise_edges=edges,
+        noise_floor=floor,
+        min_snr=p.min_snr,
+        min_height=p.min_height,
+        min_scans=p.min_scans,
+        min_fwhm_s=p.min_fwhm_s,
+        max_fwhm_s=p.max_fwhm_s,
+    )
     return pk, group_isotopes(pk, ppm=p.mz_tolerance_ppm)
 
 
@@ -225,8 +297,14 @@ def feature_table(pk: Peaks, feats: Features, *, run: str) -> pa.Table:
     cols = {
         "run": pa.array([run] * len(m), pa.string()),
         "peak_id": pa.array(np.arange(len(m), dtype=np.int32)),
-        "mz": pk.mz[m], "rt_apex_s": pk.rt_apex[m], "rt_start_s": pk.rt_start[m], "rt_end_s": pk.rt_end[m],
-        "height": pk.height[m], "area": pk.area[m], "fwhm_s": pk.fwhm[m], "snr": pk.snr[m],
+        "mz": pk.mz[m],
+        "rt_apex_s": pk.rt_apex[m],
+        "rt_start_s": pk.rt_start[m],
+        "rt_end_s": pk.rt_end[m],
+        "height": pk.height[m],
+        "area": pk.area[m],
+        "fwhm_s": pk.fwhm[m],
+        "snr": pk.snr[m],
         "n_scans": pk.n_scans[m].astype(np.int32),
         "charge": pa.array(charge.astype(np.int16), mask=charge == 0),
         "n_isotopes": n_iso,
@@ -234,7 +312,9 @@ def feature_table(pk: Peaks, feats: Features, *, run: str) -> pa.Table:
         "isotope_height": pa.ListArray.from_arrays(pa.array(offsets), pa.array(pk.height[flat])),
         "area_isotopes": area_iso,
     }
-    return pa.Table.from_arrays([pa.array(cols[f.name]).cast(f.type) for f in schema], schema=schema)
+    return pa.Table.from_arrays(
+        [pa.array(cols[f.name]).cast(f.type) for f in schema], schema=schema
+    )
 
 
 def features_of_run(ms1: MS1Peaks, p: FeatureParams, *, run: str) -> tuple[pa.Table, int]:
@@ -248,7 +328,7 @@ def features_of_run(ms1: MS1Peaks, p: FeatureParams, *, run: str) -> tuple[pa.Ta
     edges = np.quantile(ms1.mz[::step], np.linspace(0, 1, n_bands + 1))
     edges[0], edges[-1] = -np.inf, np.inf
     tables, n_peaks = [], 0
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         sel = np.flatnonzero((ms1.mz >= lo - BAND_MARGIN_MZ) & (ms1.mz < hi + BAND_MARGIN_MZ))
         band = MS1Peaks(ms1.scan[sel], ms1.mz[sel], ms1.intensity[sel], ms1.rt)
         del sel
@@ -256,19 +336,31 @@ def features_of_run(ms1: MS1Peaks, p: FeatureParams, *, run: str) -> tuple[pa.Ta
         mono_mz = pk.mz[feats.mono]
         inside = (mono_mz >= lo) & (mono_mz < hi)
         n_peaks += int(sum(len(feats.members[i]) for i in np.flatnonzero(inside)))
-        kept = Features(feats.mono[inside], feats.charge[inside], [feats.members[i] for i in np.flatnonzero(inside)])
+        kept = Features(
+            feats.mono[inside],
+            feats.charge[inside],
+            [feats.members[i] for i in np.flatnonzero(inside)],
+        )
         tables.append(feature_table(pk, kept, run=run))
         del band, pk, feats
     table = pa.concat_tables(tables)
     order = np.lexsort((table.column("rt_apex_s").to_numpy(), table.column("mz").to_numpy()))
     table = table.take(pa.array(order))
-    table = table.set_column(table.schema.get_field_index("peak_id"), table.schema.field("peak_id"),
-                             pa.array(np.arange(table.num_rows, dtype=np.int32)))
+    table = table.set_column(
+        table.schema.get_field_index("peak_id"),
+        table.schema.field("peak_id"),
+        pa.array(np.arange(table.num_rows, dtype=np.int32)),
+    )
     return table, n_peaks
 
 
-def detect_features(*, spectra: str | Path, out: str | Path, params: FeatureParams | dict | None = None,
-                    run: str | None = None) -> int:
+def detect_features(
+    *,
+    spectra: str | Path,
+    out: str | Path,
+    params: FeatureParams | dict | None = None,
+    run: str | None = None,
+) -> int:
     """Detect the features (isotope groups of chromatographic peaks) of one run; write ``out`` (Parquet).
 
     Returns the number of features.  Columns: :data:`PEAK_SCHEMA`.
@@ -282,14 +374,27 @@ def detect_features(*, spectra: str | Path, out: str | Path, params: FeaturePara
     table, n_peaks = features_of_run(ms1, p, run=run)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out, compression="zstd")
-    log.info("%s: %d MS1 scans, %d centroids, %d peaks, %d features (%d with isotopes)", run, len(ms1.rt),
-             len(ms1.mz), n_peaks, table.num_rows, int((table.column("n_isotopes").to_numpy() > 1).sum()))
+    log.info(
+        "%s: %d MS1 scans, %d centroids, %d peaks, %d features (%d with isotopes)",
+        run,
+        len(ms1.rt),
+        len(ms1.mz),
+        n_peaks,
+        table.num_rows,
+        int((table.column("n_isotopes").to_numpy() > 1).sum()),
+    )
     return table.num_rows
 
 
 # --------------------------------------------------------------------------- grouping
-def group_features(*, peak_tables: list[str | Path], features_out: str | Path, peaks_out: str | Path,
-                   params: FeatureParams | dict | None = None, qc_out: str | Path | None = None) -> dict:
+def group_features(
+    *,
+    peak_tables: list[str | Path],
+    features_out: str | Path,
+    peaks_out: str | Path,
+    params: FeatureParams | dict | None = None,
+    qc_out: str | Path | None = None,
+) -> dict:
     """Group the features of several runs; write the feature x run matrix and the long peak table.
 
     ``features_out`` (mzTab-M SMF-like): ``SMF_ID``, ``exp_mass_to_charge``,
@@ -302,8 +407,10 @@ def group_features(*, peak_tables: list[str | Path], features_out: str | Path, p
     p = params if isinstance(params, FeatureParams) else FeatureParams.from_block(params)
     tables = [pq.read_table(t) for t in peak_tables]
     # the run name travels in the table's metadata, so a run without any feature keeps its column
-    runs = [(t.schema.metadata or {}).get(b"binds:run", Path(f).stem.encode()).decode()
-            for t, f in zip(tables, peak_tables)]
+    runs = [
+        (t.schema.metadata or {}).get(b"binds:run", Path(f).stem.encode()).decode()
+        for t, f in zip(tables, peak_tables, strict=False)
+    ]
     tables = [t.replace_schema_metadata(PEAK_SCHEMA.metadata) for t in tables]
     allp = pa.concat_tables(tables).to_pandas() if tables else PEAK_SCHEMA.empty_table().to_pandas()
     run_idx = {r: i for i, r in enumerate(runs)}
@@ -328,11 +435,17 @@ def group_features(*, peak_tables: list[str | Path], features_out: str | Path, p
         for r, (ii, mzs) in by_run.items():
             if r == ridx[seed]:
                 continue
-            a, b = np.searchsorted(mzs, mz[seed] - tol), np.searchsorted(mzs, mz[seed] + tol, side="right")
+            a, b = (
+                np.searchsorted(mzs, mz[seed] - tol),
+                np.searchsorted(mzs, mz[seed] + tol, side="right"),
+            )
             cand = ii[a:b]
             cand = cand[(group[cand] < 0) & (np.abs(rt[cand] - rt[seed]) <= p.align_rt_tolerance_s)]
             if len(cand):
-                d = np.abs(mz[cand] - mz[seed]) / tol + np.abs(rt[cand] - rt[seed]) / p.align_rt_tolerance_s
+                d = (
+                    np.abs(mz[cand] - mz[seed]) / tol
+                    + np.abs(rt[cand] - rt[seed]) / p.align_rt_tolerance_s
+                )
                 group[cand[np.argmin(d)]] = next_id
         next_id += 1
     # number the groups by m/z then RT so SMF_IDs are stable and readable
@@ -347,9 +460,14 @@ def group_features(*, peak_tables: list[str | Path], features_out: str | Path, p
         renumber[g] = new
     smf = renumber[group] if n else np.zeros(0, np.int64)
     allp["SMF_ID"] = smf
-    cols: dict[str, list] = {"SMF_ID": [], "exp_mass_to_charge": [], "retention_time_in_seconds": [],
-                             "retention_time_in_seconds_start": [], "retention_time_in_seconds_end": [],
-                             "n_runs": []}
+    cols: dict[str, list] = {
+        "SMF_ID": [],
+        "exp_mass_to_charge": [],
+        "retention_time_in_seconds": [],
+        "retention_time_in_seconds_start": [],
+        "retention_time_in_seconds_end": [],
+        "n_runs": [],
+    }
     abundance = {r: [] for r in runs}
     drift: dict[str, list[float]] = {r: [] for r in runs}
     for new, (g, gmz, grt) in enumerate(rows, start=1):
@@ -357,7 +475,9 @@ def group_features(*, peak_tables: list[str | Path], features_out: str | Path, p
         cols["SMF_ID"].append(new)
         cols["exp_mass_to_charge"].append(gmz)
         cols["retention_time_in_seconds"].append(grt)
-        cols["retention_time_in_seconds_start"].append(float(allp["rt_start_s"].to_numpy()[m].min()))
+        cols["retention_time_in_seconds_start"].append(
+            float(allp["rt_start_s"].to_numpy()[m].min())
+        )
         cols["retention_time_in_seconds_end"].append(float(allp["rt_end_s"].to_numpy()[m].max()))
         cols["n_runs"].append(len(m))
         areas = dict.fromkeys(runs)
@@ -368,37 +488,86 @@ def group_features(*, peak_tables: list[str | Path], features_out: str | Path, p
         for r in runs:
             abundance[r].append(areas[r])
     fields = [
-        doc_field("SMF_ID", pa.int64(), "feature group id (mzTab-M SMF_ID), numbered by m/z then RT"),
-        doc_field("exp_mass_to_charge", pa.float64(), "height-weighted mean monoisotopic m/z of the group's features",
-               "m/z (MS:1000040)"),
-        doc_field("retention_time_in_seconds", pa.float64(), "median apex retention time of the group's features",
-               "s (UO:0000010)"),
-        doc_field("retention_time_in_seconds_start", pa.float64(), "earliest start of the group's features",
-               "s (UO:0000010)"),
-        doc_field("retention_time_in_seconds_end", pa.float64(), "latest end of the group's features", "s (UO:0000010)"),
+        doc_field(
+            "SMF_ID", pa.int64(), "feature group id (mzTab-M SMF_ID), numbered by m/z then RT"
+        ),
+        doc_field(
+            "exp_mass_to_charge",
+            pa.float64(),
+            "height-weighted mean monoisotopic m/z of the group's features",
+            "m/z (MS:1000040)",
+        ),
+        doc_field(
+            "retention_time_in_seconds",
+            pa.float64(),
+            "median apex retention time of the group's features",
+            "s (UO:0000010)",
+        ),
+        doc_field(
+            "retention_time_in_seconds_start",
+            pa.float64(),
+            "earliest start of the group's features",
+            "s (UO:0000010)",
+        ),
+        doc_field(
+            "retention_time_in_seconds_end",
+            pa.float64(),
+            "latest end of the group's features",
+            "s (UO:0000010)",
+        ),
         doc_field("n_runs", pa.int32(), "runs in which the feature was found"),
     ]
-    fields += [doc_field(f"abundance_assay[{r}]", pa.float64(),
-                      f"area of the feature's monoisotopic peak in run {r}, null where not found", "counts x s")
-               for r in runs]
-    schema = pa.schema(fields, metadata={b"binds.format_version": FORMAT_VERSION,
-                                         b"binds:runs": json.dumps(runs).encode()})
+    fields += [
+        doc_field(
+            f"abundance_assay[{r}]",
+            pa.float64(),
+            f"area of the feature's monoisotopic peak in run {r}, null where not found",
+            "counts x s",
+        )
+        for r in runs
+    ]
+    schema = pa.schema(
+        fields,
+        metadata={
+            b"binds.format_version": FORMAT_VERSION,
+            b"binds:runs": json.dumps(runs).encode(),
+        },
+    )
     data = {**cols, **{f"abundance_assay[{r}]": abundance[r] for r in runs}}
     for pth in (features_out, peaks_out):
         Path(pth).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pydict(data, schema=schema), features_out, compression="zstd")
-    long_schema = PEAK_SCHEMA.append(doc_field("SMF_ID", pa.int64(), "the feature group in features.parquet"))
+    long_schema = PEAK_SCHEMA.append(
+        doc_field("SMF_ID", pa.int64(), "the feature group in features.parquet")
+    )
     allp = allp.sort_values(["run", "peak_id"], kind="stable") if n else allp
-    pq.write_table(pa.Table.from_pandas(allp, schema=long_schema, preserve_index=False), peaks_out,
-                   compression="zstd")
+    pq.write_table(
+        pa.Table.from_pandas(allp, schema=long_schema, preserve_index=False),
+        peaks_out,
+        compression="zstd",
+    )
     rt_drift = {r: (float(np.median(v)) if v else None) for r, v in drift.items()}
-    qc = {"n_features": next_id, "n_features_all_runs": int(sum(1 for c in cols["n_runs"] if c == len(runs))),
-            "features_per_run": {r: int((ridx == i).sum()) for r, i in run_idx.items()},
-            "rt_drift_s": rt_drift}
+    qc = {
+        "n_features": next_id,
+        "n_features_all_runs": int(sum(1 for c in cols["n_runs"] if c == len(runs))),
+        "features_per_run": {r: int((ridx == i).sum()) for r, i in run_idx.items()},
+        "rt_drift_s": rt_drift,
+    }
     if qc_out:
         write_json(qc_out, qc)
     return qc
 
 
-__all__ = ["PEAK_SCHEMA", "FeatureParams", "MS1Peaks", "centroid_profile", "detect_features", "doc_field",
-           "feature_table", "features_of_run", "find_features", "group_features", "read_ms1"]
+__all__ = [
+    "PEAK_SCHEMA",
+    "FeatureParams",
+    "MS1Peaks",
+    "centroid_profile",
+    "detect_features",
+    "doc_field",
+    "feature_table",
+    "features_of_run",
+    "find_features",
+    "group_features",
+    "read_ms1",
+]

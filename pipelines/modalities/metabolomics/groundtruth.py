@@ -27,15 +27,17 @@ import numpy as np
 from pipelines.modalities.metabolomics.isotopes import C13_SPACING
 
 PROTON = 1.00727646688
-BACKGROUND_PERIOD_S = 300.0     # slow drift of the background ions (+-30 %): humps far wider than peaks
+BACKGROUND_PERIOD_S = (
+    300.0  # slow drift of the background ions (+-30 %): humps far wider than peaks
+)
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
 @dataclass(slots=True)
 class Truth:
-    mz: np.ndarray          # monoisotopic ion m/z
-    rt: np.ndarray          # apex RT, s
-    height: np.ndarray      # apex intensity of the monoisotopic ion
+    mz: np.ndarray  # monoisotopic ion m/z
+    rt: np.ndarray  # apex RT, s
+    height: np.ndarray  # apex intensity of the monoisotopic ion
     fwhm: np.ndarray
     charge: np.ndarray
     floor: float
@@ -45,7 +47,9 @@ class Truth:
         return self.height >= 10 * self.floor
 
 
-def _compounds(rng: np.random.Generator, *, n: int, run_s: float, floor: float, dynamic_range: float) -> Truth:
+def _compounds(
+    rng: np.random.Generator, *, n: int, run_s: float, floor: float, dynamic_range: float
+) -> Truth:
     mass = rng.uniform(120.0, 900.0, n)
     charge = np.where(rng.random(n) < 0.1, 2, 1)
     fwhm = np.exp(rng.uniform(np.log(2.0), np.log(30.0), n))
@@ -69,7 +73,7 @@ def _compounds(rng: np.random.Generator, *, n: int, run_s: float, floor: float, 
 
 def _isotope_pattern(mass: float, rng: np.random.Generator) -> np.ndarray:
     """Relative abundances of M, M+1, ... (normalised to M = 1), binomial in the carbon count."""
-    n_c = max(2, int(round(mass / rng.uniform(12.0, 18.0))))
+    n_c = max(2, round(mass / rng.uniform(12.0, 18.0)))
     p = 0.0107
     rel = [1.0]
     for k in range(1, 5):
@@ -78,17 +82,28 @@ def _isotope_pattern(mass: float, rng: np.random.Generator) -> np.ndarray:
     return rel[rel >= 0.002]
 
 
-def write_run(path: str | Path, *, seed: int = 0, n_compounds: int = 200, run_s: float = 600.0,
-              cycle_s: float = 0.5, floor: float = 2000.0, dynamic_range: float = 1e4,
-              n_background: int = 60, noise_per_scan: int = 150) -> Truth:
+def write_run(
+    path: str | Path,
+    *,
+    seed: int = 0,
+    n_compounds: int = 200,
+    run_s: float = 600.0,
+    cycle_s: float = 0.5,
+    floor: float = 2000.0,
+    dynamic_range: float = 1e4,
+    n_background: int = 60,
+    noise_per_scan: int = 150,
+) -> Truth:
     """Write one synthetic centroided run to ``path`` (mzML); return its compounds."""
     from psims.mzml.writer import MzMLWriter
 
     rng = np.random.default_rng(seed)
     truth = _compounds(rng, n=n_compounds, run_s=run_s, floor=floor, dynamic_range=dynamic_range)
     ion_mz, ion_rt, ion_sigma, ion_h = [], [], [], []
-    patterns: dict[float, np.ndarray] = {}          # isomers share their formula, hence their pattern
-    for mz, rt, h, w, z in zip(truth.mz, truth.rt, truth.height, truth.fwhm, truth.charge):
+    patterns: dict[float, np.ndarray] = {}  # isomers share their formula, hence their pattern
+    for mz, rt, h, w, z in zip(
+        truth.mz, truth.rt, truth.height, truth.fwhm, truth.charge, strict=False
+    ):
         rel_all = patterns.setdefault(float(mz), _isotope_pattern(mz * z, rng))
         for k, rel in enumerate(rel_all):
             ion_mz.append(mz + k * C13_SPACING / z)
@@ -105,12 +120,32 @@ def write_run(path: str | Path, *, seed: int = 0, n_compounds: int = 200, run_s:
     with MzMLWriter(str(path), close=True) as w:
         w.controlled_vocabularies()
         w.file_description(["MS1 spectrum", "centroid spectrum"])
-        w.software_list([{"id": "binds-groundtruth", "version": "1", "params": ["custom unreleased software tool"]}])
-        w.instrument_configuration_list([w.InstrumentConfiguration(id="IC1", component_list=[],
-                                                                   params=["Q Exactive"])])
-        w.data_processing_list([w.DataProcessing([w.ProcessingMethod(order=0, software_reference="binds-groundtruth",
-                                                                     params=["Conversion to mzML"])],
-                                                 id="dp")])
+        w.software_list(
+            [
+                {
+                    "id": "binds-groundtruth",
+                    "version": "1",
+                    "params": ["custom unreleased software tool"],
+                }
+            ]
+        )
+        w.instrument_configuration_list(
+            [w.InstrumentConfiguration(id="IC1", component_list=[], params=["Q Exactive"])]
+        )
+        w.data_processing_list(
+            [
+                w.DataProcessing(
+                    [
+                        w.ProcessingMethod(
+                            order=0,
+                            software_reference="binds-groundtruth",
+                            params=["Conversion to mzML"],
+                        )
+                    ],
+                    id="dp",
+                )
+            ]
+        )
         with w.run(id="groundtruth", instrument_configuration="IC1"):
             with w.spectrum_list(count=len(times)):
                 for scan, t in enumerate(times):
@@ -118,8 +153,12 @@ def write_run(path: str | Path, *, seed: int = 0, n_compounds: int = 200, run_s:
                     sig = ion_h[on] * np.exp(-0.5 * ((t - ion_rt[on]) / ion_sigma[on]) ** 2)
                     keys, inverse = np.unique(ion_key[on], return_inverse=True)
                     sig = np.bincount(inverse, weights=sig, minlength=len(keys))
-                    sig = sig * (1 + 0.05 * rng.standard_normal(sig.size)) + rng.normal(0, floor / 3, sig.size)
-                    bg = bg_level * (1 + 0.3 * np.sin(2 * np.pi * t / BACKGROUND_PERIOD_S + bg_phase))
+                    sig = sig * (1 + 0.05 * rng.standard_normal(sig.size)) + rng.normal(
+                        0, floor / 3, sig.size
+                    )
+                    bg = bg_level * (
+                        1 + 0.3 * np.sin(2 * np.pi * t / BACKGROUND_PERIOD_S + bg_phase)
+                    )
                     bg = bg * (1 + 0.15 * rng.standard_normal(bg.size))
                     noise_mz = rng.uniform(100.0, 1000.0, noise_per_scan)
                     noise_i = floor * np.exp(np.abs(rng.normal(0, 0.5, noise_per_scan)))
@@ -128,7 +167,12 @@ def write_run(path: str | Path, *, seed: int = 0, n_compounds: int = 200, run_s:
                     inten = np.concatenate([sig, bg, noise_i])
                     keep = inten >= floor
                     order = np.argsort(mz[keep])
-                    w.write_spectrum(mz[keep][order], inten[keep][order].astype(np.float32), id=f"scan={scan + 1}",
-                                     centroided=True, scan_start_time=t / 60.0,
-                                     params=["MS1 spectrum", {"ms level": 1}, "positive scan"])
+                    w.write_spectrum(
+                        mz[keep][order],
+                        inten[keep][order].astype(np.float32),
+                        id=f"scan={scan + 1}",
+                        centroided=True,
+                        scan_start_time=t / 60.0,
+                        params=["MS1 spectrum", {"ms level": 1}, "positive scan"],
+                    )
     return truth

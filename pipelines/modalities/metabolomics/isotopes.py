@@ -24,19 +24,19 @@ from pipelines.modalities.metabolomics.peaks import Peaks
 
 C13_SPACING = 1.0033548378
 MAX_CHARGE = 3
-MAX_ISOTOPES = 5            # M+1 .. M+5
+MAX_ISOTOPES = 5  # M+1 .. M+5
 MIN_CORR = 0.6
 _C13_ABUNDANCE = 0.0107
-_DA_PER_CARBON_MIN = 11.0   # the most carbon-rich plausible composition (lipids ~ 14, CnH2n)
+_DA_PER_CARBON_MIN = 11.0  # the most carbon-rich plausible composition (lipids ~ 14, CnH2n)
 
 
 @dataclass(slots=True)
 class Features:
     """Isotope groups over :class:`Peaks`: ``mono`` peak of each feature and its isotope peaks."""
 
-    mono: np.ndarray            # peak index of each feature's monoisotopic peak
-    charge: np.ndarray          # 1..3, 0 when no isotope was found
-    members: list[np.ndarray]   # peak indices of each feature, mono first, then M+1, M+2, ...
+    mono: np.ndarray  # peak index of each feature's monoisotopic peak
+    charge: np.ndarray  # 1..3, 0 when no isotope was found
+    members: list[np.ndarray]  # peak indices of each feature, mono first, then M+1, M+2, ...
 
 
 def _profile_corr(pk: Peaks, p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -57,7 +57,11 @@ def _profile_corr(pk: Peaks, p: np.ndarray, q: np.ndarray) -> np.ndarray:
     y = pk.smooth[pk.trace_offset[tq] + scan - pk.trace_first_scan[tq]]
     starts = np.concatenate([[0], np.cumsum(n)[:-1]])
     sx, sy = np.add.reduceat(x, starts), np.add.reduceat(y, starts)
-    sxx, syy, sxy = np.add.reduceat(x * x, starts), np.add.reduceat(y * y, starts), np.add.reduceat(x * y, starts)
+    sxx, syy, sxy = (
+        np.add.reduceat(x * x, starts),
+        np.add.reduceat(y * y, starts),
+        np.add.reduceat(x * y, starts),
+    )
     cov = sxy - sx * sy / n
     var = (sxx - sx * sx / n) * (syy - sy * sy / n)
     r[ok] = np.where(var > 0, cov / np.sqrt(np.where(var > 0, var, 1.0)), 0.0)
@@ -71,7 +75,9 @@ def _max_ratio(mass: np.ndarray, k: int) -> np.ndarray:
     return step * 1.2 + (0.05 if k == 1 else 0.10)
 
 
-def group_isotopes(pk: Peaks, *, ppm: float, max_charge: int = MAX_CHARGE, min_corr: float = MIN_CORR) -> Features:
+def group_isotopes(
+    pk: Peaks, *, ppm: float, max_charge: int = MAX_CHARGE, min_corr: float = MIN_CORR
+) -> Features:
     """Group ``pk`` into features (see the module docstring)."""
     n = len(pk)
     if not n:
@@ -95,7 +101,9 @@ def group_isotopes(pk: Peaks, *, ppm: float, max_charge: int = MAX_CHARGE, min_c
             hi = np.searchsorted(mz_sorted, target + tol, side="right")
             cnt = hi - lo
             owner = np.repeat(alive, cnt)
-            cand = by_mz[np.repeat(lo, cnt) + (np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt))]
+            cand = by_mz[
+                np.repeat(lo, cnt) + (np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+            ]
             mono_rt = pk.rt_apex[owner]
             good = np.abs(pk.rt_apex[cand] - mono_rt) <= rt_tol[owner]
             ratio = pk.height[cand] / pk.height[prev[owner]]
@@ -107,7 +115,11 @@ def group_isotopes(pk: Peaks, *, ppm: float, max_charge: int = MAX_CHARGE, min_c
             # the best candidate per owner: highest r
             o = np.lexsort((-r, owner))
             owner, cand, r = owner[o], cand[o], r[o]
-            firsts = np.flatnonzero(np.concatenate([[True], owner[1:] != owner[:-1]])) if len(owner) else owner
+            firsts = (
+                np.flatnonzero(np.concatenate([[True], owner[1:] != owner[:-1]]))
+                if len(owner)
+                else owner
+            )
             owner, cand, r = owner[firsts], cand[firsts], r[firsts]
             chain[owner, k - 1] = cand
             score[owner] += r
@@ -130,7 +142,7 @@ def group_isotopes(pk: Peaks, *, ppm: float, max_charge: int = MAX_CHARGE, min_c
         iso = iso[iso >= 0]
         blocked = np.flatnonzero(used[iso])
         if len(blocked):
-            iso = iso[:blocked[0]]
+            iso = iso[: blocked[0]]
         if not len(iso):
             continue
         used[p] = True

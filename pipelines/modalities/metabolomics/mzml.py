@@ -68,42 +68,85 @@ INTENSITY_ARRAY = "MS:1000515"
 TIME_ARRAY = "MS:1000595"
 
 # data types and compressions of binaryDataArray
-_DTYPES = {"MS:1000521": np.dtype("<f4"), "MS:1000523": np.dtype("<f8"),
-           "MS:1000519": np.dtype("<i4"), "MS:1000522": np.dtype("<i8")}
+_DTYPES = {
+    "MS:1000521": np.dtype("<f4"),
+    "MS:1000523": np.dtype("<f8"),
+    "MS:1000519": np.dtype("<i4"),
+    "MS:1000522": np.dtype("<i8"),
+}
 ZLIB = "MS:1000574"
 NO_COMPRESSION = "MS:1000576"
 # numpress accession -> (algorithm, zlib applied after numpress)
-_NUMPRESS = {"MS:1002312": ("linear", False), "MS:1002313": ("pic", False), "MS:1002314": ("slof", False),
-             "MS:1002746": ("linear", True), "MS:1002747": ("pic", True), "MS:1002748": ("slof", True)}
+_NUMPRESS = {
+    "MS:1002312": ("linear", False),
+    "MS:1002313": ("pic", False),
+    "MS:1002314": ("slof", False),
+    "MS:1002746": ("linear", True),
+    "MS:1002747": ("pic", True),
+    "MS:1002748": ("slof", True),
+}
 _COMPRESSIONS = {ZLIB, NO_COMPRESSION, *_NUMPRESS}
 
 # unit of the scan start time -> factor to seconds (UO and the old MS unit terms)
-_TIME_UNITS = {b"UO:0000010": 1.0, b"UO:0000031": 60.0, b"UO:0000028": 1e-3, b"MS:1000038": 60.0,
-               b"second": 1.0, b"minute": 60.0, b"millisecond": 1e-3}
+_TIME_UNITS = {
+    b"UO:0000010": 1.0,
+    b"UO:0000031": 60.0,
+    b"UO:0000028": 1e-3,
+    b"MS:1000038": 60.0,
+    b"second": 1.0,
+    b"minute": 60.0,
+    b"millisecond": 1e-3,
+}
 
 # chromatogram types worth naming (the rest keep their accession)
-CHROMATOGRAM_TYPES = {"MS:1000235": "TIC", "MS:1000628": "BPC", "MS:1001473": "SRM",
-                      "MS:1000627": "SIC", "MS:1000810": "ion current", "MS:1000812": "absorption",
-                      "MS:1000813": "emission"}
+CHROMATOGRAM_TYPES = {
+    "MS:1000235": "TIC",
+    "MS:1000628": "BPC",
+    "MS:1001473": "SRM",
+    "MS:1000627": "SIC",
+    "MS:1000810": "ion current",
+    "MS:1000812": "absorption",
+    "MS:1000813": "emission",
+}
 
 # the cvParams a spectrum's metadata is read from, one regex pass per spectrum (value and unit
 # attributes may come before or after the accession, so both sides are captured)
-_SPECTRUM_TERMS = [MS_LEVEL, MS1_SPECTRUM, CENTROID, PROFILE, POSITIVE, NEGATIVE, SCAN_START_TIME, TIC,
-                   BASE_PEAK_MZ, BASE_PEAK_INTENSITY, ISO_TARGET, ISO_LOWER, ISO_UPPER, SELECTED_ION_MZ,
-                   CHARGE_STATE, PEAK_INTENSITY, COLLISION_ENERGY]
-_TERM_RE = re.compile(rb'<cvParam\b([^>]*?)accession="(' + b"|".join(_SPECTRUM_TERMS) + rb')"([^>]*)>')
+_SPECTRUM_TERMS = [
+    MS_LEVEL,
+    MS1_SPECTRUM,
+    CENTROID,
+    PROFILE,
+    POSITIVE,
+    NEGATIVE,
+    SCAN_START_TIME,
+    TIC,
+    BASE_PEAK_MZ,
+    BASE_PEAK_INTENSITY,
+    ISO_TARGET,
+    ISO_LOWER,
+    ISO_UPPER,
+    SELECTED_ION_MZ,
+    CHARGE_STATE,
+    PEAK_INTENSITY,
+    COLLISION_ENERGY,
+]
+_TERM_RE = re.compile(
+    rb'<cvParam\b([^>]*?)accession="(' + b"|".join(_SPECTRUM_TERMS) + rb')"([^>]*)>'
+)
 _ACCESSION_RE = re.compile(rb'accession="([^"]+)"')
 _VALUE_RE = re.compile(rb'\bvalue="([^"]*)"')
 _UNIT_RE = re.compile(rb'\bunitAccession="([^"]*)"')
 _UNIT_NAME_RE = re.compile(rb'\bunitName="([^"]*)"')
 _GROUP_REF_RE = re.compile(rb'<referenceableParamGroupRef\b[^>]*?ref="([^"]+)"[^>]*/>')
-_GROUP_RE = re.compile(rb'<referenceableParamGroup\b[^>]*?id="([^"]+)"[^>]*>(.*?)</referenceableParamGroup>', re.S)
+_GROUP_RE = re.compile(
+    rb'<referenceableParamGroup\b[^>]*?id="([^"]+)"[^>]*>(.*?)</referenceableParamGroup>', re.S
+)
 
-READ_BLOCK = 4 << 20          # bytes read from disk at a time
-BATCH_BYTES = 8 << 20         # raw XML per decode batch: bounds memory, amortises thread hand-off
-_READ_AHEAD = 2               # blocks read ahead of the parser (see _Source.start_read_ahead)
-MAX_HEADER = 64 << 20         # an mzML header larger than this is not an mzML header
-_MAX_BUFSIZE = 64 << 20       # inflate output allocated up front at most this (see _inflate)
+READ_BLOCK = 4 << 20  # bytes read from disk at a time
+BATCH_BYTES = 8 << 20  # raw XML per decode batch: bounds memory, amortises thread hand-off
+_READ_AHEAD = 2  # blocks read ahead of the parser (see _Source.start_read_ahead)
+MAX_HEADER = 64 << 20  # an mzML header larger than this is not an mzML header
+_MAX_BUFSIZE = 64 << 20  # inflate output allocated up front at most this (see _inflate)
 
 
 @dataclass(slots=True)
@@ -156,8 +199,8 @@ class RunInfo:
     source_files: list[dict[str, str]] = field(default_factory=list)
     spectrum_count_declared: int | None = None
     indexed: bool = False
-    compression: str = "none"          # of the file itself: none | gzip
-    sha256: str | None = None          # of the file as stored on disk, set when fully read
+    compression: str = "none"  # of the file itself: none | gzip
+    sha256: str | None = None  # of the file as stored on disk, set when fully read
     size_bytes: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -169,7 +212,7 @@ class _Source:
     def __init__(self, path: Path):
         self.path = path
         self.name = path.name
-        self._raw: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._raw: BinaryIO = open(path, "rb")
         self._hash = hashlib.sha256()
         magic = self._raw.read(2)
         self._raw.seek(0)
@@ -200,9 +243,13 @@ class _Source:
             try:
                 chunk = self._stream.read1(n - got)  # type: ignore[attr-defined]
             except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as err:
-                self._error = InputError(Problem(
-                    f"the gzip stream is broken: {err}", file=self.name,
-                    hint="the file was cut short or damaged in transfer; copy it again from the instrument PC"))
+                self._error = InputError(
+                    Problem(
+                        f"the gzip stream is broken: {err}",
+                        file=self.name,
+                        hint="the file was cut short or damaged in transfer; copy it again from the instrument PC",
+                    )
+                )
                 if parts:
                     break
                 raise self._error from None
@@ -244,7 +291,7 @@ class _Source:
             item = self._queue.get()
             if isinstance(item, bytes) and item:
                 return item
-            self._last = item          # the end or an error: every later call gets the same
+            self._last = item  # the end or an error: every later call gets the same
         if isinstance(self._last, BaseException):
             raise self._last
         return b""
@@ -254,7 +301,7 @@ class _Source:
             return
         self._stop = True
         while self._thread.is_alive():
-            try:                        # unblock a put() waiting on a full queue
+            try:  # unblock a put() waiting on a full queue
                 self._queue.get(timeout=0.05)  # type: ignore[union-attr]
             except queue.Empty:
                 pass
@@ -269,14 +316,14 @@ class _Source:
         return self._hash.hexdigest()
 
     def close(self) -> None:
-        self._stop_read_ahead()         # never close the file under the reading thread
+        self._stop_read_ahead()  # never close the file under the reading thread
         self._raw.close()
 
 
 class _HashingReader:
     """File wrapper that feeds every byte read into a hash (the source file's sha256)."""
 
-    def __init__(self, raw: BinaryIO, h: "hashlib._Hash"):
+    def __init__(self, raw: BinaryIO, h: hashlib._Hash):
         self._raw, self._h = raw, h
 
     def read(self, n: int = -1) -> bytes:
@@ -303,7 +350,7 @@ class _ElementSplitter:
         self.src = src
         self.buf = b""
         self.pos = 0
-        self.offset = 0     # file offset (of the XML) of buf[0]
+        self.offset = 0  # file offset (of the XML) of buf[0]
         self.eof = False
 
     def _more(self) -> bool:
@@ -315,7 +362,7 @@ class _ElementSplitter:
             return False
         # drop what was consumed so the buffer stays at most one element + one block
         self.offset += self.pos
-        self.buf = self.buf[self.pos:] + block
+        self.buf = self.buf[self.pos :] + block
         self.pos = 0
         return True
 
@@ -349,7 +396,7 @@ class _ElementSplitter:
 
     def elements(self, tag: bytes) -> Iterator[tuple[int, bytes]]:
         """(XML offset, element bytes) of each ``<tag ...>...</tag>`` in the next ``<tagList>``."""
-        self.src.start_read_ahead()     # the header is read; the bulk of the file follows
+        self.src.start_read_ahead()  # the header is read; the bulk of the file follows
         open_list = b"<" + tag + b"List"
         i = self.find(open_list)
         if i < 0:
@@ -359,7 +406,7 @@ class _ElementSplitter:
         if j < 0:
             return
         self.pos = j + 1
-        if self.buf[j - 1:j] == b"/":      # <spectrumList count="0"/>
+        if self.buf[j - 1 : j] == b"/":  # <spectrumList count="0"/>
             return
         opener, closer = b"<" + tag, b"</" + tag + b">"
         list_closer = b"</" + tag + b"List"
@@ -372,7 +419,7 @@ class _ElementSplitter:
                 self.pos = k
                 if n - k > len(list_closer) or not self._more():
                     break
-            nxt = self.buf[self.pos:self.pos + len(opener) + 1]
+            nxt = self.buf[self.pos : self.pos + len(opener) + 1]
             if not (nxt[:-1] == opener and nxt[-1:] in (b" ", b"\t", b"\n", b"\r")):
                 if self.pos >= len(self.buf):
                     raise _Truncated(self.offset + self.pos, b"")
@@ -385,7 +432,7 @@ class _ElementSplitter:
                         raise _Truncated(self.offset + self.pos, b"")
                     self.pos = k + 3
                     continue
-                raise _Unexpected(self.offset + self.pos, self.buf[self.pos:self.pos + 60])
+                raise _Unexpected(self.offset + self.pos, self.buf[self.pos : self.pos + 60])
             start = self.pos
             end = _find_closer(self.buf, closer, start)
             while end < 0:
@@ -393,7 +440,7 @@ class _ElementSplitter:
                 resume = len(self.buf) - len(closer)
                 base = self.pos
                 if not self._more():
-                    raise _Truncated(self.offset + start, self.buf[start:start + 300])
+                    raise _Truncated(self.offset + start, self.buf[start : start + 300])
                 start -= base
                 end = _find_closer(self.buf, closer, max(start, resume - base))
             stop = end + len(closer)
@@ -402,7 +449,7 @@ class _ElementSplitter:
 
 
 _WHITESPACE = b" \t\r\n"
-_SCAN = 16384   # bytes searched for an element's closing tag in one go (most spectra are shorter)
+_SCAN = 16384  # bytes searched for an element's closing tag in one go (most spectra are shorter)
 
 
 def _find_closer(buf: bytes, closer: bytes, start: int) -> int:
@@ -443,14 +490,19 @@ def _attr(tag: bytes, name: bytes) -> str | None:
             if i < 0:
                 return None
     i += len(name) + 3
-    return _unescape(tag[i:tag.find(b'"', i)])
+    return _unescape(tag[i : tag.find(b'"', i)])
 
 
 def _unescape(b: bytes) -> str:
     s = b.decode("utf-8", "replace")
     if "&" in s:
-        s = s.replace("&quot;", '"').replace("&apos;", "'").replace("&lt;", "<").replace("&gt;", ">") \
-             .replace("&amp;", "&")
+        s = (
+            s.replace("&quot;", '"')
+            .replace("&apos;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+        )
     return s
 
 
@@ -477,10 +529,12 @@ def _expand_groups(xml: bytes, groups: dict[bytes, bytes]) -> bytes:
 def parse_run_info(header: bytes, groups: dict[bytes, bytes], info: RunInfo) -> None:
     """Fill ``info`` from the mzML header: instrument model, software, source files, run id."""
     info.indexed = b"<indexedmzML" in header[:4096]
-    if (m := re.search(rb"<run\b[^>]*>", header)):
+    if m := re.search(rb"<run\b[^>]*>", header):
         info.run_id = _attr(m.group(0), b"id")
         info.start_time = _attr(m.group(0), b"startTimeStamp")
-    for m in re.finditer(rb"<instrumentConfiguration\b[^>]*>(.*?)</instrumentConfiguration>", header, re.S):
+    for m in re.finditer(
+        rb"<instrumentConfiguration\b[^>]*>(.*?)</instrumentConfiguration>", header, re.S
+    ):
         body = _expand_groups(m.group(1), groups)
         body = re.sub(rb"<componentList\b.*?</componentList>", b"", body, flags=re.S)
         for p in re.finditer(rb"<cvParam\b[^>]*>", body):
@@ -492,16 +546,23 @@ def parse_run_info(header: bytes, groups: dict[bytes, bytes], info: RunInfo) -> 
                 if model not in info.instrument_models:
                     info.instrument_models.append(model)
     for m in re.finditer(rb"<software\b[^>]*>(.*?)</software>", header, re.S):
-        tag = header[m.start():header.find(b">", m.start()) + 1]
+        tag = header[m.start() : header.find(b">", m.start()) + 1]
         p = re.search(rb"<cvParam\b[^>]*>", m.group(1))
         name = (_attr(p.group(0), b"name") if p else None) or _attr(tag, b"id") or ""
         if p and _attr(p.group(0), b"value"):
             name = _attr(p.group(0), b"value") or name
-        info.software.append({"id": _attr(tag, b"id") or "", "name": name,
-                              "version": _attr(tag, b"version") or "",
-                              "accession": (_attr(p.group(0), b"accession") if p else None) or ""})
-    for m in re.finditer(rb"<sourceFile\b[^>]*>(.*?)</sourceFile>|<sourceFile\b[^>]*/>", header, re.S):
-        tag = header[m.start():header.find(b">", m.start()) + 1]
+        info.software.append(
+            {
+                "id": _attr(tag, b"id") or "",
+                "name": name,
+                "version": _attr(tag, b"version") or "",
+                "accession": (_attr(p.group(0), b"accession") if p else None) or "",
+            }
+        )
+    for m in re.finditer(
+        rb"<sourceFile\b[^>]*>(.*?)</sourceFile>|<sourceFile\b[^>]*/>", header, re.S
+    ):
+        tag = header[m.start() : header.find(b">", m.start()) + 1]
         sf = {"name": _attr(tag, b"name") or "", "location": _attr(tag, b"location") or ""}
         body = m.group(1) or b""
         for p in re.finditer(rb"<cvParam\b[^>]*>", body):
@@ -515,7 +576,9 @@ class _BadArray(Exception):
         self.message, self.hint = message, hint
 
 
-def _decode_array(text: bytes | memoryview, dtype: np.dtype, compression: str, length: int) -> np.ndarray:
+def _decode_array(
+    text: bytes | memoryview, dtype: np.dtype, compression: str, length: int
+) -> np.ndarray:
     """base64 -> (zlib) -> (numpress) -> numbers; checks the count against the declared length."""
     try:
         # strict first: one SIMD pass; text with line breaks (some writers wrap base64) or
@@ -525,22 +588,30 @@ def _decode_array(text: bytes | memoryview, dtype: np.dtype, compression: str, l
         try:
             raw = binascii.a2b_base64(text)
         except binascii.Error as err:
-            _raise_base64_detail(text)      # names the first invalid character, if there is one
-            raise _BadArray(f"invalid base64 ({err})", "the binary data is damaged; re-export the mzML") from None
+            _raise_base64_detail(text)  # names the first invalid character, if there is one
+            raise _BadArray(
+                f"invalid base64 ({err})", "the binary data is damaged; re-export the mzML"
+            ) from None
     if compression == ZLIB or _NUMPRESS.get(compression, ("", False))[1]:
-        raw = _inflate(raw, min(length * dtype.itemsize, _MAX_BUFSIZE) if compression == ZLIB else 0)
+        raw = _inflate(
+            raw, min(length * dtype.itemsize, _MAX_BUFSIZE) if compression == ZLIB else 0
+        )
     if compression in _NUMPRESS:
         values = decode_numpress(raw, _NUMPRESS[compression][0])
     else:
         if len(raw) % dtype.itemsize:
             _raise_base64_detail(text)
-            raise _BadArray(f"{len(raw)} bytes is not a whole number of {dtype.itemsize * 8}-bit values",
-                            "the binary data is damaged or its data type cvParam is wrong")
+            raise _BadArray(
+                f"{len(raw)} bytes is not a whole number of {dtype.itemsize * 8}-bit values",
+                "the binary data is damaged or its data type cvParam is wrong",
+            )
         values = np.frombuffer(raw, dtype=dtype)
     if len(values) != length:
         _raise_base64_detail(text)
-        raise _BadArray(f"array holds {len(values)} values but defaultArrayLength says {length}",
-                        "the file is inconsistent; re-convert it (msconvert / ThermoRawFileParser)")
+        raise _BadArray(
+            f"array holds {len(values)} values but defaultArrayLength says {length}",
+            "the file is inconsistent; re-convert it (msconvert / ThermoRawFileParser)",
+        )
     return values
 
 
@@ -564,8 +635,10 @@ def _inflate(raw: bytes, expected_size: int) -> bytes:
     try:
         return zlib.decompress(raw, 15, max(expected_size, 16384))
     except zlib.error as err:
-        raise _BadArray(f"zlib data cannot be inflated ({err})",
-                        "the binary data is damaged or its compression cvParam is wrong; re-export the mzML") from None
+        raise _BadArray(
+            f"zlib data cannot be inflated ({err})",
+            "the binary data is damaged or its compression cvParam is wrong; re-export the mzML",
+        ) from None
 
 
 def _raise_base64_detail(text: bytes | memoryview) -> None:
@@ -575,8 +648,14 @@ def _raise_base64_detail(text: bytes | memoryview) -> None:
         binascii.a2b_base64(compact, strict_mode=True)
     except binascii.Error as err:
         bad = re.search(rb"[^A-Za-z0-9+/=]", compact)
-        what = f": {bad.group(0).decode('latin-1')!r} at character {bad.start()}" if bad else f" ({err})"
-        raise _BadArray(f"invalid base64{what}", "the binary data is damaged; re-export the mzML") from None
+        what = (
+            f": {bad.group(0).decode('latin-1')!r} at character {bad.start()}"
+            if bad
+            else f" ({err})"
+        )
+        raise _BadArray(
+            f"invalid base64{what}", "the binary data is damaged; re-export the mzML"
+        ) from None
 
 
 def decode_numpress(raw: bytes, algorithm: str) -> np.ndarray:
@@ -584,23 +663,34 @@ def decode_numpress(raw: bytes, algorithm: str) -> np.ndarray:
     try:
         import pynumpress  # type: ignore[import-not-found]
 
-        fn = {"linear": pynumpress.decode_linear, "pic": pynumpress.decode_pic,
-              "slof": pynumpress.decode_slof}[algorithm]
+        fn = {
+            "linear": pynumpress.decode_linear,
+            "pic": pynumpress.decode_pic,
+            "slof": pynumpress.decode_slof,
+        }[algorithm]
         return np.asarray(fn(np.frombuffer(raw, dtype=np.uint8)), dtype=np.float64)
     except ImportError:
         from pymzml.ms_numpress import MSNumpress
 
         codec = MSNumpress(bytearray(raw))
-        fn = {"linear": codec.decode_linear, "pic": codec.decode_pic, "slof": codec.decode_slof}[algorithm]
+        fn = {"linear": codec.decode_linear, "pic": codec.decode_pic, "slof": codec.decode_slof}[
+            algorithm
+        ]
         try:
             return np.asarray(fn(), dtype=np.float64)
         except Exception as err:  # the codec raises bare Exception on corrupt data
-            raise _BadArray(f"MS-Numpress {algorithm} data cannot be decoded ({err})",
-                            "the binary data is damaged; re-export the mzML") from None
+            raise _BadArray(
+                f"MS-Numpress {algorithm} data cannot be decoded ({err})",
+                "the binary data is damaged; re-export the mzML",
+            ) from None
 
 
 # classification of a binaryDataArray's accessions (bytes keys: no decoding per array)
-_KIND_B = {MZ_ARRAY.encode(): MZ_ARRAY, INTENSITY_ARRAY.encode(): INTENSITY_ARRAY, TIME_ARRAY.encode(): TIME_ARRAY}
+_KIND_B = {
+    MZ_ARRAY.encode(): MZ_ARRAY,
+    INTENSITY_ARRAY.encode(): INTENSITY_ARRAY,
+    TIME_ARRAY.encode(): TIME_ARRAY,
+}
 _DTYPES_B = {k.encode(): v for k, v in _DTYPES.items()}
 _COMPRESSIONS_B = {k.encode(): k for k in _COMPRESSIONS}
 
@@ -631,8 +721,13 @@ _CLASSIFIED: dict[bytes, tuple[str | None, np.dtype | None, str | None, bytes | 
 _CLASSIFIED_MAX = 256
 
 
-def _arrays(el: bytes, start: int, default_length: int, want: tuple[str, ...],
-            groups: dict[bytes, bytes] | None = None) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:
+def _arrays(
+    el: bytes,
+    start: int,
+    default_length: int,
+    want: tuple[str, ...],
+    groups: dict[bytes, bytes] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:
     """Decode the binaryDataArrays of one element; returns {array accession: values}, {acc: unit}."""
     out: dict[str, np.ndarray] = {}
     units: dict[str, bytes] = {}
@@ -642,7 +737,7 @@ def _arrays(el: bytes, start: int, default_length: int, want: tuple[str, ...],
         a = el.find(b"<binaryDataArray", pos)
         if a < 0:
             break
-        if el[a + 16:a + 20] == b"List":
+        if el[a + 16 : a + 20] == b"List":
             pos = a + 20
             continue
         tag_end = el.find(b">", a)
@@ -657,11 +752,13 @@ def _arrays(el: bytes, start: int, default_length: int, want: tuple[str, ...],
         if b < 0 or e < 0:
             b = el.find(b"<binary/>", a)
             if b < 0:
-                raise _BadArray(f"binaryDataArray #{n_seen} has no <binary> element",
-                                "the file is damaged or not valid mzML")
-            e = b                                  # empty array written as <binary/>
+                raise _BadArray(
+                    f"binaryDataArray #{n_seen} has no <binary> element",
+                    "the file is damaged or not valid mzML",
+                )
+            e = b  # empty array written as <binary/>
         n_seen += 1
-        body = el[tag_end + 1:b] if 0 <= tag_end < b else el[a:b]
+        body = el[tag_end + 1 : b] if 0 <= tag_end < b else el[a:b]
         if b"referenceableParamGroupRef" in body:
             # array type / precision / compression by reference
             kind, dtype, comp, unit = _classify(_expand_groups(body, groups) if groups else body)
@@ -675,27 +772,35 @@ def _arrays(el: bytes, start: int, default_length: int, want: tuple[str, ...],
             kind, dtype, comp, unit = found
         if kind is None:
             if dtype is None and comp is None:
-                raise _BadArray(f"binaryDataArray #{n_seen - 1} has no array type cvParam "
-                                f"(m/z array {MZ_ARRAY}, intensity array {INTENSITY_ARRAY}, ...)",
-                                "the file lacks required cvParams; re-convert it with msconvert")
+                raise _BadArray(
+                    f"binaryDataArray #{n_seen - 1} has no array type cvParam "
+                    f"(m/z array {MZ_ARRAY}, intensity array {INTENSITY_ARRAY}, ...)",
+                    "the file lacks required cvParams; re-convert it with msconvert",
+                )
             pos = e + 9
-            continue      # another array (noise, charge...): not part of the output
+            continue  # another array (noise, charge...): not part of the output
         if kind not in want:
             pos = e + 9
             continue
         if dtype is None and comp not in _NUMPRESS:
-            raise _BadArray(f"{_ARRAY_NAMES[kind]} has no data type cvParam (32-bit float MS:1000521 / "
-                            "64-bit float MS:1000523)", "the file lacks required cvParams; re-convert it")
+            raise _BadArray(
+                f"{_ARRAY_NAMES[kind]} has no data type cvParam (32-bit float MS:1000521 / "
+                "64-bit float MS:1000523)",
+                "the file lacks required cvParams; re-convert it",
+            )
         if comp is None:
-            raise _BadArray(f"{_ARRAY_NAMES[kind]} has no compression cvParam (zlib MS:1000574 / "
-                            "no compression MS:1000576)", "the file lacks required cvParams; re-convert it")
+            raise _BadArray(
+                f"{_ARRAY_NAMES[kind]} has no compression cvParam (zlib MS:1000574 / "
+                "no compression MS:1000576)",
+                "the file lacks required cvParams; re-convert it",
+            )
         length = default_length
-        if el.find(b"arrayLength", a, tag_end) >= 0:        # optional per-array override
-            length = int(_attr(el[a:tag_end + 1], b"arrayLength") or default_length)
+        if el.find(b"arrayLength", a, tag_end) >= 0:  # optional per-array override
+            length = int(_attr(el[a : tag_end + 1], b"arrayLength") or default_length)
         if unit is not None:
             units[kind] = unit
         # a view, not a copy: binascii reads any buffer, and large spectra are mostly base64
-        text = memoryview(el)[b + 8:e] if b != e else b""
+        text = memoryview(el)[b + 8 : e] if b != e else b""
         try:
             out[kind] = _decode_array(text, dtype or np.dtype("<f8"), comp, length)
         except _BadArray as bad:
@@ -713,8 +818,12 @@ _ARRAY_NAMES = {MZ_ARRAY: "m/z array", INTENSITY_ARRAY: "intensity array", TIME_
 # without backtracking and costs ~2/3 of the looser one; a file it does not fit falls through to
 # the looser one, then to the per-term regex.  A pattern is trusted only when it matched every
 # cvParam of the spectrum, so each fast path gives exactly what the robust path would.
-_STRICT_CV_RE = re.compile(rb'<cvParam cvRef="[^"]*" accession="([^"]+)" name="[^"]*"(?: value="([^"]*)")?')
-_FAST_CV_RE = re.compile(rb'<cvParam [^>]*?accession="([^"]+)"\s+name="[^"]*"(?:\s+value="([^"]*)")?')
+_STRICT_CV_RE = re.compile(
+    rb'<cvParam cvRef="[^"]*" accession="([^"]+)" name="[^"]*"(?: value="([^"]*)")?'
+)
+_FAST_CV_RE = re.compile(
+    rb'<cvParam [^>]*?accession="([^"]+)"\s+name="[^"]*"(?:\s+value="([^"]*)")?'
+)
 
 
 def _spectrum_terms(meta: bytes) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
@@ -724,7 +833,7 @@ def _spectrum_terms(meta: bytes) -> tuple[dict[bytes, bytes], dict[bytes, bytes]
     if len(found) != n_params:
         found = _FAST_CV_RE.findall(meta)
     if len(found) == n_params:
-        values = dict(found[::-1])          # reversed: the first occurrence wins
+        values = dict(found[::-1])  # reversed: the first occurrence wins
     else:
         # some attribute order the fast path does not know: read each wanted cvParam robustly
         values = {}
@@ -736,7 +845,7 @@ def _spectrum_terms(meta: bytes) -> tuple[dict[bytes, bytes], dict[bytes, bytes]
     if SCAN_START_TIME in values:
         start = meta.find(b'accession="MS:1000016"')
         tag_start = meta.rfind(b"<cvParam", 0, start)
-        tag = meta[tag_start:meta.find(b">", start) + 1]
+        tag = meta[tag_start : meta.find(b">", start) + 1]
         m = _UNIT_RE.search(tag) or _UNIT_NAME_RE.search(tag)
         if m:
             units[SCAN_START_TIME] = m.group(1)
@@ -748,7 +857,8 @@ def _spectrum_terms(meta: bytes) -> tuple[dict[bytes, bytes], dict[bytes, bytes]
 # goes through _attr, which unescapes.
 _SPECTRUM_TAG_RE = re.compile(
     rb'<spectrum (?:index="(?P<i>\d+)" id="(?P<id>[^"&]*)"|id="(?P<id2>[^"&]*)" index="(?P<i2>\d+)")'
-    rb' defaultArrayLength="(?P<n>\d+)"[ >/\t\r\n]')
+    rb' defaultArrayLength="(?P<n>\d+)"[ >/\t\r\n]'
+)
 
 
 def _spectrum_identity(el: bytes, tag_end: int) -> tuple[int, str, int | None]:
@@ -758,7 +868,7 @@ def _spectrum_identity(el: bytes, tag_end: int) -> tuple[int, str, int | None]:
         if m["i"] is not None:
             return int(m["i"]), m["id"].decode("utf-8", "replace"), int(m["n"])
         return int(m["i2"]), m["id2"].decode("utf-8", "replace"), int(m["n"])
-    tag = el[:tag_end + 1]
+    tag = el[: tag_end + 1]
     idx_text = _attr(tag, b"index")
     index = int(idx_text) if idx_text and idx_text.isdigit() else -1
     native_id = _attr(tag, b"id") or ""
@@ -768,7 +878,9 @@ def _spectrum_identity(el: bytes, tag_end: int) -> tuple[int, str, int | None]:
         return index, native_id, None
 
 
-def _retention_time_s(values: dict[bytes, bytes], units: dict[bytes, bytes], rt_notes: set[str]) -> float | None:
+def _retention_time_s(
+    values: dict[bytes, bytes], units: dict[bytes, bytes], rt_notes: set[str]
+) -> float | None:
     if SCAN_START_TIME not in values:
         return None
     rt = _float(values[SCAN_START_TIME])
@@ -781,16 +893,24 @@ def _retention_time_s(values: dict[bytes, bytes], units: dict[bytes, bytes], rt_
     return rt * factor if rt is not None else None
 
 
-def parse_spectrum(el: bytes, groups: dict[bytes, bytes], *, file: str, rt_notes: set[str]) -> Spectrum:
+def parse_spectrum(
+    el: bytes, groups: dict[bytes, bytes], *, file: str, rt_notes: set[str]
+) -> Spectrum:
     """One ``<spectrum>`` element -> :class:`Spectrum` (raises InputError naming the index)."""
     tag_end = el.find(b">")
     index, native_id, default_length = _spectrum_identity(el, tag_end)
     if default_length is None:
         where = f"spectrum index {index} (id {native_id!r})"
-        raise InputError(Problem("spectrum has no valid defaultArrayLength attribute", file=file, where=where,
-                                 hint="the file is not valid mzML; re-convert it")) from None
+        raise InputError(
+            Problem(
+                "spectrum has no valid defaultArrayLength attribute",
+                file=file,
+                where=where,
+                hint="the file is not valid mzML; re-convert it",
+            )
+        ) from None
     bl = el.find(b"<binaryDataArrayList", tag_end)
-    meta = el[tag_end:bl if bl >= 0 else len(el)]
+    meta = el[tag_end : bl if bl >= 0 else len(el)]
     meta = _expand_groups(meta, groups)
     values, units = _spectrum_terms(meta)
     value = values.get
@@ -801,22 +921,38 @@ def parse_spectrum(el: bytes, groups: dict[bytes, bytes], *, file: str, rt_notes
         ms_level = 1
     else:
         where = f"spectrum index {index} (id {native_id!r})"
-        raise InputError(Problem("spectrum has no 'ms level' cvParam (MS:1000511)", file=file, where=where,
-                                 hint="the file lacks required cvParams; re-convert it with msconvert"))
+        raise InputError(
+            Problem(
+                "spectrum has no 'ms level' cvParam (MS:1000511)",
+                file=file,
+                where=where,
+                hint="the file lacks required cvParams; re-convert it with msconvert",
+            )
+        )
     rt_s = _retention_time_s(values, units, rt_notes)
     terms = values
     polarity = "positive" if POSITIVE in terms else ("negative" if NEGATIVE in terms else None)
     centroided = True if CENTROID in terms else (False if PROFILE in terms else None)
     try:
-        arrays, _ = _arrays(el, bl if bl >= 0 else len(el), default_length, (MZ_ARRAY, INTENSITY_ARRAY), groups)
+        arrays, _ = _arrays(
+            el, bl if bl >= 0 else len(el), default_length, (MZ_ARRAY, INTENSITY_ARRAY), groups
+        )
     except _BadArray as bad:
         where = f"spectrum index {index} (id {native_id!r})"
         raise InputError(Problem(bad.message, file=file, where=where, hint=bad.hint)) from None
     if default_length and (MZ_ARRAY not in arrays or INTENSITY_ARRAY not in arrays):
         where = f"spectrum index {index} (id {native_id!r})"
-        missing = "m/z array (MS:1000514)" if MZ_ARRAY not in arrays else "intensity array (MS:1000515)"
-        raise InputError(Problem(f"spectrum has {default_length} peaks but no {missing}", file=file, where=where,
-                                 hint="the file lacks required arrays or cvParams; re-convert it"))
+        missing = (
+            "m/z array (MS:1000514)" if MZ_ARRAY not in arrays else "intensity array (MS:1000515)"
+        )
+        raise InputError(
+            Problem(
+                f"spectrum has {default_length} peaks but no {missing}",
+                file=file,
+                where=where,
+                hint="the file lacks required arrays or cvParams; re-convert it",
+            )
+        )
     mz = arrays.get(MZ_ARRAY, _EMPTY64)
     inten = arrays.get(INTENSITY_ARRAY, _EMPTY32)
     if mz.dtype != np.float64:
@@ -825,11 +961,20 @@ def parse_spectrum(el: bytes, groups: dict[bytes, bytes], *, file: str, rt_notes
         inten = inten.astype(np.float32)
     charge = value(CHARGE_STATE)
     return Spectrum(
-        index=index, native_id=native_id, ms_level=ms_level, rt_s=rt_s, polarity=polarity,
-        centroided=centroided, mz=mz, intensity=inten,
-        tic=_float(value(TIC)), base_peak_mz=_float(value(BASE_PEAK_MZ)),
+        index=index,
+        native_id=native_id,
+        ms_level=ms_level,
+        rt_s=rt_s,
+        polarity=polarity,
+        centroided=centroided,
+        mz=mz,
+        intensity=inten,
+        tic=_float(value(TIC)),
+        base_peak_mz=_float(value(BASE_PEAK_MZ)),
         base_peak_intensity=_float(value(BASE_PEAK_INTENSITY)),
-        precursor_mz=_float(value(SELECTED_ION_MZ)) if SELECTED_ION_MZ in terms else _float(value(ISO_TARGET)),
+        precursor_mz=_float(value(SELECTED_ION_MZ))
+        if SELECTED_ION_MZ in terms
+        else _float(value(ISO_TARGET)),
         precursor_charge=int(charge) if charge and charge.strip().lstrip(b"-").isdigit() else None,
         precursor_intensity=_float(value(PEAK_INTENSITY)),
         isolation_window_target_mz=_float(value(ISO_TARGET)),
@@ -843,9 +988,11 @@ _EMPTY64 = np.zeros(0, np.float64)
 _EMPTY32 = np.zeros(0, np.float32)
 
 
-def parse_chromatogram(el: bytes, groups: dict[bytes, bytes], *, file: str, position: int) -> Chromatogram:
+def parse_chromatogram(
+    el: bytes, groups: dict[bytes, bytes], *, file: str, position: int
+) -> Chromatogram:
     tag_end = el.find(b">")
-    tag = el[:tag_end + 1]
+    tag = el[: tag_end + 1]
     idx_text = _attr(tag, b"index")
     index = int(idx_text) if idx_text and idx_text.isdigit() else position
     native_id = _attr(tag, b"id") or f"chromatogram_{index}"
@@ -853,10 +1000,16 @@ def parse_chromatogram(el: bytes, groups: dict[bytes, bytes], *, file: str, posi
     try:
         default_length = int(_attr(tag, b"defaultArrayLength") or "")
     except ValueError:
-        raise InputError(Problem("chromatogram has no valid defaultArrayLength attribute", file=file,
-                                 where=where, hint="the file is not valid mzML; re-convert it")) from None
+        raise InputError(
+            Problem(
+                "chromatogram has no valid defaultArrayLength attribute",
+                file=file,
+                where=where,
+                hint="the file is not valid mzML; re-convert it",
+            )
+        ) from None
     bl = el.find(b"<binaryDataArrayList", tag_end)
-    meta = _expand_groups(el[tag_end:bl if bl >= 0 else len(el)], groups)
+    meta = _expand_groups(el[tag_end : bl if bl >= 0 else len(el)], groups)
     accs = [a.decode() for a in _ACCESSION_RE.findall(meta)]
     kind_acc = next((a for a in accs if a in CHROMATOGRAM_TYPES), None)
     kind = CHROMATOGRAM_TYPES.get(kind_acc or "", "other")
@@ -867,20 +1020,31 @@ def parse_chromatogram(el: bytes, groups: dict[bytes, bytes], *, file: str, posi
             return None
         e = meta.find(b"</" + section, s)
         m = re.search(rb'accession="MS:1000827"[^>]*', meta[s:e])
-        return _float(_VALUE_RE.search(m.group(0)).group(1)) if m and _VALUE_RE.search(m.group(0)) else None
+        return (
+            _float(_VALUE_RE.search(m.group(0)).group(1))
+            if m and _VALUE_RE.search(m.group(0))
+            else None
+        )
 
     try:
-        arrays, units = _arrays(el, bl if bl >= 0 else len(el), default_length, (TIME_ARRAY, INTENSITY_ARRAY),
-                                groups)
+        arrays, units = _arrays(
+            el, bl if bl >= 0 else len(el), default_length, (TIME_ARRAY, INTENSITY_ARRAY), groups
+        )
     except _BadArray as bad:
         raise InputError(Problem(bad.message, file=file, where=where, hint=bad.hint)) from None
     time = arrays.get(TIME_ARRAY, _EMPTY64).astype(np.float64)
     unit = units.get(TIME_ARRAY)
     factor = _TIME_UNITS.get(unit, 1.0) if unit else 1.0
-    return Chromatogram(index=index, native_id=native_id, kind=kind, accession=kind_acc,
-                        time_s=time * factor if factor != 1.0 else time,
-                        intensity=arrays.get(INTENSITY_ARRAY, _EMPTY32).astype(np.float32),
-                        precursor_mz=iso_target(b"precursor"), product_mz=iso_target(b"product"))
+    return Chromatogram(
+        index=index,
+        native_id=native_id,
+        kind=kind,
+        accession=kind_acc,
+        time_s=time * factor if factor != 1.0 else time,
+        intensity=arrays.get(INTENSITY_ARRAY, _EMPTY32).astype(np.float32),
+        precursor_mz=iso_target(b"precursor"),
+        product_mz=iso_target(b"product"),
+    )
 
 
 # --------------------------------------------------------------------------- public API
@@ -894,12 +1058,15 @@ PROCESS_MIN_BYTES = 48 << 20  # stored file size from which MzMLReader may parse
 PROCESS_MAX_SPECTRUM_BYTES = 32 << 10
 
 
-def _parse_batch(raw: list[bytes], groups: dict[bytes, bytes], name: str, notes: set[str]) -> list[Spectrum]:
+def _parse_batch(
+    raw: list[bytes], groups: dict[bytes, bytes], name: str, notes: set[str]
+) -> list[Spectrum]:
     return [parse_spectrum(el, groups, file=name, rt_notes=notes) for el in raw]
 
 
-def _worker_decode(raw: list[bytes], groups: dict[bytes, bytes], name: str,
-                   fn: Callable[[list[Spectrum]], T]) -> tuple[T, set[str]]:
+def _worker_decode(
+    raw: list[bytes], groups: dict[bytes, bytes], name: str, fn: Callable[[list[Spectrum]], T]
+) -> tuple[T, set[str]]:
     notes: set[str] = set()
     return fn(_parse_batch(raw, groups, name, notes)), notes
 
@@ -926,8 +1093,14 @@ class MzMLReader:
     ...     n = sum(len(batch) for batch in reader.spectrum_batches())
     """
 
-    def __init__(self, path: str | Path, *, batch_bytes: int = BATCH_BYTES, threads: int = 2,
-                 processes: bool | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        batch_bytes: int = BATCH_BYTES,
+        threads: int = 2,
+        processes: bool | None = None,
+    ):
         self.path = Path(path)
         self.name = self.path.name
         self.batch_bytes = batch_bytes
@@ -946,33 +1119,57 @@ class MzMLReader:
             raise InputError(Problem("file not found", file=str(self.path)))
         self.info.size_bytes = self.path.stat().st_size
         if self.info.size_bytes == 0:
-            raise InputError(Problem("the file is empty (0 bytes)", file=self.name,
-                                     hint="the export or copy did not finish; copy the file again"))
+            raise InputError(
+                Problem(
+                    "the file is empty (0 bytes)",
+                    file=self.name,
+                    hint="the export or copy did not finish; copy the file again",
+                )
+            )
         self._src = _Source(self.path)
         self.info.compression = "gzip" if self._src.gzipped else "none"
         self._split = _ElementSplitter(self._src)
         self._split._more()
         head = self._split.buf[:4096].lstrip()
         if not self._split.buf.strip():
-            raise InputError(Problem("the file holds no XML (empty after decompression)", file=self.name,
-                                     hint="the export or copy did not finish; copy the file again"))
-        if not head.startswith(b"<") or (b"<mzML" not in self._split.buf[:65536]
-                                         and b"<indexedmzML" not in self._split.buf[:65536]):
+            raise InputError(
+                Problem(
+                    "the file holds no XML (empty after decompression)",
+                    file=self.name,
+                    hint="the export or copy did not finish; copy the file again",
+                )
+            )
+        if not head.startswith(b"<") or (
+            b"<mzML" not in self._split.buf[:65536]
+            and b"<indexedmzML" not in self._split.buf[:65536]
+        ):
             start = head[:40].decode("utf-8", "replace")
-            raise InputError(Problem(f"not an mzML file (it starts with {start!r})", file=self.name,
-                                     hint="convert vendor files to mzML first (msconvert or ThermoRawFileParser)"))
+            raise InputError(
+                Problem(
+                    f"not an mzML file (it starts with {start!r})",
+                    file=self.name,
+                    hint="convert vendor files to mzML first (msconvert or ThermoRawFileParser)",
+                )
+            )
         header, first = self._split.header()
         if first is None and b"</mzML>" not in header and self._split.eof:
-            raise InputError(Problem("no <spectrumList> or <chromatogramList> found: the file ends early",
-                                     file=self.name, where=f"byte {len(header)}",
-                                     hint="the file was cut short; copy it again"))
+            raise InputError(
+                Problem(
+                    "no <spectrumList> or <chromatogramList> found: the file ends early",
+                    file=self.name,
+                    where=f"byte {len(header)}",
+                    hint="the file was cut short; copy it again",
+                )
+            )
         self._first_list = first
         self._groups = parse_param_groups(header)
         parse_run_info(header, self._groups, self.info)
-        if (m := re.search(rb'<spectrumList\b[^>]*count="(\d+)"', self._split.buf[len(header):len(header) + 4096])):
+        if m := re.search(
+            rb'<spectrumList\b[^>]*count="(\d+)"', self._split.buf[len(header) : len(header) + 4096]
+        ):
             self.info.spectrum_count_declared = int(m.group(1))
 
-    def __enter__(self) -> "MzMLReader":
+    def __enter__(self) -> MzMLReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -991,26 +1188,44 @@ class MzMLReader:
                 yield item
         except InputError as err:
             # a broken gzip stream surfaces while reading ahead: say after which element
-            where = f"after {tag.decode()} #{count - 1}, in the next one" if count else f"before the first {tag.decode()}"
-            raise InputError([Problem(p.message, file=p.file, where=p.where or where, hint=p.hint)
-                              for p in err.problems]) from None
+            where = (
+                f"after {tag.decode()} #{count - 1}, in the next one"
+                if count
+                else f"before the first {tag.decode()}"
+            )
+            raise InputError(
+                [
+                    Problem(p.message, file=p.file, where=p.where or where, hint=p.hint)
+                    for p in err.problems
+                ]
+            ) from None
         except _Unexpected as u:
             name = tag.decode()
-            raise InputError(Problem(
-                f"unexpected content inside the {name} list: {u.text.decode('utf-8', 'replace')!r}",
-                file=self.name, where=f"after {name} #{count - 1}, byte {u.offset}",
-                hint="the file is not valid mzML; re-convert it (msconvert / ThermoRawFileParser)")) from None
+            raise InputError(
+                Problem(
+                    f"unexpected content inside the {name} list: {u.text.decode('utf-8', 'replace')!r}",
+                    file=self.name,
+                    where=f"after {name} #{count - 1}, byte {u.offset}",
+                    hint="the file is not valid mzML; re-convert it (msconvert / ThermoRawFileParser)",
+                )
+            ) from None
         except _Truncated as t:
             name = tag.decode()
             if not t.head:
                 where = f"after {count} complete {name}s"
                 message = f"the file ends after {name} #{count - 1} without closing the {name} list"
             else:
-                idx = _attr(t.head[:t.head.find(b">") + 1], b"index")
+                idx = _attr(t.head[: t.head.find(b">") + 1], b"index")
                 where = f"{name} index {idx}" if idx else f"{name} at byte {t.offset}"
                 message = f"the file ends inside {where}"
-            raise InputError(Problem(message, file=self.name, where=where,
-                                     hint="the file was cut short; copy or export it again")) from None
+            raise InputError(
+                Problem(
+                    message,
+                    file=self.name,
+                    where=where,
+                    hint="the file was cut short; copy or export it again",
+                )
+            ) from None
 
     def _raw_batches(self) -> Iterator[list[bytes]]:
         if self._first_list != b"spectrum":
@@ -1035,11 +1250,15 @@ class MzMLReader:
             return "processes" if self.processes else ("threads" if self.threads > 1 else "here")
         if self.threads == 1:
             return "here"
-        if (self.info.size_bytes >= PROCESS_MIN_BYTES and self._typical_spectrum_bytes() <= PROCESS_MAX_SPECTRUM_BYTES
-                # workers are forked (spawn and forkserver would re-run the caller's script), and
-                # forking is deadlock-free only in a process without other threads, and only on
-                # Linux (macOS system libraries may abort in a forked child)
-                and threading.active_count() == 1 and sys.platform.startswith("linux")):
+        if (
+            self.info.size_bytes >= PROCESS_MIN_BYTES
+            and self._typical_spectrum_bytes() <= PROCESS_MAX_SPECTRUM_BYTES
+            # workers are forked (spawn and forkserver would re-run the caller's script), and
+            # forking is deadlock-free only in a process without other threads, and only on
+            # Linux (macOS system libraries may abort in a forked child)
+            and threading.active_count() == 1
+            and sys.platform.startswith("linux")
+        ):
             return "processes"
         return "threads"
 
@@ -1072,7 +1291,9 @@ class MzMLReader:
         if where == "processes":
             # forks every worker now, before the read-ahead thread starts (ProcessPoolExecutor
             # forks all of them at the first submit)
-            pool: Executor = ProcessPoolExecutor(self.threads, mp_context=multiprocessing.get_context("fork"))
+            pool: Executor = ProcessPoolExecutor(
+                self.threads, mp_context=multiprocessing.get_context("fork")
+            )
             pool.submit(int).result()
         else:
             pool = ThreadPoolExecutor(self.threads, thread_name_prefix="mzml-decode")
@@ -1081,7 +1302,9 @@ class MzMLReader:
             try:
                 for raw in self._raw_batches():
                     if where == "processes":
-                        pending.append(pool.submit(_worker_decode, raw, self._groups, self.name, fn))
+                        pending.append(
+                            pool.submit(_worker_decode, raw, self._groups, self.name, fn)
+                        )
                     else:
                         pending.append(pool.submit(self._decode_and_map, raw, fn))
                     if len(pending) > self.threads:
@@ -1089,19 +1312,25 @@ class MzMLReader:
                 while pending:
                     yield self._collect(pending.pop(0))
             finally:
-                for fut in pending:     # stopped early (an error, or the consumer left): drop the rest
+                for fut in pending:  # stopped early (an error, or the consumer left): drop the rest
                     fut.cancel()
 
-    def _decode_and_map(self, raw: list[bytes], fn: Callable[[list[Spectrum]], T]) -> tuple[T, set[str]]:
-        return fn(self._decode_batch(raw)), set()      # notes went straight into self.rt_notes
+    def _decode_and_map(
+        self, raw: list[bytes], fn: Callable[[list[Spectrum]], T]
+    ) -> tuple[T, set[str]]:
+        return fn(self._decode_batch(raw)), set()  # notes went straight into self.rt_notes
 
     def _collect(self, fut: Future) -> T:
         try:
             result, notes = fut.result()
         except BrokenProcessPool as err:
-            raise RunError(f"a decoding process of {self.name} died ({err})",
-                           details=["the machine may be out of memory: run again with one thread "
-                                    "(threads: 1, decoding in one process, less memory)"]) from None
+            raise RunError(
+                f"a decoding process of {self.name} died ({err})",
+                details=[
+                    "the machine may be out of memory: run again with one thread "
+                    "(threads: 1, decoding in one process, less memory)"
+                ],
+            ) from None
         self.rt_notes |= notes
         return result
 

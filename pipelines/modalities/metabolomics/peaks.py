@@ -39,23 +39,35 @@ _KERNEL /= _KERNEL.sum()
 # that residual for white noise of sd 1 (it turns the residual scatter into raw noise)
 _SG5 = np.array([-3.0, 12.0, 17.0, 12.0, -3.0]) / 35.0
 _RESIDUAL_SD = float(np.sqrt((1 - _SG5[2]) ** 2 + np.sum(np.delete(_SG5, 2) ** 2)))
-_PAD = _KERNEL.size // 2 + 1            # zeros between traces: the kernel never reaches the next one
+_PAD = _KERNEL.size // 2 + 1  # zeros between traces: the kernel never reaches the next one
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 MAX_MERGE_PASSES = 200
 # a peak must rise above both its valleys by this fraction of its smoothed apex: the ~5-15 %
 # intensity scatter of the top of a strong peak makes dips no noise estimate of the flanks sees
 MIN_VALLEY_DEPTH = 0.2
 CUT_TRACE_FRACTION = 0.5
-LONG_TRACE_FWHMS = 8.0          # a trace this many FWHM long is a background ion's (see trace_peaks)
+LONG_TRACE_FWHMS = 8.0  # a trace this many FWHM long is a background ion's (see trace_peaks)
 
 
 # --------------------------------------------------------------------------- mass traces
-def _mutual_links(link_mz: np.ndarray, scan: np.ndarray, a: np.ndarray, b: np.ndarray, gap: int, ppm: float,
-                  k: float) -> tuple[np.ndarray, np.ndarray]:
+def _mutual_links(
+    link_mz: np.ndarray,
+    scan: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    gap: int,
+    ppm: float,
+    k: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Links a[i] -> b[j] with scan(b) = scan(a) + gap and each the other's nearest in ``link_mz``."""
     if not len(a) or not len(b):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    mz_a, mz_b, sc_a, sc_b = link_mz[a], link_mz[b], scan[a].astype(np.float64), scan[b].astype(np.float64)
+    mz_a, mz_b, sc_a, sc_b = (
+        link_mz[a],
+        link_mz[b],
+        scan[a].astype(np.float64),
+        scan[b].astype(np.float64),
+    )
     oa = np.argsort(sc_a * k + mz_a, kind="stable")
     ob = np.argsort(sc_b * k + mz_b, kind="stable")
     a, mz_a, sc_a = a[oa], mz_a[oa], sc_a[oa]
@@ -77,8 +89,8 @@ def _mutual_links(link_mz: np.ndarray, scan: np.ndarray, a: np.ndarray, b: np.nd
         best[best_d > mz_s * ppm * 1e-6] = -1
         return best
 
-    fwd = nearest(key_b, mz_b, sc_b, mz_a, sc_a + gap)        # a -> b
-    bwd = nearest(key_a, mz_a, sc_a, mz_b, sc_b - gap)        # b -> a
+    fwd = nearest(key_b, mz_b, sc_b, mz_a, sc_a + gap)  # a -> b
+    bwd = nearest(key_a, mz_a, sc_a, mz_b, sc_b - gap)  # b -> a
     ia = np.flatnonzero(fwd >= 0)
     ia = ia[bwd[fwd[ia]] == ia]
     return a[ia], b[fwd[ia]]
@@ -94,8 +106,9 @@ def _chain_roots(prv: np.ndarray) -> np.ndarray:
         root = nr
 
 
-def mass_traces(scan: np.ndarray, mz: np.ndarray, *, ppm: float, max_gap: int, min_points: int
-                ) -> tuple[np.ndarray, np.ndarray]:
+def mass_traces(
+    scan: np.ndarray, mz: np.ndarray, *, ppm: float, max_gap: int, min_points: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Link centroids into traces.
 
     Scan to scan, centroids that are each other's nearest within ``ppm`` are linked; then chain
@@ -117,7 +130,9 @@ def mass_traces(scan: np.ndarray, mz: np.ndarray, *, ppm: float, max_gap: int, m
     src, dst = _mutual_links(mz, scan, everything, everything, 1, ppm, k)
     nxt[src], prv[dst] = dst, src
     root = _chain_roots(prv)
-    chain_mz = (np.bincount(root, weights=mz, minlength=n) / np.maximum(np.bincount(root, minlength=n), 1))[root]
+    chain_mz = (
+        np.bincount(root, weights=mz, minlength=n) / np.maximum(np.bincount(root, minlength=n), 1)
+    )[root]
     for gap in range(1, max_gap + 2):
         ends = np.flatnonzero(nxt < 0)
         starts = np.flatnonzero(prv < 0)
@@ -128,12 +143,18 @@ def mass_traces(scan: np.ndarray, mz: np.ndarray, *, ppm: float, max_gap: int, m
     keep = np.flatnonzero(size[root] >= min_points)
     order = keep[np.argsort(root[keep] * (int(scan.max()) + 1) + scan[keep], kind="stable")]
     r = root[order]
-    starts = np.flatnonzero(np.concatenate([[True], r[1:] != r[:-1]])) if len(order) else np.zeros(0, np.int64)
+    starts = (
+        np.flatnonzero(np.concatenate([[True], r[1:] != r[:-1]]))
+        if len(order)
+        else np.zeros(0, np.int64)
+    )
     return order, np.append(starts, len(order)).astype(np.int64)
 
 
 # --------------------------------------------------------------------------- noise floor
-def mz_noise_floor(mz: np.ndarray, intensity: np.ndarray, *, quantile: float = 0.05, n_bins: int = 64):
+def mz_noise_floor(
+    mz: np.ndarray, intensity: np.ndarray, *, quantile: float = 0.05, n_bins: int = 64
+):
     """(bin edges, floor per bin): a low quantile of the centroid intensities in m/z bins of equal count."""
     if not len(mz):
         return np.array([0.0, np.inf]), np.array([1.0])
@@ -157,19 +178,19 @@ def mz_noise_floor(mz: np.ndarray, intensity: np.ndarray, *, quantile: float = 0
 class Peaks:
     """Chromatographic peaks (one entry per peak), and the dense smoothed traces they sit on."""
 
-    trace: np.ndarray          # trace number
-    mz: np.ndarray             # intensity-weighted m/z of the peak's centroids
-    apex_scan: np.ndarray      # MS1 scan number of the raw apex
+    trace: np.ndarray  # trace number
+    mz: np.ndarray  # intensity-weighted m/z of the peak's centroids
+    apex_scan: np.ndarray  # MS1 scan number of the raw apex
     start_scan: np.ndarray
     end_scan: np.ndarray
     rt_apex: np.ndarray
     rt_start: np.ndarray
     rt_end: np.ndarray
-    height: np.ndarray         # raw apex intensity
-    area: np.ndarray           # trapezoid of the raw intensities (gaps interpolated) over RT
-    fwhm: np.ndarray           # seconds, from the smoothed profile, kernel widening removed
-    snr: np.ndarray            # prominence of the smoothed profile / noise
-    n_scans: np.ndarray        # scans with a centroid between start and end
+    height: np.ndarray  # raw apex intensity
+    area: np.ndarray  # trapezoid of the raw intensities (gaps interpolated) over RT
+    fwhm: np.ndarray  # seconds, from the smoothed profile, kernel widening removed
+    snr: np.ndarray  # prominence of the smoothed profile / noise
+    n_scans: np.ndarray  # scans with a centroid between start and end
     # dense layout, for isotope correlation: dense position of scan s of peak i's trace is
     # trace_offset[trace[i]] + s - trace_first_scan[trace[i]]
     smooth: np.ndarray
@@ -180,7 +201,9 @@ class Peaks:
         return len(self.trace)
 
 
-def _group_median(values: np.ndarray, groups: np.ndarray, mask: np.ndarray, n_groups: int) -> np.ndarray:
+def _group_median(
+    values: np.ndarray, groups: np.ndarray, mask: np.ndarray, n_groups: int
+) -> np.ndarray:
     """Median of ``values[mask]`` per group (0 where a group has none)."""
     v, g = values[mask], groups[mask]
     o = np.lexsort((v, g))
@@ -195,7 +218,9 @@ def _group_median(values: np.ndarray, groups: np.ndarray, mask: np.ndarray, n_gr
     return out
 
 
-def _segment_extreme(values: np.ndarray, seg_starts: np.ndarray, n: int, *, last: bool) -> np.ndarray:
+def _segment_extreme(
+    values: np.ndarray, seg_starts: np.ndarray, n: int, *, last: bool
+) -> np.ndarray:
     """Per segment [seg_starts[i], seg_starts[i+1]): first (or last) index where ``values`` is True; -1 if none."""
     idx = np.arange(n)
     if last:
@@ -206,9 +231,22 @@ def _segment_extreme(values: np.ndarray, seg_starts: np.ndarray, n: int, *, last
     return np.where(out > n, -1, out)
 
 
-def trace_peaks(order: np.ndarray, starts: np.ndarray, *, scan: np.ndarray, mz: np.ndarray,
-                intensity: np.ndarray, rt: np.ndarray, noise_edges: np.ndarray, noise_floor: np.ndarray,
-                min_snr: float, min_height: float, min_scans: int, min_fwhm_s: float, max_fwhm_s: float) -> Peaks:
+def trace_peaks(
+    order: np.ndarray,
+    starts: np.ndarray,
+    *,
+    scan: np.ndarray,
+    mz: np.ndarray,
+    intensity: np.ndarray,
+    rt: np.ndarray,
+    noise_edges: np.ndarray,
+    noise_floor: np.ndarray,
+    min_snr: float,
+    min_height: float,
+    min_scans: int,
+    min_fwhm_s: float,
+    max_fwhm_s: float,
+) -> Peaks:
     """Peaks of every trace (see the module docstring)."""
     n_tr = len(starts) - 1
     if n_tr <= 0:
@@ -221,9 +259,9 @@ def trace_peaks(order: np.ndarray, starts: np.ndarray, *, scan: np.ndarray, mz: 
     last = sc[starts[1:] - 1]
     span = last - first + 1
     seg_len = span + 2 * _PAD
-    off = np.concatenate([[0], np.cumsum(seg_len)[:-1]])          # start of each trace's segment (a pad)
+    off = np.concatenate([[0], np.cumsum(seg_len)[:-1]])  # start of each trace's segment (a pad)
     n_dense = int(seg_len.sum())
-    pos = off[tr_of_point] + _PAD + (sc - first[tr_of_point])     # dense position of every centroid
+    pos = off[tr_of_point] + _PAD + (sc - first[tr_of_point])  # dense position of every centroid
     y_obs = intensity[order].astype(np.float64)
     observed = np.zeros(n_dense, bool)
     observed[pos] = True
@@ -231,13 +269,18 @@ def trace_peaks(order: np.ndarray, starts: np.ndarray, *, scan: np.ndarray, mz: 
     y = np.zeros(n_dense)
     y[pos] = y_obs
     in_trace = np.zeros(n_dense, bool)
-    inner = np.repeat(off + _PAD, span) + (np.arange(int(span.sum())) - np.repeat(np.cumsum(span) - span, span))
+    inner = np.repeat(off + _PAD, span) + (
+        np.arange(int(span.sum())) - np.repeat(np.cumsum(span) - span, span)
+    )
     in_trace[inner] = True
     gaps = in_trace & ~observed
     if gaps.any():
         y[gaps] = np.interp(np.flatnonzero(gaps), pos, y_obs)
-    dense_scan = np.clip(np.repeat(first - _PAD, seg_len)
-                         + (np.arange(n_dense) - np.repeat(off, seg_len)), 0, len(rt) - 1)
+    dense_scan = np.clip(
+        np.repeat(first - _PAD, seg_len) + (np.arange(n_dense) - np.repeat(off, seg_len)),
+        0,
+        len(rt) - 1,
+    )
     rt_d = rt[dense_scan]
     s = np.convolve(y, _KERNEL, mode="same")
     tr_d = np.repeat(np.arange(n_tr), seg_len)
@@ -253,8 +296,9 @@ def trace_peaks(order: np.ndarray, starts: np.ndarray, *, scan: np.ndarray, mz: 
     rank[by_int] = np.arange(len(by_int)) - starts[:-1][tr_of_point[by_int]]
     upper = rank >= cnt[tr_of_point] // 2
     sigma_abs = 1.4826 * _group_median(resid, tr_of_point, ~upper, n_tr)
-    trace_mz = np.bincount(tr_of_point, weights=mz[order] * y_obs, minlength=n_tr) / \
-        np.bincount(tr_of_point, weights=y_obs, minlength=n_tr)
+    trace_mz = np.bincount(tr_of_point, weights=mz[order] * y_obs, minlength=n_tr) / np.bincount(
+        tr_of_point, weights=y_obs, minlength=n_tr
+    )
     b = np.clip(np.searchsorted(noise_edges, trace_mz, side="right") - 1, 0, len(noise_floor) - 1)
     floor_t = noise_floor[b]
 
@@ -275,7 +319,7 @@ def trace_peaks(order: np.ndarray, starts: np.ndarray, *, scan: np.ndarray, mz: 
         z = np.zeros(0)
         zi = np.zeros(0, np.int64)
         return Peaks(zi, z, zi, zi, zi, z, z, z, z, z, z, z, zi, s, off, first)
-    lv = np.searchsorted(min_pos, max_pos) - 1            # valley index left of each maximum
+    lv = np.searchsorted(min_pos, max_pos) - 1  # valley index left of each maximum
     vals = s[min_pos]
     top = s[max_pos]
     mtr = tr_d[max_pos]
@@ -283,7 +327,7 @@ def trace_peaks(order: np.ndarray, starts: np.ndarray, *, scan: np.ndarray, mz: 
     alive = np.ones(len(max_pos), bool)
     for _ in range(MAX_MERGE_PASSES):
         a = np.flatnonzero(alive)
-        seg = np.minimum.reduceat(vals, lv[a] + 1)        # lowest valley between consecutive survivors
+        seg = np.minimum.reduceat(vals, lv[a] + 1)  # lowest valley between consecutive survivors
         same_next = np.append(mtr[a][1:] == mtr[a][:-1], False)
         right_v = np.where(same_next, seg, 0.0)
         left_v = np.concatenate([[0.0], np.where(same_next[:-1], seg[:-1], 0.0)])
@@ -311,7 +355,7 @@ def trace_peaks(order: np.ndarray, starts: np.ndarray, *, scan: np.ndarray, mz: 
     # valley positions: the lowest minimum between consecutive survivors; the trace end otherwise
     seg_id = np.zeros(len(min_pos), np.int64)
     seg_id[lv[a] + 1] = 1
-    seg_id = np.cumsum(seg_id) - 1                        # which survivor's right segment each valley is in
+    seg_id = np.cumsum(seg_id) - 1  # which survivor's right segment each valley is in
     valid = seg_id >= 0
     o = np.lexsort((vals, np.where(valid, seg_id, -1)))
     o = o[valid[o]]
@@ -339,7 +383,9 @@ def trace_peaks(order: np.ndarray, starts: np.ndarray, *, scan: np.ndarray, mz: 
     below = np.zeros(n_dense, bool)
     ok = seg_of >= 0
     below[ok] = s[ok] < level[seg_of[ok]]
-    left_cross = _segment_extreme(below, lo_seg, n_dense, last=True)[0::2]   # last below-half before apex
+    left_cross = _segment_extreme(below, lo_seg, n_dense, last=True)[
+        0::2
+    ]  # last below-half before apex
     # first below-half point after the apex, within [apex, right_pos]
     below_r = below & (np.arange(n_dense) <= np.repeat(right_pos, 2)[np.maximum(seg_of, 0)])
     right_cross = _segment_extreme(below_r, lo_seg, n_dense, last=False)[1::2]
@@ -367,7 +413,7 @@ def trace_peaks(order: np.ndarray, starts: np.ndarray, *, scan: np.ndarray, mz: 
     width = np.maximum(t_right - t_left, 0.0)
     cycle = (rt_d[np.minimum(apex_pos + 1, n_dense - 1)] - rt_d[np.maximum(apex_pos - 1, 0)]) / 2
     kernel_w = _FWHM_PER_SIGMA * SMOOTH_SIGMA_SCANS * cycle
-    fwhm = np.sqrt(np.maximum(width ** 2 - kernel_w ** 2, (0.5 * width) ** 2))
+    fwhm = np.sqrt(np.maximum(width**2 - kernel_w**2, (0.5 * width) ** 2))
 
     # peak extent: from the valleys, trimmed to where the profile is within 2 % of the apex above base
     edge = base + 0.02 * (apex_s - base)
@@ -414,25 +460,51 @@ def trace_peaks(order: np.ndarray, starts: np.ndarray, *, scan: np.ndarray, mz: 
     # noise too: 1.4826 x MAD of its smoothed intensities (a peak on it must stand out of that)
     s_obs = s[pos]
     med_s = _group_median(s_obs, tr_of_point, np.ones(len(s_obs), bool), n_tr)
-    wander = 1.4826 * _group_median(np.abs(s_obs - med_s[tr_of_point]), tr_of_point, np.ones(len(s_obs), bool), n_tr)
+    wander = 1.4826 * _group_median(
+        np.abs(s_obs - med_s[tr_of_point]), tr_of_point, np.ones(len(s_obs), bool), n_tr
+    )
     trace_s = rt[last] - rt[first]
     # ... for a peak whose valleys both stay high (a hump of the ion's level, not a compound
     # eluting on a trace that returns to the floor between its peaks, as isomers do)
-    long_trace = (trace_s[trace_a] >= LONG_TRACE_FWHMS * np.maximum(fwhm, 1e-9)) & (base >= 0.3 * apex_s)
+    long_trace = (trace_s[trace_a] >= LONG_TRACE_FWHMS * np.maximum(fwhm, 1e-9)) & (
+        base >= 0.3 * apex_s
+    )
     snr = np.where(long_trace, prominence / np.maximum(noise[trace_a], wander[trace_a]), snr)
-    keep = (~cut & (snr >= min_snr) & (prominence >= MIN_VALLEY_DEPTH * apex_s) & (height >= min_height) & (n_scans >= min_scans)
-            & (fwhm >= min_fwhm_s) & (fwhm <= max_fwhm_s))
+    keep = (
+        ~cut
+        & (snr >= min_snr)
+        & (prominence >= MIN_VALLEY_DEPTH * apex_s)
+        & (height >= min_height)
+        & (n_scans >= min_scans)
+        & (fwhm >= min_fwhm_s)
+        & (fwhm <= max_fwhm_s)
+    )
     first_t = first[trace_a]
-    to_scan = lambda p: (p - off[trace_a] - _PAD + first_t)   # noqa: E731
+    to_scan = lambda p: p - off[trace_a] - _PAD + first_t  # noqa: E731
     k = np.flatnonzero(keep)
-    return Peaks(trace=trace_a[k], mz=mz_peak[k], apex_scan=to_scan(raw_apex)[k], start_scan=to_scan(start)[k],
-                 end_scan=to_scan(end)[k], rt_apex=rt_d[raw_apex][k], rt_start=rt_d[start][k],
-                 rt_end=rt_d[end][k], height=height[k], area=area[k], fwhm=fwhm[k], snr=snr[k],
-                 n_scans=n_scans[k], smooth=s, trace_offset=off + _PAD, trace_first_scan=first)
+    return Peaks(
+        trace=trace_a[k],
+        mz=mz_peak[k],
+        apex_scan=to_scan(raw_apex)[k],
+        start_scan=to_scan(start)[k],
+        end_scan=to_scan(end)[k],
+        rt_apex=rt_d[raw_apex][k],
+        rt_start=rt_d[start][k],
+        rt_end=rt_d[end][k],
+        height=height[k],
+        area=area[k],
+        fwhm=fwhm[k],
+        snr=snr[k],
+        n_scans=n_scans[k],
+        smooth=s,
+        trace_offset=off + _PAD,
+        trace_first_scan=first,
+    )
 
 
-def xic_peak(rt: np.ndarray, intensity: np.ndarray, *, min_snr: float = 3.0, min_points: int = 3
-             ) -> tuple[int, int, int] | None:
+def xic_peak(
+    rt: np.ndarray, intensity: np.ndarray, *, min_snr: float = 3.0, min_points: int = 3
+) -> tuple[int, int, int] | None:
     """(apex, start, end) indices of the most intense chromatographic peak of one XIC, or None.
 
     The XIC is one trace (its zero points are gaps, interpolated) and goes through the same
@@ -443,10 +515,21 @@ def xic_peak(rt: np.ndarray, intensity: np.ndarray, *, min_snr: float = 3.0, min
         return None
     scan = have.astype(np.int64)
     inten = intensity[have].astype(np.float64)
-    pk = trace_peaks(np.arange(len(have)), np.array([0, len(have)]), scan=scan, mz=np.ones(len(have)),
-                     intensity=inten, rt=np.asarray(rt, np.float64), noise_edges=np.array([-np.inf, np.inf]),
-                     noise_floor=np.array([float(inten.min()) / 10]), min_snr=min_snr, min_height=0.0,
-                     min_scans=min_points, min_fwhm_s=0.0, max_fwhm_s=np.inf)
+    pk = trace_peaks(
+        np.arange(len(have)),
+        np.array([0, len(have)]),
+        scan=scan,
+        mz=np.ones(len(have)),
+        intensity=inten,
+        rt=np.asarray(rt, np.float64),
+        noise_edges=np.array([-np.inf, np.inf]),
+        noise_floor=np.array([float(inten.min()) / 10]),
+        min_snr=min_snr,
+        min_height=0.0,
+        min_scans=min_points,
+        min_fwhm_s=0.0,
+        max_fwhm_s=np.inf,
+    )
     if not len(pk):
         return None
     best = int(np.argmax(pk.height))

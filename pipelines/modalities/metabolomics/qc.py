@@ -30,7 +30,6 @@ from pipelines.toolkit.tables import columns_for, write_table
 log = logging.getLogger(__name__)
 
 
-
 def _figure():
     import matplotlib
 
@@ -43,12 +42,12 @@ def _figure():
 def plot_tic_bpc(chromatograms: list[Path], runs: list[str], out: Path) -> None:
     plt = _figure()
     fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True, dpi=100)
-    for path, run in zip(chromatograms, runs):
+    for path, run in zip(chromatograms, runs, strict=False):
         t = pq.read_table(path, filters=[("source", "=", "computed")]).to_pylist()
         for row in t:
             ax = axes[0] if row["chromatogram_id"] == "TIC" else axes[1]
             ax.plot(np.asarray(row["time_s"]) / 60.0, row["intensity"], lw=0.8, label=run)
-    for ax, title in zip(axes, ("TIC (MS1, computed)", "BPC (MS1, computed)")):
+    for ax, title in zip(axes, ("TIC (MS1, computed)", "BPC (MS1, computed)"), strict=False):
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("intensity (counts)")
         ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
@@ -69,7 +68,12 @@ def plot_target_errors(targets: Path, out: Path) -> None:
         xs, ys = [], []
         for i, nm in enumerate(names):
             for r in t:
-                if r["target"] == nm and r["run"] == run and r["detected"] and r["mass_error_ppm"] is not None:
+                if (
+                    r["target"] == nm
+                    and r["run"] == run
+                    and r["detected"]
+                    and r["mass_error_ppm"] is not None
+                ):
                     xs.append(i + (j - (len(runs) - 1) / 2) * 0.08)
                     ys.append(r["mass_error_ppm"])
         ax.scatter(xs, ys, s=14, label=run)
@@ -87,13 +91,25 @@ def _model_conflict(yaml_model: str | None, file_models: list[str]) -> bool:
     if not yaml_model or not file_models:
         return False
     a = yaml_model.lower().replace(" ", "")
-    return not any(m.lower().replace(" ", "") in a or a in m.lower().replace(" ", "") for m in file_models)
+    return not any(
+        m.lower().replace(" ", "") in a or a in m.lower().replace(" ", "") for m in file_models
+    )
 
 
-def write_qc(*, conversions: list[str | Path], chromatograms: list[str | Path], experiment: dict[str, Any],
-             metrics_out: str | Path, runs_out: str | Path, tic_png: str | Path, facts_out: str | Path,
-             features_qc: str | Path | None = None, targets_qc: str | Path | None = None,
-             targets: str | Path | None = None, target_png: str | Path | None = None) -> dict[str, Any]:
+def write_qc(
+    *,
+    conversions: list[str | Path],
+    chromatograms: list[str | Path],
+    experiment: dict[str, Any],
+    metrics_out: str | Path,
+    runs_out: str | Path,
+    tic_png: str | Path,
+    facts_out: str | Path,
+    features_qc: str | Path | None = None,
+    targets_qc: str | Path | None = None,
+    targets: str | Path | None = None,
+    target_png: str | Path | None = None,
+) -> dict[str, Any]:
     """Combine the per-run conversion QC, feature and target QC into the experiment's QC outputs."""
     convs = [read_conversion_qc(p) for p in conversions]
     runs = [c.run for c in convs]
@@ -105,26 +121,46 @@ def write_qc(*, conversions: list[str | Path], chromatograms: list[str | Path], 
         plot_target_errors(Path(targets), Path(target_png))
     levels = sorted({k for c in convs for k in c.spectra_per_ms_level})
     table = {
-        "run": runs, "file": [c.file for c in convs], "sha256": [c.sha256 for c in convs],
-        "size_bytes": [c.size_bytes for c in convs], "n_spectra": [c.n_spectra for c in convs],
+        "run": runs,
+        "file": [c.file for c in convs],
+        "sha256": [c.sha256 for c in convs],
+        "size_bytes": [c.size_bytes for c in convs],
+        "n_spectra": [c.n_spectra for c in convs],
         **{f"n_spectra_{lv}": [c.spectra_per_ms_level.get(lv, 0) for c in convs] for lv in levels},
-        "n_peaks": [c.n_peaks for c in convs], "rt_min_s": [c.rt_min_s for c in convs],
-        "rt_max_s": [c.rt_max_s for c in convs], "polarity": [c.polarity for c in convs],
+        "n_peaks": [c.n_peaks for c in convs],
+        "rt_min_s": [c.rt_min_s for c in convs],
+        "rt_max_s": [c.rt_max_s for c in convs],
+        "polarity": [c.polarity for c in convs],
         "spectrum_representation": [c.centroided for c in convs],
         "n_chromatograms_in_file": [c.n_chromatograms_in_file for c in convs],
         "n_features": [fq.get("features_per_run", {}).get(r) for r in runs],
         "rt_drift_s": [fq.get("rt_drift_s", {}).get(r) for r in runs],
         "targets_detected": [tq.get("targets_detected", {}).get(r) for r in runs],
     }
-    types = {"n_features": pa.int64(), "rt_drift_s": pa.float64(), "targets_detected": pa.int64(),
-             "rt_min_s": pa.float64(), "rt_max_s": pa.float64(), "polarity": pa.string(),
-             "spectrum_representation": pa.string()}
+    types = {
+        "n_features": pa.int64(),
+        "rt_drift_s": pa.float64(),
+        "targets_detected": pa.int64(),
+        "rt_min_s": pa.float64(),
+        "rt_max_s": pa.float64(),
+        "polarity": pa.string(),
+        "spectrum_representation": pa.string(),
+    }
     arrays = {k: pa.array(v, type=types.get(k)) for k, v in table.items()}
-    write_table(pa.table(arrays), runs_out, format_name="binds-metabolomics-runs", format_version=1,
-                columns=columns_for("binds-metabolomics-runs"))
+    write_table(
+        pa.table(arrays),
+        runs_out,
+        format_name="binds-metabolomics-runs",
+        format_version=1,
+        columns=columns_for("binds-metabolomics-runs"),
+    )
 
     polarities = sorted({c.polarity for c in convs if c.polarity})
-    file_polarity = "mixed" if len(polarities) > 1 or "mixed" in polarities else (polarities[0] if polarities else None)
+    file_polarity = (
+        "mixed"
+        if len(polarities) > 1 or "mixed" in polarities
+        else (polarities[0] if polarities else None)
+    )
     reps = sorted({c.centroided for c in convs if c.centroided})
     rts_min = [c.rt_min_s for c in convs if c.rt_min_s is not None]
     rts_max = [c.rt_max_s for c in convs if c.rt_max_s is not None]
@@ -133,7 +169,10 @@ def write_qc(*, conversions: list[str | Path], chromatograms: list[str | Path], 
     metrics: dict[str, Any] = {
         "n_runs": len(convs),
         "n_spectra": sum(c.n_spectra for c in convs),
-        **{f"n_spectra_{lv}": sum(c.spectra_per_ms_level.get(lv, 0) for c in convs) for lv in levels},
+        **{
+            f"n_spectra_{lv}": sum(c.spectra_per_ms_level.get(lv, 0) for c in convs)
+            for lv in levels
+        },
         "n_peaks": sum(c.n_peaks for c in convs),
         "rt_min_s": round(min(rts_min), 3) if rts_min else None,
         "rt_max_s": round(max(rts_max), 3) if rts_max else None,
@@ -142,15 +181,21 @@ def write_qc(*, conversions: list[str | Path], chromatograms: list[str | Path], 
         "n_chromatograms_in_files": sum(c.n_chromatograms_in_file for c in convs),
     }
     if fq:
-        metrics.update(n_features=fq.get("n_features"), n_features_all_runs=fq.get("n_features_all_runs"),
-                       max_abs_rt_drift_s=round(max(drifts), 3) if drifts else None)
+        metrics.update(
+            n_features=fq.get("n_features"),
+            n_features_all_runs=fq.get("n_features_all_runs"),
+            max_abs_rt_drift_s=round(max(drifts), 3) if drifts else None,
+        )
     if tq:
         n_t = tq.get("n_targets") or 0
-        metrics.update(n_targets=n_t,
-                       targets_detected_fraction=round(sum(detected.values()) / (n_t * len(detected)), 4)
-                       if n_t and detected else None,
-                       target_median_abs_mass_error_ppm=_round(tq.get("target_median_abs_mass_error_ppm")),
-                       target_max_abs_mass_error_ppm=_round(tq.get("target_max_abs_mass_error_ppm")))
+        metrics.update(
+            n_targets=n_t,
+            targets_detected_fraction=round(sum(detected.values()) / (n_t * len(detected)), 4)
+            if n_t and detected
+            else None,
+            target_median_abs_mass_error_ppm=_round(tq.get("target_median_abs_mass_error_ppm")),
+            target_max_abs_mass_error_ppm=_round(tq.get("target_max_abs_mass_error_ppm")),
+        )
     metrics = {k: v for k, v in metrics.items() if v is not None}
     write_json(metrics_out, metrics)
 
@@ -158,14 +203,30 @@ def write_qc(*, conversions: list[str | Path], chromatograms: list[str | Path], 
     models = sorted({m["name"] for c in convs for m in c.instrument_models})
     conflicts = []
     stated = block.get("polarity", "auto")
-    if stated not in (None, "auto") and file_polarity and stated != file_polarity \
-            and not (stated == "switching" and file_polarity == "mixed"):
-        conflicts.append({"field": "metabolomics.polarity", "yaml": stated, "file": file_polarity,
-                          "message": f"experiment.yaml says {stated}, the spectra are {file_polarity}"})
+    if (
+        stated not in (None, "auto")
+        and file_polarity
+        and stated != file_polarity
+        and not (stated == "switching" and file_polarity == "mixed")
+    ):
+        conflicts.append(
+            {
+                "field": "metabolomics.polarity",
+                "yaml": stated,
+                "file": file_polarity,
+                "message": f"experiment.yaml says {stated}, the spectra are {file_polarity}",
+            }
+        )
     yaml_model = (experiment.get("instrument") or {}).get("model")
     if _model_conflict(yaml_model, models):
-        conflicts.append({"field": "instrument.model", "yaml": yaml_model, "file": ", ".join(models),
-                          "message": f"experiment.yaml says {yaml_model!r}, the mzML headers say {', '.join(models)}"})
+        conflicts.append(
+            {
+                "field": "instrument.model",
+                "yaml": yaml_model,
+                "file": ", ".join(models),
+                "message": f"experiment.yaml says {yaml_model!r}, the mzML headers say {', '.join(models)}",
+            }
+        )
     software = []
     for c in convs:
         for s in c.software:
@@ -175,14 +236,24 @@ def write_qc(*, conversions: list[str | Path], chromatograms: list[str | Path], 
     facts = {
         "facts": {
             "instrument_models": models,
-            "instrument_serials": sorted({c.instrument_serial for c in convs if c.instrument_serial}),
+            "instrument_serials": sorted(
+                {c.instrument_serial for c in convs if c.instrument_serial}
+            ),
             "software": software,
             "polarity": file_polarity,
             "spectrum_representation": metrics.get("spectrum_representation"),
             "chromatography": block.get("chromatography") or {},
-            "source_files": [{"name": c.file, "sha256": c.sha256, "size_bytes": c.size_bytes, "run": c.run,
-                              "acquired_start": c.start_time, "vendor_sources": c.source_files}
-                             for c in convs],
+            "source_files": [
+                {
+                    "name": c.file,
+                    "sha256": c.sha256,
+                    "size_bytes": c.size_bytes,
+                    "run": c.run,
+                    "acquired_start": c.start_time,
+                    "vendor_sources": c.source_files,
+                }
+                for c in convs
+            ],
             "notes": [n for c in convs for n in c.notes],
         },
         "conflicts": conflicts,

@@ -16,17 +16,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import importlib
-
 from pipelines.errors import InputError, Problem
 from pipelines.modalities import ModalitySpec, lazy_exports
 
-DESCRIPTION = ("Screening plates (96/384/1536 wells): cellHTS2 screens, reader grid exports or long "
-               "tables -> normalised wells, plate QC (Z'), hits and 4PL dose-response fits")
+DESCRIPTION = (
+    "Screening plates (96/384/1536 wells): cellHTS2 screens, reader grid exports or long "
+    "tables -> normalised wells, plate QC (Z'), hits and 4PL dose-response fits"
+)
 # every extension the readers take (readers.TABLE_EXTENSIONS; a test keeps the two equal),
 # matched case-insensitively: Windows readers write .CSV
 RAW_PATTERNS: tuple[str, ...] = tuple(
-    f"**/*{ext}" for ext in (".csv", ".tsv", ".txt", ".tab", ".xlsx", ".parquet"))
+    f"**/*{ext}" for ext in (".csv", ".tsv", ".txt", ".tab", ".xlsx", ".parquet")
+)
 
 MODALITY = ModalitySpec(
     name="screening",
@@ -36,17 +37,41 @@ MODALITY = ModalitySpec(
     software=("pandas", "openpyxl", "scipy", "matplotlib"),
 )
 
-__all__ = ["DESCRIPTION", "MODALITY", "RAW_PATTERNS", "Inputs", "batch_count", "fit_dose_response", "make_demo_run",
-           "make_plots", "list_inputs", "preflight", "process_screen", "read_batch", "resolve", "score_screen", "settings", "write_metrics"]
+__all__ = [
+    "DESCRIPTION",
+    "MODALITY",
+    "RAW_PATTERNS",
+    "Inputs",
+    "batch_count",
+    "fit_dose_response",
+    "list_inputs",
+    "make_demo_run",
+    "make_plots",
+    "preflight",
+    "process_screen",
+    "read_batch",
+    "resolve",
+    "score_screen",
+    "settings",
+    "write_metrics",
+]
 
 
 # Each Snakemake job is a fresh Python process: import only what the job's function needs
 # (matplotlib and pandas cost seconds on a loaded node), so names resolve on first use.
 _LAZY = {
-    "make_demo_run": "demo", "Inputs": "inputs", "batch_count": "inputs", "resolve": "inputs",
+    "make_demo_run": "demo",
+    "Inputs": "inputs",
+    "batch_count": "inputs",
+    "resolve": "inputs",
     "list_inputs": "inputs",
-    "make_plots": "plots", "settings": "config", "fit_dose_response": "steps", "read_batch": "steps",
-    "score_screen": "steps", "write_metrics": "steps", "process_screen": "steps",
+    "make_plots": "plots",
+    "settings": "config",
+    "fit_dose_response": "steps",
+    "read_batch": "steps",
+    "score_screen": "steps",
+    "write_metrics": "steps",
+    "process_screen": "steps",
 }
 
 
@@ -70,12 +95,21 @@ def preflight(run_dir: Path, experiment: dict[str, Any]) -> list[Problem]:
         name = readers.rel(unit.file, run_dir)
         where = f"plate {unit.plate}, replicate {unit.replicate}" if unit.plate else None
         if not unit.file.is_file():
-            problems.append(Problem("file not found", file=name, where=where,
-                                    hint="check the file name in the plate list (names are case-sensitive)"))
+            problems.append(
+                Problem(
+                    "file not found",
+                    file=name,
+                    where=where,
+                    hint="check the file name in the plate list (names are case-sensitive)",
+                )
+            )
         elif unit.file.stat().st_size == 0:
             problems.append(Problem("the file is empty", file=name, where=where))
-    for path, reader in ((found.plate_config, readers.read_plate_config), (found.plate_map, readers.read_plate_map),
-                         (found.screen_log, readers.read_screen_log)):
+    for path, reader in (
+        (found.plate_config, readers.read_plate_config),
+        (found.plate_map, readers.read_plate_map),
+        (found.screen_log, readers.read_screen_log),
+    ):
         if path is not None:
             try:
                 reader(path, root=run_dir)

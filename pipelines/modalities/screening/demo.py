@@ -10,8 +10,8 @@ import numpy as np
 from pipelines.modalities.screening.dose import logistic4
 from pipelines.modalities.screening.plates import ROW_LETTERS, PlateFormat
 
-NEG_LEVEL = 20000.0   # luminescence of untreated (DMSO) wells
-POS_LEVEL = 2000.0    # full inhibition (staurosporine)
+NEG_LEVEL = 20000.0  # luminescence of untreated (DMSO) wells
+POS_LEVEL = 2000.0  # full inhibition (staurosporine)
 LIBRARY_PLATES = 4
 DOSE_PLATE = LIBRARY_PLATES + 1
 CONCENTRATIONS_UM = np.geomspace(0.001, 30.0, 10)  # 10-point series, 1 nM .. 30 uM
@@ -32,9 +32,14 @@ def demo_truth(seed: int = 0) -> dict:
     n_lib = LIBRARY_PLATES * 16 * 20
     active = rng.random(n_lib) < 0.03
     inhibition = np.where(active, rng.uniform(0.5, 0.95, n_lib), rng.normal(0.0, 0.02, n_lib))
-    ec50 = 10 ** rng.uniform(-2.0, 0.5, 16)     # uM, inside the tested range
+    ec50 = 10 ** rng.uniform(-2.0, 0.5, 16)  # uM, inside the tested range
     hill = rng.uniform(0.8, 2.0, 16)
-    return {"library_active": active, "library_inhibition": inhibition, "ec50_um": ec50, "hill": hill}
+    return {
+        "library_active": active,
+        "library_inhibition": inhibition,
+        "ec50_um": ec50,
+        "hill": hill,
+    }
 
 
 def make_demo_run(run_dir: str | Path, *, seed: int = 0) -> Path:
@@ -46,7 +51,9 @@ def make_demo_run(run_dir: str | Path, *, seed: int = 0) -> Path:
     fmt = PlateFormat.of(384)
     rows, cols = np.indices((fmt.rows, fmt.cols))
     # evaporation at the edge (outer ring -12%) and a slight left-to-right dispensing gradient
-    edge = np.where((rows == 0) | (rows == fmt.rows - 1) | (cols == 0) | (cols == fmt.cols - 1), 0.88, 1.0)
+    edge = np.where(
+        (rows == 0) | (rows == fmt.rows - 1) | (cols == 0) | (cols == fmt.cols - 1), 0.88, 1.0
+    )
     gradient = 1.0 + 0.06 * (cols / (fmt.cols - 1) - 0.5)
     map_lines = ["plate,well,sample_id,compound,concentration,content"]
     list_lines = ["Filename\tPlate\tReplicate"]
@@ -60,7 +67,9 @@ def make_demo_run(run_dir: str | Path, *, seed: int = 0) -> Path:
                 if ctl:
                     inhibition[plate - 1, r, c] = 1.0 if ctl == "STAU" else 0.0
                     conc = "1" if ctl == "STAU" else ""
-                    map_lines.append(f"{plate},{well},,{'staurosporine' if ctl == 'STAU' else 'DMSO'},{conc},{ctl}")
+                    map_lines.append(
+                        f"{plate},{well},,{'staurosporine' if ctl == 'STAU' else 'DMSO'},{conc},{ctl}"
+                    )
                 elif plate < DOSE_PLATE:
                     inhibition[plate - 1, r, c] = truth["library_inhibition"][lib_i]
                     map_lines.append(f"{plate},{well},CPD-{lib_i + 1:05d},,10,sample")
@@ -69,15 +78,20 @@ def make_demo_run(run_dir: str | Path, *, seed: int = 0) -> Path:
                     # dose plate: compound per row, 10 concentrations in columns 3-12 and again 13-22
                     k = (c - 2) % 10
                     conc = CONCENTRATIONS_UM[k]
-                    inhibition[plate - 1, r, c] = logistic4(np.log10(conc), 0.0, 1.0,
-                                                            np.log10(truth["ec50_um"][r]), truth["hill"][r])
-                    map_lines.append(f"{plate},{well},DR-{r + 1:02d},DR-{r + 1:02d},{conc:.6g},sample")
+                    inhibition[plate - 1, r, c] = logistic4(
+                        np.log10(conc), 0.0, 1.0, np.log10(truth["ec50_um"][r]), truth["hill"][r]
+                    )
+                    map_lines.append(
+                        f"{plate},{well},DR-{r + 1:02d},DR-{r + 1:02d},{conc:.6g},sample"
+                    )
     for plate in range(1, DOSE_PLATE + 1):
         for rep in (1, 2):
             level = NEG_LEVEL * (1 - inhibition[plate - 1]) + POS_LEVEL * inhibition[plate - 1]
             signal = level * edge * gradient * rng.normal(1.0, 0.05, level.shape)
             name = f"DEMO-P{plate:02d}_R{rep}.csv"
-            _write_envision_like(run_dir / name, np.round(signal).astype(int), barcode=f"DEMO-P{plate:02d}-R{rep}")
+            _write_envision_like(
+                run_dir / name, np.round(signal).astype(int), barcode=f"DEMO-P{plate:02d}-R{rep}"
+            )
             list_lines.append(f"{name}\t{plate}\t{rep}")
     (run_dir / "platemap.csv").write_text("\n".join(map_lines) + "\n")
     (run_dir / "Platelist.txt").write_text("\n".join(list_lines) + "\n")

@@ -42,15 +42,18 @@ class Fits:
     log10_ec50_ci_high: np.ndarray
     converged: np.ndarray
     iterations: np.ndarray
-    status: np.ndarray  # "ok", "not_converged", "ec50_at_bound", "hill_at_bound", "low_r2", "too_few_points"
+    status: (
+        np.ndarray
+    )  # "ok", "not_converged", "ec50_at_bound", "hill_at_bound", "low_r2", "too_few_points"
 
     @property
     def ok(self) -> np.ndarray:
         return self.status == "ok"
 
 
-def bounds_for(lx: np.ndarray, y: np.ndarray, w: np.ndarray, *, hill_min: float,
-               hill_max: float) -> tuple[np.ndarray, np.ndarray]:
+def bounds_for(
+    lx: np.ndarray, y: np.ndarray, w: np.ndarray, *, hill_min: float, hill_max: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(lower, upper) parameter bounds per curve, each (n, 4): asymptotes within one response
     range beyond the observed responses, EC50 within EC50_MARGIN_DECADES of the tested range."""
     big = np.where(w > 0, y, np.nan)
@@ -58,15 +61,19 @@ def bounds_for(lx: np.ndarray, y: np.ndarray, w: np.ndarray, *, hill_min: float,
     span = np.maximum(ymax - ymin, 1e-12 + 1e-9 * np.abs(ymax))
     lxs = np.where(w > 0, lx, np.nan)
     xmin, xmax = np.nanmin(lxs, axis=1), np.nanmax(lxs, axis=1)
-    lo = np.stack([ymin - span, ymin - span, xmin - EC50_MARGIN_DECADES, np.full_like(ymin, hill_min)], axis=1)
-    hi = np.stack([ymax + span, ymax + span, xmax + EC50_MARGIN_DECADES, np.full_like(ymin, hill_max)], axis=1)
+    lo = np.stack(
+        [ymin - span, ymin - span, xmin - EC50_MARGIN_DECADES, np.full_like(ymin, hill_min)], axis=1
+    )
+    hi = np.stack(
+        [ymax + span, ymax + span, xmax + EC50_MARGIN_DECADES, np.full_like(ymin, hill_max)], axis=1
+    )
     return lo, hi
 
 
 def initial_guess(lx: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Start per curve: asymptotes from the responses at the lowest and highest dose, EC50 where
     the response crosses half-way (first crossing), Hill 1."""
-    n, m = lx.shape
+    n, _m = lx.shape
     big = np.where(w > 0, lx, np.inf)
     small = np.where(w > 0, lx, -np.inf)
     lo_x, hi_x = big.min(axis=1, keepdims=True), small.max(axis=1, keepdims=True)
@@ -86,18 +93,27 @@ def initial_guess(lx: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def _jacobian(lx: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    b, t, c, h = (p[:, i:i + 1] for i in range(4))
+    b, t, c, h = (p[:, i : i + 1] for i in range(4))
     u = 10.0 ** np.clip(h * (c - lx), -300, 300)
     d = 1.0 + u
     f = b + (t - b) / d
-    common = -(t - b) * u * LN10 / d ** 2
+    common = -(t - b) * u * LN10 / d**2
     jac = np.stack([1.0 - 1.0 / d, 1.0 / d, common * h, common * (c - lx)], axis=2)
     return f, jac
 
 
-def fit_4pl(lx: np.ndarray, y: np.ndarray, w: np.ndarray | None = None, *, hill_min: float = 0.1,
-            hill_max: float = 10.0, max_iter: int = 200, r2_min: float = 0.8,
-            p0: np.ndarray | None = None, tol: float = 1e-10) -> Fits:
+def fit_4pl(
+    lx: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray | None = None,
+    *,
+    hill_min: float = 0.1,
+    hill_max: float = 10.0,
+    max_iter: int = 200,
+    r2_min: float = 0.8,
+    p0: np.ndarray | None = None,
+    tol: float = 1e-10,
+) -> Fits:
     """Fit the 4PL to every row of ``lx``/``y`` (shape (n, m); ``w`` 1 for real points, 0 for
     padding).  Bounded Levenberg-Marquardt: steps are projected onto the bounds of
     :func:`bounds_for`, the damping adapts per curve, and a curve stops when its relative
@@ -105,14 +121,21 @@ def fit_4pl(lx: np.ndarray, y: np.ndarray, w: np.ndarray | None = None, *, hill_
     """
     lx = np.asarray(lx, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    w = np.isfinite(y).astype(np.float64) if w is None else np.asarray(w, dtype=np.float64) * np.isfinite(y)
+    w = (
+        np.isfinite(y).astype(np.float64)
+        if w is None
+        else np.asarray(w, dtype=np.float64) * np.isfinite(y)
+    )
     y = np.where(w > 0, y, 0.0)
     lx = np.where(w > 0, lx, 0.0)
     n = lx.shape[0]
     npts = w.sum(axis=1)
     enough = npts >= 5
-    lo, hi = bounds_for(np.where(w > 0, lx, np.nan), y, w, hill_min=hill_min, hill_max=hill_max) if n else (
-        np.zeros((0, 4)), np.zeros((0, 4)))
+    lo, hi = (
+        bounds_for(np.where(w > 0, lx, np.nan), y, w, hill_min=hill_min, hill_max=hill_max)
+        if n
+        else (np.zeros((0, 4)), np.zeros((0, 4)))
+    )
     p = np.clip(initial_guess(lx, y, w) if p0 is None else np.asarray(p0, dtype=np.float64), lo, hi)
     f, jac = _jacobian(lx, p)
     sse = (w * (y - f) ** 2).sum(1)
@@ -134,7 +157,9 @@ def fit_4pl(lx: np.ndarray, y: np.ndarray, w: np.ndarray | None = None, *, hill_
         try:
             step = np.linalg.solve(damp, g[:, :, None])[:, :, 0]
         except np.linalg.LinAlgError:
-            step = np.stack([np.linalg.lstsq(m_, g_, rcond=None)[0] for m_, g_ in zip(damp, g)])
+            step = np.stack(
+                [np.linalg.lstsq(m_, g_, rcond=None)[0] for m_, g_ in zip(damp, g, strict=False)]
+            )
         trial = np.clip(p[idx] + step, lo[idx], hi[idx])
         ft, jt = _jacobian(lx[idx], trial)
         sse_t = (wa * (y[idx] - ft) ** 2).sum(1)
@@ -184,19 +209,30 @@ def _finish(lx, y, w, p, sse, converged, iterations, lo, hi, enough, r2_min) -> 
     status[~converged] = "not_converged"
     status[~enough] = "too_few_points"
     p = np.where(enough[:, None], p, np.nan)
-    return Fits(bottom=p[:, 0], top=p[:, 1], log10_ec50=p[:, 2], hill=p[:, 3], r2=np.where(enough, r2, np.nan),
-                log10_ec50_ci_low=p[:, 2] - half, log10_ec50_ci_high=p[:, 2] + half,
-                converged=converged & enough, iterations=iterations, status=status.astype(str))
+    return Fits(
+        bottom=p[:, 0],
+        top=p[:, 1],
+        log10_ec50=p[:, 2],
+        hill=p[:, 3],
+        r2=np.where(enough, r2, np.nan),
+        log10_ec50_ci_low=p[:, 2] - half,
+        log10_ec50_ci_high=p[:, 2] + half,
+        converged=converged & enough,
+        iterations=iterations,
+        status=status.astype(str),
+    )
 
 
-def pad_curves(groups: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pad_curves(
+    groups: list[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stack ragged (log10 dose, response) curves into (n, m) arrays plus a 0/1 weight mask."""
     m = max((len(x) for x, _ in groups), default=0)
     lx = np.zeros((len(groups), m))
     y = np.zeros((len(groups), m))
     w = np.zeros((len(groups), m))
     for i, (x, v) in enumerate(groups):
-        lx[i, :len(x)] = x
-        y[i, :len(v)] = v
-        w[i, :len(v)] = 1.0
+        lx[i, : len(x)] = x
+        y[i, : len(v)] = v
+        w[i, : len(v)] = 1.0
     return lx, y, w

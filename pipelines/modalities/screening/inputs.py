@@ -13,9 +13,12 @@ from pipelines.modalities.screening.config import settings
 from pipelines.toolkit.inputs import EXPERIMENT_FILE, InputSet, RunFolder
 
 # files with these names are metadata, never plate readings, in grid mode
-_METADATA_NAMES = re.compile(r"^(experiment\.ya?ml|platemap\..*|plate_map\..*|description\.txt|"
-                             r"platelist\.txt|plateconf\.txt|screenlog\.txt|geneids.*|annotation.*|"
-                             r"readme.*|sources\.md)$", re.IGNORECASE)
+_METADATA_NAMES = re.compile(
+    r"^(experiment\.ya?ml|platemap\..*|plate_map\..*|description\.txt|"
+    r"platelist\.txt|plateconf\.txt|screenlog\.txt|geneids.*|annotation.*|"
+    r"readme.*|sources\.md)$",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,9 +26,9 @@ class Unit:
     """One raw file to read: a plate (or, for a long table, all of them)."""
 
     file: Path
-    plate: int | None = None       # None: from the file (long table) or its position (grid)
+    plate: int | None = None  # None: from the file (long table) or its position (grid)
     replicate: int = 1
-    channel: int | None = None     # None: the grid's position in the file (several grids = channels)
+    channel: int | None = None  # None: the grid's position in the file (several grids = channels)
 
 
 @dataclass(slots=True)
@@ -45,17 +48,24 @@ class Inputs:
     @property
     def files(self) -> list[Path]:
         """Every file the workflow reads: plate files and the metadata files around them."""
-        extra = (self.plate_list, self.plate_config, self.screen_log, self.description,
-                 self.annotation, self.plate_map)
+        extra = (
+            self.plate_list,
+            self.plate_config,
+            self.screen_log,
+            self.description,
+            self.annotation,
+            self.plate_map,
+        )
         return sorted({u.file for u in self.units} | {p for p in extra if p is not None})
 
     def batches(self) -> list[list[Unit]]:
         size = max(1, int(self.settings["batch_size"]))
-        return [self.units[i:i + size] for i in range(0, len(self.units), size)] or [[]]
+        return [self.units[i : i + size] for i in range(0, len(self.units), size)] or [[]]
 
 
-def _existing(run_dir: Path, name: str, *, where: str = "screening.input",
-              file: str = EXPERIMENT_FILE) -> Path | None:
+def _existing(
+    run_dir: Path, name: str, *, where: str = "screening.input", file: str = EXPERIMENT_FILE
+) -> Path | None:
     """``name`` in the run folder, matched case-insensitively (Windows users write PLATELIST.TXT).
 
     A name leading out of the run folder (``../x``, ``/etc/passwd``, a link out) raises
@@ -79,8 +89,11 @@ def candidate_files(run_dir: Path) -> list[Path]:
     Every extension the readers take counts (``.tab``, ``.Csv`` ...), the same list that
     ``list_inputs`` records in provenance; links leading out of the folder raise InputError.
     """
-    return [p for p in RunFolder(run_dir).find(("**/*",))
-            if p.suffix.lower() in readers.TABLE_EXTENSIONS]
+    return [
+        p
+        for p in RunFolder(run_dir).find(("**/*",))
+        if p.suffix.lower() in readers.TABLE_EXTENSIONS
+    ]
 
 
 def resolve(run_dir: str | Path, block: dict[str, Any] | None) -> Inputs:
@@ -90,25 +103,53 @@ def resolve(run_dir: str | Path, block: dict[str, Any] | None) -> Inputs:
     inp = cfg["input"]
     kind = inp["kind"]
     found = Inputs(kind=kind, units=[], settings=cfg)
-    found.plate_config = _existing(run_dir, inp["plate_config"], where="screening.input.plate_config")
+    found.plate_config = _existing(
+        run_dir, inp["plate_config"], where="screening.input.plate_config"
+    )
     found.screen_log = _existing(run_dir, inp["screen_log"], where="screening.input.screen_log")
     found.description = _existing(run_dir, inp["description"], where="screening.input.description")
     found.annotation = _existing(run_dir, inp["annotation"], where="screening.input.annotation")
     if inp["annotation"] and found.annotation is None:
-        raise InputError(Problem("annotation file not found", file=inp["annotation"], where="screening.input.annotation",
-                                 hint="name a file in the run folder, or leave it empty"))
+        raise InputError(
+            Problem(
+                "annotation file not found",
+                file=inp["annotation"],
+                where="screening.input.annotation",
+                hint="name a file in the run folder, or leave it empty",
+            )
+        )
     if found.annotation is None and found.description is not None:
         named = readers.read_description(found.description).get("Files", {}).get("annotation", "")
-        found.annotation = _existing(run_dir, named, where="Files: annotation",
-                                     file=readers.rel(found.description, run_dir)) if named else None
+        found.annotation = (
+            _existing(
+                run_dir,
+                named,
+                where="Files: annotation",
+                file=readers.rel(found.description, run_dir),
+            )
+            if named
+            else None
+        )
     if inp["plate_map"]:
         found.plate_map = _existing(run_dir, inp["plate_map"], where="screening.input.plate_map")
         if found.plate_map is None:
-            raise InputError(Problem("plate map not found", file=inp["plate_map"], where="screening.input.plate_map",
-                                     hint="name a file in the run folder, or leave it empty to find platemap.*"))
+            raise InputError(
+                Problem(
+                    "plate map not found",
+                    file=inp["plate_map"],
+                    where="screening.input.plate_map",
+                    hint="name a file in the run folder, or leave it empty to find platemap.*",
+                )
+            )
     else:
-        found.plate_map = next((p for p in candidate_files(run_dir)
-                                if re.match(r"^plate_?map\.", p.name, re.IGNORECASE)), None)
+        found.plate_map = next(
+            (
+                p
+                for p in candidate_files(run_dir)
+                if re.match(r"^plate_?map\.", p.name, re.IGNORECASE)
+            ),
+            None,
+        )
     plate_list = _existing(run_dir, inp["plate_list"], where="screening.input.plate_list")
     found.plate_list = plate_list
     if found.plate_map is None and kind != "cellhts2" and plate_list is None:
@@ -123,39 +164,67 @@ def resolve(run_dir: str | Path, block: dict[str, Any] | None) -> Inputs:
     found.kind = kind
     if kind == "cellhts2":
         if plate_list is None:
-            raise InputError(Problem("plate list not found", file=inp["plate_list"], where="screening.input.plate_list",
-                                     hint="a cellHTS2 screen needs a tab-separated plate list (Filename Plate Replicate)"))
+            raise InputError(
+                Problem(
+                    "plate list not found",
+                    file=inp["plate_list"],
+                    where="screening.input.plate_list",
+                    hint="a cellHTS2 screen needs a tab-separated plate list (Filename Plate Replicate)",
+                )
+            )
         table = readers.read_plate_list(plate_list, root=run_dir)
         folder, problems, files = RunFolder(run_dir), [], []
         for line, name in enumerate(table["file"], start=2):
             try:
-                files.append(folder.reference(name, where=f"line {line}", must_exist=False,
-                                              file=readers.rel(plate_list, run_dir)))
+                files.append(
+                    folder.reference(
+                        name,
+                        where=f"line {line}",
+                        must_exist=False,
+                        file=readers.rel(plate_list, run_dir),
+                    )
+                )
             except InputError as err:
                 problems += err.problems
         if problems:
             raise InputError(problems)
-        found.units = [Unit(f, int(r.plate), int(r.replicate), int(r.channel))
-                       for f, r in zip(files, table.itertuples(), strict=True)]
+        found.units = [
+            Unit(f, int(r.plate), int(r.replicate), int(r.channel))
+            for f, r in zip(files, table.itertuples(), strict=True)
+        ]
     elif kind == "long":
         if inp["table"]:
             path = _existing(run_dir, inp["table"], where="screening.input.table")
             if path is None:
-                raise InputError(Problem("readings table not found", file=inp["table"], where="screening.input.table"))
+                raise InputError(
+                    Problem(
+                        "readings table not found", file=inp["table"], where="screening.input.table"
+                    )
+                )
             tables = [path]
         else:
             tables = [p for p in _data_files(run_dir, found) if readers.is_long_table(p)]
         if not tables:
-            raise InputError(Problem("no table with plate, well and value columns", file=str(run_dir),
-                                     hint="set screening.input.table, or use input.kind grid for reader exports"))
+            raise InputError(
+                Problem(
+                    "no table with plate, well and value columns",
+                    file=str(run_dir),
+                    hint="set screening.input.table, or use input.kind grid for reader exports",
+                )
+            )
         found.units = [Unit(p) for p in tables]
     elif kind == "grid":
         files = _data_files(run_dir, found)
         found.units = [Unit(p, plate=i + 1) for i, p in enumerate(files)]
     if not found.units:
-        raise InputError(Problem("no plate files found", file=str(run_dir),
-                                 hint="add reader exports (CSV/TSV/TXT/XLSX), a cellHTS2 Platelist.txt, "
-                                      "or a plate/well/value table"))
+        raise InputError(
+            Problem(
+                "no plate files found",
+                file=str(run_dir),
+                hint="add reader exports (CSV/TSV/TXT/XLSX), a cellHTS2 Platelist.txt, "
+                "or a plate/well/value table",
+            )
+        )
     return found
 
 
@@ -176,17 +245,33 @@ def _plate_layout(run_dir: Path, found: Inputs) -> Path | None:
     layouts = [p for p in _data_files(run_dir, found) if readers.is_plate_layout(p)]
     if len(layouts) > 1:
         names = ", ".join(readers.rel(p, run_dir) for p in layouts[:5])
-        raise InputError(Problem(f"{len(layouts)} tables describe plate wells ({names})", file=str(run_dir),
-                                 where="screening.input.plate_map",
-                                 hint="name the plate map to use, e.g. 'screening: {input: {plate_map: "
-                                      f"{readers.rel(layouts[0], run_dir)}}}}}'"))
+        raise InputError(
+            Problem(
+                f"{len(layouts)} tables describe plate wells ({names})",
+                file=str(run_dir),
+                where="screening.input.plate_map",
+                hint="name the plate map to use, e.g. 'screening: {input: {plate_map: "
+                f"{readers.rel(layouts[0], run_dir)}}}}}'",
+            )
+        )
     return layouts[0] if layouts else None
 
 
 def _data_files(run_dir: Path, found: Inputs) -> list[Path]:
-    skip = {p for p in (found.plate_config, found.screen_log, found.description, found.annotation,
-                        found.plate_map) if p is not None}
-    return [p for p in candidate_files(run_dir) if p not in skip and not _METADATA_NAMES.match(p.name)]
+    skip = {
+        p
+        for p in (
+            found.plate_config,
+            found.screen_log,
+            found.description,
+            found.annotation,
+            found.plate_map,
+        )
+        if p is not None
+    }
+    return [
+        p for p in candidate_files(run_dir) if p not in skip and not _METADATA_NAMES.match(p.name)
+    ]
 
 
 def batch_count(run_dir: str | Path, block: dict[str, Any] | None) -> int:

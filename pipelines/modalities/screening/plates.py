@@ -26,18 +26,20 @@ class PlateFormat:
     cols: int
 
     @classmethod
-    def of(cls, wells: int) -> "PlateFormat":
+    def of(cls, wells: int) -> PlateFormat:
         rows, cols = FORMATS[int(wells)]
         return cls(int(wells), rows, cols)
 
     @classmethod
-    def from_shape(cls, rows: int, cols: int) -> "PlateFormat | None":
+    def from_shape(cls, rows: int, cols: int) -> PlateFormat | None:
         wells = _SHAPE_TO_WELLS.get((rows, cols))
         return cls(wells, rows, cols) if wells else None
 
     def well_names(self) -> np.ndarray:
         """Well ids in row-major order, zero-padded like cellHTS2 (A01 .. P24)."""
-        return np.array([f"{ROW_LETTERS[r]}{c + 1:02d}" for r in range(self.rows) for c in range(self.cols)])
+        return np.array(
+            [f"{ROW_LETTERS[r]}{c + 1:02d}" for r in range(self.rows) for c in range(self.cols)]
+        )
 
 
 def parse_well(text: str) -> tuple[int, int] | None:

@@ -77,8 +77,14 @@ def read_plate_list(path: Path, *, root: Path | None = None) -> pd.DataFrame:
     cols = {c.lower(): c for c in df.columns}
     missing = [c for c in ("filename", "plate", "replicate") if c not in cols]
     if missing:
-        raise InputError(Problem(f"missing column(s) {', '.join(missing)}", file=name, where="header",
-                                 hint="a cellHTS2 plate list has the tab-separated header Filename Plate Replicate [Channel]"))
+        raise InputError(
+            Problem(
+                f"missing column(s) {', '.join(missing)}",
+                file=name,
+                where="header",
+                hint="a cellHTS2 plate list has the tab-separated header Filename Plate Replicate [Channel]",
+            )
+        )
     out = pd.DataFrame({"file": df[cols["filename"]].astype(str).str.strip()})
     problems: list[Problem] = []
     for key in ("plate", "replicate", "channel"):
@@ -88,14 +94,25 @@ def read_plate_list(path: Path, *, root: Path | None = None) -> pd.DataFrame:
         num = pd.to_numeric(df[cols[key]], errors="coerce")
         bad = num.isna() | (num < 1) | (num != num.round())
         for i in np.flatnonzero(bad.to_numpy())[:MAX_PROBLEMS]:
-            problems.append(Problem(f"{cols[key]} {df[cols[key]].iloc[i]!r} is not a positive integer",
-                                    file=name, where=f"line {i + 2}"))
+            problems.append(
+                Problem(
+                    f"{cols[key]} {df[cols[key]].iloc[i]!r} is not a positive integer",
+                    file=name,
+                    where=f"line {i + 2}",
+                )
+            )
         out[key] = num.fillna(0).astype(np.int64)
     dup = out.duplicated(["plate", "replicate", "channel"], keep=False)
     for i in np.flatnonzero(dup.to_numpy())[:MAX_PROBLEMS]:
         r = out.iloc[i]
-        problems.append(Problem(f"plate {r.plate}, replicate {r.replicate}, channel {r.channel} is listed more than once",
-                                file=name, where=f"line {i + 2}", hint="each plate/replicate/channel needs exactly one file"))
+        problems.append(
+            Problem(
+                f"plate {r.plate}, replicate {r.replicate}, channel {r.channel} is listed more than once",
+                file=name,
+                where=f"line {i + 2}",
+                hint="each plate/replicate/channel needs exactly one file",
+            )
+        )
     if problems:
         raise InputError(problems)
     return out
@@ -107,7 +124,9 @@ class PlateConfig:
 
     wells: int | None = None
     plates: int | None = None
-    rules: list[tuple[str, str, str]] = field(default_factory=list)  # (plate pattern, well pattern, content)
+    rules: list[tuple[str, str, str]] = field(
+        default_factory=list
+    )  # (plate pattern, well pattern, content)
 
     def contents(self, plates: np.ndarray, fmt: PlateFormat) -> np.ndarray:
         """Content of every well, shape (len(plates), rows, cols); later rules override earlier ones."""
@@ -145,34 +164,61 @@ def read_plate_config(path: Path, *, root: Path | None = None) -> PlateConfig:
             try:
                 setattr(conf, key.strip().lower(), int(value.strip()))
             except ValueError:
-                problems.append(Problem(f"{key.strip()}: {value.strip()!r} is not an integer", file=name,
-                                        where=f"line {i + 1}"))
+                problems.append(
+                    Problem(
+                        f"{key.strip()}: {value.strip()!r} is not an integer",
+                        file=name,
+                        where=f"line {i + 1}",
+                    )
+                )
             continue
         cells = [c.strip() for c in line.split("\t")]
         if [c.lower() for c in cells[:3]] == ["plate", "well", "content"]:
             header_at = i
             break
     if header_at is None:
-        problems.append(Problem("no 'Plate Well Content' table", file=name,
-                                hint="after the Wells: and Plates: lines, a tab-separated table with header Plate, Well, Content"))
+        problems.append(
+            Problem(
+                "no 'Plate Well Content' table",
+                file=name,
+                hint="after the Wells: and Plates: lines, a tab-separated table with header Plate, Well, Content",
+            )
+        )
         raise InputError(problems)
     if conf.wells is not None and conf.wells not in (96, 384, 1536):
-        problems.append(Problem(f"Wells: {conf.wells} is not a plate format", file=name, where="Wells",
-                                hint="96, 384 or 1536"))
-    for i, line in enumerate(lines[header_at + 1:], start=header_at + 2):
+        problems.append(
+            Problem(
+                f"Wells: {conf.wells} is not a plate format",
+                file=name,
+                where="Wells",
+                hint="96, 384 or 1536",
+            )
+        )
+    for i, line in enumerate(lines[header_at + 1 :], start=header_at + 2):
         if not line.strip():
             continue
         cells = [c.strip() for c in line.split("\t")]
         if len(cells) < 3 or not cells[2]:
-            problems.append(Problem("expected Plate, Well and Content separated by tabs", file=name, where=f"line {i}"))
+            problems.append(
+                Problem(
+                    "expected Plate, Well and Content separated by tabs",
+                    file=name,
+                    where=f"line {i}",
+                )
+            )
             continue
         for pat in cells[:2]:
             if pat != "*":
                 try:
                     re.compile(pat)
                 except re.error as err:
-                    problems.append(Problem(f"pattern {pat!r} is not a valid regular expression ({err})",
-                                            file=name, where=f"line {i}"))
+                    problems.append(
+                        Problem(
+                            f"pattern {pat!r} is not a valid regular expression ({err})",
+                            file=name,
+                            where=f"line {i}",
+                        )
+                    )
         conf.rules.append((cells[0], cells[1], cells[2]))
     if problems:
         raise InputError(problems)
@@ -189,21 +235,35 @@ def read_screen_log(path: Path, *, root: Path | None = None) -> pd.DataFrame:
     cols = {c.lower(): c for c in df.columns}
     missing = [c for c in ("plate", "sample", "well", "flag") if c not in cols]
     if missing:
-        raise InputError(Problem(f"missing column(s) {', '.join(missing)}", file=name, where="header",
-                                 hint="a cellHTS2 screen log has the header Plate Sample Well Flag [Channel] [Comment]"))
+        raise InputError(
+            Problem(
+                f"missing column(s) {', '.join(missing)}",
+                file=name,
+                where="header",
+                hint="a cellHTS2 screen log has the header Plate Sample Well Flag [Channel] [Comment]",
+            )
+        )
     flags = df[cols["flag"]].astype(str).str.strip().str.upper()
     keep = flags.isin(["NA", "NAN", ""])
-    out = pd.DataFrame({
-        "plate": pd.to_numeric(df[cols["plate"]], errors="coerce"),
-        "replicate": pd.to_numeric(df[cols["sample"]], errors="coerce"),
-        "channel": pd.to_numeric(df[cols["channel"]], errors="coerce") if "channel" in cols else 0,
-        "well": df[cols["well"]].astype(str).str.strip(),
-        "comment": df[cols["comment"]].astype(str) if "comment" in cols else "",
-    })[keep.to_numpy()]
+    out = pd.DataFrame(
+        {
+            "plate": pd.to_numeric(df[cols["plate"]], errors="coerce"),
+            "replicate": pd.to_numeric(df[cols["sample"]], errors="coerce"),
+            "channel": pd.to_numeric(df[cols["channel"]], errors="coerce")
+            if "channel" in cols
+            else 0,
+            "well": df[cols["well"]].astype(str).str.strip(),
+            "comment": df[cols["comment"]].astype(str) if "comment" in cols else "",
+        }
+    )[keep.to_numpy()]
     bad = out[["plate", "replicate"]].isna().any(axis=1).to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise InputError(Problem("Plate and Sample must be integers", file=name, where=f"line {out.index[i] + 2}"))
+        raise InputError(
+            Problem(
+                "Plate and Sample must be integers", file=name, where=f"line {out.index[i] + 2}"
+            )
+        )
     out[["plate", "replicate", "channel"]] = out[["plate", "replicate", "channel"]].astype(np.int64)
     return out.reset_index(drop=True)
 
@@ -215,8 +275,13 @@ def read_description(path: Path) -> dict[str, dict[str, str]]:
     try:
         parser.read_string(read_text(path))
     except configparser.Error as err:
-        raise InputError(Problem(f"not an INI-like description: {err}", file=path.name,
-                                 hint="sections like [Screen description] with 'Key: value' lines")) from None
+        raise InputError(
+            Problem(
+                f"not an INI-like description: {err}",
+                file=path.name,
+                hint="sections like [Screen description] with 'Key: value' lines",
+            )
+        ) from None
     return {s: {k: v.strip() for k, v in parser.items(s)} for s in parser.sections()}
 
 
@@ -226,8 +291,14 @@ def read_annotation(path: Path, *, root: Path | None = None) -> pd.DataFrame:
     df = _read_tsv(path, name)
     cols = {c.lower(): c for c in df.columns}
     if "plate" not in cols or "well" not in cols:
-        raise InputError(Problem("missing column Plate or Well", file=name, where="header",
-                                 hint="an annotation file is tab-separated with Plate, Well and identifier columns"))
+        raise InputError(
+            Problem(
+                "missing column Plate or Well",
+                file=name,
+                where="header",
+                hint="an annotation file is tab-separated with Plate, Well and identifier columns",
+            )
+        )
     out = df.rename(columns={cols["plate"]: "plate", cols["well"]: "well"})
     out["plate"] = pd.to_numeric(out["plate"], errors="coerce")
     out = out.replace({"NA": None, "": None})
@@ -239,7 +310,11 @@ def _read_tsv(path: Path, name: str, **_: object) -> pd.DataFrame:
     cellHTS2's own KcViab annotation ends 800 lines with a stray tab."""
     lines = [ln for ln in read_text(path).split("\n") if ln.strip()]
     if not lines:
-        raise InputError(Problem("the file is empty", file=name, hint="expected a tab-separated table with a header"))
+        raise InputError(
+            Problem(
+                "the file is empty", file=name, hint="expected a tab-separated table with a header"
+            )
+        )
     header = [c.strip() for c in lines[0].split("\t")]
     while header and not header[-1]:
         header.pop()
@@ -249,8 +324,14 @@ def _read_tsv(path: Path, name: str, **_: object) -> pd.DataFrame:
         while len(cells) > len(header) and not cells[-1]:
             cells.pop()
         if len(cells) > len(header):
-            raise InputError(Problem(f"{len(cells)} columns, the header has {len(header)}", file=name,
-                                     where=f"line {i}", hint="columns are separated by single tabs"))
+            raise InputError(
+                Problem(
+                    f"{len(cells)} columns, the header has {len(header)}",
+                    file=name,
+                    where=f"line {i}",
+                    hint="columns are separated by single tabs",
+                )
+            )
         rows.append(cells + [""] * (len(header) - len(cells)))
     return pd.DataFrame(rows, columns=header, dtype=object)
 
@@ -274,19 +355,29 @@ def read_plate_file(path: Path, *, plate: int, root: Path | None = None) -> Plat
     """
     name = rel(path, root)
     if not path.is_file():
-        raise InputError(Problem("file not found", file=name, where=f"plate {plate}",
-                                 hint="check the file name in the plate list (names are case-sensitive)"))
+        raise InputError(
+            Problem(
+                "file not found",
+                file=name,
+                where=f"plate {plate}",
+                hint="check the file name in the plate list (names are case-sensitive)",
+            )
+        )
     if path.suffix.lower() == ".xlsx":
         rows = _xlsx_rows(path, name)
         try:
             return _grids_from_rows(rows, name=name, plate=plate, facts={})
         except _NoGrid:
             header = next((r for r in rows if any(c for c in r)), [])
-            raise InputError(Problem(
-                "no plate grid and no plate, well and value columns found", file=name,
-                where=f"plate {plate}, first row: {_short_cells(header)}",
-                hint="a grid has a header row 1..12 (or 1..24, 1..48) and rows A.. of readings; a long "
-                     f"table has one row per well with columns {_LONG_COLUMNS_HINT}")) from None
+            raise InputError(
+                Problem(
+                    "no plate grid and no plate, well and value columns found",
+                    file=name,
+                    where=f"plate {plate}, first row: {_short_cells(header)}",
+                    hint="a grid has a header row 1..12 (or 1..24, 1..48) and rows A.. of readings; a long "
+                    f"table has one row per well with columns {_LONG_COLUMNS_HINT}",
+                )
+            ) from None
     text = read_text(path)
     lines = [ln for ln in text.split("\n") if ln.strip()]
     long = _long_three_columns(lines, name=name, plate=plate)
@@ -300,11 +391,16 @@ def read_plate_file(path: Path, *, plate: int, root: Path | None = None) -> Plat
             return _grids_from_rows(rows, name=name, plate=plate, facts=facts)
         except _NoGrid:
             continue
-    raise InputError(Problem(
-        "no plate grid and no 'plate-id, well, value' lines found", file=name, where=f"plate {plate}",
-        hint="a grid has a header row 1..12 (or 1..24, 1..48) and rows A.. of readings; "
-             "a cellHTS2 raw file has 3 tab-separated columns; a long table has one row per well with "
-             f"columns {_LONG_COLUMNS_HINT}"))
+    raise InputError(
+        Problem(
+            "no plate grid and no 'plate-id, well, value' lines found",
+            file=name,
+            where=f"plate {plate}",
+            hint="a grid has a header row 1..12 (or 1..24, 1..48) and rows A.. of readings; "
+            "a cellHTS2 raw file has 3 tab-separated columns; a long table has one row per well with "
+            f"columns {_LONG_COLUMNS_HINT}",
+        )
+    )
 
 
 def _short_cells(cells: list[str], n: int = 6) -> str:
@@ -323,7 +419,12 @@ def _xlsx_rows(path: Path, name: str) -> list[list[str]]:
     rows: list[list[str]] = []
     for ws in wb.worksheets:
         for row in ws.iter_rows(values_only=True):
-            rows.append(["" if v is None else (repr(v) if isinstance(v, float) else str(v)).strip() for v in row])
+            rows.append(
+                [
+                    "" if v is None else (repr(v) if isinstance(v, float) else str(v)).strip()
+                    for v in row
+                ]
+            )
         rows.append([])  # a sheet boundary ends a grid
     wb.close()
     return rows
@@ -350,15 +451,25 @@ def _long_three_columns(lines: list[str], *, name: str, plate: int) -> pd.DataFr
     for line_no, line in enumerate(lines[skip:], start=skip + 1):
         cells = line.split("\t")
         if len(cells) != 3:
-            problems.append(Problem(f"expected 3 tab-separated columns, got {len(cells)}", file=name,
-                                    where=f"plate {plate}, line {line_no}"))
+            problems.append(
+                Problem(
+                    f"expected 3 tab-separated columns, got {len(cells)}",
+                    file=name,
+                    where=f"plate {plate}, line {line_no}",
+                )
+            )
             continue
         well = cells[1].strip()
         value = to_float(cells[2])
         if value is None:
-            problems.append(Problem(f"reading {cells[2].strip()!r} is not a number", file=name,
-                                    where=f"plate {plate}, well {well} (line {line_no})",
-                                    hint="write a number, or leave it empty / NA for a missing reading"))
+            problems.append(
+                Problem(
+                    f"reading {cells[2].strip()!r} is not a number",
+                    file=name,
+                    where=f"plate {plate}, well {well} (line {line_no})",
+                    hint="write a number, or leave it empty / NA for a missing reading",
+                )
+            )
         wells.append(well)
         values.append(math.nan if value is None else value)
         if len(problems) >= MAX_PROBLEMS:
@@ -373,9 +484,20 @@ def _header_facts(lines: list[str]) -> dict[str, str]:
     facts: dict[str, str] = {}
     for ln in lines[:40]:
         cells = [c.strip() for c in ln.split(",")]
-        for k, v in zip(cells[::2], cells[1::2]):
-            if k.endswith(":") and v and k[:-1].lower() in ("plate size", "software", "detection mode",
-                                                             "plate type", "assay", "instrument serial"):
+        for k, v in zip(cells[::2], cells[1::2], strict=False):
+            if (
+                k.endswith(":")
+                and v
+                and k[:-1].lower()
+                in (
+                    "plate size",
+                    "software",
+                    "detection mode",
+                    "plate type",
+                    "assay",
+                    "instrument serial",
+                )
+            ):
                 facts[k[:-1].lower().replace(" ", "_")] = v
     return facts
 
@@ -387,7 +509,9 @@ class _NoGrid(Exception):
 _FORMAT_COLS = {12: 8, 24: 16, 48: 32}
 
 
-def _grids_from_rows(rows: list[list[str]], *, name: str, plate: int, facts: dict[str, str]) -> PlateReading:
+def _grids_from_rows(
+    rows: list[list[str]], *, name: str, plate: int, facts: dict[str, str]
+) -> PlateReading:
     """Find every plate grid in a table of cells: a header row whose cells are 1..N (N = 12, 24,
     48) followed by N-format rows labelled A, B, ...; each further grid is one more channel."""
     grids: list[np.ndarray] = []
@@ -400,11 +524,13 @@ def _grids_from_rows(rows: list[list[str]], *, name: str, plate: int, facts: dic
             i += 1
             continue
         nrows = _FORMAT_COLS[ncols]
-        body = rows[i + 1:i + 1 + nrows]
-        labels = [r[start - 1].strip().upper() if len(r) >= start and start > 0 else "" for r in body]
+        body = rows[i + 1 : i + 1 + nrows]
+        labels = [
+            r[start - 1].strip().upper() if len(r) >= start and start > 0 else "" for r in body
+        ]
         expect = ROW_LETTERS[:nrows]
         got_rows = 0
-        for lab, exp in zip(labels, expect):
+        for lab, exp in zip(labels, expect, strict=False):
             if lab != exp:
                 break
             got_rows += 1
@@ -414,17 +540,27 @@ def _grids_from_rows(rows: list[list[str]], *, name: str, plate: int, facts: dic
         channel = len(grids) + 1
         if got_rows != nrows:
             wells = got_rows * ncols
-            problems.append(Problem(
-                f"grid has {got_rows} x {ncols} = {wells} wells; a {ncols}-column plate has {nrows} rows "
-                f"({nrows * ncols} wells)", file=name, where=f"plate {plate}, channel {channel}, row {ROW_LETTERS[got_rows] if got_rows < len(ROW_LETTERS) else got_rows + 1}",
-                hint="the export is truncated or not a 96/384/1536-well plate"))
+            problems.append(
+                Problem(
+                    f"grid has {got_rows} x {ncols} = {wells} wells; a {ncols}-column plate has {nrows} rows "
+                    f"({nrows * ncols} wells)",
+                    file=name,
+                    where=f"plate {plate}, channel {channel}, row {ROW_LETTERS[got_rows] if got_rows < len(ROW_LETTERS) else got_rows + 1}",
+                    hint="the export is truncated or not a 96/384/1536-well plate",
+                )
+            )
             break
         grid = np.full((nrows, ncols), np.nan)
         for r, row in enumerate(body):
-            vals = row[start:start + ncols]
+            vals = row[start : start + ncols]
             if len(vals) < ncols:
-                problems.append(Problem(f"row {ROW_LETTERS[r]} has {len(vals)} readings, expected {ncols}",
-                                        file=name, where=f"plate {plate}, row {ROW_LETTERS[r]}"))
+                problems.append(
+                    Problem(
+                        f"row {ROW_LETTERS[r]} has {len(vals)} readings, expected {ncols}",
+                        file=name,
+                        where=f"plate {plate}, row {ROW_LETTERS[r]}",
+                    )
+                )
                 continue
             try:  # fast path: a row of plain numbers, parsed by numpy in one call
                 grid[r] = np.array(vals, dtype=np.float64)
@@ -434,25 +570,46 @@ def _grids_from_rows(rows: list[list[str]], *, name: str, plate: int, facts: dic
             for c, cell in enumerate(vals):
                 v = to_float(cell)
                 if v is None:
-                    problems.append(Problem(f"reading {cell!r} is not a number", file=name,
-                                            where=f"plate {plate}, well {ROW_LETTERS[r]}{c + 1:02d}",
-                                            hint="write a number, or leave it empty / NA for a missing reading"))
+                    problems.append(
+                        Problem(
+                            f"reading {cell!r} is not a number",
+                            file=name,
+                            where=f"plate {plate}, well {ROW_LETTERS[r]}{c + 1:02d}",
+                            hint="write a number, or leave it empty / NA for a missing reading",
+                        )
+                    )
                 else:
                     grid[r, c] = v
-            extra = [x for x in row[start + ncols:] if x.strip()]
+            extra = [x for x in row[start + ncols :] if x.strip()]
             if extra and all(to_float(x) is not None for x in extra):
-                problems.append(Problem(f"row {ROW_LETTERS[r]} has {ncols + len(extra)} readings, the header {ncols} columns",
-                                        file=name, where=f"plate {plate}, row {ROW_LETTERS[r]}",
-                                        hint="wells outside the plate: check the plate format"))
+                problems.append(
+                    Problem(
+                        f"row {ROW_LETTERS[r]} has {ncols + len(extra)} readings, the header {ncols} columns",
+                        file=name,
+                        where=f"plate {plate}, row {ROW_LETTERS[r]}",
+                        hint="wells outside the plate: check the plate format",
+                    )
+                )
         if len(problems) >= MAX_PROBLEMS:
             break
         # rows below the grid labelled with the next letter mean a taller plate than the header says
         after = rows[i + 1 + nrows] if i + 1 + nrows < len(rows) else []
-        if len(after) >= start and start > 0 and after[start - 1].strip().upper() == ROW_LETTERS[nrows] \
-                and any(to_float(x) is not None and not math.isnan(to_float(x) or 0) for x in after[start:]):
-            problems.append(Problem(f"row {ROW_LETTERS[nrows]} is outside a {nrows} x {ncols} plate", file=name,
-                                    where=f"plate {plate}, row {ROW_LETTERS[nrows]}",
-                                    hint="wells outside the plate: check the plate format"))
+        if (
+            len(after) >= start
+            and start > 0
+            and after[start - 1].strip().upper() == ROW_LETTERS[nrows]
+            and any(
+                to_float(x) is not None and not math.isnan(to_float(x) or 0) for x in after[start:]
+            )
+        ):
+            problems.append(
+                Problem(
+                    f"row {ROW_LETTERS[nrows]} is outside a {nrows} x {ncols} plate",
+                    file=name,
+                    where=f"plate {plate}, row {ROW_LETTERS[nrows]}",
+                    hint="wells outside the plate: check the plate format",
+                )
+            )
         grids.append(grid)
         i += 1 + nrows
     if problems:
@@ -465,7 +622,7 @@ def _grids_from_rows(rows: list[list[str]], *, name: str, plate: int, facts: dic
 def _grid_header(cells: list[str]) -> tuple[int, int]:
     """(index of the '1' cell, number of columns) if ``cells`` is a grid header 1..N, else (0, 0)."""
     stripped = [c.strip() for c in cells]
-    for start, c in enumerate(stripped):
+    for start, c in enumerate(stripped):  # noqa: B007 (start is the result, read after the loop)
         if c == "1":
             break
     else:
@@ -481,7 +638,7 @@ def _grid_header(cells: list[str]) -> tuple[int, int]:
         else:
             n = -1
             break
-    if n in _FORMAT_COLS and not any(x for x in stripped[start + n:]):
+    if n in _FORMAT_COLS and not any(x for x in stripped[start + n :]):
         return start, n
     return 0, 0
 
@@ -491,11 +648,39 @@ def _grid_header(cells: list[str]) -> tuple[int, int]:
 # 'Plate ID', 'plate-id' and 'PLATE_ID' are one name; readers and LIMS exports name the reading
 # after its unit (RFU, RLU, OD) as often as 'Value'
 _ALIASES = {
-    "plate": ("plate", "plate_id", "plateid", "barcode", "plate_barcode", "plate_name", "plate_number",
-              "plate_no", "assay_plate", "assay_plate_barcode", "plate_label"),
+    "plate": (
+        "plate",
+        "plate_id",
+        "plateid",
+        "barcode",
+        "plate_barcode",
+        "plate_name",
+        "plate_number",
+        "plate_no",
+        "assay_plate",
+        "assay_plate_barcode",
+        "plate_label",
+    ),
     "well": ("well", "well_id", "wellid", "position", "well_position", "well_name", "wells"),
-    "value": ("value", "signal", "readout", "intensity", "raw", "measurement", "rlu", "rfu", "od", "abs",
-              "absorbance", "fluorescence", "luminescence", "reading", "result", "raw_value", "raw_data"),
+    "value": (
+        "value",
+        "signal",
+        "readout",
+        "intensity",
+        "raw",
+        "measurement",
+        "rlu",
+        "rfu",
+        "od",
+        "abs",
+        "absorbance",
+        "fluorescence",
+        "luminescence",
+        "reading",
+        "result",
+        "raw_value",
+        "raw_data",
+    ),
     "replicate": ("replicate", "rep", "replicate_id"),
     "channel": ("channel", "ch"),
     "sample_id": ("sample_id", "sample", "id", "reagent", "reagent_id"),
@@ -503,7 +688,9 @@ _ALIASES = {
     "concentration": ("concentration", "conc", "dose"),
     "content": ("content", "control", "control_type", "type", "role", "well_type", "well_content"),
 }
-_LONG_COLUMNS_HINT = "plate (or plate id, barcode), well (A1 or A01) and value (or signal, RFU, RLU, OD)"
+_LONG_COLUMNS_HINT = (
+    "plate (or plate id, barcode), well (A1 or A01) and value (or signal, RFU, RLU, OD)"
+)
 
 
 def column_key(name: object) -> str:
@@ -548,11 +735,13 @@ def _table_columns(name: str, _mtime_ns: int, _size: int) -> tuple[str, ...]:
         else:
             with open(path, "rb") as fh:
                 first = fh.readline(65536)
-            text = first.decode("utf-8-sig", errors="replace") if not first.startswith(b"\xff") else ""
+            text = (
+                first.decode("utf-8-sig", errors="replace") if not first.startswith(b"\xff") else ""
+            )
             text = text.strip("\r\n")
             sep = max(("\t", ",", ";"), key=text.count)
             names = text.split(sep)
-    except Exception:  # noqa: BLE001 - any unreadable file is simply not a table here
+    except Exception:
         return ()
     return tuple(column_key(c) for c in names)
 
@@ -602,7 +791,9 @@ def is_plate_layout(path: Path) -> bool:
     """Cheap test (the header only): a plate map / plate definition, i.e. a well column and what
     is in the wells (content, sample, compound or concentration) but no readings?"""
     df = pd.DataFrame(columns=table_columns(path))
-    found = canonical_columns(df, ("well", "value", "sample_id", "compound", "concentration", "content"))
+    found = canonical_columns(
+        df, ("well", "value", "sample_id", "compound", "concentration", "content")
+    )
     return "well" in found and "value" not in found and len(found) > 1
 
 
@@ -613,26 +804,46 @@ def read_long_table(path: Path, *, root: Path | None = None) -> pd.DataFrame:
     cols = canonical_columns(df, ("plate", "well", "value", "replicate", "channel"))
     missing = [k for k in ("plate", "well", "value") if k not in cols]
     if missing:
-        raise InputError(Problem(f"missing column(s) {', '.join(missing)}", file=name, where="header",
-                                 hint="a long table has columns plate, well, value (optional replicate, channel)"))
-    out = pd.DataFrame({
-        "plate_id": _plate_ids(df[cols["plate"]]),
-        "well": df[cols["well"]].astype(str).str.strip(),
-    })
+        raise InputError(
+            Problem(
+                f"missing column(s) {', '.join(missing)}",
+                file=name,
+                where="header",
+                hint="a long table has columns plate, well, value (optional replicate, channel)",
+            )
+        )
+    out = pd.DataFrame(
+        {
+            "plate_id": _plate_ids(df[cols["plate"]]),
+            "well": df[cols["well"]].astype(str).str.strip(),
+        }
+    )
     raw = df[cols["value"]].astype(str)
-    values = pd.to_numeric(raw.str.strip().replace({m: "nan" for m in ("", "NA", "na", "NaN", "-")}), errors="coerce")
+    values = pd.to_numeric(
+        raw.str.strip().replace({m: "nan" for m in ("", "NA", "na", "NaN", "-")}), errors="coerce"
+    )
     bad = values.isna().to_numpy() & ~raw.str.strip().str.lower().isin(_MISSING).to_numpy()
-    problems = [Problem(f"reading {raw.iloc[i]!r} is not a number", file=name,
-                        where=f"plate {out.plate_id.iloc[i]}, well {out.well.iloc[i]} (line {i + 2})",
-                        hint="write a number, or leave it empty / NA for a missing reading")
-                for i in np.flatnonzero(bad)[:MAX_PROBLEMS]]
+    problems = [
+        Problem(
+            f"reading {raw.iloc[i]!r} is not a number",
+            file=name,
+            where=f"plate {out.plate_id.iloc[i]}, well {out.well.iloc[i]} (line {i + 2})",
+            hint="write a number, or leave it empty / NA for a missing reading",
+        )
+        for i in np.flatnonzero(bad)[:MAX_PROBLEMS]
+    ]
     out["value"] = values.to_numpy(dtype=np.float64)
     for key in ("replicate", "channel"):
         if key in cols:
             num = pd.to_numeric(df[cols[key]], errors="coerce")
             for i in np.flatnonzero(num.isna().to_numpy())[:MAX_PROBLEMS]:
-                problems.append(Problem(f"{key} {df[cols[key]].iloc[i]!r} is not an integer", file=name,
-                                        where=f"line {i + 2}"))
+                problems.append(
+                    Problem(
+                        f"{key} {df[cols[key]].iloc[i]!r} is not an integer",
+                        file=name,
+                        where=f"line {i + 2}",
+                    )
+                )
             out[key] = num.fillna(0).astype(np.int64).to_numpy()
         else:
             out[key] = 1
@@ -650,10 +861,18 @@ def read_plate_map(path: Path, *, root: Path | None = None) -> pd.DataFrame:
     """Plate map: well, plate_id (None = every plate), sample_id, compound, concentration, content."""
     name = rel(path, root)
     df = read_table(path, root=root)
-    cols = canonical_columns(df, ("well", "plate", "sample_id", "compound", "concentration", "content"))
+    cols = canonical_columns(
+        df, ("well", "plate", "sample_id", "compound", "concentration", "content")
+    )
     if "well" not in cols:
-        raise InputError(Problem("missing column well", file=name, where="header",
-                                 hint="a plate map has columns well and any of plate, sample_id, compound, concentration, content"))
+        raise InputError(
+            Problem(
+                "missing column well",
+                file=name,
+                where="header",
+                hint="a plate map has columns well and any of plate, sample_id, compound, concentration, content",
+            )
+        )
     out = pd.DataFrame({"well": df[cols["well"]].astype(str).str.strip()})
     out["plate_id"] = _plate_ids(df[cols["plate"]]) if "plate" in cols else None
     for key in ("sample_id", "compound", "content"):
@@ -668,19 +887,35 @@ def read_plate_map(path: Path, *, root: Path | None = None) -> pd.DataFrame:
         conc = pd.to_numeric(raw.where(~raw.str.lower().isin(_MISSING), "nan"), errors="coerce")
         bad = conc.isna().to_numpy() & ~raw.str.lower().isin(_MISSING).to_numpy()
         for i in np.flatnonzero(bad)[:MAX_PROBLEMS]:
-            problems.append(Problem(f"concentration {raw.iloc[i]!r} is not a number", file=name,
-                                    where=f"well {out.well.iloc[i]} (line {i + 2})"))
+            problems.append(
+                Problem(
+                    f"concentration {raw.iloc[i]!r} is not a number",
+                    file=name,
+                    where=f"well {out.well.iloc[i]} (line {i + 2})",
+                )
+            )
         neg = (conc < 0).to_numpy()
         for i in np.flatnonzero(neg)[:MAX_PROBLEMS]:
-            problems.append(Problem(f"concentration {raw.iloc[i]} is negative", file=name,
-                                    where=f"well {out.well.iloc[i]} (line {i + 2})"))
+            problems.append(
+                Problem(
+                    f"concentration {raw.iloc[i]} is negative",
+                    file=name,
+                    where=f"well {out.well.iloc[i]} (line {i + 2})",
+                )
+            )
         out["concentration"] = conc.to_numpy(dtype=np.float64)
     else:
         out["concentration"] = np.nan
     r, _ = parse_wells(out["well"].to_numpy())
     for i in np.flatnonzero(r < 0)[:MAX_PROBLEMS]:
-        problems.append(Problem(f"{out.well.iloc[i]!r} is not a well id", file=name, where=f"line {i + 2}",
-                                hint="write wells like A01 or A1"))
+        problems.append(
+            Problem(
+                f"{out.well.iloc[i]!r} is not a well id",
+                file=name,
+                where=f"line {i + 2}",
+                hint="write wells like A01 or A1",
+            )
+        )
     if problems:
         raise InputError(problems)
     return out

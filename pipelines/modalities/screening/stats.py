@@ -50,7 +50,7 @@ def plate_mean_sd(x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarr
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(n > 0, total / np.maximum(n, 1), np.nan)
         dev = np.where(valid, flat - mean[:, None], 0.0)
-        sd = np.where(n > 1, np.sqrt((dev ** 2).sum(axis=1) / np.maximum(n - 1, 1)), np.nan)
+        sd = np.where(n > 1, np.sqrt((dev**2).sum(axis=1) / np.maximum(n - 1, 1)), np.nan)
     return mean, sd, n
 
 
@@ -59,8 +59,14 @@ def _masked(x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- normalisation
-def normalise(values: np.ndarray, *, method: str, sample: np.ndarray, negative: np.ndarray,
-              positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def normalise(
+    values: np.ndarray,
+    *,
+    method: str,
+    sample: np.ndarray,
+    negative: np.ndarray,
+    positive: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-plate normalisation (cellHTS2 normalizePlates, multiplicative scale).
 
     Returns (normalised, defined) where ``defined[p]`` is False when the plate lacks what the
@@ -104,8 +110,9 @@ def robust_z(values: np.ndarray, *, sample: np.ndarray) -> np.ndarray:
     return out
 
 
-def median_polish(values: np.ndarray, *, mask: np.ndarray, max_iter: int = 10,
-                  eps: float = 0.01) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def median_polish(
+    values: np.ndarray, *, mask: np.ndarray, max_iter: int = 10, eps: float = 0.01
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Tukey's two-way median polish of every plate over the wells in ``mask`` (R ``medpolish``
     with na.rm=TRUE: same update order, stopping rule and defaults), vectorised over plates.
 
@@ -156,8 +163,13 @@ def b_score(values: np.ndarray, *, sample: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- QC
-def plate_qc(values: np.ndarray, *, negative: np.ndarray, positive: np.ndarray,
-             inhibitor: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def plate_qc(
+    values: np.ndarray,
+    *,
+    negative: np.ndarray,
+    positive: np.ndarray,
+    inhibitor: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """Per-plate control statistics and quality figures, each an array of shape (plates,).
 
     z_prime = 1 - 3 (sd_pos + sd_neg) / |mean_pos - mean_neg| (Zhang et al. 1999);
@@ -171,11 +183,16 @@ def plate_qc(values: np.ndarray, *, negative: np.ndarray, positive: np.ndarray,
     madp, madn = plate_mad(values, positive), plate_mad(values, negative)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = {
-            "n_positive": n_pos, "n_negative": n_neg,
-            "mean_positive": mp, "mean_negative": mn, "sd_positive": sp, "sd_negative": sn,
+            "n_positive": n_pos,
+            "n_negative": n_neg,
+            "mean_positive": mp,
+            "mean_negative": mn,
+            "sd_positive": sp,
+            "sd_negative": sn,
             "z_prime": 1 - 3 * (sp + sn) / np.abs(mp - mn),
-            "robust_z_prime": np.where((n_pos > 1) & (n_neg > 1),
-                                       1 - 3 * (madp + madn) / np.abs(medp - medn), np.nan),
+            "robust_z_prime": np.where(
+                (n_pos > 1) & (n_neg > 1), 1 - 3 * (madp + madn) / np.abs(medp - medn), np.nan
+            ),
             "signal_to_background": mp / mn,
             "signal_to_noise": (mp - mn) / sn,
             "cv_positive": 100 * sp / np.abs(mp),
@@ -185,7 +202,7 @@ def plate_qc(values: np.ndarray, *, negative: np.ndarray, positive: np.ndarray,
             mi, si, n_inh = plate_mean_sd(values, inhibitor)
             out["n_inhibitor"] = n_inh
             out["z_prime_inhibitor"] = 1 - 3 * (si + sn) / np.abs(mi - mn)
-    for k, v in out.items():
+    for _k, v in out.items():
         if v.dtype.kind == "f":
             v[~np.isfinite(v)] = np.nan
     return out
@@ -223,9 +240,13 @@ def summarise_replicates(scores: np.ndarray, *, method: str) -> np.ndarray:
         elif method == "min":
             out = np.where(valid, scores, np.inf).min(axis=1)
         elif method == "rms":
-            out = np.sqrt(np.where(valid, scores ** 2, 0).sum(axis=1) / np.maximum(valid.sum(axis=1), 1))
+            out = np.sqrt(
+                np.where(valid, scores**2, 0).sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
+            )
         elif method in ("closest_to_zero", "furthest_from_zero"):
-            mag = np.where(valid, np.abs(scores), np.inf if method == "closest_to_zero" else -np.inf)
+            mag = np.where(
+                valid, np.abs(scores), np.inf if method == "closest_to_zero" else -np.inf
+            )
             pick = mag.argmin(axis=1) if method == "closest_to_zero" else mag.argmax(axis=1)
             out = np.take_along_axis(scores, pick[:, None], axis=1)[:, 0]
         else:

@@ -18,18 +18,27 @@ import pyarrow.parquet as pq
 from pipelines.errors import InputError, Problem
 from pipelines.modalities.screening import dose, readers, stats
 from pipelines.modalities.screening.inputs import Inputs, Unit, resolve
-from pipelines.modalities.screening.plates import ROW_LETTERS, PlateFormat, format_for_wells, parse_wells
+from pipelines.modalities.screening.plates import (
+    ROW_LETTERS,
+    PlateFormat,
+    format_for_wells,
+    parse_wells,
+)
 from pipelines.staging import write_json
 from pipelines.toolkit.tables import columns_for, write_table
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = "1"  # of the screening Parquet layout (docs/formats/screening.md); stamped in metadata
+FORMAT_VERSION = (
+    "1"  # of the screening Parquet layout (docs/formats/screening.md); stamped in metadata
+)
 PUBLISHED_TABLES = ("wells", "plates", "hits", "dose_response")  # data/<name>.parquet
 ROLE_NAMES = ("sample", "negative", "positive", "inhibitor", "other")
 
 
 # --------------------------------------------------------------------------- parquet
-def write_parquet(df: pd.DataFrame, path: str | Path, *, meta: dict[str, Any] | None = None) -> Path:
+def write_parquet(
+    df: pd.DataFrame, path: str | Path, *, meta: dict[str, Any] | None = None
+) -> Path:
     """Parquet without the pandas index and with our format version in the schema metadata; no
     timestamps anywhere, so identical frames give identical bytes."""
     path = Path(path)
@@ -37,7 +46,9 @@ def write_parquet(df: pd.DataFrame, path: str | Path, *, meta: dict[str, Any] | 
     table = pa.Table.from_pandas(df, preserve_index=False)
     # an all-null text column (no compounds in this screen) would get Arrow type null; readers
     # of many datasets need one type per column, and every object column here is text
-    fields = [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
+    fields = [
+        pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema
+    ]
     table = table.cast(pa.schema(fields, metadata=table.schema.metadata))
     extra = {b"binds.screening.format_version": FORMAT_VERSION.encode()}
     for k, v in (meta or {}).items():
@@ -45,8 +56,9 @@ def write_parquet(df: pd.DataFrame, path: str | Path, *, meta: dict[str, Any] | 
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
     if path.stem in PUBLISHED_TABLES:  # the shared writer: every column documented
         fmt = f"binds-screening-{path.stem.replace('_', '-')}"
-        return write_table(table, path, format_name=fmt, format_version=FORMAT_VERSION,
-                           columns=columns_for(fmt))
+        return write_table(
+            table, path, format_name=fmt, format_version=FORMAT_VERSION, columns=columns_for(fmt)
+        )
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(table, tmp, compression="zstd")
     tmp.replace(path)
@@ -67,15 +79,23 @@ def declared_format(found: Inputs) -> tuple[int | None, dict[str, Any]]:
     conf_fmt = readers.read_plate_config(found.plate_config).wells if found.plate_config else None
     conflicts = []
     if yaml_fmt != "auto" and conf_fmt and int(yaml_fmt) != conf_fmt:
-        conflicts.append({"field": "plate_format", "yaml": int(yaml_fmt), "file": found.plate_config.name,
-                          "value": conf_fmt})
+        conflicts.append(
+            {
+                "field": "plate_format",
+                "yaml": int(yaml_fmt),
+                "file": found.plate_config.name,
+                "value": conf_fmt,
+            }
+        )
     if yaml_fmt != "auto":
         return int(yaml_fmt), {"conflicts": conflicts}
     return conf_fmt, {"conflicts": conflicts}
 
 
 # --------------------------------------------------------------------------- step 1: read
-def read_batch(*, run_dir: str | Path, block: dict[str, Any] | None, batch: int, out: str | Path) -> Path:
+def read_batch(
+    *, run_dir: str | Path, block: dict[str, Any] | None, batch: int, out: str | Path
+) -> Path:
     """Read batch ``batch`` of the run's plate files into one long Parquet (plate, plate_id,
     replicate, channel, row, col, value, file), checking every plate's wells against the format.
 
@@ -91,7 +111,9 @@ def read_batch(*, run_dir: str | Path, block: dict[str, Any] | None, batch: int,
     facts: dict[str, str] = {}
     for unit in units:
         try:
-            frame, unit_facts = _read_unit(unit, run_dir=run_dir, wells_declared=wells_declared, kind=found.kind)
+            frame, unit_facts = _read_unit(
+                unit, run_dir=run_dir, wells_declared=wells_declared, kind=found.kind
+            )
         except InputError as err:
             problems.extend(err.problems)
             if len(problems) >= readers.MAX_PROBLEMS:
@@ -101,37 +123,76 @@ def read_batch(*, run_dir: str | Path, block: dict[str, Any] | None, batch: int,
         for k, v in unit_facts.items():
             facts.setdefault(k, v)
     if problems:
-        raise InputError(problems[:readers.MAX_PROBLEMS])
+        raise InputError(problems[: readers.MAX_PROBLEMS])
     # one DataFrame per batch from plain arrays: a DataFrame per plate file costs ~3 ms each
-    df = pd.DataFrame({k: np.concatenate([f[k] for f in frames]) for k in _RAW_COLUMNS}) if frames else _empty_raw()
+    df = (
+        pd.DataFrame({k: np.concatenate([f[k] for f in frames]) for k in _RAW_COLUMNS})
+        if frames
+        else _empty_raw()
+    )
     log.info("batch %d: %d files, %d readings", batch, len(units), len(df))
     return write_parquet(df, out, meta={"facts": facts})
 
 
-_RAW_COLUMNS = ("plate", "plate_id", "replicate", "channel", "row", "col", "value", "file", "format")
+_RAW_COLUMNS = (
+    "plate",
+    "plate_id",
+    "replicate",
+    "channel",
+    "row",
+    "col",
+    "value",
+    "file",
+    "format",
+)
 
 
-def _arrays(n: int, *, plate: int, plate_id: str, replicate: int, channel, row, col, value, file: str,
-            fmt: int) -> dict[str, np.ndarray]:
+def _arrays(
+    n: int,
+    *,
+    plate: int,
+    plate_id: str,
+    replicate: int,
+    channel,
+    row,
+    col,
+    value,
+    file: str,
+    fmt: int,
+) -> dict[str, np.ndarray]:
     """The raw columns of one plate reading as numpy arrays (see ``_RAW_COLUMNS``)."""
-    return {"plate": np.full(n, plate, dtype=np.int32), "plate_id": np.full(n, plate_id, dtype=object),
-            "replicate": np.full(n, replicate, dtype=np.int16),
-            "channel": np.broadcast_to(np.asarray(channel, dtype=np.int16), (n,)).copy(),
-            "row": np.asarray(row, dtype=np.int16), "col": np.asarray(col, dtype=np.int16),
-            "value": np.asarray(value, dtype=np.float64), "file": np.full(n, file, dtype=object),
-            "format": np.full(n, fmt, dtype=np.int16)}
+    return {
+        "plate": np.full(n, plate, dtype=np.int32),
+        "plate_id": np.full(n, plate_id, dtype=object),
+        "replicate": np.full(n, replicate, dtype=np.int16),
+        "channel": np.broadcast_to(np.asarray(channel, dtype=np.int16), (n,)).copy(),
+        "row": np.asarray(row, dtype=np.int16),
+        "col": np.asarray(col, dtype=np.int16),
+        "value": np.asarray(value, dtype=np.float64),
+        "file": np.full(n, file, dtype=object),
+        "format": np.full(n, fmt, dtype=np.int16),
+    }
 
 
 def _empty_raw() -> pd.DataFrame:
-    return pd.DataFrame({"plate": pd.Series(dtype="int32"), "plate_id": pd.Series(dtype=str),
-                         "replicate": pd.Series(dtype="int16"), "channel": pd.Series(dtype="int16"),
-                         "row": pd.Series(dtype="int16"), "col": pd.Series(dtype="int16"),
-                         "value": pd.Series(dtype="float64"), "file": pd.Series(dtype=str),
-                         "format": pd.Series(dtype="int16")})
+    return pd.DataFrame(
+        {
+            "plate": pd.Series(dtype="int32"),
+            "plate_id": pd.Series(dtype=str),
+            "replicate": pd.Series(dtype="int16"),
+            "channel": pd.Series(dtype="int16"),
+            "row": pd.Series(dtype="int16"),
+            "col": pd.Series(dtype="int16"),
+            "value": pd.Series(dtype="float64"),
+            "file": pd.Series(dtype=str),
+            "format": pd.Series(dtype="int16"),
+        }
+    )
 
 
-def _read_unit(unit: Unit, *, run_dir: Path, wells_declared: int | None,
-               kind: str) -> tuple[dict[str, np.ndarray], dict]:
+def _read_unit(
+    unit: Unit, *, run_dir: Path, wells_declared: int | None, kind: str
+) -> tuple[dict[str, np.ndarray], dict]:
     name = readers.rel(unit.file, run_dir)
     if kind == "long":
         return _read_long_unit(unit, run_dir=run_dir, wells_declared=wells_declared), {}
@@ -140,87 +201,163 @@ def _read_unit(unit: Unit, *, run_dir: Path, wells_declared: int | None,
     plate_id = str(plate) if kind == "cellhts2" else unit.file.stem
     if reading.long is not None:
         r, c = parse_wells(reading.long["well"].to_numpy())
-        df = pd.DataFrame({"well": reading.long["well"], "r": r, "c": c, "value": reading.long["value"],
-                           "channel": unit.channel or 1})
+        df = pd.DataFrame(
+            {
+                "well": reading.long["well"],
+                "r": r,
+                "c": c,
+                "value": reading.long["value"],
+                "channel": unit.channel or 1,
+            }
+        )
         fmt = _check_wells(df, name=name, plate=plate, wells_declared=wells_declared)
-        frame = _raw_frame(df, plate=plate, plate_id=plate_id, replicate=unit.replicate, name=name, fmt=fmt)
+        frame = _raw_frame(
+            df, plate=plate, plate_id=plate_id, replicate=unit.replicate, name=name, fmt=fmt
+        )
         return frame, reading.facts
     grids = reading.grids
     if unit.channel is not None and len(grids) > 1:
         if unit.channel > len(grids):
-            raise InputError(Problem(f"channel {unit.channel} asked for, the file has {len(grids)} grid(s)",
-                                     file=name, where=f"plate {plate}"))
+            raise InputError(
+                Problem(
+                    f"channel {unit.channel} asked for, the file has {len(grids)} grid(s)",
+                    file=name,
+                    where=f"plate {plate}",
+                )
+            )
         grids = [grids[unit.channel - 1]]
         channels = [unit.channel]
     else:
         channels = [unit.channel or i + 1 for i in range(len(grids))]
-    frames = []
     parts = []
-    for grid, ch in zip(grids, channels):
+    for grid, ch in zip(grids, channels, strict=False):
         fmt = PlateFormat.from_shape(*grid.shape)
         if wells_declared and fmt.wells != wells_declared:
-            raise InputError(Problem(
-                f"wrong well count: the grid has {grid.shape[0]} x {grid.shape[1]} = {fmt.wells} wells, "
-                f"the plate format is {wells_declared}", file=name, where=f"plate {plate}, channel {ch}",
-                hint="check plate_format in experiment.yaml / Wells: in Plateconf.txt, or the export"))
+            raise InputError(
+                Problem(
+                    f"wrong well count: the grid has {grid.shape[0]} x {grid.shape[1]} = {fmt.wells} wells, "
+                    f"the plate format is {wells_declared}",
+                    file=name,
+                    where=f"plate {plate}, channel {ch}",
+                    hint="check plate_format in experiment.yaml / Wells: in Plateconf.txt, or the export",
+                )
+            )
         size = reading.facts.get("plate_size")
         if size and size.isdigit() and int(size) != fmt.wells:
-            raise InputError(Problem(f"the header says Plate Size {size}, the grid has {fmt.wells} wells",
-                                     file=name, where=f"plate {plate}", hint="the export is truncated or mislabelled"))
+            raise InputError(
+                Problem(
+                    f"the header says Plate Size {size}, the grid has {fmt.wells} wells",
+                    file=name,
+                    where=f"plate {plate}",
+                    hint="the export is truncated or mislabelled",
+                )
+            )
         rr, cc = np.indices(grid.shape)
-        parts.append(_arrays(grid.size, plate=plate, plate_id=plate_id, replicate=unit.replicate, channel=ch,
-                             row=rr.ravel(), col=cc.ravel(), value=grid.ravel(), file=name, fmt=fmt.wells))
+        parts.append(
+            _arrays(
+                grid.size,
+                plate=plate,
+                plate_id=plate_id,
+                replicate=unit.replicate,
+                channel=ch,
+                row=rr.ravel(),
+                col=cc.ravel(),
+                value=grid.ravel(),
+                file=name,
+                fmt=fmt.wells,
+            )
+        )
     return {k: np.concatenate([p[k] for p in parts]) for k in _RAW_COLUMNS}, reading.facts
 
 
-def _check_wells(df: pd.DataFrame, *, name: str, plate: int | str, wells_declared: int | None) -> PlateFormat:
+def _check_wells(
+    df: pd.DataFrame, *, name: str, plate: int | str, wells_declared: int | None
+) -> PlateFormat:
     """Validate well ids of one plate (one replicate/channel): ids, inside the plate, no
     duplicates, complete.  ``df`` has columns well, r, c (and channel)."""
     problems: list[Problem] = []
     bad = df["r"].to_numpy() < 0
     for w in df.loc[bad, "well"].head(readers.MAX_PROBLEMS):
-        problems.append(Problem(f"{w!r} is not a well id", file=name, where=f"plate {plate}",
-                                hint="write wells like A01 (row letter, column number)"))
+        problems.append(
+            Problem(
+                f"{w!r} is not a well id",
+                file=name,
+                where=f"plate {plate}",
+                hint="write wells like A01 (row letter, column number)",
+            )
+        )
     ok = df[~bad]
     if wells_declared:
         fmt = PlateFormat.of(wells_declared)
     else:
-        fmt = format_for_wells(int(ok["r"].max()) if len(ok) else 0, int(ok["c"].max()) if len(ok) else 0) \
-            or PlateFormat.of(1536)
+        fmt = format_for_wells(
+            int(ok["r"].max()) if len(ok) else 0, int(ok["c"].max()) if len(ok) else 0
+        ) or PlateFormat.of(1536)
     outside = (ok["r"] >= fmt.rows) | (ok["c"] >= fmt.cols)
     for w in ok.loc[outside, "well"].head(readers.MAX_PROBLEMS):
-        problems.append(Problem(f"well {w} is outside a {fmt.wells}-well plate ({fmt.rows} x {fmt.cols})",
-                                file=name, where=f"plate {plate}, well {w}",
-                                hint="check plate_format in experiment.yaml / Wells: in Plateconf.txt"))
+        problems.append(
+            Problem(
+                f"well {w} is outside a {fmt.wells}-well plate ({fmt.rows} x {fmt.cols})",
+                file=name,
+                where=f"plate {plate}, well {w}",
+                hint="check plate_format in experiment.yaml / Wells: in Plateconf.txt",
+            )
+        )
     inside = ok[~outside]
     dup = inside.duplicated(["channel", "r", "c"], keep="first")
     for w in inside.loc[dup, "well"].head(readers.MAX_PROBLEMS):
-        problems.append(Problem(f"well {w} appears more than once", file=name, where=f"plate {plate}, well {w}",
-                                hint="each well needs exactly one reading per plate, replicate and channel"))
+        problems.append(
+            Problem(
+                f"well {w} appears more than once",
+                file=name,
+                where=f"plate {plate}, well {w}",
+                hint="each well needs exactly one reading per plate, replicate and channel",
+            )
+        )
     if not problems:
         for ch, grp in inside.groupby("channel"):
             if len(grp) != fmt.wells:
-                have = set(zip(grp["r"], grp["c"]))
-                missing = [f"{ROW_LETTERS[r]}{c + 1:02d}" for r in range(fmt.rows) for c in range(fmt.cols)
-                           if (r, c) not in have]
-                problems.append(Problem(
-                    f"wrong well count: {len(grp)} wells, a {fmt.wells}-well plate has {fmt.wells}",
-                    file=name, where=f"plate {plate}, channel {ch}",
-                    hint=f"missing {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}; "
-                         "leave a well empty or NA rather than dropping it"))
+                have = set(zip(grp["r"], grp["c"], strict=False))
+                missing = [
+                    f"{ROW_LETTERS[r]}{c + 1:02d}"
+                    for r in range(fmt.rows)
+                    for c in range(fmt.cols)
+                    if (r, c) not in have
+                ]
+                problems.append(
+                    Problem(
+                        f"wrong well count: {len(grp)} wells, a {fmt.wells}-well plate has {fmt.wells}",
+                        file=name,
+                        where=f"plate {plate}, channel {ch}",
+                        hint=f"missing {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}; "
+                        "leave a well empty or NA rather than dropping it",
+                    )
+                )
     if problems:
-        raise InputError(problems[:readers.MAX_PROBLEMS])
+        raise InputError(problems[: readers.MAX_PROBLEMS])
     return fmt
 
 
-def _raw_frame(df: pd.DataFrame, *, plate: int, plate_id: str, replicate: int, name: str,
-               fmt: PlateFormat) -> dict[str, np.ndarray]:
-    return _arrays(len(df), plate=plate, plate_id=plate_id, replicate=replicate, channel=df["channel"].to_numpy(),
-                   row=df["r"].to_numpy(), col=df["c"].to_numpy(), value=df["value"].to_numpy(), file=name,
-                   fmt=fmt.wells)
+def _raw_frame(
+    df: pd.DataFrame, *, plate: int, plate_id: str, replicate: int, name: str, fmt: PlateFormat
+) -> dict[str, np.ndarray]:
+    return _arrays(
+        len(df),
+        plate=plate,
+        plate_id=plate_id,
+        replicate=replicate,
+        channel=df["channel"].to_numpy(),
+        row=df["r"].to_numpy(),
+        col=df["c"].to_numpy(),
+        value=df["value"].to_numpy(),
+        file=name,
+        fmt=fmt.wells,
+    )
 
 
-def _read_long_unit(unit: Unit, *, run_dir: Path, wells_declared: int | None) -> dict[str, np.ndarray]:
+def _read_long_unit(
+    unit: Unit, *, run_dir: Path, wells_declared: int | None
+) -> dict[str, np.ndarray]:
     name = readers.rel(unit.file, run_dir)
     table = readers.read_long_table(unit.file, root=run_dir)
     r, c = parse_wells(table["well"].to_numpy())
@@ -232,11 +369,19 @@ def _read_long_unit(unit: Unit, *, run_dir: Path, wells_declared: int | None) ->
     frames = []
     fmt = None
     for (pid, rep), grp in table.groupby(["plate_id", "replicate"], sort=False):
-        fmt_here = _check_wells(grp, name=name, plate=pid, wells_declared=wells_declared or (fmt.wells if fmt else None))
+        fmt_here = _check_wells(
+            grp, name=name, plate=pid, wells_declared=wells_declared or (fmt.wells if fmt else None)
+        )
         fmt = fmt or fmt_here
-        frames.append(_raw_frame(grp, plate=number[pid], plate_id=pid, replicate=int(rep), name=name, fmt=fmt_here))
+        frames.append(
+            _raw_frame(
+                grp, plate=number[pid], plate_id=pid, replicate=int(rep), name=name, fmt=fmt_here
+            )
+        )
     if not frames:
-        raise InputError(Problem("the table has no readings", file=name, hint="one row per plate and well"))
+        raise InputError(
+            Problem("the table has no readings", file=name, hint="one row per plate and well")
+        )
     return {k: np.concatenate([f[k] for f in frames]) for k in _RAW_COLUMNS}
 
 
@@ -260,8 +405,9 @@ def _roles(content: np.ndarray, controls: dict[str, list[str]]) -> np.ndarray:
     return role
 
 
-def build_layout(found: Inputs, *, plates: np.ndarray, plate_ids: dict[int, str], fmt: PlateFormat,
-                 run_dir: Path) -> pd.DataFrame:
+def build_layout(
+    found: Inputs, *, plates: np.ndarray, plate_ids: dict[int, str], fmt: PlateFormat, run_dir: Path
+) -> pd.DataFrame:
     """One row per (plate, row, col): content, sample_id, compound, concentration, annot_* columns.
 
     Sources in order, later ones winning: default 'sample'; Plateconf.txt rules; the plate map;
@@ -272,56 +418,108 @@ def build_layout(found: Inputs, *, plates: np.ndarray, plate_ids: dict[int, str]
         conf = readers.read_plate_config(found.plate_config, root=run_dir)
         name = readers.rel(found.plate_config, run_dir)
         if conf.wells and conf.wells != fmt.wells:
-            raise InputError(Problem(f"Wells: {conf.wells}, but the plates have {fmt.wells} wells", file=name,
-                                     where="Wells", hint="the plate configuration must match the plate files"))
+            raise InputError(
+                Problem(
+                    f"Wells: {conf.wells}, but the plates have {fmt.wells} wells",
+                    file=name,
+                    where="Wells",
+                    hint="the plate configuration must match the plate files",
+                )
+            )
         if conf.plates and len(plates) and plates.max() > conf.plates:
-            raise InputError(Problem(f"Plates: {conf.plates}, but plate {int(plates.max())} was read", file=name,
-                                     where="Plates", hint="raise Plates: or check the plate list"))
+            raise InputError(
+                Problem(
+                    f"Plates: {conf.plates}, but plate {int(plates.max())} was read",
+                    file=name,
+                    where="Plates",
+                    hint="raise Plates: or check the plate list",
+                )
+            )
         content = conf.contents(plates, fmt)
-    layout = pd.DataFrame({
-        "plate": np.repeat(plates.astype(np.int32), fmt.wells),
-        "r": np.tile(np.repeat(np.arange(fmt.rows), fmt.cols), n).astype(np.int16),
-        "c": np.tile(np.arange(fmt.cols), n * fmt.rows).astype(np.int16),
-        "content": content.reshape(-1),
-        "sample_id": None, "compound": None, "concentration": np.nan,
-    })
+    layout = pd.DataFrame(
+        {
+            "plate": np.repeat(plates.astype(np.int32), fmt.wells),
+            "r": np.tile(np.repeat(np.arange(fmt.rows), fmt.cols), n).astype(np.int16),
+            "c": np.tile(np.arange(fmt.cols), n * fmt.rows).astype(np.int16),
+            "content": content.reshape(-1),
+            "sample_id": None,
+            "compound": None,
+            "concentration": np.nan,
+        }
+    )
     if found.plate_map is not None:
-        layout = _apply_plate_map(layout, found.plate_map, plates=plates, plate_ids=plate_ids, fmt=fmt,
-                                  run_dir=run_dir)
+        layout = _apply_plate_map(
+            layout, found.plate_map, plates=plates, plate_ids=plate_ids, fmt=fmt, run_dir=run_dir
+        )
     if found.annotation is not None:
         layout = _apply_annotation(layout, found.annotation, run_dir=run_dir)
     return layout
 
 
-def _apply_plate_map(layout: pd.DataFrame, path: Path, *, plates: np.ndarray, plate_ids: dict[int, str],
-                     fmt: PlateFormat, run_dir: Path) -> pd.DataFrame:
+def _apply_plate_map(
+    layout: pd.DataFrame,
+    path: Path,
+    *,
+    plates: np.ndarray,
+    plate_ids: dict[int, str],
+    fmt: PlateFormat,
+    run_dir: Path,
+) -> pd.DataFrame:
     name = readers.rel(path, run_dir)
     pm = readers.read_plate_map(path, root=run_dir)
     r, c = parse_wells(pm["well"].to_numpy())
     outside = (r >= fmt.rows) | (c >= fmt.cols)
     if outside.any():
-        raise InputError([Problem(f"well {w} is outside a {fmt.wells}-well plate", file=name, where=f"well {w}",
-                                  hint="check plate_format") for w in pm.loc[outside, "well"].head(readers.MAX_PROBLEMS)])
+        raise InputError(
+            [
+                Problem(
+                    f"well {w} is outside a {fmt.wells}-well plate",
+                    file=name,
+                    where=f"well {w}",
+                    hint="check plate_format",
+                )
+                for w in pm.loc[outside, "well"].head(readers.MAX_PROBLEMS)
+            ]
+        )
     pm = pm.assign(r=r.astype(np.int16), c=c.astype(np.int16))
     by_id = {pid: p for p, pid in plate_ids.items()} | {str(int(p)): int(p) for p in plates}
     if pm["plate_id"].notna().any():
         unknown = sorted(set(pm["plate_id"].dropna()) - set(by_id))
         if unknown:
-            log.warning("%s: plates %s are not among the readings; their rows are ignored", name, unknown[:5])
+            log.warning(
+                "%s: plates %s are not among the readings; their rows are ignored",
+                name,
+                unknown[:5],
+            )
         pm = pm[pm["plate_id"].isin(list(by_id))]
         pm = pm.assign(plate=pm["plate_id"].map(by_id).astype(np.int32))
     else:
-        pm = pm.drop(columns="plate_id").merge(pd.DataFrame({"plate": plates.astype(np.int32)}), how="cross")
+        pm = pm.drop(columns="plate_id").merge(
+            pd.DataFrame({"plate": plates.astype(np.int32)}), how="cross"
+        )
     dup = pm.duplicated(["plate", "r", "c"], keep=False)
     if dup.any():
-        raise InputError([Problem(f"well {w} is mapped more than once", file=name, where=f"plate {p}, well {w}")
-                          for p, w in pm.loc[dup, ["plate", "well"]].head(readers.MAX_PROBLEMS).itertuples(index=False)])
-    merged = layout.merge(pm[["plate", "r", "c", "sample_id", "compound", "concentration", "content"]],
-                          on=["plate", "r", "c"], how="left", suffixes=("", "_map"))
+        raise InputError(
+            [
+                Problem(
+                    f"well {w} is mapped more than once", file=name, where=f"plate {p}, well {w}"
+                )
+                for p, w in pm.loc[dup, ["plate", "well"]]
+                .head(readers.MAX_PROBLEMS)
+                .itertuples(index=False)
+            ]
+        )
+    merged = layout.merge(
+        pm[["plate", "r", "c", "sample_id", "compound", "concentration", "content"]],
+        on=["plate", "r", "c"],
+        how="left",
+        suffixes=("", "_map"),
+    )
     for col in ("sample_id", "compound", "content"):
         merged[col] = merged[f"{col}_map"].where(merged[f"{col}_map"].notna(), merged[col])
-    merged["concentration"] = merged["concentration_map"].where(merged["concentration_map"].notna(),
-                                                                merged["concentration"])
+    merged["concentration"] = merged["concentration_map"].where(
+        merged["concentration_map"].notna(), merged["concentration"]
+    )
     return merged[[*layout.columns]]
 
 
@@ -331,21 +529,35 @@ def _apply_annotation(layout: pd.DataFrame, path: Path, *, run_dir: Path) -> pd.
     id_cols = [col for col in ann.columns if col not in ("plate", "well")]
     ann = ann.assign(r=r.astype(np.int16), c=c.astype(np.int16))
     ann = ann[(ann["r"] >= 0) & ann["plate"].notna()]
-    ann = ann.assign(plate=ann["plate"].astype(np.int32)).drop_duplicates(["plate", "r", "c"], keep="last")
+    ann = ann.assign(plate=ann["plate"].astype(np.int32)).drop_duplicates(
+        ["plate", "r", "c"], keep="last"
+    )
     ann = ann.rename(columns={col: f"annot_{col}" for col in id_cols})
-    merged = layout.merge(ann[["plate", "r", "c", *[f"annot_{col}" for col in id_cols]]],
-                          on=["plate", "r", "c"], how="left")
+    merged = layout.merge(
+        ann[["plate", "r", "c", *[f"annot_{col}" for col in id_cols]]],
+        on=["plate", "r", "c"],
+        how="left",
+    )
     if id_cols:
         first = merged[f"annot_{id_cols[0]}"]
         merged["sample_id"] = merged["sample_id"].where(merged["sample_id"].notna(), first)
     for col in id_cols:
-        merged[f"annot_{col}"] = merged[f"annot_{col}"].astype(object).where(merged[f"annot_{col}"].notna(), None)
+        merged[f"annot_{col}"] = (
+            merged[f"annot_{col}"].astype(object).where(merged[f"annot_{col}"].notna(), None)
+        )
     return merged
 
 
-def score_screen(*, run_dir: str | Path, block: dict[str, Any] | None, raw: list[str | Path],
-                 wells_out: str | Path, plates_out: str | Path, hits_out: str | Path,
-                 facts_out: str | Path) -> dict[str, Any]:
+def score_screen(
+    *,
+    run_dir: str | Path,
+    block: dict[str, Any] | None,
+    raw: list[str | Path],
+    wells_out: str | Path,
+    plates_out: str | Path,
+    hits_out: str | Path,
+    facts_out: str | Path,
+) -> dict[str, Any]:
     """Normalise, score and QC the whole screen, call hits; write wells, plates, hits Parquet and
     ``_meta/facts.json``.  Returns the screen-level figures (also stored in the wells metadata)."""
     run_dir = Path(run_dir)
@@ -355,22 +567,42 @@ def score_screen(*, run_dir: str | Path, block: dict[str, Any] | None, raw: list
     fmt = _single_format(df)
     _check_duplicates(df)
     grid = _plate_grid(df, fmt)
-    layout = build_layout(found, plates=grid.plates, plate_ids=grid.plate_ids, fmt=fmt, run_dir=run_dir)
+    layout = build_layout(
+        found, plates=grid.plates, plate_ids=grid.plate_ids, fmt=fmt, run_dir=run_dir
+    )
     sc = _score_plates(grid, layout, found=found, fmt=fmt, run_dir=run_dir)
     rep = _replicate_hits(grid, sc, cfg=cfg, fmt=fmt)
-    wells = _wells_table(grid, sc, rep, layout, fmt=fmt, unit=cfg["dose_response"]["concentration_unit"])
+    wells = _wells_table(
+        grid, sc, rep, layout, fmt=fmt, unit=cfg["dose_response"]["concentration_unit"]
+    )
     plates_df = _plates_table(grid, sc)
     hits = _hits_table(grid, rep, wells, fmt=fmt)
-    screen = _screen_figures(sc.normalised, neg=sc.neg, pos=sc.pos, inst=grid.inst, per_rep=sc.per_rep,
-                             sample=sc.sample, group=sc.group)
-    settings_used = {k: cfg[k] for k in ("plate_format", "controls", "normalisation", "score", "hits", "qc")}
+    screen = _screen_figures(
+        sc.normalised,
+        neg=sc.neg,
+        pos=sc.pos,
+        inst=grid.inst,
+        per_rep=sc.per_rep,
+        sample=sc.sample,
+        group=sc.group,
+    )
+    settings_used = {
+        k: cfg[k] for k in ("plate_format", "controls", "normalisation", "score", "hits", "qc")
+    }
     meta = {"settings": settings_used, "screen": screen, "input_kind": found.kind}
     write_parquet(wells, wells_out, meta=meta)
     write_parquet(plates_df, plates_out, meta=meta)
     write_parquet(hits, hits_out, meta=meta)
     facts.update(_description_facts(found))
-    facts.update({"plate_format": fmt.wells, "plates": int(len(grid.plates)), "replicates": int(len(rep.reps)),
-                  "channels": int(grid.inst["channel"].nunique()), "input_kind": found.kind})
+    facts.update(
+        {
+            "plate_format": fmt.wells,
+            "plates": len(grid.plates),
+            "replicates": len(rep.reps),
+            "channels": int(grid.inst["channel"].nunique()),
+            "input_kind": found.kind,
+        }
+    )
     _, conflicts = declared_format(found)
     write_json(facts_out, {"facts": facts, "conflicts": conflicts["conflicts"]})
     log.info("scored %d plate readings (%d plates), %d hits", grid.n, len(grid.plates), len(hits))
@@ -407,7 +639,9 @@ class _PlateGrid:
 
 
 def _plate_grid(df: pd.DataFrame, fmt: PlateFormat) -> _PlateGrid:
-    df = df.sort_values(["plate", "replicate", "channel", "row", "col"], kind="stable").reset_index(drop=True)
+    df = df.sort_values(["plate", "replicate", "channel", "row", "col"], kind="stable").reset_index(
+        drop=True
+    )
     inst = df[["plate", "replicate", "channel"]].drop_duplicates().reset_index(drop=True)
     inst_index = pd.MultiIndex.from_frame(inst)
     idx = inst_index.get_indexer(pd.MultiIndex.from_frame(df[["plate", "replicate", "channel"]]))
@@ -415,8 +649,13 @@ def _plate_grid(df: pd.DataFrame, fmt: PlateFormat) -> _PlateGrid:
     values[idx, df["row"].to_numpy(), df["col"].to_numpy()] = df["value"].to_numpy()
     files = df.groupby(["plate", "replicate", "channel"], sort=True)["file"].first().to_numpy()
     plate_ids = dict(zip(df["plate"].astype(int), df["plate_id"], strict=False))
-    return _PlateGrid(inst=inst, values=values, files=files, plate_ids=plate_ids,
-                      plates=np.array(sorted(plate_ids), dtype=np.int64))
+    return _PlateGrid(
+        inst=inst,
+        values=values,
+        files=files,
+        plate_ids=plate_ids,
+        plates=np.array(sorted(plate_ids), dtype=np.int64),
+    )
 
 
 @dataclass(slots=True)
@@ -441,8 +680,9 @@ class _Scores:
     qc_notes: np.ndarray
 
 
-def _score_plates(grid: _PlateGrid, layout: pd.DataFrame, *, found: Inputs, fmt: PlateFormat,
-                  run_dir: Path) -> _Scores:
+def _score_plates(
+    grid: _PlateGrid, layout: pd.DataFrame, *, found: Inputs, fmt: PlateFormat, run_dir: Path
+) -> _Scores:
     cfg, inst = found.settings, grid.inst
     plate_pos = np.searchsorted(grid.plates, inst["plate"].to_numpy())
     content_plate = layout["content"].to_numpy().reshape(len(grid.plates), fmt.rows, fmt.cols)
@@ -451,20 +691,52 @@ def _score_plates(grid: _PlateGrid, layout: pd.DataFrame, *, found: Inputs, fmt:
     vals = np.where(excluded, np.nan, grid.values)
     sample, neg, pos, inh = (role == 0), (role == 1), (role == 2), (role == 3)
     method = cfg["normalisation"]
-    normalised, norm_defined = stats.normalise(vals, method=method, sample=sample, negative=neg, positive=pos)
+    normalised, norm_defined = stats.normalise(
+        vals, method=method, sample=sample, negative=neg, positive=pos
+    )
     rz = stats.robust_z(vals, sample=sample)
     bs = stats.b_score(vals, sample=sample)
-    qc = stats.plate_qc(vals, negative=neg, positive=pos, inhibitor=inh if cfg["controls"]["inhibitor"] else None)
+    qc = stats.plate_qc(
+        vals, negative=neg, positive=pos, inhibitor=inh if cfg["controls"]["inhibitor"] else None
+    )
     sign = -1.0 if cfg["score"]["sign"] == "-" else 1.0
-    group = pd.MultiIndex.from_frame(inst[["replicate", "channel"]]).factorize()[0] if grid.n else np.zeros(0, int)
+    group = (
+        pd.MultiIndex.from_frame(inst[["replicate", "channel"]]).factorize()[0]
+        if grid.n
+        else np.zeros(0, int)
+    )
     score_method = cfg["score"]["method"]
-    per_rep = {"zscore": lambda: stats.screen_zscore(normalised, sample=sample, group=group),
-               "robust_z": lambda: rz, "b_score": lambda: bs, "normalised": lambda: normalised}[score_method]()
-    qc_pass, qc_notes = _qc_verdict(qc, norm_defined=norm_defined, method=method, thresholds=cfg["qc"],
-                                    has_inhibitor=bool(cfg["controls"]["inhibitor"]))
-    return _Scores(plate_pos=plate_pos, role=role, excluded=excluded, vals=vals, sample=sample, neg=neg, pos=pos,
-                   normalised=normalised, norm_defined=norm_defined, rz=rz, bs=bs, qc=qc, group=group,
-                   per_rep=sign * per_rep, qc_pass=qc_pass, qc_notes=qc_notes)
+    per_rep = {
+        "zscore": lambda: stats.screen_zscore(normalised, sample=sample, group=group),
+        "robust_z": lambda: rz,
+        "b_score": lambda: bs,
+        "normalised": lambda: normalised,
+    }[score_method]()
+    qc_pass, qc_notes = _qc_verdict(
+        qc,
+        norm_defined=norm_defined,
+        method=method,
+        thresholds=cfg["qc"],
+        has_inhibitor=bool(cfg["controls"]["inhibitor"]),
+    )
+    return _Scores(
+        plate_pos=plate_pos,
+        role=role,
+        excluded=excluded,
+        vals=vals,
+        sample=sample,
+        neg=neg,
+        pos=pos,
+        normalised=normalised,
+        norm_defined=norm_defined,
+        rz=rz,
+        bs=bs,
+        qc=qc,
+        group=group,
+        per_rep=sign * per_rep,
+        qc_pass=qc_pass,
+        qc_notes=qc_notes,
+    )
 
 
 @dataclass(slots=True)
@@ -478,7 +750,9 @@ class _Replicates:
     hit_pc: np.ndarray
 
 
-def _replicate_hits(grid: _PlateGrid, sc: _Scores, *, cfg: dict[str, Any], fmt: PlateFormat) -> _Replicates:
+def _replicate_hits(
+    grid: _PlateGrid, sc: _Scores, *, cfg: dict[str, Any], fmt: PlateFormat
+) -> _Replicates:
     # replicate summary per (plate, channel): a (groups, replicates, rows, cols) stack
     inst = grid.inst
     pc = pd.MultiIndex.from_frame(inst[["plate", "channel"]])
@@ -495,45 +769,71 @@ def _replicate_hits(grid: _PlateGrid, sc: _Scores, *, cfg: dict[str, Any], fmt: 
     is_sample_pc[pc_codes] = sc.sample
     thr, direction = float(cfg["hits"]["threshold"]), cfg["hits"]["direction"]
     with np.errstate(invalid="ignore"):
-        cond = {"up": summary >= thr, "down": summary <= -thr, "both": np.abs(summary) >= thr}[direction]
+        cond = {"up": summary >= thr, "down": summary <= -thr, "both": np.abs(summary) >= thr}[
+            direction
+        ]
     hit_pc = cond & is_sample_pc & ~np.isnan(summary)
     if cfg["hits"]["require_qc_pass"]:
         hit_pc &= plate_ok_all[:, None, None]
     return _Replicates(pc_codes=pc_codes, reps=reps, summary=summary, n_reps=n_reps, hit_pc=hit_pc)
 
 
-def _wells_table(grid: _PlateGrid, sc: _Scores, rep: _Replicates, layout: pd.DataFrame, *,
-                 fmt: PlateFormat, unit: str) -> pd.DataFrame:
+def _wells_table(
+    grid: _PlateGrid,
+    sc: _Scores,
+    rep: _Replicates,
+    layout: pd.DataFrame,
+    *,
+    fmt: PlateFormat,
+    unit: str,
+) -> pd.DataFrame:
     """One row per well of every plate reading, in (plate, replicate, channel, row, col) order."""
     inst, n_plates, wells_per = grid.inst, grid.n, fmt.wells
-    lay = layout.iloc[(sc.plate_pos[:, None] * wells_per + np.arange(wells_per)[None, :]).ravel()].reset_index(drop=True)
+    lay = layout.iloc[
+        (sc.plate_pos[:, None] * wells_per + np.arange(wells_per)[None, :]).ravel()
+    ].reset_index(drop=True)
     rr = np.tile(np.repeat(np.arange(fmt.rows), fmt.cols), n_plates)
     cc = np.tile(np.arange(fmt.cols), n_plates * fmt.rows)
-    wells = pd.DataFrame({
-        "plate": np.repeat(inst["plate"].to_numpy(), wells_per).astype(np.int32),
-        "plate_id": np.repeat(inst["plate"].map(grid.plate_ids).to_numpy(), wells_per).astype(str),
-        "replicate": np.repeat(inst["replicate"].to_numpy(), wells_per).astype(np.int16),
-        "channel": np.repeat(inst["channel"].to_numpy(), wells_per).astype(np.int16),
-        "well": np.array([f"{ROW_LETTERS[r]}{c + 1:02d}"
-                          for r, c in zip(rr[:wells_per], cc[:wells_per], strict=True)] * n_plates),
-        "row": np.array(ROW_LETTERS)[rr],
-        "column": (cc + 1).astype(np.int16),
-        "sample_id": lay["sample_id"].astype(object).where(lay["sample_id"].notna(), None).to_numpy(),
-        "compound": lay["compound"].astype(object).where(lay["compound"].notna(), None).to_numpy(),
-        "concentration": lay["concentration"].to_numpy(dtype=np.float64),
-        "concentration_unit": np.where(lay["concentration"].notna().to_numpy(), unit, None),
-        "content": lay["content"].astype(str).to_numpy(),
-        "control": np.array(ROLE_NAMES)[sc.role.ravel()],
-        "excluded": sc.excluded.ravel(),
-        "raw": grid.values.ravel(),
-        "normalised": sc.normalised.ravel(),
-        "robust_z": sc.rz.ravel(),
-        "b_score": sc.bs.ravel(),
-        "score": sc.per_rep.ravel(),
-        "score_summary": rep.summary[rep.pc_codes].ravel(),
-        "hit": rep.hit_pc[rep.pc_codes].ravel(),
-        "plate_qc_pass": np.repeat(sc.qc_pass, wells_per),
-    })
+    wells = pd.DataFrame(
+        {
+            "plate": np.repeat(inst["plate"].to_numpy(), wells_per).astype(np.int32),
+            "plate_id": np.repeat(inst["plate"].map(grid.plate_ids).to_numpy(), wells_per).astype(
+                str
+            ),
+            "replicate": np.repeat(inst["replicate"].to_numpy(), wells_per).astype(np.int16),
+            "channel": np.repeat(inst["channel"].to_numpy(), wells_per).astype(np.int16),
+            "well": np.array(
+                [
+                    f"{ROW_LETTERS[r]}{c + 1:02d}"
+                    for r, c in zip(rr[:wells_per], cc[:wells_per], strict=True)
+                ]
+                * n_plates
+            ),
+            "row": np.array(ROW_LETTERS)[rr],
+            "column": (cc + 1).astype(np.int16),
+            "sample_id": lay["sample_id"]
+            .astype(object)
+            .where(lay["sample_id"].notna(), None)
+            .to_numpy(),
+            "compound": lay["compound"]
+            .astype(object)
+            .where(lay["compound"].notna(), None)
+            .to_numpy(),
+            "concentration": lay["concentration"].to_numpy(dtype=np.float64),
+            "concentration_unit": np.where(lay["concentration"].notna().to_numpy(), unit, None),
+            "content": lay["content"].astype(str).to_numpy(),
+            "control": np.array(ROLE_NAMES)[sc.role.ravel()],
+            "excluded": sc.excluded.ravel(),
+            "raw": grid.values.ravel(),
+            "normalised": sc.normalised.ravel(),
+            "robust_z": sc.rz.ravel(),
+            "b_score": sc.bs.ravel(),
+            "score": sc.per_rep.ravel(),
+            "score_summary": rep.summary[rep.pc_codes].ravel(),
+            "hit": rep.hit_pc[rep.pc_codes].ravel(),
+            "plate_qc_pass": np.repeat(sc.qc_pass, wells_per),
+        }
+    )
     for col in [c for c in lay.columns if c.startswith("annot_")]:
         wells[col] = lay[col].astype(object).where(lay[col].notna(), None).to_numpy()
     return wells
@@ -543,39 +843,61 @@ def _plates_table(grid: _PlateGrid, sc: _Scores) -> pd.DataFrame:
     """One row per plate reading: counts, plate QC and its verdict."""
     inst, n_plates = grid.inst, grid.n
     wells_per = grid.values[0].size if n_plates else 0
-    plates_df = pd.DataFrame({
-        "plate": inst["plate"].to_numpy().astype(np.int32),
-        "plate_id": inst["plate"].map(grid.plate_ids).astype(str).to_numpy(),
-        "replicate": inst["replicate"].to_numpy().astype(np.int16),
-        "channel": inst["channel"].to_numpy().astype(np.int16),
-        "file": grid.files.astype(str),
-        "n_wells": np.full(n_plates, wells_per, dtype=np.int32),
-        "n_missing": np.isnan(grid.values).reshape(n_plates, -1).sum(1).astype(np.int32),
-        "n_excluded": sc.excluded.reshape(n_plates, -1).sum(1).astype(np.int32),
-        "n_samples": (sc.sample & ~np.isnan(sc.vals)).reshape(n_plates, -1).sum(1).astype(np.int32),
-        "median_samples": stats.plate_median(sc.vals, sc.sample),
-        **{k: (v.astype(np.int32) if v.dtype.kind in "iu" else v) for k, v in sc.qc.items()},
-        "normalisation_defined": sc.norm_defined,
-        "qc_pass": sc.qc_pass,
-        "qc_notes": sc.qc_notes,
-    })
+    plates_df = pd.DataFrame(
+        {
+            "plate": inst["plate"].to_numpy().astype(np.int32),
+            "plate_id": inst["plate"].map(grid.plate_ids).astype(str).to_numpy(),
+            "replicate": inst["replicate"].to_numpy().astype(np.int16),
+            "channel": inst["channel"].to_numpy().astype(np.int16),
+            "file": grid.files.astype(str),
+            "n_wells": np.full(n_plates, wells_per, dtype=np.int32),
+            "n_missing": np.isnan(grid.values).reshape(n_plates, -1).sum(1).astype(np.int32),
+            "n_excluded": sc.excluded.reshape(n_plates, -1).sum(1).astype(np.int32),
+            "n_samples": (sc.sample & ~np.isnan(sc.vals))
+            .reshape(n_plates, -1)
+            .sum(1)
+            .astype(np.int32),
+            "median_samples": stats.plate_median(sc.vals, sc.sample),
+            **{k: (v.astype(np.int32) if v.dtype.kind in "iu" else v) for k, v in sc.qc.items()},
+            "normalisation_defined": sc.norm_defined,
+            "qc_pass": sc.qc_pass,
+            "qc_notes": sc.qc_notes,
+        }
+    )
     if "z_prime_inhibitor" not in plates_df:
         plates_df["n_inhibitor"] = np.zeros(n_plates, dtype=np.int32)
         plates_df["z_prime_inhibitor"] = np.nan
     return plates_df
 
 
-def _hits_table(grid: _PlateGrid, rep: _Replicates, wells: pd.DataFrame, *, fmt: PlateFormat) -> pd.DataFrame:
+def _hits_table(
+    grid: _PlateGrid, rep: _Replicates, wells: pd.DataFrame, *, fmt: PlateFormat
+) -> pd.DataFrame:
     """One row per hit (plate, channel, well), ranked by |score|."""
     wells_per = fmt.wells
     g, hr, hc = np.nonzero(rep.hit_pc)
     first_rep = pd.Series(np.arange(grid.n)).groupby(rep.pc_codes).first().to_numpy()
-    hit_rows = (first_rep[g] * wells_per + hr * fmt.cols + hc)
-    hits = wells.iloc[hit_rows][["plate", "plate_id", "channel", "well", "row", "column", "sample_id", "compound",
-                                 "concentration", "concentration_unit", "content",
-                                 *[c for c in wells.columns if c.startswith("annot_")]]].reset_index(drop=True)
+    hit_rows = first_rep[g] * wells_per + hr * fmt.cols + hc
+    hits = wells.iloc[hit_rows][
+        [
+            "plate",
+            "plate_id",
+            "channel",
+            "well",
+            "row",
+            "column",
+            "sample_id",
+            "compound",
+            "concentration",
+            "concentration_unit",
+            "content",
+            *[c for c in wells.columns if c.startswith("annot_")],
+        ]
+    ].reset_index(drop=True)
     hits.insert(hits.columns.get_loc("content") + 1, "score", rep.summary[g, hr, hc])
-    hits.insert(hits.columns.get_loc("score") + 1, "n_replicates", rep.n_reps[g, hr, hc].astype(np.int16))
+    hits.insert(
+        hits.columns.get_loc("score") + 1, "n_replicates", rep.n_reps[g, hr, hc].astype(np.int16)
+    )
     order = np.lexsort((hits.index.to_numpy(), -np.abs(hits["score"].to_numpy())))
     rank = np.empty(len(hits), dtype=np.int32)
     rank[order] = np.arange(1, len(hits) + 1)
@@ -588,9 +910,17 @@ def _single_format(df: pd.DataFrame) -> PlateFormat:
     if len(counts) > 1:
         main = int(df["format"].mode().iloc[0])
         odd = df[df["format"] != main].drop_duplicates("file")
-        raise InputError([Problem(f"wrong well count: a {int(r.format)}-well plate in a screen of {main}-well plates",
-                                  file=r.file, where=f"plate {r.plate}",
-                                  hint="all plates of a screen share one format") for r in odd.head(readers.MAX_PROBLEMS).itertuples()])
+        raise InputError(
+            [
+                Problem(
+                    f"wrong well count: a {int(r.format)}-well plate in a screen of {main}-well plates",
+                    file=r.file,
+                    where=f"plate {r.plate}",
+                    hint="all plates of a screen share one format",
+                )
+                for r in odd.head(readers.MAX_PROBLEMS).itertuples()
+            ]
+        )
     return PlateFormat.of(int(counts.index[0]))
 
 
@@ -603,10 +933,16 @@ def _check_duplicates(df: pd.DataFrame) -> None:
     for (p, rep, ch), grp in df[dup].groupby(["plate", "replicate", "channel"]):
         files = sorted(grp["file"].unique())
         w = f"{ROW_LETTERS[int(grp['row'].iloc[0])]}{int(grp['col'].iloc[0]) + 1:02d}"
-        problems.append(Problem(f"plate {p}, replicate {rep}, channel {ch} is read more than once "
-                                f"(from {', '.join(files)})", file=files[0], where=f"plate {p}, well {w}",
-                                hint="each plate/replicate/channel needs exactly one file"))
-    raise InputError(problems[:readers.MAX_PROBLEMS])
+        problems.append(
+            Problem(
+                f"plate {p}, replicate {rep}, channel {ch} is read more than once "
+                f"(from {', '.join(files)})",
+                file=files[0],
+                where=f"plate {p}, well {w}",
+                hint="each plate/replicate/channel needs exactly one file",
+            )
+        )
+    raise InputError(problems[: readers.MAX_PROBLEMS])
 
 
 def _excluded(found: Inputs, inst: pd.DataFrame, *, fmt: PlateFormat, run_dir: Path) -> np.ndarray:
@@ -616,25 +952,40 @@ def _excluded(found: Inputs, inst: pd.DataFrame, *, fmt: PlateFormat, run_dir: P
         return mask
     logdf = readers.read_screen_log(found.screen_log, root=run_dir)
     r, c = parse_wells(logdf["well"].to_numpy())
-    lookup = {(int(p), int(rep), int(ch)): i for i, (p, rep, ch) in enumerate(inst.itertuples(index=False))}
+    lookup = {
+        (int(p), int(rep), int(ch)): i
+        for i, (p, rep, ch) in enumerate(inst.itertuples(index=False))
+    }
     channels = sorted(inst["channel"].unique())
-    for (p, rep, ch), ri, ci in zip(logdf[["plate", "replicate", "channel"]].itertuples(index=False), r, c):
+    for (p, rep, ch), ri, ci in zip(
+        logdf[["plate", "replicate", "channel"]].itertuples(index=False), r, c, strict=False
+    ):
         if ri < 0 or ri >= fmt.rows or ci >= fmt.cols:
             continue
-        for chan in ([ch] if ch else channels):
+        for chan in [ch] if ch else channels:
             i = lookup.get((int(p), int(rep), int(chan)))
             if i is not None:
                 mask[i, ri, ci] = True
     return mask
 
 
-def _qc_verdict(qc: dict[str, np.ndarray], *, norm_defined: np.ndarray, method: str,
-                thresholds: dict[str, float], has_inhibitor: bool) -> tuple[np.ndarray, np.ndarray]:
+def _qc_verdict(
+    qc: dict[str, np.ndarray],
+    *,
+    norm_defined: np.ndarray,
+    method: str,
+    thresholds: dict[str, float],
+    has_inhibitor: bool,
+) -> tuple[np.ndarray, np.ndarray]:
     """Pass/fail per plate and the reasons, in words a researcher can act on."""
     n = len(norm_defined)
     ok = np.ones(n, dtype=bool)
     notes: list[list[str]] = [[] for _ in range(n)]
-    zmin, sbmin, cvmax = thresholds["z_prime_min"], thresholds["signal_to_background_min"], thresholds["cv_max"]
+    zmin, sbmin, cvmax = (
+        thresholds["z_prime_min"],
+        thresholds["signal_to_background_min"],
+        thresholds["cv_max"],
+    )
     for i in range(n):
         npos, nneg = int(qc["n_positive"][i]), int(qc["n_negative"][i])
         if npos == 0 and nneg == 0:
@@ -644,7 +995,9 @@ def _qc_verdict(qc: dict[str, np.ndarray], *, norm_defined: np.ndarray, method: 
             ok[i] = False
             notes[i].append(f"no {'positive' if npos == 0 else 'negative'} controls: Z' undefined")
         elif npos < 2 or nneg < 2:
-            notes[i].append(f"Z' undefined: {npos} positive / {nneg} negative control wells (needs 2 each)")
+            notes[i].append(
+                f"Z' undefined: {npos} positive / {nneg} negative control wells (needs 2 each)"
+            )
         z = qc["z_prime"][i]
         if np.isfinite(z) and z < zmin:
             ok[i] = False
@@ -664,7 +1017,9 @@ def _qc_verdict(qc: dict[str, np.ndarray], *, norm_defined: np.ndarray, method: 
                 ok[i] = False
                 notes[i].append(f"Z' of inhibitor controls {zi:.2f} < {zmin}")
         if not norm_defined[i]:
-            notes[i].append(f"normalisation '{method}' undefined on this plate (its wells are null)")
+            notes[i].append(
+                f"normalisation '{method}' undefined on this plate (its wells are null)"
+            )
     return ok, np.array(["; ".join(x) for x in notes], dtype=object)
 
 
@@ -683,7 +1038,9 @@ def _screen_figures(normalised, *, neg, pos, inst, per_rep, sample, group) -> di
             sp = stats.MAD_SCALE * np.median(np.abs(p - mp))
             sn = stats.MAD_SCALE * np.median(np.abs(n - mn))
             z = 1 - 3 * (sp + sn) / abs(mp - mn) if mp != mn else np.nan
-        out[f"robust_z_prime_screen_r{rep}_c{ch}"] = None if not np.isfinite(z) else round(float(z), 6)
+        out[f"robust_z_prime_screen_r{rep}_c{ch}"] = (
+            None if not np.isfinite(z) else round(float(z), 6)
+        )
     reps = sorted(inst["replicate"].unique())
     if len(reps) >= 2:
         a = inst.assign(i=np.arange(len(inst)))
@@ -702,16 +1059,44 @@ def _description_facts(found: Inputs) -> dict[str, Any]:
     if found.description is None:
         return {}
     desc = readers.read_description(found.description).get("Screen description", {})
-    keep = {"Screen": "screen", "Title": "screen_title", "Organism": "organism", "Celltype": "cell_type",
-            "Library": "library", "Assay": "assay", "Screentype": "screen_type"}
+    keep = {
+        "Screen": "screen",
+        "Title": "screen_title",
+        "Organism": "organism",
+        "Celltype": "cell_type",
+        "Library": "library",
+        "Assay": "assay",
+        "Screentype": "screen_type",
+    }
     return {v: desc[k] for k, v in keep.items() if desc.get(k)}
 
 
 # --------------------------------------------------------------------------- step 3: dose-response
-DOSE_COLUMNS = ("compound_key", "sample_id", "compound", "channel", "n_points", "n_concentrations",
-                "concentration_min", "concentration_max", "concentration_unit", "bottom", "top", "ec50",
-                "log10_ec50", "ec50_ci_low", "ec50_ci_high", "hill", "r2", "direction", "converged",
-                "iterations", "fit_ok", "status", "n_hit_wells")
+DOSE_COLUMNS = (
+    "compound_key",
+    "sample_id",
+    "compound",
+    "channel",
+    "n_points",
+    "n_concentrations",
+    "concentration_min",
+    "concentration_max",
+    "concentration_unit",
+    "bottom",
+    "top",
+    "ec50",
+    "log10_ec50",
+    "ec50_ci_low",
+    "ec50_ci_high",
+    "hill",
+    "r2",
+    "direction",
+    "converged",
+    "iterations",
+    "fit_ok",
+    "status",
+    "n_hit_wells",
+)
 
 
 def fit_dose_response(*, wells: str | Path, block: dict[str, Any] | None, out: str | Path) -> Path:
@@ -721,12 +1106,29 @@ def fit_dose_response(*, wells: str | Path, block: dict[str, Any] | None, out: s
     from pipelines.modalities.screening.config import settings
 
     cfg = settings(block)["dose_response"]
-    w = pd.read_parquet(wells, columns=["sample_id", "compound", "channel", "concentration", "control",
-                                        "excluded", "raw", "normalised", "hit"])
+    w = pd.read_parquet(
+        wells,
+        columns=[
+            "sample_id",
+            "compound",
+            "channel",
+            "concentration",
+            "control",
+            "excluded",
+            "raw",
+            "normalised",
+            "hit",
+        ],
+    )
     response = cfg["response"]
     key = w["compound"].where(w["compound"].notna(), w["sample_id"])
-    sel = (w["control"] == "sample") & ~w["excluded"] & (w["concentration"] > 0) & key.notna() \
+    sel = (
+        (w["control"] == "sample")
+        & ~w["excluded"]
+        & (w["concentration"] > 0)
+        & key.notna()
         & np.isfinite(w[response])
+    )
     d = w[sel].assign(compound_key=key[sel])
     groups, curves = [], []
     for (ck, ch), grp in d.groupby(["compound_key", "channel"], sort=True):
@@ -735,40 +1137,70 @@ def fit_dose_response(*, wells: str | Path, block: dict[str, Any] | None, out: s
         groups.append((ck, ch, grp))
         curves.append((np.log10(grp["concentration"].to_numpy()), grp[response].to_numpy()))
     if not groups:
-        return write_parquet(pd.DataFrame({c: pd.Series(dtype=_dose_dtype(c)) for c in DOSE_COLUMNS}), out,
-                             meta={"settings": cfg})
+        return write_parquet(
+            pd.DataFrame({c: pd.Series(dtype=_dose_dtype(c)) for c in DOSE_COLUMNS}),
+            out,
+            meta={"settings": cfg},
+        )
     lx, y, wt = dose.pad_curves(curves)
-    fits = dose.fit_4pl(lx, y, wt, hill_min=cfg["hill_min"], hill_max=cfg["hill_max"],
-                        max_iter=cfg["max_iterations"], r2_min=cfg["r2_min"])
+    fits = dose.fit_4pl(
+        lx,
+        y,
+        wt,
+        hill_min=cfg["hill_min"],
+        hill_max=cfg["hill_max"],
+        max_iter=cfg["max_iterations"],
+        r2_min=cfg["r2_min"],
+    )
     rows = []
-    for i, (ck, ch, grp) in enumerate(groups):
+    for _i, (ck, ch, grp) in enumerate(groups):
         first = grp.iloc[0]
-        rows.append({
-            "compound_key": str(ck), "sample_id": first["sample_id"], "compound": first["compound"],
-            "channel": int(ch), "n_points": len(grp), "n_concentrations": int(grp["concentration"].nunique()),
-            "concentration_min": float(grp["concentration"].min()),
-            "concentration_max": float(grp["concentration"].max()),
-            "concentration_unit": cfg["concentration_unit"],
-            "n_hit_wells": int(grp["hit"].sum()),
-        })
+        rows.append(
+            {
+                "compound_key": str(ck),
+                "sample_id": first["sample_id"],
+                "compound": first["compound"],
+                "channel": int(ch),
+                "n_points": len(grp),
+                "n_concentrations": int(grp["concentration"].nunique()),
+                "concentration_min": float(grp["concentration"].min()),
+                "concentration_max": float(grp["concentration"].max()),
+                "concentration_unit": cfg["concentration_unit"],
+                "n_hit_wells": int(grp["hit"].sum()),
+            }
+        )
     res = pd.DataFrame(rows)
     res["bottom"], res["top"], res["hill"], res["r2"] = fits.bottom, fits.top, fits.hill, fits.r2
     res["log10_ec50"] = fits.log10_ec50
-    res["ec50"] = 10.0 ** fits.log10_ec50
-    res["ec50_ci_low"] = 10.0 ** fits.log10_ec50_ci_low
-    res["ec50_ci_high"] = 10.0 ** fits.log10_ec50_ci_high
-    res["direction"] = np.where(fits.top < fits.bottom, "decreasing",
-                                np.where(fits.top > fits.bottom, "increasing", "flat"))
+    res["ec50"] = 10.0**fits.log10_ec50
+    res["ec50_ci_low"] = 10.0**fits.log10_ec50_ci_low
+    res["ec50_ci_high"] = 10.0**fits.log10_ec50_ci_high
+    res["direction"] = np.where(
+        fits.top < fits.bottom, "decreasing", np.where(fits.top > fits.bottom, "increasing", "flat")
+    )
     res["converged"], res["iterations"] = fits.converged, fits.iterations.astype(np.int32)
     res["fit_ok"], res["status"] = fits.ok, fits.status
-    res = res[list(DOSE_COLUMNS)].astype({"channel": np.int16, "n_points": np.int32, "n_concentrations": np.int32,
-                                          "n_hit_wells": np.int32})
+    res = res[list(DOSE_COLUMNS)].astype(
+        {
+            "channel": np.int16,
+            "n_points": np.int32,
+            "n_concentrations": np.int32,
+            "n_hit_wells": np.int32,
+        }
+    )
     log.info("dose-response: %d curves, %d fit ok", len(res), int(fits.ok.sum()))
     return write_parquet(res, out, meta={"settings": cfg})
 
 
 def _dose_dtype(col: str) -> str:
-    if col in ("compound_key", "sample_id", "compound", "concentration_unit", "direction", "status"):
+    if col in (
+        "compound_key",
+        "sample_id",
+        "compound",
+        "concentration_unit",
+        "direction",
+        "status",
+    ):
         return "object"
     if col in ("converged", "fit_ok"):
         return "bool"
@@ -780,8 +1212,15 @@ def _dose_dtype(col: str) -> str:
 
 
 # --------------------------------------------------------------------------- step 5: metrics
-def write_metrics(*, wells: str | Path, plates: str | Path, hits: str | Path, dose_response: str | Path,
-                  plots: list[str | Path], out: str | Path) -> Path:
+def write_metrics(
+    *,
+    wells: str | Path,
+    plates: str | Path,
+    hits: str | Path,
+    dose_response: str | Path,
+    plots: list[str | Path],
+    out: str | Path,
+) -> Path:
     """``qc/metrics.json``: the flat key figures the catalog keeps (numbers and strings only)."""
     pl = pd.read_parquet(plates)
     h = pd.read_parquet(hits, columns=["score"])
@@ -789,7 +1228,9 @@ def write_metrics(*, wells: str | Path, plates: str | Path, hits: str | Path, do
     w = pd.read_parquet(wells, columns=["control", "excluded", "hit", "plate", "channel", "well"])
     meta_screen = parquet_meta(wells, "screen") or {}
     settings_used = parquet_meta(wells, "settings") or {}
-    samples = w[(w["control"] == "sample") & ~w["excluded"]].drop_duplicates(["plate", "channel", "well"])
+    samples = w[(w["control"] == "sample") & ~w["excluded"]].drop_duplicates(
+        ["plate", "channel", "well"]
+    )
 
     def med(col: str) -> float | None:
         v = pl[col].dropna()
@@ -800,15 +1241,15 @@ def write_metrics(*, wells: str | Path, plates: str | Path, hits: str | Path, do
         "input_kind": parquet_meta(wells, "input_kind"),
         "plate_format": int(pl["n_wells"].iloc[0]) if len(pl) else None,
         "n_plates": int(pl["plate"].nunique()),
-        "n_plate_readings": int(len(pl)),
+        "n_plate_readings": len(pl),
         "n_replicates": int(pl["replicate"].nunique()),
         "n_channels": int(pl["channel"].nunique()),
-        "n_wells": int(len(w)),
+        "n_wells": len(w),
         "n_excluded_wells": int(w["excluded"].sum()),
         "normalisation": settings_used.get("normalisation"),
         "score_method": (settings_used.get("score") or {}).get("method"),
         "hit_threshold": (settings_used.get("hits") or {}).get("threshold"),
-        "n_hits": int(len(h)),
+        "n_hits": len(h),
         "hit_rate": round(len(h) / len(samples), 6) if len(samples) else None,
         "plates_qc_pass": int(pl["qc_pass"].sum()),
         "plates_qc_fail": int((~pl["qc_pass"]).sum()),
@@ -816,7 +1257,7 @@ def write_metrics(*, wells: str | Path, plates: str | Path, hits: str | Path, do
         "robust_z_prime_median": med("robust_z_prime"),
         "signal_to_background_median": med("signal_to_background"),
         "cv_negative_median": med("cv_negative"),
-        "n_dose_response_fits": int(len(dr)),
+        "n_dose_response_fits": len(dr),
         "n_dose_response_fits_ok": int(dr["fit_ok"].sum()),
         "n_plots": len(plots),
     }
@@ -824,12 +1265,27 @@ def write_metrics(*, wells: str | Path, plates: str | Path, hits: str | Path, do
     return write_json(out, metrics)
 
 
-def process_screen(*, run_dir: str | Path, block: dict[str, Any] | None, raw: list[str | Path],
-                   wells_out: str | Path, plates_out: str | Path, hits_out: str | Path,
-                   dose_response_out: str | Path, facts_out: str | Path) -> dict[str, Any]:
+def process_screen(
+    *,
+    run_dir: str | Path,
+    block: dict[str, Any] | None,
+    raw: list[str | Path],
+    wells_out: str | Path,
+    plates_out: str | Path,
+    hits_out: str | Path,
+    dose_response_out: str | Path,
+    facts_out: str | Path,
+) -> dict[str, Any]:
     """:func:`score_screen` then :func:`fit_dose_response`, for one workflow job: on a busy node
     each extra job costs seconds of interpreter start-up, more than the fits themselves."""
-    screen = score_screen(run_dir=run_dir, block=block, raw=raw, wells_out=wells_out, plates_out=plates_out,
-                          hits_out=hits_out, facts_out=facts_out)
+    screen = score_screen(
+        run_dir=run_dir,
+        block=block,
+        raw=raw,
+        wells_out=wells_out,
+        plates_out=plates_out,
+        hits_out=hits_out,
+        facts_out=facts_out,
+    )
     fit_dose_response(wells=wells_out, block=block, out=dose_response_out)
     return screen

@@ -41,11 +41,19 @@ from .bulk import load_bulk, match_samples, process_bulk, read_count_table, read
 from .demo import make_demo_run  # noqa: E402
 from .discover import RAW_PATTERNS, InputSpec, input_files, resolve_input  # noqa: E402
 from .params import Params, params_from_experiment  # noqa: E402
-from .singlecell import (cluster_cells, load_single_cell, process_single_cell, qc_cells, read_input,  # noqa: E402
-                         read_library)
+from .singlecell import (  # noqa: E402
+    cluster_cells,
+    load_single_cell,
+    process_single_cell,
+    qc_cells,
+    read_input,
+    read_library,
+)
 
-DESCRIPTION = ("Single-cell (10x .h5 / mtx / .h5ad) or bulk RNA-seq counts -> AnnData Zarr with raw "
-               "counts, QC (MAD outliers), UMAP, Leiden clusters and marker genes")
+DESCRIPTION = (
+    "Single-cell (10x .h5 / mtx / .h5ad) or bulk RNA-seq counts -> AnnData Zarr with raw "
+    "counts, QC (MAD outliers), UMAP, Leiden clusters and marker genes"
+)
 
 MODALITY = ModalitySpec(
     name="transcriptomics",
@@ -56,10 +64,31 @@ MODALITY = ModalitySpec(
 )
 
 __all__ = [
-    "DESCRIPTION", "MODALITY", "RAW_PATTERNS", "InputSpec", "Params", "cluster_cells", "load_bulk", "process_single_cell",
-    "load_single_cell", "read_library",
-    "make_demo_run", "match_samples", "memory_mb", "stored_counts", "params_from_experiment", "preflight", "process_bulk", "qc_cells",
-    "read_count_table", "read_input", "read_sample_sheet", "resolve_input", "input_kind", "list_inputs", "write_metrics",
+    "DESCRIPTION",
+    "MODALITY",
+    "RAW_PATTERNS",
+    "InputSpec",
+    "Params",
+    "cluster_cells",
+    "input_kind",
+    "list_inputs",
+    "load_bulk",
+    "load_single_cell",
+    "make_demo_run",
+    "match_samples",
+    "memory_mb",
+    "params_from_experiment",
+    "preflight",
+    "process_bulk",
+    "process_single_cell",
+    "qc_cells",
+    "read_count_table",
+    "read_input",
+    "read_library",
+    "read_sample_sheet",
+    "resolve_input",
+    "stored_counts",
+    "write_metrics",
 ]
 
 
@@ -144,15 +173,31 @@ def _header_problems(spec: InputSpec, params: Params) -> list[Problem]:
             try:
                 h5 = h5py.File(spec.path, "r")
             except OSError as err:
-                return [Problem(f"not a readable HDF5 file ({readers._short_h5_error(err)})",
-                                file=spec.path.name, hint="the file is corrupt or truncated: copy it again")]
+                return [
+                    Problem(
+                        f"not a readable HDF5 file ({readers._short_h5_error(err)})",
+                        file=spec.path.name,
+                        hint="the file is corrupt or truncated: copy it again",
+                    )
+                ]
             with h5:
                 if "matrix" in h5:
-                    readers._check_h5_group(h5["matrix"], spec.path.name, "matrix",
-                                            readers._H5_V3_DATASETS + ("features",), n_features_key="features/id")
+                    readers._check_h5_group(
+                        h5["matrix"],
+                        spec.path.name,
+                        "matrix",
+                        (*readers._H5_V3_DATASETS, "features"),
+                        n_features_key="features/id",
+                    )
                 elif not any("genes" in v for v in h5.values() if hasattr(v, "keys")):
-                    return [Problem("HDF5 file but not a 10x feature-barcode matrix", file=spec.path.name,
-                                    where="/", hint="give Cell Ranger's filtered_feature_bc_matrix.h5")]
+                    return [
+                        Problem(
+                            "HDF5 file but not a 10x feature-barcode matrix",
+                            file=spec.path.name,
+                            where="/",
+                            hint="give Cell Ranger's filtered_feature_bc_matrix.h5",
+                        )
+                    ]
         elif spec.kind == "10x_mtx":
             import scipy.io
 
@@ -162,24 +207,47 @@ def _header_problems(spec: InputSpec, params: Params) -> list[Problem]:
             n_bc = len(readers._read_tsv_column_table(files["barcodes"]))
             out = []
             if rows != n_feat:
-                out.append(Problem(f"the matrix has {rows} rows (features) but {files['features'].name} has "
-                                   f"{n_feat} lines", file=files["matrix"].name, where="header"))
+                out.append(
+                    Problem(
+                        f"the matrix has {rows} rows (features) but {files['features'].name} has "
+                        f"{n_feat} lines",
+                        file=files["matrix"].name,
+                        where="header",
+                    )
+                )
             if cols != n_bc:
-                out.append(Problem(f"the matrix has {cols} columns (barcodes) but {files['barcodes'].name} has "
-                                   f"{n_bc} lines", file=files["matrix"].name, where="header"))
+                out.append(
+                    Problem(
+                        f"the matrix has {cols} columns (barcodes) but {files['barcodes'].name} has "
+                        f"{n_bc} lines",
+                        file=files["matrix"].name,
+                        where="header",
+                    )
+                )
             return out
         elif spec.kind == "bulk_counts" and spec.sample_sheet is not None:
             from .bulk import ANNOTATION_COLUMNS, _read_table
 
-            sheet, col = read_sample_sheet(spec.sample_sheet, sample_column=params.bulk.sample_column)
+            sheet, col = read_sample_sheet(
+                spec.sample_sheet, sample_column=params.bulk.sample_column
+            )
             out = annotate.table_privacy_problems(sheet, file=spec.sample_sheet.name)
             header = _read_table(spec.path, nrows=0)
             # annotation columns (gene_name ...) are not samples
-            columns = [str(c) for c in header.columns[1:]
-                       if str(c).lower().replace(" ", "_") not in ANNOTATION_COLUMNS]
+            columns = [
+                str(c)
+                for c in header.columns[1:]
+                if str(c).lower().replace(" ", "_") not in ANNOTATION_COLUMNS
+            ]
             try:
-                match_samples(sheet[col].tolist(), columns, bp=params.bulk, sheet_file=spec.sample_sheet.name,
-                              counts_file=spec.path.name, sample_column=col)
+                match_samples(
+                    sheet[col].tolist(),
+                    columns,
+                    bp=params.bulk,
+                    sheet_file=spec.sample_sheet.name,
+                    counts_file=spec.path.name,
+                    sample_column=col,
+                )
             except InputError as err:
                 out += err.problems
             return out
@@ -190,7 +258,9 @@ def _header_problems(spec: InputSpec, params: Params) -> list[Problem]:
     return []
 
 
-def write_metrics(*, dest: str | Path, summaries: list[str | Path], facts_json: str | Path) -> dict[str, Any]:
+def write_metrics(
+    *, dest: str | Path, summaries: list[str | Path], facts_json: str | Path
+) -> dict[str, Any]:
     """``qc/metrics.json``: a flat object of the key QC figures (the catalog keeps it)."""
     import json
 
@@ -202,14 +272,19 @@ def write_metrics(*, dest: str | Path, summaries: list[str | Path], facts_json: 
     if "n_cells_input" in merged:
         n_in, n_kept = merged["n_cells_input"], merged["n_cells_kept"]
         out.update(
-            n_cells_input=n_in, n_cells=n_kept, n_genes=merged["n_genes"],
+            n_cells_input=n_in,
+            n_cells=n_kept,
+            n_genes=merged["n_genes"],
             n_genes_filtered=merged["n_genes_filtered"],
             pct_cells_removed=round(100.0 * (n_in - n_kept) / n_in, 3) if n_in else 0.0,
             median_total_counts=merged["medians"]["total_counts"],
             median_genes_per_cell=merged["medians"]["n_genes_by_counts"],
             median_pct_counts_mt=merged["medians"]["pct_counts_mt"],
-            n_clusters=merged["n_clusters"], n_hvg=merged["n_hvg"], n_pcs=merged["n_pcs"],
-            n_marker_rows=merged["n_markers_rows"])
+            n_clusters=merged["n_clusters"],
+            n_hvg=merged["n_hvg"],
+            n_pcs=merged["n_pcs"],
+            n_marker_rows=merged["n_markers_rows"],
+        )
         if merged.get("doublet_rate") is not None:
             out["doublet_rate"] = round(merged["doublet_rate"], 5)
         for rule, n in sorted(merged.get("removed_by", {}).items()):
@@ -218,9 +293,13 @@ def write_metrics(*, dest: str | Path, summaries: list[str | Path], facts_json: 
             out["chemistry"] = facts["chemistry_description"]
     else:
         out.update(
-            n_samples=merged["n_samples"], n_genes=merged["n_genes"], n_genes_kept=merged["n_genes_kept"],
-            library_size_min=merged["library_size_min"], library_size_median=merged["library_size_median"],
-            library_size_max=merged["library_size_max"])
+            n_samples=merged["n_samples"],
+            n_genes=merged["n_genes"],
+            n_genes_kept=merged["n_genes_kept"],
+            library_size_min=merged["library_size_min"],
+            library_size_median=merged["library_size_median"],
+            library_size_max=merged["library_size_max"],
+        )
         if merged.get("min_sample_correlation") is not None:
             out["min_sample_correlation"] = round(merged["min_sample_correlation"], 6)
         if merged.get("pca_variance_ratio"):

@@ -70,13 +70,35 @@ def sample_fields(sample: dict[str, Any], *, assay: str, suspension_type: str) -
 
 # --------------------------------------------------------------------------- privacy
 _PERSON_NAME_COLUMNS = {
-    "name_of_patient", "first_name", "firstname", "last_name", "lastname", "surname", "given_name",
-    "family_name", "full_name", "fullname", "maiden_name", "patient_name", "donor_name",
-    "subject_name", "participant_name", "person_name", "forename",
+    "name_of_patient",
+    "first_name",
+    "firstname",
+    "last_name",
+    "lastname",
+    "surname",
+    "given_name",
+    "family_name",
+    "full_name",
+    "fullname",
+    "maiden_name",
+    "patient_name",
+    "donor_name",
+    "subject_name",
+    "participant_name",
+    "person_name",
+    "forename",
 }
 _IDENTIFIER_NUMBER_COLUMNS = {
-    "ssn", "social_security_number", "mrn", "medical_record_number", "nhs_number", "passport",
-    "passport_number", "insurance_number", "health_insurance_number", "national_id",
+    "ssn",
+    "social_security_number",
+    "mrn",
+    "medical_record_number",
+    "nhs_number",
+    "passport",
+    "passport_number",
+    "insurance_number",
+    "health_insurance_number",
+    "national_id",
 }
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 _PERSON_NAME = re.compile(r"^[A-Z][a-z]+(?:[._ -][A-Z][a-z]+)+$")
@@ -94,7 +116,11 @@ def identifier_kind(column: str) -> str | None:
         return "a person's name"
     if "birth" in c or c == "dob" or c.endswith("_dob") or c.startswith("dob_"):
         return "a birth date"
-    if "address" in c or "street" in c or c in {"zip", "zip_code", "zipcode", "postcode", "postal_code"}:
+    if (
+        "address" in c
+        or "street" in c
+        or c in {"zip", "zip_code", "zipcode", "postcode", "postal_code"}
+    ):
         return "an address"
     if "email" in c or "e_mail" in c or "phone" in c or "telephone" in c or c in {"mobile", "fax"}:
         return "contact details"
@@ -106,13 +132,21 @@ def identifier_kind(column: str) -> str | None:
 def table_privacy_problems(table: Any, *, file: str, what: str = "column") -> list[Problem]:
     """Problems for columns of a pandas DataFrame that look like direct identifiers."""
     problems: list[Problem] = []
-    hint = ("remove it before delivery; donors are identified only by a pseudonymous donor_id "
-            "(e.g. D01), the key to names stays with the requesting lab")
+    hint = (
+        "remove it before delivery; donors are identified only by a pseudonymous donor_id "
+        "(e.g. D01), the key to names stays with the requesting lab"
+    )
     for col in table.columns:
         kind = identifier_kind(str(col))
         if kind:
-            problems.append(Problem(f"{what} looks like {kind}: direct identifiers are not accepted",
-                                    file=file, where=f"{what} '{col}'", hint=hint))
+            problems.append(
+                Problem(
+                    f"{what} looks like {kind}: direct identifiers are not accepted",
+                    file=file,
+                    where=f"{what} '{col}'",
+                    hint=hint,
+                )
+            )
             continue
         series = table[col]
         if series.dtype == object or str(series.dtype) in ("string", "category"):
@@ -120,25 +154,41 @@ def table_privacy_problems(table: Any, *, file: str, what: str = "column") -> li
             hits = values[values.str.fullmatch(_EMAIL.pattern)]
             if len(hits):
                 row = hits.index[0]
-                problems.append(Problem("holds e-mail addresses: direct identifiers are not accepted",
-                                        file=file, where=f"{what} '{col}', row {row!r}", hint=hint))
+                problems.append(
+                    Problem(
+                        "holds e-mail addresses: direct identifiers are not accepted",
+                        file=file,
+                        where=f"{what} '{col}', row {row!r}",
+                        hint=hint,
+                    )
+                )
     return problems
 
 
-def experiment_privacy_problems(experiment: dict[str, Any], *, file: str = "experiment.yaml") -> list[Problem]:
+def experiment_privacy_problems(
+    experiment: dict[str, Any], *, file: str = "experiment.yaml"
+) -> list[Problem]:
     """Donor ids shaped like a person's name; descriptions with an e-mail address or birth date."""
     problems: list[Problem] = []
     for i, s in enumerate(samples(experiment)):
         donor = s.get("donor_id")
         if isinstance(donor, str) and (_PERSON_NAME.match(donor) or _EMAIL.search(donor)):
-            problems.append(Problem(
-                f"donor_id {donor!r} looks like a person's name or e-mail", file=file,
-                where=f"samples[{i}].donor_id",
-                hint="use a pseudonymous code such as D01; the key stays with the requesting lab"))
+            problems.append(
+                Problem(
+                    f"donor_id {donor!r} looks like a person's name or e-mail",
+                    file=file,
+                    where=f"samples[{i}].donor_id",
+                    hint="use a pseudonymous code such as D01; the key stays with the requesting lab",
+                )
+            )
         desc = s.get("description")
         if isinstance(desc, str) and (_EMAIL.search(desc) or _BIRTH_TEXT.search(desc)):
-            problems.append(Problem(
-                "the description holds an e-mail address or a birth date", file=file,
-                where=f"samples[{i}].description",
-                hint="describe the sample, not the person; remove direct identifiers"))
+            problems.append(
+                Problem(
+                    "the description holds an e-mail address or a birth date",
+                    file=file,
+                    where=f"samples[{i}].description",
+                    hint="describe the sample, not the person; remove direct identifiers",
+                )
+            )
     return problems

@@ -40,8 +40,16 @@ transcriptomics:
 """
 
 
-def synthetic_counts(*, n_cells: int, n_genes: int, n_types: int, seed: int,
-                     damaged_fraction: float = 0.04, mean_counts: float = 2500, block: int = 2000):
+def synthetic_counts(
+    *,
+    n_cells: int,
+    n_genes: int,
+    n_types: int,
+    seed: int,
+    damaged_fraction: float = 0.04,
+    mean_counts: float = 2500,
+    block: int = 2000,
+):
     """(csr counts cells x genes int32, gene symbols, cell type per cell) with cluster structure."""
     import scipy.sparse as sp
 
@@ -49,7 +57,9 @@ def synthetic_counts(*, n_cells: int, n_genes: int, n_types: int, seed: int,
     symbols = _symbols(n_genes)
     base = rng.lognormal(mean=-1.0, sigma=1.3, size=n_genes)
     is_mt = np.char.startswith(symbols.astype(str), "MT-")
-    is_ribo = np.char.startswith(symbols.astype(str), "RPL") | np.char.startswith(symbols.astype(str), "RPS")
+    is_ribo = np.char.startswith(symbols.astype(str), "RPL") | np.char.startswith(
+        symbols.astype(str), "RPS"
+    )
     base[is_ribo] *= 8
     base[is_mt] *= 3
     types = rng.integers(0, n_types, size=n_cells)
@@ -82,18 +92,54 @@ def synthetic_counts(*, n_cells: int, n_genes: int, n_types: int, seed: int,
 
 
 def _symbols(n_genes: int) -> np.ndarray:
-    fixed = ["MT-CO1", "MT-CO2", "MT-CO3", "MT-ND1", "MT-ND2", "MT-ND4", "MT-CYB", "MT-ATP6",
-             "RPL3", "RPL4", "RPL13", "RPS3", "RPS6", "RPS12", "RPS27", "RPLP0",
-             "HBB", "HBA1", "HBA2", "CD3E", "CD8A", "MS4A1", "CD79A", "LYZ", "CD14", "NKG7",
-             "GNLY", "FCGR3A", "PPBP", "IL7R"]
+    fixed = [
+        "MT-CO1",
+        "MT-CO2",
+        "MT-CO3",
+        "MT-ND1",
+        "MT-ND2",
+        "MT-ND4",
+        "MT-CYB",
+        "MT-ATP6",
+        "RPL3",
+        "RPL4",
+        "RPL13",
+        "RPS3",
+        "RPS6",
+        "RPS12",
+        "RPS27",
+        "RPLP0",
+        "HBB",
+        "HBA1",
+        "HBA2",
+        "CD3E",
+        "CD8A",
+        "MS4A1",
+        "CD79A",
+        "LYZ",
+        "CD14",
+        "NKG7",
+        "GNLY",
+        "FCGR3A",
+        "PPBP",
+        "IL7R",
+    ]
     names = fixed[: min(len(fixed), n_genes)]
     names += [f"GENE{i:05d}" for i in range(n_genes - len(names))]
     return np.array(names)
 
 
-def write_10x_h5(path: str | Path, X, *, symbols: np.ndarray, barcodes: list[str],
-                 chemistry: str = "Single Cell 3' v3", feature_types: list[str] | None = None,
-                 ids: list[str] | None = None, compression: str | None = "gzip") -> Path:
+def write_10x_h5(
+    path: str | Path,
+    X,
+    *,
+    symbols: np.ndarray,
+    barcodes: list[str],
+    chemistry: str = "Single Cell 3' v3",
+    feature_types: list[str] | None = None,
+    ids: list[str] | None = None,
+    compression: str | None = "gzip",
+) -> Path:
     """Write a Cell Ranger v3 style ``filtered_feature_bc_matrix.h5`` (CSC, features x barcodes).
 
     ``compression=None`` for benchmark inputs: gzip would dominate both sides' read time."""
@@ -136,13 +182,25 @@ def barcodes_for(n: int, *, seed: int) -> list[str]:
     return sorted(out)
 
 
-def make_demo_run(run_dir: str | Path, *, seed: int = 0, n_cells: int = 1200, n_genes: int = 1500,
-                  n_types: int = 5) -> Path:
+def make_demo_run(
+    run_dir: str | Path,
+    *,
+    seed: int = 0,
+    n_cells: int = 1200,
+    n_genes: int = 1500,
+    n_types: int = 5,
+) -> Path:
     """A run folder with ``filtered_feature_bc_matrix.h5`` and a valid experiment.yaml."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    X, symbols, _types = synthetic_counts(n_cells=n_cells, n_genes=n_genes, n_types=n_types, seed=seed)
-    write_10x_h5(run_dir / "filtered_feature_bc_matrix.h5", X, symbols=symbols,
-                 barcodes=barcodes_for(n_cells, seed=seed))
+    X, symbols, _types = synthetic_counts(
+        n_cells=n_cells, n_genes=n_genes, n_types=n_types, seed=seed
+    )
+    write_10x_h5(
+        run_dir / "filtered_feature_bc_matrix.h5",
+        X,
+        symbols=symbols,
+        barcodes=barcodes_for(n_cells, seed=seed),
+    )
     (run_dir / "experiment.yaml").write_text(EXPERIMENT_YAML.format(seed=seed, n_types=n_types))
     return run_dir

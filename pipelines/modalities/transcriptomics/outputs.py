@@ -16,8 +16,19 @@ if TYPE_CHECKING:
 # what AI teams can rely on; bumped when a column/key changes meaning (docs/formats/transcriptomics.md)
 FORMAT = "binds-transcriptomics"
 FORMAT_VERSION = "1"
-_SOFTWARE = ("binds-pipelines", "scanpy", "anndata", "numpy", "scipy", "pandas", "scikit-learn",
-             "umap-learn", "pynndescent", "igraph", "zarr")
+_SOFTWARE = (
+    "binds-pipelines",
+    "scanpy",
+    "anndata",
+    "numpy",
+    "scipy",
+    "pandas",
+    "scikit-learn",
+    "umap-learn",
+    "pynndescent",
+    "igraph",
+    "zarr",
+)
 
 
 def software_versions() -> dict[str, str]:
@@ -41,13 +52,23 @@ def plain(obj: Any) -> Any:
     return obj
 
 
-def provenance(*, params: dict[str, Any], kind: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def provenance(
+    *, params: dict[str, Any], kind: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """``uns['binds']``: format version, input kind, parameters and software versions."""
-    return plain({"format": FORMAT, "format_version": FORMAT_VERSION, "input_kind": kind,
-                  "parameters": params, "software": software_versions(), **(extra or {})})
+    return plain(
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "input_kind": kind,
+            "parameters": params,
+            "software": software_versions(),
+            **(extra or {}),
+        }
+    )
 
 
-def write_zarr(adata: "AnnData", dest: str | Path) -> Path:
+def write_zarr(adata: AnnData, dest: str | Path) -> Path:
     """AnnData as Zarr v3 (``anndata.read_zarr`` reads it), replacing a partial earlier write."""
     import anndata as ad
 
@@ -60,7 +81,7 @@ def write_zarr(adata: "AnnData", dest: str | Path) -> Path:
     return dest
 
 
-def table_parquet(df: "pd.DataFrame", dest: str | Path, *, index_name: str | None) -> Path:
+def table_parquet(df: pd.DataFrame, dest: str | Path, *, index_name: str | None) -> Path:
     """A DataFrame as Parquet with its index as the first column ``index_name`` (``None``: the
     index is dropped); format ``binds-transcriptomics-<file stem>``, columns documented."""
     import pyarrow as pa
@@ -80,6 +101,14 @@ def table_parquet(df: "pd.DataFrame", dest: str | Path, *, index_name: str | Non
     try:
         columns = columns_for(fmt)
     except KeyError:  # not one of the published file names (a caller's scratch table)
-        fmt, columns = "binds-transcriptomics-table", {"*": ColumnDoc("see docs/formats/transcriptomics.md")}
-    return write_table(pa.Table.from_pandas(out, preserve_index=False), dest, format_name=fmt,
-                       format_version=FORMAT_VERSION, columns=columns)
+        fmt, columns = (
+            "binds-transcriptomics-table",
+            {"*": ColumnDoc("see docs/formats/transcriptomics.md")},
+        )
+    return write_table(
+        pa.Table.from_pandas(out, preserve_index=False),
+        dest,
+        format_name=fmt,
+        format_version=FORMAT_VERSION,
+        columns=columns,
+    )

@@ -50,14 +50,14 @@ _H5_V2_DATASETS = ("data", "indices", "indptr", "shape", "barcodes", "genes", "g
 _CHUNK = 16_000_000
 # X is float32 (as scanpy reads 10x files): whole numbers are exact only below 2**24; a larger
 # count would be published rounded, so it is refused instead
-_FLOAT32_EXACT = 2 ** 24
+_FLOAT32_EXACT = 2**24
 
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
     """What a reader returns: the matrix and the facts its header told."""
 
-    adata: "AnnData"
+    adata: AnnData
     facts: dict[str, Any]
 
 
@@ -80,26 +80,43 @@ def read_10x_h5(path: str | Path) -> Loaded:
     try:
         h5 = h5py.File(path, "r")
     except OSError as err:
-        raise InputError(Problem(
-            f"not a readable HDF5 file ({_short_h5_error(err)})", file=fname,
-            hint="the file is corrupt or truncated: copy it again from the Cell Ranger outs/ folder "
-                 "and compare its size / checksum")) from None
+        raise InputError(
+            Problem(
+                f"not a readable HDF5 file ({_short_h5_error(err)})",
+                file=fname,
+                hint="the file is corrupt or truncated: copy it again from the Cell Ranger outs/ folder "
+                "and compare its size / checksum",
+            )
+        ) from None
     with h5:
         facts = _h5_facts(h5)
         if "matrix" in h5:
             layout, groups = "v3", ["matrix"]
-            _check_h5_group(h5["matrix"], fname, "matrix", _H5_V3_DATASETS + ("features",),
-                            n_features_key="features/id")
+            _check_h5_group(
+                h5["matrix"],
+                fname,
+                "matrix",
+                (*_H5_V3_DATASETS, "features"),
+                n_features_key="features/id",
+            )
         else:
-            groups = sorted(k for k, v in h5.items()
-                            if isinstance(v, h5py.Group) and all(d in v for d in ("data", "genes")))
+            groups = sorted(
+                k
+                for k, v in h5.items()
+                if isinstance(v, h5py.Group) and all(d in v for d in ("data", "genes"))
+            )
             if not groups:
-                raise InputError(Problem(
-                    f"HDF5 file but not a 10x feature-barcode matrix: top-level entries are "
-                    f"{sorted(h5.keys()) or 'none'}", file=fname, where="/",
-                    hint="expected a 'matrix' group (Cell Ranger >= 3) or one group per genome with "
-                         "'genes' (Cell Ranger 2); give filtered_feature_bc_matrix.h5, not "
-                         "molecule_info.h5 or an .h5ad (for .h5ad set transcriptomics.input.kind: h5ad)"))
+                raise InputError(
+                    Problem(
+                        f"HDF5 file but not a 10x feature-barcode matrix: top-level entries are "
+                        f"{sorted(h5.keys()) or 'none'}",
+                        file=fname,
+                        where="/",
+                        hint="expected a 'matrix' group (Cell Ranger >= 3) or one group per genome with "
+                        "'genes' (Cell Ranger 2); give filtered_feature_bc_matrix.h5, not "
+                        "molecule_info.h5 or an .h5ad (for .h5ad set transcriptomics.input.kind: h5ad)",
+                    )
+                )
             layout = "v2"
             for g in groups:
                 _check_h5_group(h5[g], fname, g, _H5_V2_DATASETS, n_features_key="genes")
@@ -109,13 +126,18 @@ def read_10x_h5(path: str | Path) -> Loaded:
             adata = sc.read_10x_h5(path, gex_only=False)
         else:
             parts = [sc.read_10x_h5(path, genome=g) for g in groups]
-            for g, part in zip(groups, parts):
+            for g, part in zip(groups, parts, strict=False):
                 part.var["genome"] = g
                 part.var["feature_types"] = GENE_EXPRESSION
             adata = parts[0] if len(parts) == 1 else _concat_genomes(parts)
     except (KeyError, ValueError, OSError) as err:
-        raise InputError(Problem(f"scanpy could not read the matrix: {err}", file=fname,
-                                 hint="the 10x HDF5 is malformed; regenerate it with Cell Ranger")) from None
+        raise InputError(
+            Problem(
+                f"scanpy could not read the matrix: {err}",
+                file=fname,
+                hint="the 10x HDF5 is malformed; regenerate it with Cell Ranger",
+            )
+        ) from None
     adata = _standard_var(adata, id_col="gene_ids", name_col=None)
     _check_counts(adata, fname)
     _check_unique_barcodes(adata.obs_names, fname, "barcodes")
@@ -135,7 +157,9 @@ def _h5_facts(h5: Any) -> dict[str, Any]:
         if key in h5.attrs:
             val = h5.attrs[key]
             if isinstance(val, np.ndarray):
-                val = ", ".join(v.decode() if isinstance(v, bytes) else str(v) for v in val.tolist())
+                val = ", ".join(
+                    v.decode() if isinstance(v, bytes) else str(v) for v in val.tolist()
+                )
             elif isinstance(val, bytes):
                 val = val.decode()
             facts[key] = str(val)
@@ -146,34 +170,59 @@ def _h5_facts(h5: Any) -> dict[str, Any]:
     return facts
 
 
-def _check_h5_group(group: Any, fname: str, gname: str, needed: tuple[str, ...], *,
-                    n_features_key: str) -> None:
+def _check_h5_group(
+    group: Any, fname: str, gname: str, needed: tuple[str, ...], *, n_features_key: str
+) -> None:
     missing = [d for d in needed if d not in group]
     if missing:
-        raise InputError(Problem(
-            f"10x HDF5 group '{gname}' lacks {', '.join(missing)}", file=fname, where=f"/{gname}",
-            hint="the file is truncated or was not written by Cell Ranger"))
+        raise InputError(
+            Problem(
+                f"10x HDF5 group '{gname}' lacks {', '.join(missing)}",
+                file=fname,
+                where=f"/{gname}",
+                hint="the file is truncated or was not written by Cell Ranger",
+            )
+        )
     shape = [int(x) for x in group["shape"][()]]
     n_bc = int(group["barcodes"].shape[0])
     n_feat = int(group[n_features_key].shape[0])
     nnz = int(group["data"].shape[0])
     if len(shape) != 2 or shape[1] != n_bc:
-        raise InputError(Problem(
-            f"shape says {shape[1] if len(shape) == 2 else shape} barcodes but 'barcodes' has {n_bc}",
-            file=fname, where=f"/{gname}/shape", hint="the barcodes and the matrix do not belong together"))
+        raise InputError(
+            Problem(
+                f"shape says {shape[1] if len(shape) == 2 else shape} barcodes but 'barcodes' has {n_bc}",
+                file=fname,
+                where=f"/{gname}/shape",
+                hint="the barcodes and the matrix do not belong together",
+            )
+        )
     if shape[0] != n_feat:
-        raise InputError(Problem(
-            f"shape says {shape[0]} features but '{n_features_key}' has {n_feat}",
-            file=fname, where=f"/{gname}/shape", hint="the features and the matrix do not belong together"))
+        raise InputError(
+            Problem(
+                f"shape says {shape[0]} features but '{n_features_key}' has {n_feat}",
+                file=fname,
+                where=f"/{gname}/shape",
+                hint="the features and the matrix do not belong together",
+            )
+        )
     indptr = group["indptr"]
-    if indptr.shape[0] != n_bc + 1 or int(indptr[-1]) != nnz or int(group["indices"].shape[0]) != nnz:
-        raise InputError(Problem(
-            f"indptr ({indptr.shape[0]} entries, last {int(indptr[-1])}) does not fit {n_bc} barcodes "
-            f"and {nnz} stored values", file=fname, where=f"/{gname}/indptr",
-            hint="the file is truncated or corrupt: copy it again"))
+    if (
+        indptr.shape[0] != n_bc + 1
+        or int(indptr[-1]) != nnz
+        or int(group["indices"].shape[0]) != nnz
+    ):
+        raise InputError(
+            Problem(
+                f"indptr ({indptr.shape[0]} entries, last {int(indptr[-1])}) does not fit {n_bc} barcodes "
+                f"and {nnz} stored values",
+                file=fname,
+                where=f"/{gname}/indptr",
+                hint="the file is truncated or corrupt: copy it again",
+            )
+        )
 
 
-def _concat_genomes(parts: list["AnnData"]) -> "AnnData":
+def _concat_genomes(parts: list[AnnData]) -> AnnData:
     import anndata as ad
 
     return ad.concat(parts, axis=1, merge="first")
@@ -188,13 +237,21 @@ def find_mtx_files(folder: Path) -> dict[str, Path]:
     }
     for layout, names in layouts.items():
         if all((folder / n).is_file() for n in names):
-            return {"layout": layout, "matrix": folder / names[0], "features": folder / names[1],
-                    "barcodes": folder / names[2]}
+            return {
+                "layout": layout,
+                "matrix": folder / names[0],
+                "features": folder / names[1],
+                "barcodes": folder / names[2],
+            }
     present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-    raise InputError(Problem(
-        f"not a complete 10x MatrixMarket triplet; found {present or 'nothing'}", file=str(folder),
-        hint="expected matrix.mtx.gz + features.tsv.gz + barcodes.tsv.gz (Cell Ranger >= 3) or "
-             "matrix.mtx + genes.tsv + barcodes.tsv (Cell Ranger 2), all in one folder"))
+    raise InputError(
+        Problem(
+            f"not a complete 10x MatrixMarket triplet; found {present or 'nothing'}",
+            file=str(folder),
+            hint="expected matrix.mtx.gz + features.tsv.gz + barcodes.tsv.gz (Cell Ranger >= 3) or "
+            "matrix.mtx + genes.tsv + barcodes.tsv (Cell Ranger 2), all in one folder",
+        )
+    )
 
 
 def read_10x_mtx(folder: str | Path) -> Loaded:
@@ -207,31 +264,55 @@ def read_10x_mtx(folder: str | Path) -> Loaded:
     files = find_mtx_files(folder)
     mname = files["matrix"].name
     try:
-        n_rows, n_cols, nnz, fmt, field, _sym = scipy.io.mminfo(files["matrix"])
+        n_rows, n_cols, _nnz, _fmt, field, _sym = scipy.io.mminfo(files["matrix"])
     except (ValueError, OSError, EOFError) as err:
-        raise InputError(Problem(f"not a MatrixMarket file: {err}", file=mname, where="header",
-                                 hint="the first line must be '%%MatrixMarket matrix coordinate integer general'")) from None
+        raise InputError(
+            Problem(
+                f"not a MatrixMarket file: {err}",
+                file=mname,
+                where="header",
+                hint="the first line must be '%%MatrixMarket matrix coordinate integer general'",
+            )
+        ) from None
     features = _read_tsv_column_table(files["features"])
     barcodes = _read_tsv_column_table(files["barcodes"])
     if n_rows != len(features):
-        raise InputError(Problem(
-            f"the matrix has {n_rows} rows (features) but {files['features'].name} has {len(features)} lines",
-            file=mname, where="header (rows columns entries)",
-            hint=f"{files['features'].name} and {mname} do not belong together"))
+        raise InputError(
+            Problem(
+                f"the matrix has {n_rows} rows (features) but {files['features'].name} has {len(features)} lines",
+                file=mname,
+                where="header (rows columns entries)",
+                hint=f"{files['features'].name} and {mname} do not belong together",
+            )
+        )
     if n_cols != len(barcodes):
-        raise InputError(Problem(
-            f"the matrix has {n_cols} columns (barcodes) but {files['barcodes'].name} has {len(barcodes)} lines",
-            file=mname, where="header (rows columns entries)",
-            hint=f"{files['barcodes'].name} and {mname} do not belong together"))
+        raise InputError(
+            Problem(
+                f"the matrix has {n_cols} columns (barcodes) but {files['barcodes'].name} has {len(barcodes)} lines",
+                file=mname,
+                where="header (rows columns entries)",
+                hint=f"{files['barcodes'].name} and {mname} do not belong together",
+            )
+        )
     if field not in ("integer", "real", "pattern"):
-        raise InputError(Problem(f"MatrixMarket field is {field!r}, counts must be integer", file=mname,
-                                 where="header"))
+        raise InputError(
+            Problem(
+                f"MatrixMarket field is {field!r}, counts must be integer",
+                file=mname,
+                where="header",
+            )
+        )
     _check_unique_barcodes(pd.Index(barcodes[0].astype(str)), files["barcodes"].name, "line")
     ids = features[0].astype(str)
     if features.shape[1] < 2:
-        raise InputError(Problem(f"{features.shape[1]} column(s): expected gene id and gene name",
-                                 file=files["features"].name, where="line 1",
-                                 hint="Cell Ranger writes id<TAB>name[<TAB>feature type]"))
+        raise InputError(
+            Problem(
+                f"{features.shape[1]} column(s): expected gene id and gene name",
+                file=files["features"].name,
+                where="line 1",
+                hint="Cell Ranger writes id<TAB>name[<TAB>feature type]",
+            )
+        )
     # the v2 pbmc set has the placeholder id ENSGXXXXXX on every gene: fall back to symbols
     var_names = "gene_ids" if ids.is_unique else "gene_symbols"
     X = _read_mtx_values(files["matrix"], field=field)
@@ -245,16 +326,28 @@ def read_10x_mtx(folder: str | Path) -> Loaded:
     else:
         adata.var_names = ad.utils.make_index_unique(pd.Index(features[1].astype(str).to_numpy()))
     adata.var["gene_ids"] = ids.to_numpy()
-    adata.var["feature_types"] = features[2].astype(str).to_numpy() if features.shape[1] > 2 else GENE_EXPRESSION
+    adata.var["feature_types"] = (
+        features[2].astype(str).to_numpy() if features.shape[1] > 2 else GENE_EXPRESSION
+    )
     adata = _standard_var(adata, id_col="gene_ids", name_col=None)
-    _check_counts(adata, mname, source="matrix",
-                  place=lambda cell, feature: _mtx_place(files["matrix"], cell, feature))
+    _check_counts(
+        adata,
+        mname,
+        source="matrix",
+        place=lambda cell, feature: _mtx_place(files["matrix"], cell, feature),
+    )
     adata.X = adata.X.astype(np.float32)
-    facts: dict[str, Any] = {"layout": f"10x_mtx_{files['layout']}", "n_barcodes": int(adata.n_obs),
-                             "n_features": int(adata.n_vars), "mtx_field": field}
+    facts: dict[str, Any] = {
+        "layout": f"10x_mtx_{files['layout']}",
+        "n_barcodes": int(adata.n_obs),
+        "n_features": int(adata.n_vars),
+        "mtx_field": field,
+    }
     if not ids.is_unique:
-        facts["gene_ids_not_unique"] = (f"{files['features'].name}: gene ids repeat "
-                                        f"(e.g. {ids[ids.duplicated()].iloc[0]}); gene symbols name the genes")
+        facts["gene_ids_not_unique"] = (
+            f"{files['features'].name}: gene ids repeat "
+            f"(e.g. {ids[ids.duplicated()].iloc[0]}); gene symbols name the genes"
+        )
     return Loaded(adata=adata, facts=facts)
 
 
@@ -268,7 +361,9 @@ class _IntegerHeaderAsReal(io.RawIOBase):
     def __init__(self, raw: Any):
         self._raw = raw
         first = raw.readline()
-        self._head = re.sub(rb"(?i)^(%%matrixmarket\s+matrix\s+coordinate\s+)integer", rb"\1real", first)
+        self._head = re.sub(
+            rb"(?i)^(%%matrixmarket\s+matrix\s+coordinate\s+)integer", rb"\1real", first
+        )
 
     def readable(self) -> bool:
         return True
@@ -279,7 +374,7 @@ class _IntegerHeaderAsReal(io.RawIOBase):
             buffer[:n], self._head = self._head[:n], self._head[n:]
             return n
         data = self._raw.read(len(buffer))
-        buffer[:len(data)] = data
+        buffer[: len(data)] = data
         return len(data)
 
 
@@ -294,11 +389,18 @@ def _read_mtx_values(path: Path, *, field: str):
 
     try:
         with _open_maybe_gzip(path) as fh:
-            stream = io.BufferedReader(_IntegerHeaderAsReal(fh), 1 << 20) if field == "integer" else fh
+            stream = (
+                io.BufferedReader(_IntegerHeaderAsReal(fh), 1 << 20) if field == "integer" else fh
+            )
             M = scipy.io.mmread(stream)
     except (ValueError, IndexError, OSError, EOFError) as err:
-        raise InputError(Problem(f"could not read the matrix: {str(err)[:200]}", file=path.name,
-                                 hint="the file is truncated or not MatrixMarket coordinate format")) from None
+        raise InputError(
+            Problem(
+                f"could not read the matrix: {str(err)[:200]}",
+                file=path.name,
+                hint="the file is truncated or not MatrixMarket coordinate format",
+            )
+        ) from None
     # float64 (or int64 for a 'pattern' matrix): checked by _check_counts before the cast, so
     # a fraction that float32 would round away is still seen
     return sp.csr_matrix(M.T)
@@ -320,11 +422,22 @@ def _read_tsv_column_table(path: Path):
     import pandas as pd
 
     try:
-        return pd.read_csv(path, sep="\t", header=None, dtype=str, keep_default_na=False,
-                           compression="gzip" if path.suffix == ".gz" else None)
+        return pd.read_csv(
+            path,
+            sep="\t",
+            header=None,
+            dtype=str,
+            keep_default_na=False,
+            compression="gzip" if path.suffix == ".gz" else None,
+        )
     except (gzip.BadGzipFile, EOFError, OSError, UnicodeDecodeError, pd.errors.ParserError) as err:
-        raise InputError(Problem(f"cannot read it as a tab-separated table: {err}", file=path.name,
-                                 hint="the file is corrupt or not gzip-compressed text")) from None
+        raise InputError(
+            Problem(
+                f"cannot read it as a tab-separated table: {err}",
+                file=path.name,
+                hint="the file is corrupt or not gzip-compressed text",
+            )
+        ) from None
     except pd.errors.EmptyDataError:
         raise InputError(Problem("the file is empty", file=path.name)) from None
 
@@ -339,8 +452,13 @@ def read_h5ad_counts(path: str | Path) -> Loaded:
     try:
         adata = ad.read_h5ad(path)
     except (OSError, KeyError, ValueError, TypeError) as err:
-        raise InputError(Problem(f"not a readable .h5ad: {str(err)[:200]}", file=path.name,
-                                 hint="write it with anndata's write_h5ad")) from None
+        raise InputError(
+            Problem(
+                f"not a readable .h5ad: {str(err)[:200]}",
+                file=path.name,
+                hint="write it with anndata's write_h5ad",
+            )
+        ) from None
     source = "X"
     if "counts" in adata.layers:
         source = "layers['counts']"
@@ -355,8 +473,12 @@ def read_h5ad_counts(path: str | Path) -> Loaded:
     # a float32 1.0 and pass as a count
     adata = ad.AnnData(X=sp.csr_matrix(X), obs=adata.obs.copy(), var=adata.var.copy())
     adata.layers.clear()
-    name_col = next((c for c in ("feature_name", "gene_symbols", "gene_name", "symbol") if c in adata.var), None)
-    id_col = next((c for c in ("gene_ids", "gene_id", "feature_id", "ensembl_id") if c in adata.var), None)
+    name_col = next(
+        (c for c in ("feature_name", "gene_symbols", "gene_name", "symbol") if c in adata.var), None
+    )
+    id_col = next(
+        (c for c in ("gene_ids", "gene_id", "feature_id", "ensembl_id") if c in adata.var), None
+    )
     if id_col is None:
         adata.var["gene_ids"] = adata.var_names.astype(str)
         id_col = "gene_ids"
@@ -366,20 +488,27 @@ def read_h5ad_counts(path: str | Path) -> Loaded:
     _check_unique_barcodes(adata.obs_names, path.name, "obs_names")
     if not adata.var_names.is_unique:
         adata.var_names_make_unique()
-    return Loaded(adata=adata, facts={"layout": "h5ad", "counts_from": source,
-                                      "n_barcodes": int(adata.n_obs), "n_features": int(adata.n_vars)})
+    return Loaded(
+        adata=adata,
+        facts={
+            "layout": "h5ad",
+            "counts_from": source,
+            "n_barcodes": int(adata.n_obs),
+            "n_features": int(adata.n_vars),
+        },
+    )
 
 
 def _looks_integer(X: Any) -> bool:
     import scipy.sparse as sp
 
     data = X.data if sp.issparse(X) else np.asarray(X)
-    sample = data[: 100_000]
+    sample = data[:100_000]
     return bool(np.all(np.mod(sample, 1) == 0))
 
 
 # --------------------------------------------------------------------------- shared checks
-def _standard_var(adata: "AnnData", *, id_col: str, name_col: str | None) -> "AnnData":
+def _standard_var(adata: AnnData, *, id_col: str, name_col: str | None) -> AnnData:
     """var with gene_ids, feature_name, feature_types (+ genome), the names scanpy gave kept as index."""
     var = adata.var
     if id_col != "gene_ids":
@@ -410,8 +539,13 @@ def _standard_var(adata: "AnnData", *, id_col: str, name_col: str | None) -> "An
     return adata
 
 
-def _check_counts(adata: "AnnData", fname: str, *, source: str = "matrix",
-                  place: Callable[[int, int], str] | None = None) -> None:
+def _check_counts(
+    adata: AnnData,
+    fname: str,
+    *,
+    source: str = "matrix",
+    place: Callable[[int, int], str] | None = None,
+) -> None:
     """Raw counts: non-negative integers.  Names the first offending barcode and gene (and, with
     ``place``, where the value is in the file: ``place(cell index, feature index)``)."""
     import scipy.sparse as sp
@@ -423,25 +557,38 @@ def _check_counts(adata: "AnnData", fname: str, *, source: str = "matrix",
     adata.X = X
     data = X.data
     for start in range(0, data.shape[0], _CHUNK):
-        part = data[start:start + _CHUNK]
-        bad = np.flatnonzero((part < 0) | ~np.isfinite(part) | (np.mod(part, 1) != 0) | (part >= _FLOAT32_EXACT))
+        part = data[start : start + _CHUNK]
+        bad = np.flatnonzero(
+            (part < 0) | ~np.isfinite(part) | (np.mod(part, 1) != 0) | (part >= _FLOAT32_EXACT)
+        )
         if bad.size:
             k = start + int(bad[0])
             row = int(np.searchsorted(X.indptr, k, side="right") - 1)
             col = int(X.indices[k])
             value = data[k]
-            what = "negative" if value < 0 else (
-                f"at or above {_FLOAT32_EXACT:,}, the largest count float32 holds exactly (scanpy reads "
-                "10x int32 counts as float32, so it may already be rounded)"
-                if np.isfinite(value) and value >= _FLOAT32_EXACT else "not an integer")
+            what = (
+                "negative"
+                if value < 0
+                else (
+                    f"at or above {_FLOAT32_EXACT:,}, the largest count float32 holds exactly (scanpy reads "
+                    "10x int32 counts as float32, so it may already be rounded)"
+                    if np.isfinite(value) and value >= _FLOAT32_EXACT
+                    else "not an integer"
+                )
+            )
             where = f"{source}: barcode {adata.obs_names[row]}, gene {adata.var_names[col]}"
             if place is not None:
                 where = f"{place(row, col)} ({where})"
-            raise InputError(Problem(
-                f"value {_shortest(value)} is {what}: raw UMI/read counts are expected ({bad.size} such "
-                f"values in this slice alone)", file=fname, where=where,
-                hint="give the unnormalised counts (Cell Ranger filtered_feature_bc_matrix, or an "
-                     ".h5ad with counts in layers['counts'])"))
+            raise InputError(
+                Problem(
+                    f"value {_shortest(value)} is {what}: raw UMI/read counts are expected ({bad.size} such "
+                    f"values in this slice alone)",
+                    file=fname,
+                    where=where,
+                    hint="give the unnormalised counts (Cell Ranger filtered_feature_bc_matrix, or an "
+                    ".h5ad with counts in layers['counts'])",
+                )
+            )
 
 
 def _shortest(value: Any) -> str:
@@ -458,14 +605,20 @@ def _check_unique_barcodes(names: Any, fname: str, where: str) -> None:
     idx = pd.Index(names)
     if not idx.is_unique:
         dup = idx[idx.duplicated()]
-        raise InputError(Problem(
-            f"{len(dup)} duplicate barcode(s), e.g. {dup[0]!r} appears {int((idx == dup[0]).sum())} times",
-            file=fname, where=f"{where} {int(np.flatnonzero(idx == dup[0])[1]) + 1}" if where == "line" else where,
-            hint="each cell barcode must appear once; libraries merged by hand need a suffix per "
-                 "library (-1, -2 ...) as cellranger aggr writes"))
+        raise InputError(
+            Problem(
+                f"{len(dup)} duplicate barcode(s), e.g. {dup[0]!r} appears {int((idx == dup[0]).sum())} times",
+                file=fname,
+                where=f"{where} {int(np.flatnonzero(idx == dup[0])[1]) + 1}"
+                if where == "line"
+                else where,
+                hint="each cell barcode must appear once; libraries merged by hand need a suffix per "
+                "library (-1, -2 ...) as cellranger aggr writes",
+            )
+        )
 
 
-def split_feature_types(adata: "AnnData") -> tuple["AnnData", dict[str, Any]]:
+def split_feature_types(adata: AnnData) -> tuple[AnnData, dict[str, Any]]:
     """Keep Gene Expression in X; every other feature type (Antibody Capture, CRISPR Guide
     Capture, ...) goes to ``obsm[<type as snake_case>]`` as a DataFrame of integer counts whose
     columns are the feature ids (its names are in ``uns['feature_types']``).
@@ -484,11 +637,19 @@ def split_feature_types(adata: "AnnData") -> tuple["AnnData", dict[str, Any]]:
         key = re.sub(r"[^a-z0-9]+", "_", ftype.lower()).strip("_")
         # a few hundred antibodies at most: a dense per-cell table is what people expect here
         dense = np.asarray(sub.X.toarray(), dtype=np.int32)
-        gex.obsm[key] = pd.DataFrame(dense, index=gex.obs_names, columns=sub.var["gene_ids"].tolist())
-        info[key] = {"feature_type": ftype, "ids": sub.var["gene_ids"].tolist(),
-                     "names": sub.var["feature_name"].tolist()}
+        gex.obsm[key] = pd.DataFrame(
+            dense, index=gex.obs_names, columns=sub.var["gene_ids"].tolist()
+        )
+        info[key] = {
+            "feature_type": ftype,
+            "ids": sub.var["gene_ids"].tolist(),
+            "names": sub.var["feature_name"].tolist(),
+        }
     if gex.n_vars == 0:
-        raise InputError(Problem(
-            f"no '{GENE_EXPRESSION}' features, only {', '.join(others)}",
-            hint="the transcriptomics workflow needs gene expression counts"))
+        raise InputError(
+            Problem(
+                f"no '{GENE_EXPRESSION}' features, only {', '.join(others)}",
+                hint="the transcriptomics workflow needs gene expression counts",
+            )
+        )
     return gex, info

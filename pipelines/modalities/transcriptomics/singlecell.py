@@ -22,7 +22,7 @@ from pipelines.staging import write_json
 from . import annotate, outputs, plots
 from .discover import InputSpec, resolve_input
 from .params import Params, params_from_experiment
-from .readers import (Loaded, read_10x_h5, read_10x_mtx, read_h5ad_counts, split_feature_types)
+from .readers import Loaded, read_10x_h5, read_10x_mtx, read_h5ad_counts, split_feature_types
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -40,8 +40,9 @@ def read_input(spec: InputSpec) -> Loaded:
     return readers[spec.kind](spec.path)
 
 
-def load_single_cell(*, run_dir: str | Path, experiment: dict[str, Any], dest: str | Path,
-                     facts_json: str | Path) -> dict[str, Any]:
+def load_single_cell(
+    *, run_dir: str | Path, experiment: dict[str, Any], dest: str | Path, facts_json: str | Path
+) -> dict[str, Any]:
     """Read the library, check it, attach sample annotations; write ``dest`` (.h5ad).
 
     Writes ``facts_json`` = ``{"facts": {...header facts}, "conflicts": [...]}``: the 10x
@@ -55,8 +56,9 @@ def load_single_cell(*, run_dir: str | Path, experiment: dict[str, Any], dest: s
     return facts
 
 
-def read_library(*, run_dir: str | Path, experiment: dict[str, Any],
-                 facts_json: str | Path) -> tuple["AnnData", dict[str, Any]]:
+def read_library(
+    *, run_dir: str | Path, experiment: dict[str, Any], facts_json: str | Path
+) -> tuple[AnnData, dict[str, Any]]:
     """The checked, annotated library in memory (see :func:`load_single_cell`); writes facts_json."""
     params = params_from_experiment(experiment)
     problems = annotate.experiment_privacy_problems(experiment)
@@ -64,24 +66,36 @@ def read_library(*, run_dir: str | Path, experiment: dict[str, Any],
         raise InputError(problems)
     spec = resolve_input(run_dir, params)
     if not spec.single_cell:
-        raise InputError(Problem(f"{spec.path.name} is a {spec.kind} input, not single-cell",
-                                 file="experiment.yaml", where="transcriptomics.input.kind"))
+        raise InputError(
+            Problem(
+                f"{spec.path.name} is a {spec.kind} input, not single-cell",
+                file="experiment.yaml",
+                where="transcriptomics.input.kind",
+            )
+        )
     loaded = read_input(spec)
     adata = loaded.adata
     if spec.kind == "h5ad":
-        problems = annotate.table_privacy_problems(adata.obs, file=spec.path.name, what="obs column")
+        problems = annotate.table_privacy_problems(
+            adata.obs, file=spec.path.name, what="obs column"
+        )
         if problems:
             raise InputError(problems)
     adata, ftypes = split_feature_types(adata)
     assay, conflicts = _assay(params, loaded.facts)
     _annotate_cells(adata, experiment, params, assay=assay, file=spec.path.name)
     adata.uns["feature_types"] = ftypes
-    adata.uns["input"] = {"kind": spec.kind, "file": spec.path.relative_to(Path(run_dir)).as_posix()}
+    adata.uns["input"] = {
+        "kind": spec.kind,
+        "file": spec.path.relative_to(Path(run_dir)).as_posix(),
+    }
     facts = {**loaded.facts, "input_kind": spec.kind, "n_gene_features": int(adata.n_vars)}
     if ftypes:
         facts["other_feature_types"] = ", ".join(v["feature_type"] for v in ftypes.values())
     write_json(facts_json, {"facts": facts, "conflicts": conflicts})
-    log.info("loaded %s: %d barcodes x %d genes (%s)", spec.path, adata.n_obs, adata.n_vars, spec.kind)
+    log.info(
+        "loaded %s: %d barcodes x %d genes (%s)", spec.path, adata.n_obs, adata.n_vars, spec.kind
+    )
     return adata, facts
 
 
@@ -90,18 +104,28 @@ def _assay(params: Params, facts: dict[str, Any]) -> tuple[str, list[dict[str, A
     given = params.assay_ontology_term_id
     conflicts = []
     if given and header and given != header:
-        conflicts.append({"field": "transcriptomics.assay_ontology_term_id", "yaml": given,
-                          "header": f"{header} ({facts.get('chemistry_description')})", "used": "yaml"})
+        conflicts.append(
+            {
+                "field": "transcriptomics.assay_ontology_term_id",
+                "yaml": given,
+                "header": f"{header} ({facts.get('chemistry_description')})",
+                "used": "yaml",
+            }
+        )
     return given or header or annotate.UNKNOWN, conflicts
 
 
-def _annotate_cells(adata: "AnnData", experiment: dict[str, Any], params: Params, *, assay: str,
-                    file: str) -> None:
+def _annotate_cells(
+    adata: AnnData, experiment: dict[str, Any], params: Params, *, assay: str, file: str
+) -> None:
     """CELLxGENE obs fields per cell from experiment.yaml samples (one, or one per library suffix)."""
     import pandas as pd
 
     samples = annotate.samples(experiment)
-    rows = [annotate.sample_fields(s, assay=assay, suspension_type=params.suspension_type) for s in samples]
+    rows = [
+        annotate.sample_fields(s, assay=assay, suspension_type=params.suspension_type)
+        for s in samples
+    ]
     if len(rows) == 1:
         which = np.zeros(adata.n_obs, dtype=int)
     else:
@@ -113,11 +137,16 @@ def _annotate_cells(adata: "AnnData", experiment: dict[str, Any], params: Params
             # cellranger aggr suffixes barcodes with -1, -2, ... in the order of its libraries
             suffix = adata.obs_names.str.extract(r"-(\d+)$")[0]
             if suffix.isna().any() or not suffix.astype(int).between(1, len(rows)).all():
-                raise InputError(Problem(
-                    f"experiment.yaml lists {len(rows)} samples but the cells of {file} cannot be "
-                    "assigned to them", file="experiment.yaml", where="samples",
-                    hint="list one sample per library, in the order of the barcode suffixes -1, -2, ... "
-                         "(cellranger aggr), or give an .h5ad with obs['sample_id']"))
+                raise InputError(
+                    Problem(
+                        f"experiment.yaml lists {len(rows)} samples but the cells of {file} cannot be "
+                        "assigned to them",
+                        file="experiment.yaml",
+                        where="samples",
+                        hint="list one sample per library, in the order of the barcode suffixes -1, -2, ... "
+                        "(cellranger aggr), or give an .h5ad with obs['sample_id']",
+                    )
+                )
             which = suffix.astype(int).to_numpy() - 1
     table = pd.DataFrame(rows).iloc[which]
     for col in table.columns:
@@ -147,7 +176,9 @@ def _median(values: np.ndarray) -> float | None:
     return float(np.median(values)) if values.size else None
 
 
-def _mad_bounds(values: np.ndarray, n_mads: float, *, upper_only: bool = False) -> tuple[float | None, float | None, float]:
+def _mad_bounds(
+    values: np.ndarray, n_mads: float, *, upper_only: bool = False
+) -> tuple[float | None, float | None, float]:
     from scipy.stats import median_abs_deviation
 
     if not values.size:
@@ -162,8 +193,16 @@ def _mad_bounds(values: np.ndarray, n_mads: float, *, upper_only: bool = False) 
     return lower, med + n_mads * mad, mad
 
 
-def qc_cells(*, src: str | Path, dest: str | Path, cells_parquet: str | Path, violin_png: str | Path,
-             top_genes_png: str | Path, summary_json: str | Path, experiment: dict[str, Any]) -> QCSummary:
+def qc_cells(
+    *,
+    src: str | Path,
+    dest: str | Path,
+    cells_parquet: str | Path,
+    violin_png: str | Path,
+    top_genes_png: str | Path,
+    summary_json: str | Path,
+    experiment: dict[str, Any],
+) -> QCSummary:
     """QC metrics, MAD-based outlier removal (sc-best-practices), optional Scrublet doublets.
 
     Writes ``dest`` (.h5ad of the kept cells, raw counts in X), ``cells_parquet`` (every input
@@ -178,16 +217,34 @@ def qc_cells(*, src: str | Path, dest: str | Path, cells_parquet: str | Path, vi
     """
     import anndata as ad
 
-    summary, _ = _qc(ad.read_h5ad(src), dest=dest, cells_parquet=cells_parquet, violin_png=violin_png,
-                     top_genes_png=top_genes_png, summary_json=summary_json, experiment=experiment)
+    summary, _ = _qc(
+        ad.read_h5ad(src),
+        dest=dest,
+        cells_parquet=cells_parquet,
+        violin_png=violin_png,
+        top_genes_png=top_genes_png,
+        summary_json=summary_json,
+        experiment=experiment,
+    )
     return summary
 
 
-def process_single_cell(*, run_dir: str | Path, experiment: dict[str, Any], facts_json: str | Path,
-                        cells_parquet: str | Path, violin_png: str | Path, top_genes_png: str | Path,
-                        qc_summary_json: str | Path, adata_zarr: str | Path, obs_parquet: str | Path,
-                        var_parquet: str | Path, markers_parquet: str | Path, umap_png: str | Path,
-                        cluster_summary_json: str | Path) -> ClusterSummary:
+def process_single_cell(
+    *,
+    run_dir: str | Path,
+    experiment: dict[str, Any],
+    facts_json: str | Path,
+    cells_parquet: str | Path,
+    violin_png: str | Path,
+    top_genes_png: str | Path,
+    qc_summary_json: str | Path,
+    adata_zarr: str | Path,
+    obs_parquet: str | Path,
+    var_parquet: str | Path,
+    markers_parquet: str | Path,
+    umap_png: str | Path,
+    cluster_summary_json: str | Path,
+) -> ClusterSummary:
     """:func:`load_single_cell`, :func:`qc_cells` and :func:`cluster_cells` in one process: the
     workflow's single-cell rule.
 
@@ -196,17 +253,38 @@ def process_single_cell(*, run_dir: str | Path, experiment: dict[str, Any], fact
     unfiltered matrix is released as soon as QC has copied the kept cells.
     """
     adata, _ = read_library(run_dir=run_dir, experiment=experiment, facts_json=facts_json)
-    _, kept = _qc(adata, dest=None, cells_parquet=cells_parquet, violin_png=violin_png,
-                  top_genes_png=top_genes_png, summary_json=qc_summary_json, experiment=experiment)
+    _, kept = _qc(
+        adata,
+        dest=None,
+        cells_parquet=cells_parquet,
+        violin_png=violin_png,
+        top_genes_png=top_genes_png,
+        summary_json=qc_summary_json,
+        experiment=experiment,
+    )
     del adata
-    return _cluster(kept, adata_zarr=adata_zarr, obs_parquet=obs_parquet, var_parquet=var_parquet,
-                    markers_parquet=markers_parquet, umap_png=umap_png, summary_json=cluster_summary_json,
-                    experiment=experiment)
+    return _cluster(
+        kept,
+        adata_zarr=adata_zarr,
+        obs_parquet=obs_parquet,
+        var_parquet=var_parquet,
+        markers_parquet=markers_parquet,
+        umap_png=umap_png,
+        summary_json=cluster_summary_json,
+        experiment=experiment,
+    )
 
 
-def _qc(adata: "AnnData", *, dest: str | Path | None, cells_parquet: str | Path, violin_png: str | Path,
-        top_genes_png: str | Path, summary_json: str | Path,
-        experiment: dict[str, Any]) -> tuple[QCSummary, "AnnData"]:
+def _qc(
+    adata: AnnData,
+    *,
+    dest: str | Path | None,
+    cells_parquet: str | Path,
+    violin_png: str | Path,
+    top_genes_png: str | Path,
+    summary_json: str | Path,
+    experiment: dict[str, Any],
+) -> tuple[QCSummary, AnnData]:
     import pandas as pd
     import scanpy as sc
 
@@ -217,7 +295,9 @@ def _qc(adata: "AnnData", *, dest: str | Path | None, cells_parquet: str | Path,
     for key, rx in (("mt", groups.mt), ("ribo", groups.ribo), ("hb", groups.hb)):
         adata.var[key] = names.str.contains(rx, regex=True).to_numpy()
     top = [20] if adata.n_vars > 20 else []
-    sc.pp.calculate_qc_metrics(adata, qc_vars=["mt", "ribo", "hb"], percent_top=top, log1p=True, inplace=True)
+    sc.pp.calculate_qc_metrics(
+        adata, qc_vars=["mt", "ribo", "hb"], percent_top=top, log1p=True, inplace=True
+    )
     if not top:
         adata.obs["pct_counts_in_top_20_genes"] = 100.0
     obs = adata.obs
@@ -238,12 +318,24 @@ def _qc(adata: "AnnData", *, dest: str | Path | None, cells_parquet: str | Path,
     n_kept = int(keep.sum())
     if n_kept < MIN_CELLS_TO_CLUSTER:
         raise _too_few_cells(n_kept, n_in, removed_by, thresholds)
-    metrics_cols = ["sample_id", "total_counts", "n_genes_by_counts", "pct_counts_mt", "pct_counts_ribo",
-                    "pct_counts_hb", "pct_counts_in_top_20_genes", "log1p_total_counts",
-                    "log1p_n_genes_by_counts", "passed_qc", "qc_fail_reasons"]
+    metrics_cols = [
+        "sample_id",
+        "total_counts",
+        "n_genes_by_counts",
+        "pct_counts_mt",
+        "pct_counts_ribo",
+        "pct_counts_hb",
+        "pct_counts_in_top_20_genes",
+        "log1p_total_counts",
+        "log1p_n_genes_by_counts",
+        "passed_qc",
+        "qc_fail_reasons",
+    ]
     metrics_cols += [c for c in ("doublet_score", "predicted_doublet") if c in obs]
     outputs.table_parquet(obs[metrics_cols], cells_parquet, index_name="obs_name")
-    _qc_plots(adata, thresholds, keep, violin_png=Path(violin_png), top_genes_png=Path(top_genes_png))
+    _qc_plots(
+        adata, thresholds, keep, violin_png=Path(violin_png), top_genes_png=Path(top_genes_png)
+    )
     kept = adata[keep].copy()
     del adata
     # genes seen in fewer than min_cells kept cells: bincount of column indices avoids a CSC copy
@@ -251,18 +343,31 @@ def _qc(adata: "AnnData", *, dest: str | Path | None, cells_parquet: str | Path,
     kept.var["n_cells"] = n_cells_gene
     kept.var["feature_is_filtered"] = n_cells_gene < q.min_cells
     kept.obs.drop(columns=["passed_qc", "qc_fail_reasons"], inplace=True)
-    kept.uns["qc"] = outputs.plain({"thresholds": thresholds, "removed_by": removed_by,
-                                    "n_cells_input": n_in, "gene_groups": asdict(groups)})
+    kept.uns["qc"] = outputs.plain(
+        {
+            "thresholds": thresholds,
+            "removed_by": removed_by,
+            "n_cells_input": n_in,
+            "gene_groups": asdict(groups),
+        }
+    )
     if dest is not None:
         Path(dest).parent.mkdir(parents=True, exist_ok=True)
         kept.write_h5ad(dest)
     summary = QCSummary(
-        n_cells_input=n_in, n_cells_kept=n_kept, n_genes=int(kept.n_vars),
-        n_genes_filtered=int(kept.var["feature_is_filtered"].sum()), thresholds=thresholds,
-        removed_by=removed_by, doublet_rate=doublet_rate,
-        medians={"total_counts": float(np.median(kept.obs["total_counts"])),
-                 "n_genes_by_counts": float(np.median(kept.obs["n_genes_by_counts"])),
-                 "pct_counts_mt": float(np.median(kept.obs["pct_counts_mt"]))})
+        n_cells_input=n_in,
+        n_cells_kept=n_kept,
+        n_genes=int(kept.n_vars),
+        n_genes_filtered=int(kept.var["feature_is_filtered"].sum()),
+        thresholds=thresholds,
+        removed_by=removed_by,
+        doublet_rate=doublet_rate,
+        medians={
+            "total_counts": float(np.median(kept.obs["total_counts"])),
+            "n_genes_by_counts": float(np.median(kept.obs["n_genes_by_counts"])),
+            "pct_counts_mt": float(np.median(kept.obs["pct_counts_mt"])),
+        },
+    )
     write_json(summary_json, summary.to_dict())
     log.info("QC kept %d of %d cells; removed by rule: %s", n_kept, n_in, removed_by)
     return summary, kept
@@ -281,30 +386,60 @@ def _qc_rules(obs: Any, q: Any) -> tuple[dict[str, np.ndarray], dict[str, dict[s
     if no_counts.any():
         fails["no_gene_counts"] = no_counts
     fails["min_genes"] = obs["n_genes_by_counts"].to_numpy() < q.min_genes
-    thresholds["n_genes_by_counts"] = {"lower": float(q.min_genes) if q.min_genes else None, "upper": None}
+    thresholds["n_genes_by_counts"] = {
+        "lower": float(q.min_genes) if q.min_genes else None,
+        "upper": None,
+    }
     for metric in QC_METRICS:
         values = obs[metric].to_numpy(dtype=float)
         lo, hi, mad = _mad_bounds(values[~no_counts], q.n_mads)
-        thresholds[metric] = {"lower": lo, "upper": hi, "median": _median(values[~no_counts]), "mad": mad}
-        fails[metric] = (values < lo if lo is not None else False) | (values > hi if hi is not None else False)
+        thresholds[metric] = {
+            "lower": lo,
+            "upper": hi,
+            "median": _median(values[~no_counts]),
+            "mad": mad,
+        }
+        fails[metric] = (values < lo if lo is not None else False) | (
+            values > hi if hi is not None else False
+        )
     mt = obs["pct_counts_mt"].to_numpy(dtype=float)
     _, mt_hi, mt_mad = _mad_bounds(mt[~no_counts], q.mito_n_mads, upper_only=True)
-    thresholds["pct_counts_mt"] = {"lower": None, "upper": mt_hi, "hard_upper": float(q.max_pct_mito),
-                                   "median": _median(mt[~no_counts]), "mad": mt_mad}
-    fails["pct_counts_mt"] = ((mt > mt_hi) if mt_hi is not None else np.zeros(n_in, bool)) | (mt > q.max_pct_mito)
-    return {k: np.broadcast_to(np.asarray(v, dtype=bool), (n_in,)) for k, v in fails.items()}, thresholds
+    thresholds["pct_counts_mt"] = {
+        "lower": None,
+        "upper": mt_hi,
+        "hard_upper": float(q.max_pct_mito),
+        "median": _median(mt[~no_counts]),
+        "mad": mt_mad,
+    }
+    fails["pct_counts_mt"] = ((mt > mt_hi) if mt_hi is not None else np.zeros(n_in, bool)) | (
+        mt > q.max_pct_mito
+    )
+    return {
+        k: np.broadcast_to(np.asarray(v, dtype=bool), (n_in,)) for k, v in fails.items()
+    }, thresholds
 
 
-def _too_few_cells(n_kept: int, n_in: int, removed_by: dict[str, int],
-                   thresholds: dict[str, dict[str, float | None]]) -> InputError:
-    detail = "; ".join(f"{k} removed {v}" for k, v in removed_by.items() if v) or "no rule removed a cell"
+def _too_few_cells(
+    n_kept: int,
+    n_in: int,
+    removed_by: dict[str, int],
+    thresholds: dict[str, dict[str, float | None]],
+) -> InputError:
+    detail = (
+        "; ".join(f"{k} removed {v}" for k, v in removed_by.items() if v)
+        or "no rule removed a cell"
+    )
     thr = "; ".join(_describe(k, t) for k, t in thresholds.items() if _describe(k, t))
-    return InputError(Problem(
-        f"QC kept {n_kept} of {n_in} cells ({detail}); at least {MIN_CELLS_TO_CLUSTER} are needed "
-        f"to cluster. Thresholds: {thr}", file="experiment.yaml",
-        where="transcriptomics.qc",
-        hint="loosen the rule that removed most cells (raise qc.n_mads / qc.mito_n_mads / "
-             "qc.max_pct_mito, lower qc.min_genes), or check that this is the filtered matrix"))
+    return InputError(
+        Problem(
+            f"QC kept {n_kept} of {n_in} cells ({detail}); at least {MIN_CELLS_TO_CLUSTER} are needed "
+            f"to cluster. Thresholds: {thr}",
+            file="experiment.yaml",
+            where="transcriptomics.qc",
+            hint="loosen the rule that removed most cells (raise qc.n_mads / qc.mito_n_mads / "
+            "qc.max_pct_mito, lower qc.min_genes), or check that this is the filtered matrix",
+        )
+    )
 
 
 def _describe(metric: str, t: dict[str, float | None]) -> str:
@@ -326,18 +461,27 @@ def _reasons(fails: dict[str, np.ndarray], n: int) -> list[str]:
     return out
 
 
-def _doublets(adata: "AnnData", keep: np.ndarray, params: Params) -> np.ndarray:
+def _doublets(adata: AnnData, keep: np.ndarray, params: Params) -> np.ndarray:
     """Scrublet on the cells passing QC (raw counts); returns predicted_doublet for all cells."""
     import scanpy as sc
 
     sub = adata[keep].copy()
     try:
-        sc.pp.scrublet(sub, expected_doublet_rate=params.doublets.expected_rate,
-                       random_state=params.seed, verbose=False)
+        sc.pp.scrublet(
+            sub,
+            expected_doublet_rate=params.doublets.expected_rate,
+            random_state=params.seed,
+            verbose=False,
+        )
     except (ValueError, IndexError) as err:
-        raise InputError(Problem(f"Scrublet failed on {sub.n_obs} cells: {err}", file="experiment.yaml",
-                                 where="transcriptomics.doublets.enabled",
-                                 hint="doublet detection needs a few hundred cells; set doublets.enabled: false")) from None
+        raise InputError(
+            Problem(
+                f"Scrublet failed on {sub.n_obs} cells: {err}",
+                file="experiment.yaml",
+                where="transcriptomics.doublets.enabled",
+                hint="doublet detection needs a few hundred cells; set doublets.enabled: false",
+            )
+        ) from None
     score = np.full(adata.n_obs, np.nan)
     pred = np.zeros(adata.n_obs, dtype=bool)
     score[keep] = sub.obs["doublet_score"].to_numpy()
@@ -347,26 +491,47 @@ def _doublets(adata: "AnnData", keep: np.ndarray, params: Params) -> np.ndarray:
     return pred
 
 
-def _qc_plots(adata: "AnnData", thresholds: dict, keep: np.ndarray, *, violin_png: Path,
-              top_genes_png: Path) -> None:
+def _qc_plots(
+    adata: AnnData, thresholds: dict, keep: np.ndarray, *, violin_png: Path, top_genes_png: Path
+) -> None:
     import scipy.sparse as sp
 
     obs = adata.obs
     lin = {  # thresholds on log1p scale drawn on the counts people read
-        "total_counts": {k: (float(np.expm1(v)) if v is not None else None)
-                         for k, v in thresholds["log1p_total_counts"].items() if k in ("lower", "upper")},
-        "n_genes_by_counts": {k: (float(np.expm1(v)) if v is not None else None)
-                              for k, v in thresholds["log1p_n_genes_by_counts"].items() if k in ("lower", "upper")},
-        "pct_counts_mt": {"upper": min(x for x in (thresholds["pct_counts_mt"]["upper"],
-                                                   thresholds["pct_counts_mt"]["hard_upper"]) if x is not None)},
+        "total_counts": {
+            k: (float(np.expm1(v)) if v is not None else None)
+            for k, v in thresholds["log1p_total_counts"].items()
+            if k in ("lower", "upper")
+        },
+        "n_genes_by_counts": {
+            k: (float(np.expm1(v)) if v is not None else None)
+            for k, v in thresholds["log1p_n_genes_by_counts"].items()
+            if k in ("lower", "upper")
+        },
+        "pct_counts_mt": {
+            "upper": min(
+                x
+                for x in (
+                    thresholds["pct_counts_mt"]["upper"],
+                    thresholds["pct_counts_mt"]["hard_upper"],
+                )
+                if x is not None
+            )
+        },
         "pct_counts_in_top_20_genes": thresholds["pct_counts_in_top_20_genes"],
     }
     if thresholds["n_genes_by_counts"]["lower"]:
         lo = lin["n_genes_by_counts"].get("lower")
-        lin["n_genes_by_counts"]["lower"] = max(x for x in (lo, thresholds["n_genes_by_counts"]["lower"]) if x is not None)
+        lin["n_genes_by_counts"]["lower"] = max(
+            x for x in (lo, thresholds["n_genes_by_counts"]["lower"]) if x is not None
+        )
     metrics = {k: obs[k].to_numpy() for k in lin}
-    plots.qc_violins(metrics=metrics, thresholds=lin, dest=violin_png,
-                     title=f"Cell QC: {int(keep.sum())} of {adata.n_obs} cells kept (red: thresholds)")
+    plots.qc_violins(
+        metrics=metrics,
+        thresholds=lin,
+        dest=violin_png,
+        title=f"Cell QC: {int(keep.sum())} of {adata.n_obs} cells kept (red: thresholds)",
+    )
     # mean fraction of a cell's counts per gene = X^T (1/total): a sparse mat-vec, no normalised copy
     X = adata.X
     totals = np.asarray(X.sum(axis=1)).ravel()
@@ -376,9 +541,11 @@ def _qc_plots(adata: "AnnData", thresholds: dict, keep: np.ndarray, *, violin_pn
     top = np.argsort(-mean_frac, kind="stable")[:n_top]
     cols = X[:, top]
     cols = cols.toarray() if sp.issparse(cols) else np.asarray(cols)
-    plots.highest_expressed(fractions=cols * inv[:, None],
-                            names=adata.var["feature_name"].astype(str).to_numpy()[top].tolist(),
-                            dest=top_genes_png)
+    plots.highest_expressed(
+        fractions=cols * inv[:, None],
+        names=adata.var["feature_name"].astype(str).to_numpy()[top].tolist(),
+        dest=top_genes_png,
+    )
 
 
 # --------------------------------------------------------------------------- cluster and write
@@ -397,9 +564,17 @@ class ClusterSummary:
         return outputs.plain(asdict(self))
 
 
-def cluster_cells(*, src: str | Path, adata_zarr: str | Path, obs_parquet: str | Path,
-                  var_parquet: str | Path, markers_parquet: str | Path, umap_png: str | Path,
-                  summary_json: str | Path, experiment: dict[str, Any]) -> ClusterSummary:
+def cluster_cells(
+    *,
+    src: str | Path,
+    adata_zarr: str | Path,
+    obs_parquet: str | Path,
+    var_parquet: str | Path,
+    markers_parquet: str | Path,
+    umap_png: str | Path,
+    summary_json: str | Path,
+    experiment: dict[str, Any],
+) -> ClusterSummary:
     """normalize_total, log1p, HVG, PCA, neighbors, UMAP, Leiden, rank_genes_groups; write outputs.
 
     ``data/adata.zarr`` holds: ``X`` log1p-normalised (float32, sparse; features with
@@ -409,14 +584,29 @@ def cluster_cells(*, src: str | Path, adata_zarr: str | Path, obs_parquet: str |
     """
     import anndata as ad
 
-    return _cluster(ad.read_h5ad(src), adata_zarr=adata_zarr, obs_parquet=obs_parquet, var_parquet=var_parquet,
-                    markers_parquet=markers_parquet, umap_png=umap_png, summary_json=summary_json,
-                    experiment=experiment)
+    return _cluster(
+        ad.read_h5ad(src),
+        adata_zarr=adata_zarr,
+        obs_parquet=obs_parquet,
+        var_parquet=var_parquet,
+        markers_parquet=markers_parquet,
+        umap_png=umap_png,
+        summary_json=summary_json,
+        experiment=experiment,
+    )
 
 
-def _cluster(adata: "AnnData", *, adata_zarr: str | Path, obs_parquet: str | Path, var_parquet: str | Path,
-             markers_parquet: str | Path, umap_png: str | Path, summary_json: str | Path,
-             experiment: dict[str, Any]) -> ClusterSummary:
+def _cluster(
+    adata: AnnData,
+    *,
+    adata_zarr: str | Path,
+    obs_parquet: str | Path,
+    var_parquet: str | Path,
+    markers_parquet: str | Path,
+    umap_png: str | Path,
+    summary_json: str | Path,
+    experiment: dict[str, Any],
+) -> ClusterSummary:
     import scanpy as sc
     import scipy.sparse as sp
 
@@ -424,8 +614,9 @@ def _cluster(adata: "AnnData", *, adata_zarr: str | Path, obs_parquet: str | Pat
     X = adata.X
     # a full copy, not a view sharing X's index arrays: some scanpy steps compact X in place
     # (eliminate_zeros), which would silently misalign a layer that shared them
-    adata.layers["counts"] = sp.csr_matrix((X.data.astype(np.int32), X.indices.copy(), X.indptr.copy()),
-                                           shape=X.shape)
+    adata.layers["counts"] = sp.csr_matrix(
+        (X.data.astype(np.int32), X.indices.copy(), X.indptr.copy()), shape=X.shape
+    )
     sc.pp.normalize_total(adata)
     sc.pp.log1p(adata)
     filtered = adata.var["feature_is_filtered"].to_numpy(dtype=bool)
@@ -439,28 +630,58 @@ def _cluster(adata: "AnnData", *, adata_zarr: str | Path, obs_parquet: str | Pat
     _zero_filtered_features(adata.X, filtered)
     adata.X.eliminate_zeros()
     n_pcs = int(max(2, min(params.n_pcs, adata.n_obs - 1, int(hv.sum()) - 1)))
-    sc.pp.pca(adata, n_comps=n_pcs, mask_var="highly_variable", random_state=params.seed, svd_solver="arpack")
+    sc.pp.pca(
+        adata,
+        n_comps=n_pcs,
+        mask_var="highly_variable",
+        random_state=params.seed,
+        svd_solver="arpack",
+    )
     n_neighbors = int(min(params.n_neighbors, adata.n_obs - 1))
-    sc.pp.neighbors(adata, n_neighbors=n_neighbors, n_pcs=n_pcs, random_state=params.seed,
-                    transformer=knn_transformer(adata.n_obs, n_neighbors=n_neighbors, random_state=params.seed))
+    sc.pp.neighbors(
+        adata,
+        n_neighbors=n_neighbors,
+        n_pcs=n_pcs,
+        random_state=params.seed,
+        transformer=knn_transformer(adata.n_obs, n_neighbors=n_neighbors, random_state=params.seed),
+    )
     sc.tl.umap(adata, random_state=params.seed)
-    sc.tl.leiden(adata, resolution=params.leiden_resolution, flavor="igraph", n_iterations=2,
-                 directed=False, random_state=params.seed)
+    sc.tl.leiden(
+        adata,
+        resolution=params.leiden_resolution,
+        flavor="igraph",
+        n_iterations=2,
+        directed=False,
+        random_state=params.seed,
+    )
     markers = _markers(adata, params)
-    adata.uns["binds"] = outputs.provenance(params=params.as_dict(), kind=str(adata.uns["input"]["kind"]),
-                                            extra={"n_hvg": int(hv.sum()), "n_pcs": n_pcs})
+    adata.uns["binds"] = outputs.provenance(
+        params=params.as_dict(),
+        kind=str(adata.uns["input"]["kind"]),
+        extra={"n_hvg": int(hv.sum()), "n_pcs": n_pcs},
+    )
     outputs.write_zarr(adata, adata_zarr)
     outputs.table_parquet(adata.obs, obs_parquet, index_name="obs_name")
     outputs.table_parquet(adata.var, var_parquet, index_name="var_name")
     outputs.table_parquet(markers, markers_parquet, index_name=None)
     labels = adata.obs["leiden"].astype(str).to_numpy()
-    plots.embedding(coords=adata.obsm["X_umap"], labels=labels, dest=Path(umap_png),
-                    title=f"UMAP, Leiden clusters (resolution {params.leiden_resolution:g}, {adata.n_obs} cells)")
+    plots.embedding(
+        coords=adata.obsm["X_umap"],
+        labels=labels,
+        dest=Path(umap_png),
+        title=f"UMAP, Leiden clusters (resolution {params.leiden_resolution:g}, {adata.n_obs} cells)",
+    )
     sizes = adata.obs["leiden"].value_counts().sort_index()
     summary = ClusterSummary(
-        n_cells=int(adata.n_obs), n_genes=int(adata.n_vars), n_hvg=int(hv.sum()), n_pcs=n_pcs,
-        n_clusters=int(len(sizes)), cluster_sizes={str(k): int(v) for k, v in sizes.items()},
-        pca_variance_ratio_top=float(adata.uns["pca"]["variance_ratio"][0]), n_markers_rows=int(len(markers)))
+        n_cells=int(adata.n_obs),
+        n_genes=int(adata.n_vars),
+        n_hvg=int(hv.sum()),
+        n_pcs=n_pcs,
+        n_clusters=len(sizes),
+        cluster_sizes={str(k): int(v) for k, v in sizes.items()},
+        pca_variance_ratio_top=float(adata.uns["pca"]["variance_ratio"][0]),
+        n_markers_rows=len(markers),
+    )
     write_json(summary_json, summary.to_dict())
     log.info("clustered %d cells into %d Leiden clusters", adata.n_obs, len(sizes))
     return summary
@@ -484,9 +705,14 @@ def knn_transformer(n_obs: int, *, n_neighbors: int, random_state: int) -> Any:
     import scanpy as sc
 
     return _csr_matrix_pynndescent()(
-        n_neighbors=n_neighbors, metric="euclidean", metric_kwds={}, random_state=random_state,
-        n_jobs=sc.settings.n_jobs, n_trees=min(64, 5 + round(n_obs ** 0.5 / 20.0)),
-        n_iters=max(5, round(np.log2(n_obs))))
+        n_neighbors=n_neighbors,
+        metric="euclidean",
+        metric_kwds={},
+        random_state=random_state,
+        n_jobs=sc.settings.n_jobs,
+        n_trees=min(64, 5 + round(n_obs**0.5 / 20.0)),
+        n_iters=max(5, round(np.log2(n_obs))),
+    )
 
 
 @cache
@@ -510,15 +736,26 @@ def _zero_filtered_features(X: Any, filtered: np.ndarray, chunk: int = 16_000_00
     if not filtered.any():
         return
     for start in range(0, X.data.shape[0], chunk):
-        idx = X.indices[start:start + chunk]
-        X.data[start:start + chunk][filtered[idx]] = 0
+        idx = X.indices[start : start + chunk]
+        X.data[start : start + chunk][filtered[idx]] = 0
 
 
-MARKER_COLUMNS = ("cluster", "rank", "var_name", "feature_name", "gene_ids", "score", "logfoldchange",
-                  "pval", "pval_adj", "pct_in_cluster", "pct_in_rest")
+MARKER_COLUMNS = (
+    "cluster",
+    "rank",
+    "var_name",
+    "feature_name",
+    "gene_ids",
+    "score",
+    "logfoldchange",
+    "pval",
+    "pval_adj",
+    "pct_in_cluster",
+    "pct_in_rest",
+)
 
 
-def _markers(adata: "AnnData", params: Params):
+def _markers(adata: AnnData, params: Params):
     """Top marker genes per Leiden cluster as a long table (empty when there is one cluster)."""
     import pandas as pd
     import scanpy as sc
@@ -526,18 +763,49 @@ def _markers(adata: "AnnData", params: Params):
     sizes = adata.obs["leiden"].value_counts()
     groups = sorted((str(g) for g, n in sizes.items() if n >= 2), key=lambda g: (len(g), g))
     if len(sizes) < 2 or not groups:
-        return pd.DataFrame({c: pd.Series(dtype="float64" if c in ("score", "logfoldchange", "pval", "pval_adj",
-                                                                     "pct_in_cluster", "pct_in_rest")
-                                          else ("int64" if c == "rank" else "object"))
-                             for c in MARKER_COLUMNS})
-    sc.tl.rank_genes_groups(adata, "leiden", groups=groups, reference="rest", method=params.marker_method,
-                            pts=True, use_raw=False, n_genes=min(params.n_markers, adata.n_vars))
+        return pd.DataFrame(
+            {
+                c: pd.Series(
+                    dtype="float64"
+                    if c
+                    in (
+                        "score",
+                        "logfoldchange",
+                        "pval",
+                        "pval_adj",
+                        "pct_in_cluster",
+                        "pct_in_rest",
+                    )
+                    else ("int64" if c == "rank" else "object")
+                )
+                for c in MARKER_COLUMNS
+            }
+        )
+    sc.tl.rank_genes_groups(
+        adata,
+        "leiden",
+        groups=groups,
+        reference="rest",
+        method=params.marker_method,
+        pts=True,
+        use_raw=False,
+        n_genes=min(params.n_markers, adata.n_vars),
+    )
     df = sc.get.rank_genes_groups_df(adata, group=None)
     if "group" not in df:
         df.insert(0, "group", groups[0])
-    df = df.rename(columns={"group": "cluster", "names": "var_name", "scores": "score",
-                            "logfoldchanges": "logfoldchange", "pvals": "pval", "pvals_adj": "pval_adj",
-                            "pct_nz_group": "pct_in_cluster", "pct_nz_reference": "pct_in_rest"})
+    df = df.rename(
+        columns={
+            "group": "cluster",
+            "names": "var_name",
+            "scores": "score",
+            "logfoldchanges": "logfoldchange",
+            "pvals": "pval",
+            "pvals_adj": "pval_adj",
+            "pct_nz_group": "pct_in_cluster",
+            "pct_nz_reference": "pct_in_rest",
+        }
+    )
     df["cluster"] = df["cluster"].astype(str)
     df["rank"] = df.groupby("cluster").cumcount() + 1
     var = adata.var

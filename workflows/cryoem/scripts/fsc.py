@@ -2,9 +2,18 @@
 from pipelines.modalities.cryoem import fsc_half_maps
 from pipelines.smk import run_step
 
-smk = snakemake  # noqa: F821
+smk = snakemake
 (half1, half2), mask = smk.input.half_maps, (smk.input.mask[0] if smk.input.mask else None)
-run_step(smk, fsc_half_maps, half1=half1, half2=half2, mask=mask, fsc_parquet=smk.output.table,
-         fsc_json=smk.output.summary, fsc_png=smk.output.png, threads=smk.threads,
-         voxel_size_zyx=smk.params.voxel_size_zyx,
-         displays=tuple(smk.params.names.get(str(p)) for p in (half1, half2, mask)))
+run_step(
+    smk,
+    fsc_half_maps,
+    half1=half1,
+    half2=half2,
+    mask=mask,
+    fsc_parquet=smk.output.table,
+    fsc_json=smk.output.summary,
+    fsc_png=smk.output.png,
+    threads=smk.threads,
+    voxel_size_zyx=smk.params.voxel_size_zyx,
+    displays=tuple(smk.params.names.get(str(p)) for p in (half1, half2, mask)),
+)

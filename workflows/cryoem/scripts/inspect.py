@@ -2,6 +2,11 @@
 from pipelines.modalities.cryoem import inspect_inputs
 from pipelines.smk import run_step
 
-smk = snakemake  # noqa: F821
-run_step(smk, inspect_inputs, run_dir=smk.params.run_dir, block=smk.params.block,
-         facts_json=smk.output.facts)
+smk = snakemake
+run_step(
+    smk,
+    inspect_inputs,
+    run_dir=smk.params.run_dir,
+    block=smk.params.block,
+    facts_json=smk.output.facts,
+)

@@ -1,6 +1,13 @@
 from pipelines.modalities.metabolomics import convert_mzml
 from pipelines.smk import run_step
 
-run_step(snakemake, convert_mzml, src=snakemake.input.mzml, spectra_out=snakemake.output.spectra,
-         chromatograms_out=snakemake.output.chromatograms, qc_out=snakemake.output.qc,
-         run=snakemake.wildcards.run, threads=snakemake.threads)
+run_step(
+    snakemake,
+    convert_mzml,
+    src=snakemake.input.mzml,
+    spectra_out=snakemake.output.spectra,
+    chromatograms_out=snakemake.output.chromatograms,
+    qc_out=snakemake.output.qc,
+    run=snakemake.wildcards.run,
+    threads=snakemake.threads,
+)

@@ -1,5 +1,11 @@
 from pipelines.modalities.metabolomics import detect_features
 from pipelines.smk import run_step
 
-run_step(snakemake, detect_features, spectra=snakemake.input.spectra, out=snakemake.output.peaks,
-         params=dict(snakemake.params.features), run=snakemake.wildcards.run)
+run_step(
+    snakemake,
+    detect_features,
+    spectra=snakemake.input.spectra,
+    out=snakemake.output.peaks,
+    params=dict(snakemake.params.features),
+    run=snakemake.wildcards.run,
+)

@@ -1,6 +1,14 @@
 from pipelines.modalities.screening import write_metrics
 from pipelines.smk import run_step
 
-s = snakemake  # noqa: F821 - injected by Snakemake
-run_step(s, write_metrics, wells=s.input.wells, plates=s.input.plates, hits=s.input.hits,
-         dose_response=s.input.fits, plots=list(s.input.plots), out=s.output.metrics)
+s = snakemake
+run_step(
+    s,
+    write_metrics,
+    wells=s.input.wells,
+    plates=s.input.plates,
+    hits=s.input.hits,
+    dose_response=s.input.fits,
+    plots=list(s.input.plots),
+    out=s.output.metrics,
+)

@@ -1,5 +1,11 @@
 from pipelines.modalities.screening import read_batch
 from pipelines.smk import run_step
 
-run_step(snakemake, read_batch, run_dir=snakemake.params.run_dir, block=snakemake.params.block,  # noqa: F821
-         batch=int(snakemake.wildcards.batch), out=snakemake.output.raw)  # noqa: F821
+run_step(
+    snakemake,
+    read_batch,
+    run_dir=snakemake.params.run_dir,
+    block=snakemake.params.block,
+    batch=int(snakemake.wildcards.batch),
+    out=snakemake.output.raw,
+)

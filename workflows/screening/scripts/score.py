@@ -1,7 +1,16 @@
 from pipelines.modalities.screening import process_screen
 from pipelines.smk import run_step
 
-s = snakemake  # noqa: F821 - injected by Snakemake
-run_step(s, process_screen, run_dir=s.params.run_dir, block=s.params.block, raw=list(s.input.raw),
-         wells_out=s.output.wells, plates_out=s.output.plates, hits_out=s.output.hits,
-         dose_response_out=s.output.fits, facts_out=s.output.facts)
+s = snakemake
+run_step(
+    s,
+    process_screen,
+    run_dir=s.params.run_dir,
+    block=s.params.block,
+    raw=list(s.input.raw),
+    wells_out=s.output.wells,
+    plates_out=s.output.plates,
+    hits_out=s.output.hits,
+    dose_response_out=s.output.fits,
+    facts_out=s.output.facts,
+)

@@ -2,7 +2,20 @@ from pipelines.modalities.transcriptomics import process_single_cell
 from pipelines.smk import run_step
 
 out = snakemake.output
-run_step(snakemake, process_single_cell, run_dir=snakemake.params.run_dir, experiment=dict(snakemake.params.experiment),
-         facts_json=out.facts, cells_parquet=out.cells, violin_png=out.violin, top_genes_png=out.top_genes,
-         qc_summary_json=out.qc_summary, adata_zarr=out.zarr, obs_parquet=out.obs, var_parquet=out.var,
-         markers_parquet=out.markers, umap_png=out.umap, cluster_summary_json=out.cluster_summary)
+run_step(
+    snakemake,
+    process_single_cell,
+    run_dir=snakemake.params.run_dir,
+    experiment=dict(snakemake.params.experiment),
+    facts_json=out.facts,
+    cells_parquet=out.cells,
+    violin_png=out.violin,
+    top_genes_png=out.top_genes,
+    qc_summary_json=out.qc_summary,
+    adata_zarr=out.zarr,
+    obs_parquet=out.obs,
+    var_parquet=out.var,
+    markers_parquet=out.markers,
+    umap_png=out.umap,
+    cluster_summary_json=out.cluster_summary,
+)

@@ -39,19 +39,28 @@ def preflight(run_dir: Path, experiment: dict[str, Any]) -> list[Problem]:
     for f in list_inputs(run_dir, experiment).files:
         header = f.read_text().splitlines()[:1]
         if not header or "," not in header[0]:
-            problems.append(Problem("no comma-separated header line", file=f.name, where="line 1",
-                                    hint="the first line names the columns, e.g. sample,value"))
+            problems.append(
+                Problem(
+                    "no comma-separated header line",
+                    file=f.name,
+                    where="line 1",
+                    hint="the first line names the columns, e.g. sample,value",
+                )
+            )
     return problems
 
 
 def make_demo_run(run_dir: Path, *, seed: int = 0) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "values.csv").write_text("sample,value\n" + "".join(f"S{i},{i * (seed + 1)}\n" for i in range(5)))
+    (run_dir / "values.csv").write_text(
+        "sample,value\n" + "".join(f"S{i},{i * (seed + 1)}\n" for i in range(5))
+    )
     (run_dir / "experiment.yaml").write_text(
         "schema_version: 1\nrequest_id: BINDS-TOY-0001\ntitle: Toy table run\nmodality: toytable\n"
         "instrument: {manufacturer: Toy, model: Tabulator}\nacquired: 2026-11-20\n"
         "access: {level: open}\nlicense: CC0-1.0\nsamples:\n  - id: S1\n    organism: NCBITaxon:9606\n"
-        "toytable:\n  delimiter: ','\n")
+        "toytable:\n  delimiter: ','\n"
+    )
     return run_dir
 
 
@@ -63,7 +72,9 @@ def convert(*, sources: list[str], dest: str, delimiter: str) -> None:
     tables = []
     for src in sources:
         try:
-            tables.append(pacsv.read_csv(src, parse_options=pacsv.ParseOptions(delimiter=delimiter)))
+            tables.append(
+                pacsv.read_csv(src, parse_options=pacsv.ParseOptions(delimiter=delimiter))
+            )
         except pa.ArrowInvalid as err:
             raise InputError(Problem(str(err).splitlines()[0], file=Path(src).name)) from None
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
@@ -73,4 +84,6 @@ def convert(*, sources: list[str], dest: str, delimiter: str) -> None:
 def write_metrics(*, table: str, dest: str) -> None:
     import pyarrow.parquet as pq
 
-    Path(dest).write_text(json.dumps({"n_rows": pq.read_metadata(table).num_rows}, sort_keys=True) + "\n")
+    Path(dest).write_text(
+        json.dumps({"n_rows": pq.read_metadata(table).num_rows}, sort_keys=True) + "\n"
+    )

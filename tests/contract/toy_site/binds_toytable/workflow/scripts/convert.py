@@ -1,5 +1,8 @@
 from binds_toytable import convert
+
 from pipelines.smk import run_step
 
-smk = snakemake  # noqa: F821
-run_step(smk, convert, sources=list(smk.input), dest=smk.output.table, delimiter=smk.params.delimiter)
+smk = snakemake
+run_step(
+    smk, convert, sources=list(smk.input), dest=smk.output.table, delimiter=smk.params.delimiter
+)
