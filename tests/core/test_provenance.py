@@ -45,7 +45,8 @@ def test_crate_agrees_with_metadata_jsonld_and_the_manifest(cryoem_version):
     prov = meta["prov:wasGeneratedBy"]
     run = g["#run"]
     # same raw inputs (name, size, sha256), referenced where they were read, never copied
-    used = {(u["name"], int(u["size"]), u["sha256"]) for u in prov["prov:used"]}
+    # metadata.jsonld gives sizes as schema.org contentSize text ("3539968 B")
+    used = {(u["name"], int(u["contentSize"].split()[0]), u["sha256"]) for u in prov["prov:used"]}
     objects = [g[i] for i in _ids(run["object"]) if _types(g[i]) == {"File"}]
     assert {(o["name"], int(o["contentSize"]), o["sha256"]) for o in objects} == used
     assert all(o["@id"].startswith(run_dir.resolve().as_uri()) for o in objects)
