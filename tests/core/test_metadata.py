@@ -227,7 +227,10 @@ _MEASURE = textwrap.dedent("""\
         outcome = "MemoryError"
     seconds = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1]
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec
+    # (a large pytest process would be measured), while exec starts a new VmHWM
+    hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")]
+    rss = int(hwm[0].split()[1]) * 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(f"{seconds:.3f} {peak} {rss} {outcome}")
     """)
 
