@@ -48,6 +48,12 @@ app = typer.Typer(
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True)
 
+WorkDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Where to stage (default $BINDS_WORK_DIR/<dataset_id> or ./.binds-work/<dataset_id>)."
+    ),
+]
 StoreOpt = Annotated[
     str | None,
     typer.Option(
@@ -199,12 +205,7 @@ def prepare(
     run_dir: Annotated[
         Path, typer.Argument(help="Run folder holding experiment.yaml and the raw files.")
     ],
-    work_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Where to stage (default $BINDS_WORK_DIR/<dataset_id> or ./.binds-work/<dataset_id>)."
-        ),
-    ] = None,
+    work_dir: WorkDirOpt = None,
     profile: Annotated[
         str,
         typer.Option(help="Profile of the printed Snakemake command: local, slurm, or a folder."),
@@ -245,12 +246,7 @@ def run(
     cores: Annotated[
         int | None, typer.Option(help="Cores for the local executor (default: all).")
     ] = None,
-    work_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Where to stage (default $BINDS_WORK_DIR/<dataset_id> or ./.binds-work/<dataset_id>)."
-        ),
-    ] = None,
+    work_dir: WorkDirOpt = None,
     publish: Annotated[
         bool, typer.Option("--publish/--no-publish", help="Publish after staging.")
     ] = True,
