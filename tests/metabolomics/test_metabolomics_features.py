@@ -17,14 +17,16 @@ from pipelines.modalities.metabolomics.targets import read_targets
 
 # The comparison: pyopenms MassTraceDetection (10 ppm, noise 1000) -> ElutionPeakDetection
 # (FWHM 1-60 s) -> FeatureFindingMetabo (no isotope filtering), matched one to one within 10 ppm
-# and 10 s.  Floors a little under the figures measured at default parameters (S/N >= 5) and
-# at min_snr 3 (docs/formats/metabolomics.md has them all):
-# (found of OpenMS's FWHM <= 20 s, found of the 25 % most intense of those, ours in OpenMS traces)
+# and 10 s.  (found of OpenMS's FWHM <= 20 s, found of the 25 % most intense of those, ours in
+# OpenMS traces): the goals are 0.80, 0.95, 0.80; where a figure reaches its goal the
+# floor is the goal, elsewhere the figure measured at default parameters (S/N >= 5) and at
+# min_snr 3 (docs/formats/metabolomics.md has them all, and why the gaps remain: OpenMS reports
+# every trace of >= 5 s, noise-level and background ones included, and no trace shorter).
 FFM_CASES = [
-    ("171103_PMA_TK_QC_04-4to5min.mzML", False, {}, (0.35, 0.78, 0.55)),
-    ("171103_PMA_TK_QC_04-4to5min.mzML", False, {"min_snr": 3}, (0.55, 0.86, 0.42)),
-    ("FeatureFinderMetaboIdent_1_input.mzML", True, {}, (0.40, 0.93, 0.63)),
-    ("FeatureFinderMetaboIdent_1_input.mzML", True, {"min_snr": 3}, (0.59, 0.93, 0.47)),
+    ("171103_PMA_TK_QC_04-4to5min.mzML", False, {}, (0.54, 0.89, 0.46)),
+    ("171103_PMA_TK_QC_04-4to5min.mzML", False, {"min_snr": 3}, (0.69, 0.90, 0.39)),
+    ("FeatureFinderMetaboIdent_1_input.mzML", True, {}, (0.41, 0.95, 0.75)),
+    ("FeatureFinderMetaboIdent_1_input.mzML", True, {"min_snr": 3}, (0.48, 0.95, 0.59)),
 ]
 
 

@@ -37,7 +37,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.modalities.metabolomics.isotopes import Features, group_isotopes
-from pipelines.modalities.metabolomics.peaks import Peaks, mass_traces, mz_noise_floor, trace_peaks
+from pipelines.modalities.metabolomics.peaks import (
+    FLOOR_SIGMAS,
+    Peaks,
+    mass_traces,
+    mz_noise_floor,
+    trace_peaks,
+)
 from pipelines.staging import write_json
 
 log = logging.getLogger(__name__)
@@ -184,20 +190,23 @@ def _centroid_concatenated(mz: np.ndarray, y: np.ndarray, spec: np.ndarray):
 class MS1Peaks:
     """All MS1 centroids of one run: scan number, m/z, intensity; and the RT of each scan.
 
-    Sorted by scan, then m/z.
+    Sorted by scan, then m/z.  ``profile``: most MS1 spectra were profile and were centroided
+    here, so no instrument threshold was applied and the run's lowest centroids are the noise's
+    own maxima (in centroided spectra they sit at the instrument's detection threshold).
     """
 
     scan: np.ndarray
     mz: np.ndarray
     intensity: np.ndarray
     rt: np.ndarray
+    profile: bool = False
 
 
 def read_ms1(spectra: str | Path, *, centroid: bool = True) -> MS1Peaks:
     """MS1 centroids of one run's spectra Parquet, row group by row group, without a loop over spectra."""
     pf = pq.ParquetFile(spectra)
     scans, mzs, ints, rts = [], [], [], []
-    k = 0
+    k = n_profile = 0
     for rg in range(pf.num_row_groups):
         t = pf.read_row_group(rg, columns=["ms_level", "rt_s", "centroided", "mz", "intensity"])
         levels = t.column("ms_level").to_numpy(zero_copy_only=False)
@@ -215,6 +224,7 @@ def read_ms1(spectra: str | Path, *, centroid: bool = True) -> MS1Peaks:
         mz_all = mz_col.values.to_numpy()[off[0] : off[-1]].astype(np.float64, copy=False)
         int_all = int_col.values.to_numpy()[off[0] : off[-1]]
         spec = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(off))
+        n_profile += int(profile.sum())
         if centroid and profile.any():
             is_prof = profile[spec]
             c_mz, c_int, c_spec = _centroid_concatenated(
@@ -240,7 +250,7 @@ def read_ms1(spectra: str | Path, *, centroid: bool = True) -> MS1Peaks:
         if not np.all((ds > 0) | ((ds == 0) & (dm >= 0))):
             o = np.lexsort((mz, scan))
             scan, mz, inten = scan[o], mz[o], inten[o]
-    return MS1Peaks(scan, mz, inten, np.concatenate(rts))
+    return MS1Peaks(scan, mz, inten, np.concatenate(rts), profile=centroid and 2 * n_profile > k)
 
 
 # --------------------------------------------------------------------------- detection
@@ -273,6 +283,9 @@ def find_features(ms1: MS1Peaks, p: FeatureParams, noise=None) -> tuple[Peaks, F
         rt=ms1.rt,
         noise_edges=edges,
         noise_floor=floor,
+        # the floor of centroided spectra is the instrument's threshold (~3 sd of the noise);
+        # of spectra centroided here, it is the noise itself
+        floor_sigmas=1.0 if ms1.profile else FLOOR_SIGMAS,
         min_snr=p.min_snr,
         min_height=p.min_height,
         min_scans=p.min_scans,
@@ -330,7 +343,7 @@ def features_of_run(ms1: MS1Peaks, p: FeatureParams, *, run: str) -> tuple[pa.Ta
     tables, n_peaks = [], 0
     for lo, hi in itertools.pairwise(edges):
         sel = np.flatnonzero((ms1.mz >= lo - BAND_MARGIN_MZ) & (ms1.mz < hi + BAND_MARGIN_MZ))
-        band = MS1Peaks(ms1.scan[sel], ms1.mz[sel], ms1.intensity[sel], ms1.rt)
+        band = MS1Peaks(ms1.scan[sel], ms1.mz[sel], ms1.intensity[sel], ms1.rt, ms1.profile)
         del sel
         pk, feats = find_features(band, p, noise)
         mono_mz = pk.mz[feats.mono]

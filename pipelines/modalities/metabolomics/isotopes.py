@@ -2,8 +2,8 @@
 
 As FeatureFinderMetabo does, every peak is tried as the monoisotopic peak of charge 1, 2 and 3:
 the k-th isotope is looked for at ``m/z + k x 1.003355 / z`` (13C spacing, within the trace m/z
-tolerance plus 1 mDa for the mixed 13C/15N/34S fine structure), co-eluting (apex within
-``max(1 s, 0.3 x FWHM)`` of the mono's and smoothed elution profiles correlated with r >=
+tolerance plus 1 mDa for the mixed 13C/15N/34S fine structure), co-eluting (apex of the smoothed
+profile within ``max(1 s, 0.3 x FWHM)`` of the mono's and smoothed elution profiles correlated with r >=
 ``min_corr`` over their common scans) and with a plausible intensity: the M+1 / M ratio at
 most that of a molecule of mass ``m/z x z`` made of carbon every 11 Da (plus 5 % for
 heteroatoms), and each later isotope at most the binomial step from the one before (+10 %).
@@ -104,8 +104,9 @@ def group_isotopes(
             cand = by_mz[
                 np.repeat(lo, cnt) + (np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt))
             ]
-            mono_rt = pk.rt_apex[owner]
-            good = np.abs(pk.rt_apex[cand] - mono_rt) <= rt_tol[owner]
+            # apexes of the smoothed profiles: a weak isotope's raw apex jumps with the noise
+            mono_rt = pk.rt_smooth_apex[owner]
+            good = np.abs(pk.rt_smooth_apex[cand] - mono_rt) <= rt_tol[owner]
             ratio = pk.height[cand] / pk.height[prev[owner]]
             good &= ratio <= _max_ratio(pk.mz[owner] * z, k)
             owner, cand = owner[good], cand[good]

@@ -46,6 +46,10 @@ MAX_MERGE_PASSES = 200
 # intensity scatter of the top of a strong peak makes dips no noise estimate of the flanks sees
 MIN_VALLEY_DEPTH = 0.2
 CUT_TRACE_FRACTION = 0.5
+# the run's noise floor (a low quantile of its centroid intensities) is the instrument's
+# detection threshold, a level; the noise below it has an sd of about a third of it (a
+# threshold at 3 sd, the convention of OpenMS's noise_threshold_int x chrom_peak_snr 3)
+FLOOR_SIGMAS = 3.0
 LONG_TRACE_FWHMS = 8.0  # a trace this many FWHM long is a background ion's (see trace_peaks)
 
 
@@ -58,8 +62,13 @@ def _mutual_links(
     gap: int,
     ppm: float,
     k: float,
+    query_mz: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Links a[i] -> b[j] with scan(b) = scan(a) + gap and each the other's nearest in ``link_mz``."""
+    """Links a[i] -> b[j] with scan(b) = scan(a) + gap and each the other's nearest in ``link_mz``.
+
+    With ``query_mz``, each centroid looks for the other side's ``link_mz`` nearest to its own
+    ``query_mz`` (its chain's mean m/z) instead of to its own ``link_mz``.
+    """
     if not len(a) or not len(b):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     mz_a, mz_b, sc_a, sc_b = (
@@ -73,6 +82,7 @@ def _mutual_links(
     a, mz_a, sc_a = a[oa], mz_a[oa], sc_a[oa]
     b, mz_b, sc_b = b[ob], mz_b[ob], sc_b[ob]
     key_a, key_b = sc_a * k + mz_a, sc_b * k + mz_b
+    q_a, q_b = (mz_a, mz_b) if query_mz is None else (query_mz[a], query_mz[b])
 
     def nearest(key_t, mz_t, sc_t, mz_s, sc_s):
         pos = np.searchsorted(key_t, sc_s * k + mz_s)
@@ -89,8 +99,8 @@ def _mutual_links(
         best[best_d > mz_s * ppm * 1e-6] = -1
         return best
 
-    fwd = nearest(key_b, mz_b, sc_b, mz_a, sc_a + gap)  # a -> b
-    bwd = nearest(key_a, mz_a, sc_a, mz_b, sc_b - gap)  # b -> a
+    fwd = nearest(key_b, mz_b, sc_b, q_a, sc_a + gap)  # a -> b
+    bwd = nearest(key_a, mz_a, sc_a, q_b, sc_b - gap)  # b -> a
     ia = np.flatnonzero(fwd >= 0)
     ia = ia[bwd[fwd[ia]] == ia]
     return a[ia], b[fwd[ia]]
@@ -104,6 +114,15 @@ def _chain_roots(prv: np.ndarray) -> np.ndarray:
         if np.array_equal(nr, root):
             return root
         root = nr
+
+
+def _chain_mean(mz: np.ndarray, prv: np.ndarray) -> np.ndarray:
+    """Mean m/z of each centroid's chain (the chains given by ``prv``), per centroid."""
+    root = _chain_roots(prv)
+    n = len(mz)
+    return (
+        np.bincount(root, weights=mz, minlength=n) / np.maximum(np.bincount(root, minlength=n), 1)
+    )[root]
 
 
 def mass_traces(
@@ -129,10 +148,14 @@ def mass_traces(
     everything = np.arange(n, dtype=np.int64)
     src, dst = _mutual_links(mz, scan, everything, everything, 1, ppm, k)
     nxt[src], prv[dst] = dst, src
-    root = _chain_roots(prv)
-    chain_mz = (
-        np.bincount(root, weights=mz, minlength=n) / np.maximum(np.bincount(root, minlength=n), 1)
-    )[root]
+    # again, each centroid looking from its chain's mean m/z: a noise centroid a few ppm off
+    # the ion's m/z that was nearer to the last one of the chain no longer steals the link
+    src, dst = _mutual_links(
+        mz, scan, everything, everything, 1, ppm, k, query_mz=_chain_mean(mz, prv)
+    )
+    nxt[:], prv[:] = -1, -1
+    nxt[src], prv[dst] = dst, src
+    chain_mz = _chain_mean(mz, prv)
     for gap in range(1, max_gap + 2):
         ends = np.flatnonzero(nxt < 0)
         starts = np.flatnonzero(prv < 0)
@@ -189,8 +212,11 @@ class Peaks:
     height: np.ndarray  # raw apex intensity
     area: np.ndarray  # trapezoid of the raw intensities (gaps interpolated) over RT
     fwhm: np.ndarray  # seconds, from the smoothed profile, kernel widening removed
-    snr: np.ndarray  # prominence of the smoothed profile / noise
+    snr: np.ndarray  # prominence of the smoothed profile / noise at the valley's level
     n_scans: np.ndarray  # scans with a centroid between start and end
+    # apex of the smoothed profile (parabola through its top three points): the raw apex of a
+    # weak peak jumps by a scan or two with the noise, the smoothed one does not (isotopes)
+    rt_smooth_apex: np.ndarray
     # dense layout, for isotope correlation: dense position of scan s of peak i's trace is
     # trace_offset[trace[i]] + s - trace_first_scan[trace[i]]
     smooth: np.ndarray
@@ -199,6 +225,11 @@ class Peaks:
 
     def __len__(self) -> int:
         return len(self.trace)
+
+
+def _no_peaks(smooth: np.ndarray, trace_offset: np.ndarray, first_scan: np.ndarray) -> Peaks:
+    z, zi = np.zeros(0), np.zeros(0, np.int64)
+    return Peaks(zi, z, zi, zi, zi, z, z, z, z, z, z, z, zi, z, smooth, trace_offset, first_scan)
 
 
 def _group_median(
@@ -231,6 +262,351 @@ def _segment_extreme(
     return np.where(out > n, -1, out)
 
 
+@dataclass(slots=True)
+class _Dense:
+    """The traces laid end to end on one grid (one point per scan, ``_PAD`` zeros between traces)."""
+
+    tr_of_point: np.ndarray  # trace of each centroid of ``order``
+    first: np.ndarray  # first / last scan of each trace
+    last: np.ndarray
+    span: np.ndarray  # scans from first to last
+    seg_len: np.ndarray  # span + the padding on both sides
+    off: np.ndarray  # dense position where each trace's segment (its left pad) starts
+    pos: np.ndarray  # dense position of each centroid
+    y_obs: np.ndarray  # raw intensity of each centroid
+    observed: np.ndarray  # dense: a centroid is there
+    in_trace: np.ndarray  # dense: between a trace's first and last scan
+    y: np.ndarray  # dense raw intensities, gaps linearly interpolated
+    s: np.ndarray  # dense smoothed intensities
+    rt_d: np.ndarray  # dense RT
+    tr_d: np.ndarray  # dense trace number
+
+    @property
+    def n(self) -> int:
+        return len(self.s)
+
+
+def _lay_out(
+    order: np.ndarray,
+    starts: np.ndarray,
+    *,
+    scan: np.ndarray,
+    intensity: np.ndarray,
+    rt: np.ndarray,
+) -> _Dense:
+    """Lay the traces end to end, interpolate their gaps and smooth them with one convolution."""
+    n_tr = len(starts) - 1
+    tr_of_point = np.repeat(np.arange(n_tr), np.diff(starts))
+    sc = scan[order].astype(np.int64)
+    first, last = sc[starts[:-1]], sc[starts[1:] - 1]
+    span = last - first + 1
+    seg_len = span + 2 * _PAD
+    off = np.concatenate([[0], np.cumsum(seg_len)[:-1]])
+    n_dense = int(seg_len.sum())
+    pos = off[tr_of_point] + _PAD + (sc - first[tr_of_point])
+    y_obs = intensity[order].astype(np.float64)
+    observed = np.zeros(n_dense, bool)
+    observed[pos] = True
+    y = np.zeros(n_dense)
+    y[pos] = y_obs
+    in_trace = np.zeros(n_dense, bool)
+    inner = np.repeat(off + _PAD, span) + (
+        np.arange(int(span.sum())) - np.repeat(np.cumsum(span) - span, span)
+    )
+    in_trace[inner] = True
+    gaps = in_trace & ~observed  # interior by construction
+    if gaps.any():
+        y[gaps] = np.interp(np.flatnonzero(gaps), pos, y_obs)
+    dense_scan = np.clip(
+        np.repeat(first - _PAD, seg_len) + (np.arange(n_dense) - np.repeat(off, seg_len)),
+        0,
+        len(rt) - 1,
+    )
+    return _Dense(
+        tr_of_point=tr_of_point,
+        first=first,
+        last=last,
+        span=span,
+        seg_len=seg_len,
+        off=off,
+        pos=pos,
+        y_obs=y_obs,
+        observed=observed,
+        in_trace=in_trace,
+        y=y,
+        s=np.convolve(y, _KERNEL, mode="same"),
+        rt_d=rt[dense_scan],
+        tr_d=np.repeat(np.arange(n_tr), seg_len),
+    )
+
+
+@dataclass(slots=True)
+class TraceNoise:
+    """Noise of each trace: additive (below the detection threshold) and relative (ion statistics).
+
+    ``at(level, trace)`` is the noise sd of an intensity ``level`` on ``trace``:
+    sqrt(additive^2 + (relative x level)^2).  ``wander`` is the slow variation of a trace's
+    smoothed intensities (1.4826 x MAD), the noise of a hump on a background ion's trace.
+    """
+
+    additive: np.ndarray
+    relative: np.ndarray
+    wander: np.ndarray
+    end_level: np.ndarray
+
+    def at(self, level: np.ndarray, trace: np.ndarray) -> np.ndarray:
+        return np.sqrt(self.additive[trace] ** 2 + (self.relative[trace] * level) ** 2)
+
+
+def _trace_noise(
+    d: _Dense,
+    *,
+    mz_of_points: np.ndarray,
+    noise_edges: np.ndarray,
+    noise_floor: np.ndarray,
+    floor_sigmas: float,
+) -> TraceNoise:
+    """The noise model of each trace (see the module docstring)."""
+    n_tr = len(d.first)
+    everywhere = np.ones(len(d.y_obs), bool)
+    # scan-to-scan scatter around a local quadratic, relative to the intensity: the median over
+    # the trace, so a few other peaks on it (their shape residual) do not move it
+    resid = np.abs(d.y_obs - np.convolve(d.y, _SG5, mode="same")[d.pos]) / _RESIDUAL_SD
+    relative = 1.4826 * _group_median(
+        resid / np.maximum(d.y_obs, 1e-12), d.tr_of_point, everywhere, n_tr
+    )
+    w = np.bincount(d.tr_of_point, weights=d.y_obs, minlength=n_tr)
+    trace_mz = np.bincount(d.tr_of_point, weights=mz_of_points * d.y_obs, minlength=n_tr) / w
+    b = np.clip(np.searchsorted(noise_edges, trace_mz, side="right") - 1, 0, len(noise_floor) - 1)
+    s_obs = d.s[d.pos]
+    med_s = _group_median(s_obs, d.tr_of_point, everywhere, n_tr)
+    wander = 1.4826 * _group_median(
+        np.abs(s_obs - med_s[d.tr_of_point]), d.tr_of_point, everywhere, n_tr
+    )
+    return TraceNoise(
+        additive=noise_floor[b] / floor_sigmas,
+        relative=relative,
+        wander=wander,
+        end_level=noise_floor[b],
+    )
+
+
+def _extrema(d: _Dense) -> tuple[np.ndarray, np.ndarray]:
+    """Maxima of the smoothed profile, and its valleys (interior minima and both ends of each trace)."""
+    diff = np.sign(np.diff(d.s))
+    nz = np.where(diff != 0, np.arange(len(diff)), 0)
+    np.maximum.accumulate(nz, out=nz)
+    d_ff = diff[nz]  # the last non-zero slope (plateaus take the slope before them)
+    i = np.arange(1, d.n - 1)
+    is_max = (d_ff[:-1] > 0) & (diff[1:] < 0)
+    is_min = (d_ff[:-1] < 0) & (diff[1:] > 0) & d.in_trace[1:-1]
+    min_pos = np.sort(np.concatenate([i[is_min], d.off, d.off + d.seg_len - 1]))
+    return i[is_max], min_pos
+
+
+def _surviving_maxima(
+    d: _Dense, max_pos: np.ndarray, min_pos: np.ndarray, *, noise: TraceNoise, min_snr: float
+) -> np.ndarray:
+    """Indices (into ``max_pos``) of the maxima left after merging the weak ones into a neighbour.
+
+    A maximum is weak when it rises above its higher valley by less than ``min_snr`` x the
+    noise at that valley's level or less than ``MIN_VALLEY_DEPTH`` of its height; a weak one
+    is merged into its higher neighbour on the side of the higher valley, until none is.
+    """
+    lv = np.searchsorted(min_pos, max_pos) - 1  # valley left of each maximum
+    vals, top, mtr = d.s[min_pos], d.s[max_pos], d.tr_d[max_pos]
+    alive = np.ones(len(max_pos), bool)
+    for _ in range(MAX_MERGE_PASSES):
+        a = np.flatnonzero(alive)
+        seg = np.minimum.reduceat(vals, lv[a] + 1)  # lowest valley between consecutive survivors
+        same_next = np.append(mtr[a][1:] == mtr[a][:-1], False)
+        right_v = np.maximum(np.where(same_next, seg, 0.0), noise.end_level[mtr[a]])
+        left_v = np.maximum(
+            np.concatenate([[0.0], np.where(same_next[:-1], seg[:-1], 0.0)]),
+            noise.end_level[mtr[a]],
+        )
+        right_n = np.where(same_next, np.append(a[1:], -1), -1)
+        left_n = np.concatenate([[-1], np.where(same_next[:-1], a[:-1], -1)])
+        h = top[a]
+        higher_v = np.maximum(left_v, right_v)
+        thr = min_snr * noise.at(higher_v, mtr[a])
+        weak = h - higher_v < np.maximum(thr, MIN_VALLEY_DEPTH * h)
+        to_right = right_v >= left_v
+        nb = np.where(to_right, right_n, left_n)
+        nb = np.where(nb < 0, np.where(to_right, left_n, right_n), nb)
+        nb_top = np.where(nb >= 0, top[np.maximum(nb, 0)], np.inf)
+        lonely = (left_n < 0) & (right_n < 0) & (h < thr)
+        remove = weak & ((nb_top > h) | ((nb_top == h) & (nb < a) & (nb >= 0))) | lonely
+        if not remove.any():
+            break
+        alive[a[remove]] = False
+        if not alive.any():
+            break
+    return np.flatnonzero(alive)
+
+
+def _valleys(
+    d: _Dense, max_pos: np.ndarray, min_pos: np.ndarray, a: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(left valley, right valley, next peak on the same trace?, first peak of its trace?) of survivors ``a``.
+
+    The valley between two survivors is the lowest minimum between them; the trace's end otherwise.
+    """
+    lv = np.searchsorted(min_pos, max_pos) - 1
+    trace_a = d.tr_d[max_pos[a]]
+    same_next = np.append(trace_a[1:] == trace_a[:-1], False)
+    seg_id = np.zeros(len(min_pos), np.int64)
+    seg_id[lv[a] + 1] = 1
+    seg_id = np.cumsum(seg_id) - 1  # which survivor's right segment each valley is in
+    valid = seg_id >= 0
+    o = np.lexsort((d.s[min_pos], np.where(valid, seg_id, -1)))
+    o = o[valid[o]]
+    firsts = np.flatnonzero(np.concatenate([[True], seg_id[o][1:] != seg_id[o][:-1]]))
+    right_min = np.full(len(a), -1, np.int64)
+    right_min[seg_id[o][firsts]] = min_pos[o][firsts]
+    right_pos = np.where(same_next, right_min, d.off[trace_a] + d.seg_len[trace_a] - 1)
+    left_pos = np.concatenate([[0], np.where(same_next[:-1], right_min[:-1], 0)])
+    first_in_trace = np.concatenate([[True], ~same_next[:-1]])
+    left_pos = np.where(first_in_trace, d.off[trace_a], left_pos)
+    return left_pos, right_pos, same_next, first_in_trace
+
+
+def _flank_crossings(
+    d: _Dense,
+    *,
+    left_pos: np.ndarray,
+    apex_pos: np.ndarray,
+    right_pos: np.ndarray,
+    level: np.ndarray,
+    inside: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Last point below ``level`` left of each apex and first one right of it (-1 where none).
+
+    Segments [left_pos_i, apex_i) and [apex_i, right_pos_i]: survivors are ordered, so they do
+    not overlap.
+    """
+    lo_seg = np.stack([left_pos, apex_pos], 1).ravel()
+    seg_of = np.searchsorted(lo_seg, np.arange(d.n), side="right") - 1
+    ok = seg_of >= 0
+    below = np.zeros(d.n, bool)
+    below[ok] = d.s[ok] < np.repeat(level, 2)[seg_of[ok]]
+    if inside is not None:
+        below &= inside
+    left = _segment_extreme(below, lo_seg, d.n, last=True)[0::2]
+    below_r = below & (np.arange(d.n) <= np.repeat(right_pos, 2)[np.maximum(seg_of, 0)])
+    right = _segment_extreme(below_r, lo_seg, d.n, last=False)[1::2]
+    return left, right
+
+
+def _half_height_width(
+    d: _Dense,
+    *,
+    left_pos: np.ndarray,
+    apex_pos: np.ndarray,
+    right_pos: np.ndarray,
+    half: np.ndarray,
+) -> np.ndarray:
+    """FWHM (s) on the smoothed profile, interpolated between points, the kernel's widening removed."""
+    left_cross, right_cross = _flank_crossings(
+        d, left_pos=left_pos, apex_pos=apex_pos, right_pos=right_pos, level=half
+    )
+    lc = np.where(left_cross >= 0, left_cross, left_pos)
+    rc = np.where(right_cross >= 0, right_cross, right_pos)
+
+    def crossing_rt(p0, p1):
+        y0, y1 = d.s[p0], d.s[p1]
+        t0, t1 = d.rt_d[p0], d.rt_d[p1]
+        f = np.where(y1 != y0, (half - y0) / np.where(y1 != y0, y1 - y0, 1.0), 0.0)
+        return t0 + np.clip(f, 0, 1) * (t1 - t0)
+
+    width = np.maximum(
+        crossing_rt(rc, np.maximum(rc - 1, apex_pos))
+        - crossing_rt(lc, np.minimum(lc + 1, apex_pos)),
+        0.0,
+    )
+    rt_d = d.rt_d
+    cycle = (rt_d[np.minimum(apex_pos + 1, d.n - 1)] - rt_d[np.maximum(apex_pos - 1, 0)]) / 2
+    kernel_w = _FWHM_PER_SIGMA * SMOOTH_SIGMA_SCANS * cycle
+    return np.sqrt(np.maximum(width**2 - kernel_w**2, (0.5 * width) ** 2))
+
+
+def _smooth_apex_rt(d: _Dense, apex_pos: np.ndarray) -> np.ndarray:
+    """RT of the vertex of the parabola through the smoothed apex and its two neighbours."""
+    y0, y1, y2 = d.s[apex_pos - 1], d.s[apex_pos], d.s[apex_pos + 1]
+    curv = y0 - 2 * y1 + y2
+    shift = np.where(curv < 0, 0.5 * (y0 - y2) / np.where(curv < 0, curv, -1.0), 0.0)
+    shift = np.clip(shift, -0.5, 0.5)
+    t0, t1, t2 = d.rt_d[apex_pos - 1], d.rt_d[apex_pos], d.rt_d[apex_pos + 1]
+    return t1 + np.where(shift >= 0, shift * (t2 - t1), shift * (t1 - t0))
+
+
+@dataclass(slots=True)
+class _RawMeasures:
+    n_scans: np.ndarray
+    mz: np.ndarray
+    area: np.ndarray
+    apex: np.ndarray  # dense position of the raw apex
+    height: np.ndarray
+
+
+def _raw_measures(
+    d: _Dense, *, mz_of_points: np.ndarray, start: np.ndarray, end: np.ndarray, apex_pos: np.ndarray
+) -> _RawMeasures:
+    """Raw measures over [start, end]: apex, area, weighted m/z, scans with signal."""
+    mz_d = np.zeros(d.n)
+    mz_d[d.pos] = mz_of_points
+    yw = np.where(d.observed, d.y, 0.0)
+
+    def seg_sum(v):
+        # sum over [start, end] of v, via cumulative sums (segments may touch but never overlap)
+        c = np.concatenate([[0.0], np.cumsum(v)])
+        return c[end + 1] - c[start]
+
+    wsum = seg_sum(yw)
+    trap = np.concatenate([[0.0], np.cumsum((d.y[1:] + d.y[:-1]) * 0.5 * np.diff(d.rt_d))])
+    # raw apex: the most intense centroid between start and end
+    bounds = np.stack([start, np.minimum(end + 1, d.n - 1)], 1).ravel()
+    peak_max = np.maximum.reduceat(yw, bounds)[0::2]
+    pk = np.searchsorted(start, np.arange(d.n), side="right") - 1
+    at_max = (pk >= 0) & (yw >= peak_max[np.maximum(pk, 0)]) & (yw > 0)
+    raw_apex = _segment_extreme(at_max, bounds, d.n, last=False)[0::2]
+    raw_apex = np.where((raw_apex >= start) & (raw_apex <= end), raw_apex, apex_pos)
+    return _RawMeasures(
+        n_scans=seg_sum(d.observed.astype(np.float64)).astype(np.int64),
+        mz=seg_sum(mz_d * yw) / np.where(wsum > 0, wsum, 1.0),
+        area=trap[end] - trap[start],
+        apex=raw_apex,
+        height=d.y[raw_apex],
+    )
+
+
+def _edge_of_run_slope(
+    d: _Dense,
+    *,
+    trace_a: np.ndarray,
+    first_in_trace: np.ndarray,
+    same_next: np.ndarray,
+    half: np.ndarray,
+    n_scans_run: int,
+    rt: np.ndarray,
+) -> np.ndarray:
+    """Peaks whose flank runs into the start or end of the run without falling to half height.
+
+    That is a background ion's slope, not a peak's flank, when the trace lasts half the run or
+    more (an ion always there); a peak the start or end of a slice of a longer run cuts is kept.
+    """
+    run_edge_l = first_in_trace & (d.first[trace_a] == 0)
+    run_edge_r = ~same_next & (d.last[trace_a] == n_scans_run - 1)
+    trace_lo = d.off[trace_a] + _PAD
+    trace_hi = trace_lo + d.span[trace_a] - 1
+    whole_run = (rt[d.last[trace_a]] - rt[d.first[trace_a]]) >= CUT_TRACE_FRACTION * (
+        rt[-1] - rt[0]
+    )
+    return (
+        (run_edge_l & (d.y[trace_lo] >= half)) | (run_edge_r & (d.y[trace_hi] >= half))
+    ) & whole_run
+
+
 def trace_peaks(
     order: np.ndarray,
     starts: np.ndarray,
@@ -246,259 +622,99 @@ def trace_peaks(
     min_scans: int,
     min_fwhm_s: float,
     max_fwhm_s: float,
+    floor_sigmas: float = FLOOR_SIGMAS,
 ) -> Peaks:
     """Peaks of every trace (see the module docstring)."""
-    n_tr = len(starts) - 1
-    if n_tr <= 0:
-        z = np.zeros(0)
-        zi = np.zeros(0, np.int64)
-        return Peaks(zi, z, zi, zi, zi, z, z, z, z, z, z, z, zi, z, zi, zi)
-    tr_of_point = np.repeat(np.arange(n_tr), np.diff(starts))
-    sc = scan[order].astype(np.int64)
-    first = sc[starts[:-1]]
-    last = sc[starts[1:] - 1]
-    span = last - first + 1
-    seg_len = span + 2 * _PAD
-    off = np.concatenate([[0], np.cumsum(seg_len)[:-1]])  # start of each trace's segment (a pad)
-    n_dense = int(seg_len.sum())
-    pos = off[tr_of_point] + _PAD + (sc - first[tr_of_point])  # dense position of every centroid
-    y_obs = intensity[order].astype(np.float64)
-    observed = np.zeros(n_dense, bool)
-    observed[pos] = True
-    # raw intensities on the dense grid, gaps interpolated (gaps are interior by construction)
-    y = np.zeros(n_dense)
-    y[pos] = y_obs
-    in_trace = np.zeros(n_dense, bool)
-    inner = np.repeat(off + _PAD, span) + (
-        np.arange(int(span.sum())) - np.repeat(np.cumsum(span) - span, span)
+    if len(starts) <= 1:
+        return _no_peaks(np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    d = _lay_out(order, starts, scan=scan, intensity=intensity, rt=rt)
+    noise = _trace_noise(
+        d,
+        mz_of_points=mz[order],
+        noise_edges=noise_edges,
+        noise_floor=noise_floor,
+        floor_sigmas=floor_sigmas,
     )
-    in_trace[inner] = True
-    gaps = in_trace & ~observed
-    if gaps.any():
-        y[gaps] = np.interp(np.flatnonzero(gaps), pos, y_obs)
-    dense_scan = np.clip(
-        np.repeat(first - _PAD, seg_len) + (np.arange(n_dense) - np.repeat(off, seg_len)),
-        0,
-        len(rt) - 1,
+    max_pos, min_pos = _extrema(d)
+    a = (
+        _surviving_maxima(d, max_pos, min_pos, noise=noise, min_snr=min_snr)
+        if len(max_pos)
+        else max_pos
     )
-    rt_d = rt[dense_scan]
-    s = np.convolve(y, _KERNEL, mode="same")
-    tr_d = np.repeat(np.arange(n_tr), seg_len)
-
-    # noise of each trace: residual scatter (raw vs a local quadratic) of the lower half of its
-    # intensities (the upper half is where its peaks are: their scatter grows with them, and a
-    # peak one or two scans wide leaves its own shape in the residual), and the run's floor at
-    # the trace's m/z
-    resid = np.abs(y_obs - np.convolve(y, _SG5, mode="same")[pos]) / _RESIDUAL_SD
-    cnt = np.diff(starts)
-    by_int = np.lexsort((y_obs, tr_of_point))
-    rank = np.empty(len(by_int), np.int64)
-    rank[by_int] = np.arange(len(by_int)) - starts[:-1][tr_of_point[by_int]]
-    upper = rank >= cnt[tr_of_point] // 2
-    sigma_abs = 1.4826 * _group_median(resid, tr_of_point, ~upper, n_tr)
-    trace_mz = np.bincount(tr_of_point, weights=mz[order] * y_obs, minlength=n_tr) / np.bincount(
-        tr_of_point, weights=y_obs, minlength=n_tr
-    )
-    b = np.clip(np.searchsorted(noise_edges, trace_mz, side="right") - 1, 0, len(noise_floor) - 1)
-    floor_t = noise_floor[b]
-
-    # the relative part of the scatter (on a strong peak's top) is MIN_VALLEY_DEPTH's business
-    noise = np.maximum(sigma_abs, floor_t)
-
-    # extrema of the smoothed profile: maxima, and valleys (interior minima + both ends of each trace)
-    d = np.sign(np.diff(s))
-    nz = np.where(d != 0, np.arange(len(d)), 0)
-    np.maximum.accumulate(nz, out=nz)
-    d_ff = d[nz]
-    i = np.arange(1, n_dense - 1)
-    is_max = (d_ff[:-1] > 0) & (d[1:] < 0)
-    is_min = (d_ff[:-1] < 0) & (d[1:] > 0) & in_trace[1:-1]
-    max_pos = i[is_max]
-    min_pos = np.sort(np.concatenate([i[is_min], off, off + seg_len - 1]))
-    if not len(max_pos):
-        z = np.zeros(0)
-        zi = np.zeros(0, np.int64)
-        return Peaks(zi, z, zi, zi, zi, z, z, z, z, z, z, z, zi, s, off, first)
-    lv = np.searchsorted(min_pos, max_pos) - 1  # valley index left of each maximum
-    vals = s[min_pos]
-    top = s[max_pos]
-    mtr = tr_d[max_pos]
-    thr = min_snr * noise[mtr]
-    alive = np.ones(len(max_pos), bool)
-    for _ in range(MAX_MERGE_PASSES):
-        a = np.flatnonzero(alive)
-        seg = np.minimum.reduceat(vals, lv[a] + 1)  # lowest valley between consecutive survivors
-        same_next = np.append(mtr[a][1:] == mtr[a][:-1], False)
-        right_v = np.where(same_next, seg, 0.0)
-        left_v = np.concatenate([[0.0], np.where(same_next[:-1], seg[:-1], 0.0)])
-        right_n = np.where(same_next, np.append(a[1:], -1), -1)
-        left_n = np.concatenate([[-1], np.where(same_next[:-1], a[:-1], -1)])
-        h = top[a]
-        weak = np.minimum(h - left_v, h - right_v) < np.maximum(thr[a], MIN_VALLEY_DEPTH * h)
-        to_right = right_v >= left_v
-        nb = np.where(to_right, right_n, left_n)
-        nb = np.where(nb < 0, np.where(to_right, left_n, right_n), nb)
-        nb_top = np.where(nb >= 0, top[np.maximum(nb, 0)], np.inf)
-        lonely = (left_n < 0) & (right_n < 0) & (h < thr[a])
-        remove = weak & ((nb_top > h) | ((nb_top == h) & (nb < a) & (nb >= 0))) | lonely
-        if not remove.any():
-            break
-        alive[a[remove]] = False
-        if not alive.any():
-            break
-    a = np.flatnonzero(alive)
     if not len(a):
-        z = np.zeros(0)
-        zi = np.zeros(0, np.int64)
-        return Peaks(zi, z, zi, zi, zi, z, z, z, z, z, z, z, zi, s, off, first)
-    same_next = np.append(mtr[a][1:] == mtr[a][:-1], False)
-    # valley positions: the lowest minimum between consecutive survivors; the trace end otherwise
-    seg_id = np.zeros(len(min_pos), np.int64)
-    seg_id[lv[a] + 1] = 1
-    seg_id = np.cumsum(seg_id) - 1  # which survivor's right segment each valley is in
-    valid = seg_id >= 0
-    o = np.lexsort((vals, np.where(valid, seg_id, -1)))
-    o = o[valid[o]]
-    firsts = np.flatnonzero(np.concatenate([[True], seg_id[o][1:] != seg_id[o][:-1]]))
-    right_min = np.full(len(a), -1, np.int64)
-    right_min[seg_id[o][firsts]] = min_pos[o][firsts]
-    trace_a = mtr[a]
-    right_pos = np.where(same_next, right_min, off[trace_a] + seg_len[trace_a] - 1)
-    left_pos = np.concatenate([[0], np.where(same_next[:-1], right_min[:-1], 0)])
-    first_in_trace = np.concatenate([[True], ~same_next[:-1]])
-    left_pos = np.where(first_in_trace, off[trace_a], left_pos)
-    apex_pos = max_pos[a]
-    apex_s = s[apex_pos]
-    lval, rval = s[left_pos], s[right_pos]
+        return _no_peaks(d.s, d.off + _PAD, d.first)
+    left_pos, right_pos, same_next, first_in_trace = _valleys(d, max_pos, min_pos, a)
+    trace_a, apex_pos = d.tr_d[max_pos[a]], max_pos[a]
+    apex_s, lval, rval = d.s[apex_pos], d.s[left_pos], d.s[right_pos]
     base = np.minimum(lval, rval)
-    prominence = apex_s - np.maximum(lval, rval)
-    snr = prominence / noise[trace_a]
-
-    # FWHM: crossings of base + (apex - base) / 2 on each flank, between the valley and the apex
+    higher_v = np.maximum(np.maximum(lval, rval), noise.end_level[trace_a])
+    prominence = apex_s - higher_v
+    snr = prominence / noise.at(higher_v, trace_a)
     half = base + (apex_s - base) / 2
-    # segments: [left_pos_i, apex_i) and [apex_i, right_pos_i); survivors are ordered, so they do not overlap
-    lo_seg = np.stack([left_pos, apex_pos], 1).ravel()
-    level = np.repeat(half, 2)
-    seg_of = np.searchsorted(lo_seg, np.arange(n_dense), side="right") - 1
-    below = np.zeros(n_dense, bool)
-    ok = seg_of >= 0
-    below[ok] = s[ok] < level[seg_of[ok]]
-    left_cross = _segment_extreme(below, lo_seg, n_dense, last=True)[
-        0::2
-    ]  # last below-half before apex
-    # first below-half point after the apex, within [apex, right_pos]
-    below_r = below & (np.arange(n_dense) <= np.repeat(right_pos, 2)[np.maximum(seg_of, 0)])
-    right_cross = _segment_extreme(below_r, lo_seg, n_dense, last=False)[1::2]
-    lc = np.where(left_cross >= 0, left_cross, left_pos)
-    rc = np.where(right_cross >= 0, right_cross, right_pos)
-    # a flank that runs into the start or end of the run without falling to half height is a
-    # background ion's slope, not a peak's flank ...
-    run_edge_l = first_in_trace & (first[trace_a] == 0)
-    run_edge_r = ~same_next & (last[trace_a] == len(rt) - 1)
-    trace_lo = off[trace_a] + _PAD
-    trace_hi = off[trace_a] + _PAD + span[trace_a] - 1
-    # ... when the trace lasts half the run or more (an ion always there); a peak the start or
-    # end of the acquisition cuts (in a slice of a longer run) is kept
-    whole_run = (rt[last[trace_a]] - rt[first[trace_a]]) >= CUT_TRACE_FRACTION * (rt[-1] - rt[0])
-    cut = ((run_edge_l & (y[trace_lo] >= half)) | (run_edge_r & (y[trace_hi] >= half))) & whole_run
-
-    def interp(p0, p1):
-        y0, y1 = s[p0], s[p1]
-        t0, t1 = rt_d[p0], rt_d[p1]
-        f = np.where(y1 != y0, (half - y0) / np.where(y1 != y0, y1 - y0, 1.0), 0.0)
-        return t0 + np.clip(f, 0, 1) * (t1 - t0)
-
-    t_left = interp(lc, np.minimum(lc + 1, apex_pos))
-    t_right = interp(rc, np.maximum(rc - 1, apex_pos))
-    width = np.maximum(t_right - t_left, 0.0)
-    cycle = (rt_d[np.minimum(apex_pos + 1, n_dense - 1)] - rt_d[np.maximum(apex_pos - 1, 0)]) / 2
-    kernel_w = _FWHM_PER_SIGMA * SMOOTH_SIGMA_SCANS * cycle
-    fwhm = np.sqrt(np.maximum(width**2 - kernel_w**2, (0.5 * width) ** 2))
-
+    fwhm = _half_height_width(
+        d, left_pos=left_pos, apex_pos=apex_pos, right_pos=right_pos, half=half
+    )
+    cut = _edge_of_run_slope(
+        d,
+        trace_a=trace_a,
+        first_in_trace=first_in_trace,
+        same_next=same_next,
+        half=half,
+        n_scans_run=len(rt),
+        rt=rt,
+    )
     # peak extent: from the valleys, trimmed to where the profile is within 2 % of the apex above base
-    edge = base + 0.02 * (apex_s - base)
-    level = np.repeat(edge, 2)
-    below[:] = False
-    below[ok] = s[ok] < level[seg_of[ok]]
-    below &= in_trace
-    le = _segment_extreme(below, lo_seg, n_dense, last=True)[0::2]
-    below_r = below & (np.arange(n_dense) <= np.repeat(right_pos, 2)[np.maximum(seg_of, 0)])
-    re = _segment_extreme(below_r, lo_seg, n_dense, last=False)[1::2]
-    trace_lo = off[trace_a] + _PAD
-    trace_hi = off[trace_a] + _PAD + span[trace_a] - 1
+    le, re = _flank_crossings(
+        d,
+        left_pos=left_pos,
+        apex_pos=apex_pos,
+        right_pos=right_pos,
+        level=base + 0.02 * (apex_s - base),
+        inside=d.in_trace,
+    )
+    trace_lo = d.off[trace_a] + _PAD
+    trace_hi = trace_lo + d.span[trace_a] - 1
     start = np.clip(np.where(le >= 0, le, left_pos), trace_lo, trace_hi)
     end = np.clip(np.where(re >= 0, re, right_pos), trace_lo, trace_hi)
-
-    # raw measures over [start, end]: apex, area, weighted m/z, scans with signal
-    seg2 = np.stack([start, end + 1], 1).ravel()
-    seg2 = np.minimum(seg2, n_dense - 1)
-    mz_d = np.zeros(n_dense)
-    mz_d[pos] = mz[order]
-    yw = np.where(observed, y, 0.0)
-
-    def seg_sum(v):
-        # sum over [start, end] of v, via cumulative sums (segments may touch but never overlap)
-        c = np.concatenate([[0.0], np.cumsum(v)])
-        return c[end + 1] - c[start]
-
-    n_scans = seg_sum(observed.astype(np.float64)).astype(np.int64)
-    wsum = seg_sum(yw)
-    mz_peak = seg_sum(mz_d * yw) / np.where(wsum > 0, wsum, 1.0)
-    dt = np.diff(rt_d)
-    trap = np.concatenate([[0.0], np.cumsum((y[1:] + y[:-1]) * 0.5 * dt)])
-    area = trap[end] - trap[start]
-    # raw apex: the most intense centroid between start and end
-    bounds = np.stack([start, np.minimum(end + 1, n_dense - 1)], 1).ravel()
-    peak_max = np.maximum.reduceat(yw, bounds)[0::2]
-    pk = np.searchsorted(start, np.arange(n_dense), side="right") - 1
-    at_max = (pk >= 0) & (yw >= peak_max[np.maximum(pk, 0)]) & (yw > 0)
-    raw_apex = _segment_extreme(at_max, bounds, n_dense, last=False)[0::2]
-    raw_apex = np.where((raw_apex >= start) & (raw_apex <= end), raw_apex, apex_pos)
-    height = y[raw_apex]
-
+    raw = _raw_measures(d, mz_of_points=mz[order], start=start, end=end, apex_pos=apex_pos)
     # on a trace far longer than the peak (a background ion), the slow wander of the trace is
-    # noise too: 1.4826 x MAD of its smoothed intensities (a peak on it must stand out of that)
-    s_obs = s[pos]
-    med_s = _group_median(s_obs, tr_of_point, np.ones(len(s_obs), bool), n_tr)
-    wander = 1.4826 * _group_median(
-        np.abs(s_obs - med_s[tr_of_point]), tr_of_point, np.ones(len(s_obs), bool), n_tr
-    )
-    trace_s = rt[last] - rt[first]
-    # ... for a peak whose valleys both stay high (a hump of the ion's level, not a compound
-    # eluting on a trace that returns to the floor between its peaks, as isomers do)
+    # noise too, for a peak whose valleys both stay high (a hump of the ion's level, not a
+    # compound eluting on a trace that returns to the floor between its peaks, as isomers do)
+    trace_s = rt[d.last] - rt[d.first]
     long_trace = (trace_s[trace_a] >= LONG_TRACE_FWHMS * np.maximum(fwhm, 1e-9)) & (
         base >= 0.3 * apex_s
     )
-    snr = np.where(long_trace, prominence / np.maximum(noise[trace_a], wander[trace_a]), snr)
-    keep = (
+    snr = np.where(
+        long_trace, np.minimum(snr, prominence / np.maximum(noise.wander[trace_a], 1e-12)), snr
+    )
+    keep = np.flatnonzero(
         ~cut
         & (snr >= min_snr)
         & (prominence >= MIN_VALLEY_DEPTH * apex_s)
-        & (height >= min_height)
-        & (n_scans >= min_scans)
+        & (raw.height >= min_height)
+        & (raw.n_scans >= min_scans)
         & (fwhm >= min_fwhm_s)
         & (fwhm <= max_fwhm_s)
     )
-    first_t = first[trace_a]
-    to_scan = lambda p: p - off[trace_a] - _PAD + first_t  # noqa: E731
-    k = np.flatnonzero(keep)
+    to_scan = lambda p: (p - trace_lo + d.first[trace_a])[keep]  # noqa: E731
     return Peaks(
-        trace=trace_a[k],
-        mz=mz_peak[k],
-        apex_scan=to_scan(raw_apex)[k],
-        start_scan=to_scan(start)[k],
-        end_scan=to_scan(end)[k],
-        rt_apex=rt_d[raw_apex][k],
-        rt_start=rt_d[start][k],
-        rt_end=rt_d[end][k],
-        height=height[k],
-        area=area[k],
-        fwhm=fwhm[k],
-        snr=snr[k],
-        n_scans=n_scans[k],
-        smooth=s,
-        trace_offset=off + _PAD,
-        trace_first_scan=first,
+        trace=trace_a[keep],
+        mz=raw.mz[keep],
+        apex_scan=to_scan(raw.apex),
+        start_scan=to_scan(start),
+        end_scan=to_scan(end),
+        rt_apex=d.rt_d[raw.apex][keep],
+        rt_start=d.rt_d[start][keep],
+        rt_end=d.rt_d[end][keep],
+        height=raw.height[keep],
+        area=raw.area[keep],
+        fwhm=fwhm[keep],
+        snr=snr[keep],
+        n_scans=raw.n_scans[keep],
+        rt_smooth_apex=_smooth_apex_rt(d, apex_pos)[keep],
+        smooth=d.s,
+        trace_offset=d.off + _PAD,
+        trace_first_scan=d.first,
     )
 
 
