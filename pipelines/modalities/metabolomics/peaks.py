@@ -1,25 +1,31 @@
 """Mass traces and chromatographic peaks of one run, vectorised over the whole run.
 
 1. **Mass traces** (:func:`mass_traces`): every centroid is linked to its nearest neighbour in
-   m/z in the next scan when the two are each other's nearest and within ``ppm``; chain ends are
-   then joined to chain starts up to ``max_gap`` missing scans later the same way, on the
-   chains' mean m/z.  Each chain is a trace (one
-   centroid per scan).  All of it is a handful of global ``searchsorted`` calls on a
-   (scan, m/z) key, no loop over scans.
-2. **Peaks** (:func:`trace_peaks`): the traces are laid end to end in one dense array (gaps
-   linearly interpolated, zero padding between traces) and smoothed with one convolution
-   (Gaussian, sigma one scan).  Local maxima are then merged into their higher neighbour
-   until each remaining one rises above the valleys on both sides (its *prominence*) by
-   ``min_snr`` x the trace's noise and by ``MIN_VALLEY_DEPTH`` (20 %) of its own height (the
-   few-% scatter on the top of a strong peak).  The noise of a trace is the larger of
-   - the scatter of the trace around a local quadratic (5-point Savitzky-Golay; 1.4826 x MAD of
-     the residual, scaled to raw intensities) over the lower half of its intensities: other
-     peaks on the trace sit in the upper half and cannot inflate it, a peak one or two scans
-     wide leaves no shape residual there, and a background ion that fluctuates raises it;
-   - the run's noise floor at that m/z (a low quantile of all centroid intensities in the m/z
-     neighbourhood), which peaks cannot move because they are a small fraction of the centroids;
+   m/z in the next scan when the two are each other's nearest and within ``ppm``; the links are
+   then made again with each centroid looking from its chain's mean m/z (a noise centroid a few
+   ppm off an ion no longer steals the ion's link), and chain ends are joined to chain starts
+   up to ``max_gap`` missing scans later the same way, on the chains' mean m/z.  Each chain is
+   a trace (one centroid per scan).  All of it is a handful of global ``searchsorted`` calls on
+   a (scan, m/z) key, no loop over scans.
+2. **Peaks** (:func:`trace_peaks`, in named steps): the traces are laid end to end in one dense
+   array (gaps linearly interpolated, zero padding between traces) and smoothed with one
+   convolution (Gaussian, sigma one scan).  Local maxima are then merged into their higher
+   neighbour until each remaining one rises above its higher valley (its *prominence*) by
+   ``min_snr`` x the noise at that valley's level and by ``MIN_VALLEY_DEPTH`` (20 %) of its own
+   height (the few-% scatter on the top of a strong peak).  The noise of a trace at a level v
+   is sqrt(a^2 + (r v)^2) (:class:`TraceNoise`):
+   - r, the trace's relative scatter (ion statistics): 1.4826 x the median over the trace of
+     |raw - local quadratic| / intensity (5-point Savitzky-Golay residual); other peaks on the
+     trace cannot move a median, a background ion that fluctuates raises it;
+   - a, the additive noise under the instrument's detection threshold: the run's noise floor at
+     that m/z (a low quantile of all centroid intensities in the m/z neighbourhood, which peaks
+     cannot move) / ``FLOOR_SIGMAS`` for centroided spectra, the floor itself for spectra
+     centroided here (``floor_sigmas`` 1);
+   - beyond a trace's ends the signal is below the threshold, not zero: valleys there are taken
+     at the floor;
    - for a hump whose valleys both stay above 30 % of it on a trace 8 FWHM long or more (a
-     background ion's drift), the trace's slow wander (1.4826 x MAD of its smoothed values).
+     background ion's drift), at least the trace's slow wander (1.4826 x MAD of its smoothed
+     values).
    The FWHM is measured on the smoothed profile at half the height above the lower valley,
    interpolated between points, and the widening by the smoothing kernel is taken out
    (w^2 - (2.3548 sigma_kernel)^2), so a peak one or two scans wide keeps its width.
