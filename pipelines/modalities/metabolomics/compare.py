@@ -64,6 +64,10 @@ class ReferenceFeatures:
     trace_mz: np.ndarray
     trace_rt: np.ndarray
     seconds: float  # MassTraceDetection + ElutionPeakDetection + FFM (not loading)
+    # the mass traces before ElutionPeakDetection: m/z and RT range (for explain_agreement)
+    mtd_mz: np.ndarray | None = None
+    mtd_rt_start: np.ndarray | None = None
+    mtd_rt_end: np.ndarray | None = None
 
 
 # the issue's reference settings: MassTraceDetection 10 ppm, noise 1000; ElutionPeakDetection
@@ -111,6 +115,7 @@ def openms_features(mzml: str | Path, *, profile: bool = False) -> ReferenceFeat
     algos["FeatureFindingMetabo"].run(peaks, fmap)
     seconds = time.perf_counter() - t0
     feats = list(fmap)
+    hulls = [np.asarray(t.getConvexhull().getHullPoints())[:, 0] for t in traces]
     return ReferenceFeatures(
         mz=np.array([f.getMZ() for f in feats]),
         rt=np.array([f.getRT() for f in feats]),
@@ -120,6 +125,9 @@ def openms_features(mzml: str | Path, *, profile: bool = False) -> ReferenceFeat
         trace_mz=np.array([t.getCentroidMZ() for t in peaks]),
         trace_rt=np.array([t.getCentroidRT() for t in peaks]),
         seconds=seconds,
+        mtd_mz=np.array([t.getCentroidMZ() for t in traces]),
+        mtd_rt_start=np.array([h.min() for h in hulls]),
+        mtd_rt_end=np.array([h.max() for h in hulls]),
     )
 
 
@@ -167,6 +175,106 @@ def agreement_with_openms(
         len(ref.trace_mz),
     )
     return out
+
+
+def explain_agreement(
+    ms1, params, ref: ReferenceFeatures, *, ppm: float = 10.0, rt_s: float = 10.0
+):
+    """Why ours and OpenMS disagree: counts of the OpenMS features (FWHM <= 20 s) we miss, by cause,
+    and of our features outside OpenMS's elution peaks, by cause.
+
+    ``ms1`` (:class:`features.MS1Peaks`) and ``params`` (:class:`features.FeatureParams`) are
+    what ours ran with.  A missed OpenMS feature is put under the first that applies: a peak of
+    ours is there but paired with another OpenMS feature; a peak of ours is there with every
+    filter off (``min_snr`` 0, no height, scan or width limit), listed with the filters it
+    fails and whether its trace lasts half the run (a background ion) or less; a trace of ours
+    is there but no peak within ``rt_s``; nothing.  Our features outside OpenMS's elution peaks:
+    on a trace shorter than MassTraceDetection's 5 s ``min_trace_length``; inside an OpenMS
+    mass trace (apex more than ``rt_s`` from its elution peaks'); no OpenMS trace there.
+    """
+    from dataclasses import replace
+
+    from pipelines.modalities.metabolomics.features import find_features
+    from pipelines.modalities.metabolomics.peaks import mass_traces
+
+    def near(mz_a, rt_a, mz_b, rt_b):
+        return (np.abs(mz_b - mz_a) <= mz_a * ppm * 1e-6) & (np.abs(rt_b - rt_a) <= rt_s)
+
+    pk, feats = find_features(ms1, params)
+    iso = np.concatenate(feats.members) if feats.members else np.zeros(0, np.int64)
+    narrow = np.flatnonzero(ref.fwhm_s <= 20.0)
+    pairs = match_one_to_one(
+        ref.mz[narrow], ref.rt[narrow], pk.mz[iso], pk.rt_apex[iso], ppm=ppm, rt_s=rt_s
+    )
+    missed = np.setdiff1d(narrow, narrow[pairs[:, 0]])
+    loose = replace(
+        params, min_snr=0.0, min_height=0.0, min_scans=1, min_fwhm_s=0.0, max_fwhm_s=np.inf
+    )
+    allpk, _ = find_features(ms1, loose)
+    run_s = float(ms1.rt[-1] - ms1.rt[0]) if len(ms1.rt) else 0.0
+
+    def trace_s(peaks):
+        return ms1.rt[peaks.trace_last_scan] - ms1.rt[peaks.trace_first_scan]
+
+    loose_trace_s = trace_s(allpk)
+    order, starts = mass_traces(
+        ms1.scan, ms1.mz, ppm=params.mz_tolerance_ppm, max_gap=params.max_gap_scans, min_points=1
+    )
+    of_trace = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
+    tr_mz = np.bincount(of_trace, weights=ms1.mz[order]) / np.maximum(np.diff(starts), 1)
+    tr_rt0, tr_rt1 = ms1.rt[ms1.scan[order[starts[:-1]]]], ms1.rt[ms1.scan[order[starts[1:] - 1]]]
+    why_missed: dict[str, int] = {}
+    for i in missed:
+        if near(ref.mz[i], ref.rt[i], pk.mz, pk.rt_apex).any():
+            cause = "a peak of ours there, paired with another OpenMS feature"
+        elif (hit := np.flatnonzero(near(ref.mz[i], ref.rt[i], allpk.mz, allpk.rt_apex))).size:
+            j = hit[np.argmin(np.abs(allpk.rt_apex[hit] - ref.rt[i]))]
+            fails = [
+                name
+                for name, bad in (
+                    ("S/N", allpk.snr[j] < params.min_snr),
+                    ("height", allpk.height[j] < params.min_height),
+                    ("scans", allpk.n_scans[j] < params.min_scans),
+                    ("FWHM", not params.min_fwhm_s <= allpk.fwhm[j] <= params.max_fwhm_s),
+                )
+                if bad
+            ] or ["prominence or run edge"]
+            where = "long trace" if loose_trace_s[allpk.trace[j]] >= 0.5 * run_s else "short trace"
+            cause = f"a peak of ours dropped by {' + '.join(fails)} ({where})"
+        elif (
+            (np.abs(tr_mz - ref.mz[i]) <= ref.mz[i] * ppm * 1e-6)
+            & (tr_rt0 - rt_s <= ref.rt[i])
+            & (tr_rt1 + rt_s >= ref.rt[i])
+        ).any():
+            cause = "a trace of ours, no peak within rt_s"
+        else:
+            cause = "nothing of ours"
+        why_missed[cause] = why_missed.get(cause, 0) + 1
+    mono = feats.mono
+    pairs = match_one_to_one(
+        pk.mz[mono], pk.rt_apex[mono], ref.trace_mz, ref.trace_rt, ppm=ppm, rt_s=rt_s
+    )
+    outside = np.setdiff1d(np.arange(len(mono)), pairs[:, 0])
+    why_outside = {
+        "trace shorter than 5 s": 0,
+        "inside an OpenMS mass trace": 0,
+        "no OpenMS mass trace": 0,
+    }
+    mtd = ref.mtd_mz if ref.mtd_mz is not None else np.zeros(0)
+    ours_trace_s = trace_s(pk)
+    for f in outside:
+        p = mono[f]
+        if ours_trace_s[pk.trace[p]] < 5.0:
+            why_outside["trace shorter than 5 s"] += 1
+        elif (
+            (np.abs(mtd - pk.mz[p]) <= pk.mz[p] * ppm * 1e-6)
+            & (ref.mtd_rt_start <= pk.rt_apex[p])
+            & (ref.mtd_rt_end >= pk.rt_apex[p])
+        ).any():
+            why_outside["inside an OpenMS mass trace"] += 1
+        else:
+            why_outside["no OpenMS mass trace"] += 1
+    return {"openms_missed": why_missed, "ours_outside": why_outside}
 
 
 def score_against_truth(

@@ -228,14 +228,19 @@ class Peaks:
     smooth: np.ndarray
     trace_offset: np.ndarray
     trace_first_scan: np.ndarray
+    trace_last_scan: np.ndarray
 
     def __len__(self) -> int:
         return len(self.trace)
 
 
-def _no_peaks(smooth: np.ndarray, trace_offset: np.ndarray, first_scan: np.ndarray) -> Peaks:
+def _no_peaks(
+    smooth: np.ndarray, trace_offset: np.ndarray, first_scan: np.ndarray, last_scan: np.ndarray
+) -> Peaks:
     z, zi = np.zeros(0), np.zeros(0, np.int64)
-    return Peaks(zi, z, zi, zi, zi, z, z, z, z, z, z, z, zi, z, smooth, trace_offset, first_scan)
+    return Peaks(
+        zi, z, zi, zi, zi, z, z, z, z, z, z, z, zi, z, smooth, trace_offset, first_scan, last_scan
+    )
 
 
 def _group_median(
@@ -632,7 +637,8 @@ def trace_peaks(
 ) -> Peaks:
     """Peaks of every trace (see the module docstring)."""
     if len(starts) <= 1:
-        return _no_peaks(np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        zi = np.zeros(0, np.int64)
+        return _no_peaks(np.zeros(0), zi, zi, zi)
     d = _lay_out(order, starts, scan=scan, intensity=intensity, rt=rt)
     noise = _trace_noise(
         d,
@@ -648,7 +654,7 @@ def trace_peaks(
         else max_pos
     )
     if not len(a):
-        return _no_peaks(d.s, d.off + _PAD, d.first)
+        return _no_peaks(d.s, d.off + _PAD, d.first, d.last)
     left_pos, right_pos, same_next, first_in_trace = _valleys(d, max_pos, min_pos, a)
     trace_a, apex_pos = d.tr_d[max_pos[a]], max_pos[a]
     apex_s, lval, rval = d.s[apex_pos], d.s[left_pos], d.s[right_pos]
@@ -721,6 +727,7 @@ def trace_peaks(
         smooth=d.s,
         trace_offset=d.off + _PAD,
         trace_first_scan=d.first,
+        trace_last_scan=d.last,
     )
 
 
