@@ -21,8 +21,8 @@
      that m/z (a low quantile of all centroid intensities in the m/z neighbourhood, which peaks
      cannot move) / ``FLOOR_SIGMAS`` for centroided spectra, the floor itself for spectra
      centroided here (``floor_sigmas`` 1);
-   - beyond a trace's ends the signal is below the threshold, not zero: valleys there are taken
-     at the floor;
+   - beyond a trace's ends the signal is below the threshold, not zero: valleys below the
+     floor (a trace's ends above all) are taken at the floor;
    - for a hump whose valleys both stay above 30 % of it on a trace 8 FWHM long or more (a
      background ion's drift), at least the trace's slow wander (1.4826 x MAD of its smoothed
      values).
@@ -358,12 +358,14 @@ class TraceNoise:
     ``at(level, trace)`` is the noise sd of an intensity ``level`` on ``trace``:
     sqrt(additive^2 + (relative x level)^2).  ``wander`` is the slow variation of a trace's
     smoothed intensities (1.4826 x MAD), the noise of a hump on a background ion's trace.
+    ``valley_floor``: the lowest a valley is taken to be (the run's floor: below it, and beyond
+    a trace's ends, the signal is under the detection threshold, not known to be zero).
     """
 
     additive: np.ndarray
     relative: np.ndarray
     wander: np.ndarray
-    end_level: np.ndarray
+    valley_floor: np.ndarray
 
     def at(self, level: np.ndarray, trace: np.ndarray) -> np.ndarray:
         return np.sqrt(self.additive[trace] ** 2 + (self.relative[trace] * level) ** 2)
@@ -398,7 +400,7 @@ def _trace_noise(
         additive=noise_floor[b] / floor_sigmas,
         relative=relative,
         wander=wander,
-        end_level=noise_floor[b],
+        valley_floor=noise_floor[b],
     )
 
 
@@ -431,10 +433,10 @@ def _surviving_maxima(
         a = np.flatnonzero(alive)
         seg = np.minimum.reduceat(vals, lv[a] + 1)  # lowest valley between consecutive survivors
         same_next = np.append(mtr[a][1:] == mtr[a][:-1], False)
-        right_v = np.maximum(np.where(same_next, seg, 0.0), noise.end_level[mtr[a]])
+        right_v = np.maximum(np.where(same_next, seg, 0.0), noise.valley_floor[mtr[a]])
         left_v = np.maximum(
             np.concatenate([[0.0], np.where(same_next[:-1], seg[:-1], 0.0)]),
-            noise.end_level[mtr[a]],
+            noise.valley_floor[mtr[a]],
         )
         right_n = np.where(same_next, np.append(a[1:], -1), -1)
         left_n = np.concatenate([[-1], np.where(same_next[:-1], a[:-1], -1)])
@@ -659,7 +661,7 @@ def trace_peaks(
     trace_a, apex_pos = d.tr_d[max_pos[a]], max_pos[a]
     apex_s, lval, rval = d.s[apex_pos], d.s[left_pos], d.s[right_pos]
     base = np.minimum(lval, rval)
-    higher_v = np.maximum(np.maximum(lval, rval), noise.end_level[trace_a])
+    higher_v = np.maximum(np.maximum(lval, rval), noise.valley_floor[trace_a])
     prominence = apex_s - higher_v
     snr = prominence / noise.at(higher_v, trace_a)
     half = base + (apex_s - base) / 2
