@@ -14,7 +14,6 @@ The rows are rebuildable from the manifests (``binds catalog --rebuild``).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import io
 import json
 import logging
@@ -35,6 +34,7 @@ from pipelines.jsonld import ONTOLOGIES
 from pipelines.metadata import ACCESS_LEVELS
 from pipelines.store import layout
 from pipelines.store.base import Store, StoreError
+from pipelines.store.versions import iter_manifests
 
 log = logging.getLogger(__name__)
 REPORT = "qc/report.html"  # the version's QC report, when the workflow wrote one
@@ -198,24 +198,6 @@ def read_catalog(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS) -> pa.T
     return table.sort_by(
         [("created", "descending"), ("dataset_id", "ascending"), ("version", "descending")]
     )
-
-
-def iter_manifests(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS):
-    """(prefix, manifest dict, manifest sha256) of every committed version, walking the folders."""
-    for level in levels:
-        for modality in store.list_dirs(f"{level}/"):
-            if modality == layout.CATALOG_DIR:
-                continue
-            for dataset in store.list_dirs(f"{level}/{modality}/"):
-                dprefix = f"{level}/{modality}/{dataset}/"
-                for name in store.list_dirs(dprefix):
-                    if layout.parse_version(name) is None:
-                        continue
-                    try:
-                        raw = store.get(f"{dprefix}{name}/{layout.MANIFEST}")
-                    except KeyError:
-                        continue  # uncommitted (in progress or interrupted): not a version
-                    yield f"{dprefix}{name}/", json.loads(raw), hashlib.sha256(raw).hexdigest()
 
 
 def rebuild_catalog(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS) -> dict[str, int]:

@@ -514,8 +514,8 @@ def catalog(
       binds catalog --rebuild          # after a crash between commit and catalog row
     """
     from pipelines.access.catalog_schema import filter_frame, latest_only, parse_where
+    from pipelines.catalog import read_catalog, rebuild_catalog
     from pipelines.store import open_store
-    from pipelines.store.catalog import read_catalog, rebuild_catalog
 
     if access and access not in ACCESS_LEVELS:
         raise InputError(
@@ -687,8 +687,8 @@ def show(
 
     Example: binds show binds-2026-0042-cryoem --version 2 --store ./demo-store
     """
+    from pipelines.catalog import read_catalog
     from pipelines.store import open_store
-    from pipelines.store.catalog import read_catalog
 
     st = open_store(store, read_only=True)
     df = read_catalog(st).to_pandas()
