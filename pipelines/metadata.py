@@ -683,7 +683,9 @@ def _semantic_checks(data: dict, file: str, root) -> tuple[list[Problem], list[s
                 hint="check the year",
             )
         )
-    access = data.get("access") if isinstance(data.get("access"), dict) else {}
+    access = data.get("access")
+    if not isinstance(access, dict):
+        access = {}
     emb = _date_or_none(access.get("embargo_until"))
     if emb and access.get("level") == "open" and emb > dt.date.today():
         notes.append(f"{file}: access.embargo_until: open dataset under embargo until {emb}")
