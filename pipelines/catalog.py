@@ -29,6 +29,8 @@ from pipelines.access.catalog_schema import (
     USAGE_COLUMNS,
     conform,
     figures,
+    filter_frame,
+    latest_only,
 )
 from pipelines.jsonld import ONTOLOGIES
 from pipelines.metadata import ACCESS_LEVELS
@@ -213,3 +215,48 @@ def rebuild_catalog(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS) -> d
                 store.delete(info.key)
                 removed += 1
     return {"rows": written, "removed": removed}
+
+
+def select_versions(
+    store: Store, *, levels: Iterable[str] = ACCESS_LEVELS, latest: bool = False, **filters: Any
+):
+    """The catalog rows of ``store`` matching every filter, as a pandas DataFrame, newest first.
+
+    The filters are those of :func:`pipelines.access.catalog` (``modality="cryoem"``,
+    ``organisms="NCBITaxon:9606"``, ``resolution_angstrom__max=3.5`` ...; ``None``: no filter);
+    ``latest``: only the newest version of each dataset.  Reads through the :class:`Store`
+    (what ``binds catalog`` uses); the AI teams' reader reads the same rows through fsspec.
+
+    Raises
+    ------
+    KeyError
+        A filter names no catalog column, or an unknown operator.
+    """
+    df = filter_frame(read_catalog(store, levels=levels).to_pandas(), filters)
+    return latest_only(df) if latest else df
+
+
+def sample_rows(versions) -> list[dict[str, Any]]:
+    """One dict per (sample, version) of a :func:`select_versions` frame: the sample's fields
+    (``sample_id``, ``organism``, ``tissue``, ``cell_type``, ``compound``: ontology ids) with
+    ``dataset_id``, ``version``, ``modality`` and ``access``."""
+    return [
+        {
+            **smp,
+            "dataset_id": r.dataset_id,
+            "version": int(r.version),
+            "modality": r.modality,
+            "access": r.access,
+        }
+        for r in versions.itertuples()
+        for smp in (r.samples if r.samples is not None else [])
+    ]
+
+
+def version_records(versions) -> list[dict[str, Any]]:
+    """The rows of a :func:`select_versions` frame as JSON-ready dicts, the QC metrics as a
+    ``qc`` object (instead of the ``qc_json`` text column)."""
+    rows = json.loads(versions.to_json(orient="records", date_format="iso"))
+    for r in rows:
+        r["qc"] = json.loads(r.pop("qc_json") or "{}")
+    return rows
