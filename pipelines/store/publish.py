@@ -194,6 +194,7 @@ def commit_version(
     """
     now = now or (lambda: dt.datetime.now(dt.UTC))
     started = time.monotonic()
+    attempts = max(attempts, 1)  # at least one try, whatever BINDS_PUBLISH_ATTEMPTS says
     for attempt in range(1, attempts + 1):
         try:
             return _commit_once(submission, store, describe, index, progress, now)
