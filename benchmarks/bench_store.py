@@ -74,8 +74,8 @@ def _make_stage(root: Path, total_bytes: int):
 
 
 def main(quick: bool = False) -> list[dict]:
+    from pipelines.publishing import publish
     from pipelines.store import open_store
-    from pipelines.store.publish import publish
 
     total = (128 << 20) if quick else (1 << 30)
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -513,9 +512,9 @@ def catalog(
 
       binds catalog --rebuild          # after a crash between commit and catalog row
     """
-    from pipelines.access.catalog_schema import filter_frame, latest_only, parse_where
+    from pipelines.access.catalog_schema import SAMPLE_KEYS, parse_where
+    from pipelines.catalog import rebuild_catalog, sample_rows, select_versions, version_records
     from pipelines.store import open_store
-    from pipelines.store.catalog import read_catalog, rebuild_catalog
 
     if access and access not in ACCESS_LEVELS:
         raise InputError(
@@ -553,7 +552,6 @@ def catalog(
         err.print(
             f"catalog rebuilt from manifests: {stats['rows']} rows, {stats['removed']} stale removed"
         )
-    df = read_catalog(st, levels=levels).to_pandas()
     filters = {
         "modality": modality,
         "request_id": request_id,
@@ -568,11 +566,9 @@ def catalog(
         **extra,
     }
     try:
-        df = filter_frame(df, filters)
+        df = select_versions(st, levels=levels, latest=latest, **filters)
     except KeyError as exc:
         raise InputError(Problem(str(exc).strip('"'), where="--where")) from None
-    if latest:
-        df = latest_only(df)
     if fmt == "dcat":
         from pipelines.dcat import catalog_graph
 
@@ -580,55 +576,20 @@ def catalog(
         sys.stdout.write(graph.serialize(format="turtle"))
         return
     if samples:
-        rows = [
-            {
-                **smp,
-                "dataset_id": r.dataset_id,
-                "version": int(r.version),
-                "modality": r.modality,
-                "access": r.access,
-            }
-            for r in df.itertuples()
-            for smp in (r.samples if r.samples is not None else [])
-        ]
+        rows = sample_rows(df)
         if json_out or fmt == "json":
             sys.stdout.write(json.dumps(rows, indent=2) + "\n")
             return
+        columns = (*SAMPLE_KEYS, "dataset_id", "version", "modality")
         table = Table(title=f"samples in {st.url}", title_justify="left")
-        for col in (
-            "sample_id",
-            "organism",
-            "tissue",
-            "cell_type",
-            "compound",
-            "dataset_id",
-            "version",
-            "modality",
-        ):
+        for col in columns:
             table.add_column(col, overflow="fold")
         for r in rows:
-            table.add_row(
-                *(
-                    str(r[c]) if r[c] is not None else ""
-                    for c in (
-                        "sample_id",
-                        "organism",
-                        "tissue",
-                        "cell_type",
-                        "compound",
-                        "dataset_id",
-                        "version",
-                        "modality",
-                    )
-                )
-            )
+            table.add_row(*(str(r[c]) if r[c] is not None else "" for c in columns))
         out.print(table)
         return
     if json_out or fmt == "json":
-        rows = json.loads(df.to_json(orient="records", date_format="iso"))
-        for r in rows:
-            r["qc"] = json.loads(r.pop("qc_json") or "{}")
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        sys.stdout.write(json.dumps(version_records(df), indent=2) + "\n")
         return
     if df.empty:
         out.print(f"no datasets in {st.url}")
@@ -687,8 +648,8 @@ def show(
 
     Example: binds show binds-2026-0042-cryoem --version 2 --store ./demo-store
     """
+    from pipelines.catalog import read_catalog
     from pipelines.store import open_store
-    from pipelines.store.catalog import read_catalog
 
     st = open_store(store, read_only=True)
     df = read_catalog(st).to_pandas()
@@ -961,57 +922,18 @@ def watch(
     _quiet_prefect(False)
     if not inbox.is_dir():
         raise InputError(Problem("no such inbox folder", file=str(inbox)))
+    from pipelines import inbox as inbox_
+
     with _prefect_session() as session:
         session.ready()
-        _watch_loop(
+        inbox_.watch(
             inbox,
-            store=store,
-            settle=settle,
-            interval=interval,
+            run=inbox_.flow_runner(store_url=_absolute_store(store), profile=profile, cores=cores),
+            settle_s=settle,
+            interval_s=interval,
             once=once,
-            profile=profile,
-            cores=cores,
+            on_event=lambda text: out.print(text, highlight=False, markup=False),
         )
-
-
-def _watch_loop(
-    inbox: Path,
-    *,
-    store: str | None,
-    settle: float,
-    interval: float,
-    once: bool,
-    profile: str,
-    cores: int | None,
-) -> None:
-    from prefect import tags
-
-    from pipelines.flows import binds_run
-    from pipelines.inbox import SkipReporter, process_inbox
-    from pipelines.monitoring import run_tags
-
-    store_abs = _absolute_store(store)
-
-    def run_one(run_dir: Path) -> dict:
-        from pipelines.runner import check_run_dir
-
-        exp, _ = check_run_dir(run_dir)  # bad input: recorded without a flow run
-        with tags(*run_tags(exp.data)):
-            return binds_run(
-                str(run_dir.resolve()), store_url=store_abs, profile=profile, cores=cores
-            )
-
-    say = lambda text: out.print(text, highlight=False, markup=False)  # noqa: E731
-    skips = SkipReporter(say)
-    failed = 0
-    while True:
-        records = process_inbox(inbox, run=run_one, settle_s=settle, on_event=say, skips=skips)
-        failed += sum(r["status"] in ("failed", "invalid") for r in records)
-        if once:
-            break
-        time.sleep(interval)
-    if failed:
-        raise RunError(f"{failed} run folder(s) failed; see {inbox / '.binds-inbox.json'}")
 
 
 # ----------------------------------------------------------------------------------- serve

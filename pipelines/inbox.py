@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import BindsError
+from pipelines.errors import BindsError, RunError
 from pipelines.metadata import EXPERIMENT_FILE
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,9 @@ def pending(
     inbox: Path, *, settle_s: float, now: float | None = None
 ) -> list[tuple[Path, Snapshot]]:
     """Run folders that are complete (settled) and not yet processed in their current state."""
-    return [(e.run_dir, e.snapshot) for e in scan(inbox, settle_s=settle_s, now=now) if e.ready]
+    entries = scan(inbox, settle_s=settle_s, now=now)
+    # a ready folder always has its snapshot (it is what "settled" was judged on)
+    return [(e.run_dir, e.snapshot) for e in entries if e.ready and e.snapshot is not None]
 
 
 class SkipReporter:
@@ -215,6 +217,7 @@ def process_inbox(
             skips(entry)
             continue
         run_dir, snap = entry.run_dir, entry.snapshot
+        assert snap is not None  # a ready folder always has its snapshot
         skips.forget(run_dir.name)
         started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         if on_event:
@@ -242,3 +245,56 @@ def process_inbox(
             )
         records.append({"run_dir": run_dir.name, **rec})
     return records
+
+
+def watch(
+    inbox: Path,
+    *,
+    run: Callable[[Path], dict[str, Any]],
+    settle_s: float,
+    interval_s: float,
+    once: bool,
+    on_event: Callable[[str], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Process the inbox every ``interval_s`` seconds (``once``: one scan) with ``run``.
+
+    Each reason a folder is skipped is said once, not at every scan (:class:`SkipReporter`).
+
+    Raises
+    ------
+    RunError
+        After ``once``: some folder failed (its reason is in the state file).
+    """
+    skips = SkipReporter(on_event)
+    failed = 0
+    while True:
+        records = process_inbox(inbox, run=run, settle_s=settle_s, on_event=on_event, skips=skips)
+        failed += sum(r["status"] in ("failed", "invalid") for r in records)
+        if once:
+            break
+        sleep(interval_s)
+    if failed:
+        raise RunError(f"{failed} run folder(s) failed; see {inbox / STATE_FILE}")
+
+
+def flow_runner(
+    *, store_url: str, profile: str, cores: int | None
+) -> Callable[[Path], dict[str, Any]]:
+    """``run`` for :func:`watch`: one run folder as a ``binds run`` Prefect flow run (tagged
+    like one), published to ``store_url``; bad input is recorded without a flow run."""
+
+    def run_one(run_dir: Path) -> dict[str, Any]:
+        from prefect import tags
+
+        from pipelines.flows import binds_run
+        from pipelines.monitoring import run_tags
+        from pipelines.runner import check_run_dir
+
+        exp, _ = check_run_dir(run_dir)  # bad input: recorded without a flow run
+        with tags(*run_tags(exp.data)):
+            return binds_run(
+                str(run_dir.resolve()), store_url=store_url, profile=profile, cores=cores
+            )
+
+    return run_one

@@ -391,114 +391,22 @@ def build_metadata(
     technique = modalities.spec(modality).technique
     access = exp["access"]["level"]
     iri = dataset_iri(access, modality, dataset_id, version, base=base)
-    version_prefix = f"{access}/{modality}/{dataset_id}/v{version}/"
     content_base = content_base or os.environ.get("BINDS_CONTENT_BASE_URL") or None
-
-    def content_url(rel: str) -> str:
-        return f"{content_base.rstrip('/')}/{version_prefix}{rel}" if content_base else rel
-
-    distribution: list[dict[str, Any]] = []
-    record_sets: list[dict[str, Any]] = []
-    zarr_roots: dict[str, list[dict[str, Any]]] = {}
-    parquet_dirs: dict[str, list[dict[str, Any]]] = {}
-    for f in files:
-        parts = f["path"].split("/")
-        zroot = next(
-            (("/".join(parts[: i + 1])) for i, p in enumerate(parts) if p.endswith(ZARR_SUFFIXES)),
-            None,
-        )
-        if zroot:
-            zarr_roots.setdefault(zroot, []).append(f)
-            continue
-        # a folder named *.parquet holding part files (one per run): one table, one RecordSet
-        pdir = next(
-            ("/".join(parts[: i + 1]) for i, p in enumerate(parts[:-1]) if p.endswith(".parquet")),
-            None,
-        )
-        if pdir:
-            parquet_dirs.setdefault(pdir, []).append(f)
-            continue
-        suffix = Path(f["path"]).suffix.lower()
-        distribution.append(
-            {
-                "@type": "cr:FileObject",
-                "@id": f["path"],
-                "name": f["path"],
-                "contentUrl": content_url(f["path"]),
-                "contentSize": f"{f['size']} B",
-                "encodingFormat": ENCODINGS.get(suffix, "application/octet-stream"),
-                "sha256": f["sha256"],
-            }
-        )
-        if suffix == ".parquet":
-            rs = record_set(f["path"], stage.root / f["path"])
-            if rs and rs["field"]:
-                record_sets.append(rs)
-    for pdir, parts_ in sorted(parquet_dirs.items()):
-        distribution.append(
-            {
-                "@type": "cr:FileSet",
-                "@id": pdir,
-                "name": pdir,
-                "description": f"Parquet table in {len(parts_)} part file(s); per-file sha256 in manifest.json",
-                "encodingFormat": "application/x-parquet",
-                "includes": f"{pdir}/*.parquet",
-                "contentSize": f"{sum(p['size'] for p in parts_)} B",
-            }
-        )
-        rs = record_set(
-            pdir, stage.root / sorted(parts_, key=lambda f: f["path"])[0]["path"], file_set=True
-        )
-        if rs and rs["field"]:
-            record_sets.append(rs)
-    for zroot, zfiles in sorted(zarr_roots.items()):
-        kind = (
-            "OME-Zarr 0.5 image (Zarr v3)" if zroot.endswith(".ome.zarr") else "AnnData on Zarr v3"
-        )
-        distribution.append(
-            {
-                "@type": "cr:FileSet",
-                "@id": zroot,
-                "name": zroot,
-                "description": f"{kind}: {len(zfiles)} files, {sum(z['size'] for z in zfiles)} bytes; "
-                "per-file sha256 in manifest.json",
-                "encodingFormat": ZARR_ENCODING,
-                "includes": f"{zroot}/**",
-                "contentSize": f"{sum(z['size'] for z in zfiles)} B",
-            }
-        )
-        zrs = zarr_record_set(zroot, stage.root / zroot)
-        if zrs:
-            record_sets.append(zrs)
-    samples = exp.get("samples") or []
-    about: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for s in samples:
-        for key in SAMPLE_TERMS:
-            val = s.get(key)
-            if isinstance(val, str) and val not in seen and (term := defined_term(val)):
-                seen.add(val)
-                about.append(term)
-    requester = exp.get("requester") or {}
-    creator: list[dict[str, Any]] = []
-    if requester.get("pi"):
-        person: dict[str, Any] = {"@type": "Person", "name": requester["pi"]}
-        if requester.get("orcid"):
-            orcid = requester["orcid"]
-            person["@id"] = orcid if orcid.startswith("https://") else f"https://orcid.org/{orcid}"
-        if requester.get("affiliation") or requester.get("lab"):
-            person["affiliation"] = {
-                "@type": "Organization",
-                "name": requester.get("affiliation") or requester.get("lab"),
-            }
-        creator.append(person)
-    creator.append(
-        {"@type": "Organization", "name": exp.get("support_unit") or "BINDS support unit"}
+    distribution, record_sets = distribution_and_record_sets(
+        files=files,
+        stage_root=stage.root,
+        content_prefix=(
+            f"{content_base.rstrip('/')}/{access}/{modality}/{dataset_id}/v{version}/"
+            if content_base
+            else ""
+        ),
     )
+    samples = exp.get("samples") or []
     facts = stage.facts
-    run = stage.run_info
-    license_id = exp["license"]
     metrics = stage.metrics
+    citation = (
+        f"BINDS {exp['request_id']}: {exp['title']} (dataset {dataset_id}, version {version})"
+    )
     doc: dict[str, Any] = {
         "@context": context(),
         "@type": "sc:Dataset",
@@ -510,18 +418,18 @@ def build_metadata(
         "description": exp.get("description") or exp["title"],
         "identifier": [dataset_id, exp["request_id"]],
         "version": f"{version}.0.0",
-        "license": f"https://spdx.org/licenses/{license_id}.html",
+        "license": f"https://spdx.org/licenses/{exp['license']}.html",
         "url": iri,
         "datePublished": created,
         "dateCreated": exp["acquired"],
-        "creator": creator,
+        "creator": creators(experiment=exp),
         "keywords": sorted({modality, technique, *(exp.get("keywords") or [])}),
         "measurementTechnique": technique,
         "isAccessibleForFree": access == "open",
         "conditionsOfAccess": access,
-        "citation": f"BINDS {exp['request_id']}: {exp['title']} (dataset {dataset_id}, version {version})",
-        "citeAs": f"BINDS {exp['request_id']}: {exp['title']} (dataset {dataset_id}, version {version})",
-        "about": about,
+        "citation": citation,
+        "citeAs": citation,
+        "about": sample_terms(samples=samples),
         "distribution": distribution,
         "recordSet": record_sets,
         "binds:modality": modality,
@@ -539,32 +447,9 @@ def build_metadata(
         "additionalProperty": [
             _property_value(k, v) for k, v in sorted((facts.get("facts") or {}).items())
         ],
-        "prov:wasGeneratedBy": {
-            "@type": "prov:Activity",
-            "name": f"binds run ({modality} workflow)",
-            "prov:startedAtTime": run.get("started"),
-            "prov:endedAtTime": run.get("staged"),
-            "binds:workflow": run.get("workflow"),
-            "binds:software": _software_versions(modality),
-            "binds:python": platform.python_version(),
-            "prov:used": [
-                {
-                    "@type": "prov:Entity",
-                    "name": i.get("name") or i.get("path"),
-                    "sha256": i.get("sha256"),
-                    "contentSize": f"{i.get('size')} B",
-                }
-                for i in run.get("inputs", [])
-            ],
-        },
+        "prov:wasGeneratedBy": generated_by(modality=modality, run=stage.run_info),
+        **data_formats(record_sets=record_sets, metrics=metrics),
     }
-    data_formats = sorted(
-        {rs["binds:tableFormat"] for rs in record_sets if rs.get("binds:tableFormat")}
-        | ({metrics["format"]} if isinstance(metrics.get("format"), str) else set())
-    )
-    if data_formats:
-        doc["binds:dataFormats"] = data_formats
-        doc["binds:formatVersion"] = "/".join(sorted({f.rpartition("/")[2] for f in data_formats}))
     instrument = exp.get("instrument") or {}
     if instrument.get("model"):
         doc["binds:instrumentModel"] = instrument["model"]
@@ -584,3 +469,168 @@ def build_metadata(
     if exp.get("operator"):
         doc["binds:operator"] = exp["operator"]
     return doc
+
+
+def distribution_and_record_sets(
+    *, files: list[dict[str, Any]], stage_root: Path, content_prefix: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The Croissant ``distribution`` (a FileObject per plain file, a FileSet per Parquet part
+    folder and per Zarr store) and the ``recordSet`` of every table and array read from them.
+
+    ``content_prefix``: prepended to each path for ``contentUrl`` ("" keeps paths relative).
+    """
+    plain, parquet_dirs, zarr_roots = _group_files(files)
+    distribution: list[dict[str, Any]] = []
+    record_sets: list[dict[str, Any]] = []
+    for f in plain:
+        suffix = Path(f["path"]).suffix.lower()
+        distribution.append(
+            {
+                "@type": "cr:FileObject",
+                "@id": f["path"],
+                "name": f["path"],
+                "contentUrl": content_prefix + f["path"],
+                "contentSize": f"{f['size']} B",
+                "encodingFormat": ENCODINGS.get(suffix, "application/octet-stream"),
+                "sha256": f["sha256"],
+            }
+        )
+        if suffix == ".parquet":
+            rs = record_set(f["path"], stage_root / f["path"])
+            if rs and rs["field"]:
+                record_sets.append(rs)
+    for pdir, parts_ in sorted(parquet_dirs.items()):
+        distribution.append(
+            {
+                "@type": "cr:FileSet",
+                "@id": pdir,
+                "name": pdir,
+                "description": f"Parquet table in {len(parts_)} part file(s); per-file sha256 in manifest.json",
+                "encodingFormat": "application/x-parquet",
+                "includes": f"{pdir}/*.parquet",
+                "contentSize": f"{sum(p['size'] for p in parts_)} B",
+            }
+        )
+        first_part = sorted(parts_, key=lambda f: f["path"])[0]["path"]
+        rs = record_set(pdir, stage_root / first_part, file_set=True)
+        if rs and rs["field"]:
+            record_sets.append(rs)
+    for zroot, zfiles in sorted(zarr_roots.items()):
+        kind = (
+            "OME-Zarr 0.5 image (Zarr v3)" if zroot.endswith(".ome.zarr") else "AnnData on Zarr v3"
+        )
+        distribution.append(
+            {
+                "@type": "cr:FileSet",
+                "@id": zroot,
+                "name": zroot,
+                "description": f"{kind}: {len(zfiles)} files, {sum(z['size'] for z in zfiles)} bytes; "
+                "per-file sha256 in manifest.json",
+                "encodingFormat": ZARR_ENCODING,
+                "includes": f"{zroot}/**",
+                "contentSize": f"{sum(z['size'] for z in zfiles)} B",
+            }
+        )
+        zrs = zarr_record_set(zroot, stage_root / zroot)
+        if zrs:
+            record_sets.append(zrs)
+    return distribution, record_sets
+
+
+def _group_files(
+    files: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
+    """(plain files, files per Parquet part folder, files per Zarr store), in listing order."""
+    plain: list[dict[str, Any]] = []
+    zarr_roots: dict[str, list[dict[str, Any]]] = {}
+    parquet_dirs: dict[str, list[dict[str, Any]]] = {}
+    for f in files:
+        parts = f["path"].split("/")
+        zroot = next(
+            (("/".join(parts[: i + 1])) for i, p in enumerate(parts) if p.endswith(ZARR_SUFFIXES)),
+            None,
+        )
+        if zroot:
+            zarr_roots.setdefault(zroot, []).append(f)
+            continue
+        # a folder named *.parquet holding part files (one per run): one table, one RecordSet
+        pdir = next(
+            ("/".join(parts[: i + 1]) for i, p in enumerate(parts[:-1]) if p.endswith(".parquet")),
+            None,
+        )
+        if pdir:
+            parquet_dirs.setdefault(pdir, []).append(f)
+            continue
+        plain.append(f)
+    return plain, parquet_dirs, zarr_roots
+
+
+def sample_terms(*, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``about`` list: each ontology term the samples name (organism, tissue ...), once."""
+    about: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for s in samples:
+        for key in SAMPLE_TERMS:
+            val = s.get(key)
+            if isinstance(val, str) and val not in seen and (term := defined_term(val)):
+                seen.add(val)
+                about.append(term)
+    return about
+
+
+def creators(*, experiment: dict[str, Any]) -> list[dict[str, Any]]:
+    """The requesting PI (with ORCID and affiliation when given), then the support unit."""
+    requester = experiment.get("requester") or {}
+    creator: list[dict[str, Any]] = []
+    if requester.get("pi"):
+        person: dict[str, Any] = {"@type": "Person", "name": requester["pi"]}
+        if requester.get("orcid"):
+            orcid = requester["orcid"]
+            person["@id"] = orcid if orcid.startswith("https://") else f"https://orcid.org/{orcid}"
+        if requester.get("affiliation") or requester.get("lab"):
+            person["affiliation"] = {
+                "@type": "Organization",
+                "name": requester.get("affiliation") or requester.get("lab"),
+            }
+        creator.append(person)
+    creator.append(
+        {"@type": "Organization", "name": experiment.get("support_unit") or "BINDS support unit"}
+    )
+    return creator
+
+
+def generated_by(*, modality: str, run: dict[str, Any]) -> dict[str, Any]:
+    """``prov:wasGeneratedBy``: the run (times, workflow, software versions, inputs used)."""
+    return {
+        "@type": "prov:Activity",
+        "name": f"binds run ({modality} workflow)",
+        "prov:startedAtTime": run.get("started"),
+        "prov:endedAtTime": run.get("staged"),
+        "binds:workflow": run.get("workflow"),
+        "binds:software": _software_versions(modality),
+        "binds:python": platform.python_version(),
+        "prov:used": [
+            {
+                "@type": "prov:Entity",
+                "name": i.get("name") or i.get("path"),
+                "sha256": i.get("sha256"),
+                "contentSize": f"{i.get('size')} B",
+            }
+            for i in run.get("inputs", [])
+        ],
+    }
+
+
+def data_formats(*, record_sets: list[dict[str, Any]], metrics: dict[str, Any]) -> dict[str, Any]:
+    """``binds:dataFormats`` (every table's and the metrics' format) and ``binds:formatVersion``
+    (their versions, joined by "/"); empty when no format is stamped."""
+    formats = sorted(
+        {rs["binds:tableFormat"] for rs in record_sets if rs.get("binds:tableFormat")}
+        | ({metrics["format"]} if isinstance(metrics.get("format"), str) else set())
+    )
+    if not formats:
+        return {}
+    return {
+        "binds:dataFormats": formats,
+        "binds:formatVersion": "/".join(sorted({f.rpartition("/")[2] for f in formats})),
+    }

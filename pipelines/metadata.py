@@ -30,11 +30,14 @@ from pipelines import modalities
 from pipelines.errors import InputError, Problem
 from pipelines.resources import metadata_dir
 
+# the identifier rules are the store's key rules (the store imports nothing above itself)
+from pipelines.store.identifiers import ACCESS_LEVELS as ACCESS_LEVELS
+from pipelines.store.identifiers import default_dataset_id as default_dataset_id
+from pipelines.store.identifiers import validate_dataset_id as validate_dataset_id
+
 EXPERIMENT_FILE = "experiment.yaml"
-ACCESS_LEVELS = ("open", "consortium", "restricted")
 #: Every registered modality (built-in and plugins, see :mod:`pipelines.modalities`).
 MODALITIES = modalities.names()
-_SLUG = re.compile(r"^(?!.*\.\.)[a-z0-9][a-z0-9._-]{0,99}$")
 
 
 # --------------------------------------------------------------------------- vocabularies
@@ -331,24 +334,6 @@ class Experiment:
     def block(self) -> dict[str, Any]:
         """The modality's own parameters (empty when the YAML has none: defaults apply)."""
         return dict(self.data.get(self.modality) or {})
-
-
-def default_dataset_id(request_id: str, modality: str) -> str:
-    slug = re.sub(r"[^a-z0-9._-]+", "-", f"{request_id}-{modality}".lower()).strip("-.")
-    return validate_dataset_id(re.sub(r"\.{2,}", ".", slug)[:100])
-
-
-def validate_dataset_id(dataset_id: str) -> str:
-    """Return ``dataset_id`` if it is a safe slug, else raise :class:`InputError`."""
-    if not isinstance(dataset_id, str) or not _SLUG.match(dataset_id):
-        raise InputError(
-            Problem(
-                f"{dataset_id!r} is not a valid dataset id",
-                where="dataset_id",
-                hint="lower-case letters, digits, '.', '_' and '-', no '/' or '..', at most 100 characters",
-            )
-        )
-    return dataset_id
 
 
 def load_experiment(run_dir: str | Path) -> Experiment:
@@ -698,7 +683,9 @@ def _semantic_checks(data: dict, file: str, root) -> tuple[list[Problem], list[s
                 hint="check the year",
             )
         )
-    access = data.get("access") if isinstance(data.get("access"), dict) else {}
+    access = data.get("access")
+    if not isinstance(access, dict):
+        access = {}
     emb = _date_or_none(access.get("embargo_until"))
     if emb and access.get("level") == "open" and emb > dt.date.today():
         notes.append(f"{file}: access.embargo_until: open dataset under embargo until {emb}")

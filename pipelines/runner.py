@@ -24,11 +24,11 @@ from typing import Any
 from pipelines import modalities, worklock
 from pipelines.errors import InputError, Problem
 from pipelines.metadata import EXPERIMENT_FILE, Experiment, load_experiment
+from pipelines.publishing import PublishResult, publish
 from pipelines.resources import project_root
 from pipelines.staging import StagedDataset
 from pipelines.store import open_store
 from pipelines.store.hashing import sha256_file
-from pipelines.store.publish import PublishResult, publish
 from pipelines.toolkit.inputs import RunFolder
 from pipelines.workflow import run_workflow
 

@@ -593,8 +593,8 @@ def _next_month(t: dt.datetime) -> dt.datetime:
 def version_usage(store: Any, *, request: str | None = None) -> list[dict[str, Any]]:
     """One dict per committed version: the catalog row's usage columns, plus the support unit and
     the instrument run's identity from its ``_meta/usage.json`` (older versions: catalog only)."""
+    from pipelines.catalog import read_catalog
     from pipelines.store.base import StoreError
-    from pipelines.store.catalog import read_catalog
 
     out = []
     for row in read_catalog(store).to_pylist():

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from pipelines.metadata import ACCESS_LEVELS, MODALITIES, validate_dataset_id
+from pipelines.store.identifiers import ACCESS_LEVELS, MODALITY_NAME, validate_dataset_id
 
 MANIFEST = "manifest.json"
 METADATA = "metadata.jsonld"
@@ -27,8 +27,8 @@ _VERSION = re.compile(r"^v([1-9][0-9]*)$")
 def dataset_prefix(access: str, modality: str, dataset_id: str) -> str:
     if access not in ACCESS_LEVELS:
         raise ValueError(f"unknown access level {access!r}")
-    if modality not in MODALITIES:
-        raise ValueError(f"unknown modality {modality!r}")
+    if not MODALITY_NAME.match(modality):  # which modalities exist: the experiment's check
+        raise ValueError(f"{modality!r} is not a modality name")
     return f"{access}/{modality}/{validate_dataset_id(dataset_id)}/"
 
 

@@ -1,11 +1,12 @@
-"""Publish a staged dataset into the store: stage -> upload -> verify -> manifest (commit) -> catalog.
+"""Commit a version into the store: claim -> upload -> verify -> documents -> manifest -> index.
 
-The protocol, and why each step is there:
+The store's side of publishing (:mod:`pipelines.publishing` checks and hashes a staged dataset,
+and writes the documents that describe a version); the protocol, and why each step is there:
 
-1. **Hash** every file of ``data/`` and ``qc/`` (sha256, and the ETag S3 will report). The
-   *content digest* (sha256 over the sorted ``path size sha256`` lines) is the version's
-   identity: provenance and timestamps do not take part, so re-running a run folder that
-   yields the same bytes creates no new version.
+1. The caller hashes every file of ``data/`` and ``qc/`` (sha256, and the ETag S3 will
+   report). The *content digest* (sha256 over the sorted ``path size sha256`` lines, and the
+   experiment metadata) is the version's identity: provenance and timestamps do not take
+   part, so re-running a run folder that yields the same bytes creates no new version.
 2. **Pick the version.** If the latest committed version has the same digest: nothing to do.
    Otherwise claim ``v<N>`` with an exclusive put of ``_claims/v<N>.json`` holding the digest.
    A claim holding *our* digest is our own interrupted publish: resume it.  A claim holding
@@ -14,14 +15,16 @@ The protocol, and why each step is there:
 3. **Upload** what is not already there (size + sha256/ETag checked), in parallel.
 4. **Verify** every object against the staged digests (local: sha256 of the stored file; S3:
    size and the server's MD5 ETag).
-5. **Commit**: ``metadata.jsonld``, then ``manifest.json`` through ``put_if_absent`` (S3
+5. **Commit**: the documents the caller's ``describe`` builds for the claimed version number,
+   ``metadata.jsonld``, then ``manifest.json`` through ``put_if_absent`` (S3
    ``If-None-Match: *``; local ``os.link``).  A version without a manifest does not exist for
    readers.
-6. **Catalog** row; the claim is removed.  A crash between 5 and 6 is repaired by the next
-   publish of the same content, or by ``binds catalog --rebuild``.
+6. **Index**: the caller's ``index`` writes the catalog row; the claim is removed.  A crash
+   between 5 and 6 is repaired by the next publish of the same content, or by
+   ``binds catalog --rebuild``.
 
 Transient store faults are retried with backoff around whole steps (each step is idempotent);
-a persistent fault raises :class:`RunError` and leaves the staged data in place for a resume.
+a persistent fault raises the last :class:`StoreError`, and what was uploaded stays for a resume.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,18 +40,16 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from pipelines.errors import InputError, Problem, RunError
-from pipelines.metadata import validate_experiment
-from pipelines.staging import StagedDataset
 from pipelines.store import layout
 from pipelines.store.base import Store, StoreError, UploadItem
 from pipelines.store.hashing import digests
+from pipelines.store.identifiers import ACCESS_LEVELS
+from pipelines.store.versions import committed_versions, read_manifest
 
 log = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = "binds-manifest"
 MANIFEST_FORMAT_VERSION = 1
-#: the self-contained QC report of every version (pipelines.report), beside the QC files
-REPORT_PATH = "qc/report.html"
 
 
 @dataclass(slots=True)
@@ -95,35 +95,6 @@ def content_digest(files: list[dict[str, Any]], *, experiment: dict[str, Any] | 
     return "sha256:" + h.hexdigest()
 
 
-def stage_digest(stage: StagedDataset, items: list[UploadItem]) -> str:
-    """The content digest a publish of ``stage`` (hashed as ``items``) commits under."""
-    return content_digest(
-        [{"path": it.key, "size": it.size, "sha256": it.sha256} for it in items],
-        experiment=stage.experiment,
-    )
-
-
-def hash_stage(
-    stage: StagedDataset, store: Store, *, workers: int = 4, with_etag: bool = False
-) -> list[UploadItem]:
-    """Size and sha256 of every published file, hashed in parallel (hashlib releases the GIL).
-
-    With ``with_etag`` (and an S3 store) also the ETag S3 will report; the publish computes
-    those later, overlapped with the upload, since only the sha256 is needed to claim a version.
-    """
-    files = stage.published_files()
-
-    def one(entry: tuple[str, Any]) -> UploadItem:
-        rel, path = entry
-        size, sha, _ = digests(path)
-        assert sha is not None  # asked for (sha256=True)
-        return UploadItem(key=rel, path=path, size=size, sha256=sha)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        items = list(pool.map(one, files))
-    return with_expected_etags(items, store, workers=workers) if with_etag else items
-
-
 def with_expected_etags(
     items: list[UploadItem], store: Store, *, workers: int = 4
 ) -> list[UploadItem]:
@@ -145,109 +116,89 @@ def with_expected_etags(
         return list(pool.map(one, items))
 
 
-def check_stage(stage: StagedDataset) -> dict[str, Any]:
-    """Refuse to publish an incomplete or inconsistent stage; return its experiment metadata."""
-    problems: list[Problem] = []
-    where = str(stage.root)
-    if not stage.root.is_dir():
-        raise InputError(
-            Problem(
-                "no such staged dataset folder",
-                file=where,
-                hint="give the folder that `binds run` staged (it holds data/, qc/, _meta/)",
-            )
-        )
-    exp = stage.experiment
-    if not exp:
-        problems.append(
-            Problem(
-                "missing _meta/experiment.json",
-                file=where,
-                hint="stage it with `binds run RUN_DIR --no-publish`",
-            )
-        )
-    else:
-        bad, _ = validate_experiment(exp, file=f"{where}/_meta/experiment.json")
-        problems += bad
-    if not stage.data_dir.is_dir() or not any(stage.data_dir.iterdir()):
-        problems.append(
-            Problem(
-                "data/ is missing or empty",
-                file=where,
-                hint="the workflow did not finish; re-run `binds run`",
-            )
-        )
-    if not (stage.qc_dir / "metrics.json").is_file():
-        problems.append(
-            Problem(
-                "qc/metrics.json is missing",
-                file=where,
-                hint="the workflow did not finish; re-run `binds run`",
-            )
-        )
-    if problems:
-        raise InputError(problems)
-    return exp
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One version to commit: where it goes, its files, and what its manifest says of it."""
+
+    access: str
+    modality: str
+    dataset_id: str
+    #: the files, keys relative to the version folder (``data/...``, ``qc/...``), hashed
+    items: list[UploadItem]
+    content_digest: str
+    request_id: str
+    title: str
+    experiment_sha256: str
+    #: the QC metrics (``qc/metrics.json``), copied into the manifest for the catalog
+    qc: dict[str, Any]
 
 
-def committed_versions(store: Store, prefix: str) -> list[int]:
-    versions = []
-    for name in store.list_dirs(prefix):
-        n = layout.parse_version(name)
-        if n is not None and store.exists(f"{prefix}v{n}/{layout.MANIFEST}"):
-            versions.append(n)
-    return sorted(versions)
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """The version being committed, as the documents that describe it see it."""
+
+    dataset_id: str
+    version: int
+    files: list[dict[str, Any]]  # path, size, sha256 of every file (the manifest's "files")
+    created: str  # ISO 8601, UTC, "Z"
+    content_digest: str
+    location: str  # the version folder's URL: store URL + "/" + version prefix
 
 
-def read_manifest(store: Store, prefix: str, version: int) -> dict[str, Any]:
-    return json.loads(store.get(f"{prefix}v{version}/{layout.MANIFEST}"))
+@dataclass(frozen=True, slots=True)
+class Description:
+    """What ``describe`` returns: the bytes written beside the data before the manifest."""
+
+    metadata: bytes  # metadata.jsonld
+    documents: list[tuple[str, bytes]]  # (path inside the version, body): listed as "documents"
+    usage: dict[str, Any] | None = None  # the manifest's "usage" summary
 
 
-def publish(
-    stage: StagedDataset,
+#: builds the documents of a claimed version (they name its number, files and time)
+Describe = Callable[[Draft], Description]
+#: writes the catalog row of a committed version from its manifest and the manifest's bytes
+Index = Callable[[dict[str, Any], bytes], None]
+
+
+def commit_version(
+    submission: Submission,
     store: Store,
     *,
-    attempts: int | None = None,
+    describe: Describe,
+    index: Index | None = None,
+    attempts: int = 4,
     backoff_s: float = 1.0,
-    retry_budget_s: float | None = None,
+    retry_budget_s: float = 300.0,
     progress: Callable[[int, int], None] | None = None,
     now: Callable[[], dt.datetime] | None = None,
 ) -> PublishResult:
-    """Publish ``stage`` into ``store`` (see the module docstring for the protocol).
+    """Commit ``submission`` as the next version in ``store`` (the module docstring has the
+    protocol), or find it already committed.
 
     Parameters
     ----------
     attempts
         Tries of the whole (idempotent) protocol on transient store faults, with exponential
         backoff starting at ``backoff_s``; botocore's own per-request retries come first.
-        Default ``BINDS_PUBLISH_ATTEMPTS`` or 4.
     retry_budget_s
-        No retry starts after this many seconds (default ``BINDS_PUBLISH_RETRY_S`` or 300).
+        No retry starts after this many seconds.
     progress
         Called with (bytes uploaded so far, bytes to upload).
 
     Raises
     ------
     InputError
-        The stage is incomplete or its metadata invalid (nothing is written).
-    RunError
-        The store failed persistently; the staged data stay for the next attempt to resume.
+        The dataset is already published at another access level (nothing is written).
+    StoreError
+        The store failed persistently (the last fault); what was uploaded stays for a resume.
     """
-    exp = check_stage(stage)
-    if attempts is None:
-        attempts = int(os.environ.get("BINDS_PUBLISH_ATTEMPTS", "4"))
-    if retry_budget_s is None:
-        retry_budget_s = float(os.environ.get("BINDS_PUBLISH_RETRY_S", "300"))
     now = now or (lambda: dt.datetime.now(dt.UTC))
-    items = hash_stage(stage, store)
-    digest = stage_digest(stage, items)
-    last: StoreError | None = None
     started = time.monotonic()
+    attempts = max(attempts, 1)  # at least one try, whatever BINDS_PUBLISH_ATTEMPTS says
     for attempt in range(1, attempts + 1):
         try:
-            return _publish_once(stage, store, exp, items, digest, progress, now)
+            return _commit_once(submission, store, describe, index, progress, now)
         except StoreError as err:
-            last = err
             wait = backoff_s * 2 ** (attempt - 1)
             # only transient faults are retried, and never past the budget: a store that is
             # down stays down longer than anyone should wait for a command
@@ -256,7 +207,7 @@ def publish(
                 or attempt == attempts
                 or time.monotonic() - started + wait > retry_budget_s
             ):
-                break
+                raise
             log.warning(
                 "store fault (%s); retrying in %.1f s (attempt %d of %d)",
                 err,
@@ -265,30 +216,23 @@ def publish(
                 attempts,
             )
             time.sleep(wait)
-    raise RunError(
-        f"publishing to {store.url} failed: {last}",
-        details=[
-            f"the staged dataset is kept at {stage.root}",
-            f"run `binds publish {stage.root} --store {store.url}` to resume "
-            "(what was uploaded is not sent again)",
-        ],
-    )
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _publish_once(
-    stage: StagedDataset,
+def _commit_once(
+    sub: Submission,
     store: Store,
-    exp: dict[str, Any],
-    items: list[UploadItem],
-    digest: str,
-    progress,
-    now,
+    describe: Describe,
+    index: Index | None,
+    progress: Callable[[int, int], None] | None,
+    now: Callable[[], dt.datetime],
 ) -> PublishResult:
-    from pipelines.metadata import default_dataset_id
-    from pipelines.store.catalog import catalog_row, write_catalog_row
-
-    modality, access = exp["modality"], exp["access"]["level"]
-    dataset_id = exp.get("dataset_id") or default_dataset_id(exp["request_id"], modality)
+    access, modality, dataset_id, digest = (
+        sub.access,
+        sub.modality,
+        sub.dataset_id,
+        sub.content_digest,
+    )
     prefix = layout.dataset_prefix(access, modality, dataset_id)
     result = PublishResult(
         dataset_id=dataset_id,
@@ -298,8 +242,8 @@ def _publish_once(
         prefix=prefix,
         created=False,
         content_digest=digest,
-        n_files=len(items),
-        bytes=sum(it.size for it in items),
+        n_files=len(sub.items),
+        bytes=sum(it.size for it in sub.items),
         store_url=store.url,
     )
 
@@ -312,7 +256,7 @@ def _publish_once(
             result.notes.append(
                 f"identical content is already published as v{versions[-1]}: no new version"
             )
-            _ensure_catalog_row(store, latest)
+            _ensure_indexed(store, latest, index)
             return result
 
     version = _claim_version(store, prefix, digest, start=(versions[-1] + 1) if versions else 1)
@@ -321,14 +265,14 @@ def _publish_once(
         result.notes.append(
             f"identical content was just published as v{result.version}: no new version"
         )
-        _ensure_catalog_row(store, version)
+        _ensure_indexed(store, version, index)
         return result
     result.version = version
     vprefix = f"{prefix}v{version}/"
-    _upload_and_verify(store, vprefix, items, result, progress)
-    manifest, manifest_bytes = _commit(stage, store, exp, items, digest, result, now)
-    row = catalog_row(manifest, manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest())
-    write_catalog_row(store, row)
+    _upload_and_verify(store, vprefix, sub.items, result, progress)
+    manifest, manifest_bytes = _commit(sub, store, result, describe, now)
+    if index is not None:
+        index(manifest, manifest_bytes)
     try:
         store.delete(layout.claim_key(access, modality, dataset_id, version))
     except StoreError as err:  # harmless leftover: the manifest decides
@@ -389,58 +333,31 @@ def _upload_and_verify(
 
 
 def _commit(
-    stage: StagedDataset,
+    sub: Submission,
     store: Store,
-    exp: dict[str, Any],
-    items: list[UploadItem],
-    digest: str,
     result: PublishResult,
-    now,
+    describe: Describe,
+    now: Callable[[], dt.datetime],
 ) -> tuple[dict[str, Any], bytes]:
     """Step 5: the documents, metadata.jsonld, then manifest.json by an exclusive put."""
-    from pipelines.jsonld import build_metadata
-
     version, vprefix = result.version, f"{result.prefix}v{result.version}/"
     created = now().isoformat(timespec="seconds").replace("+00:00", "Z")
-    files = [{"path": it.key, "size": it.size, "sha256": it.sha256} for it in items]
-    metadata = build_metadata(
-        stage=stage,
-        experiment=exp,
-        dataset_id=result.dataset_id,
-        version=version,
-        files=files,
-        created=created,
-        content_digest=digest,
-    )
-    meta_bytes = (
-        json.dumps(metadata, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
-    ).encode()
+    files = [{"path": it.key, "size": it.size, "sha256": it.sha256} for it in sub.items]
     # Documents that describe the version (its files, digest, times: so they cannot take part
-    # in the content digest), written beside its data and listed under "documents": the QC
-    # report to send the researcher, the provenance crate and the usage record.
-    from pipelines.provenance import version_documents
-    from pipelines.report import render_report
-
-    report = render_report(
-        stage=stage,
-        dataset_id=result.dataset_id,
-        version=version,
-        files=files,
-        content_digest=digest,
-        created=created,
-        location=f"{store.url}/{vprefix}",
+    # in the content digest), written beside its data and listed under "documents".
+    described = describe(
+        Draft(
+            dataset_id=result.dataset_id,
+            version=version,
+            files=files,
+            created=created,
+            content_digest=sub.content_digest,
+            location=f"{store.url}/{vprefix}",
+        )
     )
-    extra = version_documents(
-        stage=stage,
-        experiment=exp,
-        dataset_id=result.dataset_id,
-        version=version,
-        files=files,
-        created=created,
-        metadata_bytes=meta_bytes,
-    )
+    meta_bytes = described.metadata
     documents = []
-    for path, body in [(REPORT_PATH, report), *extra.documents]:
+    for path, body in described.documents:
         store.put(vprefix + path, body)
         documents.append(
             {"path": path, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
@@ -453,21 +370,21 @@ def _commit(
         "version": version,
         "access": result.access,
         "modality": result.modality,
-        "request_id": exp["request_id"],
-        "title": exp["title"],
+        "request_id": sub.request_id,
+        "title": sub.title,
         "created": created,
-        "content_digest": digest,
-        "experiment_sha256": experiment_sha256(exp),
+        "content_digest": sub.content_digest,
+        "experiment_sha256": sub.experiment_sha256,
         "n_files": len(files),
         "bytes": result.bytes,
-        "qc": stage.metrics,
+        "qc": sub.qc,
         "metadata": {
             "path": layout.METADATA,
             "size": len(meta_bytes),
             "sha256": hashlib.sha256(meta_bytes).hexdigest(),
         },
         "documents": documents,
-        "usage": extra.usage_summary,
+        "usage": described.usage,
         "files": files,
     }
     manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode()
@@ -475,7 +392,7 @@ def _commit(
         result.created = True
         return manifest, manifest_bytes
     other = read_manifest(store, result.prefix, version)
-    if other.get("content_digest") != digest:  # cannot happen while claims are honoured
+    if other.get("content_digest") != sub.content_digest:  # not while claims are honoured
         raise RunError(
             f"version v{version} of {result.dataset_id} was committed by another publisher "
             "with different content; nothing of ours was committed",
@@ -493,8 +410,6 @@ def _refuse_other_access_level(
     Otherwise ``restricted/.../v1`` would appear beside ``open/.../v1`` of the same id, and a
     reader asking for "the latest version" would get either.
     """
-    from pipelines.metadata import ACCESS_LEVELS
-
     for other in ACCESS_LEVELS:
         if other == access:
             continue
@@ -540,22 +455,14 @@ def _claim_version(store: Store, prefix: str, digest: str, *, start: int) -> int
         n += 1
 
 
-def _ensure_catalog_row(store: Store, manifest: dict[str, Any]) -> None:
-    from pipelines.store.catalog import catalog_row, write_catalog_row
-
+def _ensure_indexed(store: Store, manifest: dict[str, Any], index: Index | None) -> None:
+    """Step 6 for a version committed earlier: its catalog row, if a crash left it out."""
     key = layout.catalog_key(
         manifest["access"], manifest["modality"], manifest["dataset_id"], manifest["version"]
     )
-    if not store.exists(key):
-        mbytes = store.get(
-            layout.version_prefix(
-                manifest["access"],
-                manifest["modality"],
-                manifest["dataset_id"],
-                manifest["version"],
-            )
-            + layout.MANIFEST
-        )
-        write_catalog_row(
-            store, catalog_row(manifest, manifest_sha256=hashlib.sha256(mbytes).hexdigest())
-        )
+    if index is None or store.exists(key):
+        return
+    prefix = layout.version_prefix(
+        manifest["access"], manifest["modality"], manifest["dataset_id"], manifest["version"]
+    )
+    index(manifest, store.get(prefix + layout.MANIFEST))

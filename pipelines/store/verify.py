@@ -7,10 +7,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from pipelines.metadata import ACCESS_LEVELS
 from pipelines.store import layout
 from pipelines.store.base import Store
-from pipelines.store.catalog import iter_manifests
+from pipelines.store.identifiers import ACCESS_LEVELS
+from pipelines.store.versions import iter_manifests
 
 
 @dataclass(slots=True)

@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.access.catalog_schema import CATALOG_SCHEMA, figures, parse_where
+from pipelines.catalog import read_catalog, rebuild_catalog
 from pipelines.cli import app
 from pipelines.store import open_store
-from pipelines.store.catalog import read_catalog, rebuild_catalog
 
 pytestmark = pytest.mark.slow
 

@@ -124,6 +124,49 @@ def test_a_crash_that_is_not_bad_input_is_recorded_and_the_others_still_run(tmp_
     )
 
 
+def test_a_long_running_watch_takes_each_folder_once_and_says_each_skip_once(tmp_path):
+    """The loop of `binds watch` without --once: scan, sleep, scan ... (stopped here after three
+    scans, the way Ctrl-C stops it), then a failed folder makes the command fail."""
+    import pytest
+
+    from pipelines.errors import RunError
+    from pipelines.inbox import watch
+
+    inbox = tmp_path / "inbox"
+    for name in ("good", "bad"):
+        (inbox / name).mkdir(parents=True)
+        (inbox / name / "experiment.yaml").write_text("schema_version: 1\n")
+    (inbox / "no-yaml").mkdir()
+    runs: list[str] = []
+    said: list[str] = []
+    naps: list[float] = []
+
+    def run(run_dir):
+        runs.append(run_dir.name)
+        if run_dir.name == "bad":
+            raise OSError("disk full")
+        return {"created": True}
+
+    def sleep(seconds):
+        naps.append(seconds)
+        if len(naps) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        watch(
+            inbox, run=run, settle_s=0, interval_s=7, once=False, on_event=said.append, sleep=sleep
+        )
+    assert sorted(runs) == ["bad", "good"] and naps == [7, 7, 7]
+    assert sum(line.startswith("no-yaml: skipped") for line in said) == 1
+    # what was just said ("good: published") is not said again as a skip at the next scans
+    assert said.count("good: published") == 1 and not any(x.startswith("good: sk") for x in said)
+    (inbox / "bad" / "fixed.txt").write_text("1\n")
+    os.utime(inbox / "bad" / "fixed.txt", (time.time() - 100, time.time() - 100))
+    with pytest.raises(RunError, match="1 run folder"):
+        watch(inbox, run=run, settle_s=0, interval_s=7, once=True, sleep=sleep)
+    assert runs.count("bad") == 2 and runs.count("good") == 1
+
+
 def _wait_for(predicate, *, timeout_s: float, what: str, proc=None):
     deadline = time.monotonic() + timeout_s
     while not predicate():

@@ -238,9 +238,9 @@ def test_croissant_links_resolve_when_read_from_s3(demo_store, s3_bucket, s3_end
     import boto3
     import mlcroissant as mlc
 
+    from pipelines.publishing import publish
     from pipelines.staging import StagedDataset
     from pipelines.store import open_store
-    from pipelines.store.publish import publish
 
     bucket = s3_bucket.removeprefix("s3://")
     boto3.client("s3", endpoint_url=s3_endpoint).put_bucket_policy(

@@ -20,9 +20,9 @@ import pytest
 
 from pipelines import runner
 from pipelines.modalities import get as get_modality
+from pipelines.publishing import publish
 from pipelines.report import MAX_REPORT_BYTES, qc_checks
 from pipelines.store import open_store
-from pipelines.store.publish import publish
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Chromium's own background traffic (updates, time, accounts); never the page's

@@ -278,8 +278,8 @@ def test_unreachable_store_fails_before_any_rule_within_30_s(tmp_path, monkeypat
 
 def test_transient_retries_stop_within_the_budget(tmp_path, monkeypatch):
     from pipelines.errors import RunError
+    from pipelines.publishing import publish
     from pipelines.store.base import StoreError
-    from pipelines.store.publish import publish
 
     monkeypatch.setenv("BINDS_S3_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
     monkeypatch.setenv("BINDS_S3_MAX_ATTEMPTS", "1")
@@ -312,7 +312,7 @@ def test_input_error_at_publish_is_not_retried(tmp_path):
     from binds_testing import run_stage
 
     from pipelines.errors import InputError
-    from pipelines.store.publish import publish
+    from pipelines.publishing import publish
 
     run = get_modality("cryoem").make_demo_run(tmp_path / "run", seed=6)
     stage = run_stage(run, tmp_path / "work")

@@ -8,9 +8,9 @@ import re
 
 import pytest
 
+from pipelines.catalog import read_catalog
 from pipelines.resources import project_root
 from pipelines.store import open_store
-from pipelines.store.catalog import read_catalog
 from pipelines.usage import USAGE_PATH, parse_duration_s, parse_sacct, parse_size_mb
 
 

@@ -17,10 +17,10 @@ from urllib.parse import urlparse
 import pytest
 from s3_faultproxy import FaultPlan, FaultProxy
 
+from pipelines.catalog import read_catalog
 from pipelines.errors import RunError
+from pipelines.publishing import publish
 from pipelines.store import open_store
-from pipelines.store.catalog import read_catalog
-from pipelines.store.publish import publish
 from pipelines.store.verify import verify
 
 DATASET_PREFIX = "consortium/screening/binds-2026-0042-screening/"
@@ -171,7 +171,7 @@ def test_sigkill_at_random_points_never_shows_partial_version(
     stage = make_stage(
         n_chunks=n_chunks, chunk_bytes=40_000 if backend == "s3" else 4_000, big_bytes=2 << 20
     )
-    from pipelines.store.publish import hash_stage, stage_digest
+    from pipelines.publishing import hash_stage, stage_digest
 
     store = open_store(store_url)
     items = hash_stage(stage, store)
@@ -229,7 +229,7 @@ def test_racing_publishers_of_different_content_get_clean_versions(
     b = make_stage("b", seed=2, n_chunks=80)
     store = open_store(s3_bucket)
     digests = {}
-    from pipelines.store.publish import hash_stage, stage_digest
+    from pipelines.publishing import hash_stage, stage_digest
 
     for st in (a, b):
         its = hash_stage(st, store)

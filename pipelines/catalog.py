@@ -14,7 +14,6 @@ The rows are rebuildable from the manifests (``binds catalog --rebuild``).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import io
 import json
 import logging
@@ -30,11 +29,14 @@ from pipelines.access.catalog_schema import (
     USAGE_COLUMNS,
     conform,
     figures,
+    filter_frame,
+    latest_only,
 )
 from pipelines.jsonld import ONTOLOGIES
 from pipelines.metadata import ACCESS_LEVELS
 from pipelines.store import layout
 from pipelines.store.base import Store, StoreError
+from pipelines.store.versions import iter_manifests
 
 log = logging.getLogger(__name__)
 REPORT = "qc/report.html"  # the version's QC report, when the workflow wrote one
@@ -200,24 +202,6 @@ def read_catalog(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS) -> pa.T
     )
 
 
-def iter_manifests(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS):
-    """(prefix, manifest dict, manifest sha256) of every committed version, walking the folders."""
-    for level in levels:
-        for modality in store.list_dirs(f"{level}/"):
-            if modality == layout.CATALOG_DIR:
-                continue
-            for dataset in store.list_dirs(f"{level}/{modality}/"):
-                dprefix = f"{level}/{modality}/{dataset}/"
-                for name in store.list_dirs(dprefix):
-                    if layout.parse_version(name) is None:
-                        continue
-                    try:
-                        raw = store.get(f"{dprefix}{name}/{layout.MANIFEST}")
-                    except KeyError:
-                        continue  # uncommitted (in progress or interrupted): not a version
-                    yield f"{dprefix}{name}/", json.loads(raw), hashlib.sha256(raw).hexdigest()
-
-
 def rebuild_catalog(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS) -> dict[str, int]:
     """Rewrite every catalog row from the manifests; drop rows whose version has no manifest."""
     written = removed = 0
@@ -231,3 +215,48 @@ def rebuild_catalog(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS) -> d
                 store.delete(info.key)
                 removed += 1
     return {"rows": written, "removed": removed}
+
+
+def select_versions(
+    store: Store, *, levels: Iterable[str] = ACCESS_LEVELS, latest: bool = False, **filters: Any
+):
+    """The catalog rows of ``store`` matching every filter, as a pandas DataFrame, newest first.
+
+    The filters are those of :func:`pipelines.access.catalog` (``modality="cryoem"``,
+    ``organisms="NCBITaxon:9606"``, ``resolution_angstrom__max=3.5`` ...; ``None``: no filter);
+    ``latest``: only the newest version of each dataset.  Reads through the :class:`Store`
+    (what ``binds catalog`` uses); the AI teams' reader reads the same rows through fsspec.
+
+    Raises
+    ------
+    KeyError
+        A filter names no catalog column, or an unknown operator.
+    """
+    df = filter_frame(read_catalog(store, levels=levels).to_pandas(), filters)
+    return latest_only(df) if latest else df
+
+
+def sample_rows(versions) -> list[dict[str, Any]]:
+    """One dict per (sample, version) of a :func:`select_versions` frame: the sample's fields
+    (``sample_id``, ``organism``, ``tissue``, ``cell_type``, ``compound``: ontology ids) with
+    ``dataset_id``, ``version``, ``modality`` and ``access``."""
+    return [
+        {
+            **smp,
+            "dataset_id": r.dataset_id,
+            "version": int(r.version),
+            "modality": r.modality,
+            "access": r.access,
+        }
+        for r in versions.itertuples()
+        for smp in (r.samples if r.samples is not None else [])
+    ]
+
+
+def version_records(versions) -> list[dict[str, Any]]:
+    """The rows of a :func:`select_versions` frame as JSON-ready dicts, the QC metrics as a
+    ``qc`` object (instead of the ``qc_json`` text column)."""
+    rows = json.loads(versions.to_json(orient="records", date_format="iso"))
+    for r in rows:
+        r["qc"] = json.loads(r.pop("qc_json") or "{}")
+    return rows
