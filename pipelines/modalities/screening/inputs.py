@@ -10,7 +10,7 @@ from typing import Any
 from pipelines.errors import InputError, Problem
 from pipelines.modalities.screening import readers
 from pipelines.modalities.screening.config import settings
-from pipelines.toolkit.inputs import sample_of_files, EXPERIMENT_FILE, InputSet, RunFolder
+from pipelines.toolkit.inputs import EXPERIMENT_FILE, InputSet, RunFolder, sample_of_files
 
 # files with these names are metadata, never plate readings, in grid mode
 _METADATA_NAMES = re.compile(
