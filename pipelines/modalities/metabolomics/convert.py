@@ -320,7 +320,9 @@ def _lists(arrays: list[np.ndarray], value_type: pa.DataType) -> pa.Array:
     return pa.ListArray.from_arrays(_numbers(offsets, pa.int32()), _numbers(values, value_type))
 
 
-def _spectra_batch(run: str, spectra: list[Spectrum], sample_id: str | None = None) -> pa.RecordBatch:
+def _spectra_batch(
+    run: str, spectra: list[Spectrum], sample_id: str | None = None
+) -> pa.RecordBatch:
     n = len(spectra)
     tic, bp_mz, bp_int = [], [], []
     for s in spectra:
@@ -552,7 +554,9 @@ def convert_mzml(
         ):
             groups = _RowGroups(writer, row_group_bytes)
             try:
-                for record_batch, summary in reader.map_batches(partial(_convert_batch, run, sample_id)):
+                for record_batch, summary in reader.map_batches(
+                    partial(_convert_batch, run, sample_id)
+                ):
                     totals.add(summary)
                     groups.add(record_batch)
                 groups.flush(final=True)

@@ -472,9 +472,7 @@ def group_features(
                 drift[runs[ridx[i]]].append(float(rt[i] - grt))
         for r in runs:
             abundance[r].append(areas[r])
-    run_sample = {
-        r: _sample_of(t) for r, t in zip(runs, tables, strict=True)
-    }
+    run_sample = {r: _sample_of(t) for r, t in zip(runs, tables, strict=True)}
     fields = [
         pa.field("SMF_ID", pa.int64()),
         pa.field("exp_mass_to_charge", pa.float64()),
@@ -528,9 +526,9 @@ __all__ = [
     "detect_features",
     "doc_field",
     "feature_table",
-    "with_sample_id",
     "features_of_run",
     "find_features",
     "group_features",
     "read_ms1",
+    "with_sample_id",
 ]

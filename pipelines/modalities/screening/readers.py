@@ -121,7 +121,11 @@ def read_plate_list(path: Path, *, root: Path | None = None) -> pd.DataFrame:
 #: Compound identifier columns of a plate layout: key -> (wells column, shape, what to write).
 COMPOUND_ID_COLUMNS = {
     "chebi": ("compound_chebi", re.compile(r"CHEBI:[1-9]\d*"), "a ChEBI id like CHEBI:15738"),
-    "pubchem_cid": ("compound_pubchem_cid", re.compile(r"[1-9]\d*"), "a positive integer, e.g. 44259"),
+    "pubchem_cid": (
+        "compound_pubchem_cid",
+        re.compile(r"[1-9]\d*"),
+        "a positive integer, e.g. 44259",
+    ),
     "inchikey": (
         "compound_inchikey",
         re.compile(r"[A-Z]{14}-[A-Z]{10}-[A-Z]"),
@@ -969,7 +973,9 @@ def read_plate_map(path: Path, *, root: Path | None = None) -> pd.DataFrame:
         )
     for key, (column, _, _) in COMPOUND_ID_COLUMNS.items():
         out[column] = (
-            _compound_ids(df[cols[key]], key, out["well"], name=name, header=cols[key], problems=problems)
+            _compound_ids(
+                df[cols[key]], key, out["well"], name=name, header=cols[key], problems=problems
+            )
             if key in cols
             else None
         )
