@@ -205,7 +205,7 @@ def sample_of_files(
 ) -> dict[Path, str]:
     """Which experiment.yaml sample each input file belongs to: ``{absolute path: sample id}``.
 
-    ``samples[].files`` lists paths or globs relative to the run folder.  Every entry goes
+    ``samples[].files`` lists paths, folders or globs relative to the run folder.  Every entry goes
     through the guard (a path leaving the folder or linking out of it is refused) and must name
     one of the modality's ``inputs`` (a typo, or a file the workflow does not read, is a
     problem, not silently ignored); a file claimed by two samples is a problem too.  When no
@@ -267,10 +267,12 @@ def _sample_entry(
     """The files one ``samples[].files`` entry names (a path or a glob); None after a problem."""
     if not _GLOB_CHARS & set(entry):
         try:
-            return [folder.reference(entry, where=where, what="sample file")]
+            path = folder.reference(entry, where=where, what="sample file")
         except InputError as err:
             problems.extend(err.problems)
             return None
+        # a folder (a 10x mtx folder, a run's subfolder) stands for the files in it
+        return [p for p in folder.visible_files() if _within(p, path)] if path.is_dir() else [path]
     if entry.startswith("/") or ".." in Path(entry).parts:
         problems.append(
             Problem(
