@@ -342,7 +342,8 @@ def _spectra_batch(
         bp_int.append(s.base_peak_intensity if s.base_peak_intensity is not None else calc[2])
     cols = [
         _strings([run] * n),
-        _strings([sample_id] * n),  # one value per file: a dictionary page in the Parquet
+        # one value per file, repeated in C (no per-spectrum Python); a dictionary page on disk
+        pa.repeat(pa.scalar(sample_id, pa.string()), n) if sample_id else pa.nulls(n, pa.string()),
         _numbers([s.index for s in spectra], pa.int32()),
         _strings([s.native_id for s in spectra]),
         _numbers([s.ms_level for s in spectra], pa.int16()),
