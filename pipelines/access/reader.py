@@ -292,7 +292,7 @@ def open(
 
     ``chunks_in_flight``: Zarr chunks read concurrently (zarr's ``async.concurrency``, a
     process-wide setting; zarr's default is 10).  Each holds one decoded chunk besides the
-    result, so 1-2 keeps a read within ~1.2x of its size (benchmarks: bench_access); more
+    result, so 1 keeps a read within ~1.07x of its size (benchmarks: bench_access); more
     is faster on S3.
     """
     root = _root(store)
