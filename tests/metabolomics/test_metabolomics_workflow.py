@@ -176,6 +176,9 @@ def _single_run_folder(demo_run, dest, *, polarity="negative", targets=True, fea
         (run_dir / "experiment.yaml")
         .read_text()
         .replace("polarity: positive", f"polarity: {polarity}")
+        # the samples of the removed runs keep no files (a listed file must exist)
+        .replace(" files: [S2.mzML],", "")
+        .replace(" files: [S3.mzML],", "")
     )
     if not features:
         text += "  features: {enabled: false}\n"
