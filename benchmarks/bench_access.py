@@ -6,7 +6,7 @@ are *sparse* files (``truncate``: all zeros, no disk blocks), so it is made in s
 no disk, while every chunk is a real object the reader must find, open and decode.
 
 The reads use ``access.open(..., chunks_in_flight=1)`` (zarr's
-default, 10, holds ~10 decoded chunks besides the result: 1.37x measured here).
+default, 10, holds ~10 decoded chunks besides the result: 1.28x measured here).
 
 Goals (issue #13): ``access.open`` <= 1 s; reading 1 % (16 of 1408 z-planes, one chunk layer)
 raises the process's peak RSS by at most 1.2x the slice's bytes.  Local folder, and S3 on

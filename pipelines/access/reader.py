@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,16 @@ def _root(store: str | os.PathLike[str] | None) -> _Root:
             @property
             def fsid(self) -> str:  # fsspec's derives it from a host name S3 has not got
                 return f"arrow-s3-{id(self.fs)}"
+
+            def cat_file(self, path, start=None, end=None, **kwargs):
+                # one sized read into one bytes object (every Zarr chunk comes through here):
+                # fsspec's default opens an unsized stream, which pyarrow reads in small
+                # pieces (each a ranged GET) and then joins, a second copy of the chunk
+                with self.fs.open_input_file(self._strip_protocol(path)) as f:
+                    size = f.size()
+                    lo = 0 if start is None else (start if start >= 0 else max(0, size + start))
+                    hi = size if end is None else min(size, end if end >= 0 else size + end)
+                    return f.read_at(max(0, hi - lo), lo)
 
         return _Root(_S3(arrow_fs), url.removeprefix("s3://").rstrip("/"), url, arrow_fs)
     if "://" in url and not url.startswith("file://"):
@@ -281,7 +292,7 @@ def open(
 
     ``chunks_in_flight``: Zarr chunks read concurrently (zarr's ``async.concurrency``, a
     process-wide setting; zarr's default is 10).  Each holds one decoded chunk besides the
-    result, so 1-2 keeps a read within ~1.2x of its size (benchmarks: bench_access); more
+    result, so 1 keeps a read within ~1.07x of its size (benchmarks: bench_access); more
     is faster on S3.
     """
     root = _root(store)
@@ -295,6 +306,7 @@ def open(
 
         return ds.dataset(full, format="parquet", filesystem=root.arrow_fs or root.fs)
     if rel.endswith(".zarr"):
+        _release_large_buffers()
         if chunks_in_flight:
             import zarr
 
@@ -306,6 +318,36 @@ def open(
     raise ValueError(
         f"{rel} is neither Zarr nor Parquet; read it with {root.fs.__class__.__name__}.open"
     )
+
+
+#: Allocations from this size on get their own mapping, returned to the system when freed.
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def _release_large_buffers() -> None:
+    """Make glibc give freed chunk buffers back at once (Linux; elsewhere nothing happens).
+
+    glibc raises its mmap threshold to the size of the first large block freed (a 4 MiB Zarr
+    chunk), and from then on keeps such blocks on the heap of the thread that read them; the
+    S3 reads run on worker threads, each with its own heap, so ~25 MB of freed chunks stayed
+    resident beside a 127 MB slice (1.23x).  A fixed threshold (which also turns off that
+    adjustment) keeps a read within ~1.0-1.05x of the slice (benchmarks/README.md, Access).
+    """
+    global _released
+    if _released or not sys.platform.startswith("linux"):
+        return
+    _released = True
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, MMAP_THRESHOLD_BYTES)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt): nothing to tune
+        pass
+
+
+_released = False
 
 
 def _resolve_path(row, path: str | None) -> str:

@@ -189,3 +189,112 @@ def _match(rel: Path, pattern: str) -> bool:
         tail = pattern[3:]
         return rel.match(tail) if "/" not in tail else Path("x", rel).match(pattern)
     return rel.match(pattern) and len(rel.parts) == len(Path(pattern).parts)
+
+
+# -- sample links ------------------------------------------------------------------------------
+_GLOB_CHARS = frozenset("*?[")
+
+
+def sample_of_files(
+    run_dir: str | Path,
+    experiment: dict,
+    inputs: Iterable[Path],
+    *,
+    modality: str,
+    problems: list[Problem] | None = None,
+) -> dict[Path, str]:
+    """Which experiment.yaml sample each input file belongs to: ``{absolute path: sample id}``.
+
+    ``samples[].files`` lists paths, folders or globs relative to the run folder.  Every entry goes
+    through the guard (a path leaving the folder or linking out of it is refused) and must name
+    one of the modality's ``inputs`` (a typo, or a file the workflow does not read, is a
+    problem, not silently ignored); a file claimed by two samples is a problem too.  When no
+    sample lists files and the experiment has exactly one sample, every input belongs to it.
+    Inputs no sample names are left out (their rows carry a null ``sample_id``).
+
+    Problems go to ``problems`` (or raise :class:`InputError` when it is None); each names
+    ``experiment.yaml`` and the YAML path (``samples[1].files[0]``).
+    """
+    folder = RunFolder(Path(run_dir))
+    wanted = {Path(os.path.abspath(p)) for p in inputs}
+    samples = [s for s in experiment.get("samples") or [] if isinstance(s, dict)]
+    found: list[Problem] = []
+    out: dict[Path, str] = {}
+    claimed_by: dict[Path, str] = {}
+    for i, sample in enumerate(samples):
+        sid = str(sample.get("id"))
+        for j, entry in enumerate(sample.get("files") or []):
+            where = f"samples[{i}].files[{j}]"
+            matched = _sample_entry(folder, str(entry), where=where, problems=found)
+            if matched is None:
+                continue
+            hits = sorted(p for p in matched if p in wanted)
+            if not hits:
+                found.append(
+                    Problem(
+                        f"{entry!r} is not one of the {modality} input files",
+                        file=EXPERIMENT_FILE,
+                        where=where,
+                        hint="name raw files the workflow reads, relative to the run folder: "
+                        + ", ".join(folder.rel(p) for p in sorted(wanted)[:3])
+                        + (" ..." if len(wanted) > 3 else ""),
+                    )
+                )
+            for p in hits:
+                other = claimed_by.setdefault(p, sid)
+                if other != sid:
+                    found.append(
+                        Problem(
+                            f"{folder.rel(p)} is listed for samples {other!r} and {sid!r}",
+                            file=EXPERIMENT_FILE,
+                            where=where,
+                            hint="a raw file belongs to one sample",
+                        )
+                    )
+                out[p] = other
+    if not claimed_by and len(samples) == 1 and not found:
+        out = dict.fromkeys(sorted(wanted), str(samples[0].get("id")))
+    if problems is not None:
+        problems.extend(found)
+    elif found:
+        raise InputError(found)
+    return out
+
+
+def _sample_entry(
+    folder: RunFolder, entry: str, *, where: str, problems: list[Problem]
+) -> list[Path] | None:
+    """The files one ``samples[].files`` entry names (a path or a glob); None after a problem."""
+    if not _GLOB_CHARS & set(entry):
+        try:
+            path = folder.reference(entry, where=where, what="sample file")
+        except InputError as err:
+            problems.extend(err.problems)
+            return None
+        # a folder (a 10x mtx folder, a run's subfolder) stands for the files in it
+        return [p for p in folder.visible_files() if _within(p, path)] if path.is_dir() else [path]
+    if entry.startswith("/") or ".." in Path(entry).parts:
+        problems.append(
+            Problem(
+                f"{entry!r} is outside the run folder",
+                file=EXPERIMENT_FILE,
+                where=where,
+                hint="patterns are relative to the run folder, without '..' or a leading '/'",
+            )
+        )
+        return None
+    bad: list[Problem] = []
+    matched = folder.find([entry], problems=bad)
+    for p in bad:
+        problems.append(Problem(p.message, file=p.file, where=where, hint=p.hint))
+    if not matched and not bad:
+        problems.append(
+            Problem(
+                f"pattern {entry!r} matches no file in the run folder",
+                file=EXPERIMENT_FILE,
+                where=where,
+                hint=f"patterns are relative to {folder.root}",
+            )
+        )
+        return None
+    return matched

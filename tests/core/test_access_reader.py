@@ -159,3 +159,35 @@ def test_samples_table_joins_across_modalities(demo_store):
     assert list(access.samples(demo_store, tissue="UBERON:0001969").modality.unique()) == [
         "metabolomics"
     ]
+
+
+def test_one_compound_joins_across_two_modalities(demo_store):
+    """The demo's caffeine: metabolomics samples given it (catalog samples table, sample_id on
+    the spectra and feature peaks) and the screening wells that tested it (plate-map ChEBI)."""
+    import pyarrow.dataset as ds
+
+    caffeine = "CHEBI:27732"
+    exposed = access.samples(demo_store, compound=caffeine)
+    assert sorted(exposed.sample_id) == ["S2", "S3"] and set(exposed.modality) == {"metabolomics"}
+    ids = _ids(access.catalog(demo_store, latest=True))
+    spectra = access.open(ids["metabolomics"], store=demo_store)
+    runs = spectra.to_table(columns=["run", "sample_id"]).to_pandas().drop_duplicates()
+    assert dict(zip(runs.run, runs.sample_id, strict=True)) == {"S1": "S1", "S2": "S2", "S3": "S3"}
+    peaks = access.open(ids["metabolomics"], path="feature_peaks", store=demo_store)
+    peak_samples = set(peaks.to_table(columns=["sample_id"]).column("sample_id").to_pylist())
+    assert peak_samples == {"S1", "S2", "S3"}
+    wells = access.open(ids["screening"], store=demo_store).to_table(
+        filter=ds.field("compound_chebi") == caffeine
+    )
+    assert wells.num_rows > 0 and set(wells.column("compound").to_pylist()) == {"DR-01"}
+    assert set(wells.column("experiment_sample_id").to_pylist()) == {"DOSE-KIN-01"}
+    screen = access.samples(demo_store, modality="screening")
+    assert "DOSE-KIN-01" in set(screen.sample_id)
+    joined = exposed.merge(
+        wells.to_pandas()[["compound_chebi", "compound_inchikey"]].drop_duplicates(),
+        left_on="compound",
+        right_on="compound_chebi",
+    )
+    assert len(joined) == 2 and set(joined.compound_inchikey) == {"RYYVLZVUVIJVGH-UHFFFAOYSA-N"}
+    obs = access.open(ids["transcriptomics"], store=demo_store).obs
+    assert set(obs.sex_ontology_term_id) == {"PATO:0000383"} and obs.is_primary_data.all()

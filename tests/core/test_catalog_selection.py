@@ -35,12 +35,16 @@ def test_rows_are_typed_with_selection_columns_and_figures(demo_store):
             and r["instrument_model"]
             and r["support_unit"]
         )
-        assert r["format_version"] == "1" and r["data_formats"] and isinstance(r["qc_pass"], bool)
+        # metabolomics: spectra / chromatograms format 1, the feature tables format 2
+        want = "1/2" if r["modality"] == "metabolomics" else "1"
+        assert r["format_version"] == want and r["data_formats"] and isinstance(r["qc_pass"], bool)
         assert r["metadata_path"] == r["path"] + "metadata.jsonld" and r["data_bytes"] <= r["bytes"]
         assert r["report_path"] is None or r["report_path"].endswith("qc/report.html")
     assert rows["metabolomics"]["tissues"] == ["UBERON:0001969"] and rows["metabolomics"][
         "sample_ids"
     ] == ["S1", "S2", "S3"]
+    assert "binds-metabolomics-features/2" in rows["metabolomics"]["data_formats"]
+    assert rows["metabolomics"]["compounds"] == ["CHEBI:27732"]
     assert (
         isinstance(rows["cryoem"]["resolution_angstrom"], float)
         and rows["cryoem"]["resolution_beyond_nyquist"] is False

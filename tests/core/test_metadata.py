@@ -368,3 +368,55 @@ def test_thousands_of_unknown_fields_are_summarised_fast(tmp_path):
         and outcome.count("unknown field 'k") == 50
     )
     assert seconds < 20.0, seconds  # was minutes with a line look-up per name
+
+
+def test_sample_files_resolve_through_the_run_folder_guard(tmp_path):
+    from pipelines.errors import InputError
+    from pipelines.toolkit.inputs import sample_of_files
+
+    run = tmp_path / "run"
+    (run / "plates").mkdir(parents=True)
+    (run / "mtx").mkdir()
+    files = [run / "a.mzML", run / "plates" / "P1_R1.csv", run / "plates" / "P1_R2.csv"]
+    files.append(run / "mtx" / "matrix.mtx")
+    for f in files:
+        f.write_text("x")
+    (tmp_path / "outside.mzML").write_text("x")
+    (run / "link.mzML").symlink_to(tmp_path / "outside.mzML")
+    exp = {
+        "samples": [
+            {"id": "S1", "files": ["a.mzML", "mtx"]},
+            {"id": "S2", "files": ["plates/P1_*.csv"]},
+        ]
+    }
+    got = sample_of_files(run, exp, files, modality="test")
+    assert {p.relative_to(run).as_posix(): s for p, s in got.items()} == {
+        "a.mzML": "S1",
+        "mtx/matrix.mtx": "S1",
+        "plates/P1_R1.csv": "S2",
+        "plates/P1_R2.csv": "S2",
+    }
+    # one sample without files: every input is its
+    assert set(sample_of_files(run, {"samples": [{"id": "S9"}]}, files, modality="t").values()) == {
+        "S9"
+    }
+    bad = {
+        "samples": [
+            {"id": "S1", "files": ["link.mzML", "/etc/passwd", "a.mzML"]},
+            {"id": "S2", "files": ["a.mzML", "nothing_*.csv"]},
+        ]
+    }
+    with pytest.raises(InputError) as err:
+        sample_of_files(run, bad, files, modality="test")
+    where = {p.where: p.message for p in err.value.problems}
+    assert set(where) == {
+        "samples[0].files[0]",
+        "samples[0].files[1]",
+        "samples[1].files[0]",
+        "samples[1].files[1]",
+    }
+    assert "symbolic link" in where["samples[0].files[0]"]
+    assert "outside the run folder" in where["samples[0].files[1]"]
+    assert "listed for samples 'S1' and 'S2'" in where["samples[1].files[0]"]
+    assert "matches no file" in where["samples[1].files[1]"]
+    assert all(p.file == "experiment.yaml" for p in err.value.problems)

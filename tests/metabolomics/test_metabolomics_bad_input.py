@@ -190,3 +190,29 @@ def test_plan_problems_stop_the_workflow_before_any_rule(tmp_path):
         "missing.csv: metabolomics.targets: targets file not found "
         "(put it in the run folder or fix metabolomics.targets in experiment.yaml)",
     ]
+
+
+def test_sample_files_must_be_runs_of_the_folder(demo_run, tmp_path):
+    """A samples[].files entry naming no run, a file outside the folder, or one run for two
+    samples: each a problem naming experiment.yaml and the YAML path; nothing runs."""
+    from pipelines.metadata import load_experiment
+    from pipelines.modalities import metabolomics
+    from tests.metabolomics.conftest import copy_demo
+
+    run = copy_demo(demo_run, tmp_path / "run")
+    text = (run / "experiment.yaml").read_text()
+    text = text.replace("files: [S1.mzML]", "files: [S1.mzml.gz, ../S1.mzML]")
+    text = text.replace("files: [S3.mzML]", "files: [S2.mzML, targets.csv]")
+    (run / "experiment.yaml").write_text(text)
+    problems = metabolomics.list_inputs(run, load_experiment(run).data).problems
+    got = sorted((p.file, p.where, p.message.split(" ")[-1]) for p in problems)
+    assert [(f, w) for f, w, _ in got] == [
+        ("experiment.yaml", "samples[0].files[0]"),
+        ("experiment.yaml", "samples[0].files[1]"),
+        ("experiment.yaml", "samples[2].files[0]"),
+        ("experiment.yaml", "samples[2].files[1]"),
+    ]
+    messages = " | ".join(p.message for p in problems)
+    assert "not found in the run folder" in messages and "outside the run folder" in messages
+    assert "listed for samples 'S2' and 'S3'" in messages
+    assert "'targets.csv' is not one of the metabolomics input files" in messages

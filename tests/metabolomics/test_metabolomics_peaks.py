@@ -166,7 +166,8 @@ def test_schema_documents_every_column():
     assert PEAK_SCHEMA.metadata[b"binds.format_version"] == b"2"
     for field in PEAK_SCHEMA:
         assert field.metadata and field.metadata[b"description"], field.name
-    assert PEAK_SCHEMA.field("rt_apex_s").metadata[b"unit"] == b"s (UO:0000010)"
+    assert PEAK_SCHEMA.field("rt_apex_s").metadata[b"unit"] == b"s"
+    assert PEAK_SCHEMA.metadata[b"binds.format"] == b"binds-metabolomics-feature-peaks"
 
 
 def test_targets_integrate_the_peak_not_the_window(tmp_path):

@@ -110,6 +110,22 @@ def test_demo_features_find_every_compound_in_every_run(demo_stage):
         )
 
 
+def test_demo_tables_carry_the_sample_of_each_run(demo_stage):
+    """experiment.yaml samples[].files -> sample_id in spectra, feature peaks and runs."""
+    data = demo_stage.data_dir
+    for s in DEMO_SAMPLES:
+        spectra = pq.read_table(data / "spectra.parquet" / f"{s}.parquet", columns=["sample_id"])
+        assert set(spectra.column("sample_id").to_pylist()) == {s}
+    peaks = pq.read_table(data / "feature_peaks.parquet", columns=["run", "sample_id"])
+    assert {(r["run"], r["sample_id"]) for r in peaks.to_pylist()} == {(s, s) for s in DEMO_SAMPLES}
+    runs = pq.read_table(demo_stage.qc_dir / "runs.parquet", columns=["run", "sample_id"])
+    assert runs.to_pylist() == [{"run": s, "sample_id": s} for s in DEMO_SAMPLES]
+    schema = pq.read_schema(data / "features.parquet")
+    assert json.loads(schema.metadata[b"binds:samples"]) == {s: s for s in DEMO_SAMPLES}
+    assert schema.field("abundance_assay[S2]").metadata[b"sample_id"] == b"S2"
+    assert schema.metadata[b"binds.format"] == b"binds-metabolomics-features"
+
+
 def test_demo_targets_quantified_in_every_run(demo_stage):
     rows = pq.read_table(demo_stage.data_dir / "targets.parquet").to_pylist()
     assert {r["target"] for r in rows} == set(DEMO_TARGETS) | {"leucine"}
@@ -160,6 +176,9 @@ def _single_run_folder(demo_run, dest, *, polarity="negative", targets=True, fea
         (run_dir / "experiment.yaml")
         .read_text()
         .replace("polarity: positive", f"polarity: {polarity}")
+        # the samples of the removed runs keep no files (a listed file must exist)
+        .replace(" files: [S2.mzML],", "")
+        .replace(" files: [S3.mzML],", "")
     )
     if not features:
         text += "  features: {enabled: false}\n"

@@ -54,6 +54,7 @@ def demo_out(demo, tmp_path_factory):
         hits_out=paths["hits"],
         dose_response_out=paths["dose_response"],
         facts_out=out / "facts.json",
+        samples=load_experiment(demo).data["samples"],
     )
     return {k: pd.read_parquet(v) for k, v in paths.items()}
 
@@ -102,3 +103,62 @@ def test_demo_dose_response_recovers_ec50(demo_out):
     )
     assert inside.mean() >= 0.6
     assert (fits.concentration_unit == "uM").all() and (fits.n_concentrations == 10).all()
+
+
+def test_demo_wells_carry_compound_ids_and_sample_links(demo, demo_out):
+    w = demo_out["wells"]
+    stau = w[w.compound == "staurosporine"]
+    assert len(stau) and (stau.compound_chebi == "CHEBI:15738").all()
+    assert (stau.compound_pubchem_cid == 44259).all()
+    assert (stau.compound_inchikey == "HKSZLNNOFSGOKW-FYTWVXJKSA-N").all()
+    caffeine = w[w.compound_chebi == "CHEBI:27732"]
+    assert set(caffeine.compound) == {"DR-01"} and set(caffeine.plate) == {DOSE_PLATE}
+    assert w[w.compound.str.startswith("CPD-", na=False)].compound_chebi.isna().all()
+    by_plate = w.groupby("plate").experiment_sample_id.unique()
+    assert by_plate.map(list).to_dict() == {
+        **{p: ["LIB-KIN-01"] for p in range(1, DOSE_PLATE)},
+        DOSE_PLATE: ["DOSE-KIN-01"],
+    }
+    assert list(screening.list_inputs(demo, load_experiment(demo).data).problems) == []
+
+
+def test_bad_compound_ids_name_file_well_and_column(tmp_path):
+    from pipelines.errors import InputError
+    from pipelines.modalities.screening import readers
+
+    path = tmp_path / "platemap.csv"
+    path.write_text(
+        "well,compound,ChEBI,PubChem CID,InChIKey\n"
+        "A01,ok,chebi:15738,44259.0,HKSZLNNOFSGOKW-FYTWVXJKSA-N\n"
+        "A02,bad,15738,-3,HKSZLNNOFSGOKW\n"
+    )
+    with pytest.raises(InputError) as err:
+        readers.read_plate_map(path, root=tmp_path)
+    lines = {(p.file, p.where) for p in err.value.problems}
+    assert lines == {
+        ("platemap.csv", "line 3, well A02, column chebi"),
+        ("platemap.csv", "line 3, well A02, column pubchem_cid"),
+        ("platemap.csv", "line 3, well A02, column inchikey"),
+    }
+    path.write_text(path.read_text().splitlines()[0] + "\n" + path.read_text().splitlines()[1])
+    ok = readers.read_plate_map(path, root=tmp_path).iloc[0]
+    assert (ok.compound_chebi, ok.compound_pubchem_cid) == ("CHEBI:15738", 44259)
+
+
+def test_sample_files_must_name_inputs(demo, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(demo, run)
+    text = (run / "experiment.yaml").read_text()
+    text = text.replace("DEMO-P05_R2.csv]", "DEMO-P05_R3.csv]").replace(
+        '"DEMO-P0[1-4]_R*.csv"', '"../elsewhere/*.csv"'
+    )
+    (run / "experiment.yaml").write_text(text)
+    problems = screening.list_inputs(run, load_experiment(run).data).problems
+    assert {(p.file, p.where.split(": ")[-1]) for p in problems} == {
+        ("experiment.yaml", "samples[0].files[0]"),
+        ("experiment.yaml", "samples[1].files[1]"),
+    }
+    assert any("outside the run folder" in p.message for p in problems)
+    assert any("not found" in p.message for p in problems)

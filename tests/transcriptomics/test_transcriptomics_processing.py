@@ -479,3 +479,25 @@ def test_cite_seq_export_with_gene_less_barcodes_is_processed(tmp_path):
         json.loads(out["facts_json"].read_text())["facts"]["other_feature_types"]
         == "Antibody Capture"
     )
+
+
+def test_cellxgene_sample_fields_are_complete_with_unknown_and_na():
+    from pipelines.modalities.transcriptomics.annotate import sample_fields
+
+    human = sample_fields(
+        {"id": "S1", "organism": "NCBITaxon:9606", "sex": "PATO:0000384"},
+        assay="EFO:0009922",
+        suspension_type="cell",
+    )
+    assert human["sex_ontology_term_id"] == "PATO:0000384"
+    assert human["disease_ontology_term_id"] == "unknown"
+    assert human["development_stage_ontology_term_id"] == "unknown"
+    assert human["self_reported_ethnicity_ontology_term_id"] == "unknown"
+    assert human["is_primary_data"] is True and human["tissue_type"] == "tissue"
+    mouse = sample_fields(
+        {"id": "M1", "organism": "NCBITaxon:10090", "development_stage": "MmusDv:0000110"},
+        assay="EFO:0009922",
+        suspension_type="nucleus",
+    )
+    assert mouse["self_reported_ethnicity_ontology_term_id"] == "na"
+    assert mouse["development_stage_ontology_term_id"] == "MmusDv:0000110"

@@ -30,6 +30,12 @@ CELLXGENE_OBS = (
     "suspension_type",
     "organism_ontology_term_id",
     "sample_id",
+    "sex_ontology_term_id",
+    "disease_ontology_term_id",
+    "development_stage_ontology_term_id",
+    "self_reported_ethnicity_ontology_term_id",
+    "tissue_type",
+    "is_primary_data",
 )
 
 
@@ -112,6 +118,10 @@ def test_real_v3_run_fills_cellxgene_fields_from_experiment_yaml(v3_stage):
         first["sample_id"],
     ) == ("EFO:0009922", "UBERON:0000178", "D07", "unknown", "cell", "LIB-21")
     assert all(c in obs for c in (*CELLXGENE_OBS, "leiden", "total_counts", "pct_counts_mt"))
+    # not given in the experiment.yaml: unknown (human donor), per CELLxGENE 5.x
+    assert (obs.sex_ontology_term_id == "unknown").all()
+    assert (obs.self_reported_ethnicity_ontology_term_id == "unknown").all()
+    assert obs.is_primary_data.dtype == bool and obs.is_primary_data.all()
     assert var["feature_is_filtered"].dtype == bool and var["feature_is_filtered"].any()
     assert {"gene_ids", "feature_name", "feature_types", "highly_variable"} <= set(var.columns)
     adata = ad.read_zarr(v3_stage.data_dir / "adata.zarr")

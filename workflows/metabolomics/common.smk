@@ -15,6 +15,8 @@ MET_FEATURES = bool(MET["features"]["enabled"])
 MET_TARGETS = MET["targets"]
 
 _problems = MET_MOD.plan_problems(RUN_DIR, MET, MET_RUNS)
+# run -> experiment.yaml sample (samples[].files); every table row of the run carries it
+MET_SAMPLES = MET_MOD.run_samples(RUN_DIR, EXPERIMENT, MET_RUNS, problems=_problems)
 if _problems:
     stop_with_problems("metabolomics_plan", _problems)
 

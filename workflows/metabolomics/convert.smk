@@ -15,6 +15,8 @@ rule metabolomics_convert:
         LOGS / "metabolomics_convert" / "{run}.log",
     benchmark:
         BENCH / "metabolomics_convert" / "{run}.tsv"
+    params:
+        sample_id=lambda wc: MET_SAMPLES[wc.run],
     threads: lambda wc, input: 2 if met_size_mb(input.mzml) >= 64 else 1
     resources:
         mem_mb=attempt_mem_mb(1000),

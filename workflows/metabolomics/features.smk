@@ -13,6 +13,7 @@ rule metabolomics_detect_features:
         BENCH / "metabolomics_detect_features" / "{run}.tsv"
     params:
         features=MET["features"],
+        sample_id=lambda wc: MET_SAMPLES[wc.run],
     threads: 1
     resources:
         mem_mb=attempt_mem_mb(lambda wc, input: 1000 + 8 * met_size_mb(input.spectra)),

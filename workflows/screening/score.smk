@@ -15,6 +15,7 @@ rule screening_score:
     params:
         run_dir=RUN_DIR,
         block=SCREENING_BLOCK,
+        samples=EXPERIMENT.get("samples") or [],
     log:
         LOGS / "screening_score.log",
     benchmark:

@@ -30,7 +30,7 @@ from pipelines.modalities.cryoem.demo import make_demo_run
 from pipelines.modalities.cryoem.mrc import MapHeader, open_header, read_header
 from pipelines.modalities.cryoem.qc import fsc_half_maps, grid_problems, map_qc
 from pipelines.staging import write_json
-from pipelines.toolkit.inputs import InputSet, RunFolder
+from pipelines.toolkit.inputs import InputSet, RunFolder, sample_of_files
 
 __all__ = [
     "DESCRIPTION",
@@ -280,7 +280,11 @@ def _map_by_elimination(
 def list_inputs(run_dir: str | Path, experiment: dict[str, Any]) -> InputSet:
     """Every file the cryo-EM workflow reads (map, half maps, mask), and what stops it."""
     found = resolve_inputs(run_dir=run_dir, block=(experiment or {}).get("cryoem"))
-    return InputSet(files=tuple(sorted(found.all_files)), problems=found.problems)
+    files = tuple(sorted(found.all_files))
+    problems = list(found.problems)
+    # samples[].files is checked like in every modality (a map has one sample: nothing to tag)
+    sample_of_files(run_dir, experiment or {}, files, modality="cryoem", problems=problems)
+    return InputSet(files=files, problems=tuple(problems))
 
 
 def voxel_override(block: dict[str, Any] | None) -> tuple[float, float, float] | None:

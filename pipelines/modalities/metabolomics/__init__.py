@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import os
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from typing import Any
 from pipelines.errors import InputError, Problem
 from pipelines.modalities import ModalitySpec
 from pipelines.resources import metadata_dir
-from pipelines.toolkit.inputs import InputSet, RunFolder
+from pipelines.toolkit.inputs import InputSet, RunFolder, sample_of_files
 
 # The processing functions are imported on first use (PEP 562): every Snakemake rule is a
 # fresh Python process, and the conversion rule should not pay for matplotlib or psims.
@@ -136,8 +137,27 @@ def list_inputs(run_dir: str | Path, experiment: dict[str, Any]) -> InputSet:
     except InputError as err:
         return InputSet(files=tuple(sorted(runs.values())), problems=(*problems, *err.problems))
     problems += plan_problems(run_dir, params, runs)
+    run_samples(run_dir, experiment, runs, problems=problems)
     files = [*runs.values(), *([Path(params["targets"])] if params["targets"] else [])]
     return InputSet(files=tuple(sorted(p for p in files if p.is_file())), problems=tuple(problems))
+
+
+def run_samples(
+    run_dir: str | Path,
+    experiment: dict[str, Any],
+    runs: dict[str, Path],
+    *,
+    problems: list[Problem] | None = None,
+) -> dict[str, str | None]:
+    """Run name -> the experiment.yaml sample its mzML belongs to (``samples[].files``), or None.
+
+    With one sample and no ``files`` lists, every run is that sample's.  Entries naming a file
+    that is not one of the runs are problems (see :func:`pipelines.toolkit.inputs.sample_of_files`).
+    """
+    of_file = sample_of_files(
+        run_dir, experiment, runs.values(), modality="metabolomics", problems=problems
+    )
+    return {run: of_file.get(Path(os.path.abspath(path))) for run, path in runs.items()}
 
 
 def plan_problems(
@@ -231,5 +251,6 @@ __all__ = [
     "read_targets",
     "resolve_params",
     "run_name",
+    "run_samples",
     "write_qc",
 ]

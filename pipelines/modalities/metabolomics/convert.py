@@ -35,6 +35,12 @@ COMPRESSION_LEVEL = 1  # level 1: within a few % of level 3's size here, at abou
 # name -> (arrow type, description, PSI-MS / UO accession or None, unit)
 SPECTRA_COLUMNS: dict[str, tuple[pa.DataType, str, str | None, str | None]] = {
     "run": (pa.string(), "run name (the mzML file name without extensions)", None, None),
+    "sample_id": (
+        pa.string(),
+        "experiment.yaml sample (samples[].id) the run's file belongs to; null when not linked",
+        None,
+        None,
+    ),
     "index": (pa.int32(), "0-based position of the spectrum in the mzML file", None, None),
     "native_id": (
         pa.string(),
@@ -197,6 +203,7 @@ class ConversionQC:
     file: str
     sha256: str
     size_bytes: int
+    sample_id: str | None = None
     n_spectra: int = 0
     spectra_per_ms_level: dict[str, int] = field(default_factory=dict)
     n_peaks: int = 0
@@ -313,7 +320,9 @@ def _lists(arrays: list[np.ndarray], value_type: pa.DataType) -> pa.Array:
     return pa.ListArray.from_arrays(_numbers(offsets, pa.int32()), _numbers(values, value_type))
 
 
-def _spectra_batch(run: str, spectra: list[Spectrum]) -> pa.RecordBatch:
+def _spectra_batch(
+    run: str, spectra: list[Spectrum], sample_id: str | None = None
+) -> pa.RecordBatch:
     n = len(spectra)
     tic, bp_mz, bp_int = [], [], []
     for s in spectra:
@@ -333,6 +342,8 @@ def _spectra_batch(run: str, spectra: list[Spectrum]) -> pa.RecordBatch:
         bp_int.append(s.base_peak_intensity if s.base_peak_intensity is not None else calc[2])
     cols = [
         _strings([run] * n),
+        # one value per file, repeated in C (no per-spectrum Python); a dictionary page on disk
+        pa.repeat(pa.scalar(sample_id, pa.string()), n) if sample_id else pa.nulls(n, pa.string()),
         _numbers([s.index for s in spectra], pa.int32()),
         _strings([s.native_id for s in spectra]),
         _numbers([s.ms_level for s in spectra], pa.int16()),
@@ -412,13 +423,15 @@ class _Summary:
         self.ms1_bpc += other.ms1_bpc
 
 
-def _convert_batch(run: str, spectra: list[Spectrum]) -> tuple[pa.RecordBatch, _Summary]:
+def _convert_batch(
+    run: str, sample_id: str | None, spectra: list[Spectrum]
+) -> tuple[pa.RecordBatch, _Summary]:
     """Parquet rows and summary of one batch.  Runs where the batch is decoded (a worker
     process on large files), so only this compact form travels back to the writing process."""
     summary = _Summary()
     for s in spectra:
         summary.add_spectrum(s)
-    return _spectra_batch(run, spectra), summary
+    return _spectra_batch(run, spectra, sample_id), summary
 
 
 class _RowGroups:
@@ -495,7 +508,7 @@ def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
         schema,
         compression=COMPRESSION,
         compression_level=COMPRESSION_LEVEL,
-        use_dictionary=["run", "polarity", "source", "kind", "accession"],
+        use_dictionary=["run", "sample_id", "polarity", "source", "kind", "accession"],
         use_byte_stream_split=["mz.list.element", "intensity.list.element"],
         write_statistics=["run", "index", "ms_level", "rt_s", "precursor_mz"],
         store_schema=True,
@@ -509,6 +522,7 @@ def convert_mzml(
     chromatograms_out: str | Path,
     qc_out: str | Path | None = None,
     run: str | None = None,
+    sample_id: str | None = None,
     threads: int = 2,
     row_group_bytes: int = ROW_GROUP_BYTES,
 ) -> ConversionQC:
@@ -516,7 +530,8 @@ def convert_mzml(
 
     Writes ``spectra_out`` (schema :data:`SPECTRA_SCHEMA`), ``chromatograms_out`` (computed
     TIC and BPC of the MS1 spectra, then every chromatogram stored in the file) and, when
-    given, ``qc_out`` (JSON of the returned :class:`ConversionQC`).  Outputs are written to
+    given, ``qc_out`` (JSON of the returned :class:`ConversionQC`).  ``sample_id``: the
+    experiment.yaml sample the file belongs to, in every spectrum row (null when None).  Outputs are written to
     temporary names and renamed at the end, so a failed conversion leaves nothing behind.
 
     Raises
@@ -540,7 +555,9 @@ def convert_mzml(
         ):
             groups = _RowGroups(writer, row_group_bytes)
             try:
-                for record_batch, summary in reader.map_batches(partial(_convert_batch, run)):
+                for record_batch, summary in reader.map_batches(
+                    partial(_convert_batch, run, sample_id)
+                ):
                     totals.add(summary)
                     groups.add(record_batch)
                 groups.flush(final=True)
@@ -600,6 +617,7 @@ def convert_mzml(
         file=src.name,
         sha256=info.sha256 or "",
         size_bytes=info.size_bytes,
+        sample_id=sample_id,
         n_spectra=n_spectra,
         spectra_per_ms_level={f"ms{k}": v for k, v in sorted(totals.levels.items())},
         n_peaks=totals.n_peaks,

@@ -215,9 +215,12 @@ operator: demo
 access: {{level: open}}
 license: CC-BY-4.0
 samples:
-  - {{id: S1, organism: "NCBITaxon:9606", tissue: "UBERON:0001969", description: plasma extract 1}}
-  - {{id: S2, organism: "NCBITaxon:9606", tissue: "UBERON:0001969", description: plasma extract 2}}
-  - {{id: S3, organism: "NCBITaxon:9606", tissue: "UBERON:0001969", description: plasma extract 3}}
+  - {{id: S1, organism: "NCBITaxon:9606", tissue: "UBERON:0001969", files: [S1.mzML],
+      description: "plasma extract 1, before a caffeine dose"}}
+  - {{id: S2, organism: "NCBITaxon:9606", tissue: "UBERON:0001969", files: [S2.mzML],
+      compound: "CHEBI:27732", description: "plasma extract 2, one hour after a caffeine dose"}}
+  - {{id: S3, organism: "NCBITaxon:9606", tissue: "UBERON:0001969", files: [S3.mzML],
+      compound: "CHEBI:27732", description: "plasma extract 3, two hours after a caffeine dose"}}
 metabolomics:
   polarity: positive
   chromatography: {{type: reversed-phase, column: C18 2.1 x 100 mm, gradient_min: 5}}

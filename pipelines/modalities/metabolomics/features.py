@@ -45,6 +45,7 @@ from pipelines.modalities.metabolomics.peaks import (
     trace_peaks,
 )
 from pipelines.staging import write_json
+from pipelines.toolkit.tables import columns_for, documented_schema, write_table
 
 log = logging.getLogger(__name__)
 
@@ -81,83 +82,45 @@ def doc_field(name: str, typ: pa.DataType, description: str, unit: str = "") -> 
     return pa.field(name, typ, metadata=meta)
 
 
-PEAK_SCHEMA = pa.schema(
-    [
-        doc_field("run", pa.string(), "run name"),
-        doc_field("peak_id", pa.int32(), "feature number within the run (ordered by m/z, then RT)"),
-        doc_field(
-            "mz",
-            pa.float64(),
-            "monoisotopic m/z: intensity-weighted m/z of the monoisotopic peak's centroids",
-            "m/z (MS:1000040)",
-        ),
-        doc_field(
-            "rt_apex_s",
-            pa.float64(),
-            "retention time of the most intense centroid of the monoisotopic peak",
-            "s (UO:0000010)",
-        ),
-        doc_field(
-            "rt_start_s",
-            pa.float64(),
-            "where the monoisotopic peak starts (valley or 2 % of its height)",
-            "s (UO:0000010)",
-        ),
-        doc_field(
-            "rt_end_s",
-            pa.float64(),
-            "where the monoisotopic peak ends (valley or 2 % of its height)",
-            "s (UO:0000010)",
-        ),
-        doc_field(
-            "height", pa.float64(), "apex intensity of the monoisotopic peak", "counts (MS:1000131)"
-        ),
-        doc_field(
-            "area",
-            pa.float64(),
-            "trapezoidal area of the monoisotopic peak's raw intensities over RT, "
-            "no baseline subtracted",
-            "counts x s",
-        ),
-        doc_field(
-            "fwhm_s",
-            pa.float64(),
-            "full width at half height of the smoothed monoisotopic peak, "
-            "the smoothing's widening removed",
-            "s (UO:0000010)",
-        ),
-        doc_field(
-            "snr",
-            pa.float64(),
-            "prominence of the smoothed peak over the higher valley / noise of its trace",
-        ),
-        doc_field("n_scans", pa.int32(), "MS1 scans with a centroid between start and end"),
-        doc_field(
-            "charge",
-            pa.int16(),
-            "charge from the isotope spacing (1-3); null when no isotope was found",
-        ),
-        doc_field(
-            "n_isotopes", pa.int16(), "peaks in the isotope group, the monoisotopic one included"
-        ),
-        doc_field(
-            "isotope_mz",
-            pa.list_(pa.float64()),
-            "m/z of each peak of the group: M, M+1, ...",
-            "m/z (MS:1000040)",
-        ),
-        doc_field(
-            "isotope_height",
-            pa.list_(pa.float64()),
-            "apex intensity of each peak of the group",
-            "counts (MS:1000131)",
-        ),
-        doc_field(
-            "area_isotopes", pa.float64(), "sum of the areas of the group's peaks", "counts x s"
-        ),
-    ],
-    metadata={b"binds.format_version": FORMAT_VERSION},
+FEATURES_FORMAT = "binds-metabolomics-features"
+FEATURE_PEAKS_FORMAT = "binds-metabolomics-feature-peaks"
+# the columns' descriptions and units are in metadata/columns.tsv (toolkit.tables writes them)
+PEAK_SCHEMA = documented_schema(
+    pa.schema(
+        [
+            ("run", pa.string()),
+            ("sample_id", pa.string()),
+            ("peak_id", pa.int32()),
+            ("mz", pa.float64()),
+            ("rt_apex_s", pa.float64()),
+            ("rt_start_s", pa.float64()),
+            ("rt_end_s", pa.float64()),
+            ("height", pa.float64()),
+            ("area", pa.float64()),
+            ("fwhm_s", pa.float64()),
+            ("snr", pa.float64()),
+            ("n_scans", pa.int32()),
+            ("charge", pa.int16()),
+            ("n_isotopes", pa.int16()),
+            ("isotope_mz", pa.list_(pa.float64())),
+            ("isotope_height", pa.list_(pa.float64())),
+            ("area_isotopes", pa.float64()),
+        ]
+    ),
+    format_name=FEATURE_PEAKS_FORMAT,
+    format_version=FORMAT_VERSION.decode(),
+    columns=columns_for(FEATURE_PEAKS_FORMAT),
 )
+
+
+def _write(table: pa.Table, path: str | Path, format_name: str) -> Path:
+    return write_table(
+        table,
+        path,
+        format_name=format_name,
+        format_version=FORMAT_VERSION.decode(),
+        columns=columns_for(format_name),
+    )
 
 
 # --------------------------------------------------------------------------- reading MS1
@@ -309,6 +272,7 @@ def feature_table(pk: Peaks, feats: Features, *, run: str) -> pa.Table:
     schema = PEAK_SCHEMA.with_metadata({**PEAK_SCHEMA.metadata, b"binds:run": run.encode()})
     cols = {
         "run": pa.array([run] * len(m), pa.string()),
+        "sample_id": pa.nulls(len(m), pa.string()),  # set by detect_features
         "peak_id": pa.array(np.arange(len(m), dtype=np.int32)),
         "mz": pk.mz[m],
         "rt_apex_s": pk.rt_apex[m],
@@ -373,10 +337,12 @@ def detect_features(
     out: str | Path,
     params: FeatureParams | dict | None = None,
     run: str | None = None,
+    sample_id: str | None = None,
 ) -> int:
     """Detect the features (isotope groups of chromatographic peaks) of one run; write ``out`` (Parquet).
 
-    Returns the number of features.  Columns: :data:`PEAK_SCHEMA`.
+    Returns the number of features.  Columns: :data:`PEAK_SCHEMA`; ``sample_id`` (the
+    experiment.yaml sample of the run, null when None) fills its column.
     """
     p = params if isinstance(params, FeatureParams) else FeatureParams.from_block(params)
     spectra = Path(spectra)
@@ -385,8 +351,8 @@ def detect_features(
         run = names[0].as_py() if len(names) else spectra.stem
     ms1 = read_ms1(spectra)
     table, n_peaks = features_of_run(ms1, p, run=run)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out, compression="zstd")
+    table = with_sample_id(table, sample_id)
+    _write(table, out, FEATURE_PEAKS_FORMAT)
     log.info(
         "%s: %d MS1 scans, %d centroids, %d peaks, %d features (%d with isotopes)",
         run,
@@ -397,6 +363,25 @@ def detect_features(
         int((table.column("n_isotopes").to_numpy() > 1).sum()),
     )
     return table.num_rows
+
+
+def _sample_of(table: pa.Table) -> str | None:
+    ids = pc.unique(table.column("sample_id").drop_null()).to_pylist()
+    return ids[0] if ids else None
+
+
+def _conform(table: pa.Table) -> pa.Table:
+    """A per-run table in :data:`PEAK_SCHEMA` (one written before sample links: null ids)."""
+    if "sample_id" not in table.schema.names:
+        table = table.add_column(1, "sample_id", pa.nulls(table.num_rows, pa.string()))
+    return table.select(PEAK_SCHEMA.names).cast(PEAK_SCHEMA)
+
+
+def with_sample_id(table: pa.Table, sample_id: str | None) -> pa.Table:
+    """``table`` with its ``sample_id`` column set to one value (the run's sample)."""
+    i = table.schema.get_field_index("sample_id")
+    column = pa.array([sample_id] * table.num_rows, pa.string())
+    return table.set_column(i, table.schema.field(i), column)
 
 
 # --------------------------------------------------------------------------- grouping
@@ -424,7 +409,7 @@ def group_features(
         (t.schema.metadata or {}).get(b"binds:run", Path(f).stem.encode()).decode()
         for t, f in zip(tables, peak_tables, strict=False)
     ]
-    tables = [t.replace_schema_metadata(PEAK_SCHEMA.metadata) for t in tables]
+    tables = [_conform(t) for t in tables]
     allp = pa.concat_tables(tables).to_pandas() if tables else PEAK_SCHEMA.empty_table().to_pandas()
     run_idx = {r: i for i, r in enumerate(runs)}
     n = len(allp)
@@ -500,64 +485,39 @@ def group_features(
                 drift[runs[ridx[i]]].append(float(rt[i] - grt))
         for r in runs:
             abundance[r].append(areas[r])
+    run_sample = {r: _sample_of(t) for r, t in zip(runs, tables, strict=True)}
     fields = [
-        doc_field(
-            "SMF_ID", pa.int64(), "feature group id (mzTab-M SMF_ID), numbered by m/z then RT"
-        ),
-        doc_field(
-            "exp_mass_to_charge",
-            pa.float64(),
-            "height-weighted mean monoisotopic m/z of the group's features",
-            "m/z (MS:1000040)",
-        ),
-        doc_field(
-            "retention_time_in_seconds",
-            pa.float64(),
-            "median apex retention time of the group's features",
-            "s (UO:0000010)",
-        ),
-        doc_field(
-            "retention_time_in_seconds_start",
-            pa.float64(),
-            "earliest start of the group's features",
-            "s (UO:0000010)",
-        ),
-        doc_field(
-            "retention_time_in_seconds_end",
-            pa.float64(),
-            "latest end of the group's features",
-            "s (UO:0000010)",
-        ),
-        doc_field("n_runs", pa.int32(), "runs in which the feature was found"),
+        pa.field("SMF_ID", pa.int64()),
+        pa.field("exp_mass_to_charge", pa.float64()),
+        pa.field("retention_time_in_seconds", pa.float64()),
+        pa.field("retention_time_in_seconds_start", pa.float64()),
+        pa.field("retention_time_in_seconds_end", pa.float64()),
+        pa.field("n_runs", pa.int32()),
     ]
+    # each run's column names its sample in the field metadata (mzTab-M: assay -> sample)
     fields += [
-        doc_field(
+        pa.field(
             f"abundance_assay[{r}]",
             pa.float64(),
-            f"area of the feature's monoisotopic peak in run {r}, null where not found",
-            "counts x s",
+            metadata={b"sample_id": run_sample[r].encode()} if run_sample[r] else None,
         )
         for r in runs
     ]
     schema = pa.schema(
         fields,
         metadata={
-            b"binds.format_version": FORMAT_VERSION,
             b"binds:runs": json.dumps(runs).encode(),
+            b"binds:samples": json.dumps(run_sample, sort_keys=True).encode(),
         },
     )
     data = {**cols, **{f"abundance_assay[{r}]": abundance[r] for r in runs}}
-    for pth in (features_out, peaks_out):
-        Path(pth).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pydict(data, schema=schema), features_out, compression="zstd")
-    long_schema = PEAK_SCHEMA.append(
-        doc_field("SMF_ID", pa.int64(), "the feature group in features.parquet")
-    )
+    _write(pa.Table.from_pydict(data, schema=schema), features_out, FEATURES_FORMAT)
+    long_schema = PEAK_SCHEMA.append(pa.field("SMF_ID", pa.int64()))
     allp = allp.sort_values(["run", "peak_id"], kind="stable") if n else allp
-    pq.write_table(
+    _write(
         pa.Table.from_pandas(allp, schema=long_schema, preserve_index=False),
         peaks_out,
-        compression="zstd",
+        FEATURE_PEAKS_FORMAT,
     )
     rt_drift = {r: (float(np.median(v)) if v else None) for r, v in drift.items()}
     qc = {
@@ -583,4 +543,5 @@ __all__ = [
     "find_features",
     "group_features",
     "read_ms1",
+    "with_sample_id",
 ]

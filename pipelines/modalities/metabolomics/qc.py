@@ -122,6 +122,7 @@ def write_qc(
     levels = sorted({k for c in convs for k in c.spectra_per_ms_level})
     table = {
         "run": runs,
+        "sample_id": [c.sample_id for c in convs],
         "file": [c.file for c in convs],
         "sha256": [c.sha256 for c in convs],
         "size_bytes": [c.size_bytes for c in convs],
@@ -138,6 +139,7 @@ def write_qc(
         "targets_detected": [tq.get("targets_detected", {}).get(r) for r in runs],
     }
     types = {
+        "sample_id": pa.string(),
         "n_features": pa.int64(),
         "rt_drift_s": pa.float64(),
         "targets_detected": pa.int64(),

@@ -15,6 +15,18 @@ POS_LEVEL = 2000.0  # full inhibition (staurosporine)
 LIBRARY_PLATES = 4
 DOSE_PLATE = LIBRARY_PLATES + 1
 CONCENTRATIONS_UM = np.geomspace(0.001, 30.0, 10)  # 10-point series, 1 nM .. 30 uM
+# structure ids of the plate map (ChEBI, PubChem CID, InChIKey): the controls, and the first
+# dose-response compound (DR-01 is caffeine, which the metabolomics demo measures in plasma)
+COMPOUND_IDS = {
+    "DMSO": ("CHEBI:28262", 679, "IAZDPXIOMUYVGZ-UHFFFAOYSA-N"),
+    "staurosporine": ("CHEBI:15738", 44259, "HKSZLNNOFSGOKW-FYTWVXJKSA-N"),
+    "DR-01": ("CHEBI:27732", 2519, "RYYVLZVUVIJVGH-UHFFFAOYSA-N"),
+}
+
+
+def _ids(compound: str) -> str:
+    chebi, cid, key = COMPOUND_IDS.get(compound, ("", "", ""))
+    return f"{chebi},{cid},{key}"
 
 
 def _control(row: int, col: int) -> str | None:
@@ -55,7 +67,7 @@ def make_demo_run(run_dir: str | Path, *, seed: int = 0) -> Path:
         (rows == 0) | (rows == fmt.rows - 1) | (cols == 0) | (cols == fmt.cols - 1), 0.88, 1.0
     )
     gradient = 1.0 + 0.06 * (cols / (fmt.cols - 1) - 0.5)
-    map_lines = ["plate,well,sample_id,compound,concentration,content"]
+    map_lines = ["plate,well,sample_id,compound,concentration,content,ChEBI,PubChem CID,InChIKey"]
     list_lines = ["Filename\tPlate\tReplicate"]
     lib_i = 0
     inhibition = np.zeros((DOSE_PLATE, fmt.rows, fmt.cols))
@@ -67,12 +79,11 @@ def make_demo_run(run_dir: str | Path, *, seed: int = 0) -> Path:
                 if ctl:
                     inhibition[plate - 1, r, c] = 1.0 if ctl == "STAU" else 0.0
                     conc = "1" if ctl == "STAU" else ""
-                    map_lines.append(
-                        f"{plate},{well},,{'staurosporine' if ctl == 'STAU' else 'DMSO'},{conc},{ctl}"
-                    )
+                    name = "staurosporine" if ctl == "STAU" else "DMSO"
+                    map_lines.append(f"{plate},{well},,{name},{conc},{ctl},{_ids(name)}")
                 elif plate < DOSE_PLATE:
                     inhibition[plate - 1, r, c] = truth["library_inhibition"][lib_i]
-                    map_lines.append(f"{plate},{well},CPD-{lib_i + 1:05d},,10,sample")
+                    map_lines.append(f"{plate},{well},CPD-{lib_i + 1:05d},,10,sample,,,")
                     lib_i += 1
                 else:
                     # dose plate: compound per row, 10 concentrations in columns 3-12 and again 13-22
@@ -81,9 +92,8 @@ def make_demo_run(run_dir: str | Path, *, seed: int = 0) -> Path:
                     inhibition[plate - 1, r, c] = logistic4(
                         np.log10(conc), 0.0, 1.0, np.log10(truth["ec50_um"][r]), truth["hill"][r]
                     )
-                    map_lines.append(
-                        f"{plate},{well},DR-{r + 1:02d},DR-{r + 1:02d},{conc:.6g},sample"
-                    )
+                    dr = f"DR-{r + 1:02d}"
+                    map_lines.append(f"{plate},{well},{dr},{dr},{conc:.6g},sample,{_ids(dr)}")
     for plate in range(1, DOSE_PLATE + 1):
         for rep in (1, 2):
             level = NEG_LEVEL * (1 - inhibition[plate - 1]) + POS_LEVEL * inhibition[plate - 1]
@@ -130,7 +140,12 @@ license: CC-BY-4.0
 samples:
   - id: LIB-KIN-01
     organism: NCBITaxon:9606
-    description: HEK293 cells, ATP luminescence after 48 h compound treatment
+    description: HEK293 cells, ATP luminescence after 48 h compound treatment (library plates)
+    files: ["DEMO-P0[1-4]_R*.csv"]
+  - id: DOSE-KIN-01
+    organism: NCBITaxon:9606
+    description: HEK293 cells, dose-response plate (16 compounds, DR-01 is caffeine)
+    files: [DEMO-P05_R1.csv, DEMO-P05_R2.csv]
 screening:
   plate_format: 384
   controls: {negative: [DMSO], positive: [STAU]}

@@ -10,7 +10,7 @@ from typing import Any
 from pipelines.errors import InputError, Problem
 from pipelines.modalities.screening import readers
 from pipelines.modalities.screening.config import settings
-from pipelines.toolkit.inputs import EXPERIMENT_FILE, InputSet, RunFolder
+from pipelines.toolkit.inputs import EXPERIMENT_FILE, InputSet, RunFolder, sample_of_files
 
 # files with these names are metadata, never plate readings, in grid mode
 _METADATA_NAMES = re.compile(
@@ -235,7 +235,10 @@ def list_inputs(run_dir: str | Path, experiment: dict[str, Any]) -> InputSet:
         found = resolve(run_dir, experiment.get("screening") or {})
     except InputError as err:
         return InputSet(problems=tuple(err.problems))
-    return InputSet(files=tuple(p for p in found.files if p.is_file()))
+    files = tuple(p for p in found.files if p.is_file())
+    problems: list[Problem] = []
+    sample_of_files(run_dir, experiment, files, modality="screening", problems=problems)
+    return InputSet(files=files, problems=tuple(problems))
 
 
 def _plate_layout(run_dir: Path, found: Inputs) -> Path | None:

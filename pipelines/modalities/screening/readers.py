@@ -118,6 +118,55 @@ def read_plate_list(path: Path, *, root: Path | None = None) -> pd.DataFrame:
     return out
 
 
+#: Compound identifier columns of a plate layout: key -> (wells column, shape, what to write).
+COMPOUND_ID_COLUMNS = {
+    "chebi": ("compound_chebi", re.compile(r"CHEBI:[1-9]\d*"), "a ChEBI id like CHEBI:15738"),
+    "pubchem_cid": (
+        "compound_pubchem_cid",
+        re.compile(r"[1-9]\d*"),
+        "a positive integer, e.g. 44259",
+    ),
+    "inchikey": (
+        "compound_inchikey",
+        re.compile(r"[A-Z]{14}-[A-Z]{10}-[A-Z]"),
+        "a standard InChIKey like HKSZLNNOFSGOKW-FYTWVXJKSA-N (27 characters)",
+    ),
+}
+
+
+def _compound_ids(
+    col: pd.Series,
+    key: str,
+    wells: pd.Series,
+    *,
+    name: str,
+    header: str,
+    problems: list[Problem],
+) -> pd.Series:
+    """One identifier column, checked; spreadsheets write a CID as 44259.0 and ChEBI as 'chebi:1'."""
+    _, shape, hint = COMPOUND_ID_COLUMNS[key]
+    text = col.astype(str).str.strip()
+    if key == "chebi":
+        text = text.str.replace(r"(?i)^chebi:", "CHEBI:", regex=True)
+    if key == "pubchem_cid":
+        text = text.str.replace(r"^(\d+)\.0+$", r"\1", regex=True)
+    missing = text.str.lower().isin(_MISSING).to_numpy()
+    ok = text.str.fullmatch(shape.pattern).to_numpy()
+    for i in np.flatnonzero(~missing & ~ok)[:MAX_PROBLEMS]:
+        problems.append(
+            Problem(
+                f"{text.iloc[i]!r} is not {hint.split(' like ')[0].split(',')[0]}",
+                file=name,
+                where=f"line {i + 2}, well {wells.iloc[i]}, column {header}",
+                hint=f"write {hint}, or leave the cell empty",
+            )
+        )
+    values = text.where(~missing, None)
+    if key == "pubchem_cid":
+        return pd.to_numeric(values.where(ok, None), errors="coerce").astype("Int64")
+    return values
+
+
 @dataclass(slots=True)
 class PlateConfig:
     """A cellHTS2 plate configuration: declared format, plate count, and ordered content rules."""
@@ -685,6 +734,9 @@ _ALIASES = {
     "channel": ("channel", "ch"),
     "sample_id": ("sample_id", "sample", "id", "reagent", "reagent_id"),
     "compound": ("compound", "compound_id", "compound_name", "drug"),
+    "chebi": ("chebi", "chebi_id", "compound_chebi"),
+    "pubchem_cid": ("pubchem_cid", "cid", "pubchem", "pubchem_compound_id", "compound_pubchem_cid"),
+    "inchikey": ("inchikey", "inchi_key", "standard_inchikey", "compound_inchikey"),
     "concentration": ("concentration", "conc", "dose"),
     "content": ("content", "control", "control_type", "type", "role", "well_type", "well_content"),
 }
@@ -791,9 +843,7 @@ def is_plate_layout(path: Path) -> bool:
     """Cheap test (the header only): a plate map / plate definition, i.e. a well column and what
     is in the wells (content, sample, compound or concentration) but no readings?"""
     df = pd.DataFrame(columns=table_columns(path))
-    found = canonical_columns(
-        df, ("well", "value", "sample_id", "compound", "concentration", "content")
-    )
+    found = canonical_columns(df, ("well", "value", *LAYOUT_KEYS))
     return "well" in found and "value" not in found and len(found) > 1
 
 
@@ -857,13 +907,18 @@ def _plate_ids(col: pd.Series) -> pd.Series:
     return col.astype(str).str.strip().str.replace(r"^(\d+)\.0+$", r"\1", regex=True)
 
 
+#: What a plate map / plate definition may say about a well (besides well and plate).
+LAYOUT_KEYS = ("sample_id", "compound", "concentration", "content", *COMPOUND_ID_COLUMNS)
+
+
 def read_plate_map(path: Path, *, root: Path | None = None) -> pd.DataFrame:
-    """Plate map: well, plate_id (None = every plate), sample_id, compound, concentration, content."""
+    """Plate map: well, plate_id (None = every plate), sample_id, compound, concentration, content,
+    and the compound identifiers ``compound_chebi``, ``compound_pubchem_cid`` (Int64),
+    ``compound_inchikey`` (None where not given; a malformed one is an InputError naming file,
+    line, well and column)."""
     name = rel(path, root)
     df = read_table(path, root=root)
-    cols = canonical_columns(
-        df, ("well", "plate", "sample_id", "compound", "concentration", "content")
-    )
+    cols = canonical_columns(df, ("well", "plate", *LAYOUT_KEYS))
     if "well" not in cols:
         raise InputError(
             Problem(
@@ -915,6 +970,14 @@ def read_plate_map(path: Path, *, root: Path | None = None) -> pd.DataFrame:
                 where=f"line {i + 2}",
                 hint="write wells like A01 or A1",
             )
+        )
+    for key, (column, _, _) in COMPOUND_ID_COLUMNS.items():
+        out[column] = (
+            _compound_ids(
+                df[cols[key]], key, out["well"], name=name, header=cols[key], problems=problems
+            )
+            if key in cols
+            else None
         )
     if problems:
         raise InputError(problems)

@@ -25,6 +25,7 @@ from pipelines.modalities.screening.plates import (
     parse_wells,
 )
 from pipelines.staging import write_json
+from pipelines.toolkit.inputs import RunFolder, sample_of_files
 from pipelines.toolkit.tables import columns_for, write_table
 
 log = logging.getLogger(__name__)
@@ -445,6 +446,7 @@ def build_layout(
             "sample_id": None,
             "compound": None,
             "concentration": np.nan,
+            **{column: None for column, _, _ in readers.COMPOUND_ID_COLUMNS.values()},
         }
     )
     if found.plate_map is not None:
@@ -509,13 +511,14 @@ def _apply_plate_map(
                 .itertuples(index=False)
             ]
         )
+    ids = [column for column, _, _ in readers.COMPOUND_ID_COLUMNS.values()]
     merged = layout.merge(
-        pm[["plate", "r", "c", "sample_id", "compound", "concentration", "content"]],
+        pm[["plate", "r", "c", "sample_id", "compound", "concentration", "content", *ids]],
         on=["plate", "r", "c"],
         how="left",
         suffixes=("", "_map"),
     )
-    for col in ("sample_id", "compound", "content"):
+    for col in ("sample_id", "compound", "content", *ids):
         merged[col] = merged[f"{col}_map"].where(merged[f"{col}_map"].notna(), merged[col])
     merged["concentration"] = merged["concentration_map"].where(
         merged["concentration_map"].notna(), merged["concentration"]
@@ -557,6 +560,7 @@ def score_screen(
     plates_out: str | Path,
     hits_out: str | Path,
     facts_out: str | Path,
+    samples: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Normalise, score and QC the whole screen, call hits; write wells, plates, hits Parquet and
     ``_meta/facts.json``.  Returns the screen-level figures (also stored in the wells metadata)."""
@@ -572,8 +576,21 @@ def score_screen(
     )
     sc = _score_plates(grid, layout, found=found, fmt=fmt, run_dir=run_dir)
     rep = _replicate_hits(grid, sc, cfg=cfg, fmt=fmt)
+    folder = RunFolder(run_dir)
+    file_samples = {
+        folder.rel(path): sid
+        for path, sid in sample_of_files(
+            run_dir, {"samples": samples or []}, found.files, modality="screening"
+        ).items()
+    }
     wells = _wells_table(
-        grid, sc, rep, layout, fmt=fmt, unit=cfg["dose_response"]["concentration_unit"]
+        grid,
+        sc,
+        rep,
+        layout,
+        fmt=fmt,
+        unit=cfg["dose_response"]["concentration_unit"],
+        file_samples=file_samples,
     )
     plates_df = _plates_table(grid, sc)
     hits = _hits_table(grid, rep, wells, fmt=fmt)
@@ -786,8 +803,11 @@ def _wells_table(
     *,
     fmt: PlateFormat,
     unit: str,
+    file_samples: dict[str, str],
 ) -> pd.DataFrame:
-    """One row per well of every plate reading, in (plate, replicate, channel, row, col) order."""
+    """One row per well of every plate reading, in (plate, replicate, channel, row, col) order.
+
+    ``file_samples``: raw file (relative to the run folder) -> experiment.yaml sample id."""
     inst, n_plates, wells_per = grid.inst, grid.n, fmt.wells
     lay = layout.iloc[
         (sc.plate_pos[:, None] * wells_per + np.arange(wells_per)[None, :]).ravel()
@@ -819,6 +839,12 @@ def _wells_table(
             .astype(object)
             .where(lay["compound"].notna(), None)
             .to_numpy(),
+            "compound_chebi": _text(lay["compound_chebi"]),
+            "compound_pubchem_cid": pd.array(lay["compound_pubchem_cid"], dtype="Int64"),
+            "compound_inchikey": _text(lay["compound_inchikey"]),
+            "experiment_sample_id": np.repeat(
+                np.array([file_samples.get(str(f)) for f in grid.files], dtype=object), wells_per
+            ),
             "concentration": lay["concentration"].to_numpy(dtype=np.float64),
             "concentration_unit": np.where(lay["concentration"].notna().to_numpy(), unit, None),
             "content": lay["content"].astype(str).to_numpy(),
@@ -837,6 +863,10 @@ def _wells_table(
     for col in [c for c in lay.columns if c.startswith("annot_")]:
         wells[col] = lay[col].astype(object).where(lay[col].notna(), None).to_numpy()
     return wells
+
+
+def _text(col: pd.Series) -> np.ndarray:
+    return col.astype(object).where(col.notna(), None).to_numpy()
 
 
 def _plates_table(grid: _PlateGrid, sc: _Scores) -> pd.DataFrame:
@@ -1275,6 +1305,7 @@ def process_screen(
     hits_out: str | Path,
     dose_response_out: str | Path,
     facts_out: str | Path,
+    samples: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """:func:`score_screen` then :func:`fit_dose_response`, for one workflow job: on a busy node
     each extra job costs seconds of interpreter start-up, more than the fits themselves."""
@@ -1286,6 +1317,7 @@ def process_screen(
         plates_out=plates_out,
         hits_out=hits_out,
         facts_out=facts_out,
+        samples=samples,
     )
     fit_dose_response(wells=wells_out, block=block, out=dose_response_out)
     return screen

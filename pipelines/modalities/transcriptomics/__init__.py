@@ -34,7 +34,7 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(_numba_cache_dir()))
 from pipelines.errors import InputError, Problem  # noqa: E402
 from pipelines.modalities import ModalitySpec  # noqa: E402
 from pipelines.staging import write_json  # noqa: E402
-from pipelines.toolkit.inputs import InputSet  # noqa: E402
+from pipelines.toolkit.inputs import InputSet, sample_of_files  # noqa: E402
 
 from . import annotate  # noqa: E402
 from .bulk import load_bulk, match_samples, process_bulk, read_count_table, read_sample_sheet  # noqa: E402
@@ -99,7 +99,13 @@ def list_inputs(run_dir: str | Path, experiment: dict[str, Any]) -> InputSet:
         spec = resolve_input(run_dir, params_from_experiment(experiment))
     except InputError as err:
         return InputSet(problems=tuple(err.problems))
-    return InputSet(files=tuple(sorted(input_files(spec))))
+    files = tuple(sorted(input_files(spec)))
+    problems: list[Problem] = []
+    # samples[].files may name the matrix (or a file of its mtx folder): checked, not used to
+    # split cells (barcode suffixes or obs['sample_id'] do that)
+    inputs = [q for p in files for q in ([*p.rglob("*")] if p.is_dir() else [p])]
+    sample_of_files(run_dir, experiment, inputs, modality="transcriptomics", problems=problems)
+    return InputSet(files=files, problems=tuple(problems))
 
 
 def input_kind(run_dir: str | Path, experiment: dict[str, Any]) -> str:

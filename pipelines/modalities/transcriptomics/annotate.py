@@ -55,17 +55,39 @@ def organism(experiment: dict[str, Any]) -> str | None:
     return next((s["organism"] for s in samples(experiment) if s.get("organism")), None)
 
 
-def sample_fields(sample: dict[str, Any], *, assay: str, suspension_type: str) -> dict[str, str]:
-    """CELLxGENE-style obs fields of one experiment.yaml sample."""
-    return {
-        "sample_id": str(sample.get("id")),
-        "donor_id": str(sample.get("donor_id") or UNKNOWN),
-        "organism_ontology_term_id": str(sample.get("organism") or UNKNOWN),
-        "tissue_ontology_term_id": str(sample.get("tissue") or UNKNOWN),
-        "cell_type_ontology_term_id": str(sample.get("cell_type") or UNKNOWN),
-        "assay_ontology_term_id": assay,
-        "suspension_type": suspension_type,
-    }
+#: CELLxGENE schema 5.x obs fields taken from an experiment.yaml sample: obs column -> sample key
+CELLXGENE_SAMPLE_FIELDS = {
+    "donor_id": "donor_id",
+    "organism_ontology_term_id": "organism",
+    "tissue_ontology_term_id": "tissue",
+    "cell_type_ontology_term_id": "cell_type",
+    "sex_ontology_term_id": "sex",
+    "disease_ontology_term_id": "disease",
+    "development_stage_ontology_term_id": "development_stage",
+    "self_reported_ethnicity_ontology_term_id": "self_reported_ethnicity",
+}
+
+
+def sample_fields(
+    sample: dict[str, Any], *, assay: str, suspension_type: str
+) -> dict[str, str | bool]:
+    """CELLxGENE (schema 5.x) obs fields of one experiment.yaml sample.
+
+    A field the sample does not give is ``unknown``, except ``self_reported_ethnicity``, which
+    CELLxGENE wants as ``na`` for a non-human organism.  ``tissue_type`` is ``tissue`` (no
+    organoid or cell culture flag in experiment.yaml yet); ``is_primary_data`` is true: the
+    cells are this experiment's own measurement, not a re-use of published data.
+    """
+    out: dict[str, str | bool] = {"sample_id": str(sample.get("id"))}
+    for column, key in CELLXGENE_SAMPLE_FIELDS.items():
+        out[column] = str(sample.get(key) or UNKNOWN)
+    if not sample.get("self_reported_ethnicity") and sample.get("organism") not in (None, HUMAN):
+        out["self_reported_ethnicity_ontology_term_id"] = "na"
+    out["assay_ontology_term_id"] = assay
+    out["suspension_type"] = suspension_type
+    out["tissue_type"] = "tissue"
+    out["is_primary_data"] = True
+    return out
 
 
 # --------------------------------------------------------------------------- privacy

@@ -325,23 +325,22 @@ def _annotate_samples(adata, experiment: dict[str, Any], params: Params) -> None
     if exp_samples:
         all_rows = list(rows.values())
         common = {k: v for k, v in all_rows[0].items() if all(r[k] == v for r in all_rows)}
-    for field_name in (
-        "donor_id",
-        "organism_ontology_term_id",
-        "tissue_ontology_term_id",
-        "cell_type_ontology_term_id",
-        "assay_ontology_term_id",
-        "suspension_type",
-    ):
+    import pandas as pd
+
+    # a sample named like the count-table column is that sample; with one sample, all are its
+    only = str(exp_samples[0].get("id")) if len(exp_samples) == 1 else None
+    if "sample_id" not in adata.obs:
+        adata.obs["sample_id"] = pd.Categorical(
+            [str(n) if str(n) in rows else only for n in adata.obs_names]
+        )
+    default = annotate.sample_fields({}, assay=assay, suspension_type="na")
+    for field_name in default:
+        if field_name == "sample_id":
+            continue
         values = []
         for name in adata.obs_names:
             src = rows.get(str(name)) or common
-            values.append(
-                src.get(
-                    field_name,
-                    annotate.UNKNOWN if field_name != "assay_ontology_term_id" else assay,
-                )
-            )
+            values.append(src.get(field_name, default[field_name]))
         adata.obs[field_name] = values
     adata.obs["suspension_type"] = "na"
 

@@ -31,6 +31,10 @@ samples:
     tissue: UBERON:0000178
     cell_type: unknown
     donor_id: D01
+    sex: PATO:0000383
+    disease: PATO:0000461
+    development_stage: unknown
+    self_reported_ethnicity: unknown
 transcriptomics:
   suspension_type: cell
   doublets: {{enabled: true}}

@@ -150,7 +150,9 @@ def _annotate_cells(
             which = suffix.astype(int).to_numpy() - 1
     table = pd.DataFrame(rows).iloc[which]
     for col in table.columns:
-        adata.obs[col] = pd.Categorical(table[col].to_numpy())
+        values = table[col].to_numpy()
+        # text fields as categories (CELLxGENE); is_primary_data stays a bool column
+        adata.obs[col] = values.astype(bool) if col == "is_primary_data" else pd.Categorical(values)
 
 
 # --------------------------------------------------------------------------- QC

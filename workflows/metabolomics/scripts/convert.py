@@ -9,5 +9,6 @@ run_step(
     chromatograms_out=snakemake.output.chromatograms,
     qc_out=snakemake.output.qc,
     run=snakemake.wildcards.run,
+    sample_id=snakemake.params.sample_id,
     threads=snakemake.threads,
 )

@@ -8,4 +8,5 @@ run_step(
     out=snakemake.output.peaks,
     params=dict(snakemake.params.features),
     run=snakemake.wildcards.run,
+    sample_id=snakemake.params.sample_id,
 )

@@ -13,4 +13,5 @@ run_step(
     hits_out=s.output.hits,
     dose_response_out=s.output.fits,
     facts_out=s.output.facts,
+    samples=list(s.params.samples),
 )
