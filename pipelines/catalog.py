@@ -123,7 +123,10 @@ def selection(metadata: dict[str, Any] | None) -> dict[str, Any]:
         "organisms": ids("binds:organism"),
         "tissues": ids("binds:tissue"),
         "cell_types": ids("binds:cellType"),
-        "compounds": ids("binds:compound"),
+        # the samples' compounds and those named in the data (a screen's plate maps)
+        "compounds": sorted(
+            {*ids("binds:compound"), *map(_curie, metadata.get("binds:compoundInData") or [])}
+        ),
         "sample_ids": sorted({s["identifier"] for s in samples if s.get("identifier")}),
         "samples": [
             {

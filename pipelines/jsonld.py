@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import re
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -402,6 +403,7 @@ def build_metadata(
         ),
     )
     samples = exp.get("samples") or []
+    tested = compounds_in_tables(files=files, stage_root=stage.root)
     facts = stage.facts
     metrics = stage.metrics
     citation = (
@@ -429,7 +431,7 @@ def build_metadata(
         "conditionsOfAccess": access,
         "citation": citation,
         "citeAs": citation,
-        "about": sample_terms(samples=samples),
+        "about": sample_terms(samples=samples, extra=tested),
         "distribution": distribution,
         "recordSet": record_sets,
         "binds:modality": modality,
@@ -437,6 +439,7 @@ def build_metadata(
         "binds:contentDigest": content_digest,
         "binds:instrument": exp.get("instrument"),
         "binds:sample": [_sample_node(iri, s) for s in samples],
+        "binds:compoundInData": [term_iri(c) for c in tested],
         "binds:parameters": exp.get(modality) or {},
         "binds:qc": metrics,
         "variableMeasured": [
@@ -565,17 +568,47 @@ def _group_files(
     return plain, parquet_dirs, zarr_roots
 
 
-def sample_terms(*, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The ``about`` list: each ontology term the samples name (organism, tissue ...), once."""
+def sample_terms(
+    *, samples: list[dict[str, Any]], extra: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """The ``about`` list: each ontology term the samples name (organism, tissue ...), then
+    the ``extra`` ids (compounds named in the data tables), once each."""
     about: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for s in samples:
-        for key in SAMPLE_TERMS:
-            val = s.get(key)
-            if isinstance(val, str) and val not in seen and (term := defined_term(val)):
-                seen.add(val)
-                about.append(term)
+    named = [s.get(key) for s in samples for key in SAMPLE_TERMS]
+    for val in [*named, *extra]:
+        if isinstance(val, str) and val not in seen and (term := defined_term(val)):
+            seen.add(val)
+            about.append(term)
     return about
+
+
+#: Data-table columns that hold compound ontology ids, and the CURIE prefix of their values.
+COMPOUND_ID_COLUMNS = {"compound_chebi": "", "compound_pubchem_cid": "PUBCHEM.COMPOUND:"}
+
+
+def compounds_in_tables(*, files: list[dict[str, Any]], stage_root: Path) -> list[str]:
+    """The compound ids (CURIEs) named in the version's plain Parquet tables, sorted, once each.
+
+    A screen's compounds live in its plate maps, not in experiment.yaml's samples: without
+    this the catalog could not select a screen by the compound it tested.  Only the id
+    columns are read (a column projection), and only from tables that have one.
+    """
+    found: set[str] = set()
+    for f in files:
+        if not f["path"].endswith(".parquet") or "/" in f["path"].removeprefix("data/"):
+            continue
+        path = stage_root / f["path"]
+        names = set(pq.read_schema(path).names) & set(COMPOUND_ID_COLUMNS)
+        if not names:
+            continue
+        table = pq.read_table(path, columns=sorted(names))
+        for name in sorted(names):
+            prefix = COMPOUND_ID_COLUMNS[name]
+            found.update(
+                f"{prefix}{v}" for v in table.column(name).unique().to_pylist() if v is not None
+            )
+    return sorted(c for c in found if term_iri(c))
 
 
 def creators(*, experiment: dict[str, Any]) -> list[dict[str, Any]]:

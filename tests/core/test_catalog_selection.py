@@ -45,6 +45,15 @@ def test_rows_are_typed_with_selection_columns_and_figures(demo_store):
     ] == ["S1", "S2", "S3"]
     assert "binds-metabolomics-features/2" in rows["metabolomics"]["data_formats"]
     assert rows["metabolomics"]["compounds"] == ["CHEBI:27732"]
+    # a screen's compounds come from its plate map (the wells' id columns), not from samples
+    assert rows["screening"]["compounds"] == [
+        "CHEBI:15738",
+        "CHEBI:27732",
+        "CHEBI:28262",
+        "PUBCHEM.COMPOUND:2519",
+        "PUBCHEM.COMPOUND:44259",
+        "PUBCHEM.COMPOUND:679",
+    ]
     assert (
         isinstance(rows["cryoem"]["resolution_angstrom"], float)
         and rows["cryoem"]["resolution_beyond_nyquist"] is False
@@ -84,6 +93,8 @@ def test_binds_catalog_filters_on_the_selection_columns(demo_store):
         "transcriptomics",
     ]
     assert ids("--tissue", "UBERON:0001969") == ["metabolomics"]
+    # caffeine: the plasma samples given it, and the screen that tested it (its plate map)
+    assert ids("--compound", "CHEBI:27732") == ["metabolomics", "screening"]
     assert ids("--where", "z_prime_median>=0.5") == ["screening"]
     assert ids("--where", "resolution_angstrom<=10", "--qc", "pass") == ["cryoem"]
     assert ids("--licence", "CC0-1.0") == ["cryoem"]
