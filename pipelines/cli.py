@@ -1050,9 +1050,10 @@ def serve(
 
       binds serve /data/inbox/screening --limit 1 --settle 120 --profile slurm
     """
-    from pipelines.monitoring import api_problem, configured_api_url
+    from pipelines.monitoring import api_problem, configured_api_url, prefect_environment
 
     _setup_logging(False)
+    prefect_environment(quiet=False)  # the service's terminal shows Prefect's runner lines
     if not inbox.is_dir():
         raise InputError(Problem("no such inbox folder", file=str(inbox)))
     url = configured_api_url()
