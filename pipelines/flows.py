@@ -163,25 +163,20 @@ def _binds_run(
     trace("flow run begun")
     logger = get_run_logger()
     with runner.hold_work_dir(run_dir, work_dir, say=say):
-        if started is None:
-            t0 = time.time()
-            reporter = RunReporter(logger)
-            try:
-                # with publish, the store is checked before any compute (reachable, writable)
-                started = runner.start_run(
-                    run_dir,
-                    work_dir=work_dir,
-                    store_url=store_url,
-                    check_store=publish,
-                    profile=profile,
-                    cores=cores,
-                    say=say,
-                )
-            except Exception as exc:
-                reporter.step("validate", started=t0, finished=time.time(), failed=str(exc))
-                raise
+        reporter = RunReporter(logger)
+        if started is None:  # a served deployment: validate and start here
+            started = _start(
+                reporter,
+                run_dir=run_dir,
+                work_dir=work_dir,
+                store_url=store_url,
+                check_store=publish,  # the store is checked before any compute
+                profile=profile,
+                cores=cores,
+                say=say,
+            )
         stage = started.stage
-        reporter = RunReporter(logger, console_log=stage.meta_dir / "snakemake.log")
+        reporter.console_log = stage.meta_dir / "snakemake.log"
         reporter.step("validate", started=started.validated[0], finished=started.validated[1])
         try:
             with reporter.following(started.events):
@@ -197,6 +192,16 @@ def _binds_run(
         result = publish_task(str(stage.root), store_url)
     _publish_artifacts(result)
     return result | {"stage_dir": str(stage.root), "published": True}
+
+
+def _start(reporter: RunReporter, **how: Any) -> StartedRun:
+    """:func:`runner.start_run` inside the flow; bad input fails the ``validate`` task run."""
+    t0 = time.time()
+    try:
+        return runner.start_run(**how)
+    except Exception as exc:
+        reporter.step("validate", started=t0, finished=time.time(), failed=str(exc))
+        raise
 
 
 #: The flow of a served deployment (``binds serve``), of ``binds watch`` and ``binds demo``.

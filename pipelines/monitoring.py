@@ -169,6 +169,7 @@ class TemporaryServer:
 _DIE_WITH_PARENT = """
 import ctypes, os, signal, sys
 ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+os.nice(10)  # the workflow first: the server boots (~5 s CPU) on what the jobs leave free
 if os.getppid() != int(sys.argv[1]):  # the parent died before prctl
     sys.exit(0)
 os.execv(sys.argv[2], sys.argv[2:])
