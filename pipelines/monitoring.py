@@ -1,15 +1,16 @@
 """Prefect glue of ``binds run``: the API check, the temporary server, Snakemake jobs as task runs.
 
-Three things, each kept out of the flow so that the flow stays a list of steps:
+Four things, each kept out of the flow so that the flow stays a list of steps:
 
 - :func:`api_problem` asks a configured Prefect API for ``/health`` (2 s, no Prefect import):
   ``binds run`` checks it before starting the flow and, when it does not answer, runs with a
   temporary server instead and says so in one line (the data are processed either way).
 - :class:`TemporaryServer` is what Prefect's ephemeral mode starts (its API app under
   uvicorn, on a free loopback port), but started by ``binds`` itself: *while* the run folder is
-  validated (its ~7 s start overlaps validation), in its own session, so a Ctrl-C in the
-  terminal reaches ``binds`` and Snakemake but not the server: the flow run is still
-  recorded as interrupted and the logs are flushed before the server is stopped.
+  validated and the workflow runs (its ~5 s of CPU at nice 10: the jobs first), in its own
+  session, so a Ctrl-C in the terminal reaches ``binds`` and Snakemake but not the server:
+  the flow run is still recorded as interrupted and the logs are flushed before the server
+  is stopped.
 - :class:`RunReporter` follows the JSON-lines event file written by the Snakemake logger
   plugin (:mod:`snakemake_logger_plugin_binds`) and reports every Snakemake job as a Prefect
   task run named ``<rule>[<wildcards>]`` (``<rule>`` when it has none), stamped with the job's
@@ -619,6 +620,7 @@ def prefect_environment(*, quiet: bool = True) -> None:
     """The Prefect settings of a ``binds`` process (environment defaults, set before Prefect is
     imported; what the user set wins).  ``quiet``: Prefect's terminal output off."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # Prefect's client-side analytics (no internet)
     os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".binds" / "prefect"))
     # Prefect's SQLite database cannot be created in a folder that does not exist yet
     Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
