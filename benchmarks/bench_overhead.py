@@ -14,11 +14,19 @@ runs) and measured as whole processes (wall time, median of ``REPEATS``):
 Publishing is left out of all three (it is the same function with or without Prefect; see
 bench_store).  Goal (issue 11): server <= baseline + 1.5 s.  Run: ``python benchmarks/run.py
 overhead`` (``--quick``: one repeat).
+
+Besides wall time, each run's CPU seconds (the process and its children: Snakemake and its
+jobs) and the running server's CPU seconds during the run are recorded: on a shared 2-core
+machine they tell binds' own cost apart from the load of the moment.  The ``binds run`` runs
+write their step times (``BINDS_TRACE``); ``steps`` gives them relative to the process start,
+with the first and last Snakemake job, for the median server run.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -34,13 +42,65 @@ REPEATS = 3
 BINDS = [sys.executable, "-m", "pipelines.cli"]
 
 
-def _timed(cmd: list[str], env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _session_cpu(sid: int) -> float:
+    """CPU seconds so far of every process in session ``sid`` (the running server)."""
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # session id
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _timed(cmd: list[str], env: dict[str, str], server_sid: int) -> dict[str, float]:
+    cpu0, server0 = _children_cpu(), _session_cpu(server_sid)
+    t0 = time.time()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
+    t1 = time.time()
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[:4]} failed: {proc.stderr[-2000:]}")
-    return seconds
+    return {
+        "t0": t0,
+        "wall_s": round(t1 - t0, 3),
+        "cpu_s": round(_children_cpu() - cpu0, 2),
+        "server_cpu_s": round(_session_cpu(server_sid) - server0, 2),
+    }
+
+
+def _steps(trace: Path, events: Path, t0: float, t_end: float) -> dict[str, float]:
+    """Seconds from the process start to each traced step and to the first/last job."""
+    steps = {}
+    for line in trace.read_text().splitlines():
+        t, step = line.split(" ", 1)
+        steps[step] = round(float(t) - t0, 2)
+    evs = [json.loads(ln) for ln in events.read_text().splitlines() if ln.strip()]
+    starts = [e["t"] for e in evs if e["event"] == "job_info"]
+    ends = [e["t"] for e in evs if e["event"] == "job_finished"]
+    steps["snakemake: first event"] = round(evs[0]["t"] - t0, 2)
+    steps["first job started"] = round(min(starts) - t0, 2)
+    steps["last job ended"] = round(max(ends) - t0, 2)
+    steps["exit"] = round(t_end - t0, 2)
+    return dict(sorted(steps.items(), key=lambda kv: kv[1]))
+
+
+def _hand_steps(events: Path, t0: float, t_end: float) -> dict[str, float]:
+    evs = [json.loads(ln) for ln in events.read_text().splitlines() if ln.strip()]
+    return {
+        "snakemake: first event": round(evs[0]["t"] - t0, 2),
+        "first job started": round(min(e["t"] for e in evs if e["event"] == "job_info") - t0, 2),
+        "last job ended": round(max(e["t"] for e in evs if e["event"] == "job_finished") - t0, 2),
+        "exit": round(t_end - t0, 2),
+    }
 
 
 def _server(home: Path) -> tuple[subprocess.Popen, str]:
@@ -93,72 +153,79 @@ def main(quick: bool = False) -> list[dict]:
         env.pop("PREFECT_API_URL", None)
         exp, template = runner.prepare(run_dir, work_dir=tmp / "template")
         server, url = _server(tmp / "server-home")
+        sid = server.pid  # started with start_new_session: its pid is the session id
         # one untimed run each: the database migration of a fresh PREFECT_HOME, numba caches
-        _timed([*BINDS, "run", str(run_dir), "--no-publish", "--work-dir", str(tmp / "warm")], env)
-        times: dict[str, list[float]] = {"baseline": [], "server": [], "ephemeral": []}
+        _timed(
+            [*BINDS, "run", str(run_dir), "--no-publish", "--work-dir", str(tmp / "warm")],
+            env,
+            sid,
+        )
+        runs: dict[str, list[dict]] = {"baseline": [], "server": [], "ephemeral": []}
         for i in range(repeats):
             work = tmp / f"hand-{i}"
             shutil.copytree(template.meta_dir, work / "stage" / "_meta")
+            # with the logger plugin, as binds run starts it (its events give the job times)
             cmd = snakemake_command(
-                run_dir=run_dir, stage=StagedDataset(work / "stage"), modality=exp.modality
+                run_dir=run_dir,
+                stage=StagedDataset(work / "stage"),
+                modality=exp.modality,
+                events=True,
             )
-            times["baseline"].append(_timed(cmd, env))
-            times["server"].append(
-                _timed(
-                    [
-                        *BINDS,
-                        "run",
-                        str(run_dir),
-                        "--no-publish",
-                        "--work-dir",
-                        str(tmp / f"server-{i}"),
-                    ],
-                    env | {"PREFECT_API_URL": url},
+            events = work / "events.jsonl"
+            hand = _timed(cmd, env | {"BINDS_SNAKEMAKE_EVENTS": str(events)}, sid)
+            hand["steps"] = _hand_steps(events, hand["t0"], hand["t0"] + hand["wall_s"])
+            runs["baseline"].append(hand)
+            for kind, kind_env in (("server", env | {"PREFECT_API_URL": url}), ("ephemeral", env)):
+                out = tmp / f"{kind}-{i}"
+                trace = tmp / f"{kind}-{i}.trace"
+                run = _timed(
+                    [*BINDS, "run", str(run_dir), "--no-publish", "--work-dir", str(out)],
+                    kind_env | {"BINDS_TRACE": str(trace)},
+                    sid,
                 )
-            )
-            times["ephemeral"].append(
-                _timed(
-                    [
-                        *BINDS,
-                        "run",
-                        str(run_dir),
-                        "--no-publish",
-                        "--work-dir",
-                        str(tmp / f"eph-{i}"),
-                    ],
-                    env,
+                run["steps"] = _steps(
+                    trace,
+                    out / "stage" / "_meta" / "snakemake-events.jsonl",
+                    run["t0"],
+                    run["t0"] + run["wall_s"],
                 )
-            )
-        med = {k: statistics.median(v) for k, v in times.items()}
-        base = med["baseline"]
-        return [
-            {
-                "benchmark": "overhead: binds run (running server)",
-                "ours": med["server"],
-                "baseline": "same snakemake command by hand",
-                "baseline_s": base,
-                "ratio": med["server"] / base,
-                "goal": "<= baseline + 1.5 s",
-                "extra": {"overhead_s": round(med["server"] - base, 2), "runs": times["server"]},
-            },
-            {
-                "benchmark": "overhead: binds run (ephemeral)",
-                "ours": med["ephemeral"],
-                "baseline": "same snakemake command by hand",
-                "baseline_s": base,
-                "ratio": med["ephemeral"] / base,
-                "goal": "measured (was +7.5 s)",
-                "extra": {
-                    "overhead_s": round(med["ephemeral"] - base, 2),
-                    "runs": times["ephemeral"],
-                },
-            },
-        ]
+                runs[kind].append(run)
+        return [_row(runs, "server", "running server"), _row(runs, "ephemeral", "ephemeral")]
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _median_run(runs: list[dict]) -> dict:
+    return sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
+
+
+def _row(runs: dict[str, list[dict]], kind: str, label: str) -> dict:
+    base = statistics.median(r["wall_s"] for r in runs["baseline"])
+    ours = statistics.median(r["wall_s"] for r in runs[kind])
+    diffs = [r["wall_s"] - b["wall_s"] for r, b in zip(runs[kind], runs["baseline"], strict=True)]
+    cpu = [r["cpu_s"] - b["cpu_s"] for r, b in zip(runs[kind], runs["baseline"], strict=True)]
+    return {
+        "benchmark": f"overhead: binds run ({label})",
+        "ours": ours,
+        "baseline": "same snakemake command by hand",
+        "baseline_s": base,
+        "ratio": ours / base,
+        "goal": "<= baseline + 1.5 s" if kind == "server" else "measured (was +20.2 s)",
+        "extra": {
+            "overhead_s": round(ours - base, 2),
+            "pairwise_overhead_s": [round(d, 2) for d in diffs],
+            "extra_cpu_s": [round(c, 2) for c in cpu],
+            "server_cpu_s": [r["server_cpu_s"] for r in runs[kind]],
+            "baseline_server_cpu_s": [r["server_cpu_s"] for r in runs["baseline"]],
+            "runs_s": [r["wall_s"] for r in runs[kind]],
+            "baseline_runs_s": [r["wall_s"] for r in runs["baseline"]],
+            "steps": _median_run(runs[kind])["steps"],
+            "baseline_steps": _median_run(runs["baseline"])["steps"],
+        },
+    }
 
 
 if __name__ == "__main__":

@@ -264,32 +264,52 @@ def run(
 
       binds run runs/krios-0042 --profile slurm --no-publish   # stage on the cluster
     """
-    from pipelines.runner import check_run_dir
+    from pipelines import runner
+    from pipelines.monitoring import trace
 
+    trace("cli: run")
     _setup_logging(verbose)
     _quiet_prefect(verbose)
     with _prefect_session() as session, _status(f"processing {run_dir}") as status:
-        status.update("validating")
-        exp, _ = check_run_dir(run_dir)  # before Prefect: bad input is exit 2 within a second
-        status.update("starting Prefect")
-        session.choose()  # PREFECT_API_URL is set before Prefect is imported
-        importing = _import_in_background("pipelines.flows")  # overlaps the temporary server's boot
-        session.ready()
-        importing.join()
-        from prefect import tags
-
-        from pipelines.flows import binds_run
-        from pipelines.monitoring import run_tags
-
-        with tags(*run_tags(exp.data)):
-            result = binds_run(
-                str(run_dir.resolve()),
-                store_url=_absolute_store(store),
+        with runner.hold_work_dir(run_dir, work_dir, say=status.update):
+            # validation, then Snakemake starts, all before Prefect is imported: bad input is
+            # exit 2 within a second, and Snakemake's start-up overlaps Prefect's import
+            store_url = _absolute_store(store)
+            started = runner.start_run(
+                run_dir,
+                work_dir=work_dir,
+                store_url=store_url,
+                check_store=publish,
                 profile=profile,
                 cores=cores,
-                work_dir=str(work_dir.resolve()) if work_dir else None,
-                publish=publish,
+                say=status.update,
             )
+            trace("snakemake started")
+            try:
+                session.choose()  # PREFECT_API_URL is set before Prefect is imported
+                # the import overlaps the temporary server's boot
+                importing = _import_in_background("pipelines.flows")
+                session.ready()
+                importing.join()
+                trace("prefect imported, API ready")
+                from prefect import tags
+
+                from pipelines.flows import make_flow
+                from pipelines.monitoring import run_tags
+
+                with tags(*run_tags(started.experiment.data)):
+                    result = make_flow(started, say=status.update)(
+                        str(run_dir.resolve()),
+                        store_url=store_url,
+                        profile=profile,
+                        cores=cores,
+                        work_dir=str(work_dir.resolve()) if work_dir else None,
+                        publish=publish,
+                    )
+                trace("flow returned")
+            finally:
+                started.staging.stop()  # Ctrl-C before the flow, Prefect failed: stop Snakemake
+    trace("prefect flushed")
     _print_publish(result, json_out)
 
 
@@ -338,35 +358,20 @@ class _status:
         self.status = err.status(label)
 
     def __enter__(self):
-        from pipelines import runner
-
         self.status.__enter__()
-        runner.progress_hook = self.update
         return self
 
     def update(self, text: str) -> None:
         self.status.update(f"{self.label}: {text}")
 
     def __exit__(self, *exc):
-        from pipelines import runner
-
-        runner.progress_hook = None
         return self.status.__exit__(*exc)
 
 
 def _quiet_prefect(verbose: bool) -> None:
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".binds" / "prefect"))
-    # Prefect's SQLite database cannot be created in a folder that does not exist yet
-    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
-    # the ephemeral API server needs more than Prefect's 20 s on a busy 2-core machine
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    if not verbose:
-        # failures are reported by binds itself (one clear message); Prefect's own copy on the
-        # terminal is noise.  Only the console handler is quieted: the flow run's logs (and
-        # Snakemake's lines) still reach the API, i.e. the UI's Logs tab.
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
-        os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "ERROR")
+    from pipelines.monitoring import prefect_environment
+
+    prefect_environment(quiet=not verbose)
 
 
 def _print_publish(result: dict[str, Any], json_out: bool) -> None:
@@ -967,9 +972,10 @@ def serve(
 
       binds serve /data/inbox/screening --limit 1 --settle 120 --profile slurm
     """
-    from pipelines.monitoring import api_problem, configured_api_url
+    from pipelines.monitoring import api_problem, configured_api_url, prefect_environment
 
     _setup_logging(False)
+    prefect_environment(quiet=False)  # the service's terminal shows Prefect's runner lines
     if not inbox.is_dir():
         raise InputError(Problem("no such inbox folder", file=str(inbox)))
     url = configured_api_url()
@@ -1034,11 +1040,11 @@ def demo(
             run_dir = (runs_dir / f"demo-{m}").resolve()
             with err.status(f"writing example {m} run {run_dir}"):
                 mods.get(m).make_demo_run(run_dir)
-            with _status(f"processing {run_dir}"):
+            with _status(f"processing {run_dir}") as status:
                 session.ready()
-                from pipelines.flows import binds_run
+                from pipelines.flows import make_flow
 
-                result = binds_run(
+                result = make_flow(say=status.update)(
                     str(run_dir),
                     store_url=_absolute_store(store),
                     cores=cores,
@@ -1058,7 +1064,23 @@ def demo(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+        code: int | str | None = 0
+    except SystemExit as exc:
+        code = exc.code
+    if "prefect" in sys.modules:
+        # Tearing down an interpreter that imported Prefect (and pydantic, sqlalchemy ...)
+        # takes 0.3-1 s; everything binds owns is closed by now (Prefect's queues were
+        # drained by the session, the temporary server is stopped), so leave at once.
+        from pipelines.monitoring import flush_prefect
+
+        flush_prefect()
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Prefect flow of ``binds run``: validate -> Snakemake (one task run per job) -> publish.
 
-The flow only orders :mod:`pipelines.runner`'s steps; :mod:`pipelines.monitoring` mirrors
-Snakemake into it.  What the unit lead sees in the Prefect UI for one run folder:
+The flow only orders :mod:`pipelines.runner`'s steps; :class:`pipelines.monitoring.RunReporter`
+reports Snakemake's jobs into it.  What the unit lead sees in the Prefect UI for one run folder:
 
 - a flow run named after the dataset id, tagged ``modality:``, ``request:``, ``access:`` and
   ``unit:`` (set by the caller: ``binds run`` and ``binds serve``), with absolute paths as
@@ -12,25 +12,29 @@ Snakemake into it.  What the unit lead sees in the Prefect UI for one run folder
 - artifacts keyed per dataset: ``qc-<dataset-id>`` (a table: each QC check with pass/fail,
   each rule with its time and memory, the key figures), ``publish-<dataset-id>`` (a link to the
   published version) and ``report-<dataset-id>`` (a link to its ``qc/report.html``).
+
+``binds run`` validates and starts Snakemake *before* it imports Prefect (so that Snakemake's
+start-up overlaps Prefect's) and hands the started run to :func:`make_flow`; a served
+deployment (``binds serve``) runs :data:`binds_run`, which does the same steps itself.  Either
+way the workflow runs without Prefect: Prefect records what it did.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import Flow, flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipelines import runner
-from pipelines.monitoring import EVENTS_ENV, SnakemakeMonitor, artifact_key
+from pipelines.monitoring import RunReporter, artifact_key, trace
+from pipelines.runner import EVENTS_FILE, Say, StartedRun
 from pipelines.staging import StagedDataset
 from pipelines.store.publish import PublishResult
-
-EVENTS_FILE = "snakemake-events.jsonl"  # in <stage>/_meta/: the run's job record
 
 
 def _flow_run_name() -> str:
@@ -46,23 +50,6 @@ def _flow_run_name() -> str:
         return run_dir.name
 
 
-@task(
-    name="validate",
-    task_run_name="validate",
-    retries=0,
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)
-def validate_task(
-    run_dir: str, work_dir: str | None, store_url: str | None, publish: bool
-) -> dict[str, str]:
-    # with publish, the store is checked before any compute (reachable, writable)
-    exp, stage = runner.prepare(
-        run_dir, work_dir=work_dir, store_url=store_url, check_store=publish
-    )
-    return {"modality": exp.modality, "dataset_id": exp.dataset_id, "stage_dir": str(stage.root)}
-
-
 # No task-level retries: publish retries transient store faults itself, within a time budget
 # (BINDS_PUBLISH_RETRY_S), and bad input (e.g. another access level) is never retried.
 @task(
@@ -70,27 +57,6 @@ def validate_task(
 )
 def publish_task(stage_dir: str, store_url: str | None) -> dict:
     return runner.publish_stage(stage_dir, store_url).to_dict()
-
-
-def run_snakemake(
-    *, run_dir: str, stage: StagedDataset, modality: str, profile: str, cores: int | None
-) -> SnakemakeMonitor:
-    """The workflow, with every job mirrored as a task run of the current flow run."""
-    logger = get_run_logger()
-    events = stage.meta_dir / EVENTS_FILE
-    before = os.environ.get(EVENTS_ENV)
-    os.environ[EVENTS_ENV] = str(events)  # read by the logger plugin in the Snakemake process
-    try:
-        with SnakemakeMonitor(
-            events, logger, console_log=stage.meta_dir / "snakemake.log"
-        ) as monitor:
-            runner.stage(run_dir, stage, modality=modality, profile=profile, cores=cores)
-    finally:
-        if before is None:
-            os.environ.pop(EVENTS_ENV, None)
-        else:
-            os.environ[EVENTS_ENV] = before
-    return monitor
 
 
 def _qc_artifact(stage: StagedDataset, dataset_id: str) -> None:
@@ -125,31 +91,43 @@ def _publish_artifacts(result: dict[str, Any]) -> None:
     )
 
 
-@flow(
-    name="binds-run",
-    flow_run_name=_flow_run_name,
-    log_prints=True,
-    persist_result=False,
-    task_runner=ThreadPoolTaskRunner(max_workers=256),
-)  # one thread per running Snakemake job
-def binds_run(
-    run_dir: str,
-    store_url: str | None = None,
-    profile: str = "local",
-    cores: int | None = None,
-    work_dir: str | None = None,
-    publish: bool = True,
-) -> dict:
-    """Process one run folder and publish it; returns the publish result (or the stage dir)."""
-    with _pid_recorded():
-        return _binds_run(
-            run_dir,
-            store_url=store_url,
-            profile=profile,
-            cores=cores,
-            work_dir=work_dir,
-            publish=publish,
-        )
+def _quiet(_text: str) -> None:
+    pass
+
+
+def make_flow(started: StartedRun | None = None, *, say: Say = _quiet) -> Flow:
+    """The ``binds-run`` flow.  With ``started`` (validated, Snakemake running: what
+    :func:`runner.start_run` returns; ``binds run``) it reports that run instead of starting
+    one: call it with the same arguments.  ``say`` receives the progress lines (a spinner)."""
+
+    @flow(
+        name="binds-run",
+        flow_run_name=started.experiment.dataset_id if started else _flow_run_name,
+        log_prints=True,
+        persist_result=False,
+    )
+    def binds_run(
+        run_dir: str,
+        store_url: str | None = None,
+        profile: str = "local",
+        cores: int | None = None,
+        work_dir: str | None = None,
+        publish: bool = True,
+    ) -> dict:
+        """Process one run folder and publish it; returns the publish result (or the stage dir)."""
+        with _pid_recorded():
+            return _binds_run(
+                run_dir,
+                store_url=store_url,
+                profile=profile,
+                cores=cores,
+                work_dir=work_dir,
+                publish=publish,
+                started=started,
+                say=say,
+            )
+
+    return binds_run
 
 
 class _pid_recorded:
@@ -177,19 +155,38 @@ def _binds_run(
     cores: int | None,
     work_dir: str | None,
     publish: bool,
+    started: StartedRun | None,
+    say: Say,
 ) -> dict:
     # the work folder's lock is held from validation to the commit: one run per folder at a time
-    with runner.hold_work_dir(run_dir, work_dir):
-        prepared = validate_task(run_dir, work_dir, store_url, publish)
-        stage = StagedDataset(Path(prepared["stage_dir"]))
-        run_snakemake(
-            run_dir=run_dir,
-            stage=stage,
-            modality=prepared["modality"],
-            profile=profile,
-            cores=cores,
-        )
-        _qc_artifact(stage, prepared["dataset_id"])
+    # (re-entrant: binds run took it before validating)
+    trace("flow run begun")
+    logger = get_run_logger()
+    with runner.hold_work_dir(run_dir, work_dir, say=say):
+        reporter = RunReporter(logger)
+        if started is None:  # a served deployment: validate and start here
+            started = _start(
+                reporter,
+                run_dir=run_dir,
+                work_dir=work_dir,
+                store_url=store_url,
+                check_store=publish,  # the store is checked before any compute
+                profile=profile,
+                cores=cores,
+                say=say,
+            )
+        stage = started.stage
+        reporter.console_log = stage.meta_dir / "snakemake.log"
+        reporter.step("validate", started=started.validated[0], finished=started.validated[1])
+        try:
+            with reporter.following(started.events):
+                started.staging.wait()
+                trace("snakemake exited")
+        finally:
+            started.staging.stop()  # a no-op once it ended; else (an exception) stop it
+        trace("jobs reported")
+        _qc_artifact(stage, started.experiment.dataset_id)
+        trace("qc artifact")
         if not publish:
             return {"stage_dir": str(stage.root), "published": False}
         result = publish_task(str(stage.root), store_url)
@@ -197,4 +194,17 @@ def _binds_run(
     return result | {"stage_dir": str(stage.root), "published": True}
 
 
-__all__ = ["EVENTS_FILE", "PublishResult", "binds_run"]
+def _start(reporter: RunReporter, **how: Any) -> StartedRun:
+    """:func:`runner.start_run` inside the flow; bad input fails the ``validate`` task run."""
+    t0 = time.time()
+    try:
+        return runner.start_run(**how)
+    except Exception as exc:
+        reporter.step("validate", started=t0, finished=time.time(), failed=str(exc))
+        raise
+
+
+#: The flow of a served deployment (``binds serve``), of ``binds watch`` and ``binds demo``.
+binds_run = make_flow()
+
+__all__ = ["EVENTS_FILE", "PublishResult", "binds_run", "make_flow"]

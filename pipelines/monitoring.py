@@ -1,25 +1,28 @@
 """Prefect glue of ``binds run``: the API check, the temporary server, Snakemake jobs as task runs.
 
-Three things, each kept out of the flow so that the flow stays a list of steps:
+Four things, each kept out of the flow so that the flow stays a list of steps:
 
 - :func:`api_problem` asks a configured Prefect API for ``/health`` (2 s, no Prefect import):
   ``binds run`` checks it before starting the flow and, when it does not answer, runs with a
   temporary server instead and says so in one line (the data are processed either way).
 - :class:`TemporaryServer` is what Prefect's ephemeral mode starts (its API app under
   uvicorn, on a free loopback port), but started by ``binds`` itself: *while* the run folder is
-  validated (its ~7 s start overlaps validation), in its own session, so a Ctrl-C in the
-  terminal reaches ``binds`` and Snakemake but not the server: the flow run is still
-  recorded as interrupted and the logs are flushed before the server is stopped.
-- :class:`SnakemakeMonitor` follows the JSON-lines event file written by the Snakemake logger
-  plugin (:mod:`snakemake_logger_plugin_binds`) and turns every Snakemake job into a Prefect
-  task run named ``<rule>[<wildcards>]`` (``<rule>`` when it has none), running from the job's
-  start to its end, failed with the log tail when the job failed, with threads / mem_mb /
-  runtime as its parameters and the benchmark figures (CPU seconds, max RSS) and the Slurm job
-  id in its result and logs.  Snakemake's own log lines go to the flow run's logger.
+  validated and the workflow runs (its ~5 s of CPU at nice 10: the jobs first), in its own
+  session, so a Ctrl-C in the terminal reaches ``binds`` and Snakemake but not the server:
+  the flow run is still recorded as interrupted and the logs are flushed before the server
+  is stopped.
+- :class:`RunReporter` follows the JSON-lines event file written by the Snakemake logger
+  plugin (:mod:`snakemake_logger_plugin_binds`) and reports every Snakemake job as a Prefect
+  task run named ``<rule>[<wildcards>]`` (``<rule>`` when it has none), stamped with the job's
+  own start and end, failed with the log tail when the job failed, waiting for the jobs that
+  made its inputs, with threads / mem_mb / runtime, the benchmark figures (CPU seconds, max
+  RSS) and the Slurm job id in its logs.  Snakemake's own log lines go to the flow run's logs.
+- :func:`prefect_environment`: the Prefect settings every ``binds`` command uses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
@@ -33,7 +36,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,17 @@ log = logging.getLogger(__name__)
 
 EVENTS_ENV = "BINDS_SNAKEMAKE_EVENTS"  # read by snakemake_logger_plugin_binds
 LOG_TAIL_LINES = 20
+
+
+# ----------------------------------------------------------------------------- timing
+TRACE_ENV = "BINDS_TRACE"  # a file: each step of `binds run` appends "<unix time> <step>"
+
+
+def trace(step: str) -> None:
+    """Record when ``step`` happened (benchmarks/bench_overhead.py reads these)."""
+    if path := os.environ.get(TRACE_ENV):
+        with open(path, "a") as fh:
+            fh.write(f"{time.time():.3f} {step}\n")
 
 
 # ----------------------------------------------------------------------------- the Prefect API
@@ -87,6 +101,8 @@ class TemporaryServer:
             "PREFECT_UI_ENABLED": "0",
             "PREFECT__SERVER_EPHEMERAL": "1",
             "PREFECT__SERVER_FINAL": "1",
+            # binds uses no blocks; registering them costs ~0.6 s CPU of every start
+            "PREFECT_API_BLOCKS_REGISTER_ON_START": "false",
         }
         home = Path(env.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
         home.mkdir(parents=True, exist_ok=True)  # SQLite cannot create its folder
@@ -154,6 +170,7 @@ class TemporaryServer:
 _DIE_WITH_PARENT = """
 import ctypes, os, signal, sys
 ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+os.nice(10)  # the workflow first: the server boots (~5 s CPU) on what the jobs leave free
 if os.getppid() != int(sys.argv[1]):  # the parent died before prctl
     sys.exit(0)
 os.execv(sys.argv[2], sys.argv[2:])
@@ -238,10 +255,7 @@ class Job:
     finished: float | None = None
     failed: str | None = None  # why, when it failed
     external_jobid: str | None = None
-    console_log: str | None = (
-        None  # Snakemake's terminal output, where a crashed script's traceback is
-    )
-    done: threading.Event = field(default_factory=threading.Event)
+    console_log: str | None = None  # Snakemake's output, where a crashed script's traceback is
 
     @property
     def name(self) -> str:
@@ -322,143 +336,158 @@ def _clock(t: float | None) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="milliseconds") if t else "?"
 
 
-#: jobs the task runs wait for, by Job.key (task parameters must be JSON, so not the Job itself)
-_JOBS: dict[str, Job] = {}
+def _when(t: float):
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(t, dt.UTC)
 
 
-class JobFailed(Exception):
-    """A Snakemake job failed: the message carries the rule and its log tail."""
+class RunReporter:
+    """Report what ran to a flow run: each Snakemake job (and each binds step that ran outside
+    Prefect's task engine, e.g. ``validate``) as a task run with its own start and end.
 
+    Prefect is the monitoring sink here, not the executor: the workflow runs without it, and
+    the reporter turns the logger plugin's events (:mod:`snakemake_logger_plugin_binds`) into
+    Prefect's task-run state events (``Running`` stamped with the job's start, then
+    ``Completed``/``Failed`` stamped with its end: what Prefect's own engine emits for a task)
+    and log records.  Both leave through Prefect's batching workers (one websocket for the
+    events, batched ``POST /logs``): no thread, engine or API round trip per job.
 
-def _job_task_fn(
-    job_key: str,
-    rule: str,
-    wildcards: dict,
-    threads: int | None,
-    mem_mb: Any,
-    runtime: Any,
-    jobid: int,
-) -> dict[str, Any]:
-    """Body of a job's task run: lasts as long as the job, ends in the job's state."""
-    from prefect import get_run_logger
+    Use inside a flow run (the events and logs belong to it)::
 
-    job = _JOBS[job_key]
-    logger = get_run_logger()
-    job.done.wait()
-    logger.info(
-        "Snakemake job %s: started %s, ended %s (%.2f s)",
-        jobid,
-        _clock(job.started),
-        _clock(job.finished),
-        (job.finished or 0) - (job.started or 0),
-    )
-    figures = benchmark_figures(job.benchmark)
-    result: dict[str, Any] = {
-        "rule": rule,
-        "jobid": jobid,
-        "wildcards": wildcards,
-        "started": job.started,
-        "finished": job.finished,
-        "seconds": round((job.finished or time.time()) - (job.started or 0), 3),
-        "threads": threads,
-        "resources": job.resources,
-        "benchmark": figures,
-    }
-    if job.external_jobid:
-        result["slurm_jobid"] = job.external_jobid
-        logger.info("Slurm job id %s", job.external_jobid)
-    if figures:
-        logger.info("benchmark: %s", ", ".join(f"{k} {v}" for k, v in figures.items()))
-    if job.failed:
-        tail = log_tail(job.log)
-        if len(tail) <= len(job.log) + 1 and job.console_log:  # the script died before logging
-            tail = console_traceback(Path(job.console_log), rule=rule) or tail
-        for line in tail:
-            logger.error("%s", line)
-        raise JobFailed(
-            f"rule {rule} failed: {job.failed}" + ("\n" + "\n".join(tail) if tail else "")
-        )
-    return result
+        reporter = RunReporter(flow_logger, console_log=...)
+        reporter.step("validate", started=t0, finished=t1)
+        with reporter.following(events_file):
+            workflow.wait()
+        reporter.jobs                  # every job seen, with its state
 
-
-class SnakemakeMonitor:
-    """Follow ``events`` (written by the logger plugin) and mirror jobs into the flow run.
-
-    Use inside a running flow::
-
-        with SnakemakeMonitor(events_file, flow_logger) as mon:
-            run_workflow(...)          # with BINDS_SNAKEMAKE_EVENTS=events_file
-        mon.jobs                       # every job seen, with its state
-
-    The follower is a thread carrying the flow's context (task runs belong to the flow run);
-    on exit it reads the file to its end, ends jobs that never reported an end (the workflow
-    stopped) as failed, and waits for every task run to be final.
+    On leaving ``following`` the file is read to its end and the jobs that never reported an
+    end (the workflow stopped) are failed.
     """
 
     def __init__(
         self,
-        events: Path,
-        logger: logging.Logger | logging.LoggerAdapter | None = None,
+        flow_logger: logging.Logger | logging.LoggerAdapter,
         *,
         console_log: Path | None = None,
         poll_s: float = 0.1,
         on_event: Callable[[dict[str, Any]], None] | None = None,
-    ):
-        self.events = Path(events)
+    ) -> None:
+        from prefect.context import FlowRunContext, TagsContext
+
+        ctx = FlowRunContext.get()
+        assert ctx is not None and ctx.flow_run is not None, "RunReporter needs a flow run"
+        self.flow_run_id = ctx.flow_run.id
+        self.logger = flow_logger
         self.console_log = console_log
-        self.logger = logger
         self.poll_s = poll_s
         self.on_event = on_event
+        self.tags = sorted(TagsContext.get().current_tags or [])
         self.jobs: list[Job] = []
         self._current: dict[int, Job] = {}
-        self._futures: dict[str, Any] = {}
-        self._by_output: dict[str, Job] = {}
+        self._runs: dict[str, Any] = {}  # Job.key -> its TaskRun (as last reported)
+        self._by_output: dict[str, str] = {}  # output path -> Job.key of the job making it
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._task = None
 
-    # -- lifecycle
-    def __enter__(self) -> SnakemakeMonitor:
-        from prefect import task
-        from prefect.cache_policies import NO_CACHE
+    # -- task runs
+    def _task_run(
+        self, name: str, *, task_key: str, key: str, tags: list[str], started: float, upstream=()
+    ):
+        from prefect.client.schemas.objects import TaskRun, TaskRunPolicy, TaskRunResult
+        from prefect.states import Running
 
-        self.events.parent.mkdir(parents=True, exist_ok=True)
-        self.events.write_text("")
-        self._task = task(
-            _job_task_fn,
-            name="snakemake-job",
-            retries=0,
-            cache_policy=NO_CACHE,
-            persist_result=False,
+        state = Running(timestamp=_when(started))
+        run = TaskRun(
+            name=name,
+            flow_run_id=self.flow_run_id,
+            task_key=task_key,
+            dynamic_key=key,
+            tags=[*self.tags, *tags],
+            task_inputs={"wait_for": [TaskRunResult(id=u) for u in upstream]},
+            empirical_policy=TaskRunPolicy(),
+            expected_start_time=state.timestamp,
+            start_time=state.timestamp,
+            run_count=1,
+            created=state.timestamp,
         )
-        ctx = contextvars.copy_context()
-        self._thread = threading.Thread(
-            target=ctx.run, args=(self._follow,), daemon=True, name="binds-snakemake-events"
-        )
-        self._thread.start()
-        return self
+        state.state_details.task_run_id = run.id
+        state.state_details.flow_run_id = self.flow_run_id
+        self._set_state(run, state)
+        return run
 
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=30)
-        stopped = time.time()
-        for job in list(self._current.values()):
-            if not job.done.is_set():
-                job.failed = job.failed or "the workflow stopped before this job ended"
-                job.finished = stopped
-                job.done.set()
-        for fut in list(self._futures.values()):
-            try:
-                fut.wait(timeout=60)
-            except Exception:
-                pass
-        for job in self.jobs:
-            _JOBS.pop(job.key, None)
+    def _set_state(self, run, state) -> None:
+        from prefect.utilities.engine import emit_task_run_state_change_event
+
+        previous = run.state
+        if previous is not None and previous.is_running():
+            run.total_run_time += state.timestamp - previous.timestamp
+        if state.is_final():
+            run.end_time = state.timestamp
+        run.state, run.state_id, run.state_type, run.state_name = (
+            state,
+            state.id,
+            state.type,
+            state.name,
+        )
+        emit_task_run_state_change_event(
+            task_run=run, initial_state=previous, validated_state=state
+        )
+
+    def _finish(self, run, *, finished: float, failed: str | None) -> None:
+        from prefect.states import Completed, Failed
+
+        when = _when(max(finished, run.start_time.timestamp() + 1e-6))
+        state = Failed(message=failed, timestamp=when) if failed else Completed(timestamp=when)
+        state.state_details.task_run_id = run.id
+        state.state_details.flow_run_id = self.flow_run_id
+        self._set_state(run, state)
+
+    def _task_logger(self, run):
+        from prefect.logging.loggers import PrefectLogAdapter
+
+        return PrefectLogAdapter(
+            logging.getLogger("prefect.task_runs"),
+            extra={
+                "task_run_id": str(run.id),
+                "flow_run_id": str(self.flow_run_id),
+                "task_run_name": run.name,
+                "task_name": run.task_key,
+            },
+        )
+
+    def step(
+        self, name: str, *, started: float, finished: float, failed: str | None = None
+    ) -> None:
+        """A task run for a binds step that ran outside Prefect's engine (e.g. ``validate``)."""
+        run = self._task_run(name, task_key=name, key=name, tags=[], started=started)
+        if failed:
+            self._task_logger(run).error("%s", failed)
+        self._finish(run, finished=finished, failed=failed)
 
     # -- the follower
-    def _follow(self) -> None:
-        with open(self.events, encoding="utf-8") as fh:
+    @contextlib.contextmanager
+    def following(self, events: Path):
+        """Follow ``events`` in one thread (carrying the flow run's context) for the block."""
+        ctx = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=ctx.run, args=(self._follow, Path(events)), daemon=True, name="binds-reporter"
+        )
+        self._thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            self._thread.join(timeout=60)
+            stopped = time.time()
+            for job in list(self._current.values()):
+                if job.finished is None:
+                    job.failed = job.failed or "the workflow stopped before this job ended"
+                    job.finished = stopped
+                    self._end(job)
+
+    def _follow(self, events: Path) -> None:
+        with open(events, encoding="utf-8") as fh:
             buf = ""
             while True:
                 chunk = fh.read()
@@ -483,7 +512,7 @@ class SnakemakeMonitor:
         try:
             self.handle(ev)
         except Exception as exc:
-            log.warning("snakemake event not mirrored into Prefect: %s (%s)", exc, line[:200])
+            log.warning("snakemake event not reported to Prefect: %s (%s)", exc, line[:200])
 
     def handle(self, ev: dict[str, Any]) -> None:
         kind = ev.get("event")
@@ -510,55 +539,101 @@ class SnakemakeMonitor:
             self.jobs.append(job)
             # Snakemake logs a job's info when it starts it (after the batch's job_started)
             job.started = ev.get("t") or time.time()
-            self._submit(job)
-        elif kind == "job_finished":
+            self._start(job)
+        elif kind in ("job_finished", "job_error"):
             job = self._current.get(ev.get("jobid"))
-            if job and not job.done.is_set():
+            if job and job.finished is None:
+                if kind == "job_error":
+                    job.failed = "see its log" if job.log else "no log (see the Snakemake log)"
                 job.finished = ev.get("t") or time.time()
-                job.done.set()
-        elif kind == "job_error":
-            job = self._current.get(ev.get("jobid"))
-            if job and not job.done.is_set():
-                job.failed = "see its log" if job.log else "no log (see the Snakemake log)"
-                job.finished = ev.get("t") or time.time()
-                job.done.set()
+                self._end(job)
         elif kind == "external_jobid":
             job = self._current.get(ev.get("jobid"))
             if job:
                 job.external_jobid = str(ev.get("external_jobid"))
+                if job.key in self._runs:
+                    self._task_logger(self._runs[job.key]).info(
+                        "Slurm job id %s", job.external_jobid
+                    )
 
     def _forward_log(self, ev: dict[str, Any]) -> None:
-        if self.logger is None:
-            return
         msg = (ev.get("msg") or "").rstrip()
         if not msg or msg == "None" or ev.get("event") in ("progress", "shellcmd"):
             return
         self.logger.log(logging.getLevelName(ev.get("level") or "INFO"), "snakemake: %s", msg)
 
-    def _submit(self, job: Job) -> None:
-        _JOBS[job.key] = job
-        upstream = {
-            id(j): self._futures[j.key]
+    def _start(self, job: Job) -> None:
+        upstream = {  # the run graph: a job waits for the jobs that made its inputs
+            self._runs[k].id: None
             for i in job.inputs
-            if (j := self._by_output.get(i)) is not None and j.key in self._futures
+            if (k := self._by_output.get(i)) is not None and k in self._runs
         }
         for o in job.outputs:
-            self._by_output[o] = job
-        res = job.resources
-        fut = self._task.with_options(task_run_name=job.name, tags=[f"rule:{job.rule}"]).submit(
-            job_key=job.key,
-            rule=job.rule,
-            wildcards=job.wildcards,
-            threads=job.threads,
-            mem_mb=res.get("mem_mb"),
-            runtime=res.get("runtime"),
-            jobid=job.jobid,
-            wait_for=list(upstream.values()),
+            self._by_output[o] = job.key
+        run = self._task_run(
+            job.name,
+            task_key=f"snakemake-{job.rule}",
+            key=job.key,
+            tags=[f"rule:{job.rule}"],
+            started=job.started or time.time(),
+            upstream=list(upstream),
         )
-        self._futures[job.key] = fut
+        self._runs[job.key] = run
+        res = job.resources
+        self._task_logger(run).info(
+            "Snakemake job %s: threads %s, mem_mb %s, runtime %s",
+            job.jobid,
+            job.threads,
+            res.get("mem_mb"),
+            res.get("runtime"),
+        )
+
+    def _end(self, job: Job) -> None:
+        run = self._runs.get(job.key)
+        if run is None:
+            return
+        logger = self._task_logger(run)
+        logger.info(
+            "Snakemake job %s: started %s, ended %s (%.2f s)",
+            job.jobid,
+            _clock(job.started),
+            _clock(job.finished),
+            (job.finished or 0) - (job.started or 0),
+        )
+        if figures := benchmark_figures(job.benchmark):
+            logger.info("benchmark: %s", ", ".join(f"{k} {v}" for k, v in figures.items()))
+        message = None
+        if job.failed:
+            tail = log_tail(job.log)
+            if len(tail) <= len(job.log) + 1 and job.console_log:  # died before logging
+                tail = console_traceback(Path(job.console_log), rule=job.rule) or tail
+            for line in tail:
+                logger.error("%s", line)
+            message = f"rule {job.rule} failed: {job.failed}" + (
+                "\n" + "\n".join(tail) if tail else ""
+            )
+        self._finish(run, finished=job.finished or time.time(), failed=message)
 
 
 # ----------------------------------------------------------------------------- one CLI session
+def prefect_environment(*, quiet: bool = True) -> None:
+    """The Prefect settings of a ``binds`` process (environment defaults, set before Prefect is
+    imported; what the user set wins).  ``quiet``: Prefect's terminal output off."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # Prefect's client-side analytics (no internet)
+    os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".binds" / "prefect"))
+    # Prefect's SQLite database cannot be created in a folder that does not exist yet
+    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
+    # the ephemeral API server needs more than Prefect's 20 s on a busy 2-core machine
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    if quiet:
+        # failures are reported by binds itself (one clear message); Prefect's own copy on the
+        # terminal is noise.  Only the console handler is quieted: the flow run's logs (and
+        # Snakemake's lines) still reach the API, i.e. the UI's Logs tab.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+        os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "ERROR")
+
+
 def configured_api_url() -> str | None:
     """``PREFECT_API_URL`` from the environment, else from the active Prefect profile (read
     as TOML, without importing Prefect)."""

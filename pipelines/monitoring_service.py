@@ -253,6 +253,10 @@ def serve(
     """Serve the deployment and watch ``inbox`` until SIGINT/SIGTERM."""
     import asyncio
 
+    from pipelines.monitoring import prefect_environment
+
+    prefect_environment(quiet=False)  # before Prefect is imported (a no-op if binds serve did)
+
     from prefect.deployments.runner import EntrypointType
     from prefect.runner import Runner
 

@@ -15,9 +15,11 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +32,18 @@ from pipelines.staging import StagedDataset
 from pipelines.store import open_store
 from pipelines.store.hashing import sha256_file
 from pipelines.toolkit.inputs import RunFolder
-from pipelines.workflow import run_workflow
+from pipelines.workflow import RunningWorkflow, start_workflow
 
 log = logging.getLogger(__name__)
 FINGERPRINT_FILE = "fingerprint.json"
+EVENTS_FILE = "snakemake-events.jsonl"  # in <stage>/_meta/: the run's job record (logger plugin)
 
-#: Set by the CLI to show progress (a terminal spinner); called with a short status line.
-#: A module-level hook rather than a flow parameter: Prefect records parameters as JSON.
-progress_hook: Callable[[str], None] | None = None
+#: A progress callback: receives a short status line (``binds run`` shows it in its spinner).
+Say = Callable[[str], None]
 
 
-def _say(text: str) -> None:
-    if progress_hook:
-        progress_hook(text)
+def _quiet(_text: str) -> None:
+    pass
 
 
 def default_work_dir(dataset_id: str) -> Path:
@@ -58,14 +59,16 @@ def work_dir_for(exp: Experiment, work_dir: str | Path | None = None) -> Path:
 
 
 @contextlib.contextmanager
-def hold_work_dir(run_dir: str | Path, work_dir: str | Path | None = None) -> Iterator[Path]:
+def hold_work_dir(
+    run_dir: str | Path, work_dir: str | Path | None = None, *, say: Say = _quiet
+) -> Iterator[Path]:
     """Hold the lock of the run's work folder (see :mod:`pipelines.worklock`) for a ``with``.
 
     The work folder is named after the dataset id, so experiment.yaml is read (and validated)
     first; invalid metadata raises :class:`InputError` before anything is locked.
     """
     exp = load_experiment(Path(run_dir))
-    with worklock.hold(work_dir_for(exp, work_dir), on_wait=_say) as work:
+    with worklock.hold(work_dir_for(exp, work_dir), on_wait=say) as work:
         yield work
 
 
@@ -188,6 +191,7 @@ def prepare(
     work_dir: str | Path | None = None,
     store_url: str | None = None,
     check_store: bool = False,
+    say: Say = _quiet,
 ) -> tuple[Experiment, StagedDataset]:
     """Validate the run folder and write ``<work>/stage/_meta/{experiment,run,fingerprint}.json``.
 
@@ -195,10 +199,10 @@ def prepare(
     after the compute).  The caller holds the work folder's lock (:func:`pipelines.worklock.hold`).
     """
     run_dir = Path(run_dir).resolve()
-    _say(f"validating {run_dir.name}")
+    say(f"validating {run_dir.name}")
     exp, raw = check_run_dir(run_dir)
     if check_store:
-        _say("checking the store")
+        say("checking the store")
         open_store(store_url).check_writable()
     work = work_dir_for(exp, work_dir)
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -245,27 +249,112 @@ def stage(
     profile: str = "local",
     cores: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    say: Say = _quiet,
 ) -> StagedDataset:
     """Run the modality's Snakemake workflow into ``stage``."""
+    start_stage(
+        run_dir,
+        stage,
+        modality=modality,
+        profile=profile,
+        cores=cores,
+        on_progress=on_progress,
+        say=say,
+    ).wait()
+    return stage
+
+
+class StagingRun:
+    """The running workflow of :func:`start_stage`; :meth:`wait` records ``staged`` in run.json."""
+
+    def __init__(self, stage: StagedDataset, workflow: RunningWorkflow) -> None:
+        self.stage = stage
+        self.workflow = workflow
+
+    def wait(self) -> StagedDataset:
+        self.workflow.wait()
+        info = self.stage.run_info
+        info["staged"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self.stage.write_meta("run.json", info)
+        return self.stage
+
+    def stop(self) -> None:
+        self.workflow.stop()
+
+
+def start_stage(
+    run_dir: str | Path,
+    stage: StagedDataset,
+    *,
+    modality: str,
+    profile: str = "local",
+    cores: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    events: Path | None = None,
+    say: Say = _quiet,
+) -> StagingRun:
+    """Start the modality's Snakemake workflow into ``stage`` (``events``: its job events, see
+    :func:`pipelines.workflow.start_workflow`) and return at once."""
 
     def steps(done: int, total: int) -> None:
-        _say(f"snakemake: {done} of {total} steps done")
+        say(f"snakemake: {done} of {total} steps done")
         if on_progress:
             on_progress(done, total)
 
-    _say("snakemake: starting the workflow")
-    run_workflow(
+    say("snakemake: starting the workflow")
+    workflow = start_workflow(
         run_dir=run_dir,
         stage=stage,
         modality=modality,
         profile=profile,
         cores=cores,
         on_progress=steps,
+        events=events,
     )
-    info = stage.run_info
-    info["staged"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    stage.write_meta("run.json", info)
-    return stage
+    return StagingRun(stage, workflow)
+
+
+@dataclass
+class StartedRun:
+    """A run folder validated, its stage prepared and its workflow started (:func:`start_run`)."""
+
+    experiment: Experiment
+    stage: StagedDataset
+    validated: tuple[float, float]  # Unix times: validation started, ended
+    staging: StagingRun
+
+    @property
+    def events(self) -> Path:
+        return self.stage.meta_dir / EVENTS_FILE
+
+
+def start_run(
+    run_dir: str | Path,
+    *,
+    work_dir: str | Path | None = None,
+    store_url: str | None = None,
+    check_store: bool = False,
+    profile: str = "local",
+    cores: int | None = None,
+    say: Say = _quiet,
+) -> StartedRun:
+    """:func:`prepare`, then :func:`start_stage` with the job events in ``_meta/``; returns
+    while Snakemake runs.  The caller holds the work folder's lock (:func:`hold_work_dir`)."""
+    t0 = time.time()
+    exp, staged = prepare(
+        run_dir, work_dir=work_dir, store_url=store_url, check_store=check_store, say=say
+    )
+    t1 = time.time()
+    staging = start_stage(
+        run_dir,
+        staged,
+        modality=exp.modality,
+        profile=profile,
+        cores=cores,
+        events=staged.meta_dir / EVENTS_FILE,
+        say=say,
+    )
+    return StartedRun(exp, staged, (t0, t1), staging)
 
 
 def publish_stage(
@@ -273,13 +362,14 @@ def publish_stage(
     store_url: str | None,
     *,
     progress: Callable[[int, int], None] | None = None,
+    say: Say = _quiet,
 ) -> PublishResult:
     def uploaded(done: int, total: int) -> None:
-        _say(f"publishing: {done / 2**20:,.1f} of {total / 2**20:,.1f} MiB uploaded")
+        say(f"publishing: {done / 2**20:,.1f} of {total / 2**20:,.1f} MiB uploaded")
         if progress:
             progress(done, total)
 
     stage = StagedDataset(Path(stage_dir).resolve())
-    with worklock.hold(stage.root.parent, on_wait=_say):  # re-entrant inside `binds run`
-        _say("publishing: hashing the staged files")
+    with worklock.hold(stage.root.parent, on_wait=say):  # re-entrant inside `binds run`
+        say("publishing: hashing the staged files")
         return publish(stage, open_store(store_url), progress=uploaded)

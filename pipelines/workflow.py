@@ -17,11 +17,12 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pipelines import worklock
-from pipelines.errors import InputError, Problem, RunError
+from pipelines.errors import BindsError, InputError, Problem, RunError
 from pipelines.resources import profiles_dir, snakefile
 from pipelines.staging import StagedDataset
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 _PROGRESS = re.compile(r"(\d+) of (\d+) steps \((\d+(?:\.\d+)?)%\) done")
 _ERROR_RULE = re.compile(r"Error in rule (\S+?):")
 _LOG_LINE = re.compile(r"^\s*log: (.+?) \(check log file")
+EVENTS_ENV = "BINDS_SNAKEMAKE_EVENTS"  # read by snakemake_logger_plugin_binds
 
 
 def snakemake_command(
@@ -39,8 +41,12 @@ def snakemake_command(
     profile: str = "local",
     cores: int | None = None,
     extra_args: Sequence[str] = (),
+    events: bool | None = None,
 ) -> list[str]:
-    """The ``snakemake`` command line for one run (``--config`` last: it swallows what follows)."""
+    """The ``snakemake`` command line for one run (``--config`` last: it swallows what follows).
+
+    ``events``: add ``--logger binds`` (job events for the monitoring); default: when
+    ``$BINDS_SNAKEMAKE_EVENTS`` is set."""
     prof = Path(profile)
     if not prof.is_dir():
         prof = profiles_dir() / profile
@@ -67,7 +73,9 @@ def snakemake_command(
     if cores:
         cmd += ["--cores", str(cores)]
     cmd += list(extra_args)
-    if os.environ.get("BINDS_SNAKEMAKE_EVENTS"):  # binds run: jobs mirrored into Prefect
+    if events is None:
+        events = bool(os.environ.get(EVENTS_ENV))
+    if events:  # binds run: jobs mirrored into Prefect
         cmd += ["--logger", "binds"]  # snakemake_logger_plugin_binds writes that file
     cmd += [
         "--config",
@@ -88,6 +96,7 @@ def run_workflow(
     cores: int | None = None,
     extra_args: Sequence[str] = (),
     on_progress: Callable[[int, int], None] | None = None,
+    events: Path | None = None,
 ) -> Path:
     """Build ``stage`` from ``run_dir``; return the path of the Snakemake log.
 
@@ -98,7 +107,37 @@ def run_workflow(
     RunError
         Any other failure, with the failed rule and the tail of its log.
     """
+    return start_workflow(
+        run_dir=run_dir,
+        stage=stage,
+        modality=modality,
+        profile=profile,
+        cores=cores,
+        extra_args=extra_args,
+        on_progress=on_progress,
+        events=events,
+    ).wait()
+
+
+def start_workflow(
+    *,
+    run_dir: str | Path,
+    stage: StagedDataset,
+    modality: str,
+    profile: str = "local",
+    cores: int | None = None,
+    extra_args: Sequence[str] = (),
+    on_progress: Callable[[int, int], None] | None = None,
+    events: Path | None = None,
+) -> RunningWorkflow:
+    """Start the Snakemake process of ``stage`` and return at once (:meth:`RunningWorkflow.wait`
+    for its outcome).  ``binds run`` starts it before importing Prefect, so that Snakemake's
+    start-up overlaps Prefect's.  With ``events``, Snakemake's logger plugin writes its job
+    events there (:mod:`snakemake_logger_plugin_binds`)."""
     run_dir = Path(run_dir)
+    env = dict(os.environ)
+    if events is not None:
+        env[EVENTS_ENV] = str(events)
     cmd = snakemake_command(
         run_dir=run_dir,
         stage=stage,
@@ -106,24 +145,44 @@ def run_workflow(
         profile=profile,
         cores=cores,
         extra_args=extra_args,
+        events=events is not None or bool(env.get(EVENTS_ENV)),
     )
     stage.meta_dir.mkdir(parents=True, exist_ok=True)
     if stage.errors_dir.exists():
         for old in stage.errors_dir.glob("*.json"):
             old.unlink()
-    smk_log = stage.meta_dir / "snakemake.log"
-    env = dict(os.environ)
+    if events is not None:
+        events.write_text("")  # the record of this run only (a resumed run starts it again)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     log.info("running: %s", " ".join(cmd))
-    failed_rules: list[str] = []
-    rule_logs: list[str] = []
-    lock_fd = worklock.held_fd(stage.root.parent)
-    with open(smk_log, "w", buffering=1) as out:  # line by line: the monitor reads it live
+    return RunningWorkflow(cmd, env=env, stage=stage, on_progress=on_progress)
+
+
+class RunningWorkflow:
+    """One Snakemake process: its terminal output goes, line by line, to
+    ``_meta/snakemake.log`` (a thread reads it, so the process never blocks on a full pipe)."""
+
+    def __init__(
+        self,
+        cmd: list[str],
+        *,
+        env: dict[str, str],
+        stage: StagedDataset,
+        on_progress: Callable[[int, int], None] | None,
+    ) -> None:
+        self.stage = stage
+        self.smk_log = stage.meta_dir / "snakemake.log"
+        self.on_progress = on_progress
+        self.failed_rules: list[str] = []
+        self.rule_logs: list[str] = []
+        self._closed = False
+        lock_fd = worklock.held_fd(stage.root.parent)
+        self._out = open(self.smk_log, "w", buffering=1)  # line by line: read live on failure
         # Own process group: whatever Snakemake leaves when it dies (its jobs) is killed with
         # the group below.  Parent-death signal: if binds is killed, Snakemake gets SIGINT and
         # stops its jobs (SIGTERM would make it wait for them).  The work folder's lock is
         # inherited, so no new run starts before this workflow has stopped.
-        proc = subprocess.Popen(
+        self.proc = subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -134,47 +193,77 @@ def run_workflow(
             preexec_fn=_die_with_parent,
             pass_fds=(lock_fd,) if lock_fd is not None else (),
         )
-        assert proc.stdout is not None
+        self._reader = threading.Thread(
+            target=self._read, daemon=True, name="binds-snakemake-output"
+        )
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._out.write(line)
+            if (m := _PROGRESS.search(line)) and self.on_progress:
+                self.on_progress(int(m.group(1)), int(m.group(2)))
+            if m := _ERROR_RULE.search(line):
+                self.failed_rules.append(m.group(1))
+            if m := _LOG_LINE.match(line):
+                self.rule_logs.append(m.group(1).strip())
+
+    def stop(self) -> None:
+        """Stop the workflow (Ctrl-C, a cancelled flow) and whatever it left running; a no-op
+        once it has ended."""
+        if self._closed:
+            return
         try:
-            for line in proc.stdout:
-                out.write(line)
-                if (m := _PROGRESS.search(line)) and on_progress:
-                    on_progress(int(m.group(1)), int(m.group(2)))
-                if m := _ERROR_RULE.search(line):
-                    failed_rules.append(m.group(1))
-                if m := _LOG_LINE.match(line):
-                    rule_logs.append(m.group(1).strip())
-            code = proc.wait()
-        except BaseException:  # Ctrl-C, or the flow cancelled: stop the workflow, then re-raise
-            _stop(proc)
-            raise
+            _stop(self.proc)
         finally:
-            _kill_group(proc.pid)
-    if code == 0:
-        return smk_log
-    problems = _reported_problems(stage)
-    if problems:
-        raise InputError(problems)
-    crash = _reported_crash(stage)
-    if crash is not None:
-        reading = f" reading {crash['input']}" if crash.get("input") else ""
-        details = [f"traceback: {crash['log']}"] if crash.get("log") else []
-        details.append(
-            f"workflow failed in rule {crash['rule']} (exit {code}); full log: {smk_log}"
+            self._close()
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            _kill_group(self.proc.pid)  # what Snakemake left in its group (then the pipe ends)
+            self._reader.join(timeout=10)
+            self._out.close()
+
+    def wait(self) -> Path:
+        """Wait for Snakemake to exit; the log path, or InputError / RunError (see
+        :func:`run_workflow`).  An exception while waiting (Ctrl-C) stops the workflow."""
+        try:
+            code = self.proc.wait()
+        except BaseException:
+            self.stop()
+            raise
+        self._close()
+        if code == 0:
+            return self.smk_log
+        raise self._failure(code)
+
+    def _failure(self, code: int) -> BindsError:
+        stage, smk_log = self.stage, self.smk_log
+        problems = _reported_problems(stage)
+        if problems:
+            return InputError(problems)
+        crash = _reported_crash(stage)
+        if crash is not None:
+            reading = f" reading {crash['input']}" if crash.get("input") else ""
+            details = [f"traceback: {crash['log']}"] if crash.get("log") else []
+            details.append(
+                f"workflow failed in rule {crash['rule']} (exit {code}); full log: {smk_log}"
+            )
+            return RunError(
+                f"rule {crash['rule']} failed{reading}: {crash['exception']}: {crash['message']}",
+                details=details,
+            )
+        tail = _tail(Path(self.rule_logs[-1]), root=stage.root.parent) if self.rule_logs else []
+        if len(tail) <= 1:  # the script died before logging: its traceback is in Snakemake's output
+            tail = _traceback_before_error(smk_log) or _tail(
+                smk_log, root=stage.root.parent, lines=25
+            )
+        rules = ", ".join(dict.fromkeys(self.failed_rules)) or "(before any rule ran)"
+        return RunError(
+            f"workflow failed in rule {rules} (exit {code}); full log: {smk_log}", details=tail
         )
-        raise RunError(
-            f"rule {crash['rule']} failed{reading}: {crash['exception']}: {crash['message']}",
-            details=details,
-        )
-    tail = _tail(Path(rule_logs[-1]), root=stage.root.parent) if rule_logs else []
-    if (
-        len(tail) <= 1
-    ):  # the script died before logging anything: its traceback is in Snakemake's output
-        tail = _traceback_before_error(smk_log) or _tail(smk_log, root=stage.root.parent, lines=25)
-    rules = ", ".join(dict.fromkeys(failed_rules)) or "(before any rule ran)"
-    raise RunError(
-        f"workflow failed in rule {rules} (exit {code}); full log: {smk_log}", details=tail
-    )
 
 
 _PR_SET_PDEATHSIG = 1
