@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pipelines.errors import BindsError, RunError
 from pipelines.metadata import EXPERIMENT_FILE
@@ -293,8 +293,12 @@ def flow_runner(
 
         exp, _ = check_run_dir(run_dir)  # bad input: recorded without a flow run
         with tags(*run_tags(exp.data)):
-            return binds_run(
-                str(run_dir.resolve()), store_url=store_url, profile=profile, cores=cores
+            # a Flow object's __call__ is typed loosely; binds_run returns the publish result
+            return cast(
+                dict[str, Any],
+                binds_run(
+                    str(run_dir.resolve()), store_url=store_url, profile=profile, cores=cores
+                ),
             )
 
     return run_one
