@@ -21,117 +21,23 @@ import html
 import io
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines import modalities
 from pipelines.staging import StagedDataset
+from pipelines.toolkit.qc import Check
 
 MAX_REPORT_BYTES = 5 * 2**20
 MAX_PNG_BYTES = 600 * 2**10  # a larger plot is scaled down before it is inlined
 EVENTS_FILE = "snakemake-events.jsonl"
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One QC check: ``passed`` is None when the figure it needs is absent."""
-
-    name: str
-    passed: bool | None
-    value: str
-    rule: str  # what passing means
-
-
-def _num(metrics: dict[str, Any], key: str) -> float | None:
-    v = metrics.get(key)
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
 def qc_checks(modality: str, metrics: dict[str, Any]) -> list[Check]:
-    """Pass/fail of the modality's QC criteria, from ``qc/metrics.json``."""
-    checks: list[Check] = []
-
-    def add(name: str, ok: bool | None, value: Any, rule: str) -> None:
-        checks.append(Check(name, ok, "n/a" if value is None else str(value), rule))
-
-    if modality == "cryoem":
-        if "meets_expected_resolution" in metrics:
-            add(
-                "resolution",
-                bool(metrics["meets_expected_resolution"]),
-                metrics.get("resolution_fsc0143_angstrom"),
-                f"FSC 0.143 resolution <= expected {metrics.get('expected_resolution_angstrom')} A",
-            )
-        res = metrics.get("resolution_fsc0143_angstrom")
-        add(
-            "FSC 0.143 crossing",
-            None if res is None else res != "beyond Nyquist",
-            res,
-            "the half-map FSC falls below 0.143 before Nyquist",
-        )
-    elif modality == "screening":
-        fail = _num(metrics, "plates_qc_fail")
-        add(
-            "plate QC (Z')",
-            None if fail is None else fail == 0,
-            f"{metrics.get('plates_qc_pass')} pass, {metrics.get('plates_qc_fail')} fail",
-            "every plate reading passes its Z' / signal-to-background criteria",
-        )
-        n, ok = _num(metrics, "n_dose_response_fits"), _num(metrics, "n_dose_response_fits_ok")
-        if n:
-            add(
-                "dose-response fits",
-                ok == n,
-                f"{ok:.0f} of {n:.0f} converged",
-                "every curve fit converges",
-            )
-    elif modality == "metabolomics":
-        add(
-            "spectra read",
-            (_num(metrics, "n_spectra") or 0) > 0,
-            metrics.get("n_spectra"),
-            "at least one spectrum per run",
-        )
-        frac = _num(metrics, "targets_detected_fraction")
-        if frac is not None:
-            add(
-                "targets detected",
-                frac >= 0.8,
-                f"{frac:.0%}",
-                "at least 80% of the targets in every run",
-            )
-        err = _num(metrics, "target_max_abs_mass_error_ppm")
-        if err is not None:
-            add(
-                "target mass error",
-                err <= 10,
-                f"{err} ppm",
-                "max |mass error| of the targets <= 10 ppm",
-            )
-    elif modality == "transcriptomics":
-        if "n_cells" in metrics:
-            add(
-                "cells kept",
-                (_num(metrics, "n_cells") or 0) > 0,
-                metrics.get("n_cells"),
-                "cells remain after QC filtering",
-            )
-            pct = _num(metrics, "pct_cells_removed")
-            if pct is not None:
-                add(
-                    "cells removed by QC",
-                    pct <= 30,
-                    f"{pct}%",
-                    "QC removes at most 30% of the cells",
-                )
-        elif "n_samples" in metrics:
-            add(
-                "samples",
-                (_num(metrics, "n_samples") or 0) > 0,
-                metrics.get("n_samples"),
-                "at least one sample",
-            )
-    return checks
+    """Pass/fail of the modality's QC criteria (its ``ModalitySpec.qc_checks``), from
+    ``qc/metrics.json``; none for a modality that declares no criteria."""
+    declared = modalities.spec(modality).qc_checks
+    return list(declared(metrics)) if declared else []
 
 
 def rule_runs(stage: StagedDataset) -> list[dict[str, Any]]:

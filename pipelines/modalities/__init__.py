@@ -63,6 +63,9 @@ class ModalitySpec:
     raw_patterns: tuple[str, ...]
     #: Distributions whose versions go into every version's provenance.
     software: tuple[str, ...] = ()
+    #: ``qc/metrics.json`` -> its pass/fail checks (:class:`pipelines.toolkit.qc.Check`) for the
+    #: QC report and the ``qc-<dataset-id>`` artifact; None: the report lists no checks.
+    qc_checks: Callable[[dict[str, Any]], list[Any]] | None = None
     workflow: Path | None = None
     schema: Path | None = None
     env: Path | None = None

@@ -31,6 +31,7 @@ from pipelines.modalities.cryoem.mrc import MapHeader, open_header, read_header
 from pipelines.modalities.cryoem.qc import fsc_half_maps, grid_problems, map_qc
 from pipelines.staging import write_json
 from pipelines.toolkit.inputs import InputSet, RunFolder, sample_of_files
+from pipelines.toolkit.qc import Check, check
 
 __all__ = [
     "DESCRIPTION",
@@ -67,12 +68,39 @@ RAW_PATTERNS: tuple[str, ...] = tuple(
         ".ccp4.bz2",
     )
 )
+
+
+def qc_checks(metrics: dict[str, Any]) -> list[Check]:
+    """The report's pass/fail of a map: expected resolution reached, FSC 0.143 crossed."""
+    checks: list[Check] = []
+    if "meets_expected_resolution" in metrics:
+        checks.append(
+            check(
+                "resolution",
+                bool(metrics["meets_expected_resolution"]),
+                metrics.get("resolution_fsc0143_angstrom"),
+                f"FSC 0.143 resolution <= expected {metrics.get('expected_resolution_angstrom')} A",
+            )
+        )
+    res = metrics.get("resolution_fsc0143_angstrom")
+    checks.append(
+        check(
+            "FSC 0.143 crossing",
+            None if res is None else res != "beyond Nyquist",
+            res,
+            "the half-map FSC falls below 0.143 before Nyquist",
+        )
+    )
+    return checks
+
+
 MODALITY = ModalitySpec(
     name="cryoem",
     description=DESCRIPTION,
     technique="cryo-electron microscopy",
     raw_patterns=RAW_PATTERNS,
     software=("mrcfile", "zarr", "numcodecs", "scipy", "matplotlib"),
+    qc_checks=qc_checks,
 )
 EXPERIMENT_FILE = "experiment.yaml"
 # Names that mark a half map (RELION run_half1_..., EMDB emd_N_half_map_1, cryoSPARC map_half_A)

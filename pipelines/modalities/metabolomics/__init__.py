@@ -30,6 +30,7 @@ from pipelines.errors import InputError, Problem
 from pipelines.modalities import ModalitySpec
 from pipelines.resources import metadata_dir
 from pipelines.toolkit.inputs import InputSet, RunFolder, sample_of_files
+from pipelines.toolkit.qc import Check, check, number
 
 # The processing functions are imported on first use (PEP 562): every Snakemake rule is a
 # fresh Python process, and the conversion rule should not pay for matplotlib or psims.
@@ -64,12 +65,48 @@ RAW_PATTERNS: tuple[str, ...] = (
     "**/*.mzml.gz",
     "**/*.mzML.idx.gz",
 )
+
+
+def qc_checks(metrics: dict[str, Any]) -> list[Check]:
+    """The report's pass/fail of an LC-MS run set: spectra read, targets found within 10 ppm."""
+    checks = [
+        check(
+            "spectra read",
+            (number(metrics, "n_spectra") or 0) > 0,
+            metrics.get("n_spectra"),
+            "at least one spectrum per run",
+        )
+    ]
+    frac = number(metrics, "targets_detected_fraction")
+    if frac is not None:
+        checks.append(
+            check(
+                "targets detected",
+                frac >= 0.8,
+                f"{frac:.0%}",
+                "at least 80% of the targets in every run",
+            )
+        )
+    err = number(metrics, "target_max_abs_mass_error_ppm")
+    if err is not None:
+        checks.append(
+            check(
+                "target mass error",
+                err <= 10,
+                f"{err} ppm",
+                "max |mass error| of the targets <= 10 ppm",
+            )
+        )
+    return checks
+
+
 MODALITY = ModalitySpec(
     name="metabolomics",
     description=DESCRIPTION,
     technique="liquid chromatography-mass spectrometry",
     raw_patterns=RAW_PATTERNS,
     software=("pybase64", "deflate", "scipy", "matplotlib"),
+    qc_checks=qc_checks,
 )
 DEFAULT_TARGETS = "targets.csv"
 # vendor formats that must be converted to mzML first (a common reason for "no raw files")

@@ -18,6 +18,7 @@ from typing import Any
 
 from pipelines.errors import InputError, Problem
 from pipelines.modalities import ModalitySpec, lazy_exports
+from pipelines.toolkit.qc import Check, check, number
 
 DESCRIPTION = (
     "Screening plates (96/384/1536 wells): cellHTS2 screens, reader grid exports or long "
@@ -29,12 +30,38 @@ RAW_PATTERNS: tuple[str, ...] = tuple(
     f"**/*{ext}" for ext in (".csv", ".tsv", ".txt", ".tab", ".xlsx", ".parquet")
 )
 
+
+def qc_checks(metrics: dict[str, Any]) -> list[Check]:
+    """The report's pass/fail of a screen: every plate passes, every dose-response fit converges."""
+    fail = number(metrics, "plates_qc_fail")
+    checks = [
+        check(
+            "plate QC (Z')",
+            None if fail is None else fail == 0,
+            f"{metrics.get('plates_qc_pass')} pass, {metrics.get('plates_qc_fail')} fail",
+            "every plate reading passes its Z' / signal-to-background criteria",
+        )
+    ]
+    n, ok = number(metrics, "n_dose_response_fits"), number(metrics, "n_dose_response_fits_ok")
+    if n:
+        checks.append(
+            check(
+                "dose-response fits",
+                ok == n,
+                f"{ok:.0f} of {n:.0f} converged",
+                "every curve fit converges",
+            )
+        )
+    return checks
+
+
 MODALITY = ModalitySpec(
     name="screening",
     description=DESCRIPTION,
     technique="high-throughput screening",
     raw_patterns=RAW_PATTERNS,
     software=("pandas", "openpyxl", "scipy", "matplotlib"),
+    qc_checks=qc_checks,
 )
 
 __all__ = [

@@ -35,6 +35,7 @@ from pipelines.errors import InputError, Problem  # noqa: E402
 from pipelines.modalities import ModalitySpec  # noqa: E402
 from pipelines.staging import write_json  # noqa: E402
 from pipelines.toolkit.inputs import InputSet, sample_of_files  # noqa: E402
+from pipelines.toolkit.qc import Check, check, number  # noqa: E402
 
 from . import annotate  # noqa: E402
 from .bulk import load_bulk, match_samples, process_bulk, read_count_table, read_sample_sheet  # noqa: E402
@@ -55,12 +56,49 @@ DESCRIPTION = (
     "counts, QC (MAD outliers), UMAP, Leiden clusters and marker genes"
 )
 
+
+def qc_checks(metrics: dict[str, Any]) -> list[Check]:
+    """The report's pass/fail of a count matrix: cells kept, at most 30 % removed (single
+    cell); at least one sample (bulk)."""
+    checks: list[Check] = []
+    if "n_cells" in metrics:
+        checks.append(
+            check(
+                "cells kept",
+                (number(metrics, "n_cells") or 0) > 0,
+                metrics.get("n_cells"),
+                "cells remain after QC filtering",
+            )
+        )
+        pct = number(metrics, "pct_cells_removed")
+        if pct is not None:
+            checks.append(
+                check(
+                    "cells removed by QC",
+                    pct <= 30,
+                    f"{pct}%",
+                    "QC removes at most 30% of the cells",
+                )
+            )
+    elif "n_samples" in metrics:
+        checks.append(
+            check(
+                "samples",
+                (number(metrics, "n_samples") or 0) > 0,
+                metrics.get("n_samples"),
+                "at least one sample",
+            )
+        )
+    return checks
+
+
 MODALITY = ModalitySpec(
     name="transcriptomics",
     description=DESCRIPTION,
     technique="RNA sequencing",
     raw_patterns=RAW_PATTERNS,
     software=("scanpy", "anndata", "h5py", "scipy", "igraph", "matplotlib"),
+    qc_checks=qc_checks,
 )
 
 __all__ = [
