@@ -17,17 +17,20 @@ from pipelines.modalities.metabolomics.targets import read_targets
 
 # The comparison: pyopenms MassTraceDetection (10 ppm, noise 1000) -> ElutionPeakDetection
 # (FWHM 1-60 s) -> FeatureFindingMetabo (no isotope filtering), matched one to one within 10 ppm
-# and 10 s.  (found of OpenMS's FWHM <= 20 s, found of the 25 % most intense of those, ours in
-# OpenMS traces): the goals are 0.80, 0.95, 0.80; where a figure reaches its goal the
-# floor is the goal, elsewhere the figure measured at default parameters (S/N >= 5) and at
-# min_snr 3 (docs/formats/metabolomics.md has them all, and why the gaps remain: OpenMS reports
-# every trace of >= 5 s, noise-level and background ones included, and no trace shorter).
+# and 10 s.  Floors of (found of OpenMS's FWHM <= 20 s, found of the 25 % most intense of those,
+# ours in OpenMS mass traces, ours at OpenMS elution peaks): the goals are 0.80, 0.95 and
+# 0.80 ("ours matching an OpenMS mass trace" is the third figure; the fourth, our apexes within
+# 10 s of an OpenMS elution peak's, one to one, is the stricter figure reported before it and
+# has no goal).  Where a figure reaches its goal the floor is the goal, elsewhere the figure
+# measured at default parameters (S/N >= 5) and at min_snr 3 (docs/formats/metabolomics.md has
+# them all, and why the gaps remain).
 FFM_CASES = [
-    ("171103_PMA_TK_QC_04-4to5min.mzML", False, {}, (0.54, 0.89, 0.46)),
-    ("171103_PMA_TK_QC_04-4to5min.mzML", False, {"min_snr": 3}, (0.69, 0.90, 0.39)),
-    ("FeatureFinderMetaboIdent_1_input.mzML", True, {}, (0.41, 0.95, 0.75)),
-    ("FeatureFinderMetaboIdent_1_input.mzML", True, {"min_snr": 3}, (0.48, 0.95, 0.59)),
+    ("171103_PMA_TK_QC_04-4to5min.mzML", False, {}, (0.54, 0.89, 0.67, 0.46)),
+    ("171103_PMA_TK_QC_04-4to5min.mzML", False, {"min_snr": 3}, (0.69, 0.90, 0.71, 0.39)),
+    ("FeatureFinderMetaboIdent_1_input.mzML", True, {}, (0.41, 0.95, 0.77, 0.75)),
+    ("FeatureFinderMetaboIdent_1_input.mzML", True, {"min_snr": 3}, (0.48, 0.95, 0.71, 0.59)),
 ]
+
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +79,11 @@ def test_features_agree_with_feature_finder_metabo(
             (
                 got["found_fwhm_le_20s"],
                 got["found_top25_fwhm_le_20s"],
-                got["ours_in_openms_traces"],
+                got["ours_in_openms_mass_traces"],
+                got["ours_at_openms_elution_peaks"],
             ),
             floors,
-            strict=False,
+            strict=True,
         )
     ), got
     # every feature is self-consistent
@@ -122,7 +126,12 @@ def test_the_disagreement_with_feature_finder_metabo_is_explained(
     assert "nothing of ours" not in missed, missed
     by_snr = sum(v for k, v in missed.items() if k.startswith("a peak of ours dropped by S/N"))
     assert by_snr >= 0.8 * sum(missed.values()), missed
-    assert sum(outside.values()) == round(got["n_ours"] * (1 - got["ours_in_openms_traces"]))
+    assert sum(outside.values()) == round(got["n_ours"] * (1 - got["ours_at_openms_elution_peaks"]))
+    # ours outside OpenMS's elution peaks but inside one of its mass traces are the difference
+    # between the two figures
+    assert outside["inside an OpenMS mass trace"] >= round(
+        got["n_ours"] * (got["ours_in_openms_mass_traces"] - got["ours_at_openms_elution_peaks"])
+    )
     assert outside["trace shorter than 5 s"] >= 0.5 * sum(outside.values()), outside
 
 
