@@ -140,6 +140,25 @@ def test_narrow_peak_at_a_one_second_cycle_keeps_its_width():
     assert hit["fwhm_s"].iloc[0] == pytest.approx(1.5, rel=0.25)
 
 
+def test_a_compound_cut_by_the_start_of_the_run_is_kept_a_background_slope_is_not():
+    """Both peaks run into the run's start above half height, on traces lasting the whole run.
+
+    The compound's profile then falls to 7 % of its apex (kept: the acquisition cut it); the
+    hump on a background ion falls only to 44 % (dropped: the ion's slope, not a peak).
+    """
+    background = 2000.0  # FWHM of the "ions" that stand for a constant background level (s)
+    ions = [
+        (330.26, 2.0, 8.0, 2e5),
+        (330.26, 60.0, background, 1.5e4),
+        (331.2, 3.0, 20.0, 1e5),
+        (331.2, 60.0, background, 8e4),
+    ]
+    f = _features(_run(ions))
+    near = lambda mz: f[(f["mz"] - mz).abs() < mz * 5e-6]  # noqa: E731
+    assert len(near(330.26)) == 1 and near(330.26)["rt_apex_s"].iloc[0] < 5.0
+    assert (near(331.2)["rt_apex_s"] > 10.0).all(), near(331.2)
+
+
 def test_isotopes_grouped_by_charge_with_the_monoisotopic_mz():
     c1, c2 = 400.2, 350.15
     ions = [

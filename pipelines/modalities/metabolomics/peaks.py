@@ -52,6 +52,9 @@ MAX_MERGE_PASSES = 200
 # intensity scatter of the top of a strong peak makes dips no noise estimate of the flanks sees
 MIN_VALLEY_DEPTH = 0.2
 CUT_TRACE_FRACTION = 0.5
+# a peak cut by the run's edge is a compound's (not a background ion's slope) when its profile
+# falls below this fraction of its apex on the other side (the background test of trace_peaks)
+EDGE_PEAK_FALL = 0.3
 # the run's noise floor (a low quantile of its centroid intensities) is the instrument's
 # detection threshold, a level; the noise below it has an sd of about a third of it (a
 # threshold at 3 sd, the convention of OpenMS's noise_threshold_int x chrom_peak_snr 3)
@@ -600,13 +603,19 @@ def _edge_of_run_slope(
     first_in_trace: np.ndarray,
     same_next: np.ndarray,
     half: np.ndarray,
+    apex_s: np.ndarray,
+    left_pos: np.ndarray,
+    right_pos: np.ndarray,
     n_scans_run: int,
     rt: np.ndarray,
 ) -> np.ndarray:
     """Peaks whose flank runs into the start or end of the run without falling to half height.
 
-    That is a background ion's slope, not a peak's flank, when the trace lasts half the run or
-    more (an ion always there); a peak the start or end of a slice of a longer run cuts is kept.
+    On a trace lasting half the run or more (an ion always there) that is a background ion's
+    slope, not a peak's flank, unless the profile is seen to fall below ``EDGE_PEAK_FALL`` of
+    the apex on the other side (at its valley, or where its trace stops: the median of the
+    trace's last three points): then it is a compound the start or end of the acquisition cuts.
+    A peak the start or end of the run cuts on a shorter trace is kept.
     """
     run_edge_l = first_in_trace & (d.first[trace_a] == 0)
     run_edge_r = ~same_next & (d.last[trace_a] == n_scans_run - 1)
@@ -615,9 +624,18 @@ def _edge_of_run_slope(
     whole_run = (rt[d.last[trace_a]] - rt[d.first[trace_a]]) >= CUT_TRACE_FRACTION * (
         rt[-1] - rt[0]
     )
-    return (
-        (run_edge_l & (d.y[trace_lo] >= half)) | (run_edge_r & (d.y[trace_hi] >= half))
-    ) & whole_run
+    cut_l = run_edge_l & (d.y[trace_lo] >= half)
+    cut_r = run_edge_r & (d.y[trace_hi] >= half)
+
+    def trace_end_level(first: np.ndarray, step: int) -> np.ndarray:
+        pts = [np.clip(first + step * k, trace_lo, trace_hi) for k in range(3)]
+        return np.median(np.stack([d.y[p] for p in pts]), axis=0)
+
+    interior_r = np.where(same_next, d.s[right_pos], trace_end_level(trace_hi, -1))
+    interior_l = np.where(first_in_trace, trace_end_level(trace_lo, 1), d.s[left_pos])
+    interior = np.where(cut_l, interior_r, interior_l)
+    falls = ~(cut_l & cut_r) & (interior < EDGE_PEAK_FALL * apex_s)
+    return (cut_l | cut_r) & whole_run & ~falls
 
 
 def trace_peaks(
@@ -674,6 +692,9 @@ def trace_peaks(
         first_in_trace=first_in_trace,
         same_next=same_next,
         half=half,
+        apex_s=apex_s,
+        left_pos=left_pos,
+        right_pos=right_pos,
         n_scans_run=len(rt),
         rt=rt,
     )
