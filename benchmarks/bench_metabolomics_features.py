@@ -218,7 +218,7 @@ def agreement(work: Path) -> list[dict]:
                     "baseline": "pyopenms MTD+EPD+FFM",
                     "baseline_s": ref.seconds,
                     "ratio": ref.seconds / ours_s if ours_s else float("nan"),
-                    "goal": ">= 0.80 of FWHM<=20 s, >= 0.95 of top 25 %, >= 0.80 of ours in OpenMS traces",
+                    "goal": ">= 0.80 of FWHM<=20 s, >= 0.95 of top 25 %, >= 0.80 of ours in OpenMS mass traces",
                     "extra": extra,
                 }
             )

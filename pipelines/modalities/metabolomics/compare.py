@@ -207,8 +207,9 @@ def in_mass_traces(
 def explain_agreement(
     ms1, params, ref: ReferenceFeatures, *, ppm: float = 10.0, rt_s: float = 10.0
 ):
-    """Why ours and OpenMS disagree: counts of the OpenMS features (FWHM <= 20 s) we miss, by cause,
-    and of our features outside OpenMS's elution peaks, by cause.
+    """Why ours and OpenMS disagree: counts of the OpenMS features (FWHM <= 20 s) we miss, by cause
+    (``openms_missed``; ``openms_missed_top25`` for the 25 % most intense of them), and of our
+    features outside OpenMS's elution peaks, by cause (``ours_outside``).
 
     ``ms1`` (:class:`features.MS1Peaks`) and ``params`` (:class:`features.FeatureParams`) are
     what ours ran with.  A missed OpenMS feature is put under the first that applies: a peak of
@@ -252,6 +253,8 @@ def explain_agreement(
     tr_mz = np.bincount(of_trace, weights=ms1.mz[order]) / np.maximum(np.diff(starts), 1)
     tr_rt0, tr_rt1 = ms1.rt[ms1.scan[order[starts[:-1]]]], ms1.rt[ms1.scan[order[starts[1:] - 1]]]
     why_missed: dict[str, int] = {}
+    why_missed_top: dict[str, int] = {}  # the same, for the 25 % most intense of them
+    top_level = np.quantile(ref.intensity[narrow], 0.75) if len(narrow) else np.inf
     for i in missed:
         if near(ref.mz[i], ref.rt[i], pk.mz, pk.rt_apex).any():
             cause = "a peak of ours there, paired with another OpenMS feature"
@@ -278,6 +281,8 @@ def explain_agreement(
         else:
             cause = "nothing of ours"
         why_missed[cause] = why_missed.get(cause, 0) + 1
+        if ref.intensity[i] >= top_level:
+            why_missed_top[cause] = why_missed_top.get(cause, 0) + 1
     mono = feats.mono
     pairs = match_one_to_one(
         pk.mz[mono], pk.rt_apex[mono], ref.trace_mz, ref.trace_rt, ppm=ppm, rt_s=rt_s
@@ -293,7 +298,11 @@ def explain_agreement(
         "trace shorter than 5 s": int((~inside & short).sum()),
         "no OpenMS mass trace": int((~inside & ~short).sum()),
     }
-    return {"openms_missed": why_missed, "ours_outside": why_outside}
+    return {
+        "openms_missed": why_missed,
+        "openms_missed_top25": why_missed_top,
+        "ours_outside": why_outside,
+    }
 
 
 def score_against_truth(
