@@ -143,6 +143,37 @@ def test_the_disagreement_with_feature_finder_metabo_is_explained(
     assert background >= sum(top.values()) - 2, top
 
 
+def test_ours_in_openms_mass_traces_is_inside_a_trace_by_mz_and_rt_span():
+    """The issue's third figure: within 10 ppm of a trace's m/z, apex inside its RT span; a trace
+    holds several of ours (not one to one), where the apex figure pairs one of them."""
+    from pipelines.modalities.metabolomics.compare import (
+        ReferenceFeatures,
+        agreement_with_openms,
+        in_mass_traces,
+    )
+
+    one = np.ones(1)
+    ref = ReferenceFeatures(
+        mz=np.array([300.0]),
+        rt=np.array([50.0]),
+        intensity=1e6 * one,
+        fwhm_s=5 * one,
+        charge=one,
+        trace_mz=np.array([300.0]),
+        trace_rt=np.array([50.0]),
+        seconds=0.0,
+        mtd_mz=np.array([300.0, 500.0]),
+        mtd_rt_start=np.array([20.0, 10.0]),
+        mtd_rt_end=np.array([80.0, 15.0]),
+    )
+    mz = np.array([300.0, 300.0 * (1 + 8e-6), 300.0 * (1 + 12e-6), 300.0, 500.0, 500.0])
+    rt = np.array([50.0, 75.0, 50.0, 81.0, 10.0, 16.0])
+    assert in_mass_traces(mz, rt, ref).tolist() == [True, True, False, False, True, False]
+    got = agreement_with_openms(mz, rt, mz, rt, ref)
+    assert got["ours_in_openms_mass_traces"] == pytest.approx(3 / 6)
+    assert got["ours_at_openms_elution_peaks"] == pytest.approx(1 / 6)
+
+
 def test_centroiding_a_gaussian_profile_peak():
     mz = np.linspace(199.99, 200.01, 41)
     inten = (1e6 * np.exp(-0.5 * ((mz - 200.0021) / 0.002) ** 2)).astype(np.float32)
