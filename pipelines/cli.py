@@ -285,6 +285,7 @@ def run(
                 say=status.update,
             )
             trace("snakemake started")
+            _yield_to_the_workflow()
             try:
                 session.choose()  # PREFECT_API_URL is set before Prefect is imported
                 # the import overlaps the temporary server's boot
@@ -294,11 +295,12 @@ def run(
                 trace("prefect imported, API ready")
                 from prefect import tags
 
-                from pipelines.flows import make_flow
+                from pipelines.flows import make_flow, run_flow
                 from pipelines.monitoring import run_tags
 
                 with tags(*run_tags(started.experiment.data)):
-                    result = make_flow(started, say=status.update)(
+                    result = run_flow(
+                        make_flow(started, say=status.update),
                         str(run_dir.resolve()),
                         store_url=store_url,
                         profile=profile,
@@ -311,6 +313,21 @@ def run(
                 started.staging.stop()  # Ctrl-C before the flow, Prefect failed: stop Snakemake
     trace("prefect flushed")
     _print_publish(result, json_out)
+
+
+#: How much lower than Snakemake's the ``binds run`` process's CPU priority is while it reports.
+MONITOR_NICE = 10
+
+
+def _yield_to_the_workflow() -> None:
+    """Lower this process's CPU priority once Snakemake (nice 0) runs: from here on binds only
+    reports (Prefect's import and flow engine: 2-3 CPU s while Snakemake starts), and on a
+    busy machine that work must not delay the jobs.  Publishing, after Snakemake, runs at the
+    same priority: alone on the machine it is as fast; beside other work it is polite."""
+    import contextlib
+
+    with contextlib.suppress(OSError):  # a platform without nice: run at the same priority
+        os.nice(MONITOR_NICE)
 
 
 def _import_in_background(module: str):
@@ -1042,9 +1059,10 @@ def demo(
                 mods.get(m).make_demo_run(run_dir)
             with _status(f"processing {run_dir}") as status:
                 session.ready()
-                from pipelines.flows import make_flow
+                from pipelines.flows import make_flow, run_flow
 
-                result = make_flow(say=status.update)(
+                result = run_flow(
+                    make_flow(say=status.update),
                     str(run_dir),
                     store_url=_absolute_store(store),
                     cores=cores,

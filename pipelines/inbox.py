@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from pipelines.errors import BindsError, RunError
 from pipelines.metadata import EXPERIMENT_FILE
@@ -287,18 +287,14 @@ def flow_runner(
     def run_one(run_dir: Path) -> dict[str, Any]:
         from prefect import tags
 
-        from pipelines.flows import binds_run
+        from pipelines.flows import binds_run, run_flow
         from pipelines.monitoring import run_tags
         from pipelines.runner import check_run_dir
 
         exp, _ = check_run_dir(run_dir)  # bad input: recorded without a flow run
         with tags(*run_tags(exp.data)):
-            # a Flow object's __call__ is typed loosely; binds_run returns the publish result
-            return cast(
-                dict[str, Any],
-                binds_run(
-                    str(run_dir.resolve()), store_url=store_url, profile=profile, cores=cores
-                ),
+            return run_flow(
+                binds_run, str(run_dir.resolve()), store_url=store_url, profile=profile, cores=cores
             )
 
     return run_one
