@@ -17,6 +17,7 @@ from pipelines.modalities.metabolomics.features import (
 )
 from pipelines.modalities.metabolomics.groundtruth import write_run
 from pipelines.modalities.metabolomics.isotopes import C13_SPACING
+from pipelines.modalities.metabolomics.peaks import merge_unresolved
 
 # (scan cycle, floors of recall on the compounds >= 10x the noise floor and of precision): the
 # issue's goals.  Measured (seed 1, 40 compounds + isomers, 180 s): 0.5 s cycle 1.000 / 0.979
@@ -157,6 +158,32 @@ def test_a_compound_cut_by_the_start_of_the_run_is_kept_a_background_slope_is_no
     near = lambda mz: f[(f["mz"] - mz).abs() < mz * 5e-6]  # noqa: E731
     assert len(near(330.26)) == 1 and near(330.26)["rt_apex_s"].iloc[0] < 5.0
     assert (near(331.2)["rt_apex_s"] > 10.0).all(), near(331.2)
+
+
+def test_two_centroids_of_one_ion_in_a_scan_make_one_trace_not_a_zigzag():
+    """A compound 2 ppm from a background ion, written as two centroids per scan (as the
+    ground-truth generator does; an Orbitrap gives one): the trace took one in a scan and the
+    other in the next, and the zigzag cut the compound into 3-4 "peaks" (58-63 s)."""
+    ions = [(300.1, 60.0, 6.0, 1e6), (300.1 * (1 + 2e-6), 60.0, 2000.0, 1e5)]
+    ms1 = _run(ions)
+    pair = ms1.mz[(np.abs(ms1.mz - 300.1) < 300.1 * 5e-6) & (ms1.scan == 120)]
+    assert len(pair) == 2 and np.ptp(pair) < 300.1 * 4e-6  # the close pair is in the input
+    f = _features(ms1)
+    near = f[(f["mz"] - 300.1).abs() < 300.1 * 10e-6]
+    assert len(near) == 1 and near["rt_apex_s"].iloc[0] == pytest.approx(60.0, abs=1.0), near
+    # the merged centroid: summed intensity, m/z between the two
+    assert near["height"].iloc[0] > 1e6
+
+
+def test_merge_unresolved_sums_close_centroids_of_one_scan_only():
+    scan = np.array([0, 0, 0, 0, 1, 1], np.int32)
+    mz = np.array([200.0, 200.0006, 200.0012, 200.01, 200.0, 200.0004])
+    inten = np.array([1.0, 3.0, 1.0, 5.0, 2.0, 2.0], np.float32)
+    # 200.0 / 200.0006 / 200.0012: a chain of 3 ppm steps is one ion; 200.01 (50 ppm) is not
+    s, m, i = merge_unresolved(scan, mz, inten, ppm=4.0)
+    assert s.tolist() == [0, 0, 1] and i.tolist() == [5.0, 5.0, 4.0]
+    assert m[0] == pytest.approx(200.0006) and m[1] == 200.01 and m[2] == pytest.approx(200.0002)
+    assert merge_unresolved(scan, mz, inten, ppm=0.0)[1] is mz  # 0: every centroid kept
 
 
 def test_isotopes_grouped_by_charge_with_the_monoisotopic_mz():
