@@ -141,6 +141,15 @@ def test_narrow_peak_at_a_one_second_cycle_keeps_its_width():
     assert hit["fwhm_s"].iloc[0] == pytest.approx(1.5, rel=0.25)
 
 
+def test_two_narrow_isomers_at_a_one_second_cycle_keep_their_valley():
+    """FWHM 2.2 s, 5.2 s apart, one twice the other, sampled every second: both found.  A
+    smoothing kernel of one scan (1 s) filled the valley and the smaller one was lost."""
+    ions = [(304.658, 60.0, 2.2, 1.5e6), (304.658, 65.2, 2.2, 3e6)]
+    f = _features(_run(ions, cycle_s=1.0, n_scans=120))
+    near = f[(f["mz"] - 304.658).abs() < 304.658 * 1e-5]
+    assert np.allclose(np.sort(near["rt_apex_s"]), [60.0, 65.2], atol=1.0), near
+
+
 def test_a_compound_cut_by_the_start_of_the_run_is_kept_a_background_slope_is_not():
     """Both peaks run into the run's start above half height, on traces lasting the whole run.
 

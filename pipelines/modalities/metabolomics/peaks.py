@@ -38,14 +38,31 @@ from dataclasses import dataclass
 import numpy as np
 
 SMOOTH_SIGMA_SCANS = 1.0
-_KERNEL = np.exp(-0.5 * (np.arange(-4, 5) / SMOOTH_SIGMA_SCANS) ** 2)
-_KERNEL /= _KERNEL.sum()
+# ... but no wider than this in time: the narrowest peaks (FWHM 2 s) have a sigma of 0.85 s,
+# and a kernel of one scan at a 1 s cycle filled the valley between two of them 2 FWHM apart
+# (isomers), so the smaller was lost; at cycles <= 0.7 s (the real files: 0.26 and 0.47 s) the
+# kernel stays one scan
+MAX_SMOOTH_SIGMA_S = 0.7
+_KERNEL_HALF = 4  # taps on each side of the centre
+
+
+def smoothing_sigma_scans(rt: np.ndarray) -> float:
+    """The smoothing kernel's sigma in scans for a run whose MS1 scans are at ``rt``."""
+    cycle = float(np.median(np.diff(rt))) if len(rt) > 1 else 0.0
+    return SMOOTH_SIGMA_SCANS if cycle <= 0 else min(SMOOTH_SIGMA_SCANS, MAX_SMOOTH_SIGMA_S / cycle)
+
+
+def _kernel(sigma_scans: float) -> np.ndarray:
+    k = np.exp(-0.5 * (np.arange(-_KERNEL_HALF, _KERNEL_HALF + 1) / sigma_scans) ** 2)
+    return k / k.sum()
+
+
 # the noise is the scatter around a local quadratic (Savitzky-Golay, 5 points), which follows
 # the shape of a peak 2 scans wide far better than the smoothing does; _RESIDUAL_SD is the sd of
 # that residual for white noise of sd 1 (it turns the residual scatter into raw noise)
 _SG5 = np.array([-3.0, 12.0, 17.0, 12.0, -3.0]) / 35.0
 _RESIDUAL_SD = float(np.sqrt((1 - _SG5[2]) ** 2 + np.sum(np.delete(_SG5, 2) ** 2)))
-_PAD = _KERNEL.size // 2 + 1  # zeros between traces: the kernel never reaches the next one
+_PAD = _KERNEL_HALF + 1  # zeros between traces: the kernel never reaches the next one
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 MAX_MERGE_PASSES = 200
 # a peak must rise above both its valleys by this fraction of its smoothed apex: the ~5-15 %
@@ -328,6 +345,7 @@ class _Dense:
     s: np.ndarray  # dense smoothed intensities
     rt_d: np.ndarray  # dense RT
     tr_d: np.ndarray  # dense trace number
+    sigma_scans: float  # of the smoothing kernel
 
     @property
     def n(self) -> int:
@@ -370,6 +388,7 @@ def _lay_out(
         0,
         len(rt) - 1,
     )
+    sigma_scans = smoothing_sigma_scans(rt)
     return _Dense(
         tr_of_point=tr_of_point,
         first=first,
@@ -382,9 +401,10 @@ def _lay_out(
         observed=observed,
         in_trace=in_trace,
         y=y,
-        s=np.convolve(y, _KERNEL, mode="same"),
+        s=np.convolve(y, _kernel(sigma_scans), mode="same"),
         rt_d=rt[dense_scan],
         tr_d=np.repeat(np.arange(n_tr), seg_len),
+        sigma_scans=sigma_scans,
     )
 
 
@@ -576,7 +596,7 @@ def _half_height_width(
     )
     rt_d = d.rt_d
     cycle = (rt_d[np.minimum(apex_pos + 1, d.n - 1)] - rt_d[np.maximum(apex_pos - 1, 0)]) / 2
-    kernel_w = _FWHM_PER_SIGMA * SMOOTH_SIGMA_SCANS * cycle
+    kernel_w = _FWHM_PER_SIGMA * d.sigma_scans * cycle
     return np.sqrt(np.maximum(width**2 - kernel_w**2, (0.5 * width) ** 2))
 
 
