@@ -1,5 +1,7 @@
 """Mass traces and chromatographic peaks of one run, vectorised over the whole run.
 
+0. Centroids of one scan closer than ``UNRESOLVED_PPM`` are one ion (:func:`merge_unresolved`,
+   called by ``features.find_features``).
 1. **Mass traces** (:func:`mass_traces`): every centroid is linked to its nearest neighbour in
    m/z in the next scan when the two are each other's nearest and within ``ppm``; the links are
    then made again with each centroid looking from its chain's mean m/z (a noise centroid a few
@@ -9,14 +11,15 @@
    a (scan, m/z) key, no loop over scans.
 2. **Peaks** (:func:`trace_peaks`, in named steps): the traces are laid end to end in one dense
    array (gaps linearly interpolated, zero padding between traces) and smoothed with one
-   convolution (Gaussian, sigma one scan).  Local maxima are then merged into their higher
+   convolution (Gaussian, sigma one scan, at most ``MAX_SMOOTH_SIGMA_S``).  Local maxima are then merged into their higher
    neighbour until each remaining one rises above its higher valley (its *prominence*) by
    ``min_snr`` x the noise at that valley's level and by ``MIN_VALLEY_DEPTH`` (20 %) of its own
    height (the few-% scatter on the top of a strong peak).  The noise of a trace at a level v
    is sqrt(a^2 + (r v)^2) (:class:`TraceNoise`):
    - r, the trace's relative scatter (ion statistics): 1.4826 x the median over the trace of
      |raw - local quadratic| / intensity (5-point Savitzky-Golay residual); other peaks on the
-     trace cannot move a median, a background ion that fluctuates raises it;
+     trace cannot move a median, a background ion that fluctuates raises it; at cycles above
+     ``MAX_SMOOTH_SIGMA_S`` (peaks 2-3 scans wide) at most the same measured in log intensity;
    - a, the additive noise under the instrument's detection threshold: the run's noise floor at
      that m/z (a low quantile of all centroid intensities in the m/z neighbourhood, which peaks
      cannot move) / ``FLOOR_SIGMAS`` for centroided spectra, the floor itself for spectra
