@@ -11,10 +11,11 @@
    a (scan, m/z) key, no loop over scans.
 2. **Peaks** (:func:`trace_peaks`, in named steps): the traces are laid end to end in one dense
    array (gaps linearly interpolated, zero padding between traces) and smoothed with one
-   convolution (Gaussian, sigma one scan, at most ``MAX_SMOOTH_SIGMA_S``).  Local maxima are then merged into their higher
-   neighbour until each remaining one rises above its higher valley (its *prominence*) by
-   ``min_snr`` x the noise at that valley's level and by ``MIN_VALLEY_DEPTH`` (20 %) of its own
-   height (the few-% scatter on the top of a strong peak).  The noise of a trace at a level v
+   convolution (Gaussian, sigma one scan, at most ``MAX_SMOOTH_SIGMA_S``).  Local maxima are
+   then merged into their higher neighbour until each remaining one rises above its higher
+   valley (its *prominence*) by ``min_snr`` x the noise at that valley's level and by
+   ``MIN_VALLEY_DEPTH`` (20 %) of its own height (the few-% scatter on the top of a strong
+   peak).  The noise of a trace at a level v
    is sqrt(a^2 + (r v)^2) (:class:`TraceNoise`):
    - r, the trace's relative scatter (ion statistics): 1.4826 x the median over the trace of
      |raw - local quadratic| / intensity (5-point Savitzky-Golay residual); other peaks on the
