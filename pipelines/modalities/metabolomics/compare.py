@@ -223,7 +223,7 @@ def explain_agreement(
     """
     from dataclasses import replace
 
-    from pipelines.modalities.metabolomics.features import find_features
+    from pipelines.modalities.metabolomics.features import find_features, unresolved_merged
     from pipelines.modalities.metabolomics.peaks import mass_traces
 
     def near(mz_a, rt_a, mz_b, rt_b):
@@ -246,6 +246,7 @@ def explain_agreement(
         return ms1.rt[peaks.trace_last_scan] - ms1.rt[peaks.trace_first_scan]
 
     loose_trace_s = trace_s(allpk)
+    ms1 = unresolved_merged(ms1, params)  # the centroids find_features builds its traces of
     order, starts = mass_traces(
         ms1.scan, ms1.mz, ppm=params.mz_tolerance_ppm, max_gap=params.max_gap_scans, min_points=1
     )

@@ -39,8 +39,10 @@ import pyarrow.parquet as pq
 from pipelines.modalities.metabolomics.isotopes import Features, group_isotopes
 from pipelines.modalities.metabolomics.peaks import (
     FLOOR_SIGMAS,
+    UNRESOLVED_PPM,
     Peaks,
     mass_traces,
+    merge_unresolved,
     mz_noise_floor,
     trace_peaks,
 )
@@ -56,6 +58,9 @@ class FeatureParams:
 
     enabled: bool = True
     mz_tolerance_ppm: float = 10.0
+    # centroids of one scan closer than this are one ion (below any LC-MS instrument's peak
+    # width; see peaks.UNRESOLVED_PPM); 0 keeps every centroid
+    unresolved_ppm: float = UNRESOLVED_PPM
     min_scans: int = 5
     max_gap_scans: int = 2
     min_snr: float = 5.0
@@ -231,9 +236,18 @@ def _noise_floor_of_run(ms1: MS1Peaks):
     return mz_noise_floor(ms1.mz[::step], ms1.intensity[::step])
 
 
+def unresolved_merged(ms1: MS1Peaks, p: FeatureParams) -> MS1Peaks:
+    """``ms1`` with the centroids of a scan closer than ``p.unresolved_ppm`` merged into one."""
+    scan, mz, inten = merge_unresolved(ms1.scan, ms1.mz, ms1.intensity, ppm=p.unresolved_ppm)
+    if scan is ms1.scan:
+        return ms1
+    return MS1Peaks(scan, mz, inten, ms1.rt, ms1.profile)
+
+
 def find_features(ms1: MS1Peaks, p: FeatureParams, noise=None) -> tuple[Peaks, Features]:
     """Mass traces -> chromatographic peaks -> isotope groups of MS1 centroids (one band)."""
     edges, floor = noise if noise is not None else _noise_floor_of_run(ms1)
+    ms1 = unresolved_merged(ms1, p)
     order, starts = mass_traces(
         ms1.scan, ms1.mz, ppm=p.mz_tolerance_ppm, max_gap=p.max_gap_scans, min_points=p.min_scans
     )
@@ -543,5 +557,6 @@ __all__ = [
     "find_features",
     "group_features",
     "read_ms1",
+    "unresolved_merged",
     "with_sample_id",
 ]

@@ -1,5 +1,7 @@
 """Mass traces and chromatographic peaks of one run, vectorised over the whole run.
 
+0. Centroids of one scan closer than ``UNRESOLVED_PPM`` are one ion (:func:`merge_unresolved`,
+   called by ``features.find_features``).
 1. **Mass traces** (:func:`mass_traces`): every centroid is linked to its nearest neighbour in
    m/z in the next scan when the two are each other's nearest and within ``ppm``; the links are
    then made again with each centroid looking from its chain's mean m/z (a noise centroid a few
@@ -9,14 +11,16 @@
    a (scan, m/z) key, no loop over scans.
 2. **Peaks** (:func:`trace_peaks`, in named steps): the traces are laid end to end in one dense
    array (gaps linearly interpolated, zero padding between traces) and smoothed with one
-   convolution (Gaussian, sigma one scan).  Local maxima are then merged into their higher
-   neighbour until each remaining one rises above its higher valley (its *prominence*) by
-   ``min_snr`` x the noise at that valley's level and by ``MIN_VALLEY_DEPTH`` (20 %) of its own
-   height (the few-% scatter on the top of a strong peak).  The noise of a trace at a level v
+   convolution (Gaussian, sigma one scan, at most ``MAX_SMOOTH_SIGMA_S``).  Local maxima are
+   then merged into their higher neighbour until each remaining one rises above its higher
+   valley (its *prominence*) by ``min_snr`` x the noise at that valley's level and by
+   ``MIN_VALLEY_DEPTH`` (20 %) of its own height (the few-% scatter on the top of a strong
+   peak).  The noise of a trace at a level v
    is sqrt(a^2 + (r v)^2) (:class:`TraceNoise`):
    - r, the trace's relative scatter (ion statistics): 1.4826 x the median over the trace of
      |raw - local quadratic| / intensity (5-point Savitzky-Golay residual); other peaks on the
-     trace cannot move a median, a background ion that fluctuates raises it;
+     trace cannot move a median, a background ion that fluctuates raises it; at cycles above
+     ``MAX_SMOOTH_SIGMA_S`` (peaks 2-3 scans wide) at most the same measured in log intensity;
    - a, the additive noise under the instrument's detection threshold: the run's noise floor at
      that m/z (a low quantile of all centroid intensities in the m/z neighbourhood, which peaks
      cannot move) / ``FLOOR_SIGMAS`` for centroided spectra, the floor itself for spectra
@@ -38,14 +42,31 @@ from dataclasses import dataclass
 import numpy as np
 
 SMOOTH_SIGMA_SCANS = 1.0
-_KERNEL = np.exp(-0.5 * (np.arange(-4, 5) / SMOOTH_SIGMA_SCANS) ** 2)
-_KERNEL /= _KERNEL.sum()
+# ... but no wider than this in time: the narrowest peaks (FWHM 2 s) have a sigma of 0.85 s,
+# and a kernel of one scan at a 1 s cycle filled the valley between two of them 2 FWHM apart
+# (isomers), so the smaller was lost; at cycles <= 0.7 s (the real files: 0.26 and 0.47 s) the
+# kernel stays one scan
+MAX_SMOOTH_SIGMA_S = 0.7
+_KERNEL_HALF = 4  # taps on each side of the centre
+
+
+def smoothing_sigma_scans(rt: np.ndarray) -> float:
+    """The smoothing kernel's sigma in scans for a run whose MS1 scans are at ``rt``."""
+    cycle = float(np.median(np.diff(rt))) if len(rt) > 1 else 0.0
+    return SMOOTH_SIGMA_SCANS if cycle <= 0 else min(SMOOTH_SIGMA_SCANS, MAX_SMOOTH_SIGMA_S / cycle)
+
+
+def _kernel(sigma_scans: float) -> np.ndarray:
+    k = np.exp(-0.5 * (np.arange(-_KERNEL_HALF, _KERNEL_HALF + 1) / sigma_scans) ** 2)
+    return k / k.sum()
+
+
 # the noise is the scatter around a local quadratic (Savitzky-Golay, 5 points), which follows
 # the shape of a peak 2 scans wide far better than the smoothing does; _RESIDUAL_SD is the sd of
 # that residual for white noise of sd 1 (it turns the residual scatter into raw noise)
 _SG5 = np.array([-3.0, 12.0, 17.0, 12.0, -3.0]) / 35.0
 _RESIDUAL_SD = float(np.sqrt((1 - _SG5[2]) ** 2 + np.sum(np.delete(_SG5, 2) ** 2)))
-_PAD = _KERNEL.size // 2 + 1  # zeros between traces: the kernel never reaches the next one
+_PAD = _KERNEL_HALF + 1  # zeros between traces: the kernel never reaches the next one
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 MAX_MERGE_PASSES = 200
 # a peak must rise above both its valleys by this fraction of its smoothed apex: the ~5-15 %
@@ -63,6 +84,40 @@ LONG_TRACE_FWHMS = 8.0  # a trace this many FWHM long is a background ion's (see
 
 
 # --------------------------------------------------------------------------- mass traces
+# Two ions closer in m/z than the instrument's peak width give one profile peak, hence one
+# centroid.  The narrowest peaks of LC-MS instruments: Orbitrap (Q Exactive, Exploris) at
+# 140,000 (240,000) resolving power at m/z 200 has a peak FWHM of 7.1 (4.2) ppm there, wider
+# above (FWHM in ppm grows with sqrt(m/z)); TOFs at 30-60,000, 17-33 ppm.  So two centroids of
+# one scan closer than 4 ppm are one ion that was split (the centroider of a noisy profile
+# peak, a simulator writing two ions as two centroids): as two, a trace takes one of them in
+# one scan and the other in the next, the zigzag cuts its profile into many "peaks".  The
+# real files have none (171103_PMA_TK_QC_04, Q Exactive: nearest pair 6.8 ppm).
+UNRESOLVED_PPM = 4.0
+
+
+def merge_unresolved(
+    scan: np.ndarray, mz: np.ndarray, intensity: np.ndarray, *, ppm: float = UNRESOLVED_PPM
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge centroids of one scan less than ``ppm`` apart into one (summed intensity,
+    intensity-weighted m/z); the centroids sorted by (scan, m/z), and so is the result.
+
+    A chain of such neighbours is one centroid (a split profile peak is one ion, however many
+    maxima the noise gave it).  Returns the inputs themselves when nothing is to merge.
+    """
+    if len(mz) < 2 or ppm <= 0:
+        return scan, mz, intensity
+    close = (scan[1:] == scan[:-1]) & (np.diff(mz) < mz[:-1] * ppm * 1e-6)
+    if not close.any():
+        return scan, mz, intensity
+    group = np.concatenate([[0], np.cumsum(~close)])
+    w = intensity.astype(np.float64)
+    total = np.bincount(group, weights=w)
+    first = np.flatnonzero(np.concatenate([[True], ~close]))
+    merged_mz = np.bincount(group, weights=w * mz) / np.where(total > 0, total, 1.0)
+    merged_mz = np.where(total > 0, merged_mz, mz[first])
+    return scan[first], merged_mz, total.astype(intensity.dtype)
+
+
 def _mutual_links(
     link_mz: np.ndarray,
     scan: np.ndarray,
@@ -294,6 +349,7 @@ class _Dense:
     s: np.ndarray  # dense smoothed intensities
     rt_d: np.ndarray  # dense RT
     tr_d: np.ndarray  # dense trace number
+    sigma_scans: float  # of the smoothing kernel
 
     @property
     def n(self) -> int:
@@ -336,6 +392,7 @@ def _lay_out(
         0,
         len(rt) - 1,
     )
+    sigma_scans = smoothing_sigma_scans(rt)
     return _Dense(
         tr_of_point=tr_of_point,
         first=first,
@@ -348,9 +405,10 @@ def _lay_out(
         observed=observed,
         in_trace=in_trace,
         y=y,
-        s=np.convolve(y, _KERNEL, mode="same"),
+        s=np.convolve(y, _kernel(sigma_scans), mode="same"),
         rt_d=rt[dense_scan],
         tr_d=np.repeat(np.arange(n_tr), seg_len),
+        sigma_scans=sigma_scans,
     )
 
 
@@ -374,6 +432,25 @@ class TraceNoise:
         return np.sqrt(self.additive[trace] ** 2 + (self.relative[trace] * level) ** 2)
 
 
+def _relative_scatter_of_log(d: _Dense, n_tr: int, *, fallback: np.ndarray) -> np.ndarray:
+    """The relative scatter of each trace measured in log intensity.
+
+    A Gaussian peak is a parabola in log intensity, which the 5-point quadratic fits exactly;
+    in linear intensity the quadratic cannot follow a peak 2-3 scans wide (a 1 s cycle), and on
+    a short trace that is all peak the misfit was taken for scatter (r 0.3-0.4 for 5 % noise:
+    two isomers 2 FWHM apart made one peak).  Points whose quadratic reaches beyond the trace's
+    ends are left out (``fallback`` where a trace has none).  Either estimate is only inflated
+    (by the shape in linear, by the additive noise near the floor in log): the caller takes
+    the smaller.
+    """
+    log_y = np.log(np.maximum(d.y, 1.0))
+    resid = np.abs(log_y - np.convolve(log_y, _SG5, mode="same"))[d.pos] / _RESIDUAL_SD
+    interior = d.in_trace[d.pos - 2] & d.in_trace[d.pos + 2]
+    of_log = 1.4826 * _group_median(resid, d.tr_of_point, interior, n_tr)
+    has_interior = np.bincount(d.tr_of_point[interior], minlength=n_tr) > 0
+    return np.where(has_interior, of_log, fallback)
+
+
 def _trace_noise(
     d: _Dense,
     *,
@@ -391,6 +468,8 @@ def _trace_noise(
     relative = 1.4826 * _group_median(
         resid / np.maximum(d.y_obs, 1e-12), d.tr_of_point, everywhere, n_tr
     )
+    if d.sigma_scans < SMOOTH_SIGMA_SCANS:  # a cycle > MAX_SMOOTH_SIGMA_S: peaks 2-3 scans wide
+        relative = np.minimum(relative, _relative_scatter_of_log(d, n_tr, fallback=relative))
     w = np.bincount(d.tr_of_point, weights=d.y_obs, minlength=n_tr)
     trace_mz = np.bincount(d.tr_of_point, weights=mz_of_points * d.y_obs, minlength=n_tr) / w
     b = np.clip(np.searchsorted(noise_edges, trace_mz, side="right") - 1, 0, len(noise_floor) - 1)
@@ -542,7 +621,7 @@ def _half_height_width(
     )
     rt_d = d.rt_d
     cycle = (rt_d[np.minimum(apex_pos + 1, d.n - 1)] - rt_d[np.maximum(apex_pos - 1, 0)]) / 2
-    kernel_w = _FWHM_PER_SIGMA * SMOOTH_SIGMA_SCANS * cycle
+    kernel_w = _FWHM_PER_SIGMA * d.sigma_scans * cycle
     return np.sqrt(np.maximum(width**2 - kernel_w**2, (0.5 * width) ** 2))
 
 
