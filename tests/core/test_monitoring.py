@@ -330,6 +330,11 @@ def test_dead_api_warns_ctrl_c_exits_130_and_a_rerun_resumes(
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "no Snakemake job started"
         time.sleep(0.2)
+    # binds reports at a lower CPU priority than the workflow it started (benchmarks/README.md)
+    snakemake = [c for c in _children(proc.pid) if "snakemake" in _cmdline(c)]
+    assert len(snakemake) == 1, [_cmdline(c) for c in _children(proc.pid)]
+    assert _nice(proc.pid) == _nice(snakemake[0]) + 10
+    assert _nice(snakemake[0]) == os.getpriority(os.PRIO_PROCESS, 0)
     os.killpg(proc.pid, signal.SIGINT)
     _out, err = proc.communicate(timeout=120)
     lines = [ln for ln in err.splitlines() if ln.strip()]
@@ -377,6 +382,22 @@ def test_the_temporary_server_never_outlives_binds(tmp_path):
     while Path(f"/proc/{server_pid}").exists() and "zombie" not in _proc_state(server_pid):
         assert time.monotonic() < deadline, "the temporary server outlived its parent"
         time.sleep(0.2)
+
+
+def _children(pid: int) -> list[int]:
+    return [
+        int(c)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for c in (task / "children").read_text().split()
+    ]
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
 
 def _proc_state(pid: int) -> str:
