@@ -286,6 +286,7 @@ def run(
             )
             trace("snakemake started")
             _yield_to_the_workflow()
+            importing = None
             try:
                 session.choose()  # PREFECT_API_URL is set before Prefect is imported
                 # the import overlaps the temporary server's boot
@@ -311,21 +312,34 @@ def run(
                 trace("flow returned")
             finally:
                 started.staging.stop()  # Ctrl-C before the flow, Prefect failed: stop Snakemake
+                if importing is not None:
+                    # leaving (Ctrl-C) while Prefect is still being imported: the import ends
+                    # first, because the session's exit flushes Prefect's queues, which imports
+                    # Prefect too (one module imported by two threads: Python reports a
+                    # deadlock and Prefect prints "Failed to initialize plugins")
+                    importing.join()
     trace("prefect flushed")
     _print_publish(result, json_out)
 
 
 #: How much lower than Snakemake's the ``binds run`` process's CPU priority is while it reports.
 MONITOR_NICE = 10
+#: Set by :func:`main`: the process is the ``binds`` command's own.  Only then may a command
+#: change process-wide state that outlives it (a priority cannot be raised back): an in-process
+#: caller of :data:`app` (a test, a notebook) keeps its own.
+_OWN_PROCESS = {"value": False}
 
 
 def _yield_to_the_workflow() -> None:
-    """Lower this process's CPU priority once Snakemake (nice 0) runs: from here on binds only
-    reports (Prefect's import and flow engine: 2-3 CPU s while Snakemake starts), and on a
-    busy machine that work must not delay the jobs.  Publishing, after Snakemake, runs at the
-    same priority: alone on the machine it is as fast; beside other work it is polite."""
+    """Lower this process's CPU priority once Snakemake (started at the caller's) runs: from
+    here on binds only reports (Prefect's import and flow engine: 2-3 CPU s while Snakemake
+    starts), and on a busy machine that work must not delay the jobs.  Publishing, after
+    Snakemake, runs at the same priority: alone on the machine it is as fast; beside other work
+    it is polite."""
     import contextlib
 
+    if not _OWN_PROCESS["value"]:
+        return
     with contextlib.suppress(OSError):  # a platform without nice: run at the same priority
         os.nice(MONITOR_NICE)
 
@@ -1082,6 +1096,7 @@ def demo(
 
 
 def main() -> None:
+    _OWN_PROCESS["value"] = True
     try:
         app()
         code: int | str | None = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 
 import pandas as pd
@@ -38,6 +39,7 @@ def published(demo_run, tmp_path_factory):
     """`binds run` once, into a local store: (store path, result dict)."""
     base = tmp_path_factory.mktemp("published")
     store = base / "store"
+    priority = os.getpriority(os.PRIO_PROCESS, 0)
     result = runner.invoke(
         app,
         [
@@ -54,6 +56,9 @@ def published(demo_run, tmp_path_factory):
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
+    # the `binds` process lowers its priority while it reports (test_monitoring), a caller of
+    # the app in its own process keeps its priority
+    assert os.getpriority(os.PRIO_PROCESS, 0) == priority
     return store, json.loads(result.stdout), base / "work" / "stage"
 
 

@@ -333,7 +333,7 @@ def test_dead_api_warns_ctrl_c_exits_130_and_a_rerun_resumes(
     # binds reports at a lower CPU priority than the workflow it started (benchmarks/README.md)
     snakemake = [c for c in _children(proc.pid) if "snakemake" in _cmdline(c)]
     assert len(snakemake) == 1, [_cmdline(c) for c in _children(proc.pid)]
-    assert _nice(proc.pid) == _nice(snakemake[0]) + 10
+    assert _nice(proc.pid) == min(19, _nice(snakemake[0]) + 10)
     assert _nice(snakemake[0]) == os.getpriority(os.PRIO_PROCESS, 0)
     os.killpg(proc.pid, signal.SIGINT)
     _out, err = proc.communicate(timeout=120)
@@ -360,6 +360,48 @@ def test_dead_api_warns_ctrl_c_exits_130_and_a_rerun_resumes(
     # Snakemake was started before Prefect was imported (its start-up overlaps Prefect's)
     steps = [line.split(" ", 1)[1] for line in trace.read_text().splitlines()]
     assert steps.index("snakemake started") < steps.index("prefect imported, API ready")
+
+
+def test_ctrl_c_while_prefect_is_being_imported_is_one_line(
+    prefect_server, screening_run, tmp_path
+):
+    """Ctrl-C after Snakemake started and before Prefect's import (in a thread) ended: one
+    line, exit 130.  (Seen once on a loaded machine, with the dead-API case above: an extra
+    "Failed to initialize plugins: deadlock detected by _ModuleLock(...)" line, the session's
+    flush importing Prefect while the thread still did; the race is not reproducible on
+    demand, binds now lets the import end first.)"""
+    trace = tmp_path / "trace"
+    proc = subprocess.Popen(
+        [
+            *BINDS,
+            "run",
+            str(screening_run),
+            "--store",
+            str(tmp_path / "store"),
+            "--cores",
+            "2",
+            "--work-dir",
+            str(tmp_path / "work"),
+        ],
+        env=dict(os.environ, PREFECT_API_URL=prefect_server, BINDS_TRACE=str(trace)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (trace.exists() and "snakemake started" in trace.read_text()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "Snakemake did not start"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    _out, err = proc.communicate(timeout=120)
+    steps = [line.split(" ", 1)[1] for line in trace.read_text().splitlines()]
+    assert "prefect imported, API ready" not in steps, "the signal came after the import"
+    assert proc.returncode == 130, err
+    assert [ln for ln in err.splitlines() if ln.strip()] == [
+        "interrupted: nothing was committed that is not complete; run the same command to resume"
+    ]
 
 
 def test_the_temporary_server_never_outlives_binds(tmp_path):
