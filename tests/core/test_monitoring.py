@@ -246,20 +246,7 @@ def test_failed_rule_is_a_failed_task_run_with_its_log_tail(
 ):
     monkeypatch.setenv("PREFECT_API_URL", prefect_server)
     monkeypatch.setenv("MPLBACKEND", "no-such-backend")  # the plotting rule's matplotlib refuses it
-    out = CliRunner().invoke(
-        app,
-        [
-            "run",
-            str(screening_run),
-            "--store",
-            str(tmp_path / "store"),
-            "--cores",
-            "2",
-            "--work-dir",
-            str(tmp_path / "work"),
-        ],
-        catch_exceptions=False,
-    )
+    out = CliRunner().invoke(app, _run_args(screening_run, tmp_path), catch_exceptions=False)
     assert out.exit_code == 1 and "workflow failed in rule screening_plots" in out.output
     events = (
         (tmp_path / "work" / "stage" / "_meta" / "snakemake-events.jsonl").read_text().splitlines()
@@ -297,6 +284,24 @@ def test_invalid_input_exits_2_within_2_s_without_importing_prefect(tmp_path):
     assert not (tmp_path / "store").exists()
 
 
+def _run_args(run_dir: Path, tmp_path: Path) -> list[str]:
+    """``binds run`` of ``run_dir`` into a store and work folder under ``tmp_path``."""
+    store, work = tmp_path / "store", tmp_path / "work"
+    return ["run", str(run_dir), "--store", str(store), "--cores", "2", "--work-dir", str(work)]
+
+
+def _start_in_own_session(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """``cmd`` in its own session: the test signals its process group, as a terminal does."""
+    return subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def test_dead_api_warns_ctrl_c_exits_130_and_a_rerun_resumes(
     prefect_server, screening_run, tmp_path
 ):
@@ -305,25 +310,8 @@ def test_dead_api_warns_ctrl_c_exits_130_and_a_rerun_resumes(
     Snakemake lock released.  The same command then completes."""
     store, work = tmp_path / "store", tmp_path / "work"
     dead = f"http://127.0.0.1:{free_port()}/api"
-    cmd = [
-        *BINDS,
-        "run",
-        str(screening_run),
-        "--store",
-        str(store),
-        "--cores",
-        "2",
-        "--work-dir",
-        str(work),
-    ]
-    proc = subprocess.Popen(
-        cmd,
-        env=dict(os.environ, PREFECT_API_URL=dead),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    cmd = [*BINDS, *_run_args(screening_run, tmp_path)]
+    proc = _start_in_own_session(cmd, dict(os.environ, PREFECT_API_URL=dead))
     events = work / "stage" / "_meta" / "snakemake-events.jsonl"
     deadline = time.monotonic() + 240
     while not (events.exists() and '"job_info"' in events.read_text()):
@@ -371,23 +359,9 @@ def test_ctrl_c_while_prefect_is_being_imported_is_one_line(
     flush importing Prefect while the thread still did; the race is not reproducible on
     demand, binds now lets the import end first.)"""
     trace = tmp_path / "trace"
-    proc = subprocess.Popen(
-        [
-            *BINDS,
-            "run",
-            str(screening_run),
-            "--store",
-            str(tmp_path / "store"),
-            "--cores",
-            "2",
-            "--work-dir",
-            str(tmp_path / "work"),
-        ],
-        env=dict(os.environ, PREFECT_API_URL=prefect_server, BINDS_TRACE=str(trace)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    proc = _start_in_own_session(
+        [*BINDS, *_run_args(screening_run, tmp_path)],
+        dict(os.environ, PREFECT_API_URL=prefect_server, BINDS_TRACE=str(trace)),
     )
     deadline = time.monotonic() + 120
     while not (trace.exists() and "snakemake started" in trace.read_text()):
