@@ -24,9 +24,13 @@ from pipelines.modalities.metabolomics.targets import read_targets
 # has no goal).  Where a figure reaches its goal the floor is the goal, elsewhere the figure
 # measured at default parameters (S/N >= 5) and at min_snr 3 (docs/formats/metabolomics.md has
 # them all, and why the gaps remain).
+# On 171103 the floors of the first two fell when ion-suppressed scans began to be bridged
+# (0.55 -> 0.50 and 0.91 -> 0.83 at default parameters): the OpenMS features lost are
+# background ions' levels between two suppression dips, which our own split traces had
+# matched with "peaks" of the same kind.
 FFM_CASES = [
-    ("171103_PMA_TK_QC_04-4to5min.mzML", False, {}, (0.55, 0.91, 0.67, 0.46)),
-    ("171103_PMA_TK_QC_04-4to5min.mzML", False, {"min_snr": 3}, (0.70, 0.92, 0.72, 0.40)),
+    ("171103_PMA_TK_QC_04-4to5min.mzML", False, {}, (0.50, 0.83, 0.69, 0.54)),
+    ("171103_PMA_TK_QC_04-4to5min.mzML", False, {"min_snr": 3}, (0.65, 0.87, 0.74, 0.47)),
     ("FeatureFinderMetaboIdent_1_input.mzML", True, {}, (0.41, 0.95, 0.79, 0.75)),
     ("FeatureFinderMetaboIdent_1_input.mzML", True, {"min_snr": 3}, (0.48, 0.95, 0.72, 0.59)),
 ]
@@ -72,19 +76,16 @@ def test_features_agree_with_feature_finder_metabo(
     got = agreement_with_openms(
         ours["mz"].to_numpy(), ours["rt_apex_s"].to_numpy(), iso_mz, iso_rt, ref
     )
-    assert all(
-        g >= f
-        for g, f in zip(
-            (
-                got["found_fwhm_le_20s"],
-                got["found_top25_fwhm_le_20s"],
-                got["ours_in_openms_mass_traces"],
-                got["ours_at_openms_elution_peaks"],
-            ),
-            floors,
-            strict=True,
+    figures = {
+        k: round(got[k], 4)
+        for k in (
+            "found_fwhm_le_20s",
+            "found_top25_fwhm_le_20s",
+            "ours_in_openms_mass_traces",
+            "ours_at_openms_elution_peaks",
         )
-    ), got
+    }
+    assert all(g >= f for g, f in zip(figures.values(), floors, strict=True)), (figures, floors)
     # every feature is self-consistent
     assert (ours["rt_start_s"] <= ours["rt_apex_s"]).all() and (
         ours["rt_apex_s"] <= ours["rt_end_s"]

@@ -17,7 +17,7 @@ from pipelines.modalities.metabolomics.features import (
 )
 from pipelines.modalities.metabolomics.groundtruth import write_run
 from pipelines.modalities.metabolomics.isotopes import C13_SPACING
-from pipelines.modalities.metabolomics.peaks import merge_unresolved
+from pipelines.modalities.metabolomics.peaks import merge_unresolved, suppressed_scans
 
 # (scan cycle, floors of recall on the compounds >= 10x the noise floor and of precision): the
 # issue's goals.  Measured (seed 1, 40 compounds + isomers, 180 s): 0.5 s cycle 1.000 / 0.979
@@ -80,10 +80,12 @@ def test_ground_truth_against_openms(tmp_path, cycle_s):
 
 
 # --------------------------------------------------------------------------- hand-made traces
-def _run(ions, *, cycle_s=0.5, n_scans=240, floor=1000.0, seed=0):
+def _run(ions, *, cycle_s=0.5, n_scans=240, floor=1000.0, seed=0, suppressed=(0.0, 0.0, 1.0)):
     """MS1 centroids of Gaussian ions [(m/z, apex RT, FWHM, height)], 3 % noise, plus random centroids.
 
     Ions at one m/z (isomers) make one centroid per scan, their sum, as on an instrument.
+    ``suppressed`` = (from, to, factor): every intensity in scans from <= RT < to is
+    multiplied by factor (ion suppression) before the instrument's threshold.
     """
     rng = np.random.default_rng(seed)
     rt = np.arange(n_scans) * cycle_s
@@ -98,6 +100,8 @@ def _run(ions, *, cycle_s=0.5, n_scans=240, floor=1000.0, seed=0):
         mz += list(rng.uniform(100, 900, 30))
         it += list(floor * np.exp(np.abs(rng.normal(0, 0.5, 30))))
         mz, it = np.asarray(mz), np.asarray(it)
+        if suppressed[0] <= t < suppressed[1]:
+            it = it * suppressed[2]
         keep = it >= floor
         o = np.argsort(mz[keep])
         mzs.append(mz[keep][o])
@@ -179,6 +183,30 @@ def test_a_compound_cut_by_the_start_of_the_run_is_kept_a_background_slope_is_no
     near = lambda mz: f[(f["mz"] - mz).abs() < mz * 5e-6]  # noqa: E731
     assert len(near(330.26)) == 1 and near(330.26)["rt_apex_s"].iloc[0] < 5.0
     assert (near(331.2)["rt_apex_s"] > 10.0).all(), near(331.2)
+
+
+def test_background_ions_across_an_ion_suppression_dip_are_not_peaks():
+    """171103_PMA_TK_QC_04 at 291.7-295.2 s: a strong compound fills the trap, every other ion
+    falls below the threshold for 8 scans.  A background ion's level after the dip, short and
+    cut by the dip and the end of the run, was reported as a peak (254 such features on that
+    file).  The dip's scans are now bridged: the background gives no peak, while a compound
+    eluting just after the dip and one before it are found."""
+    background = 2000.0  # FWHM (s) of the "ions" that stand for a constant background level
+    ions = [(m, 60.0, background, h) for m, h in ((210.1, 3e4), (320.2, 6e4), (455.3, 1.2e5))]
+    ions += [(380.19, 112.0, 2.5, 3e5), (510.27, 96.0, 3.0, 2e5)]
+    ms1 = _run(ions, suppressed=(105.0, 109.0, 0.01))
+    dip = suppressed_scans(ms1.scan, len(ms1.rt))
+    assert np.flatnonzero(dip).tolist() == list(range(210, 218))
+    f = _features(ms1)
+    near = lambda mz: f[(f["mz"] - mz).abs() < mz * 5e-6]  # noqa: E731
+    for mz, *_ in ions[:3]:
+        assert near(mz).empty, near(mz)
+    for mz, rt, *_ in ions[3:]:
+        assert len(near(mz)) == 1 and near(mz)["rt_apex_s"].iloc[0] == pytest.approx(rt, abs=1.5)
+    # without the bridge (`suppressed_fraction: 0`), the levels after the dip are "peaks"
+    off = _features(ms1, suppressed_fraction=0.0)
+    after = off[off["rt_apex_s"] > 109.0]
+    assert np.isin(after["mz"].round(1), [210.1, 320.2, 455.3]).any(), after
 
 
 def test_two_centroids_of_one_ion_in_a_scan_make_one_trace_not_a_zigzag():

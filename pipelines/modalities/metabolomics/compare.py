@@ -224,7 +224,7 @@ def explain_agreement(
     from dataclasses import replace
 
     from pipelines.modalities.metabolomics.features import find_features, unresolved_merged
-    from pipelines.modalities.metabolomics.peaks import mass_traces
+    from pipelines.modalities.metabolomics.peaks import mass_traces, suppressed_scans
 
     def near(mz_a, rt_a, mz_b, rt_b):
         return (np.abs(mz_b - mz_a) <= mz_a * ppm * 1e-6) & (np.abs(rt_b - rt_a) <= rt_s)
@@ -246,9 +246,15 @@ def explain_agreement(
         return ms1.rt[peaks.trace_last_scan] - ms1.rt[peaks.trace_first_scan]
 
     loose_trace_s = trace_s(allpk)
+    suppressed = suppressed_scans(ms1.scan, len(ms1.rt), fraction=params.suppressed_fraction)
     ms1 = unresolved_merged(ms1, params)  # the centroids find_features builds its traces of
     order, starts = mass_traces(
-        ms1.scan, ms1.mz, ppm=params.mz_tolerance_ppm, max_gap=params.max_gap_scans, min_points=1
+        ms1.scan,
+        ms1.mz,
+        ppm=params.mz_tolerance_ppm,
+        max_gap=params.max_gap_scans,
+        min_points=1,
+        suppressed=suppressed,
     )
     of_trace = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
     tr_mz = np.bincount(of_trace, weights=ms1.mz[order]) / np.maximum(np.diff(starts), 1)

@@ -39,11 +39,13 @@ import pyarrow.parquet as pq
 from pipelines.modalities.metabolomics.isotopes import Features, group_isotopes
 from pipelines.modalities.metabolomics.peaks import (
     FLOOR_SIGMAS,
+    SUPPRESSED_FRACTION,
     UNRESOLVED_PPM,
     Peaks,
     mass_traces,
     merge_unresolved,
     mz_noise_floor,
+    suppressed_scans,
     trace_peaks,
 )
 from pipelines.staging import write_json
@@ -63,6 +65,9 @@ class FeatureParams:
     unresolved_ppm: float = UNRESOLVED_PPM
     min_scans: int = 5
     max_gap_scans: int = 2
+    # a scan with fewer than this fraction of its neighbours' centroids is ion-suppressed
+    # (see peaks.SUPPRESSED_FRACTION); 0: none is
+    suppressed_fraction: float = SUPPRESSED_FRACTION
     min_snr: float = 5.0
     min_height: float = 1000.0
     min_fwhm_s: float = 1.0
@@ -244,12 +249,25 @@ def unresolved_merged(ms1: MS1Peaks, p: FeatureParams) -> MS1Peaks:
     return MS1Peaks(scan, mz, inten, ms1.rt, ms1.profile)
 
 
-def find_features(ms1: MS1Peaks, p: FeatureParams, noise=None) -> tuple[Peaks, Features]:
-    """Mass traces -> chromatographic peaks -> isotope groups of MS1 centroids (one band)."""
+def find_features(
+    ms1: MS1Peaks, p: FeatureParams, noise=None, suppressed: np.ndarray | None = None
+) -> tuple[Peaks, Features]:
+    """Mass traces -> chromatographic peaks -> isotope groups of MS1 centroids (one band).
+
+    ``noise`` (the run's noise floor) and ``suppressed`` (its ion-suppressed scans) are the
+    whole run's, measured on ``ms1`` when not given (it must then be the whole run).
+    """
     edges, floor = noise if noise is not None else _noise_floor_of_run(ms1)
+    if suppressed is None:
+        suppressed = suppressed_scans(ms1.scan, len(ms1.rt), fraction=p.suppressed_fraction)
     ms1 = unresolved_merged(ms1, p)
     order, starts = mass_traces(
-        ms1.scan, ms1.mz, ppm=p.mz_tolerance_ppm, max_gap=p.max_gap_scans, min_points=p.min_scans
+        ms1.scan,
+        ms1.mz,
+        ppm=p.mz_tolerance_ppm,
+        max_gap=p.max_gap_scans,
+        min_points=p.min_scans,
+        suppressed=suppressed,
     )
     pk = trace_peaks(
         order,
@@ -268,6 +286,7 @@ def find_features(ms1: MS1Peaks, p: FeatureParams, noise=None) -> tuple[Peaks, F
         min_scans=p.min_scans,
         min_fwhm_s=p.min_fwhm_s,
         max_fwhm_s=p.max_fwhm_s,
+        suppressed=suppressed,
     )
     return pk, group_isotopes(pk, ppm=p.mz_tolerance_ppm)
 
@@ -311,9 +330,12 @@ def feature_table(pk: Peaks, feats: Features, *, run: str) -> pa.Table:
 def features_of_run(ms1: MS1Peaks, p: FeatureParams, *, run: str) -> tuple[pa.Table, int]:
     """The run's feature table (:data:`PEAK_SCHEMA`) and its number of peaks, band by band in m/z."""
     noise = _noise_floor_of_run(ms1)
+    suppressed = suppressed_scans(ms1.scan, len(ms1.rt), fraction=p.suppressed_fraction)
+    if suppressed.any():
+        log.info("%s: %d of %d MS1 scans ion-suppressed", run, int(suppressed.sum()), len(ms1.rt))
     n_bands = max(1, -(-len(ms1.mz) // BAND_CENTROIDS))
     if n_bands == 1:
-        pk, feats = find_features(ms1, p, noise)
+        pk, feats = find_features(ms1, p, noise, suppressed)
         return feature_table(pk, feats, run=run), len(pk)
     step = max(1, len(ms1.mz) // 1_000_000)
     edges = np.quantile(ms1.mz[::step], np.linspace(0, 1, n_bands + 1))
@@ -323,7 +345,7 @@ def features_of_run(ms1: MS1Peaks, p: FeatureParams, *, run: str) -> tuple[pa.Ta
         sel = np.flatnonzero((ms1.mz >= lo - BAND_MARGIN_MZ) & (ms1.mz < hi + BAND_MARGIN_MZ))
         band = MS1Peaks(ms1.scan[sel], ms1.mz[sel], ms1.intensity[sel], ms1.rt, ms1.profile)
         del sel
-        pk, feats = find_features(band, p, noise)
+        pk, feats = find_features(band, p, noise, suppressed)
         mono_mz = pk.mz[feats.mono]
         inside = (mono_mz >= lo) & (mono_mz < hi)
         n_peaks += int(sum(len(feats.members[i]) for i in np.flatnonzero(inside)))

@@ -6,17 +6,18 @@
    m/z in the next scan when the two are each other's nearest and within ``ppm``; the links are
    then made again with each centroid looking from its chain's mean m/z (a noise centroid a few
    ppm off an ion no longer steals the ion's link), and chain ends are joined to chain starts
-   up to ``max_gap`` missing scans later the same way, on the chains' mean m/z.  Each chain is
-   a trace (one centroid per scan).  All of it is a handful of global ``searchsorted`` calls on
+   up to ``max_gap`` missing scans later the same way, on the chains' mean m/z, ion-suppressed
+   scans (:func:`suppressed_scans`) not counted in the gap.  Each chain is a trace (one
+   centroid per scan).  All of it is a handful of global ``searchsorted`` calls on
    a (scan, m/z) key, no loop over scans.
 2. **Peaks** (:func:`trace_peaks`, in named steps): the traces are laid end to end in one dense
-   array (gaps linearly interpolated, zero padding between traces) and smoothed with one
-   convolution (Gaussian, sigma one scan, at most ``MAX_SMOOTH_SIGMA_S``).  Local maxima are
-   then merged into their higher neighbour until each remaining one rises above its higher
-   valley (its *prominence*) by ``min_snr`` x the noise at that valley's level and by
+   array (gaps linearly interpolated, points of suppressed scans raised to at least that
+   interpolation, zero padding between traces) and smoothed with one convolution
+   (Gaussian, sigma one scan, at most ``MAX_SMOOTH_SIGMA_S``).  Local maxima are then merged
+   into their higher neighbour until each remaining one rises above its higher valley (its
+   *prominence*) by ``min_snr`` x the noise at that valley's level and by
    ``MIN_VALLEY_DEPTH`` (20 %) of its own height (the few-% scatter on the top of a strong
-   peak).  The noise of a trace at a level v
-   is sqrt(a^2 + (r v)^2) (:class:`TraceNoise`):
+   peak).  The noise of a trace at a level v is sqrt(a^2 + (r v)^2) (:class:`TraceNoise`):
    - r, the trace's relative scatter (ion statistics): 1.4826 x the median over the trace of
      |raw - local quadratic| / intensity (5-point Savitzky-Golay residual); other peaks on the
      trace cannot move a median, a background ion that fluctuates raises it; at cycles above
@@ -127,11 +128,13 @@ def _mutual_links(
     ppm: float,
     k: float,
     query_mz: np.ndarray | None = None,
+    scan_of_b: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Links a[i] -> b[j] with scan(b) = scan(a) + gap and each the other's nearest in ``link_mz``.
 
     With ``query_mz``, each centroid looks for the other side's ``link_mz`` nearest to its own
-    ``query_mz`` (its chain's mean m/z) instead of to its own ``link_mz``.
+    ``query_mz`` (its chain's mean m/z) instead of to its own ``link_mz``; with ``scan_of_b``,
+    the ``b`` side's scan positions are taken from it instead of from ``scan``.
     """
     if not len(a) or not len(b):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -139,7 +142,7 @@ def _mutual_links(
         link_mz[a],
         link_mz[b],
         scan[a].astype(np.float64),
-        scan[b].astype(np.float64),
+        (scan if scan_of_b is None else scan_of_b)[b].astype(np.float64),
     )
     oa = np.argsort(sc_a * k + mz_a, kind="stable")
     ob = np.argsort(sc_b * k + mz_b, kind="stable")
@@ -190,14 +193,22 @@ def _chain_mean(mz: np.ndarray, prv: np.ndarray) -> np.ndarray:
 
 
 def mass_traces(
-    scan: np.ndarray, mz: np.ndarray, *, ppm: float, max_gap: int, min_points: int
+    scan: np.ndarray,
+    mz: np.ndarray,
+    *,
+    ppm: float,
+    max_gap: int,
+    min_points: int,
+    suppressed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Link centroids into traces.
 
     Scan to scan, centroids that are each other's nearest within ``ppm`` are linked; then chain
     ends are joined to chain starts 1 to ``max_gap + 1`` scans later when the two chains' mean
     m/z are each other's nearest within ``ppm`` (the scatter of single centroids, a few ppm,
-    would otherwise cut a long trace now and then).  Returns ``(order, starts)``: ``order``
+    would otherwise cut a long trace now and then).  Scans flagged in ``suppressed`` (per scan
+    number, :func:`suppressed_scans`) do not count in that gap: an ion missing from them is
+    not absent (:func:`_join_across_suppression`).  Returns ``(order, starts)``: ``order``
     lists the indices of the centroids in traces of at least ``min_points`` centroids, trace by
     trace and scan-ordered within a trace; ``starts`` the offset of each trace in ``order``
     (plus a final ``len(order)``).
@@ -225,6 +236,17 @@ def mass_traces(
         starts = np.flatnonzero(prv < 0)
         src, dst = _mutual_links(chain_mz, scan, ends, starts, gap, ppm, k)
         nxt[src], prv[dst] = dst, src
+    if suppressed is not None and suppressed.any():
+        _join_across_suppression(
+            nxt,
+            prv,
+            scan=scan,
+            chain_mz=chain_mz,
+            suppressed=suppressed,
+            ppm=ppm,
+            max_gap=max_gap,
+            k=k,
+        )
     root = _chain_roots(prv)
     size = np.bincount(root, minlength=n)
     keep = np.flatnonzero(size[root] >= min_points)
@@ -236,6 +258,71 @@ def mass_traces(
         else np.zeros(0, np.int64)
     )
     return order, np.append(starts, len(order)).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- ion suppression
+# A strong compound can fill the trap (Orbitrap AGC) or saturate the detector for a few scans:
+# every other ion falls, most below the detection threshold, and the scans hold a fraction of
+# their neighbours' centroids (171103_PMA_TK_QC_04 at 291.7-294.7 s: 198-487 instead of
+# ~1200).  A background ion there is cut into two traces, and the one after the dip, short and
+# cut by the suppression on one side, looked like a peak: 254 of our features at 295-300 s were
+# such levels of background ions after the dip.  Such scans are flagged so that trace building
+# bridges them; a scan with fewer than SUPPRESSED_FRACTION of the median centroid count of
+# the SUPPRESSION_WINDOW scans on each side is one (the scan-to-scan scatter of the count is a
+# few %, and a gradient changes it over minutes, not seconds).
+SUPPRESSED_FRACTION = 0.6
+SUPPRESSION_WINDOW = 10
+
+
+def suppressed_scans(
+    scan: np.ndarray,
+    n_scans: int,
+    *,
+    fraction: float = SUPPRESSED_FRACTION,
+    window: int = SUPPRESSION_WINDOW,
+) -> np.ndarray:
+    """Per MS1 scan number (0 .. ``n_scans`` - 1): does it hold fewer than ``fraction`` x the
+    median centroid count of the scans around it (ion suppression, a failed scan)?"""
+    count = np.bincount(np.asarray(scan, np.int64), minlength=n_scans)[:n_scans].astype(float)
+    if n_scans < 3:
+        return np.zeros(n_scans, bool)
+    padded = np.pad(count, window, mode="edge")
+    around = np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * window + 1), axis=1)
+    return count < fraction * around
+
+
+def _join_across_suppression(
+    nxt: np.ndarray,
+    prv: np.ndarray,
+    *,
+    scan: np.ndarray,
+    chain_mz: np.ndarray,
+    suppressed: np.ndarray,
+    ppm: float,
+    max_gap: int,
+    k: float,
+) -> None:
+    """Join chain ends to chain starts when at most ``max_gap`` unsuppressed scans lie between.
+
+    On the axis of unsuppressed scans, an end at scan a sits at u(a + 1) and a start at scan b
+    at u(b) (u(s): unsuppressed scans before s), so b - a - 1 missing scans count as
+    u(b) - u(a + 1); the same mutual-nearest test on the chains' mean m/z as for the other
+    gaps (``chain_mz``: each centroid's chain mean before any gap was joined, as there).
+    Edits ``nxt`` / ``prv`` in place.
+    """
+    u = np.concatenate([[0], np.cumsum(~suppressed)])
+    sc = np.clip(scan.astype(np.int64), 0, len(suppressed) - 1)
+    end_at, start_at = u[sc + 1], u[sc]
+    for missing in range(max_gap + 1):
+        ends = np.flatnonzero(nxt < 0)
+        starts = np.flatnonzero(prv < 0)
+        src, dst = _mutual_links(
+            chain_mz, end_at, ends, starts, missing, ppm, k, scan_of_b=start_at
+        )
+        # a start before the end (both in one suppressed stretch), or a chain to itself
+        ok = scan[dst] > scan[src]
+        src, dst = src[ok], dst[ok]
+        nxt[src], prv[dst] = dst, src
 
 
 # --------------------------------------------------------------------------- noise floor
@@ -363,8 +450,14 @@ def _lay_out(
     scan: np.ndarray,
     intensity: np.ndarray,
     rt: np.ndarray,
+    suppressed: np.ndarray | None = None,
 ) -> _Dense:
-    """Lay the traces end to end, interpolate their gaps and smooth them with one convolution."""
+    """Lay the traces end to end, interpolate their gaps and smooth them with one convolution.
+
+    In ``suppressed`` scans (per scan number) the smoothed profile is taken from at least the
+    interpolation between the trace's unsuppressed points on either side
+    (:func:`_lift_suppressed`): suppression only lowers an ion, and a dip it makes is no valley.
+    """
     n_tr = len(starts) - 1
     tr_of_point = np.repeat(np.arange(n_tr), np.diff(starts))
     sc = scan[order].astype(np.int64)
@@ -393,6 +486,12 @@ def _lay_out(
         len(rt) - 1,
     )
     sigma_scans = smoothing_sigma_scans(rt)
+    tr_d = np.repeat(np.arange(n_tr), seg_len)
+    y_profile = (
+        _lift_suppressed(y, observed & in_trace, suppressed[dense_scan] & in_trace, tr_d)
+        if suppressed is not None and suppressed.any()
+        else y
+    )
     return _Dense(
         tr_of_point=tr_of_point,
         first=first,
@@ -405,11 +504,33 @@ def _lay_out(
         observed=observed,
         in_trace=in_trace,
         y=y,
-        s=np.convolve(y, _kernel(sigma_scans), mode="same"),
+        s=np.convolve(y_profile, _kernel(sigma_scans), mode="same"),
         rt_d=rt[dense_scan],
-        tr_d=np.repeat(np.arange(n_tr), seg_len),
+        tr_d=tr_d,
         sigma_scans=sigma_scans,
     )
+
+
+def _lift_suppressed(
+    y: np.ndarray, observed: np.ndarray, suppressed: np.ndarray, trace: np.ndarray
+) -> np.ndarray:
+    """``y`` with each point of a suppressed scan raised to the linear interpolation between
+    the nearest observed unsuppressed points of its trace on either side (where both exist).
+
+    A point above the interpolation (the compound that fills the trap) keeps its value.
+    """
+    n = len(y)
+    good = observed & ~suppressed
+    at = np.arange(n)
+    before = np.maximum.accumulate(np.where(good, at, -1))
+    after = np.minimum.accumulate(np.where(good, at, n)[::-1])[::-1]
+    lift = suppressed & (before >= 0) & (after < n)
+    b, a = before[lift], after[lift]
+    lift[lift] = trace[b] == trace[a]
+    b, a, i = before[lift], after[lift], at[lift]
+    out = y.copy()
+    out[lift] = np.maximum(y[lift], y[b] + (y[a] - y[b]) * (i - b) / (a - b))
+    return out
 
 
 @dataclass(slots=True)
@@ -733,12 +854,13 @@ def trace_peaks(
     min_fwhm_s: float,
     max_fwhm_s: float,
     floor_sigmas: float = FLOOR_SIGMAS,
+    suppressed: np.ndarray | None = None,
 ) -> Peaks:
-    """Peaks of every trace (see the module docstring)."""
+    """Peaks of every trace (see the module docstring); ``suppressed``: :func:`suppressed_scans`."""
     if len(starts) <= 1:
         zi = np.zeros(0, np.int64)
         return _no_peaks(np.zeros(0), zi, zi, zi)
-    d = _lay_out(order, starts, scan=scan, intensity=intensity, rt=rt)
+    d = _lay_out(order, starts, scan=scan, intensity=intensity, rt=rt, suppressed=suppressed)
     noise = _trace_noise(
         d,
         mz_of_points=mz[order],
