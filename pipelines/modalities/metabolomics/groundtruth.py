@@ -11,7 +11,10 @@ A run (centroided MS1, written as mzML with psims) holds:
 - chemical background: ions present all run long at 3-100x the floor, drifting +-30 % over
   300 s and fluctuating 15 % from scan to scan;
 - noise: random centroids in every scan, intensity noise (5 % + additive at a third of the
-  floor), 2 ppm m/z scatter, and the instrument's threshold: nothing below the floor is written.
+  floor), 2 ppm m/z scatter, and the instrument's threshold: nothing below the floor is written;
+- optionally (``suppression_dips``), ion-suppression dips: stretches of 2-4 s where every ion
+  falls to 0.5-10 % of its intensity (a compound filling the trap, a spray instability), so
+  that most fall below the threshold.
 
 :func:`truth` gives the compounds (monoisotopic ion m/z, apex RT, apex height); a compound is
 *strong* when its apex is at least 10x the noise floor.
@@ -93,12 +96,18 @@ def write_run(
     dynamic_range: float = 1e4,
     n_background: int = 60,
     noise_per_scan: int = 150,
+    suppression_dips: int = 0,
 ) -> Truth:
     """Write one synthetic centroided run to ``path`` (mzML); return its compounds."""
     from psims.mzml.writer import MzMLWriter
 
     rng = np.random.default_rng(seed)
     truth = _compounds(rng, n=n_compounds, run_s=run_s, floor=floor, dynamic_range=dynamic_range)
+    # drawn from their own generator: the run without dips is the same run
+    dips = np.random.default_rng([seed, 1])
+    dip_start = np.sort(dips.uniform(20.0, run_s - 20.0, suppression_dips))
+    dip_end = dip_start + dips.uniform(2.0, 4.0, suppression_dips)
+    dip_factor = np.exp(dips.uniform(np.log(0.005), np.log(0.1), suppression_dips))
     ion_mz, ion_rt, ion_sigma, ion_h = [], [], [], []
     patterns: dict[float, np.ndarray] = {}  # isomers share their formula, hence their pattern
     for mz, rt, h, w, z in zip(
@@ -165,6 +174,9 @@ def write_run(
                     mz = np.concatenate([uniq_mz[keys], bg_mz, noise_mz])
                     mz = mz * (1 + 2e-6 * rng.standard_normal(mz.size))
                     inten = np.concatenate([sig, bg, noise_i])
+                    in_dip = (dip_start <= t) & (t < dip_end)
+                    if in_dip.any():
+                        inten = inten * dip_factor[in_dip].min()
                     keep = inten >= floor
                     order = np.argsort(mz[keep])
                     w.write_spectrum(

@@ -22,6 +22,7 @@
      |raw - local quadratic| / intensity (5-point Savitzky-Golay residual); other peaks on the
      trace cannot move a median, a background ion that fluctuates raises it; at cycles above
      ``MAX_SMOOTH_SIGMA_S`` (peaks 2-3 scans wide) at most the same measured in log intensity;
+     points whose 5-point window holds a suppressed scan are left out;
    - a, the additive noise under the instrument's detection threshold: the run's noise floor at
      that m/z (a low quantile of all centroid intensities in the m/z neighbourhood, which peaks
      cannot move) / ``FLOOR_SIGMAS`` for centroided spectra, the floor itself for spectra
@@ -437,6 +438,8 @@ class _Dense:
     rt_d: np.ndarray  # dense RT
     tr_d: np.ndarray  # dense trace number
     sigma_scans: float  # of the smoothing kernel
+    # per centroid: no ion-suppressed scan within the 5-point window of its scatter estimate
+    clean: np.ndarray
 
     @property
     def n(self) -> int:
@@ -487,11 +490,11 @@ def _lay_out(
     )
     sigma_scans = smoothing_sigma_scans(rt)
     tr_d = np.repeat(np.arange(n_tr), seg_len)
-    y_profile = (
-        _lift_suppressed(y, observed & in_trace, suppressed[dense_scan] & in_trace, tr_d)
-        if suppressed is not None and suppressed.any()
-        else y
-    )
+    y_profile, clean = y, np.ones(len(pos), bool)
+    if suppressed is not None and suppressed.any():
+        sup_d = suppressed[dense_scan] & in_trace
+        y_profile = _lift_suppressed(y, observed & in_trace, sup_d, tr_d)
+        clean = np.convolve(sup_d.astype(np.int64), np.ones(len(_SG5), np.int64), "same")[pos] == 0
     return _Dense(
         tr_of_point=tr_of_point,
         first=first,
@@ -508,6 +511,7 @@ def _lay_out(
         rt_d=rt[dense_scan],
         tr_d=tr_d,
         sigma_scans=sigma_scans,
+        clean=clean,
     )
 
 
@@ -566,7 +570,7 @@ def _relative_scatter_of_log(d: _Dense, n_tr: int, *, fallback: np.ndarray) -> n
     """
     log_y = np.log(np.maximum(d.y, 1.0))
     resid = np.abs(log_y - np.convolve(log_y, _SG5, mode="same"))[d.pos] / _RESIDUAL_SD
-    interior = d.in_trace[d.pos - 2] & d.in_trace[d.pos + 2]
+    interior = d.in_trace[d.pos - 2] & d.in_trace[d.pos + 2] & d.clean
     of_log = 1.4826 * _group_median(resid, d.tr_of_point, interior, n_tr)
     has_interior = np.bincount(d.tr_of_point[interior], minlength=n_tr) > 0
     return np.where(has_interior, of_log, fallback)
@@ -584,11 +588,13 @@ def _trace_noise(
     n_tr = len(d.first)
     everywhere = np.ones(len(d.y_obs), bool)
     # scan-to-scan scatter around a local quadratic, relative to the intensity: the median over
-    # the trace, so a few other peaks on it (their shape residual) do not move it
+    # the trace, so a few other peaks on it (their shape residual) do not move it; points whose
+    # quadratic spans an ion-suppressed scan are left out where the trace has others (a dip of
+    # 2-3 scans makes a residual on 6-7 points: three dips on a 60-point trace doubled it)
     resid = np.abs(d.y_obs - np.convolve(d.y, _SG5, mode="same")[d.pos]) / _RESIDUAL_SD
-    relative = 1.4826 * _group_median(
-        resid / np.maximum(d.y_obs, 1e-12), d.tr_of_point, everywhere, n_tr
-    )
+    has_clean = np.bincount(d.tr_of_point[d.clean], minlength=n_tr) > 0
+    use = d.clean | ~has_clean[d.tr_of_point]
+    relative = 1.4826 * _group_median(resid / np.maximum(d.y_obs, 1e-12), d.tr_of_point, use, n_tr)
     if d.sigma_scans < SMOOTH_SIGMA_SCANS:  # a cycle > MAX_SMOOTH_SIGMA_S: peaks 2-3 scans wide
         relative = np.minimum(relative, _relative_scatter_of_log(d, n_tr, fallback=relative))
     w = np.bincount(d.tr_of_point, weights=d.y_obs, minlength=n_tr)
