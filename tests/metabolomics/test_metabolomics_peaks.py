@@ -121,6 +121,45 @@ def test_ground_truth_with_ion_suppression_dips(tmp_path, cycle_s):
     assert scores["no bridge"]["precision"] < 0.7, scores  # the dips do make artifacts
 
 
+def test_the_qc_reports_each_runs_ion_suppressed_scans(tmp_path):
+    """Per run: how many MS1 scans were ion-suppressed and where (the QC's runs table)."""
+    import json
+
+    from pipelines.modalities.metabolomics.features import group_features
+
+    tables = []
+    for name, dips in (("dipped", 2), ("clean", 0)):
+        write_run(
+            tmp_path / f"{name}.mzML",
+            seed=2,
+            n_compounds=20,
+            run_s=120.0,
+            n_background=10,
+            suppression_dips=dips,
+        )
+        convert_mzml(
+            src=tmp_path / f"{name}.mzML",
+            spectra_out=tmp_path / f"{name}.parquet",
+            chromatograms_out=tmp_path / f"{name}c.parquet",
+        )
+        detect_features(
+            spectra=tmp_path / f"{name}.parquet", out=tmp_path / f"{name}f.parquet", run=name
+        )
+        tables.append(tmp_path / f"{name}f.parquet")
+    group_features(
+        peak_tables=tables,
+        features_out=tmp_path / "features.parquet",
+        peaks_out=tmp_path / "peaks.parquet",
+        qc_out=tmp_path / "qc.json",
+    )
+    qc = json.loads((tmp_path / "qc.json").read_text())
+    stretches = qc["ion_suppression_rt_s"]["dipped"]
+    assert len(stretches) == 2 and all(1.0 <= b - a <= 4.0 for a, b in stretches), stretches
+    # a 0.5 s cycle: the scans of 2-4 s dips
+    assert 2 * 3 <= qc["ion_suppressed_scans"]["dipped"] <= 2 * 8
+    assert qc["ion_suppressed_scans"]["clean"] == 0 and qc["ion_suppression_rt_s"]["clean"] == []
+
+
 # --------------------------------------------------------------------------- hand-made traces
 def _run(ions, *, cycle_s=0.5, n_scans=240, floor=1000.0, seed=0, suppressed=(0.0, 0.0, 1.0)):
     """MS1 centroids of Gaussian ions [(m/z, apex RT, FWHM, height)], 3 % noise, plus random centroids.
@@ -237,7 +276,7 @@ def test_background_ions_across_an_ion_suppression_dip_are_not_peaks():
     ions = [(m, 60.0, background, h) for m, h in ((210.1, 3e4), (320.2, 6e4), (455.3, 1.2e5))]
     ions += [(380.19, 112.0, 2.5, 3e5), (510.27, 96.0, 3.0, 2e5)]
     ms1 = _run(ions, suppressed=(105.0, 109.0, 0.01))
-    dip = suppressed_scans(ms1.scan, len(ms1.rt))
+    dip = suppressed_scans(ms1.scan, ms1.rt)
     assert np.flatnonzero(dip).tolist() == list(range(210, 218))
     f = _features(ms1)
     near = lambda mz: f[(f["mz"] - mz).abs() < mz * 5e-6]  # noqa: E731

@@ -286,6 +286,25 @@ def test_real_files_run_through_the_workflow_in_place(real_dir, tmp_path):
         and stage.facts["conflicts"] == []
     )
     assert stage.metrics["n_features"] > 100
+    # 171103's slice has three ion-suppression dips (14 MS1 scans), the profile file one under
+    # its strongest compound (8 scans at 218.6-221.0 s) and a single sparse scan
+    assert by_file[WORKFLOW_REAL_FILES[0]]["n_ion_suppressed_scans"] == 14
+    assert by_file[WORKFLOW_REAL_FILES[1]]["n_ion_suppressed_scans"] == 9
+    assert stage.metrics["n_runs_with_ion_suppression"] == 2
+    first = by_file[WORKFLOW_REAL_FILES[0]]
+    assert first["ion_suppression_start_s"] == pytest.approx([253.8, 274.5, 291.7], abs=0.1)
+    assert first["ion_suppression_end_s"] == pytest.approx([253.8, 275.9, 295.2], abs=0.1)
+    # the report's check: 23 of the 506 MS1 scans (4.5 %) pass the 5 % rule; 6 % would not
+    from pipelines.modalities.metabolomics import qc_checks
+
+    (ion,) = [c for c in qc_checks(stage.metrics) if c.name == "ion suppression"]
+    assert ion.passed and ion.value.startswith("23 of 506 MS1 scans"), ion
+    (worse,) = [
+        c
+        for c in qc_checks({**stage.metrics, "n_ion_suppressed_scans": 31})
+        if c.name == "ion suppression"
+    ]
+    assert worse.passed is False
 
 
 def test_bad_file_stops_the_run_with_file_and_spectrum(real_dir, tmp_path):

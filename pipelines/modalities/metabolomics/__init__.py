@@ -68,7 +68,8 @@ RAW_PATTERNS: tuple[str, ...] = (
 
 
 def qc_checks(metrics: dict[str, Any]) -> list[Check]:
-    """The report's pass/fail of an LC-MS run set: spectra read, targets found within 10 ppm."""
+    """The report's pass/fail of an LC-MS run set: spectra read, few ion-suppressed scans,
+    targets found within 10 ppm."""
     checks = [
         check(
             "spectra read",
@@ -77,6 +78,17 @@ def qc_checks(metrics: dict[str, Any]) -> list[Check]:
             "at least one spectrum per run",
         )
     ]
+    suppressed, ms1 = number(metrics, "n_ion_suppressed_scans"), number(metrics, "n_spectra_ms1")
+    if suppressed is not None and ms1:
+        checks.append(
+            check(
+                "ion suppression",
+                suppressed <= 0.05 * ms1,
+                f"{int(suppressed)} of {int(ms1)} MS1 scans ({suppressed / ms1:.1%})",
+                "at most 5% of the MS1 scans ion-suppressed (a compound filling the trap: "
+                "the ions eluting then are measured low; runs.parquet says where)",
+            )
+        )
     frac = number(metrics, "targets_detected_fraction")
     if frac is not None:
         checks.append(

@@ -246,7 +246,7 @@ def explain_agreement(
         return ms1.rt[peaks.trace_last_scan] - ms1.rt[peaks.trace_first_scan]
 
     loose_trace_s = trace_s(allpk)
-    suppressed = suppressed_scans(ms1.scan, len(ms1.rt), fraction=params.suppressed_fraction)
+    suppressed = suppressed_scans(ms1.scan, ms1.rt, fraction=params.suppressed_fraction)
     ms1 = unresolved_merged(ms1, params)  # the centroids find_features builds its traces of
     order, starts = mass_traces(
         ms1.scan,

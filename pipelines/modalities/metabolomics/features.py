@@ -46,6 +46,7 @@ from pipelines.modalities.metabolomics.peaks import (
     merge_unresolved,
     mz_noise_floor,
     suppressed_scans,
+    suppressed_stretches,
     trace_peaks,
 )
 from pipelines.staging import write_json
@@ -82,6 +83,8 @@ class FeatureParams:
 
 
 FORMAT_VERSION = b"2"  # 2: a feature is an isotope group (monoisotopic m/z), not a trace
+# schema metadata of a run's feature table: its ion-suppressed MS1 scans (count, RT stretches)
+SUPPRESSION_KEY = b"binds:ion_suppression"
 
 
 def doc_field(name: str, typ: pa.DataType, description: str, unit: str = "") -> pa.Field:
@@ -259,7 +262,7 @@ def find_features(
     """
     edges, floor = noise if noise is not None else _noise_floor_of_run(ms1)
     if suppressed is None:
-        suppressed = suppressed_scans(ms1.scan, len(ms1.rt), fraction=p.suppressed_fraction)
+        suppressed = suppressed_scans(ms1.scan, ms1.rt, fraction=p.suppressed_fraction)
     ms1 = unresolved_merged(ms1, p)
     order, starts = mass_traces(
         ms1.scan,
@@ -330,9 +333,24 @@ def feature_table(pk: Peaks, feats: Features, *, run: str) -> pa.Table:
 def features_of_run(ms1: MS1Peaks, p: FeatureParams, *, run: str) -> tuple[pa.Table, int]:
     """The run's feature table (:data:`PEAK_SCHEMA`) and its number of peaks, band by band in m/z."""
     noise = _noise_floor_of_run(ms1)
-    suppressed = suppressed_scans(ms1.scan, len(ms1.rt), fraction=p.suppressed_fraction)
+    suppressed = suppressed_scans(ms1.scan, ms1.rt, fraction=p.suppressed_fraction)
     if suppressed.any():
         log.info("%s: %d of %d MS1 scans ion-suppressed", run, int(suppressed.sum()), len(ms1.rt))
+    table, n_peaks = _features_in_bands(ms1, p, run=run, noise=noise, suppressed=suppressed)
+    # for the QC: how many scans, and where (the researcher sees where the run lost ions)
+    note = {
+        "n_scans": int(suppressed.sum()),
+        "stretches_rt_s": [
+            [round(a, 3), round(b, 3)] for a, b in suppressed_stretches(suppressed, ms1.rt)
+        ],
+    }
+    meta = {**(table.schema.metadata or {}), SUPPRESSION_KEY: json.dumps(note).encode()}
+    return table.replace_schema_metadata(meta), n_peaks
+
+
+def _features_in_bands(
+    ms1: MS1Peaks, p: FeatureParams, *, run: str, noise, suppressed: np.ndarray
+) -> tuple[pa.Table, int]:
     n_bands = max(1, -(-len(ms1.mz) // BAND_CENTROIDS))
     if n_bands == 1:
         pk, feats = find_features(ms1, p, noise, suppressed)
@@ -445,6 +463,11 @@ def group_features(
         (t.schema.metadata or {}).get(b"binds:run", Path(f).stem.encode()).decode()
         for t, f in zip(tables, peak_tables, strict=False)
     ]
+    suppression = {
+        r: json.loads(t.schema.metadata[SUPPRESSION_KEY])
+        for r, t in zip(runs, tables, strict=True)
+        if SUPPRESSION_KEY in (t.schema.metadata or {})
+    }
     tables = [_conform(t) for t in tables]
     allp = pa.concat_tables(tables).to_pandas() if tables else PEAK_SCHEMA.empty_table().to_pandas()
     run_idx = {r: i for i, r in enumerate(runs)}
@@ -561,6 +584,8 @@ def group_features(
         "n_features_all_runs": int(sum(1 for c in cols["n_runs"] if c == len(runs))),
         "features_per_run": {r: int((ridx == i).sum()) for r, i in run_idx.items()},
         "rt_drift_s": rt_drift,
+        "ion_suppressed_scans": {r: v["n_scans"] for r, v in suppression.items()},
+        "ion_suppression_rt_s": {r: v["stretches_rt_s"] for r, v in suppression.items()},
     }
     if qc_out:
         write_json(qc_out, qc)

@@ -264,32 +264,44 @@ def mass_traces(
 # --------------------------------------------------------------------------- ion suppression
 # A strong compound can fill the trap (Orbitrap AGC) or saturate the detector for a few scans:
 # every other ion falls, most below the detection threshold, and the scans hold a fraction of
-# their neighbours' centroids (171103_PMA_TK_QC_04 at 291.7-294.7 s: 198-487 instead of
+# their neighbours' centroids (171103_PMA_TK_QC_04 at 291.7-295.2 s: 198-645 instead of
 # ~1200).  A background ion there is cut into two traces, and the one after the dip, short and
 # cut by the suppression on one side, looked like a peak: 254 of our features at 295-300 s were
 # such levels of background ions after the dip.  Such scans are flagged so that trace building
 # bridges them; a scan with fewer than SUPPRESSED_FRACTION of the median centroid count of
-# the SUPPRESSION_WINDOW scans on each side is one (the scan-to-scan scatter of the count is a
-# few %, and a gradient changes it over minutes, not seconds).
+# the scans within SUPPRESSION_WINDOW_S on each side (at least SUPPRESSION_WINDOW_SCANS) is
+# one.  The scan-to-scan scatter of the count is a few %, and a gradient changes it over
+# minutes, not seconds; a median over 30 s sees a dip of up to 15 s.
 SUPPRESSED_FRACTION = 0.6
-SUPPRESSION_WINDOW = 10
+SUPPRESSION_WINDOW_S = 15.0
+SUPPRESSION_WINDOW_SCANS = 10
 
 
 def suppressed_scans(
-    scan: np.ndarray,
-    n_scans: int,
-    *,
-    fraction: float = SUPPRESSED_FRACTION,
-    window: int = SUPPRESSION_WINDOW,
+    scan: np.ndarray, rt: np.ndarray, *, fraction: float = SUPPRESSED_FRACTION
 ) -> np.ndarray:
-    """Per MS1 scan number (0 .. ``n_scans`` - 1): does it hold fewer than ``fraction`` x the
-    median centroid count of the scans around it (ion suppression, a failed scan)?"""
+    """Per MS1 scan number (0 .. len(``rt``) - 1, at times ``rt``): does it hold fewer than
+    ``fraction`` x the median centroid count of the scans around it (ion suppression, a failed
+    scan)?"""
+    n_scans = len(rt)
     count = np.bincount(np.asarray(scan, np.int64), minlength=n_scans)[:n_scans].astype(float)
-    if n_scans < 3:
+    if n_scans < 3 or fraction <= 0:
         return np.zeros(n_scans, bool)
+    cycle = float(np.median(np.diff(rt)))
+    window = SUPPRESSION_WINDOW_SCANS
+    if cycle > 0:
+        window = max(window, int(np.ceil(SUPPRESSION_WINDOW_S / cycle)))
+    window = min(window, n_scans)
     padded = np.pad(count, window, mode="edge")
     around = np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * window + 1), axis=1)
     return count < fraction * around
+
+
+def suppressed_stretches(suppressed: np.ndarray, rt: np.ndarray) -> list[tuple[float, float]]:
+    """(RT of the first, RT of the last scan) of each stretch of consecutive suppressed scans."""
+    flag = np.concatenate([[False], np.asarray(suppressed, bool), [False]])
+    edges = np.flatnonzero(flag[1:] != flag[:-1])
+    return [(float(rt[a]), float(rt[b - 1])) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
 def _join_across_suppression(

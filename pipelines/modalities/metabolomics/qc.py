@@ -58,6 +58,15 @@ def plot_tic_bpc(chromatograms: list[Path], runs: list[str], out: Path) -> None:
     save_png(fig, out)
 
 
+def _suppression_stretches(stretches: dict | None, runs: list[str]) -> dict[str, list]:
+    """The runs table's two list columns: start and end RT of each run's suppressed stretches."""
+    per_run = [(stretches or {}).get(r) for r in runs]
+    return {
+        "ion_suppression_start_s": [None if v is None else [a for a, _ in v] for v in per_run],
+        "ion_suppression_end_s": [None if v is None else [b for _, b in v] for v in per_run],
+    }
+
+
 def plot_target_errors(targets: Path, out: Path) -> None:
     plt = _figure()
     t = pq.read_table(targets, columns=["target", "run", "mass_error_ppm", "detected"]).to_pylist()
@@ -136,12 +145,17 @@ def write_qc(
         "n_chromatograms_in_file": [c.n_chromatograms_in_file for c in convs],
         "n_features": [fq.get("features_per_run", {}).get(r) for r in runs],
         "rt_drift_s": [fq.get("rt_drift_s", {}).get(r) for r in runs],
+        "n_ion_suppressed_scans": [fq.get("ion_suppressed_scans", {}).get(r) for r in runs],
+        **_suppression_stretches(fq.get("ion_suppression_rt_s"), runs),
         "targets_detected": [tq.get("targets_detected", {}).get(r) for r in runs],
     }
     types = {
         "sample_id": pa.string(),
         "n_features": pa.int64(),
         "rt_drift_s": pa.float64(),
+        "n_ion_suppressed_scans": pa.int64(),
+        "ion_suppression_start_s": pa.list_(pa.float64()),
+        "ion_suppression_end_s": pa.list_(pa.float64()),
         "targets_detected": pa.int64(),
         "rt_min_s": pa.float64(),
         "rt_max_s": pa.float64(),
@@ -187,6 +201,10 @@ def write_qc(
             n_features=fq.get("n_features"),
             n_features_all_runs=fq.get("n_features_all_runs"),
             max_abs_rt_drift_s=round(max(drifts), 3) if drifts else None,
+            n_runs_with_ion_suppression=sum(
+                1 for v in (fq.get("ion_suppressed_scans") or {}).values() if v
+            ),
+            n_ion_suppressed_scans=sum((fq.get("ion_suppressed_scans") or {}).values()),
         )
     if tq:
         n_t = tq.get("n_targets") or 0
