@@ -659,30 +659,17 @@ def _raise_base64_detail(text: bytes | memoryview) -> None:
 
 
 def decode_numpress(raw: bytes, algorithm: str) -> np.ndarray:
-    """MS-Numpress decoding via pynumpress when installed, else pymzml's pure-Python codec."""
+    """MS-Numpress ``linear`` / ``pic`` / ``slof`` bytes -> float64, exactly as pyopenms decodes
+    them (:mod:`.numpress`)."""
+    from .numpress import DECODERS, NumpressError
+
     try:
-        import pynumpress  # type: ignore[import-not-found]
-
-        fn = {
-            "linear": pynumpress.decode_linear,
-            "pic": pynumpress.decode_pic,
-            "slof": pynumpress.decode_slof,
-        }[algorithm]
-        return np.asarray(fn(np.frombuffer(raw, dtype=np.uint8)), dtype=np.float64)
-    except ImportError:
-        from pymzml.ms_numpress import MSNumpress
-
-        codec = MSNumpress(bytearray(raw))
-        fn = {"linear": codec.decode_linear, "pic": codec.decode_pic, "slof": codec.decode_slof}[
-            algorithm
-        ]
-        try:
-            return np.asarray(fn(), dtype=np.float64)
-        except Exception as err:  # the codec raises bare Exception on corrupt data
-            raise _BadArray(
-                f"MS-Numpress {algorithm} data cannot be decoded ({err})",
-                "the binary data is damaged; re-export the mzML",
-            ) from None
+        return DECODERS[algorithm](raw)
+    except NumpressError as err:
+        raise _BadArray(
+            f"MS-Numpress {algorithm} data cannot be decoded ({err})",
+            "the binary data is damaged; re-export the mzML",
+        ) from None
 
 
 # classification of a binaryDataArray's accessions (bytes keys: no decoding per array)
@@ -693,18 +680,30 @@ _KIND_B = {
 }
 _DTYPES_B = {k.encode(): v for k, v in _DTYPES.items()}
 _COMPRESSIONS_B = {k.encode(): k for k in _COMPRESSIONS}
+_NUMPRESS_B = {k.encode(): k for k in _NUMPRESS}
+# numpress algorithm -> the accession of it followed by zlib
+_NUMPRESS_ZLIB = {alg: acc for acc, (alg, zlibbed) in _NUMPRESS.items() if zlibbed}
 
 
 def _classify(params: bytes) -> tuple[str | None, np.dtype | None, str | None, bytes | None]:
     """(array kind, data type, compression, unit) of a binaryDataArray's cvParams."""
-    kind = dtype = comp = None
+    kind = dtype = comp = numpress = None
     for acc in _ACCESSION_RE.findall(params):
         if acc in _KIND_B:
             kind = _KIND_B[acc]
         elif acc in _DTYPES_B:
             dtype = _DTYPES_B[acc]
+        elif acc in _NUMPRESS_B:
+            numpress = _NUMPRESS_B[acc]
         elif acc in _COMPRESSIONS_B:
             comp = _COMPRESSIONS_B[acc]
+    if numpress is not None:
+        # ProteoWizard (and mzML 1.1.0 files before the combined terms) write numpress as its
+        # own cvParam next to "zlib compression" or "no compression", in either order: the two
+        # together are one encoding, numpress then (maybe) zlib, never a plain float array
+        if comp == ZLIB and not _NUMPRESS[numpress][1]:
+            numpress = _NUMPRESS_ZLIB[_NUMPRESS[numpress][0]]
+        comp = numpress
     unit = None
     if kind == TIME_ARRAY:
         m = _UNIT_RE.search(params) or _UNIT_NAME_RE.search(params)
