@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipelines.errors import InputError, Problem
+from pipelines.toolkit.rawfiles import refuse_outside_hdf5
 
 if TYPE_CHECKING:  # scanpy/anndata are imported inside functions: Snakemake parses this module
     from anndata import AnnData
@@ -77,6 +78,7 @@ def read_10x_h5(path: str | Path) -> Loaded:
 
     path = Path(path)
     fname = path.name
+    refuse_outside_hdf5(path)  # before any value is read: HDF5 would follow it anywhere
     try:
         h5 = h5py.File(path, "r")
     except OSError as err:
@@ -449,6 +451,7 @@ def read_h5ad_counts(path: str | Path) -> Loaded:
     import scipy.sparse as sp
 
     path = Path(path)
+    refuse_outside_hdf5(path)  # before any value is read: HDF5 would follow it anywhere
     try:
         adata = ad.read_h5ad(path)
     except (OSError, KeyError, ValueError, TypeError) as err:
