@@ -48,7 +48,7 @@ def run_step(snakemake: Any, func: Callable[..., Any], /, **kwargs: Any) -> Any:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     inputs = [str(p) for p in snakemake.input]
-    opened = _OpenedInputs(inputs)
+    opened = _OpenedInputs(inputs, [str(p) for p in snakemake.output])
     try:
         with opened:
             return func(**kwargs)
@@ -65,14 +65,19 @@ def run_step(snakemake: Any, func: Callable[..., Any], /, **kwargs: Any) -> Any:
         sys.exit(2)
     except Exception as err:
         logging.getLogger("pipelines").exception("rule %s failed", snakemake.rule)
-        reading = opened.last or (inputs[0] if len(inputs) == 1 else None)
+        # a crash after the step began writing an output is a write failure, not a bad input
+        reading = (
+            None if opened.writing else opened.last or (inputs[0] if len(inputs) == 1 else None)
+        )
         run_dir = snakemake.config.get("run_dir")
+        stage_dir = snakemake.config.get("stage_dir")
         _write_error(
             snakemake,
             {
                 "rule": snakemake.rule,
                 "kind": "crash",
                 "input": _shown(reading, run_dir) if reading else None,
+                "output": _shown(opened.writing, stage_dir) if opened.writing else None,
                 "inputs": [_shown(p, run_dir) for p in inputs],
                 "exception": type(err).__name__,
                 "message": _first_line(str(err)),
@@ -121,11 +126,16 @@ class _OpenedInputs:
     _active: _OpenedInputs | None = None
     _installed = False
 
-    def __init__(self, inputs: list[str]):
+    def __init__(self, inputs: list[str], outputs: list[str] = ()):  # type: ignore[assignment]
         # real path -> the path as the rule names it (run folders link raw data from elsewhere)
         self._files = {os.path.realpath(p): p for p in inputs if os.path.isfile(p)}
         self._dirs = {os.path.realpath(p) + os.sep: p for p in inputs if os.path.isdir(p)}
+        # outputs (files, or directory() outputs such as a Zarr store): absolute path -> as named
+        self._outputs = {os.path.abspath(p): p for p in outputs}
         self.last: str | None = None
+        #: the output being written when the step last opened a file for writing (None once
+        #: it reads an input again)
+        self.writing: str | None = None
 
     def __enter__(self) -> _OpenedInputs:
         if not _OpenedInputs._installed:
@@ -152,15 +162,30 @@ class _OpenedInputs:
         if (isinstance(mode, str) and any(c in mode for c in "wax+")) or flags & (
             os.O_WRONLY | os.O_RDWR
         ):
+            written = os.path.abspath(os.fsdecode(args[0]))
+            out = next(
+                (
+                    named
+                    for p, named in me._outputs.items()
+                    if written == p
+                    or written.startswith(p + os.sep)
+                    # a step may write to a hidden temporary next to the output (.x.partial)
+                    or (os.path.dirname(written) == os.path.dirname(p)
+                    and os.path.basename(written).startswith("." + os.path.basename(p)))
+                ),
+                None,
+            )
+            if out is not None:
+                me.writing = out
             return
         _OpenedInputs._active = None  # realpath below may itself open nothing, but never recurse
         try:
             path = os.path.realpath(os.fsdecode(args[0]))
             if path in me._files:
-                me.last = me._files[path]
+                me.last, me.writing = me._files[path], None
             else:
                 top = next((d for d in me._dirs if path.startswith(d)), None)
                 if top is not None:
-                    me.last = os.path.join(me._dirs[top], path[len(top) :])
+                    me.last, me.writing = os.path.join(me._dirs[top], path[len(top) :]), None
         finally:
             _OpenedInputs._active = me

@@ -246,7 +246,13 @@ class RunningWorkflow:
             return InputError(problems)
         crash = _reported_crash(stage)
         if crash is not None:
-            reading = f" reading {crash['input']}" if crash.get("input") else ""
+            reading = (
+                f" writing {crash['output']}"
+                if crash.get("output")
+                else f" reading {crash['input']}"
+                if crash.get("input")
+                else ""
+            )
             details = [f"traceback: {crash['log']}"] if crash.get("log") else []
             details.append(
                 f"workflow failed in rule {crash['rule']} (exit {code}); full log: {smk_log}"

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from binds_testing import minimal_yaml
 from typer.testing import CliRunner
 
-from binds_testing import minimal_yaml
 from pipelines.cli import app
 from pipelines.errors import InputError
 from pipelines.runner import check_run_dir
@@ -58,8 +58,14 @@ def test_messages_name_the_rule():
 
 @pytest.mark.parametrize(
     "name",
-    ["QC_01.mzML", "171103_PMA_TK_QC_04-4to5min.mzML", "サンプル1.mzML", "a" * 15 + ".mzML",
-     "x" * 190 + ".mzML.gz"[:0] + "y.mzML", "run 1 (repeat).mzML"],
+    [
+        "QC_01.mzML",
+        "171103_PMA_TK_QC_04-4to5min.mzML",
+        "サンプル1.mzML",
+        "a" * 15 + ".mzML",
+        "x" * 190 + ".mzML.gz"[:0] + "y.mzML",
+        "run 1 (repeat).mzML",
+    ],
 )
 def test_ordinary_names_pass(name):
     assert name_problems(name) == []
