@@ -170,8 +170,10 @@ class _OpenedInputs:
                     if written == p
                     or written.startswith(p + os.sep)
                     # a step may write to a hidden temporary next to the output (.x.partial)
-                    or (os.path.dirname(written) == os.path.dirname(p)
-                    and os.path.basename(written).startswith("." + os.path.basename(p)))
+                    or (
+                        os.path.dirname(written) == os.path.dirname(p)
+                        and os.path.basename(written).startswith("." + os.path.basename(p))
+                    )
                 ),
                 None,
             )
