@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ def run_step(snakemake: Any, func: Callable[..., Any], /, **kwargs: Any) -> Any:
     )
     inputs = [str(p) for p in snakemake.input]
     opened = _OpenedInputs(inputs, [str(p) for p in snakemake.output])
+    _start_memory_guard(snakemake)
     try:
         with opened:
             return func(**kwargs)
@@ -85,6 +87,77 @@ def run_step(snakemake: Any, func: Callable[..., Any], /, **kwargs: Any) -> Any:
             },
         )
         sys.exit(1)
+
+
+#: how often the memory guard measures the job (seconds): fine enough that an allocation
+#: loop cannot run far past the limit, cheap (one /proc read per process of the job)
+GUARD_INTERVAL = 0.05
+MEMORY_EXCEEDED = "MemoryLimitExceeded"
+
+
+def _start_memory_guard(snakemake: Any) -> None:
+    """Hold the job to its ``mem_mb`` where no scheduler does (the local profile sets
+    ``enforce_mem_mb`` in the config; Slurm / Kubernetes / Batch enforce it themselves).
+
+    A thread sums the resident memory of this process and its children; past the limit the
+    job's children are killed and it exits 1 with a crash record naming the rule and its limit
+    (printed by ``binds run`` as one line; Snakemake removes the job's outputs, nothing is
+    published).  Resident memory is what a scheduler's cgroup counts; an address-space limit
+    (RLIMIT_AS) would also count untouched thread stacks and allocator reservations and fail
+    jobs that fit."""
+    if not snakemake.config.get("enforce_mem_mb"):
+        return
+    mem_mb = getattr(snakemake.resources, "mem_mb", None)
+    if not mem_mb:
+        return
+    import threading
+
+    import psutil  # a dependency of Snakemake
+
+    limit = int(mem_mb) * 2**20
+    me = psutil.Process()
+
+    def used() -> int:
+        total = 0
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                total += proc.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return total
+
+    def watch() -> None:
+        while True:
+            rss = used()
+            if rss > limit:
+                for child in me.children(recursive=True):
+                    try:
+                        child.kill()
+                    except psutil.Error:
+                        pass
+                _write_error(
+                    snakemake,
+                    {
+                        "rule": snakemake.rule,
+                        "kind": "crash",
+                        "input": None,
+                        "inputs": [],
+                        "exception": MEMORY_EXCEEDED,
+                        "message": f"went over its memory limit of {int(mem_mb)} MB (mem_mb)",
+                        "log": None,
+                    },
+                )
+                logging.getLogger("pipelines").error(
+                    "rule %s: %d MB resident, over its mem_mb of %d MB: stopped",
+                    snakemake.rule,
+                    rss // 2**20,
+                    int(mem_mb),
+                )
+                logging.shutdown()
+                os._exit(1)  # at once: the allocating thread must not go on
+            time.sleep(GUARD_INTERVAL)
+
+    threading.Thread(target=watch, name="binds-memory-guard", daemon=True).start()
 
 
 def _write_error(snakemake: Any, record: dict[str, Any]) -> None:
