@@ -6,37 +6,15 @@ On main a 0.5 MB .map.gz of a 512^3 map was planned at 4x its compressed size (2
 
 from __future__ import annotations
 
-import zlib
-from pathlib import Path
-
 import numpy as np
 from cryoem_helpers import minimal_yaml, write_mrc
+from hostile_files import gz_map
 
 from pipelines.modalities.cryoem import preflight
 from pipelines.modalities.cryoem.mrc import map_bytes, read_header
 from pipelines.toolkit import limits
 
 MiB = 1 << 20
-
-
-def gz_map(tmp_path: Path, dest: Path, n: int) -> Path:
-    """A valid n^3 float32 map of zeros, gzipped as a stream (~1000x smaller than inside)."""
-    small = write_mrc(tmp_path / "small.mrc", np.zeros((2, 2, 2), dtype=np.float32))
-    header = bytearray(small.read_bytes()[:1024])
-    header[0:12] = np.array([n, n, n], dtype="<i4").tobytes()
-    header[28:40] = np.array([n, n, n], dtype="<i4").tobytes()  # MX, MY, MZ (sampling)
-    comp = zlib.compressobj(6, zlib.DEFLATED, 31)
-    total = n**3 * 4
-    zeros = bytes(MiB)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest, "wb") as out:
-        out.write(comp.compress(bytes(header)))
-        while total:
-            step = min(total, MiB)
-            out.write(comp.compress(zeros[:step]))
-            total -= step
-        out.write(comp.flush())
-    return dest
 
 
 def test_memory_plan_uses_the_decompressed_size(tmp_path):

@@ -8,10 +8,9 @@ to 1.6 GB of memory before failing.
 from __future__ import annotations
 
 import time
-import zlib
-from pathlib import Path
 
 import pytest
+from hostile_files import mzml_bomb
 
 from pipelines.errors import InputError
 from pipelines.modalities.metabolomics import preflight
@@ -19,23 +18,6 @@ from pipelines.modalities.metabolomics.convert import check_readable, convert_mz
 from pipelines.toolkit import limits
 
 MiB = 1 << 20
-
-
-def mzml_bomb(real_dir: Path, dest: Path, *, spectrum_mib: int) -> Path:
-    """example.mzML with the first m/z array replaced by ``spectrum_mib`` MiB of base64, gzipped
-    as a stream (the test never holds the inflated file)."""
-    text = (real_dir / "example.mzML").read_bytes()
-    b = text.index(b"<binary>") + len(b"<binary>")
-    e = text.index(b"</binary>", b)
-    comp = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip container
-    chunk = b"A" * MiB
-    with open(dest, "wb") as out:
-        out.write(comp.compress(text[:b]))
-        for _ in range(spectrum_mib):
-            out.write(comp.compress(chunk))
-        out.write(comp.compress(text[e:]))
-        out.write(comp.flush())
-    return dest
 
 
 @pytest.fixture(scope="module")

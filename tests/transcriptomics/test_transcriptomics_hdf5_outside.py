@@ -12,56 +12,17 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+from hostile_files import clean_10x_h5 as _clean_h5
+from hostile_files import hostile_h5
+from hostile_files import outside_file as _outside
 from tx_helpers import write_experiment
 from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.errors import InputError
-from pipelines.modalities.transcriptomics.demo import barcodes_for, synthetic_counts, write_10x_h5
 from pipelines.modalities.transcriptomics.readers import read_10x_h5, read_h5ad_counts
 from pipelines.runner import check_run_dir
 from pipelines.toolkit.rawfiles import hdf5_problems
-
-N_CELLS, N_GENES = 60, 40
-SECRET = b"root:x:0:0:SECRET-LINE-OF-ANOTHER-LAB:/root:/bin/bash\n" * 40
-
-
-def _clean_h5(path):
-    X, symbols, _ = synthetic_counts(n_cells=N_CELLS, n_genes=N_GENES, n_types=2, seed=1)
-    return write_10x_h5(path, X, symbols=symbols, barcodes=barcodes_for(N_CELLS, seed=1))
-
-
-def _outside(tmp_path):
-    """A file outside the run folder, as another lab's data (or /etc/passwd) would be."""
-    secret = tmp_path / "elsewhere" / "secret.txt"
-    secret.parent.mkdir(exist_ok=True)
-    secret.write_bytes(SECRET)
-    return secret
-
-
-def hostile_h5(path, kind: str, outside):
-    """A valid 10x v3 file whose matrix/features/name reaches ``outside`` by ``kind``."""
-    _clean_h5(path)
-    with h5py.File(path, "a") as f:
-        del f["matrix/features/name"]
-        if kind == "external_storage":
-            f["matrix/features"].create_dataset(
-                "name", shape=(N_GENES,), dtype="S16", external=[(str(outside), 0, 16 * N_GENES)]
-            )
-        elif kind == "external_link":
-            other = outside.with_suffix(".h5")
-            with h5py.File(other, "w") as o:
-                o["name"] = np.array([b"STOLEN%03d" % i for i in range(N_GENES)])
-            f["matrix/features/name"] = h5py.ExternalLink(str(other), "/name")
-        elif kind == "virtual":
-            other = outside.with_suffix(".vds.h5")
-            with h5py.File(other, "w") as o:
-                o["name"] = np.array([b"STOLEN%03d" % i for i in range(N_GENES)], dtype="S16")
-            layout = h5py.VirtualLayout(shape=(N_GENES,), dtype="S16")
-            layout[:] = h5py.VirtualSource(str(other), "name", shape=(N_GENES,))
-            f["matrix/features"].create_virtual_dataset("name", layout)
-    return path
-
 
 KINDS = ["external_storage", "external_link", "virtual"]
 WHAT = {
