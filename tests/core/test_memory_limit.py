@@ -84,3 +84,37 @@ def test_only_the_local_profile_asks_for_enforcement(tmp_path, profile, enforced
         profile=profile,
     )
     assert f"enforce_mem_mb={enforced}" in cmd
+
+
+@pytest.mark.slow
+def test_a_real_snakemake_job_over_its_mem_mb_fails_with_one_line(tmp_path):
+    """The local profile, a real metabolomics run, the conversion given 60 MB: it stops, the
+    run fails with one line naming the rule and its limit, and nothing is staged as data."""
+    import os
+
+    from binds_testing import minimal_yaml
+
+    from pipelines.errors import RunError
+    from pipelines.metadata import load_experiment, write_experiment_json
+    from pipelines.workflow import run_workflow
+    from tests.conftest import shared_data
+
+    run = tmp_path / "run"
+    run.mkdir()
+    os.symlink(shared_data("metabolomics") / "example.mzML", run / "QC_01.mzML")
+    (run / "experiment.yaml").write_text(minimal_yaml("metabolomics"))
+    stage = StagedDataset(tmp_path / "work" / "stage")
+    write_experiment_json(load_experiment(run), stage.meta_dir / "experiment.json")
+    with pytest.raises(RunError) as info:
+        run_workflow(
+            run_dir=run,
+            stage=stage,
+            modality="metabolomics",
+            cores=1,
+            extra_args=["--set-resources", "metabolomics_convert:mem_mb=60"],
+        )
+    assert str(info.value) == (
+        "rule metabolomics_convert failed: MemoryLimitExceeded: "
+        "went over its memory limit of 60 MB (mem_mb)"
+    )
+    assert not [p for p in (stage.root / "data").rglob("*") if p.is_file()]
