@@ -154,10 +154,29 @@ def _start_memory_guard(snakemake: Any) -> None:
                     int(mem_mb),
                 )
                 logging.shutdown()
+                _remove_partials([str(p) for p in snakemake.output])
                 os._exit(1)  # at once: the allocating thread must not go on
             time.sleep(GUARD_INTERVAL)
 
     threading.Thread(target=watch, name="binds-memory-guard", daemon=True).start()
+
+
+def _remove_partials(outputs: list[str]) -> None:
+    """Delete the hidden temporaries steps write next to an output (``.<name>.partial``):
+    Snakemake removes a failed job's declared outputs, and an exit without unwinding skips the
+    step's own clean-up of its temporaries."""
+    for out in outputs:
+        folder, name = os.path.split(os.path.abspath(out))
+        try:
+            entries = os.listdir(folder)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.startswith("." + name):
+                try:
+                    os.unlink(os.path.join(folder, entry))
+                except OSError:
+                    pass
 
 
 def _write_error(snakemake: Any, record: dict[str, Any]) -> None:
