@@ -175,3 +175,28 @@ def test_decoders_match_pyopenms_bit_for_bit(method):
         ref: list[float] = []
         coder.decodeNP(coder.encodeNP(list(values), False, cfg), ref, False, cfg)
         np.testing.assert_array_equal(DECODERS[method](raw), np.asarray(ref, dtype=np.float64))
+
+
+@pytest.mark.slow
+def test_three_file_run_with_a_numpress_chromatogram_is_processed(real_dir, tmp_path):
+    """Fails on main: the run was refused ("the file is inconsistent; re-convert it")."""
+    import pyarrow.parquet as pq
+    from binds_testing import minimal_yaml, run_stage
+
+    from pipelines.runner import check_run_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("example.mzML", "SiriusExport_1_input.mzML"):
+        (run / name).symlink_to(real_dir / name)
+    built = _write(
+        real_dir / "example.mzML", tmp_path / "np.mzML", mass="none", intensity="pic", zlib=True
+    )
+    _as_proteowizard(built, zlib=True).rename(run / "numpress_run.mzML")
+    (run / "experiment.yaml").write_text(minimal_yaml("metabolomics", title="Numpress run"))
+    check_run_dir(run)
+    stage = run_stage(run, tmp_path / "work")
+    chrom = pq.read_table(stage.root / "data" / "chromatograms.parquet" / "numpress_run.parquet")
+    (row,) = [r for r in chrom.to_pylist() if r["chromatogram_id"] == "TIC-numpress"]
+    assert len(next(v for k, v in row.items() if k.startswith("intensity"))) == 176
+    assert (stage.root / "qc" / "metrics.json").is_file()
