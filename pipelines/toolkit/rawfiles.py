@@ -9,6 +9,8 @@ modality's own header checks:
   splits log lines and Snakemake's file lists), no ``{`` / ``}`` (Snakemake's wildcard syntax),
   and no name Snakemake takes for a periodic wildcard (``aaaa...a.mzML``: the run fails with
   ``PeriodicWildcardError`` after validation said ok);
+* **compressed inputs past the decompression cap** (:mod:`pipelines.toolkit.limits`): every
+  gzip / bzip2 input is counted as a stream that stops at the cap;
 * **HDF5 files that reach outside** (:func:`hdf5_problems`): a dataset whose values are stored
   in another file (external raw storage), an external link, or a virtual dataset (values mapped
   from other files).  HDF5 follows each of these to any path the file names: ``/etc/passwd``,
@@ -27,6 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pipelines.errors import InputError, Problem
+from pipelines.toolkit import limits
 
 #: Longest raw file name (UTF-8 bytes): outputs are named ``.<name>.parquet.partial`` and the
 #: like, which must stay under the 255 bytes of Linux file systems.
@@ -214,6 +217,15 @@ def raw_file_problems(run_dir: str | Path, files: Iterable[Path]) -> list[Proble
             rel = absolute.relative_to(root).as_posix() if absolute.is_relative_to(root) else p.name
             named = name_problems(rel)
             out += named
-            if not named and is_hdf5(p):
+            if named:
+                continue
+            if is_hdf5(p):
                 out += hdf5_problems(p, file=rel)
+            elif limits.compression_of(p) is not None:
+                # a gzip / bzip2 input of any modality (matrix.mtx.gz, counts.tsv.gz ...): counted
+                # as a stream, stopped at the cap, before a reader inflates it into memory
+                if limits.decompressed_size(p).over_cap:
+                    out.append(
+                        limits.decompressed_too_large(file=rel, compressed_size=p.stat().st_size)
+                    )
     return out

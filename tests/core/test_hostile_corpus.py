@@ -156,3 +156,26 @@ def test_run_refuses_and_publishes_nothing(case, tmp_path):
     assert shown in result.output and "Traceback" not in result.output
     assert not store.exists() or not any(p.is_file() for p in store.rglob("*"))
     shutil.rmtree(tmp_path / "work", ignore_errors=True)
+
+
+def test_any_compressed_input_past_the_cap_is_refused(tmp_path, monkeypatch):
+    """A 10x matrix.mtx.gz that inflates past the per-file cap: refused by validate, counted as
+    a stream (scipy would have read it whole into memory)."""
+    import gzip
+
+    monkeypatch.setenv(limits.MAX_DECOMPRESSED_ENV, str(4 / 1024))  # 4 MiB
+    run = tmp_path / "run"
+    mtx = run / "filtered_feature_bc_matrix"
+    mtx.mkdir(parents=True)
+    with gzip.open(mtx / "matrix.mtx.gz", "wb", compresslevel=9) as fh:
+        fh.write(b"%%MatrixMarket matrix coordinate integer general\n2 2 1\n")
+        for _ in range(8):
+            fh.write(b"%" * MiB)  # comment lines' worth of padding: 8 MiB inside
+    with gzip.open(mtx / "features.tsv.gz", "wt") as fh:
+        fh.write("G1\tG1\tGene Expression\nG2\tG2\tGene Expression\n")
+    with gzip.open(mtx / "barcodes.tsv.gz", "wt") as fh:
+        fh.write("AAAC-1\nAAAG-1\n")
+    (run / "experiment.yaml").write_text(minimal_yaml("transcriptomics"))
+    result = CliRunner().invoke(app, ["validate", str(run)])
+    assert result.exit_code == 2, result.output
+    assert "filtered_feature_bc_matrix/matrix.mtx.gz: decompresses to more than" in result.output
