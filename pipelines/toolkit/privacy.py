@@ -51,8 +51,8 @@ compound names, instrument ids, sample ids, Japanese lab names, acquisition date
 
 from __future__ import annotations
 
-import itertools
 import importlib
+import itertools
 import os
 import re
 import sys
@@ -214,7 +214,7 @@ def _romaji_name(text: str, names: Names, *, id_like: bool) -> bool:
 
 # 様 in 同様 / 様式 / 多様 ... is no honorific; 氏名 is a label (caught as one)
 _NOT_HONORIFIC = re.compile(
-    r"(?:同|多|模|仕|異|一|各|態|有|文)様|様(?:式|子|々|相|性)|氏名|(?:研究室|大学|病院|センター|研究所|ラボ)(?:様|さん|殿)"
+    r"(?:皆|客|神|王|同|多|模|仕|異|一|各|態|有|文)(?:様|さま|さん)|様(?:式|子|々|相|性)|氏名|(?:研究室|大学|病院|センター|研究所|ラボ)(?:様|さん|殿)"
 )
 
 
@@ -226,7 +226,7 @@ def _honorific_of_a_person(text: str, m: re.Match[str]) -> bool:
 def _kanji_name(text: str, names: Names, *, id_like: bool) -> bool:
     if _NAME_LABEL.search(text):
         return True
-    for h in re.finditer(rf"([{_CJK}]{{2,4}})\s?{_HONORIFIC}", text):
+    for h in re.finditer(rf"([{_CJK}]{{1,4}})\s?{_HONORIFIC}", text):
         if _honorific_of_a_person(text, h):
             return True
     if re.search(r"(?:患者|被験者|ドナー)\s?[:：]?\s?[\u3400-\u9fff\u30a0-\u30ff]{2,}", text):

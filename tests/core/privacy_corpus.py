@@ -305,6 +305,8 @@ _LATE_IDENTIFIERS = [
     ("column", "患者氏名"),
     ("id", "goto_yuki"),
     ("text", "Ms. Goto"),
+    ("text", "森さん"),
+    ("text", "林 京子"),
 ]
 _LATE_HARMLESS = [
     ("id", "HepG2_rep3"),
@@ -325,6 +327,10 @@ _LATE_HARMLESS = [
     ("column", "sample_description"),
     ("id", "Kidney_Cortex_2"),
     ("text", "Falcon 4i EER 1,200 frames"),
+    ("text", "原子吸光 測定"),
+    ("text", "皆様へ 測定結果"),
+    ("text", "森林土壌の細菌"),
+    ("text", "原液 10 mL"),
     ("text", "n = 92 samples"),
     ("text", "donor age 45"),
 ]
