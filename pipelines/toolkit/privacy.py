@@ -230,8 +230,8 @@ def _kanji_name(text: str, names: Names, *, id_like: bool) -> bool:
         if _honorific_of_a_person(text, h):
             return True
     if re.search(r"(?:患者|被験者|ドナー)\s?[:：]?\s?[\u3400-\u9fff\u30a0-\u30ff]{2,}", text):
-        after = re.search(r"(?:患者|被験者|ドナー)\s?[:：]?\s?(.+)", text)
-        tail = after.group(1) if after else ""
+        label = re.search(r"(?:患者|被験者|ドナー)\s?[:：]?\s?(.+)", text)
+        tail = label.group(1) if label else ""
         if any(tail.startswith(f) for f in names.family_kanji):
             return True
     for fam in names.family_kanji:
