@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines import modalities, worklock
+from pipelines import modalities, privacy_gate, worklock
 from pipelines.errors import InputError, Problem
 from pipelines.metadata import EXPERIMENT_FILE, Experiment, load_experiment
 from pipelines.publishing import PublishResult, publish
@@ -87,9 +87,12 @@ def check_run_dir(run_dir: str | Path) -> tuple[Experiment, list[Path]]:
                 hint="give the folder holding the raw files and experiment.yaml",
             )
         )
-    exp = load_experiment(run_dir)
+    exp = privacy_gate.load_experiment_withheld(run_dir)
     module = modalities.get(exp.modality)
     found = module.list_inputs(run_dir, exp.data)
+    # the privacy gate first, alone: the other checks' messages may quote a file name
+    if gate := privacy_gate.check_run(run_dir, exp.data, experiment_file=exp.path):
+        raise InputError(gate)
     problems: list[Problem] = list(found.problems)
     if not found.files and not problems:
         problems.append(

@@ -59,7 +59,7 @@ import sys
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from pipelines.errors import Problem
@@ -160,7 +160,7 @@ _NOT_A_NAME = frozenset(
 
 _CONTEXT_EN = r"(?:patient|pt|subject|donor|participant|mr|mrs|ms|miss|mx|dr|name|named|surname|firstname|lastname|fullname|full[ _-]?name)"
 _CONTEXT_RE = re.compile(
-    rf"(?i)(?<![A-Za-z]){_CONTEXT_EN}s?\.?(?:[\s:=#_\-]|(?=[A-Z]))+([A-Za-z][A-Za-z'\-]*)"
+    rf"(?i)(?<![A-Za-z]){_CONTEXT_EN}s?\.?(?:[\s:=#_\-]+|(?=[A-Z][a-z]))([A-Za-z][A-Za-z'\-]*)"
 )
 _TOKEN_RE = re.compile(r"[A-Z]+(?![a-z])|[A-Z][a-z]+|[a-z]+")
 _CJK = r"\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\u3005"  # kana, kanji, 々
@@ -181,6 +181,14 @@ def _tokens(text: str) -> list[str]:
     return [t.lower() for t in _TOKEN_RE.findall(text)]
 
 
+# family names that are also English words: alone, in an id or a header, they are the word
+_ALSO_A_WORD = frozenset(
+    "white brown green young baker black grey gray rose long short wood bell king hill cook "
+    "reed ward carter turner cooper walker wright parker miller mason hunter morgan bailey "
+    "james scott allen evans collins stewart".split()
+)
+
+
 def _split_concatenated(token: str, names: Names) -> bool:
     """``yamadataro`` / ``taroyamada``: one token made of a family and a given name."""
     for i in range(3, len(token) - 2):
@@ -199,14 +207,16 @@ def _romaji_name(text: str, names: Names, *, id_like: bool) -> bool:
         if len(t) >= 7 and _split_concatenated(t, names):
             return True
         # an id or a file name made of a family name ("yamada_plasma.mzML"): a person's name
-        if id_like and len(t) >= 5 and t in names.family:
+        if id_like and len(t) >= 5 and t in names.family and t not in _ALSO_A_WORD:
             return True
     for m in _CONTEXT_RE.finditer(text):
         word = m.group(1)
         low = word.lower().strip("'-")
         if low in names.family or low in names.given:
             return True
-        capitalised = word[:1].isupper() and len(low) >= 3
+        # "Patient Kowalski": a capitalised word; an all-capitals one is a gene or an acronym
+        # ("donor HLA typing") unless it is a listed name
+        capitalised = word[:1].isupper() and not word.isupper() and len(low) >= 3
         if capitalised and low not in _NOT_A_NAME and not re.search(r"\d", word):
             return True
     return False
@@ -223,7 +233,12 @@ def _honorific_of_a_person(text: str, m: re.Match[str]) -> bool:
     return not _NOT_HONORIFIC.search(around) and not _NOT_HONORIFIC.search(m.group(0))
 
 
+_HAS_CJK = re.compile(rf"[{_CJK}]")
+
+
 def _kanji_name(text: str, names: Names, *, id_like: bool) -> bool:
+    if not _HAS_CJK.search(text):
+        return False
     if _NAME_LABEL.search(text):
         return True
     for h in re.finditer(rf"([{_CJK}]{{1,4}})\s?{_HONORIFIC}", text):
@@ -477,7 +492,7 @@ def _norm_column(column: str) -> str:
 
 
 # --------------------------------------------------------------------------- the detector
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: results are cached per detector
 class Detector:
     """Which kinds of direct identifier a text or a column name holds.
 
@@ -493,14 +508,16 @@ class Detector:
         ``id_like``: the text is an id or a file name (a lone family name there is a name).
         ``names=False``: personal names are not looked for (fields that hold staff names).
         """
-        if text is None or isinstance(text, bool | int | float):
-            if isinstance(text, int) and not isinstance(text, bool):
-                text = str(text)
-            else:
-                return []
-        text = unicodedata.normalize("NFKC", str(text))
-        if not text.strip():
+        if text is None or isinstance(text, bool | float):
             return []
+        if len(text := str(text)) <= 3 and text.isascii() and text.isalnum():
+            return []  # a well, a plate row, a flag: too short to identify anyone
+        return list(_kinds_cached(self, text, id_like, names))
+
+    def _kinds(self, text: str, id_like: bool, names: bool) -> tuple[str, ...]:
+        text = unicodedata.normalize("NFKC", text)
+        if not text.strip():
+            return ()
         found: list[str] = []
         if names and (
             _romaji_name(text, self.names, id_like=id_like)
@@ -527,7 +544,7 @@ class Detector:
         for kind, rx in self.extra_patterns:
             if kind not in found and rx.search(text):
                 found.append(kind)
-        return found
+        return tuple(found)
 
     def column_kind(self, column: object) -> str | None:
         """The kind of identifier a column name announces (``patient_id``, ``氏名``), else None."""
@@ -576,6 +593,11 @@ class Detector:
         return None
 
 
+@lru_cache(maxsize=65536)  # tables repeat their cells (plate rows, labels, units)
+def _kinds_cached(det: Detector, text: str, id_like: bool, names: bool) -> tuple[str, ...]:
+    return det._kinds(text, id_like, names)
+
+
 def _extra_patterns(path: str | None) -> tuple[tuple[str, re.Pattern[str]], ...]:
     if not path:
         return ()
@@ -612,6 +634,13 @@ def scan_text(
     ]
 
 
+#: Columns that show a table lists things (compounds, genes, targets), not people.
+_THING_COLUMNS = frozenset(
+    "mz m_z formula adduct rt rt_s rt_min smiles inchi inchikey gene_id feature_id ensembl_id "
+    "compound cas mass exact_mass monoisotopic_mass target gene_symbol uniprot chebi".split()
+)
+
+
 def scan_columns(columns: Iterable[object], *, file: str, what: str = "column") -> list[Finding]:
     """Findings for column names that announce a direct identifier (``patient_id``, ``氏名``).
 
@@ -620,11 +649,16 @@ def scan_columns(columns: Iterable[object], *, file: str, what: str = "column") 
     """
     out = []
     det = detector()
+    columns = list(columns)
+    # "name" next to m/z, formula, gene ids ...: the name of a compound, a gene, a target
+    of_things = bool({_norm_column(str(c)) for c in columns} & _THING_COLUMNS)
     for n, col in enumerate(columns, start=1):
         label = _norm_column(str(col))
+        if of_things and label in ("name", "names"):
+            continue
         if any(label in words for words in _COLUMN_WORDS.values()):
             out.append(Finding(file, f"{what} {str(col)!r}", f"{COLUMN} ({det.column_kind(col)})"))
-        elif in_name := det.kinds(col, id_like=True):
+        elif in_name := det.kinds(col, id_like=not re.search(r"\s", str(col).strip())):
             out += [Finding(file, f"{what} {n} (its header)", kind) for kind in in_name]
         elif kind := det.column_kind(col):
             out.append(Finding(file, f"{what} {str(col)!r}", f"{COLUMN} ({kind})"))
