@@ -89,6 +89,16 @@ def load_experiment_withheld(run_dir: str | Path) -> Any:
         raise InputError([withhold(p) for p in err.problems]) from None
 
 
+#: In a stage's and a version's ``_meta/``: run id -> the raw file it stands for (human data).
+RUN_IDS_FILE = "run_ids.json"
+
+
+def run_ids(files: Iterable[Path]) -> dict[str, Path]:
+    """``run-001``, ``run-002`` ... for ``files`` in name order: the names human data's raw
+    files travel under (keys, Snakemake wildcards, Prefect and Slurm names, logs)."""
+    return {f"run-{n:03d}": p for n, p in enumerate(sorted(files), start=1)}
+
+
 def applies(experiment: dict[str, Any]) -> bool:
     """The gate applies: a human sample, or ``personal_data: true``.  (``personal_data: false``
     does not switch it off for human samples: the scan is cheap, a miss publishes a person.)"""

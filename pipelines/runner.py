@@ -239,6 +239,28 @@ def prepare(
             ],
         },
     )
+    if privacy_gate.applies(exp.data):
+        # human data: the run ids the raw files travel under, and the files they stand for; kept
+        # in _meta/ (published as the version's _meta/run_ids.json, at its access level only)
+        module = modalities.get(exp.modality)
+        ids = (
+            module.run_ids(run_dir, exp.data)
+            if callable(getattr(module, "run_ids", None))
+            else privacy_gate.run_ids(raw)
+        )
+        by_path = {p: i for p, i in zip(raw, inputs, strict=True)}
+        stage.write_meta(
+            privacy_gate.RUN_IDS_FILE,
+            {
+                "run_ids": {
+                    rid: {
+                        "name": folder.rel(p),
+                        "sha256": by_path[p]["sha256"] if p in by_path else None,
+                    }
+                    for rid, p in ids.items()
+                }
+            },
+        )
     # written last: a stage without it (killed above) is never reused
     stage.write_meta(FINGERPRINT_FILE, {"fingerprint": fingerprint})
     return exp, stage
