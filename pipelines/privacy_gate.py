@@ -229,40 +229,59 @@ def _walk(obj: Any, parts: list[Any] | None = None) -> Iterator[tuple[list[Any],
 def special_care_problems(
     experiment: dict[str, Any], *, file: str = "experiment.yaml", lines: Any = None
 ) -> list[Problem]:
-    """Special-care fields of human samples at access level ``open``: one problem per sample."""
+    """Human samples at access level ``open``: refused, naming the special-care fields given.
+
+    Pseudonymised patient data are still personal data (GDPR recital 26; APPI 仮名加工情報 may
+    not be given to third parties), and disease, ethnicity, sex, development stage and free text
+    about a patient are special-care / special-category data: such datasets belong at
+    ``consortium`` or ``restricted``.  ``personal_data: false`` says no person is behind the
+    human samples (a cell line such as HEK293, synthetic data): then ``open`` is allowed.
+    """
     access = experiment.get("access")
     level = access.get("level") if isinstance(access, dict) else None
-    # personal_data: false says no person is behind the human samples (a cell line such as
-    # HEK293, synthetic data): their fields are no one's special-care data
     if level != "open" or experiment.get("personal_data") is False:
         return []
-    problems = []
     samples = experiment.get("samples") if isinstance(experiment.get("samples"), list) else []
-    for i, s in enumerate(samples or []):
-        if not isinstance(s, dict) or s.get("organism") != HUMAN:
-            continue
+    human = [
+        (i, s)
+        for i, s in enumerate(samples or [])
+        if isinstance(s, dict) and s.get("organism") == HUMAN
+    ]
+    if not human and experiment.get("personal_data") is not True:
+        return []
+    hint = (
+        "set access.level to consortium or restricted (patients' data, even pseudonymised, are "
+        "personal data; health, sex, ethnicity and free text are special-care data under APPI "
+        "and GDPR Art. 9); for a cell line or synthetic samples say personal_data: false"
+    )
+    problems = []
+    for i, s in human:
         given = [k for k in SPECIAL_CARE if str(s.get(k) or "").strip().lower() not in _UNKNOWN]
-        if given:
-            problems.append(
-                Problem(
-                    f"special-care fields of a human sample at access level open: {', '.join(given)}",
-                    file=file,
-                    where=_where(["samples", i], lines),
-                    hint="set access.level to consortium or restricted (health, sex, ethnicity and "
-                    "free text of patients are special-care data under APPI and GDPR Art. 9), "
-                    "or remove these fields",
-                )
-            )
-    if experiment.get("description") and any(
-        isinstance(s, dict) and s.get("organism") == HUMAN for s in samples or []
-    ):
+        what = f": special-care fields {', '.join(given)}" if given else ""
         problems.append(
             Problem(
-                "free-text description of a human dataset at access level open",
+                f"personal data of a human sample at access level open{what}",
+                file=file,
+                where=_where(["samples", i], lines),
+                hint=hint,
+            )
+        )
+    if not human:  # personal_data: true without a human sample
+        problems.append(
+            Problem(
+                "personal data (personal_data: true) at access level open",
+                file=file,
+                where=_where(["access", "level"], lines),
+                hint=hint,
+            )
+        )
+    if experiment.get("description"):
+        problems.append(
+            Problem(
+                "free-text description of a dataset of personal data at access level open",
                 file=file,
                 where=_where(["description"], lines),
-                hint="set access.level to consortium or restricted, or describe the method only "
-                "in the title",
+                hint=hint,
             )
         )
     return problems

@@ -255,28 +255,31 @@ def test_special_care_fields_are_refused_at_open(demos, tmp_path):
     result = binds("validate", str(run))
     assert result.exit_code == 2, result.output
     out = " ".join(result.output.split())
-    assert "special-care fields of a human sample at access level open" in out
+    assert "personal data of a human sample at access level open: special-care fields" in out
     assert "disease, self_reported_ethnicity, sex" in out
     assert "consortium or restricted" in out
-    assert "free-text description of a human dataset at access level open" in out
+    assert "free-text description of a dataset of personal data at access level open" in out
     for level in ("consortium", "restricted"):
         exp["access"] = {"level": level}
         write(run, exp)
         assert binds("validate", str(run)).exit_code == 0
 
 
-def test_open_human_data_without_special_care_fields_passes(demos, tmp_path):
+def test_human_personal_data_is_refused_at_open_unless_declared_not_personal(demos, tmp_path):
     run, exp = human_run(demos, "metabolomics", tmp_path)
     exp["access"] = {"level": "open"}
     for s in exp["samples"]:
         s.pop("description", None)
     write(run, exp)
-    assert binds("validate", str(run)).exit_code == 0
+    result = binds("validate", str(run))
+    assert result.exit_code == 2
+    assert "samples[0]: personal data of a human sample at access level open" in result.output
     exp["samples"][0]["description"] = "plasma"
     write(run, exp)
-    result = binds("validate", str(run))
-    assert result.exit_code == 2 and "samples[0]: special-care fields" in result.output
-    assert "description" in result.output
+    assert "special-care fields description" in " ".join(binds("validate", str(run)).output.split())
+    exp["personal_data"] = False  # a cell line, synthetic samples: no person
+    write(run, exp)
+    assert binds("validate", str(run)).exit_code == 0
 
 
 # ----------------------------------------------------------------------------- the inbox
