@@ -25,7 +25,7 @@ from typing import Any
 
 from pipelines import modalities, privacy_gate, worklock
 from pipelines.errors import InputError, Problem
-from pipelines.metadata import EXPERIMENT_FILE, Experiment, load_experiment
+from pipelines.metadata import EXPERIMENT_FILE, Experiment
 from pipelines.publishing import PublishResult, publish
 from pipelines.resources import project_root
 from pipelines.staging import StagedDataset
@@ -67,7 +67,7 @@ def hold_work_dir(
     The work folder is named after the dataset id, so experiment.yaml is read (and validated)
     first; invalid metadata raises :class:`InputError` before anything is locked.
     """
-    exp = load_experiment(Path(run_dir))
+    exp = privacy_gate.load_experiment_withheld(Path(run_dir))  # errors quote no identifier
     with worklock.hold(work_dir_for(exp, work_dir), on_wait=say) as work:
         yield work
 

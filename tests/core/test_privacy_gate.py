@@ -302,3 +302,22 @@ def test_inbox_state_keeps_no_identifier(demos, tmp_path):
     assert "holds a personal name" in json.loads(state)[run.name]["error"]
     assert_nothing_planted(state)
     assert not (tmp_path / "store").exists()
+
+
+def test_binds_run_refuses_before_anything_and_quotes_nothing(demos, tmp_path):
+    """`binds run`: the schema error (read while taking the work folder's lock) and the gate."""
+    run, exp = human_run(demos, "metabolomics", tmp_path)
+    exp["samples"][0]["id"] = "Yamada Taro"
+    write(run, exp)
+    store, work = tmp_path / "store", tmp_path / "work"
+    args = ("run", str(run), "--store", str(store), "--work-dir", str(work), "--no-publish")
+    result = binds(*args)
+    assert result.exit_code == 2, result.output
+    assert_nothing_planted(result.output, "taro")
+    exp["samples"][0]["id"] = "S1"
+    exp["samples"][0]["description"] = "tel 090-1234-5678"
+    write(run, exp)
+    result = binds(*args)
+    assert result.exit_code == 2 and "holds a phone number" in result.output
+    assert_nothing_planted(result.output)
+    assert not store.exists() and not (work / "stage").exists()
