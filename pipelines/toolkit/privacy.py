@@ -198,6 +198,41 @@ def _split_concatenated(token: str, names: Names) -> bool:
     return False
 
 
+# romaji: syllables of Japanese (Hepburn, with long vowels written out), to tell a Japanese
+# family name from an English word of the same letters
+_ROMAJI = re.compile(r"^(?:(?:[kgsztdnhbpmr]y?|sh|ch|ts|j|f|w|y)?[aiueo]|n)+$")
+# after a family name these make it a method, a lab or a citation, not a person
+_NOT_A_PERSON_AFTER = re.compile(
+    r"(?i)^[\s_-]*(?:lab|labs|laboratory|group|coupling|reaction|method|buffer|medium|kit|"
+    r"protocol|reagent|et\s+al|'s\s+(?:method|reagent|buffer|medium|lab)|研|研究室|ラボ)"
+)
+
+
+def _initial_and_family(text: str, names: Names) -> bool:
+    """``T. Yamada``, ``Yamada T.``, ``T.Yamada``: an initial beside a family name."""
+    for m in re.finditer(r"(?<![A-Za-z])([A-Z])\.\s?([A-Z][a-z]+|[A-Z]{3,})(?![A-Za-z])", text):
+        if m.group(2).lower() in names.family:
+            return True
+    for m in re.finditer(r"(?<![A-Za-z])([A-Z][a-z]+|[A-Z]{3,}),?\s([A-Z])\.(?!\w)", text):
+        if m.group(1).lower() in names.family:
+            return True
+    return False
+
+
+def _lone_japanese_family(text: str, names: Names) -> bool:
+    """A capitalised Japanese family name of 5 letters or more in free text (``sample from
+    Yamada``), unless a lab, a method or a citation follows (``Suzuki coupling``)."""
+    for m in re.finditer(r"(?<![A-Za-z])([A-Z][a-z]{4,}|[A-Z]{5,})(?![A-Za-z])", text):
+        word = m.group(1).lower()
+        if (
+            word in names.family
+            and _ROMAJI.match(word)
+            and not _NOT_A_PERSON_AFTER.match(text[m.end() :])
+        ):
+            return True
+    return False
+
+
 def _romaji_name(text: str, names: Names, *, id_like: bool) -> bool:
     toks = _tokens(text)
     for a, b in itertools.pairwise(toks):
@@ -209,6 +244,8 @@ def _romaji_name(text: str, names: Names, *, id_like: bool) -> bool:
         # an id or a file name made of a family name ("yamada_plasma.mzML"): a person's name
         if id_like and len(t) >= 5 and t in names.family and t not in _ALSO_A_WORD:
             return True
+    if _initial_and_family(text, names) or _lone_japanese_family(text, names):
+        return True
     for m in _CONTEXT_RE.finditer(text):
         word = m.group(1)
         low = word.lower().strip("'-")
@@ -311,7 +348,7 @@ _PHONE = re.compile(
     r"\+\d{1,3}[\s-]?\(?\d{1,4}\)?[\s-]?\d{2,4}[\s-]?\d{3,4}"  # +81 90 1234 5678, +1 555 123 4567
     r"|0\d{1,4}-\d{1,4}-\d{3,4}"  # 090-1234-5678, 03-1234-5678, 0120-123-456
     r"|\(0\d{1,4}\)\s?\d{1,4}-\d{4}"  # (03) 1234-5678
-    r"|0[5789]0\d{8}"  # 09012345678
+    r"|0[5789]0[ .]?\d{4}[ .]?\d{4}"  # 09012345678, 090 1234 5678, 090.1234.5678
     r"|\(\d{3}\)\s?\d{3}-\d{4}"  # (555) 123-4567
     r")(?![\d-])"
 )

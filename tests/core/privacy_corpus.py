@@ -308,6 +308,36 @@ _LATE_IDENTIFIERS = [
     ("text", "森さん"),
     ("text", "林 京子"),
 ]
+# added in a third round (initials, lone family names in text, spaced phone numbers)
+_THIRD_IDENTIFIERS = [
+    ("text", "T. Yamada"),
+    ("text", "sample from Yamada, day 3"),
+    ("text", "Nakamura H."),
+    ("text", "090 1234 5678"),
+    ("text", "090.1234.5678"),
+    ("text", "plasma, TAKAHASHI"),
+    ("text", "K.Watanabe serum"),
+    ("text", "yamada no kentai"),
+]
+_THIRD_HARMLESS = [
+    ("text", "Suzuki coupling product"),
+    ("text", "Tanaka lab standard mix"),
+    ("text", "method of Yamada et al."),
+    ("text", "Kobayashi's reagent"),
+    ("text", "Wilson disease cohort"),
+    ("text", "Smith-Waterman alignment"),
+    ("text", "Parkinson's disease"),
+    ("text", "Western blot"),
+    ("text", "Gram stain"),
+    ("text", "Bradford assay"),
+    ("text", "Hoechst 33342"),
+    ("text", "Eppendorf tube"),
+    ("text", "Falcon tube 50 mL"),
+    ("text", "Kyoto Encyclopedia of Genes and Genomes"),
+    ("text", "Osaka plant"),
+    ("text", "Tokyo site"),
+    ("text", "Sapporo samples"),
+]
 _LATE_HARMLESS = [
     ("id", "HepG2_rep3"),
     ("id", "MCF7_tam_1uM"),
@@ -337,6 +367,7 @@ _LATE_HARMLESS = [
 
 IDENTIFIERS: list[tuple[str, str]] = [
     *_LATE_IDENTIFIERS,
+    *_THIRD_IDENTIFIERS,
     *(("id", t) for t in _ROMAJI_IDS),
     *(("text", t) for t in _ROMAJI_TEXT),
     *(("text", t) for t in _KANJI),
@@ -653,6 +684,7 @@ _COLUMNS_OK = [
 
 HARMLESS: list[tuple[str, str]] = [
     *_LATE_HARMLESS,
+    *_THIRD_HARMLESS,
     *(("id", t) for t in _GENES),
     *(("text", t) for t in _COMPOUNDS),
     *(("text", t) for t in _INSTRUMENTS),
