@@ -125,6 +125,10 @@ def test_a_human_run_travels_under_run_ids(tmp_path):
     db = next(prefect_home.rglob("*.db"))
     with sqlite3.connect(db) as con:
         names = [r[0] for r in con.execute("select name from task_run")]
+        # nothing Prefect keeps (logs, task and flow runs, artifacts) names a raw file
+        for table in ("log", "task_run", "flow_run", "artifact"):
+            rows = [str(r) for r in con.execute(f"select * from {table}")]
+            assert not [r for r in rows if "plasma_qx" in r], table
     convert = sorted(n for n in names if n.startswith("metabolomics_convert"))
     assert convert == [f"metabolomics_convert[run=run-00{i}]" for i in (1, 2, 3)]
     assert not [n for n in names if "qx" in n]
