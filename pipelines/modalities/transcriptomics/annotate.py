@@ -1,11 +1,11 @@
 """Sample-level annotations (CELLxGENE-style obs fields), gene groups by organism, privacy.
 
-Privacy rule (issue 5): human donors appear only as a pseudonymous ``donor_id``.  Table columns
-(sample sheet, ``.h5ad`` obs) named like a direct identifier (a person's name, birth date,
-address, phone, e-mail, record numbers) and values that are e-mail addresses are refused, and so
-are experiment.yaml donor ids shaped like a person's name and sample descriptions holding an
-e-mail address or a birth date.  The check is deliberately conservative: a false alarm costs a
-column rename, a miss publishes a person.
+Privacy (issues 5 and 22): human donors appear only as a pseudonymous ``donor_id``.  The
+detector of :mod:`pipelines.toolkit.privacy` checks the tables this modality reads (sample
+sheet, ``.h5ad`` obs: column names and text values) and the sample ids, donor ids and
+descriptions, for any organism; the privacy gate (:mod:`pipelines.privacy_gate`) checks the
+whole run folder of human data before any of this runs.  Problems name the place and the kind
+of identifier, never the value.
 """
 
 from __future__ import annotations
