@@ -74,6 +74,8 @@ ADDRESS = "a postal address"
 MY_NUMBER = "a My Number"
 RECORD = "a medical record number"
 COLUMN = "a column named like a direct identifier"
+#: A column of exact ages (an age over 89 identifies; use age bands such as 60-69).
+AGE_COLUMN = "an age (use age bands such as 60-69)"
 #: The built-in kinds, in the order they are reported.
 KINDS = (NAME, BIRTH, AGE, PHONE, EMAIL, ADDRESS, MY_NUMBER, RECORD)
 
@@ -453,7 +455,7 @@ _COLUMN_WORDS = {
         "生年月日",
         "誕生日",
     },
-    AGE: {"age", "age_years", "age_at_sampling", "年齢"},
+    AGE_COLUMN: {"age", "age_years", "age_at_sampling", "年齢"},
     PHONE: {
         "phone",
         "telephone",
