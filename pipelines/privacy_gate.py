@@ -132,7 +132,10 @@ def check_run(
         # a file named after a person is named by its number: its name is what is protected
         shown = f"file {n} of the run folder" if name_kinds else rel
         findings += [privacy.Finding(shown, "its name", k) for k in name_kinds]
-        findings += scan_file(path, shown)
+        if (
+            folder.link_problem(path) is None
+        ):  # a link out of the folder is not read (refused later)
+            findings += scan_file(path, shown)
     problems = [
         f.problem(HINT_STAFF if f.where.startswith(_STAFF) else privacy.HINT)
         for f in _unique(findings)

@@ -325,3 +325,17 @@ def test_binds_run_refuses_before_anything_and_quotes_nothing(demos, tmp_path):
     assert result.exit_code == 2 and "holds a phone number" in result.output
     assert_nothing_planted(result.output)
     assert not store.exists() and not (work / "stage").exists()
+
+
+def test_a_link_out_of_the_run_folder_is_not_read(demos, tmp_path):
+    outside = tmp_path / "elsewhere.csv"
+    outside.write_text("patient_name\nYamada Taro\n")
+    run, _ = human_run(demos, "metabolomics", tmp_path)
+    (run / "notes.csv").symlink_to(outside)
+    from pipelines import privacy_gate
+
+    exp = yaml.safe_load((run / "experiment.yaml").read_text())
+    assert privacy_gate.check_run(run, exp) == []  # not read: nothing found in it
+    (run / "notes.csv").unlink()
+    shutil.copy(outside, run / "notes.csv")
+    assert privacy_gate.check_run(run, exp)  # the same file inside is read
