@@ -109,3 +109,16 @@ def test_bad_operator_pattern_names_its_line(tmp_path, monkeypatch):
     monkeypatch.setenv(privacy.PATTERNS_ENV, str(pat))
     with pytest.raises(ValueError, match="line 2"):
         privacy.detector()
+
+
+def test_the_docs_example_runs_as_written():
+    """docs/privacy.md's python block, executed as written (its comments are its output)."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "privacy.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == ["['a personal name', 'a date of birth']", "[]", "a personal name"]
