@@ -210,6 +210,9 @@ def version_documents(
             }
         )
     sources = workflow_sources(experiment["modality"])
+    run_ids = stage.meta_dir / "run_ids.json"  # human data: run id -> raw file (privacy_gate)
+    if run_ids.is_file():
+        sources = [*sources, ("_meta/run_ids.json", run_ids.read_bytes())]
     for path, body in sources:
         extra.append(
             {
@@ -218,7 +221,7 @@ def version_documents(
                 "sha256": hashlib.sha256(body).hexdigest(),
                 "encodingFormat": "text/x-snakemake"
                 if path.endswith((".smk", "Snakefile"))
-                else "application/yaml",
+                else ("application/json" if path.endswith(".json") else "application/yaml"),
                 "name": path.removeprefix(WORKFLOW_DIR + "/"),
             }
         )

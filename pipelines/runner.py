@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines import modalities, worklock
+from pipelines import modalities, privacy_gate, worklock
 from pipelines.errors import InputError, Problem
-from pipelines.metadata import EXPERIMENT_FILE, Experiment, load_experiment
+from pipelines.metadata import EXPERIMENT_FILE, Experiment
 from pipelines.publishing import PublishResult, publish
 from pipelines.resources import project_root
 from pipelines.staging import StagedDataset
@@ -68,7 +68,7 @@ def hold_work_dir(
     The work folder is named after the dataset id, so experiment.yaml is read (and validated)
     first; invalid metadata raises :class:`InputError` before anything is locked.
     """
-    exp = load_experiment(Path(run_dir))
+    exp = privacy_gate.load_experiment_withheld(Path(run_dir))  # errors quote no identifier
     with worklock.hold(work_dir_for(exp, work_dir), on_wait=say) as work:
         yield work
 
@@ -88,9 +88,12 @@ def check_run_dir(run_dir: str | Path) -> tuple[Experiment, list[Path]]:
                 hint="give the folder holding the raw files and experiment.yaml",
             )
         )
-    exp = load_experiment(run_dir)
+    exp = privacy_gate.load_experiment_withheld(run_dir)
     module = modalities.get(exp.modality)
     found = module.list_inputs(run_dir, exp.data)
+    # the privacy gate first, alone: the other checks' messages may quote a file name
+    if gate := privacy_gate.check_run(run_dir, exp.data, experiment_file=exp.path):
+        raise InputError(gate)
     problems: list[Problem] = list(found.problems)
     if not found.files and not problems:
         problems.append(
@@ -239,6 +242,28 @@ def prepare(
             ],
         },
     )
+    if privacy_gate.applies(exp.data):
+        # human data: the run ids the raw files travel under, and the files they stand for; kept
+        # in _meta/ (published as the version's _meta/run_ids.json, at its access level only)
+        module = modalities.get(exp.modality)
+        ids = (
+            module.run_ids(run_dir, exp.data)
+            if callable(getattr(module, "run_ids", None))
+            else privacy_gate.run_ids(raw)
+        )
+        by_path = {p: i for p, i in zip(raw, inputs, strict=True)}
+        stage.write_meta(
+            privacy_gate.RUN_IDS_FILE,
+            {
+                "run_ids": {
+                    rid: {
+                        "name": folder.rel(p),
+                        "sha256": by_path[p]["sha256"] if p in by_path else None,
+                    }
+                    for rid, p in ids.items()
+                }
+            },
+        )
     # written last: a stage without it (killed above) is never reused
     stage.write_meta(FINGERPRINT_FILE, {"fingerprint": fingerprint})
     return exp, stage

@@ -6,10 +6,13 @@
 
 import re
 
+from pipelines import privacy_gate as PRIVACY
 from pipelines.modalities import metabolomics as MET_MOD
 
 MET = MET_MOD.resolve_params(modality_block("metabolomics"), run_dir=RUN_DIR)
-MET_RUNS = MET_MOD.find_runs(RUN_DIR)
+# human data: run ids (run-001 ...) instead of file names (pipelines.privacy_gate.run_ids)
+MET_RUNS = MET_MOD.find_runs(RUN_DIR, experiment=EXPERIMENT)
+MET_PRIVATE = PRIVACY.applies(EXPERIMENT)
 MET_WORK = STAGE / "_meta" / "metabolomics"
 MET_FEATURES = bool(MET["features"]["enabled"])
 MET_TARGETS = MET["targets"]

@@ -17,6 +17,8 @@ rule metabolomics_convert:
         BENCH / "metabolomics_convert" / "{run}.tsv"
     params:
         sample_id=lambda wc: MET_SAMPLES[wc.run],
+        # human data: the QC and the log name the file by its run id
+        file_label=lambda wc: f"{wc.run}.mzML" if MET_PRIVATE else None,
     threads: lambda wc, input: 2 if met_size_mb(input.mzml) >= 64 else 1
     resources:
         mem_mb=attempt_mem_mb(1000),

@@ -30,6 +30,7 @@ instrument: {{manufacturer: Thermo Fisher, model: Titan Krios G4}}
 acquired: 2026-11-20
 operator: demo
 access: {{level: open}}
+personal_data: false  # synthetic: no person behind these samples (README, Personal data)
 license: CC0-1.0
 samples:
   - id: S1

@@ -165,22 +165,40 @@ def resolve_params(block: dict[str, Any] | None, *, run_dir: str | Path) -> dict
     return out
 
 
-def find_runs(run_dir: str | Path, *, problems: list[Problem] | None = None) -> dict[str, Path]:
+def find_runs(
+    run_dir: str | Path,
+    *,
+    problems: list[Problem] | None = None,
+    experiment: dict[str, Any] | None = None,
+) -> dict[str, Path]:
     """Run name -> mzML file of every run in ``run_dir`` (hidden folders skipped), sorted by name.
 
-    Links leading out of the run folder are left out and reported in ``problems``.
+    Links leading out of the run folder are left out and reported in ``problems``.  For human
+    data (``experiment`` given and :func:`pipelines.privacy_gate.applies`) the names are run
+    ids, ``run-001`` ... in file-name order: a raw file name never becomes a store key, a
+    Snakemake wildcard (Prefect task-run names, Slurm job comments, log file names).
     """
     found = RunFolder(run_dir).find(RAW_PATTERNS, problems=[] if problems is None else problems)
     from pipelines.modalities.metabolomics.convert import run_names
 
+    if experiment is not None:
+        from pipelines.privacy_gate import applies, run_ids
+
+        if applies(experiment):
+            return run_ids(found)
     return run_names(sorted(found))
+
+
+def run_ids(run_dir: str | Path, experiment: dict[str, Any]) -> dict[str, Path]:
+    """Run id -> mzML of a human run (what ``_meta/run_ids.json`` records): the workflow's runs."""
+    return find_runs(run_dir, experiment=experiment)
 
 
 def list_inputs(run_dir: str | Path, experiment: dict[str, Any]) -> InputSet:
     """Every file the metabolomics workflow reads (the mzML runs, the targets CSV), and what
     stops it (no runs, a targets file missing or outside the folder)."""
     problems: list[Problem] = []
-    runs = find_runs(run_dir, problems=problems)
+    runs = find_runs(run_dir, problems=problems, experiment=experiment)
     try:
         params = resolve_params(experiment.get("metabolomics") or {}, run_dir=run_dir)
     except InputError as err:

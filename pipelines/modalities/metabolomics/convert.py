@@ -525,12 +525,14 @@ def convert_mzml(
     sample_id: str | None = None,
     threads: int = 2,
     row_group_bytes: int = ROW_GROUP_BYTES,
+    file_label: str | None = None,
 ) -> ConversionQC:
     """Convert one mzML (plain, .gz or .idx.gz) to spectra and chromatogram Parquet files.
 
     Writes ``spectra_out`` (schema :data:`SPECTRA_SCHEMA`), ``chromatograms_out`` (computed
     TIC and BPC of the MS1 spectra, then every chromatogram stored in the file) and, when
-    given, ``qc_out`` (JSON of the returned :class:`ConversionQC`).  ``sample_id``: the
+    given, ``qc_out`` (JSON of the returned :class:`ConversionQC`).  ``file_label``: the name
+    the QC and the log give the file (the run id for human data), else its own name.  ``sample_id``: the
     experiment.yaml sample the file belongs to, in every spectrum row (null when None).  Outputs are written to
     temporary names and renamed at the end, so a failed conversion leaves nothing behind.
 
@@ -541,6 +543,8 @@ def convert_mzml(
     """
     src = Path(src)
     run = run or run_name(src)
+    # human data: the run id stands for the raw file's name in the QC, the notes and the log
+    label = file_label or src.name
     spectra_out, chromatograms_out = Path(spectra_out), Path(chromatograms_out)
     for p in (spectra_out, chromatograms_out):
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -604,17 +608,17 @@ def convert_mzml(
     notes = list(info.notes)
     if n_spectra == 0:
         notes.append(
-            f"{src.name} holds no spectra (chromatograms only): spectra table is empty, "
+            f"{label} holds no spectra (chromatograms only): spectra table is empty, "
             f"{n_in_file} chromatogram(s) kept"
         )
     if info.spectrum_count_declared is not None and info.spectrum_count_declared != n_spectra:
         notes.append(
-            f"{src.name}: spectrumList declares {info.spectrum_count_declared} spectra, "
+            f"{label}: spectrumList declares {info.spectrum_count_declared} spectra, "
             f"the file holds {n_spectra} (a cut or filtered file)"
         )
     qc = ConversionQC(
         run=run,
-        file=src.name,
+        file=label,
         sha256=info.sha256 or "",
         size_bytes=info.size_bytes,
         sample_id=sample_id,
@@ -643,7 +647,7 @@ def convert_mzml(
         log.info("note: %s", note)
     log.info(
         "%s: %d spectra (%s), %d peaks, %d chromatograms in the file",
-        src.name,
+        label,
         n_spectra,
         qc.spectra_per_ms_level,
         totals.n_peaks,

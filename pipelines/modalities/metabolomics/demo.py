@@ -213,6 +213,7 @@ instrument: {{manufacturer: Thermo Fisher, model: Q Exactive}}
 acquired: 2026-11-20
 operator: demo
 access: {{level: open}}
+personal_data: false  # synthetic: no person behind these samples (README, Personal data)
 license: CC-BY-4.0
 samples:
   - {{id: S1, organism: "NCBITaxon:9606", tissue: "UBERON:0001969", files: [S1.mzML],

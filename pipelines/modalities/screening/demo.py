@@ -136,6 +136,7 @@ instrument: {manufacturer: PerkinElmer, model: EnVision 2105}
 acquired: 2026-11-20
 operator: demo
 access: {level: open}
+personal_data: false  # synthetic, HEK293 cells: no person behind these samples (README, Personal data)
 license: CC-BY-4.0
 samples:
   - id: LIB-KIN-01

@@ -1,16 +1,15 @@
 """Sample-level annotations (CELLxGENE-style obs fields), gene groups by organism, privacy.
 
-Privacy rule (issue 5): human donors appear only as a pseudonymous ``donor_id``.  Table columns
-(sample sheet, ``.h5ad`` obs) named like a direct identifier (a person's name, birth date,
-address, phone, e-mail, record numbers) and values that are e-mail addresses are refused, and so
-are experiment.yaml donor ids shaped like a person's name and sample descriptions holding an
-e-mail address or a birth date.  The check is deliberately conservative: a false alarm costs a
-column rename, a miss publishes a person.
+Privacy (issues 5 and 22): human donors appear only as a pseudonymous ``donor_id``.  The
+detector of :mod:`pipelines.toolkit.privacy` checks the tables this modality reads (sample
+sheet, ``.h5ad`` obs: column names and text values) and the sample ids, donor ids and
+descriptions, for any organism; the privacy gate (:mod:`pipelines.privacy_gate`) checks the
+whole run folder of human data before any of this runs.  Problems name the place and the kind
+of identifier, never the value.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,126 +90,52 @@ def sample_fields(
 
 
 # --------------------------------------------------------------------------- privacy
-_PERSON_NAME_COLUMNS = {
-    "name_of_patient",
-    "first_name",
-    "firstname",
-    "last_name",
-    "lastname",
-    "surname",
-    "given_name",
-    "family_name",
-    "full_name",
-    "fullname",
-    "maiden_name",
-    "patient_name",
-    "donor_name",
-    "subject_name",
-    "participant_name",
-    "person_name",
-    "forename",
-}
-_IDENTIFIER_NUMBER_COLUMNS = {
-    "ssn",
-    "social_security_number",
-    "mrn",
-    "medical_record_number",
-    "nhs_number",
-    "passport",
-    "passport_number",
-    "insurance_number",
-    "health_insurance_number",
-    "national_id",
-}
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
-_PERSON_NAME = re.compile(r"^[A-Z][a-z]+(?:[._ -][A-Z][a-z]+)+$")
-_BIRTH_TEXT = re.compile(r"(?i)\b(born|birth|d\.?o\.?b\.?)\b.{0,20}\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
-
-
-def _norm(column: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", str(column).lower()).strip("_")
+# The detector and the gate live in pipelines.toolkit.privacy / pipelines.privacy_gate (every
+# modality, run by `binds validate` and before any rule for human data); these two keep the
+# transcriptomics readers' own check, for any organism, on the tables they read.
 
 
 def identifier_kind(column: str) -> str | None:
     """What direct identifier a column name suggests (None when it looks harmless)."""
-    c = _norm(column)
-    if c in _PERSON_NAME_COLUMNS:
-        return "a person's name"
-    if "birth" in c or c == "dob" or c.endswith("_dob") or c.startswith("dob_"):
-        return "a birth date"
-    if (
-        "address" in c
-        or "street" in c
-        or c in {"zip", "zip_code", "zipcode", "postcode", "postal_code"}
-    ):
-        return "an address"
-    if "email" in c or "e_mail" in c or "phone" in c or "telephone" in c or c in {"mobile", "fax"}:
-        return "contact details"
-    if c in _IDENTIFIER_NUMBER_COLUMNS:
-        return "an identifying number"
-    return None
+    from pipelines.toolkit import privacy
+
+    return privacy.detector().column_kind(column)
 
 
 def table_privacy_problems(table: Any, *, file: str, what: str = "column") -> list[Problem]:
-    """Problems for columns of a pandas DataFrame that look like direct identifiers."""
-    problems: list[Problem] = []
-    hint = (
-        "remove it before delivery; donors are identified only by a pseudonymous donor_id "
-        "(e.g. D01), the key to names stays with the requesting lab"
-    )
-    for col in table.columns:
-        kind = identifier_kind(str(col))
-        if kind:
-            problems.append(
-                Problem(
-                    f"{what} looks like {kind}: direct identifiers are not accepted",
-                    file=file,
-                    where=f"{what} '{col}'",
-                    hint=hint,
-                )
-            )
-            continue
+    """Problems for columns of a pandas DataFrame named like a direct identifier or holding one
+    (text values); each names the column and the kind, never a value."""
+    from pipelines.toolkit import privacy
+
+    det = privacy.detector()
+    findings = privacy.scan_columns([str(c) for c in table.columns], file=file, what=what)
+    # an age column is refused for human data by the privacy gate; a mouse's age is no one's
+    findings = [f for f in findings if privacy.AGE_COLUMN not in f.kind]
+    flagged = {f.where for f in findings}
+    for n, col in enumerate(table.columns, start=1):
         series = table[col]
-        if series.dtype == object or str(series.dtype) in ("string", "category"):
-            values = series.astype(str)
-            hits = values[values.str.fullmatch(_EMAIL.pattern)]
-            if len(hits):
-                row = hits.index[0]
-                problems.append(
-                    Problem(
-                        "holds e-mail addresses: direct identifiers are not accepted",
-                        file=file,
-                        where=f"{what} '{col}', row {row!r}",
-                        hint=hint,
-                    )
-                )
-    return problems
+        if f"{what} {str(col)!r}" in flagged or not (
+            series.dtype == object or str(series.dtype) in ("string", "category")
+        ):
+            continue
+        label = repr(str(col)) if not det.kinds(str(col), id_like=True) else str(n)
+        kinds: set[str] = set()
+        for value in series.astype(str).unique()[:100_000]:
+            kinds.update(det.kinds(value, id_like=str(col) in ("donor_id", "sample_id")))
+        findings += [privacy.Finding(file, f"{what} {label}", k) for k in sorted(kinds)]
+    return [f.problem() for f in findings]
 
 
 def experiment_privacy_problems(
     experiment: dict[str, Any], *, file: str = "experiment.yaml"
 ) -> list[Problem]:
-    """Donor ids shaped like a person's name; descriptions with an e-mail address or birth date."""
-    problems: list[Problem] = []
-    for i, s in enumerate(samples(experiment)):
-        donor = s.get("donor_id")
-        if isinstance(donor, str) and (_PERSON_NAME.match(donor) or _EMAIL.search(donor)):
-            problems.append(
-                Problem(
-                    f"donor_id {donor!r} looks like a person's name or e-mail",
-                    file=file,
-                    where=f"samples[{i}].donor_id",
-                    hint="use a pseudonymous code such as D01; the key stays with the requesting lab",
-                )
-            )
-        desc = s.get("description")
-        if isinstance(desc, str) and (_EMAIL.search(desc) or _BIRTH_TEXT.search(desc)):
-            problems.append(
-                Problem(
-                    "the description holds an e-mail address or a birth date",
-                    file=file,
-                    where=f"samples[{i}].description",
-                    hint="describe the sample, not the person; remove direct identifiers",
-                )
-            )
-    return problems
+    """Sample ids, donor ids and descriptions holding a direct identifier (any organism)."""
+    from pipelines.privacy_gate import scan_experiment
+
+    only = {
+        "samples": [
+            {k: s[k] for k in ("id", "donor_id", "description") if k in s}
+            for s in samples(experiment)
+        ]
+    }
+    return [f.problem() for f in scan_experiment(only, file=file)]

@@ -24,6 +24,7 @@ support_unit: Expression analysis unit
 instrument: {{manufacturer: 10x Genomics, model: Chromium X}}
 acquired: 2026-11-20
 access: {{level: open}}
+personal_data: false  # synthetic: no person behind these samples (README, Personal data)
 license: CC-BY-4.0
 samples:
   - id: DEMO-PBMC-1

@@ -11,4 +11,5 @@ run_step(
     run=snakemake.wildcards.run,
     sample_id=snakemake.params.sample_id,
     threads=snakemake.threads,
+    file_label=snakemake.params.file_label,
 )

@@ -58,7 +58,7 @@ def make_demo_run(run_dir: Path, *, seed: int = 0) -> Path:
     (run_dir / "experiment.yaml").write_text(
         "schema_version: 1\nrequest_id: BINDS-TOY-0001\ntitle: Toy table run\nmodality: toytable\n"
         "instrument: {manufacturer: Toy, model: Tabulator}\nacquired: 2026-11-20\n"
-        "access: {level: open}\nlicense: CC0-1.0\nsamples:\n  - id: S1\n    organism: NCBITaxon:9606\n"
+        "access: {level: open}\npersonal_data: false\nlicense: CC0-1.0\nsamples:\n  - id: S1\n    organism: NCBITaxon:9606\n"
         "toytable:\n  delimiter: ','\n"
     )
     return run_dir
