@@ -233,6 +233,10 @@ def prepare(
 
 
 # ----------------------------------------------------------------------------------- run
+#: ``binds run --fail-on-qc``: the exit code of a run whose QC verdict is FAIL.
+QC_FAILED_EXIT = 3
+
+
 @app.command()
 @handle_errors
 def run(
@@ -253,8 +257,19 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show Prefect and workflow logs.")
     ] = False,
+    fail_on_qc: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-qc",
+            help=f"Exit {QC_FAILED_EXIT} when the version's QC verdict is FAIL (it is still "
+            "published); without it a QC failure is reported and the exit is 0.",
+        ),
+    ] = False,
 ) -> None:
     """Validate, process (Snakemake, inside a Prefect flow) and publish one run folder.
+
+    The run ends with the QC verdict and every failed check (value, threshold, meaning).
+    Exit codes: 0 done, 1 run failed, 2 bad input, 3 QC failed (with --fail-on-qc).
 
     Examples:
 
@@ -320,6 +335,8 @@ def run(
                     importing.join()
     trace("prefect flushed")
     _print_publish(result, json_out)
+    if fail_on_qc and (result.get("qc") or {}).get("status") == "fail":
+        raise typer.Exit(QC_FAILED_EXIT)
 
 
 #: How much lower than Snakemake's the ``binds run`` process's CPU priority is while it reports.
@@ -415,6 +432,7 @@ def _print_publish(result: dict[str, Any], json_out: bool) -> None:
         out.print(
             f"staged at {result['stage_dir']} (not published): binds publish {result['stage_dir']} --store URL"
         )
+        _print_run_verdict(result)
         return
     verb = "published" if result["created"] else "unchanged"
     report = _report_url(result)
@@ -428,6 +446,14 @@ def _print_publish(result: dict[str, Any], json_out: bool) -> None:
         out.print(f"  {note}", highlight=False)
     if report:
         out.print(f"  report: {report}", highlight=False)
+    _print_run_verdict(result)
+
+
+def _print_run_verdict(result: dict[str, Any]) -> None:
+    from pipelines.toolkit.qc import Verdict
+
+    if result.get("qc"):
+        _print_verdict(Verdict.from_dict(result["qc"]))
 
 
 # ----------------------------------------------------------------------------------- publish
@@ -731,11 +757,11 @@ def show(
         ("acquired", "acquired"),
         ("instrument", "instrument_model"),
         ("unit", "support_unit"),
-        ("qc pass", "qc_pass"),
         ("metadata", "metadata_path"),
     ):
         if row[col] is not None and row[col] == row[col]:
             out.print(f"  {label + ':':<9} {row[col]}", highlight=False)
+    _print_verdict(_stored_verdict(st, row["path"], manifest), indent="  ")
     for doc in manifest.get("documents", []):
         if doc["path"].endswith("report.html"):
             out.print(
@@ -747,6 +773,31 @@ def show(
         out.print("  qc:")
         for k, v in sorted(manifest["qc"].items()):
             out.print(f"    {k}: {v}", highlight=False)
+
+
+def _stored_verdict(st: Any, prefix: str, manifest: dict[str, Any]) -> Any:
+    """The version's qc/verdict.json (evaluated from its metrics for a version without one)."""
+    from pipelines.toolkit.qc import VERDICT_FILE, Verdict, evaluate
+
+    if any(f["path"] == f"qc/{VERDICT_FILE}" for f in manifest.get("files", [])):
+        try:
+            return Verdict.from_dict(json.loads(st.get(f"{prefix}qc/{VERDICT_FILE}")))
+        except Exception:
+            pass
+    return evaluate(manifest["modality"], manifest.get("qc") or {})
+
+
+def _print_verdict(verdict: Any, *, indent: str = "") -> None:
+    """The verdict line, then each failed check: value, threshold, meaning, what to do."""
+    colour = {"pass": "green", "fail": "bold red"}.get(verdict.status, "yellow")
+    out.print(f"{indent}[{colour}]{verdict.summary()}[/]", highlight=False)
+    for c in verdict.failed:
+        out.print(
+            f"{indent}  FAIL {c.name}: {c.shown} (needs {c.criterion}): {c.meaning}",
+            highlight=False,
+            markup=False,
+        )
+        out.print(f"{indent}       what to do: {c.on_fail}", highlight=False, markup=False)
 
 
 # ----------------------------------------------------------------------------------- verify

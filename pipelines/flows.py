@@ -120,9 +120,13 @@ def make_flow(started: StartedRun | None = None, *, say: Say = _quiet) -> Flow:
         work_dir: str | None = None,
         publish: bool = True,
     ) -> dict:
-        """Process one run folder and publish it; returns the publish result (or the stage dir)."""
+        """Process one run folder and publish it; returns the publish result (or the stage dir).
+
+        A version whose QC verdict is FAIL ends in a Completed state named "QC failed" (the
+        data are published: QC is the researcher's information, not a reason to withhold
+        them) with the tag ``qc:fail``; ``binds run --fail-on-qc`` turns it into exit 3."""
         with _pid_recorded():
-            return await _binds_run(
+            result = await _binds_run(
                 run_dir,
                 store_url=store_url,
                 profile=profile,
@@ -132,8 +136,28 @@ def make_flow(started: StartedRun | None = None, *, say: Say = _quiet) -> Flow:
                 started=started,
                 say=say,
             )
+        return await _qc_state(result)
 
     return binds_run
+
+
+async def _qc_state(result: dict[str, Any]) -> Any:
+    """The flow run's final state: plain Completed, or Completed named "QC failed" (tagged
+    ``qc:fail``, the failing checks in its message) when the verdict fails."""
+    qc = result.get("qc") or {}
+    if qc.get("status") != "fail":
+        return result
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+    from prefect.states import Completed
+
+    try:
+        async with get_client() as client:
+            run = await client.read_flow_run(flow_run.id)
+            await client.update_flow_run(run.id, tags=sorted({*run.tags, "qc:fail"}))
+    except Exception as exc:  # the tag is a convenience; the state below is what counts
+        get_run_logger().warning("could not tag the flow run qc:fail: %s", exc)
+    return Completed(name="QC failed", message=qc.get("summary", "QC failed"), data=result)
 
 
 class _pid_recorded:
@@ -191,13 +215,30 @@ async def _binds_run(
         finally:
             started.staging.stop()  # a no-op once it ended; else (an exception) stop it
         trace("jobs reported")
+        verdict = _write_verdict(stage)
+        if verdict.status == "fail":
+            logger.warning(verdict.summary())
+            for c in verdict.failed:
+                logger.warning("FAIL %s", c.line())
         await _qc_artifact(stage, started.experiment.dataset_id)
         trace("qc artifact")
+        qc = verdict.to_dict()
         if not publish:
-            return {"stage_dir": str(stage.root), "published": False}
+            return {"stage_dir": str(stage.root), "published": False, "qc": qc}
         result = publish_task(str(stage.root), store_url)
     await _publish_artifacts(result)
-    return result | {"stage_dir": str(stage.root), "published": True}
+    return result | {"stage_dir": str(stage.root), "published": True, "qc": qc}
+
+
+def _write_verdict(stage: StagedDataset) -> Any:
+    """qc/verdict.json of the stage once Snakemake ended (the publish writes the same bytes)."""
+    from pipelines.toolkit.qc import write_verdict
+
+    if not (stage.qc_dir / "metrics.json").is_file():  # the workflow failed: no verdict
+        from pipelines.toolkit.qc import Verdict
+
+        return Verdict(stage.experiment.get("modality", ""), "n/a", ())
+    return write_verdict(stage.qc_dir, stage.experiment.get("modality", ""), stage.metrics)
 
 
 def _start(reporter: RunReporter, **how: Any) -> StartedRun:

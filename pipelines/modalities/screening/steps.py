@@ -1283,6 +1283,8 @@ def write_metrics(
         "hit_rate": round(len(h) / len(samples), 6) if len(samples) else None,
         "plates_qc_pass": int(pl["qc_pass"].sum()),
         "plates_qc_fail": int((~pl["qc_pass"]).sum()),
+        # a reading without positive or negative controls has no Z' (the verdict line says so)
+        "plates_without_controls": int(((pl["n_positive"] == 0) | (pl["n_negative"] == 0)).sum()),
         "z_prime_median": med("z_prime"),
         "robust_z_prime_median": med("robust_z_prime"),
         "signal_to_background_median": med("signal_to_background"),
