@@ -892,7 +892,9 @@ def usage(
     GB-months to date, instrument runs; from the catalog and each version's _meta/usage.json.
 
     Compute and instrument runs count in the period their version was published; storage
-    accrues from publication to the end of the period. --csv prints one billing line per
+    accrues from publication to the end of the period. An instrument run is counted by its raw
+    files (name, size, sha256; experiment.yaml left out): re-publishing the same files after a
+    metadata fix (a licence, a title) is a new version, not a second run. --csv prints one billing line per
     request, service (compute, gpu, storage, instrument) and period, for a facility billing
     import (iLab, PPMS).
 
