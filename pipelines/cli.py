@@ -790,14 +790,18 @@ def _stored_verdict(st: Any, prefix: str, manifest: dict[str, Any]) -> Any:
 def _print_verdict(verdict: Any, *, indent: str = "") -> None:
     """The verdict line, then each failed check: value, threshold, meaning, what to do."""
     colour = {"pass": "green", "fail": "bold red"}.get(verdict.status, "yellow")
-    out.print(f"{indent}[{colour}]{verdict.summary()}[/]", highlight=False)
+    # soft_wrap: one line per check, whatever the terminal's width (scripts grep them)
+    out.print(f"{indent}[{colour}]{verdict.summary()}[/]", highlight=False, soft_wrap=True)
     for c in verdict.failed:
         out.print(
             f"{indent}  FAIL {c.name}: {c.shown} (needs {c.criterion}): {c.meaning}",
             highlight=False,
             markup=False,
+            soft_wrap=True,
         )
-        out.print(f"{indent}       what to do: {c.on_fail}", highlight=False, markup=False)
+        out.print(
+            f"{indent}       what to do: {c.on_fail}", highlight=False, markup=False, soft_wrap=True
+        )
 
 
 # ----------------------------------------------------------------------------------- verify

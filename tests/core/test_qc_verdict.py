@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -163,7 +164,7 @@ def _outputs(store: Path, dataset_id: str) -> dict:
     meta = json.loads((vdir / "metadata.jsonld").read_text())["binds:qcVerdict"]
     shown = CliRunner().invoke(app, ["show", dataset_id, "--store", str(store)])
     assert shown.exit_code == 0, shown.output
-    banner = re.search(r"<p class='verdict \w+'>([^<]*)</p>", html).group(1)  # type: ignore[union-attr]
+    banner = unescape(re.search(r"<p class='verdict \w+'>([^<]*)</p>", html).group(1))  # type: ignore[union-attr]
     return {
         "stored": (stored["status"], stored["failed"]),
         "catalog": (
@@ -175,7 +176,7 @@ def _outputs(store: Path, dataset_id: str) -> dict:
         "jsonld": (meta["status"], meta["failed"]),
         "report": (
             banner.split(":")[0].removeprefix("QC ").lower(),
-            re.findall(r"<tr><td>([^<]*)</td><td class='fail'>FAIL", html),
+            [unescape(n) for n in re.findall(r"<tr><td>([^<]*)</td><td class='fail'>FAIL", html)],
         ),
         "show": (
             re.search(r"QC (PASS|FAIL|n/a)", shown.output).group(1).lower(),  # type: ignore[union-attr]

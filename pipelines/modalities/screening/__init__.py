@@ -157,6 +157,7 @@ def preflight(run_dir: Path, experiment: dict[str, Any]) -> list[Problem]:
             )
         elif unit.file.stat().st_size == 0:
             problems.append(Problem("the file is empty", file=name, where=where))
+    contents: set[str] = set()
     for path, reader in (
         (found.plate_config, readers.read_plate_config),
         (found.plate_map, readers.read_plate_map),
@@ -164,7 +165,47 @@ def preflight(run_dir: Path, experiment: dict[str, Any]) -> list[Problem]:
     ):
         if path is not None:
             try:
-                reader(path, root=run_dir)
+                parsed = reader(path, root=run_dir)
             except InputError as err:
                 problems.extend(err.problems)
+                continue
+            if reader is readers.read_plate_config:
+                contents |= {rule[2] for rule in parsed.rules}
+            elif reader is readers.read_plate_map and "content" in parsed:
+                contents |= {str(c) for c in parsed["content"].dropna()}
+    if contents and not problems:
+        problems += control_problems(block, contents)
+    return problems
+
+
+def control_problems(block: dict[str, Any], contents: set[str]) -> list[Problem]:
+    """The control names of ``block`` (and of each channel) against the content names of the
+    plate layout: a kind of control no well carries makes every plate fail QC, so it is bad
+    input, refused before any compute with the names the layout does hold."""
+    from pipelines.modalities.screening.config import settings
+
+    controls = settings(block)["controls"]
+    present = {c.lower() for c in contents}
+    found = ", ".join(sorted(contents, key=str.lower))
+    problems = []
+    per_channel = controls.get("channels") or {}
+    scopes = [("screening.controls", controls)] + [
+        (f"screening.controls.channels.{ch}", {**controls, **ctl})
+        for ch, ctl in per_channel.items()
+    ]
+    for where, ctl in scopes:
+        for kind in ("negative", "positive", "inhibitor"):
+            names = ctl.get(kind) or []
+            if kind == "inhibitor" and not names:
+                continue
+            if not any(n.lower() in present for n in names):
+                problems.append(
+                    Problem(
+                        f"no well of the plate layout is a {kind} control "
+                        f"(names: {', '.join(names) or 'none'})",
+                        file="experiment.yaml",
+                        where=f"{where}.{kind}",
+                        hint=f"content names in the plate layout: {found}",
+                    )
+                )
     return problems

@@ -704,6 +704,12 @@ def _score_plates(
     plate_pos = np.searchsorted(grid.plates, inst["plate"].to_numpy())
     content_plate = layout["content"].to_numpy().reshape(len(grid.plates), fmt.rows, fmt.cols)
     role = _roles(content_plate, cfg["controls"])[plate_pos]
+    # controls per channel (dual-channel screens): a channel's names replace the common ones
+    channel_of = inst["channel"].astype(str).to_numpy()
+    for chan, ctl in (cfg["controls"].get("channels") or {}).items():
+        sel = channel_of == str(chan)
+        if sel.any():
+            role[sel] = _roles(content_plate, {**cfg["controls"], **ctl})[plate_pos[sel]]
     excluded = _excluded(found, inst, fmt=fmt, run_dir=run_dir)
     vals = np.where(excluded, np.nan, grid.values)
     sample, neg, pos, inh = (role == 0), (role == 1), (role == 2), (role == 3)
@@ -714,7 +720,13 @@ def _score_plates(
     rz = stats.robust_z(vals, sample=sample)
     bs = stats.b_score(vals, sample=sample)
     qc = stats.plate_qc(
-        vals, negative=neg, positive=pos, inhibitor=inh if cfg["controls"]["inhibitor"] else None
+        vals,
+        negative=neg,
+        positive=pos,
+        inhibitor=inh
+        if cfg["controls"]["inhibitor"]
+        or any(c.get("inhibitor") for c in (cfg["controls"].get("channels") or {}).values())
+        else None,
     )
     sign = -1.0 if cfg["score"]["sign"] == "-" else 1.0
     group = (
