@@ -11,7 +11,9 @@ reports Snakemake's jobs into it.  What the unit lead sees in the Prefect UI for
 - the Logs tab: Snakemake's own log lines;
 - artifacts keyed per dataset: ``qc-<dataset-id>`` (a table: each QC check with pass/fail,
   each rule with its time and memory, the key figures), ``publish-<dataset-id>`` (a link to the
-  published version) and ``report-<dataset-id>`` (a link to its ``qc/report.html``).
+  published version) and ``report-<dataset-id>`` (markdown: the QC verdict, every check, and a
+  link to ``qc/report.html`` a browser opens: :func:`report_link`);
+- a version whose QC fails: the flow run ends Completed named "QC failed", tagged ``qc:fail``.
 
 ``binds run`` validates and starts Snakemake *before* it imports Prefect (so that Snakemake's
 start-up overlaps Prefect's) and hands the started run to :func:`make_flow`; a served
@@ -33,7 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from prefect import Flow, flow, get_run_logger, task
-from prefect.artifacts import acreate_link_artifact, acreate_table_artifact
+from prefect.artifacts import (
+    acreate_link_artifact,
+    acreate_markdown_artifact,
+    acreate_table_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 
 from pipelines import runner
@@ -88,13 +94,63 @@ async def _publish_artifacts(result: dict[str, Any]) -> None:
         f"{result['n_files']} files, {result['bytes']:,} bytes)",
         description=f"content {result['content_digest']}",
     )
-    await acreate_link_artifact(
+    await acreate_markdown_artifact(
         key=artifact_key("report", result["dataset_id"]),
-        link=link + "qc/report.html",
-        link_text=f"QC report of {result['dataset_id']} v{result['version']}",
-        description="self-contained HTML: what was measured, pass/fail, figures, "
-        "files, how to cite",
+        markdown=report_markdown(result, report_link(result)),
+        description="the QC verdict and a link to the self-contained HTML report",
     )
+
+
+#: How long a presigned link to an S3 store's report opens (S3's maximum: 7 days).
+REPORT_LINK_S = 7 * 86400
+
+
+def report_link(result: dict[str, Any]) -> str:
+    """A link to the version's qc/report.html that a browser opens from the Prefect UI: the
+    data service's (``BINDS_DATA_SERVICE_URL``) when one is configured, a presigned HTTPS link
+    for an S3 store, else the file's ``file://`` URL (opens on the machine holding the store)."""
+    key = f"{result['prefix']}v{result['version']}/qc/report.html"
+    service = os.environ.get("BINDS_DATA_SERVICE_URL", "").rstrip("/")
+    if service:
+        return f"{service}/{key}"
+    url = result["store_url"].rstrip("/")
+    if url.startswith("s3://"):
+        try:
+            from pipelines.store import open_store
+
+            st: Any = open_store(url, read_only=True)
+            return str(
+                st.client.generate_presigned_url(
+                    "get_object",
+                    Params={"Bucket": st.bucket, "Key": st._key(key)},
+                    ExpiresIn=REPORT_LINK_S,
+                )
+            )
+        except Exception:  # no credentials to sign with: the plain URL, still informative
+            return f"{url}/{key}"
+    return Path(f"{url}/{key}").resolve().as_uri()
+
+
+def report_markdown(result: dict[str, Any], link: str) -> str:
+    """The ``report-<dataset-id>`` artifact: the verdict, each failed check, the report link."""
+    from pipelines.toolkit.qc import Verdict
+
+    qc = Verdict.from_dict(result["qc"]) if result.get("qc") else None
+    lines = [f"### {result['dataset_id']} v{result['version']}", ""]
+    if qc is not None:
+        mark = {"pass": "✅", "fail": "❌"}.get(qc.status, "➖")
+        lines += [f"{mark} **{qc.summary()}**", ""]
+        if qc.checks:
+            lines += ["| check | result | value | criterion | meaning |", "|---|---|---|---|---|"]
+            for c in qc.checks:
+                detail = c.reason if c.result == "n/a" else c.meaning
+                if c.result == "fail":
+                    detail += f" **What to do:** {c.on_fail}"
+                cells = [c.name, c.result.upper(), c.shown, c.criterion, detail]
+                lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
+            lines.append("")
+    lines.append(f"[Open the QC report (HTML)]({link})")
+    return "\n".join(lines) + "\n"
 
 
 def _quiet(_text: str) -> None:
@@ -226,8 +282,9 @@ async def _binds_run(
         if not publish:
             return {"stage_dir": str(stage.root), "published": False, "qc": qc}
         result = publish_task(str(stage.root), store_url)
+    result = result | {"stage_dir": str(stage.root), "published": True, "qc": qc}
     await _publish_artifacts(result)
-    return result | {"stage_dir": str(stage.root), "published": True, "qc": qc}
+    return result
 
 
 def _write_verdict(stage: StagedDataset) -> Any:

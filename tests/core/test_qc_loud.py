@@ -53,10 +53,12 @@ def test_a_failed_qc_is_reported_exits_3_and_marks_the_flow_run(prefect_server, 
     exp.write_text(exp.read_text().replace("expected_resolution: 4.5", "expected_resolution: 2.0"))
     done = _binds_run(run, tmp_path / "store", prefect_server, "--fail-on-qc")
     assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "published: " in done.stdout
-    assert "QC FAIL: 1 of 2 checks failed (resolution)" in done.stdout
-    assert "FAIL resolution: " in done.stdout and "(needs <= 2.00 Å)" in done.stdout
-    assert "what to do: " in done.stdout
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("published: ")
+    assert "QC FAIL: 1 of 2 checks failed (resolution)" in lines
+    (failed,) = [ln for ln in lines if ln.startswith("  FAIL resolution: ")]
+    assert " Å (needs <= 2 Å): the gold-standard FSC 0.143 resolution" in failed
+    assert any(ln.strip().startswith("what to do: ") for ln in lines)
 
     dataset_id = json.loads(
         next((tmp_path / "store").glob("open/cryoem/*/v1/manifest.json")).read_text()
@@ -67,6 +69,8 @@ def test_a_failed_qc_is_reported_exits_3_and_marks_the_flow_run(prefect_server, 
     assert "qc:fail" in fr.tags
     qc = [a for a in arts if a.key == artifact_key("qc", dataset_id)]
     assert qc and "resolution" in json.dumps(qc[0].data) and "FAIL" in json.dumps(qc[0].data)
+    (report,) = [a for a in arts if a.key == artifact_key("report", dataset_id)]
+    assert report.type == "markdown" and "QC FAIL: 1 of 2 checks failed" in str(report.data)
 
 
 def test_a_passing_run_exits_0_with_fail_on_qc_and_a_plain_completed_state(
