@@ -265,6 +265,15 @@ def run(
             "published); without it a QC failure is reported and the exit is 0.",
         ),
     ] = False,
+    lang: Annotated[
+        str | None,
+        typer.Option(
+            "--lang",
+            envvar="BINDS_REPORT_LANG",
+            help="Language of the QC report to send the researcher: en or ja (a unit sets "
+            "BINDS_REPORT_LANG once).",
+        ),
+    ] = None,
 ) -> None:
     """Validate, process (Snakemake, inside a Prefect flow) and publish one run folder.
 
@@ -272,6 +281,8 @@ def run(
     Exit codes: 0 done, 1 run failed, 2 bad input, 3 QC failed (with --fail-on-qc).
 
     Examples:
+
+      binds run runs/krios-0042 --fail-on-qc --lang ja    # exit 3 on a QC failure; report in Japanese
 
       binds run runs/krios-0042                          # into ./store
 
@@ -283,6 +294,7 @@ def run(
     from pipelines.monitoring import trace
 
     trace("cli: run")
+    _report_language(lang)
     _setup_logging(verbose)
     _quiet_prefect(verbose)
     with _prefect_session() as session, _status(f"processing {run_dir}") as status:
@@ -345,6 +357,19 @@ MONITOR_NICE = 10
 #: change process-wide state that outlives it (a priority cannot be raised back): an in-process
 #: caller of :data:`app` (a test, a notebook) keeps its own.
 _OWN_PROCESS = {"value": False}
+
+
+def _report_language(lang: str | None) -> None:
+    """Refuse an unknown report language (exit 2); the flow's publish reads the setting."""
+    from pipelines.report_i18n import LANGUAGES
+
+    if lang is None:
+        return
+    if lang.lower() not in LANGUAGES:
+        raise InputError(
+            Problem(f"unknown report language {lang!r}", where="--lang", hint="en or ja")
+        )
+    os.environ["BINDS_REPORT_LANG"] = lang.lower()
 
 
 def _yield_to_the_workflow() -> None:

@@ -180,11 +180,12 @@ body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-
 max-width:60em;padding:0 1em;color:#1b1f24;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #d0d7de;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;width:100%;margin:.5em 0;font-size:.92em}
-th,td{border:1px solid #d0d7de;padding:.3em .5em;text-align:left;vertical-align:top}
+th,td{border:1px solid #d0d7de;padding:.3em .5em;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+td code{word-break:break-all}
 th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .pass{background:#dafbe1;color:#116329;font-weight:600}.fail{background:#ffebe9;color:#a40e26;font-weight:600}
 .na{color:#57606a}.sub{color:#57606a}code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em}
-pre{background:#f6f8fa;padding:.7em;overflow-x:auto}figure{margin:1em 0}
+pre{background:#f6f8fa;padding:.7em;white-space:pre-wrap;overflow-wrap:anywhere}figure{margin:1em 0}
 figure img{max-width:100%;border:1px solid #d0d7de}figcaption{color:#57606a;font-size:.9em}
 .verdict{display:inline-block;padding:.2em .7em;border-radius:.3em;margin:.3em 0}
 """
@@ -199,8 +200,11 @@ def render_report(
     content_digest: str,
     created: str,
     location: str,
+    lang: str | None = None,
 ) -> bytes:
     """The self-contained HTML report of one version (UTF-8 bytes, < 5 MB).
+
+    ``lang``: ``en`` or ``ja`` (default ``BINDS_REPORT_LANG``, else English): the same content.
 
     Parameters
     ----------
@@ -211,9 +215,14 @@ def render_report(
     location
         Where the version is, e.g. ``s3://binds-curated/open/cryoem/<id>/v2/``.
     """
+    from pipelines.report_i18n import localise_verdict, report_language, translate_page
+
+    lang = report_language(lang)
     exp, metrics = stage.experiment, stage.metrics
-    verdict = stage_verdict(stage)
-    parts = _head(exp, dataset_id=dataset_id, version=version, created=created, verdict=verdict)
+    verdict = localise_verdict(stage_verdict(stage), lang)
+    parts = _head(
+        exp, dataset_id=dataset_id, version=version, created=created, verdict=verdict, lang=lang
+    )
     parts += _measured(exp, stage)
     parts += _checks_section(verdict, metrics)
     parts += _figures_section(stage)
@@ -227,17 +236,25 @@ def render_report(
         location=location,
         content_digest=content_digest,
     )
-    out = "\n".join(parts).encode("utf-8")
+    out = translate_page("\n".join(parts), lang).encode("utf-8")
     if len(out) > MAX_REPORT_BYTES:  # figures are what makes it large: keep the text
         return render_text_only(out)
     return out
 
 
 def _head(
-    exp: dict[str, Any], *, dataset_id: str, version: int, created: str, verdict: Verdict
+    exp: dict[str, Any],
+    *,
+    dataset_id: str,
+    version: int,
+    created: str,
+    verdict: Verdict,
+    lang: str = "en",
 ) -> list[str]:
+    from pipelines.report_i18n import summary
+
     cls = {"pass": "pass", "fail": "fail"}.get(verdict.status, "na")
-    banner = f"<p class='verdict {cls}'>{_e(verdict.summary())}</p>"
+    banner = f"<p class='verdict {cls}'>{_e(summary(verdict, lang))}</p>"
     title = exp.get("title") or dataset_id
     access = (exp.get("access") or {}).get("level", "")
     return [
