@@ -308,6 +308,33 @@ def _start(reporter: RunReporter, **how: Any) -> StartedRun:
         raise
 
 
+class InboxRejected(Exception):
+    """The run folder's problems, as the failure of its ``binds-inbox-rejected`` flow run."""
+
+
+@flow(name="binds-inbox-rejected", flow_run_name="{folder}", log_prints=True, persist_result=False)
+def inbox_rejected(folder: str, problems: list[str]) -> None:
+    """A folder the inbox refused (bad input): a failed flow run with every problem, so it is
+    seen in the Prefect UI next to the runs (before, it was only in the inbox's state file)."""
+    logger = get_run_logger()
+    for problem in problems:
+        logger.error(problem)
+    raise InboxRejected(f"{len(problems)} problem(s): " + "; ".join(problems))
+
+
+def record_rejection(folder: str, problems: list[str]) -> None:
+    """Run :func:`inbox_rejected` (tagged ``inbox:rejected``); never raises."""
+    from prefect import tags
+
+    try:
+        with tags("inbox:rejected"):
+            inbox_rejected(folder, problems, return_state=True)
+    except Exception as exc:  # the inbox's own record stays the reference
+        import logging
+
+        logging.getLogger(__name__).warning("could not record the rejection in Prefect: %s", exc)
+
+
 def run_flow(binds_flow: Flow, run_dir: str, **parameters: Any) -> dict:
     """Run a :func:`make_flow` flow to its end from synchronous code; the flow's result."""
     return asyncio.run(binds_flow(run_dir, **parameters))

@@ -85,3 +85,23 @@ def test_a_passing_run_exits_0_with_fail_on_qc_and_a_plain_completed_state(
     )["dataset_id"]
     runs, _ = _flow_run(prefect_server, dataset_id)
     assert [r.state.name for r in runs] == ["Completed"] and "qc:fail" not in runs[0].tags
+
+
+def test_a_folder_the_inbox_rejects_is_a_failed_flow_run(prefect_server, tmp_path, monkeypatch):
+    """Before: bad input was recorded only in the inbox's state file, never seen in Prefect."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from pipelines.errors import InputError
+    from pipelines.inbox import flow_runner
+
+    broken = tmp_path / "inbox" / "broken-run"
+    broken.mkdir(parents=True)
+    (broken / "experiment.yaml").write_text("schema_version: 1\ntitle: x\n")
+    run_one = flow_runner(store_url=str(tmp_path / "store"), profile="local", cores=1)
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
+        with pytest.raises(InputError):
+            run_one(broken)
+    runs, _ = _flow_run(prefect_server, "broken-run")
+    (fr,) = runs
+    assert fr.state.is_failed() and "inbox:rejected" in fr.tags
+    assert "request_id" in fr.state.message  # the problems, as validate lists them
