@@ -180,8 +180,8 @@ body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-
 max-width:60em;padding:0 1em;color:#1b1f24;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #d0d7de;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;width:100%;margin:.5em 0;font-size:.92em}
-th,td{border:1px solid #d0d7de;padding:.3em .5em;text-align:left;vertical-align:top;overflow-wrap:anywhere}
-td code{word-break:break-all}
+th,td{border:1px solid #d0d7de;padding:.3em .5em;text-align:left;vertical-align:top;overflow-wrap:break-word}
+th,td.pass,td.fail,td.na{white-space:nowrap}td code{word-break:break-all}
 th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .pass{background:#dafbe1;color:#116329;font-weight:600}.fail{background:#ffebe9;color:#a40e26;font-weight:600}
 .na{color:#57606a}.sub{color:#57606a}code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em}
@@ -274,7 +274,7 @@ def _head(
 #: The only sample fields the e-mailed report shows: an id and what was measured (ontology ids
 #: with their labels).  Never donor ids, sex, disease, ethnicity, development stage or free
 #: text (special-care fields, issue #22): the report leaves the store by e-mail.
-REPORT_SAMPLE_FIELDS = ("sample_id", "organism", "tissue", "cell_type", "compound")
+REPORT_SAMPLE_FIELDS = ("id", "organism", "tissue", "cell_type", "compound")
 
 
 def term_label(curie: Any) -> str:
@@ -299,12 +299,10 @@ def _sample_text(sample: dict[str, Any]) -> str:
             continue
         values = value if isinstance(value, list) else [value]
         shown = ", ".join(
-            str(v) if key == "sample_id" else term_label(v)
-            for v in values
-            if not isinstance(v, dict)
+            str(v) if key == "id" else term_label(v) for v in values if not isinstance(v, dict)
         )
         if shown:
-            parts.append(f"{key.replace('_', ' ')} {shown}")
+            parts.append(f"{'sample' if key == 'id' else key.replace('_', ' ')} {shown}")
     return ", ".join(parts)
 
 
@@ -364,7 +362,10 @@ def figure_text(key: str, value: Any) -> str:
     if isinstance(value, (int, float)):
         from pipelines.toolkit.qc import with_unit
 
-        return with_unit(rounded(float(value), 4), figure_unit(key))
+        text = rounded(float(value), 4)
+        if "." in text:  # 0.5000 s -> 0.5 s: the figure's own precision, not padding
+            text = text.rstrip("0").rstrip(".")
+        return with_unit(text, figure_unit(key))
     if isinstance(value, list):
         return ", ".join(figure_text(key, v) for v in value) or "none"
     if isinstance(value, dict):
@@ -435,7 +436,7 @@ def _processing_section(stage: StagedDataset) -> list[str]:
             parts.append(
                 f"<tr><td><code>{_e(r['rule'])}</code></td><td class='{cls}'>{_e(r['status'])}</td>"
                 + "".join(
-                    f"<td class='num'>{_e(r.get(k))}</td>"
+                    f"<td class='num'>{_e(r.get(k)) if r.get(k) is not None else 'n/a'}</td>"
                     for k in ("seconds", "cpu_s", "threads", "mem_mb", "max_rss_mb")
                 )
                 + "</tr>"
@@ -458,7 +459,13 @@ def _published_section(files: list[dict[str, Any]], content_digest: str) -> list
     for entry, n, size, sha in _group_files(files):
         parts.append(
             f"<tr><td><code>{_e(entry)}</code></td><td class='num'>{n}</td>"
-            f"<td class='num'>{_human(size)}</td><td><code>{_e(sha)}</code></td></tr>"
+            f"<td class='num'>{_human(size)}</td><td>"
+            + (
+                f"<code>{_e(sha)}</code>"
+                if sha
+                else "<span class='na'>per file in manifest.json</span>"
+            )
+            + "</td></tr>"
         )
     parts.append("</table>")
     return parts

@@ -29,9 +29,9 @@ WIDTH = 1200  # the window; the page column is 60em wide and centred
 PERSONAL = {
     "description": "patient 17 from ward B, free text",
     "donor_id": "DONOR-4711",
-    "sex": "female",
+    "sex": "PATO:0000383",
     "disease": "MONDO:0005148",
-    "ethnicity": "HANCESTRO:0005",
+    "self_reported_ethnicity": "HANCESTRO:0005",
     "development_stage": "HsapDv:0000087",
 }
 
@@ -124,7 +124,7 @@ def test_the_store_url_is_the_real_one():
     exp = {"access": {"level": "open"}, "modality": "cryoem"}
     loc = "s3://binds-curated/open/cryoem/binds-x-cryoem/v2/"
     assert store_of(loc, exp, "binds-x-cryoem") == "s3://binds-curated"
-    assert REPORT_SAMPLE_FIELDS == ("sample_id", "organism", "tissue", "cell_type", "compound")
+    assert REPORT_SAMPLE_FIELDS == ("id", "organism", "tissue", "cell_type", "compound")
 
 
 @pytest.mark.slow
