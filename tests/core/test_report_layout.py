@@ -108,7 +108,7 @@ def _right_margin_is_blank(shot: Path) -> bool:
 
 
 def test_figures_have_units_and_meaningful_digits():
-    assert figure_text("map_rms", 2.399952914210581) == "2.400"
+    assert figure_text("map_rms", 2.399952914210581) == "2.4"
     assert figure_text("resolution_fsc0143_angstrom", 3.14159) == "3.142 Å"
     assert figure_text("pct_cells_removed", 12.345678) == "12.35%"
     assert figure_text("n_cells", 2600) == "2,600"
