@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -152,7 +153,7 @@ def test_passing_and_failing_report_of_every_modality_lay_out(chromium, demo_sto
             assert "Homo sapiens (NCBITaxon:9606)" in html
             store = str(report.parents[5])
             assert f"--store {store}" in html and "--store STORE" not in html
-            assert f'store="{store}"' in html
+            assert f'store="{store}"' in unescape(html)
             # figures rounded: no 16-digit floats
             assert not re.search(r"\d\.\d{7,}", re.sub(r"data:image/png;base64,[^']*", "", html))
 
