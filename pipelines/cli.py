@@ -312,43 +312,66 @@ def run(
                 say=status.update,
             )
             trace("snakemake started")
-            _yield_to_the_workflow()
-            importing = None
-            try:
-                session.choose()  # PREFECT_API_URL is set before Prefect is imported
-                # the import overlaps the temporary server's boot
-                importing = _import_in_background("pipelines.flows")
-                session.ready()
-                importing.join()
-                trace("prefect imported, API ready")
-                from prefect import tags
-
-                from pipelines.flows import make_flow, run_flow
-                from pipelines.monitoring import run_tags
-
-                with tags(*run_tags(started.experiment.data)):
-                    result = run_flow(
-                        make_flow(started, say=status.update),
-                        str(run_dir.resolve()),
-                        store_url=store_url,
-                        profile=profile,
-                        cores=cores,
-                        work_dir=str(work_dir.resolve()) if work_dir else None,
-                        publish=publish,
-                    )
-                trace("flow returned")
-            finally:
-                started.staging.stop()  # Ctrl-C before the flow, Prefect failed: stop Snakemake
-                if importing is not None:
-                    # leaving (Ctrl-C) while Prefect is still being imported: the import ends
-                    # first, because the session's exit flushes Prefect's queues, which imports
-                    # Prefect too (one module imported by two threads: Python reports a
-                    # deadlock and Prefect prints "Failed to initialize plugins")
-                    importing.join()
+            if started.unchanged is not None:  # decided from the fingerprint: no workflow
+                result = started.unchanged
+            else:
+                result = _run_in_prefect(
+                    session, started, run_dir, store_url, profile, cores, work_dir, publish, status
+                )
     trace("prefect flushed")
     _print_publish(result, json_out)
     if fail_on_qc and (result.get("qc") or {}).get("status") == "fail":
         raise typer.Exit(QC_FAILED_EXIT)
+
+
+def _run_in_prefect(
+    session: Any,
+    started: Any,
+    run_dir: Path,
+    store_url: str,
+    profile: str,
+    cores: int | None,
+    work_dir: Path | None,
+    publish: bool,
+    status: Any,
+) -> dict[str, Any]:
+    """The started run reported into a Prefect flow run; its result."""
+    from pipelines.monitoring import trace
+
+    _yield_to_the_workflow()
+    importing = None
+    try:
+        session.choose()  # PREFECT_API_URL is set before Prefect is imported
+        # the import overlaps the temporary server's boot
+        importing = _import_in_background("pipelines.flows")
+        session.ready()
+        importing.join()
+        trace("prefect imported, API ready")
+        from prefect import tags
+
+        from pipelines.flows import make_flow, run_flow
+        from pipelines.monitoring import run_tags
+
+        with tags(*run_tags(started.experiment.data)):
+            result = run_flow(
+                make_flow(started, say=status.update),
+                str(run_dir.resolve()),
+                store_url=store_url,
+                profile=profile,
+                cores=cores,
+                work_dir=str(work_dir.resolve()) if work_dir else None,
+                publish=publish,
+            )
+        trace("flow returned")
+    finally:
+        started.staging.stop()  # Ctrl-C before the flow, Prefect failed: stop Snakemake
+        if importing is not None:
+            # leaving (Ctrl-C) while Prefect is still being imported: the import ends
+            # first, because the session's exit flushes Prefect's queues, which imports
+            # Prefect too (one module imported by two threads: Python reports a
+            # deadlock and Prefect prints "Failed to initialize plugins")
+            importing.join()
+    return result
 
 
 #: How much lower than Snakemake's the ``binds run`` process's CPU priority is while it reports.

@@ -262,6 +262,9 @@ async def _binds_run(
                 say=say,
             )
         stage = started.stage
+        if started.unchanged is not None:  # decided from the fingerprint: nothing ran
+            reporter.step("validate", started=started.validated[0], finished=started.validated[1])
+            return started.unchanged
         reporter.console_log = stage.meta_dir / "snakemake.log"
         reporter.step("validate", started=started.validated[0], finished=started.validated[1])
         try:

@@ -328,7 +328,7 @@ def _measured(exp: dict[str, Any], stage: StagedDataset) -> list[str]:
     ]
 
 
-_NA_GIVEN = "<span class='na'>n/a (not given in experiment.yaml)</span>"
+_NA_GIVEN = "<span class='na why'>n/a (not given in experiment.yaml)</span>"
 
 #: unit of a metrics.json key, from its name
 _SUFFIX_UNITS = (
@@ -386,7 +386,7 @@ def _checks_section(verdict: Verdict, metrics: dict[str, Any]) -> list[str]:
             ]
             meaning = _e(c.meaning)
             if c.result == "n/a":
-                meaning += f"<br><span class='na'>n/a: {_e(c.reason)}</span>"
+                meaning += f"<br><span class='na why'>n/a: {_e(c.reason)}</span>"
             elif c.result == "fail":
                 meaning += f"<br><b>What to do:</b> {_e(c.on_fail)}"
             parts.append(
@@ -396,7 +396,7 @@ def _checks_section(verdict: Verdict, metrics: dict[str, Any]) -> list[str]:
             )
         parts.append("</table>")
     else:
-        parts.append("<p class='na'>n/a: this modality declares no pass/fail criteria.</p>")
+        parts.append("<p class='na why'>n/a: this modality declares no pass/fail criteria.</p>")
     parts.append("<h3>Key figures</h3><table><tr><th>figure</th><th>value</th></tr>")
     parts += [
         f"<tr><td><code>{_e(k)}</code></td><td class='num'>{_e(figure_text(k, v))}</td></tr>"
