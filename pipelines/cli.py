@@ -532,7 +532,12 @@ def publish_cmd(
             store,
             progress=lambda done, total: prog.update(task, completed=done, total=total),
         )
-    _print_publish(result.to_dict(), json_out)
+    from pipelines.staging import StagedDataset
+    from pipelines.toolkit.qc import read_verdict
+
+    stage = StagedDataset(Path(staged_dir).resolve())
+    verdict = read_verdict(stage.qc_dir, result.modality, stage.metrics)
+    _print_publish(result.to_dict() | {"qc": verdict.to_dict()}, json_out)
 
 
 # ----------------------------------------------------------------------------------- catalog
