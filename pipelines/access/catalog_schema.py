@@ -144,7 +144,7 @@ def _verdict(m: Mapping[str, Any]):
 
 
 def qc_pass(m: Mapping[str, Any]) -> bool | None:
-    """The version's QC verdict (docs/formats/qc-verdict.md): True pass, False fail, None when
+    """The version's QC verdict (docs/qc-verdict.md): True pass, False fail, None when
     no check applies (e.g. a map without half maps)."""
     verdict = _verdict(m)
     return None if verdict is None else verdict.passed

@@ -8,7 +8,7 @@ run's summary, ``binds show``, the catalog's ``qc_pass`` / ``qc_failed``, the Pr
 and ``metadata.jsonld`` all read that verdict (or evaluate the same metrics with the same
 function), so they cannot disagree.
 
-Rules of the verdict (docs/formats/qc-verdict.md):
+Rules of the verdict (docs/qc-verdict.md):
 
 - a check whose figure is absent or not applicable is ``n/a`` with the reason, never a blank;
 - the verdict is ``fail`` when any check fails, ``pass`` when none fails and at least one
