@@ -55,7 +55,7 @@ def catalog_row(
     return {
         **_identity(manifest, manifest_sha256),
         **selection(metadata),
-        **figures(manifest.get("qc") or {}),
+        **figures(manifest.get("qc") or {}, manifest.get("modality")),
         "qc_json": json.dumps(manifest.get("qc") or {}, sort_keys=True),
         **{k: (manifest.get("usage") or {}).get(k) for k in USAGE_COLUMNS},
     }

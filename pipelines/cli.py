@@ -233,6 +233,10 @@ def prepare(
 
 
 # ----------------------------------------------------------------------------------- run
+#: ``binds run --fail-on-qc``: the exit code of a run whose QC verdict is FAIL.
+QC_FAILED_EXIT = 3
+
+
 @app.command()
 @handle_errors
 def run(
@@ -253,10 +257,32 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show Prefect and workflow logs.")
     ] = False,
+    fail_on_qc: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-qc",
+            help=f"Exit {QC_FAILED_EXIT} when the version's QC verdict is FAIL (it is still "
+            "published); without it a QC failure is reported and the exit is 0.",
+        ),
+    ] = False,
+    lang: Annotated[
+        str | None,
+        typer.Option(
+            "--lang",
+            envvar="BINDS_REPORT_LANG",
+            help="Language of the QC report to send the researcher: en or ja (a unit sets "
+            "BINDS_REPORT_LANG once).",
+        ),
+    ] = None,
 ) -> None:
     """Validate, process (Snakemake, inside a Prefect flow) and publish one run folder.
 
+    The run ends with the QC verdict and every failed check (value, threshold, meaning).
+    Exit codes: 0 done, 1 run failed, 2 bad input, 3 QC failed (with --fail-on-qc).
+
     Examples:
+
+      binds run runs/krios-0042 --fail-on-qc --lang ja    # exit 3 on a QC failure; report in Japanese
 
       binds run runs/krios-0042                          # into ./store
 
@@ -268,6 +294,7 @@ def run(
     from pipelines.monitoring import trace
 
     trace("cli: run")
+    _report_language(lang)
     _setup_logging(verbose)
     _quiet_prefect(verbose)
     with _prefect_session() as session, _status(f"processing {run_dir}") as status:
@@ -285,41 +312,66 @@ def run(
                 say=status.update,
             )
             trace("snakemake started")
-            _yield_to_the_workflow()
-            importing = None
-            try:
-                session.choose()  # PREFECT_API_URL is set before Prefect is imported
-                # the import overlaps the temporary server's boot
-                importing = _import_in_background("pipelines.flows")
-                session.ready()
-                importing.join()
-                trace("prefect imported, API ready")
-                from prefect import tags
-
-                from pipelines.flows import make_flow, run_flow
-                from pipelines.monitoring import run_tags
-
-                with tags(*run_tags(started.experiment.data)):
-                    result = run_flow(
-                        make_flow(started, say=status.update),
-                        str(run_dir.resolve()),
-                        store_url=store_url,
-                        profile=profile,
-                        cores=cores,
-                        work_dir=str(work_dir.resolve()) if work_dir else None,
-                        publish=publish,
-                    )
-                trace("flow returned")
-            finally:
-                started.staging.stop()  # Ctrl-C before the flow, Prefect failed: stop Snakemake
-                if importing is not None:
-                    # leaving (Ctrl-C) while Prefect is still being imported: the import ends
-                    # first, because the session's exit flushes Prefect's queues, which imports
-                    # Prefect too (one module imported by two threads: Python reports a
-                    # deadlock and Prefect prints "Failed to initialize plugins")
-                    importing.join()
+            if started.unchanged is not None:  # decided from the fingerprint: no workflow
+                result = started.unchanged
+            else:
+                result = _run_in_prefect(
+                    session, started, run_dir, store_url, profile, cores, work_dir, publish, status
+                )
     trace("prefect flushed")
     _print_publish(result, json_out)
+    if fail_on_qc and (result.get("qc") or {}).get("status") == "fail":
+        raise typer.Exit(QC_FAILED_EXIT)
+
+
+def _run_in_prefect(
+    session: Any,
+    started: Any,
+    run_dir: Path,
+    store_url: str,
+    profile: str,
+    cores: int | None,
+    work_dir: Path | None,
+    publish: bool,
+    status: Any,
+) -> dict[str, Any]:
+    """The started run reported into a Prefect flow run; its result."""
+    from pipelines.monitoring import trace
+
+    _yield_to_the_workflow()
+    importing = None
+    try:
+        session.choose()  # PREFECT_API_URL is set before Prefect is imported
+        # the import overlaps the temporary server's boot
+        importing = _import_in_background("pipelines.flows")
+        session.ready()
+        importing.join()
+        trace("prefect imported, API ready")
+        from prefect import tags
+
+        from pipelines.flows import make_flow, run_flow
+        from pipelines.monitoring import run_tags
+
+        with tags(*run_tags(started.experiment.data)):
+            result = run_flow(
+                make_flow(started, say=status.update),
+                str(run_dir.resolve()),
+                store_url=store_url,
+                profile=profile,
+                cores=cores,
+                work_dir=str(work_dir.resolve()) if work_dir else None,
+                publish=publish,
+            )
+        trace("flow returned")
+    finally:
+        started.staging.stop()  # Ctrl-C before the flow, Prefect failed: stop Snakemake
+        if importing is not None:
+            # leaving (Ctrl-C) while Prefect is still being imported: the import ends
+            # first, because the session's exit flushes Prefect's queues, which imports
+            # Prefect too (one module imported by two threads: Python reports a
+            # deadlock and Prefect prints "Failed to initialize plugins")
+            importing.join()
+    return result
 
 
 #: How much lower than Snakemake's the ``binds run`` process's CPU priority is while it reports.
@@ -328,6 +380,19 @@ MONITOR_NICE = 10
 #: change process-wide state that outlives it (a priority cannot be raised back): an in-process
 #: caller of :data:`app` (a test, a notebook) keeps its own.
 _OWN_PROCESS = {"value": False}
+
+
+def _report_language(lang: str | None) -> None:
+    """Refuse an unknown report language (exit 2); the flow's publish reads the setting."""
+    from pipelines.report_i18n import LANGUAGES
+
+    if lang is None:
+        return
+    if lang.lower() not in LANGUAGES:
+        raise InputError(
+            Problem(f"unknown report language {lang!r}", where="--lang", hint="en or ja")
+        )
+    os.environ["BINDS_REPORT_LANG"] = lang.lower()
 
 
 def _yield_to_the_workflow() -> None:
@@ -415,6 +480,7 @@ def _print_publish(result: dict[str, Any], json_out: bool) -> None:
         out.print(
             f"staged at {result['stage_dir']} (not published): binds publish {result['stage_dir']} --store URL"
         )
+        _print_run_verdict(result)
         return
     verb = "published" if result["created"] else "unchanged"
     report = _report_url(result)
@@ -428,6 +494,14 @@ def _print_publish(result: dict[str, Any], json_out: bool) -> None:
         out.print(f"  {note}", highlight=False)
     if report:
         out.print(f"  report: {report}", highlight=False)
+    _print_run_verdict(result)
+
+
+def _print_run_verdict(result: dict[str, Any]) -> None:
+    from pipelines.toolkit.qc import Verdict
+
+    if result.get("qc"):
+        _print_verdict(Verdict.from_dict(result["qc"]))
 
 
 # ----------------------------------------------------------------------------------- publish
@@ -458,7 +532,12 @@ def publish_cmd(
             store,
             progress=lambda done, total: prog.update(task, completed=done, total=total),
         )
-    _print_publish(result.to_dict(), json_out)
+    from pipelines.staging import StagedDataset
+    from pipelines.toolkit.qc import read_verdict
+
+    stage = StagedDataset(Path(staged_dir).resolve())
+    verdict = read_verdict(stage.qc_dir, result.modality, stage.metrics)
+    _print_publish(result.to_dict() | {"qc": verdict.to_dict()}, json_out)
 
 
 # ----------------------------------------------------------------------------------- catalog
@@ -731,11 +810,11 @@ def show(
         ("acquired", "acquired"),
         ("instrument", "instrument_model"),
         ("unit", "support_unit"),
-        ("qc pass", "qc_pass"),
         ("metadata", "metadata_path"),
     ):
         if row[col] is not None and row[col] == row[col]:
             out.print(f"  {label + ':':<9} {row[col]}", highlight=False)
+    _print_verdict(_stored_verdict(st, row["path"], manifest), indent="  ")
     for doc in manifest.get("documents", []):
         if doc["path"].endswith("report.html"):
             out.print(
@@ -747,6 +826,35 @@ def show(
         out.print("  qc:")
         for k, v in sorted(manifest["qc"].items()):
             out.print(f"    {k}: {v}", highlight=False)
+
+
+def _stored_verdict(st: Any, prefix: str, manifest: dict[str, Any]) -> Any:
+    """The version's qc/verdict.json (evaluated from its metrics for a version without one)."""
+    from pipelines.toolkit.qc import VERDICT_FILE, Verdict, evaluate
+
+    if any(f["path"] == f"qc/{VERDICT_FILE}" for f in manifest.get("files", [])):
+        try:
+            return Verdict.from_dict(json.loads(st.get(f"{prefix}qc/{VERDICT_FILE}")))
+        except Exception:
+            pass
+    return evaluate(manifest["modality"], manifest.get("qc") or {})
+
+
+def _print_verdict(verdict: Any, *, indent: str = "") -> None:
+    """The verdict line, then each failed check: value, threshold, meaning, what to do."""
+    colour = {"pass": "green", "fail": "bold red"}.get(verdict.status, "yellow")
+    # soft_wrap: one line per check, whatever the terminal's width (scripts grep them)
+    out.print(f"{indent}[{colour}]{verdict.summary()}[/]", highlight=False, soft_wrap=True)
+    for c in verdict.failed:
+        out.print(
+            f"{indent}  FAIL {c.name}: {c.shown} (needs {c.criterion}): {c.meaning}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+        out.print(
+            f"{indent}       what to do: {c.on_fail}", highlight=False, markup=False, soft_wrap=True
+        )
 
 
 # ----------------------------------------------------------------------------------- verify
@@ -841,7 +949,9 @@ def usage(
     GB-months to date, instrument runs; from the catalog and each version's _meta/usage.json.
 
     Compute and instrument runs count in the period their version was published; storage
-    accrues from publication to the end of the period. --csv prints one billing line per
+    accrues from publication to the end of the period. An instrument run is counted by its raw
+    files (name, size, sha256; experiment.yaml left out): re-publishing the same files after a
+    metadata fix (a licence, a title) is a new version, not a second run. --csv prints one billing line per
     request, service (compute, gpu, storage, instrument) and period, for a facility billing
     import (iLab, PPMS).
 

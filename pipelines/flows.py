@@ -11,7 +11,9 @@ reports Snakemake's jobs into it.  What the unit lead sees in the Prefect UI for
 - the Logs tab: Snakemake's own log lines;
 - artifacts keyed per dataset: ``qc-<dataset-id>`` (a table: each QC check with pass/fail,
   each rule with its time and memory, the key figures), ``publish-<dataset-id>`` (a link to the
-  published version) and ``report-<dataset-id>`` (a link to its ``qc/report.html``).
+  published version) and ``report-<dataset-id>`` (markdown: the QC verdict, every check, and a
+  link to ``qc/report.html`` a browser opens: :func:`report_link`);
+- a version whose QC fails: the flow run ends Completed named "QC failed", tagged ``qc:fail``.
 
 ``binds run`` validates and starts Snakemake *before* it imports Prefect (so that Snakemake's
 start-up overlaps Prefect's) and hands the started run to :func:`make_flow`; a served
@@ -33,7 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from prefect import Flow, flow, get_run_logger, task
-from prefect.artifacts import acreate_link_artifact, acreate_table_artifact
+from prefect.artifacts import (
+    acreate_link_artifact,
+    acreate_markdown_artifact,
+    acreate_table_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 
 from pipelines import runner
@@ -88,13 +94,63 @@ async def _publish_artifacts(result: dict[str, Any]) -> None:
         f"{result['n_files']} files, {result['bytes']:,} bytes)",
         description=f"content {result['content_digest']}",
     )
-    await acreate_link_artifact(
+    await acreate_markdown_artifact(
         key=artifact_key("report", result["dataset_id"]),
-        link=link + "qc/report.html",
-        link_text=f"QC report of {result['dataset_id']} v{result['version']}",
-        description="self-contained HTML: what was measured, pass/fail, figures, "
-        "files, how to cite",
+        markdown=report_markdown(result, report_link(result)),
+        description="the QC verdict and a link to the self-contained HTML report",
     )
+
+
+#: How long a presigned link to an S3 store's report opens (S3's maximum: 7 days).
+REPORT_LINK_S = 7 * 86400
+
+
+def report_link(result: dict[str, Any]) -> str:
+    """A link to the version's qc/report.html that a browser opens from the Prefect UI: the
+    data service's (``BINDS_DATA_SERVICE_URL``) when one is configured, a presigned HTTPS link
+    for an S3 store, else the file's ``file://`` URL (opens on the machine holding the store)."""
+    key = f"{result['prefix']}v{result['version']}/qc/report.html"
+    service = os.environ.get("BINDS_DATA_SERVICE_URL", "").rstrip("/")
+    if service:
+        return f"{service}/{key}"
+    url = result["store_url"].rstrip("/")
+    if url.startswith("s3://"):
+        try:
+            from pipelines.store import open_store
+
+            st: Any = open_store(url, read_only=True)
+            return str(
+                st.client.generate_presigned_url(
+                    "get_object",
+                    Params={"Bucket": st.bucket, "Key": st._key(key)},
+                    ExpiresIn=REPORT_LINK_S,
+                )
+            )
+        except Exception:  # no credentials to sign with: the plain URL, still informative
+            return f"{url}/{key}"
+    return Path(f"{url}/{key}").resolve().as_uri()
+
+
+def report_markdown(result: dict[str, Any], link: str) -> str:
+    """The ``report-<dataset-id>`` artifact: the verdict, each failed check, the report link."""
+    from pipelines.toolkit.qc import Verdict
+
+    qc = Verdict.from_dict(result["qc"]) if result.get("qc") else None
+    lines = [f"### {result['dataset_id']} v{result['version']}", ""]
+    if qc is not None:
+        mark = {"pass": "✅", "fail": "❌"}.get(qc.status, "➖")
+        lines += [f"{mark} **{qc.summary()}**", ""]
+        if qc.checks:
+            lines += ["| check | result | value | criterion | meaning |", "|---|---|---|---|---|"]
+            for c in qc.checks:
+                detail = c.reason if c.result == "n/a" else c.meaning
+                if c.result == "fail":
+                    detail += f" **What to do:** {c.on_fail}"
+                cells = [c.name, c.result.upper(), c.shown, c.criterion, detail]
+                lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
+            lines.append("")
+    lines.append(f"[Open the QC report (HTML)]({link})")
+    return "\n".join(lines) + "\n"
 
 
 def _quiet(_text: str) -> None:
@@ -120,9 +176,13 @@ def make_flow(started: StartedRun | None = None, *, say: Say = _quiet) -> Flow:
         work_dir: str | None = None,
         publish: bool = True,
     ) -> dict:
-        """Process one run folder and publish it; returns the publish result (or the stage dir)."""
+        """Process one run folder and publish it; returns the publish result (or the stage dir).
+
+        A version whose QC verdict is FAIL ends in a Completed state named "QC failed" (the
+        data are published: QC is the researcher's information, not a reason to withhold
+        them) with the tag ``qc:fail``; ``binds run --fail-on-qc`` turns it into exit 3."""
         with _pid_recorded():
-            return await _binds_run(
+            result = await _binds_run(
                 run_dir,
                 store_url=store_url,
                 profile=profile,
@@ -132,8 +192,28 @@ def make_flow(started: StartedRun | None = None, *, say: Say = _quiet) -> Flow:
                 started=started,
                 say=say,
             )
+        return await _qc_state(result)
 
     return binds_run
+
+
+async def _qc_state(result: dict[str, Any]) -> Any:
+    """The flow run's final state: plain Completed, or Completed named "QC failed" (tagged
+    ``qc:fail``, the failing checks in its message) when the verdict fails."""
+    qc = result.get("qc") or {}
+    if qc.get("status") != "fail":
+        return result
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+    from prefect.states import Completed
+
+    try:
+        async with get_client() as client:
+            run = await client.read_flow_run(flow_run.id)
+            await client.update_flow_run(run.id, tags=sorted({*run.tags, "qc:fail"}))
+    except Exception as exc:  # the tag is a convenience; the state below is what counts
+        get_run_logger().warning("could not tag the flow run qc:fail: %s", exc)
+    return Completed(name="QC failed", message=qc.get("summary", "QC failed"), data=result)
 
 
 class _pid_recorded:
@@ -182,6 +262,9 @@ async def _binds_run(
                 say=say,
             )
         stage = started.stage
+        if started.unchanged is not None:  # decided from the fingerprint: nothing ran
+            reporter.step("validate", started=started.validated[0], finished=started.validated[1])
+            return started.unchanged
         reporter.console_log = stage.meta_dir / "snakemake.log"
         reporter.step("validate", started=started.validated[0], finished=started.validated[1])
         try:
@@ -191,13 +274,31 @@ async def _binds_run(
         finally:
             started.staging.stop()  # a no-op once it ended; else (an exception) stop it
         trace("jobs reported")
+        verdict = _write_verdict(stage)
+        if verdict.status == "fail":
+            logger.warning(verdict.summary())
+            for c in verdict.failed:
+                logger.warning("FAIL %s", c.line())
         await _qc_artifact(stage, started.experiment.dataset_id)
         trace("qc artifact")
+        qc = verdict.to_dict()
         if not publish:
-            return {"stage_dir": str(stage.root), "published": False}
+            return {"stage_dir": str(stage.root), "published": False, "qc": qc}
         result = publish_task(str(stage.root), store_url)
+    result = result | {"stage_dir": str(stage.root), "published": True, "qc": qc}
     await _publish_artifacts(result)
-    return result | {"stage_dir": str(stage.root), "published": True}
+    return result
+
+
+def _write_verdict(stage: StagedDataset) -> Any:
+    """qc/verdict.json of the stage once Snakemake ended (the publish writes the same bytes)."""
+    from pipelines.toolkit.qc import write_verdict
+
+    if not (stage.qc_dir / "metrics.json").is_file():  # the workflow failed: no verdict
+        from pipelines.toolkit.qc import Verdict
+
+        return Verdict(stage.experiment.get("modality", ""), "n/a", ())
+    return write_verdict(stage.qc_dir, stage.experiment.get("modality", ""), stage.metrics)
 
 
 def _start(reporter: RunReporter, **how: Any) -> StartedRun:
@@ -208,6 +309,33 @@ def _start(reporter: RunReporter, **how: Any) -> StartedRun:
     except Exception as exc:
         reporter.step("validate", started=t0, finished=time.time(), failed=str(exc))
         raise
+
+
+class InboxRejected(Exception):
+    """The run folder's problems, as the failure of its ``binds-inbox-rejected`` flow run."""
+
+
+@flow(name="binds-inbox-rejected", flow_run_name="{folder}", log_prints=True, persist_result=False)
+def inbox_rejected(folder: str, problems: list[str]) -> None:
+    """A folder the inbox refused (bad input): a failed flow run with every problem, so it is
+    seen in the Prefect UI next to the runs (before, it was only in the inbox's state file)."""
+    logger = get_run_logger()
+    for problem in problems:
+        logger.error(problem)
+    raise InboxRejected(f"{len(problems)} problem(s): " + "; ".join(problems))
+
+
+def record_rejection(folder: str, problems: list[str]) -> None:
+    """Run :func:`inbox_rejected` (tagged ``inbox:rejected``); never raises."""
+    from prefect import tags
+
+    try:
+        with tags("inbox:rejected"):
+            inbox_rejected(folder, problems, return_state=True)
+    except Exception as exc:  # the inbox's own record stays the reference
+        import logging
+
+        logging.getLogger(__name__).warning("could not record the rejection in Prefect: %s", exc)
 
 
 def run_flow(binds_flow: Flow, run_dir: str, **parameters: Any) -> dict:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import BindsError, RunError
+from pipelines.errors import BindsError, InputError, RunError
 from pipelines.metadata import EXPERIMENT_FILE
 
 log = logging.getLogger(__name__)
@@ -291,7 +291,13 @@ def flow_runner(
         from pipelines.monitoring import run_tags
         from pipelines.runner import check_run_dir
 
-        exp, _ = check_run_dir(run_dir)  # bad input: recorded without a flow run
+        try:
+            exp, _ = check_run_dir(run_dir)
+        except InputError as err:  # bad input: a failed flow run says so in the UI
+            from pipelines.flows import record_rejection
+
+            record_rejection(run_dir.name, [str(p) for p in err.problems])
+            raise
         with tags(*run_tags(exp.data)):
             return run_flow(
                 binds_run, str(run_dir.resolve()), store_url=store_url, profile=profile, cores=cores

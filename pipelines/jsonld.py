@@ -442,6 +442,7 @@ def build_metadata(
         "binds:compoundInData": [term_iri(c) for c in tested],
         "binds:parameters": exp.get(modality) or {},
         "binds:qc": metrics,
+        "binds:qcVerdict": _qc_verdict(stage, modality),
         "variableMeasured": [
             _property_value(k, v)
             for k, v in sorted(metrics.items())
@@ -652,6 +653,13 @@ def generated_by(*, modality: str, run: dict[str, Any]) -> dict[str, Any]:
             for i in run.get("inputs", [])
         ],
     }
+
+
+def _qc_verdict(stage: StagedDataset, modality: str) -> dict[str, Any]:
+    """The version's one QC verdict (qc/verdict.json; pipelines.toolkit.qc)."""
+    from pipelines.toolkit.qc import read_verdict
+
+    return read_verdict(stage.qc_dir, modality, stage.metrics).to_dict()
 
 
 def data_formats(*, record_sets: list[dict[str, Any]], metrics: dict[str, Any]) -> dict[str, Any]:

@@ -330,6 +330,25 @@ def console_traceback(
     return [f"{console_log}:", *text[start:end][-lines:]]
 
 
+def log_at(logger: Any, level: int, t: float | None, msg: str) -> None:
+    """Log ``snakemake: <msg>`` stamped with the time Snakemake logged it (``t``), not the
+    time it is forwarded: the Prefect UI then shows each line at its own time.  ``logger`` is a
+    logger or a LoggerAdapter (Prefect's run logger: its ``extra`` names the flow run)."""
+    base = getattr(logger, "logger", logger)
+    if not isinstance(level, int):
+        level = logging.INFO
+    if not base.isEnabledFor(level):
+        return
+    extra = dict(getattr(logger, "extra", None) or {})
+    record = base.makeRecord(
+        base.name, level, __file__, 0, "snakemake: %s", (msg,), None, extra=extra
+    )
+    if isinstance(t, (int, float)) and t > 0:
+        record.created = float(t)
+        record.msecs = (record.created - int(record.created)) * 1000
+    base.handle(record)
+
+
 def _clock(t: float | None) -> str:
     import datetime as dt
 
@@ -560,7 +579,7 @@ class RunReporter:
         msg = (ev.get("msg") or "").rstrip()
         if not msg or msg == "None" or ev.get("event") in ("progress", "shellcmd"):
             return
-        self.logger.log(logging.getLevelName(ev.get("level") or "INFO"), "snakemake: %s", msg)
+        log_at(self.logger, logging.getLevelName(ev.get("level") or "INFO"), ev.get("t"), msg)
 
     def _start(self, job: Job) -> None:
         upstream = {  # the run graph: a job waits for the jobs that made its inputs

@@ -344,12 +344,17 @@ def start_stage(
 
 @dataclass
 class StartedRun:
-    """A run folder validated, its stage prepared and its workflow started (:func:`start_run`)."""
+    """A run folder validated, its stage prepared and its workflow started (:func:`start_run`).
+
+    ``unchanged``: the run folder is exactly what was last published to the store (same raw
+    files, metadata and code): the publish result, and no workflow was started (``staging``
+    is then a no-op)."""
 
     experiment: Experiment
     stage: StagedDataset
     validated: tuple[float, float]  # Unix times: validation started, ended
-    staging: StagingRun
+    staging: StagingRun | _NotStarted
+    unchanged: dict[str, Any] | None = None
 
     @property
     def events(self) -> Path:
@@ -373,6 +378,11 @@ def start_run(
         run_dir, work_dir=work_dir, store_url=store_url, check_store=check_store, say=say
     )
     t1 = time.time()
+    if check_store:  # about to publish: an unchanged run folder is answered here, in seconds
+        said = already_published(exp, staged, store_url)
+        if said is not None:
+            say("unchanged since its last publication")
+            return StartedRun(exp, staged, (t0, t1), _NotStarted(staged), unchanged=said)
     staging = start_stage(
         run_dir,
         staged,
@@ -383,6 +393,83 @@ def start_run(
         say=say,
     )
     return StartedRun(exp, staged, (t0, t1), staging)
+
+
+#: ``_meta/published.json``: what the stage was last published as (the fast "unchanged" answer)
+PUBLISHED_FILE = "published.json"
+
+
+class _NotStarted:
+    """The :class:`StagingRun` of an unchanged run folder: nothing runs."""
+
+    def __init__(self, stage: StagedDataset) -> None:
+        self.stage = stage
+
+    def wait(self) -> StagedDataset:
+        return self.stage
+
+    def stop(self) -> None:
+        pass
+
+
+def _publication_key(stage: StagedDataset) -> dict[str, Any] | None:
+    """What decides "unchanged": the stage's fingerprint (raw files, parameters, code) and the
+    whole experiment metadata (a licence or title edit is a new version)."""
+    from pipelines.store.publish import experiment_sha256
+
+    try:
+        fingerprint = json.loads((stage.meta_dir / FINGERPRINT_FILE).read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return {"fingerprint": fingerprint, "experiment_sha256": experiment_sha256(stage.experiment)}
+
+
+def already_published(
+    exp: Experiment, stage: StagedDataset, store_url: str | None
+) -> dict[str, Any] | None:
+    """The last publish result of this stage when the run folder is unchanged since and that
+    version is still the newest in the store, else None (then the workflow runs as usual).
+
+    Decided from the fingerprint before Snakemake starts: two small reads of the store."""
+    try:
+        rec = json.loads((stage.meta_dir / PUBLISHED_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    key = _publication_key(stage)
+    if key is None or rec.get("key") != key:
+        return None
+    result = rec.get("result") or {}
+    store = open_store(store_url, read_only=True)
+    if rec.get("store_url") != store.url or not result.get("prefix"):
+        return None
+    version = int(result["version"])
+    try:
+        manifest = json.loads(store.get(f"{result['prefix']}v{version}/manifest.json"))
+        newer = store.exists(f"{result['prefix']}v{version + 1}/manifest.json")
+    except Exception:  # any doubt: run the workflow and let the publish decide
+        return None
+    if newer or manifest.get("content_digest") != result.get("content_digest"):
+        return None
+    from pipelines.toolkit.qc import read_verdict
+
+    qc = read_verdict(stage.qc_dir, exp.modality, stage.metrics).to_dict()
+    return result | {
+        "created": False,
+        "uploaded_files": 0,
+        "uploaded_bytes": 0,
+        "stage_dir": str(stage.root),
+        "published": True,
+        "qc": qc,
+        "notes": ["unchanged since its last publication: nothing was recomputed"],
+    }
+
+
+def _remember_publication(stage: StagedDataset, store_url: str, result: PublishResult) -> None:
+    key = _publication_key(stage)
+    if key is not None:
+        stage.write_meta(
+            PUBLISHED_FILE, {"key": key, "store_url": store_url, "result": result.to_dict()}
+        )
 
 
 def publish_stage(
@@ -400,4 +487,7 @@ def publish_stage(
     stage = StagedDataset(Path(stage_dir).resolve())
     with worklock.hold(stage.root.parent, on_wait=say):  # re-entrant inside `binds run`
         say("publishing: hashing the staged files")
-        return publish(stage, open_store(store_url), progress=uploaded)
+        store = open_store(store_url)
+        result = publish(stage, store, progress=uploaded)
+        _remember_publication(stage, store.url, result)
+        return result

@@ -553,12 +553,19 @@ def build_usage(
     }
 
 
+#: Inputs that are metadata, not instrument output: a fix to them (a licence, a title) is a new
+#: version of the same instrument run, not a second run to bill.
+METADATA_INPUTS = frozenset({"experiment.yaml", "experiment.yml"})
+
+
 def inputs_digest(inputs: Iterable[dict[str, Any]]) -> str:
-    """Identity of an instrument run: sha256 over its raw inputs' sorted ``name size sha256``."""
+    """Identity of an instrument run: sha256 over its raw files' sorted ``name size sha256``
+    (the run folder's metadata, :data:`METADATA_INPUTS`, left out)."""
     import hashlib
 
     h = hashlib.sha256()
-    for i in sorted(inputs, key=lambda i: i.get("name", "")):
+    raw = [i for i in inputs if str(i.get("name", "")) not in METADATA_INPUTS]
+    for i in sorted(raw, key=lambda i: i.get("name", "")):
         h.update(f"{i.get('name')}\t{i.get('size')}\t{i.get('sha256')}\n".encode())
     return "sha256:" + h.hexdigest()
 

@@ -56,7 +56,9 @@ SELECTION_FIELDS = [
 ]
 # typed per-modality figures: (column, type, metrics.json key or a function of the metrics)
 FIGURES: list[tuple[str, pa.DataType, str | Callable[[Mapping[str, Any]], Any]]] = [
+    # qc_pass and qc_failed: the version's one QC verdict (pipelines.toolkit.qc.evaluate)
     ("qc_pass", pa.bool_(), lambda m: qc_pass(m)),
+    ("qc_failed", pa.list_(pa.string()), lambda m: qc_failed(m)),
     ("resolution_angstrom", pa.float64(), "resolution_fsc0143_angstrom"),
     (
         "resolution_beyond_nyquist",
@@ -112,27 +114,46 @@ def _max(m: Mapping[str, Any], *keys: str) -> float | None:
     return max(vals) if vals else None
 
 
-def qc_pass(m: Mapping[str, Any]) -> bool | None:
-    """The version passed its modality's QC gate (docs/formats/store.md), or None without one.
-
-    cryo-EM: the 0.143 resolution meets ``expected_resolution`` (needs half maps and the
-    expectation); screening: every plate reading passed (Z', fold, CVs); metabolomics: spectra
-    were read and, with targets, at least half of them were detected; transcriptomics: at most
-    half of the input cells were removed by QC (single cell) / every sample kept (bulk).
-    """
-    if "meets_expected_resolution" in m:
-        return bool(m["meets_expected_resolution"])
-    if "plates_qc_fail" in m:
-        return m["plates_qc_fail"] == 0 and m.get("plates_qc_pass", 0) > 0
-    if "n_spectra" in m:
-        if "targets_detected_fraction" in m:
-            return m["n_spectra"] > 0 and m["targets_detected_fraction"] >= 0.5
-        return m["n_spectra"] > 0
-    if "pct_cells_removed" in m:
-        return m["pct_cells_removed"] <= 50
-    if "n_genes_kept" in m:
-        return m["n_genes_kept"] > 0
+def _modality_of(m: Mapping[str, Any]) -> str | None:
+    """The modality whose metrics these are (``metrics["modality"]``, else by its keys)."""
+    if isinstance(m.get("modality"), str):
+        return m["modality"]
+    for key, modality in (
+        ("resolution_fsc0143_angstrom", "cryoem"),
+        ("map_rms", "cryoem"),
+        ("plates_qc_fail", "screening"),
+        ("n_spectra", "metabolomics"),
+        ("n_cells", "transcriptomics"),
+        ("n_genes_kept", "transcriptomics"),
+    ):
+        if key in m:
+            return modality
     return None
+
+
+def _verdict(m: Mapping[str, Any]):
+    from pipelines.toolkit.qc import evaluate
+
+    modality = _modality_of(m)
+    if modality is None:
+        return None
+    try:
+        return evaluate(modality, m)
+    except Exception:  # a modality no longer installed: no verdict, not a broken catalog
+        return None
+
+
+def qc_pass(m: Mapping[str, Any]) -> bool | None:
+    """The version's QC verdict (docs/qc-verdict.md): True pass, False fail, None when
+    no check applies (e.g. a map without half maps)."""
+    verdict = _verdict(m)
+    return None if verdict is None else verdict.passed
+
+
+def qc_failed(m: Mapping[str, Any]) -> list[str] | None:
+    """Names of the QC checks the version failed (empty when it passed; null without a verdict)."""
+    verdict = _verdict(m)
+    return None if verdict is None else [c.name for c in verdict.failed]
 
 
 def _typed(value: Any, typ: pa.DataType) -> Any:
@@ -144,12 +165,16 @@ def _typed(value: Any, typ: pa.DataType) -> Any:
         return int(value) if isinstance(value, (int, float)) and float(value).is_integer() else None
     if pa.types.is_boolean(typ):
         return bool(value)
+    if pa.types.is_list(typ):
+        return [str(v) for v in value]
     return str(value)
 
 
-def figures(metrics: Mapping[str, Any]) -> dict[str, Any]:
+def figures(metrics: Mapping[str, Any], modality: str | None = None) -> dict[str, Any]:
     """The typed figure columns of one version from its qc/metrics.json."""
     out = {}
+    if modality and "modality" not in metrics:
+        metrics = {**metrics, "modality": modality}
     for name, typ, src in FIGURES:
         raw = src(metrics) if callable(src) else metrics.get(src)
         out[name] = _typed(raw, typ)

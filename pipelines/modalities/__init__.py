@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -63,9 +63,14 @@ class ModalitySpec:
     raw_patterns: tuple[str, ...]
     #: Distributions whose versions go into every version's provenance.
     software: tuple[str, ...] = ()
-    #: ``qc/metrics.json`` -> its pass/fail checks (:class:`pipelines.toolkit.qc.Check`) for the
-    #: QC report and the ``qc-<dataset-id>`` artifact; None: the report lists no checks.
-    qc_checks: Callable[[dict[str, Any]], list[Any]] | None = None
+    #: Its QC checks, declared once (:class:`pipelines.toolkit.qc.QcCheck`: name, metric, unit,
+    #: threshold, direction, meaning, what to do on failure): :func:`pipelines.toolkit.qc.evaluate`
+    #: makes the one verdict the report, ``binds run``/``show``, the catalog, Prefect and
+    #: metadata.jsonld show.  Empty: the modality has no pass/fail criteria.
+    qc: tuple[Any, ...] = ()
+    #: ``qc/metrics.json`` -> a note for the verdict line ("" for none), e.g. plates without
+    #: usable controls.
+    qc_note: Callable[[Mapping[str, Any]], str] | None = None
     workflow: Path | None = None
     schema: Path | None = None
     env: Path | None = None

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from pipelines.modalities.cryoem.mrc import MapHeader, open_header, read_header
 from pipelines.modalities.cryoem.qc import fsc_half_maps, grid_problems, map_qc
 from pipelines.staging import write_json
 from pipelines.toolkit.inputs import InputSet, RunFolder, sample_of_files
-from pipelines.toolkit.qc import Check, check
+from pipelines.toolkit.qc import Figure, QcCheck, number
 
 __all__ = [
     "DESCRIPTION",
@@ -70,28 +71,51 @@ RAW_PATTERNS: tuple[str, ...] = tuple(
 )
 
 
-def qc_checks(metrics: dict[str, Any]) -> list[Check]:
-    """The report's pass/fail of a map: expected resolution reached, FSC 0.143 crossed."""
-    checks: list[Check] = []
-    if "meets_expected_resolution" in metrics:
-        checks.append(
-            check(
-                "resolution",
-                bool(metrics["meets_expected_resolution"]),
-                metrics.get("resolution_fsc0143_angstrom"),
-                f"FSC 0.143 resolution <= expected {metrics.get('expected_resolution_angstrom')} A",
-            )
+def _fsc_resolution(m: Mapping[str, Any]) -> Figure:
+    res = m.get("resolution_fsc0143_angstrom")
+    if res == "beyond Nyquist":
+        return (
+            "the FSC never fell below 0.143, so no resolution can be read (see FSC 0.143 crossing)"
         )
-    res = metrics.get("resolution_fsc0143_angstrom")
-    checks.append(
-        check(
-            "FSC 0.143 crossing",
-            None if res is None else res != "beyond Nyquist",
-            res,
-            "the half-map FSC falls below 0.143 before Nyquist",
-        )
-    )
-    return checks
+    return None if res is None else number(m, "resolution_fsc0143_angstrom")
+
+
+def _fsc_crossed(m: Mapping[str, Any]) -> Figure:
+    res = m.get("resolution_fsc0143_angstrom")
+    if res is None:
+        return "no half maps given" if not m.get("n_half_maps") else None
+    return 0.0 if res == "beyond Nyquist" else 1.0
+
+
+#: The QC of a map, declared once (pipelines.toolkit.qc): both need the half maps.
+QC: tuple[QcCheck, ...] = (
+    QcCheck(
+        name="FSC 0.143 crossing",
+        metric="resolution_fsc0143_angstrom",
+        unit="",
+        threshold=1,
+        direction=">=",
+        value=_fsc_crossed,
+        labels={1.0: "crossed", 0.0: "never crossed"},
+        meaning="the half-map FSC falls below 0.143 before Nyquist; if it never does, the "
+        "half maps are not independent (or the map is oversampled)",
+        on_fail="check that the half maps were refined independently and that the voxel size "
+        "is right; re-run with the right half maps",
+    ),
+    QcCheck(
+        name="resolution",
+        metric="resolution_fsc0143_angstrom",
+        unit="Å",
+        threshold="expected_resolution_angstrom",
+        direction="<=",
+        value=_fsc_resolution,
+        meaning="the gold-standard FSC 0.143 resolution reaches the resolution expected for "
+        "this sample (smaller is better)",
+        on_fail="tell the researcher the map is below the expected resolution; check masking, "
+        "particle count and the expectation in experiment.yaml",
+        absent="no half maps given (the FSC resolution needs two half maps)",
+    ),
+)
 
 
 MODALITY = ModalitySpec(
@@ -100,7 +124,7 @@ MODALITY = ModalitySpec(
     technique="cryo-electron microscopy",
     raw_patterns=RAW_PATTERNS,
     software=("mrcfile", "zarr", "numcodecs", "scipy", "matplotlib"),
-    qc_checks=qc_checks,
+    qc=QC,
 )
 EXPERIMENT_FILE = "experiment.yaml"
 # Names that mark a half map (RELION run_half1_..., EMDB emd_N_half_map_1, cryoSPARC map_half_A)
@@ -581,6 +605,7 @@ def write_metrics(
             metrics[key] = fsc[key] if fsc[key] is not None else "beyond Nyquist"
         res = fsc["resolution_fsc0143_angstrom"]
         if expected is not None:
-            metrics["meets_expected_resolution"] = int(res is None or res <= expected)
+            # the FSC never crossing 0.143 is no resolution (the QC verdict fails it)
+            metrics["meets_expected_resolution"] = int(res is not None and res <= expected)
     write_json(metrics_json, metrics)
     return metrics

@@ -22,6 +22,7 @@ import copy
 import importlib
 import json
 import os
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from pipelines.errors import InputError, Problem
 from pipelines.modalities import ModalitySpec
 from pipelines.resources import metadata_dir
 from pipelines.toolkit.inputs import InputSet, RunFolder, sample_of_files
-from pipelines.toolkit.qc import Check, check, number
+from pipelines.toolkit.qc import Figure, QcCheck, number, ratio
 
 # The processing functions are imported on first use (PEP 562): every Snakemake rule is a
 # fresh Python process, and the conversion rule should not pay for matplotlib or psims.
@@ -67,49 +68,63 @@ RAW_PATTERNS: tuple[str, ...] = (
 )
 
 
-def qc_checks(metrics: dict[str, Any]) -> list[Check]:
-    """The report's pass/fail of an LC-MS run set: spectra read, few ion-suppressed scans,
-    targets found within 10 ppm."""
-    checks = [
-        check(
-            "spectra read",
-            (number(metrics, "n_spectra") or 0) > 0,
-            metrics.get("n_spectra"),
-            "at least one spectrum per run",
-        )
-    ]
-    suppressed, ms1 = number(metrics, "n_ion_suppressed_scans"), number(metrics, "n_spectra_ms1")
-    if suppressed is not None and ms1:
-        checks.append(
-            check(
-                "ion suppression",
-                suppressed <= 0.05 * ms1,
-                f"{int(suppressed)} of {int(ms1)} MS1 scans ({suppressed / ms1:.1%})",
-                "at most 5% of the MS1 scans ion-suppressed (a compound filling the trap: "
-                "the ions eluting then are measured low; runs.parquet says where)",
-            )
-        )
-    frac = number(metrics, "targets_detected_fraction")
-    if frac is not None:
-        checks.append(
-            check(
-                "targets detected",
-                frac >= 0.8,
-                f"{frac:.0%}",
-                "at least 80% of the targets in every run",
-            )
-        )
-    err = number(metrics, "target_max_abs_mass_error_ppm")
-    if err is not None:
-        checks.append(
-            check(
-                "target mass error",
-                err <= 10,
-                f"{err} ppm",
-                "max |mass error| of the targets <= 10 ppm",
-            )
-        )
-    return checks
+def _suppressed_pct(m: Mapping[str, Any]) -> Figure:
+    return ratio(m, "n_ion_suppressed_scans", "n_spectra_ms1", none="no MS1 scans")
+
+
+def _targets_pct(m: Mapping[str, Any]) -> Figure:
+    if "targets_detected_fraction" not in m:
+        return "no targets listed in experiment.yaml"
+    frac = number(m, "targets_detected_fraction")
+    return None if frac is None else frac * 100
+
+
+#: The QC of an LC-MS run set, declared once (pipelines.toolkit.qc).
+QC: tuple[QcCheck, ...] = (
+    QcCheck(
+        name="spectra read",
+        metric="n_spectra",
+        unit="spectra",
+        threshold=1,
+        direction=">=",
+        meaning="the converter read spectra from every run file",
+        on_fail="check the mzML files are complete (re-export them from the instrument software)",
+    ),
+    QcCheck(
+        name="ion suppression",
+        metric="n_ion_suppressed_scans",
+        unit="%",
+        threshold=5,
+        direction="<=",
+        value=_suppressed_pct,
+        digits=2,
+        meaning="share of MS1 scans ion-suppressed (a compound filling the trap: ions eluting "
+        "then are measured low; runs.parquet says where)",
+        on_fail="dilute the sample or shorten the injection and re-run; tell the researcher "
+        "which retention times are affected",
+    ),
+    QcCheck(
+        name="targets detected",
+        metric="targets_detected_fraction",
+        unit="%",
+        threshold=80,
+        direction=">=",
+        value=_targets_pct,
+        meaning="share of the listed target compounds found (within 10 ppm) in every run",
+        on_fail="check the target list (m/z, adducts, polarity) and the instrument calibration",
+    ),
+    QcCheck(
+        name="target mass error",
+        metric="target_max_abs_mass_error_ppm",
+        unit="ppm",
+        threshold=10,
+        direction="<=",
+        digits=2,
+        meaning="largest |mass error| of the targets found: the mass calibration is good",
+        on_fail="recalibrate the mass spectrometer and re-run",
+        absent="no targets found to measure a mass error",
+    ),
+)
 
 
 MODALITY = ModalitySpec(
@@ -118,7 +133,7 @@ MODALITY = ModalitySpec(
     technique="liquid chromatography-mass spectrometry",
     raw_patterns=RAW_PATTERNS,
     software=("pybase64", "deflate", "scipy", "matplotlib"),
-    qc_checks=qc_checks,
+    qc=QC,
 )
 DEFAULT_TARGETS = "targets.csv"
 # vendor formats that must be converted to mzML first (a common reason for "no raw files")

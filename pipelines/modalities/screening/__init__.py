@@ -13,12 +13,13 @@ Public API (the workflow rules call these; see ``workflows/screening/``):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pipelines.errors import InputError, Problem
 from pipelines.modalities import ModalitySpec, lazy_exports
-from pipelines.toolkit.qc import Check, check, number
+from pipelines.toolkit.qc import Figure, QcCheck, number
 
 DESCRIPTION = (
     "Screening plates (96/384/1536 wells): cellHTS2 screens, reader grid exports or long "
@@ -31,28 +32,51 @@ RAW_PATTERNS: tuple[str, ...] = tuple(
 )
 
 
-def qc_checks(metrics: dict[str, Any]) -> list[Check]:
-    """The report's pass/fail of a screen: every plate passes, every dose-response fit converges."""
-    fail = number(metrics, "plates_qc_fail")
-    checks = [
-        check(
-            "plate QC (Z')",
-            None if fail is None else fail == 0,
-            f"{metrics.get('plates_qc_pass')} pass, {metrics.get('plates_qc_fail')} fail",
-            "every plate reading passes its Z' / signal-to-background criteria",
-        )
-    ]
-    n, ok = number(metrics, "n_dose_response_fits"), number(metrics, "n_dose_response_fits_ok")
-    if n:
-        checks.append(
-            check(
-                "dose-response fits",
-                ok == n,
-                f"{ok:.0f} of {n:.0f} converged",
-                "every curve fit converges",
-            )
-        )
-    return checks
+def _failed_fits(m: Mapping[str, Any]) -> Figure:
+    n, ok = number(m, "n_dose_response_fits"), number(m, "n_dose_response_fits_ok")
+    if n == 0:
+        return "no dose-response series in this screen"
+    return None if n is None or ok is None else n - ok
+
+
+def _controls_note(m: Mapping[str, Any]) -> str:
+    """The verdict line says when plates had no usable controls (the usual cause of a screen
+    where every plate fails: control names that match no well)."""
+    bad, n = number(m, "plates_without_controls"), number(m, "n_plate_readings")
+    if not bad:
+        return ""
+    return (
+        f"{bad:.0f} of {n or bad:.0f} plate readings have no usable controls (Z' undefined: "
+        "check the control names in experiment.yaml against the plate map)"
+    )
+
+
+#: The QC of a screen, declared once (pipelines.toolkit.qc).
+QC: tuple[QcCheck, ...] = (
+    QcCheck(
+        name="plate QC (Z')",
+        metric="plates_qc_fail",
+        unit="plate readings failed",
+        threshold=0,
+        direction="<=",
+        meaning="every plate reading passes its Z' / signal-to-background / control CV limits: "
+        "the assay window separates hits from noise",
+        on_fail="see plates.parquet qc_notes per plate; re-run failing plates or fix the "
+        "control names / limits in experiment.yaml",
+        absent="no plate readings",
+    ),
+    QcCheck(
+        name="dose-response fits",
+        metric="n_dose_response_fits_ok",
+        unit="fits failed",
+        threshold=0,
+        direction="<=",
+        value=_failed_fits,
+        meaning="every 4PL dose-response curve fit converges",
+        on_fail="look at the dose-response plots of the failed compounds (too few doses, flat "
+        "or noisy curves)",
+    ),
+)
 
 
 MODALITY = ModalitySpec(
@@ -61,7 +85,8 @@ MODALITY = ModalitySpec(
     technique="high-throughput screening",
     raw_patterns=RAW_PATTERNS,
     software=("pandas", "openpyxl", "scipy", "matplotlib"),
-    qc_checks=qc_checks,
+    qc=QC,
+    qc_note=_controls_note,
 )
 
 __all__ = [
@@ -132,6 +157,7 @@ def preflight(run_dir: Path, experiment: dict[str, Any]) -> list[Problem]:
             )
         elif unit.file.stat().st_size == 0:
             problems.append(Problem("the file is empty", file=name, where=where))
+    contents: set[str] = set()
     for path, reader in (
         (found.plate_config, readers.read_plate_config),
         (found.plate_map, readers.read_plate_map),
@@ -139,7 +165,47 @@ def preflight(run_dir: Path, experiment: dict[str, Any]) -> list[Problem]:
     ):
         if path is not None:
             try:
-                reader(path, root=run_dir)
+                parsed = reader(path, root=run_dir)
             except InputError as err:
                 problems.extend(err.problems)
+                continue
+            if reader is readers.read_plate_config:
+                contents |= {rule[2] for rule in parsed.rules}
+            elif reader is readers.read_plate_map and "content" in parsed:
+                contents |= {str(c) for c in parsed["content"].dropna()}
+    if contents and not problems:
+        problems += control_problems(block, contents)
+    return problems
+
+
+def control_problems(block: dict[str, Any], contents: set[str]) -> list[Problem]:
+    """The control names of ``block`` (and of each channel) against the content names of the
+    plate layout: a kind of control no well carries makes every plate fail QC, so it is bad
+    input, refused before any compute with the names the layout does hold."""
+    from pipelines.modalities.screening.config import settings
+
+    controls = settings(block)["controls"]
+    present = {c.lower() for c in contents}
+    found = ", ".join(sorted(contents, key=str.lower))
+    problems = []
+    per_channel = controls.get("channels") or {}
+    scopes = [("screening.controls", controls)] + [
+        (f"screening.controls.channels.{ch}", {**controls, **ctl})
+        for ch, ctl in per_channel.items()
+    ]
+    for where, ctl in scopes:
+        for kind in ("negative", "positive", "inhibitor"):
+            names = ctl.get(kind) or []
+            if kind == "inhibitor" and not names:
+                continue
+            if not any(n.lower() in present for n in names):
+                problems.append(
+                    Problem(
+                        f"no well of the plate layout is a {kind} control "
+                        f"(names: {', '.join(names) or 'none'})",
+                        file="experiment.yaml",
+                        where=f"{where}.{kind}",
+                        hint=f"content names in the plate layout: {found}",
+                    )
+                )
     return problems

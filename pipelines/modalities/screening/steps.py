@@ -704,6 +704,12 @@ def _score_plates(
     plate_pos = np.searchsorted(grid.plates, inst["plate"].to_numpy())
     content_plate = layout["content"].to_numpy().reshape(len(grid.plates), fmt.rows, fmt.cols)
     role = _roles(content_plate, cfg["controls"])[plate_pos]
+    # controls per channel (dual-channel screens): a channel's names replace the common ones
+    channel_of = inst["channel"].astype(str).to_numpy()
+    for chan, ctl in (cfg["controls"].get("channels") or {}).items():
+        sel = channel_of == str(chan)
+        if sel.any():
+            role[sel] = _roles(content_plate, {**cfg["controls"], **ctl})[plate_pos[sel]]
     excluded = _excluded(found, inst, fmt=fmt, run_dir=run_dir)
     vals = np.where(excluded, np.nan, grid.values)
     sample, neg, pos, inh = (role == 0), (role == 1), (role == 2), (role == 3)
@@ -714,7 +720,13 @@ def _score_plates(
     rz = stats.robust_z(vals, sample=sample)
     bs = stats.b_score(vals, sample=sample)
     qc = stats.plate_qc(
-        vals, negative=neg, positive=pos, inhibitor=inh if cfg["controls"]["inhibitor"] else None
+        vals,
+        negative=neg,
+        positive=pos,
+        inhibitor=inh
+        if cfg["controls"]["inhibitor"]
+        or any(c.get("inhibitor") for c in (cfg["controls"].get("channels") or {}).values())
+        else None,
     )
     sign = -1.0 if cfg["score"]["sign"] == "-" else 1.0
     group = (
@@ -1283,6 +1295,8 @@ def write_metrics(
         "hit_rate": round(len(h) / len(samples), 6) if len(samples) else None,
         "plates_qc_pass": int(pl["qc_pass"].sum()),
         "plates_qc_fail": int((~pl["qc_pass"]).sum()),
+        # a reading without positive or negative controls has no Z' (the verdict line says so)
+        "plates_without_controls": int(((pl["n_positive"] == 0) | (pl["n_negative"] == 0)).sum()),
         "z_prime_median": med("z_prime"),
         "robust_z_prime_median": med("robust_z_prime"),
         "signal_to_background_median": med("signal_to_background"),

@@ -17,6 +17,7 @@ Importing this package is cheap (no scanpy): Snakemake imports it while parsing 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from pipelines.errors import InputError, Problem  # noqa: E402
 from pipelines.modalities import ModalitySpec  # noqa: E402
 from pipelines.staging import write_json  # noqa: E402
 from pipelines.toolkit.inputs import InputSet, sample_of_files  # noqa: E402
-from pipelines.toolkit.qc import Check, check, number  # noqa: E402
+from pipelines.toolkit.qc import Figure, QcCheck, number  # noqa: E402
 
 from . import annotate  # noqa: E402
 from .bulk import load_bulk, match_samples, process_bulk, read_count_table, read_sample_sheet  # noqa: E402
@@ -57,39 +58,70 @@ DESCRIPTION = (
 )
 
 
-def qc_checks(metrics: dict[str, Any]) -> list[Check]:
-    """The report's pass/fail of a count matrix: cells kept, at most 30 % removed (single
-    cell); at least one sample (bulk)."""
-    checks: list[Check] = []
-    if "n_cells" in metrics:
-        checks.append(
-            check(
-                "cells kept",
-                (number(metrics, "n_cells") or 0) > 0,
-                metrics.get("n_cells"),
-                "cells remain after QC filtering",
-            )
-        )
-        pct = number(metrics, "pct_cells_removed")
-        if pct is not None:
-            checks.append(
-                check(
-                    "cells removed by QC",
-                    pct <= 30,
-                    f"{pct}%",
-                    "QC removes at most 30% of the cells",
-                )
-            )
-    elif "n_samples" in metrics:
-        checks.append(
-            check(
-                "samples",
-                (number(metrics, "n_samples") or 0) > 0,
-                metrics.get("n_samples"),
-                "at least one sample",
-            )
-        )
-    return checks
+def _single_cell(key: str) -> Callable[[Mapping[str, Any]], Figure]:
+    def value(m: Mapping[str, Any]) -> Figure:
+        if "n_cells" not in m:
+            return "bulk RNA-seq (no cells)"
+        return number(m, key)
+
+    return value
+
+
+def _bulk(key: str) -> Callable[[Mapping[str, Any]], Figure]:
+    def value(m: Mapping[str, Any]) -> Figure:
+        if "n_cells" in m:
+            return "single cell (see the cell checks)"
+        return number(m, key)
+
+    return value
+
+
+#: The QC of a count matrix, declared once (pipelines.toolkit.qc).
+QC: tuple[QcCheck, ...] = (
+    QcCheck(
+        name="cells kept",
+        metric="n_cells",
+        unit="cells",
+        threshold=1,
+        direction=">=",
+        value=_single_cell("n_cells"),
+        meaning="cells remain after the QC filters (genes, counts, mitochondrial share)",
+        on_fail="check the cell calling of the count matrix and the QC limits in experiment.yaml",
+    ),
+    QcCheck(
+        name="cells removed by QC",
+        metric="pct_cells_removed",
+        unit="%",
+        threshold=30,
+        direction="<=",
+        value=_single_cell("pct_cells_removed"),
+        digits=2,
+        meaning="share of the input cells the QC filters removed: more than 30 % points to "
+        "damaged cells, empty droplets or limits that do not fit the sample",
+        on_fail="look at the QC violin plots; adjust the limits in experiment.yaml or tell the "
+        "researcher the sample quality is low",
+    ),
+    QcCheck(
+        name="samples",
+        metric="n_samples",
+        unit="samples",
+        threshold=1,
+        direction=">=",
+        value=_bulk("n_samples"),
+        meaning="the count table holds at least one sample",
+        on_fail="check the count table's columns and the samples in experiment.yaml",
+    ),
+    QcCheck(
+        name="genes kept",
+        metric="n_genes_kept",
+        unit="genes",
+        threshold=1,
+        direction=">=",
+        value=_bulk("n_genes_kept"),
+        meaning="genes remain after the expression filter",
+        on_fail="check the count table is not empty or all zero",
+    ),
+)
 
 
 MODALITY = ModalitySpec(
@@ -98,7 +130,7 @@ MODALITY = ModalitySpec(
     technique="RNA sequencing",
     raw_patterns=RAW_PATTERNS,
     software=("scanpy", "anndata", "h5py", "scipy", "igraph", "matplotlib"),
-    qc_checks=qc_checks,
+    qc=QC,
 )
 
 __all__ = [
