@@ -1,0 +1,166 @@
+"""A small published store (four synthetic versions through the real publish path), a token
+issuer, and ``binds serve-data`` running on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from pipelines.dataservice.issuer import LocalIssuer
+from pipelines.monitoring import free_port
+from pipelines.publishing import publish
+from pipelines.staging import StagedDataset, write_json
+from pipelines.store import open_store
+
+BINDS = str(Path(sys.executable).parent / "binds")
+ISS = "https://login.binds.example"
+ISS_ES = "https://passports.binds.example"
+AUD = "binds-data"
+CONSORTIUM = "https://binds.example/consortium"
+DATASET_PREFIX = "https://binds.example/datasets/"
+DATASETS = {  # level -> (dataset id, access block)
+    "open": ("ds-open", {"level": "open"}),
+    "consortium": ("ds-consortium", {"level": "consortium"}),
+    "restricted": ("ds-restricted", {"level": "restricted"}),
+    "embargoed": ("ds-embargoed", {"level": "consortium", "embargo_until": "2099-12-31"}),
+}
+
+
+def build_stage(root: Path, dataset_id: str, access: dict, seed: int) -> StagedDataset:
+    """A staged screening dataset: a real Zarr array, a Parquet table, an AnnData, QC."""
+    import anndata as ad
+    import zarr
+
+    stage = StagedDataset(root)
+    rng = np.random.default_rng(seed)
+    stage.data_dir.mkdir(parents=True, exist_ok=True)
+    g = zarr.open_group(stage.data_dir / "image.ome.zarr", mode="w")
+    arr = g.create_array("0", shape=(8, 64, 64), chunks=(2, 32, 32), dtype="uint16")
+    arr[:] = rng.integers(0, 60000, size=(8, 64, 64), dtype="uint16")
+    pq.write_table(
+        pa.table({"well": [f"A{i:02d}" for i in range(1, 97)], "value": rng.normal(size=96)}),
+        stage.data_dir / "wells.parquet",
+        row_group_size=16,
+    )
+    adata = ad.AnnData(X=rng.poisson(1.0, size=(20, 5)).astype("float32"))
+    adata.obs_names = [f"c{i}" for i in range(20)]
+    adata.var_names = [f"g{i}" for i in range(5)]
+    adata.write_zarr(stage.data_dir / "adata.zarr")
+    (stage.data_dir / "big.bin").write_bytes(rng.bytes(3 << 20))  # streamed in 1 MiB pieces
+    write_json(stage.qc_dir / "metrics.json", {"z_prime": 0.7, "n_wells": 96})
+    stage.write_meta(
+        "experiment.json",
+        {
+            "schema_version": 1,
+            "request_id": f"BINDS-2026-{seed:04d}",
+            "dataset_id": dataset_id,
+            "title": f"Secret title of {dataset_id}",
+            "modality": "screening",
+            "instrument": {"model": "EnVision"},
+            "acquired": "2026-11-20",
+            "access": access,
+            "license": "CC-BY-4.0",
+            "samples": [{"id": "S1", "organism": "NCBITaxon:9606"}],
+        },
+    )
+    stage.write_meta(
+        "run.json",
+        {"run_dir": "/runs/x", "inputs": [{"name": "p.csv", "size": 1, "sha256": "0" * 64}]},
+    )
+    return stage
+
+
+@pytest.fixture(scope="session")
+def data_store(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("drs-store")
+    store = open_store(base / "store")
+    for i, (name, (dataset_id, access)) in enumerate(DATASETS.items(), 1):
+        publish(build_stage(base / name, dataset_id, access, seed=i), store)
+    return base / "store"
+
+
+@pytest.fixture(scope="session")
+def issuers():
+    """(listed RS256 issuer, listed ES256 issuer, unlisted issuer)."""
+    return (
+        LocalIssuer.create(ISS),
+        LocalIssuer.create(ISS_ES, alg="ES256"),
+        LocalIssuer.create(ISS),  # same name, other key: a forger
+    )
+
+
+@pytest.fixture(scope="session")
+def auth_file(tmp_path_factory, issuers) -> Path:
+    folder = tmp_path_factory.mktemp("drs-auth")
+    issuers[0].write_jwks(folder / "keys" / "login.jwks.json")
+    issuers[1].write_jwks(folder / "keys" / "passports.jwks.json")
+    (folder / "auth.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "issuers": [
+                    {"iss": ISS, "jwks": "keys/login.jwks.json"},
+                    {"iss": ISS_ES, "jwks": "keys/passports.jwks.json"},
+                ],
+                "audience": AUD,
+                "consortium_visa": CONSORTIUM,
+                "dataset_visa_prefix": DATASET_PREFIX,
+                "link_seconds": 2,
+                "audit": "audit",
+            }
+        )
+    )
+    return folder / "auth.yaml"
+
+
+@pytest.fixture(scope="session")
+def service(data_store, auth_file, tmp_path_factory) -> str:
+    """``binds serve-data`` on a free loopback port (a real uvicorn process); its base URL."""
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("drs-log") / "serve.log", "wb")
+    proc = subprocess.Popen(
+        [
+            BINDS,
+            "serve-data",
+            "--store",
+            str(data_store),
+            "--auth",
+            str(auth_file),
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"serve-data did not start: {Path(log.name).read_text()[-2000:]}")
+        time.sleep(0.2)
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
