@@ -277,7 +277,6 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 def create_app(store_url: str, cfg: AuthConfig, *, refresh_s: float = 30.0) -> FastAPI:
-    from pipelines.access.reader import _root
     from pipelines.store import open_store
 
     store = open_store(store_url, read_only=True)
@@ -288,7 +287,6 @@ def create_app(store_url: str, cfg: AuthConfig, *, refresh_s: float = 30.0) -> F
         links.link_secret(),
         store_url,
     )
-    root = _root(store_url)
     app = FastAPI(
         title="BINDS data service (GA4GH DRS 1.5)",
         docs_url=None,
@@ -308,6 +306,17 @@ def create_app(store_url: str, cfg: AuthConfig, *, refresh_s: float = 30.0) -> F
         except Exception:  # any store failure is "unhealthy", never a traceback
             return JSONResponse({"status": "store unreachable"}, status_code=503)
         return JSONResponse({"status": "ok", "objects": n})
+
+    _info_routes(app, svc)
+    _bulk_routes(app, svc)
+    _object_routes(app, svc)
+    _byte_routes(app, svc, store_url)
+    _catalog_routes(app, svc)
+    return app
+
+
+def _info_routes(app: FastAPI, svc: Service) -> None:
+    """GET /ga4gh/drs/v1/service-info."""
 
     @app.get(f"{DRS}/service-info")
     def service_info(request: Request) -> JSONResponse:
@@ -336,6 +345,10 @@ def create_app(store_url: str, cfg: AuthConfig, *, refresh_s: float = 30.0) -> F
                 },
             }
         )
+
+
+def _bulk_routes(app: FastAPI, svc: Service) -> None:
+    """The bulk endpoints (declared before /objects/{id}: "access" is no object id)."""
 
     # -- bulk (declared first: "/objects/access" is not an object id) ---------------------
     def _bulk_ids(body: dict[str, Any]) -> list[str]:
@@ -420,6 +433,10 @@ def create_app(store_url: str, cfg: AuthConfig, *, refresh_s: float = 30.0) -> F
             }
         )
 
+
+def _object_routes(app: FastAPI, svc: Service) -> None:
+    """GET/POST/OPTIONS /objects/{id} and GET/POST /objects/{id}/access/{access_id}."""
+
     # -- single objects --------------------------------------------------------------------
     @app.options(f"{DRS}/objects/{{object_id}}")
     def object_options(object_id: str) -> JSONResponse:
@@ -454,6 +471,13 @@ def create_app(store_url: str, cfg: AuthConfig, *, refresh_s: float = 30.0) -> F
         body = await _body(request)
         caller = svc.caller(request, body.get("passports"), action="access", obj=object_id)
         return _access(request, caller, object_id, access_id)
+
+
+def _byte_routes(app: FastAPI, svc: Service, store_url: str) -> None:
+    """GET/HEAD /data/{token}[/path]: the bytes behind a signed link, with Range."""
+    from pipelines.access.reader import filesystem
+
+    fs, base = filesystem(store_url)
 
     # -- bytes -------------------------------------------------------------------------------
     @app.api_route("/data/{token}", methods=["GET", "HEAD"])
@@ -504,13 +528,17 @@ def create_app(store_url: str, cfg: AuthConfig, *, refresh_s: float = 30.0) -> F
             return Response(
                 b"", status_code=status, headers=headers, media_type=mime_type(entry.path)
             )
-        full = root.join(v.prefix, entry.path)
+        full = f"{base}/{v.prefix}{entry.path}"
         return StreamingResponse(
-            _stream(root.fs, full, first, length),
+            _stream(fs, full, first, length),
             status_code=status,
             headers=headers,
             media_type=mime_type(entry.path),
         )
+
+
+def _catalog_routes(app: FastAPI, svc: Service) -> None:
+    """GET /catalog: the caller's catalog rows (JSON or Parquet)."""
 
     # -- the caller's catalog ------------------------------------------------------------------
     @app.get("/catalog")
@@ -559,8 +587,6 @@ def create_app(store_url: str, cfg: AuthConfig, *, refresh_s: float = 30.0) -> F
             pq.write_table(out, buf)
             return Response(buf.getvalue(), media_type="application/vnd.apache.parquet")
         return JSONResponse(version_records(df))
-
-    return app
 
 
 def _children(v: Version, folder: str) -> list[str]:
