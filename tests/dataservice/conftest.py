@@ -31,7 +31,10 @@ CONSORTIUM = "https://binds.example/consortium"
 DATASET_PREFIX = "https://binds.example/datasets/"
 DATASETS = {  # level -> (dataset id, access block)
     "open": ("ds-open", {"level": "open"}),
-    "consortium": ("ds-consortium", {"level": "consortium"}),
+    "consortium": (
+        "ds-consortium",
+        {"level": "consortium", "data_use": ["DUO:0000042", "DUO:0000019"]},
+    ),
     "restricted": ("ds-restricted", {"level": "restricted"}),
     "embargoed": ("ds-embargoed", {"level": "consortium", "embargo_until": "2099-12-31"}),
 }

@@ -338,3 +338,32 @@ def test_ids_round_trip():
         assert oid.replace("-", "").replace("_", "").isalnum() and parse_drs_id(oid).text == text
     assert parse_drs_id("not/an id") is None and parse_drs_id(drs_id("d", 1) + "x") is None
     assert parse_drs_id(drs_id("d", 1, "../etc/passwd")) is None
+
+
+def test_data_use_codes_are_checked_published_and_named(service, issuers, data_store):
+    from pipelines.metadata import validate_experiment
+
+    caller = _callers(issuers, "x")["consortium visa"]
+    obj = httpx.get(service + f"{DRS}/objects/{drs_id('ds-consortium', 1, FILE)}", **caller).json()
+    assert "data use: DUO:0000042, DUO:0000019" in obj["description"]
+    row = next(
+        r
+        for r in httpx.get(service + "/catalog", **caller).json()
+        if r["dataset_id"] == "ds-consortium"
+    )
+    assert row["data_use"] == ["DUO:0000042", "DUO:0000019"]
+    doc = json.loads(
+        (data_store / "consortium/screening/ds-consortium/v1/metadata.jsonld").read_text()
+    )
+    assert doc["binds:dataUse"] == [
+        "http://purl.obolibrary.org/obo/DUO_0000042",
+        "http://purl.obolibrary.org/obo/DUO_0000019",
+    ]
+    exp = json.loads((data_store.parent / "consortium" / "_meta" / "experiment.json").read_text())
+    for bad, what in (
+        ("DUO:9999999", "not a known Data Use Ontology term"),
+        ("GRU", "not allowed here"),
+    ):
+        exp["access"]["data_use"] = [bad]
+        problems, _ = validate_experiment(exp, file="experiment.yaml")
+        assert any(what in str(p) and "data_use" in str(p) for p in problems), problems
