@@ -697,7 +697,8 @@ def _data_use_problems(access: dict, file: str, root) -> list[Problem]:
     """Data-use conditions must be DUO terms the unit knows (metadata/vocab/DUO.tsv): a
     condition nobody can interpret protects nothing."""
     duo = vocabulary("DUO")
-    codes = access.get("data_use") if isinstance(access.get("data_use"), list) else []
+    given = access.get("data_use")
+    codes: list[Any] = given if isinstance(given, list) else []
     return [
         Problem(
             f"{code!r} is not a known Data Use Ontology term",
