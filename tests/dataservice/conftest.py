@@ -3,6 +3,7 @@ issuer, and ``binds serve-data`` running on a free loopback port."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -126,23 +127,23 @@ def auth_file(tmp_path_factory, issuers) -> Path:
     return folder / "auth.yaml"
 
 
-@pytest.fixture(scope="session")
-def service(data_store, auth_file, tmp_path_factory) -> str:
+@contextlib.contextmanager
+def serving(store: str, auth_file: Path, log_dir: Path, *, workers: int = 2):
     """``binds serve-data`` on a free loopback port (a real uvicorn process); its base URL."""
     port = free_port()
-    log = open(tmp_path_factory.mktemp("drs-log") / "serve.log", "wb")
+    log = open(log_dir / "serve.log", "wb")
     proc = subprocess.Popen(
         [
             BINDS,
             "serve-data",
             "--store",
-            str(data_store),
+            store,
             "--auth",
             str(auth_file),
             "--port",
             str(port),
             "--workers",
-            "2",
+            str(workers),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -160,10 +161,18 @@ def service(data_store, auth_file, tmp_path_factory) -> str:
             os.killpg(proc.pid, signal.SIGKILL)
             pytest.fail(f"serve-data did not start: {Path(log.name).read_text()[-2000:]}")
         time.sleep(0.2)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def service(data_store, auth_file, tmp_path_factory) -> str:
+    with serving(str(data_store), auth_file, tmp_path_factory.mktemp("drs-log")) as url:
+        yield url
