@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from pipelines.dataservice import links
-from pipelines.dataservice.audit import AuditLog
+from pipelines.dataservice.audit import AuditLog, StoreAuditLog, open_log
 from pipelines.dataservice.ids import DrsName, parse_drs_id
 from pipelines.dataservice.index import FileEntry, StoreIndex, Version
 from pipelines.dataservice.policy import (
@@ -67,7 +67,7 @@ class Refusal(Exception):
 class Service:
     cfg: AuthConfig
     index: StoreIndex
-    audit: AuditLog
+    audit: AuditLog | StoreAuditLog
     secret: bytes
     store_url: str
 
@@ -283,7 +283,7 @@ def create_app(store_url: str, cfg: AuthConfig, *, refresh_s: float = 30.0) -> F
     svc = Service(
         cfg,
         StoreIndex(store, refresh_s=refresh_s),
-        AuditLog(cfg.audit),
+        open_log(cfg.audit),
         links.link_secret(),
         store_url,
     )

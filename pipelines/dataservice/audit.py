@@ -8,7 +8,10 @@ without ``hash``.  Changing, removing or inserting a line breaks the chain from 
 :func:`verify` reports the first break and repairs nothing.
 
 Appends from several workers are serialised by an exclusive ``flock`` on the log file, and
-each line is flushed and fsynced before the answer goes out.
+each line is flushed and fsynced before the answer goes out.  With a store URL
+(``s3://bucket/audit``) each line is one object ``<seq, 12 digits>.jsonl`` written with
+put-if-absent, so two workers can never both write line N: the loser reads the winner's line
+and chains after it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,11 +51,31 @@ def _digest(entry: dict[str, Any]) -> str:
     ).hexdigest()
 
 
+def is_store_url(audit: str) -> bool:
+    return "://" in audit and not audit.startswith("file://")
+
+
 def log_path(audit: str) -> Path:
-    """The log file of the ``audit:`` setting (a folder; store URLs are not supported yet)."""
-    if "://" in audit and not audit.startswith("file://"):
-        raise ValueError(f"audit {audit!r}: only a local folder is supported")
+    """The log file of an ``audit:`` folder."""
     return Path(audit.removeprefix("file://")) / LOG_NAME
+
+
+def open_log(audit: str) -> AuditLog | StoreAuditLog:
+    """The audit log of the ``audit:`` setting: a folder, or a store URL."""
+    return StoreAuditLog(audit) if is_store_url(audit) else AuditLog(audit)
+
+
+def _entry(record: dict[str, Any], prev: dict[str, Any] | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {k: record.get(k) for k in FIELDS}
+    entry["seq"] = (prev["seq"] + 1) if prev else 1
+    entry["time"] = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+    entry["prev"] = prev["hash"] if prev else GENESIS
+    entry["hash"] = _digest(entry)
+    return entry
+
+
+def _line(entry: dict[str, Any]) -> bytes:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n"
 
 
 def _last_line(f) -> bytes | None:
@@ -85,19 +109,55 @@ class AuditLog:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 last = _last_line(f)
-                prev = json.loads(last) if last else None
-                entry: dict[str, Any] = {k: record.get(k) for k in FIELDS}
-                entry["seq"] = (prev["seq"] + 1) if prev else 1
-                entry["time"] = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-                entry["prev"] = prev["hash"] if prev else GENESIS
-                entry["hash"] = _digest(entry)
+                entry = _entry(record, json.loads(last) if last else None)
                 f.seek(0, os.SEEK_END)
-                f.write(json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n")
+                f.write(_line(entry))
                 f.flush()
                 os.fsync(f.fileno())
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
         return entry
+
+
+class StoreAuditLog:
+    """Appends decisions as objects ``<seq>.jsonl`` under a store URL (put-if-absent)."""
+
+    def __init__(self, audit: str) -> None:
+        from pipelines.store import open_store
+
+        self.store = open_store(audit)
+        self._lock = threading.Lock()
+        self._last: dict[str, Any] | None = None
+        self._scanned = False
+
+    def append(self, **record: Any) -> dict[str, Any]:
+        with self._lock:
+            if not self._scanned:  # once per process: where the chain ends now
+                keys = [i.key for i in self.store.list_prefix("") if i.key.endswith(".jsonl")]
+                self._last = json.loads(self.store.get(max(keys))) if keys else None
+                self._scanned = True
+            while True:
+                entry = _entry(record, self._last)
+                if self.store.put_if_absent(f"{entry['seq']:012d}.jsonl", _line(entry)):
+                    self._last = entry
+                    return entry
+                # another worker wrote this line first: chain after it
+                self._last = json.loads(self.store.get(f"{entry['seq']:012d}.jsonl"))
+
+
+def _raw_lines(audit: str) -> Iterator[bytes]:
+    if is_store_url(audit):
+        from pipelines.store import open_store
+
+        store = open_store(audit, read_only=True)
+        for info in store.list_prefix(""):
+            if info.key.endswith(".jsonl"):
+                yield store.get(info.key)
+        return
+    path = log_path(audit)
+    if path.exists():
+        with path.open("rb") as f:
+            yield from f
 
 
 @dataclass(frozen=True)
@@ -109,32 +169,24 @@ class ChainReport:
 
 
 def read_entries(audit: str) -> Iterator[dict[str, Any]]:
-    path = log_path(audit)
-    if not path.exists():
-        return
-    with path.open("rb") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
+    for line in _raw_lines(audit):
+        if line.strip():
+            yield json.loads(line)
 
 
 def verify(audit: str) -> ChainReport:
     """Walk the chain: each line's hash over its content, each ``prev`` the hash before."""
-    path = log_path(audit)
-    if not path.exists():
-        return ChainReport(0, True)
     prev, n = GENESIS, 0
-    with path.open("rb") as f:
-        for n, line in enumerate(f, 1):
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                return ChainReport(n, False, n, "not a JSON line")
-            if entry.get("prev") != prev:
-                return ChainReport(n, False, n, "does not follow the line before (prev differs)")
-            if entry.get("hash") != _digest(entry):
-                return ChainReport(n, False, n, "content changed (hash differs)")
-            if entry.get("seq") != n:
-                return ChainReport(n, False, n, f"seq {entry.get('seq')} where {n} was expected")
-            prev = entry["hash"]
+    for n, line in enumerate(_raw_lines(audit), 1):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            return ChainReport(n, False, n, "not a JSON line")
+        if entry.get("prev") != prev:
+            return ChainReport(n, False, n, "does not follow the line before (prev differs)")
+        if entry.get("hash") != _digest(entry):
+            return ChainReport(n, False, n, "content changed (hash differs)")
+        if entry.get("seq") != n:
+            return ChainReport(n, False, n, f"seq {entry.get('seq')} where {n} was expected")
+        prev = entry["hash"]
     return ChainReport(n, True)

@@ -22,12 +22,12 @@ def app_from_env():
 
 def check(store_url: str, auth_file: str) -> None:
     """Fail before binding the port: the auth YAML must be valid and the store readable."""
-    from pipelines.dataservice.audit import AuditLog
+    from pipelines.dataservice.audit import open_log
     from pipelines.dataservice.policy import load_auth
     from pipelines.store import open_store
 
     cfg = load_auth(auth_file)
-    AuditLog(cfg.audit)  # creates the folder, or fails now
+    open_log(cfg.audit)  # creates the folder, or fails now
     from pipelines.catalog import read_catalog
 
     read_catalog(open_store(store_url, read_only=True))
