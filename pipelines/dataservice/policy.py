@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,10 +176,12 @@ def _verify(cfg: AuthConfig, token: str, *, audience: bool) -> dict[str, Any]:
         raise Unauthenticated(f"invalid token ({type(e).__name__})") from None
 
 
-def _grants(cfg: AuthConfig, passport: Mapping[str, Any]) -> set[str]:
-    """The values of the valid ControlledAccessGrants visas of a verified passport: each visa
-    signed by a listed issuer, unexpired, asserted ``by: dac``; other visas are ignored."""
+def _grants(cfg: AuthConfig, passport: Mapping[str, Any]) -> tuple[set[str], float]:
+    """The values of the valid ControlledAccessGrants visas of a verified passport (each visa
+    signed by a listed issuer, unexpired, asserted ``by: dac``; other visas are ignored), and
+    the earliest expiry among them."""
     out = set()
+    until = float("inf")
     for visa_jwt in passport.get("ga4gh_passport_v1") or []:
         if not isinstance(visa_jwt, str):
             continue
@@ -189,7 +192,15 @@ def _grants(cfg: AuthConfig, passport: Mapping[str, Any]) -> set[str]:
         claim = visa.get("ga4gh_visa_v1") or {}
         if claim.get("type") == GRANT_TYPE and claim.get("by") == "dac" and claim.get("value"):
             out.add(str(claim["value"]))
-    return out
+            until = min(until, float(visa["exp"]))
+    return out, until
+
+
+#: verified callers by their credentials, until the earliest expiry of token and visas (at
+#: most CACHE_S): a client's repeated requests skip the signature checks
+CACHE_S = 60.0
+_CACHE_MAX = 4096
+_cache: dict[tuple[int, str | None, tuple[str, ...]], tuple[Caller, float]] = {}
 
 
 def authenticate(cfg: AuthConfig, bearer: str | None, passports: Iterable[str] = ()) -> Caller:
@@ -199,18 +210,27 @@ def authenticate(cfg: AuthConfig, bearer: str | None, passports: Iterable[str] =
     passports = [p for p in passports if p]
     if not bearer and not passports:
         return ANONYMOUS
+    key = (id(cfg), bearer, tuple(passports))
+    now = time.time()
+    hit = _cache.get(key)
+    if hit is not None and hit[1] > now:
+        return hit[0]
     grants: set[str] = set()
     subject = issuer = None
-    if bearer:
-        claims = _verify(cfg, bearer, audience=True)
-        subject, issuer = str(claims["sub"]), str(claims["iss"])
-        grants |= _grants(cfg, claims)
-    for p in passports:
-        claims = _verify(cfg, p, audience=False)
+    until = now + CACHE_S
+    tokens = ([(bearer, True)] if bearer else []) + [(p, False) for p in passports]
+    for token, is_bearer in tokens:
+        claims = _verify(cfg, token, audience=is_bearer)
         if subject is None:
             subject, issuer = str(claims.get("sub") or "passport"), str(claims["iss"])
-        grants |= _grants(cfg, claims)
-    return Caller(subject, issuer, frozenset(grants))
+        values, visas_until = _grants(cfg, claims)
+        grants |= values
+        until = min(until, float(claims["exp"]), visas_until)
+    caller = Caller(subject, issuer, frozenset(grants))
+    if len(_cache) >= _CACHE_MAX:
+        _cache.clear()
+    _cache[key] = (caller, until)
+    return caller
 
 
 @dataclass(frozen=True)
