@@ -367,3 +367,41 @@ def test_data_use_codes_are_checked_published_and_named(service, issuers, data_s
         exp["access"]["data_use"] = [bad]
         problems, _ = validate_experiment(exp, file="experiment.yaml")
         assert any(what in str(p) and "data_use" in str(p) for p in problems), problems
+
+
+def test_every_decision_is_one_audit_line(service, issuers, auth_file):
+    cfg = load_auth(auth_file)
+    before = len(list(audit.read_entries(cfg.audit)))
+    calls = _callers(issuers, "ds-restricted")
+    asked = [
+        ("GET", f"{DRS}/objects/{drs_id('ds-open', 1, FILE)}", calls["anonymous"]),
+        ("GET", f"{DRS}/objects/{drs_id('ds-restricted', 1, FILE)}", calls["token without visa"]),
+        (
+            "GET",
+            f"{DRS}/objects/{drs_id('ds-restricted', 1, FILE)}/access/https",
+            calls["dataset visa"],
+        ),
+        ("GET", f"{DRS}/objects/{drs_id('ds-open', 1)}", calls["tampered signature"]),
+        ("GET", "/catalog", calls["consortium visa"]),
+    ]
+    for method, path, caller in asked:
+        _ask(service, method, path, caller)
+    new = list(audit.read_entries(cfg.audit))[before:]
+    assert len(new) == len(asked)
+    assert sorted((e["action"], e["status"]) for e in new) == sorted(
+        [("resolve", 200), ("resolve", 404), ("access", 200), ("resolve", 401), ("catalog", 200)]
+    )
+    assert audit.verify(cfg.audit).ok
+
+
+def test_a_cached_caller_does_not_outlive_its_visa(auth_file, issuers, monkeypatch):
+    from pipelines.dataservice import policy
+
+    monkeypatch.setattr(policy, "LEEWAY_S", 0)
+    good = issuers[0]
+    token = good.token("u", audience=AUD, visas=[good.visa(CONSORTIUM, subject="u", seconds=2)])
+    cfg = load_auth(auth_file)
+    assert CONSORTIUM in policy.authenticate(cfg, token).grants
+    assert CONSORTIUM in policy.authenticate(cfg, token).grants  # from the cache
+    time.sleep(2.5)
+    assert policy.authenticate(cfg, token).grants == frozenset()
