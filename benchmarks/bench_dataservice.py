@@ -7,6 +7,9 @@ direct reads of the same store, and the service's memory while it streams a larg
 * 50 concurrent clients each reading random 1 MiB ranges of one file through its signed link
   (``Range: bytes=...``, one audit line per read), against 50 threads ``pread``-ing the same
   ranges from the store folder: aggregate throughput ratio (goal >= 0.5x) and p95 latency;
+* reading 1 % of a 10 GB OME-Zarr map (bench_access's sparse store) with
+  ``access.open("drs://...")`` through the service vs ``access.open`` on the store folder
+  (goal <= 2x the time);
 * streaming the whole large file (2 GiB; ``--quick`` 256 MiB) through the link, before the
   concurrent readers: the peak RSS of the service's workers (goal < 200 MB: memory does not
   grow with the file), and their peak before it (after the round trips) for comparison.
@@ -186,7 +189,9 @@ def main(quick: bool = False) -> list[dict]:
 
         shutil.rmtree(tmp, ignore_errors=True)
     (svc_tp, svc_p95), (dir_tp, dir_p95) = results["service"], results["direct"]
+    zarr_row = zarr_through_service(quick)
     return [
+        zarr_row,
         {
             "benchmark": "DRS resolve + access round trip (median)",
             "ours": rt,
@@ -225,6 +230,78 @@ def main(quick: bool = False) -> list[dict]:
             },
         },
     ]
+
+
+def zarr_through_service(quick: bool = False) -> dict:
+    """1 % of bench_access's 10 GB map (``--quick``: a 704^3 one), direct vs through DRS."""
+    import importlib.util
+
+    import httpx
+
+    from pipelines.monitoring import free_port
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_access", ROOT / "benchmarks" / "bench_access.py"
+    )
+    ba = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ba)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-drs-zarr-"))
+    ba.make_store(tmp / "store", shape=(704, 704, 704) if quick else ba.SHAPE)
+    (tmp / "auth.yaml").write_text(
+        "issuers: [{iss: https://x, jwks: keys.json}]\naudience: a\nconsortium_visa: c\n"
+        "dataset_visa_prefix: d/\naudit: audit\n"
+    )
+    from pipelines.dataservice.issuer import LocalIssuer
+
+    LocalIssuer.create("https://x").write_jwks(tmp / "keys.json")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            Path(sys.executable).parent / "binds",
+            "serve-data",
+            "--store",
+            str(tmp / "store"),
+            "--auth",
+            str(tmp / "auth.yaml"),
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        direct = ba._probe(str(tmp / "store"), in_flight=4)
+        served = ba._probe(url, in_flight=4)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "benchmark": "1 % of a 10 GB OME-Zarr: open('drs://') vs the store",
+        "ours": served["open_s"] + served["read_s"],
+        "baseline": "access.open on the folder",
+        "baseline_s": direct["open_s"] + direct["read_s"],
+        "ratio": (served["open_s"] + served["read_s"]) / (direct["open_s"] + direct["read_s"]),
+        "goal": "<= 2x time",
+        "extra": {
+            "open_s": round(served["open_s"], 2),
+            "read_s": round(served["read_s"], 2),
+            "MB": round(served["slice_bytes"] / 1e6),
+            "peak_increase_x": round(served["peak_increase_bytes"] / served["slice_bytes"], 2),
+        },
+    }
 
 
 if __name__ == "__main__":
