@@ -44,10 +44,11 @@ def serve_data(
 
     Then: GET http://127.0.0.1:8080/ga4gh/drs/v1/service-info, /catalog, /health.
     """
-    from pipelines.dataservice.server import serve
+    from pipelines.dataservice.server import check, serve
     from pipelines.store import store_url
 
     url = store_url(store)
+    check(url, auth)  # a bad auth file or an unreadable store: exit 2 / 1 before binding
     err.print(f"serving {url} as GA4GH DRS at http://{host}:{port}/ga4gh/drs/v1", highlight=False)
     serve(url, auth, host=host, port=port, workers=workers)
 

@@ -77,7 +77,11 @@ def load_auth(path: str | Path) -> AuthConfig:
     def need_str(key: str) -> str:
         v = raw.get(key)
         if not isinstance(v, str) or not v:
-            problems.append(Problem("missing or not a string", file=where, where=key))
+            problems.append(
+                Problem(
+                    "missing or not a string", file=where, where=key, hint="docs/formats/drs.md"
+                )
+            )
             return ""
         return v
 

@@ -405,3 +405,20 @@ def test_a_cached_caller_does_not_outlive_its_visa(auth_file, issuers, monkeypat
     assert CONSORTIUM in policy.authenticate(cfg, token).grants  # from the cache
     time.sleep(2.5)
     assert policy.authenticate(cfg, token).grants == frozenset()
+
+
+def test_bad_auth_file_exits_2_with_problem_lines(tmp_path, data_store):
+    bad = tmp_path / "auth.yaml"
+    bad.write_text(
+        "issuers: [{iss: https://x, jwks: missing.json}]\naudience: 3\nlink_seconds: 0\n"
+    )
+    out = subprocess.run(
+        [BINDS, "serve-data", "--store", str(data_store), "--auth", str(bad), "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"{bad}: issuers[0].jwks: cannot read the JWKS" in out.stderr
+    assert f"{bad}: link_seconds: must be 1..86400 seconds" in out.stderr
+    assert "serving" not in out.stderr  # refused before anything listens
