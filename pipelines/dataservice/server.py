@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 
 from pipelines.dataservice import links
 
@@ -43,7 +44,7 @@ def serve(
     os.environ[AUTH_ENV] = os.path.abspath(auth_file)
     # one secret for all workers of this start: a link signed by one is valid at every other
     os.environ.setdefault(links.SECRET_ENV, secrets.token_bytes(32).hex())
-    uvicorn.run(
+    config = uvicorn.Config(
         "pipelines.dataservice.server:app_from_env",
         factory=True,
         host=host,
@@ -55,3 +56,22 @@ def serve(
         log_level="warning",
         access_log=False,  # the audit log records every decision; URLs carry link tokens
     )
+    if workers <= 1:
+        uvicorn.Server(config).run()
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    # uvicorn's own shared socket has protocol 0, so asyncio never sets TCP_NODELAY on the
+    # connections it accepts: Nagle plus delayed ACKs then cost ~40 ms per keep-alive request
+    # (measured: 44 ms vs 1.4 ms). A socket made with IPPROTO_TCP keeps its protocol in the
+    # workers, and asyncio sets TCP_NODELAY as it does for a single worker.
+    Multiprocess(config, sockets=[_tcp_socket(host, port)]).run()
+
+
+def _tcp_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
