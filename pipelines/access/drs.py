@@ -157,7 +157,8 @@ def open_version(
     bundle = drs_id(row["dataset_id"], int(row["version"]))
     link = _Link(base, bundle, token)
     rel = reader.data_entry(row, path or _entry(row, id_path))
-    files = _contents(base, bundle, token)
+    # the bundle's contents (every file of the version) only where they are needed
+    files = _contents(base, bundle, token) if check_sha256 or rel.endswith(".parquet") else []
     if check_sha256:
         _verify(base, link, row, rel, files, token)
     full = f"{link.stable}/{rel}"

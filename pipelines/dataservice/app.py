@@ -94,8 +94,11 @@ class Service:
         version: Version | None,
         status: int,
         reason: str,
+        *,
+        durable: bool = True,
     ) -> None:
         self.audit.append(
+            durable=durable,
             subject=caller.subject if caller else None,
             issuer=caller.issuer if caller else None,
             action=action,
@@ -525,7 +528,15 @@ def _byte_routes(app: FastAPI, svc: Service, store_url: str) -> None:
         if span:
             headers["Content-Range"] = f"bytes {first}-{last}/{entry.size}"
         status = 206 if span else 200
-        svc.record(who, "bytes", oid, v, status, f"bytes {first}-{last}" if span else "whole file")
+        svc.record(
+            who,
+            "bytes",
+            oid,
+            v,
+            status,
+            f"bytes {first}-{last}" if span else "whole file",
+            durable=False,  # under a grant already recorded durably (the access decision)
+        )
         if request.method == "HEAD":
             return Response(
                 b"", status_code=status, headers=headers, media_type=mime_type(entry.path)

@@ -7,8 +7,11 @@ before; 64 zeros for the first) and ``hash``: the sha256 of the line's canonical
 without ``hash``.  Changing, removing or inserting a line breaks the chain from there on;
 :func:`verify` reports the first break and repairs nothing.
 
-Appends from several workers are serialised by an exclusive ``flock`` on the log file, and
-each line is flushed and fsynced before the answer goes out.  With a store URL
+Appends from several workers are serialised by an exclusive ``flock`` on the log file. Each
+decision (resolve, access, catalog, every refusal) is fsynced before the answer goes out;
+the lines of bytes served under an already granted link are handed to the operating system
+without an fsync (a crash of the host may lose the last of them, never a grant or a refusal),
+which keeps concurrent chunk reads from queueing behind one fsync each.  With a store URL
 (``s3://bucket/audit``) each line is one object ``<seq, 12 digits>.jsonl`` written with
 put-if-absent, so two workers can never both write line N: the loser reads the winner's line
 and chains after it.
@@ -103,7 +106,9 @@ class AuditLog:
         self.path = log_path(audit)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
 
-    def append(self, **record: Any) -> dict[str, Any]:
+    def append(self, *, durable: bool = True, **record: Any) -> dict[str, Any]:
+        """Chain one line; ``durable``: fsync it before returning (decisions), else only hand
+        it to the operating system (it survives a crash of the service, not of the host)."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "r+b") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
@@ -113,7 +118,8 @@ class AuditLog:
                 f.seek(0, os.SEEK_END)
                 f.write(_line(entry))
                 f.flush()
-                os.fsync(f.fileno())
+                if durable:
+                    os.fsync(f.fileno())
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
         return entry
@@ -130,8 +136,8 @@ class StoreAuditLog:
         self._last: dict[str, Any] | None = None
         self._scanned = False
 
-    def append(self, **record: Any) -> dict[str, Any]:
-        with self._lock:
+    def append(self, *, durable: bool = True, **record: Any) -> dict[str, Any]:
+        with self._lock:  # a put is durable once S3 answers: ``durable`` changes nothing
             if not self._scanned:  # once per process: where the chain ends now
                 keys = [i.key for i in self.store.list_prefix("") if i.key.endswith(".jsonl")]
                 self._last = json.loads(self.store.get(max(keys))) if keys else None
