@@ -51,7 +51,7 @@ def _workers(pid: int) -> list[int]:
 
 
 def _make_store(base: Path, big_bytes: int) -> Path:
-    from conftest import build_stage  # the tests' synthetic stage (real Zarr, Parquet, AnnData)
+    from drs_testing import build_stage  # the tests' synthetic stage (real Zarr, Parquet, AnnData)
 
     from pipelines.publishing import publish
     from pipelines.store import open_store

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import AUD, CONSORTIUM, DATASET_PREFIX
+from drs_testing import AUD, CONSORTIUM, DATASET_PREFIX
 
 from pipelines import access
 from pipelines.dataservice import audit

@@ -6,7 +6,7 @@ import hashlib
 import json
 
 import httpx
-from conftest import AUD, CONSORTIUM, build_stage, serving
+from drs_testing import AUD, CONSORTIUM, build_stage, serving
 
 from pipelines.dataservice import audit
 from pipelines.dataservice.ids import drs_id

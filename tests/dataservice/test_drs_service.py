@@ -12,8 +12,8 @@ import time
 
 import httpx
 import pytest
-from conftest import AUD, BINDS, CONSORTIUM, DATASET_PREFIX, DATASETS, ISS
 from drs_schemas import validate
+from drs_testing import AUD, BINDS, CONSORTIUM, DATASET_PREFIX, DATASETS, ISS
 
 from pipelines.dataservice import audit
 from pipelines.dataservice.ids import drs_id, parse_drs_id
