@@ -1205,6 +1205,9 @@ def demo(
     )
 
 
+from pipelines import cli_data  # noqa: E402,F401  (registers commands)
+
+
 def main() -> None:
     _OWN_PROCESS["value"] = True
     try:
