@@ -66,6 +66,14 @@ StoreOpt = Annotated[
 ]
 
 
+@app.callback()
+def _entry() -> None:
+    # every file and folder a binds command creates is group-private (pipelines.filemodes)
+    from pipelines.filemodes import private_umask
+
+    private_umask()
+
+
 def _report(exc: BindsError) -> None:
     if isinstance(exc, InputError):
         err.print(

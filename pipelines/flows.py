@@ -121,6 +121,10 @@ def make_flow(started: StartedRun | None = None, *, say: Say = _quiet) -> Flow:
         publish: bool = True,
     ) -> dict:
         """Process one run folder and publish it; returns the publish result (or the stage dir)."""
+        # a served deployment's flow run is its own process: private files from here on too
+        from pipelines.filemodes import private_umask
+
+        private_umask()
         with _pid_recorded():
             return await _binds_run(
                 run_dir,

@@ -683,6 +683,13 @@ def _semantic_checks(data: dict, file: str, root) -> tuple[list[Problem], list[s
                 hint="check the year",
             )
         )
+    if "support_unit" in data:  # a code: it reaches bills and Prefect tags (pipelines.units)
+        from pipelines.units import unit_problem
+
+        if bad := unit_problem(data["support_unit"]):
+            problems.append(
+                Problem(bad[0], file=file, where=_where(["support_unit"], root), hint=bad[1])
+            )
     access = data.get("access")
     if not isinstance(access, dict):
         access = {}

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.staging import StagedDataset
+from pipelines.units import safe_cell
 
 log = logging.getLogger(__name__)
 
@@ -745,5 +746,6 @@ def billing_csv(lines: Iterable[dict[str, Any]]) -> str:
         lineterminator="\n",
     )
     writer.writeheader()
-    writer.writerows(lines)
+    # cells are data, never formulas, when the billing office opens the file in a spreadsheet
+    writer.writerows({k: safe_cell(v) for k, v in line.items()} for line in lines)
     return buf.getvalue()
