@@ -1103,6 +1103,9 @@ def demo(
     )
 
 
+from pipelines import cli_policy  # noqa: E402,F401  (registers commands)
+
+
 def main() -> None:
     _OWN_PROCESS["value"] = True
     try:
