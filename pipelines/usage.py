@@ -591,14 +591,26 @@ def _next_month(t: dt.datetime) -> dt.datetime:
     return (t.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
 
 
-def version_usage(store: Any, *, request: str | None = None) -> list[dict[str, Any]]:
+def version_usage(
+    store: Any,
+    *,
+    request: str | None = None,
+    levels: Iterable[str] | None = None,
+    unreadable: list[str] | None = None,
+) -> list[dict[str, Any]]:
     """One dict per committed version: the catalog row's usage columns, plus the support unit and
-    the instrument run's identity from its ``_meta/usage.json`` (older versions: catalog only)."""
+    the instrument run's identity from its ``_meta/usage.json`` (older versions: catalog only).
+
+    ``levels``: only these access levels (default all); ``unreadable`` receives the levels whose
+    catalog the store refused."""
     from pipelines.catalog import read_catalog
     from pipelines.store.base import StoreError
+    from pipelines.store.identifiers import ACCESS_LEVELS
 
     out = []
-    for row in read_catalog(store).to_pylist():
+    for row in read_catalog(
+        store, levels=list(levels or ACCESS_LEVELS), unreadable=unreadable
+    ).to_pylist():
         if request and row["request_id"] != request:
             continue
         rec = {
