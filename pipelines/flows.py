@@ -50,10 +50,20 @@ def _flow_run_name() -> str:
     run_dir = Path(str(flow_run.parameters.get("run_dir", "run")))
     try:
         from pipelines.metadata import load_experiment
+        from pipelines.service_guard import flow_run_name, served_inbox
 
-        return load_experiment(run_dir).dataset_id
+        if served_inbox() is not None and run_dir.resolve().parent != served_inbox():
+            return "refused"  # read nothing of a folder the service does not own
+        exp = load_experiment(run_dir)
+        return flow_run_name(exp.data, exp.dataset_id)  # consortium/restricted: a hash
     except Exception:
-        return run_dir.name
+        return "run"  # never a stranger's folder name
+
+
+def _started_name(started: StartedRun) -> str:
+    from pipelines.service_guard import flow_run_name
+
+    return flow_run_name(started.experiment.data, started.experiment.dataset_id)
 
 
 # No task-level retries: publish retries transient store faults itself, within a time budget
@@ -108,7 +118,7 @@ def make_flow(started: StartedRun | None = None, *, say: Say = _quiet) -> Flow:
 
     @flow(
         name="binds-run",
-        flow_run_name=started.experiment.dataset_id if started else _flow_run_name,
+        flow_run_name=_started_name(started) if started else _flow_run_name,
         log_prints=True,
         persist_result=False,
     )
@@ -125,6 +135,17 @@ def make_flow(started: StartedRun | None = None, *, say: Say = _quiet) -> Flow:
         from pipelines.filemodes import private_umask
 
         private_umask()
+        if started is None:  # a served deployment: its parameters come from anyone
+            from pipelines.service_guard import check_flow_parameters
+
+            check_flow_parameters(
+                run_dir,
+                store_url=store_url,
+                profile=profile,
+                cores=cores,
+                work_dir=work_dir,
+                publish=publish,
+            )
         with _pid_recorded():
             return await _binds_run(
                 run_dir,

@@ -225,12 +225,11 @@ def artifact_key(kind: str, dataset_id: str) -> str:
 
 
 def run_tags(experiment: dict[str, Any]) -> list[str]:
-    """Tags of a flow run: modality, request id, access level, support unit (when given)."""
-    tags = [
-        f"modality:{experiment['modality']}",
-        f"request:{experiment['request_id']}",
-        f"access:{experiment['access']['level']}",
-    ]
+    """Tags of a flow run: modality, access level, support unit (a code), and the request id of
+    open data (consortium and restricted runs carry nothing that names them)."""
+    tags = [f"modality:{experiment['modality']}", f"access:{experiment['access']['level']}"]
+    if experiment["access"]["level"] == "open":
+        tags.insert(1, f"request:{experiment['request_id']}")
     from pipelines.units import safe_tag_value
 
     if unit := safe_tag_value(experiment.get("support_unit")):  # a code, never free text
