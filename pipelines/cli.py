@@ -613,6 +613,14 @@ def catalog(
         df = select_versions(st, levels=levels, latest=latest, **filters)
     except KeyError as exc:
         raise InputError(Problem(str(exc).strip('"'), where="--where")) from None
+    if fmt == "dcat" and for_level == "restricted":  # the curator's export: held versions too
+        import pandas as pd
+
+        from pipelines.embargo import held_frame
+
+        held = held_frame(st, levels)
+        if len(held):
+            df = pd.concat([df, held], ignore_index=True)
     if fmt == "dcat":
         from pipelines.dcat import catalog_graph
 

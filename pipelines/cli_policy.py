@@ -64,3 +64,51 @@ def policy_cmd(
     out.print(
         json.dumps(bucket_policy(url, account=account), indent=2), highlight=False, markup=False
     )
+
+
+@app.command("release")
+@handle_errors
+def release_cmd(
+    store: StoreOpt = None,
+    now: Annotated[
+        str | None,
+        typer.Option(help="Release as of this day (YYYY-MM-DD; default today, UTC, or BINDS_NOW)."),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="What was released, as JSON.")] = False,
+) -> None:
+    """Publish every version held under embargo whose date has come at its access level.
+
+    Moves without recomputing: copy, check every file against the manifest's sha256, commit the
+    manifest, write the level's catalog row, then delete the held copy. Run it daily (cron or a
+    systemd timer) with the curator's or the service's credentials; an interrupted release is
+    completed by the next one.
+
+    Example: binds release --store s3://binds-curated
+    """
+    import dataclasses
+    import datetime as dt
+
+    from pipelines.embargo import release
+    from pipelines.store import open_store
+
+    on = None
+    if now is not None:
+        try:
+            on = dt.date.fromisoformat(now)
+        except ValueError:
+            raise InputError(
+                Problem(f"{now!r} is not a date", where="--now", hint="YYYY-MM-DD")
+            ) from None
+    done = release(open_store(store), on=on)
+    if json_out:
+        sys.stdout.write(json.dumps([dataclasses.asdict(r) for r in done], indent=2) + "\n")
+        return
+    for r in done:
+        out.print(
+            f"released {r.dataset_id} v{r.version} at {r.access} (embargo until {r.embargo_until}, "
+            f"{r.files} files)",
+            highlight=False,
+            markup=False,
+        )
+    if not done:
+        out.print("nothing to release", highlight=False)

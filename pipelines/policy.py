@@ -31,14 +31,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipelines.embargo import EMBARGO_DIR  # versions held until their date: _embargo/<level>/
 from pipelines.store.identifiers import ACCESS_LEVELS
 from pipelines.store.s3 import parse_s3_url
 
 #: shared by all levels, keyed only by hashes of dataset ids
 REGISTRY_DIR = "_registry"
 LEASES_DIR = "_leases"
-#: versions held until their embargo date, per release level: ``_embargo/<level>/...``
-EMBARGO_DIR = "_embargo"
 PROBE_DIR = "_probe"
 
 READ = ["s3:GetObject"]
