@@ -68,8 +68,8 @@ StoreOpt = Annotated[
 
 @app.callback()
 def _entry() -> None:
-    # every file and folder a binds command creates is group-private (pipelines.filemodes)
-    from pipelines.filemodes import private_umask
+    # every file and folder a binds command creates is group-private (pipelines.store.filemodes)
+    from pipelines.store.filemodes import private_umask
 
     private_umask()
 

@@ -132,7 +132,7 @@ def make_flow(started: StartedRun | None = None, *, say: Say = _quiet) -> Flow:
     ) -> dict:
         """Process one run folder and publish it; returns the publish result (or the stage dir)."""
         # a served deployment's flow run is its own process: private files from here on too
-        from pipelines.filemodes import private_umask
+        from pipelines.store.filemodes import private_umask
 
         private_umask()
         if started is None:  # a served deployment: its parameters come from anyone

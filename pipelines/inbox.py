@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import BindsError, RunError
-from pipelines.filemodes import file_mode
 from pipelines.metadata import EXPERIMENT_FILE
+from pipelines.store.filemodes import file_mode
 
 log = logging.getLogger(__name__)
 STATE_FILE = ".binds-inbox.json"

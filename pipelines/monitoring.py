@@ -622,7 +622,7 @@ def prefect_environment(*, quiet: bool = True) -> None:
     imported; what the user set wins).  ``quiet``: Prefect's terminal output off."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")  # Prefect's client-side analytics (no internet)
-    from pipelines.filemodes import make_private_dirs, private_umask
+    from pipelines.store.filemodes import make_private_dirs, private_umask
 
     private_umask()  # Prefect's database holds run names, parameters and logs: group-private
     os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".binds" / "prefect"))

@@ -14,7 +14,6 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pipelines.filemodes import file_mode, make_private_dirs
 from pipelines.store.base import (
     ObjectInfo,
     ProgressCallback,
@@ -23,6 +22,7 @@ from pipelines.store.base import (
     UploadItem,
     check_key,
 )
+from pipelines.store.filemodes import file_mode, make_private_dirs
 
 TMP_PREFIX = ".binds-tmp-"
 
