@@ -363,3 +363,35 @@ def test_verify_of_a_reader_open(iam_store):
     res = _binds(ctx, "reader-open", "verify", "--store", ctx["url"])
     assert res.exit_code == 0, res.output
     assert _foreign_names(ctx, res.output, {"open"}) == []
+
+
+@pytest.mark.slow
+def test_embargo_under_the_roles(iam_store, monkeypatch):
+    """Held by the curator's publish, invisible to reader-open, released by the service."""
+    ctx = iam_store
+    stage = ctx["base"] / "stage-embargo"
+    shutil.copytree(ctx["stages"]["open"], stage, symlinks=True)
+    exp_path = stage / "_meta" / "experiment.json"
+    exp = json.loads(exp_path.read_text())
+    exp["request_id"] = "BINDS-2026-7799"
+    exp["access"] = {"level": "open", "embargo_until": "2027-01-15"}
+    exp_path.write_text(json.dumps(exp))
+    monkeypatch.setenv("BINDS_NOW", "2026-12-01")
+    with _as(ctx, "curator"):
+        held = publish(StagedDataset(stage), S3Store(ctx["url"])).dataset_id
+    seen = _binds(ctx, "reader-open", "catalog", "--store", ctx["url"], "--json")
+    assert held not in seen.stdout
+    s3 = _client(ctx, "reader-open")
+    assert not _allowed(s3.list_objects_v2, Bucket=ctx["bucket"], Prefix="unit-a/_embargo/open/")
+    early = _binds(ctx, "service", "release", "--store", ctx["url"])
+    assert early.exit_code == 0 and "nothing to release" in early.stdout
+    monkeypatch.setenv("BINDS_NOW", "2027-01-15")
+    denied = _binds(ctx, "reader-all", "release", "--store", ctx["url"])  # may read, not move
+    assert denied.exit_code == 1 and "access denied" in denied.output
+    assert held not in _binds(ctx, "reader-open", "catalog", "--store", ctx["url"], "--json").stdout
+    done = _binds(ctx, "service", "release", "--store", ctx["url"])
+    assert done.exit_code == 0 and f"released {held} v1 at open" in done.stdout, done.output
+    after = _binds(ctx, "reader-open", "catalog", "--store", ctx["url"], "--json")
+    assert held in after.stdout
+    shown = _binds(ctx, "reader-open", "show", held, "--store", ctx["url"])
+    assert shown.exit_code == 0, shown.output
