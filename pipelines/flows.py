@@ -88,20 +88,24 @@ async def _qc_artifact(stage: StagedDataset, dataset_id: str) -> None:
 
 
 async def _publish_artifacts(result: dict[str, Any]) -> None:
+    from pipelines.service_guard import flow_run_name
+
+    # consortium / restricted: keyed and labelled by the dataset's hash, as the flow run is
+    label = flow_run_name({"access": {"level": result["access"]}}, result["dataset_id"])
     base = f"{result['store_url'].rstrip('/')}/{result['prefix']}v{result['version']}/"
     link = base if "://" in base else Path(base).resolve().as_uri() + "/"
     verb = "published" if result["created"] else "unchanged"
     await acreate_link_artifact(
-        key=artifact_key("publish", result["dataset_id"]),
+        key=artifact_key("publish", label),
         link=link,
-        link_text=f"{result['dataset_id']} v{result['version']} ({verb}, "
+        link_text=f"{label} v{result['version']} ({verb}, "
         f"{result['n_files']} files, {result['bytes']:,} bytes)",
         description=f"content {result['content_digest']}",
     )
     await acreate_link_artifact(
-        key=artifact_key("report", result["dataset_id"]),
+        key=artifact_key("report", label),
         link=link + "qc/report.html",
-        link_text=f"QC report of {result['dataset_id']} v{result['version']}",
+        link_text=f"QC report of {label} v{result['version']}",
         description="self-contained HTML: what was measured, pass/fail, figures, "
         "files, how to cite",
     )
@@ -216,7 +220,7 @@ async def _binds_run(
         finally:
             started.staging.stop()  # a no-op once it ended; else (an exception) stop it
         trace("jobs reported")
-        await _qc_artifact(stage, started.experiment.dataset_id)
+        await _qc_artifact(stage, _started_name(started))  # a hash unless open
         trace("qc artifact")
         if not publish:
             return {"stage_dir": str(stage.root), "published": False}
