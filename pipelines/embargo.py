@@ -86,24 +86,26 @@ class HeldStore(Store):
         key = info.key.removeprefix(f"{EMBARGO_DIR}/")
         return ObjectInfo(key, info.size, info.etag)
 
+    # Reads fall back to the level itself: versions already released there count, so a held
+    # version takes the next number (never a second v1) and identical content is found.
     def get(self, key: str) -> bytes:
         try:
             return self.inner.get(held_key(key))
         except KeyError:
-            raise KeyError(key) from None
+            return self.inner.get(key)
 
     def open_read(self, key: str, *, chunk_size: int = 8 << 20) -> Iterator[bytes]:
         return self.inner.open_read(held_key(key), chunk_size=chunk_size)
 
     def head(self, key: str) -> ObjectInfo | None:
         info = self.inner.head(held_key(key))
-        return self._out(info) if info else None
+        return self._out(info) if info else self.inner.head(key)
 
     def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
         return (self._out(i) for i in self.inner.list_prefix(held_key(prefix)))
 
     def list_dirs(self, prefix: str) -> list[str]:
-        return self.inner.list_dirs(held_key(prefix))
+        return sorted({*self.inner.list_dirs(held_key(prefix)), *self.inner.list_dirs(prefix)})
 
     def matches(self, item: UploadItem, info: ObjectInfo | None) -> bool:
         moved = UploadItem(held_key(item.key), item.path, item.size, item.sha256, item.etag)
@@ -216,7 +218,15 @@ def _release_one(store: Store, row: dict[str, Any]) -> Released:
     expected[layout.METADATA] = (manifest["metadata"]["size"], manifest["metadata"]["sha256"])
     for d in manifest.get("documents", []):
         expected[d["path"]] = (d["size"], d["sha256"])
-    if not store.exists(dst_manifest):
+    if (committed := store.head(dst_manifest)) is not None and store.get(
+        dst_manifest
+    ) != manifest_raw:
+        # never replace or shadow a committed version: keep the held copy for the curator
+        raise StoreError(
+            f"{row['dataset_id']} v{row['version']} exists at {row['access']} with other content; "
+            "the held version was kept (a curator decides)"
+        )
+    if committed is None:
         with tempfile.TemporaryDirectory(prefix="binds-release-") as tmp:
             for rel, (size, sha) in sorted(expected.items()):
                 if (have := store.head(vprefix + rel)) is not None and have.size == size:
