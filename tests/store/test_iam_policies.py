@@ -200,22 +200,27 @@ READS = {
     "reader-open": {"open"},
     "reader-consortium": {"open", "consortium"},
     "reader-all": set(LEVELS) | {"_embargo"},
-    "publisher-open": {"open", "_registry", "_leases"},
-    "publisher-consortium": {"consortium", "_registry", "_leases"},
-    "publisher-restricted": {"restricted", "_registry", "_leases"},
+    "publisher-open": {"open", "_embargo/open", "_registry", "_leases"},
+    "publisher-consortium": {"consortium", "_embargo/consortium", "_registry", "_leases"},
+    "publisher-restricted": {"restricted", "_embargo/restricted", "_registry", "_leases"},
     "curator": set(LEVELS) | {"_embargo", "_registry", "_leases"},
     "service": set(LEVELS) | {"_embargo", "_registry", "_leases"},
 }
 WRITES = {
-    "publisher-open": {"open", "_registry", "_leases"},
-    "publisher-consortium": {"consortium", "_registry", "_leases"},
-    "publisher-restricted": {"restricted", "_registry", "_leases"},
+    "publisher-open": {"open", "_embargo/open", "_registry", "_leases"},
+    "publisher-consortium": {"consortium", "_embargo/consortium", "_registry", "_leases"},
+    "publisher-restricted": {"restricted", "_embargo/restricted", "_registry", "_leases"},
     "curator": set(LEVELS) | {"_embargo", "_registry", "_leases"},
-    "service": set(LEVELS) | {"_registry", "_leases"},
+    "service": set(LEVELS) | {f"_embargo/{lvl}" for lvl in LEVELS} | {"_registry", "_leases"},
 }
 #: deleting a committed object (a manifest): only the curator
 DELETES_COMMITTED = {"curator"}
-PLACES = (*LEVELS, "_embargo", "_registry", "_leases")
+PLACES = (*LEVELS, "_embargo", *(f"_embargo/{lvl}" for lvl in LEVELS), "_registry", "_leases")
+
+
+def _in(place: str, granted: set[str]) -> bool:
+    """``place`` is one of ``granted`` or below one of them."""
+    return any(place == g or place.startswith(g + "/") for g in granted)
 
 
 def _allowed(call, **kwargs) -> bool:
@@ -240,11 +245,11 @@ def test_every_role_can_do_exactly_what_it_is_granted(iam_store, role):
     for place in PLACES:
         key = f"{p}{place}/x-{role}-{uuid.uuid4().hex[:6]}.json"
         got[f"list {place}"] = _allowed(s3.list_objects_v2, Bucket=b, Prefix=f"{p}{place}/")
-        want[f"list {place}"] = place in READS[role] or place in WRITES.get(role, set())
+        want[f"list {place}"] = _in(place, READS[role] | WRITES.get(role, set()))
         got[f"get {place}"] = _allowed(s3.get_object, Bucket=b, Key=key)
-        want[f"get {place}"] = place in READS[role] or place in WRITES.get(role, set())
+        want[f"get {place}"] = _in(place, READS[role] | WRITES.get(role, set()))
         got[f"put {place}"] = _allowed(s3.put_object, Bucket=b, Key=key, Body=b"{}")
-        want[f"put {place}"] = place in WRITES.get(role, set())
+        want[f"put {place}"] = _in(place, WRITES.get(role, set()))
     curator = _client(ctx, "curator")
     for lvl in LEVELS:
         # a committed version's manifest (a copy, so that the readers' tests keep theirs)
