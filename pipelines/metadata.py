@@ -694,8 +694,11 @@ def _semantic_checks(data: dict, file: str, root) -> tuple[list[Problem], list[s
     if not isinstance(access, dict):
         access = {}
     emb = _date_or_none(access.get("embargo_until"))
-    if emb and access.get("level") == "open" and emb > dt.date.today():
-        notes.append(f"{file}: access.embargo_until: open dataset under embargo until {emb}")
+    if emb and access.get("level") in ("open", "consortium") and emb > dt.date.today():
+        notes.append(
+            f"{file}: access.embargo_until: under embargo until {emb}: held under _embargo/ "
+            "(curators only) until `binds release` publishes it on that date"
+        )
     return problems, notes
 
 
