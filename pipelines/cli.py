@@ -1063,6 +1063,13 @@ def serve(
         )
     if problem := api_problem(url):
         raise RunError(f"the Prefect API at {url} does not answer ({problem})")
+    if not os.environ.get("PREFECT_API_AUTH_STRING"):  # README, Access levels: the service
+        err.print(
+            "warning: PREFECT_API_AUTH_STRING is not set: a Prefect server without API "
+            "authentication lets anyone who reaches it see and start runs",
+            highlight=False,
+            markup=False,
+        )
     from pipelines.monitoring_service import serve as serve_inbox
 
     serve_inbox(
