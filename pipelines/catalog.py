@@ -181,11 +181,14 @@ def write_catalog_row(store: Store, row: dict[str, Any]) -> str:
     return key
 
 
-def read_catalog(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS) -> pa.Table:
+def read_catalog(
+    store: Store, *, levels: Iterable[str] = ACCESS_LEVELS, unreadable: list[str] | None = None
+) -> pa.Table:
     """All catalog rows of the access levels this store lets us read, newest first.
 
     A level we may not list (a bucket policy refusing it) is skipped with a log line: the AI
-    teams see the levels they were granted.
+    teams see the levels they were granted.  ``unreadable`` receives the names of the levels
+    skipped (a bill must say what it left out).
     """
     tables = []
     for level in levels:
@@ -194,6 +197,8 @@ def read_catalog(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS) -> pa.T
             infos = [i for i in store.list_prefix(prefix) if i.key.endswith(".parquet")]
         except StoreError as err:
             log.info("catalog of %r not readable: %s", level, err)
+            if unreadable is not None:
+                unreadable.append(level)
             continue
         for info in infos:
             try:

@@ -66,6 +66,14 @@ StoreOpt = Annotated[
 ]
 
 
+@app.callback()
+def _entry() -> None:
+    # every file and folder a binds command creates is group-private (pipelines.store.filemodes)
+    from pipelines.store.filemodes import private_umask
+
+    private_umask()
+
+
 def _report(exc: BindsError) -> None:
     if isinstance(exc, InputError):
         err.print(
@@ -684,6 +692,14 @@ def catalog(
         df = select_versions(st, levels=levels, latest=latest, **filters)
     except KeyError as exc:
         raise InputError(Problem(str(exc).strip('"'), where="--where")) from None
+    if fmt == "dcat" and for_level == "restricted":  # the curator's export: held versions too
+        import pandas as pd
+
+        from pipelines.embargo import held_frame
+
+        held = held_frame(st, levels)
+        if len(held):
+            df = pd.concat([df, held], ignore_index=True)
     if fmt == "dcat":
         from pipelines.dcat import catalog_graph
 
@@ -944,6 +960,13 @@ def usage(
         ),
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="The rows as JSON.")] = False,
+    levels: Annotated[
+        str | None,
+        typer.Option(
+            help="Only these access levels, comma-separated (e.g. open,consortium). Without it, "
+            "a level the store refuses to list fails the command (exit 1): a short bill is an error."
+        ),
+    ] = None,
 ) -> None:
     """What each support request used: core-hours, GPU-hours, peak memory, stored GB and
     GB-months to date, instrument runs; from the catalog and each version's _meta/usage.json.
@@ -963,7 +986,8 @@ def usage(
 
       binds usage --by month --since 2026-01-01 --csv > charges-2026.csv
 
-    Exit codes: 0 success; 1 store unreachable; 2 invalid option (a date, --by).
+    Exit codes: 0 success; 1 store unreachable, or a level not readable (the report is
+    printed, without it; --levels bills only the levels named); 2 invalid option (a date, --by).
     """
     import datetime as dt
 
@@ -977,8 +1001,24 @@ def usage(
     first, last = _day(since, "--since"), _day(until, "--until")
     if first and last and last < first:
         raise InputError(Problem(f"--until {last} is before --since {first}", where="--until"))
+    chosen = [x.strip() for x in levels.split(",") if x.strip()] if levels else list(ACCESS_LEVELS)
+    if bad := [x for x in chosen if x not in ACCESS_LEVELS]:
+        raise InputError(
+            Problem(
+                f"unknown access level {bad[0]!r}", where="--levels", hint=", ".join(ACCESS_LEVELS)
+            )
+        )
     st = open_store(store, read_only=True)
-    versions = version_usage(st, request=request)
+    unreadable: list[str] = []
+    versions = version_usage(st, request=request, levels=chosen, unreadable=unreadable)
+    if unreadable:  # said before the report, and the exit code says it too
+        err.print(
+            f"could not read the catalog of level(s) {', '.join(unreadable)} in {st.url}: "
+            "their usage is not in this report"
+            + ("" if levels else " (bill only what you may read with --levels)"),
+            highlight=False,
+            markup=False,
+        )
     if request and not versions:
         raise InputError(
             Problem(
@@ -992,13 +1032,13 @@ def usage(
     )
     if csv_out:
         sys.stdout.write(billing_csv(billing_lines(rows, by=by)))
-        return
+        raise typer.Exit(1 if unreadable else 0)
     if json_out:
         sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
-        return
+        raise typer.Exit(1 if unreadable else 0)
     if not rows:
         out.print(f"no usage in {st.url} for that period")
-        return
+        raise typer.Exit(1 if unreadable else 0)
     table = Table(title=f"usage in {st.url}", title_justify="left")
     for col in (
         by,
@@ -1026,6 +1066,8 @@ def usage(
             f"{r['gb_months']:.4f}",
         )
     out.print(table)
+    if unreadable:
+        raise typer.Exit(1)
 
 
 # ----------------------------------------------------------------------------------- watch
@@ -1131,6 +1173,13 @@ def serve(
         )
     if problem := api_problem(url):
         raise RunError(f"the Prefect API at {url} does not answer ({problem})")
+    if not os.environ.get("PREFECT_API_AUTH_STRING"):  # README, Access levels: the service
+        err.print(
+            "warning: PREFECT_API_AUTH_STRING is not set: a Prefect server without API "
+            "authentication lets anyone who reaches it see and start runs",
+            highlight=False,
+            markup=False,
+        )
     from pipelines.monitoring_service import serve as serve_inbox
 
     serve_inbox(
@@ -1206,6 +1255,7 @@ def demo(
 
 
 from pipelines import cli_data  # noqa: E402,F401  (registers commands)
+from pipelines import cli_policy  # noqa: E402,F401  (registers commands)
 
 
 def main() -> None:

@@ -170,8 +170,18 @@ def _dataset(g: Graph, v: URIRef, r: dict[str, Any], *, store, base: str) -> Non
         g.add((v, DCTERMS.issued, Literal(created.replace(microsecond=0), datatype=XSD.dateTime)))
     if r.get("acquired") is not None:
         g.add((v, DCTERMS.created, Literal(r["acquired"], datatype=XSD.date)))
-    g.add((v, DCTERMS.accessRights, URIRef(ACCESS_RIGHT + ACCESS_RIGHTS[r["access"]])))
-    g.add((URIRef(ACCESS_RIGHT + ACCESS_RIGHTS[r["access"]]), RDF.type, DCTERMS.RightsStatement))
+    rights = ACCESS_RIGHTS[r["access"]]
+    until = r.get("embargo_until")
+    if until is not None and until == until:  # not NaT/NaN (pandas)
+        from pipelines.embargo import today
+
+        until = until.date() if hasattr(until, "date") and callable(until.date) else until
+        if until > today():  # under embargo: nobody may access it before that day
+            rights = "NON_PUBLIC"
+            g.add((v, DCTERMS.available, Literal(until, datatype=XSD.date)))
+            g.add((v, ADMS.versionNotes, Literal(f"under embargo until {until}", lang="en")))
+    g.add((v, DCTERMS.accessRights, URIRef(ACCESS_RIGHT + rights)))
+    g.add((URIRef(ACCESS_RIGHT + rights), RDF.type, DCTERMS.RightsStatement))
     licence = URIRef(f"https://spdx.org/licenses/{r['licence']}") if r.get("licence") else None
     if licence is not None:
         g.add((v, DCTERMS.license, licence))

@@ -56,10 +56,20 @@ def _flow_run_name() -> str:
     run_dir = Path(str(flow_run.parameters.get("run_dir", "run")))
     try:
         from pipelines.metadata import load_experiment
+        from pipelines.service_guard import flow_run_name, served_inbox
 
-        return load_experiment(run_dir).dataset_id
+        if served_inbox() is not None and run_dir.resolve().parent != served_inbox():
+            return "refused"  # read nothing of a folder the service does not own
+        exp = load_experiment(run_dir)
+        return flow_run_name(exp.data, exp.dataset_id)  # consortium/restricted: a hash
     except Exception:
-        return run_dir.name
+        return "run"  # never a stranger's folder name
+
+
+def _started_name(started: StartedRun) -> str:
+    from pipelines.service_guard import flow_run_name
+
+    return flow_run_name(started.experiment.data, started.experiment.dataset_id)
 
 
 # No task-level retries: publish retries transient store faults itself, within a time budget
@@ -84,18 +94,22 @@ async def _qc_artifact(stage: StagedDataset, dataset_id: str) -> None:
 
 
 async def _publish_artifacts(result: dict[str, Any]) -> None:
+    from pipelines.service_guard import flow_run_name
+
+    # consortium / restricted: keyed and labelled by the dataset's hash, as the flow run is
+    label = flow_run_name({"access": {"level": result["access"]}}, result["dataset_id"])
     base = f"{result['store_url'].rstrip('/')}/{result['prefix']}v{result['version']}/"
     link = base if "://" in base else Path(base).resolve().as_uri() + "/"
     verb = "published" if result["created"] else "unchanged"
     await acreate_link_artifact(
-        key=artifact_key("publish", result["dataset_id"]),
+        key=artifact_key("publish", label),
         link=link,
-        link_text=f"{result['dataset_id']} v{result['version']} ({verb}, "
+        link_text=f"{label} v{result['version']} ({verb}, "
         f"{result['n_files']} files, {result['bytes']:,} bytes)",
         description=f"content {result['content_digest']}",
     )
     await acreate_markdown_artifact(
-        key=artifact_key("report", result["dataset_id"]),
+        key=artifact_key("report", label),
         markdown=report_markdown(result, report_link(result)),
         description="the QC verdict and a link to the self-contained HTML report",
     )
@@ -164,7 +178,7 @@ def make_flow(started: StartedRun | None = None, *, say: Say = _quiet) -> Flow:
 
     @flow(
         name="binds-run",
-        flow_run_name=started.experiment.dataset_id if started else _flow_run_name,
+        flow_run_name=_started_name(started) if started else _flow_run_name,
         log_prints=True,
         persist_result=False,
     )
@@ -181,6 +195,21 @@ def make_flow(started: StartedRun | None = None, *, say: Say = _quiet) -> Flow:
         A version whose QC verdict is FAIL ends in a Completed state named "QC failed" (the
         data are published: QC is the researcher's information, not a reason to withhold
         them) with the tag ``qc:fail``; ``binds run --fail-on-qc`` turns it into exit 3."""
+        # a served deployment's flow run is its own process: private files from here on too
+        from pipelines.store.filemodes import private_umask
+
+        private_umask()
+        if started is None:  # a served deployment: its parameters come from anyone
+            from pipelines.service_guard import check_flow_parameters
+
+            check_flow_parameters(
+                run_dir,
+                store_url=store_url,
+                profile=profile,
+                cores=cores,
+                work_dir=work_dir,
+                publish=publish,
+            )
         with _pid_recorded():
             result = await _binds_run(
                 run_dir,
@@ -279,7 +308,7 @@ async def _binds_run(
             logger.warning(verdict.summary())
             for c in verdict.failed:
                 logger.warning("FAIL %s", c.line())
-        await _qc_artifact(stage, started.experiment.dataset_id)
+        await _qc_artifact(stage, _started_name(started))  # a hash unless open
         trace("qc artifact")
         qc = verdict.to_dict()
         if not publish:

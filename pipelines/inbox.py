@@ -23,6 +23,7 @@ from typing import Any
 
 from pipelines.errors import BindsError, InputError, RunError
 from pipelines.metadata import EXPERIMENT_FILE
+from pipelines.store.filemodes import file_mode
 
 log = logging.getLogger(__name__)
 STATE_FILE = ".binds-inbox.json"
@@ -55,6 +56,7 @@ def load_state(inbox: Path) -> dict[str, Any]:
 def save_state(inbox: Path, state: dict[str, Any]) -> None:
     tmp = inbox / (STATE_FILE + ".tmp")
     tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    tmp.chmod(file_mode())  # the reasons name run folders: not for other users of the host
     tmp.replace(inbox / STATE_FILE)
 
 

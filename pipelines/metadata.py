@@ -683,12 +683,22 @@ def _semantic_checks(data: dict, file: str, root) -> tuple[list[Problem], list[s
                 hint="check the year",
             )
         )
+    if "support_unit" in data:  # a code: it reaches bills and Prefect tags (pipelines.units)
+        from pipelines.units import unit_problem
+
+        if bad := unit_problem(data["support_unit"]):
+            problems.append(
+                Problem(bad[0], file=file, where=_where(["support_unit"], root), hint=bad[1])
+            )
     access = data.get("access")
     if not isinstance(access, dict):
         access = {}
     emb = _date_or_none(access.get("embargo_until"))
-    if emb and access.get("level") == "open" and emb > dt.date.today():
-        notes.append(f"{file}: access.embargo_until: open dataset under embargo until {emb}")
+    if emb and access.get("level") in ("open", "consortium") and emb > dt.date.today():
+        notes.append(
+            f"{file}: access.embargo_until: under embargo until {emb}: held under _embargo/ "
+            "(curators only) until `binds release` publishes it on that date"
+        )
     problems += _data_use_problems(access, file, root)
     return problems, notes
 

@@ -225,14 +225,15 @@ def artifact_key(kind: str, dataset_id: str) -> str:
 
 
 def run_tags(experiment: dict[str, Any]) -> list[str]:
-    """Tags of a flow run: modality, request id, access level, support unit (when given)."""
-    tags = [
-        f"modality:{experiment['modality']}",
-        f"request:{experiment['request_id']}",
-        f"access:{experiment['access']['level']}",
-    ]
-    if experiment.get("support_unit"):
-        tags.append(f"unit:{experiment['support_unit']}")
+    """Tags of a flow run: modality, access level, support unit (a code), and the request id of
+    open data (consortium and restricted runs carry nothing that names them)."""
+    tags = [f"modality:{experiment['modality']}", f"access:{experiment['access']['level']}"]
+    if experiment["access"]["level"] == "open":
+        tags.insert(1, f"request:{experiment['request_id']}")
+    from pipelines.units import safe_tag_value
+
+    if unit := safe_tag_value(experiment.get("support_unit")):  # a code, never free text
+        tags.append(f"unit:{unit}")
     return tags
 
 
@@ -640,9 +641,12 @@ def prefect_environment(*, quiet: bool = True) -> None:
     imported; what the user set wins).  ``quiet``: Prefect's terminal output off."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")  # Prefect's client-side analytics (no internet)
+    from pipelines.store.filemodes import make_private_dirs, private_umask
+
+    private_umask()  # Prefect's database holds run names, parameters and logs: group-private
     os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".binds" / "prefect"))
     # Prefect's SQLite database cannot be created in a folder that does not exist yet
-    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
+    make_private_dirs(Path(os.environ["PREFECT_HOME"]).expanduser())
     # the ephemeral API server needs more than Prefect's 20 s on a busy 2-core machine
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if quiet:

@@ -107,6 +107,7 @@ class InboxService:
     def _submit(self, client, run_dir: Path, fingerprint: str, *, attempt: int) -> None:
         from pipelines.monitoring import run_tags
         from pipelines.runner import check_run_dir
+        from pipelines.service_guard import flow_run_name
 
         exp, _ = check_run_dir(run_dir)  # InputError: recorded as invalid, no flow run
         fr = client.create_flow_run_from_deployment(
@@ -118,7 +119,7 @@ class InboxService:
                 "cores": self.cores,
             },
             tags=[*run_tags(exp.data), "inbox"],
-            name=exp.dataset_id,
+            name=flow_run_name(exp.data, exp.dataset_id),
             idempotency_key=f"{run_dir.name}:{fingerprint}:{attempt}",
         )
         record(
@@ -261,7 +262,10 @@ def serve(
     from prefect.runner import Runner
 
     from pipelines.flows import binds_run
+    from pipelines.service_guard import fix_service
 
+    # the flow-run processes the runner starts inherit this: they refuse anything else
+    fix_service(inbox, store_url=store_url, profile=profile, cores=cores)
     runner = Runner(
         name=f"binds-serve-{inbox.resolve().name}",
         query_seconds=2,

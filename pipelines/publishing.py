@@ -92,8 +92,13 @@ def publish(
         experiment_sha256=experiment_sha256(exp),
         qc=stage.metrics,
     )
+    from pipelines.embargo import HeldStore, embargo_until, is_held
+
+    held = is_held(exp)
+    if held:  # committed under _embargo/<level>/ until `binds release` moves it (#23)
+        store = HeldStore(store)
     try:
-        return commit_version(
+        result = commit_version(
             submission,
             store,
             describe=lambda draft: describe_version(stage, exp, draft),
@@ -104,6 +109,12 @@ def publish(
             progress=progress,
             now=now,
         )
+        if held:
+            result.notes.append(
+                f"under embargo until {embargo_until(exp)}: held under _embargo/, where only "
+                "curators read it; `binds release` publishes it at its level on that date"
+            )
+        return result
     except StoreError as err:
         raise RunError(
             f"publishing to {store.url} failed: {err}",

@@ -44,7 +44,7 @@ def experiment_template(run_dir: Path, modality: str, *, today: dt.date | None =
         "request_id: BINDS-2026-0000          # EDIT: the support request id",
         f"title: {run_dir.name} ({modality})    # EDIT: one line a researcher would recognise",
         f"modality: {modality}",
-        "# support_unit: Structure analysis unit",
+        "# support_unit: structure-analysis",
         "instrument:",
         "  manufacturer: EDIT",
         "  model: EDIT                        # e.g. Titan Krios G4, Orbitrap Exploris 480",

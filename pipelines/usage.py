@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.staging import StagedDataset
+from pipelines.units import safe_cell
 
 log = logging.getLogger(__name__)
 
@@ -597,14 +598,26 @@ def _next_month(t: dt.datetime) -> dt.datetime:
     return (t.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
 
 
-def version_usage(store: Any, *, request: str | None = None) -> list[dict[str, Any]]:
+def version_usage(
+    store: Any,
+    *,
+    request: str | None = None,
+    levels: Iterable[str] | None = None,
+    unreadable: list[str] | None = None,
+) -> list[dict[str, Any]]:
     """One dict per committed version: the catalog row's usage columns, plus the support unit and
-    the instrument run's identity from its ``_meta/usage.json`` (older versions: catalog only)."""
+    the instrument run's identity from its ``_meta/usage.json`` (older versions: catalog only).
+
+    ``levels``: only these access levels (default all); ``unreadable`` receives the levels whose
+    catalog the store refused."""
     from pipelines.catalog import read_catalog
     from pipelines.store.base import StoreError
+    from pipelines.store.identifiers import ACCESS_LEVELS
 
     out = []
-    for row in read_catalog(store).to_pylist():
+    for row in read_catalog(
+        store, levels=list(levels or ACCESS_LEVELS), unreadable=unreadable
+    ).to_pylist():
         if request and row["request_id"] != request:
             continue
         rec = {
@@ -752,5 +765,6 @@ def billing_csv(lines: Iterable[dict[str, Any]]) -> str:
         lineterminator="\n",
     )
     writer.writeheader()
-    writer.writerows(lines)
+    # cells are data, never formulas, when the billing office opens the file in a spreadsheet
+    writer.writerows({k: safe_cell(v) for k, v in line.items()} for line in lines)
     return buf.getvalue()

@@ -75,7 +75,7 @@ def hold(
         yield work
         return
     work.mkdir(parents=True, exist_ok=True)
-    fd = os.open(work / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(work / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
     deadline = time.monotonic() + wait_s
     said = False
     try:

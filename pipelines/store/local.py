@@ -22,6 +22,7 @@ from pipelines.store.base import (
     UploadItem,
     check_key,
 )
+from pipelines.store.filemodes import file_mode, make_private_dirs
 
 TMP_PREFIX = ".binds-tmp-"
 
@@ -108,12 +109,12 @@ class LocalStore(Store):
 
     # -- writes ----------------------------------------------------------------------------
     def _tmp_for(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(path.parent)  # 0750: a restricted/ tree is not for other users
         return path.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}"
 
     def _write_tmp(self, path: Path, data: bytes) -> Path:
         tmp = self._tmp_for(path)
-        with open(tmp, "wb") as f:
+        with _open_private(tmp) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -140,7 +141,7 @@ class LocalStore(Store):
     def _copy_one(self, item: UploadItem, progress: ProgressCallback | None) -> None:
         path = self._path(item.key)
         tmp = self._tmp_for(path)
-        with open(item.path, "rb") as src, open(tmp, "wb") as dst:
+        with open(item.path, "rb") as src, _open_private(tmp) as dst:
             while chunk := src.read(8 << 20):
                 dst.write(chunk)
                 if progress:
@@ -197,6 +198,11 @@ class LocalStore(Store):
 
     def __repr__(self) -> str:
         return f"LocalStore({self.url!r}{', read_only=True' if self.read_only else ''})"
+
+
+def _open_private(path: Path):
+    """A new file opened for writing with mode 0640 (less if the umask says so)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, file_mode()), "wb")
 
 
 def _is_dir(st: os.stat_result) -> bool:

@@ -417,16 +417,15 @@ def _refuse_other_access_level(
         versions = committed_versions(store, oprefix)
         claims = [i.key for i in store.list_prefix(f"{oprefix}{layout.CLAIMS_DIR}/")]
         if versions or claims:
-            held = f"v{versions[-1]}" if versions else "a publish in progress"
+            # neither the other level nor a version: the message reaches the inbox state and
+            # Prefect's logs, read by people who may not see that level (#23)
             raise InputError(
                 Problem(
-                    f"dataset {dataset_id} is already published at access level {other!r} ({held}); "
-                    f"it cannot also be published as {access!r}",
+                    f"dataset {dataset_id} cannot be published as {access!r}: its id is taken",
                     file="experiment.yaml",
                     where="access.level",
-                    hint=f"keep 'access: {{level: {other}}}' to publish a new version, or give the run "
-                    "a new request_id (a new dataset); moving a published dataset to another level "
-                    "is a curator's decision, not a re-run",
+                    hint="give the run a new request_id (a new dataset), or ask the curator "
+                    "which access level this dataset has",
                 )
             )
 

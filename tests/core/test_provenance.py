@@ -103,7 +103,7 @@ def test_one_create_action_per_job_with_steps_controls_and_usage(cryoem_version)
     assert params["mask_threshold"] == 0.5
     # the agents: the support unit and the operator; never a credential
     names = {e.get("name") for e in g.values() if _types(e) & {"Person", "Organization"}}
-    assert {"Structure analysis unit", "demo"} <= names
+    assert {"structure-analysis", "demo"} <= names
     text = (version_dir / CRATE_PATH).read_text()
     assert "AWS_" not in text and "SECRET" not in text.upper()
 

@@ -163,7 +163,9 @@ def test_dataset_id_cannot_be_published_at_a_second_access_level(cryoem_publishe
         yaml_path.write_text(original.replace(f"level: {level}", f"level: {other}"))
         out = binds("run", run, "--store", store, "--work-dir", work, "--cores", "2")
         assert out.exit_code == 2, out.output
-        assert f"already published at access level {level!r}" in out.output
+        # refused without naming the level it has, nor a version of it (#23, symptom 6)
+        assert "its id is taken" in out.output and f"{level!r}" not in out.output
+        assert "v1" not in out.output.replace(str(store), "")
         assert f"published as {other!r}" in out.output and "access.level" in out.output
         assert not (store / other / "cryoem").exists()
     finally:

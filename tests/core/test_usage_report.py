@@ -89,9 +89,9 @@ def test_cli_usage_csv_matches_the_catalog(cryoem_version):
     assert (
         by_service["instrument"]["quantity"] == "1.0" and by_service["instrument"]["unit"] == "run"
     )
-    assert by_service["compute"]["support_unit"] == "Structure analysis unit"
+    assert by_service["compute"]["support_unit"] == "structure-analysis"
     table = runner.invoke(app, ["usage", "--store", store, "--by", "unit"], catch_exceptions=False)
-    assert table.exit_code == 0 and "Structure analysis unit" in table.stdout
+    assert table.exit_code == 0 and "structure-analysis" in table.stdout
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ schema_version: 1
 request_id: BINDS-DEMO-CRYOEM-{seed:04d}
 title: Synthetic protein-like map with half maps and mask (demo, seed {seed})
 modality: cryoem
-support_unit: Structure analysis unit
+support_unit: structure-analysis
 instrument: {{manufacturer: Thermo Fisher, model: Titan Krios G4}}
 acquired: 2026-11-20
 operator: demo

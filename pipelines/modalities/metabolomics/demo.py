@@ -208,7 +208,7 @@ schema_version: 1
 request_id: BINDS-DEMO-LCMS-{seed:04d}
 title: Demo LC-MS metabolomics run, three plasma extracts (synthetic)
 modality: metabolomics
-support_unit: metabolome unit
+support_unit: metabolome
 instrument: {{manufacturer: Thermo Fisher, model: Q Exactive}}
 acquired: 2026-11-20
 operator: demo

@@ -131,7 +131,7 @@ schema_version: 1
 request_id: BINDS-DEMO-0006
 title: Kinase inhibitor library screen on 384-well plates (synthetic demo)
 modality: screening
-support_unit: hit discovery
+support_unit: hit-discovery
 instrument: {manufacturer: PerkinElmer, model: EnVision 2105}
 acquired: 2026-11-20
 operator: demo
