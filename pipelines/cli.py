@@ -1254,8 +1254,8 @@ def demo(
     )
 
 
-from pipelines import cli_data  # noqa: E402,F401  (registers commands)
-from pipelines import cli_policy  # noqa: E402,F401  (registers commands)
+# the command groups in their own modules register on `app` when imported
+from pipelines import cli_data, cli_policy  # noqa: E402,F401
 
 
 def main() -> None:
