@@ -378,7 +378,7 @@ def test_ctrl_c_while_prefect_is_being_imported_is_one_line(
     ]
 
 
-def test_the_temporary_server_never_outlives_binds(tmp_path):
+def test_the_temporary_server_never_outlives_binds(tmp_path, ephemeral_prefect):
     """binds killed with SIGKILL (or by a dropped SSH session): its temporary server goes too."""
     code = (
         "import os, signal\nfrom pipelines.monitoring import TemporaryServer\n"

@@ -104,7 +104,6 @@ def test_the_checks_see_console_errors_and_external_requests(chromium, tmp_path)
     assert external_refs(bad.read_text()) == ["http://127.0.0.1:9/x.png"]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("modality", ["cryoem", "metabolomics", "transcriptomics", "screening"])
 def test_report_of_every_demo_modality_renders_offline_without_errors(
     chromium, modality, tmp_path, monkeypatch
