@@ -7,6 +7,7 @@ and skip with the reason on a user's machine.
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import subprocess
@@ -195,22 +196,26 @@ def _fixture_closure(item, names) -> dict[str, list]:
 def pytest_collection_modifyitems(session, config, items):
     helpers = _slow_helper_objects()
     fixture_marks: dict[int, set[str]] = {}  # a fixture's helpers, read once per definition
+
+    def own_marks(name: str, fixturedef) -> set[str]:
+        if id(fixturedef) not in fixture_marks:
+            found = set(SLOW_FIXTURES.get(name, ()))
+            if not fixturedef.func.__module__.startswith("_pytest"):
+                found |= _marks_of_function(fixturedef.func, helpers)
+            fixture_marks[id(fixturedef)] = found
+        return fixture_marks[id(fixturedef)]
+
+    builds: dict[str, list[str]] = {}
     for item in items:
-        marks: set[str] = set()
         names = set(getattr(item, "fixturenames", ()))
         callspec = getattr(item, "callspec", None)
         if callspec is not None:
             names |= {v for v in callspec.params.values() if isinstance(v, str)}
-        for name, fixturedefs in _fixture_closure(item, names).items():
-            marks |= set(SLOW_FIXTURES.get(name, ()))
-            for fixturedef in fixturedefs:  # a fixture that calls a slow helper itself
-                if id(fixturedef) not in fixture_marks:
-                    fixture_marks[id(fixturedef)] = (
-                        set()
-                        if fixturedef.func.__module__.startswith("_pytest")
-                        else _marks_of_function(fixturedef.func, helpers)
-                    )
-                marks |= fixture_marks[id(fixturedef)]
+        closure = _fixture_closure(item, names)
+        marks: set[str] = set()
+        for name, fixturedefs in closure.items():
+            for fixturedef in fixturedefs:
+                marks |= own_marks(name, fixturedef)
         func = getattr(item, "function", None)
         if func is not None:
             marks |= _marks_of_function(func, helpers)
@@ -219,6 +224,35 @@ def pytest_collection_modifyitems(session, config, items):
             item.add_marker(mark)
         if marks:
             item.add_marker("slow")
+        builds[item.nodeid] = _shared_builds(closure, own_marks)
+    # one group per test: of the builds it uses, the one most tests share
+    users = collections.Counter(name for names in builds.values() for name in names)
+    for item in items:
+        if names := builds.get(item.nodeid):
+            item.add_marker(pytest.mark.xdist_group(max(names, key=lambda n: (users[n], n))))
+
+
+def _shared_builds(closure: dict[str, list], own_marks) -> list[str]:
+    """The session- or module-scoped fixtures in a test's closure that run workflows
+    (demo_store, real_store, ...): its xdist group.  `make test` runs with ``--dist
+    loadgroup``, so every user of one such build is in the worker that built it (a session
+    fixture is built once per worker); the other tests spread over the workers."""
+
+    def slow(name: str, seen: frozenset = frozenset()) -> bool:
+        if name in seen:
+            return False
+        return any(
+            own_marks(name, d) or any(slow(a, seen | {name}) for a in d.argnames)
+            for d in closure.get(name, ())
+        )
+
+    return sorted(
+        name
+        for name, fixturedefs in closure.items()
+        if name not in SLOW_FIXTURES
+        and any(d.scope in ("session", "package", "module") for d in fixturedefs)
+        and slow(name)
+    )
 
 
 def _started_by(args) -> str | None:
