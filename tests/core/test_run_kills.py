@@ -117,9 +117,10 @@ def recorded_timeline(
     started = {j: e["t"] - t0 for e in events if e.get("event") == "job_started" for j in e["jobs"]}
     finished = {e["jobid"]: e["t"] - t0 for e in events if e.get("event") == "job_finished"}
     first, last = events[0]["t"] - t0, events[-1]["t"] - t0
-    jobs = [
+    jobs = [  # the target rule `all` runs nothing
         (f"job {rules.get(j, j)}", started[j], finished.get(j, last))
         for j in sorted(started, key=started.__getitem__)
+        if rules.get(j) != "all"
     ]
     phases = [("start-up and validation", 0.2, first), *jobs, ("publishing", last, end)]
     return json.loads(out)["content_digest"], phases
