@@ -319,24 +319,23 @@ class _TierGuard:
         )
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
     if item.get_closest_marker("slow"):
-        yield
-        return
+        return (yield)
     with _TierGuard(item):
-        yield
+        return (yield)
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
     if item.get_closest_marker("slow"):
-        yield
-        return
+        return (yield)
     with _TierGuard(item) as guard:
-        yield
+        result = yield
     if guard.started:  # the failure was caught on the way (e.g. `except BaseException`)
         pytest.fail(guard.message(), pytrace=False)
+    return result
 
 
 # ----------------------------------------------------------------------------- slow fixtures

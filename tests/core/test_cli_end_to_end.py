@@ -245,7 +245,7 @@ def test_run_and_publish_into_s3(demo_run, s3_bucket, tmp_path, s3_endpoint, bin
     assert binds("verify", "--store", s3_bucket + "/curated").exit_code == 0
 
 
-def test_invalid_run_folder_exits_2_and_runs_nothing(tmp_path):
+def test_invalid_run_folder_exits_2_and_runs_nothing(tmp_path, prefect_api):
     run = tmp_path / "bad"
     run.mkdir()
     (run / "experiment.yaml").write_text("schema_version: 1\nmodality: screening\n")

@@ -264,7 +264,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_unreachable_store_fails_before_any_rule_within_30_s(tmp_path, monkeypatch):
+def test_unreachable_store_fails_before_any_rule_within_30_s(tmp_path, monkeypatch, binds_cli):
     """Symptom: the store was found unreachable after the compute, after 631 s."""
     monkeypatch.setenv("BINDS_S3_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
@@ -280,7 +280,7 @@ def test_unreachable_store_fails_before_any_rule_within_30_s(tmp_path, monkeypat
     assert not (work / "stage" / "data").exists(), "no rule ran"
 
 
-def test_transient_retries_stop_within_the_budget(tmp_path, monkeypatch):
+def test_transient_retries_stop_within_the_budget(tmp_path, monkeypatch, binds_cli):
     from pipelines.errors import RunError
     from pipelines.publishing import publish
     from pipelines.store.base import StoreError
@@ -311,7 +311,7 @@ def test_transient_retries_stop_within_the_budget(tmp_path, monkeypatch):
     assert issubclass(StoreError, BindsError)  # reported by the CLI as one line, exit 1
 
 
-def test_input_error_at_publish_is_not_retried(tmp_path):
+def test_input_error_at_publish_is_not_retried(tmp_path, binds_cli):
     """Symptom: an InputError raised at publish was retried for 35 s."""
     from binds_testing import run_stage
 
