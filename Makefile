@@ -51,7 +51,7 @@ test: install  ## run the whole test suite (what CI runs); under CI as root it f
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: install  ## the inner loop: no Snakemake, no Prefect server, no Slurm, no browser (markers: tests/conftest.py)
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q -n $(TEST_WORKERS)
 
 lint: install  ## ruff (lint + format check) and mypy on the core modules; what CI runs first
 	$(BIN)/ruff check .

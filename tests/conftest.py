@@ -125,6 +125,11 @@ SLOW_HELPERS: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 
+# a test that may build a shared store (demo_store: every demo modality) has this long, setup
+# included (pytest's `timeout` is 900 s)
+SHARED_BUILD_TIMEOUT_S = 1800
+
+
 def _slow_helper_objects() -> dict[int, tuple[str, ...]]:
     import importlib
 
@@ -230,6 +235,8 @@ def pytest_collection_modifyitems(session, config, items):
     for item in items:
         if names := builds.get(item.nodeid):
             item.add_marker(pytest.mark.xdist_group(max(names, key=lambda n: (users[n], n))))
+            if not item.get_closest_marker("timeout"):  # the first user builds it (a loaded
+                item.add_marker(pytest.mark.timeout(SHARED_BUILD_TIMEOUT_S))  # machine: slow)
 
 
 def _shared_builds(closure: dict[str, list], own_marks) -> list[str]:

@@ -49,6 +49,7 @@ def demo_store(tmp_path_factory, prefect_server, snakemake) -> Path:
         "--runs-dir",
         tmp / "runs",
         env=dict(os.environ, PREFECT_API_URL=prefect_server),
+        timeout=1700,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return store
