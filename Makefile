@@ -39,16 +39,19 @@ bytecode:
 install: $(STAMP)  ## create .venv and install the project with its extras
 
 SLURM_UP := ../shared/tools/slurm/ci_slurm_up.sh
+# pytest-xdist workers of `make test`: the tests that share a session build (demo store, real
+# stores, ...) run in one worker (their xdist_group, set by tests/conftest.py), the rest spread
+TEST_WORKERS ?= 2
 
 test: install  ## run the whole test suite (what CI runs); under CI as root it first starts a single-node Slurm with accounting
 	@# WITH_DBD=1: slurmdbd + MariaDB, so that sacct answers (the usage record's Slurm figures)
 	@if [ -n "$$CI" ] && [ "$$(id -u)" = 0 ] && [ -f $(SLURM_UP) ]; then \
 		echo "starting a single-node Slurm with accounting for the profile tests ($(SLURM_UP))"; \
 		WITH_DBD=1 bash $(SLURM_UP) >/dev/null; fi
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
-test-fast: install  ## the inner loop: every test not marked slow (no end-to-end workflow runs)
-	$(BIN)/python -m pytest -m "not slow" -q
+test-fast: install  ## the inner loop: no Snakemake, no Prefect server, no Slurm, no browser (markers: tests/conftest.py)
+	$(BIN)/python -m pytest -m "not slow" -q -n $(TEST_WORKERS)
 
 lint: install  ## ruff (lint + format check) and mypy on the core modules; what CI runs first
 	$(BIN)/ruff check .

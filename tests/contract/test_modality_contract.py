@@ -36,8 +36,7 @@ def binds(*args: str | Path, env: dict[str, str]) -> subprocess.CompletedProcess
     )
 
 
-@pytest.mark.slow
-def test_a_fifth_modality_from_its_own_package_runs_to_a_verified_version(tmp_path):
+def test_a_fifth_modality_from_its_own_package_runs_to_a_verified_version(tmp_path, binds_cli):
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join([str(TOY_SITE), os.environ.get("PYTHONPATH", "")])
     )

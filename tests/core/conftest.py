@@ -1,6 +1,5 @@
 """Fixtures of the core tests.
 
-``prefect_server``: a real Prefect server on loopback (one per session).
 ``cryoem_version``: one cryo-EM demo run, staged with the local profile and published into a
 local store, shared by the provenance and usage tests.
 ``demo_store``: ``binds demo`` for every modality (synthetic runs through the real Snakemake
@@ -13,72 +12,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from binds_testing import link_files, minimal_yaml
 
 from pipelines.modalities.cryoem import make_demo_run
-from pipelines.monitoring import api_problem, free_port
-from tests.conftest import shared_data
-
-BINDS = str(Path(sys.executable).parent / "binds")
+from tests.conftest import run_binds, shared_data
 
 
 @pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory):
-    """``prefect server start`` on a free loopback port with its own PREFECT_HOME."""
-    home = tmp_path_factory.mktemp("prefect-server")
-    port = free_port()
-    env = dict(
-        os.environ,
-        PREFECT_HOME=str(home),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_UI_ENABLED="false",
-    )
-    env.pop("PREFECT_API_URL", None)
-    log = open(home / "server.log", "wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 180
-    while api_problem(url, timeout_s=1) is not None:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(
-                f"prefect server did not start: {(home / 'server.log').read_text()[-2000:]}"
-            )
-        time.sleep(0.5)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
-
-
-@pytest.fixture(scope="session")
-def cryoem_version(tmp_path_factory):
+def cryoem_version(tmp_path_factory, snakemake):
     """(version folder, manifest, staged dataset, run folder) of the published cryo-EM demo."""
     from pipelines.runner import prepare, publish_stage, stage
 
@@ -94,15 +38,18 @@ def cryoem_version(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def demo_store(tmp_path_factory) -> Path:
+def demo_store(tmp_path_factory, prefect_server, snakemake) -> Path:
+    """Shared by every test that reads it: a test that changes a store copies it first."""
     tmp = tmp_path_factory.mktemp("demo")
     store = tmp / "store"
-    out = subprocess.run(
-        [BINDS, "demo", "--store", str(store), "--runs-dir", str(tmp / "runs")],
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
-        timeout=900,
+    out = run_binds(
+        "demo",
+        "--store",
+        store,
+        "--runs-dir",
+        tmp / "runs",
+        env=dict(os.environ, PREFECT_API_URL=prefect_server),
+        timeout=1700,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return store
@@ -120,7 +67,7 @@ REAL_RUNS = {
 
 
 @pytest.fixture(scope="session")
-def real_store(tmp_path_factory) -> Path:
+def real_store(tmp_path_factory, prefect_server, snakemake) -> Path:
     # `binds run` in a subprocess (Prefect + Snakemake): their logging set-up stays out of
     # this test session
     tmp = tmp_path_factory.mktemp("real")
@@ -138,22 +85,16 @@ def real_store(tmp_path_factory) -> Path:
             )
             + block
         )
-        out = subprocess.run(
-            [
-                BINDS,
-                "run",
-                str(run_dir),
-                "--store",
-                str(tmp / "store"),
-                "--cores",
-                "2",
-                "--work-dir",
-                str(tmp / modality / "work"),
-            ],
-            capture_output=True,
-            text=True,
-            env=os.environ.copy(),
-            timeout=900,
+        out = run_binds(
+            "run",
+            run_dir,
+            "--store",
+            tmp / "store",
+            "--cores",
+            "2",
+            "--work-dir",
+            tmp / modality / "work",
+            env=dict(os.environ, PREFECT_API_URL=prefect_server),
         )
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return tmp / "store"

@@ -14,7 +14,6 @@ import pytest
 
 from pipelines import access
 
-pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 

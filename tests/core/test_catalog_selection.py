@@ -8,15 +8,12 @@ import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from typer.testing import CliRunner
 
 from pipelines.access.catalog_schema import CATALOG_SCHEMA, figures, parse_where
 from pipelines.catalog import read_catalog, rebuild_catalog
 from pipelines.cli import app
 from pipelines.store import open_store
-
-pytestmark = pytest.mark.slow
 
 
 def binds(*args):

@@ -35,8 +35,9 @@ def demo_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def published(demo_run, tmp_path_factory):
-    """`binds run` once, into a local store: (store path, result dict)."""
+def published(demo_run, tmp_path_factory, ephemeral_prefect, snakemake):
+    """`binds run` once, into a local store: (store path, result dict).  One of the two runs of
+    the suite with binds' own temporary Prefect server (``ephemeral_prefect``)."""
     base = tmp_path_factory.mktemp("published")
     store = base / "store"
     priority = os.getpriority(os.PRIO_PROCESS, 0)
@@ -96,7 +97,7 @@ def test_run_publishes_a_version_through_prefect_and_snakemake(published):
     assert run_info["inputs"] and all(len(i["sha256"]) == 64 for i in run_info["inputs"])
 
 
-def test_rerun_of_same_folder_creates_no_new_version(published, demo_run):
+def test_rerun_of_same_folder_creates_no_new_version(published, demo_run, prefect_api):
     store, first, stage = published
     result = binds(
         "run", str(demo_run), "--store", str(store), "--cores", "2", "--work-dir", str(stage.parent)
@@ -206,7 +207,7 @@ def test_catalog_rebuild_restores_a_lost_row(published, tmp_path):
     assert [r["version"] for r in json.loads(rebuilt.stdout)] == [1]
 
 
-def test_run_and_publish_into_s3(demo_run, s3_bucket, tmp_path, s3_endpoint):
+def test_run_and_publish_into_s3(demo_run, s3_bucket, tmp_path, s3_endpoint, binds_cli):
     import s3fs
 
     work = tmp_path / "work"
@@ -244,7 +245,7 @@ def test_run_and_publish_into_s3(demo_run, s3_bucket, tmp_path, s3_endpoint):
     assert binds("verify", "--store", s3_bucket + "/curated").exit_code == 0
 
 
-def test_invalid_run_folder_exits_2_and_runs_nothing(tmp_path):
+def test_invalid_run_folder_exits_2_and_runs_nothing(tmp_path, prefect_api):
     run = tmp_path / "bad"
     run.mkdir()
     (run / "experiment.yaml").write_text("schema_version: 1\nmodality: screening\n")
@@ -255,7 +256,7 @@ def test_invalid_run_folder_exits_2_and_runs_nothing(tmp_path):
     assert not store.exists() and not (tmp_path / "w").exists()
 
 
-def test_failing_rule_is_named_with_its_log_tail(demo_run, tmp_path, monkeypatch):
+def test_failing_rule_is_named_with_its_log_tail(demo_run, tmp_path, monkeypatch, binds_cli):
     """A rule that crashes (a broken environment, not bad input): exit 1 naming the rule and
     showing its log tail; nothing published."""
     # a real misconfiguration: matplotlib refuses an unknown backend in the plotting rules

@@ -74,7 +74,7 @@ def test_local_executor_with_s3_storage_gives_the_local_digest(
     assert content_digest(files, experiment=staged.experiment) == local_manifest["content_digest"]
 
 
-def test_kubernetes_profile_passes_a_dry_run(s3_bucket, s3_endpoint, tmp_path):
+def test_kubernetes_profile_passes_a_dry_run(s3_bucket, s3_endpoint, tmp_path, snakemake):
     run_dir, staged, _ = _stage_in_bucket(tmp_path, s3_bucket.removeprefix("s3://"), s3_endpoint)
     # the committed profile as it is; only the bucket and the endpoint are this test's
     cmd = snakemake_command(

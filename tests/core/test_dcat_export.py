@@ -17,7 +17,7 @@ from pipelines.publishing import publish
 from pipelines.staging import StagedDataset
 from pipelines.store import open_store
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("keep_logging")]
+pytestmark = pytest.mark.usefixtures("keep_logging")
 STANDARDS = Path(__file__).resolve().parents[3] / "shared" / "standards" / "dcat-ap-3.0.1"
 if not STANDARDS.is_dir():
     STANDARDS = Path("/work/shared/standards/dcat-ap-3.0.1")

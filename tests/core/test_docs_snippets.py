@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs" / "formats").glob("*.md"))]
 BLOCK = re.compile(r"```python\n(# snippet: ([^\n]+)\n.*?)```", re.S)

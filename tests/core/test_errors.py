@@ -32,7 +32,9 @@ def test_run_error_keeps_its_details_through_pickle():
 
 
 # ----------------------------------------------------------------------------- failures inside a rule
-def test_unexpected_failure_inside_a_rule_is_one_line_naming_rule_and_input(tmp_path, monkeypatch):
+def test_unexpected_failure_inside_a_rule_is_one_line_naming_rule_and_input(
+    tmp_path, monkeypatch, snakemake
+):
     """A real run whose rule crashes on something that is not bad input (a broken environment:
     matplotlib refuses an unknown backend when scanpy is imported inside the step): one line
     naming the rule, the input file and the exception; the traceback only in the rule's log."""

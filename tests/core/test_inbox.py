@@ -40,7 +40,7 @@ def test_folder_is_taken_when_settled_and_again_only_when_changed(tmp_path):
     assert state["run1"]["status"] == "unchanged"
 
 
-def test_watch_once_processes_good_folders_and_reports_bad_ones(tmp_path, monkeypatch):
+def test_watch_once_processes_good_folders_and_reports_bad_ones(tmp_path, monkeypatch, binds_cli):
     inbox = tmp_path / "inbox"
     get_modality("screening").make_demo_run(inbox / "screen-run")
     (inbox / "broken-run").mkdir()

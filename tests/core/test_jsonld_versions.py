@@ -16,7 +16,7 @@ from rdflib.namespace import XSD
 
 from pipelines.jsonld import BINDS_VOCAB, ONTOLOGIES
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("keep_logging")]
+pytestmark = pytest.mark.usefixtures("keep_logging")
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = "https://schema.org/"
 # schema.org terms the documents may use (anything else in that namespace would be invented)

@@ -78,7 +78,7 @@ def _read_run(
 
 
 # ----------------------------------------------------------------------------- the logger plugin
-def test_logger_plugin_streams_job_events_with_resources_benchmarks_and_errors(tmp_path):
+def test_logger_plugin_streams_job_events_with_resources_benchmarks_and_errors(tmp_path, snakemake):
     (tmp_path / "Snakefile").write_text(
         'rule all:\n    input: expand("out/{s}.txt", s=["a", "b"]), "out/bad.txt"\n'
         'rule make:\n    output: "out/{s}.txt"\n    log: "logs/{s}.log"\n    benchmark: "bench/{s}.tsv"\n'
@@ -128,7 +128,7 @@ def test_logger_plugin_streams_job_events_with_resources_benchmarks_and_errors(t
     assert all(e["t"] > 1e9 for e in evs) and any(e["event"] is None and e["msg"] for e in evs)
 
 
-def test_logger_plugin_is_inert_without_an_events_file(tmp_path):
+def test_logger_plugin_is_inert_without_an_events_file(tmp_path, snakemake):
     (tmp_path / "Snakefile").write_text('rule all:\n    output: "x"\n    shell: "touch {output}"\n')
     env = {k: v for k, v in os.environ.items() if k != "BINDS_SNAKEMAKE_EVENTS"}
     proc = subprocess.run(
@@ -378,7 +378,7 @@ def test_ctrl_c_while_prefect_is_being_imported_is_one_line(
     ]
 
 
-def test_the_temporary_server_never_outlives_binds(tmp_path):
+def test_the_temporary_server_never_outlives_binds(tmp_path, ephemeral_prefect):
     """binds killed with SIGKILL (or by a dropped SSH session): its temporary server goes too."""
     code = (
         "import os, signal\nfrom pipelines.monitoring import TemporaryServer\n"

@@ -7,16 +7,13 @@ import json
 import shlex
 import subprocess
 
-import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.modalities import get as get_modality
 
-pytestmark = pytest.mark.slow
 
-
-def test_prepare_prints_the_snakemake_command_that_builds_a_publishable_stage(tmp_path):
+def test_prepare_prints_the_snakemake_command_that_builds_a_publishable_stage(tmp_path, snakemake):
     run = get_modality("cryoem").make_demo_run(tmp_path / "run", seed=11)
     work = tmp_path / "work"
     cli = CliRunner()

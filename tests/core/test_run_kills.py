@@ -3,8 +3,10 @@ any rule, publishing), then the same command, gives the same version as an unint
 no partial version is ever visible; Snakemake's stale locks never block; a second run of the
 same folder while one is active is refused.
 
-The runs are real `binds run` processes (Prefect + Snakemake + a local store).  They talk to one
-`prefect server start` on loopback, so that each process does not pay for a temporary server.
+The runs are real `binds run` processes (Prefect + Snakemake + a local store).  They talk to the
+session's `prefect server start` on loopback (fixture ``prefect_api``, which also marks them
+slow), so that each process does not pay for a temporary server.  The kill times come from the
+recorded timeline of one uninterrupted run: one per phase, seeded and printed.
 """
 
 from __future__ import annotations
@@ -24,14 +26,7 @@ from pipelines.modalities import get as get_modality
 from pipelines.store import open_store
 from pipelines.store.verify import verify
 
-pytestmark = pytest.mark.slow
 BINDS = [sys.executable, "-m", "pipelines.cli"]
-
-
-@pytest.fixture
-def prefect_api(prefect_server):
-    """The session's `prefect server start` on loopback (tests/core/conftest.py)."""
-    return prefect_server
 
 
 def _env(prefect_api: str, tmp: Path) -> dict[str, str]:
@@ -97,32 +92,77 @@ def committed_digests(store: Path) -> list[str]:
     ]
 
 
-def uninterrupted_digest(run_dir: Path, tmp: Path, env: dict[str, str]) -> tuple[str, float]:
-    t0 = time.monotonic()
+def kill_seed() -> int:
+    """The seed of this session's kill points: BINDS_KILL_SEED to repeat a failure, else a
+    new one each session (so the suite samples new points over time); printed by each test."""
+    if seed := os.environ.get("BINDS_KILL_SEED"):
+        return int(seed)
+    return random.SystemRandom().randrange(2**32)
+
+
+def recorded_timeline(
+    run_dir: Path, tmp: Path, env: dict[str, str]
+) -> tuple[str, list[tuple[str, float, float]]]:
+    """One uninterrupted run: its content digest and its phases as (name, start, end) in seconds
+    after the command started: start-up and validation (until Snakemake's first event), every
+    job (started .. finished, from the events the logger plugin records) and publishing (from
+    Snakemake's last event until the command returned)."""
+    t0 = time.time()
     code, out, err = finish(start_run(run_dir, tmp / "ref-store", tmp / "ref-work", env))
+    end = time.time() - t0
     assert code == 0, err
-    return json.loads(out)["content_digest"], time.monotonic() - t0
+    events_file = tmp / "ref-work" / "stage" / "_meta" / "snakemake-events.jsonl"
+    events = [json.loads(line) for line in events_file.read_text().splitlines() if line]
+    rules = {e["jobid"]: e["rule"] for e in events if e.get("event") == "job_info"}
+    started = {j: e["t"] - t0 for e in events if e.get("event") == "job_started" for j in e["jobs"]}
+    finished = {e["jobid"]: e["t"] - t0 for e in events if e.get("event") == "job_finished"}
+    first, last = events[0]["t"] - t0, events[-1]["t"] - t0
+    jobs = [  # the target rule `all` runs nothing
+        (f"job {rules.get(j, j)}", started[j], finished.get(j, last))
+        for j in sorted(started, key=started.__getitem__)
+        if rules.get(j) != "all"
+    ]
+    phases = [("start-up and validation", 0.2, first), *jobs, ("publishing", last, end)]
+    return json.loads(out)["content_digest"], phases
 
 
-@pytest.mark.timeout(2400)  # 10 killed runs and 10 reruns (~1 min per round on a loaded machine)
+def kill_points(
+    phases: list[tuple[str, float, float]], rng: random.Random, n_jobs: int = 4
+) -> list[tuple[str, float]]:
+    """A kill time in start-up, in publishing and in ``n_jobs`` of the jobs (seeded choice):
+    every phase a kill can land in is hit, with fewer runs than uniform random times need."""
+    startup, *jobs, publishing = phases
+    chosen = [startup, *sorted(rng.sample(jobs, min(n_jobs, len(jobs))), key=lambda p: p[1])]
+    chosen.append(publishing)
+    return [(name, rng.uniform(a, max(a, b))) for name, a, b in chosen]
+
+
+@pytest.mark.timeout(2400)  # 6 killed runs and 6 reruns (~1 min per round on a loaded machine)
 @pytest.mark.parametrize("modality", ["cryoem", "screening"])
-def test_random_sigkills_then_rerun_give_the_uninterrupted_version(modality, prefect_api, tmp_path):
-    """>= 10 random SIGKILLs per modality (20 across the two), half to the whole process group,
-    half to one process of the run (binds, Snakemake, a job); each followed by the same command."""
+def test_sigkills_in_every_phase_then_rerun_give_the_uninterrupted_version(
+    modality, prefect_api, tmp_path
+):
+    """A SIGKILL in each phase of a recorded uninterrupted run (start-up and validation, 4 of
+    its jobs, publishing), alternately to the whole process group and to one process of the
+    run (binds, Snakemake, a job); each followed by the same command.  The times are drawn
+    from the seed printed (BINDS_KILL_SEED repeats them)."""
     env = _env(prefect_api, tmp_path)
     run_dir = tmp_path / "run"
     get_modality(modality).make_demo_run(run_dir)
-    digest, duration = uninterrupted_digest(run_dir, tmp_path, env)
-    rng = random.Random(f"{modality}-kills")
-    kills = 10
-    for i in range(kills):
-        # a fresh store and work folder each round: every kill lands in a whole run (start-up,
-        # validation, a rule, publishing), at a random time
+    digest, phases = recorded_timeline(run_dir, tmp_path, env)
+    seed = kill_seed()
+    rng = random.Random(f"{modality}-{seed}")
+    points = kill_points(phases, rng)
+    print(f"kill seed {seed} (BINDS_KILL_SEED={seed} repeats); timeline {phases}", flush=True)
+    assert len(points) >= 3 and points[0][0].startswith("start-up")
+    assert points[-1][0] == "publishing"
+    for i, (phase, at) in enumerate(points):
+        # a fresh store and work folder each round: the kill lands in a whole run
         store, work = tmp_path / f"store-{i}", tmp_path / f"work-{i}"
         proc = start_run(run_dir, store, work, env)
         whole_group = i % 2 == 0
-        try:  # the kill lands at a random time of the run, or not at all if it ends first
-            proc.wait(timeout=rng.uniform(0.2, duration))
+        try:  # not at all if the run ends first (its timing varies with the machine's load)
+            proc.wait(timeout=at)
         except subprocess.TimeoutExpired:
             if whole_group:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -132,12 +172,10 @@ def test_random_sigkills_then_rerun_give_the_uninterrupted_version(modality, pre
                     os.kill(victim, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        code, _, err = finish(
-            proc
-        )  # the command returned (killed, or failed after a child was killed)
+        code, _, err = finish(proc)  # returned: killed, or failed after a child was killed
         print(
-            f"round {i}: {'group' if whole_group else 'one process'} kill -> exit {code}; "
-            f"{err.strip().splitlines()[-1] if err.strip() else ''}",
+            f"round {i}: {'group' if whole_group else 'one process'} kill at {at:.1f} s "
+            f"({phase}) -> exit {code}; {err.strip().splitlines()[-1] if err.strip() else ''}",
             file=sys.stderr,
             flush=True,
         )

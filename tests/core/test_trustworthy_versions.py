@@ -45,7 +45,7 @@ def manifest(store: Path, result: dict) -> dict:
 
 
 # ------------------------------------------------------------------ 1. stale outputs
-def test_removed_input_never_reaches_the_next_version(tmp_path):
+def test_removed_input_never_reaches_the_next_version(tmp_path, binds_cli):
     """Symptom: run with mzML A, replace A by B, run again: the new version held A's spectra
     too (558 spectra for a folder whose only file has 51) and its manifest listed A's part."""
     data = shared_data("metabolomics")
@@ -93,11 +93,13 @@ def test_removed_input_never_reaches_the_next_version(tmp_path):
 
 # ------------------------------------------------------------------ 2. metadata corrections
 @pytest.fixture(scope="module")
-def cryoem_published(tmp_path_factory):
+def cryoem_published(tmp_path_factory, prefect_server, snakemake):
     base = tmp_path_factory.mktemp("cryoem-trust")
     run = get_modality("cryoem").make_demo_run(base / "run", seed=3)
     store, work = base / "store", base / "work"
-    return run, store, work, run_ok(run, store, work)
+    with pytest.MonkeyPatch.context() as mp:  # the session's Prefect server, not a temporary one
+        mp.setenv("PREFECT_API_URL", prefect_server)
+        return run, store, work, run_ok(run, store, work)
 
 
 def test_corrected_licence_or_title_is_a_new_version_without_rerunning_rules(cryoem_published):
@@ -152,7 +154,9 @@ def test_verify_reports_a_file_added_inside_a_version(cryoem_published, tmp_path
 
 
 # ------------------------------------------------------------------ 9. one access level
-def test_dataset_id_cannot_be_published_at_a_second_access_level(cryoem_published, tmp_path):
+def test_dataset_id_cannot_be_published_at_a_second_access_level(
+    cryoem_published, tmp_path, prefect_api
+):
     """Symptom: publishing as `restricted` after `open` made a second v1 under restricted/."""
     run, store, work, first = cryoem_published
     yaml_path = run / "experiment.yaml"
@@ -262,7 +266,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_unreachable_store_fails_before_any_rule_within_30_s(tmp_path, monkeypatch):
+def test_unreachable_store_fails_before_any_rule_within_30_s(tmp_path, monkeypatch, binds_cli):
     """Symptom: the store was found unreachable after the compute, after 631 s."""
     monkeypatch.setenv("BINDS_S3_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
@@ -278,7 +282,7 @@ def test_unreachable_store_fails_before_any_rule_within_30_s(tmp_path, monkeypat
     assert not (work / "stage" / "data").exists(), "no rule ran"
 
 
-def test_transient_retries_stop_within_the_budget(tmp_path, monkeypatch):
+def test_transient_retries_stop_within_the_budget(tmp_path, monkeypatch, binds_cli):
     from pipelines.errors import RunError
     from pipelines.publishing import publish
     from pipelines.store.base import StoreError
@@ -309,7 +313,7 @@ def test_transient_retries_stop_within_the_budget(tmp_path, monkeypatch):
     assert issubclass(StoreError, BindsError)  # reported by the CLI as one line, exit 1
 
 
-def test_input_error_at_publish_is_not_retried(tmp_path):
+def test_input_error_at_publish_is_not_retried(tmp_path, binds_cli):
     """Symptom: an InputError raised at publish was retried for 35 s."""
     from binds_testing import run_stage
 

@@ -16,7 +16,8 @@ from pipelines.runner import prepare
 
 
 @pytest.mark.parametrize("modality", MODALITIES)
-def test_workflow_lints_clean(modality, tmp_path):
+def test_workflow_lints_clean(modality, tmp_path, snakemake):
+    """`snakemake --lint` once per modality (each modality's workflow tests used to lint again)."""
     run_dir = tmp_path / "run"
     get_modality(modality).make_demo_run(run_dir)
     _, stage = prepare(run_dir, work_dir=tmp_path / "work")
@@ -42,6 +43,7 @@ def test_workflow_lints_clean(modality, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+    assert f"Lints for rule {modality}" not in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("modality", MODALITIES)

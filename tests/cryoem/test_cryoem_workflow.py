@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import mrcfile
@@ -15,23 +14,10 @@ from cryoem_helpers import run_stage
 from ome_zarr_models.v05 import Image, ImageLabel
 
 from pipelines.errors import InputError
-from pipelines.metadata import load_experiment, write_experiment_json
+from pipelines.metadata import load_experiment
 from pipelines.modalities.cryoem import make_demo_run
 from pipelines.staging import StagedDataset
-from pipelines.workflow import snakemake_command
 from tests.conftest import shared_data
-
-pytestmark = pytest.mark.slow
-
-
-def test_workflow_lints_clean(demo_run, tmp_path):
-    exp = load_experiment(demo_run)
-    stage = StagedDataset(tmp_path / "stage")
-    write_experiment_json(exp, stage.meta_dir / "experiment.json")
-    cmd = snakemake_command(run_dir=demo_run, stage=stage, modality="cryoem", extra_args=["--lint"])
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "Congratulations" in out.stdout + out.stderr
 
 
 def test_demo_run_end_to_end(demo_run, tmp_path):

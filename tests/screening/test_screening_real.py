@@ -50,7 +50,6 @@ def kcviab_stage(tmp_path_factory, kcviab):
     return stage
 
 
-@pytest.mark.slow
 def test_kcviab_workflow_outputs(kcviab_stage):
     stage = kcviab_stage
     assert [rel for rel, _ in stage.published_files()] == DATA_FILES + QC_FILES
@@ -78,7 +77,6 @@ def test_kcviab_workflow_outputs(kcviab_stage):
             assert (stage.root / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.slow
 def test_kcviab_follows_cellhts2_semantics(kcviab_stage, kcviab):
     """Recompute the cellHTS2 pipeline from the raw files with plain pandas: per-plate median of
     sample wells, per-replicate (x - median) / mad over the screen's samples, sign '-', mean of
@@ -127,7 +125,6 @@ def test_kcviab_follows_cellhts2_semantics(kcviab_stage, kcviab):
     assert (a03.sample_id, a03.annot_GeneID) == ("HFA00274", "CG11371")
 
 
-@pytest.mark.slow
 def test_kcviab_hits_and_plate_qc(kcviab_stage):
     hits = pd.read_parquet(kcviab_stage.data_dir / "hits.parquet")
     wells = pd.read_parquet(kcviab_stage.data_dir / "wells.parquet")
@@ -192,7 +189,6 @@ def test_outputs_are_byte_identical_across_runs(tmp_path, twoway, process):
     assert digests[0] == digests[1]
 
 
-@pytest.mark.slow
 def test_missing_plate_file_fails_the_workflow_with_exit_2_and_nothing_staged(tmp_path, kcviab):
     run = tmp_path / "run"
     run.mkdir()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import anndata as ad
@@ -17,10 +15,7 @@ from tx_helpers import link_files, run, write_experiment
 from pipelines.errors import InputError
 from pipelines.modalities import transcriptomics as tx
 from pipelines.modalities.transcriptomics import readers
-from pipelines.resources import snakefile
 from pipelines.staging import StagedDataset
-
-pytestmark = pytest.mark.slow
 
 CELLXGENE_OBS = (
     "assay_ontology_term_id",
@@ -52,34 +47,6 @@ def _png_chunks(path: Path) -> list[bytes]:
         names.append(data[pos + 4 : pos + 8])
         pos += 12 + length
     return names
-
-
-def test_workflow_lints_clean(v3_run_dir, tmp_path):
-    from pipelines.metadata import load_experiment, write_experiment_json
-
-    exp_json = write_experiment_json(load_experiment(v3_run_dir), tmp_path / "experiment.json")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(snakefile()),
-            "--directory",
-            str(tmp_path),
-            "--lint",
-            "--config",
-            f"run_dir={v3_run_dir}",
-            f"stage_dir={tmp_path / 'stage'}",
-            "modality=transcriptomics",
-            f"experiment={exp_json}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Lints for rule transcriptomics" not in proc.stdout + proc.stderr
 
 
 def test_real_v3_run_writes_anndata_zarr_with_raw_counts(v3_stage, tx_data):

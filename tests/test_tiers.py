@@ -1,0 +1,103 @@
+"""The test tiers (tests/conftest.py): markers follow what a test uses, and a test of the fast
+tier that starts Snakemake, `binds run`, a Prefect server, Chromium or Slurm fails."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import REPO, _started_by
+
+
+@pytest.mark.parametrize(
+    "argv, marker",
+    [
+        ([sys.executable, "-m", "snakemake", "--lint"], "workflow"),
+        (["/venv/bin/snakemake", "--cores", "2"], "workflow"),
+        (["/venv/bin/binds", "run", "/runs/x"], "workflow"),
+        (["/venv/bin/binds", "demo", "--store", "s"], "workflow"),
+        ([sys.executable, "-m", "pipelines.cli", "run", "/runs/x"], "workflow"),
+        ([sys.executable, "-m", "prefect", "server", "start"], "prefect"),
+        ([sys.executable, "-c", "wrapper", "123", sys.executable, "-m", "uvicorn"], "prefect"),
+        (["/usr/bin/chromium", "--headless"], "browser"),
+        (["sbatch", "job.sh"], "slurm"),
+        (["/venv/bin/binds", "validate", "/runs/x"], None),
+        ([sys.executable, "-m", "pipelines.cli", "publish", "stage"], None),
+        ("git status", None),
+    ],
+)
+def test_the_guard_knows_what_each_command_starts(argv, marker):
+    assert _started_by(argv) == marker
+
+
+def _pytest(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """pytest on ``tmp_path`` with the hooks of tests/conftest.py loaded as a plugin."""
+    options = ["-p", "tests.conftest", "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path)]
+    options += ["-c", str(tmp_path / "pytest.ini"), *args, str(tmp_path)]
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", *options],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "tests"), str(REPO)])),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_markers_come_from_fixtures_and_helpers_and_the_guard_fails_the_rest(tmp_path):
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nmarkers =\n    slow\n    workflow\n    prefect\n    slurm\n    browser\n"
+    )
+    (tmp_path / "test_planted.py").write_text(
+        textwrap.dedent(
+            """
+            import subprocess, sys
+            import pytest
+            from binds_testing import run_stage
+
+            @pytest.fixture
+            def built(snakemake):  # a fixture on a slow fixture: its users are slow too
+                return 1
+
+            def _helper(run_dir):  # a module helper calling a slow helper
+                return run_stage(run_dir, run_dir)
+
+            def test_uses_the_fixture(snakemake):
+                pass
+
+            def test_uses_a_fixture_built_on_it(built):
+                pass
+
+            def test_calls_a_helper_that_runs_snakemake(tmp_path):
+                if False:
+                    _helper(tmp_path)
+
+            def test_plain():
+                assert subprocess.run([sys.executable, "-c", "pass"]).returncode == 0
+
+            def test_starts_snakemake_unmarked():
+                subprocess.run([sys.executable, "-m", "snakemake", "--version"])
+
+            def test_swallows_the_failure():
+                try:
+                    subprocess.run(["sbatch", "--version"])
+                except BaseException:
+                    pass
+            """
+        )
+    )
+    listed = _pytest(tmp_path, "--co", "-m", "slow")
+    slow = {line.split("::")[-1] for line in listed.stdout.splitlines() if "::" in line}
+    assert slow == {
+        "test_uses_the_fixture",
+        "test_uses_a_fixture_built_on_it",
+        "test_calls_a_helper_that_runs_snakemake",
+    }, listed.stdout + listed.stderr
+    fast = _pytest(tmp_path, "-m", "not slow", "-rf")
+    assert "1 passed" in fast.stdout and "2 failed" in fast.stdout, fast.stdout + fast.stderr
+    assert "test_starts_snakemake_unmarked is in the fast tier but started workflow" in fast.stdout
+    assert "test_swallows_the_failure is in the fast tier but started slurm" in fast.stdout
