@@ -442,12 +442,26 @@ def publish_cmd(
     ],
     store: StoreOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    curator_override: Annotated[
+        str | None,
+        typer.Option(
+            "--curator-override",
+            metavar="REASON",
+            help="Curators only: add this version although the dataset belongs to another "
+            "request or came from another run folder; the reason goes into the ledger.",
+        ),
+    ] = None,
 ) -> None:
     """Publish (or resume publishing) a staged dataset: upload, verify, commit, catalog.
 
-    Identical content already published creates no new version.
+    Identical content already published creates no new version. A dataset belongs to the
+    request (and run folder) that first published it; other requests are refused (exit 2).
 
-    Example: binds publish .binds-work/binds-2026-0042-cryoem/stage --store s3://binds-curated
+    Examples:
+
+      binds publish .binds-work/binds-2026-0042-cryoem/stage --store s3://binds-curated
+
+      binds publish STAGE --curator-override "grid re-imaged; replaces session 1 (ticket 812)"
     """
     from pipelines.runner import publish_stage
 
@@ -457,6 +471,7 @@ def publish_cmd(
             staged_dir,
             store,
             progress=lambda done, total: prog.update(task, completed=done, total=total),
+            curator_override=curator_override,
         )
     _print_publish(result.to_dict(), json_out)
 

@@ -363,6 +363,7 @@ def publish_stage(
     *,
     progress: Callable[[int, int], None] | None = None,
     say: Say = _quiet,
+    curator_override: str | None = None,
 ) -> PublishResult:
     def uploaded(done: int, total: int) -> None:
         say(f"publishing: {done / 2**20:,.1f} of {total / 2**20:,.1f} MiB uploaded")
@@ -372,4 +373,6 @@ def publish_stage(
     stage = StagedDataset(Path(stage_dir).resolve())
     with worklock.hold(stage.root.parent, on_wait=say):  # re-entrant inside `binds run`
         say("publishing: hashing the staged files")
-        return publish(stage, open_store(store_url), progress=uploaded)
+        return publish(
+            stage, open_store(store_url), progress=uploaded, curator_override=curator_override
+        )
