@@ -280,17 +280,22 @@ class S3Store(Store):
         if not lock:
             return {}
         until = dt.datetime.now(dt.UTC) + dt.timedelta(days=int(lock["days"]))
-        return {"ObjectLockMode": str(lock["mode"]), "ObjectLockRetainUntilDate": until}
+        # S3 wants a checksum with every locked write (Content-MD5 or a flexible checksum)
+        return {
+            "ObjectLockMode": str(lock["mode"]),
+            "ObjectLockRetainUntilDate": until,
+            "ChecksumAlgorithm": "SHA256",
+        }
 
     def retention(self, key: str) -> str | None:
-        try:
-            r = self.client.get_object_retention(Bucket=self.bucket, Key=self._key(key))
+        try:  # HEAD reports the retention (GetObjectRetention errors on objects without)
+            r = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
         except ClientError:
             return None
         except (BotoCoreError, OSError) as err:
             raise self._error(err, "checking the retention of", key) from None
-        until = r.get("Retention", {}).get("RetainUntilDate")
-        return until.isoformat() if hasattr(until, "isoformat") else (str(until) if until else None)
+        until = r.get("ObjectLockRetainUntilDate")
+        return until.isoformat() if until else None
 
     # -- writes ----------------------------------------------------------------------------
     def put(self, key: str, data: bytes) -> None:
