@@ -153,7 +153,7 @@ def test_committed_objects_are_locked_and_cannot_be_deleted(locked_bucket, s3_en
     key = "curated/consortium/screening/binds-2026-0042-screening/v1/manifest.json"
     head = client.head_object(Bucket=locked_bucket, Key=key)
     assert head["ObjectLockMode"] == "GOVERNANCE"
-    with pytest.raises(ClientError, match="AccessDenied|locked|WORM"):
+    with pytest.raises(ClientError, match=r"AccessDenied|locked|WORM"):
         client.delete_object(Bucket=locked_bucket, Key=key, VersionId=head["VersionId"])
     assert (
         client.head_object(
