@@ -183,10 +183,12 @@ def verify(
                     "does not match the files the manifest lists (manifest edited)"
                 )
             if key not in lv.catalog:
-                report.problems.append(
-                    f"{level}/{layout.CATALOG_DIR}/{modality}--{did}--v{n}.parquet: catalog row "
-                    "missing (run `binds catalog --rebuild`)"
-                )
+                # an unrecorded version gets no row (rebuild writes none): its finding says enough
+                if entry is not None:
+                    report.problems.append(
+                        f"{level}/{layout.CATALOG_DIR}/{modality}--{did}--v{n}.parquet: "
+                        "catalog row missing (run `binds catalog --rebuild`)"
+                    )
             elif rows.get(key) != sha:
                 report.problems.append(
                     f"{vprefix}: the catalog row's manifest_sha256 "
