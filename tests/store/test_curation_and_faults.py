@@ -193,6 +193,7 @@ def _committed(store) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow  # ten rounds of two publisher processes: ~1-2 min
 def test_ten_random_sigkills_during_publish_with_a_second_publisher_racing(tmp_path):
     rng = random.Random(21)
     url = str(tmp_path / "store")

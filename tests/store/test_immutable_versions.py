@@ -83,6 +83,7 @@ def snapshot(store) -> dict[str, str]:
 
 
 # ------------------------------------------------------------- 1. a concurrent run rewrites v1
+@pytest.mark.slow  # real publisher processes racing: ~10 s each
 @pytest.mark.parametrize("offset", [0.0, 0.3, 0.6, 0.9])
 def test_two_publishers_of_one_stage_never_rewrite_the_committed_version(
     tmp_path, store_url, offset
@@ -109,6 +110,7 @@ def test_two_publishers_of_one_stage_never_rewrite_the_committed_version(
     assert not store.exists(lease_key(DATASET)), "the lease is released"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("offset", [0.0, 0.6])
 def test_publishers_of_different_content_get_their_own_versions(tmp_path, store_url, offset):
     a = build_stage(tmp_path / "wa" / "stage", seed=1, n_chunks=80).root
@@ -125,6 +127,7 @@ def test_publishers_of_different_content_get_their_own_versions(tmp_path, store_
         assert version_bytes(store, r["version"]) == stage_bytes(root), "each its own bytes"
 
 
+@pytest.mark.slow
 def test_a_killed_winner_leaves_nothing_committed_and_the_other_publisher_finishes(
     tmp_path, store_url
 ):
