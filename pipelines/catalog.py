@@ -213,19 +213,59 @@ def read_catalog(
     )
 
 
-def rebuild_catalog(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS) -> dict[str, int]:
-    """Rewrite every catalog row from the manifests; drop rows whose version has no manifest."""
-    written = removed = 0
-    wanted: set[str] = set()
-    for _, manifest, sha in iter_manifests(store, levels=levels):
-        wanted.add(write_catalog_row(store, catalog_row(manifest, manifest_sha256=sha)))
-        written += 1
+def rebuild_catalog(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS) -> dict[str, Any]:
+    """Rewrite the catalog rows of the versions each level's ledger records.
+
+    A row comes from the ledger and the key path (the level is the folder's, never what a
+    manifest says of itself), with the manifest read only when its sha256 is the one the
+    ledger recorded.  Nothing is hidden: a manifest that differs from the ledger, a recorded
+    version that is gone, a version the ledger never recorded, a row without a version, are
+    reported in ``problems`` and left as they are (never rewritten, never deleted).
+    """
+    import hashlib
+
+    from pipelines.store import ledger
+    from pipelines.store.verify import VerifyReport, _recorded_versions
+
+    written = 0
+    problems: list[str] = []
     for level in levels:
-        for info in list(store.list_prefix(f"{level}/{layout.CATALOG_DIR}/")):
-            if info.key.endswith(".parquet") and info.key not in wanted:
-                store.delete(info.key)
-                removed += 1
-    return {"rows": written, "removed": removed}
+        scratch = VerifyReport()
+        held = _recorded_versions(level, ledger.read(store, level), scratch)
+        problems += scratch.problems
+        recorded_keys = set()
+        for (modality, did, n), entry in sorted(held.items()):
+            vprefix = f"{level}/{modality}/{did}/v{n}/"
+            recorded_keys.add(layout.catalog_key(level, modality, did, n))
+            try:
+                raw = store.get(vprefix + layout.MANIFEST)
+            except KeyError:
+                problems.append(
+                    f"{vprefix}: recorded in the ledger (entry {entry.seq}) but its manifest "
+                    "is gone: row left as it is"
+                )
+                continue
+            sha = hashlib.sha256(raw).hexdigest()
+            if sha != entry.body.get("manifest_sha256"):
+                problems.append(
+                    f"{vprefix}: manifest sha256 {sha[:16]}... differs from the ledger's "
+                    f"(entry {entry.seq}): row left as it is"
+                )
+                continue
+            manifest = dict(json.loads(raw), access=level, modality=modality, version=n)
+            write_catalog_row(store, catalog_row(manifest, manifest_sha256=sha))
+            written += 1
+        for prefix, _, _ in iter_manifests(store, levels=[level]):
+            _, modality, did, vname = prefix.rstrip("/").split("/")
+            n = layout.parse_version(vname) or 0
+            if layout.catalog_key(level, modality, did, n) not in recorded_keys:
+                problems.append(
+                    f"{prefix}: a version the {level} ledger never recorded: no row written"
+                )
+        for info in store.list_prefix(f"{level}/{layout.CATALOG_DIR}/"):
+            if info.key.endswith(".parquet") and info.key not in recorded_keys:
+                problems.append(f"{info.key}: a row of no recorded version: left as it is")
+    return {"rows": written, "problems": sorted(set(problems))}
 
 
 def select_versions(

@@ -524,12 +524,26 @@ def publish_cmd(
     ],
     store: StoreOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    curator_override: Annotated[
+        str | None,
+        typer.Option(
+            "--curator-override",
+            metavar="REASON",
+            help="Curators only: add this version although the dataset belongs to another "
+            "request or came from another run folder; the reason goes into the ledger.",
+        ),
+    ] = None,
 ) -> None:
     """Publish (or resume publishing) a staged dataset: upload, verify, commit, catalog.
 
-    Identical content already published creates no new version.
+    Identical content already published creates no new version. A dataset belongs to the
+    request (and run folder) that first published it; other requests are refused (exit 2).
 
-    Example: binds publish .binds-work/binds-2026-0042-cryoem/stage --store s3://binds-curated
+    Examples:
+
+      binds publish .binds-work/binds-2026-0042-cryoem/stage --store s3://binds-curated
+
+      binds publish STAGE --curator-override "grid re-imaged; replaces session 1 (ticket 812)"
     """
     from pipelines.runner import publish_stage
 
@@ -539,6 +553,7 @@ def publish_cmd(
             staged_dir,
             store,
             progress=lambda done, total: prog.update(task, completed=done, total=total),
+            curator_override=curator_override,
         )
     from pipelines.staging import StagedDataset
     from pipelines.toolkit.qc import read_verdict
@@ -615,7 +630,12 @@ def catalog(
         ),
     ] = False,
     rebuild: Annotated[
-        bool, typer.Option("--rebuild", help="Rewrite the catalog rows from the manifests first.")
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="Rewrite the catalog rows of the versions the ledgers record first; a manifest "
+            "that differs from its ledger entry, or a missing version, is reported (exit 1).",
+        ),
     ] = False,
 ) -> None:
     """List the committed dataset versions (one row per version), newest first; select by
@@ -672,9 +692,14 @@ def catalog(
     st = open_store(store, read_only=not rebuild)
     if rebuild:
         stats = rebuild_catalog(st)
-        err.print(
-            f"catalog rebuilt from manifests: {stats['rows']} rows, {stats['removed']} stale removed"
-        )
+        err.print(f"catalog rebuilt from the ledgers: {stats['rows']} rows")
+        for problem in stats["problems"]:  # reported, never rewritten or deleted
+            out.print(problem, highlight=False, markup=False)
+        if stats["problems"]:
+            raise RunError(
+                f"{len(stats['problems'])} problem(s) the rebuild did not repair: "
+                "see `binds verify`"
+            )
     filters = {
         "modality": modality,
         "request_id": request_id,
@@ -882,23 +907,48 @@ def verify(
     ] = None,
     version: Annotated[int | None, typer.Option(help="Only this version.")] = None,
     store: StoreOpt = None,
+    mirror: Annotated[
+        str | None,
+        typer.Option(
+            envvar="BINDS_LEDGER_MIRROR",
+            show_envvar=True,
+            help="Also compare the ledgers with their mirror (a file of 'level seq sha256' "
+            "lines, or a second store URL).",
+        ),
+    ] = None,
 ) -> None:
-    """Re-read committed versions and check every file's size and sha256 against its manifest.
+    """Check that every committed version is what its level's ledger recorded, byte for byte.
 
-    Exit 1 and one line per damaged or missing file when anything differs.
+    Checks every file's size and sha256 against its manifest; the manifest's sha256 against
+    the ledger entry of its commit and the catalog row; the content digest recomputed; the
+    manifest's dataset id, version and level against its key path; every ledger entry has its
+    version, every version its entry and catalog row; the ledger chain unbroken; in a bucket
+    with Object Lock, every committed object under retention. Reads each object once.
+
+    Exit 1 and one line per finding (the version's key prefix, then what is wrong):
+
+      consortium/cryoem/ds1/v2/: manifest sha256 3f1a... differs from the ledger's 9b2c...
+
+      open/cryoem/ds1/v1/: recorded in the ledger (entry 4) but the whole version deleted
+
+      open/_ledger/000000000003.json: chain broken: its 'prev' is not the sha256 of ...
+
+    Findings are explained in docs/formats/store.md.
 
     Examples:
 
       binds verify --store ./demo-store
 
       binds verify binds-2026-0042-cryoem --store s3://binds-curated
+
+      binds verify --store s3://binds-curated --mirror /srv/witness/binds-ledger.txt
     """
     from pipelines.store import open_store
     from pipelines.store.verify import verify as verify_store
 
     st = open_store(store, read_only=True)
     with err.status("verifying checksums"):
-        report = verify_store(st, dataset_id=dataset, version=version)
+        report = verify_store(st, dataset_id=dataset, version=version, mirror=mirror)
     if dataset and report.versions == 0:
         raise InputError(
             Problem(
@@ -909,7 +959,10 @@ def verify(
         )
     for p in report.problems:
         out.print(p, highlight=False, markup=False)
-    summary = f"{report.versions} version(s), {report.files} files, {_human(report.bytes)} checked"
+    summary = (
+        f"{report.versions} version(s), {report.files} files, {_human(report.bytes)}, "
+        f"{report.ledger_entries} ledger entries checked"
+    )
     if not report.ok:
         raise RunError(f"verification failed: {len(report.problems)} problem(s) in {summary}")
     out.print(f"ok: {summary}")
@@ -1255,7 +1308,7 @@ def demo(
 
 
 # the command groups in their own modules register on `app` when imported
-from pipelines import cli_data, cli_policy  # noqa: E402,F401
+from pipelines import cli_curation, cli_data, cli_policy  # noqa: E402,F401
 
 
 def main() -> None:

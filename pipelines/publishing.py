@@ -50,6 +50,7 @@ def publish(
     retry_budget_s: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     now: Callable[[], dt.datetime] | None = None,
+    curator_override: str | None = None,
 ) -> PublishResult:
     """Publish ``stage`` into ``store`` (the protocol: :mod:`pipelines.store.publish`).
 
@@ -63,11 +64,15 @@ def publish(
         No retry starts after this many seconds (default ``BINDS_PUBLISH_RETRY_S`` or 300).
     progress
         Called with (bytes uploaded so far, bytes to upload).
+    curator_override
+        A curator's reason to add this version although the dataset belongs to another
+        request or came from another acquisition session (recorded in the level's ledger).
 
     Raises
     ------
     InputError
-        The stage is incomplete or its metadata invalid (nothing is written).
+        The stage is incomplete or its metadata invalid, or the dataset belongs to another
+        request or session (nothing is written).
     RunError
         The store failed persistently; the staged data stay for the next attempt to resume.
     """
@@ -91,6 +96,8 @@ def publish(
         title=exp["title"],
         experiment_sha256=experiment_sha256(exp),
         qc=stage.metrics,
+        session=session_of(stage),
+        override_reason=(curator_override or "").strip() or None,
     )
     from pipelines.embargo import HeldStore, embargo_until, is_held
 
@@ -124,6 +131,20 @@ def publish(
                 "(what was uploaded is not sent again)",
             ],
         ) from err
+
+
+def session_of(stage: StagedDataset) -> str | None:
+    """The acquisition session a stage comes from: sha256 of its run folder's name.
+
+    The name, not the path: a run folder moved to another disk or machine is the same
+    session; two run folders of one request (two grids, two plates) are two sessions, which
+    must be two datasets (``dataset_id:``) rather than one replacing the other as "latest".
+    """
+    run_dir = str(stage.run_info.get("run_dir") or "").rstrip("/\\")
+    if not run_dir:
+        return None
+    name = run_dir.replace("\\", "/").rsplit("/", 1)[-1]
+    return hashlib.sha256(name.encode()).hexdigest()
 
 
 def check_stage(stage: StagedDataset) -> dict[str, Any]:

@@ -478,6 +478,7 @@ def publish_stage(
     *,
     progress: Callable[[int, int], None] | None = None,
     say: Say = _quiet,
+    curator_override: str | None = None,
 ) -> PublishResult:
     def uploaded(done: int, total: int) -> None:
         say(f"publishing: {done / 2**20:,.1f} of {total / 2**20:,.1f} MiB uploaded")
@@ -488,6 +489,6 @@ def publish_stage(
     with worklock.hold(stage.root.parent, on_wait=say):  # re-entrant inside `binds run`
         say("publishing: hashing the staged files")
         store = open_store(store_url)
-        result = publish(stage, store, progress=uploaded)
+        result = publish(stage, store, progress=uploaded, curator_override=curator_override)
         _remember_publication(stage, store.url, result)
         return result

@@ -42,6 +42,13 @@ def experiment_template(run_dir: Path, modality: str, *, today: dt.date | None =
         "",
         "schema_version: 1",
         "request_id: BINDS-2026-0000          # EDIT: the support request id",
+        "# One run folder = one dataset, owned by this request. A second acquisition session",
+        "# of the same request (another grid, plate or library, in its own run folder) is a",
+        "# dataset of its own: give it one, e.g. dataset_id: binds-2026-0000-"
+        + modality
+        + "-session2",
+        "# (without it, publishing a second run folder into the first one's dataset is refused).",
+        "# dataset_id: binds-2026-0000-" + modality + "   # default: <request_id>-<modality>",
         f"title: {run_dir.name} ({modality})    # EDIT: one line a researcher would recognise",
         f"modality: {modality}",
         "# support_unit: structure-analysis",

@@ -158,6 +158,15 @@ class Store(ABC):
     def delete(self, key: str) -> None:
         """Remove ``key`` (no error when absent). Only ever used on uncommitted scratch objects."""
 
+    # -- object lock (S3 buckets that have it) ------------------------------------------
+    def object_lock(self) -> dict[str, str | int] | None:
+        """The retention committed objects get (``mode``, ``days``), or ``None``: no lock."""
+        return None
+
+    def retention(self, key: str) -> str | None:
+        """The retain-until date of ``key`` (ISO 8601), or ``None`` when it has none."""
+        return None
+
     def remove_stale_temporaries(self, prefix: str) -> int:
         """Remove what an interrupted upload under ``prefix`` left (backends without: nothing)."""
         return 0

@@ -40,10 +40,10 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from pipelines.errors import InputError, Problem, RunError
-from pipelines.store import layout
+from pipelines.store import layout, ledger, registry
 from pipelines.store.base import Store, StoreError, UploadItem
 from pipelines.store.hashing import digests
-from pipelines.store.identifiers import ACCESS_LEVELS
+from pipelines.store.lease import Lease
 from pipelines.store.versions import committed_versions, read_manifest
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,11 @@ class Submission:
     experiment_sha256: str
     #: the QC metrics (``qc/metrics.json``), copied into the manifest for the catalog
     qc: dict[str, Any]
+    #: which acquisition session (run folder) the version comes from: sha256 of the run
+    #: folder's name; a dataset's versions all come from one session unless a curator says
+    session: str | None = None
+    #: a curator's reason to add a version despite another owner request or session (ledger)
+    override_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,37 +252,54 @@ def _commit_once(
         store_url=store.url,
     )
 
-    _refuse_other_access_level(store, access=access, modality=modality, dataset_id=dataset_id)
-    versions = committed_versions(store, prefix)
-    if versions:
-        latest = read_manifest(store, prefix, versions[-1])
-        if latest.get("content_digest") == digest:
+    # one publisher of this dataset at a time, from any machine (a lease in the store itself)
+    with Lease(store, dataset_id, on_wait=lambda text: log.info("%s", text)) as lease:
+        versions = committed_versions(store, prefix)
+        latest = read_manifest(store, prefix, versions[-1]) if versions else None
+        overridden = _check_identity(store, sub, latest, versions)
+        if latest is not None and latest.get("content_digest") == digest:
             result.version = versions[-1]
             result.notes.append(
                 f"identical content is already published as v{versions[-1]}: no new version"
             )
-            _ensure_indexed(store, latest, index)
+            _ensure_recorded(store, latest, index)
             return result
 
-    version = _claim_version(store, prefix, digest, start=(versions[-1] + 1) if versions else 1)
-    if isinstance(version, dict):  # someone committed the same content meanwhile
-        result.version = version["version"]
-        result.notes.append(
-            f"identical content was just published as v{result.version}: no new version"
-        )
-        _ensure_indexed(store, version, index)
+        version = _claim_version(store, prefix, digest, start=(versions[-1] + 1) if versions else 1)
+        if isinstance(version, dict):  # committed meanwhile (a publisher without a lease)
+            result.version = version["version"]
+            result.notes.append(
+                f"identical content was just published as v{result.version}: no new version"
+            )
+            _ensure_recorded(store, version, index)
+            return result
+        result.version = version
+        vprefix = f"{prefix}v{version}/"
+        lease.check()
+        _upload_and_verify(store, vprefix, sub.items, result, progress)
+        lease.check()  # never write the documents and the commit after losing the lease
+        manifest, manifest_bytes = _commit(sub, store, result, describe, now)
+        if result.created and overridden:
+            ledger.append(
+                store,
+                access,
+                {
+                    "kind": "override",
+                    "dataset_id": dataset_id,
+                    "version": version,
+                    "modality": modality,
+                    "request_id": sub.request_id,
+                    "reason": sub.override_reason,
+                    "overrides": overridden,
+                },
+            )
+            result.notes.append(f"curator override recorded in the ledger ({overridden})")
+        _ensure_recorded(store, manifest, index, manifest_bytes=manifest_bytes)
+        try:
+            store.delete(layout.claim_key(access, modality, dataset_id, version))
+        except StoreError as err:  # harmless leftover: the manifest decides
+            log.warning("could not remove the claim of v%d: %s", version, err)
         return result
-    result.version = version
-    vprefix = f"{prefix}v{version}/"
-    _upload_and_verify(store, vprefix, sub.items, result, progress)
-    manifest, manifest_bytes = _commit(sub, store, result, describe, now)
-    if index is not None:
-        index(manifest, manifest_bytes)
-    try:
-        store.delete(layout.claim_key(access, modality, dataset_id, version))
-    except StoreError as err:  # harmless leftover: the manifest decides
-        log.warning("could not remove the claim of v%d: %s", version, err)
-    return result
 
 
 def _upload_and_verify(
@@ -355,14 +377,13 @@ def _commit(
             location=f"{store.url}/{vprefix}",
         )
     )
-    meta_bytes = described.metadata
     documents = []
     for path, body in described.documents:
-        store.put(vprefix + path, body)
+        body = _write_once(store, vprefix + path, body)
         documents.append(
             {"path": path, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
         )
-    store.put(vprefix + layout.METADATA, meta_bytes)
+    meta_bytes = _write_once(store, vprefix + layout.METADATA, described.metadata)
     manifest = {
         "format": MANIFEST_FORMAT,
         "format_version": MANIFEST_FORMAT_VERSION,
@@ -371,6 +392,7 @@ def _commit(
         "access": result.access,
         "modality": result.modality,
         "request_id": sub.request_id,
+        "session": sub.session,
         "title": sub.title,
         "created": created,
         "content_digest": sub.content_digest,
@@ -402,32 +424,93 @@ def _commit(
     return other, store.get(vprefix + layout.MANIFEST)
 
 
-def _refuse_other_access_level(
-    store: Store, *, access: str, modality: str, dataset_id: str
-) -> None:
-    """A dataset has one access level: refuse to publish it at a second one.
+def _check_identity(
+    store: Store,
+    sub: Submission,
+    latest: dict[str, Any] | None,
+    versions: list[int],
+) -> str | None:
+    """Refuse a version the dataset's owner did not publish; return what a curator overrode.
 
-    Otherwise ``restricted/.../v1`` would appear beside ``open/.../v1`` of the same id, and a
-    reader asking for "the latest version" would get either.
+    The registry (``_registry/``, keyed by hashes) binds the dataset at its first publication
+    to its request and its place (level, modality): no other level is listed or read, and no
+    refusal names another level's keys, level, title or version.
     """
-    for other in ACCESS_LEVELS:
-        if other == access:
-            continue
-        oprefix = layout.dataset_prefix(other, modality, dataset_id)
-        versions = committed_versions(store, oprefix)
-        claims = [i.key for i in store.list_prefix(f"{oprefix}{layout.CLAIMS_DIR}/")]
-        if versions or claims:
-            # neither the other level nor a version: the message reaches the inbox state and
-            # Prefect's logs, read by people who may not see that level (#23)
+    did = sub.dataset_id
+    binding = registry.lookup(store, did)
+    if binding is None:
+        # first publication; or a store from before the registry: its first version's owner
+        first = (
+            read_manifest(store, layout.dataset_prefix(sub.access, sub.modality, did), versions[0])
+            if versions
+            else None
+        )
+        owner = (
+            str(first.get("request_id")) if first and first.get("request_id") else sub.request_id
+        )
+        binding = registry.bind(store, did, owner, sub.access, sub.modality)
+    if not binding.at(did, sub.access, sub.modality):
+        raise InputError(
+            Problem(
+                f"dataset id {did} is already taken by another dataset of this store; "
+                f"it cannot also be published as {sub.access!r} {sub.modality}",
+                file="experiment.yaml",
+                where="dataset_id / access.level",
+                hint="give this run its own dataset_id (or request_id); a dataset keeps the "
+                "access level it was first published at: moving it is a curator's "
+                "`binds move`, not a re-run",
+            )
+        )
+    overridden = []
+    if not binding.owned_by(sub.request_id):
+        if not sub.override_reason:
+            named = latest.get("request_id") if latest else None
             raise InputError(
                 Problem(
-                    f"dataset {dataset_id} cannot be published as {access!r}: its id is taken",
+                    f"dataset {did} belongs to request {named or '(another request)'}, "
+                    f"not {sub.request_id}: nothing was published",
                     file="experiment.yaml",
-                    where="access.level",
-                    hint="give the run a new request_id (a new dataset), or ask the curator "
-                    "which access level this dataset has",
+                    where="request_id",
+                    hint="if this is the same request, write its request_id exactly as "
+                    "first published; otherwise give the run its own dataset_id; a curator "
+                    "may add the version with `binds publish STAGE --curator-override REASON`",
                 )
             )
+        overridden.append("owner request")
+    if (
+        latest is not None
+        and latest.get("content_digest") != sub.content_digest
+        and latest.get("session")
+        and sub.session
+        and latest["session"] != sub.session
+    ):
+        if not sub.override_reason:
+            raise InputError(
+                Problem(
+                    f"dataset {did} v{latest.get('version')} came from another run folder "
+                    "(another acquisition session); this run would replace it as the latest "
+                    "version: nothing was published",
+                    file="experiment.yaml",
+                    where="dataset_id",
+                    hint=f"give this session a dataset of its own (e.g. `dataset_id: {did}-2`); "
+                    "if this run folder really replaces the earlier one, a curator publishes it "
+                    "with `binds publish STAGE --curator-override REASON`",
+                )
+            )
+        overridden.append("acquisition session")
+    return ", ".join(overridden) or None
+
+
+def _write_once(store: Store, key: str, body: bytes) -> bytes:
+    """Write ``body`` at ``key`` unless it exists; return what the key holds afterwards.
+
+    A document an interrupted publish of this same claim wrote is kept (never overwritten),
+    and the manifest lists the bytes that are there.
+    """
+    if store.put_if_absent(key, body):
+        return body
+    log.info("keeping %s written by an interrupted publish of this version", key)
+    return store.get(key)
 
 
 def _claim_version(store: Store, prefix: str, digest: str, *, start: int) -> int | dict[str, Any]:
@@ -454,14 +537,32 @@ def _claim_version(store: Store, prefix: str, digest: str, *, start: int) -> int
         n += 1
 
 
-def _ensure_indexed(store: Store, manifest: dict[str, Any], index: Index | None) -> None:
-    """Step 6 for a version committed earlier: its catalog row, if a crash left it out."""
-    key = layout.catalog_key(
-        manifest["access"], manifest["modality"], manifest["dataset_id"], manifest["version"]
-    )
-    if index is None or store.exists(key):
-        return
-    prefix = layout.version_prefix(
-        manifest["access"], manifest["modality"], manifest["dataset_id"], manifest["version"]
-    )
-    index(manifest, store.get(prefix + layout.MANIFEST))
+def _ensure_recorded(
+    store: Store,
+    manifest: dict[str, Any],
+    index: Index | None,
+    *,
+    manifest_bytes: bytes | None = None,
+) -> None:
+    """The ledger entry and catalog row of a committed version, if a crash left them out."""
+    level, did, version = manifest["access"], manifest["dataset_id"], int(manifest["version"])
+    prefix = layout.version_prefix(level, manifest["modality"], did, version)
+    if manifest_bytes is None:
+        manifest_bytes = store.get(prefix + layout.MANIFEST)
+    if not ledger.recorded(store, level, did, version):
+        ledger.append(
+            store,
+            level,
+            {
+                "kind": "commit",
+                "dataset_id": did,
+                "version": version,
+                "modality": manifest["modality"],
+                "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+                "content_digest": manifest.get("content_digest"),
+                "request_id": manifest.get("request_id"),
+            },
+        )
+    key = layout.catalog_key(level, manifest["modality"], did, version)
+    if index is not None and not store.exists(key):
+        index(manifest, manifest_bytes)

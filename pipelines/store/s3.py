@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 from collections.abc import Iterator, Sequence
 from urllib.parse import urlparse
 
@@ -58,6 +60,13 @@ _TRANSIENT_CODES = {
     "ConditionalRequestConflict",
     "409",
 }
+
+
+#: keys that are committed and must never change: a version's objects, ledger entries
+_LOCKED_KEY = re.compile(
+    r"^[a-z]+/[a-z][a-z0-9_]*/[^/_][^/]*/v[1-9][0-9]*/|^[a-z]+/_ledger/\d{12}\.json$"
+)
+LOCK_MODE_ENV, LOCK_DAYS_ENV = "BINDS_OBJECT_LOCK_MODE", "BINDS_OBJECT_LOCK_DAYS"
 
 
 def endpoint_from_env() -> str | None:
@@ -104,6 +113,8 @@ class S3Store(Store):
         self.url = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         self.endpoint_url = endpoint_url or endpoint_from_env()
         self.max_concurrency = max_concurrency
+        self._lock: dict[str, str | int] | None = None
+        self._lock_known = False
         if max_attempts is None:
             max_attempts = int(os.environ.get("BINDS_S3_MAX_ATTEMPTS", "8"))
         config = Config(
@@ -236,11 +247,63 @@ class S3Store(Store):
             raise self._error(err, "listing", prefix) from None
         return sorted(names)
 
+    # -- object lock ---------------------------------------------------------------------
+    def object_lock(self) -> dict[str, str | int] | None:
+        """``{"mode", "days"}`` when the bucket has Object Lock enabled.
+
+        The retention is the operator's (``BINDS_OBJECT_LOCK_MODE`` GOVERNANCE or COMPLIANCE,
+        ``BINDS_OBJECT_LOCK_DAYS``), else the bucket's default rule, else GOVERNANCE for 1 day.
+        """
+        if self._lock_known:
+            return self._lock
+        lock: dict[str, str | int] | None = None
+        try:
+            conf = self.client.get_object_lock_configuration(Bucket=self.bucket)
+            conf = conf.get("ObjectLockConfiguration", {})
+            if conf.get("ObjectLockEnabled") == "Enabled":
+                rule = conf.get("Rule", {}).get("DefaultRetention", {})
+                lock = {
+                    "mode": (
+                        os.environ.get(LOCK_MODE_ENV) or rule.get("Mode") or "GOVERNANCE"
+                    ).upper(),
+                    "days": int(os.environ.get(LOCK_DAYS_ENV) or rule.get("Days") or 1),
+                }
+        except ClientError:
+            lock = None  # no lock configuration (or not allowed to read it): no retention
+        except (BotoCoreError, OSError) as err:
+            raise self._error(err, "checking Object Lock of", "") from None
+        self._lock, self._lock_known = lock, True
+        return lock
+
+    def _retention_args(self, key: str) -> dict[str, object]:
+        lock = self.object_lock() if _LOCKED_KEY.match(key) else None
+        if not lock:
+            return {}
+        until = dt.datetime.now(dt.UTC) + dt.timedelta(days=int(lock["days"]))
+        # S3 wants a checksum with every locked write (Content-MD5 or a flexible checksum)
+        return {
+            "ObjectLockMode": str(lock["mode"]),
+            "ObjectLockRetainUntilDate": until,
+            "ChecksumAlgorithm": "SHA256",
+        }
+
+    def retention(self, key: str) -> str | None:
+        try:  # HEAD reports the retention (GetObjectRetention errors on objects without)
+            r = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError:
+            return None
+        except (BotoCoreError, OSError) as err:
+            raise self._error(err, "checking the retention of", key) from None
+        until = r.get("ObjectLockRetainUntilDate")
+        return until.isoformat() if until else None
+
     # -- writes ----------------------------------------------------------------------------
     def put(self, key: str, data: bytes) -> None:
         self._check_writable()
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, **self._retention_args(key)
+            )
         except (ClientError, BotoCoreError, OSError) as err:
             raise self._error(err, "writing", key) from None
 
@@ -248,7 +311,11 @@ class S3Store(Store):
         self._check_writable()
         try:
             self.client.put_object(
-                Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*"
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                IfNoneMatch="*",
+                **self._retention_args(key),
             )
             return True
         except ClientError as err:
@@ -274,7 +341,10 @@ class S3Store(Store):
                         str(it.path),
                         self.bucket,
                         self._key(it.key),
-                        extra_args={"Metadata": {"sha256": it.sha256}},
+                        extra_args={
+                            "Metadata": {"sha256": it.sha256},
+                            **self._retention_args(it.key),
+                        },
                         subscribers=subscribers,
                     )
                     for it in items

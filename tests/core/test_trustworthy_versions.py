@@ -167,10 +167,10 @@ def test_dataset_id_cannot_be_published_at_a_second_access_level(
         yaml_path.write_text(original.replace(f"level: {level}", f"level: {other}"))
         out = binds("run", run, "--store", store, "--work-dir", work, "--cores", "2")
         assert out.exit_code == 2, out.output
-        # refused without naming the level it has, nor a version of it (#23, symptom 6)
-        assert "its id is taken" in out.output and f"{level!r}" not in out.output
+        assert "already taken by another dataset" in out.output
         assert "v1" not in out.output.replace(str(store), "")
         assert f"published as {other!r}" in out.output and "access.level" in out.output
+        assert f"{level}/" not in out.output, "a refusal never names the other level's keys"
         assert not (store / other / "cryoem").exists()
     finally:
         yaml_path.write_text(original)

@@ -103,7 +103,8 @@ def test_cli_reports_unreachable_store_with_exit_1(make_stage, tmp_path):
 
 
 def _publisher(stage_root: Path, store_url: str, endpoint: str | None) -> subprocess.Popen:
-    env = dict(os.environ)
+    # a killed publisher's store lease expires after 2 s (60 s by default) for the re-run
+    env = dict(os.environ, BINDS_LEASE_TTL_S="2")
     if endpoint:
         env["BINDS_S3_ENDPOINT_URL"] = endpoint
     return subprocess.Popen(

@@ -1,0 +1,54 @@
+"""Curator commands: ``binds move`` (a dataset to another access level, recorded in the ledgers)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from pipelines.cli import StoreOpt, app, handle_errors, out
+
+
+@app.command("move")
+@handle_errors
+def move(
+    dataset: Annotated[str, typer.Argument(help="The dataset id to move (every version).")],
+    to: Annotated[
+        str, typer.Option("--to", help="The new access level: open, consortium or restricted.")
+    ],
+    reason: Annotated[
+        str,
+        typer.Option(
+            "--reason",
+            help="Why (goes into both levels' ledgers), e.g. 'consent narrowed, ticket 812'.",
+        ),
+    ],
+    store: StoreOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Curators: move a dataset to another access level: copy every version (checked against
+    its manifest and the ledger), verify the copy, record a move in both levels' ledgers, move
+    the catalog rows, then remove the old keys. Killed anywhere: run the same command again.
+
+    Needs read and write on both levels (a curator's credentials, not a publisher's).
+
+    Example: binds move binds-2026-0042-cryoem --to restricted --reason "consent narrowed (ticket 812)" --store s3://binds-curated
+    """
+    from dataclasses import asdict
+
+    from pipelines.publishing import index_version
+    from pipelines.store import open_store
+    from pipelines.store.move import move_dataset
+
+    st = open_store(store)
+    result = move_dataset(st, dataset, to, reason=reason, catalog_index=index_version(st))
+    if json_out:
+        out.print_json(json.dumps(asdict(result)))
+        return
+    out.print(
+        f"moved: {result.dataset_id} v{', v'.join(map(str, result.versions)) or '-'} "
+        f"{result.from_level} -> {result.to_level} ({result.copied_files} files copied, "
+        f"{result.removed_objects} old objects removed); the reason is in both ledgers",
+        highlight=False,
+    )
