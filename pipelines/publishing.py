@@ -77,10 +77,6 @@ def publish(
         The store failed persistently; the staged data stay for the next attempt to resume.
     """
     exp = check_stage(stage)
-    # the one QC verdict, stored once in the version (qc/verdict.json); written before hashing
-    from pipelines.toolkit.qc import write_verdict
-
-    write_verdict(stage.qc_dir, exp["modality"], stage.metrics)
     if attempts is None:
         attempts = int(os.environ.get("BINDS_PUBLISH_ATTEMPTS", "4"))
     if retry_budget_s is None:

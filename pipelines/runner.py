@@ -301,6 +301,14 @@ class StagingRun:
 
     def wait(self) -> StagedDataset:
         self.workflow.wait()
+        # the one QC verdict (qc/verdict.json) belongs to the stage the workflow produced:
+        # written here, once, so that publishing never changes what it hashes
+        if (self.stage.qc_dir / "metrics.json").is_file():
+            from pipelines.toolkit.qc import write_verdict
+
+            write_verdict(
+                self.stage.qc_dir, self.stage.experiment.get("modality", ""), self.stage.metrics
+            )
         info = self.stage.run_info
         info["staged"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self.stage.write_meta("run.json", info)

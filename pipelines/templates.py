@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
 from pipelines import modalities
+from pipelines.metadata import PLACEHOLDER
 from pipelines.resources import metadata_dir
 
 
@@ -22,9 +22,12 @@ def _block_lines(modality: str) -> list[str]:
     return lines
 
 
-def experiment_template(run_dir: Path, modality: str, *, today: dt.date | None = None) -> str:
+def experiment_template(run_dir: Path, modality: str) -> str:
     """A valid experiment.yaml (required fields filled with placeholders to edit) listing the raw files."""
-    today = today or dt.date.today()
+    # the raw files come back absolute (the run-folder guard resolves them): list them relative
+    # to the resolved folder, so `binds init runs/x` and `binds init .` work as well
+    shown_dir = run_dir
+    run_dir = Path(run_dir).resolve()
     raw = modalities.find_raw_files(run_dir, modality)
     desc = modalities.spec(modality).description
     found = [
@@ -36,7 +39,7 @@ def experiment_template(run_dir: Path, modality: str, *, today: dt.date | None =
         found = [f"#   (none yet: expected {', '.join(modalities.spec(modality).raw_patterns)})"]
     body: list[Any] = [
         f"# experiment.yaml for {run_dir.name}: {desc}",
-        "# Edit the values marked EDIT, then check with:  binds validate " + str(run_dir),
+        "# Edit the values marked EDIT, then check with:  binds validate " + str(shown_dir),
         "# Schema: metadata/schemas/experiment.schema.json. Raw files found (processed by default):",
         *found,
         "",
@@ -55,7 +58,8 @@ def experiment_template(run_dir: Path, modality: str, *, today: dt.date | None =
         "instrument:",
         "  manufacturer: EDIT",
         "  model: EDIT                        # e.g. Titan Krios G4, Orbitrap Exploris 480",
-        f"acquired: {today.isoformat()}             # acquisition date, YYYY-MM-DD",
+        # a marker, not today's date: `binds validate` refuses it until the real date is in
+        f"acquired: {PLACEHOLDER}                      # EDIT: acquisition date, YYYY-MM-DD",
         "# operator: staff id",
         "# requester: {lab: ..., pi: ..., orcid: 0000-0002-1825-0097}",
         "access:",

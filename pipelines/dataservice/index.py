@@ -82,13 +82,18 @@ class StoreIndex:
     def _build(self) -> None:
         from pipelines.catalog import read_catalog
 
-        table = read_catalog(self.store)
+        from pipelines.embargo import held_catalog_rows, held_key
+
+        # versions under embargo wait under _embargo/<level>/ (pipelines.embargo): served only
+        # to a dataset visa, from where their bytes are until `binds release` moves them
+        rows = [(r, r["path"]) for r in read_catalog(self.store).to_pylist()]
+        rows += [(r, held_key(r["path"])) for r in held_catalog_rows(self.store)]
         versions: dict[tuple[str, int], Version] = {}
-        for row in table.to_pylist():
-            digest = row.get("manifest_sha256") or row["path"]
+        for row, path in rows:
+            digest = row.get("manifest_sha256") or path
             manifest = self._manifests.get(digest)
             if manifest is None:
-                prefix = row["path"].rsplit("/v", 1)[0] + "/"
+                prefix = path.rsplit("/v", 1)[0] + "/"
                 try:
                     manifest = read_manifest(self.store, prefix, int(row["version"]))
                 except KeyError:
@@ -99,7 +104,7 @@ class StoreIndex:
                 version=int(row["version"]),
                 level=row["access"],
                 modality=row["modality"],
-                prefix=row["path"],
+                prefix=path,
                 created=_created(row.get("created") or manifest.get("created")),
                 embargo_until=row.get("embargo_until"),
                 row=row,

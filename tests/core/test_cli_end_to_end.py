@@ -325,6 +325,11 @@ def test_init_template_lists_files_and_validates_once_filled(demo_run, tmp_path)
         .replace("acquired: EDIT", "acquired: 2026-11-20")
     )
     (run / "experiment.yaml").write_text(filled)
+    # the demo's controls are not the default names: validate lists the names it found
+    named = binds("validate", str(run))
+    assert named.exit_code == 2 and "DMSO" in named.output and "STAU" in named.output
+    filled += "screening:\n  controls: {negative: [DMSO], positive: [STAU]}\n"
+    (run / "experiment.yaml").write_text(filled)
     ok = binds("validate", str(run))
     assert ok.exit_code == 0, ok.output
     assert ok.stdout.startswith("ok: ")

@@ -287,7 +287,7 @@ def test_human_personal_data_is_refused_at_open_unless_declared_not_personal(dem
 
 
 # ----------------------------------------------------------------------------- the inbox
-def test_inbox_state_keeps_no_identifier(demos, tmp_path):
+def test_inbox_state_keeps_no_identifier(demos, tmp_path, prefect_api):
     """A refused folder's record in INBOX/.binds-inbox.json names kinds, not values."""
     from pipelines import inbox
 
@@ -308,7 +308,7 @@ def test_inbox_state_keeps_no_identifier(demos, tmp_path):
     assert not (tmp_path / "store").exists()
 
 
-def test_binds_run_refuses_before_anything_and_quotes_nothing(demos, tmp_path):
+def test_binds_run_refuses_before_anything_and_quotes_nothing(demos, tmp_path, prefect_api):
     """`binds run`: the schema error (read while taking the work folder's lock) and the gate."""
     run, exp = human_run(demos, "metabolomics", tmp_path)
     exp["samples"][0]["id"] = "Yamada Taro"
