@@ -81,7 +81,6 @@ class StoreIndex:
 
     def _build(self) -> None:
         from pipelines.catalog import read_catalog
-
         from pipelines.embargo import held_catalog_rows, held_key
 
         # versions under embargo wait under _embargo/<level>/ (pipelines.embargo): served only
