@@ -340,11 +340,6 @@ def test_usage_names_the_levels_it_could_not_read(iam_store):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="publishing under a single level needs the level-neutral _registry/ of #21 (h21): "
-    "today's one-level check lists the other levels",
-)
 def test_a_publisher_publishes_at_its_level_only(iam_store):
     ctx = iam_store
     stage = _stage_at(ctx["stages"]["consortium"], ctx["base"] / "again", "consortium")
@@ -359,10 +354,6 @@ def test_a_publisher_publishes_at_its_level_only(iam_store):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="binds verify reads every level's manifests; one ledger per level is #21's (h21)",
-)
 def test_verify_of_a_reader_open(iam_store):
     ctx = iam_store
     res = _binds(ctx, "reader-open", "verify", "--store", ctx["url"])
