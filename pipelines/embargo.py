@@ -88,11 +88,18 @@ class HeldStore(Store):
         return ObjectInfo(key, info.size, info.etag)
 
     # Reads fall back to the level itself: versions already released there count, so a held
-    # version takes the next number (never a second v1) and identical content is found.
+    # version takes the next number (never a second v1) and identical content is found. Not
+    # the ledger: the held ledger is a chain of its own (following the level's head would
+    # start it mid-chain, with a gap verify would report).
+    def _falls_back(self, key: str) -> bool:
+        return key.split("/", 2)[1:2] != [ledger.LEDGER_DIR]
+
     def get(self, key: str) -> bytes:
         try:
             return self.inner.get(held_key(key))
         except KeyError:
+            if not self._falls_back(key):
+                raise
             return self.inner.get(key)
 
     def open_read(self, key: str, *, chunk_size: int = 8 << 20) -> Iterator[bytes]:
@@ -100,7 +107,9 @@ class HeldStore(Store):
 
     def head(self, key: str) -> ObjectInfo | None:
         info = self.inner.head(held_key(key))
-        return self._out(info) if info else self.inner.head(key)
+        if info:
+            return self._out(info)
+        return self.inner.head(key) if self._falls_back(key) else None
 
     def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
         return (self._out(i) for i in self.inner.list_prefix(held_key(prefix)))

@@ -17,7 +17,7 @@ from pipelines.store.publish import Description, Submission, commit_version
 ID = "binds-2026-0042-cryoem"
 
 
-def _publish_held(store, tmp_path, content: str, until: str):
+def _publish_held(store, tmp_path, content: str, until: str | None):
     f = tmp_path / f"{content}.bin"
     f.write_bytes(content.encode())
     sha = hashlib.sha256(content.encode()).hexdigest()
@@ -30,8 +30,8 @@ def _publish_held(store, tmp_path, content: str, until: str):
     sub = Submission(
         "open", "cryoem", ID, [item], "sha256:" + digest, "BINDS-2026-0042", "t", experiment, {}
     )
-    meta = json.dumps({"binds:embargoUntil": until}).encode()
-    held = HeldStore(store)
+    meta = json.dumps({"binds:embargoUntil": until} if until else {}).encode()
+    held = HeldStore(store) if until else store
     return commit_version(
         sub, held, describe=lambda d: Description(meta, []), index=index_version(held)
     )
@@ -72,3 +72,24 @@ def test_verify_is_clean_after_a_release_and_the_ledger_records_it(tmp_path, mon
     assert again.exit_code == 0, again.output
     assert len(ledger.read(store, "open")) == 1
     assert runner.invoke(app, ["verify", "--store", str(root)]).exit_code == 0
+
+
+def test_the_held_ledger_is_a_chain_of_its_own_beside_a_released_level(tmp_path, monkeypatch):
+    """A held version after a public one: the held ledger starts at entry 1 (not after the
+    level's head), and the release is the level's next entry."""
+    root = tmp_path / "store"
+    store = LocalStore(root)
+    assert _publish_held(store, tmp_path, "public", None).version == 1
+    assert _publish_held(store, tmp_path, "held", "2027-01-15").version == 2
+    held = ledger.read(HeldStore(store), "open")
+    assert [e.seq for e in held] == [1] and held[0].body["version"] == 2
+    assert ledger.chain_problems("open", held) == []
+
+    monkeypatch.setenv("BINDS_NOW", "2027-02-01")
+    runner = CliRunner()
+    assert runner.invoke(app, ["release", "--store", str(root)]).exit_code == 0
+    kinds = [(e.body["kind"], e.body["version"]) for e in ledger.read(store, "open")]
+    assert kinds == [("commit", 1), ("release", 2)]
+    checked = runner.invoke(app, ["verify", "--store", str(root)])
+    assert checked.exit_code == 0, checked.output
+    assert "2 version(s)" in checked.stdout
