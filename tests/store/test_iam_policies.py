@@ -398,3 +398,15 @@ def test_embargo_under_the_roles(iam_store, monkeypatch):
     assert held in after.stdout
     shown = _binds(ctx, "reader-open", "show", held, "--store", ctx["url"])
     assert shown.exit_code == 0, shown.output
+    # the service's release is in the open ledger, so a reader of open verifies it clean
+    checked = _binds(ctx, "reader-open", "verify", "--store", ctx["url"])
+    assert checked.exit_code == 0, checked.output
+    assert _foreign_names(ctx, checked.output, {"open"}) == []
+    from pipelines.store import ledger
+
+    with _as(ctx, "reader-open"):
+        kinds = [
+            (e.body["kind"], e.body.get("reason"), e.body["dataset_id"])
+            for e in ledger.read(S3Store(ctx["url"]), "open")
+        ]
+    assert ("release", "embargo release", held) in kinds
