@@ -957,6 +957,13 @@ def verify(
                 hint="list them with: binds catalog",
             )
         )
+    if report.unreadable:  # level names only: what is in them is not ours to say
+        err.print(
+            f"not checked: level(s) {', '.join(report.unreadable)} (not readable with these "
+            "credentials)",
+            highlight=False,
+            markup=False,
+        )
     for p in report.problems:
         out.print(p, highlight=False, markup=False)
     summary = (

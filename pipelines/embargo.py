@@ -10,7 +10,8 @@ them, and nothing about them shows in that level's catalog. Restricted data are 
 ``binds release`` (daily, from cron or a systemd timer of the unit service) moves every held
 version whose date has come to its level without recomputing anything: it copies each object,
 checks every copied file against the sha256 of the manifest, commits the manifest last (an
-exclusive put, as a publish does), writes the level's catalog row, then deletes the held copy.
+exclusive put, as a publish does), appends a ``release`` entry (reason "embargo release") to the
+level's ledger, writes the level's catalog row, then deletes the held copy.
 A release interrupted at any point is completed by the next one.
 
 "Now" is the UTC date, or ``BINDS_NOW`` (``YYYY-MM-DD``) when set: the clock tests and a
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.store import layout
+from pipelines.store import layout, ledger
 from pipelines.store.base import ObjectInfo, ProgressCallback, Store, StoreError, UploadItem
 from pipelines.store.identifiers import ACCESS_LEVELS
 
@@ -87,11 +88,18 @@ class HeldStore(Store):
         return ObjectInfo(key, info.size, info.etag)
 
     # Reads fall back to the level itself: versions already released there count, so a held
-    # version takes the next number (never a second v1) and identical content is found.
+    # version takes the next number (never a second v1) and identical content is found. Not
+    # the ledger: the held ledger is a chain of its own (following the level's head would
+    # start it mid-chain, with a gap verify would report).
+    def _falls_back(self, key: str) -> bool:
+        return key.split("/", 2)[1:2] != [ledger.LEDGER_DIR]
+
     def get(self, key: str) -> bytes:
         try:
             return self.inner.get(held_key(key))
         except KeyError:
+            if not self._falls_back(key):
+                raise
             return self.inner.get(key)
 
     def open_read(self, key: str, *, chunk_size: int = 8 << 20) -> Iterator[bytes]:
@@ -99,7 +107,9 @@ class HeldStore(Store):
 
     def head(self, key: str) -> ObjectInfo | None:
         info = self.inner.head(held_key(key))
-        return self._out(info) if info else self.inner.head(key)
+        if info:
+            return self._out(info)
+        return self.inner.head(key) if self._falls_back(key) else None
 
     def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
         return (self._out(i) for i in self.inner.list_prefix(held_key(prefix)))
@@ -250,6 +260,25 @@ def _release_one(store: Store, row: dict[str, Any]) -> Released:
             raise StoreError(f"released copy differs from its manifest ({bad[0]}); not committed")
         store.put_if_absent(dst_manifest, manifest_raw)
     out.files = len(expected)
+    level, did, n = row["access"], row["dataset_id"], int(row["version"])
+    if not ledger.recorded(store, level, did, n):
+        # the held commit is in the held ledger (_embargo/<level>/_ledger/); the level's own
+        # ledger records the version's arrival, as a curator move does, so verify finds it
+        ledger.append(
+            store,
+            level,
+            {
+                "kind": "release",
+                "dataset_id": did,
+                "version": n,
+                "modality": row["modality"],
+                "manifest_sha256": hashlib.sha256(manifest_raw).hexdigest(),
+                "content_digest": manifest.get("content_digest"),
+                "request_id": manifest.get("request_id"),
+                "embargo_until": str(row["embargo_until"]),
+                "reason": "embargo release",
+            },
+        )
     held_row = layout.catalog_key(row["access"], row["modality"], row["dataset_id"], row["version"])
     store.put(held_row, store.get(f"{EMBARGO_DIR}/{held_row}"))
     # the held copy goes last: a reader of the level already has the whole version

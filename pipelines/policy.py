@@ -15,8 +15,9 @@ role                          may
 ``reader-consortium``         ... and ``consortium/``
 ``reader-all``                every level, and the embargoed versions (``_embargo/``)
 ``publisher-<level>``         read and write ``<level>/`` and ``_embargo/<level>/``; delete only
-                              scratch (``_claims/``, temporaries); get / put-if-absent on
-                              ``_registry/`` and ``_leases/`` (+ delete a lease); the probe
+                              scratch (``_claims/``, temporaries); get / put(-if-absent) by key on
+                              ``_registry/`` and ``_leases/``, never listed (+ delete a lease);
+                              the probe
 ``curator``                   everything under the store prefix (moves, rebuilds, release)
 ``service``                   the unit service: every publisher's rights, and the embargo
                               release (read + delete ``_embargo/``, write every level)
@@ -105,7 +106,9 @@ def _publisher(doc: _Doc, level: str) -> None:
         doc.grant(READ + WRITE, base + "*")
         # scratch only: version claims and the temporaries of an interrupted upload
         doc.grant(DELETE, base + "*/_claims/*", listable=False)
-    doc.grant(READ + WRITE, f"{REGISTRY_DIR}/*", f"{LEASES_DIR}/*")
+    # get + put (put-if-absent is a conditional put; lease renewal a plain one) by exact key:
+    # the protocol never lists them nor uploads in parts, so neither is granted
+    doc.grant([*READ, "s3:PutObject"], f"{REGISTRY_DIR}/*", f"{LEASES_DIR}/*", listable=False)
     doc.grant(DELETE, f"{LEASES_DIR}/*", listable=False)
     doc.grant(WRITE + DELETE, f"{PROBE_DIR}/*", listable=False)
 

@@ -44,16 +44,21 @@ ProgressCallback = Callable[[int], None]  # called with bytes just transferred
 
 class StoreError(BindsError):
     """The store failed (unreachable, refused, inconsistent): exit 1. ``transient`` faults may
-    be retried."""
+    be retried; ``denied``: the credentials may not do this (a level the caller may not read)."""
 
     exit_code = 1
 
-    def __init__(self, message: str, *, transient: bool = False):
+    def __init__(self, message: str, *, transient: bool = False, denied: bool = False):
         super().__init__(message)
         self.transient = transient
+        self.denied = denied
 
     def __reduce__(self):
-        return (self.__class__, (str(self),), {"transient": self.transient})
+        return (
+            self.__class__,
+            (str(self),),
+            {"transient": self.transient, "denied": self.denied},
+        )
 
 
 class ReadOnlyStoreError(StoreError):

@@ -45,6 +45,8 @@ LEDGER_FORMAT = "binds-ledger"
 GENESIS = "0" * 64
 _ENTRY = re.compile(r"^(\d{12})\.json$")
 MIRROR_ENV = "BINDS_LEDGER_MIRROR"
+#: entry kinds that bring a version to the level: a publish, a curator move, an embargo release
+ARRIVALS = ("commit", "move-in", "release")
 
 
 def entry_key(level: str, seq: int) -> str:
@@ -122,7 +124,7 @@ def append(store: Store, level: str, record: dict[str, Any]) -> Entry:
         seq, prev = taken.seq, taken.sha256
     try:
         store.put(head_key(level), encode({"seq": entry.seq, "sha256": entry.sha256}))
-        if record.get("kind") in ("commit", "move-in") and record.get("version"):
+        if record.get("kind") in ARRIVALS and record.get("version"):
             store.put_if_absent(
                 index_key(level, record["dataset_id"], int(record["version"])),
                 encode({"seq": entry.seq, "sha256": entry.sha256}),

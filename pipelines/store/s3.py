@@ -156,9 +156,12 @@ class S3Store(Store):
             if code == "NoSuchBucket":
                 return StoreError(f"{action} {where}: bucket {self.bucket!r} does not exist")
             if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                # a refusal names the store, never the key: the key path names the level and
+                # the dataset the caller may not see
                 return StoreError(
-                    f"{action} {where}: access denied ({code}); check the credentials "
-                    "and the bucket policy for this prefix"
+                    f"{action} in s3://{self.bucket}/{self.prefix}: access denied ({code}); "
+                    "check the credentials and the bucket policy for this prefix",
+                    denied=True,
                 )
             transient = code in _TRANSIENT_CODES or status.startswith("5")
             return StoreError(

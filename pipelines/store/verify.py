@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.store import layout, ledger
-from pipelines.store.base import ObjectInfo, Store
+from pipelines.store.base import ObjectInfo, Store, StoreError
 from pipelines.store.identifiers import ACCESS_LEVELS
 
 _CATALOG_ROW = re.compile(r"^([a-z][a-z0-9_]*)--(.+)--v([1-9][0-9]*)\.parquet$")
@@ -40,6 +40,8 @@ class VerifyReport:
     bytes: int = 0
     ledger_entries: int = 0
     problems: list[str] = field(default_factory=list)
+    #: levels these credentials may not list (a reader checks the levels it may read)
+    unreadable: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -122,7 +124,13 @@ def verify(
         )
 
     for level in levels:
-        lv = _scan(store, level)
+        try:
+            lv = _scan(store, level)
+        except StoreError as err:
+            if not err.denied:
+                raise
+            report.unreadable.append(level)
+            continue
         entries = _ledger_entries(store, lv)
         chains[level] = entries
         report.ledger_entries += len(entries)
@@ -255,7 +263,8 @@ def _ledger_entries(store: Store, lv: _Level) -> list[ledger.Entry]:
 def _recorded_versions(
     level: str, entries: list[ledger.Entry], report: VerifyReport
 ) -> dict[tuple[str, str, int], ledger.Entry]:
-    """The versions the ledger says this level holds now (commits and moves in, minus moves out)."""
+    """The versions the ledger says this level holds now (commits, moves in and embargo
+    releases, minus moves out)."""
     held: dict[tuple[str, str, int], ledger.Entry] = {}
     for e in entries:
         b = e.body
@@ -263,7 +272,7 @@ def _recorded_versions(
             key = (str(b["modality"]), str(b["dataset_id"]), int(b["version"]))
         except (KeyError, TypeError, ValueError):
             continue
-        if b.get("kind") in ("commit", "move-in"):
+        if b.get("kind") in ledger.ARRIVALS:
             before = held.get(key)
             if before is not None and before.body.get("manifest_sha256") != b.get(
                 "manifest_sha256"
