@@ -32,6 +32,7 @@ from pipelines.staging import StagedDataset
 from pipelines.store import open_store
 from pipelines.store.hashing import sha256_file
 from pipelines.toolkit.inputs import RunFolder
+from pipelines.toolkit.rawfiles import raw_file_problems
 from pipelines.workflow import RunningWorkflow, start_workflow
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ def check_run_dir(run_dir: str | Path) -> tuple[Experiment, list[Path]]:
                 hint=f"expected files matching {', '.join(modalities.spec(exp.modality).raw_patterns)}",
             )
         )
+    if not problems:  # names, and HDF5 reaching outside, before anything reads the files
+        problems += raw_file_problems(run_dir, found.files)
     if not problems:
         try:
             problems += module.preflight(run_dir, exp.data)

@@ -79,12 +79,25 @@ def snakemake_command(
         cmd += ["--logger", "binds"]  # snakemake_logger_plugin_binds writes that file
     cmd += [
         "--config",
+        # no scheduler holds a local job to its mem_mb: pipelines.smk does (see run_step)
+        f"enforce_mem_mb={_executor(prof) == 'local'}",
         f"run_dir={run_dir.resolve()}",
         f"stage_dir={stage.root.resolve()}",
         f"modality={modality}",
         f"experiment={(stage.meta_dir / 'experiment.json').resolve()}",
     ]
     return cmd
+
+
+def _executor(profile_dir: Path) -> str:
+    """The ``executor:`` of a profile (Snakemake's default: local)."""
+    import yaml
+
+    try:
+        conf = yaml.safe_load((profile_dir / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return "local"
+    return str(conf.get("executor") or "local")
 
 
 def run_workflow(
@@ -246,7 +259,13 @@ class RunningWorkflow:
             return InputError(problems)
         crash = _reported_crash(stage)
         if crash is not None:
-            reading = f" reading {crash['input']}" if crash.get("input") else ""
+            reading = (
+                f" writing {crash['output']}"
+                if crash.get("output")
+                else f" reading {crash['input']}"
+                if crash.get("input")
+                else ""
+            )
             details = [f"traceback: {crash['log']}"] if crash.get("log") else []
             details.append(
                 f"workflow failed in rule {crash['rule']} (exit {code}); full log: {smk_log}"

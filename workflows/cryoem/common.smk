@@ -18,12 +18,14 @@ CRYOEM_ENV = "../../envs/cryoem.yaml"
 
 
 def cryoem_map_mb(wildcards=None) -> float:
-    """Uncompressed size of the map in MiB (compressed maps: ~4x their file size)."""
+    """Decompressed size of the map in MiB (a gzip/bzip2 map: the size its checked header
+    declares, not a guess from the compressed size, which can be 1000x smaller)."""
+    from pipelines.modalities.cryoem.mrc import map_bytes
+
     p = Path(CRYOEM_MAP)
     if not p.is_file():
         return 1.0
-    size = p.stat().st_size / 2**20
-    return size * 4 if p.name.endswith((".gz", ".bz2")) else size
+    return map_bytes(p) / 2**20
 
 
 def cryoem_mem_mb(base: int, per_map_mb: float):

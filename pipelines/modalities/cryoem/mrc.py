@@ -32,6 +32,7 @@ import numpy as np
 from mrcfile.utils import data_dtype_from_header
 
 from pipelines.errors import InputError, Problem
+from pipelines.toolkit import limits
 
 HEADER_BYTES = 1024
 #: MRC modes this workflow converts, with what they hold.
@@ -271,6 +272,15 @@ def _check_header_fields(h: Any, *, path: Path, compression: str | None, size: i
         raise _Unusable(f"negative extended header size NSYMBT = {nsymbt}", where="header NSYMBT")
     data_bytes = nc * nr * ns * data_dtype_from_header(h).itemsize
     expected = HEADER_BYTES + nsymbt + data_bytes
+    if compression and expected > limits.max_decompressed_bytes(size):
+        # the reader stops at the declared size, so the declared size bounds the inflation:
+        # refused here, before a byte of data is inflated
+        problem = limits.decompressed_too_large(file=path.name, compressed_size=size)
+        raise _Unusable(
+            f"{problem.message}: the header declares {expected / 2**30:.3g} GiB",
+            where="header NX/NY/NZ/MODE",
+            hint=problem.hint,
+        )
     actual = _uncompressed_size(path, compression, size)
     if actual is not None and actual != expected:
         detail = (
@@ -335,6 +345,26 @@ def _compression_of(path: Path) -> str | None:
     if magic == b"BZh":
         return "bzip2"
     return None
+
+
+def map_bytes(path: str | Path) -> int:
+    """The map's size once decompressed, for memory and runtime plans: the file size, or for
+    a gzip/bzip2 map the size its header declares (which the preflight has checked against
+    the gzip trailer and the decompression cap, and which the reader never reads past)."""
+    path = Path(path)
+    size = path.stat().st_size
+    compression = _compression_of(path)
+    if compression is None:
+        return size
+    try:
+        raw = _first_bytes(path, compression, HEADER_BYTES)
+        order = ">" if raw[212:213] == b"\x11" else "<"  # machine stamp: 0x11 big-endian
+        nx, ny, nz, mode = np.frombuffer(raw[:16], dtype=f"{order}i4").tolist()
+        nsymbt = int(np.frombuffer(raw[92:96], dtype=f"{order}i4")[0])
+        itemsize = {0: 1, 1: 2, 2: 4, 3: 4, 4: 8, 6: 2, 12: 2}[mode]
+        return HEADER_BYTES + nsymbt + nx * ny * nz * itemsize
+    except Exception:  # a broken header: preflight reports it; plan as the old rule of thumb did
+        return size * 4
 
 
 def _first_bytes(path: Path, compression: str | None, n: int) -> bytes:

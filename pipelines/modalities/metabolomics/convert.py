@@ -674,10 +674,12 @@ def read_conversion_qc(path: str | Path) -> ConversionQC:
 
 
 def check_readable(path: str | Path) -> list[Problem]:
-    """Cheap preflight of one mzML: opens it and reads the header (no spectra decoded)."""
+    """Preflight of one mzML: the header, then every element walked without decoding (its size
+    against the element cap, a gzip file's expansion against the decompressed-size cap, a file
+    cut short), stopping at the first problem; memory stays one element."""
     try:
-        with MzMLReader(path, threads=1):
-            pass
+        with MzMLReader(path, threads=1) as reader:
+            reader.scan()
     except InputError as err:
         return list(err.problems)
     return []

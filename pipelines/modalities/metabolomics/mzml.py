@@ -43,6 +43,7 @@ import numpy as np
 import pybase64
 
 from pipelines.errors import InputError, Problem, RunError
+from pipelines.toolkit import limits
 
 # --------------------------------------------------------------------------- PSI-MS accessions
 MS_LEVEL = b"MS:1000511"
@@ -221,6 +222,9 @@ class _Source:
         if self.gzipped:
             self._stream = gzip.GzipFile(fileobj=self._stream, mode="rb")  # type: ignore[assignment]
         self.size = path.stat().st_size
+        # a gzip file stops inflating at the cap (a 2 MB file can hold GiBs of one spectrum)
+        self._cap = limits.max_decompressed_bytes(self.size) if self.gzipped else 0
+        self._out = 0
         self._error: InputError | None = None
         self._queue: queue.Queue[bytes | BaseException] | None = None
         self._thread: threading.Thread | None = None
@@ -257,6 +261,12 @@ class _Source:
                 break
             parts.append(chunk)
             got += len(chunk)
+            self._out += len(chunk)
+            if self._out > self._cap:
+                self._error = InputError(
+                    limits.decompressed_too_large(file=self.name, compressed_size=self.size)
+                )
+                raise self._error
         return b"".join(parts)
 
     def start_read_ahead(self) -> None:
@@ -352,6 +362,7 @@ class _ElementSplitter:
         self.pos = 0
         self.offset = 0  # file offset (of the XML) of buf[0]
         self.eof = False
+        self.max_element = limits.max_element_bytes()
 
     def _more(self) -> bool:
         if self.eof:
@@ -435,17 +446,41 @@ class _ElementSplitter:
                 raise _Unexpected(self.offset + self.pos, self.buf[self.pos : self.pos + 60])
             start = self.pos
             end = _find_closer(self.buf, closer, start)
-            while end < 0:
-                # resume where the last search stopped (the closer may straddle two blocks)
-                resume = len(self.buf) - len(closer)
-                base = self.pos
-                if not self._more():
-                    raise _Truncated(self.offset + start, self.buf[start : start + 300])
-                start -= base
-                end = _find_closer(self.buf, closer, max(start, resume - base))
+            if end < 0:
+                start, end = self._rest_of_element(start, closer)
             stop = end + len(closer)
             yield self.offset + start, self.buf[start:stop]
             self.pos = stop
+
+    def _rest_of_element(self, start: int, closer: bytes) -> tuple[int, int]:
+        """Read blocks until ``closer`` ends the element begun at ``buf[start]``; returns its
+        (start, closer position) in the new buffer, which begins with the element.
+
+        Blocks are gathered in a list and joined once (growing the buffer block by block
+        copied it each time: quadratic on a large element), and never past the element cap:
+        one element is held whole while it is decoded."""
+        head = self.buf[start:]
+        parts, total = [head], len(head)
+        tail = head[-len(closer) :]
+        while True:
+            block = self.src.block()
+            if not block:
+                self.eof = True
+                raise _Truncated(self.offset + start, head[:300])
+            probe = tail + block  # the closer may straddle two blocks
+            k = _find_closer(probe, closer, 0)
+            parts.append(block)
+            if k >= 0:
+                end = total - len(tail) + k
+                break
+            total += len(block)
+            if total > self.max_element:
+                raise _TooLarge(self.offset + start, head[:300])
+            tail = probe[-len(closer) :]
+        self.offset += start
+        self.buf = b"".join(parts)
+        self.pos = 0
+        return 0, end
 
 
 _WHITESPACE = b" \t\r\n"
@@ -473,6 +508,10 @@ def _find_closer(buf: bytes, closer: bytes, start: int) -> int:
 class _Truncated(Exception):
     def __init__(self, offset: int, head: bytes):
         self.offset, self.head = offset, head
+
+
+class _TooLarge(_Truncated):
+    """An element longer than the cap (:func:`pipelines.toolkit.limits.max_element_bytes`)."""
 
 
 class _Unexpected(Exception):
@@ -659,30 +698,17 @@ def _raise_base64_detail(text: bytes | memoryview) -> None:
 
 
 def decode_numpress(raw: bytes, algorithm: str) -> np.ndarray:
-    """MS-Numpress decoding via pynumpress when installed, else pymzml's pure-Python codec."""
+    """MS-Numpress ``linear`` / ``pic`` / ``slof`` bytes -> float64, exactly as pyopenms decodes
+    them (:mod:`.numpress`)."""
+    from .numpress import DECODERS, NumpressError
+
     try:
-        import pynumpress  # type: ignore[import-not-found]
-
-        fn = {
-            "linear": pynumpress.decode_linear,
-            "pic": pynumpress.decode_pic,
-            "slof": pynumpress.decode_slof,
-        }[algorithm]
-        return np.asarray(fn(np.frombuffer(raw, dtype=np.uint8)), dtype=np.float64)
-    except ImportError:
-        from pymzml.ms_numpress import MSNumpress
-
-        codec = MSNumpress(bytearray(raw))
-        fn = {"linear": codec.decode_linear, "pic": codec.decode_pic, "slof": codec.decode_slof}[
-            algorithm
-        ]
-        try:
-            return np.asarray(fn(), dtype=np.float64)
-        except Exception as err:  # the codec raises bare Exception on corrupt data
-            raise _BadArray(
-                f"MS-Numpress {algorithm} data cannot be decoded ({err})",
-                "the binary data is damaged; re-export the mzML",
-            ) from None
+        return DECODERS[algorithm](raw)
+    except NumpressError as err:
+        raise _BadArray(
+            f"MS-Numpress {algorithm} data cannot be decoded ({err})",
+            "the binary data is damaged; re-export the mzML",
+        ) from None
 
 
 # classification of a binaryDataArray's accessions (bytes keys: no decoding per array)
@@ -693,18 +719,30 @@ _KIND_B = {
 }
 _DTYPES_B = {k.encode(): v for k, v in _DTYPES.items()}
 _COMPRESSIONS_B = {k.encode(): k for k in _COMPRESSIONS}
+_NUMPRESS_B = {k.encode(): k for k in _NUMPRESS}
+# numpress algorithm -> the accession of it followed by zlib
+_NUMPRESS_ZLIB = {alg: acc for acc, (alg, zlibbed) in _NUMPRESS.items() if zlibbed}
 
 
 def _classify(params: bytes) -> tuple[str | None, np.dtype | None, str | None, bytes | None]:
     """(array kind, data type, compression, unit) of a binaryDataArray's cvParams."""
-    kind = dtype = comp = None
+    kind = dtype = comp = numpress = None
     for acc in _ACCESSION_RE.findall(params):
         if acc in _KIND_B:
             kind = _KIND_B[acc]
         elif acc in _DTYPES_B:
             dtype = _DTYPES_B[acc]
+        elif acc in _NUMPRESS_B:
+            numpress = _NUMPRESS_B[acc]
         elif acc in _COMPRESSIONS_B:
             comp = _COMPRESSIONS_B[acc]
+    if numpress is not None:
+        # ProteoWizard (and mzML 1.1.0 files before the combined terms) write numpress as its
+        # own cvParam next to "zlib compression" or "no compression", in either order: the two
+        # together are one encoding, numpress then (maybe) zlib, never a plain float array
+        if comp == ZLIB and not _NUMPRESS[numpress][1]:
+            numpress = _NUMPRESS_ZLIB[_NUMPRESS[numpress][0]]
+        comp = numpress
     unit = None
     if kind == TIME_ARRAY:
         m = _UNIT_RE.search(params) or _UNIT_NAME_RE.search(params)
@@ -1209,6 +1247,11 @@ class MzMLReader:
                     hint="the file is not valid mzML; re-convert it (msconvert / ThermoRawFileParser)",
                 )
             ) from None
+        except _TooLarge as t:
+            name = tag.decode()
+            idx = _attr(t.head[: t.head.find(b">") + 1], b"index")
+            where = f"{name} index {idx}" if idx else f"{name} at byte {t.offset}"
+            raise InputError(limits.element_too_large(name, file=self.name, where=where)) from None
         except _Truncated as t:
             name = tag.decode()
             if not t.head:
@@ -1226,6 +1269,20 @@ class MzMLReader:
                     hint="the file was cut short; copy or export it again",
                 )
             ) from None
+
+    def scan(self) -> int:
+        """Walk every spectrum and chromatogram element without decoding one (``validate``):
+        stops with an InputError at the first element over the cap, at the decompressed-size
+        cap of a gzip file, or where the file is cut; memory stays one element.  Returns the
+        number of elements."""
+        n = 0
+        first = self._first_list
+        if first is None:
+            return 0
+        for tag in (first, b"chromatogram" if first == b"spectrum" else b"spectrum"):
+            for _ in self._raw_elements(tag):
+                n += 1
+        return n
 
     def _raw_batches(self) -> Iterator[list[bytes]]:
         if self._first_list != b"spectrum":

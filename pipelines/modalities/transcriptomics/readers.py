@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipelines.errors import InputError, Problem
+from pipelines.toolkit.rawfiles import refuse_outside_hdf5
 
 if TYPE_CHECKING:  # scanpy/anndata are imported inside functions: Snakemake parses this module
     from anndata import AnnData
@@ -77,6 +78,7 @@ def read_10x_h5(path: str | Path) -> Loaded:
 
     path = Path(path)
     fname = path.name
+    refuse_outside_hdf5(path)  # before any value is read: HDF5 would follow it anywhere
     try:
         h5 = h5py.File(path, "r")
     except OSError as err:
@@ -449,6 +451,7 @@ def read_h5ad_counts(path: str | Path) -> Loaded:
     import scipy.sparse as sp
 
     path = Path(path)
+    refuse_outside_hdf5(path)  # before any value is read: HDF5 would follow it anywhere
     try:
         adata = ad.read_h5ad(path)
     except (OSError, KeyError, ValueError, TypeError) as err:
@@ -618,10 +621,19 @@ def _check_unique_barcodes(names: Any, fname: str, where: str) -> None:
         )
 
 
+def key_safe(name: str) -> str:
+    """``name`` usable as a Zarr / HDF5 key: ``%`` -> ``%25`` and ``/`` -> ``%2F`` (URL percent
+    encoding, reversed by :func:`urllib.parse.unquote`).  TotalSeq panels name antibodies
+    ``CD66a/c/e`` or ``HLA-A/B/C``; a DataFrame column becomes a key, and a ``/`` in a key is a
+    sub-group.  The exact names stay values (``uns['feature_types']``)."""
+    return name.replace("%", "%25").replace("/", "%2F")
+
+
 def split_feature_types(adata: AnnData) -> tuple[AnnData, dict[str, Any]]:
     """Keep Gene Expression in X; every other feature type (Antibody Capture, CRISPR Guide
     Capture, ...) goes to ``obsm[<type as snake_case>]`` as a DataFrame of integer counts whose
-    columns are the feature ids (its names are in ``uns['feature_types']``).
+    columns are the feature ids made key-safe by :func:`key_safe` (the exact ids and names, in
+    the same order, are in ``uns['feature_types']``).
     """
     import pandas as pd
 
@@ -638,7 +650,7 @@ def split_feature_types(adata: AnnData) -> tuple[AnnData, dict[str, Any]]:
         # a few hundred antibodies at most: a dense per-cell table is what people expect here
         dense = np.asarray(sub.X.toarray(), dtype=np.int32)
         gex.obsm[key] = pd.DataFrame(
-            dense, index=gex.obs_names, columns=sub.var["gene_ids"].tolist()
+            dense, index=gex.obs_names, columns=[key_safe(i) for i in sub.var["gene_ids"]]
         )
         info[key] = {
             "feature_type": ftype,
