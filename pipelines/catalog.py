@@ -150,6 +150,9 @@ def selection(metadata: dict[str, Any] | None) -> dict[str, Any]:
         "format_version": metadata.get("binds:formatVersion"),
         "data_formats": metadata.get("binds:dataFormats") or formats,
         "embargo_until": _date(metadata.get("binds:embargoUntil")),
+        "data_use": [
+            "DUO:" + str(iri).rsplit("DUO_", 1)[-1] for iri in metadata.get("binds:dataUse") or []
+        ],
     }
 
 

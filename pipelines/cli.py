@@ -1095,6 +1095,9 @@ def demo(
     )
 
 
+from pipelines import cli_data  # noqa: E402,F401  (registers commands)
+
+
 def main() -> None:
     _OWN_PROCESS["value"] = True
     try:

@@ -49,6 +49,7 @@ CROISSANT_VERSION = "http://mlcommons.org/croissant/1.1"
 SD_VERSION = "1.1"  # version of this document's layout (docs/formats/store.md)
 BINDS_VOCAB = "https://binds.example.org/terms/"
 OBO = "http://purl.obolibrary.org/obo/"
+DUO_IRI = OBO + "DUO_"  # data-use conditions (access.data_use)
 #: CURIE prefix -> (IRI prefix, the ontology's IRI for ``inDefinedTermSet``, bundled vocabulary)
 ONTOLOGIES = {
     "NCBITaxon": (OBO + "NCBITaxon_", OBO + "ncbitaxon.owl", "NCBITaxon"),
@@ -467,6 +468,10 @@ def build_metadata(
     }
     if exp["access"].get("embargo_until"):
         doc["binds:embargoUntil"] = exp["access"]["embargo_until"]
+    if exp["access"].get("data_use"):
+        doc["binds:dataUse"] = [
+            DUO_IRI + code.removeprefix("DUO:") for code in exp["access"]["data_use"]
+        ]
     if facts.get("conflicts"):
         doc["binds:metadataConflicts"] = facts["conflicts"]
     if exp.get("operator"):

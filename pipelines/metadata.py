@@ -689,7 +689,26 @@ def _semantic_checks(data: dict, file: str, root) -> tuple[list[Problem], list[s
     emb = _date_or_none(access.get("embargo_until"))
     if emb and access.get("level") == "open" and emb > dt.date.today():
         notes.append(f"{file}: access.embargo_until: open dataset under embargo until {emb}")
+    problems += _data_use_problems(access, file, root)
     return problems, notes
+
+
+def _data_use_problems(access: dict, file: str, root) -> list[Problem]:
+    """Data-use conditions must be DUO terms the unit knows (metadata/vocab/DUO.tsv): a
+    condition nobody can interpret protects nothing."""
+    duo = vocabulary("DUO")
+    given = access.get("data_use")
+    codes: list[Any] = given if isinstance(given, list) else []
+    return [
+        Problem(
+            f"{code!r} is not a known Data Use Ontology term",
+            file=file,
+            where=_where(["access", "data_use", i], root),
+            hint=f"one of {', '.join(duo)} (metadata/vocab/DUO.tsv)",
+        )
+        for i, code in enumerate(codes)
+        if isinstance(code, str) and re.fullmatch(r"DUO:[0-9]{7}", code) and code not in duo
+    ]
 
 
 PLACEHOLDER = "EDIT"

@@ -54,6 +54,7 @@ def experiment_template(run_dir: Path, modality: str, *, today: dt.date | None =
         "access:",
         "  level: consortium                  # open | consortium | restricted",
         "  # embargo_until: 2027-06-30",
+        "  # data_use: [DUO:0000042]          # data-use conditions (Data Use Ontology ids)",
         "license: CC-BY-4.0                   # SPDX id: CC0-1.0, CC-BY-4.0, LicenseRef-BINDS-Restricted ...",
         "samples:",
         "  - id: S1",

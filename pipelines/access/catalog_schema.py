@@ -53,6 +53,7 @@ SELECTION_FIELDS = [
     pa.field("format_version", pa.string()),  # of the modality's data format (docs/formats/)
     pa.field("data_formats", pa.list_(pa.string())),  # table formats, e.g. binds-screening-wells/1
     pa.field("embargo_until", pa.date32()),
+    pa.field("data_use", pa.list_(pa.string())),  # DUO ids, e.g. DUO:0000042
 ]
 # typed per-modality figures: (column, type, metrics.json key or a function of the metrics)
 FIGURES: list[tuple[str, pa.DataType, str | Callable[[Mapping[str, Any]], Any]]] = [

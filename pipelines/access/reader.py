@@ -139,6 +139,7 @@ def catalog(
     *,
     levels: Iterable[str] = ACCESS_LEVELS,
     latest: bool = False,
+    token: str | None = None,
     **filters: Any,
 ):
     """The catalog as a pandas DataFrame (one row per version, newest first), filtered.
@@ -148,7 +149,18 @@ def catalog(
     ``organisms="NCBITaxon:9606"`` (list columns: contains), ``licence=["CC0-1.0", "CC-BY-4.0"]``
     (any of), ``qc_pass=True``, ``resolution_angstrom__max=3.5``, ``acquired__min="2026-01-01"``,
     a callable on the column.  ``latest``: only the newest version of each dataset.
+
+    ``store`` may be a data service (``http(s)://host:port``, ``binds serve-data``): its
+    ``/catalog`` lists what ``token`` (a bearer token / GA4GH passport) may read, with a
+    ``drs_id`` column.
     """
+    from pipelines.access import drs
+
+    if drs.is_service(store):
+        df = drs.catalog_frame(drs.service_url(str(store)), token)
+        df = df[df["access"].isin(list(levels))]
+        df = filter_frame(df, filters)
+        return (latest_only(df) if latest else df).reset_index(drop=True)
     df = _to_pandas(_catalog_table(_root(store), levels))
     df = filter_frame(df, filters)
     return (latest_only(df) if latest else df).reset_index(drop=True)
@@ -274,6 +286,7 @@ def open(
     path: str | None = None,
     check_sha256: bool = False,
     chunks_in_flight: int | None = None,
+    token: str | None = None,
 ):
     """Open a dataset version lazily, as the standard object of its format.
 
@@ -294,7 +307,22 @@ def open(
     process-wide setting; zarr's default is 10).  Each holds one decoded chunk besides the
     result, so 1 keeps a read within ~1.07x of its size (benchmarks: bench_access); more
     is faster on S3.
+
+    Through a data service (``binds serve-data``): ``open("drs://host:port/<drs id>",
+    token=...)``, or ``open(dataset_id, version, store="http(s)://host:port", token=...)``
+    (``dataset_id`` may be ``id@v2``); the same objects, read lazily over signed links
+    (:mod:`pipelines.access.drs`).
     """
+    from pipelines.access import drs
+
+    if chunks_in_flight:
+        import zarr
+
+        zarr.config.set({"async.concurrency": int(chunks_in_flight)})
+    if dataset_id.startswith("drs://") or drs.is_service(store):
+        return drs.open_version(
+            dataset_id, version, store, token=token, path=path, check_sha256=check_sha256
+        )
     root = _root(store)
     row = _row(root, dataset_id, version)
     rel = _resolve_path(row, path)
@@ -307,10 +335,6 @@ def open(
         return ds.dataset(full, format="parquet", filesystem=root.arrow_fs or root.fs)
     if rel.endswith(".zarr"):
         _release_large_buffers()
-        if chunks_in_flight:
-            import zarr
-
-            zarr.config.set({"async.concurrency": int(chunks_in_flight)})
         group = _zarr_group(root, full)
         if "obs" in group and "var" in group and "X" in group:
             return _anndata(group)
@@ -412,3 +436,26 @@ def _anndata(group):
         else None,
     )
     return adata
+
+
+# -- for the data service and the reader through it (pipelines.dataservice, access.drs) ----
+def filesystem(store: str | os.PathLike[str] | None = None) -> tuple[Any, str]:
+    """(fsspec filesystem, root path inside it) of a store URL: what the data service streams
+    bytes from, with the reader's S3 client."""
+    root = _root(store)
+    return root.fs, root.path
+
+
+def table_to_frame(table):
+    """A catalog table as :func:`catalog` returns it (nullable integers, newest first)."""
+    return _to_pandas(table)
+
+
+def data_entry(row, path: str | None) -> str:
+    """The ``data/`` entry :func:`open` reads for ``path`` (None: the modality's main one)."""
+    return _resolve_path(row, path)
+
+
+def anndata_of(group):
+    """An AnnData over an ``adata.zarr`` group, ``X`` and layers left on the store."""
+    return _anndata(group)
