@@ -12,7 +12,7 @@ AuthOpt = Annotated[
     str,
     typer.Option(
         "--auth",
-        help="The auth YAML: issuers, audience, visas, link_seconds, audit (docs/formats/drs.md).",
+        help="The auth YAML: issuers, audience, visas, link_seconds, audit (docs/drs.md).",
     ),
 ]
 

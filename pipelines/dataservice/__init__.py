@@ -1,6 +1,6 @@
 """The data-access service for AI teams: GA4GH DRS 1.5 over the curated store.
 
-``binds serve-data --store URL --auth FILE`` (docs/formats/drs.md) resolves DRS ids to the
+``binds serve-data --store URL --auth FILE`` (docs/drs.md) resolves DRS ids to the
 files of committed versions, checks bearer tokens and GA4GH passports
 (:func:`pipelines.dataservice.policy.decide` is the one place that says who may read what),
 hands out short-lived signed links (:mod:`pipelines.dataservice.links`) that the service itself

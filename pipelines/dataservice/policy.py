@@ -39,7 +39,7 @@ class Issuer:
 
 @dataclass(frozen=True)
 class AuthConfig:
-    """The ``--auth`` YAML (docs/formats/drs.md), paths resolved against the YAML's folder."""
+    """The ``--auth`` YAML (docs/drs.md), paths resolved against the YAML's folder."""
 
     issuers: tuple[Issuer, ...]
     audience: str
@@ -71,7 +71,7 @@ def load_auth(path: str | Path) -> AuthConfig:
         raise InputError(Problem(f"not YAML: {e}", file=where)) from None
     problems: list[Problem] = []
     if not isinstance(raw, dict):
-        raise InputError(Problem("expected a mapping", file=where, hint="docs/formats/drs.md"))
+        raise InputError(Problem("expected a mapping", file=where, hint="docs/drs.md"))
     base = path.resolve().parent
 
     def need_str(key: str) -> str:
@@ -79,7 +79,7 @@ def load_auth(path: str | Path) -> AuthConfig:
         if not isinstance(v, str) or not v:
             problems.append(
                 Problem(
-                    "missing or not a string", file=where, where=key, hint="docs/formats/drs.md"
+                    "missing or not a string", file=where, where=key, hint="docs/drs.md"
                 )
             )
             return ""
