@@ -78,9 +78,7 @@ def load_auth(path: str | Path) -> AuthConfig:
         v = raw.get(key)
         if not isinstance(v, str) or not v:
             problems.append(
-                Problem(
-                    "missing or not a string", file=where, where=key, hint="docs/drs.md"
-                )
+                Problem("missing or not a string", file=where, where=key, hint="docs/drs.md")
             )
             return ""
         return v
