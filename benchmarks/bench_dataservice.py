@@ -63,13 +63,47 @@ def _make_store(base: Path, big_bytes: int) -> Path:
     return base / "store"
 
 
+def _start_service(store: Path, auth: Path) -> tuple[subprocess.Popen, str]:
+    """`binds serve-data --workers 2` on a free loopback port, once /health answers; stop it
+    with ``os.killpg(proc.pid, SIGTERM)``."""
+    import httpx
+
+    from pipelines.monitoring import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            Path(sys.executable).parent / "binds",
+            "serve-data",
+            "--store",
+            str(store),
+            "--auth",
+            str(auth),
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    return proc, url
+
+
 def main(quick: bool = False) -> list[dict]:
     import httpx
     import yaml
 
     from pipelines.dataservice.ids import drs_id
     from pipelines.dataservice.issuer import LocalIssuer
-    from pipelines.monitoring import free_port
 
     big = (256 if quick else 2048) * MIB
     tmp = Path(tempfile.mkdtemp(prefix="bench-drs-"))
@@ -93,33 +127,8 @@ def main(quick: bool = False) -> list[dict]:
         audience="binds-data",
         visas=[issuer.visa("https://binds.example/consortium", subject="bench")],
     )
-    port = free_port()
-    binds = Path(sys.executable).parent / "binds"
-    proc = subprocess.Popen(
-        [
-            binds,
-            "serve-data",
-            "--store",
-            str(store),
-            "--auth",
-            str(tmp / "auth.yaml"),
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    proc, url = _start_service(store, tmp / "auth.yaml")
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
         auth = {"Authorization": f"Bearer {token}"}
         oid = drs_id("bench-consortium", 1, "data/large.bin")
         with httpx.Client(headers=auth) as c:
@@ -236,10 +245,6 @@ def zarr_through_service(quick: bool = False) -> dict:
     """1 % of bench_access's 10 GB map (``--quick``: a 704^3 one), direct vs through DRS."""
     import importlib.util
 
-    import httpx
-
-    from pipelines.monitoring import free_port
-
     spec = importlib.util.spec_from_file_location(
         "bench_access", ROOT / "benchmarks" / "bench_access.py"
     )
@@ -254,32 +259,8 @@ def zarr_through_service(quick: bool = False) -> dict:
     from pipelines.dataservice.issuer import LocalIssuer
 
     LocalIssuer.create("https://x").write_jwks(tmp / "keys.json")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            Path(sys.executable).parent / "binds",
-            "serve-data",
-            "--store",
-            str(tmp / "store"),
-            "--auth",
-            str(tmp / "auth.yaml"),
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    proc, url = _start_service(tmp / "store", tmp / "auth.yaml")
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
         direct = ba._probe(str(tmp / "store"), in_flight=4)
         served = ba._probe(url, in_flight=4)
     finally:
