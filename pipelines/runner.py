@@ -468,7 +468,10 @@ def already_published(
         "stage_dir": str(stage.root),
         "published": True,
         "qc": qc,
-        "notes": ["unchanged since its last publication: nothing was recomputed"],
+        "notes": [
+            f"unchanged since its last publication as v{result.get('version')}: "
+            "nothing was recomputed, no new version"
+        ],
     }
 
 

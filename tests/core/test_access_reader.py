@@ -171,7 +171,12 @@ def test_one_compound_joins_across_two_modalities(demo_store):
     ids = _ids(access.catalog(demo_store, latest=True))
     spectra = access.open(ids["metabolomics"], store=demo_store)
     runs = spectra.to_table(columns=["run", "sample_id"]).to_pandas().drop_duplicates()
-    assert dict(zip(runs.run, runs.sample_id, strict=True)) == {"S1": "S1", "S2": "S2", "S3": "S3"}
+    # human samples: each run is named by its run id (run-001 = S1.mzML, in file-name order)
+    assert dict(zip(runs.run, runs.sample_id, strict=True)) == {
+        "run-001": "S1",
+        "run-002": "S2",
+        "run-003": "S3",
+    }
     peaks = access.open(ids["metabolomics"], path="feature_peaks", store=demo_store)
     peak_samples = set(peaks.to_table(columns=["sample_id"]).column("sample_id").to_pylist())
     assert peak_samples == {"S1", "S2", "S3"}

@@ -183,6 +183,7 @@ def test_three_file_run_with_a_numpress_chromatogram_is_processed(real_dir, tmp_
     import pyarrow.parquet as pq
     from binds_testing import minimal_yaml, run_stage
 
+    from pipelines.privacy_gate import run_ids
     from pipelines.runner import check_run_dir
 
     run = tmp_path / "run"
@@ -196,7 +197,9 @@ def test_three_file_run_with_a_numpress_chromatogram_is_processed(real_dir, tmp_
     (run / "experiment.yaml").write_text(minimal_yaml("metabolomics", title="Numpress run"))
     check_run_dir(run)
     stage = run_stage(run, tmp_path / "work")
-    chrom = pq.read_table(stage.root / "data" / "chromatograms.parquet" / "numpress_run.parquet")
+    # human samples: the file travels under its run id (name order of the run's raw files)
+    (rid,) = [r for r, p in run_ids(run.glob("*.mzML")).items() if p.name == "numpress_run.mzML"]
+    chrom = pq.read_table(stage.root / "data" / "chromatograms.parquet" / f"{rid}.parquet")
     (row,) = [r for r in chrom.to_pylist() if r["chromatogram_id"] == "TIC-numpress"]
     assert len(next(v for k, v in row.items() if k.startswith("intensity"))) == 176
     assert (stage.root / "qc" / "metrics.json").is_file()

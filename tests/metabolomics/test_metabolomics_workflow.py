@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from pipelines.errors import InputError
 from pipelines.metadata import load_experiment, write_experiment_json
+from pipelines.privacy_gate import run_ids
 from pipelines.modalities.metabolomics.demo import DEMO_COMPOUNDS, DEMO_SAMPLES, DEMO_TARGETS
 from pipelines.staging import StagedDataset
 from pipelines.workflow import run_workflow
 from tests.metabolomics.conftest import MINIMAL_YAML, REAL_FILES, copy_demo, linked_run
+
+# the demo's samples are human: its raw files travel under run ids (keys, tables, logs), in
+# file-name order, the same function as the workflow (pipelines.privacy_gate.run_ids)
+RUN = {p.stem: rid for rid, p in run_ids(Path(f"{s}.mzML") for s in DEMO_SAMPLES).items()}
+RUNS = [RUN[s] for s in DEMO_SAMPLES]
 
 
 def _run(run_dir, work):
@@ -36,8 +43,8 @@ def demo_stage(demo_run, tmp_path_factory):
 def test_demo_run_publishes_every_output(demo_stage):
     published = [rel for rel, _ in demo_stage.published_files()]
     assert published == sorted(
-        [f"data/spectra.parquet/{s}.parquet" for s in DEMO_SAMPLES]
-        + [f"data/chromatograms.parquet/{s}.parquet" for s in DEMO_SAMPLES]
+        [f"data/spectra.parquet/{r}.parquet" for r in RUNS]
+        + [f"data/chromatograms.parquet/{r}.parquet" for r in RUNS]
         + [
             "data/feature_peaks.parquet",
             "data/features.parquet",
@@ -57,7 +64,7 @@ def test_demo_run_publishes_every_output(demo_stage):
     facts = demo_stage.facts
     assert facts["facts"]["instrument_models"] == ["Q Exactive"] and facts["conflicts"] == []
     assert [f["name"] for f in facts["facts"]["source_files"]] == [
-        f"{s}.mzML" for s in DEMO_SAMPLES
+        f"{r}.mzML" for r in RUNS
     ]
 
 
@@ -75,7 +82,7 @@ def test_demo_features_find_every_compound_in_every_run(demo_stage):
         ]
         assert len(hits) == 1, (name, hits)
         assert hits[0]["n_runs"] == 3 and all(
-            hits[0][f"abundance_assay[{s}]"] > 0 for s in DEMO_SAMPLES
+            hits[0][f"abundance_assay[{r}]"] > 0 for r in RUNS
         )
 
 
@@ -83,15 +90,15 @@ def test_demo_tables_carry_the_sample_of_each_run(demo_stage):
     """experiment.yaml samples[].files -> sample_id in spectra, feature peaks and runs."""
     data = demo_stage.data_dir
     for s in DEMO_SAMPLES:
-        spectra = pq.read_table(data / "spectra.parquet" / f"{s}.parquet", columns=["sample_id"])
+        spectra = pq.read_table(data / "spectra.parquet" / f"{RUN[s]}.parquet", columns=["sample_id"])
         assert set(spectra.column("sample_id").to_pylist()) == {s}
     peaks = pq.read_table(data / "feature_peaks.parquet", columns=["run", "sample_id"])
-    assert {(r["run"], r["sample_id"]) for r in peaks.to_pylist()} == {(s, s) for s in DEMO_SAMPLES}
+    assert {(r["run"], r["sample_id"]) for r in peaks.to_pylist()} == {(RUN[s], s) for s in DEMO_SAMPLES}
     runs = pq.read_table(demo_stage.qc_dir / "runs.parquet", columns=["run", "sample_id"])
-    assert runs.to_pylist() == [{"run": s, "sample_id": s} for s in DEMO_SAMPLES]
+    assert runs.to_pylist() == [{"run": RUN[s], "sample_id": s} for s in DEMO_SAMPLES]
     schema = pq.read_schema(data / "features.parquet")
-    assert json.loads(schema.metadata[b"binds:samples"]) == {s: s for s in DEMO_SAMPLES}
-    assert schema.field("abundance_assay[S2]").metadata[b"sample_id"] == b"S2"
+    assert json.loads(schema.metadata[b"binds:samples"]) == {RUN[s]: s for s in DEMO_SAMPLES}
+    assert schema.field(f"abundance_assay[{RUN['S2']}]").metadata[b"sample_id"] == b"S2"
     assert schema.metadata[b"binds.format"] == b"binds-metabolomics-features"
 
 
@@ -113,7 +120,7 @@ def test_demo_targets_quantified_in_every_run(demo_stage):
 
 
 def test_parquet_columns_carry_their_cv_accessions(demo_stage):
-    pf = pq.ParquetFile(demo_stage.data_dir / "spectra.parquet" / "S1.parquet")
+    pf = pq.ParquetFile(demo_stage.data_dir / "spectra.parquet" / f"{RUN['S1']}.parquet")
     docs = json.loads(pf.schema_arrow.metadata[b"binds:columns"])
     assert (
         docs["mz"]["accession"] == "MS:1000514" and docs["intensity"]["accession"] == "MS:1000515"
@@ -131,9 +138,7 @@ def test_parquet_columns_carry_their_cv_accessions(demo_stage):
     table = ds.dataset(demo_stage.data_dir / "spectra.parquet").to_table(
         columns=["run", "ms_level"]
     )
-    assert table.num_rows == 1011 and sorted(set(table.column("run").to_pylist())) == list(
-        DEMO_SAMPLES
-    )
+    assert table.num_rows == 1011 and sorted(set(table.column("run").to_pylist())) == sorted(RUNS)
 
 
 def _single_run_folder(demo_run, dest, *, polarity="negative", targets=True, features=True):
@@ -163,8 +168,8 @@ def test_rerun_gives_identical_bytes_and_reports_a_polarity_conflict(demo_run, t
     second = _run(run_dir, tmp_path / "b")
     digests = _digest(first)
     assert sorted(digests) == [
-        "data/chromatograms.parquet/S1.parquet",
-        "data/spectra.parquet/S1.parquet",
+        "data/chromatograms.parquet/run-001.parquet",  # S1.mzML alone: the first run id
+        "data/spectra.parquet/run-001.parquet",
         "qc/metrics.json",
         "qc/runs.parquet",
         "qc/tic_bpc.png",
@@ -182,7 +187,7 @@ def test_feature_and_target_outputs_are_deterministic(demo_stage, demo_run, tmp_
     from pipelines.modalities.metabolomics import group_features, quantify_targets, write_qc
 
     meta = demo_stage.meta_dir / "metabolomics"
-    runs = list(DEMO_SAMPLES)
+    runs = RUNS
     group_features(
         peak_tables=[meta / "features" / f"{r}.parquet" for r in runs],
         features_out=tmp_path / "features.parquet",
@@ -232,8 +237,11 @@ def test_real_files_run_through_the_workflow_in_place(real_dir, tmp_path):
     run_dir = linked_run(real_dir, tmp_path / "run", WORKFLOW_REAL_FILES)
     stage = _run(run_dir, tmp_path / "work")
     runs = pq.read_table(stage.qc_dir / "runs.parquet").to_pylist()
+    # human samples (MINIMAL_YAML): each raw file travels under its run id, in name order
+    renamed = {p.name: rid for rid, p in run_ids(Path(n) for n in WORKFLOW_REAL_FILES).items()}
     by_file = {r["file"]: r for r in runs}
-    assert sorted(by_file) == WORKFLOW_REAL_FILES
+    assert sorted(by_file) == sorted(f"{rid}.mzML" for rid in renamed.values())
+    by_file = {name: by_file[f"{renamed[name]}.mzML"] for name in WORKFLOW_REAL_FILES}
     for name in WORKFLOW_REAL_FILES:
         exp = REAL_FILES[name]
         r = by_file[name]
