@@ -347,7 +347,6 @@ def _run_in_prefect(
     from pipelines.monitoring import trace
 
     _yield_to_the_workflow()
-    importing = None
     try:
         session.choose()  # PREFECT_API_URL is set before Prefect is imported
         # the import overlaps the temporary server's boot
@@ -373,12 +372,16 @@ def _run_in_prefect(
         trace("flow returned")
     finally:
         started.staging.stop()  # Ctrl-C before the flow, Prefect failed: stop Snakemake
-        if importing is not None:
-            # leaving (Ctrl-C) while Prefect is still being imported: the import ends
-            # first, because the session's exit flushes Prefect's queues, which imports
-            # Prefect too (one module imported by two threads: Python reports a
-            # deadlock and Prefect prints "Failed to initialize plugins")
-            importing.join()
+        # leaving (Ctrl-C) while Prefect is still being imported: the import ends first,
+        # because the session's exit flushes Prefect's queues, which imports Prefect too (one
+        # module imported by two threads: Python reports a deadlock and Prefect prints
+        # "Failed to initialize plugins").  Found by name: a Ctrl-C may land between the
+        # thread's start and the assignment of ``importing``.
+        import threading
+
+        for thread in threading.enumerate():
+            if thread.name == _IMPORT_THREAD:
+                thread.join()
     return result
 
 
@@ -417,12 +420,17 @@ def _yield_to_the_workflow() -> None:
         os.nice(MONITOR_NICE)
 
 
+_IMPORT_THREAD = "binds-prefect-import"
+
+
 def _import_in_background(module: str):
     """Import ``module`` (Prefect: 2-4 s) in a thread while the main thread waits for a server."""
     import importlib
     import threading
 
-    thread = threading.Thread(target=importlib.import_module, args=(module,), daemon=True)
+    thread = threading.Thread(
+        target=importlib.import_module, args=(module,), daemon=True, name=_IMPORT_THREAD
+    )
     thread.start()
     return thread
 
