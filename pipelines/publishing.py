@@ -77,6 +77,12 @@ def publish(
         The store failed persistently; the staged data stay for the next attempt to resume.
     """
     exp = check_stage(stage)
+    if (stage.qc_dir / "metrics.json").is_file():
+        # the one QC verdict, stored in the version: `binds run` wrote it after the workflow;
+        # a stage whose metrics changed since gets the verdict its metrics give (before hashing)
+        from pipelines.toolkit.qc import refresh_verdict
+
+        refresh_verdict(stage.qc_dir, exp["modality"], stage.metrics)
     if attempts is None:
         attempts = int(os.environ.get("BINDS_PUBLISH_ATTEMPTS", "4"))
     if retry_budget_s is None:

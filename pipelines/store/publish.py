@@ -257,6 +257,11 @@ def _commit_once(
         versions = committed_versions(store, prefix)
         latest = read_manifest(store, prefix, versions[-1]) if versions else None
         overridden = _check_identity(store, sub, latest, versions)
+        if latest is not None and latest.get("content_digest") != digest:
+            # a publisher killed between its commit and its records left the latest version
+            # without ledger entry or catalog row: the next publisher completes them (two
+            # existence checks), so that every version but the newest is always recorded
+            _ensure_recorded(store, latest, index)
         if latest is not None and latest.get("content_digest") == digest:
             result.version = versions[-1]
             result.notes.append(

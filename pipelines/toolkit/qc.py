@@ -293,11 +293,33 @@ def write_verdict(qc_dir: Path, modality: str, metrics: Mapping[str, Any]) -> Ve
 
 
 def read_verdict(qc_dir: Path, modality: str, metrics: Mapping[str, Any]) -> Verdict:
-    """The stored verdict of a stage (evaluated now when it was staged before verdicts)."""
+    """The verdict of a stage: what its metrics say now.
+
+    ``qc/verdict.json`` is that verdict written down; a stage whose metrics changed after it was
+    written (a stage copied and edited, a metrics file rewritten) is evaluated again, so that
+    the report, the catalog and the stored file never tell two verdicts.
+    """
+    verdict = evaluate(modality, metrics)
     path = qc_dir / VERDICT_FILE
     if path.is_file():
         try:
-            return Verdict.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, TypeError):
-            pass
-    return evaluate(modality, metrics)
+            stored = Verdict.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError, KeyError):
+            return verdict
+        if stored.to_dict() == verdict.to_dict():
+            return stored
+    return verdict
+
+
+def refresh_verdict(qc_dir: Path, modality: str, metrics: Mapping[str, Any]) -> Verdict:
+    """Rewrite ``qc/verdict.json`` only when it is missing or no longer says what the metrics
+    say (publishing calls this before hashing: an up-to-date stage is not touched)."""
+    verdict = evaluate(modality, metrics)
+    path = qc_dir / VERDICT_FILE
+    try:
+        current = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        current = None
+    if current != verdict.to_dict():
+        write_verdict(qc_dir, modality, metrics)
+    return verdict

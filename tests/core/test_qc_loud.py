@@ -46,8 +46,21 @@ def _flow_run(api_url: str, name: str):
         return asyncio.run(read())
 
 
+def _own_demo_run(path, seed: int, request_id: str):
+    """A cryo-EM demo run under a request id of its own: its flow runs (named by dataset id)
+    are told apart from those of other tests sharing the session's Prefect server."""
+    run = make_demo_run(path, seed=seed)
+    exp = run / "experiment.yaml"
+    text = exp.read_text()
+    exp.write_text(
+        text.replace(f"request_id: BINDS-DEMO-CRYOEM-{seed:04d}", f"request_id: {request_id}")
+    )
+    assert request_id in exp.read_text()
+    return run
+
+
 def test_a_failed_qc_is_reported_exits_3_and_marks_the_flow_run(prefect_server, tmp_path):
-    run = make_demo_run(tmp_path / "krios", seed=0)
+    run = _own_demo_run(tmp_path / "krios", 0, "BINDS-2026-7301")
     exp = run / "experiment.yaml"
     # the demo map reaches ~4.3 A: expecting 2 A makes the resolution check fail
     exp.write_text(exp.read_text().replace("expected_resolution: 4.5", "expected_resolution: 2.0"))
@@ -76,7 +89,7 @@ def test_a_failed_qc_is_reported_exits_3_and_marks_the_flow_run(prefect_server, 
 def test_a_passing_run_exits_0_with_fail_on_qc_and_a_plain_completed_state(
     prefect_server, tmp_path
 ):
-    run = make_demo_run(tmp_path / "krios", seed=1)
+    run = _own_demo_run(tmp_path / "krios", 1, "BINDS-2026-7302")
     done = _binds_run(run, tmp_path / "store", prefect_server, "--fail-on-qc")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "QC PASS: 2 of 2 checks passed" in done.stdout

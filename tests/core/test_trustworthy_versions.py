@@ -56,8 +56,9 @@ def test_removed_input_never_reaches_the_next_version(tmp_path, binds_cli):
     (run / a.name).symlink_to(a)
     store, work = tmp_path / "store", tmp_path / "work"
     first = run_ok(run, store, work)
+    # human samples (minimal_yaml): the raw file travels under its run id
     assert any(
-        f["path"] == "data/spectra.parquet/example.parquet" for f in manifest(store, first)["files"]
+        f["path"] == "data/spectra.parquet/run-001.parquet" for f in manifest(store, first)["files"]
     )
 
     (run / a.name).unlink()
@@ -66,7 +67,7 @@ def test_removed_input_never_reaches_the_next_version(tmp_path, binds_cli):
     assert second["created"] and second["version"] == 2
     files = [f["path"] for f in manifest(store, second)["files"]]
     parts = sorted(p for p in files if p.startswith("data/spectra.parquet/"))
-    assert parts == ["data/spectra.parquet/SiriusExport_1_input.parquet"]
+    assert parts == ["data/spectra.parquet/run-001.parquet"]  # B's spectra only (counted below)
     assert not any("example" in p for p in files), files
     vdir = store / second["prefix"] / "v2"
     n_spectra = (
@@ -78,16 +79,27 @@ def test_removed_input_never_reaches_the_next_version(tmp_path, binds_cli):
     run_json = json.loads((work / "stage" / "_meta" / "run.json").read_text())
     assert sorted(i["name"] for i in run_json["inputs"]) == [b.name, "experiment.yaml"]
 
-    # another folder with the same request id (same dataset, same work folder): only its input
+    # another folder with the same request id (same dataset, same work folder): another
+    # acquisition session, refused as the dataset's next version (issue 21); its stage holds
+    # only its own input, which a curator may still publish as the next version
     other = tmp_path / "other"
     other.mkdir()
     (other / "experiment.yaml").write_text(minimal_yaml("metabolomics"))
     (other / a.name).symlink_to(a)
-    third = run_ok(other, store, work)
+    refused = binds("run", other, "--store", store, "--work-dir", work, "--cores", "2", "--json")
+    assert refused.exit_code == 2 and "another acquisition session" in refused.output
+    assert not (store / second["prefix"] / "v3").exists()
+    out = binds(
+        "publish", work / "stage", "--store", store, "--json",
+        "--curator-override", "re-acquired in another folder (test)",
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    third = json.loads(out.stdout)
+    assert third["version"] == 3
     parts = sorted(
         f["path"] for f in manifest(store, third)["files"] if "spectra.parquet/" in f["path"]
     )
-    assert parts == ["data/spectra.parquet/example.parquet"]
+    assert parts == ["data/spectra.parquet/run-001.parquet"]
     assert third["content_digest"] == first["content_digest"]  # same input, same bytes
 
 
@@ -293,18 +305,19 @@ def test_transient_retries_stop_within_the_budget(tmp_path, monkeypatch, binds_c
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
     from binds_testing import run_stage
 
+    from pipelines.store import publish as protocol
     from pipelines.store.s3 import S3Store
 
     run = get_modality("cryoem").make_demo_run(tmp_path / "run", seed=5)
     stage = run_stage(run, tmp_path / "work")
     calls = []
-    real = S3Store.list_dirs
+    real = protocol._commit_once
 
-    def counting(self, prefix):
+    def counting(*args, **kwargs):  # one call per attempt of the whole protocol
         calls.append(time.monotonic())
-        return real(self, prefix)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(S3Store, "list_dirs", counting)
+    monkeypatch.setattr(protocol, "_commit_once", counting)
     t0 = time.monotonic()
     with pytest.raises(RunError):
         publish(stage, S3Store("s3://nowhere"), attempts=10, backoff_s=1.0, retry_budget_s=4.0)

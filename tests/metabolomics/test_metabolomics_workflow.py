@@ -63,9 +63,7 @@ def test_demo_run_publishes_every_output(demo_stage):
     assert 1.0 <= m["max_abs_rt_drift_s"] <= 4.0  # the demo shifts runs by 1.5 s steps
     facts = demo_stage.facts
     assert facts["facts"]["instrument_models"] == ["Q Exactive"] and facts["conflicts"] == []
-    assert [f["name"] for f in facts["facts"]["source_files"]] == [
-        f"{r}.mzML" for r in RUNS
-    ]
+    assert [f["name"] for f in facts["facts"]["source_files"]] == [f"{r}.mzML" for r in RUNS]
 
 
 def test_demo_features_find_every_compound_in_every_run(demo_stage):
@@ -81,19 +79,21 @@ def test_demo_features_find_every_compound_in_every_run(demo_stage):
             and abs(f["retention_time_in_seconds"] - rt) < 5
         ]
         assert len(hits) == 1, (name, hits)
-        assert hits[0]["n_runs"] == 3 and all(
-            hits[0][f"abundance_assay[{r}]"] > 0 for r in RUNS
-        )
+        assert hits[0]["n_runs"] == 3 and all(hits[0][f"abundance_assay[{r}]"] > 0 for r in RUNS)
 
 
 def test_demo_tables_carry_the_sample_of_each_run(demo_stage):
     """experiment.yaml samples[].files -> sample_id in spectra, feature peaks and runs."""
     data = demo_stage.data_dir
     for s in DEMO_SAMPLES:
-        spectra = pq.read_table(data / "spectra.parquet" / f"{RUN[s]}.parquet", columns=["sample_id"])
+        spectra = pq.read_table(
+            data / "spectra.parquet" / f"{RUN[s]}.parquet", columns=["sample_id"]
+        )
         assert set(spectra.column("sample_id").to_pylist()) == {s}
     peaks = pq.read_table(data / "feature_peaks.parquet", columns=["run", "sample_id"])
-    assert {(r["run"], r["sample_id"]) for r in peaks.to_pylist()} == {(RUN[s], s) for s in DEMO_SAMPLES}
+    assert {(r["run"], r["sample_id"]) for r in peaks.to_pylist()} == {
+        (RUN[s], s) for s in DEMO_SAMPLES
+    }
     runs = pq.read_table(demo_stage.qc_dir / "runs.parquet", columns=["run", "sample_id"])
     assert runs.to_pylist() == [{"run": RUN[s], "sample_id": s} for s in DEMO_SAMPLES]
     schema = pq.read_schema(data / "features.parquet")
