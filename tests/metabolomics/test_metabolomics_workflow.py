@@ -11,8 +11,8 @@ import pytest
 
 from pipelines.errors import InputError
 from pipelines.metadata import load_experiment, write_experiment_json
-from pipelines.privacy_gate import run_ids
 from pipelines.modalities.metabolomics.demo import DEMO_COMPOUNDS, DEMO_SAMPLES, DEMO_TARGETS
+from pipelines.privacy_gate import run_ids
 from pipelines.staging import StagedDataset
 from pipelines.workflow import run_workflow
 from tests.metabolomics.conftest import MINIMAL_YAML, REAL_FILES, copy_demo, linked_run
