@@ -260,7 +260,8 @@ def rebuild_catalog(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS) -> d
             n = layout.parse_version(vname) or 0
             if layout.catalog_key(level, modality, did, n) not in recorded_keys:
                 problems.append(
-                    f"{prefix}: a version the {level} ledger never recorded: no row written"
+                    f"{prefix}: a version the {level} ledger never recorded: no row written "
+                    "(published before the ledger existed: `binds adopt`)"
                 )
         for info in store.list_prefix(f"{level}/{layout.CATALOG_DIR}/"):
             if info.key.endswith(".parquet") and info.key not in recorded_keys:

@@ -45,8 +45,9 @@ LEDGER_FORMAT = "binds-ledger"
 GENESIS = "0" * 64
 _ENTRY = re.compile(r"^(\d{12})\.json$")
 MIRROR_ENV = "BINDS_LEDGER_MIRROR"
-#: entry kinds that bring a version to the level: a publish, a curator move, an embargo release
-ARRIVALS = ("commit", "move-in", "release")
+#: entry kinds that bring a version to the level: a publish, a curator move, an embargo release,
+#: a curator adopting a version published before the ledger (pipelines.store.adopt)
+ARRIVALS = ("commit", "move-in", "release", "adopt")
 
 
 def entry_key(level: str, seq: int) -> str:

@@ -197,7 +197,7 @@ def _recorded(store: Store, level: str, did: str, modality: str) -> dict[int, st
         b = e.body
         if b.get("dataset_id") != did or b.get("modality") != modality:
             continue
-        if b.get("kind") in ("commit", "move-in"):
+        if b.get("kind") in ledger.ARRIVALS:
             held[int(b["version"])] = str(b.get("manifest_sha256"))
     return held
 

@@ -173,7 +173,8 @@ def verify(
                 report.problems.append(
                     f"{vprefix}: committed but not recorded in the {level} ledger "
                     "(added behind the publisher's back, or a crash before the ledger entry: "
-                    "re-publishing the same stage records it)"
+                    "re-publishing the same stage records it; versions published before the "
+                    "ledger existed: a curator runs `binds adopt`)"
                 )
             elif entry.body.get("manifest_sha256") != sha:
                 report.problems.append(
