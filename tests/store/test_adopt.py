@@ -10,9 +10,8 @@ from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.publishing import publish
-from pipelines.store import open_store
 from pipelines.store import ledger as ledger_mod
-from pipelines.store import registry
+from pipelines.store import open_store, registry
 from pipelines.store.verify import verify
 from tests.store.conftest import build_stage
 
