@@ -38,13 +38,16 @@ import pyarrow.parquet as pq
 
 from pipelines.modalities.metabolomics.isotopes import Features, group_isotopes
 from pipelines.modalities.metabolomics.peaks import (
+    BASELINE_MARGIN,
     FLOOR_SIGMAS,
     SUPPRESSED_FRACTION,
     UNRESOLVED_PPM,
     Peaks,
+    above_baseline,
     mass_traces,
     merge_unresolved,
     mz_noise_floor,
+    subset_peaks,
     suppressed_scans,
     suppressed_stretches,
     trace_peaks,
@@ -73,6 +76,9 @@ class FeatureParams:
     min_height: float = 1000.0
     min_fwhm_s: float = 1.0
     max_fwhm_s: float = 60.0
+    # a peak must rise above the baseline of the ion current at its m/z by this x that
+    # baseline (see peaks.BASELINE_MARGIN); a negative value turns the test off
+    baseline_margin: float = BASELINE_MARGIN
     align_rt_tolerance_s: float = 10.0
     align_mz_tolerance_ppm: float = 10.0
 
@@ -291,6 +297,17 @@ def find_features(
         max_fwhm_s=p.max_fwhm_s,
         suppressed=suppressed,
     )
+    keep = above_baseline(
+        pk,
+        scan=ms1.scan,
+        mz=ms1.mz,
+        intensity=ms1.intensity,
+        rt=ms1.rt,
+        ppm=p.mz_tolerance_ppm,
+        margin=p.baseline_margin,
+        suppressed=suppressed,
+    )
+    pk = subset_peaks(pk, keep)
     return pk, group_isotopes(pk, ppm=p.mz_tolerance_ppm)
 
 
