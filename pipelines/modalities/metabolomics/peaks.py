@@ -1030,7 +1030,7 @@ BASELINE_WINDOW_S = 60.0
 BASELINE_WINDOW_FWHMS = 4.0
 BASELINE_QUANTILE = 0.2
 BASELINE_MARGIN = 1.0
-FLANK_TEST = True
+BASELINE_PPM_FACTOR = 2.0
 
 
 def above_baseline(
@@ -1056,12 +1056,13 @@ def above_baseline(
     kernel = _kernel(smoothing_sigma_scans(rt))
     by_mz = np.argsort(mz, kind="stable")
     mz_sorted = mz[by_mz]
-    tol = pk.mz * ppm * 1e-6
+    tol = pk.mz * BASELINE_PPM_FACTOR * ppm * 1e-6
     lo = np.searchsorted(mz_sorted, pk.mz - tol)
     hi = np.searchsorted(mz_sorted, pk.mz + tol, side="right")
     win = np.ceil(np.maximum(BASELINE_WINDOW_S, BASELINE_WINDOW_FWHMS * pk.fwhm) / cycle)
     win = win.astype(np.int64)
     ok_scan = ~suppressed if suppressed is not None else np.ones(n_scans, bool)
+    half_core = np.maximum(1, np.round(0.5 * pk.fwhm / cycle)).astype(np.int64)
     for i in range(n_pk):
         idx = by_mz[lo[i] : hi[i]]
         a = max(0, int(pk.start_scan[i]) - int(win[i]))
@@ -1072,19 +1073,25 @@ def above_baseline(
         smooth = np.convolve(xic, kernel, mode="same")
         s0, s1 = int(pk.start_scan[i]) - a, int(pk.end_scan[i]) - a
         j = s0 + int(np.argmax(smooth[s0 : s1 + 1]))
-        top = float(smooth[j])
-        if FLANK_TEST and (
-            (j == s1 and j + 1 < b - a and smooth[j + 1] > top)
-            or (j == s0 and j > 0 and smooth[j - 1] > top)
+        if (j == s1 and j + 1 < b - a and smooth[j + 1] > smooth[j]) or (
+            j == s0 and j > 0 and smooth[j - 1] > smooth[j]
         ):
             keep[i] = False  # the current at this m/z still rises beyond the peak: a flank
             continue
+        # the same low quantile of the raw current in the peak's core and on each side: a
+        # neighbour flickering in and out of the m/z window moves both alike
+        c = int(pk.apex_scan[i]) - a
+        core = np.arange(max(s0, c - half_core[i]), min(s1, c + half_core[i]) + 1)
+        core = core[ok_scan[core + a]]
+        if not len(core):
+            continue
+        top = float(np.quantile(xic[core], BASELINE_QUANTILE))
         base = 0.0
         for lo_s, hi_s in ((0, s0), (s1 + 1, b - a)):
             side = np.arange(lo_s, hi_s)
             side = side[ok_scan[side + a]]
             if len(side) >= max(1, win[i] // 4):
-                base = max(base, float(np.quantile(smooth[side], BASELINE_QUANTILE)))
+                base = max(base, float(np.quantile(xic[side], BASELINE_QUANTILE)))
         keep[i] = top - base >= margin * base
     return keep
 
@@ -1111,3 +1118,110 @@ def subset_peaks(pk: Peaks, keep: np.ndarray) -> Peaks:
         trace_first_scan=pk.trace_first_scan,
         trace_last_scan=pk.trace_last_scan,
     )
+
+
+# --------------------------------------------------------------------------- one ion, one trace
+def _nearest(sorted_vals: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index into ``sorted_vals`` of the value nearest to each ``query``, and the distance."""
+    if not len(sorted_vals):
+        return np.full(len(query), -1, np.int64), np.full(len(query), np.inf)
+    pos = np.searchsorted(sorted_vals, query)
+    lo = np.clip(pos - 1, 0, len(sorted_vals) - 1)
+    hi = np.clip(pos, 0, len(sorted_vals) - 1)
+    d_lo, d_hi = np.abs(sorted_vals[lo] - query), np.abs(sorted_vals[hi] - query)
+    use_hi = d_hi < d_lo
+    return np.where(use_hi, hi, lo), np.where(use_hi, d_hi, d_lo)
+
+
+def track_traces(
+    scan: np.ndarray,
+    mz: np.ndarray,
+    *,
+    n_scans: int,
+    ppm: float,
+    max_gap: int,
+    min_points: int,
+    suppressed: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Link centroids into traces, one ion per trace (same output as :func:`mass_traces`).
+
+    Scan by scan, each open trace predicts its next m/z (the mean of its centroids so far) and
+    centroids are given to traces one to one, nearest first: a centroid and a trace that are
+    each other's nearest within ``ppm`` are linked, then the same again among the ones left.
+    A centroid no trace takes starts a trace; a trace that took no centroid for ``max_gap``
+    + 1 scans (ion-suppressed scans not counted) is closed.  Two ions 5-20 ppm apart that the
+    instrument resolves in some scans and merges into one centroid in others keep a trace
+    each: the merged centroid goes to the nearer one, the other has a gap there, and neither
+    trace jumps to the other ion (the scan-to-scan mutual-nearest links of
+    :func:`mass_traces` broke there, and the pieces alternated between the two ions).
+    ``scan``, ``mz``: centroids sorted by (scan, m/z).
+    """
+    n = len(mz)
+    if not n:
+        return np.zeros(0, np.int64), np.zeros(1, np.int64)
+    mz = mz.astype(np.float64, copy=False)
+    bounds = np.searchsorted(scan, np.arange(n_scans + 1))
+    if suppressed is None:
+        suppressed = np.zeros(n_scans, bool)
+    trace_of = np.full(n, -1, np.int64)
+    # open traces: id, sum of m/z, count, scans missed
+    t_id = np.zeros(0, np.int64)
+    t_sum = np.zeros(0)
+    t_n = np.zeros(0)
+    t_miss = np.zeros(0, np.int64)
+    next_id = 0
+    tol = ppm * 1e-6
+    for s in range(n_scans):
+        a, b = bounds[s], bounds[s + 1]
+        cm = mz[a:b]
+        taken_by = np.full(b - a, -1, np.int64)  # open trace (index) of each centroid
+        if len(t_id) and len(cm):
+            pred = t_sum / t_n
+            o = np.argsort(pred, kind="stable")
+            pred_s = pred[o]
+            free_c = np.ones(len(cm), bool)
+            free_t = np.ones(len(pred_s), bool)
+            for _ in range(2):
+                ci = np.flatnonzero(free_c)
+                ti = np.flatnonzero(free_t)
+                if not len(ci) or not len(ti):
+                    break
+                near_t, d_t = _nearest(pred_s[ti], cm[ci])  # per centroid: nearest free trace
+                near_c, _ = _nearest(cm[ci], pred_s[ti])  # per trace: nearest free centroid
+                ok = (near_t >= 0) & (d_t <= cm[ci] * tol)
+                ok &= near_c[np.maximum(near_t, 0)] == np.arange(len(ci))
+                c_ok, t_ok = ci[ok], ti[near_t[ok]]
+                taken_by[c_ok] = o[t_ok]
+                free_c[c_ok] = False
+                free_t[t_ok] = False
+        hit = taken_by >= 0
+        if hit.any():
+            ti = taken_by[hit]
+            trace_of[a + np.flatnonzero(hit)] = t_id[ti]
+            t_sum[ti] += cm[hit]
+            t_n[ti] += 1
+        miss = np.ones(len(t_id), bool)
+        miss[taken_by[hit]] = False
+        if not suppressed[s]:
+            t_miss = np.where(miss, t_miss + 1, 0)
+        else:
+            t_miss = np.where(miss, t_miss, 0)
+        open_ = t_miss <= max_gap
+        new = np.flatnonzero(~hit)
+        new_ids = next_id + np.arange(len(new))
+        next_id += len(new)
+        trace_of[a + new] = new_ids
+        t_id = np.concatenate([t_id[open_], new_ids])
+        t_sum = np.concatenate([t_sum[open_], cm[new]])
+        t_n = np.concatenate([t_n[open_], np.ones(len(new))])
+        t_miss = np.concatenate([t_miss[open_], np.zeros(len(new), np.int64)])
+    size = np.bincount(trace_of, minlength=next_id)
+    keep = np.flatnonzero(size[trace_of] >= min_points)
+    order = keep[np.lexsort((scan[keep], trace_of[keep]))]
+    r = trace_of[order]
+    starts = (
+        np.flatnonzero(np.concatenate([[True], r[1:] != r[:-1]]))
+        if len(order)
+        else np.zeros(0, np.int64)
+    )
+    return order, np.append(starts, len(order)).astype(np.int64)
