@@ -419,7 +419,7 @@ def score_against_run_truth(found_mz, found_rt, truth, *, ppm: float = 10.0) -> 
     """
     found_mz = np.asarray(found_mz, np.float64)
     found_rt = np.asarray(found_rt, np.float64)
-    tol = np.maximum(5.0, 0.5 * truth.fwhm)
+    tol = np.maximum(5.0, 0.5 * truth.fwhm) + truth.rt_span
     target = np.flatnonzero(truth.target)
     pairs = _match_with_rt_tolerance(
         found_mz, found_rt, truth.mz[target], truth.rt[target], tol[target], ppm=ppm

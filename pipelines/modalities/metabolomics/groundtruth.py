@@ -292,7 +292,8 @@ class RunTruth:
     monoisotopic ion of a species; ``ISOTOPE``), the detection threshold at its apex, and
     ``resolvable``: at its apex it is its own centroid (not merged into a stronger ion's by
     the resolution) and, for an isomer, the summed profile has a valley at least 20 % below
-    the smaller apex between the two.
+    the smaller apex between the two (otherwise the pair is one peak: the larger is the
+    target, at either apex, ``rt_span``).
     """
 
     mz: np.ndarray
@@ -304,6 +305,9 @@ class RunTruth:
     kind: np.ndarray
     threshold: np.ndarray
     resolvable: np.ndarray
+    # extra RT tolerance (s): for the larger of an isomer pair without a valley (one peak),
+    # the distance to the other apex (the detector's apex may be at either)
+    rt_span: np.ndarray
     background_mz: np.ndarray
     background_level: np.ndarray
     background_kind: list[str]
@@ -541,6 +545,7 @@ def simulate_run(
         if len(others) and inten[others].max() > mine:
             resolvable[i] = False
     # (b) isomers: a valley >= 20 % below the smaller apex on the summed noiseless profile
+    rt_span = np.zeros(len(ion_mz))
     key = np.round(ion_mz, 7)
     for i in np.flatnonzero(ion_kind == MONO):
         same = np.flatnonzero((key == key[i]) & (ion_comp != ion_comp[i]))
@@ -558,9 +563,12 @@ def simulate_run(
             valley = total[seg].min()
             smaller = min(total[np.argmin(np.abs(fine - a))], total[np.argmin(np.abs(fine - b))])
             if valley > 0.8 * smaller:
-                # the larger of the two stays (it is the apex the detector reports)
+                # one peak: the larger of the two is the target, and the reported apex may be
+                # at either of the two
                 if height[i] <= height[j]:
                     resolvable[i] = False
+                else:
+                    rt_span[i] = max(rt_span[i], abs(apex_rt[ion_comp[j]] - apex_rt[ion_comp[i]]))
     truth = RunTruth(
         mz=ion_mz,
         rt=rt_ion,
@@ -571,6 +579,7 @@ def simulate_run(
         kind=ion_kind,
         threshold=thr,
         resolvable=resolvable,
+        rt_span=rt_span,
         background_mz=bg_mz_a,
         background_level=bg_level_a,
         background_kind=bg_kind,

@@ -1029,7 +1029,8 @@ def xic_peak(
 BASELINE_WINDOW_S = 60.0
 BASELINE_WINDOW_FWHMS = 4.0
 BASELINE_QUANTILE = 0.2
-BASELINE_MARGIN = 1.0
+BASELINE_MARGIN = 0.5
+CORE_FWHMS = 0.25
 BASELINE_PPM_FACTOR = 2.0
 
 
@@ -1062,7 +1063,7 @@ def above_baseline(
     win = np.ceil(np.maximum(BASELINE_WINDOW_S, BASELINE_WINDOW_FWHMS * pk.fwhm) / cycle)
     win = win.astype(np.int64)
     ok_scan = ~suppressed if suppressed is not None else np.ones(n_scans, bool)
-    half_core = np.maximum(1, np.round(0.5 * pk.fwhm / cycle)).astype(np.int64)
+    half_core = np.maximum(1, np.round(CORE_FWHMS * pk.fwhm / cycle)).astype(np.int64)
     for i in range(n_pk):
         idx = by_mz[lo[i] : hi[i]]
         a = max(0, int(pk.start_scan[i]) - int(win[i]))
@@ -1085,7 +1086,7 @@ def above_baseline(
         core = core[ok_scan[core + a]]
         if not len(core):
             continue
-        top = float(np.quantile(xic[core], BASELINE_QUANTILE))
+        top = float(np.median(xic[core]))
         base = 0.0
         for lo_s, hi_s in ((0, s0), (s1 + 1, b - a)):
             side = np.arange(lo_s, hi_s)
