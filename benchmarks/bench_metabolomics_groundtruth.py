@@ -77,7 +77,7 @@ def score_runs(work: Path, runs, *, openms: bool = True) -> dict[str, dict]:
         convert_mzml(src=mzml, spectra_out=work / "s.parquet", chromatograms_out=work / "c.parquet")
         for method, params in (
             ("binds", {}),
-            ("binds, issue-27 rules off", {"baseline_margin": -1}),
+            ("binds before issue 27", {"baseline_margin": -1, "trace_linking": "scan-to-scan"}),
         ):
             t0 = time.perf_counter()
             detect_features(spectra=work / "s.parquet", out=work / "f.parquet", params=params)

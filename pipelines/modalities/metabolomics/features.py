@@ -311,6 +311,7 @@ def find_features(
         min_fwhm_s=p.min_fwhm_s,
         max_fwhm_s=p.max_fwhm_s,
         suppressed=suppressed,
+        wander_is_noise=p.baseline_margin < 0,
     )
     keep = above_baseline(
         pk,

@@ -875,8 +875,14 @@ def trace_peaks(
     max_fwhm_s: float,
     floor_sigmas: float = FLOOR_SIGMAS,
     suppressed: np.ndarray | None = None,
+    wander_is_noise: bool = True,
 ) -> Peaks:
-    """Peaks of every trace (see the module docstring); ``suppressed``: :func:`suppressed_scans`."""
+    """Peaks of every trace (see the module docstring); ``suppressed``: :func:`suppressed_scans`.
+
+    ``wander_is_noise``: a hump on a long trace is judged against the trace's slow wander
+    (False when the caller judges peaks on the ion current's baseline instead,
+    :func:`above_baseline`: the wander of an oscillating background ion hid a compound on it).
+    """
     if len(starts) <= 1:
         zi = np.zeros(0, np.int64)
         return _no_peaks(np.zeros(0), zi, zi, zi)
@@ -937,8 +943,10 @@ def trace_peaks(
     # noise too, for a peak whose valleys both stay high (a hump of the ion's level, not a
     # compound eluting on a trace that returns to the floor between its peaks, as isomers do)
     trace_s = rt[d.last] - rt[d.first]
-    long_trace = (trace_s[trace_a] >= LONG_TRACE_FWHMS * np.maximum(fwhm, 1e-9)) & (
-        base >= 0.3 * apex_s
+    long_trace = (
+        wander_is_noise
+        & (trace_s[trace_a] >= LONG_TRACE_FWHMS * np.maximum(fwhm, 1e-9))
+        & (base >= 0.3 * apex_s)
     )
     snr = np.where(
         long_trace, np.minimum(snr, prominence / np.maximum(noise.wander[trace_a], 1e-12)), snr
@@ -1026,15 +1034,36 @@ def xic_peak(
 # the signal at its m/z for a few seconds is found, the hump of a background ion oscillating
 # by +-35 % is not.  Where the m/z is empty around the peak (a compound's usual case) the
 # baseline is 0 and the test passes.
-BASELINE_WINDOW_S = 60.0
-BASELINE_WINDOW_FWHMS = 4.0
+BASELINE_WINDOW_S = 30.0
+BASELINE_WINDOW_FWHMS = 3.0
 BASELINE_QUANTILE = 0.2
 BASELINE_MARGIN = 0.5
+MAX_FWHM_ON_BACKGROUND_S = 40.0
 CORE_FWHMS = 0.25
 BASELINE_PPM_FACTOR = 2.0
 
 
-def above_baseline(
+@dataclass(slots=True)
+class BaselineEvidence:
+    """Per peak, the ion current at its m/z (see the comment above): ``flank`` (the current
+    still rises beyond the peak's extent), ``core`` (median of the current in the peak's core,
+    the scans within CORE_FWHMS x FWHM of its apex) and ``baseline`` (under the apex: see the
+    comment above; 0 where the m/z is empty)."""
+
+    flank: np.ndarray
+    core: np.ndarray
+    baseline: np.ndarray
+    # a hump wider than MAX_FWHM_ON_BACKGROUND_S with the m/z present on both sides
+    wide_on_background: np.ndarray
+
+    def keep(self, margin: float) -> np.ndarray:
+        if margin < 0:
+            return np.ones(len(self.flank), bool)
+        rises = self.core - self.baseline >= margin * self.baseline
+        return ~self.flank & ~self.wide_on_background & rises
+
+
+def baseline_evidence(
     pk: Peaks,
     *,
     scan: np.ndarray,
@@ -1042,21 +1071,24 @@ def above_baseline(
     intensity: np.ndarray,
     rt: np.ndarray,
     ppm: float,
-    margin: float = BASELINE_MARGIN,
     suppressed: np.ndarray | None = None,
-) -> np.ndarray:
-    """Per peak: does it rise above the baseline of the ion current at its m/z by ``margin``
-    x that baseline (see the comment above)?  ``scan``, ``mz``, ``intensity``: the centroids
-    the traces were built from."""
+) -> BaselineEvidence:
+    """The ion current around each peak (:class:`BaselineEvidence`); ``scan``, ``mz``,
+    ``intensity``: the centroids the traces were built from."""
     n_pk = len(pk)
-    keep = np.ones(n_pk, bool)
-    if not n_pk or margin < 0:
-        return keep
+    flank = np.zeros(n_pk, bool)
+    core_level = np.zeros(n_pk)
+    base_level = np.zeros(n_pk)
+    wide = np.zeros(n_pk, bool)
+    if not n_pk:
+        return BaselineEvidence(flank, core_level, base_level, wide)
     n_scans = len(rt)
     cycle = float(np.median(np.diff(rt))) if n_scans > 1 else 1.0
     kernel = _kernel(smoothing_sigma_scans(rt))
     by_mz = np.argsort(mz, kind="stable")
     mz_sorted = mz[by_mz]
+    # wider than the trace tolerance: a neighbour 6-15 ppm away (+ the m/z scatter) is always
+    # inside, not in some scans and out in others
     tol = pk.mz * BASELINE_PPM_FACTOR * ppm * 1e-6
     lo = np.searchsorted(mz_sorted, pk.mz - tol)
     hi = np.searchsorted(mz_sorted, pk.mz + tol, side="right")
@@ -1074,27 +1106,53 @@ def above_baseline(
         smooth = np.convolve(xic, kernel, mode="same")
         s0, s1 = int(pk.start_scan[i]) - a, int(pk.end_scan[i]) - a
         j = s0 + int(np.argmax(smooth[s0 : s1 + 1]))
-        if (j == s1 and j + 1 < b - a and smooth[j + 1] > smooth[j]) or (
+        flank[i] = (j == s1 and j + 1 < b - a and smooth[j + 1] > smooth[j]) or (
             j == s0 and j > 0 and smooth[j - 1] > smooth[j]
-        ):
-            keep[i] = False  # the current at this m/z still rises beyond the peak: a flank
-            continue
-        # the same low quantile of the raw current in the peak's core and on each side: a
-        # neighbour flickering in and out of the m/z window moves both alike
+        )
         c = int(pk.apex_scan[i]) - a
         core = np.arange(max(s0, c - half_core[i]), min(s1, c + half_core[i]) + 1)
         core = core[ok_scan[core + a]]
-        if not len(core):
-            continue
-        top = float(np.median(xic[core]))
-        base = 0.0
-        for lo_s, hi_s in ((0, s0), (s1 + 1, b - a)):
+        core_level[i] = float(np.median(xic[core])) if len(core) else np.inf
+        levels, at = [], []
+        # the sides begin at the peak's valleys, or 2 FWHM before / 3 FWHM after its apex when
+        # those are further (on a background ion's trace the valleys may lie at its ends)
+        e0 = max(s0, c - int(np.ceil(2 * pk.fwhm[i] / cycle)))
+        e1 = min(s1, c + int(np.ceil(3 * pk.fwhm[i] / cycle)))
+        for lo_s, hi_s in ((max(0, e0 - win[i]), e0), (e1 + 1, min(b - a, e1 + 1 + win[i]))):
             side = np.arange(lo_s, hi_s)
             side = side[ok_scan[side + a]]
             if len(side) >= max(1, win[i] // 4):
-                base = max(base, float(np.quantile(xic[side], BASELINE_QUANTILE)))
-        keep[i] = top - base >= margin * base
-    return keep
+                levels.append(float(np.quantile(xic[side], BASELINE_QUANTILE)))
+                at.append(float(np.median(side)))
+        wide[i] = len(levels) == 2 and min(levels) > 0 and pk.fwhm[i] > MAX_FWHM_ON_BACKGROUND_S
+        if len(levels) == 2:
+            # a drifting or oscillating level: under the apex, between the two sides' levels
+            f = min(max((c - at[0]) / max(at[1] - at[0], 1.0), 0.0), 1.0)
+            base_level[i] = levels[0] + f * (levels[1] - levels[0])
+        elif levels:
+            base_level[i] = levels[0]
+    return BaselineEvidence(flank, core_level, base_level, wide)
+
+
+def above_baseline(
+    pk: Peaks,
+    *,
+    scan: np.ndarray,
+    mz: np.ndarray,
+    intensity: np.ndarray,
+    rt: np.ndarray,
+    ppm: float,
+    margin: float = BASELINE_MARGIN,
+    suppressed: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per peak: not a flank, and its core rises above the baseline of the ion current at its
+    m/z by ``margin`` x that baseline (see the comment above); all True when ``margin`` < 0."""
+    if margin < 0:
+        return np.ones(len(pk), bool)
+    ev = baseline_evidence(
+        pk, scan=scan, mz=mz, intensity=intensity, rt=rt, ppm=ppm, suppressed=suppressed
+    )
+    return ev.keep(margin)
 
 
 def subset_peaks(pk: Peaks, keep: np.ndarray) -> Peaks:
