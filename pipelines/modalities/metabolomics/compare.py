@@ -253,7 +253,12 @@ def explain_agreement(
     from dataclasses import replace
 
     from pipelines.modalities.metabolomics.features import find_features, unresolved_merged
-    from pipelines.modalities.metabolomics.peaks import mass_traces, suppressed_scans
+    from pipelines.modalities.metabolomics.peaks import (
+        above_baseline,
+        mass_traces,
+        suppressed_scans,
+        track_traces,
+    )
 
     def near(mz_a, rt_a, mz_b, rt_b):
         return (np.abs(mz_b - mz_a) <= mz_a * ppm * 1e-6) & (np.abs(rt_b - rt_a) <= rt_s)
@@ -266,7 +271,13 @@ def explain_agreement(
     )
     missed = np.setdiff1d(narrow, narrow[pairs[:, 0]])
     loose = replace(
-        params, min_snr=0.0, min_height=0.0, min_scans=1, min_fwhm_s=0.0, max_fwhm_s=np.inf
+        params,
+        min_snr=0.0,
+        min_height=0.0,
+        min_scans=1,
+        min_fwhm_s=0.0,
+        max_fwhm_s=np.inf,
+        baseline_margin=-1.0,
     )
     allpk, _ = find_features(ms1, loose)
     run_s = float(ms1.rt[-1] - ms1.rt[0]) if len(ms1.rt) else 0.0
@@ -277,13 +288,27 @@ def explain_agreement(
     loose_trace_s = trace_s(allpk)
     suppressed = suppressed_scans(ms1.scan, ms1.rt, fraction=params.suppressed_fraction)
     ms1 = unresolved_merged(ms1, params)  # the centroids find_features builds its traces of
-    order, starts = mass_traces(
+    # the loose peaks the baseline test of find_features drops (background, see peaks.py)
+    on_background = ~above_baseline(
+        allpk,
+        scan=ms1.scan,
+        mz=ms1.mz,
+        intensity=ms1.intensity,
+        rt=ms1.rt,
+        ppm=params.mz_tolerance_ppm,
+        margin=params.baseline_margin,
+        suppressed=suppressed,
+    )
+    link = mass_traces if params.trace_linking == "scan-to-scan" else track_traces
+    extra = {} if link is mass_traces else {"n_scans": len(ms1.rt)}
+    order, starts = link(
         ms1.scan,
         ms1.mz,
         ppm=params.mz_tolerance_ppm,
         max_gap=params.max_gap_scans,
         min_points=1,
         suppressed=suppressed,
+        **extra,
     )
     of_trace = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
     tr_mz = np.bincount(of_trace, weights=ms1.mz[order]) / np.maximum(np.diff(starts), 1)
@@ -303,6 +328,7 @@ def explain_agreement(
                     ("height", allpk.height[j] < params.min_height),
                     ("scans", allpk.n_scans[j] < params.min_scans),
                     ("FWHM", not params.min_fwhm_s <= allpk.fwhm[j] <= params.max_fwhm_s),
+                    ("the baseline test", on_background[j]),
                 )
                 if bad
             ] or ["prominence or run edge"]
