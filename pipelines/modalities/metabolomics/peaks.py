@@ -1125,8 +1125,9 @@ def baseline_evidence(
             j == s0 and j > 0 and part[j - 1 - g0] > top
         )
         c = int(pk.apex_scan[i]) - a
+        # every scan of the core, ion-suppressed ones included: the compound that fills the
+        # trap is the peak itself there (171103_PMA_TK_QC_04 at 274.5-276 s)
         core = np.arange(max(s0, c - half_core[i]), min(s1, c + half_core[i]) + 1)
-        core = core[ok_scan[core + a]]
         if len(core):
             v = xic[core]
             k = len(v) // 2  # the median (upper for an even count)
