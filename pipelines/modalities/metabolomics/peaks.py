@@ -1053,13 +1053,18 @@ class BaselineEvidence:
     flank: np.ndarray
     core: np.ndarray
     baseline: np.ndarray
+    # the baseline of the ion's own current (within the trace tolerance, 10 ppm): the rise of
+    # the 20 ppm current is judged against the mean of the two baselines (a compound on a weak
+    # background ion whose neighbour dominates the 20 ppm current adds little to that current,
+    # but much to its own ion's)
+    own_baseline: np.ndarray
     # a hump wider than MAX_FWHM_ON_BACKGROUND_S with the m/z present on both sides
     wide_on_background: np.ndarray
 
     def keep(self, margin: float) -> np.ndarray:
         if margin < 0:
             return np.ones(len(self.flank), bool)
-        rises = self.core - self.baseline >= margin * self.baseline
+        rises = self.core - self.baseline >= margin * 0.5 * (self.own_baseline + self.baseline)
         return ~self.flank & ~self.wide_on_background & rises
 
 
@@ -1087,8 +1092,9 @@ def baseline_evidence(
     core_level = np.zeros(n_pk)
     base_level = np.zeros(n_pk)
     wide = np.zeros(n_pk, bool)
+    own_level = np.zeros(n_pk)
     if not n_pk:
-        return BaselineEvidence(flank, core_level, base_level, wide)
+        return BaselineEvidence(flank, core_level, base_level, own_level, wide)
     n_scans = len(rt)
     cycle = float(np.median(np.diff(rt))) if n_scans > 1 else 1.0
     kernel = _kernel(smoothing_sigma_scans(rt))
@@ -1115,6 +1121,8 @@ def baseline_evidence(
         sc = scan[idx].astype(np.int64)
         inside = (sc >= a) & (sc < b)
         xic = np.bincount(sc[inside] - a, weights=intensity[idx][inside], minlength=b - a)
+        near = inside & (np.abs(mz[idx] - pk.mz[i]) <= pk.mz[i] * ppm * 1e-6)
+        xic1 = np.bincount(sc[near] - a, weights=intensity[idx][near], minlength=b - a)
         s0, s1 = int(pk.start_scan[i]) - a, int(pk.end_scan[i]) - a
         # the smoothed current over [s0 - 1, s1 + 1] only (what the flank test needs)
         g0, g1 = max(0, s0 - 1 - kh), min(b - a, s1 + 2 + kh)
@@ -1134,7 +1142,7 @@ def baseline_evidence(
             core_level[i] = float(np.partition(v, k)[k])
         else:
             core_level[i] = np.inf
-        levels, at = [], []
+        levels, own, at = [], [], []
         # the sides begin at the peak's valleys, or 2 FWHM before / 3 FWHM after its apex when
         # those are further (on a background ion's trace the valleys may lie at its ends)
         e0 = max(s0, c - int(np.ceil(2 * pk.fwhm[i] / cycle)))
@@ -1144,15 +1152,17 @@ def baseline_evidence(
             side = side[ok_scan[side + a]]
             if len(side) >= max(1, win[i] // 4):
                 levels.append(_low_quantile(xic[side]))
+                own.append(_low_quantile(xic1[side]))
                 at.append(0.5 * float(side[0] + side[-1]))
         wide[i] = len(levels) == 2 and min(levels) > 0 and pk.fwhm[i] > MAX_FWHM_ON_BACKGROUND_S
         if len(levels) == 2:
             # a drifting or oscillating level: under the apex, between the two sides' levels
             f = min(max((c - at[0]) / max(at[1] - at[0], 1.0), 0.0), 1.0)
             base_level[i] = levels[0] + f * (levels[1] - levels[0])
+            own_level[i] = own[0] + f * (own[1] - own[0])
         elif levels:
-            base_level[i] = levels[0]
-    return BaselineEvidence(flank, core_level, base_level, wide)
+            base_level[i], own_level[i] = levels[0], own[0]
+    return BaselineEvidence(flank, core_level, base_level, own_level, wide)
 
 
 def above_baseline(
