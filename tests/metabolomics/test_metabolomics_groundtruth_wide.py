@@ -199,3 +199,23 @@ def test_widened_ground_truth_through_mzml_not_below_favourable_openms(tmp_path)
         theirs = score_against_run_truth(ref.mz, ref.rt, run.truth)
         assert mine["recall"] >= theirs["recall"] - 0.01, (seed, mine, theirs)
         assert mine["precision"] >= theirs["precision"], (seed, mine, theirs)
+
+
+def test_the_new_parameters_are_in_the_experiment_schema_with_the_same_defaults():
+    """`features.baseline_margin` and `features.trace_linking` can be set in experiment.yaml
+    (the block allows no unknown key) and every documented default is FeatureParams's."""
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    root = Path(__file__).resolve().parents[2]
+    schema = json.loads((root / "metadata/schemas/metabolomics.schema.json").read_text())
+    block = schema["properties"]["features"]
+    jsonschema.validate({"baseline_margin": -1, "trace_linking": "scan-to-scan"}, block)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"trace_linking": "nearest"}, block)
+    defaults = FeatureParams()
+    for key, spec in block["properties"].items():
+        if "default" in spec and hasattr(defaults, key):
+            assert getattr(defaults, key) == spec["default"], key
