@@ -1098,28 +1098,42 @@ def baseline_evidence(
     n_scans = len(rt)
     cycle = float(np.median(np.diff(rt))) if n_scans > 1 else 1.0
     kernel = _kernel(smoothing_sigma_scans(rt))
-    by_mz = np.argsort(mz, kind="stable")
-    mz_sorted = mz[by_mz]
     # wider than the trace tolerance: a neighbour 6-15 ppm away (+ the m/z scatter) is always
     # inside, not in some scans and out in others
-    tol = pk.mz * BASELINE_PPM_FACTOR * ppm * 1e-6
-    lo = np.searchsorted(mz_sorted, pk.mz - tol)
-    hi = np.searchsorted(mz_sorted, pk.mz + tol, side="right")
+    rel = BASELINE_PPM_FACTOR * ppm * 1e-6
+    tol = pk.mz * rel
     win = np.ceil(np.maximum(BASELINE_WINDOW_S, BASELINE_WINDOW_FWHMS * pk.fwhm) / cycle)
     win = win.astype(np.int64)
+    first = np.maximum(0, pk.start_scan.astype(np.int64) - win)
+    stop = np.minimum(n_scans, pk.end_scan.astype(np.int64) + win + 1)
+    # the centroids in bins of ``rel`` in log m/z, by (bin, scan): those within ``tol`` of a
+    # peak and in its scan window are three contiguous runs (bins k-1, k, k+1), found by
+    # binary search, so a long run's background ion costs its window, not its whole length
+    key = np.floor(np.log(np.maximum(mz, 1e-9)) / rel).astype(np.int64)
+    by_key = np.lexsort((scan, key))
+    span = n_scans + 1
+    composite = key[by_key] * span + scan[by_key].astype(np.int64)
+    pk_key = np.floor(np.log(np.maximum(pk.mz, 1e-9)) / rel).astype(np.int64)
+    runs = [
+        (
+            np.searchsorted(composite, (pk_key + d) * span + first),
+            np.searchsorted(composite, (pk_key + d) * span + stop),
+        )
+        for d in (-1, 0, 1)
+    ]
+    in_window = sum(r1 - r0 for r0, r1 in runs)
     ok_scan = ~suppressed if suppressed is not None else np.ones(n_scans, bool)
     half_core = np.maximum(1, np.round(CORE_FWHMS * pk.fwhm / cycle)).astype(np.int64)
     # a peak whose m/z holds no more than its own centroids and a couple of stray ones has an
     # empty baseline and nothing beyond it (most compounds): not looked at one by one
-    crowded = (hi - lo) - pk.n_scans > 2
+    crowded = in_window - pk.n_scans > 2
     core_level[~crowded] = np.inf
     kh = len(kernel) // 2
     for i in np.flatnonzero(crowded):
-        idx = by_mz[lo[i] : hi[i]]
-        a = max(0, int(pk.start_scan[i]) - int(win[i]))
-        b = min(n_scans, int(pk.end_scan[i]) + int(win[i]) + 1)
+        idx = np.concatenate([by_key[r0[i] : r1[i]] for r0, r1 in runs])
+        a, b = int(first[i]), int(stop[i])
         sc = scan[idx].astype(np.int64)
-        inside = (sc >= a) & (sc < b)
+        inside = np.abs(mz[idx] - pk.mz[i]) <= tol[i]
         xic = np.bincount(sc[inside] - a, weights=intensity[idx][inside], minlength=b - a)
         near = inside & (np.abs(mz[idx] - pk.mz[i]) <= pk.mz[i] * ppm * 1e-6)
         xic1 = np.bincount(sc[near] - a, weights=intensity[idx][near], minlength=b - a)
