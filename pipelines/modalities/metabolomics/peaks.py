@@ -1020,20 +1020,25 @@ def xic_peak(
 # --------------------------------------------------------------------------- baseline
 # A background ion is there all run long (at a level, drifting, stepping, oscillating slowly),
 # often with a neighbour 6-15 ppm away that the instrument resolves in some scans and merges
-# into one centroid in others; the traces of such a pair break and alternate between the two
+# into one centroid in others; the traces of such a pair broke and alternated between the two
 # ions, and every piece looked like a peak (issue 27: 655 of 667 false features).  So a peak
 # is also judged on the ion current at its m/z: the sum, per scan, of every centroid within
-# ``ppm`` of the peak's m/z (merged or resolved, the pair sums to the same), smoothed like the
-# traces.  Its baseline is measured on each side of the peak, in a window of
-# BASELINE_WINDOW_S (at least BASELINE_WINDOW_FWHMS x the peak's FWHM) beyond its start and
-# end, as the BASELINE_QUANTILE of the smoothed current there (scans with no centroid count
-# as 0, ion-suppressed scans are left out); the baseline is the higher of the two sides (a
-# step up of a background ion has its upper level on one side), a side with fewer than a
-# quarter of its window inside the run is not used.  The peak is kept when its apex in that
-# current rises above the baseline by BASELINE_MARGIN x the baseline: a compound doubling
-# the signal at its m/z for a few seconds is found, the hump of a background ion oscillating
-# by +-35 % is not.  Where the m/z is empty around the peak (a compound's usual case) the
-# baseline is 0 and the test passes.
+# BASELINE_PPM_FACTOR x ``ppm`` of the peak's m/z (a neighbour plus the m/z scatter always
+# inside; merged or resolved, the pair sums to the same).  A peak is dropped when
+# (docs/formats/metabolomics.md, step 2b, has the why of each):
+# - the smoothed current peaks at the start or end of the peak and still rises beyond it (a
+#   flank of a larger peak at that m/z);
+# - the median of the current over the peak's core (CORE_FWHMS x FWHM around its apex) rises
+#   above the baseline by less than BASELINE_MARGIN x the mean of that baseline and the ion's
+#   own (the same on the current within ``ppm``).  The baseline: on each side, in a window of
+#   BASELINE_WINDOW_S (at least BASELINE_WINDOW_FWHMS x FWHM) from the peak's valley (or 2 FWHM
+#   before / 3 FWHM after its apex when nearer), the BASELINE_QUANTILE of the current (no
+#   centroid: 0; ion-suppressed scans left out); interpolated under the apex between the two
+#   sides, or one side's where the other lies mostly outside the run;
+# - it is wider than MAX_FWHM_ON_BACKGROUND_S with the current present on both sides.
+# A compound doubling the signal at its m/z for a few seconds is found, the hump of a
+# background ion oscillating by +-35 % is not; where the m/z is empty around the peak (a
+# compound's usual case) the baseline is 0 and the test passes.
 BASELINE_WINDOW_S = 30.0
 BASELINE_WINDOW_FWHMS = 3.0
 BASELINE_QUANTILE = 0.2
