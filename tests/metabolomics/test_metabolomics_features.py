@@ -15,25 +15,14 @@ from pipelines.modalities.metabolomics.convert import convert_mzml
 from pipelines.modalities.metabolomics.features import centroid_profile, detect_features
 from pipelines.modalities.metabolomics.targets import read_targets
 
-# The issue's comparison: pyopenms MassTraceDetection (10 ppm, noise 1000) -> ElutionPeakDetection
-# (FWHM 1-60 s) -> FeatureFindingMetabo (no isotope filtering), matched one to one within 10 ppm
-# and 10 s.  Floors of (found of OpenMS's FWHM <= 20 s, found of the 25 % most intense of those,
-# ours in OpenMS mass traces, ours at OpenMS elution peaks): the issue's goals are 0.80, 0.95 and
-# 0.80 ("ours matching an OpenMS mass trace" is the third figure; the fourth, our apexes within
-# 10 s of an OpenMS elution peak's, one to one, is the stricter figure reported before it and
-# has no goal).  Where a figure reaches its goal the floor is the goal, elsewhere the figure
-# measured at default parameters (S/N >= 5) and at min_snr 3 (docs/formats/metabolomics.md has
-# them all, and why the gaps remain).
-# The floors fell when ion-suppressed scans began to be bridged (171103 at default parameters
-# 0.55 -> 0.50 and 0.91 -> 0.83; the profile file, which has one moderate suppression under
-# its strongest compound, 0.95 -> 0.92 for the top 25 %): every OpenMS feature lost is a flat
-# trace or a background ion's level between two dips, which one of our "peaks" of the same
-# kind had matched.
+# Agreement with pyopenms MassTraceDetection (10 ppm, noise 1000) -> ElutionPeakDetection
+# (FWHM 1-60 s) -> FeatureFindingMetabo on the real files is a diagnostic, not a goal (issue 27:
+# meeting agreement floors meant reporting OpenMS's artifacts, flat traces and background
+# segments, and dropping real narrow peaks).  The figures are in docs/formats/metabolomics.md;
+# the floors of recall and precision are on ground truth (test_metabolomics_groundtruth_wide.py).
 FFM_CASES = [
-    ("171103_PMA_TK_QC_04-4to5min.mzML", False, {}, (0.50, 0.83, 0.68, 0.54)),
-    ("171103_PMA_TK_QC_04-4to5min.mzML", False, {"min_snr": 3}, (0.65, 0.85, 0.74, 0.47)),
-    ("FeatureFinderMetaboIdent_1_input.mzML", True, {}, (0.40, 0.92, 0.79, 0.74)),
-    ("FeatureFinderMetaboIdent_1_input.mzML", True, {"min_snr": 3}, (0.48, 0.92, 0.71, 0.63)),
+    ("171103_PMA_TK_QC_04-4to5min.mzML", False, {}),
+    ("FeatureFinderMetaboIdent_1_input.mzML", True, {}),
 ]
 
 
@@ -52,14 +41,12 @@ def openms_reference(real_dir):
     return get
 
 
-@pytest.mark.parametrize(
-    "name, profile, params, floors",
-    FFM_CASES,
-    ids=[f"{c[0][:12]}-{c[2] or 'default'}" for c in FFM_CASES],
-)
-def test_features_agree_with_feature_finder_metabo(
-    real_dir, tmp_path, openms_reference, name, profile, params, floors
+@pytest.mark.parametrize("name, profile, params", FFM_CASES, ids=[c[0][:12] for c in FFM_CASES])
+def test_agreement_with_feature_finder_metabo_is_measured(
+    real_dir, tmp_path, openms_reference, name, profile, params
 ):
+    """The agreement figures are computed (a diagnostic, no floor) and every feature is
+    self-consistent."""
     from pipelines.modalities.metabolomics.compare import agreement_with_openms
 
     convert_mzml(
@@ -86,7 +73,8 @@ def test_features_agree_with_feature_finder_metabo(
             "ours_at_openms_elution_peaks",
         )
     }
-    assert all(g >= f for g, f in zip(figures.values(), floors, strict=True)), (figures, floors)
+    assert all(0.0 <= g <= 1.0 for g in figures.values()), figures
+    assert got["n_ours"] == len(ours)
     # every feature is self-consistent
     assert (ours["rt_start_s"] <= ours["rt_apex_s"]).all() and (
         ours["rt_apex_s"] <= ours["rt_end_s"]
@@ -137,10 +125,13 @@ def test_the_disagreement_with_feature_finder_metabo_is_explained(
     assert outside["trace shorter than 5 s"] >= 0.5 * sum(outside.values()), outside
     # OpenMS's most intense features we miss are background ions: a segment between two
     # ion-suppression dips of a trace lasting the slice, or its level after the last dip (a
-    # trace of ours with no peak there)
+    # trace of ours with no peak there), or a peak that does not rise above the ion current's
+    # baseline at its m/z (issue 27)
     top = why["openms_missed_top25"]
     background = sum(
-        v for k, v in top.items() if k.endswith("(long trace)") or k.startswith("a trace of ours")
+        v
+        for k, v in top.items()
+        if k.endswith("(long trace)") or k.startswith("a trace of ours") or "baseline" in k
     )
     assert background >= sum(top.values()) - 2, top
 

@@ -104,7 +104,10 @@ def test_ground_truth_with_ion_suppression_dips(tmp_path, cycle_s):
         chromatograms_out=tmp_path / "c.parquet",
     )
     scores = {}
-    for name, params in (("ours", {}), ("no bridge", {"suppressed_fraction": 0.0})):
+    for name, params in (
+        ("ours", {}),
+        ("no bridge", {"suppressed_fraction": 0.0, "baseline_margin": -1.0}),
+    ):
         detect_features(spectra=tmp_path / "s.parquet", out=tmp_path / "f.parquet", params=params)
         ours = pq.read_table(tmp_path / "f.parquet")
         scores[name] = score_against_truth(
@@ -285,7 +288,7 @@ def test_background_ions_across_an_ion_suppression_dip_are_not_peaks():
     for mz, rt, *_ in ions[3:]:
         assert len(near(mz)) == 1 and near(mz)["rt_apex_s"].iloc[0] == pytest.approx(rt, abs=1.5)
     # without the bridge (`suppressed_fraction: 0`), the levels after the dip are "peaks"
-    off = _features(ms1, suppressed_fraction=0.0)
+    off = _features(ms1, suppressed_fraction=0.0, baseline_margin=-1.0)
     after = off[off["rt_apex_s"] > 109.0]
     assert np.isin(after["mz"].round(1), [210.1, 320.2, 455.3]).any(), after
 

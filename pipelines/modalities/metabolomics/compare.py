@@ -83,7 +83,36 @@ OPENMS_PARAMS = {
 }
 
 
-def openms_features(mzml: str | Path, *, profile: bool = False) -> ReferenceFeatures:
+def openms_favourable_params(mzml: str | Path) -> dict:
+    """pyopenms at its most favourable on a centroided run (issue 27): mass traces from 5 scans
+    (``min_trace_length`` 5 cycles), the noise threshold at the run's lowest centroid, the
+    metabolite isotope model (5 % RMS) to group isotopes, single traces kept."""
+    import pyopenms as oms
+
+    exp = oms.MSExperiment()
+    oms.MzMLFile().load(str(mzml), exp)
+    spectra = [s for s in exp.getSpectra() if s.getMSLevel() == 1]
+    rts = np.array([s.getRT() for s in spectra])
+    lowest = min(float(np.min(s.get_peaks()[1])) for s in spectra if s.size())
+    cycle = float(np.median(np.diff(rts))) if len(rts) > 1 else 1.0
+    return {
+        "MassTraceDetection": {
+            "mass_error_ppm": 10.0,
+            "noise_threshold_int": lowest,
+            "min_trace_length": 5 * cycle,
+        },
+        "ElutionPeakDetection": {"width_filtering": "fixed", "min_fwhm": 1.0, "max_fwhm": 60.0},
+        "FeatureFindingMetabo": {
+            "isotope_filtering_model": "metabolites (5% RMS)",
+            "remove_single_traces": "false",
+            "mz_scoring_13C": "false",
+        },
+    }
+
+
+def openms_features(
+    mzml: str | Path, *, profile: bool = False, params: dict | None = None
+) -> ReferenceFeatures:
     """Run pyopenms MassTraceDetection -> ElutionPeakDetection -> FeatureFindingMetabo on MS1."""
     import time
 
@@ -106,7 +135,7 @@ def openms_features(mzml: str | Path, *, profile: bool = False) -> ReferenceFeat
     }
     for name, algo in algos.items():
         p = algo.getDefaults()
-        for k, v in OPENMS_PARAMS[name].items():
+        for k, v in (params or OPENMS_PARAMS)[name].items():
             p.setValue(k, v)
         algo.setParameters(p)
     traces = algos["MassTraceDetection"].run(ms1, 0)
@@ -224,7 +253,12 @@ def explain_agreement(
     from dataclasses import replace
 
     from pipelines.modalities.metabolomics.features import find_features, unresolved_merged
-    from pipelines.modalities.metabolomics.peaks import mass_traces, suppressed_scans
+    from pipelines.modalities.metabolomics.peaks import (
+        above_baseline,
+        mass_traces,
+        suppressed_scans,
+        track_traces,
+    )
 
     def near(mz_a, rt_a, mz_b, rt_b):
         return (np.abs(mz_b - mz_a) <= mz_a * ppm * 1e-6) & (np.abs(rt_b - rt_a) <= rt_s)
@@ -237,7 +271,13 @@ def explain_agreement(
     )
     missed = np.setdiff1d(narrow, narrow[pairs[:, 0]])
     loose = replace(
-        params, min_snr=0.0, min_height=0.0, min_scans=1, min_fwhm_s=0.0, max_fwhm_s=np.inf
+        params,
+        min_snr=0.0,
+        min_height=0.0,
+        min_scans=1,
+        min_fwhm_s=0.0,
+        max_fwhm_s=np.inf,
+        baseline_margin=-1.0,
     )
     allpk, _ = find_features(ms1, loose)
     run_s = float(ms1.rt[-1] - ms1.rt[0]) if len(ms1.rt) else 0.0
@@ -248,13 +288,27 @@ def explain_agreement(
     loose_trace_s = trace_s(allpk)
     suppressed = suppressed_scans(ms1.scan, ms1.rt, fraction=params.suppressed_fraction)
     ms1 = unresolved_merged(ms1, params)  # the centroids find_features builds its traces of
-    order, starts = mass_traces(
+    # the loose peaks the baseline test of find_features drops (background, see peaks.py)
+    on_background = ~above_baseline(
+        allpk,
+        scan=ms1.scan,
+        mz=ms1.mz,
+        intensity=ms1.intensity,
+        rt=ms1.rt,
+        ppm=params.mz_tolerance_ppm,
+        margin=params.baseline_margin,
+        suppressed=suppressed,
+    )
+    link = mass_traces if params.trace_linking == "scan-to-scan" else track_traces
+    extra = {} if link is mass_traces else {"n_scans": len(ms1.rt)}
+    order, starts = link(
         ms1.scan,
         ms1.mz,
         ppm=params.mz_tolerance_ppm,
         max_gap=params.max_gap_scans,
         min_points=1,
         suppressed=suppressed,
+        **extra,
     )
     of_trace = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
     tr_mz = np.bincount(of_trace, weights=ms1.mz[order]) / np.maximum(np.diff(starts), 1)
@@ -274,6 +328,7 @@ def explain_agreement(
                     ("height", allpk.height[j] < params.min_height),
                     ("scans", allpk.n_scans[j] < params.min_scans),
                     ("FWHM", not params.min_fwhm_s <= allpk.fwhm[j] <= params.max_fwhm_s),
+                    ("the baseline test", on_background[j]),
                 )
                 if bad
             ] or ["prominence or run edge"]
@@ -337,4 +392,90 @@ def score_against_truth(
         "n_true": len(true_mz),
         "n_strong": int(strong.sum()),
         "recall_all": float(hit.mean()) if len(hit) else float("nan"),
+    }
+
+
+def _match_with_rt_tolerance(
+    a_mz: np.ndarray,
+    a_rt: np.ndarray,
+    b_mz: np.ndarray,
+    b_rt: np.ndarray,
+    b_rt_tol: np.ndarray,
+    *,
+    ppm: float,
+) -> np.ndarray:
+    """Pairs (i, j) of ``a`` and ``b`` within ``ppm`` and ``b_rt_tol[j]``, each used once,
+    closest first (cost |dm/z| / tolerance + |dRT| / tolerance)."""
+    if not len(a_mz) or not len(b_mz):
+        return np.zeros((0, 2), np.int64)
+    order = np.argsort(b_mz, kind="stable")
+    bm = b_mz[order]
+    tol = a_mz * ppm * 1e-6
+    lo = np.searchsorted(bm, a_mz - tol)
+    hi = np.searchsorted(bm, a_mz + tol, side="right")
+    n = hi - lo
+    ia = np.repeat(np.arange(len(a_mz)), n)
+    ib = order[np.repeat(lo, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))]
+    drt = np.abs(a_rt[ia] - b_rt[ib])
+    keep = drt <= b_rt_tol[ib]
+    ia, ib, drt = ia[keep], ib[keep], drt[keep]
+    cost = np.abs(a_mz[ia] - b_mz[ib]) / tol[ia] + drt / b_rt_tol[ib]
+    used_a = np.zeros(len(a_mz), bool)
+    used_b = np.zeros(len(b_mz), bool)
+    pairs = []
+    for k in np.argsort(cost, kind="stable"):
+        i, j = ia[k], ib[k]
+        if not used_a[i] and not used_b[j]:
+            used_a[i] = used_b[j] = True
+            pairs.append((i, j))
+    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def score_against_run_truth(found_mz, found_rt, truth, *, ppm: float = 10.0) -> dict:
+    """Recall and precision of a feature list on a widened ground-truth run
+    (:func:`.groundtruth.simulate_run`), one to one within ``ppm`` and max(5 s, 0.5 FWHM) of
+    the true apex.
+
+    Recall: of the target ions (``truth.target``: the monoisotopic ion of each compound x
+    adduct, resolvable, >= 3x the detection threshold at its apex).  Precision: real signal /
+    reported, where a feature matched to any ion of a compound (a target, a weaker or
+    unresolvable one, an isotope or adduct reported on its own) is real, each ion once; a
+    feature on a background ion or noise is not.  ``on_background``: the unmatched features
+    within ``ppm`` of a background ion.
+    """
+    found_mz = np.asarray(found_mz, np.float64)
+    found_rt = np.asarray(found_rt, np.float64)
+    tol = np.maximum(5.0, 0.5 * truth.fwhm) + truth.rt_span
+    target = np.flatnonzero(truth.target)
+    pairs = _match_with_rt_tolerance(
+        found_mz, found_rt, truth.mz[target], truth.rt[target], tol[target], ppm=ppm
+    )
+    hit = np.zeros(len(target), bool)
+    hit[pairs[:, 1]] = True
+    real = np.zeros(len(found_mz), bool)
+    real[pairs[:, 0]] = True
+    rest_f = np.flatnonzero(~real)
+    rest_t = np.setdiff1d(np.arange(len(truth.mz)), target[pairs[:, 1]])
+    more = _match_with_rt_tolerance(
+        found_mz[rest_f], found_rt[rest_f], truth.mz[rest_t], truth.rt[rest_t], tol[rest_t], ppm=ppm
+    )
+    real[rest_f[more[:, 0]]] = True
+    false = np.flatnonzero(~real)
+    bg = np.sort(truth.background_mz)
+    near_bg = np.zeros(len(false), bool)
+    if len(bg) and len(false):
+        pos = np.clip(np.searchsorted(bg, found_mz[false]), 1, len(bg) - 1)
+        d = np.minimum(np.abs(bg[pos] - found_mz[false]), np.abs(bg[pos - 1] - found_mz[false]))
+        near_bg = d <= found_mz[false] * ppm * 1e-6
+    n = len(found_mz)
+    return {
+        "recall": float(hit.mean()) if len(hit) else float("nan"),
+        "precision": float(real.sum() / n) if n else float("nan"),
+        "n_reported": n,
+        "n_targets": len(target),
+        "n_found": int(hit.sum()),
+        "n_false": len(false),
+        "on_background": int(near_bg.sum()),
+        "missed": target[~hit],
+        "false": false,
     }

@@ -38,16 +38,20 @@ import pyarrow.parquet as pq
 
 from pipelines.modalities.metabolomics.isotopes import Features, group_isotopes
 from pipelines.modalities.metabolomics.peaks import (
+    BASELINE_MARGIN,
     FLOOR_SIGMAS,
     SUPPRESSED_FRACTION,
     UNRESOLVED_PPM,
     Peaks,
+    above_baseline,
     mass_traces,
     merge_unresolved,
     mz_noise_floor,
+    subset_peaks,
     suppressed_scans,
     suppressed_stretches,
     trace_peaks,
+    track_traces,
 )
 from pipelines.staging import write_json
 from pipelines.toolkit.tables import columns_for, documented_schema, write_table
@@ -73,6 +77,12 @@ class FeatureParams:
     min_height: float = 1000.0
     min_fwhm_s: float = 1.0
     max_fwhm_s: float = 60.0
+    # a peak must rise above the baseline of the ion current at its m/z by this x that
+    # baseline (see peaks.BASELINE_MARGIN); a negative value turns the test off
+    baseline_margin: float = BASELINE_MARGIN
+    # "one-ion" (peaks.track_traces: centroids given to open traces by their predicted m/z,
+    # one to one) or "scan-to-scan" (peaks.mass_traces: mutual nearest links, before issue 27)
+    trace_linking: str = "one-ion"
     align_rt_tolerance_s: float = 10.0
     align_mz_tolerance_ppm: float = 10.0
 
@@ -264,14 +274,25 @@ def find_features(
     if suppressed is None:
         suppressed = suppressed_scans(ms1.scan, ms1.rt, fraction=p.suppressed_fraction)
     ms1 = unresolved_merged(ms1, p)
-    order, starts = mass_traces(
-        ms1.scan,
-        ms1.mz,
-        ppm=p.mz_tolerance_ppm,
-        max_gap=p.max_gap_scans,
-        min_points=p.min_scans,
-        suppressed=suppressed,
-    )
+    if p.trace_linking == "scan-to-scan":
+        order, starts = mass_traces(
+            ms1.scan,
+            ms1.mz,
+            ppm=p.mz_tolerance_ppm,
+            max_gap=p.max_gap_scans,
+            min_points=p.min_scans,
+            suppressed=suppressed,
+        )
+    else:
+        order, starts = track_traces(
+            ms1.scan,
+            ms1.mz,
+            n_scans=len(ms1.rt),
+            ppm=p.mz_tolerance_ppm,
+            max_gap=p.max_gap_scans,
+            min_points=p.min_scans,
+            suppressed=suppressed,
+        )
     pk = trace_peaks(
         order,
         starts,
@@ -290,7 +311,19 @@ def find_features(
         min_fwhm_s=p.min_fwhm_s,
         max_fwhm_s=p.max_fwhm_s,
         suppressed=suppressed,
+        wander_is_noise=p.baseline_margin < 0,
     )
+    keep = above_baseline(
+        pk,
+        scan=ms1.scan,
+        mz=ms1.mz,
+        intensity=ms1.intensity,
+        rt=ms1.rt,
+        ppm=p.mz_tolerance_ppm,
+        margin=p.baseline_margin,
+        suppressed=suppressed,
+    )
+    pk = subset_peaks(pk, keep)
     return pk, group_isotopes(pk, ppm=p.mz_tolerance_ppm)
 
 
