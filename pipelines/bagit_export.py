@@ -34,6 +34,7 @@ from pipelines.store.identifiers import ACCESS_LEVELS, MODALITY_NAME
 
 #: the payload manifests the bag carries (BagIt 1.0 recommends sha256 or stronger)
 ALGORITHMS = ("sha256", "sha512")
+BAGIT_VERSION = "1.0"  # RFC 8493
 
 
 def find_version(store: Store, dataset_id: str, version: int) -> tuple[str, bytes]:
@@ -139,6 +140,13 @@ def export_bag(
         if metadata.get("license"):
             info["BINDS-License"] = str(metadata["license"])
         bagit.make_bag(str(target), bag_info=info, checksums=list(ALGORITHMS), processes=1)
+        # bagit-python writes "BagIt-Version: 0.97"; the payload layout and manifests we write
+        # are the same in RFC 8493 (1.0), so declare 1.0 and let bagit rewrite the tag manifests
+        (target / "bagit.txt").write_text(
+            f"BagIt-Version: {BAGIT_VERSION}\nTag-File-Character-Encoding: UTF-8\n",
+            encoding="utf-8",
+        )
+        bagit.Bag(str(target)).save()
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)  # a half-made bag must not look like a bag
         raise

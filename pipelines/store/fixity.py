@@ -34,6 +34,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -218,7 +219,8 @@ def sweep(
     from pipelines.embargo import today as store_today
 
     day = today or store_today()
-    run = uuid.uuid4().hex[:12]
+    # sortable: milliseconds since the epoch, then randomness (two sweeps never share a name)
+    run = f"{time.time_ns() // 1_000_000:012x}{uuid.uuid4().hex[:8]}"
     report = SweepReport(run=run)
     slices = rotation_slices(sample_percent) if sample_percent is not None else None
     who = agent()
