@@ -300,7 +300,7 @@ def test_export_writes_a_bag_that_bagit_python_validates(tmp_path):
     assert result.exit_code == 0, result.output
     bag = bagit.Bag(str(target))
     bag.validate()  # raises BagValidationError on any mismatch
-    assert bag.version == "1.0"
+    assert bag.version_info == (1, 0)
     assert set(bag.algorithms) == {"sha256", "sha512"}
     assert (target / "manifest-sha512.txt").is_file()
     info = bag.info
