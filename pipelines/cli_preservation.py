@@ -122,7 +122,7 @@ def replicate_cmd(
         raise RunError(f"replication incomplete: {len(report.problems)} problem(s)")
 
 
-def open_copy(url: str, *, read_only: bool = True):
+def open_copy(url: str, *, read_only: bool = True, option: str = "--to"):
     """A copy named on the command line; an S3 copy at another site has its own endpoint
     (``BINDS_COPY_S3_ENDPOINT_URL``; default: the source's)."""
     import os
@@ -130,7 +130,12 @@ def open_copy(url: str, *, read_only: bool = True):
     from pipelines.store import open_store
     from pipelines.store.s3 import S3Store
 
-    store = open_store(url, read_only=read_only)
+    try:
+        store = open_store(url, read_only=read_only)
+    except InputError as exc:  # name the option the URL came from, not --store
+        raise InputError(
+            [Problem(p.message, where=option, hint=p.hint) for p in exc.problems]
+        ) from None
     endpoint = os.environ.get("BINDS_COPY_S3_ENDPOINT_URL")
     if endpoint and isinstance(store, S3Store):
         return S3Store(store.url, endpoint_url=endpoint, read_only=read_only)
@@ -189,7 +194,7 @@ def run_sweep(
     if older_than is not None and older_than < 0:
         raise InputError(Problem("must be 0 or more days", where="--older-than"))
     st = open_store(store)  # the sweep appends to <level>/_fixity/ (and repairs)
-    copy = open_copy(repair_from) if repair_from else None
+    copy = open_copy(repair_from, option="--repair-from") if repair_from else None
     with err.status("fixity sweep: reading objects"):
         report = sweep(st, sample_percent=sample, older_than_days=older_than, repair_from=copy)
     if json_out:
@@ -232,7 +237,7 @@ def run_lag(store: str | None, copy_url: str, *, max_lag_hours: float) -> None:
     from pipelines.store.replicate import lag
 
     st = open_store(store, read_only=True)
-    behind = lag(st, open_copy(copy_url))
+    behind = lag(st, open_copy(copy_url, option="--copy"))
     for prefix in behind.versions:
         out.print(f"not yet in the copy: {prefix}", highlight=False, markup=False)
     if not behind.count:

@@ -138,7 +138,7 @@ def test_replicate_refuses_bad_targets_with_exit_2(tmp_path):
     same = runner.invoke(app, ["replicate", "--from", primary, "--to", primary])
     assert same.exit_code == 2 and "--to: --to names the store being copied" in same.output
     scheme = runner.invoke(app, ["replicate", "--from", primary, "--to", "ftp://x/y"])
-    assert scheme.exit_code == 2 and "unsupported store URL" in scheme.output
+    assert scheme.exit_code == 2 and "--to: unsupported store URL" in scheme.output
     assert "Traceback" not in same.output + scheme.output
 
 
@@ -188,6 +188,11 @@ def test_sweep_finds_planted_damage_and_repairs_it_from_the_copy(two_stores, tmp
         assert f"damaged: {key}" in found.output
     assert "not repaired" in found.output
 
+    logged = {
+        i.key: open_store(primary).get(i.key)
+        for i in open_store(primary).list_prefix("consortium/_fixity/")
+    }
+    assert logged
     fixed = runner.invoke(app, ["verify", "--sweep", "--store", primary, "--repair-from", copy])
     assert fixed.exit_code == 0, fixed.output
     for key in (flipped, deleted, truncated, manifest):
@@ -197,6 +202,8 @@ def test_sweep_finds_planted_damage_and_repairs_it_from_the_copy(two_stores, tmp
 
     clean = runner.invoke(app, ["verify", "--sweep", "--store", primary, "--json"])
     assert clean.exit_code == 0
+    for key, body in logged.items():  # append-only: the first sweep's log is untouched
+        assert open_store(primary).get(key) == body
     assert json.loads(clean.output)["damaged"] == []
 
     # the log: every check and every repair of the three sweeps, nothing rewritten
@@ -285,6 +292,27 @@ def test_older_than_skips_objects_checked_recently(tmp_path, monkeypatch):
 def test_sweep_rejects_bad_arguments_with_exit_2(tmp_path):
     result = runner.invoke(app, ["verify", "--sweep", "--sample", "0", "--store", str(tmp_path)])
     assert result.exit_code == 2 and "--sample: 0.0 is not a percentage" in result.output
+    bad_copy = runner.invoke(
+        app, ["verify", "--sweep", "--repair-from", "ftp://x", "--store", str(tmp_path)]
+    )
+    assert bad_copy.exit_code == 2 and "--repair-from: unsupported store URL" in bad_copy.output
+
+
+def test_watch_keeps_the_copy_in_step(tmp_path):
+    from pipelines.store.replicate import watch
+
+    primary, copy = open_store(tmp_path / "p"), open_store(tmp_path / "c")
+    publish(build_stage(tmp_path / "a", seed=1, n_chunks=2, dataset_id="ds-w"), primary)
+    rounds = []
+
+    def after(report) -> None:
+        rounds.append(report.versions_copied)
+        if len(rounds) == 1:  # a publish between two rounds
+            publish(build_stage(tmp_path / "b", seed=2, n_chunks=2, dataset_id="ds-w"), primary)
+
+    watch(primary, copy, interval_s=0, rounds=3, on_round=after)
+    assert rounds == [1, 1, 0]
+    assert lag(primary, copy).count == 0
 
 
 # ------------------------------------------------------------------------------ BagIt
@@ -368,3 +396,9 @@ def test_export_refuses_a_damaged_version_and_leaves_no_bag(tmp_path):
     )
     assert r.exit_code == 1 and "does not match its manifest" in r.output
     assert not target.exists()
+    (target / "other").mkdir(parents=True)
+    r = runner.invoke(
+        app, ["export", "ds-0", "--version", "2", "--bagit", str(target), "--store", url]
+    )
+    assert r.exit_code == 2 and "exists and is not an empty folder" in r.output
+    assert list(target.iterdir()) == [target / "other"]
