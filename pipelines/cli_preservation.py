@@ -10,8 +10,16 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli import EXIT_CODES, _human, app, err, handle_errors, out
+from pipelines.cli import EXIT_CODES, app, err, handle_errors, out
 from pipelines.errors import InputError, Problem, RunError
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
 
 
 def _open_pair(source: str | None, to: str):
@@ -186,6 +194,7 @@ def run_sweep(
     json_out: bool,
 ) -> None:
     """``binds verify --sweep``: check, log, repair; exit 1 when damage stays unrepaired."""
+    from pipelines.embargo import today as store_today
     from pipelines.store import open_store
     from pipelines.store.fixity import sweep
 
@@ -196,7 +205,13 @@ def run_sweep(
     st = open_store(store)  # the sweep appends to <level>/_fixity/ (and repairs)
     copy = open_copy(repair_from, option="--repair-from") if repair_from else None
     with err.status("fixity sweep: reading objects"):
-        report = sweep(st, sample_percent=sample, older_than_days=older_than, repair_from=copy)
+        report = sweep(
+            st,
+            sample_percent=sample,
+            older_than_days=older_than,
+            repair_from=copy,
+            today=store_today(),  # BINDS_NOW when set (a curator's dry run, the tests)
+        )
     if json_out:
         sys.stdout.write(json.dumps(report.to_dict()) + "\n")
     else:

@@ -47,10 +47,10 @@ from pipelines.store.identifiers import ACCESS_LEVELS
 from pipelines.store.replicate import (
     TREES,
     CopyError,
-    _version_of,
     copy_verified,
     manifest_objects,
     sha256_of,
+    version_prefix_of,
 )
 
 log = logging.getLogger(__name__)
@@ -215,18 +215,49 @@ def sweep(
     today: dt.date | None = None,
     on_object: Callable[[str], None] | None = None,
 ) -> SweepReport:
-    """Check, log and (with ``repair_from``) repair; see the module docstring."""
-    from pipelines.embargo import today as store_today
+    """Check, log and (with ``repair_from``) repair; see the module docstring.
 
-    day = today or store_today()
-    # sortable: milliseconds since the epoch, then randomness (two sweeps never share a name)
-    run = f"{time.time_ns() // 1_000_000:012x}{uuid.uuid4().hex[:8]}"
-    report = SweepReport(run=run)
-    slices = rotation_slices(sample_percent) if sample_percent is not None else None
-    who = agent()
-    lock = threading.Lock()
+    ``today`` (default: the UTC date) picks the rotation slice and the log's date folder; the
+    CLI passes ``BINDS_NOW`` when set.
+    """
+    sweeper = _Sweeper(
+        store,
+        repair_from=repair_from,
+        day=today or dt.datetime.now(dt.UTC).date(),
+        slices=rotation_slices(sample_percent) if sample_percent is not None else None,
+        on_object=on_object,
+    )
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for base in TREES:
+            for level in levels:
+                sweeper.level(pool, base, level, older_than_days=older_than_days)
+    sweeper.report.damaged.sort()
+    sweeper.report.unrepaired.sort()
+    return sweeper.report
+
+
+class _Sweeper:
+    """One sweep: its run id, its report, and the steps (check, repair, manifests, a level)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        repair_from: Store | None,
+        day: dt.date,
+        slices: int | None,
+        on_object: Callable[[str], None] | None,
+    ) -> None:
+        self.store, self.repair_from, self.day, self.slices = store, repair_from, day, slices
+        self.on_object = on_object
+        # sortable: milliseconds since the epoch, then randomness (two sweeps never share a name)
+        self.run = f"{time.time_ns() // 1_000_000:012x}{uuid.uuid4().hex[:8]}"
+        self.report = SweepReport(run=self.run)
+        self.agent = agent()
+        self.lock = threading.Lock()
 
     def event(
+        self,
         kind: str,
         key: str,
         expected: tuple[int | None, str],
@@ -245,214 +276,193 @@ def sweep(
             "size_observed": got[0] if got else None,
             "outcome": outcome,
             "time": _now(),
-            "agent": who,
-            "run": run,
+            "agent": self.agent,
+            "run": self.run,
             **extra,
         }
 
-    def check(key: str, size: int, sha: str, flog: _Log) -> None:
-        got = sha256_of(store, key)
-        if on_object:
-            on_object(key)
-        outcome = PASS if got == (size, sha) else (MISSING if got is None else FAIL)
-        flog.add(event("fixity check", key, (size, sha), got, outcome))
-        with lock:
-            report.checked += 1
-            report.bytes += got[0] if got else 0
-            if outcome == PASS:
-                report.passed += 1
-                return
-            what = (
-                "missing"
-                if got is None
-                else (
-                    f"truncated or grown: {got[0]} bytes, manifest says {size}"
-                    if got[0] != size
-                    else "sha256 differs from the manifest (corrupted)"
-                )
-            )
-            report.damaged.append(f"{key}: {what}")
-        if repair_from is None:
-            with lock:
-                report.unrepaired.append(f"{key}: {what} (no copy given: --repair-from URL)")
-            return
-        repair(key, size, sha, flog)
+    def _count(self, *, damaged: str | None = None, unrepaired: str | None = None) -> None:
+        with self.lock:
+            if damaged:
+                self.report.damaged.append(damaged)
+            if unrepaired:
+                self.report.unrepaired.append(unrepaired)
 
-    def repair(key: str, size: int, sha: str, flog: _Log) -> bool:
-        assert repair_from is not None
-        copy_got = sha256_of(repair_from, key)
+    # -- objects ----------------------------------------------------------------------------
+    def check(self, key: str, size: int, sha: str, flog: _Log) -> None:
+        got = sha256_of(self.store, key)
+        if self.on_object:
+            self.on_object(key)
+        outcome = PASS if got == (size, sha) else (MISSING if got is None else FAIL)
+        flog.add(self.event("fixity check", key, (size, sha), got, outcome))
+        with self.lock:
+            self.report.checked += 1
+            self.report.bytes += got[0] if got else 0
+            if outcome == PASS:
+                self.report.passed += 1
+                return
+        if got is None:
+            what = "missing"
+        elif got[0] != size:
+            what = f"truncated or grown: {got[0]} bytes, manifest says {size}"
+        else:
+            what = "sha256 differs from the manifest (corrupted)"
+        self._count(damaged=f"{key}: {what}")
+        if self.repair_from is None:
+            self._count(unrepaired=f"{key}: {what} (no copy given: --repair-from URL)")
+            return
+        self.repair(key, size, sha, flog)
+
+    def repair(self, key: str, size: int, sha: str, flog: _Log) -> None:
+        """Restore ``key`` from the copy, only when the copy's bytes are the manifest's."""
+        assert self.repair_from is not None
+        source = self.repair_from.url
+        copy_got = sha256_of(self.repair_from, key)
         if copy_got != (size, sha):
             why = "missing in the copy too" if copy_got is None else "the copy is damaged too"
             flog.add(
-                event(
+                self.event(
                     "repair",
                     key,
                     (size, sha),
                     copy_got,
                     "failure",
-                    source=repair_from.url,
+                    source=source,
                     detail=f"not repaired: {why}",
                 )
             )
-            with lock:
-                report.unrepaired.append(f"{key}: not repaired: {why}")
-            return False
+            self._count(unrepaired=f"{key}: not repaired: {why}")
+            return
         try:
-            copy_verified(repair_from, store, key, size, sha)
+            copy_verified(self.repair_from, self.store, key, size, sha)
         except CopyError as err:
             flog.add(
-                event(
-                    "repair",
-                    key,
-                    (size, sha),
-                    None,
-                    "failure",
-                    source=repair_from.url,
-                    detail=str(err),
+                self.event(
+                    "repair", key, (size, sha), None, "failure", source=source, detail=str(err)
                 )
             )
-            with lock:
-                report.unrepaired.append(f"{key}: not repaired: {err}")
-            return False
-        flog.add(event("repair", key, (size, sha), (size, sha), "success", source=repair_from.url))
-        with lock:
-            report.repaired.append(key)
-        return True
+            self._count(unrepaired=f"{key}: not repaired: {err}")
+            return
+        flog.add(self.event("repair", key, (size, sha), (size, sha), "success", source=source))
+        with self.lock:
+            self.report.repaired.append(key)
 
-    def checked_manifest(
-        vprefix: str, expected: str | None, flog: _Log
+    # -- manifests --------------------------------------------------------------------------
+    def manifest(
+        self, vprefix: str, expected: str | None, flog: _Log
     ) -> tuple[dict[str, Any] | None, bytes | None]:
         """The version's manifest (the copy's when ours is damaged and the copy's matches the
         ledger), and the bytes to restore once its files are whole (the manifest goes last)."""
         key = vprefix + layout.MANIFEST
-        try:
-            raw: bytes | None = store.get(key)
-        except KeyError:
-            raw = None
+        raw = _get_or_none(self.store, key)
         if expected is None:  # not recorded in the ledger: `binds verify` reports that
             return (_parse(raw) if raw is not None else None), None
         got = (len(raw), hashlib.sha256(raw).hexdigest()) if raw is not None else None
         outcome = PASS if got and got[1] == expected else (MISSING if got is None else FAIL)
-        flog.add(event("fixity check", key, (None, expected), got, outcome, reference="ledger"))
-        with lock:
-            report.checked += 1
-        if outcome == PASS and raw is not None:
-            with lock:
-                report.passed += 1
-            return _parse(raw), None
+        flog.add(
+            self.event("fixity check", key, (None, expected), got, outcome, reference="ledger")
+        )
+        with self.lock:
+            self.report.checked += 1
+            if outcome == PASS and raw is not None:
+                self.report.passed += 1
+                return _parse(raw), None
         what = "missing" if got is None else "sha256 differs from the ledger's (altered)"
-        with lock:
-            report.damaged.append(f"{key}: {what}")
-        if repair_from is None:
-            with lock:
-                report.unrepaired.append(f"{key}: {what} (no copy given: --repair-from URL)")
+        self._count(damaged=f"{key}: {what}")
+        if self.repair_from is None:
+            self._count(unrepaired=f"{key}: {what} (no copy given: --repair-from URL)")
             return None, None
-        try:
-            theirs: bytes | None = repair_from.get(key)
-        except KeyError:
-            theirs = None
+        theirs = _get_or_none(self.repair_from, key)
         if theirs is None or hashlib.sha256(theirs).hexdigest() != expected:
             why = "missing in the copy too" if theirs is None else "the copy is damaged too"
             copy_got = (len(theirs), hashlib.sha256(theirs).hexdigest()) if theirs else None
             flog.add(
-                event(
+                self.event(
                     "repair",
                     key,
                     (None, expected),
                     copy_got,
                     "failure",
-                    source=repair_from.url,
+                    source=self.repair_from.url,
                     detail=f"not repaired: {why}",
                 )
             )
-            with lock:
-                report.unrepaired.append(f"{key}: not repaired: {why}")
+            self._count(unrepaired=f"{key}: not repaired: {why}")
             return None, None
         return _parse(theirs), theirs
 
-    def restore_manifest(vprefix: str, data: bytes, flog: _Log) -> None:
+    def restore_manifest(self, vprefix: str, data: bytes, flog: _Log) -> None:
         key = vprefix + layout.MANIFEST
-        expected = hashlib.sha256(data).hexdigest()
-        if any(u.startswith(vprefix) for u in report.unrepaired):
-            flog.add(
-                event(
-                    "repair",
-                    key,
-                    (len(data), expected),
-                    None,
-                    "failure",
-                    detail="not restored: files of this version are still damaged",
-                )
-            )
-            report.unrepaired.append(f"{key}: not restored (files of the version still damaged)")
+        expected = (len(data), hashlib.sha256(data).hexdigest())
+        if any(u.startswith(vprefix) for u in self.report.unrepaired):
+            detail = "not restored: files of this version are still damaged"
+            flog.add(self.event("repair", key, expected, None, "failure", detail=detail))
+            self._count(unrepaired=f"{key}: not restored (files of the version still damaged)")
             return
-        store.put(key, data)
-        got = sha256_of(store, key)
-        ok = got == (len(data), expected)
+        self.store.put(key, data)
+        got = sha256_of(self.store, key)
+        ok = got == expected
+        source = self.repair_from.url if self.repair_from else None
         flog.add(
-            event(
-                "repair",
-                key,
-                (len(data), expected),
-                got,
-                "success" if ok else "failure",
-                source=repair_from.url if repair_from else None,
-            )
+            self.event("repair", key, expected, got, "success" if ok else "failure", source=source)
         )
-        (report.repaired if ok else report.unrepaired).append(
-            key if ok else f"{key}: does not read back as written"
+        if ok:
+            self.report.repaired.append(key)
+        else:
+            self._count(unrepaired=f"{key}: does not read back as written")
+
+    # -- a level ----------------------------------------------------------------------------
+    def level(
+        self, pool: ThreadPoolExecutor, base: str, level: str, *, older_than_days: int | None
+    ) -> None:
+        """Check every committed (or ledger-recorded) version of one level; one log per level."""
+        root = f"{base}{level}/"
+        try:
+            listing = [i.key for i in self.store.list_prefix(root)]
+        except StoreError as err:
+            if not err.denied:
+                raise
+            self.report.unreadable.append(base + level)
+            return
+        if not listing:
+            return
+        recorded = _recorded(ledger.read(self.store, f"{base}{level}"))
+        vprefixes = {p for k in listing if (p := version_prefix_of(k, base)) is not None}
+        vprefixes |= {f"{root}{m}/{d}/v{n}/" for (m, d, n) in recorded}
+        skip = (
+            recently_passed(self.store, root, days=older_than_days, today=self.day)
+            if older_than_days is not None
+            else set()
         )
+        flog = _Log(self.store, root, self.run, self.day, self.report)
+        futures = []
+        restore: list[tuple[str, bytes]] = []
+        for vprefix in sorted(vprefixes):
+            parts = vprefix[len(root) :].split("/")
+            expected = recorded.get((parts[0], parts[1], int(parts[2][1:])))
+            manifest, pending = self.manifest(vprefix, expected, flog)
+            if pending is not None:
+                restore.append((vprefix, pending))
+            for path, size, sha in manifest_objects(manifest) if manifest else []:
+                key = vprefix + path
+                # a manifest to restore: every file of its version is checked first
+                if pending is not None or (key not in skip and self.in_rotation(key)):
+                    futures.append(pool.submit(self.check, key, size, sha, flog))
+        for fut in futures:
+            fut.result()
+        for vprefix, data in restore:
+            self.restore_manifest(vprefix, data, flog)
+        flog.close()
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for base in TREES:
-            for level in levels:
-                root = f"{base}{level}/"
-                try:
-                    listing = {i.key: i for i in store.list_prefix(root)}
-                except StoreError as err:
-                    if not err.denied:
-                        raise
-                    report.unreadable.append(base + level)
-                    continue
-                if not listing:
-                    continue
-                recorded = _recorded(ledger.read(store, f"{base}{level}"))
-                vprefixes = {p for k in listing if (p := _version_of(k, base)) is not None}
-                vprefixes |= {f"{root}{m}/{d}/v{n}/" for (m, d, n) in recorded}
-                skip = (
-                    recently_passed(store, root, days=older_than_days, today=day)
-                    if older_than_days is not None
-                    else set()
-                )
+    def in_rotation(self, key: str) -> bool:
+        return self.slices is None or in_todays_slice(key, self.slices, self.day)
 
-                def wanted(key: str, skip: set[str] = skip) -> bool:
-                    if key in skip:
-                        return False
-                    return slices is None or in_todays_slice(key, slices, day)
 
-                flog = _Log(store, root, run, day, report)
-                futures = []
-                restore: list[tuple[str, bytes]] = []
-                for vprefix in sorted(vprefixes):
-                    parts = vprefix[len(root) :].split("/")
-                    expected = recorded.get((parts[0], parts[1], int(parts[2][1:])))
-                    manifest, pending = checked_manifest(vprefix, expected, flog)
-                    if pending is not None:
-                        restore.append((vprefix, pending))
-                    if manifest is None:
-                        continue
-                    for path, size, sha in manifest_objects(manifest):
-                        # a manifest to restore: every file of its version is checked first
-                        if pending is not None or wanted(vprefix + path):
-                            futures.append(pool.submit(check, vprefix + path, size, sha, flog))
-                for fut in futures:
-                    fut.result()
-                for vprefix, data in restore:
-                    restore_manifest(vprefix, data, flog)
-                flog.close()
-    report.damaged.sort()
-    report.unrepaired.sort()
-    return report
+def _get_or_none(store: Store, key: str) -> bytes | None:
+    try:
+        return store.get(key)
+    except KeyError:
+        return None
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:

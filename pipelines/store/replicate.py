@@ -95,7 +95,7 @@ class ReplicateReport:
         }
 
 
-def _version_of(key: str, base: str) -> str | None:
+def version_prefix_of(key: str, base: str) -> str | None:
     """The version prefix when ``key`` is ``<base><level>/<modality>/<id>/v<N>/manifest.json``."""
     parts = key[len(base) :].split("/")
     if (
@@ -129,7 +129,7 @@ def _scan(store: Store, base: str, level: str) -> _Tree:
     tree.ledger = list(store.list_prefix(f"{root}_ledger/"))
     for info in store.list_prefix(root):
         tree.objects[info.key] = info
-        vprefix = _version_of(info.key, base)
+        vprefix = version_prefix_of(info.key, base)
         if vprefix is not None:
             tree.versions.append(VersionRef(vprefix, info))
     return tree
@@ -147,7 +147,7 @@ def committed_versions(
                 found += [
                     VersionRef(p, i)
                     for i in store.list_prefix(f"{base}{level}/")
-                    if (p := _version_of(i.key, base)) is not None
+                    if (p := version_prefix_of(i.key, base)) is not None
                 ]
             except StoreError as err:
                 if not err.denied:
@@ -464,5 +464,6 @@ __all__ = [
     "manifest_objects",
     "replicate",
     "sha256_of",
+    "version_prefix_of",
     "watch",
 ]

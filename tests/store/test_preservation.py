@@ -275,18 +275,15 @@ def test_a_rotating_sample_reads_every_object_once_per_period(tmp_path):
     assert first_day  # the same day reads the same slice, on any machine
 
 
-def test_older_than_skips_objects_checked_recently(tmp_path, monkeypatch):
+def test_older_than_skips_objects_checked_recently(tmp_path):
     url = str(tmp_path / "p")
     _populate(url, tmp_path)
     store = open_store(url)
-    monkeypatch.setenv("BINDS_NOW", "2026-12-04")
-    full = sweep(store)
+    full = sweep(store, today=dt.date(2026, 12, 4))
     assert full.checked > 20 and full.ok
-    monkeypatch.setenv("BINDS_NOW", "2026-12-10")
-    recent = sweep(store, older_than_days=30)
+    recent = sweep(store, older_than_days=30, today=dt.date(2026, 12, 10))
     assert recent.checked == 3  # only the manifests (read to list the files)
-    monkeypatch.setenv("BINDS_NOW", "2027-02-01")
-    assert sweep(store, older_than_days=30).checked == full.checked
+    assert sweep(store, older_than_days=30, today=dt.date(2027, 2, 1)).checked == full.checked
 
 
 def test_sweep_rejects_bad_arguments_with_exit_2(tmp_path):
