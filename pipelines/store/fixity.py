@@ -21,10 +21,12 @@ only after the copy's bytes match the sha256 the manifest (or, for a manifest, t
 records; the primary is then read back. A copy that is wrong too is never used: the event says
 so and the object stays damaged (exit 1).
 
-Rotation (``sample``): objects fall in ``round(100 / sample)`` slices by the sha256 of their
-key; day *d* (days since 1970-01-01, UTC, or ``BINDS_NOW``) reads slice ``d mod slices``. Run
-daily, every object is read once per ``slices`` days (1.2 % -> 84 days), and the same day
-always reads the same objects, whichever machine runs the sweep.
+Rotation (``sample``): versions fall in ``round(100 / sample)`` slices by the sha256 of their
+key prefix; day *d* (days since 1970-01-01, UTC, or ``BINDS_NOW``) reads the manifest and the
+objects of the versions of slice ``d mod slices``. Run daily, every object is read once per
+``slices`` days (1.2 % -> 83 days), the same day always reads the same objects whichever
+machine runs the sweep, and a day's requests are its slice's (no manifest of another slice is
+read).
 """
 
 from __future__ import annotations
@@ -438,6 +440,8 @@ class _Sweeper:
         futures = []
         restore: list[tuple[str, bytes]] = []
         for vprefix in sorted(vprefixes):
+            if not self.in_rotation(vprefix):
+                continue  # another day's slice: its manifest is not even read today
             parts = vprefix[len(root) :].split("/")
             expected = recorded.get((parts[0], parts[1], int(parts[2][1:])))
             manifest, pending = self.manifest(vprefix, expected, flog)
@@ -446,7 +450,7 @@ class _Sweeper:
             for path, size, sha in manifest_objects(manifest) if manifest else []:
                 key = vprefix + path
                 # a manifest to restore: every file of its version is checked first
-                if pending is not None or (key not in skip and self.in_rotation(key)):
+                if pending is not None or key not in skip:
                     futures.append(pool.submit(self.check, key, size, sha, flog))
         for fut in futures:
             fut.result()

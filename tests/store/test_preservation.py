@@ -131,6 +131,13 @@ def test_replicate_copies_held_versions_under_embargo(tmp_path):
     publish(stage, open_store(primary))
     assert replicate(open_store(primary), open_store(copy)).versions_copied == 1
     assert (tmp_path / "c" / "_embargo/open/screening/ds-held/v1/manifest.json").is_file()
+    # held versions are swept and repaired like the others (their log under _embargo/open/)
+    held = "_embargo/open/screening/ds-held/v1/"
+    victim = held + json.loads(open_store(primary).get(held + "manifest.json"))["files"][0]["path"]
+    _damage(primary, victim, "truncate")
+    report = sweep(open_store(primary), repair_from=open_store(copy))
+    assert report.repaired == [victim] and report.ok
+    assert any(e["object"] == victim for e in read_log(open_store(primary), "_embargo/open/"))
 
 
 def test_replicate_refuses_bad_targets_with_exit_2(tmp_path):
@@ -251,28 +258,36 @@ def test_sweep_never_repairs_from_a_damaged_copy(tmp_path):
 def test_a_rotating_sample_reads_every_object_once_per_period(tmp_path):
     url = str(tmp_path / "p")
     _populate(url, tmp_path)
+    publish(build_stage(tmp_path / "s4", seed=4, n_chunks=2, dataset_id="ds-4"), open_store(url))
+    publish(build_stage(tmp_path / "s5", seed=5, n_chunks=2, dataset_id="ds-5"), open_store(url))
     store = open_store(url)
     slices = rotation_slices(25)
     assert slices == 4 and rotation_slices(1.2) == 83  # 1.2 % a day: every object in 83 days
     start = dt.date(2026, 12, 4)
     seen: list[str] = []
+    per_day = []
     for d in range(slices):
         report = sweep(store, sample_percent=25, today=start + dt.timedelta(days=d))
-        events = [e for e in read_log(store, "consortium/") + read_log(store, "open/")]
-        seen += [
-            e["object"]
-            for e in events
-            if e["run"] == report.run and not e["object"].endswith("manifest.json")
-        ]
+        events = read_log(store, "consortium/") + read_log(store, "open/")
+        today = [e["object"] for e in events if e["run"] == report.run]
+        per_day.append(len(today))
+        seen += today
+    prefixes = [
+        DS0 + "v1/",
+        DS0 + "v2/",
+        "open/screening/ds-1/v1/",
+        "consortium/screening/ds-4/v1/",
+        "consortium/screening/ds-5/v1/",
+    ]
     every = {
         f"{p}{path}"
-        for p in (DS0 + "v1/", DS0 + "v2/", "open/screening/ds-1/v1/")
+        for p in prefixes
         for path, _, _ in manifest_objects(json.loads(store.get(p + "manifest.json")))
-    }
+    } | {p + "manifest.json" for p in prefixes}
     assert sorted(seen) == sorted(every)  # each object exactly once over the period
-    again = sweep(store, sample_percent=25, today=start)
-    first_day = [e["object"] for e in read_log(store, "consortium/") if e["run"] == again.run]
-    assert first_day  # the same day reads the same slice, on any machine
+    assert sum(per_day) == len(every) and max(per_day) < len(every)  # spread over the days
+    again = sweep(store, sample_percent=25, today=start)  # the same day, the same slice
+    assert again.checked == per_day[0]
 
 
 def test_older_than_skips_objects_checked_recently(tmp_path):
