@@ -974,6 +974,10 @@ def verify(
       binds verify --sweep --sample 1.2 --repair-from s3://binds-copy --store s3://binds-curated
 
       binds verify --copy s3://binds-copy --store s3://binds-curated
+
+    --sweep exits 0 when clean or everything was repaired, 1 when damage stays unrepaired
+    (README "For operators: preservation"); --copy exits 1 when a version waits longer than
+    --max-lag-hours.
     """
 
     if copy is not None:

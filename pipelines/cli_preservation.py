@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli import EXIT_CODES, app, err, handle_errors, out
+from pipelines.cli import app, err, handle_errors, out
 from pipelines.errors import InputError, Problem, RunError
 
 
@@ -91,6 +91,8 @@ def replicate_cmd(
     Cron (every 15 minutes): */15 * * * * binds replicate --from s3://binds-curated --to
     s3://binds-copy
 
+    Exit codes: 0 the copy holds every committed version; 1 an object could not be copied
+    faithfully, or a store failed; 2 invalid arguments (--to the source itself, a bad URL).
     """
     from pipelines.store.replicate import replicate
     from pipelines.store.replicate import watch as watch_loop
@@ -176,6 +178,9 @@ def export_cmd(
     Example: binds export binds-2026-0042-cryoem --version 2 --bagit deposit/krios-0042-v2
 
     Check it with: bagit.py --validate deposit/krios-0042-v2
+
+    Exit codes: 0 bag written; 1 a stored object does not match its manifest (no bag is left);
+    2 no readable committed version, or the folder is not empty.
     """
     from pipelines.bagit_export import export_bag
     from pipelines.store import open_store
@@ -271,4 +276,4 @@ def run_lag(store: str | None, copy_url: str, *, max_lag_hours: float) -> None:
     out.print(text, highlight=False)
 
 
-__all__ = ["EXIT_CODES", "open_copy", "run_lag", "run_sweep"]
+__all__ = ["open_copy", "run_lag", "run_sweep"]
