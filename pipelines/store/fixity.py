@@ -319,7 +319,12 @@ class _Sweeper:
         """Restore ``key`` from the copy, only when the copy's bytes are the manifest's."""
         assert self.repair_from is not None
         source = self.repair_from.url
-        copy_got = sha256_of(self.repair_from, key)
+        try:
+            copy_got = sha256_of(self.repair_from, key)
+        except StoreError as err:  # the copy unreachable: this object stays as it is, logged
+            flog.add(self.event("repair", key, (size, sha), None, "failure", detail=str(err)))
+            self._count(unrepaired=f"{key}: not repaired: the copy could not be read ({err})")
+            return
         if copy_got != (size, sha):
             why = "missing in the copy too" if copy_got is None else "the copy is damaged too"
             flog.add(
