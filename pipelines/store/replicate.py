@@ -33,6 +33,7 @@ import re
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -267,7 +268,8 @@ def replicate(
     report = ReplicateReport()
     levels = list(levels)
     loose: list[ObjectInfo] = list(_list_or_empty(source, REGISTRY_PREFIX))
-    pending: list[tuple[VersionRef, bytes, list[Future[int | None]]]] = []
+    pending: deque[tuple[VersionRef, bytes, list[Future[int | None]]]] = deque()
+    in_flight, max_queued = 0, 64 * max(1, workers)
     lock = threading.Lock()
 
     def copy_object(key: str, size: int, sha: str, present: ObjectInfo | None) -> int | None:
@@ -318,23 +320,40 @@ def replicate(
                         for path, size, sha in objects
                     ]
                     pending.append((ref, raw, futures))
-        for ref, raw, futures in pending:
-            failed = _collect(futures, report)
-            if failed:
-                report.problems.append(
-                    f"{ref.prefix}: not committed in the copy ({failed} object(s) failed)"
-                )
-                continue
-            # the commit of the copy: last, exclusive, and only after every object was verified
-            if dest.put_if_absent(ref.manifest.key, raw) or dest.get(ref.manifest.key) == raw:
-                report.versions_copied += 1
-            else:
-                report.problems.append(
-                    f"{ref.prefix}: the copy holds another manifest for this version"
-                )
+                    in_flight += len(futures)
+                    # memory and the queue stay bounded whatever the store's size: commit the
+                    # oldest versions (in order) before queueing more
+                    while in_flight > max_queued and pending:
+                        in_flight -= _commit_copy(dest, *pending.popleft(), report)
+        while pending:
+            _commit_copy(dest, *pending.popleft(), report)
     _copy_loose(source, dest, loose, report)
     report.problems.sort()
     return report
+
+
+def _commit_copy(
+    dest: Store,
+    ref: VersionRef,
+    raw: bytes,
+    futures: list[Future[int | None]],
+    report: ReplicateReport,
+) -> int:
+    """Wait for a version's objects; commit its manifest in the copy when all were verified.
+
+    Returns how many objects it waited for."""
+    failed = _collect(futures, report)
+    if failed:
+        report.problems.append(
+            f"{ref.prefix}: not committed in the copy ({failed} object(s) failed)"
+        )
+        return len(futures)
+    # the commit of the copy: last, exclusive, and only after every object was verified
+    if dest.put_if_absent(ref.manifest.key, raw) or dest.get(ref.manifest.key) == raw:
+        report.versions_copied += 1
+    else:
+        report.problems.append(f"{ref.prefix}: the copy holds another manifest for this version")
+    return len(futures)
 
 
 def _collect(futures: list[Future[int | None]], report: ReplicateReport) -> int:

@@ -414,3 +414,13 @@ def test_export_refuses_a_damaged_version_and_leaves_no_bag(tmp_path):
     )
     assert r.exit_code == 2 and "exists and is not an empty folder" in r.output
     assert list(target.iterdir()) == [target / "other"]
+
+
+def test_a_store_larger_than_the_queue_is_copied_in_order(tmp_path):
+    """workers=1 queues at most 64 objects: versions are committed in the copy as they finish."""
+    primary, copy = open_store(tmp_path / "p"), open_store(tmp_path / "c")
+    for i in range(3):  # 3 x ~45 objects > 64
+        publish(build_stage(tmp_path / f"s{i}", seed=i, n_chunks=40, chunk_bytes=1000), primary)
+    report = replicate(primary, copy, workers=1)
+    assert report.ok and report.versions_copied == 3 and report.objects_copied > 64
+    assert verify(open_store(tmp_path / "c", read_only=True)).ok
