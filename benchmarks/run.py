@@ -3,7 +3,7 @@
 Each bench module has ``main(quick: bool = False) -> list[dict]``; each dict is one comparison:
 ``{"benchmark": ..., "ours": seconds, "baseline": name, "baseline_s": seconds, "ratio": x,
 "goal": "...", "extra": {...}}``.  ``python benchmarks/run.py [NAME ...] [--quick]``; NAME is the
-module's name without ``bench_``: store, cryoem, metabolomics, metabolomics_features (issue 14:
+module's name without ``bench_``: store, replicate (issue 26), cryoem, metabolomics, metabolomics_features (issue 14:
 feature detection against ground truth and pyopenms), screening, transcriptomics.
 """
 

@@ -924,6 +924,34 @@ def verify(
             "lines, or a second store URL).",
         ),
     ] = None,
+    sweep: Annotated[
+        bool,
+        typer.Option(
+            "--sweep",
+            help="Fixity sweep instead: re-read objects, append one event per check to "
+            "<level>/_fixity/ (README 'Preservation').",
+        ),
+    ] = False,
+    sample: Annotated[
+        float | None,
+        typer.Option(help="--sweep: read only today's slice of a rotation of PERCENT %."),
+    ] = None,
+    older_than: Annotated[
+        int | None,
+        typer.Option(help="--sweep: only objects whose last passed check is older than DAYS."),
+    ] = None,
+    repair_from: Annotated[
+        str | None,
+        typer.Option(help="--sweep: restore damaged objects from this copy (after checking it)."),
+    ] = None,
+    copy: Annotated[
+        str | None,
+        typer.Option(help="Report the replication lag: committed versions not yet in this copy."),
+    ] = None,
+    max_lag_hours: Annotated[
+        float, typer.Option(help="--copy: exit 1 when a version waits longer than this.")
+    ] = 24.0,
+    json_out: Annotated[bool, typer.Option("--json", help="--sweep: the report as JSON.")] = False,
 ) -> None:
     """Check that every committed version is what its level's ledger recorded, byte for byte.
 
@@ -950,7 +978,22 @@ def verify(
       binds verify binds-2026-0042-cryoem --store s3://binds-curated
 
       binds verify --store s3://binds-curated --mirror /srv/witness/binds-ledger.txt
+
+      binds verify --sweep --sample 1.2 --repair-from s3://binds-copy --store s3://binds-curated
+
+      binds verify --copy s3://binds-copy --store s3://binds-curated
+
+    --sweep exits 0 when clean or everything was repaired, 1 when damage stays unrepaired
+    (README "For operators: preservation"); --copy exits 1 when a version waits longer than
+    --max-lag-hours.
     """
+
+    if copy is not None:
+        return cli_preservation.run_lag(store, copy, max_lag_hours=max_lag_hours)
+    if sweep or repair_from or sample is not None or older_than is not None:
+        return cli_preservation.run_sweep(
+            store, sample=sample, older_than=older_than, repair_from=repair_from, json_out=json_out
+        )
     from pipelines.store import open_store
     from pipelines.store.verify import verify as verify_store
 
@@ -1323,7 +1366,12 @@ def demo(
 
 
 # the command groups in their own modules register on `app` when imported
-from pipelines import cli_curation, cli_data, cli_policy  # noqa: E402,F401
+from pipelines import (  # noqa: E402,F401
+    cli_curation,
+    cli_data,
+    cli_policy,
+    cli_preservation,
+)
 
 
 def main() -> None:
