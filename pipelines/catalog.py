@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.access import catalog_log
@@ -216,24 +217,19 @@ def append_rows(
     ``base``; return its number, the entries not yet compacted and whether a snapshot exists.
 
     A constant number of requests: a listing of the snapshots, of the newest log shard(s), one
-    put-if-absent (one more per concurrent writer that took the number first), and a listing of
-    the snapshots again: should a compaction have written a snapshot at or after our number
-    meanwhile (a number freed by a purge, :func:`remove_catalog_rows`), the entry is written again
-    after it, so no row is ever hidden behind a snapshot.
+    put-if-absent (one more per concurrent writer that took the number first).  Entries are
+    never deleted, so entry *n - 1* exists whenever *n* is tried: no number is ever skipped or
+    reused, and a compaction that saw entries up to *n* will never see a later one below it.
     """
     src = StoreSource(store)
+    seqs = catalog_log.snapshot_seqs(src, base)
+    seq = seqs[-1] if seqs else 0
+    keys = catalog_log.log_keys(src, base, seq)
+    n = max(keys[-1][0] if keys else 0, seq) + 1
     data = catalog_log.encode(rows, op)
-    while True:
-        seqs = catalog_log.snapshot_seqs(src, base)
-        seq = seqs[-1] if seqs else 0
-        keys = catalog_log.log_keys(src, base, seq)
-        n = max(keys[-1][0] if keys else 0, seq) + 1
-        while not store.put_if_absent(catalog_log.log_key(base, n), data):
-            n += 1  # another writer took it: entry n exists, so n + 1 is the next candidate
-        after = catalog_log.snapshot_seqs(src, base)
-        if not after or after[-1] < n:
-            return n, n - seq, bool(seqs)
-        log.warning("catalog entry %s%d landed behind a snapshot: written again", base, n)
+    while not store.put_if_absent(catalog_log.log_key(base, n), data):
+        n += 1  # another writer took it: entry n exists, so n + 1 is the next candidate
+    return n, n - seq, bool(seqs)
 
 
 def compact(store: Store, base: str) -> dict[str, Any]:
@@ -247,8 +243,8 @@ def compact(store: Store, base: str) -> dict[str, Any]:
     src = StoreSource(store)
     state = catalog_log.read_state(src, base)
     out = {"catalog": base, "rows": state.table.num_rows, "snapshot": state.tail, "folded": 0}
-    if state.has_snapshot and state.pending == 0:
-        return out
+    if state.pending == 0 and (state.has_snapshot or state.table.num_rows == 0):
+        return out  # nothing new (or nothing at all: no objects for a catalog never written)
     written = store.put_if_absent(
         catalog_log.snapshot_key(base, state.tail), catalog_log.encode(state.table)
     )
@@ -328,7 +324,8 @@ def remove_catalog_rows(
     nothing of them stays readable at ``level``: a log entry recording the removal, the row
     files, then a compaction and a purge of the history that held them (older snapshots, the
     log entries naming them, the removal entry itself).  Reads the whole log of the level: a
-    curator's action, not a publisher's.
+    curator's action, not a publisher's.  The entries are scrubbed in place (the only
+    rewrite of a log entry), never deleted.
     """
     base = catalog_base(level, root)
     numbers = sorted({int(n) for n in versions})
@@ -350,8 +347,12 @@ def remove_catalog_rows(
         if (seq := catalog_log.seq_of(i.key)) is not None and seq <= done["snapshot"]
     ]
     for key, raw in catalog_log.get_many(src, keys).items():
-        if names & set(catalog_log.identities(catalog_log.decode(raw)[1]).to_pylist()):
-            store.delete(key)
+        op, table = catalog_log.decode(raw)
+        ids = catalog_log.identities(table)
+        if names & set(ids.to_pylist()):
+            # scrubbed, not deleted: the entry keeps its number (a writer never reuses one)
+            kept = table.filter(pc.invert(pc.is_in(ids, value_set=pa.array(sorted(names)))))
+            store.put(key, catalog_log.encode(kept, op))
     for old in catalog_log.snapshot_seqs(src, base):
         if old < done["snapshot"]:
             store.delete(catalog_log.snapshot_key(base, old))

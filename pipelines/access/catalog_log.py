@@ -15,10 +15,11 @@ Under ``<level>/catalog/`` (``base`` below)::
 A reader takes the newest snapshot (one listing of ``_snapshots/``, one GET) and applies the
 log entries after it, which it finds by listing the shard folders from the snapshot's on: a
 constant number of requests plus one GET per recent entry, whatever the history.  A writer
-lists the same, writes the next number with put-if-absent (a concurrent writer that got it
-first makes it try the next) and checks that no snapshot has since covered that number (else
-it writes the entry again): so every entry a compaction has not seen is numbered after the
-snapshot it wrote.  Without a snapshot (a store written before the log existed) the reader
+lists the same and writes the next number with put-if-absent (a concurrent writer that got it
+first makes it try the next).  Entries are never deleted, so entry *n + 1* is only ever
+written after entry *n* exists: every entry a compaction has not seen is numbered after the
+snapshot it wrote.  (A curator's removal scrubs the removed rows from the entries that held
+them, in place.)  Without a snapshot (a store written before the log existed) the reader
 reads the per-version files instead, as the first compaction does.
 
 Light on purpose (pyarrow only): ``binds catalog`` (through the Store) and the AI teams'
