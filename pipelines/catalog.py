@@ -383,6 +383,8 @@ def read_catalog(
     tables = [t for t in tables if t.num_rows]
     if not tables:
         return CATALOG_SCHEMA.empty_table()
+    if len(tables) == 1:
+        return tables[0]  # newest first already
     return pa.concat_tables(tables).sort_by(catalog_log.SORT)
 
 

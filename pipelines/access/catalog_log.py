@@ -98,32 +98,40 @@ def decode(raw: bytes) -> tuple[str, pa.Table]:
 
     table = pq.read_table(io.BytesIO(raw))
     op = (table.schema.metadata or {}).get(OP_KEY, PUT.encode()).decode()
+    if table.schema.equals(CATALOG_SCHEMA, check_metadata=False):
+        return op, table.replace_schema_metadata(None)
     return op, conform(table)
 
 
-def get_many(src: Source, keys: Sequence[str], progress: Callable[[int], None] | None = None):
-    """``{key: bytes}`` of ``keys`` read in parallel (``src.workers`` at once); absent keys are
-    left out."""
-    out: dict[str, bytes] = {}
+def get_many(
+    src: Source,
+    keys: Sequence[str],
+    progress: Callable[[int], None] | None = None,
+    parse: Callable[[bytes], Any] | None = None,
+) -> dict[str, Any]:
+    """``{key: bytes}`` (or ``parse(bytes)``) of ``keys`` read in parallel (``src.workers`` at
+    once, the parsing too: pyarrow releases the GIL); absent keys are left out."""
+    out: dict[str, Any] = {}
 
-    def one(key: str) -> tuple[str, bytes | None]:
+    def one(key: str) -> tuple[str, Any]:
         try:
-            return key, src.get(key)
+            raw = src.get(key)
         except KeyError:
             return key, None
+        return key, parse(raw) if parse else raw
 
     if len(keys) <= 1 or src.workers <= 1:
-        results: Iterable[tuple[str, bytes | None]] = map(one, keys)
-        for key, raw in results:
-            if raw is not None:
-                out[key] = raw
+        results: Iterable[tuple[str, Any]] = map(one, keys)
+        for key, value in results:
+            if value is not None:
+                out[key] = value
             if progress:
                 progress(1)
         return out
-    with ThreadPoolExecutor(max_workers=src.workers) as pool:
-        for key, raw in pool.map(one, keys):
-            if raw is not None:
-                out[key] = raw
+    with ThreadPoolExecutor(max_workers=min(src.workers, len(keys))) as pool:
+        for key, value in pool.map(one, keys):
+            if value is not None:
+                out[key] = value
             if progress:
                 progress(1)
     return out
@@ -193,8 +201,9 @@ def identities(table: pa.Table) -> pa.Array:
 
 
 def apply(base: pa.Table, entries: Sequence[tuple[str, pa.Table]]) -> pa.Table:
-    """``base`` with the log ``entries`` (op, rows) applied in order: the last entry naming a
-    version (modality, dataset id, version) decides whether and how it is in the table."""
+    """``base`` (sorted newest first) with the log ``entries`` (op, rows) applied in order: the
+    last entry naming a version (modality, dataset id, version) decides whether and how it is
+    in the table.  Newest first again."""
     if not entries:
         return base
     final: dict[str, tuple[int, int] | None] = {}
@@ -202,13 +211,27 @@ def apply(base: pa.Table, entries: Sequence[tuple[str, pa.Table]]) -> pa.Table:
     for i, ((op, _), names) in enumerate(zip(entries, ids, strict=True)):
         for j, name in enumerate(names):
             final[name] = (i, j) if op == PUT else None
-    keep = pc.invert(pc.is_in(identities(base), value_set=pa.array(list(final), pa.string())))
-    parts = [base.filter(pc.fill_null(keep, True))]
+    # only the base rows of the datasets the entries name can be replaced: a cheap first cut
+    dids = pa.array(sorted({t for _, tb in entries for t in tb["dataset_id"].to_pylist()}))
+    candidates = pc.is_in(base["dataset_id"], value_set=dids)
+    if pc.any(candidates).as_py():
+        replaced = pc.and_(
+            candidates, pc.is_in(identities(base), value_set=pa.array(list(final), pa.string()))
+        )
+        base = base.filter(pc.invert(pc.fill_null(replaced, False)))
+    parts = []
     for i, ((_, t), names) in enumerate(zip(entries, ids, strict=True)):
         mask = [final.get(name) == (i, j) for j, name in enumerate(names)]
         if any(mask):
             parts.append(t.filter(pa.array(mask)))
-    return pa.concat_tables(parts)
+    if not parts:
+        return base
+    new = pa.concat_tables(parts).sort_by(SORT)
+    newest_base = pc.max(base["created"]).as_py() if base.num_rows else None
+    oldest_new = pc.min(new["created"]).as_py()
+    if newest_base is None or (oldest_new is not None and oldest_new > newest_base):
+        return pa.concat_tables([new, base])  # the usual case: the recent rows come first
+    return pa.concat_tables([new, base]).sort_by(SORT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,11 +252,11 @@ class State:
 def read_state(src: Source, base: str) -> State:
     """The newest snapshot plus the log entries after it (the per-version files without one)."""
     seq, raw = newest_snapshot(src, base)
-    table = decode(raw)[1] if raw is not None else _legacy_rows(src, base)
+    # a snapshot is stored newest first; the per-version files come in any order
+    table = decode(raw)[1] if raw is not None else _legacy_rows(src, base).sort_by(SORT)
     keys = log_keys(src, base, seq)
-    blobs = get_many(src, [k for _, k in keys])
-    entries = [decode(blobs[k]) for _, k in keys if k in blobs]
-    table = apply(table, entries).sort_by(SORT)
+    parsed = get_many(src, [k for _, k in keys], parse=decode)
+    table = apply(table, [parsed[k] for _, k in keys if k in parsed])
     return State(table, seq, keys[-1][0] if keys else seq, raw is not None)
 
 

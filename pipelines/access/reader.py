@@ -143,6 +143,8 @@ def _catalog_table(root: _Root, levels: Iterable[str], dataset_id: str | None = 
             except (PermissionError, OSError):
                 continue  # a level we may not read
         tables = [t for t in tables if t.num_rows]
+        if len(tables) == 1:
+            return tables[0]
         return pa.concat_tables(tables).sort_by(SORT) if tables else CATALOG_SCHEMA.empty_table()
     files = _catalog_files(root, levels, dataset_id)
     if not files:
