@@ -229,7 +229,7 @@ def apply(base: pa.Table, entries: Sequence[tuple[str, pa.Table]]) -> pa.Table:
     new = pa.concat_tables(parts).sort_by(SORT)
     newest_base = pc.max(base["created"]).as_py() if base.num_rows else None
     oldest_new = pc.min(new["created"]).as_py()
-    if newest_base is None or (oldest_new is not None and oldest_new > newest_base):
+    if new["created"].null_count == 0 and (newest_base is None or oldest_new > newest_base):
         return pa.concat_tables([new, base])  # the usual case: the recent rows come first
     return pa.concat_tables([new, base]).sort_by(SORT)
 
