@@ -557,7 +557,23 @@ def sample_rows(versions) -> list[dict[str, Any]]:
 def version_records(versions) -> list[dict[str, Any]]:
     """The rows of a :func:`select_versions` frame as JSON-ready dicts, the QC metrics as a
     ``qc`` object (instead of the ``qc_json`` text column)."""
-    rows = json.loads(versions.to_json(orient="records", date_format="iso"))
+    loads = _json_codec()[0]
+    rows = loads(versions.to_json(orient="records", date_format="iso"))
     for r in rows:
-        r["qc"] = json.loads(r.pop("qc_json") or "{}")
+        r["qc"] = loads(r.pop("qc_json") or "{}")
     return rows
+
+
+def _json_codec():
+    """``(loads, dumps_indented)``: orjson's where installed (it comes with Prefect; ~10x
+    faster on the 100 MB of a 100,000-version catalog), else the standard library's."""
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - a light install without Prefect
+        return json.loads, lambda obj: json.dumps(obj, indent=2)
+    return orjson.loads, lambda obj: orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode()
+
+
+def dumps_records(records: list[dict[str, Any]]) -> str:
+    """JSON text of :func:`version_records` (indented by two spaces)."""
+    return _json_codec()[1](records)

@@ -768,7 +768,9 @@ def catalog(
         out.print(table)
         return
     if json_out or fmt == "json":
-        sys.stdout.write(json.dumps(version_records(df), indent=2) + "\n")
+        from pipelines.catalog import dumps_records
+
+        sys.stdout.write(dumps_records(version_records(df)) + "\n")
         return
     if df.empty:
         out.print(f"no datasets in {st.url}")
