@@ -292,3 +292,37 @@ def test_cli_compact_and_rebuild_after_the_log_and_snapshots_are_lost(make_stage
     assert out.exit_code == 0, out.output
     assert list(store.list_prefix("open/catalog/_snapshots/"))
     assert read_catalog(store).equals(before)
+
+
+def _publisher_process(root: str, writer: int, n: int) -> None:
+    store = open_store(root)
+    for k in range(n):
+        write_catalog_row(store, row(writer * 1000 + k))
+
+
+def _compactor_process(root: str, rounds: int) -> None:
+    store = open_store(root)
+    for _ in range(rounds):
+        compact(store, catalog_base("open"))
+
+
+def test_publisher_processes_and_a_compactor_process_lose_no_row(tmp_path, monkeypatch):
+    """The same as with threads, across processes (separate interpreters, as on several
+    machines sharing a folder)."""
+    import multiprocessing
+
+    monkeypatch.setenv("BINDS_CATALOG_COMPACT_EVERY", "4")
+    root = str(tmp_path / "store")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_publisher_process, args=(root, w, 8)) for w in range(3)]
+    procs.append(ctx.Process(target=_compactor_process, args=(root, 30)))
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    want = sorted((row(w * 1000 + k)["dataset_id"], 1) for w in range(3) for k in range(8))
+    store = open_store(root)
+    assert sorted((r["dataset_id"], r["version"]) for r in read_catalog(store).to_pylist()) == want
+    compact(store, catalog_base("open"))
+    assert sorted((r["dataset_id"], r["version"]) for r in read_catalog(store).to_pylist()) == want
