@@ -1,14 +1,22 @@
-"""The catalog: one Parquet file with one row per committed version, under each access level.
+"""The catalog: one row per committed version, under each access level.
 
-``<access>/catalog/<modality>--<dataset_id>--v<N>.parquet``.  One small file per version
-(rather than one growing table) means publishing never rewrites what another publisher wrote,
-and a bucket policy on ``<access>/`` hides restricted titles from those without access.
-Read the whole level as one table with any Parquet reader::
+Under ``<access>/catalog/`` (a bucket policy on ``<access>/`` hides restricted titles from those
+without access)::
 
-    pd.read_parquet("store/open/catalog/")
-    duckdb.sql("select * from read_parquet('store/*/catalog/*.parquet', union_by_name=true)")
+    <modality>--<dataset_id>--v<N>.parquet   the version's row (one small file per version:
+                                             publishing never rewrites what another wrote)
+    _log/<shard>/<seq>.parquet               the change log: every row written or removed, in
+                                             order (put-if-absent, numbered without gaps)
+    _snapshots/<seq>.parquet                 compacted: the whole level after log entry <seq>
 
-The rows are rebuildable from the manifests (``binds catalog --rebuild``).
+Reading a level costs a constant number of requests plus one per log entry since the newest
+snapshot (:mod:`pipelines.access.catalog_log`), whatever the history; the publisher compacts
+every ``BINDS_CATALOG_COMPACT_EVERY`` (100) entries, best effort, and ``binds catalog
+--compact`` does it on demand.  Any Parquet reader reads a snapshot as it is::
+
+    pd.read_parquet("store/open/catalog/_snapshots/000000000042.parquet")
+
+The rows are rebuildable from the ledgers and manifests (``binds catalog --rebuild``).
 """
 
 from __future__ import annotations
@@ -17,12 +25,15 @@ import datetime as dt
 import io
 import json
 import logging
+import os
 from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines.access import catalog_log
 from pipelines.access.catalog_schema import (
     CATALOG_SCHEMA,
     SELECTION_FIELDS,
@@ -36,9 +47,10 @@ from pipelines.jsonld import ONTOLOGIES
 from pipelines.metadata import ACCESS_LEVELS
 from pipelines.store import layout
 from pipelines.store.base import Store, StoreError
-from pipelines.store.versions import iter_manifests
 
 log = logging.getLogger(__name__)
+COMPACT_EVERY_ENV = "BINDS_CATALOG_COMPACT_EVERY"
+DEFAULT_COMPACT_EVERY = 100
 REPORT = "qc/report.html"  # the version's QC report, when the workflow wrote one
 
 
@@ -168,17 +180,190 @@ def _to_parquet(rows: list[dict[str, Any]]) -> bytes:
     return buf.getvalue()
 
 
-def write_catalog_row(store: Store, row: dict[str, Any]) -> str:
-    """Write one row; its selection columns are read from the version's metadata.jsonld when
-    the caller built the row from the manifest alone."""
+class StoreSource:
+    """A :class:`Store` as the catalog log's :class:`~pipelines.access.catalog_log.Source`:
+    reads in parallel up to the store's own transfer concurrency (16 on S3)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.workers = int(
+            getattr(store, "max_concurrency", None) or getattr(store, "max_workers", None) or 8
+        )
+
+    def get(self, key: str) -> bytes:
+        return self.store.get(key)
+
+    def list(self, prefix: str) -> list[str]:
+        return [i.key for i in self.store.list_prefix(prefix) if "/" not in i.key[len(prefix) :]]
+
+
+def catalog_base(level: str, root: str = "") -> str:
+    """The catalog folder of ``level`` (``root="_embargo/"``: of its held versions)."""
+    return f"{root}{level}/{layout.CATALOG_DIR}/"
+
+
+def compact_every() -> int:
+    """Log entries after which a publisher compacts (``BINDS_CATALOG_COMPACT_EVERY``)."""
+    try:
+        return max(1, int(os.environ.get(COMPACT_EVERY_ENV, "") or DEFAULT_COMPACT_EVERY))
+    except ValueError:
+        return DEFAULT_COMPACT_EVERY
+
+
+def append_rows(
+    store: Store, base: str, rows: list[dict[str, Any]] | pa.Table, op: str = catalog_log.PUT
+) -> tuple[int, int, bool]:
+    """Append one log entry holding ``rows`` (``op="delete"``: their removal) to the catalog at
+    ``base``; return its number, the entries not yet compacted and whether a snapshot exists.
+
+    A constant number of requests: a listing of the snapshots, of the newest log shard(s), one
+    put-if-absent (one more per concurrent writer that took the number first).  Entries are
+    never deleted, so entry *n - 1* exists whenever *n* is tried: no number is ever skipped or
+    reused, and a compaction that saw entries up to *n* will never see a later one below it.
+    """
+    src = StoreSource(store)
+    seqs = catalog_log.snapshot_seqs(src, base)
+    seq = seqs[-1] if seqs else 0
+    keys = catalog_log.log_keys(src, base, seq)
+    n = max(keys[-1][0] if keys else 0, seq) + 1
+    data = catalog_log.encode(rows, op)
+    while not store.put_if_absent(catalog_log.log_key(base, n), data):
+        n += 1  # another writer took it: entry n exists, so n + 1 is the next candidate
+    return n, n - seq, bool(seqs)
+
+
+def compact(store: Store, base: str) -> dict[str, Any]:
+    """Write the snapshot of the catalog at ``base`` after its newest log entry.
+
+    Idempotent and safe from several machines at once: the snapshot after entry *n* is the
+    same table whoever writes it, written with put-if-absent.  Never deletes or rewrites a row
+    file or a log entry; removes the snapshots older than the one it started from (a reader
+    that listed that one may still be reading it).
+    """
+    src = StoreSource(store)
+    state = catalog_log.read_state(src, base)
+    out = {"catalog": base, "rows": state.table.num_rows, "snapshot": state.tail, "folded": 0}
+    if state.pending == 0 and (state.has_snapshot or state.table.num_rows == 0):
+        return out  # nothing new (or nothing at all: no objects for a catalog never written)
+    written = store.put_if_absent(
+        catalog_log.snapshot_key(base, state.tail), catalog_log.encode(state.table)
+    )
+    out["folded"] = state.pending if written else 0
+    try:
+        for old in catalog_log.snapshot_seqs(src, base):
+            if old < state.snapshot:
+                store.delete(catalog_log.snapshot_key(base, old))
+    except StoreError as err:  # superseded copies only: a reader never needs them
+        log.info("old catalog snapshots of %s left in place: %s", base, err)
+    return out
+
+
+def compact_catalog(
+    store: Store, *, levels: Iterable[str] = ACCESS_LEVELS, held: bool = True
+) -> list[dict[str, Any]]:
+    """:func:`compact` every level (and the held versions' catalogs: ``_embargo/<level>/``)."""
+    from pipelines.embargo import EMBARGO_DIR, HELD_LEVELS
+
+    levels = list(levels)
+    bases = [catalog_base(lv) for lv in levels]
+    if held:
+        bases += [catalog_base(lv, f"{EMBARGO_DIR}/") for lv in HELD_LEVELS if lv in levels]
+    done = []
+    for base in bases:
+        try:
+            done.append(compact(store, base))
+        except StoreError as err:
+            if not err.denied:
+                raise
+            log.info("catalog %s not compacted: %s", base, err)
+    return done
+
+
+def _maybe_compact(store: Store, base: str, pending: int, has_snapshot: bool) -> None:
+    """Compact after every :func:`compact_every` entries (and at once when the level has no
+    snapshot yet): best effort, a failure never fails the publish (the next one retries)."""
+    if has_snapshot and pending < compact_every():
+        return
+    try:
+        compact(store, base)
+    except Exception as err:  # the row is written; compaction is an optimisation
+        log.warning("catalog compaction of %s deferred: %s", base, err)
+
+
+def complete_row(store: Store, row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its selection columns read from the version's metadata.jsonld when the
+    caller built it from the manifest alone."""
     if "licence" in row and row["licence"] is None:
         try:
             row = {**row, **selection(json.loads(store.get(row["metadata_path"])))}
         except (KeyError, StoreError, ValueError) as err:
             log.warning("metadata of %s not readable for the catalog row: %s", row["path"], err)
+    return row
+
+
+def write_catalog_row(store: Store, row: dict[str, Any], *, compact_now: bool = True) -> str:
+    """Write one row: a log entry (what readers see), then the version's row file (the
+    record ``binds verify`` checks); compacts the level when it is due."""
+    row = complete_row(store, row)
+    base = catalog_base(row["access"])
+    _, pending, has_snapshot = append_rows(store, base, [row])
     key = layout.catalog_key(row["access"], row["modality"], row["dataset_id"], row["version"])
     store.put(key, _to_parquet([row]))
+    if compact_now:
+        _maybe_compact(store, base, pending, has_snapshot)
     return key
+
+
+def remove_catalog_rows(
+    store: Store,
+    level: str,
+    modality: str,
+    dataset_id: str,
+    versions: Iterable[int],
+    *,
+    root: str = "",
+) -> None:
+    """Remove the rows of a dataset's versions (a curator move, an embargo release) so that
+    nothing of them stays readable at ``level``: a log entry recording the removal, the row
+    files, then a compaction and a purge of the history that held them (older snapshots, the
+    log entries naming them, the removal entry itself).  Reads the whole log of the level: a
+    curator's action, not a publisher's.  The entries are scrubbed in place (the only
+    rewrite of a log entry), never deleted.
+    """
+    base = catalog_base(level, root)
+    numbers = sorted({int(n) for n in versions})
+    gone = [
+        {"dataset_id": dataset_id, "version": n, "modality": modality, "access": level}
+        for n in numbers
+    ]
+    if not gone:
+        return
+    append_rows(store, base, gone, catalog_log.DELETE)
+    for n in numbers:
+        store.delete(f"{root}{layout.catalog_key(level, modality, dataset_id, n)}")
+    done = compact(store, base)
+    src = StoreSource(store)
+    names = {f"{modality}\x1f{dataset_id}\x1f{n}" for n in numbers}
+    keys = [
+        i.key
+        for i in store.list_prefix(f"{base}{catalog_log.LOG_DIR}/")
+        if (seq := catalog_log.seq_of(i.key)) is not None and seq <= done["snapshot"]
+    ]
+    for key, raw in catalog_log.get_many(src, keys).items():
+        op, table = catalog_log.decode(raw)
+        ids = catalog_log.identities(table)
+        if names & set(ids.to_pylist()):
+            # scrubbed, not deleted: the entry keeps its number (a writer never reuses one)
+            kept = table.filter(pc.invert(pc.is_in(ids, value_set=pa.array(sorted(names)))))
+            store.put(key, catalog_log.encode(kept, op))
+    for old in catalog_log.snapshot_seqs(src, base):
+        if old < done["snapshot"]:
+            store.delete(catalog_log.snapshot_key(base, old))
+
+
+def read_level(store: Store, base: str) -> pa.Table:
+    """Every row of the catalog at ``base`` (snapshot plus recent log entries)."""
+    return catalog_log.read_state(StoreSource(store), base).table
 
 
 def read_catalog(
@@ -186,34 +371,59 @@ def read_catalog(
 ) -> pa.Table:
     """All catalog rows of the access levels this store lets us read, newest first.
 
-    A level we may not list (a bucket policy refusing it) is skipped with a log line: the AI
+    A level we may not read (a bucket policy refusing it) is skipped with a log line: the AI
     teams see the levels they were granted.  ``unreadable`` receives the names of the levels
     skipped (a bill must say what it left out).
     """
     tables = []
     for level in levels:
-        prefix = f"{level}/{layout.CATALOG_DIR}/"
         try:
-            infos = [i for i in store.list_prefix(prefix) if i.key.endswith(".parquet")]
+            tables.append(read_level(store, catalog_base(level)))
         except StoreError as err:
             log.info("catalog of %r not readable: %s", level, err)
             if unreadable is not None:
                 unreadable.append(level)
-            continue
-        for info in infos:
-            try:
-                tables.append(conform(pq.read_table(io.BytesIO(store.get(info.key)))))
-            except (StoreError, KeyError) as err:
-                log.info("catalog row %s not readable: %s", info.key, err)
+    tables = [t for t in tables if t.num_rows]
     if not tables:
         return CATALOG_SCHEMA.empty_table()
-    table = pa.concat_tables(tables)
-    return table.sort_by(
-        [("created", "descending"), ("dataset_id", "ascending"), ("version", "descending")]
-    )
+    if len(tables) == 1:
+        return tables[0]  # newest first already
+    return pa.concat_tables(tables).sort_by(catalog_log.SORT)
 
 
-def rebuild_catalog(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS) -> dict[str, Any]:
+def _rebuilt_row(
+    store: Store, level: str, key: tuple[str, str, int], entry
+) -> tuple[dict | None, str | None]:
+    """The row of one recorded version from its manifest (read once), or the problem."""
+    import hashlib
+
+    modality, did, n = key
+    vprefix = f"{level}/{modality}/{did}/v{n}/"
+    try:
+        raw = store.get(vprefix + layout.MANIFEST)
+    except KeyError:
+        return None, (
+            f"{vprefix}: recorded in the ledger (entry {entry.seq}) but its manifest "
+            "is gone: row left as it is"
+        )
+    sha = hashlib.sha256(raw).hexdigest()
+    if sha != entry.body.get("manifest_sha256"):
+        return None, (
+            f"{vprefix}: manifest sha256 {sha[:16]}... differs from the ledger's "
+            f"(entry {entry.seq}): row left as it is"
+        )
+    manifest = dict(json.loads(raw), access=level, modality=modality, version=n)
+    return complete_row(store, catalog_row(manifest, manifest_sha256=sha)), None
+
+
+def _same_row(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    table = conform(pa.Table.from_pylist([a, b], schema=CATALOG_SCHEMA)).to_pylist()
+    return table[0] == table[1]
+
+
+def rebuild_catalog(
+    store: Store, *, levels: Iterable[str] = ACCESS_LEVELS, progress: Any = None
+) -> dict[str, Any]:
     """Rewrite the catalog rows of the versions each level's ledger records.
 
     A row comes from the ledger and the key path (the level is the folder's, never what a
@@ -221,41 +431,65 @@ def rebuild_catalog(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS) -> d
     ledger recorded.  Nothing is hidden: a manifest that differs from the ledger, a recorded
     version that is gone, a version the ledger never recorded, a row without a version, are
     reported in ``problems`` and left as they are (never rewritten, never deleted).
+
+    Each manifest and metadata document is read once, in parallel (the store's concurrency);
+    rows that differ from the catalog (or whose row file is missing) are written, as log
+    entries of up to 1,000 rows, then the level is compacted.  ``progress(n)`` is called as
+    versions are done.
     """
-    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
 
     from pipelines.store import ledger
     from pipelines.store.verify import VerifyReport, _recorded_versions
 
     written = 0
     problems: list[str] = []
+    workers = StoreSource(store).workers
     for level in levels:
         scratch = VerifyReport()
         held = _recorded_versions(level, ledger.read(store, level), scratch)
         problems += scratch.problems
-        recorded_keys = set()
-        for (modality, did, n), entry in sorted(held.items()):
-            vprefix = f"{level}/{modality}/{did}/v{n}/"
-            recorded_keys.add(layout.catalog_key(level, modality, did, n))
-            try:
-                raw = store.get(vprefix + layout.MANIFEST)
-            except KeyError:
-                problems.append(
-                    f"{vprefix}: recorded in the ledger (entry {entry.seq}) but its manifest "
-                    "is gone: row left as it is"
+        base = catalog_base(level)
+        recorded_keys = {layout.catalog_key(level, *k) for k in held}
+        files = {
+            i.key
+            for i in store.list_prefix(base)
+            if i.key.endswith(".parquet") and "/" not in i.key[len(base) :]
+        }
+        current = {
+            (r["modality"], r["dataset_id"], int(r["version"])): r
+            for r in read_level(store, base).to_pylist()
+        }
+        changed: list[dict[str, Any]] = []
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            items = sorted(held.items())
+            for (key, _), (row, problem) in zip(
+                items,
+                pool.map(lambda kv, lv=level: _rebuilt_row(store, lv, *kv), items),
+                strict=True,
+            ):
+                if progress:
+                    progress(1)
+                if problem:
+                    problems.append(problem)
+                    continue
+                assert row is not None
+                fkey = layout.catalog_key(level, *key)
+                if fkey not in files or key not in current or not _same_row(current[key], row):
+                    changed.append(row)
+            list(
+                pool.map(
+                    lambda r, lv=level: store.put(
+                        layout.catalog_key(lv, r["modality"], r["dataset_id"], r["version"]),
+                        _to_parquet([r]),
+                    ),
+                    changed,
                 )
-                continue
-            sha = hashlib.sha256(raw).hexdigest()
-            if sha != entry.body.get("manifest_sha256"):
-                problems.append(
-                    f"{vprefix}: manifest sha256 {sha[:16]}... differs from the ledger's "
-                    f"(entry {entry.seq}): row left as it is"
-                )
-                continue
-            manifest = dict(json.loads(raw), access=level, modality=modality, version=n)
-            write_catalog_row(store, catalog_row(manifest, manifest_sha256=sha))
-            written += 1
-        for prefix, _, _ in iter_manifests(store, levels=[level]):
+            )
+        for i in range(0, len(changed), 1000):
+            append_rows(store, base, changed[i : i + 1000])
+        written += len(changed)
+        for prefix in _committed_prefixes(store, level):
             _, modality, did, vname = prefix.rstrip("/").split("/")
             n = layout.parse_version(vname) or 0
             if layout.catalog_key(level, modality, did, n) not in recorded_keys:
@@ -263,10 +497,26 @@ def rebuild_catalog(store: Store, *, levels: Iterable[str] = ACCESS_LEVELS) -> d
                     f"{prefix}: a version the {level} ledger never recorded: no row written "
                     "(published before the ledger existed: `binds adopt`)"
                 )
-        for info in store.list_prefix(f"{level}/{layout.CATALOG_DIR}/"):
-            if info.key.endswith(".parquet") and info.key not in recorded_keys:
-                problems.append(f"{info.key}: a row of no recorded version: left as it is")
+        for fkey in sorted(files - recorded_keys):
+            problems.append(f"{fkey}: a row of no recorded version: left as it is")
+        compact(store, base)
     return {"rows": written, "problems": sorted(set(problems))}
+
+
+def _committed_prefixes(store: Store, level: str) -> list[str]:
+    """``<level>/<modality>/<id>/v<N>/`` of every version with a manifest (one listing)."""
+    out = []
+    for info in store.list_prefix(f"{level}/"):
+        parts = info.key.split("/")
+        if (
+            len(parts) == 5
+            and parts[4] == layout.MANIFEST
+            and not parts[1].startswith("_")
+            and parts[1] != layout.CATALOG_DIR
+            and layout.parse_version(parts[3]) is not None
+        ):
+            out.append("/".join(parts[:4]) + "/")
+    return out
 
 
 def select_versions(
@@ -308,7 +558,23 @@ def sample_rows(versions) -> list[dict[str, Any]]:
 def version_records(versions) -> list[dict[str, Any]]:
     """The rows of a :func:`select_versions` frame as JSON-ready dicts, the QC metrics as a
     ``qc`` object (instead of the ``qc_json`` text column)."""
-    rows = json.loads(versions.to_json(orient="records", date_format="iso"))
+    loads = _json_codec()[0]
+    rows = loads(versions.to_json(orient="records", date_format="iso"))
     for r in rows:
-        r["qc"] = json.loads(r.pop("qc_json") or "{}")
+        r["qc"] = loads(r.pop("qc_json") or "{}")
     return rows
+
+
+def _json_codec():
+    """``(loads, dumps_indented)``: orjson's where installed (it comes with Prefect; ~10x
+    faster on the 100 MB of a 100,000-version catalog), else the standard library's."""
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - a light install without Prefect
+        return json.loads, lambda obj: json.dumps(obj, indent=2)
+    return orjson.loads, lambda obj: orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode()
+
+
+def dumps_records(records: list[dict[str, Any]]) -> str:
+    """JSON text of :func:`version_records` (indented by two spaces)."""
+    return _json_codec()[1](records)

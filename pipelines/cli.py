@@ -645,6 +645,14 @@ def catalog(
             "that differs from its ledger entry, or a missing version, is reported (exit 1).",
         ),
     ] = False,
+    compact: Annotated[
+        bool,
+        typer.Option(
+            "--compact",
+            help="Write each level's catalog snapshot first (publishers do it every "
+            "BINDS_CATALOG_COMPACT_EVERY=100 rows; idempotent, safe beside publishers).",
+        ),
+    ] = False,
 ) -> None:
     """List the committed dataset versions (one row per version), newest first; select by
     organism, tissue, cell type, compound, licence, instrument, QC and any figure.
@@ -662,6 +670,8 @@ def catalog(
       binds catalog --samples --where "compounds=CHEBI:15377" --json   # join samples across modalities
 
       binds catalog --rebuild          # after a crash between commit and catalog row
+
+      binds catalog --compact --json > /dev/null   # fold the recent rows into the snapshots
     """
     from pipelines.access.catalog_schema import SAMPLE_KEYS, parse_where
     from pipelines.catalog import rebuild_catalog, sample_rows, select_versions, version_records
@@ -697,9 +707,12 @@ def catalog(
     if fmt == "dcat":  # never export a level the audience may not see
         visible = ACCESS_LEVELS[: ACCESS_LEVELS.index(for_level) + 1]
         levels = [lv for lv in levels if lv in visible]
-    st = open_store(store, read_only=not rebuild)
+    st = open_store(store, read_only=not (rebuild or compact))
     if rebuild:
-        stats = rebuild_catalog(st)
+        from pipelines.progress import counting
+
+        with counting("reading the manifests") as advance:
+            stats = rebuild_catalog(st, progress=advance)
         err.print(f"catalog rebuilt from the ledgers: {stats['rows']} rows")
         for problem in stats["problems"]:  # reported, never rewritten or deleted
             out.print(problem, highlight=False, markup=False)
@@ -707,6 +720,16 @@ def catalog(
             raise RunError(
                 f"{len(stats['problems'])} problem(s) the rebuild did not repair: "
                 "see `binds verify`"
+            )
+    if compact:
+        from pipelines.catalog import compact_catalog
+
+        for done in compact_catalog(st):
+            err.print(
+                f"{done['catalog']}: snapshot {done['snapshot']} ({done['rows']} rows, "
+                f"{done['folded']} new)",
+                highlight=False,
+                markup=False,
             )
     filters = {
         "modality": modality,
@@ -753,7 +776,9 @@ def catalog(
         out.print(table)
         return
     if json_out or fmt == "json":
-        sys.stdout.write(json.dumps(version_records(df), indent=2) + "\n")
+        from pipelines.catalog import dumps_records
+
+        sys.stdout.write(dumps_records(version_records(df)) + "\n")
         return
     if df.empty:
         out.print(f"no datasets in {st.url}")

@@ -93,6 +93,7 @@ def catalog_graph(df, *, store, base: str | None = None, audience: str = "open")
         )
     )
     rows = sorted(df.to_dict("records"), key=lambda r: (r["dataset_id"], r["version"]))
+    store = _Prefetched(store, rows)  # every manifest and metadata.jsonld once, in parallel
     series: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         series.setdefault((r["access"], r["modality"], r["dataset_id"]), []).append(r)
@@ -130,6 +131,23 @@ def catalog_graph(df, *, store, base: str | None = None, audience: str = "open")
         g.add((s_iri, DCAT.last, previous))
     _void(g, URIRef(f"{base}/catalog/{audience}#void"), cat)
     return g
+
+
+class _Prefetched:
+    """The manifests and metadata documents of ``rows``, read once each, in parallel (16 at a
+    time on S3) with a progress bar on a terminal; ``get`` answers from them."""
+
+    def __init__(self, store, rows: list[dict[str, Any]]) -> None:
+        from pipelines.access.catalog_log import get_many
+        from pipelines.catalog import StoreSource
+        from pipelines.progress import counting
+
+        keys = [r["path"] + name for r in rows for name in ("manifest.json", "metadata.jsonld")]
+        with counting("reading the versions", len(keys)) as advance:
+            self.blobs = get_many(StoreSource(store), keys, progress=advance)
+
+    def get(self, key: str) -> bytes:
+        return self.blobs[key]
 
 
 def _agent(g: Graph, node, name: str) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
 import json
 import logging
 import os
@@ -91,8 +90,12 @@ class HeldStore(Store):
     # version takes the next number (never a second v1) and identical content is found. Not
     # the ledger: the held ledger is a chain of its own (following the level's head would
     # start it mid-chain, with a gap verify would report).
+    # Nor the catalog's log and snapshots: the held catalog numbers its own entries.
     def _falls_back(self, key: str) -> bool:
-        return key.split("/", 2)[1:2] != [ledger.LEDGER_DIR]
+        parts = key.split("/", 3)
+        if parts[1:3] in (["catalog", "_log"], ["catalog", "_snapshots"]):
+            return False
+        return parts[1:2] != [ledger.LEDGER_DIR]
 
     def get(self, key: str) -> bytes:
         try:
@@ -147,21 +150,14 @@ class HeldStore(Store):
 
 def held_catalog_rows(store: Store) -> list[dict[str, Any]]:
     """The catalog rows of the held versions this store lets us read (curator, reader-all)."""
-    import pyarrow.parquet as pq
+    from pipelines.catalog import catalog_base, read_level
 
     rows: list[dict[str, Any]] = []
     for level in HELD_LEVELS:
         try:
-            infos = [
-                i
-                for i in store.list_prefix(f"{EMBARGO_DIR}/{level}/{layout.CATALOG_DIR}/")
-                if i.key.endswith(".parquet")
-            ]
+            rows += read_level(store, catalog_base(level, f"{EMBARGO_DIR}/")).to_pylist()
         except StoreError as err:
             log.info("held versions of %r not readable: %s", level, err)
-            continue
-        for info in infos:
-            rows += pq.read_table(io.BytesIO(store.get(info.key))).to_pylist()
     return rows
 
 
@@ -279,10 +275,11 @@ def _release_one(store: Store, row: dict[str, Any]) -> Released:
                 "reason": "embargo release",
             },
         )
-    held_row = layout.catalog_key(row["access"], row["modality"], row["dataset_id"], row["version"])
-    store.put(held_row, store.get(f"{EMBARGO_DIR}/{held_row}"))
+    from pipelines.catalog import remove_catalog_rows, write_catalog_row
+
+    write_catalog_row(store, row)
     # the held copy goes last: a reader of the level already has the whole version
-    store.delete(f"{EMBARGO_DIR}/{held_row}")
+    remove_catalog_rows(store, level, row["modality"], did, [n], root=f"{EMBARGO_DIR}/")
     for info in list(store.list_prefix(src)):
         store.delete(info.key)
     log.info("released %s v%s (%s)", row["dataset_id"], row["version"], row["access"])

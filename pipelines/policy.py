@@ -15,7 +15,8 @@ role                          may
 ``reader-consortium``         ... and ``consortium/``
 ``reader-all``                every level, and the embargoed versions (``_embargo/``)
 ``publisher-<level>``         read and write ``<level>/`` and ``_embargo/<level>/``; delete only
-                              scratch (``_claims/``, temporaries); get / put(-if-absent) by key on
+                              scratch (``_claims/``, temporaries) and superseded catalog
+                              snapshots; get / put(-if-absent) by key on
                               ``_registry/`` and ``_leases/``, never listed (+ delete a lease);
                               the probe
 ``curator``                   everything under the store prefix (moves, rebuilds, release)
@@ -106,6 +107,8 @@ def _publisher(doc: _Doc, level: str) -> None:
         doc.grant(READ + WRITE, base + "*")
         # scratch only: version claims and the temporaries of an interrupted upload
         doc.grant(DELETE, base + "*/_claims/*", listable=False)
+        # superseded catalog snapshots (a compaction keeps the two newest)
+        doc.grant(DELETE, base + "catalog/_snapshots/*", listable=False)
     # get + put (put-if-absent is a conditional put; lease renewal a plain one) by exact key:
     # the protocol never lists them nor uploads in parts, so neither is granted
     doc.grant([*READ, "s3:PutObject"], f"{REGISTRY_DIR}/*", f"{LEASES_DIR}/*", listable=False)

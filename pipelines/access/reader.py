@@ -107,9 +107,45 @@ def _catalog_files(root: _Root, levels: Iterable[str], dataset_id: str | None = 
     return sorted(files)
 
 
+class _FsSource:
+    """The store root as the catalog log's source (fsspec reads, in parallel)."""
+
+    def __init__(self, root: _Root) -> None:
+        self.root = root
+        self.workers = 16 if root.url.startswith("s3://") else 8
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.root.fs.cat_file(self.root.join(key))
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    def list(self, prefix: str) -> list[str]:
+        try:
+            names = self.root.fs.ls(self.root.join(prefix), detail=False)
+        except FileNotFoundError:
+            return []
+        start = len(self.root.path) + 1
+        return sorted(n[start:] for n in names if n.endswith(".parquet") or n.endswith(".json"))
+
+
 def _catalog_table(root: _Root, levels: Iterable[str], dataset_id: str | None = None):
+    import pyarrow as pa
     import pyarrow.dataset as ds
 
+    if dataset_id is None:  # the newest snapshot plus the recent rows of each level
+        from pipelines.access.catalog_log import SORT, read_state
+
+        tables = []
+        for level in levels:
+            try:
+                tables.append(read_state(_FsSource(root), f"{level}/catalog/").table)
+            except (PermissionError, OSError):
+                continue  # a level we may not read
+        tables = [t for t in tables if t.num_rows]
+        if len(tables) == 1:
+            return tables[0]
+        return pa.concat_tables(tables).sort_by(SORT) if tables else CATALOG_SCHEMA.empty_table()
     files = _catalog_files(root, levels, dataset_id)
     if not files:
         return CATALOG_SCHEMA.empty_table()

@@ -9,6 +9,8 @@
     <access>/<modality>/<dataset_id>/_claims/v<N>.json      scratch: which content is being
                                                             published as v<N> (removed on commit)
     <access>/catalog/<modality>--<dataset_id>--v<N>.parquet one row per committed version
+    <access>/catalog/_log/<shard>/<seq>.parquet             the catalog's log and compacted
+    <access>/catalog/_snapshots/<seq>.parquet               snapshots (pipelines.access.catalog_log)
 """
 
 from __future__ import annotations

@@ -166,8 +166,9 @@ def move_dataset(
         for info in list(store.list_prefix(src)):
             store.delete(info.key)
             result.removed_objects += 1
-        for n in sorted(set(versions) | set(recorded)):
-            store.delete(layout.catalog_key(from_level, modality, did, n))
+        from pipelines.catalog import remove_catalog_rows  # and purges them from the history
+
+        remove_catalog_rows(store, from_level, modality, did, set(versions) | set(recorded))
         return result
 
 

@@ -113,6 +113,10 @@ def verify(
 
     Reads everything it checks once: cost is the size of what is verified.
     """
+    from pipelines.access.catalog_log import get_many
+    from pipelines.catalog import StoreSource
+
+    src = StoreSource(store)
     report = VerifyReport()
     jobs: list[tuple[str, int, str]] = []
     chains: dict[str, list[ledger.Entry]] = {}
@@ -131,12 +135,23 @@ def verify(
                 raise
             report.unreadable.append(level)
             continue
-        entries = _ledger_entries(store, lv)
+        entries = _ledger_entries(store, lv, src)
         chains[level] = entries
         report.ledger_entries += len(entries)
         report.problems += ledger.chain_problems(level, entries)
         recorded = _recorded_versions(level, entries, report)
-        rows = {key: _catalog_sha(store, ckey) for key, ckey in lv.catalog.items()}
+        # every object below is read once, src.workers at a time (16 on S3)
+        row_keys = {k: ck for k, ck in lv.catalog.items() if wanted(k[1], k[2])}
+        shas = get_many(src, list(row_keys.values()), parse=_row_sha)
+        rows = {key: shas.get(ckey) for key, ckey in row_keys.items()}
+        manifests = get_many(
+            src,
+            [
+                f"{level}/{m}/{d}/v{n}/{layout.MANIFEST}"
+                for (m, d, n) in set(lv.versions) | set(recorded) | set(lv.catalog)
+                if wanted(d, n) and f"{level}/{m}/{d}/v{n}/{layout.MANIFEST}" in lv.objects
+            ],
+        )
 
         for key in sorted(set(lv.versions) | set(recorded) | set(lv.catalog)):
             modality, did, n = key
@@ -159,7 +174,7 @@ def verify(
                     )
                 continue  # no manifest and never recorded: an upload in progress, not a version
             report.versions += 1
-            raw = store.get(mkey)
+            raw = manifests[mkey] if mkey in manifests else store.get(mkey)
             sha = hashlib.sha256(raw).hexdigest()
             try:
                 manifest = json.loads(raw)
@@ -246,18 +261,29 @@ def verify(
     return report
 
 
-def _ledger_entries(store: Store, lv: _Level) -> list[ledger.Entry]:
+def _ledger_entries(store: Store, lv: _Level, src: Any = None) -> list[ledger.Entry]:
+    from pipelines.access.catalog_log import get_many
+
     prefix = f"{lv.name}/{ledger.LEDGER_DIR}/"
+    keys = [
+        key
+        for key in lv.objects
+        if key.startswith(prefix) and re.fullmatch(r"\d{12}\.json", key[len(prefix) :])
+    ]
+    if src is None:
+        from pipelines.catalog import StoreSource
+
+        src = StoreSource(store)
+    blobs = get_many(src, keys)  # in parallel; an entry gone since the listing raises below
     entries = []
-    for key in lv.objects:
-        rel = key[len(prefix) :] if key.startswith(prefix) else ""
-        if re.fullmatch(r"\d{12}\.json", rel):
-            raw = store.get(key)
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = {}
-            entries.append(ledger.Entry(int(rel[:12]), raw, body if isinstance(body, dict) else {}))
+    for key in keys:
+        rel = key[len(prefix) :]
+        raw = blobs[key] if key in blobs else store.get(key)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = {}
+        entries.append(ledger.Entry(int(rel[:12]), raw, body if isinstance(body, dict) else {}))
     return sorted(entries, key=lambda e: e.seq)
 
 
@@ -289,11 +315,12 @@ def _recorded_versions(
     return held
 
 
-def _catalog_sha(store: Store, key: str) -> str | None:
+def _row_sha(raw: bytes) -> str | None:
+    """The manifest_sha256 of a row file's bytes (``None``: not a readable row)."""
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(io.BytesIO(store.get(key)), columns=["manifest_sha256"])
+        table = pq.read_table(io.BytesIO(raw), columns=["manifest_sha256"])
         values = table.column("manifest_sha256").to_pylist()
         return str(values[0]) if values else None
     except (KeyError, ValueError, OSError):

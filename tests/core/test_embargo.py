@@ -77,8 +77,14 @@ def test_an_embargoed_version_is_held_until_its_date_then_released(staged, tmp_p
     assert done.exit_code == 0, done.output
     assert [(r["dataset_id"], r["version"]) for r in json.loads(done.stdout)] == [(ds, 1)]
     assert (store / res.prefix / "v1" / "manifest.json").read_bytes() == held_manifest
-    # only the held ledger stays: its entries are append-only records of the held commit
+    # only the held ledger stays: its entries are append-only records of the held commit;
+    # and the held catalog's log and snapshot, holding no row any more
+    import pyarrow.parquet as pq
+
     left = [p for p in (store / "_embargo").rglob("*") if p.is_file()]
+    catalog = [p for p in left if p.relative_to(store).parts[2] == "catalog"]
+    assert all(pq.read_table(p).num_rows == 0 for p in catalog), catalog
+    left = [p for p in left if p not in catalog]
     assert left and all("_ledger" in p.relative_to(store).parts for p in left), left
     rows = json.loads(binds("catalog", "--store", store, "--json").stdout)
     assert [(r["dataset_id"], r["embargo_until"][:10]) for r in rows] == [(ds, UNTIL)]

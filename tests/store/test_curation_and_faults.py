@@ -45,7 +45,17 @@ def test_move_copies_verifies_records_and_removes(tmp_path, make_stage):
     )
     assert out.exit_code == 0, out.output
     assert not list(store.list_prefix("open/screening/ds-m/"))
-    assert not list(store.list_prefix("open/catalog/"))
+    # nothing of the moved rows stays at open: the log entries that held them are scrubbed
+    # (they keep their numbers), the snapshots that held them deleted
+    import io
+
+    import pyarrow.parquet as pq
+
+    left = list(store.list_prefix("open/catalog/"))
+    assert all("/_snapshots/" in i.key or "/_log/" in i.key for i in left), left
+    for info in left:
+        assert pq.read_table(io.BytesIO(store.get(info.key))).num_rows == 0, info.key
+    assert read_catalog(store, levels=["open"]).num_rows == 0
     for n in (1, 2):
         assert store.get(f"restricted/screening/ds-m/v{n}/data/wells.parquet") == before[n]
     cat = read_catalog(store).to_pandas()

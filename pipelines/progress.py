@@ -1,0 +1,36 @@
+"""A count-down progress bar on stderr, shown only on a terminal (never in logs or pipes)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def counting(label: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    """``advance(n)`` to call as items are done; a rich bar on stderr when it is a terminal,
+    nothing otherwise."""
+    if not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from pipelines.cli import err
+
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as prog:
+        task = prog.add_task(label, total=total)
+        yield lambda n: prog.advance(task, n)
