@@ -98,20 +98,29 @@ async def _publish_artifacts(result: dict[str, Any]) -> None:
 
     # consortium / restricted: keyed and labelled by the dataset's hash, as the flow run is
     label = flow_run_name({"access": {"level": result["access"]}}, result["dataset_id"])
-    base = f"{result['store_url'].rstrip('/')}/{result['prefix']}v{result['version']}/"
-    link = base if "://" in base else Path(base).resolve().as_uri() + "/"
     verb = "published" if result["created"] else "unchanged"
-    await acreate_link_artifact(
-        key=artifact_key("publish", label),
-        link=link,
-        link_text=f"{label} v{result['version']} ({verb}, "
-        f"{result['n_files']} files, {result['bytes']:,} bytes)",
-        description=f"content {result['content_digest']}",
-    )
+    what = f"{label} v{result['version']} ({verb}, {result['n_files']} files, {result['bytes']:,} bytes)"
+    if result["access"] == "open":
+        base = f"{result['store_url'].rstrip('/')}/{result['prefix']}v{result['version']}/"
+        link = base if "://" in base else Path(base).resolve().as_uri() + "/"
+        await acreate_link_artifact(
+            key=artifact_key("publish", label),
+            link=link,
+            link_text=what,
+            description=f"content {result['content_digest']}",
+        )
+    else:  # a key path names the dataset: who reads Prefect's API gets no link to it
+        await acreate_markdown_artifact(
+            key=artifact_key("publish", label),
+            markdown=f"{what} at the {result['access']} level\n",
+            description=f"content {result['content_digest']}",
+        )
     await acreate_markdown_artifact(
         key=artifact_key("report", label),
-        markdown=report_markdown(result, report_link(result)),
-        description="the QC verdict and a link to the self-contained HTML report",
+        markdown=report_markdown(
+            result, report_link(result) if result["access"] == "open" else None, label=label
+        ),
+        description="the QC verdict and where the self-contained HTML report is",
     )
 
 
@@ -145,12 +154,16 @@ def report_link(result: dict[str, Any]) -> str:
     return Path(f"{url}/{key}").resolve().as_uri()
 
 
-def report_markdown(result: dict[str, Any], link: str) -> str:
-    """The ``report-<dataset-id>`` artifact: the verdict, each failed check, the report link."""
+def report_markdown(result: dict[str, Any], link: str | None, *, label: str | None = None) -> str:
+    """The ``report-<label>`` artifact: the verdict, each failed check, the report link.
+
+    ``label`` names the dataset (its hash for consortium and restricted data); ``link`` None
+    (those levels): the report is named by its place in the version, with no key path.
+    """
     from pipelines.toolkit.qc import Verdict
 
     qc = Verdict.from_dict(result["qc"]) if result.get("qc") else None
-    lines = [f"### {result['dataset_id']} v{result['version']}", ""]
+    lines = [f"### {label or result['dataset_id']} v{result['version']}", ""]
     if qc is not None:
         mark = {"pass": "✅", "fail": "❌"}.get(qc.status, "➖")
         lines += [f"{mark} **{qc.summary()}**", ""]
@@ -163,7 +176,14 @@ def report_markdown(result: dict[str, Any], link: str) -> str:
                 cells = [c.name, c.result.upper(), c.shown, c.criterion, detail]
                 lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
             lines.append("")
-    lines.append(f"[Open the QC report (HTML)]({link})")
+    if link:
+        lines.append(f"[Open the QC report (HTML)]({link})")
+    else:
+        lines.append(
+            "The QC report (HTML) is the version's `qc/report.html`; on the unit's machine, "
+            "`binds show DATASET` prints where (the dataset id is not shown in Prefect at this "
+            "access level)."
+        )
     return "\n".join(lines) + "\n"
 
 

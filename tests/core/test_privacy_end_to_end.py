@@ -129,6 +129,11 @@ def test_a_human_run_travels_under_run_ids(tmp_path):
         for table in ("log", "task_run", "flow_run", "artifact"):
             rows = [str(r) for r in con.execute(f"select * from {table}")]
             assert not [r for r in rows if "plasma_qx" in r], table
+        # restricted data: no flow run or artifact names the dataset (its hash does)
+        dataset_id = json.loads(result.stdout)["dataset_id"]
+        for table in ("flow_run", "artifact"):
+            rows = [str(r) for r in con.execute(f"select * from {table}")]
+            assert not [r for r in rows if dataset_id in r], table
     convert = sorted(n for n in names if n.startswith("metabolomics_convert"))
     assert convert == [f"metabolomics_convert[run=run-00{i}]" for i in (1, 2, 3)]
     assert not [n for n in names if "qx" in n]

@@ -52,3 +52,15 @@ def test_an_s3_report_link_opens_over_http(s3_bucket, s3_endpoint, monkeypatch):
     assert link.startswith("http") and "Signature" in link
     with urllib.request.urlopen(link, timeout=10) as resp:  # what a browser does
         assert resp.read() == b"<html>report</html>"
+
+
+def test_consortium_and_restricted_markdown_names_no_dataset_and_no_key(tmp_path):
+    """Who reads Prefect's API learns no dataset id of consortium/restricted data (issue 23)."""
+    result = _result(str(tmp_path / "store"), FAILING) | {
+        "access": "restricted",
+        "prefix": "restricted/metabolomics/binds-x-metabolomics/",
+    }
+    md = report_markdown(result, None, label="ds-0123456789abcdef")
+    assert md.startswith("### ds-0123456789abcdef v2")
+    assert "binds-x-metabolomics" not in md and "restricted/" not in md
+    assert "qc/report.html" in md and "QC FAIL" in md
