@@ -440,14 +440,14 @@ def rebuild_catalog(
     from concurrent.futures import ThreadPoolExecutor
 
     from pipelines.store import ledger
-    from pipelines.store.verify import VerifyReport, _recorded_versions
+    from pipelines.store.verify import VerifyReport, recorded_versions
 
     written = 0
     problems: list[str] = []
     workers = StoreSource(store).workers
     for level in levels:
         scratch = VerifyReport()
-        held = _recorded_versions(level, ledger.read(store, level), scratch)
+        held = recorded_versions(level, ledger.read(store, level), scratch)
         problems += scratch.problems
         base = catalog_base(level)
         recorded_keys = {layout.catalog_key(level, *k) for k in held}

@@ -38,12 +38,20 @@ def move(
     """
     from dataclasses import asdict
 
+    from pipelines.catalog import remove_catalog_rows
     from pipelines.publishing import index_version
     from pipelines.store import open_store
     from pipelines.store.move import move_dataset
 
     st = open_store(store)
-    result = move_dataset(st, dataset, to, reason=reason, catalog_index=index_version(st))
+    result = move_dataset(
+        st,
+        dataset,
+        to,
+        reason=reason,
+        catalog_index=index_version(st),
+        remove_rows=remove_catalog_rows,
+    )
     if json_out:
         out.print_json(json.dumps(asdict(result)))
         return

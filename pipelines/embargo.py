@@ -108,6 +108,9 @@ class HeldStore(Store):
     def open_read(self, key: str, *, chunk_size: int = 8 << 20) -> Iterator[bytes]:
         return self.inner.open_read(held_key(key), chunk_size=chunk_size)
 
+    def is_own(self, key: str) -> bool:
+        return self.inner.exists(held_key(key))  # held, not a released version of the level
+
     def head(self, key: str) -> ObjectInfo | None:
         info = self.inner.head(held_key(key))
         if info:

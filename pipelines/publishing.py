@@ -77,9 +77,11 @@ def publish(
         The store failed persistently; the staged data stay for the next attempt to resume.
     """
     exp = check_stage(stage)
-    if (stage.qc_dir / "metrics.json").is_file():
+    if (stage.qc_dir / "verdict.json").is_file():
         # the one QC verdict, stored in the version: `binds run` wrote it after the workflow;
-        # a stage whose metrics changed since gets the verdict its metrics give (before hashing)
+        # a stage whose metrics changed since gets the verdict its metrics give (before
+        # hashing). A stage without one is published as it is: every reader evaluates the same
+        # metrics with the same rules (pipelines.toolkit.qc), so no output can disagree.
         from pipelines.toolkit.qc import refresh_verdict
 
         refresh_verdict(stage.qc_dir, exp["modality"], stage.metrics)

@@ -119,6 +119,11 @@ class Store(ABC):
     def exists(self, key: str) -> bool:
         return self.head(key) is not None
 
+    def is_own(self, key: str) -> bool:
+        """Whether ``key`` is this store's own object, not one another place shows through it
+        (a view such as the embargo's ``HeldStore`` also shows the level's released versions)."""
+        return True
+
     @abstractmethod
     def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix``, in key order."""
@@ -197,3 +202,24 @@ class Store(ABC):
             raise StoreError(
                 f"cannot write to the store {self.url}: {err.strerror or err}"
             ) from None
+
+
+def read_many(store: Store, keys: list[str]) -> dict[str, bytes]:
+    """``{key: bytes}`` of ``keys``, read as many at once as the store transfers (16 on S3, 8
+    otherwise); keys gone since they were listed are left out."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = int(getattr(store, "max_concurrency", None) or 8)
+
+    def one(key: str) -> tuple[str, bytes | None]:
+        try:
+            return key, store.get(key)
+        except KeyError:
+            return key, None
+
+    if len(keys) <= 1:
+        pairs = list(map(one, keys))
+    else:
+        with ThreadPoolExecutor(max_workers=min(workers, len(keys))) as pool:
+            pairs = list(pool.map(one, keys))
+    return {key: raw for key, raw in pairs if raw is not None}

@@ -144,13 +144,12 @@ def recorded(store: Store, level: str, dataset_id: str, version: int) -> bool:
 def read(store: Store, level: str) -> list[Entry]:
     """Every entry of ``level``'s ledger, by sequence number (one listing, one read each, as
     many at once as the store transfers: 16 on S3)."""
-    from pipelines.access.catalog_log import get_many
-    from pipelines.catalog import StoreSource
+    from pipelines.store.base import read_many
 
     entries = []
     prefix = f"{level}/{LEDGER_DIR}/"
     keys = [i.key for i in store.list_prefix(prefix) if _ENTRY.match(i.key[len(prefix) :])]
-    blobs = get_many(StoreSource(store), keys)
+    blobs = read_many(store, keys)
     for key in keys:
         m = _ENTRY.match(key[len(prefix) :])
         raw = blobs.get(key)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from pipelines.store import layout, ledger, registry
 from pipelines.store.base import Store, UploadItem
 from pipelines.store.identifiers import ACCESS_LEVELS
 from pipelines.store.lease import Lease
-from pipelines.store.publish import PublishResult, _upload_and_verify, _write_once
+from pipelines.store.publish import PublishResult, upload_and_verify, write_once
 from pipelines.store.versions import committed_versions
 
 
@@ -56,12 +57,21 @@ def find_dataset(store: Store, dataset_id: str) -> tuple[str, str] | None:
 
 
 def move_dataset(
-    store: Store, dataset_id: str, to_level: str, *, reason: str, catalog_index=None
+    store: Store,
+    dataset_id: str,
+    to_level: str,
+    *,
+    reason: str,
+    catalog_index=None,
+    remove_rows: Callable[[Store, str, str, str, set[int]], None],
 ) -> MoveResult:
     """Move every version of ``dataset_id`` to ``to_level`` (see the module docstring).
 
-    ``catalog_index(manifest, manifest_bytes)`` writes a catalog row (the layer above builds
-    rows; :func:`pipelines.publishing.index_version`).
+    ``catalog_index(manifest, manifest_bytes)`` writes a catalog row and
+    ``remove_rows(store, level, modality, dataset_id, versions)`` removes the old level's rows
+    and their history (the layer above owns the catalog: :func:`pipelines.publishing.index_version`,
+    :func:`pipelines.catalog.remove_catalog_rows`): the store layer cannot, since the
+    catalog's history must lose the rows too.
     """
     did = dataset_id.lower()
     if to_level not in ACCESS_LEVELS:
@@ -166,9 +176,7 @@ def move_dataset(
         for info in list(store.list_prefix(src)):
             store.delete(info.key)
             result.removed_objects += 1
-        from pipelines.catalog import remove_catalog_rows  # and purges them from the history
-
-        remove_catalog_rows(store, from_level, modality, did, set(versions) | set(recorded))
+        remove_rows(store, from_level, modality, did, set(versions) | set(recorded))
         return result
 
 
@@ -250,10 +258,10 @@ def _copy_version(
                 n_files=len(items),
                 bytes=sum(it.size for it in items),
             )
-            _upload_and_verify(store, f"{dst}v{n}/", items, scratch, None)
+            upload_and_verify(store, f"{dst}v{n}/", items, scratch, None)
             result.copied_files += scratch.uploaded_files
         new = dict(
             old, access=to_level, moved_from={"level": old["access"], "manifest_sha256": old_sha}
         )
-        raw_new = _write_once(store, dst_manifest_key, (json.dumps(new, indent=2) + "\n").encode())
+        raw_new = write_once(store, dst_manifest_key, (json.dumps(new, indent=2) + "\n").encode())
     return json.loads(raw_new), hashlib.sha256(raw_new).hexdigest()

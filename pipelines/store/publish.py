@@ -257,9 +257,13 @@ def _commit_once(
         versions = committed_versions(store, prefix)
         latest = read_manifest(store, prefix, versions[-1]) if versions else None
         overridden = _check_identity(store, sub, latest, versions)
-        if latest is not None and latest.get("content_digest") != digest:
+        if (
+            latest is not None
+            and latest.get("content_digest") != digest
+            and store.is_own(f"{prefix}v{versions[-1]}/{layout.MANIFEST}")
+        ):
             # a publisher killed between its commit and its records left the latest version
-            # without ledger entry or catalog row: the next publisher completes them (two
+            # without ledger entry or catalog row: the next publisher completes them (a few
             # existence checks), so that every version but the newest is always recorded
             _ensure_recorded(store, latest, index)
         if latest is not None and latest.get("content_digest") == digest:
@@ -281,7 +285,7 @@ def _commit_once(
         result.version = version
         vprefix = f"{prefix}v{version}/"
         lease.check()
-        _upload_and_verify(store, vprefix, sub.items, result, progress)
+        upload_and_verify(store, vprefix, sub.items, result, progress)
         lease.check()  # never write the documents and the commit after losing the lease
         manifest, manifest_bytes = _commit(sub, store, result, describe, now)
         if result.created and overridden:
@@ -307,7 +311,7 @@ def _commit_once(
         return result
 
 
-def _upload_and_verify(
+def upload_and_verify(
     store: Store,
     vprefix: str,
     items: list[UploadItem],
@@ -384,11 +388,11 @@ def _commit(
     )
     documents = []
     for path, body in described.documents:
-        body = _write_once(store, vprefix + path, body)
+        body = write_once(store, vprefix + path, body)
         documents.append(
             {"path": path, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
         )
-    meta_bytes = _write_once(store, vprefix + layout.METADATA, described.metadata)
+    meta_bytes = write_once(store, vprefix + layout.METADATA, described.metadata)
     manifest = {
         "format": MANIFEST_FORMAT,
         "format_version": MANIFEST_FORMAT_VERSION,
@@ -506,7 +510,7 @@ def _check_identity(
     return ", ".join(overridden) or None
 
 
-def _write_once(store: Store, key: str, body: bytes) -> bytes:
+def write_once(store: Store, key: str, body: bytes) -> bytes:
     """Write ``body`` at ``key`` unless it exists; return what the key holds afterwards.
 
     A document an interrupted publish of this same claim wrote is kept (never overwritten),

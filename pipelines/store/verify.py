@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.store import layout, ledger
-from pipelines.store.base import ObjectInfo, Store, StoreError
+from pipelines.store.base import ObjectInfo, Store, StoreError, read_many
 from pipelines.store.identifiers import ACCESS_LEVELS
 
 _CATALOG_ROW = re.compile(r"^([a-z][a-z0-9_]*)--(.+)--v([1-9][0-9]*)\.parquet$")
@@ -113,10 +113,6 @@ def verify(
 
     Reads everything it checks once: cost is the size of what is verified.
     """
-    from pipelines.access.catalog_log import get_many
-    from pipelines.catalog import StoreSource
-
-    src = StoreSource(store)
     report = VerifyReport()
     jobs: list[tuple[str, int, str]] = []
     chains: dict[str, list[ledger.Entry]] = {}
@@ -135,106 +131,166 @@ def verify(
                 raise
             report.unreadable.append(level)
             continue
-        entries = _ledger_entries(store, lv, src)
+        entries = _ledger_entries(store, lv)
         chains[level] = entries
         report.ledger_entries += len(entries)
         report.problems += ledger.chain_problems(level, entries)
-        recorded = _recorded_versions(level, entries, report)
-        # every object below is read once, src.workers at a time (16 on S3)
+        recorded = recorded_versions(level, entries, report)
+        # every object below is read once, as many at once as the store transfers (16 on S3)
         row_keys = {k: ck for k, ck in lv.catalog.items() if wanted(k[1], k[2])}
-        shas = get_many(src, list(row_keys.values()), parse=_row_sha)
-        rows = {key: shas.get(ckey) for key, ckey in row_keys.items()}
-        manifests = get_many(
-            src,
+        row_bytes = read_many(store, list(row_keys.values()))
+        rows = {
+            key: _row_sha(row_bytes[ck]) if ck in row_bytes else None
+            for key, ck in row_keys.items()
+        }
+        candidates = sorted(
+            k for k in set(lv.versions) | set(recorded) | set(lv.catalog) if wanted(k[1], k[2])
+        )
+        manifests = read_many(
+            store,
             [
                 f"{level}/{m}/{d}/v{n}/{layout.MANIFEST}"
-                for (m, d, n) in set(lv.versions) | set(recorded) | set(lv.catalog)
-                if wanted(d, n) and f"{level}/{m}/{d}/v{n}/{layout.MANIFEST}" in lv.objects
+                for (m, d, n) in candidates
+                if f"{level}/{m}/{d}/v{n}/{layout.MANIFEST}" in lv.objects
             ],
         )
+        for key in candidates:
+            jobs += _check_version(store, lv, key, recorded.get(key), rows, manifests, report)
+            if lock is not None and key in lv.versions and _committed(lv, key, manifests):
+                vprefix = f"{level}/{key[0]}/{key[1]}/v{key[2]}/"
+                report.problems += _retention_problems(store, vprefix, lv.versions[key])
+    _check_files(store, jobs, report, workers=workers, on_file=on_file)
+    if mirror:
+        report.problems += ledger.mirror_problems(mirror, chains)
+    report.problems.sort()
+    return report
 
-        for key in sorted(set(lv.versions) | set(recorded) | set(lv.catalog)):
-            modality, did, n = key
-            if not wanted(did, n):
-                continue
-            vprefix = f"{level}/{modality}/{did}/v{n}/"
-            keys = lv.versions.get(key, [])
-            mkey = vprefix + layout.MANIFEST
-            entry = recorded.get(key)
-            if mkey not in lv.objects:
-                if entry is not None:
-                    report.versions += 1
-                    what = "manifest.json deleted" if keys else "the whole version deleted"
-                    report.problems.append(
-                        f"{vprefix}: recorded in the ledger (entry {entry.seq}) but {what}"
-                    )
-                elif key in lv.catalog:
-                    report.problems.append(
-                        f"{vprefix}: catalog row {lv.catalog[key]} has no committed version"
-                    )
-                continue  # no manifest and never recorded: an upload in progress, not a version
+
+def _committed(lv: _Level, key: tuple[str, str, int], manifests: dict[str, bytes]) -> bool:
+    """A version with a readable manifest (retention is checked on committed versions only)."""
+    mkey = f"{lv.name}/{key[0]}/{key[1]}/v{key[2]}/{layout.MANIFEST}"
+    try:
+        return mkey in lv.objects and isinstance(json.loads(manifests.get(mkey, b"")), dict)
+    except ValueError:
+        return False
+
+
+def _check_version(
+    store: Store,
+    lv: _Level,
+    key: tuple[str, str, int],
+    entry: ledger.Entry | None,
+    rows: dict[tuple[str, str, int], str | None],
+    manifests: dict[str, bytes],
+    report: VerifyReport,
+) -> list[tuple[str, int, str]]:
+    """One version against its ledger entry, key path, catalog row and listing; returns the
+    (key, size, sha256) of the files to read."""
+    level = lv.name
+    modality, did, n = key
+    vprefix = f"{level}/{modality}/{did}/v{n}/"
+    keys = lv.versions.get(key, [])
+    mkey = vprefix + layout.MANIFEST
+    if mkey not in lv.objects:
+        if entry is not None:
             report.versions += 1
-            raw = manifests[mkey] if mkey in manifests else store.get(mkey)
-            sha = hashlib.sha256(raw).hexdigest()
-            try:
-                manifest = json.loads(raw)
-                if not isinstance(manifest, dict):
-                    raise ValueError
-            except ValueError:
-                report.problems.append(f"{vprefix}: manifest.json is not valid JSON")
-                continue
-            _check_identity(vprefix, level, modality, did, n, manifest, report)
-            if entry is None:
-                report.problems.append(
-                    f"{vprefix}: committed but not recorded in the {level} ledger "
-                    "(added behind the publisher's back, or a crash before the ledger entry: "
-                    "re-publishing the same stage records it; versions published before the "
-                    "ledger existed: a curator runs `binds adopt`)"
-                )
-            elif entry.body.get("manifest_sha256") != sha:
-                report.problems.append(
-                    f"{vprefix}: manifest sha256 {sha[:16]}... differs from the ledger's "
-                    f"{str(entry.body.get('manifest_sha256'))[:16]}... (entry {entry.seq}): "
-                    "the manifest was edited or the version replaced after its commit"
-                )
-            elif entry.body.get("content_digest") != manifest.get("content_digest"):
-                report.problems.append(
-                    f"{vprefix}: content digest differs from the ledger's (entry {entry.seq})"
-                )
-            if manifest.get("content_digest") != recomputed_digest(manifest):
-                report.problems.append(
-                    f"{vprefix}: content digest {str(manifest.get('content_digest'))[:23]}... "
-                    "does not match the files the manifest lists (manifest edited)"
-                )
-            if key not in lv.catalog:
-                # an unrecorded version gets no row (rebuild writes none): its finding says enough
-                if entry is not None:
-                    report.problems.append(
-                        f"{level}/{layout.CATALOG_DIR}/{modality}--{did}--v{n}.parquet: "
-                        "catalog row missing (run `binds catalog --rebuild`)"
-                    )
-            elif rows.get(key) != sha:
-                report.problems.append(
-                    f"{vprefix}: the catalog row's manifest_sha256 "
-                    f"{str(rows.get(key))[:16]}... differs from the manifest's {sha[:16]}..."
-                )
-            listed = {layout.MANIFEST}
-            for f in [*(manifest.get("files") or []), *(manifest.get("documents") or [])]:
-                jobs.append((vprefix + f["path"], f["size"], f["sha256"]))
-                listed.add(f["path"])
-            meta = manifest.get("metadata")
-            if meta:
-                jobs.append((vprefix + meta["path"], meta["size"], meta["sha256"]))
-                listed.add(meta["path"])
-            # a committed version never changes: anything else inside it was added afterwards
-            for k in keys:
-                if k[len(vprefix) :] not in listed:
-                    report.problems.append(
-                        f"{k}: not in the manifest (added after the commit; "
-                        "a committed version must not change)"
-                    )
-            if lock is not None:
-                report.problems += _retention_problems(store, vprefix, keys)
+            what = "manifest.json deleted" if keys else "the whole version deleted"
+            report.problems.append(
+                f"{vprefix}: recorded in the ledger (entry {entry.seq}) but {what}"
+            )
+        elif key in lv.catalog:
+            report.problems.append(
+                f"{vprefix}: catalog row {lv.catalog[key]} has no committed version"
+            )
+        return []  # no manifest and never recorded: an upload in progress, not a version
+    report.versions += 1
+    raw = manifests[mkey] if mkey in manifests else store.get(mkey)
+    sha = hashlib.sha256(raw).hexdigest()
+    try:
+        manifest = json.loads(raw)
+        if not isinstance(manifest, dict):
+            raise ValueError
+    except ValueError:
+        report.problems.append(f"{vprefix}: manifest.json is not valid JSON")
+        return []
+    _check_identity(vprefix, level, modality, did, n, manifest, report)
+    _check_records(vprefix, key, entry, sha, manifest, lv, rows, report)
+    jobs = []
+    listed = {layout.MANIFEST}
+    for f in [*(manifest.get("files") or []), *(manifest.get("documents") or [])]:
+        jobs.append((vprefix + f["path"], f["size"], f["sha256"]))
+        listed.add(f["path"])
+    meta = manifest.get("metadata")
+    if meta:
+        jobs.append((vprefix + meta["path"], meta["size"], meta["sha256"]))
+        listed.add(meta["path"])
+    # a committed version never changes: anything else inside it was added afterwards
+    for k in keys:
+        if k[len(vprefix) :] not in listed:
+            report.problems.append(
+                f"{k}: not in the manifest (added after the commit; "
+                "a committed version must not change)"
+            )
+    return jobs
+
+
+def _check_records(
+    vprefix: str,
+    key: tuple[str, str, int],
+    entry: ledger.Entry | None,
+    sha: str,
+    manifest: dict[str, Any],
+    lv: _Level,
+    rows: dict[tuple[str, str, int], str | None],
+    report: VerifyReport,
+) -> None:
+    """The manifest against its ledger entry, its own file list and its catalog row."""
+    level, (modality, did, n) = lv.name, key
+    if entry is None:
+        report.problems.append(
+            f"{vprefix}: committed but not recorded in the {level} ledger "
+            "(added behind the publisher's back, or a crash before the ledger entry: "
+            "re-publishing the same stage records it; versions published before the "
+            "ledger existed: a curator runs `binds adopt`)"
+        )
+    elif entry.body.get("manifest_sha256") != sha:
+        report.problems.append(
+            f"{vprefix}: manifest sha256 {sha[:16]}... differs from the ledger's "
+            f"{str(entry.body.get('manifest_sha256'))[:16]}... (entry {entry.seq}): "
+            "the manifest was edited or the version replaced after its commit"
+        )
+    elif entry.body.get("content_digest") != manifest.get("content_digest"):
+        report.problems.append(
+            f"{vprefix}: content digest differs from the ledger's (entry {entry.seq})"
+        )
+    if manifest.get("content_digest") != recomputed_digest(manifest):
+        report.problems.append(
+            f"{vprefix}: content digest {str(manifest.get('content_digest'))[:23]}... "
+            "does not match the files the manifest lists (manifest edited)"
+        )
+    if key not in lv.catalog:
+        # an unrecorded version gets no row (rebuild writes none): its finding says enough
+        if entry is not None:
+            report.problems.append(
+                f"{level}/{layout.CATALOG_DIR}/{modality}--{did}--v{n}.parquet: "
+                "catalog row missing (run `binds catalog --rebuild`)"
+            )
+    elif rows.get(key) != sha:
+        report.problems.append(
+            f"{vprefix}: the catalog row's manifest_sha256 "
+            f"{str(rows.get(key))[:16]}... differs from the manifest's {sha[:16]}..."
+        )
+
+
+def _check_files(
+    store: Store,
+    jobs: list[tuple[str, int, str]],
+    report: VerifyReport,
+    *,
+    workers: int,
+    on_file: Callable[[str], None] | None,
+) -> None:
+    """Every listed file read once and hashed (``workers`` at a time)."""
 
     def check(job: tuple[str, int, str]) -> str | None:
         key, size, sha = job
@@ -255,14 +311,9 @@ def verify(
             report.bytes += job[1]
             if problem:
                 report.problems.append(problem)
-    if mirror:
-        report.problems += ledger.mirror_problems(mirror, chains)
-    report.problems.sort()
-    return report
 
 
-def _ledger_entries(store: Store, lv: _Level, src: Any = None) -> list[ledger.Entry]:
-    from pipelines.access.catalog_log import get_many
+def _ledger_entries(store: Store, lv: _Level) -> list[ledger.Entry]:
 
     prefix = f"{lv.name}/{ledger.LEDGER_DIR}/"
     keys = [
@@ -270,11 +321,7 @@ def _ledger_entries(store: Store, lv: _Level, src: Any = None) -> list[ledger.En
         for key in lv.objects
         if key.startswith(prefix) and re.fullmatch(r"\d{12}\.json", key[len(prefix) :])
     ]
-    if src is None:
-        from pipelines.catalog import StoreSource
-
-        src = StoreSource(store)
-    blobs = get_many(src, keys)  # in parallel; an entry gone since the listing raises below
+    blobs = read_many(store, keys)  # in parallel; an entry gone since the listing raises below
     entries = []
     for key in keys:
         rel = key[len(prefix) :]
@@ -287,7 +334,7 @@ def _ledger_entries(store: Store, lv: _Level, src: Any = None) -> list[ledger.En
     return sorted(entries, key=lambda e: e.seq)
 
 
-def _recorded_versions(
+def recorded_versions(
     level: str, entries: list[ledger.Entry], report: VerifyReport
 ) -> dict[tuple[str, str, int], ledger.Entry]:
     """The versions the ledger says this level holds now (commits, moves in and embargo

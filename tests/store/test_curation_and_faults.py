@@ -112,6 +112,7 @@ class CrashingStore(LocalStore):
 
 @pytest.mark.parametrize("crash_at", [3, 12, 40, 75])
 def test_a_move_killed_anywhere_is_finished_by_running_it_again(tmp_path, make_stage, crash_at):
+    from pipelines.catalog import remove_catalog_rows
     from pipelines.publishing import index_version
     from pipelines.store.move import move_dataset
 
@@ -122,7 +123,12 @@ def test_a_move_killed_anywhere_is_finished_by_running_it_again(tmp_path, make_s
     crashing = CrashingStore(root, crash_at)
     try:
         move_dataset(
-            crashing, "ds-k", "open", reason="released", catalog_index=index_version(crashing)
+            crashing,
+            "ds-k",
+            "open",
+            reason="released",
+            catalog_index=index_version(crashing),
+            remove_rows=remove_catalog_rows,
         )
     except Crash:
         pass
