@@ -22,7 +22,7 @@ A run (centroided MS1, written as mzML with psims) holds:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -244,10 +244,10 @@ def isotopologues(formula: dict[str, int], *, min_rel: float = 0.002) -> list[tu
     c13, rc = _HEAVY["13C"]
     if n["C"] >= 2:
         out.append((2 * c13, n["C"] * (n["C"] - 1) / 2 * rc * rc))
-    for other, field in (("15N", "N"), ("34S", "S"), ("18O", "O")):
-        if n["C"] and n[field]:
+    for other, element in (("15N", "N"), ("34S", "S"), ("18O", "O")):
+        if n["C"] and n[element]:
             shift, r = _HEAVY[other]
-            out.append((c13 + shift, n["C"] * rc * n[field] * r))
+            out.append((c13 + shift, n["C"] * rc * n[element] * r))
     if n["C"] >= 3:  # M+3 of large molecules, without its fine structure
         out.append((3 * c13, n["C"] * (n["C"] - 1) * (n["C"] - 2) / 6 * rc**3))
     return [(s, a) for s, a in out if a >= min_rel]
@@ -356,105 +356,178 @@ def _resolve(mz: np.ndarray, inten: np.ndarray, resolving_power: float):
     return c_mz, total, cluster
 
 
-def simulate_run(
+@dataclass(slots=True)
+class _Compounds:
+    """The compounds drawn so far, per compound: formula, elution (EMG mu, sigma, tau) and
+    apex height; ``isobar_ppm``: how far (ppm) a compound's mass is moved off its formula's
+    (an isobar of another compound or of a background ion)."""
+
+    formula: list[dict[str, int]] = field(default_factory=list)
+    mu: list[float] = field(default_factory=list)
+    sigma: list[float] = field(default_factory=list)
+    tau: list[float] = field(default_factory=list)
+    height: list[float] = field(default_factory=list)
+    isobar_ppm: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Background:
+    """Background ions (present all run long): m/z, level, behaviour and its parameters
+    (factor, time or phase, period)."""
+
+    mz: list[float] = field(default_factory=list)
+    level: list[float] = field(default_factory=list)
+    kind: list[str] = field(default_factory=list)
+    args: list[tuple[float, float, float]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Ions:
+    """Every compound ion (adducts x isotopologues): m/z, compound, species, kind, abundance
+    relative to the compound's height, and noiseless apex height (compound height x relative)."""
+
+    mz: np.ndarray
+    comp: np.ndarray
+    species: np.ndarray
+    kind: np.ndarray
+    rel: np.ndarray
+    height: np.ndarray
+
+
+@dataclass(slots=True)
+class _Elution:
+    """Noiseless elution profiles per compound: on the scan times and on a 0.02 s grid (for
+    apexes and valleys finer than a cycle), and the apex RT from the fine grid."""
+
+    times: np.ndarray
+    prof: np.ndarray
+    fine: np.ndarray
+    prof_fine: np.ndarray
+    apex_rt: np.ndarray
+
+
+def _add_compound(
+    comps: _Compounds,
+    rng: np.random.Generator,
+    formula: dict[str, int],
     *,
-    seed: int = 0,
-    cycle_s: float = 0.5,
-    resolving_power: float = 140_000.0,
-    run_s: float = 300.0,
-    n_compounds: int = 60,
-    n_background: int = 40,
-    floor: float = 2000.0,
-    dynamic_range: float = 3e3,
-    noise_per_scan: int = 100,
-    suppression_dips: int = 0,
-) -> SimulatedRun:
-    """A widened ground-truth run (see the comment above): centroids per scan and the truth."""
-    rng = np.random.default_rng([27, seed])
-    # ---- compounds: formula, adducts, elution
-    comp_formula, comp_mu, comp_sigma, comp_tau, comp_h = [], [], [], [], []
+    mu: float,
+    fwhm: float,
+    height: float,
+) -> None:
+    # the tail is drawn after the caller's draws (its arguments): the order the generator sees
+    tail = rng.uniform(0.0, 1.0) * fwhm  # tau up to one FWHM: tailing up to ~2x the front
+    comps.formula.append(formula)
+    comps.mu.append(mu)
+    comps.sigma.append(fwhm / _FWHM_PER_SIGMA)
+    comps.tau.append(tail)
+    comps.height.append(height)
 
-    def add_compound(formula, mu, fwhm, height):
-        tail = rng.uniform(0.0, 1.0) * fwhm  # tau up to one FWHM: tailing up to ~2x the front
-        comp_formula.append(formula)
-        comp_mu.append(mu)
-        comp_sigma.append(fwhm / _FWHM_PER_SIGMA)
-        comp_tau.append(tail)
-        comp_h.append(height)
 
-    def draw_fwhm():
-        return float(np.exp(rng.uniform(np.log(2.0), np.log(30.0))))
+def _draw_fwhm(rng: np.random.Generator) -> float:
+    return float(np.exp(rng.uniform(np.log(2.0), np.log(30.0))))
 
-    def draw_height():
-        return float(3.5 * floor * np.exp(rng.uniform(0, np.log(dynamic_range))))
 
-    for _ in range(n_compounds):
-        f = draw_fwhm()
-        add_compound(
+def _draw_compounds(
+    rng: np.random.Generator, *, n: int, run_s: float, floor: float, dynamic_range: float
+) -> _Compounds:
+    """``n`` compounds, then isomers and isobars of some of them."""
+    comps = _Compounds()
+    for _ in range(n):
+        f = _draw_fwhm(rng)
+        _add_compound(
+            comps,
+            rng,
             _random_formula(rng, rng.uniform(100.0, 850.0)),
-            rng.uniform(15 + f, run_s - 15 - 2 * f),
-            f,
-            draw_height(),
+            mu=rng.uniform(15 + f, run_s - 15 - 2 * f),
+            fwhm=f,
+            height=float(3.5 * floor * np.exp(rng.uniform(0, np.log(dynamic_range)))),
         )
-    n_base = len(comp_formula)
+    n_base = len(comps.formula)
     # isomer pairs 1-3 FWHM apart (same formula), isobaric pairs 5-20 ppm apart (co-eluting)
     for i in rng.choice(n_base, n_base // 5, replace=False):
-        f = comp_sigma[i] * _FWHM_PER_SIGMA
-        mu = comp_mu[i] + f * rng.uniform(1.0, 3.0)
+        f = comps.sigma[i] * _FWHM_PER_SIGMA
+        mu = comps.mu[i] + f * rng.uniform(1.0, 3.0)
         if mu < run_s - 15 - f:
-            add_compound(
-                comp_formula[i], mu, f * rng.uniform(0.8, 1.2), comp_h[i] * rng.uniform(0.2, 1.0)
+            _add_compound(
+                comps,
+                rng,
+                comps.formula[i],
+                mu=mu,
+                fwhm=f * rng.uniform(0.8, 1.2),
+                height=comps.height[i] * rng.uniform(0.2, 1.0),
             )
-    isobar_of: dict[int, float] = {}
     for i in rng.choice(n_base, n_base // 8, replace=False):
-        isobar_of[len(comp_formula)] = rng.uniform(5.0, 20.0) * rng.choice([-1, 1])
-        f = comp_sigma[i] * _FWHM_PER_SIGMA
-        add_compound(
-            comp_formula[i],
-            comp_mu[i] + rng.uniform(-0.5, 0.5) * f,
-            f,
-            comp_h[i] * np.exp(rng.uniform(np.log(0.3), np.log(3.0))),
+        comps.isobar_ppm[len(comps.formula)] = rng.uniform(5.0, 20.0) * rng.choice([-1, 1])
+        f = comps.sigma[i] * _FWHM_PER_SIGMA
+        _add_compound(
+            comps,
+            rng,
+            comps.formula[i],
+            mu=comps.mu[i] + rng.uniform(-0.5, 0.5) * f,
+            fwhm=f,
+            height=comps.height[i] * np.exp(rng.uniform(np.log(0.3), np.log(3.0))),
         )
-    n_comp = len(comp_formula)
-    # ---- background ions: level, behaviour, close neighbours
-    bg_mz, bg_level, bg_kind, bg_args = [], [], [], []
+    return comps
+
+
+def _draw_background(
+    rng: np.random.Generator, *, n: int, run_s: float, floor: float
+) -> _Background:
+    """``n`` background ions (level, behaviour), most with a close neighbour."""
+    bg = _Background()
     kinds = ["constant", "drift", "step", "oscillation"]
-    for _ in range(n_background):
+    for _ in range(n):
         m = rng.uniform(110.0, 950.0)
         lvl = floor * np.exp(rng.uniform(np.log(3.0), np.log(60.0)))
         kind = kinds[int(rng.integers(4))]
         args = (rng.uniform(0.3, 2.5), rng.uniform(0.2, 0.8) * run_s, rng.uniform(120.0, 400.0))
-        bg_mz.append(m)
-        bg_level.append(lvl)
-        bg_kind.append(kind)
-        bg_args.append(args)
+        bg.mz.append(m)
+        bg.level.append(lvl)
+        bg.kind.append(kind)
+        bg.args.append(args)
         if rng.random() < 0.7:  # a neighbour 6-15 ppm away (an isotopologue, another ion)
-            bg_mz.append(m * (1 + rng.uniform(6.0, 15.0) * 1e-6 * rng.choice([-1, 1])))
-            bg_level.append(lvl * np.exp(rng.uniform(np.log(0.2), np.log(5.0))))
-            bg_kind.append(kinds[int(rng.integers(4))])
-            bg_args.append(
+            bg.mz.append(m * (1 + rng.uniform(6.0, 15.0) * 1e-6 * rng.choice([-1, 1])))
+            bg.level.append(lvl * np.exp(rng.uniform(np.log(0.2), np.log(5.0))))
+            bg.kind.append(kinds[int(rng.integers(4))])
+            bg.args.append(
                 (rng.uniform(0.3, 2.5), rng.uniform(0.2, 0.8) * run_s, rng.uniform(120.0, 400.0))
             )
-    # compounds on a background ion's m/z (the trace doubles for a few seconds)
-    for b in rng.choice(len(bg_mz), max(1, n_background // 10), replace=False):
-        f = draw_fwhm()
-        form = _random_formula(rng, bg_mz[b] - PROTON)
-        add_compound(form, rng.uniform(15 + f, run_s - 15 - 2 * f), f, bg_level[b] * 1.5)
-        isobar_of[len(comp_formula) - 1] = (
-            (bg_mz[b] - PROTON - formula_mass(form)) / (formula_mass(form)) * 1e6
+    return bg
+
+
+def _add_compounds_on_background(
+    comps: _Compounds, bg: _Background, rng: np.random.Generator, *, n_background: int, run_s: float
+) -> None:
+    """Compounds on a background ion's m/z (the trace doubles for a few seconds)."""
+    for b in rng.choice(len(bg.mz), max(1, n_background // 10), replace=False):
+        f = _draw_fwhm(rng)
+        form = _random_formula(rng, bg.mz[b] - PROTON)
+        _add_compound(
+            comps,
+            rng,
+            form,
+            mu=rng.uniform(15 + f, run_s - 15 - 2 * f),
+            fwhm=f,
+            height=bg.level[b] * 1.5,
         )
-    n_comp = len(comp_formula)
-    # ---- ions of every compound: adducts x isotopologues
+        comps.isobar_ppm[len(comps.formula) - 1] = (
+            (bg.mz[b] - PROTON - formula_mass(form)) / (formula_mass(form)) * 1e6
+        )
+
+
+def _ions_of(comps: _Compounds, rng: np.random.Generator) -> _Ions:
+    """The ions of every compound: its adducts (drawn) x its isotopologues."""
     ion_mz, ion_comp, ion_species, ion_kind, ion_rel = [], [], [], [], []
     species = 0
-    for c in range(n_comp):
-        mass = formula_mass(comp_formula[c]) * (1 + isobar_of.get(c, 0.0) * 1e-6)
+    for c in range(len(comps.formula)):
+        mass = formula_mass(comps.formula[c]) * (1 + comps.isobar_ppm.get(c, 0.0) * 1e-6)
         adducts = [("[M+2H]2+" if rng.random() < 0.08 else "[M+H]+", 1.0)]
         if rng.random() < 0.4:
             adducts.append(("[M+Na]+", np.exp(rng.uniform(np.log(0.1), np.log(0.6)))))
         if rng.random() < 0.25:
             adducts.append(("[M+NH4]+", np.exp(rng.uniform(np.log(0.1), np.log(0.5)))))
-        envelope = isotopologues(comp_formula[c])
+        envelope = isotopologues(comps.formula[c])
         for name, rel_adduct in adducts:
             shift, z = ADDUCTS[name]
             for k, (dm, rel) in enumerate(envelope):
@@ -464,46 +537,87 @@ def simulate_run(
                 ion_kind.append(MONO if k == 0 else ISOTOPE)
                 ion_rel.append(rel_adduct * rel)
             species += 1
-    ion_mz, ion_comp, ion_species, ion_kind, ion_rel = map(
-        np.asarray, (ion_mz, ion_comp, ion_species, ion_kind, ion_rel)
+    comp = np.asarray(ion_comp)
+    rel_a = np.asarray(ion_rel)
+    return _Ions(
+        mz=np.asarray(ion_mz),
+        comp=comp,
+        species=np.asarray(ion_species),
+        kind=np.asarray(ion_kind),
+        rel=rel_a,
+        height=np.asarray(comps.height)[comp] * rel_a,
     )
-    mu, sig, tau, hc = (np.asarray(x) for x in (comp_mu, comp_sigma, comp_tau, comp_h))
-    # ---- the run
+
+
+def _elution(comps: _Compounds, *, run_s: float, cycle_s: float) -> _Elution:
+    mu, sig, tau = (np.asarray(x) for x in (comps.mu, comps.sigma, comps.tau))
     times = np.arange(0.0, run_s, cycle_s)
-    n_t = len(times)
-    prof = np.zeros((n_comp, n_t))
-    for c in range(n_comp):
+    prof = np.zeros((len(mu), len(times)))
+    for c in range(len(mu)):
         prof[c] = emg_profile(times, mu[c], sig[c], tau[c])
     fine = np.arange(0.0, run_s, 0.02)
-    prof_fine = np.stack([emg_profile(fine, mu[c], sig[c], tau[c]) for c in range(n_comp)])
+    prof_fine = np.stack([emg_profile(fine, mu[c], sig[c], tau[c]) for c in range(len(mu))])
     apex_rt = fine[np.argmax(prof_fine, axis=1)]
-    bg_mz_a, bg_level_a = np.asarray(bg_mz), np.asarray(bg_level)
+    return _Elution(times=times, prof=prof, fine=fine, prof_fine=prof_fine, apex_rt=apex_rt)
 
-    def bg_at(t: float) -> np.ndarray:
-        out = np.empty(len(bg_mz))
-        for j, (kind, (a, t0, period)) in enumerate(zip(bg_kind, bg_args, strict=True)):
-            if kind == "constant":
-                out[j] = 1.0
-            elif kind == "drift":
-                out[j] = 1.0 + (a - 1.0) * t / run_s
-            elif kind == "step":
-                out[j] = 1.0 if t < t0 else a
-            else:
-                out[j] = 1.0 + 0.35 * np.sin(2 * np.pi * t / period + t0)
-        return bg_level_a * out
 
-    dips = np.random.default_rng([27, seed, 1])
-    dip_start = np.sort(dips.uniform(20.0, run_s - 20.0, suppression_dips))
-    dip_end = dip_start + dips.uniform(2.0, 4.0, suppression_dips)
-    dip_factor = np.exp(dips.uniform(np.log(0.005), np.log(0.1), suppression_dips))
+def _background_at(bg: _Background, t: float, *, run_s: float) -> np.ndarray:
+    """The background ions' intensities at ``t`` (noiseless)."""
+    out = np.empty(len(bg.mz))
+    for j, (kind, (a, t0, period)) in enumerate(zip(bg.kind, bg.args, strict=True)):
+        if kind == "constant":
+            out[j] = 1.0
+        elif kind == "drift":
+            out[j] = 1.0 + (a - 1.0) * t / run_s
+        elif kind == "step":
+            out[j] = 1.0 if t < t0 else a
+        else:
+            out[j] = 1.0 + 0.35 * np.sin(2 * np.pi * t / period + t0)
+    return np.asarray(bg.level) * out
+
+
+def _noiseless_scan(
+    ions: _Ions, bg: _Background, el: _Elution, *, s: int, run_s: float
+) -> np.ndarray:
+    """Intensities of every compound ion, then every background ion, in scan ``s``."""
+    return np.concatenate(
+        [ions.height * el.prof[ions.comp, s], _background_at(bg, el.times[s], run_s=run_s)]
+    )
+
+
+def _draw_dips(
+    dips: np.random.Generator, *, n: int, run_s: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` ion-suppression dips: start, end, intensity factor."""
+    dip_start = np.sort(dips.uniform(20.0, run_s - 20.0, n))
+    dip_end = dip_start + dips.uniform(2.0, 4.0, n)
+    dip_factor = np.exp(dips.uniform(np.log(0.005), np.log(0.1), n))
+    return dip_start, dip_end, dip_factor
+
+
+def _scan_run(
+    ions: _Ions,
+    bg: _Background,
+    el: _Elution,
+    rng: np.random.Generator,
+    *,
+    all_mz: np.ndarray,
+    order_all: np.ndarray,
+    dips: tuple[np.ndarray, np.ndarray, np.ndarray],
+    floor: float,
+    run_s: float,
+    resolving_power: float,
+    noise_per_scan: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The centroids of every scan (scan, m/z, intensity): noise, resolution, calibration,
+    dips and the threshold applied."""
+    dip_start, dip_end, dip_factor = dips
+    # the run's calibration: one offset for the run, a scatter per centroid
     offset_ppm = rng.uniform(-3.0, 3.0)
     scatter_ppm = rng.uniform(2.0, 3.0)
     scans, mzs, ints = [], [], []
-    all_mz = np.concatenate([ion_mz, bg_mz_a])
-    order_all = np.argsort(all_mz, kind="stable")
-    for s, t in enumerate(times):
-        sig_i = hc[ion_comp] * ion_rel * prof[ion_comp, s]
-        inten = np.concatenate([sig_i, bg_at(t)])
+    for s, t in enumerate(el.times):
+        inten = _noiseless_scan(ions, bg, el, s=s, run_s=run_s)
         inten = inten * (1 + 0.05 * rng.standard_normal(inten.size))
         inten = inten + rng.normal(0, floor / 4, inten.size)
         on = order_all[inten[order_all] > 0.05 * floor]
@@ -523,17 +637,29 @@ def simulate_run(
         scans.append(np.full(len(o), s, np.int32))
         mzs.append(mz[keep][o])
         ints.append(it[keep][o].astype(np.float32))
-    # ---- the truth per ion: apex, height, threshold, resolvable
-    height = hc[ion_comp] * ion_rel
-    rt_ion = apex_rt[ion_comp]
-    thr = _threshold(ion_mz, rt_ion, floor, run_s)
-    resolvable = np.ones(len(ion_mz), bool)
-    # (a) by m/z at its apex: not merged into a stronger ion's centroid
-    for i in range(len(ion_mz)):
-        s = int(np.clip(round(rt_ion[i] / cycle_s), 0, n_t - 1))
-        inten = np.concatenate([hc[ion_comp] * ion_rel * prof[ion_comp, s], bg_at(times[s])])
+    return np.concatenate(scans), np.concatenate(mzs), np.concatenate(ints)
+
+
+def _resolvable_by_mz(
+    ions: _Ions,
+    bg: _Background,
+    el: _Elution,
+    *,
+    all_mz: np.ndarray,
+    order_all: np.ndarray,
+    floor: float,
+    run_s: float,
+    cycle_s: float,
+    resolving_power: float,
+) -> np.ndarray:
+    """Per ion: at its apex (noiseless), not merged into a stronger ion's centroid."""
+    rt_ion = el.apex_rt[ions.comp]
+    resolvable = np.ones(len(ions.mz), bool)
+    for i in range(len(ions.mz)):
+        s = int(np.clip(round(rt_ion[i] / cycle_s), 0, len(el.times) - 1))
+        inten = _noiseless_scan(ions, bg, el, s=s, run_s=run_s)
         on = order_all[inten[order_all] > 0.05 * floor]
-        _, c_int, cluster = _resolve(all_mz[on], inten[on], resolving_power)
+        _, _, cluster = _resolve(all_mz[on], inten[on], resolving_power)
         me = np.flatnonzero(on == i)
         if not len(me):
             resolvable[i] = False
@@ -541,21 +667,28 @@ def simulate_run(
         members = on[cluster == cluster[me[0]]]
         mine = inten[i]
         # the cluster's strongest member other than its isomers (same m/z) is the owner
-        others = members[np.abs(all_mz[members] - ion_mz[i]) > 1e-9]
+        others = members[np.abs(all_mz[members] - ions.mz[i]) > 1e-9]
         if len(others) and inten[others].max() > mine:
             resolvable[i] = False
-    # (b) isomers: a valley >= 20 % below the smaller apex on the summed noiseless profile
-    rt_span = np.zeros(len(ion_mz))
-    key = np.round(ion_mz, 7)
-    for i in np.flatnonzero(ion_kind == MONO):
-        same = np.flatnonzero((key == key[i]) & (ion_comp != ion_comp[i]))
+    return resolvable
+
+
+def _separate_isomers(ions: _Ions, el: _Elution, resolvable: np.ndarray) -> np.ndarray:
+    """Isomers need a valley >= 20 % below the smaller apex on the summed noiseless profile;
+    without one the pair is one peak: the smaller is marked not resolvable (in
+    ``resolvable``), the larger gets the distance to the other apex (returned, ``rt_span``)."""
+    rt_span = np.zeros(len(ions.mz))
+    fine, apex_rt, comp = el.fine, el.apex_rt, ions.comp
+    key = np.round(ions.mz, 7)
+    for i in np.flatnonzero(ions.kind == MONO):
+        same = np.flatnonzero((key == key[i]) & (comp != comp[i]))
         if not len(same):
             continue
-        total = (hc[ion_comp[i]] * ion_rel[i]) * prof_fine[ion_comp[i]]
+        total = ions.height[i] * el.prof_fine[comp[i]]
         for j in same:
-            total = total + hc[ion_comp[j]] * ion_rel[j] * prof_fine[ion_comp[j]]
+            total = total + ions.height[j] * el.prof_fine[comp[j]]
         for j in same:
-            a, b = sorted((apex_rt[ion_comp[i]], apex_rt[ion_comp[j]]))
+            a, b = sorted((apex_rt[comp[i]], apex_rt[comp[j]]))
             seg = (fine >= a) & (fine <= b)
             if not seg.any():
                 resolvable[i] = False
@@ -565,34 +698,113 @@ def simulate_run(
             if valley > 0.8 * smaller:
                 # one peak: the larger of the two is the target, and the reported apex may be
                 # at either of the two
-                if height[i] <= height[j]:
+                if ions.height[i] <= ions.height[j]:
                     resolvable[i] = False
                 else:
-                    rt_span[i] = max(rt_span[i], abs(apex_rt[ion_comp[j]] - apex_rt[ion_comp[i]]))
-    truth = RunTruth(
-        mz=ion_mz,
-        rt=rt_ion,
-        height=height,
-        fwhm=(sig * _FWHM_PER_SIGMA)[ion_comp],
-        compound=ion_comp,
-        species=ion_species,
-        kind=ion_kind,
-        threshold=thr,
-        resolvable=resolvable,
-        rt_span=rt_span,
-        background_mz=bg_mz_a,
-        background_level=bg_level_a,
-        background_kind=bg_kind,
+                    rt_span[i] = max(rt_span[i], abs(apex_rt[comp[j]] - apex_rt[comp[i]]))
+    return rt_span
+
+
+def _truth(
+    ions: _Ions,
+    comps: _Compounds,
+    bg: _Background,
+    el: _Elution,
+    *,
+    all_mz: np.ndarray,
+    order_all: np.ndarray,
+    floor: float,
+    run_s: float,
+    cycle_s: float,
+    resolving_power: float,
+) -> RunTruth:
+    """The truth per ion: apex, height, threshold, resolvable."""
+    rt_ion = el.apex_rt[ions.comp]
+    resolvable = _resolvable_by_mz(
+        ions,
+        bg,
+        el,
+        all_mz=all_mz,
+        order_all=order_all,
+        floor=floor,
+        run_s=run_s,
         cycle_s=cycle_s,
         resolving_power=resolving_power,
     )
-    return SimulatedRun(
-        scan=np.concatenate(scans),
-        mz=np.concatenate(mzs),
-        intensity=np.concatenate(ints),
-        rt=times,
-        truth=truth,
+    rt_span = _separate_isomers(ions, el, resolvable)
+    return RunTruth(
+        mz=ions.mz,
+        rt=rt_ion,
+        height=ions.height,
+        fwhm=(np.asarray(comps.sigma) * _FWHM_PER_SIGMA)[ions.comp],
+        compound=ions.comp,
+        species=ions.species,
+        kind=ions.kind,
+        threshold=_threshold(ions.mz, rt_ion, floor, run_s),
+        resolvable=resolvable,
+        rt_span=rt_span,
+        background_mz=np.asarray(bg.mz),
+        background_level=np.asarray(bg.level),
+        background_kind=bg.kind,
+        cycle_s=cycle_s,
+        resolving_power=resolving_power,
     )
+
+
+def simulate_run(
+    *,
+    seed: int = 0,
+    cycle_s: float = 0.5,
+    resolving_power: float = 140_000.0,
+    run_s: float = 300.0,
+    n_compounds: int = 60,
+    n_background: int = 40,
+    floor: float = 2000.0,
+    dynamic_range: float = 3e3,
+    noise_per_scan: int = 100,
+    suppression_dips: int = 0,
+) -> SimulatedRun:
+    """A widened ground-truth run (see the comment above): centroids per scan and the truth."""
+    # one generator, drawn from by the steps in this order (the order is part of the run)
+    rng = np.random.default_rng([27, seed])
+    comps = _draw_compounds(
+        rng, n=n_compounds, run_s=run_s, floor=floor, dynamic_range=dynamic_range
+    )
+    bg = _draw_background(rng, n=n_background, run_s=run_s, floor=floor)
+    _add_compounds_on_background(comps, bg, rng, n_background=n_background, run_s=run_s)
+    ions = _ions_of(comps, rng)
+    el = _elution(comps, run_s=run_s, cycle_s=cycle_s)
+    # the dips from their own generator: the run without dips is the same run
+    dips = _draw_dips(np.random.default_rng([27, seed, 1]), n=suppression_dips, run_s=run_s)
+    # one m/z axis for compound and background ions: the scans and the truth centroid alike
+    all_mz = np.concatenate([ions.mz, np.asarray(bg.mz)])
+    order_all = np.argsort(all_mz, kind="stable")
+    scan, mz, intensity = _scan_run(
+        ions,
+        bg,
+        el,
+        rng,
+        all_mz=all_mz,
+        order_all=order_all,
+        dips=dips,
+        floor=floor,
+        run_s=run_s,
+        resolving_power=resolving_power,
+        noise_per_scan=noise_per_scan,
+    )
+    truth = _truth(
+        ions,
+        comps,
+        bg,
+        el,
+        all_mz=all_mz,
+        order_all=order_all,
+        floor=floor,
+        run_s=run_s,
+        cycle_s=cycle_s,
+        resolving_power=resolving_power,
+    )
+    return SimulatedRun(scan=scan, mz=mz, intensity=intensity, rt=el.times, truth=truth)
 
 
 def write_mzml(path: str | Path, run: SimulatedRun) -> Path:
