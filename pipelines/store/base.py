@@ -223,3 +223,18 @@ def read_many(store: Store, keys: list[str]) -> dict[str, bytes]:
         with ThreadPoolExecutor(max_workers=min(workers, len(keys))) as pool:
             pairs = list(pool.map(one, keys))
     return {key: raw for key, raw in pairs if raw is not None}
+
+
+def sha256_of(store: Store, key: str) -> tuple[int, str] | None:
+    """(size, sha256) of the object as stored now, streamed; ``None`` when it is absent."""
+    import hashlib
+
+    h = hashlib.sha256()
+    n = 0
+    try:
+        for chunk in store.open_read(key):
+            h.update(chunk)
+            n += len(chunk)
+    except KeyError:
+        return None
+    return n, h.hexdigest()

@@ -44,14 +44,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.store import layout, ledger
-from pipelines.store.base import Store, StoreError
+from pipelines.store.base import Store, StoreError, sha256_of
 from pipelines.store.identifiers import ACCESS_LEVELS
 from pipelines.store.replicate import (
     TREES,
     CopyError,
     copy_verified,
     manifest_objects,
-    sha256_of,
     version_prefix_of,
 )
 

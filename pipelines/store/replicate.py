@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.store import layout
-from pipelines.store.base import ObjectInfo, Store, StoreError, UploadItem
+from pipelines.store.base import ObjectInfo, Store, StoreError, UploadItem, sha256_of
 from pipelines.store.identifiers import ACCESS_LEVELS
 
 log = logging.getLogger(__name__)
@@ -155,19 +155,6 @@ def committed_versions(
                     raise
                 denied.append(base + level)
     return found, denied
-
-
-def sha256_of(store: Store, key: str) -> tuple[int, str] | None:
-    """(size, sha256) of the object as stored now, or ``None`` when it is absent."""
-    h = hashlib.sha256()
-    n = 0
-    try:
-        for chunk in store.open_read(key):
-            h.update(chunk)
-            n += len(chunk)
-    except KeyError:
-        return None
-    return n, h.hexdigest()
 
 
 def manifest_objects(manifest: dict[str, Any]) -> list[tuple[str, int, str]]:
@@ -482,7 +469,6 @@ __all__ = [
     "lag",
     "manifest_objects",
     "replicate",
-    "sha256_of",
     "version_prefix_of",
     "watch",
 ]

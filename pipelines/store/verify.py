@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.store import layout, ledger
-from pipelines.store.base import ObjectInfo, Store, StoreError, read_many
+from pipelines.store.base import ObjectInfo, Store, StoreError, read_many, sha256_of
 from pipelines.store.identifiers import ACCESS_LEVELS
 
 _CATALOG_ROW = re.compile(r"^([a-z][a-z0-9_]*)--(.+)--v([1-9][0-9]*)\.parquet$")
@@ -46,18 +46,6 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def _sha256_of(store: Store, key: str) -> tuple[int, str] | None:
-    h = hashlib.sha256()
-    n = 0
-    try:
-        for chunk in store.open_read(key):
-            h.update(chunk)
-            n += len(chunk)
-    except KeyError:
-        return None
-    return n, h.hexdigest()
 
 
 def recomputed_digest(manifest: dict[str, Any]) -> str:
@@ -294,7 +282,7 @@ def _check_files(
 
     def check(job: tuple[str, int, str]) -> str | None:
         key, size, sha = job
-        got = _sha256_of(store, key)
+        got = sha256_of(store, key)
         if on_file:
             on_file(key)
         if got is None:

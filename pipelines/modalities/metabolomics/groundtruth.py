@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -127,34 +128,7 @@ def write_run(
     bg_phase = rng.uniform(0, 2 * np.pi, n_background)
     times = np.arange(0.0, run_s, cycle_s)
     with MzMLWriter(str(path), close=True) as w:
-        w.controlled_vocabularies()
-        w.file_description(["MS1 spectrum", "centroid spectrum"])
-        w.software_list(
-            [
-                {
-                    "id": "binds-groundtruth",
-                    "version": "1",
-                    "params": ["custom unreleased software tool"],
-                }
-            ]
-        )
-        w.instrument_configuration_list(
-            [w.InstrumentConfiguration(id="IC1", component_list=[], params=["Q Exactive"])]
-        )
-        w.data_processing_list(
-            [
-                w.DataProcessing(
-                    [
-                        w.ProcessingMethod(
-                            order=0,
-                            software_reference="binds-groundtruth",
-                            params=["Conversion to mzML"],
-                        )
-                    ],
-                    id="dp",
-                )
-            ]
-        )
+        _write_header(w, generator_version="1")
         with w.run(id="groundtruth", instrument_configuration="IC1"):
             with w.spectrum_list(count=len(times)):
                 for scan, t in enumerate(times):
@@ -813,34 +787,7 @@ def write_mzml(path: str | Path, run: SimulatedRun) -> Path:
 
     bounds = np.searchsorted(run.scan, np.arange(len(run.rt) + 1))
     with MzMLWriter(str(path), close=True) as w:
-        w.controlled_vocabularies()
-        w.file_description(["MS1 spectrum", "centroid spectrum"])
-        w.software_list(
-            [
-                {
-                    "id": "binds-groundtruth",
-                    "version": "2",
-                    "params": ["custom unreleased software tool"],
-                }
-            ]
-        )
-        w.instrument_configuration_list(
-            [w.InstrumentConfiguration(id="IC1", component_list=[], params=["Q Exactive"])]
-        )
-        w.data_processing_list(
-            [
-                w.DataProcessing(
-                    [
-                        w.ProcessingMethod(
-                            order=0,
-                            software_reference="binds-groundtruth",
-                            params=["Conversion to mzML"],
-                        )
-                    ],
-                    id="dp",
-                )
-            ]
-        )
+        _write_header(w, generator_version="2")
         with w.run(id="groundtruth", instrument_configuration="IC1"):
             with w.spectrum_list(count=len(run.rt)):
                 for s, t in enumerate(run.rt):
@@ -854,3 +801,36 @@ def write_mzml(path: str | Path, run: SimulatedRun) -> Path:
                         params=["MS1 spectrum", {"ms level": 1}, "positive scan"],
                     )
     return Path(path)
+
+
+def _write_header(w: Any, *, generator_version: str) -> None:
+    """The mzML header of a simulated run (one writer for both generators: the same
+    vocabularies, instrument and processing, told apart by the generator's version)."""
+    w.controlled_vocabularies()
+    w.file_description(["MS1 spectrum", "centroid spectrum"])
+    w.software_list(
+        [
+            {
+                "id": "binds-groundtruth",
+                "version": generator_version,
+                "params": ["custom unreleased software tool"],
+            }
+        ]
+    )
+    w.instrument_configuration_list(
+        [w.InstrumentConfiguration(id="IC1", component_list=[], params=["Q Exactive"])]
+    )
+    w.data_processing_list(
+        [
+            w.DataProcessing(
+                [
+                    w.ProcessingMethod(
+                        order=0,
+                        software_reference="binds-groundtruth",
+                        params=["Conversion to mzML"],
+                    )
+                ],
+                id="dp",
+            )
+        ]
+    )
