@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import fcntl
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -85,18 +87,38 @@ class TemporaryServer:
     :meth:`stop` ends it (SIGTERM to its process group, then SIGKILL) after the flow.
     """
 
+    # uvicorn's exit code when the app's start-up failed: here, the database migration raced
+    # another server migrating the same new PREFECT_HOME database ("duplicate column name")
+    STARTUP_FAILED = 3
+    ATTEMPTS = 3
+
     def __init__(self, *, port: int | None = None) -> None:
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
+        self._startup_lock: _StartupLock | None = None
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
 
+    @staticmethod
+    def home() -> Path:
+        home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
+        home.mkdir(parents=True, exist_ok=True)  # SQLite cannot create its folder
+        return home
+
     def start(self) -> TemporaryServer:
-        app_dir = _prefect_parent_dir()
+        """Start booting, unless another ``binds`` is booting a server on the same database:
+        then :meth:`wait_ready` starts this one once that one answers (its migration done)."""
+        self._startup_lock = _StartupLock(self.home() / "binds-temporary-server.lock")
+        if self._startup_lock.acquire(block=False):
+            self._launch()
+        return self
+
+    def _launch(self) -> None:
         env = dict(os.environ)
         env.pop("PREFECT_API_URL", None)
+        env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # nothing leaves the host
         env |= {
             "PREFECT_UI_ENABLED": "0",
             "PREFECT__SERVER_EPHEMERAL": "1",
@@ -104,14 +126,12 @@ class TemporaryServer:
             # binds uses no blocks; registering them costs ~0.6 s CPU of every start
             "PREFECT_API_BLOCKS_REGISTER_ON_START": "false",
         }
-        home = Path(env.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
-        home.mkdir(parents=True, exist_ok=True)  # SQLite cannot create its folder
         server = [
             sys.executable,
             "-m",
             "uvicorn",
             "--app-dir",
-            app_dir,
+            _prefect_parent_dir(),
             "--factory",
             "prefect.server.api.server:create_app",
             "--host",
@@ -125,26 +145,47 @@ class TemporaryServer:
         ]
         if sys.platform == "linux":  # exec'd through a wrapper: no preexec_fn in a threaded process
             server = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *server]
-        self.proc = subprocess.Popen(
-            server,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=open(home / "binds-temporary-server.log", "ab"),
-            start_new_session=True,
-        )
-        return self
+        with open(self.home() / "binds-temporary-server.log", "ab") as server_log:
+            self.proc = subprocess.Popen(
+                server,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=server_log,
+                start_new_session=True,
+            )
 
     def wait_ready(self, *, timeout_s: float = 120) -> None:
-        """Block until ``/health`` answers; RuntimeError when the server died or timed out."""
-        assert self.proc is not None, "start() first"
+        """Block until ``/health`` answers; RuntimeError when the server died or timed out.
+
+        A server whose start-up failed (another process migrating the same database at that
+        moment) is started again, up to :attr:`ATTEMPTS` times."""
+        assert self._startup_lock is not None, "start() first"
         deadline = time.monotonic() + timeout_s
+        try:
+            if self.proc is None:
+                # another binds' server is migrating the database; after the deadline, start
+                # anyway (the lock holder may hang) and rely on the retries
+                self._startup_lock.acquire(block=True, until=deadline)
+                self._launch()
+            self._wait_answer(deadline, timeout_s)
+        finally:
+            self._startup_lock.release()
+
+    def _wait_answer(self, deadline: float, timeout_s: float) -> None:
+        assert self.proc is not None
+        attempt = 1
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if self.proc.returncode == self.STARTUP_FAILED and attempt < self.ATTEMPTS:
+                    attempt += 1
+                    log.info("temporary Prefect server: start-up failed, attempt %d", attempt)
+                    time.sleep(random.uniform(0.2, 1.0))  # apart from the other retrying ones
+                    self._launch()
+                    continue
                 raise RuntimeError(
                     f"the temporary Prefect server exited with code {self.proc.returncode}"
-                    f" (see {os.environ.get('PREFECT_HOME', '~/.prefect')}/"
-                    "binds-temporary-server.log)"
+                    f" (see {self.home() / 'binds-temporary-server.log'})"
                 )
             if api_problem(self.api_url, timeout_s=1) is None:
                 return
@@ -152,6 +193,8 @@ class TemporaryServer:
         raise RuntimeError(f"the temporary Prefect server did not answer within {timeout_s:.0f} s")
 
     def stop(self) -> None:
+        if self._startup_lock is not None:
+            self._startup_lock.release()
         if self.proc is None or self.proc.poll() is not None:
             return
         try:
@@ -162,6 +205,33 @@ class TemporaryServer:
             self.proc.wait()
         except ProcessLookupError:
             pass
+
+
+class _StartupLock:
+    """An exclusive ``flock`` on a file of PREFECT_HOME, held while one ``binds`` boots its
+    temporary server: servers booting together on one new database race its migration.
+    The kernel releases it when the process dies, however it dies."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, *, block: bool, until: float = 0.0) -> bool:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if not block or time.monotonic() >= until:
+                    return False
+                time.sleep(0.1)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor drops the lock
+            self._fd = None
 
 
 # Run in the server's process before it execs uvicorn: SIGTERM when binds dies, however it

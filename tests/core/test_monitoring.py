@@ -400,6 +400,44 @@ def test_the_temporary_server_never_outlives_binds(tmp_path, ephemeral_prefect):
         time.sleep(0.2)
 
 
+# one binds process: a temporary server on PREFECT_HOME, "ready" once it answers, then stopped
+_ONE_TEMPORARY_SERVER = """
+import sys
+from pipelines.monitoring import TemporaryServer
+server = TemporaryServer().start()
+try:
+    server.wait_ready()
+    print("ready", flush=True)
+except RuntimeError as exc:
+    print(exc, flush=True)
+    sys.exit(1)
+finally:
+    server.stop()
+"""
+
+
+def test_temporary_servers_started_at_once_on_a_new_prefect_home_all_answer(
+    tmp_path, ephemeral_prefect
+):
+    """Staff start several `binds run` at once on a workstation without a Prefect server (and
+    CI's test workers share one PREFECT_HOME): each boots a temporary server on the same SQLite
+    database.  On main, servers that migrated the new database together exited with code 3
+    ("duplicate column name: labels", CI's failure of 2026-12-04)."""
+    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect-home"))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _ONE_TEMPORARY_SERVER],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outcomes = [proc.communicate(timeout=300) for proc in procs]
+    assert [out.strip() for out, _err in outcomes] == ["ready"] * 3, outcomes
+
+
 def _children(pid: int) -> list[int]:
     return [
         int(c)
