@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -372,17 +373,31 @@ def _run_in_prefect(
         trace("flow returned")
     finally:
         started.staging.stop()  # Ctrl-C before the flow, Prefect failed: stop Snakemake
-        # leaving (Ctrl-C) while Prefect is still being imported: the import ends first,
-        # because the session's exit flushes Prefect's queues, which imports Prefect too (one
-        # module imported by two threads: Python reports a deadlock and Prefect prints
-        # "Failed to initialize plugins").  Found by name: a Ctrl-C may land between the
-        # thread's start and the assignment of ``importing``.
-        import threading
-
-        for thread in threading.enumerate():
-            if thread.name == _IMPORT_THREAD:
-                thread.join()
+        wait_for_background_import()
     return result
+
+
+def wait_for_background_import(*, timeout_s: float = 60) -> None:
+    """Leaving (Ctrl-C) while Prefect is still being imported: let the import end first,
+    because the session's exit flushes Prefect's queues, which imports Prefect too (one module
+    imported by two threads: Python reports a deadlock and Prefect prints "Failed to initialize
+    plugins").  Found by name: a Ctrl-C may land between the thread's start and the assignment
+    of ``importing``, or inside ``Thread.start()`` itself, before the thread runs (it cannot be
+    joined yet: wait until it can)."""
+    import threading
+
+    deadline = time.monotonic() + timeout_s
+    for thread in threading.enumerate():
+        if thread.name != _IMPORT_THREAD:
+            continue
+        while True:
+            try:
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+                break
+            except RuntimeError:  # "cannot join thread before it is started"
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.005)
 
 
 #: How much lower than Snakemake's the ``binds run`` process's CPU priority is while it reports.

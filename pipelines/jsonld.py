@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 from pipelines import modalities
 from pipelines.resources import metadata_dir
 from pipelines.staging import StagedDataset
+from pipelines.toolkit.run_ids import NameHider
 
 DEFAULT_BASE_URL = "https://binds.example.org/datasets"
 CROISSANT_VERSION = "http://mlcommons.org/croissant/1.1"
@@ -404,6 +405,9 @@ def build_metadata(
         ),
     )
     samples = exp.get("samples") or []
+    parameters = exp.get(modality) or {}
+    if hider := NameHider.of(stage.meta_dir):  # human data: raw files by run id, never by name
+        samples, parameters = hider.value(samples), hider.value(parameters)
     tested = compounds_in_tables(files=files, stage_root=stage.root)
     facts = stage.facts
     metrics = stage.metrics
@@ -441,7 +445,7 @@ def build_metadata(
         "binds:instrument": exp.get("instrument"),
         "binds:sample": [_sample_node(iri, s) for s in samples],
         "binds:compoundInData": [term_iri(c) for c in tested],
-        "binds:parameters": exp.get(modality) or {},
+        "binds:parameters": parameters,
         "binds:qc": metrics,
         "binds:qcVerdict": _qc_verdict(stage, modality),
         "variableMeasured": [

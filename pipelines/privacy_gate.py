@@ -40,7 +40,9 @@ from pipelines.errors import Problem
 from pipelines.toolkit import privacy
 from pipelines.toolkit.inputs import RunFolder
 
-HUMAN = "NCBITaxon:9606"
+# the gate's scope and the run ids live in the toolkit (modalities use them); kept importable here
+from pipelines.toolkit.run_ids import HUMAN, RUN_IDS_FILE, applies, run_ids  # noqa: F401
+
 #: Bytes of a table file that are scanned (plate maps, sheets and headers are far smaller;
 #: a count matrix is scanned up to here).
 MAX_TEXT_BYTES = 16 * 2**20
@@ -87,27 +89,6 @@ def load_experiment_withheld(run_dir: str | Path) -> Any:
         return load_experiment(run_dir)
     except InputError as err:
         raise InputError([withhold(p) for p in err.problems]) from None
-
-
-#: In a stage's and a version's ``_meta/``: run id -> the raw file it stands for (human data).
-RUN_IDS_FILE = "run_ids.json"
-
-
-def run_ids(files: Iterable[Path]) -> dict[str, Path]:
-    """``run-001``, ``run-002`` ... for ``files`` in name order: the names human data's raw
-    files travel under (keys, Snakemake wildcards, Prefect and Slurm names, logs)."""
-    return {f"run-{n:03d}": p for n, p in enumerate(sorted(files), start=1)}
-
-
-def applies(experiment: dict[str, Any]) -> bool:
-    """The gate applies: a human sample, or ``personal_data: true``.  (``personal_data: false``
-    does not switch it off for human samples: the scan is cheap, a miss publishes a person.)"""
-    if experiment.get("personal_data") is True:
-        return True
-    samples = experiment.get("samples")
-    return isinstance(samples, list) and any(
-        isinstance(s, dict) and s.get("organism") == HUMAN for s in samples
-    )
 
 
 def check_run(

@@ -33,6 +33,8 @@ from typing import Any
 from urllib.parse import quote
 
 from pipelines.staging import StagedDataset
+from pipelines.toolkit.run_ids import RUN_ID, NameHider
+from pipelines.toolkit.run_ids import recorded as recorded_run_ids
 from pipelines.usage import USAGE_PATH, build_usage, collect_jobs
 
 CRATE_PATH = "ro-crate-metadata.json"
@@ -336,6 +338,10 @@ class _CrateBuilder:
         }
         self.folder_outputs: set[str] = set()
         self.raw = {i["name"]: i for i in self.run.get("inputs", [])}
+        # human data: the raw files by run id (run.json names them so); a job's input path is
+        # looked up here, and an mtx folder stands for the run ids of its files
+        self.run_id_of = {v["name"]: rid for rid, v in recorded_run_ids(stage.meta_dir).items()}
+        self.hider = NameHider.of(stage.meta_dir)
         self.external: list[str] = []  # data entities outside the version: in the root's hasPart
         self.seen: dict[str, str] = {}
         self.versions = software_versions()
@@ -575,10 +581,24 @@ class _CrateBuilder:
             name = (
                 norm[len(run_prefix) :] if norm.startswith(run_prefix) else os.path.basename(norm)
             )
+            name = self.raw_name(name)
             ident = _raw_entity(g, self.run_uri, name, self.raw.get(name))
             self.external.append(ident)
         self.seen[path] = ident
         return ident
+
+    def value(self, val: Any) -> str | int | float | bool:
+        """A parameter's value as the crate gives it (human data: file names by run id)."""
+        return _value(self.hider.value(val) if self.hider else val)
+
+    def raw_name(self, name: str) -> str:
+        """What the crate calls the raw file ``name`` (its run id for human data)."""
+        if not self.run_id_of or name in self.raw:
+            return name
+        if name in self.run_id_of:
+            return self.run_id_of[name]
+        inside = sorted(rid for n, rid in self.run_id_of.items() if n.startswith(name + "/"))
+        return " ".join(inside) or "a file of the run folder"
 
     # --- parameters of the run: the raw files read, the modality block's values
     def add_run_inputs(self) -> None:
@@ -608,7 +628,7 @@ class _CrateBuilder:
                     "@id": f"#run/param/{modality}.{_slug(key)}",
                     "@type": "PropertyValue",
                     "name": f"{modality}.{key}",
-                    "value": _value(val),
+                    "value": self.value(val),
                     "exampleOfWork": _ref(f"{_WF}/input/{modality}.{_slug(key)}"),
                 }
             )
@@ -640,7 +660,7 @@ class _CrateBuilder:
                     "@id": f"{jid}/param/{_slug(key)}",
                     "@type": "PropertyValue",
                     "name": key,
-                    "value": _value(val),
+                    "value": self.value(val),
                     "exampleOfWork": _ref(f"{self.tool_ids[rule]}/param/{_slug(key)}"),
                 }
             )
@@ -812,7 +832,8 @@ def _sha256(path: Path) -> str:
 
 def _raw_entity(g: _Graph, run_uri: str, name: str, info: dict[str, Any] | None) -> str:
     ent: dict[str, Any] = {
-        "@id": f"{run_uri}/{quote(name)}",
+        # human data's run ids are no paths: a local identifier (the file is in run_ids.json)
+        "@id": f"#raw/{quote(name)}" if RUN_ID.fullmatch(name) else f"{run_uri}/{quote(name)}",
         "@type": "File",
         "name": name,
         "encodingFormat": _encoding(name),

@@ -31,7 +31,8 @@ from pipelines.resources import project_root
 from pipelines.staging import StagedDataset
 from pipelines.store import open_store
 from pipelines.store.hashing import sha256_file
-from pipelines.toolkit.inputs import RunFolder
+from pipelines.toolkit import run_ids
+from pipelines.toolkit.inputs import RunFolder, sample_of_files
 from pipelines.toolkit.rawfiles import raw_file_problems
 from pipelines.workflow import RunningWorkflow, start_workflow
 
@@ -221,6 +222,14 @@ def prepare(
     fingerprint = stage_fingerprint(exp, inputs)
     stage = _fresh_stage(work, fingerprint)
     stage.write_meta("experiment.json", exp.data)  # atomic: a kill never leaves half a file
+    if run_ids.applies(exp.data):
+        # human data: the run ids the raw files go by everywhere (run.json, hence the report,
+        # metadata and RO-Crate too), and the files they stand for, kept in _meta/ only
+        by_path = {Path(os.path.abspath(p)): i for p, i in zip(raw, inputs, strict=True)}
+        ids = _run_ids_of(run_dir, exp, raw)
+        stage.write_meta(run_ids.RUN_IDS_FILE, _run_id_record(run_dir, exp, ids, by_path))
+        named = {p: rid for rid, p in ids.items()}
+        inputs = [i | {"name": named.get(p, i["name"])} for p, i in by_path.items()]
     from importlib.metadata import version
 
     stage.write_meta(
@@ -242,31 +251,38 @@ def prepare(
             ],
         },
     )
-    if privacy_gate.applies(exp.data):
-        # human data: the run ids the raw files travel under, and the files they stand for; kept
-        # in _meta/ (published as the version's _meta/run_ids.json, at its access level only)
-        module = modalities.get(exp.modality)
-        ids = (
-            module.run_ids(run_dir, exp.data)
-            if callable(getattr(module, "run_ids", None))
-            else privacy_gate.run_ids(raw)
-        )
-        by_path = {p: i for p, i in zip(raw, inputs, strict=True)}
-        stage.write_meta(
-            privacy_gate.RUN_IDS_FILE,
-            {
-                "run_ids": {
-                    rid: {
-                        "name": folder.rel(p),
-                        "sha256": by_path[p]["sha256"] if p in by_path else None,
-                    }
-                    for rid, p in ids.items()
-                }
-            },
-        )
     # written last: a stage without it (killed above) is never reused
     stage.write_meta(FINGERPRINT_FILE, {"fingerprint": fingerprint})
     return exp, stage
+
+
+def _run_ids_of(run_dir: Path, exp: Experiment, raw: list[Path]) -> dict[str, Path]:
+    """Run id -> raw file: the modality's own choice (metabolomics: its mzML runs, the order of
+    its workflow's wildcards) or every raw file the workflow reads."""
+    module = modalities.get(exp.modality)
+    if callable(hook := getattr(module, "run_ids", None)):
+        return {rid: Path(os.path.abspath(p)) for rid, p in hook(run_dir, exp.data).items()}
+    return run_ids.run_ids(Path(os.path.abspath(p)) for p in raw)
+
+
+def _run_id_record(
+    run_dir: Path, exp: Experiment, ids: dict[str, Path], inputs: dict[Path, dict[str, Any]]
+) -> dict[str, Any]:
+    """``_meta/run_ids.json``: run id -> the raw file (name, sha256), and each sample's run ids
+    (what its ``files`` named: the metadata list those instead of the names or globs)."""
+    of_file = sample_of_files(run_dir, exp.data, inputs, modality=exp.modality, problems=[])
+    samples: dict[str, list[str]] = {}
+    for rid, p in ids.items():
+        if (sid := of_file.get(p)) is not None:
+            samples.setdefault(sid, []).append(rid)
+    folder = RunFolder(run_dir)
+    return {
+        "run_ids": {
+            rid: {"name": folder.rel(p), "sha256": inputs[p]["sha256"] if p in inputs else None}
+            for rid, p in ids.items()
+        },
+        "samples": samples,
+    }
 
 
 def stage(

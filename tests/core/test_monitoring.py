@@ -378,6 +378,25 @@ def test_ctrl_c_while_prefect_is_being_imported_is_one_line(
     ]
 
 
+def test_a_ctrl_c_inside_thread_start_still_waits_for_the_import(monkeypatch):
+    """CI, 2026-12-04: the Ctrl-C landed inside ``Thread.start()`` of the Prefect import, and
+    joining the thread that had not run yet raised "cannot join thread before it is started"
+    (a traceback, exit 1, instead of the one line and exit 130).  The thread is listed but not
+    started here; it starts 0.2 s later and must be waited for."""
+    import threading
+
+    from pipelines import cli
+
+    finished = threading.Event()
+    importer = threading.Thread(
+        target=lambda: (time.sleep(0.3), finished.set()), name=cli._IMPORT_THREAD, daemon=True
+    )
+    monkeypatch.setattr(threading, "enumerate", lambda: [importer])
+    threading.Timer(0.2, importer.start).start()
+    cli.wait_for_background_import(timeout_s=30)
+    assert finished.is_set()
+
+
 def test_the_temporary_server_never_outlives_binds(tmp_path, ephemeral_prefect):
     """binds killed with SIGKILL (or by a dropped SSH session): its temporary server goes too."""
     code = (

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -143,3 +144,51 @@ def test_a_human_run_travels_under_run_ids(tmp_path):
     runs = pq.read_table(next(store.rglob("qc/runs.parquet"))).to_pydict()
     assert runs["run"] == ["run-001", "run-002", "run-003"]
     assert runs["file"] == ["run-001.mzML", "run-002.mzML", "run-003.mzML"]
+
+
+# the raw file names of each demo run (synthetic HEK293 data: human samples, so run ids)
+DEMO_RAW_NAMES = {
+    "cryoem": ("demo_map.mrc", "demo_half_map_1.mrc", "demo_half_map_2.mrc", "demo_mask.mrc"),
+    "metabolomics": ("S1.mzML", "S2.mzML", "S3.mzML"),
+    "screening": ("DEMO-P01_R1.csv", "DEMO-P05_R2.csv"),
+    "transcriptomics": ("filtered_feature_bc_matrix.h5",),
+}
+
+
+def _parquet_text(path: Path) -> bytes:
+    """A Parquet file's values and metadata as text: compressed pages hide what raw bytes show."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    meta = b"".join(k + v for k, v in (table.schema.metadata or {}).items())
+    return meta + table.to_pandas().to_csv().encode()
+
+
+@pytest.mark.parametrize("modality", sorted(DEMO_RAW_NAMES))
+def test_human_data_names_raw_files_only_in_run_ids_json(demo_store, modality):
+    """Every modality (issue 22, "raw file names never travel"): a human run's raw file names
+    appear in no key and no file of the store (tables, Zarr attributes, metadata.jsonld, the
+    RO-Crate, the QC report, the catalog) but the version's _meta/run_ids.json.  On main, the
+    cryo-EM, screening and transcriptomics demos named their files in all of these."""
+    (version,) = demo_store.glob(f"*/{modality}/*/v1")
+    recorded = json.loads((version / "_meta" / "run_ids.json").read_text())["run_ids"]
+    names = DEMO_RAW_NAMES[modality]
+    assert set(names) <= {v["name"] for v in recorded.values()}
+    assert all(re.fullmatch(r"run-\d{3}", rid) for rid in recorded)
+    leaks = []
+    for path, body in everything_under(demo_store):
+        if path.endswith("/_meta/run_ids.json"):
+            continue
+        if path.endswith(".parquet") and body:
+            body += _parquet_text(Path(path))
+        leaks += [(n, path) for n in names if n in path or n.encode() in body]
+    assert not leaks, leaks[:10]
+    # the metadata lists each sample's files by run id
+    jsonld = json.loads((version / "metadata.jsonld").read_text())
+    listed = [
+        f
+        for s in jsonld["binds:sample"]
+        for f in s.get("binds:sampleAttributes", {}).get("files", [])
+    ]
+    assert set(listed) <= set(recorded)
+    assert listed or modality in ("cryoem", "transcriptomics")  # their demos list no files

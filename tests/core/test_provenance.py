@@ -49,7 +49,17 @@ def test_crate_agrees_with_metadata_jsonld_and_the_manifest(cryoem_version):
     used = {(u["name"], int(u["contentSize"].split()[0]), u["sha256"]) for u in prov["prov:used"]}
     objects = [g[i] for i in _ids(run["object"]) if _types(g[i]) == {"File"}]
     assert {(o["name"], int(o["contentSize"]), o["sha256"]) for o in objects} == used
-    assert all(o["@id"].startswith(run_dir.resolve().as_uri()) for o in objects)
+    # human data (the cryo-EM demo's samples are human): the maps by run id, a local
+    # identifier (_meta/run_ids.json maps it to the file); experiment.yaml where it was read
+    run_ids = json.loads((version_dir / "_meta" / "run_ids.json").read_text())["run_ids"]
+    for o in objects:
+        if o["name"] in run_ids:
+            assert o["@id"] == f"#raw/{o['name']}"
+        else:
+            assert (
+                o["@id"].startswith(run_dir.resolve().as_uri()) and o["name"] == "experiment.yaml"
+            )
+    assert {o["name"] for o in objects} == {*run_ids, "experiment.yaml"}
     assert not any((version_dir / o["name"]).exists() for o in objects)
     # same times
     assert run["startTime"] == prov["prov:startedAtTime"]

@@ -48,7 +48,10 @@ def test_demo_run_end_to_end(demo_run, tmp_path):
     assert m["meets_expected_resolution"] == 1 and m["symmetry"] == "C1"
     assert all(isinstance(v, (int, float, str)) for v in m.values())  # flat: the catalog keeps it
     facts = stage.facts
-    assert facts["facts"]["half_maps"] == ["demo_half_map_1.mrc", "demo_half_map_2.mrc"]
+    # human samples (the demo's HEK293 cells): run ids in path order, as _meta/run_ids.json has
+    # them (demo_half_map_1.mrc, demo_half_map_2.mrc, demo_map.mrc, demo_mask.mrc)
+    assert facts["facts"]["half_maps"] == ["run-001", "run-002"]
+    assert m["map_file"] == "run-003"
     assert facts["conflicts"] == []
     assert pq.read_table(stage.qc_dir / "fsc.parquet")["fsc_masked"].null_count == 0
     assert (stage.meta_dir / "benchmarks" / "cryoem_convert.tsv").is_file()
@@ -88,8 +91,10 @@ def test_bad_mask_stops_the_run_with_exit_2_and_nothing_staged(run_folder, tmp_p
         run_stage(run, tmp_path / "work")
     assert err.value.exit_code == 2
     (problem,) = err.value.problems
-    assert problem.file == "emd_3488_contour_mask.mrc"
-    assert "grid 100x91x91 (z, y, x) differs from emd_3488.mrc's 100x100x100" in problem.message
+    # the run's samples are human: inside the workflow the files go by their run ids, in path
+    # order (binds validate / binds run name them before, from the same check: preflight)
+    assert problem.file == "run-002"  # emd_3488_contour_mask.mrc
+    assert "grid 100x91x91 (z, y, x) differs from run-001's 100x100x100" in problem.message
     stage = StagedDataset(tmp_path / "work" / "stage")
     assert not stage.data_dir.exists() and not (stage.qc_dir / "metrics.json").exists()
 

@@ -4,6 +4,17 @@ import json as _json
 from snakemake.exceptions import WorkflowError
 
 from pipelines.errors import Problem as _Problem
+from pipelines.toolkit import run_ids as _run_ids
+
+# human data (pipelines.toolkit.run_ids.applies): raw files go by run ids in what the rules write
+BY_RUN_ID = _run_ids.applies(EXPERIMENT)
+
+
+def raw_file_names(files):
+    """``{str(file): the name it goes by}`` in tables, attributes and QC files: its run id for
+    human data (as _meta/run_ids.json records it), else its path in the run folder.  ``files``:
+    every raw file the modality's workflow reads."""
+    return {str(p): name for p, name in _run_ids.raw_names(RUN_DIR, EXPERIMENT, files).items()}
 
 
 def experiment_fields(*keys):

@@ -7,12 +7,21 @@ from pipelines.modalities import cryoem as cryoem_mod
 # with unknown keys stops here
 CRYOEM = modality_block("cryoem")
 CRYOEM_INPUTS = cryoem_mod.resolve_inputs(run_dir=RUN_DIR, block=CRYOEM)
+if BY_RUN_ID:  # human data: the files by their run ids in every file the rules write
+    CRYOEM_INPUTS = CRYOEM_INPUTS.by_run_id()
 # with problems only cryoem_inspect is requested (it fails with them); placeholders keep the
 # other rules parseable
 CRYOEM_MAP = CRYOEM_INPUTS.map or RUN_DIR / "no-map-found.mrc"
 CRYOEM_HALVES = list(CRYOEM_INPUTS.half_maps)
 CRYOEM_MASK = [CRYOEM_INPUTS.mask] if CRYOEM_INPUTS.mask else []
-CRYOEM_NAMES = {str(p): CRYOEM_INPUTS.name(p) for p in CRYOEM_INPUTS.all_files}
+# role -> the name its file goes by in the outputs (human data: its run id); by role, not by
+# path: a rule's params are recorded in the RO-Crate
+CRYOEM_NAMES = {
+    role: CRYOEM_INPUTS.name(p)
+    for role, p in (("map", CRYOEM_INPUTS.map), ("mask", CRYOEM_INPUTS.mask),
+                    *((f"half_map_{i}", h) for i, h in enumerate(CRYOEM_INPUTS.half_maps, start=1)))
+    if p is not None
+}
 CRYOEM_OK = not CRYOEM_INPUTS.problems
 CRYOEM_ENV = "../../envs/cryoem.yaml"
 

@@ -6,6 +6,7 @@ rule cryoem_inspect:
     params:
         run_dir=RUN_DIR,
         block=CRYOEM,
+        by_run_id=BY_RUN_ID,
     log:
         LOGS / "cryoem_inspect.log",
     benchmark:

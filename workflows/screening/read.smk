@@ -9,6 +9,7 @@ rule screening_read_batch:
     params:
         run_dir=RUN_DIR,
         block=SCREENING_BLOCK,
+        by_run_id=BY_RUN_ID,  # human data: run ids in the `file` column
     wildcard_constraints:
         batch=r"\d+",
     log:

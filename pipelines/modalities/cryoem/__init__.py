@@ -21,7 +21,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,9 @@ from pipelines.modalities.cryoem.qc import fsc_half_maps, grid_problems, map_qc
 from pipelines.staging import write_json
 from pipelines.toolkit.inputs import InputSet, RunFolder, sample_of_files
 from pipelines.toolkit.qc import Figure, QcCheck, number
+
+# not `run_ids`: a modality's attribute of that name is its own run-id hook (pipelines.runner)
+from pipelines.toolkit.run_ids import run_ids as ids_in_path_order
 
 __all__ = [
     "DESCRIPTION",
@@ -144,11 +147,22 @@ class CryoemInputs:
     mask: Path | None = None
     problems: tuple[Problem, ...] = ()
     ignored: tuple[Path, ...] = field(default=())
+    #: str(path) -> the name it goes by instead (human data: run ids, :meth:`by_run_id`)
+    aliases: Mapping[str, str] = field(default_factory=dict)
+
+    def by_run_id(self) -> CryoemInputs:
+        """These inputs named by their run ids (human data: ``run-001`` ... in path order, as
+        ``_meta/run_ids.json`` records them) in every file the workflow writes."""
+        ids = ids_in_path_order(self.all_files)
+        return replace(self, aliases={str(p): rid for rid, p in ids.items()})
 
     def name(self, path: Path | None) -> str | None:
-        """``path`` as the user knows it: relative to the run folder when inside it."""
+        """``path`` as the user knows it: relative to the run folder when inside it (its run
+        id for human data)."""
         if path is None:
             return None
+        if self.aliases:
+            return self.aliases.get(str(path), "a file of the run folder")
         for p, base in ((path, self.run_dir), (path.resolve(), self.run_dir.resolve())):
             try:  # unresolved first: a symlink in the run folder keeps its name there
                 return p.relative_to(base).as_posix()
@@ -352,9 +366,11 @@ def voxel_override(block: dict[str, Any] | None) -> tuple[float, float, float] |
 
 # ------------------------------------------------------------------------------ checks
 def _check(
-    run_dir: Path, block: dict[str, Any]
+    run_dir: Path, block: dict[str, Any], *, by_run_id: bool = False
 ) -> tuple[CryoemInputs, dict[str, MapHeader], list[Problem], list[dict[str, Any]]]:
     inputs = resolve_inputs(run_dir=run_dir, block=block)
+    if by_run_id:
+        inputs = inputs.by_run_id()
     problems = list(inputs.problems)
     headers: dict[str, MapHeader] = {}
     roles = [
@@ -417,7 +433,11 @@ def preflight(run_dir: Path, experiment: dict) -> list[Problem]:
 
 
 def inspect_inputs(
-    *, run_dir: str | Path, block: dict[str, Any] | None, facts_json: str | Path
+    *,
+    run_dir: str | Path,
+    block: dict[str, Any] | None,
+    facts_json: str | Path,
+    by_run_id: bool = False,
 ) -> dict[str, Any]:
     """Check every input header, write ``_meta/facts.json``; raise :class:`InputError` on problems.
 
@@ -425,7 +445,7 @@ def inspect_inputs(
     space group and axis order of the map, the files by role, and the run's block parameters.
     """
     block = dict(block or {})
-    inputs, headers, problems, conflicts = _check(Path(run_dir), block)
+    inputs, headers, problems, conflicts = _check(Path(run_dir), block, by_run_id=by_run_id)
     if problems:
         raise InputError(problems)
     ref = headers["map"]

@@ -65,7 +65,9 @@ def make_demo_run(run_dir: Path, *, seed: int = 0) -> Path:
         _write_mrc(
             run_dir / name,
             data.astype(np.float32),
-            label=f"binds demo {name} (synthetic, seed {seed})",
+            # the role, not the file name: header labels are copied into the outputs, and the
+            # demo's samples are human (its raw file names go by run ids there)
+            label=f"binds demo {name.removeprefix('demo_').removesuffix('.mrc')} (synthetic, seed {seed})",
         )
     (run_dir / "experiment.yaml").write_text(EXPERIMENT_YAML.format(seed=seed))
     return run_dir

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from pipelines.modalities.screening.plates import (
 )
 from pipelines.staging import write_json
 from pipelines.toolkit.inputs import RunFolder, sample_of_files
+from pipelines.toolkit.run_ids import run_ids as ids_in_path_order
 from pipelines.toolkit.tables import columns_for, write_table
 
 log = logging.getLogger(__name__)
@@ -95,13 +97,20 @@ def declared_format(found: Inputs) -> tuple[int | None, dict[str, Any]]:
 
 # --------------------------------------------------------------------------- step 1: read
 def read_batch(
-    *, run_dir: str | Path, block: dict[str, Any] | None, batch: int, out: str | Path
+    *,
+    run_dir: str | Path,
+    block: dict[str, Any] | None,
+    batch: int,
+    out: str | Path,
+    by_run_id: bool = False,
 ) -> Path:
     """Read batch ``batch`` of the run's plate files into one long Parquet (plate, plate_id,
     replicate, channel, row, col, value, file), checking every plate's wells against the format.
 
     Raises InputError (file, plate, well) for missing files, non-numeric readings, wells outside
     the plate, duplicated wells and wrong well counts; all problems of the batch at once.
+    ``by_run_id`` (human data): the ``file`` column holds the files' run ids (numbered over
+    every input file, as ``binds run`` numbers them in ``_meta/run_ids.json``), not their names.
     """
     run_dir = Path(run_dir)
     found = resolve(run_dir, block)
@@ -131,6 +140,10 @@ def read_batch(
         if frames
         else _empty_raw()
     )
+    if by_run_id:
+        numbered = ids_in_path_order(Path(os.path.abspath(p)) for p in found.files if p.is_file())
+        by_rel = {readers.rel(p, run_dir): rid for rid, p in numbered.items()}
+        df["file"] = df["file"].map(by_rel).fillna("a file of the run folder")
     log.info("batch %d: %d files, %d readings", batch, len(units), len(df))
     return write_parquet(df, out, meta={"facts": facts})
 

@@ -21,7 +21,7 @@ from pipelines.errors import InputError, Problem
 from pipelines.staging import write_json
 
 from . import annotate, outputs, plots
-from .discover import resolve_input
+from .discover import input_name, resolve_input
 from .params import BulkParams, Params, params_from_experiment
 
 log = logging.getLogger(__name__)
@@ -305,10 +305,8 @@ def load_bulk(*, run_dir: str | Path, experiment: dict[str, Any]):
     adata = ad.AnnData(X=X, obs=obs, var=var)
     adata.uns["input"] = {
         "kind": "bulk_counts",
-        "file": spec.path.relative_to(Path(run_dir)).as_posix(),
-        "sample_sheet": spec.sample_sheet.relative_to(Path(run_dir)).as_posix()
-        if spec.sample_sheet
-        else "",
+        "file": input_name(run_dir, experiment, spec, spec.path),
+        "sample_sheet": input_name(run_dir, experiment, spec, spec.sample_sheet),
     }
     _annotate_samples(adata, experiment, params)
     return adata, params

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipelines.errors import InputError, Problem
 from pipelines.toolkit.inputs import RunFolder
+from pipelines.toolkit.run_ids import applies, raw_names
 
 from .params import Params
 
@@ -163,6 +166,23 @@ def _named_file(run_dir: Path, name: str, where: str) -> Path:
             Problem(f"{name} does not exist in the run folder", file="experiment.yaml", where=where)
         )
     return p
+
+
+def input_name(
+    run_dir: str | Path, experiment: dict[str, Any], spec: InputSpec, path: Path | None
+) -> str:
+    """What the outputs call ``path`` (the matrix, its mtx folder or the sample sheet of
+    ``spec``): its path in the run folder, for human data its run id (an mtx folder: the run ids
+    of its files), numbered over :func:`input_files` as ``binds run`` numbers them."""
+    if path is None:
+        return ""
+    if not applies(experiment):
+        return RunFolder(Path(run_dir)).rel(path)
+    named = raw_names(run_dir, experiment, input_files(spec))
+    parts = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+    return " ".join(
+        named[Path(os.path.abspath(p))] for p in parts if Path(os.path.abspath(p)) in named
+    )
 
 
 def input_files(spec: InputSpec) -> list[Path]:

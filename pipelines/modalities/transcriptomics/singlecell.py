@@ -20,7 +20,7 @@ from pipelines.errors import InputError, Problem
 from pipelines.staging import write_json
 
 from . import annotate, outputs, plots
-from .discover import InputSpec, resolve_input
+from .discover import InputSpec, input_name, resolve_input
 from .params import Params, params_from_experiment
 from .readers import Loaded, read_10x_h5, read_10x_mtx, read_h5ad_counts, split_feature_types
 
@@ -87,14 +87,18 @@ def read_library(
     adata.uns["feature_types"] = ftypes
     adata.uns["input"] = {
         "kind": spec.kind,
-        "file": spec.path.relative_to(Path(run_dir)).as_posix(),
+        "file": input_name(run_dir, experiment, spec, spec.path),
     }
     facts = {**loaded.facts, "input_kind": spec.kind, "n_gene_features": int(adata.n_vars)}
     if ftypes:
         facts["other_feature_types"] = ", ".join(v["feature_type"] for v in ftypes.values())
     write_json(facts_json, {"facts": facts, "conflicts": conflicts})
     log.info(
-        "loaded %s: %d barcodes x %d genes (%s)", spec.path, adata.n_obs, adata.n_vars, spec.kind
+        "loaded %s: %d barcodes x %d genes (%s)",
+        adata.uns["input"]["file"],
+        adata.n_obs,
+        adata.n_vars,
+        spec.kind,
     )
     return adata, facts
 

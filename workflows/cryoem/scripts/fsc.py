@@ -15,5 +15,5 @@ run_step(
     fsc_png=smk.output.png,
     threads=smk.threads,
     voxel_size_zyx=smk.params.voxel_size_zyx,
-    displays=tuple(smk.params.names.get(str(p)) for p in (half1, half2, mask)),
+    displays=tuple(smk.params.names.get(role) for role in ("half_map_1", "half_map_2", "mask")),
 )

@@ -8,5 +8,6 @@ run_step(
     inspect_inputs,
     run_dir=smk.params.run_dir,
     block=smk.params.block,
+    by_run_id=smk.params.by_run_id,
     facts_json=smk.output.facts,
 )

@@ -8,4 +8,5 @@ run_step(
     block=snakemake.params.block,
     batch=int(snakemake.wildcards.batch),
     out=snakemake.output.raw,
+    by_run_id=snakemake.params.by_run_id,
 )
