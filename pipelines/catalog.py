@@ -556,13 +556,45 @@ def sample_rows(versions) -> list[dict[str, Any]]:
 
 
 def version_records(versions) -> list[dict[str, Any]]:
-    """The rows of a :func:`select_versions` frame as JSON-ready dicts, the QC metrics as a
-    ``qc`` object (instead of the ``qc_json`` text column)."""
+    """The rows of a :func:`select_versions` frame as JSON-ready dicts (plain Python values,
+    floats exact, ``created`` as ISO 8601 UTC with milliseconds, dates as ``YYYY-MM-DD``), the
+    QC metrics as a ``qc`` object (instead of the ``qc_json`` text column).
+
+    Built column by column (100,000 rows: ~1 s); not through ``DataFrame.to_json``, which
+    rounds floats to 10 significant digits and is slower."""
     loads = _json_codec()[0]
-    rows = loads(versions.to_json(orient="records", date_format="iso"))
+    names = list(versions.columns)
+    columns = [_json_values(versions[name]) for name in names]
+    rows = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
     for r in rows:
-        r["qc"] = loads(r.pop("qc_json") or "{}")
+        r["qc"] = loads(r.pop("qc_json", None) or "{}")
     return rows
+
+
+def _json_values(column) -> list[Any]:
+    """One column of a catalog frame as JSON-ready Python values (None for missing): times as
+    ISO 8601 with milliseconds (``Z`` when in UTC), dates as ``YYYY-MM-DD``."""
+    import datetime as dt
+
+    import numpy as np
+
+    kind = column.dtype.kind
+    if kind == "M":
+        zone = "Z" if str(getattr(column.dt, "tz", None) or "") == "UTC" else ""
+        text = column.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").tolist()
+        return [t[:-3] + zone if isinstance(t, str) else None for t in text]
+    if kind == "f":  # NaN is no JSON value
+        return [None if v != v else v for v in column.tolist()]
+    if kind == "O":  # strings; list and struct columns (numpy arrays); dates (date32 columns)
+        return [
+            v.tolist()
+            if isinstance(v, np.ndarray)
+            else v.isoformat()
+            if isinstance(v, dt.date)
+            else v
+            for v in column.tolist()
+        ]
+    return column.tolist()
 
 
 def _json_codec():

@@ -35,12 +35,21 @@ def serve_data(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8080,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    replica: Annotated[
+        str | None,
+        typer.Option(
+            envvar="BINDS_REPLICA_URL",
+            help="The preservation copy kept by `binds replicate --to URL`: /health reports "
+            "how many committed versions it lacks (checked at most once a minute).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the store read-only as GA4GH DRS 1.5 (bearer tokens, passports, signed links).
 
     Example::
 
-      binds serve-data --store s3://binds-curated --auth /etc/binds/data-auth.yaml --port 8080
+      binds serve-data --store s3://binds-curated --auth /etc/binds/data-auth.yaml --port 8080 \
+          --replica s3://binds-curated-copy
 
     Then: GET http://127.0.0.1:8080/ga4gh/drs/v1/service-info, /catalog, /health.
     """
@@ -50,7 +59,7 @@ def serve_data(
     url = store_url(store)
     check(url, auth)  # a bad auth file or an unreadable store: exit 2 / 1 before binding
     err.print(f"serving {url} as GA4GH DRS at http://{host}:{port}/ga4gh/drs/v1", highlight=False)
-    serve(url, auth, host=host, port=port, workers=workers)
+    serve(url, auth, host=host, port=port, workers=workers, replica_url=replica)
 
 
 @audit_app.command("verify")

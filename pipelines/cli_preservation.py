@@ -133,23 +133,16 @@ def replicate_cmd(
 
 
 def open_copy(url: str, *, read_only: bool = True, option: str = "--to"):
-    """A copy named on the command line; an S3 copy at another site has its own endpoint
-    (``BINDS_COPY_S3_ENDPOINT_URL``; default: the source's)."""
-    import os
-
-    from pipelines.store import open_store
-    from pipelines.store.s3 import S3Store
+    """A copy named on the command line (:func:`pipelines.store.open_copy`); a bad URL is named
+    by the option it came from, not --store."""
+    from pipelines.store import open_copy as open_store_copy
 
     try:
-        store = open_store(url, read_only=read_only)
-    except InputError as exc:  # name the option the URL came from, not --store
+        return open_store_copy(url, read_only=read_only)
+    except InputError as exc:
         raise InputError(
             [Problem(p.message, where=option, hint=p.hint) for p in exc.problems]
         ) from None
-    endpoint = os.environ.get("BINDS_COPY_S3_ENDPOINT_URL")
-    if endpoint and isinstance(store, S3Store):
-        return S3Store(store.url, endpoint_url=endpoint, read_only=read_only)
-    return store
 
 
 @app.command("export")

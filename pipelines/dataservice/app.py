@@ -30,6 +30,7 @@ from pipelines.dataservice.policy import (
     authenticate,
     decide,
 )
+from pipelines.dataservice.replication import ReplicationStatus
 
 DRS = "/ga4gh/drs/v1"
 MAX_BULK = 200
@@ -279,10 +280,15 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
     return first, last
 
 
-def create_app(store_url: str, cfg: AuthConfig, *, refresh_s: float = 30.0) -> FastAPI:
+def create_app(
+    store_url: str, cfg: AuthConfig, *, refresh_s: float = 30.0, replica_url: str | None = None
+) -> FastAPI:
+    """The service of ``store_url``; with ``replica_url`` (a preservation copy), ``/health``
+    also reports the replication lag (:mod:`pipelines.dataservice.replication`)."""
     from pipelines.store import open_store
 
     store = open_store(store_url, read_only=True)
+    replication = ReplicationStatus(store, replica_url) if replica_url else None
     svc = Service(
         cfg,
         StoreIndex(store, refresh_s=refresh_s),
@@ -310,7 +316,9 @@ def create_app(store_url: str, cfg: AuthConfig, *, refresh_s: float = 30.0) -> F
             svc.index.versions()
         except Exception:  # any store failure is "unhealthy", never a traceback
             return JSONResponse({"status": "store unreachable"}, status_code=503)
-        return JSONResponse({"status": "ok"})
+        if replication is None:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", "replication": replication.status()})
 
     _info_routes(app, svc)
     _bulk_routes(app, svc)

@@ -12,13 +12,18 @@ from pipelines.dataservice import links
 
 STORE_ENV = "BINDS_DRS_STORE"
 AUTH_ENV = "BINDS_DRS_AUTH"
+REPLICA_ENV = "BINDS_DRS_REPLICA"
 
 
 def app_from_env():
     from pipelines.dataservice.app import create_app
     from pipelines.dataservice.policy import load_auth
 
-    return create_app(os.environ[STORE_ENV], load_auth(os.environ[AUTH_ENV]))
+    return create_app(
+        os.environ[STORE_ENV],
+        load_auth(os.environ[AUTH_ENV]),
+        replica_url=os.environ.get(REPLICA_ENV) or None,
+    )
 
 
 def check(store_url: str, auth_file: str) -> None:
@@ -35,12 +40,20 @@ def check(store_url: str, auth_file: str) -> None:
 
 
 def serve(
-    store_url: str, auth_file: str, *, host: str = "127.0.0.1", port: int = 8080, workers: int = 1
+    store_url: str,
+    auth_file: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int = 1,
+    replica_url: str | None = None,
 ) -> None:
     import uvicorn
 
     check(store_url, auth_file)
     os.environ[STORE_ENV] = store_url
+    if replica_url:
+        os.environ[REPLICA_ENV] = replica_url
     os.environ[AUTH_ENV] = os.path.abspath(auth_file)
     # one secret for all workers of this start: a link signed by one is valid at every other
     os.environ.setdefault(links.SECRET_ENV, secrets.token_bytes(32).hex())

@@ -43,12 +43,32 @@ def open_store(url: str | Path | None = None, *, read_only: bool = False) -> Sto
     return LocalStore(url.removeprefix("file://"), read_only=read_only)
 
 
+#: The endpoint of a preservation copy at another S3 site (default: the source's endpoint).
+COPY_ENDPOINT_ENV = "BINDS_COPY_S3_ENDPOINT_URL"
+
+
+def open_copy(url: str, *, read_only: bool = True) -> Store:
+    """A preservation copy (``binds replicate --to``, ``binds verify --copy``, ``binds
+    serve-data --replica``): :func:`open_store`, on :data:`COPY_ENDPOINT_ENV` when it is S3."""
+    import os
+
+    store = open_store(url, read_only=read_only)
+    endpoint = os.environ.get(COPY_ENDPOINT_ENV)
+    if endpoint and store.url.startswith("s3://"):
+        from pipelines.store.s3 import S3Store
+
+        return S3Store(store.url, endpoint_url=endpoint, read_only=read_only)
+    return store
+
+
 __all__ = [
+    "COPY_ENDPOINT_ENV",
     "LocalStore",
     "ObjectInfo",
     "Store",
     "StoreError",
     "UploadItem",
+    "open_copy",
     "open_store",
     "store_url",
 ]

@@ -83,7 +83,7 @@ def build_stage(root: Path, dataset_id: str, access: dict, seed: int) -> StagedD
 
 
 @contextlib.contextmanager
-def serving(store: str, auth_file: Path, log_dir: Path, *, workers: int = 2):
+def serving(store: str, auth_file: Path, log_dir: Path, *, workers: int = 2, extra: tuple = ()):
     """``binds serve-data`` on a free loopback port (a real uvicorn process); its base URL."""
     port = free_port()
     log = open(log_dir / "serve.log", "wb")
@@ -99,6 +99,7 @@ def serving(store: str, auth_file: Path, log_dir: Path, *, workers: int = 2):
             str(port),
             "--workers",
             str(workers),
+            *extra,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

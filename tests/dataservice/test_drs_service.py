@@ -422,3 +422,33 @@ def test_bad_auth_file_exits_2_with_problem_lines(tmp_path, data_store):
     assert f"{bad}: issuers[0].jwks: cannot read the JWKS" in out.stderr
     assert f"{bad}: link_seconds: must be 1..86400 seconds" in out.stderr
     assert "serving" not in out.stderr  # refused before anything listens
+
+
+def test_health_reports_the_replication_lag_of_the_preservation_copy(
+    data_store, auth_file, tmp_path
+):
+    """Issue 26: "the lag (versions not yet copied) is reported by binds verify and the
+    service".  `binds serve-data --replica URL`: /health counts the committed versions the copy
+    lacks (no names: /health answers without a token), 0 once `binds replicate` ran."""
+    from drs_testing import serving
+
+    from pipelines.store import open_store
+    from pipelines.store.replicate import replicate
+
+    copy = tmp_path / "copy"
+    committed = len(DATASETS)  # one version each, the embargoed one held (copied too)
+    extra = ("--replica", str(copy))
+    with serving(str(data_store), auth_file, tmp_path, workers=1, extra=extra) as url:
+        body = httpx.get(url + "/health").json()
+    assert body["status"] == "ok"
+    lag = body["replication"]
+    assert lag["versions_behind"] == committed > 0 and lag["oldest_behind_hours"] >= 0
+    assert not any(d in json.dumps(body) for d, _access in DATASETS.values())
+    assert replicate(open_store(data_store), open_store(copy)).ok
+    with serving(str(data_store), auth_file, tmp_path, workers=1, extra=extra) as url:
+        assert httpx.get(url + "/health").json()["replication"]["versions_behind"] == 0
+    # a copy that cannot be read is a status, not a failure of the service
+    unreadable = ("--replica", "s3://no-such-bucket-binds/x")
+    with serving(str(data_store), auth_file, tmp_path, workers=1, extra=unreadable) as url:
+        answer = httpx.get(url + "/health", timeout=120)
+    assert answer.status_code == 200 and answer.json()["replication"]["copy"] == "unreachable"

@@ -326,3 +326,29 @@ def test_publisher_processes_and_a_compactor_process_lose_no_row(tmp_path, monke
     assert sorted((r["dataset_id"], r["version"]) for r in read_catalog(store).to_pylist()) == want
     compact(store, catalog_base("open"))
     assert sorted((r["dataset_id"], r["version"]) for r in read_catalog(store).to_pylist()) == want
+
+
+def test_catalog_json_keeps_every_value_exactly(tmp_path):
+    """`binds catalog --json` (and the data service's /catalog, same records): on main the rows
+    went through pandas' to_json, which rounds floats to 10 significant digits (a resolution of
+    3.1234567890123457 A printed as 3.123456789)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    root = tmp_path / "store"
+    store = open_store(str(root))
+    exact = 3.1234567890123457
+    first = row(1) | {"resolution_angstrom": exact, "qc_pass": True}
+    write_catalog_row(store, first)
+    write_catalog_row(store, row(2))
+    out = CliRunner().invoke(app, ["catalog", "--json", "--store", str(root)])
+    assert out.exit_code == 0, out.output
+    records = {r["dataset_id"]: r for r in json.loads(out.stdout)}
+    one, two = records[first["dataset_id"]], records[row(2)["dataset_id"]]
+    assert one["resolution_angstrom"] == exact and two["resolution_angstrom"] is None
+    assert one["created"] == "2026-01-01T00:00:01.000Z" and one["bytes"] == 1001
+    assert one["organisms"] == ["NCBITaxon:9606"] and one["qc_pass"] is True
+    assert isinstance(one["qc"], dict) and "qc_json" not in one
