@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 
 from pipelines import modalities
 from pipelines.cli import app
+from pipelines.metadata import default_dataset_id
 
 runner = CliRunner()
 PLANTED = ("Yamada", "YAMADA", "yamada", "山田", "090-1234-5678", "19700102", "1234567")
@@ -49,6 +51,8 @@ def human_lcms(dest: Path, *, plant: bool) -> Path:
     exp = yaml.safe_load((run / "experiment.yaml").read_text())
     exp.pop("personal_data", None)
     exp["access"] = {"level": "restricted"}
+    if plant:  # its own dataset: other tests' work folders (binary stages) are not searched
+        exp["request_id"] = f"BINDS-2026-{uuid.uuid4().int % 10**6:06d}"
     # distinctive (harmless) raw names: they must not reach keys, wildcards or task names
     for i, s in enumerate(exp["samples"], start=1):
         new = f"plasma_qx{i}7z.mzML"
@@ -69,6 +73,8 @@ def test_a_refused_run_leaves_no_identifier_anywhere(tmp_path):
     inbox = tmp_path / "INBOX"
     inbox.mkdir()
     run = human_lcms(inbox / "run-a", plant=True)
+    request_id = yaml.safe_load((run / "experiment.yaml").read_text())["request_id"]
+    dataset_id = default_dataset_id(request_id, "metabolomics")
     store, work = tmp_path / "store", tmp_path / "work"
     result = runner.invoke(
         app,
@@ -92,7 +98,8 @@ def test_a_refused_run_leaves_no_identifier_anywhere(tmp_path):
         assert v not in result.output
     (run / "YAMADA_TARO_19700102_plasma.mzML").unlink()  # the planted file itself is the input
     shutil.rmtree(run)
-    assert_no_planted(store, work, inbox, prefect_home, Path.cwd() / ".binds-work")
+    own_work = [p for p in (Path.cwd() / ".binds-work").glob(f"{dataset_id}*")]
+    assert_no_planted(store, work, inbox, prefect_home, *own_work)
 
 
 @pytest.mark.slow

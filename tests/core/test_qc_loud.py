@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -107,14 +108,16 @@ def test_a_folder_the_inbox_rejects_is_a_failed_flow_run(prefect_server, tmp_pat
     from pipelines.errors import InputError
     from pipelines.inbox import flow_runner
 
-    broken = tmp_path / "inbox" / "broken-run"
+    # a name no other test's inbox uses: they share the session's Prefect server (test_inbox's
+    # "broken-run" folders are rejected there too)
+    broken = tmp_path / "inbox" / f"broken-{uuid.uuid4().hex[:8]}"
     broken.mkdir(parents=True)
     (broken / "experiment.yaml").write_text("schema_version: 1\ntitle: x\n")
     run_one = flow_runner(store_url=str(tmp_path / "store"), profile="local", cores=1)
     with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
         with pytest.raises(InputError):
             run_one(broken)
-    runs, _ = _flow_run(prefect_server, "broken-run")
+    runs, _ = _flow_run(prefect_server, broken.name)
     (fr,) = runs
     assert fr.state.is_failed() and "inbox:rejected" in fr.tags
     assert "request_id" in fr.state.message  # the problems, as validate lists them

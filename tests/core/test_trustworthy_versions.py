@@ -77,7 +77,9 @@ def test_removed_input_never_reaches_the_next_version(tmp_path, binds_cli):
 
     assert n_spectra == sum(1 for _ in pymzml.run.Reader(str(b)))
     run_json = json.loads((work / "stage" / "_meta" / "run.json").read_text())
-    assert sorted(i["name"] for i in run_json["inputs"]) == [b.name, "experiment.yaml"]
+    assert sorted(i["name"] for i in run_json["inputs"]) == ["experiment.yaml", "run-001"]
+    run_ids = json.loads((work / "stage" / "_meta" / "run_ids.json").read_text())["run_ids"]
+    assert {k: v["name"] for k, v in run_ids.items()} == {"run-001": b.name}  # B only
 
     # another folder with the same request id (same dataset, same work folder): another
     # acquisition session, refused as the dataset's next version (issue 21); its stage holds

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
 import threading
 from collections import Counter
 
@@ -294,16 +295,21 @@ def test_cli_compact_and_rebuild_after_the_log_and_snapshots_are_lost(make_stage
     assert read_catalog(store).equals(before)
 
 
+# The children end with os._exit once their writes returned: the test is about the catalog,
+# and a spawned interpreter's exit can abort in Arrow's thread-pool teardown ("terminate called
+# without an active exception", apache/arrow#34314; CI 2026-12-04) after all its work is done.
 def _publisher_process(root: str, writer: int, n: int) -> None:
     store = open_store(root)
     for k in range(n):
         write_catalog_row(store, row(writer * 1000 + k))
+    os._exit(0)
 
 
 def _compactor_process(root: str, rounds: int) -> None:
     store = open_store(root)
     for _ in range(rounds):
         compact(store, catalog_base("open"))
+    os._exit(0)
 
 
 def test_publisher_processes_and_a_compactor_process_lose_no_row(tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ rule screening_score:
         run_dir=RUN_DIR,
         block=SCREENING_BLOCK,
         samples=EXPERIMENT.get("samples") or [],
+        by_run_id=BY_RUN_ID,  # human data: the batches name the files by run id
     log:
         LOGS / "screening_score.log",
     benchmark:

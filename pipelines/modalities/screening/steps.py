@@ -96,6 +96,13 @@ def declared_format(found: Inputs) -> tuple[int | None, dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- step 1: read
+def _run_ids(found: Inputs) -> dict[Path, str]:
+    """Human data: each input file's run id, numbered over every input file as ``binds run``
+    numbers them in ``_meta/run_ids.json`` (``list_inputs``: the files that exist)."""
+    numbered = ids_in_path_order(Path(os.path.abspath(p)) for p in found.files if p.is_file())
+    return {p: rid for rid, p in numbered.items()}
+
+
 def read_batch(
     *,
     run_dir: str | Path,
@@ -141,8 +148,7 @@ def read_batch(
         else _empty_raw()
     )
     if by_run_id:
-        numbered = ids_in_path_order(Path(os.path.abspath(p)) for p in found.files if p.is_file())
-        by_rel = {readers.rel(p, run_dir): rid for rid, p in numbered.items()}
+        by_rel = {readers.rel(p, run_dir): rid for p, rid in _run_ids(found).items()}
         df["file"] = df["file"].map(by_rel).fillna("a file of the run folder")
     log.info("batch %d: %d files, %d readings", batch, len(units), len(df))
     return write_parquet(df, out, meta={"facts": facts})
@@ -574,9 +580,12 @@ def score_screen(
     hits_out: str | Path,
     facts_out: str | Path,
     samples: list[dict[str, Any]] | None = None,
+    by_run_id: bool = False,
 ) -> dict[str, Any]:
     """Normalise, score and QC the whole screen, call hits; write wells, plates, hits Parquet and
-    ``_meta/facts.json``.  Returns the screen-level figures (also stored in the wells metadata)."""
+    ``_meta/facts.json``.  Returns the screen-level figures (also stored in the wells metadata).
+    ``by_run_id``: the batches name the files by run id (:func:`read_batch`), and so do the
+    tables."""
     run_dir = Path(run_dir)
     found = resolve(run_dir, block)
     cfg = found.settings
@@ -590,8 +599,9 @@ def score_screen(
     sc = _score_plates(grid, layout, found=found, fmt=fmt, run_dir=run_dir)
     rep = _replicate_hits(grid, sc, cfg=cfg, fmt=fmt)
     folder = RunFolder(run_dir)
+    named = _run_ids(found) if by_run_id else {}
     file_samples = {
-        folder.rel(path): sid
+        named.get(Path(os.path.abspath(path))) or folder.rel(path): sid
         for path, sid in sample_of_files(
             run_dir, {"samples": samples or []}, found.files, modality="screening"
         ).items()
@@ -1333,10 +1343,12 @@ def process_screen(
     dose_response_out: str | Path,
     facts_out: str | Path,
     samples: list[dict[str, Any]] | None = None,
+    by_run_id: bool = False,
 ) -> dict[str, Any]:
     """:func:`score_screen` then :func:`fit_dose_response`, for one workflow job: on a busy node
     each extra job costs seconds of interpreter start-up, more than the fits themselves."""
     screen = score_screen(
+        by_run_id=by_run_id,
         run_dir=run_dir,
         block=block,
         raw=raw,

@@ -14,4 +14,5 @@ run_step(
     dose_response_out=s.output.fits,
     facts_out=s.output.facts,
     samples=list(s.params.samples),
+    by_run_id=s.params.by_run_id,
 )
