@@ -160,7 +160,7 @@ def test_isotope_fine_structure_of_the_ground_truth():
 
 # --------------------------------------------------------------------------- floors
 # (seed, cycle s, resolving power, suppression dips).  Measured at default parameters over
-# these four: recall 0.970, precision 0.977 (before issue 27: 0.974 / 0.413); over the 12 runs
+# these four: recall 0.972, precision 0.976 (before issue 27: 0.976 / 0.417); over the 12 runs
 # of benchmarks/bench_metabolomics_groundtruth.py see benchmarks/README.md.
 FLOOR_RUNS = [
     (1, 0.3, 100_000, 0),
