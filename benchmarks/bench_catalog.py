@@ -84,6 +84,16 @@ def fill(store, n: int) -> None:
     compact(store, base)
 
 
+def _records_via_to_json(frame) -> list[dict]:
+    """What `binds catalog --json` did before 2026-12-04 (the baseline of its records)."""
+    import orjson
+
+    rows = orjson.loads(frame.to_json(orient="records", date_format="iso"))
+    for r in rows:
+        r["qc"] = orjson.loads(r.pop("qc_json") or "{}")
+    return rows
+
+
 def _time(fn, repeat: int = 3) -> float:
     best = float("inf")
     for _ in range(repeat):
@@ -99,7 +109,7 @@ def measure(url: str, n: int, env: dict) -> list[dict]:
 
     from pipelines import access
     from pipelines.access.catalog_schema import CATALOG_SCHEMA
-    from pipelines.catalog import read_catalog, select_versions
+    from pipelines.catalog import read_catalog, select_versions, version_records
     from pipelines.store import open_store
 
     store = open_store(url)
@@ -133,7 +143,18 @@ def measure(url: str, n: int, env: dict) -> list[dict]:
         raise RuntimeError(out.stderr.decode()[-2000:])
     goal = "<= 3x, <= 2 s" if where == "local" else "<= 3x, <= 5 s"
     common = {"baseline": "read one Parquet file", "baseline_s": base_s, "goal": goal}
+    frame = select_versions(ro)
+    to_json_s = _time(lambda: _records_via_to_json(frame), repeat=1)
+    records_s = _time(lambda: version_records(frame), repeat=1)
     return [
+        {
+            "benchmark": f"catalog --json records {n:,} versions {where} (version_records)",
+            "ours": records_s,
+            "ratio": records_s / to_json_s,
+            "baseline": "main until 2026-12-04: DataFrame.to_json (floats rounded) + orjson.loads",
+            "baseline_s": to_json_s,
+            "goal": "exact values; faster",
+        },
         {
             "benchmark": f"catalog read {n:,} versions {where} (binds catalog)",
             "ours": ours,
