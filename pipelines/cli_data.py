@@ -40,7 +40,7 @@ def serve_data(
         typer.Option(
             envvar="BINDS_REPLICA_URL",
             help="The preservation copy kept by `binds replicate --to URL`: /health reports "
-            "how many committed versions it lacks (checked at most once a minute).",
+            "how many committed versions it lacks (counted in the background at most once a minute).",
         ),
     ] = None,
 ) -> None:
