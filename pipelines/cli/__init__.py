@@ -27,8 +27,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from pipelines.describe.metadata import ACCESS_LEVELS, MODALITIES
 from pipelines.errors import BindsError, InputError, Problem, RunError
-from pipelines.metadata import ACCESS_LEVELS, MODALITIES
 
 EXIT_CODES = "Exit codes: 0 success; 1 failed run (rule crashed, store unreachable, damage found); 2 invalid input or usage."
 app = typer.Typer(
@@ -155,7 +155,7 @@ def init(
 
     Example: binds init runs/krios-0042 --modality cryoem
     """
-    from pipelines.templates import experiment_template
+    from pipelines.describe.templates import experiment_template
 
     if modality not in MODALITIES:
         raise InputError(
@@ -194,7 +194,7 @@ def validate(
 
     Example: binds validate runs/krios-0042
     """
-    from pipelines.runner import check_run_dir
+    from pipelines.run.runner import check_run_dir
 
     exp, raw = check_run_dir(run_dir)
     for note in exp.notes:
@@ -228,8 +228,8 @@ def prepare(
     """
     import shlex
 
-    from pipelines import runner
-    from pipelines.workflow import snakemake_command
+    from pipelines.run import runner
+    from pipelines.run.workflow import snakemake_command
 
     with runner.hold_work_dir(run_dir, work_dir):
         exp, stage = runner.prepare(run_dir, work_dir=work_dir)
@@ -299,8 +299,8 @@ def run(
 
       binds run runs/krios-0042 --profile slurm --no-publish   # stage on the cluster
     """
-    from pipelines import runner
-    from pipelines.monitoring import trace
+    from pipelines.orchestrate.monitoring import trace
+    from pipelines.run import runner
 
     trace("cli: run")
     _report_language(lang)
@@ -345,20 +345,20 @@ def _run_in_prefect(
     status: Any,
 ) -> dict[str, Any]:
     """The started run reported into a Prefect flow run; its result."""
-    from pipelines.monitoring import trace
+    from pipelines.orchestrate.monitoring import trace
 
     _yield_to_the_workflow()
     try:
         session.choose()  # PREFECT_API_URL is set before Prefect is imported
         # the import overlaps the temporary server's boot
-        importing = _import_in_background("pipelines.flows")
+        importing = _import_in_background("pipelines.orchestrate.flows")
         session.ready()
         importing.join()
         trace("prefect imported, API ready")
         from prefect import tags
 
-        from pipelines.flows import make_flow, run_flow
-        from pipelines.monitoring import run_tags
+        from pipelines.orchestrate.flows import make_flow, run_flow
+        from pipelines.orchestrate.monitoring import run_tags
 
         with tags(*run_tags(started.experiment.data)):
             result = run_flow(
@@ -410,7 +410,7 @@ _OWN_PROCESS = {"value": False}
 
 def _report_language(lang: str | None) -> None:
     """Refuse an unknown report language (exit 2); the flow's publish reads the setting."""
-    from pipelines.report_i18n import LANGUAGES
+    from pipelines.describe.report_i18n import LANGUAGES
 
     if lang is None:
         return
@@ -451,7 +451,7 @@ def _import_in_background(module: str):
 
 
 def _prefect_session():
-    from pipelines.monitoring import PrefectSession
+    from pipelines.orchestrate.monitoring import PrefectSession
 
     return PrefectSession(warn=lambda text: err.print(text, highlight=False, markup=False))
 
@@ -496,7 +496,7 @@ class _status:
 
 
 def _quiet_prefect(verbose: bool) -> None:
-    from pipelines.monitoring import prefect_environment
+    from pipelines.orchestrate.monitoring import prefect_environment
 
     prefect_environment(quiet=not verbose)
 
@@ -568,7 +568,7 @@ def publish_cmd(
 
       binds publish STAGE --curator-override "grid re-imaged; replaces session 1 (ticket 812)"
     """
-    from pipelines.runner import publish_stage
+    from pipelines.run.runner import publish_stage
 
     with _bytes_progress("uploading") as prog:
         task = prog.add_task("upload", total=None)
@@ -578,8 +578,8 @@ def publish_cmd(
             progress=lambda done, total: prog.update(task, completed=done, total=total),
             curator_override=curator_override,
         )
-    from pipelines.staging import StagedDataset
-    from pipelines.toolkit.qc import read_verdict
+    from pipelines.describe.verdict import read_verdict
+    from pipelines.toolkit.stage import StagedDataset
 
     stage = StagedDataset(Path(staged_dir).resolve())
     verdict = read_verdict(stage.qc_dir, result.modality, stage.metrics)
@@ -689,7 +689,12 @@ def catalog(
       binds catalog --compact --json > /dev/null   # fold the recent rows into the snapshots
     """
     from pipelines.access.catalog_schema import SAMPLE_KEYS, parse_where
-    from pipelines.catalog import rebuild_catalog, sample_rows, select_versions, version_records
+    from pipelines.describe.catalog import (
+        rebuild_catalog,
+        sample_rows,
+        select_versions,
+        version_records,
+    )
     from pipelines.store import open_store
 
     if access and access not in ACCESS_LEVELS:
@@ -737,7 +742,7 @@ def catalog(
                 "see `binds verify`"
             )
     if compact:
-        from pipelines.catalog import compact_catalog
+        from pipelines.describe.catalog import compact_catalog
 
         for done in compact_catalog(st):
             err.print(
@@ -766,13 +771,13 @@ def catalog(
     if fmt == "dcat" and for_level == "restricted":  # the curator's export: held versions too
         import pandas as pd
 
-        from pipelines.embargo import held_frame
+        from pipelines.describe.embargo import held_frame
 
         held = held_frame(st, levels)
         if len(held):
             df = pd.concat([df, held], ignore_index=True)
     if fmt == "dcat":
-        from pipelines.dcat import catalog_graph
+        from pipelines.describe.dcat import catalog_graph
 
         graph = catalog_graph(df, store=st, base=base_url, audience=for_level)
         sys.stdout.write(graph.serialize(format="turtle"))
@@ -791,7 +796,7 @@ def catalog(
         out.print(table)
         return
     if json_out or fmt == "json":
-        from pipelines.catalog import dumps_records
+        from pipelines.describe.catalog import dumps_records
 
         sys.stdout.write(dumps_records(version_records(df)) + "\n")
         return
@@ -852,7 +857,7 @@ def show(
 
     Example: binds show binds-2026-0042-cryoem --version 2 --store ./demo-store
     """
-    from pipelines.catalog import read_catalog
+    from pipelines.describe.catalog import read_catalog
     from pipelines.store import open_store
 
     st = open_store(store, read_only=True)
@@ -919,7 +924,8 @@ def show(
 
 def _stored_verdict(st: Any, prefix: str, manifest: dict[str, Any]) -> Any:
     """The version's qc/verdict.json (evaluated from its metrics for a version without one)."""
-    from pipelines.toolkit.qc import VERDICT_FILE, Verdict, evaluate
+    from pipelines.describe.verdict import evaluate
+    from pipelines.toolkit.qc import VERDICT_FILE, Verdict
 
     if any(f["path"] == f"qc/{VERDICT_FILE}" for f in manifest.get("files", [])):
         try:
@@ -1029,9 +1035,9 @@ def verify(
     """
 
     if copy is not None:
-        return cli_preservation.run_lag(store, copy, max_lag_hours=max_lag_hours)
+        return preservation.run_lag(store, copy, max_lag_hours=max_lag_hours)
     if sweep or repair_from or sample is not None or older_than is not None:
-        return cli_preservation.run_sweep(
+        return preservation.run_sweep(
             store, sample=sample, older_than=older_than, repair_from=repair_from, json_out=json_out
         )
     from pipelines.store import open_store
@@ -1142,8 +1148,14 @@ def usage(
     """
     import datetime as dt
 
+    from pipelines.describe.usage import (
+        GROUPINGS,
+        billing_csv,
+        billing_lines,
+        usage_report,
+        version_usage,
+    )
     from pipelines.store import open_store
-    from pipelines.usage import GROUPINGS, billing_csv, billing_lines, usage_report, version_usage
 
     if by not in GROUPINGS:
         raise InputError(
@@ -1261,7 +1273,7 @@ def watch(
     _quiet_prefect(False)
     if not inbox.is_dir():
         raise InputError(Problem("no such inbox folder", file=str(inbox)))
-    from pipelines import inbox as inbox_
+    from pipelines.orchestrate import inbox as inbox_
 
     with _prefect_session() as session:
         session.ready()
@@ -1306,7 +1318,11 @@ def serve(
 
       binds serve /data/inbox/screening --limit 1 --settle 120 --profile slurm
     """
-    from pipelines.monitoring import api_problem, configured_api_url, prefect_environment
+    from pipelines.orchestrate.monitoring import (
+        api_problem,
+        configured_api_url,
+        prefect_environment,
+    )
 
     _setup_logging(False)
     prefect_environment(quiet=False)  # the service's terminal shows Prefect's runner lines
@@ -1331,7 +1347,7 @@ def serve(
             highlight=False,
             markup=False,
         )
-    from pipelines.monitoring_service import serve as serve_inbox
+    from pipelines.orchestrate.service import serve as serve_inbox
 
     serve_inbox(
         inbox.resolve(),
@@ -1383,7 +1399,7 @@ def demo(
                 mods.get(m).make_demo_run(run_dir)
             with _status(f"processing {run_dir}") as status:
                 session.ready()
-                from pipelines.flows import make_flow, run_flow
+                from pipelines.orchestrate.flows import make_flow, run_flow
 
                 result = run_flow(
                     make_flow(say=status.update),
@@ -1406,12 +1422,7 @@ def demo(
 
 
 # the command groups in their own modules register on `app` when imported
-from pipelines import (  # noqa: E402,F401
-    cli_curation,
-    cli_data,
-    cli_policy,
-    cli_preservation,
-)
+from pipelines.cli import curation, data, policy, preservation  # noqa: E402,F401
 
 
 def main() -> None:
@@ -1425,7 +1436,7 @@ def main() -> None:
         # Tearing down an interpreter that imported Prefect (and pydantic, sqlalchemy ...)
         # takes 0.3-1 s; everything binds owns is closed by now (Prefect's queues were
         # drained by the session, the temporary server is stopped), so leave at once.
-        from pipelines.monitoring import flush_prefect
+        from pipelines.orchestrate.monitoring import flush_prefect
 
         flush_prefect()
         logging.shutdown()
@@ -1433,7 +1444,3 @@ def main() -> None:
         sys.stderr.flush()
         os._exit(code if isinstance(code, int) else (0 if code is None else 1))
     sys.exit(code)
-
-
-if __name__ == "__main__":
-    main()

@@ -38,8 +38,8 @@ def move(
     """
     from dataclasses import asdict
 
-    from pipelines.catalog import remove_catalog_rows
-    from pipelines.publishing import index_version
+    from pipelines.describe.catalog import remove_catalog_rows
+    from pipelines.run.publishing import index_version
     from pipelines.store import open_store
     from pipelines.store.move import move_dataset
 
@@ -90,7 +90,7 @@ def adopt(
     """
     from dataclasses import asdict
 
-    from pipelines.publishing import index_version
+    from pipelines.run.publishing import index_version
     from pipelines.store import open_store
     from pipelines.store.adopt import adopt_store
 

@@ -40,8 +40,8 @@ def policy_cmd(
 
       binds policy --store s3://binds-curated --json --account 123456789012 > policies.json
     """
-    from pipelines.policy import bucket_policy, policies
     from pipelines.store import store_url
+    from pipelines.store.policy import bucket_policy, policies
 
     url = store_url(store)
     if not url.startswith("s3://"):
@@ -88,7 +88,7 @@ def release_cmd(
     import dataclasses
     import datetime as dt
 
-    from pipelines.embargo import release
+    from pipelines.describe.embargo import release
     from pipelines.store import open_store
 
     on = None

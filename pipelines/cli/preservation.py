@@ -175,7 +175,7 @@ def export_cmd(
     Exit codes: 0 bag written; 1 a stored object does not match its manifest (no bag is left);
     2 no readable committed version, or the folder is not empty.
     """
-    from pipelines.bagit_export import export_bag
+    from pipelines.describe.bagit_export import export_bag
     from pipelines.store import open_store
 
     st = open_store(store, read_only=True)
@@ -192,7 +192,7 @@ def run_sweep(
     json_out: bool,
 ) -> None:
     """``binds verify --sweep``: check, log, repair; exit 1 when damage stays unrepaired."""
-    from pipelines.embargo import today as store_today
+    from pipelines.describe.embargo import today as store_today
     from pipelines.store import open_store
     from pipelines.store.fixity import sweep
 

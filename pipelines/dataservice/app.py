@@ -19,9 +19,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from pipelines.access.ids import DrsName, parse_drs_id
 from pipelines.dataservice import links
 from pipelines.dataservice.audit import AuditLog, StoreAuditLog, open_log
-from pipelines.dataservice.ids import DrsName, parse_drs_id
 from pipelines.dataservice.index import FileEntry, StoreIndex, Version
 from pipelines.dataservice.policy import (
     AuthConfig,
@@ -574,7 +574,7 @@ def _catalog_routes(app: FastAPI, svc: Service) -> None:
             latest_only,
             parse_where,
         )
-        from pipelines.catalog import version_records
+        from pipelines.describe.catalog import version_records
 
         caller = svc.caller(request, None, action="catalog", obj=None)
         if format not in ("json", "parquet"):

@@ -39,7 +39,7 @@ BAGIT_VERSION = "1.0"  # RFC 8493
 
 def find_version(store: Store, dataset_id: str, version: int) -> tuple[str, bytes]:
     """The version prefix and manifest bytes of a committed, readable version (else exit 2)."""
-    from pipelines.metadata import MODALITIES
+    from pipelines.describe.metadata import MODALITIES
 
     did = dataset_id.strip().lower()
     if "/" in did or ".." in did or not did:

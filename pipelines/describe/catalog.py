@@ -26,7 +26,7 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -36,22 +36,72 @@ import pyarrow.parquet as pq
 from pipelines.access import catalog_log
 from pipelines.access.catalog_schema import (
     CATALOG_SCHEMA,
+    FIGURES,
     SELECTION_FIELDS,
     USAGE_COLUMNS,
     conform,
-    figures,
     filter_frame,
     latest_only,
+    typed_value,
 )
-from pipelines.jsonld import ONTOLOGIES
-from pipelines.metadata import ACCESS_LEVELS
+from pipelines.describe.jsonld import ONTOLOGIES
+from pipelines.describe.metadata import ACCESS_LEVELS
+from pipelines.describe.verdict import evaluate
 from pipelines.store import layout
 from pipelines.store.base import Store, StoreError
+from pipelines.toolkit.qc import Verdict
 
 log = logging.getLogger(__name__)
 COMPACT_EVERY_ENV = "BINDS_CATALOG_COMPACT_EVERY"
 DEFAULT_COMPACT_EVERY = 100
 REPORT = "qc/report.html"  # the version's QC report, when the workflow wrote one
+
+
+def _modality_of(m: Mapping[str, Any]) -> str | None:
+    """The modality whose metrics these are (``metrics["modality"]``, else by its keys)."""
+    if isinstance(m.get("modality"), str):
+        return m["modality"]
+    for key, modality in (
+        ("resolution_fsc0143_angstrom", "cryoem"),
+        ("map_rms", "cryoem"),
+        ("plates_qc_fail", "screening"),
+        ("n_spectra", "metabolomics"),
+        ("n_cells", "transcriptomics"),
+        ("n_genes_kept", "transcriptomics"),
+    ):
+        if key in m:
+            return modality
+    return None
+
+
+def qc_verdict(m: Mapping[str, Any]) -> Verdict | None:
+    """The version's one QC verdict (docs/qc-verdict.md) from its metrics; None when its
+    modality is unknown (no longer installed: no verdict, not a broken catalog)."""
+    modality = _modality_of(m)
+    if modality is None:
+        return None
+    try:
+        return evaluate(modality, m)
+    except Exception:
+        return None
+
+
+def figures(metrics: Mapping[str, Any], modality: str | None = None) -> dict[str, Any]:
+    """The typed figure columns of one version from its qc/metrics.json, ``qc_pass`` (True,
+    False, None when no check applies) and ``qc_failed`` (the failed checks' names) from its
+    verdict."""
+    if modality and "modality" not in metrics:
+        metrics = {**metrics, "modality": modality}
+    verdict = qc_verdict(metrics)
+    out = {
+        "qc_pass": None if verdict is None else verdict.passed,
+        "qc_failed": None if verdict is None else [c.name for c in verdict.failed],
+    }
+    for name, typ, src in FIGURES:
+        if src is not None:
+            raw = src(metrics) if callable(src) else metrics.get(src)
+            out[name] = typed_value(raw, typ)
+    return out
 
 
 def catalog_row(
@@ -262,7 +312,7 @@ def compact_catalog(
     store: Store, *, levels: Iterable[str] = ACCESS_LEVELS, held: bool = True
 ) -> list[dict[str, Any]]:
     """:func:`compact` every level (and the held versions' catalogs: ``_embargo/<level>/``)."""
-    from pipelines.embargo import EMBARGO_DIR, HELD_LEVELS
+    from pipelines.describe.embargo import EMBARGO_DIR, HELD_LEVELS
 
     levels = list(levels)
     bases = [catalog_base(lv) for lv in levels]

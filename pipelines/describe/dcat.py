@@ -26,7 +26,7 @@ from typing import Any
 from rdflib import BNode, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import DCTERMS, FOAF, RDF, RDFS, XSD
 
-from pipelines.jsonld import base_url, dataset_iri, term_iri
+from pipelines.describe.jsonld import base_url, dataset_iri, term_iri
 
 DCAT = Namespace("http://www.w3.org/ns/dcat#")  # DCAT 3 (rdflib's lacks DatasetSeries, version)
 SPDX = Namespace("http://spdx.org/rdf/terms#")
@@ -139,7 +139,7 @@ class _Prefetched:
 
     def __init__(self, store, rows: list[dict[str, Any]]) -> None:
         from pipelines.access.catalog_log import get_many
-        from pipelines.catalog import StoreSource
+        from pipelines.describe.catalog import StoreSource
         from pipelines.progress import counting
 
         keys = [r["path"] + name for r in rows for name in ("manifest.json", "metadata.jsonld")]
@@ -191,7 +191,7 @@ def _dataset(g: Graph, v: URIRef, r: dict[str, Any], *, store, base: str) -> Non
     rights = ACCESS_RIGHTS[r["access"]]
     until = r.get("embargo_until")
     if until is not None and until == until:  # not NaT/NaN (pandas)
-        from pipelines.embargo import today
+        from pipelines.describe.embargo import today
 
         until = until.date() if hasattr(until, "date") and callable(until.date) else until
         if until > today():  # under embargo: nobody may access it before that day

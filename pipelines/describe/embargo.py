@@ -34,10 +34,10 @@ from typing import Any
 from pipelines.store import layout, ledger
 from pipelines.store.base import ObjectInfo, ProgressCallback, Store, StoreError, UploadItem
 from pipelines.store.identifiers import ACCESS_LEVELS
+from pipelines.store.layout import EMBARGO_DIR
 
 log = logging.getLogger(__name__)
 
-EMBARGO_DIR = "_embargo"
 NOW_ENV = "BINDS_NOW"
 #: levels whose versions are held while under embargo (restricted is already the narrowest)
 HELD_LEVELS = ("open", "consortium")
@@ -153,7 +153,7 @@ class HeldStore(Store):
 
 def held_catalog_rows(store: Store) -> list[dict[str, Any]]:
     """The catalog rows of the held versions this store lets us read (curator, reader-all)."""
-    from pipelines.catalog import catalog_base, read_level
+    from pipelines.describe.catalog import catalog_base, read_level
 
     rows: list[dict[str, Any]] = []
     for level in HELD_LEVELS:
@@ -278,7 +278,7 @@ def _release_one(store: Store, row: dict[str, Any]) -> Released:
                 "reason": "embargo release",
             },
         )
-    from pipelines.catalog import remove_catalog_rows, write_catalog_row
+    from pipelines.describe.catalog import remove_catalog_rows, write_catalog_row
 
     write_catalog_row(store, row)
     # the held copy goes last: a reader of the level already has the whole version

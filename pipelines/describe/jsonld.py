@@ -42,8 +42,8 @@ import pyarrow.parquet as pq
 
 from pipelines import modalities
 from pipelines.resources import metadata_dir
-from pipelines.staging import StagedDataset
 from pipelines.toolkit.run_ids import NameHider
+from pipelines.toolkit.stage import StagedDataset
 
 DEFAULT_BASE_URL = "https://binds.example.org/datasets"
 CROISSANT_VERSION = "http://mlcommons.org/croissant/1.1"
@@ -146,7 +146,7 @@ def defined_term(curie: str) -> dict[str, Any] | None:
         "inDefinedTermSet": term_set,
     }
     if vocab:
-        from pipelines.metadata import vocabulary
+        from pipelines.describe.metadata import vocabulary
 
         found = vocabulary(vocab).get(curie)
         if found:
@@ -666,7 +666,7 @@ def generated_by(*, modality: str, run: dict[str, Any]) -> dict[str, Any]:
 
 def _qc_verdict(stage: StagedDataset, modality: str) -> dict[str, Any]:
     """The version's one QC verdict (qc/verdict.json; pipelines.toolkit.qc)."""
-    from pipelines.toolkit.qc import read_verdict
+    from pipelines.describe.verdict import read_verdict
 
     return read_verdict(stage.qc_dir, modality, stage.metrics).to_dict()
 

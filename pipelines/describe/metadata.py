@@ -27,7 +27,7 @@ import yaml
 from referencing import Registry, Resource
 
 from pipelines import modalities
-from pipelines.errors import InputError, Problem
+from pipelines.errors import InputError, Problem, yaml_path
 from pipelines.resources import metadata_dir
 
 # the identifier rules are the store's key rules (the store imports nothing above itself)
@@ -244,13 +244,6 @@ def _wide_encoding(raw: bytes) -> str | None:
     return None
 
 
-def _yaml_path(parts: list[Any]) -> str:
-    out = ""
-    for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out or "(top level)"
-
-
 def _line_of(node: yaml.Node | None, parts: list[Any]) -> int | None:
     """1-based line of the YAML node at ``parts`` (or its nearest existing parent)."""
     line = node.start_mark.line + 1 if node is not None else None
@@ -433,7 +426,7 @@ def validate_experiment(
 
 def _where(parts: list[Any], root: yaml.Node | None, *, path: str | None = None) -> str:
     line = _line_of(root, parts) if root is not None else None
-    path = path or _yaml_path(parts)
+    path = path or yaml_path(parts)
     return f"line {line}: {path}" if line else path
 
 
@@ -445,7 +438,7 @@ def _explain(err: jsonschema.ValidationError, data: dict, file: str, root) -> li
     if v == "required":
         missing = re.findall(r"'([^']+)' is a required property", err.message)
         name = missing[0] if missing else err.message
-        full = _yaml_path([*parts, name])
+        full = yaml_path([*parts, name])
         hint = _REQUIRED_HINTS.get(full) or _REQUIRED_HINTS.get(name)
         # a missing top-level field has no line of its own; a nested one points at its parent
         where = _where(parts, root, path=full) if parts else full
@@ -476,7 +469,7 @@ def _explain(err: jsonschema.ValidationError, data: dict, file: str, root) -> li
             close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
             hint = f"did you mean '{close[0]}'?" if close else f"allowed here: {', '.join(allowed)}"
             line = _key_line(root, parts, name) if root is not None else None
-            path = _yaml_path([*parts, name])
+            path = yaml_path([*parts, name])
             out.append(
                 Problem(
                     f"unknown field '{name}'",
@@ -660,7 +653,7 @@ def _semantic_checks(data: dict, file: str, root) -> tuple[list[Problem], list[s
                 and val not in vocabulary(onto)
             ):
                 notes.append(
-                    f"{file}: {_yaml_path(['samples', i, key])}: {val} is well formed but not in "
+                    f"{file}: {yaml_path(['samples', i, key])}: {val} is well formed but not in "
                     f"the bundled {onto} subset; it is kept as given"
                 )
     for path, value in _walk(data):
@@ -683,8 +676,10 @@ def _semantic_checks(data: dict, file: str, root) -> tuple[list[Problem], list[s
                 hint="check the year",
             )
         )
-    if "support_unit" in data:  # a code: it reaches bills and Prefect tags (pipelines.units)
-        from pipelines.units import unit_problem
+    if (
+        "support_unit" in data
+    ):  # a code: it reaches bills and Prefect tags (pipelines.describe.support_units)
+        from pipelines.describe.support_units import unit_problem
 
         if bad := unit_problem(data["support_unit"]):
             problems.append(

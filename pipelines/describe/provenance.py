@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from pipelines.staging import StagedDataset
+from pipelines.describe.usage import USAGE_PATH, build_usage, collect_jobs
 from pipelines.toolkit.run_ids import RUN_ID, NameHider
 from pipelines.toolkit.run_ids import recorded as recorded_run_ids
-from pipelines.usage import USAGE_PATH, build_usage, collect_jobs
+from pipelines.toolkit.stage import StagedDataset
 
 CRATE_PATH = "ro-crate-metadata.json"
 #: where the workflow definition goes in the version (its main entity is WORKFLOW_DIR/Snakefile)

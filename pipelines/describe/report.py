@@ -26,8 +26,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pipelines.staging import StagedDataset
-from pipelines.toolkit.qc import CheckResult, Verdict, evaluate, read_verdict, rounded
+from pipelines.describe.verdict import evaluate, read_verdict
+from pipelines.toolkit.qc import CheckResult, Verdict, rounded
+from pipelines.toolkit.stage import StagedDataset
 
 MAX_REPORT_BYTES = 5 * 2**20
 MAX_PNG_BYTES = 600 * 2**10  # a larger plot is scaled down before it is inlined
@@ -35,7 +36,7 @@ EVENTS_FILE = "snakemake-events.jsonl"
 
 
 def qc_verdict(modality: str, metrics: dict[str, Any]) -> Verdict:
-    """The version's one QC verdict (:func:`pipelines.toolkit.qc.evaluate`)."""
+    """The version's one QC verdict (:func:`pipelines.describe.verdict.evaluate`)."""
     return evaluate(modality, metrics)
 
 
@@ -51,7 +52,7 @@ def stage_verdict(stage: StagedDataset) -> Verdict:
 
 def rule_runs(stage: StagedDataset) -> list[dict[str, Any]]:
     """One row per Snakemake job of the last run (from ``_meta/snakemake-events.jsonl``)."""
-    from pipelines.monitoring import benchmark_figures
+    from pipelines.describe.jobs import benchmark_figures
 
     path = stage.meta_dir / EVENTS_FILE
     if not path.is_file():
@@ -215,7 +216,7 @@ def render_report(
     location
         Where the version is, e.g. ``s3://binds-curated/open/cryoem/<id>/v2/``.
     """
-    from pipelines.report_i18n import localise_verdict, report_language, translate_page
+    from pipelines.describe.report_i18n import localise_verdict, report_language, translate_page
 
     lang = report_language(lang)
     exp, metrics = stage.experiment, stage.metrics
@@ -251,7 +252,7 @@ def _head(
     verdict: Verdict,
     lang: str = "en",
 ) -> list[str]:
-    from pipelines.report_i18n import summary
+    from pipelines.describe.report_i18n import summary
 
     cls = {"pass": "pass", "fail": "fail"}.get(verdict.status, "na")
     banner = f"<p class='verdict {cls}'>{_e(summary(verdict, lang))}</p>"
@@ -283,7 +284,7 @@ def term_label(curie: Any) -> str:
     text = str(curie)
     prefix = text.partition(":")[0]
     try:
-        from pipelines.metadata import vocabulary
+        from pipelines.describe.metadata import vocabulary
 
         found = vocabulary(prefix).get(text)
     except (OSError, ValueError):

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import modalities
-from pipelines.metadata import PLACEHOLDER
+from pipelines.describe.metadata import PLACEHOLDER
 from pipelines.resources import metadata_dir
 
 

@@ -21,7 +21,6 @@ happened to use (that is ``cpu_s``).  See docs/formats/store.md, "Usage record".
 
 from __future__ import annotations
 
-import ast
 import base64
 import csv
 import datetime as dt
@@ -36,8 +35,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipelines.staging import StagedDataset
-from pipelines.units import safe_cell
+from pipelines.describe.jobs import as_number, parse_benchmark
+from pipelines.describe.support_units import safe_cell
+from pipelines.toolkit.stage import StagedDataset
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,6 @@ SACCT_FIELDS = (
 _JOB_HEADER = re.compile(r"^(?:local)?rule (\S+):\s*$")
 _JOB_FIELD = re.compile(r"^\s{4}(\w+): (.*)$")
 _SLURM_SUBMIT = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\S+?)[ .]")
-_PATH_REPR = re.compile(r"\b(?:Posix|Windows)?Path\(('[^']*'|\"[^\"]*\")\)")
 _STORAGE_NOTE = re.compile(r" \((?:retrieve from|send to|in) storage\)$")
 _SIZE = re.compile(r"^([0-9.]+)([KMGTP]?)$")
 
@@ -105,73 +104,7 @@ def _key_values(text: str) -> dict[str, Any]:
     for part in text.split(", "):
         key, sep, value = part.partition("=")
         if sep:
-            out[key.strip()] = _number(value.strip())
-    return out
-
-
-def _number(value: Any) -> Any:
-    if isinstance(value, (int, float)) or value is None:
-        return value
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        pass
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return value
-
-
-def _literal(text: str) -> Any:
-    """A Python literal as Snakemake's extended benchmark writes it (dict repr); None if not one."""
-    if text in ("{}", ""):
-        return {} if text else None
-    if "Path(" in text:
-        text = _PATH_REPR.sub(r"\1", text)  # PosixPath('/a') -> '/a'
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return None
-
-
-def parse_benchmark(path: str | Path) -> dict[str, Any] | None:
-    """One benchmark TSV (plain or extended format) as typed figures; repeats are summed."""
-    path = Path(path)
-    try:
-        rows = list(csv.DictReader(io.StringIO(path.read_text()), delimiter="\t"))
-    except OSError:
-        return None
-    if not rows:
-        return None
-    row = rows[0]
-
-    def num(key: str, r: dict[str, str] = row) -> float | None:
-        v = r.get(key)
-        if v in (None, "", "NA", "-"):
-            return None
-        try:
-            return float(v)
-        except ValueError:
-            return None
-
-    out: dict[str, Any] = {
-        "wall_s": sum(num("s", r) or 0.0 for r in rows),
-        "cpu_s": None if num("cpu_time") is None else sum(num("cpu_time", r) or 0.0 for r in rows),
-        "max_rss_mb": num("max_rss"),
-        "io_in_mb": num("io_in"),
-        "io_out_mb": num("io_out"),
-        "mean_load": num("mean_load"),
-        "repeats": len(rows),
-        "mtime": path.stat().st_mtime,
-    }
-    if "jobid" in row:
-        out["jobid"] = _number(row["jobid"])
-        out["rule"] = row.get("rule_name")
-        out["threads"] = _number(row.get("threads"))
-        out["wildcards"] = _literal(row.get("wildcards") or "") or {}
-        out["resources"] = _literal(row.get("resources") or "") or {}
-        params = _literal(row.get("params") or "")
-        out["params"] = params if isinstance(params, dict) else {}
+            out[key.strip()] = as_number(value.strip())
     return out
 
 
@@ -295,11 +228,11 @@ def parse_sacct(text: str) -> dict[str, dict[str, Any]]:
             {
                 "job_name": row["JobName"],
                 "state": row["State"],
-                "cpu_time_raw_s": _number(row["CPUTimeRAW"]) if row["CPUTimeRAW"] else None,
-                "elapsed_raw_s": _number(row["ElapsedRaw"]) if row["ElapsedRaw"] else None,
+                "cpu_time_raw_s": as_number(row["CPUTimeRAW"]) if row["CPUTimeRAW"] else None,
+                "elapsed_raw_s": as_number(row["ElapsedRaw"]) if row["ElapsedRaw"] else None,
                 "total_cpu_s": parse_duration_s(row["TotalCPU"]),
                 "alloc_tres": row["AllocTRES"],
-                "alloc_cpus": _number(tres.get("cpu")) if tres.get("cpu") else None,
+                "alloc_cpus": as_number(tres.get("cpu")) if tres.get("cpu") else None,
                 "gpus": tres_gpus(tres),
                 "node": row["NodeList"],
                 "start": row["Start"],
@@ -417,8 +350,8 @@ def _job_record(
         "rule": rule,
         "wildcards": bench.get("wildcards") or lj.get("wildcards") or {},
         "threads": int(threads),
-        "mem_mb": _number(resources.get("mem_mb")),
-        "runtime_min": _number(resources.get("runtime")),
+        "mem_mb": as_number(resources.get("mem_mb")),
+        "runtime_min": as_number(resources.get("runtime")),
         "gpus_requested": _gpus_requested(resources),
         "start": _iso(start),
         "end": _iso(end),
@@ -612,7 +545,7 @@ def version_usage(
     catalog the store refused."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from pipelines.catalog import StoreSource, read_catalog
+    from pipelines.describe.catalog import StoreSource, read_catalog
     from pipelines.progress import counting
     from pipelines.store.base import StoreError
     from pipelines.store.identifiers import ACCESS_LEVELS

@@ -64,7 +64,7 @@ class ModalitySpec:
     #: Distributions whose versions go into every version's provenance.
     software: tuple[str, ...] = ()
     #: Its QC checks, declared once (:class:`pipelines.toolkit.qc.QcCheck`: name, metric, unit,
-    #: threshold, direction, meaning, what to do on failure): :func:`pipelines.toolkit.qc.evaluate`
+    #: threshold, direction, meaning, what to do on failure): :func:`pipelines.describe.verdict.evaluate`
     #: makes the one verdict the report, ``binds run``/``show``, the catalog, Prefect and
     #: metadata.jsonld show.  Empty: the modality has no pass/fail criteria.
     qc: tuple[Any, ...] = ()

@@ -1,6 +1,6 @@
 """Prefect flow of ``binds run``: validate -> Snakemake (one task run per job) -> publish.
 
-The flow only orders :mod:`pipelines.runner`'s steps; :class:`pipelines.monitoring.RunReporter`
+The flow only orders :mod:`pipelines.run.runner`'s steps; :class:`pipelines.orchestrate.monitoring.RunReporter`
 reports Snakemake's jobs into it.  What the unit lead sees in the Prefect UI for one run folder:
 
 - a flow run named after the dataset id, tagged ``modality:``, ``request:``, ``access:`` and
@@ -42,11 +42,11 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
-from pipelines import runner
-from pipelines.monitoring import RunReporter, artifact_key, trace
-from pipelines.runner import EVENTS_FILE, Say, StartedRun
-from pipelines.staging import StagedDataset
+from pipelines.orchestrate.monitoring import RunReporter, artifact_key, trace
+from pipelines.run import runner
+from pipelines.run.runner import EVENTS_FILE, Say, StartedRun
 from pipelines.store.publish import PublishResult
+from pipelines.toolkit.stage import StagedDataset
 
 
 def _flow_run_name() -> str:
@@ -55,8 +55,8 @@ def _flow_run_name() -> str:
 
     run_dir = Path(str(flow_run.parameters.get("run_dir", "run")))
     try:
-        from pipelines.metadata import load_experiment
-        from pipelines.service_guard import flow_run_name, served_inbox
+        from pipelines.describe.metadata import load_experiment
+        from pipelines.orchestrate.service_guard import flow_run_name, served_inbox
 
         if served_inbox() is not None and run_dir.resolve().parent != served_inbox():
             return "refused"  # read nothing of a folder the service does not own
@@ -67,7 +67,7 @@ def _flow_run_name() -> str:
 
 
 def _started_name(started: StartedRun) -> str:
-    from pipelines.service_guard import flow_run_name
+    from pipelines.orchestrate.service_guard import flow_run_name
 
     return flow_run_name(started.experiment.data, started.experiment.dataset_id)
 
@@ -82,7 +82,7 @@ def publish_task(stage_dir: str, store_url: str | None) -> dict:
 
 
 async def _qc_artifact(stage: StagedDataset, dataset_id: str) -> None:
-    from pipelines.report import qc_rows
+    from pipelines.describe.report import qc_rows
 
     rows = qc_rows(stage)
     if rows:
@@ -94,7 +94,7 @@ async def _qc_artifact(stage: StagedDataset, dataset_id: str) -> None:
 
 
 async def _publish_artifacts(result: dict[str, Any]) -> None:
-    from pipelines.service_guard import flow_run_name
+    from pipelines.orchestrate.service_guard import flow_run_name
 
     # consortium / restricted: keyed and labelled by the dataset's hash, as the flow run is
     label = flow_run_name({"access": {"level": result["access"]}}, result["dataset_id"])
@@ -220,7 +220,7 @@ def make_flow(started: StartedRun | None = None, *, say: Say = _quiet) -> Flow:
 
         private_umask()
         if started is None:  # a served deployment: its parameters come from anyone
-            from pipelines.service_guard import check_flow_parameters
+            from pipelines.orchestrate.service_guard import check_flow_parameters
 
             check_flow_parameters(
                 run_dir,
@@ -271,7 +271,7 @@ class _pid_recorded:
     def __enter__(self):
         from prefect.runtime import flow_run
 
-        from pipelines.monitoring import pid_file
+        from pipelines.orchestrate.monitoring import pid_file
 
         self.path = pid_file(str(flow_run.id))
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -341,7 +341,7 @@ async def _binds_run(
 
 def _write_verdict(stage: StagedDataset) -> Any:
     """qc/verdict.json of the stage once Snakemake ended (the publish writes the same bytes)."""
-    from pipelines.toolkit.qc import write_verdict
+    from pipelines.describe.verdict import write_verdict
 
     if not (stage.qc_dir / "metrics.json").is_file():  # the workflow failed: no verdict
         from pipelines.toolkit.qc import Verdict

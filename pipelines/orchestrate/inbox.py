@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.describe.metadata import EXPERIMENT_FILE
 from pipelines.errors import BindsError, InputError, RunError
-from pipelines.metadata import EXPERIMENT_FILE
 from pipelines.store.filemodes import file_mode
 
 log = logging.getLogger(__name__)
@@ -289,14 +289,14 @@ def flow_runner(
     def run_one(run_dir: Path) -> dict[str, Any]:
         from prefect import tags
 
-        from pipelines.flows import binds_run, run_flow
-        from pipelines.monitoring import run_tags
-        from pipelines.runner import check_run_dir
+        from pipelines.orchestrate.flows import binds_run, run_flow
+        from pipelines.orchestrate.monitoring import run_tags
+        from pipelines.run.runner import check_run_dir
 
         try:
             exp, _ = check_run_dir(run_dir)
         except InputError as err:  # bad input: a failed flow run says so in the UI
-            from pipelines.flows import record_rejection
+            from pipelines.orchestrate.flows import record_rejection
 
             record_rejection(run_dir.name, [str(p) for p in err.problems])
             raise

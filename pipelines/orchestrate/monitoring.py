@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.describe.jobs import benchmark_figures
+
 log = logging.getLogger(__name__)
 
 EVENTS_ENV = "BINDS_SNAKEMAKE_EVENTS"  # read by snakemake_logger_plugin_binds
@@ -300,7 +302,7 @@ def run_tags(experiment: dict[str, Any]) -> list[str]:
     tags = [f"modality:{experiment['modality']}", f"access:{experiment['access']['level']}"]
     if experiment["access"]["level"] == "open":
         tags.insert(1, f"request:{experiment['request_id']}")
-    from pipelines.units import safe_tag_value
+    from pipelines.describe.support_units import safe_tag_value
 
     if unit := safe_tag_value(experiment.get("support_unit")):  # a code, never free text
         tags.append(f"unit:{unit}")
@@ -337,33 +339,6 @@ class Job:
     @property
     def key(self) -> str:
         return f"{self.jobid}.{self.attempt}"
-
-
-def benchmark_figures(path: str | Path | None) -> dict[str, float]:
-    """CPU seconds, max RSS (MB), wall seconds from a Snakemake benchmark TSV (its last row)."""
-    if not path:
-        return {}
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError:
-        return {}
-    if len(lines) < 2:
-        return {}
-    row = dict(zip(lines[0].split("\t"), lines[-1].split("\t"), strict=False))
-    out: dict[str, float] = {}
-    for src, dst in (
-        ("s", "wall_s"),
-        ("cpu_time", "cpu_s"),
-        ("max_rss", "max_rss_mb"),
-        ("mean_load", "mean_load_percent"),
-        ("io_in", "io_in_mb"),
-        ("io_out", "io_out_mb"),
-    ):
-        try:
-            out[dst] = round(float(row[src]), 3)
-        except (KeyError, ValueError):
-            continue
-    return out
 
 
 def log_tail(paths: list[str], *, lines: int = LOG_TAIL_LINES) -> list[str]:

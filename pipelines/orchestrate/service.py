@@ -8,7 +8,7 @@ One process holds two things:
   to set up: the service is one command (and one systemd unit), and a run can also be started
   from the UI or with ``prefect deployment run binds-run/<name> -p run_dir=...``;
 - an **inbox watcher** (a thread): each scan takes every complete run folder (see
-  :func:`pipelines.inbox.scan`), validates it (bad input is recorded with its reason, no flow
+  :func:`pipelines.orchestrate.inbox.scan`), validates it (bad input is recorded with its reason, no flow
   run), and creates a flow run of the deployment for it.
 
 Restart safety: a flow run is created with the idempotency key ``<folder>:<fingerprint>:<n>``,
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from pipelines.inbox import SkipReporter, failure_record, load_state, record, scan
+from pipelines.orchestrate.inbox import SkipReporter, failure_record, load_state, record, scan
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # submissions of one folder state after crashed/cancelled runs (restarts)
@@ -105,9 +105,9 @@ class InboxService:
                 self.say(f"{entry.run_dir.name}: {rec['status']}: {rec['error']}")
 
     def _submit(self, client, run_dir: Path, fingerprint: str, *, attempt: int) -> None:
-        from pipelines.monitoring import run_tags
-        from pipelines.runner import check_run_dir
-        from pipelines.service_guard import flow_run_name
+        from pipelines.orchestrate.monitoring import run_tags
+        from pipelines.orchestrate.service_guard import flow_run_name
+        from pipelines.run.runner import check_run_dir
 
         exp, _ = check_run_dir(run_dir)  # InputError: recorded as invalid, no flow run
         fr = client.create_flow_run_from_deployment(
@@ -202,7 +202,7 @@ class InboxService:
 
 def _died(flow_run_id: str) -> bool:
     """A running flow run whose process (on this host) is gone: it died with the service."""
-    from pipelines.monitoring import pid_alive, pid_file
+    from pipelines.orchestrate.monitoring import pid_alive, pid_file
 
     path = pid_file(flow_run_id)
     try:
@@ -254,15 +254,15 @@ def serve(
     """Serve the deployment and watch ``inbox`` until SIGINT/SIGTERM."""
     import asyncio
 
-    from pipelines.monitoring import prefect_environment
+    from pipelines.orchestrate.monitoring import prefect_environment
 
     prefect_environment(quiet=False)  # before Prefect is imported (a no-op if binds serve did)
 
     from prefect.deployments.runner import EntrypointType
     from prefect.runner import Runner
 
-    from pipelines.flows import binds_run
-    from pipelines.service_guard import fix_service
+    from pipelines.orchestrate.flows import binds_run
+    from pipelines.orchestrate.service_guard import fix_service
 
     # the flow-run processes the runner starts inherit this: they refuse anything else
     fix_service(inbox, store_url=store_url, profile=profile, cores=cores)

@@ -1,6 +1,6 @@
 """The privacy gate: no direct identifier of a person enters the pipeline with human data.
 
-Run by ``binds validate`` and by every run before any rule (:func:`pipelines.runner.check_run_dir`),
+Run by ``binds validate`` and by every run before any rule (:func:`pipelines.run.runner.check_run_dir`),
 in every modality, when a sample's organism is human (``NCBITaxon:9606``) or the experiment says
 ``personal_data: true``.  It looks, with the detector of :mod:`pipelines.toolkit.privacy`, at
 
@@ -36,7 +36,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import Problem
+from pipelines.errors import Problem, yaml_path
 from pipelines.toolkit import privacy
 from pipelines.toolkit.inputs import RunFolder
 
@@ -81,9 +81,9 @@ _QUOTED = re.compile(r"""(['"])(.{1,300}?)\1""")
 
 
 def load_experiment_withheld(run_dir: str | Path) -> Any:
-    """:func:`pipelines.metadata.load_experiment`, its problems passed through :func:`withhold`."""
+    """:func:`pipelines.describe.metadata.load_experiment`, its problems passed through :func:`withhold`."""
+    from pipelines.describe.metadata import load_experiment
     from pipelines.errors import InputError
-    from pipelines.metadata import load_experiment
 
     try:
         return load_experiment(run_dir)
@@ -118,13 +118,10 @@ def check_run(
         ):  # a link out of the folder is not read (refused later)
             findings += scan_file(path, shown)
     problems = [
-        f.problem(HINT_STAFF if f.where.startswith(_STAFF) else privacy.HINT)
+        f.problem(HINT_STAFF if f.where.startswith(privacy.STAFF_FIELDS) else privacy.HINT)
         for f in _unique(findings)
     ]
     return problems + special_care_problems(experiment, file=yaml_file.name, lines=lines)
-
-
-_STAFF = ("operator", "requester")
 
 
 def _unique(findings: Iterable[privacy.Finding]) -> list[privacy.Finding]:
@@ -140,7 +137,7 @@ def _unique(findings: Iterable[privacy.Finding]) -> list[privacy.Finding]:
 # --------------------------------------------------------------------------- experiment.yaml
 def _yaml_lines(path: Path) -> Any:
     """The YAML node tree of experiment.yaml, for line numbers (None when unreadable)."""
-    from pipelines import metadata
+    from pipelines.describe import metadata
 
     try:
         root, _ = metadata._parse_yaml(path.read_text(encoding="utf-8-sig"))
@@ -150,64 +147,19 @@ def _yaml_lines(path: Path) -> Any:
 
 
 def _where(parts: list[Any], root: Any) -> str:
-    from pipelines import metadata
+    from pipelines.describe import metadata
 
-    path = metadata._yaml_path(parts)
+    path = yaml_path(parts)
     line = metadata._line_of(root, parts) if root is not None else None
     return f"line {line}: {path}" if line else path
-
-
-# fields whose text is an id (a lone family name there is a name)
-_ID_FIELDS = {"id", "donor_id", "dataset_id", "request_id", "files"}
-# coded fields: ontology ids, enumerations, numbers: nothing a person writes
-_CODED = {
-    "organism",
-    "tissue",
-    "cell_type",
-    "compound",
-    "sex",
-    "disease",
-    "development_stage",
-    "self_reported_ethnicity",
-    "modality",
-    "schema_version",
-    "license",
-    "level",
-    "acquired",
-    "embargo_until",
-    "orcid",
-    "personal_data",
-}
-_PATIENT_CONTEXT = re.compile(r"(?i)patient|donor|subject|participant|患者|被験者|ドナー|様|さん")
 
 
 def scan_experiment(
     experiment: dict[str, Any], *, file: str = "experiment.yaml", lines: Any = None
 ) -> Iterator[privacy.Finding]:
-    """Findings in the text fields of experiment.yaml (see the module's list)."""
-    det = privacy.detector()
-    for parts, value in _walk(experiment):
-        keys = [p for p in parts if isinstance(p, str)]
-        if not keys or keys[-1] in _CODED or not isinstance(value, str | int):
-            continue
-        staff = keys[0] in _STAFF
-        id_like = bool(_ID_FIELDS & set(keys[-1:])) or keys[-1].endswith(("file", "sheet", "path"))
-        # staff fields name staff: a name there is refused only after "patient", "様" ...
-        names = not staff or bool(_PATIENT_CONTEXT.search(str(value)))
-        for kind in det.kinds(value, id_like=id_like, names=names):
-            yield privacy.Finding(file, _where(parts, lines), kind)
-
-
-def _walk(obj: Any, parts: list[Any] | None = None) -> Iterator[tuple[list[Any], Any]]:
-    parts = parts or []
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _walk(v, [*parts, str(k)])
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            yield from _walk(v, [*parts, i])
-    else:
-        yield parts, obj
+    """Findings in the text fields of experiment.yaml (see the module's list), each placed by
+    its YAML path and, with ``lines`` (the node tree), its line."""
+    return privacy.experiment_findings(experiment, file=file, where=lambda p: _where(p, lines))
 
 
 def special_care_problems(

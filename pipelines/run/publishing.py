@@ -6,7 +6,7 @@ above the store know: the experiment metadata, and the documents that describe a
 (``metadata.jsonld``, the QC report, the provenance crate and usage record) and its catalog
 row, built once the version number is claimed.
 
->>> from pipelines.publishing import publish
+>>> from pipelines.run.publishing import publish
 >>> result = publish(StagedDataset(Path(".binds-work/stage")), open_store("./store"))
 """
 
@@ -21,9 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from pipelines.describe.metadata import default_dataset_id, validate_experiment
 from pipelines.errors import InputError, Problem, RunError
-from pipelines.metadata import default_dataset_id, validate_experiment
-from pipelines.staging import StagedDataset
 from pipelines.store.base import Store, StoreError, UploadItem
 from pipelines.store.hashing import digests
 from pipelines.store.publish import (
@@ -36,8 +35,9 @@ from pipelines.store.publish import (
     experiment_sha256,
     with_expected_etags,
 )
+from pipelines.toolkit.stage import StagedDataset
 
-#: the self-contained QC report of every version (pipelines.report), beside the QC files
+#: the self-contained QC report of every version (pipelines.describe.report), beside the QC files
 REPORT_PATH = "qc/report.html"
 
 
@@ -82,7 +82,7 @@ def publish(
         # a stage whose metrics changed since gets the verdict its metrics give (before
         # hashing). A stage without one is published as it is: every reader evaluates the same
         # metrics with the same rules (pipelines.toolkit.qc), so no output can disagree.
-        from pipelines.toolkit.qc import refresh_verdict
+        from pipelines.describe.verdict import refresh_verdict
 
         refresh_verdict(stage.qc_dir, exp["modality"], stage.metrics)
     if attempts is None:
@@ -103,7 +103,7 @@ def publish(
         session=session_of(stage),
         override_reason=(curator_override or "").strip() or None,
     )
-    from pipelines.embargo import HeldStore, embargo_until, is_held
+    from pipelines.describe.embargo import HeldStore, embargo_until, is_held
 
     held = is_held(exp)
     if held:  # committed under _embargo/<level>/ until `binds release` moves it (#23)
@@ -228,9 +228,9 @@ def stage_digest(stage: StagedDataset, items: list[UploadItem]) -> str:
 def describe_version(stage: StagedDataset, experiment: dict[str, Any], draft: Draft) -> Description:
     """The documents of the version ``draft`` names: metadata.jsonld, the QC report to send the
     researcher, the provenance crate and the usage record (with its manifest summary)."""
-    from pipelines.jsonld import build_metadata
-    from pipelines.provenance import version_documents
-    from pipelines.report import render_report
+    from pipelines.describe.jsonld import build_metadata
+    from pipelines.describe.provenance import version_documents
+    from pipelines.describe.report import render_report
 
     metadata = build_metadata(
         stage=stage,
@@ -271,7 +271,7 @@ def describe_version(stage: StagedDataset, experiment: dict[str, Any], draft: Dr
 
 def index_version(store: Store) -> Callable[[dict[str, Any], bytes], None]:
     """Writes the catalog row of a committed version (step 6 of the protocol)."""
-    from pipelines.catalog import catalog_row, write_catalog_row
+    from pipelines.describe.catalog import catalog_row, write_catalog_row
 
     def index(manifest: dict[str, Any], manifest_bytes: bytes) -> None:
         sha = hashlib.sha256(manifest_bytes).hexdigest()

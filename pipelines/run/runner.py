@@ -23,18 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines import modalities, privacy_gate, worklock
+from pipelines import modalities
+from pipelines.describe.metadata import EXPERIMENT_FILE, Experiment
 from pipelines.errors import InputError, Problem
-from pipelines.metadata import EXPERIMENT_FILE, Experiment
-from pipelines.publishing import PublishResult, publish
 from pipelines.resources import project_root
-from pipelines.staging import StagedDataset
+from pipelines.run import privacy_gate, worklock
+from pipelines.run.publishing import PublishResult, publish
+from pipelines.run.workflow import RunningWorkflow, start_workflow
 from pipelines.store import open_store
 from pipelines.store.hashing import sha256_file
 from pipelines.toolkit import run_ids
 from pipelines.toolkit.inputs import RunFolder, sample_of_files
 from pipelines.toolkit.rawfiles import raw_file_problems
-from pipelines.workflow import RunningWorkflow, start_workflow
+from pipelines.toolkit.stage import StagedDataset
 
 log = logging.getLogger(__name__)
 FINGERPRINT_FILE = "fingerprint.json"
@@ -64,7 +65,7 @@ def work_dir_for(exp: Experiment, work_dir: str | Path | None = None) -> Path:
 def hold_work_dir(
     run_dir: str | Path, work_dir: str | Path | None = None, *, say: Say = _quiet
 ) -> Iterator[Path]:
-    """Hold the lock of the run's work folder (see :mod:`pipelines.worklock`) for a ``with``.
+    """Hold the lock of the run's work folder (see :mod:`pipelines.run.worklock`) for a ``with``.
 
     The work folder is named after the dataset id, so experiment.yaml is read (and validated)
     first; invalid metadata raises :class:`InputError` before anything is locked.
@@ -203,7 +204,7 @@ def prepare(
     """Validate the run folder and write ``<work>/stage/_meta/{experiment,run,fingerprint}.json``.
 
     With ``check_store`` the store is checked to be reachable and writable first (seconds, not
-    after the compute).  The caller holds the work folder's lock (:func:`pipelines.worklock.hold`).
+    after the compute).  The caller holds the work folder's lock (:func:`pipelines.run.worklock.hold`).
     """
     run_dir = Path(run_dir).resolve()
     say(f"validating {run_dir.name}")
@@ -320,7 +321,7 @@ class StagingRun:
         # the one QC verdict (qc/verdict.json) belongs to the stage the workflow produced:
         # written here, once, so that publishing never changes what it hashes
         if (self.stage.qc_dir / "metrics.json").is_file():
-            from pipelines.toolkit.qc import write_verdict
+            from pipelines.describe.verdict import write_verdict
 
             write_verdict(
                 self.stage.qc_dir, self.stage.experiment.get("modality", ""), self.stage.metrics
@@ -346,7 +347,7 @@ def start_stage(
     say: Say = _quiet,
 ) -> StagingRun:
     """Start the modality's Snakemake workflow into ``stage`` (``events``: its job events, see
-    :func:`pipelines.workflow.start_workflow`) and return at once."""
+    :func:`pipelines.run.workflow.start_workflow`) and return at once."""
 
     def steps(done: int, total: int) -> None:
         say(f"snakemake: {done} of {total} steps done")
@@ -474,7 +475,7 @@ def already_published(
         return None
     if newer or manifest.get("content_digest") != result.get("content_digest"):
         return None
-    from pipelines.toolkit.qc import read_verdict
+    from pipelines.describe.verdict import read_verdict
 
     qc = read_verdict(stage.qc_dir, exp.modality, stage.metrics).to_dict()
     return result | {

@@ -3,7 +3,7 @@
 Snakemake runs as a subprocess of the same Python (``python -m snakemake``) with a profile from
 ``profiles/``: exactly what an HPC operator runs by hand, so a profile that works here works
 there.  Failures come back as :class:`InputError` (a rule met bad input and said so through
-:func:`pipelines.smk.run_step`) or :class:`RunError` naming the failed rule and its log tail.
+:func:`pipelines.toolkit.smk.run_step`) or :class:`RunError` naming the failed rule and its log tail.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pipelines import worklock
 from pipelines.errors import BindsError, InputError, Problem, RunError
 from pipelines.resources import profiles_dir, snakefile
-from pipelines.staging import StagedDataset
+from pipelines.run import worklock
+from pipelines.toolkit.stage import StagedDataset
 
 log = logging.getLogger(__name__)
 _PROGRESS = re.compile(r"(\d+) of (\d+) steps \((\d+(?:\.\d+)?)%\) done")
@@ -79,7 +79,7 @@ def snakemake_command(
         cmd += ["--logger", "binds"]  # snakemake_logger_plugin_binds writes that file
     cmd += [
         "--config",
-        # no scheduler holds a local job to its mem_mb: pipelines.smk does (see run_step)
+        # no scheduler holds a local job to its mem_mb: pipelines.toolkit.smk does (see run_step)
         f"enforce_mem_mb={_executor(prof) == 'local'}",
         f"run_dir={run_dir.resolve()}",
         f"stage_dir={stage.root.resolve()}",
@@ -317,7 +317,7 @@ def _kill_group(pgid: int) -> None:
 
 
 def _error_records(stage: StagedDataset) -> list[dict]:
-    """What the failed rules wrote through :func:`pipelines.smk.run_step` (one file per rule job)."""
+    """What the failed rules wrote through :func:`pipelines.toolkit.smk.run_step` (one file per rule job)."""
     records = []
     if stage.errors_dir.is_dir():
         for f in sorted(stage.errors_dir.glob("*.json")):

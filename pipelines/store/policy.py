@@ -2,7 +2,7 @@
 
 The store keeps each access level under its own prefix (``open/``, ``consortium/``,
 ``restricted/``: data, catalog, ``_ledger/``), embargoed versions under ``_embargo/<level>/``
-until their release date (:mod:`pipelines.embargo`), and two places shared by all levels that
+until their release date (:mod:`pipelines.describe.embargo`), and two places shared by all levels that
 reveal nothing but hashes: ``_registry/`` (dataset id -> owner, one level per dataset) and
 ``_leases/`` (publisher leases). ``_probe/`` receives the write probe a publish makes before any
 compute. So "who sees what" is decided by one object ARN (and one ``s3:prefix`` condition) per
@@ -33,8 +33,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.embargo import EMBARGO_DIR  # versions held until their date: _embargo/<level>/
 from pipelines.store.identifiers import ACCESS_LEVELS
+from pipelines.store.layout import EMBARGO_DIR  # versions held until their date: _embargo/<level>/
 from pipelines.store.s3 import parse_s3_url
 
 #: shared by all levels, keyed only by hashes of dataset ids

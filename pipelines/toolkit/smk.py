@@ -2,13 +2,13 @@
 
 A rule's script stays a few lines::
 
-    from pipelines.smk import run_step
+    from pipelines.toolkit.smk import run_step
     from pipelines.modalities.cryoem import convert_map
 
     run_step(snakemake, convert_map, src=snakemake.input.map, dest=snakemake.output.zarr)
 
 ``run_step`` sends logging to the rule's ``log:`` file and reports failures through
-``<stage>/_meta/errors/<rule>-<n>.json``, which ``binds run`` (:mod:`pipelines.workflow`) reads:
+``<stage>/_meta/errors/<rule>-<n>.json``, which ``binds run`` (:mod:`pipelines.run.workflow`) reads:
 
 * an :class:`InputError` becomes ``{"rule", "kind": "input", "problems": [...]}`` and exit
   status 2: the user sees each problem (file, place, hint) and ``binds run`` exits 2;

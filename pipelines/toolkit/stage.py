@@ -12,7 +12,7 @@ Layout (the contract between the modality workflows and the store)::
             run.json          run_dir, modality, dataset_id, inputs with sha256
             facts.json        optional, from the modality: {"facts": {...}, "conflicts": [...]}
                               header facts (voxel size, polarity, chemistry...) for metadata.jsonld
-            errors/<rule>.json  written by a rule that met bad input (see pipelines.smk)
+            errors/<rule>.json  written by a rule that met bad input (see pipelines.toolkit.smk)
 
 A version's identity is the digest of ``data/`` and ``qc/`` only, so outputs must be
 deterministic (no timestamps or run ids inside data or QC files).

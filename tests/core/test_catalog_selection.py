@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
-from pipelines.access.catalog_schema import CATALOG_SCHEMA, figures, parse_where
-from pipelines.catalog import read_catalog, rebuild_catalog
+from pipelines.access.catalog_schema import CATALOG_SCHEMA, parse_where
 from pipelines.cli import app
+from pipelines.describe.catalog import figures, read_catalog, rebuild_catalog
 from pipelines.store import open_store
 
 
@@ -151,7 +151,7 @@ def test_experiment_schema_takes_sample_files_and_cellxgene_fields():
     import yaml
     from binds_testing import minimal_yaml
 
-    from pipelines.metadata import validate_experiment
+    from pipelines.describe.metadata import validate_experiment
 
     exp = yaml.safe_load(minimal_yaml("metabolomics"))
     exp["acquired"] = str(exp["acquired"])

@@ -32,7 +32,7 @@ from pipelines.errors import InputError, Problem, ProblemList
 from pipelines.modalities.metabolomics.chem import ADDUCTS, target_mz
 from pipelines.modalities.metabolomics.features import doc_field
 from pipelines.modalities.metabolomics.peaks import xic_peak
-from pipelines.staging import write_json
+from pipelines.toolkit.stage import write_json
 from pipelines.toolkit.tables import columns_for, write_table
 
 log = logging.getLogger(__name__)

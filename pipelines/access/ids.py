@@ -14,7 +14,7 @@ import binascii
 import re
 from dataclasses import dataclass
 
-from pipelines.store.identifiers import DATASET_ID
+from pipelines.store.layout import DATASET_ID
 
 _NAME = re.compile(r"^(?P<dataset>[^@/]+)@v(?P<version>[1-9][0-9]*)(?:/(?P<path>.+))?$")
 
