@@ -32,7 +32,6 @@ from pipelines.toolkit.stage import StagedDataset
 
 MAX_REPORT_BYTES = 5 * 2**20
 MAX_PNG_BYTES = 600 * 2**10  # a larger plot is scaled down before it is inlined
-EVENTS_FILE = "snakemake-events.jsonl"
 
 
 def qc_verdict(modality: str, metrics: dict[str, Any]) -> Verdict:
@@ -54,7 +53,7 @@ def rule_runs(stage: StagedDataset) -> list[dict[str, Any]]:
     """One row per Snakemake job of the last run (from ``_meta/snakemake-events.jsonl``)."""
     from pipelines.describe.jobs import benchmark_figures
 
-    path = stage.meta_dir / EVENTS_FILE
+    path = stage.events_file
     if not path.is_file():
         return []
     jobs: dict[int, dict[str, Any]] = {}

@@ -270,7 +270,7 @@ def collect_jobs(
     ``sacct_rows`` (tests, or figures fetched elsewhere) replaces the ``sacct`` call.
     """
     notes: list[str] = []
-    log_jobs = parse_snakemake_log(stage.meta_dir / "snakemake.log")
+    log_jobs = parse_snakemake_log(stage.snakemake_log)
     root = stage.root.resolve()  # the log names absolute paths
     records = _benchmark_records(root, log_jobs, notes)
     slurm_ids = sorted(

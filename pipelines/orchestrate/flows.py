@@ -44,9 +44,9 @@ from prefect.cache_policies import NO_CACHE
 
 from pipelines.orchestrate.monitoring import RunReporter, artifact_key, trace
 from pipelines.run import runner
-from pipelines.run.runner import EVENTS_FILE, Say, StartedRun
+from pipelines.run.runner import Say, StartedRun
 from pipelines.store.publish import PublishResult
-from pipelines.toolkit.stage import StagedDataset
+from pipelines.toolkit.stage import EVENTS_FILE, StagedDataset
 
 
 def _flow_run_name() -> str:
@@ -314,7 +314,7 @@ async def _binds_run(
         if started.unchanged is not None:  # decided from the fingerprint: nothing ran
             reporter.step("validate", started=started.validated[0], finished=started.validated[1])
             return started.unchanged
-        reporter.console_log = stage.meta_dir / "snakemake.log"
+        reporter.console_log = stage.snakemake_log
         reporter.step("validate", started=started.validated[0], finished=started.validated[1])
         try:
             with reporter.following(started.events):

@@ -46,7 +46,6 @@ from pipelines.describe.jobs import benchmark_figures
 
 log = logging.getLogger(__name__)
 
-EVENTS_ENV = "BINDS_SNAKEMAKE_EVENTS"  # read by snakemake_logger_plugin_binds
 LOG_TAIL_LINES = 20
 
 

@@ -39,7 +39,6 @@ from pipelines.toolkit.stage import StagedDataset
 
 log = logging.getLogger(__name__)
 FINGERPRINT_FILE = "fingerprint.json"
-EVENTS_FILE = "snakemake-events.jsonl"  # in <stage>/_meta/: the run's job record (logger plugin)
 
 #: A progress callback: receives a short status line (``binds run`` shows it in its spinner).
 Say = Callable[[str], None]
@@ -383,7 +382,7 @@ class StartedRun:
 
     @property
     def events(self) -> Path:
-        return self.stage.meta_dir / EVENTS_FILE
+        return self.stage.events_file
 
 
 def start_run(
@@ -414,7 +413,7 @@ def start_run(
         modality=exp.modality,
         profile=profile,
         cores=cores,
-        events=staged.meta_dir / EVENTS_FILE,
+        events=staged.events_file,
         say=say,
     )
     return StartedRun(exp, staged, (t0, t1), staging)

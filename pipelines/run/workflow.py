@@ -184,7 +184,7 @@ class RunningWorkflow:
         on_progress: Callable[[int, int], None] | None,
     ) -> None:
         self.stage = stage
-        self.smk_log = stage.meta_dir / "snakemake.log"
+        self.smk_log = stage.snakemake_log
         self.on_progress = on_progress
         self.failed_rules: list[str] = []
         self.rule_logs: list[str] = []

@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 PUBLISHED_DIRS = ("data", "qc")
+# in <stage>/_meta/ (the stage's names: StagedDataset.events_file / .snakemake_log)
+EVENTS_FILE = "snakemake-events.jsonl"
+SNAKEMAKE_LOG = "snakemake.log"
 #: Files Snakemake leaves inside ``directory()`` outputs (and our own scratch files): never
 #: published, never listed in a manifest (zarr warns about every unknown file in a store).
 _NOT_PUBLISHED_PREFIXES = (".snakemake", ".binds-")
@@ -58,6 +62,16 @@ class StagedDataset:
     @property
     def errors_dir(self) -> Path:
         return self.meta_dir / "errors"
+
+    @property
+    def events_file(self) -> Path:
+        """The run's job record: one JSON line per Snakemake event (the binds logger plugin)."""
+        return self.meta_dir / EVENTS_FILE
+
+    @property
+    def snakemake_log(self) -> Path:
+        """Snakemake's own console log of the last run."""
+        return self.meta_dir / SNAKEMAKE_LOG
 
     def _json(self, path: Path, default: Any) -> Any:
         if not path.exists():
@@ -113,7 +127,13 @@ def write_json(path: str | Path, obj: Any) -> Path:
     text = json.dumps(
         _finite_or_null(obj), indent=2, sort_keys=True, allow_nan=False, default=_json_default
     )
-    path.write_text(text + "\n")
+    # a kill mid-write leaves the old file or none, never half a JSON document
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
