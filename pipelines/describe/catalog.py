@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines import modalities
 from pipelines.access import catalog_log
 from pipelines.access.catalog_schema import (
     CATALOG_SCHEMA,
@@ -123,14 +124,25 @@ def catalog_row(
     }
 
 
-def _identity(manifest: dict[str, Any], manifest_sha256: str) -> dict[str, Any]:
-    data_paths = sorted(
+def data_entries(manifest: dict[str, Any]) -> list[str]:
+    """The top-level ``data/`` entries of a version: its modality's main one first (what a
+    reader opens when it names none: ``ModalitySpec.main_data``), the others sorted."""
+    entries = sorted(
         {
             "/".join(f["path"].split("/")[:2])
             for f in manifest["files"]
             if f["path"].startswith("data/")
         }
     )
+    try:
+        main = modalities.spec(manifest["modality"]).main_data
+    except Exception:  # a modality not installed here: no main entry to put first
+        main = None
+    return sorted(entries, key=lambda e: e != main)
+
+
+def _identity(manifest: dict[str, Any], manifest_sha256: str) -> dict[str, Any]:
+    data_paths = data_entries(manifest)
     created = manifest.get("created")
     prefix = layout.version_prefix(
         manifest["access"], manifest["modality"], manifest["dataset_id"], int(manifest["version"])

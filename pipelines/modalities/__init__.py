@@ -71,6 +71,9 @@ class ModalitySpec:
     #: ``qc/metrics.json`` -> a note for the verdict line ("" for none), e.g. plates without
     #: usable controls.
     qc_note: Callable[[Mapping[str, Any]], str] | None = None
+    #: The ``data/`` entry a reader opens when it names none (``pipelines.access.open``), e.g.
+    #: ``data/map.ome.zarr``: the catalog lists it first among the version's ``data_paths``.
+    main_data: str | None = None
     workflow: Path | None = None
     schema: Path | None = None
     env: Path | None = None

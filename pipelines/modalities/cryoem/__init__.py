@@ -123,6 +123,7 @@ QC: tuple[QcCheck, ...] = (
 
 MODALITY = ModalitySpec(
     name="cryoem",
+    main_data="data/map.ome.zarr",
     description=DESCRIPTION,
     technique="cryo-electron microscopy",
     raw_patterns=RAW_PATTERNS,

@@ -129,6 +129,7 @@ QC: tuple[QcCheck, ...] = (
 
 MODALITY = ModalitySpec(
     name="metabolomics",
+    main_data="data/spectra.parquet",
     description=DESCRIPTION,
     technique="liquid chromatography-mass spectrometry",
     raw_patterns=RAW_PATTERNS,

@@ -126,6 +126,7 @@ QC: tuple[QcCheck, ...] = (
 
 MODALITY = ModalitySpec(
     name="transcriptomics",
+    main_data="data/adata.zarr",
     description=DESCRIPTION,
     technique="RNA sequencing",
     raw_patterns=RAW_PATTERNS,
