@@ -285,6 +285,11 @@ def create_app(
 ) -> FastAPI:
     """The service of ``store_url``; with ``replica_url`` (a preservation copy), ``/health``
     also reports the replication lag (:mod:`pipelines.dataservice.replication`)."""
+    # imported when the worker starts, not by its first /catalog request (~0.3-0.5 s of a
+    # reader's `open("drs://...")`, which asks the catalog for the version first)
+    import pandas  # noqa: F401
+
+    import pipelines.describe.catalog  # noqa: F401
     from pipelines.store import open_store
 
     store = open_store(store_url, read_only=True)
