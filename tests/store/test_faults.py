@@ -42,11 +42,26 @@ def _assert_version_equals_stage(store, version: int, stage) -> None:
         assert hashlib.sha256(store.get(f"{DATASET_PREFIX}v{version}/{rel}")).hexdigest() == sha
 
 
+def _short_botocore_backoff(monkeypatch, scale: float = 0.05) -> None:
+    """botocore waits rand(0, 1) * 2**n s (n = 0, 1, ..., at most 20 s) before the n-th retry of
+    a request: through this proxy, 25 to 40 s of sleeping in all.  Here it waits ``scale`` times
+    that; what is retried, and how often, is unchanged."""
+    from botocore.retries.standard import ExponentialBackoff
+
+    delay_amount = ExponentialBackoff.delay_amount
+    monkeypatch.setattr(
+        ExponentialBackoff,
+        "delay_amount",
+        lambda self, context: scale * delay_amount(self, context),
+    )
+
+
 def test_publish_through_flaky_proxy_completes_with_identical_bytes(
     make_stage, s3_bucket, s3_endpoint, monkeypatch
 ):
     stage = make_stage(n_chunks=60, big_bytes=3 << 20)
     plan = FaultPlan(error_rate=0.15, drop_rate=0.10, seed=7)
+    _short_botocore_backoff(monkeypatch)
     with FaultProxy(_upstream(s3_endpoint), plan) as proxy_url:
         monkeypatch.setenv("BINDS_S3_ENDPOINT_URL", proxy_url)
         store = open_store(s3_bucket)
@@ -63,6 +78,7 @@ def test_proxy_failing_everything_gives_clear_error_and_keeps_stage(
     make_stage, s3_bucket, s3_endpoint, monkeypatch
 ):
     stage = make_stage(n_chunks=3)
+    _short_botocore_backoff(monkeypatch)
     with FaultProxy(_upstream(s3_endpoint), FaultPlan(error_rate=1.0)) as proxy_url:
         monkeypatch.setenv("BINDS_S3_ENDPOINT_URL", proxy_url)
         monkeypatch.setenv("BINDS_S3_MAX_ATTEMPTS", "2")
