@@ -198,6 +198,9 @@ def _fixture_closure(item, names) -> dict[str, list]:
     return seen
 
 
+# tryfirst: pytest-xdist's worker reads the xdist_group marks in its own hook of this name, and
+# its plugin is registered after this conftest, so it ran first and found none
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session, config, items):
     helpers = _slow_helper_objects()
     fixture_marks: dict[int, set[str]] = {}  # a fixture's helpers, read once per definition
@@ -234,9 +237,26 @@ def pytest_collection_modifyitems(session, config, items):
     users = collections.Counter(name for names in builds.values() for name in names)
     for item in items:
         if names := builds.get(item.nodeid):
-            item.add_marker(pytest.mark.xdist_group(max(names, key=lambda n: (users[n], n))))
+            group = max(names, key=lambda n: (users[n], n))
+            item.add_marker(pytest.mark.xdist_group(group))
+            if getattr(config.option, "loadgroup", False):
+                _group_in_node_id(item, group)
             if not item.get_closest_marker("timeout"):  # the first user builds it (a loaded
                 item.add_marker(pytest.mark.timeout(SHARED_BUILD_TIMEOUT_S))  # machine: slow)
+
+
+def _group_in_node_id(item, group: str) -> None:
+    """What pytest-xdist's worker does for ``--dist loadgroup``: "@group" after the node id,
+    which its scheduler groups by.  xdist 3.8 sets ``item._nodeid``, which pytest 9 no longer
+    reads (the id is ``item._id``): without this every worker ran every group's tests, and
+    built their shared build (demo_store, real_store, a module's runs) once each."""
+    node_id = f"{item.nodeid}@{group}"
+    if hasattr(item, "_id"):
+        from _pytest.nodeid import NodeId
+
+        item._id = NodeId.parse(node_id)
+    else:
+        item._nodeid = node_id
 
 
 def _shared_builds(closure: dict[str, list], own_marks) -> list[str]:

@@ -101,3 +101,42 @@ def test_markers_come_from_fixtures_and_helpers_and_the_guard_fails_the_rest(tmp
     assert "1 passed" in fast.stdout and "2 failed" in fast.stdout, fast.stdout + fast.stderr
     assert "test_starts_snakemake_unmarked is in the fast tier but started workflow" in fast.stdout
     assert "test_swallows_the_failure is in the fast tier but started slurm" in fast.stdout
+
+
+def test_users_of_one_shared_build_run_in_one_xdist_worker_that_builds_it_once(tmp_path):
+    """`make test` runs ``-n 2 --dist loadgroup``: every user of a session build (its
+    xdist_group) goes to the worker that built it, so the build runs once, not once per worker
+    (with pytest 9 and xdist 3.8 the groups were silently ignored)."""
+    log = tmp_path / "log"
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    slow\n    workflow\n")
+    (tmp_path / "test_shared.py").write_text(
+        textwrap.dedent(
+            f"""
+            import os
+            import pytest
+
+            def _write(line):
+                with open({str(log)!r}, "a") as f:
+                    f.write(line + "\\n")
+
+            @pytest.fixture(scope="session")
+            def shared_build(snakemake):  # a session build on a slow fixture
+                _write("built " + os.environ["PYTEST_XDIST_WORKER"])
+
+            @pytest.mark.parametrize("n", range(6))
+            def test_user(shared_build, n, request):
+                _write("used " + os.environ["PYTEST_XDIST_WORKER"] + " " + request.node.nodeid)
+
+            @pytest.mark.parametrize("n", range(6))
+            def test_other(n):
+                pass
+            """
+        )
+    )
+    out = _pytest(tmp_path, "-n", "2", "--dist", "loadgroup")
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = log.read_text().splitlines()
+    assert len([ln for ln in lines if ln.startswith("built")]) == 1, lines
+    assert len({ln.split()[1] for ln in lines}) == 1, lines  # built and used in one worker
+    used = [ln.split()[2] for ln in lines if ln.startswith("used")]
+    assert len(used) == 6 and all(u.endswith("@shared_build") for u in used), used

@@ -3,6 +3,10 @@
 Each request is, by a seeded draw: answered ``503 Slow Down`` / ``500``, cut off mid-body (the
 connection dropped while the client is still sending), or passed through.  Every connection
 carries one request (``Connection: close``), so faults never leak between requests.
+
+A request with ``Expect: 100-continue`` (botocore's PutObject/UploadPart) gets its ``100
+Continue`` at once, as S3 sends it, so the client sends the body without first waiting out its
+1 s timeout for the answer (a second per PUT through the proxy); the header is not forwarded.
 """
 
 from __future__ import annotations
@@ -39,6 +43,13 @@ class FaultPlan:
             self.counts[fate] += 1
             return fate
 
+    def error_status(self) -> tuple[bytes, bytes]:
+        """The status line and S3 error code of an injected error, drawn from the seeded plan."""
+        with self._lock:
+            if self._rng.random() < 0.5:
+                return b"503 Slow Down", b"SlowDown"
+            return b"500 Internal Server Error", b"InternalError"
+
 
 def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
     buf = b""
@@ -49,6 +60,12 @@ def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
         buf += chunk
     head, _, rest = buf.partition(b"\r\n\r\n")
     return head + b"\r\n\r\n", rest
+
+
+def _expects_continue(head: bytes) -> bool:
+    return any(
+        line.lower().replace(b" ", b"") == b"expect:100-continue" for line in head.split(b"\r\n")
+    )
 
 
 def _content_length(head: bytes) -> int:
@@ -66,6 +83,8 @@ class _Handler(socketserver.BaseRequestHandler):
         if not head:
             return
         need = _content_length(head)
+        if need > len(body) and _expects_continue(head):
+            client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
         fate = plan.draw()
         if fate == "drop":
             # read part of the body, then vanish: the client sees a reset mid-upload
@@ -86,8 +105,7 @@ class _Handler(socketserver.BaseRequestHandler):
                 return
             body += chunk
         if fate == "error":
-            status = random.choice([b"503 Slow Down", b"500 Internal Server Error"])
-            code = b"SlowDown" if status.startswith(b"503") else b"InternalError"
+            status, code = plan.error_status()
             xml = (
                 b"<?xml version='1.0'?><Error><Code>"
                 + code
@@ -105,7 +123,7 @@ class _Handler(socketserver.BaseRequestHandler):
         lines = [
             ln
             for ln in head.rstrip(b"\r\n").split(b"\r\n")
-            if not ln.lower().startswith((b"connection:", b"keep-alive:"))
+            if not ln.lower().startswith((b"connection:", b"keep-alive:", b"expect:"))
         ]
         head = b"\r\n".join(lines) + b"\r\nConnection: close\r\n\r\n"
         with socket.create_connection(self.server.upstream) as up:

@@ -42,11 +42,26 @@ def _assert_version_equals_stage(store, version: int, stage) -> None:
         assert hashlib.sha256(store.get(f"{DATASET_PREFIX}v{version}/{rel}")).hexdigest() == sha
 
 
+def _short_botocore_backoff(monkeypatch, scale: float = 0.05) -> None:
+    """botocore waits rand(0, 1) * 2**n s (n = 0, 1, ..., at most 20 s) before the n-th retry of
+    a request: through this proxy, 25 to 40 s of sleeping in all.  Here it waits ``scale`` times
+    that; what is retried, and how often, is unchanged."""
+    from botocore.retries.standard import ExponentialBackoff
+
+    delay_amount = ExponentialBackoff.delay_amount
+    monkeypatch.setattr(
+        ExponentialBackoff,
+        "delay_amount",
+        lambda self, context: scale * delay_amount(self, context),
+    )
+
+
 def test_publish_through_flaky_proxy_completes_with_identical_bytes(
     make_stage, s3_bucket, s3_endpoint, monkeypatch
 ):
     stage = make_stage(n_chunks=60, big_bytes=3 << 20)
     plan = FaultPlan(error_rate=0.15, drop_rate=0.10, seed=7)
+    _short_botocore_backoff(monkeypatch)
     with FaultProxy(_upstream(s3_endpoint), plan) as proxy_url:
         monkeypatch.setenv("BINDS_S3_ENDPOINT_URL", proxy_url)
         store = open_store(s3_bucket)
@@ -63,6 +78,7 @@ def test_proxy_failing_everything_gives_clear_error_and_keeps_stage(
     make_stage, s3_bucket, s3_endpoint, monkeypatch
 ):
     stage = make_stage(n_chunks=3)
+    _short_botocore_backoff(monkeypatch)
     with FaultProxy(_upstream(s3_endpoint), FaultPlan(error_rate=1.0)) as proxy_url:
         monkeypatch.setenv("BINDS_S3_ENDPOINT_URL", proxy_url)
         monkeypatch.setenv("BINDS_S3_MAX_ATTEMPTS", "2")
@@ -116,9 +132,13 @@ def _publisher(stage_root: Path, store_url: str, endpoint: str | None) -> subpro
 
 
 def _assert_no_partial_version_visible(
-    store, stages_by_digest: dict[str, object], prefix: str = DATASET_PREFIX
+    store,
+    stages_by_digest: dict[str, object],
+    prefix: str = DATASET_PREFIX,
+    dataset_id: str | None = None,
 ) -> list[int]:
-    """Every version with a manifest is complete and equals one staged content."""
+    """Every version with a manifest is complete and equals one staged content; ``verify``
+    checks the versions of ``dataset_id`` (default: all of them) and the ledger."""
     committed = []
     for name in store.list_dirs(prefix):
         if not name.startswith("v"):
@@ -129,7 +149,7 @@ def _assert_no_partial_version_visible(
             continue  # uncommitted: invisible to readers
         assert manifest["content_digest"] in stages_by_digest
         committed.append(int(name[1:]))
-    problems = verify(store).problems
+    problems = verify(store, dataset_id=dataset_id).problems
     assert all("catalog row missing" in p for p in problems), problems
     cat = read_catalog(store).to_pandas()
     assert set(cat[cat["path"].str.startswith(prefix)]["version"]) <= set(committed)
@@ -155,14 +175,59 @@ def _kill_when(proc: subprocess.Popen, ready, timeout_s: float = 120) -> bool:
     return False
 
 
-@pytest.mark.parametrize("backend,runs,n_chunks", [("s3", 12, 150), ("local", 8, 1500)])
+def _recorded_timeline(stage, store, store_url: str, endpoint: str | None):
+    """One uninterrupted publish (dataset ``timeline``) and its phases as (name, start, end) in
+    seconds after the command started, from what appears in the store (polled): start-up and
+    hashing (until its lease is taken), claiming (until its first object), uploading and the
+    documents (until the manifest, the commit), then the ledger, catalog and release."""
+    from pipelines.store.lease import lease_key
+
+    stage.write_meta("experiment.json", dict(stage.experiment, dataset_id="timeline"))
+    version = "consortium/screening/timeline/v1/"
+    marks = [
+        ("start-up and hashing", lambda: store.exists(lease_key("timeline"))),
+        ("claiming", lambda: next(iter(store.list_prefix(version)), None) is not None),
+        ("uploading and documents", lambda: store.exists(f"{version}manifest.json")),
+    ]
+    t0 = time.monotonic()
+    proc = _publisher(stage.root, store_url, endpoint)
+    seen: list[float] = []
+    while proc.poll() is None:
+        if len(seen) < len(marks) and marks[len(seen)][1]():
+            seen.append(time.monotonic() - t0)
+        time.sleep(0.005)
+    end = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr.read().decode()
+    seen += [end] * (len(marks) - len(seen))  # a mark the poll missed: its phase ends later
+    names = [name for name, _ in marks] + ["ledger, catalog and release"]
+    starts, ends = [0.2, *seen], [*seen, end]  # no kill before the interpreter even runs
+    return [(n, a, max(a, b)) for n, a, b in zip(names, starts, ends, strict=True)]
+
+
+def _kill_plan(phases, n_items: int, upload_kills: int, rng: random.Random):
+    """One timed kill in every phase of the recorded publish, and ``upload_kills`` kills once
+    a drawn number of the version's objects is in the store (mid-upload whatever the machine's
+    speed), interleaved."""
+    timed = [("at", name, rng.uniform(a, b)) for name, a, b in phases]
+    counted = [
+        ("objects", "uploading", rng.randint(1, int(n_items * 0.8))) for _ in range(upload_kills)
+    ]
+    plan = []
+    while timed or counted:
+        plan += [timed.pop(0)] if timed else []
+        plan += [counted.pop(0)] if counted else []
+    return plan
+
+
+@pytest.mark.parametrize("backend,upload_kills,n_chunks", [("s3", 3, 150), ("local", 3, 1500)])
 def test_sigkill_at_random_points_never_shows_partial_version(
-    backend, runs, n_chunks, make_stage, tmp_path, request
+    backend, upload_kills, n_chunks, make_stage, tmp_path, request
 ):
-    """20 publishers killed (each on a fresh dataset id): half at random moments (start-up,
-    hashing, claiming, uploading, committing), half once a random number of their objects is
-    seen in the store, so those land mid-upload whatever the machine's speed. No partial
-    version is ever visible, and a re-run completes with identical bytes."""
+    """Publishers killed (each on a fresh dataset id): one at a random moment of each phase of
+    a recorded uninterrupted publish (start-up and hashing, claiming, uploading, ledger and
+    catalog), and ``upload_kills`` once a random number of their objects is seen in the store,
+    so those land mid-upload whatever the machine's speed. No partial version is ever visible,
+    and a re-run completes with identical bytes."""
     if backend == "s3":
         store_url = request.getfixturevalue("s3_bucket")
         endpoint = request.getfixturevalue("s3_endpoint")
@@ -176,51 +241,41 @@ def test_sigkill_at_random_points_never_shows_partial_version(
 
     store = open_store(store_url)
     items = hash_stage(stage, store)
-    digest = stage_digest(stage, items)
-    # how long the interpreter takes to start, and a whole publish, to spread the random kills
-    # over the publishing itself
-    t0 = time.monotonic()
-    _publisher(tmp_path / "no-such-stage", str(tmp_path / "probe-store"), None).wait(timeout=120)
-    startup = time.monotonic() - t0
-    t0 = time.monotonic()
-    _publisher(stage.root, str(tmp_path / "probe-store"), None).wait(timeout=120)
-    full = time.monotonic() - t0
-    rng = random.Random(20261128)
-    killed_mid_upload = resumed = 0
     experiment = stage.experiment
-    for run in range(runs):
+    phases = _recorded_timeline(stage, store, store_url, endpoint)
+    plan = _kill_plan(phases, len(items), upload_kills, random.Random(20261128))
+    print(f"timeline {phases}; kills {plan}", flush=True)
+    killed_mid_upload = resumed = 0
+    for run, (how, phase, when) in enumerate(plan):
         dataset = f"kill-{run}"
         stage.write_meta("experiment.json", dict(experiment, dataset_id=dataset))
         digest = stage_digest(stage, items)  # the metadata (here its dataset id) is part of it
         prefix = f"consortium/screening/{dataset}/"
         proc = _publisher(stage.root, store_url, endpoint)
-        if run % 2:
-            sent_at_kill = rng.randint(1, int(len(items) * 0.8))
-            seen_enough = lambda: _objects_under(store, f"{prefix}v1/") >= sent_at_kill  # noqa: B023, E731 (called in this iteration)
+        if how == "objects":
+            seen_enough = lambda: _objects_under(store, f"{prefix}v1/") >= when  # noqa: B023, E731 (called in this iteration)
             assert _kill_when(proc, seen_enough), (
-                f"run {run}: the publisher ended before {sent_at_kill} of {len(items)} objects were seen"
+                f"run {run}: the publisher ended before {when} of {len(items)} objects were seen"
             )
-            committed = _assert_no_partial_version_visible(store, {digest: stage}, prefix)
-            assert committed == [], (
-                f"run {run}: killed after {sent_at_kill} objects, yet v1 is committed"
-            )
+            committed = _assert_no_partial_version_visible(store, {digest: stage}, prefix, dataset)
+            assert committed == [], f"run {run}: killed after {when} objects, yet v1 is committed"
             killed_mid_upload += 1
         else:
-            time.sleep(rng.uniform(startup * 0.9, full))
+            time.sleep(when)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            _assert_no_partial_version_visible(store, {digest: stage}, prefix)
+            _assert_no_partial_version_visible(store, {digest: stage}, prefix, dataset)
         # the same command again resumes (or finds it committed) and completes
         proc = _publisher(stage.root, store_url, endpoint)
         out, errs = proc.communicate(timeout=120)
-        assert proc.returncode == 0, errs.decode()
+        assert proc.returncode == 0, f"run {run} ({phase}): {errs.decode()}"
         resumed += b"resumed:" in out
-        assert _assert_no_partial_version_visible(store, {digest: stage}, prefix) == [1]
+        assert _assert_no_partial_version_visible(store, {digest: stage}, prefix, dataset) == [1]
         manifest = json.loads(store.get(f"{prefix}v1/manifest.json"))
         assert {f["path"]: f["sha256"] for f in manifest["files"]} == _local_bytes(stage)
     assert verify(store).ok
-    assert killed_mid_upload == runs // 2
-    assert resumed >= runs // 2  # every re-run after a mid-upload kill resumed the half-done upload
+    assert killed_mid_upload == upload_kills
+    assert resumed >= upload_kills  # every re-run after a mid-upload kill resumed the upload
 
 
 def test_racing_publishers_of_different_content_get_clean_versions(
