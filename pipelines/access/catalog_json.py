@@ -163,6 +163,12 @@ def _lit(text: str) -> pa.Scalar:
     return _from_pieces([text.encode()])[0]
 
 
+def _constant(n: int, text: str) -> pa.Array:
+    import pyarrow.compute as pc
+
+    return pc.fill_null(pa.nulls(n, pa.string()), _lit(text))
+
+
 def _dumped(values: list[Any]) -> pa.Array:
     """orjson's text of each value (floats, strings to escape, anything else)."""
     import orjson
@@ -175,8 +181,6 @@ def _float_texts(arr: pa.Array) -> pa.Array:
     column, split at its commas (no float's text has one)."""
     import orjson
 
-    if arr.null_count == len(arr):
-        return pa.nulls(len(arr), pa.string())
     body = orjson.dumps(arr.to_pylist())
     return _from_pieces(body[1:-1].split(b",") if len(arr) else [])
 
@@ -215,6 +219,9 @@ def _list_texts(arr: pa.Array, depth: int) -> pa.Array:
 
     offsets = arr.offsets
     first = offsets[0].as_py()
+    if offsets[-1].as_py() == first:  # no items: every list empty (or null)
+        out = _constant(len(arr), "[]")
+        return pc.if_else(arr.is_valid(), out, _lit("null")) if arr.null_count else out
     items = value_texts(arr.values.slice(first, offsets[-1].as_py() - first), depth + 1)
     kind = pa.LargeListArray if pa.types.is_large_list(arr.type) else pa.ListArray
     lists = kind.from_arrays(pc.subtract(offsets, offsets[0]), items)
@@ -244,6 +251,8 @@ def value_texts(arr: pa.Array, depth: int) -> pa.Array:
     with a two-space indent at ``depth``."""
     import pyarrow.compute as pc
 
+    if arr.null_count == len(arr):  # a figure of another modality, a list never filled
+        return _constant(len(arr), "null")
     text = _scalar_texts(arr)
     if text is None and (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
         text = _list_texts(arr, depth)
