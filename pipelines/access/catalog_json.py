@@ -209,7 +209,10 @@ def _scalar_texts(arr: pa.Array) -> pa.Array | None:
     if pa.types.is_date32(t):
         return pc.binary_join_element_wise(_lit('"'), arr.cast(pa.string()), _lit('"'), _lit(""))
     if pa.types.is_timestamp(t):
-        text = pc.strftime(arr.cast(pa.timestamp("ms", tz=t.tz)), format="%Y-%m-%dT%H:%M:%S")
+        if t.unit in ("us", "ns"):  # to the millisecond below, as numpy (table_records) does
+            arr = pc.floor_temporal(arr, 1, "millisecond")
+        millis = arr.cast(pa.timestamp("ms", tz=t.tz), safe=False)
+        text = pc.strftime(millis, format="%Y-%m-%dT%H:%M:%S")
         return pc.binary_join_element_wise(_lit('"'), text, _lit('Z"' if t.tz else '"'), _lit(""))
     return None
 

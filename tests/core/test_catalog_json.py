@@ -128,3 +128,21 @@ def test_filter_table_keeps_the_rows_and_order_of_the_pandas_filters():
         assert "no catalog column 'no_such'" in str(err)
     else:
         raise AssertionError("an unknown column is refused")
+
+
+def test_finer_timestamps_are_cut_to_the_millisecond_below_in_both_renderings():
+    """``created`` is stored to the second; a table with finer times (another writer, pandas)
+    still gives the same text either way (the millisecond below, before 1970 too)."""
+    times = [
+        dt.datetime(2026, 1, 1, 1, 1, 1, 123456, tzinfo=dt.UTC),
+        dt.datetime(1969, 12, 31, 23, 59, 59, 999500, tzinfo=dt.UTC),
+        None,
+    ]
+    table = pa.table({"created": pa.array(times, pa.timestamp("us", tz="UTC"))})
+    whole = orjson.dumps(table_records(table), option=orjson.OPT_INDENT_2) + b"\n"
+    assert _rendered(table, 2) == whole
+    assert [r["created"] for r in json.loads(whole)] == [
+        "2026-01-01T01:01:01.123Z",
+        "1969-12-31T23:59:59.999Z",
+        None,
+    ]
