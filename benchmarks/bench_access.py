@@ -45,7 +45,7 @@ def make_store(root: Path, shape=SHAPE) -> dict:
     import pyarrow.parquet as pq
 
     from pipelines.access.catalog_schema import CATALOG_SCHEMA
-    from pipelines.catalog import catalog_row
+    from pipelines.describe.catalog import catalog_row
 
     prefix = f"open/cryoem/{DATASET}/v1/"
     zroot = root / prefix / "data" / "map.ome.zarr"

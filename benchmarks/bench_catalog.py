@@ -2,7 +2,7 @@
 
 The rows are synthetic (one screening dataset per version, every selection column filled the
 way ``catalog_row`` fills it) and go through the catalog's real log write path
-(``pipelines.catalog.append_rows``, entries of 1,000 rows: writing 100,000 entries one by one
+(``pipelines.describe.catalog.append_rows``, entries of 1,000 rows: writing 100,000 entries one by one
 would take most of an hour of fsyncs here), the last 10 one by one with ``write_catalog_row``,
 then ``compact`` writes the level's snapshot.  (Each log entry written since the newest
 snapshot adds one GET and a small Parquet decode to a read: at most
@@ -73,7 +73,7 @@ def synthetic_row(i: int, level: str = "open") -> dict:
 
 
 def fill(store, n: int) -> None:
-    from pipelines.catalog import append_rows, compact, write_catalog_row
+    from pipelines.describe.catalog import append_rows, compact, write_catalog_row
 
     base = "open/catalog/"
     bulk = n - 10
@@ -115,7 +115,7 @@ def measure(url: str, n: int, env: dict) -> list[dict]:
     from pipelines import access
     from pipelines.access.catalog_json import write_records_json
     from pipelines.access.catalog_schema import CATALOG_SCHEMA
-    from pipelines.catalog import read_catalog, select_versions, version_records
+    from pipelines.describe.catalog import read_catalog, select_versions, version_records
     from pipelines.store import open_store
 
     store = open_store(url)

@@ -53,7 +53,7 @@ def _workers(pid: int) -> list[int]:
 def _make_store(base: Path, big_bytes: int) -> Path:
     from drs_testing import build_stage  # the tests' synthetic stage (real Zarr, Parquet, AnnData)
 
-    from pipelines.publishing import publish
+    from pipelines.run.publishing import publish
     from pipelines.store import open_store
 
     stage = build_stage(base / "stage", "bench-consortium", {"level": "consortium"}, seed=1)
@@ -68,7 +68,7 @@ def _start_service(store: Path, auth: Path) -> tuple[subprocess.Popen, str]:
     with ``os.killpg(proc.pid, SIGTERM)``."""
     import httpx
 
-    from pipelines.monitoring import free_port
+    from pipelines.orchestrate.monitoring import free_port
 
     port = free_port()
     proc = subprocess.Popen(
@@ -102,7 +102,7 @@ def main(quick: bool = False) -> list[dict]:
     import httpx
     import yaml
 
-    from pipelines.dataservice.ids import drs_id
+    from pipelines.access.ids import drs_id
     from pipelines.dataservice.issuer import LocalIssuer
 
     big = (256 if quick else 2048) * MIB

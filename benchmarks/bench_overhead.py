@@ -104,7 +104,7 @@ def _hand_steps(events: Path, t0: float, t_end: float) -> dict[str, float]:
 
 
 def _server(home: Path) -> tuple[subprocess.Popen, str]:
-    from pipelines.monitoring import api_problem, free_port
+    from pipelines.orchestrate.monitoring import api_problem, free_port
 
     port = free_port()
     env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
@@ -136,10 +136,10 @@ def _server(home: Path) -> tuple[subprocess.Popen, str]:
 
 
 def main(quick: bool = False) -> list[dict]:
-    from pipelines import runner
     from pipelines.modalities import get
-    from pipelines.staging import StagedDataset
-    from pipelines.workflow import snakemake_command
+    from pipelines.run import runner
+    from pipelines.run.workflow import snakemake_command
+    from pipelines.toolkit.stage import StagedDataset
 
     repeats = 1 if quick else REPEATS
     tmp = Path(tempfile.mkdtemp(prefix="binds-bench-overhead-"))

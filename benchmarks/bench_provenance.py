@@ -6,7 +6,7 @@ The version is synthetic but shaped like a large metabolomics run: 5,000 mzML fi
 conversion job each writing two Parquet part files (spectra ~8 MiB, chromatograms ~64 KiB, the
 proportions of the demo runs), so 10,000 published files, 5,000 benchmark files, a Snakemake log
 with 5,000 job blocks and Snakemake's metadata for every output. What is timed is exactly what
-``binds publish`` does: :func:`pipelines.provenance.version_documents` (reading the benchmark
+``binds publish`` does: :func:`pipelines.describe.provenance.version_documents` (reading the benchmark
 files, log and metadata, building both documents, serialising them).
 """
 
@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.provenance import CRATE_PATH, version_documents
-from pipelines.staging import StagedDataset
+from pipelines.describe.provenance import CRATE_PATH, version_documents
+from pipelines.toolkit.stage import StagedDataset
 
 SPECTRA_BYTES = 8 * 2**20
 CHROM_BYTES = 64 * 2**10

@@ -75,7 +75,7 @@ def main(quick: bool = False) -> list[dict]:
     sys.path.insert(0, str(HERE.parent / "tests" / "store"))
     from conftest import build_stage  # the staged-dataset shape the tests use
 
-    from pipelines.publishing import publish
+    from pipelines.run.publishing import publish
     from pipelines.store import open_store
     from pipelines.store.replicate import replicate
     from pipelines.store.s3 import S3Store

@@ -146,8 +146,8 @@ def whole_run_in_process(run: Path, out: Path) -> float:
 
 
 def whole_run_snakemake(run: Path, work: Path) -> float:
-    from pipelines.staging import StagedDataset
-    from pipelines.workflow import run_workflow
+    from pipelines.run.workflow import run_workflow
+    from pipelines.toolkit.stage import StagedDataset
 
     stage = StagedDataset(work / "stage")
     stage.meta_dir.mkdir(parents=True, exist_ok=True)

@@ -74,7 +74,7 @@ def _make_stage(root: Path, total_bytes: int):
 
 
 def main(quick: bool = False) -> list[dict]:
-    from pipelines.publishing import publish
+    from pipelines.run.publishing import publish
     from pipelines.store import open_store
 
     total = (128 << 20) if quick else (1 << 30)

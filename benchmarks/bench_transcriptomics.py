@@ -5,7 +5,7 @@ Input: a synthetic Cell Ranger v3 ``filtered_feature_bc_matrix.h5``, 100k cells 
 process, one after the other, on the same file:
 
 - ``ours``: the real Snakemake workflow (load -> QC -> cluster/write -> metrics) via
-  ``pipelines.workflow.run_workflow`` into a temporary stage;
+  ``pipelines.run.workflow.run_workflow`` into a temporary stage;
 - ``bare``: one Python process with the same scanpy calls and parameters: read_10x_h5,
   calculate_qc_metrics, MAD filter, counts layer, normalize_total, log1p, HVG, PCA, neighbors,
   UMAP, Leiden, rank_genes_groups, write_zarr (Zarr v3).
@@ -98,9 +98,9 @@ samples: [{id: BENCH, organism: "NCBITaxon:9606"}]
 
 
 def side_ours(h5: Path, work: Path) -> dict:
-    from pipelines.metadata import load_experiment, write_experiment_json
-    from pipelines.staging import StagedDataset
-    from pipelines.workflow import run_workflow
+    from pipelines.describe.metadata import load_experiment, write_experiment_json
+    from pipelines.run.workflow import run_workflow
+    from pipelines.toolkit.stage import StagedDataset
 
     run_dir = work / "run"
     run_dir.mkdir(parents=True, exist_ok=True)

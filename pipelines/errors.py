@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,3 +119,11 @@ class ProblemList:
 
     def __bool__(self) -> bool:
         return bool(self.problems)
+
+
+def yaml_path(parts: list[Any]) -> str:
+    """Where in a YAML document: ``samples[0].id`` from ``["samples", 0, "id"]``."""
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"

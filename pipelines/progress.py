@@ -14,6 +14,7 @@ def counting(label: str, total: int | None = None) -> Iterator[Callable[[int], N
     if not sys.stderr.isatty():
         yield lambda n: None
         return
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -22,14 +23,12 @@ def counting(label: str, total: int | None = None) -> Iterator[Callable[[int], N
         TimeRemainingColumn,
     )
 
-    from pipelines.cli import err
-
     with Progress(
         TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
-        console=err,
+        console=Console(stderr=True, soft_wrap=True),
         transient=True,
     ) as prog:
         task = prog.add_task(label, total=total)

@@ -3,7 +3,7 @@
 Snakemake finds logger plugins by module name (``snakemake_logger_plugin_<name>``), so this is
 a top-level module of the binds-pipelines wheel.  ``binds run`` starts Snakemake with
 ``--logger binds`` and ``BINDS_SNAKEMAKE_EVENTS=<file>``; every log record becomes one JSON
-line in that file, read by :mod:`pipelines.monitoring` while the workflow runs (each job
+line in that file, read by :mod:`pipelines.orchestrate.monitoring` while the workflow runs (each job
 becomes a Prefect task run, every line reaches the flow run's log).  The file is also a
 complete, machine-readable record of the run (``<stage>/_meta/snakemake-events.jsonl``).
 

@@ -6,9 +6,9 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from pipelines.metadata import load_experiment, write_experiment_json
-from pipelines.staging import StagedDataset
-from pipelines.workflow import run_workflow
+from pipelines.describe.metadata import load_experiment, write_experiment_json
+from pipelines.run.workflow import run_workflow
+from pipelines.toolkit.stage import StagedDataset
 
 
 def minimal_yaml(

@@ -116,10 +116,10 @@ SLOW_FIXTURES: dict[str, tuple[str, ...]] = {
 # helper (module, name) -> what it starts; a test (or a function of its module that it calls)
 # naming one of these is marked
 SLOW_HELPERS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("pipelines.workflow", "run_workflow"): ("workflow",),
-    ("pipelines.workflow", "start_workflow"): ("workflow",),
-    ("pipelines.runner", "stage"): ("workflow",),
-    ("pipelines.runner", "run"): ("workflow", "prefect"),
+    ("pipelines.run.workflow", "run_workflow"): ("workflow",),
+    ("pipelines.run.workflow", "start_workflow"): ("workflow",),
+    ("pipelines.run.runner", "stage"): ("workflow",),
+    ("pipelines.run.runner", "run"): ("workflow", "prefect"),
     ("binds_testing", "run_stage"): ("workflow",),
     ("binds_testing", "binds"): ("workflow", "prefect"),
 }
@@ -366,7 +366,7 @@ def prefect_server(tmp_path_factory):
     """One ``prefect server start`` on a free loopback port for the session (per xdist worker),
     with its own PREFECT_HOME; every `binds run` of the tests talks to it (``binds_cli``,
     ``prefect_api``) instead of booting a temporary server each."""
-    from pipelines.monitoring import api_problem, free_port
+    from pipelines.orchestrate.monitoring import api_problem, free_port
 
     home = tmp_path_factory.mktemp("prefect-server")
     port = free_port()

@@ -56,10 +56,11 @@ SELECTION_FIELDS = [
     pa.field("data_use", pa.list_(pa.string())),  # DUO ids, e.g. DUO:0000042
 ]
 # typed per-modality figures: (column, type, metrics.json key or a function of the metrics)
-FIGURES: list[tuple[str, pa.DataType, str | Callable[[Mapping[str, Any]], Any]]] = [
-    # qc_pass and qc_failed: the version's one QC verdict (pipelines.toolkit.qc.evaluate)
-    ("qc_pass", pa.bool_(), lambda m: qc_pass(m)),
-    ("qc_failed", pa.list_(pa.string()), lambda m: qc_failed(m)),
+FIGURES: list[tuple[str, pa.DataType, str | Callable[[Mapping[str, Any]], Any] | None]] = [
+    # qc_pass and qc_failed: the version's one QC verdict, evaluated by the catalog's writer
+    # (pipelines.describe.catalog.figures with pipelines.describe.verdict.evaluate); None here
+    ("qc_pass", pa.bool_(), None),
+    ("qc_failed", pa.list_(pa.string()), None),
     ("resolution_angstrom", pa.float64(), "resolution_fsc0143_angstrom"),
     (
         "resolution_beyond_nyquist",
@@ -115,49 +116,7 @@ def _max(m: Mapping[str, Any], *keys: str) -> float | None:
     return max(vals) if vals else None
 
 
-def _modality_of(m: Mapping[str, Any]) -> str | None:
-    """The modality whose metrics these are (``metrics["modality"]``, else by its keys)."""
-    if isinstance(m.get("modality"), str):
-        return m["modality"]
-    for key, modality in (
-        ("resolution_fsc0143_angstrom", "cryoem"),
-        ("map_rms", "cryoem"),
-        ("plates_qc_fail", "screening"),
-        ("n_spectra", "metabolomics"),
-        ("n_cells", "transcriptomics"),
-        ("n_genes_kept", "transcriptomics"),
-    ):
-        if key in m:
-            return modality
-    return None
-
-
-def _verdict(m: Mapping[str, Any]):
-    from pipelines.toolkit.qc import evaluate
-
-    modality = _modality_of(m)
-    if modality is None:
-        return None
-    try:
-        return evaluate(modality, m)
-    except Exception:  # a modality no longer installed: no verdict, not a broken catalog
-        return None
-
-
-def qc_pass(m: Mapping[str, Any]) -> bool | None:
-    """The version's QC verdict (docs/qc-verdict.md): True pass, False fail, None when
-    no check applies (e.g. a map without half maps)."""
-    verdict = _verdict(m)
-    return None if verdict is None else verdict.passed
-
-
-def qc_failed(m: Mapping[str, Any]) -> list[str] | None:
-    """Names of the QC checks the version failed (empty when it passed; null without a verdict)."""
-    verdict = _verdict(m)
-    return None if verdict is None else [c.name for c in verdict.failed]
-
-
-def _typed(value: Any, typ: pa.DataType) -> Any:
+def typed_value(value: Any, typ: pa.DataType) -> Any:
     if value is None or (isinstance(value, str) and not pa.types.is_string(typ)):
         return None  # the null rule: a text figure ("beyond Nyquist") is not a number
     if pa.types.is_floating(typ):
@@ -169,17 +128,6 @@ def _typed(value: Any, typ: pa.DataType) -> Any:
     if pa.types.is_list(typ):
         return [str(v) for v in value]
     return str(value)
-
-
-def figures(metrics: Mapping[str, Any], modality: str | None = None) -> dict[str, Any]:
-    """The typed figure columns of one version from its qc/metrics.json."""
-    out = {}
-    if modality and "modality" not in metrics:
-        metrics = {**metrics, "modality": modality}
-    for name, typ, src in FIGURES:
-        raw = src(metrics) if callable(src) else metrics.get(src)
-        out[name] = _typed(raw, typ)
-    return out
 
 
 def empty_catalog() -> pa.Table:

@@ -115,8 +115,8 @@ def resolve(
     dataset_or_uri: str, version: int | str, store: str | None, token: str | None
 ) -> tuple[str, dict[str, Any], str | None]:
     """(service base URL, catalog row, path named by the id or None)."""
+    from pipelines.access.ids import parse_drs_id
     from pipelines.access.reader import DatasetNotFound
-    from pipelines.dataservice.ids import parse_drs_id
 
     path = None
     if dataset_or_uri.startswith("drs://"):
@@ -151,7 +151,7 @@ def open_version(
 ):
     """What :func:`pipelines.access.open` returns, read through the service."""
     from pipelines.access import reader
-    from pipelines.dataservice.ids import drs_id
+    from pipelines.access.ids import drs_id
 
     base, row, id_path = resolve(dataset_or_uri, version, store, token)
     bundle = drs_id(row["dataset_id"], int(row["version"]))
@@ -203,7 +203,7 @@ def _verify(base, link: _Link, row, rel: str, files: list[str], token: str | Non
     import hashlib
     import urllib.request
 
-    from pipelines.dataservice.ids import drs_id
+    from pipelines.access.ids import drs_id
 
     for p in files:
         if p != rel and not p.startswith(rel + "/"):

@@ -20,7 +20,10 @@ from pipelines.access.catalog_schema import CATALOG_SCHEMA, filter_frame, latest
 ACCESS_LEVELS = ("open", "consortium", "restricted")
 DEFAULT_STORE = "./store"
 #: what :func:`open` returns when ``path`` is not given
-MAIN_DATA = {
+# The main entry of the built-ins' versions catalogued before the catalog listed each version's
+# main entry first (binds-pipelines 0.1): those rows list their entries sorted. Every other
+# modality's main entry is the first of its row's data_paths (ModalitySpec.main_data).
+MAIN_DATA_BEFORE_0_2 = {
     "cryoem": "data/map.ome.zarr",
     "transcriptomics": "data/adata.zarr",
     "screening": "data/wells.parquet",
@@ -326,7 +329,7 @@ def open(
 ):
     """Open a dataset version lazily, as the standard object of its format.
 
-    ``path``: which data entry (default: the modality's main one, :data:`MAIN_DATA`), e.g.
+    ``path``: which data entry (default: the modality's main one, ``ModalitySpec.main_data``, listed first in the catalog row), e.g.
     ``"data/hits.parquet"`` or just ``"hits"``.  Returns
 
     * ``*.ome.zarr`` / ``*.zarr`` (not AnnData): a read-only ``zarr.Group`` (arrays are read
@@ -413,12 +416,10 @@ _released = False
 def _resolve_path(row, path: str | None) -> str:
     entries = list(row["data_paths"])
     if path is None:
-        main = MAIN_DATA.get(row["modality"])
-        if main in entries:
-            return main
         if not entries:
             raise DatasetNotFound(f"{row['dataset_id']} v{row['version']} has no data/ entries")
-        return entries[0]
+        main = MAIN_DATA_BEFORE_0_2.get(row["modality"])
+        return main if main in entries else entries[0]
     for cand in (
         path,
         f"data/{path}",

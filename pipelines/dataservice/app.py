@@ -19,9 +19,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from pipelines.access.ids import DrsName, parse_drs_id
 from pipelines.dataservice import links
 from pipelines.dataservice.audit import AuditLog, StoreAuditLog, open_log
-from pipelines.dataservice.ids import DrsName, parse_drs_id
 from pipelines.dataservice.index import FileEntry, StoreIndex, Version
 from pipelines.dataservice.policy import (
     AuthConfig,
@@ -285,6 +285,11 @@ def create_app(
 ) -> FastAPI:
     """The service of ``store_url``; with ``replica_url`` (a preservation copy), ``/health``
     also reports the replication lag (:mod:`pipelines.dataservice.replication`)."""
+    # imported when the worker starts, not by its first /catalog request (~0.3-0.5 s of a
+    # reader's `open("drs://...")`, which asks the catalog for the version first)
+    import pandas  # noqa: F401
+
+    import pipelines.describe.catalog  # noqa: F401
     from pipelines.store import open_store
 
     store = open_store(store_url, read_only=True)
@@ -568,7 +573,7 @@ def _catalog_routes(app: FastAPI, svc: Service) -> None:
         import pyarrow.parquet as pq
 
         from pipelines.access.catalog_schema import CATALOG_SCHEMA, filter_table, parse_where
-        from pipelines.catalog import version_records
+        from pipelines.describe.catalog import version_records
 
         caller = svc.caller(request, None, action="catalog", obj=None)
         if format not in ("json", "parquet"):

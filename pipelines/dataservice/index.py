@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.dataservice.ids import DrsName
+from pipelines.access.ids import DrsName
 from pipelines.store import Store
 from pipelines.store.versions import read_manifest
 
@@ -80,10 +80,10 @@ class StoreIndex:
         self._manifests: dict[str, dict[str, Any]] = {}  # by manifest sha256: read once
 
     def _build(self) -> None:
-        from pipelines.catalog import read_catalog
-        from pipelines.embargo import held_catalog_rows, held_key
+        from pipelines.describe.catalog import read_catalog
+        from pipelines.describe.embargo import held_catalog_rows, held_key
 
-        # versions under embargo wait under _embargo/<level>/ (pipelines.embargo): served only
+        # versions under embargo wait under _embargo/<level>/ (pipelines.describe.embargo): served only
         # to a dataset visa, from where their bytes are until `binds release` moves them
         rows = [(r, r["path"]) for r in read_catalog(self.store).to_pylist()]
         rows += [(r, held_key(r["path"])) for r in held_catalog_rows(self.store)]

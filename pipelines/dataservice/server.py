@@ -34,7 +34,7 @@ def check(store_url: str, auth_file: str) -> None:
 
     cfg = load_auth(auth_file)
     open_log(cfg.audit)  # creates the folder, or fails now
-    from pipelines.catalog import read_catalog
+    from pipelines.describe.catalog import read_catalog
 
     read_catalog(open_store(store_url, read_only=True))
 

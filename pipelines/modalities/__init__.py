@@ -64,13 +64,16 @@ class ModalitySpec:
     #: Distributions whose versions go into every version's provenance.
     software: tuple[str, ...] = ()
     #: Its QC checks, declared once (:class:`pipelines.toolkit.qc.QcCheck`: name, metric, unit,
-    #: threshold, direction, meaning, what to do on failure): :func:`pipelines.toolkit.qc.evaluate`
+    #: threshold, direction, meaning, what to do on failure): :func:`pipelines.describe.verdict.evaluate`
     #: makes the one verdict the report, ``binds run``/``show``, the catalog, Prefect and
     #: metadata.jsonld show.  Empty: the modality has no pass/fail criteria.
     qc: tuple[Any, ...] = ()
     #: ``qc/metrics.json`` -> a note for the verdict line ("" for none), e.g. plates without
     #: usable controls.
     qc_note: Callable[[Mapping[str, Any]], str] | None = None
+    #: The ``data/`` entry a reader opens when it names none (``pipelines.access.open``), e.g.
+    #: ``data/map.ome.zarr``: the catalog lists it first among the version's ``data_paths``.
+    main_data: str | None = None
     workflow: Path | None = None
     schema: Path | None = None
     env: Path | None = None

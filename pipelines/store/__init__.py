@@ -1,7 +1,7 @@
 """The curated store: local folder or S3, its key layout, and the commit protocol of a version.
 
 A leaf: nothing here imports the layers above (metadata, jsonld, the catalog, the reports);
-:mod:`pipelines.publishing` builds what describes a version and hands it down.
+:mod:`pipelines.run.publishing` builds what describes a version and hands it down.
 
 >>> from pipelines.store import open_store
 >>> store = open_store("./store")                    # or "s3://bucket/prefix"

@@ -1,7 +1,7 @@
 """The identifiers a store key is made of: access level, modality name, dataset id.
 
 They live here, at the bottom, because the key layout (:mod:`pipelines.store.layout`) needs
-them and the store imports nothing above itself; :mod:`pipelines.metadata` re-exports them for
+them and the store imports nothing above itself; :mod:`pipelines.describe.metadata` re-exports them for
 the experiment checks.  Which modalities exist is the registry's business
 (:mod:`pipelines.modalities`): the store only insists that a name is a safe key segment.
 """

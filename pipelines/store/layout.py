@@ -17,11 +17,17 @@ from __future__ import annotations
 
 import re
 
-from pipelines.store.identifiers import ACCESS_LEVELS, MODALITY_NAME, validate_dataset_id
+from pipelines.store.identifiers import (  # noqa: F401 (DATASET_ID: for the reader)
+    ACCESS_LEVELS,
+    DATASET_ID,
+    MODALITY_NAME,
+    validate_dataset_id,
+)
 
 MANIFEST = "manifest.json"
 METADATA = "metadata.jsonld"
 CATALOG_DIR = "catalog"
+EMBARGO_DIR = "_embargo"  # versions held until their embargo date: _embargo/<level>/...
 CLAIMS_DIR = "_claims"
 _VERSION = re.compile(r"^v([1-9][0-9]*)$")
 

@@ -69,8 +69,8 @@ def move_dataset(
 
     ``catalog_index(manifest, manifest_bytes)`` writes a catalog row and
     ``remove_rows(store, level, modality, dataset_id, versions)`` removes the old level's rows
-    and their history (the layer above owns the catalog: :func:`pipelines.publishing.index_version`,
-    :func:`pipelines.catalog.remove_catalog_rows`): the store layer cannot, since the
+    and their history (the layer above owns the catalog: :func:`pipelines.run.publishing.index_version`,
+    :func:`pipelines.describe.catalog.remove_catalog_rows`): the store layer cannot, since the
     catalog's history must lose the rows too.
     """
     did = dataset_id.lower()

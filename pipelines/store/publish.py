@@ -1,6 +1,6 @@
 """Commit a version into the store: claim -> upload -> verify -> documents -> manifest -> index.
 
-The store's side of publishing (:mod:`pipelines.publishing` checks and hashes a staged dataset,
+The store's side of publishing (:mod:`pipelines.run.publishing` checks and hashes a staged dataset,
 and writes the documents that describe a version); the protocol, and why each step is there:
 
 1. The caller hashes every file of ``data/`` and ``qc/`` (sha256, and the ETag S3 will

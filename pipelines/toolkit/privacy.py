@@ -3,7 +3,7 @@
 BINDS handles samples from patients.  Health data and ethnicity are special-care personal
 information in Japan (APPI, 要配慮個人情報) and special-category data under GDPR Art. 9: a
 dataset may hold them only pseudonymised, so any *direct* identifier that reaches a run folder
-of human samples is refused before anything is processed (see :mod:`pipelines.privacy_gate`).
+of human samples is refused before anything is processed (see :mod:`pipelines.run.privacy_gate`).
 
 :class:`Detector` answers one question: which kinds of direct identifier a piece of text (a
 sample id, a description, a raw file name, a header label, a table cell) or a column name
@@ -57,12 +57,13 @@ import os
 import re
 import sys
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
+from typing import Any
 
-from pipelines.errors import Problem
+from pipelines.errors import Problem, yaml_path
 from pipelines.resources import metadata_dir
 
 NAME = "a personal name"
@@ -760,3 +761,63 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# ------------------------------------------------------------------ experiment.yaml's fields
+#: fields that name staff (a name there is refused only next to "patient", "様" ...)
+STAFF_FIELDS = ("operator", "requester")
+# fields whose text is an id (a lone family name there is a name)
+_ID_FIELDS = {"id", "donor_id", "dataset_id", "request_id", "files"}
+# coded fields: ontology ids, enumerations, numbers: nothing a person writes
+_CODED = {
+    "organism",
+    "tissue",
+    "cell_type",
+    "compound",
+    "sex",
+    "disease",
+    "development_stage",
+    "self_reported_ethnicity",
+    "modality",
+    "schema_version",
+    "license",
+    "level",
+    "acquired",
+    "embargo_until",
+    "orcid",
+    "personal_data",
+}
+_PATIENT_CONTEXT = re.compile(r"(?i)patient|donor|subject|participant|患者|被験者|ドナー|様|さん")
+
+
+def experiment_findings(
+    experiment: dict[str, Any],
+    *,
+    file: str = "experiment.yaml",
+    where: Callable[[list[Any]], str] = yaml_path,
+) -> Iterator[Finding]:
+    """Direct identifiers in the text fields of an experiment description, each placed by
+    ``where(parts)`` (its YAML path by default)."""
+    det = detector()
+    for parts, value in _walk(experiment):
+        keys = [p for p in parts if isinstance(p, str)]
+        if not keys or keys[-1] in _CODED or not isinstance(value, str | int):
+            continue
+        staff = keys[0] in STAFF_FIELDS
+        id_like = bool(_ID_FIELDS & set(keys[-1:])) or keys[-1].endswith(("file", "sheet", "path"))
+        # staff fields name staff: a name there is refused only after "patient", "様" ...
+        names = not staff or bool(_PATIENT_CONTEXT.search(str(value)))
+        for kind in det.kinds(value, id_like=id_like, names=names):
+            yield Finding(file, where(parts), kind)
+
+
+def _walk(obj: Any, parts: list[Any] | None = None) -> Iterator[tuple[list[Any], Any]]:
+    parts = parts or []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _walk(v, [*parts, str(k)])
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _walk(v, [*parts, i])
+    else:
+        yield parts, obj

@@ -1,6 +1,6 @@
 """Checks every raw file of a run gets before anything reads its contents.
 
-``binds validate`` and every run (:func:`pipelines.runner.check_run_dir`) call
+``binds validate`` and every run (:func:`pipelines.run.runner.check_run_dir`) call
 :func:`raw_file_problems` on the files a modality's input resolver returned, before the
 modality's own header checks:
 

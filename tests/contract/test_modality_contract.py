@@ -124,7 +124,7 @@ def test_builtin_modality_keeps_the_contract(name):
 
 
 def test_the_registry_and_the_experiment_schema_agree():
-    from pipelines.metadata import experiment_schema
+    from pipelines.describe.metadata import experiment_schema
 
     schema = json.loads((ROOT / "metadata" / "schemas" / "experiment.schema.json").read_text())
     assert schema["properties"]["modality"]["enum"] == list(modalities.BUILTIN)

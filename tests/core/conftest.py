@@ -24,7 +24,7 @@ from tests.conftest import run_binds, shared_data
 @pytest.fixture(scope="session")
 def cryoem_version(tmp_path_factory, snakemake):
     """(version folder, manifest, staged dataset, run folder) of the published cryo-EM demo."""
-    from pipelines.runner import prepare, publish_stage, stage
+    from pipelines.run.runner import prepare, publish_stage, stage
 
     base = tmp_path_factory.mktemp("cryoem-published")
     run_dir = make_demo_run(base / "run", seed=0)

@@ -10,11 +10,11 @@ import io
 import pytest
 from binds_testing import minimal_yaml
 
+from pipelines.describe.metadata import load_experiment
+from pipelines.describe.support_units import UNITS_ENV
+from pipelines.describe.usage import billing_csv, billing_lines, usage_report
 from pipelines.errors import InputError
-from pipelines.metadata import load_experiment
-from pipelines.monitoring import run_tags
-from pipelines.units import UNITS_ENV
-from pipelines.usage import billing_csv, billing_lines, usage_report
+from pipelines.orchestrate.monitoring import run_tags
 
 HOSTILE = ['=HYPERLINK("http://x","y")', "+1+2", "-2+3", "@SUM(A1)", "\tx", "\rx"]
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from pipelines.access.catalog_json import table_records, write_records_json
 from pipelines.access.catalog_schema import CATALOG_SCHEMA, filter_frame, filter_table, latest_only
-from pipelines.catalog import version_records
+from pipelines.describe.catalog import version_records
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

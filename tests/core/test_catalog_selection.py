@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
-from pipelines.access.catalog_schema import CATALOG_SCHEMA, figures, parse_where
-from pipelines.catalog import read_catalog, rebuild_catalog
+from pipelines.access.catalog_schema import CATALOG_SCHEMA, parse_where
 from pipelines.cli import app
+from pipelines.describe.catalog import figures, read_catalog, rebuild_catalog
 from pipelines.store import open_store
 
 
@@ -151,7 +151,7 @@ def test_experiment_schema_takes_sample_files_and_cellxgene_fields():
     import yaml
     from binds_testing import minimal_yaml
 
-    from pipelines.metadata import validate_experiment
+    from pipelines.describe.metadata import validate_experiment
 
     exp = yaml.safe_load(minimal_yaml("metabolomics"))
     exp["acquired"] = str(exp["acquired"])
@@ -177,3 +177,27 @@ def test_binds_catalog_samples_table(demo_store):
         sorted(r["sample_id"] for r in rows) == ["S1", "S2", "S3"]
         and rows[0]["organism"] == "NCBITaxon:9606"
     )
+
+
+def test_the_modalitys_main_data_is_listed_first_and_opened_without_a_path():
+    """The reader's default entry comes from the modality's spec through the catalog row, so a
+    fifth modality (not named anywhere in the reader) opens too (issue 20)."""
+    from pipelines.access.reader import _resolve_path
+    from pipelines.describe.catalog import data_entries
+
+    files = [
+        {"path": p, "size": 1}
+        for p in ("data/dose_response.parquet", "data/wells.parquet", "data/hits.parquet/0.parquet")
+    ]
+    assert data_entries({"modality": "screening", "files": files})[0] == "data/wells.parquet"
+    # a modality not installed here: sorted, nothing put first
+    assert data_entries({"modality": "gone", "files": files}) == sorted(
+        ["data/dose_response.parquet", "data/wells.parquet", "data/hits.parquet"]
+    )
+    row = {"dataset_id": "t", "version": 1, "modality": "toytable"}
+    entries = ["data/zz_main.parquet", "data/aa_side.parquet"]  # the writer's order: main first
+    assert _resolve_path(row | {"data_paths": entries}, None) == "data/zz_main.parquet"
+    assert _resolve_path(row | {"data_paths": entries}, "aa_side") == "data/aa_side.parquet"
+    # a built-in's row catalogued before the main entry went first: still its main entry
+    old = {"modality": "screening", "data_paths": sorted(["data/wells.parquet", "data/a.parquet"])}
+    assert _resolve_path(row | old, None) == "data/wells.parquet"

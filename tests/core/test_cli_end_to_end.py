@@ -345,7 +345,7 @@ def test_ephemeral_mode_keeps_the_task_run_of_every_job(published):
     from prefect.client.schemas.filters import FlowRunFilter
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from pipelines.monitoring import TemporaryServer
+    from pipelines.orchestrate.monitoring import TemporaryServer
 
     _, result, stage = published
     events = [

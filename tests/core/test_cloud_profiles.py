@@ -12,10 +12,10 @@ import yaml
 
 from pipelines.modalities.cryoem import make_demo_run
 from pipelines.resources import profiles_dir
-from pipelines.runner import prepare
-from pipelines.staging import is_published_name
+from pipelines.run.runner import prepare
+from pipelines.run.workflow import run_workflow, snakemake_command
 from pipelines.store.publish import content_digest
-from pipelines.workflow import run_workflow, snakemake_command
+from pipelines.toolkit.stage import is_published_name
 
 PREFIX = "snakemake"
 

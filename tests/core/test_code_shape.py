@@ -85,3 +85,67 @@ def test_the_store_is_a_leaf():
         )
     ]
     assert not offenders, offenders
+
+
+# The layers, bottom up (docs/architecture.md): a module imports only its own layer and the ones
+# below. `orchestrate` and `dataservice` are siblings: neither imports the other.
+LAYERS: list[tuple[str, ...]] = [
+    ("pipelines.errors", "pipelines.resources", "pipelines.progress"),
+    ("pipelines.store",),
+    ("pipelines.access",),
+    ("pipelines.toolkit",),
+    ("pipelines.modalities",),
+    ("pipelines.describe",),
+    ("pipelines.run",),
+    ("pipelines.orchestrate", "pipelines.dataservice"),
+    ("pipelines.cli",),
+]
+
+
+def _layer_of(module: str) -> tuple[int, str] | None:
+    for rank, names in enumerate(LAYERS):
+        for name in names:
+            if module == name or module.startswith(name + "."):
+                return rank, name
+    return None
+
+
+def _layer_imports(tree: ast.AST):
+    """`_imported_modules`, with ``from pipelines import x`` read as ``pipelines.x``."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "pipelines" and not node.level:
+            yield from ((node.lineno, f"pipelines.{a.name}") for a in node.names)
+    yield from ((line, m) for line, m in _imported_modules(tree) if m != "pipelines")
+
+
+def layer_offenders(root: Path = PKG) -> list[str]:
+    """Imports that run up the layers, across siblings, or out of the reader's bounds."""
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        own = _layer_of(
+            "pipelines." + ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
+        )
+        if own is None:  # pipelines/__init__.py and moved.py: the old names, resolved lazily
+            continue
+        for line, module in _layer_imports(ast.parse(path.read_text())):
+            if module == "prefect" or module.startswith("prefect."):
+                if own[0] < LAYERS.index(("pipelines.orchestrate", "pipelines.dataservice")):
+                    offenders.append(f"{rel}:{line}: {module} (Prefect is orchestrate's)")
+                continue
+            target = _layer_of(module)
+            if target is None:
+                continue
+            if (
+                own[1] == "pipelines.access"
+                and target[1] not in ("pipelines.access",)
+                and (module != "pipelines.store.layout")
+            ):
+                offenders.append(f"{rel}:{line}: {module} (the reader imports only store.layout)")
+            elif target[0] > own[0] or (target[0] == own[0] and target[1] != own[1]):
+                offenders.append(f"{rel}:{line}: {module} (up from {own[1]})")
+    return offenders
+
+
+def test_imports_never_run_up_the_layers():
+    assert not layer_offenders(), layer_offenders()

@@ -13,9 +13,9 @@ from rdflib.namespace import RDF
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.publishing import publish
-from pipelines.staging import StagedDataset
+from pipelines.run.publishing import publish
 from pipelines.store import open_store
+from pipelines.toolkit.stage import StagedDataset
 
 pytestmark = pytest.mark.usefixtures("keep_logging")
 STANDARDS = Path(__file__).resolve().parents[3] / "shared" / "standards" / "dcat-ap-3.0.1"

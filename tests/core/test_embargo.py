@@ -13,11 +13,11 @@ from binds_testing import run_stage
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.embargo import NOW_ENV, held_catalog_rows
+from pipelines.describe.embargo import NOW_ENV, held_catalog_rows
 from pipelines.modalities import get as get_modality
-from pipelines.publishing import publish
-from pipelines.staging import StagedDataset
+from pipelines.run.publishing import publish
 from pipelines.store import open_store
+from pipelines.toolkit.stage import StagedDataset
 
 pytestmark = pytest.mark.slow
 UNTIL = "2027-01-15"

@@ -70,7 +70,7 @@ def test_run_step_names_the_input_file_the_step_was_reading(tmp_path):
     'open' audit event), relative to the run folder; written as a crash record, exit status 1."""
     from types import SimpleNamespace
 
-    from pipelines.smk import run_step
+    from pipelines.toolkit.smk import run_step
 
     run = tmp_path / "run"
     (run / "sub").mkdir(parents=True)
@@ -105,7 +105,7 @@ def test_run_step_names_the_input_file_the_step_was_reading(tmp_path):
 def test_write_json_writes_nan_and_infinities_as_null(tmp_path):
     import numpy as np
 
-    from pipelines.staging import write_json
+    from pipelines.toolkit.stage import write_json
 
     path = write_json(
         tmp_path / "m.json",

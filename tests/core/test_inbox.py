@@ -10,8 +10,8 @@ import time
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.inbox import STATE_FILE, pending, process_inbox
 from pipelines.modalities import get as get_modality
+from pipelines.orchestrate.inbox import STATE_FILE, pending, process_inbox
 
 
 def test_folder_is_taken_when_settled_and_again_only_when_changed(tmp_path):
@@ -74,7 +74,7 @@ def test_watch_once_processes_good_folders_and_reports_bad_ones(tmp_path, monkey
 
 
 def test_every_skip_is_reported_once_with_its_reason(tmp_path):
-    from pipelines.inbox import SkipReporter, scan
+    from pipelines.orchestrate.inbox import SkipReporter, scan
 
     inbox = tmp_path / "inbox"
     (inbox / "copying").mkdir(parents=True)
@@ -131,7 +131,7 @@ def test_a_long_running_watch_takes_each_folder_once_and_says_each_skip_once(tmp
     import pytest
 
     from pipelines.errors import RunError
-    from pipelines.inbox import watch
+    from pipelines.orchestrate.inbox import watch
 
     inbox = tmp_path / "inbox"
     for name in ("good", "bad"):

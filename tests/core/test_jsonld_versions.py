@@ -14,7 +14,7 @@ import pytest
 import rdflib
 from rdflib.namespace import XSD
 
-from pipelines.jsonld import BINDS_VOCAB, ONTOLOGIES
+from pipelines.describe.jsonld import BINDS_VOCAB, ONTOLOGIES
 
 pytestmark = pytest.mark.usefixtures("keep_logging")
 ROOT = Path(__file__).resolve().parents[2]
@@ -237,9 +237,9 @@ def test_croissant_links_resolve_when_read_from_s3(demo_store, s3_bucket, s3_end
     import boto3
     import mlcroissant as mlc
 
-    from pipelines.publishing import publish
-    from pipelines.staging import StagedDataset
+    from pipelines.run.publishing import publish
     from pipelines.store import open_store
+    from pipelines.toolkit.stage import StagedDataset
 
     bucket = s3_bucket.removeprefix("s3://")
     boto3.client("s3", endpoint_url=s3_endpoint).put_bucket_policy(

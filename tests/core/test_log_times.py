@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from pipelines.monitoring import log_at
+from pipelines.orchestrate.monitoring import log_at
 
 
 class _Keep(logging.Handler):

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.staging import StagedDataset
-from pipelines.workflow import RunningWorkflow, snakemake_command
+from pipelines.run.workflow import RunningWorkflow, snakemake_command
+from pipelines.toolkit.stage import StagedDataset
 
 SCRIPT = """
 import sys, time
 from types import SimpleNamespace
 import numpy as np
-from pipelines.smk import run_step
+from pipelines.toolkit.smk import run_step
 
 stage, mem_mb, want_mb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 smk = SimpleNamespace(
@@ -94,9 +94,9 @@ def test_a_real_snakemake_job_over_its_mem_mb_fails_with_one_line(tmp_path):
 
     from binds_testing import minimal_yaml
 
+    from pipelines.describe.metadata import load_experiment, write_experiment_json
     from pipelines.errors import RunError
-    from pipelines.metadata import load_experiment, write_experiment_json
-    from pipelines.workflow import run_workflow
+    from pipelines.run.workflow import run_workflow
     from tests.conftest import shared_data
 
     run = tmp_path / "run"

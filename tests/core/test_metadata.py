@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
+from pipelines.describe.metadata import load_experiment, lookup_label
 from pipelines.errors import InputError
-from pipelines.metadata import load_experiment, lookup_label
 
 MINIMAL = textwrap.dedent("""\
     schema_version: 1
@@ -215,7 +215,7 @@ _MEASURE = textwrap.dedent("""\
     # today's code expanded the bomb to 10 GB: bound the child so a regression fails, not the machine
     resource.setrlimit(resource.RLIMIT_AS, (2 * 1024 ** 3, 2 * 1024 ** 3))
     from pipelines.errors import InputError
-    from pipelines.metadata import load_experiment
+    from pipelines.describe.metadata import load_experiment
     tracemalloc.start()
     start = time.perf_counter()
     try:

@@ -20,8 +20,9 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
+from pipelines.describe.jobs import benchmark_figures
 from pipelines.modalities import get as get_modality
-from pipelines.monitoring import benchmark_figures, free_port
+from pipelines.orchestrate.monitoring import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BINDS = [sys.executable, "-m", "pipelines.cli"]
@@ -400,7 +401,7 @@ def test_a_ctrl_c_inside_thread_start_still_waits_for_the_import(monkeypatch):
 def test_the_temporary_server_never_outlives_binds(tmp_path, ephemeral_prefect):
     """binds killed with SIGKILL (or by a dropped SSH session): its temporary server goes too."""
     code = (
-        "import os, signal\nfrom pipelines.monitoring import TemporaryServer\n"
+        "import os, signal\nfrom pipelines.orchestrate.monitoring import TemporaryServer\n"
         "s = TemporaryServer().start()\nprint(s.proc.pid, flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
@@ -422,7 +423,7 @@ def test_the_temporary_server_never_outlives_binds(tmp_path, ephemeral_prefect):
 # one binds process: a temporary server on PREFECT_HOME, "ready" once it answers, then stopped
 _ONE_TEMPORARY_SERVER = """
 import sys
-from pipelines.monitoring import TemporaryServer
+from pipelines.orchestrate.monitoring import TemporaryServer
 server = TemporaryServer().start()
 try:
     server.wait_ready()

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from pipelines import modalities
 from pipelines.cli import app
-from pipelines.metadata import default_dataset_id
+from pipelines.describe.metadata import default_dataset_id
 
 runner = CliRunner()
 PLANTED = ("Yamada", "YAMADA", "yamada", "山田", "090-1234-5678", "19700102", "1234567")

@@ -1,4 +1,4 @@
-"""The privacy gate (pipelines.privacy_gate) through `binds validate` in every modality (issue 22):
+"""The privacy gate (pipelines.run.privacy_gate) through `binds validate` in every modality (issue 22):
 direct identifiers in experiment.yaml, raw file names, header text and tables are refused with
 exit 2, naming the file, the place and the kind, never the value; special-care fields of human
 samples are refused at access level open."""
@@ -289,7 +289,7 @@ def test_human_personal_data_is_refused_at_open_unless_declared_not_personal(dem
 # ----------------------------------------------------------------------------- the inbox
 def test_inbox_state_keeps_no_identifier(demos, tmp_path, prefect_api):
     """A refused folder's record in INBOX/.binds-inbox.json names kinds, not values."""
-    from pipelines import inbox
+    from pipelines.orchestrate import inbox
 
     box = tmp_path / "INBOX"
     box.mkdir()
@@ -332,7 +332,7 @@ def test_a_link_out_of_the_run_folder_is_not_read(demos, tmp_path):
     outside.write_text("patient_name\nYamada Taro\n")
     run, _ = human_run(demos, "metabolomics", tmp_path)
     (run / "notes.csv").symlink_to(outside)
-    from pipelines import privacy_gate
+    from pipelines.run import privacy_gate
 
     exp = yaml.safe_load((run / "experiment.yaml").read_text())
     assert privacy_gate.check_run(run, exp) == []  # not read: nothing found in it

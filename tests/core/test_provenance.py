@@ -10,8 +10,8 @@ from pathlib import Path
 
 from rocrate_offline import validate_offline
 
-from pipelines.provenance import CRATE_PATH, WORKFLOW_DIR
-from pipelines.usage import USAGE_PATH
+from pipelines.describe.provenance import CRATE_PATH, WORKFLOW_DIR
+from pipelines.describe.usage import USAGE_PATH
 
 
 def _graph(version_dir: Path) -> dict[str, dict]:

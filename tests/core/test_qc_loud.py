@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.modalities.cryoem import make_demo_run
-from pipelines.monitoring import artifact_key
+from pipelines.orchestrate.monitoring import artifact_key
 
 pytestmark = pytest.mark.slow
 BINDS = str(Path(sys.executable).parent / "binds")
@@ -106,7 +106,7 @@ def test_a_folder_the_inbox_rejects_is_a_failed_flow_run(prefect_server, tmp_pat
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from pipelines.errors import InputError
-    from pipelines.inbox import flow_runner
+    from pipelines.orchestrate.inbox import flow_runner
 
     # a name no other test's inbox uses: they share the session's Prefect server (test_inbox's
     # "broken-run" folders are rejected there too)

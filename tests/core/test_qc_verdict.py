@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.access.catalog_schema import figures
-from pipelines.catalog import read_catalog
 from pipelines.cli import app
+from pipelines.describe.catalog import figures, read_catalog
+from pipelines.describe.verdict import evaluate
 from pipelines.modalities import names, spec
-from pipelines.publishing import publish
-from pipelines.staging import StagedDataset
+from pipelines.run.publishing import publish
 from pipelines.store import open_store
-from pipelines.toolkit.qc import VERDICT_FILE, Verdict, evaluate, rounded
+from pipelines.toolkit.qc import VERDICT_FILE, Verdict, rounded
+from pipelines.toolkit.stage import StagedDataset
 
 CRYOEM_OK = {
     "map_rms": 2.399952914210581,

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.errors import InputError
-from pipelines.runner import check_run_dir
+from pipelines.run.runner import check_run_dir
 from pipelines.toolkit.rawfiles import MAX_NAME_BYTES, name_problems
 from tests.conftest import shared_data
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.report import MAX_REPORT_BYTES, qc_checks
+from pipelines.describe.report import MAX_REPORT_BYTES, qc_checks
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Chromium's own background traffic (updates, time, accounts); never the page's

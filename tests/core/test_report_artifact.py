@@ -7,8 +7,8 @@ import urllib.request
 
 import boto3
 
-from pipelines.flows import report_link, report_markdown
-from pipelines.toolkit.qc import evaluate
+from pipelines.describe.verdict import evaluate
+from pipelines.orchestrate.flows import report_link, report_markdown
 
 PREFIX = "open/metabolomics/binds-x-metabolomics/"
 

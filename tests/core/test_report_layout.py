@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from test_report import chromium, render  # noqa: F401  (the fixture and the renderer)
 
+from pipelines.describe.report import REPORT_SAMPLE_FIELDS, figure_text, store_of, term_label
 from pipelines.modalities import names
-from pipelines.publishing import publish
-from pipelines.report import REPORT_SAMPLE_FIELDS, figure_text, store_of, term_label
-from pipelines.staging import StagedDataset
+from pipelines.run.publishing import publish
 from pipelines.store import open_store
+from pipelines.toolkit.stage import StagedDataset
 
 WIDTH = 1200  # the window; the page column is 60em wide and centred
 

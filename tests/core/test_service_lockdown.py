@@ -17,8 +17,13 @@ import pytest
 
 from pipelines.errors import RunError
 from pipelines.modalities import get as get_modality
-from pipelines.monitoring import free_port
-from pipelines.service_guard import INBOX_ENV, check_flow_parameters, fix_service, flow_run_name
+from pipelines.orchestrate.monitoring import free_port
+from pipelines.orchestrate.service_guard import (
+    INBOX_ENV,
+    check_flow_parameters,
+    fix_service,
+    flow_run_name,
+)
 
 AUTH = "binds:correct-horse-battery"
 

@@ -125,7 +125,7 @@ def slurm_accounting(slurm):
 def _sacct_figures(job_id: str) -> tuple[float, float]:
     """(CPUTimeRAW, TotalCPU seconds) of the allocation, read here independently of binds
     (without -X: with it sacct leaves out the steps, and TotalCPU reads 0)."""
-    from pipelines.usage import parse_duration_s
+    from pipelines.describe.usage import parse_duration_s
 
     out = subprocess.run(
         ["sacct", "-n", "-P", "-j", job_id, "--format=JobID,CPUTimeRAW,TotalCPU"],
@@ -141,9 +141,9 @@ def _sacct_figures(job_id: str) -> tuple[float, float]:
 def test_slurm_usage_record_agrees_with_sacct_and_content_with_the_local_run(
     slurm_accounting, cryoem_version, tmp_path
 ):
+    from pipelines.describe.usage import USAGE_PATH
     from pipelines.modalities.cryoem import make_demo_run
-    from pipelines.runner import prepare, publish_stage, stage
-    from pipelines.usage import USAGE_PATH
+    from pipelines.run.runner import prepare, publish_stage, stage
 
     profile = yaml.safe_load((profiles_dir() / "slurm" / "config.yaml").read_text())
     # the test cluster has accounting (sacct, the plugin's default status command) but no accounts

@@ -255,7 +255,7 @@ def test_plate_files_of_every_extension_the_readers_take_are_inputs(tmp_path):
     files was rejected): the input resolver is the one list for both."""
     run = tmp_path / "screen"
     get_modality("screening").make_demo_run(run)
-    from pipelines.metadata import load_experiment
+    from pipelines.describe.metadata import load_experiment
     from pipelines.modalities.screening import list_inputs
 
     exp = load_experiment(run)
@@ -298,7 +298,7 @@ def test_unreachable_store_fails_before_any_rule_within_30_s(tmp_path, monkeypat
 
 def test_transient_retries_stop_within_the_budget(tmp_path, monkeypatch, binds_cli):
     from pipelines.errors import RunError
-    from pipelines.publishing import publish
+    from pipelines.run.publishing import publish
     from pipelines.store.base import StoreError
 
     monkeypatch.setenv("BINDS_S3_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
@@ -333,7 +333,7 @@ def test_input_error_at_publish_is_not_retried(tmp_path, binds_cli):
     from binds_testing import run_stage
 
     from pipelines.errors import InputError
-    from pipelines.publishing import publish
+    from pipelines.run.publishing import publish
 
     run = get_modality("cryoem").make_demo_run(tmp_path / "run", seed=6)
     stage = run_stage(run, tmp_path / "work")

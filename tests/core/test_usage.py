@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from pipelines.catalog import read_catalog
+from pipelines.describe.catalog import read_catalog
+from pipelines.describe.usage import USAGE_PATH, parse_duration_s, parse_sacct, parse_size_mb
 from pipelines.resources import project_root
 from pipelines.store import open_store
-from pipelines.usage import USAGE_PATH, parse_duration_s, parse_sacct, parse_size_mb
 
 
 def test_every_rule_has_a_benchmark_file():

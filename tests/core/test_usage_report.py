@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.usage import billing_lines, usage_report
+from pipelines.describe.usage import billing_lines, usage_report
 
 runner = CliRunner()
 

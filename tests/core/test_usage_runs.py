@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
-from pipelines.publishing import publish
-from pipelines.staging import StagedDataset
+from pipelines.describe.usage import inputs_digest, usage_report, version_usage
+from pipelines.run.publishing import publish
 from pipelines.store import open_store
-from pipelines.usage import inputs_digest, usage_report, version_usage
+from pipelines.toolkit.stage import StagedDataset
 
 RAW = [
     {"name": "plate1.csv", "size": 10, "sha256": "a" * 64},

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from pipelines.metadata import MODALITIES
+from pipelines.describe.metadata import MODALITIES
 from pipelines.modalities import get as get_modality
 from pipelines.resources import project_root, snakefile
-from pipelines.runner import prepare
+from pipelines.run.runner import prepare
 
 
 @pytest.mark.parametrize("modality", MODALITIES)
@@ -77,5 +77,5 @@ def test_rules_are_thin_and_declare_resources(modality):
             f"{script.name} has {len(statements)} statements: move logic into pipelines/"
         )
         assert "run_step(" in script.read_text(), (
-            f"{script.name} does not go through pipelines.smk.run_step"
+            f"{script.name} does not go through pipelines.toolkit.smk.run_step"
         )

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from cryoem_helpers import REAL_MAPS, write_mrc
 
+from pipelines.describe.metadata import load_experiment
 from pipelines.errors import InputError
-from pipelines.metadata import load_experiment
 from pipelines.modalities.cryoem import convert_maps, preflight, resolve_inputs
 from pipelines.modalities.cryoem.mrc import iter_bricks, open_header, read_header, read_zyx
 from tests.conftest import shared_data

@@ -13,10 +13,10 @@ import zarr
 from cryoem_helpers import run_stage
 from ome_zarr_models.v05 import Image, ImageLabel
 
+from pipelines.describe.metadata import load_experiment
 from pipelines.errors import InputError
-from pipelines.metadata import load_experiment
 from pipelines.modalities.cryoem import make_demo_run
-from pipelines.staging import StagedDataset
+from pipelines.toolkit.stage import StagedDataset
 from tests.conftest import shared_data
 
 

@@ -19,7 +19,7 @@ from drs_testing import (
 )
 
 from pipelines.dataservice.issuer import LocalIssuer
-from pipelines.publishing import publish
+from pipelines.run.publishing import publish
 from pipelines.store import open_store
 
 

@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.monitoring import free_port
-from pipelines.staging import StagedDataset, write_json
+from pipelines.orchestrate.monitoring import free_port
+from pipelines.toolkit.stage import StagedDataset, write_json
 
 BINDS = str(Path(sys.executable).parent / "binds")
 ISS = "https://login.binds.example"

@@ -8,8 +8,8 @@ import pytest
 from drs_testing import AUD, CONSORTIUM, DATASET_PREFIX
 
 from pipelines import access
+from pipelines.access.ids import drs_id
 from pipelines.dataservice import audit
-from pipelines.dataservice.ids import drs_id
 from pipelines.dataservice.policy import load_auth
 
 

@@ -8,9 +8,9 @@ import json
 import httpx
 from drs_testing import AUD, CONSORTIUM, build_stage, serving
 
+from pipelines.access.ids import drs_id
 from pipelines.dataservice import audit
-from pipelines.dataservice.ids import drs_id
-from pipelines.publishing import publish
+from pipelines.run.publishing import publish
 from pipelines.store import open_store
 
 DRS = "/ga4gh/drs/v1"

@@ -15,8 +15,8 @@ import pytest
 from drs_schemas import validate
 from drs_testing import AUD, BINDS, CONSORTIUM, DATASET_PREFIX, DATASETS, ISS
 
+from pipelines.access.ids import drs_id, parse_drs_id
 from pipelines.dataservice import audit
-from pipelines.dataservice.ids import drs_id, parse_drs_id
 from pipelines.dataservice.policy import ANONYMOUS, Caller, decide, load_auth
 
 DRS = "/ga4gh/drs/v1"
@@ -341,7 +341,7 @@ def test_ids_round_trip():
 
 
 def test_data_use_codes_are_checked_published_and_named(service, issuers, data_store):
-    from pipelines.metadata import validate_experiment
+    from pipelines.describe.metadata import validate_experiment
 
     caller = _callers(issuers, "x")["consortium visa"]
     obj = httpx.get(service + f"{DRS}/objects/{drs_id('ds-consortium', 1, FILE)}", **caller).json()
@@ -446,7 +446,7 @@ def test_health_reports_the_replication_lag_of_the_preservation_copy(
     that cannot be read is a status, never a failure of the service."""
     from drs_testing import serving
 
-    from pipelines.monitoring import free_port
+    from pipelines.orchestrate.monitoring import free_port
     from pipelines.store import open_store
     from pipelines.store.replicate import replicate
 

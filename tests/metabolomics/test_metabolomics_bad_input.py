@@ -195,7 +195,7 @@ def test_plan_problems_stop_the_workflow_before_any_rule(tmp_path):
 def test_sample_files_must_be_runs_of_the_folder(demo_run, tmp_path):
     """A samples[].files entry naming no run, a file outside the folder, or one run for two
     samples: each a problem naming experiment.yaml and the YAML path; nothing runs."""
-    from pipelines.metadata import load_experiment
+    from pipelines.describe.metadata import load_experiment
     from pipelines.modalities import metabolomics
     from tests.metabolomics.conftest import copy_demo
 

@@ -114,7 +114,7 @@ def test_minimal_block_gets_every_default(tmp_path):
 
 
 def test_demo_run_is_deterministic_and_valid(demo_run, tmp_path):
-    from pipelines.metadata import load_experiment
+    from pipelines.describe.metadata import load_experiment
 
     again = make_demo_run(tmp_path / "again", seed=0)
     for f in sorted(p.name for p in demo_run.iterdir()):

@@ -183,8 +183,8 @@ def test_three_file_run_with_a_numpress_chromatogram_is_processed(real_dir, tmp_
     import pyarrow.parquet as pq
     from binds_testing import minimal_yaml, run_stage
 
-    from pipelines.privacy_gate import run_ids
-    from pipelines.runner import check_run_dir
+    from pipelines.run.privacy_gate import run_ids
+    from pipelines.run.runner import check_run_dir
 
     run = tmp_path / "run"
     run.mkdir()

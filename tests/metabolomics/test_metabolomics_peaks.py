@@ -375,7 +375,10 @@ def test_targets_integrate_the_peak_not_the_window(tmp_path):
         targets_csv=tmp_path / "t.csv",
         out=tmp_path / "targets.parquet",
     )
-    (row,) = pq.read_table(tmp_path / "targets.parquet").to_pylist()
+    table = pq.read_table(tmp_path / "targets.parquet")
+    # the layout documented (peak columns) is version 2, and only the shared writer stamps it
+    assert table.schema.metadata[b"binds.format_version"] == b"2"
+    (row,) = table.to_pylist()
     assert row["detected"] and abs(row["rt_apex_s"] - truth.rt[tall]) < 2.0
     assert row["peak_start_s"] < row["rt_apex_s"] < row["peak_end_s"]
     assert 0 < row["area"] < row["area_window"] and abs(row["mass_error_ppm"]) < 3

@@ -9,16 +9,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.describe.metadata import load_experiment, write_experiment_json
 from pipelines.errors import InputError
-from pipelines.metadata import load_experiment, write_experiment_json
 from pipelines.modalities.metabolomics.demo import DEMO_COMPOUNDS, DEMO_SAMPLES, DEMO_TARGETS
-from pipelines.privacy_gate import run_ids
-from pipelines.staging import StagedDataset
-from pipelines.workflow import run_workflow
+from pipelines.run.privacy_gate import run_ids
+from pipelines.run.workflow import run_workflow
+from pipelines.toolkit.stage import StagedDataset
 from tests.metabolomics.conftest import MINIMAL_YAML, REAL_FILES, copy_demo, linked_run
 
 # the demo's samples are human: its raw files travel under run ids (keys, tables, logs), in
-# file-name order, the same function as the workflow (pipelines.privacy_gate.run_ids)
+# file-name order, the same function as the workflow (pipelines.run.privacy_gate.run_ids)
 RUN = {p.stem: rid for rid, p in run_ids(Path(f"{s}.mzML") for s in DEMO_SAMPLES).items()}
 RUNS = [RUN[s] for s in DEMO_SAMPLES]
 
@@ -272,7 +272,7 @@ def test_real_files_run_through_the_workflow_in_place(real_dir, tmp_path):
     assert first["ion_suppression_start_s"] == pytest.approx([253.8, 274.5, 291.7], abs=0.1)
     assert first["ion_suppression_end_s"] == pytest.approx([253.8, 275.9, 295.2], abs=0.1)
     # the report's check: 23 of the 506 MS1 scans (4.5 %) pass the 5 % rule; 6 % would not
-    from pipelines.toolkit.qc import evaluate
+    from pipelines.describe.verdict import evaluate
 
     (ion,) = [
         c for c in evaluate("metabolomics", stage.metrics).checks if c.name == "ion suppression"

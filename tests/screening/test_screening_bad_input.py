@@ -174,7 +174,7 @@ def test_missing_file_in_plate_list_preflight(tmp_path):
 def test_bad_block_values_are_schema_errors():
     from screening_helpers import MINIMAL_EXPERIMENT
 
-    from pipelines.metadata import validate_experiment
+    from pipelines.describe.metadata import validate_experiment
 
     data = dict(
         MINIMAL_EXPERIMENT,

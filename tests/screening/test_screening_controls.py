@@ -9,8 +9,8 @@ from screening_helpers import PLATECONF_384, cellhts2_run, grid_csv, synthetic_g
 from typer.testing import CliRunner
 
 from pipelines.cli import app
+from pipelines.describe.verdict import evaluate
 from pipelines.modalities.screening import preflight
-from pipelines.toolkit.qc import evaluate
 
 
 def binds(*args):

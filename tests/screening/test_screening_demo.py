@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from screening_helpers import load_block
 
-from pipelines.metadata import load_experiment
+from pipelines.describe.metadata import load_experiment
 from pipelines.modalities import screening
 from pipelines.modalities.screening.demo import DOSE_PLATE, demo_truth
 

@@ -13,8 +13,8 @@ import pytest
 from screening_helpers import MINIMAL_EXPERIMENT, TWOWAY_BLOCK
 
 from pipelines.errors import InputError
-from pipelines.staging import StagedDataset
-from pipelines.workflow import run_workflow
+from pipelines.run.workflow import run_workflow
+from pipelines.toolkit.stage import StagedDataset
 
 DATA_FILES = [
     "data/dose_response.parquet",

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.staging import StagedDataset, write_json
+from pipelines.toolkit.stage import StagedDataset, write_json
 
 EXPERIMENT = {
     "schema_version": 1,

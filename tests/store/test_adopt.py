@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.publishing import publish
+from pipelines.run.publishing import publish
 from pipelines.store import ledger as ledger_mod
 from pipelines.store import open_store, registry
 from pipelines.store.verify import verify

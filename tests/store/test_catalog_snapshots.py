@@ -20,7 +20,7 @@ import pytest
 
 from pipelines import access
 from pipelines.access import catalog_log
-from pipelines.catalog import (
+from pipelines.describe.catalog import (
     _to_parquet,
     append_rows,
     catalog_base,
@@ -168,14 +168,14 @@ def test_concurrent_publishers_and_compactions_lose_no_row(store_url, monkeypatc
 
 
 def catalog_log_source(store):
-    from pipelines.catalog import StoreSource
+    from pipelines.describe.catalog import StoreSource
 
     return StoreSource(store)
 
 
 def test_compaction_changes_nothing_a_reader_sees(store_url, monkeypatch):
     """Rows, a rewritten row (a rebuild) and rows at two levels: the catalog read after a
-    compaction equals the one before, as a table (pipelines.catalog) and as a DataFrame
+    compaction equals the one before, as a table (pipelines.describe.catalog) and as a DataFrame
     (pipelines.access.catalog, through fsspec)."""
     monkeypatch.setenv("BINDS_CATALOG_COMPACT_EVERY", "1000")
     monkeypatch.setenv(
@@ -274,7 +274,7 @@ def test_cli_compact_and_rebuild_after_the_log_and_snapshots_are_lost(make_stage
     from typer.testing import CliRunner
 
     from pipelines.cli import app
-    from pipelines.publishing import publish
+    from pipelines.run.publishing import publish
 
     root = tmp_path / "store"
     store = open_store(str(root))

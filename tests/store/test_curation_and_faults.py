@@ -16,10 +16,10 @@ import pytest
 from botocore.exceptions import ClientError
 from typer.testing import CliRunner
 
-from pipelines.catalog import read_catalog
 from pipelines.cli import app
+from pipelines.describe.catalog import read_catalog
 from pipelines.errors import InputError
-from pipelines.publishing import publish
+from pipelines.run.publishing import publish
 from pipelines.store import LocalStore, open_store
 from pipelines.store import ledger as ledger_mod
 from pipelines.store.verify import verify
@@ -112,8 +112,8 @@ class CrashingStore(LocalStore):
 
 @pytest.mark.parametrize("crash_at", [3, 12, 40, 75])
 def test_a_move_killed_anywhere_is_finished_by_running_it_again(tmp_path, make_stage, crash_at):
-    from pipelines.catalog import remove_catalog_rows
-    from pipelines.publishing import index_version
+    from pipelines.describe.catalog import remove_catalog_rows
+    from pipelines.run.publishing import index_version
     from pipelines.store.move import move_dataset
 
     root = tmp_path / "store"

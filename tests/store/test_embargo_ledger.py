@@ -9,8 +9,8 @@ import json
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.embargo import HeldStore
-from pipelines.publishing import index_version
+from pipelines.describe.embargo import HeldStore
+from pipelines.run.publishing import index_version
 from pipelines.store import LocalStore, UploadItem, ledger
 from pipelines.store.publish import Description, Submission, commit_version
 

@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from pipelines.embargo import EMBARGO_DIR, HeldStore, release
-from pipelines.publishing import index_version
+from pipelines.describe.embargo import EMBARGO_DIR, HeldStore, release
+from pipelines.run.publishing import index_version
 from pipelines.store import LocalStore, UploadItem
 from pipelines.store.base import StoreError
 from pipelines.store.publish import Description, Submission, commit_version

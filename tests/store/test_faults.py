@@ -17,9 +17,9 @@ from urllib.parse import urlparse
 import pytest
 from s3_faultproxy import FaultPlan, FaultProxy
 
-from pipelines.catalog import read_catalog
+from pipelines.describe.catalog import read_catalog
 from pipelines.errors import RunError
-from pipelines.publishing import publish
+from pipelines.run.publishing import publish
 from pipelines.store import open_store
 from pipelines.store.verify import verify
 
@@ -172,7 +172,7 @@ def test_sigkill_at_random_points_never_shows_partial_version(
     stage = make_stage(
         n_chunks=n_chunks, chunk_bytes=40_000 if backend == "s3" else 4_000, big_bytes=2 << 20
     )
-    from pipelines.publishing import hash_stage, stage_digest
+    from pipelines.run.publishing import hash_stage, stage_digest
 
     store = open_store(store_url)
     items = hash_stage(stage, store)
@@ -230,7 +230,7 @@ def test_racing_publishers_of_different_content_get_clean_versions(
     b = make_stage("b", seed=2, n_chunks=80)
     store = open_store(s3_bucket)
     digests = {}
-    from pipelines.publishing import hash_stage, stage_digest
+    from pipelines.run.publishing import hash_stage, stage_digest
 
     for st in (a, b):
         its = hash_stage(st, store)

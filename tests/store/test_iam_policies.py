@@ -25,10 +25,10 @@ from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.modalities import get as get_modality
-from pipelines.policy import ROLES, policies
-from pipelines.publishing import publish
-from pipelines.staging import StagedDataset
+from pipelines.run.publishing import publish
+from pipelines.store.policy import ROLES, policies
 from pipelines.store.s3 import S3Store
+from pipelines.toolkit.stage import StagedDataset
 
 LEVELS = ("open", "consortium", "restricted")
 _ctx = threading.local()

@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.publishing import publish
+from pipelines.run.publishing import publish
 from pipelines.store import LocalStore, open_store
 from pipelines.store import ledger as ledger_mod
 from pipelines.store.lease import lease_key

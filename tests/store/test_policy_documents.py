@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.policy import ROLES
+from pipelines.store.policy import ROLES
 
 runner = CliRunner()
 

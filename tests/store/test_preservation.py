@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.publishing import publish
+from pipelines.run.publishing import publish
 from pipelines.store import open_store
 from pipelines.store.fixity import read_log, rotation_slices, sweep
 from pipelines.store.replicate import lag, manifest_objects, replicate

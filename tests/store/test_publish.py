@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from pipelines.catalog import read_catalog
+from pipelines.describe.catalog import read_catalog
 from pipelines.errors import InputError
-from pipelines.publishing import publish
+from pipelines.run.publishing import publish
 from pipelines.store import open_store
 from pipelines.store.verify import verify
 
@@ -17,7 +17,7 @@ PREFIX = "consortium/screening/binds-2026-0042-screening/"
 
 def claim_like_a_killed_publisher(store, stage):
     """What a publisher killed after claiming v1 leaves: the claim with the stage's digest."""
-    from pipelines.publishing import hash_stage, stage_digest
+    from pipelines.run.publishing import hash_stage, stage_digest
 
     items = hash_stage(stage, store)
     digest = stage_digest(stage, items)

@@ -24,7 +24,7 @@ from botocore.awsrequest import AWSResponse
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.publishing import publish
+from pipelines.run.publishing import publish
 from pipelines.store import open_store
 from pipelines.store.replicate import PUT_ATTEMPTS, replicate
 from pipelines.store.verify import verify

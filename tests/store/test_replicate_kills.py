@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.publishing import publish
+from pipelines.run.publishing import publish
 from pipelines.store import open_store
 from pipelines.store.replicate import committed_versions, manifest_objects, sha256_of
 from pipelines.store.verify import verify

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tx_helpers import link_files, run, write_experiment
 
-from pipelines.staging import StagedDataset
+from pipelines.toolkit.stage import StagedDataset
 from tests.conftest import shared_data
 
 

@@ -57,9 +57,9 @@ def test_key_safe_is_reversible_and_slash_free(name):
 
 
 def test_a_crash_while_writing_is_reported_as_a_write_failure(tmp_path):
-    from pipelines.smk import run_step
-    from pipelines.staging import StagedDataset
-    from pipelines.workflow import RunningWorkflow
+    from pipelines.run.workflow import RunningWorkflow
+    from pipelines.toolkit.smk import run_step
+    from pipelines.toolkit.stage import StagedDataset
 
     run, stage = tmp_path / "run", tmp_path / "stage"
     run.mkdir()

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from pipelines.cli import app
 from pipelines.errors import InputError
 from pipelines.modalities.transcriptomics.readers import read_10x_h5, read_h5ad_counts
-from pipelines.runner import check_run_dir
+from pipelines.run.runner import check_run_dir
 from pipelines.toolkit.rawfiles import hdf5_problems
 
 KINDS = ["external_storage", "external_link", "virtual"]

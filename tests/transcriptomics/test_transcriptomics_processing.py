@@ -259,7 +259,7 @@ def test_donor_id_that_looks_like_a_name_fails_preflight(tmp_path, tx_data):
 
 
 def _exp(run_dir: Path) -> dict:
-    from pipelines.metadata import load_experiment
+    from pipelines.describe.metadata import load_experiment
 
     return load_experiment(run_dir).data
 

@@ -15,7 +15,7 @@ from tx_helpers import link_files, run, write_experiment
 from pipelines.errors import InputError
 from pipelines.modalities import transcriptomics as tx
 from pipelines.modalities.transcriptomics import readers
-from pipelines.staging import StagedDataset
+from pipelines.toolkit.stage import StagedDataset
 
 CELLXGENE_OBS = (
     "assay_ontology_term_id",

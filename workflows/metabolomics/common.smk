@@ -6,11 +6,11 @@
 
 import re
 
-from pipelines import privacy_gate as PRIVACY
+from pipelines.run import privacy_gate as PRIVACY
 from pipelines.modalities import metabolomics as MET_MOD
 
 MET = MET_MOD.resolve_params(modality_block("metabolomics"), run_dir=RUN_DIR)
-# human data: run ids (run-001 ...) instead of file names (pipelines.privacy_gate.run_ids)
+# human data: run ids (run-001 ...) instead of file names (pipelines.run.privacy_gate.run_ids)
 MET_RUNS = MET_MOD.find_runs(RUN_DIR, experiment=EXPERIMENT)
 MET_PRIVATE = PRIVACY.applies(EXPERIMENT)
 MET_WORK = STAGE / "_meta" / "metabolomics"

@@ -1,6 +1,6 @@
 # Screening: resolve the run's inputs once, at parse time, and fix the number of read batches.
 # Nothing here reads plate data; a run folder whose inputs cannot be resolved still gets one
-# batch job, which then reports the problem (file, place, hint) through pipelines.smk.run_step.
+# batch job, which then reports the problem (file, place, hint) through pipelines.toolkit.smk.run_step.
 
 from functools import cache
 

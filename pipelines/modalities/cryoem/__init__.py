@@ -30,12 +30,12 @@ from pipelines.modalities import ModalitySpec
 from pipelines.modalities.cryoem.demo import make_demo_run
 from pipelines.modalities.cryoem.mrc import MapHeader, open_header, read_header
 from pipelines.modalities.cryoem.qc import fsc_half_maps, grid_problems, map_qc
-from pipelines.staging import write_json
 from pipelines.toolkit.inputs import InputSet, RunFolder, sample_of_files
 from pipelines.toolkit.qc import Figure, QcCheck, number
 
-# not `run_ids`: a modality's attribute of that name is its own run-id hook (pipelines.runner)
+# not `run_ids`: a modality's attribute of that name is its own run-id hook (pipelines.run.runner)
 from pipelines.toolkit.run_ids import run_ids as ids_in_path_order
+from pipelines.toolkit.stage import write_json
 
 __all__ = [
     "DESCRIPTION",
@@ -123,6 +123,7 @@ QC: tuple[QcCheck, ...] = (
 
 MODALITY = ModalitySpec(
     name="cryoem",
+    main_data="data/map.ome.zarr",
     description=DESCRIPTION,
     technique="cryo-electron microscopy",
     raw_patterns=RAW_PATTERNS,

@@ -118,7 +118,7 @@ def map_qc(
     Streams the map twice (statistics and pictures, then the histogram).
     """
     from pipelines.modalities.cryoem.mrc import open_header
-    from pipelines.staging import write_json
+    from pipelines.toolkit.stage import write_json
 
     header = open_header(src, display=display)
     voxel = voxel_size_zyx or header.voxel_size_zyx
@@ -310,7 +310,7 @@ def fsc_half_maps(
         The half maps (or the mask) are on different grids, or hold NaN/Inf.
     """
     from pipelines.modalities.cryoem.mrc import open_header
-    from pipelines.staging import write_json
+    from pipelines.toolkit.stage import write_json
 
     h1 = open_header(half1, display=displays[0])
     h2 = open_header(half2, display=displays[1])

@@ -129,6 +129,7 @@ QC: tuple[QcCheck, ...] = (
 
 MODALITY = ModalitySpec(
     name="metabolomics",
+    main_data="data/spectra.parquet",
     description=DESCRIPTION,
     technique="liquid chromatography-mass spectrometry",
     raw_patterns=RAW_PATTERNS,
@@ -189,7 +190,7 @@ def find_runs(
     """Run name -> mzML file of every run in ``run_dir`` (hidden folders skipped), sorted by name.
 
     Links leading out of the run folder are left out and reported in ``problems``.  For human
-    data (``experiment`` given and :func:`pipelines.privacy_gate.applies`) the names are run
+    data (``experiment`` given and :func:`pipelines.toolkit.run_ids.applies`) the names are run
     ids, ``run-001`` ... in file-name order: a raw file name never becomes a store key, a
     Snakemake wildcard (Prefect task-run names, Slurm job comments, log file names).
     """
@@ -197,7 +198,7 @@ def find_runs(
     from pipelines.modalities.metabolomics.convert import run_names
 
     if experiment is not None:
-        from pipelines.privacy_gate import applies, run_ids
+        from pipelines.toolkit.run_ids import applies, run_ids
 
         if applies(experiment):
             return run_ids(found)

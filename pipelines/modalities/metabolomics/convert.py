@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from pipelines.errors import InputError, Problem
 from pipelines.modalities.metabolomics.mzml import Chromatogram, MzMLReader, RunInfo, Spectrum
-from pipelines.staging import write_json
+from pipelines.toolkit.stage import write_json
 from pipelines.toolkit.tables import columns_for, documented_schema, write_table
 
 log = logging.getLogger(__name__)

@@ -53,7 +53,7 @@ from pipelines.modalities.metabolomics.peaks import (
     trace_peaks,
     track_traces,
 )
-from pipelines.staging import write_json
+from pipelines.toolkit.stage import write_json
 from pipelines.toolkit.tables import columns_for, documented_schema, write_table
 
 log = logging.getLogger(__name__)

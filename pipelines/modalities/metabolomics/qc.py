@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.modalities.metabolomics.convert import read_conversion_qc
-from pipelines.staging import write_json
 from pipelines.toolkit.figures import save_png
+from pipelines.toolkit.stage import write_json
 from pipelines.toolkit.tables import columns_for, write_table
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from pipelines.errors import InputError, Problem, ProblemList
 from pipelines.modalities.metabolomics.chem import ADDUCTS, target_mz
 from pipelines.modalities.metabolomics.features import doc_field
 from pipelines.modalities.metabolomics.peaks import xic_peak
-from pipelines.staging import write_json
+from pipelines.toolkit.stage import write_json
 from pipelines.toolkit.tables import columns_for, write_table
 
 log = logging.getLogger(__name__)
@@ -120,8 +120,10 @@ TARGET_SCHEMA = pa.schema(
             "xic_intensity", pa.list_(pa.float32()), "XIC summed intensities", "counts (MS:1000131)"
         ),
     ],
-    metadata={b"binds.format_version": b"2"},
 )
+# 2: the target's own peak (apex, height, area between its valleys), not the window's maximum;
+# stamped by the shared table writer only
+TARGETS_FORMAT_VERSION = 2
 
 
 def read_targets(path: str | Path, *, default_ppm: float = 10.0) -> list[Target]:
@@ -319,7 +321,7 @@ def quantify_targets(
         pa.Table.from_pylist(rows, schema=TARGET_SCHEMA),
         out,
         format_name="binds-metabolomics-targets",
-        format_version=1,
+        format_version=TARGETS_FORMAT_VERSION,
         columns=columns_for("binds-metabolomics-targets"),
     )
     errors = [

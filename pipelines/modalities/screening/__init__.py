@@ -81,6 +81,7 @@ QC: tuple[QcCheck, ...] = (
 
 MODALITY = ModalitySpec(
     name="screening",
+    main_data="data/wells.parquet",
     description=DESCRIPTION,
     technique="high-throughput screening",
     raw_patterns=RAW_PATTERNS,

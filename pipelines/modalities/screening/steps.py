@@ -25,9 +25,9 @@ from pipelines.modalities.screening.plates import (
     format_for_wells,
     parse_wells,
 )
-from pipelines.staging import write_json
 from pipelines.toolkit.inputs import RunFolder, sample_of_files
 from pipelines.toolkit.run_ids import run_ids as ids_in_path_order
+from pipelines.toolkit.stage import write_json
 from pipelines.toolkit.tables import columns_for, write_table
 
 log = logging.getLogger(__name__)

@@ -34,9 +34,9 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(_numba_cache_dir()))
 
 from pipelines.errors import InputError, Problem  # noqa: E402
 from pipelines.modalities import ModalitySpec  # noqa: E402
-from pipelines.staging import write_json  # noqa: E402
 from pipelines.toolkit.inputs import InputSet, sample_of_files  # noqa: E402
 from pipelines.toolkit.qc import Figure, QcCheck, number  # noqa: E402
+from pipelines.toolkit.stage import write_json  # noqa: E402
 
 from . import annotate  # noqa: E402
 from .bulk import load_bulk, match_samples, process_bulk, read_count_table, read_sample_sheet  # noqa: E402
@@ -126,6 +126,7 @@ QC: tuple[QcCheck, ...] = (
 
 MODALITY = ModalitySpec(
     name="transcriptomics",
+    main_data="data/adata.zarr",
     description=DESCRIPTION,
     technique="RNA sequencing",
     raw_patterns=RAW_PATTERNS,

@@ -3,7 +3,8 @@
 Privacy (issues 5 and 22): human donors appear only as a pseudonymous ``donor_id``.  The
 detector of :mod:`pipelines.toolkit.privacy` checks the tables this modality reads (sample
 sheet, ``.h5ad`` obs: column names and text values) and the sample ids, donor ids and
-descriptions, for any organism; the privacy gate (:mod:`pipelines.privacy_gate`) checks the
+descriptions, for any organism; the privacy gate (:mod:`pipelines.run.privacy_gate`, with
+:func:`pipelines.toolkit.privacy.experiment_findings`) checks the
 whole run folder of human data before any of this runs.  Problems name the place and the kind
 of identifier, never the value.
 """
@@ -90,7 +91,7 @@ def sample_fields(
 
 
 # --------------------------------------------------------------------------- privacy
-# The detector and the gate live in pipelines.toolkit.privacy / pipelines.privacy_gate (every
+# The detector and the gate live in pipelines.toolkit.privacy / pipelines.run.privacy_gate (every
 # modality, run by `binds validate` and before any rule for human data); these two keep the
 # transcriptomics readers' own check, for any organism, on the tables they read.
 
@@ -130,7 +131,7 @@ def experiment_privacy_problems(
     experiment: dict[str, Any], *, file: str = "experiment.yaml"
 ) -> list[Problem]:
     """Sample ids, donor ids and descriptions holding a direct identifier (any organism)."""
-    from pipelines.privacy_gate import scan_experiment
+    from pipelines.toolkit import privacy
 
     only = {
         "samples": [
@@ -138,4 +139,4 @@ def experiment_privacy_problems(
             for s in samples(experiment)
         ]
     }
-    return [f.problem() for f in scan_experiment(only, file=file)]
+    return [f.problem() for f in privacy.experiment_findings(only, file=file)]

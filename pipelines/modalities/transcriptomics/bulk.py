@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.errors import InputError, Problem
-from pipelines.staging import write_json
+from pipelines.toolkit.stage import write_json
 
 from . import annotate, outputs, plots
 from .discover import input_name, resolve_input

@@ -1,6 +1,6 @@
 # cryoem_convert: map (+ half maps, mask) -> data/map.ome.zarr, streaming.
 from pipelines.modalities.cryoem import convert_maps
-from pipelines.smk import run_step
+from pipelines.toolkit.smk import run_step
 
 smk = snakemake
 halves = list(smk.input.half_maps)

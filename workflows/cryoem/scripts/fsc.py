@@ -1,6 +1,6 @@
 # cryoem_fsc: FSC of the half maps (masked too when a mask is given).
 from pipelines.modalities.cryoem import fsc_half_maps
-from pipelines.smk import run_step
+from pipelines.toolkit.smk import run_step
 
 smk = snakemake
 (half1, half2), mask = smk.input.half_maps, (smk.input.mask[0] if smk.input.mask else None)

@@ -1,6 +1,6 @@
 # cryoem_inspect: check every header, write _meta/facts.json (InputError -> exit 2).
 from pipelines.modalities.cryoem import inspect_inputs
-from pipelines.smk import run_step
+from pipelines.toolkit.smk import run_step
 
 smk = snakemake
 run_step(

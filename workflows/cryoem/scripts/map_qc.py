@@ -1,6 +1,6 @@
 # cryoem_map_qc: statistics, histogram, central slices and max projections of the map.
 from pipelines.modalities.cryoem import map_qc
-from pipelines.smk import run_step
+from pipelines.toolkit.smk import run_step
 
 smk = snakemake
 run_step(

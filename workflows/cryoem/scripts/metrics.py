@@ -1,6 +1,6 @@
 # cryoem_metrics: qc/metrics.json, the flat key figures the catalog keeps.
 from pipelines.modalities.cryoem import write_metrics
-from pipelines.smk import run_step
+from pipelines.toolkit.smk import run_step
 
 smk = snakemake
 run_step(

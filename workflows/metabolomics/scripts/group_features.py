@@ -1,5 +1,5 @@
 from pipelines.modalities.metabolomics import group_features
-from pipelines.smk import run_step
+from pipelines.toolkit.smk import run_step
 
 run_step(
     snakemake,

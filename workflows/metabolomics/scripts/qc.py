@@ -1,5 +1,5 @@
 from pipelines.modalities.metabolomics import write_qc
-from pipelines.smk import run_step
+from pipelines.toolkit.smk import run_step
 
 inp, out = snakemake.input, snakemake.output
 run_step(

@@ -1,5 +1,5 @@
 from pipelines.modalities.screening import write_metrics
-from pipelines.smk import run_step
+from pipelines.toolkit.smk import run_step
 
 s = snakemake
 run_step(

@@ -1,5 +1,5 @@
 from pipelines.modalities.screening import read_batch
-from pipelines.smk import run_step
+from pipelines.toolkit.smk import run_step
 
 run_step(
     snakemake,

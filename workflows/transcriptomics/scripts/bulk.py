@@ -1,5 +1,5 @@
 from pipelines.modalities.transcriptomics import process_bulk
-from pipelines.smk import run_step
+from pipelines.toolkit.smk import run_step
 
 out = snakemake.output
 run_step(

@@ -1,5 +1,5 @@
 from pipelines.modalities.transcriptomics import write_metrics
-from pipelines.smk import run_step
+from pipelines.toolkit.smk import run_step
 
 run_step(
     snakemake,

@@ -23,6 +23,7 @@ MODALITY = ModalitySpec(
     technique="tabulation",
     raw_patterns=RAW_PATTERNS,
     software=("pyarrow",),
+    main_data="data/table.parquet",
     workflow=HERE / "workflow" / "main.smk",
     schema=HERE / "toytable.schema.json",
 )

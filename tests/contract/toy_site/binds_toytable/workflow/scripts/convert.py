@@ -1,6 +1,6 @@
 from binds_toytable import convert
 
-from pipelines.smk import run_step
+from pipelines.toolkit.smk import run_step
 
 smk = snakemake
 run_step(
