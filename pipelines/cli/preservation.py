@@ -120,7 +120,13 @@ def replicate_cmd(
                 f"{report.versions_present} already in the copy; {report.objects_copied} "
                 f"object(s) sent ({_human(report.bytes_copied)}), {report.objects_kept} kept "
                 f"from an interrupted copy; {report.other_copied} ledger/catalog/registry "
-                "object(s) updated",
+                "object(s) updated"
+                + (
+                    f"; {report.objects_resent} write(s) sent again (the copy refused or got "
+                    "other bytes)"
+                    if report.objects_resent
+                    else ""
+                ),
                 highlight=False,
             )
         if report.unreadable:

@@ -87,6 +87,7 @@ class ReplicateReport:
     objects_copied: int = 0
     bytes_copied: int = 0
     objects_kept: int = 0  # already in the copy (read back, sha256 matched)
+    objects_resent: int = 0  # writes the copy's store refused or got wrong, sent again
     other_copied: int = 0  # ledger entries, catalog rows, registry entries written
     problems: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
@@ -105,6 +106,7 @@ class ReplicateReport:
                 "objects_copied",
                 "bytes_copied",
                 "objects_kept",
+                "objects_resent",
                 "other_copied",
                 "problems",
                 "unreadable",
@@ -194,6 +196,7 @@ def copy_verified(
     *,
     dest_key: str | None = None,
     read_back: bool = False,
+    on_resend: Callable[[], None] | None = None,
 ) -> int:
     """Copy ``key`` when the source's bytes match (size, sha256), and make sure the copy holds
     them: :meth:`Store.put_checked` (S3: the server checks the PUT's Content-MD5 and sha256
@@ -230,6 +233,8 @@ def copy_verified(
                     f"{dest_key}: the copy did not receive the bytes sent, {PUT_ATTEMPTS} "
                     f"times ({err}); not committed"
                 ) from None
+            if on_resend:
+                on_resend()
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -299,12 +304,16 @@ def replicate(
     in_flight, max_queued = 0, 64 * max(1, workers)
     lock = threading.Lock()
 
+    def resent() -> None:
+        with lock:
+            report.objects_resent += 1
+
     def copy_object(key: str, size: int, sha: str, present: ObjectInfo | None) -> int | None:
         if present is not None and present.size == size and sha256_of(dest, key) == (size, sha):
             with lock:
                 report.objects_kept += 1
             return None
-        n = copy_verified(source, dest, key, size, sha, read_back=read_back)
+        n = copy_verified(source, dest, key, size, sha, read_back=read_back, on_resend=resent)
         with lock:
             report.objects_copied += 1
             report.bytes_copied += n

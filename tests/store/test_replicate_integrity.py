@@ -100,7 +100,7 @@ def test_a_body_altered_on_the_way_is_sent_again(primary_and_s3_copy, server_che
     dest.client.meta.events.register("before-send.s3.PutObject", fault)
 
     report = replicate(open_store(primary, read_only=True), dest)
-    assert fault.altered == 1
+    assert fault.altered == 1 and report.objects_resent == 1
     assert report.ok, report.problems
     assert report.versions_copied == 2
     copied = open_store(copy, read_only=True)
@@ -119,7 +119,7 @@ def test_a_copy_that_keeps_failing_is_reported_and_never_committed(
     dest.client.meta.events.register("before-send.s3.PutObject", fault)
 
     report = replicate(open_store(primary, read_only=True), dest)
-    assert fault.altered == PUT_ATTEMPTS
+    assert fault.altered == PUT_ATTEMPTS and report.objects_resent == PUT_ATTEMPTS - 1
     assert not report.ok and report.versions_copied == 1
     assert any(victim in p and "did not receive the bytes sent" in p for p in report.problems)
     assert any(p.startswith(prefix + ": not committed") for p in report.problems)
