@@ -4,8 +4,11 @@ Two moto servers (separate processes: two sites). The source holds one committed
 N objects (published through the real publish path).  Baseline: boto3 with the same
 16 threads, each object ``get_object`` from the source and ``put_object`` to the copy (a
 server-side CopyObject cannot cross endpoints). Ours: ``replicate`` (sha256 of the source bytes
-checked against the manifest before the put, the copy read back and checked, the manifest last,
-then ledger, catalog and registry).  Then the resume: ``binds replicate`` in its own process,
+checked against the manifest before the put; the put carries Content-MD5 and the sha256
+checksum, and its answer's ETag is checked; the manifest last, then ledger, catalog and
+registry), and, in the same run, ``replicate(read_back=True)`` (``--read-back``: each copied
+object also read back from the copy and its sha256 checked: what every copy did before
+2026-12-04).  Then the resume: ``binds replicate`` in its own process,
 SIGKILLed after about half the objects, and run again: how many objects the second run sent.
 
     .venv/bin/python benchmarks/run.py replicate            # 125 MiB in 1,000 objects
@@ -101,6 +104,12 @@ def main(quick: bool = False) -> list[dict]:
         report = replicate(source, dest, workers=WORKERS)
         ours = time.perf_counter() - t
         assert report.ok and report.versions_copied == 1, report
+        _client(dst_ep).create_bucket(Bucket="copy-read-back")
+        dest_rb = S3Store("s3://copy-read-back/binds", endpoint_url=dst_ep)
+        t = time.perf_counter()
+        report = replicate(source, dest_rb, workers=WORKERS, read_back=True)
+        ours_read_back = time.perf_counter() - t
+        assert report.ok and report.versions_copied == 1, report
 
         # resume after a kill: a separate `binds replicate` process, SIGKILLed mid-copy
         _client(dst_ep).create_bucket(Bucket="resume")
@@ -144,6 +153,8 @@ def main(quick: bool = False) -> list[dict]:
             "extra": {
                 "ours_MiB_s": round(mib / ours, 1),
                 "baseline_MiB_s": round(mib / baseline, 1),
+                "read_back_s": round(ours_read_back, 2),
+                "read_back_ratio": round(baseline / ours_read_back, 3),
                 "resume_after_kill_s": round(resumed, 2),
                 "resume_sent_objects": second["objects_copied"],
                 "resume_kept_objects": second["objects_kept"],

@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.access.catalog_schema import CATALOG_SCHEMA, conform
+from pipelines.access.catalog_schema import CATALOG_SCHEMA, conform, empty_catalog
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def encode(rows: pa.Table | list[dict[str, Any]], op: str = PUT) -> bytes:
 def decode(raw: bytes) -> tuple[str, pa.Table]:
     import io
 
-    table = pq.read_table(io.BytesIO(raw))
+    table = pq.ParquetFile(io.BytesIO(raw)).read()  # read_table imports pyarrow.dataset: pandas
     op = (table.schema.metadata or {}).get(OP_KEY, PUT.encode()).decode()
     if table.schema.equals(CATALOG_SCHEMA, check_metadata=False):
         return op, table.replace_schema_metadata(None)
@@ -188,7 +188,7 @@ def _legacy_rows(src: Source, base: str) -> pa.Table:
             tables.append(decode(raw)[1])
         except (OSError, pa.ArrowException) as err:
             log.info("catalog row %s not readable: %s", key, err)
-    return pa.concat_tables(tables) if tables else CATALOG_SCHEMA.empty_table()
+    return pa.concat_tables(tables) if tables else empty_catalog()
 
 
 def identities(table: pa.Table) -> pa.Array:

@@ -73,12 +73,21 @@ def replicate_cmd(
         int, typer.Option(min=1, max=128, help="Objects copied at once (S3 requests in flight).")
     ] = 16,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    read_back: Annotated[
+        bool,
+        typer.Option(
+            "--read-back",
+            help="Also read every copied object back from the copy and check its sha256 "
+            "(one more transfer per object; S3 servers already check each PUT's MD5 and sha256).",
+        ),
+    ] = False,
 ) -> None:
     """Copy every committed version, the ledgers, the catalog and the registry to a second store.
 
     Only committed versions (manifest present) are copied; each object is checked against its
-    manifest's sha256 before it is written and read back after; the copy's manifest.json is
-    written last. Nothing is deleted from the copy. Killed at any point: run it again, it
+    manifest's sha256 before it is written, and the copy is made sure to hold those bytes (S3:
+    the server checks the PUT's Content-MD5 and sha256 checksum, and its answer's ETag is
+    checked; --read-back: read back as well); the copy's manifest.json is written last. Nothing is deleted from the copy. Killed at any point: run it again, it
     resumes and sends nothing twice. Exit 1 when an object could not be copied faithfully
     (a damaged source object is reported, never copied).
 
@@ -111,7 +120,13 @@ def replicate_cmd(
                 f"{report.versions_present} already in the copy; {report.objects_copied} "
                 f"object(s) sent ({_human(report.bytes_copied)}), {report.objects_kept} kept "
                 f"from an interrupted copy; {report.other_copied} ledger/catalog/registry "
-                "object(s) updated",
+                "object(s) updated"
+                + (
+                    f"; {report.objects_resent} write(s) sent again (the copy refused or got "
+                    "other bytes)"
+                    if report.objects_resent
+                    else ""
+                ),
                 highlight=False,
             )
         if report.unreadable:
@@ -124,9 +139,9 @@ def replicate_cmd(
     if watch is not None:
         if watch <= 0:
             raise InputError(Problem("must be more than 0 seconds", where="--watch"))
-        watch_loop(src, dest, interval_s=watch, on_round=show, workers=workers)
+        watch_loop(src, dest, interval_s=watch, on_round=show, workers=workers, read_back=read_back)
         return
-    report = replicate(src, dest, workers=workers)
+    report = replicate(src, dest, workers=workers, read_back=read_back)
     show(report)
     if not report.ok:
         raise RunError(f"replication incomplete: {len(report.problems)} problem(s)")

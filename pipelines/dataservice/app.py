@@ -569,16 +569,10 @@ def _catalog_routes(app: FastAPI, svc: Service) -> None:
     # -- the caller's catalog ------------------------------------------------------------------
     @app.get("/catalog")
     def catalog(request: Request, format: str = "json", latest: bool = False) -> Response:
-        import pandas as pd
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from pipelines.access.catalog_schema import (
-            CATALOG_SCHEMA,
-            filter_frame,
-            latest_only,
-            parse_where,
-        )
+        from pipelines.access.catalog_schema import CATALOG_SCHEMA, filter_table, parse_where
         from pipelines.describe.catalog import version_records
 
         caller = svc.caller(request, None, action="catalog", obj=None)
@@ -586,33 +580,27 @@ def _catalog_routes(app: FastAPI, svc: Service) -> None:
             raise Refusal(400, "format is json or parquet")
         rows = [v.row for v in svc.index.versions().values() if svc.visible(caller, v)]
         table = pa.Table.from_pylist(rows, schema=CATALOG_SCHEMA)
-        df = table.to_pandas()
         try:
             filters = parse_where(request.query_params.getlist("where"))
             for key in ("modality", "dataset_id", "access", "request_id"):
                 if request.query_params.get(key):
                     filters[key] = request.query_params[key]
-            df = filter_frame(df, filters)
+            table = filter_table(table, filters, latest=latest)
         except (KeyError, ValueError) as e:
             raise Refusal(400, f"bad filter: {e}") from None
-        if latest:
-            df = latest_only(df)
-        df = df.assign(
-            drs_id=[
-                DrsName(d, int(n)).drs_id
-                for d, n in zip(df["dataset_id"], df["version"], strict=True)
-            ]
-            if len(df)
-            else pd.Series([], dtype="object")
-        ).reset_index(drop=True)
-        svc.record(caller, "catalog", None, None, 200, f"{len(df)} versions listed")
+        ids = [
+            DrsName(d, int(n)).drs_id
+            for d, n in zip(
+                table["dataset_id"].to_pylist(), table["version"].to_pylist(), strict=True
+            )
+        ]
+        table = table.append_column(pa.field("drs_id", pa.string()), pa.array(ids, pa.string()))
+        svc.record(caller, "catalog", None, None, 200, f"{table.num_rows} versions listed")
         if format == "parquet":
-            schema = CATALOG_SCHEMA.append(pa.field("drs_id", pa.string()))
-            out = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
             buf = io.BytesIO()
-            pq.write_table(out, buf)
+            pq.write_table(table, buf)
             return Response(buf.getvalue(), media_type="application/vnd.apache.parquet")
-        return JSONResponse(version_records(df))
+        return JSONResponse(version_records(table))
 
 
 def _children(v: Version, folder: str) -> list[str]:

@@ -35,14 +35,15 @@ import pyarrow.parquet as pq
 
 from pipelines import modalities
 from pipelines.access import catalog_log
+from pipelines.access.catalog_json import json_codec, table_records
 from pipelines.access.catalog_schema import (
     CATALOG_SCHEMA,
     FIGURES,
     SELECTION_FIELDS,
     USAGE_COLUMNS,
     conform,
-    filter_frame,
-    latest_only,
+    empty_catalog,
+    filter_table,
     typed_value,
 )
 from pipelines.describe.jsonld import ONTOLOGIES
@@ -447,7 +448,7 @@ def read_catalog(
                 unreadable.append(level)
     tables = [t for t in tables if t.num_rows]
     if not tables:
-        return CATALOG_SCHEMA.empty_table()
+        return empty_catalog()
     if len(tables) == 1:
         return tables[0]  # newest first already
     return pa.concat_tables(tables).sort_by(catalog_log.SORT)
@@ -581,10 +582,10 @@ def _committed_prefixes(store: Store, level: str) -> list[str]:
     return out
 
 
-def select_versions(
+def select_table(
     store: Store, *, levels: Iterable[str] = ACCESS_LEVELS, latest: bool = False, **filters: Any
-):
-    """The catalog rows of ``store`` matching every filter, as a pandas DataFrame, newest first.
+) -> pa.Table:
+    """The catalog rows of ``store`` matching every filter, as an Arrow table, newest first.
 
     The filters are those of :func:`pipelines.access.catalog` (``modality="cryoem"``,
     ``organisms="NCBITaxon:9606"``, ``resolution_angstrom__max=3.5`` ...; ``None``: no filter);
@@ -596,8 +597,14 @@ def select_versions(
     KeyError
         A filter names no catalog column, or an unknown operator.
     """
-    df = filter_frame(read_catalog(store, levels=levels).to_pandas(), filters)
-    return latest_only(df) if latest else df
+    return filter_table(read_catalog(store, levels=levels), filters, latest=latest)
+
+
+def select_versions(
+    store: Store, *, levels: Iterable[str] = ACCESS_LEVELS, latest: bool = False, **filters: Any
+):
+    """:func:`select_table` as a pandas DataFrame."""
+    return select_table(store, levels=levels, latest=latest, **filters).to_pandas()
 
 
 def sample_rows(versions) -> list[dict[str, Any]]:
@@ -618,57 +625,15 @@ def sample_rows(versions) -> list[dict[str, Any]]:
 
 
 def version_records(versions) -> list[dict[str, Any]]:
-    """The rows of a :func:`select_versions` frame as JSON-ready dicts (plain Python values,
-    floats exact, ``created`` as ISO 8601 UTC with milliseconds, dates as ``YYYY-MM-DD``), the
-    QC metrics as a ``qc`` object (instead of the ``qc_json`` text column).
-
-    Built column by column (100,000 rows: ~1 s); not through ``DataFrame.to_json``, which
-    rounds floats to 10 significant digits and is slower."""
-    loads = _json_codec()[0]
-    names = list(versions.columns)
-    columns = [_json_values(versions[name]) for name in names]
-    rows = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
-    for r in rows:
-        r["qc"] = loads(r.pop("qc_json", None) or "{}")
-    return rows
-
-
-def _json_values(column) -> list[Any]:
-    """One column of a catalog frame as JSON-ready Python values (None for missing): times as
-    ISO 8601 with milliseconds (``Z`` when in UTC), dates as ``YYYY-MM-DD``."""
-    import datetime as dt
-
-    import numpy as np
-
-    kind = column.dtype.kind
-    if kind == "M":
-        zone = "Z" if str(getattr(column.dt, "tz", None) or "") == "UTC" else ""
-        text = column.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").tolist()
-        return [t[:-3] + zone if isinstance(t, str) else None for t in text]
-    if kind == "f":  # NaN is no JSON value
-        return [None if v != v else v for v in column.tolist()]
-    if kind == "O":  # strings; list and struct columns (numpy arrays); dates (date32 columns)
-        return [
-            v.tolist()
-            if isinstance(v, np.ndarray)
-            else v.isoformat()
-            if isinstance(v, dt.date)
-            else v
-            for v in column.tolist()
-        ]
-    return column.tolist()
-
-
-def _json_codec():
-    """``(loads, dumps_indented)``: orjson's where installed (it comes with Prefect; ~10x
-    faster on the 100 MB of a 100,000-version catalog), else the standard library's."""
-    try:
-        import orjson
-    except ImportError:  # pragma: no cover - a light install without Prefect
-        return json.loads, lambda obj: json.dumps(obj, indent=2)
-    return orjson.loads, lambda obj: orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode()
+    """The rows of a catalog table (Arrow, or a :func:`select_versions` DataFrame) as
+    JSON-ready dicts: :func:`pipelines.access.catalog_json.table_records` (floats exact,
+    ``created`` as ISO 8601 UTC with milliseconds, dates as ``YYYY-MM-DD``, ``qc_json`` as the
+    object ``qc``)."""
+    if not isinstance(versions, (pa.Table, pa.RecordBatch)):
+        versions = pa.Table.from_pandas(versions, preserve_index=False)
+    return table_records(versions)
 
 
 def dumps_records(records: list[dict[str, Any]]) -> str:
     """JSON text of :func:`version_records` (indented by two spaces)."""
-    return _json_codec()[1](records)
+    return json_codec()[1](records).decode()

@@ -20,11 +20,9 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
-from referencing import Registry, Resource
 
 from pipelines import modalities
 from pipelines.errors import InputError, Problem, yaml_path
@@ -34,6 +32,10 @@ from pipelines.resources import metadata_dir
 from pipelines.store.identifiers import ACCESS_LEVELS as ACCESS_LEVELS
 from pipelines.store.identifiers import default_dataset_id as default_dataset_id
 from pipelines.store.identifiers import validate_dataset_id as validate_dataset_id
+
+if TYPE_CHECKING:  # imported where used: ~0.1 s of every command's start (binds catalog ...)
+    import jsonschema
+    from referencing import Registry
 
 EXPERIMENT_FILE = "experiment.yaml"
 #: Every registered modality (built-in and plugins, see :mod:`pipelines.modalities`).
@@ -86,6 +88,8 @@ def _plugin_schemas() -> dict[str, dict[str, Any]]:
 
 @cache
 def _registry() -> Registry:
+    from referencing import Registry, Resource
+
     resources = []
     for p in sorted((metadata_dir() / "schemas").glob("*.schema.json")):
         schema = json.loads(p.read_text())
@@ -109,6 +113,8 @@ def experiment_schema() -> dict[str, Any]:
 
 
 def _validator() -> jsonschema.protocols.Validator:
+    import jsonschema
+
     cls = jsonschema.Draft202012Validator
     return cls(experiment_schema(), registry=_registry(), format_checker=cls.FORMAT_CHECKER)
 

@@ -65,6 +65,15 @@ class ReadOnlyStoreError(StoreError):
     pass
 
 
+class IntegrityError(StoreError):
+    """The store did not receive, or does not hold, the bytes sent (an S3 server's BadDigest,
+    an ETag or checksum in its answer that is not the bytes', a read-back that differs): the
+    write may be retried; what it left under the key must not be trusted."""
+
+    def __init__(self, message: str, *, transient: bool = True, denied: bool = False):
+        super().__init__(message, transient=transient, denied=denied)
+
+
 def check_key(key: str) -> str:
     """Refuse keys that could escape the store root (``..``, absolute, backslashes)."""
     if not key or _BAD_KEY.search(key):
@@ -153,6 +162,26 @@ class Store(ABC):
     @abstractmethod
     def put(self, key: str, data: bytes) -> None:
         """Write ``data`` at ``key`` (readers never see a partial object)."""
+
+    def put_checked(self, key: str, data: bytes, *, sha256: str, read_back: bool = False) -> str:
+        """Write ``data`` (whose sha256 the caller computed: ``sha256``) at ``key`` and make
+        sure the store holds exactly these bytes; returns how that was checked.
+
+        The default reads the object back and compares size and sha256 (``"read back"``);
+        backends that can check cheaper override it (S3: the server checks the bytes it
+        received against the request's Content-MD5 and sha256 checksum; a local folder: the
+        bytes hashed are the bytes written).  ``read_back``: read back as well, whatever the
+        backend.  Raises :class:`IntegrityError` when the store got or holds other bytes.
+        """
+        self.put(key, data)
+        return self.check_read_back(key, len(data), sha256)
+
+    def check_read_back(self, key: str, size: int, sha256: str) -> str:
+        """Read ``key`` back: :class:`IntegrityError` unless it is ``size`` bytes of ``sha256``."""
+        got = sha256_of(self, key)
+        if got != (size, sha256):
+            raise IntegrityError(f"{key}: does not read back as written (size or sha256 differs)")
+        return "read back"
 
     @abstractmethod
     def put_if_absent(self, key: str, data: bytes) -> bool:

@@ -340,7 +340,7 @@ class _Sweeper:
             self._count(unrepaired=f"{key}: not repaired: {why}")
             return
         try:
-            copy_verified(self.repair_from, self.store, key, size, sha)
+            copy_verified(self.repair_from, self.store, key, size, sha, read_back=True)
         except CopyError as err:
             flog.add(
                 self.event(

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pipelines.store.base import (
+    IntegrityError,
     ObjectInfo,
     ProgressCallback,
     Store,
@@ -124,6 +125,17 @@ class LocalStore(Store):
         self._check_writable()
         path = self._path(key)
         os.replace(self._write_tmp(path, data), path)
+
+    def put_checked(self, key: str, data: bytes, *, sha256: str, read_back: bool = False) -> str:
+        """The bytes the caller hashed are written as they are (fsynced, then renamed into
+        place) and the file's size checked: reading them back right after would read the page
+        cache, not the disk (the fixity sweep re-reads the disk later)."""
+        self.put(key, data)
+        if read_back:
+            return self.check_read_back(key, len(data), sha256)
+        if self._path(key).stat().st_size != len(data):
+            raise IntegrityError(f"{key}: the file written is not {len(data)} bytes")
+        return "written from the hashed bytes"
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         self._check_writable()

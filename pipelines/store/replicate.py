@@ -5,9 +5,16 @@ What is copied, in this order (so the copy is a valid store at every moment):
 1. every **committed** version (its ``manifest.json`` exists) of every level, and of the held
    tree ``_embargo/<level>/``; an upload in progress (no manifest) is never copied. Each object
    is read from the source and its sha256 checked against the source manifest *before* it is
-   written (a damaged source is reported, never propagated), then the copy is read back and
-   checked again; the copy's ``manifest.json`` is written last, with an exclusive put, only
-   once every object of the version has been verified: the same commit rule as a publish;
+   written (a damaged source is reported, never propagated); then the copy is made sure to hold
+   those bytes (:meth:`Store.put_checked`): on S3 the PUT carries the bytes' MD5
+   (``Content-MD5``) and sha256 (``x-amz-checksum-sha256``), which the server checks against
+   what it received (a body altered on the way is refused: BadDigest), and its answer is
+   checked (the ETag is the MD5 of what it stored; a sha256 checksum it returns is the
+   manifest's); in a folder the bytes hashed are the bytes written.  Objects over
+   ``IN_MEMORY_MAX``, and every object with ``read_back``, are read back from the copy.  A
+   write refused or got wrong is sent again (``PUT_ATTEMPTS``), then reported.  The copy's
+   ``manifest.json`` is written last, with an exclusive put, only once every object of the
+   version has been verified: the same commit rule as a publish;
 2. the ledger of each level (``<level>/_ledger/``: entries, index, head hint);
 3. the catalog of each level (``<level>/catalog/``) and the registry (``_registry/``).
 
@@ -41,7 +48,14 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.store import layout
-from pipelines.store.base import ObjectInfo, Store, StoreError, UploadItem, sha256_of
+from pipelines.store.base import (
+    IntegrityError,
+    ObjectInfo,
+    Store,
+    StoreError,
+    UploadItem,
+    sha256_of,
+)
 from pipelines.store.identifiers import ACCESS_LEVELS
 
 log = logging.getLogger(__name__)
@@ -52,6 +66,8 @@ REGISTRY_PREFIX = "_registry/"
 #: objects up to this size are copied through memory; larger ones through a temporary file
 #: (memory stays bounded by workers x this, whatever the object sizes)
 IN_MEMORY_MAX = 64 << 20
+#: a write the copy's store refused (BadDigest) or got wrong is sent this many times at most
+PUT_ATTEMPTS = 3
 _WRITE_ONCE = re.compile(r"/_ledger/(\d{12}\.json|index/[0-9a-f]{64}-v\d+\.json)$")
 
 
@@ -71,6 +87,7 @@ class ReplicateReport:
     objects_copied: int = 0
     bytes_copied: int = 0
     objects_kept: int = 0  # already in the copy (read back, sha256 matched)
+    objects_resent: int = 0  # writes the copy's store refused or got wrong, sent again
     other_copied: int = 0  # ledger entries, catalog rows, registry entries written
     problems: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
@@ -89,6 +106,7 @@ class ReplicateReport:
                 "objects_copied",
                 "bytes_copied",
                 "objects_kept",
+                "objects_resent",
                 "other_copied",
                 "problems",
                 "unreadable",
@@ -170,31 +188,54 @@ class CopyError(Exception):
 
 
 def copy_verified(
-    source: Store, dest: Store, key: str, size: int, sha256: str, *, dest_key: str | None = None
+    source: Store,
+    dest: Store,
+    key: str,
+    size: int,
+    sha256: str,
+    *,
+    dest_key: str | None = None,
+    read_back: bool = False,
+    on_resend: Callable[[], None] | None = None,
 ) -> int:
-    """Copy ``key`` when the source's bytes match (size, sha256); read the copy back and check it.
+    """Copy ``key`` when the source's bytes match (size, sha256), and make sure the copy holds
+    them: :meth:`Store.put_checked` (S3: the server checks the PUT's Content-MD5 and sha256
+    checksum, and its answer is checked; a folder: the hashed bytes are written); objects over
+    ``IN_MEMORY_MAX`` and ``read_back``: the copy is read back.  A write the copy's store
+    refused or got wrong (:class:`IntegrityError`) is sent again, up to ``PUT_ATTEMPTS`` times.
 
     Returns the bytes written. Raises :class:`CopyError` when the source is missing or damaged
-    (nothing written) or the copy does not read back as the manifest says.
+    (nothing written) or the copy does not hold the manifest's bytes.
     """
     dest_key = dest_key or key
-    if size <= IN_MEMORY_MAX:
-        try:
-            data = source.get(key)
-        except KeyError:
-            raise CopyError(f"{key}: missing in the source (not copied)") from None
-        if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
-            raise CopyError(
-                f"{key}: the source's bytes do not match its manifest (damaged; not copied: "
-                "run `binds verify --sweep`)"
-            )
-        dest.put(dest_key, data)
-    else:
+    if size > IN_MEMORY_MAX:
         _copy_large(source, dest, key, size, sha256, dest_key)
-    got = sha256_of(dest, dest_key)
-    if got != (size, sha256):
-        raise CopyError(f"{dest_key}: the copy does not read back as written (sha256 differs)")
-    return size
+        if sha256_of(dest, dest_key) != (size, sha256):
+            raise CopyError(f"{dest_key}: the copy does not read back as written (sha256 differs)")
+        return size
+    try:
+        data = source.get(key)
+    except KeyError:
+        raise CopyError(f"{key}: missing in the source (not copied)") from None
+    if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+        raise CopyError(
+            f"{key}: the source's bytes do not match its manifest (damaged; not copied: "
+            "run `binds verify --sweep`)"
+        )
+    for attempt in range(1, PUT_ATTEMPTS + 1):
+        try:
+            dest.put_checked(dest_key, data, sha256=sha256, read_back=read_back)
+            return size
+        except IntegrityError as err:
+            log.warning("%s (attempt %d of %d)", err, attempt, PUT_ATTEMPTS)
+            if attempt == PUT_ATTEMPTS:
+                raise CopyError(
+                    f"{dest_key}: the copy did not receive the bytes sent, {PUT_ATTEMPTS} "
+                    f"times ({err}); not committed"
+                ) from None
+            if on_resend:
+                on_resend()
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _copy_large(
@@ -244,8 +285,12 @@ def replicate(
     levels: Iterable[str] = ACCESS_LEVELS,
     workers: int = 16,
     on_bytes: Callable[[int], None] | None = None,
+    read_back: bool = False,
 ) -> ReplicateReport:
     """Bring ``dest`` in step with ``source`` (see the module docstring); never deletes anything.
+
+    ``read_back``: read every object copied back from the copy as well (see
+    :func:`copy_verified`).
 
     ``workers`` bounds the objects in flight (S3 requests, and memory: each in-flight object of
     up to 64 MiB is held once).  Problems (a damaged source object, a copy that differs) are
@@ -259,12 +304,16 @@ def replicate(
     in_flight, max_queued = 0, 64 * max(1, workers)
     lock = threading.Lock()
 
+    def resent() -> None:
+        with lock:
+            report.objects_resent += 1
+
     def copy_object(key: str, size: int, sha: str, present: ObjectInfo | None) -> int | None:
         if present is not None and present.size == size and sha256_of(dest, key) == (size, sha):
             with lock:
                 report.objects_kept += 1
             return None
-        n = copy_verified(source, dest, key, size, sha)
+        n = copy_verified(source, dest, key, size, sha, read_back=read_back, on_resend=resent)
         with lock:
             report.objects_copied += 1
             report.bytes_copied += n

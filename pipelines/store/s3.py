@@ -33,6 +33,7 @@ from botocore.exceptions import (
 )
 
 from pipelines.store.base import (
+    IntegrityError,
     ObjectInfo,
     ProgressCallback,
     Store,
@@ -60,6 +61,8 @@ _TRANSIENT_CODES = {
     "ConditionalRequestConflict",
     "409",
 }
+#: the server found the body is not the bytes the request's Content-MD5 / checksum describe
+_DIGEST_CODES = {"BadDigest", "XAmzContentChecksumMismatch", "InvalidDigest", "BadChecksum"}
 
 
 #: keys that are committed and must never change: a version's objects, ledger entries
@@ -310,6 +313,43 @@ class S3Store(Store):
         except (ClientError, BotoCoreError, OSError) as err:
             raise self._error(err, "writing", key) from None
 
+    def put_checked(self, key: str, data: bytes, *, sha256: str, read_back: bool = False) -> str:
+        """One PUT that the server checks: ``Content-MD5`` (S3, MinIO, Ceph refuse a body that
+        does not match it: BadDigest) and ``x-amz-checksum-sha256`` (S3 and MinIO check it and
+        keep it); then the answer is checked too: the ETag of a single-part PUT is the MD5 of
+        the bytes the server stored (servers that ignore Content-MD5, such as moto, are caught
+        here), a returned sha256 checksum must be the manifest's.  No read-back unless
+        ``read_back``."""
+        import base64
+        import hashlib
+
+        self._check_writable()
+        md5 = hashlib.md5(data, usedforsecurity=False)
+        sha_b64 = base64.b64encode(bytes.fromhex(sha256)).decode()
+        try:
+            answer = self.client.put_object(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                ContentMD5=base64.b64encode(md5.digest()).decode(),
+                ChecksumSHA256=sha_b64,
+                **self._retention_args(key),
+            )
+        except ClientError as err:
+            code = str(err.response.get("Error", {}).get("Code", ""))
+            if code in _DIGEST_CODES:
+                raise IntegrityError(
+                    f"s3://{self.bucket}/{self._key(key)}: the server refused the body ({code}: "
+                    "it is not the bytes sent)"
+                ) from None
+            raise self._error(err, "writing", key) from None
+        except (BotoCoreError, OSError) as err:
+            raise self._error(err, "writing", key) from None
+        check_put_answer(answer, key, md5.hexdigest(), sha_b64)
+        if read_back:
+            return self.check_read_back(key, len(data), sha256)
+        return "checked by the server (Content-MD5, sha256 checksum) and its answer"
+
     def put_if_absent(self, key: str, data: bytes) -> bool:
         self._check_writable()
         try:
@@ -411,6 +451,24 @@ class S3Store(Store):
 
     def __repr__(self) -> str:
         return f"S3Store({self.url!r}, endpoint_url={self.endpoint_url!r})"
+
+
+def check_put_answer(answer: dict, key: str, md5_hex: str, sha256_b64: str) -> None:
+    """:class:`IntegrityError` unless a single-part PUT's answer describes the bytes sent: the
+    ETag is their MD5 (not so under SSE-KMS / SSE-C: then the server's Content-MD5 check is
+    the check), a sha256 checksum in the answer is the one sent."""
+    etag = str(answer.get("ETag") or "").strip('"')
+    encrypted = str(answer.get("ServerSideEncryption") or "").startswith("aws:kms") or bool(
+        answer.get("SSECustomerAlgorithm")
+    )
+    if etag and not encrypted and etag != md5_hex:
+        raise IntegrityError(
+            f"{key}: the server stored other bytes than those sent (ETag {etag}, MD5 of the "
+            f"bytes {md5_hex})"
+        )
+    got = answer.get("ChecksumSHA256")
+    if got and got != sha256_b64:
+        raise IntegrityError(f"{key}: the server's sha256 checksum of the object is not ours")
 
 
 class _Progress:
