@@ -40,6 +40,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,8 +113,9 @@ def api_call(api_url: str, method: str, path: str, body: Any = None, *, timeout_
 
 #: The flow of ``binds run`` (pipelines.orchestrate.flows.make_flow), named here for the early flow run.
 FLOW_NAME = "binds-run"
-#: How long each REST call of the early flow run may take: the workflow never waits on it.
-EARLY_TIMEOUT_S = 1.0
+#: How long each REST call of the early flow run may take (as the /health check): it runs in a
+#: thread, the workflow never waits on it.  A busy 2-core machine answered after > 1 s.
+EARLY_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -154,7 +156,13 @@ class EarlyFlowRun:
             # clears the indicator on that first transition (RemoveResumingIndicator).
             "empirical_policy": {"retries": 0, "retry_delay": 0, "resuming": True},
         }
-        record = api_call(api_url, "POST", "/flow_runs/", body, timeout_s=EARLY_TIMEOUT_S)
+        # a POST that timed out may have created the run: the one retry, with the same key,
+        # gets that run back instead of a second one
+        body["idempotency_key"] = f"binds-run-{uuid.uuid4()}"
+        try:
+            record = api_call(api_url, "POST", "/flow_runs/", body, timeout_s=EARLY_TIMEOUT_S)
+        except ApiUnreachable:
+            record = api_call(api_url, "POST", "/flow_runs/", body, timeout_s=EARLY_TIMEOUT_S)
         return cls(api_url, record)
 
     def end(self, state_type: str, message: str) -> None:
@@ -213,7 +221,7 @@ class FlowRunOpener:
     def result(self) -> EarlyFlowRun | None:
         """The flow run, once its creation ended (at most two short REST calls)."""
         if self._thread is not None:
-            self._thread.join(timeout=3 * EARLY_TIMEOUT_S)
+            self._thread.join(timeout=3.5 * EARLY_TIMEOUT_S)
         return self._run
 
     def close_if_open(self, exc: BaseException) -> None:
