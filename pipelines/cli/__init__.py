@@ -333,8 +333,8 @@ def _start_and_report(session: Any, parameters: dict[str, Any], status: Any) -> 
     while the raw files are hashed and Snakemake starts; Prefect's engine, imported meanwhile,
     takes it over.  With a temporary server (still booting) the engine creates it, as before.
     Whatever stops the command before the engine ends the run ends it too (never Running)."""
-    from pipelines.run import runner
     from pipelines.orchestrate.monitoring import FlowRunOpener, trace
+    from pipelines.run import runner
 
     opener = FlowRunOpener(session, parameters)
     try:
