@@ -11,6 +11,9 @@ runs) and measured as whole processes (wall time, median of ``REPEATS``):
 - **ephemeral**: ``binds run --no-publish`` with no server configured (binds starts its
   temporary server while it validates).
 
+The same for a **small run** (one 33 kB map, ``small_run``: Snakemake's start-up and binds'
+fixed costs dominate), baseline and server only: goal (issue 25) <= 1.5x the hand run.
+
 Publishing is left out of all three (it is the same function with or without Prefect; see
 bench_store).  Goal (issue 11): server <= baseline + 1.5 s.  Run: ``python benchmarks/run.py
 overhead`` (``--quick``: one repeat).
@@ -137,9 +140,6 @@ def _server(home: Path) -> tuple[subprocess.Popen, str]:
 
 def main(quick: bool = False) -> list[dict]:
     from pipelines.modalities import get
-    from pipelines.run import runner
-    from pipelines.run.workflow import snakemake_command
-    from pipelines.toolkit.stage import StagedDataset
 
     repeats = 1 if quick else REPEATS
     tmp = Path(tempfile.mkdtemp(prefix="binds-bench-overhead-"))
@@ -147,11 +147,11 @@ def main(quick: bool = False) -> list[dict]:
     try:
         run_dir = tmp / "krios-demo"
         get("cryoem").make_demo_run(run_dir)
+        small = small_run(tmp / "krios-small")
         home = tmp / "prefect-home"
         home.mkdir()
         env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
         env.pop("PREFECT_API_URL", None)
-        exp, template = runner.prepare(run_dir, work_dir=tmp / "template")
         server, url = _server(tmp / "server-home")
         sid = server.pid  # started with start_new_session: its pid is the session id
         # one untimed run each: the database migration of a fresh PREFECT_HOME, numba caches
@@ -160,42 +160,93 @@ def main(quick: bool = False) -> list[dict]:
             env,
             sid,
         )
-        runs: dict[str, list[dict]] = {"baseline": [], "server": [], "ephemeral": []}
-        for i in range(repeats):
-            work = tmp / f"hand-{i}"
-            shutil.copytree(template.meta_dir, work / "stage" / "_meta")
-            # with the logger plugin, as binds run starts it (its events give the job times)
-            cmd = snakemake_command(
-                run_dir=run_dir,
-                stage=StagedDataset(work / "stage"),
-                modality=exp.modality,
-                events=True,
-            )
-            events = work / "events.jsonl"
-            hand = _timed(cmd, env | {"BINDS_SNAKEMAKE_EVENTS": str(events)}, sid)
-            hand["steps"] = _hand_steps(events, hand["t0"], hand["t0"] + hand["wall_s"])
-            runs["baseline"].append(hand)
-            for kind, kind_env in (("server", env | {"PREFECT_API_URL": url}), ("ephemeral", env)):
-                out = tmp / f"{kind}-{i}"
-                trace = tmp / f"{kind}-{i}.trace"
-                run = _timed(
-                    [*BINDS, "run", str(run_dir), "--no-publish", "--work-dir", str(out)],
-                    kind_env | {"BINDS_TRACE": str(trace)},
-                    sid,
-                )
-                run["steps"] = _steps(
-                    trace,
-                    out / "stage" / "_meta" / "snakemake-events.jsonl",
-                    run["t0"],
-                    run["t0"] + run["wall_s"],
-                )
-                runs[kind].append(run)
-        return [_row(runs, "server", "running server"), _row(runs, "ephemeral", "ephemeral")]
+        kinds = {"server": env | {"PREFECT_API_URL": url}, "ephemeral": env}
+        runs = _measure(run_dir, tmp / "demo", env, kinds, sid=sid, repeats=repeats)
+        small_runs = _measure(
+            small, tmp / "small", env, {"server": kinds["server"]}, sid=sid, repeats=repeats
+        )
+        return [
+            _row(runs, "server", "running server"),
+            _row(runs, "ephemeral", "ephemeral"),
+            _row(small_runs, "server", "running server, 33 kB map")
+            | {"goal": "<= 1.5x the same Snakemake command by hand"},
+        ]
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def small_run(run_dir: Path) -> Path:
+    """A cryo-EM run folder with one 20^3 float32 map (33 kB): Snakemake's own start-up and
+    ``binds run``'s fixed costs dominate, the jobs take little (issue 25's small-run ratio)."""
+    import mrcfile
+    import numpy as np
+
+    run_dir.mkdir(parents=True)
+    with mrcfile.new(run_dir / "map.mrc") as mrc:
+        mrc.set_data(np.random.default_rng(0).normal(size=(20, 20, 20)).astype(np.float32))
+        mrc.voxel_size = 1.0
+    (run_dir / "experiment.yaml").write_text(SMALL_EXPERIMENT)
+    return run_dir
+
+
+SMALL_EXPERIMENT = """\
+schema_version: 1
+request_id: BINDS-BENCH-SMALL
+title: Small cryo-EM map (benchmark)
+modality: cryoem
+instrument: {manufacturer: Thermo Fisher, model: Titan Krios G4}
+acquired: 2026-11-20
+access: {level: open}
+personal_data: false
+license: CC0-1.0
+samples:
+  - id: S1
+    organism: NCBITaxon:9606
+"""
+
+
+def _measure(
+    run_dir: Path, tmp: Path, env: dict[str, str], kinds: dict[str, dict[str, str]], **how: int
+) -> dict[str, list[dict]]:
+    """``repeats`` times, one after the other: Snakemake by hand (in ``env``), then ``binds run
+    --no-publish`` in each environment of ``kinds``; each into a fresh work folder."""
+    from pipelines.run import runner
+    from pipelines.run.workflow import snakemake_command
+    from pipelines.toolkit.stage import StagedDataset
+
+    sid, repeats = how["sid"], how["repeats"]
+    exp, template = runner.prepare(run_dir, work_dir=tmp / "template")
+    runs: dict[str, list[dict]] = {"baseline": [], **{kind: [] for kind in kinds}}
+    for i in range(repeats):
+        work = tmp / f"hand-{i}"
+        shutil.copytree(template.meta_dir, work / "stage" / "_meta")
+        # with the logger plugin, as binds run starts it (its events give the job times)
+        cmd = snakemake_command(
+            run_dir=run_dir, stage=StagedDataset(work / "stage"), modality=exp.modality, events=True
+        )
+        events = work / "events.jsonl"
+        hand = _timed(cmd, env | {"BINDS_SNAKEMAKE_EVENTS": str(events)}, sid)
+        hand["steps"] = _hand_steps(events, hand["t0"], hand["t0"] + hand["wall_s"])
+        runs["baseline"].append(hand)
+        for kind, kind_env in kinds.items():
+            out = tmp / f"{kind}-{i}"
+            trace = tmp / f"{kind}-{i}.trace"
+            run = _timed(
+                [*BINDS, "run", str(run_dir), "--no-publish", "--work-dir", str(out)],
+                kind_env | {"BINDS_TRACE": str(trace)},
+                sid,
+            )
+            run["steps"] = _steps(
+                trace,
+                out / "stage" / "_meta" / "snakemake-events.jsonl",
+                run["t0"],
+                run["t0"] + run["wall_s"],
+            )
+            runs[kind].append(run)
+    return runs
 
 
 def _median_run(runs: list[dict]) -> dict:

@@ -310,42 +310,62 @@ def run(
         with runner.hold_work_dir(run_dir, work_dir, say=status.update):
             # validation, then Snakemake starts, all before Prefect is imported: bad input is
             # exit 2 within a second, and Snakemake's start-up overlaps Prefect's import
-            store_url = _absolute_store(store)
-            started = runner.start_run(
-                run_dir,
-                work_dir=work_dir,
-                store_url=store_url,
-                check_store=publish,
-                profile=profile,
-                cores=cores,
-                say=status.update,
-            )
-            trace("snakemake started")
-            if started.unchanged is not None:  # decided from the fingerprint: no workflow
-                result = started.unchanged
-            else:
-                result = _run_in_prefect(
-                    session, started, run_dir, store_url, profile, cores, work_dir, publish, status
-                )
+            parameters = {  # the flow's, as its flow run records them: absolute paths
+                "run_dir": str(run_dir.resolve()),
+                "store_url": _absolute_store(store),
+                "profile": profile,
+                "cores": cores,
+                "work_dir": str(work_dir.resolve()) if work_dir else None,
+                "publish": publish,
+            }
+            result = _start_and_report(session, parameters, status)
     trace("prefect flushed")
     _print_publish(result, json_out)
     if fail_on_qc and (result.get("qc") or {}).get("status") == "fail":
         raise typer.Exit(QC_FAILED_EXIT)
 
 
+def _start_and_report(session: Any, parameters: dict[str, Any], status: Any) -> dict[str, Any]:
+    """:func:`runner.start_run`, then the started run reported into a Prefect flow run.
+
+    The flow run is created as soon as the run folder is valid, with two REST calls in a thread
+    (no Prefect import; it is in the UI at once, :class:`pipelines.orchestrate.monitoring.EarlyFlowRun`),
+    while the raw files are hashed and Snakemake starts; Prefect's engine, imported meanwhile,
+    takes it over.  With a temporary server (still booting) the engine creates it, as before.
+    Whatever stops the command before the engine ends the run ends it too (never Running)."""
+    from pipelines.orchestrate.monitoring import FlowRunOpener, trace
+    from pipelines.run import runner
+
+    opener = FlowRunOpener(session, parameters)
+    try:
+        started = runner.start_run(
+            parameters["run_dir"],
+            work_dir=parameters["work_dir"],
+            store_url=parameters["store_url"],
+            check_store=parameters["publish"],
+            profile=parameters["profile"],
+            cores=parameters["cores"],
+            say=status.update,
+            on_valid=opener.start,
+        )
+        trace("snakemake started")
+        if started.unchanged is not None:  # decided from the fingerprint: no workflow
+            if (early := opener.result()) is not None:
+                early.end("COMPLETED", "unchanged since its last publication: nothing recomputed")
+            return started.unchanged
+        return _run_in_prefect(session, started, parameters, opener.result(), status)
+    except BaseException as exc:
+        opener.close_if_open(exc)
+        raise
+
+
 def _run_in_prefect(
-    session: Any,
-    started: Any,
-    run_dir: Path,
-    store_url: str,
-    profile: str,
-    cores: int | None,
-    work_dir: Path | None,
-    publish: bool,
-    status: Any,
+    session: Any, started: Any, parameters: dict[str, Any], early: Any, status: Any
 ) -> dict[str, Any]:
-    """The started run reported into a Prefect flow run; its result."""
-    from pipelines.orchestrate.monitoring import trace
+    """The started run reported into a Prefect flow run (``early``, an
+    :class:`~pipelines.orchestrate.monitoring.EarlyFlowRun` the engine takes over, or None: the engine
+    creates one); its result."""
+    from pipelines.orchestrate.monitoring import run_tags, trace
 
     _yield_to_the_workflow()
     try:
@@ -358,17 +378,12 @@ def _run_in_prefect(
         from prefect import tags
 
         from pipelines.orchestrate.flows import make_flow, run_flow
-        from pipelines.orchestrate.monitoring import run_tags
 
         with tags(*run_tags(started.experiment.data)):
             result = run_flow(
                 make_flow(started, say=status.update),
-                str(run_dir.resolve()),
-                store_url=store_url,
-                profile=profile,
-                cores=cores,
-                work_dir=str(work_dir.resolve()) if work_dir else None,
-                publish=publish,
+                flow_run=early.record if early else None,
+                **parameters,
             )
         trace("flow returned")
     finally:

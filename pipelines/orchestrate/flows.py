@@ -16,7 +16,9 @@ reports Snakemake's jobs into it.  What the unit lead sees in the Prefect UI for
 - a version whose QC fails: the flow run ends Completed named "QC failed", tagged ``qc:fail``.
 
 ``binds run`` validates and starts Snakemake *before* it imports Prefect (so that Snakemake's
-start-up overlaps Prefect's) and hands the started run to :func:`make_flow`; a served
+start-up overlaps Prefect's), creates the flow run with two REST calls meanwhile (it is in the
+UI at once: :class:`pipelines.orchestrate.monitoring.EarlyFlowRun`) and hands the started run to
+:func:`make_flow`, whose engine adopts that flow run (:func:`run_flow`); a served
 deployment (``binds serve``) runs :data:`binds_run`, which does the same steps itself.  Either
 way the workflow runs without Prefect: Prefect records what it did.
 
@@ -387,9 +389,23 @@ def record_rejection(folder: str, problems: list[str]) -> None:
         logging.getLogger(__name__).warning("could not record the rejection in Prefect: %s", exc)
 
 
-def run_flow(binds_flow: Flow, run_dir: str, **parameters: Any) -> dict:
-    """Run a :func:`make_flow` flow to its end from synchronous code; the flow's result."""
-    return asyncio.run(binds_flow(run_dir, **parameters))
+def run_flow(
+    binds_flow: Flow, run_dir: str, *, flow_run: dict[str, Any] | None = None, **parameters: Any
+) -> dict:
+    """Run a :func:`make_flow` flow to its end from synchronous code; the flow's result.
+
+    ``flow_run``: a flow run already in the API (the server's record of it: ``binds run``
+    creates it before importing Prefect, :class:`pipelines.orchestrate.monitoring.EarlyFlowRun`), which
+    Prefect's engine adopts (as it does a deployment's run) instead of creating one."""
+    if flow_run is None:
+        return asyncio.run(binds_flow(run_dir, **parameters))
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.flow_engine import run_flow as run_in_engine
+
+    existing = FlowRun.model_validate(flow_run)
+    return asyncio.run(
+        run_in_engine(binds_flow, flow_run=existing, parameters={"run_dir": run_dir, **parameters})
+    )
 
 
 #: The flow of a served deployment (``binds serve``), of ``binds watch`` and ``binds demo``.

@@ -18,6 +18,9 @@ Four things, each kept out of the flow so that the flow stays a list of steps:
   made its inputs, with threads / mem_mb / runtime, the benchmark figures (CPU seconds, max
   RSS) and the Slurm job id in its logs.  Snakemake's own log lines go to the flow run's logs.
 - :func:`prefect_environment`: the Prefect settings every ``binds`` command uses.
+
+And :class:`EarlyFlowRun`: the flow run of ``binds run`` created with plain REST calls as soon
+as Snakemake is started (in the UI at once), which Prefect's engine then adopts.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +76,157 @@ def api_problem(api_url: str, *, timeout_s: float = 2.0) -> str | None:
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return f"{url}: {reason}"
+
+
+class ApiUnreachable(Exception):
+    """The Prefect API did not answer (refused, timed out): not an HTTP error from a server."""
+
+
+def api_call(api_url: str, method: str, path: str, body: Any = None, *, timeout_s: float) -> Any:
+    """One JSON call to the Prefect REST API with the standard library (no Prefect import).
+
+    Sends the credentials Prefect's client sends (``PREFECT_API_AUTH_STRING``: basic,
+    ``PREFECT_API_KEY``: bearer; from the environment or the active profile).  Raises
+    :class:`ApiUnreachable` when nothing answers, ``urllib.error.HTTPError`` on an error status."""
+    import base64
+
+    headers = {"Content-Type": "application/json"}
+    if auth := configured_setting("PREFECT_API_AUTH_STRING"):
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    elif key := configured_setting("PREFECT_API_KEY"):
+        headers["Authorization"] = f"Bearer {key}"
+    req = urllib.request.Request(
+        api_url.rstrip("/") + path,
+        data=None if body is None else json.dumps(body).encode(),
+        headers=headers,
+        method=method,
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            raw = resp.read()
+    except urllib.error.HTTPError:
+        raise
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise ApiUnreachable(f"{api_url}: {getattr(exc, 'reason', exc)}") from None
+    return json.loads(raw) if raw else None
+
+
+#: The flow of ``binds run`` (pipelines.orchestrate.flows.make_flow), named here for the early flow run.
+FLOW_NAME = "binds-run"
+#: How long each REST call of the early flow run may take (as the /health check): it runs in a
+#: thread, the workflow never waits on it.  A busy 2-core machine answered after > 1 s.
+EARLY_TIMEOUT_S = 2.0
+
+
+@dataclass
+class EarlyFlowRun:
+    """The flow run of ``binds run``, created with two REST calls (``POST /flows/``, a
+    get-or-create by name, then ``POST /flow_runs/``) as soon as Snakemake is started, before
+    Prefect is imported (~1.5 s of CPU): the run is in the UI within a second of the command,
+    ``Running`` from then on (the server stamps the state: the flow run's start time).  Prefect's
+    flow engine then adopts it (:func:`pipelines.orchestrate.flows.run_flow` with ``flow_run``) instead of
+    creating a second one, and ends it as usual.  ``record`` is the server's answer (a FlowRun).
+
+    Not earlier than that: the run's name, tags and parameters (absolute paths) reach Prefect
+    only once the run folder passed validation (the privacy gate first), and the server, not
+    the client, stamps a state's time, so the run's start is when it is created."""
+
+    api_url: str
+    record: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.record["id"])
+
+    @classmethod
+    def create(
+        cls, api_url: str, *, name: str, parameters: dict[str, Any], tags: list[str]
+    ) -> EarlyFlowRun:
+        """Raises :class:`ApiUnreachable` or ``HTTPError`` (the caller keeps today's path)."""
+        flow = api_call(api_url, "POST", "/flows/", {"name": FLOW_NAME}, timeout_s=EARLY_TIMEOUT_S)
+        body = {
+            "flow_id": flow["id"],
+            "name": name,
+            "parameters": parameters,
+            "context": {},
+            "tags": sorted(set(tags)),
+            "state": {"type": "RUNNING", "name": "Running", "state_details": {}},
+            # entering Running counts a run; the engine's own Running (when it adopts the run)
+            # is the one to count: run_count 1, as for a run the engine created.  The server
+            # clears the indicator on that first transition (RemoveResumingIndicator).
+            "empirical_policy": {"retries": 0, "retry_delay": 0, "resuming": True},
+        }
+        # a POST that timed out may have created the run: the one retry, with the same key,
+        # gets that run back instead of a second one
+        body["idempotency_key"] = f"binds-run-{uuid.uuid4()}"
+        try:
+            record = api_call(api_url, "POST", "/flow_runs/", body, timeout_s=EARLY_TIMEOUT_S)
+        except ApiUnreachable:
+            record = api_call(api_url, "POST", "/flow_runs/", body, timeout_s=EARLY_TIMEOUT_S)
+        return cls(api_url, record)
+
+    def end(self, state_type: str, message: str) -> None:
+        """End the run in ``state_type`` unless it has ended (the engine ended it).  Never
+        raises: the record only, the command's own outcome stands."""
+        try:
+            run = api_call(self.api_url, "GET", f"/flow_runs/{self.id}", timeout_s=EARLY_TIMEOUT_S)
+            if run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                return
+            state = {"type": state_type, "name": state_type.capitalize(), "message": message}
+            api_call(
+                self.api_url,
+                "POST",
+                f"/flow_runs/{self.id}/set_state",
+                {"state": state, "force": True},
+                timeout_s=EARLY_TIMEOUT_S,
+            )
+        except Exception as err:
+            log.debug("could not end the flow run %s: %s", self.id, err)
+
+    def close_if_open(self, exc: BaseException) -> None:
+        """``binds run`` stopped before the engine ended the run (interrupted before the engine
+        took it over, a failure before the workflow started): Crashed on an interrupt, as the
+        engine ends one, else Failed, so that it does not stay Running."""
+        if isinstance(exc, KeyboardInterrupt):
+            self.end("CRASHED", "Execution was aborted by an interrupt signal.")
+        else:  # the command reported why; its text may name files: not copied to Prefect
+            self.end("FAILED", f"binds run stopped before the flow ran ({type(exc).__name__})")
+
+
+class FlowRunOpener:
+    """Creates the :class:`EarlyFlowRun` of ``binds run`` in a thread once the run folder is
+    valid (:func:`pipelines.run.runner.start_run`'s ``on_valid``), while the raw files are hashed
+    and Snakemake starts: nothing waits for the API.  :meth:`result` is the run (or None)."""
+
+    def __init__(self, session: PrefectSession, parameters: dict[str, Any]) -> None:
+        self.session = session
+        self.parameters = parameters
+        self._thread: threading.Thread | None = None
+        self._run: EarlyFlowRun | None = None
+
+    def start(self, experiment: Any) -> None:
+        from pipelines.orchestrate.service_guard import flow_run_name
+
+        name = flow_run_name(experiment.data, experiment.dataset_id)  # a hash unless open
+        tags = run_tags(experiment.data)
+        self._thread = threading.Thread(
+            target=self._open, args=(name, tags), daemon=True, name="binds-flow-run"
+        )
+        self._thread.start()
+
+    def _open(self, name: str, tags: list[str]) -> None:
+        self._run = self.session.open_flow_run(name=name, parameters=self.parameters, tags=tags)
+        trace("flow run created" if self._run else "flow run not created early")
+
+    def result(self) -> EarlyFlowRun | None:
+        """The flow run, once its creation ended (at most two short REST calls)."""
+        if self._thread is not None:
+            self._thread.join(timeout=3.5 * EARLY_TIMEOUT_S)
+        return self._run
+
+    def close_if_open(self, exc: BaseException) -> None:
+        if (run := self.result()) is not None:
+            run.close_if_open(exc)
 
 
 def free_port() -> int:
@@ -704,8 +859,14 @@ def prefect_environment(*, quiet: bool = True) -> None:
 def configured_api_url() -> str | None:
     """``PREFECT_API_URL`` from the environment, else from the active Prefect profile (read
     as TOML, without importing Prefect)."""
-    if url := os.environ.get("PREFECT_API_URL"):
-        return url
+    return configured_setting("PREFECT_API_URL")
+
+
+def configured_setting(name: str) -> str | None:
+    """A Prefect setting from the environment, else from the active Prefect profile (read as
+    TOML, without importing Prefect)."""
+    if value := os.environ.get(name):
+        return value
     import tomllib
 
     home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
@@ -715,7 +876,7 @@ def configured_api_url() -> str | None:
     except (OSError, tomllib.TOMLDecodeError):
         return None
     active = os.environ.get("PREFECT_PROFILE") or doc.get("active") or "ephemeral"
-    return (doc.get("profiles", {}).get(active, {}) or {}).get("PREFECT_API_URL") or None
+    return (doc.get("profiles", {}).get(active, {}) or {}).get(name) or None
 
 
 class PrefectSession:
@@ -763,6 +924,25 @@ class PrefectSession:
             self.api_url = self.server.api_url
         os.environ["PREFECT_API_URL"] = self.api_url or ""
         return self.api_url or ""
+
+    def open_flow_run(
+        self, *, name: str, parameters: dict[str, Any], tags: list[str]
+    ) -> EarlyFlowRun | None:
+        """Create the flow run at once on the configured API (:class:`EarlyFlowRun`); None,
+        and the engine creates it when Prefect is imported (as before), with a temporary server
+        (still booting), when the API does not answer within a second (:meth:`choose` then
+        decides, as before: the one warning, a temporary server) or refused (a warning)."""
+        if self._checked or not self.api_url:
+            return None
+        try:
+            run = EarlyFlowRun.create(self.api_url, name=name, parameters=parameters, tags=tags)
+        except ApiUnreachable:
+            return None
+        except Exception as exc:  # an HTTP error, an unexpected answer: the engine's path
+            log.warning("the flow run was not created early (%s): Prefect creates it", exc)
+            return None
+        self._checked = True  # it answers: no /health check before the import
+        return run
 
     def ready(self) -> str:
         """Make sure an API answers (wait for the temporary one); returns its URL."""

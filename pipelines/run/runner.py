@@ -199,15 +199,20 @@ def prepare(
     store_url: str | None = None,
     check_store: bool = False,
     say: Say = _quiet,
+    on_valid: Callable[[Experiment], None] | None = None,
 ) -> tuple[Experiment, StagedDataset]:
     """Validate the run folder and write ``<work>/stage/_meta/{experiment,run,fingerprint}.json``.
 
     With ``check_store`` the store is checked to be reachable and writable first (seconds, not
     after the compute).  The caller holds the work folder's lock (:func:`pipelines.run.worklock.hold`).
+    ``on_valid`` is called once the run folder passed every check (the privacy gate first),
+    before the raw files are hashed (``binds run`` creates its Prefect flow run then).
     """
     run_dir = Path(run_dir).resolve()
     say(f"validating {run_dir.name}")
     exp, raw = check_run_dir(run_dir)
+    if on_valid is not None:
+        on_valid(exp)
     if check_store:
         say("checking the store")
         open_store(store_url).check_writable()
@@ -394,12 +399,19 @@ def start_run(
     profile: str = "local",
     cores: int | None = None,
     say: Say = _quiet,
+    on_valid: Callable[[Experiment], None] | None = None,
 ) -> StartedRun:
-    """:func:`prepare`, then :func:`start_stage` with the job events in ``_meta/``; returns
-    while Snakemake runs.  The caller holds the work folder's lock (:func:`hold_work_dir`)."""
+    """:func:`prepare` (``on_valid``: see there), then :func:`start_stage` with the job events
+    in ``_meta/``; returns while Snakemake runs.  The caller holds the work folder's lock
+    (:func:`hold_work_dir`)."""
     t0 = time.time()
     exp, staged = prepare(
-        run_dir, work_dir=work_dir, store_url=store_url, check_store=check_store, say=say
+        run_dir,
+        work_dir=work_dir,
+        store_url=store_url,
+        check_store=check_store,
+        say=say,
+        on_valid=on_valid,
     )
     t1 = time.time()
     if check_store:  # about to publish: an unchanged run folder is answered here, in seconds
