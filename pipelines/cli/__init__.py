@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +28,8 @@ from rich.table import Table
 
 from pipelines.describe.metadata import ACCESS_LEVELS, MODALITIES
 from pipelines.errors import BindsError, InputError, Problem, RunError
+from pipelines.orchestrate.monitoring import IMPORT_THREAD as _IMPORT_THREAD  # noqa: F401
+from pipelines.orchestrate.monitoring import import_in_background, wait_for_background_import
 
 EXIT_CODES = "Exit codes: 0 success; 1 failed run (rule crashed, store unreachable, damage found); 2 invalid input or usage."
 app = typer.Typer(
@@ -371,9 +372,9 @@ def _run_in_prefect(
     try:
         session.choose()  # PREFECT_API_URL is set before Prefect is imported
         # the import overlaps the temporary server's boot
-        importing = _import_in_background("pipelines.orchestrate.flows")
+        importing = import_in_background("pipelines.orchestrate.flows")
         session.ready()
-        importing.join()
+        importing.done.wait()
         trace("prefect imported, API ready")
         from prefect import tags
 
@@ -387,32 +388,11 @@ def _run_in_prefect(
             )
         trace("flow returned")
     finally:
-        started.staging.stop()  # Ctrl-C before the flow, Prefect failed: stop Snakemake
-        wait_for_background_import()
+        try:
+            started.staging.stop()  # Ctrl-C before the flow, Prefect failed: stop Snakemake
+        finally:
+            wait_for_background_import()
     return result
-
-
-def wait_for_background_import(*, timeout_s: float = 60) -> None:
-    """Leaving (Ctrl-C) while Prefect is still being imported: let the import end first,
-    because the session's exit flushes Prefect's queues, which imports Prefect too (one module
-    imported by two threads: Python reports a deadlock and Prefect prints "Failed to initialize
-    plugins").  Found by name: a Ctrl-C may land between the thread's start and the assignment
-    of ``importing``, or inside ``Thread.start()`` itself, before the thread runs (it cannot be
-    joined yet: wait until it can)."""
-    import threading
-
-    deadline = time.monotonic() + timeout_s
-    for thread in threading.enumerate():
-        if thread.name != _IMPORT_THREAD:
-            continue
-        while True:
-            try:
-                thread.join(timeout=max(0.0, deadline - time.monotonic()))
-                break
-            except RuntimeError:  # "cannot join thread before it is started"
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.005)
 
 
 #: How much lower than Snakemake's the ``binds run`` process's CPU priority is while it reports.
@@ -448,21 +428,6 @@ def _yield_to_the_workflow() -> None:
         return
     with contextlib.suppress(OSError):  # a platform without nice: run at the same priority
         os.nice(MONITOR_NICE)
-
-
-_IMPORT_THREAD = "binds-prefect-import"
-
-
-def _import_in_background(module: str):
-    """Import ``module`` (Prefect: 2-4 s) in a thread while the main thread waits for a server."""
-    import importlib
-    import threading
-
-    thread = threading.Thread(
-        target=importlib.import_module, args=(module,), daemon=True, name=_IMPORT_THREAD
-    )
-    thread.start()
-    return thread
 
 
 def _prefect_session():

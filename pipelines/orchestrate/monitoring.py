@@ -412,8 +412,80 @@ def _prefect_parent_dir() -> str:
     return str(Path(spec.origin).parent.parent)
 
 
+#: The thread ``binds run`` imports Prefect in, while Snakemake starts (found by its name).
+IMPORT_THREAD = "binds-prefect-import"
+
+
+class BackgroundImport(threading.Thread):
+    """Imports a module (Prefect: 2-4 s) while the main thread waits for a server; ``done`` is
+    set when the import has ended, whatever its outcome.
+
+    Waited for with the event, never with ``join()``: a Ctrl-C landing in ``join()`` of a live
+    thread makes Python 3.11 mark that thread stopped (bpo-45274's recovery releases the lock
+    the running thread holds), and every later ``join()`` or ``is_alive()`` then says it ended
+    while it still imports Prefect."""
+
+    def __init__(self, module: str) -> None:
+        super().__init__(daemon=True, name=IMPORT_THREAD)
+        self.module = module
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        import importlib
+
+        try:
+            importlib.import_module(self.module)
+        except BaseException:  # the main thread imports it again and reports the error
+            pass
+        finally:
+            self.done.set()
+
+
+def import_in_background(module: str) -> BackgroundImport:
+    """Start importing ``module`` in a :class:`BackgroundImport` thread."""
+    thread = BackgroundImport(module)
+    thread.start()
+    return thread
+
+
+def wait_for_background_import(*, timeout_s: float = 60) -> None:
+    """Leaving (Ctrl-C) while Prefect is still being imported: let the import end first,
+    because the session's exit flushes Prefect's queues, which imports Prefect too (one module
+    imported by two threads: Python reports a deadlock and Prefect prints "Failed to initialize
+    plugins").  Found by name: a Ctrl-C may land between the thread's start and the assignment
+    of ``importing``, or inside ``Thread.start()`` itself, before the thread runs."""
+    deadline = time.monotonic() + timeout_s
+    for thread in threading.enumerate():
+        if thread.name != IMPORT_THREAD:
+            continue
+        if isinstance(thread, BackgroundImport):
+            thread.done.wait(timeout=max(0.0, deadline - time.monotonic()))
+            continue
+        while True:  # a plain thread under that name: join it once it can be joined
+            try:
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+                break
+            except RuntimeError:  # "cannot join thread before it is started"
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.005)
+
+
+def _importing_now() -> bool:
+    return any(
+        isinstance(t, BackgroundImport) and not t.done.is_set() for t in threading.enumerate()
+    )
+
+
 def flush_prefect() -> None:
-    """Send the logs and events Prefect still holds (before the temporary server stops)."""
+    """Send the logs and events Prefect still holds (before the temporary server stops).
+
+    Not while the import thread is still importing Prefect (a Ctrl-C during the import that
+    :func:`wait_for_background_import` did not see end): the flow engine has not run, so there
+    is nothing to send, and importing Prefect's workers from a second thread is a deadlock to
+    Python ("Failed to initialize plugins: deadlock detected by _ModuleLock(...)")."""
+    if any(t.name == IMPORT_THREAD and t.is_alive() for t in threading.enumerate()):
+        return
     try:
         from prefect.events.worker import EventsWorker
         from prefect.logging.handlers import APILogWorker
@@ -971,6 +1043,9 @@ class PrefectSession:
         return self.api_url or ""
 
     def __exit__(self, *exc: Any) -> None:
+        # Prefect half-imported by the import thread is in sys.modules too: the flush imports
+        # Prefect's workers, and one module imported by two threads is a deadlock to Python
+        wait_for_background_import()
         if "prefect" in sys.modules:
             flush_prefect()
         if self._settings is not None:

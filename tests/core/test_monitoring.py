@@ -479,3 +479,32 @@ def _proc_state(pid: int) -> str:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
     except (OSError, IndexError):
         return "gone"
+
+
+def test_a_ctrl_c_inside_join_does_not_end_the_wait_for_the_import(tmp_path, monkeypatch):
+    """CI flake (~1 in 3 runs of the Ctrl-C test): the Ctrl-C landed in ``join()`` of the
+    Prefect import thread, and Python 3.11 then marks that live thread stopped (bpo-45274's
+    recovery), so the exit's wait returned at once and the flush imported Prefect beside the
+    thread: "Failed to initialize plugins: deadlock detected by _ModuleLock(...)".  The wait
+    and the flush now follow the thread's own ``done`` event."""
+    from pipelines.orchestrate import monitoring
+
+    (tmp_path / "binds_slow_import_probe.py").write_text("import time\ntime.sleep(1.5)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    t0 = time.monotonic()
+    thread = monitoring.import_in_background("binds_slow_import_probe")
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(KeyboardInterrupt):
+            thread.join()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    monitoring.wait_for_background_import(timeout_s=30)
+    assert thread.done.is_set() and time.monotonic() - t0 >= 1.4
+    assert not monitoring._importing_now()  # the flush may import Prefect now
