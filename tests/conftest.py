@@ -108,6 +108,7 @@ SLOW_FIXTURES: dict[str, tuple[str, ...]] = {
     "prefect_server": ("prefect",),
     "prefect_api": ("prefect",),
     "ephemeral_prefect": ("prefect",),
+    "ephemeral_prefect_session": ("prefect",),
     "binds_cli": ("workflow", "prefect"),
     "chromium": ("browser",),
     "slurm": ("slurm",),
@@ -433,11 +434,24 @@ def prefect_api(prefect_server, monkeypatch) -> str:
 
 
 @pytest.fixture(scope="session")
-def ephemeral_prefect() -> None:
+def ephemeral_prefect_session():
+    """``ephemeral_prefect`` for a session-scoped build that runs `binds run` in this process:
+    no PREFECT_API_URL while it runs, and none left behind (the command exports the URL it
+    chose, its temporary server's)."""
+    saved = os.environ.pop("PREFECT_API_URL", None)
+    yield
+    os.environ.pop("PREFECT_API_URL", None)
+    if saved is not None:
+        os.environ["PREFECT_API_URL"] = saved
+
+
+@pytest.fixture
+def ephemeral_prefect(monkeypatch) -> None:
     """For the few tests of the path a user without a Prefect server takes: no PREFECT_API_URL
-    (``_isolated_prefect`` removes the caller's), so `binds run` boots its own temporary server.
-    The other tests use ``prefect_api``."""
-    assert not os.environ.get("PREFECT_API_URL")
+    (``_isolated_prefect`` removes the caller's; a command run in-process by an earlier test
+    of this worker may have exported the session server's), so `binds run` boots its own
+    temporary server. The other tests use ``prefect_api``."""
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
 
 
 def run_binds(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 900):

@@ -35,7 +35,7 @@ def demo_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def published(demo_run, tmp_path_factory, ephemeral_prefect, snakemake):
+def published(demo_run, tmp_path_factory, ephemeral_prefect_session, snakemake):
     """`binds run` once, into a local store: (store path, result dict).  One of the two runs of
     the suite with binds' own temporary Prefect server (``ephemeral_prefect``)."""
     base = tmp_path_factory.mktemp("published")
@@ -56,6 +56,7 @@ def published(demo_run, tmp_path_factory, ephemeral_prefect, snakemake):
         ],
         catch_exceptions=False,
     )
+    os.environ.pop("PREFECT_API_URL", None)  # exported by the command: the temporary server's
     assert result.exit_code == 0, result.output
     # the `binds` process lowers its priority while it reports (test_monitoring), a caller of
     # the app in its own process keeps its priority
