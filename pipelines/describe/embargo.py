@@ -35,6 +35,7 @@ from pipelines.store import layout, ledger
 from pipelines.store.base import ObjectInfo, ProgressCallback, Store, StoreError, UploadItem
 from pipelines.store.identifiers import ACCESS_LEVELS
 from pipelines.store.layout import EMBARGO_DIR
+from pipelines.store.lease import Lease
 
 log = logging.getLogger(__name__)
 
@@ -260,10 +261,11 @@ def _release_one(store: Store, row: dict[str, Any]) -> Released:
         store.put_if_absent(dst_manifest, manifest_raw)
     out.files = len(expected)
     level, did, n = row["access"], row["dataset_id"], int(row["version"])
-    if not ledger.recorded(store, level, did, n):
-        # the held commit is in the held ledger (_embargo/<level>/_ledger/); the level's own
-        # ledger records the version's arrival, as a curator move does, so verify finds it
-        ledger.append(
+    # the held commit is in the held ledger (_embargo/<level>/_ledger/); the level's own
+    # ledger records the version's arrival, as a curator move does, so verify finds it
+    # (under the dataset's lease, as every recorder: two releases at once record it once)
+    with Lease(store, did):
+        ledger.record_arrival(
             store,
             level,
             {

@@ -101,21 +101,21 @@ def _adopt_version(
     raw = store.get(vprefix + layout.MANIFEST)
     manifest = json.loads(raw)
     with Lease(store, did, on_wait=lambda text: log.info("%s", text)):
-        if not ledger.recorded(store, level, did, n):  # a publisher may have recorded it since
-            ledger.append(
-                store,
-                level,
-                {
-                    "kind": "adopt",
-                    "dataset_id": did,
-                    "version": n,
-                    "modality": modality,
-                    "manifest_sha256": hashlib.sha256(raw).hexdigest(),
-                    "content_digest": manifest.get("content_digest"),
-                    "request_id": manifest.get("request_id"),
-                    "reason": reason,
-                },
-            )
+        # a publisher may have recorded it since
+        if ledger.record_arrival(
+            store,
+            level,
+            {
+                "kind": "adopt",
+                "dataset_id": did,
+                "version": n,
+                "modality": modality,
+                "manifest_sha256": hashlib.sha256(raw).hexdigest(),
+                "content_digest": manifest.get("content_digest"),
+                "request_id": manifest.get("request_id"),
+                "reason": reason,
+            },
+        ):
             result.adopted.append(vprefix)
         request_id = manifest.get("request_id")
         if request_id and registry.lookup(store, did) is None:

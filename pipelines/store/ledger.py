@@ -17,7 +17,8 @@ helper is caught by the chain check, never trusted):
 * ``_ledger/head.json``: where the chain ends (a hint, so appending reads two objects, not the
   whole ledger);
 * ``_ledger/index/<sha256 of the lower-cased dataset id>-v<N>.json``: the entry that records a
-  committed version (lets a publish find in one request whether its commit was recorded).
+  committed version (lets a publish find in one request whether its commit was recorded);
+  written as a pending marker before the entry and completed after it (``record_arrival``).
 
 The operator may mirror every entry's hash outside the store (``BINDS_LEDGER_MIRROR``: a file
 that gets one ``<level> <seq> <sha256>`` line per entry, or a second store URL that gets a copy
@@ -125,20 +126,81 @@ def append(store: Store, level: str, record: dict[str, Any]) -> Entry:
         seq, prev = taken.seq, taken.sha256
     try:
         store.put(head_key(level), encode({"seq": entry.seq, "sha256": entry.sha256}))
-        if record.get("kind") in ARRIVALS and record.get("version"):
-            store.put_if_absent(
-                index_key(level, record["dataset_id"], int(record["version"])),
-                encode({"seq": entry.seq, "sha256": entry.sha256}),
-            )
-    except StoreError as err:  # hints only: the chain itself is complete
-        log.warning("could not update the ledger hints of %s: %s", level, err)
+    except StoreError as err:  # a hint only: the chain itself is complete
+        log.warning("could not update the ledger head hint of %s: %s", level, err)
     _mirror(level, entry)
     return entry
 
 
+def record_arrival(store: Store, level: str, record: dict[str, Any]) -> Entry | None:
+    """Append the arrival ``record`` (kind in ``ARRIVALS``, dataset_id, version, ...) unless
+    the level's ledger already records this version; return the new entry (``None``: it was
+    recorded before).  Callers hold the dataset's lease.
+
+    A kill between any two writes is safe: the version's index object is written *before* the
+    entry, as a pending marker naming where the chain ended, so a re-run that finds the marker
+    reads the few entries appended since and completes the index instead of recording the
+    version a second time (a ledger with two entries for one commit).
+    """
+    did, version = str(record["dataset_id"]), int(record["version"])
+    key = index_key(level, did, version)
+    marker = _read_marker(store, key)
+    if marker is None:
+        marker = {"pending": True, "after": _head_seq(store, level)}
+        if not store.put_if_absent(key, encode(marker)):
+            marker = _read_marker(store, key) or marker
+    if not marker.get("pending"):
+        return None
+    entry = _find_arrival(store, level, did, version, after=int(marker.get("after", 0)))
+    new = entry is None
+    if entry is None:
+        entry = append(store, level, record)
+    try:
+        store.put(key, encode({"seq": entry.seq, "sha256": entry.sha256}))
+    except StoreError as err:  # the marker stays pending: the next recorder finds the entry
+        log.warning("could not complete the ledger index of %s v%d: %s", level, version, err)
+    return entry if new else None
+
+
+def _read_marker(store: Store, key: str) -> dict[str, Any] | None:
+    try:
+        body = json.loads(store.get(key))
+    except KeyError:
+        return None
+    except ValueError:  # a damaged index object: treat as pending from the start
+        return {"pending": True, "after": 0}
+    return body if isinstance(body, dict) else {"pending": True, "after": 0}
+
+
+def _head_seq(store: Store, level: str) -> int:
+    """Where the head hint says the chain ends (0: no hint); never past the real end."""
+    try:
+        return int(json.loads(store.get(head_key(level)))["seq"])
+    except (KeyError, ValueError, TypeError):
+        return 0
+
+
+def _find_arrival(store: Store, level: str, did: str, version: int, *, after: int) -> Entry | None:
+    """The arrival entry of ``did`` v``version`` among the entries after ``after`` (the chain
+    is contiguous: read forward until the first number not written)."""
+    seq = after + 1
+    while (entry := _get_entry(store, level, seq)) is not None:
+        b = entry.body
+        if (
+            b.get("kind") in ARRIVALS
+            and str(b.get("dataset_id", "")).lower() == did.lower()
+            and b.get("version") == version
+        ):
+            return entry
+        seq += 1
+    return None
+
+
 def recorded(store: Store, level: str, dataset_id: str, version: int) -> bool:
-    """Whether a ledger entry records the commit of this version (one request, via the index)."""
-    return store.exists(index_key(level, dataset_id, version))
+    """Whether a ledger entry records the arrival of this version (one request, via the index;
+    a pending marker of a recorder killed mid-way counts as not recorded)."""
+    marker = _read_marker(store, index_key(level, dataset_id, version))
+    return marker is not None and not marker.get("pending")
 
 
 def read(store: Store, level: str) -> list[Entry]:

@@ -108,22 +108,21 @@ def move_dataset(
         moved: list[tuple[int, dict[str, Any], str]] = []
         for n in versions:
             manifest, sha = _copy_version(store, src, dst, n, to_level, recorded, result)
-            if not ledger.recorded(store, to_level, did, n):
-                ledger.append(
-                    store,
-                    to_level,
-                    {
-                        "kind": "move-in",
-                        "dataset_id": did,
-                        "version": n,
-                        "modality": modality,
-                        "manifest_sha256": sha,
-                        "content_digest": manifest.get("content_digest"),
-                        "request_id": manifest.get("request_id"),
-                        "from_level": from_level,
-                        "reason": reason,
-                    },
-                )
+            ledger.record_arrival(
+                store,
+                to_level,
+                {
+                    "kind": "move-in",
+                    "dataset_id": did,
+                    "version": n,
+                    "modality": modality,
+                    "manifest_sha256": sha,
+                    "content_digest": manifest.get("content_digest"),
+                    "request_id": manifest.get("request_id"),
+                    "from_level": from_level,
+                    "reason": reason,
+                },
+            )
             if catalog_index is not None:
                 catalog_index(manifest, store.get(f"{dst}v{n}/{layout.MANIFEST}"))
             moved.append((n, manifest, sha))

@@ -558,20 +558,19 @@ def _ensure_recorded(
     prefix = layout.version_prefix(level, manifest["modality"], did, version)
     if manifest_bytes is None:
         manifest_bytes = store.get(prefix + layout.MANIFEST)
-    if not ledger.recorded(store, level, did, version):
-        ledger.append(
-            store,
-            level,
-            {
-                "kind": "commit",
-                "dataset_id": did,
-                "version": version,
-                "modality": manifest["modality"],
-                "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
-                "content_digest": manifest.get("content_digest"),
-                "request_id": manifest.get("request_id"),
-            },
-        )
+    ledger.record_arrival(
+        store,
+        level,
+        {
+            "kind": "commit",
+            "dataset_id": did,
+            "version": version,
+            "modality": manifest["modality"],
+            "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+            "content_digest": manifest.get("content_digest"),
+            "request_id": manifest.get("request_id"),
+        },
+    )
     key = layout.catalog_key(level, manifest["modality"], did, version)
     if index is not None and not store.exists(key):
         index(manifest, manifest_bytes)

@@ -259,3 +259,52 @@ def test_ten_random_sigkills_during_publish_with_a_second_publisher_racing(tmp_p
     assert report.versions == report.ledger_entries == len(entries) >= 20
     assert len({e.body["content_digest"] for e in entries}) == 20
     assert len({e.body["version"] for e in entries}) == len(entries)
+
+
+def _writes_of(fn) -> int:
+    """How many writes and deletes ``fn(store)`` makes (a CrashingStore that never crashes)."""
+    counting = CrashingStore(fn.root, 10**9)
+    fn(counting)
+    return 10**9 - counting.left
+
+
+@pytest.mark.parametrize("second", ["same stage", "next stage"])
+def test_a_publish_killed_after_any_write_records_each_version_once(tmp_path, make_stage, second):
+    """The ledger entry, its index and the head hint are three writes: a publisher killed
+    between any two of them, then the same command (or the next publish of the dataset), must
+    leave exactly one ledger entry per version (CI saw 25 entries for 24 versions: the entry was
+    written, the kill came before its index, and the re-run recorded the version again)."""
+    root = tmp_path / "store"
+    first_stage = make_stage("a", dataset_id="ds-once", seed=1, n_chunks=3)
+    rerun_stage = (
+        first_stage
+        if second == "same stage"
+        else make_stage("b", dataset_id="ds-once", seed=2, n_chunks=3)
+    )
+
+    def first_publish(store):
+        publish(first_stage, store)
+
+    first_publish.root = root / "count"
+    total = _writes_of(first_publish)
+    os.environ["BINDS_LEASE_WAIT_S"] = "5"
+    try:
+        for at in range(total):
+            store_root = root / f"kill-{at}"
+            try:
+                publish(first_stage, CrashingStore(store_root, at))
+            except Crash:
+                pass
+            for lease in (store_root / "_leases").glob("*.json"):
+                lease.unlink()  # what expiry does after BINDS_LEASE_TTL_S
+            store = open_store(store_root)
+            publish(rerun_stage, store)
+            publish(rerun_stage, store)  # and once more: nothing new to record
+            entries = ledger_mod.read(store, "consortium")
+            versions = [e.body["version"] for e in entries if e.body.get("kind") == "commit"]
+            assert len(versions) == len(set(versions)), f"killed at write {at}: {versions}"
+            report = verify(store)
+            assert report.ok, (at, report.problems)
+            assert report.versions == report.ledger_entries, f"killed at write {at}"
+    finally:
+        os.environ.pop("BINDS_LEASE_WAIT_S", None)
