@@ -7,10 +7,39 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[2] / "pipelines"
 MAX_FUNCTION_LINES = 80
-# Counted as lines that begin a statement: `ruff format` puts one argument per line in long
-# calls, and what a reader has to follow is the statements, not the argument lists.
+# Counted as the lines of the body as `ruff format` writes it (docstring included, nested
+# functions inside their parent): what a reader scrolls through. A count of statements hides
+# what the formatter spreads out (issue 20: "statement counts hide what ruff format spreads").
 # Functions still waiting to be split (each entry is a debt: the list only shrinks).
-NOT_YET_SPLIT: set[tuple[str, str]] = set()
+NOT_YET_SPLIT: set[tuple[str, str]] = {
+    ("cli/__init__.py", "catalog"),
+    ("cli/__init__.py", "usage"),
+    ("dataservice/app.py", "_bulk_routes"),
+    ("describe/dcat.py", "catalog_graph"),
+    ("describe/dcat.py", "_dataset"),
+    ("describe/jsonld.py", "build_metadata"),
+    ("describe/metadata.py", "_explain"),
+    ("describe/metadata.py", "_semantic_checks"),
+    ("modalities/metabolomics/compare.py", "explain_agreement"),
+    ("modalities/metabolomics/convert.py", "convert_mzml"),
+    ("modalities/metabolomics/demo.py", "_write_run"),
+    ("modalities/metabolomics/features.py", "group_features"),
+    ("modalities/metabolomics/mzml.py", "parse_spectrum"),
+    ("modalities/metabolomics/peaks.py", "trace_peaks"),
+    ("modalities/metabolomics/peaks.py", "baseline_evidence"),
+    ("modalities/metabolomics/peaks.py", "track_traces"),
+    ("modalities/metabolomics/qc.py", "write_qc"),
+    ("modalities/metabolomics/targets.py", "read_targets"),
+    ("modalities/screening/inputs.py", "resolve"),
+    ("modalities/screening/readers.py", "_grids_from_rows"),
+    ("modalities/screening/steps.py", "fit_dose_response"),
+    ("modalities/transcriptomics/__init__.py", "_header_problems"),
+    ("modalities/transcriptomics/readers.py", "read_10x_h5"),
+    ("modalities/transcriptomics/readers.py", "read_10x_mtx"),
+    ("modalities/transcriptomics/singlecell.py", "_qc"),
+    ("run/publishing.py", "publish"),
+    ("store/move.py", "move_dataset"),
+}
 
 
 def _functions():
@@ -20,17 +49,17 @@ def _functions():
                 yield path.relative_to(PKG).as_posix(), node
 
 
-def statement_lines(fn: ast.AST) -> int:
-    """Lines that begin a statement: `ruff format` puts one argument of a long call per line,
-    and what a reader has to follow is the statements, not the argument lists."""
-    return len({node.lineno for node in ast.walk(fn) if isinstance(node, ast.stmt)})
+def body_lines(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """The lines of ``fn``'s body as formatted, from its first statement (the docstring) to
+    its last line."""
+    return (fn.end_lineno or fn.body[-1].lineno) - fn.body[0].lineno + 1
 
 
 def test_no_function_is_longer_than_80_lines():
     long = {
-        (rel, fn.name): statement_lines(fn)
+        (rel, fn.name): body_lines(fn)
         for rel, fn in _functions()
-        if statement_lines(fn) > MAX_FUNCTION_LINES
+        if body_lines(fn) > MAX_FUNCTION_LINES
     }
     new = {k: v for k, v in long.items() if k not in NOT_YET_SPLIT}
     assert not new, (
