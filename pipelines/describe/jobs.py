@@ -1,6 +1,10 @@
-"""Snakemake's job evidence: the one parser of its benchmark files (``benchmark:`` TSVs, plain
-or extended), used by the usage record, the provenance crate, the QC report and the Prefect
-reporter.
+"""Snakemake's job evidence, read once for everyone who shows or counts jobs (the usage
+record, the provenance crate, the QC report and the Prefect reporter):
+
+* the job records of a run: :class:`JobBook` folds the logger plugin's events
+  (``_meta/snakemake-events.jsonl``, :mod:`snakemake_logger_plugin_binds`) into :class:`Job`
+  records, one per attempt, live (the Prefect reporter) or from the file (:func:`read_jobs`);
+* the one parser of Snakemake's benchmark files (``benchmark:`` TSVs, plain or extended).
 """
 
 from __future__ import annotations
@@ -8,7 +12,9 @@ from __future__ import annotations
 import ast
 import csv
 import io
+import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +110,114 @@ def benchmark_figures(path: str | Path | None) -> dict[str, float]:
         for key, shown in _FIGURES
         if isinstance(bench.get(key), (int, float))
     }
+
+
+# ----------------------------------------------------------------------------- job records
+@dataclass
+class Job:
+    """One Snakemake job as its events tell it (one attempt: a restarted job is a new Job)."""
+
+    jobid: int
+    rule: str
+    wildcards: dict[str, Any]
+    threads: int | None
+    resources: dict[str, Any]
+    log: list[str]
+    benchmark: str | None
+    inputs: list[str]
+    outputs: list[str]
+    attempt: int = 1
+    started: float | None = None
+    finished: float | None = None
+    failed: str | None = None  # why, when it failed
+    external_jobid: str | None = None  # the Slurm job id of this attempt
+    console_log: str | None = None  # Snakemake's output, where a crashed script's traceback is
+
+    @property
+    def name(self) -> str:
+        wc = ",".join(f"{k}={v}" for k, v in self.wildcards.items())
+        name = f"{self.rule}[{wc}]" if wc else self.rule
+        return name if self.attempt == 1 else f"{name} (attempt {self.attempt})"
+
+    @property
+    def key(self) -> str:
+        return f"{self.jobid}.{self.attempt}"
+
+    @property
+    def status(self) -> str:
+        if self.finished is None:
+            return "running"
+        return "failed" if self.failed else "completed"
+
+
+@dataclass
+class JobBook:
+    """The logger plugin's events folded into :class:`Job` records, in the order they came.
+
+    :meth:`apply` takes one event and returns the job it changed (``None``: not a job event,
+    or a job never announced), so a live reader (the Prefect reporter) acts on each change and
+    a file reader (:func:`read_jobs`) just folds.
+    """
+
+    jobs: list[Job] = field(default_factory=list)
+    current: dict[int, Job] = field(default_factory=dict)  # Snakemake job id -> latest attempt
+    console_log: str | None = None
+
+    def apply(self, ev: dict[str, Any], *, now: float | None = None) -> Job | None:
+        kind = ev.get("event")
+        t = ev.get("t") or now
+        if kind == "job_info":
+            jobid = ev["jobid"]
+            old = self.current.get(jobid)
+            job = Job(
+                jobid=jobid,
+                rule=ev.get("rule") or "?",
+                wildcards=ev.get("wildcards") or {},
+                threads=ev.get("threads"),
+                resources=ev.get("resources") or {},
+                log=ev.get("log") or [],
+                benchmark=ev.get("benchmark"),
+                inputs=ev.get("input") or [],
+                outputs=ev.get("output") or [],
+                attempt=(old.attempt + 1) if old else 1,
+                console_log=self.console_log,
+                started=t,  # Snakemake logs a job's info when it starts it
+            )
+            self.current[jobid] = job
+            self.jobs.append(job)
+            return job
+        job = self.current.get(ev.get("jobid"))  # type: ignore[arg-type]
+        if job is None:
+            return None
+        if kind in ("job_finished", "job_error"):
+            if job.finished is not None:
+                return None
+            if kind == "job_error":
+                job.failed = "see its log" if job.log else "no log (see the Snakemake log)"
+            job.finished = t
+            return job
+        if kind == "external_jobid":
+            job.external_jobid = str(ev.get("external_jobid"))
+            return job
+        return None
+
+    def unfinished(self) -> list[Job]:
+        return [job for job in self.current.values() if job.finished is None]
+
+
+def read_jobs(events_file: str | Path) -> list[Job]:
+    """Every job attempt of the run whose events ``events_file`` holds ([] without the file);
+    a damaged line is skipped (the plugin writes one line per event, a kill may cut the last)."""
+    book = JobBook()
+    try:
+        text = Path(events_file).read_text(errors="replace")
+    except OSError:
+        return []
+    for line in text.splitlines():
+        try:
+            ev = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(ev, dict):
+            book.apply(ev)
+    return book.jobs

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -50,38 +49,23 @@ def stage_verdict(stage: StagedDataset) -> Verdict:
 
 
 def rule_runs(stage: StagedDataset) -> list[dict[str, Any]]:
-    """One row per Snakemake job of the last run (from ``_meta/snakemake-events.jsonl``)."""
-    from pipelines.describe.jobs import benchmark_figures
+    """One row per Snakemake job of the last run (its latest attempt), from the job records."""
+    from pipelines.describe.jobs import benchmark_figures, read_jobs
 
-    path = stage.events_file
-    if not path.is_file():
-        return []
-    jobs: dict[int, dict[str, Any]] = {}
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            ev = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        kind = ev.get("event")
-        if kind == "job_info" and ev.get("rule") != "all":
-            wc = ",".join(f"{k}={v}" for k, v in (ev.get("wildcards") or {}).items())
-            jobs[ev["jobid"]] = {
-                "rule": ev["rule"] + (f"[{wc}]" if wc else ""),
-                "start": ev["t"],
-                "threads": ev.get("threads"),
-                "mem_mb": (ev.get("resources") or {}).get("mem_mb"),
-                "benchmark": ev.get("benchmark"),
-                "status": "running",
-            }
-        elif kind in ("job_finished", "job_error") and ev.get("jobid") in jobs:
-            job = jobs[ev["jobid"]]
-            job["status"] = "completed" if kind == "job_finished" else "failed"
-            job["seconds"] = round(ev["t"] - job["start"], 2)
+    latest = {job.jobid: job for job in read_jobs(stage.events_file) if job.rule != "all"}
     rows = []
-    for job in jobs.values():
-        bench = benchmark_figures(job.pop("benchmark"))
-        job.pop("start")
-        rows.append(job | {"cpu_s": bench.get("cpu_s"), "max_rss_mb": bench.get("max_rss_mb")})
+    for job in latest.values():
+        wc = ",".join(f"{k}={v}" for k, v in job.wildcards.items())
+        row: dict[str, Any] = {
+            "rule": job.rule + (f"[{wc}]" if wc else ""),
+            "threads": job.threads,
+            "mem_mb": job.resources.get("mem_mb"),
+            "status": job.status,
+        }
+        if job.finished is not None and job.started is not None:
+            row["seconds"] = round(job.finished - job.started, 2)
+        bench = benchmark_figures(job.benchmark)
+        rows.append(row | {"cpu_s": bench.get("cpu_s"), "max_rss_mb": bench.get("max_rss_mb")})
     return rows
 
 

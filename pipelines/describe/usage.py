@@ -6,8 +6,10 @@ Where the figures come from, per Snakemake job:
   ``benchmark-extended``): wall and CPU seconds, max RSS, I/O, and (extended format) the
   Snakemake job id, threads and resources (``mem_mb``, ``runtime``) the job was given.  The job
   writes it itself, next to its outputs, so it exists whatever the executor.
-* **Snakemake's own log** (``_meta/snakemake.log``, captured by ``binds run``): which outputs
-  belong to which job id and, on Slurm, ``Job N has been submitted with SLURM jobid M``.
+* **the job records of the run** (:func:`pipelines.describe.jobs.read_jobs`: the logger
+  plugin's events in ``_meta/snakemake-events.jsonl``, the record the report and the Prefect
+  reporter read too): which outputs belong to which job id and, on Slurm, the Slurm job id of
+  each attempt.
 * **Snakemake's metadata** (``<work>/.snakemake/metadata``, when present): the exact inputs of
   each output and the job's start and end time.
 * **Slurm accounting** (``sacct``, matched by Slurm job id) when the jobs ran on Slurm:
@@ -35,7 +37,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipelines.describe.jobs import as_number, parse_benchmark
+from pipelines.describe.jobs import Job, as_number, parse_benchmark, read_jobs
 from pipelines.describe.support_units import safe_cell
 from pipelines.toolkit.stage import StagedDataset
 
@@ -60,54 +62,10 @@ SACCT_FIELDS = (
     "End",
 )
 
-_JOB_HEADER = re.compile(r"^(?:local)?rule (\S+):\s*$")
-_JOB_FIELD = re.compile(r"^\s{4}(\w+): (.*)$")
-_SLURM_SUBMIT = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\S+?)[ .]")
-_STORAGE_NOTE = re.compile(r" \((?:retrieve from|send to|in) storage\)$")
 _SIZE = re.compile(r"^([0-9.]+)([KMGTP]?)$")
 
 
 # ----------------------------------------------------------------------------- parsing
-def parse_snakemake_log(path: str | Path) -> dict[int, dict[str, Any]]:
-    """Job blocks of a Snakemake log by Snakemake job id: rule, input, output, benchmark, threads,
-    resources, wildcards, and the Slurm job ids it was submitted as (one per attempt)."""
-    jobs: dict[int, dict[str, Any]] = {}
-    path = Path(path)
-    if not path.is_file():
-        return jobs
-    block: dict[str, Any] | None = None  # the job being read; fields after jobid go to it too
-    for line in path.read_text(errors="replace").splitlines():
-        if m := _JOB_HEADER.match(line):
-            block = {"rule": m.group(1)}
-            continue
-        if block is not None and (m := _JOB_FIELD.match(line)):
-            key, value = m.group(1), m.group(2).strip()
-            if key in ("input", "output", "log", "benchmark"):
-                # storage runs annotate each path: "s3://... (retrieve from storage)"
-                block[key] = [_STORAGE_NOTE.sub("", v) for v in value.split(", ") if v]
-            elif key == "jobid":
-                block = jobs.setdefault(int(value), {}) | block
-                jobs[int(value)] = block
-            elif key == "threads":
-                block["threads"] = int(value)
-            elif key in ("resources", "wildcards"):
-                block[key] = _key_values(value)
-            continue
-        block = None
-        if m := _SLURM_SUBMIT.search(line):
-            jobs.setdefault(int(m.group(1)), {}).setdefault("slurm_job_ids", []).append(m.group(2))
-    return jobs
-
-
-def _key_values(text: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for part in text.split(", "):
-        key, sep, value = part.partition("=")
-        if sep:
-            out[key.strip()] = as_number(value.strip())
-    return out
-
-
 def snakemake_metadata(work_dir: str | Path, output: str) -> dict[str, Any] | None:
     """Snakemake's file-backed metadata record of one output (``.snakemake/metadata``): rule,
     exact inputs, start and end time. None when there is none (another persistence backend)."""
@@ -270,8 +228,8 @@ def collect_jobs(
     ``sacct_rows`` (tests, or figures fetched elsewhere) replaces the ``sacct`` call.
     """
     notes: list[str] = []
-    log_jobs = parse_snakemake_log(stage.snakemake_log)
-    root = stage.root.resolve()  # the log names absolute paths
+    log_jobs = _by_jobid(read_jobs(stage.events_file))
+    root = stage.root.resolve()  # the events name absolute paths
     records = _benchmark_records(root, log_jobs, notes)
     slurm_ids = sorted(
         {sid for j in log_jobs.values() for sid in j.get("slurm_job_ids", [])}, key=_sort_key
@@ -299,14 +257,32 @@ def collect_jobs(
     return jobs, notes
 
 
+def _by_jobid(jobs: list[Job]) -> dict[int, dict[str, Any]]:
+    """Each Snakemake job id's latest attempt, with the Slurm job ids of all its attempts."""
+    out: dict[int, dict[str, Any]] = {}
+    for job in jobs:
+        before = out.get(job.jobid, {}).get("slurm_job_ids", [])
+        out[job.jobid] = {
+            "rule": job.rule,
+            "input": job.inputs,
+            "output": job.outputs,
+            "benchmark": [job.benchmark] if job.benchmark else [],
+            "threads": job.threads,
+            "resources": job.resources,
+            "wildcards": job.wildcards,
+            "slurm_job_ids": before + ([job.external_jobid] if job.external_jobid else []),
+        }
+    return out
+
+
 def _benchmark_records(
     root: Path, log_jobs: dict[Any, dict[str, Any]], notes: list[str]
 ) -> dict[int | str, dict[str, Any]]:
-    """Job id -> its parsed benchmark file (or None), for every job the log or a file names."""
+    """Job id -> its parsed benchmark file (or None), for every job the events or a file name."""
     by_bench: dict[str, int] = {}
     for jid, j in log_jobs.items():
         for b in j.get("benchmark", []):
-            by_bench[os.path.normpath(b)] = jid
+            by_bench[os.path.realpath(b)] = jid
     bench_dir = root / "_meta" / "benchmarks"
     records: dict[int | str, dict[str, Any]] = {}
     for tsv in sorted(bench_dir.rglob("*.tsv")) if bench_dir.is_dir() else []:
@@ -314,9 +290,9 @@ def _benchmark_records(
         if bench is None:
             notes.append(f"unreadable benchmark file {tsv.relative_to(root).as_posix()}")
             continue
-        # the log names each job's benchmark file; the extended format's jobid is only the
+        # the events name each job's benchmark file; the extended format's jobid is only the
         # main workflow's on the local executor (a Slurm job numbers its own jobs from 0)
-        jid = by_bench.get(os.path.normpath(tsv))
+        jid = by_bench.get(os.path.realpath(tsv))
         if jid is None:
             jid = (
                 bench.get("jobid")

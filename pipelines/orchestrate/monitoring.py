@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.describe.jobs import benchmark_figures
+from pipelines.describe.jobs import Job, JobBook, benchmark_figures
 
 log = logging.getLogger(__name__)
 
@@ -536,37 +536,6 @@ def run_tags(experiment: dict[str, Any]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- Snakemake jobs
-@dataclass
-class Job:
-    """One Snakemake job as seen through its events (one attempt: a restarted job is a new Job)."""
-
-    jobid: int
-    rule: str
-    wildcards: dict[str, Any]
-    threads: int | None
-    resources: dict[str, Any]
-    log: list[str]
-    benchmark: str | None
-    inputs: list[str]
-    outputs: list[str]
-    attempt: int = 1
-    started: float | None = None
-    finished: float | None = None
-    failed: str | None = None  # why, when it failed
-    external_jobid: str | None = None
-    console_log: str | None = None  # Snakemake's output, where a crashed script's traceback is
-
-    @property
-    def name(self) -> str:
-        wc = ",".join(f"{k}={v}" for k, v in self.wildcards.items())
-        name = f"{self.rule}[{wc}]" if wc else self.rule
-        return name if self.attempt == 1 else f"{name} (attempt {self.attempt})"
-
-    @property
-    def key(self) -> str:
-        return f"{self.jobid}.{self.attempt}"
-
-
 def log_tail(paths: list[str], *, lines: int = LOG_TAIL_LINES) -> list[str]:
     out: list[str] = []
     for p in paths:
@@ -670,12 +639,10 @@ class RunReporter:
         assert ctx is not None and ctx.flow_run is not None, "RunReporter needs a flow run"
         self.flow_run_id = ctx.flow_run.id
         self.logger = flow_logger
-        self.console_log = console_log
         self.poll_s = poll_s
         self.on_event = on_event
         self.tags = sorted(TagsContext.get().current_tags or [])
-        self.jobs: list[Job] = []
-        self._current: dict[int, Job] = {}
+        self.book = JobBook(console_log=str(console_log) if console_log else None)
         self._runs: dict[str, Any] = {}  # Job.key -> its TaskRun (as last reported)
         self._by_output: dict[str, str] = {}  # output path -> Job.key of the job making it
         self._stop = threading.Event()
@@ -757,6 +724,21 @@ class RunReporter:
         self._finish(run, finished=finished, failed=failed)
 
     # -- the follower
+    @property
+    def console_log(self) -> Path | None:
+        """Snakemake's terminal output, where a job that died before logging left its
+        traceback (set once the run's stage is known)."""
+        return Path(self.book.console_log) if self.book.console_log else None
+
+    @console_log.setter
+    def console_log(self, path: Path | None) -> None:
+        self.book.console_log = str(path) if path else None
+
+    @property
+    def jobs(self) -> list[Job]:
+        """Every job attempt seen, with its state."""
+        return self.book.jobs
+
     @contextlib.contextmanager
     def following(self, events: Path):
         """Follow ``events`` in one thread (carrying the flow run's context) for the block."""
@@ -771,11 +753,10 @@ class RunReporter:
             self._stop.set()
             self._thread.join(timeout=60)
             stopped = time.time()
-            for job in list(self._current.values()):
-                if job.finished is None:
-                    job.failed = job.failed or "the workflow stopped before this job ended"
-                    job.finished = stopped
-                    self._end(job)
+            for job in self.book.unfinished():
+                job.failed = job.failed or "the workflow stopped before this job ended"
+                job.finished = stopped
+                self._end(job)
 
     def _follow(self, events: Path) -> None:
         with open(events, encoding="utf-8") as fh:
@@ -810,42 +791,15 @@ class RunReporter:
         if self.on_event:
             self.on_event(ev)
         self._forward_log(ev)
+        job = self.book.apply(ev, now=time.time())
+        if job is None:
+            return
         if kind == "job_info":
-            jobid = ev["jobid"]
-            old = self._current.get(jobid)
-            job = Job(
-                jobid=jobid,
-                rule=ev.get("rule") or "?",
-                wildcards=ev.get("wildcards") or {},
-                threads=ev.get("threads"),
-                resources=ev.get("resources") or {},
-                log=ev.get("log") or [],
-                benchmark=ev.get("benchmark"),
-                inputs=ev.get("input") or [],
-                outputs=ev.get("output") or [],
-                attempt=(old.attempt + 1) if old else 1,
-                console_log=str(self.console_log) if self.console_log else None,
-            )
-            self._current[jobid] = job
-            self.jobs.append(job)
-            # Snakemake logs a job's info when it starts it (after the batch's job_started)
-            job.started = ev.get("t") or time.time()
             self._start(job)
         elif kind in ("job_finished", "job_error"):
-            job = self._current.get(ev.get("jobid"))
-            if job and job.finished is None:
-                if kind == "job_error":
-                    job.failed = "see its log" if job.log else "no log (see the Snakemake log)"
-                job.finished = ev.get("t") or time.time()
-                self._end(job)
-        elif kind == "external_jobid":
-            job = self._current.get(ev.get("jobid"))
-            if job:
-                job.external_jobid = str(ev.get("external_jobid"))
-                if job.key in self._runs:
-                    self._task_logger(self._runs[job.key]).info(
-                        "Slurm job id %s", job.external_jobid
-                    )
+            self._end(job)
+        elif kind == "external_jobid" and job.key in self._runs:
+            self._task_logger(self._runs[job.key]).info("Slurm job id %s", job.external_jobid)
 
     def _forward_log(self, ev: dict[str, Any]) -> None:
         msg = (ev.get("msg") or "").rstrip()

@@ -145,10 +145,13 @@ def start_workflow(
 ) -> RunningWorkflow:
     """Start the Snakemake process of ``stage`` and return at once (:meth:`RunningWorkflow.wait`
     for its outcome).  ``binds run`` starts it before importing Prefect, so that Snakemake's
-    start-up overlaps Prefect's.  With ``events``, Snakemake's logger plugin writes its job
-    events there (:mod:`snakemake_logger_plugin_binds`)."""
+    start-up overlaps Prefect's.  Snakemake's logger plugin writes its job events to
+    ``events`` (:mod:`snakemake_logger_plugin_binds`; by default the stage's
+    ``_meta/snakemake-events.jsonl``, the job records everyone reads: usage, report, Prefect)."""
     run_dir = Path(run_dir)
     env = dict(os.environ)
+    if events is None and not env.get(EVENTS_ENV):
+        events = stage.events_file
     if events is not None:
         env[EVENTS_ENV] = str(events)
     cmd = snakemake_command(
