@@ -169,7 +169,7 @@ class JobBook:
         if kind == "job_info":
             jobid = ev["jobid"]
             old = self.current.get(jobid)
-            job = Job(
+            attempt = Job(
                 jobid=jobid,
                 rule=ev.get("rule") or "?",
                 wildcards=ev.get("wildcards") or {},
@@ -183,9 +183,9 @@ class JobBook:
                 console_log=self.console_log,
                 started=t,  # Snakemake logs a job's info when it starts it
             )
-            self.current[jobid] = job
-            self.jobs.append(job)
-            return job
+            self.current[jobid] = attempt
+            self.jobs.append(attempt)
+            return attempt
         job = self.current.get(ev.get("jobid"))  # type: ignore[arg-type]
         if job is None:
             return None
