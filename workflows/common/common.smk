@@ -48,13 +48,19 @@ def stop_with_problems(step, problems):
 
 def modality_block(name, *, fill_defaults=True):
     """The experiment's block of modality ``name``, checked against the modality's schema
-    (unknown keys refused, as `binds validate` does), with the schema's defaults filled in."""
+    (unknown keys refused, as `binds validate` does), with the schema's defaults filled in the
+    one way every modality fills them (pipelines.toolkit.params.with_defaults)."""
     from jsonschema.exceptions import ValidationError
+    from pipelines.toolkit.params import with_defaults
 
     block = dict(EXPERIMENT.get(name) or {})
+    schema = str(modality_spec(name).path("schema"))
     try:
-        validate(block, schema=str(modality_spec(name).path("schema")), set_default=fill_defaults)
+        validate(block, schema=schema, set_default=False)
     except (ValidationError, WorkflowError) as err:
         stop_with_problems(f"{name}_block", [_Problem(str(err).splitlines()[0], file="experiment.json",
                                                       where=name, hint="run `binds validate RUN_DIR`")])
-    return block
+    if not fill_defaults:
+        return block
+    with open(schema, encoding="utf-8") as fh:
+        return with_defaults(_json.load(fh), block, where=name)

@@ -18,19 +18,16 @@ Modules: :mod:`.mzml` (streaming reader), :mod:`.convert`, :mod:`.features`, :mo
 
 from __future__ import annotations
 
-import copy
 import importlib
-import json
 import os
 from collections.abc import Mapping
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from pipelines.errors import InputError, Problem
 from pipelines.modalities import ModalitySpec
-from pipelines.resources import metadata_dir
 from pipelines.toolkit.inputs import InputSet, RunFolder, sample_of_files
+from pipelines.toolkit.params import block_schema, with_defaults
 from pipelines.toolkit.qc import Figure, QcCheck, number, ratio
 
 # The processing functions are imported on first use (PEP 562): every Snakemake rule is a
@@ -141,30 +138,12 @@ DEFAULT_TARGETS = "targets.csv"
 _VENDOR_PATTERNS = ("*.raw", "*.RAW", "*.wiff", "*.d", "*.mzXML", "*.mzxml")
 
 
-@cache
-def _schema_defaults() -> dict[str, Any]:
-    schema = json.loads((metadata_dir() / "schemas" / "metabolomics.schema.json").read_text())
-
-    def defaults(node: dict) -> Any:
-        if node.get("type") == "object" or "properties" in node:
-            return {k: defaults(v) for k, v in node.get("properties", {}).items()}
-        return node.get("default")
-
-    return defaults(schema)
-
-
 def resolve_params(block: dict[str, Any] | None, *, run_dir: str | Path) -> dict[str, Any]:
     """The metabolomics block with every default filled in; ``targets`` becomes an absolute path or None.
 
     ``targets: null`` (the default) picks up ``targets.csv`` when the run folder has one.
     """
-    block = dict(block or {})
-    out = copy.deepcopy(_schema_defaults())  # the cached defaults must stay pristine
-    for key, value in block.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = {**out[key], **value}
-        else:
-            out[key] = value
+    out = with_defaults(block_schema("metabolomics"), block, where="metabolomics")
     run_dir = Path(run_dir)
     targets = out.get("targets")
     if targets:

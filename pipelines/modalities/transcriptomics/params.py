@@ -6,31 +6,16 @@ them from the schema, so the docs, the validator and the code cannot disagree.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
-from pipelines.resources import metadata_dir
+from pipelines.toolkit.params import block_schema, with_defaults
 
 BLOCK = "transcriptomics"
 
 
-@cache
 def schema() -> dict[str, Any]:
-    return json.loads((metadata_dir() / "schemas" / "transcriptomics.schema.json").read_text())
-
-
-def _with_defaults(node: dict[str, Any], given: dict[str, Any] | None) -> dict[str, Any]:
-    """``given`` completed with the schema defaults, recursively for nested objects."""
-    given = dict(given or {})
-    out: dict[str, Any] = {}
-    for name, sub in (node.get("properties") or {}).items():
-        if sub.get("type") == "object":
-            out[name] = _with_defaults(sub, given.get(name))
-        else:
-            out[name] = given.get(name, sub.get("default"))
-    return out
+    return block_schema(BLOCK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +74,7 @@ class Params:
 
 def params_from_experiment(experiment: dict[str, Any]) -> Params:
     """The modality block of a validated experiment (a dict), with defaults filled in."""
-    d = _with_defaults(schema(), experiment.get(BLOCK))
+    d = with_defaults(block_schema(BLOCK), experiment.get(BLOCK), where=BLOCK)
     return Params(
         input_kind=d["input"]["kind"],
         input_path=d["input"]["path"],
