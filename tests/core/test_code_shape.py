@@ -30,7 +30,6 @@ NOT_YET_SPLIT: set[tuple[str, str]] = {
     ("modalities/metabolomics/peaks.py", "track_traces"),
     ("modalities/metabolomics/qc.py", "write_qc"),
     ("modalities/metabolomics/targets.py", "read_targets"),
-    ("modalities/screening/steps.py", "fit_dose_response"),
     ("modalities/transcriptomics/__init__.py", "_header_problems"),
     ("modalities/transcriptomics/readers.py", "read_10x_h5"),
     ("modalities/transcriptomics/readers.py", "read_10x_mtx"),
