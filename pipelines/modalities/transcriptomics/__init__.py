@@ -303,27 +303,18 @@ def _mtx_header_problems(path: Path) -> list[Problem]:
 
     files = readers.find_mtx_files(path)
     rows, cols, *_ = scipy.io.mminfo(files["matrix"])
-    n_feat = len(readers._read_tsv_column_table(files["features"]))
-    n_bc = len(readers._read_tsv_column_table(files["barcodes"]))
+    sizes = ((rows, "features", "rows (features)"), (cols, "barcodes", "columns (barcodes)"))
     out = []
-    if rows != n_feat:
-        out.append(
-            Problem(
-                f"the matrix has {rows} rows (features) but {files['features'].name} has "
-                f"{n_feat} lines",
-                file=files["matrix"].name,
-                where="header",
+    for n, key, what in sizes:
+        lines = len(readers._read_tsv_column_table(files[key]))
+        if n != lines:
+            out.append(
+                Problem(
+                    f"the matrix has {n} {what} but {files[key].name} has {lines} lines",
+                    file=files["matrix"].name,
+                    where="header",
+                )
             )
-        )
-    if cols != n_bc:
-        out.append(
-            Problem(
-                f"the matrix has {cols} columns (barcodes) but {files['barcodes'].name} has "
-                f"{n_bc} lines",
-                file=files["matrix"].name,
-                where="header",
-            )
-        )
     return out
 
 
