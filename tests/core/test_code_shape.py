@@ -30,7 +30,6 @@ NOT_YET_SPLIT: set[tuple[str, str]] = {
     ("modalities/metabolomics/peaks.py", "track_traces"),
     ("modalities/metabolomics/qc.py", "write_qc"),
     ("modalities/metabolomics/targets.py", "read_targets"),
-    ("modalities/transcriptomics/singlecell.py", "_qc"),
     ("run/publishing.py", "publish"),
     ("store/move.py", "move_dataset"),
 }

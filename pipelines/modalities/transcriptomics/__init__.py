@@ -2,7 +2,8 @@
 
 Single cell (workflows/transcriptomics/singlecell.smk)::
 
-    process_single_cell (= load_single_cell -> qc_cells -> cluster_cells in one process) -> write_metrics
+    process_single_cell (= read_library -> cell_qc -> cluster in one process) -> write_single_cell
+    -> write_metrics
 
 Bulk (workflows/transcriptomics/bulk.smk)::
 
@@ -44,12 +45,15 @@ from .demo import make_demo_run  # noqa: E402
 from .discover import RAW_PATTERNS, InputSpec, input_files, resolve_input  # noqa: E402
 from .params import Params, params_from_experiment  # noqa: E402
 from .singlecell import (  # noqa: E402
+    cell_qc,
+    cluster,
     cluster_cells,
     load_single_cell,
     process_single_cell,
     qc_cells,
     read_input,
     read_library,
+    write_single_cell,
 )
 
 DESCRIPTION = (
@@ -140,6 +144,8 @@ __all__ = [
     "RAW_PATTERNS",
     "InputSpec",
     "Params",
+    "cell_qc",
+    "cluster",
     "cluster_cells",
     "input_kind",
     "list_inputs",
@@ -160,6 +166,7 @@ __all__ = [
     "resolve_input",
     "stored_counts",
     "write_metrics",
+    "write_single_cell",
 ]
 
 
