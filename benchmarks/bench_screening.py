@@ -132,10 +132,8 @@ def whole_run_in_process(run: Path, out: Path) -> float:
         screening.read_batch(run_dir=run, block={}, batch=b, out=out / f"raw{b}.parquet")
         for b in range(screening.batch_count(run, {}))
     ]
-    screening.process_screen(
-        run_dir=run,
-        block={},
-        raw=raws,
+    screening.write_screen(
+        screening.process_screen(run_dir=run, block={}, raw=raws),
         wells_out=out / "wells.parquet",
         plates_out=out / "plates.parquet",
         hits_out=out / "hits.parquet",

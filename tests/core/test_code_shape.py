@@ -30,13 +30,6 @@ NOT_YET_SPLIT: set[tuple[str, str]] = {
     ("modalities/metabolomics/peaks.py", "track_traces"),
     ("modalities/metabolomics/qc.py", "write_qc"),
     ("modalities/metabolomics/targets.py", "read_targets"),
-    ("modalities/screening/inputs.py", "resolve"),
-    ("modalities/screening/readers.py", "_grids_from_rows"),
-    ("modalities/screening/steps.py", "fit_dose_response"),
-    ("modalities/transcriptomics/__init__.py", "_header_problems"),
-    ("modalities/transcriptomics/readers.py", "read_10x_h5"),
-    ("modalities/transcriptomics/readers.py", "read_10x_mtx"),
-    ("modalities/transcriptomics/singlecell.py", "_qc"),
     ("run/publishing.py", "publish"),
     ("store/move.py", "move_dataset"),
 }

@@ -42,16 +42,14 @@ def process() -> Callable[..., dict[str, Path]]:
         ]
         paths = {k: out / f"{k}.parquet" for k in ("wells", "plates", "hits", "dose_response")}
         paths["facts"] = out / "facts.json"
-        screening.score_screen(
-            run_dir=run_dir,
-            block=block,
-            raw=raws,
+        screening.write_screen(
+            screening.process_screen(run_dir=run_dir, block=block, raw=raws),
             wells_out=paths["wells"],
             plates_out=paths["plates"],
             hits_out=paths["hits"],
+            dose_response_out=paths["dose_response"],
             facts_out=paths["facts"],
         )
-        screening.fit_dose_response(wells=paths["wells"], block=block, out=paths["dose_response"])
         paths["raws"] = raws
         return paths
 

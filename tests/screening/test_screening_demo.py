@@ -45,16 +45,16 @@ def demo_out(demo, tmp_path_factory):
         for b in range(screening.batch_count(demo, block))
     ]
     paths = {k: out / f"{k}.parquet" for k in ("wells", "plates", "hits", "dose_response")}
-    screening.process_screen(
-        run_dir=demo,
-        block=block,
-        raw=raws,
+    screen = screening.process_screen(
+        run_dir=demo, block=block, raw=raws, samples=load_experiment(demo).data["samples"]
+    )
+    screening.write_screen(
+        screen,
         wells_out=paths["wells"],
         plates_out=paths["plates"],
         hits_out=paths["hits"],
         dose_response_out=paths["dose_response"],
         facts_out=out / "facts.json",
-        samples=load_experiment(demo).data["samples"],
     )
     return {k: pd.read_parquet(v) for k, v in paths.items()}
 

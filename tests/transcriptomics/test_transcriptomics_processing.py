@@ -446,7 +446,8 @@ def test_cite_seq_export_with_gene_less_barcodes_is_processed(tmp_path):
             cluster_summary_json="cluster.json",
         ).items()
     }
-    summary = tx.process_single_cell(run_dir=run_dir, experiment=_exp(run_dir), **out)
+    result = tx.process_single_cell(run_dir=run_dir, experiment=_exp(run_dir))
+    summary = tx.write_single_cell(result, **out)
     metrics = tx.write_metrics(
         dest=w / "metrics.json",
         summaries=[out["qc_summary_json"], out["cluster_summary_json"]],

@@ -2,7 +2,8 @@
 # markers -> write).  One process, not three: the matrix is never written out and read back
 # between stages, and scanpy is imported once (~15% of the time at 100k cells, see
 # benchmarks/README.md, transcriptomics).  The stages stay separate functions in
-# pipelines.modalities.transcriptomics.singlecell (load_single_cell, qc_cells, cluster_cells).
+# pipelines.modalities.transcriptomics.singlecell (read_library, cell_qc, cluster), which return
+# data; write_single_cell writes it to this rule's outputs.
 
 
 rule transcriptomics_singlecell:

@@ -6,7 +6,8 @@ Public API (the workflow rules call these; see ``workflows/screening/``):
 ``read_batch``          a batch of raw plate files -> one long Parquet, wells validated
 ``score_screen``        normalisation, robust z, B-score, plate QC, replicate summary, hits
 ``fit_dose_response``   batched 4PL fits per compound
-``process_screen``      both of the above, as one workflow job
+``process_screen``      both of the above, as one workflow job: returns the tables
+``write_screen``        writes what ``process_screen`` returns (the one writer of the tables)
 ``make_plots``          heatmaps, Z' per plate, score distribution, dose-response curves
 ``write_metrics``       ``qc/metrics.json``
 """
@@ -107,6 +108,7 @@ __all__ = [
     "score_screen",
     "settings",
     "write_metrics",
+    "write_screen",
 ]
 
 
@@ -125,6 +127,7 @@ _LAZY = {
     "score_screen": "steps",
     "write_metrics": "steps",
     "process_screen": "steps",
+    "write_screen": "steps",
 }
 
 

@@ -101,121 +101,24 @@ def resolve(run_dir: str | Path, block: dict[str, Any] | None) -> Inputs:
     run_dir = Path(run_dir)
     cfg = settings(block)
     inp = cfg["input"]
-    kind = inp["kind"]
-    found = Inputs(kind=kind, units=[], settings=cfg)
+    found = Inputs(kind=inp["kind"], units=[], settings=cfg)
     found.plate_config = _existing(
         run_dir, inp["plate_config"], where="screening.input.plate_config"
     )
     found.screen_log = _existing(run_dir, inp["screen_log"], where="screening.input.screen_log")
     found.description = _existing(run_dir, inp["description"], where="screening.input.description")
-    found.annotation = _existing(run_dir, inp["annotation"], where="screening.input.annotation")
-    if inp["annotation"] and found.annotation is None:
-        raise InputError(
-            Problem(
-                "annotation file not found",
-                file=inp["annotation"],
-                where="screening.input.annotation",
-                hint="name a file in the run folder, or leave it empty",
-            )
-        )
-    if found.annotation is None and found.description is not None:
-        named = readers.read_description(found.description).get("Files", {}).get("annotation", "")
-        found.annotation = (
-            _existing(
-                run_dir,
-                named,
-                where="Files: annotation",
-                file=readers.rel(found.description, run_dir),
-            )
-            if named
-            else None
-        )
-    if inp["plate_map"]:
-        found.plate_map = _existing(run_dir, inp["plate_map"], where="screening.input.plate_map")
-        if found.plate_map is None:
-            raise InputError(
-                Problem(
-                    "plate map not found",
-                    file=inp["plate_map"],
-                    where="screening.input.plate_map",
-                    hint="name a file in the run folder, or leave it empty to find platemap.*",
-                )
-            )
-    else:
-        found.plate_map = next(
-            (
-                p
-                for p in candidate_files(run_dir)
-                if re.match(r"^plate_?map\.", p.name, re.IGNORECASE)
-            ),
-            None,
-        )
-    plate_list = _existing(run_dir, inp["plate_list"], where="screening.input.plate_list")
-    found.plate_list = plate_list
-    if found.plate_map is None and kind != "cellhts2" and plate_list is None:
+    found.annotation = _annotation_file(run_dir, inp, description=found.description)
+    found.plate_map = _plate_map_file(run_dir, inp)
+    found.plate_list = _existing(run_dir, inp["plate_list"], where="screening.input.plate_list")
+    if found.plate_map is None and inp["kind"] != "cellhts2" and found.plate_list is None:
         found.plate_map = _plate_layout(run_dir, found)
-    if kind == "auto":
-        if plate_list is not None:
-            kind = "cellhts2"
-        elif inp["table"] or any(readers.is_long_table(p) for p in _data_files(run_dir, found)):
-            kind = "long"
-        else:
-            kind = "grid"
-    found.kind = kind
-    if kind == "cellhts2":
-        if plate_list is None:
-            raise InputError(
-                Problem(
-                    "plate list not found",
-                    file=inp["plate_list"],
-                    where="screening.input.plate_list",
-                    hint="a cellHTS2 screen needs a tab-separated plate list (Filename Plate Replicate)",
-                )
-            )
-        table = readers.read_plate_list(plate_list, root=run_dir)
-        folder, problems, files = RunFolder(run_dir), [], []
-        for line, name in enumerate(table["file"], start=2):
-            try:
-                files.append(
-                    folder.reference(
-                        name,
-                        where=f"line {line}",
-                        must_exist=False,
-                        file=readers.rel(plate_list, run_dir),
-                    )
-                )
-            except InputError as err:
-                problems += err.problems
-        if problems:
-            raise InputError(problems)
-        found.units = [
-            Unit(f, int(r.plate), int(r.replicate), int(r.channel))
-            for f, r in zip(files, table.itertuples(), strict=True)
-        ]
-    elif kind == "long":
-        if inp["table"]:
-            path = _existing(run_dir, inp["table"], where="screening.input.table")
-            if path is None:
-                raise InputError(
-                    Problem(
-                        "readings table not found", file=inp["table"], where="screening.input.table"
-                    )
-                )
-            tables = [path]
-        else:
-            tables = [p for p in _data_files(run_dir, found) if readers.is_long_table(p)]
-        if not tables:
-            raise InputError(
-                Problem(
-                    "no table with plate, well and value columns",
-                    file=str(run_dir),
-                    hint="set screening.input.table, or use input.kind grid for reader exports",
-                )
-            )
-        found.units = [Unit(p) for p in tables]
-    elif kind == "grid":
-        files = _data_files(run_dir, found)
-        found.units = [Unit(p, plate=i + 1) for i, p in enumerate(files)]
+    found.kind = _input_kind(run_dir, found, inp)
+    if found.kind == "cellhts2":
+        found.units = _plate_list_units(run_dir, found.plate_list, inp)
+    elif found.kind == "long":
+        found.units = [Unit(p) for p in _long_tables(run_dir, found, inp)]
+    elif found.kind == "grid":
+        found.units = [Unit(p, plate=i + 1) for i, p in enumerate(_data_files(run_dir, found))]
     if not found.units:
         raise InputError(
             Problem(
@@ -226,6 +129,124 @@ def resolve(run_dir: str | Path, block: dict[str, Any] | None) -> Inputs:
             )
         )
     return found
+
+
+def _annotation_file(
+    run_dir: Path, inp: dict[str, Any], *, description: Path | None
+) -> Path | None:
+    """The annotation named in the block, else the one Description.txt names under [Files]."""
+    annotation = _existing(run_dir, inp["annotation"], where="screening.input.annotation")
+    if inp["annotation"] and annotation is None:
+        raise InputError(
+            Problem(
+                "annotation file not found",
+                file=inp["annotation"],
+                where="screening.input.annotation",
+                hint="name a file in the run folder, or leave it empty",
+            )
+        )
+    if annotation is not None or description is None:
+        return annotation
+    named = readers.read_description(description).get("Files", {}).get("annotation", "")
+    if not named:
+        return None
+    return _existing(
+        run_dir, named, where="Files: annotation", file=readers.rel(description, run_dir)
+    )
+
+
+def _plate_map_file(run_dir: Path, inp: dict[str, Any]) -> Path | None:
+    """The plate map named in the block (it must exist), else the first ``platemap.*``."""
+    if not inp["plate_map"]:
+        return next(
+            (
+                p
+                for p in candidate_files(run_dir)
+                if re.match(r"^plate_?map\.", p.name, re.IGNORECASE)
+            ),
+            None,
+        )
+    plate_map = _existing(run_dir, inp["plate_map"], where="screening.input.plate_map")
+    if plate_map is None:
+        raise InputError(
+            Problem(
+                "plate map not found",
+                file=inp["plate_map"],
+                where="screening.input.plate_map",
+                hint="name a file in the run folder, or leave it empty to find platemap.*",
+            )
+        )
+    return plate_map
+
+
+def _input_kind(run_dir: Path, found: Inputs, inp: dict[str, Any]) -> str:
+    """The block's input kind; for ``auto``: a plate list is cellHTS2, a plate/well/value table
+    is long, anything else is reader grids."""
+    if inp["kind"] != "auto":
+        return inp["kind"]
+    if found.plate_list is not None:
+        return "cellhts2"
+    if inp["table"] or any(readers.is_long_table(p) for p in _data_files(run_dir, found)):
+        return "long"
+    return "grid"
+
+
+def _plate_list_units(run_dir: Path, plate_list: Path | None, inp: dict[str, Any]) -> list[Unit]:
+    """One unit per line of a cellHTS2 plate list; every name leading out of the run folder is
+    reported at once."""
+    if plate_list is None:
+        raise InputError(
+            Problem(
+                "plate list not found",
+                file=inp["plate_list"],
+                where="screening.input.plate_list",
+                hint="a cellHTS2 screen needs a tab-separated plate list (Filename Plate Replicate)",
+            )
+        )
+    table = readers.read_plate_list(plate_list, root=run_dir)
+    folder, problems, files = RunFolder(run_dir), [], []
+    for line, name in enumerate(table["file"], start=2):
+        try:
+            files.append(
+                folder.reference(
+                    name,
+                    where=f"line {line}",
+                    must_exist=False,
+                    file=readers.rel(plate_list, run_dir),
+                )
+            )
+        except InputError as err:
+            problems += err.problems
+    if problems:
+        raise InputError(problems)
+    return [
+        Unit(f, int(r.plate), int(r.replicate), int(r.channel))
+        for f, r in zip(files, table.itertuples(), strict=True)
+    ]
+
+
+def _long_tables(run_dir: Path, found: Inputs, inp: dict[str, Any]) -> list[Path]:
+    """The table the block names, else every data file with plate, well and value columns."""
+    if inp["table"]:
+        path = _existing(run_dir, inp["table"], where="screening.input.table")
+        if path is None:
+            raise InputError(
+                Problem(
+                    "readings table not found", file=inp["table"], where="screening.input.table"
+                )
+            )
+        tables = [path]
+    else:
+        tables = [p for p in _data_files(run_dir, found) if readers.is_long_table(p)]
+    if not tables:
+        raise InputError(
+            Problem(
+                "no table with plate, well and value columns",
+                file=str(run_dir),
+                hint="set screening.input.table, or use input.kind grid for reader exports",
+            )
+        )
+    return tables
 
 
 def list_inputs(run_dir: str | Path, experiment: dict[str, Any]) -> InputSet:

@@ -567,90 +567,30 @@ def _grids_from_rows(
     problems: list[Problem] = []
     i = 0
     while i < len(rows):
-        cells = rows[i]
-        start, ncols = _grid_header(cells)
+        start, ncols = _grid_header(rows[i])
         if ncols == 0:
             i += 1
             continue
         nrows = _FORMAT_COLS[ncols]
         body = rows[i + 1 : i + 1 + nrows]
-        labels = [
-            r[start - 1].strip().upper() if len(r) >= start and start > 0 else "" for r in body
-        ]
-        expect = ROW_LETTERS[:nrows]
-        got_rows = 0
-        for lab, exp in zip(labels, expect, strict=False):
-            if lab != exp:
-                break
-            got_rows += 1
+        got_rows = _labelled_rows(body, start=start, nrows=nrows)
         if got_rows == 0:
             i += 1
             continue
-        channel = len(grids) + 1
+        where = f"plate {plate}"
         if got_rows != nrows:
-            wells = got_rows * ncols
             problems.append(
-                Problem(
-                    f"grid has {got_rows} x {ncols} = {wells} wells; a {ncols}-column plate has {nrows} rows "
-                    f"({nrows * ncols} wells)",
-                    file=name,
-                    where=f"plate {plate}, channel {channel}, row {ROW_LETTERS[got_rows] if got_rows < len(ROW_LETTERS) else got_rows + 1}",
-                    hint="the export is truncated or not a 96/384/1536-well plate",
+                _truncated_grid(
+                    got_rows, ncols, name=name, where=f"{where}, channel {len(grids) + 1}"
                 )
             )
             break
-        grid = np.full((nrows, ncols), np.nan)
-        for r, row in enumerate(body):
-            vals = row[start : start + ncols]
-            if len(vals) < ncols:
-                problems.append(
-                    Problem(
-                        f"row {ROW_LETTERS[r]} has {len(vals)} readings, expected {ncols}",
-                        file=name,
-                        where=f"plate {plate}, row {ROW_LETTERS[r]}",
-                    )
-                )
-                continue
-            try:  # fast path: a row of plain numbers, parsed by numpy in one call
-                grid[r] = np.array(vals, dtype=np.float64)
-                vals = []
-            except ValueError:
-                pass  # empty cells, NA, decimal commas or text: cell by cell, with a precise error
-            for c, cell in enumerate(vals):
-                v = to_float(cell)
-                if v is None:
-                    problems.append(
-                        Problem(
-                            f"reading {cell!r} is not a number",
-                            file=name,
-                            where=f"plate {plate}, well {ROW_LETTERS[r]}{c + 1:02d}",
-                            hint="write a number, or leave it empty / NA for a missing reading",
-                        )
-                    )
-                else:
-                    grid[r, c] = v
-            extra = [x for x in row[start + ncols :] if x.strip()]
-            if extra and all(to_float(x) is not None for x in extra):
-                problems.append(
-                    Problem(
-                        f"row {ROW_LETTERS[r]} has {ncols + len(extra)} readings, the header {ncols} columns",
-                        file=name,
-                        where=f"plate {plate}, row {ROW_LETTERS[r]}",
-                        hint="wells outside the plate: check the plate format",
-                    )
-                )
+        grid, found = _grid_values(body, start=start, ncols=ncols, name=name, where=where)
+        problems += found
         if len(problems) >= MAX_PROBLEMS:
             break
-        # rows below the grid labelled with the next letter mean a taller plate than the header says
         after = rows[i + 1 + nrows] if i + 1 + nrows < len(rows) else []
-        if (
-            len(after) >= start
-            and start > 0
-            and after[start - 1].strip().upper() == ROW_LETTERS[nrows]
-            and any(
-                to_float(x) is not None and not math.isnan(to_float(x) or 0) for x in after[start:]
-            )
-        ):
+        if _is_next_row(after, start=start, nrows=nrows):
             problems.append(
                 Problem(
                     f"row {ROW_LETTERS[nrows]} is outside a {nrows} x {ncols} plate",
@@ -666,6 +606,88 @@ def _grids_from_rows(
     if not grids:
         raise _NoGrid
     return PlateReading(grids=grids, facts=facts)
+
+
+def _labelled_rows(body: list[list[str]], *, start: int, nrows: int) -> int:
+    """How many rows of ``body`` carry the row letters A, B, ... in order, in column ``start - 1``."""
+    labels = [r[start - 1].strip().upper() if len(r) >= start and start > 0 else "" for r in body]
+    got_rows = 0
+    for lab, exp in zip(labels, ROW_LETTERS[:nrows], strict=False):
+        if lab != exp:
+            break
+        got_rows += 1
+    return got_rows
+
+
+def _truncated_grid(got_rows: int, ncols: int, *, name: str, where: str) -> Problem:
+    nrows = _FORMAT_COLS[ncols]
+    wells = got_rows * ncols
+    return Problem(
+        f"grid has {got_rows} x {ncols} = {wells} wells; a {ncols}-column plate has {nrows} rows "
+        f"({nrows * ncols} wells)",
+        file=name,
+        where=f"{where}, row {ROW_LETTERS[got_rows] if got_rows < len(ROW_LETTERS) else got_rows + 1}",
+        hint="the export is truncated or not a 96/384/1536-well plate",
+    )
+
+
+def _grid_values(
+    body: list[list[str]], *, start: int, ncols: int, name: str, where: str
+) -> tuple[np.ndarray, list[Problem]]:
+    """The readings of one grid (NaN where missing) and the problems of its cells."""
+    grid = np.full((len(body), ncols), np.nan)
+    problems: list[Problem] = []
+    for r, row in enumerate(body):
+        vals = row[start : start + ncols]
+        if len(vals) < ncols:
+            problems.append(
+                Problem(
+                    f"row {ROW_LETTERS[r]} has {len(vals)} readings, expected {ncols}",
+                    file=name,
+                    where=f"{where}, row {ROW_LETTERS[r]}",
+                )
+            )
+            continue
+        try:  # fast path: a row of plain numbers, parsed by numpy in one call
+            grid[r] = np.array(vals, dtype=np.float64)
+            vals = []
+        except ValueError:
+            pass  # empty cells, NA, decimal commas or text: cell by cell, with a precise error
+        for c, cell in enumerate(vals):
+            v = to_float(cell)
+            if v is None:
+                problems.append(
+                    Problem(
+                        f"reading {cell!r} is not a number",
+                        file=name,
+                        where=f"{where}, well {ROW_LETTERS[r]}{c + 1:02d}",
+                        hint="write a number, or leave it empty / NA for a missing reading",
+                    )
+                )
+            else:
+                grid[r, c] = v
+        extra = [x for x in row[start + ncols :] if x.strip()]
+        if extra and all(to_float(x) is not None for x in extra):
+            problems.append(
+                Problem(
+                    f"row {ROW_LETTERS[r]} has {ncols + len(extra)} readings, the header {ncols} columns",
+                    file=name,
+                    where=f"{where}, row {ROW_LETTERS[r]}",
+                    hint="wells outside the plate: check the plate format",
+                )
+            )
+    return grid, problems
+
+
+def _is_next_row(after: list[str], *, start: int, nrows: int) -> bool:
+    """Whether the row below a grid of ``nrows`` rows is labelled with the next letter and holds
+    readings: a taller plate than the header says."""
+    return (
+        len(after) >= start
+        and start > 0
+        and after[start - 1].strip().upper() == ROW_LETTERS[nrows]
+        and any(to_float(x) is not None and not math.isnan(to_float(x) or 0) for x in after[start:])
+    )
 
 
 def _grid_header(cells: list[str]) -> tuple[int, int]:

@@ -1,6 +1,7 @@
-"""The workflow steps, one function per Snakemake rule: read a batch of plate files, score the
-screen, fit dose-response curves, write the metrics.  Each takes paths and the screening block,
-validates first, and writes deterministic files (same input -> same bytes)."""
+"""The workflow steps: read a batch of plate files, score the screen, fit dose-response curves,
+write the metrics.  Scoring and fitting take data and return data (:func:`process_screen`);
+:func:`write_screen` writes them.  Every step validates first, and what is written is
+deterministic (same input -> same bytes)."""
 
 from __future__ import annotations
 
@@ -570,20 +571,34 @@ def _apply_annotation(layout: pd.DataFrame, path: Path, *, run_dir: Path) -> pd.
     return merged
 
 
+@dataclass(frozen=True, slots=True)
+class ScoredScreen:
+    """The scored screen: the wells, plates and hits tables, the metadata stamped in each of
+    them (settings used, screen-wide figures, input kind), and the facts and conflicts of
+    ``_meta/facts.json``."""
+
+    wells: pd.DataFrame
+    plates: pd.DataFrame
+    hits: pd.DataFrame
+    meta: dict[str, Any]
+    facts: dict[str, Any]
+    conflicts: list[dict[str, Any]]
+
+    @property
+    def figures(self) -> dict[str, Any]:
+        """The screen-wide figures (robust Z' per replicate/channel, replicate correlation)."""
+        return self.meta["screen"]
+
+
 def score_screen(
     *,
     run_dir: str | Path,
     block: dict[str, Any] | None,
     raw: list[str | Path],
-    wells_out: str | Path,
-    plates_out: str | Path,
-    hits_out: str | Path,
-    facts_out: str | Path,
     samples: list[dict[str, Any]] | None = None,
     by_run_id: bool = False,
-) -> dict[str, Any]:
-    """Normalise, score and QC the whole screen, call hits; write wells, plates, hits Parquet and
-    ``_meta/facts.json``.  Returns the screen-level figures (also stored in the wells metadata).
+) -> ScoredScreen:
+    """Normalise, score and QC the whole screen read into the ``raw`` batches, call hits.
     ``by_run_id``: the batches name the files by run id (:func:`read_batch`), and so do the
     tables."""
     run_dir = Path(run_dir)
@@ -598,14 +613,6 @@ def score_screen(
     )
     sc = _score_plates(grid, layout, found=found, fmt=fmt, run_dir=run_dir)
     rep = _replicate_hits(grid, sc, cfg=cfg, fmt=fmt)
-    folder = RunFolder(run_dir)
-    named = _run_ids(found) if by_run_id else {}
-    file_samples = {
-        named.get(Path(os.path.abspath(path))) or folder.rel(path): sid
-        for path, sid in sample_of_files(
-            run_dir, {"samples": samples or []}, found.files, modality="screening"
-        ).items()
-    }
     wells = _wells_table(
         grid,
         sc,
@@ -613,9 +620,8 @@ def score_screen(
         layout,
         fmt=fmt,
         unit=cfg["dose_response"]["concentration_unit"],
-        file_samples=file_samples,
+        file_samples=_file_samples(found, run_dir=run_dir, samples=samples, by_run_id=by_run_id),
     )
-    plates_df = _plates_table(grid, sc)
     hits = _hits_table(grid, rep, wells, fmt=fmt)
     screen = _screen_figures(
         sc.normalised,
@@ -629,10 +635,6 @@ def score_screen(
     settings_used = {
         k: cfg[k] for k in ("plate_format", "controls", "normalisation", "score", "hits", "qc")
     }
-    meta = {"settings": settings_used, "screen": screen, "input_kind": found.kind}
-    write_parquet(wells, wells_out, meta=meta)
-    write_parquet(plates_df, plates_out, meta=meta)
-    write_parquet(hits, hits_out, meta=meta)
     facts.update(_description_facts(found))
     facts.update(
         {
@@ -644,9 +646,30 @@ def score_screen(
         }
     )
     _, conflicts = declared_format(found)
-    write_json(facts_out, {"facts": facts, "conflicts": conflicts["conflicts"]})
     log.info("scored %d plate readings (%d plates), %d hits", grid.n, len(grid.plates), len(hits))
-    return screen
+    return ScoredScreen(
+        wells=wells,
+        plates=_plates_table(grid, sc),
+        hits=hits,
+        meta={"settings": settings_used, "screen": screen, "input_kind": found.kind},
+        facts=facts,
+        conflicts=conflicts["conflicts"],
+    )
+
+
+def _file_samples(
+    found: Inputs, *, run_dir: Path, samples: list[dict[str, Any]] | None, by_run_id: bool
+) -> dict[str, str]:
+    """The sample of each input file, keyed as the wells table names the file (its run id for
+    human data, else its path in the run folder)."""
+    folder = RunFolder(run_dir)
+    named = _run_ids(found) if by_run_id else {}
+    return {
+        named.get(Path(os.path.abspath(path))) or folder.rel(path): sid
+        for path, sid in sample_of_files(
+            run_dir, {"samples": samples or []}, found.files, modality="screening"
+        ).items()
+    }
 
 
 def _read_batches(raw: list[str | Path], *, run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -1164,50 +1187,35 @@ DOSE_COLUMNS = (
 )
 
 
-def fit_dose_response(*, wells: str | Path, block: dict[str, Any] | None, out: str | Path) -> Path:
-    """4PL fit per compound and channel over its sample wells with a concentration > 0 (all
-    plates and replicates pooled); writes ``dose_response.parquet`` (empty with its columns when
-    the screen has no concentrations)."""
-    from pipelines.modalities.screening.config import settings
+DOSE_INPUT_COLUMNS = (
+    "sample_id",
+    "compound",
+    "channel",
+    "concentration",
+    "control",
+    "excluded",
+    "raw",
+    "normalised",
+    "hit",
+)
 
-    cfg = settings(block)["dose_response"]
-    w = pd.read_parquet(
-        wells,
-        columns=[
-            "sample_id",
-            "compound",
-            "channel",
-            "concentration",
-            "control",
-            "excluded",
-            "raw",
-            "normalised",
-            "hit",
-        ],
+
+def fit_dose_response(wells: pd.DataFrame, *, block: dict[str, Any] | None) -> pd.DataFrame:
+    """4PL fit per compound and channel over its sample wells with a concentration > 0 (all
+    plates and replicates pooled): the ``dose_response`` table (empty with its columns when the
+    screen has no concentrations)."""
+    cfg = dose_settings(block)
+    groups = _dose_groups(
+        wells, response=cfg["response"], min_concentrations=cfg["min_concentrations"]
     )
-    response = cfg["response"]
-    key = w["compound"].where(w["compound"].notna(), w["sample_id"])
-    sel = (
-        (w["control"] == "sample")
-        & ~w["excluded"]
-        & (w["concentration"] > 0)
-        & key.notna()
-        & np.isfinite(w[response])
-    )
-    d = w[sel].assign(compound_key=key[sel])
-    groups, curves = [], []
-    for (ck, ch), grp in d.groupby(["compound_key", "channel"], sort=True):
-        if grp["concentration"].nunique() < cfg["min_concentrations"]:
-            continue
-        groups.append((ck, ch, grp))
-        curves.append((np.log10(grp["concentration"].to_numpy()), grp[response].to_numpy()))
     if not groups:
-        return write_parquet(
-            pd.DataFrame({c: pd.Series(dtype=_dose_dtype(c)) for c in DOSE_COLUMNS}),
-            out,
-            meta={"settings": cfg},
-        )
-    lx, y, wt = dose.pad_curves(curves)
+        return pd.DataFrame({c: pd.Series(dtype=_dose_dtype(c)) for c in DOSE_COLUMNS})
+    lx, y, wt = dose.pad_curves(
+        [
+            (np.log10(grp["concentration"].to_numpy()), grp[cfg["response"]].to_numpy())
+            for _, _, grp in groups
+        ]
+    )
     fits = dose.fit_4pl(
         lx,
         y,
@@ -1217,24 +1225,9 @@ def fit_dose_response(*, wells: str | Path, block: dict[str, Any] | None, out: s
         max_iter=cfg["max_iterations"],
         r2_min=cfg["r2_min"],
     )
-    rows = []
-    for _i, (ck, ch, grp) in enumerate(groups):
-        first = grp.iloc[0]
-        rows.append(
-            {
-                "compound_key": str(ck),
-                "sample_id": first["sample_id"],
-                "compound": first["compound"],
-                "channel": int(ch),
-                "n_points": len(grp),
-                "n_concentrations": int(grp["concentration"].nunique()),
-                "concentration_min": float(grp["concentration"].min()),
-                "concentration_max": float(grp["concentration"].max()),
-                "concentration_unit": cfg["concentration_unit"],
-                "n_hit_wells": int(grp["hit"].sum()),
-            }
-        )
-    res = pd.DataFrame(rows)
+    res = pd.DataFrame(
+        [_curve_row(ck, ch, grp, unit=cfg["concentration_unit"]) for ck, ch, grp in groups]
+    )
     res["bottom"], res["top"], res["hill"], res["r2"] = fits.bottom, fits.top, fits.hill, fits.r2
     res["log10_ec50"] = fits.log10_ec50
     res["ec50"] = 10.0**fits.log10_ec50
@@ -1245,7 +1238,8 @@ def fit_dose_response(*, wells: str | Path, block: dict[str, Any] | None, out: s
     )
     res["converged"], res["iterations"] = fits.converged, fits.iterations.astype(np.int32)
     res["fit_ok"], res["status"] = fits.ok, fits.status
-    res = res[list(DOSE_COLUMNS)].astype(
+    log.info("dose-response: %d curves, %d fit ok", len(res), int(fits.ok.sum()))
+    return res[list(DOSE_COLUMNS)].astype(
         {
             "channel": np.int16,
             "n_points": np.int32,
@@ -1253,8 +1247,53 @@ def fit_dose_response(*, wells: str | Path, block: dict[str, Any] | None, out: s
             "n_hit_wells": np.int32,
         }
     )
-    log.info("dose-response: %d curves, %d fit ok", len(res), int(fits.ok.sum()))
-    return write_parquet(res, out, meta={"settings": cfg})
+
+
+def dose_settings(block: dict[str, Any] | None) -> dict[str, Any]:
+    """The block's dose-response settings (stamped in ``dose_response.parquet``)."""
+    from pipelines.modalities.screening.config import settings
+
+    return settings(block)["dose_response"]
+
+
+def _dose_groups(
+    wells: pd.DataFrame, *, response: str, min_concentrations: int
+) -> list[tuple[Any, Any, pd.DataFrame]]:
+    """(compound key, channel, wells) of each curve to fit: the usable sample wells with a
+    concentration, keyed by compound (or sample id where there is no compound name), of the
+    compounds measured at ``min_concentrations`` or more."""
+    w = wells[list(DOSE_INPUT_COLUMNS)]
+    key = w["compound"].where(w["compound"].notna(), w["sample_id"])
+    sel = (
+        (w["control"] == "sample")
+        & ~w["excluded"]
+        & (w["concentration"] > 0)
+        & key.notna()
+        & np.isfinite(w[response])
+    )
+    d = w[sel].assign(compound_key=key[sel])
+    return [
+        (ck, ch, grp)
+        for (ck, ch), grp in d.groupby(["compound_key", "channel"], sort=True)
+        if grp["concentration"].nunique() >= min_concentrations
+    ]
+
+
+def _curve_row(ck: Any, ch: Any, grp: pd.DataFrame, *, unit: str) -> dict[str, Any]:
+    """What one curve's wells are: who, how many points, which concentration range."""
+    first = grp.iloc[0]
+    return {
+        "compound_key": str(ck),
+        "sample_id": first["sample_id"],
+        "compound": first["compound"],
+        "channel": int(ch),
+        "n_points": len(grp),
+        "n_concentrations": int(grp["concentration"].nunique()),
+        "concentration_min": float(grp["concentration"].min()),
+        "concentration_max": float(grp["concentration"].max()),
+        "concentration_unit": unit,
+        "n_hit_wells": int(grp["hit"].sum()),
+    }
 
 
 def _dose_dtype(col: str) -> str:
@@ -1332,31 +1371,51 @@ def write_metrics(
     return write_json(out, metrics)
 
 
+@dataclass(frozen=True, slots=True)
+class ScreenResult:
+    """A processed screen: :class:`ScoredScreen` and its dose-response fits."""
+
+    scored: ScoredScreen
+    dose_response: pd.DataFrame
+    dose_settings: dict[str, Any]
+
+
 def process_screen(
     *,
     run_dir: str | Path,
     block: dict[str, Any] | None,
     raw: list[str | Path],
+    samples: list[dict[str, Any]] | None = None,
+    by_run_id: bool = False,
+) -> ScreenResult:
+    """:func:`score_screen` then :func:`fit_dose_response` on its wells, for one workflow job:
+    on a busy node each extra job costs seconds of interpreter start-up, more than the fits
+    themselves.  :func:`write_screen` writes the result."""
+    scored = score_screen(
+        run_dir=run_dir, block=block, raw=raw, samples=samples, by_run_id=by_run_id
+    )
+    return ScreenResult(
+        scored=scored,
+        dose_response=fit_dose_response(scored.wells, block=block),
+        dose_settings=dose_settings(block),
+    )
+
+
+def write_screen(
+    result: ScreenResult,
+    *,
     wells_out: str | Path,
     plates_out: str | Path,
     hits_out: str | Path,
     dose_response_out: str | Path,
     facts_out: str | Path,
-    samples: list[dict[str, Any]] | None = None,
-    by_run_id: bool = False,
 ) -> dict[str, Any]:
-    """:func:`score_screen` then :func:`fit_dose_response`, for one workflow job: on a busy node
-    each extra job costs seconds of interpreter start-up, more than the fits themselves."""
-    screen = score_screen(
-        by_run_id=by_run_id,
-        run_dir=run_dir,
-        block=block,
-        raw=raw,
-        wells_out=wells_out,
-        plates_out=plates_out,
-        hits_out=hits_out,
-        facts_out=facts_out,
-        samples=samples,
-    )
-    fit_dose_response(wells=wells_out, block=block, out=dose_response_out)
-    return screen
+    """Write a processed screen: the four ``data/*.parquet`` tables and ``_meta/facts.json``.
+    Returns the screen-wide figures (also stored in the tables' metadata)."""
+    scored = result.scored
+    write_parquet(scored.wells, wells_out, meta=scored.meta)
+    write_parquet(scored.plates, plates_out, meta=scored.meta)
+    write_parquet(scored.hits, hits_out, meta=scored.meta)
+    write_json(facts_out, {"facts": scored.facts, "conflicts": scored.conflicts})
+    write_parquet(result.dose_response, dose_response_out, meta={"settings": result.dose_settings})
+    return scored.figures

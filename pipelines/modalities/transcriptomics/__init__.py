@@ -2,7 +2,8 @@
 
 Single cell (workflows/transcriptomics/singlecell.smk)::
 
-    process_single_cell (= load_single_cell -> qc_cells -> cluster_cells in one process) -> write_metrics
+    process_single_cell (= read_library -> cell_qc -> cluster in one process) -> write_single_cell
+    -> write_metrics
 
 Bulk (workflows/transcriptomics/bulk.smk)::
 
@@ -44,12 +45,15 @@ from .demo import make_demo_run  # noqa: E402
 from .discover import RAW_PATTERNS, InputSpec, input_files, resolve_input  # noqa: E402
 from .params import Params, params_from_experiment  # noqa: E402
 from .singlecell import (  # noqa: E402
+    cell_qc,
+    cluster,
     cluster_cells,
     load_single_cell,
     process_single_cell,
     qc_cells,
     read_input,
     read_library,
+    write_single_cell,
 )
 
 DESCRIPTION = (
@@ -140,6 +144,8 @@ __all__ = [
     "RAW_PATTERNS",
     "InputSpec",
     "Params",
+    "cell_qc",
+    "cluster",
     "cluster_cells",
     "input_kind",
     "list_inputs",
@@ -160,6 +166,7 @@ __all__ = [
     "resolve_input",
     "stored_counts",
     "write_metrics",
+    "write_single_cell",
 ]
 
 
@@ -241,98 +248,108 @@ def preflight(run_dir: Path, experiment: dict) -> list[Problem]:
 
 
 def _header_problems(spec: InputSpec, params: Params) -> list[Problem]:
-    from . import readers
-
+    """What the input's header (or, for bulk counts, the sample sheet) says is wrong, read
+    without loading the matrix."""
     try:
         if spec.kind == "10x_h5":
-            import h5py
-
-            try:
-                h5 = h5py.File(spec.path, "r")
-            except OSError as err:
-                return [
-                    Problem(
-                        f"not a readable HDF5 file ({readers._short_h5_error(err)})",
-                        file=spec.path.name,
-                        hint="the file is corrupt or truncated: copy it again",
-                    )
-                ]
-            with h5:
-                if "matrix" in h5:
-                    readers._check_h5_group(
-                        h5["matrix"],
-                        spec.path.name,
-                        "matrix",
-                        (*readers._H5_V3_DATASETS, "features"),
-                        n_features_key="features/id",
-                    )
-                elif not any("genes" in v for v in h5.values() if hasattr(v, "keys")):
-                    return [
-                        Problem(
-                            "HDF5 file but not a 10x feature-barcode matrix",
-                            file=spec.path.name,
-                            where="/",
-                            hint="give Cell Ranger's filtered_feature_bc_matrix.h5",
-                        )
-                    ]
-        elif spec.kind == "10x_mtx":
-            import scipy.io
-
-            files = readers.find_mtx_files(spec.path)
-            rows, cols, *_ = scipy.io.mminfo(files["matrix"])
-            n_feat = len(readers._read_tsv_column_table(files["features"]))
-            n_bc = len(readers._read_tsv_column_table(files["barcodes"]))
-            out = []
-            if rows != n_feat:
-                out.append(
-                    Problem(
-                        f"the matrix has {rows} rows (features) but {files['features'].name} has "
-                        f"{n_feat} lines",
-                        file=files["matrix"].name,
-                        where="header",
-                    )
-                )
-            if cols != n_bc:
-                out.append(
-                    Problem(
-                        f"the matrix has {cols} columns (barcodes) but {files['barcodes'].name} has "
-                        f"{n_bc} lines",
-                        file=files["matrix"].name,
-                        where="header",
-                    )
-                )
-            return out
-        elif spec.kind == "bulk_counts" and spec.sample_sheet is not None:
-            from .bulk import ANNOTATION_COLUMNS, _read_table
-
-            sheet, col = read_sample_sheet(
-                spec.sample_sheet, sample_column=params.bulk.sample_column
-            )
-            out = annotate.table_privacy_problems(sheet, file=spec.sample_sheet.name)
-            header = _read_table(spec.path, nrows=0)
-            # annotation columns (gene_name ...) are not samples
-            columns = [
-                str(c)
-                for c in header.columns[1:]
-                if str(c).lower().replace(" ", "_") not in ANNOTATION_COLUMNS
-            ]
-            try:
-                match_samples(
-                    sheet[col].tolist(),
-                    columns,
-                    bp=params.bulk,
-                    sheet_file=spec.sample_sheet.name,
-                    counts_file=spec.path.name,
-                    sample_column=col,
-                )
-            except InputError as err:
-                out += err.problems
-            return out
+            return _h5_header_problems(spec.path)
+        if spec.kind == "10x_mtx":
+            return _mtx_header_problems(spec.path)
+        if spec.kind == "bulk_counts" and spec.sample_sheet is not None:
+            return _sample_sheet_problems(spec.path, spec.sample_sheet, params)
     except InputError as err:
         return list(err.problems)
     except (OSError, ValueError) as err:
         return [Problem(f"cannot read the input: {err}", file=spec.path.name)]
     return []
+
+
+def _h5_header_problems(path: Path) -> list[Problem]:
+    """An HDF5 file that does not open, or holds no 10x matrix, or whose v3 matrix group is
+    incomplete (the last raises)."""
+    import h5py
+
+    from . import readers
+
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as err:
+        return [
+            Problem(
+                f"not a readable HDF5 file ({readers._short_h5_error(err)})",
+                file=path.name,
+                hint="the file is corrupt or truncated: copy it again",
+            )
+        ]
+    with h5:
+        if "matrix" in h5:
+            readers._check_h5_group(
+                h5["matrix"],
+                path.name,
+                "matrix",
+                (*readers._H5_V3_DATASETS, "features"),
+                n_features_key="features/id",
+            )
+        elif not any("genes" in v for v in h5.values() if hasattr(v, "keys")):
+            return [
+                Problem(
+                    "HDF5 file but not a 10x feature-barcode matrix",
+                    file=path.name,
+                    where="/",
+                    hint="give Cell Ranger's filtered_feature_bc_matrix.h5",
+                )
+            ]
+    return []
+
+
+def _mtx_header_problems(path: Path) -> list[Problem]:
+    """A Matrix Market header whose size disagrees with the features or barcodes file."""
+    import scipy.io
+
+    from . import readers
+
+    files = readers.find_mtx_files(path)
+    rows, cols, *_ = scipy.io.mminfo(files["matrix"])
+    sizes = ((rows, "features", "rows (features)"), (cols, "barcodes", "columns (barcodes)"))
+    out = []
+    for n, key, what in sizes:
+        lines = len(readers._read_tsv_column_table(files[key]))
+        if n != lines:
+            out.append(
+                Problem(
+                    f"the matrix has {n} {what} but {files[key].name} has {lines} lines",
+                    file=files["matrix"].name,
+                    where="header",
+                )
+            )
+    return out
+
+
+def _sample_sheet_problems(counts: Path, sample_sheet: Path, params: Params) -> list[Problem]:
+    """Personal data in the sample sheet, and sheet samples that match no counts column."""
+    from .bulk import ANNOTATION_COLUMNS, _read_table
+
+    sheet, col = read_sample_sheet(sample_sheet, sample_column=params.bulk.sample_column)
+    out = annotate.table_privacy_problems(sheet, file=sample_sheet.name)
+    header = _read_table(counts, nrows=0)
+    # annotation columns (gene_name ...) are not samples
+    columns = [
+        str(c)
+        for c in header.columns[1:]
+        if str(c).lower().replace(" ", "_") not in ANNOTATION_COLUMNS
+    ]
+    try:
+        match_samples(
+            sheet[col].tolist(),
+            columns,
+            bp=params.bulk,
+            sheet_file=sample_sheet.name,
+            counts_file=counts.name,
+            sample_column=col,
+        )
+    except InputError as err:
+        out += err.problems
+    return out
 
 
 def write_metrics(

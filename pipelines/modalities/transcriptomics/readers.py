@@ -73,78 +73,93 @@ def read_10x_h5(path: str | Path) -> Loaded:
         of barcodes / features or with ``indptr``; feature indices out of range; non-integer
         or negative counts; duplicate barcodes.
     """
-    import h5py
-    import scanpy as sc
-
     path = Path(path)
     fname = path.name
     refuse_outside_hdf5(path)  # before any value is read: HDF5 would follow it anywhere
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as err:
-        raise InputError(
-            Problem(
-                f"not a readable HDF5 file ({_short_h5_error(err)})",
-                file=fname,
-                hint="the file is corrupt or truncated: copy it again from the Cell Ranger outs/ folder "
-                "and compare its size / checksum",
-            )
-        ) from None
-    with h5:
+    with _open_h5(path) as h5:
         facts = _h5_facts(h5)
-        if "matrix" in h5:
-            layout, groups = "v3", ["matrix"]
-            _check_h5_group(
-                h5["matrix"],
-                fname,
-                "matrix",
-                (*_H5_V3_DATASETS, "features"),
-                n_features_key="features/id",
-            )
-        else:
-            groups = sorted(
-                k
-                for k, v in h5.items()
-                if isinstance(v, h5py.Group) and all(d in v for d in ("data", "genes"))
-            )
-            if not groups:
-                raise InputError(
-                    Problem(
-                        f"HDF5 file but not a 10x feature-barcode matrix: top-level entries are "
-                        f"{sorted(h5.keys()) or 'none'}",
-                        file=fname,
-                        where="/",
-                        hint="expected a 'matrix' group (Cell Ranger >= 3) or one group per genome with "
-                        "'genes' (Cell Ranger 2); give filtered_feature_bc_matrix.h5, not "
-                        "molecule_info.h5 or an .h5ad (for .h5ad set transcriptomics.input.kind: h5ad)",
-                    )
-                )
-            layout = "v2"
-            for g in groups:
-                _check_h5_group(h5[g], fname, g, _H5_V2_DATASETS, n_features_key="genes")
+        layout, groups = _checked_h5_layout(h5, fname)
     facts["layout"] = f"10x_h5_{layout}"
-    try:
-        if layout == "v3":
-            adata = sc.read_10x_h5(path, gex_only=False)
-        else:
-            parts = [sc.read_10x_h5(path, genome=g) for g in groups]
-            for g, part in zip(groups, parts, strict=False):
-                part.var["genome"] = g
-                part.var["feature_types"] = GENE_EXPRESSION
-            adata = parts[0] if len(parts) == 1 else _concat_genomes(parts)
-    except (KeyError, ValueError, OSError) as err:
-        raise InputError(
-            Problem(
-                f"scanpy could not read the matrix: {err}",
-                file=fname,
-                hint="the 10x HDF5 is malformed; regenerate it with Cell Ranger",
-            )
-        ) from None
-    adata = _standard_var(adata, id_col="gene_ids", name_col=None)
+    adata = _standard_var(_scanpy_h5(path, layout, groups), id_col="gene_ids", name_col=None)
     _check_counts(adata, fname)
     _check_unique_barcodes(adata.obs_names, fname, "barcodes")
     facts.update(n_barcodes=int(adata.n_obs), n_features=int(adata.n_vars))
     return Loaded(adata=adata, facts=facts)
+
+
+def _open_h5(path: Path) -> Any:
+    """The open HDF5 file, or InputError when it is not HDF5 (or is cut short)."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise InputError(
+            Problem(
+                f"not a readable HDF5 file ({_short_h5_error(err)})",
+                file=path.name,
+                hint="the file is corrupt or truncated: copy it again from the Cell Ranger outs/ folder "
+                "and compare its size / checksum",
+            )
+        ) from None
+
+
+def _checked_h5_layout(h5: Any, fname: str) -> tuple[str, list[str]]:
+    """("v3", ["matrix"]) or ("v2", the genome groups), each group checked for consistency."""
+    import h5py
+
+    if "matrix" in h5:
+        _check_h5_group(
+            h5["matrix"],
+            fname,
+            "matrix",
+            (*_H5_V3_DATASETS, "features"),
+            n_features_key="features/id",
+        )
+        return "v3", ["matrix"]
+    groups = sorted(
+        k
+        for k, v in h5.items()
+        if isinstance(v, h5py.Group) and all(d in v for d in ("data", "genes"))
+    )
+    if not groups:
+        raise InputError(
+            Problem(
+                f"HDF5 file but not a 10x feature-barcode matrix: top-level entries are "
+                f"{sorted(h5.keys()) or 'none'}",
+                file=fname,
+                where="/",
+                hint="expected a 'matrix' group (Cell Ranger >= 3) or one group per genome with "
+                "'genes' (Cell Ranger 2); give filtered_feature_bc_matrix.h5, not "
+                "molecule_info.h5 or an .h5ad (for .h5ad set transcriptomics.input.kind: h5ad)",
+            )
+        )
+    for g in groups:
+        _check_h5_group(h5[g], fname, g, _H5_V2_DATASETS, n_features_key="genes")
+    return "v2", groups
+
+
+def _scanpy_h5(path: Path, layout: str, groups: list[str]) -> AnnData:
+    """scanpy's reading of the checked file: every feature type of a v3 file; the genomes of a
+    v2 file side by side, each gene labelled with its genome."""
+    import scanpy as sc
+
+    try:
+        if layout == "v3":
+            return sc.read_10x_h5(path, gex_only=False)
+        parts = [sc.read_10x_h5(path, genome=g) for g in groups]
+        for g, part in zip(groups, parts, strict=False):
+            part.var["genome"] = g
+            part.var["feature_types"] = GENE_EXPRESSION
+        return parts[0] if len(parts) == 1 else _concat_genomes(parts)
+    except (KeyError, ValueError, OSError) as err:
+        raise InputError(
+            Problem(
+                f"scanpy could not read the matrix: {err}",
+                file=path.name,
+                hint="the 10x HDF5 is malformed; regenerate it with Cell Ranger",
+            )
+        ) from None
 
 
 def _short_h5_error(err: OSError) -> str:
@@ -258,54 +273,22 @@ def find_mtx_files(folder: Path) -> dict[str, Path]:
 
 def read_10x_mtx(folder: str | Path) -> Loaded:
     """Read a 10x MatrixMarket triplet folder (v3 gzipped, or legacy v2 with ``genes.tsv``)."""
-    import anndata as ad
     import pandas as pd
-    import scipy.io
 
-    folder = Path(folder)
-    files = find_mtx_files(folder)
+    files = find_mtx_files(Path(folder))
     mname = files["matrix"].name
-    try:
-        n_rows, n_cols, _nnz, _fmt, field, _sym = scipy.io.mminfo(files["matrix"])
-    except (ValueError, OSError, EOFError) as err:
-        raise InputError(
-            Problem(
-                f"not a MatrixMarket file: {err}",
-                file=mname,
-                where="header",
-                hint="the first line must be '%%MatrixMarket matrix coordinate integer general'",
-            )
-        ) from None
+    n_rows, n_cols, field = _mtx_header(files["matrix"])
     features = _read_tsv_column_table(files["features"])
     barcodes = _read_tsv_column_table(files["barcodes"])
-    if n_rows != len(features):
-        raise InputError(
-            Problem(
-                f"the matrix has {n_rows} rows (features) but {files['features'].name} has {len(features)} lines",
-                file=mname,
-                where="header (rows columns entries)",
-                hint=f"{files['features'].name} and {mname} do not belong together",
-            )
-        )
-    if n_cols != len(barcodes):
-        raise InputError(
-            Problem(
-                f"the matrix has {n_cols} columns (barcodes) but {files['barcodes'].name} has {len(barcodes)} lines",
-                file=mname,
-                where="header (rows columns entries)",
-                hint=f"{files['barcodes'].name} and {mname} do not belong together",
-            )
-        )
-    if field not in ("integer", "real", "pattern"):
-        raise InputError(
-            Problem(
-                f"MatrixMarket field is {field!r}, counts must be integer",
-                file=mname,
-                where="header",
-            )
-        )
+    _check_mtx_header(
+        files,
+        n_rows=n_rows,
+        n_cols=n_cols,
+        field=field,
+        n_features=len(features),
+        n_barcodes=len(barcodes),
+    )
     _check_unique_barcodes(pd.Index(barcodes[0].astype(str)), files["barcodes"].name, "line")
-    ids = features[0].astype(str)
     if features.shape[1] < 2:
         raise InputError(
             Problem(
@@ -315,23 +298,7 @@ def read_10x_mtx(folder: str | Path) -> Loaded:
                 hint="Cell Ranger writes id<TAB>name[<TAB>feature type]",
             )
         )
-    # the v2 pbmc set has the placeholder id ENSGXXXXXX on every gene: fall back to symbols
-    var_names = "gene_ids" if ids.is_unique else "gene_symbols"
-    X = _read_mtx_values(files["matrix"], field=field)
-    # as scanpy's read_10x_mtx lays it out: cells x features, float32, features named by id
-    # (or by symbol made unique), symbols in gene_symbols, types in feature_types
-    adata = ad.AnnData(X=X)  # float64 until _check_counts has seen the values
-    adata.obs_names = barcodes[0].astype(str).to_numpy()
-    if var_names == "gene_ids":
-        adata.var_names = ids.to_numpy()
-        adata.var["gene_symbols"] = features[1].astype(str).to_numpy()
-    else:
-        adata.var_names = ad.utils.make_index_unique(pd.Index(features[1].astype(str).to_numpy()))
-    adata.var["gene_ids"] = ids.to_numpy()
-    adata.var["feature_types"] = (
-        features[2].astype(str).to_numpy() if features.shape[1] > 2 else GENE_EXPRESSION
-    )
-    adata = _standard_var(adata, id_col="gene_ids", name_col=None)
+    adata = _mtx_anndata(_read_mtx_values(files["matrix"], field=field), features, barcodes)
     _check_counts(
         adata,
         mname,
@@ -345,12 +312,87 @@ def read_10x_mtx(folder: str | Path) -> Loaded:
         "n_features": int(adata.n_vars),
         "mtx_field": field,
     }
+    ids = features[0].astype(str)
     if not ids.is_unique:
         facts["gene_ids_not_unique"] = (
             f"{files['features'].name}: gene ids repeat "
             f"(e.g. {ids[ids.duplicated()].iloc[0]}); gene symbols name the genes"
         )
     return Loaded(adata=adata, facts=facts)
+
+
+def _mtx_header(path: Path) -> tuple[int, int, str]:
+    """(rows, columns, field) of a MatrixMarket header, or InputError when it is not one."""
+    import scipy.io
+
+    try:
+        n_rows, n_cols, _nnz, _fmt, field, _sym = scipy.io.mminfo(path)
+    except (ValueError, OSError, EOFError) as err:
+        raise InputError(
+            Problem(
+                f"not a MatrixMarket file: {err}",
+                file=path.name,
+                where="header",
+                hint="the first line must be '%%MatrixMarket matrix coordinate integer general'",
+            )
+        ) from None
+    return n_rows, n_cols, field
+
+
+def _check_mtx_header(
+    files: dict[str, Path],
+    *,
+    n_rows: int,
+    n_cols: int,
+    field: str,
+    n_features: int,
+    n_barcodes: int,
+) -> None:
+    """The header's size fits the features and barcodes files, and its field can hold counts."""
+    mname = files["matrix"].name
+    for n, lines, key, what in (
+        (n_rows, n_features, "features", "rows (features)"),
+        (n_cols, n_barcodes, "barcodes", "columns (barcodes)"),
+    ):
+        if n != lines:
+            raise InputError(
+                Problem(
+                    f"the matrix has {n} {what} but {files[key].name} has {lines} lines",
+                    file=mname,
+                    where="header (rows columns entries)",
+                    hint=f"{files[key].name} and {mname} do not belong together",
+                )
+            )
+    if field not in ("integer", "real", "pattern"):
+        raise InputError(
+            Problem(
+                f"MatrixMarket field is {field!r}, counts must be integer",
+                file=mname,
+                where="header",
+            )
+        )
+
+
+def _mtx_anndata(X: Any, features: Any, barcodes: Any) -> AnnData:
+    """The triplet as scanpy's read_10x_mtx lays it out: cells x features, features named by id
+    (or by symbol made unique), symbols in gene_symbols, types in feature_types."""
+    import anndata as ad
+    import pandas as pd
+
+    ids = features[0].astype(str)
+    adata = ad.AnnData(X=X)  # float64 until _check_counts has seen the values
+    adata.obs_names = barcodes[0].astype(str).to_numpy()
+    # the v2 pbmc set has the placeholder id ENSGXXXXXX on every gene: fall back to symbols
+    if ids.is_unique:
+        adata.var_names = ids.to_numpy()
+        adata.var["gene_symbols"] = features[1].astype(str).to_numpy()
+    else:
+        adata.var_names = ad.utils.make_index_unique(pd.Index(features[1].astype(str).to_numpy()))
+    adata.var["gene_ids"] = ids.to_numpy()
+    adata.var["feature_types"] = (
+        features[2].astype(str).to_numpy() if features.shape[1] > 2 else GENE_EXPRESSION
+    )
+    return _standard_var(adata, id_col="gene_ids", name_col=None)
 
 
 class _IntegerHeaderAsReal(io.RawIOBase):

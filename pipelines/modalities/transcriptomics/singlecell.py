@@ -1,9 +1,12 @@
-"""Single-cell steps: load -> QC (MAD outliers, optional doublets) -> cluster and write.
+"""Single-cell steps: load -> QC (MAD outliers, optional doublets) -> cluster, then write.
 
-Each step is one keyword-only function called by one Snakemake rule.  Intermediate AnnData
-travel as ``.h5ad`` under ``_meta/work`` (not published).  The matrix stays sparse throughout;
-the only dense arrays are per-cell / per-gene vectors, the PCA/UMAP embeddings, and the counts
-of a few top genes for a plot.
+Each step takes data and returns data (:func:`read_library` -> :class:`Library`,
+:func:`cell_qc` -> :class:`CellQC` and the kept cells, :func:`cluster` -> :class:`Clustering`);
+:func:`process_single_cell` runs the three in one process and :func:`write_single_cell` writes
+what it returns to the workflow rule's outputs.  ``load_single_cell``, ``qc_cells`` and
+``cluster_cells`` run one stage each from and to files (``.h5ad`` in between).  The matrix stays
+sparse throughout; the only dense arrays are per-cell / per-gene vectors, the PCA/UMAP
+embeddings, and the counts of a few top genes for a plot.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from .params import Params, params_from_experiment
 from .readers import Loaded, read_10x_h5, read_10x_mtx, read_h5ad_counts, split_feature_types
 
 if TYPE_CHECKING:
+    import pandas as pd
     from anndata import AnnData
 
 log = logging.getLogger(__name__)
@@ -49,17 +53,27 @@ def load_single_cell(
     chemistry, library id, layout, sizes; a conflict when experiment.yaml's assay disagrees with
     the chemistry in the file header (the YAML wins).
     """
-    adata, facts = read_library(run_dir=run_dir, experiment=experiment, facts_json=facts_json)
+    library = read_library(run_dir=run_dir, experiment=experiment)
+    write_json(facts_json, {"facts": library.facts, "conflicts": library.conflicts})
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    adata.write_h5ad(dest)
-    return facts
+    library.adata.write_h5ad(dest)
+    return library.facts
 
 
-def read_library(
-    *, run_dir: str | Path, experiment: dict[str, Any], facts_json: str | Path
-) -> tuple[AnnData, dict[str, Any]]:
-    """The checked, annotated library in memory (see :func:`load_single_cell`); writes facts_json."""
+@dataclass(frozen=True, slots=True)
+class Library:
+    """A checked, annotated single-cell library: the gene-expression matrix with each sample's
+    CELLxGENE fields per cell, what the file header says (``facts``) and where experiment.yaml
+    disagrees with it (``conflicts``)."""
+
+    adata: AnnData
+    facts: dict[str, Any]
+    conflicts: list[dict[str, Any]]
+
+
+def read_library(*, run_dir: str | Path, experiment: dict[str, Any]) -> Library:
+    """The checked, annotated library in memory (see :func:`load_single_cell`)."""
     params = params_from_experiment(experiment)
     problems = annotate.experiment_privacy_problems(experiment)
     if problems:
@@ -92,7 +106,6 @@ def read_library(
     facts = {**loaded.facts, "input_kind": spec.kind, "n_gene_features": int(adata.n_vars)}
     if ftypes:
         facts["other_feature_types"] = ", ".join(v["feature_type"] for v in ftypes.values())
-    write_json(facts_json, {"facts": facts, "conflicts": conflicts})
     log.info(
         "loaded %s: %d barcodes x %d genes (%s)",
         adata.uns["input"]["file"],
@@ -100,7 +113,7 @@ def read_library(
         adata.n_vars,
         spec.kind,
     )
-    return adata, facts
+    return Library(adata=adata, facts=facts, conflicts=conflicts)
 
 
 def _assay(params: Params, facts: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -199,6 +212,52 @@ def _mad_bounds(
     return lower, med + n_mads * mad, mad
 
 
+@dataclass(frozen=True, slots=True)
+class QCViolins:
+    """What the QC violin plot draws: the metrics per cell, their thresholds on the scale people
+    read (counts, not log1p), and its title."""
+
+    metrics: dict[str, np.ndarray]
+    thresholds: dict[str, dict[str, float | None]]
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class TopGenes:
+    """What the highest-expressed-genes plot draws: each cell's fraction of its counts in each
+    of the top genes (cells x genes), and the genes' names."""
+
+    fractions: np.ndarray
+    names: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class CellQC:
+    """What QC found: its summary, every input barcode with its metrics, ``passed_qc`` and
+    ``qc_fail_reasons`` (``cell_qc.parquet``), and the data of the two QC plots."""
+
+    summary: QCSummary
+    cells: pd.DataFrame
+    violins: QCViolins
+    top_genes: TopGenes
+
+
+# cell_qc.parquet: the metrics of every barcode (+ doublet_score, predicted_doublet with Scrublet)
+CELL_QC_COLUMNS = (
+    "sample_id",
+    "total_counts",
+    "n_genes_by_counts",
+    "pct_counts_mt",
+    "pct_counts_ribo",
+    "pct_counts_hb",
+    "pct_counts_in_top_20_genes",
+    "log1p_total_counts",
+    "log1p_n_genes_by_counts",
+    "passed_qc",
+    "qc_fail_reasons",
+)
+
+
 def qc_cells(
     *,
     src: str | Path,
@@ -209,11 +268,31 @@ def qc_cells(
     summary_json: str | Path,
     experiment: dict[str, Any],
 ) -> QCSummary:
-    """QC metrics, MAD-based outlier removal (sc-best-practices), optional Scrublet doublets.
+    """:func:`cell_qc` of the library in ``src`` (.h5ad).
 
     Writes ``dest`` (.h5ad of the kept cells, raw counts in X), ``cells_parquet`` (every input
     barcode with its metrics, ``passed_qc`` and ``qc_fail_reasons``), the two QC plots and
     ``summary_json`` (:class:`QCSummary`).
+    """
+    import anndata as ad
+
+    qc, kept = cell_qc(ad.read_h5ad(src), experiment=experiment)
+    Path(dest).parent.mkdir(parents=True, exist_ok=True)
+    kept.write_h5ad(dest)
+    _write_cell_qc(
+        qc,
+        cells_parquet=cells_parquet,
+        violin_png=violin_png,
+        top_genes_png=top_genes_png,
+        summary_json=summary_json,
+    )
+    return qc.summary
+
+
+def cell_qc(adata: AnnData, *, experiment: dict[str, Any]) -> tuple[CellQC, AnnData]:
+    """QC metrics, MAD-based outlier removal (sc-best-practices), optional Scrublet doublets:
+    what QC found, and the kept cells (raw counts in X, QC figures in ``uns['qc']``).  Adds the
+    QC metrics to ``adata``.
 
     Raises
     ------
@@ -221,94 +300,14 @@ def qc_cells(
         When QC removes every cell (or leaves too few to cluster), saying which threshold removed
         how many cells and which parameter to change.
     """
-    import anndata as ad
-
-    summary, _ = _qc(
-        ad.read_h5ad(src),
-        dest=dest,
-        cells_parquet=cells_parquet,
-        violin_png=violin_png,
-        top_genes_png=top_genes_png,
-        summary_json=summary_json,
-        experiment=experiment,
-    )
-    return summary
-
-
-def process_single_cell(
-    *,
-    run_dir: str | Path,
-    experiment: dict[str, Any],
-    facts_json: str | Path,
-    cells_parquet: str | Path,
-    violin_png: str | Path,
-    top_genes_png: str | Path,
-    qc_summary_json: str | Path,
-    adata_zarr: str | Path,
-    obs_parquet: str | Path,
-    var_parquet: str | Path,
-    markers_parquet: str | Path,
-    umap_png: str | Path,
-    cluster_summary_json: str | Path,
-) -> ClusterSummary:
-    """:func:`load_single_cell`, :func:`qc_cells` and :func:`cluster_cells` in one process: the
-    workflow's single-cell rule.
-
-    One process rather than three saves writing and re-reading the matrix twice and two
-    interpreter starts with scanpy's imports (together ~15% of the time at 100k cells); the
-    unfiltered matrix is released as soon as QC has copied the kept cells.
-    """
-    adata, _ = read_library(run_dir=run_dir, experiment=experiment, facts_json=facts_json)
-    _, kept = _qc(
-        adata,
-        dest=None,
-        cells_parquet=cells_parquet,
-        violin_png=violin_png,
-        top_genes_png=top_genes_png,
-        summary_json=qc_summary_json,
-        experiment=experiment,
-    )
-    del adata
-    return _cluster(
-        kept,
-        adata_zarr=adata_zarr,
-        obs_parquet=obs_parquet,
-        var_parquet=var_parquet,
-        markers_parquet=markers_parquet,
-        umap_png=umap_png,
-        summary_json=cluster_summary_json,
-        experiment=experiment,
-    )
-
-
-def _qc(
-    adata: AnnData,
-    *,
-    dest: str | Path | None,
-    cells_parquet: str | Path,
-    violin_png: str | Path,
-    top_genes_png: str | Path,
-    summary_json: str | Path,
-    experiment: dict[str, Any],
-) -> tuple[QCSummary, AnnData]:
     import pandas as pd
-    import scanpy as sc
 
     params = params_from_experiment(experiment)
     n_in = adata.n_obs
     groups = annotate.gene_groups(annotate.organism(experiment))
-    names = adata.var["feature_name"].astype(str)
-    for key, rx in (("mt", groups.mt), ("ribo", groups.ribo), ("hb", groups.hb)):
-        adata.var[key] = names.str.contains(rx, regex=True).to_numpy()
-    top = [20] if adata.n_vars > 20 else []
-    sc.pp.calculate_qc_metrics(
-        adata, qc_vars=["mt", "ribo", "hb"], percent_top=top, log1p=True, inplace=True
-    )
-    if not top:
-        adata.obs["pct_counts_in_top_20_genes"] = 100.0
+    _add_qc_metrics(adata, groups)
     obs = adata.obs
-    q = params.qc
-    fails, thresholds = _qc_rules(obs, q)
+    fails, thresholds = _qc_rules(obs, params.qc)
     keep = ~np.logical_or.reduce(list(fails.values()))
     doublet_rate = None
     if params.doublets.enabled and keep.sum() >= MIN_CELLS_TO_CLUSTER:
@@ -318,37 +317,16 @@ def _qc(
             fails["doublet"] = doublet
             keep &= ~doublet
     removed_by = {k: int(v.sum()) for k, v in fails.items()}
-    reasons = _reasons(fails, n_in)
     obs["passed_qc"] = keep
-    obs["qc_fail_reasons"] = pd.Categorical(reasons)
+    obs["qc_fail_reasons"] = pd.Categorical(_reasons(fails, n_in))
     n_kept = int(keep.sum())
     if n_kept < MIN_CELLS_TO_CLUSTER:
         raise _too_few_cells(n_kept, n_in, removed_by, thresholds)
-    metrics_cols = [
-        "sample_id",
-        "total_counts",
-        "n_genes_by_counts",
-        "pct_counts_mt",
-        "pct_counts_ribo",
-        "pct_counts_hb",
-        "pct_counts_in_top_20_genes",
-        "log1p_total_counts",
-        "log1p_n_genes_by_counts",
-        "passed_qc",
-        "qc_fail_reasons",
-    ]
-    metrics_cols += [c for c in ("doublet_score", "predicted_doublet") if c in obs]
-    outputs.table_parquet(obs[metrics_cols], cells_parquet, index_name="obs_name")
-    _qc_plots(
-        adata, thresholds, keep, violin_png=Path(violin_png), top_genes_png=Path(top_genes_png)
-    )
-    kept = adata[keep].copy()
+    columns = [*CELL_QC_COLUMNS, *(c for c in ("doublet_score", "predicted_doublet") if c in obs)]
+    cells = obs[columns]
+    violins, top_genes = _qc_violins(adata, thresholds, keep), _top_genes(adata)
+    kept = _kept_cells(adata, keep, min_cells=params.qc.min_cells)
     del adata
-    # genes seen in fewer than min_cells kept cells: bincount of column indices avoids a CSC copy
-    n_cells_gene = np.bincount(kept.X.indices, minlength=kept.n_vars)
-    kept.var["n_cells"] = n_cells_gene
-    kept.var["feature_is_filtered"] = n_cells_gene < q.min_cells
-    kept.obs.drop(columns=["passed_qc", "qc_fail_reasons"], inplace=True)
     kept.uns["qc"] = outputs.plain(
         {
             "thresholds": thresholds,
@@ -357,9 +335,6 @@ def _qc(
             "gene_groups": asdict(groups),
         }
     )
-    if dest is not None:
-        Path(dest).parent.mkdir(parents=True, exist_ok=True)
-        kept.write_h5ad(dest)
     summary = QCSummary(
         n_cells_input=n_in,
         n_cells_kept=n_kept,
@@ -374,9 +349,57 @@ def _qc(
             "pct_counts_mt": float(np.median(kept.obs["pct_counts_mt"])),
         },
     )
-    write_json(summary_json, summary.to_dict())
     log.info("QC kept %d of %d cells; removed by rule: %s", n_kept, n_in, removed_by)
-    return summary, kept
+    return CellQC(summary=summary, cells=cells, violins=violins, top_genes=top_genes), kept
+
+
+def _add_qc_metrics(adata: AnnData, groups: Any) -> None:
+    """scanpy's QC metrics per cell and gene, with the organism's mitochondrial, ribosomal and
+    haemoglobin genes as the gene groups (flags in ``var``)."""
+    import scanpy as sc
+
+    names = adata.var["feature_name"].astype(str)
+    for key, rx in (("mt", groups.mt), ("ribo", groups.ribo), ("hb", groups.hb)):
+        adata.var[key] = names.str.contains(rx, regex=True).to_numpy()
+    top = [20] if adata.n_vars > 20 else []
+    sc.pp.calculate_qc_metrics(
+        adata, qc_vars=["mt", "ribo", "hb"], percent_top=top, log1p=True, inplace=True
+    )
+    if not top:  # 20 genes or fewer: every count is in a cell's top 20
+        adata.obs["pct_counts_in_top_20_genes"] = 100.0
+
+
+def _kept_cells(adata: AnnData, keep: np.ndarray, *, min_cells: int) -> AnnData:
+    """A copy of the cells that passed QC, with each gene's number of cells and
+    ``feature_is_filtered`` (seen in fewer than ``min_cells`` kept cells)."""
+    kept = adata[keep].copy()
+    # bincount of the column indices counts the cells per gene without a CSC copy
+    n_cells_gene = np.bincount(kept.X.indices, minlength=kept.n_vars)
+    kept.var["n_cells"] = n_cells_gene
+    kept.var["feature_is_filtered"] = n_cells_gene < min_cells
+    kept.obs.drop(columns=["passed_qc", "qc_fail_reasons"], inplace=True)
+    return kept
+
+
+def _write_cell_qc(
+    qc: CellQC,
+    *,
+    cells_parquet: str | Path,
+    violin_png: str | Path,
+    top_genes_png: str | Path,
+    summary_json: str | Path,
+) -> None:
+    outputs.table_parquet(qc.cells, cells_parquet, index_name="obs_name")
+    plots.qc_violins(
+        metrics=qc.violins.metrics,
+        thresholds=qc.violins.thresholds,
+        dest=Path(violin_png),
+        title=qc.violins.title,
+    )
+    plots.highest_expressed(
+        fractions=qc.top_genes.fractions, names=qc.top_genes.names, dest=Path(top_genes_png)
+    )
+    write_json(summary_json, qc.summary.to_dict())
 
 
 def _qc_rules(obs: Any, q: Any) -> tuple[dict[str, np.ndarray], dict[str, dict[str, float | None]]]:
@@ -497,11 +520,8 @@ def _doublets(adata: AnnData, keep: np.ndarray, params: Params) -> np.ndarray:
     return pred
 
 
-def _qc_plots(
-    adata: AnnData, thresholds: dict, keep: np.ndarray, *, violin_png: Path, top_genes_png: Path
-) -> None:
-    import scipy.sparse as sp
-
+def _qc_violins(adata: AnnData, thresholds: dict, keep: np.ndarray) -> QCViolins:
+    """The violin plot's data: the QC metrics, thresholds on log1p drawn on the counts."""
     obs = adata.obs
     lin = {  # thresholds on log1p scale drawn on the counts people read
         "total_counts": {
@@ -531,13 +551,17 @@ def _qc_plots(
         lin["n_genes_by_counts"]["lower"] = max(
             x for x in (lo, thresholds["n_genes_by_counts"]["lower"]) if x is not None
         )
-    metrics = {k: obs[k].to_numpy() for k in lin}
-    plots.qc_violins(
-        metrics=metrics,
+    return QCViolins(
+        metrics={k: obs[k].to_numpy() for k in lin},
         thresholds=lin,
-        dest=violin_png,
         title=f"Cell QC: {int(keep.sum())} of {adata.n_obs} cells kept (red: thresholds)",
     )
+
+
+def _top_genes(adata: AnnData) -> TopGenes:
+    """The 20 genes with the highest mean fraction of a cell's counts, and those fractions."""
+    import scipy.sparse as sp
+
     # mean fraction of a cell's counts per gene = X^T (1/total): a sparse mat-vec, no normalised copy
     X = adata.X
     totals = np.asarray(X.sum(axis=1)).ravel()
@@ -547,10 +571,9 @@ def _qc_plots(
     top = np.argsort(-mean_frac, kind="stable")[:n_top]
     cols = X[:, top]
     cols = cols.toarray() if sp.issparse(cols) else np.asarray(cols)
-    plots.highest_expressed(
+    return TopGenes(
         fractions=cols * inv[:, None],
         names=adata.var["feature_name"].astype(str).to_numpy()[top].tolist(),
-        dest=top_genes_png,
     )
 
 
@@ -570,6 +593,26 @@ class ClusterSummary:
         return outputs.plain(asdict(self))
 
 
+@dataclass(frozen=True, slots=True)
+class Embedding:
+    """What the UMAP plot draws: the cells' coordinates, their cluster labels and its title."""
+
+    coords: np.ndarray
+    labels: np.ndarray
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class Clustering:
+    """The clustered cells (``adata.zarr``; its obs and var also as Parquet), the marker genes
+    per cluster, the UMAP plot's data and the summary."""
+
+    adata: AnnData
+    markers: pd.DataFrame
+    umap: Embedding
+    summary: ClusterSummary
+
+
 def cluster_cells(
     *,
     src: str | Path,
@@ -581,7 +624,7 @@ def cluster_cells(
     summary_json: str | Path,
     experiment: dict[str, Any],
 ) -> ClusterSummary:
-    """normalize_total, log1p, HVG, PCA, neighbors, UMAP, Leiden, rank_genes_groups; write outputs.
+    """:func:`cluster` the kept cells in ``src`` (.h5ad); write outputs.
 
     ``data/adata.zarr`` holds: ``X`` log1p-normalised (float32, sparse; features with
     ``var['feature_is_filtered']`` are 0), ``layers['counts']`` raw integer counts,
@@ -590,29 +633,22 @@ def cluster_cells(
     """
     import anndata as ad
 
-    return _cluster(
-        ad.read_h5ad(src),
+    clustering = cluster(ad.read_h5ad(src), experiment=experiment)
+    _write_clustering(
+        clustering,
         adata_zarr=adata_zarr,
         obs_parquet=obs_parquet,
         var_parquet=var_parquet,
         markers_parquet=markers_parquet,
         umap_png=umap_png,
         summary_json=summary_json,
-        experiment=experiment,
     )
+    return clustering.summary
 
 
-def _cluster(
-    adata: AnnData,
-    *,
-    adata_zarr: str | Path,
-    obs_parquet: str | Path,
-    var_parquet: str | Path,
-    markers_parquet: str | Path,
-    umap_png: str | Path,
-    summary_json: str | Path,
-    experiment: dict[str, Any],
-) -> ClusterSummary:
+def cluster(adata: AnnData, *, experiment: dict[str, Any]) -> Clustering:
+    """normalize_total, log1p, HVG, PCA, neighbors, UMAP, Leiden, rank_genes_groups on the
+    kept cells, in place (the raw counts move to ``layers['counts']``)."""
     import scanpy as sc
     import scipy.sparse as sp
 
@@ -666,17 +702,6 @@ def _cluster(
         kind=str(adata.uns["input"]["kind"]),
         extra={"n_hvg": int(hv.sum()), "n_pcs": n_pcs},
     )
-    outputs.write_zarr(adata, adata_zarr)
-    outputs.table_parquet(adata.obs, obs_parquet, index_name="obs_name")
-    outputs.table_parquet(adata.var, var_parquet, index_name="var_name")
-    outputs.table_parquet(markers, markers_parquet, index_name=None)
-    labels = adata.obs["leiden"].astype(str).to_numpy()
-    plots.embedding(
-        coords=adata.obsm["X_umap"],
-        labels=labels,
-        dest=Path(umap_png),
-        title=f"UMAP, Leiden clusters (resolution {params.leiden_resolution:g}, {adata.n_obs} cells)",
-    )
     sizes = adata.obs["leiden"].value_counts().sort_index()
     summary = ClusterSummary(
         n_cells=int(adata.n_obs),
@@ -688,9 +713,103 @@ def _cluster(
         pca_variance_ratio_top=float(adata.uns["pca"]["variance_ratio"][0]),
         n_markers_rows=len(markers),
     )
-    write_json(summary_json, summary.to_dict())
     log.info("clustered %d cells into %d Leiden clusters", adata.n_obs, len(sizes))
-    return summary
+    umap = Embedding(
+        coords=adata.obsm["X_umap"],
+        labels=adata.obs["leiden"].astype(str).to_numpy(),
+        title=f"UMAP, Leiden clusters (resolution {params.leiden_resolution:g}, {adata.n_obs} cells)",
+    )
+    return Clustering(adata=adata, markers=markers, umap=umap, summary=summary)
+
+
+def _write_clustering(
+    clustering: Clustering,
+    *,
+    adata_zarr: str | Path,
+    obs_parquet: str | Path,
+    var_parquet: str | Path,
+    markers_parquet: str | Path,
+    umap_png: str | Path,
+    summary_json: str | Path,
+) -> None:
+    adata = clustering.adata
+    outputs.write_zarr(adata, adata_zarr)
+    outputs.table_parquet(adata.obs, obs_parquet, index_name="obs_name")
+    outputs.table_parquet(adata.var, var_parquet, index_name="var_name")
+    outputs.table_parquet(clustering.markers, markers_parquet, index_name=None)
+    umap = clustering.umap
+    plots.embedding(coords=umap.coords, labels=umap.labels, dest=Path(umap_png), title=umap.title)
+    write_json(summary_json, clustering.summary.to_dict())
+
+
+# --------------------------------------------------------------------------- the workflow's step
+@dataclass(frozen=True, slots=True)
+class SingleCellResult:
+    """A processed single-cell library: what its header says and where experiment.yaml
+    disagrees (``_meta/facts.json``), what QC found, and the clustered cells."""
+
+    facts: dict[str, Any]
+    conflicts: list[dict[str, Any]]
+    qc: CellQC
+    clustering: Clustering
+
+
+def process_single_cell(*, run_dir: str | Path, experiment: dict[str, Any]) -> SingleCellResult:
+    """:func:`read_library`, :func:`cell_qc` and :func:`cluster` in one process: the workflow's
+    single-cell rule (:func:`write_single_cell` writes the result).
+
+    One process rather than three saves writing and re-reading the matrix twice and two
+    interpreter starts with scanpy's imports (together ~15% of the time at 100k cells); the
+    unfiltered matrix is released as soon as QC has copied the kept cells.
+    """
+    library = read_library(run_dir=run_dir, experiment=experiment)
+    facts, conflicts = library.facts, library.conflicts
+    qc, kept = cell_qc(library.adata, experiment=experiment)
+    del library
+    return SingleCellResult(
+        facts=facts,
+        conflicts=conflicts,
+        qc=qc,
+        clustering=cluster(kept, experiment=experiment),
+    )
+
+
+def write_single_cell(
+    result: SingleCellResult,
+    *,
+    facts_json: str | Path,
+    cells_parquet: str | Path,
+    violin_png: str | Path,
+    top_genes_png: str | Path,
+    qc_summary_json: str | Path,
+    adata_zarr: str | Path,
+    obs_parquet: str | Path,
+    var_parquet: str | Path,
+    markers_parquet: str | Path,
+    umap_png: str | Path,
+    cluster_summary_json: str | Path,
+) -> ClusterSummary:
+    """Write a processed library to the outputs of the workflow's single-cell rule: the facts,
+    the cell QC table, plots and summary, the AnnData Zarr with its obs, var and markers
+    tables, the UMAP plot and the cluster summary."""
+    write_json(facts_json, {"facts": result.facts, "conflicts": result.conflicts})
+    _write_cell_qc(
+        result.qc,
+        cells_parquet=cells_parquet,
+        violin_png=violin_png,
+        top_genes_png=top_genes_png,
+        summary_json=qc_summary_json,
+    )
+    _write_clustering(
+        result.clustering,
+        adata_zarr=adata_zarr,
+        obs_parquet=obs_parquet,
+        var_parquet=var_parquet,
+        markers_parquet=markers_parquet,
+        umap_png=umap_png,
+        summary_json=cluster_summary_json,
+    )
+    return result.clustering.summary
 
 
 # scanpy switches from exact sklearn kNN to pynndescent at this many cells

@@ -1,12 +1,19 @@
-from pipelines.modalities.transcriptomics import process_single_cell
+from pipelines.modalities.transcriptomics import process_single_cell, write_single_cell
 from pipelines.toolkit.smk import run_step
 
 out = snakemake.output
+
+
+def single_cell(**outputs):
+    result = process_single_cell(
+        run_dir=snakemake.params.run_dir, experiment=dict(snakemake.params.experiment)
+    )
+    return write_single_cell(result, **outputs)
+
+
 run_step(
     snakemake,
-    process_single_cell,
-    run_dir=snakemake.params.run_dir,
-    experiment=dict(snakemake.params.experiment),
+    single_cell,
     facts_json=out.facts,
     cells_parquet=out.cells,
     violin_png=out.violin,
