@@ -84,6 +84,7 @@ def test_report_and_usage_read_the_same_jobs(tmp_path):
     assert [a["job_id"] for a in jobs[0]["slurm"]] == ["101", "102"]
     assert jobs[0]["output"] == [str(stage.data_dir / "fsc.parquet")]
     assert jobs[0]["cpu_s"] == 3.25
+    assert notes == []  # its benchmark file was found through the events
 
 
 def test_a_live_reader_gets_each_change_once():
