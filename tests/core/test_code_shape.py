@@ -27,7 +27,6 @@ NOT_YET_SPLIT: set[tuple[str, str]] = {
     ("modalities/metabolomics/peaks.py", "trace_peaks"),
     ("modalities/metabolomics/peaks.py", "baseline_evidence"),
     ("modalities/metabolomics/peaks.py", "track_traces"),
-    ("modalities/metabolomics/targets.py", "read_targets"),
     ("modalities/screening/inputs.py", "resolve"),
     ("modalities/screening/readers.py", "_grids_from_rows"),
     ("modalities/screening/steps.py", "fit_dose_response"),
