@@ -20,7 +20,6 @@ NOT_YET_SPLIT: set[tuple[str, str]] = {
     ("describe/jsonld.py", "build_metadata"),
     ("describe/metadata.py", "_explain"),
     ("describe/metadata.py", "_semantic_checks"),
-    ("modalities/metabolomics/convert.py", "convert_mzml"),
     ("modalities/metabolomics/features.py", "group_features"),
     ("modalities/metabolomics/mzml.py", "parse_spectrum"),
     ("modalities/metabolomics/peaks.py", "trace_peaks"),
