@@ -923,6 +923,140 @@ def _base_level(
     return np.where(use, standing, base)
 
 
+@dataclass(frozen=True, slots=True)
+class _Candidates:
+    """The maxima that survive the prominence test, one per candidate peak: its trace, and
+    its apex and valleys as positions in the dense layout; ``same_next``: the next candidate
+    is on the same trace, ``first_in_trace``: no candidate before it on its trace."""
+
+    trace: np.ndarray
+    apex_pos: np.ndarray
+    left_pos: np.ndarray
+    right_pos: np.ndarray
+    same_next: np.ndarray
+    first_in_trace: np.ndarray
+
+
+def _peak_shape(
+    d: _Dense, c: _Candidates, *, noise: TraceNoise, rt: np.ndarray, min_snr: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per candidate: the level it is measured from (:func:`_base_level`), its FWHM above
+    that level, and whether the run's start or end cuts it (:func:`_edge_of_run_slope`)."""
+    apex_s, lval, rval = d.s[c.apex_pos], d.s[c.left_pos], d.s[c.right_pos]
+    base = _base_level(
+        d,
+        trace_a=c.trace,
+        apex_s=apex_s,
+        apex_pos=c.apex_pos,
+        left_pos=c.left_pos,
+        right_pos=c.right_pos,
+        lval=lval,
+        rval=rval,
+        first_in_trace=c.first_in_trace,
+        same_next=c.same_next,
+        n_scans_run=len(rt),
+        noise=noise,
+        min_snr=min_snr,
+    )
+    half = base + (apex_s - base) / 2
+    fwhm = _half_height_width(
+        d, left_pos=c.left_pos, apex_pos=c.apex_pos, right_pos=c.right_pos, half=half
+    )
+    cut = _edge_of_run_slope(
+        d,
+        trace_a=c.trace,
+        first_in_trace=c.first_in_trace,
+        same_next=c.same_next,
+        half=half,
+        apex_s=apex_s,
+        left_pos=c.left_pos,
+        right_pos=c.right_pos,
+        n_scans_run=len(rt),
+        rt=rt,
+    )
+    return base, fwhm, cut
+
+
+def _peak_extent(d: _Dense, c: _Candidates, *, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per candidate, its first and last position (in ``d``): from its valleys, trimmed to
+    where the profile is within 2 % of the apex above ``base``, inside its trace."""
+    apex_s = d.s[c.apex_pos]
+    le, re = _flank_crossings(
+        d,
+        left_pos=c.left_pos,
+        apex_pos=c.apex_pos,
+        right_pos=c.right_pos,
+        level=base + 0.02 * (apex_s - base),
+        inside=d.in_trace,
+    )
+    trace_lo = d.off[c.trace] + _PAD
+    trace_hi = trace_lo + d.span[c.trace] - 1
+    start = np.clip(np.where(le >= 0, le, c.left_pos), trace_lo, trace_hi)
+    end = np.clip(np.where(re >= 0, re, c.right_pos), trace_lo, trace_hi)
+    return start, end
+
+
+def _snr_against_wander(
+    d: _Dense,
+    c: _Candidates,
+    *,
+    rt: np.ndarray,
+    snr: np.ndarray,
+    prominence: np.ndarray,
+    fwhm: np.ndarray,
+    base: np.ndarray,
+    noise: TraceNoise,
+) -> np.ndarray:
+    """``snr``, where the trace's slow wander is noise too: on a trace far longer than the
+    peak (a background ion), for a peak whose valleys both stay high (a hump of the ion's
+    level, not a compound eluting on a trace that returns to the floor between its peaks, as
+    isomers do)."""
+    trace_s = rt[d.last] - rt[d.first]
+    long_trace = (trace_s[c.trace] >= LONG_TRACE_FWHMS * np.maximum(fwhm, 1e-9)) & (
+        base >= 0.3 * d.s[c.apex_pos]
+    )
+    return np.where(
+        long_trace, np.minimum(snr, prominence / np.maximum(noise.wander[c.trace], 1e-12)), snr
+    )
+
+
+def _kept_peaks(
+    d: _Dense,
+    c: _Candidates,
+    keep: np.ndarray,
+    *,
+    start: np.ndarray,
+    end: np.ndarray,
+    raw: _RawMeasures,
+    fwhm: np.ndarray,
+    snr: np.ndarray,
+) -> Peaks:
+    """The candidates ``keep`` (indices) as :class:`Peaks`, their positions in ``d`` turned
+    into the run's scans; the dense traces kept whole."""
+    trace_lo = d.off[c.trace] + _PAD
+    to_scan = lambda p: (p - trace_lo + d.first[c.trace])[keep]  # noqa: E731
+    return Peaks(
+        trace=c.trace[keep],
+        mz=raw.mz[keep],
+        apex_scan=to_scan(raw.apex),
+        start_scan=to_scan(start),
+        end_scan=to_scan(end),
+        rt_apex=d.rt_d[raw.apex][keep],
+        rt_start=d.rt_d[start][keep],
+        rt_end=d.rt_d[end][keep],
+        height=raw.height[keep],
+        area=raw.area[keep],
+        fwhm=fwhm[keep],
+        snr=snr[keep],
+        n_scans=raw.n_scans[keep],
+        rt_smooth_apex=_smooth_apex_rt(d, c.apex_pos)[keep],
+        smooth=d.s,
+        trace_offset=d.off + _PAD,
+        trace_first_scan=d.first,
+        trace_last_scan=d.last,
+    )
+
+
 def trace_peaks(
     order: np.ndarray,
     starts: np.ndarray,
@@ -968,68 +1102,25 @@ def trace_peaks(
     if not len(a):
         return _no_peaks(d.s, d.off + _PAD, d.first, d.last)
     left_pos, right_pos, same_next, first_in_trace = _valleys(d, max_pos, min_pos, a)
-    trace_a, apex_pos = d.tr_d[max_pos[a]], max_pos[a]
-    apex_s, lval, rval = d.s[apex_pos], d.s[left_pos], d.s[right_pos]
-    higher_v = np.maximum(np.maximum(lval, rval), noise.valley_floor[trace_a])
+    c = _Candidates(
+        trace=d.tr_d[max_pos[a]],
+        apex_pos=max_pos[a],
+        left_pos=left_pos,
+        right_pos=right_pos,
+        same_next=same_next,
+        first_in_trace=first_in_trace,
+    )
+    apex_s = d.s[c.apex_pos]
+    higher_v = np.maximum(np.maximum(d.s[left_pos], d.s[right_pos]), noise.valley_floor[c.trace])
     prominence = apex_s - higher_v
-    snr = prominence / noise.at(higher_v, trace_a)
-    base = _base_level(
-        d,
-        trace_a=trace_a,
-        apex_s=apex_s,
-        apex_pos=apex_pos,
-        left_pos=left_pos,
-        right_pos=right_pos,
-        lval=lval,
-        rval=rval,
-        first_in_trace=first_in_trace,
-        same_next=same_next,
-        n_scans_run=len(rt),
-        noise=noise,
-        min_snr=min_snr,
-    )
-    half = base + (apex_s - base) / 2
-    fwhm = _half_height_width(
-        d, left_pos=left_pos, apex_pos=apex_pos, right_pos=right_pos, half=half
-    )
-    cut = _edge_of_run_slope(
-        d,
-        trace_a=trace_a,
-        first_in_trace=first_in_trace,
-        same_next=same_next,
-        half=half,
-        apex_s=apex_s,
-        left_pos=left_pos,
-        right_pos=right_pos,
-        n_scans_run=len(rt),
-        rt=rt,
-    )
-    # peak extent: from the valleys, trimmed to where the profile is within 2 % of the apex above base
-    le, re = _flank_crossings(
-        d,
-        left_pos=left_pos,
-        apex_pos=apex_pos,
-        right_pos=right_pos,
-        level=base + 0.02 * (apex_s - base),
-        inside=d.in_trace,
-    )
-    trace_lo = d.off[trace_a] + _PAD
-    trace_hi = trace_lo + d.span[trace_a] - 1
-    start = np.clip(np.where(le >= 0, le, left_pos), trace_lo, trace_hi)
-    end = np.clip(np.where(re >= 0, re, right_pos), trace_lo, trace_hi)
-    raw = _raw_measures(d, mz_of_points=mz[order], start=start, end=end, apex_pos=apex_pos)
-    # on a trace far longer than the peak (a background ion), the slow wander of the trace is
-    # noise too, for a peak whose valleys both stay high (a hump of the ion's level, not a
-    # compound eluting on a trace that returns to the floor between its peaks, as isomers do)
-    trace_s = rt[d.last] - rt[d.first]
-    long_trace = (
-        wander_is_noise
-        & (trace_s[trace_a] >= LONG_TRACE_FWHMS * np.maximum(fwhm, 1e-9))
-        & (base >= 0.3 * apex_s)
-    )
-    snr = np.where(
-        long_trace, np.minimum(snr, prominence / np.maximum(noise.wander[trace_a], 1e-12)), snr
-    )
+    snr = prominence / noise.at(higher_v, c.trace)
+    base, fwhm, cut = _peak_shape(d, c, noise=noise, rt=rt, min_snr=min_snr)
+    start, end = _peak_extent(d, c, base=base)
+    raw = _raw_measures(d, mz_of_points=mz[order], start=start, end=end, apex_pos=c.apex_pos)
+    if wander_is_noise:
+        snr = _snr_against_wander(
+            d, c, rt=rt, snr=snr, prominence=prominence, fwhm=fwhm, base=base, noise=noise
+        )
     keep = np.flatnonzero(
         ~cut
         & (snr >= min_snr)
@@ -1039,27 +1130,7 @@ def trace_peaks(
         & (fwhm >= min_fwhm_s)
         & (fwhm <= max_fwhm_s)
     )
-    to_scan = lambda p: (p - trace_lo + d.first[trace_a])[keep]  # noqa: E731
-    return Peaks(
-        trace=trace_a[keep],
-        mz=raw.mz[keep],
-        apex_scan=to_scan(raw.apex),
-        start_scan=to_scan(start),
-        end_scan=to_scan(end),
-        rt_apex=d.rt_d[raw.apex][keep],
-        rt_start=d.rt_d[start][keep],
-        rt_end=d.rt_d[end][keep],
-        height=raw.height[keep],
-        area=raw.area[keep],
-        fwhm=fwhm[keep],
-        snr=snr[keep],
-        n_scans=raw.n_scans[keep],
-        rt_smooth_apex=_smooth_apex_rt(d, apex_pos)[keep],
-        smooth=d.s,
-        trace_offset=d.off + _PAD,
-        trace_first_scan=d.first,
-        trace_last_scan=d.last,
-    )
+    return _kept_peaks(d, c, keep, start=start, end=end, raw=raw, fwhm=fwhm, snr=snr)
 
 
 def xic_peak(
