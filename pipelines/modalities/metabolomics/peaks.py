@@ -1231,6 +1231,92 @@ def _low_quantile(v: np.ndarray) -> float:
     return float(np.partition(v, k)[k])
 
 
+def _centroids_in_windows(
+    peak_mz: np.ndarray,
+    *,
+    scan: np.ndarray,
+    mz: np.ndarray,
+    rel: float,
+    first: np.ndarray,
+    stop: np.ndarray,
+    n_scans: int,
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """The centroids in bins of ``rel`` in log m/z, sorted by (bin, scan) (``by_key``: their
+    order), and per bin offset -1, 0, 1 the range [r0, r1) of that order that holds a peak's
+    bin in its scans [``first``, ``stop``): with a tolerance of ``peak_mz`` x ``rel`` the
+    centroids near a peak are in those three contiguous runs, found by binary search, so a
+    long run's background ion costs its window, not its whole length."""
+    key = np.floor(np.log(np.maximum(mz, 1e-9)) / rel).astype(np.int64)
+    by_key = np.lexsort((scan, key))
+    span = n_scans + 1
+    composite = key[by_key] * span + scan[by_key].astype(np.int64)
+    pk_key = np.floor(np.log(np.maximum(peak_mz, 1e-9)) / rel).astype(np.int64)
+    runs = [
+        (
+            np.searchsorted(composite, (pk_key + d) * span + first),
+            np.searchsorted(composite, (pk_key + d) * span + stop),
+        )
+        for d in (-1, 0, 1)
+    ]
+    return by_key, runs
+
+
+def _is_flank(xic: np.ndarray, *, s0: int, s1: int, kernel: np.ndarray) -> bool:
+    """The smoothed current peaks at the start or end [s0, s1] of the peak and still rises
+    beyond it (the peak is a flank of a larger one at that m/z)."""
+    kh = len(kernel) // 2
+    # the smoothed current over [s0 - 1, s1 + 1] only (what the flank test needs)
+    g0, g1 = max(0, s0 - 1 - kh), min(len(xic), s1 + 2 + kh)
+    part = np.convolve(xic[g0:g1], kernel, mode="same")
+    j = s0 + int(np.argmax(part[s0 - g0 : s1 + 1 - g0]))
+    top = part[j - g0]
+    return bool(
+        (j == s1 and j + 1 < len(xic) and part[j + 1 - g0] > top)
+        or (j == s0 and j > 0 and part[j - 1 - g0] > top)
+    )
+
+
+def _core_level(xic: np.ndarray, *, s0: int, s1: int, apex: int, half_core) -> float:
+    """The median of the current over the peak's core (``half_core`` scans either side of
+    its apex, inside [s0, s1]); inf when the core is empty."""
+    # every scan of the core, ion-suppressed ones included: the compound that fills the
+    # trap is the peak itself there (171103_PMA_TK_QC_04 at 274.5-276 s)
+    core = np.arange(max(s0, apex - half_core), min(s1, apex + half_core) + 1)
+    if not len(core):
+        return np.inf
+    v = xic[core]
+    k = len(v) // 2  # the median (upper for an even count)
+    return float(np.partition(v, k)[k])
+
+
+def _side_levels(
+    xic: np.ndarray,
+    own_xic: np.ndarray,
+    *,
+    sides: tuple[tuple[int, int], tuple[int, int]],
+    ok: np.ndarray,
+    min_scans: int,
+    runs_to_edge: tuple[bool, bool],
+) -> tuple[list[float], list[float], list[float], int]:
+    """The baseline's sides: for each side [lo, hi) (before, after the peak) with at least
+    ``min_scans`` scans that are ``ok`` (not ion-suppressed), the low quantile of ``xic`` and
+    of ``own_xic`` there and the side's middle; and on how many sides the m/z is present (a
+    side beyond the run's edge counts when the peak's trace runs into that edge)."""
+    levels, own, at = [], [], []
+    n_present = 0
+    for k, (lo_s, hi_s) in enumerate(sides):
+        side = np.arange(lo_s, hi_s)
+        side = side[ok[side]]
+        if len(side) >= min_scans:
+            levels.append(_low_quantile(xic[side]))
+            own.append(_low_quantile(own_xic[side]))
+            at.append(0.5 * float(side[0] + side[-1]))
+            n_present += levels[-1] > 0
+        else:  # a side beyond the run's edge: present if the peak's trace runs into it
+            n_present += bool(runs_to_edge[k])
+    return levels, own, at, n_present
+
+
 def baseline_evidence(
     pk: Peaks,
     *,
@@ -1262,21 +1348,9 @@ def baseline_evidence(
     win = win.astype(np.int64)
     first = np.maximum(0, pk.start_scan.astype(np.int64) - win)
     stop = np.minimum(n_scans, pk.end_scan.astype(np.int64) + win + 1)
-    # the centroids in bins of ``rel`` in log m/z, by (bin, scan): those within ``tol`` of a
-    # peak and in its scan window are three contiguous runs (bins k-1, k, k+1), found by
-    # binary search, so a long run's background ion costs its window, not its whole length
-    key = np.floor(np.log(np.maximum(mz, 1e-9)) / rel).astype(np.int64)
-    by_key = np.lexsort((scan, key))
-    span = n_scans + 1
-    composite = key[by_key] * span + scan[by_key].astype(np.int64)
-    pk_key = np.floor(np.log(np.maximum(pk.mz, 1e-9)) / rel).astype(np.int64)
-    runs = [
-        (
-            np.searchsorted(composite, (pk_key + d) * span + first),
-            np.searchsorted(composite, (pk_key + d) * span + stop),
-        )
-        for d in (-1, 0, 1)
-    ]
+    by_key, runs = _centroids_in_windows(
+        pk.mz, scan=scan, mz=mz, rel=rel, first=first, stop=stop, n_scans=n_scans
+    )
     in_window = sum(r1 - r0 for r0, r1 in runs)
     ok_scan = ~suppressed if suppressed is not None else np.ones(n_scans, bool)
     half_core = np.maximum(1, np.round(CORE_FWHMS * pk.fwhm / cycle)).astype(np.int64)
@@ -1284,7 +1358,6 @@ def baseline_evidence(
     # empty baseline and nothing beyond it (most compounds): not looked at one by one
     crowded = in_window - pk.n_scans > 2
     core_level[~crowded] = np.inf
-    kh = len(kernel) // 2
     # the peak's trace runs into the run's start / end: its ion was there up to that edge
     runs_to_edge = (
         pk.trace_first_scan[pk.trace] == 0,
@@ -1299,42 +1372,21 @@ def baseline_evidence(
         near = inside & (np.abs(mz[idx] - pk.mz[i]) <= pk.mz[i] * ppm * 1e-6)
         xic1 = np.bincount(sc[near] - a, weights=intensity[idx][near], minlength=b - a)
         s0, s1 = int(pk.start_scan[i]) - a, int(pk.end_scan[i]) - a
-        # the smoothed current over [s0 - 1, s1 + 1] only (what the flank test needs)
-        g0, g1 = max(0, s0 - 1 - kh), min(b - a, s1 + 2 + kh)
-        part = np.convolve(xic[g0:g1], kernel, mode="same")
-        j = s0 + int(np.argmax(part[s0 - g0 : s1 + 1 - g0]))
-        top = part[j - g0]
-        flank[i] = (j == s1 and j + 1 < b - a and part[j + 1 - g0] > top) or (
-            j == s0 and j > 0 and part[j - 1 - g0] > top
-        )
+        flank[i] = _is_flank(xic, s0=s0, s1=s1, kernel=kernel)
         c = int(pk.apex_scan[i]) - a
-        # every scan of the core, ion-suppressed ones included: the compound that fills the
-        # trap is the peak itself there (171103_PMA_TK_QC_04 at 274.5-276 s)
-        core = np.arange(max(s0, c - half_core[i]), min(s1, c + half_core[i]) + 1)
-        if len(core):
-            v = xic[core]
-            k = len(v) // 2  # the median (upper for an even count)
-            core_level[i] = float(np.partition(v, k)[k])
-        else:
-            core_level[i] = np.inf
-        levels, own, at = [], [], []
+        core_level[i] = _core_level(xic, s0=s0, s1=s1, apex=c, half_core=half_core[i])
         # the sides begin at the peak's valleys, or 2 FWHM before / 3 FWHM after its apex when
         # those are further (on a background ion's trace the valleys may lie at its ends)
         e0 = max(s0, c - int(np.ceil(2 * pk.fwhm[i] / cycle)))
         e1 = min(s1, c + int(np.ceil(3 * pk.fwhm[i] / cycle)))
-        n_present = 0
-        for k, (lo_s, hi_s) in enumerate(
-            ((max(0, e0 - win[i]), e0), (e1 + 1, min(b - a, e1 + 1 + win[i])))
-        ):
-            side = np.arange(lo_s, hi_s)
-            side = side[ok_scan[side + a]]
-            if len(side) >= max(1, win[i] // 4):
-                levels.append(_low_quantile(xic[side]))
-                own.append(_low_quantile(xic1[side]))
-                at.append(0.5 * float(side[0] + side[-1]))
-                n_present += levels[-1] > 0
-            else:  # a side beyond the run's edge: present if the peak's trace runs into it
-                n_present += bool(runs_to_edge[k][i])
+        levels, own, at, n_present = _side_levels(
+            xic,
+            xic1,
+            sides=((max(0, e0 - win[i]), e0), (e1 + 1, min(b - a, e1 + 1 + win[i]))),
+            ok=ok_scan[a:b],
+            min_scans=max(1, win[i] // 4),
+            runs_to_edge=(runs_to_edge[0][i], runs_to_edge[1][i]),
+        )
         wide[i] = n_present == 2 and pk.fwhm[i] > MAX_FWHM_ON_BACKGROUND_S
         if len(levels) == 2:
             # a drifting or oscillating level: under the apex, between the two sides' levels
