@@ -20,7 +20,6 @@ NOT_YET_SPLIT: set[tuple[str, str]] = {
     ("describe/jsonld.py", "build_metadata"),
     ("describe/metadata.py", "_explain"),
     ("describe/metadata.py", "_semantic_checks"),
-    ("modalities/metabolomics/peaks.py", "track_traces"),
     ("modalities/screening/inputs.py", "resolve"),
     ("modalities/screening/readers.py", "_grids_from_rows"),
     ("modalities/screening/steps.py", "fit_dose_response"),

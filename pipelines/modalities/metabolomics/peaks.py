@@ -1456,6 +1456,49 @@ def _nearest(sorted_vals: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np
     return np.where(use_hi, hi, lo), np.where(use_hi, d_hi, d_lo)
 
 
+def _taken_by(cm: np.ndarray, pred: np.ndarray, *, tol: float) -> np.ndarray:
+    """Per centroid of one scan (m/z ``cm``), the open trace (index into ``pred``, their
+    predicted m/z) it is given to, or -1: a centroid and a trace that are each other's
+    nearest within ``tol`` (relative) are linked, then the same again among the ones left."""
+    taken_by = np.full(len(cm), -1, np.int64)
+    o = np.argsort(pred, kind="stable")
+    pred_s = pred[o]
+    free_c = np.ones(len(cm), bool)
+    free_t = np.ones(len(pred_s), bool)
+    for _ in range(2):
+        ci = np.flatnonzero(free_c)
+        ti = np.flatnonzero(free_t)
+        if not len(ci) or not len(ti):
+            break
+        near_t, d_t = _nearest(pred_s[ti], cm[ci])  # per centroid: nearest free trace
+        near_c, _ = _nearest(cm[ci], pred_s[ti])  # per trace: nearest free centroid
+        ok = (near_t >= 0) & (d_t <= cm[ci] * tol)
+        ok &= near_c[np.maximum(near_t, 0)] == np.arange(len(ci))
+        c_ok, t_ok = ci[ok], ti[near_t[ok]]
+        taken_by[c_ok] = o[t_ok]
+        free_c[c_ok] = False
+        free_t[t_ok] = False
+    return taken_by
+
+
+def _traces_in_order(
+    trace_of: np.ndarray, scan: np.ndarray, *, n_traces: int, min_points: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(order, starts) of the traces of at least ``min_points`` centroids (``trace_of``: the
+    trace of each centroid): the centroids trace by trace, each trace's in scan order, and
+    where each trace starts in that order (with the end appended)."""
+    size = np.bincount(trace_of, minlength=n_traces)
+    keep = np.flatnonzero(size[trace_of] >= min_points)
+    order = keep[np.lexsort((scan[keep], trace_of[keep]))]
+    r = trace_of[order]
+    starts = (
+        np.flatnonzero(np.concatenate([[True], r[1:] != r[:-1]]))
+        if len(order)
+        else np.zeros(0, np.int64)
+    )
+    return order, np.append(starts, len(order)).astype(np.int64)
+
+
 def track_traces(
     scan: np.ndarray,
     mz: np.ndarray,
@@ -1497,26 +1540,10 @@ def track_traces(
     for s in range(n_scans):
         a, b = bounds[s], bounds[s + 1]
         cm = mz[a:b]
-        taken_by = np.full(b - a, -1, np.int64)  # open trace (index) of each centroid
         if len(t_id) and len(cm):
-            pred = t_sum / t_n
-            o = np.argsort(pred, kind="stable")
-            pred_s = pred[o]
-            free_c = np.ones(len(cm), bool)
-            free_t = np.ones(len(pred_s), bool)
-            for _ in range(2):
-                ci = np.flatnonzero(free_c)
-                ti = np.flatnonzero(free_t)
-                if not len(ci) or not len(ti):
-                    break
-                near_t, d_t = _nearest(pred_s[ti], cm[ci])  # per centroid: nearest free trace
-                near_c, _ = _nearest(cm[ci], pred_s[ti])  # per trace: nearest free centroid
-                ok = (near_t >= 0) & (d_t <= cm[ci] * tol)
-                ok &= near_c[np.maximum(near_t, 0)] == np.arange(len(ci))
-                c_ok, t_ok = ci[ok], ti[near_t[ok]]
-                taken_by[c_ok] = o[t_ok]
-                free_c[c_ok] = False
-                free_t[t_ok] = False
+            taken_by = _taken_by(cm, t_sum / t_n, tol=tol)
+        else:
+            taken_by = np.full(b - a, -1, np.int64)
         hit = taken_by >= 0
         if hit.any():
             ti = taken_by[hit]
@@ -1538,13 +1565,4 @@ def track_traces(
         t_sum = np.concatenate([t_sum[open_], cm[new]])
         t_n = np.concatenate([t_n[open_], np.ones(len(new))])
         t_miss = np.concatenate([t_miss[open_], np.zeros(len(new), np.int64)])
-    size = np.bincount(trace_of, minlength=next_id)
-    keep = np.flatnonzero(size[trace_of] >= min_points)
-    order = keep[np.lexsort((scan[keep], trace_of[keep]))]
-    r = trace_of[order]
-    starts = (
-        np.flatnonzero(np.concatenate([[True], r[1:] != r[:-1]]))
-        if len(order)
-        else np.zeros(0, np.int64)
-    )
-    return order, np.append(starts, len(order)).astype(np.int64)
+    return _traces_in_order(trace_of, scan, n_traces=next_id, min_points=min_points)
