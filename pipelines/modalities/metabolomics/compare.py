@@ -254,41 +254,14 @@ def _trace_seconds(peaks, rt: np.ndarray) -> np.ndarray:
     return rt[peaks.trace_last_scan] - rt[peaks.trace_first_scan]
 
 
-def _on_background(peaks, merged, params, *, suppressed: np.ndarray) -> np.ndarray:
-    """Per peak: the baseline test of find_features drops it (background, see peaks.py);
-    ``merged``: the centroids find_features builds its traces of."""
-    from pipelines.modalities.metabolomics.peaks import above_baseline
-
-    return ~above_baseline(
-        peaks,
-        scan=merged.scan,
-        mz=merged.mz,
-        intensity=merged.intensity,
-        rt=merged.rt,
-        ppm=params.mz_tolerance_ppm,
-        margin=params.baseline_margin,
-        suppressed=suppressed,
-    )
-
-
 def _our_traces(
     merged, params, *, suppressed: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every trace of ours, single points included: its mean m/z and the RT of its first and
     last point (linked as find_features links them)."""
-    from pipelines.modalities.metabolomics.peaks import mass_traces, track_traces
+    from pipelines.modalities.metabolomics.features import link_traces
 
-    link = mass_traces if params.trace_linking == "scan-to-scan" else track_traces
-    extra = {} if link is mass_traces else {"n_scans": len(merged.rt)}
-    order, starts = link(
-        merged.scan,
-        merged.mz,
-        ppm=params.mz_tolerance_ppm,
-        max_gap=params.max_gap_scans,
-        min_points=1,
-        suppressed=suppressed,
-        **extra,
-    )
+    order, starts = link_traces(merged, params, suppressed=suppressed, min_points=1)
     of_trace = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
     tr_mz = np.bincount(of_trace, weights=merged.mz[order]) / np.maximum(np.diff(starts), 1)
     rt, scan = merged.rt, merged.scan
@@ -377,7 +350,11 @@ def explain_agreement(
     """
     from dataclasses import replace
 
-    from pipelines.modalities.metabolomics.features import find_features, unresolved_merged
+    from pipelines.modalities.metabolomics.features import (
+        find_features,
+        on_ion_current,
+        unresolved_merged,
+    )
     from pipelines.modalities.metabolomics.peaks import suppressed_scans
 
     pk, feats = find_features(ms1, params)
@@ -403,7 +380,7 @@ def explain_agreement(
     ours = _OursAround(
         pk=pk,
         loose=allpk,
-        loose_on_background=_on_background(allpk, merged, params, suppressed=suppressed),
+        loose_on_background=~on_ion_current(allpk, merged, params, suppressed=suppressed),
         loose_trace_s=_trace_seconds(allpk, ms1.rt),
         run_s=float(ms1.rt[-1] - ms1.rt[0]) if len(ms1.rt) else 0.0,
         trace_mz=tr_mz,

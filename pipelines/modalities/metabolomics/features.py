@@ -266,6 +266,48 @@ def unresolved_merged(ms1: MS1Peaks, p: FeatureParams) -> MS1Peaks:
     return MS1Peaks(scan, mz, inten, ms1.rt, ms1.profile)
 
 
+def link_traces(
+    ms1: MS1Peaks, p: FeatureParams, *, suppressed: np.ndarray, min_points: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The mass traces of ``ms1``'s centroids, linked as ``p.trace_linking`` says: (order,
+    starts) as :func:`.peaks.track_traces` returns them."""
+    if p.trace_linking == "scan-to-scan":
+        return mass_traces(
+            ms1.scan,
+            ms1.mz,
+            ppm=p.mz_tolerance_ppm,
+            max_gap=p.max_gap_scans,
+            min_points=min_points,
+            suppressed=suppressed,
+        )
+    return track_traces(
+        ms1.scan,
+        ms1.mz,
+        n_scans=len(ms1.rt),
+        ppm=p.mz_tolerance_ppm,
+        max_gap=p.max_gap_scans,
+        min_points=min_points,
+        suppressed=suppressed,
+    )
+
+
+def on_ion_current(
+    pk: Peaks, ms1: MS1Peaks, p: FeatureParams, *, suppressed: np.ndarray
+) -> np.ndarray:
+    """Per peak of ``ms1``'s traces: it passes the baseline test (:func:`.peaks.above_baseline`
+    with ``p``'s tolerance and margin)."""
+    return above_baseline(
+        pk,
+        scan=ms1.scan,
+        mz=ms1.mz,
+        intensity=ms1.intensity,
+        rt=ms1.rt,
+        ppm=p.mz_tolerance_ppm,
+        margin=p.baseline_margin,
+        suppressed=suppressed,
+    )
+
+
 def find_features(
     ms1: MS1Peaks, p: FeatureParams, noise=None, suppressed: np.ndarray | None = None
 ) -> tuple[Peaks, Features]:
@@ -278,25 +320,7 @@ def find_features(
     if suppressed is None:
         suppressed = suppressed_scans(ms1.scan, ms1.rt, fraction=p.suppressed_fraction)
     ms1 = unresolved_merged(ms1, p)
-    if p.trace_linking == "scan-to-scan":
-        order, starts = mass_traces(
-            ms1.scan,
-            ms1.mz,
-            ppm=p.mz_tolerance_ppm,
-            max_gap=p.max_gap_scans,
-            min_points=p.min_scans,
-            suppressed=suppressed,
-        )
-    else:
-        order, starts = track_traces(
-            ms1.scan,
-            ms1.mz,
-            n_scans=len(ms1.rt),
-            ppm=p.mz_tolerance_ppm,
-            max_gap=p.max_gap_scans,
-            min_points=p.min_scans,
-            suppressed=suppressed,
-        )
+    order, starts = link_traces(ms1, p, suppressed=suppressed, min_points=p.min_scans)
     pk = trace_peaks(
         order,
         starts,
@@ -317,17 +341,7 @@ def find_features(
         suppressed=suppressed,
         wander_is_noise=p.baseline_margin < 0,
     )
-    keep = above_baseline(
-        pk,
-        scan=ms1.scan,
-        mz=ms1.mz,
-        intensity=ms1.intensity,
-        rt=ms1.rt,
-        ppm=p.mz_tolerance_ppm,
-        margin=p.baseline_margin,
-        suppressed=suppressed,
-    )
-    pk = subset_peaks(pk, keep)
+    pk = subset_peaks(pk, on_ion_current(pk, ms1, p, suppressed=suppressed))
     return pk, group_isotopes(pk, ppm=p.mz_tolerance_ppm)
 
 
@@ -691,6 +705,8 @@ __all__ = [
     "features_of_run",
     "find_features",
     "group_features",
+    "link_traces",
+    "on_ion_current",
     "read_ms1",
     "unresolved_merged",
     "with_sample_id",
