@@ -927,7 +927,8 @@ def _base_level(
 class _Candidates:
     """The maxima that survive the prominence test, one per candidate peak: its trace, and
     its apex and valleys as positions in the dense layout; ``same_next``: the next candidate
-    is on the same trace, ``first_in_trace``: no candidate before it on its trace."""
+    is on the same trace, ``first_in_trace``: no candidate before it on its trace; the
+    smoothed profile at its apex and at its two valleys."""
 
     trace: np.ndarray
     apex_pos: np.ndarray
@@ -935,6 +936,9 @@ class _Candidates:
     right_pos: np.ndarray
     same_next: np.ndarray
     first_in_trace: np.ndarray
+    apex_s: np.ndarray
+    left_s: np.ndarray
+    right_s: np.ndarray
 
 
 def _peak_shape(
@@ -942,7 +946,7 @@ def _peak_shape(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per candidate: the level it is measured from (:func:`_base_level`), its FWHM above
     that level, and whether the run's start or end cuts it (:func:`_edge_of_run_slope`)."""
-    apex_s, lval, rval = d.s[c.apex_pos], d.s[c.left_pos], d.s[c.right_pos]
+    apex_s = c.apex_s
     base = _base_level(
         d,
         trace_a=c.trace,
@@ -950,8 +954,8 @@ def _peak_shape(
         apex_pos=c.apex_pos,
         left_pos=c.left_pos,
         right_pos=c.right_pos,
-        lval=lval,
-        rval=rval,
+        lval=c.left_s,
+        rval=c.right_s,
         first_in_trace=c.first_in_trace,
         same_next=c.same_next,
         n_scans_run=len(rt),
@@ -980,7 +984,7 @@ def _peak_shape(
 def _peak_extent(d: _Dense, c: _Candidates, *, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per candidate, its first and last position (in ``d``): from its valleys, trimmed to
     where the profile is within 2 % of the apex above ``base``, inside its trace."""
-    apex_s = d.s[c.apex_pos]
+    apex_s = c.apex_s
     le, re = _flank_crossings(
         d,
         left_pos=c.left_pos,
@@ -1013,7 +1017,7 @@ def _snr_against_wander(
     isomers do)."""
     trace_s = rt[d.last] - rt[d.first]
     long_trace = (trace_s[c.trace] >= LONG_TRACE_FWHMS * np.maximum(fwhm, 1e-9)) & (
-        base >= 0.3 * d.s[c.apex_pos]
+        base >= 0.3 * c.apex_s
     )
     return np.where(
         long_trace, np.minimum(snr, prominence / np.maximum(noise.wander[c.trace], 1e-12)), snr
@@ -1102,16 +1106,20 @@ def trace_peaks(
     if not len(a):
         return _no_peaks(d.s, d.off + _PAD, d.first, d.last)
     left_pos, right_pos, same_next, first_in_trace = _valleys(d, max_pos, min_pos, a)
+    apex_pos = max_pos[a]
     c = _Candidates(
-        trace=d.tr_d[max_pos[a]],
-        apex_pos=max_pos[a],
+        trace=d.tr_d[apex_pos],
+        apex_pos=apex_pos,
         left_pos=left_pos,
         right_pos=right_pos,
         same_next=same_next,
         first_in_trace=first_in_trace,
+        apex_s=d.s[apex_pos],
+        left_s=d.s[left_pos],
+        right_s=d.s[right_pos],
     )
-    apex_s = d.s[c.apex_pos]
-    higher_v = np.maximum(np.maximum(d.s[left_pos], d.s[right_pos]), noise.valley_floor[c.trace])
+    apex_s = c.apex_s
+    higher_v = np.maximum(np.maximum(c.left_s, c.right_s), noise.valley_floor[c.trace])
     prominence = apex_s - higher_v
     snr = prominence / noise.at(higher_v, c.trace)
     base, fwhm, cut = _peak_shape(d, c, noise=noise, rt=rt, min_snr=min_snr)
