@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -233,6 +234,103 @@ def in_mass_traces(
     return np.bincount(of[hit], minlength=len(mz)) > 0
 
 
+@dataclass(frozen=True, slots=True)
+class _OursAround:
+    """What ours found, kept or dropped, that a missed OpenMS feature is explained by."""
+
+    pk: Any  # features.Peaks: the peaks of our features
+    loose: Any  # every peak of ours with every filter off
+    loose_on_background: np.ndarray  # per loose peak: the baseline test drops it
+    loose_trace_s: np.ndarray  # per trace of the loose peaks: first to last point (s)
+    run_s: float
+    # every trace of ours (min_points 1): mean m/z, RT of its first and last point
+    trace_mz: np.ndarray
+    trace_rt0: np.ndarray
+    trace_rt1: np.ndarray
+
+
+def _trace_seconds(peaks, rt: np.ndarray) -> np.ndarray:
+    """Per trace of ``peaks``: the RT from its first to its last point."""
+    return rt[peaks.trace_last_scan] - rt[peaks.trace_first_scan]
+
+
+def _our_traces(
+    merged, params, *, suppressed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every trace of ours, single points included: its mean m/z and the RT of its first and
+    last point (linked as find_features links them)."""
+    from pipelines.modalities.metabolomics.features import link_traces
+
+    order, starts = link_traces(merged, params, suppressed=suppressed, min_points=1)
+    of_trace = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
+    tr_mz = np.bincount(of_trace, weights=merged.mz[order]) / np.maximum(np.diff(starts), 1)
+    rt, scan = merged.rt, merged.scan
+    return tr_mz, rt[scan[order[starts[:-1]]]], rt[scan[order[starts[1:] - 1]]]
+
+
+def _filters_failed(ours: _OursAround, j: int, params) -> list[str]:
+    """The filters of find_features that loose peak ``j`` fails (none named: the prominence
+    or the run's edge dropped it)."""
+    loose = ours.loose
+    return [
+        name
+        for name, bad in (
+            ("S/N", loose.snr[j] < params.min_snr),
+            ("height", loose.height[j] < params.min_height),
+            ("scans", loose.n_scans[j] < params.min_scans),
+            ("FWHM", not params.min_fwhm_s <= loose.fwhm[j] <= params.max_fwhm_s),
+            ("the baseline test", ours.loose_on_background[j]),
+        )
+        if bad
+    ] or ["prominence or run edge"]
+
+
+def _missed_cause(mz, rt, ours: _OursAround, params, *, ppm: float, rt_s: float) -> str:
+    """Why we miss the OpenMS feature at (``mz``, ``rt``): the first cause that applies (see
+    :func:`explain_agreement`)."""
+
+    def near(mz_b, rt_b):
+        return (np.abs(mz_b - mz) <= mz * ppm * 1e-6) & (np.abs(rt_b - rt) <= rt_s)
+
+    loose = ours.loose
+    if near(ours.pk.mz, ours.pk.rt_apex).any():
+        return "a peak of ours there, paired with another OpenMS feature"
+    if (hit := np.flatnonzero(near(loose.mz, loose.rt_apex))).size:
+        j = hit[np.argmin(np.abs(loose.rt_apex[hit] - rt))]
+        fails = _filters_failed(ours, j, params)
+        long = ours.loose_trace_s[loose.trace[j]] >= 0.5 * ours.run_s
+        where = "long trace" if long else "short trace"
+        return f"a peak of ours dropped by {' + '.join(fails)} ({where})"
+    if (
+        (np.abs(ours.trace_mz - mz) <= mz * ppm * 1e-6)
+        & (ours.trace_rt0 - rt_s <= rt)
+        & (ours.trace_rt1 + rt_s >= rt)
+    ).any():
+        return "a trace of ours, no peak within rt_s"
+    return "nothing of ours"
+
+
+def _why_outside(
+    pk, mono: np.ndarray, ref: ReferenceFeatures, *, trace_s: np.ndarray, ppm: float, rt_s: float
+) -> dict[str, int]:
+    """Our features (``mono``: their monoisotopic peaks) outside OpenMS's elution peaks, by
+    cause; ``trace_s``: per trace of ``pk``, its RT length."""
+    pairs = match_one_to_one(
+        pk.mz[mono], pk.rt_apex[mono], ref.trace_mz, ref.trace_rt, ppm=ppm, rt_s=rt_s
+    )
+    outside = np.setdiff1d(np.arange(len(mono)), pairs[:, 0])
+    # ours outside OpenMS's elution peaks (the apex figure): inside one of its mass traces (the
+    # mass-trace figure counts these as matching), else on a trace of ours shorter than
+    # MassTraceDetection's 5 s minimum, else neither
+    inside = in_mass_traces(pk.mz[mono[outside]], pk.rt_apex[mono[outside]], ref, ppm=ppm)
+    short = trace_s[pk.trace[mono[outside]]] < 5.0
+    return {
+        "inside an OpenMS mass trace": int(inside.sum()),
+        "trace shorter than 5 s": int((~inside & short).sum()),
+        "no OpenMS mass trace": int((~inside & ~short).sum()),
+    }
+
+
 def explain_agreement(
     ms1, params, ref: ReferenceFeatures, *, ppm: float = 10.0, rt_s: float = 10.0
 ):
@@ -252,16 +350,12 @@ def explain_agreement(
     """
     from dataclasses import replace
 
-    from pipelines.modalities.metabolomics.features import find_features, unresolved_merged
-    from pipelines.modalities.metabolomics.peaks import (
-        above_baseline,
-        mass_traces,
-        suppressed_scans,
-        track_traces,
+    from pipelines.modalities.metabolomics.features import (
+        find_features,
+        on_ion_current,
+        unresolved_merged,
     )
-
-    def near(mz_a, rt_a, mz_b, rt_b):
-        return (np.abs(mz_b - mz_a) <= mz_a * ppm * 1e-6) & (np.abs(rt_b - rt_a) <= rt_s)
+    from pipelines.modalities.metabolomics.peaks import suppressed_scans
 
     pk, feats = find_features(ms1, params)
     iso = np.concatenate(feats.members) if feats.members else np.zeros(0, np.int64)
@@ -280,90 +374,32 @@ def explain_agreement(
         baseline_margin=-1.0,
     )
     allpk, _ = find_features(ms1, loose)
-    run_s = float(ms1.rt[-1] - ms1.rt[0]) if len(ms1.rt) else 0.0
-
-    def trace_s(peaks):
-        return ms1.rt[peaks.trace_last_scan] - ms1.rt[peaks.trace_first_scan]
-
-    loose_trace_s = trace_s(allpk)
     suppressed = suppressed_scans(ms1.scan, ms1.rt, fraction=params.suppressed_fraction)
-    ms1 = unresolved_merged(ms1, params)  # the centroids find_features builds its traces of
-    # the loose peaks the baseline test of find_features drops (background, see peaks.py)
-    on_background = ~above_baseline(
-        allpk,
-        scan=ms1.scan,
-        mz=ms1.mz,
-        intensity=ms1.intensity,
-        rt=ms1.rt,
-        ppm=params.mz_tolerance_ppm,
-        margin=params.baseline_margin,
-        suppressed=suppressed,
+    merged = unresolved_merged(ms1, params)  # the centroids find_features builds its traces of
+    tr_mz, tr_rt0, tr_rt1 = _our_traces(merged, params, suppressed=suppressed)
+    ours = _OursAround(
+        pk=pk,
+        loose=allpk,
+        loose_on_background=~on_ion_current(allpk, merged, params, suppressed=suppressed),
+        loose_trace_s=_trace_seconds(allpk, ms1.rt),
+        run_s=float(ms1.rt[-1] - ms1.rt[0]) if len(ms1.rt) else 0.0,
+        trace_mz=tr_mz,
+        trace_rt0=tr_rt0,
+        trace_rt1=tr_rt1,
     )
-    link = mass_traces if params.trace_linking == "scan-to-scan" else track_traces
-    extra = {} if link is mass_traces else {"n_scans": len(ms1.rt)}
-    order, starts = link(
-        ms1.scan,
-        ms1.mz,
-        ppm=params.mz_tolerance_ppm,
-        max_gap=params.max_gap_scans,
-        min_points=1,
-        suppressed=suppressed,
-        **extra,
-    )
-    of_trace = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
-    tr_mz = np.bincount(of_trace, weights=ms1.mz[order]) / np.maximum(np.diff(starts), 1)
-    tr_rt0, tr_rt1 = ms1.rt[ms1.scan[order[starts[:-1]]]], ms1.rt[ms1.scan[order[starts[1:] - 1]]]
     why_missed: dict[str, int] = {}
     why_missed_top: dict[str, int] = {}  # the same, for the 25 % most intense of them
     top_level = np.quantile(ref.intensity[narrow], 0.75) if len(narrow) else np.inf
     for i in missed:
-        if near(ref.mz[i], ref.rt[i], pk.mz, pk.rt_apex).any():
-            cause = "a peak of ours there, paired with another OpenMS feature"
-        elif (hit := np.flatnonzero(near(ref.mz[i], ref.rt[i], allpk.mz, allpk.rt_apex))).size:
-            j = hit[np.argmin(np.abs(allpk.rt_apex[hit] - ref.rt[i]))]
-            fails = [
-                name
-                for name, bad in (
-                    ("S/N", allpk.snr[j] < params.min_snr),
-                    ("height", allpk.height[j] < params.min_height),
-                    ("scans", allpk.n_scans[j] < params.min_scans),
-                    ("FWHM", not params.min_fwhm_s <= allpk.fwhm[j] <= params.max_fwhm_s),
-                    ("the baseline test", on_background[j]),
-                )
-                if bad
-            ] or ["prominence or run edge"]
-            where = "long trace" if loose_trace_s[allpk.trace[j]] >= 0.5 * run_s else "short trace"
-            cause = f"a peak of ours dropped by {' + '.join(fails)} ({where})"
-        elif (
-            (np.abs(tr_mz - ref.mz[i]) <= ref.mz[i] * ppm * 1e-6)
-            & (tr_rt0 - rt_s <= ref.rt[i])
-            & (tr_rt1 + rt_s >= ref.rt[i])
-        ).any():
-            cause = "a trace of ours, no peak within rt_s"
-        else:
-            cause = "nothing of ours"
+        cause = _missed_cause(ref.mz[i], ref.rt[i], ours, params, ppm=ppm, rt_s=rt_s)
         why_missed[cause] = why_missed.get(cause, 0) + 1
         if ref.intensity[i] >= top_level:
             why_missed_top[cause] = why_missed_top.get(cause, 0) + 1
-    mono = feats.mono
-    pairs = match_one_to_one(
-        pk.mz[mono], pk.rt_apex[mono], ref.trace_mz, ref.trace_rt, ppm=ppm, rt_s=rt_s
-    )
-    outside = np.setdiff1d(np.arange(len(mono)), pairs[:, 0])
-    # ours outside OpenMS's elution peaks (the apex figure): inside one of its mass traces (the
-    # mass-trace figure counts these as matching), else on a trace of ours shorter than
-    # MassTraceDetection's 5 s minimum, else neither
-    inside = in_mass_traces(pk.mz[mono[outside]], pk.rt_apex[mono[outside]], ref, ppm=ppm)
-    short = trace_s(pk)[pk.trace[mono[outside]]] < 5.0
-    why_outside = {
-        "inside an OpenMS mass trace": int(inside.sum()),
-        "trace shorter than 5 s": int((~inside & short).sum()),
-        "no OpenMS mass trace": int((~inside & ~short).sum()),
-    }
+    trace_s = _trace_seconds(pk, merged.rt)
     return {
         "openms_missed": why_missed,
         "openms_missed_top25": why_missed_top,
-        "ours_outside": why_outside,
+        "ours_outside": _why_outside(pk, feats.mono, ref, trace_s=trace_s, ppm=ppm, rt_s=rt_s),
     }
 
 

@@ -515,6 +515,109 @@ def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     )
 
 
+def _write_spectra(
+    reader: MzMLReader,
+    path: Path,
+    *,
+    run: str,
+    sample_id: str | None,
+    row_group_bytes: int,
+) -> _Summary:
+    """Parse every spectrum of ``reader`` into ``path`` (rows of :data:`SPECTRA_SCHEMA`, row
+    groups of about ``row_group_bytes``); returns what the spectra add up to."""
+    totals = _Summary()
+    with _parquet_writer(path, SPECTRA_SCHEMA) as writer:
+        groups = _RowGroups(writer, row_group_bytes)
+        try:
+            for record_batch, summary in reader.map_batches(
+                partial(_convert_batch, run, sample_id)
+            ):
+                totals.add(summary)
+                groups.add(record_batch)
+            groups.flush(final=True)
+        finally:
+            groups.close()
+    return totals
+
+
+def _computed_chromatograms(run: str, totals: _Summary) -> list[dict]:
+    """The TIC and BPC of the run's MS1 spectra as chromatogram rows, in RT order."""
+    order = np.argsort(np.asarray(totals.ms1_time), kind="stable")
+    return [
+        {
+            "run": run,
+            "chromatogram_id": name,
+            "source": "computed",
+            "kind": name,
+            "accession": acc,
+            "ms_level": 1,
+            "time_s": np.asarray(totals.ms1_time, np.float64)[order],
+            "intensity": np.asarray(values, np.float32)[order],
+        }
+        for name, values, acc in (
+            ("TIC", totals.ms1_tic, "MS:1000235"),
+            ("BPC", totals.ms1_bpc, "MS:1000628"),
+        )
+    ]
+
+
+def _conversion_notes(info: RunInfo, *, label: str, n_spectra: int, n_in_file: int) -> list[str]:
+    """The reader's notes on the file, and what the counts say: no spectra, or fewer or more
+    than the spectrumList declares."""
+    notes = list(info.notes)
+    if n_spectra == 0:
+        notes.append(
+            f"{label} holds no spectra (chromatograms only): spectra table is empty, "
+            f"{n_in_file} chromatogram(s) kept"
+        )
+    if info.spectrum_count_declared is not None and info.spectrum_count_declared != n_spectra:
+        notes.append(
+            f"{label}: spectrumList declares {info.spectrum_count_declared} spectra, "
+            f"the file holds {n_spectra} (a cut or filtered file)"
+        )
+    return notes
+
+
+def _conversion_qc(
+    totals: _Summary,
+    info: RunInfo,
+    *,
+    run: str,
+    label: str,
+    sample_id: str | None,
+    n_in_file: int,
+) -> ConversionQC:
+    """What one conversion found, from the spectra's totals and the file's header."""
+    n_spectra = sum(totals.levels.values())
+    return ConversionQC(
+        run=run,
+        file=label,
+        sha256=info.sha256 or "",
+        size_bytes=info.size_bytes,
+        sample_id=sample_id,
+        n_spectra=n_spectra,
+        spectra_per_ms_level={f"ms{k}": v for k, v in sorted(totals.levels.items())},
+        n_peaks=totals.n_peaks,
+        rt_min_s=float(totals.rt_min) if n_spectra and np.isfinite(totals.rt_min) else None,
+        rt_max_s=float(totals.rt_max) if n_spectra and np.isfinite(totals.rt_max) else None,
+        polarity="mixed" if len(totals.polarities) > 1 else next(iter(totals.polarities), None),
+        centroided="mixed"
+        if len(totals.modes) > 1
+        else (
+            {True: "centroid", False: "profile"}[next(iter(totals.modes))] if totals.modes else None
+        ),
+        n_chromatograms_in_file=n_in_file,
+        instrument_models=info.instrument_models,
+        instrument_serial=info.instrument_serial,
+        software=info.software,
+        source_files=info.source_files,
+        start_time=info.start_time,
+        indexed=info.indexed,
+        compression=info.compression,
+        notes=_conversion_notes(info, label=label, n_spectra=n_spectra, n_in_file=n_in_file),
+    )
+
+
 def convert_mzml(
     *,
     src: str | Path,
@@ -550,40 +653,12 @@ def convert_mzml(
         p.parent.mkdir(parents=True, exist_ok=True)
     tmp_spectra = spectra_out.with_name(f".{spectra_out.name}.partial")
     tmp_chrom = chromatograms_out.with_name(f".{chromatograms_out.name}.partial")
-    totals = _Summary()
-    chrom_rows: list[dict] = []
     try:
-        with (
-            MzMLReader(src, threads=threads) as reader,
-            _parquet_writer(tmp_spectra, SPECTRA_SCHEMA) as writer,
-        ):
-            groups = _RowGroups(writer, row_group_bytes)
-            try:
-                for record_batch, summary in reader.map_batches(
-                    partial(_convert_batch, run, sample_id)
-                ):
-                    totals.add(summary)
-                    groups.add(record_batch)
-                groups.flush(final=True)
-            finally:
-                groups.close()
-            order = np.argsort(np.asarray(totals.ms1_time), kind="stable")
-            for name, values, acc in (
-                ("TIC", totals.ms1_tic, "MS:1000235"),
-                ("BPC", totals.ms1_bpc, "MS:1000628"),
-            ):
-                chrom_rows.append(
-                    {
-                        "run": run,
-                        "chromatogram_id": name,
-                        "source": "computed",
-                        "kind": name,
-                        "accession": acc,
-                        "ms_level": 1,
-                        "time_s": np.asarray(totals.ms1_time, np.float64)[order],
-                        "intensity": np.asarray(values, np.float32)[order],
-                    }
-                )
+        with MzMLReader(src, threads=threads) as reader:
+            totals = _write_spectra(
+                reader, tmp_spectra, run=run, sample_id=sample_id, row_group_bytes=row_group_bytes
+            )
+            chrom_rows = _computed_chromatograms(run, totals)
             n_in_file = 0
             for c in reader.chromatograms():
                 n_in_file += 1
@@ -604,53 +679,17 @@ def convert_mzml(
         tmp_spectra.unlink(missing_ok=True)
         tmp_chrom.unlink(missing_ok=True)
         raise
-    n_spectra = sum(totals.levels.values())
-    notes = list(info.notes)
-    if n_spectra == 0:
-        notes.append(
-            f"{label} holds no spectra (chromatograms only): spectra table is empty, "
-            f"{n_in_file} chromatogram(s) kept"
-        )
-    if info.spectrum_count_declared is not None and info.spectrum_count_declared != n_spectra:
-        notes.append(
-            f"{label}: spectrumList declares {info.spectrum_count_declared} spectra, "
-            f"the file holds {n_spectra} (a cut or filtered file)"
-        )
-    qc = ConversionQC(
-        run=run,
-        file=label,
-        sha256=info.sha256 or "",
-        size_bytes=info.size_bytes,
-        sample_id=sample_id,
-        n_spectra=n_spectra,
-        spectra_per_ms_level={f"ms{k}": v for k, v in sorted(totals.levels.items())},
-        n_peaks=totals.n_peaks,
-        rt_min_s=float(totals.rt_min) if n_spectra and np.isfinite(totals.rt_min) else None,
-        rt_max_s=float(totals.rt_max) if n_spectra and np.isfinite(totals.rt_max) else None,
-        polarity="mixed" if len(totals.polarities) > 1 else next(iter(totals.polarities), None),
-        centroided="mixed"
-        if len(totals.modes) > 1
-        else (
-            {True: "centroid", False: "profile"}[next(iter(totals.modes))] if totals.modes else None
-        ),
-        n_chromatograms_in_file=n_in_file,
-        instrument_models=info.instrument_models,
-        instrument_serial=info.instrument_serial,
-        software=info.software,
-        source_files=info.source_files,
-        start_time=info.start_time,
-        indexed=info.indexed,
-        compression=info.compression,
-        notes=notes,
+    qc = _conversion_qc(
+        totals, info, run=run, label=label, sample_id=sample_id, n_in_file=n_in_file
     )
-    for note in notes:
+    for note in qc.notes:
         log.info("note: %s", note)
     log.info(
         "%s: %d spectra (%s), %d peaks, %d chromatograms in the file",
         label,
-        n_spectra,
+        qc.n_spectra,
         qc.spectra_per_ms_level,
-        totals.n_peaks,
+        qc.n_peaks,
         n_in_file,
     )
     if qc_out:

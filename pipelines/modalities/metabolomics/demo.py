@@ -11,6 +11,7 @@ psims; a ``targets.csv`` asks for four of the compounds.
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,80 +47,126 @@ def _isotopes(formula: str) -> list[tuple[float, float]]:
     return [(0.0, 1.0), (_C13, m1), (2 * _C13, m2)]
 
 
-def _write_run(
-    path: Path, *, sample: str, rng: np.random.Generator, scale: dict[str, float], rt_shift: float
-) -> None:
-    from psims.mzml.writer import MzMLWriter
+@dataclass(frozen=True, slots=True)
+class _Ions:
+    """The ions of one run: the compounds' [M+H]+ isotopes (m/z, apex RT, sigma, height) and
+    the background ions (m/z, mean level) present all run long."""
 
+    mz: np.ndarray
+    rt: np.ndarray
+    sigma: np.ndarray
+    height: np.ndarray
+    background_mz: np.ndarray
+    background_level: np.ndarray
+
+
+def _run_ions(rng: np.random.Generator, *, scale: dict[str, float], rt_shift: float) -> _Ions:
+    """The compounds' ions of a sample (abundance ``scale``, RT shifted by ``rt_shift``) and
+    the run's background ions (drawn from ``rng``)."""
     ions = []
     for name, formula, rt, sigma, base in DEMO_COMPOUNDS:
         mz0 = adduct_mz(formula_mass(formula), "[M+H]+")
         for offset, rel in _isotopes(formula):
             ions.append((mz0 + offset, rt + rt_shift, sigma, base * scale[name] * rel))
-    ion_mz = np.array([i[0] for i in ions])
-    ion_rt = np.array([i[1] for i in ions])
-    ion_sigma = np.array([i[2] for i in ions])
-    ion_height = np.array([i[3] for i in ions])
     # chemical noise: fixed background ions present all run long with small fluctuating intensity
     background_mz = np.sort(rng.uniform(100.0, 400.0, 80))
     background_level = rng.lognormal(np.log(2.0e4), 0.6, background_mz.size)
+    return _Ions(
+        mz=np.array([i[0] for i in ions]),
+        rt=np.array([i[1] for i in ions]),
+        sigma=np.array([i[2] for i in ions]),
+        height=np.array([i[3] for i in ions]),
+        background_mz=background_mz,
+        background_level=background_level,
+    )
+
+
+def _write_header(out) -> None:
+    """The mzML's file description, software, instrument (a Q Exactive) and processing."""
+    out.controlled_vocabularies()
+    out.file_description(["MS1 spectrum", "MSn spectrum"])
+    out.software_list([{"id": "psims-writer", "version": "1.4", "params": ["python-psims"]}])
+    out.instrument_configuration_list(
+        [
+            out.InstrumentConfiguration(
+                id="IC1",
+                component_list=out.ComponentList(
+                    [
+                        out.Source(1, ["electrospray ionization"]),
+                        out.Analyzer(2, ["orbitrap"]),
+                        out.Detector(3, ["inductive detector"]),
+                    ]
+                ),
+                params=["Q Exactive"],
+            )
+        ]
+    )
+    out.data_processing_list(
+        [
+            out.DataProcessing(
+                [
+                    out.ProcessingMethod(
+                        order=0, software_reference="psims-writer", params=["Conversion to mzML"]
+                    )
+                ],
+                id="dp1",
+            )
+        ]
+    )
+
+
+def _ms1_spectrum(
+    ions: _Ions, t: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The MS1 spectrum at RT ``t``: m/z and intensity (sorted by m/z), and per compound ion
+    its elution signal and whether it is above the detection limit (for the MS2 that follows).
+    The draws from ``rng`` are in a fixed order: the demo's bytes depend on it."""
+    bg_mz, bg_level = ions.background_mz, ions.background_level
+    elution = np.exp(-0.5 * ((t - ions.rt) / ions.sigma) ** 2) * ions.height
+    on = elution > 2.0e3
+    # ~3 ppm mass scatter, stronger for weak signals (counting statistics)
+    ppm = rng.normal(0.0, 1.5, on.sum()) * (1 + 2e4 / (elution[on] + 1e4))
+    mz = np.concatenate(
+        [ions.mz[on] * (1 + ppm * 1e-6), bg_mz * (1 + rng.normal(0, 2.0, bg_mz.size) * 1e-6)]
+    )
+    inten = np.concatenate(
+        [
+            elution[on] * rng.normal(1.0, 0.04, on.sum()),
+            bg_level * rng.gamma(4.0, 0.25, bg_mz.size),
+        ]
+    )
+    order = np.argsort(mz)
+    return mz[order], np.clip(inten[order], 1.0, None).astype(np.float32), elution, on
+
+
+def _ms2_spectrum(
+    ions: _Ions, elution: np.ndarray, on: np.ndarray, rng: np.random.Generator
+) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """A data-dependent MS2 of the most intense compound ion (of the first background ion when
+    none is on): precursor m/z and intensity, fragment m/z and intensity."""
+    top = int(np.argmax(np.where(on, elution, 0.0)))
+    prec = float(ions.mz[top]) if on[top] else float(ions.background_mz[0])
+    prec_int = float(elution[top]) if on[top] else float(ions.background_level[0])
+    frag_mz = np.sort(prec * rng.uniform(0.25, 0.95, 12))
+    frag_int = rng.lognormal(np.log(5e4), 1.0, frag_mz.size).astype(np.float32)
+    return prec, prec_int, frag_mz, frag_int
+
+
+def _write_run(
+    path: Path, *, sample: str, rng: np.random.Generator, scale: dict[str, float], rt_shift: float
+) -> None:
+    from psims.mzml.writer import MzMLWriter
+
+    ions = _run_ions(rng, scale=scale, rt_shift=rt_shift)
     times = np.arange(0.0, RUN_LENGTH_S, SCAN_INTERVAL_S) + 0.5
     n_ms2 = sum(1 for k in range(len(times)) if k % 4 == 3)
     with MzMLWriter(open(path, "wb"), close=True) as out:
-        out.controlled_vocabularies()
-        out.file_description(["MS1 spectrum", "MSn spectrum"])
-        out.software_list([{"id": "psims-writer", "version": "1.4", "params": ["python-psims"]}])
-        out.instrument_configuration_list(
-            [
-                out.InstrumentConfiguration(
-                    id="IC1",
-                    component_list=out.ComponentList(
-                        [
-                            out.Source(1, ["electrospray ionization"]),
-                            out.Analyzer(2, ["orbitrap"]),
-                            out.Detector(3, ["inductive detector"]),
-                        ]
-                    ),
-                    params=["Q Exactive"],
-                )
-            ]
-        )
-        out.data_processing_list(
-            [
-                out.DataProcessing(
-                    [
-                        out.ProcessingMethod(
-                            order=0,
-                            software_reference="psims-writer",
-                            params=["Conversion to mzML"],
-                        )
-                    ],
-                    id="dp1",
-                )
-            ]
-        )
+        _write_header(out)
         with out.run(id=sample, instrument_configuration="IC1"):
             with out.spectrum_list(count=len(times) + n_ms2):
                 scan = 0
                 for k, t in enumerate(times):
-                    elution = np.exp(-0.5 * ((t - ion_rt) / ion_sigma) ** 2) * ion_height
-                    on = elution > 2.0e3
-                    # ~3 ppm mass scatter, stronger for weak signals (counting statistics)
-                    ppm = rng.normal(0.0, 1.5, on.sum()) * (1 + 2e4 / (elution[on] + 1e4))
-                    mz = np.concatenate(
-                        [
-                            ion_mz[on] * (1 + ppm * 1e-6),
-                            background_mz * (1 + rng.normal(0, 2.0, background_mz.size) * 1e-6),
-                        ]
-                    )
-                    inten = np.concatenate(
-                        [
-                            elution[on] * rng.normal(1.0, 0.04, on.sum()),
-                            background_level * rng.gamma(4.0, 0.25, background_mz.size),
-                        ]
-                    )
-                    order = np.argsort(mz)
-                    mz, inten = mz[order], np.clip(inten[order], 1.0, None).astype(np.float32)
+                    mz, inten, elution, on = _ms1_spectrum(ions, t, rng)
                     ms1_id = f"scan={scan + 1}"
                     out.write_spectrum(
                         mz,
@@ -136,12 +183,7 @@ def _write_run(
                     )
                     scan += 1
                     if k % 4 == 3:
-                        # data-dependent MS2 of the most intense compound ion
-                        top = int(np.argmax(np.where(on, elution, 0.0)))
-                        prec = float(ion_mz[top]) if on[top] else float(background_mz[0])
-                        prec_int = float(elution[top]) if on[top] else float(background_level[0])
-                        frag_mz = np.sort(prec * rng.uniform(0.25, 0.95, 12))
-                        frag_int = rng.lognormal(np.log(5e4), 1.0, frag_mz.size).astype(np.float32)
+                        prec, prec_int, frag_mz, frag_int = _ms2_spectrum(ions, elution, on, rng)
                         out.write_spectrum(
                             frag_mz,
                             frag_int,

@@ -30,6 +30,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -55,6 +56,9 @@ from pipelines.modalities.metabolomics.peaks import (
 )
 from pipelines.toolkit.stage import write_json
 from pipelines.toolkit.tables import columns_for, documented_schema, write_table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +266,48 @@ def unresolved_merged(ms1: MS1Peaks, p: FeatureParams) -> MS1Peaks:
     return MS1Peaks(scan, mz, inten, ms1.rt, ms1.profile)
 
 
+def link_traces(
+    ms1: MS1Peaks, p: FeatureParams, *, suppressed: np.ndarray, min_points: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The mass traces of ``ms1``'s centroids, linked as ``p.trace_linking`` says: (order,
+    starts) as :func:`.peaks.track_traces` returns them."""
+    if p.trace_linking == "scan-to-scan":
+        return mass_traces(
+            ms1.scan,
+            ms1.mz,
+            ppm=p.mz_tolerance_ppm,
+            max_gap=p.max_gap_scans,
+            min_points=min_points,
+            suppressed=suppressed,
+        )
+    return track_traces(
+        ms1.scan,
+        ms1.mz,
+        n_scans=len(ms1.rt),
+        ppm=p.mz_tolerance_ppm,
+        max_gap=p.max_gap_scans,
+        min_points=min_points,
+        suppressed=suppressed,
+    )
+
+
+def on_ion_current(
+    pk: Peaks, ms1: MS1Peaks, p: FeatureParams, *, suppressed: np.ndarray
+) -> np.ndarray:
+    """Per peak of ``ms1``'s traces: it passes the baseline test (:func:`.peaks.above_baseline`
+    with ``p``'s tolerance and margin)."""
+    return above_baseline(
+        pk,
+        scan=ms1.scan,
+        mz=ms1.mz,
+        intensity=ms1.intensity,
+        rt=ms1.rt,
+        ppm=p.mz_tolerance_ppm,
+        margin=p.baseline_margin,
+        suppressed=suppressed,
+    )
+
+
 def find_features(
     ms1: MS1Peaks, p: FeatureParams, noise=None, suppressed: np.ndarray | None = None
 ) -> tuple[Peaks, Features]:
@@ -274,25 +320,7 @@ def find_features(
     if suppressed is None:
         suppressed = suppressed_scans(ms1.scan, ms1.rt, fraction=p.suppressed_fraction)
     ms1 = unresolved_merged(ms1, p)
-    if p.trace_linking == "scan-to-scan":
-        order, starts = mass_traces(
-            ms1.scan,
-            ms1.mz,
-            ppm=p.mz_tolerance_ppm,
-            max_gap=p.max_gap_scans,
-            min_points=p.min_scans,
-            suppressed=suppressed,
-        )
-    else:
-        order, starts = track_traces(
-            ms1.scan,
-            ms1.mz,
-            n_scans=len(ms1.rt),
-            ppm=p.mz_tolerance_ppm,
-            max_gap=p.max_gap_scans,
-            min_points=p.min_scans,
-            suppressed=suppressed,
-        )
+    order, starts = link_traces(ms1, p, suppressed=suppressed, min_points=p.min_scans)
     pk = trace_peaks(
         order,
         starts,
@@ -313,17 +341,7 @@ def find_features(
         suppressed=suppressed,
         wander_is_noise=p.baseline_margin < 0,
     )
-    keep = above_baseline(
-        pk,
-        scan=ms1.scan,
-        mz=ms1.mz,
-        intensity=ms1.intensity,
-        rt=ms1.rt,
-        ppm=p.mz_tolerance_ppm,
-        margin=p.baseline_margin,
-        suppressed=suppressed,
-    )
-    pk = subset_peaks(pk, keep)
+    pk = subset_peaks(pk, on_ion_current(pk, ms1, p, suppressed=suppressed))
     return pk, group_isotopes(pk, ppm=p.mz_tolerance_ppm)
 
 
@@ -472,6 +490,135 @@ def with_sample_id(table: pa.Table, sample_id: str | None) -> pa.Table:
 
 
 # --------------------------------------------------------------------------- grouping
+def _align_peaks(
+    mz: np.ndarray,
+    rt: np.ndarray,
+    height: np.ndarray,
+    run_of: np.ndarray,
+    *,
+    n_runs: int,
+    mz_ppm: float,
+    rt_s: float,
+) -> tuple[np.ndarray, int]:
+    """Group the peaks of several runs: (group of each peak, number of groups).
+
+    Greedy, the most intense peak not yet grouped first (ties: by m/z, then RT): it seeds a
+    group and takes, from every other run, the ungrouped peak within ``mz_ppm`` and ``rt_s``
+    nearest to it (on |dm/z| / tolerance + |dRT| / tolerance).
+    """
+    group = np.full(len(mz), -1, dtype=np.int64)
+    # per run: indices sorted by m/z, for a searchsorted window per seed
+    by_run = {}
+    for r in range(n_runs):
+        ii = np.flatnonzero(run_of == r)
+        ii = ii[np.argsort(mz[ii], kind="stable")]
+        by_run[r] = (ii, mz[ii])
+    next_id = 0
+    for seed in np.lexsort((rt, mz, -height)):
+        if group[seed] >= 0:
+            continue
+        group[seed] = next_id
+        tol = mz[seed] * mz_ppm * 1e-6
+        for r, (ii, mzs) in by_run.items():
+            if r == run_of[seed]:
+                continue
+            a, b = (
+                np.searchsorted(mzs, mz[seed] - tol),
+                np.searchsorted(mzs, mz[seed] + tol, side="right"),
+            )
+            cand = ii[a:b]
+            cand = cand[(group[cand] < 0) & (np.abs(rt[cand] - rt[seed]) <= rt_s)]
+            if len(cand):
+                d = np.abs(mz[cand] - mz[seed]) / tol + np.abs(rt[cand] - rt[seed]) / rt_s
+                group[cand[np.argmin(d)]] = next_id
+        next_id += 1
+    return group, next_id
+
+
+def _groups_in_order(
+    group: np.ndarray, n_groups: int, *, mz: np.ndarray, rt: np.ndarray, height: np.ndarray
+) -> list[tuple[int, float, float]]:
+    """(group, height-weighted m/z, median RT) of every group, by m/z then RT: the order of
+    the SMF_IDs, so that they are stable and readable."""
+    rows = []
+    for g in range(n_groups):
+        m = group == g
+        w = height[m]
+        rows.append((g, float(np.sum(mz[m] * w) / np.sum(w)), float(np.median(rt[m]))))
+    rows.sort(key=lambda x: (x[1], x[2]))
+    return rows
+
+
+def _feature_rows(
+    rows: list[tuple[int, float, float]],
+    group: np.ndarray,
+    *,
+    peaks: pd.DataFrame,
+    rt: np.ndarray,
+    runs: list[str],
+    run_of: np.ndarray,
+) -> tuple[dict[str, list], dict[str, list[float]]]:
+    """The feature x run matrix's columns (SMF_ID 1.. in the order of ``rows``; an
+    ``abundance_assay[<run>]`` column per run), and per run the RT offsets of its peaks from
+    their group's median RT (groups found in every run only); ``rt``: the peaks' apex RT."""
+    cols: dict[str, list] = {
+        "SMF_ID": [],
+        "exp_mass_to_charge": [],
+        "retention_time_in_seconds": [],
+        "retention_time_in_seconds_start": [],
+        "retention_time_in_seconds_end": [],
+        "n_runs": [],
+    }
+    abundance = {r: [] for r in runs}
+    drift: dict[str, list[float]] = {r: [] for r in runs}
+    for new, (g, gmz, grt) in enumerate(rows, start=1):
+        m = np.flatnonzero(group == g)
+        cols["SMF_ID"].append(new)
+        cols["exp_mass_to_charge"].append(gmz)
+        cols["retention_time_in_seconds"].append(grt)
+        cols["retention_time_in_seconds_start"].append(
+            float(peaks["rt_start_s"].to_numpy()[m].min())
+        )
+        cols["retention_time_in_seconds_end"].append(float(peaks["rt_end_s"].to_numpy()[m].max()))
+        cols["n_runs"].append(len(m))
+        areas = dict.fromkeys(runs)
+        for i in m:
+            areas[runs[run_of[i]]] = float(peaks["area"].iat[i])
+            if len(m) == len(runs) and len(runs) > 1:
+                drift[runs[run_of[i]]].append(float(rt[i] - grt))
+        for r in runs:
+            abundance[r].append(areas[r])
+    return {**cols, **{f"abundance_assay[{r}]": abundance[r] for r in runs}}, drift
+
+
+def _features_schema(runs: list[str], run_sample: dict[str, str | None]) -> pa.Schema:
+    """The feature x run matrix's schema; the runs and their samples in its metadata."""
+    fields = [
+        pa.field("SMF_ID", pa.int64()),
+        pa.field("exp_mass_to_charge", pa.float64()),
+        pa.field("retention_time_in_seconds", pa.float64()),
+        pa.field("retention_time_in_seconds_start", pa.float64()),
+        pa.field("retention_time_in_seconds_end", pa.float64()),
+        pa.field("n_runs", pa.int32()),
+    ]
+    # each run's column names its sample in the field metadata (mzTab-M: assay -> sample)
+    fields += [
+        pa.field(
+            f"abundance_assay[{r}]",
+            pa.float64(),
+            metadata={b"sample_id": sample.encode()} if (sample := run_sample[r]) else None,
+        )
+        for r in runs
+    ]
+    return pa.schema(
+        fields,
+        metadata={
+            b"binds:runs": json.dumps(runs).encode(),
+            b"binds:samples": json.dumps(run_sample, sort_keys=True).encode(),
+        },
+    )
+
+
 def group_features(
     *,
     peak_tables: list[str | Path],
@@ -505,104 +652,27 @@ def group_features(
     allp = pa.concat_tables(tables).to_pandas() if tables else PEAK_SCHEMA.empty_table().to_pandas()
     run_idx = {r: i for i, r in enumerate(runs)}
     n = len(allp)
-    group = np.full(n, -1, dtype=np.int64)
     mz = allp["mz"].to_numpy() if n else np.zeros(0)
     rt = allp["rt_apex_s"].to_numpy() if n else np.zeros(0)
     height = allp["height"].to_numpy() if n else np.zeros(0)
     ridx = allp["run"].map(run_idx).to_numpy() if n else np.zeros(0, int)
-    # per run: indices sorted by m/z, for a searchsorted window per seed
-    by_run = {}
-    for r in range(len(runs)):
-        ii = np.flatnonzero(ridx == r)
-        ii = ii[np.argsort(mz[ii], kind="stable")]
-        by_run[r] = (ii, mz[ii])
-    next_id = 0
-    for seed in np.lexsort((rt, mz, -height)):
-        if group[seed] >= 0:
-            continue
-        group[seed] = next_id
-        tol = mz[seed] * p.align_mz_tolerance_ppm * 1e-6
-        for r, (ii, mzs) in by_run.items():
-            if r == ridx[seed]:
-                continue
-            a, b = (
-                np.searchsorted(mzs, mz[seed] - tol),
-                np.searchsorted(mzs, mz[seed] + tol, side="right"),
-            )
-            cand = ii[a:b]
-            cand = cand[(group[cand] < 0) & (np.abs(rt[cand] - rt[seed]) <= p.align_rt_tolerance_s)]
-            if len(cand):
-                d = (
-                    np.abs(mz[cand] - mz[seed]) / tol
-                    + np.abs(rt[cand] - rt[seed]) / p.align_rt_tolerance_s
-                )
-                group[cand[np.argmin(d)]] = next_id
-        next_id += 1
-    # number the groups by m/z then RT so SMF_IDs are stable and readable
-    rows = []
-    for g in range(next_id):
-        m = group == g
-        w = height[m]
-        rows.append((g, float(np.sum(mz[m] * w) / np.sum(w)), float(np.median(rt[m]))))
-    rows.sort(key=lambda x: (x[1], x[2]))
-    renumber = np.zeros(max(next_id, 1), dtype=np.int64)
+    group, n_groups = _align_peaks(
+        mz,
+        rt,
+        height,
+        ridx,
+        n_runs=len(runs),
+        mz_ppm=p.align_mz_tolerance_ppm,
+        rt_s=p.align_rt_tolerance_s,
+    )
+    rows = _groups_in_order(group, n_groups, mz=mz, rt=rt, height=height)
+    renumber = np.zeros(max(n_groups, 1), dtype=np.int64)
     for new, (g, _, _) in enumerate(rows, start=1):
         renumber[g] = new
-    smf = renumber[group] if n else np.zeros(0, np.int64)
-    allp["SMF_ID"] = smf
-    cols: dict[str, list] = {
-        "SMF_ID": [],
-        "exp_mass_to_charge": [],
-        "retention_time_in_seconds": [],
-        "retention_time_in_seconds_start": [],
-        "retention_time_in_seconds_end": [],
-        "n_runs": [],
-    }
-    abundance = {r: [] for r in runs}
-    drift: dict[str, list[float]] = {r: [] for r in runs}
-    for new, (g, gmz, grt) in enumerate(rows, start=1):
-        m = np.flatnonzero(group == g)
-        cols["SMF_ID"].append(new)
-        cols["exp_mass_to_charge"].append(gmz)
-        cols["retention_time_in_seconds"].append(grt)
-        cols["retention_time_in_seconds_start"].append(
-            float(allp["rt_start_s"].to_numpy()[m].min())
-        )
-        cols["retention_time_in_seconds_end"].append(float(allp["rt_end_s"].to_numpy()[m].max()))
-        cols["n_runs"].append(len(m))
-        areas = dict.fromkeys(runs)
-        for i in m:
-            areas[runs[ridx[i]]] = float(allp["area"].iat[i])
-            if len(m) == len(runs) and len(runs) > 1:
-                drift[runs[ridx[i]]].append(float(rt[i] - grt))
-        for r in runs:
-            abundance[r].append(areas[r])
+    allp["SMF_ID"] = renumber[group] if n else np.zeros(0, np.int64)
+    data, drift = _feature_rows(rows, group, peaks=allp, rt=rt, runs=runs, run_of=ridx)
     run_sample = {r: _sample_of(t) for r, t in zip(runs, tables, strict=True)}
-    fields = [
-        pa.field("SMF_ID", pa.int64()),
-        pa.field("exp_mass_to_charge", pa.float64()),
-        pa.field("retention_time_in_seconds", pa.float64()),
-        pa.field("retention_time_in_seconds_start", pa.float64()),
-        pa.field("retention_time_in_seconds_end", pa.float64()),
-        pa.field("n_runs", pa.int32()),
-    ]
-    # each run's column names its sample in the field metadata (mzTab-M: assay -> sample)
-    fields += [
-        pa.field(
-            f"abundance_assay[{r}]",
-            pa.float64(),
-            metadata={b"sample_id": run_sample[r].encode()} if run_sample[r] else None,
-        )
-        for r in runs
-    ]
-    schema = pa.schema(
-        fields,
-        metadata={
-            b"binds:runs": json.dumps(runs).encode(),
-            b"binds:samples": json.dumps(run_sample, sort_keys=True).encode(),
-        },
-    )
-    data = {**cols, **{f"abundance_assay[{r}]": abundance[r] for r in runs}}
+    schema = _features_schema(runs, run_sample)
     _write(pa.Table.from_pydict(data, schema=schema), features_out, FEATURES_FORMAT)
     long_schema = PEAK_SCHEMA.append(pa.field("SMF_ID", pa.int64()))
     allp = allp.sort_values(["run", "peak_id"], kind="stable") if n else allp
@@ -611,12 +681,11 @@ def group_features(
         peaks_out,
         FEATURE_PEAKS_FORMAT,
     )
-    rt_drift = {r: (float(np.median(v)) if v else None) for r, v in drift.items()}
     qc = {
-        "n_features": next_id,
-        "n_features_all_runs": int(sum(1 for c in cols["n_runs"] if c == len(runs))),
+        "n_features": n_groups,
+        "n_features_all_runs": int(sum(1 for c in data["n_runs"] if c == len(runs))),
         "features_per_run": {r: int((ridx == i).sum()) for r, i in run_idx.items()},
-        "rt_drift_s": rt_drift,
+        "rt_drift_s": {r: (float(np.median(v)) if v else None) for r, v in drift.items()},
         "ion_suppressed_scans": {r: v["n_scans"] for r, v in suppression.items()},
         "ion_suppression_rt_s": {r: v["stretches_rt_s"] for r, v in suppression.items()},
     }
@@ -636,6 +705,8 @@ __all__ = [
     "features_of_run",
     "find_features",
     "group_features",
+    "link_traces",
+    "on_ion_current",
     "read_ms1",
     "unresolved_merged",
     "with_sample_id",

@@ -931,65 +931,33 @@ def _retention_time_s(
     return rt * factor if rt is not None else None
 
 
-def parse_spectrum(
-    el: bytes, groups: dict[bytes, bytes], *, file: str, rt_notes: set[str]
-) -> Spectrum:
-    """One ``<spectrum>`` element -> :class:`Spectrum` (raises InputError naming the index)."""
-    tag_end = el.find(b">")
-    index, native_id, default_length = _spectrum_identity(el, tag_end)
-    if default_length is None:
-        where = f"spectrum index {index} (id {native_id!r})"
-        raise InputError(
-            Problem(
-                "spectrum has no valid defaultArrayLength attribute",
-                file=file,
-                where=where,
-                hint="the file is not valid mzML; re-convert it",
-            )
-        ) from None
-    bl = el.find(b"<binaryDataArrayList", tag_end)
-    meta = el[tag_end : bl if bl >= 0 else len(el)]
-    meta = _expand_groups(meta, groups)
-    values, units = _spectrum_terms(meta)
-    value = values.get
-    lvl = value(MS_LEVEL)
+def _bad_spectrum(message: str, hint: str, *, file: str, index: int, native_id: str) -> InputError:
+    """The error for spectrum ``index`` of ``file``: names the file, the spectrum and the fix."""
+    where = f"spectrum index {index} (id {native_id!r})"
+    return InputError(Problem(message, file=file, where=where, hint=hint))
+
+
+def _ms_level(values: dict[bytes, bytes]) -> int | None:
+    """The spectrum's MS level: its 'ms level' cvParam, else 1 for an 'MS1 spectrum'."""
+    lvl = values.get(MS_LEVEL)
     if lvl is not None and lvl.strip().isdigit():
-        ms_level = int(lvl)
-    elif MS1_SPECTRUM in values:
-        ms_level = 1
-    else:
-        where = f"spectrum index {index} (id {native_id!r})"
-        raise InputError(
-            Problem(
-                "spectrum has no 'ms level' cvParam (MS:1000511)",
-                file=file,
-                where=where,
-                hint="the file lacks required cvParams; re-convert it with msconvert",
-            )
-        )
-    rt_s = _retention_time_s(values, units, rt_notes)
-    terms = values
-    polarity = "positive" if POSITIVE in terms else ("negative" if NEGATIVE in terms else None)
-    centroided = True if CENTROID in terms else (False if PROFILE in terms else None)
-    try:
-        arrays, _ = _arrays(
-            el, bl if bl >= 0 else len(el), default_length, (MZ_ARRAY, INTENSITY_ARRAY), groups
-        )
-    except _BadArray as bad:
-        where = f"spectrum index {index} (id {native_id!r})"
-        raise InputError(Problem(bad.message, file=file, where=where, hint=bad.hint)) from None
+        return int(lvl)
+    return 1 if MS1_SPECTRUM in values else None
+
+
+def _peak_arrays(
+    el: bytes, start: int, default_length: int, groups: dict[bytes, bytes]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The spectrum's m/z (float64) and intensity (float32) arrays; raises _BadArray (a
+    missing array of a spectrum with peaks too)."""
+    arrays, _ = _arrays(el, start, default_length, (MZ_ARRAY, INTENSITY_ARRAY), groups)
     if default_length and (MZ_ARRAY not in arrays or INTENSITY_ARRAY not in arrays):
-        where = f"spectrum index {index} (id {native_id!r})"
         missing = (
             "m/z array (MS:1000514)" if MZ_ARRAY not in arrays else "intensity array (MS:1000515)"
         )
-        raise InputError(
-            Problem(
-                f"spectrum has {default_length} peaks but no {missing}",
-                file=file,
-                where=where,
-                hint="the file lacks required arrays or cvParams; re-convert it",
-            )
+        raise _BadArray(
+            f"spectrum has {default_length} peaks but no {missing}",
+            "the file lacks required arrays or cvParams; re-convert it",
         )
     mz = arrays.get(MZ_ARRAY, _EMPTY64)
     inten = arrays.get(INTENSITY_ARRAY, _EMPTY32)
@@ -997,6 +965,47 @@ def parse_spectrum(
         mz = mz.astype(np.float64)
     if inten.dtype != np.float32:
         inten = inten.astype(np.float32)
+    return mz, inten
+
+
+def parse_spectrum(
+    el: bytes, groups: dict[bytes, bytes], *, file: str, rt_notes: set[str]
+) -> Spectrum:
+    """One ``<spectrum>`` element -> :class:`Spectrum` (raises InputError naming the index)."""
+    tag_end = el.find(b">")
+    index, native_id, default_length = _spectrum_identity(el, tag_end)
+    if default_length is None:
+        raise _bad_spectrum(
+            "spectrum has no valid defaultArrayLength attribute",
+            "the file is not valid mzML; re-convert it",
+            file=file,
+            index=index,
+            native_id=native_id,
+        ) from None
+    bl = el.find(b"<binaryDataArrayList", tag_end)
+    meta = el[tag_end : bl if bl >= 0 else len(el)]
+    meta = _expand_groups(meta, groups)
+    values, units = _spectrum_terms(meta)
+    value = values.get
+    ms_level = _ms_level(values)
+    if ms_level is None:
+        raise _bad_spectrum(
+            "spectrum has no 'ms level' cvParam (MS:1000511)",
+            "the file lacks required cvParams; re-convert it with msconvert",
+            file=file,
+            index=index,
+            native_id=native_id,
+        )
+    rt_s = _retention_time_s(values, units, rt_notes)
+    terms = values
+    polarity = "positive" if POSITIVE in terms else ("negative" if NEGATIVE in terms else None)
+    centroided = True if CENTROID in terms else (False if PROFILE in terms else None)
+    try:
+        mz, inten = _peak_arrays(el, bl if bl >= 0 else len(el), default_length, groups)
+    except _BadArray as bad:
+        raise _bad_spectrum(
+            bad.message, bad.hint, file=file, index=index, native_id=native_id
+        ) from None
     charge = value(CHARGE_STATE)
     return Spectrum(
         index=index,

@@ -923,6 +923,144 @@ def _base_level(
     return np.where(use, standing, base)
 
 
+@dataclass(frozen=True, slots=True)
+class _Candidates:
+    """The maxima that survive the prominence test, one per candidate peak: its trace, and
+    its apex and valleys as positions in the dense layout; ``same_next``: the next candidate
+    is on the same trace, ``first_in_trace``: no candidate before it on its trace; the
+    smoothed profile at its apex and at its two valleys."""
+
+    trace: np.ndarray
+    apex_pos: np.ndarray
+    left_pos: np.ndarray
+    right_pos: np.ndarray
+    same_next: np.ndarray
+    first_in_trace: np.ndarray
+    apex_s: np.ndarray
+    left_s: np.ndarray
+    right_s: np.ndarray
+
+
+def _peak_shape(
+    d: _Dense, c: _Candidates, *, noise: TraceNoise, rt: np.ndarray, min_snr: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per candidate: the level it is measured from (:func:`_base_level`), its FWHM above
+    that level, and whether the run's start or end cuts it (:func:`_edge_of_run_slope`)."""
+    apex_s = c.apex_s
+    base = _base_level(
+        d,
+        trace_a=c.trace,
+        apex_s=apex_s,
+        apex_pos=c.apex_pos,
+        left_pos=c.left_pos,
+        right_pos=c.right_pos,
+        lval=c.left_s,
+        rval=c.right_s,
+        first_in_trace=c.first_in_trace,
+        same_next=c.same_next,
+        n_scans_run=len(rt),
+        noise=noise,
+        min_snr=min_snr,
+    )
+    half = base + (apex_s - base) / 2
+    fwhm = _half_height_width(
+        d, left_pos=c.left_pos, apex_pos=c.apex_pos, right_pos=c.right_pos, half=half
+    )
+    cut = _edge_of_run_slope(
+        d,
+        trace_a=c.trace,
+        first_in_trace=c.first_in_trace,
+        same_next=c.same_next,
+        half=half,
+        apex_s=apex_s,
+        left_pos=c.left_pos,
+        right_pos=c.right_pos,
+        n_scans_run=len(rt),
+        rt=rt,
+    )
+    return base, fwhm, cut
+
+
+def _peak_extent(d: _Dense, c: _Candidates, *, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per candidate, its first and last position (in ``d``): from its valleys, trimmed to
+    where the profile is within 2 % of the apex above ``base``, inside its trace."""
+    apex_s = c.apex_s
+    le, re = _flank_crossings(
+        d,
+        left_pos=c.left_pos,
+        apex_pos=c.apex_pos,
+        right_pos=c.right_pos,
+        level=base + 0.02 * (apex_s - base),
+        inside=d.in_trace,
+    )
+    trace_lo = d.off[c.trace] + _PAD
+    trace_hi = trace_lo + d.span[c.trace] - 1
+    start = np.clip(np.where(le >= 0, le, c.left_pos), trace_lo, trace_hi)
+    end = np.clip(np.where(re >= 0, re, c.right_pos), trace_lo, trace_hi)
+    return start, end
+
+
+def _snr_against_wander(
+    d: _Dense,
+    c: _Candidates,
+    *,
+    rt: np.ndarray,
+    snr: np.ndarray,
+    prominence: np.ndarray,
+    fwhm: np.ndarray,
+    base: np.ndarray,
+    noise: TraceNoise,
+) -> np.ndarray:
+    """``snr``, where the trace's slow wander is noise too: on a trace far longer than the
+    peak (a background ion), for a peak whose valleys both stay high (a hump of the ion's
+    level, not a compound eluting on a trace that returns to the floor between its peaks, as
+    isomers do)."""
+    trace_s = rt[d.last] - rt[d.first]
+    long_trace = (trace_s[c.trace] >= LONG_TRACE_FWHMS * np.maximum(fwhm, 1e-9)) & (
+        base >= 0.3 * c.apex_s
+    )
+    return np.where(
+        long_trace, np.minimum(snr, prominence / np.maximum(noise.wander[c.trace], 1e-12)), snr
+    )
+
+
+def _kept_peaks(
+    d: _Dense,
+    c: _Candidates,
+    keep: np.ndarray,
+    *,
+    start: np.ndarray,
+    end: np.ndarray,
+    raw: _RawMeasures,
+    fwhm: np.ndarray,
+    snr: np.ndarray,
+) -> Peaks:
+    """The candidates ``keep`` (indices) as :class:`Peaks`, their positions in ``d`` turned
+    into the run's scans; the dense traces kept whole."""
+    trace_lo = d.off[c.trace] + _PAD
+    to_scan = lambda p: (p - trace_lo + d.first[c.trace])[keep]  # noqa: E731
+    return Peaks(
+        trace=c.trace[keep],
+        mz=raw.mz[keep],
+        apex_scan=to_scan(raw.apex),
+        start_scan=to_scan(start),
+        end_scan=to_scan(end),
+        rt_apex=d.rt_d[raw.apex][keep],
+        rt_start=d.rt_d[start][keep],
+        rt_end=d.rt_d[end][keep],
+        height=raw.height[keep],
+        area=raw.area[keep],
+        fwhm=fwhm[keep],
+        snr=snr[keep],
+        n_scans=raw.n_scans[keep],
+        rt_smooth_apex=_smooth_apex_rt(d, c.apex_pos)[keep],
+        smooth=d.s,
+        trace_offset=d.off + _PAD,
+        trace_first_scan=d.first,
+        trace_last_scan=d.last,
+    )
+
+
 def trace_peaks(
     order: np.ndarray,
     starts: np.ndarray,
@@ -968,68 +1106,29 @@ def trace_peaks(
     if not len(a):
         return _no_peaks(d.s, d.off + _PAD, d.first, d.last)
     left_pos, right_pos, same_next, first_in_trace = _valleys(d, max_pos, min_pos, a)
-    trace_a, apex_pos = d.tr_d[max_pos[a]], max_pos[a]
-    apex_s, lval, rval = d.s[apex_pos], d.s[left_pos], d.s[right_pos]
-    higher_v = np.maximum(np.maximum(lval, rval), noise.valley_floor[trace_a])
+    apex_pos = max_pos[a]
+    c = _Candidates(
+        trace=d.tr_d[apex_pos],
+        apex_pos=apex_pos,
+        left_pos=left_pos,
+        right_pos=right_pos,
+        same_next=same_next,
+        first_in_trace=first_in_trace,
+        apex_s=d.s[apex_pos],
+        left_s=d.s[left_pos],
+        right_s=d.s[right_pos],
+    )
+    apex_s = c.apex_s
+    higher_v = np.maximum(np.maximum(c.left_s, c.right_s), noise.valley_floor[c.trace])
     prominence = apex_s - higher_v
-    snr = prominence / noise.at(higher_v, trace_a)
-    base = _base_level(
-        d,
-        trace_a=trace_a,
-        apex_s=apex_s,
-        apex_pos=apex_pos,
-        left_pos=left_pos,
-        right_pos=right_pos,
-        lval=lval,
-        rval=rval,
-        first_in_trace=first_in_trace,
-        same_next=same_next,
-        n_scans_run=len(rt),
-        noise=noise,
-        min_snr=min_snr,
-    )
-    half = base + (apex_s - base) / 2
-    fwhm = _half_height_width(
-        d, left_pos=left_pos, apex_pos=apex_pos, right_pos=right_pos, half=half
-    )
-    cut = _edge_of_run_slope(
-        d,
-        trace_a=trace_a,
-        first_in_trace=first_in_trace,
-        same_next=same_next,
-        half=half,
-        apex_s=apex_s,
-        left_pos=left_pos,
-        right_pos=right_pos,
-        n_scans_run=len(rt),
-        rt=rt,
-    )
-    # peak extent: from the valleys, trimmed to where the profile is within 2 % of the apex above base
-    le, re = _flank_crossings(
-        d,
-        left_pos=left_pos,
-        apex_pos=apex_pos,
-        right_pos=right_pos,
-        level=base + 0.02 * (apex_s - base),
-        inside=d.in_trace,
-    )
-    trace_lo = d.off[trace_a] + _PAD
-    trace_hi = trace_lo + d.span[trace_a] - 1
-    start = np.clip(np.where(le >= 0, le, left_pos), trace_lo, trace_hi)
-    end = np.clip(np.where(re >= 0, re, right_pos), trace_lo, trace_hi)
-    raw = _raw_measures(d, mz_of_points=mz[order], start=start, end=end, apex_pos=apex_pos)
-    # on a trace far longer than the peak (a background ion), the slow wander of the trace is
-    # noise too, for a peak whose valleys both stay high (a hump of the ion's level, not a
-    # compound eluting on a trace that returns to the floor between its peaks, as isomers do)
-    trace_s = rt[d.last] - rt[d.first]
-    long_trace = (
-        wander_is_noise
-        & (trace_s[trace_a] >= LONG_TRACE_FWHMS * np.maximum(fwhm, 1e-9))
-        & (base >= 0.3 * apex_s)
-    )
-    snr = np.where(
-        long_trace, np.minimum(snr, prominence / np.maximum(noise.wander[trace_a], 1e-12)), snr
-    )
+    snr = prominence / noise.at(higher_v, c.trace)
+    base, fwhm, cut = _peak_shape(d, c, noise=noise, rt=rt, min_snr=min_snr)
+    start, end = _peak_extent(d, c, base=base)
+    raw = _raw_measures(d, mz_of_points=mz[order], start=start, end=end, apex_pos=c.apex_pos)
+    if wander_is_noise:
+        snr = _snr_against_wander(
+            d, c, rt=rt, snr=snr, prominence=prominence, fwhm=fwhm, base=base, noise=noise
+        )
     keep = np.flatnonzero(
         ~cut
         & (snr >= min_snr)
@@ -1039,27 +1138,7 @@ def trace_peaks(
         & (fwhm >= min_fwhm_s)
         & (fwhm <= max_fwhm_s)
     )
-    to_scan = lambda p: (p - trace_lo + d.first[trace_a])[keep]  # noqa: E731
-    return Peaks(
-        trace=trace_a[keep],
-        mz=raw.mz[keep],
-        apex_scan=to_scan(raw.apex),
-        start_scan=to_scan(start),
-        end_scan=to_scan(end),
-        rt_apex=d.rt_d[raw.apex][keep],
-        rt_start=d.rt_d[start][keep],
-        rt_end=d.rt_d[end][keep],
-        height=raw.height[keep],
-        area=raw.area[keep],
-        fwhm=fwhm[keep],
-        snr=snr[keep],
-        n_scans=raw.n_scans[keep],
-        rt_smooth_apex=_smooth_apex_rt(d, apex_pos)[keep],
-        smooth=d.s,
-        trace_offset=d.off + _PAD,
-        trace_first_scan=d.first,
-        trace_last_scan=d.last,
-    )
+    return _kept_peaks(d, c, keep, start=start, end=end, raw=raw, fwhm=fwhm, snr=snr)
 
 
 def xic_peak(
@@ -1160,6 +1239,92 @@ def _low_quantile(v: np.ndarray) -> float:
     return float(np.partition(v, k)[k])
 
 
+def _centroids_in_windows(
+    peak_mz: np.ndarray,
+    *,
+    scan: np.ndarray,
+    mz: np.ndarray,
+    rel: float,
+    first: np.ndarray,
+    stop: np.ndarray,
+    n_scans: int,
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """The centroids in bins of ``rel`` in log m/z, sorted by (bin, scan) (``by_key``: their
+    order), and per bin offset -1, 0, 1 the range [r0, r1) of that order that holds a peak's
+    bin in its scans [``first``, ``stop``): with a tolerance of ``peak_mz`` x ``rel`` the
+    centroids near a peak are in those three contiguous runs, found by binary search, so a
+    long run's background ion costs its window, not its whole length."""
+    key = np.floor(np.log(np.maximum(mz, 1e-9)) / rel).astype(np.int64)
+    by_key = np.lexsort((scan, key))
+    span = n_scans + 1
+    composite = key[by_key] * span + scan[by_key].astype(np.int64)
+    pk_key = np.floor(np.log(np.maximum(peak_mz, 1e-9)) / rel).astype(np.int64)
+    runs = [
+        (
+            np.searchsorted(composite, (pk_key + d) * span + first),
+            np.searchsorted(composite, (pk_key + d) * span + stop),
+        )
+        for d in (-1, 0, 1)
+    ]
+    return by_key, runs
+
+
+def _is_flank(xic: np.ndarray, *, s0: int, s1: int, kernel: np.ndarray) -> bool:
+    """The smoothed current peaks at the start or end [s0, s1] of the peak and still rises
+    beyond it (the peak is a flank of a larger one at that m/z)."""
+    kh = len(kernel) // 2
+    # the smoothed current over [s0 - 1, s1 + 1] only (what the flank test needs)
+    g0, g1 = max(0, s0 - 1 - kh), min(len(xic), s1 + 2 + kh)
+    part = np.convolve(xic[g0:g1], kernel, mode="same")
+    j = s0 + int(np.argmax(part[s0 - g0 : s1 + 1 - g0]))
+    top = part[j - g0]
+    return bool(
+        (j == s1 and j + 1 < len(xic) and part[j + 1 - g0] > top)
+        or (j == s0 and j > 0 and part[j - 1 - g0] > top)
+    )
+
+
+def _core_level(xic: np.ndarray, *, s0: int, s1: int, apex: int, half_core) -> float:
+    """The median of the current over the peak's core (``half_core`` scans either side of
+    its apex, inside [s0, s1]); inf when the core is empty."""
+    # every scan of the core, ion-suppressed ones included: the compound that fills the
+    # trap is the peak itself there (171103_PMA_TK_QC_04 at 274.5-276 s)
+    core = np.arange(max(s0, apex - half_core), min(s1, apex + half_core) + 1)
+    if not len(core):
+        return np.inf
+    v = xic[core]
+    k = len(v) // 2  # the median (upper for an even count)
+    return float(np.partition(v, k)[k])
+
+
+def _side_levels(
+    xic: np.ndarray,
+    own_xic: np.ndarray,
+    *,
+    sides: tuple[tuple[int, int], tuple[int, int]],
+    ok: np.ndarray,
+    min_scans: int,
+    runs_to_edge: tuple[bool, bool],
+) -> tuple[list[float], list[float], list[float], int]:
+    """The baseline's sides: for each side [lo, hi) (before, after the peak) with at least
+    ``min_scans`` scans that are ``ok`` (not ion-suppressed), the low quantile of ``xic`` and
+    of ``own_xic`` there and the side's middle; and on how many sides the m/z is present (a
+    side beyond the run's edge counts when the peak's trace runs into that edge)."""
+    levels, own, at = [], [], []
+    n_present = 0
+    for k, (lo_s, hi_s) in enumerate(sides):
+        side = np.arange(lo_s, hi_s)
+        side = side[ok[side]]
+        if len(side) >= min_scans:
+            levels.append(_low_quantile(xic[side]))
+            own.append(_low_quantile(own_xic[side]))
+            at.append(0.5 * float(side[0] + side[-1]))
+            n_present += levels[-1] > 0
+        else:  # a side beyond the run's edge: present if the peak's trace runs into it
+            n_present += bool(runs_to_edge[k])
+    return levels, own, at, n_present
+
+
 def baseline_evidence(
     pk: Peaks,
     *,
@@ -1191,21 +1356,9 @@ def baseline_evidence(
     win = win.astype(np.int64)
     first = np.maximum(0, pk.start_scan.astype(np.int64) - win)
     stop = np.minimum(n_scans, pk.end_scan.astype(np.int64) + win + 1)
-    # the centroids in bins of ``rel`` in log m/z, by (bin, scan): those within ``tol`` of a
-    # peak and in its scan window are three contiguous runs (bins k-1, k, k+1), found by
-    # binary search, so a long run's background ion costs its window, not its whole length
-    key = np.floor(np.log(np.maximum(mz, 1e-9)) / rel).astype(np.int64)
-    by_key = np.lexsort((scan, key))
-    span = n_scans + 1
-    composite = key[by_key] * span + scan[by_key].astype(np.int64)
-    pk_key = np.floor(np.log(np.maximum(pk.mz, 1e-9)) / rel).astype(np.int64)
-    runs = [
-        (
-            np.searchsorted(composite, (pk_key + d) * span + first),
-            np.searchsorted(composite, (pk_key + d) * span + stop),
-        )
-        for d in (-1, 0, 1)
-    ]
+    by_key, runs = _centroids_in_windows(
+        pk.mz, scan=scan, mz=mz, rel=rel, first=first, stop=stop, n_scans=n_scans
+    )
     in_window = sum(r1 - r0 for r0, r1 in runs)
     ok_scan = ~suppressed if suppressed is not None else np.ones(n_scans, bool)
     half_core = np.maximum(1, np.round(CORE_FWHMS * pk.fwhm / cycle)).astype(np.int64)
@@ -1213,7 +1366,6 @@ def baseline_evidence(
     # empty baseline and nothing beyond it (most compounds): not looked at one by one
     crowded = in_window - pk.n_scans > 2
     core_level[~crowded] = np.inf
-    kh = len(kernel) // 2
     # the peak's trace runs into the run's start / end: its ion was there up to that edge
     runs_to_edge = (
         pk.trace_first_scan[pk.trace] == 0,
@@ -1228,42 +1380,21 @@ def baseline_evidence(
         near = inside & (np.abs(mz[idx] - pk.mz[i]) <= pk.mz[i] * ppm * 1e-6)
         xic1 = np.bincount(sc[near] - a, weights=intensity[idx][near], minlength=b - a)
         s0, s1 = int(pk.start_scan[i]) - a, int(pk.end_scan[i]) - a
-        # the smoothed current over [s0 - 1, s1 + 1] only (what the flank test needs)
-        g0, g1 = max(0, s0 - 1 - kh), min(b - a, s1 + 2 + kh)
-        part = np.convolve(xic[g0:g1], kernel, mode="same")
-        j = s0 + int(np.argmax(part[s0 - g0 : s1 + 1 - g0]))
-        top = part[j - g0]
-        flank[i] = (j == s1 and j + 1 < b - a and part[j + 1 - g0] > top) or (
-            j == s0 and j > 0 and part[j - 1 - g0] > top
-        )
+        flank[i] = _is_flank(xic, s0=s0, s1=s1, kernel=kernel)
         c = int(pk.apex_scan[i]) - a
-        # every scan of the core, ion-suppressed ones included: the compound that fills the
-        # trap is the peak itself there (171103_PMA_TK_QC_04 at 274.5-276 s)
-        core = np.arange(max(s0, c - half_core[i]), min(s1, c + half_core[i]) + 1)
-        if len(core):
-            v = xic[core]
-            k = len(v) // 2  # the median (upper for an even count)
-            core_level[i] = float(np.partition(v, k)[k])
-        else:
-            core_level[i] = np.inf
-        levels, own, at = [], [], []
+        core_level[i] = _core_level(xic, s0=s0, s1=s1, apex=c, half_core=half_core[i])
         # the sides begin at the peak's valleys, or 2 FWHM before / 3 FWHM after its apex when
         # those are further (on a background ion's trace the valleys may lie at its ends)
         e0 = max(s0, c - int(np.ceil(2 * pk.fwhm[i] / cycle)))
         e1 = min(s1, c + int(np.ceil(3 * pk.fwhm[i] / cycle)))
-        n_present = 0
-        for k, (lo_s, hi_s) in enumerate(
-            ((max(0, e0 - win[i]), e0), (e1 + 1, min(b - a, e1 + 1 + win[i])))
-        ):
-            side = np.arange(lo_s, hi_s)
-            side = side[ok_scan[side + a]]
-            if len(side) >= max(1, win[i] // 4):
-                levels.append(_low_quantile(xic[side]))
-                own.append(_low_quantile(xic1[side]))
-                at.append(0.5 * float(side[0] + side[-1]))
-                n_present += levels[-1] > 0
-            else:  # a side beyond the run's edge: present if the peak's trace runs into it
-                n_present += bool(runs_to_edge[k][i])
+        levels, own, at, n_present = _side_levels(
+            xic,
+            xic1,
+            sides=((max(0, e0 - win[i]), e0), (e1 + 1, min(b - a, e1 + 1 + win[i]))),
+            ok=ok_scan[a:b],
+            min_scans=max(1, win[i] // 4),
+            runs_to_edge=(runs_to_edge[0][i], runs_to_edge[1][i]),
+        )
         wide[i] = n_present == 2 and pk.fwhm[i] > MAX_FWHM_ON_BACKGROUND_S
         if len(levels) == 2:
             # a drifting or oscillating level: under the apex, between the two sides' levels
@@ -1333,6 +1464,49 @@ def _nearest(sorted_vals: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np
     return np.where(use_hi, hi, lo), np.where(use_hi, d_hi, d_lo)
 
 
+def _taken_by(cm: np.ndarray, pred: np.ndarray, *, tol: float) -> np.ndarray:
+    """Per centroid of one scan (m/z ``cm``), the open trace (index into ``pred``, their
+    predicted m/z) it is given to, or -1: a centroid and a trace that are each other's
+    nearest within ``tol`` (relative) are linked, then the same again among the ones left."""
+    taken_by = np.full(len(cm), -1, np.int64)
+    o = np.argsort(pred, kind="stable")
+    pred_s = pred[o]
+    free_c = np.ones(len(cm), bool)
+    free_t = np.ones(len(pred_s), bool)
+    for _ in range(2):
+        ci = np.flatnonzero(free_c)
+        ti = np.flatnonzero(free_t)
+        if not len(ci) or not len(ti):
+            break
+        near_t, d_t = _nearest(pred_s[ti], cm[ci])  # per centroid: nearest free trace
+        near_c, _ = _nearest(cm[ci], pred_s[ti])  # per trace: nearest free centroid
+        ok = (near_t >= 0) & (d_t <= cm[ci] * tol)
+        ok &= near_c[np.maximum(near_t, 0)] == np.arange(len(ci))
+        c_ok, t_ok = ci[ok], ti[near_t[ok]]
+        taken_by[c_ok] = o[t_ok]
+        free_c[c_ok] = False
+        free_t[t_ok] = False
+    return taken_by
+
+
+def _traces_in_order(
+    trace_of: np.ndarray, scan: np.ndarray, *, n_traces: int, min_points: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(order, starts) of the traces of at least ``min_points`` centroids (``trace_of``: the
+    trace of each centroid): the centroids trace by trace, each trace's in scan order, and
+    where each trace starts in that order (with the end appended)."""
+    size = np.bincount(trace_of, minlength=n_traces)
+    keep = np.flatnonzero(size[trace_of] >= min_points)
+    order = keep[np.lexsort((scan[keep], trace_of[keep]))]
+    r = trace_of[order]
+    starts = (
+        np.flatnonzero(np.concatenate([[True], r[1:] != r[:-1]]))
+        if len(order)
+        else np.zeros(0, np.int64)
+    )
+    return order, np.append(starts, len(order)).astype(np.int64)
+
+
 def track_traces(
     scan: np.ndarray,
     mz: np.ndarray,
@@ -1374,26 +1548,10 @@ def track_traces(
     for s in range(n_scans):
         a, b = bounds[s], bounds[s + 1]
         cm = mz[a:b]
-        taken_by = np.full(b - a, -1, np.int64)  # open trace (index) of each centroid
         if len(t_id) and len(cm):
-            pred = t_sum / t_n
-            o = np.argsort(pred, kind="stable")
-            pred_s = pred[o]
-            free_c = np.ones(len(cm), bool)
-            free_t = np.ones(len(pred_s), bool)
-            for _ in range(2):
-                ci = np.flatnonzero(free_c)
-                ti = np.flatnonzero(free_t)
-                if not len(ci) or not len(ti):
-                    break
-                near_t, d_t = _nearest(pred_s[ti], cm[ci])  # per centroid: nearest free trace
-                near_c, _ = _nearest(cm[ci], pred_s[ti])  # per trace: nearest free centroid
-                ok = (near_t >= 0) & (d_t <= cm[ci] * tol)
-                ok &= near_c[np.maximum(near_t, 0)] == np.arange(len(ci))
-                c_ok, t_ok = ci[ok], ti[near_t[ok]]
-                taken_by[c_ok] = o[t_ok]
-                free_c[c_ok] = False
-                free_t[t_ok] = False
+            taken_by = _taken_by(cm, t_sum / t_n, tol=tol)
+        else:
+            taken_by = np.full(b - a, -1, np.int64)
         hit = taken_by >= 0
         if hit.any():
             ti = taken_by[hit]
@@ -1415,13 +1573,4 @@ def track_traces(
         t_sum = np.concatenate([t_sum[open_], cm[new]])
         t_n = np.concatenate([t_n[open_], np.ones(len(new))])
         t_miss = np.concatenate([t_miss[open_], np.zeros(len(new), np.int64)])
-    size = np.bincount(trace_of, minlength=next_id)
-    keep = np.flatnonzero(size[trace_of] >= min_points)
-    order = keep[np.lexsort((scan[keep], trace_of[keep]))]
-    r = trace_of[order]
-    starts = (
-        np.flatnonzero(np.concatenate([[True], r[1:] != r[:-1]]))
-        if len(order)
-        else np.zeros(0, np.int64)
-    )
-    return order, np.append(starts, len(order)).astype(np.int64)
+    return _traces_in_order(trace_of, scan, n_traces=next_id, min_points=min_points)

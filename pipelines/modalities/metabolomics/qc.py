@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.modalities.metabolomics.convert import read_conversion_qc
+from pipelines.modalities.metabolomics.convert import ConversionQC, read_conversion_qc
 from pipelines.toolkit.figures import save_png
 from pipelines.toolkit.stage import write_json
 from pipelines.toolkit.tables import columns_for, write_table
@@ -105,29 +105,13 @@ def _model_conflict(yaml_model: str | None, file_models: list[str]) -> bool:
     )
 
 
-def write_qc(
-    *,
-    conversions: list[str | Path],
-    chromatograms: list[str | Path],
-    experiment: dict[str, Any],
-    metrics_out: str | Path,
-    runs_out: str | Path,
-    tic_png: str | Path,
-    facts_out: str | Path,
-    features_qc: str | Path | None = None,
-    targets_qc: str | Path | None = None,
-    targets: str | Path | None = None,
-    target_png: str | Path | None = None,
-) -> dict[str, Any]:
-    """Combine the per-run conversion QC, feature and target QC into the experiment's QC outputs."""
-    convs = [read_conversion_qc(p) for p in conversions]
+def runs_table(
+    convs: list[ConversionQC], *, features_qc: dict[str, Any], targets_qc: dict[str, Any]
+) -> pa.Table:
+    """One row per run: the conversion QC, then the run's figures from the feature and target
+    QC (null where a step did not run)."""
+    fq, tq = features_qc, targets_qc
     runs = [c.run for c in convs]
-    fq = json.loads(Path(features_qc).read_text()) if features_qc else {}
-    tq = json.loads(Path(targets_qc).read_text()) if targets_qc else {}
-    Path(tic_png).parent.mkdir(parents=True, exist_ok=True)
-    plot_tic_bpc([Path(c) for c in chromatograms], runs, Path(tic_png))
-    if targets and target_png:
-        plot_target_errors(Path(targets), Path(target_png))
     levels = sorted({k for c in convs for k in c.spectra_per_ms_level})
     table = {
         "run": runs,
@@ -149,6 +133,7 @@ def write_qc(
         **_suppression_stretches(fq.get("ion_suppression_rt_s"), runs),
         "targets_detected": [tq.get("targets_detected", {}).get(r) for r in runs],
     }
+    # the columns that may be all null (a step that did not run) still need their type
     types = {
         "sample_id": pa.string(),
         "n_features": pa.int64(),
@@ -162,21 +147,28 @@ def write_qc(
         "polarity": pa.string(),
         "spectrum_representation": pa.string(),
     }
-    arrays = {k: pa.array(v, type=types.get(k)) for k, v in table.items()}
-    write_table(
-        pa.table(arrays),
-        runs_out,
-        format_name="binds-metabolomics-runs",
-        format_version=1,
-        columns=columns_for("binds-metabolomics-runs"),
-    )
+    return pa.table({k: pa.array(v, type=types.get(k)) for k, v in table.items()})
 
+
+def experiment_polarity(convs: list[ConversionQC]) -> str | None:
+    """The polarity of the experiment's spectra: one, "mixed", or None when no run says."""
     polarities = sorted({c.polarity for c in convs if c.polarity})
-    file_polarity = (
-        "mixed"
-        if len(polarities) > 1 or "mixed" in polarities
-        else (polarities[0] if polarities else None)
-    )
+    if len(polarities) > 1 or "mixed" in polarities:
+        return "mixed"
+    return polarities[0] if polarities else None
+
+
+def experiment_metrics(
+    convs: list[ConversionQC],
+    *,
+    features_qc: dict[str, Any],
+    targets_qc: dict[str, Any],
+    polarity: str | None,
+) -> dict[str, Any]:
+    """The flat key figures for the catalog (``qc/metrics.json``); a figure that is not known
+    is left out, not written as null."""
+    fq, tq = features_qc, targets_qc
+    levels = sorted({k for c in convs for k in c.spectra_per_ms_level})
     reps = sorted({c.centroided for c in convs if c.centroided})
     rts_min = [c.rt_min_s for c in convs if c.rt_min_s is not None]
     rts_max = [c.rt_max_s for c in convs if c.rt_max_s is not None]
@@ -192,7 +184,7 @@ def write_qc(
         "n_peaks": sum(c.n_peaks for c in convs),
         "rt_min_s": round(min(rts_min), 3) if rts_min else None,
         "rt_max_s": round(max(rts_max), 3) if rts_max else None,
-        "polarity": file_polarity,
+        "polarity": polarity,
         "spectrum_representation": "mixed" if len(reps) > 1 else (reps[0] if reps else None),
         "n_chromatograms_in_files": sum(c.n_chromatograms_in_file for c in convs),
     }
@@ -216,25 +208,28 @@ def write_qc(
             target_median_abs_mass_error_ppm=_round(tq.get("target_median_abs_mass_error_ppm")),
             target_max_abs_mass_error_ppm=_round(tq.get("target_max_abs_mass_error_ppm")),
         )
-    metrics = {k: v for k, v in metrics.items() if v is not None}
-    write_json(metrics_out, metrics)
+    return {k: v for k, v in metrics.items() if v is not None}
 
+
+def header_conflicts(
+    experiment: dict[str, Any], *, polarity: str | None, models: list[str]
+) -> list[dict[str, Any]]:
+    """Where experiment.yaml and the files' headers disagree (polarity, instrument model)."""
     block = experiment.get("metabolomics") or {}
-    models = sorted({m["name"] for c in convs for m in c.instrument_models})
     conflicts = []
     stated = block.get("polarity", "auto")
     if (
         stated not in (None, "auto")
-        and file_polarity
-        and stated != file_polarity
-        and not (stated == "switching" and file_polarity == "mixed")
+        and polarity
+        and stated != polarity
+        and not (stated == "switching" and polarity == "mixed")
     ):
         conflicts.append(
             {
                 "field": "metabolomics.polarity",
                 "yaml": stated,
-                "file": file_polarity,
-                "message": f"experiment.yaml says {stated}, the spectra are {file_polarity}",
+                "file": polarity,
+                "message": f"experiment.yaml says {stated}, the spectra are {polarity}",
             }
         )
     yaml_model = (experiment.get("instrument") or {}).get("model")
@@ -247,38 +242,89 @@ def write_qc(
                 "message": f"experiment.yaml says {yaml_model!r}, the mzML headers say {', '.join(models)}",
             }
         )
+    return conflicts
+
+
+def header_facts(
+    convs: list[ConversionQC],
+    *,
+    experiment: dict[str, Any],
+    polarity: str | None,
+    spectrum_representation: str | None,
+    models: list[str],
+) -> dict[str, Any]:
+    """The files' header facts for metadata.jsonld (``_meta/facts.json``'s ``facts``)."""
     software = []
     for c in convs:
         for s in c.software:
             entry = {"name": s.get("name", ""), "version": s.get("version", "")}
-            if entry not in software:
+            if entry not in software:  # in the order the runs name them, once each
                 software.append(entry)
-    facts = {
-        "facts": {
-            "instrument_models": models,
-            "instrument_serials": sorted(
-                {c.instrument_serial for c in convs if c.instrument_serial}
-            ),
-            "software": software,
-            "polarity": file_polarity,
-            "spectrum_representation": metrics.get("spectrum_representation"),
-            "chromatography": block.get("chromatography") or {},
-            "source_files": [
-                {
-                    "name": c.file,
-                    "sha256": c.sha256,
-                    "size_bytes": c.size_bytes,
-                    "run": c.run,
-                    "acquired_start": c.start_time,
-                    "vendor_sources": c.source_files,
-                }
-                for c in convs
-            ],
-            "notes": [n for c in convs for n in c.notes],
-        },
-        "conflicts": conflicts,
+    return {
+        "instrument_models": models,
+        "instrument_serials": sorted({c.instrument_serial for c in convs if c.instrument_serial}),
+        "software": software,
+        "polarity": polarity,
+        "spectrum_representation": spectrum_representation,
+        "chromatography": (experiment.get("metabolomics") or {}).get("chromatography") or {},
+        "source_files": [
+            {
+                "name": c.file,
+                "sha256": c.sha256,
+                "size_bytes": c.size_bytes,
+                "run": c.run,
+                "acquired_start": c.start_time,
+                "vendor_sources": c.source_files,
+            }
+            for c in convs
+        ],
+        "notes": [n for c in convs for n in c.notes],
     }
-    write_json(facts_out, facts)
+
+
+def write_qc(
+    *,
+    conversions: list[str | Path],
+    chromatograms: list[str | Path],
+    experiment: dict[str, Any],
+    metrics_out: str | Path,
+    runs_out: str | Path,
+    tic_png: str | Path,
+    facts_out: str | Path,
+    features_qc: str | Path | None = None,
+    targets_qc: str | Path | None = None,
+    targets: str | Path | None = None,
+    target_png: str | Path | None = None,
+) -> dict[str, Any]:
+    """Combine the per-run conversion QC, feature and target QC into the experiment's QC outputs."""
+    convs = [read_conversion_qc(p) for p in conversions]
+    runs = [c.run for c in convs]
+    fq = json.loads(Path(features_qc).read_text()) if features_qc else {}
+    tq = json.loads(Path(targets_qc).read_text()) if targets_qc else {}
+    Path(tic_png).parent.mkdir(parents=True, exist_ok=True)
+    plot_tic_bpc([Path(c) for c in chromatograms], runs, Path(tic_png))
+    if targets and target_png:
+        plot_target_errors(Path(targets), Path(target_png))
+    write_table(
+        runs_table(convs, features_qc=fq, targets_qc=tq),
+        runs_out,
+        format_name="binds-metabolomics-runs",
+        format_version=1,
+        columns=columns_for("binds-metabolomics-runs"),
+    )
+    polarity = experiment_polarity(convs)
+    metrics = experiment_metrics(convs, features_qc=fq, targets_qc=tq, polarity=polarity)
+    write_json(metrics_out, metrics)
+    models = sorted({m["name"] for c in convs for m in c.instrument_models})
+    conflicts = header_conflicts(experiment, polarity=polarity, models=models)
+    facts = header_facts(
+        convs,
+        experiment=experiment,
+        polarity=polarity,
+        spectrum_representation=metrics.get("spectrum_representation"),
+        models=models,
+    )
+    write_json(facts_out, {"facts": facts, "conflicts": conflicts})
     for c in conflicts:
         log.warning("conflict: %s", c["message"])
     return metrics

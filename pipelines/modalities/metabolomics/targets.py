@@ -126,9 +126,9 @@ TARGET_SCHEMA = pa.schema(
 TARGETS_FORMAT_VERSION = 2
 
 
-def read_targets(path: str | Path, *, default_ppm: float = 10.0) -> list[Target]:
-    """Parse and check the targets CSV; every bad row is reported at once (file, line, column)."""
-    path = Path(path)
+def _target_rows(path: Path) -> list[dict[str, str]]:
+    """The targets CSV's rows as read; raises (one problem) when the file is missing, has no
+    data rows or its header lacks the columns a target needs."""
     name = path.name
     if not path.is_file():
         raise InputError(
@@ -155,6 +155,71 @@ def read_targets(path: str | Path, *, default_ppm: float = 10.0) -> list[Target]
             hint="needs name and mz, or name, formula and adduct (optional: rt_start_s, rt_end_s, ppm)",
         )
         problems.raise_if_any()
+    return rows
+
+
+def _target_mz(row: dict[str, str], *, where: str, problems: ProblemList) -> float | None:
+    """The row's m/z: given, or from its formula + adduct; None (a problem added) when neither
+    is usable."""
+    nm, name = row["name"], problems.file
+    formula, adduct = row.get("formula") or None, row.get("adduct") or None
+    mz_text = row.get("mz", "")
+    try:
+        if mz_text:
+            mz = float(mz_text)
+            if not (0 < mz < 1e5):
+                raise ValueError
+            return mz
+        if formula and adduct:
+            return target_mz(formula=formula, adduct=adduct, file=name, where=where)
+        problems.add(
+            f"{nm!r}: neither mz nor formula + adduct given",
+            where=where,
+            hint=f"e.g. formula C8H10N4O2 and adduct [M+H]+ (known: {', '.join(list(ADDUCTS)[:6])}, ...)",
+        )
+    except ValueError:
+        problems.add(
+            f"{nm!r}: mz {mz_text!r} is not a positive number", where=f"{where}, column mz"
+        )
+    except InputError as err:
+        problems.problems.extend(err.problems)
+    return None
+
+
+def _target_of_row(
+    row: dict[str, str], *, where: str, default_ppm: float, problems: ProblemList
+) -> Target | None:
+    """One named row as a :class:`Target`; None (its problem added) when a value is wrong."""
+    nm = row["name"]
+    mz = _target_mz(row, where=where, problems=problems)
+    if mz is None:
+        return None
+    try:
+        lo = float(row["rt_start_s"]) if row.get("rt_start_s") else None
+        hi = float(row["rt_end_s"]) if row.get("rt_end_s") else None
+        ppm = float(row["ppm"]) if row.get("ppm") else default_ppm
+    except ValueError:
+        problems.add(f"{nm!r}: rt_start_s, rt_end_s and ppm must be numbers", where=where)
+        return None
+    if lo is not None and hi is not None and lo >= hi:
+        problems.add(
+            f"{nm!r}: RT window {lo}-{hi} s is empty",
+            where=where,
+            hint="rt_start_s < rt_end_s, in seconds",
+        )
+        return None
+    if not (0 < ppm <= 100):
+        problems.add(f"{nm!r}: ppm {ppm} outside (0, 100]", where=f"{where}, column ppm")
+        return None
+    formula, adduct = row.get("formula") or None, row.get("adduct") or None
+    return Target(nm, mz, formula, adduct, lo, hi, ppm)
+
+
+def read_targets(path: str | Path, *, default_ppm: float = 10.0) -> list[Target]:
+    """Parse and check the targets CSV; every bad row is reported at once (file, line, column)."""
+    path = Path(path)
+    rows = _target_rows(path)
+    problems = ProblemList(file=path.name)
     out: list[Target] = []
     seen: set[str] = set()
     for i, raw in enumerate(rows, start=2):
@@ -168,48 +233,9 @@ def read_targets(path: str | Path, *, default_ppm: float = 10.0) -> list[Target]
             problems.add(f"duplicate target name {nm!r}", where=where, hint="each compound once")
             continue
         seen.add(nm)
-        formula, adduct = row.get("formula") or None, row.get("adduct") or None
-        mz_text = row.get("mz", "")
-        try:
-            if mz_text:
-                mz = float(mz_text)
-                if not (0 < mz < 1e5):
-                    raise ValueError
-            elif formula and adduct:
-                mz = target_mz(formula=formula, adduct=adduct, file=name, where=where)
-            else:
-                problems.add(
-                    f"{nm!r}: neither mz nor formula + adduct given",
-                    where=where,
-                    hint=f"e.g. formula C8H10N4O2 and adduct [M+H]+ (known: {', '.join(list(ADDUCTS)[:6])}, ...)",
-                )
-                continue
-        except ValueError:
-            problems.add(
-                f"{nm!r}: mz {mz_text!r} is not a positive number", where=f"{where}, column mz"
-            )
-            continue
-        except InputError as err:
-            problems.problems.extend(err.problems)
-            continue
-        try:
-            lo = float(row["rt_start_s"]) if row.get("rt_start_s") else None
-            hi = float(row["rt_end_s"]) if row.get("rt_end_s") else None
-            ppm = float(row["ppm"]) if row.get("ppm") else default_ppm
-        except ValueError:
-            problems.add(f"{nm!r}: rt_start_s, rt_end_s and ppm must be numbers", where=where)
-            continue
-        if lo is not None and hi is not None and lo >= hi:
-            problems.add(
-                f"{nm!r}: RT window {lo}-{hi} s is empty",
-                where=where,
-                hint="rt_start_s < rt_end_s, in seconds",
-            )
-            continue
-        if not (0 < ppm <= 100):
-            problems.add(f"{nm!r}: ppm {ppm} outside (0, 100]", where=f"{where}, column ppm")
-            continue
-        out.append(Target(nm, mz, formula, adduct, lo, hi, ppm))
+        target = _target_of_row(row, where=where, default_ppm=default_ppm, problems=problems)
+        if target is not None:
+            out.append(target)
     problems.raise_if_any()
     return out
 
