@@ -460,7 +460,7 @@ def build_metadata(
     instrument = exp.get("instrument") or {}
     if instrument.get("model"):
         doc["binds:instrumentModel"] = instrument["model"]
-    return _without_empty(doc) | _terms_of_use(experiment=exp, facts=facts)
+    return _without_empty(doc) | _optional_keys(experiment=exp, facts=facts)
 
 
 def _content_prefix(
@@ -487,7 +487,7 @@ def _without_empty(doc: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def _terms_of_use(*, experiment: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
+def _optional_keys(*, experiment: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
     """The optional last keys: embargo, data use (DUO), metadata conflicts, operator."""
     exp = experiment
     terms: dict[str, Any] = {}
