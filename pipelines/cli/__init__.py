@@ -11,11 +11,11 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -24,8 +24,9 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
 
+from pipelines.cli import render
+from pipelines.cli.render import err, human_bytes, out
 from pipelines.describe.metadata import ACCESS_LEVELS, MODALITIES
 from pipelines.errors import BindsError, InputError, Problem, RunError
 from pipelines.orchestrate.monitoring import IMPORT_THREAD as _IMPORT_THREAD  # noqa: F401
@@ -45,9 +46,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-# pipes and CI logs get wide lines rather than a table folded into 80 columns
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True)
 
 WorkDirOpt = Annotated[
     Path | None,
@@ -485,7 +483,7 @@ def _print_publish(result: dict[str, Any], json_out: bool) -> None:
     if json_out:
         if result.get("published", True) and "prefix" in result:
             result = result | {"report": _report_url(result)}
-        out.print_json(json.dumps(result, default=str))
+        render.print_json(result, default=str, coloured=True)
         return
     if not result.get("published", True):
         out.print(
@@ -567,16 +565,6 @@ def publish_cmd(
 
 
 # ----------------------------------------------------------------------------------- catalog
-def _print_catalog_json(selected) -> None:
-    """The rows as JSON on stdout, bytes straight from Arrow (no pandas): ~220 MB at 100,000
-    versions."""
-    from pipelines.access.catalog_json import write_records_json
-
-    sys.stdout.flush()
-    write_records_json(selected, sys.stdout.buffer)
-    sys.stdout.buffer.flush()
-
-
 @app.command()
 @handle_errors
 def catalog(
@@ -678,10 +666,67 @@ def catalog(
 
       binds catalog --compact --json > /dev/null   # fold the recent rows into the snapshots
     """
-    from pipelines.access.catalog_schema import SAMPLE_KEYS, parse_where
-    from pipelines.describe.catalog import rebuild_catalog, sample_rows, select_table
+    from pipelines.access.catalog_schema import SAMPLE_KEYS
+    from pipelines.describe.catalog import sample_rows, select_table
     from pipelines.store import open_store
 
+    _check_catalog_options(access=access, modality=modality, fmt=fmt, for_level=for_level, qc=qc)
+    extra = _where_filters(where)
+    levels = _catalog_levels(access=access, fmt=fmt, for_level=for_level)
+    st = open_store(store, read_only=not (rebuild or compact))
+    if rebuild:
+        _rebuild_catalog(st)
+    if compact:
+        _compact_catalog(st)
+    filters = {
+        "modality": modality,
+        "request_id": request_id,
+        "dataset_id": dataset,
+        "organisms": organism,
+        "tissues": tissue,
+        "cell_types": cell_type,
+        "compounds": compound,
+        "licence": licence,
+        "instrument_model": instrument,
+        "qc_pass": None if qc is None else qc == "pass",
+        **extra,
+    }
+    try:
+        selected = select_table(st, levels=levels, latest=latest, **filters)
+    except KeyError as exc:
+        raise InputError(Problem(str(exc).strip('"'), where="--where")) from None
+    as_json = json_out or fmt == "json"
+    if fmt == "dcat":
+        from pipelines.describe.dcat import catalog_turtle
+
+        turtle = catalog_turtle(
+            selected.to_pandas(), store=st, levels=levels, audience=for_level, base=base_url
+        )
+        sys.stdout.write(turtle)
+    elif samples and as_json:
+        render.print_json(sample_rows(selected.to_pandas()))
+    elif samples:
+        columns = (*SAMPLE_KEYS, "dataset_id", "version", "modality")
+        render.print_table(
+            (_sample_cells(r, columns) for r in sample_rows(selected.to_pandas())),
+            columns=columns,
+            title=f"samples in {st.url}",
+        )
+    elif as_json:
+        render.print_arrow_json(selected)
+    else:
+        render.print_table(
+            (_catalog_cells(r) for r in selected.to_pandas().itertuples()),
+            columns=CATALOG_COLUMNS,
+            title=f"catalog of {st.url}",
+            empty=f"no datasets in {st.url}",
+        )
+
+
+def _check_catalog_options(
+    *, access: str | None, modality: str | None, fmt: str, for_level: str, qc: str | None
+) -> None:
+    """Refuse an unknown level, modality, format, audience or QC outcome (exit 2)."""
     if access and access not in ACCESS_LEVELS:
         raise InputError(
             Problem(
@@ -704,126 +749,92 @@ def catalog(
         )
     if qc not in (None, "pass", "fail"):
         raise InputError(Problem(f"unknown --qc {qc!r}", where="--qc", hint="pass or fail"))
+
+
+def _catalog_levels(*, access: str | None, fmt: str, for_level: str) -> list[str]:
+    """The levels to read: ``--access``'s, or all; for DCAT only those ``--for`` may see."""
+    levels = [access] if access else list(ACCESS_LEVELS)
+    if fmt != "dcat":
+        return levels
+    from pipelines.describe.dcat import audience_levels  # rdflib: imported for DCAT only
+
+    return audience_levels(levels, for_level)  # never export a level the audience may not see
+
+
+def _where_filters(where: list[str] | None) -> dict[str, Any]:
+    """The ``--where`` conditions as catalog filters (a malformed one: exit 2)."""
+    from pipelines.access.catalog_schema import parse_where
+
     try:
-        extra = parse_where(where or [])
+        return parse_where(where or [])
     except ValueError as exc:
         raise InputError(Problem(str(exc), where="--where")) from None
-    levels = [access] if access else list(ACCESS_LEVELS)
-    if fmt == "dcat":  # never export a level the audience may not see
-        visible = ACCESS_LEVELS[: ACCESS_LEVELS.index(for_level) + 1]
-        levels = [lv for lv in levels if lv in visible]
-    st = open_store(store, read_only=not (rebuild or compact))
-    if rebuild:
-        from pipelines.progress import counting
 
-        with counting("reading the manifests") as advance:
-            stats = rebuild_catalog(st, progress=advance)
-        err.print(f"catalog rebuilt from the ledgers: {stats['rows']} rows")
-        for problem in stats["problems"]:  # reported, never rewritten or deleted
-            out.print(problem, highlight=False, markup=False)
-        if stats["problems"]:
-            raise RunError(
-                f"{len(stats['problems'])} problem(s) the rebuild did not repair: "
-                "see `binds verify`"
-            )
-    if compact:
-        from pipelines.describe.catalog import compact_catalog
 
-        for done in compact_catalog(st):
-            err.print(
-                f"{done['catalog']}: snapshot {done['snapshot']} ({done['rows']} rows, "
-                f"{done['folded']} new)",
-                highlight=False,
-                markup=False,
-            )
-    filters = {
-        "modality": modality,
-        "request_id": request_id,
-        "dataset_id": dataset,
-        "organisms": organism,
-        "tissues": tissue,
-        "cell_types": cell_type,
-        "compounds": compound,
-        "licence": licence,
-        "instrument_model": instrument,
-        "qc_pass": None if qc is None else qc == "pass",
-        **extra,
-    }
-    try:
-        selected = select_table(st, levels=levels, latest=latest, **filters)
-    except KeyError as exc:
-        raise InputError(Problem(str(exc).strip('"'), where="--where")) from None
-    if (json_out or fmt == "json") and fmt != "dcat" and not samples:
-        _print_catalog_json(selected)
-        return
-    df = selected.to_pandas()
-    if fmt == "dcat" and for_level == "restricted":  # the curator's export: held versions too
-        import pandas as pd
+def _rebuild_catalog(st: Any) -> None:
+    """``--rebuild``: the catalog rows rewritten from the ledgers; what it could not repair is
+    listed, and fails the command."""
+    from pipelines.describe.catalog import rebuild_catalog
+    from pipelines.progress import counting
 
-        from pipelines.describe.embargo import held_frame
-
-        held = held_frame(st, levels)
-        if len(held):
-            df = pd.concat([df, held], ignore_index=True)
-    if fmt == "dcat":
-        from pipelines.describe.dcat import catalog_graph
-
-        graph = catalog_graph(df, store=st, base=base_url, audience=for_level)
-        sys.stdout.write(graph.serialize(format="turtle"))
-        return
-    if samples:
-        rows = sample_rows(df)
-        if json_out or fmt == "json":
-            sys.stdout.write(json.dumps(rows, indent=2) + "\n")
-            return
-        columns = (*SAMPLE_KEYS, "dataset_id", "version", "modality")
-        table = Table(title=f"samples in {st.url}", title_justify="left")
-        for col in columns:
-            table.add_column(col, overflow="fold")
-        for r in rows:
-            table.add_row(*(str(r[c]) if r[c] is not None else "" for c in columns))
-        out.print(table)
-        return
-    if df.empty:
-        out.print(f"no datasets in {st.url}")
-        return
-    table = Table(title=f"catalog of {st.url}", title_justify="left")
-    for col in (
-        "dataset_id",
-        "version",
-        "modality",
-        "access",
-        "organisms",
-        "title",
-        "created",
-        "qc",
-        "size",
-    ):
-        table.add_column(col, overflow="fold")
-    for r in df.itertuples():
-        qc_text = (
-            "" if r.qc_pass is None or r.qc_pass != r.qc_pass else ("pass" if r.qc_pass else "FAIL")
+    with counting("reading the manifests") as advance:
+        stats = rebuild_catalog(st, progress=advance)
+    err.print(f"catalog rebuilt from the ledgers: {stats['rows']} rows")
+    for problem in stats["problems"]:  # reported, never rewritten or deleted
+        out.print(problem, highlight=False, markup=False)
+    if stats["problems"]:
+        raise RunError(
+            f"{len(stats['problems'])} problem(s) the rebuild did not repair: see `binds verify`"
         )
-        table.add_row(
-            r.dataset_id,
-            f"v{r.version}",
-            r.modality,
-            r.access,
-            ", ".join(r.organisms or []),
-            r.title or "",
-            str(r.created)[:19],
-            qc_text,
-            _human(r.bytes),
+
+
+def _compact_catalog(st: Any) -> None:
+    """``--compact``: each level's snapshot written, one line each on stderr."""
+    from pipelines.describe.catalog import compact_catalog
+
+    for done in compact_catalog(st):
+        err.print(
+            f"{done['catalog']}: snapshot {done['snapshot']} ({done['rows']} rows, "
+            f"{done['folded']} new)",
+            highlight=False,
+            markup=False,
         )
-    out.print(table)
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+#: The columns of ``binds catalog``'s table, one row per version.
+CATALOG_COLUMNS = (
+    "dataset_id",
+    "version",
+    "modality",
+    "access",
+    "organisms",
+    "title",
+    "created",
+    "qc",
+    "size",
+)
+
+
+def _catalog_cells(r: Any) -> list[str]:
+    """One catalog row (a DataFrame tuple) as the cells of :data:`CATALOG_COLUMNS`."""
+    qc_text = (
+        "" if r.qc_pass is None or r.qc_pass != r.qc_pass else ("pass" if r.qc_pass else "FAIL")
+    )
+    return [
+        r.dataset_id,
+        f"v{r.version}",
+        r.modality,
+        r.access,
+        ", ".join(r.organisms or []),
+        r.title or "",
+        str(r.created)[:19],
+        qc_text,
+        human_bytes(r.bytes),
+    ]
+
+
+def _sample_cells(r: dict[str, Any], columns: Sequence[str]) -> list[str]:
+    return [str(r[c]) if r[c] is not None else "" for c in columns]
 
 
 # ----------------------------------------------------------------------------------- show
@@ -862,7 +873,7 @@ def show(
     row = df.sort_values("version").iloc[-1]
     manifest = json.loads(st.get(row["path"] + "manifest.json"))
     if json_out:
-        sys.stdout.write(json.dumps(manifest, indent=2) + "\n")
+        render.print_json(manifest)
         return
     out.print(
         f"[bold]{manifest['dataset_id']}[/] v{manifest['version']}  ({manifest['modality']}, {manifest['access']})"
@@ -872,7 +883,7 @@ def show(
     out.print(f"  created:  {manifest['created']}")
     out.print(f"  location: {st.url}/{row['path']}", highlight=False)
     out.print(
-        f"  content:  {manifest['content_digest']}  ({manifest['n_files']} files, {_human(manifest['bytes'])})"
+        f"  content:  {manifest['content_digest']}  ({manifest['n_files']} files, {human_bytes(manifest['bytes'])})"
     )
     out.print("  data:     " + ", ".join(row["data_paths"]), highlight=False)
     for label, col in (
@@ -897,7 +908,7 @@ def show(
         if doc["path"].endswith("report.html"):
             out.print(
                 f"  report:   {st.url}/{row['path']}{doc['path']}  (QC report to send, "
-                f"{_human(doc['size'])})",
+                f"{human_bytes(doc['size'])})",
                 highlight=False,
             )
     if manifest.get("qc"):
@@ -1048,7 +1059,7 @@ def verify(
     for p in report.problems:
         out.print(p, highlight=False, markup=False)
     summary = (
-        f"{report.versions} version(s), {report.files} files, {_human(report.bytes)}, "
+        f"{report.versions} version(s), {report.files} files, {human_bytes(report.bytes)}, "
         f"{report.ledger_entries} ledger entries checked"
     )
     if not report.ok:
@@ -1132,29 +1143,11 @@ def usage(
     """
     import datetime as dt
 
-    from pipelines.describe.usage import (
-        GROUPINGS,
-        billing_csv,
-        billing_lines,
-        usage_report,
-        version_usage,
-    )
+    from pipelines.describe.usage import billing_csv, billing_lines, usage_report, version_usage
     from pipelines.store import open_store
 
-    if by not in GROUPINGS:
-        raise InputError(
-            Problem(f"unknown grouping {by!r}", where="--by", hint=", ".join(GROUPINGS))
-        )
-    first, last = _day(since, "--since"), _day(until, "--until")
-    if first and last and last < first:
-        raise InputError(Problem(f"--until {last} is before --since {first}", where="--until"))
-    chosen = [x.strip() for x in levels.split(",") if x.strip()] if levels else list(ACCESS_LEVELS)
-    if bad := [x for x in chosen if x not in ACCESS_LEVELS]:
-        raise InputError(
-            Problem(
-                f"unknown access level {bad[0]!r}", where="--levels", hint=", ".join(ACCESS_LEVELS)
-            )
-        )
+    first, last = _usage_period(by=by, since=since, until=until)
+    chosen = _usage_levels(levels)
     st = open_store(store, read_only=True)
     unreadable: list[str] = []
     versions = version_usage(st, request=request, levels=chosen, unreadable=unreadable)
@@ -1179,42 +1172,75 @@ def usage(
     )
     if csv_out:
         sys.stdout.write(billing_csv(billing_lines(rows, by=by)))
-        raise typer.Exit(1 if unreadable else 0)
-    if json_out:
-        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
-        raise typer.Exit(1 if unreadable else 0)
-    if not rows:
-        out.print(f"no usage in {st.url} for that period")
-        raise typer.Exit(1 if unreadable else 0)
-    table = Table(title=f"usage in {st.url}", title_justify="left")
-    for col in (
-        by,
-        "period",
-        "versions",
-        "instrument runs",
-        "core-hours",
-        "GPU-hours",
-        "peak memory",
-        "stored GB",
-        "GB-months",
-    ):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        last_day = (r["period_end"] - dt.timedelta(seconds=1)).date()
-        table.add_row(
-            str(r[by] or "(none)"),
-            f"{r['period_start'].date()} .. {last_day}",
-            str(r["versions"]),
-            str(r["instrument_runs"]),
-            f"{r['core_hours']:.3f}",
-            f"{r['gpu_hours']:.3f}",
-            "" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb'] / 1024:.2f} GiB",
-            f"{r['stored_gb']:.3f}",
-            f"{r['gb_months']:.4f}",
+    elif json_out:
+        render.print_json(rows, default=str)
+    else:
+        render.print_table(
+            (_usage_cells(r, by=by) for r in rows),
+            columns=(by, *USAGE_COLUMNS),
+            title=f"usage in {st.url}",
+            empty=f"no usage in {st.url} for that period",
         )
-    out.print(table)
     if unreadable:
         raise typer.Exit(1)
+
+
+def _usage_period(*, by: str, since: str | None, until: str | None) -> tuple[Any, Any]:
+    """The first and last day of ``--since`` / ``--until`` (None: open-ended); an unknown
+    ``--by``, a bad date or an empty period is exit 2."""
+    from pipelines.describe.usage import GROUPINGS
+
+    if by not in GROUPINGS:
+        raise InputError(
+            Problem(f"unknown grouping {by!r}", where="--by", hint=", ".join(GROUPINGS))
+        )
+    first, last = _day(since, "--since"), _day(until, "--until")
+    if first and last and last < first:
+        raise InputError(Problem(f"--until {last} is before --since {first}", where="--until"))
+    return first, last
+
+
+def _usage_levels(levels: str | None) -> list[str]:
+    """``--levels`` as a list (default: every level); an unknown one is exit 2."""
+    chosen = [x.strip() for x in levels.split(",") if x.strip()] if levels else list(ACCESS_LEVELS)
+    if bad := [x for x in chosen if x not in ACCESS_LEVELS]:
+        raise InputError(
+            Problem(
+                f"unknown access level {bad[0]!r}", where="--levels", hint=", ".join(ACCESS_LEVELS)
+            )
+        )
+    return chosen
+
+
+#: The columns of ``binds usage``'s table after the first (the grouping: request, unit, month).
+USAGE_COLUMNS = (
+    "period",
+    "versions",
+    "instrument runs",
+    "core-hours",
+    "GPU-hours",
+    "peak memory",
+    "stored GB",
+    "GB-months",
+)
+
+
+def _usage_cells(r: dict[str, Any], *, by: str) -> list[str]:
+    """One :func:`pipelines.describe.usage.usage_report` row as the table's cells."""
+    import datetime as dt
+
+    last_day = (r["period_end"] - dt.timedelta(seconds=1)).date()
+    return [
+        str(r[by] or "(none)"),
+        f"{r['period_start'].date()} .. {last_day}",
+        str(r["versions"]),
+        str(r["instrument_runs"]),
+        f"{r['core_hours']:.3f}",
+        f"{r['gpu_hours']:.3f}",
+        "" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb'] / 1024:.2f} GiB",
+        f"{r['stored_gb']:.3f}",
+        f"{r['gb_months']:.4f}",
+    ]
 
 
 # ----------------------------------------------------------------------------------- watch

@@ -3,12 +3,11 @@ and ``binds adopt`` (the versions of a store published before the ledger existed
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 
-from pipelines.cli import StoreOpt, app, handle_errors, out
+from pipelines.cli import StoreOpt, app, handle_errors, out, render
 
 
 @app.command("move")
@@ -53,7 +52,7 @@ def move(
         remove_rows=remove_catalog_rows,
     )
     if json_out:
-        out.print_json(json.dumps(asdict(result)))
+        render.print_json(asdict(result), coloured=True)
         return
     out.print(
         f"moved: {result.dataset_id} v{', v'.join(map(str, result.versions)) or '-'} "
@@ -99,7 +98,7 @@ def adopt(
         raise typer.BadParameter("give the reason for the ledger", param_hint="--reason")
     result = adopt_store(st, reason=reason, catalog_index=index_version(st))
     if json_out:
-        out.print_json(json.dumps(asdict(result)))
+        render.print_json(asdict(result), coloured=True)
     else:
         out.print(
             f"adopted {len(result.adopted)} version(s) into the ledger, registered "

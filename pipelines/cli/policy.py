@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Annotated
 
 import typer
 
-from pipelines.cli import StoreOpt, app, handle_errors, out
+from pipelines.cli import StoreOpt, app, handle_errors, out, render
 from pipelines.errors import InputError, Problem
 
 
@@ -55,7 +54,7 @@ def policy_cmd(
         )
     docs = policies(url, account=account)
     if json_out:
-        sys.stdout.write(json.dumps(docs, indent=2) + "\n")
+        render.print_json(docs)
         return
     for role, doc in docs.items():
         out.print(f"# IAM policy of role {role}", highlight=False, markup=False)
@@ -101,7 +100,7 @@ def release_cmd(
             ) from None
     done = release(open_store(store), on=on)
     if json_out:
-        sys.stdout.write(json.dumps([dataclasses.asdict(r) for r in done], indent=2) + "\n")
+        render.print_json([dataclasses.asdict(r) for r in done])
         return
     for r in done:
         out.print(

@@ -3,23 +3,14 @@ the fixity sweep and the replication lag of ``binds verify`` (``--sweep``, ``--c
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from pipelines.cli import app, err, handle_errors, out
+from pipelines.cli import app, err, handle_errors, out, render
+from pipelines.cli.render import human_bytes
 from pipelines.errors import InputError, Problem, RunError
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def _open_pair(source: str | None, to: str):
@@ -110,15 +101,14 @@ def replicate_cmd(
 
     def show(report) -> None:
         if json_out:
-            sys.stdout.write(json.dumps(report.to_dict()) + "\n")
-            sys.stdout.flush()
+            render.print_json(report.to_dict(), indent=None)
         else:
             for p in report.problems:
                 out.print(p, highlight=False, markup=False)
             out.print(
                 f"{report.versions} committed version(s): {report.versions_copied} copied, "
                 f"{report.versions_present} already in the copy; {report.objects_copied} "
-                f"object(s) sent ({_human(report.bytes_copied)}), {report.objects_kept} kept "
+                f"object(s) sent ({human_bytes(report.bytes_copied)}), {report.objects_kept} kept "
                 f"from an interrupted copy; {report.other_copied} ledger/catalog/registry "
                 "object(s) updated"
                 + (
@@ -226,7 +216,7 @@ def run_sweep(
             today=store_today(),  # BINDS_NOW when set (a curator's dry run, the tests)
         )
     if json_out:
-        sys.stdout.write(json.dumps(report.to_dict()) + "\n")
+        render.print_json(report.to_dict(), indent=None)
     else:
         for line in report.damaged:
             out.print(f"damaged: {line}", highlight=False, markup=False)
@@ -241,7 +231,7 @@ def run_sweep(
             markup=False,
         )
     summary = (
-        f"{report.checked} object(s) checked ({_human(report.bytes)}), {len(report.damaged)} "
+        f"{report.checked} object(s) checked ({human_bytes(report.bytes)}), {len(report.damaged)} "
         f"damaged, {len(report.repaired)} repaired; {report.events} event(s) logged in "
         f"{len(report.log_keys)} fixity log object(s)"
     )

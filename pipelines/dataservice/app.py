@@ -365,21 +365,38 @@ def _info_routes(app: FastAPI, svc: Service) -> None:
         )
 
 
+def _bulk_ids(body: dict[str, Any]) -> list[str]:
+    ids = body.get("bulk_object_ids")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not ids:
+        raise Refusal(400, "bulk_object_ids must be a non-empty list of ids")
+    if len(ids) > MAX_BULK:
+        raise Refusal(413, f"at most {MAX_BULK} ids per request")
+    return ids
+
+
+def _bulk_answer(
+    *, requested: int, resolved: list[dict[str, Any]], failed: dict[int, list[str]], key: str
+) -> JSONResponse:
+    """A bulk reply: the counts, the ids refused (grouped by status) and ``resolved`` as ``key``."""
+    return JSONResponse(
+        {
+            "summary": {
+                "requested": requested,
+                "resolved": len(resolved),
+                "unresolved": requested - len(resolved),
+            },
+            "unresolved_drs_objects": [
+                {"error_code": c, "object_ids": ids} for c, ids in sorted(failed.items())
+            ],
+            key: resolved,
+        }
+    )
+
+
 def _bulk_routes(app: FastAPI, svc: Service) -> None:
     """The bulk endpoints (declared before /objects/{id}: "access" is no object id)."""
 
     # -- bulk (declared first: "/objects/access" is not an object id) ---------------------
-    def _bulk_ids(body: dict[str, Any]) -> list[str]:
-        ids = body.get("bulk_object_ids")
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not ids:
-            raise Refusal(400, "bulk_object_ids must be a non-empty list of ids")
-        if len(ids) > MAX_BULK:
-            raise Refusal(413, f"at most {MAX_BULK} ids per request")
-        return ids
-
-    def _unresolved(failed: dict[int, list[str]]) -> list[dict[str, Any]]:
-        return [{"error_code": c, "object_ids": ids} for c, ids in sorted(failed.items())]
-
     @app.post(f"{DRS}/objects/access")
     async def bulk_access(request: Request) -> JSONResponse:
         body = await _body(request)
@@ -403,16 +420,11 @@ def _bulk_routes(app: FastAPI, svc: Service) -> None:
                     continue
                 url = svc.access_url(request, caller, v, entry)
                 resolved.append({"drs_object_id": oid, "drs_access_id": aid, **url})
-        return JSONResponse(
-            {
-                "summary": {
-                    "requested": requested,
-                    "resolved": len(resolved),
-                    "unresolved": requested - len(resolved),
-                },
-                "unresolved_drs_objects": _unresolved(failed),
-                "resolved_drs_object_access_urls": resolved,
-            }
+        return _bulk_answer(
+            requested=requested,
+            resolved=resolved,
+            failed=failed,
+            key="resolved_drs_object_access_urls",
         )
 
     @app.post(f"{DRS}/objects")
@@ -428,27 +440,18 @@ def _bulk_routes(app: FastAPI, svc: Service) -> None:
                 failed.setdefault(r.status, []).append(oid)
                 continue
             resolved.append(svc.drs_object(request, v, entry))
-        return JSONResponse(
-            {
-                "summary": {
-                    "requested": len(ids),
-                    "resolved": len(resolved),
-                    "unresolved": len(ids) - len(resolved),
-                },
-                "unresolved_drs_objects": _unresolved(failed),
-                "resolved_drs_object": resolved,
-            }
+        return _bulk_answer(
+            requested=len(ids), resolved=resolved, failed=failed, key="resolved_drs_object"
         )
 
     @app.options(f"{DRS}/objects")
     async def bulk_options(request: Request) -> JSONResponse:
         ids = _bulk_ids(await _body(request))
-        return JSONResponse(
-            {
-                "summary": {"requested": len(ids), "resolved": len(ids), "unresolved": 0},
-                "unresolved_drs_objects": [],
-                "resolved_drs_object": [svc.options(i) for i in ids],
-            }
+        return _bulk_answer(
+            requested=len(ids),
+            resolved=[svc.options(i) for i in ids],
+            failed={},
+            key="resolved_drs_object",
         )
 
 

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from rdflib import BNode, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import DCTERMS, FOAF, RDF, RDFS, XSD
 
 from pipelines.describe.jsonld import base_url, dataset_iri, term_iri
+from pipelines.store.identifiers import ACCESS_LEVELS
 
 DCAT = Namespace("http://www.w3.org/ns/dcat#")  # DCAT 3 (rdflib's lacks DatasetSeries, version)
 SPDX = Namespace("http://spdx.org/rdf/terms#")
@@ -49,12 +51,59 @@ FORMATS = {
 }
 
 
+def audience_levels(levels: Sequence[str], audience: str) -> list[str]:
+    """``levels`` less those ``audience`` may not see: an export never holds a level above its
+    audience (open: open only; consortium: open and consortium; restricted: all)."""
+    visible = ACCESS_LEVELS[: ACCESS_LEVELS.index(audience) + 1]
+    return [lv for lv in levels if lv in visible]
+
+
+def catalog_turtle(
+    df, *, store, levels: Sequence[str], audience: str = "open", base: str | None = None
+) -> str:
+    """:func:`catalog_graph` as Turtle; the curator's export (``audience="restricted"``) holds
+    the versions held under embargo at ``levels`` too."""
+    if audience == "restricted":
+        import pandas as pd
+
+        from pipelines.describe.embargo import held_frame
+
+        held = held_frame(store, levels)
+        if len(held):
+            df = pd.concat([df, held], ignore_index=True)
+    return catalog_graph(df, store=store, base=base, audience=audience).serialize(format="turtle")
+
+
 def catalog_graph(df, *, store, base: str | None = None, audience: str = "open") -> Graph:
     """The DCAT-AP 3 graph of the catalog rows ``df`` (already limited to what ``audience`` sees).
 
     ``store`` gives each version's manifest and metadata.jsonld (checksums, titles, samples).
     """
     base = base_url(base)
+    g = _bound_graph()
+    cat = URIRef(f"{base}/catalog/{audience}")
+    _catalog(g, cat, base=base, audience=audience)
+    rows = sorted(df.to_dict("records"), key=lambda r: (r["dataset_id"], r["version"]))
+    store = _Prefetched(store, rows)  # every manifest and metadata.jsonld once, in parallel
+    series: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        series.setdefault((r["access"], r["modality"], r["dataset_id"]), []).append(r)
+    for (access, modality, dataset_id), versions in sorted(series.items()):
+        s_iri = URIRef(f"{base}/{access}/{modality}/{dataset_id}")
+        _series(g, s_iri, cat, dataset_id=dataset_id, modality=modality, last=versions[-1])
+        previous = None
+        for r in versions:
+            v_iri = URIRef(dataset_iri(access, modality, dataset_id, int(r["version"]), base=base))
+            _dataset(g, v_iri, r, store=store, base=base)
+            _series_member(g, v_iri, s_iri, cat, previous=previous)
+            previous = v_iri
+        g.add((s_iri, DCAT.last, previous))
+    _void(g, URIRef(f"{base}/catalog/{audience}#void"), cat)
+    return g
+
+
+def _bound_graph() -> Graph:
+    """An empty graph with the prefixes the Turtle export is written with."""
     g = Graph()
     for prefix, ns in (
         ("dcat", DCAT),
@@ -68,7 +117,11 @@ def catalog_graph(df, *, store, base: str | None = None, audience: str = "open")
         ("vcard", VCARD),
     ):
         g.bind(prefix, ns)
-    cat = URIRef(f"{base}/catalog/{audience}")
+    return g
+
+
+def _catalog(g: Graph, cat: URIRef, *, base: str, audience: str) -> None:
+    """The dcat:Catalog itself: title, description, publisher, when it was exported."""
     g.add((cat, RDF.type, DCAT.Catalog))
     g.add((cat, DCTERMS.title, Literal(f"BINDS curated datasets ({audience} level)", lang="en")))
     g.add(
@@ -92,45 +145,39 @@ def catalog_graph(df, *, store, base: str | None = None, audience: str = "open")
             Literal(dt.datetime.now(dt.UTC).replace(microsecond=0), datatype=XSD.dateTime),
         )
     )
-    rows = sorted(df.to_dict("records"), key=lambda r: (r["dataset_id"], r["version"]))
-    store = _Prefetched(store, rows)  # every manifest and metadata.jsonld once, in parallel
-    series: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        series.setdefault((r["access"], r["modality"], r["dataset_id"]), []).append(r)
-    for (access, modality, dataset_id), versions in sorted(series.items()):
-        s_iri = URIRef(f"{base}/{access}/{modality}/{dataset_id}")
-        g.add((s_iri, RDF.type, DCAT.DatasetSeries))
-        g.add(
-            (s_iri, RDF.type, DCAT.Dataset)
-        )  # a series is a dataset (DCAT 3); no inference assumed
-        g.add((cat, DCAT.dataset, s_iri))
-        last = versions[-1]
-        g.add((s_iri, DCTERMS.title, Literal(last["title"] or dataset_id, lang="en")))
-        g.add(
-            (
-                s_iri,
-                DCTERMS.description,
-                Literal(
-                    f"All versions of {dataset_id} ({modality}); newest: v{last['version']}.",
-                    lang="en",
-                ),
-            )
+
+
+def _series(
+    g: Graph, s_iri: URIRef, cat: URIRef, *, dataset_id: str, modality: str, last: dict[str, Any]
+) -> None:
+    """The dcat:DatasetSeries of one dataset's versions, titled after its newest (``last``)."""
+    g.add((s_iri, RDF.type, DCAT.DatasetSeries))
+    g.add((s_iri, RDF.type, DCAT.Dataset))  # a series is a dataset (DCAT 3); no inference assumed
+    g.add((cat, DCAT.dataset, s_iri))
+    g.add((s_iri, DCTERMS.title, Literal(last["title"] or dataset_id, lang="en")))
+    g.add(
+        (
+            s_iri,
+            DCTERMS.description,
+            Literal(
+                f"All versions of {dataset_id} ({modality}); newest: v{last['version']}.",
+                lang="en",
+            ),
         )
-        g.add((s_iri, DCTERMS.identifier, Literal(dataset_id)))
-        previous = None
-        for r in versions:
-            v_iri = URIRef(dataset_iri(access, modality, dataset_id, int(r["version"]), base=base))
-            _dataset(g, v_iri, r, store=store, base=base)
-            g.add((cat, DCAT.dataset, v_iri))
-            g.add((v_iri, DCAT.inSeries, s_iri))
-            g.add((s_iri, DCAT.hasVersion, v_iri))
-            g.add((v_iri, DCAT.isVersionOf, s_iri))
-            if previous is not None:
-                g.add((v_iri, DCAT.previousVersion, previous))
-            previous = v_iri
-        g.add((s_iri, DCAT.last, previous))
-    _void(g, URIRef(f"{base}/catalog/{audience}#void"), cat)
-    return g
+    )
+    g.add((s_iri, DCTERMS.identifier, Literal(dataset_id)))
+
+
+def _series_member(
+    g: Graph, v_iri: URIRef, s_iri: URIRef, cat: URIRef, *, previous: URIRef | None
+) -> None:
+    """Version ``v_iri`` in the catalog and in its series, after ``previous``."""
+    g.add((cat, DCAT.dataset, v_iri))
+    g.add((v_iri, DCAT.inSeries, s_iri))
+    g.add((s_iri, DCAT.hasVersion, v_iri))
+    g.add((v_iri, DCAT.isVersionOf, s_iri))
+    if previous is not None:
+        g.add((v_iri, DCAT.previousVersion, previous))
 
 
 class _Prefetched:
@@ -156,6 +203,7 @@ def _agent(g: Graph, node, name: str) -> None:
 
 
 def _dataset(g: Graph, v: URIRef, r: dict[str, Any], *, store, base: str) -> None:
+    """One version as a dcat:Dataset, from its catalog row ``r``, manifest and metadata."""
     prefix = r["path"]
     manifest = json.loads(store.get(prefix + "manifest.json"))
     try:
@@ -163,6 +211,24 @@ def _dataset(g: Graph, v: URIRef, r: dict[str, Any], *, store, base: str) -> Non
     except KeyError:
         meta = {}
     g.add((v, RDF.type, DCAT.Dataset))
+    _describe_version(g, v, r, meta=meta)
+    _access_rights(g, v, r)
+    licence = URIRef(f"https://spdx.org/licenses/{r['licence']}") if r.get("licence") else None
+    if licence is not None:
+        g.add((v, DCTERMS.license, licence))
+        g.add((licence, RDF.type, DCTERMS.LicenseDocument))
+    _publisher(g, v, r, base=base)
+    _themes(g, v, r, meta=meta)
+    g.add((v, BINDS.modality, Literal(r["modality"])))
+    g.add((v, BINDS.accessLevel, Literal(r["access"])))
+    g.add((v, BINDS.contentDigest, Literal(r["content_digest"])))
+    g.add((v, DCAT.landingPage, URIRef(str(v))))
+    g.add((URIRef(str(v)), RDF.type, FOAF.Document))
+    _distributions(g, v, r, manifest=manifest, base=base, licence=licence)
+
+
+def _describe_version(g: Graph, v: URIRef, r: dict[str, Any], *, meta: dict[str, Any]) -> None:
+    """Title, description, identifier, version and dates of version ``v``."""
     g.add(
         (
             v,
@@ -188,6 +254,10 @@ def _dataset(g: Graph, v: URIRef, r: dict[str, Any], *, store, base: str) -> Non
         g.add((v, DCTERMS.issued, Literal(created.replace(microsecond=0), datatype=XSD.dateTime)))
     if r.get("acquired") is not None:
         g.add((v, DCTERMS.created, Literal(r["acquired"], datatype=XSD.date)))
+
+
+def _access_rights(g: Graph, v: URIRef, r: dict[str, Any]) -> None:
+    """The EU access-right of version ``v``: its level's, or NON_PUBLIC while under embargo."""
     rights = ACCESS_RIGHTS[r["access"]]
     until = r.get("embargo_until")
     if until is not None and until == until:  # not NaT/NaN (pandas)
@@ -200,10 +270,10 @@ def _dataset(g: Graph, v: URIRef, r: dict[str, Any], *, store, base: str) -> Non
             g.add((v, ADMS.versionNotes, Literal(f"under embargo until {until}", lang="en")))
     g.add((v, DCTERMS.accessRights, URIRef(ACCESS_RIGHT + rights)))
     g.add((URIRef(ACCESS_RIGHT + rights), RDF.type, DCTERMS.RightsStatement))
-    licence = URIRef(f"https://spdx.org/licenses/{r['licence']}") if r.get("licence") else None
-    if licence is not None:
-        g.add((v, DCTERMS.license, licence))
-        g.add((licence, RDF.type, DCTERMS.LicenseDocument))
+
+
+def _publisher(g: Graph, v: URIRef, r: dict[str, Any], *, base: str) -> None:
+    """The support unit that published version ``v``, as its publisher and contact point."""
     unit = URIRef(f"{base}/agents/{_slug(r.get('support_unit') or 'binds')}")
     g.add((v, DCTERMS.publisher, unit))
     _agent(g, unit, r.get("support_unit") or "BINDS support unit")
@@ -211,6 +281,10 @@ def _dataset(g: Graph, v: URIRef, r: dict[str, Any], *, store, base: str) -> Non
     g.add((v, DCAT.contactPoint, contact))
     g.add((contact, RDF.type, VCARD.Kind))
     g.add((contact, VCARD.fn, Literal(r.get("support_unit") or "BINDS support unit")))
+
+
+def _themes(g: Graph, v: URIRef, r: dict[str, Any], *, meta: dict[str, Any]) -> None:
+    """Keywords, and the ontology terms of the samples (organisms ... compounds) as themes."""
     for kw in sorted({r["modality"], *(meta.get("keywords") or [])}):
         g.add((v, DCAT.keyword, Literal(kw, lang="en")))
     for col in ("organisms", "tissues", "cell_types", "compounds"):
@@ -228,11 +302,19 @@ def _dataset(g: Graph, v: URIRef, r: dict[str, Any], *, store, base: str) -> Non
                         Literal(curie),
                     )
                 )
-    g.add((v, BINDS.modality, Literal(r["modality"])))
-    g.add((v, BINDS.accessLevel, Literal(r["access"])))
-    g.add((v, BINDS.contentDigest, Literal(r["content_digest"])))
-    g.add((v, DCAT.landingPage, URIRef(str(v))))
-    g.add((URIRef(str(v)), RDF.type, FOAF.Document))
+
+
+def _distributions(
+    g: Graph,
+    v: URIRef,
+    r: dict[str, Any],
+    *,
+    manifest: dict[str, Any],
+    base: str,
+    licence: URIRef | None,
+) -> None:
+    """One dcat:Distribution per data path of version ``v``, and one for its metadata.jsonld."""
+    prefix = r["path"]
     files = manifest["files"]
     access_url = URIRef(f"{base}/{prefix}")
     for entry in _items(r.get("data_paths")):
@@ -357,4 +439,4 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-") or "unit"
 
 
-__all__ = ["catalog_graph"]
+__all__ = ["audience_levels", "catalog_graph", "catalog_turtle"]

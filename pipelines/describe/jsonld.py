@@ -398,10 +398,8 @@ def build_metadata(
     distribution, record_sets = distribution_and_record_sets(
         files=files,
         stage_root=stage.root,
-        content_prefix=(
-            f"{content_base.rstrip('/')}/{access}/{modality}/{dataset_id}/v{version}/"
-            if content_base
-            else ""
+        content_prefix=_content_prefix(
+            content_base, access=access, modality=modality, dataset_id=dataset_id, version=version
         ),
     )
     samples = exp.get("samples") or []
@@ -462,26 +460,48 @@ def build_metadata(
     instrument = exp.get("instrument") or {}
     if instrument.get("model"):
         doc["binds:instrumentModel"] = instrument["model"]
+    return _without_empty(doc) | _optional_keys(experiment=exp, facts=facts)
+
+
+def _content_prefix(
+    content_base: str | None, *, access: str, modality: str, dataset_id: str, version: int
+) -> str:
+    """The absolute URL prefix of the version's files ("" without a content base: relative)."""
+    if not content_base:
+        return ""
+    return f"{content_base.rstrip('/')}/{access}/{modality}/{dataset_id}/v{version}/"
+
+
+def _without_empty(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` without its empty values (its provenance's too); ``recordSet`` and
+    ``distribution`` stay, even empty."""
     # mlcroissant loops forever on an empty JSON object; leave out what is empty
-    doc = {
+    kept = {
         k: v
         for k, v in doc.items()
         if v not in ({}, None, []) or k in ("recordSet", "distribution")
     }
-    doc["prov:wasGeneratedBy"] = {
-        k: v for k, v in doc["prov:wasGeneratedBy"].items() if v not in ({}, None, [])
+    kept["prov:wasGeneratedBy"] = {
+        k: v for k, v in kept["prov:wasGeneratedBy"].items() if v not in ({}, None, [])
     }
+    return kept
+
+
+def _optional_keys(*, experiment: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
+    """The optional last keys: embargo, data use (DUO), metadata conflicts, operator."""
+    exp = experiment
+    terms: dict[str, Any] = {}
     if exp["access"].get("embargo_until"):
-        doc["binds:embargoUntil"] = exp["access"]["embargo_until"]
+        terms["binds:embargoUntil"] = exp["access"]["embargo_until"]
     if exp["access"].get("data_use"):
-        doc["binds:dataUse"] = [
+        terms["binds:dataUse"] = [
             DUO_IRI + code.removeprefix("DUO:") for code in exp["access"]["data_use"]
         ]
     if facts.get("conflicts"):
-        doc["binds:metadataConflicts"] = facts["conflicts"]
+        terms["binds:metadataConflicts"] = facts["conflicts"]
     if exp.get("operator"):
-        doc["binds:operator"] = exp["operator"]
-    return doc
+        terms["binds:operator"] = exp["operator"]
+    return terms
 
 
 def distribution_and_record_sets(

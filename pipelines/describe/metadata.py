@@ -437,147 +437,126 @@ def _where(parts: list[Any], root: yaml.Node | None, *, path: str | None = None)
 
 
 def _explain(err: jsonschema.ValidationError, data: dict, file: str, root) -> list[Problem]:
+    """The problems one schema error stands for, each with its line and a hint."""
     parts = list(err.absolute_path)
+    if err.validator == "required":
+        return [_missing_field(err, parts, file=file, root=root)]
+    where = _where(parts, root)
+    if err.validator == "additionalProperties":
+        return _unknown_fields(err, parts, file=file, where=where, root=root)
+    message, hint = _message_and_hint(err, parts)
+    return [Problem(message, file=file, where=where, hint=hint)]
+
+
+def _missing_field(
+    err: jsonschema.ValidationError, parts: list[Any], *, file: str, root
+) -> Problem:
+    missing = re.findall(r"'([^']+)' is a required property", err.message)
+    name = missing[0] if missing else err.message
+    full = yaml_path([*parts, name])
+    hint = _REQUIRED_HINTS.get(full) or _REQUIRED_HINTS.get(name)
+    # a missing top-level field has no line of its own; a nested one points at its parent
+    where = _where(parts, root, path=full) if parts else full
+    return Problem("required field is missing", file=file, where=where, hint=hint)
+
+
+def _unknown_fields(
+    err: jsonschema.ValidationError, parts: list[Any], *, file: str, where: str, root
+) -> list[Problem]:
+    """One problem per unknown name, the first :data:`MAX_UNKNOWN_FIELDS` of them."""
+    # one error lists every extra name ("'a', 'b' were unexpected"): one Problem per name,
+    # each on the line of its key, taken from the instance rather than the message text
+    schema = err.schema if isinstance(err.schema, dict) else {}
+    value = err.instance
+    allowed = list((schema.get("properties") or {}).keys())
+    patterns = [re.compile(p) for p in (schema.get("patternProperties") or {})]
+    names = [
+        str(k)
+        for k in (value if isinstance(value, dict) else {})
+        if k not in allowed and not any(p.search(str(k)) for p in patterns)
+    ]
+    out = []
+    if len(names) > MAX_UNKNOWN_FIELDS:  # a pasted table, not typos: the first ones show it
+        out.append(
+            Problem(
+                f"{len(names)} unknown fields here; the first {MAX_UNKNOWN_FIELDS} follow",
+                file=file,
+                where=where,
+                hint="experiment.yaml holds the fields of the schema only",
+            )
+        )
+        names = names[:MAX_UNKNOWN_FIELDS]
+    for name in names:
+        close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else f"allowed here: {', '.join(allowed)}"
+        line = _key_line(root, parts, name) if root is not None else None
+        path = yaml_path([*parts, name])
+        out.append(
+            Problem(
+                f"unknown field '{name}'",
+                file=file,
+                where=f"line {line}: {path}" if line else path,
+                hint=hint,
+            )
+        )
+    return out
+
+
+def _message_and_hint(err: jsonschema.ValidationError, parts: list[Any]) -> tuple[str, str | None]:
+    """What is wrong with one value, and what to write instead, in the researcher's words."""
     schema = err.schema if isinstance(err.schema, dict) else {}
     value = err.instance
     v = err.validator
-    if v == "required":
-        missing = re.findall(r"'([^']+)' is a required property", err.message)
-        name = missing[0] if missing else err.message
-        full = yaml_path([*parts, name])
-        hint = _REQUIRED_HINTS.get(full) or _REQUIRED_HINTS.get(name)
-        # a missing top-level field has no line of its own; a nested one points at its parent
-        where = _where(parts, root, path=full) if parts else full
-        return [Problem("required field is missing", file=file, where=where, hint=hint)]
-    where = _where(parts, root)
-    if v == "additionalProperties":
-        # one error lists every extra name ("'a', 'b' were unexpected"): one Problem per name,
-        # each on the line of its key, taken from the instance rather than the message text
-        allowed = list((schema.get("properties") or {}).keys())
-        patterns = [re.compile(p) for p in (schema.get("patternProperties") or {})]
-        names = [
-            str(k)
-            for k in (value if isinstance(value, dict) else {})
-            if k not in allowed and not any(p.search(str(k)) for p in patterns)
-        ]
-        out = []
-        if len(names) > MAX_UNKNOWN_FIELDS:  # a pasted table, not typos: the first ones show it
-            out.append(
-                Problem(
-                    f"{len(names)} unknown fields here; the first {MAX_UNKNOWN_FIELDS} follow",
-                    file=file,
-                    where=where,
-                    hint="experiment.yaml holds the fields of the schema only",
-                )
-            )
-            names = names[:MAX_UNKNOWN_FIELDS]
-        for name in names:
-            close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
-            hint = f"did you mean '{close[0]}'?" if close else f"allowed here: {', '.join(allowed)}"
-            line = _key_line(root, parts, name) if root is not None else None
-            path = yaml_path([*parts, name])
-            out.append(
-                Problem(
-                    f"unknown field '{name}'",
-                    file=file,
-                    where=f"line {line}: {path}" if line else path,
-                    hint=hint,
-                )
-            )
-        return out
     if v == "pattern" and "x-ontology" in schema:
         onto = schema["x-ontology"]
         term = (
             lookup_label(onto, str(value)) if onto != "CHEBI" or not str(value).isdigit() else None
         )
-        hint = f"did you mean {term.id}? ({term.label})" if term else _ONTOLOGY_FORMS[onto]
-        if term:
-            hint = f"did you mean {term.id}?"
-        return [
-            Problem(
-                f"{value!r} is not {_ONTOLOGY_ARTICLE[onto]} id", file=file, where=where, hint=hint
-            )
-        ]
+        hint = f"did you mean {term.id}?" if term else _ONTOLOGY_FORMS[onto]
+        return f"{value!r} is not {_ONTOLOGY_ARTICLE[onto]} id", hint
     if v == "pattern":
-        return [
-            Problem(
-                f"{value!r} is not allowed here",
-                file=file,
-                where=where,
-                hint=schema.get("x-binds-hint"),
-            )
-        ]
+        return f"{value!r} is not allowed here", schema.get("x-binds-hint")
     if v == "enum":
         close = difflib.get_close_matches(
             str(value), [str(x) for x in err.validator_value], n=1, cutoff=0.5
         )
-        hint = f"did you mean '{close[0]}'?" if close else None
-        return [
-            Problem(
-                f"{value!r} is not one of {', '.join(map(str, err.validator_value))}",
-                file=file,
-                where=where,
-                hint=hint,
-            )
-        ]
+        return (
+            f"{value!r} is not one of {', '.join(map(str, err.validator_value))}",
+            f"did you mean '{close[0]}'?" if close else None,
+        )
     if v == "const" and parts == ["schema_version"]:
-        return [
-            Problem(
-                f"schema_version {value!r} is not supported",
-                file=file,
-                where=where,
-                hint="this version of binds reads schema_version: 1",
-            )
-        ]
+        return (
+            f"schema_version {value!r} is not supported",
+            "this version of binds reads schema_version: 1",
+        )
     if v == "format" and err.validator_value == "date":
-        return [
-            Problem(
-                f"{value!r} is not a date",
-                file=file,
-                where=where,
-                hint="write it as YYYY-MM-DD, e.g. 2026-11-20",
-            )
-        ]
+        return f"{value!r} is not a date", "write it as YYYY-MM-DD, e.g. 2026-11-20"
     if v == "type":
-        want = err.validator_value
-        want = " or ".join(want) if isinstance(want, list) else want
-        got = (
-            "nothing"
-            if value is None
-            else type(value).__name__.replace("dict", "mapping").replace("list", "list")
-        )
-        hint = (
-            "a mapping is written as indented 'key: value' lines"
-            if want == "object"
-            else ("a list is written as lines starting with '- '" if want == "array" else None)
-        )
-        return [
-            Problem(
-                f"expected {want}, got {got} ({_short(value)})", file=file, where=where, hint=hint
-            )
-        ]
+        return _wrong_type(value, want=err.validator_value)
     if v == "minItems":
-        return [
-            Problem(
-                f"needs at least {err.validator_value} item(s)",
-                file=file,
-                where=where,
-                hint="list each sample as '- id: S1'" if parts == ["samples"] else None,
-            )
-        ]
+        return (
+            f"needs at least {err.validator_value} item(s)",
+            "list each sample as '- id: S1'" if parts == ["samples"] else None,
+        )
     if v in ("anyOf", "oneOf"):
         desc = (schema.get("description") or "").split(". ")[0].rstrip(".")
-        return [
-            Problem(
-                f"{_short(value)} is not a valid value here",
-                file=file,
-                where=where,
-                hint=desc or None,
-            )
-        ]
-    if v in ("minLength", "maxLength"):
-        return [Problem(err.message, file=file, where=where)]
-    return [Problem(err.message, file=file, where=where)]
+        return f"{_short(value)} is not a valid value here", desc or None
+    return err.message, None
+
+
+def _wrong_type(value: Any, *, want: str | list[str]) -> tuple[str, str | None]:
+    wanted = " or ".join(want) if isinstance(want, list) else want
+    got = (
+        "nothing"
+        if value is None
+        else type(value).__name__.replace("dict", "mapping").replace("list", "list")
+    )
+    hint = (
+        "a mapping is written as indented 'key: value' lines"
+        if wanted == "object"
+        else ("a list is written as lines starting with '- '" if wanted == "array" else None)
+    )
+    return f"expected {wanted}, got {got} ({_short(value)})", hint
 
 
 def _short(value: Any) -> str:
@@ -613,28 +592,48 @@ _REQUIRED_HINTS = {
 
 
 def _semantic_checks(data: dict, file: str, root) -> tuple[list[Problem], list[str]]:
-    problems: list[Problem] = []
-    notes: list[str] = []
-    spdx = vocabulary("spdx")
-    lic = data.get("license")
-    if isinstance(lic, str) and lic not in spdx:
-        term = lookup_label("spdx", lic)
-        problems.append(
-            Problem(
-                f"{lic!r} is not an accepted SPDX licence id",
-                file=file,
-                where=_where(["license"], root),
-                hint=f"did you mean {term.id}?" if term else f"one of {', '.join(spdx)}",
-            )
-        )
+    """What the schema cannot say: licence ids, duplicate samples, placeholders, dates, the
+    unit's code, data-use terms (problems); ontology ids outside the bundled subsets, an
+    embargo (notes)."""
     samples = (
         [s for s in data.get("samples") or [] if isinstance(s, dict)]
         if isinstance(data.get("samples"), list)
         else []
     )
-    ids = [str(s.get("id")) for s in samples]
+    access = data.get("access")
+    if not isinstance(access, dict):
+        access = {}
+    problems = [
+        *_licence_problems(data, file, root),
+        *_duplicate_sample_problems(samples, file, root),
+        *_placeholder_problems(data, file, root),
+        *_date_and_unit_problems(data, file, root),
+        *_data_use_problems(access, file, root),
+    ]
+    notes = [*_unbundled_term_notes(samples, file), *_embargo_notes(access, file)]
+    return problems, notes
+
+
+def _licence_problems(data: dict, file: str, root) -> list[Problem]:
+    spdx = vocabulary("spdx")
+    lic = data.get("license")
+    if not isinstance(lic, str) or lic in spdx:
+        return []
+    term = lookup_label("spdx", lic)
+    return [
+        Problem(
+            f"{lic!r} is not an accepted SPDX licence id",
+            file=file,
+            where=_where(["license"], root),
+            hint=f"did you mean {term.id}?" if term else f"one of {', '.join(spdx)}",
+        )
+    ]
+
+
+def _duplicate_sample_problems(samples: list[dict], file: str, root) -> list[Problem]:
+    problems = []
     first_seen: dict[str, int] = {}
-    for i, sid in enumerate(ids):
+    for i, sid in enumerate(str(s.get("id")) for s in samples):
         if first_seen.setdefault(sid, i) != i:
             problems.append(
                 Problem(
@@ -644,6 +643,12 @@ def _semantic_checks(data: dict, file: str, root) -> tuple[list[Problem], list[s
                     hint="every sample needs its own id",
                 )
             )
+    return problems
+
+
+def _unbundled_term_notes(samples: list[dict], file: str) -> list[str]:
+    """Well-formed ontology ids that the bundled subsets do not hold: kept, and said."""
+    notes = []
     for i, sample in enumerate(samples):
         for key, onto in (
             ("organism", "NCBITaxon"),
@@ -662,16 +667,25 @@ def _semantic_checks(data: dict, file: str, root) -> tuple[list[Problem], list[s
                     f"{file}: {yaml_path(['samples', i, key])}: {val} is well formed but not in "
                     f"the bundled {onto} subset; it is kept as given"
                 )
-    for path, value in _walk(data):
-        if value == PLACEHOLDER or (path == ["request_id"] and value == PLACEHOLDER_REQUEST):
-            problems.append(
-                Problem(
-                    "placeholder from `binds init` not filled in",
-                    file=file,
-                    where=_where(path, root),
-                    hint="replace it with the real value",
-                )
-            )
+    return notes
+
+
+def _placeholder_problems(data: dict, file: str, root) -> list[Problem]:
+    return [
+        Problem(
+            "placeholder from `binds init` not filled in",
+            file=file,
+            where=_where(path, root),
+            hint="replace it with the real value",
+        )
+        for path, value in _walk(data)
+        if value == PLACEHOLDER or (path == ["request_id"] and value == PLACEHOLDER_REQUEST)
+    ]
+
+
+def _date_and_unit_problems(data: dict, file: str, root) -> list[Problem]:
+    """An acquisition date in the future; a support unit code that is not one."""
+    problems = []
     acquired = _date_or_none(data.get("acquired"))
     if acquired and acquired > dt.date.today() + dt.timedelta(days=1):
         problems.append(
@@ -691,17 +705,17 @@ def _semantic_checks(data: dict, file: str, root) -> tuple[list[Problem], list[s
             problems.append(
                 Problem(bad[0], file=file, where=_where(["support_unit"], root), hint=bad[1])
             )
-    access = data.get("access")
-    if not isinstance(access, dict):
-        access = {}
+    return problems
+
+
+def _embargo_notes(access: dict, file: str) -> list[str]:
     emb = _date_or_none(access.get("embargo_until"))
     if emb and access.get("level") in ("open", "consortium") and emb > dt.date.today():
-        notes.append(
+        return [
             f"{file}: access.embargo_until: under embargo until {emb}: held under _embargo/ "
             "(curators only) until `binds release` publishes it on that date"
-        )
-    problems += _data_use_problems(access, file, root)
-    return problems, notes
+        ]
+    return []
 
 
 def _data_use_problems(access: dict, file: str, root) -> list[Problem]:

@@ -89,20 +89,7 @@ def publish(
         attempts = int(os.environ.get("BINDS_PUBLISH_ATTEMPTS", "4"))
     if retry_budget_s is None:
         retry_budget_s = float(os.environ.get("BINDS_PUBLISH_RETRY_S", "300"))
-    items = hash_stage(stage, store)
-    submission = Submission(
-        access=exp["access"]["level"],
-        modality=exp["modality"],
-        dataset_id=exp.get("dataset_id") or default_dataset_id(exp["request_id"], exp["modality"]),
-        items=items,
-        content_digest=stage_digest(stage, items),
-        request_id=exp["request_id"],
-        title=exp["title"],
-        experiment_sha256=experiment_sha256(exp),
-        qc=stage.metrics,
-        session=session_of(stage),
-        override_reason=(curator_override or "").strip() or None,
-    )
+    submission = _submission(stage, exp, store=store, curator_override=curator_override)
     from pipelines.describe.embargo import HeldStore, embargo_until, is_held
 
     held = is_held(exp)
@@ -135,6 +122,26 @@ def publish(
                 "(what was uploaded is not sent again)",
             ],
         ) from err
+
+
+def _submission(
+    stage: StagedDataset, exp: dict[str, Any], *, store: Store, curator_override: str | None
+) -> Submission:
+    """What the store's commit protocol needs of ``stage``: its files hashed, its identity."""
+    items = hash_stage(stage, store)
+    return Submission(
+        access=exp["access"]["level"],
+        modality=exp["modality"],
+        dataset_id=exp.get("dataset_id") or default_dataset_id(exp["request_id"], exp["modality"]),
+        items=items,
+        content_digest=stage_digest(stage, items),
+        request_id=exp["request_id"],
+        title=exp["title"],
+        experiment_sha256=experiment_sha256(exp),
+        qc=stage.metrics,
+        session=session_of(stage),
+        override_reason=(curator_override or "").strip() or None,
+    )
 
 
 def session_of(stage: StagedDataset) -> str | None:

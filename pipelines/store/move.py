@@ -74,32 +74,9 @@ def move_dataset(
     catalog's history must lose the rows too.
     """
     did = dataset_id.lower()
-    if to_level not in ACCESS_LEVELS:
-        raise InputError(
-            Problem(f"unknown level {to_level!r}", where="--to", hint=", ".join(ACCESS_LEVELS))
-        )
-    if not reason.strip():
-        raise InputError(
-            Problem(
-                "a move needs a reason",
-                where="--reason",
-                hint="e.g. 'consent withdrawn, ticket 812'",
-            )
-        )
+    _check_move(to_level, reason=reason)
     with Lease(store, did):
-        found = find_dataset(store, did)
-        target_done = found is not None and found[0] == to_level
-        if found is None or target_done:
-            # nothing left at the source: either finished earlier, or nothing to move
-            leftover = _leftover_source(store, did, to_level)
-            if leftover is None:
-                if found is None:
-                    raise InputError(
-                        Problem(f"no committed version of {did} in this store", where="DATASET")
-                    )
-                raise InputError(Problem(f"{did} is already at level {to_level!r}", where="--to"))
-            found = leftover
-        from_level, modality = found
+        from_level, modality = _source_of(store, did, to_level)
         result = MoveResult(did, modality, from_level, to_level)
         src = layout.dataset_prefix(from_level, modality, did)
         dst = layout.dataset_prefix(to_level, modality, did)
@@ -127,56 +104,109 @@ def move_dataset(
                 catalog_index(manifest, store.get(f"{dst}v{n}/{layout.MANIFEST}"))
             moved.append((n, manifest, sha))
             result.versions.append(n)
-        binding = registry.lookup(store, did)
         request = str(moved[-1][1].get("request_id")) if moved else ""
-        if binding is not None:
-            store.delete(registry.registry_key(did))
-            store.put_if_absent(
-                registry.registry_key(did),
-                (
-                    json.dumps(
-                        {
-                            "format": registry.REGISTRY_FORMAT,
-                            "format_version": 1,
-                            "dataset": binding_hash(did),
-                            "owner": binding.owner,
-                            "place": registry.place_hash(did, to_level, modality),
-                        },
-                        sort_keys=True,
-                    )
-                    + "\n"
-                ).encode(),
-            )
-        else:
-            registry.bind(store, did, request, to_level, modality)
-        out_done = {
-            int(e.body.get("version", 0))
-            for e in ledger.read(store, from_level)
-            if e.body.get("kind") == "move-out" and e.body.get("dataset_id") == did
-        }
-        for n in versions:
-            if n not in out_done:
-                ledger.append(
-                    store,
-                    from_level,
-                    {
-                        "kind": "move-out",
-                        "dataset_id": did,
-                        "version": n,
-                        "modality": modality,
-                        "manifest_sha256": recorded.get(n),
-                        "to_level": to_level,
-                        "reason": reason,
-                    },
-                )
-        # the old keys go last, manifests first (a version without its manifest is no version)
-        for n in versions:
-            store.delete(f"{src}v{n}/{layout.MANIFEST}")
-        for info in list(store.list_prefix(src)):
-            store.delete(info.key)
-            result.removed_objects += 1
+        _rebind(store, did, request=request, to_level=to_level, modality=modality)
+        _record_move_out(store, result, versions=versions, recorded=recorded, reason=reason)
+        result.removed_objects += _remove_source(store, src, versions=versions)
         remove_rows(store, from_level, modality, did, set(versions) | set(recorded))
         return result
+
+
+def _check_move(to_level: str, *, reason: str) -> None:
+    if to_level not in ACCESS_LEVELS:
+        raise InputError(
+            Problem(f"unknown level {to_level!r}", where="--to", hint=", ".join(ACCESS_LEVELS))
+        )
+    if not reason.strip():
+        raise InputError(
+            Problem(
+                "a move needs a reason",
+                where="--reason",
+                hint="e.g. 'consent withdrawn, ticket 812'",
+            )
+        )
+
+
+def _source_of(store: Store, did: str, to_level: str) -> tuple[str, str]:
+    """The (level, modality) to move ``did`` from: where it is, or where an interrupted move
+    left some of it."""
+    found = find_dataset(store, did)
+    target_done = found is not None and found[0] == to_level
+    if found is None or target_done:
+        # nothing left at the source: either finished earlier, or nothing to move
+        leftover = _leftover_source(store, did, to_level)
+        if leftover is None:
+            if found is None:
+                raise InputError(
+                    Problem(f"no committed version of {did} in this store", where="DATASET")
+                )
+            raise InputError(Problem(f"{did} is already at level {to_level!r}", where="--to"))
+        found = leftover
+    return found
+
+
+def _rebind(store: Store, did: str, *, request: str, to_level: str, modality: str) -> None:
+    """The registry's binding of ``did`` at its new place (its owner kept)."""
+    binding = registry.lookup(store, did)
+    if binding is None:
+        registry.bind(store, did, request, to_level, modality)
+        return
+    store.delete(registry.registry_key(did))
+    store.put_if_absent(
+        registry.registry_key(did),
+        (
+            json.dumps(
+                {
+                    "format": registry.REGISTRY_FORMAT,
+                    "format_version": 1,
+                    "dataset": binding_hash(did),
+                    "owner": binding.owner,
+                    "place": registry.place_hash(did, to_level, modality),
+                },
+                sort_keys=True,
+            )
+            + "\n"
+        ).encode(),
+    )
+
+
+def _record_move_out(
+    store: Store, result: MoveResult, *, versions: list[int], recorded: dict[int, str], reason: str
+) -> None:
+    """A move-out entry in the old level's ledger for each version that has none yet."""
+    did, from_level = result.dataset_id, result.from_level
+    out_done = {
+        int(e.body.get("version", 0))
+        for e in ledger.read(store, from_level)
+        if e.body.get("kind") == "move-out" and e.body.get("dataset_id") == did
+    }
+    for n in versions:
+        if n not in out_done:
+            ledger.append(
+                store,
+                from_level,
+                {
+                    "kind": "move-out",
+                    "dataset_id": did,
+                    "version": n,
+                    "modality": result.modality,
+                    "manifest_sha256": recorded.get(n),
+                    "to_level": result.to_level,
+                    "reason": reason,
+                },
+            )
+
+
+def _remove_source(store: Store, src: str, *, versions: list[int]) -> int:
+    """Delete the old keys; how many objects were removed."""
+    # the old keys go last, manifests first (a version without its manifest is no version)
+    for n in versions:
+        store.delete(f"{src}v{n}/{layout.MANIFEST}")
+    removed = 0
+    for info in list(store.list_prefix(src)):
+        store.delete(info.key)
+        removed += 1
+    return removed
 
 
 def binding_hash(did: str) -> str:
