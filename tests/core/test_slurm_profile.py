@@ -16,7 +16,6 @@ import yaml
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.modalities import get as get_modality
 from pipelines.resources import profiles_dir
 
 
@@ -43,61 +42,6 @@ def slurm():
         pytest.skip(msg)
 
 
-def test_slurm_profile_runs_every_rule_as_a_slurm_job(slurm, tmp_path):
-    profile = yaml.safe_load((profiles_dir() / "slurm" / "config.yaml").read_text())
-    # test cluster only: no accounting daemon (squeue instead of sacct), no accounts, quick first check
-    profile.update(
-        {
-            "slurm-status-command": "squeue",
-            "slurm-no-account": True,
-            "slurm-init-seconds-before-status-checks": 1,
-            "latency-wait": 5,
-        }
-    )
-    (tmp_path / "profile").mkdir()
-    (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
-    run_dir = tmp_path / "run"
-    get_modality("screening").make_demo_run(run_dir)
-    work = tmp_path / "work"
-    out = CliRunner().invoke(
-        app,
-        [
-            "run",
-            str(run_dir),
-            "--profile",
-            str(tmp_path / "profile"),
-            "--store",
-            str(tmp_path / "store"),
-            "--work-dir",
-            str(work),
-            "--json",
-        ],
-        catch_exceptions=False,
-    )
-    assert out.exit_code == 0, out.output
-    result = json.loads(out.stdout)
-    assert result["created"] and result["version"] == 1
-    log = (work / "stage" / "_meta" / "snakemake.log").read_text()
-    submitted = [ln for ln in log.splitlines() if "submitted with SLURM jobid" in ln]
-    assert len(submitted) >= 3, log[-2000:]
-    # every Slurm job id reached the monitoring (the Prefect task run of its rule carries it)
-    events = [
-        json.loads(ln)
-        for ln in (work / "stage" / "_meta" / "snakemake-events.jsonl").read_text().splitlines()
-    ]
-    ids = {e["jobid"]: e["external_jobid"] for e in events if e["event"] == "external_jobid"}
-    rules = {e["jobid"]: e["rule"] for e in events if e["event"] == "job_info"}
-    assert len(ids) == len(submitted) and all(j in rules for j in ids)
-    # squeue/sacct tell rules apart: the job comment names the rule (while slurmctld knows the job)
-    jobid, slurm_id = next(iter(ids.items()))
-    shown = subprocess.run(
-        ["scontrol", "show", "job", slurm_id], capture_output=True, text=True, timeout=20
-    )
-    if shown.returncode == 0:
-        assert f"Comment=rule_{rules[jobid]}" in shown.stdout, shown.stdout
-        assert "JobName=binds_" in shown.stdout
-
-
 def _accounting_up() -> bool:
     if not shutil.which("sacct"):
         return False
@@ -122,6 +66,67 @@ def slurm_accounting(slurm):
         pytest.skip(msg)
 
 
+@pytest.fixture(scope="module")
+def slurm_run(slurm_accounting, cryoem_version, tmp_path_factory):
+    """One `binds run --profile <the committed Slurm profile>` of the cryo-EM demo run folder
+    (the same folder as the local ``cryoem_version``), shared by the tests below: a Slurm run
+    is mostly waiting for the executor's status checks (~1 min), so it is made once."""
+    tmp = tmp_path_factory.mktemp("slurm-run")
+    profile = yaml.safe_load((profiles_dir() / "slurm" / "config.yaml").read_text())
+    # the test cluster has accounting (sacct, the plugin's default status command) but no
+    # accounts; a quick first status check
+    profile.update(
+        {"slurm-no-account": True, "slurm-init-seconds-before-status-checks": 1, "latency-wait": 5}
+    )
+    (tmp / "profile").mkdir()
+    (tmp / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
+    from pipelines.modalities.cryoem import make_demo_run
+
+    run_dir = make_demo_run(tmp / "run", seed=0)  # the same run folder as the local one
+    work = tmp / "work"
+    out = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(run_dir),
+            "--profile",
+            str(tmp / "profile"),
+            "--store",
+            str(tmp / "store"),
+            "--work-dir",
+            str(work),
+            "--json",
+        ],
+        catch_exceptions=False,
+    )
+    assert out.exit_code == 0, out.output
+    return json.loads(out.stdout), tmp / "store", work
+
+
+def test_slurm_profile_runs_every_rule_as_a_slurm_job(slurm_run):
+    result, _store, work = slurm_run
+    assert result["created"] and result["version"] == 1
+    log = (work / "stage" / "_meta" / "snakemake.log").read_text()
+    submitted = [ln for ln in log.splitlines() if "submitted with SLURM jobid" in ln]
+    assert len(submitted) >= 3, log[-2000:]
+    # every Slurm job id reached the monitoring (the Prefect task run of its rule carries it)
+    events = [
+        json.loads(ln)
+        for ln in (work / "stage" / "_meta" / "snakemake-events.jsonl").read_text().splitlines()
+    ]
+    ids = {e["jobid"]: e["external_jobid"] for e in events if e["event"] == "external_jobid"}
+    rules = {e["jobid"]: e["rule"] for e in events if e["event"] == "job_info"}
+    assert len(ids) == len(submitted) and all(j in rules for j in ids)
+    # squeue/sacct tell rules apart: the job comment names the rule (while slurmctld knows the job)
+    jobid, slurm_id = next(iter(ids.items()))
+    shown = subprocess.run(
+        ["scontrol", "show", "job", slurm_id], capture_output=True, text=True, timeout=20
+    )
+    if shown.returncode == 0:
+        assert f"Comment=rule_{rules[jobid]}" in shown.stdout, shown.stdout
+        assert "JobName=binds_" in shown.stdout
+
+
 def _sacct_figures(job_id: str) -> tuple[float, float]:
     """(CPUTimeRAW, TotalCPU seconds) of the allocation, read here independently of binds
     (without -X: with it sacct leaves out the steps, and TotalCPU reads 0)."""
@@ -139,27 +144,15 @@ def _sacct_figures(job_id: str) -> tuple[float, float]:
 
 
 def test_slurm_usage_record_agrees_with_sacct_and_content_with_the_local_run(
-    slurm_accounting, cryoem_version, tmp_path
+    slurm_run, cryoem_version
 ):
     from pipelines.describe.usage import USAGE_PATH
-    from pipelines.modalities.cryoem import make_demo_run
-    from pipelines.run.runner import prepare, publish_stage, stage
 
-    profile = yaml.safe_load((profiles_dir() / "slurm" / "config.yaml").read_text())
-    # the test cluster has accounting (sacct, the plugin's default status command) but no accounts
-    profile.update(
-        {"slurm-no-account": True, "slurm-init-seconds-before-status-checks": 1, "latency-wait": 5}
-    )
-    (tmp_path / "profile").mkdir()
-    (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
-    run_dir = make_demo_run(tmp_path / "run", seed=0)  # the same run folder as the local one
-    _, staged = prepare(run_dir, work_dir=tmp_path / "work")
-    stage(run_dir, staged, modality="cryoem", profile=str(tmp_path / "profile"))
-    result = publish_stage(staged.root, str(tmp_path / "store"))
+    result, store, _work = slurm_run
     _local_version, local_manifest, *_ = cryoem_version
-    assert result.content_digest == local_manifest["content_digest"]
+    assert result["content_digest"] == local_manifest["content_digest"]
     usage = json.loads(
-        (tmp_path / "store" / result.prefix / f"v{result.version}" / USAGE_PATH).read_text()
+        (store / result["prefix"] / f"v{result['version']}" / USAGE_PATH).read_text()
     )
     assert usage["executor"] == "slurm" and usage["notes"] == []
     assert len(usage["jobs"]) == 5
