@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pipelines.describe.metadata import load_experiment, write_experiment_json
@@ -51,3 +54,32 @@ def run_stage(run_dir: Path, work: Path, *, cores: int = 2) -> StagedDataset:
     write_experiment_json(exp, stage.meta_dir / "experiment.json")
     run_workflow(run_dir=run_dir, stage=stage, modality=exp.modality, cores=cores)
     return stage
+
+
+def kill_when(
+    proc: subprocess.Popen,
+    ready: Callable[[], bool],
+    *,
+    timeout_s: float = 120,
+    poll_s: float = 0.005,
+    group: bool = False,
+) -> bool:
+    """SIGKILL ``proc`` (its whole process group with ``group``: started with
+    ``start_new_session``) as soon as ``ready()`` holds; False if it exited first or
+    ``timeout_s`` passed (then it is killed all the same).  Tests that call it kill real
+    processes in a loop (a minute or more): tests/conftest.py marks them ``kills``, outside
+    ``make test-fast``."""
+    deadline = time.monotonic() + timeout_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        if ready():
+            if group:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(poll_s)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    return False

@@ -98,7 +98,7 @@ def s3_bucket(s3_endpoint, monkeypatch, request):
 # through other fixtures), or a helper it calls (SLOW_HELPERS, also through the module's own
 # functions).  `make test-fast` (-m "not slow") then runs none of them.  A test that starts one
 # without either fails (the guard below), so a new test cannot slip into the fast tier.
-TIER_MARKERS = ("workflow", "prefect", "slurm", "browser")
+TIER_MARKERS = ("workflow", "prefect", "slurm", "browser", "kills", "numba")
 
 # fixture name -> what it starts.  Only the fixtures that start something are listed: a fixture
 # built on them (demo_store, real_store, cryoem_version, ...) asks for one of them, and pytest's
@@ -123,6 +123,11 @@ SLOW_HELPERS: dict[tuple[str, str], tuple[str, ...]] = {
     ("pipelines.run.runner", "run"): ("workflow", "prefect"),
     ("binds_testing", "run_stage"): ("workflow",),
     ("binds_testing", "binds"): ("workflow", "prefect"),
+    # not a process of the four, but a minute or more each: SIGKILL loops of real publishers
+    # and copiers, and pynndescent's numba code, which numba compiles anew in every process
+    # (its kernels take functions as arguments: not cacheable)
+    ("binds_testing", "kill_when"): ("kills",),
+    ("pipelines.modalities.transcriptomics.singlecell", "_csr_matrix_pynndescent"): ("numba",),
 }
 
 
@@ -167,6 +172,7 @@ def _marks_of_function(func, helpers: dict[int, tuple[str, ...]]) -> set[str]:
         if id(f) in seen_funcs or not hasattr(f, "__code__"):
             continue
         seen_funcs.add(id(f))
+        marks |= _marks_of_local_imports(f.__code__)
         for name in _names_used(f.__code__, seen_code):
             obj = f.__globals__.get(name, module_globals.get(name))
             if obj is None:
@@ -179,6 +185,24 @@ def _marks_of_function(func, helpers: dict[int, tuple[str, ...]]) -> set[str]:
                 for (mod, attr), m in SLOW_HELPERS.items():
                     if obj.__name__ == mod and attr in f.__code__.co_names:
                         marks |= set(m)
+    return marks
+
+
+def _marks_of_local_imports(code) -> set[str]:
+    """Markers of the slow helpers a function imports inside its body (``from m import h``
+    in a test: the name is then a local, not a global the walk above finds)."""
+    import dis
+
+    marks: set[str] = set()
+    module = None
+    for ins in dis.get_instructions(code):
+        if ins.opname == "IMPORT_NAME":
+            module = ins.argval
+        elif ins.opname == "IMPORT_FROM" and module is not None:
+            marks |= set(SLOW_HELPERS.get((module, ins.argval), ()))
+    for const in code.co_consts:
+        if hasattr(const, "co_code"):
+            marks |= _marks_of_local_imports(const)
     return marks
 
 

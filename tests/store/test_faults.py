@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from binds_testing import kill_when
 from s3_faultproxy import FaultPlan, FaultProxy
 
 from pipelines.describe.catalog import read_catalog
@@ -168,20 +169,6 @@ def _objects_under(store, prefix: str) -> int:
     return sum(1 for _ in store.list_prefix(prefix))
 
 
-def _kill_when(proc: subprocess.Popen, ready, timeout_s: float = 120) -> bool:
-    """SIGKILL `proc` as soon as `ready()` holds; False if it exited first."""
-    deadline = time.monotonic() + timeout_s
-    while proc.poll() is None and time.monotonic() < deadline:
-        if ready():
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return True
-        time.sleep(0.005)
-    proc.kill()
-    proc.wait()
-    return False
-
-
 def _recorded_timeline(stage, store, store_url: str, endpoint: str | None):
     """One uninterrupted publish (dataset ``timeline``) and its phases as (name, start, end) in
     seconds after the command started, from what appears in the store (polled): start-up and
@@ -261,7 +248,7 @@ def test_sigkill_at_random_points_never_shows_partial_version(
         proc = _publisher(stage.root, store_url, endpoint)
         if how == "objects":
             seen_enough = lambda: _objects_under(store, f"{prefix}v1/") >= when  # noqa: B023, E731 (called in this iteration)
-            assert _kill_when(proc, seen_enough), (
+            assert kill_when(proc, seen_enough), (
                 f"run {run}: the publisher ended before {when} of {len(items)} objects were seen"
             )
             committed = _assert_no_partial_version_visible(store, {digest: stage}, prefix, dataset)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from binds_testing import kill_when
 
 from pipelines.run.publishing import publish
 from pipelines.store import open_store
@@ -77,14 +77,13 @@ def test_replicate_killed_at_random_points_then_resumed_gives_an_identical_copy(
     kills = 0
     for threshold in [0, *thresholds]:
         proc = _start(source, copy)
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline:
-            if len(_objects(copy)) >= threshold:
-                break
-            time.sleep(0.02)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            kills += 1
+        kills += kill_when(
+            proc,
+            lambda t=threshold: len(_objects(copy)) >= t,
+            timeout_s=60,
+            poll_s=0.02,
+            group=True,
+        )
         proc.communicate(timeout=30)
         _whole_versions_only(copy)  # a copy's manifest is never ahead of its objects
 
