@@ -139,3 +139,28 @@ class TestS3Store(StoreTests):
         st = open_store("s3://no-such-bucket-binds")
         with pytest.raises(StoreError, match="bucket 'no-such-bucket-binds' does not exist"):
             st.put("a", b"x")
+
+    def test_each_store_signs_with_the_credentials_of_its_opening(self, s3_bucket, monkeypatch):
+        """Stores share botocore's parsed models (opening one is cheap), never credentials: a
+        reader and a writer in one process keep the keys each was opened with."""
+        signed: dict[str, list[str]] = {"reader": [], "writer": []}
+
+        def opened_as(who: str, key_id: str):
+            monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
+            st = open_store(f"{s3_bucket}/p")
+            st.client.meta.events.register(
+                "before-send.s3",
+                lambda request, **_: signed[who].append(request.headers["Authorization"].decode()),
+            )
+            return st
+
+        reader = opened_as("reader", "binds-reader-key")
+        writer = opened_as("writer", "binds-writer-key")
+        writer.put("a", b"1")
+        assert reader.get("a") == b"1"
+        assert signed["writer"] and all(
+            "Credential=binds-writer-key/" in h for h in signed["writer"]
+        )
+        assert signed["reader"] and all(
+            "Credential=binds-reader-key/" in h for h in signed["reader"]
+        )
