@@ -123,11 +123,16 @@ SLOW_HELPERS: dict[tuple[str, str], tuple[str, ...]] = {
     ("pipelines.run.runner", "run"): ("workflow", "prefect"),
     ("binds_testing", "run_stage"): ("workflow",),
     ("binds_testing", "binds"): ("workflow", "prefect"),
-    # not a process of the four, but a minute or more each: SIGKILL loops of real publishers
-    # and copiers, and pynndescent's numba code, which numba compiles anew in every process
-    # (its kernels take functions as arguments: not cacheable)
+    # not a process of the four, but slow each: SIGKILL loops of real publishers and copiers
+    # (a minute or more), and numba code compiled anew in every process: pynndescent's (its
+    # kernels take functions as arguments: not cacheable, ~1 min) and UMAP's fuzzy simplicial
+    # set, which scanpy's neighbors (the clustering step) runs: ~9 s with a warm cache, ~35 s
+    # on a fresh clone
     ("binds_testing", "kill_when"): ("kills",),
     ("pipelines.modalities.transcriptomics.singlecell", "_csr_matrix_pynndescent"): ("numba",),
+    ("pipelines.modalities.transcriptomics.singlecell", "cluster"): ("numba",),
+    ("pipelines.modalities.transcriptomics.singlecell", "cluster_cells"): ("numba",),
+    ("pipelines.modalities.transcriptomics.singlecell", "process_single_cell"): ("numba",),
 }
 
 
@@ -181,10 +186,11 @@ def _marks_of_function(func, helpers: dict[int, tuple[str, ...]]) -> set[str]:
                 marks |= set(helpers[id(obj)])
             elif inspect.isfunction(obj) and obj.__globals__ is f.__globals__:
                 todo.append(obj)  # a helper of the test's own module
-            elif inspect.ismodule(obj):
-                for (mod, attr), m in SLOW_HELPERS.items():
-                    if obj.__name__ == mod and attr in f.__code__.co_names:
-                        marks |= set(m)
+            elif inspect.ismodule(obj):  # `tx.cluster_cells`: a helper reached as an attribute
+                for attr in f.__code__.co_names:
+                    target = getattr(obj, attr, None)
+                    if target is not None and id(target) in helpers:
+                        marks |= set(helpers[id(target)])
     return marks
 
 

@@ -50,13 +50,14 @@ def _pytest(tmp_path, *args: str) -> subprocess.CompletedProcess:
 
 def test_markers_come_from_fixtures_and_helpers_and_the_guard_fails_the_rest(tmp_path):
     (tmp_path / "pytest.ini").write_text(
-        "[pytest]\nmarkers =\n    slow\n    workflow\n    prefect\n    slurm\n    browser\n"
+        "[pytest]\nmarkers =\n    slow\n    workflow\n    prefect\n    slurm\n    browser\n    kills\n"
     )
     (tmp_path / "test_planted.py").write_text(
         textwrap.dedent(
             """
             import subprocess, sys
             import pytest
+            import binds_testing
             from binds_testing import run_stage
 
             @pytest.fixture
@@ -75,6 +76,16 @@ def test_markers_come_from_fixtures_and_helpers_and_the_guard_fails_the_rest(tmp
             def test_calls_a_helper_that_runs_snakemake(tmp_path):
                 if False:
                     _helper(tmp_path)
+
+            def test_calls_a_helper_as_a_module_attribute(tmp_path):
+                if False:
+                    binds_testing.run_stage(tmp_path, tmp_path)
+
+            def test_imports_a_helper_in_its_body():
+                from binds_testing import kill_when
+
+                if False:
+                    kill_when()
 
             def test_plain():
                 assert subprocess.run([sys.executable, "-c", "pass"]).returncode == 0
@@ -96,6 +107,8 @@ def test_markers_come_from_fixtures_and_helpers_and_the_guard_fails_the_rest(tmp
         "test_uses_the_fixture",
         "test_uses_a_fixture_built_on_it",
         "test_calls_a_helper_that_runs_snakemake",
+        "test_calls_a_helper_as_a_module_attribute",
+        "test_imports_a_helper_in_its_body",
     }, listed.stdout + listed.stderr
     fast = _pytest(tmp_path, "-m", "not slow", "-rf")
     assert "1 passed" in fast.stdout and "2 failed" in fast.stdout, fast.stdout + fast.stderr
