@@ -7,7 +7,7 @@ Single cell (workflows/transcriptomics/singlecell.smk)::
 
 Bulk (workflows/transcriptomics/bulk.smk)::
 
-    process_bulk -> write_metrics
+    process_bulk -> write_bulk -> write_metrics
 
 Output formats: docs/formats/transcriptomics.md.  Parameters: the ``transcriptomics:`` block of
 experiment.yaml (metadata/schemas/transcriptomics.schema.json).
@@ -40,7 +40,14 @@ from pipelines.toolkit.qc import Figure, QcCheck, number  # noqa: E402
 from pipelines.toolkit.stage import write_json  # noqa: E402
 
 from . import annotate  # noqa: E402
-from .bulk import load_bulk, match_samples, process_bulk, read_count_table, read_sample_sheet  # noqa: E402
+from .bulk import (  # noqa: E402
+    load_bulk,
+    match_samples,
+    process_bulk,
+    read_count_table,
+    read_sample_sheet,
+    write_bulk,
+)
 from .demo import make_demo_run  # noqa: E402
 from .discover import RAW_PATTERNS, InputSpec, input_files, resolve_input  # noqa: E402
 from .params import Params, params_from_experiment  # noqa: E402
@@ -165,6 +172,7 @@ __all__ = [
     "read_sample_sheet",
     "resolve_input",
     "stored_counts",
+    "write_bulk",
     "write_metrics",
     "write_single_cell",
 ]

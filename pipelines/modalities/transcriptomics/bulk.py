@@ -418,58 +418,32 @@ def _sample_pca(adata: Any, kept: np.ndarray, *, seed: int) -> list[float]:
     return variance_ratio
 
 
-def process_bulk(
-    *,
-    run_dir: str | Path,
-    experiment: dict[str, Any],
-    adata_zarr: str | Path,
-    obs_parquet: str | Path,
-    var_parquet: str | Path,
-    counts_parquet: str | Path,
-    correlation_parquet: str | Path,
-    pca_png: str | Path,
-    correlation_png: str | Path,
-    summary_json: str | Path,
-    facts_json: str | Path,
-) -> BulkSummary:
-    """Library sizes, low-count filter, log2-CPM, PCA (top variable genes), sample correlation."""
-    import pandas as pd
+@dataclass(slots=True)
+class BulkResult:
+    """A processed count table: the samples x genes AnnData (log2-CPM in ``X``, raw counts in
+    ``layers['counts']``, the PCA in ``obsm``, the sample correlation in ``obsp``), the facts of
+    ``_meta/facts.json``, the sample groups (None without a group column) and the summary."""
 
+    adata: Any
+    facts: dict[str, Any]
+    groups: list[str] | None
+    summary: BulkSummary
+
+
+def process_bulk(*, run_dir: str | Path, experiment: dict[str, Any]) -> BulkResult:
+    """Library sizes, low-count filter, log2-CPM, PCA (top variable genes), sample correlation:
+    the workflow's bulk rule (:func:`write_bulk` writes the result)."""
     adata, params = load_bulk(run_dir=run_dir, experiment=experiment)
     bp = params.bulk
-    counts, lib, keep, kept, min_samples, group_col = normalise_bulk(adata, bulk=bp)
+    _, lib, keep, kept, min_samples, group_col = normalise_bulk(adata, bulk=bp)
     groups = adata.obs[group_col].astype(str).tolist() if group_col else None
     corr = np.corrcoef(kept) if adata.n_obs > 1 else np.ones((1, 1))
     adata.obsp["correlation"] = corr
     variance_ratio = _sample_pca(adata, kept, seed=params.seed)
-    coords = adata.obsm["X_pca"] if "X_pca" in adata.obsm else np.zeros((adata.n_obs, 2))
-    plots.pca_samples(
-        coords=coords,
-        names=list(map(str, adata.obs_names)),
-        groups=groups,
-        variance_ratio=np.asarray(variance_ratio) if variance_ratio else np.zeros(2),
-        dest=Path(pca_png),
-    )
-    plots.correlation_heatmap(
-        corr=corr, names=list(map(str, adata.obs_names)), dest=Path(correlation_png)
-    )
     adata.uns["binds"] = outputs.provenance(
         params=params.as_dict(),
         kind="bulk_counts",
         extra={"min_samples": min_samples, "group_column": group_col or ""},
-    )
-    for col in adata.obs.columns:
-        if adata.obs[col].dtype == object:
-            adata.obs[col] = adata.obs[col].astype(str)
-    outputs.write_zarr(adata, adata_zarr)
-    outputs.table_parquet(adata.obs, obs_parquet, index_name="obs_name")
-    outputs.table_parquet(adata.var, var_parquet, index_name="var_name")
-    wide = pd.DataFrame(counts.T, index=adata.var_names, columns=list(map(str, adata.obs_names)))
-    outputs.table_parquet(wide, counts_parquet, index_name="gene_id")
-    outputs.table_parquet(
-        pd.DataFrame(corr, index=adata.obs_names, columns=list(map(str, adata.obs_names))),
-        correlation_parquet,
-        index_name="sample",
     )
     off_diag = corr[~np.eye(len(corr), dtype=bool)]
     summary = BulkSummary(
@@ -484,19 +458,60 @@ def process_bulk(
         min_sample_correlation=float(off_diag.min()) if off_diag.size else None,
         pca_variance_ratio=variance_ratio,
     )
-    write_json(summary_json, summary.to_dict())
-    write_json(
-        facts_json,
-        {
-            "facts": {
-                "input_kind": "bulk_counts",
-                "layout": "bulk_counts",
-                "n_samples": int(adata.n_obs),
-                "n_features": int(adata.n_vars),
-                "group_column": group_col or "",
-            },
-            "conflicts": [],
-        },
-    )
+    facts = {
+        "input_kind": "bulk_counts",
+        "layout": "bulk_counts",
+        "n_samples": int(adata.n_obs),
+        "n_features": int(adata.n_vars),
+        "group_column": group_col or "",
+    }
     log.info("bulk: %d samples x %d genes, %d kept", adata.n_obs, adata.n_vars, keep.sum())
-    return summary
+    return BulkResult(adata=adata, facts=facts, groups=groups, summary=summary)
+
+
+def write_bulk(
+    result: BulkResult,
+    *,
+    adata_zarr: str | Path,
+    obs_parquet: str | Path,
+    var_parquet: str | Path,
+    counts_parquet: str | Path,
+    correlation_parquet: str | Path,
+    pca_png: str | Path,
+    correlation_png: str | Path,
+    summary_json: str | Path,
+    facts_json: str | Path,
+) -> BulkSummary:
+    """Write a processed count table to the outputs of the workflow's bulk rule: the PCA and
+    correlation plots, the AnnData Zarr with its obs and var tables, the counts (genes x
+    samples) and correlation tables, the summary and the facts."""
+    import pandas as pd
+
+    adata = result.adata
+    names = list(map(str, adata.obs_names))
+    variance_ratio = result.summary.pca_variance_ratio
+    plots.pca_samples(
+        coords=adata.obsm["X_pca"] if "X_pca" in adata.obsm else np.zeros((adata.n_obs, 2)),
+        names=names,
+        groups=result.groups,
+        variance_ratio=np.asarray(variance_ratio) if variance_ratio else np.zeros(2),
+        dest=Path(pca_png),
+    )
+    corr = adata.obsp["correlation"]
+    plots.correlation_heatmap(corr=corr, names=names, dest=Path(correlation_png))
+    for col in adata.obs.columns:  # Zarr holds no Python objects
+        if adata.obs[col].dtype == object:
+            adata.obs[col] = adata.obs[col].astype(str)
+    outputs.write_zarr(adata, adata_zarr)
+    outputs.table_parquet(adata.obs, obs_parquet, index_name="obs_name")
+    outputs.table_parquet(adata.var, var_parquet, index_name="var_name")
+    wide = pd.DataFrame(adata.layers["counts"].T, index=adata.var_names, columns=names)
+    outputs.table_parquet(wide, counts_parquet, index_name="gene_id")
+    outputs.table_parquet(
+        pd.DataFrame(corr, index=adata.obs_names, columns=names),
+        correlation_parquet,
+        index_name="sample",
+    )
+    write_json(summary_json, result.summary.to_dict())
+    write_json(facts_json, {"facts": result.facts, "conflicts": []})
+    return result.summary
