@@ -1,4 +1,5 @@
-"""A count-down progress bar on stderr, shown only on a terminal (never in logs or pipes)."""
+"""What a person reads while work runs: a count-down progress bar on stderr, shown only on a
+terminal (never in logs or pipes), and sizes in B, KiB, MiB, GiB or TiB (the CLI, the QC report)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,12 @@ def counting(label: str, total: int | None = None) -> Iterator[Callable[[int], N
     ) as prog:
         task = prog.add_task(label, total=total)
         yield lambda n: prog.advance(task, n)
+
+
+def human_bytes(n: float) -> str:
+    """``n`` bytes in B, KiB, MiB, GiB or TiB, as a person reads a size."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"

@@ -15,6 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.progress import human_bytes
+
 # pipes and CI logs get wide lines rather than a table folded into 80 columns
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True)
@@ -70,15 +72,6 @@ def print_arrow_json(table: Any) -> None:
     sys.stdout.flush()
     write_records_json(table, sys.stdout.buffer)
     sys.stdout.buffer.flush()
-
-
-def human_bytes(n: float) -> str:
-    """``n`` bytes in B, KiB, MiB, GiB or TiB, as a person reads a size."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 __all__ = ["err", "human_bytes", "out", "print_arrow_json", "print_json", "print_table"]

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.describe.verdict import evaluate, read_verdict
+from pipelines.progress import human_bytes
 from pipelines.toolkit.qc import CheckResult, Verdict, rounded
 from pipelines.toolkit.stage import StagedDataset
 
@@ -114,14 +115,6 @@ def qc_rows(stage: StagedDataset) -> list[dict[str, str]]:
 # ----------------------------------------------------------------------------------- HTML
 def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def _png_data_uri(path: Path) -> str:
@@ -301,7 +294,7 @@ def _measured(exp: dict[str, Any], stage: StagedDataset) -> list[str]:
         (
             "Raw files",
             ", ".join(
-                f"{i['name']} ({_human(i['size'])})" for i in stage.run_info.get("inputs", [])
+                f"{i['name']} ({human_bytes(i['size'])})" for i in stage.run_info.get("inputs", [])
             ),
         ),
     ]
@@ -435,7 +428,7 @@ def _processing_section(stage: StagedDataset) -> list[str]:
 def _published_section(files: list[dict[str, Any]], content_digest: str) -> list[str]:
     total = sum(f["size"] for f in files)
     parts = [
-        f"<h2>What was published</h2><p>{len(files)} files, {_human(total)}; content digest "
+        f"<h2>What was published</h2><p>{len(files)} files, {human_bytes(total)}; content digest "
         f"<code>{_e(content_digest)}</code> (sha256 over every file's path, size and sha256 and "
         "the experiment metadata: the version's identity).</p><table><tr><th>entry</th><th>files</th>"
         "<th>size</th><th>sha256</th></tr>"
@@ -443,7 +436,7 @@ def _published_section(files: list[dict[str, Any]], content_digest: str) -> list
     for entry, n, size, sha in _group_files(files):
         parts.append(
             f"<tr><td><code>{_e(entry)}</code></td><td class='num'>{n}</td>"
-            f"<td class='num'>{_human(size)}</td><td>"
+            f"<td class='num'>{human_bytes(size)}</td><td>"
             + (
                 f"<code>{_e(sha)}</code>"
                 if sha
