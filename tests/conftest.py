@@ -23,6 +23,16 @@ SHARED_DATA = Path(os.environ.get("BINDS_SHARED_DATA", REPO.parent / "shared" / 
 # project, and so does a bare `pytest` (numba reads this when it is first imported)
 os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".cache" / "numba"))
 
+# A suite started in the background by a script (`make test &`, nohup) inherits SIGINT and
+# SIGHUP ignored, and so would every `binds` a test starts to play a user's Ctrl-C or a dropped
+# ssh session (they ran to the end instead): give the suite what a terminal gives.
+for _sig, _handler in (
+    (signal.SIGINT, signal.default_int_handler),
+    (signal.SIGHUP, signal.SIG_DFL),
+):
+    if signal.getsignal(_sig) == signal.SIG_IGN:
+        signal.signal(_sig, _handler)
+
 
 def shared_data(modality: str) -> Path:
     """Folder of real files for ``modality``; fail loudly in CI when it is missing."""
