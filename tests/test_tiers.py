@@ -35,8 +35,13 @@ def test_the_guard_knows_what_each_command_starts(argv, marker):
 
 
 def _pytest(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    """pytest on ``tmp_path`` with the hooks of tests/conftest.py loaded as a plugin."""
+    """pytest on ``tmp_path`` with the hooks of tests/conftest.py loaded as a plugin.
+
+    Its temporary folders stay in ``tmp_path``: in the shared /tmp/pytest-of-<user> each nested
+    run would delete the oldest kept run's folders (after a whole suite, GBs: 40 s).
+    """
     options = ["-p", "tests.conftest", "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path)]
+    options += ["--basetemp", str(tmp_path / "basetemp")]
     options += ["-c", str(tmp_path / "pytest.ini"), *args, str(tmp_path)]
     return subprocess.run(
         [sys.executable, "-m", "pytest", *options],
