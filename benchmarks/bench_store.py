@@ -1,4 +1,6 @@
-"""Publish a 1 GiB many-chunk Zarr to a loopback S3 vs one boto3 ``upload_file`` of a 1 GiB file.
+"""Publish a 1 GiB many-chunk Zarr to a loopback S3 vs one boto3 ``upload_file`` of a 1 GiB file;
+and opening an S3 store (the data service, the CLI and a publish open several) vs a client from
+a new boto3 session each time, which re-parses botocore's S3 model (issue 20).
 
 Both go to the same moto server (a separate process, like a real endpoint) in one run.
 The figure is throughput relative to the baseline: ``upload_file time / publish time``
@@ -73,6 +75,35 @@ def _make_stage(root: Path, total_bytes: int):
     return stage
 
 
+def _opens(endpoint: str, n: int = 50) -> dict:
+    """``n`` stores opened and asked for one object: ours (one parsed copy of the models for
+    every client) against a client from a new boto3 session each time (what S3Store did)."""
+    from pipelines.store import open_store
+
+    open_store("s3://curated/binds").exists("k")  # both sides start with botocore imported
+    t = time.perf_counter()
+    for _ in range(n):
+        open_store("s3://curated/binds").exists("k")
+    ours = time.perf_counter() - t
+    t = time.perf_counter()
+    for _ in range(n):
+        client = boto3.session.Session().client("s3", endpoint_url=endpoint)
+        try:
+            client.head_object(Bucket="curated", Key="binds/k")
+        except client.exceptions.ClientError:
+            pass
+    baseline = time.perf_counter() - t
+    return {
+        "benchmark": f"open an S3 store and HEAD one key, {n} times",
+        "ours": ours,
+        "baseline": "a client from a new boto3 Session each time",
+        "baseline_s": baseline,
+        "ratio": baseline / ours,
+        "goal": "(issue 20: the store tests' time)",
+        "extra": {"ours_ms_per_open": round(ours / n * 1000, 1)},
+    }
+
+
 def main(quick: bool = False) -> list[dict]:
     from pipelines.run.publishing import publish
     from pipelines.store import open_store
@@ -103,12 +134,14 @@ def main(quick: bool = False) -> list[dict]:
         result = publish(stage, store)
         ours = time.perf_counter() - t
         assert result.created and result.n_files == n_objects
+        opens = _opens(endpoint)
     finally:
         proc.terminate()
         proc.wait()
         shutil.rmtree(work, ignore_errors=True)
     mib = total / (1 << 20)
     return [
+        opens,
         {
             "benchmark": f"publish {mib:.0f} MiB Zarr ({n_objects} objects) -> S3",
             "ours": ours,
@@ -120,7 +153,7 @@ def main(quick: bool = False) -> list[dict]:
                 "ours_MiB_s": round(mib / ours, 1),
                 "baseline_MiB_s": round(mib / baseline, 1),
             },
-        }
+        },
     ]
 
 
