@@ -187,7 +187,7 @@ def _marks_of_function(func, helpers: dict[int, tuple[str, ...]]) -> set[str]:
         if id(f) in seen_funcs or not hasattr(f, "__code__"):
             continue
         seen_funcs.add(id(f))
-        marks |= _marks_of_local_imports(f.__code__)
+        marks |= _marks_of_local_imports(f.__code__, helpers)
         for name in _names_used(f.__code__, seen_code):
             obj = f.__globals__.get(name, module_globals.get(name))
             if obj is None:
@@ -204,10 +204,12 @@ def _marks_of_function(func, helpers: dict[int, tuple[str, ...]]) -> set[str]:
     return marks
 
 
-def _marks_of_local_imports(code) -> set[str]:
+def _marks_of_local_imports(code, helpers: dict[int, tuple[str, ...]]) -> set[str]:
     """Markers of the slow helpers a function imports inside its body (``from m import h``
-    in a test: the name is then a local, not a global the walk above finds)."""
+    in a test: the name is then a local, not a global the walk above finds); a helper is
+    known by the object, whichever module re-exports it."""
     import dis
+    import importlib
 
     marks: set[str] = set()
     module = None
@@ -215,10 +217,15 @@ def _marks_of_local_imports(code) -> set[str]:
         if ins.opname == "IMPORT_NAME":
             module = ins.argval
         elif ins.opname == "IMPORT_FROM" and module is not None:
-            marks |= set(SLOW_HELPERS.get((module, ins.argval), ()))
+            try:
+                target = getattr(importlib.import_module(module), ins.argval, None)
+            except ImportError:
+                continue
+            if target is not None and id(target) in helpers:
+                marks |= set(helpers[id(target)])
     for const in code.co_consts:
         if hasattr(const, "co_code"):
-            marks |= _marks_of_local_imports(const)
+            marks |= _marks_of_local_imports(const, helpers)
     return marks
 
 

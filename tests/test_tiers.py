@@ -55,7 +55,7 @@ def _pytest(tmp_path, *args: str) -> subprocess.CompletedProcess:
 
 def test_markers_come_from_fixtures_and_helpers_and_the_guard_fails_the_rest(tmp_path):
     (tmp_path / "pytest.ini").write_text(
-        "[pytest]\nmarkers =\n    slow\n    workflow\n    prefect\n    slurm\n    browser\n    kills\n"
+        "[pytest]\nmarkers =\n    slow\n    workflow\n    prefect\n    slurm\n    browser\n    kills\n    numba\n"
     )
     (tmp_path / "test_planted.py").write_text(
         textwrap.dedent(
@@ -92,6 +92,12 @@ def test_markers_come_from_fixtures_and_helpers_and_the_guard_fails_the_rest(tmp
                 if False:
                     kill_when()
 
+            def test_imports_a_re_exported_helper_in_its_body():
+                from pipelines.modalities.transcriptomics import cluster_cells
+
+                if False:
+                    cluster_cells()
+
             def test_plain():
                 assert subprocess.run([sys.executable, "-c", "pass"]).returncode == 0
 
@@ -114,6 +120,7 @@ def test_markers_come_from_fixtures_and_helpers_and_the_guard_fails_the_rest(tmp
         "test_calls_a_helper_that_runs_snakemake",
         "test_calls_a_helper_as_a_module_attribute",
         "test_imports_a_helper_in_its_body",
+        "test_imports_a_re_exported_helper_in_its_body",
     }, listed.stdout + listed.stderr
     fast = _pytest(tmp_path, "-m", "not slow", "-rf")
     assert "1 passed" in fast.stdout and "2 failed" in fast.stdout, fast.stdout + fast.stderr

@@ -95,8 +95,8 @@ def s3_client(endpoint_url: str | None, config: Config):
     """An S3 client from a session of its own, sharing the parsed service models.
 
     Each client resolves credentials, profile and region afresh from the environment (a reader
-    and a writer in one process may hold different ones). The models are what a session of
-    its own would cost: botocore re-parses the S3 model and endpoint rules, ~0.15 s of CPU for
+    and a writer in one process may hold different ones). Only the models are shared: with a
+    loader of its own, a session re-parses the S3 model and endpoint rules, ~0.15 s of CPU for
     every store opened (the data service, the CLI and a publish open several).
     """
     session = botocore.session.Session()
